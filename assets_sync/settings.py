@@ -1,0 +1,150 @@
+"""Settings for assets-sync.
+
+Every value comes from the environment (or a `.env` file next to manage.py) through
+django-environ; application code reads `django.conf.settings` only. See the settings table
+in README.md.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("Set SECRET_KEY (or DEBUG=true for local development).")
+    SECRET_KEY = "insecure-development-key-do-not-use-in-production"
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# The public address Assets uses to call our webtrigger (scheduled imports).
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_q",
+    "importer",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "assets_sync.urls"
+WSGI_APPLICATION = "assets_sync.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # runserver and a qcluster with several workers write to one file side by side:
+    # WAL lets readers go on while one process writes, IMMEDIATE takes the write lock when a
+    # transaction starts (so a read-then-write never fails to upgrade its lock), and the busy
+    # timeout makes a second writer wait instead of failing with "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": env.int("SQLITE_BUSY_TIMEOUT", default=30),
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test_db.sqlite3")}
+else:
+    # Opening a PostgreSQL connection per task costs more than the task itself.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- The import flow -------------------------------------------------------------------
+ASSETS_API_BASE_URL = env.str("ASSETS_API_BASE_URL", default="https://api.atlassian.com")
+# Seconds for every outgoing HTTP call (Assets and sources): connect and read.
+HTTP_TIMEOUT = env.float("HTTP_TIMEOUT", default=30.0)
+# A source that keeps saying "there is more" is stopped after this many pages.
+IMPORT_MAX_PAGES = env.int("IMPORT_MAX_PAGES", default=10_000)
+# A chunk claimed by a worker that then vanished is taken up again after this many seconds.
+CHUNK_LEASE_SECONDS = env.int("CHUNK_LEASE_SECONDS", default=300)
+# How long a transient failure (timeout, 429, 5xx) is retried before a chunk fails for good.
+CHUNK_MAX_ATTEMPTS = env.int("CHUNK_MAX_ATTEMPTS", default=5)
+# Seconds between completion checks while chunks are still running.
+COMPLETION_RECHECK_SECONDS = env.int("COMPLETION_RECHECK_SECONDS", default=30)
+
+# --- django-q2 ---------------------------------------------------------------------------
+Q_TASK_TIMEOUT = env.int("Q_TASK_TIMEOUT", default=300)
+Q_CLUSTER = {
+    "name": "assets-sync",
+    "workers": env.int("Q_WORKERS", default=2),
+    # A chunk makes two HTTP calls, each bounded by HTTP_TIMEOUT, so it ends well within this.
+    "timeout": Q_TASK_TIMEOUT,
+    # The ORM broker hands a task out again when it is not acknowledged within `retry`
+    # seconds. It must exceed `timeout`, or a slow but healthy chunk would be delivered a
+    # second time while it still runs (the chunk's lease makes that harmless, but wasteful).
+    "retry": Q_TASK_TIMEOUT + 60,
+    "max_attempts": 3,
+    # Each chunk enqueues the next one: with the ORM broker every link of that chain waits
+    # for one poll, so poll often.
+    "poll": env.float("Q_POLL", default=0.05),
+    "save_limit": 1000,
+    "ack_failures": True,
+    "catch_up": False,
+    "label": "Task queue",
+}
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"urllib3": {"level": "WARNING"}},
+}

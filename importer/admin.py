@@ -1,0 +1,388 @@
+"""The staff UI: sources with their actions, and the read-only execution history."""
+
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import OuterRef, Subquery
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.translation import ngettext
+
+from importer import services
+from importer.assets import AssetsError
+from importer.mapping import validate_document
+from importer.models import ChunkJob, Execution, ImportSource
+from importer.progress import percent_done
+
+SECRET_FIELDS = ("assets_token", "source_token")
+
+
+class PrettyJSONField(forms.JSONField):
+    """Shows the mapping indented, so staff can read and edit it."""
+
+    def prepare_value(self, value):
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return value
+        if value is None:
+            return ""
+        return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+class ImportSourceForm(forms.ModelForm):
+    """Tokens are write-only: the stored secret is never sent back to the browser."""
+
+    assets_token = forms.CharField(
+        label="Assets token",
+        required=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="The import source's API token. Leave empty to keep the stored token.",
+    )
+    source_token = forms.CharField(
+        label="Source token",
+        required=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Bearer token for the source. Leave empty to keep the stored token.",
+    )
+    mapping = PrettyJSONField(
+        required=False,
+        widget=forms.Textarea(
+            attrs={
+                "rows": 30,
+                "cols": 100,
+                "class": "vLargeTextField",
+                "style": "font-family: monospace",
+            }
+        ),
+        help_text="The schema-and-mapping document (JSON) that Assets uses to turn records "
+        "into objects. Checked when you save; pushed with the 'Push mapping' action.",
+    )
+
+    class Meta:
+        model = ImportSource
+        fields = [
+            "name", "enabled", "assets_base_url", "workspace_id", "import_source_id",
+            "assets_token", "source_url", "records_path", "pagination", "page_size",
+            "offset_param", "limit_param", "page_param", "first_page", "source_auth",
+            "source_token", "mapping",
+        ]
+
+    def clean_assets_token(self):
+        token = self.cleaned_data.get("assets_token", "").strip()
+        if not token and not (self.instance.pk and self.instance.assets_token):
+            raise forms.ValidationError("Paste the import source's API token from Assets.")
+        return token
+
+    def clean_mapping(self):
+        document = self.cleaned_data.get("mapping")
+        if document in (None, ""):
+            return None
+        problems = validate_document(document)
+        if problems:
+            raise forms.ValidationError([str(problem) for problem in problems])
+        return document
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("source_auth") == ImportSource.AuthKind.BEARER:
+            if not cleaned.get("source_token") and not self.instance.source_token:
+                self.add_error("source_token", "Bearer authentication needs a token.")
+        return cleaned
+
+    def save(self, commit=True):
+        source = super().save(commit=False)
+        for field in SECRET_FIELDS:
+            new_value = self.cleaned_data.get(field)
+            if new_value:
+                setattr(source, field, new_value)
+            elif source.pk:
+                setattr(
+                    source,
+                    field,
+                    ImportSource.objects.filter(pk=source.pk).values_list(field, flat=True).first()
+                    or "",
+                )
+        if "mapping" in self.changed_data:
+            source.mapping_pushed_at = None
+        if commit:
+            source.save()
+        return source
+
+
+def state_badge(state: str) -> str:
+    colours = {
+        "DONE": "#2e7d32",
+        "FAILED": "#c62828",
+        "REFUSED": "#c62828",
+        "CANCELLED": "#6d6d6d",
+        "INGESTING": "#1565c0",
+        "COMPLETING": "#1565c0",
+        "PROCESSING": "#6a1b9a",
+        "PENDING": "#8d6e00",
+        "QUEUED": "#8d6e00",
+        "RUNNING": "#1565c0",
+        "SUBMITTED": "#2e7d32",
+    }
+    return format_html(
+        '<span style="background:{};color:#fff;padding:1px 6px;border-radius:8px;'
+        'font-size:11px">{}</span>',
+        colours.get(state, "#555"),
+        state,
+    )
+
+
+@admin.register(ImportSource)
+class ImportSourceAdmin(admin.ModelAdmin):
+    form = ImportSourceForm
+    list_display = [
+        "name",
+        "enabled",
+        "workspace_id",
+        "last_run_state",
+        "last_run_at",
+        "mapping_status",
+    ]
+    list_filter = ["enabled"]
+    search_fields = ["name", "workspace_id", "import_source_id"]
+    actions = ["start_import", "push_mapping"]
+    readonly_fields = ["mapping_pushed_at", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["name", "enabled"]}),
+        (
+            "Assets",
+            {"fields": ["assets_base_url", "workspace_id", "import_source_id", "assets_token"]},
+        ),
+        (
+            "Source",
+            {
+                "fields": [
+                    "source_url",
+                    "records_path",
+                    "pagination",
+                    "page_size",
+                    "offset_param",
+                    "limit_param",
+                    "page_param",
+                    "first_page",
+                    "source_auth",
+                    "source_token",
+                ]
+            },
+        ),
+        ("Mapping", {"fields": ["mapping", "mapping_pushed_at"]}),
+        ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
+    ]
+
+    def get_queryset(self, request):
+        latest = Execution.objects.filter(source=OuterRef("pk")).order_by("-created_at")
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                last_state=Subquery(latest.values("state")[:1]),
+                last_at=Subquery(latest.values("created_at")[:1]),
+            )
+        )
+
+    @admin.display(description="Last import", ordering="last_state")
+    def last_run_state(self, source):
+        return state_badge(source.last_state) if source.last_state else "—"
+
+    @admin.display(description="Last import at", ordering="last_at")
+    def last_run_at(self, source):
+        return source.last_at or "—"
+
+    @admin.display(description="Mapping")
+    def mapping_status(self, source):
+        if not source.mapping:
+            return "missing"
+        return "pushed" if source.mapping_pushed_at else "not pushed"
+
+    @admin.action(description="Start import")
+    def start_import(self, request, queryset):
+        started = 0
+        for source in queryset:
+            try:
+                execution = services.start_import(source=source, user=request.user)
+            except services.ImportRefused as refusal:
+                self.message_user(request, f"{source}: {refusal}", messages.ERROR)
+                continue
+            started += 1
+            url = reverse("admin:importer_execution_change", args=[execution.pk])
+            self.message_user(
+                request,
+                format_html(
+                    '{}: import started — <a href="{}">follow execution #{}</a>',
+                    source,
+                    url,
+                    execution.pk,
+                ),
+                messages.SUCCESS,
+            )
+        if started > 1:
+            self.message_user(
+                request, ngettext("%d import started.", "%d imports started.", started) % started
+            )
+
+    @admin.action(description="Push mapping to Assets")
+    def push_mapping(self, request, queryset):
+        pushed = 0
+        for source in queryset:
+            try:
+                services.push_mapping(source=source)
+            except services.MappingInvalid as invalid:
+                self.message_user(request, f"{source}: {invalid}", messages.ERROR)
+            except AssetsError as error:
+                self.message_user(
+                    request,
+                    f"{source}: {services.scrub_secrets(error.message, source)}",
+                    messages.ERROR,
+                )
+            else:
+                pushed += 1
+        if pushed:
+            self.message_user(
+                request,
+                ngettext(
+                    "Assets accepted the mapping of %d source.",
+                    "Assets accepted the mappings of %d sources.",
+                    pushed,
+                )
+                % pushed,
+                messages.SUCCESS,
+            )
+
+
+class ChunkJobInline(admin.TabularInline):
+    model = ChunkJob
+    fields = [
+        "index",
+        "state_badge",
+        "cursor",
+        "attempts",
+        "record_count",
+        "skipped_count",
+        "started_at",
+        "submitted_at",
+        "next_attempt_at",
+        "error",
+    ]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+    ordering = ["index"]
+
+    @admin.display(description="State")
+    def state_badge(self, chunk):
+        return state_badge(chunk.state)
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Execution)
+class ExecutionAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "source",
+        "state_label",
+        "trigger_label",
+        "triggered_by_label",
+        "started_at",
+        "duration_label",
+        "records_submitted",
+        "progress_bar",
+    ]
+    list_filter = ["source", "state", "trigger"]
+    list_select_related = ["source", "triggered_by"]
+    date_hierarchy = "created_at"
+    search_fields = ["assets_execution_id", "source__name"]
+    actions = ["cancel"]
+    inlines = [ChunkJobInline]
+    fields = [
+        "source",
+        "state_label",
+        "trigger_label",
+        "triggered_by_label",
+        "assets_execution_id",
+        "progress_bar",
+        "pages_fetched",
+        "pages_submitted",
+        "records_fetched",
+        "records_submitted",
+        "records_skipped",
+        "created_at",
+        "started_at",
+        "completed_at",
+        "finished_at",
+        "duration_label",
+        "error",
+        "failure_reported_at",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="State", ordering="state")
+    def state_label(self, execution):
+        return state_badge(execution.state)
+
+    @admin.display(description="Run", ordering="trigger")
+    def trigger_label(self, execution):
+        if execution.is_scheduled:
+            return format_html(
+                '<span style="background:#00695c;color:#fff;padding:1px 6px;'
+                'border-radius:8px;font-size:11px">scheduled</span>'
+            )
+        return "manual"
+
+    @admin.display(description="Triggered by")
+    def triggered_by_label(self, execution):
+        if execution.is_scheduled:
+            return "schedule"
+        return execution.triggered_by.get_username() if execution.triggered_by else "—"
+
+    @admin.display(description="Duration")
+    def duration_label(self, execution):
+        duration = execution.duration
+        if duration is None:
+            return "—"
+        seconds = int(duration.total_seconds())
+        return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+    @admin.display(description="Progress")
+    def progress_bar(self, execution):
+        percent = percent_done(execution)
+        return format_html(
+            '<div class="import-progress" data-url="{}" title="{}%" style="width:120px;'
+            'background:#e0e0e0;border-radius:4px"><div class="import-progress-bar" '
+            'style="width:{}%;background:#1565c0;height:10px;border-radius:4px"></div></div>'
+            '<span class="import-progress-label">{}%</span>',
+            reverse("importer:progress", args=[execution.pk]),
+            percent,
+            percent,
+            percent,
+        )
+
+    @admin.action(description="Cancel selected imports")
+    def cancel(self, request, queryset):
+        cancelled = 0
+        for execution in queryset.select_related("source"):
+            if execution.state in Execution.OPEN_STATES:
+                services.cancel_execution(execution=execution)
+                cancelled += 1
+        self.message_user(
+            request,
+            ngettext("%d import cancelled.", "%d imports cancelled.", cancelled) % cancelled,
+        )

@@ -1,0 +1,264 @@
+"""The one client of the Assets Imports REST API.
+
+Every call goes through `AssetsClient._call`, which sets the timeout and turns every failure
+(an exception of `requests` or a non-2xx answer) into one `AssetsError` subclass, so callers
+decide between retrying and failing by type.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from django.conf import settings
+
+FAILURE_REASON_LIMIT = 1024
+
+
+class AssetsError(Exception):
+    """Assets could not do what we asked. `permanent` errors are not worth retrying."""
+
+    permanent = True
+    kind = "assets_error"
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+
+
+class AssetsBadRequest(AssetsError):
+    kind = "bad_request"
+
+
+class AssetsAuthError(AssetsError):
+    kind = "auth"
+
+
+class AssetsNotFound(AssetsError):
+    kind = "not_found"
+
+
+class AssetsConflict(AssetsError):
+    kind = "conflict"
+
+
+class AssetsRateLimited(AssetsError):
+    permanent = False
+    kind = "rate_limited"
+
+
+class AssetsServerError(AssetsError):
+    permanent = False
+    kind = "server_error"
+
+
+class AssetsUnavailable(AssetsError):
+    """No answer at all: connection refused or reset, DNS, TLS, or a timeout."""
+
+    permanent = False
+    kind = "unavailable"
+
+
+@dataclass(frozen=True)
+class StartedExecution:
+    execution_id: str
+    links: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ExecutionStatus:
+    status: str
+    raw: dict[str, Any]
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def execution_id_from_links(links: dict[str, str]) -> str:
+    """The execution id is the second-last path segment of links.submitResults (.../{id}/data)."""
+    submit_url = links.get("submitResults") or ""
+    parts = [part for part in submit_url.split("?")[0].split("/") if part]
+    if len(parts) < 2 or parts[-1] != "data":
+        raise AssetsBadRequest(
+            f"Assets answered without a usable links.submitResults: {submit_url!r}"
+        )
+    return parts[-2]
+
+
+def truncate_reason(reason: str, limit: int = FAILURE_REASON_LIMIT) -> str:
+    """Assets takes at most 1024 characters; keep the start, which says what failed."""
+    if len(reason) <= limit:
+        return reason
+    return reason[: limit - 1] + "…"
+
+
+def _error_detail(response: requests.Response) -> str:
+    text = response.text[:2000].strip()
+    try:
+        body = response.json()
+    except ValueError:
+        return text[:300]
+    if isinstance(body, dict):
+        messages = list(body.get("errorMessages") or [])
+        errors = body.get("errors")
+        if isinstance(errors, dict):
+            messages += [f"{key}: {value}" for key, value in errors.items()]
+        if body.get("message"):
+            messages.append(str(body["message"]))
+        if messages:
+            return "; ".join(str(message) for message in messages)[:500]
+    return text[:300]
+
+
+_ERRORS_BY_STATUS = {
+    400: (AssetsBadRequest, "Assets rejected the request (400)"),
+    401: (
+        AssetsAuthError,
+        "Assets refused the token (401): generate a new token for the import source",
+    ),
+    403: (
+        AssetsAuthError,
+        "Assets denied access (403): the token does not belong to this import source",
+    ),
+    404: (AssetsNotFound, "Assets does not know this workspace, import source or execution (404)"),
+    409: (
+        AssetsConflict,
+        "Assets reports a conflict (409): another import of this source is running",
+    ),
+    429: (AssetsRateLimited, "Assets is rate limiting us (429)"),
+}
+
+
+def error_for_response(response: requests.Response, action: str) -> AssetsError:
+    status = response.status_code
+    error_class, summary = _ERRORS_BY_STATUS.get(status, (None, None))
+    if error_class is None:
+        if status >= 500:
+            error_class, summary = AssetsServerError, f"Assets answered {status}, a server error"
+        else:
+            error_class, summary = AssetsBadRequest, f"Assets answered {status}"
+    detail = _error_detail(response)
+    message = f"{action}: {summary}" + (f": {detail}" if detail else "")
+    return error_class(
+        message, status=status, retry_after=parse_retry_after(response.headers.get("Retry-After"))
+    )
+
+
+class AssetsClient:
+    """Calls the Imports API of one import source with its token."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        workspace_id: str,
+        import_source_id: str,
+        token: str,
+        timeout: float | None = None,
+    ):
+        self.root = (
+            f"{base_url.rstrip('/')}/jsm/assets/workspace/{workspace_id}"
+            f"/v1/importsource/{import_source_id}"
+        )
+        self.timeout = timeout if timeout is not None else settings.HTTP_TIMEOUT
+        self.session = requests.Session()
+        self.session.headers.update(
+            {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        )
+
+    @classmethod
+    def for_source(cls, source) -> AssetsClient:
+        return cls(
+            base_url=source.assets_base_url,
+            workspace_id=source.workspace_id,
+            import_source_id=source.import_source_id,
+            token=source.assets_token,
+        )
+
+    def _call(self, method: str, path: str, action: str, body: Any = None) -> Any:
+        url = self.root + path
+        try:
+            response = self.session.request(
+                method,
+                url,
+                data=None if body is None else json.dumps(body),
+                headers={"Content-Type": "application/json"} if body is not None else None,
+                timeout=self.timeout,
+            )
+        except requests.Timeout:
+            raise AssetsUnavailable(f"{action}: Assets did not answer within {self.timeout:g} s")
+        except requests.RequestException as exc:
+            raise AssetsUnavailable(f"{action}: could not reach Assets ({type(exc).__name__})")
+        if not response.ok:
+            raise error_for_response(response, action)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            return None
+
+    def put_mapping(self, document: dict) -> None:
+        self._call("PUT", "/mapping", "Pushing the mapping", document)
+
+    def get_mapping(self) -> dict:
+        return self._call("GET", "/schema-and-mapping", "Reading the mapping") or {}
+
+    def start_execution(self, *, scheduled: bool = False) -> StartedExecution:
+        body = {"scheduled": True} if scheduled else None
+        answer = self._call("POST", "/executions", "Starting the import", body) or {}
+        links = answer.get("links") if isinstance(answer, dict) else None
+        if not isinstance(links, dict):
+            raise AssetsBadRequest("Starting the import: Assets answered without links")
+        return StartedExecution(execution_id=execution_id_from_links(links), links=links)
+
+    def submit_chunk(self, execution_id: str, data: dict) -> None:
+        self._call("POST", f"/executions/{execution_id}/data", "Submitting a chunk", {"data": data})
+
+    def mark_completed(self, execution_id: str) -> None:
+        self._call(
+            "POST",
+            f"/executions/{execution_id}/data",
+            "Marking the submission completed",
+            {"completed": True},
+        )
+
+    def report_failure(self, execution_id: str, reason: str) -> None:
+        self._call(
+            "POST",
+            f"/executions/{execution_id}/history/failed",
+            "Reporting the failure to import history",
+            {"failureReason": truncate_reason(reason)},
+        )
+
+    def get_execution_status(self, execution_id: str) -> ExecutionStatus:
+        answer = self._call(
+            "GET", f"/executions/{execution_id}/status", "Reading the execution status"
+        )
+        answer = answer if isinstance(answer, dict) else {}
+        status = answer.get("status") or answer.get("state") or answer.get("executionStatus") or ""
+        return ExecutionStatus(status=str(status).upper(), raw=answer)
+
+    def cancel_execution(self, execution_id: str) -> None:
+        self._call("DELETE", f"/executions/{execution_id}", "Cancelling the execution")

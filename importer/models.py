@@ -1,0 +1,246 @@
+"""What assets-sync stores: sources to import from, executions of an import, and their chunks."""
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+def default_assets_base_url() -> str:
+    return settings.ASSETS_API_BASE_URL
+
+
+def new_webtrigger_token() -> str:
+    """256 random bits, URL-safe: the secret in a source's webtrigger URL."""
+    return secrets.token_urlsafe(32)
+
+
+class ImportSource(models.Model):
+    """One third-party system feeding one Assets import source."""
+
+    class Pagination(models.TextChoices):
+        OFFSET = "offset", "Offset and limit"
+        PAGE = "page", "Page number"
+        NONE = "none", "No paging (one request)"
+
+    class AuthKind(models.TextChoices):
+        NONE = "none", "None"
+        BEARER = "bearer", "Bearer token"
+
+    name = models.SlugField(
+        max_length=100, unique=True, help_text="Short unique name, used on the command line."
+    )
+    enabled = models.BooleanField(default=True, help_text="A disabled source cannot be imported.")
+
+    assets_base_url = models.URLField(
+        "Assets API base URL",
+        default=default_assets_base_url,
+        help_text="https://api.atlassian.com for Atlassian Cloud.",
+    )
+    workspace_id = models.CharField(
+        "Assets workspace id", max_length=100, help_text="The Assets workspace (a UUID)."
+    )
+    import_source_id = models.CharField(
+        "Assets import source id",
+        max_length=100,
+        help_text="The id of the external import source created in Assets.",
+    )
+    assets_token = models.TextField(
+        "Assets token", help_text="The import source's API token, generated in Assets."
+    )
+
+    source_url = models.URLField(
+        "source URL", max_length=2000, help_text="The REST endpoint that lists the records."
+    )
+    records_path = models.CharField(
+        "records selector",
+        max_length=200,
+        blank=True,
+        help_text="Dotted path to the list of records in each answer, e.g. 'data.items'. "
+        "Empty when the answer itself is the list.",
+    )
+    pagination = models.CharField(
+        max_length=20, choices=Pagination.choices, default=Pagination.OFFSET
+    )
+    page_size = models.PositiveIntegerField(
+        default=100, help_text="Records asked for per request; one page becomes one chunk."
+    )
+    offset_param = models.CharField(max_length=50, default="offset", help_text="Offset paging.")
+    limit_param = models.CharField(
+        max_length=50, default="limit", help_text="Offset and page-number paging: page size."
+    )
+    page_param = models.CharField(max_length=50, default="page", help_text="Page-number paging.")
+    first_page = models.PositiveIntegerField(
+        default=1, help_text="Page-number paging: the number of the first page (0 or 1)."
+    )
+    source_auth = models.CharField(
+        "source authentication", max_length=20, choices=AuthKind.choices, default=AuthKind.NONE
+    )
+    source_token = models.TextField(
+        "source token", blank=True, help_text="Bearer token for the source, if it needs one."
+    )
+
+    mapping = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="The schema-and-mapping document sent to Assets.",
+    )
+    mapping_pushed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When Assets last accepted the mapping."
+    )
+    webtrigger_token = models.CharField(max_length=64, default=new_webtrigger_token, unique=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Execution(models.Model):
+    """One import run: an execution in Assets and the chunks that feed it."""
+
+    class State(models.TextChoices):
+        PENDING = "PENDING", "Pending"  # row exists, Assets execution not created yet
+        INGESTING = "INGESTING", "Ingesting"  # chunks are being fetched and submitted
+        COMPLETING = "COMPLETING", "Completing"  # one worker is posting {"completed": true}
+        PROCESSING = "PROCESSING", "Processing"  # Assets writes the objects
+        DONE = "DONE", "Done"
+        FAILED = "FAILED", "Failed"
+        CANCELLED = "CANCELLED", "Cancelled"
+        REFUSED = "REFUSED", "Refused"  # could not start (e.g. another import was running)
+
+    OPEN_STATES = (State.PENDING, State.INGESTING, State.COMPLETING, State.PROCESSING)
+    FINISHED_STATES = (State.DONE, State.FAILED, State.CANCELLED, State.REFUSED)
+
+    class Trigger(models.TextChoices):
+        MANUAL = "manual", "Manual"
+        SCHEDULE = "schedule", "Schedule"
+
+    source = models.ForeignKey(ImportSource, on_delete=models.CASCADE, related_name="executions")
+    assets_execution_id = models.CharField(max_length=100, blank=True)
+    trigger = models.CharField(max_length=20, choices=Trigger.choices, default=Trigger.MANUAL)
+    triggered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING)
+
+    last_chunk_index = models.IntegerField(
+        null=True, blank=True, help_text="Index of the source's last page, once it is known."
+    )
+    pages_fetched = models.PositiveIntegerField(default=0)
+    records_fetched = models.PositiveIntegerField(default=0)
+    pages_submitted = models.PositiveIntegerField(default=0)
+    records_submitted = models.PositiveIntegerField(default=0)
+    records_skipped = models.PositiveIntegerField(default=0)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(
+        null=True, blank=True, help_text='When {"completed": true} was accepted by Assets.'
+    )
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    error = models.TextField(blank=True)
+    failure_reported_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source"],
+                condition=Q(state__in=["PENDING", "INGESTING", "COMPLETING", "PROCESSING"]),
+                name="one_open_execution_per_source",
+                violation_error_message="This source already has an import running.",
+            )
+        ]
+        indexes = [
+            # The history list filters by state and sorts by newest first.
+            models.Index(fields=["state", "-created_at"], name="execution_state_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source} #{self.pk} ({self.state})"
+
+    @property
+    def is_scheduled(self) -> bool:
+        return self.trigger == self.Trigger.SCHEDULE
+
+    @property
+    def duration(self):
+        if not self.started_at:
+            return None
+        return (self.finished_at or self.completed_at or self.updated_at) - self.started_at
+
+
+class ChunkJob(models.Model):
+    """One page of the source: fetched, transformed and submitted as one data chunk."""
+
+    class State(models.TextChoices):
+        QUEUED = "QUEUED", "Queued"
+        RUNNING = "RUNNING", "Running"
+        SUBMITTED = "SUBMITTED", "Submitted"
+        FAILED = "FAILED", "Failed"
+        CANCELLED = "CANCELLED", "Cancelled"
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField()
+    cursor = models.TextField(
+        blank=True, help_text="Where this page starts: an offset, page number, cursor or URL."
+    )
+    state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
+    attempts = models.PositiveIntegerField(default=0)
+    lease_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="A RUNNING chunk whose lease expired is taken up again."
+    )
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error_kind = models.CharField(max_length=40, blank=True)
+    record_count = models.PositiveIntegerField(default=0)
+    skipped_count = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["execution", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["execution", "index"], name="unique_chunk_index"),
+        ]
+        indexes = [
+            # The completion check and the reaper count chunks of an execution by state.
+            models.Index(fields=["execution", "state"], name="chunk_execution_state"),
+            # The reaper looks for RUNNING chunks whose lease has expired.
+            models.Index(fields=["state", "lease_expires_at"], name="chunk_state_lease"),
+        ]
+
+    def __str__(self) -> str:
+        return f"chunk {self.index} of execution {self.execution_id}"
+
+
+class Schedule(models.Model):
+    """A recurring import, kept in sync with the import schedule in Assets."""
+
+    class Frequency(models.TextChoices):
+        ONCE = "ONCE", "Once"
+        DAILY = "DAILY", "Daily"
+        WEEKLY = "WEEKLY", "Weekly"
+        MONTHLY = "MONTHLY", "Monthly"
+
+    source = models.OneToOneField(ImportSource, on_delete=models.CASCADE, related_name="schedule")
+    frequency = models.CharField(max_length=10, choices=Frequency.choices)
+    start_time = models.DateTimeField(help_text="The first run.")
+    timezone = models.CharField(max_length=64, help_text="IANA time zone, e.g. Europe/Berlin.")
+    assets_schedule_id = models.CharField(max_length=100, blank=True)
+    in_sync = models.BooleanField(default=False)
+    sync_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.get_frequency_display().lower()}"

@@ -1,0 +1,32 @@
+"""How far an execution has come, for the admin, its JSON endpoint and `run_import --wait`."""
+
+from importer.models import Execution
+
+
+def percent_done(execution: Execution) -> int:
+    """Submitted pages against the pages known so far (100 once Assets has everything)."""
+    if execution.state in (Execution.State.PROCESSING, Execution.State.DONE):
+        return 100
+    if execution.last_chunk_index is not None:
+        total = execution.last_chunk_index + 1
+    else:
+        # Until the last page is seen, the total is at least one page beyond those fetched.
+        total = execution.pages_fetched + 1
+    return min(99, int(100 * execution.pages_submitted / max(total, 1)))
+
+
+def progress_of(execution: Execution) -> dict:
+    duration = execution.duration
+    seconds = duration.total_seconds() if duration else 0.0
+    return {
+        "id": execution.pk,
+        "state": execution.state,
+        "finished": execution.state in Execution.FINISHED_STATES,
+        "percent": percent_done(execution),
+        "pages_fetched": execution.pages_fetched,
+        "pages_submitted": execution.pages_submitted,
+        "records_submitted": execution.records_submitted,
+        "records_skipped": execution.records_skipped,
+        "records_per_second": round(execution.records_submitted / seconds, 1) if seconds else None,
+        "error": execution.error,
+    }

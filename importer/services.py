@@ -1,0 +1,479 @@
+"""The import flow: start an execution, process its chunks, complete, fail or cancel it.
+
+Every state change is a conditional UPDATE (`filter(state=...).update(...)`), so two workers
+that race on the same row cannot both win: a chunk task delivered twice, or a completion check
+running beside the last chunk, finds the row already moved on and does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Count, F, Q
+from django.utils import timezone
+
+from importer import tasks
+from importer.assets import AssetsClient, AssetsError, truncate_reason
+from importer.mapping import transform_records, validate_document
+from importer.models import ChunkJob, Execution, ImportSource
+from importer.sources import SourceError, build_source
+
+logger = logging.getLogger(__name__)
+
+State = Execution.State
+ChunkState = ChunkJob.State
+MAX_RETRY_WAIT_SECONDS = 15 * 60
+FINAL_STATUSES = {
+    "DONE": State.DONE,
+    "COMPLETED": State.DONE,
+    "FINISHED": State.DONE,
+    "SUCCESS": State.DONE,
+    "FAILED": State.FAILED,
+    "ERROR": State.FAILED,
+    "CANCELLED": State.CANCELLED,
+    "CANCELED": State.CANCELLED,
+}
+
+
+class ImportRefused(Exception):
+    """An import could not start; the message tells the user why and what to do."""
+
+
+class MappingInvalid(Exception):
+    def __init__(self, problems):
+        self.problems = problems
+        super().__init__("The mapping is not valid: " + "; ".join(str(p) for p in problems))
+
+
+# --- secrets -------------------------------------------------------------------------------
+
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s:]+:[^/@\s]+@")
+_BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}")
+
+
+def scrub_secrets(text: str, source: ImportSource | None = None) -> str:
+    """Remove the source's secrets, credentials in URLs and bearer tokens from a message."""
+    if source is not None:
+        for secret in (source.assets_token, source.source_token, source.webtrigger_token):
+            if secret and len(secret) >= 4:
+                text = text.replace(secret, "***")
+    text = _URL_CREDENTIALS.sub("***@", text)
+    return _BEARER.sub(r"\1***", text)
+
+
+# --- mapping -------------------------------------------------------------------------------
+
+
+def push_mapping(*, source: ImportSource) -> ImportSource:
+    """Validate the mapping locally, then send it to Assets (PUT replaces it whole)."""
+    if not source.mapping:
+        raise MappingInvalid(["$: the source has no mapping yet"])
+    problems = validate_document(source.mapping)
+    if problems:
+        raise MappingInvalid(problems)
+    AssetsClient.for_source(source).put_mapping(source.mapping)
+    source.mapping_pushed_at = timezone.now()
+    source.save(update_fields=["mapping_pushed_at", "updated_at"])
+    return source
+
+
+# --- start ---------------------------------------------------------------------------------
+
+
+def start_import(
+    *, source: ImportSource, user=None, trigger: str = Execution.Trigger.MANUAL
+) -> Execution:
+    """Create the execution in Assets and queue the first chunk.
+
+    The local row is created first, in PENDING: the one-open-execution-per-source
+    constraint then lets only one of two simultaneous starts go on to Assets.
+    """
+    if not source.enabled:
+        raise ImportRefused(f"Source '{source}' is disabled: enable it to import.")
+    if not source.mapping:
+        raise ImportRefused(f"Source '{source}' has no mapping: add one and push it to Assets.")
+    problems = validate_document(source.mapping)
+    if problems:
+        raise ImportRefused(f"The mapping of '{source}' is not valid: {problems[0]}")
+    try:
+        with transaction.atomic():
+            execution = Execution.objects.create(source=source, trigger=trigger, triggered_by=user)
+    except IntegrityError:
+        refusal = f"An import of '{source}' is already running: wait for it to finish or cancel it."
+        if trigger == Execution.Trigger.SCHEDULE:
+            _record_refusal(source=source, trigger=trigger, reason=refusal)
+        raise ImportRefused(refusal) from None
+
+    try:
+        started = AssetsClient.for_source(source).start_execution(
+            scheduled=trigger == Execution.Trigger.SCHEDULE
+        )
+    except AssetsError as error:
+        reason = scrub_secrets(error.message, source)
+        Execution.objects.filter(pk=execution.pk).update(
+            state=State.REFUSED, error=reason, finished_at=timezone.now()
+        )
+        raise ImportRefused(reason) from None
+
+    with transaction.atomic():
+        Execution.objects.filter(pk=execution.pk).update(
+            state=State.INGESTING,
+            assets_execution_id=started.execution_id,
+            started_at=timezone.now(),
+        )
+        chunk = ChunkJob.objects.create(execution=execution, index=0, cursor="")
+        transaction.on_commit(lambda: tasks.enqueue_chunk(chunk.pk))
+    execution.refresh_from_db()
+    return execution
+
+
+def _record_refusal(*, source: ImportSource, trigger: str, reason: str) -> Execution:
+    now = timezone.now()
+    return Execution.objects.create(
+        source=source, trigger=trigger, state=State.REFUSED, error=reason, finished_at=now
+    )
+
+
+# --- chunks --------------------------------------------------------------------------------
+
+
+def _claim_chunk(chunk: ChunkJob) -> bool:
+    """Take the chunk for this worker: QUEUED, or RUNNING under a lease that has expired."""
+    now = timezone.now()
+    claimable = Q(state=ChunkState.QUEUED) & (
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    )
+    claimable |= Q(state=ChunkState.RUNNING, lease_expires_at__lt=now)
+    claimed = ChunkJob.objects.filter(claimable, pk=chunk.pk).update(
+        state=ChunkState.RUNNING,
+        attempts=F("attempts") + 1,
+        lease_expires_at=now + timedelta(seconds=settings.CHUNK_LEASE_SECONDS),
+        next_attempt_at=None,
+        started_at=now,
+    )
+    if claimed:
+        chunk.refresh_from_db()
+    return bool(claimed)
+
+
+def _still_ours(chunk: ChunkJob) -> bool:
+    return ChunkJob.objects.filter(
+        pk=chunk.pk, state=ChunkState.RUNNING, attempts=chunk.attempts
+    ).exists()
+
+
+def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
+    """Fetch one page, queue the next, then transform and submit this one.
+
+    The next chunk is queued as soon as this page says where it starts, so fetching page
+    n+1 overlaps with submitting page n. A chunk delivered twice is claimed only once.
+    """
+    if not _claim_chunk(chunk):
+        return chunk
+    execution = chunk.execution
+    source = execution.source
+    if execution.state != State.INGESTING:
+        _stop_chunk(chunk)
+        return chunk
+
+    try:
+        page = build_source(source).fetch_page(chunk.cursor)
+    except SourceError as error:
+        return _chunk_failed(
+            chunk,
+            error.message,
+            permanent=error.permanent,
+            retry_after=error.retry_after,
+            kind=error.kind,
+        )
+
+    problem = _queue_next_chunk(chunk, page.next_cursor, len(page.records))
+    if problem:
+        return _chunk_failed(chunk, problem, permanent=True, kind="endless_source")
+
+    result = transform_records(page.records, source.mapping)
+    if result.record_count:
+        if not _still_ours(chunk) or not _execution_open(execution):
+            _stop_chunk(chunk)
+            return chunk
+        try:
+            AssetsClient.for_source(source).submit_chunk(execution.assets_execution_id, result.data)
+        except AssetsError as error:
+            return _chunk_failed(
+                chunk,
+                error.message,
+                permanent=error.permanent,
+                retry_after=error.retry_after,
+                kind=error.kind,
+            )
+    _mark_submitted(chunk, result.record_count, result.skipped)
+    return chunk
+
+
+def _execution_open(execution: Execution) -> bool:
+    return Execution.objects.filter(pk=execution.pk, state=State.INGESTING).exists()
+
+
+def _queue_next_chunk(chunk: ChunkJob, next_cursor: str | None, record_count: int) -> str:
+    """Record the fetched page and queue the next one; a non-empty string says what is wrong."""
+    execution = chunk.execution
+    with transaction.atomic():
+        Execution.objects.filter(pk=execution.pk).update(
+            pages_fetched=F("pages_fetched") + 1,
+            records_fetched=F("records_fetched") + record_count,
+        )
+        if next_cursor is None:
+            Execution.objects.filter(pk=execution.pk).update(last_chunk_index=chunk.index)
+            return ""
+        if chunk.index + 1 >= settings.IMPORT_MAX_PAGES:
+            return (
+                f"the source still had more after {settings.IMPORT_MAX_PAGES} pages "
+                "(IMPORT_MAX_PAGES): check its paging settings or raise the limit"
+            )
+        repeated = (
+            ChunkJob.objects.filter(execution=execution, cursor=next_cursor)
+            .exclude(index=chunk.index + 1)
+            .exists()
+        )
+        if repeated or next_cursor == chunk.cursor:
+            return (
+                f"the source pointed back to a page it already gave ({next_cursor[:100]}): "
+                "it would never end, so the import stopped"
+            )
+        next_chunk, created = ChunkJob.objects.get_or_create(
+            execution=execution, index=chunk.index + 1, defaults={"cursor": next_cursor}
+        )
+        if created:
+            transaction.on_commit(lambda: tasks.enqueue_chunk(next_chunk.pk))
+    return ""
+
+
+def _mark_submitted(chunk: ChunkJob, record_count: int, skipped: list[str]) -> None:
+    with transaction.atomic():
+        updated = ChunkJob.objects.filter(
+            pk=chunk.pk, state=ChunkState.RUNNING, attempts=chunk.attempts
+        ).update(
+            state=ChunkState.SUBMITTED,
+            record_count=record_count,
+            skipped_count=len(skipped),
+            error="\n".join(skipped[:50]),
+            lease_expires_at=None,
+            submitted_at=timezone.now(),
+        )
+        if not updated:
+            return
+        Execution.objects.filter(pk=chunk.execution_id).update(
+            pages_submitted=F("pages_submitted") + 1,
+            records_submitted=F("records_submitted") + record_count,
+            records_skipped=F("records_skipped") + len(skipped),
+        )
+        transaction.on_commit(lambda: tasks.enqueue_completion_check(chunk.execution_id))
+
+
+def _stop_chunk(chunk: ChunkJob) -> None:
+    ChunkJob.objects.filter(pk=chunk.pk, state=ChunkState.RUNNING).update(
+        state=ChunkState.CANCELLED, lease_expires_at=None
+    )
+
+
+def retry_delay(attempt: int, retry_after: float | None) -> float:
+    """Exponential backoff with jitter (base x 2^attempt + jitter); Retry-After wins if given."""
+    if retry_after is not None:
+        return min(retry_after, MAX_RETRY_WAIT_SECONDS)
+    return min(2.0 * 2 ** (attempt - 1) + random.uniform(0, 1.0), MAX_RETRY_WAIT_SECONDS)
+
+
+def _chunk_failed(
+    chunk: ChunkJob,
+    message: str,
+    *,
+    permanent: bool,
+    kind: str,
+    retry_after: float | None = None,
+) -> ChunkJob:
+    source = chunk.execution.source
+    message = scrub_secrets(message, source)
+    if not permanent and chunk.attempts < settings.CHUNK_MAX_ATTEMPTS:
+        delay = retry_delay(chunk.attempts, retry_after)
+        ChunkJob.objects.filter(
+            pk=chunk.pk, state=ChunkState.RUNNING, attempts=chunk.attempts
+        ).update(
+            state=ChunkState.QUEUED,
+            lease_expires_at=None,
+            next_attempt_at=timezone.now() + timedelta(seconds=delay),
+            last_error_kind=kind,
+            error=f"attempt {chunk.attempts} failed, retrying in {delay:.0f} s: {message}",
+        )
+        logger.warning("chunk %s: %s; retry in %.1f s", chunk.pk, message, delay)
+        tasks.enqueue_chunk_after(chunk.pk, delay)
+        return chunk
+    if not permanent:
+        message = f"{message} (gave up after {chunk.attempts} attempts)"
+    ChunkJob.objects.filter(pk=chunk.pk, state=ChunkState.RUNNING).update(
+        state=ChunkState.FAILED, lease_expires_at=None, last_error_kind=kind, error=message
+    )
+    fail_execution(execution=chunk.execution, reason=f"Chunk {chunk.index + 1} failed: {message}")
+    return chunk
+
+
+# --- completion ----------------------------------------------------------------------------
+
+
+def check_completion(*, execution: Execution) -> Execution:
+    """Post {"completed": true} once every chunk is submitted; otherwise look again later."""
+    execution.refresh_from_db()
+    if execution.state != State.INGESTING:
+        return execution
+    if execution.last_chunk_index is None:
+        return execution  # pages are still being discovered; the last chunk calls again
+    counts = dict(
+        execution.chunks.values_list("state").annotate(n=Count("id")).values_list("state", "n")
+    )
+    if counts.get(ChunkState.FAILED):
+        return fail_execution(execution=execution, reason="A chunk failed; see its error.")
+    expected = execution.last_chunk_index + 1
+    if counts.get(ChunkState.SUBMITTED, 0) < expected:
+        tasks.enqueue_completion_check_after(execution.pk, settings.COMPLETION_RECHECK_SECONDS)
+        return execution
+
+    claimed = Execution.objects.filter(pk=execution.pk, state=State.INGESTING).update(
+        state=State.COMPLETING
+    )
+    if not claimed:
+        return execution
+    try:
+        AssetsClient.for_source(execution.source).mark_completed(execution.assets_execution_id)
+    except AssetsError as error:
+        if error.permanent:
+            return fail_execution(execution=execution, reason=error.message)
+        # Nothing was accepted: hand the execution back so a later check posts again.
+        Execution.objects.filter(pk=execution.pk, state=State.COMPLETING).update(
+            state=State.INGESTING, error=scrub_secrets(error.message, execution.source)
+        )
+        tasks.enqueue_completion_check_after(execution.pk, retry_delay(1, error.retry_after))
+        return execution
+    Execution.objects.filter(pk=execution.pk, state=State.COMPLETING).update(
+        state=State.PROCESSING, completed_at=timezone.now(), error=""
+    )
+    execution.refresh_from_db()
+    return refresh_status(execution=execution)
+
+
+def refresh_status(*, execution: Execution) -> Execution:
+    """Follow an execution Assets is processing until it reports a final state."""
+    if execution.state != State.PROCESSING:
+        return execution
+    try:
+        status = AssetsClient.for_source(execution.source).get_execution_status(
+            execution.assets_execution_id
+        )
+    except AssetsError as error:
+        logger.warning("execution %s: status not readable: %s", execution.pk, error.message)
+        status = None
+    final = FINAL_STATUSES.get(status.status) if status else None
+    if final is None:
+        tasks.enqueue_status_refresh_after(execution.pk, settings.COMPLETION_RECHECK_SECONDS)
+        return execution
+    Execution.objects.filter(pk=execution.pk, state=State.PROCESSING).update(
+        state=final,
+        finished_at=timezone.now(),
+        error="" if final == State.DONE else f"Assets reports the import {status.status}",
+    )
+    execution.refresh_from_db()
+    return execution
+
+
+# --- failure and cancel --------------------------------------------------------------------
+
+
+def fail_execution(*, execution: Execution, reason: str) -> Execution:
+    """Fail an open execution once, stop its chunks, and report the reason to Assets."""
+    source = execution.source
+    reason = scrub_secrets(reason, source)
+    failed = Execution.objects.filter(
+        pk=execution.pk, state__in=[State.PENDING, State.INGESTING, State.COMPLETING]
+    ).update(state=State.FAILED, error=reason, finished_at=timezone.now())
+    if failed:
+        ChunkJob.objects.filter(execution=execution, state=ChunkState.QUEUED).update(
+            state=ChunkState.CANCELLED
+        )
+        execution.refresh_from_db()
+        if execution.assets_execution_id:
+            _report_failure(execution, reason)
+    execution.refresh_from_db()
+    return execution
+
+
+def _report_failure(execution: Execution, reason: str) -> None:
+    # Assets takes a failure report only while the execution is INGESTING; once it is
+    # PROCESSING it answers 400. Either way the local failure stands and is not hidden.
+    try:
+        AssetsClient.for_source(execution.source).report_failure(
+            execution.assets_execution_id, truncate_reason(reason)
+        )
+    except AssetsError as error:
+        logger.warning(
+            "execution %s: failure not recorded in Assets history: %s",
+            execution.pk,
+            scrub_secrets(error.message, execution.source),
+        )
+        return
+    Execution.objects.filter(pk=execution.pk).update(failure_reported_at=timezone.now())
+
+
+def cancel_execution(*, execution: Execution) -> Execution:
+    """Stop an open execution: no further chunks run, and Assets cancels its side."""
+    cancelled = Execution.objects.filter(pk=execution.pk, state__in=Execution.OPEN_STATES).update(
+        state=State.CANCELLED, finished_at=timezone.now(), error="Cancelled by an operator."
+    )
+    if cancelled:
+        ChunkJob.objects.filter(execution=execution, state=ChunkState.QUEUED).update(
+            state=ChunkState.CANCELLED
+        )
+        if execution.assets_execution_id:
+            try:
+                AssetsClient.for_source(execution.source).cancel_execution(
+                    execution.assets_execution_id
+                )
+            except AssetsError as error:
+                logger.warning("execution %s: cancel in Assets failed: %s", execution.pk, error)
+    execution.refresh_from_db()
+    return execution
+
+
+# --- housekeeping --------------------------------------------------------------------------
+
+
+def requeue_stalled_chunks() -> int:
+    """Queue again chunks whose worker vanished (lease expired) or whose task was lost.
+
+    The ORM broker redelivers an unacknowledged task by itself; the Redis broker loses a
+    task whose worker died. Either way the chunk's row knows it is not finished.
+    """
+    now = timezone.now()
+    stale_queued = now - timedelta(seconds=settings.Q_CLUSTER["retry"])
+    chunk_ids = list(
+        ChunkJob.objects.filter(execution__state=State.INGESTING)
+        .filter(
+            Q(state=ChunkState.RUNNING, lease_expires_at__lt=now)
+            | Q(state=ChunkState.QUEUED, next_attempt_at__lte=now)
+            | Q(state=ChunkState.QUEUED, next_attempt_at__isnull=True, updated_at__lt=stale_queued)
+        )
+        .values_list("pk", flat=True)[:1000]
+    )
+    for chunk_id in chunk_ids:
+        tasks.enqueue_chunk(chunk_id)
+    for execution_id in Execution.objects.filter(
+        state=State.COMPLETING, updated_at__lt=now - timedelta(seconds=settings.CHUNK_LEASE_SECONDS)
+    ).values_list("pk", flat=True):
+        # The worker posting "completed" vanished; the next check posts it again.
+        Execution.objects.filter(pk=execution_id, state=State.COMPLETING).update(
+            state=State.INGESTING
+        )
+        tasks.enqueue_completion_check(execution_id)
+    return len(chunk_ids)

@@ -1,0 +1,166 @@
+"""The Assets client against a real HTTP server on loopback."""
+
+import json
+import socket
+
+import pytest
+from werkzeug import Response
+
+from importer import assets
+from importer.assets import AssetsClient
+
+ROOT = "/jsm/assets/workspace/ws-1/v1/importsource/src-1"
+
+
+@pytest.fixture
+def client(httpserver):
+    return AssetsClient(
+        base_url=httpserver.url_for("/"),
+        workspace_id="ws-1",
+        import_source_id="src-1",
+        token="secret-token-123",
+        timeout=2,
+    )
+
+
+def started_answer(httpserver, execution_id="exec-42"):
+    return {
+        "links": {
+            "submitResults": httpserver.url_for(f"{ROOT}/executions/{execution_id}/data"),
+            "getExecutionStatus": httpserver.url_for(f"{ROOT}/executions/{execution_id}/status"),
+        }
+    }
+
+
+def test_it_reads_the_execution_id_from_the_submit_results_link(httpserver, client):
+    httpserver.expect_request(
+        f"{ROOT}/executions", method="POST", headers={"Authorization": "Bearer secret-token-123"}
+    ).respond_with_json(started_answer(httpserver))
+
+    assert client.start_execution().execution_id == "exec-42"
+
+
+def test_it_marks_a_scheduled_execution_in_the_body(httpserver, client):
+    httpserver.expect_request(
+        f"{ROOT}/executions", method="POST", json={"scheduled": True}
+    ).respond_with_json(started_answer(httpserver))
+
+    assert client.start_execution(scheduled=True).execution_id == "exec-42"
+
+
+def test_it_submits_a_chunk_and_then_completion(httpserver, client):
+    data_url = f"{ROOT}/executions/exec-42/data"
+    httpserver.expect_ordered_request(
+        data_url, method="POST", json={"data": {"laptops": [{"serial": "A"}]}}
+    ).respond_with_data("", status=200)
+    httpserver.expect_ordered_request(
+        data_url, method="POST", json={"completed": True}
+    ).respond_with_data("", status=204)
+
+    client.submit_chunk("exec-42", {"laptops": [{"serial": "A"}]})
+    client.mark_completed("exec-42")
+
+    httpserver.check_assertions()
+
+
+@pytest.mark.parametrize(
+    "status, error_class, permanent",
+    [
+        (400, assets.AssetsBadRequest, True),
+        (401, assets.AssetsAuthError, True),
+        (403, assets.AssetsAuthError, True),
+        (404, assets.AssetsNotFound, True),
+        (409, assets.AssetsConflict, True),
+        (429, assets.AssetsRateLimited, False),
+        (500, assets.AssetsServerError, False),
+        (503, assets.AssetsServerError, False),
+    ],
+)
+def test_each_error_status_becomes_its_typed_error(httpserver, client, status, error_class,
+                                                    permanent):
+    httpserver.expect_request(f"{ROOT}/executions", method="POST").respond_with_json(
+        {"errorMessages": ["something specific"]}, status=status
+    )
+
+    with pytest.raises(error_class) as caught:
+        client.start_execution()
+
+    assert caught.value.status == status
+    assert caught.value.permanent is permanent
+    assert "something specific" in caught.value.message
+    assert "secret-token-123" not in caught.value.message
+
+
+def test_rate_limiting_carries_retry_after_in_seconds(httpserver, client):
+    httpserver.expect_request(f"{ROOT}/mapping", method="PUT").respond_with_data(
+        "slow down", status=429, headers={"Retry-After": "7"}
+    )
+
+    with pytest.raises(assets.AssetsRateLimited) as caught:
+        client.put_mapping({"schema": {}})
+
+    assert caught.value.retry_after == 7
+
+
+def test_retry_after_as_an_http_date_is_understood():
+    assert assets.parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0
+    assert assets.parse_retry_after("garbage") is None
+
+
+def test_an_unreachable_assets_is_a_transient_error():
+    client = AssetsClient(
+        base_url="http://127.0.0.1:9", workspace_id="w", import_source_id="s", token="t"
+    )
+
+    with pytest.raises(assets.AssetsUnavailable) as caught:
+        client.get_mapping()
+
+    assert caught.value.permanent is False
+
+
+def test_a_silent_assets_times_out_as_a_transient_error():
+    # A listening socket that never answers: the connection succeeds, the answer never comes.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        client = AssetsClient(
+            base_url=f"http://127.0.0.1:{port}", workspace_id="w", import_source_id="s",
+            token="t", timeout=0.3,
+        )
+
+        with pytest.raises(assets.AssetsUnavailable) as caught:
+            client.get_mapping()
+
+    assert "did not answer within 0.3 s" in caught.value.message
+
+
+def test_the_failure_reason_is_cut_to_1024_characters(httpserver, client):
+    received = {}
+
+    def record(request):
+        received.update(json.loads(request.data))
+        return Response(status=204)
+
+    httpserver.expect_request(
+        f"{ROOT}/executions/exec-42/history/failed", method="POST"
+    ).respond_with_handler(record)
+
+    client.report_failure("exec-42", "ü" * 3000)
+
+    assert len(received["failureReason"]) == 1024
+    assert received["failureReason"].startswith("üüü")
+
+
+@pytest.mark.parametrize("length, kept", [(1024, 1024), (1025, 1024), (10, 10)])
+def test_truncation_counts_characters_not_bytes(length, kept):
+    reason = assets.truncate_reason("é" * length)
+
+    assert len(reason) == kept
+
+
+def test_a_start_answer_without_links_is_a_clear_error(httpserver, client):
+    httpserver.expect_request(f"{ROOT}/executions", method="POST").respond_with_json({})
+
+    with pytest.raises(assets.AssetsBadRequest, match="without links"):
+        client.start_execution()
