@@ -111,6 +111,8 @@ IMPORT_MAX_PAGES = env.int("IMPORT_MAX_PAGES", default=10_000)
 CHUNK_LEASE_SECONDS = env.int("CHUNK_LEASE_SECONDS", default=300)
 # How long a transient failure (timeout, 429, 5xx) is retried before a chunk fails for good.
 CHUNK_MAX_ATTEMPTS = env.int("CHUNK_MAX_ATTEMPTS", default=5)
+# A retry due within this many seconds waits in the worker; a later one is rescheduled.
+CHUNK_RETRY_INLINE_MAX_SECONDS = env.float("CHUNK_RETRY_INLINE_MAX_SECONDS", default=5.0)
 # Seconds between completion checks while chunks are still running.
 COMPLETION_RECHECK_SECONDS = env.int("COMPLETION_RECHECK_SECONDS", default=30)
 

@@ -8,12 +8,11 @@ The scheduler looks at schedules every 30 seconds, so short waits happen in the 
 import time
 from datetime import timedelta
 
+from django.conf import settings
 from django.utils import timezone
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
-# Waits up to this long happen inside the worker; longer ones become a one-off schedule.
-SHORT_WAIT_SECONDS = 5.0
 
 
 def enqueue_chunk(chunk_id: int) -> None:
@@ -40,7 +39,7 @@ def _run_later(func: str, arg: int, *, name: str, delay_seconds: float) -> None:
 
 
 def enqueue_chunk_after(chunk_id: int, delay_seconds: float) -> None:
-    if delay_seconds <= SHORT_WAIT_SECONDS:
+    if delay_seconds <= settings.CHUNK_RETRY_INLINE_MAX_SECONDS:
         time.sleep(delay_seconds)
         enqueue_chunk(chunk_id)
     else:

@@ -10,3 +10,5 @@ from assets_sync.settings import *  # noqa: E402,F403
 # behaviour depends on one (it unsets this through Q_SYNC=false).
 Q_CLUSTER["sync"] = os.environ.get("Q_SYNC", "true") == "true"  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Retries are rescheduled, never slept on, so tests can hold a chunk in its retry state.
+CHUNK_RETRY_INLINE_MAX_SECONDS = 0

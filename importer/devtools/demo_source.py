@@ -1,0 +1,110 @@
+"""A paginated fake inventory API, the third-party source for demos and end-to-end tests.
+
+Records are a pure function of their index, so a test knows every serial the importer must
+deliver, and `importer/devtools/demo_mapping.json` maps them into Assets. Errors come from fault
+injection (`faults.add(status=500, body="<html>...")`), not from special routes.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from datetime import date, timedelta
+from typing import Any
+
+from importer.devtools.faults import DevServer, Reply, Request, error_reply, json_reply
+
+LAPTOP_MODELS = ("Dell Latitude 7440", "Lenovo ThinkPad T14 Gen 4", "HP EliteBook 840 G10")
+MAC_MODELS = ("Apple MacBook Air 13 M3", "Apple MacBook Pro 14 M3")
+SERVER_MODELS = ("Dell PowerEdge R660", "HPE ProLiant DL360 Gen11", "Lenovo ThinkSystem SR630 V3")
+OPERATING_SYSTEMS = ("Windows 11", "macOS 15", "Ubuntu 24.04")
+RAM_SIZES = (8, 16, 32, 64)
+FIRST_PURCHASE = date(2020, 1, 6)
+
+
+def demo_computer(i: int) -> dict[str, Any]:
+    """Computer number i (from 1): about 80% laptops, servers run Ubuntu with lots of RAM."""
+    laptop = i % 5 != 0
+    if laptop:
+        os_name = OPERATING_SYSTEMS[i % 3]
+        models = MAC_MODELS if os_name.startswith("macOS") else LAPTOP_MODELS
+        ram_gb = RAM_SIZES[i % 3]
+    else:
+        os_name, models, ram_gb = "Ubuntu 24.04", SERVER_MODELS, 64
+    return {
+        "serial": f"SN-{i:05d}",
+        "hostname": f"{'lt' if laptop else 'srv'}-{i:05d}",
+        "kind": "laptop" if laptop else "server",
+        "model": models[i % len(models)],
+        "ram_gb": ram_gb,
+        "os": os_name,
+        "owner": f"user{i % 37}@example.com",
+        "purchased": (FIRST_PURCHASE + timedelta(days=(i * 7) % 1800)).isoformat(),
+    }
+
+
+class DemoInventory(DevServer):
+    """`GET /api/computers` with offset/limit or page/limit (pages start at 1)."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        records: int = 300,
+        token: str | None = None,
+        latency: float = 0.0,
+    ) -> None:
+        super().__init__(host, port)
+        self.token = token
+        self.latency = latency
+        self._computers = [demo_computer(i) for i in range(1, records + 1)]
+
+    def computers(self) -> list[dict[str, Any]]:
+        """Every record the source serves, in order (a copy)."""
+        return [dict(computer) for computer in self._computers]
+
+    def route(self, request: Request) -> Reply:
+        if request.path != "/api/computers":
+            return error_reply(404, f"No route for {request.path}")
+        if request.method != "GET":
+            return error_reply(405, "Only GET is allowed")
+        if self.token is not None:
+            given = request.bearer_token() or ""
+            if not hmac.compare_digest(given.encode(), self.token.encode()):
+                return error_reply(401, "Missing or wrong bearer token")
+        try:
+            window = self._window(request.query)
+        except ValueError as exc:
+            return error_reply(400, str(exc))
+        if self.latency:
+            time.sleep(self.latency)
+        total = len(self._computers)
+        start, stop = window if window else (0, total)
+        return json_reply(200, {"items": self._computers[start:stop], "total": total})
+
+    @staticmethod
+    def _window(query: dict[str, list[str]]) -> tuple[int, int | None] | None:
+        """(start, stop) from offset+limit or page+limit; None means everything."""
+        numbers: dict[str, int] = {}
+        for name in ("offset", "page", "limit"):
+            if name in query:
+                value = query[name][0]
+                if not value.isdigit():
+                    raise ValueError(f"{name} must be a whole number, got {value!r}")
+                numbers[name] = int(value)
+        if not numbers:
+            return None
+        if "offset" in numbers and "page" in numbers:
+            raise ValueError("Use offset or page, not both")
+        limit = numbers.get("limit")
+        if limit is not None and limit < 1:
+            raise ValueError("limit must be at least 1")
+        if "page" in numbers:
+            if numbers["page"] < 1:
+                raise ValueError("page starts at 1")
+            if limit is None:
+                raise ValueError("page needs a limit")
+            start = (numbers["page"] - 1) * limit
+        else:
+            start = numbers.get("offset", 0)
+        return start, (start + limit if limit is not None else None)

@@ -1,0 +1,117 @@
+"""Forms shared by the admin and the config file importer, so both apply the same rules."""
+
+import json
+
+from django import forms
+
+from importer.mapping import validate_document
+from importer.models import ImportSource
+
+SECRET_FIELDS = ("assets_token", "source_token")
+
+
+class PrettyJSONField(forms.JSONField):
+    """Shows the mapping indented, so staff can read and edit it."""
+
+    def prepare_value(self, value):
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return value
+        if value is None:
+            return ""
+        return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+class ImportSourceForm(forms.ModelForm):
+    """Tokens are write-only: the stored secret is never sent back to the browser."""
+
+    assets_token = forms.CharField(
+        label="Assets token",
+        required=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="The import source's API token. Leave empty to keep the stored token.",
+    )
+    source_token = forms.CharField(
+        label="Source token",
+        required=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Bearer token for the source. Leave empty to keep the stored token.",
+    )
+    mapping = PrettyJSONField(
+        required=False,
+        widget=forms.Textarea(
+            attrs={
+                "rows": 30,
+                "cols": 100,
+                "class": "vLargeTextField",
+                "style": "font-family: monospace",
+            }
+        ),
+        help_text="The schema-and-mapping document (JSON) that Assets uses to turn records "
+        "into objects. Checked when you save; pushed with the 'Push mapping' action.",
+    )
+
+    class Meta:
+        model = ImportSource
+        fields = [
+            "name",
+            "enabled",
+            "assets_base_url",
+            "workspace_id",
+            "import_source_id",
+            "assets_token",
+            "source_url",
+            "records_path",
+            "pagination",
+            "page_size",
+            "offset_param",
+            "limit_param",
+            "page_param",
+            "first_page",
+            "source_auth",
+            "source_token",
+            "mapping",
+        ]
+
+    def clean_assets_token(self):
+        token = self.cleaned_data.get("assets_token", "").strip()
+        if not token and not (self.instance.pk and self.instance.assets_token):
+            raise forms.ValidationError("Paste the import source's API token from Assets.")
+        return token
+
+    def clean_mapping(self):
+        document = self.cleaned_data.get("mapping")
+        if document in (None, ""):
+            return None
+        problems = validate_document(document)
+        if problems:
+            raise forms.ValidationError([str(problem) for problem in problems])
+        return document
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("source_auth") == ImportSource.AuthKind.BEARER:
+            if not cleaned.get("source_token") and not self.instance.source_token:
+                self.add_error("source_token", "Bearer authentication needs a token.")
+        return cleaned
+
+    def save(self, commit=True):
+        source = super().save(commit=False)
+        for field in SECRET_FIELDS:
+            new_value = self.cleaned_data.get(field)
+            if new_value:
+                setattr(source, field, new_value)
+            elif source.pk:
+                setattr(
+                    source,
+                    field,
+                    ImportSource.objects.filter(pk=source.pk).values_list(field, flat=True).first()
+                    or "",
+                )
+        if "mapping" in self.changed_data:
+            source.mapping_pushed_at = None
+        if commit:
+            source.save()
+        return source

@@ -1,0 +1,107 @@
+"""Run the whole app on this machine: web server, task cluster, Assets sandbox, demo source."""
+
+import json
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from importer.config_file import apply_config
+from importer.devtools.assets_sandbox import AssetsSandbox
+from importer.devtools.demo_source import DemoInventory
+
+DEMO_MAPPING = Path(__file__).resolve().parents[2] / "devtools" / "demo_mapping.json"
+SANDBOX_TOKEN = "sandbox-token"
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def demo_source_config(*, sandbox_url: str, inventory_url: str) -> dict:
+    return {
+        "name": "demo-inventory",
+        "enabled": True,
+        "assets": {
+            "base_url": sandbox_url,
+            "workspace_id": "demo-workspace",
+            "import_source_id": "demo-import-source",
+            "token": SANDBOX_TOKEN,
+        },
+        "source": {
+            "kind": "rest",
+            "url": f"{inventory_url}/api/computers",
+            "records": "items",
+            "pagination": {"style": "offset", "page_size": 25},
+            "auth": {"kind": "none"},
+        },
+        "mapping": json.loads(DEMO_MAPPING.read_text()),
+    }
+
+
+class Command(BaseCommand):
+    help = "Start the demo: runserver, qcluster, the Assets sandbox and a demo inventory API."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=8000, help="Web server port.")
+        parser.add_argument("--sandbox-port", type=int, default=8081)
+        parser.add_argument("--inventory-port", type=int, default=8082)
+        parser.add_argument("--records", type=int, default=300)
+
+    def handle(self, *args, port, sandbox_port, inventory_port, records, **options):
+        sandbox = AssetsSandbox(port=sandbox_port, token=SANDBOX_TOKEN).start()
+        inventory = DemoInventory(port=inventory_port, records=records).start()
+        for result in apply_config(
+            [demo_source_config(sandbox_url=sandbox.base_url, inventory_url=inventory.base_url)]
+        ):
+            self.stdout.write(f"Demo source: {result}")
+        self._ensure_admin_user()
+
+        manage = [sys.executable, str(Path(sys.argv[0]).resolve())]
+        children = [
+            subprocess.Popen([*manage, "runserver", "--noreload", f"127.0.0.1:{port}"]),
+            subprocess.Popen([*manage, "qcluster"]),
+        ]
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"\nAdmin:           http://127.0.0.1:{port}/admin/\n"
+                f"Assets sandbox:  {sandbox.base_url}/\n"
+                f"Demo inventory:  {inventory.base_url}/api/computers\n"
+                "In the admin, select 'demo-inventory', run 'Push mapping to Assets', then "
+                "'Start import'. Ctrl-C stops everything.\n"
+            )
+        )
+        signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            # Runs until Ctrl-C, or until the web server or the cluster stops by itself.
+            while all(child.poll() is None for child in children):
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for child in children:
+                child.terminate()
+            for child in children:
+                try:
+                    child.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+            sandbox.stop()
+            inventory.stop()
+
+    def _ensure_admin_user(self) -> None:
+        users = get_user_model()
+        if users.objects.filter(username="admin").exists():
+            self.stdout.write(
+                "Log in as 'admin' (password printed when it was created; "
+                "reset it with `python manage.py changepassword admin`)."
+            )
+            return
+        password = secrets.token_urlsafe(12)
+        users.objects.create_superuser("admin", "admin@example.com", password)
+        self.stdout.write(self.style.WARNING(f"Created admin user: admin / {password}"))

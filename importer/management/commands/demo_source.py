@@ -1,0 +1,31 @@
+"""Run the paginated demo inventory, a third-party source to import from in development."""
+
+from django.core.management.base import BaseCommand
+
+from importer.devtools.demo_source import DemoInventory
+
+
+class Command(BaseCommand):
+    help = "Serve GET /api/computers (offset/limit or page/limit) on 127.0.0.1 until Ctrl-C."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=8082)
+        parser.add_argument("--records", type=int, default=300)
+        parser.add_argument("--token", default=None, help="Require this bearer token if given.")
+        parser.add_argument("--latency", type=float, default=0.0, help="Seconds to wait per page.")
+
+    def handle(self, *args, **options):
+        source = DemoInventory(
+            port=options["port"],
+            records=options["records"],
+            token=options["token"],
+            latency=options["latency"],
+        )
+        source.log_requests = options["verbosity"] >= 2
+        self.stdout.write(
+            f"Demo inventory on {source.base_url}/api/computers ({options['records']} computers)"
+        )
+        try:
+            source.serve_forever()
+        except KeyboardInterrupt:
+            self.stdout.write("Stopped.")

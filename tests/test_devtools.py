@@ -1,0 +1,212 @@
+"""The development servers behave like the contract says, so tests built on them mean something."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import requests
+
+from importer.devtools.assets_sandbox import AssetsSandbox
+from importer.devtools.demo_source import DemoInventory, demo_computer
+
+TOKEN = "sandbox-token"
+DEMO_MAPPING = Path(__file__).resolve().parent.parent / "importer/devtools/demo_mapping.json"
+
+
+@pytest.fixture(scope="module")
+def running_sandbox() -> Iterator[AssetsSandbox]:
+    with AssetsSandbox(token=TOKEN) as server:
+        yield server
+
+
+@pytest.fixture
+def sandbox(running_sandbox: AssetsSandbox) -> AssetsSandbox:
+    running_sandbox.reset()
+    return running_sandbox
+
+
+class Api:
+    """Calls to one import source of the sandbox, with the right token."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base = f"{base_url}/jsm/assets/workspace/ws-1/v1/importsource/is-1"
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {TOKEN}"
+
+    def call(self, method: str, path: str, **kwargs: object) -> requests.Response:
+        return self.session.request(method, self.base + path, timeout=10, **kwargs)
+
+
+@pytest.fixture
+def api(sandbox: AssetsSandbox) -> Iterator[Api]:
+    api = Api(sandbox.base_url)
+    yield api
+    api.session.close()
+
+
+def start_execution(api: Api) -> str:
+    """Put the demo mapping and start an execution; the id of that execution."""
+    mapping = json.loads(DEMO_MAPPING.read_text())
+    assert api.call("PUT", "/mapping", json=mapping).status_code == 204
+    answer = api.call("POST", "/executions")
+    assert answer.status_code == 200
+    return answer.json()["links"]["submitResults"].split("/")[-2]
+
+
+def test_sandbox_rejects_a_wrong_token(sandbox: AssetsSandbox, api: Api) -> None:
+    answer = requests.get(
+        api.base + "/configstatus", headers={"Authorization": "Bearer nope"}, timeout=5
+    )
+
+    assert answer.status_code == 401
+    assert answer.json()["errorMessages"]
+
+
+def test_sandbox_accepts_the_demo_mapping_and_counts_its_records(
+    sandbox: AssetsSandbox, api: Api
+) -> None:
+    execution_id = start_execution(api)
+    computers = [demo_computer(1), demo_computer(2), demo_computer(2)]
+
+    answer = api.call(
+        "POST", f"/executions/{execution_id}/data", json={"data": {"computers": computers}}
+    )
+
+    assert answer.status_code == 200
+    execution = sandbox.execution(execution_id)
+
+    assert execution["records_received"] == 3
+    assert execution["objects"] == {"demo-computer:SN-00001": 1, "demo-computer:SN-00002": 2}
+    assert execution["duplicate_objects"] == 1
+
+
+def test_sandbox_refuses_a_second_open_execution(api: Api) -> None:
+    start_execution(api)
+
+    answer = api.call("POST", "/executions", json={"scheduled": True})
+
+    assert answer.status_code == 409
+    assert answer.json() == {"errorMessages": ["An import is already running"]}
+
+
+def test_sandbox_rejects_a_chunk_without_the_external_id_and_stores_none_of_it(
+    sandbox: AssetsSandbox, api: Api
+) -> None:
+    execution_id = start_execution(api)
+    chunk = {"data": {"computers": [{"serial": "SN-00001"}, {"hostname": "lt-00002"}]}}
+
+    answer = api.call("POST", f"/executions/{execution_id}/data", json=chunk)
+
+    assert answer.status_code == 400
+    assert "computers[1]" in answer.text and "'serial'" in answer.text
+    execution = sandbox.execution(execution_id)
+    assert (execution["chunks_received"], execution["records_received"]) == (0, 0)
+    assert execution["objects"] == {}
+
+
+def test_sandbox_counts_a_second_completed_post_and_rejects_it(
+    sandbox: AssetsSandbox, api: Api
+) -> None:
+    execution_id = start_execution(api)
+    data_path = f"/executions/{execution_id}/data"
+
+    first = api.call("POST", data_path, json={"completed": True})
+    second = api.call("POST", data_path, json={"completed": True})
+
+    assert (first.status_code, second.status_code) == (200, 400)
+    assert sandbox.execution(execution_id)["completed_posts"] == 2
+    assert sandbox.execution(execution_id)["state"] == "DONE"
+
+
+def test_sandbox_takes_a_failure_reason_of_at_most_1024_characters(
+    sandbox: AssetsSandbox, api: Api
+) -> None:
+    execution_id = start_execution(api)
+    failed_path = f"/executions/{execution_id}/history/failed"
+
+    too_long = api.call("POST", failed_path, json={"failureReason": "é" * 1025})
+    just_right = api.call("POST", failed_path, json={"failureReason": "é" * 1024})
+
+    assert (too_long.status_code, just_right.status_code) == (400, 204)
+    execution = sandbox.execution(execution_id)
+    assert execution["state"] == "FAILED"
+    assert execution["failure_reasons"] == ["é" * 1024]
+
+
+def test_sandbox_fires_a_schedule_at_its_callback_url(sandbox: AssetsSandbox, api: Api) -> None:
+    start_execution(api)
+    start = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    created = api.call(
+        "POST",
+        "/importschedule",
+        json={
+            "runFrequency": "DAILY",
+            "runInterval": "DAILY",
+            "startTime": start,
+            "timezone": "Europe/Paris",
+            "callbackUrl": f"{sandbox.base_url}/nowhere",
+        },
+    )
+    assert created.status_code == 200
+
+    fired = requests.post(
+        f"{sandbox.base_url}/_sandbox/schedules/{created.json()['id']}/fire", timeout=10
+    )
+
+    assert fired.status_code == 200
+    assert fired.json()["callbackStatus"] == 404
+    assert ("POST", "/nowhere") in sandbox.requests_log
+
+
+def test_fault_answers_429_with_retry_after_once_then_lets_requests_through(
+    sandbox: AssetsSandbox, api: Api
+) -> None:
+    added = requests.post(
+        f"{sandbox.base_url}/_faults",
+        json={"method": "GET", "path_contains": "/configstatus", "status": 429, "retry_after": "7"},
+        timeout=5,
+    )
+    assert added.status_code == 201
+
+    limited = api.call("GET", "/configstatus")
+    passed = api.call("GET", "/configstatus")
+
+    assert limited.status_code == 429
+    assert limited.headers["Retry-After"] == "7"
+    assert passed.status_code == 200
+    assert passed.json() == {"status": "MISSING_MAPPING"}
+
+
+def test_a_dropped_connection_reaches_the_client_as_a_connection_error() -> None:
+    with DemoInventory(records=3) as source:
+        source.faults.add(method="GET", path_contains="/api/computers", drop=True)
+
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"{source.base_url}/api/computers", timeout=5)
+        assert requests.get(f"{source.base_url}/api/computers", timeout=5).json()["total"] == 3
+
+
+@pytest.mark.parametrize("style", ["offset", "page"])
+def test_demo_source_pages_cover_every_record_exactly_once(style: str) -> None:
+    with DemoInventory(records=103, token="t") as source:
+        session = requests.Session()
+        session.headers["Authorization"] = "Bearer t"
+        serials: list[str] = []
+        for number in range(100):
+            params = {"offset": number * 10} if style == "offset" else {"page": number + 1}
+            answer = session.get(
+                f"{source.base_url}/api/computers", params={**params, "limit": 10}, timeout=5
+            )
+            answer.raise_for_status()
+            page = answer.json()
+            serials += [item["serial"] for item in page["items"]]
+            if not page["items"]:
+                break
+        session.close()
+
+    assert page["total"] == 103
+    assert serials == [f"SN-{i:05d}" for i in range(1, 104)]

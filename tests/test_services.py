@@ -1,0 +1,205 @@
+"""The import flow, with django-q2 running tasks inline (sync mode)."""
+
+import pytest
+
+from importer import services
+from importer.models import ChunkJob, Execution
+from tests.conftest import SANDBOX_TOKEN
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_it_imports_every_record_exactly_once(pushed_source, sandbox):
+    execution = services.start_import(source=pushed_source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert remote["records_received"] == 120
+    assert remote["duplicate_objects"] == 0
+    assert len(remote["objects"]) == 120
+    assert remote["completed_posts"] == 1
+    assert execution.records_submitted == 120
+    assert execution.chunks.filter(state=ChunkJob.State.SUBMITTED).count() == 5
+
+
+def test_it_pages_by_page_number(make_source, sandbox):
+    source = services.push_mapping(
+        source=make_source(pagination="page", page_size=50, first_page=1)
+    )
+
+    execution = services.start_import(source=source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE
+    assert len(sandbox.execution(execution.assets_execution_id)["objects"]) == 120
+    assert list(execution.chunks.values_list("cursor", flat=True)) == ["", "2", "3"]
+
+
+def test_a_chunk_delivered_twice_submits_its_page_once(pushed_source, sandbox, inventory):
+    inventory.faults.add(method="GET", path_contains="/api/computers", status=503, times=-1)
+    execution = services.start_import(source=pushed_source)
+    chunk = execution.chunks.get(index=0)
+    inventory.faults.clear()
+    ChunkJob.objects.filter(pk=chunk.pk).update(next_attempt_at=None)
+
+    services.process_chunk(chunk=ChunkJob.objects.get(pk=chunk.pk))
+    services.process_chunk(chunk=ChunkJob.objects.get(pk=chunk.pk))
+
+    data_posts = [path for method, path in sandbox.requests_log if path.endswith("/data")]
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert remote["duplicate_objects"] == 0
+    assert len(remote["objects"]) == 120
+    assert len(data_posts) == 5 + 1  # five pages and one completion
+
+
+def test_completion_waits_for_a_chunk_still_running(pushed_source, sandbox):
+    execution = services.start_import(source=pushed_source)
+    assert execution.state == Execution.State.DONE
+    # Replay the race: the last chunk is back to RUNNING while a completion check arrives.
+    execution = Execution.objects.get(pk=execution.pk)
+    Execution.objects.filter(pk=execution.pk).update(state=Execution.State.INGESTING)
+    ChunkJob.objects.filter(execution=execution, index=4).update(state=ChunkJob.State.RUNNING)
+
+    services.check_completion(execution=execution)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.INGESTING
+    assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 1
+
+
+def test_a_second_start_while_one_is_open_is_refused(pushed_source):
+    Execution.objects.create(source=pushed_source, state=Execution.State.INGESTING)
+
+    with pytest.raises(services.ImportRefused, match="already running"):
+        services.start_import(source=pushed_source)
+
+    assert Execution.objects.filter(source=pushed_source).count() == 1
+
+
+def test_a_disabled_source_is_refused(make_source):
+    source = make_source(enabled=False)
+
+    with pytest.raises(services.ImportRefused, match="disabled"):
+        services.start_import(source=source)
+
+
+def test_a_source_answering_500_fails_the_execution_and_reports_why(
+    pushed_source, sandbox, inventory, settings
+):
+    settings.CHUNK_MAX_ATTEMPTS = 1
+    inventory.faults.add(method="GET", path_contains="/api/computers", status=500, times=-1,
+                         body="<html>Internal error " + "x" * 3000 + "</html>")
+
+    execution = services.start_import(source=pushed_source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.FAILED
+    assert "answered 500" in execution.error
+    reasons = sandbox.execution(execution.assets_execution_id)["failure_reasons"]
+    assert len(reasons) == 1
+    assert len(reasons[0]) <= 1024
+    assert reasons[0].startswith("Chunk 1 failed")
+
+
+def test_a_source_answering_html_gives_a_clear_error(pushed_source, inventory, sandbox):
+    inventory.faults.add(method="GET", path_contains="/api/computers", status=200, times=-1,
+                         body="<html>Please log in</html>")
+
+    execution = services.start_import(source=pushed_source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.FAILED
+    assert "did not answer JSON" in execution.error
+
+
+def test_a_wrong_assets_token_refuses_the_start_with_a_clear_message(make_source):
+    source = make_source(assets_token="wrong-token-value")
+
+    with pytest.raises(services.ImportRefused, match="401") as refused:
+        services.start_import(source=source)
+
+    assert "wrong-token-value" not in str(refused.value)
+    assert Execution.objects.get(source=source).state == Execution.State.REFUSED
+
+
+def test_an_unreachable_assets_refuses_the_start(make_source):
+    source = make_source(assets_base_url="http://127.0.0.1:9")
+
+    with pytest.raises(services.ImportRefused, match="could not reach Assets"):
+        services.start_import(source=source)
+
+
+def test_a_mapping_assets_rejects_is_reported_by_push(make_source, demo_mapping):
+    demo_mapping["mapping"]["objectTypeMappings"][0]["objectTypeExternalId"] = "ghost"
+    source = make_source(mapping=demo_mapping)
+
+    with pytest.raises(services.MappingInvalid, match="ghost"):
+        services.push_mapping(source=source)
+
+
+def test_records_without_identity_are_skipped_and_counted(pushed_source, sandbox, settings):
+    pushed_source.mapping["mapping"]["objectTypeMappings"][0]["attributesMapping"][0][
+        "attributeLocators"
+    ] = ["missing_field"]
+    pushed_source.save()
+
+    execution = services.start_import(source=pushed_source)
+
+    execution.refresh_from_db()
+    assert execution.records_skipped == 120
+    assert execution.records_submitted == 0
+    assert "no value for 'missing_field'" in execution.chunks.first().error
+
+
+def test_an_endless_source_is_stopped(pushed_source, inventory, settings):
+    settings.IMPORT_MAX_PAGES = 3
+
+    execution = services.start_import(source=pushed_source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.FAILED
+    assert "IMPORT_MAX_PAGES" in execution.error
+
+
+def test_a_401_from_the_source_names_it_and_hides_its_token(make_source, sandbox, inventory):
+    inventory.token = "inventory-secret-1"
+    source = services.push_mapping(
+        source=make_source(source_auth="bearer", source_token="wrong-secret-2")
+    )
+
+    execution = services.start_import(source=source)
+
+    execution.refresh_from_db()
+    reasons = sandbox.execution(execution.assets_execution_id)["failure_reasons"]
+    assert execution.state == Execution.State.FAILED
+    assert "source 'inventory' answered 401" in execution.error
+    assert "wrong-secret-2" not in execution.error
+    assert reasons and all("wrong-secret-2" not in reason for reason in reasons)
+
+
+def test_scrubbing_removes_tokens_url_credentials_and_bearer_values(make_source):
+    source = make_source(source_token="s3cr3t-token")
+
+    scrubbed = services.scrub_secrets(
+        "GET https://bob:hunter2@host/x failed; token s3cr3t-token; "
+        "Authorization: Bearer abcdefghijklmnop",
+        source,
+    )
+
+    assert "hunter2" not in scrubbed
+    assert "s3cr3t-token" not in scrubbed
+    assert "abcdefghijklmnop" not in scrubbed
+    assert SANDBOX_TOKEN not in services.scrub_secrets(f"echo {SANDBOX_TOKEN}", source)
+
+
+def test_cancel_stops_the_execution_in_assets_too(pushed_source, sandbox, inventory):
+    inventory.faults.add(method="GET", path_contains="/api/computers", status=503, times=-1)
+    execution = services.start_import(source=pushed_source)
+
+    services.cancel_execution(execution=execution)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.CANCELLED
+    assert sandbox.execution(execution.assets_execution_id)["state"] == "CANCELLED"
+    assert not execution.chunks.filter(state=ChunkJob.State.QUEUED).exists()
