@@ -1,6 +1,7 @@
 """The staff UI: sources with their actions, and the read-only execution history."""
 
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import OuterRef, Subquery
 from django.urls import reverse
 from django.utils.html import format_html
@@ -38,6 +39,7 @@ def state_badge(state: str) -> str:
 @admin.register(ImportSource)
 class ImportSourceAdmin(admin.ModelAdmin):
     form = ImportSourceForm
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = [
         "name",
         "enabled",
@@ -243,8 +245,10 @@ class ExecutionAdmin(admin.ModelAdmin):
     def trigger_label(self, execution):
         if execution.is_scheduled:
             return format_html(
-                '<span style="background:#00695c;color:#fff;padding:1px 6px;'
-                'border-radius:8px;font-size:11px">scheduled</span>'
+                '<span style="background:{};color:#fff;padding:1px 6px;'
+                'border-radius:8px;font-size:11px">{}</span>',
+                "#00695c",
+                "scheduled",
             )
         return "manual"
 

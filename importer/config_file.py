@@ -80,8 +80,9 @@ def _form_data(entry: dict, where: str) -> dict:
     data = {
         "name": entry["name"],
         "enabled": entry.get("enabled", True),
-        "assets_base_url": assets.get("base_url", ImportSource._meta.get_field(
-            "assets_base_url").get_default()),
+        "assets_base_url": assets.get(
+            "base_url", ImportSource._meta.get_field("assets_base_url").get_default()
+        ),
         "workspace_id": assets.get("workspace_id", ""),
         "import_source_id": assets.get("import_source_id", ""),
         "assets_token": assets.get("token", ""),
@@ -132,8 +133,9 @@ def apply_config(entries: list, *, dry_run: bool = False) -> list[AppliedSource]
             results.append(AppliedSource(name=data["name"], created=False))
             continue
         form.save()
-        results.append(AppliedSource(name=data["name"], created=instance is None,
-                                     changed_fields=changed))
+        results.append(
+            AppliedSource(name=data["name"], created=instance is None, changed_fields=changed)
+        )
     if errors:
         transaction.set_rollback(True)
         raise ConfigFileError("\n".join(errors))

@@ -3,11 +3,19 @@
 import json
 
 from django import forms
+from django.db import models
 
 from importer.mapping import validate_document
 from importer.models import ImportSource
 
 SECRET_FIELDS = ("assets_token", "source_token")
+
+
+def https_by_default(model_field, **kwargs):
+    """A URL typed without a scheme means https (Django 6's default, chosen now)."""
+    if isinstance(model_field, models.URLField):
+        kwargs["assume_scheme"] = "https"
+    return model_field.formfield(**kwargs)
 
 
 class PrettyJSONField(forms.JSONField):
@@ -55,6 +63,7 @@ class ImportSourceForm(forms.ModelForm):
 
     class Meta:
         model = ImportSource
+        formfield_callback = https_by_default
         fields = [
             "name",
             "enabled",

@@ -14,7 +14,6 @@ from django_q.models import Schedule
 from django_q.tasks import async_task
 
 
-
 def enqueue_chunk(chunk_id: int) -> None:
     async_task("importer.tasks.run_chunk", chunk_id, task_name=f"chunk-{chunk_id}")
 

@@ -86,8 +86,9 @@ def wait_for_execution_to_finish(execution: Execution, timeout: float = 120.0) -
         execution.refresh_from_db()
         return execution.state in Execution.FINISHED_STATES
 
-    wait_for(finished, timeout=timeout,
-             message=f"execution still {execution.state} after {timeout} s")
+    wait_for(
+        finished, timeout=timeout, message=f"execution still {execution.state} after {timeout} s"
+    )
     return execution
 
 

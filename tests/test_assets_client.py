@@ -76,8 +76,9 @@ def test_it_submits_a_chunk_and_then_completion(httpserver, client):
         (503, assets.AssetsServerError, False),
     ],
 )
-def test_each_error_status_becomes_its_typed_error(httpserver, client, status, error_class,
-                                                    permanent):
+def test_each_error_status_becomes_its_typed_error(
+    httpserver, client, status, error_class, permanent
+):
     httpserver.expect_request(f"{ROOT}/executions", method="POST").respond_with_json(
         {"errorMessages": ["something specific"]}, status=status
     )
@@ -125,8 +126,11 @@ def test_a_silent_assets_times_out_as_a_transient_error():
         silent.listen()
         port = silent.getsockname()[1]
         client = AssetsClient(
-            base_url=f"http://127.0.0.1:{port}", workspace_id="w", import_source_id="s",
-            token="t", timeout=0.3,
+            base_url=f"http://127.0.0.1:{port}",
+            workspace_id="w",
+            import_source_id="s",
+            token="t",
+            timeout=0.3,
         )
 
         with pytest.raises(assets.AssetsUnavailable) as caught:

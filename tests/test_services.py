@@ -88,8 +88,13 @@ def test_a_source_answering_500_fails_the_execution_and_reports_why(
     pushed_source, sandbox, inventory, settings
 ):
     settings.CHUNK_MAX_ATTEMPTS = 1
-    inventory.faults.add(method="GET", path_contains="/api/computers", status=500, times=-1,
-                         body="<html>Internal error " + "x" * 3000 + "</html>")
+    inventory.faults.add(
+        method="GET",
+        path_contains="/api/computers",
+        status=500,
+        times=-1,
+        body="<html>Internal error " + "x" * 3000 + "</html>",
+    )
 
     execution = services.start_import(source=pushed_source)
 
@@ -103,8 +108,13 @@ def test_a_source_answering_500_fails_the_execution_and_reports_why(
 
 
 def test_a_source_answering_html_gives_a_clear_error(pushed_source, inventory, sandbox):
-    inventory.faults.add(method="GET", path_contains="/api/computers", status=200, times=-1,
-                         body="<html>Please log in</html>")
+    inventory.faults.add(
+        method="GET",
+        path_contains="/api/computers",
+        status=200,
+        times=-1,
+        body="<html>Please log in</html>",
+    )
 
     execution = services.start_import(source=pushed_source)
 

@@ -709,9 +709,9 @@ def _render_page(
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>Assets sandbox</title>",
         f"<style>{_PAGE_STYLE}</style></head><body><h1>Assets sandbox</h1>",
-        "<p><a href='/'>Refresh</a> · <a href='/_sandbox/state'>JSON state</a> · "
+        "<div><a href='/'>Refresh</a> · <a href='/_sandbox/state'>JSON state</a> · "
         "<form method='post' action='/_sandbox/reset?from=page' style='display:inline'>"
-        "<button>Reset everything</button></form></p>",
+        "<button>Reset everything</button></form></div>",
     ]
     if not state["importSources"]:
         parts.append("<p class='muted'>No import source has been used yet.</p>")

@@ -234,6 +234,7 @@ class DevServer:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like the real services behind a proxy
     timeout = 60  # idle keep-alive connections do not pin a thread forever
+    disable_nagle_algorithm = True  # headers and body go out in two writes; no 40 ms stall
 
     def do_GET(self) -> None:
         self._handle()

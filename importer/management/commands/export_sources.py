@@ -11,8 +11,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("names", nargs="*", help="Sources to export (default: all).")
-        parser.add_argument("--with-secrets", action="store_true",
-                            help="Include Assets and source tokens in the output.")
+        parser.add_argument(
+            "--with-secrets",
+            action="store_true",
+            help="Include Assets and source tokens in the output.",
+        )
         parser.add_argument("--output", "-o", help="Write to this file instead of stdout.")
 
     def handle(self, *args, names, with_secrets, output, **options):
@@ -21,7 +24,8 @@ class Command(BaseCommand):
             sources = sources.filter(name__in=names)
         document = json.dumps(
             [source_to_config(source, with_secrets=with_secrets) for source in sources],
-            indent=2, ensure_ascii=False,
+            indent=2,
+            ensure_ascii=False,
         )
         if output:
             with open(output, "w", encoding="utf-8") as file:

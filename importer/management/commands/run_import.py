@@ -13,8 +13,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("name", help="The source's name.")
-        parser.add_argument("--wait", action="store_true",
-                            help="Show progress until the import ends; exit 0 only when DONE.")
+        parser.add_argument(
+            "--wait",
+            action="store_true",
+            help="Show progress until the import ends; exit 0 only when DONE.",
+        )
         parser.add_argument("--poll", type=float, default=1.0, help="Seconds between updates.")
 
     def handle(self, *args, name, wait, poll, **options):
@@ -49,6 +52,9 @@ class Command(BaseCommand):
         self.stdout.write("")
         if execution.state != Execution.State.DONE:
             raise CommandError(f"Import ended {execution.state}: {execution.error}")
-        self.stdout.write(self.style.SUCCESS(
-            f"Done: {execution.records_submitted} records in {execution.pages_submitted} chunks."
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Done: {execution.records_submitted} records, "
+                f"{execution.pages_submitted} chunks."
+            )
+        )

@@ -1,0 +1,185 @@
+"""The staff UI, driven through Django's test client as a logged-in staff user."""
+
+import json
+
+import pytest
+from django.urls import reverse
+
+from importer.models import Execution, ImportSource
+from tests.conftest import SANDBOX_TOKEN, wait_for_execution_to_finish
+
+
+@pytest.fixture
+def staff_client(client, django_user_model):
+    user = django_user_model.objects.create_superuser("staff", "staff@example.com", "pw")
+    client.force_login(user)
+    return client
+
+
+def source_form_data(source: ImportSource, **overrides) -> dict:
+    data = {
+        "name": source.name,
+        "enabled": "on",
+        "assets_base_url": source.assets_base_url,
+        "workspace_id": source.workspace_id,
+        "import_source_id": source.import_source_id,
+        "assets_token": "",
+        "source_url": source.source_url,
+        "records_path": source.records_path,
+        "pagination": source.pagination,
+        "page_size": source.page_size,
+        "offset_param": source.offset_param,
+        "limit_param": source.limit_param,
+        "page_param": source.page_param,
+        "first_page": source.first_page,
+        "source_auth": source.source_auth,
+        "source_token": "",
+        "mapping": json.dumps(source.mapping),
+    }
+    data.update(overrides)
+    return data
+
+
+def run_action(client, model: str, action: str, ids) -> str:
+    response = client.post(
+        reverse(f"admin:importer_{model}_changelist"),
+        {"action": action, "_selected_action": [str(pk) for pk in ids]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    return " ".join(str(message) for message in response.context["messages"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_start_import_from_the_admin_brings_every_record_into_assets(
+    staff_client, make_source, sandbox, cluster
+):
+    source = make_source()
+
+    pushed = run_action(staff_client, "importsource", "push_mapping", [source.pk])
+    started = run_action(staff_client, "importsource", "start_import", [source.pk])
+
+    assert "Assets accepted the mapping" in pushed
+    assert "import started" in started
+    execution = wait_for_execution_to_finish(Execution.objects.get(source=source))
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert execution.state == Execution.State.DONE, execution.error
+    assert len(remote["objects"]) == 120
+    assert remote["duplicate_objects"] == 0
+    assert remote["completed_posts"] == 1
+    assert execution.triggered_by.username == "staff"
+
+
+@pytest.mark.django_db
+def test_the_stored_token_is_never_shown_back(staff_client, make_source):
+    source = make_source(source_auth="bearer", source_token="source-secret-xyz")
+
+    page = staff_client.get(reverse("admin:importer_importsource_change", args=[source.pk]))
+
+    html = page.content.decode()
+    assert SANDBOX_TOKEN not in html
+    assert "source-secret-xyz" not in html
+
+
+@pytest.mark.django_db
+def test_saving_without_a_token_keeps_the_stored_one(staff_client, make_source):
+    source = make_source()
+
+    response = staff_client.post(
+        reverse("admin:importer_importsource_change", args=[source.pk]),
+        source_form_data(source, page_size=50),
+    )
+
+    assert response.status_code == 302
+    source.refresh_from_db()
+    assert source.page_size == 50
+    assert source.assets_token == SANDBOX_TOKEN
+
+
+@pytest.mark.django_db
+def test_a_malformed_mapping_is_refused_with_a_field_error(staff_client, make_source, demo_mapping):
+    source = make_source()
+    del demo_mapping["mapping"]["objectTypeMappings"][0]["selector"]
+
+    response = staff_client.post(
+        reverse("admin:importer_importsource_change", args=[source.pk]),
+        source_form_data(source, mapping=json.dumps(demo_mapping)),
+    )
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors["mapping"]
+    assert "mapping.objectTypeMappings[0].selector: is required" in errors
+
+
+@pytest.mark.django_db
+def test_a_mapping_that_is_not_json_is_refused(staff_client, make_source):
+    source = make_source()
+
+    response = staff_client.post(
+        reverse("admin:importer_importsource_change", args=[source.pk]),
+        source_form_data(source, mapping='{"schema": '),
+    )
+
+    assert response.status_code == 200
+    assert "mapping" in response.context["adminform"].form.errors
+
+
+@pytest.mark.django_db
+def test_a_second_start_is_refused_with_a_message(staff_client, make_source):
+    source = make_source()
+    Execution.objects.create(source=source, state=Execution.State.INGESTING)
+
+    message = run_action(staff_client, "importsource", "start_import", [source.pk])
+
+    assert "already running" in message
+    assert Execution.objects.filter(source=source).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_wrong_token_ends_in_a_message_not_a_traceback(staff_client, make_source):
+    source = make_source(assets_token="not-the-token")
+
+    message = run_action(staff_client, "importsource", "push_mapping", [source.pk])
+
+    assert "401" in message
+    assert "not-the-token" not in message
+
+
+@pytest.mark.django_db
+def test_history_cannot_be_added_or_edited(staff_client, make_source):
+    execution = Execution.objects.create(source=make_source(), state=Execution.State.DONE)
+
+    add = staff_client.get(reverse("admin:importer_execution_add"))
+    change = staff_client.post(
+        reverse("admin:importer_execution_change", args=[execution.pk]), {"state": "FAILED"}
+    )
+
+    assert add.status_code == 403
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE
+    assert change.status_code in (302, 403)
+
+
+@pytest.mark.django_db
+def test_the_history_list_shows_state_trigger_and_progress(staff_client, make_source):
+    source = make_source()
+    Execution.objects.create(
+        source=source, state=Execution.State.FAILED, trigger=Execution.Trigger.SCHEDULE
+    )
+
+    page = staff_client.get(reverse("admin:importer_execution_changelist"))
+
+    html = page.content.decode()
+    assert "FAILED" in html
+    assert "scheduled" in html
+    assert "import-progress" in html
+
+
+@pytest.mark.django_db
+def test_the_source_list_shows_the_last_import(staff_client, make_source):
+    source = make_source()
+    Execution.objects.create(source=source, state=Execution.State.DONE)
+
+    page = staff_client.get(reverse("admin:importer_importsource_changelist"))
+
+    assert "DONE" in page.content.decode()
