@@ -84,6 +84,12 @@ class ImportSourceForm(forms.ModelForm):
             "mapping",
         ]
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The default comes from settings (a callable), which would make Django compare
+        # against a hidden initial value the config file importer does not send.
+        self.fields["assets_base_url"].show_hidden_initial = False
+
     def clean_assets_token(self):
         token = self.cleaned_data.get("assets_token", "").strip()
         if not token and not (self.instance.pk and self.instance.assets_token):

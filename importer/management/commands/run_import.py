@@ -54,7 +54,6 @@ class Command(BaseCommand):
             raise CommandError(f"Import ended {execution.state}: {execution.error}")
         self.stdout.write(
             self.style.SUCCESS(
-                f"Done: {execution.records_submitted} records, "
-                f"{execution.pages_submitted} chunks."
+                f"Done: {execution.records_submitted} records, {execution.pages_submitted} chunks."
             )
         )

@@ -1,0 +1,148 @@
+"""Command-line interfaces: sources as code and starting an import from a terminal."""
+
+import io
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from importer.management.commands.demo import demo_source_config
+from importer.models import Execution, ImportSource
+from tests.conftest import SANDBOX_TOKEN
+
+
+def source_entry(sandbox, inventory, mapping, **overrides) -> dict:
+    entry = {
+        "name": "laptops",
+        "enabled": True,
+        "assets": {
+            "base_url": sandbox.base_url,
+            "workspace_id": "ws-1",
+            "import_source_id": "src-1",
+            "token": SANDBOX_TOKEN,
+        },
+        "source": {
+            "kind": "rest",
+            "url": f"{inventory.base_url}/api/computers",
+            "records": "items",
+            "pagination": {"style": "page", "page_size": 40},
+            "auth": {"kind": "bearer", "token": "inventory-token"},
+        },
+        "mapping": mapping,
+    }
+    entry.update(overrides)
+    return entry
+
+
+def write(tmp_path, entries) -> str:
+    path = tmp_path / "sources.json"
+    path.write_text(json.dumps(entries))
+    return str(path)
+
+
+def run(*args) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.mark.django_db
+def test_import_sources_creates_a_source_and_says_so(tmp_path, sandbox, inventory, demo_mapping):
+    path = write(tmp_path, [source_entry(sandbox, inventory, demo_mapping)])
+
+    output = run("import_sources", path)
+
+    source = ImportSource.objects.get(name="laptops")
+    assert output.strip() == "created laptops"
+    assert source.pagination == "page"
+    assert source.page_size == 40
+    assert source.source_auth == "bearer"
+    assert source.source_token == "inventory-token"
+    assert source.mapping == demo_mapping
+
+
+@pytest.mark.django_db
+def test_import_sources_reports_only_what_changed(tmp_path, sandbox, inventory, demo_mapping):
+    entry = source_entry(sandbox, inventory, demo_mapping)
+    run("import_sources", write(tmp_path, [entry]))
+    entry["source"]["pagination"]["page_size"] = 10
+    del entry["assets"]["token"]  # absent secrets keep their stored value
+
+    output = run("import_sources", write(tmp_path, [entry]))
+
+    assert output.strip() == "updated laptops: page_size"
+    assert ImportSource.objects.get(name="laptops").assets_token == SANDBOX_TOKEN
+    assert run("import_sources", write(tmp_path, [entry])).strip() == "unchanged laptops"
+
+
+@pytest.mark.django_db
+def test_import_sources_applies_the_admin_rules_and_changes_nothing_on_error(
+    tmp_path, sandbox, inventory, demo_mapping
+):
+    good = source_entry(sandbox, inventory, demo_mapping, name="good")
+    bad_mapping = json.loads(json.dumps(demo_mapping))
+    bad_mapping["mapping"]["objectTypeMappings"][0]["attributesMapping"][0]["externalIdPart"] = (
+        False
+    )
+    bad = source_entry(sandbox, inventory, bad_mapping, name="bad")
+
+    with pytest.raises(CommandError) as error:
+        run("import_sources", write(tmp_path, [good, bad]))
+
+    assert "source 2 (bad): mapping: mapping.objectTypeMappings[0].attributesMapping" in str(
+        error.value
+    )
+    assert not ImportSource.objects.exists()
+
+
+@pytest.mark.django_db
+def test_export_leaves_secrets_out_unless_asked(tmp_path, sandbox, inventory, demo_mapping):
+    run("import_sources", write(tmp_path, [source_entry(sandbox, inventory, demo_mapping)]))
+
+    plain = run("export_sources")
+    with_secrets = json.loads(run("export_sources", "--with-secrets"))
+
+    assert SANDBOX_TOKEN not in plain
+    assert "inventory-token" not in plain
+    assert with_secrets[0]["assets"]["token"] == SANDBOX_TOKEN
+    assert with_secrets[0]["source"]["auth"]["token"] == "inventory-token"
+
+
+@pytest.mark.django_db
+def test_an_exported_file_imports_back_unchanged(tmp_path, sandbox, inventory, demo_mapping):
+    run("import_sources", write(tmp_path, [source_entry(sandbox, inventory, demo_mapping)]))
+    exported = json.loads(run("export_sources", "--with-secrets"))
+
+    assert run("import_sources", write(tmp_path, exported)).strip() == "unchanged laptops"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_import_pushes_the_mapping_and_waits_for_done(make_source, sandbox):
+    make_source(name="inventory")
+
+    output = run("run_import", "inventory", "--wait", "--poll", "0.01")
+
+    execution = Execution.objects.get()
+    assert "Assets accepted the mapping" in output
+    assert "Done: 120 records" in output
+    assert execution.state == Execution.State.DONE
+    assert sandbox.mapping("ws-1", "src-1") is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_import_exits_non_zero_when_the_import_fails(make_source, inventory, settings):
+    settings.CHUNK_MAX_ATTEMPTS = 1
+    inventory.faults.add(method="GET", path_contains="/api/computers", status=404, times=-1)
+    make_source(name="inventory")
+
+    with pytest.raises(CommandError, match="FAILED"):
+        run("run_import", "inventory", "--wait", "--poll", "0.01")
+
+
+@pytest.mark.django_db
+def test_the_demo_source_configuration_is_valid(tmp_path, sandbox, inventory):
+    entry = demo_source_config(sandbox_url=sandbox.base_url, inventory_url=inventory.base_url)
+
+    output = run("import_sources", write(tmp_path, [entry]))
+
+    assert output.strip() == "created demo-inventory"
