@@ -143,27 +143,40 @@ def _record_refusal(*, source: ImportSource, trigger: str, reason: str) -> Execu
 
 
 def _claim_chunk(chunk: ChunkJob) -> bool:
-    """Take the chunk for this worker: QUEUED, or RUNNING under a lease that has expired."""
+    """Take the chunk for this worker: QUEUED, or RUNNING under a lease that has expired.
+
+    The UPDATE also requires the attempt count read with the row, so of two workers holding
+    the same row only one can move it on; the winner's copy is then brought up to date here.
+    """
     now = timezone.now()
     claimable = Q(state=ChunkState.QUEUED) & (
         Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     )
     claimable |= Q(state=ChunkState.RUNNING, lease_expires_at__lt=now)
-    claimed = ChunkJob.objects.filter(claimable, pk=chunk.pk).update(
+    lease_expires_at = now + timedelta(seconds=settings.CHUNK_LEASE_SECONDS)
+    claimed = ChunkJob.objects.filter(claimable, pk=chunk.pk, attempts=chunk.attempts).update(
         state=ChunkState.RUNNING,
         attempts=F("attempts") + 1,
-        lease_expires_at=now + timedelta(seconds=settings.CHUNK_LEASE_SECONDS),
+        lease_expires_at=lease_expires_at,
         next_attempt_at=None,
         started_at=now,
     )
     if claimed:
-        chunk.refresh_from_db()
+        chunk.state = ChunkState.RUNNING
+        chunk.attempts += 1
+        chunk.lease_expires_at = lease_expires_at
+        chunk.next_attempt_at = None
+        chunk.started_at = now
     return bool(claimed)
 
 
 def _still_ours(chunk: ChunkJob) -> bool:
+    """Our lease holds and the execution still takes data (it may have been cancelled)."""
     return ChunkJob.objects.filter(
-        pk=chunk.pk, state=ChunkState.RUNNING, attempts=chunk.attempts
+        pk=chunk.pk,
+        state=ChunkState.RUNNING,
+        attempts=chunk.attempts,
+        execution__state=State.INGESTING,
     ).exists()
 
 
@@ -198,7 +211,7 @@ def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
 
     result = transform_records(page.records, source.mapping)
     if result.record_count:
-        if not _still_ours(chunk) or not _execution_open(execution):
+        if not _still_ours(chunk):
             _stop_chunk(chunk)
             return chunk
         try:
@@ -213,10 +226,6 @@ def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
             )
     _mark_submitted(chunk, result.record_count, result.skipped)
     return chunk
-
-
-def _execution_open(execution: Execution) -> bool:
-    return Execution.objects.filter(pk=execution.pk, state=State.INGESTING).exists()
 
 
 def _queue_next_chunk(chunk: ChunkJob, next_cursor: str | None, record_count: int) -> str:
@@ -235,21 +244,22 @@ def _queue_next_chunk(chunk: ChunkJob, next_cursor: str | None, record_count: in
                 f"the source still had more after {settings.IMPORT_MAX_PAGES} pages "
                 "(IMPORT_MAX_PAGES): check its paging settings or raise the limit"
             )
-        repeated = (
-            ChunkJob.objects.filter(execution=execution, cursor=next_cursor)
-            .exclude(index=chunk.index + 1)
-            .exists()
+        seen = dict(
+            ChunkJob.objects.filter(execution=execution)
+            .filter(Q(cursor=next_cursor) | Q(index=chunk.index + 1))
+            .values_list("index", "cursor")
         )
-        if repeated or next_cursor == chunk.cursor:
+        if chunk.index + 1 in seen:
+            return ""  # this page was fetched before, by an attempt that did not finish
+        if seen or next_cursor == chunk.cursor:
             return (
                 f"the source pointed back to a page it already gave ({next_cursor[:100]}): "
                 "it would never end, so the import stopped"
             )
-        next_chunk, created = ChunkJob.objects.get_or_create(
-            execution=execution, index=chunk.index + 1, defaults={"cursor": next_cursor}
+        next_chunk = ChunkJob.objects.create(
+            execution=execution, index=chunk.index + 1, cursor=next_cursor
         )
-        if created:
-            transaction.on_commit(lambda: tasks.enqueue_chunk(next_chunk.pk))
+        transaction.on_commit(lambda: tasks.enqueue_chunk(next_chunk.pk))
     return ""
 
 

@@ -1,0 +1,36 @@
+"""A chunk's database cost stays constant, whatever the page size."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from importer import services
+from importer.models import ChunkJob
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def queued_tasks(settings, monkeypatch):
+    """Collect enqueued tasks instead of running them, to look at one chunk alone."""
+    from importer import tasks
+
+    queued = []
+    monkeypatch.setattr(tasks, "enqueue_chunk", lambda chunk_id: queued.append(chunk_id))
+    monkeypatch.setattr(tasks, "enqueue_completion_check", lambda eid: queued.append(eid))
+    return queued
+
+
+@pytest.mark.parametrize("page_size", [10, 60])
+def test_a_chunk_costs_the_same_few_queries_whatever_its_size(make_source, queued_tasks, page_size):
+    source = services.push_mapping(source=make_source(page_size=page_size))
+    execution = services.start_import(source=source)
+    chunk = ChunkJob.objects.select_related("execution__source").get(execution=execution, index=0)
+
+    with CaptureQueriesContext(connection) as queries:
+        services.process_chunk(chunk=chunk)
+
+    chunk.refresh_from_db()
+    assert chunk.state == ChunkJob.State.SUBMITTED
+    assert chunk.record_count == page_size
+    assert len(queries) <= 11, "\n".join(q["sql"] for q in queries.captured_queries)
