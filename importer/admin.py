@@ -5,12 +5,13 @@ from django.db import models
 from django.db.models import OuterRef, Subquery
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.timezone import localtime
 from django.utils.translation import ngettext
 
 from importer import services
 from importer.assets import AssetsError
-from importer.forms import ImportSourceForm
-from importer.models import ChunkJob, Execution, ImportSource
+from importer.forms import ImportSourceForm, ScheduleForm
+from importer.models import ChunkJob, Execution, ImportSource, Schedule
 from importer.progress import percent_done
 
 
@@ -24,6 +25,8 @@ def state_badge(state: str) -> str:
         "COMPLETING": "#1565c0",
         "PROCESSING": "#6a1b9a",
         "PENDING": "#8d6e00",
+        "IN SYNC": "#2e7d32",
+        "OUT OF SYNC": "#c62828",
         "QUEUED": "#8d6e00",
         "RUNNING": "#1565c0",
         "SUBMITTED": "#2e7d32",
@@ -50,8 +53,14 @@ class ImportSourceAdmin(admin.ModelAdmin):
     ]
     list_filter = ["enabled"]
     search_fields = ["name", "workspace_id", "import_source_id"]
-    actions = ["start_import", "push_mapping"]
-    readonly_fields = ["mapping_pushed_at", "created_at", "updated_at"]
+    actions = ["start_import", "push_mapping", "rotate_webtrigger_token"]
+    readonly_fields = [
+        "mapping_pushed_at",
+        "webtrigger_url",
+        "schedule_summary",
+        "created_at",
+        "updated_at",
+    ]
     fieldsets = [
         (None, {"fields": ["name", "enabled"]}),
         (
@@ -76,6 +85,7 @@ class ImportSourceAdmin(admin.ModelAdmin):
             },
         ),
         ("Mapping", {"fields": ["mapping", "mapping_pushed_at"]}),
+        ("Schedule", {"fields": ["schedule_summary", "webtrigger_url"]}),
         ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
 
@@ -89,6 +99,73 @@ class ImportSourceAdmin(admin.ModelAdmin):
                 last_at=Subquery(latest.values("created_at")[:1]),
             )
         )
+
+    @admin.display(description="Webtrigger URL")
+    def webtrigger_url(self, source):
+        if not source.pk:
+            return "—"
+        return format_html(
+            '<input type="text" readonly value="{}" size="90" onclick="this.select()"> '
+            "<br><small>Assets calls this address at each scheduled run. Keep it secret; "
+            "rotate it with the 'Rotate webtrigger token' action.</small>",
+            services.webtrigger_url(source),
+        )
+
+    @admin.display(description="Schedule")
+    def schedule_summary(self, source):
+        schedule = Schedule.objects.filter(source=source).first() if source.pk else None
+        if schedule is None:
+            add = reverse("admin:importer_schedule_add") + f"?source={source.pk or ''}"
+            return format_html('No schedule. <a href="{}">Add one</a>', add)
+        upcoming = services.next_run(schedule)
+        change = reverse("admin:importer_schedule_change", args=[schedule.pk])
+        return format_html(
+            '<a href="{}">{}</a>, next run {} ({}); {}',
+            change,
+            schedule.get_frequency_display(),
+            localtime(upcoming).strftime("%Y-%m-%d %H:%M %Z") if upcoming else "none",
+            schedule.timezone,
+            "in sync with Assets" if schedule.in_sync else f"OUT OF SYNC: {schedule.sync_error}",
+        )
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and "enabled" in form.changed_data:
+            try:
+                services.apply_enabled_state(source=obj)
+            except services.ScheduleError as error:
+                self.message_user(request, f"Schedule: {error}", messages.WARNING)
+
+    def delete_model(self, request, obj):
+        self._delete_sources(request, [obj])
+
+    def delete_queryset(self, request, queryset):
+        self._delete_sources(request, list(queryset))
+
+    def _delete_sources(self, request, sources):
+        for source in sources:
+            try:
+                services.delete_source(source=source)
+            except services.ScheduleError as error:
+                self.message_user(
+                    request,
+                    f"{source} was kept: its schedule could not be removed from Assets ({error}).",
+                    messages.ERROR,
+                )
+
+    @admin.action(description="Rotate webtrigger token")
+    def rotate_webtrigger_token(self, request, queryset):
+        for source in queryset:
+            try:
+                services.rotate_webtrigger_token(source=source)
+            except services.ScheduleError as error:
+                self.message_user(
+                    request,
+                    f"{source}: new token saved, but Assets still has the old URL: {error}",
+                    messages.ERROR,
+                )
+            else:
+                self.message_user(request, f"{source}: webtrigger token rotated.")
 
     @admin.display(description="Last import", ordering="last_state")
     def last_run_state(self, source):
@@ -291,3 +368,86 @@ class ExecutionAdmin(admin.ModelAdmin):
             request,
             ngettext("%d import cancelled.", "%d imports cancelled.", cancelled) % cancelled,
         )
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(admin.ModelAdmin):
+    form = ScheduleForm
+    list_display = ["source", "frequency", "next_run_label", "timezone", "sync_label", "synced_at"]
+    list_select_related = ["source"]
+    list_filter = ["frequency", "in_sync"]
+    actions = ["pull_from_assets", "resync"]
+    readonly_fields = ["callback_url", "assets_schedule_id", "sync_label", "synced_at"]
+
+    @admin.display(description="Next run")
+    def next_run_label(self, schedule):
+        upcoming = services.next_run(schedule)
+        return localtime(upcoming).strftime("%Y-%m-%d %H:%M %Z") if upcoming else "—"
+
+    @admin.display(description="Assets", ordering="in_sync")
+    def sync_label(self, schedule):
+        if schedule.in_sync:
+            return state_badge("IN SYNC")
+        return format_html("{} {}", state_badge("OUT OF SYNC"), schedule.sync_error)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        try:
+            services.sync_schedule(schedule=obj)
+        except services.ScheduleError as error:
+            self.message_user(request, f"Saved here, but not in Assets: {error}", messages.ERROR)
+        else:
+            self.message_user(request, "Assets holds this schedule now.", messages.SUCCESS)
+
+    def delete_model(self, request, obj):
+        self._delete(request, [obj])
+
+    def delete_queryset(self, request, queryset):
+        self._delete(request, list(queryset.select_related("source")))
+
+    def _delete(self, request, schedules):
+        for schedule in schedules:
+            try:
+                services.delete_schedule(schedule=schedule)
+            except services.ScheduleError as error:
+                self.message_user(
+                    request,
+                    f"{schedule} was kept: Assets did not delete it ({error}).",
+                    messages.ERROR,
+                )
+
+    @admin.action(description="Pull schedule from Assets (show differences)")
+    def pull_from_assets(self, request, queryset):
+        for schedule in queryset.select_related("source"):
+            try:
+                differences = services.compare_schedule(schedule=schedule)
+            except AssetsError as error:
+                self.message_user(
+                    request,
+                    f"{schedule}: {services.scrub_secrets(error.message, schedule.source)}",
+                    messages.ERROR,
+                )
+                continue
+            if differences:
+                self.message_user(
+                    request, f"{schedule} differs: " + "; ".join(differences), messages.WARNING
+                )
+            else:
+                self.message_user(request, f"{schedule}: Assets holds the same schedule.")
+
+    @admin.action(description="Re-sync schedule to Assets")
+    def resync(self, request, queryset):
+        synced = 0
+        for schedule in queryset.select_related("source"):
+            try:
+                services.sync_schedule(schedule=schedule)
+            except services.ScheduleError as error:
+                self.message_user(request, f"{schedule}: {error}", messages.ERROR)
+            else:
+                synced += 1
+        if synced:
+            self.message_user(
+                request,
+                ngettext("%d schedule synced.", "%d schedules synced.", synced) % synced,
+                messages.SUCCESS,
+            )

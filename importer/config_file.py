@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
 
 from django.db import transaction
 
-from importer.forms import SECRET_FIELDS, ImportSourceForm
-from importer.models import ImportSource
+from importer import services
+from importer.forms import SECRET_FIELDS, ImportSourceForm, ScheduleForm
+from importer.models import ImportSource, Schedule
 
 
 class ConfigFileError(Exception):
@@ -24,13 +26,16 @@ class AppliedSource:
     name: str
     created: bool
     changed_fields: list[str] = field(default_factory=list)
+    schedule_note: str = ""
 
     def __str__(self) -> str:
         if self.created:
-            return f"created {self.name}"
-        if not self.changed_fields:
-            return f"unchanged {self.name}"
-        return f"updated {self.name}: {', '.join(self.changed_fields)}"
+            text = f"created {self.name}"
+        elif not self.changed_fields:
+            text = f"unchanged {self.name}"
+        else:
+            text = f"updated {self.name}: {', '.join(self.changed_fields)}"
+        return text + (f"; {self.schedule_note}" if self.schedule_note else "")
 
 
 def source_to_config(source: ImportSource, *, with_secrets: bool = False) -> dict:
@@ -53,6 +58,7 @@ def source_to_config(source: ImportSource, *, with_secrets: bool = False) -> dic
         assets["token"] = source.assets_token
         if source.source_token:
             auth["token"] = source.source_token
+    schedule = Schedule.objects.filter(source=source).first()
     return {
         "name": source.name,
         "enabled": source.enabled,
@@ -65,6 +71,16 @@ def source_to_config(source: ImportSource, *, with_secrets: bool = False) -> dic
             "auth": auth,
         },
         "mapping": source.mapping,
+        "schedule": schedule_to_config(schedule) if schedule else None,
+    }
+
+
+def schedule_to_config(schedule: Schedule) -> dict:
+    local = schedule.start_time.astimezone(ZoneInfo(schedule.timezone))
+    return {
+        "frequency": schedule.frequency,
+        "start_time": local.replace(tzinfo=None).isoformat(),
+        "timezone": schedule.timezone,
     }
 
 
@@ -105,12 +121,25 @@ def _form_data(entry: dict, where: str) -> dict:
     return data
 
 
-@transaction.atomic
 def apply_config(entries: list, *, dry_run: bool = False) -> list[AppliedSource]:
-    """Create or update sources by name; all or nothing, every error named by source."""
+    """Create or update sources by name, all or nothing; then bring schedules to Assets.
+
+    Schedules are synced after the database commit: a remote call cannot be rolled back.
+    """
+    results, schedule_changes = _apply_sources(entries, dry_run=dry_run)
+    if dry_run:
+        return results
+    for result, (source_name, wanted) in zip(results, schedule_changes, strict=True):
+        result.schedule_note = _apply_schedule(source_name, wanted)
+    return results
+
+
+@transaction.atomic
+def _apply_sources(entries: list, *, dry_run: bool):
     if not isinstance(entries, list):
         raise ConfigFileError("the file must hold a JSON list of sources")
     results: list[AppliedSource] = []
+    schedule_changes: list[tuple[str, object]] = []
     errors: list[str] = []
     for position, entry in enumerate(entries):
         where = f"source {position + 1}" + (
@@ -124,6 +153,10 @@ def apply_config(entries: list, *, dry_run: bool = False) -> list[AppliedSource]
                 for message in messages:
                     errors.append(f"{where}: {field_name}: {message}")
             continue
+        wanted = entry.get("schedule", _KEEP)
+        if wanted not in (_KEEP, None):
+            errors.extend(f"{where}: schedule: {problem}" for problem in _schedule_problems(wanted))
+        schedule_changes.append((data["name"], wanted))
         changed = [
             name if name not in SECRET_FIELDS else f"{name} (secret)"
             for name in form.changed_data
@@ -132,7 +165,9 @@ def apply_config(entries: list, *, dry_run: bool = False) -> list[AppliedSource]
         if instance is not None and not changed:
             results.append(AppliedSource(name=data["name"], created=False))
             continue
-        form.save()
+        source = form.save()
+        if instance is not None and "enabled" in form.changed_data and not dry_run:
+            transaction.on_commit(lambda source=source: _apply_enabled(source))
         results.append(
             AppliedSource(name=data["name"], created=instance is None, changed_fields=changed)
         )
@@ -141,4 +176,65 @@ def apply_config(entries: list, *, dry_run: bool = False) -> list[AppliedSource]
         raise ConfigFileError("\n".join(errors))
     if dry_run:
         transaction.set_rollback(True)
-    return results
+    return results, schedule_changes
+
+
+_KEEP = object()  # no "schedule" key: leave the schedule as it is
+
+
+def _schedule_form(wanted: dict, schedule: Schedule | None, source_pk: int | None):
+    return ScheduleForm(
+        data={
+            "source": source_pk,
+            "frequency": wanted.get("frequency"),
+            "start_local": wanted.get("start_time"),
+            "timezone": wanted.get("timezone")
+            or Schedule._meta.get_field("timezone").get_default(),
+        },
+        instance=schedule,
+    )
+
+
+def _schedule_problems(wanted) -> list[str]:
+    if not isinstance(wanted, dict):
+        return ["must be an object with frequency, start_time and timezone, or null"]
+    form = _schedule_form(wanted, None, None)
+    form.is_valid()
+    return [
+        f"{'start_time' if name == 'start_local' else name}: {message}"
+        for name, messages in form.errors.items()
+        if name != "source"
+        for message in messages
+    ]
+
+
+def _apply_enabled(source: ImportSource) -> None:
+    try:
+        services.apply_enabled_state(source=source)
+    except services.ScheduleError:
+        pass  # recorded on the schedule row, shown in the admin
+
+
+def _apply_schedule(source_name: str, wanted) -> str:
+    if wanted is _KEEP:
+        return ""
+    source = ImportSource.objects.get(name=source_name)
+    schedule = Schedule.objects.filter(source=source).first()
+    try:
+        if wanted is None:
+            if schedule is None:
+                return ""
+            services.delete_schedule(schedule=schedule)
+            return "schedule removed"
+        form = _schedule_form(wanted, schedule, source.pk)
+        if schedule is not None and not form.has_changed() and schedule.in_sync:
+            return ""
+        if not form.is_valid():
+            return "schedule not changed: " + "; ".join(
+                message for messages in form.errors.values() for message in messages
+            )
+        schedule = form.save()
+        services.sync_schedule(schedule=schedule)
+    except services.ScheduleError as error:
+        return f"schedule OUT OF SYNC with Assets: {error}"
+    return "schedule synced to Assets"

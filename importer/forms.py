@@ -1,12 +1,14 @@
 """Forms shared by the admin and the config file importer, so both apply the same rules."""
 
 import json
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django import forms
 from django.db import models
+from django.utils import timezone
 
 from importer.mapping import validate_document
-from importer.models import ImportSource
+from importer.models import ImportSource, Schedule
 
 SECRET_FIELDS = ("assets_token", "source_token")
 
@@ -130,3 +132,54 @@ class ImportSourceForm(forms.ModelForm):
         if commit:
             source.save()
         return source
+
+
+def validate_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise forms.ValidationError(
+            f"'{name}' is not an IANA time zone (e.g. Europe/Berlin, America/New_York, UTC)."
+        )
+    return name
+
+
+class ScheduleForm(forms.ModelForm):
+    """The start time is typed as wall-clock time in the schedule's own time zone."""
+
+    start_local = forms.DateTimeField(
+        label="Start time",
+        help_text="The first run (YYYY-MM-DD HH:MM), as wall-clock time in the time zone below.",
+    )
+
+    class Meta:
+        model = Schedule
+        fields = ["source", "frequency", "timezone"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            local = self.instance.start_time.astimezone(ZoneInfo(self.instance.timezone))
+            self.initial["start_local"] = local.replace(tzinfo=None)
+
+    def clean_timezone(self):
+        return validate_timezone(self.cleaned_data["timezone"])
+
+    def clean(self):
+        cleaned = super().clean()
+        local, zone = cleaned.get("start_local"), cleaned.get("timezone")
+        if local is None or not zone:
+            return cleaned
+        start = local.replace(tzinfo=None).replace(tzinfo=ZoneInfo(zone))
+        changed = not self.instance.pk or {"start_local", "timezone"} & set(self.changed_data)
+        if changed and start <= timezone.now():
+            self.add_error("start_local", "The start time must be in the future.")
+        cleaned["start_time"] = start
+        return cleaned
+
+    def save(self, commit=True):
+        schedule = super().save(commit=False)
+        schedule.start_time = self.cleaned_data["start_time"]
+        if commit:
+            schedule.save()
+        return schedule

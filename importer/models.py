@@ -223,8 +223,12 @@ class ChunkJob(models.Model):
         return f"chunk {self.index} of execution {self.execution_id}"
 
 
+def default_timezone() -> str:
+    return settings.TIME_ZONE
+
+
 class Schedule(models.Model):
-    """A recurring import, kept in sync with the import schedule in Assets."""
+    """A recurring import. Assets owns the clock: it calls our webtrigger at each run."""
 
     class Frequency(models.TextChoices):
         ONCE = "ONCE", "Once"
@@ -234,11 +238,19 @@ class Schedule(models.Model):
 
     source = models.OneToOneField(ImportSource, on_delete=models.CASCADE, related_name="schedule")
     frequency = models.CharField(max_length=10, choices=Frequency.choices)
-    start_time = models.DateTimeField(help_text="The first run.")
-    timezone = models.CharField(max_length=64, help_text="IANA time zone, e.g. Europe/Berlin.")
+    start_time = models.DateTimeField(help_text="The first run, in the schedule's time zone.")
+    timezone = models.CharField(
+        max_length=64, default=default_timezone, help_text="IANA time zone, e.g. Europe/Berlin."
+    )
+    callback_url = models.URLField(
+        max_length=500, blank=True, help_text="The webtrigger URL last sent to Assets."
+    )
     assets_schedule_id = models.CharField(max_length=100, blank=True)
-    in_sync = models.BooleanField(default=False)
+    in_sync = models.BooleanField(
+        default=False, help_text="Whether Assets holds exactly this schedule."
+    )
     sync_error = models.TextField(blank=True)
+    synced_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -5,5 +5,6 @@ from importer import views
 app_name = "importer"
 
 urlpatterns = [
+    path("webtrigger/<int:source_id>/<str:token>/", views.webtrigger, name="webtrigger"),
     path("executions/<int:pk>/progress.json", views.execution_progress, name="progress"),
 ]

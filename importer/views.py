@@ -1,11 +1,63 @@
-"""Small JSON views: execution progress for the admin page."""
+"""Small views: the webtrigger Assets calls for scheduled imports, and execution progress."""
+
+import hmac
+import json
+import logging
 
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
 
-from importer.models import Execution
+from importer import services
+from importer.models import Execution, ImportSource
 from importer.progress import progress_of
+
+logger = logging.getLogger(__name__)
+
+MAX_TRIGGER_BODY_BYTES = 4096
+# Compared against when the source id is unknown, so both cases take the same time.
+_NO_TOKEN = "-" * 43
+
+
+def _answer(status: int, **body) -> JsonResponse:
+    return JsonResponse(body, status=status)
+
+
+@csrf_exempt
+@require_POST
+def webtrigger(request, source_id: int, token: str):
+    """Assets' scheduler calls this at each scheduled run of a source."""
+    source = ImportSource.objects.filter(pk=source_id).first()
+    expected = source.webtrigger_token if source else _NO_TOKEN
+    if not hmac.compare_digest(expected.encode(), token.encode()) or source is None:
+        return _answer(404, success=False, error="Not found")
+    if len(request.body) > MAX_TRIGGER_BODY_BYTES:
+        return _answer(413, success=False, error="The request body is too large")
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        return _answer(400, success=False, error="The body must be JSON")
+    if not isinstance(body, dict):
+        return _answer(400, success=False, error="The body must be a JSON object")
+    if (body.get("workspaceId"), body.get("importsourceId")) != (
+        source.workspace_id,
+        source.import_source_id,
+    ):
+        return _answer(
+            400,
+            success=False,
+            error="workspaceId and importsourceId do not match this webtrigger",
+        )
+    try:
+        execution = services.start_scheduled_import(source=source)
+    except services.ImportRefused as refusal:
+        logger.warning("scheduled import of %s refused: %s", source, refusal)
+        return _answer(500, success=False, error=str(refusal))
+    return _answer(
+        200, success=True, message="Import started", executionId=execution.assets_execution_id
+    )
 
 
 @staff_member_required

@@ -1,0 +1,274 @@
+"""Schedules kept in sync with Assets' importschedule API (the sandbox), and run by it."""
+
+import io
+import json
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+import requests
+from django.core.management import call_command
+from django.urls import reverse
+from django.utils import timezone
+
+from importer import services
+from importer.models import Execution, ImportSource, Schedule
+from tests.conftest import wait_for_execution_to_finish
+
+pytestmark = pytest.mark.django_db(transaction=True)
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def tomorrow_at(hour: int, zone=BERLIN) -> datetime:
+    day = (timezone.now() + timedelta(days=1)).astimezone(zone)
+    return day.replace(hour=hour, minute=0, second=0, microsecond=0)
+
+
+def make_schedule(source, **fields) -> Schedule:
+    values = {"frequency": "DAILY", "start_time": tomorrow_at(2), "timezone": "Europe/Berlin"}
+    values.update(fields)
+    return Schedule.objects.create(source=source, **values)
+
+
+def test_saving_a_schedule_creates_it_in_assets(pushed_source, sandbox, settings):
+    schedule = services.sync_schedule(schedule=make_schedule(pushed_source))
+
+    remote = sandbox.schedules("src-1")
+    assert len(remote) == 1
+    assert remote[0]["id"] == schedule.assets_schedule_id
+    assert remote[0]["runFrequency"] == remote[0]["runInterval"] == "DAILY"
+    assert remote[0]["timezone"] == "Europe/Berlin"
+    assert remote[0]["callbackUrl"] == services.webtrigger_url(pushed_source)
+    assert remote[0]["callbackUrl"].startswith(settings.PUBLIC_BASE_URL + "/webtrigger/")
+    assert datetime.fromisoformat(remote[0]["startTime"]) == tomorrow_at(2)
+    assert schedule.in_sync
+
+
+def test_updating_a_schedule_replaces_it_in_assets(pushed_source, sandbox):
+    schedule = services.sync_schedule(schedule=make_schedule(pushed_source))
+    schedule.frequency = "WEEKLY"
+    schedule.save()
+
+    services.sync_schedule(schedule=schedule)
+
+    remote = sandbox.schedules("src-1")
+    assert [s["runFrequency"] for s in remote] == ["WEEKLY"]
+
+
+def test_deleting_a_schedule_deletes_it_in_assets(pushed_source, sandbox):
+    schedule = services.sync_schedule(schedule=make_schedule(pushed_source))
+
+    services.delete_schedule(schedule=schedule)
+
+    assert sandbox.schedules("src-1") == []
+    assert not Schedule.objects.exists()
+
+
+def test_deleting_a_source_removes_its_remote_schedule(pushed_source, sandbox):
+    services.sync_schedule(schedule=make_schedule(pushed_source))
+
+    services.delete_source(source=pushed_source)
+
+    assert sandbox.schedules("src-1") == []
+    assert not ImportSource.objects.exists()
+
+
+def test_a_schedule_needs_the_mapping_in_assets_first(make_source, sandbox):
+    schedule = make_schedule(make_source())
+
+    with pytest.raises(services.ScheduleError, match="push the mapping"):
+        services.sync_schedule(schedule=schedule)
+
+    schedule.refresh_from_db()
+    assert not schedule.in_sync
+    assert "push the mapping" in schedule.sync_error
+    assert sandbox.schedules() == []
+
+
+def test_assets_being_down_leaves_the_schedule_marked_out_of_sync(pushed_source, sandbox):
+    sandbox.faults.add(method="POST", path_contains="/importschedule", status=503, times=1)
+
+    with pytest.raises(services.ScheduleError):
+        services.sync_schedule(schedule=make_schedule(pushed_source))
+
+    schedule = Schedule.objects.get()
+    assert not schedule.in_sync
+    assert "503" in schedule.sync_error
+
+
+def test_pull_shows_what_differs_in_assets(pushed_source, sandbox):
+    schedule = services.sync_schedule(schedule=make_schedule(pushed_source))
+    requests.put(
+        f"{sandbox.base_url}/jsm/assets/workspace/ws-1/v1/importsource/src-1/importschedule/"
+        f"{schedule.assets_schedule_id}",
+        json={
+            "runInterval": "MONTHLY",
+            "startTime": tomorrow_at(2).isoformat(),
+            "timezone": "Europe/Berlin",
+            "callbackUrl": schedule.callback_url,
+        },
+        headers={"Authorization": f"Bearer {pushed_source.assets_token}"},
+        timeout=5,
+    ).raise_for_status()
+
+    differences = services.compare_schedule(schedule=schedule)
+
+    assert differences == ["frequency: here DAILY, in Assets MONTHLY"]
+    schedule.refresh_from_db()
+    assert not schedule.in_sync
+
+
+def test_pull_of_an_unchanged_schedule_finds_no_difference(pushed_source, sandbox):
+    schedule = services.sync_schedule(schedule=make_schedule(pushed_source))
+
+    assert services.compare_schedule(schedule=schedule) == []
+
+
+def test_disabling_a_source_removes_its_schedule_from_assets(pushed_source, sandbox):
+    services.sync_schedule(schedule=make_schedule(pushed_source))
+    pushed_source.enabled = False
+    pushed_source.save()
+
+    services.apply_enabled_state(source=pushed_source)
+
+    assert sandbox.schedules("src-1") == []
+    assert "disabled" in Schedule.objects.get().sync_error
+
+
+def test_rotating_the_token_updates_the_callback_in_assets(pushed_source, sandbox, client):
+    services.sync_schedule(schedule=make_schedule(pushed_source))
+    old_url = services.webtrigger_url(pushed_source)
+
+    services.rotate_webtrigger_token(source=pushed_source)
+
+    new_url = services.webtrigger_url(pushed_source)
+    assert new_url != old_url
+    assert sandbox.schedules("src-1")[0]["callbackUrl"] == new_url
+    old_path = old_url.removeprefix("http://127.0.0.1:8000")
+    assert client.post(old_path, data="{}", content_type="application/json").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "frequency, start, now, expected",
+    [
+        ("DAILY", "2026-03-01T02:00", "2026-03-10T03:00", "2026-03-11T02:00"),
+        # Across the change to summer time (29 March) the run stays at 09:00 wall-clock.
+        ("DAILY", "2026-03-20T09:00", "2026-03-29T12:00", "2026-03-30T09:00"),
+        ("WEEKLY", "2026-01-05T06:00", "2026-01-20T00:00", "2026-01-26T06:00"),
+        ("MONTHLY", "2026-01-31T06:00", "2026-02-10T00:00", "2026-02-28T06:00"),
+        ("ONCE", "2026-05-01T06:00", "2026-04-01T00:00", "2026-05-01T06:00"),
+    ],
+)
+def test_the_next_run_follows_the_schedules_wall_clock(frequency, start, now, expected):
+    schedule = Schedule(
+        frequency=frequency,
+        start_time=datetime.fromisoformat(start).replace(tzinfo=BERLIN),
+        timezone="Europe/Berlin",
+    )
+
+    upcoming = services.next_run(schedule, after=datetime.fromisoformat(now).replace(tzinfo=BERLIN))
+
+    assert upcoming == datetime.fromisoformat(expected).replace(tzinfo=BERLIN)
+
+
+def test_the_sandbox_firing_the_schedule_runs_a_scheduled_import(
+    pushed_source, sandbox, live_server, settings
+):
+    settings.PUBLIC_BASE_URL = live_server.url
+    schedule = services.sync_schedule(schedule=make_schedule(pushed_source))
+
+    fired = requests.post(
+        f"{sandbox.base_url}/_sandbox/schedules/{schedule.assets_schedule_id}/fire", timeout=60
+    ).json()
+
+    assert fired["callbackStatus"] == 200, fired
+    execution = wait_for_execution_to_finish(Execution.objects.get(source=pushed_source))
+    assert execution.state == Execution.State.DONE
+    assert execution.trigger == Execution.Trigger.SCHEDULE
+    remote = sandbox.execution(fired["callbackBody"]["executionId"])
+    assert remote["scheduled"] is True
+    assert len(remote["objects"]) == 120
+
+
+def test_the_admin_saves_a_schedule_to_assets(admin_client, pushed_source, sandbox):
+    start = tomorrow_at(3)
+
+    response = admin_client.post(
+        reverse("admin:importer_schedule_add"),
+        {
+            "source": pushed_source.pk,
+            "frequency": "DAILY",
+            "start_local": start.strftime("%Y-%m-%d %H:%M"),
+            "timezone": "Europe/Berlin",
+        },
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    assert "Assets holds this schedule now" in response.content.decode()
+    assert datetime.fromisoformat(sandbox.schedules("src-1")[0]["startTime"]) == start
+
+
+def test_the_admin_refuses_a_start_in_the_past_and_an_unknown_zone(admin_client, pushed_source):
+    response = admin_client.post(
+        reverse("admin:importer_schedule_add"),
+        {
+            "source": pushed_source.pk,
+            "frequency": "DAILY",
+            "start_local": "2020-01-01 02:00",
+            "timezone": "Mars/Olympus",
+        },
+    )
+
+    errors = response.context["adminform"].form.errors
+    assert "not an IANA time zone" in str(errors["timezone"])
+    assert not Schedule.objects.exists()
+
+
+def test_the_source_page_shows_the_webtrigger_url_and_next_run(admin_client, pushed_source):
+    services.sync_schedule(schedule=make_schedule(pushed_source))
+
+    page = admin_client.get(
+        reverse("admin:importer_importsource_change", args=[pushed_source.pk])
+    ).content.decode()
+
+    assert services.webtrigger_url(pushed_source) in page
+    assert "next run" in page
+    assert "in sync with Assets" in page
+
+
+def test_config_file_creates_updates_and_removes_a_schedule(pushed_source, sandbox, tmp_path):
+    from importer.config_file import source_to_config
+
+    entry = source_to_config(pushed_source, with_secrets=True)
+    entry["schedule"] = {
+        "frequency": "DAILY",
+        "start_time": tomorrow_at(2).replace(tzinfo=None).isoformat(),
+        "timezone": "Europe/Berlin",
+    }
+    path = tmp_path / "sources.json"
+
+    def apply() -> str:
+        path.write_text(json.dumps([entry]))
+        out = io.StringIO()
+        call_command("import_sources", str(path), stdout=out)
+        return out.getvalue()
+
+    assert "schedule synced to Assets" in apply()
+    assert sandbox.schedules("src-1")[0]["runFrequency"] == "DAILY"
+    entry["schedule"]["frequency"] = "WEEKLY"
+    assert "schedule synced to Assets" in apply()
+    assert sandbox.schedules("src-1")[0]["runFrequency"] == "WEEKLY"
+    entry["schedule"] = None
+    assert "schedule removed" in apply()
+    assert sandbox.schedules("src-1") == []
+
+
+def test_remove_schedules_deletes_every_remote_schedule(pushed_source, sandbox):
+    services.sync_schedule(schedule=make_schedule(pushed_source))
+    out = io.StringIO()
+
+    call_command("remove_schedules", stdout=out)
+
+    assert sandbox.schedules() == []
+    assert "1 schedule(s) removed" in out.getvalue()

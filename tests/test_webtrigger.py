@@ -1,0 +1,162 @@
+"""The webtrigger Assets' scheduler calls, and failure reporting to import history."""
+
+import json
+
+import pytest
+from django.urls import reverse
+
+from importer import services
+from importer.models import Execution
+from tests.conftest import SANDBOX_TOKEN
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def trigger(client, source, body=None, token=None):
+    url = reverse("importer:webtrigger", args=[source.pk, token or source.webtrigger_token])
+    payload = (
+        body
+        if body is not None
+        else {
+            "workspaceId": source.workspace_id,
+            "importsourceId": source.import_source_id,
+        }
+    )
+    return client.post(url, data=json.dumps(payload), content_type="application/json")
+
+
+def test_a_trigger_starts_a_scheduled_import(client, pushed_source, sandbox):
+    response = trigger(client, pushed_source)
+
+    execution = Execution.objects.get(source=pushed_source)
+    assert response.status_code == 200
+    assert response.json() == {
+        "success": True,
+        "message": "Import started",
+        "executionId": execution.assets_execution_id,
+    }
+    assert execution.trigger == Execution.Trigger.SCHEDULE
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert remote["scheduled"] is True
+    assert len(remote["objects"]) == 120
+
+
+def test_it_rejects_a_forged_token_without_a_hint(client, pushed_source):
+    forged = trigger(client, pushed_source, token="x" * 43)
+    unknown_source = client.post(
+        reverse("importer:webtrigger", args=[999, pushed_source.webtrigger_token]),
+        data="{}",
+        content_type="application/json",
+    )
+
+    assert forged.status_code == unknown_source.status_code == 404
+    assert forged.content == unknown_source.content
+    assert not Execution.objects.exists()
+
+
+def test_it_answers_only_post(client, pushed_source):
+    url = reverse("importer:webtrigger", args=[pushed_source.pk, pushed_source.webtrigger_token])
+
+    assert client.get(url).status_code == 405
+
+
+def test_a_body_for_another_workspace_is_refused(client, pushed_source):
+    response = trigger(
+        client, pushed_source, body={"workspaceId": "other", "importsourceId": "src-1"}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["success"] is False
+    assert not Execution.objects.exists()
+
+
+def test_a_body_that_is_not_json_is_refused(client, pushed_source):
+    url = reverse("importer:webtrigger", args=[pushed_source.pk, pushed_source.webtrigger_token])
+
+    response = client.post(url, data="not json", content_type="application/json")
+
+    assert response.status_code == 400
+
+
+def test_a_trigger_while_an_import_runs_is_refused_and_kept_in_history(client, pushed_source):
+    running = Execution.objects.create(
+        source=pushed_source, state=Execution.State.INGESTING, assets_execution_id="manual-1"
+    )
+
+    response = trigger(client, pushed_source)
+
+    assert response.status_code == 500
+    assert "already running" in response.json()["error"]
+    refused = Execution.objects.exclude(pk=running.pk).get()
+    assert refused.state == Execution.State.REFUSED
+    assert refused.trigger == Execution.Trigger.SCHEDULE
+
+
+def test_assets_answering_409_on_start_is_a_500_with_its_reason(client, pushed_source, sandbox):
+    sandbox.faults.add(method="POST", path_contains="/executions", status=409, times=1)
+
+    response = trigger(client, pushed_source)
+
+    assert response.status_code == 500
+    assert "409" in response.json()["error"]
+    assert Execution.objects.get().state == Execution.State.REFUSED
+
+
+def test_a_repeated_trigger_starts_one_execution(client, pushed_source, sandbox, inventory):
+    # Hold the import open (the source is failing for a while) while Assets retries.
+    inventory.faults.add(method="GET", path_contains="/api/computers", status=503, times=-1)
+
+    first = trigger(client, pushed_source)
+    second = trigger(client, pushed_source)
+
+    assert first.status_code == second.status_code == 200
+    assert first.json()["executionId"] == second.json()["executionId"]
+    assert Execution.objects.count() == 1
+    assert len(sandbox.executions("src-1")) == 1
+
+
+def test_a_source_failing_after_the_start_is_reported_once_within_1024_characters(
+    client, pushed_source, sandbox, inventory, settings
+):
+    settings.CHUNK_MAX_ATTEMPTS = 1
+    inventory.faults.add(
+        method="GET", path_contains="/api/computers", status=500, times=-1, body="ä" * 5000
+    )
+
+    response = trigger(client, pushed_source)
+
+    execution = Execution.objects.get()
+    reasons = sandbox.execution(execution.assets_execution_id)["failure_reasons"]
+    assert response.status_code == 200  # the import started; the failure came later
+    assert execution.state == Execution.State.FAILED
+    assert len(reasons) == 1
+    assert len(reasons[0]) <= 1024
+    assert execution.failure_reported_at is not None
+
+
+def test_a_secret_in_a_failure_never_reaches_import_history(pushed_source, sandbox, inventory):
+    inventory.faults.add(method="GET", path_contains="/api/computers", status=503, times=-1)
+    execution = services.start_import(source=pushed_source)
+
+    services.fail_execution(
+        execution=execution,
+        reason=f"GET https://svc:pa55word@inventory.example failed with token {SANDBOX_TOKEN}",
+    )
+
+    reason = sandbox.execution(execution.assets_execution_id)["failure_reasons"][0]
+    assert SANDBOX_TOKEN not in reason
+    assert "pa55word" not in reason
+    assert reason.startswith("GET https://***@inventory.example failed")
+
+
+def test_reporting_after_processing_began_is_logged_not_raised(pushed_source, sandbox, caplog):
+    execution = services.start_import(source=pushed_source)
+    assert execution.state == Execution.State.DONE
+    Execution.objects.filter(pk=execution.pk).update(state=Execution.State.INGESTING)
+
+    failed = services.fail_execution(execution=execution, reason="late failure")
+
+    assert failed.state == Execution.State.FAILED
+    assert failed.error == "late failure"
+    assert failed.failure_reported_at is None
+    assert "not recorded in Assets history" in caplog.text
