@@ -32,6 +32,19 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # The public address Assets uses to call our webtrigger (scheduled imports).
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
+# Production hardening (see "Running in production" in README.md).
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+if env.bool("BEHIND_TLS_PROXY", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# The webtrigger answers at most this many calls per client address and minute.
+WEBTRIGGER_RATE_PER_MINUTE = env.int("WEBTRIGGER_RATE_PER_MINUTE", default=30)
+# Behind a proxy, the request header holding the client address (e.g. HTTP_X_FORWARDED_FOR).
+CLIENT_IP_HEADER = env.str("CLIENT_IP_HEADER", default="REMOTE_ADDR")
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -117,6 +130,13 @@ CHUNK_LEASE_SECONDS = env.int("CHUNK_LEASE_SECONDS", default=300)
 CHUNK_MAX_ATTEMPTS = env.int("CHUNK_MAX_ATTEMPTS", default=5)
 # A retry due within this many seconds waits in the worker; a later one is rescheduled.
 CHUNK_RETRY_INLINE_MAX_SECONDS = env.float("CHUNK_RETRY_INLINE_MAX_SECONDS", default=5.0)
+# A chunk that failed for good fails its execution after this many seconds; within them an
+# operator may retry it ("Retry failed chunks"). 0: fail at once.
+FAILED_CHUNK_GRACE_SECONDS = env.int("FAILED_CHUNK_GRACE_SECONDS", default=0)
+# An ingesting execution without progress for this long is flagged as stalled ...
+STALLED_AFTER_SECONDS = env.int("STALLED_AFTER_SECONDS", default=1800)
+# ... and, when this is true, failed and reported to Assets' import history.
+FAIL_STALLED_EXECUTIONS = env.bool("FAIL_STALLED_EXECUTIONS", default=False)
 # Seconds between completion checks while chunks are still running.
 COMPLETION_RECHECK_SECONDS = env.int("COMPLETION_RECHECK_SECONDS", default=30)
 
@@ -143,6 +163,10 @@ Q_CLUSTER = {
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
+    # Shared by every web process, so limits such as the webtrigger's hold across them.
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
 else:
     Q_CLUSTER["orm"] = "default"
 

@@ -1,6 +1,9 @@
 """The staff UI: sources with their actions, and the read-only execution history."""
 
+from zoneinfo import ZoneInfo
+
 from django.contrib import admin, messages
+from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
 from django.db import models
 from django.db.models import OuterRef, Subquery
 from django.urls import reverse
@@ -10,7 +13,15 @@ from django.utils.translation import ngettext
 
 from importer import services
 from importer.assets import AssetsError
-from importer.forms import ImportSourceForm, ScheduleForm
+from importer.forms import (
+    AUTH_FIELDS,
+    FILE_FIELDS,
+    LIMIT_FIELDS,
+    PAGING_FIELDS,
+    SOURCE_FIELDS,
+    ImportSourceForm,
+    ScheduleForm,
+)
 from importer.models import ChunkJob, Execution, ImportSource, Schedule
 from importer.progress import percent_done
 
@@ -37,6 +48,19 @@ def state_badge(state: str) -> str:
         colours.get(state, "#555"),
         state,
     )
+
+
+def next_run_label(schedule: Schedule) -> str:
+    """The next run in the schedule's own zone, and in the site's when that differs."""
+    upcoming = services.next_run(schedule)
+    if upcoming is None:
+        return "none"
+    own = upcoming.astimezone(ZoneInfo(schedule.timezone))
+    label = f"{own:%Y-%m-%d %H:%M} {schedule.timezone}"
+    site = localtime(upcoming)
+    if site.utcoffset() != own.utcoffset():
+        label += f" ({site:%Y-%m-%d %H:%M} {site.tzname()})"
+    return label
 
 
 @admin.register(ImportSource)
@@ -67,23 +91,11 @@ class ImportSourceAdmin(admin.ModelAdmin):
             "Assets",
             {"fields": ["assets_base_url", "workspace_id", "import_source_id", "assets_token"]},
         ),
-        (
-            "Source",
-            {
-                "fields": [
-                    "source_url",
-                    "records_path",
-                    "pagination",
-                    "page_size",
-                    "offset_param",
-                    "limit_param",
-                    "page_param",
-                    "first_page",
-                    "source_auth",
-                    "source_token",
-                ]
-            },
-        ),
+        ("Source", {"fields": SOURCE_FIELDS}),
+        ("Paging", {"fields": PAGING_FIELDS}),
+        ("Source authentication", {"fields": AUTH_FIELDS}),
+        ("Files", {"fields": FILE_FIELDS, "classes": ["collapse"]}),
+        ("Limits", {"fields": LIMIT_FIELDS, "classes": ["collapse"]}),
         ("Mapping", {"fields": ["mapping", "mapping_pushed_at"]}),
         ("Schedule", {"fields": ["schedule_summary", "webtrigger_url"]}),
         ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
@@ -117,14 +129,12 @@ class ImportSourceAdmin(admin.ModelAdmin):
         if schedule is None:
             add = reverse("admin:importer_schedule_add") + f"?source={source.pk or ''}"
             return format_html('No schedule. <a href="{}">Add one</a>', add)
-        upcoming = services.next_run(schedule)
         change = reverse("admin:importer_schedule_change", args=[schedule.pk])
         return format_html(
-            '<a href="{}">{}</a>, next run {} ({}); {}',
+            '<a href="{}">{}</a>, next run {}; {}',
             change,
             schedule.get_frequency_display(),
-            localtime(upcoming).strftime("%Y-%m-%d %H:%M %Z") if upcoming else "none",
-            schedule.timezone,
+            next_run_label(schedule),
             "in sync with Assets" if schedule.in_sync else f"OUT OF SYNC: {schedule.sync_error}",
         )
 
@@ -153,9 +163,13 @@ class ImportSourceAdmin(admin.ModelAdmin):
                     messages.ERROR,
                 )
 
-    @admin.action(description="Rotate webtrigger token")
+    def has_start_permission(self, request):
+        return request.user.has_perm("importer.start_import")
+
+    @admin.action(description="Rotate webtrigger token", permissions=["change"])
     def rotate_webtrigger_token(self, request, queryset):
         for source in queryset:
+            self.log_change(request, source, "Rotated the webtrigger token.")
             try:
                 services.rotate_webtrigger_token(source=source)
             except services.ScheduleError as error:
@@ -181,15 +195,17 @@ class ImportSourceAdmin(admin.ModelAdmin):
             return "missing"
         return "pushed" if source.mapping_pushed_at else "not pushed"
 
-    @admin.action(description="Start import")
+    @admin.action(description="Start import", permissions=["start"])
     def start_import(self, request, queryset):
         started = 0
         for source in queryset:
             try:
                 execution = services.start_import(source=source, user=request.user)
             except services.ImportRefused as refusal:
+                self.log_change(request, source, f"Import refused: {refusal}")
                 self.message_user(request, f"{source}: {refusal}", messages.ERROR)
                 continue
+            self.log_change(request, source, f"Started import (execution #{execution.pk}).")
             started += 1
             url = reverse("admin:importer_execution_change", args=[execution.pk])
             self.message_user(
@@ -207,10 +223,11 @@ class ImportSourceAdmin(admin.ModelAdmin):
                 request, ngettext("%d import started.", "%d imports started.", started) % started
             )
 
-    @admin.action(description="Push mapping to Assets")
+    @admin.action(description="Push mapping to Assets", permissions=["change"])
     def push_mapping(self, request, queryset):
         pushed = 0
         for source in queryset:
+            self.log_change(request, source, "Pushed the mapping to Assets.")
             try:
                 services.push_mapping(source=source)
             except services.MappingInvalid as invalid:
@@ -284,7 +301,7 @@ class ExecutionAdmin(admin.ModelAdmin):
     list_select_related = ["source", "triggered_by"]
     date_hierarchy = "created_at"
     search_fields = ["assets_execution_id", "source__name"]
-    actions = ["cancel"]
+    actions = ["cancel", "retry_failed_chunks"]
     inlines = [ChunkJobInline]
     fields = [
         "source",
@@ -357,17 +374,43 @@ class ExecutionAdmin(admin.ModelAdmin):
             percent,
         )
 
-    @admin.action(description="Cancel selected imports")
+    def has_cancel_permission(self, request):
+        return request.user.has_perm("importer.cancel_execution")
+
+    def has_retry_permission(self, request):
+        return request.user.has_perm("importer.retry_chunks")
+
+    @admin.action(description="Cancel selected imports", permissions=["cancel"])
     def cancel(self, request, queryset):
         cancelled = 0
         for execution in queryset.select_related("source"):
             if execution.state in Execution.OPEN_STATES:
                 services.cancel_execution(execution=execution)
+                self.log_change(request, execution, "Cancelled the import.")
                 cancelled += 1
         self.message_user(
             request,
             ngettext("%d import cancelled.", "%d imports cancelled.", cancelled) % cancelled,
         )
+
+    @admin.action(description="Retry failed chunks", permissions=["retry"])
+    def retry_failed_chunks(self, request, queryset):
+        for execution in queryset.select_related("source"):
+            if execution.state != Execution.State.INGESTING:
+                self.message_user(
+                    request,
+                    f"#{execution.pk}: only an import that is still ingesting can retry chunks "
+                    f"(this one is {execution.state}).",
+                    messages.WARNING,
+                )
+                continue
+            retried = services.retry_failed_chunks(execution=execution)
+            self.log_change(request, execution, f"Retried {retried} failed chunk(s).")
+            self.message_user(
+                request,
+                ngettext("#%d: %d chunk queued again.", "#%d: %d chunks queued again.", retried)
+                % (execution.pk, retried),
+            )
 
 
 @admin.register(Schedule)
@@ -381,8 +424,7 @@ class ScheduleAdmin(admin.ModelAdmin):
 
     @admin.display(description="Next run")
     def next_run_label(self, schedule):
-        upcoming = services.next_run(schedule)
-        return localtime(upcoming).strftime("%Y-%m-%d %H:%M %Z") if upcoming else "—"
+        return next_run_label(schedule)
 
     @admin.display(description="Assets", ordering="in_sync")
     def sync_label(self, schedule):
@@ -435,7 +477,7 @@ class ScheduleAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, f"{schedule}: Assets holds the same schedule.")
 
-    @admin.action(description="Re-sync schedule to Assets")
+    @admin.action(description="Re-sync schedule to Assets", permissions=["change"])
     def resync(self, request, queryset):
         synced = 0
         for schedule in queryset.select_related("source"):
@@ -451,3 +493,31 @@ class ScheduleAdmin(admin.ModelAdmin):
                 ngettext("%d schedule synced.", "%d schedules synced.", synced) % synced,
                 messages.SUCCESS,
             )
+
+
+@admin.register(LogEntry)
+class AuditLogAdmin(admin.ModelAdmin):
+    """Who started, cancelled and edited what, and when (Django's admin log, read-only)."""
+
+    list_display = ["action_time", "user", "content_type", "object_repr", "action", "message"]
+    list_filter = ["action_flag", "content_type", "user"]
+    list_select_related = ["user", "content_type"]
+    search_fields = ["object_repr", "change_message", "user__username"]
+    date_hierarchy = "action_time"
+
+    @admin.display(description="Action", ordering="action_flag")
+    def action(self, entry):
+        return {ADDITION: "added", CHANGE: "changed", DELETION: "deleted"}.get(entry.action_flag)
+
+    @admin.display(description="Details")
+    def message(self, entry):
+        return entry.get_change_message()
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,7 +1,7 @@
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 
-REQUEUE_SCHEDULE_NAME = "assets-sync: requeue stalled work"
+HOUSEKEEPING_SCHEDULE_NAME = "assets-sync: look after imports"
 
 
 def install_periodic_schedules(sender, **kwargs) -> None:
@@ -9,14 +9,60 @@ def install_periodic_schedules(sender, **kwargs) -> None:
     from django_q.models import Schedule
 
     Schedule.objects.update_or_create(
-        name=REQUEUE_SCHEDULE_NAME,
+        name=HOUSEKEEPING_SCHEDULE_NAME,
         defaults={
-            "func": "importer.tasks.requeue_stalled_work",
+            "func": "importer.tasks.look_after_imports",
             "schedule_type": Schedule.MINUTES,
             "minutes": 1,
             "repeats": -1,
         },
     )
+
+
+ROLES = {
+    # History only.
+    "Import viewers": ["view_execution", "view_chunkjob"],
+    # ... and run imports: start, cancel, retry.
+    "Import operators": [
+        "view_execution",
+        "view_chunkjob",
+        "view_importsource",
+        "view_schedule",
+        "start_import",
+        "cancel_execution",
+        "retry_chunks",
+    ],
+    # ... and edit sources, credentials, mappings and schedules; read the audit log.
+    "Import administrators": [
+        "view_execution",
+        "view_chunkjob",
+        "view_importsource",
+        "add_importsource",
+        "change_importsource",
+        "delete_importsource",
+        "view_schedule",
+        "add_schedule",
+        "change_schedule",
+        "delete_schedule",
+        "start_import",
+        "cancel_execution",
+        "retry_chunks",
+        "view_logentry",
+    ],
+}
+
+
+def install_roles(sender, **kwargs) -> None:
+    """The three roles as groups; membership is managed under Authentication > Groups."""
+    from django.contrib.auth.models import Group, Permission
+
+    for name, codenames in ROLES.items():
+        group, _ = Group.objects.get_or_create(name=name)
+        group.permissions.set(
+            Permission.objects.filter(
+                codename__in=codenames, content_type__app_label__in=["importer", "admin"]
+            )
+        )
 
 
 class ImporterConfig(AppConfig):
@@ -26,3 +72,4 @@ class ImporterConfig(AppConfig):
 
     def ready(self) -> None:
         post_migrate.connect(install_periodic_schedules, sender=self)
+        post_migrate.connect(install_roles, sender=self)

@@ -38,41 +38,90 @@ class AppliedSource:
         return text + (f"; {self.schedule_note}" if self.schedule_note else "")
 
 
+# Where each setting of a source lives in the file: (path of keys, model field).
+FIELD_PATHS: list[tuple[tuple[str, ...], str]] = [
+    (("assets", "base_url"), "assets_base_url"),
+    (("assets", "workspace_id"), "workspace_id"),
+    (("assets", "import_source_id"), "import_source_id"),
+    (("source", "kind"), "source_kind"),
+    (("source", "url"), "source_url"),
+    (("source", "records"), "records_path"),
+    (("source", "plugin"), "plugin"),
+    (("source", "options"), "plugin_options"),
+    (("source", "headers"), "extra_headers"),
+    (("source", "params"), "extra_params"),
+    (("source", "timeout"), "request_timeout"),
+    (("source", "ca_bundle"), "ca_bundle"),
+    (("source", "missing_identity"), "missing_identity"),
+    (("source", "encoding"), "file_encoding"),
+    (("source", "pagination", "style"), "pagination"),
+    (("source", "pagination", "page_size"), "page_size"),
+    (("source", "pagination", "offset_param"), "offset_param"),
+    (("source", "pagination", "limit_param"), "limit_param"),
+    (("source", "pagination", "page_param"), "page_param"),
+    (("source", "pagination", "first_page"), "first_page"),
+    (("source", "pagination", "cursor_param"), "cursor_param"),
+    (("source", "pagination", "cursor_path"), "cursor_path"),
+    (("source", "pagination", "total_path"), "total_path"),
+    (("source", "auth", "kind"), "source_auth"),
+    (("source", "auth", "username"), "auth_username"),
+    (("source", "auth", "key_name"), "auth_key_name"),
+    (("source", "auth", "token_url"), "oauth_token_url"),
+    (("source", "auth", "scope"), "oauth_scope"),
+    (("source", "csv", "delimiter"), "csv_delimiter"),
+    (("source", "csv", "quotechar"), "csv_quotechar"),
+    (("source", "csv", "header"), "csv_has_header"),
+    (("source", "csv", "fieldnames"), "csv_fieldnames"),
+    (("source", "limits", "requests_per_minute"), "max_requests_per_minute"),
+    (("source", "limits", "chunks_in_flight"), "max_chunks_in_flight"),
+]
+# The source's secret has the name its authentication kind gives it.
+SECRET_NAMES = ("token", "password", "key", "client_secret")
+SECRET_NAME_BY_AUTH = {
+    "bearer": "token",
+    "basic": "password",
+    "api_key_header": "key",
+    "api_key_query": "key",
+    "oauth2_client_credentials": "client_secret",
+}
+ALIASES = {("source", "auth", "client_id"): ("source", "auth", "username")}
+
+
+def _get(document: dict, path: tuple[str, ...]):
+    for key in path:
+        if not isinstance(document, dict) or key not in document:
+            return _MISSING
+        document = document[key]
+    return document
+
+
+def _put(document: dict, path: tuple[str, ...], value) -> None:
+    for key in path[:-1]:
+        document = document.setdefault(key, {})
+    document[path[-1]] = value
+
+
+_MISSING = object()
+
+
 def source_to_config(source: ImportSource, *, with_secrets: bool = False) -> dict:
-    pagination = {"style": source.pagination, "page_size": source.page_size}
-    if source.pagination == ImportSource.Pagination.OFFSET:
-        pagination.update(offset_param=source.offset_param, limit_param=source.limit_param)
-    elif source.pagination == ImportSource.Pagination.PAGE:
-        pagination.update(
-            page_param=source.page_param,
-            limit_param=source.limit_param,
-            first_page=source.first_page,
-        )
-    auth = {"kind": source.source_auth}
-    assets = {
-        "base_url": source.assets_base_url,
-        "workspace_id": source.workspace_id,
-        "import_source_id": source.import_source_id,
-    }
+    """The source as the file shape; settings at their default are left out."""
+    config: dict = {"name": source.name, "enabled": source.enabled}
+    for path, field_name in FIELD_PATHS:
+        field = ImportSource._meta.get_field(field_name)
+        value = getattr(source, field_name)
+        always = path[:2] in (("assets", "workspace_id"), ("assets", "import_source_id"))
+        if always or path == ("source", "kind") or value != field.get_default():
+            _put(config, path, value)
     if with_secrets:
-        assets["token"] = source.assets_token
+        _put(config, ("assets", "token"), source.assets_token)
         if source.source_token:
-            auth["token"] = source.source_token
+            name = SECRET_NAME_BY_AUTH.get(source.source_auth, "token")
+            _put(config, ("source", "auth", name), source.source_token)
+    config["mapping"] = source.mapping
     schedule = Schedule.objects.filter(source=source).first()
-    return {
-        "name": source.name,
-        "enabled": source.enabled,
-        "assets": assets,
-        "source": {
-            "kind": "rest",
-            "url": source.source_url,
-            "records": source.records_path,
-            "pagination": pagination,
-            "auth": auth,
-        },
-        "mapping": source.mapping,
-        "schedule": schedule_to_config(schedule) if schedule else None,
-    }
+    config["schedule"] = schedule_to_config(schedule) if schedule else None
+    return config
 
 
 def schedule_to_config(schedule: Schedule) -> dict:
@@ -84,40 +133,38 @@ def schedule_to_config(schedule: Schedule) -> dict:
     }
 
 
+def _form_value(field_name: str, value):
+    """A value as a submitted form would carry it."""
+    field = ImportSource._meta.get_field(field_name)
+    if field.get_internal_type() == "JSONField":
+        return json.dumps(value)
+    if value is None:
+        return ""
+    return value
+
+
 def _form_data(entry: dict, where: str) -> dict:
     if not isinstance(entry, dict) or not entry.get("name"):
         raise ConfigFileError(f"{where}: each source is an object with a 'name'")
-    assets = entry.get("assets") or {}
-    source = entry.get("source") or {}
-    if source.get("kind", "rest") != "rest":
-        raise ConfigFileError(f"{where}: source kind '{source.get('kind')}' is not supported")
-    pagination = source.get("pagination") or {}
-    auth = source.get("auth") or {}
-    data = {
-        "name": entry["name"],
-        "enabled": entry.get("enabled", True),
-        "assets_base_url": assets.get(
-            "base_url", ImportSource._meta.get_field("assets_base_url").get_default()
-        ),
-        "workspace_id": assets.get("workspace_id", ""),
-        "import_source_id": assets.get("import_source_id", ""),
-        "assets_token": assets.get("token", ""),
-        "source_url": source.get("url", ""),
-        "records_path": source.get("records", ""),
-        "pagination": pagination.get("style", ImportSource.Pagination.OFFSET),
-        "page_size": pagination.get("page_size", 100),
-        "offset_param": pagination.get("offset_param", "offset"),
-        "limit_param": pagination.get("limit_param", "limit"),
-        "page_param": pagination.get("page_param", "page"),
-        "first_page": pagination.get("first_page", 1),
-        "source_auth": auth.get("kind", ImportSource.AuthKind.NONE),
-        "source_token": auth.get("token", ""),
-        "mapping": entry.get("mapping"),
-    }
-    # A JSON form field takes text; an absent mapping stays empty.
-    data["mapping"] = "" if data["mapping"] is None else json.dumps(data["mapping"])
-    if not data["enabled"]:
-        data.pop("enabled")  # an unchecked checkbox is an absent key
+    for alias, path in ALIASES.items():
+        value = _get(entry, alias)
+        if value is not _MISSING and _get(entry, path) is _MISSING:
+            _put(entry, path, value)
+    data = {"name": entry["name"], "enabled": entry.get("enabled", True)}
+    for path, field_name in FIELD_PATHS:
+        value = _get(entry, path)
+        if value is _MISSING:
+            value = ImportSource._meta.get_field(field_name).get_default()
+        data[field_name] = _form_value(field_name, value)
+    data["assets_token"] = (entry.get("assets") or {}).get("token", "")
+    auth = _get(entry, ("source", "auth"))
+    auth = auth if isinstance(auth, dict) else {}
+    data["source_token"] = next((auth[name] for name in SECRET_NAMES if auth.get(name)), "")
+    mapping = entry.get("mapping")
+    data["mapping"] = "" if mapping is None else json.dumps(mapping)
+    for checkbox in ("enabled", "csv_has_header"):
+        if not data[checkbox]:
+            data.pop(checkbox)  # an unchecked checkbox is an absent key
     return data
 
 

@@ -4,6 +4,7 @@ import json
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django import forms
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -11,6 +12,46 @@ from importer.mapping import validate_document
 from importer.models import ImportSource, Schedule
 
 SECRET_FIELDS = ("assets_token", "source_token")
+SOURCE_FIELDS = [
+    "source_kind",
+    "source_url",
+    "source_file",
+    "plugin",
+    "plugin_options",
+    "records_path",
+    "extra_headers",
+    "extra_params",
+    "request_timeout",
+    "ca_bundle",
+    "missing_identity",
+]
+PAGING_FIELDS = [
+    "pagination",
+    "page_size",
+    "offset_param",
+    "limit_param",
+    "page_param",
+    "first_page",
+    "cursor_param",
+    "cursor_path",
+    "total_path",
+]
+AUTH_FIELDS = [
+    "source_auth",
+    "auth_username",
+    "source_token",
+    "auth_key_name",
+    "oauth_token_url",
+    "oauth_scope",
+]
+FILE_FIELDS = [
+    "csv_delimiter",
+    "csv_quotechar",
+    "csv_has_header",
+    "csv_fieldnames",
+    "file_encoding",
+]
+LIMIT_FIELDS = ["max_requests_per_minute", "max_chunks_in_flight"]
 
 
 def https_by_default(model_field, **kwargs):
@@ -44,10 +85,11 @@ class ImportSourceForm(forms.ModelForm):
         help_text="The import source's API token. Leave empty to keep the stored token.",
     )
     source_token = forms.CharField(
-        label="Source token",
+        label="Source secret",
         required=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Bearer token for the source. Leave empty to keep the stored token.",
+        help_text="Bearer token, password, API key or OAuth2 client secret. Leave empty to "
+        "keep the stored one.",
     )
     mapping = PrettyJSONField(
         required=False,
@@ -73,24 +115,20 @@ class ImportSourceForm(forms.ModelForm):
             "workspace_id",
             "import_source_id",
             "assets_token",
-            "source_url",
-            "records_path",
-            "pagination",
-            "page_size",
-            "offset_param",
-            "limit_param",
-            "page_param",
-            "first_page",
-            "source_auth",
-            "source_token",
+            *SOURCE_FIELDS,
+            *PAGING_FIELDS,
+            *AUTH_FIELDS,
+            *FILE_FIELDS,
+            *LIMIT_FIELDS,
             "mapping",
         ]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # The default comes from settings (a callable), which would make Django compare
-        # against a hidden initial value the config file importer does not send.
-        self.fields["assets_base_url"].show_hidden_initial = False
+        # Callable defaults (settings, empty dicts) make Django compare against a hidden
+        # initial value that the config file importer does not send.
+        for field in self.fields.values():
+            field.show_hidden_initial = False
 
     def clean_assets_token(self):
         token = self.cleaned_data.get("assets_token", "").strip()
@@ -109,9 +147,43 @@ class ImportSourceForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        if cleaned.get("source_auth") == ImportSource.AuthKind.BEARER:
-            if not cleaned.get("source_token") and not self.instance.source_token:
-                self.add_error("source_token", "Bearer authentication needs a token.")
+        kind = cleaned.get("source_kind")
+        Kind, Auth = ImportSource.Kind, ImportSource.AuthKind
+        if kind == Kind.REST and not cleaned.get("source_url"):
+            self.add_error("source_url", "A REST source needs the URL that lists its records.")
+        if kind in (Kind.CSV, Kind.JSON, Kind.JSONL) and not (
+            cleaned.get("source_url") or cleaned.get("source_file")
+        ):
+            self.add_error("source_file", "Upload the file or give its URL.")
+        if kind == Kind.PLUGIN:
+            plugins = getattr(settings, "IMPORT_SOURCE_PLUGINS", {})
+            if cleaned.get("plugin") not in {*plugins, *plugins.values()}:
+                known = ", ".join(sorted(plugins)) or "none (set IMPORT_SOURCE_PLUGINS)"
+                self.add_error("plugin", f"Choose a configured plug-in: {known}.")
+        if kind == Kind.REST and cleaned.get("pagination") in ("cursor", "next_url"):
+            if not cleaned.get("cursor_path"):
+                self.add_error(
+                    "cursor_path", "Give the dotted path of the next cursor or URL in the answer."
+                )
+        auth = cleaned.get("source_auth")
+        has_secret = bool(cleaned.get("source_token") or self.instance.source_token)
+        if auth != Auth.NONE and not has_secret:
+            self.add_error("source_token", "This authentication needs a secret.")
+        if auth in (Auth.BASIC, Auth.OAUTH2_CLIENT_CREDENTIALS) and not cleaned.get(
+            "auth_username"
+        ):
+            self.add_error("auth_username", "Give the user name or client id.")
+        if auth in (Auth.API_KEY_HEADER, Auth.API_KEY_QUERY) and not cleaned.get("auth_key_name"):
+            self.add_error("auth_key_name", "Name the header or query parameter for the key.")
+        if auth == Auth.OAUTH2_CLIENT_CREDENTIALS and not cleaned.get("oauth_token_url"):
+            self.add_error("oauth_token_url", "Give the OAuth2 token endpoint.")
+        for name in ("extra_headers", "extra_params", "plugin_options"):
+            value = cleaned.get(name)
+            if value not in (None, "") and not isinstance(value, dict):
+                self.add_error(name, 'Give a JSON object, e.g. {"name": "value"}.')
+        bundle = cleaned.get("ca_bundle") or ""
+        if bundle and "-----BEGIN CERTIFICATE-----" not in bundle:
+            self.add_error("ca_bundle", "Paste PEM certificates (-----BEGIN CERTIFICATE-----).")
         return cleaned
 
     def save(self, commit=True):

@@ -195,6 +195,9 @@ class ImportSource(models.Model):
     max_chunks_in_flight = models.PositiveIntegerField(
         default=4, help_text="How many chunks of this source may run at once."
     )
+    next_request_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="Rate limit: the next free slot."
+    )
 
     mapping = models.JSONField(
         null=True,
@@ -211,6 +214,7 @@ class ImportSource(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [("start_import", "Can start an import")]
 
     def __str__(self) -> str:
         return self.name
@@ -262,9 +266,16 @@ class Execution(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     error = models.TextField(blank=True)
     failure_reported_at = models.DateTimeField(null=True, blank=True)
+    stalled_since = models.DateTimeField(
+        null=True, blank=True, help_text="Set when the execution made no progress for too long."
+    )
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [
+            ("cancel_execution", "Can cancel an import"),
+            ("retry_chunks", "Can retry the failed chunks of an import"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["source"],
@@ -313,7 +324,12 @@ class ChunkJob(models.Model):
         null=True, blank=True, help_text="A RUNNING chunk whose lease expired is taken up again."
     )
     next_attempt_at = models.DateTimeField(null=True, blank=True)
-    last_error_kind = models.CharField(max_length=40, blank=True)
+    last_error_kind = models.CharField(
+        "retry reason", max_length=40, blank=True, help_text="Why the last attempt failed."
+    )
+    worker = models.CharField(
+        max_length=100, blank=True, help_text="host:pid of the worker that ran the last attempt."
+    )
     record_count = models.PositiveIntegerField(default=0)
     skipped_count = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import calendar
 import logging
+import os
 import random
 import re
+import socket
+import time
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -28,7 +31,7 @@ from importer.assets import (
     schedule_body,
     truncate_reason,
 )
-from importer.mapping import transform_records, validate_document
+from importer.mapping import MissingIdentityError, transform_records, validate_document
 from importer.models import ChunkJob, Execution, ImportSource, Schedule, new_webtrigger_token
 from importer.sources import SourceError, build_source
 
@@ -36,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 State = Execution.State
 ChunkState = ChunkJob.State
+# A chunk that finds its source at its limit of running chunks asks again after this.
+SOURCE_BUSY_RETRY_SECONDS = 1.0
 MAX_RETRY_WAIT_SECONDS = 15 * 60
 FINAL_STATUSES = {
     "DONE": State.DONE,
@@ -128,7 +133,7 @@ def start_import(
     except AssetsError as error:
         reason = scrub_secrets(error.message, source)
         Execution.objects.filter(pk=execution.pk).update(
-            state=State.REFUSED, error=reason, finished_at=timezone.now()
+            updated_at=timezone.now(), state=State.REFUSED, error=reason, finished_at=timezone.now()
         )
         raise ImportRefused(reason) from None
 
@@ -138,7 +143,7 @@ def start_import(
     try:
         with transaction.atomic():
             Execution.objects.filter(pk=execution.pk).update(
-                state=State.INGESTING, started_at=timezone.now()
+                updated_at=timezone.now(), state=State.INGESTING, started_at=timezone.now()
             )
             chunk = ChunkJob.objects.create(execution=execution, index=0, cursor="")
             transaction.on_commit(lambda: tasks.enqueue_chunk(chunk.pk))
@@ -166,11 +171,13 @@ def _claim_chunk(chunk: ChunkJob) -> bool:
     claimable |= Q(state=ChunkState.RUNNING, lease_expires_at__lt=now)
     lease_expires_at = now + timedelta(seconds=settings.CHUNK_LEASE_SECONDS)
     claimed = ChunkJob.objects.filter(claimable, pk=chunk.pk, attempts=chunk.attempts).update(
+        updated_at=timezone.now(),
         state=ChunkState.RUNNING,
         attempts=F("attempts") + 1,
         lease_expires_at=lease_expires_at,
         next_attempt_at=None,
         started_at=now,
+        worker=f"{socket.gethostname()}:{os.getpid()}",
     )
     if claimed:
         chunk.state = ChunkState.RUNNING
@@ -179,6 +186,52 @@ def _claim_chunk(chunk: ChunkJob) -> bool:
         chunk.next_attempt_at = None
         chunk.started_at = now
     return bool(claimed)
+
+
+def _source_is_full(chunk: ChunkJob) -> bool:
+    """Whether the source already has as many chunks running as it allows.
+
+    The source's row is locked while counting (PostgreSQL; SQLite's IMMEDIATE transactions
+    serialize writers anyway), so two workers cannot both take the last free place.
+    """
+    source = chunk.execution.source
+    if source.max_chunks_in_flight >= pipeline_parallelism(source):
+        return False  # the pipeline never runs more chunks than the source allows
+    with transaction.atomic():
+        ImportSource.objects.select_for_update().filter(pk=source.pk).values_list("pk").first()
+        running = ChunkJob.objects.filter(
+            execution__source=source,
+            state=ChunkState.RUNNING,
+            lease_expires_at__gte=timezone.now(),
+        ).count()
+        if running >= max(1, source.max_chunks_in_flight):
+            return True
+        return not _claim_chunk(chunk)
+
+
+def pipeline_parallelism(source: ImportSource) -> int:
+    """Chunks of one source that can run at once: a page being submitted, the next fetched."""
+    return 2
+
+
+def _request_slot_delay(source: ImportSource) -> float:
+    """Reserve the next request slot under the source's rate limit; seconds until it comes.
+
+    A slot further away than a worker should sleep is not reserved: the chunk is rescheduled
+    to that time and asks again then.
+    """
+    if not source.max_requests_per_minute:
+        return 0.0
+    interval = timedelta(seconds=60 / source.max_requests_per_minute)
+    with transaction.atomic():
+        locked = ImportSource.objects.select_for_update().filter(pk=source.pk)
+        next_free = locked.values_list("next_request_at", flat=True).first()
+        now = timezone.now()
+        slot = max(now, next_free or now)
+        delay = (slot - now).total_seconds()
+        if delay <= settings.CHUNK_RETRY_INLINE_MAX_SECONDS:
+            locked.update(next_request_at=slot + interval)
+        return delay
 
 
 def _still_ours(chunk: ChunkJob) -> bool:
@@ -197,14 +250,23 @@ def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
     The next chunk is queued as soon as this page says where it starts, so fetching page
     n+1 overlaps with submitting page n. A chunk delivered twice is claimed only once.
     """
-    if not _claim_chunk(chunk):
+    source = chunk.execution.source
+    if source.max_chunks_in_flight < pipeline_parallelism(source):
+        if _source_is_full(chunk):
+            tasks.enqueue_chunk_after(chunk.pk, SOURCE_BUSY_RETRY_SECONDS)
+            return chunk
+    elif not _claim_chunk(chunk):
         return chunk
     execution = chunk.execution
-    source = execution.source
     if execution.state != State.INGESTING:
         _stop_chunk(chunk)
         return chunk
 
+    delay = _request_slot_delay(source)
+    if delay > settings.CHUNK_RETRY_INLINE_MAX_SECONDS:
+        return _chunk_postponed(chunk, delay, reason="rate_limited_by_us")
+    if delay:
+        time.sleep(delay)
     try:
         page = build_source(source).fetch_page(chunk.cursor)
     except SourceError as error:
@@ -220,7 +282,12 @@ def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
     if problem:
         return _chunk_failed(chunk, problem, permanent=True, kind="endless_source")
 
-    result = transform_records(page.records, source.mapping)
+    try:
+        result = transform_records(
+            page.records, source.mapping, missing_identity=source.missing_identity
+        )
+    except MissingIdentityError as error:
+        return _chunk_failed(chunk, str(error), permanent=True, kind="missing_identity")
     if result.record_count:
         if not _still_ours(chunk):
             _stop_chunk(chunk)
@@ -244,6 +311,7 @@ def _queue_next_chunk(chunk: ChunkJob, next_cursor: str | None, record_count: in
     execution = chunk.execution
     with transaction.atomic():
         Execution.objects.filter(pk=execution.pk).update(
+            updated_at=timezone.now(),
             pages_fetched=F("pages_fetched") + 1,
             records_fetched=F("records_fetched") + record_count,
         )
@@ -279,6 +347,7 @@ def _mark_submitted(chunk: ChunkJob, record_count: int, skipped: list[str]) -> N
         updated = ChunkJob.objects.filter(
             pk=chunk.pk, state=ChunkState.RUNNING, attempts=chunk.attempts
         ).update(
+            updated_at=timezone.now(),
             state=ChunkState.SUBMITTED,
             record_count=record_count,
             skipped_count=len(skipped),
@@ -289,6 +358,8 @@ def _mark_submitted(chunk: ChunkJob, record_count: int, skipped: list[str]) -> N
         if not updated:
             return
         Execution.objects.filter(pk=chunk.execution_id).update(
+            updated_at=timezone.now(),
+            stalled_since=None,
             pages_submitted=F("pages_submitted") + 1,
             records_submitted=F("records_submitted") + record_count,
             records_skipped=F("records_skipped") + len(skipped),
@@ -298,7 +369,7 @@ def _mark_submitted(chunk: ChunkJob, record_count: int, skipped: list[str]) -> N
 
 def _stop_chunk(chunk: ChunkJob) -> None:
     ChunkJob.objects.filter(pk=chunk.pk, state=ChunkState.RUNNING).update(
-        state=ChunkState.CANCELLED, lease_expires_at=None
+        updated_at=timezone.now(), state=ChunkState.CANCELLED, lease_expires_at=None
     )
 
 
@@ -309,6 +380,20 @@ def retry_delay(attempt: int, retry_after: float | None) -> float:
     return min(2.0 * 2 ** (attempt - 1) + random.uniform(0, 1.0), MAX_RETRY_WAIT_SECONDS)
 
 
+def _chunk_postponed(chunk: ChunkJob, delay: float, *, reason: str) -> ChunkJob:
+    """Put the chunk back for later without counting an attempt (our own rate limit)."""
+    ChunkJob.objects.filter(pk=chunk.pk, state=ChunkState.RUNNING, attempts=chunk.attempts).update(
+        updated_at=timezone.now(),
+        state=ChunkState.QUEUED,
+        attempts=F("attempts") - 1,
+        lease_expires_at=None,
+        next_attempt_at=timezone.now() + timedelta(seconds=delay),
+        last_error_kind=reason,
+    )
+    tasks.enqueue_chunk_after(chunk.pk, delay)
+    return chunk
+
+
 def _chunk_failed(
     chunk: ChunkJob,
     message: str,
@@ -317,29 +402,63 @@ def _chunk_failed(
     kind: str,
     retry_after: float | None = None,
 ) -> ChunkJob:
+    """Retry a transient failure later; a permanent one fails the chunk (and the execution)."""
     source = chunk.execution.source
     message = scrub_secrets(message, source)
+    now = timezone.now()
     if not permanent and chunk.attempts < settings.CHUNK_MAX_ATTEMPTS:
         delay = retry_delay(chunk.attempts, retry_after)
         ChunkJob.objects.filter(
             pk=chunk.pk, state=ChunkState.RUNNING, attempts=chunk.attempts
         ).update(
+            updated_at=timezone.now(),
             state=ChunkState.QUEUED,
             lease_expires_at=None,
-            next_attempt_at=timezone.now() + timedelta(seconds=delay),
+            next_attempt_at=now + timedelta(seconds=delay),
             last_error_kind=kind,
             error=f"attempt {chunk.attempts} failed, retrying in {delay:.0f} s: {message}",
         )
+        Execution.objects.filter(pk=chunk.execution_id).update(updated_at=now)
         logger.warning("chunk %s: %s; retry in %.1f s", chunk.pk, message, delay)
         tasks.enqueue_chunk_after(chunk.pk, delay)
         return chunk
     if not permanent:
         message = f"{message} (gave up after {chunk.attempts} attempts)"
     ChunkJob.objects.filter(pk=chunk.pk, state=ChunkState.RUNNING).update(
-        state=ChunkState.FAILED, lease_expires_at=None, last_error_kind=kind, error=message
+        updated_at=timezone.now(),
+        state=ChunkState.FAILED,
+        lease_expires_at=None,
+        last_error_kind=kind,
+        error=message,
     )
-    fail_execution(execution=chunk.execution, reason=f"Chunk {chunk.index + 1} failed: {message}")
+    reason = f"Chunk {chunk.index + 1} failed: {message}"
+    grace = settings.FAILED_CHUNK_GRACE_SECONDS
+    if grace:
+        # Operators may retry the chunk within the grace period; after it the check fails
+        # the execution.
+        Execution.objects.filter(pk=chunk.execution_id).update(error=reason, updated_at=now)
+        tasks.enqueue_completion_check_after(chunk.execution_id, grace)
+        return chunk
+    fail_execution(execution=chunk.execution, reason=reason)
     return chunk
+
+
+def retry_failed_chunks(*, execution: Execution) -> int:
+    """Queue the failed chunks of an execution that still takes data; how many were queued."""
+    if execution.state != State.INGESTING:
+        return 0
+    chunk_ids = list(execution.chunks.filter(state=ChunkState.FAILED).values_list("pk", flat=True))
+    ChunkJob.objects.filter(pk__in=chunk_ids, state=ChunkState.FAILED).update(
+        updated_at=timezone.now(),
+        state=ChunkState.QUEUED,
+        attempts=0,
+        next_attempt_at=None,
+        error="retried by an operator",
+    )
+    Execution.objects.filter(pk=execution.pk).update(error="", updated_at=timezone.now())
+    for chunk_id in chunk_ids:
+        transaction.on_commit(lambda chunk_id=chunk_id: tasks.enqueue_chunk(chunk_id))
+    return len(chunk_ids)
 
 
 # --- completion ----------------------------------------------------------------------------
@@ -356,14 +475,14 @@ def check_completion(*, execution: Execution) -> Execution:
         execution.chunks.values_list("state").annotate(n=Count("id")).values_list("state", "n")
     )
     if counts.get(ChunkState.FAILED):
-        return fail_execution(execution=execution, reason="A chunk failed; see its error.")
+        return _fail_after_grace(execution)
     expected = execution.last_chunk_index + 1
     if counts.get(ChunkState.SUBMITTED, 0) < expected:
         tasks.enqueue_completion_check_after(execution.pk, settings.COMPLETION_RECHECK_SECONDS)
         return execution
 
     claimed = Execution.objects.filter(pk=execution.pk, state=State.INGESTING).update(
-        state=State.COMPLETING
+        updated_at=timezone.now(), state=State.COMPLETING
     )
     if not claimed:
         return execution
@@ -374,15 +493,30 @@ def check_completion(*, execution: Execution) -> Execution:
             return fail_execution(execution=execution, reason=error.message)
         # Nothing was accepted: hand the execution back so a later check posts again.
         Execution.objects.filter(pk=execution.pk, state=State.COMPLETING).update(
-            state=State.INGESTING, error=scrub_secrets(error.message, execution.source)
+            updated_at=timezone.now(),
+            state=State.INGESTING,
+            error=scrub_secrets(error.message, execution.source),
         )
         tasks.enqueue_completion_check_after(execution.pk, retry_delay(1, error.retry_after))
         return execution
     Execution.objects.filter(pk=execution.pk, state=State.COMPLETING).update(
-        state=State.PROCESSING, completed_at=timezone.now(), error=""
+        updated_at=timezone.now(), state=State.PROCESSING, completed_at=timezone.now(), error=""
     )
     execution.refresh_from_db()
     return refresh_status(execution=execution)
+
+
+def _fail_after_grace(execution: Execution) -> Execution:
+    """A failed chunk fails its execution once the operators' grace period has passed."""
+    grace = timedelta(seconds=settings.FAILED_CHUNK_GRACE_SECONDS)
+    failed = execution.chunks.filter(state=ChunkState.FAILED).order_by("updated_at").first()
+    waited = timezone.now() - failed.updated_at
+    if waited < grace:
+        tasks.enqueue_completion_check_after(execution.pk, (grace - waited).total_seconds() + 1)
+        return execution
+    return fail_execution(
+        execution=execution, reason=f"Chunk {failed.index + 1} failed: {failed.error}"
+    )
 
 
 def refresh_status(*, execution: Execution) -> Execution:
@@ -401,6 +535,7 @@ def refresh_status(*, execution: Execution) -> Execution:
         tasks.enqueue_status_refresh_after(execution.pk, settings.COMPLETION_RECHECK_SECONDS)
         return execution
     Execution.objects.filter(pk=execution.pk, state=State.PROCESSING).update(
+        updated_at=timezone.now(),
         state=final,
         finished_at=timezone.now(),
         error="" if final == State.DONE else f"Assets reports the import {status.status}",
@@ -421,7 +556,7 @@ def fail_execution(*, execution: Execution, reason: str) -> Execution:
     ).update(state=State.FAILED, error=reason, finished_at=timezone.now())
     if failed:
         ChunkJob.objects.filter(execution=execution, state=ChunkState.QUEUED).update(
-            state=ChunkState.CANCELLED
+            updated_at=timezone.now(), state=ChunkState.CANCELLED
         )
         execution.refresh_from_db()
         if execution.assets_execution_id:
@@ -450,11 +585,14 @@ def _report_failure(execution: Execution, reason: str) -> None:
 def cancel_execution(*, execution: Execution) -> Execution:
     """Stop an open execution: no further chunks run, and Assets cancels its side."""
     cancelled = Execution.objects.filter(pk=execution.pk, state__in=Execution.OPEN_STATES).update(
-        state=State.CANCELLED, finished_at=timezone.now(), error="Cancelled by an operator."
+        updated_at=timezone.now(),
+        state=State.CANCELLED,
+        finished_at=timezone.now(),
+        error="Cancelled by an operator.",
     )
     if cancelled:
         ChunkJob.objects.filter(execution=execution, state=ChunkState.QUEUED).update(
-            state=ChunkState.CANCELLED
+            updated_at=timezone.now(), state=ChunkState.CANCELLED
         )
         if execution.assets_execution_id:
             try:
@@ -468,6 +606,12 @@ def cancel_execution(*, execution: Execution) -> Execution:
 
 
 # --- housekeeping --------------------------------------------------------------------------
+
+
+def look_after_imports() -> None:
+    """Periodic housekeeping (every minute): recover lost work, flag imports that stall."""
+    requeue_stalled_chunks()
+    flag_stalled_executions()
 
 
 def requeue_stalled_chunks() -> int:
@@ -489,15 +633,37 @@ def requeue_stalled_chunks() -> int:
     )
     for chunk_id in chunk_ids:
         tasks.enqueue_chunk(chunk_id)
+    lease = timedelta(seconds=settings.CHUNK_LEASE_SECONDS)
     for execution_id in Execution.objects.filter(
-        state=State.COMPLETING, updated_at__lt=now - timedelta(seconds=settings.CHUNK_LEASE_SECONDS)
+        state=State.COMPLETING, updated_at__lt=now - lease
     ).values_list("pk", flat=True):
         # The worker posting "completed" vanished; the next check posts it again.
         Execution.objects.filter(pk=execution_id, state=State.COMPLETING).update(
-            state=State.INGESTING
+            state=State.INGESTING, updated_at=now
         )
         tasks.enqueue_completion_check(execution_id)
     return len(chunk_ids)
+
+
+def flag_stalled_executions() -> list[Execution]:
+    """Flag executions without progress for STALLED_AFTER_SECONDS; fail them if so configured."""
+    now = timezone.now()
+    stalled = list(
+        Execution.objects.select_related("source").filter(
+            state=State.INGESTING,
+            updated_at__lt=now - timedelta(seconds=settings.STALLED_AFTER_SECONDS),
+        )
+    )
+    for execution in stalled:
+        if execution.stalled_since is None:
+            Execution.objects.filter(pk=execution.pk).update(stalled_since=now)
+        if settings.FAIL_STALLED_EXECUTIONS:
+            minutes = settings.STALLED_AFTER_SECONDS // 60
+            fail_execution(
+                execution=execution,
+                reason=f"The import made no progress for {minutes} minutes and was stopped.",
+            )
+    return stalled
 
 
 # --- schedules -----------------------------------------------------------------------------

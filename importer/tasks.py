@@ -95,8 +95,8 @@ def run_status_refresh(execution_id: int) -> None:
         services.refresh_status(execution=execution)
 
 
-def requeue_stalled_work() -> int:
-    """Periodic (every minute): take up chunks whose worker or task was lost."""
+def look_after_imports() -> None:
+    """Periodic (every minute): take up lost chunks, flag imports that stall."""
     from importer import services
 
-    return services.requeue_stalled_chunks()
+    services.look_after_imports()

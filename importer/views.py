@@ -3,8 +3,11 @@
 import hmac
 import json
 import logging
+import time
 
+from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
+from django.core.cache import cache
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
@@ -25,16 +28,35 @@ def _answer(status: int, **body) -> JsonResponse:
     return JsonResponse(body, status=status)
 
 
+def _over_rate_limit(request) -> bool:
+    """A fixed one-minute window per client address, counted in the cache."""
+    client = request.META.get(settings.CLIENT_IP_HEADER) or request.META.get("REMOTE_ADDR", "")
+    client = client.split(",")[0].strip()
+    key = f"webtrigger-rate:{client}:{int(time.time() // 60)}"
+    cache.add(key, 0, timeout=90)
+    try:
+        calls = cache.incr(key)
+    except ValueError:  # the key expired between add and incr
+        calls = 1
+    return calls > settings.WEBTRIGGER_RATE_PER_MINUTE
+
+
 @csrf_exempt
 @require_POST
 def webtrigger(request, source_id: int, token: str):
-    """Assets' scheduler calls this at each scheduled run of a source."""
+    """Assets' scheduler calls this at each scheduled run of a source.
+
+    Throttled per client before anything else, so tokens cannot be guessed quickly; an
+    unknown source and a wrong token get the same answer.
+    """
+    if _over_rate_limit(request):
+        return _answer(429, success=False, error="Too many requests")
+    if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_TRIGGER_BODY_BYTES:
+        return _answer(413, success=False, error="The request body is too large")
     source = ImportSource.objects.filter(pk=source_id).first()
     expected = source.webtrigger_token if source else _NO_TOKEN
     if not hmac.compare_digest(expected.encode(), token.encode()) or source is None:
         return _answer(404, success=False, error="Not found")
-    if len(request.body) > MAX_TRIGGER_BODY_BYTES:
-        return _answer(413, success=False, error="The request body is too large")
     try:
         body = json.loads(request.body or b"{}")
     except ValueError:

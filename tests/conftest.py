@@ -18,6 +18,7 @@ from importer.models import Execution, ImportSource
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_MAPPING = json.loads((ROOT / "importer" / "devtools" / "demo_mapping.json").read_text())
 SANDBOX_TOKEN = "sandbox-secret-token"
+ARTIFACTS = ROOT / "tests" / "artifacts"
 
 
 @pytest.fixture
@@ -107,8 +108,9 @@ def _database_url_of_test_database() -> str:
 class Cluster:
     """A real `manage.py qcluster` on the test database, with the project's broker."""
 
-    def __init__(self, workers: int = 2):
+    def __init__(self, workers: int = 2, **settings_env: str):
         self.workers = workers
+        self.settings_env = settings_env
         self.process = None
 
     def start(self) -> "Cluster":
@@ -118,36 +120,70 @@ class Cluster:
             "DATABASE_URL": _database_url_of_test_database(),
             "Q_SYNC": "false",
             "Q_WORKERS": str(self.workers),
+            **self.settings_env,
         }
+        ARTIFACTS.mkdir(exist_ok=True)
+        log = open(ARTIFACTS / "qcluster.log", "a")  # kept for reading a failed run
         self.process = subprocess.Popen(
             [sys.executable, str(ROOT / "manage.py"), "qcluster"],
             env=env,
             cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        log.close()
         return self
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the cluster's processes other than the sentinel itself."""
+        found = subprocess.run(
+            ["pgrep", "-s", str(self.process.pid)], capture_output=True, text=True
+        ).stdout.split()
+        return [int(pid) for pid in found if int(pid) != self.process.pid]
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
-                self.process.wait(timeout=30)
+                # A graceful stop waits for the broker's next poll; tests need not wait long.
+                self.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
 
 
 @pytest.fixture
-def cluster(transactional_db, settings):
-    """A running qcluster; tasks enqueued by the test go to it instead of running inline."""
-    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}
+def async_tasks(transactional_db, settings):
+    """Tasks enqueued by the test go to the broker instead of running inline."""
+    from django_q.brokers import get_broker
     from django_q.conf import Conf
 
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}
     previous_sync = Conf.SYNC
     Conf.SYNC = False
+    get_broker().purge_queue()  # nothing left over from an earlier test (Redis keeps it)
+    yield
+    Conf.SYNC = previous_sync
+
+
+@pytest.fixture
+def cluster(async_tasks):
+    """A running qcluster on the test database."""
     running = Cluster().start()
     yield running
     running.stop()
-    Conf.SYNC = previous_sync
+
+
+@pytest.fixture
+def start_cluster(async_tasks):
+    """Start clusters with settings of their own; all are stopped after the test."""
+    started = []
+
+    def start(**settings_env) -> Cluster:
+        started.append(Cluster(**settings_env).start())
+        return started[-1]
+
+    yield start
+    for running in started:
+        running.stop()

@@ -11,4 +11,10 @@ from assets_sync.settings import *  # noqa: E402,F403
 Q_CLUSTER["sync"] = os.environ.get("Q_SYNC", "true") == "true"  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Retries are rescheduled, never slept on, so tests can hold a chunk in its retry state.
-CHUNK_RETRY_INLINE_MAX_SECONDS = 0
+CHUNK_RETRY_INLINE_MAX_SECONDS = float(os.environ.get("CHUNK_RETRY_INLINE_MAX_SECONDS", "0"))
+
+# A test database of this run's own, so two runs on one machine never share one.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f"test_db_{os.getpid()}.sqlite3")}  # noqa: F405
+else:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_assets_sync_{os.getpid()}"}  # noqa: F405

@@ -3,8 +3,10 @@
 import json
 
 import pytest
+from django import forms
 from django.urls import reverse
 
+from importer.forms import ImportSourceForm
 from importer.models import Execution, ImportSource
 from tests.conftest import SANDBOX_TOKEN, wait_for_execution_to_finish
 
@@ -17,25 +19,19 @@ def staff_client(client, django_user_model):
 
 
 def source_form_data(source: ImportSource, **overrides) -> dict:
-    data = {
-        "name": source.name,
-        "enabled": "on",
-        "assets_base_url": source.assets_base_url,
-        "workspace_id": source.workspace_id,
-        "import_source_id": source.import_source_id,
-        "assets_token": "",
-        "source_url": source.source_url,
-        "records_path": source.records_path,
-        "pagination": source.pagination,
-        "page_size": source.page_size,
-        "offset_param": source.offset_param,
-        "limit_param": source.limit_param,
-        "page_param": source.page_param,
-        "first_page": source.first_page,
-        "source_auth": source.source_auth,
-        "source_token": "",
-        "mapping": json.dumps(source.mapping),
-    }
+    """What the change form posts back for `source`, as a browser would send it."""
+    form = ImportSourceForm(instance=source)
+    data = {}
+    for name, field in form.fields.items():
+        value = form[name].value()
+        if isinstance(field, forms.FileField):
+            continue
+        if isinstance(field, forms.BooleanField):
+            if value:
+                data[name] = "on"
+            continue
+        data[name] = "" if value is None else value
+    data.update(assets_token="", source_token="")
     data.update(overrides)
     return data
 

@@ -1,0 +1,914 @@
+"""The schema-and-mapping document: validation, coercing records, drafts, diffs and the table."""
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from importer.devtools.demo_source import demo_computer
+from importer.mapping import (
+    ATTRIBUTE_TYPES,
+    MappingProblem,
+    MissingIdentityError,
+    diff_documents,
+    draft_mapping,
+    mapping_table,
+    transform_records,
+    validate_document,
+)
+
+DEMO_MAPPING = (
+    Path(__file__).resolve().parent.parent / "importer" / "devtools" / "demo_mapping.json"
+)
+TYPE = "schema.objectSchema.objectTypes[0]"
+MAPPING = "mapping.objectTypeMappings[0]"
+
+
+def laptops() -> dict:
+    """The minimal pair of the reference document, with one extra attribute for coercion."""
+    return {
+        "schema": {
+            "objectSchema": {
+                "name": "Laptops",
+                "description": "From inventory",
+                "objectTypes": [
+                    {
+                        "externalId": "laptop",
+                        "name": "Laptop",
+                        "attributes": [
+                            {
+                                "externalId": "laptop-serial",
+                                "name": "Serial",
+                                "type": "text",
+                                "label": True,
+                            },
+                            {"externalId": "laptop-ram", "name": "RAM GB", "type": "integer"},
+                        ],
+                    }
+                ],
+            }
+        },
+        "mapping": {
+            "objectTypeMappings": [
+                {
+                    "objectTypeExternalId": "laptop",
+                    "objectTypeName": "Laptop",
+                    "selector": "laptops",
+                    "attributesMapping": [
+                        {
+                            "attributeExternalId": "laptop-serial",
+                            "attributeName": "Serial",
+                            "attributeLocators": ["serial"],
+                            "externalIdPart": True,
+                        },
+                        {
+                            "attributeExternalId": "laptop-ram",
+                            "attributeName": "RAM GB",
+                            "attributeLocators": ["ram"],
+                        },
+                    ],
+                }
+            ]
+        },
+    }
+
+
+def with_value_type(kind: str, **attribute) -> dict:
+    """A document whose 'value' field feeds one attribute of the given type."""
+    document = laptops()
+    schema_attribute = {"externalId": "laptop-value", "name": "Value", "type": kind, **attribute}
+    if kind == "referenced_object":
+        schema_attribute["referenceObjectTypeExternalId"] = "laptop"
+    document["schema"]["objectSchema"]["objectTypes"][0]["attributes"].append(schema_attribute)
+    document["mapping"]["objectTypeMappings"][0]["attributesMapping"].append(
+        {
+            "attributeExternalId": "laptop-value",
+            "attributeName": "Value",
+            "attributeLocators": ["value"],
+        }
+    )
+    return document
+
+
+def without_ids(document: dict) -> dict:
+    """The same document in the legacy form: no externalIds, mappings name types and attributes."""
+    document = copy.deepcopy(document)
+    for object_type in document["schema"]["objectSchema"]["objectTypes"]:
+        del object_type["externalId"]
+        for attribute in object_type["attributes"]:
+            del attribute["externalId"]
+    for type_mapping in document["mapping"]["objectTypeMappings"]:
+        del type_mapping["objectTypeExternalId"]
+        for attribute_mapping in type_mapping["attributesMapping"]:
+            del attribute_mapping["attributeExternalId"]
+    return document
+
+
+def problems_of(document) -> list[str]:
+    return [str(problem) for problem in validate_document(document)]
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+def test_the_minimal_pair_and_the_demo_mapping_are_valid():
+    assert validate_document(laptops()) == []
+    assert validate_document(json.loads(DEMO_MAPPING.read_text())) == []
+
+
+def test_a_document_without_external_ids_is_valid_when_it_maps_by_name():
+    assert validate_document(without_ids(laptops())) == []
+
+
+def test_a_problem_reads_as_path_then_message():
+    assert str(MappingProblem("schema.objectSchema.name", "is required")) == (
+        "schema.objectSchema.name: is required"
+    )
+
+
+@pytest.mark.parametrize("document", [[], "{}", None, 3])
+def test_a_document_that_is_not_a_json_object_is_refused(document):
+    assert problems_of(document) == ["$: the document must be a JSON object"]
+
+
+def test_a_missing_schema_and_mapping_are_each_reported():
+    assert problems_of({}) == [
+        "schema.objectSchema: is required and must be an object",
+        "mapping.objectTypeMappings: must list at least one object type mapping",
+    ]
+
+
+def break_it(document: dict, change) -> dict:
+    change(document)
+    return document
+
+
+def schema_type(document: dict) -> dict:
+    return document["schema"]["objectSchema"]["objectTypes"][0]
+
+
+def type_mapping(document: dict) -> dict:
+    return document["mapping"]["objectTypeMappings"][0]
+
+
+# Each case: what to break, the JSON path the problem must point at, and part of its message.
+RULES = {
+    "schema name": (
+        lambda d: d["schema"]["objectSchema"].pop("name"),
+        "schema.objectSchema.name",
+        "is required",
+    ),
+    "object type name": (lambda d: schema_type(d).pop("name"), f"{TYPE}.name", "is required"),
+    "attribute name": (
+        lambda d: schema_type(d)["attributes"][1].pop("name"),
+        f"{TYPE}.attributes[1].name",
+        "is required",
+    ),
+    "selector": (lambda d: type_mapping(d).pop("selector"), f"{MAPPING}.selector", "is required"),
+    "selector with an empty step": (
+        lambda d: type_mapping(d).update(selector="laptops..disks"),
+        f"{MAPPING}.selector",
+        "field names joined by dots",
+    ),
+    "object type externalId": (
+        lambda d: type_mapping(d).update(objectTypeExternalId="ghost"),
+        f"{MAPPING}.objectTypeExternalId",
+        "'ghost' is not an object type of the schema",
+    ),
+    "attribute externalId": (
+        lambda d: type_mapping(d)["attributesMapping"][1].update(attributeExternalId="ghost"),
+        f"{MAPPING}.attributesMapping[1].attributeExternalId",
+        "'ghost' is not an attribute of 'laptop'",
+    ),
+    "object type name in the mapping": (
+        lambda d: type_mapping(d).update(objectTypeName="Notebook"),
+        f"{MAPPING}.objectTypeName",
+        "is 'Notebook' but object type 'laptop' is named 'Laptop'",
+    ),
+    "attribute name in the mapping": (
+        lambda d: type_mapping(d)["attributesMapping"][1].update(attributeName="RAM"),
+        f"{MAPPING}.attributesMapping[1].attributeName",
+        "is 'RAM' but attribute 'laptop-ram' is named 'RAM GB'",
+    ),
+    "no label": (
+        lambda d: schema_type(d)["attributes"][0].pop("label"),
+        f"{TYPE}.attributes",
+        "needs exactly one label attribute, has 0",
+    ),
+    "two labels": (
+        lambda d: schema_type(d)["attributes"][1].update(label=True),
+        f"{TYPE}.attributes",
+        "needs exactly one label attribute, has 2",
+    ),
+    "no externalIdPart": (
+        lambda d: type_mapping(d)["attributesMapping"][0].pop("externalIdPart"),
+        f"{MAPPING}.attributesMapping",
+        "needs at least one attribute with externalIdPart: true",
+    ),
+    "empty locators": (
+        lambda d: type_mapping(d)["attributesMapping"][1].update(attributeLocators=[]),
+        f"{MAPPING}.attributesMapping[1].attributeLocators",
+        "must list at least one field name",
+    ),
+    "blank locator": (
+        lambda d: type_mapping(d)["attributesMapping"][1].update(attributeLocators=["ram", " "]),
+        f"{MAPPING}.attributesMapping[1].attributeLocators",
+        "must list at least one field name",
+    ),
+    "unknown attribute type": (
+        lambda d: schema_type(d)["attributes"][1].update(type="number"),
+        f"{TYPE}.attributes[1].type",
+        "'number' is not an attribute type; use one of: " + ", ".join(ATTRIBUTE_TYPES),
+    ),
+    "reference without target": (
+        lambda d: schema_type(d)["attributes"][1].update(type="referenced_object"),
+        f"{TYPE}.attributes[1].referenceObjectTypeExternalId",
+        "is required",
+    ),
+    "reference to an unknown type": (
+        lambda d: schema_type(d)["attributes"][1].update(
+            type="referenced_object", referenceObjectTypeExternalId="ghost"
+        ),
+        f"{TYPE}.attributes[1].referenceObjectTypeExternalId",
+        "'ghost' is not an object type of the schema",
+    ),
+    "duplicate externalId": (
+        lambda d: schema_type(d)["attributes"][1].update(externalId="laptop-serial"),
+        f"{TYPE}.attributes[1].externalId",
+        f"'laptop-serial' is used twice (first at {TYPE}.attributes[0])",
+    ),
+    "attribute externalId equal to its type's": (
+        lambda d: schema_type(d)["attributes"][1].update(externalId="laptop"),
+        f"{TYPE}.attributes[1].externalId",
+        "'laptop' is used twice",
+    ),
+    "some externalIds missing": (
+        lambda d: schema_type(d)["attributes"][1].pop("externalId"),
+        "schema.objectSchema",
+        f"externalIds are all or nothing: give every object type and attribute one, or none "
+        f"({TYPE}.attributes[1] has none",
+    ),
+    "attribute mapped twice": (
+        lambda d: type_mapping(d)["attributesMapping"].append(
+            {"attributeExternalId": "laptop-ram", "attributeLocators": ["memory"]}
+        ),
+        f"{MAPPING}.attributesMapping[2]",
+        f"maps attribute 'RAM GB' again (first at {MAPPING}.attributesMapping[1])",
+    ),
+    "two attributes with one name": (
+        lambda d: schema_type(d)["attributes"][1].update(name="serial"),
+        f"{TYPE}.attributes[1].name",
+        "'serial' is used twice",
+    ),
+    "cardinality": (
+        lambda d: schema_type(d)["attributes"][1].update(maximumCardinality=0),
+        f"{TYPE}.attributes[1].maximumCardinality",
+        "must be a whole number, 1 or more (-1: any)",
+    ),
+}
+
+
+@pytest.mark.parametrize("rule", RULES, ids=list(RULES))
+def test_each_rule_points_at_its_json_path(rule):
+    change, path, message = RULES[rule]
+
+    problems = validate_document(break_it(laptops(), change))
+
+    assert [
+        str(problem) for problem in problems if problem.path == path and message in problem.message
+    ], problems
+
+
+def test_mapping_without_external_ids_must_name_a_schema_type():
+    document = without_ids(laptops())
+    type_mapping(document)["objectTypeName"] = "Notebook"
+
+    assert problems_of(document) == [
+        f"{MAPPING}.objectTypeName: 'Notebook' is not an object type of the schema"
+    ]
+
+
+def test_mapping_without_external_ids_must_name_an_attribute_of_the_type():
+    document = without_ids(laptops())
+    type_mapping(document)["attributesMapping"][1]["attributeName"] = "Memory"
+
+    assert problems_of(document) == [
+        f"{MAPPING}.attributesMapping[1].attributeName: 'Memory' is not an attribute of 'Laptop'"
+    ]
+
+
+def test_a_mapping_cannot_use_external_ids_the_schema_lacks():
+    document = without_ids(laptops())
+    type_mapping(document)["objectTypeExternalId"] = "laptop"
+
+    assert any("all or nothing" in problem for problem in problems_of(document))
+
+
+def test_a_reference_to_another_type_of_the_schema_is_valid():
+    document = laptops()
+    types = document["schema"]["objectSchema"]["objectTypes"]
+    types.append(
+        {
+            "externalId": "os",
+            "name": "Operating system",
+            "attributes": [
+                {"externalId": "os-name", "name": "Name", "type": "text", "label": True}
+            ],
+        }
+    )
+    types[0]["attributes"].append(
+        {
+            "externalId": "laptop-os",
+            "name": "OS",
+            "type": "referenced_object",
+            "referenceObjectTypeExternalId": "os",
+        }
+    )
+    type_mapping(document)["attributesMapping"].append(
+        {
+            "attributeExternalId": "laptop-os",
+            "attributeLocators": ["os"],
+            "objectMappingIQL": "Name = ${os}",
+        }
+    )
+
+    assert validate_document(document) == []
+
+
+def nested_document() -> dict:
+    """Computers with their disks as a child type, each disk with its files (hardDrives.files)."""
+    document = laptops()
+    computer = schema_type(document)
+    computer["children"] = [
+        {
+            "externalId": "disk",
+            "name": "Hard drive",
+            "attributes": [
+                {"externalId": "disk-id", "name": "Disk id", "type": "text", "label": True},
+                {"externalId": "disk-size", "name": "Size GB", "type": "integer"},
+            ],
+            "children": [
+                {
+                    "externalId": "file",
+                    "name": "File",
+                    "attributes": [
+                        {"externalId": "file-path", "name": "Path", "type": "text", "label": True},
+                        {"externalId": "file-bytes", "name": "Bytes", "type": "integer"},
+                    ],
+                }
+            ],
+        }
+    ]
+    document["mapping"]["objectTypeMappings"] += [
+        {
+            "objectTypeExternalId": "disk",
+            "selector": "laptops.hardDrives",
+            "attributesMapping": [
+                {
+                    "attributeExternalId": "disk-id",
+                    "attributeLocators": ["id"],
+                    "externalIdPart": True,
+                },
+                {"attributeExternalId": "disk-size", "attributeLocators": ["size"]},
+            ],
+        },
+        {
+            "objectTypeExternalId": "file",
+            "selector": "laptops.hardDrives.files",
+            "attributesMapping": [
+                {
+                    "attributeExternalId": "file-path",
+                    "attributeLocators": ["path"],
+                    "externalIdPart": True,
+                },
+                {"attributeExternalId": "file-bytes", "attributeLocators": ["bytes"]},
+            ],
+        },
+    ]
+    return document
+
+
+def test_children_object_types_are_walked_and_can_be_mapped():
+    assert validate_document(nested_document()) == []
+
+
+def test_a_problem_in_a_grandchild_type_points_into_children():
+    document = nested_document()
+    schema_type(document)["children"][0]["children"][0]["attributes"][1]["type"] = "bytes"
+
+    assert [problem.path for problem in validate_document(document)] == [
+        f"{TYPE}.children[0].children[0].attributes[1].type"
+    ]
+
+
+def map_laptop_ram_on_disks(document: dict) -> dict:
+    document["mapping"]["objectTypeMappings"][1]["attributesMapping"].append(
+        {"attributeExternalId": "laptop-ram", "attributeLocators": ["ram"]}
+    )
+    return document
+
+
+def test_a_child_cannot_map_its_parents_attributes_without_inheritance():
+    document = map_laptop_ram_on_disks(nested_document())
+
+    assert problems_of(document) == [
+        "mapping.objectTypeMappings[1].attributesMapping[2].attributeExternalId: "
+        "'laptop-ram' is not an attribute of 'disk'"
+    ]
+
+
+def test_a_child_may_map_attributes_its_parent_passes_on():
+    document = map_laptop_ram_on_disks(nested_document())
+    schema_type(document)["inheritance"] = True
+    # The inherited label (Serial) is the disk's label now.
+    schema_type(document)["children"][0]["attributes"][0].pop("label")
+
+    assert validate_document(document) == []
+
+
+# --- transform: coercion ---------------------------------------------------------------------
+
+
+def sent_value(kind: str, given, **attribute):
+    result = transform_records(
+        [{"serial": "C02X1", "value": given}], with_value_type(kind, **attribute)
+    )
+    assert result.skipped == []
+    return result.data["laptops"][0].get("value", "absent")
+
+
+@pytest.mark.parametrize(
+    ("kind", "given", "sent"),
+    [
+        ("integer", "12", 12),
+        ("integer", 12.0, 12),
+        ("integer", " -7 ", -7),
+        ("integer", 16, 16),
+        ("double", "2.5", 2.5),
+        ("double", 3, 3.0),
+        ("boolean", "Yes", True),
+        ("boolean", "no", False),
+        ("boolean", "TRUE", True),
+        ("boolean", "0", False),
+        ("boolean", 1, True),
+        ("boolean", False, False),
+        ("date", "2024-05-31", "2024-05-31"),
+        ("date", "2024-05-31T23:30:00+02:00", "2024-05-31"),
+        ("date_time", "2024-05-31T10:00:00Z", "2024-05-31T10:00:00+00:00"),
+        ("date_time", "2024-05-31T10:00:00+02:00", "2024-05-31T10:00:00+02:00"),
+        ("date_time", "2024-05-31 10:00", "2024-05-31 10:00"),
+        ("time", "14:30", "14:30:00"),
+        ("email", " ada@example.com ", "ada@example.com"),
+        ("url", "https://example.com/x?y=1", "https://example.com/x?y=1"),
+        ("url", "HTTP://example.com", "HTTP://example.com"),
+        ("ipaddress", "10.0.0.1", "10.0.0.1"),
+        ("ipaddress", "2001:db8::1", "2001:db8::1"),
+        ("text", 12, "12"),
+        ("text", True, "true"),
+        ("textarea", "line 1\nline 2", "line 1\nline 2"),
+        ("select", "Active", "Active"),
+        ("status", "In use", "In use"),
+        ("referenced_object", 42, "42"),
+    ],
+)
+def test_values_are_coerced_to_their_attribute_type(kind, given, sent):
+    assert sent_value(kind, given) == sent
+    assert type(sent_value(kind, given)) is type(sent)
+
+
+@pytest.mark.parametrize("given", [None, "", "   ", []])
+def test_none_and_empty_values_stay_absent(given):
+    assert sent_value("integer", given) == "absent"
+
+
+def test_a_multi_valued_attribute_takes_a_list_and_coerces_each_value():
+    assert sent_value("integer", ["1", 2.0, None], maximumCardinality=-1) == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("kind", "given", "expected"),
+    [
+        ("integer", "12.5", "a whole number (integer)"),
+        ("integer", True, "a whole number (integer)"),
+        ("integer", "twelve", "a whole number (integer)"),
+        ("integer", "1e999999", "a whole number (integer)"),
+        ("double", "abc", "a number (double)"),
+        ("double", "nan", "a number (double)"),
+        ("boolean", "maybe", "(boolean)"),
+        ("boolean", 2, "(boolean)"),
+        ("date", "31/05/2024", "(date)"),
+        ("date_time", "yesterday", "(date_time)"),
+        ("time", "half past two", "(time)"),
+        ("email", "not-an-email", "an email address (email)"),
+        ("email", "a@b", "an email address (email)"),
+        ("url", "ftp://example.com/file", "an http or https URL (url)"),
+        ("url", "example.com", "an http or https URL (url)"),
+        ("ipaddress", "300.1.1.1", "an IPv4 or IPv6 address (ipaddress)"),
+        ("ipaddress", "10.0.0.0/24", "an IPv4 or IPv6 address (ipaddress)"),
+        ("text", {"a": 1}, "text (text)"),
+        ("text", ["a", "b"], "one value (not a list)"),
+    ],
+)
+def test_a_value_that_cannot_be_coerced_leaves_its_record_out_with_a_reason(kind, given, expected):
+    records = [{"serial": "C02X1", "value": "placeholder"}, {"serial": "C02X2", "value": given}]
+    records[0].pop("value")
+
+    result = transform_records(records, with_value_type(kind))
+
+    assert result.record_count == 1
+    assert [record["serial"] for record in result.data["laptops"]] == ["C02X1"]
+    assert len(result.skipped) == 1
+    reason = result.skipped[0]
+    assert reason.startswith("record 2 (serial=C02X2): field 'value' is ")
+    assert expected in reason
+    assert "attribute 'Value'" in reason
+
+
+def test_a_record_is_named_by_an_id_like_field_when_its_identity_is_missing():
+    result = transform_records([{"hostname": "lt-001", "ram": "many"}], laptops())
+
+    assert result.skipped == [
+        "record 1 (hostname=lt-001): field 'ram' is 'many', expected a whole number (integer) "
+        "for attribute 'RAM GB'; no value for 'serial', which identifies the object in "
+        "selector 'laptops'"
+    ]
+
+
+def test_only_fields_some_locator_reads_are_sent():
+    result = transform_records(
+        [{"serial": "C02X1", "ram": "16", "secret": "x", "cpu": 8}], laptops()
+    )
+
+    assert result.data == {"laptops": [{"serial": "C02X1", "ram": 16}]}
+
+
+def test_records_are_read_one_at_a_time_from_any_iterable():
+    records = ({"serial": f"C{i}", "ram": i} for i in range(3))
+
+    result = transform_records(records, laptops())
+
+    assert result.record_count == 3
+    assert [record["ram"] for record in result.data["laptops"]] == [0, 1, 2]
+
+
+def test_a_record_that_is_not_an_object_is_skipped():
+    result = transform_records([{"serial": "A"}, "oops"], laptops())
+
+    assert result.record_count == 1
+    assert result.skipped == ["record 2: is 'oops', not an object"]
+
+
+def test_the_demo_mapping_sends_every_demo_record_with_typed_values():
+    records = [demo_computer(i) for i in range(1, 301)]
+
+    result = transform_records(records, json.loads(DEMO_MAPPING.read_text()))
+
+    assert result.skipped == []
+    assert result.record_count == 300
+    first = result.data["computers"][0]
+    assert first == records[0]
+    assert isinstance(first["ram_gb"], int)
+
+
+# --- transform: identity ---------------------------------------------------------------------
+
+
+def test_records_without_identity_are_skipped_and_listed_by_default():
+    records = [{"serial": "A", "ram": 8}, {"ram": 16, "name": "spare"}, {"serial": "  "}]
+
+    result = transform_records(records, laptops())
+
+    assert result.record_count == 1
+    assert result.data == {"laptops": [{"serial": "A", "ram": 8}]}
+    assert result.skipped == [
+        "record 2 (name=spare): no value for 'serial', which identifies the object in selector "
+        "'laptops'",
+        "record 3 (no id): no value for 'serial', which identifies the object in selector "
+        "'laptops'",
+    ]
+
+
+def test_records_without_identity_fail_the_page_when_asked():
+    records = [{"serial": "A"}] + [{"ram": i} for i in range(5)]
+
+    with pytest.raises(MissingIdentityError) as error:
+        transform_records(records, laptops(), missing_identity="fail")
+
+    assert len(error.value.reasons) == 5
+    assert str(error.value).startswith("5 records without identity: record 2 (no id): no value")
+    assert str(error.value).endswith("; and 2 more")
+
+
+def test_an_unknown_missing_identity_mode_is_refused():
+    with pytest.raises(ValueError, match="missing_identity"):
+        transform_records([], laptops(), missing_identity="ignore")
+
+
+# --- transform: nested selectors -------------------------------------------------------------
+
+
+def laptop_with_disks(size="512") -> dict:
+    return {
+        "serial": "C02X1",
+        "ram": 16,
+        "owner": "not sent",
+        "hardDrives": [
+            {
+                "id": "d1",
+                "size": size,
+                "vendor": "not sent",
+                "files": [{"path": "/etc/hosts", "bytes": "120", "mode": "0644"}],
+            },
+            {"id": "d2", "size": 256, "files": []},
+        ],
+    }
+
+
+def test_a_dotted_selector_keeps_the_nested_arrays_with_coerced_values():
+    result = transform_records([laptop_with_disks()], nested_document())
+
+    assert result.skipped == []
+    assert result.data == {
+        "laptops": [
+            {
+                "serial": "C02X1",
+                "ram": 16,
+                "hardDrives": [
+                    {"id": "d1", "size": 512, "files": [{"path": "/etc/hosts", "bytes": 120}]},
+                    {"id": "d2", "size": 256},
+                ],
+            }
+        ]
+    }
+
+
+def test_a_bad_value_in_a_nested_array_leaves_the_whole_record_out():
+    result = transform_records([laptop_with_disks(size="big")], nested_document())
+
+    assert result.record_count == 0
+    assert result.skipped == [
+        "record 1 (serial=C02X1): field 'hardDrives[0].size' is 'big', expected a whole number "
+        "(integer) for attribute 'Size GB'"
+    ]
+
+
+def test_a_nested_item_without_identity_is_reported_with_its_place():
+    record = laptop_with_disks()
+    del record["hardDrives"][0]["files"][0]["path"]
+
+    result = transform_records([record], nested_document())
+
+    assert result.skipped == [
+        "record 1 (serial=C02X1): no value for 'hardDrives[0].files[0].path', which identifies "
+        "the object in selector 'laptops.hardDrives.files'"
+    ]
+
+
+def test_a_nested_selector_alone_sends_only_its_array():
+    document = nested_document()
+    document["mapping"]["objectTypeMappings"] = document["mapping"]["objectTypeMappings"][1:2]
+
+    result = transform_records([laptop_with_disks()], document)
+
+    assert result.data == {
+        "laptops": [{"hardDrives": [{"id": "d1", "size": 512}, {"id": "d2", "size": 256}]}]
+    }
+
+
+# --- drafting --------------------------------------------------------------------------------
+
+
+def agent_records() -> list[dict]:
+    """What an inventory agent's API might answer: mixed types, a few gaps, nested parts."""
+    return [
+        {
+            "hostname": f"lt-{i:03d}",
+            "serial": f"C02X{i:04d}",
+            "ip": f"10.0.0.{i}",
+            "ram_gb": 16,
+            "cpu_ghz": 2.4 if i % 2 else 3,
+            "managed": i % 3 == 0,
+            "last_seen": f"2024-05-{i:02d}T10:22:00Z",
+            "purchased": f"2023-01-{i:02d}",
+            "owner": f"user{i}@example.com" if i != 4 else None,
+            "portal": f"https://mdm.example.com/devices/{i}",
+            "assetTag": f"{i:05d}",
+            "tags": ["laptop"],
+            "location": {"site": "HQ"},
+        }
+        for i in range(1, 11)
+    ]
+
+
+def draft_attributes(document: dict) -> dict[str, dict]:
+    attributes = schema_type(document)["attributes"]
+    locators = [m["attributeLocators"][0] for m in type_mapping(document)["attributesMapping"]]
+    return dict(zip(locators, attributes, strict=True))
+
+
+def test_a_draft_from_realistic_records_validates_and_sends_them_all():
+    records = agent_records()
+
+    draft = draft_mapping(records, name="Laptop", selector="laptops")
+
+    assert validate_document(draft) == []
+    result = transform_records(records, draft)
+    assert result.skipped == []
+    assert result.record_count == 10
+
+
+def test_a_draft_infers_one_attribute_per_scalar_field_with_its_type():
+    draft = draft_mapping(agent_records(), name="Laptop", selector="laptops")
+
+    types = {locator: attribute["type"] for locator, attribute in draft_attributes(draft).items()}
+    assert types == {
+        "hostname": "text",
+        "serial": "text",
+        "ip": "ipaddress",
+        "ram_gb": "integer",
+        "cpu_ghz": "double",
+        "managed": "boolean",
+        "last_seen": "date_time",
+        "purchased": "date",
+        "owner": "email",
+        "portal": "url",
+        "assetTag": "text",
+    }
+    description = draft["schema"]["objectSchema"]["description"]
+    assert description.endswith("Not mapped (lists or objects): location, tags.")
+
+
+def test_a_draft_names_external_ids_after_the_type_and_field():
+    draft = draft_mapping(agent_records(), name="Field Laptop", selector="laptops")
+
+    attributes = draft_attributes(draft)
+    assert schema_type(draft)["externalId"] == "field-laptop"
+    assert attributes["ram_gb"]["externalId"] == "field-laptop-ram-gb"
+    assert attributes["assetTag"]["externalId"] == "field-laptop-asset-tag"
+    assert attributes["assetTag"]["name"] == "Asset tag"
+    assert type_mapping(draft)["selector"] == "laptops"
+
+
+def test_a_draft_identifies_by_serial_and_labels_by_hostname():
+    draft = draft_mapping(agent_records(), name="Laptop", selector="laptops")
+
+    identity = [
+        m["attributeLocators"]
+        for m in type_mapping(draft)["attributesMapping"]
+        if m.get("externalIdPart")
+    ]
+    labels = [loc for loc, attribute in draft_attributes(draft).items() if attribute.get("label")]
+    assert identity == [["serial"]]
+    assert labels == ["hostname"]
+
+
+def test_a_draft_skips_an_id_field_whose_values_repeat():
+    records = [{"id": 1, "sku": f"SKU-{i}", "title": f"Item {i}"} for i in range(5)]
+
+    draft = draft_mapping(records, name="Item", selector="items")
+
+    identity = [
+        m["attributeLocators"]
+        for m in type_mapping(draft)["attributesMapping"]
+        if m.get("externalIdPart")
+    ]
+    labels = [loc for loc, attribute in draft_attributes(draft).items() if attribute.get("label")]
+    assert identity == [["sku"]]
+    assert labels == ["title"]
+
+
+def test_a_draft_falls_back_to_hostname_when_few_records_have_a_serial():
+    records = [{"hostname": f"srv-{i}", "serial": "S1" if i == 0 else None} for i in range(4)]
+
+    draft = draft_mapping(records, name="Server", selector="servers")
+
+    identity = [
+        m["attributeLocators"]
+        for m in type_mapping(draft)["attributesMapping"]
+        if m.get("externalIdPart")
+    ]
+    assert identity == [["hostname"]]
+    assert validate_document(draft) == []
+
+
+def test_a_draft_of_the_demo_records_matches_the_demo_mapping_in_shape():
+    records = [demo_computer(i) for i in range(1, 101)]
+    draft = draft_mapping(records, name="Computer", selector="computers")
+
+    rows = {row["locators"]: row for row in mapping_table(draft)}
+    assert rows["serial"]["identity"] and rows["hostname"]["label"]
+    assert rows["ram_gb"]["type"] == "integer"
+    assert rows["owner"]["type"] == "email"
+    assert rows["purchased"]["type"] == "date"
+
+
+def test_a_draft_needs_fields_with_plain_values():
+    with pytest.raises(ValueError, match="no top-level fields"):
+        draft_mapping([{"parts": [1, 2]}], name="Thing", selector="things")
+
+
+# --- diff ------------------------------------------------------------------------------------
+
+
+def test_equivalent_documents_have_no_differences():
+    remote = json.loads(json.dumps(laptops(), sort_keys=True))
+
+    assert diff_documents(laptops(), remote) == []
+
+
+def test_ids_and_defaults_the_server_adds_are_not_differences():
+    local = without_ids(laptops())
+    remote = laptops()  # the same, with the externalIds Assets generates
+    for attribute in schema_type(remote)["attributes"]:
+        attribute.update(minimumCardinality=0, maximumCardinality=1, unique=False, description="")
+    schema_type(remote)["iconKey"] = "laptop-icon"
+
+    assert diff_documents(local, remote) == []
+
+
+def test_a_changed_attribute_type_is_reported_from_remote_to_local():
+    local = laptops()
+    schema_type(local)["attributes"][1]["type"] = "text"
+
+    assert diff_documents(local, laptops()) == [
+        "object type 'Laptop': attribute 'RAM GB' type integer → text"
+    ]
+
+
+def test_added_and_removed_attributes_are_reported():
+    local = with_value_type("date")
+    schema_type(local)["attributes"].pop(1)
+    type_mapping(local)["attributesMapping"].pop(1)
+
+    assert diff_documents(local, laptops()) == [
+        "object type 'Laptop': attribute 'Value' added (date)",
+        "object type 'Laptop': attribute 'RAM GB' removed",
+        "mapping for 'Laptop': attribute 'Value' now mapped from value",
+        "mapping for 'Laptop': attribute 'RAM GB' no longer mapped",
+    ]
+
+
+def test_changed_locators_identity_and_names_are_reported():
+    local = laptops()
+    type_mapping(local)["attributesMapping"][1]["attributeLocators"] = ["memory_gb"]
+    type_mapping(local)["attributesMapping"][1]["externalIdPart"] = True
+    schema_type(local)["name"] = "Notebook"
+    type_mapping(local)["objectTypeName"] = "Notebook"
+
+    assert diff_documents(local, laptops()) == [
+        "object type 'Laptop' renamed to 'Notebook'",
+        "mapping for 'Notebook': attribute 'RAM GB' locators ram → memory_gb",
+        "mapping for 'Notebook': attribute 'RAM GB' is now part of the identity (externalIdPart)",
+    ]
+
+
+def test_added_and_removed_object_types_are_reported():
+    local = nested_document()
+
+    differences = diff_documents(local, laptops())
+
+    assert "object type 'Hard drive' added" in differences
+    assert "mapping for 'File' added (selector 'laptops.hardDrives.files')" in differences
+    assert diff_documents(laptops(), local)[:2] == [
+        "object type 'Hard drive' removed",
+        "object type 'File' removed",
+    ]
+
+
+# --- table -----------------------------------------------------------------------------------
+
+
+def test_the_table_has_one_row_per_mapped_attribute():
+    assert mapping_table(laptops()) == [
+        {
+            "object_type": "Laptop",
+            "selector": "laptops",
+            "attribute": "Serial",
+            "type": "text",
+            "locators": "serial",
+            "identity": True,
+            "label": True,
+            "reference": "",
+        },
+        {
+            "object_type": "Laptop",
+            "selector": "laptops",
+            "attribute": "RAM GB",
+            "type": "integer",
+            "locators": "ram",
+            "identity": False,
+            "label": False,
+            "reference": "",
+        },
+    ]
+
+
+def test_the_table_names_a_reference_target_and_survives_an_invalid_document():
+    document = with_value_type("referenced_object")
+    type_mapping(document)["attributesMapping"][1]["attributeExternalId"] = "ghost"
+
+    rows = mapping_table(document)
+
+    assert rows[2]["reference"] == "Laptop"
+    assert rows[1]["attribute"] == "RAM GB" and rows[1]["type"] == "?"

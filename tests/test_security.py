@@ -1,0 +1,170 @@
+"""Secrets at rest, roles, the audit log, the webtrigger's limits and deployment checks."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth.models import Group
+from django.core.management import call_command
+from django.db import connection
+from django.urls import reverse
+
+from importer import fields
+from importer.models import Execution, ImportSource
+from tests.conftest import SANDBOX_TOKEN
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def stored_value(source: ImportSource, column: str) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {column} FROM importer_importsource WHERE id = %s", [source.pk])
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db
+def test_tokens_are_encrypted_in_the_database(make_source):
+    source = make_source(source_auth="bearer", source_token="source-secret-1")
+
+    assert SANDBOX_TOKEN not in stored_value(source, "assets_token")
+    assert "source-secret-1" not in stored_value(source, "source_token")
+    assert ImportSource.objects.get(pk=source.pk).source_token == "source-secret-1"
+
+
+@pytest.mark.django_db
+def test_rotating_keys_reencrypts_every_secret(make_source, settings):
+    source = make_source()
+    before = stored_value(source, "assets_token")
+    settings.FIELD_ENCRYPTION_KEYS = ["a-brand-new-key", *settings.FIELD_ENCRYPTION_KEYS]
+
+    call_command("rotate_encryption_keys", stdout=open(os.devnull, "w"))
+
+    settings.FIELD_ENCRYPTION_KEYS = ["a-brand-new-key"]  # the old key is gone now
+    assert stored_value(source, "assets_token") != before
+    assert ImportSource.objects.get(pk=source.pk).assets_token == SANDBOX_TOKEN
+    assert not fields.needs_rotation(stored_value(source, "assets_token"))
+
+
+@pytest.mark.django_db
+def test_the_three_roles_exist_with_their_permissions():
+    viewer = Group.objects.get(name="Import viewers")
+    operator = Group.objects.get(name="Import operators")
+    administrator = Group.objects.get(name="Import administrators")
+
+    def codenames(group):
+        return set(group.permissions.values_list("codename", flat=True))
+
+    assert codenames(viewer) == {"view_execution", "view_chunkjob"}
+    assert {"start_import", "cancel_execution", "retry_chunks"} <= codenames(operator)
+    assert "change_importsource" not in codenames(operator)
+    assert {"change_importsource", "change_schedule", "view_logentry"} <= codenames(administrator)
+
+
+def user_in(django_user_model, group_name: str, username: str):
+    user = django_user_model.objects.create_user(username, password="pw", is_staff=True)
+    user.groups.add(Group.objects.get(name=group_name))
+    return user
+
+
+@pytest.mark.django_db
+def test_a_viewer_sees_history_but_cannot_start_or_edit(client, django_user_model, make_source):
+    source = make_source()
+    client.force_login(user_in(django_user_model, "Import viewers", "vera"))
+
+    history = client.get(reverse("admin:importer_execution_changelist"))
+    sources = client.get(reverse("admin:importer_importsource_changelist"))
+    start = client.post(
+        reverse("admin:importer_importsource_changelist"),
+        {"action": "start_import", "_selected_action": [source.pk]},
+    )
+
+    assert history.status_code == 200
+    assert sources.status_code == 403
+    assert start.status_code == 403
+    assert not Execution.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_operator_can_start_but_not_edit_credentials(
+    client, django_user_model, pushed_source, sandbox
+):
+    client.force_login(user_in(django_user_model, "Import operators", "otto"))
+
+    page = client.get(reverse("admin:importer_importsource_changelist"))
+    edit = client.post(
+        reverse("admin:importer_importsource_change", args=[pushed_source.pk]),
+        {"name": "renamed"},
+    )
+
+    actions = [choice[0] for choice in page.context["action_form"].fields["action"].choices]
+    assert "start_import" in actions
+    assert "push_mapping" not in actions
+    assert edit.status_code == 403
+    assert ImportSource.objects.get(pk=pushed_source.pk).name == pushed_source.name
+
+
+@pytest.mark.django_db(transaction=True)
+def test_starting_an_import_is_written_to_the_audit_log(admin_client, pushed_source, sandbox):
+    admin_client.post(
+        reverse("admin:importer_importsource_changelist"),
+        {"action": "start_import", "_selected_action": [pushed_source.pk]},
+    )
+
+    entry = LogEntry.objects.get(object_id=str(pushed_source.pk))
+    assert entry.user.username == "admin"
+    assert "Started import" in entry.get_change_message()
+    audit_page = admin_client.get(reverse("admin:admin_logentry_changelist"))
+    assert "Started import" in audit_page.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_webtrigger_is_throttled_per_client(client, make_source, settings):
+    settings.WEBTRIGGER_RATE_PER_MINUTE = 3
+    source = make_source()
+    url = reverse("importer:webtrigger", args=[source.pk, "guess"])
+
+    answers = [
+        client.post(url, "{}", content_type="application/json", REMOTE_ADDR="10.9.9.9").status_code
+        for _ in range(5)
+    ]
+
+    assert answers == [404, 404, 404, 429, 429]
+
+
+@pytest.mark.django_db
+def test_the_webtrigger_refuses_a_large_body(client, make_source):
+    source = make_source()
+    url = reverse("importer:webtrigger", args=[source.pk, source.webtrigger_token])
+
+    response = client.post(url, "x" * 100_000, content_type="application/json")
+
+    assert response.status_code == 413
+
+
+def test_the_documented_production_settings_pass_check_deploy():
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "assets_sync.settings",
+        "DEBUG": "false",
+        "SECRET_KEY": "p" * 20 + "r0duct10n-k3y-w1th-en0ugh-ch4rs-and-v4riety-XYZ",
+        "ALLOWED_HOSTS": "assets-sync.example.com",
+        "PUBLIC_BASE_URL": "https://assets-sync.example.com",
+        "SECURE_SSL_REDIRECT": "true",
+        "SECURE_COOKIES": "true",
+        "SECURE_HSTS_SECONDS": "31536000",
+        "SECURE_HSTS_PRELOAD": "true",
+        "FIELD_ENCRYPTION_KEYS": "another-long-random-key",
+    }
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
