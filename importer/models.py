@@ -310,6 +310,7 @@ class ChunkJob(models.Model):
         QUEUED = "QUEUED", "Queued"
         RUNNING = "RUNNING", "Running"
         SUBMITTED = "SUBMITTED", "Submitted"
+        SKIPPED = "SKIPPED", "Skipped"  # fanned out past the source's end: nothing to send
         FAILED = "FAILED", "Failed"
         CANCELLED = "CANCELLED", "Cancelled"
 
@@ -339,7 +340,7 @@ class ChunkJob(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["execution", "index"]
+        ordering = ["index"]
         constraints = [
             models.UniqueConstraint(fields=["execution", "index"], name="unique_chunk_index"),
         ]

@@ -209,8 +209,26 @@ def _source_is_full(chunk: ChunkJob) -> bool:
         return not _claim_chunk(chunk)
 
 
+def predicted_cursor(source: ImportSource, index: int) -> str | None:
+    """Where page `index` starts, when the paging style says so without reading the pages."""
+    if source.source_kind != ImportSource.Kind.REST:
+        return None
+    if source.pagination == ImportSource.Pagination.OFFSET:
+        return str(index * source.page_size) if index else ""
+    if source.pagination == ImportSource.Pagination.PAGE:
+        return str(source.first_page + index) if index else ""
+    return None
+
+
 def pipeline_parallelism(source: ImportSource) -> int:
-    """Chunks of one source that can run at once: a page being submitted, the next fetched."""
+    """Chunks of one source that can run at once.
+
+    Offset and page-number sources fan out up to the source's limit of chunks in flight;
+    sources that learn where the next page starts only from the current one (cursors, next
+    links, files) run a pipeline of two: one page submitted while the next is fetched.
+    """
+    if predicted_cursor(source, 1) is not None:
+        return max(1, source.max_chunks_in_flight)
     return 2
 
 
@@ -234,14 +252,25 @@ def _request_slot_delay(source: ImportSource) -> float:
         return delay
 
 
-def _still_ours(chunk: ChunkJob) -> bool:
-    """Our lease holds and the execution still takes data (it may have been cancelled)."""
-    return ChunkJob.objects.filter(
-        pk=chunk.pk,
-        state=ChunkState.RUNNING,
-        attempts=chunk.attempts,
-        execution__state=State.INGESTING,
-    ).exists()
+def _may_submit(chunk: ChunkJob) -> str:
+    """Why this chunk must not submit now ("" when it may).
+
+    Our lease must hold, the execution must still take data (it may have been cancelled),
+    and the page must not lie beyond the source's end, found meanwhile by another chunk.
+    """
+    found = (
+        ChunkJob.objects.filter(pk=chunk.pk)
+        .values_list("state", "attempts", "execution__state", "execution__last_chunk_index")
+        .first()
+    )
+    state, attempts, execution_state, last_index = found
+    if state != ChunkState.RUNNING or attempts != chunk.attempts:
+        return "taken over"
+    if execution_state != State.INGESTING:
+        return "stopped"
+    if last_index is not None and chunk.index > last_index:
+        return "beyond the end"
+    return ""
 
 
 def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
@@ -278,7 +307,7 @@ def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
             kind=error.kind,
         )
 
-    problem = _queue_next_chunk(chunk, page.next_cursor, len(page.records))
+    problem = _queue_next_chunks(chunk, page.next_cursor, len(page.records))
     if problem:
         return _chunk_failed(chunk, problem, permanent=True, kind="endless_source")
 
@@ -288,10 +317,14 @@ def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
         )
     except MissingIdentityError as error:
         return _chunk_failed(chunk, str(error), permanent=True, kind="missing_identity")
+    refusal = _may_submit(chunk)
+    if refusal == "beyond the end":
+        _mark_submitted(chunk, 0, [], state=ChunkState.SKIPPED)
+        return chunk
+    if refusal:
+        _stop_chunk(chunk)
+        return chunk
     if result.record_count:
-        if not _still_ours(chunk):
-            _stop_chunk(chunk)
-            return chunk
         try:
             AssetsClient.for_source(source).submit_chunk(execution.assets_execution_id, result.data)
         except AssetsError as error:
@@ -306,9 +339,14 @@ def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
     return chunk
 
 
-def _queue_next_chunk(chunk: ChunkJob, next_cursor: str | None, record_count: int) -> str:
-    """Record the fetched page and queue the next one; a non-empty string says what is wrong."""
+def _queue_next_chunks(chunk: ChunkJob, next_cursor: str | None, record_count: int) -> str:
+    """Record the fetched page and queue what follows; a non-empty string says what is wrong.
+
+    A page without a next one marks the source's end: this page when it held records, the
+    one before when it came back empty (a fanned-out chunk may look past the end).
+    """
     execution = chunk.execution
+    source = execution.source
     with transaction.atomic():
         Execution.objects.filter(pk=execution.pk).update(
             updated_at=timezone.now(),
@@ -316,13 +354,19 @@ def _queue_next_chunk(chunk: ChunkJob, next_cursor: str | None, record_count: in
             records_fetched=F("records_fetched") + record_count,
         )
         if next_cursor is None:
-            Execution.objects.filter(pk=execution.pk).update(last_chunk_index=chunk.index)
+            last = chunk.index if record_count or not chunk.index else chunk.index - 1
+            Execution.objects.filter(pk=execution.pk).filter(
+                Q(last_chunk_index__isnull=True) | Q(last_chunk_index__gt=last)
+            ).update(last_chunk_index=last)
             return ""
         if chunk.index + 1 >= settings.IMPORT_MAX_PAGES:
             return (
                 f"the source still had more after {settings.IMPORT_MAX_PAGES} pages "
                 "(IMPORT_MAX_PAGES): check its paging settings or raise the limit"
             )
+        if predicted_cursor(source, chunk.index + 1) is not None:
+            _fan_out(chunk)
+            return ""
         seen = dict(
             ChunkJob.objects.filter(execution=execution)
             .filter(Q(cursor=next_cursor) | Q(index=chunk.index + 1))
@@ -342,13 +386,37 @@ def _queue_next_chunk(chunk: ChunkJob, next_cursor: str | None, record_count: in
     return ""
 
 
-def _mark_submitted(chunk: ChunkJob, record_count: int, skipped: list[str]) -> None:
+def _fan_out(chunk: ChunkJob) -> None:
+    """Create and queue the pages ahead of this one, up to the source's chunks in flight."""
+    source = chunk.execution.source
+    # This chunk plus the ones ahead make up the chunks in flight (always at least the next).
+    last_ahead = chunk.index + max(1, pipeline_parallelism(source) - 1)
+    ahead = range(chunk.index + 1, min(last_ahead, settings.IMPORT_MAX_PAGES - 1) + 1)
+    existing = set(
+        ChunkJob.objects.filter(execution=chunk.execution, index__in=ahead).values_list(
+            "index", flat=True
+        )
+    )
+    created = ChunkJob.objects.bulk_create(
+        [
+            ChunkJob(execution=chunk.execution, index=index, cursor=predicted_cursor(source, index))
+            for index in ahead
+            if index not in existing
+        ]
+    )
+    for new_chunk in created:
+        transaction.on_commit(lambda chunk_id=new_chunk.pk: tasks.enqueue_chunk(chunk_id))
+
+
+def _mark_submitted(
+    chunk: ChunkJob, record_count: int, skipped: list[str], state: str = ChunkState.SUBMITTED
+) -> None:
     with transaction.atomic():
         updated = ChunkJob.objects.filter(
             pk=chunk.pk, state=ChunkState.RUNNING, attempts=chunk.attempts
         ).update(
             updated_at=timezone.now(),
-            state=ChunkState.SUBMITTED,
+            state=state,
             record_count=record_count,
             skipped_count=len(skipped),
             error="\n".join(skipped[:50]),
@@ -357,14 +425,17 @@ def _mark_submitted(chunk: ChunkJob, record_count: int, skipped: list[str]) -> N
         )
         if not updated:
             return
-        Execution.objects.filter(pk=chunk.execution_id).update(
-            updated_at=timezone.now(),
-            stalled_since=None,
-            pages_submitted=F("pages_submitted") + 1,
-            records_submitted=F("records_submitted") + record_count,
-            records_skipped=F("records_skipped") + len(skipped),
-        )
-        transaction.on_commit(lambda: tasks.enqueue_completion_check(chunk.execution_id))
+        if state == ChunkState.SUBMITTED:
+            Execution.objects.filter(pk=chunk.execution_id).update(
+                updated_at=timezone.now(),
+                stalled_since=None,
+                pages_submitted=F("pages_submitted") + 1,
+                records_submitted=F("records_submitted") + record_count,
+                records_skipped=F("records_skipped") + len(skipped),
+            )
+        # Until the source's end is known, a completion check would find nothing to do.
+        if Execution.objects.filter(pk=chunk.execution_id, last_chunk_index__isnull=False).exists():
+            transaction.on_commit(lambda: tasks.enqueue_completion_check(chunk.execution_id))
 
 
 def _stop_chunk(chunk: ChunkJob) -> None:
@@ -472,7 +543,10 @@ def check_completion(*, execution: Execution) -> Execution:
     if execution.last_chunk_index is None:
         return execution  # pages are still being discovered; the last chunk calls again
     counts = dict(
-        execution.chunks.values_list("state").annotate(n=Count("id")).values_list("state", "n")
+        execution.chunks.filter(index__lte=execution.last_chunk_index)
+        .values_list("state")
+        .annotate(n=Count("id"))
+        .values_list("state", "n")
     )
     if counts.get(ChunkState.FAILED):
         return _fail_after_grace(execution)
@@ -621,7 +695,10 @@ def requeue_stalled_chunks() -> int:
     task whose worker died. Either way the chunk's row knows it is not finished.
     """
     now = timezone.now()
-    stale_queued = now - timedelta(seconds=settings.Q_CLUSTER["retry"])
+    # A queued chunk's task may have died with a stopped cluster (the Redis broker forgets
+    # it; the ORM broker hands it out again only after `retry`). Queueing it once more is
+    # harmless: only one delivery can claim the chunk.
+    stale_queued = now - timedelta(seconds=settings.QUEUED_CHUNK_REQUEUE_SECONDS)
     chunk_ids = list(
         ChunkJob.objects.filter(execution__state=State.INGESTING)
         .filter(

@@ -87,9 +87,22 @@ def wait_for_execution_to_finish(execution: Execution, timeout: float = 120.0) -
         execution.refresh_from_db()
         return execution.state in Execution.FINISHED_STATES
 
-    wait_for(
-        finished, timeout=timeout, message=f"execution still {execution.state} after {timeout} s"
-    )
+    def chunks() -> str:
+        return ", ".join(
+            f"{index}:{state}/{attempts}{' next ' + str(next_at) if next_at else ''}"
+            for index, state, attempts, next_at in execution.chunks.values_list(
+                "index", "state", "attempts", "next_attempt_at"
+            )
+        )
+
+    deadline = time.monotonic() + timeout
+    while not finished():
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"execution still {execution.state} after {timeout} s "
+                f"(last page {execution.last_chunk_index}; chunks {chunks()})"
+            )
+        time.sleep(0.05)
     return execution
 
 

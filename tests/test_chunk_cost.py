@@ -33,4 +33,4 @@ def test_a_chunk_costs_the_same_few_queries_whatever_its_size(make_source, queue
     chunk.refresh_from_db()
     assert chunk.state == ChunkJob.State.SUBMITTED
     assert chunk.record_count == page_size
-    assert len(queries) <= 11, "\n".join(q["sql"] for q in queries.captured_queries)
+    assert len(queries) <= 12, "\n".join(q["sql"] for q in queries.captured_queries)

@@ -33,7 +33,33 @@ def test_it_pages_by_page_number(make_source, sandbox):
     execution.refresh_from_db()
     assert execution.state == Execution.State.DONE
     assert len(sandbox.execution(execution.assets_execution_id)["objects"]) == 120
-    assert list(execution.chunks.values_list("cursor", flat=True)) == ["", "2", "3"]
+    submitted = execution.chunks.filter(state=ChunkJob.State.SUBMITTED)
+    assert list(submitted.values_list("cursor", flat=True)) == ["", "2", "3"]
+    # Pages fetched ahead of the end (fan-out) send nothing.
+    assert not execution.chunks.exclude(
+        state__in=[ChunkJob.State.SUBMITTED, ChunkJob.State.SKIPPED]
+    ).exists()
+
+
+def test_offset_sources_fan_out_up_to_the_chunks_in_flight(make_source, sandbox):
+    source = services.push_mapping(source=make_source(page_size=10, max_chunks_in_flight=3))
+
+    execution = services.start_import(source=source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE
+    assert execution.last_chunk_index == 11
+    assert len(sandbox.execution(execution.assets_execution_id)["objects"]) == 120
+    # Each fetched page queues the pages up to two ahead of itself.
+    assert execution.chunks.count() <= 12 + 2
+
+
+def test_a_cursor_source_stays_sequential(make_source, sandbox):
+    source = make_source(max_chunks_in_flight=8)
+    source.pagination = "page"
+    assert services.pipeline_parallelism(source) == 8
+    source.pagination = "cursor"
+    assert services.pipeline_parallelism(source) == 2
 
 
 def test_a_chunk_delivered_twice_submits_its_page_once(pushed_source, sandbox, inventory):

@@ -1,5 +1,32 @@
-"""Third-party sources: each kind reads one page at a time through the same small interface."""
+"""Third-party sources: each kind reads one page at a time through the same small interface.
 
-from importer.sources.base import Page, SourceError, build_source
+`build_source(import_source).fetch_page(cursor)` returns a `Page`, or raises `SourceError`;
+see `importer/sources/base.py` for the interface and how to write a plug-in.
+"""
 
-__all__ = ["Page", "SourceError", "build_source"]
+from __future__ import annotations
+
+from importer.sources.base import Page, Source, SourceError, config_error
+from importer.sources.csv_file import CsvSource
+from importer.sources.json_file import JsonFileSource
+from importer.sources.jsonl_file import JsonLinesSource
+from importer.sources.plugin import PluginSource
+from importer.sources.rest import RestJsonSource
+
+SOURCE_KINDS: dict[str, type] = {
+    "rest": RestJsonSource,
+    "csv": CsvSource,
+    "json": JsonFileSource,
+    "jsonl": JsonLinesSource,
+    "plugin": PluginSource,
+}
+
+__all__ = ["Page", "Source", "SourceError", "build_source"]
+
+
+def build_source(import_source) -> Source:
+    """The reader for an ImportSource's configuration (SourceError when it cannot be built)."""
+    kind = SOURCE_KINDS.get(import_source.source_kind)
+    if kind is None:
+        raise config_error(import_source, f"unknown kind '{import_source.source_kind}'")
+    return kind(import_source)

@@ -1,4 +1,42 @@
-"""The interface every source kind implements, and its typed error."""
+"""The interface every source kind implements, and its typed error.
+
+A source reads one page of records at a time. The import flow calls, once per chunk::
+
+    page = build_source(import_source).fetch_page(cursor)   # cursor "" for the first page
+
+and stores `page.next_cursor` with the next chunk, so that chunk can be fetched again on a retry,
+by another worker, from the cursor alone. A cursor is a string the source chooses (an offset, a
+page number, an opaque token, a URL, a byte offset) and must not contain a secret: it is stored
+and shown to staff. `next_cursor` is None on the last page.
+
+Plug-ins are classes listed in the IMPORT_SOURCE_PLUGINS setting (name -> dotted path). An
+ImportSource of kind "plugin" names one of them, and each chunk builds one instance as
+`cls(import_source=import_source, options=import_source.plugin_options)`::
+
+    # settings.py
+    IMPORT_SOURCE_PLUGINS = {"hr": "acme.sources.HrSystemSource"}
+
+    # acme/sources.py
+    from importer.sources import Page, SourceError
+
+    class HrSystemSource:
+        def __init__(self, *, import_source, options):
+            self.name = import_source.name
+            self.page_size = import_source.page_size
+            self.client = HrClient(options["base_url"], import_source.source_token)
+
+        def fetch_page(self, cursor: str) -> Page:
+            try:
+                rows, more = self.client.people(start=int(cursor or 0), count=self.page_size)
+            except HrTimeout:
+                raise SourceError(f"source '{self.name}' timed out", permanent=False)
+            next_cursor = str(int(cursor or 0) + len(rows)) if more else None
+            return Page(records=rows, next_cursor=next_cursor)
+
+Raise SourceError for failures the import should report; `permanent=False` asks for a retry.
+Any other exception from a plug-in fails the chunk too (network-like errors are retried).
+`importer/sources/examples.py` holds a complete, tiny plug-in.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +53,11 @@ class Page:
 
 
 class SourceError(Exception):
-    """The source failed to give a page. Transient errors (`permanent=False`) are retried."""
+    """The source failed to give a page. Transient errors (`permanent=False`) are retried.
+
+    The message names the source ("source 'NAME' ...") and never holds a secret: it is stored
+    on the chunk and shown to staff.
+    """
 
     def __init__(
         self,
@@ -37,10 +79,9 @@ class SourceError(Exception):
 class Source(Protocol):
     def fetch_page(self, cursor: str) -> Page:
         """Fetch the page that starts at `cursor` ("" for the first page)."""
+        ...
 
 
-def build_source(import_source) -> Source:
-    """The reader for an ImportSource's configuration."""
-    from importer.sources.rest import RestJsonSource
-
-    return RestJsonSource.from_import_source(import_source)
+def config_error(source, problem: str) -> SourceError:
+    """A setting of the ImportSource is wrong: permanent, and says which."""
+    return SourceError(f"source '{source.name}' is misconfigured: {problem}", kind="config")

@@ -1,147 +1,227 @@
-"""REST/JSON sources: one GET per page, offset or page-number paging."""
+"""REST/JSON sources: one GET per page, in any of the paging styles real APIs use.
+
+The cursor stored with a chunk is what fetches that page again: the offset (offset paging), the
+page number (page paging), the source's opaque cursor (cursor paging) or the full URL of the
+page (next-URL and Link-header paging). Full URLs carry their own query, so `extra_params` are
+added to the first request only; after that the source decides what the next URL asks for.
+An API key sent as a query parameter is removed from stored URLs and added to each request.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
-import requests
-from django.conf import settings
+from importer.sources.base import Page, SourceError, config_error
+from importer.sources.transport import SourceHttp, public_url, with_query
 
-from importer.assets import parse_retry_after
-from importer.sources.base import Page, SourceError
-
-# A single page larger than this is refused rather than held in memory.
-MAX_PAGE_BYTES = 50 * 1024 * 1024
-TRANSIENT_STATUSES = {429, 500, 502, 503, 504}
+PAGINATIONS = ("offset", "page", "cursor", "next_url", "link_header", "none")
+_MISSING = object()
 
 
-def select_records(document: Any, path: str) -> list:
-    """Walk a dotted path into a JSON document; the document itself when the path is empty."""
+def _step(value: Any, key: str) -> Any:
+    """One step down a dotted path: a key of an object or an index into a list."""
+    if isinstance(value, dict):
+        return value.get(key, _MISSING)
+    if isinstance(value, list) and key.isdigit() and int(key) < len(value):
+        return value[int(key)]
+    return _MISSING
+
+
+def lookup(document: Any, path: str) -> Any:
+    """The value at a dotted path, or None when the document has nothing there."""
     value = document
-    walked = []
+    for key in [part for part in path.split(".") if part]:
+        value = _step(value, key)
+        if value is _MISSING:
+            return None
+    return value
+
+
+def select_records(document: Any, path: str, source_name: str) -> list[dict]:
+    """The list of records at a dotted path (the document itself when the path is empty)."""
+    value = document
+    walked: list[str] = []
     for key in [part for part in path.split(".") if part]:
         walked.append(key)
-        if not isinstance(value, dict) or key not in value:
-            raise SourceError(f"the answer has no '{'.'.join(walked)}' (records selector '{path}')")
-        value = value[key]
+        value = _step(value, key)
+        if value is _MISSING:
+            raise SourceError(
+                f"source '{source_name}' answered without '{'.'.join(walked)}': the records "
+                f"selector '{path}' matches nothing",
+                kind="bad_records",
+            )
     if not isinstance(value, list):
         where = f"'{path}'" if path else "the answer"
-        raise SourceError(f"{where} is not a list of records but {type(value).__name__}")
+        raise SourceError(
+            f"source '{source_name}': {where} is not a list of records but "
+            f"{type(value).__name__}: check the records selector",
+            kind="bad_records",
+        )
+    for number, record in enumerate(value, start=1):
+        if not isinstance(record, dict):
+            raise SourceError(
+                f"source '{source_name}': record {number} is a {type(record).__name__}, "
+                "not a JSON object",
+                kind="bad_records",
+            )
     return value
 
 
 class RestJsonSource:
-    def __init__(
-        self,
-        *,
-        name: str,
-        url: str,
-        records_path: str = "",
-        pagination: str = "offset",
-        page_size: int = 100,
-        offset_param: str = "offset",
-        limit_param: str = "limit",
-        page_param: str = "page",
-        first_page: int = 1,
-        bearer_token: str = "",
-        timeout: float | None = None,
-    ):
-        self.name = name
-        self.url = url
-        self.records_path = records_path
-        self.pagination = pagination
-        self.page_size = page_size
-        self.offset_param = offset_param
-        self.limit_param = limit_param
-        self.page_param = page_param
-        self.first_page = first_page
-        self.timeout = timeout if timeout is not None else settings.HTTP_TIMEOUT
-        self.session = requests.Session()
-        self.session.headers["Accept"] = "application/json"
-        if bearer_token:
-            self.session.headers["Authorization"] = f"Bearer {bearer_token}"
+    """A JSON API read page by page; one page becomes one chunk."""
 
-    @classmethod
-    def from_import_source(cls, source) -> RestJsonSource:
-        return cls(
-            name=source.name,
-            url=source.source_url,
-            records_path=source.records_path,
-            pagination=source.pagination,
-            page_size=source.page_size,
-            offset_param=source.offset_param,
-            limit_param=source.limit_param,
-            page_param=source.page_param,
-            first_page=source.first_page,
-            bearer_token=source.source_token if source.source_auth == "bearer" else "",
-        )
-
-    def _params(self, cursor: str) -> dict[str, Any]:
-        if self.pagination == "offset":
-            return {self.offset_param: int(cursor or 0), self.limit_param: self.page_size}
-        if self.pagination == "page":
-            return {
-                self.page_param: int(cursor or self.first_page),
-                self.limit_param: self.page_size,
-            }
-        return {}
-
-    def _next_cursor(self, cursor: str, records: list) -> str | None:
-        # A short page is the last one; so is an empty one (some APIs always fill pages).
-        if self.pagination == "none" or len(records) < self.page_size or not records:
-            return None
-        if self.pagination == "offset":
-            return str(int(cursor or 0) + len(records))
-        return str(int(cursor or self.first_page) + 1)
-
-    def _get(self, params: dict) -> requests.Response:
-        where = f"source '{self.name}'"
-        try:
-            response = self.session.get(self.url, params=params, timeout=self.timeout, stream=True)
-        except requests.Timeout:
-            raise SourceError(
-                f"{where} did not answer within {self.timeout:g} s", permanent=False, kind="timeout"
-            )
-        except requests.RequestException as exc:
-            raise SourceError(
-                f"could not reach {where} ({type(exc).__name__})",
-                permanent=False,
-                kind="unavailable",
-            )
-        if not response.ok:
-            status = response.status_code
-            hint = {
-                401: ": check the source's credentials",
-                403: ": the credentials lack access",
-                404: ": check the source URL",
-            }.get(status, "")
-            raise SourceError(
-                f"{where} answered {status} {response.reason}{hint}",
-                permanent=status not in TRANSIENT_STATUSES,
-                status=status,
-                retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                kind="rate_limited" if status == 429 else "source_http_error",
-            )
-        return response
+    def __init__(self, import_source) -> None:
+        source = import_source
+        self.name = source.name
+        self.config = source
+        if not source.source_url:
+            raise config_error(source, "it has no source URL")
+        if source.pagination not in PAGINATIONS:
+            raise config_error(source, f"unknown pagination '{source.pagination}'")
+        if source.pagination in ("cursor", "next_url") and not source.cursor_path:
+            raise config_error(source, f"{source.pagination} paging needs a cursor path")
+        if not isinstance(source.extra_params or {}, dict):
+            raise config_error(source, "extra parameters must be a JSON object")
+        self.page_size = max(1, source.page_size)
+        self.http = SourceHttp(source)
 
     def fetch_page(self, cursor: str) -> Page:
-        response = self._get(self._params(cursor))
-        body = response.raw.read(MAX_PAGE_BYTES + 1, decode_content=True)
-        response.close()
-        if len(body) > MAX_PAGE_BYTES:
-            raise SourceError(
-                f"source '{self.name}' sent a page larger than {MAX_PAGE_BYTES // 2**20} MB: "
-                "lower the page size"
-            )
+        url = self._url(cursor)
+        response = self.http.get(url)
+        document = self.http.read_json(response)
+        records = select_records(document, self.config.records_path, self.name)
+        next_cursor = self._next_cursor(cursor, url, response, document, records)
+        return Page(records=records, next_cursor=next_cursor)
+
+    # --- where a page starts ---------------------------------------------------------------
+
+    @property
+    def _limit(self) -> dict[str, int]:
+        return {self.config.limit_param: self.page_size} if self.config.limit_param else {}
+
+    def _url(self, cursor: str) -> str:
+        config = self.config
+        base = config.source_url
+        extra = dict(config.extra_params or {})
+        if config.pagination == "offset":
+            offset = self._number(cursor, 0)
+            return with_query(base, {**extra, config.offset_param: offset, **self._limit})
+        if config.pagination == "page":
+            page = self._number(cursor, config.first_page)
+            return with_query(base, {**extra, config.page_param: page, **self._limit})
+        if config.pagination == "cursor":
+            position = {config.cursor_param: cursor} if cursor else {}
+            return with_query(base, {**extra, **self._limit, **position})
+        if config.pagination in ("next_url", "link_header"):
+            if cursor:
+                self._check_origin(cursor)
+                return self._with_userinfo(cursor)
+            return with_query(base, {**extra, **self._limit})
+        return with_query(base, extra)
+
+    def _number(self, cursor: str, default: int) -> int:
         try:
-            document = requests.models.complexjson.loads(body)
+            return int(cursor) if cursor else default
         except ValueError:
-            content_type = response.headers.get("Content-Type", "unknown")
             raise SourceError(
-                f"source '{self.name}' did not answer JSON (Content-Type {content_type}): "
-                "check the source URL"
+                f"source '{self.name}': cursor '{cursor[:50]}' is not a number, as "
+                f"{self.config.pagination} paging needs",
+                kind="bad_cursor",
+            ) from None
+
+    def _check_origin(self, url: str) -> None:
+        """Next URLs come from the source: never send its credentials to another host."""
+        first, other = urlsplit(self.config.source_url), urlsplit(url)
+        same_scheme = other.scheme == first.scheme or other.scheme == "https"
+        if not same_scheme or other.netloc.rpartition("@")[2] != first.netloc.rpartition("@")[2]:
+            raise SourceError(
+                f"source '{self.name}' pointed to its next page at {public_url(url)}, another "
+                "host than the source URL: refusing to send the source's credentials there",
+                kind="bad_cursor",
             )
-        records = select_records(document, self.records_path)
-        if any(not isinstance(record, dict) for record in records):
-            raise SourceError(f"source '{self.name}' returned records that are not JSON objects")
-        return Page(records=records, next_cursor=self._next_cursor(cursor, records))
+
+    # --- where the next page starts --------------------------------------------------------
+
+    def _next_cursor(
+        self, cursor: str, url: str, response: Any, document: Any, records: list[dict]
+    ) -> str | None:
+        config = self.config
+        if not records or config.pagination == "none":
+            return None
+        if config.pagination in ("offset", "page"):
+            return self._next_number(cursor, document, len(records))
+        if config.pagination == "cursor":
+            value = lookup(document, config.cursor_path)
+            if value is None or value == "":
+                return None
+            if str(value) == cursor:
+                raise self._endless(f"'{config.cursor_path}'")
+            return str(value)
+        if config.pagination == "next_url":
+            value = lookup(document, config.cursor_path)
+            where = f"'{config.cursor_path}'"
+        else:
+            value = response.links.get("next", {}).get("url")
+            where = 'its Link header (rel="next")'
+        if not value:
+            return None
+        next_url = self._storable(urljoin(response.url, str(value)))
+        self._check_origin(next_url)
+        if next_url == self._storable(url):
+            raise self._endless(where)
+        return next_url
+
+    def _storable(self, url: str) -> str:
+        """A URL fit to store as a cursor: no API key in its query, no user:password@."""
+        parts = urlsplit(self.http.without_key(url))
+        return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+    def _with_userinfo(self, url: str) -> str:
+        """Put back the user:password@ of the source URL, if it has one, into a stored URL."""
+        userinfo, at, _ = urlsplit(self.config.source_url).netloc.rpartition("@")
+        if not at:
+            return url
+        parts = urlsplit(url)
+        return urlunsplit(parts._replace(netloc=f"{userinfo}@{parts.netloc}"))
+
+    def _next_number(self, cursor: str, document: Any, count: int) -> str | None:
+        """Offset or page paging: stop on a short page (when we asked for a size) or at total."""
+        config = self.config
+        if self._limit and count < self.page_size:
+            return None
+        if config.pagination == "offset":
+            seen = self._number(cursor, 0) + count
+            following = seen
+        else:
+            page = self._number(cursor, config.first_page)
+            # Without a limit we did not choose the page size: this full page tells it.
+            size = self.page_size if self._limit else count
+            seen = (page - config.first_page) * size + count
+            following = page + 1
+        total = self._total(document)
+        if total is not None and seen >= total:
+            return None
+        return str(following)
+
+    def _total(self, document: Any) -> int | None:
+        if not self.config.total_path:
+            return None
+        value = lookup(document, self.config.total_path)
+        if value is None:
+            return None
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise SourceError(
+                f"source '{self.name}': the total at '{self.config.total_path}' is not a "
+                f"number ({str(value)[:50]!r})",
+                kind="bad_records",
+            ) from None
+
+    def _endless(self, where: str) -> SourceError:
+        return SourceError(
+            f"source '{self.name}' gave the page it answered as the next one ({where}): it "
+            "would never end, so the import stopped",
+            kind="endless_source",
+        )

@@ -1,0 +1,86 @@
+"""CSV files: `page_size` rows per chunk, with the header (if any) read afresh for each chunk.
+
+Rows may span lines (a quoted field with a line break), so the csv module is fed one line at a
+time and the byte offset after the last line it took is where the next row starts.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from typing import IO
+
+from importer.sources.base import Page, config_error
+from importer.sources.files import FileSource, LineReader
+
+# What staff type for a tab in a text box.
+DELIMITER_ALIASES = {"\\t": "\t", "tab": "\t", "TAB": "\t"}
+
+
+def _blank(row: list[str]) -> bool:
+    return not row or (len(row) == 1 and not row[0].strip())
+
+
+class CsvSource(FileSource):
+    """The cursor is the byte offset of the chunk's first row."""
+
+    def __init__(self, import_source) -> None:
+        super().__init__(import_source)
+        self.delimiter = DELIMITER_ALIASES.get(
+            import_source.csv_delimiter, import_source.csv_delimiter
+        )
+        self.quotechar = import_source.csv_quotechar or '"'
+        if len(self.delimiter) != 1:
+            raise config_error(import_source, "the CSV delimiter must be one character")
+        self.fieldnames: list[str] = []
+        if not import_source.csv_has_header:
+            self.fieldnames = [n.strip() for n in import_source.csv_fieldnames.split(",")]
+            if not any(self.fieldnames):
+                raise config_error(import_source, "a CSV file without header needs field names")
+
+    def read_chunk(self, file: IO[bytes], cursor: str) -> Page:
+        fieldnames, body_start = self._header(file)
+        start = self.start_of(file, cursor) if cursor else body_start
+        lines = LineReader(file, start, self.bom)
+        rows = self._rows(file, lines)
+        records: list[dict] = []
+        while True:
+            row_start = lines.position
+            row = next(rows, None)
+            if row is None:
+                return Page(records=records, next_cursor=None)
+            if _blank(row):
+                continue
+            if len(records) == self.page_size:
+                return Page(records=records, next_cursor=str(row_start))
+            if len(row) > len(fieldnames):
+                problem = f"has {len(row)} fields, but there are {len(fieldnames)} field names"
+                raise self.line_error(file, lines.line_start, problem)
+            row += [""] * (len(fieldnames) - len(row))
+            records.append(dict(zip(fieldnames, row, strict=True)))
+
+    def _header(self, file: IO[bytes]) -> tuple[list[str], int]:
+        """The field names, and the byte offset where the rows after the header start."""
+        if self.fieldnames:
+            return self.fieldnames, 0
+        lines = LineReader(file, 0, self.bom)
+        for row in self._rows(file, lines):
+            if _blank(row):
+                continue
+            names = [name.strip() for name in row]
+            repeated = sorted({name for name in names if names.count(name) > 1})
+            if repeated:
+                problem = f"(the header) names {', '.join(repr(n) for n in repeated)} twice"
+                raise self.line_error(file, lines.line_start, problem)
+            return names, lines.position
+        return [], lines.position
+
+    def _rows(self, file: IO[bytes], lines: LineReader) -> Iterator[list[str]]:
+        decoded = (self.decode(line, file, lines.line_start) for line in lines)
+        reader = csv.reader(
+            decoded, delimiter=self.delimiter, quotechar=self.quotechar, strict=True
+        )
+        try:
+            yield from reader
+        except csv.Error as exc:
+            raise self.line_error(file, lines.line_start, f"is not valid CSV ({exc})") from None

@@ -1,0 +1,236 @@
+"""What the file kinds (CSV, JSON, JSON Lines) share: getting the bytes, and reading lines.
+
+A file is an upload (`source_file`) or a URL. A URL is downloaded once per process into a
+private temp directory, streamed to disk with the source's auth, headers, extra parameters and
+CA bundle, and downloaded again when the copy is older than DOWNLOAD_MAX_AGE_SECONDS. Workers
+in other processes keep their own copies; should the file change between their downloads, the
+line-start check below stops the import instead of misreading it.
+
+Line-based files are chunked by byte offset: the cursor is where the next chunk starts, so a
+chunk is a seek, never a re-read of the chunks before it. A cursor that does not fall at the
+start of a line means the file changed during the import, which is an error rather than a
+silently misread record. Only encodings that write "\\n" as the single byte 0x0A can be read
+this way (UTF-8, Latin-1, Windows code pages, ...); UTF-16 files must be converted first.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO
+
+from importer.sources.base import Page, SourceError, config_error
+from importer.sources.transport import SourceHttp, with_query
+
+DOWNLOAD_MAX_AGE_SECONDS = 300.0
+# A downloaded file larger than this is refused: it would only fill the disk.
+MAX_DOWNLOAD_BYTES = 4 * 1024**3
+# One line (one CSV row or JSON Lines record) is held in memory whole, so it is bounded too.
+MAX_LINE_BYTES = 16 * 1024 * 1024
+UTF_8_NAMES = ("utf-8", "utf-8-sig")
+
+# Downloaded copies, per process: cache key -> (path, time.monotonic() of the download).
+_downloads: dict[str, tuple[str, float]] = {}
+_downloads_lock = threading.Lock()
+_cache_dir: tuple[int, str] | None = None
+
+
+def _download_dir() -> str:
+    """This process's private directory for downloads (a forked worker gets its own)."""
+    global _cache_dir
+    with _downloads_lock:
+        if _cache_dir is None or _cache_dir[0] != os.getpid() or not os.path.isdir(_cache_dir[1]):
+            _cache_dir = (os.getpid(), tempfile.mkdtemp(prefix="assets-sync-files-"))
+            _downloads.clear()
+        return _cache_dir[1]
+
+
+def clear_download_cache() -> None:
+    """Forget (and delete) every downloaded copy, so the next chunk downloads afresh."""
+    with _downloads_lock:
+        for path, _ in _downloads.values():
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        _downloads.clear()
+
+
+def downloaded_copy(import_source) -> str:
+    """The path of a fresh enough local copy of the source's file URL."""
+    source = import_source
+    # Keyed by URL and by who asks: two sources with other credentials never share a copy.
+    url = with_query(source.source_url, dict(source.extra_params or {}))
+    identity = "\0".join((url, source.source_auth, source.auth_username, source.auth_key_name))
+    secret = hashlib.sha256(source.source_token.encode()).hexdigest()
+    key = hashlib.sha256(f"{identity}\0{secret}".encode()).hexdigest()
+    directory = _download_dir()
+    with _downloads_lock:
+        cached = _downloads.get(key)
+    if cached and os.path.exists(cached[0]):
+        if time.monotonic() - cached[1] < DOWNLOAD_MAX_AGE_SECONDS:
+            return cached[0]
+    http = SourceHttp(source, accept="*/*")
+    response = http.get(url)
+    fd, partial = tempfile.mkstemp(dir=directory, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for piece in http.iter_body(response, limit=MAX_DOWNLOAD_BYTES, what="a file"):
+                out.write(piece)
+        path = os.path.join(directory, key)
+        # A chunk still reading the previous copy keeps its open file; new chunks get this one.
+        os.replace(partial, path)
+    except BaseException:
+        try:
+            os.unlink(partial)
+        except OSError:
+            pass
+        raise
+    with _downloads_lock:
+        _downloads[key] = (path, time.monotonic())
+    return path
+
+
+@contextmanager
+def open_source_file(import_source) -> Iterator[IO[bytes]]:
+    """The source's file, opened for binary reading: the upload if there is one, else the URL."""
+    source = import_source
+    if source.source_file:
+        try:
+            try:
+                file = open(source.source_file.path, "rb")
+            except NotImplementedError:  # storage without local paths (e.g. object storage)
+                file = source.source_file.open("rb")
+        except OSError:
+            raise SourceError(
+                f"source '{source.name}': the uploaded file '{source.source_file.name}' cannot "
+                "be read: upload it again",
+                kind="bad_file",
+            ) from None
+        with file:
+            yield file
+    elif source.source_url:
+        with open(downloaded_copy(source), "rb") as file:
+            yield file
+    else:
+        raise config_error(source, "it has neither an uploaded file nor a source URL")
+
+
+def codec_of(import_source) -> tuple[str, bytes]:
+    """The codec that decodes the file's lines, and the byte-order mark to skip at its start."""
+    name = import_source.file_encoding or "utf-8"
+    try:
+        codec = codecs.lookup(name).name
+    except LookupError:
+        raise config_error(import_source, f"unknown file encoding '{name}'") from None
+    if codec in UTF_8_NAMES:
+        return "utf-8", codecs.BOM_UTF8
+    if "\n".encode(codec) != b"\n":
+        raise config_error(
+            import_source, f"files in {name} cannot be read in chunks: convert the file to UTF-8"
+        )
+    return codec, b""
+
+
+class LineReader:
+    """The lines of a binary file from a byte offset, knowing where the current one started."""
+
+    def __init__(self, file: IO[bytes], start: int, bom: bytes = b"") -> None:
+        self.file = file
+        file.seek(start)
+        if start == 0 and bom and file.read(len(bom)) == bom:
+            start = len(bom)
+        file.seek(start)
+        self.position = start  # where the next line starts
+        self.line_start = start  # where the line last handed out starts
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            line = self.file.readline(MAX_LINE_BYTES + 1)
+            if not line:
+                return
+            self.line_start, self.position = self.position, self.position + len(line)
+            if len(line) > MAX_LINE_BYTES:
+                raise LineTooLong(self.line_start)
+            yield line
+
+
+class LineTooLong(Exception):
+    def __init__(self, position: int) -> None:
+        self.position = position
+
+
+def line_number(file: IO[bytes], position: int) -> int:
+    """The 1-based number of the line that starts at or spans `position` (counted on demand)."""
+    file.seek(0)
+    newlines, read = 0, 0
+    while read < position:
+        block = file.read(min(1024 * 1024, position - read))
+        if not block:
+            break
+        newlines += block.count(b"\n")
+        read += len(block)
+    return newlines + 1
+
+
+class FileSource:
+    """A file read chunk by chunk: `page_size` records per chunk, subclasses parse them."""
+
+    def __init__(self, import_source) -> None:
+        self.config = import_source
+        self.name = import_source.name
+        self.page_size = max(1, import_source.page_size)
+        self.codec, self.bom = codec_of(import_source)
+
+    def fetch_page(self, cursor: str) -> Page:
+        with open_source_file(self.config) as file:
+            try:
+                return self.read_chunk(file, cursor)
+            except LineTooLong as long_line:
+                raise self.line_error(
+                    file, long_line.position, f"is longer than {MAX_LINE_BYTES // 2**20} MB"
+                ) from None
+
+    def read_chunk(self, file: IO[bytes], cursor: str) -> Page:
+        raise NotImplementedError
+
+    def start_of(self, file: IO[bytes], cursor: str) -> int:
+        """The byte offset a cursor names, checked to be the start of a line of this file."""
+        try:
+            offset = int(cursor) if cursor else 0
+        except ValueError:
+            offset = -1
+        if offset < 0:
+            raise SourceError(
+                f"source '{self.name}': cursor '{cursor[:50]}' is not a byte offset",
+                kind="bad_cursor",
+            )
+        if offset > 0:
+            file.seek(offset - 1)
+            if file.read(1) != b"\n":
+                raise SourceError(
+                    f"source '{self.name}': the file changed during the import (chunk start "
+                    f"{offset} is not the start of a line): start the import again",
+                    kind="file_changed",
+                )
+        return offset
+
+    def decode(self, line: bytes, file: IO[bytes], position: int) -> str:
+        try:
+            return line.decode(self.codec)
+        except UnicodeDecodeError:
+            raise self.line_error(
+                file, position, f"is not valid {self.codec}: check the file encoding"
+            ) from None
+
+    def line_error(self, file: IO[bytes], position: int, problem: str) -> SourceError:
+        number = line_number(file, position)
+        return SourceError(
+            f"source '{self.name}': line {number} of the file {problem}", kind="bad_file"
+        )

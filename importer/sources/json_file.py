@@ -1,0 +1,59 @@
+"""JSON files: one JSON document, its records at `records_path`, `page_size` records per chunk.
+
+Unlike CSV and JSON Lines, a JSON document cannot be cut at a byte offset without a streaming
+parser, so each chunk loads the whole file; that is why a JSON file is limited to MAX_PAGE_BYTES
+(50 MB). Bigger exports should use JSON Lines. The cursor is the index of the chunk's first
+record.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import IO
+
+from importer.sources.base import Page, SourceError
+from importer.sources.files import FileSource
+from importer.sources.rest import select_records
+from importer.sources.transport import MAX_PAGE_BYTES
+
+
+class JsonFileSource(FileSource):
+    def read_chunk(self, file: IO[bytes], cursor: str) -> Page:
+        try:
+            start = int(cursor) if cursor else 0
+        except ValueError:
+            start = -1
+        if start < 0:
+            raise SourceError(
+                f"source '{self.name}': cursor '{cursor[:50]}' is not a record index",
+                kind="bad_cursor",
+            )
+        if file.seek(0, 2) > MAX_PAGE_BYTES:
+            raise SourceError(
+                f"source '{self.name}': the JSON file is larger than {MAX_PAGE_BYTES // 2**20} "
+                "MB, and a JSON file is read whole: export it as JSON Lines instead",
+                kind="too_large",
+            )
+        file.seek(0)
+        raw = file.read()
+        if self.bom and raw.startswith(self.bom):
+            raw = raw[len(self.bom) :]
+        try:
+            document = json.loads(raw.decode(self.codec))
+        except UnicodeDecodeError:
+            raise SourceError(
+                f"source '{self.name}': the file is not valid {self.codec}: check the file "
+                "encoding",
+                kind="bad_file",
+            ) from None
+        except json.JSONDecodeError as exc:
+            raise SourceError(
+                f"source '{self.name}': the file is not valid JSON ({exc.msg} at line "
+                f"{exc.lineno} column {exc.colno})",
+                kind="bad_file",
+            ) from None
+        records = select_records(document, self.config.records_path, self.name)
+        end = start + self.page_size
+        return Page(
+            records=records[start:end], next_cursor=str(end) if end < len(records) else None
+        )

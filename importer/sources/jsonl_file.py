@@ -1,0 +1,33 @@
+"""JSON Lines files: one JSON object per line, `page_size` lines per chunk, blank lines skipped."""
+
+from __future__ import annotations
+
+import json
+from typing import IO
+
+from importer.sources.base import Page
+from importer.sources.files import FileSource, LineReader
+
+
+class JsonLinesSource(FileSource):
+    """The cursor is the byte offset of the chunk's first line."""
+
+    def read_chunk(self, file: IO[bytes], cursor: str) -> Page:
+        lines = LineReader(file, self.start_of(file, cursor), self.bom)
+        records: list[dict] = []
+        for line in lines:
+            if not line.strip():
+                continue
+            if len(records) == self.page_size:
+                return Page(records=records, next_cursor=str(lines.line_start))
+            text = self.decode(line, file, lines.line_start)
+            try:
+                record = json.loads(text)
+            except ValueError as exc:
+                problem = f"is not valid JSON ({getattr(exc, 'msg', exc)})"
+                raise self.line_error(file, lines.line_start, problem) from None
+            if not isinstance(record, dict):
+                problem = f"is a JSON {type(record).__name__}, not an object"
+                raise self.line_error(file, lines.line_start, problem)
+            records.append(record)
+        return Page(records=records, next_cursor=None)

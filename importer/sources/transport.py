@@ -1,0 +1,358 @@
+"""The one seam for outgoing HTTP to a source: auth, trust, timeouts, bounded reads, typed errors.
+
+REST pages and downloaded files both go through `SourceHttp`, so every `requests` exception and
+every non-2xx answer becomes one SourceError whose message names the source and holds no secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
+
+import requests
+from django.conf import settings
+
+from importer.assets import parse_retry_after
+from importer.sources.base import SourceError, config_error
+
+# A single REST page (or JSON file) larger than this is refused rather than held in memory.
+MAX_PAGE_BYTES = 50 * 1024 * 1024
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+READ_CHUNK_BYTES = 64 * 1024
+# A cached OAuth2 token is dropped this long before the provider says it expires.
+TOKEN_EXPIRY_MARGIN_SECONDS = 30.0
+# Providers that omit `expires_in` still get their token reused, for this long.
+DEFAULT_TOKEN_LIFETIME_SECONDS = 300.0
+
+STATUS_HINTS = {
+    400: "check the source's query parameters",
+    401: "check the source's credentials",
+    403: "the source's credentials lack access to it",
+    404: "check the source URL",
+}
+STATUS_KINDS = {401: "auth", 403: "auth", 404: "not_found", 429: "rate_limited"}
+
+# OAuth2 access tokens, per process: (token_url, client_id, scope) -> (token, monotonic expiry).
+_tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
+_tokens_lock = threading.Lock()
+# PEM text digest -> path of a private temp file holding it, per process.
+_ca_files: dict[str, str] = {}
+_ca_lock = threading.Lock()
+
+
+def clear_token_cache() -> None:
+    """Forget every cached OAuth2 token (tests, and operators rotating a client secret)."""
+    with _tokens_lock:
+        _tokens.clear()
+
+
+def ca_bundle_path(pem: str) -> str:
+    """A file holding `pem`, for requests' `verify=`; written once per process, private (0600)."""
+    digest = hashlib.sha256(pem.encode()).hexdigest()
+    with _ca_lock:
+        path = _ca_files.get(digest)
+        if path is None or not os.path.exists(path):
+            fd, path = tempfile.mkstemp(prefix="assets-sync-ca-", suffix=".pem")
+            with os.fdopen(fd, "w") as file:
+                file.write(pem)
+            _ca_files[digest] = path
+        return path
+
+
+def public_url(url: str) -> str:
+    """The URL without credentials or query string: safe to put in a message."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def with_query(url: str, add: dict[str, Any] | None = None, drop: str = "") -> str:
+    """`url` with the `add` parameters set (replacing any of the same name) and `drop` removed."""
+    add = add or {}
+    parts = urlsplit(url)
+    kept = [
+        (name, value)
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        if name not in add and name != drop
+    ]
+    query = urlencode(kept + list(add.items()), doseq=True)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+def _discard(response: requests.Response, limit: int = 64 * 1024) -> None:
+    """Read what is left of a small error body, then close: the server sees a clean close."""
+    try:
+        response.raw.read(limit, decode_content=False)
+    except Exception:  # nothing to salvage from a broken error answer
+        pass
+    response.close()
+
+
+class SourceHttp:
+    """Outgoing HTTP for one ImportSource: its auth, headers, CA bundle and timeout."""
+
+    def __init__(self, source, *, accept: str = "application/json") -> None:
+        self.source = source
+        self.name = source.name
+        self.auth = source.source_auth
+        self.timeout = (
+            source.request_timeout if source.request_timeout is not None else settings.HTTP_TIMEOUT
+        )
+        if source.ca_bundle and "-----BEGIN CERTIFICATE-----" not in source.ca_bundle:
+            raise config_error(source, "the trusted CA certificates are not PEM certificates")
+        # Verification always stays on: a private CA is trusted instead of the public ones.
+        self.verify: str | bool = ca_bundle_path(source.ca_bundle) if source.ca_bundle else True
+        if not isinstance(source.extra_headers or {}, dict):
+            raise config_error(source, "extra headers must be a JSON object")
+        self.session = requests.Session()
+        self.session.headers["Accept"] = accept
+        self.session.headers.update(
+            {str(k): str(v) for k, v in (source.extra_headers or {}).items()}
+        )
+        self._access_token = ""
+        token = source.source_token
+        if self.auth == "bearer":
+            self.session.headers["Authorization"] = f"Bearer {token}"
+        elif self.auth == "basic":
+            self.session.auth = (source.auth_username, token)
+        elif self.auth == "api_key_header":
+            self.session.headers[source.auth_key_name or "X-API-Key"] = token
+        elif self.auth == "oauth2_client_credentials" and not source.oauth_token_url:
+            raise config_error(source, "OAuth2 needs a token URL")
+        elif self.auth not in ("none", "api_key_query", "oauth2_client_credentials"):
+            raise config_error(source, f"unknown authentication '{self.auth}'")
+
+    # --- errors ----------------------------------------------------------------------------
+
+    def error(self, message: str, **kwargs: Any) -> SourceError:
+        """A SourceError that names the source, with every secret we know scrubbed out."""
+        return SourceError(self.scrub(f"source '{self.name}' {message}"), **kwargs)
+
+    def scrub(self, text: str) -> str:
+        for secret in (self.source.source_token, self._access_token):
+            if secret and len(secret) >= 4:
+                for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
+                    text = text.replace(form, "***")
+        return text
+
+    @property
+    def key_param(self) -> str:
+        """The query parameter that carries the API key, "" when the key is not in the URL."""
+        return (self.source.auth_key_name or "api_key") if self.auth == "api_key_query" else ""
+
+    def without_key(self, url: str) -> str:
+        """The URL as it may be stored (cursors) or shown: the API key removed from its query."""
+        return with_query(url, drop=self.key_param) if self.key_param else url
+
+    # --- requests --------------------------------------------------------------------------
+
+    def get(self, url: str) -> requests.Response:
+        """GET `url` (streamed), refreshing an OAuth2 token once on a 401; 2xx or SourceError."""
+        response = self._send(url)
+        if response.status_code == 401 and self.auth == "oauth2_client_credentials":
+            # The token may have been revoked or expired early: one fresh token, one more try.
+            _discard(response)
+            self._drop_token(self._access_token)
+            response = self._send(url)
+        if not response.ok:
+            raise self._status_error(response, url)
+        return response
+
+    def _send(self, url: str) -> requests.Response:
+        headers = {}
+        if self.auth == "oauth2_client_credentials":
+            headers["Authorization"] = f"Bearer {self._token()}"
+        if self.key_param:
+            url = with_query(url, {self.key_param: self.source.source_token})
+        return self._call(
+            "GET", url, headers=headers, timeout=self.timeout, verify=self.verify, stream=True
+        )
+
+    def _call(
+        self, method: str, url: str, *, client: Any = None, **kwargs: Any
+    ) -> requests.Response:
+        """One request through `client` (the source's session by default), errors typed."""
+        where = public_url(url)
+        try:
+            return (client or self.session).request(method, url, **kwargs)
+        except requests.exceptions.SSLError:
+            raise self.error(
+                f"failed TLS verification at {where}: if it uses a private CA, add that CA's "
+                "certificate to the source's trusted CA certificates",
+                kind="tls",
+            ) from None
+        except requests.Timeout:
+            raise self.error(
+                f"did not answer within {self.timeout:g} s at {where}",
+                permanent=False,
+                kind="timeout",
+            ) from None
+        except requests.RequestException as exc:
+            raise self.error(
+                f"could not be reached at {where} ({type(exc).__name__})",
+                permanent=False,
+                kind="unavailable",
+            ) from None
+
+    def _status_error(self, response: requests.Response, url: str) -> SourceError:
+        status = response.status_code
+        content_type = response.headers.get("Content-Type", "")
+        detail = ""
+        if "html" in content_type:
+            detail = " (an HTML error page)"
+        elif "json" in content_type or content_type.startswith("text/"):
+            excerpt = self._excerpt(response)
+            detail = f": {excerpt}" if excerpt else ""
+        _discard(response)
+        hint = STATUS_HINTS.get(status)
+        return self.error(
+            f"answered {status} {response.reason} at {public_url(url)}{detail}"
+            + (f"; {hint}" if hint else ""),
+            permanent=status not in TRANSIENT_STATUSES,
+            status=status,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            kind=STATUS_KINDS.get(status, "server_error" if status >= 500 else "bad_request"),
+        )
+
+    @staticmethod
+    def _excerpt(response: requests.Response, limit: int = 200) -> str:
+        """The start of an error body, on one line: what the source says went wrong."""
+        try:
+            head = response.raw.read(limit * 4, decode_content=True) or b""
+        except Exception:  # an unreadable error body must not hide the status
+            return ""
+        text = " ".join(head.decode("utf-8", "replace").split())
+        return text[:limit] + ("..." if len(text) > limit else "")
+
+    # --- bodies ----------------------------------------------------------------------------
+
+    def iter_body(self, response: requests.Response, *, limit: int, what: str) -> Iterator[bytes]:
+        """The body in pieces; stops with a SourceError once more than `limit` bytes arrived."""
+        where = public_url(response.url)
+        too_large = self.error(
+            f"sent {what} larger than {limit // 2**20} MB at {where}",
+            kind="too_large",
+        )
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            response.close()
+            raise too_large
+        received = 0
+        try:
+            for piece in response.iter_content(READ_CHUNK_BYTES):
+                received += len(piece)
+                if received > limit:
+                    raise too_large
+                yield piece
+        except requests.RequestException as exc:
+            raise self.error(
+                f"broke off while sending {what} at {where} ({type(exc).__name__})",
+                permanent=False,
+                kind="unavailable",
+            ) from None
+        finally:
+            response.close()
+
+    def read_json(self, response: requests.Response, *, what: str = "a page") -> Any:
+        """The JSON document in a response, read with at most MAX_PAGE_BYTES in memory."""
+        body = bytearray()
+        for piece in self.iter_body(
+            response, limit=MAX_PAGE_BYTES, what=f"{what}; lower the page size"
+        ):
+            body += piece
+        try:
+            return json.loads(body)
+        except ValueError:
+            content_type = response.headers.get("Content-Type") or "none"
+            raise self.error(
+                f"did not answer JSON at {public_url(response.url)} (Content-Type {content_type}):"
+                " check the source URL",
+                kind="not_json",
+            ) from None
+
+    # --- OAuth2 client credentials ---------------------------------------------------------
+
+    @property
+    def _token_key(self) -> tuple[str, str, str]:
+        source = self.source
+        return (source.oauth_token_url, source.auth_username, source.oauth_scope)
+
+    def _token(self) -> str:
+        with _tokens_lock:
+            cached = _tokens.get(self._token_key)
+        if cached and cached[1] > time.monotonic():
+            self._access_token = cached[0]
+            return cached[0]
+        token, lifetime = self._request_token()
+        expires = time.monotonic() + max(lifetime - TOKEN_EXPIRY_MARGIN_SECONDS, 0.0)
+        with _tokens_lock:
+            _tokens[self._token_key] = (token, expires)
+        self._access_token = token
+        return token
+
+    def _drop_token(self, token: str) -> None:
+        """Forget `token`, unless another thread has already replaced it with a fresh one."""
+        with _tokens_lock:
+            cached = _tokens.get(self._token_key)
+            if cached and cached[0] == token:
+                del _tokens[self._token_key]
+
+    def _request_token(self) -> tuple[str, float]:
+        """A new access token and its lifetime in seconds, from the client-credentials grant."""
+        source = self.source
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": source.auth_username,
+            "client_secret": source.source_token,
+        }
+        if source.oauth_scope:
+            form["scope"] = source.oauth_scope
+        # Not the source's session: its extra headers are meant for the source, not the IdP.
+        response = self._call(
+            "POST",
+            source.oauth_token_url,
+            client=requests,
+            data=form,
+            headers={"Accept": "application/json"},
+            timeout=self.timeout,
+            verify=self.verify,
+            stream=True,
+        )
+        where = f"OAuth2 token endpoint {public_url(source.oauth_token_url)}"
+        if not response.ok:
+            status = response.status_code
+            _discard(response)
+            refused = status in (400, 401, 403)
+            raise self.error(
+                f"could not get an access token: the {where} answered {status} {response.reason}"
+                + ("; check the client id, client secret and scope" if refused else ""),
+                permanent=status not in TRANSIENT_STATUSES,
+                status=status,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                kind="auth" if refused else "server_error",
+            )
+        body = bytearray()
+        for piece in self.iter_body(response, limit=1024 * 1024, what="a token answer"):
+            body += piece
+        try:
+            answer = json.loads(body)
+            token = answer["access_token"]
+            lifetime = float(answer.get("expires_in") or DEFAULT_TOKEN_LIFETIME_SECONDS)
+        except (ValueError, TypeError, KeyError):
+            raise self.error(
+                f"could not get an access token: the {where} answered without a usable "
+                "access_token",
+                kind="auth",
+            ) from None
+        if not isinstance(token, str) or not token:
+            raise self.error(f"could not get an access token from the {where}", kind="auth")
+        return token, lifetime

@@ -1,0 +1,374 @@
+"""A programmable fake third-party source, for the tests of importer/sources/.
+
+One loopback server speaks every paging style the REST connector supports, checks every kind of
+auth, issues (and revokes) OAuth2 tokens, serves files, streams answers too big to hold, and can
+serve HTTPS with a self-signed certificate. Records are a pure function of their index, so a
+test knows exactly what must arrive. Faults come from the DevServer's fault injection.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hmac
+import ipaddress
+import json
+import os
+import secrets
+import ssl
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from http.server import ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from importer.devtools import faults
+from importer.devtools.faults import DevServer, Reply, Request, error_reply, json_reply
+
+ONE_MB = 1024 * 1024
+
+
+def fake_record(i: int) -> dict[str, Any]:
+    """Record number i (from 1)."""
+    return {"id": i, "name": f"asset-{i:03d}", "site": ("Berlin", "Lyon", "Porto")[i % 3]}
+
+
+@dataclass
+class StreamReply(Reply):
+    """An answer sent piece by piece: chunked, or with a declared Content-Length."""
+
+    chunks: Iterable[bytes] = ()
+    declared_length: int | None = None
+
+
+class _StreamingHandler(faults._Handler):
+    """The dev servers' handler, able to stream a StreamReply instead of one bytes body."""
+
+    def _send(self, reply: Reply) -> None:
+        if not isinstance(reply, StreamReply):
+            super()._send(reply)
+            return
+        chunked = reply.declared_length is None
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(reply.declared_length))
+        self.end_headers()
+        sent = 0
+        try:
+            for piece in reply.chunks:
+                self.wfile.write(b"%x\r\n%b\r\n" % (len(piece), piece) if chunked else piece)
+                sent += len(piece)
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            self.close_connection = True  # the client stopped reading, as it should
+        finally:
+            self.app.streamed.append(sent)
+
+
+def self_signed_certificate(host: str = "127.0.0.1") -> tuple[str, str]:
+    """(certificate PEM, private key PEM) for `host`, valid for a day: a private CA of one."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
+
+
+@dataclass
+class FakeFile:
+    content: bytes
+    content_type: str = "text/csv"
+
+
+@dataclass
+class TokenGrant:
+    """An issued OAuth2 token and how many more requests it is good for (None: unlimited)."""
+
+    uses_left: int | None
+    form: dict[str, str] = field(default_factory=dict)
+
+
+class FakeSource(DevServer):
+    """A third-party API with `records` records, guarded by `auth` (see `_authorized`).
+
+    Routes (records at the path a test configures as `records_path`):
+      GET /api/offset?offset&limit    {"data": {"items": [...]}, "meta": {"total": n}}
+      GET /api/page?page&per_page     {"items": [...]}  (pages start at `first_page`)
+      GET /api/cursor?cursor&limit    {"items": [...], "meta": {"next_cursor": "..." | null}}
+      GET /api/next?start&limit       {"results": [...], "links": {"next": relative URL | null}}
+      GET /api/link?start&limit       [...] with a Link: <...>; rel="next" header
+      GET /api/all                    [...] every record
+      GET /api/stuck                  a page whose next cursor is the one just asked for
+      GET /api/maintenance            200 with an HTML page
+      GET /api/huge, /api/huge-declared   `huge_bytes` of JSON, chunked or with Content-Length
+      GET /files/<name>               a file added with `add_file`
+      POST /oauth/token               client-credentials grant
+    Without a limit in the query, pages hold `default_limit` records (the server's choice).
+    """
+
+    def __init__(
+        self,
+        records: int = 23,
+        *,
+        auth: str = "none",
+        username: str = "",
+        secret: str = "",
+        key_name: str = "X-API-Key",
+        token_max_uses: int | None = None,
+        token_lifetime: int = 3600,
+        first_page: int = 1,
+        default_limit: int = 10,
+        tls: tuple[str, str] | None = None,
+    ) -> None:
+        super().__init__()
+        self._httpd.RequestHandlerClass = _StreamingHandler
+        self._httpd.handle_error = self._handle_error  # type: ignore[method-assign]
+        self.auth = auth
+        self.username = username
+        self.secret = secret
+        self.key_name = key_name
+        self.token_max_uses = token_max_uses
+        self.token_lifetime = token_lifetime
+        self.first_page = first_page
+        self.default_limit = default_limit
+        self.huge_bytes = 60 * ONE_MB
+        self.echo_query = True  # next URLs repeat the request's query, as many APIs do
+        self.records = [fake_record(i) for i in range(1, records + 1)]
+        self.files: dict[str, FakeFile] = {}
+        self.requests: list[Request] = []
+        self.streamed: list[int] = []
+        self.tokens: dict[str, TokenGrant] = {}
+        self._lock = threading.Lock()
+        self.tls = tls is not None
+        if tls is not None:
+            self._serve_tls(*tls)
+
+    def _serve_tls(self, certificate_pem: str, key_pem: str) -> None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        with tempfile.TemporaryDirectory() as directory:
+            cert_path = os.path.join(directory, "cert.pem")
+            key_path = os.path.join(directory, "key.pem")
+            with open(cert_path, "w") as cert_file, open(key_path, "w") as key_file:
+                cert_file.write(certificate_pem)
+                key_file.write(key_pem)
+            context.load_cert_chain(cert_path, key_path)
+        self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+
+    def _handle_error(self, request: Any, client_address: Any) -> None:
+        # Tests make the client give up (timeouts, oversized pages): not worth a traceback.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        ThreadingHTTPServer.handle_error(self._httpd, request, client_address)
+
+    @property
+    def base_url(self) -> str:
+        url = super().base_url
+        return url.replace("http://", "https://", 1) if self.tls else url
+
+    # --- what a test sets up and looks at --------------------------------------------------
+
+    def add_file(self, name: str, content: bytes, content_type: str = "text/csv") -> str:
+        """Serve `content` at /files/<name>; returns its URL."""
+        self.files[name] = FakeFile(content, content_type)
+        return f"{self.base_url}/files/{name}"
+
+    def revoke_tokens(self) -> None:
+        with self._lock:
+            self.tokens.clear()
+
+    def token_requests(self) -> list[Request]:
+        return [r for r in self.requests if r.path == "/oauth/token"]
+
+    def requests_to(self, path: str) -> list[Request]:
+        return [r for r in self.requests if r.path == path]
+
+    def on_request(self, request: Request) -> None:
+        self.requests.append(request)
+
+    # --- routes ----------------------------------------------------------------------------
+
+    def route(self, request: Request) -> Reply:
+        if request.path == "/oauth/token" and request.method == "POST":
+            return self._issue_token(request)
+        if not self._authorized(request):
+            return error_reply(401, "Missing or wrong credentials")
+        if request.path.startswith("/files/"):
+            file = self.files.get(request.path.removeprefix("/files/"))
+            if file is None:
+                return error_reply(404, f"No file {request.path}")
+            return Reply(200, file.content, file.content_type)
+        handler: Callable[[Request], Reply] | None = {
+            "/api/offset": self._offset,
+            "/api/page": self._page,
+            "/api/cursor": self._cursor,
+            "/api/next": self._next,
+            "/api/link": self._link,
+            "/api/all": lambda request: json_reply(200, self.records),
+            "/api/stuck": self._stuck,
+            "/api/maintenance": lambda request: Reply(
+                200, b"<html><body>Down for maintenance</body></html>", "text/html"
+            ),
+            "/api/huge": lambda request: self._huge(declare=False),
+            "/api/huge-declared": lambda request: self._huge(declare=True),
+        }.get(request.path)
+        if handler is None:
+            return error_reply(404, f"No route for {request.path}")
+        return handler(request)
+
+    def _authorized(self, request: Request) -> bool:
+        if self.auth == "none":
+            return True
+        if self.auth == "bearer":
+            given = request.bearer_token() or ""
+        elif self.auth == "basic":
+            expected = base64.b64encode(f"{self.username}:{self.secret}".encode()).decode()
+            return _same(request.headers.get("authorization", ""), f"Basic {expected}")
+        elif self.auth == "api_key_header":
+            given = request.headers.get(self.key_name.lower(), "")
+        elif self.auth == "api_key_query":
+            given = request.query.get(self.key_name, [""])[0]
+        elif self.auth == "oauth2":
+            return self._use_token(request.bearer_token() or "")
+        else:
+            raise ValueError(f"unknown auth {self.auth}")
+        return _same(given, self.secret)
+
+    def _use_token(self, token: str) -> bool:
+        with self._lock:
+            grant = self.tokens.get(token)
+            if grant is None:
+                return False
+            if grant.uses_left is not None:
+                grant.uses_left -= 1
+                if grant.uses_left <= 0:
+                    del self.tokens[token]  # expires after this request
+            return True
+
+    def _issue_token(self, request: Request) -> Reply:
+        form = {name: values[0] for name, values in parse_qs(request.body.decode()).items()}
+        if form.get("grant_type") != "client_credentials":
+            return json_reply(400, {"error": "unsupported_grant_type"})
+        if not (
+            _same(form.get("client_id", ""), self.username)
+            and _same(form.get("client_secret", ""), self.secret)
+        ):
+            return json_reply(401, {"error": "invalid_client"})
+        token = secrets.token_hex(16)
+        with self._lock:
+            self.tokens[token] = TokenGrant(self.token_max_uses, form)
+        return json_reply(
+            200,
+            {"access_token": token, "token_type": "Bearer", "expires_in": self.token_lifetime},
+        )
+
+    # --- paging ----------------------------------------------------------------------------
+
+    def _window(self, start: int, limit: int) -> list[dict[str, Any]]:
+        return self.records[start : start + limit]
+
+    def _offset(self, request: Request) -> Reply:
+        start = _number(request, "offset", 0)
+        items = self._window(start, _number(request, "limit", self.default_limit))
+        return json_reply(200, {"data": {"items": items}, "meta": {"total": len(self.records)}})
+
+    def _page(self, request: Request) -> Reply:
+        limit = _number(request, "per_page", self.default_limit)
+        page = _number(request, "page", self.first_page)
+        return json_reply(200, {"items": self._window((page - self.first_page) * limit, limit)})
+
+    def _cursor(self, request: Request) -> Reply:
+        cursor = request.query.get("cursor", ["c0"])[0]
+        start = int(cursor.removeprefix("c"))
+        limit = _number(request, "limit", self.default_limit)
+        following = f"c{start + limit}" if start + limit < len(self.records) else None
+        body = {"items": self._window(start, limit), "meta": {"next_cursor": following}}
+        return json_reply(200, body)
+
+    def _following_query(self, request: Request, start: int) -> str | None:
+        """The query of the next page: the request's own (API key included), start moved on."""
+        limit = _number(request, "limit", self.default_limit)
+        if start + limit >= len(self.records):
+            return None
+        query = {name: values[0] for name, values in request.query.items()}
+        if not self.echo_query:
+            query = {"limit": str(limit)}
+        return urlencode({**query, "start": start + limit})
+
+    def _next(self, request: Request) -> Reply:
+        start = _number(request, "start", 0)
+        items = self._window(start, _number(request, "limit", self.default_limit))
+        following = self._following_query(request, start)
+        links = {"next": f"/api/next?{following}" if following else None}
+        return json_reply(200, {"results": items, "links": links})
+
+    def _link(self, request: Request) -> Reply:
+        start = _number(request, "start", 0)
+        items = self._window(start, _number(request, "limit", self.default_limit))
+        following = self._following_query(request, start)
+        headers = {}
+        if following:
+            headers["Link"] = (
+                f'<{self.base_url}/api/link?{following}>; rel="next", '
+                f'<{self.base_url}/api/link?start=0>; rel="first"'
+            )
+        return json_reply(200, items, headers)
+
+    def _stuck(self, request: Request) -> Reply:
+        cursor = request.query.get("cursor", ["again"])[0]
+        return json_reply(200, {"items": self.records[:2], "meta": {"next_cursor": cursor}})
+
+    def _huge(self, *, declare: bool) -> StreamReply:
+        """`huge_bytes` of valid-looking JSON, generated as it is sent."""
+        piece = (b'{"id": 1, "pad": "' + b"x" * (ONE_MB - 32) + b'"},').ljust(ONE_MB, b" ")
+        count = self.huge_bytes // ONE_MB
+        chunks = [b'{"items": [', *([piece] * count), b"{}]}"]
+        length = sum(len(c) for c in chunks) if declare else None
+        return StreamReply(
+            200, content_type="application/json", chunks=chunks, declared_length=length
+        )
+
+
+def _number(request: Request, name: str, default: int) -> int:
+    values = request.query.get(name)
+    return int(values[0]) if values else default
+
+
+def _same(given: str, expected: str) -> bool:
+    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def jsonl(records: Iterable[dict[str, Any]]) -> bytes:
+    """Records as JSON Lines."""
+    return b"".join(json.dumps(record).encode() + b"\n" for record in records)

@@ -1,0 +1,742 @@
+"""The source connectors against a real fake source on loopback: paging, auth, files, plug-ins."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, quote_plus
+
+import pytest
+import requests
+
+from importer.models import ImportSource
+from importer.sources import Page, SourceError, build_source, files, json_file, transport
+from tests.conftest import wait_for
+from tests.fake_source import ONE_MB, FakeSource, fake_record, jsonl, self_signed_certificate
+
+SECRET = "s3cr3t-Value+/="
+N = 23
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches() -> Iterator[None]:
+    transport.clear_token_cache()
+    files.clear_download_cache()
+    yield
+    transport.clear_token_cache()
+    files.clear_download_cache()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., FakeSource]]:
+    """Start fake sources with the given options; all are stopped after the test."""
+    started: list[FakeSource] = []
+
+    def start(**options: Any) -> FakeSource:
+        server = FakeSource(**options).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def fake(serve: Callable[..., FakeSource]) -> FakeSource:
+    return serve(records=N)
+
+
+@pytest.fixture(scope="module")
+def certificate() -> tuple[str, str]:
+    return self_signed_certificate()
+
+
+@pytest.fixture
+def media(settings, tmp_path: Path) -> Path:
+    settings.MEDIA_ROOT = str(tmp_path)
+    return tmp_path
+
+
+def rest_source(url: str, **fields: Any) -> ImportSource:
+    defaults: dict[str, Any] = {
+        "name": "cmdb",
+        "source_kind": "rest",
+        "source_url": url,
+        "page_size": 5,
+        "request_timeout": 5.0,
+    }
+    return ImportSource(**{**defaults, **fields})
+
+
+def uploaded(media: Path, name: str, content: bytes, **fields: Any) -> ImportSource:
+    """A file source whose upload holds `content`."""
+    (media / "source-files").mkdir(exist_ok=True)
+    (media / "source-files" / name).write_bytes(content)
+    kind = name.rsplit(".", 1)[1]
+    return ImportSource(
+        name="export", source_kind=kind, source_file=f"source-files/{name}", page_size=5, **fields
+    )
+
+
+def walk(source: ImportSource, max_pages: int = 100) -> tuple[list[dict], list[str]]:
+    """Every record and the cursor of every page, fetched as the import flow does it:
+    a fresh source per chunk, from nothing but the stored cursor."""
+    cursor, records, cursors = "", [], [""]
+    for _ in range(max_pages):
+        page = build_source(source).fetch_page(cursor)
+        assert isinstance(page, Page)
+        records += page.records
+        if page.next_cursor is None:
+            return records, cursors
+        cursor = page.next_cursor
+        cursors.append(cursor)
+    pytest.fail(f"still more pages after {max_pages}")
+
+
+def ids(records: list[dict]) -> list[int]:
+    return [int(record["id"]) for record in records]
+
+
+def every_id(count: int = N) -> list[int]:
+    return list(range(1, count + 1))
+
+
+def failure(source: ImportSource, cursor: str = "") -> SourceError:
+    with pytest.raises(SourceError) as caught:
+        build_source(source).fetch_page(cursor)
+    return caught.value
+
+
+def walk_failure(source: ImportSource) -> SourceError:
+    with pytest.raises(SourceError) as caught:
+        walk(source)
+    return caught.value
+
+
+def assert_safe(error: SourceError, *secrets: str) -> None:
+    """The message names the source and holds none of the secrets, in any URL encoding."""
+    assert error.message.startswith("source 'cmdb'") or error.message.startswith("source 'export'")
+    for secret in secrets:
+        for form in (secret, quote(secret, safe=""), quote_plus(secret)):
+            assert form not in error.message
+
+
+# --- paging --------------------------------------------------------------------------------
+
+
+def test_offset_paging_delivers_every_record_once(fake: FakeSource) -> None:
+    source = rest_source(f"{fake.base_url}/api/offset", records_path="data.items")
+    records, cursors = walk(source)
+    assert ids(records) == every_id()
+    assert cursors == ["", "5", "10", "15", "20"]  # the 3-record page is short: the last one
+
+
+def test_offset_paging_stops_at_the_total_without_an_empty_request(serve) -> None:
+    fake = serve(records=25)
+    source = rest_source(
+        f"{fake.base_url}/api/offset", records_path="data.items", total_path="meta.total"
+    )
+    records, _ = walk(source)
+    assert ids(records) == every_id(25)
+    assert len(fake.requests_to("/api/offset")) == 5
+
+
+def test_offset_paging_stops_on_an_empty_page(serve) -> None:
+    fake = serve(records=25)
+    records, _ = walk(rest_source(f"{fake.base_url}/api/offset", records_path="data.items"))
+    assert ids(records) == every_id(25)
+    assert len(fake.requests_to("/api/offset")) == 6
+
+
+@pytest.mark.parametrize("first_page", [0, 1])
+def test_page_paging_delivers_every_record_once(serve, first_page: int) -> None:
+    fake = serve(records=N, first_page=first_page)
+    source = rest_source(
+        f"{fake.base_url}/api/page",
+        pagination="page",
+        records_path="items",
+        page_param="page",
+        limit_param="per_page",
+        first_page=first_page,
+    )
+    records, cursors = walk(source)
+    assert ids(records) == every_id()
+    assert cursors == ["", *[str(first_page + n) for n in range(1, 5)]]
+
+
+def test_without_a_limit_param_the_server_page_size_is_followed(fake: FakeSource) -> None:
+    # The server pages by 10 while page_size says 5: a full page of 10 is not "short".
+    source = rest_source(
+        f"{fake.base_url}/api/page", pagination="page", records_path="items", limit_param=""
+    )
+    records, _ = walk(source)
+    assert ids(records) == every_id()
+    assert all("per_page" not in r.query and "limit" not in r.query for r in fake.requests)
+
+
+def test_cursor_paging_delivers_every_record_once(fake: FakeSource) -> None:
+    source = rest_source(
+        f"{fake.base_url}/api/cursor",
+        pagination="cursor",
+        records_path="items",
+        cursor_param="cursor",
+        cursor_path="meta.next_cursor",
+    )
+    records, cursors = walk(source)
+    assert ids(records) == every_id()
+    assert cursors == ["", "c5", "c10", "c15", "c20"]
+
+
+def test_next_url_paging_follows_relative_urls(fake: FakeSource) -> None:
+    source = rest_source(
+        f"{fake.base_url}/api/next",
+        pagination="next_url",
+        records_path="results",
+        cursor_path="links.next",
+    )
+    records, cursors = walk(source)
+    assert ids(records) == every_id()
+    assert all(cursor.startswith(f"{fake.base_url}/api/next?") for cursor in cursors[1:])
+    assert len(cursors) == 5
+
+
+def test_link_header_paging_delivers_every_record_once(fake: FakeSource) -> None:
+    records, cursors = walk(rest_source(f"{fake.base_url}/api/link", pagination="link_header"))
+    assert ids(records) == every_id()
+    assert cursors[1] == f"{fake.base_url}/api/link?limit=5&start=5"
+
+
+def test_no_paging_reads_one_answer(fake: FakeSource) -> None:
+    records, cursors = walk(rest_source(f"{fake.base_url}/api/all", pagination="none"))
+    assert ids(records) == every_id()
+    assert cursors == [""]
+    assert "limit" not in fake.requests[0].query
+
+
+def test_extra_params_go_on_the_first_next_url_request_only(fake: FakeSource) -> None:
+    fake.echo_query = False
+    source = rest_source(
+        f"{fake.base_url}/api/next",
+        pagination="next_url",
+        records_path="results",
+        cursor_path="links.next",
+        extra_params={"status": "active"},
+        extra_headers={"X-Tenant": "acme"},
+    )
+    records, _ = walk(source)
+    assert ids(records) == every_id()
+    asked = fake.requests_to("/api/next")
+    assert [r.query.get("status") for r in asked] == [["active"]] + [None] * 4
+    assert {r.headers["x-tenant"] for r in asked} == {"acme"}
+
+
+def test_extra_params_go_on_every_offset_request(fake: FakeSource) -> None:
+    source = rest_source(
+        f"{fake.base_url}/api/offset", records_path="data.items", extra_params={"status": "active"}
+    )
+    walk(source)
+    assert all(r.query["status"] == ["active"] for r in fake.requests_to("/api/offset"))
+
+
+def test_a_repeating_cursor_is_an_endless_source(fake: FakeSource) -> None:
+    source = rest_source(
+        f"{fake.base_url}/api/stuck",
+        pagination="cursor",
+        records_path="items",
+        cursor_path="meta.next_cursor",
+    )
+    error = walk_failure(source)
+    assert error.kind == "endless_source"
+    assert error.permanent
+    assert_safe(error)
+
+
+def test_a_next_url_on_another_host_is_refused(fake: FakeSource) -> None:
+    body = {"results": [fake_record(1)], "links": {"next": "http://elsewhere.example/steal"}}
+    fake.faults.add(path_contains="/api/next", status=200, body=json.dumps(body))
+    source = rest_source(
+        f"{fake.base_url}/api/next",
+        pagination="next_url",
+        records_path="results",
+        cursor_path="links.next",
+        source_auth="bearer",
+        source_token=SECRET,
+    )
+    error = failure(source)
+    assert error.kind == "bad_cursor"
+    assert "elsewhere.example" in error.message
+
+
+# --- auth ----------------------------------------------------------------------------------
+
+AUTH_CASES = {
+    "bearer": {},
+    "basic": {"auth_username": "svc"},
+    "api_key_header": {"auth_key_name": "X-Api-Key"},
+    "api_key_query": {"auth_key_name": "api_key"},
+}
+
+
+@pytest.mark.parametrize("auth", AUTH_CASES)
+def test_it_authenticates_with(serve, auth: str) -> None:
+    fields = AUTH_CASES[auth]
+    fake = serve(auth=auth, username="svc", secret=SECRET, key_name=fields.get("auth_key_name", ""))
+    source = rest_source(
+        f"{fake.base_url}/api/offset",
+        records_path="data.items",
+        source_auth=auth,
+        source_token=SECRET,
+        **fields,
+    )
+    records, _ = walk(source)
+    assert ids(records) == every_id()
+
+
+@pytest.mark.parametrize("auth", AUTH_CASES)
+def test_a_wrong_secret_fails_clearly_without_the_secret(serve, auth: str) -> None:
+    fields = AUTH_CASES[auth]
+    fake = serve(auth=auth, username="svc", secret="right", key_name=fields.get("auth_key_name"))
+    source = rest_source(
+        f"{fake.base_url}/api/offset", source_auth=auth, source_token=SECRET, **fields
+    )
+    error = failure(source)
+    assert (error.status, error.kind, error.permanent) == (401, "auth", True)
+    assert "check the source's credentials" in error.message
+    assert_safe(error, SECRET)
+
+
+def test_an_api_key_in_the_query_is_kept_out_of_stored_cursors(serve) -> None:
+    fake = serve(records=N, auth="api_key_query", secret=SECRET, key_name="api_key")
+    source = rest_source(
+        f"{fake.base_url}/api/next",
+        pagination="next_url",
+        records_path="results",
+        cursor_path="links.next",
+        source_auth="api_key_query",
+        auth_key_name="api_key",
+        source_token=SECRET,
+    )
+    records, cursors = walk(source)  # the server echoes the key into its next links
+    assert ids(records) == every_id()
+    assert not any("api_key" in cursor for cursor in cursors)
+    assert all(r.query["api_key"] == [SECRET] for r in fake.requests_to("/api/next"))
+
+
+def test_an_api_key_in_the_query_never_reaches_an_error_message(serve) -> None:
+    fake = serve(auth="api_key_query", secret=SECRET, key_name="api_key")
+    fake.faults.add(path_contains="/api/offset", status=400, body=f"bad key {SECRET}")
+    source = rest_source(
+        f"{fake.base_url}/api/offset",
+        source_auth="api_key_query",
+        auth_key_name="api_key",
+        source_token=SECRET,
+    )
+    error = failure(source)
+    assert error.status == 400
+    assert_safe(error, SECRET)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    unreachable = failure(
+        rest_source(
+            f"http://127.0.0.1:{port}/api/offset",
+            source_auth="api_key_query",
+            auth_key_name="api_key",
+            source_token=SECRET,
+        )
+    )
+    assert (unreachable.kind, unreachable.permanent) == ("unavailable", False)
+    assert_safe(unreachable, SECRET)
+
+
+def oauth_source(fake: FakeSource, **fields: Any) -> ImportSource:
+    return rest_source(
+        f"{fake.base_url}/api/offset",
+        records_path="data.items",
+        source_auth="oauth2_client_credentials",
+        oauth_token_url=f"{fake.base_url}/oauth/token",
+        auth_username="client-1",
+        source_token=SECRET,
+        oauth_scope="assets:read",
+        **fields,
+    )
+
+
+def test_oauth_fetches_one_token_and_reuses_it(serve) -> None:
+    fake = serve(records=N, auth="oauth2", username="client-1", secret=SECRET)
+    records, _ = walk(oauth_source(fake))
+    assert ids(records) == every_id()
+    [token_request] = fake.token_requests()
+    assert parse_qs(token_request.body.decode()) == {
+        "grant_type": ["client_credentials"],
+        "client_id": ["client-1"],
+        "client_secret": [SECRET],
+        "scope": ["assets:read"],
+    }
+
+
+def test_a_token_expiring_mid_import_is_refreshed_once_and_the_import_goes_on(serve) -> None:
+    # Each token is good for two requests, then the server revokes it.
+    fake = serve(records=N, auth="oauth2", username="client-1", secret=SECRET, token_max_uses=2)
+    records, _ = walk(oauth_source(fake))
+    assert ids(records) == every_id()
+    assert len(fake.token_requests()) == 3
+    assert len(fake.requests_to("/api/offset")) == 5 + 2  # two pages asked again, once each
+
+
+def test_a_revoked_token_is_replaced(serve) -> None:
+    fake = serve(records=N, auth="oauth2", username="client-1", secret=SECRET)
+    source = oauth_source(fake)
+    first = build_source(source).fetch_page("")
+    fake.revoke_tokens()
+    second = build_source(source).fetch_page(first.next_cursor or "")
+    assert ids(first.records + second.records) == every_id(10)
+    assert len(fake.token_requests()) == 2
+
+
+def test_a_401_with_a_fresh_token_is_retried_only_once(serve) -> None:
+    fake = serve(auth="oauth2", username="client-1", secret=SECRET)
+    fake.faults.add(path_contains="/api/offset", status=401, times=-1)
+    error = failure(oauth_source(fake))
+    assert (error.status, error.permanent) == (401, True)
+    assert len(fake.token_requests()) == 2
+    assert len(fake.requests_to("/api/offset")) == 2
+    assert_safe(error, SECRET)
+
+
+def test_a_refused_client_secret_fails_clearly(serve) -> None:
+    fake = serve(auth="oauth2", username="client-1", secret="another")
+    error = failure(oauth_source(fake))
+    assert (error.kind, error.permanent, error.status) == ("auth", True, 401)
+    assert "token endpoint" in error.message and "client secret" in error.message
+    assert_safe(error, SECRET)
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+def test_retry_after_on_a_429_is_read(fake: FakeSource) -> None:
+    fake.faults.add(path_contains="/api/offset", status=429, retry_after="7")
+    source = rest_source(f"{fake.base_url}/api/offset", records_path="data.items")
+    error = failure(source)
+    assert (error.status, error.kind, error.permanent, error.retry_after) == (
+        429,
+        "rate_limited",
+        False,
+        7.0,
+    )
+    assert ids(build_source(source).fetch_page("").records) == every_id(5)
+
+
+def test_an_html_error_page_is_a_transient_server_error(fake: FakeSource) -> None:
+    html = "<html><body><h1>500 Internal Server Error</h1><p>nginx</p></body></html>"
+    fake.faults.add(path_contains="/api/offset", status=500, body=html)
+    error = failure(rest_source(f"{fake.base_url}/api/offset", records_path="data.items"))
+    assert (error.status, error.kind, error.permanent) == (500, "server_error", False)
+    assert "HTML error page" in error.message
+    assert "<h1>" not in error.message
+
+
+def test_a_body_that_is_not_json_is_a_permanent_error(fake: FakeSource) -> None:
+    error = failure(rest_source(f"{fake.base_url}/api/maintenance", pagination="none"))
+    assert (error.kind, error.permanent) == ("not_json", True)
+    assert "Content-Type text/html" in error.message
+    assert_safe(error)
+
+
+def test_a_records_selector_matching_nothing_names_the_path(fake: FakeSource) -> None:
+    error = failure(rest_source(f"{fake.base_url}/api/offset", records_path="data.rows"))
+    assert (error.kind, error.permanent) == ("bad_records", True)
+    assert "'data.rows'" in error.message
+    assert_safe(error)
+
+
+def test_a_missing_endpoint_is_permanent_with_a_hint(fake: FakeSource) -> None:
+    error = failure(rest_source(f"{fake.base_url}/api/nowhere"))
+    assert (error.status, error.kind, error.permanent) == (404, "not_found", True)
+    assert "check the source URL" in error.message
+
+
+def test_a_slow_source_times_out_as_a_transient_error(fake: FakeSource) -> None:
+    fake.faults.add(path_contains="/api/offset", status=0, delay=1.0)
+    error = failure(rest_source(f"{fake.base_url}/api/offset", request_timeout=0.2))
+    assert (error.kind, error.permanent) == ("timeout", False)
+
+
+@pytest.mark.parametrize("route", ["/api/huge", "/api/huge-declared"])
+def test_a_page_over_50_mb_is_refused_without_reading_it_all(fake: FakeSource, route) -> None:
+    fake.huge_bytes = 200 * ONE_MB  # generated as it is sent: the test never holds it
+    error = failure(rest_source(f"{fake.base_url}{route}", pagination="none"))
+    assert (error.kind, error.permanent) == ("too_large", True)
+    assert "larger than 50 MB" in error.message and "lower the page size" in error.message
+    wait_for(lambda: fake.streamed, timeout=10, message="the server never stopped sending")
+    assert fake.streamed[0] < 100 * ONE_MB  # the source hung up instead of reading on
+
+
+# --- TLS -----------------------------------------------------------------------------------
+
+
+def test_it_trusts_a_private_ca_from_the_ca_bundle(serve, certificate, monkeypatch) -> None:
+    fake = serve(records=N, tls=certificate)
+    verify_used: list[Any] = []
+    original = requests.Session.request
+
+    def spy(self, method, url, **kwargs):
+        verify_used.append(kwargs.get("verify"))
+        return original(self, method, url, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "request", spy)
+    source = rest_source(f"{fake.base_url}/api/all", pagination="none", ca_bundle=certificate[0])
+    records, _ = walk(source)
+    assert ids(records) == every_id()
+    [verify] = set(verify_used)
+    assert Path(verify).read_text() == certificate[0]
+
+
+def test_without_the_ca_bundle_an_unknown_certificate_is_refused(serve, certificate) -> None:
+    fake = serve(tls=certificate)
+    error = failure(rest_source(f"{fake.base_url}/api/all", pagination="none"))
+    assert (error.kind, error.permanent) == ("tls", True)
+    assert "trusted CA certificates" in error.message
+
+
+# --- files ---------------------------------------------------------------------------------
+
+
+def csv_bytes(count: int = N, delimiter: str = ",", encoding: str = "utf-8") -> bytes:
+    rows = [delimiter.join(("id", "name", "site"))]
+    rows += [delimiter.join(str(v) for v in fake_record(i).values()) for i in range(1, count + 1)]
+    return "\n".join(rows).encode(encoding) + b"\n"
+
+
+def test_csv_cursors_are_byte_offsets_of_each_chunk(media: Path) -> None:
+    content = csv_bytes()
+    records, cursors = walk(uploaded(media, "assets.csv", content))
+    assert ids(records) == every_id()
+    assert records[0] == {"id": "1", "name": "asset-001", "site": "Lyon"}
+    assert cursors[1:] == [str(content.index(f"\n{i},".encode()) + 1) for i in (6, 11, 16, 21)]
+
+
+def test_a_csv_chunk_is_fetched_again_from_its_cursor_alone(media: Path) -> None:
+    source = uploaded(media, "assets.csv", csv_bytes())
+    _, cursors = walk(source)
+    page = build_source(source).fetch_page(cursors[3])  # the header is read again
+    assert ids(page.records) == [16, 17, 18, 19, 20]
+    assert set(page.records[0]) == {"id", "name", "site"}
+
+
+def test_csv_with_a_bom(media: Path) -> None:
+    records, _ = walk(uploaded(media, "bom.csv", b"\xef\xbb\xbf" + csv_bytes()))
+    assert ids(records) == every_id()
+    assert set(records[0]) == {"id", "name", "site"}
+
+
+def test_csv_with_semicolons_and_quoted_line_breaks(media: Path) -> None:
+    lines = ["id;name;note"]
+    for i in range(1, N + 1):
+        note = f'"first line\nsecond; line {i}"' if i % 3 == 0 else f"note {i}"
+        lines.append(f"{i};asset-{i:03d};{note}")
+    source = uploaded(media, "semi.csv", "\r\n".join(lines).encode(), csv_delimiter=";")
+    records, _ = walk(source)
+    assert ids(records) == every_id()
+    assert records[2]["note"] == "first line\nsecond; line 3"
+    assert records[3]["note"] == "note 4"
+
+
+def test_csv_in_latin_1(media: Path) -> None:
+    content = "id,name,city\n1,Müller,Zürich\n2,Åsa,Malmö\n".encode("latin-1")
+    records, _ = walk(uploaded(media, "latin.csv", content, file_encoding="latin-1"))
+    assert records == [
+        {"id": "1", "name": "Müller", "city": "Zürich"},
+        {"id": "2", "name": "Åsa", "city": "Malmö"},
+    ]
+
+
+def test_csv_without_a_header_uses_the_configured_field_names(media: Path) -> None:
+    content = b"".join(f"{i},asset-{i:03d}\n".encode() for i in range(1, N + 1))
+    source = uploaded(media, "plain.csv", content, csv_has_header=False, csv_fieldnames="id, name")
+    records, cursors = walk(source)
+    assert ids(records) == every_id()
+    assert records[0] == {"id": "1", "name": "asset-001"}
+    assert cursors[1] == str(content.index(b"6,asset"))
+
+
+def test_csv_skips_empty_lines(media: Path) -> None:
+    content = b"id,name\n\n1,a\n\n\n2,b\n   \n3,c\n\n"
+    records, _ = walk(uploaded(media, "gaps.csv", content))
+    assert ids(records) == [1, 2, 3]
+
+
+def test_malformed_csv_fails_with_the_line_number(media: Path) -> None:
+    content = b'id,name\n1,a\n2,b\n3,"c"x\n4,d\n'
+    error = failure(uploaded(media, "bad.csv", content))
+    assert (error.kind, error.permanent) == ("bad_file", True)
+    assert "line 4 " in error.message
+
+
+def test_a_csv_row_with_too_many_fields_fails_with_the_line_number(media: Path) -> None:
+    error = failure(uploaded(media, "wide.csv", b"id,name\n1,a\n2,b,extra\n"))
+    assert "line 3 " in error.message and "3 fields" in error.message
+
+
+def test_a_wrong_encoding_fails_with_the_line_number(media: Path) -> None:
+    content = "id,name\n1,a\n2,Müller\n".encode("latin-1")
+    error = failure(uploaded(media, "enc.csv", content))
+    assert "line 3 " in error.message and "encoding" in error.message
+
+
+def test_a_cursor_that_is_not_a_line_start_means_the_file_changed(media: Path) -> None:
+    error = failure(uploaded(media, "assets.csv", csv_bytes()), cursor="15")
+    assert (error.kind, error.permanent) == ("file_changed", True)
+
+
+def test_a_csv_url_is_downloaded_once_with_the_source_auth(serve, monkeypatch) -> None:
+    fake = serve(auth="bearer", secret=SECRET)
+    url = fake.add_file("assets.csv", csv_bytes())
+    source = ImportSource(
+        name="export",
+        source_kind="csv",
+        source_url=url,
+        page_size=5,
+        source_auth="bearer",
+        source_token=SECRET,
+    )
+    records, _ = walk(source)
+    assert ids(records) == every_id()
+    assert len(fake.requests_to("/files/assets.csv")) == 1
+    monkeypatch.setattr(files, "DOWNLOAD_MAX_AGE_SECONDS", 0.0)
+    build_source(source).fetch_page("")
+    assert len(fake.requests_to("/files/assets.csv")) == 2
+
+
+def test_a_file_url_that_fails_names_the_source(serve) -> None:
+    fake = serve(auth="bearer", secret=SECRET)
+    source = ImportSource(
+        name="export",
+        source_kind="jsonl",
+        source_url=f"{fake.base_url}/files/gone.jsonl",
+        source_auth="bearer",
+        source_token=SECRET,
+    )
+    error = failure(source)
+    assert (error.status, error.permanent) == (404, True)
+    assert_safe(error, SECRET)
+
+
+def test_json_lines_delivers_every_record_once(media: Path) -> None:
+    content = jsonl(fake_record(i) for i in range(1, N + 1)).replace(b"\n", b"\n\n", 3)
+    records, cursors = walk(uploaded(media, "assets.jsonl", content))
+    assert records == [fake_record(i) for i in every_id()]
+    assert cursors[1] == str(content.index(b'{"id": 6,'))
+
+
+def test_malformed_json_lines_fail_with_the_line_number(media: Path) -> None:
+    content = b'{"id": 1}\n{"id": 2}\n\n{"id": 3,\n{"id": 4}\n'
+    error = failure(uploaded(media, "bad.jsonl", content))
+    assert (error.kind, error.permanent) == ("bad_file", True)
+    assert "line 4 " in error.message
+
+
+def test_a_json_lines_line_that_is_not_an_object_fails(media: Path) -> None:
+    error = failure(uploaded(media, "list.jsonl", b'{"id": 1}\n[1, 2]\n'))
+    assert "line 2 " in error.message and "not an object" in error.message
+
+
+def test_a_json_file_is_chunked_by_record_index(media: Path) -> None:
+    document = {"data": {"assets": [fake_record(i) for i in every_id()]}}
+    content = b"\xef\xbb\xbf" + json.dumps(document).encode()
+    records, cursors = walk(uploaded(media, "assets.json", content, records_path="data.assets"))
+    assert ids(records) == every_id()
+    assert cursors == ["", "5", "10", "15", "20"]
+
+
+def test_a_json_file_selector_matching_nothing_names_the_path(media: Path) -> None:
+    source = uploaded(media, "assets.json", b'{"data": []}', records_path="data.assets")
+    error = failure(source)
+    assert "'data.assets'" in error.message
+
+
+def test_a_json_file_over_the_limit_is_refused(media: Path, monkeypatch) -> None:
+    monkeypatch.setattr(json_file, "MAX_PAGE_BYTES", 100)
+    error = failure(uploaded(media, "big.json", json.dumps([fake_record(1)] * 10).encode()))
+    assert (error.kind, error.permanent) == ("too_large", True)
+    assert "JSON Lines" in error.message
+
+
+def test_a_missing_upload_fails_clearly(media: Path) -> None:
+    source = ImportSource(name="export", source_kind="csv", source_file="source-files/gone.csv")
+    error = failure(source)
+    assert "gone.csv" in error.message and error.permanent
+
+
+# --- plug-ins ------------------------------------------------------------------------------
+
+
+class ExplodingSource:
+    def __init__(self, *, import_source: ImportSource, options: dict) -> None:
+        self.error = options["error"]
+
+    def fetch_page(self, cursor: str) -> Page:
+        raise self.error(f"boom with {SECRET}")
+
+
+class SloppySource(ExplodingSource):
+    def fetch_page(self, cursor: str) -> Page:
+        return Page(records=["not", "objects"], next_cursor=None)  # type: ignore[list-item]
+
+
+@pytest.fixture
+def plugins(settings) -> None:
+    settings.IMPORT_SOURCE_PLUGINS = {
+        "static": "importer.sources.examples.StaticListSource",
+        "exploding": "tests.test_sources.ExplodingSource",
+        "sloppy": "tests.test_sources.SloppySource",
+    }
+
+
+def plugin_source(plugin: str, **options: Any) -> ImportSource:
+    return ImportSource(
+        name="cmdb",
+        source_kind="plugin",
+        plugin=plugin,
+        plugin_options=options,
+        page_size=5,
+        source_token=SECRET,
+    )
+
+
+@pytest.mark.parametrize("plugin", ["static", "importer.sources.examples.StaticListSource"])
+def test_a_listed_plugin_serves_every_record_once(plugins, plugin: str) -> None:
+    records, cursors = walk(plugin_source(plugin, records=[fake_record(i) for i in every_id()]))
+    assert ids(records) == every_id()
+    assert cursors == ["", "5", "10", "15", "20"]
+
+
+def test_an_unlisted_plugin_is_never_imported(plugins) -> None:
+    error = failure(plugin_source("importer.devtools.demo_source.DemoInventory"))
+    assert (error.kind, error.permanent) == ("config", True)
+    assert "IMPORT_SOURCE_PLUGINS" in error.message
+
+
+@pytest.mark.parametrize(
+    "raised, permanent", [(KeyError, True), (ConnectionError, False), (SourceError, True)]
+)
+def test_a_failing_plugin_raises_a_source_error(plugins, raised: type, permanent: bool) -> None:
+    error = failure(plugin_source("exploding", error=raised))
+    assert error.permanent is permanent
+    assert_safe(error, SECRET)
+
+
+def test_a_plugin_returning_bad_records_is_caught(plugins) -> None:
+    error = failure(plugin_source("sloppy", error=None))
+    assert error.kind == "plugin_error"
+    assert "not a list of objects" in error.message
+
+
+def test_an_unknown_kind_is_a_configuration_error() -> None:
+    error = failure(ImportSource(name="cmdb", source_kind="ftp"))
+    assert (error.kind, error.permanent) == ("config", True)
