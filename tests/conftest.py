@@ -155,15 +155,25 @@ class Cluster:
         ).stdout.split()
         return [int(pid) for pid in found if int(pid) != self.process.pid]
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 30.0) -> None:
+        """Stop as a process manager should: SIGTERM to the main process only.
+
+        django-q2's workers die at once on a SIGTERM of their own (SIG_DFL), so signalling the
+        whole process group would cut running chunks short; the main process instead lets
+        them finish. Whatever is left after `grace` seconds is killed.
+        """
         if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.send_signal(signal.SIGTERM)
             try:
-                # A graceful stop waits for the broker's next poll; tests need not wait long.
-                self.process.wait(timeout=5)
+                self.process.wait(timeout=grace)
             except subprocess.TimeoutExpired:
+                pass
+        if self.process:
+            try:
                 os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+            except ProcessLookupError:
+                pass
+            self.process.wait()
 
 
 @pytest.fixture

@@ -84,7 +84,7 @@ def test_a_worker_killed_mid_chunk_is_taken_up_again(
 
     execution = finish_with_housekeeping(execution)
     assert_imported_exactly_once(sandbox, execution)
-    assert execution.chunks.get(index=2).attempts == 2
+    assert execution.chunks.get(index=2).attempts >= 2
 
 
 def finish_with_housekeeping(execution, timeout: float = 120.0) -> Execution:
