@@ -4,6 +4,7 @@ from zoneinfo import ZoneInfo
 
 from django.contrib import admin, messages
 from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
+from django.core.paginator import Paginator
 from django.db import models
 from django.db.models import OuterRef, Subquery
 from django.urls import reverse
@@ -61,6 +62,28 @@ def next_run_label(schedule: Schedule) -> str:
     if site.utcoffset() != own.utcoffset():
         label += f" ({site:%Y-%m-%d %H:%M} {site.tzname()})"
     return label
+
+
+CHUNKS_PER_PAGE = 100
+
+
+def progress_widget(execution: Execution, *, width: int, detailed: bool) -> str:
+    """A bar that static/importer/progress.js keeps up to date while the import runs."""
+    percent = percent_done(execution)
+    return format_html(
+        '<div class="import-progress" data-url="{}" data-percent="{}" data-state="{}" '
+        'data-finished="{}" {} style="width:{}px;background:#e0e0e0;border-radius:4px">'
+        '<div class="import-progress-bar" style="width:{}%;background:#1565c0;height:10px;'
+        'border-radius:4px"></div></div><span class="import-progress-label">{}%</span>',
+        reverse("importer:progress", args=[execution.pk]),
+        percent,
+        execution.state,
+        "true" if execution.state in Execution.FINISHED_STATES else "false",
+        "data-detailed" if detailed else "",
+        width,
+        percent,
+        percent,
+    )
 
 
 @admin.register(ImportSource)
@@ -253,39 +276,11 @@ class ImportSourceAdmin(admin.ModelAdmin):
             )
 
 
-class ChunkJobInline(admin.TabularInline):
-    model = ChunkJob
-    fields = [
-        "index",
-        "state_badge",
-        "cursor",
-        "attempts",
-        "record_count",
-        "skipped_count",
-        "started_at",
-        "submitted_at",
-        "next_attempt_at",
-        "error",
-    ]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    show_change_link = False
-    ordering = ["index"]
-
-    @admin.display(description="State")
-    def state_badge(self, chunk):
-        return state_badge(chunk.state)
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(Execution)
 class ExecutionAdmin(admin.ModelAdmin):
+    class Media:
+        js = ["importer/progress.js"]
+
     list_display = [
         "id",
         "source",
@@ -302,14 +297,17 @@ class ExecutionAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     search_fields = ["assets_execution_id", "source__name"]
     actions = ["cancel", "retry_failed_chunks"]
-    inlines = [ChunkJobInline]
+    list_per_page = 50
+    # Counting a history of 10^5 rows on every page costs more than the page itself.
+    show_full_result_count = False
     fields = [
         "source",
         "state_label",
         "trigger_label",
         "triggered_by_label",
         "assets_execution_id",
-        "progress_bar",
+        "progress_detail",
+        "stalled_since",
         "pages_fetched",
         "pages_submitted",
         "records_fetched",
@@ -362,17 +360,18 @@ class ExecutionAdmin(admin.ModelAdmin):
 
     @admin.display(description="Progress")
     def progress_bar(self, execution):
-        percent = percent_done(execution)
-        return format_html(
-            '<div class="import-progress" data-url="{}" title="{}%" style="width:120px;'
-            'background:#e0e0e0;border-radius:4px"><div class="import-progress-bar" '
-            'style="width:{}%;background:#1565c0;height:10px;border-radius:4px"></div></div>'
-            '<span class="import-progress-label">{}%</span>',
-            reverse("importer:progress", args=[execution.pk]),
-            percent,
-            percent,
-            percent,
-        )
+        return progress_widget(execution, width=120, detailed=False)
+
+    @admin.display(description="Progress")
+    def progress_detail(self, execution):
+        return progress_widget(execution, width=400, detailed=True)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """The chunks, a page at a time: an import can have tens of thousands."""
+        chunks = ChunkJob.objects.filter(execution_id=object_id).order_by("index")
+        page = Paginator(chunks, CHUNKS_PER_PAGE).get_page(request.GET.get("chunks_page"))
+        extra_context = {**(extra_context or {}), "chunk_page": page}
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def has_cancel_permission(self, request):
         return request.user.has_perm("importer.cancel_execution")

@@ -287,6 +287,9 @@ class Execution(models.Model):
         indexes = [
             # The history list filters by state and sorts by newest first.
             models.Index(fields=["state", "-created_at"], name="execution_state_created"),
+            # The history sorts by newest first; the source list looks up each last import.
+            models.Index(fields=["-created_at"], name="execution_created"),
+            models.Index(fields=["source", "-created_at"], name="execution_source_created"),
         ]
 
     def __str__(self) -> str:
