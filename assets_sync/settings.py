@@ -117,6 +117,13 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Uploaded source files (CSV, JSON, JSON Lines).
+MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
+
+# Plug-in sources a site adds: {"name": "dotted.path.ToClass"} (JSON in the environment).
+IMPORT_SOURCE_PLUGINS = env.json(
+    "IMPORT_SOURCE_PLUGINS", default={"static-list": "importer.sources.examples.StaticListSource"}
+)
 
 # --- The import flow -------------------------------------------------------------------
 ASSETS_API_BASE_URL = env.str("ASSETS_API_BASE_URL", default="https://api.atlassian.com")

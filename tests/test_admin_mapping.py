@@ -1,0 +1,99 @@
+"""Mapping work in the admin: preview, pull from Assets, draft from the source, the overview."""
+
+import json
+
+import pytest
+from django.urls import reverse
+
+from importer import services
+from importer.models import Execution, ImportSource
+
+
+@pytest.fixture
+def source_page(admin_client):
+    def get(source: ImportSource, name: str, **kwargs):
+        return admin_client.get(reverse(f"admin:importer_importsource_{name}", args=[source.pk]))
+
+    return get
+
+
+@pytest.mark.django_db
+def test_preview_shows_what_would_be_sent_without_starting_an_import(
+    source_page, make_source, sandbox
+):
+    source = make_source()
+
+    page = source_page(source, "preview").content.decode()
+
+    assert "25 records on the first page; the source has more pages" in page
+    assert "SN-00001" in page
+    assert "<code>computers</code>" in page
+    assert not Execution.objects.exists()
+    assert sandbox.executions() == []
+
+
+@pytest.mark.django_db
+def test_preview_names_records_that_would_be_left_out(source_page, make_source, demo_mapping):
+    demo_mapping["mapping"]["objectTypeMappings"][0]["attributesMapping"][0][
+        "attributeLocators"
+    ] = ["asset_tag"]
+    source = make_source(mapping=demo_mapping)
+
+    page = source_page(source, "preview").content.decode()
+
+    assert "25 would be left out" in page
+    assert "asset_tag" in page
+
+
+@pytest.mark.django_db
+def test_preview_of_a_failing_source_shows_the_error(source_page, make_source, inventory):
+    inventory.faults.add(method="GET", path_contains="/api/computers", status=404, times=-1)
+
+    page = source_page(make_source(), "preview").content.decode()
+
+    assert "answered 404" in page
+
+
+@pytest.mark.django_db
+def test_pull_shows_the_differences_before_replacing(admin_client, make_source, sandbox):
+    source = services.push_mapping(source=make_source())
+    changed = json.loads(json.dumps(source.mapping))
+    changed["schema"]["objectSchema"]["objectTypes"][0]["attributes"][3]["name"] = "RAM"
+    source.mapping = changed
+    source.save()
+    url = reverse("admin:importer_importsource_pull_mapping", args=[source.pk])
+
+    page = admin_client.get(url).content.decode()
+    admin_client.post(url)
+
+    assert "RAM" in page
+    assert "Replace the local mapping" in page
+    source.refresh_from_db()
+    assert source.mapping == sandbox.mapping("ws-1", "src-1")
+    assert source.mapping_pushed_at is not None
+
+
+@pytest.mark.django_db
+def test_a_draft_from_the_source_can_become_the_mapping(admin_client, make_source):
+    source = make_source(mapping=None)
+    url = reverse("admin:importer_importsource_draft_mapping", args=[source.pk])
+
+    page = admin_client.get(url).content.decode()
+    admin_client.post(url)
+
+    assert "serial" in page
+    source.refresh_from_db()
+    assert source.mapping["mapping"]["objectTypeMappings"][0]["selector"] == "items"
+    assert services.validate_document(source.mapping) == []
+
+
+@pytest.mark.django_db
+def test_the_change_page_shows_the_mapping_as_a_table(admin_client, make_source):
+    source = make_source()
+
+    page = admin_client.get(
+        reverse("admin:importer_importsource_change", args=[source.pk])
+    ).content.decode()
+
+    assert 'class="mapping-table"' in page
+    assert "externalIdPart" in page
