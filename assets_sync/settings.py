@@ -179,11 +179,25 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
+# Monitoring: callers presenting this token (X-Health-Token) see per-source details.
+HEALTH_TOKEN = env.str("HEALTH_TOKEN", default="")
+# Finished executions older than this are deleted by the daily retention task.
+HISTORY_RETENTION_DAYS = env.int("HISTORY_RETENTION_DAYS", default=180)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "importer.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            # LOG_FORMAT=json: one JSON object per line, for log collectors.
+            "formatter": env.str("LOG_FORMAT", default="plain"),
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"urllib3": {"level": "WARNING"}},
 }

@@ -19,6 +19,7 @@ from django.utils.translation import ngettext
 
 from importer import services
 from importer.assets import AssetsError
+from importer.dashboard import dashboard_context
 from importer.forms import (
     AUTH_FIELDS,
     FILE_FIELDS,
@@ -513,6 +514,28 @@ class ExecutionAdmin(admin.ModelAdmin):
     @admin.display(description="Progress")
     def progress_detail(self, execution):
         return progress_widget(execution, width=400, detailed=True)
+
+    def get_urls(self):
+        dashboard = path(
+            "dashboard/",
+            self.admin_site.admin_view(self.dashboard_view),
+            name="importer_execution_dashboard",
+        )
+        return [dashboard] + super().get_urls()
+
+    def dashboard_view(self, request):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return TemplateResponse(
+            request,
+            "admin/importer/execution/dashboard.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": "Imports dashboard",
+                **dashboard_context(),
+            },
+        )
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         """The chunks, a page at a time: an import can have tens of thousands."""

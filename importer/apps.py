@@ -2,6 +2,7 @@ from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 
 HOUSEKEEPING_SCHEDULE_NAME = "assets-sync: look after imports"
+RETENTION_SCHEDULE_NAME = "assets-sync: prune history"
 
 
 def install_periodic_schedules(sender, **kwargs) -> None:
@@ -14,6 +15,14 @@ def install_periodic_schedules(sender, **kwargs) -> None:
             "func": "importer.tasks.look_after_imports",
             "schedule_type": Schedule.MINUTES,
             "minutes": 1,
+            "repeats": -1,
+        },
+    )
+    Schedule.objects.get_or_create(
+        name=RETENTION_SCHEDULE_NAME,
+        defaults={
+            "func": "importer.tasks.prune_history",
+            "schedule_type": Schedule.DAILY,
             "repeats": -1,
         },
     )

@@ -809,6 +809,22 @@ def flag_stalled_executions() -> list[Execution]:
     return stalled
 
 
+def prune_history(*, days: int, batch_size: int = 2000) -> int:
+    """Delete finished executions (and their chunks) older than `days`; how many went."""
+    cutoff = timezone.now() - timedelta(days=days)
+    old = Execution.objects.filter(state__in=Execution.FINISHED_STATES, created_at__lt=cutoff)
+    deleted = 0
+    while True:
+        # In batches, so a first run on years of history does not hold one huge transaction.
+        batch = list(old.values_list("pk", flat=True)[:batch_size])
+        if not batch:
+            return deleted
+        with transaction.atomic():
+            ChunkJob.objects.filter(execution_id__in=batch).delete()
+            Execution.objects.filter(pk__in=batch).delete()
+        deleted += len(batch)
+
+
 # --- schedules -----------------------------------------------------------------------------
 
 

@@ -100,3 +100,12 @@ def look_after_imports() -> None:
     from importer import services
 
     services.look_after_imports()
+
+
+def prune_history() -> int:
+    """Daily: keep HISTORY_RETENTION_DAYS of execution history."""
+    from django.conf import settings
+
+    from importer import services
+
+    return services.prune_history(days=settings.HISTORY_RETENTION_DAYS)

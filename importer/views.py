@@ -14,6 +14,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from importer import services
+from importer.health import health_report
 from importer.models import Execution, ImportSource
 from importer.progress import progress_of
 
@@ -86,3 +87,18 @@ def webtrigger(request, source_id: int, token: str):
 def execution_progress(request, pk: int):
     execution = get_object_or_404(Execution.objects.select_related("source"), pk=pk)
     return JsonResponse(progress_of(execution))
+
+
+def health(request):
+    """For monitoring: 200 when database, broker and a task cluster are alive, else 503.
+
+    Source names and their last good import are shown to staff and to callers presenting
+    HEALTH_TOKEN (header X-Health-Token), not to anyone.
+    """
+    token = settings.HEALTH_TOKEN
+    given = request.headers.get("X-Health-Token", "")
+    trusted = request.user.is_staff or bool(
+        token and hmac.compare_digest(given.encode(), token.encode())
+    )
+    report = health_report(with_sources=trusted)
+    return JsonResponse(report, status=200 if report["ok"] else 503)

@@ -1,0 +1,72 @@
+"""Health of the whole: database, broker, a live task cluster, and the last good import."""
+
+from datetime import timedelta
+
+from django.db import connection
+from django.db.models import Max
+from django.utils import timezone
+from django_q.brokers import get_broker
+from django_q.models import Task
+
+from importer.models import Execution, ImportSource
+
+# The housekeeping task runs every minute: its last run tells whether a cluster is alive.
+HOUSEKEEPING_TASK = "importer.tasks.look_after_imports"
+CLUSTER_SILENT_AFTER = timedelta(minutes=3)
+
+
+def _check(probe) -> dict:
+    try:
+        detail = probe()
+    except Exception as error:  # a health check reports every failure, it does not raise
+        return {"ok": False, "error": f"{type(error).__name__}: {error}"[:300]}
+    return {"ok": True, **(detail or {})}
+
+
+def _database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+def _broker() -> dict:
+    broker = get_broker()
+    if not broker.ping():
+        raise ConnectionError("the broker does not answer")
+    return {"kind": type(broker).__name__}
+
+
+def _cluster() -> dict:
+    last = (
+        Task.objects.filter(func=HOUSEKEEPING_TASK)
+        .order_by("-stopped")
+        .values_list("stopped", flat=True)
+        .first()
+    )
+    if last is None or timezone.now() - last > CLUSTER_SILENT_AFTER:
+        raise RuntimeError(
+            f"no task cluster ran housekeeping since {last.isoformat() if last else 'ever'}: "
+            "is `manage.py qcluster` running?"
+        )
+    return {"last_housekeeping": last.isoformat()}
+
+
+def last_successful_imports() -> dict[str, str | None]:
+    done = dict(
+        Execution.objects.filter(state=Execution.State.DONE)
+        .values("source__name")
+        .annotate(last=Max("finished_at"))
+        .values_list("source__name", "last")
+    )
+    return {
+        name: (done[name].isoformat() if done.get(name) else None)
+        for name in ImportSource.objects.filter(enabled=True).values_list("name", flat=True)
+    }
+
+
+def health_report(*, with_sources: bool) -> dict:
+    checks = {"database": _check(_database), "broker": _check(_broker)}
+    checks["cluster"] = _check(_cluster) if checks["database"]["ok"] else {"ok": False}
+    report = {"ok": all(check["ok"] for check in checks.values()), "checks": checks}
+    if with_sources and checks["database"]["ok"]:
+        report["last_successful_import"] = last_successful_imports()
+    return report

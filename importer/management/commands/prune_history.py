@@ -1,0 +1,20 @@
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from importer import services
+
+
+class Command(BaseCommand):
+    help = "Delete finished executions older than N days (also runs daily as a django-q2 task)."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--days",
+            type=int,
+            default=settings.HISTORY_RETENTION_DAYS,
+            help="Keep this many days (default: HISTORY_RETENTION_DAYS).",
+        )
+
+    def handle(self, *args, days, **options):
+        deleted = services.prune_history(days=days)
+        self.stdout.write(f"Deleted {deleted} execution(s) older than {days} days.")

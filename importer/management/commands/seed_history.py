@@ -1,0 +1,80 @@
+"""Fill the history with synthetic executions and chunks, to see the admin at scale."""
+
+import random
+from datetime import timedelta
+
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.utils import timezone
+
+from importer.models import ChunkJob, Execution, ImportSource
+
+BATCH = 5000
+
+
+class Command(BaseCommand):
+    help = "Seed N executions and M chunk jobs of a 'seeded-history' source (for load tests)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--executions", type=int, default=100_000)
+        parser.add_argument("--chunks", type=int, default=1_000_000)
+
+    def handle(self, *args, executions, chunks, **options):
+        source, _ = ImportSource.objects.get_or_create(
+            name="seeded-history",
+            defaults={
+                "enabled": False,
+                "workspace_id": "seed",
+                "import_source_id": "seed",
+                "assets_token": "seed",
+                "source_url": "https://inventory.invalid/api",
+            },
+        )
+        now = timezone.now()
+        states = [Execution.State.DONE] * 8 + [Execution.State.FAILED, Execution.State.CANCELLED]
+        created_ids: list[int] = []
+        for start in range(0, executions, BATCH):
+            rows = []
+            for number in range(start, min(start + BATCH, executions)):
+                began = now - timedelta(minutes=10 * (executions - number))
+                rows.append(
+                    Execution(
+                        source=source,
+                        assets_execution_id=f"seed-{number}",
+                        state=random.choice(states),
+                        started_at=began,
+                        finished_at=began + timedelta(seconds=random.randint(5, 900)),
+                        pages_fetched=10,
+                        pages_submitted=10,
+                        records_submitted=random.randint(100, 5000),
+                        last_chunk_index=9,
+                    )
+                )
+            with transaction.atomic():
+                created_ids += [row.pk for row in Execution.objects.bulk_create(rows)]
+            self.stdout.write(f"\r{len(created_ids)} executions", ending="")
+        self.stdout.write("")
+        per_execution = max(1, chunks // max(1, len(created_ids)))
+        made = 0
+        pending = []
+        for execution_id in created_ids:
+            for index in range(per_execution):
+                if made >= chunks:
+                    break
+                pending.append(
+                    ChunkJob(
+                        execution_id=execution_id,
+                        index=index,
+                        cursor=str(index * 100),
+                        state=ChunkJob.State.SUBMITTED,
+                        attempts=1,
+                        record_count=100,
+                    )
+                )
+                made += 1
+            if len(pending) >= BATCH:
+                ChunkJob.objects.bulk_create(pending)
+                pending = []
+                self.stdout.write(f"\r{made} chunks", ending="")
+        ChunkJob.objects.bulk_create(pending)
+        self.stdout.write(f"\rSeeded {len(created_ids)} executions and {made} chunks.")

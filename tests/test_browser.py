@@ -1,0 +1,228 @@
+"""The staff UI in a real browser: Playwright drives Debian's Chromium against a live server.
+
+What a staff user does by hand: log in, add an import source through the form, push its
+mapping, start an import and watch the execution page until it is done (progress.js polls
+and reloads the page once at the end), and get a field error for a broken mapping.
+"""
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Group
+
+from importer.models import Execution, ImportSource
+from tests.conftest import ARTIFACTS, DEMO_MAPPING, ROOT, SANDBOX_TOKEN
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = ARTIFACTS / "screenshots"
+DEMO_MAPPING_TEXT = (ROOT / "importer" / "devtools" / "demo_mapping.json").read_text()
+PASSWORD = "browser-test-password-1"
+# Long enough for a cluster to take up a 5-page import on a slow CI machine.
+IMPORT_TIMEOUT_MS = 120_000
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"browser tests need Debian's Chromium at {CHROMIUM}"
+)
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is missing")
+expect = sync_api.expect
+
+
+@pytest.fixture
+def browser_page(live_server, settings):
+    """A fresh Chromium page; screenshots go to tests/artifacts/screenshots/."""
+    settings.PUBLIC_BASE_URL = live_server.url
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    # Playwright's sync API keeps an asyncio loop running in this thread, which makes Django
+    # refuse ORM calls here; the test's own few queries are plain synchronous ones.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+            )
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            context.set_default_timeout(15_000)
+            page = context.new_page()
+            try:
+                yield page
+            finally:
+                context.close()
+                browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def administrator(django_user_model):
+    """A staff user with the "Import administrators" role (not a superuser)."""
+    user = django_user_model.objects.create_user(
+        "ada", email="ada@example.com", password=PASSWORD, is_staff=True
+    )
+    user.groups.add(Group.objects.get(name="Import administrators"))
+    return user
+
+
+def shoot(page, name: str) -> None:
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def log_in(page, live_server, user) -> None:
+    page.goto(f"{live_server.url}/admin/")
+    expect(page).to_have_url(re.compile(r"/admin/login/"))
+    page.get_by_label("Username:").fill(user.username)
+    page.get_by_label("Password:").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("#user-tools")).to_contain_text(user.username)
+
+
+def field(page, label: str):
+    """The input of the admin form row whose label reads `label`."""
+    return page.get_by_label(f"{label}:", exact=True)
+
+
+def fill_source_form(page, *, sandbox, inventory, mapping_text: str) -> None:
+    """Type a REST source wired to the sandbox and the demo inventory, as a user would."""
+    field(page, "Name").fill("demo-inventory")
+    field(page, "Assets API base URL").fill(sandbox.base_url)
+    field(page, "Assets workspace id").fill("ws-1")
+    field(page, "Assets import source id").fill("src-1")
+    field(page, "Assets token").fill(SANDBOX_TOKEN)
+    field(page, "Kind").select_option(label="REST / JSON API")
+    field(page, "Source URL").fill(f"{inventory.base_url}/api/computers")
+    field(page, "Records selector").fill("items")
+    field(page, "Pagination").select_option(label="Offset and limit")
+    field(page, "Page size").fill("25")
+    field(page, "Mapping").fill(mapping_text)
+
+
+def open_add_source_form(page) -> None:
+    page.get_by_role("link", name="Import sources", exact=True).click()
+    page.get_by_role("link", name=re.compile(r"Add import source", re.IGNORECASE)).click()
+    expect(page.locator("h1")).to_have_text("Add import source")
+
+
+def run_action(page, source_name: str, action: str) -> None:
+    """Tick one row of the source list, choose `action` and press Go."""
+    page.get_by_label(f"Select this object for an action - {source_name}").check()
+    page.locator("select[name=action]").select_option(label=action)
+    page.get_by_role("button", name="Go").click()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_staff_user_adds_a_source_pushes_its_mapping_and_watches_the_import(
+    browser_page, live_server, administrator, sandbox, inventory, cluster
+):
+    page = browser_page
+    log_in(page, live_server, administrator)
+    shoot(page, "1-admin-index")
+
+    # Story 1: add the source through the form.
+    open_add_source_form(page)
+    fill_source_form(page, sandbox=sandbox, inventory=inventory, mapping_text=DEMO_MAPPING_TEXT)
+    shoot(page, "2-add-source-filled")
+    page.get_by_role("button", name="Save", exact=True).click()
+    messages = page.locator("ul.messagelist")
+    expect(messages).to_contain_text("was added successfully")
+    expect(page.get_by_role("row", name=re.compile("demo-inventory"))).to_contain_text(
+        "not pushed"
+    )
+    shoot(page, "3-source-added")
+    source = ImportSource.objects.get(name="demo-inventory")
+    assert source.assets_token == SANDBOX_TOKEN
+    assert source.mapping == DEMO_MAPPING
+    assert (source.records_path, source.pagination, source.page_size) == ("items", "offset", 25)
+
+    # Story 2: push the mapping, start the import, follow it to the end.
+    run_action(page, "demo-inventory", "Push mapping to Assets")
+    expect(messages).to_contain_text("Assets accepted the mapping")
+    expect(page.get_by_role("row", name=re.compile("demo-inventory"))).to_contain_text("pushed")
+    shoot(page, "4-mapping-pushed")
+    assert sandbox.mapping("ws-1", "src-1") == DEMO_MAPPING
+
+    run_action(page, "demo-inventory", "Start import")
+    expect(messages).to_contain_text("import started")
+    shoot(page, "5-import-started")
+
+    loads = []
+    page.on("load", lambda loaded: loads.append(loaded.url))
+    with page.expect_navigation() as first_render:
+        messages.get_by_role("link", name=re.compile(r"follow execution #\d+")).click()
+    first_html = first_render.value.text()
+    progress = page.locator(".import-progress[data-detailed]")
+    expect(progress).to_have_count(1)
+    shoot(page, "6-execution-running")
+
+    # Only a server render sets data-finished (progress.js updates percent and state), so
+    # this waits through the polling and the reload at the end.
+    expect(progress).to_have_attribute("data-finished", "true", timeout=IMPORT_TIMEOUT_MS)
+    expect(progress).to_have_attribute("data-state", "DONE")
+    expect(progress).to_have_attribute("data-percent", "100")
+    expect(page.locator(".import-progress-bar")).to_have_attribute(
+        "style", re.compile(r"width:\s*100%")
+    )
+    expect(page.locator(".import-progress-label")).to_contain_text("100%")
+    expect(page.locator(".field-state_label")).to_contain_text("DONE")
+    expect(page.locator(".field-records_submitted")).to_contain_text("120")
+    # 120 records in pages of 25; chunks fanned out past the end are skipped, not failed.
+    expect(page.locator('tr.chunk-row[data-state="SUBMITTED"]')).to_have_count(5)
+    expect(
+        page.locator('tr.chunk-row:not([data-state="SUBMITTED"]):not([data-state="SKIPPED"])')
+    ).to_have_count(0)
+    shoot(page, "7-execution-done")
+    if 'data-finished="false"' in first_html:
+        assert len(loads) == 2, f"expected one reload when the import finished, got {loads}"
+
+    execution = Execution.objects.get(source=source)
+    assert execution.state == Execution.State.DONE, execution.error
+    assert execution.triggered_by == administrator
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert remote["object_count"] == len(remote["objects"]) == 120
+    assert remote["duplicate_objects"] == 0
+    assert set(remote["objects"].values()) == {1}
+    assert remote["completed_posts"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_broken_mapping_is_shown_as_a_field_error_and_nothing_is_saved(
+    browser_page, live_server, administrator, sandbox, inventory
+):
+    page = browser_page
+    broken = json.loads(DEMO_MAPPING_TEXT)
+    del broken["mapping"]["objectTypeMappings"][0]["selector"]
+    log_in(page, live_server, administrator)
+
+    open_add_source_form(page)
+    fill_source_form(
+        page, sandbox=sandbox, inventory=inventory, mapping_text=json.dumps(broken, indent=2)
+    )
+    page.get_by_role("button", name="Save", exact=True).click()
+
+    expect(page.locator(".errornote")).to_be_visible()
+    mapping_row = page.locator(".form-row.field-mapping")
+    expect(mapping_row.locator(".errorlist")).to_contain_text(
+        "mapping.objectTypeMappings[0].selector: is required"
+    )
+    expect(page.locator(".errorlist")).to_have_count(1)
+    # What the user typed is kept, so the mapping can be fixed in place.
+    expect(field(page, "Mapping")).to_have_value(re.compile(r'"objectTypeMappings"'))
+    expect(field(page, "Name")).to_have_value("demo-inventory")
+    mapping_row.scroll_into_view_if_needed()
+    shoot(page, "8-broken-mapping-refused")
+    assert not ImportSource.objects.exists()

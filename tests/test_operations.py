@@ -1,0 +1,164 @@
+"""Operations: the health endpoint, structured logs, history retention, admin pages at scale."""
+
+import json
+import logging
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+from django.utils import timezone
+from django_q.models import Task
+
+from importer.logs import JsonFormatter
+from importer.models import ChunkJob, Execution
+
+
+def housekeeping_ran(minutes_ago: float) -> None:
+    stopped = timezone.now() - timedelta(minutes=minutes_ago)
+    Task.objects.create(
+        id=f"housekeeping-{minutes_ago}",
+        name="housekeeping",
+        func="importer.tasks.look_after_imports",
+        started=stopped,
+        stopped=stopped,
+        success=True,
+    )
+
+
+@pytest.mark.django_db
+def test_health_is_ok_when_database_broker_and_cluster_are_alive(client):
+    housekeeping_ran(minutes_ago=0.5)
+
+    response = client.get(reverse("importer:health"))
+
+    assert response.status_code == 200
+    assert response.json()["ok"] is True
+    assert "last_successful_import" not in response.json()  # not for anonymous callers
+
+
+@pytest.mark.django_db
+def test_health_fails_when_no_cluster_has_run_lately(client):
+    housekeeping_ran(minutes_ago=30)
+
+    response = client.get(reverse("importer:health"))
+
+    assert response.status_code == 503
+    assert "qcluster" in response.json()["checks"]["cluster"]["error"]
+
+
+@pytest.mark.django_db
+def test_health_shows_the_last_good_import_per_source_to_trusted_callers(
+    client, make_source, settings
+):
+    settings.HEALTH_TOKEN = "monitoring-token"
+    housekeeping_ran(minutes_ago=0.5)
+    finished = timezone.now()
+    Execution.objects.create(source=make_source(), state="DONE", finished_at=finished)
+
+    report = client.get(reverse("importer:health"), HTTP_X_HEALTH_TOKEN="monitoring-token").json()
+
+    assert report["last_successful_import"] == {"inventory": finished.isoformat()}
+
+
+def test_json_logs_are_one_object_per_line_with_extra_fields():
+    record = logging.makeLogRecord(
+        {"name": "importer", "levelname": "WARNING", "msg": "chunk %s failed", "args": (7,)}
+    )
+    record.execution_id = 42
+
+    line = JsonFormatter().format(record)
+
+    entry = json.loads(line)
+    assert entry["message"] == "chunk 7 failed"
+    assert entry["level"] == "WARNING"
+    assert entry["execution_id"] == 42
+
+
+@pytest.mark.django_db
+def test_retention_deletes_old_finished_history_only(make_source):
+    source = make_source()
+    old = Execution.objects.create(source=source, state="DONE")
+    Execution.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=400))
+    ChunkJob.objects.create(execution=old, index=0)
+    recent = Execution.objects.create(source=source, state="DONE")
+    running = Execution.objects.create(source=source, state="INGESTING")
+    Execution.objects.filter(pk=running.pk).update(created_at=timezone.now() - timedelta(days=400))
+
+    call_command("prune_history", "--days", "180", stdout=open("/dev/null", "w"))
+
+    assert set(Execution.objects.values_list("pk", flat=True)) == {recent.pk, running.pk}
+    assert not ChunkJob.objects.filter(execution_id=old.pk).exists()
+
+
+@pytest.mark.django_db
+def test_retention_and_housekeeping_run_as_django_q_schedules():
+    from django_q.models import Schedule
+
+    funcs = set(Schedule.objects.values_list("func", flat=True))
+
+    assert {"importer.tasks.look_after_imports", "importer.tasks.prune_history"} <= funcs
+
+
+def count_queries(django_assert_max_num_queries, client, url, limit):
+    with django_assert_max_num_queries(limit):
+        response = client.get(url)
+    assert response.status_code == 200
+    return response
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("executions", [20, 300])
+def test_the_history_list_takes_the_same_queries_however_long(
+    admin_client, django_assert_max_num_queries, executions
+):
+    call_command(
+        "seed_history", executions=executions, chunks=executions * 3, stdout=open("/dev/null", "w")
+    )
+
+    count_queries(
+        django_assert_max_num_queries,
+        admin_client,
+        reverse("admin:importer_execution_changelist"),
+        limit=12,
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("chunks", [5, 500])
+def test_an_execution_page_takes_the_same_queries_however_many_chunks(
+    admin_client, django_assert_max_num_queries, chunks
+):
+    call_command("seed_history", executions=1, chunks=chunks, stdout=open("/dev/null", "w"))
+    execution = Execution.objects.get()
+
+    page = count_queries(
+        django_assert_max_num_queries,
+        admin_client,
+        reverse("admin:importer_execution_change", args=[execution.pk]),
+        limit=10,
+    )
+
+    assert page.content.decode().count('class="chunk-row"') == min(chunks, 100)
+
+
+@pytest.mark.django_db
+def test_the_dashboard_shows_rates_charts_and_failures(admin_client, make_source):
+    source = make_source()
+    started = timezone.now() - timedelta(minutes=5)
+    Execution.objects.create(
+        source=source,
+        state="DONE",
+        records_submitted=10,
+        started_at=started,
+        finished_at=timezone.now(),
+    )
+    Execution.objects.create(
+        source=source, state="FAILED", error="source answered 500", started_at=started
+    )
+
+    page = admin_client.get(reverse("admin:importer_execution_dashboard")).content.decode()
+
+    assert "50.0 %" in page
+    assert page.count('class="dashboard-chart"') == 3
+    assert "source answered 500" in page
