@@ -146,3 +146,94 @@ def test_the_demo_source_configuration_is_valid(tmp_path, sandbox, inventory):
     output = run("import_sources", write(tmp_path, [entry]))
 
     assert output.strip() == "created demo-inventory"
+
+
+DOCUMENTED_SOURCES = {
+    "page": {
+        "kind": "rest",
+        "url": "https://inventory.example/api",
+        "pagination": {
+            "style": "page",
+            "page_size": 50,
+            "page_param": "page",
+            "limit_param": "per_page",
+            "first_page": 1,
+        },
+    },
+    "cursor": {
+        "kind": "rest",
+        "url": "https://inventory.example/api",
+        "pagination": {
+            "style": "cursor",
+            "cursor_param": "cursor",
+            "cursor_path": "meta.next_cursor",
+        },
+    },
+    "next_url": {
+        "kind": "rest",
+        "url": "https://inventory.example/api",
+        "pagination": {"style": "next_url", "cursor_path": "links.next"},
+    },
+    "link_header": {
+        "kind": "rest",
+        "url": "https://inventory.example/api",
+        "pagination": {"style": "link_header"},
+    },
+    "basic": {
+        "kind": "rest",
+        "url": "https://inventory.example/api",
+        "auth": {"kind": "basic", "username": "svc-cmdb", "password": "pw"},
+    },
+    "api_key_header": {
+        "kind": "rest",
+        "url": "https://inventory.example/api",
+        "auth": {"kind": "api_key_header", "key_name": "X-API-Key", "key": "k"},
+    },
+    "api_key_query": {
+        "kind": "rest",
+        "url": "https://inventory.example/api",
+        "auth": {"kind": "api_key_query", "key_name": "api_key", "key": "k"},
+    },
+    "oauth2": {
+        "kind": "rest",
+        "url": "https://inventory.example/api",
+        "auth": {
+            "kind": "oauth2_client_credentials",
+            "token_url": "https://idp.example/oauth/token",
+            "client_id": "id",
+            "client_secret": "secret",
+            "scope": "inventory.read",
+        },
+    },
+    "csv": {
+        "kind": "csv",
+        "url": "https://files.example/laptops.csv",
+        "encoding": "latin-1",
+        "csv": {"delimiter": ";", "quotechar": '"', "header": True},
+        "pagination": {"page_size": 500},
+    },
+    "csv_no_header": {
+        "kind": "csv",
+        "url": "https://files.example/laptops.csv",
+        "csv": {"header": False, "fieldnames": "serial,hostname,ram"},
+    },
+    "json": {"kind": "json", "url": "https://files.example/export.json", "records": "data.items"},
+    "jsonl": {
+        "kind": "jsonl",
+        "url": "https://files.example/export.jsonl",
+        "pagination": {"page_size": 1000},
+    },
+    "plugin": {"kind": "plugin", "plugin": "static-list", "options": {"records": []}},
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("kind", sorted(DOCUMENTED_SOURCES))
+def test_every_documented_source_kind_imports_and_exports_back(
+    tmp_path, sandbox, inventory, demo_mapping, kind
+):
+    entry = source_entry(sandbox, inventory, demo_mapping, source=DOCUMENTED_SOURCES[kind])
+
+    assert run("import_sources", write(tmp_path, [entry])).strip() == "created laptops"
+    exported = json.loads(run("export_sources", "--with-secrets"))
+    assert run("import_sources", write(tmp_path, exported)).strip() == "unchanged laptops"
