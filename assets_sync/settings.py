@@ -135,6 +135,8 @@ IMPORT_MAX_PAGES = env.int("IMPORT_MAX_PAGES", default=10_000)
 CHUNK_LEASE_SECONDS = env.int("CHUNK_LEASE_SECONDS", default=300)
 # A chunk queued this long without being taken is queued again (its task may be lost).
 QUEUED_CHUNK_REQUEUE_SECONDS = env.int("QUEUED_CHUNK_REQUEUE_SECONDS", default=120)
+# Whether a plain 500 from a source or Assets is retried like 502/503/504.
+RETRY_HTTP_500 = env.bool("RETRY_HTTP_500", default=True)
 # How long a transient failure (timeout, 429, 5xx) is retried before a chunk fails for good.
 CHUNK_MAX_ATTEMPTS = env.int("CHUNK_MAX_ATTEMPTS", default=5)
 # A retry due within this many seconds waits in the worker; a later one is rescheduled.

@@ -261,8 +261,6 @@ def _source_is_full(chunk: ChunkJob) -> bool:
     serialize writers anyway), so two workers cannot both take the last free place.
     """
     source = chunk.execution.source
-    if source.max_chunks_in_flight >= pipeline_parallelism(source):
-        return False  # the pipeline never runs more chunks than the source allows
     with transaction.atomic():
         ImportSource.objects.select_for_update().filter(pk=source.pk).values_list("pk").first()
         running = ChunkJob.objects.filter(
@@ -346,7 +344,9 @@ def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
     n+1 overlaps with submitting page n. A chunk delivered twice is claimed only once.
     """
     source = chunk.execution.source
-    if source.max_chunks_in_flight < pipeline_parallelism(source):
+    # The pipeline keeps at most max(2, chunks in flight) chunks going by itself; only a
+    # limit of one chunk at a time needs counting.
+    if source.max_chunks_in_flight < 2:
         if _source_is_full(chunk):
             tasks.enqueue_chunk_after(chunk.pk, SOURCE_BUSY_RETRY_SECONDS)
             return chunk
@@ -365,13 +365,7 @@ def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
     try:
         page = build_source(source).fetch_page(chunk.cursor)
     except SourceError as error:
-        return _chunk_failed(
-            chunk,
-            error.message,
-            permanent=error.permanent,
-            retry_after=error.retry_after,
-            kind=error.kind,
-        )
+        return _chunk_error(chunk, error)
 
     problem = _queue_next_chunks(chunk, page.next_cursor, len(page.records))
     if problem:
@@ -394,13 +388,7 @@ def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
         try:
             AssetsClient.for_source(source).submit_chunk(execution.assets_execution_id, result.data)
         except AssetsError as error:
-            return _chunk_failed(
-                chunk,
-                error.message,
-                permanent=error.permanent,
-                retry_after=error.retry_after,
-                kind=error.kind,
-            )
+            return _chunk_error(chunk, error)
     _mark_submitted(chunk, result.record_count, result.skipped)
     return chunk
 
@@ -529,6 +517,18 @@ def _chunk_postponed(chunk: ChunkJob, delay: float, *, reason: str) -> ChunkJob:
     )
     tasks.enqueue_chunk_after(chunk.pk, delay)
     return chunk
+
+
+def _chunk_error(chunk: ChunkJob, error: SourceError | AssetsError) -> ChunkJob:
+    """A typed error of the source or of Assets: its type says whether to retry.
+
+    A plain 500 is retried unless RETRY_HTTP_500 is off (some servers answer 500 for bad
+    input, which no retry mends); 502/503/504, 429, timeouts and lost connections always are.
+    """
+    permanent = error.permanent or (error.status == 500 and not settings.RETRY_HTTP_500)
+    return _chunk_failed(
+        chunk, error.message, permanent=permanent, retry_after=error.retry_after, kind=error.kind
+    )
 
 
 def _chunk_failed(

@@ -239,3 +239,92 @@ def test_cancel_stops_the_execution_in_assets_too(pushed_source, sandbox, invent
     assert execution.state == Execution.State.CANCELLED
     assert sandbox.execution(execution.assets_execution_id)["state"] == "CANCELLED"
     assert not execution.chunks.filter(state=ChunkJob.State.QUEUED).exists()
+
+
+def test_a_plain_500_fails_at_once_when_so_configured(pushed_source, inventory, settings):
+    settings.RETRY_HTTP_500 = False
+    inventory.faults.add(method="GET", path_contains="/api/computers", status=500, times=1)
+
+    execution = services.start_import(source=pushed_source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.FAILED
+    assert execution.chunks.get(index=0).attempts == 1
+
+
+def test_a_503_is_retried_later_with_its_reason_kept(pushed_source, inventory):
+    inventory.faults.add(method="GET", path_contains="/api/computers", status=503, times=1)
+
+    execution = services.start_import(source=pushed_source)
+
+    chunk = execution.chunks.get(index=0)
+    assert chunk.state == ChunkJob.State.QUEUED
+    assert chunk.last_error_kind
+    assert chunk.next_attempt_at is not None
+    assert "retrying in" in chunk.error
+
+
+def test_retry_failed_chunks_takes_up_a_failed_chunk_within_the_grace(
+    pushed_source, sandbox, inventory, settings
+):
+    settings.FAILED_CHUNK_GRACE_SECONDS = 600
+    inventory.faults.add(method="GET", path_contains="/api/computers", status=404, times=1)
+    execution = services.start_import(source=pushed_source)
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.INGESTING
+    assert execution.chunks.get(index=0).state == ChunkJob.State.FAILED
+
+    assert services.retry_failed_chunks(execution=execution) == 1
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE
+    assert len(sandbox.execution(execution.assets_execution_id)["objects"]) == 120
+
+
+def test_a_stalled_import_is_flagged_and_failed_when_so_configured(
+    pushed_source, sandbox, inventory, settings
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    inventory.faults.add(method="GET", path_contains="/api/computers", status=503, times=-1)
+    execution = services.start_import(source=pushed_source)
+    Execution.objects.filter(pk=execution.pk).update(updated_at=timezone.now() - timedelta(hours=2))
+    settings.FAIL_STALLED_EXECUTIONS = True
+
+    services.flag_stalled_executions()
+
+    execution.refresh_from_db()
+    assert execution.stalled_since is not None
+    assert execution.state == Execution.State.FAILED
+    assert "no progress" in sandbox.execution(execution.assets_execution_id)["failure_reasons"][0]
+
+
+def test_a_rate_limited_source_waits_for_its_slot(make_source, sandbox, settings):
+    settings.CHUNK_RETRY_INLINE_MAX_SECONDS = 0
+    source = services.push_mapping(source=make_source(max_requests_per_minute=1))
+
+    execution = services.start_import(source=source)
+
+    # One request per minute: the first page went at once, the next waits for its slot.
+    waiting = execution.chunks.exclude(index=0).filter(state=ChunkJob.State.QUEUED).first()
+    assert execution.chunks.get(index=0).state == ChunkJob.State.SUBMITTED
+    assert waiting.last_error_kind == "rate_limited_by_us"
+    assert waiting.next_attempt_at is not None
+
+
+def test_a_source_limited_to_one_chunk_in_flight_runs_one_at_a_time(make_source, sandbox):
+    source = services.push_mapping(source=make_source(max_chunks_in_flight=1))
+
+    execution = services.start_import(source=source)
+
+    # Chunk 0 queued chunk 1 while it still ran: chunk 1 found the source busy and waits.
+    second = execution.chunks.get(index=1)
+    assert execution.chunks.get(index=0).state == ChunkJob.State.SUBMITTED
+    assert second.state == ChunkJob.State.QUEUED and second.attempts == 0
+    while queued := execution.chunks.filter(state=ChunkJob.State.QUEUED).first():
+        services.process_chunk(chunk=queued)  # what the delayed retries do, one by one
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE
+    assert len(sandbox.execution(execution.assets_execution_id)["objects"]) == 120

@@ -1,0 +1,747 @@
+"""Benchmark a whole import through a real django-q2 cluster (issue 7).
+
+    .venv/bin/python bench/run.py --records 10000 --page-size 100 --workers 4 \
+        --fetch-latency 0.05 --submit-latency 0.05
+
+One run:
+
+1. a fresh database: a new SQLite file under bench/results/tmp/ by default, or, with
+   DATABASE_URL (or --database-url), the database `bench_assets_sync` on that PostgreSQL
+   server, dropped and created again; `manage.py migrate` on it;
+2. the demo inventory (`records` computers, `fetch_latency` per page) and the Assets sandbox
+   (`submit_latency` per data chunk, a delay fault on POST .../data) on loopback, in this
+   process;
+3. the serial baseline: fetch -> transform -> submit, one page after the other, in this process,
+   with the app's own source reader, mapping and Assets client, on a sandbox of its own;
+4. a real `manage.py qcluster` with Q_WORKERS=workers (the Redis broker when REDIS_URL or
+   --redis-url is given, else the ORM broker) and the bare task chain of bench/chain.py;
+5. the import: an ImportSource (offset paging, page_size, max_chunks_in_flight=workers) with
+   the demo mapping, pushed, started with `services.start_import`, waited for until DONE, then
+   checked: the sandbox holds every record exactly once and got "completed" once.
+
+The result goes to bench/results/<timestamp>-<params>.json; bench/results/summary.svg and the
+table in bench/README.md are regenerated from every result file (bench/report.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+TMP = RESULTS / "tmp"
+TOKEN = "bench-sandbox-token"
+BENCH_DATABASE = "bench_assets_sync"
+SECRET_KEY = "bench-secret-key-not-for-production-0123456789-abcdefghijklmnopqrstuvwxyz"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=10_000)
+    parser.add_argument("--page-size", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=4, help="Q_WORKERS and chunks in flight")
+    parser.add_argument("--fetch-latency", type=float, default=0.05, help="seconds per page")
+    parser.add_argument("--submit-latency", type=float, default=0.05, help="seconds per chunk")
+    parser.add_argument("--poll", type=float, default=0.05, help="Q_POLL (ORM broker)")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL", ""),
+        help="a PostgreSQL server (its database name is replaced by --database-name); "
+        "default: DATABASE_URL, else a fresh SQLite file",
+    )
+    parser.add_argument("--database-name", default=BENCH_DATABASE)
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("REDIS_URL", ""),
+        help="use the Redis broker at this URL (default: REDIS_URL, else the ORM broker)",
+    )
+    parser.add_argument("--skip-serial", action="store_true", help="no serial baseline")
+    parser.add_argument(
+        "--serial-max-pages",
+        type=int,
+        default=0,
+        help="time only this many pages of the serial baseline and extrapolate (0: all)",
+    )
+    parser.add_argument(
+        "--chain-links", type=int, default=0, help="links of the bare chain (0: one per chunk)"
+    )
+    parser.add_argument("--timeout", type=float, default=3 * 3600, help="seconds for the import")
+    parser.add_argument("--label", default="", help="a note stored with the result")
+    parser.add_argument("--no-report", action="store_true", help="do not regenerate the report")
+    return parser.parse_args(argv)
+
+
+def prepare_database(args: argparse.Namespace, stamp: str) -> tuple[str, str]:
+    """(DATABASE_URL, kind) of a fresh, empty database for this run."""
+    if not args.database_url or args.database_url.startswith("sqlite"):
+        TMP.mkdir(parents=True, exist_ok=True)
+        path = TMP / f"{stamp}.sqlite3"
+        for leftover in TMP.glob(f"{stamp}.sqlite3*"):
+            leftover.unlink()
+        return f"sqlite:///{path}", "sqlite"
+    import psycopg
+
+    parts = urlsplit(args.database_url)
+    admin_url = urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
+    name = args.database_name
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return urlunsplit(parts._replace(path=f"/{name}")), "postgresql"
+
+
+def bench_environment(args: argparse.Namespace, database_url: str, pages: int) -> dict[str, str]:
+    """The settings (environment) shared by this process, migrate and the qcluster."""
+    env = {
+        "DJANGO_SETTINGS_MODULE": "assets_sync.settings",
+        "SECRET_KEY": SECRET_KEY,
+        "DEBUG": "false",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DATABASE_URL": database_url,
+        # An empty value keeps a REDIS_URL in .env from switching the broker behind our back.
+        "REDIS_URL": args.redis_url,
+        "Q_WORKERS": str(args.workers),
+        "Q_POLL": str(args.poll),
+        "PYTHONUNBUFFERED": "1",
+    }
+    # The fan-out may look a few pages past the end; keep the endless-source guard out of it.
+    default_max_pages = 10_000
+    if pages + args.workers + 2 >= default_max_pages:
+        env["IMPORT_MAX_PAGES"] = str(pages + args.workers + 10)
+    return env
+
+
+# --- loopback servers, timed -----------------------------------------------------------------
+
+
+def timed_handler_class():
+    from importer.devtools.faults import _Handler
+
+    class TimedHandler(_Handler):
+        """Records (method, path, body bytes, seconds) of every request the server answers."""
+
+        def _handle(self) -> None:
+            start = time.perf_counter()
+            try:
+                super()._handle()
+            finally:
+                length = int(self.headers.get("Content-Length") or 0)
+                path = self.path.split("?", 1)[0]
+                self.app.timings.append(
+                    (self.command, path, length, time.perf_counter() - start)
+                )
+
+    return TimedHandler
+
+
+def lean_sandbox_class():
+    from importer.devtools.assets_sandbox import AssetsSandbox, _id_locators
+
+    class LeanSandbox(AssetsSandbox):
+        """The Assets sandbox, counting each object instead of keeping deep copies.
+
+        The sandbox shares this machine's two cores with the cluster it measures; deep-copying
+        every record twice (as the development sandbox does for its HTML page) would make it,
+        not the app, the bottleneck of a 10^6-record run. Validation of every chunk is kept.
+        """
+
+        @staticmethod
+        def _store_chunk(execution, doc, data) -> None:
+            execution.chunks_received += 1
+            for key, records in data.items():
+                execution.records_received += len(records)
+                for mapping in doc["mapping"]["objectTypeMappings"]:
+                    locators = _id_locators(mapping)
+                    if mapping["selector"] != key or not locators:
+                        continue
+                    object_type = mapping["objectTypeExternalId"]
+                    for record in records:
+                        object_key = (object_type, tuple(str(record[name]) for name in locators))
+                        entry = execution.objects.get(object_key)
+                        if entry is None:
+                            execution.objects[object_key] = {"times": 1}
+                        else:
+                            entry["times"] += 1
+
+    return LeanSandbox
+
+
+def start_sandbox(submit_latency: float):
+    sandbox = lean_sandbox_class()(token=TOKEN)
+    sandbox._httpd.RequestHandlerClass = timed_handler_class()
+    sandbox.timings = []
+    if submit_latency:
+        # status 0: only a delay, then the normal answer (chunks and the completed post).
+        sandbox.faults.add(
+            method="POST", path_contains="/data", status=0, delay=submit_latency, times=-1
+        )
+    return sandbox.start()
+
+
+def start_inventory(records: int, fetch_latency: float):
+    from importer.devtools.demo_source import DemoInventory
+
+    inventory = DemoInventory(records=records, latency=fetch_latency)
+    inventory._httpd.RequestHandlerClass = timed_handler_class()
+    inventory.timings = []
+    return inventory.start()
+
+
+def demo_mapping() -> dict:
+    return json.loads((ROOT / "importer" / "devtools" / "demo_mapping.json").read_text())
+
+
+def source_fields(
+    *, sandbox, inventory, page_size: int, workers: int, name: str, import_source_id: str
+) -> dict:
+    from importer.models import ImportSource
+
+    return {
+        "name": name,
+        "assets_base_url": sandbox.base_url,
+        "workspace_id": "ws-bench",
+        "import_source_id": import_source_id,
+        "assets_token": TOKEN,
+        "source_url": f"{inventory.base_url}/api/computers",
+        "records_path": "items",
+        "pagination": ImportSource.Pagination.OFFSET,
+        "page_size": page_size,
+        "max_chunks_in_flight": workers,
+        "mapping": demo_mapping(),
+    }
+
+
+def expected_object_keys(records: int) -> set[str]:
+    from importer.devtools.demo_source import demo_computer
+
+    return {f"demo-computer:{demo_computer(i)['serial']}" for i in range(1, records + 1)}
+
+
+def verify_sandbox(sandbox, execution_id: str, records: int, pages: int) -> dict:
+    """Whether the sandbox holds every record exactly once and was told "completed" once."""
+    state = sandbox.execution(execution_id)
+    objects = state["objects"]
+    times = list(objects.values())
+    exact = set(objects) == expected_object_keys(records)
+    checks = {
+        "sandbox_state": state["state"],
+        "records_received": state["records_received"],
+        "chunks_received": state["chunks_received"],
+        "object_count": state["object_count"],
+        "objects_received_more_than_once": sum(1 for n in times if n > 1),
+        "completed_posts": state["completed_posts"],
+        "failure_reasons": state["failure_reasons"],
+        "every_expected_object_present": exact,
+    }
+    checks["ok"] = (
+        state["state"] == "DONE"
+        and state["records_received"] == records
+        and state["object_count"] == records
+        and checks["objects_received_more_than_once"] == 0
+        and exact
+        and state["completed_posts"] == 1
+        and state["chunks_received"] == pages
+        and not state["failure_reasons"]
+    )
+    return checks
+
+
+# --- (b) the serial baseline -----------------------------------------------------------------
+
+
+def run_serial(args: argparse.Namespace, inventory, pages: int) -> dict:
+    """fetch -> transform -> submit, page after page, in this process (no queue, no database)."""
+    from importer.assets import AssetsClient
+    from importer.mapping import transform_records
+    from importer.models import ImportSource
+    from importer.sources import build_source
+
+    sandbox = start_sandbox(args.submit_latency)
+    try:
+        source = ImportSource(
+            **source_fields(
+                sandbox=sandbox,
+                inventory=inventory,
+                page_size=args.page_size,
+                workers=1,
+                name="bench-serial",
+                import_source_id="bench-serial",
+            )
+        )
+        mapping = source.mapping
+        client = AssetsClient.for_source(source)
+        client.put_mapping(mapping)
+        reader = build_source(source)
+        limit = args.serial_max_pages
+        start = time.perf_counter()
+        execution_id = client.start_execution().execution_id
+        cursor: str | None = ""
+        fetched = 0
+        while cursor is not None:
+            page = reader.fetch_page(cursor)
+            result = transform_records(page.records, mapping, missing_identity="skip")
+            if result.record_count:
+                client.submit_chunk(execution_id, result.data)
+            cursor = page.next_cursor
+            fetched += 1
+            if limit and fetched >= limit and cursor is not None:
+                break
+        extrapolated = cursor is not None
+        if not extrapolated:
+            client.mark_completed(execution_id)
+        seconds = time.perf_counter() - start
+        # The full run fetches one page past the end when the last page is full.
+        total_fetches = pages + (1 if args.records % args.page_size == 0 else 0)
+        if extrapolated:
+            seconds = seconds / fetched * total_fetches
+        verified = (
+            verify_sandbox(sandbox, execution_id, args.records, pages)
+            if not extrapolated
+            else {"ok": None, "note": f"timed {fetched} pages, extrapolated"}
+        )
+        return {
+            "seconds": seconds,
+            "pages_timed": fetched,
+            "extrapolated": extrapolated,
+            "records_per_s": args.records / seconds,
+            "verified": verified,
+        }
+    finally:
+        sandbox.stop()
+
+
+# --- the cluster and its memory --------------------------------------------------------------
+
+
+class Cluster:
+    """`manage.py qcluster` in a session of its own, stopped as a process manager would."""
+
+    def __init__(self, env: dict[str, str], log_path: Path):
+        self.env = env
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> Cluster:
+        with open(self.log_path, "a") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, str(ROOT / "manage.py"), "qcluster"],
+                env={**os.environ, **self.env},
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    def stop(self, grace: float = 30.0) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+
+
+def _session_pids(session: int) -> list[int]:
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry.name}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()
+        if int(fields[3]) == session:
+            found.append(int(entry.name))
+    return found
+
+
+def _process_sample(pid: int) -> tuple[int, int, int] | None:
+    """(VmRSS kB, VmHWM kB, CPU ticks) of a process, None when it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    values = {}
+    for line in status.splitlines():
+        name, _, rest = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            values[name] = int(rest.split()[0])
+    if "VmRSS" not in values:
+        return None  # a zombie
+    fields = stat.rpartition(")")[2].split()
+    return values["VmRSS"], values["VmHWM"], int(fields[11]) + int(fields[12])
+
+
+class MemorySampler(threading.Thread):
+    """Every `interval` s: VmRSS/VmHWM of every process in the cluster's session."""
+
+    def __init__(self, session: int, interval: float = 0.5):
+        super().__init__(name="memory-sampler", daemon=True)
+        self.session = session
+        self.interval = interval
+        self.per_pid: dict[int, dict[str, int]] = {}
+        self.series: list[tuple[float, float, float]] = []  # (t, total RSS MB, largest MB)
+        self._halt = threading.Event()
+        self.started_at = time.time()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            self.sample()
+            self._halt.wait(self.interval)
+        self.sample()
+
+    def sample(self) -> None:
+        total = largest = 0
+        for pid in _session_pids(self.session):
+            found = _process_sample(pid)
+            if found is None:
+                continue
+            rss, hwm, ticks = found
+            seen = self.per_pid.setdefault(pid, {"rss_kb": 0, "hwm_kb": 0, "cpu_ticks": 0})
+            seen["rss_kb"] = max(seen["rss_kb"], rss)
+            seen["hwm_kb"] = max(seen["hwm_kb"], hwm)
+            seen["cpu_ticks"] = max(seen["cpu_ticks"], ticks)
+            total += rss
+            largest = max(largest, rss)
+        self.series.append((time.time() - self.started_at, total / 1024, largest / 1024))
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=5)
+
+    def cpu_seconds(self) -> float:
+        return sum(p["cpu_ticks"] for p in self.per_pid.values()) / os.sysconf("SC_CLK_TCK")
+
+
+def _system_cpu() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores since boot."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+# --- (the import) ----------------------------------------------------------------------------
+
+
+def wait_for_execution(execution, timeout: float):
+    from importer.models import Execution
+
+    deadline = time.monotonic() + timeout
+    while True:
+        execution.refresh_from_db()
+        if execution.state in Execution.FINISHED_STATES:
+            return execution
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"execution still {execution.state} after {timeout} s")
+        time.sleep(0.2)
+
+
+def chunk_timeline(execution, fetch_times: list[float], submit_times: list[float]) -> dict:
+    """Where a worker's time per chunk goes, from the chunks' own timestamps.
+
+    For every chunk: `service` = submitted_at - started_at (claimed -> marked submitted, in
+    the worker). Per worker process (ChunkJob.worker), chunks sorted by start: `gap` =
+    started_at of a chunk - submitted_at of the worker's previous chunk (result saving,
+    the broker hop, loading and claiming the next chunk, or waiting for one to be queued).
+    HTTP time is measured by the loopback servers themselves (request received -> answer
+    written, injected latency included), so client-side HTTP work counts as overhead.
+
+        overhead per chunk = (sum(service) - sum(server HTTP time)) / chunks + mean(gap)
+    """
+    rows = list(
+        execution.chunks.values_list("worker", "started_at", "submitted_at", "attempts", "state")
+    )
+    done = [row for row in rows if row[1] and row[2]]
+    service = [(row[2] - row[1]).total_seconds() for row in done]
+    by_worker: dict[str, list] = {}
+    for row in done:
+        by_worker.setdefault(row[0], []).append(row)
+    gaps = []
+    for chunks in by_worker.values():
+        chunks.sort(key=lambda row: row[1])
+        gaps += [(b[1] - a[2]).total_seconds() for a, b in zip(chunks, chunks[1:], strict=False)]
+    http = sum(fetch_times) + sum(submit_times)
+    in_task = (sum(service) - http) / len(done)
+    mean_gap = statistics.fmean(gaps) if gaps else 0.0
+    first_start = min(row[1] for row in done)
+    last_submit = max(row[2] for row in done)
+    return {
+        "chunks": len(rows),
+        "chunks_done": len(done),
+        "chunks_retried": sum(1 for row in rows if row[3] > 1),
+        "states": {s: sum(1 for row in rows if row[4] == s) for s in {row[4] for row in rows}},
+        "worker_processes": len(by_worker),
+        "worker_pids": sorted(int(name.rpartition(":")[2]) for name in by_worker if name),
+        "service_ms_mean": statistics.fmean(service) * 1000,
+        "service_ms_median": statistics.median(service) * 1000,
+        "server_fetch_ms_mean": statistics.fmean(fetch_times) * 1000 if fetch_times else 0.0,
+        "server_submit_ms_mean": statistics.fmean(submit_times) * 1000 if submit_times else 0.0,
+        "fetches": len(fetch_times),
+        "submits": len(submit_times),
+        "in_task_overhead_ms": in_task * 1000,
+        "gap_ms_mean": mean_gap * 1000,
+        "gap_ms_median": statistics.median(gaps) * 1000 if gaps else 0.0,
+        "gap_ms_p90": (sorted(gaps)[int(0.9 * (len(gaps) - 1))] * 1000) if gaps else 0.0,
+        "overhead_ms_per_chunk": (in_task + mean_gap) * 1000,
+        "first_chunk_started_at": first_start.isoformat(),
+        "last_chunk_submitted_at": last_submit.isoformat(),
+    }
+
+
+def run_import(args, env, sandbox, inventory, pages: int, stamp: str) -> dict:
+    from django.db import connection
+    from django.utils import timezone
+    from django_q.brokers import get_broker
+
+    from bench import chain
+    from importer import services
+    from importer.models import ImportSource
+
+    get_broker().purge_queue()  # a Redis database may hold tasks of an earlier, killed run
+    log_path = TMP / f"{stamp}-qcluster.log"
+    cluster = Cluster(env, log_path).start()
+    sampler = MemorySampler(cluster.process.pid)
+    sampler.start()
+    try:
+        ready_s = chain.wait_until_cluster_takes_work()
+        links = args.chain_links or pages
+        single = chain.run_chain(links, chains=1)
+        parallel = chain.run_chain(links, chains=args.workers)
+
+        source = ImportSource.objects.create(
+            **source_fields(
+                sandbox=sandbox,
+                inventory=inventory,
+                page_size=args.page_size,
+                workers=args.workers,
+                name="bench",
+                import_source_id="bench-app",
+            )
+        )
+        services.push_mapping(source=source)
+        inventory.timings.clear()
+        sandbox.timings.clear()
+        cpu_before, bench_cpu_before = _system_cpu(), time.process_time()
+        cluster_cpu_before = sampler.cpu_seconds()
+        started = timezone.now()
+        execution = services.start_import(source=source)
+        execution = wait_for_execution(execution, args.timeout)
+        observed = timezone.now()
+        cpu_after, bench_cpu_after = _system_cpu(), time.process_time()
+        sampler.sample()
+        cluster_cpu = sampler.cpu_seconds() - cluster_cpu_before
+        if execution.state != "DONE":
+            raise RuntimeError(f"the import ended {execution.state}: {execution.error}")
+        wall = (execution.finished_at - started).total_seconds()
+        fetch_times = [t for method, path, _, t in inventory.timings if method == "GET"]
+        # The one {"completed": true} post is a few bytes; data chunks are kilobytes.
+        submit_times = [
+            t
+            for method, path, size, t in sandbox.timings
+            if method == "POST" and path.endswith("/data") and size > 64
+        ]
+        timeline = chunk_timeline(execution, fetch_times, submit_times)
+        last_submit = datetime.fromisoformat(timeline["last_chunk_submitted_at"])
+        verified = verify_sandbox(sandbox, execution.assets_execution_id, args.records, pages)
+        busy = (cpu_after[0] - cpu_before[0]) / max(1, cpu_after[1] - cpu_before[1])
+        worker_pids = set(timeline["worker_pids"])
+        worker_hwm = [v["hwm_kb"] for pid, v in sampler.per_pid.items() if pid in worker_pids]
+        all_hwm = [v["hwm_kb"] for v in sampler.per_pid.values()]
+        return {
+            "wall_s": wall,
+            "observed_s": (observed - started).total_seconds(),
+            "ingest_s": (last_submit - started).total_seconds(),
+            "completion_tail_s": (execution.finished_at - last_submit).total_seconds(),
+            "cluster_ready_s": ready_s,
+            "chain": single,
+            "chain_parallel": parallel,
+            "timeline": timeline,
+            "verified": verified,
+            "execution": {
+                "state": execution.state,
+                "pages_fetched": execution.pages_fetched,
+                "pages_submitted": execution.pages_submitted,
+                "records_submitted": execution.records_submitted,
+                "records_skipped": execution.records_skipped,
+                "last_chunk_index": execution.last_chunk_index,
+            },
+            "cpu": {
+                "machine_busy_fraction": busy,
+                "cores": os.cpu_count(),
+                "cluster_cpu_s": cluster_cpu,
+                "bench_process_cpu_s": bench_cpu_after - bench_cpu_before,
+            },
+            "memory": {
+                "peak_worker_rss_mb": max(worker_hwm) / 1024 if worker_hwm else None,
+                "peak_any_cluster_process_rss_mb": max(all_hwm) / 1024 if all_hwm else None,
+                "peak_cluster_total_rss_mb": max(s[1] for s in sampler.series),
+                "processes_seen": len(sampler.per_pid),
+                "per_process_hwm_mb": {
+                    str(pid): round(v["hwm_kb"] / 1024, 1)
+                    for pid, v in sorted(sampler.per_pid.items())
+                },
+                "series_every_s": sampler.interval,
+                "series_total_and_largest_rss_mb": [
+                    [round(t, 1), round(total, 1), round(largest, 1)]
+                    for t, total, largest in sampler.series[:: max(1, len(sampler.series) // 400)]
+                ],
+            },
+            "qcluster_log": str(log_path.relative_to(ROOT)),
+            "database_vendor": connection.vendor,
+        }
+    finally:
+        sampler.stop()
+        cluster.stop()
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    pages = math.ceil(args.records / args.page_size)
+    now = datetime.now(UTC)
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    database_url, database = prepare_database(args, stamp)
+    broker = "redis" if args.redis_url else "orm"
+    env = bench_environment(args, database_url, pages)
+    os.environ.update(env)
+
+    print(f"[bench] {database} + {broker}: {args.records} records, {pages} pages of "
+          f"{args.page_size}, {args.workers} workers", flush=True)
+    began = time.perf_counter()
+    subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "migrate", "--noinput", "-v", "0"],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        check=True,
+    )
+    migrate_s = time.perf_counter() - began
+
+    import django
+
+    django.setup()
+    # This process enqueues the chain's first links: its "Enqueued" lines are noise here.
+    logging.getLogger("django-q").setLevel(logging.WARNING)
+    inventory = start_inventory(args.records, args.fetch_latency)
+    sandbox = start_sandbox(args.submit_latency)
+    try:
+        serial = None
+        if not args.skip_serial:
+            print("[bench] serial baseline ...", flush=True)
+            serial = run_serial(args, inventory, pages)
+            print(f"[bench] serial: {serial['seconds']:.1f} s", flush=True)
+        print("[bench] cluster, bare chain, import ...", flush=True)
+        app = run_import(args, env, sandbox, inventory, pages, stamp)
+    finally:
+        sandbox.stop()
+        inventory.stop()
+        if database == "sqlite":
+            for leftover in TMP.glob(f"{stamp}.sqlite3*"):
+                leftover.unlink()
+
+    ideal_s = pages * max(args.fetch_latency, args.submit_latency) / args.workers
+    design_s = pages * (args.fetch_latency + args.submit_latency) / args.workers
+    wall = app["wall_s"]
+    overhead = app["timeline"]["overhead_ms_per_chunk"]
+    chain_ms = app["chain"]["ms_per_link"]
+    result = {
+        "timestamp": now.isoformat(timespec="seconds"),
+        "label": args.label,
+        "records": args.records,
+        "page_size": args.page_size,
+        "pages": pages,
+        "workers": args.workers,
+        "fetch_latency_s": args.fetch_latency,
+        "submit_latency_s": args.submit_latency,
+        "database": database,
+        "broker": broker,
+        "poll_s": args.poll,
+        "max_chunks_in_flight": args.workers,
+        "records_per_s": args.records / wall,
+        "ratio_to_ideal": ideal_s / wall,
+        "ratio_to_serial": (serial["seconds"] / wall) if serial else None,
+        "overhead_ms_per_chunk": overhead,
+        "bare_chain_ms_per_link": chain_ms,
+        "overhead_vs_bare_chain": overhead / chain_ms if chain_ms else None,
+        "peak_rss_mb": app["memory"]["peak_worker_rss_mb"],
+        "verified": app["verified"]["ok"],
+        "timings": {
+            "wall_s": wall,
+            "ideal_s": ideal_s,
+            "design_bound_s": design_s,
+            "ratio_to_design_bound": design_s / wall,
+            "serial_s": serial["seconds"] if serial else None,
+            "migrate_s": migrate_s,
+            "ingest_s": app["ingest_s"],
+            "completion_tail_s": app["completion_tail_s"],
+            "observed_s": app["observed_s"],
+            "cluster_ready_s": app["cluster_ready_s"],
+            # A worker slot's time per chunk over the whole run (start-up and tail included)
+            # minus the HTTP time the servers measured per chunk.
+            "overhead_ms_per_chunk_by_throughput": (
+                wall * args.workers / app["timeline"]["chunks_done"] * 1000
+                - app["timeline"]["server_fetch_ms_mean"] * app["timeline"]["fetches"]
+                / app["timeline"]["chunks_done"]
+                - app["timeline"]["server_submit_ms_mean"] * app["timeline"]["submits"]
+                / app["timeline"]["chunks_done"]
+            ),
+        },
+        "serial": serial,
+        "app": app,
+        "python": sys.version.split()[0],
+        "command": " ".join([".venv/bin/python", "bench/run.py", *(argv or sys.argv[1:])]),
+    }
+    name = (
+        f"{stamp}-{database}-{broker}-r{args.records}-p{args.page_size}-w{args.workers}"
+        f"-f{round(args.fetch_latency * 1000)}-s{round(args.submit_latency * 1000)}.json"
+    )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / name).write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"[bench] wrote bench/results/{name}")
+    print(
+        f"[bench] wall {wall:.2f} s, {result['records_per_s']:.0f} records/s, "
+        f"ideal {ideal_s:.2f} s (ratio {result['ratio_to_ideal']:.2f}), "
+        f"serial {serial['seconds'] if serial else float('nan'):.2f} s "
+        f"(ratio {result['ratio_to_serial'] or float('nan'):.2f}), "
+        f"overhead {overhead:.1f} ms/chunk vs bare chain {chain_ms:.1f} ms/link, "
+        f"peak worker RSS {result['peak_rss_mb']:.1f} MB, verified {result['verified']}",
+        flush=True,
+    )
+    if not args.no_report:
+        from bench import report
+
+        report.regenerate()
+    return result
+
+
+if __name__ == "__main__":
+    main()
