@@ -38,9 +38,7 @@ def _setup(result: dict) -> str:
 
 
 def _latencies(result: dict) -> str:
-    return (
-        f"{result['fetch_latency_s'] * 1000:g}/{result['submit_latency_s'] * 1000:g}"
-    )
+    return f"{result['fetch_latency_s'] * 1000:g}/{result['submit_latency_s'] * 1000:g}"
 
 
 def _n(value, digits: int = 2, suffix: str = "") -> str:
@@ -151,9 +149,7 @@ def svg(results: list[dict]) -> str:
             f"{r['timestamp'][:16].replace('T', ' ')}  {_setup(r)}  {_records(r['records'])} rec, "
             f"page {r['page_size']}, {r['workers']} workers, {_latencies(r)} ms"
         )
-        parts.append(
-            f'<text x="10" y="{y + bar_h}" font-size="11">{html.escape(title)}</text>'
-        )
+        parts.append(f'<text x="10" y="{y + bar_h}" font-size="11">{html.escape(title)}</text>')
         for i, (kind, value) in enumerate(values.items()):
             top_y = y + i * (bar_h + gap)
             width = plot_w * value / top if top else 0

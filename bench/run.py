@@ -38,7 +38,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -144,9 +144,8 @@ def timed_handler_class():
                 super()._handle()
             finally:
                 length = int(self.headers.get("Content-Length") or 0)
-                path = self.path.split("?", 1)[0]
                 self.app.timings.append(
-                    (self.command, path, length, time.perf_counter() - start)
+                    (self.command, self.path, length, time.perf_counter() - start)
                 )
 
     return TimedHandler
@@ -367,8 +366,9 @@ class Cluster:
         self.process.wait()
 
 
-def _session_pids(session: int) -> list[int]:
-    found = []
+def _processes() -> dict[int, tuple[str, int, int, int]]:
+    """pid -> (command name, parent pid, session, CPU ticks) of every process."""
+    found = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -376,17 +376,21 @@ def _session_pids(session: int) -> list[int]:
             stat = Path(f"/proc/{entry.name}/stat").read_text()
         except OSError:
             continue
-        fields = stat.rpartition(")")[2].split()
-        if int(fields[3]) == session:
-            found.append(int(entry.name))
+        head, _, tail = stat.rpartition(")")
+        fields = tail.split()
+        found[int(entry.name)] = (
+            head.partition("(")[2],
+            int(fields[1]),
+            int(fields[3]),
+            int(fields[11]) + int(fields[12]),
+        )
     return found
 
 
-def _process_sample(pid: int) -> tuple[int, int, int] | None:
-    """(VmRSS kB, VmHWM kB, CPU ticks) of a process, None when it is gone."""
+def _memory_of(pid: int) -> tuple[int, int] | None:
+    """(VmRSS kB, VmHWM kB) of a process, None when it is gone or a zombie."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
-        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     values = {}
@@ -394,21 +398,19 @@ def _process_sample(pid: int) -> tuple[int, int, int] | None:
         name, _, rest = line.partition(":")
         if name in ("VmRSS", "VmHWM"):
             values[name] = int(rest.split()[0])
-    if "VmRSS" not in values:
-        return None  # a zombie
-    fields = stat.rpartition(")")[2].split()
-    return values["VmRSS"], values["VmHWM"], int(fields[11]) + int(fields[12])
+    return (values["VmRSS"], values["VmHWM"]) if "VmRSS" in values else None
 
 
 class MemorySampler(threading.Thread):
-    """Every `interval` s: VmRSS/VmHWM of every process in the cluster's session."""
+    """Every `interval` s: VmRSS and VmHWM (peak RSS) of every process in the cluster's
+    session, kept per process (max) and as a series of (t, total RSS, largest RSS)."""
 
     def __init__(self, session: int, interval: float = 0.5):
         super().__init__(name="memory-sampler", daemon=True)
         self.session = session
         self.interval = interval
         self.per_pid: dict[int, dict[str, int]] = {}
-        self.series: list[tuple[float, float, float]] = []  # (t, total RSS MB, largest MB)
+        self.series: list[tuple[float, float, float]] = []
         self._halt = threading.Event()
         self.started_at = time.time()
 
@@ -420,15 +422,16 @@ class MemorySampler(threading.Thread):
 
     def sample(self) -> None:
         total = largest = 0
-        for pid in _session_pids(self.session):
-            found = _process_sample(pid)
-            if found is None:
+        for pid, (_, parent, session, _) in _processes().items():
+            if session != self.session:
                 continue
-            rss, hwm, ticks = found
-            seen = self.per_pid.setdefault(pid, {"rss_kb": 0, "hwm_kb": 0, "cpu_ticks": 0})
+            memory = _memory_of(pid)
+            if memory is None:
+                continue
+            rss, hwm = memory
+            seen = self.per_pid.setdefault(pid, {"parent": parent, "rss_kb": 0, "hwm_kb": 0})
             seen["rss_kb"] = max(seen["rss_kb"], rss)
             seen["hwm_kb"] = max(seen["hwm_kb"], hwm)
-            seen["cpu_ticks"] = max(seen["cpu_ticks"], ticks)
             total += rss
             largest = max(largest, rss)
         self.series.append((time.time() - self.started_at, total / 1024, largest / 1024))
@@ -437,8 +440,53 @@ class MemorySampler(threading.Thread):
         self._halt.set()
         self.join(timeout=5)
 
-    def cpu_seconds(self) -> float:
-        return sum(p["cpu_ticks"] for p in self.per_pid.values()) / os.sysconf("SC_CLK_TCK")
+    def roles(self, main_pid: int, workers: int, worker_pids: set[int]) -> dict[int, str]:
+        """main (qcluster), sentinel (its child), then the sentinel's children in the order
+        django-q2 spawns them: the workers, the monitor, the pusher (later: recycled workers).
+        """
+        roles = {main_pid: "main"}
+        sentinels = [pid for pid, seen in self.per_pid.items() if seen["parent"] == main_pid]
+        for sentinel in sentinels:
+            roles[sentinel] = "sentinel"
+            children = sorted(p for p, seen in self.per_pid.items() if seen["parent"] == sentinel)
+            first = children[: workers + 2]
+            for pid in first[:workers]:
+                roles[pid] = "worker"
+            if len(first) > workers:
+                roles[first[workers]] = "monitor"
+            if len(first) > workers + 1:
+                roles[first[workers + 1]] = "pusher"
+            for pid in children[workers + 2 :]:
+                roles[pid] = "worker" if pid in worker_pids else "other"
+        for pid in worker_pids:
+            roles[pid] = "worker"
+        return roles
+
+
+def cpu_shares(before: dict, after: dict, cluster_session: int) -> tuple[dict, dict]:
+    """CPU seconds used between two `_processes()` snapshots, by kind: the cluster, this
+    process (the loopback servers), the database and Redis servers, and everything else on
+    the machine (others' work on a shared machine makes timings noisy: see `other`); and
+    per cluster process."""
+    shares = {"cluster": 0.0, "bench_process": 0.0, "postgres": 0.0, "redis": 0.0, "other": 0.0}
+    per_cluster_pid = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid, (name, _, session, ticks) in after.items():
+        earlier = before.get(pid)
+        used = (ticks - earlier[3] if earlier and earlier[0] == name else ticks) / tick
+        if session == cluster_session:
+            kind = "cluster"
+            per_cluster_pid[pid] = used
+        elif pid == os.getpid():
+            kind = "bench_process"
+        elif name.startswith("postgres"):
+            kind = "postgres"
+        elif name.startswith("redis"):
+            kind = "redis"
+        else:
+            kind = "other"
+        shares[kind] += used
+    return shares, per_cluster_pid
 
 
 def _system_cpu() -> tuple[int, int]:
@@ -464,40 +512,43 @@ def wait_for_execution(execution, timeout: float):
         time.sleep(0.2)
 
 
-def chunk_timeline(execution, fetch_times: list[float], submit_times: list[float]) -> dict:
+def chunk_timeline(execution, fetch_seconds: dict[int, float], submit_times: list[float]) -> dict:
     """Where a worker's time per chunk goes, from the chunks' own timestamps.
 
-    For every chunk: `service` = submitted_at - started_at (claimed -> marked submitted, in
-    the worker). Per worker process (ChunkJob.worker), chunks sorted by start: `gap` =
-    started_at of a chunk - submitted_at of the worker's previous chunk (result saving,
+    For every chunk that finished (SUBMITTED, or SKIPPED past the source's end):
+    `service` = submitted_at - started_at (claimed -> marked submitted, inside the worker).
+    Per worker process (ChunkJob.worker), chunks sorted by start: `gap` = started_at of a
+    chunk - submitted_at of that worker's previous chunk (the result handed to the monitor,
     the broker hop, loading and claiming the next chunk, or waiting for one to be queued).
     HTTP time is measured by the loopback servers themselves (request received -> answer
-    written, injected latency included), so client-side HTTP work counts as overhead.
+    written, injected latency included), so client-side HTTP work counts as overhead:
 
-        overhead per chunk = (sum(service) - sum(server HTTP time)) / chunks + mean(gap)
+        overhead per chunk = (sum(service) - sum(server HTTP time of those chunks)) / chunks
+                             + mean(gap)
     """
     rows = list(
-        execution.chunks.values_list("worker", "started_at", "submitted_at", "attempts", "state")
+        execution.chunks.values_list(
+            "index", "worker", "started_at", "submitted_at", "attempts", "state"
+        )
     )
-    done = [row for row in rows if row[1] and row[2]]
-    service = [(row[2] - row[1]).total_seconds() for row in done]
+    done = [row for row in rows if row[2] and row[3]]
+    service = [(row[3] - row[2]).total_seconds() for row in done]
+    fetch_times = [fetch_seconds[row[0]] for row in done if row[0] in fetch_seconds]
     by_worker: dict[str, list] = {}
     for row in done:
-        by_worker.setdefault(row[0], []).append(row)
+        by_worker.setdefault(row[1], []).append(row)
     gaps = []
     for chunks in by_worker.values():
-        chunks.sort(key=lambda row: row[1])
-        gaps += [(b[1] - a[2]).total_seconds() for a, b in zip(chunks, chunks[1:], strict=False)]
+        chunks.sort(key=lambda row: row[2])
+        gaps += [(b[2] - a[3]).total_seconds() for a, b in zip(chunks, chunks[1:], strict=False)]
     http = sum(fetch_times) + sum(submit_times)
     in_task = (sum(service) - http) / len(done)
     mean_gap = statistics.fmean(gaps) if gaps else 0.0
-    first_start = min(row[1] for row in done)
-    last_submit = max(row[2] for row in done)
     return {
         "chunks": len(rows),
         "chunks_done": len(done),
-        "chunks_retried": sum(1 for row in rows if row[3] > 1),
-        "states": {s: sum(1 for row in rows if row[4] == s) for s in {row[4] for row in rows}},
+        "chunks_retried": sum(1 for row in rows if row[4] > 1),
+        "states": {s: sum(1 for row in rows if row[5] == s) for s in {row[5] for row in rows}},
         "worker_processes": len(by_worker),
         "worker_pids": sorted(int(name.rpartition(":")[2]) for name in by_worker if name),
         "service_ms_mean": statistics.fmean(service) * 1000,
@@ -511,9 +562,21 @@ def chunk_timeline(execution, fetch_times: list[float], submit_times: list[float
         "gap_ms_median": statistics.median(gaps) * 1000 if gaps else 0.0,
         "gap_ms_p90": (sorted(gaps)[int(0.9 * (len(gaps) - 1))] * 1000) if gaps else 0.0,
         "overhead_ms_per_chunk": (in_task + mean_gap) * 1000,
-        "first_chunk_started_at": first_start.isoformat(),
-        "last_chunk_submitted_at": last_submit.isoformat(),
+        "first_chunk_started_at": min(row[2] for row in done).isoformat(),
+        "last_chunk_submitted_at": max(row[3] for row in done).isoformat(),
     }
+
+
+def _fetch_seconds_by_chunk(timings: list, page_size: int) -> dict[int, float]:
+    """chunk index -> seconds the inventory took for its page (from the offset asked for)."""
+    found = {}
+    for method, raw_path, _, seconds in timings:
+        if method != "GET":
+            continue
+        query = parse_qs(urlsplit(raw_path).query)
+        offset = int(query.get("offset", ["0"])[0])
+        found[offset // page_size] = found.get(offset // page_size, 0.0) + seconds
+    return found
 
 
 def run_import(args, env, sandbox, inventory, pages: int, stamp: str) -> dict:
@@ -549,32 +612,45 @@ def run_import(args, env, sandbox, inventory, pages: int, stamp: str) -> dict:
         services.push_mapping(source=source)
         inventory.timings.clear()
         sandbox.timings.clear()
-        cpu_before, bench_cpu_before = _system_cpu(), time.process_time()
-        cluster_cpu_before = sampler.cpu_seconds()
+        load_before = os.getloadavg()
+        cpu_before, processes_before = _system_cpu(), _processes()
         started = timezone.now()
         execution = services.start_import(source=source)
         execution = wait_for_execution(execution, args.timeout)
         observed = timezone.now()
-        cpu_after, bench_cpu_after = _system_cpu(), time.process_time()
-        sampler.sample()
-        cluster_cpu = sampler.cpu_seconds() - cluster_cpu_before
+        cpu_after, processes_after = _system_cpu(), _processes()
+        shares, cluster_cpu = cpu_shares(processes_before, processes_after, cluster.process.pid)
         if execution.state != "DONE":
             raise RuntimeError(f"the import ended {execution.state}: {execution.error}")
         wall = (execution.finished_at - started).total_seconds()
-        fetch_times = [t for method, path, _, t in inventory.timings if method == "GET"]
+        fetch_seconds = _fetch_seconds_by_chunk(inventory.timings, args.page_size)
         # The one {"completed": true} post is a few bytes; data chunks are kilobytes.
         submit_times = [
             t
             for method, path, size, t in sandbox.timings
-            if method == "POST" and path.endswith("/data") and size > 64
+            if method == "POST" and path.split("?")[0].endswith("/data") and size > 64
         ]
-        timeline = chunk_timeline(execution, fetch_times, submit_times)
+        timeline = chunk_timeline(execution, fetch_seconds, submit_times)
         last_submit = datetime.fromisoformat(timeline["last_chunk_submitted_at"])
         verified = verify_sandbox(sandbox, execution.assets_execution_id, args.records, pages)
         busy = (cpu_after[0] - cpu_before[0]) / max(1, cpu_after[1] - cpu_before[1])
         worker_pids = set(timeline["worker_pids"])
+        roles = sampler.roles(cluster.process.pid, args.workers, worker_pids)
         worker_hwm = [v["hwm_kb"] for pid, v in sampler.per_pid.items() if pid in worker_pids]
         all_hwm = [v["hwm_kb"] for v in sampler.per_pid.values()]
+        processes = [
+            {
+                "pid": pid,
+                "role": roles.get(pid, "other"),
+                "peak_rss_mb": round(seen["hwm_kb"] / 1024, 1),
+                "import_cpu_s": round(cluster_cpu.get(pid, 0.0), 2),
+            }
+            for pid, seen in sorted(sampler.per_pid.items())
+        ]
+        cpu_by_role: dict[str, float] = {}
+        for process in processes:
+            role = process["role"]
+            cpu_by_role[role] = cpu_by_role.get(role, 0.0) + process["import_cpu_s"]
         return {
             "wall_s": wall,
             "observed_s": (observed - started).total_seconds(),
@@ -596,18 +672,19 @@ def run_import(args, env, sandbox, inventory, pages: int, stamp: str) -> dict:
             "cpu": {
                 "machine_busy_fraction": busy,
                 "cores": os.cpu_count(),
-                "cluster_cpu_s": cluster_cpu,
-                "bench_process_cpu_s": bench_cpu_after - bench_cpu_before,
+                "load_average_before": load_before,
+                "seconds_by_process_kind": shares,
+                "cluster_cpu_ms_per_chunk": shares["cluster"] * 1000 / timeline["chunks_done"],
+                "cluster_cpu_ms_per_chunk_by_role": {
+                    role: seconds * 1000 / timeline["chunks_done"]
+                    for role, seconds in sorted(cpu_by_role.items())
+                },
             },
             "memory": {
                 "peak_worker_rss_mb": max(worker_hwm) / 1024 if worker_hwm else None,
                 "peak_any_cluster_process_rss_mb": max(all_hwm) / 1024 if all_hwm else None,
                 "peak_cluster_total_rss_mb": max(s[1] for s in sampler.series),
-                "processes_seen": len(sampler.per_pid),
-                "per_process_hwm_mb": {
-                    str(pid): round(v["hwm_kb"] / 1024, 1)
-                    for pid, v in sorted(sampler.per_pid.items())
-                },
+                "processes": processes,
                 "series_every_s": sampler.interval,
                 "series_total_and_largest_rss_mb": [
                     [round(t, 1), round(total, 1), round(largest, 1)]
@@ -635,8 +712,11 @@ def main(argv: list[str] | None = None) -> dict:
     env = bench_environment(args, database_url, pages)
     os.environ.update(env)
 
-    print(f"[bench] {database} + {broker}: {args.records} records, {pages} pages of "
-          f"{args.page_size}, {args.workers} workers", flush=True)
+    print(
+        f"[bench] {database} + {broker}: {args.records} records, {pages} pages of "
+        f"{args.page_size}, {args.workers} workers",
+        flush=True,
+    )
     began = time.perf_counter()
     subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), "migrate", "--noinput", "-v", "0"],
@@ -709,9 +789,11 @@ def main(argv: list[str] | None = None) -> dict:
             # minus the HTTP time the servers measured per chunk.
             "overhead_ms_per_chunk_by_throughput": (
                 wall * args.workers / app["timeline"]["chunks_done"] * 1000
-                - app["timeline"]["server_fetch_ms_mean"] * app["timeline"]["fetches"]
+                - app["timeline"]["server_fetch_ms_mean"]
+                * app["timeline"]["fetches"]
                 / app["timeline"]["chunks_done"]
-                - app["timeline"]["server_submit_ms_mean"] * app["timeline"]["submits"]
+                - app["timeline"]["server_submit_ms_mean"]
+                * app["timeline"]["submits"]
                 / app["timeline"]["chunks_done"]
             ),
         },

@@ -1,10 +1,12 @@
 """What assets-sync stores: sources to import from, executions of an import, and their chunks."""
 
 import secrets
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Max, Min, Q
+from django.utils import timezone
 
 from importer.fields import EncryptedTextField
 
@@ -220,8 +222,44 @@ class ImportSource(models.Model):
         return self.name
 
 
+class ExecutionQuerySet(models.QuerySet):
+    def datetimes(self, field_name, kind, order="ASC", tzinfo=None):
+        """The admin's date hierarchy, without scanning the whole history.
+
+        Django truncates every row's date and keeps the distinct values, a full scan that
+        takes seconds on 10^5 executions under SQLite. Here the years, months or days are
+        those between the first and the last execution (two index lookups); a period without
+        executions may be offered, and shows an empty list.
+        """
+        if field_name != "created_at" or kind not in ("year", "month", "day"):
+            return super().datetimes(field_name, kind, order, tzinfo)
+        bounds = self.aggregate(first=Min("created_at"), last=Max("created_at"))
+        if not bounds["first"]:
+            return []
+        first, last = (timezone.localtime(bounds[key]) for key in ("first", "last"))
+        periods = []
+        moment = first.replace(hour=0, minute=0, second=0, microsecond=0)
+        if kind in ("year", "month"):
+            moment = moment.replace(day=1)
+        if kind == "year":
+            moment = moment.replace(month=1)
+        while moment <= last:
+            periods.append(moment)
+            if kind == "year":
+                moment = moment.replace(year=moment.year + 1)
+            elif kind == "month":
+                moment = moment.replace(
+                    year=moment.year + moment.month // 12, month=moment.month % 12 + 1
+                )
+            else:
+                moment = timezone.localtime(moment + timedelta(days=1)).replace(hour=0)
+        return periods if order == "ASC" else periods[::-1]
+
+
 class Execution(models.Model):
     """One import run: an execution in Assets and the chunks that feed it."""
+
+    objects = ExecutionQuerySet.as_manager()
 
     class State(models.TextChoices):
         PENDING = "PENDING", "Pending"  # row exists, Assets execution not created yet

@@ -162,3 +162,21 @@ def test_the_dashboard_shows_rates_charts_and_failures(admin_client, make_source
     assert "50.0 %" in page
     assert page.count('class="dashboard-chart"') == 3
     assert "source answered 500" in page
+
+
+@pytest.mark.django_db
+def test_the_date_hierarchy_offers_years_then_months_without_scanning(admin_client, make_source):
+    source = make_source()
+    for year in (2024, 2026):
+        execution = Execution.objects.create(source=source, state="DONE")
+        Execution.objects.filter(pk=execution.pk).update(
+            created_at=timezone.now().replace(year=year, month=3, day=10)
+        )
+    url = reverse("admin:importer_execution_changelist")
+
+    years = admin_client.get(url).content.decode()
+    months = admin_client.get(url + "?created_at__year=2026").content.decode()
+
+    assert all(f"created_at__year={year}" in years for year in (2024, 2025, 2026))
+    assert "created_at__month=3" in months
+    assert "created_at__month=4" not in months

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from importer.models import ChunkJob, Execution, ImportSource
@@ -51,7 +52,10 @@ class Command(BaseCommand):
                     )
                 )
             with transaction.atomic():
-                created_ids += [row.pk for row in Execution.objects.bulk_create(rows)]
+                batch = [row.pk for row in Execution.objects.bulk_create(rows)]
+                # created_at is set on insert: date the rows back to when they "started".
+                Execution.objects.filter(pk__in=batch).update(created_at=F("started_at"))
+                created_ids += batch
             self.stdout.write(f"\r{len(created_ids)} executions", ending="")
         self.stdout.write("")
         per_execution = max(1, chunks // max(1, len(created_ids)))
