@@ -259,8 +259,6 @@ class ExecutionQuerySet(models.QuerySet):
 class Execution(models.Model):
     """One import run: an execution in Assets and the chunks that feed it."""
 
-    objects = ExecutionQuerySet.as_manager()
-
     class State(models.TextChoices):
         PENDING = "PENDING", "Pending"  # row exists, Assets execution not created yet
         INGESTING = "INGESTING", "Ingesting"  # chunks are being fetched and submitted
@@ -307,6 +305,8 @@ class Execution(models.Model):
     stalled_since = models.DateTimeField(
         null=True, blank=True, help_text="Set when the execution made no progress for too long."
     )
+
+    objects = ExecutionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
