@@ -29,6 +29,8 @@ from importer.assets import (
     AssetsClient,
     AssetsError,
     AssetsNotFound,
+    AssetsRateLimited,
+    AssetsServerError,
     schedule_body,
     truncate_reason,
 )
@@ -193,8 +195,9 @@ def start_import(
         ) from None
 
     try:
-        started = AssetsClient.for_source(source).start_execution(
-            scheduled=trigger == Execution.Trigger.SCHEDULE
+        client = AssetsClient.for_source(source)
+        started = call_with_retries(
+            lambda: client.start_execution(scheduled=trigger == Execution.Trigger.SCHEDULE)
         )
     except AssetsError as error:
         reason = scrub_secrets(error.message, source)
@@ -498,6 +501,21 @@ def _stop_chunk(chunk: ChunkJob) -> None:
     )
 
 
+def call_with_retries(call, *, attempts: int = 3, max_wait: float = 5.0):
+    """Call Assets, retrying briefly when it answered that it could not do it now.
+
+    Only answers that say nothing was done (429, 5xx) are retried: after a timeout the call
+    may have succeeded, and repeating "start an execution" would then conflict with it.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except (AssetsRateLimited, AssetsServerError) as error:
+            if attempt == attempts:
+                raise
+            time.sleep(min(retry_delay(attempt, error.retry_after), max_wait))
+
+
 def retry_delay(attempt: int, retry_after: float | None) -> float:
     """Exponential backoff with jitter (base x 2^attempt + jitter); Retry-After wins if given."""
     if retry_after is not None:
@@ -709,8 +727,9 @@ def _report_failure(execution: Execution, reason: str) -> None:
     # Assets takes a failure report only while the execution is INGESTING; once it is
     # PROCESSING it answers 400. Either way the local failure stands and is not hidden.
     try:
-        AssetsClient.for_source(execution.source).report_failure(
-            execution.assets_execution_id, truncate_reason(reason)
+        client = AssetsClient.for_source(execution.source)
+        call_with_retries(
+            lambda: client.report_failure(execution.assets_execution_id, truncate_reason(reason))
         )
     except AssetsError as error:
         logger.warning(

@@ -191,9 +191,11 @@ def test_a_staff_user_adds_a_source_pushes_its_mapping_and_watches_the_import(
     expect(page.locator(".field-records_submitted")).to_contain_text("120")
     # 120 records in pages of 25; chunks fanned out past the end are skipped, not failed.
     expect(page.locator('tr.chunk-row[data-state="SUBMITTED"]')).to_have_count(5)
-    expect(
-        page.locator('tr.chunk-row:not([data-state="SUBMITTED"]):not([data-state="SKIPPED"])')
-    ).to_have_count(0)
+    chunk_rows = page.locator("tr.chunk-row").evaluate_all(
+        "rows => rows.map(row => [...row.cells].map(cell => cell.textContent.trim()))"
+    )
+    print("CHUNKS", chunk_rows)
+    assert {row[1] for row in chunk_rows} <= {"Submitted", "Skipped"}, chunk_rows
     shoot(page, "7-execution-done")
     # Rendered unfinished and reloaded once at the end, or (a quick import) finished at once.
     renders = page.evaluate("JSON.parse(sessionStorage.getItem('renders') || '[]')")

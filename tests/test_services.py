@@ -328,3 +328,12 @@ def test_a_source_limited_to_one_chunk_in_flight_runs_one_at_a_time(make_source,
     execution.refresh_from_db()
     assert execution.state == Execution.State.DONE
     assert len(sandbox.execution(execution.assets_execution_id)["objects"]) == 120
+
+
+def test_assets_busy_at_the_start_is_retried_briefly(pushed_source, sandbox):
+    sandbox.faults.add(method="POST", path_contains="/executions", status=503, times=1)
+
+    execution = services.start_import(source=pushed_source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE
