@@ -24,7 +24,7 @@ from django.db.models import Count, F, Q
 from django.urls import reverse
 from django.utils import timezone
 
-from importer import tasks
+from importer import work_queue
 from importer.assets import (
     AssetsClient,
     AssetsError,
@@ -215,7 +215,7 @@ def start_import(
                 updated_at=timezone.now(), state=State.INGESTING, started_at=timezone.now()
             )
             chunk = ChunkJob.objects.create(execution=execution, index=0, cursor="")
-            transaction.on_commit(lambda: tasks.enqueue_chunk(chunk.pk))
+            transaction.on_commit(lambda: work_queue.enqueue_chunk(chunk.pk))
     except Exception as error:
         logger.exception("execution %s: could not queue its first chunk", execution.pk)
         fail_execution(execution=execution, reason=f"The import could not start: {error}")
@@ -351,7 +351,7 @@ def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
     # limit of one chunk at a time needs counting.
     if source.max_chunks_in_flight < 2:
         if _source_is_full(chunk):
-            tasks.enqueue_chunk_after(chunk.pk, SOURCE_BUSY_RETRY_SECONDS)
+            work_queue.enqueue_chunk_after(chunk.pk, SOURCE_BUSY_RETRY_SECONDS)
             return chunk
     elif not _claim_chunk(chunk):
         return chunk
@@ -439,7 +439,7 @@ def _queue_next_chunks(chunk: ChunkJob, next_cursor: str | None, record_count: i
         next_chunk = ChunkJob.objects.create(
             execution=execution, index=chunk.index + 1, cursor=next_cursor
         )
-        transaction.on_commit(lambda: tasks.enqueue_chunk(next_chunk.pk))
+        transaction.on_commit(lambda: work_queue.enqueue_chunk(next_chunk.pk))
     return ""
 
 
@@ -462,7 +462,7 @@ def _fan_out(chunk: ChunkJob) -> None:
         ]
     )
     for new_chunk in created:
-        transaction.on_commit(lambda chunk_id=new_chunk.pk: tasks.enqueue_chunk(chunk_id))
+        transaction.on_commit(lambda chunk_id=new_chunk.pk: work_queue.enqueue_chunk(chunk_id))
 
 
 def _mark_submitted(
@@ -492,7 +492,7 @@ def _mark_submitted(
             )
         # Until the source's end is known, a completion check would find nothing to do.
         if Execution.objects.filter(pk=chunk.execution_id, last_chunk_index__isnull=False).exists():
-            transaction.on_commit(lambda: tasks.enqueue_completion_check(chunk.execution_id))
+            transaction.on_commit(lambda: work_queue.enqueue_completion_check(chunk.execution_id))
 
 
 def _stop_chunk(chunk: ChunkJob) -> None:
@@ -533,7 +533,7 @@ def _chunk_postponed(chunk: ChunkJob, delay: float, *, reason: str) -> ChunkJob:
         next_attempt_at=timezone.now() + timedelta(seconds=delay),
         last_error_kind=reason,
     )
-    tasks.enqueue_chunk_after(chunk.pk, delay)
+    work_queue.enqueue_chunk_after(chunk.pk, delay)
     return chunk
 
 
@@ -575,7 +575,7 @@ def _chunk_failed(
         )
         Execution.objects.filter(pk=chunk.execution_id).update(updated_at=now)
         logger.warning("chunk %s: %s; retry in %.1f s", chunk.pk, message, delay)
-        tasks.enqueue_chunk_after(chunk.pk, delay)
+        work_queue.enqueue_chunk_after(chunk.pk, delay)
         return chunk
     if not permanent:
         message = f"{message} (gave up after {chunk.attempts} attempts)"
@@ -592,7 +592,7 @@ def _chunk_failed(
         # Operators may retry the chunk within the grace period; after it the check fails
         # the execution.
         Execution.objects.filter(pk=chunk.execution_id).update(error=reason, updated_at=now)
-        tasks.enqueue_completion_check_after(chunk.execution_id, grace)
+        work_queue.enqueue_completion_check_after(chunk.execution_id, grace)
         return chunk
     fail_execution(execution=chunk.execution, reason=reason)
     return chunk
@@ -612,7 +612,7 @@ def retry_failed_chunks(*, execution: Execution) -> int:
     )
     Execution.objects.filter(pk=execution.pk).update(error="", updated_at=timezone.now())
     for chunk_id in chunk_ids:
-        transaction.on_commit(lambda chunk_id=chunk_id: tasks.enqueue_chunk(chunk_id))
+        transaction.on_commit(lambda chunk_id=chunk_id: work_queue.enqueue_chunk(chunk_id))
     return len(chunk_ids)
 
 
@@ -636,7 +636,7 @@ def check_completion(*, execution: Execution) -> Execution:
         return _fail_after_grace(execution)
     expected = execution.last_chunk_index + 1
     if counts.get(ChunkState.SUBMITTED, 0) < expected:
-        tasks.enqueue_completion_check_after(execution.pk, settings.COMPLETION_RECHECK_SECONDS)
+        work_queue.enqueue_completion_check_after(execution.pk, settings.COMPLETION_RECHECK_SECONDS)
         return execution
 
     claimed = Execution.objects.filter(pk=execution.pk, state=State.INGESTING).update(
@@ -655,7 +655,7 @@ def check_completion(*, execution: Execution) -> Execution:
             state=State.INGESTING,
             error=scrub_secrets(error.message, execution.source),
         )
-        tasks.enqueue_completion_check_after(execution.pk, retry_delay(1, error.retry_after))
+        work_queue.enqueue_completion_check_after(execution.pk, retry_delay(1, error.retry_after))
         return execution
     Execution.objects.filter(pk=execution.pk, state=State.COMPLETING).update(
         updated_at=timezone.now(), state=State.PROCESSING, completed_at=timezone.now(), error=""
@@ -670,7 +670,9 @@ def _fail_after_grace(execution: Execution) -> Execution:
     failed = execution.chunks.filter(state=ChunkState.FAILED).order_by("updated_at").first()
     waited = timezone.now() - failed.updated_at
     if waited < grace:
-        tasks.enqueue_completion_check_after(execution.pk, (grace - waited).total_seconds() + 1)
+        work_queue.enqueue_completion_check_after(
+            execution.pk, (grace - waited).total_seconds() + 1
+        )
         return execution
     return fail_execution(
         execution=execution, reason=f"Chunk {failed.index + 1} failed: {failed.error}"
@@ -690,7 +692,7 @@ def refresh_status(*, execution: Execution) -> Execution:
         status = None
     final = FINAL_STATUSES.get(status.status) if status else None
     if final is None:
-        tasks.enqueue_status_refresh_after(execution.pk, settings.COMPLETION_RECHECK_SECONDS)
+        work_queue.enqueue_status_refresh_after(execution.pk, settings.COMPLETION_RECHECK_SECONDS)
         return execution
     Execution.objects.filter(pk=execution.pk, state=State.PROCESSING).update(
         updated_at=timezone.now(),
@@ -794,7 +796,7 @@ def requeue_stalled_chunks() -> int:
         .values_list("pk", flat=True)[:1000]
     )
     for chunk_id in chunk_ids:
-        tasks.enqueue_chunk(chunk_id)
+        work_queue.enqueue_chunk(chunk_id)
     lease = timedelta(seconds=settings.CHUNK_LEASE_SECONDS)
     for execution_id in Execution.objects.filter(
         state=State.COMPLETING, updated_at__lt=now - lease
@@ -803,7 +805,7 @@ def requeue_stalled_chunks() -> int:
         Execution.objects.filter(pk=execution_id, state=State.COMPLETING).update(
             state=State.INGESTING, updated_at=now
         )
-        tasks.enqueue_completion_check(execution_id)
+        work_queue.enqueue_completion_check(execution_id)
     return len(chunk_ids)
 
 

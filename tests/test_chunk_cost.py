@@ -13,11 +13,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def queued_tasks(settings, monkeypatch):
     """Collect enqueued tasks instead of running them, to look at one chunk alone."""
-    from importer import tasks
+    from importer import work_queue
 
     queued = []
-    monkeypatch.setattr(tasks, "enqueue_chunk", lambda chunk_id: queued.append(chunk_id))
-    monkeypatch.setattr(tasks, "enqueue_completion_check", lambda eid: queued.append(eid))
+    monkeypatch.setattr(work_queue, "enqueue_chunk", lambda chunk_id: queued.append(chunk_id))
+    monkeypatch.setattr(work_queue, "enqueue_completion_check", lambda eid: queued.append(eid))
     return queued
 
 

@@ -10,7 +10,7 @@ import time
 import pytest
 from django_q.tasks import async_task
 
-from importer import services, tasks
+from importer import services, work_queue
 from importer.models import ChunkJob, Execution
 from tests.conftest import wait_for, wait_for_execution_to_finish
 
@@ -127,7 +127,7 @@ def test_a_chunk_task_delivered_several_times_submits_its_page_once(
     execution = start(pushed_source)
     first_chunk = execution.chunks.get(index=0)
     for _ in range(3):
-        tasks.enqueue_chunk(first_chunk.pk)
+        work_queue.enqueue_chunk(first_chunk.pk)
 
     execution = wait_for_execution_to_finish(execution)
 
@@ -144,7 +144,7 @@ def test_racing_completion_checks_post_completed_once(
     from django_q.conf import Conf
 
     Conf.SYNC = True
-    monkeypatch.setattr(tasks, "enqueue_completion_check", lambda execution_id: None)
+    monkeypatch.setattr(work_queue, "enqueue_completion_check", lambda execution_id: None)
     execution = start(pushed_source)
     Conf.SYNC = False
     monkeypatch.undo()
@@ -154,7 +154,7 @@ def test_racing_completion_checks_post_completed_once(
 
     start_cluster(workers=4)
     for _ in range(8):
-        tasks.enqueue_completion_check(execution.pk)
+        work_queue.enqueue_completion_check(execution.pk)
 
     execution = wait_for_execution_to_finish(execution)
     assert_imported_exactly_once(sandbox, execution)

@@ -1,0 +1,68 @@
+"""Putting work on the django-q2 queue, now or later.
+
+django-q2 has no countdown, so work that must wait (a retry after backoff, the next
+completion check) becomes a one-off django-q2 Schedule whose `next_run` is the time to run.
+The scheduler looks at schedules every 30 seconds, so short waits happen in the worker.
+"""
+
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+from django_q.models import Schedule
+from django_q.tasks import async_task
+
+
+def enqueue_chunk(chunk_id: int) -> None:
+    async_task("importer.tasks.run_chunk", chunk_id, task_name=f"chunk-{chunk_id}")
+
+
+def enqueue_completion_check(execution_id: int) -> None:
+    async_task(
+        "importer.tasks.run_completion_check", execution_id, task_name=f"complete-{execution_id}"
+    )
+
+
+def _run_later(func: str, arg: int, *, name: str, delay_seconds: float) -> None:
+    Schedule.objects.update_or_create(
+        name=name,
+        defaults={
+            "func": func,
+            "args": repr((arg,)),
+            "schedule_type": Schedule.ONCE,
+            "repeats": -1,
+            "next_run": timezone.now() + timedelta(seconds=delay_seconds),
+        },
+    )
+
+
+def enqueue_chunk_after(chunk_id: int, delay_seconds: float) -> None:
+    if delay_seconds <= settings.CHUNK_RETRY_INLINE_MAX_SECONDS:
+        time.sleep(delay_seconds)
+        enqueue_chunk(chunk_id)
+    else:
+        _run_later(
+            "importer.tasks.run_chunk",
+            chunk_id,
+            name=f"retry-chunk-{chunk_id}",
+            delay_seconds=delay_seconds,
+        )
+
+
+def enqueue_completion_check_after(execution_id: int, delay_seconds: float) -> None:
+    _run_later(
+        "importer.tasks.run_completion_check",
+        execution_id,
+        name=f"check-completion-{execution_id}",
+        delay_seconds=delay_seconds,
+    )
+
+
+def enqueue_status_refresh_after(execution_id: int, delay_seconds: float) -> None:
+    _run_later(
+        "importer.tasks.run_status_refresh",
+        execution_id,
+        name=f"refresh-status-{execution_id}",
+        delay_seconds=delay_seconds,
+    )
