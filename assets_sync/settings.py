@@ -113,6 +113,7 @@ AUTH_PASSWORD_VALIDATORS = [
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
+FORMAT_MODULE_PATH = ["assets_sync.formats"]
 USE_TZ = True
 
 STATIC_URL = "static/"
