@@ -13,6 +13,7 @@ from django.http import Http404, HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.timezone import localtime
 from django.utils.translation import ngettext
@@ -31,7 +32,7 @@ from importer.forms import (
 )
 from importer.mapping import mapping_table
 from importer.models import ChunkJob, Execution, ImportSource, Schedule
-from importer.progress import percent_done
+from importer.progress import describe, percent_done, progress_of
 
 
 def state_badge(state: str) -> str:
@@ -77,11 +78,12 @@ CHUNKS_PER_PAGE = 100
 def progress_widget(execution: Execution, *, width: int, detailed: bool) -> str:
     """A bar that static/importer/progress.js keeps up to date while the import runs."""
     percent = percent_done(execution)
+    label = describe(progress_of(execution)) if detailed else f"{percent}%"
     return format_html(
         '<div class="import-progress" data-url="{}" data-percent="{}" data-state="{}" '
         'data-finished="{}" {} style="width:{}px;background:#e0e0e0;border-radius:4px">'
         '<div class="import-progress-bar" style="width:{}%;background:#1565c0;height:10px;'
-        'border-radius:4px"></div></div><span class="import-progress-label">{}%</span>',
+        'border-radius:4px"></div></div><span class="import-progress-label">{}</span>',
         reverse("importer:progress", args=[execution.pk]),
         percent,
         execution.state,
@@ -89,7 +91,7 @@ def progress_widget(execution: Execution, *, width: int, detailed: bool) -> str:
         "data-detailed" if detailed else "",
         width,
         percent,
-        percent,
+        label,
     )
 
 
@@ -97,14 +99,7 @@ def progress_widget(execution: Execution, *, width: int, detailed: bool) -> str:
 class ImportSourceAdmin(admin.ModelAdmin):
     form = ImportSourceForm
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
-    list_display = [
-        "name",
-        "enabled",
-        "workspace_id",
-        "last_run_state",
-        "last_run_at",
-        "mapping_status",
-    ]
+    list_display = ["name", "enabled", "kind_label", "last_run", "mapping_status"]
     list_filter = ["enabled"]
     search_fields = ["name", "workspace_id", "import_source_id"]
     actions = [
@@ -331,7 +326,7 @@ class ImportSourceAdmin(admin.ModelAdmin):
             except services.ScheduleError as error:
                 self.message_user(
                     request,
-                    f"{source} was kept: its schedule could not be removed from Assets ({error}).",
+                    f"Kept {source}: its schedule could not be removed from Assets ({error}).",
                     messages.ERROR,
                 )
 
@@ -347,19 +342,26 @@ class ImportSourceAdmin(admin.ModelAdmin):
             except services.ScheduleError as error:
                 self.message_user(
                     request,
-                    f"{source}: new token saved, but Assets still has the old URL: {error}",
+                    f"New webtrigger token of {source} saved, but Assets still has the old "
+                    f"URL: {error}",
                     messages.ERROR,
                 )
             else:
-                self.message_user(request, f"{source}: webtrigger token rotated.")
+                self.message_user(request, f"Webtrigger token of {source} rotated.")
 
-    @admin.display(description="Last import", ordering="last_state")
-    def last_run_state(self, source):
-        return state_badge(source.last_state) if source.last_state else "—"
+    @admin.display(description="Kind", ordering="source_kind")
+    def kind_label(self, source):
+        return source.get_source_kind_display()
 
-    @admin.display(description="Last import at", ordering="last_at")
-    def last_run_at(self, source):
-        return source.last_at or "—"
+    @admin.display(description="Last import", ordering="last_at")
+    def last_run(self, source):
+        if not source.last_state:
+            return "—"
+        return format_html(
+            "{} {}",
+            state_badge(source.last_state),
+            date_format(localtime(source.last_at), "SHORT_DATETIME_FORMAT"),
+        )
 
     @admin.display(description="Mapping")
     def mapping_status(self, source):
@@ -375,7 +377,9 @@ class ImportSourceAdmin(admin.ModelAdmin):
                 execution = services.start_import(source=source, user=request.user)
             except services.ImportRefused as refusal:
                 self.log_change(request, source, f"Import refused: {refusal}")
-                self.message_user(request, f"{source}: {refusal}", messages.ERROR)
+                self.message_user(
+                    request, f"Import of {source} not started: {refusal}", messages.ERROR
+                )
                 continue
             self.log_change(request, source, f"Started import (execution #{execution.pk}).")
             started += 1
@@ -383,7 +387,7 @@ class ImportSourceAdmin(admin.ModelAdmin):
             self.message_user(
                 request,
                 format_html(
-                    '{}: import started — <a href="{}">follow execution #{}</a>',
+                    'Import of {} started — <a href="{}">follow execution #{}</a>',
                     source,
                     url,
                     execution.pk,
@@ -403,11 +407,14 @@ class ImportSourceAdmin(admin.ModelAdmin):
             try:
                 services.push_mapping(source=source)
             except services.MappingInvalid as invalid:
-                self.message_user(request, f"{source}: {invalid}", messages.ERROR)
+                self.message_user(
+                    request, f"Mapping of {source} not pushed: {invalid}", messages.ERROR
+                )
             except AssetsError as error:
                 self.message_user(
                     request,
-                    f"{source}: {services.scrub_secrets(error.message, source)}",
+                    f"Mapping of {source} not pushed: "
+                    f"{services.scrub_secrets(error.message, source)}",
                     messages.ERROR,
                 )
             else:
@@ -624,7 +631,7 @@ class ScheduleAdmin(admin.ModelAdmin):
             except services.ScheduleError as error:
                 self.message_user(
                     request,
-                    f"{schedule} was kept: Assets did not delete it ({error}).",
+                    f"Kept the schedule of {schedule.source}: Assets did not delete it ({error}).",
                     messages.ERROR,
                 )
 
@@ -636,16 +643,20 @@ class ScheduleAdmin(admin.ModelAdmin):
             except AssetsError as error:
                 self.message_user(
                     request,
-                    f"{schedule}: {services.scrub_secrets(error.message, schedule.source)}",
+                    f"Schedule of {schedule.source}: "
+                    f"{services.scrub_secrets(error.message, schedule.source)}",
                     messages.ERROR,
                 )
                 continue
             if differences:
                 self.message_user(
-                    request, f"{schedule} differs: " + "; ".join(differences), messages.WARNING
+                    request,
+                    f"The schedule of {schedule.source} differs in Assets: "
+                    + "; ".join(differences),
+                    messages.WARNING,
                 )
             else:
-                self.message_user(request, f"{schedule}: Assets holds the same schedule.")
+                self.message_user(request, f"Assets holds the same schedule for {schedule.source}.")
 
     @admin.action(description="Re-sync schedule to Assets", permissions=["change"])
     def resync(self, request, queryset):
@@ -654,7 +665,9 @@ class ScheduleAdmin(admin.ModelAdmin):
             try:
                 services.sync_schedule(schedule=schedule)
             except services.ScheduleError as error:
-                self.message_user(request, f"{schedule}: {error}", messages.ERROR)
+                self.message_user(
+                    request, f"Schedule of {schedule.source} not synced: {error}", messages.ERROR
+                )
             else:
                 synced += 1
         if synced:

@@ -133,7 +133,10 @@ class ImportSourceForm(forms.ModelForm):
     def clean_assets_token(self):
         token = self.cleaned_data.get("assets_token", "").strip()
         if not token and not (self.instance.pk and self.instance.assets_token):
-            raise forms.ValidationError("Paste the import source's API token from Assets.")
+            raise forms.ValidationError(
+                "Paste the import source's API token from Assets (after any error on this "
+                "form, paste it again: secrets are never sent back to the browser)."
+            )
         return token
 
     def clean_mapping(self):
@@ -168,7 +171,11 @@ class ImportSourceForm(forms.ModelForm):
         auth = cleaned.get("source_auth")
         has_secret = bool(cleaned.get("source_token") or self.instance.source_token)
         if auth != Auth.NONE and not has_secret:
-            self.add_error("source_token", "This authentication needs a secret.")
+            self.add_error(
+                "source_token",
+                "This authentication needs a secret (after an error on this form, paste it "
+                "again: secrets are never sent back to the browser).",
+            )
         if auth in (Auth.BASIC, Auth.OAUTH2_CLIENT_CREDENTIALS) and not cleaned.get(
             "auth_username"
         ):

@@ -46,3 +46,17 @@ def progress_of(execution: Execution) -> dict:
         "stalled": execution.stalled_since is not None,
         "error": execution.error,
     }
+
+
+def describe(progress: dict) -> str:
+    """One line for people; static/importer/progress.js writes the same while polling."""
+    parts = [f"{progress['percent']}%", progress["state"]]
+    if progress["records_submitted"]:
+        parts.append(f"{progress['records_submitted']} records")
+    if progress["records_per_second"]:
+        parts.append(f"{progress['records_per_second']} records/s")
+    if progress["seconds_left"] is not None:
+        parts.append(f"about {progress['seconds_left']} s left")
+    if progress["stalled"]:
+        parts.append("STALLED")
+    return " · ".join(parts)

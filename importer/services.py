@@ -496,8 +496,17 @@ def _mark_submitted(
 
 
 def _stop_chunk(chunk: ChunkJob) -> None:
+    """The execution no longer takes data: a page past the source's end was never needed."""
+    last = (
+        Execution.objects.filter(pk=chunk.execution_id)
+        .values_list("last_chunk_index", flat=True)
+        .first()
+    )
+    beyond_the_end = last is not None and chunk.index > last
     ChunkJob.objects.filter(pk=chunk.pk, state=ChunkState.RUNNING).update(
-        updated_at=timezone.now(), state=ChunkState.CANCELLED, lease_expires_at=None
+        updated_at=timezone.now(),
+        state=ChunkState.SKIPPED if beyond_the_end else ChunkState.CANCELLED,
+        lease_expires_at=None,
     )
 
 

@@ -56,7 +56,7 @@ def test_start_import_from_the_admin_brings_every_record_into_assets(
     started = run_action(staff_client, "importsource", "start_import", [source.pk])
 
     assert "Assets accepted the mapping" in pushed
-    assert "import started" in started
+    assert "Import of inventory started" in started
     execution = wait_for_execution_to_finish(Execution.objects.get(source=source))
     remote = sandbox.execution(execution.assets_execution_id)
     assert execution.state == Execution.State.DONE, execution.error
