@@ -154,9 +154,13 @@ COMPLETION_RECHECK_SECONDS = env.int("COMPLETION_RECHECK_SECONDS", default=30)
 
 # --- django-q2 ---------------------------------------------------------------------------
 Q_TASK_TIMEOUT = env.int("Q_TASK_TIMEOUT", default=300)
+Q_WORKERS = env.int("Q_WORKERS", default=2)
 Q_CLUSTER = {
     "name": "assets-sync",
-    "workers": env.int("Q_WORKERS", default=2),
+    "workers": Q_WORKERS,
+    # The ORM broker hands out `bulk` tasks per poll: one per poll would cap a whole cluster
+    # at 1/poll chunks a second, whatever its number of workers.
+    "bulk": env.int("Q_BULK", default=Q_WORKERS),
     # A chunk makes two HTTP calls, each bounded by HTTP_TIMEOUT, so it ends well within this.
     "timeout": Q_TASK_TIMEOUT,
     # The ORM broker hands a task out again when it is not acknowledged within `retry`

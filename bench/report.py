@@ -57,8 +57,8 @@ def table(results: list[dict]) -> str:
         "| run (UTC) | db+broker | records | page | workers | fetch/submit ms | wall s | "
         "records/s | ideal s | ratio_to_ideal | serial s | ratio_to_serial | "
         "overhead ms/chunk | bare chain ms/link | overhead/chain | peak worker RSS MB | "
-        "exactly once |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "exactly once | foreign CPU |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     rows = []
     for r in results:
@@ -85,6 +85,7 @@ def table(results: list[dict]) -> str:
                     _n(r["overhead_vs_bare_chain"]),
                     _n(r["peak_rss_mb"], 1),
                     "yes" if r["verified"] else "NO",
+                    f"{r['foreign_cpu_share']:.0%}" if "foreign_cpu_share" in r else "–",
                 ]
             )
             + " |"

@@ -473,7 +473,9 @@ def cpu_shares(before: dict, after: dict, cluster_session: int) -> tuple[dict, d
     tick = os.sysconf("SC_CLK_TCK")
     for pid, (name, _, session, ticks) in after.items():
         earlier = before.get(pid)
-        used = (ticks - earlier[3] if earlier and earlier[0] == name else ticks) / tick
+        # A pid seen before is the same process (an exec changes only its name); a smaller
+        # count than before means the pid was reused.
+        used = (ticks - earlier[3] if earlier and ticks >= earlier[3] else ticks) / tick
         if session == cluster_session:
             kind = "cluster"
             per_cluster_pid[pid] = used
@@ -579,26 +581,62 @@ def _fetch_seconds_by_chunk(timings: list, page_size: int) -> dict[int, float]:
     return found
 
 
+def fresh_cluster(env: dict[str, str], log_path: Path) -> tuple[Cluster, float]:
+    """A new cluster on an empty queue and an empty task history, once it takes tasks.
+
+    Every phase (each bare chain, the import) gets its own: django-q2 recycles a worker after
+    500 tasks and its monitor's cost grows with the stored results (save_limit), so a phase
+    run on a cluster aged by the previous one would pay for that phase's tasks.
+    """
+    from django_q.brokers import get_broker
+    from django_q.models import Task
+
+    from bench import chain
+
+    get_broker().purge_queue()  # a Redis database may hold tasks of an earlier, killed run
+    Task.objects.all().delete()
+    cluster = Cluster(env, log_path).start()
+    return cluster, chain.wait_until_cluster_takes_work()
+
+
+def run_chains(args, env, links: int, stamp: str) -> tuple[dict, dict]:
+    """(one chain, one chain per worker) of `links` links in all, each on a fresh cluster."""
+    from bench import chain
+
+    results = []
+    for chains in (1, args.workers):
+        cluster, _ = fresh_cluster(env, TMP / f"{stamp}-chain{chains}-qcluster.log")
+        try:
+            results.append(chain.run_chain(links, chains=chains))
+        finally:
+            cluster.stop()
+    return results[0], results[1]
+
+
+def cluster_log_summary(log_path: Path) -> dict:
+    """Worker recycles and errors the cluster logged (read, not parsed for timing)."""
+    text = log_path.read_text(errors="replace")
+    errors = [line for line in text.splitlines() if " ERROR " in line]
+    return {
+        "worker_recycles": text.count("recycled worker"),
+        "errors": len(errors),
+        "first_errors": [line[:300] for line in errors[:3]],
+    }
+
+
 def run_import(args, env, sandbox, inventory, pages: int, stamp: str) -> dict:
     from django.db import connection
     from django.utils import timezone
-    from django_q.brokers import get_broker
 
-    from bench import chain
     from importer import services
     from importer.models import ImportSource
 
-    get_broker().purge_queue()  # a Redis database may hold tasks of an earlier, killed run
+    single, parallel = run_chains(args, env, args.chain_links or pages, stamp)
     log_path = TMP / f"{stamp}-qcluster.log"
-    cluster = Cluster(env, log_path).start()
+    cluster, ready_s = fresh_cluster(env, log_path)
     sampler = MemorySampler(cluster.process.pid)
     sampler.start()
     try:
-        ready_s = chain.wait_until_cluster_takes_work()
-        links = args.chain_links or pages
-        single = chain.run_chain(links, chains=1)
-        parallel = chain.run_chain(links, chains=args.workers)
-
         source = ImportSource.objects.create(
             **source_fields(
                 sandbox=sandbox,
@@ -692,11 +730,26 @@ def run_import(args, env, sandbox, inventory, pages: int, stamp: str) -> dict:
                 ],
             },
             "qcluster_log": str(log_path.relative_to(ROOT)),
+            "cluster_log": cluster_log_summary(log_path),
             "database_vendor": connection.vendor,
         }
     finally:
         sampler.stop()
         cluster.stop()
+
+
+def app_fingerprint() -> str:
+    """A short digest of the app's code and settings: the code measured (it changes)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    files = sorted((ROOT / "importer").rglob("*.py")) + [ROOT / "assets_sync" / "settings.py"]
+    for path in files:
+        if "migrations" in path.parts:
+            continue
+        digest.update(str(path.relative_to(ROOT)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 # --- main ------------------------------------------------------------------------------------
@@ -707,6 +760,7 @@ def main(argv: list[str] | None = None) -> dict:
     pages = math.ceil(args.records / args.page_size)
     now = datetime.now(UTC)
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    TMP.mkdir(parents=True, exist_ok=True)
     database_url, database = prepare_database(args, stamp)
     broker = "redis" if args.redis_url else "orm"
     env = bench_environment(args, database_url, pages)
@@ -774,6 +828,11 @@ def main(argv: list[str] | None = None) -> dict:
         "overhead_vs_bare_chain": overhead / chain_ms if chain_ms else None,
         "peak_rss_mb": app["memory"]["peak_worker_rss_mb"],
         "verified": app["verified"]["ok"],
+        # Share of the machine's CPU used by processes that are not part of this benchmark
+        # (other people's work on a shared machine) while the import ran: above ~0.1 the
+        # timings are disturbed.
+        "foreign_cpu_share": app["cpu"]["seconds_by_process_kind"]["other"]
+        / (app["observed_s"] * (os.cpu_count() or 1)),
         "timings": {
             "wall_s": wall,
             "ideal_s": ideal_s,
@@ -800,6 +859,7 @@ def main(argv: list[str] | None = None) -> dict:
         "serial": serial,
         "app": app,
         "python": sys.version.split()[0],
+        "app_fingerprint": app_fingerprint(),
         "command": " ".join([".venv/bin/python", "bench/run.py", *(argv or sys.argv[1:])]),
     }
     name = (
