@@ -57,8 +57,8 @@ def table(results: list[dict]) -> str:
         "| run (UTC) | db+broker | records | page | workers | fetch/submit ms | wall s | "
         "records/s | ideal s | ratio_to_ideal | serial s | ratio_to_serial | "
         "overhead ms/chunk | bare chain ms/link | overhead/chain | peak worker RSS MB | "
-        "exactly once | foreign CPU |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "exactly once | foreign CPU | note |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     rows = []
     for r in results:
@@ -75,7 +75,7 @@ def table(results: list[dict]) -> str:
                     _latencies(r),
                     _n(t["wall_s"], 1),
                     _n(r["records_per_s"], 0),
-                    _n(t["ideal_s"], 1),
+                    _n(t["ideal_s"], 2),
                     _n(r["ratio_to_ideal"]),
                     _n(t["serial_s"], 1)
                     + (" (extrap.)" if (r.get("serial") or {}).get("extrapolated") else ""),
@@ -86,6 +86,7 @@ def table(results: list[dict]) -> str:
                     _n(r["peak_rss_mb"], 1),
                     "yes" if r["verified"] else "NO",
                     f"{r['foreign_cpu_share']:.0%}" if "foreign_cpu_share" in r else "–",
+                    html.escape(r.get("label") or ""),
                 ]
             )
             + " |"
@@ -94,20 +95,22 @@ def table(results: list[dict]) -> str:
 
 
 def memory_flatness(results: list[dict]) -> list[str]:
-    """Per db+broker: peak worker RSS of the smallest vs the largest import."""
+    """Per db+broker: the spread of peak worker RSS over all its runs (10^4 ... 10^6)."""
     lines = []
     for setup in sorted({_setup(r) for r in results}):
         runs = [r for r in results if _setup(r) == setup and r.get("peak_rss_mb")]
         if len({r["records"] for r in runs}) < 2:
             continue
-        small = min(runs, key=lambda r: (r["records"], r["timestamp"]))
-        large = max(runs, key=lambda r: (r["records"], r["timestamp"]))
-        change = large["peak_rss_mb"] / small["peak_rss_mb"] - 1
-        verdict = "flat" if abs(change) <= MEMORY_FLAT else "NOT flat"
+        low = min(runs, key=lambda r: r["peak_rss_mb"])
+        high = max(runs, key=lambda r: r["peak_rss_mb"])
+        spread = high["peak_rss_mb"] / low["peak_rss_mb"] - 1
+        verdict = "flat" if spread <= MEMORY_FLAT else "NOT flat"
+        sizes = ", ".join(_records(n) for n in sorted({r["records"] for r in runs}))
         lines.append(
-            f"- {setup}: peak worker RSS {small['peak_rss_mb']:.1f} MB at "
-            f"{_records(small['records'])} records, {large['peak_rss_mb']:.1f} MB at "
-            f"{_records(large['records'])} ({change:+.1%}): {verdict} (target ±10%)"
+            f"- memory, {setup} ({sizes} records): peak worker RSS from "
+            f"{low['peak_rss_mb']:.1f} MB ({_records(low['records'])}/{low['page_size']}) to "
+            f"{high['peak_rss_mb']:.1f} MB ({_records(high['records'])}/{high['page_size']}), "
+            f"{spread:+.1%}: {verdict} (target ±10%)"
         )
     return lines
 
@@ -133,11 +136,11 @@ def targets(results: list[dict]) -> str:
 
 
 def svg(results: list[dict]) -> str:
-    """Records/s per run: the app, the ideal pipeline and the serial loop, each group scaled
-    to its own largest bar (runs differ by orders of magnitude)."""
-    bar_h, gap, group_gap, label_w, plot_w = 14, 3, 22, 330, 460
+    """Records/s per run: the app, the ideal pipeline and the serial loop. Each run's bars are
+    scaled to its own largest one (runs differ by orders of magnitude); the numbers are real."""
+    bar_h, gap, title_h, group_gap, left, plot_w = 13, 3, 16, 16, 58, 600
     colours = {"app": "#0052cc", "ideal": "#8993a4", "serial": "#ff991f"}
-    y = 58
+    y = 56
     parts = []
     for r in results:
         values = {
@@ -146,28 +149,32 @@ def svg(results: list[dict]) -> str:
             "serial": r["records"] / r["timings"]["serial_s"] if r["timings"]["serial_s"] else 0,
         }
         top = max(values.values())
-        title = (
-            f"{r['timestamp'][:16].replace('T', ' ')}  {_setup(r)}  {_records(r['records'])} rec, "
-            f"page {r['page_size']}, {r['workers']} workers, {_latencies(r)} ms"
+        ratios = (
+            f"ratio_to_ideal {_n(r['ratio_to_ideal'])}, ratio_to_serial {_n(r['ratio_to_serial'])}"
         )
-        parts.append(f'<text x="10" y="{y + bar_h}" font-size="11">{html.escape(title)}</text>')
+        title = (
+            f"{r['timestamp'][:16].replace('T', ' ')} · {_setup(r)} · "
+            f"{_records(r['records'])} records, page {r['page_size']}, {r['workers']} workers, "
+            f"fetch/submit {_latencies(r)} ms · {ratios}"
+        )
+        parts.append(f'<text x="10" y="{y + 11}" font-size="11">{html.escape(title)}</text>')
+        y += title_h
         for i, (kind, value) in enumerate(values.items()):
             top_y = y + i * (bar_h + gap)
             width = plot_w * value / top if top else 0
             parts.append(
-                f'<rect x="{label_w}" y="{top_y}" width="{width:.1f}" height="{bar_h}" '
+                f'<text x="10" y="{top_y + bar_h - 3}" font-size="10">{kind}</text>'
+                f'<rect x="{left}" y="{top_y}" width="{width:.1f}" height="{bar_h}" '
                 f'fill="{colours[kind]}"><title>{kind}: {value:.0f} records/s</title></rect>'
-            )
-            parts.append(
-                f'<text x="{label_w + width + 4:.1f}" y="{top_y + bar_h - 3}" font-size="10">'
-                f"{kind} {value:,.0f}/s</text>"
+                f'<text x="{left + width + 4:.1f}" y="{top_y + bar_h - 3}" font-size="10">'
+                f"{value:,.0f} records/s</text>"
             )
         y += 3 * (bar_h + gap) + group_gap
-    height = y + 10
-    width = label_w + plot_w + 120
+    height = y + 6
+    width = left + plot_w + 250
     legend = "".join(
-        f'<rect x="{label_w + i * 110}" y="30" width="12" height="12" fill="{colour}"/>'
-        f'<text x="{label_w + 16 + i * 110}" y="40" font-size="11">{kind}</text>'
+        f'<rect x="{10 + i * 90}" y="30" width="12" height="12" fill="{colour}"/>'
+        f'<text x="{26 + i * 90}" y="40" font-size="11">{kind}</text>'
         for i, (kind, colour) in enumerate(colours.items())
     )
     return (
@@ -175,7 +182,7 @@ def svg(results: list[dict]) -> str:
         f'viewBox="0 0 {width} {height}" font-family="system-ui, sans-serif">'
         f'<rect width="100%" height="100%" fill="white"/>'
         f'<text x="10" y="20" font-size="14" font-weight="bold">assets-sync import benchmark: '
-        f"records/s (bars scaled per run to its largest)</text>"
+        f"records/s (each run scaled to its largest bar)</text>"
         f"{legend}{''.join(parts)}</svg>\n"
     )
 

@@ -755,8 +755,35 @@ def app_fingerprint() -> str:
 # --- main ------------------------------------------------------------------------------------
 
 
+def hold_machine_lock():
+    """One benchmark at a time on this machine, or fail at once.
+
+    Two runs would share the two cores (each disturbing the other's timings), the Redis
+    queue (one cluster taking the other's tasks) and the PostgreSQL database (one run
+    dropping the other's). The lock is released when the process ends.
+    """
+    import fcntl
+    import tempfile
+
+    lock = open(Path(tempfile.gettempdir()) / "assets-sync-bench.lock", "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        raise SystemExit(
+            f"Another benchmark is running ({lock.read().strip() or 'unknown'}): wait for it; "
+            "runs side by side disturb each other's timings and share the queue and database."
+        ) from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"pid {os.getpid()}, started {datetime.now(UTC).isoformat(timespec='seconds')}")
+    lock.flush()
+    return lock
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    _lock = hold_machine_lock()  # noqa: F841 (held until the process ends)
     pages = math.ceil(args.records / args.page_size)
     now = datetime.now(UTC)
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
