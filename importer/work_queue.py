@@ -3,6 +3,10 @@
 django-q2 has no countdown, so work that must wait (a retry after backoff, the next
 completion check) becomes a one-off django-q2 Schedule whose `next_run` is the time to run.
 The scheduler looks at schedules every 30 seconds, so short waits happen in the worker.
+
+Chunk and completion tasks are not kept in django-q2's task history when they succeed (their
+story is in our own tables, and keeping thousands of them makes django-q2's monitor prune the
+history on every task); failures are kept.
 """
 
 import time
@@ -15,12 +19,15 @@ from django_q.tasks import async_task
 
 
 def enqueue_chunk(chunk_id: int) -> None:
-    async_task("importer.tasks.run_chunk", chunk_id, task_name=f"chunk-{chunk_id}")
+    async_task("importer.tasks.run_chunk", chunk_id, task_name=f"chunk-{chunk_id}", save=False)
 
 
 def enqueue_completion_check(execution_id: int) -> None:
     async_task(
-        "importer.tasks.run_completion_check", execution_id, task_name=f"complete-{execution_id}"
+        "importer.tasks.run_completion_check",
+        execution_id,
+        task_name=f"complete-{execution_id}",
+        save=False,
     )
 
 
