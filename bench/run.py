@@ -1,4 +1,4 @@
-"""Benchmark a whole import through a real django-q2 cluster (issue 7).
+"""Benchmark a whole import through a real django-q2 cluster.
 
     .venv/bin/python bench/run.py --records 10000 --page-size 100 --workers 4 \
         --fetch-latency 0.05 --submit-latency 0.05
@@ -13,11 +13,16 @@ One run:
    process;
 3. the serial baseline: fetch -> transform -> submit, one page after the other, in this process,
    with the app's own source reader, mapping and Assets client, on a sandbox of its own;
-4. a real `manage.py qcluster` with Q_WORKERS=workers (the Redis broker when REDIS_URL or
-   --redis-url is given, else the ORM broker) and the bare task chain of bench/chain.py;
-5. the import: an ImportSource (offset paging, page_size, max_chunks_in_flight=workers) with
-   the demo mapping, pushed, started with `services.start_import`, waited for until DONE, then
-   checked: the sandbox holds every record exactly once and got "completed" once.
+4. the bare task chain of bench/chain.py, once as one chain and once as one chain per worker,
+   each on a fresh `manage.py qcluster` with Q_WORKERS=workers (the Redis broker when
+   REDIS_URL or --redis-url is given, else the ORM broker);
+5. the import, on a fresh cluster of its own: an ImportSource (offset paging, page_size,
+   max_chunks_in_flight=workers) with the demo mapping, pushed, started with
+   `services.start_import`, waited for until DONE, then checked: the sandbox holds every
+   record exactly once and got "completed" once. Meanwhile the memory of every cluster
+   process is sampled every 0.5 s.
+
+bench/README.md says what each measure means and how it is computed.
 
 The result goes to bench/results/<timestamp>-<params>.json; bench/results/summary.svg and the
 table in bench/README.md are regenerated from every result file (bench/report.py).
@@ -263,7 +268,7 @@ def verify_sandbox(sandbox, execution_id: str, records: int, pages: int) -> dict
     return checks
 
 
-# --- (b) the serial baseline -----------------------------------------------------------------
+# --- the serial baseline ---------------------------------------------------------------------
 
 
 def run_serial(args: argparse.Namespace, inventory, pages: int) -> dict:
@@ -506,7 +511,7 @@ def _system_cpu() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
-# --- (the import) ----------------------------------------------------------------------------
+# --- the import ------------------------------------------------------------------------------
 
 
 def wait_for_execution(execution, timeout: float):
