@@ -172,6 +172,8 @@ def test_a_permanent_assets_error_fails_the_import_with_a_reported_reason(
     )
 
     execution = wait_for_execution_to_finish(start(pushed_source))
+    # The execution is FAILED here first; the report to Assets follows from the same worker.
+    wait_for(lambda: sandbox.execution(execution.assets_execution_id)["failure_reasons"])
 
     remote = sandbox.execution(execution.assets_execution_id)
     assert execution.state == Execution.State.FAILED
