@@ -195,7 +195,8 @@ def regenerate() -> None:
     before, _, rest = text.partition(START)
     _, _, after = rest.partition(END)
     section = (
-        f"{START}\n\n{table(results)}\nTargets (runs with 4 workers):\n\n{targets(results)}\n{END}"
+        f"{START}\n\n{table(results)}\nEach run against the targets (4 workers only):\n\n"
+        f"{targets(results)}\n{END}"
     )
     README.write_text(before + section + after)
 

@@ -32,16 +32,21 @@ def enqueue_completion_check(execution_id: int) -> None:
 
 
 def _run_later(func: str, arg: int, *, name: str, delay_seconds: float) -> None:
-    Schedule.objects.update_or_create(
-        name=name,
-        defaults={
-            "func": func,
-            "args": repr((arg,)),
-            "schedule_type": Schedule.ONCE,
-            "repeats": -1,
-            "next_run": timezone.now() + timedelta(seconds=delay_seconds),
-        },
-    )
+    """One pending run per name: a later request moves the existing one.
+
+    django-q2's Schedule.name is not unique, so two workers asking at once may both insert;
+    that only means one extra run, which the services shrug off. update_or_create would
+    instead fail for good on the duplicate names.
+    """
+    fields = {
+        "func": func,
+        "args": repr((arg,)),
+        "schedule_type": Schedule.ONCE,
+        "repeats": -1,
+        "next_run": timezone.now() + timedelta(seconds=delay_seconds),
+    }
+    if not Schedule.objects.filter(name=name).update(**fields):
+        Schedule.objects.create(name=name, **fields)
 
 
 def enqueue_chunk_after(chunk_id: int, delay_seconds: float) -> None:

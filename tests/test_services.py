@@ -2,7 +2,7 @@
 
 import pytest
 
-from importer import services
+from importer import services, work_queue
 from importer.models import ChunkJob, Execution
 from tests.conftest import SANDBOX_TOKEN
 
@@ -337,3 +337,16 @@ def test_assets_busy_at_the_start_is_retried_briefly(pushed_source, sandbox):
 
     execution.refresh_from_db()
     assert execution.state == Execution.State.DONE
+
+
+def test_asking_for_a_later_run_again_never_fails_on_duplicate_names():
+    from django_q.models import Schedule
+
+    Schedule.objects.create(name="check-completion-7", func="x", schedule_type="O")
+    Schedule.objects.create(name="check-completion-7", func="x", schedule_type="O")
+
+    work_queue.enqueue_completion_check_after(7, 30)
+
+    runs = Schedule.objects.filter(name="check-completion-7")
+    assert runs.count() == 2
+    assert set(runs.values_list("func", flat=True)) == {"importer.tasks.run_completion_check"}
