@@ -490,8 +490,12 @@ def _mark_submitted(
                 records_submitted=F("records_submitted") + record_count,
                 records_skipped=F("records_skipped") + len(skipped),
             )
-        # Until the source's end is known, a completion check would find nothing to do.
-        if Execution.objects.filter(pk=chunk.execution_id, last_chunk_index__isnull=False).exists():
+        # Until the source's end is known, a completion check would find nothing to do
+        # (unless a page fetched ahead failed: then the last chunk to finish decides).
+        if Execution.objects.filter(
+            Q(last_chunk_index__isnull=False) | Q(chunks__state=ChunkState.FAILED),
+            pk=chunk.execution_id,
+        ).exists():
             transaction.on_commit(lambda: work_queue.enqueue_completion_check(chunk.execution_id))
 
 
@@ -596,6 +600,12 @@ def _chunk_failed(
         error=message,
     )
     reason = f"Chunk {chunk.index + 1} failed: {message}"
+    if kind != "endless_source" and predicted_cursor(source, chunk.index) and chunk.index > 0:
+        # A page fetched ahead may lie past the source's end, and some APIs answer such a
+        # page with an error. The completion check decides once the end is known.
+        Execution.objects.filter(pk=chunk.execution_id).update(updated_at=now)
+        work_queue.enqueue_completion_check(chunk.execution_id)
+        return chunk
     grace = settings.FAILED_CHUNK_GRACE_SECONDS
     if grace:
         # Operators may retry the chunk within the grace period; after it the check fails
@@ -634,7 +644,15 @@ def check_completion(*, execution: Execution) -> Execution:
     if execution.state != State.INGESTING:
         return execution
     if execution.last_chunk_index is None:
-        return execution  # pages are still being discovered; the last chunk calls again
+        # Pages are still being discovered and the last one calls again, unless a failed
+        # page left nothing running that could still find the end.
+        unfinished = execution.chunks.filter(state__in=[ChunkState.QUEUED, ChunkState.RUNNING])
+        if execution.chunks.filter(state=ChunkState.FAILED).exists() and not unfinished.exists():
+            return _fail_after_grace(execution)
+        return execution
+    ChunkJob.objects.filter(
+        execution=execution, index__gt=execution.last_chunk_index, state=ChunkState.FAILED
+    ).update(updated_at=timezone.now(), state=ChunkState.SKIPPED)
     counts = dict(
         execution.chunks.filter(index__lte=execution.last_chunk_index)
         .values_list("state")

@@ -350,3 +350,29 @@ def test_asking_for_a_later_run_again_never_fails_on_duplicate_names():
     runs = Schedule.objects.filter(name="check-completion-7")
     assert runs.count() == 2
     assert set(runs.values_list("func", flat=True)) == {"importer.tasks.run_completion_check"}
+
+
+def test_a_page_fetched_past_the_end_may_fail_without_failing_the_import(
+    make_source, sandbox, inventory
+):
+    # Some APIs answer an offset beyond their last record with 404, not an empty page.
+    inventory.faults.add(method="GET", path_contains="offset=125", status=404, times=-1)
+    source = services.push_mapping(source=make_source(max_chunks_in_flight=4))
+
+    execution = services.start_import(source=source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE, execution.error
+    assert len(sandbox.execution(execution.assets_execution_id)["objects"]) == 120
+    assert execution.chunks.get(index=5).state == ChunkJob.State.SKIPPED
+
+
+def test_a_failed_page_inside_the_source_still_fails_the_import(make_source, inventory):
+    inventory.faults.add(method="GET", path_contains="offset=50", status=404, times=-1)
+    source = services.push_mapping(source=make_source(max_chunks_in_flight=4))
+
+    execution = services.start_import(source=source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.FAILED
+    assert "Chunk 3 failed" in execution.error
