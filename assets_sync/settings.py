@@ -134,6 +134,10 @@ HTTP_TIMEOUT = env.float("HTTP_TIMEOUT", default=30.0)
 IMPORT_MAX_PAGES = env.int("IMPORT_MAX_PAGES", default=10_000)
 # A chunk claimed by a worker that then vanished is taken up again after this many seconds.
 CHUNK_LEASE_SECONDS = env.int("CHUNK_LEASE_SECONDS", default=300)
+# A chunk task keeps taking the next page of its lane (fetched while the current page is
+# submitted) for up to this many seconds, then hands the lane back to the queue so other
+# imports get their turn. 0: one page per task.
+CHUNK_LANE_SECONDS = env.float("CHUNK_LANE_SECONDS", default=20.0)
 # A chunk queued this long without being taken is queued again (its task may be lost).
 QUEUED_CHUNK_REQUEUE_SECONDS = env.int("QUEUED_CHUNK_REQUEUE_SECONDS", default=120)
 # Whether a plain 500 from a source or Assets is retried like 502/503/504.

@@ -14,6 +14,7 @@ import random
 import re
 import socket
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -24,7 +25,7 @@ from django.db.models import Count, F, Q
 from django.urls import reverse
 from django.utils import timezone
 
-from importer import work_queue
+from importer import prefetch, work_queue
 from importer.assets import (
     AssetsClient,
     AssetsError,
@@ -42,7 +43,7 @@ from importer.mapping import (
     validate_document,
 )
 from importer.models import ChunkJob, Execution, ImportSource, Schedule, new_webtrigger_token
-from importer.sources import SourceError, build_source
+from importer.sources import Page, SourceError, build_source
 
 logger = logging.getLogger(__name__)
 
@@ -341,10 +342,13 @@ def _may_submit(chunk: ChunkJob) -> str:
 
 
 def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
-    """Fetch one page, queue the next, then transform and submit this one.
+    """Run this chunk, then go on along its lane while CHUNK_LANE_SECONDS last.
 
-    The next chunk is queued as soon as this page says where it starts, so fetching page
-    n+1 overlaps with submitting page n. A chunk delivered twice is claimed only once.
+    A lane is the run of pages one task takes in turn: the next page of a cursor source,
+    the page `chunks in flight` further on for an offset source. The lane's next page is
+    claimed as soon as this page says where it starts and is fetched in the background while
+    this page is submitted, so the source and Assets work at the same time and no page waits
+    for the queue. A chunk delivered twice is claimed only once.
     """
     source = chunk.execution.source
     # The pipeline keeps at most max(2, chunks in flight) chunks going by itself; only a
@@ -355,49 +359,149 @@ def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
             return chunk
     elif not _claim_chunk(chunk):
         return chunk
-    execution = chunk.execution
-    if execution.state != State.INGESTING:
+    if chunk.execution.state != State.INGESTING:
         _stop_chunk(chunk)
         return chunk
 
-    delay = _request_slot_delay(source)
+    lane = Lane(source)
+    current, page_ahead = chunk, None
+    try:
+        while current is not None:
+            current, page_ahead = _run_claimed_chunk(current, page_ahead, lane)
+    finally:
+        lane.hand_back_unstarted()
+    return chunk
+
+
+class Lane:
+    """What one chunk task keeps from page to page: its connections and the page ahead."""
+
+    def __init__(self, source: ImportSource):
+        self.deadline = time.monotonic() + settings.CHUNK_LANE_SECONDS
+        # Our own rate limit spaces requests out; a lane would only wait for the slots.
+        self.enabled = source.max_chunks_in_flight >= 2 and not source.max_requests_per_minute
+        self.fetcher = build_source(source)
+        self.assets = AssetsClient.for_source(source)
+        self.next_chunk: ChunkJob | None = None
+        self.next_page: Future | None = None
+
+    def takes_next(self) -> bool:
+        return self.enabled and time.monotonic() < self.deadline
+
+    def fetch_ahead(self, chunk: ChunkJob) -> None:
+        self.next_chunk = chunk
+        self.next_page = prefetch.run(self.fetcher.fetch_page, chunk.cursor)
+
+    def take_next(self) -> tuple[ChunkJob | None, Future | None]:
+        taken = (self.next_chunk, self.next_page)
+        self.next_chunk = self.next_page = None
+        return taken
+
+    def hand_back_unstarted(self) -> None:
+        """A lane cut short by an unexpected error queues the page it had claimed."""
+        if self.next_chunk is not None:
+            _release_chunk(self.next_chunk)
+            self.next_chunk = self.next_page = None
+
+
+def _run_claimed_chunk(
+    chunk: ChunkJob, page_ahead: Future | None, lane: Lane
+) -> tuple[ChunkJob | None, Future | None]:
+    """Fetch this page (or take it as fetched ahead), claim the lane's next, submit this one.
+
+    Returns the lane's next chunk, already claimed, with its page being fetched; or Nones
+    when the lane ends here. A failure of this chunk does not end the lane: the chunk is
+    retried on its own.
+    """
+    try:
+        page = page_ahead.result() if page_ahead else _fetch_page(chunk, lane)
+    except SourceError as error:
+        _chunk_error(chunk, error)
+        return None, None
+    if page is None:
+        return None, None
+
+    problem, lane_next = _queue_next_chunks(
+        chunk, page.next_cursor, len(page.records), keep_next=lane.takes_next()
+    )
+    if problem:
+        _chunk_failed(chunk, problem, permanent=True, kind="endless_source")
+        return None, None
+    if lane_next is not None:
+        lane.fetch_ahead(lane_next)
+    _transform_and_submit(chunk, page, lane)
+    return lane.take_next()
+
+
+def _fetch_page(chunk: ChunkJob, lane: Lane) -> Page | None:
+    """Fetch the chunk's page now, after our own rate limit; None if it must wait longer."""
+    delay = _request_slot_delay(chunk.execution.source)
     if delay > settings.CHUNK_RETRY_INLINE_MAX_SECONDS:
-        return _chunk_postponed(chunk, delay, reason="rate_limited_by_us")
+        _chunk_postponed(chunk, delay, reason="rate_limited_by_us")
+        return None
     if delay:
         time.sleep(delay)
-    try:
-        page = build_source(source).fetch_page(chunk.cursor)
-    except SourceError as error:
-        return _chunk_error(chunk, error)
+    return lane.fetcher.fetch_page(chunk.cursor)
 
-    problem = _queue_next_chunks(chunk, page.next_cursor, len(page.records))
-    if problem:
-        return _chunk_failed(chunk, problem, permanent=True, kind="endless_source")
 
+def _transform_and_submit(chunk: ChunkJob, page: Page, lane: Lane) -> None:
+    source = chunk.execution.source
     try:
         result = transform_records(
             page.records, source.mapping, missing_identity=source.missing_identity
         )
     except MissingIdentityError as error:
-        return _chunk_failed(chunk, str(error), permanent=True, kind="missing_identity")
+        _chunk_failed(chunk, str(error), permanent=True, kind="missing_identity")
+        return
     refusal = _may_submit(chunk)
     if refusal == "beyond the end":
         _mark_submitted(chunk, 0, [], state=ChunkState.SKIPPED)
-        return chunk
+        return
     if refusal:
         _stop_chunk(chunk)
-        return chunk
+        return
     if result.record_count:
         try:
-            AssetsClient.for_source(source).submit_chunk(execution.assets_execution_id, result.data)
+            lane.assets.submit_chunk(chunk.execution.assets_execution_id, result.data)
         except AssetsError as error:
-            return _chunk_error(chunk, error)
+            _chunk_error(chunk, error)
+            return
     _mark_submitted(chunk, result.record_count, result.skipped)
-    return chunk
 
 
-def _queue_next_chunks(chunk: ChunkJob, next_cursor: str | None, record_count: int) -> str:
-    """Record the fetched page and queue what follows; a non-empty string says what is wrong.
+def _claimed_fields() -> dict:
+    """The fields of a chunk created already claimed by this worker (a lane's next page)."""
+    now = timezone.now()
+    return {
+        "state": ChunkState.RUNNING,
+        "attempts": 1,
+        "lease_expires_at": now + timedelta(seconds=settings.CHUNK_LEASE_SECONDS),
+        "started_at": now,
+        "worker": f"{socket.gethostname()}:{os.getpid()}",
+    }
+
+
+def _release_chunk(chunk: ChunkJob) -> None:
+    """Give a claimed chunk back to the queue without counting an attempt."""
+    released = ChunkJob.objects.filter(
+        pk=chunk.pk, state=ChunkState.RUNNING, attempts=chunk.attempts
+    ).update(
+        updated_at=timezone.now(),
+        state=ChunkState.QUEUED,
+        attempts=F("attempts") - 1,
+        lease_expires_at=None,
+    )
+    if released:
+        work_queue.enqueue_chunk(chunk.pk)
+
+
+def _queue_next_chunks(
+    chunk: ChunkJob, next_cursor: str | None, record_count: int, *, keep_next: bool
+) -> tuple[str, ChunkJob | None]:
+    """Record the fetched page and queue what follows.
+
+    Returns what is wrong (or "") and, when `keep_next`, the lane's next chunk: created
+    claimed by this worker rather than queued.
 
     A page without a next one marks the source's end: this page when it held records, the
     one before when it came back empty (a fanned-out chunk may look past the end).
@@ -415,54 +519,75 @@ def _queue_next_chunks(chunk: ChunkJob, next_cursor: str | None, record_count: i
             Execution.objects.filter(pk=execution.pk).filter(
                 Q(last_chunk_index__isnull=True) | Q(last_chunk_index__gt=last)
             ).update(last_chunk_index=last)
-            return ""
+            return "", None
         if chunk.index + 1 >= settings.IMPORT_MAX_PAGES:
             return (
                 f"the source still had more after {settings.IMPORT_MAX_PAGES} pages "
                 "(IMPORT_MAX_PAGES): check its paging settings or raise the limit"
-            )
+            ), None
         if predicted_cursor(source, chunk.index + 1) is not None:
-            _fan_out(chunk)
-            return ""
+            return "", _fan_out(chunk, keep_next=keep_next)
         seen = dict(
             ChunkJob.objects.filter(execution=execution)
             .filter(Q(cursor=next_cursor) | Q(index=chunk.index + 1))
             .values_list("index", "cursor")
         )
         if chunk.index + 1 in seen:
-            return ""  # this page was fetched before, by an attempt that did not finish
+            return "", None  # this page was fetched before, by an attempt that did not finish
         if seen or next_cursor == chunk.cursor:
             return (
                 f"the source pointed back to a page it already gave ({next_cursor[:100]}): "
                 "it would never end, so the import stopped"
-            )
+            ), None
         next_chunk = ChunkJob.objects.create(
-            execution=execution, index=chunk.index + 1, cursor=next_cursor
+            execution=execution,
+            index=chunk.index + 1,
+            cursor=next_cursor,
+            **(_claimed_fields() if keep_next else {}),
         )
+        if keep_next:
+            return "", next_chunk
         transaction.on_commit(lambda: work_queue.enqueue_chunk(next_chunk.pk))
-    return ""
+    return "", None
 
 
-def _fan_out(chunk: ChunkJob) -> None:
-    """Create and queue the pages ahead of this one, up to the source's chunks in flight."""
+def _fan_out(chunk: ChunkJob, *, keep_next: bool) -> ChunkJob | None:
+    """Create and queue the pages ahead of this one, up to the source's chunks in flight.
+
+    Without a lane, this chunk plus the ones ahead make up the chunks in flight (always at
+    least the next). With one, every chunk in flight is a lane, and this lane keeps the page
+    one lane-width ahead for itself.
+    """
     source = chunk.execution.source
-    # This chunk plus the ones ahead make up the chunks in flight (always at least the next).
-    last_ahead = chunk.index + max(1, pipeline_parallelism(source) - 1)
-    ahead = range(chunk.index + 1, min(last_ahead, settings.IMPORT_MAX_PAGES - 1) + 1)
+    width = pipeline_parallelism(source)
+    last_ahead = chunk.index + (width if keep_next else max(1, width - 1))
+    last_ahead = min(last_ahead, settings.IMPORT_MAX_PAGES - 1)
+    ahead = range(chunk.index + 1, last_ahead + 1)
     existing = set(
         ChunkJob.objects.filter(execution=chunk.execution, index__in=ahead).values_list(
             "index", flat=True
         )
     )
+    lane_index = chunk.index + width if keep_next else None
     created = ChunkJob.objects.bulk_create(
         [
-            ChunkJob(execution=chunk.execution, index=index, cursor=predicted_cursor(source, index))
+            ChunkJob(
+                execution=chunk.execution,
+                index=index,
+                cursor=predicted_cursor(source, index),
+                **(_claimed_fields() if index == lane_index else {}),
+            )
             for index in ahead
             if index not in existing
         ]
     )
+    lane_next = None
     for new_chunk in created:
-        transaction.on_commit(lambda chunk_id=new_chunk.pk: work_queue.enqueue_chunk(chunk_id))
+        if new_chunk.index == lane_index:
+            lane_next = new_chunk
+        else:
+            transaction.on_commit(lambda chunk_id=new_chunk.pk: work_queue.enqueue_chunk(chunk_id))
+    return lane_next
 
 
 def _mark_submitted(
@@ -660,6 +785,13 @@ def check_completion(*, execution: Execution) -> Execution:
         .values_list("state", "n")
     )
     if counts.get(ChunkState.FAILED):
+        if counts.get(ChunkState.QUEUED) or counts.get(ChunkState.RUNNING):
+            # A page still going may yet show that the source ends before the failed one
+            # (an empty page only says the end lies before it); the last one checks again.
+            work_queue.enqueue_completion_check_after(
+                execution.pk, settings.COMPLETION_RECHECK_SECONDS
+            )
+            return execution
         return _fail_after_grace(execution)
     expected = execution.last_chunk_index + 1
     if counts.get(ChunkState.SUBMITTED, 0) < expected:

@@ -41,7 +41,11 @@ def test_it_pages_by_page_number(make_source, sandbox):
     ).exists()
 
 
-def test_offset_sources_fan_out_up_to_the_chunks_in_flight(make_source, sandbox):
+@pytest.mark.parametrize("lane_seconds, pages_past_the_end", [(20, 3), (0, 2)])
+def test_offset_sources_fan_out_up_to_the_chunks_in_flight(
+    make_source, sandbox, settings, lane_seconds, pages_past_the_end
+):
+    settings.CHUNK_LANE_SECONDS = lane_seconds
     source = services.push_mapping(source=make_source(page_size=10, max_chunks_in_flight=3))
 
     execution = services.start_import(source=source)
@@ -50,8 +54,9 @@ def test_offset_sources_fan_out_up_to_the_chunks_in_flight(make_source, sandbox)
     assert execution.state == Execution.State.DONE
     assert execution.last_chunk_index == 11
     assert len(sandbox.execution(execution.assets_execution_id)["objects"]) == 120
-    # Each fetched page queues the pages up to two ahead of itself.
-    assert execution.chunks.count() <= 12 + 2
+    # With lanes, each of the three lanes claims the page three ahead of its own; with one
+    # page per task, each fetched page queues the pages up to two ahead of itself.
+    assert execution.chunks.count() <= 12 + pages_past_the_end
 
 
 def test_a_cursor_source_stays_sequential(make_source, sandbox):
