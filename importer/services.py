@@ -14,7 +14,7 @@ import random
 import re
 import socket
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -25,7 +25,7 @@ from django.db.models import Count, F, Q
 from django.urls import reverse
 from django.utils import timezone
 
-from importer import prefetch, work_queue
+from importer import background, work_queue
 from importer.assets import (
     AssetsClient,
     AssetsError,
@@ -37,6 +37,7 @@ from importer.assets import (
 )
 from importer.mapping import (
     MissingIdentityError,
+    TransformResult,
     diff_documents,
     draft_mapping,
     transform_records,
@@ -215,14 +216,27 @@ def start_import(
             Execution.objects.filter(pk=execution.pk).update(
                 updated_at=timezone.now(), state=State.INGESTING, started_at=timezone.now()
             )
-            chunk = ChunkJob.objects.create(execution=execution, index=0, cursor="")
-            transaction.on_commit(lambda: work_queue.enqueue_chunk(chunk.pk))
+            for chunk in _first_chunks(execution):
+                transaction.on_commit(lambda chunk_id=chunk.pk: work_queue.enqueue_chunk(chunk_id))
     except Exception as error:
         logger.exception("execution %s: could not queue its first chunk", execution.pk)
         fail_execution(execution=execution, reason=f"The import could not start: {error}")
         raise ImportRefused(f"The import could not start: {error}") from None
     execution.refresh_from_db()
     return execution
+
+
+def _first_chunks(execution: Execution) -> list[ChunkJob]:
+    """The first page, or, when the paging style says where pages start, one page per lane."""
+    source = execution.source
+    width = pipeline_parallelism(source) if runs_lanes(source) else 1
+    if predicted_cursor(source, 1) is None:
+        width = 1
+    width = min(width, settings.IMPORT_MAX_PAGES)
+    return ChunkJob.objects.bulk_create(
+        ChunkJob(execution=execution, index=index, cursor=predicted_cursor(source, index) or "")
+        for index in range(width)
+    )
 
 
 # --- chunks --------------------------------------------------------------------------------
@@ -345,10 +359,12 @@ def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
     """Run this chunk, then go on along its lane while CHUNK_LANE_SECONDS last.
 
     A lane is the run of pages one task takes in turn: the next page of a cursor source,
-    the page `chunks in flight` further on for an offset source. The lane's next page is
-    claimed as soon as this page says where it starts and is fetched in the background while
-    this page is submitted, so the source and Assets work at the same time and no page waits
-    for the queue. A chunk delivered twice is claimed only once.
+    the page `chunks in flight` further on for an offset source. Its HTTP calls run in the
+    worker's background threads: the lane's next page is claimed and fetched as soon as this
+    page says where it starts, and each page is submitted while the lane goes on with the
+    next, so the source, Assets and this worker's own work overlap and no page waits for the
+    queue. A page is marked submitted only once Assets accepted it. A chunk delivered twice is
+    claimed only once.
     """
     source = chunk.execution.source
     # The pipeline keeps at most max(2, chunks in flight) chunks going by itself; only a
@@ -369,49 +385,98 @@ def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
         while current is not None:
             current, page_ahead = _run_claimed_chunk(current, page_ahead, lane)
     finally:
-        lane.hand_back_unstarted()
+        lane.close()
     return chunk
 
 
+def runs_lanes(source: ImportSource) -> bool:
+    """Whether chunk tasks of this source go on along lanes (see `process_chunk`).
+
+    Not under our own rate limit, which spaces requests out (a lane would only wait for its
+    slots), nor with one chunk at a time, which is counted per task.
+    """
+    return (
+        settings.CHUNK_LANE_SECONDS > 0
+        and source.max_chunks_in_flight >= 2
+        and not source.max_requests_per_minute
+    )
+
+
 class Lane:
-    """What one chunk task keeps from page to page: its connections and the page ahead."""
+    """What one chunk task keeps from page to page: its connections, the page being fetched
+    ahead and the page being submitted."""
 
     def __init__(self, source: ImportSource):
         self.deadline = time.monotonic() + settings.CHUNK_LANE_SECONDS
-        # Our own rate limit spaces requests out; a lane would only wait for the slots.
-        self.enabled = source.max_chunks_in_flight >= 2 and not source.max_requests_per_minute
+        self.enabled = runs_lanes(source)
         self.fetcher = build_source(source)
         self.assets = AssetsClient.for_source(source)
         self.next_chunk: ChunkJob | None = None
         self.next_page: Future | None = None
+        self.submitting: tuple[ChunkJob, TransformResult, Future] | None = None
 
     def takes_next(self) -> bool:
         return self.enabled and time.monotonic() < self.deadline
 
-    def fetch_ahead(self, chunk: ChunkJob) -> None:
-        self.next_chunk = chunk
-        self.next_page = prefetch.run(self.fetcher.fetch_page, chunk.cursor)
+    def hold_next(self, chunk: ChunkJob, page: Future) -> None:
+        self.next_chunk, self.next_page = chunk, page
 
     def take_next(self) -> tuple[ChunkJob | None, Future | None]:
         taken = (self.next_chunk, self.next_page)
         self.next_chunk = self.next_page = None
         return taken
 
-    def hand_back_unstarted(self) -> None:
-        """A lane cut short by an unexpected error queues the page it had claimed."""
-        if self.next_chunk is not None:
-            _release_chunk(self.next_chunk)
-            self.next_chunk = self.next_page = None
+    def wait_for_submit(self) -> None:
+        """Let the page in flight to Assets arrive (one page in flight per lane)."""
+        if self.submitting is not None:
+            wait([self.submitting[2]])
+
+    def submit_behind(self, chunk: ChunkJob, result: TransformResult) -> None:
+        """Send the page to Assets in the background, then record how the previous one went
+        (its database work overlaps this page's submit)."""
+        self.wait_for_submit()
+        previous, self.submitting = self.submitting, None
+        execution_id = chunk.execution.assets_execution_id
+        future = background.run(self.assets.submit_chunk, execution_id, result.data)
+        self.submitting = (chunk, result, future)
+        if previous is not None:
+            _record_submit(*previous)
+
+    def finish_submit(self) -> None:
+        """Wait for the page in flight to Assets and record how it went."""
+        if self.submitting is not None:
+            previous, self.submitting = self.submitting, None
+            _record_submit(*previous)
+
+    def close(self) -> None:
+        """Finish the page in flight; a page claimed ahead but not started goes back to the
+        queue (only an unexpected error leaves one)."""
+        try:
+            self.finish_submit()
+        finally:
+            if self.next_chunk is not None:
+                _release_chunk(self.next_chunk)
+                self.next_chunk = self.next_page = None
+
+
+def _record_submit(chunk: ChunkJob, result: TransformResult, submitted: Future) -> None:
+    """Mark the chunk submitted once Assets accepted it; retry it later if Assets refused."""
+    try:
+        submitted.result()
+    except AssetsError as error:
+        _chunk_error(chunk, error)
+        return
+    _mark_submitted(chunk, result.record_count, result.skipped)
 
 
 def _run_claimed_chunk(
     chunk: ChunkJob, page_ahead: Future | None, lane: Lane
 ) -> tuple[ChunkJob | None, Future | None]:
-    """Fetch this page (or take it as fetched ahead), claim the lane's next, submit this one.
+    """Take this page, start fetching the lane's next, then submit this one.
 
     Returns the lane's next chunk, already claimed, with its page being fetched; or Nones
-    when the lane ends here. A failure of this chunk does not end the lane: the chunk is
-    retried on its own.
+    when the lane ends here. A failure of this chunk does not end a lane that already holds
+    its next page: the chunk is retried on its own.
     """
     try:
         page = page_ahead.result() if page_ahead else _fetch_page(chunk, lane)
@@ -421,16 +486,36 @@ def _run_claimed_chunk(
     if page is None:
         return None, None
 
+    # The next page's fetch starts before it is claimed, so the claim's database work does
+    # not delay it; if another worker holds that page already, the copy is dropped.
+    keep_next = lane.takes_next()
+    next_cursor = _lane_next_cursor(chunk, page) if keep_next else None
+    next_page = background.run(lane.fetcher.fetch_page, next_cursor) if next_cursor else None
     problem, lane_next = _queue_next_chunks(
-        chunk, page.next_cursor, len(page.records), keep_next=lane.takes_next()
+        chunk, page.next_cursor, len(page.records), lanes=lane.enabled, keep_next=keep_next
     )
     if problem:
         _chunk_failed(chunk, problem, permanent=True, kind="endless_source")
         return None, None
-    if lane_next is not None:
-        lane.fetch_ahead(lane_next)
-    _transform_and_submit(chunk, page, lane)
+    if lane_next is not None and lane_next.cursor == next_cursor:
+        lane.hold_next(lane_next, next_page)
+    elif lane_next is not None:
+        lane.hold_next(lane_next, background.run(lane.fetcher.fetch_page, lane_next.cursor))
+    result = _transform(chunk, page)
+    if result is not None:
+        _submit(chunk, result, lane)
     return lane.take_next()
+
+
+def _lane_next_cursor(chunk: ChunkJob, page: Page) -> str | None:
+    """Where the lane's next page starts (None: the source ends with this page)."""
+    if page.next_cursor is None:
+        return None
+    source = chunk.execution.source
+    if predicted_cursor(source, chunk.index + 1) is None:
+        return page.next_cursor
+    index = chunk.index + pipeline_parallelism(source)
+    return predicted_cursor(source, index) if index < settings.IMPORT_MAX_PAGES else None
 
 
 def _fetch_page(chunk: ChunkJob, lane: Lane) -> Page | None:
@@ -444,29 +529,31 @@ def _fetch_page(chunk: ChunkJob, lane: Lane) -> Page | None:
     return lane.fetcher.fetch_page(chunk.cursor)
 
 
-def _transform_and_submit(chunk: ChunkJob, page: Page, lane: Lane) -> None:
+def _transform(chunk: ChunkJob, page: Page) -> TransformResult | None:
+    """The page as Assets data; None when a record cannot be used (the chunk then failed)."""
     source = chunk.execution.source
     try:
-        result = transform_records(
+        return transform_records(
             page.records, source.mapping, missing_identity=source.missing_identity
         )
     except MissingIdentityError as error:
         _chunk_failed(chunk, str(error), permanent=True, kind="missing_identity")
-        return
+        return None
+
+
+def _submit(chunk: ChunkJob, result: TransformResult, lane: Lane) -> None:
+    # The lease and the execution's state are checked once the lane's page before has
+    # arrived, right before this one goes.
+    lane.wait_for_submit()
     refusal = _may_submit(chunk)
     if refusal == "beyond the end":
         _mark_submitted(chunk, 0, [], state=ChunkState.SKIPPED)
-        return
-    if refusal:
+    elif refusal:
         _stop_chunk(chunk)
-        return
-    if result.record_count:
-        try:
-            lane.assets.submit_chunk(chunk.execution.assets_execution_id, result.data)
-        except AssetsError as error:
-            _chunk_error(chunk, error)
-            return
-    _mark_submitted(chunk, result.record_count, result.skipped)
+    elif not result.record_count:
+        _mark_submitted(chunk, 0, result.skipped)
+    else:
+        lane.submit_behind(chunk, result)
 
 
 def _claimed_fields() -> dict:
@@ -496,7 +583,7 @@ def _release_chunk(chunk: ChunkJob) -> None:
 
 
 def _queue_next_chunks(
-    chunk: ChunkJob, next_cursor: str | None, record_count: int, *, keep_next: bool
+    chunk: ChunkJob, next_cursor: str | None, record_count: int, *, lanes: bool, keep_next: bool
 ) -> tuple[str, ChunkJob | None]:
     """Record the fetched page and queue what follows.
 
@@ -526,7 +613,7 @@ def _queue_next_chunks(
                 "(IMPORT_MAX_PAGES): check its paging settings or raise the limit"
             ), None
         if predicted_cursor(source, chunk.index + 1) is not None:
-            return "", _fan_out(chunk, keep_next=keep_next)
+            return "", _fan_out(chunk, lanes=lanes, keep_next=keep_next)
         seen = dict(
             ChunkJob.objects.filter(execution=execution)
             .filter(Q(cursor=next_cursor) | Q(index=chunk.index + 1))
@@ -551,31 +638,36 @@ def _queue_next_chunks(
     return "", None
 
 
-def _fan_out(chunk: ChunkJob, *, keep_next: bool) -> ChunkJob | None:
-    """Create and queue the pages ahead of this one, up to the source's chunks in flight.
+def _fan_out(chunk: ChunkJob, *, lanes: bool, keep_next: bool) -> ChunkJob | None:
+    """Create the pages ahead of this one; return the lane's next if this worker keeps it.
 
-    Without a lane, this chunk plus the ones ahead make up the chunks in flight (always at
-    least the next). With one, every chunk in flight is a lane, and this lane keeps the page
-    one lane-width ahead for itself.
+    With lanes, the first chunk opens one lane per chunk in flight (pages 1 to width - 1 are
+    queued, page `width` is its own next), and every later chunk adds only its lane's next
+    page, `width` ahead. Without, this chunk plus the ones ahead make up the chunks in flight
+    (always at least the next).
     """
     source = chunk.execution.source
     width = pipeline_parallelism(source)
-    last_ahead = chunk.index + (width if keep_next else max(1, width - 1))
-    last_ahead = min(last_ahead, settings.IMPORT_MAX_PAGES - 1)
-    ahead = range(chunk.index + 1, last_ahead + 1)
+    if lanes:
+        lane_index = chunk.index + width
+        ahead = range(chunk.index + 1, lane_index + 1) if chunk.index == 0 else [lane_index]
+    else:
+        lane_index = None
+        ahead = range(chunk.index + 1, chunk.index + max(1, width - 1) + 1)
+    ahead = [index for index in ahead if index < settings.IMPORT_MAX_PAGES]
     existing = set(
         ChunkJob.objects.filter(execution=chunk.execution, index__in=ahead).values_list(
             "index", flat=True
         )
     )
-    lane_index = chunk.index + width if keep_next else None
+    claimed = _claimed_fields() if keep_next else {}
     created = ChunkJob.objects.bulk_create(
         [
             ChunkJob(
                 execution=chunk.execution,
                 index=index,
                 cursor=predicted_cursor(source, index),
-                **(_claimed_fields() if index == lane_index else {}),
+                **(claimed if index == lane_index else {}),
             )
             for index in ahead
             if index not in existing
@@ -583,7 +675,7 @@ def _fan_out(chunk: ChunkJob, *, keep_next: bool) -> ChunkJob | None:
     )
     lane_next = None
     for new_chunk in created:
-        if new_chunk.index == lane_index:
+        if keep_next and new_chunk.index == lane_index:
             lane_next = new_chunk
         else:
             transaction.on_commit(lambda chunk_id=new_chunk.pk: work_queue.enqueue_chunk(chunk_id))

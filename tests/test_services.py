@@ -70,12 +70,15 @@ def test_a_cursor_source_stays_sequential(make_source, sandbox):
 def test_a_chunk_delivered_twice_submits_its_page_once(pushed_source, sandbox, inventory):
     inventory.faults.add(method="GET", path_contains="/api/computers", status=503, times=-1)
     execution = services.start_import(source=pushed_source)
-    chunk = execution.chunks.get(index=0)
+    waiting = list(
+        execution.chunks.filter(state=ChunkJob.State.QUEUED).values_list("pk", flat=True)
+    )
     inventory.faults.clear()
-    ChunkJob.objects.filter(pk=chunk.pk).update(next_attempt_at=None)
+    ChunkJob.objects.filter(pk__in=waiting).update(next_attempt_at=None)
 
-    services.process_chunk(chunk=ChunkJob.objects.get(pk=chunk.pk))
-    services.process_chunk(chunk=ChunkJob.objects.get(pk=chunk.pk))
+    for chunk_id in waiting:
+        services.process_chunk(chunk=ChunkJob.objects.get(pk=chunk_id))
+        services.process_chunk(chunk=ChunkJob.objects.get(pk=chunk_id))
 
     data_posts = [path for method, path in sandbox.requests_log if path.endswith("/data")]
     remote = sandbox.execution(execution.assets_execution_id)
