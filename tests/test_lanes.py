@@ -1,0 +1,143 @@
+"""Lanes: one chunk task goes on page after page, its HTTP calls overlapping."""
+
+import threading
+
+import pytest
+
+from importer import services, work_queue
+from importer.models import ChunkJob, Execution
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def enqueued_chunks(monkeypatch):
+    """Chunk ids put on the queue, in order; they still run (tasks are inline in tests)."""
+    seen = []
+    enqueue = work_queue.enqueue_chunk
+
+    def counting(chunk_id):
+        seen.append(chunk_id)
+        enqueue(chunk_id)
+
+    monkeypatch.setattr(work_queue, "enqueue_chunk", counting)
+    return seen
+
+
+def rendezvous(*requests):
+    """Hold the first request matching each (server, method, path part) until all of them
+    have arrived (at most 10 s): they meet only if they are in flight at the same time.
+    Returns the list of outcomes, one per request: True if it met the others."""
+    arrived = [threading.Event() for _ in requests]
+    outcomes = []
+
+    def meeting_point(server, position, method, path_contains):
+        on_request = server.on_request
+
+        def meeting(request):
+            on_request(request)
+            mine = arrived[position]
+            if request.method == method and path_contains in request.raw_path:
+                if not mine.is_set():
+                    mine.set()
+                    outcomes.append(all(event.wait(timeout=10) for event in arrived))
+
+        server.on_request = meeting
+
+    for position, (server, method, path_contains) in enumerate(requests):
+        meeting_point(server, position, method, path_contains)
+    return outcomes
+
+
+def test_the_next_page_is_fetched_while_this_one_is_submitted(make_source, sandbox, inventory):
+    source = services.push_mapping(source=make_source(max_chunks_in_flight=2))
+    # Page 0's lane goes on with page 2 (offset 50). Fetched one after the other, the first
+    # of the two requests would wait for the second in vain.
+    met = rendezvous((sandbox, "POST", "/data"), (inventory, "GET", "offset=50"))
+
+    execution = services.start_import(source=source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE, execution.error
+    assert met == [True, True]
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert len(remote["objects"]) == 120
+    assert remote["duplicate_objects"] == 0
+
+
+def test_a_lane_keeps_its_pages_out_of_the_queue(make_source, sandbox, enqueued_chunks):
+    source = services.push_mapping(source=make_source(page_size=10, max_chunks_in_flight=3))
+
+    execution = services.start_import(source=source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE, execution.error
+    # Twelve pages in three lanes: only the lanes' first pages went through the queue.
+    assert len(enqueued_chunks) == 3
+    assert execution.chunks.filter(state=ChunkJob.State.SUBMITTED).count() == 12
+
+
+def test_a_lane_whose_time_is_up_hands_its_next_page_to_the_queue(
+    make_source, sandbox, settings, enqueued_chunks
+):
+    settings.CHUNK_LANE_SECONDS = 1e-9  # up before the first page is done
+    source = services.push_mapping(source=make_source(page_size=10, max_chunks_in_flight=3))
+
+    execution = services.start_import(source=source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE, execution.error
+    # Every page went through the queue, so other imports could take their turn between.
+    submitted = execution.chunks.filter(state=ChunkJob.State.SUBMITTED)
+    assert set(submitted.values_list("pk", flat=True)) <= set(enqueued_chunks)
+    assert len(sandbox.execution(execution.assets_execution_id)["objects"]) == 120
+
+
+def test_a_lane_cut_short_gives_the_page_it_claimed_back_to_the_queue(
+    make_source, sandbox, monkeypatch
+):
+    source = services.push_mapping(source=make_source(max_chunks_in_flight=2))
+    held_back = []
+    monkeypatch.setattr(work_queue, "enqueue_chunk", held_back.append)
+    execution = services.start_import(source=source)
+    first = execution.chunks.select_related("execution__source").get(index=0)
+    transform = services.transform_records
+
+    def broken_once(*args, **kwargs):
+        monkeypatch.setattr(services, "transform_records", transform)
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(services, "transform_records", broken_once)
+
+    with pytest.raises(RuntimeError):
+        services.process_chunk(chunk=first)
+
+    # Page 0 claimed page 2 for its lane before the bug hit: page 2 is queued again, not
+    # left running until its lease expires. Page 0 waits for its own lease, as any chunk
+    # whose worker died.
+    claimed = execution.chunks.get(index=2)
+    assert claimed.state == ChunkJob.State.QUEUED and claimed.attempts == 0
+    assert claimed.pk in held_back
+    assert execution.chunks.get(index=0).state == ChunkJob.State.RUNNING
+
+
+def test_a_page_assets_refuses_is_retried_while_the_lane_goes_on(
+    make_source, sandbox, settings, monkeypatch
+):
+    settings.CHUNK_RETRY_INLINE_MAX_SECONDS = 0
+    source = services.push_mapping(source=make_source(max_chunks_in_flight=2))
+    sandbox.faults.add(method="POST", path_contains="/data", status=503, times=1)
+    execution = services.start_import(source=source)
+
+    # The first page waits for its retry; the rest of its lane went on without it.
+    retrying = execution.chunks.get(index=0)
+    assert retrying.state == ChunkJob.State.QUEUED and retrying.last_error_kind
+    assert execution.chunks.filter(state=ChunkJob.State.SUBMITTED).count() == 4
+
+    ChunkJob.objects.filter(pk=retrying.pk).update(next_attempt_at=None)
+    services.process_chunk(chunk=ChunkJob.objects.get(pk=retrying.pk))
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE, execution.error
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert len(remote["objects"]) == 120 and remote["duplicate_objects"] == 0
