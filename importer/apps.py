@@ -80,5 +80,7 @@ class ImporterConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from importer import checks  # noqa: F401  (registers the system checks)
+
         post_migrate.connect(install_periodic_schedules, sender=self)
         post_migrate.connect(install_roles, sender=self)

@@ -693,27 +693,44 @@ class _Target:
     many: bool  # maximumCardinality other than 1: a list of values is fine
 
 
-def _coerce(value: Any, targets: list[_Target]) -> Any:
+# A field's targets with their coercers looked up once per mapping, not once per value.
+_Coercions = tuple[tuple[Callable[[Any], Any], str, _Target], ...]
+
+
+def _coercions(targets: list[_Target]) -> _Coercions:
+    found = []
+    for target in targets:
+        coercer, expected, _ = _COERCERS.get(target.type, _COERCERS[None])
+        found.append((coercer, expected, target))
+    return tuple(found)
+
+
+def _coerce(value: Any, coercions: _Coercions) -> Any:
     """The value to send, or _ABSENT; raises _Unfit with the target it failed."""
     if _is_missing(value):
         return _ABSENT
     if isinstance(value, list | tuple):
-        single = next((target for target in targets if not target.many), None)
+        single = next((target for _, _, target in coercions if not target.many), None)
         if single is not None:
             raise _Unfit(single, "one value (not a list)")
-        items = [_coerce_one(item, targets) for item in value if not _is_missing(item)]
+        items = [_coerce_one(item, coercions) for item in value if not _is_missing(item)]
         return items or _ABSENT
-    return _coerce_one(value, targets)
+    return _coerce_one(value, coercions)
 
 
-def _coerce_one(value: Any, targets: list[_Target]) -> Any:
+def _coerce_one(value: Any, coercions: _Coercions) -> Any:
+    if len(coercions) == 1:  # the usual case: one attribute per field
+        coercer, expected, target = coercions[0]
+        try:
+            return coercer(value)
+        except _Unfit:
+            raise _Unfit(target, expected) from None
     result = _ABSENT
-    for target in targets:  # most specific first: its result is the one sent
-        coercer, expected, _ = _COERCERS.get(target.type, _COERCERS[None])
+    for coercer, expected, target in coercions:  # most specific first: its result is sent
         try:
             coerced = coercer(value)
         except _Unfit:
-            raise _Unfit(target, expected)
+            raise _Unfit(target, expected) from None
         if result is _ABSENT:
             result = coerced
     return result
@@ -730,6 +747,7 @@ class _Level:
     fields: dict[str, list[_Target]] = field(default_factory=dict)
     identity: list[str] = field(default_factory=list)
     children: dict[str, _Level] = field(default_factory=dict)
+    coercions: dict[str, _Coercions] = field(default_factory=dict)
 
 
 @dataclass
@@ -774,6 +792,7 @@ def _compile(document: Any) -> dict[str, _Level]:
     for level in _all_levels(levels.values()):
         for targets in level.fields.values():
             targets.sort(key=lambda target: _COERCERS.get(target.type, _COERCERS[None])[2])
+        level.coercions = {name: _coercions(targets) for name, targets in level.fields.items()}
     return levels
 
 
@@ -833,10 +852,10 @@ def _pick(level: _Level, record: dict, at: str, problems: list[str], missing: li
     """The part of one record its selector sends, coerced; problems go to the two lists."""
     picked: dict[str, Any] = {}
     unfit: set[str] = set()
-    for locator, targets in level.fields.items():
+    for locator, coercions in level.coercions.items():
         value = record.get(locator)
         try:
-            coerced = _coerce(value, targets)
+            coerced = _coerce(value, coercions)
         except _Unfit as error:
             target, expected = error.args
             problems.append(

@@ -141,3 +141,15 @@ def test_a_page_assets_refuses_is_retried_while_the_lane_goes_on(
     assert execution.state == Execution.State.DONE, execution.error
     remote = sandbox.execution(execution.assets_execution_id)
     assert len(remote["objects"]) == 120 and remote["duplicate_objects"] == 0
+
+
+def test_a_lane_longer_than_the_task_timeout_is_refused_at_start(settings):
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    settings.Q_TASK_TIMEOUT = 60
+    settings.CHUNK_LANE_SECONDS = 20
+    settings.HTTP_TIMEOUT = 30
+
+    with pytest.raises(SystemCheckError, match="importer.E001"):
+        call_command("check")
