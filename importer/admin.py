@@ -60,7 +60,7 @@ def state_badge(state: str) -> str:
 
 
 def next_run_label(schedule: Schedule) -> str:
-    """The next run in the schedule's own zone, and in the site's when that differs."""
+    """The next run in the schedule's own zone, and in the viewer's when that differs."""
     upcoming = services.next_run(schedule)
     if upcoming is None:
         return "none"

@@ -1,6 +1,7 @@
 """The staff UI, driven through Django's test client as a logged-in staff user."""
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from django import forms
@@ -179,3 +180,32 @@ def test_the_source_list_shows_the_last_import(staff_client, make_source):
     page = staff_client.get(reverse("admin:importer_importsource_changelist"))
 
     assert "DONE" in page.content.decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "cookie, shown, zone",
+    [
+        ("Asia/Tokyo", "2026-01-15 21:00:00", "Asia/Tokyo"),
+        ("America%2FNew_York", "2026-01-15 07:00:00", "America/New_York"),
+        (None, "2026-01-15 12:00:00", "UTC"),
+        ("../../etc/passwd", "2026-01-15 12:00:00", "UTC"),
+    ],
+)
+def test_times_are_shown_in_the_time_zone_the_browser_reports(
+    staff_client, make_source, settings, cookie, shown, zone
+):
+    settings.TIME_ZONE = "UTC"
+    started = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+    execution = Execution.objects.create(
+        source=make_source(), state=Execution.State.DONE, started_at=started
+    )
+    if cookie:
+        staff_client.cookies["assets_sync_tz"] = cookie
+
+    page = staff_client.get(reverse("admin:importer_execution_change", args=[execution.pk]))
+
+    html = page.content.decode()
+    assert shown in html
+    assert f"Times in {zone}" in html
+    assert "importer/timezone.js" in html

@@ -17,6 +17,7 @@ from django.db import connections
 from importer.models import Execution, ImportSource
 from tests.conftest import ARTIFACTS, DEMO_MAPPING, ROOT, SANDBOX_TOKEN
 
+BROWSER_TIME_ZONE = "Pacific/Auckland"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -70,7 +71,10 @@ def browser_page(live_server, settings):
             browser = playwright.chromium.launch(
                 executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
             )
-            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            # A zone of its own, so the admin is seen to follow the browser's, not the site's.
+            context = browser.new_context(
+                viewport={"width": 1280, "height": 900}, timezone_id=BROWSER_TIME_ZONE
+            )
             context.set_default_timeout(15_000)
             page = context.new_page()
             try:
@@ -211,6 +215,7 @@ def test_a_staff_user_adds_a_source_pushes_its_mapping_and_watches_the_import(
     expect(page.locator(".import-progress-label")).to_contain_text("100%")
     expect(page.locator(".field-state_label")).to_contain_text("DONE")
     expect(page.locator(".field-records_submitted")).to_contain_text("120")
+    expect(page.locator("#user-tools .time-zone")).to_have_text(f"Times in {BROWSER_TIME_ZONE}")
     chunks = page.locator("tr.chunk-row").evaluate_all(
         "rows => rows.map(row => [...row.cells].map(cell => cell.textContent.trim()))"
     )
