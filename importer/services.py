@@ -418,7 +418,7 @@ class Lane:
     def takes_next(self) -> bool:
         return self.enabled and time.monotonic() < self.deadline
 
-    def hold_next(self, chunk: ChunkJob, page: Future) -> None:
+    def hold_next(self, chunk: ChunkJob, page: Future | None) -> None:
         self.next_chunk, self.next_page = chunk, page
 
     def take_next(self) -> tuple[ChunkJob | None, Future | None]:
@@ -497,13 +497,15 @@ def _run_claimed_chunk(
     if problem:
         _chunk_failed(chunk, problem, permanent=True, kind="endless_source")
         return None, None
-    if lane_next is not None and lane_next.cursor == next_cursor:
-        lane.hold_next(lane_next, next_page)
-    elif lane_next is not None:
-        lane.hold_next(lane_next, background.run(lane.fetcher.fetch_page, lane_next.cursor))
+    if lane_next is not None:
+        lane.hold_next(lane_next, next_page if lane_next.cursor == next_cursor else None)
     result = _transform(chunk, page)
-    if result is not None:
-        _submit(chunk, result, lane)
+    if result is not None and not _submit(chunk, result, lane):
+        # The execution no longer takes data: neither does the page this lane holds.
+        next_chunk, _ = lane.take_next()
+        if next_chunk is not None:
+            _stop_chunk(next_chunk)
+        return None, None
     return lane.take_next()
 
 
@@ -541,19 +543,24 @@ def _transform(chunk: ChunkJob, page: Page) -> TransformResult | None:
         return None
 
 
-def _submit(chunk: ChunkJob, result: TransformResult, lane: Lane) -> None:
+def _submit(chunk: ChunkJob, result: TransformResult, lane: Lane) -> bool:
+    """Send the page (or mark it done); False when the execution no longer takes data."""
     # The lease and the execution's state are checked once the lane's page before has
     # arrived, right before this one goes.
     lane.wait_for_submit()
     refusal = _may_submit(chunk)
     if refusal == "beyond the end":
         _mark_submitted(chunk, 0, [], state=ChunkState.SKIPPED)
+    elif refusal == "taken over":
+        pass  # our lease ran out and another worker has the page now: it is theirs
     elif refusal:
         _stop_chunk(chunk)
+        return False
     elif not result.record_count:
         _mark_submitted(chunk, 0, result.skipped)
     else:
         lane.submit_behind(chunk, result)
+    return True
 
 
 def _claimed_fields() -> dict:
@@ -596,11 +603,13 @@ def _queue_next_chunks(
     execution = chunk.execution
     source = execution.source
     with transaction.atomic():
-        Execution.objects.filter(pk=execution.pk).update(
+        ingesting = Execution.objects.filter(pk=execution.pk, state=State.INGESTING).update(
             updated_at=timezone.now(),
             pages_fetched=F("pages_fetched") + 1,
             records_fetched=F("records_fetched") + record_count,
         )
+        if not ingesting:
+            return "", None  # cancelled or failed meanwhile: nothing more to queue
         if next_cursor is None:
             last = chunk.index if record_count or not chunk.index else chunk.index - 1
             Execution.objects.filter(pk=execution.pk).filter(
@@ -724,7 +733,7 @@ def _stop_chunk(chunk: ChunkJob) -> None:
         .first()
     )
     beyond_the_end = last is not None and chunk.index > last
-    ChunkJob.objects.filter(pk=chunk.pk, state=ChunkState.RUNNING).update(
+    ChunkJob.objects.filter(pk=chunk.pk, state=ChunkState.RUNNING, attempts=chunk.attempts).update(
         updated_at=timezone.now(),
         state=ChunkState.SKIPPED if beyond_the_end else ChunkState.CANCELLED,
         lease_expires_at=None,

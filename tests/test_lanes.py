@@ -153,3 +153,57 @@ def test_a_lane_longer_than_the_task_timeout_is_refused_at_start(settings):
 
     with pytest.raises(SystemCheckError, match="importer.E001"):
         call_command("check")
+
+
+def on_request_to(server, method, path_contains, action):
+    """Run `action()` when `server` receives a matching request, before it answers."""
+    on_request = server.on_request
+
+    def hooked(request):
+        on_request(request)
+        if request.method == method and path_contains in request.raw_path:
+            action()
+
+    server.on_request = hooked
+
+
+def test_a_cancelled_import_stops_its_lanes_at_the_next_page(make_source, sandbox, inventory):
+    source = services.push_mapping(source=make_source(page_size=10, max_chunks_in_flight=2))
+
+    def cancel_by_an_operator():
+        Execution.objects.filter(source=source).update(state=Execution.State.CANCELLED)
+
+    on_request_to(sandbox, "POST", "/data", cancel_by_an_operator)
+    page_6_asked = threading.Event()
+    on_request_to(inventory, "GET", "offset=60", page_6_asked.set)
+
+    execution = services.start_import(source=source)
+
+    # Page 0 went out as the operator cancelled. Its lane had page 2 in flight and had
+    # started on page 4, then saw the cancel and stopped: no page after that was asked for,
+    # nothing more was sent, and nothing is left running.
+    assert not page_6_asked.is_set()
+    assert not execution.chunks.filter(state=ChunkJob.State.RUNNING).exists()
+    stopped = execution.chunks.filter(index__in=[2, 4]).values_list("state", flat=True)
+    assert set(stopped) == {ChunkJob.State.CANCELLED}
+    assert not execution.chunks.filter(index__gt=4).exists()
+    assert len(sandbox.execution(execution.assets_execution_id)["objects"]) == 10
+
+
+def test_a_page_taken_over_by_another_worker_is_left_to_it(make_source, sandbox, inventory):
+    source = services.push_mapping(source=make_source(max_chunks_in_flight=2))
+
+    def another_worker_takes_page_0_over():
+        # What a second worker does once our lease has run out: claim it again.
+        ChunkJob.objects.filter(execution__source=source, index=0).update(attempts=2)
+
+    on_request_to(inventory, "GET", "offset=0", another_worker_takes_page_0_over)
+
+    execution = services.start_import(source=source)
+
+    page_0 = execution.chunks.get(index=0)
+    assert page_0.state == ChunkJob.State.RUNNING and page_0.attempts == 2
+    # We did not send page 0 (the other worker will), and our lane went on with page 2.
+    objects = sandbox.execution(execution.assets_execution_id)["objects"]
+    assert "demo-computer:SN-00001" not in objects
+    assert execution.chunks.get(index=2).state == ChunkJob.State.SUBMITTED
