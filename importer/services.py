@@ -545,8 +545,9 @@ def _transform(chunk: ChunkJob, page: Page) -> TransformResult | None:
 
 def _submit(chunk: ChunkJob, result: TransformResult, lane: Lane) -> bool:
     """Send the page (or mark it done); False when the execution no longer takes data."""
-    # Checked while the lane's page before may still be on its way, so that once it has
-    # arrived this one goes at once.
+    # The lease and the execution's state are checked once the lane's page before has
+    # arrived, right before this one goes.
+    lane.wait_for_submit()
     refusal = _may_submit(chunk)
     if refusal == "beyond the end":
         _mark_submitted(chunk, 0, [], state=ChunkState.SKIPPED)
