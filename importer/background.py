@@ -1,7 +1,7 @@
-"""Two background threads per worker process, for a lane's HTTP calls.
+"""Background threads of a worker process, for a lane's HTTP calls.
 
-A lane has at most one page being fetched ahead and one page being submitted to Assets, and
-a worker process runs one lane at a time, so two threads are enough. The threads only talk
+A lane has at most one page being fetched ahead and two pages being submitted to Assets, and
+a worker process runs one lane at a time, so three threads are enough. The threads only talk
 HTTP: they never touch the database, so they need no connection of their own and cannot
 leave a transaction open; the lane records every outcome from its own thread. A worker forked
 from a parent that had the threads gets its own.
@@ -20,5 +20,5 @@ def run(function, *args) -> Future:
     global _pool
     with _lock:
         if _pool is None or _pool[0] != os.getpid():
-            _pool = (os.getpid(), ThreadPoolExecutor(max_workers=2, thread_name_prefix="lane"))
+            _pool = (os.getpid(), ThreadPoolExecutor(max_workers=3, thread_name_prefix="lane"))
         return _pool[1].submit(function, *args)

@@ -14,7 +14,8 @@ import random
 import re
 import socket
 import time
-from concurrent.futures import Future, wait
+from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -402,18 +403,30 @@ def runs_lanes(source: ImportSource) -> bool:
     )
 
 
+@dataclass
+class _PageInFlight:
+    chunk: ChunkJob
+    result: TransformResult
+    answer: Future
+    client: AssetsClient  # one submit at a time per client: a Session is not shared by threads
+
+
 class Lane:
     """What one chunk task keeps from page to page: its connections, the page being fetched
-    ahead and the page being submitted."""
+    ahead and the pages being submitted."""
+
+    # Pages of one lane in flight to Assets at once. Two let a page go as soon as it is
+    # ready rather than when the one before has arrived, so the lane keeps the source's pace.
+    SUBMITS_IN_FLIGHT = 2
 
     def __init__(self, source: ImportSource):
         self.deadline = time.monotonic() + settings.CHUNK_LANE_SECONDS
         self.enabled = runs_lanes(source)
         self.fetcher = build_source(source)
-        self.assets = AssetsClient.for_source(source)
+        self.idle_clients = [AssetsClient.for_source(source)]
+        self.submitting: deque[_PageInFlight] = deque()
         self.next_chunk: ChunkJob | None = None
         self.next_page: Future | None = None
-        self.submitting: tuple[ChunkJob, TransformResult, Future] | None = None
 
     def takes_next(self) -> bool:
         return self.enabled and time.monotonic() < self.deadline
@@ -426,45 +439,50 @@ class Lane:
         self.next_chunk = self.next_page = None
         return taken
 
-    def wait_for_submit(self) -> None:
-        """Let the page in flight to Assets arrive (one page in flight per lane)."""
-        if self.submitting is not None:
-            wait([self.submitting[2]])
-
     def submit_behind(self, chunk: ChunkJob, result: TransformResult) -> None:
-        """Send the page to Assets in the background, then record how the previous one went
-        (its database work overlaps this page's submit)."""
-        self.wait_for_submit()
-        previous, self.submitting = self.submitting, None
-        execution_id = chunk.execution.assets_execution_id
-        future = background.run(self.assets.submit_chunk, execution_id, result.data)
-        self.submitting = (chunk, result, future)
-        if previous is not None:
-            _record_submit(*previous)
+        """Send the page to Assets in the background; record the pages that have arrived
+        (waiting for the oldest when SUBMITS_IN_FLIGHT are out)."""
+        if len(self.submitting) >= self.SUBMITS_IN_FLIGHT:
+            self._record_oldest()
+        execution = chunk.execution
+        if self.idle_clients:
+            client = self.idle_clients.pop()
+        else:
+            client = AssetsClient.for_source(execution.source)
+        answer = background.run(client.submit_chunk, execution.assets_execution_id, result.data)
+        self.submitting.append(_PageInFlight(chunk, result, answer, client))
+        while self.submitting and self.submitting[0].answer.done():
+            self._record_oldest()
 
-    def finish_submit(self) -> None:
-        """Wait for the page in flight to Assets and record how it went."""
-        if self.submitting is not None:
-            previous, self.submitting = self.submitting, None
-            _record_submit(*previous)
+    def _record_oldest(self) -> None:
+        page = self.submitting.popleft()
+        try:
+            _record_submit(page.chunk, page.result, page.answer)
+        finally:
+            self.idle_clients.append(page.client)
 
     def close(self) -> None:
-        """Finish the page in flight; a page claimed ahead but not started goes back to the
+        """Record the pages in flight; a page claimed ahead but not started goes back to the
         queue (only an unexpected error leaves one)."""
         try:
-            self.finish_submit()
+            while self.submitting:
+                self._record_oldest()
         finally:
             if self.next_chunk is not None:
                 _release_chunk(self.next_chunk)
                 self.next_chunk = self.next_page = None
 
 
-def _record_submit(chunk: ChunkJob, result: TransformResult, submitted: Future) -> None:
-    """Mark the chunk submitted once Assets accepted it; retry it later if Assets refused."""
+def _record_submit(chunk: ChunkJob, result: TransformResult, answer: Future) -> None:
+    """Mark the chunk submitted once Assets accepted it; retry it later if Assets refused,
+    unless the import was cancelled or failed meanwhile (then Assets had reason to refuse)."""
     try:
-        submitted.result()
+        answer.result()
     except AssetsError as error:
-        _chunk_error(chunk, error)
+        if Execution.objects.filter(pk=chunk.execution_id, state=State.INGESTING).exists():
+            _chunk_error(chunk, error)
+        else:
+            _stop_chunk(chunk)
         return
     _mark_submitted(chunk, result.record_count, result.skipped)
 
@@ -545,10 +563,7 @@ def _transform(chunk: ChunkJob, page: Page) -> TransformResult | None:
 
 def _submit(chunk: ChunkJob, result: TransformResult, lane: Lane) -> bool:
     """Send the page (or mark it done); False when the execution no longer takes data."""
-    # The lease and the execution's state are checked once the lane's page before has
-    # arrived, right before this one goes.
-    lane.wait_for_submit()
-    refusal = _may_submit(chunk)
+    refusal = _may_submit(chunk)  # right before the page goes
     if refusal == "beyond the end":
         _mark_submitted(chunk, 0, [], state=ChunkState.SKIPPED)
     elif refusal == "taken over":

@@ -167,24 +167,31 @@ def on_request_to(server, method, path_contains, action):
     server.on_request = hooked
 
 
-def test_a_cancelled_import_stops_its_lanes_at_the_next_page(make_source, sandbox, inventory):
+def test_a_cancelled_import_stops_its_lanes_at_the_next_page(
+    make_source, sandbox, inventory, monkeypatch
+):
     source = services.push_mapping(source=make_source(page_size=10, max_chunks_in_flight=2))
+    transform = services.transform_records
+    transformed = []
 
-    def cancel_by_an_operator():
-        Execution.objects.filter(source=source).update(state=Execution.State.CANCELLED)
+    def cancelled_by_an_operator_at_page_2(*args, **kwargs):
+        transformed.append(1)
+        if len(transformed) == 2:  # page 0, then page 2 of the first lane
+            Execution.objects.filter(source=source).update(state=Execution.State.CANCELLED)
+        return transform(*args, **kwargs)
 
-    on_request_to(sandbox, "POST", "/data", cancel_by_an_operator)
+    monkeypatch.setattr(services, "transform_records", cancelled_by_an_operator_at_page_2)
     page_6_asked = threading.Event()
     on_request_to(inventory, "GET", "offset=60", page_6_asked.set)
 
     execution = services.start_import(source=source)
 
-    # Page 0 went out as the operator cancelled. Its lane had page 2 in flight and had
-    # started on page 4, then saw the cancel and stopped: no page after that was asked for,
-    # nothing more was sent, and nothing is left running.
+    # Page 0 had gone out. The lane had page 4 on its way when it saw the cancel at page 2,
+    # and stopped there: page 2 was not sent, no page after 4 was asked for, and nothing is
+    # left running. The other lane never started.
     assert not page_6_asked.is_set()
     assert not execution.chunks.filter(state=ChunkJob.State.RUNNING).exists()
-    stopped = execution.chunks.filter(index__in=[2, 4]).values_list("state", flat=True)
+    stopped = execution.chunks.filter(index__in=[1, 2, 4]).values_list("state", flat=True)
     assert set(stopped) == {ChunkJob.State.CANCELLED}
     assert not execution.chunks.filter(index__gt=4).exists()
     assert len(sandbox.execution(execution.assets_execution_id)["objects"]) == 10
@@ -207,3 +214,29 @@ def test_a_page_taken_over_by_another_worker_is_left_to_it(make_source, sandbox,
     objects = sandbox.execution(execution.assets_execution_id)["objects"]
     assert "demo-computer:SN-00001" not in objects
     assert execution.chunks.get(index=2).state == ChunkJob.State.SUBMITTED
+
+
+def test_a_page_refused_because_the_import_was_cancelled_meanwhile_is_not_a_failure(
+    make_source, sandbox, monkeypatch
+):
+    source = services.push_mapping(source=make_source(page_size=10, max_chunks_in_flight=2))
+    # Assets refuses page 0, as it would once the execution is cancelled on its side.
+    sandbox.faults.add(method="POST", path_contains="/data", status=400, times=1)
+    transform = services.transform_records
+    transformed = []
+
+    def cancelled_while_page_0_was_in_flight(*args, **kwargs):
+        transformed.append(1)
+        if len(transformed) == 2:
+            Execution.objects.filter(source=source).update(state=Execution.State.CANCELLED)
+        return transform(*args, **kwargs)
+
+    monkeypatch.setattr(services, "transform_records", cancelled_while_page_0_was_in_flight)
+
+    execution = services.start_import(source=source)
+
+    page_0 = execution.chunks.get(index=0)
+    assert page_0.state == ChunkJob.State.CANCELLED
+    assert not execution.chunks.filter(state=ChunkJob.State.FAILED).exists()
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.CANCELLED and execution.failure_reported_at is None
