@@ -440,8 +440,8 @@ class Lane:
         return taken
 
     def submit_behind(self, chunk: ChunkJob, result: TransformResult) -> None:
-        """Send the page to Assets in the background; record the pages that have arrived
-        (waiting for the oldest when SUBMITS_IN_FLIGHT are out)."""
+        """Send the page to Assets in the background (first waiting for the oldest page in
+        flight and recording it, when SUBMITS_IN_FLIGHT are out)."""
         if len(self.submitting) >= self.SUBMITS_IN_FLIGHT:
             self._record_oldest()
         execution = chunk.execution
@@ -451,6 +451,9 @@ class Lane:
             client = AssetsClient.for_source(execution.source)
         answer = background.run(client.submit_chunk, execution.assets_execution_id, result.data)
         self.submitting.append(_PageInFlight(chunk, result, answer, client))
+
+    def record_arrived(self) -> None:
+        """Record the pages whose submit has arrived, without waiting for the others."""
         while self.submitting and self.submitting[0].answer.done():
             self._record_oldest()
 
@@ -509,6 +512,8 @@ def _run_claimed_chunk(
     keep_next = lane.takes_next()
     next_cursor = _lane_next_cursor(chunk, page) if keep_next else None
     next_page = background.run(lane.fetcher.fetch_page, next_cursor) if next_cursor else None
+    # Now that the source is busy again, the pages Assets has taken meanwhile are recorded.
+    lane.record_arrived()
     problem, lane_next = _queue_next_chunks(
         chunk, page.next_cursor, len(page.records), lanes=lane.enabled, keep_next=keep_next
     )
