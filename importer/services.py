@@ -243,6 +243,11 @@ def _first_chunks(execution: Execution) -> list[ChunkJob]:
 # --- chunks --------------------------------------------------------------------------------
 
 
+def _this_worker() -> str:
+    """host:pid, shown on each chunk (and read by the benchmark per worker process)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def _claim_chunk(chunk: ChunkJob) -> bool:
     """Take the chunk for this worker: QUEUED, or RUNNING under a lease that has expired.
 
@@ -262,7 +267,7 @@ def _claim_chunk(chunk: ChunkJob) -> bool:
         lease_expires_at=lease_expires_at,
         next_attempt_at=None,
         started_at=now,
-        worker=f"{socket.gethostname()}:{os.getpid()}",
+        worker=_this_worker(),
     )
     if claimed:
         chunk.state = ChunkState.RUNNING
@@ -591,7 +596,7 @@ def _claimed_fields() -> dict:
         "attempts": 1,
         "lease_expires_at": now + timedelta(seconds=settings.CHUNK_LEASE_SECONDS),
         "started_at": now,
-        "worker": f"{socket.gethostname()}:{os.getpid()}",
+        "worker": _this_worker(),
     }
 
 
