@@ -230,10 +230,8 @@ def start_import(
 def _first_chunks(execution: Execution) -> list[ChunkJob]:
     """The first page, or, when the paging style says where pages start, one page per lane."""
     source = execution.source
-    width = pipeline_parallelism(source) if runs_lanes(source) else 1
-    if predicted_cursor(source, 1) is None:
-        width = 1
-    width = min(width, settings.IMPORT_MAX_PAGES)
+    one_lane_per_page = runs_lanes(source) and predicted_cursor(source, 1) is not None
+    width = min(pipeline_parallelism(source), settings.IMPORT_MAX_PAGES) if one_lane_per_page else 1
     return ChunkJob.objects.bulk_create(
         ChunkJob(execution=execution, index=index, cursor=predicted_cursor(source, index) or "")
         for index in range(width)
