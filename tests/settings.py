@@ -6,15 +6,22 @@ os.environ.setdefault("SECRET_KEY", "tests-only-secret-key")
 
 from assets_sync.settings import *  # noqa: E402,F403
 
-# Most flow tests run tasks inline; tests/cluster.py starts a real qcluster where the
-# behaviour depends on one (it unsets this through Q_SYNC=false).
+# Most flow tests run tasks inline; the `Cluster` helper in tests/conftest.py starts a real
+# qcluster where the behaviour depends on one (it unsets this through Q_SYNC=false).
 Q_CLUSTER["sync"] = os.environ.get("Q_SYNC", "true") == "true"  # noqa: F405
+
+# One name per test run, inherited by the clusters it starts: two runs on one machine never
+# take each other's tasks from a shared Redis, nor share its cache keys.
+TEST_RUN_ID = os.environ.setdefault("TEST_RUN_ID", str(os.getpid()))
+Q_CLUSTER["name"] = f"assets-sync-test-{TEST_RUN_ID}"  # noqa: F405
+if "LOCATION" in CACHES["default"]:  # noqa: F405
+    CACHES["default"]["KEY_PREFIX"] = f"test-{TEST_RUN_ID}"  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Retries are rescheduled, never slept on, so tests can hold a chunk in its retry state.
 CHUNK_RETRY_INLINE_MAX_SECONDS = float(os.environ.get("CHUNK_RETRY_INLINE_MAX_SECONDS", "0"))
 
 # A test database of this run's own, so two runs on one machine never share one.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f"test_db_{os.getpid()}.sqlite3")}  # noqa: F405
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f"test_db_{TEST_RUN_ID}.sqlite3")}  # noqa: F405
 else:
-    DATABASES["default"]["TEST"] = {"NAME": f"test_assets_sync_{os.getpid()}"}  # noqa: F405
+    DATABASES["default"]["TEST"] = {"NAME": f"test_assets_sync_{TEST_RUN_ID}"}  # noqa: F405
