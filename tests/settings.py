@@ -14,7 +14,7 @@ Q_CLUSTER["sync"] = os.environ.get("Q_SYNC", "true") == "true"  # noqa: F405
 # take each other's tasks from a shared Redis, nor share its cache keys.
 TEST_RUN_ID = os.environ.setdefault("TEST_RUN_ID", str(os.getpid()))
 Q_CLUSTER["name"] = f"assets-sync-test-{TEST_RUN_ID}"  # noqa: F405
-if "LOCATION" in CACHES["default"]:  # noqa: F405
+if REDIS_URL:  # noqa: F405
     CACHES["default"]["KEY_PREFIX"] = f"test-{TEST_RUN_ID}"  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Retries are rescheduled, never slept on, so tests can hold a chunk in its retry state.

@@ -1,0 +1,40 @@
+"""The schema-and-mapping document: checking it, turning records into chunks, drafting, comparing.
+
+Assets answers a bad mapping or a badly typed value late (at PUT, or while PROCESSING, long after
+the chunk left). Everything here runs locally first so the user sees the problem with a JSON path,
+or the record and field, before anything is sent.
+
+* document    the vocabulary (attribute types) and how to read types and mappings
+* validation  `validate_document`: problems with their JSON paths
+* coercion    values converted to attribute types, or refused with a reason
+* transform   `transform_records`: records into the data chunk of one page
+* draft       `draft_mapping`: a document inferred from sample records
+* diff        `diff_documents`: local against remote, in words
+* table       `mapping_table`: the mapping at a glance
+"""
+
+from importer.mapping.diff import diff_documents
+from importer.mapping.document import (
+    ATTRIBUTE_TYPES,
+    ID_LIKE_FIELDS,
+    MISSING_IDENTITY_MODES,
+    MappingProblem,
+)
+from importer.mapping.draft import draft_mapping
+from importer.mapping.table import mapping_table
+from importer.mapping.transform import MissingIdentityError, TransformResult, transform_records
+from importer.mapping.validation import validate_document
+
+__all__ = [
+    "ATTRIBUTE_TYPES",
+    "ID_LIKE_FIELDS",
+    "MISSING_IDENTITY_MODES",
+    "MappingProblem",
+    "MissingIdentityError",
+    "TransformResult",
+    "diff_documents",
+    "draft_mapping",
+    "mapping_table",
+    "transform_records",
+    "validate_document",
+]
