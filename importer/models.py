@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Max, Min, Q
+from django.db.models import F, Max, Min, Q
 from django.utils import timezone
 
 from importer.fields import EncryptedTextField
@@ -223,6 +223,83 @@ class ImportSource(models.Model):
 
 
 class ExecutionQuerySet(models.QuerySet):
+    """Guarded state transitions: each moves only the rows still in the state it starts from,
+    stamps `updated_at`, and says whether it won, so of two workers racing only one goes on."""
+
+    def of(self, execution: "Execution") -> "ExecutionQuerySet":
+        return self.filter(pk=execution.pk)
+
+    def ingesting(self) -> "ExecutionQuerySet":
+        return self.filter(state=ExecutionState.INGESTING)
+
+    def stamp(self, **fields) -> bool:
+        """Update the rows and their `updated_at` (progress, or a transition's fields)."""
+        return bool(self.update(updated_at=timezone.now(), **fields))
+
+    def refuse(self, *, reason: str) -> bool:
+        return self.filter(state=ExecutionState.PENDING).stamp(
+            state=ExecutionState.REFUSED, error=reason, finished_at=timezone.now()
+        )
+
+    def begin_ingesting(self) -> bool:
+        return self.filter(state=ExecutionState.PENDING).stamp(
+            state=ExecutionState.INGESTING, started_at=timezone.now()
+        )
+
+    def record_fetched(self, *, records: int) -> bool:
+        """Count a fetched page; False when the execution no longer takes data."""
+        return self.ingesting().stamp(
+            pages_fetched=F("pages_fetched") + 1, records_fetched=F("records_fetched") + records
+        )
+
+    def record_last_page(self, index: int) -> bool:
+        """The source ends at page `index` (an earlier end found by another page wins)."""
+        return bool(
+            self.filter(Q(last_chunk_index__isnull=True) | Q(last_chunk_index__gt=index)).update(
+                last_chunk_index=index
+            )
+        )
+
+    def record_submitted(self, *, records: int, skipped: int) -> bool:
+        return self.stamp(
+            stalled_since=None,
+            pages_submitted=F("pages_submitted") + 1,
+            records_submitted=F("records_submitted") + records,
+            records_skipped=F("records_skipped") + skipped,
+        )
+
+    def claim_completion(self) -> bool:
+        """INGESTING -> COMPLETING: the one worker that wins posts {"completed": true}."""
+        return self.ingesting().stamp(state=ExecutionState.COMPLETING)
+
+    def hand_back_completion(self, *, error: str | None = None) -> bool:
+        """COMPLETING -> INGESTING: Assets took nothing, a later check posts again."""
+        fields = {} if error is None else {"error": error}
+        return self.filter(state=ExecutionState.COMPLETING).stamp(
+            state=ExecutionState.INGESTING, **fields
+        )
+
+    def mark_processing(self) -> bool:
+        return self.filter(state=ExecutionState.COMPLETING).stamp(
+            state=ExecutionState.PROCESSING, completed_at=timezone.now(), error=""
+        )
+
+    def finish(self, *, state: str, error: str = "") -> bool:
+        """PROCESSING -> the final state Assets reported."""
+        return self.filter(state=ExecutionState.PROCESSING).stamp(
+            state=state, finished_at=timezone.now(), error=error
+        )
+
+    def fail(self, *, reason: str) -> bool:
+        return self.filter(state__in=FAILABLE_STATES).stamp(
+            state=ExecutionState.FAILED, error=reason, finished_at=timezone.now()
+        )
+
+    def cancel(self, *, reason: str) -> bool:
+        return self.filter(state__in=OPEN_STATES).stamp(
+            state=ExecutionState.CANCELLED, finished_at=timezone.now(), error=reason
+        )
+
     def datetimes(self, field_name, kind, order="ASC", tzinfo=None):
         """The admin's date hierarchy, without scanning the whole history.
 
@@ -256,21 +333,39 @@ class ExecutionQuerySet(models.QuerySet):
         return periods if order == "ASC" else periods[::-1]
 
 
+class ExecutionState(models.TextChoices):
+    PENDING = "PENDING", "Pending"  # row exists, Assets execution not created yet
+    INGESTING = "INGESTING", "Ingesting"  # chunks are being fetched and submitted
+    COMPLETING = "COMPLETING", "Completing"  # one worker is posting {"completed": true}
+    PROCESSING = "PROCESSING", "Processing"  # Assets writes the objects
+    DONE = "DONE", "Done"
+    FAILED = "FAILED", "Failed"
+    CANCELLED = "CANCELLED", "Cancelled"
+    REFUSED = "REFUSED", "Refused"  # could not start (e.g. another import was running)
+
+
+OPEN_STATES = (
+    ExecutionState.PENDING,
+    ExecutionState.INGESTING,
+    ExecutionState.COMPLETING,
+    ExecutionState.PROCESSING,
+)
+FINISHED_STATES = (
+    ExecutionState.DONE,
+    ExecutionState.FAILED,
+    ExecutionState.CANCELLED,
+    ExecutionState.REFUSED,
+)
+# States from which a failure still counts (PROCESSING belongs to Assets: it decides the end).
+FAILABLE_STATES = (ExecutionState.PENDING, ExecutionState.INGESTING, ExecutionState.COMPLETING)
+
+
 class Execution(models.Model):
     """One import run: an execution in Assets and the chunks that feed it."""
 
-    class State(models.TextChoices):
-        PENDING = "PENDING", "Pending"  # row exists, Assets execution not created yet
-        INGESTING = "INGESTING", "Ingesting"  # chunks are being fetched and submitted
-        COMPLETING = "COMPLETING", "Completing"  # one worker is posting {"completed": true}
-        PROCESSING = "PROCESSING", "Processing"  # Assets writes the objects
-        DONE = "DONE", "Done"
-        FAILED = "FAILED", "Failed"
-        CANCELLED = "CANCELLED", "Cancelled"
-        REFUSED = "REFUSED", "Refused"  # could not start (e.g. another import was running)
-
-    OPEN_STATES = (State.PENDING, State.INGESTING, State.COMPLETING, State.PROCESSING)
-    FINISHED_STATES = (State.DONE, State.FAILED, State.CANCELLED, State.REFUSED)
+    State = ExecutionState
+    OPEN_STATES = OPEN_STATES
+    FINISHED_STATES = FINISHED_STATES
 
     class Trigger(models.TextChoices):
         MANUAL = "manual", "Manual"
@@ -317,7 +412,7 @@ class Execution(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["source"],
-                condition=Q(state__in=["PENDING", "INGESTING", "COMPLETING", "PROCESSING"]),
+                condition=Q(state__in=[state.value for state in OPEN_STATES]),
                 name="one_open_execution_per_source",
                 violation_error_message="This source already has an import running.",
             )
@@ -342,6 +437,89 @@ class Execution(models.Model):
         if not self.started_at:
             return None
         return (self.finished_at or self.completed_at or self.updated_at) - self.started_at
+
+
+class ChunkJobQuerySet(models.QuerySet):
+    """Guarded state transitions of chunks. `held_by(chunk)` narrows to a chunk only while the
+    copy in hand still holds it (RUNNING, same attempt): a worker whose lease ran out and whose
+    chunk another worker took over then moves nothing. Each transition stamps `updated_at` and
+    says whether it won."""
+
+    def held_by(self, chunk: "ChunkJob") -> "ChunkJobQuerySet":
+        return self.filter(pk=chunk.pk, state=ChunkJob.State.RUNNING, attempts=chunk.attempts)
+
+    def claimable(self, *, now) -> "ChunkJobQuerySet":
+        """QUEUED and due, or RUNNING under a lease that has expired."""
+        due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+        return self.filter(
+            (Q(state=ChunkJob.State.QUEUED) & due)
+            | Q(state=ChunkJob.State.RUNNING, lease_expires_at__lt=now)
+        )
+
+    def stamp(self, **fields) -> bool:
+        return bool(self.update(updated_at=timezone.now(), **fields))
+
+    def start_attempt(self, *, now, lease_expires_at, worker: str) -> bool:
+        return self.stamp(
+            state=ChunkJob.State.RUNNING,
+            attempts=F("attempts") + 1,
+            lease_expires_at=lease_expires_at,
+            next_attempt_at=None,
+            started_at=now,
+            worker=worker,
+        )
+
+    def release(self, *, until=None, reason: str = "") -> bool:
+        """Back to the queue without counting the attempt (now, or at `until`)."""
+        fields = {"next_attempt_at": until, "last_error_kind": reason} if until else {}
+        return self.stamp(
+            state=ChunkJob.State.QUEUED,
+            attempts=F("attempts") - 1,
+            lease_expires_at=None,
+            **fields,
+        )
+
+    def retry_at(self, moment, *, kind: str, error: str) -> bool:
+        """Back to the queue for another attempt at `moment`."""
+        return self.stamp(
+            state=ChunkJob.State.QUEUED,
+            lease_expires_at=None,
+            next_attempt_at=moment,
+            last_error_kind=kind,
+            error=error,
+        )
+
+    def fail(self, *, kind: str, error: str) -> bool:
+        return self.stamp(
+            state=ChunkJob.State.FAILED, lease_expires_at=None, last_error_kind=kind, error=error
+        )
+
+    def mark_submitted(self, *, records: int, skipped: list[str], state: str = "") -> bool:
+        """Assets accepted the page (or there was nothing to send: `state` says why)."""
+        return self.stamp(
+            state=state or ChunkJob.State.SUBMITTED,
+            record_count=records,
+            skipped_count=len(skipped),
+            error="\n".join(skipped[:50]),
+            lease_expires_at=None,
+            submitted_at=timezone.now(),
+        )
+
+    def stop(self, *, past_the_end: bool) -> bool:
+        """The execution takes no more data: the page was past the end, or is cancelled."""
+        return self.stamp(
+            state=ChunkJob.State.SKIPPED if past_the_end else ChunkJob.State.CANCELLED,
+            lease_expires_at=None,
+        )
+
+    def cancel_queued(self) -> bool:
+        return self.filter(state=ChunkJob.State.QUEUED).stamp(state=ChunkJob.State.CANCELLED)
+
+    def requeue_failed(self, *, note: str) -> bool:
+        """Failed chunks start over (an operator's retry)."""
+        return self.filter(state=ChunkJob.State.FAILED).stamp(
+            state=ChunkJob.State.QUEUED, attempts=0, next_attempt_at=None, error=note
+        )
 
 
 class ChunkJob(models.Model):
@@ -379,6 +557,8 @@ class ChunkJob(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ChunkJobQuerySet.as_manager()
 
     class Meta:
         ordering = ["index"]

@@ -6,6 +6,7 @@ import pytest
 from django.urls import reverse
 
 from importer import services
+from importer.mapping import validate_document
 from importer.models import Execution, ImportSource
 
 
@@ -84,7 +85,7 @@ def test_a_draft_from_the_source_can_become_the_mapping(admin_client, make_sourc
     assert "serial" in page
     source.refresh_from_db()
     assert source.mapping["mapping"]["objectTypeMappings"][0]["selector"] == "items"
-    assert services.validate_document(source.mapping) == []
+    assert validate_document(source.mapping) == []
 
 
 @pytest.mark.django_db

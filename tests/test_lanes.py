@@ -6,6 +6,7 @@ import pytest
 
 from importer import services, work_queue
 from importer.models import ChunkJob, Execution
+from importer.services import lanes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -101,13 +102,13 @@ def test_a_lane_cut_short_gives_the_page_it_claimed_back_to_the_queue(
     monkeypatch.setattr(work_queue, "enqueue_chunk", held_back.append)
     execution = services.start_import(source=source)
     first = execution.chunks.select_related("execution__source").get(index=0)
-    transform = services.transform_records
+    transform = lanes.transform_records
 
     def broken_once(*args, **kwargs):
-        monkeypatch.setattr(services, "transform_records", transform)
+        monkeypatch.setattr(lanes, "transform_records", transform)
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(services, "transform_records", broken_once)
+    monkeypatch.setattr(lanes, "transform_records", broken_once)
 
     with pytest.raises(RuntimeError):
         services.process_chunk(chunk=first)
@@ -171,7 +172,7 @@ def test_a_cancelled_import_stops_its_lanes_at_the_next_page(
     make_source, sandbox, inventory, monkeypatch
 ):
     source = services.push_mapping(source=make_source(page_size=10, max_chunks_in_flight=2))
-    transform = services.transform_records
+    transform = lanes.transform_records
     transformed = []
 
     def cancelled_by_an_operator_at_page_2(*args, **kwargs):
@@ -180,7 +181,7 @@ def test_a_cancelled_import_stops_its_lanes_at_the_next_page(
             Execution.objects.filter(source=source).update(state=Execution.State.CANCELLED)
         return transform(*args, **kwargs)
 
-    monkeypatch.setattr(services, "transform_records", cancelled_by_an_operator_at_page_2)
+    monkeypatch.setattr(lanes, "transform_records", cancelled_by_an_operator_at_page_2)
     page_6_asked = threading.Event()
     on_request_to(inventory, "GET", "offset=60", page_6_asked.set)
 
@@ -222,7 +223,7 @@ def test_a_page_refused_because_the_import_was_cancelled_meanwhile_is_not_a_fail
     source = services.push_mapping(source=make_source(page_size=10, max_chunks_in_flight=2))
     # Assets refuses page 0, as it would once the execution is cancelled on its side.
     sandbox.faults.add(method="POST", path_contains="/data", status=400, times=1)
-    transform = services.transform_records
+    transform = lanes.transform_records
     transformed = []
 
     def cancelled_while_page_0_was_in_flight(*args, **kwargs):
@@ -231,7 +232,7 @@ def test_a_page_refused_because_the_import_was_cancelled_meanwhile_is_not_a_fail
             Execution.objects.filter(source=source).update(state=Execution.State.CANCELLED)
         return transform(*args, **kwargs)
 
-    monkeypatch.setattr(services, "transform_records", cancelled_while_page_0_was_in_flight)
+    monkeypatch.setattr(lanes, "transform_records", cancelled_while_page_0_was_in_flight)
 
     execution = services.start_import(source=source)
 

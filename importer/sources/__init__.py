@@ -12,6 +12,7 @@ from importer.sources.json_file import JsonFileSource
 from importer.sources.jsonl_file import JsonLinesSource
 from importer.sources.plugin import PluginSource
 from importer.sources.rest import RestJsonSource
+from importer.sources.rest import cursor_for as rest_cursor_for
 
 SOURCE_KINDS: dict[str, type] = {
     "rest": RestJsonSource,
@@ -21,7 +22,7 @@ SOURCE_KINDS: dict[str, type] = {
     "plugin": PluginSource,
 }
 
-__all__ = ["Page", "Source", "SourceError", "build_source"]
+__all__ = ["Page", "Source", "SourceError", "build_source", "cursor_for"]
 
 
 def build_source(import_source) -> Source:
@@ -30,3 +31,11 @@ def build_source(import_source) -> Source:
     if kind is None:
         raise config_error(import_source, f"unknown kind '{import_source.source_kind}'")
     return kind(import_source)
+
+
+def cursor_for(import_source, index: int) -> str | None:
+    """Where page `index` of the source starts, when its kind can tell without reading the
+    pages before it (None: only the page before says). Such sources are read in parallel."""
+    if import_source.source_kind != "rest":
+        return None
+    return rest_cursor_for(import_source, index)

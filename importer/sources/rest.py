@@ -68,6 +68,18 @@ def select_records(document: Any, path: str, source_name: str) -> list[dict]:
     return value
 
 
+def cursor_for(config, index: int) -> str | None:
+    """Where page `index` starts, when the paging style says so without reading the pages.
+
+    Offset and page-number paging do; the other styles learn it only from the page before.
+    """
+    if config.pagination == "offset":
+        return str(index * config.page_size) if index else ""
+    if config.pagination == "page":
+        return str(config.first_page + index) if index else ""
+    return None
+
+
 class RestJsonSource:
     """A JSON API read page by page; one page becomes one chunk."""
 

@@ -1,0 +1,98 @@
+"""The import flow, one module per concern; callers use the names re-exported here.
+
+* lifecycle     start an execution in Assets, fail it once, cancel it
+* plan          how pages are laid out: parallelism, lanes, the first chunks
+* chunks        a chunk's moves: claim, release, record, retry, fail
+* lanes         `process_chunk`: a chunk task goes on along its lane
+* completion    post {"completed": true} once every page is in, follow Assets' processing
+* housekeeping  recover lost work, flag stalled imports, prune history
+* schedules     the schedule Assets holds and the runs its webtrigger starts
+* mappings      push, pull, draft and preview the mapping
+* errors        what the services raise for people to read
+* retries       backoff for calls to Assets and sources
+
+Every state change is a guarded transition on the models (`ChunkJob.objects.held_by(chunk)`,
+`Execution.objects.of(execution)`), so two workers that race on the same row cannot both win:
+a chunk task delivered twice, or a completion check running beside the last chunk, finds the
+row already moved on and does nothing.
+"""
+
+from importer.services.chunks import retry_failed_chunks
+from importer.services.completion import check_completion, refresh_status
+from importer.services.errors import (
+    ImportAlreadyRunning,
+    ImportRefused,
+    MappingInvalid,
+    ScheduleError,
+    scrub_secrets,
+)
+from importer.services.housekeeping import (
+    flag_stalled_executions,
+    look_after_imports,
+    prune_history,
+    requeue_stalled_chunks,
+)
+from importer.services.lanes import Lane, process_chunk
+from importer.services.lifecycle import cancel_execution, fail_execution, start_import
+from importer.services.mappings import (
+    Preview,
+    draft_mapping_from_source,
+    preview_import,
+    pull_mapping,
+    push_mapping,
+    replace_mapping,
+)
+from importer.services.plan import pipeline_parallelism, runs_lanes
+from importer.services.retries import call_with_retries, retry_delay
+from importer.services.schedules import (
+    apply_enabled_state,
+    compare_schedule,
+    delete_remote_schedule,
+    delete_schedule,
+    delete_source,
+    next_run,
+    rotate_webtrigger_token,
+    start_scheduled_import,
+    sync_schedule,
+    webtrigger_url,
+)
+
+__all__ = [
+    "ImportAlreadyRunning",
+    "ImportRefused",
+    "Lane",
+    "MappingInvalid",
+    "Preview",
+    "ScheduleError",
+    "apply_enabled_state",
+    "call_with_retries",
+    "cancel_execution",
+    "check_completion",
+    "compare_schedule",
+    "delete_remote_schedule",
+    "delete_schedule",
+    "delete_source",
+    "draft_mapping_from_source",
+    "fail_execution",
+    "flag_stalled_executions",
+    "look_after_imports",
+    "next_run",
+    "pipeline_parallelism",
+    "preview_import",
+    "process_chunk",
+    "prune_history",
+    "pull_mapping",
+    "push_mapping",
+    "refresh_status",
+    "replace_mapping",
+    "requeue_stalled_chunks",
+    "retry_delay",
+    "retry_failed_chunks",
+    "rotate_webtrigger_token",
+    "runs_lanes",
+    "scrub_secrets",
+    "start_import",
+    "start_scheduled_import",
+    "sync_schedule",
+    "webtrigger_url",
+]

@@ -1,0 +1,344 @@
+"""A chunk's moves: claim it, give it back, record its page, retry or fail it.
+
+Every move is a guarded transition on the model (`ChunkJob.objects.held_by(chunk)...`), so a
+worker whose copy is out of date (its lease ran out and another worker took the page over)
+moves nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import socket
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from importer import work_queue
+from importer.assets import AssetsError
+from importer.models import ChunkJob, Execution, ImportSource
+from importer.services.errors import scrub_secrets
+from importer.services.lifecycle import fail_execution
+from importer.services.plan import pages_ahead, reads_in_parallel
+from importer.services.retries import retry_delay
+from importer.sources import SourceError, cursor_for
+
+logger = logging.getLogger(__name__)
+
+State = Execution.State
+ChunkState = ChunkJob.State
+ENDLESS_SOURCE = "endless_source"
+
+
+class SourceNeverEnds(Exception):
+    """The source would page forever (a page it gave before, or past IMPORT_MAX_PAGES)."""
+
+
+class Claim(enum.Enum):
+    TAKEN = "taken"  # this worker runs the chunk now
+    MISSED = "missed"  # not claimable: another worker has it, or it is done or not due
+    SOURCE_FULL = "source full"  # the source has as many chunks running as it allows
+
+
+class SubmitVerdict(enum.Enum):
+    """What a chunk may do with its page right before it goes to Assets."""
+
+    GO = "go"
+    TAKEN_OVER = "taken over"  # our lease ran out and another worker has the page now
+    STOPPED = "stopped"  # the execution no longer takes data (cancelled, failed)
+    PAST_THE_END = "past the end"  # another chunk found the source ends before this page
+
+
+def this_worker() -> str:
+    """host:pid, shown on each chunk (and read by the benchmark per worker process)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def claim_chunk(chunk: ChunkJob) -> bool:
+    """Take the chunk for this worker: QUEUED, or RUNNING under a lease that has expired.
+
+    The UPDATE also requires the attempt count read with the row, so of two workers holding
+    the same row only one can move it on; the winner's copy is then brought up to date here.
+    """
+    now = timezone.now()
+    lease_expires_at = now + timedelta(seconds=settings.CHUNK_LEASE_SECONDS)
+    claimed = (
+        ChunkJob.objects.claimable(now=now)
+        .filter(pk=chunk.pk, attempts=chunk.attempts)
+        .start_attempt(now=now, lease_expires_at=lease_expires_at, worker=this_worker())
+    )
+    if claimed:
+        chunk.state = ChunkState.RUNNING
+        chunk.attempts += 1
+        chunk.lease_expires_at = lease_expires_at
+        chunk.next_attempt_at = None
+        chunk.started_at = now
+    return claimed
+
+
+def claim_within_source_limit(chunk: ChunkJob) -> Claim:
+    """Claim the chunk unless its source already runs as many chunks as it allows.
+
+    The source's row is locked while counting (PostgreSQL; SQLite's IMMEDIATE transactions
+    serialize writers anyway), so two workers cannot both take the last free place.
+    """
+    source = chunk.execution.source
+    with transaction.atomic():
+        ImportSource.objects.select_for_update().filter(pk=source.pk).values_list("pk").first()
+        running = ChunkJob.objects.filter(
+            execution__source=source,
+            state=ChunkState.RUNNING,
+            lease_expires_at__gte=timezone.now(),
+        ).count()
+        if running >= max(1, source.max_chunks_in_flight):
+            return Claim.SOURCE_FULL
+        return Claim.TAKEN if claim_chunk(chunk) else Claim.MISSED
+
+
+def claimed_fields() -> dict:
+    """The fields of a chunk created already claimed by this worker (a lane's next page)."""
+    now = timezone.now()
+    return {
+        "state": ChunkState.RUNNING,
+        "attempts": 1,
+        "lease_expires_at": now + timedelta(seconds=settings.CHUNK_LEASE_SECONDS),
+        "started_at": now,
+        "worker": this_worker(),
+    }
+
+
+def request_slot_delay(source: ImportSource) -> float:
+    """Reserve the next request slot under the source's rate limit; seconds until it comes.
+
+    A slot further away than a worker should sleep is not reserved: the chunk is rescheduled
+    to that time and asks again then.
+    """
+    if not source.max_requests_per_minute:
+        return 0.0
+    interval = timedelta(seconds=60 / source.max_requests_per_minute)
+    with transaction.atomic():
+        locked = ImportSource.objects.select_for_update().filter(pk=source.pk)
+        next_free = locked.values_list("next_request_at", flat=True).first()
+        now = timezone.now()
+        slot = max(now, next_free or now)
+        delay = (slot - now).total_seconds()
+        if delay <= settings.CHUNK_RETRY_INLINE_MAX_SECONDS:
+            locked.update(next_request_at=slot + interval)
+        return delay
+
+
+def submit_verdict(chunk: ChunkJob) -> SubmitVerdict:
+    """Whether the page may go now: our lease must hold, the execution must still take data,
+    and the page must not lie beyond the source's end, found meanwhile by another chunk."""
+    state, attempts, execution_state, last_index = (
+        ChunkJob.objects.filter(pk=chunk.pk)
+        .values_list("state", "attempts", "execution__state", "execution__last_chunk_index")
+        .first()
+    )
+    if state != ChunkState.RUNNING or attempts != chunk.attempts:
+        return SubmitVerdict.TAKEN_OVER
+    if execution_state != State.INGESTING:
+        return SubmitVerdict.STOPPED
+    if last_index is not None and chunk.index > last_index:
+        return SubmitVerdict.PAST_THE_END
+    return SubmitVerdict.GO
+
+
+def release_chunk(chunk: ChunkJob) -> None:
+    """Give a claimed chunk back to the queue without counting an attempt."""
+    if ChunkJob.objects.held_by(chunk).release():
+        work_queue.enqueue_chunk(chunk.pk)
+
+
+def queue_next_chunks(
+    chunk: ChunkJob, next_cursor: str | None, record_count: int, *, lanes: bool, keep_next: bool
+) -> ChunkJob | None:
+    """Record the fetched page and queue what follows; raises SourceNeverEnds.
+
+    Returns, when `keep_next`, the lane's next chunk: created claimed by this worker rather
+    than queued.
+
+    A page without a next one marks the source's end: this page when it held records, the
+    one before when it came back empty (a fanned-out chunk may look past the end).
+    """
+    execution = chunk.execution
+    with transaction.atomic():
+        if not Execution.objects.of(execution).record_fetched(records=record_count):
+            return None  # cancelled or failed meanwhile: nothing more to queue
+        if next_cursor is None:
+            last = chunk.index if record_count or not chunk.index else chunk.index - 1
+            Execution.objects.of(execution).record_last_page(last)
+            return None
+        if chunk.index + 1 >= settings.IMPORT_MAX_PAGES:
+            raise SourceNeverEnds(
+                f"the source still had more after {settings.IMPORT_MAX_PAGES} pages "
+                "(IMPORT_MAX_PAGES): check its paging settings or raise the limit"
+            )
+        if reads_in_parallel(execution.source):
+            return _fan_out(chunk, lanes=lanes, keep_next=keep_next)
+        seen = dict(
+            ChunkJob.objects.filter(execution=execution)
+            .filter(Q(cursor=next_cursor) | Q(index=chunk.index + 1))
+            .values_list("index", "cursor")
+        )
+        if chunk.index + 1 in seen:
+            return None  # this page was fetched before, by an attempt that did not finish
+        if seen or next_cursor == chunk.cursor:
+            raise SourceNeverEnds(
+                f"the source pointed back to a page it already gave ({next_cursor[:100]}): "
+                "it would never end, so the import stopped"
+            )
+        next_chunk = ChunkJob.objects.create(
+            execution=execution,
+            index=chunk.index + 1,
+            cursor=next_cursor,
+            **(claimed_fields() if keep_next else {}),
+        )
+        if keep_next:
+            return next_chunk
+        transaction.on_commit(lambda: work_queue.enqueue_chunk(next_chunk.pk))
+    return None
+
+
+def _fan_out(chunk: ChunkJob, *, lanes: bool, keep_next: bool) -> ChunkJob | None:
+    """Create the pages ahead of this one; return the lane's next if this worker keeps it."""
+    source = chunk.execution.source
+    ahead, lane_index = pages_ahead(chunk, lanes=lanes)
+    existing = set(
+        ChunkJob.objects.filter(execution=chunk.execution, index__in=ahead).values_list(
+            "index", flat=True
+        )
+    )
+    claimed = claimed_fields() if keep_next else {}
+    created = ChunkJob.objects.bulk_create(
+        [
+            ChunkJob(
+                execution=chunk.execution,
+                index=index,
+                cursor=cursor_for(source, index),
+                **(claimed if index == lane_index else {}),
+            )
+            for index in ahead
+            if index not in existing
+        ]
+    )
+    lane_next = None
+    for new_chunk in created:
+        if keep_next and new_chunk.index == lane_index:
+            lane_next = new_chunk
+        else:
+            transaction.on_commit(lambda chunk_id=new_chunk.pk: work_queue.enqueue_chunk(chunk_id))
+    return lane_next
+
+
+def mark_submitted(
+    chunk: ChunkJob, record_count: int, skipped: list[str], state: str = ChunkState.SUBMITTED
+) -> None:
+    """Record the page as done (Assets took it, or there was nothing to send)."""
+    with transaction.atomic():
+        if not ChunkJob.objects.held_by(chunk).mark_submitted(
+            records=record_count, skipped=skipped, state=state
+        ):
+            return
+        if state == ChunkState.SUBMITTED:
+            Execution.objects.filter(pk=chunk.execution_id).record_submitted(
+                records=record_count, skipped=len(skipped)
+            )
+        # Until the source's end is known, a completion check would find nothing to do
+        # (unless a page fetched ahead failed: then the last chunk to finish decides).
+        if Execution.objects.filter(
+            Q(last_chunk_index__isnull=False) | Q(chunks__state=ChunkState.FAILED),
+            pk=chunk.execution_id,
+        ).exists():
+            transaction.on_commit(lambda: work_queue.enqueue_completion_check(chunk.execution_id))
+
+
+def stop_chunk(chunk: ChunkJob) -> None:
+    """The execution no longer takes data: a page past the source's end was never needed."""
+    last = (
+        Execution.objects.filter(pk=chunk.execution_id)
+        .values_list("last_chunk_index", flat=True)
+        .first()
+    )
+    ChunkJob.objects.held_by(chunk).stop(past_the_end=last is not None and chunk.index > last)
+
+
+def postpone_chunk(chunk: ChunkJob, delay: float, *, reason: str) -> ChunkJob:
+    """Put the chunk back for later without counting an attempt (our own rate limit)."""
+    ChunkJob.objects.held_by(chunk).release(
+        until=timezone.now() + timedelta(seconds=delay), reason=reason
+    )
+    work_queue.enqueue_chunk_after(chunk.pk, delay)
+    return chunk
+
+
+def chunk_error(chunk: ChunkJob, error: SourceError | AssetsError) -> ChunkJob:
+    """A typed error of the source or of Assets: its type says whether to retry.
+
+    A plain 500 is retried unless RETRY_HTTP_500 is off (some servers answer 500 for bad
+    input, which no retry mends); 502/503/504, 429, timeouts and lost connections always are.
+    """
+    permanent = error.permanent or (error.status == 500 and not settings.RETRY_HTTP_500)
+    return chunk_failed(
+        chunk, error.message, permanent=permanent, retry_after=error.retry_after, kind=error.kind
+    )
+
+
+def chunk_failed(
+    chunk: ChunkJob,
+    message: str,
+    *,
+    permanent: bool,
+    kind: str,
+    retry_after: float | None = None,
+) -> ChunkJob:
+    """Retry a transient failure later; a permanent one fails the chunk (and the execution)."""
+    source = chunk.execution.source
+    message = scrub_secrets(message, source)
+    now = timezone.now()
+    if not permanent and chunk.attempts < settings.CHUNK_MAX_ATTEMPTS:
+        delay = retry_delay(chunk.attempts, retry_after)
+        ChunkJob.objects.held_by(chunk).retry_at(
+            now + timedelta(seconds=delay),
+            kind=kind,
+            error=f"attempt {chunk.attempts} failed, retrying in {delay:.0f} s: {message}",
+        )
+        Execution.objects.filter(pk=chunk.execution_id).stamp()
+        logger.warning("chunk %s: %s; retry in %.1f s", chunk.pk, message, delay)
+        work_queue.enqueue_chunk_after(chunk.pk, delay)
+        return chunk
+    if not permanent:
+        message = f"{message} (gave up after {chunk.attempts} attempts)"
+    ChunkJob.objects.filter(pk=chunk.pk, state=ChunkState.RUNNING).fail(kind=kind, error=message)
+    reason = f"Chunk {chunk.index + 1} failed: {message}"
+    if kind != ENDLESS_SOURCE and cursor_for(source, chunk.index) and chunk.index > 0:
+        # A page fetched ahead may lie past the source's end, and some APIs answer such a
+        # page with an error. The completion check decides once the end is known.
+        Execution.objects.filter(pk=chunk.execution_id).stamp()
+        work_queue.enqueue_completion_check(chunk.execution_id)
+        return chunk
+    grace = settings.FAILED_CHUNK_GRACE_SECONDS
+    if grace:
+        # Operators may retry the chunk within the grace period; after it the check fails
+        # the execution.
+        Execution.objects.filter(pk=chunk.execution_id).stamp(error=reason)
+        work_queue.enqueue_completion_check_after(chunk.execution_id, grace)
+        return chunk
+    fail_execution(execution=chunk.execution, reason=reason)
+    return chunk
+
+
+def retry_failed_chunks(*, execution: Execution) -> int:
+    """Queue the failed chunks of an execution that still takes data; how many were queued."""
+    if execution.state != State.INGESTING:
+        return 0
+    chunk_ids = list(execution.chunks.filter(state=ChunkState.FAILED).values_list("pk", flat=True))
+    ChunkJob.objects.filter(pk__in=chunk_ids).requeue_failed(note="retried by an operator")
+    Execution.objects.of(execution).stamp(error="")
+    for chunk_id in chunk_ids:
+        transaction.on_commit(lambda chunk_id=chunk_id: work_queue.enqueue_chunk(chunk_id))
+    return len(chunk_ids)

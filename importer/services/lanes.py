@@ -1,0 +1,248 @@
+"""Running chunks: a chunk task takes its page, then goes on along its lane.
+
+A lane is the run of pages one task takes in turn: the next page of a cursor source, the page
+`chunks in flight` further on for an offset source. Its HTTP calls run in the worker's
+background threads: the lane's next page is claimed and fetched as soon as this page says
+where it starts, and each page is submitted while the lane goes on with the next, so the
+source, Assets and this worker's own work overlap and no page waits for the queue.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from importer import background, work_queue
+from importer.assets import AssetsClient, AssetsError
+from importer.mapping import MissingIdentityError, TransformResult, transform_records
+from importer.models import ChunkJob, Execution, ImportSource
+from importer.services.chunks import (
+    ENDLESS_SOURCE,
+    Claim,
+    SourceNeverEnds,
+    SubmitVerdict,
+    chunk_error,
+    chunk_failed,
+    claim_chunk,
+    claim_within_source_limit,
+    mark_submitted,
+    postpone_chunk,
+    queue_next_chunks,
+    release_chunk,
+    request_slot_delay,
+    stop_chunk,
+    submit_verdict,
+)
+from importer.services.plan import lane_next_cursor, runs_lanes
+from importer.sources import Page, SourceError, build_source
+
+State = Execution.State
+ChunkState = ChunkJob.State
+# A chunk that finds its source at its limit of running chunks asks again after this.
+SOURCE_BUSY_RETRY_SECONDS = 1.0
+
+
+def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
+    """Run this chunk, then go on along its lane while CHUNK_LANE_SECONDS last.
+
+    A page is marked submitted only once Assets accepted it. A chunk delivered twice is
+    claimed only once.
+    """
+    source = chunk.execution.source
+    # The pipeline keeps at most max(2, chunks in flight) chunks going by itself; only a
+    # limit of one chunk at a time needs counting.
+    if source.max_chunks_in_flight < 2:
+        claim = claim_within_source_limit(chunk)
+        if claim is Claim.SOURCE_FULL:
+            work_queue.enqueue_chunk_after(chunk.pk, SOURCE_BUSY_RETRY_SECONDS)
+        if claim is not Claim.TAKEN:
+            return chunk
+    elif not claim_chunk(chunk):
+        return chunk
+    if chunk.execution.state != State.INGESTING:
+        stop_chunk(chunk)
+        return chunk
+
+    lane = Lane(source)
+    current, page_ahead = chunk, None
+    try:
+        while current is not None:
+            current, page_ahead = _run_claimed_chunk(current, page_ahead, lane)
+    finally:
+        lane.close()
+    return chunk
+
+
+@dataclass
+class _PageInFlight:
+    chunk: ChunkJob
+    result: TransformResult
+    answer: Future
+    client: AssetsClient  # one submit at a time per client: a Session is not shared by threads
+
+
+class Lane:
+    """What one chunk task keeps from page to page: its connections, the page being fetched
+    ahead and the pages being submitted."""
+
+    # Pages of one lane in flight to Assets at once. Two let a page go as soon as it is
+    # ready rather than when the one before has arrived, so the lane keeps the source's pace.
+    SUBMITS_IN_FLIGHT = 2
+
+    def __init__(self, source: ImportSource):
+        self.deadline = time.monotonic() + settings.CHUNK_LANE_SECONDS
+        self.enabled = runs_lanes(source)
+        self.fetcher = build_source(source)
+        self.idle_clients = [AssetsClient.for_source(source)]
+        self.submitting: deque[_PageInFlight] = deque()
+        self.next_chunk: ChunkJob | None = None
+        self.next_page: Future | None = None
+
+    def has_time(self) -> bool:
+        """Whether this task goes on to the lane's next page (else the queue takes it)."""
+        return self.enabled and time.monotonic() < self.deadline
+
+    def hold_next_page(self, chunk: ChunkJob, page: Future | None) -> None:
+        self.next_chunk, self.next_page = chunk, page
+
+    def pop_next_page(self) -> tuple[ChunkJob | None, Future | None]:
+        taken = (self.next_chunk, self.next_page)
+        self.next_chunk = self.next_page = None
+        return taken
+
+    def submit_behind(self, chunk: ChunkJob, result: TransformResult) -> None:
+        """Send the page to Assets in the background (first waiting for the oldest page in
+        flight and recording it, when SUBMITS_IN_FLIGHT are out)."""
+        if len(self.submitting) >= self.SUBMITS_IN_FLIGHT:
+            self._record_oldest()
+        execution = chunk.execution
+        if self.idle_clients:
+            client = self.idle_clients.pop()
+        else:
+            client = AssetsClient.for_source(execution.source)
+        answer = background.run(client.submit_chunk, execution.assets_execution_id, result.data)
+        self.submitting.append(_PageInFlight(chunk, result, answer, client))
+
+    def record_arrived(self) -> None:
+        """Record the pages whose submit has arrived, without waiting for the others."""
+        while self.submitting and self.submitting[0].answer.done():
+            self._record_oldest()
+
+    def _record_oldest(self) -> None:
+        page = self.submitting.popleft()
+        try:
+            _record_submit(page.chunk, page.result, page.answer)
+        finally:
+            self.idle_clients.append(page.client)
+
+    def close(self) -> None:
+        """Record the pages in flight; a page claimed ahead but not started goes back to the
+        queue (only an unexpected error leaves one)."""
+        try:
+            while self.submitting:
+                self._record_oldest()
+        finally:
+            if self.next_chunk is not None:
+                release_chunk(self.next_chunk)
+                self.next_chunk = self.next_page = None
+
+
+def _record_submit(chunk: ChunkJob, result: TransformResult, answer: Future) -> None:
+    """Mark the chunk submitted once Assets accepted it; retry it later if Assets refused,
+    unless the import was cancelled or failed meanwhile (then Assets had reason to refuse)."""
+    try:
+        answer.result()
+    except AssetsError as error:
+        if Execution.objects.filter(pk=chunk.execution_id).ingesting().exists():
+            chunk_error(chunk, error)
+        else:
+            stop_chunk(chunk)
+        return
+    mark_submitted(chunk, result.record_count, result.skipped)
+
+
+def _run_claimed_chunk(
+    chunk: ChunkJob, page_ahead: Future | None, lane: Lane
+) -> tuple[ChunkJob | None, Future | None]:
+    """Take this page, start fetching the lane's next, then submit this one.
+
+    Returns the lane's next chunk, already claimed, with its page being fetched; or Nones
+    when the lane ends here. A failure of this chunk does not end a lane that already holds
+    its next page: the chunk is retried on its own.
+    """
+    try:
+        page = page_ahead.result() if page_ahead else _fetch_page(chunk, lane)
+    except SourceError as error:
+        chunk_error(chunk, error)
+        return None, None
+    if page is None:
+        return None, None
+
+    # The next page's fetch starts before it is claimed, so the claim's database work does
+    # not delay it; if another worker holds that page already, the copy is dropped.
+    keep_next = lane.has_time()
+    next_cursor = lane_next_cursor(chunk, page) if keep_next else None
+    next_page = background.run(lane.fetcher.fetch_page, next_cursor) if next_cursor else None
+    # Now that the source is busy again, the pages Assets has taken meanwhile are recorded.
+    lane.record_arrived()
+    try:
+        lane_next = queue_next_chunks(
+            chunk, page.next_cursor, len(page.records), lanes=lane.enabled, keep_next=keep_next
+        )
+    except SourceNeverEnds as problem:
+        chunk_failed(chunk, str(problem), permanent=True, kind=ENDLESS_SOURCE)
+        return None, None
+    if lane_next is not None:
+        lane.hold_next_page(lane_next, next_page if lane_next.cursor == next_cursor else None)
+    result = _transform(chunk, page)
+    if result is not None and not _submit(chunk, result, lane):
+        # The execution no longer takes data: neither does the page this lane holds.
+        next_chunk, _ = lane.pop_next_page()
+        if next_chunk is not None:
+            stop_chunk(next_chunk)
+        return None, None
+    return lane.pop_next_page()
+
+
+def _fetch_page(chunk: ChunkJob, lane: Lane) -> Page | None:
+    """Fetch the chunk's page now, after our own rate limit; None if it must wait longer."""
+    delay = request_slot_delay(chunk.execution.source)
+    if delay > settings.CHUNK_RETRY_INLINE_MAX_SECONDS:
+        postpone_chunk(chunk, delay, reason="rate_limited_by_us")
+        return None
+    if delay:
+        time.sleep(delay)
+    return lane.fetcher.fetch_page(chunk.cursor)
+
+
+def _transform(chunk: ChunkJob, page: Page) -> TransformResult | None:
+    """The page as Assets data; None when a record cannot be used (the chunk then failed)."""
+    source = chunk.execution.source
+    try:
+        return transform_records(
+            page.records, source.mapping, missing_identity=source.missing_identity
+        )
+    except MissingIdentityError as error:
+        chunk_failed(chunk, str(error), permanent=True, kind="missing_identity")
+        return None
+
+
+def _submit(chunk: ChunkJob, result: TransformResult, lane: Lane) -> bool:
+    """Send the page (or mark it done); False when the execution no longer takes data."""
+    verdict = submit_verdict(chunk)  # right before the page goes
+    if verdict is SubmitVerdict.PAST_THE_END:
+        mark_submitted(chunk, 0, [], state=ChunkState.SKIPPED)
+    elif verdict is SubmitVerdict.TAKEN_OVER:
+        pass  # the page is the other worker's now
+    elif verdict is SubmitVerdict.STOPPED:
+        stop_chunk(chunk)
+        return False
+    elif not result.record_count:
+        mark_submitted(chunk, 0, result.skipped)
+    else:
+        lane.submit_behind(chunk, result)
+    return True

@@ -1,0 +1,112 @@
+"""An execution's life: start it in Assets, fail it once, cancel it."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from importer import work_queue
+from importer.assets import AssetsClient, AssetsError, truncate_reason
+from importer.mapping import validate_document
+from importer.models import ChunkJob, Execution, ImportSource
+from importer.services.errors import ImportAlreadyRunning, ImportRefused, scrub_secrets
+from importer.services.plan import first_chunks
+from importer.services.retries import call_with_retries
+
+logger = logging.getLogger(__name__)
+
+
+def start_import(
+    *, source: ImportSource, user=None, trigger: str = Execution.Trigger.MANUAL
+) -> Execution:
+    """Create the execution in Assets and queue the first chunk.
+
+    The local row is created first, in PENDING: the one-open-execution-per-source
+    constraint then lets only one of two simultaneous starts go on to Assets.
+    """
+    if not source.enabled:
+        raise ImportRefused(f"Source '{source}' is disabled: enable it to import.")
+    if not source.mapping:
+        raise ImportRefused(f"Source '{source}' has no mapping: add one and push it to Assets.")
+    problems = validate_document(source.mapping)
+    if problems:
+        raise ImportRefused(f"The mapping of '{source}' is not valid: {problems[0]}")
+    try:
+        with transaction.atomic():
+            execution = Execution.objects.create(source=source, trigger=trigger, triggered_by=user)
+    except IntegrityError:
+        raise ImportAlreadyRunning(
+            f"An import of '{source}' is already running: wait for it to finish or cancel it."
+        ) from None
+
+    try:
+        client = AssetsClient.for_source(source)
+        started = call_with_retries(
+            lambda: client.start_execution(scheduled=trigger == Execution.Trigger.SCHEDULE)
+        )
+    except AssetsError as error:
+        reason = scrub_secrets(error.message, source)
+        Execution.objects.of(execution).refuse(reason=reason)
+        raise ImportRefused(reason) from None
+
+    # From here on the execution exists in Assets: any failure is reported to its history.
+    Execution.objects.of(execution).stamp(assets_execution_id=started.execution_id)
+    execution.assets_execution_id = started.execution_id
+    try:
+        with transaction.atomic():
+            Execution.objects.of(execution).begin_ingesting()
+            for chunk in first_chunks(execution):
+                transaction.on_commit(lambda chunk_id=chunk.pk: work_queue.enqueue_chunk(chunk_id))
+    except Exception as error:
+        logger.exception("execution %s: could not queue its first chunk", execution.pk)
+        fail_execution(execution=execution, reason=f"The import could not start: {error}")
+        raise ImportRefused(f"The import could not start: {error}") from None
+    execution.refresh_from_db()
+    return execution
+
+
+def fail_execution(*, execution: Execution, reason: str) -> Execution:
+    """Fail an open execution once, stop its chunks, and report the reason to Assets."""
+    reason = scrub_secrets(reason, execution.source)
+    if Execution.objects.of(execution).fail(reason=reason):
+        ChunkJob.objects.filter(execution=execution).cancel_queued()
+        execution.refresh_from_db()
+        if execution.assets_execution_id:
+            _report_failure(execution, reason)
+    execution.refresh_from_db()
+    return execution
+
+
+def _report_failure(execution: Execution, reason: str) -> None:
+    # Assets takes a failure report only while the execution is INGESTING; once it is
+    # PROCESSING it answers 400. Either way the local failure stands and is not hidden.
+    try:
+        client = AssetsClient.for_source(execution.source)
+        call_with_retries(
+            lambda: client.report_failure(execution.assets_execution_id, truncate_reason(reason))
+        )
+    except AssetsError as error:
+        logger.warning(
+            "execution %s: failure not recorded in Assets history: %s",
+            execution.pk,
+            scrub_secrets(error.message, execution.source),
+        )
+        return
+    Execution.objects.of(execution).update(failure_reported_at=timezone.now())
+
+
+def cancel_execution(*, execution: Execution) -> Execution:
+    """Stop an open execution: no further chunks run, and Assets cancels its side."""
+    if Execution.objects.of(execution).cancel(reason="Cancelled by an operator."):
+        ChunkJob.objects.filter(execution=execution).cancel_queued()
+        if execution.assets_execution_id:
+            try:
+                AssetsClient.for_source(execution.source).cancel_execution(
+                    execution.assets_execution_id
+                )
+            except AssetsError as error:
+                logger.warning("execution %s: cancel in Assets failed: %s", execution.pk, error)
+    execution.refresh_from_db()
+    return execution

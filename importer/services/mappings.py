@@ -1,0 +1,85 @@
+"""The source's mapping and Assets: push, pull, replace, and dry runs against the source."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.utils import timezone
+
+from importer.assets import AssetsClient
+from importer.mapping import diff_documents, draft_mapping, transform_records, validate_document
+from importer.models import ImportSource
+from importer.services.errors import MappingInvalid, scrub_secrets
+from importer.sources import SourceError, build_source
+
+
+def push_mapping(*, source: ImportSource) -> ImportSource:
+    """Validate the mapping locally, then send it to Assets (PUT replaces it whole)."""
+    if not source.mapping:
+        raise MappingInvalid(["$: the source has no mapping yet"])
+    problems = validate_document(source.mapping)
+    if problems:
+        raise MappingInvalid(problems)
+    AssetsClient.for_source(source).put_mapping(source.mapping)
+    source.mapping_pushed_at = timezone.now()
+    source.save(update_fields=["mapping_pushed_at", "updated_at"])
+    return source
+
+
+@dataclass
+class Preview:
+    """What an import would send for the first page, without starting one."""
+
+    records_fetched: int = 0
+    has_more: bool = False
+    data: dict[str, list[dict]] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    error: str = ""
+
+
+def preview_import(*, source: ImportSource, limit: int = 20) -> Preview:
+    """Fetch and transform the first page; nothing is sent to Assets."""
+    try:
+        page = build_source(source).fetch_page("")
+    except SourceError as error:
+        return Preview(error=scrub_secrets(error.message, source))
+    if not source.mapping:
+        return Preview(records_fetched=len(page.records), error="The source has no mapping yet.")
+    try:
+        result = transform_records(page.records, source.mapping)
+    except ValueError as error:  # a mapping transform cannot use
+        return Preview(records_fetched=len(page.records), error=str(error))
+    return Preview(
+        records_fetched=len(page.records),
+        has_more=page.next_cursor is not None,
+        data={selector: rows[:limit] for selector, rows in result.data.items()},
+        skipped=result.skipped,
+    )
+
+
+def draft_mapping_from_source(*, source: ImportSource) -> dict:
+    """A schema and mapping inferred from the first page, for staff to edit."""
+    try:
+        page = build_source(source).fetch_page("")
+    except SourceError as error:
+        raise MappingInvalid([scrub_secrets(error.message, source)]) from None
+    if not page.records:
+        raise MappingInvalid(["the source's first page has no records to learn from"])
+    selector = (source.records_path.rsplit(".", 1)[-1] or "records").replace("-", "_")
+    return draft_mapping(
+        page.records, name=source.name.replace("-", " ").title(), selector=selector
+    )
+
+
+def pull_mapping(*, source: ImportSource) -> tuple[dict, list[str]]:
+    """The document Assets holds, and how the local one differs from it."""
+    remote = AssetsClient.for_source(source).get_mapping()
+    return remote, diff_documents(source.mapping or {}, remote)
+
+
+def replace_mapping(*, source: ImportSource, document: dict, pushed: bool) -> ImportSource:
+    """Take `document` as the source's mapping (`pushed`: it is what Assets holds)."""
+    source.mapping = document
+    source.mapping_pushed_at = timezone.now() if pushed else None
+    source.save(update_fields=["mapping", "mapping_pushed_at", "updated_at"])
+    return source

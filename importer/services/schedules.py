@@ -1,0 +1,247 @@
+"""Scheduled imports: the schedule Assets holds, and the runs its webtrigger starts.
+
+Assets owns the clock: it calls the source's webtrigger at each run. Local and remote never
+differ silently: a schedule Assets refused is marked out of sync with the reason.
+"""
+
+from __future__ import annotations
+
+import calendar
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.urls import reverse
+from django.utils import timezone
+
+from importer.assets import AssetsClient, AssetsError, AssetsNotFound, schedule_body
+from importer.models import Execution, ImportSource, Schedule, new_webtrigger_token
+from importer.services.errors import ImportAlreadyRunning, ScheduleError, scrub_secrets
+from importer.services.lifecycle import start_import
+
+
+def webtrigger_url(source: ImportSource) -> str:
+    path = reverse("importer:webtrigger", args=[source.pk, source.webtrigger_token])
+    return f"{settings.PUBLIC_BASE_URL}{path}"
+
+
+def _add_months(moment: datetime, months: int) -> datetime:
+    month_index = moment.month - 1 + months
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
+
+
+def next_run(schedule: Schedule, *, after: datetime | None = None) -> datetime | None:
+    """The first run at or after `after` (now), in wall-clock time of the schedule's zone."""
+    after = after or timezone.now()
+    zone = ZoneInfo(schedule.timezone)
+    first = schedule.start_time.astimezone(zone).replace(tzinfo=None)
+    if schedule.frequency == Schedule.Frequency.ONCE:
+        return schedule.start_time if schedule.start_time >= after else None
+    step = 0
+    while True:
+        if schedule.frequency == Schedule.Frequency.MONTHLY:
+            candidate = _add_months(first, step)
+        else:
+            days = 7 if schedule.frequency == Schedule.Frequency.WEEKLY else 1
+            candidate = first + timedelta(days=days * step)
+        aware = candidate.replace(tzinfo=zone)
+        if aware >= after:
+            return aware
+        # Jump close to `after` instead of walking day by day through years of history.
+        if step == 0 and schedule.frequency != Schedule.Frequency.MONTHLY:
+            days = 7 if schedule.frequency == Schedule.Frequency.WEEKLY else 1
+            step = max(1, (after - aware).days // days)
+        else:
+            step += 1
+
+
+def _remote_body(schedule: Schedule) -> dict:
+    upcoming = next_run(schedule)
+    if upcoming is None:
+        raise ScheduleError("The schedule runs once and its time has passed: set a new time.")
+    return schedule_body(
+        frequency=schedule.frequency,
+        start_time=upcoming.isoformat(),
+        timezone=schedule.timezone,
+        callback_url=webtrigger_url(schedule.source),
+    )
+
+
+def _mark_out_of_sync(schedule: Schedule, message: str) -> None:
+    schedule.in_sync = False
+    schedule.sync_error = message
+    schedule.save(update_fields=["in_sync", "sync_error", "updated_at"])
+
+
+def sync_schedule(*, schedule: Schedule) -> Schedule:
+    """Create or replace the schedule in Assets; the row says whether that worked, and why not.
+
+    Raises ScheduleError after recording it, so callers can show the reason.
+    """
+    source = schedule.source
+    if not source.mapping_pushed_at:
+        _mark_out_of_sync(schedule, "Assets needs the source's mapping first: push the mapping.")
+        raise ScheduleError(schedule.sync_error)
+    if not source.enabled:
+        delete_remote_schedule(schedule=schedule)
+        _mark_out_of_sync(schedule, "The source is disabled, so Assets holds no schedule.")
+        raise ScheduleError(schedule.sync_error)
+    client = AssetsClient.for_source(source)
+    try:
+        body = _remote_body(schedule)
+        remote = None
+        if schedule.assets_schedule_id:
+            try:
+                remote = client.update_schedule(schedule.assets_schedule_id, body)
+            except AssetsNotFound:
+                remote = None  # deleted in Assets: create it again below
+        if remote is None:
+            remote = client.create_schedule(body)
+    except (AssetsError, ScheduleError) as error:
+        message = scrub_secrets(getattr(error, "message", str(error)), source)
+        _mark_out_of_sync(schedule, message)
+        raise ScheduleError(message) from None
+    schedule.assets_schedule_id = remote.schedule_id
+    schedule.callback_url = body["callbackUrl"]
+    schedule.in_sync = True
+    schedule.sync_error = ""
+    schedule.synced_at = timezone.now()
+    schedule.save()
+    return schedule
+
+
+def delete_remote_schedule(*, schedule: Schedule) -> Schedule:
+    """Remove the schedule from Assets (gone already counts as removed)."""
+    if schedule.assets_schedule_id:
+        try:
+            AssetsClient.for_source(schedule.source).delete_schedule(schedule.assets_schedule_id)
+        except AssetsNotFound:
+            pass
+        except AssetsError as error:
+            message = scrub_secrets(error.message, schedule.source)
+            if schedule.pk:
+                _mark_out_of_sync(schedule, message)
+            raise ScheduleError(message) from None
+        schedule.assets_schedule_id = ""
+        schedule.in_sync = False
+        if schedule.pk:
+            schedule.save(update_fields=["assets_schedule_id", "in_sync", "updated_at"])
+    return schedule
+
+
+def delete_schedule(*, schedule: Schedule) -> None:
+    delete_remote_schedule(schedule=schedule)
+    schedule.delete()
+
+
+def delete_source(*, source: ImportSource) -> None:
+    """Delete a source, removing its schedule from Assets first."""
+    schedule = Schedule.objects.filter(source=source).first()
+    if schedule is not None:
+        delete_remote_schedule(schedule=schedule)
+    source.delete()
+
+
+def compare_schedule(*, schedule: Schedule) -> list[str]:
+    """What differs between the local schedule and the one Assets holds (empty: the same)."""
+    if not schedule.assets_schedule_id:
+        return ["Assets holds no schedule for this source yet."]
+    try:
+        remote = AssetsClient.for_source(schedule.source).get_schedule(schedule.assets_schedule_id)
+    except AssetsNotFound:
+        _mark_out_of_sync(schedule, "Assets no longer holds this schedule.")
+        return [schedule.sync_error]
+    differences = []
+    expected = _remote_body(schedule) if next_run(schedule) else {}
+    if remote.frequency != schedule.frequency:
+        differences.append(f"frequency: here {schedule.frequency}, in Assets {remote.frequency}")
+    if remote.timezone and remote.timezone != schedule.timezone:
+        differences.append(f"time zone: here {schedule.timezone}, in Assets {remote.timezone}")
+    if expected and remote.callback_url != expected["callbackUrl"]:
+        differences.append("callback URL: Assets calls a different webtrigger URL")
+    if remote.start_time and not _same_time_of_day(remote.start_time, schedule):
+        differences.append(
+            f"start time: here {schedule.start_time.isoformat()}, in Assets {remote.start_time}"
+        )
+    if differences:
+        _mark_out_of_sync(schedule, "; ".join(differences))
+    return differences
+
+
+def _same_time_of_day(remote_start: str, schedule: Schedule) -> bool:
+    try:
+        remote = datetime.fromisoformat(remote_start.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    zone = ZoneInfo(schedule.timezone)
+    local = schedule.start_time.astimezone(zone)
+    remote = remote.astimezone(zone) if remote.tzinfo else remote
+    return (remote.hour, remote.minute) == (local.hour, local.minute)
+
+
+def rotate_webtrigger_token(*, source: ImportSource) -> ImportSource:
+    """Give the source a new webtrigger secret and tell Assets the new callback URL."""
+    source.webtrigger_token = new_webtrigger_token()
+    source.save(update_fields=["webtrigger_token", "updated_at"])
+    schedule = Schedule.objects.filter(source=source).first()
+    if schedule is not None:
+        sync_schedule(schedule=schedule)
+    return source
+
+
+# A trigger repeated within this window (Assets retrying, or two calls at once) is the same run.
+DUPLICATE_TRIGGER_WINDOW = timedelta(minutes=10)
+
+
+def _recent_scheduled_execution(source: ImportSource) -> Execution | None:
+    return (
+        Execution.objects.filter(
+            source=source,
+            trigger=Execution.Trigger.SCHEDULE,
+            state__in=Execution.OPEN_STATES,
+            created_at__gte=timezone.now() - DUPLICATE_TRIGGER_WINDOW,
+        )
+        .exclude(assets_execution_id="")
+        .first()
+    )
+
+
+def start_scheduled_import(*, source: ImportSource) -> Execution:
+    """Start the run Assets' scheduler asked for.
+
+    A repeated trigger (Assets retrying, or two calls at once) gets the execution the first
+    one started. A trigger while another import runs is refused, and the refusal is kept in
+    the history so staff see the run that did not happen.
+    """
+    recent = _recent_scheduled_execution(source)
+    if recent is not None:
+        return recent
+    try:
+        return start_import(source=source, trigger=Execution.Trigger.SCHEDULE)
+    except ImportAlreadyRunning as refusal:
+        recent = _recent_scheduled_execution(source)
+        if recent is not None:
+            return recent
+        Execution.objects.create(
+            source=source,
+            trigger=Execution.Trigger.SCHEDULE,
+            state=Execution.State.REFUSED,
+            error=str(refusal),
+            finished_at=timezone.now(),
+        )
+        raise
+
+
+def apply_enabled_state(*, source: ImportSource) -> None:
+    """A disabled source keeps no schedule in Assets; enabling it again restores the schedule."""
+    schedule = Schedule.objects.filter(source=source).first()
+    if schedule is None:
+        return
+    if source.enabled:
+        if not schedule.in_sync:
+            sync_schedule(schedule=schedule)
+        return
+    delete_remote_schedule(schedule=schedule)
+    _mark_out_of_sync(schedule, "The source is disabled, so Assets holds no schedule.")
