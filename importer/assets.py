@@ -16,22 +16,15 @@ from typing import Any
 import requests
 from django.conf import settings
 
+from importer.remote import RemoteError
+
 FAILURE_REASON_LIMIT = 1024
 
 
-class AssetsError(Exception):
+class AssetsError(RemoteError):
     """Assets could not do what we asked. `permanent` errors are not worth retrying."""
 
-    permanent = True
     kind = "assets_error"
-
-    def __init__(
-        self, message: str, *, status: int | None = None, retry_after: float | None = None
-    ):
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.retry_after = retry_after
 
 
 class AssetsBadRequest(AssetsError):

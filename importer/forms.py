@@ -4,12 +4,12 @@ import json
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django import forms
-from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
 from importer.mapping import validate_document
 from importer.models import ImportSource, Schedule
+from importer.sources.rules import ca_bundle_problem, cursor_path_problem, plugin_problem
 
 SECRET_FIELDS = ("assets_token", "source_token")
 SOURCE_FIELDS = [
@@ -159,15 +159,12 @@ class ImportSourceForm(forms.ModelForm):
         ):
             self.add_error("source_file", "Upload the file or give its URL.")
         if kind == Kind.PLUGIN:
-            plugins = getattr(settings, "IMPORT_SOURCE_PLUGINS", {})
-            if cleaned.get("plugin") not in {*plugins, *plugins.values()}:
-                known = ", ".join(sorted(plugins)) or "none (set IMPORT_SOURCE_PLUGINS)"
-                self.add_error("plugin", f"Choose a configured plug-in: {known}.")
-        if kind == Kind.REST and cleaned.get("pagination") in ("cursor", "next_url"):
-            if not cleaned.get("cursor_path"):
-                self.add_error(
-                    "cursor_path", "Give the dotted path of the next cursor or URL in the answer."
-                )
+            self._add_problem("plugin", plugin_problem(cleaned.get("plugin") or ""))
+        if kind == Kind.REST:
+            self._add_problem(
+                "cursor_path",
+                cursor_path_problem(cleaned.get("pagination"), cleaned.get("cursor_path") or ""),
+            )
         auth = cleaned.get("source_auth")
         has_secret = bool(cleaned.get("source_token") or self.instance.source_token)
         if auth != Auth.NONE and not has_secret:
@@ -188,10 +185,13 @@ class ImportSourceForm(forms.ModelForm):
             value = cleaned.get(name)
             if value not in (None, "") and not isinstance(value, dict):
                 self.add_error(name, 'Give a JSON object, e.g. {"name": "value"}.')
-        bundle = cleaned.get("ca_bundle") or ""
-        if bundle and "-----BEGIN CERTIFICATE-----" not in bundle:
-            self.add_error("ca_bundle", "Paste PEM certificates (-----BEGIN CERTIFICATE-----).")
+        self._add_problem("ca_bundle", ca_bundle_problem(cleaned.get("ca_bundle") or ""))
         return cleaned
+
+    def _add_problem(self, field: str, problem: str) -> None:
+        """A rule the source readers apply too (importer/sources/rules.py), shown at its field."""
+        if problem:
+            self.add_error(field, problem[0].upper() + problem[1:] + ".")
 
     def save(self, commit=True):
         source = super().save(commit=False)

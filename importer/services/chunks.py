@@ -19,13 +19,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from importer import work_queue
-from importer.assets import AssetsError
 from importer.models import ChunkJob, Execution, ImportSource
+from importer.remote import RemoteError
 from importer.services.errors import scrub_secrets
 from importer.services.lifecycle import fail_execution
 from importer.services.plan import pages_ahead, reads_in_parallel
 from importer.services.retries import retry_delay
-from importer.sources import SourceError, cursor_for
+from importer.sources import cursor_for
 
 logger = logging.getLogger(__name__)
 
@@ -276,7 +276,7 @@ def postpone_chunk(chunk: ChunkJob, delay: float, *, reason: str) -> ChunkJob:
     return chunk
 
 
-def chunk_error(chunk: ChunkJob, error: SourceError | AssetsError) -> ChunkJob:
+def chunk_error(chunk: ChunkJob, error: RemoteError) -> ChunkJob:
     """A typed error of the source or of Assets: its type says whether to retry.
 
     A plain 500 is retried unless RETRY_HTTP_500 is off (some servers answer 500 for bad

@@ -43,6 +43,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from importer.remote import RemoteError
+
 
 @dataclass(frozen=True)
 class Page:
@@ -52,28 +54,28 @@ class Page:
     next_cursor: str | None
 
 
-class SourceError(Exception):
+class SourceError(RemoteError):
     """The source failed to give a page. Transient errors (`permanent=False`) are retried.
 
     The message names the source ("source 'NAME' ...") and never holds a secret: it is stored
     on the chunk and shown to staff.
     """
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        permanent: bool = True,
-        status: int | None = None,
-        retry_after: float | None = None,
-        kind: str = "source_error",
-    ):
-        super().__init__(message)
-        self.message = message
-        self.permanent = permanent
-        self.status = status
-        self.retry_after = retry_after
-        self.kind = kind
+    kind = "source_error"
+
+
+def number_cursor(cursor: str, *, default: int, source_name: str, meaning: str) -> int:
+    """The non-negative number a cursor holds (an offset, a page number, a record index);
+    `default` for the first page's empty cursor."""
+    try:
+        number = int(cursor) if cursor else default
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise SourceError(
+            f"source '{source_name}': cursor '{cursor[:50]}' is not {meaning}", kind="bad_cursor"
+        )
+    return number
 
 
 class Source(Protocol):

@@ -7,7 +7,7 @@ List it in settings to use it, e.g. `IMPORT_SOURCE_PLUGINS = {"static":
 
 from __future__ import annotations
 
-from importer.sources.base import Page, SourceError
+from importer.sources.base import Page, SourceError, number_cursor
 
 
 class StaticListSource:
@@ -21,7 +21,7 @@ class StaticListSource:
             raise SourceError(f"source '{self.name}': option 'records' must be a list")
 
     def fetch_page(self, cursor: str) -> Page:
-        start = int(cursor or 0)
+        start = number_cursor(cursor, default=0, source_name=self.name, meaning="an index")
         end = start + self.page_size
         next_cursor = str(end) if end < len(self.records) else None
         return Page(records=self.records[start:end], next_cursor=next_cursor)

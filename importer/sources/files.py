@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO
 
-from importer.sources.base import Page, SourceError, config_error
+from importer.sources.base import Page, SourceError, config_error, number_cursor
 from importer.sources.transport import SourceHttp, with_query
 
 DOWNLOAD_MAX_AGE_SECONDS = 300.0
@@ -202,15 +202,7 @@ class FileSource:
 
     def start_of(self, file: IO[bytes], cursor: str) -> int:
         """The byte offset a cursor names, checked to be the start of a line of this file."""
-        try:
-            offset = int(cursor) if cursor else 0
-        except ValueError:
-            offset = -1
-        if offset < 0:
-            raise SourceError(
-                f"source '{self.name}': cursor '{cursor[:50]}' is not a byte offset",
-                kind="bad_cursor",
-            )
+        offset = number_cursor(cursor, default=0, source_name=self.name, meaning="a byte offset")
         if offset > 0:
             file.seek(offset - 1)
             if file.read(1) != b"\n":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import IO
 
-from importer.sources.base import Page, SourceError
+from importer.sources.base import Page, SourceError, number_cursor
 from importer.sources.files import FileSource
 from importer.sources.rest import select_records
 from importer.sources.transport import MAX_PAGE_BYTES
@@ -19,15 +19,7 @@ from importer.sources.transport import MAX_PAGE_BYTES
 
 class JsonFileSource(FileSource):
     def read_chunk(self, file: IO[bytes], cursor: str) -> Page:
-        try:
-            start = int(cursor) if cursor else 0
-        except ValueError:
-            start = -1
-        if start < 0:
-            raise SourceError(
-                f"source '{self.name}': cursor '{cursor[:50]}' is not a record index",
-                kind="bad_cursor",
-            )
+        start = number_cursor(cursor, default=0, source_name=self.name, meaning="a record index")
         if file.seek(0, 2) > MAX_PAGE_BYTES:
             raise SourceError(
                 f"source '{self.name}': the JSON file is larger than {MAX_PAGE_BYTES // 2**20} "

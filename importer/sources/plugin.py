@@ -10,10 +10,10 @@ import re
 from typing import Any
 
 import requests
-from django.conf import settings
 from django.utils.module_loading import import_string
 
 from importer.sources.base import Page, SourceError, config_error
+from importer.sources.rules import listed_plugins, plugin_problem
 
 # Errors a plug-in may leak from its own HTTP or socket calls: worth a retry.
 TRANSIENT_ERRORS = (OSError, requests.RequestException)
@@ -22,17 +22,11 @@ URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
 
 def plugin_path(import_source) -> str:
     """The dotted path of the source's plug-in: a listed name, or a listed dotted path."""
-    plugins: dict[str, str] = getattr(settings, "IMPORT_SOURCE_PLUGINS", {}) or {}
     name = import_source.plugin
-    if name in plugins:
-        return plugins[name]
-    if name and name in plugins.values():
-        return name
-    listed = ", ".join(sorted(plugins)) or "none"
-    raise config_error(
-        import_source,
-        f"plug-in '{name}' is not listed in the IMPORT_SOURCE_PLUGINS setting (listed: {listed})",
-    )
+    problem = plugin_problem(name)
+    if problem:
+        raise config_error(import_source, problem)
+    return listed_plugins().get(name, name)
 
 
 class PluginSource:

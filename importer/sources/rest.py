@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
-from importer.sources.base import Page, SourceError, config_error
+from importer.sources.base import Page, SourceError, config_error, number_cursor
+from importer.sources.rules import cursor_path_problem
 from importer.sources.transport import SourceHttp, public_url, with_query
 
 PAGINATIONS = ("offset", "page", "cursor", "next_url", "link_header", "none")
@@ -91,8 +92,8 @@ class RestJsonSource:
             raise config_error(source, "it has no source URL")
         if source.pagination not in PAGINATIONS:
             raise config_error(source, f"unknown pagination '{source.pagination}'")
-        if source.pagination in ("cursor", "next_url") and not source.cursor_path:
-            raise config_error(source, f"{source.pagination} paging needs a cursor path")
+        if cursor_path_problem(source.pagination, source.cursor_path):
+            raise config_error(source, cursor_path_problem(source.pagination, source.cursor_path))
         if not isinstance(source.extra_params or {}, dict):
             raise config_error(source, "extra parameters must be a JSON object")
         self.page_size = max(1, source.page_size)
@@ -133,14 +134,8 @@ class RestJsonSource:
         return with_query(base, extra)
 
     def _number(self, cursor: str, default: int) -> int:
-        try:
-            return int(cursor) if cursor else default
-        except ValueError:
-            raise SourceError(
-                f"source '{self.name}': cursor '{cursor[:50]}' is not a number, as "
-                f"{self.config.pagination} paging needs",
-                kind="bad_cursor",
-            ) from None
+        meaning = f"a number, as {self.config.pagination} paging needs"
+        return number_cursor(cursor, default=default, source_name=self.name, meaning=meaning)
 
     def _check_origin(self, url: str) -> None:
         """Next URLs come from the source: never send its credentials to another host."""

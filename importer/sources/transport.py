@@ -21,6 +21,7 @@ from django.conf import settings
 
 from importer.assets import parse_retry_after
 from importer.sources.base import SourceError, config_error
+from importer.sources.rules import ca_bundle_problem
 
 # A single REST page (or JSON file) larger than this is refused rather than held in memory.
 MAX_PAGE_BYTES = 50 * 1024 * 1024
@@ -107,8 +108,8 @@ class SourceHttp:
         self.timeout = (
             source.request_timeout if source.request_timeout is not None else settings.HTTP_TIMEOUT
         )
-        if source.ca_bundle and "-----BEGIN CERTIFICATE-----" not in source.ca_bundle:
-            raise config_error(source, "the trusted CA certificates are not PEM certificates")
+        if ca_bundle_problem(source.ca_bundle):
+            raise config_error(source, ca_bundle_problem(source.ca_bundle))
         # Verification always stays on: a private CA is trusted instead of the public ones.
         self.verify: str | bool = ca_bundle_path(source.ca_bundle) if source.ca_bundle else True
         if not isinstance(source.extra_headers or {}, dict):

@@ -1,0 +1,37 @@
+"""Rules on a source's settings, applied by both the admin form and the source readers.
+
+Each returns what is wrong ("" when nothing is), worded to read both as a form error and after
+"source 'NAME' is misconfigured: ".
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+PEM_CERTIFICATE = "-----BEGIN CERTIFICATE-----"
+PAGINATIONS_WITH_CURSOR_PATH = ("cursor", "next_url")
+
+
+def ca_bundle_problem(pem: str) -> str:
+    if pem and PEM_CERTIFICATE not in pem:
+        return f"the trusted CA certificates are not PEM certificates ({PEM_CERTIFICATE})"
+    return ""
+
+
+def cursor_path_problem(pagination: str, cursor_path: str) -> str:
+    if pagination in PAGINATIONS_WITH_CURSOR_PATH and not cursor_path:
+        return f"{pagination} paging needs the dotted path of the next cursor or URL in the answer"
+    return ""
+
+
+def listed_plugins() -> dict[str, str]:
+    return getattr(settings, "IMPORT_SOURCE_PLUGINS", {}) or {}
+
+
+def plugin_problem(name: str) -> str:
+    """A plug-in is a name listed in IMPORT_SOURCE_PLUGINS, or one of the listed dotted paths."""
+    plugins = listed_plugins()
+    if name and (name in plugins or name in plugins.values()):
+        return ""
+    listed = ", ".join(sorted(plugins)) or "none"
+    return f"plug-in '{name}' is not listed in the IMPORT_SOURCE_PLUGINS setting (listed: {listed})"
