@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from importer import work_queue
-from importer.assets import AssetsClient, AssetsError, truncate_reason
+from importer.assets import AssetsClient, AssetsError
 from importer.mapping import validate_document
 from importer.models import ChunkJob, Execution, ImportSource
 from importer.services.errors import ImportAlreadyRunning, ImportRefused, scrub_secrets
@@ -85,7 +85,7 @@ def _report_failure(execution: Execution, reason: str) -> None:
     try:
         client = AssetsClient.for_source(execution.source)
         call_with_retries(
-            lambda: client.report_failure(execution.assets_execution_id, truncate_reason(reason))
+            lambda: client.report_failure(execution.assets_execution_id, reason)
         )
     except AssetsError as error:
         logger.warning(
