@@ -11,7 +11,6 @@ import calendar
 import logging
 import os
 import random
-import re
 import socket
 import time
 from collections import deque
@@ -34,7 +33,6 @@ from importer.assets import (
     AssetsRateLimited,
     AssetsServerError,
     schedule_body,
-    truncate_reason,
 )
 from importer.mapping import (
     MissingIdentityError,
@@ -45,6 +43,7 @@ from importer.mapping import (
     validate_document,
 )
 from importer.models import ChunkJob, Execution, ImportSource, Schedule, new_webtrigger_token
+from importer.redaction import redact_for
 from importer.sources import Page, SourceError, build_source
 
 logger = logging.getLogger(__name__)
@@ -82,18 +81,10 @@ class MappingInvalid(Exception):
 
 # --- secrets -------------------------------------------------------------------------------
 
-_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s:]+:[^/@\s]+@")
-_BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}")
-
 
 def scrub_secrets(text: str, source: ImportSource | None = None) -> str:
-    """Remove the source's secrets, credentials in URLs and bearer tokens from a message."""
-    if source is not None:
-        for secret in (source.assets_token, source.source_token, source.webtrigger_token):
-            if secret and len(secret) >= 4:
-                text = text.replace(secret, "***")
-    text = _URL_CREDENTIALS.sub("***@", text)
-    return _BEARER.sub(r"\1***", text)
+    """Remove the source's secrets and any credential from a message (see importer.redaction)."""
+    return redact_for(source, text)
 
 
 # --- mapping -------------------------------------------------------------------------------
@@ -1013,9 +1004,7 @@ def _report_failure(execution: Execution, reason: str) -> None:
     # PROCESSING it answers 400. Either way the local failure stands and is not hidden.
     try:
         client = AssetsClient.for_source(execution.source)
-        call_with_retries(
-            lambda: client.report_failure(execution.assets_execution_id, truncate_reason(reason))
-        )
+        call_with_retries(lambda: client.report_failure(execution.assets_execution_id, reason))
     except AssetsError as error:
         logger.warning(
             "execution %s: failure not recorded in Assets history: %s",
