@@ -1,8 +1,10 @@
 """Secrets at rest, roles, the audit log, the webtrigger's limits and deployment checks."""
 
+import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -11,10 +13,13 @@ from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.db import connection
 from django.urls import reverse
+from django.utils import timezone
 
-from importer import fields
-from importer.models import Execution, ImportSource
+from importer import fields, services
+from importer.forms import ImportSourceForm
+from importer.models import Execution, ImportSource, Schedule
 from tests.conftest import SANDBOX_TOKEN
+from tests.test_admin import source_form_data
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -168,3 +173,126 @@ def test_the_documented_production_settings_pass_check_deploy():
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- who sees which secret -----------------------------------------------------------------
+
+SOURCE_SECRETS = {
+    "assets token": SANDBOX_TOKEN,
+    "source secret": "source-secret-7431",
+    "password in the URL": "url-pass-9912",
+    "secret header": "header-secret-5521",
+    "secret parameter": "param-secret-3318",
+}
+
+
+@pytest.fixture
+def secret_source(make_source):
+    """A source holding a secret in every place one can be kept, and its schedule."""
+    source = make_source(
+        source_auth="bearer",
+        source_token=SOURCE_SECRETS["source secret"],
+        source_url=f"https://svc:{SOURCE_SECRETS['password in the URL']}@inventory.example/api",
+        extra_headers={"X-Tenant-Token": SOURCE_SECRETS["secret header"], "Accept-Language": "en"},
+        extra_params={"api_key": SOURCE_SECRETS["secret parameter"], "status": "active"},
+    )
+    Schedule.objects.create(
+        source=source,
+        frequency=Schedule.Frequency.DAILY,
+        start_time=timezone.now() + timedelta(days=1),
+        callback_url=services.webtrigger_url(source),
+    )
+    return source
+
+
+def pages_of(client, source) -> dict[str, object]:
+    return {
+        "source": client.get(reverse("admin:importer_importsource_change", args=[source.pk])),
+        "schedule": client.get(
+            reverse("admin:importer_schedule_change", args=[source.schedule.pk])
+        ),
+    }
+
+
+def secrets_shown(html: str) -> list[str]:
+    return [what for what, secret in SOURCE_SECRETS.items() if secret in html]
+
+
+@pytest.mark.django_db
+def test_a_viewer_cannot_open_a_source_or_its_schedule(client, django_user_model, secret_source):
+    client.force_login(user_in(django_user_model, "Import viewers", "vera"))
+
+    pages = pages_of(client, secret_source)
+
+    assert {name: page.status_code for name, page in pages.items()} == {
+        "source": 403,
+        "schedule": 403,
+    }
+
+
+@pytest.mark.django_db
+def test_an_operator_sees_a_source_and_its_schedule_without_any_secret(
+    client, django_user_model, secret_source
+):
+    client.force_login(user_in(django_user_model, "Import operators", "otto"))
+
+    pages = pages_of(client, secret_source)
+
+    for name, page in pages.items():
+        html = page.content.decode()
+        assert page.status_code == 200, name
+        assert secrets_shown(html) == [], name
+        assert secret_source.webtrigger_token not in html, name
+    source_page = pages["source"].content.decode()
+    assert "https://***@inventory.example/api" in source_page
+    assert "Accept-Language" in source_page and "X-Tenant-Token" in source_page
+    assert f"/webtrigger/{secret_source.pk}/***/" in source_page
+
+
+@pytest.mark.django_db
+def test_an_administrator_sees_secrets_only_as_write_only_fields(
+    client, django_user_model, secret_source
+):
+    client.force_login(user_in(django_user_model, "Import administrators", "ada"))
+
+    pages = pages_of(client, secret_source)
+
+    for name, page in pages.items():
+        assert page.status_code == 200, name
+        assert secrets_shown(page.content.decode()) == [], name
+    form = pages["source"].context["adminform"].form
+    assert form["source_url"].value() == "https://***@inventory.example/api"
+    assert json.loads(form["extra_headers"].value()) == {
+        "X-Tenant-Token": "***",
+        "Accept-Language": "en",
+    }
+
+
+@pytest.mark.django_db
+def test_saving_a_source_with_masked_values_keeps_the_stored_secrets(
+    client, django_user_model, secret_source
+):
+    client.force_login(user_in(django_user_model, "Import administrators", "ada"))
+    data = source_form_data(secret_source, page_size=50)
+
+    response = client.post(
+        reverse("admin:importer_importsource_change", args=[secret_source.pk]), data
+    )
+
+    assert response.status_code == 302
+    stored = ImportSource.objects.get(pk=secret_source.pk)
+    assert stored.page_size == 50
+    assert stored.source_url == secret_source.source_url
+    assert stored.extra_headers == secret_source.extra_headers
+    assert stored.extra_params == secret_source.extra_params
+    assert stored.source_token == SOURCE_SECRETS["source secret"]
+
+
+@pytest.mark.django_db
+def test_a_masked_value_without_a_stored_secret_is_refused(make_source):
+    form = ImportSourceForm(
+        data=source_form_data(make_source(), extra_headers='{"X-Api-Key": "***"}')
+    )
+
+    assert not form.is_valid()
+    assert "X-Api-Key: '***' stands for a stored secret" in form.errors["extra_headers"][0]
