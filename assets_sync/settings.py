@@ -132,6 +132,12 @@ IMPORT_SOURCE_PLUGINS = env.json(
 ASSETS_API_BASE_URL = env.str("ASSETS_API_BASE_URL", default="https://api.atlassian.com")
 # Seconds for every outgoing HTTP call (Assets and sources): connect and read.
 HTTP_TIMEOUT = env.float("HTTP_TIMEOUT", default=30.0)
+# A source redirecting to another scheme, host or port: "drop_credentials" follows the redirect
+# without the source's credentials (auth and extra headers, API key in the query); "refuse"
+# fails the request with a clear error.
+CROSS_ORIGIN_REDIRECTS = env.str("CROSS_ORIGIN_REDIRECTS", default="drop_credentials")
+if CROSS_ORIGIN_REDIRECTS not in ("drop_credentials", "refuse"):
+    raise ImproperlyConfigured("CROSS_ORIGIN_REDIRECTS must be drop_credentials or refuse.")
 # A source that keeps saying "there is more" is stopped after this many pages.
 IMPORT_MAX_PAGES = env.int("IMPORT_MAX_PAGES", default=10_000)
 # A chunk claimed by a worker that then vanished is taken up again after this many seconds.
