@@ -210,13 +210,27 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "importer.logs.JsonFormatter"},
     },
+    # Credentials and webtrigger tokens are removed from every line (see importer/redaction.py).
+    "filters": {"redact_secrets": {"()": "importer.logs.RedactSecrets"}},
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             # LOG_FORMAT=json: one JSON object per line, for log collectors.
             "formatter": env.str("LOG_FORMAT", default="plain"),
+            "filters": ["redact_secrets"],
         }
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"urllib3": {"level": "WARNING"}},
+    "loggers": {
+        "urllib3": {"level": "WARNING"},
+        # Django's request lines carry the path, and so a webtrigger's token: redacted where
+        # they start, before Django's own handlers (e.g. mail_admins) see them.
+        "django.request": {"filters": ["redact_secrets"]},
+        "django.server": {
+            "handlers": ["console"],
+            "filters": ["redact_secrets"],
+            "level": "INFO",
+            "propagate": False,
+        },
+    },
 }

@@ -13,8 +13,15 @@ from zoneinfo import ZoneInfo
 from django.db import transaction
 
 from importer import services
-from importer.forms import SECRET_FIELDS, ImportSourceForm, ScheduleForm
+from importer.forms import (
+    MASKED_JSON_FIELDS,
+    MASKED_URL_FIELDS,
+    SECRET_FIELDS,
+    ImportSourceForm,
+    ScheduleForm,
+)
 from importer.models import ImportSource, Schedule
+from importer.redaction import mask_secret_values, mask_userinfo
 
 
 class ConfigFileError(Exception):
@@ -112,7 +119,7 @@ def source_to_config(source: ImportSource, *, with_secrets: bool = False) -> dic
         value = getattr(source, field_name)
         always = path[:2] in (("assets", "workspace_id"), ("assets", "import_source_id"))
         if always or path == ("source", "kind") or value != field.get_default():
-            _put(config, path, value)
+            _put(config, path, value if with_secrets else _masked(field_name, value))
     if with_secrets:
         _put(config, ("assets", "token"), source.assets_token)
         if source.source_token:
@@ -122,6 +129,15 @@ def source_to_config(source: ImportSource, *, with_secrets: bool = False) -> dic
     schedule = Schedule.objects.filter(source=source).first()
     config["schedule"] = schedule_to_config(schedule) if schedule else None
     return config
+
+
+def _masked(field_name: str, value):
+    """A setting as written without secrets: MASK where it holds one (import keeps those)."""
+    if field_name in MASKED_URL_FIELDS:
+        return mask_userinfo(value or "")
+    if field_name in MASKED_JSON_FIELDS:
+        return mask_secret_values(value)
+    return value
 
 
 def schedule_to_config(schedule: Schedule) -> dict:

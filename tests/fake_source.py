@@ -135,7 +135,7 @@ class FakeSource(DevServer):
       GET /api/huge, /api/huge-declared   `huge_bytes` of JSON, chunked or with Content-Length
       GET /files/<name>               a file added with `add_file`
       POST /oauth/token               client-credentials grant
-      GET /api/echo-error             400 whose JSON body repeats the request's headers and URL
+      GET /api/echo-error             400 whose JSON body repeats the request's URL and headers
       any path in `redirects`         a redirect there (status, target), the query passed on
     Without a limit in the query, pages hold `default_limit` records (the server's choice).
     """
@@ -229,10 +229,10 @@ class FakeSource(DevServer):
             location = f"{target}{'&' if '?' in target else '?'}{query}" if query else target
             return Reply(status, b"", "text/plain", headers={"Location": location})
         if request.path == "/api/echo-error":
-            # Some APIs answer a bad request with everything they received, headers included.
-            return json_reply(
-                400, {"error": "bad request", "url": request.raw_path, "headers": request.headers}
-            )
+            # Some APIs answer a bad request with what they received, headers included.
+            plumbing = {"host", "user-agent", "accept-encoding", "accept", "connection"}
+            headers = {k: v for k, v in request.headers.items() if k not in plumbing}
+            return json_reply(400, {"url": request.raw_path, "headers": headers})
         if request.path == "/oauth/token" and request.method == "POST":
             return self._issue_token(request)
         if not self._authorized(request):
