@@ -42,8 +42,17 @@ if env.bool("BEHIND_TLS_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # The webtrigger answers at most this many calls per client address and minute.
 WEBTRIGGER_RATE_PER_MINUTE = env.int("WEBTRIGGER_RATE_PER_MINUTE", default=30)
-# Behind a proxy, the request header holding the client address (e.g. HTTP_X_FORWARDED_FOR).
-CLIENT_IP_HEADER = env.str("CLIENT_IP_HEADER", default="REMOTE_ADDR")
+# Behind proxies: how many trusted proxies append the caller's address to CLIENT_IP_HEADER.
+# The client is the address that many places from the right; the left-most is whatever the
+# client sent, and may be forged. 0: the connection's own address (REMOTE_ADDR).
+CLIENT_IP_HEADER = env.str("CLIENT_IP_HEADER", default="HTTP_X_FORWARDED_FOR")
+# Set CLIENT_IP_HEADER alone (as before this setting existed): one proxy.
+TRUSTED_PROXY_COUNT = env.int(
+    "TRUSTED_PROXY_COUNT",
+    default=1 if env.str("CLIENT_IP_HEADER", default="REMOTE_ADDR") != "REMOTE_ADDR" else 0,
+)
+if TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured("TRUSTED_PROXY_COUNT must be 0 or more.")
 
 INSTALLED_APPS = [
     "django.contrib.admin",

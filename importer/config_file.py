@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from django.db import transaction
 
 from importer import services
+from importer.config_shape import shape_problems
 from importer.forms import (
     MASKED_JSON_FIELDS,
     MASKED_URL_FIELDS,
@@ -92,6 +93,18 @@ SECRET_NAME_BY_AUTH = {
     "oauth2_client_credentials": "client_secret",
 }
 ALIASES = {("source", "auth", "client_id"): ("source", "auth", "username")}
+# What else a source in the file may hold, besides FIELD_PATHS (for the shape check).
+TOP_FIELD_PATHS = [(("name",), "name"), (("enabled",), "enabled")]
+OTHER_PATHS = {
+    ("assets", "token"): "string",
+    **{("source", "auth", name): "string" for name in SECRET_NAMES},
+    **{alias: "string" for alias in ALIASES},
+    ("mapping",): "object or null",
+    ("schedule",): "object or null",
+    ("schedule", "frequency"): "string",
+    ("schedule", "start_time"): "string",
+    ("schedule", "timezone"): "string or null",
+}
 
 
 def _get(document: dict, path: tuple[str, ...]):
@@ -206,8 +219,14 @@ def _apply_sources(entries: list, *, dry_run: bool):
     errors: list[str] = []
     for position, entry in enumerate(entries):
         where = f"source {position + 1}" + (
-            f" ({entry.get('name')})" if isinstance(entry, dict) and entry.get("name") else ""
+            f" ({entry.get('name')})"
+            if isinstance(entry, dict) and isinstance(entry.get("name"), str)
+            else ""
         )
+        problems = shape_problems(entry, TOP_FIELD_PATHS + FIELD_PATHS, OTHER_PATHS)
+        if problems:
+            errors.extend(f"{where}: {problem}" for problem in problems)
+            continue
         data = _form_data(entry, where)
         instance = ImportSource.objects.filter(name=data["name"]).first()
         form = ImportSourceForm(data=data, instance=instance)

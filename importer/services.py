@@ -66,7 +66,12 @@ FINAL_STATUSES = {
 
 
 class ImportRefused(Exception):
-    """An import could not start; the message tells the user why and what to do."""
+    """An import could not start; the message tells the user why and what to do.
+
+    `recorded` is True when the history already holds the run that did not happen.
+    """
+
+    recorded = False
 
 
 class ImportAlreadyRunning(ImportRefused):
@@ -198,7 +203,9 @@ def start_import(
         Execution.objects.filter(pk=execution.pk).update(
             updated_at=timezone.now(), state=State.REFUSED, error=reason, finished_at=timezone.now()
         )
-        raise ImportRefused(reason) from None
+        refusal = ImportRefused(reason)
+        refusal.recorded = True
+        raise refusal from None
 
     # From here on the execution exists in Assets: any failure is reported to its history.
     Execution.objects.filter(pk=execution.pk).update(assets_execution_id=started.execution_id)
@@ -212,8 +219,11 @@ def start_import(
                 transaction.on_commit(lambda chunk_id=chunk.pk: work_queue.enqueue_chunk(chunk_id))
     except Exception as error:
         logger.exception("execution %s: could not queue its first chunk", execution.pk)
-        fail_execution(execution=execution, reason=f"The import could not start: {error}")
-        raise ImportRefused(f"The import could not start: {error}") from None
+        reason = scrub_secrets(f"The import could not start: {error}", source)
+        fail_execution(execution=execution, reason=reason)
+        refusal = ImportRefused(reason)
+        refusal.recorded = True
+        raise refusal from None
     execution.refresh_from_db()
     return execution
 
@@ -1319,25 +1329,28 @@ def start_scheduled_import(*, source: ImportSource) -> Execution:
     """Start the run Assets' scheduler asked for.
 
     A repeated trigger (Assets retrying, or two calls at once) gets the execution the first
-    one started. A trigger while another import runs is refused, and the refusal is kept in
-    the history so staff see the run that did not happen.
+    one started. A trigger that cannot start an import (another one runs, the source is
+    disabled, ...) is refused, and the refusal is kept in the history so staff see the run
+    that did not happen.
     """
     recent = _recent_scheduled_execution(source)
     if recent is not None:
         return recent
     try:
         return start_import(source=source, trigger=Execution.Trigger.SCHEDULE)
-    except ImportAlreadyRunning as refusal:
-        recent = _recent_scheduled_execution(source)
-        if recent is not None:
-            return recent
-        Execution.objects.create(
-            source=source,
-            trigger=Execution.Trigger.SCHEDULE,
-            state=State.REFUSED,
-            error=str(refusal),
-            finished_at=timezone.now(),
-        )
+    except ImportRefused as refusal:
+        if isinstance(refusal, ImportAlreadyRunning):
+            recent = _recent_scheduled_execution(source)
+            if recent is not None:
+                return recent
+        if not refusal.recorded:
+            Execution.objects.create(
+                source=source,
+                trigger=Execution.Trigger.SCHEDULE,
+                state=State.REFUSED,
+                error=str(refusal),
+                finished_at=timezone.now(),
+            )
         raise
 
 

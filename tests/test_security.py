@@ -296,3 +296,121 @@ def test_a_masked_value_without_a_stored_secret_is_refused(make_source):
 
     assert not form.is_valid()
     assert "X-Api-Key: '***' stands for a stored secret" in form.errors["extra_headers"][0]
+
+
+# --- hostile requests get clean answers ----------------------------------------------------
+
+
+def webtrigger_url(source) -> str:
+    return reverse("importer:webtrigger", args=[source.pk, source.webtrigger_token])
+
+
+def trigger_body(source) -> str:
+    return json.dumps(
+        {"workspaceId": source.workspace_id, "importsourceId": source.import_source_id}
+    )
+
+
+@pytest.mark.django_db
+def test_a_content_length_that_is_not_a_number_gets_a_400(client, make_source):
+    source = make_source()
+
+    response = client.post(
+        webtrigger_url(source), "{}", content_type="application/json", CONTENT_LENGTH="abc"
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {"success": False, "error": "Content-Length must be a number"}
+
+
+@pytest.mark.django_db
+def test_a_deeply_nested_body_gets_a_400_in_json(client, make_source):
+    source = make_source()
+
+    response = client.post(
+        webtrigger_url(source), "[" * 2000 + "]" * 2000, content_type="application/json"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["success"] is False
+
+
+@pytest.mark.django_db
+def test_a_trigger_for_a_disabled_source_is_kept_as_refused(client, make_source):
+    source = make_source(enabled=False)
+
+    response = client.post(
+        webtrigger_url(source), trigger_body(source), content_type="application/json"
+    )
+
+    refused = Execution.objects.get(source=source)
+    assert response.status_code == 500
+    assert "disabled" in response.json()["error"]
+    assert (refused.state, refused.trigger) == (Execution.State.REFUSED, Execution.Trigger.SCHEDULE)
+    assert "disabled" in refused.error
+
+
+@pytest.mark.django_db
+def test_progress_needs_the_permission_to_view_executions(client, django_user_model, make_source):
+    execution = Execution.objects.create(source=make_source(), state=Execution.State.INGESTING)
+    url = reverse("importer:progress", args=[execution.pk])
+    client.force_login(django_user_model.objects.create_user("sam", password="pw", is_staff=True))
+    refused = client.get(url)
+    client.force_login(user_in(django_user_model, "Import viewers", "vera"))
+    allowed = client.get(url)
+
+    assert refused.status_code == 403
+    assert "state" not in refused.json()
+    assert allowed.status_code == 200
+    assert allowed.json()["state"] == "INGESTING"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "proxies, forwarded",
+    [
+        (1, "{forged}, 203.0.113.7"),  # nginx appends the address it was called from
+        (2, "{forged}, 203.0.113.8, 10.0.0.2"),  # a load balancer, then nginx
+    ],
+)
+def test_the_rate_limit_counts_the_address_the_trusted_proxies_saw(
+    client, make_source, settings, proxies, forwarded
+):
+    settings.WEBTRIGGER_RATE_PER_MINUTE = 2
+    settings.TRUSTED_PROXY_COUNT = proxies
+    settings.CLIENT_IP_HEADER = "HTTP_X_FORWARDED_FOR"
+    url = reverse("importer:webtrigger", args=[make_source().pk, "guess"])
+
+    answers = [
+        client.post(
+            url,
+            "{}",
+            content_type="application/json",
+            REMOTE_ADDR="10.0.0.1",
+            HTTP_X_FORWARDED_FOR=forwarded.format(forged=f"198.51.100.{n}"),
+        ).status_code
+        for n in range(4)
+    ]
+
+    assert answers == [404, 404, 429, 429]  # a new forged address each time does not help
+
+
+class UnreachableBroker:
+    def ping(self):
+        raise ConnectionError(
+            'could not connect to "queue.internal" (10.1.2.3) as user "assets_sync": refused'
+        )
+
+
+@pytest.mark.django_db
+def test_anonymous_health_checks_show_no_raw_error_text(client, settings, monkeypatch):
+    settings.HEALTH_TOKEN = "monitoring-token"
+    monkeypatch.setattr("importer.health.get_broker", UnreachableBroker)
+
+    anonymous = client.get(reverse("importer:health"))
+    trusted = client.get(reverse("importer:health"), HTTP_X_HEALTH_TOKEN="monitoring-token")
+
+    assert anonymous.status_code == trusted.status_code == 503
+    assert anonymous.json()["checks"]["broker"]["ok"] is False
+    assert "queue.internal" not in anonymous.content.decode()
+    assert "queue.internal" in trusted.json()["checks"]["broker"]["error"]
