@@ -35,25 +35,26 @@ _SECRET_WORDS = (
     r"|api[-_]?key|access[-_]?key|private[-_]?key|subscription[-_]?key|client[-_]?key"
 )
 _SECRET_NAME = re.compile(rf"(?i)(?:{_SECRET_WORDS})|^(?:x[-_])?key$")
-# In text: a name holding one of those words, e.g. X-Auth-Token, client_secret, apiKey.
-_NAME_IN_TEXT = rf"[\w.-]*(?:{_SECRET_WORDS})[\w.-]*|key"
+# Header names that carry a credential without a hyphen; other header-like names need one, so
+# "access token: the endpoint ..." in prose is left alone.
+_PLAIN_HEADERS = {"authorization", "cookie", "apikey"}
 
 # "X-API-Key": "abc" (JSON, also JSON inside a JSON string) and 'x-api-key': 'abc' (Python).
-_QUOTED_PAIR = re.compile(
-    rf"""(?i)(\\?(["'])(?:{_NAME_IN_TEXT})\\?\2\s*[:=]\s*\\?(["']))(.*?)(\\?\3)"""
+_QUOTED_PAIR = re.compile(r"""(\\?(["'])([\w.-]+)\\?\2\s*[:=]\s*\\?(["']))([^"'\r\n]*?)(\\?\4)""")
+# Authorization: Basic abc / X-Api-Key: abc (header lines) and api_key=abc (queries, forms):
+# a name, then its value. Only names are searched for, so a name inside the value of another
+# ("error: X-Api-Key: abc") is still found; names and values are runs without a way back, so a
+# long text costs linear time.
+_HEADER_NAME = re.compile(r"(?i)(?<![\w-])([a-z0-9_]+(?:-[a-z0-9_]+)*)\s*:[ \t]*(?![\s\"'])")
+_HEADER_VALUE = re.compile(
+    r"(?i)(?:(?:basic|bearer|digest|token|negotiate|ntlm)[ \t]+)?[^\s\"',;&}\]]+"
 )
-# Authorization: Basic abc / X-Api-Key: abc (header lines: a header-like name before the colon).
-# Only hyphenated names count here, so "access token: the endpoint ..." in prose is left alone.
-_HEADER_LINE = re.compile(
-    rf"(?i)(?<![\w-])((?:proxy-)?authorization|(?:set-)?cookie|apikey"
-    rf"|(?=[\w-]*-)[\w-]*?(?:{_SECRET_WORDS})[\w-]*)"
-    r"(\s*:\s*)(?![\s\"'])((?:(?:basic|bearer|digest|token|negotiate|ntlm)\s+)?[^\s\"',;&}\]]+)"
-)
-# api_key=abc, client_secret=abc, password=abc (queries, form bodies).
-_PARAM = re.compile(rf"(?i)(?<![\w.-])((?:{_NAME_IN_TEXT})=)([^&\s\"'#;,]+)")
+_PARAM_NAME = re.compile(r"(?<![\w.-])([\w.-]+)=")
+_PARAM_VALUE = re.compile(r"[^&\s\"'#;,]+")
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]{8,}")
 _BASIC = re.compile(r"(?i)\b(basic\s+)([A-Za-z0-9+/_-]{4,}={0,2})")
-_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s@\"'<>]+@")
+# A scheme is short: bounding it keeps a long run of letters and dashes linear to scan.
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,30}://)[^/?#\s@\"'<>]+@")
 _WEBTRIGGER_PATH = re.compile(r"(/webtrigger/\d+/)[^/\s?#\"'<>]+")
 
 
@@ -68,9 +69,9 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
         return text
     for form in _forms(secrets):
         text = text.replace(form, MASK)
-    text = _QUOTED_PAIR.sub(rf"\1{MASK}\5", text)
-    text = _HEADER_LINE.sub(rf"\1\2{MASK}", text)
-    text = _PARAM.sub(rf"\1{MASK}", text)
+    text = _QUOTED_PAIR.sub(_quoted_pair, text)
+    text = _mask_values(text, _HEADER_NAME, _HEADER_VALUE, _is_secret_header)
+    text = _mask_values(text, _PARAM_NAME, _PARAM_VALUE, is_secret_name)
     text = _BEARER.sub(rf"\1{MASK}", text)
     text = _BASIC.sub(_basic_credentials, text)
     text = _URL_USERINFO.sub(rf"\1{MASK}@", text)
@@ -203,6 +204,29 @@ def _forms(secrets: Iterable[str]) -> list[str]:
             continue
         forms.update({secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]})
     return sorted(forms, key=len, reverse=True)
+
+
+def _quoted_pair(match: re.Match) -> str:
+    if not is_secret_name(match.group(3)):
+        return match.group(0)
+    return f"{match.group(1)}{MASK}{match.group(6)}"
+
+
+def _is_secret_header(name: str) -> bool:
+    return ("-" in name or name.lower() in _PLAIN_HEADERS) and is_secret_name(name)
+
+
+def _mask_values(text: str, names: re.Pattern, values: re.Pattern, secret) -> str:
+    """Every value right after a name that `secret` accepts, replaced by MASK."""
+    pieces, done = [], 0
+    for name in names.finditer(text):
+        if name.start() < done or not secret(name.group(1)):
+            continue
+        value = values.match(text, name.end())
+        if value:
+            pieces += [text[done : name.end()], MASK]
+            done = value.end()
+    return "".join(pieces) + text[done:] if pieces else text
 
 
 def _basic_credentials(match: re.Match) -> str:
