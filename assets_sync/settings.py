@@ -42,8 +42,17 @@ if env.bool("BEHIND_TLS_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # The webtrigger answers at most this many calls per client address and minute.
 WEBTRIGGER_RATE_PER_MINUTE = env.int("WEBTRIGGER_RATE_PER_MINUTE", default=30)
-# Behind a proxy, the request header holding the client address (e.g. HTTP_X_FORWARDED_FOR).
-CLIENT_IP_HEADER = env.str("CLIENT_IP_HEADER", default="REMOTE_ADDR")
+# Behind proxies: how many trusted proxies append the caller's address to CLIENT_IP_HEADER.
+# The client is the address that many places from the right; the left-most is whatever the
+# client sent, and may be forged. 0: the connection's own address (REMOTE_ADDR).
+CLIENT_IP_HEADER = env.str("CLIENT_IP_HEADER", default="HTTP_X_FORWARDED_FOR")
+# Set CLIENT_IP_HEADER alone (as before this setting existed): one proxy.
+TRUSTED_PROXY_COUNT = env.int(
+    "TRUSTED_PROXY_COUNT",
+    default=1 if env.str("CLIENT_IP_HEADER", default="REMOTE_ADDR") != "REMOTE_ADDR" else 0,
+)
+if TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured("TRUSTED_PROXY_COUNT must be 0 or more.")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -132,6 +141,12 @@ IMPORT_SOURCE_PLUGINS = env.json(
 ASSETS_API_BASE_URL = env.str("ASSETS_API_BASE_URL", default="https://api.atlassian.com")
 # Seconds for every outgoing HTTP call (Assets and sources): connect and read.
 HTTP_TIMEOUT = env.float("HTTP_TIMEOUT", default=30.0)
+# A source redirecting to another scheme, host or port: "drop_credentials" follows the redirect
+# without the source's credentials (auth and extra headers, API key in the query); "refuse"
+# fails the request with a clear error.
+CROSS_ORIGIN_REDIRECTS = env.str("CROSS_ORIGIN_REDIRECTS", default="drop_credentials")
+if CROSS_ORIGIN_REDIRECTS not in ("drop_credentials", "refuse"):
+    raise ImproperlyConfigured("CROSS_ORIGIN_REDIRECTS must be drop_credentials or refuse.")
 # A source that keeps saying "there is more" is stopped after this many pages.
 IMPORT_MAX_PAGES = env.int("IMPORT_MAX_PAGES", default=10_000)
 # A chunk claimed by a worker that then vanished is taken up again after this many seconds.
@@ -204,13 +219,27 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "importer.logs.JsonFormatter"},
     },
+    # Credentials and webtrigger tokens are removed from every line (see importer/redaction.py).
+    "filters": {"redact_secrets": {"()": "importer.logs.RedactSecrets"}},
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             # LOG_FORMAT=json: one JSON object per line, for log collectors.
             "formatter": env.str("LOG_FORMAT", default="plain"),
+            "filters": ["redact_secrets"],
         }
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"urllib3": {"level": "WARNING"}},
+    "loggers": {
+        "urllib3": {"level": "WARNING"},
+        # Django's request lines carry the path, and so a webtrigger's token: redacted where
+        # they start, before Django's own handlers (e.g. mail_admins) see them.
+        "django.request": {"filters": ["redact_secrets"]},
+        "django.server": {
+            "handlers": ["console"],
+            "filters": ["redact_secrets"],
+            "level": "INFO",
+            "propagate": False,
+        },
+    },
 }

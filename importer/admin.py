@@ -33,6 +33,7 @@ from importer.forms import (
 from importer.mapping import mapping_table
 from importer.models import ChunkJob, Execution, ImportSource, Schedule
 from importer.progress import describe, percent_done, progress_of
+from importer.redaction import mask_secret_values, mask_userinfo, redact
 
 
 def state_badge(state: str) -> str:
@@ -73,6 +74,34 @@ def next_run_label(schedule: Schedule) -> str:
 
 
 CHUNKS_PER_PAGE = 100
+# A user who may only view a source sees these instead of the fields that can hold a secret.
+MASKED_FOR_VIEWERS = {
+    "assets_token": "assets_token_masked",
+    "source_token": "source_token_masked",
+    "source_url": "source_url_masked",
+    "oauth_token_url": "oauth_token_url_masked",
+    "extra_headers": "extra_headers_masked",
+    "extra_params": "extra_params_masked",
+    "plugin_options": "plugin_options_masked",
+    "webtrigger_url": "webtrigger_url_masked",
+}
+
+
+def masked_fieldsets(fieldsets, masked: dict[str, str]):
+    return [
+        (name, {**options, "fields": [masked.get(field, field) for field in options["fields"]]})
+        for name, options in fieldsets
+    ]
+
+
+def stored_secret(value: str) -> str:
+    return "stored (only Import administrators may replace it)" if value else "—"
+
+
+def masked_json(value) -> str:
+    return format_html(
+        "<pre>{}</pre>", json.dumps(mask_secret_values(value), indent=2, ensure_ascii=False)
+    )
 
 
 def progress_widget(execution: Execution, *, width: int, detailed: bool) -> str:
@@ -133,6 +162,44 @@ class ImportSourceAdmin(admin.ModelAdmin):
         ("Schedule", {"fields": ["schedule_summary", "webtrigger_url"]}),
         ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is not None and not self.has_change_permission(request, obj):
+            return masked_fieldsets(fieldsets, MASKED_FOR_VIEWERS)
+        return fieldsets
+
+    @admin.display(description="Assets token")
+    def assets_token_masked(self, source):
+        return stored_secret(source.assets_token)
+
+    @admin.display(description="Source secret")
+    def source_token_masked(self, source):
+        return stored_secret(source.source_token)
+
+    @admin.display(description="Source URL")
+    def source_url_masked(self, source):
+        return mask_userinfo(source.source_url)
+
+    @admin.display(description="OAuth2 token URL")
+    def oauth_token_url_masked(self, source):
+        return mask_userinfo(source.oauth_token_url)
+
+    @admin.display(description="Extra headers")
+    def extra_headers_masked(self, source):
+        return masked_json(source.extra_headers)
+
+    @admin.display(description="Extra parameters")
+    def extra_params_masked(self, source):
+        return masked_json(source.extra_params)
+
+    @admin.display(description="Plug-in options")
+    def plugin_options_masked(self, source):
+        return masked_json(source.plugin_options)
+
+    @admin.display(description="Webtrigger URL")
+    def webtrigger_url_masked(self, source):
+        return redact(services.webtrigger_url(source))
 
     def get_queryset(self, request):
         latest = Execution.objects.filter(source=OuterRef("pk")).order_by("-created_at")
@@ -598,6 +665,16 @@ class ScheduleAdmin(admin.ModelAdmin):
     list_filter = ["frequency", "in_sync"]
     actions = ["pull_from_assets", "resync"]
     readonly_fields = ["callback_url", "assets_schedule_id", "sync_label", "synced_at"]
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if obj is not None and not self.has_change_permission(request, obj):
+            return [name if name != "callback_url" else "callback_url_masked" for name in fields]
+        return fields
+
+    @admin.display(description="Callback URL")
+    def callback_url_masked(self, schedule):
+        return redact(schedule.callback_url)
 
     @admin.display(description="Next run")
     def next_run_label(self, schedule):

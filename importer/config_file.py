@@ -13,8 +13,16 @@ from zoneinfo import ZoneInfo
 from django.db import transaction
 
 from importer import services
-from importer.forms import SECRET_FIELDS, ImportSourceForm, ScheduleForm
+from importer.config_shape import shape_problems
+from importer.forms import (
+    MASKED_JSON_FIELDS,
+    MASKED_URL_FIELDS,
+    SECRET_FIELDS,
+    ImportSourceForm,
+    ScheduleForm,
+)
 from importer.models import ImportSource, Schedule
+from importer.redaction import mask_secret_values, mask_userinfo
 
 
 class ConfigFileError(Exception):
@@ -85,6 +93,18 @@ SECRET_NAME_BY_AUTH = {
     "oauth2_client_credentials": "client_secret",
 }
 ALIASES = {("source", "auth", "client_id"): ("source", "auth", "username")}
+# What else a source in the file may hold, besides FIELD_PATHS (for the shape check).
+TOP_FIELD_PATHS = [(("name",), "name"), (("enabled",), "enabled")]
+OTHER_PATHS = {
+    ("assets", "token"): "string",
+    **{("source", "auth", name): "string" for name in SECRET_NAMES},
+    **{alias: "string" for alias in ALIASES},
+    ("mapping",): "object or null",
+    ("schedule",): "object or null",
+    ("schedule", "frequency"): "string",
+    ("schedule", "start_time"): "string",
+    ("schedule", "timezone"): "string or null",
+}
 
 
 def _get(document: dict, path: tuple[str, ...]):
@@ -112,7 +132,7 @@ def source_to_config(source: ImportSource, *, with_secrets: bool = False) -> dic
         value = getattr(source, field_name)
         always = path[:2] in (("assets", "workspace_id"), ("assets", "import_source_id"))
         if always or path == ("source", "kind") or value != field.get_default():
-            _put(config, path, value)
+            _put(config, path, value if with_secrets else _masked(field_name, value))
     if with_secrets:
         _put(config, ("assets", "token"), source.assets_token)
         if source.source_token:
@@ -122,6 +142,15 @@ def source_to_config(source: ImportSource, *, with_secrets: bool = False) -> dic
     schedule = Schedule.objects.filter(source=source).first()
     config["schedule"] = schedule_to_config(schedule) if schedule else None
     return config
+
+
+def _masked(field_name: str, value):
+    """A setting as written without secrets: MASK where it holds one (import keeps those)."""
+    if field_name in MASKED_URL_FIELDS:
+        return mask_userinfo(value or "")
+    if field_name in MASKED_JSON_FIELDS:
+        return mask_secret_values(value)
+    return value
 
 
 def schedule_to_config(schedule: Schedule) -> dict:
@@ -190,8 +219,14 @@ def _apply_sources(entries: list, *, dry_run: bool):
     errors: list[str] = []
     for position, entry in enumerate(entries):
         where = f"source {position + 1}" + (
-            f" ({entry.get('name')})" if isinstance(entry, dict) and entry.get("name") else ""
+            f" ({entry.get('name')})"
+            if isinstance(entry, dict) and isinstance(entry.get("name"), str)
+            else ""
         )
+        problems = shape_problems(entry, TOP_FIELD_PATHS + FIELD_PATHS, OTHER_PATHS)
+        if problems:
+            errors.extend(f"{where}: {problem}" for problem in problems)
+            continue
         data = _form_data(entry, where)
         instance = ImportSource.objects.filter(name=data["name"]).first()
         form = ImportSourceForm(data=data, instance=instance)

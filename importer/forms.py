@@ -9,9 +9,14 @@ from django.utils import timezone
 
 from importer.mapping import validate_document
 from importer.models import ImportSource, Schedule
+from importer.redaction import mask_secret_values, mask_userinfo, restore_masked, restore_userinfo
 from importer.sources.rules import ca_bundle_problem, cursor_path_problem, plugin_problem
 
 SECRET_FIELDS = ("assets_token", "source_token")
+# Settings that may hold a secret inside them: credentials in a URL, credential-named headers,
+# parameters and options. They are shown masked; a masked value saved back keeps the stored one.
+MASKED_URL_FIELDS = ("source_url", "oauth_token_url")
+MASKED_JSON_FIELDS = ("extra_headers", "extra_params", "plugin_options")
 SOURCE_FIELDS = [
     "source_kind",
     "source_url",
@@ -129,6 +134,38 @@ class ImportSourceForm(forms.ModelForm):
         # initial value that the config file importer does not send.
         for field in self.fields.values():
             field.show_hidden_initial = False
+        for name in MASKED_URL_FIELDS:
+            if name in self.fields:
+                self.initial[name] = mask_userinfo(getattr(self.instance, name) or "")
+        for name in MASKED_JSON_FIELDS:
+            if name in self.fields:
+                self.initial[name] = mask_secret_values(getattr(self.instance, name))
+
+    def _unmasked(self, name: str):
+        """The submitted value, with masked secrets put back from the stored source."""
+        value = self.cleaned_data.get(name)
+        stored = getattr(self.instance, name)
+        try:
+            if name in MASKED_URL_FIELDS:
+                return restore_userinfo(value or "", stored or "")
+            return restore_masked(value, stored, name)
+        except ValueError as error:
+            raise forms.ValidationError(f"{error}: give the value itself.") from None
+
+    def clean_source_url(self):
+        return self._unmasked("source_url")
+
+    def clean_oauth_token_url(self):
+        return self._unmasked("oauth_token_url")
+
+    def clean_extra_headers(self):
+        return self._unmasked("extra_headers")
+
+    def clean_extra_params(self):
+        return self._unmasked("extra_params")
+
+    def clean_plugin_options(self):
+        return self._unmasked("plugin_options")
 
     def clean_assets_token(self):
         token = self.cleaned_data.get("assets_token", "").strip()

@@ -1,5 +1,6 @@
 """Health of the whole: database, broker, a live task cluster, and the last good import."""
 
+import logging
 from datetime import timedelta
 
 from django.db import connection
@@ -9,17 +10,31 @@ from django_q.brokers import get_broker
 from django_q.models import Task
 
 from importer.models import Execution, ImportSource
+from importer.redaction import redact
 
 # The housekeeping task runs every minute: its last run tells whether a cluster is alive.
 HOUSEKEEPING_TASK = "importer.tasks.look_after_imports"
 CLUSTER_SILENT_AFTER = timedelta(minutes=3)
 
 
-def _check(probe) -> dict:
+class HealthProblem(Exception):
+    """A failed check, in our own words: fit to show to anyone."""
+
+
+# Raw errors (a database driver's message names hosts, users, paths) are for trusted callers.
+UNTOLD = "the check failed; staff and callers with X-Health-Token see why"
+logger = logging.getLogger(__name__)
+
+
+def _check(probe, *, detailed: bool) -> dict:
     try:
         detail = probe()
+    except HealthProblem as problem:
+        return {"ok": False, "error": str(problem)}
     except Exception as error:  # a health check reports every failure, it does not raise
-        return {"ok": False, "error": f"{type(error).__name__}: {error}"[:300]}
+        raw = redact(f"{type(error).__name__}: {error}")[:300]
+        logger.warning("health check %s failed: %s", probe.__name__.strip("_"), raw)
+        return {"ok": False, "error": raw if detailed else UNTOLD}
     return {"ok": True, **(detail or {})}
 
 
@@ -31,7 +46,7 @@ def _database() -> None:
 def _broker() -> dict:
     broker = get_broker()
     if not broker.ping():
-        raise ConnectionError("the broker does not answer")
+        raise HealthProblem("the broker does not answer")
     return {"kind": type(broker).__name__}
 
 
@@ -43,7 +58,7 @@ def _cluster() -> dict:
         .first()
     )
     if last is None or timezone.now() - last > CLUSTER_SILENT_AFTER:
-        raise RuntimeError(
+        raise HealthProblem(
             f"no task cluster ran housekeeping since {last.isoformat() if last else 'ever'}: "
             "is `manage.py qcluster` running?"
         )
@@ -64,8 +79,14 @@ def last_successful_imports() -> dict[str, str | None]:
 
 
 def health_report(*, with_sources: bool) -> dict:
-    checks = {"database": _check(_database), "broker": _check(_broker)}
-    checks["cluster"] = _check(_cluster) if checks["database"]["ok"] else {"ok": False}
+    """The checks; `with_sources` (a trusted caller) adds each source and the raw errors."""
+    checks = {
+        "database": _check(_database, detailed=with_sources),
+        "broker": _check(_broker, detailed=with_sources),
+    }
+    checks["cluster"] = (
+        _check(_cluster, detailed=with_sources) if checks["database"]["ok"] else {"ok": False}
+    )
     report = {"ok": all(check["ok"] for check in checks.values()), "checks": checks}
     if with_sources and checks["database"]["ok"]:
         report["last_successful_import"] = last_successful_imports()

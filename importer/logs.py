@@ -1,10 +1,38 @@
-"""Structured logs: one JSON object per line (LOG_FORMAT=json)."""
+"""Logs without secrets, as plain lines or one JSON object per line (LOG_FORMAT=json)."""
 
 import json
 import logging
 from datetime import UTC, datetime
 
+from importer.redaction import redact
+
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+_PLAIN_TYPES = (str, int, float, bool, type(None), list, dict)
+
+
+class RedactSecrets(logging.Filter):
+    """Removes credentials and webtrigger tokens from a record before any handler writes it.
+
+    Set on the console handler, and on Django's request loggers themselves, whose lines
+    ("Bad Request: /webtrigger/1/<token>/") also reach handlers other than ours.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: let the handler report it as usual
+            return True
+        record.msg, record.args = redact(message), ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        for key, value in list(vars(record).items()):
+            if key not in _STANDARD and isinstance(value, str):
+                setattr(record, key, redact(value))
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -16,7 +44,14 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "process": record.process,
         }
-        entry.update({key: value for key, value in vars(record).items() if key not in _STANDARD})
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        entry.update(
+            # Objects (Django puts the request here) are written as their redacted text.
+            {
+                key: value if isinstance(value, _PLAIN_TYPES) else redact(str(value))
+                for key, value in vars(record).items()
+                if key not in _STANDARD
+            }
+        )
+        if record.exc_info or record.exc_text:
+            entry["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry, default=str, ensure_ascii=False)

@@ -29,11 +29,29 @@ def _answer(status: int, **body) -> JsonResponse:
     return JsonResponse(body, status=status)
 
 
+def client_address(request) -> str:
+    """The caller's address, as the trusted proxies in front of the app saw it.
+
+    Each proxy appends the address it was called from to X-Forwarded-For, so with N trusted
+    proxies the N-th address from the right is the client; anything left of it was sent by
+    the client and may be forged.
+    """
+    proxies = settings.TRUSTED_PROXY_COUNT
+    if proxies <= 0:
+        return request.META.get("REMOTE_ADDR", "")
+    forwarded = [
+        address.strip()
+        for address in request.META.get(settings.CLIENT_IP_HEADER, "").split(",")
+        if address.strip()
+    ]
+    if not forwarded:
+        return request.META.get("REMOTE_ADDR", "")
+    return forwarded[-min(proxies, len(forwarded))]
+
+
 def _over_rate_limit(request) -> bool:
     """A fixed one-minute window per client address, counted in the cache."""
-    client = request.META.get(settings.CLIENT_IP_HEADER) or request.META.get("REMOTE_ADDR", "")
-    client = client.split(",")[0].strip()
-    key = f"webtrigger-rate:{client}:{int(time.time() // 60)}"
+    key = f"webtrigger-rate:{client_address(request)}:{int(time.time() // 60)}"
     cache.add(key, 0, timeout=90)
     try:
         calls = cache.incr(key)
@@ -52,7 +70,10 @@ def webtrigger(request, source_id: int, token: str):
     """
     if _over_rate_limit(request):
         return _answer(429, success=False, error="Too many requests")
-    if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_TRIGGER_BODY_BYTES:
+    declared = request.META.get("CONTENT_LENGTH") or "0"
+    if not declared.isdigit():
+        return _answer(400, success=False, error="Content-Length must be a number")
+    if int(declared) > MAX_TRIGGER_BODY_BYTES:
         return _answer(413, success=False, error="The request body is too large")
     source = ImportSource.objects.filter(pk=source_id).first()
     expected = source.webtrigger_token if source else _NO_TOKEN
@@ -60,7 +81,7 @@ def webtrigger(request, source_id: int, token: str):
         return _answer(404, success=False, error="Not found")
     try:
         body = json.loads(request.body or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply to parse
         return _answer(400, success=False, error="The body must be JSON")
     if not isinstance(body, dict):
         return _answer(400, success=False, error="The body must be a JSON object")
@@ -85,6 +106,8 @@ def webtrigger(request, source_id: int, token: str):
 
 @staff_member_required
 def execution_progress(request, pk: int):
+    if not request.user.has_perm("importer.view_execution"):
+        return _answer(403, error="You may not view executions")
     execution = get_object_or_404(Execution.objects.select_related("source"), pk=pk)
     return JsonResponse(progress_of(execution))
 

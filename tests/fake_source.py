@@ -135,6 +135,8 @@ class FakeSource(DevServer):
       GET /api/huge, /api/huge-declared   `huge_bytes` of JSON, chunked or with Content-Length
       GET /files/<name>               a file added with `add_file`
       POST /oauth/token               client-credentials grant
+      GET /api/echo-error             400 whose JSON body repeats the request's URL and headers
+      any path in `redirects`         a redirect there (status, target), the query passed on
     Without a limit in the query, pages hold `default_limit` records (the server's choice).
     """
 
@@ -170,6 +172,7 @@ class FakeSource(DevServer):
         self.requests: list[Request] = []
         self.streamed: list[int] = []
         self.tokens: dict[str, TokenGrant] = {}
+        self.redirects: dict[str, tuple[int, str]] = {}
         self._lock = threading.Lock()
         self.tls = tls is not None
         if tls is not None:
@@ -220,6 +223,16 @@ class FakeSource(DevServer):
     # --- routes ----------------------------------------------------------------------------
 
     def route(self, request: Request) -> Reply:
+        if request.path in self.redirects:
+            status, target = self.redirects[request.path]
+            query = request.raw_path.partition("?")[2]
+            location = f"{target}{'&' if '?' in target else '?'}{query}" if query else target
+            return Reply(status, b"", "text/plain", headers={"Location": location})
+        if request.path == "/api/echo-error":
+            # Some APIs answer a bad request with what they received, headers included.
+            plumbing = {"host", "user-agent", "accept-encoding", "accept", "connection"}
+            headers = {k: v for k, v in request.headers.items() if k not in plumbing}
+            return json_reply(400, {"url": request.raw_path, "headers": headers})
         if request.path == "/oauth/token" and request.method == "POST":
             return self._issue_token(request)
         if not self._authorized(request):

@@ -237,3 +237,71 @@ def test_every_documented_source_kind_imports_and_exports_back(
     assert run("import_sources", write(tmp_path, [entry])).strip() == "created laptops"
     exported = json.loads(run("export_sources", "--with-secrets"))
     assert run("import_sources", write(tmp_path, exported)).strip() == "unchanged laptops"
+
+
+def nested(depth: int) -> dict:
+    value: dict = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda e: e.update(assets="x"), "assets: must be an object, not a string"),
+        (lambda e: e["source"].update(url=["a"]), "source.url: must be a string, not a list"),
+        (
+            lambda e: e["source"]["pagination"].update(page_size="40"),
+            "source.pagination.page_size: must be a whole number, not a string",
+        ),
+        (lambda e: e["source"].update(auth=None), "source.auth: must be an object, not null"),
+        (
+            lambda e: e["source"].update(headers={"X-Tenant": {"id": 1}}),
+            "source.headers: the value of 'X-Tenant' must be a string",
+        ),
+        (lambda e: e.update(enabled="yes"), "enabled: must be true or false, not a string"),
+        (lambda e: e.update(schedule=[]), "schedule: must be an object or null, not a list"),
+        (
+            lambda e: e["source"].update(pagnation={"style": "page"}),
+            "source.pagnation: unknown setting",
+        ),
+    ],
+)
+def test_import_sources_names_the_place_of_a_wrong_type(
+    tmp_path, sandbox, inventory, demo_mapping, change, message
+):
+    entry = source_entry(sandbox, inventory, demo_mapping)
+    change(entry)
+
+    with pytest.raises(CommandError) as error:
+        run("import_sources", write(tmp_path, [entry]))
+
+    assert f"source 1 (laptops): {message}" in str(error.value)
+    assert not ImportSource.objects.exists()
+
+
+@pytest.mark.django_db
+def test_import_sources_names_where_a_document_is_nested_too_deeply(
+    tmp_path, sandbox, inventory, demo_mapping
+):
+    entry = source_entry(sandbox, inventory, demo_mapping)
+    entry["mapping"]["deep"] = nested(100)
+
+    with pytest.raises(CommandError) as error:
+        run("import_sources", write(tmp_path, [entry]))
+
+    assert "source 1 (laptops): mapping.deep.a.a.a" in str(error.value)
+    assert "nested more than 64 levels deep" in str(error.value)
+
+
+@pytest.mark.django_db
+def test_import_sources_refuses_a_file_nested_beyond_reason(tmp_path):
+    path = tmp_path / "sources.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+
+    with pytest.raises(CommandError) as error:
+        run("import_sources", str(path))
+
+    assert "nested too deeply" in str(error.value)

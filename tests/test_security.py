@@ -1,8 +1,10 @@
 """Secrets at rest, roles, the audit log, the webtrigger's limits and deployment checks."""
 
+import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -11,10 +13,13 @@ from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.db import connection
 from django.urls import reverse
+from django.utils import timezone
 
-from importer import fields
-from importer.models import Execution, ImportSource
+from importer import fields, services
+from importer.forms import ImportSourceForm
+from importer.models import Execution, ImportSource, Schedule
 from tests.conftest import SANDBOX_TOKEN
+from tests.test_admin import source_form_data
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -168,3 +173,244 @@ def test_the_documented_production_settings_pass_check_deploy():
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- who sees which secret -----------------------------------------------------------------
+
+SOURCE_SECRETS = {
+    "assets token": SANDBOX_TOKEN,
+    "source secret": "source-secret-7431",
+    "password in the URL": "url-pass-9912",
+    "secret header": "header-secret-5521",
+    "secret parameter": "param-secret-3318",
+}
+
+
+@pytest.fixture
+def secret_source(make_source):
+    """A source holding a secret in every place one can be kept, and its schedule."""
+    source = make_source(
+        source_auth="bearer",
+        source_token=SOURCE_SECRETS["source secret"],
+        source_url=f"https://svc:{SOURCE_SECRETS['password in the URL']}@inventory.example/api",
+        extra_headers={"X-Tenant-Token": SOURCE_SECRETS["secret header"], "Accept-Language": "en"},
+        extra_params={"api_key": SOURCE_SECRETS["secret parameter"], "status": "active"},
+    )
+    Schedule.objects.create(
+        source=source,
+        frequency=Schedule.Frequency.DAILY,
+        start_time=timezone.now() + timedelta(days=1),
+        callback_url=services.webtrigger_url(source),
+    )
+    return source
+
+
+def pages_of(client, source) -> dict[str, object]:
+    return {
+        "source": client.get(reverse("admin:importer_importsource_change", args=[source.pk])),
+        "schedule": client.get(
+            reverse("admin:importer_schedule_change", args=[source.schedule.pk])
+        ),
+    }
+
+
+def secrets_shown(html: str) -> list[str]:
+    return [what for what, secret in SOURCE_SECRETS.items() if secret in html]
+
+
+@pytest.mark.django_db
+def test_a_viewer_cannot_open_a_source_or_its_schedule(client, django_user_model, secret_source):
+    client.force_login(user_in(django_user_model, "Import viewers", "vera"))
+
+    pages = pages_of(client, secret_source)
+
+    assert {name: page.status_code for name, page in pages.items()} == {
+        "source": 403,
+        "schedule": 403,
+    }
+
+
+@pytest.mark.django_db
+def test_an_operator_sees_a_source_and_its_schedule_without_any_secret(
+    client, django_user_model, secret_source
+):
+    client.force_login(user_in(django_user_model, "Import operators", "otto"))
+
+    pages = pages_of(client, secret_source)
+
+    for name, page in pages.items():
+        html = page.content.decode()
+        assert page.status_code == 200, name
+        assert secrets_shown(html) == [], name
+        assert secret_source.webtrigger_token not in html, name
+    source_page = pages["source"].content.decode()
+    assert "https://***@inventory.example/api" in source_page
+    assert "Accept-Language" in source_page and "X-Tenant-Token" in source_page
+    assert f"/webtrigger/{secret_source.pk}/***/" in source_page
+
+
+@pytest.mark.django_db
+def test_an_administrator_sees_secrets_only_as_write_only_fields(
+    client, django_user_model, secret_source
+):
+    client.force_login(user_in(django_user_model, "Import administrators", "ada"))
+
+    pages = pages_of(client, secret_source)
+
+    for name, page in pages.items():
+        assert page.status_code == 200, name
+        assert secrets_shown(page.content.decode()) == [], name
+    form = pages["source"].context["adminform"].form
+    assert form["source_url"].value() == "https://***@inventory.example/api"
+    assert json.loads(form["extra_headers"].value()) == {
+        "X-Tenant-Token": "***",
+        "Accept-Language": "en",
+    }
+
+
+@pytest.mark.django_db
+def test_saving_a_source_with_masked_values_keeps_the_stored_secrets(
+    client, django_user_model, secret_source
+):
+    client.force_login(user_in(django_user_model, "Import administrators", "ada"))
+    data = source_form_data(secret_source, page_size=50)
+
+    response = client.post(
+        reverse("admin:importer_importsource_change", args=[secret_source.pk]), data
+    )
+
+    assert response.status_code == 302
+    stored = ImportSource.objects.get(pk=secret_source.pk)
+    assert stored.page_size == 50
+    assert stored.source_url == secret_source.source_url
+    assert stored.extra_headers == secret_source.extra_headers
+    assert stored.extra_params == secret_source.extra_params
+    assert stored.source_token == SOURCE_SECRETS["source secret"]
+
+
+@pytest.mark.django_db
+def test_a_masked_value_without_a_stored_secret_is_refused(make_source):
+    form = ImportSourceForm(
+        data=source_form_data(make_source(), extra_headers='{"X-Api-Key": "***"}')
+    )
+
+    assert not form.is_valid()
+    assert "X-Api-Key: '***' stands for a stored secret" in form.errors["extra_headers"][0]
+
+
+# --- hostile requests get clean answers ----------------------------------------------------
+
+
+def webtrigger_url(source) -> str:
+    return reverse("importer:webtrigger", args=[source.pk, source.webtrigger_token])
+
+
+def trigger_body(source) -> str:
+    return json.dumps(
+        {"workspaceId": source.workspace_id, "importsourceId": source.import_source_id}
+    )
+
+
+@pytest.mark.django_db
+def test_a_content_length_that_is_not_a_number_gets_a_400(client, make_source):
+    source = make_source()
+
+    response = client.post(
+        webtrigger_url(source), "{}", content_type="application/json", CONTENT_LENGTH="abc"
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {"success": False, "error": "Content-Length must be a number"}
+
+
+@pytest.mark.django_db
+def test_a_deeply_nested_body_gets_a_400_in_json(client, make_source):
+    source = make_source()
+
+    response = client.post(
+        webtrigger_url(source), "[" * 2000 + "]" * 2000, content_type="application/json"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["success"] is False
+
+
+@pytest.mark.django_db
+def test_a_trigger_for_a_disabled_source_is_kept_as_refused(client, make_source):
+    source = make_source(enabled=False)
+
+    response = client.post(
+        webtrigger_url(source), trigger_body(source), content_type="application/json"
+    )
+
+    refused = Execution.objects.get(source=source)
+    assert response.status_code == 500
+    assert "disabled" in response.json()["error"]
+    assert (refused.state, refused.trigger) == (Execution.State.REFUSED, Execution.Trigger.SCHEDULE)
+    assert "disabled" in refused.error
+
+
+@pytest.mark.django_db
+def test_progress_needs_the_permission_to_view_executions(client, django_user_model, make_source):
+    execution = Execution.objects.create(source=make_source(), state=Execution.State.INGESTING)
+    url = reverse("importer:progress", args=[execution.pk])
+    client.force_login(django_user_model.objects.create_user("sam", password="pw", is_staff=True))
+    refused = client.get(url)
+    client.force_login(user_in(django_user_model, "Import viewers", "vera"))
+    allowed = client.get(url)
+
+    assert refused.status_code == 403
+    assert "state" not in refused.json()
+    assert allowed.status_code == 200
+    assert allowed.json()["state"] == "INGESTING"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "proxies, forwarded",
+    [
+        (1, "{forged}, 203.0.113.7"),  # nginx appends the address it was called from
+        (2, "{forged}, 203.0.113.8, 10.0.0.2"),  # a load balancer, then nginx
+    ],
+)
+def test_the_rate_limit_counts_the_address_the_trusted_proxies_saw(
+    client, make_source, settings, proxies, forwarded
+):
+    settings.WEBTRIGGER_RATE_PER_MINUTE = 2
+    settings.TRUSTED_PROXY_COUNT = proxies
+    settings.CLIENT_IP_HEADER = "HTTP_X_FORWARDED_FOR"
+    url = reverse("importer:webtrigger", args=[make_source().pk, "guess"])
+
+    answers = [
+        client.post(
+            url,
+            "{}",
+            content_type="application/json",
+            REMOTE_ADDR="10.0.0.1",
+            HTTP_X_FORWARDED_FOR=forwarded.format(forged=f"198.51.100.{n}"),
+        ).status_code
+        for n in range(4)
+    ]
+
+    assert answers == [404, 404, 429, 429]  # a new forged address each time does not help
+
+
+class UnreachableBroker:
+    def ping(self):
+        raise ConnectionError(
+            'could not connect to "queue.internal" (10.1.2.3) as user "assets_sync": refused'
+        )
+
+
+@pytest.mark.django_db
+def test_anonymous_health_checks_show_no_raw_error_text(client, settings, monkeypatch):
+    settings.HEALTH_TOKEN = "monitoring-token"
+    monkeypatch.setattr("importer.health.get_broker", UnreachableBroker)
+
+    anonymous = client.get(reverse("importer:health"))
+    trusted = client.get(reverse("importer:health"), HTTP_X_HEALTH_TOKEN="monitoring-token")
+
+    assert anonymous.status_code == trusted.status_code == 503
+    assert anonymous.json()["checks"]["broker"]["ok"] is False
+    assert "queue.internal" not in anonymous.content.decode()
+    assert "queue.internal" in trusted.json()["checks"]["broker"]["error"]

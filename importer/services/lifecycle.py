@@ -49,7 +49,7 @@ def start_import(
     except AssetsError as error:
         reason = scrub_secrets(error.message, source)
         Execution.objects.of(execution).refuse(reason=reason)
-        raise ImportRefused(reason) from None
+        raise _recorded_refusal(reason) from None
 
     # From here on the execution exists in Assets: any failure is reported to its history.
     Execution.objects.of(execution).stamp(assets_execution_id=started.execution_id)
@@ -61,10 +61,18 @@ def start_import(
                 transaction.on_commit(lambda chunk_id=chunk.pk: work_queue.enqueue_chunk(chunk_id))
     except Exception as error:
         logger.exception("execution %s: could not queue its first chunk", execution.pk)
-        fail_execution(execution=execution, reason=f"The import could not start: {error}")
-        raise ImportRefused(f"The import could not start: {error}") from None
+        reason = scrub_secrets(f"The import could not start: {error}", source)
+        fail_execution(execution=execution, reason=reason)
+        raise _recorded_refusal(reason) from None
     execution.refresh_from_db()
     return execution
+
+
+def _recorded_refusal(reason: str) -> ImportRefused:
+    """A refusal whose execution row already tells the story (REFUSED or FAILED)."""
+    refusal = ImportRefused(reason)
+    refusal.recorded = True
+    return refusal
 
 
 def fail_execution(*, execution: Execution, reason: str) -> Execution:
@@ -84,9 +92,7 @@ def _report_failure(execution: Execution, reason: str) -> None:
     # PROCESSING it answers 400. Either way the local failure stands and is not hidden.
     try:
         client = AssetsClient.for_source(execution.source)
-        call_with_retries(
-            lambda: client.report_failure(execution.assets_execution_id, reason)
-        )
+        call_with_retries(lambda: client.report_failure(execution.assets_execution_id, reason))
     except AssetsError as error:
         logger.warning(
             "execution %s: failure not recorded in Assets history: %s",

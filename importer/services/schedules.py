@@ -16,7 +16,12 @@ from django.utils import timezone
 
 from importer.assets import AssetsClient, AssetsError, AssetsNotFound, schedule_body
 from importer.models import Execution, ImportSource, Schedule, new_webtrigger_token
-from importer.services.errors import ImportAlreadyRunning, ScheduleError, scrub_secrets
+from importer.services.errors import (
+    ImportAlreadyRunning,
+    ImportRefused,
+    ScheduleError,
+    scrub_secrets,
+)
 from importer.services.lifecycle import start_import
 
 
@@ -212,25 +217,28 @@ def start_scheduled_import(*, source: ImportSource) -> Execution:
     """Start the run Assets' scheduler asked for.
 
     A repeated trigger (Assets retrying, or two calls at once) gets the execution the first
-    one started. A trigger while another import runs is refused, and the refusal is kept in
-    the history so staff see the run that did not happen.
+    one started. A trigger that cannot start an import (another one runs, the source is
+    disabled, ...) is refused, and the refusal is kept in the history so staff see the run
+    that did not happen.
     """
     recent = _recent_scheduled_execution(source)
     if recent is not None:
         return recent
     try:
         return start_import(source=source, trigger=Execution.Trigger.SCHEDULE)
-    except ImportAlreadyRunning as refusal:
-        recent = _recent_scheduled_execution(source)
-        if recent is not None:
-            return recent
-        Execution.objects.create(
-            source=source,
-            trigger=Execution.Trigger.SCHEDULE,
-            state=Execution.State.REFUSED,
-            error=str(refusal),
-            finished_at=timezone.now(),
-        )
+    except ImportRefused as refusal:
+        if isinstance(refusal, ImportAlreadyRunning):
+            recent = _recent_scheduled_execution(source)
+            if recent is not None:
+                return recent
+        if not refusal.recorded:
+            Execution.objects.create(
+                source=source,
+                trigger=Execution.Trigger.SCHEDULE,
+                state=Execution.State.REFUSED,
+                error=str(refusal),
+                finished_at=timezone.now(),
+            )
         raise
 
 

@@ -6,18 +6,17 @@ import arbitrary code. The interface is described in `importer/sources/base.py`.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import requests
 from django.utils.module_loading import import_string
 
+from importer.redaction import redact_for
 from importer.sources.base import Page, SourceError, config_error
 from importer.sources.rules import listed_plugins, plugin_problem
 
 # Errors a plug-in may leak from its own HTTP or socket calls: worth a retry.
 TRANSIENT_ERRORS = (OSError, requests.RequestException)
-URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
 
 
 def plugin_path(import_source) -> str:
@@ -34,7 +33,7 @@ class PluginSource:
 
     def __init__(self, import_source) -> None:
         self.name = import_source.name
-        self.secret = import_source.source_token
+        self.import_source = import_source
         path = plugin_path(import_source)
         self.label = f"plug-in '{import_source.plugin}'"
         try:
@@ -77,7 +76,8 @@ class PluginSource:
         return page if isinstance(page, Page) else Page(records=records, next_cursor=next_cursor)
 
     def _failure(self, what: str, exc: Exception, *, permanent: bool) -> SourceError:
-        detail = self._scrub(f"{type(exc).__name__}: {exc}"[:300])
+        # Cut after scrubbing: a secret cut in half would no longer be recognised.
+        detail = self._scrub(f"{type(exc).__name__}: {exc}")[:300]
         return SourceError(
             f"source '{self.name}': {self.label} {what} ({detail})",
             permanent=permanent,
@@ -99,6 +99,4 @@ class PluginSource:
 
     def _scrub(self, text: str) -> str:
         """A plug-in's own words may hold the source's secret or a URL with credentials."""
-        if self.secret and len(self.secret) >= 4:
-            text = text.replace(self.secret, "***")
-        return URL_CREDENTIALS.sub("***@", text)
+        return redact_for(self.import_source, text)

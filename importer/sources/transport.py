@@ -14,12 +14,13 @@ import threading
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
 from django.conf import settings
 
 from importer.assets import parse_retry_after
+from importer.redaction import redact_for
 from importer.sources.base import SourceError, config_error
 from importer.sources.rules import ca_bundle_problem
 
@@ -76,6 +77,20 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL: where a browser would draw its security boundary."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or DEFAULT_PORTS.get(scheme)
+    except ValueError:  # a port that is not a number: no origin matches it
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port
+
+
 def with_query(url: str, add: dict[str, Any] | None = None, drop: str = "") -> str:
     """`url` with the `add` parameters set (replacing any of the same name) and `drop` removed."""
     add = add or {}
@@ -98,6 +113,24 @@ def _discard(response: requests.Response, limit: int = 64 * 1024) -> None:
     response.close()
 
 
+class _SourceSession(requests.Session):
+    """A session that never carries the source's credentials to another origin.
+
+    requests itself drops only the Authorization header when a redirect changes the host;
+    an API key in a custom header, the extra headers and an API key in the query would follow.
+    """
+
+    def __init__(self, http: SourceHttp) -> None:
+        super().__init__()
+        self._http = http
+
+    def rebuild_auth(self, prepared_request, response) -> None:
+        if origin(prepared_request.url) == origin(response.request.url):
+            super().rebuild_auth(prepared_request, response)
+            return
+        self._http.leave_origin(prepared_request)
+
+
 class SourceHttp:
     """Outgoing HTTP for one ImportSource: its auth, headers, CA bundle and timeout."""
 
@@ -114,7 +147,7 @@ class SourceHttp:
         self.verify: str | bool = ca_bundle_path(source.ca_bundle) if source.ca_bundle else True
         if not isinstance(source.extra_headers or {}, dict):
             raise config_error(source, "extra headers must be a JSON object")
-        self.session = requests.Session()
+        self.session = _SourceSession(self)
         self.session.headers["Accept"] = accept
         self.session.headers.update(
             {str(k): str(v) for k, v in (source.extra_headers or {}).items()}
@@ -132,6 +165,29 @@ class SourceHttp:
         elif self.auth not in ("none", "api_key_query", "oauth2_client_credentials"):
             raise config_error(source, f"unknown authentication '{self.auth}'")
 
+    # --- redirects -------------------------------------------------------------------------
+
+    @property
+    def credential_headers(self) -> list[str]:
+        """Headers that may carry a credential: the auth header and every extra header."""
+        names = ["Authorization", *(str(name) for name in (self.source.extra_headers or {}))]
+        if self.auth == "api_key_header":
+            names.append(self.source.auth_key_name or "X-API-Key")
+        return names
+
+    def leave_origin(self, request: requests.PreparedRequest) -> None:
+        """A redirect goes to another scheme, host or port: strip the credentials, or refuse."""
+        if settings.CROSS_ORIGIN_REDIRECTS == "refuse":
+            raise self.error(
+                f"redirected to another origin, {public_url(request.url or '')}: refused "
+                "(CROSS_ORIGIN_REDIRECTS=refuse); if the source moved, set its URL there",
+                kind="redirect",
+            )
+        for name in self.credential_headers:
+            request.headers.pop(name, None)
+        if self.key_param:
+            request.url = with_query(request.url or "", drop=self.key_param)
+
     # --- errors ----------------------------------------------------------------------------
 
     def error(self, message: str, **kwargs: Any) -> SourceError:
@@ -139,11 +195,8 @@ class SourceHttp:
         return SourceError(self.scrub(f"source '{self.name}' {message}"), **kwargs)
 
     def scrub(self, text: str) -> str:
-        for secret in (self.source.source_token, self._access_token):
-            if secret and len(secret) >= 4:
-                for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
-                    text = text.replace(form, "***")
-        return text
+        """`text` without the source's secrets, its current access token or any credential."""
+        return redact_for(self.source, text, self._access_token)
 
     @property
     def key_param(self) -> str:
@@ -215,6 +268,11 @@ class SourceHttp:
             detail = f": {excerpt}" if excerpt else ""
         _discard(response)
         hint = STATUS_HINTS.get(status)
+        if response.history and origin(response.url) != origin(url):
+            hint = (
+                f"it was redirected to another origin, {public_url(response.url)}, where the "
+                "source's credentials are not sent: if the source moved, set its URL there"
+            )
         return self.error(
             f"answered {status} {response.reason} at {public_url(url)}{detail}"
             + (f"; {hint}" if hint else ""),
@@ -224,14 +282,21 @@ class SourceHttp:
             kind=STATUS_KINDS.get(status, "server_error" if status >= 500 else "bad_request"),
         )
 
-    @staticmethod
-    def _excerpt(response: requests.Response, limit: int = 200) -> str:
-        """The start of an error body, on one line: what the source says went wrong."""
+    def _excerpt(self, response: requests.Response, limit: int = 200) -> str:
+        """The start of an error body, on one line: what the source says went wrong.
+
+        Scrubbed before it is cut, so a secret the source echoes is recognised whole; a
+        word cut off by the read limit is dropped, as it could be the start of one.
+        """
+        size = limit * 4
         try:
-            head = response.raw.read(limit * 4, decode_content=True) or b""
+            head = response.raw.read(size, decode_content=True) or b""
         except Exception:  # an unreadable error body must not hide the status
             return ""
-        text = " ".join(head.decode("utf-8", "replace").split())
+        text = head.decode("utf-8", "replace")
+        if len(head) >= size:
+            text = text[: max(map(text.rfind, " \n,;\"'{}[]<>&="), default=0) + 1]
+        text = " ".join(self.scrub(text).split())
         return text[:limit] + ("..." if len(text) > limit else "")
 
     # --- bodies ----------------------------------------------------------------------------
@@ -327,8 +392,21 @@ class SourceHttp:
             timeout=self.timeout,
             verify=self.verify,
             stream=True,
+            # A redirect would carry the client secret to wherever it points (307/308 re-post).
+            allow_redirects=False,
         )
         where = f"OAuth2 token endpoint {public_url(source.oauth_token_url)}"
+        if response.is_redirect:
+            status = response.status_code
+            target = urljoin(source.oauth_token_url, response.headers.get("Location", ""))
+            _discard(response)
+            raise self.error(
+                f"could not get an access token: the {where} answered {status} with a redirect "
+                f"to {public_url(target)}; the client secret is never sent after a redirect: "
+                "set the token URL to the address that answers",
+                status=status,
+                kind="auth",
+            )
         if not response.ok:
             status = response.status_code
             _discard(response)

@@ -22,7 +22,9 @@ class Command(BaseCommand):
                 with open(file, encoding="utf-8") as handle:
                     entries = json.load(handle)
         except (OSError, ValueError) as error:
-            raise CommandError(f"Cannot read {file}: {error}")
+            raise CommandError(f"Cannot read {file}: {error}") from None
+        except RecursionError:
+            raise CommandError(f"Cannot read {file}: it is nested too deeply to be JSON") from None
         try:
             results = apply_config(entries, dry_run=dry_run)
         except ConfigFileError as error:

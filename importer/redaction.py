@@ -1,0 +1,246 @@
+"""The one place that removes secrets from text leaving the app.
+
+Every message that reaches a person or another system (chunk and execution errors, Assets'
+`failureReason`, admin messages, log lines, exports) goes through `redact`. It removes:
+
+* the secrets we know: a source's tokens and keys (`secrets_of`), in the forms they travel in
+  (as is, URL-encoded, JSON-escaped, and Basic credentials built from them);
+* the shapes secrets take in text we did not write: `Basic <base64>` and `Bearer <token>`
+  values, the values of credential-bearing headers and parameters (`Authorization: ...`,
+  `"X-API-Key": "..."`, `api_key=...`), credentials in a URL (`https://user:pass@host`) and
+  the token in a webtrigger path (`/webtrigger/7/<token>/`).
+
+Structured settings (headers, parameters, URLs) are masked with `MASK`, which `restore_masked`
+and `restore_userinfo` turn back into the stored value when a form or a file is saved, so a
+masked value never overwrites a secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import quote, quote_plus, unquote, urlsplit, urlunsplit
+
+MASK = "***"
+# Shorter values are not replaced wherever they occur: they would blank out ordinary words.
+MIN_SECRET_LENGTH = 4
+
+# A header, parameter or option whose name says it carries a credential.
+_SECRET_WORDS = (
+    r"auth(?!ors?(?:\b|_))|token|secret|passw|pwd|credential|cookie|session|signature"
+    r"|api[-_]?key|access[-_]?key|private[-_]?key|subscription[-_]?key|client[-_]?key"
+)
+_SECRET_NAME = re.compile(rf"(?i)(?:{_SECRET_WORDS})|^(?:x[-_])?key$")
+# Header names that carry a credential without a hyphen; other header-like names need one, so
+# "access token: the endpoint ..." in prose is left alone.
+_PLAIN_HEADERS = {"authorization", "cookie", "apikey"}
+
+# "X-API-Key": "abc" (JSON, also JSON inside a JSON string) and 'x-api-key': 'abc' (Python).
+_QUOTED_PAIR = re.compile(r"""(\\?(["'])([\w.-]+)\\?\2\s*[:=]\s*\\?(["']))([^"'\r\n]*?)(\\?\4)""")
+# Authorization: Basic abc / X-Api-Key: abc (header lines) and api_key=abc (queries, forms):
+# a name, then its value. Only names are searched for, so a name inside the value of another
+# ("error: X-Api-Key: abc") is still found; names and values are runs without a way back, so a
+# long text costs linear time.
+_HEADER_NAME = re.compile(r"(?i)(?<![\w-])([a-z0-9_]+(?:-[a-z0-9_]+)*)\s*:[ \t]*(?![\s\"'])")
+_HEADER_VALUE = re.compile(
+    r"(?i)(?:(?:basic|bearer|digest|token|negotiate|ntlm)[ \t]+)?[^\s\"',;&}\]]+"
+)
+_PARAM_NAME = re.compile(r"(?<![\w.-])([\w.-]+)=")
+_PARAM_VALUE = re.compile(r"[^&\s\"'#;,]+")
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]{8,}")
+_BASIC = re.compile(r"(?i)\b(basic\s+)([A-Za-z0-9+/_-]{4,}={0,2})")
+# A scheme is short: bounding it keeps a long run of letters and dashes linear to scan.
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,30}://)[^/?#\s@\"'<>]+@")
+_WEBTRIGGER_PATH = re.compile(r"(/webtrigger/\d+/)[^/\s?#\"'<>]+")
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a header, query parameter or option of this name carries a credential."""
+    return bool(_SECRET_NAME.search(str(name)))
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` with the given secrets and every credential-shaped value replaced by MASK."""
+    if not text:
+        return text
+    for form in _forms(secrets):
+        text = text.replace(form, MASK)
+    text = _QUOTED_PAIR.sub(_quoted_pair, text)
+    text = _mask_values(text, _HEADER_NAME, _HEADER_VALUE, _is_secret_header)
+    text = _mask_values(text, _PARAM_NAME, _PARAM_VALUE, is_secret_name)
+    text = _BEARER.sub(rf"\1{MASK}", text)
+    text = _BASIC.sub(_basic_credentials, text)
+    text = _URL_USERINFO.sub(rf"\1{MASK}@", text)
+    return _WEBTRIGGER_PATH.sub(rf"\1{MASK}", text)
+
+
+def redact_for(source: Any, text: str, *extra_secrets: str) -> str:
+    """`text` without the secrets of `source` (an ImportSource, or None) or any credential."""
+    known = secrets_of(source) if source is not None else []
+    return redact(text, [*known, *extra_secrets])
+
+
+def secrets_of(source: Any) -> list[str]:
+    """Every secret an ImportSource holds, as text that must never leave the app."""
+    found = [
+        getattr(source, "assets_token", ""),
+        getattr(source, "source_token", ""),
+        getattr(source, "webtrigger_token", ""),
+    ]
+    username, token = getattr(source, "auth_username", ""), getattr(source, "source_token", "")
+    if token:
+        found.append(base64.b64encode(f"{username}:{token}".encode()).decode())
+    for url in (getattr(source, "source_url", ""), getattr(source, "oauth_token_url", "")):
+        userinfo = _userinfo(url or "")
+        if userinfo:
+            found.append(userinfo)
+            found.extend(unquote(part) for part in userinfo.split(":", 1))
+    for name in ("extra_headers", "extra_params", "plugin_options"):
+        found.extend(_secret_values(getattr(source, name, None)))
+    return [value for value in found if isinstance(value, str) and value]
+
+
+def mask_userinfo(url: str) -> str:
+    """The URL with its user name and password (if any) replaced by MASK."""
+    if not _userinfo(url):
+        return url
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=f"{MASK}@{parts.netloc.rpartition('@')[2]}"))
+
+
+def restore_userinfo(url: str, stored: str) -> str:
+    """A URL given back with masked credentials gets the stored ones (ValueError if none)."""
+    if _userinfo(url) != MASK:
+        return url
+    userinfo = _userinfo(stored or "")
+    if not userinfo:
+        raise ValueError(f"'{MASK}@' stands for stored credentials, and there are none")
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{parts.netloc.rpartition('@')[2]}"))
+
+
+def mask_secret_values(value: Any, *, also: Iterable[str] = ()) -> Any:
+    """A copy of a JSON object whose credential-named entries (at any depth) read MASK."""
+    names = {name.lower() for name in also if name}
+    if isinstance(value, dict):
+        return {
+            key: MASK
+            if _is_secret_key(key, names) and value[key] not in (None, "")
+            else mask_secret_values(value[key], also=names)
+            for key in value
+        }
+    if isinstance(value, list):
+        return [mask_secret_values(item, also=names) for item in value]
+    return value
+
+
+def restore_masked(value: Any, stored: Any, where: str = "") -> Any:
+    """`value` with every MASK replaced by the stored value at the same place.
+
+    Raises ValueError naming the place when there is no stored value to put back.
+    """
+    if value == MASK:
+        if stored in (None, "", MASK):
+            raise ValueError(
+                f"{where or 'the value'}: '{MASK}' stands for a stored secret, and none is stored"
+            )
+        return stored
+    if isinstance(value, dict):
+        stored = stored if isinstance(stored, dict) else {}
+        return {
+            key: restore_masked(item, stored.get(key), f"{where}.{key}" if where else str(key))
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        stored = stored if isinstance(stored, list) else []
+        return [
+            restore_masked(item, stored[i] if i < len(stored) else None, f"{where}[{i}]")
+            for i, item in enumerate(value)
+        ]
+    return value
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _is_secret_key(key: Any, also: set[str]) -> bool:
+    return is_secret_name(str(key)) or str(key).lower() in also
+
+
+def _secret_values(value: Any, *, also: Iterable[str] = ()) -> list[str]:
+    """The values of credential-named entries of a JSON object, at any depth."""
+    names = {name.lower() for name in also if name}
+    found: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if _is_secret_key(key, names) and isinstance(item, (str, int, float)):
+                found.append(str(item))
+            else:
+                found.extend(_secret_values(item, also=names))
+    elif isinstance(value, list):
+        for item in value:
+            found.extend(_secret_values(item, also=names))
+    return found
+
+
+def _userinfo(url: str) -> str:
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:
+        return ""
+    userinfo, at, _ = netloc.rpartition("@")
+    return userinfo if at else ""
+
+
+def _forms(secrets: Iterable[str]) -> list[str]:
+    """Each secret as it may appear in text: plain, URL-encoded, JSON-escaped; longest first."""
+    forms: set[str] = set()
+    for secret in secrets:
+        if not isinstance(secret, str) or len(secret) < MIN_SECRET_LENGTH:
+            continue
+        forms.update({secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]})
+    return sorted(forms, key=len, reverse=True)
+
+
+def _quoted_pair(match: re.Match) -> str:
+    if not is_secret_name(match.group(3)):
+        return match.group(0)
+    return f"{match.group(1)}{MASK}{match.group(6)}"
+
+
+def _is_secret_header(name: str) -> bool:
+    return ("-" in name or name.lower() in _PLAIN_HEADERS) and is_secret_name(name)
+
+
+def _mask_values(text: str, names: re.Pattern, values: re.Pattern, secret) -> str:
+    """Every value right after a name that `secret` accepts, replaced by MASK."""
+    pieces, done = [], 0
+    for name in names.finditer(text):
+        if name.start() < done or not secret(name.group(1)):
+            continue
+        value = values.match(text, name.end())
+        if value:
+            pieces += [text[done : name.end()], MASK]
+            done = value.end()
+    return "".join(pieces) + text[done:] if pieces else text
+
+
+def _basic_credentials(match: re.Match) -> str:
+    """`Basic <base64 of user:password>` loses the value; the word "basic" in prose stays."""
+    value = match.group(2)
+    if re.search(r"[0-9+/=]", value) or _decodes_to_credentials(value):
+        return f"{match.group(1)}{MASK}"
+    return match.group(0)
+
+
+def _decodes_to_credentials(value: str) -> bool:
+    usable = value[: len(value) - len(value) % 4]
+    try:
+        decoded = base64.b64decode(usable, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return False
+    return ":" in decoded and decoded.isprintable()

@@ -1,0 +1,241 @@
+"""Secrets never leave the app: messages, import history, logs and exports."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+
+from importer import services
+from importer.logs import JsonFormatter
+from importer.models import Execution, ImportSource
+from importer.redaction import redact
+from importer.sources import SourceError, build_source
+from tests.fake_source import FakeSource
+
+PASSWORD = "pa55-w0rd-7713"
+HEADER_SECRET = "tenant-s3cret-4242"
+BASIC = base64.b64encode(f"svc:{PASSWORD}".encode()).decode()
+
+
+# --- the forms secrets take ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, secret",
+    [
+        (f"Authorization: Basic {BASIC}", BASIC),
+        (f'{{"headers": {{"Authorization": "Basic {BASIC}"}}}}', BASIC),
+        (f"{{'authorization': 'Basic {BASIC}'}}", BASIC),
+        (f"got basic {BASIC[:10]}", BASIC[:10]),  # cut off mid-way, still credentials
+        ("Authorization: Bearer eyJhbGciOi.payload.sig", "eyJhbGciOi"),
+        (f"X-Api-Key: {HEADER_SECRET}", HEADER_SECRET),
+        (f"answered 401: X-Api-Key: {HEADER_SECRET} is not valid", HEADER_SECRET),
+        (f'{{"X-Tenant-Token": "{HEADER_SECRET}"}}', HEADER_SECRET),
+        (f'"{{\\"x-api-key\\": \\"{HEADER_SECRET}\\"}}"', HEADER_SECRET),  # JSON in JSON
+        (f"GET /api?limit=5&api_key={HEADER_SECRET}", HEADER_SECRET),
+        (f"grant_type=client_credentials&client_secret={PASSWORD}", PASSWORD),
+        (f"at https://svc:{PASSWORD}@inventory.example/api", PASSWORD),
+        ("at https://ghp-token-only@git.example/repo", "ghp-token-only"),
+        ("Bad Request: /webtrigger/7/AbCd-123_xyzXYZ/", "AbCd-123_xyzXYZ"),
+    ],
+)
+def test_it_removes_every_form_a_credential_takes(text: str, secret: str) -> None:
+    assert secret not in redact(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "could not get an access token: the OAuth2 token endpoint answered 401",
+        "the source uses basic authentication",
+        "source 'laptops' answered 404 Not Found at https://inventory.example/api",
+        '{"author": "Jane", "records": 5}',
+    ],
+)
+def test_it_leaves_ordinary_words_alone(text: str) -> None:
+    assert redact(text) == text
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("run", ["a-", "x-token-", "http", '"a', "basic "])
+def test_a_long_hostile_text_is_redacted_in_linear_time(run: str) -> None:
+    # Every log line goes through redaction: a quadratic pattern would hang on this for minutes.
+    text = run * (400_000 // len(run))
+
+    assert len(redact(text)) > 0
+
+
+def test_it_removes_known_secrets_in_every_encoding() -> None:
+    secret = "k3y/with+odd=chars"
+
+    text = redact(f"a {secret} b k3y%2Fwith%2Bodd%3Dchars c k3y%2Fwith%2Bodd%3Dchars", [secret])
+
+    assert "k3y" not in text
+
+
+# --- a source that echoes what it received -------------------------------------------------
+
+
+@pytest.fixture
+def echo() -> Iterator[FakeSource]:
+    server = FakeSource().start()
+    yield server
+    server.stop()
+
+
+ECHO_CASES = {
+    "basic": {"source_auth": "basic", "auth_username": "svc", "source_token": PASSWORD},
+    "api key header": {
+        "source_auth": "api_key_header",
+        "auth_key_name": "X-Api-Key",
+        "source_token": PASSWORD,
+    },
+    "api key query": {
+        "source_auth": "api_key_query",
+        "auth_key_name": "api_key",
+        "source_token": PASSWORD,
+    },
+    "password in the URL": {"url_userinfo": f"svc:{PASSWORD}@"},
+}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("case", ECHO_CASES)
+def test_a_source_echoing_its_request_leaks_nothing_into_errors_or_history(
+    case, make_source, sandbox, echo
+):
+    fields = dict(ECHO_CASES[case])
+    userinfo = fields.pop("url_userinfo", "")
+    url = echo.base_url.replace("://", f"://{userinfo}") + "/api/echo-error"
+    source = services.push_mapping(
+        source=make_source(
+            source_url=url, extra_headers={"X-Tenant-Token": HEADER_SECRET}, **fields
+        )
+    )
+
+    execution = services.start_import(source=source)
+
+    execution.refresh_from_db()
+    [request] = echo.requests_to("/api/echo-error")
+    sent = json.dumps(request.headers) + request.raw_path
+    assert PASSWORD in sent or BASIC in sent  # the source did get the credentials ...
+    chunk_error = execution.chunks.get(index=0).error
+    reasons = sandbox.execution(execution.assets_execution_id)["failure_reasons"]
+    assert execution.state == Execution.State.FAILED
+    assert "answered 400" in chunk_error and "x-tenant-token" in chunk_error
+    for text in (chunk_error, execution.error, *reasons):  # ... and echoed them back
+        assert PASSWORD not in text
+        assert BASIC not in text
+        assert HEADER_SECRET not in text
+
+
+def test_a_secret_at_the_cut_of_an_error_excerpt_is_removed_whole(echo):
+    echo.faults.add(path_contains="/api/offset", status=400, body="x" * 190 + f" {PASSWORD}")
+    source = ImportSource(
+        name="cmdb",
+        source_url=f"{echo.base_url}/api/offset",
+        source_auth="bearer",
+        source_token=PASSWORD,
+    )
+
+    with pytest.raises(SourceError) as caught:
+        build_source(source).fetch_page("")
+
+    assert "answered 400" in caught.value.message
+    assert PASSWORD[:5] not in caught.value.message
+
+
+class LongWindedPlugin:
+    def __init__(self, *, import_source, options) -> None:
+        self.secret = import_source.source_token
+
+    def fetch_page(self, cursor: str):
+        raise RuntimeError("x" * 280 + f" {self.secret}")
+
+
+def test_a_secret_at_the_cut_of_a_plugin_error_is_removed_whole(settings):
+    settings.IMPORT_SOURCE_PLUGINS = {"long": "tests.test_redaction.LongWindedPlugin"}
+    source = ImportSource(name="cmdb", source_kind="plugin", plugin="long", source_token=PASSWORD)
+
+    with pytest.raises(SourceError) as caught:
+        build_source(source).fetch_page("")
+
+    assert "RuntimeError" in caught.value.message
+    assert PASSWORD[:5] not in caught.value.message
+
+
+# --- logs ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["plain", "json"])
+def console(request) -> Iterator[io.StringIO]:
+    """What the app's console handler writes, in each LOG_FORMAT."""
+    handler = next(h for h in logging.getLogger().handlers if h.get_name() == "console")
+    stream, formatter = io.StringIO(), handler.formatter
+    previous = handler.setStream(stream)
+    if request.param == "json":
+        handler.setFormatter(JsonFormatter())
+    yield stream
+    handler.setStream(previous)
+    handler.setFormatter(formatter)
+
+
+@pytest.mark.django_db
+def test_the_webtrigger_token_never_reaches_the_log(client, make_source, console):
+    source = make_source()
+    url = reverse("importer:webtrigger", args=[source.pk, source.webtrigger_token])
+
+    response = client.post(url, "not json", content_type="application/json")
+
+    written = console.getvalue()
+    assert response.status_code == 400
+    assert f"Bad Request: /webtrigger/{source.pk}/***/" in written
+    assert source.webtrigger_token not in written
+
+
+def test_credentials_in_a_logged_exception_are_removed(console):
+    try:
+        raise ConnectionError(f"GET https://svc:{PASSWORD}@host/ with Authorization: Basic {BASIC}")
+    except ConnectionError:
+        logging.getLogger("importer.services").exception("chunk 3 failed")
+
+    written = console.getvalue()
+    assert "chunk 3 failed" in written and "ConnectionError" in written
+    assert PASSWORD not in written
+    assert BASIC not in written
+
+
+# --- exports -------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_an_export_without_secrets_leaves_out_url_credentials_and_secret_headers(
+    make_source, tmp_path
+):
+    make_source(
+        source_url=f"https://svc:{PASSWORD}@inventory.example/api",
+        extra_headers={"X-Tenant-Token": HEADER_SECRET, "Accept-Language": "en"},
+    )
+
+    exported = io.StringIO()
+    call_command("export_sources", stdout=exported)
+
+    [entry] = json.loads(exported.getvalue())
+    assert PASSWORD not in exported.getvalue() and HEADER_SECRET not in exported.getvalue()
+    assert entry["source"]["url"] == "https://***@inventory.example/api"
+    assert entry["source"]["headers"] == {"X-Tenant-Token": "***", "Accept-Language": "en"}
+    path = tmp_path / "sources.json"
+    path.write_text(exported.getvalue())
+    imported = io.StringIO()
+    call_command("import_sources", str(path), stdout=imported)
+    source = ImportSource.objects.get()
+    assert imported.getvalue().strip() == "unchanged inventory"  # masked values keep the stored
+    assert source.source_url == f"https://svc:{PASSWORD}@inventory.example/api"
+    assert source.extra_headers["X-Tenant-Token"] == HEADER_SECRET

@@ -1,0 +1,129 @@
+"""A source's credentials stay with its origin: redirects to another scheme, host or port.
+
+Two fake sources on loopback, on different ports: the source the import is configured for,
+which redirects, and another that records everything it receives.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from importer.sources import build_source
+from tests import test_sources
+from tests.fake_source import FakeSource
+from tests.test_sources import SECRET, N, every_id, failure, ids, rest_source
+
+# The fake sources of the connector tests, started and stopped the same way.
+serve = test_sources.serve
+fresh_caches = test_sources.fresh_caches
+
+HEADER_SECRET = "tenant-s3cret-42"
+AUTH_CASES: dict[str, dict[str, Any]] = {
+    "bearer": {},
+    "basic": {"auth_username": "svc"},
+    "api_key_header": {"auth_key_name": "X-Api-Key"},
+    "api_key_query": {"auth_key_name": "api_key"},
+    "oauth2_client_credentials": {"auth_username": "client-1"},
+}
+
+
+def configured(origin: FakeSource, path: str, auth: str) -> Any:
+    fields = dict(AUTH_CASES[auth])
+    if auth == "oauth2_client_credentials":
+        fields["oauth_token_url"] = f"{origin.base_url}/oauth/token"
+    return rest_source(
+        f"{origin.base_url}{path}",
+        records_path="data.items",
+        source_auth=auth,
+        source_token=SECRET,
+        extra_headers={"X-Tenant-Token": HEADER_SECRET, "Accept-Language": "en"},
+        **fields,
+    )
+
+
+def credentials_received(server: FakeSource) -> list[str]:
+    """Every header or query parameter of the server's requests that holds a credential."""
+    found = []
+    for request in server.requests:
+        for name, value in request.headers.items():
+            if name in ("authorization", "x-api-key", "x-tenant-token") or SECRET in value:
+                found.append(f"header {name}")
+        if "api_key" in request.query or SECRET in request.raw_path:
+            found.append("query api_key")
+    return found
+
+
+@pytest.mark.parametrize("auth", AUTH_CASES)
+def test_credentials_never_follow_a_redirect_to_another_port(serve, auth: str) -> None:
+    origin = serve(auth="oauth2", username="client-1", secret=SECRET)  # it issues tokens
+    elsewhere = serve(records=N)
+    origin.redirects["/api/moved"] = (302, f"{elsewhere.base_url}/api/offset")
+
+    page = build_source(configured(origin, "/api/moved", auth)).fetch_page("")
+
+    assert ids(page.records) == every_id(5)  # the redirect was followed ...
+    assert elsewhere.requests_to("/api/offset")
+    assert credentials_received(elsewhere) == []  # ... without any credential
+
+
+def test_a_redirect_within_the_origin_keeps_the_credentials(serve) -> None:
+    origin = serve(records=N, auth="api_key_header", secret=SECRET, key_name="X-Api-Key")
+    origin.redirects["/api/moved"] = (301, f"{origin.base_url}/api/offset")
+
+    page = build_source(configured(origin, "/api/moved", "api_key_header")).fetch_page("")
+
+    assert ids(page.records) == every_id(5)
+    [answered] = origin.requests_to("/api/offset")
+    assert answered.headers["x-api-key"] == SECRET
+    assert answered.headers["x-tenant-token"] == HEADER_SECRET
+
+
+def test_a_307_to_another_host_does_not_resend_the_credentials(serve) -> None:
+    origin = serve()
+    elsewhere = serve(records=N)
+    origin.redirects["/api/moved"] = (307, f"{elsewhere.base_url}/api/offset")
+
+    build_source(configured(origin, "/api/moved", "bearer")).fetch_page("")
+
+    assert credentials_received(elsewhere) == []
+
+
+def test_a_rejection_after_a_redirect_to_another_origin_says_so(serve) -> None:
+    origin = serve()
+    elsewhere = serve(auth="bearer", secret=SECRET)
+    origin.redirects["/api/moved"] = (302, f"{elsewhere.base_url}/api/offset")
+
+    error = failure(configured(origin, "/api/moved", "bearer"))
+
+    assert (error.status, error.permanent) == (401, True)
+    assert f"redirected to another origin, {elsewhere.base_url}/api/offset" in error.message
+    assert "credentials are not sent" in error.message
+
+
+def test_cross_origin_redirects_can_be_refused_instead(serve, settings) -> None:
+    settings.CROSS_ORIGIN_REDIRECTS = "refuse"
+    origin = serve()
+    elsewhere = serve(records=N)
+    origin.redirects["/api/moved"] = (302, f"{elsewhere.base_url}/api/offset")
+
+    error = failure(configured(origin, "/api/moved", "bearer"))
+
+    assert (error.kind, error.permanent) == ("redirect", True)
+    assert "CROSS_ORIGIN_REDIRECTS" in error.message
+    assert elsewhere.requests == []
+
+
+@pytest.mark.parametrize("status", [302, 307, 308])
+def test_the_oauth2_token_request_never_follows_a_redirect(serve, status: int) -> None:
+    identity_provider = serve(auth="oauth2", username="client-1", secret=SECRET)
+    elsewhere = serve(auth="oauth2", username="client-1", secret=SECRET)
+    identity_provider.redirects["/oauth/token"] = (status, f"{elsewhere.base_url}/oauth/token")
+
+    error = failure(configured(identity_provider, "/api/offset", "oauth2_client_credentials"))
+
+    assert (error.kind, error.permanent, error.status) == ("auth", True, status)
+    assert f"redirect to {elsewhere.base_url}/oauth/token" in error.message
+    assert "set the token URL" in error.message
+    assert elsewhere.requests == []
