@@ -24,6 +24,7 @@ SOURCE_FIELDS = [
     "request_timeout",
     "ca_bundle",
     "missing_identity",
+    "invalid_values",
 ]
 PAGING_FIELDS = [
     "pagination",
