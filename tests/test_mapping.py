@@ -1115,6 +1115,18 @@ def test_a_draft_of_the_demo_records_matches_the_demo_mapping_in_shape():
     assert rows["purchased"]["type"] == "date"
 
 
+def test_a_draft_leaves_out_fields_whose_names_have_a_dot_and_says_so():
+    records = [{"serial": "A1", "meta.label": "x"}, {"serial": "A2", "meta.label": "y"}]
+
+    document = draft_mapping(records, name="Laptop", selector="laptops")
+
+    assert validate_document(document) == []
+    assert list(draft_attributes(document)) == ["serial"]
+    assert document["schema"]["objectSchema"]["description"].endswith(
+        "Not mapped (a locator cannot name a field with a dot): meta.label."
+    )
+
+
 def test_a_draft_needs_fields_with_plain_values():
     with pytest.raises(ValueError, match="no top-level fields"):
         draft_mapping([{"parts": [1, 2]}], name="Thing", selector="things")

@@ -195,11 +195,16 @@ class Target:
     choices: tuple[str, ...] = ()  # typeValues of a status or select: the only values it takes
 
 
+# How one target takes a value: its coercer, what it expects in words, the target.
+Step = tuple[Callable[[Any], Any], str, Target]
+
+
 @dataclass(frozen=True, slots=True)
 class Coercions:
     """A field's targets with their coercers and limits, worked out once per mapping."""
 
-    steps: tuple[tuple[Callable[[Any], Any], str, Target], ...]
+    steps: tuple[Step, ...]
+    only: Step | None  # the usual case, one attribute per field: its step
     single: Target | None  # a target that takes one value, not a list
     capped: Target | None  # the target with the lowest maximumCardinality above 1
 
@@ -214,6 +219,7 @@ def coercions_for(targets: list[Target]) -> Coercions:
     capped = [target for target in targets if target.many and target.most is not None]
     return Coercions(
         steps=tuple(steps),
+        only=steps[0] if len(steps) == 1 else None,
         single=next((target for target in targets if not target.many), None),
         capped=min(capped, key=lambda target: target.most or 0) if capped else None,
     )
@@ -255,23 +261,24 @@ def coerce_value(value: Any, coercions: Coercions) -> Any:
     if isinstance(value, list | tuple):
         if coercions.single is not None:
             raise Unfit(coercions.single, "one value (not a list)")
-        items = [_coerce_one(item, coercions.steps) for item in value if not is_missing(item)]
+        items = [_coerce_one(item, coercions) for item in value if not is_missing(item)]
         capped = coercions.capped
         if capped is not None and len(items) > (capped.most or 0):
             raise Unfit(capped, f"at most {capped.most} values (maximumCardinality {capped.most})")
         return items or ABSENT
-    return _coerce_one(value, coercions.steps)
+    return _coerce_one(value, coercions)
 
 
-def _coerce_one(value: Any, steps: tuple[tuple[Callable[[Any], Any], str, Target], ...]) -> Any:
-    if len(steps) == 1:  # the usual case: one attribute per field
-        coercer, expected, target = steps[0]
+def _coerce_one(value: Any, coercions: Coercions) -> Any:
+    only = coercions.only
+    if only is not None:
+        coercer, expected, target = only
         try:
             return coercer(value)
         except Unfit:
             raise Unfit(target, expected) from None
     result = ABSENT
-    for coercer, expected, target in steps:  # most specific first: its result is sent
+    for coercer, expected, target in coercions.steps:  # most specific first: its result is sent
         try:
             coerced = coercer(value)
         except Unfit:

@@ -72,6 +72,8 @@ class _Level:
     coercions: dict[str, Coercions] = field(default_factory=dict)
     # Attributes with a minimumCardinality: (name, the fields feeding it, how many values).
     required: list[tuple[str, tuple[str, ...], int]] = field(default_factory=list)
+    # The usual case of those, checked by a lookup: one field, one value. (field, attribute)
+    required_fields: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -116,7 +118,13 @@ def _compile(document: Any) -> dict[str, _Level]:
             targets.sort(key=_specificity)
         level.coercions = {name: coercions_for(targets) for name, targets in level.fields.items()}
         # A missing identity is reported (and handled) as such, not once more as required.
-        level.required = [rule for rule in level.required if not set(rule[1]) & set(level.identity)]
+        rules = [rule for rule in level.required if not set(rule[1]) & set(level.identity)]
+        level.required = [rule for rule in rules if len(rule[1]) > 1 or rule[2] > 1]
+        level.required_fields = [
+            (locators[0], attribute)
+            for attribute, locators, minimum in rules
+            if len(locators) == 1 and minimum == 1
+        ]
     return levels
 
 
@@ -233,6 +241,9 @@ def _pick(level: _Level, record: dict, at: str, problems: list[str], missing: li
                 f"no value for '{at}{locator}', which identifies the object "
                 f"in selector '{level.selector}'"
             )
+    for locator, attribute in level.required_fields:
+        if locator not in picked and locator not in unfit:
+            problems.append(_too_few(at, attribute, (locator,), 1, 0))
     for attribute, locators, minimum in level.required:
         count = 0
         for locator in locators:
