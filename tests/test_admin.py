@@ -126,7 +126,7 @@ def test_a_dotted_locator_is_refused_when_the_mapping_is_saved(
     (error,) = response.context["adminform"].form.errors["mapping"]
     assert error.startswith(
         "mapping.objectTypeMappings[0].attributesMapping[5].attributeLocators[0]: "
-        "'os.name' is not a field name"
+        "'os.name' has a dot"
     )
     source.refresh_from_db()
     assert source.mapping["mapping"]["objectTypeMappings"][0]["attributesMapping"][5][

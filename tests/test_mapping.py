@@ -273,16 +273,16 @@ RULES = {
     "dotted locator": (
         lambda d: type_mapping(d)["attributesMapping"][1].update(attributeLocators=["meta.ram"]),
         f"{MAPPING}.attributesMapping[1].attributeLocators[0]",
-        "'meta.ram' is not a field name: a locator names one field of the record its selector "
-        "picks, without dots (nested paths are not read). Map a nested list with a selector of "
-        "its own, like 'hardDrives.files'",
+        "'meta.ram' has a dot: a locator names one field of the record its selector picks "
+        "(Assets reads no nested path in a locator). Map nested data with a selector of its "
+        "own, like 'hardDrives.files', or name the field without dots in the source",
     ),
     "dotted second locator": (
         lambda d: type_mapping(d)["attributesMapping"][1].update(
             attributeLocators=["ram", "specs.ram"]
         ),
         f"{MAPPING}.attributesMapping[1].attributeLocators[1]",
-        "'specs.ram' is not a field name",
+        "'specs.ram' has a dot",
     ),
     "required attribute left unmapped": (
         lambda d: (

@@ -304,9 +304,9 @@ class _Checker:
     def _check_locators(self, locators: Any, at: str) -> None:
         """Each locator names one field of the record its selector picks, as Assets reads it.
 
-        Assets' external imports reach nested data through selectors (a child type's
-        'hardDrives.files'), not through locators: a dotted locator would be looked up as a
-        literal key, find nothing in nested data, and its attribute would stay empty.
+        Assets' guide reaches nested data through selectors (a child type's
+        'hardDrives.files') and documents no nested path for a locator, so a dotted one is
+        refused here: sent as given it could only find nothing and leave its attribute empty.
         """
         if (
             not isinstance(locators, list)
@@ -319,10 +319,10 @@ class _Checker:
             if "." in locator:
                 self.add(
                     f"{at}.attributeLocators[{position}]",
-                    f"'{locator}' is not a field name: a locator names one field of the record "
-                    "its selector picks, without dots (nested paths are not read). Map a "
-                    "nested list with a selector of its own, like 'hardDrives.files', or have "
-                    "the source send the value as a top-level field",
+                    f"'{locator}' has a dot: a locator names one field of the record its "
+                    "selector picks (Assets reads no nested path in a locator). Map nested "
+                    "data with a selector of its own, like 'hardDrives.files', or name the "
+                    "field without dots in the source",
                 )
 
     def _mapped_attribute(
