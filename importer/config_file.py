@@ -61,6 +61,7 @@ FIELD_PATHS: list[tuple[tuple[str, ...], str]] = [
     (("source", "timeout"), "request_timeout"),
     (("source", "ca_bundle"), "ca_bundle"),
     (("source", "missing_identity"), "missing_identity"),
+    (("source", "invalid_values"), "invalid_values"),
     (("source", "encoding"), "file_encoding"),
     (("source", "pagination", "style"), "pagination"),
     (("source", "pagination", "page_size"), "page_size"),

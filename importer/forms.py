@@ -29,6 +29,7 @@ SOURCE_FIELDS = [
     "request_timeout",
     "ca_bundle",
     "missing_identity",
+    "invalid_values",
 ]
 PAGING_FIELDS = [
     "pagination",

@@ -50,6 +50,10 @@ class ImportSource(models.Model):
         SKIP = "skip", "Skip the record and count it"
         FAIL = "fail", "Fail the import"
 
+    class InvalidValues(models.TextChoices):
+        SKIP = "skip", "Skip the record and count it"
+        FAIL = "fail", "Fail the import"
+
     name = models.SlugField(
         max_length=100, unique=True, help_text="Short unique name, used on the command line."
     )
@@ -190,6 +194,15 @@ class ImportSource(models.Model):
         choices=MissingIdentity.choices,
         default=MissingIdentity.SKIP,
         help_text="What to do with a record that has no value for an externalIdPart attribute.",
+    )
+    invalid_values = models.CharField(
+        "record with a value Assets refuses",
+        max_length=10,
+        choices=InvalidValues.choices,
+        default=InvalidValues.SKIP,
+        help_text="What to do with a record holding a value its attribute rules out: not of "
+        "its type, a status or select outside typeValues, more values than "
+        "maximumCardinality or fewer than minimumCardinality.",
     )
     max_requests_per_minute = models.PositiveIntegerField(
         null=True, blank=True, help_text="Limit on requests to the source (empty: no limit)."

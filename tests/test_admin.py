@@ -109,6 +109,32 @@ def test_a_malformed_mapping_is_refused_with_a_field_error(staff_client, make_so
 
 
 @pytest.mark.django_db
+def test_a_dotted_locator_is_refused_when_the_mapping_is_saved(
+    staff_client, make_source, demo_mapping
+):
+    source = make_source()
+    demo_mapping["mapping"]["objectTypeMappings"][0]["attributesMapping"][5][
+        "attributeLocators"
+    ] = ["os.name"]
+
+    response = staff_client.post(
+        reverse("admin:importer_importsource_change", args=[source.pk]),
+        source_form_data(source, mapping=json.dumps(demo_mapping)),
+    )
+
+    assert response.status_code == 200
+    (error,) = response.context["adminform"].form.errors["mapping"]
+    assert error.startswith(
+        "mapping.objectTypeMappings[0].attributesMapping[5].attributeLocators[0]: "
+        "'os.name' has a dot"
+    )
+    source.refresh_from_db()
+    assert source.mapping["mapping"]["objectTypeMappings"][0]["attributesMapping"][5][
+        "attributeLocators"
+    ] == ["os"]
+
+
+@pytest.mark.django_db
 def test_a_mapping_that_is_not_json_is_refused(staff_client, make_source):
     source = make_source()
 

@@ -9,6 +9,7 @@ import pytest
 from importer.devtools.demo_source import demo_computer
 from importer.mapping import (
     ATTRIBUTE_TYPES,
+    InvalidValuesError,
     MappingProblem,
     MissingIdentityError,
     diff_documents,
@@ -21,6 +22,9 @@ from importer.mapping import (
 DEMO_MAPPING = (
     Path(__file__).resolve().parent.parent / "importer" / "devtools" / "demo_mapping.json"
 )
+# Documents of our own in every shape Atlassian's published examples use, each with records
+# shaped like the example's data and the chunk those records must become.
+EXAMPLES = Path(__file__).resolve().parent / "fixtures" / "assets"
 TYPE = "schema.objectSchema.objectTypes[0]"
 MAPPING = "mapping.objectTypeMappings[0]"
 
@@ -266,6 +270,39 @@ RULES = {
         f"{TYPE}.attributes[1].maximumCardinality",
         "must be a whole number, 1 or more (-1: any)",
     ),
+    "dotted locator": (
+        lambda d: type_mapping(d)["attributesMapping"][1].update(attributeLocators=["meta.ram"]),
+        f"{MAPPING}.attributesMapping[1].attributeLocators[0]",
+        "'meta.ram' has a dot: a locator names one field of the record its selector picks "
+        "(Assets reads no nested path in a locator). Map nested data with a selector of its "
+        "own, like 'hardDrives.files', or name the field without dots in the source",
+    ),
+    "dotted second locator": (
+        lambda d: type_mapping(d)["attributesMapping"][1].update(
+            attributeLocators=["ram", "specs.ram"]
+        ),
+        f"{MAPPING}.attributesMapping[1].attributeLocators[1]",
+        "'specs.ram' has a dot",
+    ),
+    "required attribute left unmapped": (
+        lambda d: (
+            schema_type(d)["attributes"][1].update(minimumCardinality=1),
+            type_mapping(d)["attributesMapping"].pop(1),
+        ),
+        f"{MAPPING}.attributesMapping",
+        "does not map attribute 'RAM GB', which needs a value in every object "
+        "(minimumCardinality 1)",
+    ),
+    "typeValues that are not names": (
+        lambda d: schema_type(d)["attributes"][1].update(type="status", typeValues="Active"),
+        f"{TYPE}.attributes[1].typeValues",
+        "must be a list of names",
+    ),
+    "status schema status without a name": (
+        lambda d: d["schema"].update(statusSchema={"statuses": [{"category": "active"}]}),
+        "schema.statusSchema.statuses[0].name",
+        "is required",
+    ),
 }
 
 
@@ -278,6 +315,30 @@ def test_each_rule_points_at_its_json_path(rule):
     assert [
         str(problem) for problem in problems if problem.path == path and message in problem.message
     ], problems
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("minimumCardinality", 1), ("maximumCardinality", -1), ("unique", True), ("unique", False)],
+)
+def test_cardinality_and_uniqueness_are_refused_without_external_ids(key, value):
+    document = without_ids(laptops())
+    schema_type(document)["attributes"][1][key] = value
+
+    assert problems_of(document) == [
+        f"{TYPE}.attributes[1].{key}: needs externalIds: Assets sets cardinality and "
+        "uniqueness only when every object type and attribute has an externalId (give them all "
+        f"one, or leave {key} out)"
+    ]
+
+
+def test_cardinality_and_uniqueness_are_valid_with_external_ids():
+    document = laptops()
+    schema_type(document)["attributes"][1].update(
+        minimumCardinality=1, maximumCardinality=3, unique=True
+    )
+
+    assert validate_document(document) == []
 
 
 def test_mapping_without_external_ids_must_name_a_schema_type():
@@ -605,6 +666,178 @@ def test_an_unknown_missing_identity_mode_is_refused():
         transform_records([], laptops(), missing_identity="ignore")
 
 
+# --- transform: values the schema rules out --------------------------------------------------
+
+
+def left_out(document: dict, value, *, good=None) -> list[str]:
+    """Why the record with `value` was left out (the one with `good`, or none, goes through)."""
+    records = [{"serial": "C02X1", "value": good}, {"serial": "C02X2", "value": value}]
+
+    result = transform_records(records, document)
+
+    assert [record["serial"] for record in result.data["laptops"]] == ["C02X1"]
+    return result.skipped
+
+
+@pytest.mark.parametrize("kind", ["status", "select"])
+def test_a_value_outside_type_values_leaves_its_record_out_with_a_reason(kind):
+    document = with_value_type(kind, typeValues=["In use", "Retired"])
+
+    assert left_out(document, "Broken") == [
+        "record 2 (serial=C02X2): field 'value' is 'Broken', expected one of 'In use', "
+        "'Retired' (typeValues) for attribute 'Value'"
+    ]
+
+
+@pytest.mark.parametrize("kind", ["status", "select"])
+def test_a_value_in_type_values_is_sent_in_their_spelling(kind):
+    document = with_value_type(kind, typeValues=["In use", "Retired"])
+
+    assert sent_value(kind, "In use", typeValues=["In use", "Retired"]) == "In use"
+    assert sent_value(kind, " in USE ", typeValues=["In use", "Retired"]) == "In use"
+    assert validate_document(document) == []
+
+
+def test_a_status_without_type_values_takes_any_status_name():
+    assert sent_value("status", "Anything Assets knows") == "Anything Assets knows"
+
+
+def test_each_value_of_a_multi_valued_select_must_be_in_type_values():
+    document = with_value_type("select", typeValues=["red", "green", "blue"], maximumCardinality=-1)
+
+    assert sent_value(
+        "select", ["red", "Blue"], typeValues=["red", "green", "blue"], maximumCardinality=-1
+    ) == ["red", "blue"]
+    assert left_out(document, ["red", "pink"]) == [
+        "record 2 (serial=C02X2): field 'value' is ['red', 'pink'], expected one of 'red', "
+        "'green', 'blue' (typeValues) for attribute 'Value'"
+    ]
+
+
+def test_a_long_type_values_list_is_cut_short_in_the_reason():
+    names = [f"status {n}" for n in range(40)]
+
+    (reason,) = left_out(with_value_type("status", typeValues=names), "status 99")
+
+    assert "'status 9', ... (40 in all) (typeValues)" in reason
+
+
+def test_more_values_than_maximum_cardinality_leave_the_record_out():
+    document = with_value_type("text", maximumCardinality=2)
+
+    assert left_out(document, ["a", "b", "c"]) == [
+        "record 2 (serial=C02X2): field 'value' is ['a', 'b', 'c'], expected at most 2 values "
+        "(maximumCardinality 2) for attribute 'Value'"
+    ]
+
+
+def test_values_up_to_maximum_cardinality_are_sent():
+    assert sent_value("text", ["a", "b", None, ""], maximumCardinality=2) == ["a", "b"]
+    assert sent_value("text", "a", maximumCardinality=2) == "a"
+
+
+@pytest.mark.parametrize("given", [None, "", "  ", []])
+def test_no_value_where_minimum_cardinality_is_one_leaves_the_record_out(given):
+    document = with_value_type("text", minimumCardinality=1)
+
+    assert left_out(document, given, good="x") == [
+        "record 2 (serial=C02X2): no value for 'value', which attribute 'Value' requires "
+        "(minimumCardinality 1)"
+    ]
+
+
+def test_a_record_without_the_field_of_a_required_attribute_is_left_out():
+    document = with_value_type("text", minimumCardinality=1)
+
+    result = transform_records([{"serial": "C02X1"}, {"serial": "C02X2", "value": "x"}], document)
+
+    assert result.data == {"laptops": [{"serial": "C02X2", "value": "x"}]}
+    assert result.skipped == [
+        "record 1 (serial=C02X1): no value for 'value', which attribute 'Value' requires "
+        "(minimumCardinality 1)"
+    ]
+
+
+def test_fewer_values_than_minimum_cardinality_leave_the_record_out():
+    document = with_value_type("text", minimumCardinality=2, maximumCardinality=-1)
+
+    assert left_out(document, ["a", None], good=["a", "b"]) == [
+        "record 2 (serial=C02X2): 'value' gave 1 value, attribute 'Value' requires 2 or more "
+        "(minimumCardinality 2)"
+    ]
+
+
+def test_a_required_attribute_with_two_locators_needs_one_of_them():
+    document = with_value_type("text", minimumCardinality=1)
+    type_mapping(document)["attributesMapping"][2]["attributeLocators"] = ["value", "fallback"]
+
+    result = transform_records([{"serial": "A", "fallback": "x"}, {"serial": "B"}], document)
+
+    assert result.data == {"laptops": [{"serial": "A", "fallback": "x"}]}
+    assert result.skipped == [
+        "record 2 (serial=B): no value for 'value' or 'fallback', which attribute 'Value' "
+        "requires (minimumCardinality 1)"
+    ]
+
+
+def test_a_value_that_cannot_be_coerced_is_not_also_reported_as_missing():
+    document = with_value_type("integer", minimumCardinality=1)
+
+    (reason,) = left_out(document, "many", good=3)
+
+    assert "expected a whole number (integer)" in reason
+    assert "minimumCardinality" not in reason
+
+
+def test_a_required_identity_is_reported_once_as_identity():
+    document = laptops()
+    schema_type(document)["attributes"][0]["minimumCardinality"] = 1
+
+    result = transform_records([{"ram": 8}], document, missing_identity="skip")
+
+    assert result.skipped == [
+        "record 1 (no id): no value for 'serial', which identifies the object in selector 'laptops'"
+    ]
+
+
+def test_records_with_values_the_schema_rules_out_fail_the_page_when_asked():
+    document = with_value_type("status", typeValues=["In use"], minimumCardinality=1)
+    records = [
+        {"serial": "A", "value": "In use"},
+        {"serial": "B", "value": "Broken"},
+        {"serial": "C"},
+        {"serial": "D", "value": "In use", "ram": "lots"},
+        "not a record",
+    ]
+
+    with pytest.raises(InvalidValuesError) as error:
+        transform_records(records, document, invalid_values="fail")
+
+    assert error.value.kind == "invalid_values"
+    assert len(error.value.reasons) == 4
+    assert str(error.value) == (
+        "4 records with values Assets' schema rules out: record 2 (serial=B): field 'value' is "
+        "'Broken', expected one of 'In use' (typeValues) for attribute 'Value'; record 3 "
+        "(serial=C): no value for 'value', which attribute 'Value' requires "
+        "(minimumCardinality 1); record 4 (serial=D): field 'ram' is 'lots', expected a whole "
+        "number (integer) for attribute 'RAM GB'; and 1 more"
+    )
+
+
+def test_records_without_identity_follow_their_own_policy_when_values_fail():
+    records = [{"serial": "A"}, {"ram": 8}]
+
+    result = transform_records(records, laptops(), invalid_values="fail")
+
+    assert result.record_count == 1
+    assert len(result.skipped) == 1
+
+
+def test_an_unknown_invalid_values_mode_is_refused():
+    with pytest.raises(ValueError, match="invalid_values"):
+        transform_records([], laptops(), invalid_values="ignore")
+
+
 # --- transform: nested selectors -------------------------------------------------------------
 
 
@@ -674,6 +907,85 @@ def test_a_nested_selector_alone_sends_only_its_array():
     assert result.data == {
         "laptops": [{"hardDrives": [{"id": "d1", "size": 512}, {"id": "d2", "size": 256}]}]
     }
+
+
+# --- Atlassian's published example shapes ----------------------------------------------------
+
+
+def example(name: str, part: str = "document"):
+    return json.loads((EXAMPLES / f"{name}.{part}.json").read_text())
+
+
+EXAMPLE_NAMES = sorted(path.name.split(".")[0] for path in EXAMPLES.glob("*.document.json"))
+
+
+def test_the_examples_cover_every_published_shape():
+    assert EXAMPLE_NAMES == ["external_ids", "importsource_put", "nested_selector", "reference"]
+
+
+@pytest.mark.parametrize("name", EXAMPLE_NAMES)
+def test_each_example_document_validates(name):
+    assert validate_document(example(name)) == []
+
+
+@pytest.mark.parametrize("name", EXAMPLE_NAMES)
+def test_records_shaped_like_each_example_become_its_chunk(name):
+    result = transform_records(example(name, "records"), example(name))
+
+    assert result.skipped == []
+    assert {"data": result.data} == example(name, "chunk")
+
+
+def test_data_shaped_like_the_guide_is_sent_as_the_guide_shows():
+    records = example("nested_selector", "records")
+
+    result = transform_records(records, example("nested_selector"))
+
+    assert result.data == {"hardDrives": records}
+
+
+def test_a_status_outside_the_examples_type_values_leaves_its_drive_out():
+    records = example("importsource_put", "records")
+    records[1]["status"] = "Melted"
+
+    result = transform_records(records, example("importsource_put"))
+
+    assert [drive["id"] for drive in result.data["hardDrives"]] == ["drv-7f3a"]
+    assert result.skipped == [
+        "record 2 (id=drv-91c0): field 'status' is 'Melted', expected one of 'Degraded', "
+        "'Retired', 'Quarantined' (typeValues) for attribute 'Health'"
+    ]
+
+
+def test_a_file_without_its_required_size_leaves_its_drive_out_naming_the_file():
+    records = example("importsource_put", "records")
+    del records[0]["files"][0]["size"]
+    del records[1]["label"]
+
+    result = transform_records(records, example("importsource_put"))
+
+    assert result.record_count == 0
+    assert result.skipped == [
+        "record 1 (id=drv-7f3a): no value for 'files[0].size', which attribute 'Bytes' requires "
+        "(minimumCardinality 1)",
+        "record 2 (id=drv-91c0): no value for 'label', which attribute 'Volume name' requires "
+        "(minimumCardinality 1)",
+    ]
+
+
+def test_more_mirrors_than_the_examples_cardinality_leave_the_drive_out():
+    records = example("external_ids", "records")
+    records[0]["mirrors"] = ["drv-1", "drv-2", "drv-3", "drv-4"]
+    records[1]["mirrors"] = []
+
+    result = transform_records(records, example("external_ids"))
+
+    assert result.skipped == [
+        "record 1 (id=drv-7f3a): field 'mirrors' is ['drv-1', 'drv-2', 'drv-3', 'drv-4'], "
+        "expected at most 3 values (maximumCardinality 3) for attribute 'Mirrors'",
+        "record 2 (id=drv-91c0): no value for 'mirrors', which attribute 'Mirrors' requires "
+        "(minimumCardinality 1)",
+    ]
 
 
 # --- drafting --------------------------------------------------------------------------------
@@ -801,6 +1113,18 @@ def test_a_draft_of_the_demo_records_matches_the_demo_mapping_in_shape():
     assert rows["ram_gb"]["type"] == "integer"
     assert rows["owner"]["type"] == "email"
     assert rows["purchased"]["type"] == "date"
+
+
+def test_a_draft_leaves_out_fields_whose_names_have_a_dot_and_says_so():
+    records = [{"serial": "A1", "meta.label": "x"}, {"serial": "A2", "meta.label": "y"}]
+
+    document = draft_mapping(records, name="Laptop", selector="laptops")
+
+    assert validate_document(document) == []
+    assert list(draft_attributes(document)) == ["serial"]
+    assert document["schema"]["objectSchema"]["description"].endswith(
+        "Not mapped (a locator cannot name a field with a dot): meta.label."
+    )
 
 
 def test_a_draft_needs_fields_with_plain_values():

@@ -196,6 +196,53 @@ def test_records_without_identity_are_skipped_and_counted(pushed_source, sandbox
     assert "no value for 'missing_field'" in execution.chunks.first().error
 
 
+def only_laptops(mapping: dict) -> dict:
+    """The demo mapping with Kind a select that takes 'laptop' only: servers are ruled out."""
+    kind = mapping["schema"]["objectSchema"]["objectTypes"][0]["attributes"][2]
+    kind.update(type="select", typeValues=["laptop"])
+    return mapping
+
+
+def test_records_with_values_the_schema_rules_out_are_left_out_with_reasons(
+    make_source, demo_mapping, sandbox
+):
+    source = services.push_mapping(source=make_source(mapping=only_laptops(demo_mapping)))
+
+    execution = services.start_import(source=source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE
+    assert execution.records_submitted == 96
+    assert execution.records_skipped == 24  # every fifth computer is a server
+    objects = sandbox.execution(execution.assets_execution_id)["objects"]
+    assert len(objects) == 96
+    assert not [key for key in objects if "SN-00005" in key]
+    assert (
+        "record 5 (serial=SN-00005): field 'kind' is 'server', expected one of 'laptop' "
+        "(typeValues) for attribute 'Kind'" in execution.chunks.get(index=0).error
+    )
+
+
+def test_a_source_set_to_fail_on_ruled_out_values_fails_the_import_naming_them(
+    make_source, demo_mapping, sandbox
+):
+    source = services.push_mapping(
+        source=make_source(mapping=only_laptops(demo_mapping), invalid_values="fail")
+    )
+
+    execution = services.start_import(source=source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.FAILED
+    assert "5 records with values Assets' schema rules out: record 5 (serial=SN-00005): " in (
+        execution.error
+    )
+    failed = execution.chunks.get(index=0)
+    assert failed.state == ChunkJob.State.FAILED
+    assert failed.last_error_kind == "invalid_values"
+    assert sandbox.execution(execution.assets_execution_id)["failure_reasons"]
+
+
 def test_an_endless_source_is_stopped(pushed_source, inventory, settings):
     settings.IMPORT_MAX_PAGES = 3
 

@@ -17,20 +17,30 @@ from importer.mapping.diff import diff_documents
 from importer.mapping.document import (
     ATTRIBUTE_TYPES,
     ID_LIKE_FIELDS,
+    INVALID_VALUES_MODES,
     MISSING_IDENTITY_MODES,
     MappingProblem,
 )
 from importer.mapping.draft import draft_mapping
 from importer.mapping.table import mapping_table
-from importer.mapping.transform import MissingIdentityError, TransformResult, transform_records
+from importer.mapping.transform import (
+    InvalidValuesError,
+    MissingIdentityError,
+    RecordsRefused,
+    TransformResult,
+    transform_records,
+)
 from importer.mapping.validation import validate_document
 
 __all__ = [
     "ATTRIBUTE_TYPES",
     "ID_LIKE_FIELDS",
+    "INVALID_VALUES_MODES",
     "MISSING_IDENTITY_MODES",
+    "InvalidValuesError",
     "MappingProblem",
     "MissingIdentityError",
+    "RecordsRefused",
     "TransformResult",
     "diff_documents",
     "draft_mapping",

@@ -191,18 +191,67 @@ class Target:
     attribute: str
     type: str | None  # None when the document does not say (an invalid document)
     many: bool  # maximumCardinality other than 1: a list of values is fine
+    most: int | None = None  # maximumCardinality above 1: at most this many values
+    choices: tuple[str, ...] = ()  # typeValues of a status or select: the only values it takes
 
 
-# A field's targets with their coercers looked up once per mapping, not once per value.
-Coercions = tuple[tuple[Callable[[Any], Any], str, Target], ...]
+# How one target takes a value: its coercer, what it expects in words, the target.
+Step = tuple[Callable[[Any], Any], str, Target]
+
+
+@dataclass(frozen=True, slots=True)
+class Coercions:
+    """A field's targets with their coercers and limits, worked out once per mapping."""
+
+    steps: tuple[Step, ...]
+    only: Step | None  # the usual case, one attribute per field: its step
+    single: Target | None  # a target that takes one value, not a list
+    capped: Target | None  # the target with the lowest maximumCardinality above 1
 
 
 def coercions_for(targets: list[Target]) -> Coercions:
-    found = []
+    steps = []
     for target in targets:
         coercer, expected, _ = COERCERS.get(target.type, COERCERS[None])
-        found.append((coercer, expected, target))
-    return tuple(found)
+        if target.choices:
+            coercer, expected = one_of(target.choices)
+        steps.append((coercer, expected, target))
+    capped = [target for target in targets if target.many and target.most is not None]
+    return Coercions(
+        steps=tuple(steps),
+        only=steps[0] if len(steps) == 1 else None,
+        single=next((target for target in targets if not target.many), None),
+        capped=min(capped, key=lambda target: target.most or 0) if capped else None,
+    )
+
+
+def one_of(choices: tuple[str, ...]) -> tuple[Callable[[Any], str], str]:
+    """A coercer taking only the given values, and what it expects in words.
+
+    A value that differs from a choice only in case or surrounding blanks is sent in the
+    choice's own spelling: that is what Assets matches, whatever its rule for case.
+    """
+    exact = frozenset(choices)
+    folded: dict[str, str] = {}
+    for choice in choices:
+        folded.setdefault(choice.strip().casefold(), choice)
+
+    def coerce(value: Any) -> str:
+        text = as_text(value)
+        if text in exact:
+            return text
+        found = folded.get(text.strip().casefold())
+        if found is None:
+            raise Unfit
+        return found
+
+    shown = ", ".join(repr(choice) for choice in choices[:_CHOICES_SHOWN])
+    if len(choices) > _CHOICES_SHOWN:
+        shown += f", ... ({len(choices)} in all)"
+    return coerce, f"one of {shown} (typeValues)"
+
+
+_CHOICES_SHOWN = 10
 
 
 def coerce_value(value: Any, coercions: Coercions) -> Any:
@@ -210,23 +259,26 @@ def coerce_value(value: Any, coercions: Coercions) -> Any:
     if is_missing(value):
         return ABSENT
     if isinstance(value, list | tuple):
-        single = next((target for _, _, target in coercions if not target.many), None)
-        if single is not None:
-            raise Unfit(single, "one value (not a list)")
+        if coercions.single is not None:
+            raise Unfit(coercions.single, "one value (not a list)")
         items = [_coerce_one(item, coercions) for item in value if not is_missing(item)]
+        capped = coercions.capped
+        if capped is not None and len(items) > (capped.most or 0):
+            raise Unfit(capped, f"at most {capped.most} values (maximumCardinality {capped.most})")
         return items or ABSENT
     return _coerce_one(value, coercions)
 
 
 def _coerce_one(value: Any, coercions: Coercions) -> Any:
-    if len(coercions) == 1:  # the usual case: one attribute per field
-        coercer, expected, target = coercions[0]
+    only = coercions.only
+    if only is not None:
+        coercer, expected, target = only
         try:
             return coercer(value)
         except Unfit:
             raise Unfit(target, expected) from None
     result = ABSENT
-    for coercer, expected, target in coercions:  # most specific first: its result is sent
+    for coercer, expected, target in coercions.steps:  # most specific first: its result is sent
         try:
             coerced = coercer(value)
         except Unfit:

@@ -23,6 +23,12 @@ ATTRIBUTE_TYPES = (
     "referenced_object",
 )
 MISSING_IDENTITY_MODES = ("skip", "fail")
+# What to do with a record holding a value Assets' schema rules out: leave it out, or fail.
+INVALID_VALUES_MODES = ("skip", "fail")
+# Attribute types whose `typeValues` list the only values they take.
+CHOICE_TYPES = ("status", "select")
+# Assets sets these only in documents where every object type and attribute has an externalId.
+NEEDS_EXTERNAL_IDS = ("minimumCardinality", "maximumCardinality", "unique")
 # Fields that name a record in messages when its identity locators have no value.
 ID_LIKE_FIELDS = ("id", "name", "serial", "hostname", "key")
 
@@ -45,6 +51,19 @@ def is_text(value: Any) -> bool:
 
 def is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip()) or value == []
+
+
+def whole_number(data: dict, key: str) -> int | None:
+    value = data.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def type_values(attribute: dict) -> tuple[str, ...]:
+    """The only values a status or select attribute takes; () when the document sets none."""
+    values = attribute.get("typeValues")
+    if attribute.get("type") not in CHOICE_TYPES or not isinstance(values, list):
+        return ()
+    return tuple(value for value in values if is_text(value))
 
 
 def is_given(data: dict, key: str) -> bool:

@@ -44,9 +44,13 @@ def draft_mapping(records: Iterable[Any], *, name: str, selector: str) -> dict:
     sample = [record for record in records if isinstance(record, dict)]
     fields: dict[str, list[Any]] = {}
     nested: set[str] = set()
+    dotted: set[str] = set()  # a locator cannot name them (Assets reads no nested paths)
     for record in sample:
         for key, value in record.items():
             if not isinstance(key, str) or not key.strip():
+                continue
+            if "." in key:
+                dotted.add(key)
                 continue
             if isinstance(value, dict | list):
                 nested.add(key)
@@ -95,6 +99,10 @@ def draft_mapping(records: Iterable[Any], *, name: str, selector: str) -> dict:
     description = f"Drafted from {len(sample)} sample records: check names and types."
     if nested:
         description += f" Not mapped (lists or objects): {', '.join(sorted(nested))}."
+    if dotted:
+        description += (
+            f" Not mapped (a locator cannot name a field with a dot): {', '.join(sorted(dotted))}."
+        )
     return {
         "schema": {
             "objectSchema": {

@@ -18,19 +18,24 @@ from importer.mapping.coercion import (
 from importer.mapping.document import (
     ATTRIBUTE_TYPES,
     ID_LIKE_FIELDS,
+    INVALID_VALUES_MODES,
     MISSING_IDENTITY_MODES,
     attribute_mappings,
     index_document,
     is_missing,
     is_text,
     type_mappings,
+    type_values,
+    whole_number,
 )
 
 
-class MissingIdentityError(ValueError):
-    """Records had no value for an externalIdPart field and the source says to fail, not skip."""
+class RecordsRefused(ValueError):
+    """Records of a page that the source's policy says fail the import, not leave it."""
 
     SHOWN = 3
+    kind = "records_refused"
+    what = "refused"
 
     def __init__(self, reasons: list[str]) -> None:
         self.reasons = reasons
@@ -38,8 +43,22 @@ class MissingIdentityError(ValueError):
         more = len(reasons) - self.SHOWN
         count = f"{len(reasons)} record{'s' if len(reasons) != 1 else ''}"
         super().__init__(
-            f"{count} without identity: {shown}" + (f"; and {more} more" if more > 0 else "")
+            f"{count} {self.what}: {shown}" + (f"; and {more} more" if more > 0 else "")
         )
+
+
+class MissingIdentityError(RecordsRefused):
+    """Records had no value for an externalIdPart field and the source says to fail, not skip."""
+
+    kind = "missing_identity"
+    what = "without identity"
+
+
+class InvalidValuesError(RecordsRefused):
+    """Records held values Assets' schema rules out and the source says to fail, not skip."""
+
+    kind = "invalid_values"
+    what = "with values Assets' schema rules out"
 
 
 @dataclass
@@ -51,6 +70,10 @@ class _Level:
     identity: list[str] = field(default_factory=list)
     children: dict[str, _Level] = field(default_factory=dict)
     coercions: dict[str, Coercions] = field(default_factory=dict)
+    # Attributes with a minimumCardinality: (name, the fields feeding it, how many values).
+    required: list[tuple[str, tuple[str, ...], int]] = field(default_factory=list)
+    # The usual case of those, checked by a lookup: one field, one value. (field, attribute)
+    required_fields: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -74,29 +97,53 @@ def _compile(document: Any) -> dict[str, _Level]:
         object_type = index.type_for(type_mapping)
         for _, attribute_mapping in attribute_mappings(type_mapping, path):
             attribute = index.attribute_for(object_type, attribute_mapping) or {}
-            kind = attribute.get("type") if attribute.get("type") in ATTRIBUTE_TYPES else None
-            target = Target(
-                attribute=str(
-                    attribute.get("name") or attribute_mapping.get("attributeName") or "?"
-                ),
-                type=kind,
-                # An attribute this code cannot see takes whatever the record holds.
-                many=kind is None or attribute.get("maximumCardinality", 1) != 1,
+            target = _target(attribute, attribute_mapping)
+            raw_locators = attribute_mapping.get("attributeLocators")
+            locators = tuple(
+                locator
+                for locator in (raw_locators if isinstance(raw_locators, list) else [])
+                if is_text(locator)
             )
-            locators = attribute_mapping.get("attributeLocators")
-            for locator in locators if isinstance(locators, list) else []:
-                if not is_text(locator):
-                    continue
+            for locator in locators:
                 level.fields.setdefault(locator, []).append(target)
                 if attribute_mapping.get("externalIdPart") is True and (
                     locator not in level.identity
                 ):
                     level.identity.append(locator)
+            minimum = whole_number(attribute, "minimumCardinality") or 0
+            if minimum > 0 and locators:
+                level.required.append((target.attribute, locators, minimum))
     for level in _all_levels(levels.values()):
         for targets in level.fields.values():
-            targets.sort(key=lambda target: COERCERS.get(target.type, COERCERS[None])[2])
+            targets.sort(key=_specificity)
         level.coercions = {name: coercions_for(targets) for name, targets in level.fields.items()}
+        # A missing identity is reported (and handled) as such, not once more as required.
+        rules = [rule for rule in level.required if not set(rule[1]) & set(level.identity)]
+        level.required = [rule for rule in rules if len(rule[1]) > 1 or rule[2] > 1]
+        level.required_fields = [
+            (locators[0], attribute)
+            for attribute, locators, minimum in rules
+            if len(locators) == 1 and minimum == 1
+        ]
     return levels
+
+
+def _target(attribute: dict, attribute_mapping: dict) -> Target:
+    kind = attribute.get("type") if attribute.get("type") in ATTRIBUTE_TYPES else None
+    most = whole_number(attribute, "maximumCardinality")
+    return Target(
+        attribute=str(attribute.get("name") or attribute_mapping.get("attributeName") or "?"),
+        type=kind,
+        # An attribute this code cannot see takes whatever the record holds.
+        many=kind is None or attribute.get("maximumCardinality", 1) != 1,
+        most=most if most is not None and most > 1 else None,
+        choices=type_values(attribute),
+    )
+
+
+def _specificity(target: Target) -> int:
+    """Lower first: when attributes share a field, the first one's coerced value is sent."""
+    return 0 if target.choices else COERCERS.get(target.type, COERCERS[None])[2]
 
 
 def _all_levels(levels: Iterable[_Level]) -> Iterator[_Level]:
@@ -106,18 +153,27 @@ def _all_levels(levels: Iterable[_Level]) -> Iterator[_Level]:
 
 
 def transform_records(
-    records: Iterable[Any], document: dict, *, missing_identity: str = "skip"
+    records: Iterable[Any],
+    document: dict,
+    *,
+    missing_identity: str = "skip",
+    invalid_values: str = "skip",
 ) -> TransformResult:
     """Build the chunk's `data`: each top-level selector gets the records it reads.
 
     Each record keeps only the fields some locator reads (and the arrays a dotted selector
-    walks into), each value coerced to its attribute's type. A record with a value that cannot
-    be coerced, or (with missing_identity="skip") without a value for an externalIdPart field,
-    is left out and the reason recorded: never sent with a wrong value. With
-    missing_identity="fail", records without identity raise MissingIdentityError after the page.
+    walks into), each value coerced to its attribute's type. A record is never sent with a
+    value Assets' schema rules out: one that cannot be coerced, a status or select outside
+    its `typeValues`, more values than `maximumCardinality` or fewer than
+    `minimumCardinality`. With invalid_values="skip" such a record is left out and the reason
+    recorded; with "fail", InvalidValuesError is raised after the page. A record without a
+    value for an externalIdPart field is handled the same way by missing_identity
+    (MissingIdentityError).
     """
     if missing_identity not in MISSING_IDENTITY_MODES:
         raise ValueError(f"missing_identity must be one of {', '.join(MISSING_IDENTITY_MODES)}")
+    if invalid_values not in INVALID_VALUES_MODES:
+        raise ValueError(f"invalid_values must be one of {', '.join(INVALID_VALUES_MODES)}")
     levels = _compile(document)
     if not levels:
         raise ValueError("The mapping has no object type mapping with a selector.")
@@ -126,10 +182,13 @@ def transform_records(
     data: dict[str, list[dict]] = {}
     skipped: list[str] = []
     without_identity: list[str] = []
+    invalid: list[str] = []
+    fail_invalid = invalid_values == "fail"
     accepted = 0
     for position, record in enumerate(records, start=1):
         if not isinstance(record, dict):
-            skipped.append(f"record {position}: is {_show(record)}, not an object")
+            reason = f"record {position}: is {_show(record)}, not an object"
+            (invalid if fail_invalid else skipped).append(reason)
             continue
         problems: list[str] = []
         missing: list[str] = []
@@ -141,13 +200,20 @@ def transform_records(
             reason = f"record {position} ({_describe(record, id_fields)}): " + "; ".join(
                 problems + missing
             )
-            (without_identity if missing and missing_identity == "fail" else skipped).append(reason)
+            if missing and missing_identity == "fail":
+                without_identity.append(reason)
+            elif problems and fail_invalid:
+                invalid.append(reason)
+            else:
+                skipped.append(reason)
             continue
         accepted += 1
         for selector, item in picked.items():
             data.setdefault(selector, []).append(item)
     if without_identity:
         raise MissingIdentityError(without_identity)
+    if invalid:
+        raise InvalidValuesError(invalid)
     return TransformResult(data=data, record_count=accepted, skipped=skipped)
 
 
@@ -175,6 +241,17 @@ def _pick(level: _Level, record: dict, at: str, problems: list[str], missing: li
                 f"no value for '{at}{locator}', which identifies the object "
                 f"in selector '{level.selector}'"
             )
+    for locator, attribute in level.required_fields:
+        if locator not in picked and locator not in unfit:
+            problems.append(_too_few(at, attribute, (locator,), 1, 0))
+    for attribute, locators, minimum in level.required:
+        count = 0
+        for locator in locators:
+            value = picked.get(locator, ABSENT)
+            if value is not ABSENT:
+                count += len(value) if isinstance(value, list) else 1
+        if count < minimum and unfit.isdisjoint(locators):
+            problems.append(_too_few(at, attribute, locators, minimum, count))
     for key, child in level.children.items():
         items = record.get(key)
         if is_missing(items):
@@ -194,6 +271,15 @@ def _pick(level: _Level, record: dict, at: str, problems: list[str], missing: li
                 problems.append(f"field '{where}' is {_show(item)}, expected an object")
         picked[key] = kept
     return picked
+
+
+def _too_few(at: str, attribute: str, locators: tuple[str, ...], minimum: int, count: int) -> str:
+    fields = " or ".join(f"'{at}{locator}'" for locator in locators)
+    rule = f"(minimumCardinality {minimum})"
+    if not count:
+        return f"no value for {fields}, which attribute '{attribute}' requires {rule}"
+    values = f"{count} value{'s' if count != 1 else ''}"
+    return f"{fields} gave {values}, attribute '{attribute}' requires {minimum} or more {rule}"
 
 
 def _show(value: Any) -> str:

@@ -10,12 +10,14 @@ from typing import Any
 
 from importer.mapping.document import (
     ATTRIBUTE_TYPES,
+    NEEDS_EXTERNAL_IDS,
     MappingProblem,
     SchemaIndex,
     SchemaType,
     index_document,
     is_given,
     is_text,
+    whole_number,
 )
 
 
@@ -91,7 +93,30 @@ class _Checker:
                 "externalIds are all or nothing: give every object type and attribute one, "
                 f"or none ({without_ids[0]} has none, {with_ids[0]} has one)",
             )
+        self._check_status_schema(schema.get("statusSchema"))
         return index
+
+    def _check_status_schema(self, status_schema: Any) -> None:
+        """Statuses the schema adds to those Assets already has (typeValues may name either)."""
+        if status_schema is None:
+            return
+        path = "schema.statusSchema"
+        statuses = status_schema.get("statuses") if isinstance(status_schema, dict) else None
+        if not isinstance(statuses, list):
+            self.add(f"{path}.statuses", "must be a list of statuses")
+            return
+        names: dict[str, str] = {}
+        for position, status in enumerate(statuses):
+            here = f"{path}.statuses[{position}]"
+            if not isinstance(status, dict):
+                self.add(here, "must be an object")
+            elif not is_text(status.get("name")):
+                self.add(f"{here}.name", "is required")
+            elif status["name"].casefold() in names:
+                first = names[status["name"].casefold()]
+                self.add(f"{here}.name", f"'{status['name']}' is used twice (first at {first})")
+            else:
+                names[status["name"].casefold()] = here
 
     def _check_attributes(self, object_type: SchemaType, index: SchemaIndex) -> None:
         path = object_type.path
@@ -135,6 +160,20 @@ class _Checker:
             if flag in attribute and not isinstance(attribute[flag], bool):
                 self.add(f"{here}.{flag}", "must be true or false")
         self._check_cardinality(attribute, here)
+        if not index.uses_ids:
+            for key in NEEDS_EXTERNAL_IDS:
+                if key in attribute:
+                    self.add(
+                        f"{here}.{key}",
+                        "needs externalIds: Assets sets cardinality and uniqueness only when "
+                        "every object type and attribute has an externalId (give them all one, "
+                        f"or leave {key} out)",
+                    )
+        values = attribute.get("typeValues")
+        if values is not None and (
+            not isinstance(values, list) or not all(is_text(value) for value in values)
+        ):
+            self.add(f"{here}.typeValues", "must be a list of names (of statuses or options)")
         if kind != "referenced_object":
             return
         key = "referenceObjectTypeExternalId" if index.uses_ids else "referenceObjectTypeName"
@@ -145,11 +184,8 @@ class _Checker:
             self.add(f"{here}.{key}", f"'{target}' is not an object type of the schema")
 
     def _check_cardinality(self, attribute: dict, here: str) -> None:
-        def whole(key: str) -> int | None:
-            value = attribute.get(key)
-            return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-        low, high = whole("minimumCardinality"), whole("maximumCardinality")
+        low = whole_number(attribute, "minimumCardinality")
+        high = whole_number(attribute, "maximumCardinality")
         if "minimumCardinality" in attribute and (low is None or low < 0):
             self.add(f"{here}.minimumCardinality", "must be a whole number, 0 or more")
         if "maximumCardinality" in attribute and (high is None or high == 0 or high < -1):
@@ -243,13 +279,7 @@ class _Checker:
                         f"(first at {mapped[id(attribute)]})",
                     )
                 mapped.setdefault(id(attribute), at)
-            locators = attribute_mapping.get("attributeLocators")
-            if (
-                not isinstance(locators, list)
-                or not locators
-                or not all(is_text(locator) for locator in locators)
-            ):
-                self.add(f"{at}.attributeLocators", "must list at least one field name")
+            self._check_locators(attribute_mapping.get("attributeLocators"), at)
             part = attribute_mapping.get("externalIdPart")
             if part is not None and not isinstance(part, bool):
                 self.add(f"{at}.externalIdPart", "must be true or false")
@@ -262,6 +292,38 @@ class _Checker:
                 f"{here}.attributesMapping",
                 "needs at least one attribute with externalIdPart: true (the record's identity)",
             )
+        for _, attribute in object_type.attributes() if object_type is not None else []:
+            minimum = whole_number(attribute, "minimumCardinality") or 0
+            if minimum > 0 and id(attribute) not in mapped:
+                self.add(
+                    f"{here}.attributesMapping",
+                    f"does not map attribute '{attribute.get('name')}', which needs a value "
+                    f"in every object (minimumCardinality {minimum})",
+                )
+
+    def _check_locators(self, locators: Any, at: str) -> None:
+        """Each locator names one field of the record its selector picks, as Assets reads it.
+
+        Assets' guide reaches nested data through selectors (a child type's
+        'hardDrives.files') and documents no nested path for a locator, so a dotted one is
+        refused here: sent as given it could only find nothing and leave its attribute empty.
+        """
+        if (
+            not isinstance(locators, list)
+            or not locators
+            or not all(is_text(locator) for locator in locators)
+        ):
+            self.add(f"{at}.attributeLocators", "must list at least one field name")
+            return
+        for position, locator in enumerate(locators):
+            if "." in locator:
+                self.add(
+                    f"{at}.attributeLocators[{position}]",
+                    f"'{locator}' has a dot: a locator names one field of the record its "
+                    "selector picks (Assets reads no nested path in a locator). Map nested "
+                    "data with a selector of its own, like 'hardDrives.files', or name the "
+                    "field without dots in the source",
+                )
 
     def _mapped_attribute(
         self, attribute_mapping: dict, at: str, object_type: SchemaType | None, index: SchemaIndex

@@ -18,7 +18,7 @@ from django.conf import settings
 
 from importer import background, work_queue
 from importer.assets import AssetsClient, AssetsError
-from importer.mapping import MissingIdentityError, TransformResult, transform_records
+from importer.mapping import RecordsRefused, TransformResult, transform_records
 from importer.models import ChunkJob, Execution, ImportSource
 from importer.services.chunks import (
     ENDLESS_SOURCE,
@@ -224,10 +224,13 @@ def _transform(chunk: ChunkJob, page: Page) -> TransformResult | None:
     source = chunk.execution.source
     try:
         return transform_records(
-            page.records, source.mapping, missing_identity=source.missing_identity
+            page.records,
+            source.mapping,
+            missing_identity=source.missing_identity,
+            invalid_values=source.invalid_values,
         )
-    except MissingIdentityError as error:
-        chunk_failed(chunk, str(error), permanent=True, kind="missing_identity")
+    except RecordsRefused as error:  # the source's policy: such records fail the import
+        chunk_failed(chunk, str(error), permanent=True, kind=error.kind)
         return None
 
 
