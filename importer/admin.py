@@ -4,17 +4,21 @@ import json
 from zoneinfo import ZoneInfo
 
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import AdminReadonlyField
 from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import models
 from django.db.models import OuterRef, Subquery
-from django.http import Http404, HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.formats import date_format
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.timezone import localtime
 from django.utils.translation import ngettext
 
@@ -32,7 +36,7 @@ from importer.forms import (
 )
 from importer.mapping import mapping_table
 from importer.models import ChunkJob, Execution, ImportSource, Schedule
-from importer.progress import describe, percent_done, progress_of
+from importer.progress import chunk_counts, describe, progress_of, retries_of
 
 
 def state_badge(state: str) -> str:
@@ -75,22 +79,46 @@ def next_run_label(schedule: Schedule) -> str:
 CHUNKS_PER_PAGE = 100
 
 
+def next_attempt_label(moment: str) -> str:
+    """A retry's time in the viewer's zone and how far off it is (it may be due already)."""
+    when = parse_datetime(moment)
+    wait = round((when - timezone.now()).total_seconds())
+    due = f"in {wait} s" if wait > 0 else "due now"
+    return f"{date_format(localtime(when), 'TIME_FORMAT')} ({due})"
+
+
 def progress_widget(execution: Execution, *, width: int, detailed: bool) -> str:
-    """A bar that static/importer/progress.js keeps up to date while the import runs."""
-    percent = percent_done(execution)
-    label = describe(progress_of(execution)) if detailed else f"{percent}%"
+    """A bar that static/importer/progress.js keeps up to date while the import runs.
+
+    Without a known total the bar is indeterminate: it moves, but claims no percentage.
+    """
+    progress = progress_of(execution)
+    percent = progress["percent"]
+    if detailed:
+        label = describe(progress)
+    elif percent is None:
+        label = f"{execution.records_submitted} rec."
+    else:
+        label = f"{percent}%"
     return format_html(
-        '<div class="import-progress" data-url="{}" data-percent="{}" data-state="{}" '
-        'data-finished="{}" {} style="width:{}px;background:#e0e0e0;border-radius:4px">'
-        '<div class="import-progress-bar" style="width:{}%;background:#1565c0;height:10px;'
-        'border-radius:4px"></div></div><span class="import-progress-label">{}</span>',
+        '<div class="import-progress{}" data-url="{}" data-percent="{}" data-state="{}" '
+        'data-finished="{}" {} style="width:{}px" role="progressbar" aria-label="Progress" {}>'
+        '<div class="import-progress-bar" style="width:{}%"></div></div>'
+        '<span class="import-progress-label">{}</span>',
+        " indeterminate" if percent is None else "",
         reverse("importer:progress", args=[execution.pk]),
-        percent,
+        "" if percent is None else percent,
         execution.state,
-        "true" if execution.state in Execution.FINISHED_STATES else "false",
-        "data-detailed" if detailed else "",
+        "true" if progress["finished"] else "false",
+        format_html(
+            'data-detailed data-live-url="{}"',
+            reverse("admin:importer_execution_live", args=[execution.pk]),
+        )
+        if detailed
+        else "",
         width,
-        percent,
+        format_html('aria-valuenow="{}"', percent) if percent is not None else "",
+        100 if percent is None else percent,
         label,
     )
 
@@ -435,6 +463,7 @@ class ImportSourceAdmin(admin.ModelAdmin):
 @admin.register(Execution)
 class ExecutionAdmin(admin.ModelAdmin):
     class Media:
+        css = {"all": ["importer/admin.css"]}
         js = ["importer/progress.js"]
 
     list_display = [
@@ -463,8 +492,10 @@ class ExecutionAdmin(admin.ModelAdmin):
         "triggered_by_label",
         "assets_execution_id",
         "progress_detail",
+        "retries_label",
         "stalled_since",
-        "pages_fetched",
+        "chunk_summary",
+        "pages_fetched_label",
         "pages_submitted",
         "records_fetched",
         "records_submitted",
@@ -478,6 +509,8 @@ class ExecutionAdmin(admin.ModelAdmin):
         "failure_reported_at",
     ]
     readonly_fields = fields
+    # What changes while an import runs: the live endpoint sends these again.
+    live_fields = [name for name in fields if name not in ("source", "trigger_label")]
 
     def has_add_permission(self, request):
         return False
@@ -516,19 +549,64 @@ class ExecutionAdmin(admin.ModelAdmin):
 
     @admin.display(description="Progress")
     def progress_bar(self, execution):
-        return progress_widget(execution, width=120, detailed=False)
+        return progress_widget(execution, width=90, detailed=False)
 
     @admin.display(description="Progress")
     def progress_detail(self, execution):
         return progress_widget(execution, width=400, detailed=True)
 
-    def get_urls(self):
-        dashboard = path(
-            "dashboard/",
-            self.admin_site.admin_view(self.dashboard_view),
-            name="importer_execution_dashboard",
+    @admin.display(description="Chunks")
+    def chunk_summary(self, execution):
+        counts = chunk_counts(execution)
+        parts = [
+            f"{counts[state]} {label.lower()}"
+            for state, label in ChunkJob.State.choices
+            if counts.get(state)
+        ]
+        return " · ".join(parts) or "none yet"
+
+    @admin.display(description="Pages fetched")
+    def pages_fetched_label(self, execution):
+        past = ChunkJob.objects.filter(execution=execution, state=ChunkJob.State.SKIPPED).count()
+        if not past:
+            return str(execution.pages_fetched)
+        return format_html(
+            "{} ({} with records, {} past the source's end, which had nothing more)",
+            execution.pages_fetched,
+            max(execution.pages_fetched - past, 0),
+            past,
         )
-        return [dashboard] + super().get_urls()
+
+    @admin.display(description="Retries")
+    def retries_label(self, execution):
+        if execution.state in Execution.FINISHED_STATES:
+            return "—"
+        retries = retries_of(execution)
+        if not retries:
+            return "none waiting"
+        return format_html_join(
+            mark_safe("<br>"),
+            "page {} waits after attempt {} ({}); next attempt {}",
+            (
+                (
+                    retry["page"],
+                    retry["attempts"],
+                    retry["reason"],
+                    next_attempt_label(retry["next_attempt_at"]),
+                )
+                for retry in retries
+            ),
+        )
+
+    def get_urls(self):
+        def view(function, route, name):
+            return path(route, self.admin_site.admin_view(function), name=name)
+
+        return [
+            view(self.dashboard_view, "dashboard/", "importer_execution_dashboard"),
+            view(self.live_view, "<path:object_id>/live/", "importer_execution_live"),
+            view(self.cancel_view, "<path:object_id>/cancel/", "importer_execution_cancel"),
+        ] + super().get_urls()
 
     def dashboard_view(self, request):
         if not self.has_view_permission(request):
@@ -544,11 +622,88 @@ class ExecutionAdmin(admin.ModelAdmin):
             },
         )
 
+    def _execution_or_404(self, request, object_id) -> Execution:
+        execution = self.get_object(request, object_id)
+        if execution is None:
+            raise Http404("No such execution")
+        if not self.has_view_permission(request, execution):
+            raise PermissionDenied
+        return execution
+
+    def _chunk_page(self, request, execution):
+        chunks = ChunkJob.objects.filter(execution=execution).order_by("index")
+        page = Paginator(chunks, CHUNKS_PER_PAGE).get_page(request.GET.get("chunks_page"))
+        for chunk in page:
+            chunk.next_attempt_label = (
+                next_attempt_label(chunk.next_attempt_at.isoformat())
+                if chunk.state == ChunkJob.State.QUEUED and chunk.next_attempt_at
+                else "—"
+            )
+        return page
+
+    def live_view(self, request, object_id):
+        """What changes on an execution's page, for progress.js to put in place."""
+        execution = self._execution_or_404(request, object_id)
+        form = self.get_form(request, execution)(instance=execution)
+        fields = {
+            name: str(AdminReadonlyField(form, name, False, model_admin=self).contents())
+            for name in self.live_fields
+        }
+        page = self._chunk_page(request, execution)
+        progress = progress_of(execution)
+        return JsonResponse(
+            {
+                **progress,
+                "label": describe(progress),
+                "fields": fields,
+                "chunk_count": page.paginator.count,
+                "chunk_rows": render_to_string(
+                    "admin/importer/execution/_chunk_rows.html", {"chunk_page": page}
+                ),
+                "may_cancel": execution.state in Execution.OPEN_STATES
+                and self.has_cancel_permission(request),
+            }
+        )
+
+    def cancel_view(self, request, object_id):
+        """Cancel one import after a confirmation (a page of its own, so it works without JS)."""
+        execution = self._execution_or_404(request, object_id)
+        if not self.has_cancel_permission(request):
+            raise PermissionDenied
+        change_url = reverse("admin:importer_execution_change", args=[execution.pk])
+        if request.method == "POST":
+            if execution.state in Execution.OPEN_STATES:
+                services.cancel_execution(execution=execution)
+                self.log_change(request, execution, "Cancelled the import.")
+                self.message_user(request, f"Import #{execution.pk} cancelled.", messages.SUCCESS)
+            else:
+                self.message_user(
+                    request,
+                    f"Import #{execution.pk} had already ended ({execution.get_state_display()}).",
+                    messages.WARNING,
+                )
+            return HttpResponseRedirect(change_url)
+        return TemplateResponse(
+            request,
+            "admin/importer/execution/cancel.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "original": execution,
+                "title": f"Cancel import #{execution.pk}?",
+                "change_url": change_url,
+            },
+        )
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         """The chunks, a page at a time: an import can have tens of thousands."""
-        chunks = ChunkJob.objects.filter(execution_id=object_id).order_by("index")
-        page = Paginator(chunks, CHUNKS_PER_PAGE).get_page(request.GET.get("chunks_page"))
-        extra_context = {**(extra_context or {}), "chunk_page": page}
+        execution = self.get_object(request, object_id)
+        extra_context = {**(extra_context or {})}
+        if execution is not None:
+            extra_context["chunk_page"] = self._chunk_page(request, execution)
+            extra_context["may_cancel"] = (
+                execution.state in Execution.OPEN_STATES and self.has_cancel_permission(request)
+            )
         return super().change_view(request, object_id, form_url, extra_context)
 
     def has_cancel_permission(self, request):

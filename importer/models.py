@@ -289,9 +289,18 @@ class Execution(models.Model):
     )
     pages_fetched = models.PositiveIntegerField(default=0)
     records_fetched = models.PositiveIntegerField(default=0)
+    records_total = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="The number of records the source says it holds, if it does.",
+    )
     pages_submitted = models.PositiveIntegerField(default=0)
     records_submitted = models.PositiveIntegerField(default=0)
-    records_skipped = models.PositiveIntegerField(default=0)
+    records_skipped = models.PositiveIntegerField(
+        "records left out",
+        default=0,
+        help_text="Records not sent to Assets (no identity, or a value that does not convert).",
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -351,7 +360,8 @@ class ChunkJob(models.Model):
         QUEUED = "QUEUED", "Queued"
         RUNNING = "RUNNING", "Running"
         SUBMITTED = "SUBMITTED", "Submitted"
-        SKIPPED = "SKIPPED", "Skipped"  # fanned out past the source's end: nothing to send
+        # Fanned out past the source's end: nothing to send. Stored as SKIPPED.
+        SKIPPED = "SKIPPED", "Past the end"
         FAILED = "FAILED", "Failed"
         CANCELLED = "CANCELLED", "Cancelled"
 
@@ -372,8 +382,10 @@ class ChunkJob(models.Model):
     worker = models.CharField(
         max_length=100, blank=True, help_text="host:pid of the worker that ran the last attempt."
     )
-    record_count = models.PositiveIntegerField(default=0)
-    skipped_count = models.PositiveIntegerField(default=0)
+    record_count = models.PositiveIntegerField("records", default=0)
+    skipped_count = models.PositiveIntegerField(
+        "records left out", default=0, help_text="Records of this page not sent to Assets."
+    )
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -518,7 +518,12 @@ def _run_claimed_chunk(
     # Now that the source is busy again, the pages Assets has taken meanwhile are recorded.
     lane.record_arrived()
     problem, lane_next = _queue_next_chunks(
-        chunk, page.next_cursor, len(page.records), lanes=lane.enabled, keep_next=keep_next
+        chunk,
+        page.next_cursor,
+        len(page.records),
+        lanes=lane.enabled,
+        keep_next=keep_next,
+        records_total=page.total,
     )
     if problem:
         _chunk_failed(chunk, problem, permanent=True, kind="endless_source")
@@ -613,7 +618,13 @@ def _release_chunk(chunk: ChunkJob) -> None:
 
 
 def _queue_next_chunks(
-    chunk: ChunkJob, next_cursor: str | None, record_count: int, *, lanes: bool, keep_next: bool
+    chunk: ChunkJob,
+    next_cursor: str | None,
+    record_count: int,
+    *,
+    lanes: bool,
+    keep_next: bool,
+    records_total: int | None = None,
 ) -> tuple[str, ChunkJob | None]:
     """Record the fetched page and queue what follows.
 
@@ -630,6 +641,7 @@ def _queue_next_chunks(
             updated_at=timezone.now(),
             pages_fetched=F("pages_fetched") + 1,
             records_fetched=F("records_fetched") + record_count,
+            **({"records_total": records_total} if records_total is not None else {}),
         )
         if not ingesting:
             return "", None  # cancelled or failed meanwhile: nothing more to queue
@@ -833,7 +845,8 @@ def _chunk_failed(
             lease_expires_at=None,
             next_attempt_at=now + timedelta(seconds=delay),
             last_error_kind=kind,
-            error=f"attempt {chunk.attempts} failed, retrying in {delay:.0f} s: {message}",
+            # The page shows the next attempt's time beside it, and drops it on a cancel.
+            error=f"attempt {chunk.attempts} failed: {message}",
         )
         Execution.objects.filter(pk=chunk.execution_id).update(updated_at=now)
         logger.warning("chunk %s: %s; retry in %.1f s", chunk.pk, message, delay)
@@ -999,7 +1012,7 @@ def fail_execution(*, execution: Execution, reason: str) -> Execution:
     ).update(state=State.FAILED, error=reason, finished_at=timezone.now())
     if failed:
         ChunkJob.objects.filter(execution=execution, state=ChunkState.QUEUED).update(
-            updated_at=timezone.now(), state=ChunkState.CANCELLED
+            updated_at=timezone.now(), state=ChunkState.CANCELLED, next_attempt_at=None
         )
         execution.refresh_from_db()
         if execution.assets_execution_id:
@@ -1036,7 +1049,7 @@ def cancel_execution(*, execution: Execution) -> Execution:
     )
     if cancelled:
         ChunkJob.objects.filter(execution=execution, state=ChunkState.QUEUED).update(
-            updated_at=timezone.now(), state=ChunkState.CANCELLED
+            updated_at=timezone.now(), state=ChunkState.CANCELLED, next_attempt_at=None
         )
         if execution.assets_execution_id:
             try:

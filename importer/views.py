@@ -8,6 +8,7 @@ import time
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
@@ -85,6 +86,8 @@ def webtrigger(request, source_id: int, token: str):
 
 @staff_member_required
 def execution_progress(request, pk: int):
+    if not request.user.has_perm("importer.view_execution"):
+        raise PermissionDenied
     execution = get_object_or_404(Execution.objects.select_related("source"), pk=pk)
     return JsonResponse(progress_of(execution))
 

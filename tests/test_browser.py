@@ -221,8 +221,8 @@ def test_a_staff_user_adds_a_source_pushes_its_mapping_and_watches_the_import(
     )
     states = [(number, state, records) for number, state, _, _, _, _, records, *_ in chunks]
     assert states[:5] == [(str(n), "Submitted", r) for n, r in enumerate(SUBMITTED, 1)], chunks
-    # A chunk fanned out past the end is skipped, or cancelled when the import completed first.
-    assert all(state in ("Skipped", "Cancelled") for _, state, _ in states[5:]), chunks
+    # A chunk fanned out past the end says so, or is cancelled when the import completed first.
+    assert all(state in ("Past the end", "Cancelled") for _, state, _ in states[5:]), chunks
     assert all(records == "0" for _, _, records in states[5:]), chunks
     shoot(page, "7-execution-done")
     # Rendered unfinished and reloaded once at the end, or (a quick import) finished at once.
@@ -265,3 +265,105 @@ def test_a_broken_mapping_is_shown_as_a_field_error_and_nothing_is_saved(
     expect(field(page, "Name")).to_have_value("demo-inventory")
     shoot(page, "8-broken-mapping-refused")
     assert not ImportSource.objects.exists()
+
+
+# --- the execution page, live --------------------------------------------------------------
+
+WHOLE_NUMBER_BETWEEN_1_AND_119 = re.compile(r"^\s*([1-9]|[1-9][0-9]|1[01][0-9])\s*$")
+
+
+@pytest.fixture
+def slow_source(make_source, sandbox, inventory):
+    """120 records in 12 pages of 10, read one page at a time from a source slowed down."""
+    from importer import services
+
+    inventory.latency = 0.4
+    source = make_source(page_size=10, max_chunks_in_flight=1, total_path="total")
+    return services.push_mapping(source=source)
+
+
+def open_execution(page, live_server, execution) -> None:
+    page.add_init_script(RECORD_RENDERS)
+    page.goto(f"{live_server.url}/admin/importer/execution/{execution.pk}/change/")
+    expect(page.locator(".import-progress[data-detailed]")).to_have_count(1)
+
+
+def renders(page) -> list[str]:
+    return page.evaluate("JSON.parse(sessionStorage.getItem('renders') || '[]')")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_execution_page_shows_counters_chunks_and_a_retry_change_while_it_runs(
+    browser_page, live_server, administrator, slow_source, inventory, cluster
+):
+    page = browser_page
+    # Page 6 fails once; the source asks to be called again in 3 s.
+    inventory.faults.add(
+        method="GET", path_contains="offset=50", status=503, retry_after="3", times=1
+    )
+    log_in(page, live_server, administrator)
+    page.goto(f"{live_server.url}/admin/importer/importsource/")
+    run_action(page, "inventory", "Start import")
+    page.add_init_script(RECORD_RENDERS)
+    page.locator("ul.messagelist").get_by_role(
+        "link", name=re.compile(r"follow execution #\d+")
+    ).click()
+    progress = page.locator(".import-progress[data-detailed]")
+    records = page.locator(".field-records_submitted .readonly")
+    submitted_rows = page.locator("tr.chunk-row[data-state=SUBMITTED]")
+
+    # Counters and chunk rows change while the page stays the one first rendered.
+    expect(records).to_have_text(WHOLE_NUMBER_BETWEEN_1_AND_119)
+    expect(submitted_rows).not_to_have_count(0)
+    expect(page.locator(".import-progress-label")).to_contain_text(re.compile(r"of 120 records"))
+    shoot(page, "9-execution-running")
+
+    retries = page.locator(".field-retries_label .readonly")
+    expect(retries).to_contain_text(re.compile(r"page 6 waits after attempt 1 \(.+\)"))
+    expect(retries).to_contain_text(re.compile(r"next attempt .*\((in \d+ s|due now)\)"))
+    retried = page.locator("tr.chunk-row").nth(5)
+    expect(retried).to_have_attribute("data-state", "QUEUED")
+    expect(retried.locator("td").nth(5)).to_contain_text(re.compile(r"in \d+ s|due now"))
+    assert renders(page) == ["false"], "the page was reloaded while the import ran"
+    shoot(page, "10-execution-retry-waiting")
+
+    expect(progress).to_have_attribute("data-finished", "true", timeout=IMPORT_TIMEOUT_MS)
+    expect(page.locator(".field-state_label")).to_contain_text("DONE")
+    expect(page.locator(".field-records_submitted")).to_contain_text("120")
+    expect(page.locator("tr.chunk-row").nth(5)).to_have_attribute("data-state", "SUBMITTED")
+    expect(page.locator(".cancel-import")).to_have_count(0)
+    shoot(page, "11-execution-done-after-a-retry")
+    assert renders(page) == ["false", "true"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_operator_cancels_an_import_from_its_page(
+    browser_page, live_server, administrator, slow_source, inventory, cluster
+):
+    from importer import services
+
+    page = browser_page
+    inventory.latency = 1.0
+    execution = services.start_import(source=slow_source, user=administrator)
+    log_in(page, live_server, administrator)
+    open_execution(page, live_server, execution)
+    expect(page.locator(".field-records_submitted .readonly")).to_have_text(
+        WHOLE_NUMBER_BETWEEN_1_AND_119
+    )
+
+    page.get_by_role("link", name="Cancel import").click()
+    expect(page.locator("h1")).to_have_text(f"Cancel import #{execution.pk}?")
+    shoot(page, "12-cancel-confirmation")
+    page.get_by_role("button", name="Yes, cancel the import").click()
+
+    expect(page.locator("ul.messagelist")).to_contain_text(f"Import #{execution.pk} cancelled.")
+    expect(page.locator(".field-state_label")).to_contain_text("CANCELLED")
+    expect(page.get_by_role("link", name="Cancel import")).to_have_count(0)
+    expect(page.locator(".import-progress[data-detailed]")).to_have_attribute(
+        "data-finished", "true"
+    )
+    shoot(page, "13-execution-cancelled")
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.CANCELLED
+    cancelled = execution.chunks.filter(state="CANCELLED")
+    assert not cancelled.exclude(next_attempt_at=None).exists()

@@ -37,7 +37,7 @@ def demo_source_config(*, sandbox_url: str, inventory_url: str) -> dict:
             "kind": "rest",
             "url": f"{inventory_url}/api/computers",
             "records": "items",
-            "pagination": {"style": "offset", "page_size": 25},
+            "pagination": {"style": "offset", "page_size": 25, "total_path": "total"},
             "auth": {"kind": "none"},
         },
         "mapping": json.loads(DEMO_MAPPING.read_text()),
