@@ -57,7 +57,8 @@ class Command(BaseCommand):
         sandbox = AssetsSandbox(port=sandbox_port, token=SANDBOX_TOKEN).start()
         inventory = DemoInventory(port=inventory_port, records=records).start()
         for result in apply_config(
-            [demo_source_config(sandbox_url=sandbox.base_url, inventory_url=inventory.base_url)]
+            [demo_source_config(sandbox_url=sandbox.base_url, inventory_url=inventory.base_url)],
+            push=False,  # the demo shows the "Push mapping to Assets" action
         ):
             self.stdout.write(f"Demo source: {result}")
         self._ensure_admin_user()
