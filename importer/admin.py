@@ -754,6 +754,11 @@ class ScheduleAdmin(admin.ModelAdmin):
     actions = ["pull_from_assets", "resync"]
     readonly_fields = ["callback_url", "assets_schedule_id", "sync_label", "synced_at"]
 
+    def get_fields(self, request, obj=None):
+        # A schedule not saved yet has no state in Assets to show.
+        editable = ["source", "frequency", "timezone", "start_local"]
+        return editable if obj is None else [*editable, *self.readonly_fields]
+
     @admin.display(description="Next run")
     def next_run_label(self, schedule):
         return next_run_label(schedule)
@@ -769,9 +774,26 @@ class ScheduleAdmin(admin.ModelAdmin):
         try:
             services.sync_schedule(schedule=obj)
         except services.ScheduleError as error:
-            self.message_user(request, f"Saved here, but not in Assets: {error}", messages.ERROR)
+            request.schedule_outcome = (
+                messages.WARNING,
+                f"The schedule of {obj.source} is saved here, but not in Assets: {error} "
+                "It is marked out of sync; once the cause is fixed, use 'Re-sync schedule to "
+                "Assets'.",
+            )
         else:
-            self.message_user(request, "Assets holds this schedule now.", messages.SUCCESS)
+            request.schedule_outcome = (
+                messages.SUCCESS,
+                f"The schedule of {obj.source} is saved, and Assets holds it.",
+            )
+
+    def message_user(self, request, message, level=messages.INFO, *args, **kwargs):
+        # After a save, Django's "was added/changed successfully" gives way to the one
+        # message that says what happened both here and in Assets.
+        outcome = getattr(request, "schedule_outcome", None)
+        if outcome is not None and level == messages.SUCCESS:
+            del request.schedule_outcome
+            level, message = outcome
+        super().message_user(request, message, level, *args, **kwargs)
 
     def delete_model(self, request, obj):
         self._delete(request, [obj])

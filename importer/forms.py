@@ -228,7 +228,8 @@ class ScheduleForm(forms.ModelForm):
 
     start_local = forms.DateTimeField(
         label="Start time",
-        help_text="The first run (YYYY-MM-DD HH:MM), as wall-clock time in the time zone below.",
+        help_text="The first run (YYYY-MM-DD HH:MM), as wall-clock time in the schedule's "
+        "time zone (the Timezone field).",
     )
 
     class Meta:

@@ -209,3 +209,12 @@ def test_times_are_shown_in_the_time_zone_the_browser_reports(
     assert shown in html
     assert f"Times in {zone}" in html
     assert "importer/timezone.js" in html
+
+
+@pytest.mark.django_db
+def test_the_admin_is_branded_assets_sync(admin_client):
+    page = admin_client.get("/admin/").content.decode()
+
+    assert '<a href="/admin/">assets-sync</a>' in page
+    assert "<title>Imports into Atlassian Assets | assets-sync</title>" in page
+    assert "Django administration" not in page
