@@ -27,12 +27,16 @@ from importer.assets import AssetsError
 from importer.dashboard import dashboard_context
 from importer.forms import (
     AUTH_FIELDS,
+    CONNECTION_FIELDS,
+    FIELD_CONDITIONS,
     FILE_FIELDS,
     LIMIT_FIELDS,
     PAGING_FIELDS,
     SOURCE_FIELDS,
     ImportSourceForm,
+    LocatedJSONField,
     ScheduleForm,
+    SchemeURLField,
 )
 from importer.mapping import mapping_table
 from importer.models import ChunkJob, Execution, ImportSource, Schedule
@@ -126,7 +130,10 @@ def progress_widget(execution: Execution, *, width: int, detailed: bool) -> str:
 @admin.register(ImportSource)
 class ImportSourceAdmin(admin.ModelAdmin):
     form = ImportSourceForm
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    formfield_overrides = {
+        models.URLField: {"form_class": SchemeURLField},
+        models.JSONField: {"form_class": LocatedJSONField},
+    }
     list_display = ["name", "enabled", "kind_label", "last_run", "mapping_status"]
     list_filter = ["enabled"]
     search_fields = ["name", "workspace_id", "import_source_id"]
@@ -155,12 +162,55 @@ class ImportSourceAdmin(admin.ModelAdmin):
         ("Source", {"fields": SOURCE_FIELDS}),
         ("Paging", {"fields": PAGING_FIELDS}),
         ("Source authentication", {"fields": AUTH_FIELDS}),
-        ("Files", {"fields": FILE_FIELDS, "classes": ["collapse"]}),
+        ("File format", {"fields": FILE_FIELDS}),
+        (
+            "Connection",
+            {
+                "fields": CONNECTION_FIELDS,
+                "classes": ["collapse"],
+                "description": "Extra headers and query parameters, timeout, private CA.",
+            },
+        ),
         ("Limits", {"fields": LIMIT_FIELDS, "classes": ["collapse"]}),
         ("Mapping", {"fields": ["mapping", "mapping_overview", "mapping_pushed_at"]}),
         ("Schedule", {"fields": ["schedule_summary", "webtrigger_url"]}),
         ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
+    # Kept apart from the rest: a new source has no mapping in Assets, schedule or history.
+    fields_of_a_saved_source = {"mapping_overview", "mapping_pushed_at"}
+    fieldsets_of_a_saved_source = {"Schedule", "History"}
+
+    class Media:
+        css = {"all": ["importer/admin.css"]}
+        js = ["importer/source_form.js"]
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is not None:
+            return self.fieldsets
+        return [
+            (
+                name,
+                {
+                    **options,
+                    "fields": [
+                        f for f in options["fields"] if f not in self.fields_of_a_saved_source
+                    ],
+                },
+            )
+            for name, options in self.fieldsets
+            if name not in self.fieldsets_of_a_saved_source
+        ]
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        # static/importer/source_form.js shows only the rows the chosen kind uses.
+        context["field_conditions"] = FIELD_CONDITIONS
+        form = context["adminform"].form
+        context["error_summary"] = [
+            {"id": form[name].id_for_label, "label": form[name].label, "errors": errors}
+            for name, errors in form.errors.items()
+            if name in form.fields
+        ]
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def get_queryset(self, request):
         latest = Execution.objects.filter(source=OuterRef("pk")).order_by("-created_at")

@@ -278,6 +278,63 @@ def test_a_broken_mapping_is_shown_as_a_field_error_and_nothing_is_saved(
     assert not ImportSource.objects.exists()
 
 
+def visible_rows(page) -> set[str]:
+    """The names of the form rows a user sees."""
+    return set(
+        page.locator("#importsource_form .form-row").evaluate_all(
+            """rows => rows.filter(row => row.offsetParent !== null).map(
+                row => [...row.classList].find(c => c.startsWith("field-")).slice(6))"""
+        )
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rest_source_with_bearer_auth_shows_only_its_own_fields(
+    browser_page, live_server, administrator, sandbox, inventory
+):
+    page = browser_page
+    log_in(page, live_server, administrator)
+    open_add_source_form(page)
+    shoot(page, "14-add-source-blank")
+    blank = visible_rows(page)
+    assert {"source_url", "records_path", "pagination", "offset_param", "source_auth"} <= blank
+    hidden = {"plugin", "plugin_options", "source_file", "csv_delimiter", "cursor_path"}
+    assert not hidden & blank, blank
+    assert not {"source_token", "auth_username", "oauth_token_url", "oauth_scope"} & blank
+    assert page.evaluate("document.documentElement.scrollHeight") < 2600
+
+    field(page, "Source authentication").select_option(label="Bearer token")
+    expect(page.locator(".form-row.field-source_token")).to_be_visible()
+    assert not {"auth_username", "auth_key_name", "oauth_token_url"} & visible_rows(page)
+    field(page, "Kind").select_option(label="CSV file")
+    expect(page.locator(".form-row.field-source_file")).to_be_visible()
+    expect(page.locator(".form-row.field-pagination")).to_be_hidden()
+    expect(page.locator(".form-row.field-csv_delimiter")).to_be_visible()
+    field(page, "Kind").select_option(label="REST / JSON API")
+    expect(page.locator(".form-row.field-source_file")).to_be_hidden()
+
+    fill_source_form(page, sandbox=sandbox, inventory=inventory, mapping_text=DEMO_MAPPING_TEXT)
+    field(page, "Source secret").fill("inventory-bearer-token")
+    field(page, "Source URL").fill(inventory.base_url.removeprefix("http://") + "/api/computers")
+    shoot(page, "15-add-rest-source-with-bearer")
+    page.get_by_role("button", name="Save", exact=True).click()
+
+    # The URL without its scheme is refused, and the summary at the top leads to it.
+    summary = page.locator("ul.error-summary")
+    expect(summary).to_contain_text("Source URL: Give the whole URL with its scheme")
+    shoot(page, "16-add-source-error-summary")
+    summary.get_by_role("link", name="Source URL").click()
+    expect(field(page, "Source URL")).to_be_in_viewport()
+    field(page, "Source URL").fill(f"{inventory.base_url}/api/computers")
+    field(page, "Assets token").fill(SANDBOX_TOKEN)
+    field(page, "Source secret").fill("inventory-bearer-token")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("ul.messagelist")).to_contain_text("was added successfully")
+    source = ImportSource.objects.get(name="demo-inventory")
+    assert (source.source_auth, source.source_token) == ("bearer", "inventory-bearer-token")
+    assert source.source_url == f"{inventory.base_url}/api/computers"
+
+
 # --- the execution page, live --------------------------------------------------------------
 
 WHOLE_NUMBER_BETWEEN_1_AND_119 = re.compile(r"^\s*([1-9]|[1-9][0-9]|1[01][0-9])\s*$")
