@@ -230,7 +230,7 @@ def test_a_staff_user_adds_a_source_pushes_its_mapping_and_watches_the_import(
     chunks = page.locator("tr.chunk-row").evaluate_all(
         "rows => rows.map(row => [...row.cells].map(cell => cell.textContent.trim()))"
     )
-    states = [(number, state, records) for number, state, _, _, _, _, records, *_ in chunks]
+    states = [(number, state, records) for number, state, _, _, _, records, *_ in chunks]
     assert states[:5] == [(str(n), "Submitted", r) for n, r in enumerate(SUBMITTED, 1)], chunks
     # A chunk fanned out past the end says so, or is cancelled when the import completed first.
     assert all(state in ("Past the end", "Cancelled") for _, state, _ in states[5:]), chunks
@@ -391,7 +391,7 @@ def test_the_execution_page_shows_counters_chunks_and_a_retry_change_while_it_ru
     expect(retries).to_contain_text(re.compile(r"next attempt .*\((in \d+ s|due now)\)"))
     retried = page.locator("tr.chunk-row").nth(5)
     expect(retried).to_have_attribute("data-state", "QUEUED")
-    expect(retried.locator("td").nth(5)).to_contain_text(re.compile(r"in \d+ s|due now"))
+    expect(retried.locator("td").nth(4)).to_contain_text(re.compile(r"in \d+ s|due now"))
     assert renders(page) == ["false"], "the page was reloaded while the import ran"
     shoot(page, "10-execution-retry-waiting")
 
@@ -435,6 +435,68 @@ def test_an_operator_cancels_an_import_from_its_page(
     assert execution.state == Execution.State.CANCELLED
     cancelled = execution.chunks.filter(state="CANCELLED")
     assert not cancelled.exclude(next_attempt_at=None).exists()
+
+
+# --- lists on a laptop screen ----------------------------------------------------------------
+
+LAPTOP = {"width": 1366, "height": 768}
+OVERFLOW = """() => {
+  const table = document.querySelector(arguments_selector);
+  return {
+    page: document.documentElement.scrollWidth - window.innerWidth,
+    table: table.scrollWidth - table.parentElement.clientWidth,
+  };
+}"""
+
+
+def overflow(page, selector: str) -> dict:
+    """How far the page scrolls sideways, and the table past the box holding it."""
+    return page.evaluate(OVERFLOW.replace("arguments_selector", json.dumps(selector)))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_lists_fit_a_1366_pixel_screen(browser_page, live_server, administrator, make_source):
+    from django.utils import timezone
+
+    page = browser_page
+    page.set_viewport_size(LAPTOP)
+    source = make_source(name="inventory-of-the-datacentre-in-frankfurt-rack-row-b")
+    now = timezone.now()
+    execution = None
+    for state in ("DONE", "FAILED", "CANCELLED", "INGESTING"):
+        execution = Execution.objects.create(
+            source=source,
+            state=state,
+            started_at=now,
+            finished_at=now if state != "INGESTING" else None,
+            records_submitted=123456,
+            records_total=300000,
+            assets_execution_id="9f1c7a52-3d0e-4d5b-a8f7-0c6b7e3f2a11",
+        )
+    failure = "attempt 3 failed: source 'x' answered 503 " + "with a long explanation " * 8
+    for index in range(6):
+        execution.chunks.create(
+            index=index,
+            cursor=f"https://inventory.example/api/computers?cursor={'c' * 80}{index}",
+            state="QUEUED" if index == 5 else "SUBMITTED",
+            attempts=3,
+            last_error_kind="source_unavailable",
+            worker="worker-host-with-a-long-name.example.com:123456",
+            record_count=1000,
+            error=failure if index == 5 else "",
+            next_attempt_at=now if index == 5 else None,
+        )
+    log_in(page, live_server, administrator)
+
+    for name, url, table in [
+        ("executions", "/admin/importer/execution/", "#result_list"),
+        ("sources", "/admin/importer/importsource/", "#result_list"),
+        ("chunks", f"/admin/importer/execution/{execution.pk}/change/", "table.chunk-table"),
+    ]:
+        page.goto(live_server.url + url)
+        shoot(page, f"17-list-{name}-1366px")
+        reach = overflow(page, table)
+        assert reach["page"] <= 0 and reach["table"] <= 0, (name, reach)
 
 
 # --- production: collectstatic, DEBUG off, gunicorn ----------------------------------------

@@ -23,7 +23,7 @@
     if (progress.percent === null || progress.percent === undefined) {
       return progress.records_submitted + " rec.";
     }
-    return progress.percent + "%";
+    return progress.percent + "% · " + progress.records_submitted + " rec.";
   }
 
   function putLive(live) {
