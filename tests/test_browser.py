@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
@@ -497,6 +498,52 @@ def test_the_lists_fit_a_1366_pixel_screen(browser_page, live_server, administra
         shoot(page, f"17-list-{name}-1366px")
         reach = overflow(page, table)
         assert reach["page"] <= 0 and reach["table"] <= 0, (name, reach)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_viewer_reads_the_dashboard(browser_page, live_server, administrator, make_source):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    page = browser_page
+    source = make_source()
+    now = timezone.now()
+    for days_ago, outcomes in [(0, "DDDFF"), (1, "DDC"), (4, "DFFF"), (9, "DDDD")]:
+        for number, outcome in enumerate(outcomes):
+            state = {"D": "DONE", "F": "FAILED", "C": "CANCELLED"}[outcome]
+            execution = Execution.objects.create(
+                source=source,
+                state=state,
+                started_at=now - timedelta(days=days_ago, seconds=90 + 20 * number),
+                finished_at=now - timedelta(days=days_ago),
+                records_submitted=300 if state == "DONE" else 40 * number,
+                error="source answered 503" if state == "FAILED" else "",
+            )
+            Execution.objects.filter(pk=execution.pk).update(
+                created_at=now - timedelta(days=days_ago)
+            )
+    log_in(page, live_server, administrator)
+
+    page.goto(f"{live_server.url}/admin/importer/execution/")
+    page.get_by_role("link", name="Dashboard").click()
+
+    imports = page.get_by_role("img", name="Imports per day, by outcome")
+    expect(imports).to_be_visible()
+    expect(imports.locator("text.axis-label")).to_have_text(["day (last 30 days)", "imports"])
+    # Days are the viewer's own: the browser's zone, not the site's.
+    today = now.astimezone(ZoneInfo(BROWSER_TIME_ZONE)).strftime("%d %b")
+    expect(imports.locator("rect title")).to_contain_text(
+        [f"{today}: 3 done", f"{today}: 2 failed or refused"]
+    )
+    legend = page.locator("ul.chart-legend").first
+    expect(legend).to_have_text(re.compile(r"done\s*failed or refused\s*cancelled"))
+    durations = page.get_by_role("img", name="Duration per run")
+    expect(durations.locator("text.axis-label")).to_have_text(
+        ["run (execution number, oldest first)", "seconds"]
+    )
+    expect(page.locator("#success-rate")).to_have_text("62.5 %")  # 10 of 16 runs
+    shoot(page, "18-dashboard")
 
 
 # --- production: collectstatic, DEBUG off, gunicorn ----------------------------------------
