@@ -388,7 +388,10 @@ def test_the_execution_page_shows_counters_chunks_and_a_retry_change_while_it_ru
     shoot(page, "9-execution-running")
 
     retries = page.locator(".field-retries_label .readonly")
-    expect(retries).to_contain_text(re.compile(r"page 6 waits after attempt 1 \(.+\)"))
+    # The import reaches page 6 at the source's pace, however busy the machine is.
+    expect(retries).to_contain_text(
+        re.compile(r"page 6 waits after attempt 1 \(.+\)"), timeout=IMPORT_TIMEOUT_MS
+    )
     expect(retries).to_contain_text(re.compile(r"next attempt .*\((in \d+ s|due now)\)"))
     retried = page.locator("tr.chunk-row").nth(5)
     expect(retried).to_have_attribute("data-state", "QUEUED")
@@ -597,8 +600,8 @@ def production_server(tmp_path, transactional_db, settings):
 
     def answers() -> bool:
         try:
-            return requests.get(f"{url}/health/", timeout=1).status_code in (200, 503)
-        except requests.ConnectionError:
+            return requests.get(f"{url}/admin/login/", timeout=10).status_code == 200
+        except requests.RequestException:
             return False
 
     try:
