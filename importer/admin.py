@@ -559,7 +559,9 @@ class ExecutionAdmin(admin.ModelAdmin):
     ]
     readonly_fields = fields
     # What changes while an import runs: the live endpoint sends these again.
-    live_fields = [name for name in fields if name not in ("source", "trigger_label")]
+    live_fields = [
+        name for name in fields if name not in ("source", "trigger_label", "progress_detail")
+    ]
 
     def has_add_permission(self, request):
         return False
@@ -633,7 +635,7 @@ class ExecutionAdmin(admin.ModelAdmin):
 
     @admin.display(description="Pages fetched")
     def pages_fetched_label(self, execution):
-        past = ChunkJob.objects.filter(execution=execution, state=ChunkJob.State.SKIPPED).count()
+        past = chunk_counts(execution)[ChunkJob.State.SKIPPED]
         if not past:
             return str(execution.pages_fetched)
         return format_html(

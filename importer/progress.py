@@ -51,12 +51,17 @@ def seconds_left(execution: Execution, elapsed: float) -> int | None:
 
 
 def chunk_counts(execution: Execution) -> dict[str, int]:
-    """Chunks of the execution by state (one grouped query on the chunk state index)."""
-    rows = ChunkJob.objects.filter(execution=execution).values("state").order_by()
-    counts = {state: 0 for state in ChunkJob.State.values}
-    for row in rows.annotate(n=Count("id")):
-        counts[row["state"]] = row["n"]
-    return counts
+    """Chunks of the execution by state (one grouped query on the chunk state index).
+
+    Kept on the instance, so one page asks once however many of its fields show them.
+    """
+    if getattr(execution, "_chunk_counts", None) is None:
+        rows = ChunkJob.objects.filter(execution=execution).values("state").order_by()
+        counts = {state: 0 for state in ChunkJob.State.values}
+        for row in rows.annotate(n=Count("id")):
+            counts[row["state"]] = row["n"]
+        execution._chunk_counts = counts
+    return execution._chunk_counts
 
 
 def retries_of(execution: Execution) -> list[dict]:
