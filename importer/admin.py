@@ -4,17 +4,21 @@ import json
 from zoneinfo import ZoneInfo
 
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import AdminReadonlyField
 from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import models
 from django.db.models import OuterRef, Subquery
-from django.http import Http404, HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.formats import date_format
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.timezone import localtime
 from django.utils.translation import ngettext
 
@@ -23,16 +27,20 @@ from importer.assets import AssetsError
 from importer.dashboard import dashboard_context
 from importer.forms import (
     AUTH_FIELDS,
+    CONNECTION_FIELDS,
+    FIELD_CONDITIONS,
     FILE_FIELDS,
     LIMIT_FIELDS,
     PAGING_FIELDS,
     SOURCE_FIELDS,
     ImportSourceForm,
+    LocatedJSONField,
     ScheduleForm,
+    SchemeURLField,
 )
 from importer.mapping import mapping_table
 from importer.models import ChunkJob, Execution, ImportSource, Schedule
-from importer.progress import describe, percent_done, progress_of
+from importer.progress import chunk_counts, describe, progress_of, retries_of
 from importer.redaction import mask_secret_values, mask_userinfo, redact
 
 
@@ -104,22 +112,46 @@ def masked_json(value) -> str:
     )
 
 
+def next_attempt_label(moment: str) -> str:
+    """A retry's time in the viewer's zone and how far off it is (it may be due already)."""
+    when = parse_datetime(moment)
+    wait = round((when - timezone.now()).total_seconds())
+    due = f"in {wait} s" if wait > 0 else "due now"
+    return f"{date_format(localtime(when), 'TIME_FORMAT')} ({due})"
+
+
 def progress_widget(execution: Execution, *, width: int, detailed: bool) -> str:
-    """A bar that static/importer/progress.js keeps up to date while the import runs."""
-    percent = percent_done(execution)
-    label = describe(progress_of(execution)) if detailed else f"{percent}%"
+    """A bar that static/importer/progress.js keeps up to date while the import runs.
+
+    Without a known total the bar is indeterminate: it moves, but claims no percentage.
+    """
+    progress = progress_of(execution)
+    percent = progress["percent"]
+    if detailed:
+        label = describe(progress)
+    elif percent is None:
+        label = f"{execution.records_submitted} rec."
+    else:
+        label = f"{percent}% · {execution.records_submitted} rec."
     return format_html(
-        '<div class="import-progress" data-url="{}" data-percent="{}" data-state="{}" '
-        'data-finished="{}" {} style="width:{}px;background:#e0e0e0;border-radius:4px">'
-        '<div class="import-progress-bar" style="width:{}%;background:#1565c0;height:10px;'
-        'border-radius:4px"></div></div><span class="import-progress-label">{}</span>',
+        '<div class="import-progress{}" data-url="{}" data-percent="{}" data-state="{}" '
+        'data-finished="{}" {} style="width:{}px" role="progressbar" aria-label="Progress" {}>'
+        '<div class="import-progress-bar" style="width:{}%"></div></div>'
+        '<span class="import-progress-label">{}</span>',
+        " indeterminate" if percent is None else "",
         reverse("importer:progress", args=[execution.pk]),
-        percent,
+        "" if percent is None else percent,
         execution.state,
-        "true" if execution.state in Execution.FINISHED_STATES else "false",
-        "data-detailed" if detailed else "",
+        "true" if progress["finished"] else "false",
+        format_html(
+            'data-detailed data-live-url="{}"',
+            reverse("admin:importer_execution_live", args=[execution.pk]),
+        )
+        if detailed
+        else "",
         width,
-        percent,
+        format_html('aria-valuenow="{}"', percent) if percent is not None else "",
+        100 if percent is None else percent,
         label,
     )
 
@@ -127,7 +159,10 @@ def progress_widget(execution: Execution, *, width: int, detailed: bool) -> str:
 @admin.register(ImportSource)
 class ImportSourceAdmin(admin.ModelAdmin):
     form = ImportSourceForm
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    formfield_overrides = {
+        models.URLField: {"form_class": SchemeURLField},
+        models.JSONField: {"form_class": LocatedJSONField},
+    }
     list_display = ["name", "enabled", "kind_label", "last_run", "mapping_status"]
     list_filter = ["enabled"]
     search_fields = ["name", "workspace_id", "import_source_id"]
@@ -156,18 +191,58 @@ class ImportSourceAdmin(admin.ModelAdmin):
         ("Source", {"fields": SOURCE_FIELDS}),
         ("Paging", {"fields": PAGING_FIELDS}),
         ("Source authentication", {"fields": AUTH_FIELDS}),
-        ("Files", {"fields": FILE_FIELDS, "classes": ["collapse"]}),
+        ("File format", {"fields": FILE_FIELDS}),
+        (
+            "Connection",
+            {
+                "fields": CONNECTION_FIELDS,
+                "classes": ["collapse"],
+                "description": "Extra headers and query parameters, timeout, private CA.",
+            },
+        ),
         ("Limits", {"fields": LIMIT_FIELDS, "classes": ["collapse"]}),
         ("Mapping", {"fields": ["mapping", "mapping_overview", "mapping_pushed_at"]}),
         ("Schedule", {"fields": ["schedule_summary", "webtrigger_url"]}),
         ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
+    # Kept apart from the rest: a new source has no mapping in Assets, schedule or history.
+    fields_of_a_saved_source = {"mapping_overview", "mapping_pushed_at"}
+    fieldsets_of_a_saved_source = {"Schedule", "History"}
+
+    class Media:
+        css = {"all": ["importer/admin.css"]}
+        js = ["importer/source_form.js"]
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        # static/importer/source_form.js shows only the rows the chosen kind uses.
+        context["field_conditions"] = FIELD_CONDITIONS
+        form = context["adminform"].form
+        context["error_summary"] = [
+            {"id": form[name].id_for_label, "label": form[name].label, "errors": errors}
+            for name, errors in form.errors.items()
+            if name in form.fields
+        ]
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def get_fieldsets(self, request, obj=None):
-        fieldsets = super().get_fieldsets(request, obj)
-        if obj is not None and not self.has_change_permission(request, obj):
-            return masked_fieldsets(fieldsets, MASKED_FOR_VIEWERS)
-        return fieldsets
+        if obj is None:
+            # A source not saved yet has no history, webtrigger or push state to show.
+            return [
+                (
+                    name,
+                    {
+                        **options,
+                        "fields": [
+                            f for f in options["fields"] if f not in self.fields_of_a_saved_source
+                        ],
+                    },
+                )
+                for name, options in self.fieldsets
+                if name not in self.fieldsets_of_a_saved_source
+            ]
+        if not self.has_change_permission(request, obj):
+            return masked_fieldsets(self.fieldsets, MASKED_FOR_VIEWERS)
+        return self.fieldsets
 
     @admin.display(description="Assets token")
     def assets_token_masked(self, source):
@@ -502,17 +577,17 @@ class ImportSourceAdmin(admin.ModelAdmin):
 @admin.register(Execution)
 class ExecutionAdmin(admin.ModelAdmin):
     class Media:
+        css = {"all": ["importer/admin.css"]}
         js = ["importer/progress.js"]
 
+    # Narrow columns, so the list with its filters fits a 1366 px screen.
     list_display = [
         "id",
         "source",
         "state_label",
-        "trigger_label",
-        "triggered_by_label",
-        "started_at",
+        "run_label",
+        "started_label",
         "duration_label",
-        "records_submitted",
         "progress_bar",
     ]
     list_filter = ["source", "state", "trigger"]
@@ -530,8 +605,10 @@ class ExecutionAdmin(admin.ModelAdmin):
         "triggered_by_label",
         "assets_execution_id",
         "progress_detail",
+        "retries_label",
         "stalled_since",
-        "pages_fetched",
+        "chunk_summary",
+        "pages_fetched_label",
         "pages_submitted",
         "records_fetched",
         "records_submitted",
@@ -545,6 +622,10 @@ class ExecutionAdmin(admin.ModelAdmin):
         "failure_reported_at",
     ]
     readonly_fields = fields
+    # What changes while an import runs: the live endpoint sends these again.
+    live_fields = [
+        name for name in fields if name not in ("source", "trigger_label", "progress_detail")
+    ]
 
     def has_add_permission(self, request):
         return False
@@ -573,6 +654,23 @@ class ExecutionAdmin(admin.ModelAdmin):
             return "schedule"
         return execution.triggered_by.get_username() if execution.triggered_by else "—"
 
+    @admin.display(description="Run", ordering="trigger")
+    def run_label(self, execution):
+        if execution.is_scheduled:
+            return self.trigger_label(execution)
+        return format_html("manual<br><small>{}</small>", self.triggered_by_label(execution))
+
+    @admin.display(description="Started", ordering="started_at")
+    def started_label(self, execution):
+        if not execution.started_at:
+            return "—"
+        started = localtime(execution.started_at)
+        return format_html(
+            "{}<br><small>{}</small>",
+            date_format(started, "Y-m-d"),
+            date_format(started, "H:i:s"),
+        )
+
     @admin.display(description="Duration")
     def duration_label(self, execution):
         duration = execution.duration
@@ -581,21 +679,66 @@ class ExecutionAdmin(admin.ModelAdmin):
         seconds = int(duration.total_seconds())
         return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
-    @admin.display(description="Progress")
+    @admin.display(description="Progress, records", ordering="records_submitted")
     def progress_bar(self, execution):
-        return progress_widget(execution, width=120, detailed=False)
+        return progress_widget(execution, width=90, detailed=False)
 
     @admin.display(description="Progress")
     def progress_detail(self, execution):
         return progress_widget(execution, width=400, detailed=True)
 
-    def get_urls(self):
-        dashboard = path(
-            "dashboard/",
-            self.admin_site.admin_view(self.dashboard_view),
-            name="importer_execution_dashboard",
+    @admin.display(description="Chunks")
+    def chunk_summary(self, execution):
+        counts = chunk_counts(execution)
+        parts = [
+            f"{counts[state]} {label.lower()}"
+            for state, label in ChunkJob.State.choices
+            if counts.get(state)
+        ]
+        return " · ".join(parts) or "none yet"
+
+    @admin.display(description="Pages fetched")
+    def pages_fetched_label(self, execution):
+        past = chunk_counts(execution)[ChunkJob.State.SKIPPED]
+        if not past:
+            return str(execution.pages_fetched)
+        return format_html(
+            "{} ({} with records, {} past the source's end, which had nothing more)",
+            execution.pages_fetched,
+            max(execution.pages_fetched - past, 0),
+            past,
         )
-        return [dashboard] + super().get_urls()
+
+    @admin.display(description="Retries")
+    def retries_label(self, execution):
+        if execution.state in Execution.FINISHED_STATES:
+            return "—"
+        retries = retries_of(execution)
+        if not retries:
+            return "none waiting"
+        return format_html_join(
+            mark_safe("<br>"),
+            "page {} waits after attempt {} ({}); next attempt {}",
+            (
+                (
+                    retry["page"],
+                    retry["attempts"],
+                    retry["reason"],
+                    next_attempt_label(retry["next_attempt_at"]),
+                )
+                for retry in retries
+            ),
+        )
+
+    def get_urls(self):
+        def view(function, route, name):
+            return path(route, self.admin_site.admin_view(function), name=name)
+
+        return [
+            view(self.dashboard_view, "dashboard/", "importer_execution_dashboard"),
+            view(self.live_view, "<path:object_id>/live/", "importer_execution_live"),
+            view(self.cancel_view, "<path:object_id>/cancel/", "importer_execution_cancel"),
+        ] + super().get_urls()
 
     def dashboard_view(self, request):
         if not self.has_view_permission(request):
@@ -611,11 +754,88 @@ class ExecutionAdmin(admin.ModelAdmin):
             },
         )
 
+    def _execution_or_404(self, request, object_id) -> Execution:
+        execution = self.get_object(request, object_id)
+        if execution is None:
+            raise Http404("No such execution")
+        if not self.has_view_permission(request, execution):
+            raise PermissionDenied
+        return execution
+
+    def _chunk_page(self, request, execution):
+        chunks = ChunkJob.objects.filter(execution=execution).order_by("index")
+        page = Paginator(chunks, CHUNKS_PER_PAGE).get_page(request.GET.get("chunks_page"))
+        for chunk in page:
+            chunk.next_attempt_label = (
+                next_attempt_label(chunk.next_attempt_at.isoformat())
+                if chunk.state == ChunkJob.State.QUEUED and chunk.next_attempt_at
+                else "—"
+            )
+        return page
+
+    def live_view(self, request, object_id):
+        """What changes on an execution's page, for progress.js to put in place."""
+        execution = self._execution_or_404(request, object_id)
+        form = self.get_form(request, execution)(instance=execution)
+        fields = {
+            name: str(AdminReadonlyField(form, name, False, model_admin=self).contents())
+            for name in self.live_fields
+        }
+        page = self._chunk_page(request, execution)
+        progress = progress_of(execution)
+        return JsonResponse(
+            {
+                **progress,
+                "label": describe(progress),
+                "fields": fields,
+                "chunk_count": page.paginator.count,
+                "chunk_rows": render_to_string(
+                    "admin/importer/execution/_chunk_rows.html", {"chunk_page": page}
+                ),
+                "may_cancel": execution.state in Execution.OPEN_STATES
+                and self.has_cancel_permission(request),
+            }
+        )
+
+    def cancel_view(self, request, object_id):
+        """Cancel one import after a confirmation (a page of its own, so it works without JS)."""
+        execution = self._execution_or_404(request, object_id)
+        if not self.has_cancel_permission(request):
+            raise PermissionDenied
+        change_url = reverse("admin:importer_execution_change", args=[execution.pk])
+        if request.method == "POST":
+            if execution.state in Execution.OPEN_STATES:
+                services.cancel_execution(execution=execution)
+                self.log_change(request, execution, "Cancelled the import.")
+                self.message_user(request, f"Import #{execution.pk} cancelled.", messages.SUCCESS)
+            else:
+                self.message_user(
+                    request,
+                    f"Import #{execution.pk} had already ended ({execution.get_state_display()}).",
+                    messages.WARNING,
+                )
+            return HttpResponseRedirect(change_url)
+        return TemplateResponse(
+            request,
+            "admin/importer/execution/cancel.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "original": execution,
+                "title": f"Cancel import #{execution.pk}?",
+                "change_url": change_url,
+            },
+        )
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         """The chunks, a page at a time: an import can have tens of thousands."""
-        chunks = ChunkJob.objects.filter(execution_id=object_id).order_by("index")
-        page = Paginator(chunks, CHUNKS_PER_PAGE).get_page(request.GET.get("chunks_page"))
-        extra_context = {**(extra_context or {}), "chunk_page": page}
+        execution = self.get_object(request, object_id)
+        extra_context = {**(extra_context or {})}
+        if execution is not None:
+            extra_context["chunk_page"] = self._chunk_page(request, execution)
+            extra_context["may_cancel"] = (
+                execution.state in Execution.OPEN_STATES and self.has_cancel_permission(request)
+            )
         return super().change_view(request, object_id, form_url, extra_context)
 
     def has_cancel_permission(self, request):
@@ -667,8 +887,12 @@ class ScheduleAdmin(admin.ModelAdmin):
     readonly_fields = ["callback_url", "assets_schedule_id", "sync_label", "synced_at"]
 
     def get_fields(self, request, obj=None):
-        fields = super().get_fields(request, obj)
-        if obj is not None and not self.has_change_permission(request, obj):
+        # A schedule not saved yet has no state in Assets to show.
+        editable = ["source", "frequency", "timezone", "start_local"]
+        if obj is None:
+            return editable
+        fields = [*editable, *self.readonly_fields]
+        if not self.has_change_permission(request, obj):
             return [name if name != "callback_url" else "callback_url_masked" for name in fields]
         return fields
 
@@ -691,9 +915,26 @@ class ScheduleAdmin(admin.ModelAdmin):
         try:
             services.sync_schedule(schedule=obj)
         except services.ScheduleError as error:
-            self.message_user(request, f"Saved here, but not in Assets: {error}", messages.ERROR)
+            request.schedule_outcome = (
+                messages.WARNING,
+                f"The schedule of {obj.source} is saved here, but not in Assets: {error} "
+                "It is marked out of sync; once the cause is fixed, use 'Re-sync schedule to "
+                "Assets'.",
+            )
         else:
-            self.message_user(request, "Assets holds this schedule now.", messages.SUCCESS)
+            request.schedule_outcome = (
+                messages.SUCCESS,
+                f"The schedule of {obj.source} is saved, and Assets holds it.",
+            )
+
+    def message_user(self, request, message, level=messages.INFO, *args, **kwargs):
+        # After a save, Django's "was added/changed successfully" gives way to the one
+        # message that says what happened both here and in Assets.
+        outcome = getattr(request, "schedule_outcome", None)
+        if outcome is not None and level == messages.SUCCESS:
+            del request.schedule_outcome
+            level, message = outcome
+        super().message_user(request, message, level, *args, **kwargs)
 
     def delete_model(self, request, obj):
         self._delete(request, [obj])

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from django.db import transaction
 
 from importer import services
+from importer.assets import AssetsError
 from importer.config_shape import shape_problems
 from importer.forms import (
     MASKED_JSON_FIELDS,
@@ -34,7 +35,10 @@ class AppliedSource:
     name: str
     created: bool
     changed_fields: list[str] = field(default_factory=list)
+    mapping_note: str = ""
     schedule_note: str = ""
+    # What could not be applied in Assets (the local change stays applied).
+    failures: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         if self.created:
@@ -43,7 +47,8 @@ class AppliedSource:
             text = f"unchanged {self.name}"
         else:
             text = f"updated {self.name}: {', '.join(self.changed_fields)}"
-        return text + (f"; {self.schedule_note}" if self.schedule_note else "")
+        notes = [note for note in (self.mapping_note, self.schedule_note) if note]
+        return "; ".join([text, *notes])
 
 
 # Where each setting of a source lives in the file: (path of keys, model field).
@@ -198,17 +203,40 @@ def _form_data(entry: dict, where: str) -> dict:
     return data
 
 
-def apply_config(entries: list, *, dry_run: bool = False) -> list[AppliedSource]:
-    """Create or update sources by name, all or nothing; then bring schedules to Assets.
+def apply_config(entries: list, *, dry_run: bool = False, push: bool = True) -> list[AppliedSource]:
+    """Create or update sources by name, all or nothing; then make Assets match.
 
-    Schedules are synced after the database commit: a remote call cannot be rolled back.
+    With `push`, every mapping that changed or was never pushed goes to Assets, then the
+    schedules are synced (Assets takes a schedule only for a source whose mapping it holds).
+    Remote calls come after the database commit, as they cannot be rolled back: what Assets
+    refused is listed in each result's `failures`, and the local change stays.
     """
     results, schedule_changes = _apply_sources(entries, dry_run=dry_run)
     if dry_run:
         return results
     for result, (source_name, wanted) in zip(results, schedule_changes, strict=True):
-        result.schedule_note = _apply_schedule(source_name, wanted)
+        if push:
+            _push_mapping(result)
+        result.schedule_note, failed = _apply_schedule(source_name, wanted)
+        if failed:
+            result.failures.append(result.schedule_note)
     return results
+
+
+def _push_mapping(result: AppliedSource) -> None:
+    source = ImportSource.objects.get(name=result.name)
+    if not source.mapping or source.mapping_pushed_at:
+        return
+    try:
+        services.push_mapping(source=source)
+    except services.MappingInvalid as invalid:
+        result.mapping_note = f"mapping NOT pushed: {invalid}"
+    except AssetsError as error:
+        result.mapping_note = f"mapping NOT pushed: {services.scrub_secrets(error.message, source)}"
+    else:
+        result.mapping_note = "mapping pushed to Assets"
+        return
+    result.failures.append(result.mapping_note)
 
 
 @transaction.atomic
@@ -298,26 +326,27 @@ def _apply_enabled(source: ImportSource) -> None:
         pass  # recorded on the schedule row, shown in the admin
 
 
-def _apply_schedule(source_name: str, wanted) -> str:
+def _apply_schedule(source_name: str, wanted) -> tuple[str, bool]:
+    """What was done with the source's schedule, and whether Assets was left unmatched."""
     if wanted is _KEEP:
-        return ""
+        return "", False
     source = ImportSource.objects.get(name=source_name)
     schedule = Schedule.objects.filter(source=source).first()
     try:
         if wanted is None:
             if schedule is None:
-                return ""
+                return "", False
             services.delete_schedule(schedule=schedule)
-            return "schedule removed"
+            return "schedule removed", False
         form = _schedule_form(wanted, schedule, source.pk)
         if schedule is not None and not form.has_changed() and schedule.in_sync:
-            return ""
+            return "", False
         if not form.is_valid():
             return "schedule not changed: " + "; ".join(
                 message for messages in form.errors.values() for message in messages
-            )
+            ), True
         schedule = form.save()
         services.sync_schedule(schedule=schedule)
     except services.ScheduleError as error:
-        return f"schedule OUT OF SYNC with Assets: {error}"
-    return "schedule synced to Assets"
+        return f"schedule saved here but OUT OF SYNC with Assets: {error}", True
+    return "schedule synced to Assets", False

@@ -1,26 +1,19 @@
 """Figures for the admin dashboard: imports per day, success rate, records and duration per run.
 
-Charts are drawn as small inline SVG on the server: no chart library, no JavaScript.
+Charts are drawn as inline SVG on the server (importer/charts.py): no library, no JavaScript.
 """
 
-from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
 
+from importer.charts import Series, bar_chart
 from importer.models import Execution
 
 State = Execution.State
-
-
-@dataclass
-class Bar:
-    label: str
-    value: float
-    colour: str = "#1565c0"
+DONE_COLOUR, FAILED_COLOUR, CANCELLED_COLOUR = "#2e7d32", "#c62828", "#757575"
 
 
 def imports_per_day(days: int = 30) -> list[dict]:
@@ -32,6 +25,7 @@ def imports_per_day(days: int = 30) -> list[dict]:
         .annotate(
             done=Count("id", filter=Q(state=State.DONE)),
             failed=Count("id", filter=Q(state__in=[State.FAILED, State.REFUSED])),
+            cancelled=Count("id", filter=Q(state=State.CANCELLED)),
             total=Count("id"),
             records=Sum("records_submitted"),
         )
@@ -67,74 +61,94 @@ def latest_failures(limit: int = 10) -> list[Execution]:
     )
 
 
-def bar_chart(bars: list[Bar], *, unit: str = "", height: int = 120, width: int = 720) -> str:
-    """A bar chart as inline SVG; each bar's title shows its label and value."""
-    if not bars:
-        return format_html("<p>{}</p>", "No data yet.")
-    top = max(bar.value for bar in bars) or 1
-    step = width / len(bars)
-    shapes = format_html_join(
-        "",
-        '<rect x="{}" y="{}" width="{}" height="{}" fill="{}"><title>{}: {}{}</title></rect>',
-        (
-            (
-                round(index * step + 1, 1),
-                round(height - bar.value / top * (height - 4), 1),
-                round(max(step - 2, 1), 1),
-                round(bar.value / top * (height - 4), 1),
-                bar.colour,
-                bar.label,
-                round(bar.value, 1),
-                unit,
-            )
-            for index, bar in enumerate(bars)
-        ),
+def _every_day(rows: list[dict], days: int) -> list[dict]:
+    """One row per day of the period, days without imports at zero, so the axis is true."""
+    by_day = {row["day"]: row for row in rows}
+    today = timezone.localdate()
+    empty = {"done": 0, "failed": 0, "cancelled": 0, "total": 0, "records": 0}
+    return [
+        by_day.get(day, {"day": day, **empty})
+        for day in (today - timedelta(days=back) for back in range(days - 1, -1, -1))
+    ]
+
+
+def imports_chart(per_day: list[dict]):
+    days = _every_day(per_day, 30)
+    return bar_chart(
+        [f"{row['day']:%d %b}" for row in days],
+        [
+            Series("done", DONE_COLOUR, [row["done"] for row in days]),
+            Series("failed or refused", FAILED_COLOUR, [row["failed"] for row in days]),
+            Series("cancelled", CANCELLED_COLOUR, [row["cancelled"] for row in days]),
+        ],
+        y_label="imports",
+        x_label="day (last 30 days)",
+        title="Imports per day, by outcome",
+        label_every=5,
     )
-    return format_html(
-        '<svg class="dashboard-chart" viewBox="0 0 {} {}" width="{}" height="{}" '
-        'role="img">{}</svg><div class="help">max {}{}</div>',
-        width,
-        height,
-        width,
-        height,
-        shapes,
-        round(top, 1),
-        unit,
+
+
+def _seconds(run: Execution) -> float:
+    return run.duration.total_seconds() if run.duration else 0.0
+
+
+def runs_charts(runs: list[Execution]) -> tuple:
+    labels = [f"#{run.pk}" for run in runs]
+    every = max(1, len(runs) // 10)
+    done = [run.state == State.DONE for run in runs]
+    records = bar_chart(
+        labels,
+        [
+            Series(
+                "done",
+                DONE_COLOUR,
+                [r.records_submitted if d else 0 for r, d in zip(runs, done, strict=True)],
+            ),
+            Series(
+                "failed",
+                FAILED_COLOUR,
+                [0 if d else r.records_submitted for r, d in zip(runs, done, strict=True)],
+            ),
+        ],
+        y_label="records sent",
+        x_label="run (execution number, oldest first)",
+        title="Records per run",
+        label_every=every,
     )
+    longest = max((_seconds(run) for run in runs), default=0)
+    unit, divisor = ("minutes", 60) if longest >= 600 else ("seconds", 1)
+    durations = bar_chart(
+        labels,
+        [
+            Series(
+                "done",
+                DONE_COLOUR,
+                [_seconds(r) / divisor if d else 0 for r, d in zip(runs, done, strict=True)],
+            ),
+            Series(
+                "failed",
+                FAILED_COLOUR,
+                [0 if d else _seconds(r) / divisor for r, d in zip(runs, done, strict=True)],
+            ),
+        ],
+        y_label=unit,
+        x_label="run (execution number, oldest first)",
+        title="Duration per run",
+        label_every=every,
+    )
+    return records, durations
 
 
 def dashboard_context() -> dict:
     per_day = imports_per_day()
     runs = recent_runs()
     rate = success_rate()
+    records_chart, duration_chart = runs_charts(runs)
     return {
         "success_rate": None if rate is None else round(rate, 1),
         "per_day": per_day,
-        "imports_chart": bar_chart(
-            [
-                Bar(
-                    f"{row['day']}: {row['done']} done, {row['failed']} failed",
-                    row["total"],
-                    "#c62828" if row["failed"] else "#2e7d32",
-                )
-                for row in per_day
-            ],
-            unit=" imports",
-        ),
-        "records_chart": bar_chart(
-            [Bar(f"#{run.pk} {run.source}", run.records_submitted) for run in runs],
-            unit=" records",
-        ),
-        "duration_chart": bar_chart(
-            [
-                Bar(
-                    f"#{run.pk} {run.source}",
-                    run.duration.total_seconds() if run.duration else 0,
-                    "#6a1b9a" if run.state == State.DONE else "#c62828",
-                )
-                for run in runs
-            ],
-            unit=" s",
-        ),
+        "imports_chart": imports_chart(per_day),
+        "records_chart": records_chart,
+        "duration_chart": duration_chart,
         "failures": latest_failures(),
     }

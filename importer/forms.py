@@ -4,6 +4,7 @@ import json
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django import forms
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -24,13 +25,10 @@ SOURCE_FIELDS = [
     "plugin",
     "plugin_options",
     "records_path",
-    "extra_headers",
-    "extra_params",
-    "request_timeout",
-    "ca_bundle",
     "missing_identity",
     "invalid_values",
 ]
+CONNECTION_FIELDS = ["extra_headers", "extra_params", "request_timeout", "ca_bundle"]
 PAGING_FIELDS = [
     "pagination",
     "page_size",
@@ -60,14 +58,126 @@ FILE_FIELDS = [
 LIMIT_FIELDS = ["max_requests_per_minute", "max_chunks_in_flight"]
 
 
-def https_by_default(model_field, **kwargs):
-    """A URL typed without a scheme means https (Django 6's default, chosen now)."""
-    if isinstance(model_field, models.URLField):
+FILE_KINDS = ["csv", "json", "jsonl"]
+READ_OVER_HTTP = ["rest", *FILE_KINDS]
+# Which settings a source of each kind, paging and authentication uses: field -> alternatives,
+# each a set of conditions that must all hold. The admin shows only these rows (see
+# static/importer/source_form.js); validation ignores the others.
+FIELD_CONDITIONS: dict[str, list[dict[str, list[str]]]] = {
+    "source_url": [{"source_kind": READ_OVER_HTTP}],
+    "source_file": [{"source_kind": FILE_KINDS}],
+    "plugin": [{"source_kind": ["plugin"]}],
+    "plugin_options": [{"source_kind": ["plugin"]}],
+    "records_path": [{"source_kind": ["rest", "json"]}],
+    "extra_headers": [{"source_kind": READ_OVER_HTTP}],
+    "extra_params": [{"source_kind": READ_OVER_HTTP}],
+    "request_timeout": [{"source_kind": READ_OVER_HTTP}],
+    "ca_bundle": [{"source_kind": READ_OVER_HTTP}],
+    "pagination": [{"source_kind": ["rest"]}],
+    "offset_param": [{"source_kind": ["rest"], "pagination": ["offset"]}],
+    "limit_param": [
+        {
+            "source_kind": ["rest"],
+            "pagination": ["offset", "page", "cursor", "next_url", "link_header"],
+        }
+    ],
+    "page_param": [{"source_kind": ["rest"], "pagination": ["page"]}],
+    "first_page": [{"source_kind": ["rest"], "pagination": ["page"]}],
+    "cursor_param": [{"source_kind": ["rest"], "pagination": ["cursor"]}],
+    "cursor_path": [{"source_kind": ["rest"], "pagination": ["cursor", "next_url"]}],
+    "total_path": [{"source_kind": ["rest"], "pagination": ["offset", "page"]}],
+    "source_auth": [{"source_kind": READ_OVER_HTTP}],
+    "auth_username": [
+        {"source_kind": READ_OVER_HTTP, "source_auth": ["basic", "oauth2_client_credentials"]}
+    ],
+    "source_token": [
+        {
+            "source_kind": READ_OVER_HTTP,
+            "source_auth": [
+                "bearer",
+                "basic",
+                "api_key_header",
+                "api_key_query",
+                "oauth2_client_credentials",
+            ],
+        },
+        {"source_kind": ["plugin"]},
+    ],
+    "auth_key_name": [
+        {"source_kind": READ_OVER_HTTP, "source_auth": ["api_key_header", "api_key_query"]}
+    ],
+    "oauth_token_url": [
+        {"source_kind": READ_OVER_HTTP, "source_auth": ["oauth2_client_credentials"]}
+    ],
+    "oauth_scope": [{"source_kind": READ_OVER_HTTP, "source_auth": ["oauth2_client_credentials"]}],
+    "csv_delimiter": [{"source_kind": ["csv"]}],
+    "csv_quotechar": [{"source_kind": ["csv"]}],
+    "csv_has_header": [{"source_kind": ["csv"]}],
+    "csv_fieldnames": [{"source_kind": ["csv"]}],
+    "file_encoding": [{"source_kind": FILE_KINDS}],
+}
+CHOOSERS = ["source_kind", "pagination", "source_auth"]
+
+
+def field_is_used(name: str, chosen: dict[str, str]) -> bool:
+    """Whether a source with these kind, paging and authentication uses the setting."""
+    alternatives = FIELD_CONDITIONS.get(name)
+    if alternatives is None:
+        return True
+    return any(
+        all(chosen.get(chooser) in values for chooser, values in conditions.items())
+        for conditions in alternatives
+    )
+
+
+class LocatedJSONField(forms.JSONField):
+    """JSON whose syntax errors name the line and column."""
+
+    def to_python(self, value):
+        if isinstance(value, str) and value.strip():
+            try:
+                json.loads(value)
+            except json.JSONDecodeError as error:
+                raise forms.ValidationError(
+                    "Not valid JSON: %(problem)s at line %(line)d, column %(column)d.",
+                    code="invalid",
+                    params={"problem": error.msg, "line": error.lineno, "column": error.colno},
+                ) from None
+        return super().to_python(value)
+
+
+class SchemeURLField(forms.URLField):
+    """A URL must be typed with its scheme: nothing is added to it silently."""
+
+    def __init__(self, **kwargs):
         kwargs["assume_scheme"] = "https"
+        super().__init__(**kwargs)
+
+    def to_python(self, value):
+        value = (value or "").strip()
+        if value and "://" not in value:
+            raise forms.ValidationError(
+                "Give the whole URL with its scheme, e.g. https://%(value)s.",
+                code="no_scheme",
+                params={"value": value},
+            )
+        return super().to_python(value)
+
+
+def strict_formfield(model_field, **kwargs):
+    """URLs keep their scheme, JSON errors say where, counts start at 1."""
+    if isinstance(model_field, models.URLField):
+        kwargs["form_class"] = SchemeURLField
+    if isinstance(model_field, models.JSONField):
+        kwargs["form_class"] = LocatedJSONField
     return model_field.formfield(**kwargs)
 
 
-class PrettyJSONField(forms.JSONField):
+# Counts that must be at least 1 (0 would be refused by the source or stop all work).
+AT_LEAST_ONE = ("page_size", "max_chunks_in_flight")
+
+
+class PrettyJSONField(LocatedJSONField):
     """Shows the mapping indented, so staff can read and edit it."""
 
     def prepare_value(self, value):
@@ -113,7 +223,7 @@ class ImportSourceForm(forms.ModelForm):
 
     class Meta:
         model = ImportSource
-        formfield_callback = https_by_default
+        formfield_callback = strict_formfield
         fields = [
             "name",
             "enabled",
@@ -122,6 +232,7 @@ class ImportSourceForm(forms.ModelForm):
             "import_source_id",
             "assets_token",
             *SOURCE_FIELDS,
+            *CONNECTION_FIELDS,
             *PAGING_FIELDS,
             *AUTH_FIELDS,
             *FILE_FIELDS,
@@ -141,6 +252,12 @@ class ImportSourceForm(forms.ModelForm):
         for name in MASKED_JSON_FIELDS:
             if name in self.fields:
                 self.initial[name] = mask_secret_values(getattr(self.instance, name))
+        for name in AT_LEAST_ONE:
+            if name in self.fields:
+                field = self.fields[name]
+                field.min_value = 1
+                field.validators.append(MinValueValidator(1))
+                field.widget.attrs["min"] = 1
 
     def _unmasked(self, name: str):
         """The submitted value, with masked secrets put back from the stored source."""
@@ -186,11 +303,23 @@ class ImportSourceForm(forms.ModelForm):
             raise forms.ValidationError([str(problem) for problem in problems])
         return document
 
+    def chosen(self) -> dict[str, str]:
+        """The kind, paging and authentication chosen on the form (or stored)."""
+        return {
+            name: self.cleaned_data.get(name) or getattr(self.instance, name) for name in CHOOSERS
+        }
+
     def clean(self):
         cleaned = super().clean()
+        chosen = self.chosen()
+        # Settings the chosen kind does not use are hidden: their errors would be invisible,
+        # and they change nothing, so they are not held against the form.
+        for name in list(self.errors):
+            if name in self.fields and not field_is_used(name, chosen):
+                del self.errors[name]
         kind = cleaned.get("source_kind")
         Kind, Auth = ImportSource.Kind, ImportSource.AuthKind
-        if kind == Kind.REST and not cleaned.get("source_url"):
+        if kind == Kind.REST and not cleaned.get("source_url") and "source_url" not in self.errors:
             self.add_error("source_url", "A REST source needs the URL that lists its records.")
         if kind in (Kind.CSV, Kind.JSON, Kind.JSONL) and not (
             cleaned.get("source_url") or cleaned.get("source_file")
@@ -203,7 +332,7 @@ class ImportSourceForm(forms.ModelForm):
                 "cursor_path",
                 cursor_path_problem(cleaned.get("pagination"), cleaned.get("cursor_path") or ""),
             )
-        auth = cleaned.get("source_auth")
+        auth = cleaned.get("source_auth") if kind in READ_OVER_HTTP else Auth.NONE
         has_secret = bool(cleaned.get("source_token") or self.instance.source_token)
         if auth != Auth.NONE and not has_secret:
             self.add_error(
@@ -266,7 +395,8 @@ class ScheduleForm(forms.ModelForm):
 
     start_local = forms.DateTimeField(
         label="Start time",
-        help_text="The first run (YYYY-MM-DD HH:MM), as wall-clock time in the time zone below.",
+        help_text="The first run (YYYY-MM-DD HH:MM), as wall-clock time in the schedule's "
+        "time zone (the Timezone field).",
     )
 
     class Meta:

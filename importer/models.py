@@ -259,10 +259,13 @@ class ExecutionQuerySet(models.QuerySet):
             state=ExecutionState.INGESTING, started_at=timezone.now()
         )
 
-    def record_fetched(self, *, records: int) -> bool:
-        """Count a fetched page; False when the execution no longer takes data."""
+    def record_fetched(self, *, records: int, total: int | None = None) -> bool:
+        """Count a fetched page (and the source's total, when it tells one); False when the
+        execution no longer takes data."""
         return self.ingesting().stamp(
-            pages_fetched=F("pages_fetched") + 1, records_fetched=F("records_fetched") + records
+            pages_fetched=F("pages_fetched") + 1,
+            records_fetched=F("records_fetched") + records,
+            **({"records_total": total} if total is not None else {}),
         )
 
     def record_last_page(self, index: int) -> bool:
@@ -397,9 +400,18 @@ class Execution(models.Model):
     )
     pages_fetched = models.PositiveIntegerField(default=0)
     records_fetched = models.PositiveIntegerField(default=0)
+    records_total = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="The number of records the source says it holds, if it does.",
+    )
     pages_submitted = models.PositiveIntegerField(default=0)
     records_submitted = models.PositiveIntegerField(default=0)
-    records_skipped = models.PositiveIntegerField(default=0)
+    records_skipped = models.PositiveIntegerField(
+        "records left out",
+        default=0,
+        help_text="Records not sent to Assets (no identity, or a value that does not convert).",
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -526,7 +538,10 @@ class ChunkJobQuerySet(models.QuerySet):
         )
 
     def cancel_queued(self) -> bool:
-        return self.filter(state=ChunkJob.State.QUEUED).stamp(state=ChunkJob.State.CANCELLED)
+        """Queued chunks will not run (a cancelled chunk has no next attempt)."""
+        return self.filter(state=ChunkJob.State.QUEUED).stamp(
+            state=ChunkJob.State.CANCELLED, next_attempt_at=None
+        )
 
     def requeue_failed(self, *, note: str) -> bool:
         """Failed chunks start over (an operator's retry)."""
@@ -542,7 +557,8 @@ class ChunkJob(models.Model):
         QUEUED = "QUEUED", "Queued"
         RUNNING = "RUNNING", "Running"
         SUBMITTED = "SUBMITTED", "Submitted"
-        SKIPPED = "SKIPPED", "Skipped"  # fanned out past the source's end: nothing to send
+        # Fanned out past the source's end: nothing to send. Stored as SKIPPED.
+        SKIPPED = "SKIPPED", "Past the end"
         FAILED = "FAILED", "Failed"
         CANCELLED = "CANCELLED", "Cancelled"
 
@@ -563,8 +579,10 @@ class ChunkJob(models.Model):
     worker = models.CharField(
         max_length=100, blank=True, help_text="host:pid of the worker that ran the last attempt."
     )
-    record_count = models.PositiveIntegerField(default=0)
-    skipped_count = models.PositiveIntegerField(default=0)
+    record_count = models.PositiveIntegerField("records", default=0)
+    skipped_count = models.PositiveIntegerField(
+        "records left out", default=0, help_text="Records of this page not sent to Assets."
+    )
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -1,62 +1,148 @@
-"""How far an execution has come, for the admin, its JSON endpoint and `run_import --wait`."""
+"""How far an execution has come, for the admin, its JSON endpoint and `run_import --wait`.
 
-from importer.models import Execution
+Progress is only claimed where it is known: records against the total when the source tells
+it, else pages against the source's last page once that is known, else no percentage at all
+(the admin then shows an indeterminate bar with the counts so far).
+"""
+
+from django.db.models import Count
+
+from importer.models import ChunkJob, Execution
+
+State = Execution.State
+# An estimate of the time left is given only once this share of the work is done.
+MIN_SHARE_FOR_ESTIMATE = 0.05
 
 
-def percent_done(execution: Execution) -> int:
-    """Submitted pages against the pages known so far (100 once Assets has everything)."""
-    if execution.state in (Execution.State.PROCESSING, Execution.State.DONE):
-        return 100
+def _work(execution: Execution) -> tuple[str, int, int] | None:
+    """(basis, done, total) of the work the source has told us about, or None."""
+    if execution.records_total:
+        done = execution.records_submitted + execution.records_skipped
+        return "records", done, execution.records_total
     if execution.last_chunk_index is not None:
-        total = execution.last_chunk_index + 1
-    else:
-        # Until the last page is seen, the total is at least one page beyond those fetched.
-        total = execution.pages_fetched + 1
-    return min(99, int(100 * execution.pages_submitted / max(total, 1)))
+        return "pages", execution.pages_submitted, execution.last_chunk_index + 1
+    return None
 
 
-def seconds_left(execution: Execution, elapsed: float) -> float | None:
-    """Estimated from the pace so far, once the number of pages is known."""
-    if execution.last_chunk_index is None or not execution.pages_submitted:
+def percent_done(execution: Execution) -> int | None:
+    """Done against the known total, 100 once Assets has everything; None when unknown."""
+    if execution.state in (State.PROCESSING, State.DONE):
+        return 100
+    work = _work(execution)
+    if work is None:
         return None
-    if execution.state not in (Execution.State.INGESTING, Execution.State.COMPLETING):
+    _, done, total = work
+    # 100 % is kept for "Assets has it all": the last page may still be on its way.
+    return min(99, int(100 * done / max(total, 1)))
+
+
+def seconds_left(execution: Execution, elapsed: float) -> int | None:
+    """Estimated from the pace so far, once enough is done to tell; never 0 with work left."""
+    if execution.state != State.INGESTING or not elapsed:
         return None
-    remaining = execution.last_chunk_index + 1 - execution.pages_submitted
-    return max(0.0, remaining * elapsed / execution.pages_submitted)
+    work = _work(execution)
+    if work is None:
+        return None
+    _, done, total = work
+    remaining = total - done
+    if remaining <= 0 or done < MIN_SHARE_FOR_ESTIMATE * total or not done:
+        return None
+    return max(1, round(remaining * elapsed / done))
 
 
-def progress_of(execution: Execution) -> dict:
+def chunk_counts(execution: Execution) -> dict[str, int]:
+    """Chunks of the execution by state (one grouped query on the chunk state index).
+
+    Kept on the instance, so one page asks once however many of its fields show them.
+    """
+    if getattr(execution, "_chunk_counts", None) is None:
+        rows = ChunkJob.objects.filter(execution=execution).values("state").order_by()
+        counts = {state: 0 for state in ChunkJob.State.values}
+        for row in rows.annotate(n=Count("id")):
+            counts[row["state"]] = row["n"]
+        execution._chunk_counts = counts
+    return execution._chunk_counts
+
+
+def retries_of(execution: Execution) -> list[dict]:
+    """Pages waiting for another attempt: which, why, when (the soonest first, at most 5)."""
+    waiting = (
+        ChunkJob.objects.filter(
+            execution=execution, state=ChunkJob.State.QUEUED, next_attempt_at__isnull=False
+        )
+        .exclude(last_error_kind="")
+        .order_by("next_attempt_at")
+        .values("index", "attempts", "last_error_kind", "next_attempt_at")[:5]
+    )
+    return [
+        {
+            "page": row["index"] + 1,
+            "attempts": row["attempts"],
+            "reason": row["last_error_kind"],
+            "next_attempt_at": row["next_attempt_at"].isoformat(),
+        }
+        for row in waiting
+    ]
+
+
+def progress_of(execution: Execution, *, with_chunks: bool = False) -> dict:
     duration = execution.duration
     seconds = duration.total_seconds() if duration else 0.0
-    left = seconds_left(execution, seconds)
-    return {
+    work = _work(execution)
+    progress = {
         "id": execution.pk,
         "state": execution.state,
+        "state_label": execution.get_state_display(),
         "finished": execution.state in Execution.FINISHED_STATES,
         "percent": percent_done(execution),
+        "basis": work[0] if work else None,
         "pages_fetched": execution.pages_fetched,
         "pages_submitted": execution.pages_submitted,
         "pages_total": (
             execution.last_chunk_index + 1 if execution.last_chunk_index is not None else None
         ),
+        "records_fetched": execution.records_fetched,
+        "records_total": execution.records_total,
         "records_submitted": execution.records_submitted,
         "records_skipped": execution.records_skipped,
         "records_per_second": round(execution.records_submitted / seconds, 1) if seconds else None,
-        "seconds_left": round(left) if left is not None else None,
+        "seconds_left": seconds_left(execution, seconds),
         "stalled": execution.stalled_since is not None,
         "error": execution.error,
     }
+    if with_chunks:
+        progress["chunks"] = chunk_counts(execution)
+        progress["retries"] = retries_of(execution) if not progress["finished"] else []
+    return progress
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 90:
+        return f"{seconds} s"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds // 3600} h {seconds // 60 % 60:02d} min"
 
 
 def describe(progress: dict) -> str:
     """One line for people; static/importer/progress.js writes the same while polling."""
-    parts = [f"{progress['percent']}%", progress["state"]]
-    if progress["records_submitted"]:
-        parts.append(f"{progress['records_submitted']} records")
+    parts = [] if progress["percent"] is None else [f"{progress['percent']}%"]
+    parts.append(progress.get("state_label") or progress["state"])
+    submitted, total = progress["records_submitted"], progress["records_total"]
+    if progress["basis"] == "records" and not progress["finished"]:
+        parts.append(f"{submitted} of {total} records")
+    elif progress["basis"] == "pages" and not progress["finished"]:
+        parts.append(
+            f"{submitted} records, page {progress['pages_submitted']} of {progress['pages_total']}"
+        )
+    elif progress["percent"] is None and not progress["finished"]:
+        parts.append(f"{submitted} records so far, total not known yet")
+    elif submitted:
+        parts.append(f"{submitted} records")
     if progress["records_per_second"]:
         parts.append(f"{progress['records_per_second']} records/s")
     if progress["seconds_left"] is not None:
-        parts.append(f"about {progress['seconds_left']} s left")
+        parts.append(f"about {_duration(progress['seconds_left'])} left")
     if progress["stalled"]:
         parts.append("STALLED")
     return " · ".join(parts)

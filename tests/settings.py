@@ -16,6 +16,13 @@ TEST_RUN_ID = os.environ.setdefault("TEST_RUN_ID", str(os.getpid()))
 Q_CLUSTER["name"] = f"assets-sync-test-{TEST_RUN_ID}"  # noqa: F405
 if REDIS_URL:  # noqa: F405
     CACHES["default"]["KEY_PREFIX"] = f"test-{TEST_RUN_ID}"  # noqa: F405
+# Tests render pages without running collectstatic first (the browser test of the production
+# path runs it, with the project's own settings).
+MIDDLEWARE = [name for name in MIDDLEWARE if not name.startswith("whitenoise.")]  # noqa: F405
+STORAGES = {
+    **STORAGES,  # noqa: F405
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Retries are rescheduled, never slept on, so tests can hold a chunk in its retry state.
 CHUNK_RETRY_INLINE_MAX_SECONDS = float(os.environ.get("CHUNK_RETRY_INLINE_MAX_SECONDS", "0"))

@@ -147,6 +147,87 @@ def test_a_mapping_that_is_not_json_is_refused(staff_client, make_source):
     assert "mapping" in response.context["adminform"].form.errors
 
 
+def post_source(client, source, **overrides):
+    return client.post(
+        reverse("admin:importer_importsource_change", args=[source.pk]),
+        source_form_data(source, **overrides),
+    )
+
+
+@pytest.mark.django_db
+def test_a_json_error_names_its_line_and_column(staff_client, make_source):
+    source = make_source()
+
+    response = post_source(staff_client, source, mapping='{\n  "schema": {\n    "a": 1,\n  }\n}')
+
+    errors = response.context["adminform"].form.errors["mapping"]
+    assert errors == [
+        "Not valid JSON: Expecting property name enclosed in double quotes at line 4, column 3."
+    ]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("source_url", "inventory.local/api", "Give the whole URL with its scheme"),
+        ("assets_base_url", "api.atlassian.com", "Give the whole URL with its scheme"),
+        ("page_size", "0", "greater than or equal to 1"),
+        ("max_chunks_in_flight", "0", "greater than or equal to 1"),
+    ],
+)
+def test_a_url_without_scheme_or_a_count_of_zero_is_an_error_not_a_silent_change(
+    staff_client, make_source, field, value, message
+):
+    source = make_source()
+
+    response = post_source(staff_client, source, **{field: value})
+
+    assert message in str(response.context["adminform"].form.errors[field])
+    source.refresh_from_db()
+    assert str(getattr(source, field)) != value
+
+
+@pytest.mark.django_db
+def test_errors_are_listed_at_the_top_with_links_to_their_fields(staff_client, make_source):
+    source = make_source()
+
+    page = post_source(staff_client, source, source_url="inventory.local/api", page_size="0")
+
+    html = page.content.decode()
+    summary = html[html.index('<ul class="error-summary"') :]
+    summary = summary[: summary.index("</ul>")]
+    assert '<a href="#id_source_url">Source URL</a>: Give the whole URL' in summary
+    assert '<a href="#id_page_size">Page size</a>: Ensure this value' in summary
+
+
+@pytest.mark.django_db
+def test_without_javascript_every_row_shows_and_settings_of_other_kinds_are_ignored(
+    staff_client, make_source
+):
+    source = make_source()
+
+    page = staff_client.get(reverse("admin:importer_importsource_change", args=[source.pk]))
+    response = post_source(
+        staff_client,
+        source,
+        source_kind="plugin",
+        plugin="static-list",
+        plugin_options='{"records": []}',
+        source_url="not a url",
+        extra_headers="[broken",
+        oauth_token_url="nowhere",
+    )
+
+    html = page.content.decode()
+    for name in ("plugin_options", "csv_delimiter", "oauth_token_url", "cursor_path"):
+        assert f"field-{name}" in html
+    assert '<script id="source-form-conditions" type="application/json">' in html
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    source.refresh_from_db()
+    assert (source.source_kind, source.plugin) == ("plugin", "static-list")
+
+
 @pytest.mark.django_db
 def test_a_second_start_is_refused_with_a_message(staff_client, make_source):
     source = make_source()
@@ -235,3 +316,12 @@ def test_times_are_shown_in_the_time_zone_the_browser_reports(
     assert shown in html
     assert f"Times in {zone}" in html
     assert "importer/timezone.js" in html
+
+
+@pytest.mark.django_db
+def test_the_admin_is_branded_assets_sync(admin_client):
+    page = admin_client.get("/admin/").content.decode()
+
+    assert '<a href="/admin/">assets-sync</a>' in page
+    assert "<title>Imports into Atlassian Assets | assets-sync</title>" in page
+    assert "Django administration" not in page

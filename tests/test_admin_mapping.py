@@ -98,3 +98,18 @@ def test_the_change_page_shows_the_mapping_as_a_table(admin_client, make_source)
 
     assert 'class="mapping-table"' in page
     assert "externalIdPart" in page
+
+
+@pytest.mark.django_db
+def test_the_mapping_at_a_glance_shows_each_locator_whole(admin_client, make_source, demo_mapping):
+    attributes = demo_mapping["mapping"]["objectTypeMappings"][0]["attributesMapping"]
+    attributes[1]["attributeLocators"] = ["hostname", "fqdn"]
+    source = make_source(mapping=demo_mapping)
+
+    page = admin_client.get(
+        reverse("admin:importer_importsource_change", args=[source.pk])
+    ).content.decode()
+
+    assert "<code>serial</code>" in page
+    assert "<code>hostname, fqdn</code>" in page
+    assert "s, e, r" not in page

@@ -8,14 +8,26 @@ and reloads the page once at the end), and get a field error for a broken mappin
 import json
 import os
 import re
+import socket
+import subprocess
+import sys
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
+import requests
 from django.contrib.auth.models import Group
 from django.db import connections
 
 from importer.models import Execution, ImportSource
-from tests.conftest import ARTIFACTS, DEMO_MAPPING, ROOT, SANDBOX_TOKEN
+from tests.conftest import (
+    ARTIFACTS,
+    DEMO_MAPPING,
+    ROOT,
+    SANDBOX_TOKEN,
+    _database_url_of_test_database,
+    wait_for,
+)
 
 BROWSER_TIME_ZONE = "Pacific/Auckland"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -219,10 +231,10 @@ def test_a_staff_user_adds_a_source_pushes_its_mapping_and_watches_the_import(
     chunks = page.locator("tr.chunk-row").evaluate_all(
         "rows => rows.map(row => [...row.cells].map(cell => cell.textContent.trim()))"
     )
-    states = [(number, state, records) for number, state, _, _, _, _, records, *_ in chunks]
+    states = [(number, state, records) for number, state, _, _, _, records, *_ in chunks]
     assert states[:5] == [(str(n), "Submitted", r) for n, r in enumerate(SUBMITTED, 1)], chunks
-    # A chunk fanned out past the end is skipped, or cancelled when the import completed first.
-    assert all(state in ("Skipped", "Cancelled") for _, state, _ in states[5:]), chunks
+    # A chunk fanned out past the end says so, or is cancelled when the import completed first.
+    assert all(state in ("Past the end", "Cancelled") for _, state, _ in states[5:]), chunks
     assert all(records == "0" for _, _, records in states[5:]), chunks
     shoot(page, "7-execution-done")
     # Rendered unfinished and reloaded once at the end, or (a quick import) finished at once.
@@ -265,3 +277,370 @@ def test_a_broken_mapping_is_shown_as_a_field_error_and_nothing_is_saved(
     expect(field(page, "Name")).to_have_value("demo-inventory")
     shoot(page, "8-broken-mapping-refused")
     assert not ImportSource.objects.exists()
+
+
+def visible_rows(page) -> set[str]:
+    """The names of the form rows a user sees."""
+    return set(
+        page.locator("#importsource_form .form-row").evaluate_all(
+            """rows => rows.filter(row => row.offsetParent !== null).map(
+                row => [...row.classList].find(c => c.startsWith("field-")).slice(6))"""
+        )
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rest_source_with_bearer_auth_shows_only_its_own_fields(
+    browser_page, live_server, administrator, sandbox, inventory
+):
+    page = browser_page
+    log_in(page, live_server, administrator)
+    open_add_source_form(page)
+    shoot(page, "14-add-source-blank")
+    blank = visible_rows(page)
+    assert {"source_url", "records_path", "pagination", "offset_param", "source_auth"} <= blank
+    hidden = {"plugin", "plugin_options", "source_file", "csv_delimiter", "cursor_path"}
+    assert not hidden & blank, blank
+    assert not {"source_token", "auth_username", "oauth_token_url", "oauth_scope"} & blank
+    assert page.evaluate("document.documentElement.scrollHeight") < 2600
+
+    field(page, "Source authentication").select_option(label="Bearer token")
+    expect(page.locator(".form-row.field-source_token")).to_be_visible()
+    assert not {"auth_username", "auth_key_name", "oauth_token_url"} & visible_rows(page)
+    field(page, "Kind").select_option(label="CSV file")
+    expect(page.locator(".form-row.field-source_file")).to_be_visible()
+    expect(page.locator(".form-row.field-pagination")).to_be_hidden()
+    expect(page.locator(".form-row.field-csv_delimiter")).to_be_visible()
+    field(page, "Kind").select_option(label="REST / JSON API")
+    expect(page.locator(".form-row.field-source_file")).to_be_hidden()
+
+    fill_source_form(page, sandbox=sandbox, inventory=inventory, mapping_text=DEMO_MAPPING_TEXT)
+    field(page, "Source secret").fill("inventory-bearer-token")
+    field(page, "Source URL").fill(inventory.base_url.removeprefix("http://") + "/api/computers")
+    shoot(page, "15-add-rest-source-with-bearer")
+    page.get_by_role("button", name="Save", exact=True).click()
+
+    # The URL without its scheme is refused, and the summary at the top leads to it.
+    summary = page.locator("ul.error-summary")
+    expect(summary).to_contain_text("Source URL: Give the whole URL with its scheme")
+    shoot(page, "16-add-source-error-summary")
+    summary.get_by_role("link", name="Source URL").click()
+    expect(field(page, "Source URL")).to_be_in_viewport()
+    field(page, "Source URL").fill(f"{inventory.base_url}/api/computers")
+    field(page, "Assets token").fill(SANDBOX_TOKEN)
+    field(page, "Source secret").fill("inventory-bearer-token")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("ul.messagelist")).to_contain_text("was added successfully")
+    source = ImportSource.objects.get(name="demo-inventory")
+    assert (source.source_auth, source.source_token) == ("bearer", "inventory-bearer-token")
+    assert source.source_url == f"{inventory.base_url}/api/computers"
+
+
+# --- the execution page, live --------------------------------------------------------------
+
+WHOLE_NUMBER_BETWEEN_1_AND_119 = re.compile(r"^\s*([1-9]|[1-9][0-9]|1[01][0-9])\s*$")
+
+
+@pytest.fixture
+def slow_source(make_source, sandbox, inventory):
+    """120 records in 12 pages of 10, read one page at a time from a source slowed down."""
+    from importer import services
+
+    inventory.latency = 0.4
+    source = make_source(page_size=10, max_chunks_in_flight=1, total_path="total")
+    return services.push_mapping(source=source)
+
+
+def open_execution(page, live_server, execution) -> None:
+    page.add_init_script(RECORD_RENDERS)
+    page.goto(f"{live_server.url}/admin/importer/execution/{execution.pk}/change/")
+    expect(page.locator(".import-progress[data-detailed]")).to_have_count(1)
+
+
+def renders(page) -> list[str]:
+    return page.evaluate("JSON.parse(sessionStorage.getItem('renders') || '[]')")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_execution_page_shows_counters_chunks_and_a_retry_change_while_it_runs(
+    browser_page, live_server, administrator, slow_source, inventory, cluster
+):
+    page = browser_page
+    # Page 6 fails once; the source asks to be called again in 3 s.
+    inventory.faults.add(
+        method="GET", path_contains="offset=50", status=503, retry_after="3", times=1
+    )
+    log_in(page, live_server, administrator)
+    page.goto(f"{live_server.url}/admin/importer/importsource/")
+    run_action(page, "inventory", "Start import")
+    page.add_init_script(RECORD_RENDERS)
+    page.locator("ul.messagelist").get_by_role(
+        "link", name=re.compile(r"follow execution #\d+")
+    ).click()
+    progress = page.locator(".import-progress[data-detailed]")
+    records = page.locator(".field-records_submitted .readonly")
+    submitted_rows = page.locator("tr.chunk-row[data-state=SUBMITTED]")
+
+    # Counters and chunk rows change while the page stays the one first rendered.
+    expect(records).to_have_text(WHOLE_NUMBER_BETWEEN_1_AND_119)
+    expect(submitted_rows).not_to_have_count(0)
+    expect(page.locator(".import-progress-label")).to_contain_text(re.compile(r"of 120 records"))
+    shoot(page, "9-execution-running")
+
+    retries = page.locator(".field-retries_label .readonly")
+    # The import reaches page 6 at the source's pace, however busy the machine is.
+    expect(retries).to_contain_text(
+        re.compile(r"page 6 waits after attempt 1 \(.+\)"), timeout=IMPORT_TIMEOUT_MS
+    )
+    expect(retries).to_contain_text(re.compile(r"next attempt .*\((in \d+ s|due now)\)"))
+    retried = page.locator("tr.chunk-row").nth(5)
+    expect(retried).to_have_attribute("data-state", "QUEUED")
+    expect(retried.locator("td").nth(4)).to_contain_text(re.compile(r"in \d+ s|due now"))
+    assert renders(page) == ["false"], "the page was reloaded while the import ran"
+    shoot(page, "10-execution-retry-waiting")
+
+    # The retry succeeds, and the page shows it without a reload.
+    expect(retried).to_have_attribute("data-state", "SUBMITTED", timeout=IMPORT_TIMEOUT_MS)
+    expect(retried.locator("td").nth(4)).to_have_text("—")
+    expect(progress).not_to_have_attribute("data-percent", "")
+    assert renders(page)[0] == "false"
+    shoot(page, "11-execution-retry-done")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_operator_cancels_an_import_from_its_page(
+    browser_page, live_server, administrator, slow_source, inventory, cluster
+):
+    from importer import services
+
+    page = browser_page
+    inventory.latency = 1.0
+    execution = services.start_import(source=slow_source, user=administrator)
+    log_in(page, live_server, administrator)
+    open_execution(page, live_server, execution)
+    expect(page.locator(".field-records_submitted .readonly")).to_have_text(
+        WHOLE_NUMBER_BETWEEN_1_AND_119
+    )
+
+    page.get_by_role("link", name="Cancel import").click()
+    expect(page.locator("h1")).to_have_text(f"Cancel import #{execution.pk}?")
+    shoot(page, "12-cancel-confirmation")
+    page.get_by_role("button", name="Yes, cancel the import").click()
+
+    expect(page.locator("ul.messagelist")).to_contain_text(f"Import #{execution.pk} cancelled.")
+    expect(page.locator(".field-state_label")).to_contain_text("CANCELLED")
+    expect(page.get_by_role("link", name="Cancel import")).to_have_count(0)
+    expect(page.locator(".import-progress[data-detailed]")).to_have_attribute(
+        "data-finished", "true"
+    )
+    shoot(page, "13-execution-cancelled")
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.CANCELLED
+    cancelled = execution.chunks.filter(state="CANCELLED")
+    assert not cancelled.exclude(next_attempt_at=None).exists()
+
+
+# --- lists on a laptop screen ----------------------------------------------------------------
+
+LAPTOP = {"width": 1366, "height": 768}
+OVERFLOW = """() => {
+  const table = document.querySelector(arguments_selector);
+  return {
+    page: document.documentElement.scrollWidth - window.innerWidth,
+    table: table.scrollWidth - table.parentElement.clientWidth,
+  };
+}"""
+
+
+def overflow(page, selector: str) -> dict:
+    """How far the page scrolls sideways, and the table past the box holding it."""
+    return page.evaluate(OVERFLOW.replace("arguments_selector", json.dumps(selector)))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_lists_fit_a_1366_pixel_screen(browser_page, live_server, administrator, make_source):
+    from django.utils import timezone
+
+    page = browser_page
+    page.set_viewport_size(LAPTOP)
+    source = make_source(name="inventory-of-the-datacentre-in-frankfurt-rack-row-b")
+    now = timezone.now()
+    execution = None
+    for state in ("DONE", "FAILED", "CANCELLED", "INGESTING"):
+        execution = Execution.objects.create(
+            source=source,
+            state=state,
+            started_at=now,
+            finished_at=now if state != "INGESTING" else None,
+            records_submitted=123456,
+            records_total=300000,
+            assets_execution_id="9f1c7a52-3d0e-4d5b-a8f7-0c6b7e3f2a11",
+        )
+    failure = "attempt 3 failed: source 'x' answered 503 " + "with a long explanation " * 8
+    for index in range(6):
+        execution.chunks.create(
+            index=index,
+            cursor=f"https://inventory.example/api/computers?cursor={'c' * 80}{index}",
+            state="QUEUED" if index == 5 else "SUBMITTED",
+            attempts=3,
+            last_error_kind="source_unavailable",
+            worker="worker-host-with-a-long-name.example.com:123456",
+            record_count=1000,
+            error=failure if index == 5 else "",
+            next_attempt_at=now if index == 5 else None,
+        )
+    log_in(page, live_server, administrator)
+
+    for name, url, table in [
+        ("executions", "/admin/importer/execution/", "#result_list"),
+        ("sources", "/admin/importer/importsource/", "#result_list"),
+        ("chunks", f"/admin/importer/execution/{execution.pk}/change/", "table.chunk-table"),
+    ]:
+        page.goto(live_server.url + url)
+        shoot(page, f"17-list-{name}-1366px")
+        reach = overflow(page, table)
+        assert reach["page"] <= 0 and reach["table"] <= 0, (name, reach)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_viewer_reads_the_dashboard(browser_page, live_server, administrator, make_source):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    page = browser_page
+    source = make_source()
+    now = timezone.now()
+    for days_ago, outcomes in [(0, "DDDFF"), (1, "DDC"), (4, "DFFF"), (9, "DDDD")]:
+        for number, outcome in enumerate(outcomes):
+            state = {"D": "DONE", "F": "FAILED", "C": "CANCELLED"}[outcome]
+            execution = Execution.objects.create(
+                source=source,
+                state=state,
+                started_at=now - timedelta(days=days_ago, seconds=90 + 20 * number),
+                finished_at=now - timedelta(days=days_ago),
+                records_submitted=300 if state == "DONE" else 40 * number,
+                error="source answered 503" if state == "FAILED" else "",
+            )
+            Execution.objects.filter(pk=execution.pk).update(
+                created_at=now - timedelta(days=days_ago)
+            )
+    log_in(page, live_server, administrator)
+
+    page.goto(f"{live_server.url}/admin/importer/execution/")
+    page.get_by_role("link", name="Dashboard").click()
+
+    imports = page.get_by_role("img", name="Imports per day, by outcome")
+    expect(imports).to_be_visible()
+    expect(imports.locator("text.axis-label")).to_have_text(["day (last 30 days)", "imports"])
+    # Days are the viewer's own: the browser's zone, not the site's.
+    today = now.astimezone(ZoneInfo(BROWSER_TIME_ZONE)).strftime("%d %b")
+    expect(imports.locator("rect title")).to_contain_text(
+        [f"{today}: 3 done", f"{today}: 2 failed or refused"]
+    )
+    legend = page.locator("ul.chart-legend").first
+    expect(legend).to_have_text(re.compile(r"done\s*failed or refused\s*cancelled"))
+    durations = page.get_by_role("img", name="Duration per run")
+    expect(durations.locator("text.axis-label")).to_have_text(
+        ["run (execution number, oldest first)", "seconds"]
+    )
+    expect(page.locator("#success-rate")).to_have_text("62.5 %")  # 10 of 16 runs
+    shoot(page, "18-dashboard")
+
+
+# --- production: collectstatic, DEBUG off, gunicorn ----------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def production_server(tmp_path, transactional_db, settings):
+    """The README's production steps: collectstatic, then gunicorn with DEBUG off."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "assets_sync.settings",
+        "DEBUG": "false",
+        "SECRET_KEY": settings.SECRET_KEY,
+        "DATABASE_URL": _database_url_of_test_database(),
+        "STATIC_ROOT": str(tmp_path / "static"),
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+    }
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    with open(ARTIFACTS / "gunicorn.log", "a") as log:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "assets_sync.wsgi",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "1",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            return requests.get(f"{url}/admin/login/", timeout=10).status_code == 200
+        except requests.RequestException:
+            return False
+
+    try:
+        wait_for(answers, timeout=30, message="gunicorn did not start")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_production_serves_a_styled_admin_and_a_live_execution_page_with_debug_off(
+    browser_page, production_server, administrator, make_source
+):
+    from django.contrib.auth.hashers import PBKDF2PasswordHasher
+
+    page = browser_page
+    # The production settings do not know the tests' fast hasher.
+    administrator.password = PBKDF2PasswordHasher().encode(PASSWORD, "productionsalt")
+    administrator.save(update_fields=["password"])
+    execution = Execution.objects.create(source=make_source(), state=Execution.State.INGESTING)
+    static = []
+    page.on("response", lambda r: static.append(r) if "/static/" in r.url else None)
+
+    class Server:
+        url = production_server
+
+    log_in(page, Server, administrator)
+    with page.expect_request(re.compile(rf"/execution/{execution.pk}/live/")):
+        page.goto(f"{production_server}/admin/importer/execution/{execution.pk}/change/")
+    expect(page.locator(".import-progress-label")).to_contain_text("total not known yet")
+    shoot(page, "20-production-execution-page")
+
+    names = [response.url.rsplit("/", 1)[-1] for response in static]
+    assert all(response.status == 200 for response in static), [
+        (response.url, response.status) for response in static
+    ]
+    assert any(re.fullmatch(r"base\.[0-9a-f]{12}\.css", name) for name in names), names
+    assert any(re.fullmatch(r"progress\.[0-9a-f]{12}\.js", name) for name in names), names
+    progress_js = next(r for r in static if "progress." in r.url)
+    assert "max-age=315360000" in progress_js.headers["cache-control"]
+    # The admin's own style sheet applies: the header is a coloured bar, not plain text.
+    expect(page.locator("#header")).not_to_have_css("background-color", "rgba(0, 0, 0, 0)")

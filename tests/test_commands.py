@@ -53,7 +53,7 @@ def test_import_sources_creates_a_source_and_says_so(tmp_path, sandbox, inventor
     output = run("import_sources", path)
 
     source = ImportSource.objects.get(name="laptops")
-    assert output.strip() == "created laptops"
+    assert output.strip() == "created laptops; mapping pushed to Assets"
     assert source.pagination == "page"
     assert source.page_size == 40
     assert source.source_auth == "bearer"
@@ -113,7 +113,9 @@ def test_an_exported_file_imports_back_unchanged(tmp_path, sandbox, inventory, d
     run("import_sources", write(tmp_path, [source_entry(sandbox, inventory, demo_mapping)]))
     exported = json.loads(run("export_sources", "--with-secrets"))
 
-    assert run("import_sources", write(tmp_path, exported)).strip() == "unchanged laptops"
+    assert run("import_sources", write(tmp_path, exported), "--no-push").strip() == (
+        "unchanged laptops"
+    )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -143,7 +145,7 @@ def test_run_import_exits_non_zero_when_the_import_fails(make_source, inventory,
 def test_the_demo_source_configuration_is_valid(tmp_path, sandbox, inventory):
     entry = demo_source_config(sandbox_url=sandbox.base_url, inventory_url=inventory.base_url)
 
-    output = run("import_sources", write(tmp_path, [entry]))
+    output = run("import_sources", write(tmp_path, [entry]), "--no-push")
 
     assert output.strip() == "created demo-inventory"
 
@@ -234,9 +236,13 @@ def test_every_documented_source_kind_imports_and_exports_back(
 ):
     entry = source_entry(sandbox, inventory, demo_mapping, source=DOCUMENTED_SOURCES[kind])
 
-    assert run("import_sources", write(tmp_path, [entry])).strip() == "created laptops"
+    assert run("import_sources", write(tmp_path, [entry]), "--no-push").strip() == (
+        "created laptops"
+    )
     exported = json.loads(run("export_sources", "--with-secrets"))
-    assert run("import_sources", write(tmp_path, exported)).strip() == "unchanged laptops"
+    assert run("import_sources", write(tmp_path, exported), "--no-push").strip() == (
+        "unchanged laptops"
+    )
 
 
 def nested(depth: int) -> dict:
@@ -305,3 +311,68 @@ def test_import_sources_refuses_a_file_nested_beyond_reason(tmp_path):
         run("import_sources", str(path))
 
     assert "nested too deeply" in str(error.value)
+
+
+@pytest.mark.django_db
+def test_import_sources_pushes_a_changed_mapping_and_syncs_a_new_schedule_in_one_step(
+    tmp_path, sandbox, inventory, demo_mapping
+):
+    entry = source_entry(sandbox, inventory, demo_mapping)
+    entry["schedule"] = {"frequency": "DAILY", "start_time": "2099-01-01T02:00:00"}
+
+    output = run("import_sources", write(tmp_path, [entry]))
+
+    assert output.strip() == (
+        "created laptops; mapping pushed to Assets; schedule synced to Assets"
+    )
+    assert sandbox.mapping("ws-1", "src-1") == demo_mapping
+    assert sandbox.schedules("src-1")[0]["runFrequency"] == "DAILY"
+    entry["mapping"]["schema"]["objectSchema"]["name"] = "Renamed"
+    assert "mapping pushed to Assets" in run("import_sources", write(tmp_path, [entry]))
+    assert sandbox.mapping("ws-1", "src-1")["schema"]["objectSchema"]["name"] == "Renamed"
+
+
+@pytest.mark.django_db
+def test_import_sources_without_push_leaves_the_mapping_local(
+    tmp_path, sandbox, inventory, demo_mapping
+):
+    output = run(
+        "import_sources",
+        write(tmp_path, [source_entry(sandbox, inventory, demo_mapping)]),
+        "--no-push",
+    )
+
+    assert output.strip() == "created laptops"
+    assert ImportSource.objects.get(name="laptops").mapping_pushed_at is None
+    assert sandbox.mapping("ws-1", "src-1") is None
+
+
+@pytest.mark.django_db
+def test_import_sources_fails_naming_the_source_when_assets_refuses_but_keeps_the_local_change(
+    tmp_path, sandbox, inventory, demo_mapping
+):
+    sandbox.faults.add(method="PUT", path_contains="/mapping", status=400, times=-1)
+    entry = source_entry(sandbox, inventory, demo_mapping)
+    entry["schedule"] = {"frequency": "DAILY", "start_time": "2099-01-01T02:00:00"}
+    out = io.StringIO()
+
+    with pytest.raises(CommandError) as error:
+        call_command("import_sources", write(tmp_path, [entry]), stdout=out)
+
+    message = str(error.value)
+    assert "applied here, but Assets does not match it yet" in message
+    assert "laptops: mapping NOT pushed:" in message
+    assert "laptops: schedule saved here but OUT OF SYNC with Assets" in message
+    assert out.getvalue().startswith("created laptops; mapping NOT pushed")
+    assert ImportSource.objects.get(name="laptops").mapping == demo_mapping
+    assert SANDBOX_TOKEN not in message
+
+
+@pytest.mark.django_db
+def test_push_mapping_pushes_named_sources_and_fails_for_unknown_ones(make_source, sandbox):
+    make_source(name="laptops")
+
+    assert run("push_mapping", "laptops").strip() == "laptops: Assets accepted the mapping"
+    assert ImportSource.objects.get(name="laptops").mapping_pushed_at is not None
+    with pytest.raises(CommandError, match="servers: no source of that name"):
+        run("push_mapping", "laptops", "servers")

@@ -84,6 +84,23 @@ def test_sandbox_accepts_the_demo_mapping_and_counts_its_records(
     assert execution["duplicate_objects"] == 1
 
 
+def test_sandbox_page_says_how_many_objects_it_holds_and_pages_through_them(
+    sandbox: AssetsSandbox, api: Api
+) -> None:
+    execution_id = start_execution(api)
+    computers = [demo_computer(i) for i in range(1, 121)]
+    api.call("POST", f"/executions/{execution_id}/data", json={"data": {"computers": computers}})
+
+    first = requests.get(sandbox.base_url + "/", timeout=5).text
+    last = requests.get(sandbox.base_url + "/?objects_page=3", timeout=5).text
+
+    assert "It holds 120 objects; shown 1–50, page 1 of 3." in first
+    assert "SN-00050" in first and "SN-00051" not in first
+    assert "<a href='/?objects_page=3'>3</a>" in first
+    assert "It holds 120 objects; shown 101–120, page 3 of 3." in last
+    assert "SN-00120" in last
+
+
 def test_sandbox_refuses_a_second_open_execution(api: Api) -> None:
     start_execution(api)
 

@@ -165,6 +165,37 @@ def test_the_dashboard_shows_rates_charts_and_failures(admin_client, make_source
 
 
 @pytest.mark.django_db
+def test_the_dashboard_stacks_outcomes_per_day_with_axes_and_a_legend(admin_client, make_source):
+    source = make_source()
+    started = timezone.now() - timedelta(minutes=1)
+    for state in ["DONE"] * 3 + ["FAILED"] * 2 + ["CANCELLED"]:
+        Execution.objects.create(
+            source=source, state=state, started_at=started, finished_at=timezone.now()
+        )
+
+    page = admin_client.get(reverse("admin:importer_execution_dashboard")).content.decode()
+
+    chart = page[page.index('aria-label="Imports per day, by outcome"') :]
+    chart = chart[: chart.index("</figure>")]
+    today = timezone.localdate().strftime("%d %b")
+    assert f"<title>{today}: 3 done</title>" in chart
+    assert f"<title>{today}: 2 failed or refused</title>" in chart
+    assert f"<title>{today}: 1 cancelled</title>" in chart
+    assert ">imports</text>" in chart and ">day (last 30 days)</text>" in chart
+    assert [
+        label
+        for label in ("done", "failed or refused", "cancelled")
+        if f"</span>{label}</li>" in chart
+    ] == [
+        "done",
+        "failed or refused",
+        "cancelled",
+    ]
+    records = page[page.index('aria-label="Records per run"') :]
+    assert ">records sent</text>" in records[: records.index("</figure>")]
+
+
+@pytest.mark.django_db
 def test_the_date_hierarchy_offers_years_then_months_without_scanning(admin_client, make_source):
     source = make_source()
     for year in (2024, 2026):

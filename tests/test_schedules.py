@@ -205,8 +205,39 @@ def test_the_admin_saves_a_schedule_to_assets(admin_client, pushed_source, sandb
     )
 
     assert response.status_code == 200
-    assert "Assets holds this schedule now" in response.content.decode()
+    assert [str(m) for m in response.context["messages"]] == [
+        "The schedule of inventory is saved, and Assets holds it."
+    ]
     assert datetime.fromisoformat(sandbox.schedules("src-1")[0]["startTime"]) == start
+
+
+def test_a_schedule_assets_refuses_gets_one_warning_that_says_both(admin_client, make_source):
+    source = make_source()  # its mapping was never pushed, so Assets refuses a schedule
+
+    response = admin_client.post(
+        reverse("admin:importer_schedule_add"),
+        {
+            "source": source.pk,
+            "frequency": "DAILY",
+            "start_local": tomorrow_at(3).strftime("%Y-%m-%d %H:%M"),
+            "timezone": "Europe/Berlin",
+        },
+        follow=True,
+    )
+
+    shown = [(m.level_tag, str(m)) for m in response.context["messages"]]
+    assert len(shown) == 1, shown
+    assert shown[0][0] == "warning"
+    assert shown[0][1].startswith("The schedule of inventory is saved here, but not in Assets: ")
+    assert "push the mapping" in shown[0][1]
+
+
+def test_a_blank_schedule_form_shows_no_sync_state(admin_client, pushed_source):
+    page = admin_client.get(reverse("admin:importer_schedule_add")).content.decode()
+
+    assert "OUT OF SYNC" not in page
+    assert "IN SYNC" not in page
+    assert "time zone below" not in page
 
 
 def test_the_admin_refuses_a_start_in_the_past_and_an_unknown_zone(admin_client, pushed_source):

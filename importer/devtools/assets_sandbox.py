@@ -360,7 +360,8 @@ class AssetsSandbox(DevServer):
 
     def route(self, request: Request) -> Reply:
         if request.path == "/" and request.method == "GET":
-            return html_reply(200, self._page())
+            number = (request.query.get("objects_page") or ["1"])[0]
+            return html_reply(200, self._page(int(number) if number.isdigit() else 1))
         if request.path.startswith("/_sandbox/"):
             return self._inspection_route(request)
         match = API_PATH.match(request.path)
@@ -670,14 +671,22 @@ class AssetsSandbox(DevServer):
             schedule["lastFire"] = result
         return json_reply(200, result)
 
-    def _page(self) -> str:
+    def _page(self, objects_page: int = 1) -> str:
         state = self._state()
         with self._lock:
             newest = next(reversed(self._executions.values()), None)
-            objects = list(newest.objects.items())[:50] if newest else []
-            objects = copy.deepcopy(objects)
+            held = list(newest.objects.items()) if newest else []
+            pages = max(1, -(-len(held) // OBJECTS_PER_PAGE))
+            objects_page = min(max(objects_page, 1), pages)
+            start = (objects_page - 1) * OBJECTS_PER_PAGE
+            objects = copy.deepcopy(held[start : start + OBJECTS_PER_PAGE])
             newest_id = newest.id if newest else None
-        return _render_page(state, newest_id, objects)
+        return _render_page(
+            state, newest_id, objects, total=len(held), number=objects_page, pages=pages
+        )
+
+
+OBJECTS_PER_PAGE = 50
 
 
 def _back_to_page() -> Reply:
@@ -703,7 +712,13 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def _render_page(
-    state: dict[str, Any], newest_id: str | None, objects: list[tuple[ObjectKey, dict[str, Any]]]
+    state: dict[str, Any],
+    newest_id: str | None,
+    objects: list[tuple[ObjectKey, dict[str, Any]]],
+    *,
+    total: int = 0,
+    number: int = 1,
+    pages: int = 1,
 ) -> str:
     esc = html.escape
     parts = [
@@ -755,7 +770,23 @@ def _render_page(
             _table(["Id", "Frequency", "Start", "Time zone", "Callback", "Last fire", ""], rows)
         )
     if newest_id is not None:
-        parts.append(f"<h2>Objects of the newest execution <code>{esc(newest_id)}</code></h2>")
+        parts.append(
+            f"<h2>Objects of the newest execution <code>{esc(newest_id)}</code></h2>"
+            f"<p class='objects-count'>It holds {total} object{'s' if total != 1 else ''}"
+            + (
+                f"; shown {(number - 1) * OBJECTS_PER_PAGE + 1}–"
+                f"{(number - 1) * OBJECTS_PER_PAGE + len(objects)}, page {number} of {pages}"
+                if total
+                else ""
+            )
+            + ".</p>"
+        )
+        pager = " · ".join(
+            f"<b>{page}</b>" if page == number else f"<a href='/?objects_page={page}'>{page}</a>"
+            for page in range(1, pages + 1)
+        )
+        if pages > 1:
+            parts.append(f"<p class='objects-pages'>Pages: {pager}</p>")
         fields = list(dict.fromkeys(name for _, entry in objects for name in entry["record"]))
         rows = [
             [f"<code>{esc(object_key_string(key))}</code>", str(entry["times"])]

@@ -155,7 +155,13 @@ def release_chunk(chunk: ChunkJob) -> None:
 
 
 def queue_next_chunks(
-    chunk: ChunkJob, next_cursor: str | None, record_count: int, *, lanes: bool, keep_next: bool
+    chunk: ChunkJob,
+    next_cursor: str | None,
+    record_count: int,
+    *,
+    lanes: bool,
+    keep_next: bool,
+    records_total: int | None = None,
 ) -> ChunkJob | None:
     """Record the fetched page and queue what follows; raises SourceNeverEnds.
 
@@ -167,7 +173,9 @@ def queue_next_chunks(
     """
     execution = chunk.execution
     with transaction.atomic():
-        if not Execution.objects.of(execution).record_fetched(records=record_count):
+        if not Execution.objects.of(execution).record_fetched(
+            records=record_count, total=records_total
+        ):
             return None  # cancelled or failed meanwhile: nothing more to queue
         if next_cursor is None:
             last = chunk.index if record_count or not chunk.index else chunk.index - 1
@@ -305,7 +313,8 @@ def chunk_failed(
         ChunkJob.objects.held_by(chunk).retry_at(
             now + timedelta(seconds=delay),
             kind=kind,
-            error=f"attempt {chunk.attempts} failed, retrying in {delay:.0f} s: {message}",
+            # The page shows the next attempt's time beside it, and drops it on a cancel.
+            error=f"attempt {chunk.attempts} failed: {message}",
         )
         Execution.objects.filter(pk=chunk.execution_id).stamp()
         logger.warning("chunk %s: %s; retry in %.1f s", chunk.pk, message, delay)

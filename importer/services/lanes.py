@@ -191,7 +191,12 @@ def _run_claimed_chunk(
     lane.record_arrived()
     try:
         lane_next = queue_next_chunks(
-            chunk, page.next_cursor, len(page.records), lanes=lane.enabled, keep_next=keep_next
+            chunk,
+            page.next_cursor,
+            len(page.records),
+            lanes=lane.enabled,
+            keep_next=keep_next,
+            records_total=page.total,
         )
     except SourceNeverEnds as problem:
         chunk_failed(chunk, str(problem), permanent=True, kind=ENDLESS_SOURCE)

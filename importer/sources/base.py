@@ -48,10 +48,14 @@ from importer.remote import RemoteError
 
 @dataclass(frozen=True)
 class Page:
-    """One page of records and where the next one starts (None when this was the last)."""
+    """One page of records and where the next one starts (None when this was the last).
+
+    `total` is the number of records the whole source holds, when its answer says so.
+    """
 
     records: list[dict]
     next_cursor: str | None
+    total: int | None = None
 
 
 class SourceError(RemoteError):

@@ -105,7 +105,7 @@ class RestJsonSource:
         document = self.http.read_json(response)
         records = select_records(document, self.config.records_path, self.name)
         next_cursor = self._next_cursor(cursor, url, response, document, records)
-        return Page(records=records, next_cursor=next_cursor)
+        return Page(records=records, next_cursor=next_cursor, total=self._total(document))
 
     # --- where a page starts ---------------------------------------------------------------
 

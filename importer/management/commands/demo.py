@@ -37,7 +37,7 @@ def demo_source_config(*, sandbox_url: str, inventory_url: str) -> dict:
             "kind": "rest",
             "url": f"{inventory_url}/api/computers",
             "records": "items",
-            "pagination": {"style": "offset", "page_size": 25},
+            "pagination": {"style": "offset", "page_size": 25, "total_path": "total"},
             "auth": {"kind": "none"},
         },
         "mapping": json.loads(DEMO_MAPPING.read_text()),
@@ -57,7 +57,8 @@ class Command(BaseCommand):
         sandbox = AssetsSandbox(port=sandbox_port, token=SANDBOX_TOKEN).start()
         inventory = DemoInventory(port=inventory_port, records=records).start()
         for result in apply_config(
-            [demo_source_config(sandbox_url=sandbox.base_url, inventory_url=inventory.base_url)]
+            [demo_source_config(sandbox_url=sandbox.base_url, inventory_url=inventory.base_url)],
+            push=False,  # the demo shows the "Push mapping to Assets" action
         ):
             self.stdout.write(f"Demo source: {result}")
         self._ensure_admin_user()

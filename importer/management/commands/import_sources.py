@@ -1,4 +1,5 @@
 import json
+import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -6,17 +7,23 @@ from importer.config_file import ConfigFileError, apply_config
 
 
 class Command(BaseCommand):
-    help = "Create or update import sources by name from a JSON file (see README)."
+    help = (
+        "Create or update import sources by name from a JSON file (see README), then push "
+        "their changed mappings and sync their schedules to Assets."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("file", help="JSON file with a list of sources, or - for stdin.")
         parser.add_argument("--dry-run", action="store_true", help="Validate and report only.")
+        parser.add_argument(
+            "--no-push",
+            action="store_true",
+            help="Do not push mappings to Assets (schedules are still synced where possible).",
+        )
 
-    def handle(self, *args, file, dry_run, **options):
+    def handle(self, *args, file, dry_run, no_push, **options):
         try:
             if file == "-":
-                import sys
-
                 entries = json.load(sys.stdin)
             else:
                 with open(file, encoding="utf-8") as handle:
@@ -26,8 +33,16 @@ class Command(BaseCommand):
         except RecursionError:
             raise CommandError(f"Cannot read {file}: it is nested too deeply to be JSON") from None
         try:
-            results = apply_config(entries, dry_run=dry_run)
+            results = apply_config(entries, dry_run=dry_run, push=not no_push)
         except ConfigFileError as error:
             raise CommandError(f"Nothing was changed:\n{error}")
         for result in results:
             self.stdout.write(("(dry run) " if dry_run else "") + str(result))
+        failures = [
+            f"{result.name}: {failure}" for result in results for failure in result.failures
+        ]
+        if failures:
+            raise CommandError(
+                "The file was applied here, but Assets does not match it yet:\n"
+                + "\n".join(failures)
+            )

@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from importer import services
 from importer.assets import AssetsError
 from importer.models import Execution, ImportSource
-from importer.progress import progress_of
+from importer.progress import describe, progress_of
 
 
 class Command(BaseCommand):
@@ -39,12 +39,9 @@ class Command(BaseCommand):
         while True:
             execution.refresh_from_db()
             progress = progress_of(execution)
-            bar = "#" * (progress["percent"] // 4)
-            self.stdout.write(
-                f"\r[{bar:<25}] {progress['percent']:3d}% {execution.state:<10} "
-                f"{execution.records_submitted} records",
-                ending="",
-            )
+            percent = progress["percent"]
+            bar = "?" * 25 if percent is None else "#" * (percent // 4)
+            self.stdout.write(f"\r[{bar:<25}] {describe(progress):<70}", ending="")
             self.stdout.flush()
             if progress["finished"]:
                 break

@@ -1,39 +1,75 @@
-// Live progress of imports in the admin: every bar with a data-url polls its JSON endpoint
-// until the execution has finished, then reloads the page once to show the final details.
+// Live progress of imports in the admin. Every bar with a data-url polls its JSON endpoint
+// until the execution has finished. The bar on an execution's own page polls the page's live
+// endpoint instead, and puts the new state, counters, retries and chunk rows in place; at the
+// end it reloads the page once to show the final details.
 (function () {
   "use strict";
 
-  function describe(progress) {
-    var parts = [progress.percent + "%", progress.state];
-    if (progress.records_submitted) {
-      parts.push(progress.records_submitted + " records");
+  function setBar(widget, progress) {
+    var bar = widget.querySelector(".import-progress-bar");
+    var known = progress.percent !== null && progress.percent !== undefined;
+    widget.classList.toggle("indeterminate", !known);
+    bar.style.width = (known ? progress.percent : 100) + "%";
+    widget.setAttribute("data-percent", known ? progress.percent : "");
+    widget.setAttribute("data-state", progress.state);
+    if (known) {
+      widget.setAttribute("aria-valuenow", progress.percent);
+    } else {
+      widget.removeAttribute("aria-valuenow");
     }
-    if (progress.records_per_second) {
-      parts.push(progress.records_per_second + " records/s");
+  }
+
+  function shortLabel(progress) {
+    if (progress.percent === null || progress.percent === undefined) {
+      return progress.records_submitted + " rec.";
     }
-    if (progress.seconds_left !== null && progress.seconds_left !== undefined) {
-      parts.push("about " + progress.seconds_left + " s left");
+    return progress.percent + "% · " + progress.records_submitted + " rec.";
+  }
+
+  function putLive(live) {
+    Object.keys(live.fields).forEach(function (name) {
+      var cell = document.querySelector(".field-" + name + " .readonly");
+      if (cell && cell.innerHTML !== live.fields[name] && name !== "progress_detail") {
+        cell.innerHTML = live.fields[name];
+      }
+    });
+    var rows = document.querySelector(".chunk-rows");
+    if (rows) {
+      rows.innerHTML = live.chunk_rows;
     }
-    if (progress.stalled) {
-      parts.push("STALLED");
+    var count = document.querySelector(".chunk-count");
+    if (count) {
+      count.textContent = live.chunk_count;
     }
-    return parts.join(" · ");
+    if (!live.may_cancel) {
+      document.querySelectorAll(".cancel-import").forEach(function (link) {
+        link.parentNode.removeChild(link);
+      });
+    }
   }
 
   function follow(widget) {
-    var bar = widget.querySelector(".import-progress-bar");
     var label = widget.parentNode.querySelector(".import-progress-label");
     var detailed = widget.hasAttribute("data-detailed");
+    var url = widget.getAttribute("data-url");
+    if (detailed) {
+      // The chunk table shows the page of chunks the user chose.
+      url = widget.getAttribute("data-live-url") + window.location.search;
+    }
 
     function poll() {
-      fetch(widget.getAttribute("data-url"), { credentials: "same-origin" })
-        .then(function (response) { return response.json(); })
+      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (response) {
+          if (!response.ok) { throw new Error(response.status); }
+          return response.json();
+        })
         .then(function (progress) {
-          bar.style.width = progress.percent + "%";
-          widget.setAttribute("data-percent", progress.percent);
-          widget.setAttribute("data-state", progress.state);
+          setBar(widget, progress);
           if (label) {
-            label.textContent = detailed ? describe(progress) : progress.percent + "%";
+            label.textContent = detailed ? progress.label : shortLabel(progress);
+          }
+          if (detailed) {
+            putLive(progress);
           }
           if (progress.finished) {
             if (detailed && widget.getAttribute("data-finished") !== "true") {

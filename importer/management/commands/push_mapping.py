@@ -1,0 +1,31 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from importer import services
+from importer.assets import AssetsError
+from importer.models import ImportSource
+
+
+class Command(BaseCommand):
+    help = "Push the mapping of each named source to Assets; exit non-zero if any fails."
+
+    def add_arguments(self, parser):
+        parser.add_argument("names", nargs="+", metavar="NAME", help="Source names.")
+
+    def handle(self, *args, names, **options):
+        sources = {source.name: source for source in ImportSource.objects.filter(name__in=names)}
+        failures = []
+        for name in names:
+            source = sources.get(name)
+            if source is None:
+                failures.append(f"{name}: no source of that name")
+                continue
+            try:
+                services.push_mapping(source=source)
+            except services.MappingInvalid as invalid:
+                failures.append(f"{name}: {invalid}")
+            except AssetsError as error:
+                failures.append(f"{name}: {services.scrub_secrets(error.message, source)}")
+            else:
+                self.stdout.write(f"{name}: Assets accepted the mapping")
+        if failures:
+            raise CommandError("Mapping not pushed:\n" + "\n".join(failures))

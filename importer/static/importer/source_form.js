@@ -1,0 +1,60 @@
+// The import source form shows only the rows that the chosen kind, paging and
+// authentication use. Without JavaScript every row stays visible, and the server ignores
+// the settings the chosen kind does not use.
+(function () {
+  "use strict";
+
+  function chosen(form, name) {
+    var input = form.querySelector("[name=" + name + "]");
+    return input ? input.value : "";
+  }
+
+  function used(form, alternatives) {
+    return alternatives.some(function (conditions) {
+      return Object.keys(conditions).every(function (chooser) {
+        return conditions[chooser].indexOf(chosen(form, chooser)) !== -1;
+      });
+    });
+  }
+
+  function apply(form, conditions) {
+    Object.keys(conditions).forEach(function (name) {
+      var row = form.querySelector(".form-row.field-" + name);
+      if (row) {
+        row.hidden = !used(form, conditions[name]);
+      }
+    });
+    // A fieldset whose rows are all hidden goes too.
+    form.querySelectorAll("fieldset.module").forEach(function (fieldset) {
+      var rows = fieldset.querySelectorAll(".form-row");
+      if (!rows.length) { return; }
+      fieldset.hidden = Array.prototype.every.call(rows, function (row) { return row.hidden; });
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var data = document.getElementById("source-form-conditions");
+    var form = document.getElementById("importsource_form");
+    if (!data || !form) { return; }
+    var conditions = JSON.parse(data.textContent);
+    ["source_kind", "pagination", "source_auth"].forEach(function (name) {
+      var input = form.querySelector("[name=" + name + "]");
+      if (input) {
+        input.addEventListener("change", function () { apply(form, conditions); });
+      }
+    });
+    apply(form, conditions);
+    // A collapsed section holding an error opens, so the error is seen; so does the
+    // section a link of the error summary points into.
+    form.querySelectorAll("details").forEach(function (details) {
+      if (details.querySelector(".errorlist")) { details.open = true; }
+    });
+    document.querySelectorAll(".error-summary a").forEach(function (link) {
+      link.addEventListener("click", function () {
+        var target = document.getElementById(link.getAttribute("href").slice(1));
+        var details = target && target.closest("details");
+        if (details) { details.open = true; }
+      });
+    });
+  });
+})();

@@ -1,0 +1,95 @@
+"""What the progress bar claims: only what is known, and never "0 s left" with work left."""
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from importer import services
+from importer.models import Execution
+from importer.progress import describe, progress_of
+
+
+def running(source, **counts) -> Execution:
+    started = timezone.now() - timedelta(seconds=counts.pop("elapsed", 10))
+    return Execution.objects.create(
+        source=source, state=Execution.State.INGESTING, started_at=started, **counts
+    )
+
+
+@pytest.mark.django_db
+def test_it_claims_no_percentage_while_the_total_is_unknown(make_source):
+    execution = running(make_source(), pages_fetched=1, pages_submitted=1, records_submitted=10)
+
+    progress = progress_of(execution)
+
+    assert progress["percent"] is None
+    assert progress["seconds_left"] is None
+    assert describe(progress) == (
+        "Ingesting · 10 records so far, total not known yet · 1.0 records/s"
+    )
+
+
+@pytest.mark.django_db
+def test_it_counts_records_against_the_total_the_source_tells(make_source):
+    execution = running(
+        make_source(), records_total=300, records_submitted=90, pages_submitted=9, elapsed=9
+    )
+
+    progress = progress_of(execution)
+
+    assert progress["percent"] == 30
+    assert progress["seconds_left"] == 21
+    assert "90 of 300 records" in describe(progress)
+
+
+@pytest.mark.django_db
+def test_it_counts_pages_against_the_last_page_once_known(make_source):
+    execution = running(make_source(), last_chunk_index=11, pages_submitted=3)
+
+    assert progress_of(execution)["percent"] == 25
+
+
+@pytest.mark.django_db
+def test_time_left_never_reads_zero_while_work_remains(make_source):
+    execution = running(
+        make_source(), records_total=1000, records_submitted=999, elapsed=1, pages_submitted=99
+    )
+
+    progress = progress_of(execution)
+
+    assert progress["percent"] == 99
+    assert progress["seconds_left"] == 1
+    assert "about 1 s left" in describe(progress)
+
+
+@pytest.mark.django_db
+def test_time_left_waits_until_enough_is_done_to_tell(make_source):
+    execution = running(make_source(), records_total=1000, records_submitted=10, elapsed=1)
+
+    assert progress_of(execution)["seconds_left"] is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_import_learns_the_total_from_the_source(make_source, sandbox):
+    source = services.push_mapping(source=make_source(total_path="total"))
+
+    execution = services.start_import(source=source)
+
+    execution.refresh_from_db()
+    assert execution.records_total == 120
+
+
+@pytest.mark.django_db
+def test_progress_is_shown_only_to_users_who_may_view_executions(
+    client, django_user_model, make_source
+):
+    execution = running(make_source())
+    staff = django_user_model.objects.create_user("sam", password="pw-12345678", is_staff=True)
+    client.force_login(staff)
+
+    assert client.get(reverse("importer:progress", args=[execution.pk])).status_code == 403
+    assert (
+        client.get(reverse("admin:importer_execution_live", args=[execution.pk])).status_code == 403
+    )
