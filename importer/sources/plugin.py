@@ -13,6 +13,7 @@ import requests
 from django.conf import settings
 from django.utils.module_loading import import_string
 
+from importer.sources import limits
 from importer.sources.base import Page, SourceError, config_error
 
 # Errors a plug-in may leak from its own HTTP or socket calls: worth a retry.
@@ -80,7 +81,20 @@ class PluginSource:
             raise SourceError(
                 f"source '{self.name}': {self.label} returned {wrong}", kind="plugin_error"
             )
-        return page if isinstance(page, Page) else Page(records=records, next_cursor=next_cursor)
+        limits.check_record_count(
+            len(records),
+            refuse=lambda message, **fields: SourceError(
+                f"source '{self.name}': {self.label} {message}", **fields
+            ),
+        )
+        if isinstance(page, Page):
+            return page
+        total = getattr(page, "total", None)
+        return Page(
+            records=records,
+            next_cursor=next_cursor,
+            total=total if isinstance(total, int) else None,
+        )
 
     def _failure(self, what: str, exc: Exception, *, permanent: bool) -> SourceError:
         detail = self._scrub(f"{type(exc).__name__}: {exc}"[:300])
