@@ -282,17 +282,17 @@ def test_a_pathological_page_fails_the_import_with_a_reason_and_frees_the_source
 def test_a_source_dripping_its_answer_holds_a_worker_no_longer_than_the_budget(
     make_source, fake_inventory, sandbox, start_cluster
 ):
-    start_cluster(SOURCE_REQUEST_BUDGET_SECONDS="2", **FAST_RECOVERY)
+    start_cluster(SOURCE_REQUEST_BUDGET_SECONDS="3", **FAST_RECOVERY)
     fake_inventory.drip_interval = 0.1  # never silent long enough for the read timeout
     fake_inventory.misbehave("drip", path_contains="offset=25")
-    source = source_reading(make_source, fake_inventory, request_timeout=1)
+    source = source_reading(make_source, fake_inventory)
 
     execution = wait_for_execution_to_finish(start(source))
 
     assert_imported_exactly_once(sandbox, execution, records=100)
-    assert execution.chunks.get(index=1).attempts == 2
+    assert execution.chunks.get(index=1).attempts >= 2
     wait_for(lambda: fake_inventory.streamed, message="the source never stopped dripping")
-    # The worker hung up after about two seconds, long before the page's 5 KB were through.
+    # The worker hung up after about three seconds, long before the page's 5 KB were through.
     assert fake_inventory.streamed[0] < 500
 
 

@@ -225,8 +225,11 @@ def test_a_page_refused_because_the_import_was_cancelled_meanwhile_is_not_a_fail
     make_source, sandbox, monkeypatch
 ):
     source = services.push_mapping(source=make_source(page_size=10, max_chunks_in_flight=2))
-    # Assets refuses page 0, as it would once the execution is cancelled on its side.
+    # Assets refuses page 0, as it would once the execution is cancelled on its side; its
+    # answer is held until the cancel, so the lane cannot see the refusal before it.
     sandbox.faults.add(method="POST", path_contains="/data", status=400, times=1)
+    cancelled = threading.Event()
+    on_request_to(sandbox, "POST", "/data", lambda: cancelled.wait(timeout=10))
     transform = lanes.transform_records
     transformed = []
 
@@ -234,6 +237,7 @@ def test_a_page_refused_because_the_import_was_cancelled_meanwhile_is_not_a_fail
         transformed.append(1)
         if len(transformed) == 2:
             Execution.objects.filter(source=source).update(state=Execution.State.CANCELLED)
+            cancelled.set()
         return transform(*args, **kwargs)
 
     monkeypatch.setattr(lanes, "transform_records", cancelled_while_page_0_was_in_flight)

@@ -629,13 +629,13 @@ def test_a_page_with_more_records_than_allowed_is_refused(fake: FakeSource, sett
 def test_a_source_dripping_its_answer_is_cut_off_at_the_page_budget(
     fake: FakeSource, settings
 ) -> None:
-    settings.SOURCE_REQUEST_BUDGET_SECONDS = 1
+    settings.SOURCE_REQUEST_BUDGET_SECONDS = 1  # at least twice the request timeout: 3 s
     fake.drip_interval = 0.05  # never silent long enough for the read timeout
     fake.misbehave("drip")
-    source = rest_source(f"{fake.base_url}/api/offset", request_timeout=0.4)
+    source = rest_source(f"{fake.base_url}/api/offset", request_timeout=1.5)
     error = failure(source)
     assert (error.kind, error.permanent) == ("timeout", False)
-    assert "took more than 1 s" in error.message
+    assert "took more than 3 s" in error.message
     assert "SOURCE_REQUEST_BUDGET_SECONDS" in error.message
     wait_for(lambda: fake.streamed, timeout=10, message="the source never stopped dripping")
     full_answer = len(json.dumps({"data": {"items": [fake_record(i) for i in range(1, 6)]}}))
