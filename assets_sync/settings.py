@@ -157,6 +157,14 @@ if CROSS_ORIGIN_REDIRECTS not in ("drop_credentials", "refuse"):
     raise ImproperlyConfigured("CROSS_ORIGIN_REDIRECTS must be drop_credentials or refuse.")
 # A source that keeps saying "there is more" is stopped after this many pages.
 IMPORT_MAX_PAGES = env.int("IMPORT_MAX_PAGES", default=10_000)
+# Records one page of a source may hold (files: per chunk). A JSON answer with more than 50
+# values per such record is refused before it is parsed.
+SOURCE_MAX_RECORDS_PER_PAGE = env.int("SOURCE_MAX_RECORDS_PER_PAGE", default=100_000)
+# Seconds one page of a source may take in all, however slowly its bytes come (at least twice
+# the source's own request timeout) ...
+SOURCE_REQUEST_BUDGET_SECONDS = env.float("SOURCE_REQUEST_BUDGET_SECONDS", default=60.0)
+# ... and the download of a source file.
+SOURCE_DOWNLOAD_BUDGET_SECONDS = env.float("SOURCE_DOWNLOAD_BUDGET_SECONDS", default=180.0)
 # A chunk claimed by a worker that then vanished is taken up again after this many seconds.
 CHUNK_LEASE_SECONDS = env.int("CHUNK_LEASE_SECONDS", default=300)
 # A chunk task keeps taking the next page of its lane (fetched while the current page is

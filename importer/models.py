@@ -5,7 +5,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Max, Min, Q
+from django.db.models import F, Max, Min, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from importer.fields import EncryptedTextField
@@ -133,7 +134,8 @@ class ImportSource(models.Model):
     total_path = models.CharField(
         max_length=200,
         blank=True,
-        help_text="Optional dotted path to the total number of records (paging stops there).",
+        help_text="Optional dotted path to the total number of records: paging stops there, "
+        "and the import fails if the records received do not add up to it.",
     )
     source_auth = models.CharField(
         "source authentication", max_length=40, choices=AuthKind.choices, default=AuthKind.NONE
@@ -260,12 +262,17 @@ class ExecutionQuerySet(models.QuerySet):
         )
 
     def record_fetched(self, *, records: int, total: int | None = None) -> bool:
-        """Count a fetched page (and the source's total, when it tells one); False when the
+        """Count a fetched page, and keep the first total the source told; False when the
         execution no longer takes data."""
+        fields = {}
+        if total is not None:
+            fields["records_total"] = Coalesce(
+                F("records_total"), Value(total), output_field=models.PositiveIntegerField()
+            )
         return self.ingesting().stamp(
             pages_fetched=F("pages_fetched") + 1,
             records_fetched=F("records_fetched") + records,
-            **({"records_total": total} if total is not None else {}),
+            **fields,
         )
 
     def record_last_page(self, index: int) -> bool:
@@ -473,13 +480,22 @@ class ChunkJobQuerySet(models.QuerySet):
     def held_by(self, chunk: "ChunkJob") -> "ChunkJobQuerySet":
         return self.filter(pk=chunk.pk, state=ChunkJob.State.RUNNING, attempts=chunk.attempts)
 
-    def claimable(self, *, now) -> "ChunkJobQuerySet":
+    def _waiting(self, *, now) -> "ChunkJobQuerySet":
         """QUEUED and due, or RUNNING under a lease that has expired."""
         due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
         return self.filter(
             (Q(state=ChunkJob.State.QUEUED) & due)
             | Q(state=ChunkJob.State.RUNNING, lease_expires_at__lt=now)
         )
+
+    def claimable(self, *, now) -> "ChunkJobQuerySet":
+        """Waiting for a worker (see `_waiting`), with an attempt left under
+        CHUNK_MAX_ATTEMPTS: a page whose worker dies each time never loops."""
+        return self._waiting(now=now).filter(attempts__lt=settings.CHUNK_MAX_ATTEMPTS)
+
+    def exhausted(self, *, now) -> "ChunkJobQuerySet":
+        """Waiting for a worker, but with every attempt used up: only failing it is left."""
+        return self._waiting(now=now).filter(attempts__gte=settings.CHUNK_MAX_ATTEMPTS)
 
     def stamp(self, **fields) -> bool:
         return bool(self.update(updated_at=timezone.now(), **fields))

@@ -4,6 +4,12 @@ One loopback server speaks every paging style the REST connector supports, check
 auth, issues (and revokes) OAuth2 tokens, serves files, streams answers too big to hold, and can
 serve HTTPS with a self-signed certificate. Records are a pure function of their index, so a
 test knows exactly what must arrive. Faults come from the DevServer's fault injection.
+
+It also has the habits of real APIs that make paging go wrong: it may cut the page size it is
+asked for to a maximum of its own without saying so (`max_limit`), ignore it (`ignore_limit`),
+report a total that disagrees with what it serves (`reported_total`), answer past its end with
+an error (`past_end_status`), and misbehave on chosen answers (`misbehave`): cut an answer off
+mid-way, drip it one byte at a time, nest it absurdly deep, or flood it with empty objects.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ import ssl
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from typing import Any
@@ -113,6 +120,18 @@ class FakeFile:
 
 
 @dataclass
+class Misbehaviour:
+    """How the next `times` answers whose URL contains `path_contains` go wrong (-1: all)."""
+
+    how: str  # "cut_off", "drip", "deep" or "flood"
+    times: int = 1
+    path_contains: str = ""
+
+
+MISBEHAVIOURS = ("cut_off", "drip", "deep", "flood")
+
+
+@dataclass
 class TokenGrant:
     """An issued OAuth2 token and how many more requests it is good for (None: unlimited)."""
 
@@ -138,12 +157,18 @@ class FakeSource(DevServer):
       GET /api/echo-error             400 whose JSON body repeats the request's URL and headers
       any path in `redirects`         a redirect there (status, target), the query passed on
     Without a limit in the query, pages hold `default_limit` records (the server's choice).
+    Page answers also carry {"total": n} (`reported_total` when set).
     """
 
     def __init__(
         self,
         records: int = 23,
         *,
+        record: Callable[[int], dict[str, Any]] = fake_record,
+        max_limit: int | None = None,
+        ignore_limit: bool = False,
+        reported_total: int | None = None,
+        past_end_status: int | None = None,
         auth: str = "none",
         username: str = "",
         secret: str = "",
@@ -167,7 +192,15 @@ class FakeSource(DevServer):
         self.default_limit = default_limit
         self.huge_bytes = 60 * ONE_MB
         self.echo_query = True  # next URLs repeat the request's query, as many APIs do
-        self.records = [fake_record(i) for i in range(1, records + 1)]
+        self.max_limit = max_limit
+        self.ignore_limit = ignore_limit
+        self.reported_total = reported_total
+        self.past_end_status = past_end_status
+        self.misbehaviours: list[Misbehaviour] = []
+        self.drip_interval = 0.5
+        self.deep_levels = 100_000
+        self.flood_bytes = 49 * ONE_MB
+        self.records = [record(i) for i in range(1, records + 1)]
         self.files: dict[str, FakeFile] = {}
         self.requests: list[Request] = []
         self.streamed: list[int] = []
@@ -220,6 +253,47 @@ class FakeSource(DevServer):
     def on_request(self, request: Request) -> None:
         self.requests.append(request)
 
+    def misbehave(self, how: str, *, times: int = 1, path_contains: str = "") -> None:
+        """Make the next `times` answers to the record routes go wrong (see the module doc)."""
+        if how not in MISBEHAVIOURS:
+            raise ValueError(f"how must be one of {', '.join(MISBEHAVIOURS)}")
+        with self._lock:
+            self.misbehaviours.append(Misbehaviour(how, times, path_contains))
+
+    def _misbehaviour_for(self, request: Request) -> str | None:
+        with self._lock:
+            for rule in self.misbehaviours:
+                if rule.path_contains in request.raw_path:
+                    if rule.times > 0:
+                        rule.times -= 1
+                        if rule.times == 0:
+                            self.misbehaviours.remove(rule)
+                    return rule.how
+        return None
+
+    def _misbehaving(self, how: str, reply: Reply) -> Reply:
+        if how == "cut_off":  # as a proxy that gave up half-way and said so in Content-Length
+            return Reply(200, reply.body[: len(reply.body) // 2], reply.content_type)
+        if how == "drip":
+            return StreamReply(200, content_type=reply.content_type, chunks=self._drip(reply.body))
+        if how == "deep":
+            levels = self.deep_levels
+            body = b'{"items": [' + b"[" * levels + b"]" * levels + b"]}"
+            return Reply(200, body, "application/json")
+        return self._flood()
+
+    def _drip(self, body: bytes) -> Iterator[bytes]:
+        for position in range(len(body)):
+            yield body[position : position + 1]
+            time.sleep(self.drip_interval)
+
+    def _flood(self) -> StreamReply:
+        """`flood_bytes` of `{},` in a records list: tiny on the wire, huge once parsed."""
+        piece = b"{}," * (ONE_MB // 3)
+        count = max(1, self.flood_bytes // len(piece))
+        chunks = [b'{"items": [', *([piece] * count), b"{}]}"]
+        return StreamReply(200, content_type="application/json", chunks=chunks)
+
     # --- routes ----------------------------------------------------------------------------
 
     def route(self, request: Request) -> Reply:
@@ -258,7 +332,9 @@ class FakeSource(DevServer):
         }.get(request.path)
         if handler is None:
             return error_reply(404, f"No route for {request.path}")
-        return handler(request)
+        reply = handler(request)
+        how = self._misbehaviour_for(request) if reply.status == 200 else None
+        return self._misbehaving(how, reply) if how else reply
 
     def _authorized(self, request: Request) -> bool:
         if self.auth == "none":
@@ -311,27 +387,47 @@ class FakeSource(DevServer):
     def _window(self, start: int, limit: int) -> list[dict[str, Any]]:
         return self.records[start : start + limit]
 
+    def _limit(self, request: Request, name: str = "limit") -> int:
+        """The page size the server serves: the one asked for, unless it ignores that or cuts
+        it to its own maximum (without saying so, as many APIs do)."""
+        limit = (
+            self.default_limit if self.ignore_limit else _number(request, name, self.default_limit)
+        )
+        return min(limit, self.max_limit) if self.max_limit is not None else limit
+
+    @property
+    def total(self) -> int:
+        return len(self.records) if self.reported_total is None else self.reported_total
+
+    def _past_the_end(self, start: int) -> Reply | None:
+        if self.past_end_status is not None and start >= len(self.records):
+            return error_reply(self.past_end_status, "No such page")
+        return None
+
     def _offset(self, request: Request) -> Reply:
         start = _number(request, "offset", 0)
-        items = self._window(start, _number(request, "limit", self.default_limit))
-        return json_reply(200, {"data": {"items": items}, "meta": {"total": len(self.records)}})
+        items = self._window(start, self._limit(request))
+        past = self._past_the_end(start)
+        return past or json_reply(200, {"data": {"items": items}, "meta": {"total": self.total}})
 
     def _page(self, request: Request) -> Reply:
-        limit = _number(request, "per_page", self.default_limit)
-        page = _number(request, "page", self.first_page)
-        return json_reply(200, {"items": self._window((page - self.first_page) * limit, limit)})
+        limit = self._limit(request, "per_page")
+        start = (_number(request, "page", self.first_page) - self.first_page) * limit
+        past = self._past_the_end(start)
+        body = {"items": self._window(start, limit), "total": self.total}
+        return past or json_reply(200, body)
 
     def _cursor(self, request: Request) -> Reply:
         cursor = request.query.get("cursor", ["c0"])[0]
         start = int(cursor.removeprefix("c"))
-        limit = _number(request, "limit", self.default_limit)
+        limit = self._limit(request)
         following = f"c{start + limit}" if start + limit < len(self.records) else None
         body = {"items": self._window(start, limit), "meta": {"next_cursor": following}}
         return json_reply(200, body)
 
     def _following_query(self, request: Request, start: int) -> str | None:
         """The query of the next page: the request's own (API key included), start moved on."""
-        limit = _number(request, "limit", self.default_limit)
+        limit = self._limit(request)
         if start + limit >= len(self.records):
             return None
         query = {name: values[0] for name, values in request.query.items()}
@@ -341,14 +437,14 @@ class FakeSource(DevServer):
 
     def _next(self, request: Request) -> Reply:
         start = _number(request, "start", 0)
-        items = self._window(start, _number(request, "limit", self.default_limit))
+        items = self._window(start, self._limit(request))
         following = self._following_query(request, start)
         links = {"next": f"/api/next?{following}" if following else None}
         return json_reply(200, {"results": items, "links": links})
 
     def _link(self, request: Request) -> Reply:
         start = _number(request, "start", 0)
-        items = self._window(start, _number(request, "limit", self.default_limit))
+        items = self._window(start, self._limit(request))
         following = self._following_query(request, start)
         headers = {}
         if following:

@@ -11,8 +11,10 @@ import pytest
 from django_q.tasks import async_task
 
 from importer import services, work_queue
-from importer.models import ChunkJob, Execution
+from importer.devtools.demo_source import demo_computer
+from importer.models import ChunkJob, Execution, ImportSource
 from tests.conftest import wait_for, wait_for_execution_to_finish
+from tests.fake_source import FakeSource
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -89,14 +91,21 @@ def test_a_worker_killed_mid_chunk_is_taken_up_again(
 
 def finish_with_housekeeping(execution, timeout: float = 120.0) -> Execution:
     """Wait for the end, running the every-minute housekeeping task every second meanwhile."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def finished() -> bool:
         execution.refresh_from_db()
-        if execution.state in Execution.FINISHED_STATES:
-            return execution
+        return execution.state in Execution.FINISHED_STATES
+
+    finish_with_housekeeping_until(finished, timeout)
+    return wait_for_execution_to_finish(execution, timeout=1)
+
+
+def finish_with_housekeeping_until(condition, timeout: float = 120.0) -> None:
+    """Run the every-minute housekeeping task every second until `condition()` holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not condition():
         async_task("importer.tasks.look_after_imports")
         time.sleep(1)
-    return wait_for_execution_to_finish(execution, timeout=1)
 
 
 def test_stopping_and_restarting_the_cluster_mid_import(
@@ -180,3 +189,138 @@ def test_a_permanent_assets_error_fails_the_import_with_a_reported_reason(
     assert "data does not match the mapping" in execution.error
     assert len(remote["failure_reasons"]) == 1
     assert remote["completed_posts"] == 0
+
+
+# --- sources that misbehave ------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_inventory():
+    """The demo inventory's 100 computers behind an API with the habits of real ones."""
+    server = FakeSource(records=100, record=demo_computer).start()
+    yield server
+    server.stop()
+
+
+def source_reading(make_source, fake, **fields) -> ImportSource:
+    """A source reading `fake` by offset, 25 records a page, four chunks in flight."""
+    defaults = {
+        "source_url": f"{fake.base_url}/api/offset",
+        "records_path": "data.items",
+        "page_size": 25,
+        "max_chunks_in_flight": 4,
+    }
+    return services.push_mapping(source=make_source(**{**defaults, **fields}))
+
+
+def test_a_source_serving_shorter_pages_than_asked_is_read_whole(
+    make_source, fake_inventory, sandbox, start_cluster
+):
+    start_cluster(**FAST_RECOVERY)
+    # Without a limit parameter the server pages by 10, while the import plans pages of 25.
+    source = source_reading(make_source, fake_inventory, limit_param="")
+
+    execution = wait_for_execution_to_finish(start(source))
+
+    assert_imported_exactly_once(sandbox, execution, records=100)
+
+
+def test_answers_cut_off_mid_way_are_asked_again(
+    make_source, fake_inventory, sandbox, start_cluster
+):
+    start_cluster(**FAST_RECOVERY)
+    fake_inventory.misbehave("cut_off", path_contains="offset=25")
+    fake_inventory.misbehave("cut_off", path_contains="offset=75")
+    source = source_reading(make_source, fake_inventory)
+
+    execution = wait_for_execution_to_finish(start(source))
+
+    assert_imported_exactly_once(sandbox, execution, records=100)
+    assert execution.chunks.get(index=1).attempts == 2
+    assert execution.chunks.get(index=3).attempts == 2
+
+
+def test_a_source_answering_garbage_every_time_fails_clearly(
+    pushed_source, inventory, sandbox, start_cluster
+):
+    start_cluster(**FAST_RECOVERY)
+    inventory.faults.add(
+        method="GET",
+        path_contains="/api/computers",
+        status=200,
+        times=-1,
+        body="<html><body>Bad gateway</body></html>",
+    )
+
+    execution = wait_for_execution_to_finish(start(pushed_source))
+
+    assert execution.state == Execution.State.FAILED
+    assert "did not answer JSON" in execution.error
+    assert "(gave up after 3 attempts)" in execution.error
+    assert not execution.chunks.filter(state=ChunkJob.State.RUNNING).exists()
+
+
+@pytest.mark.parametrize("how", ["deep", "flood"])
+def test_a_pathological_page_fails_the_import_with_a_reason_and_frees_the_source(
+    make_source, fake_inventory, sandbox, start_cluster, how
+):
+    start_cluster(**FAST_RECOVERY)
+    fake_inventory.misbehave(how, path_contains="offset=50")
+    source = source_reading(make_source, fake_inventory)
+
+    execution = wait_for_execution_to_finish(start(source))
+
+    assert execution.state == Execution.State.FAILED
+    assert execution.error.startswith("Chunk 3 failed: source 'inventory' sent a page")
+    assert not execution.chunks.filter(state=ChunkJob.State.RUNNING).exists()
+    assert execution.chunks.get(index=2).attempts == 1
+    wait_for(lambda: sandbox.execution(execution.assets_execution_id)["failure_reasons"])
+    # The source is free: the next import runs, and brings everything.
+    assert_imported_exactly_once(sandbox, wait_for_execution_to_finish(start(source)), records=100)
+
+
+def test_a_source_dripping_its_answer_holds_a_worker_no_longer_than_the_budget(
+    make_source, fake_inventory, sandbox, start_cluster
+):
+    start_cluster(SOURCE_REQUEST_BUDGET_SECONDS="3", **FAST_RECOVERY)
+    fake_inventory.drip_interval = 0.1  # never silent long enough for the read timeout
+    fake_inventory.misbehave("drip", path_contains="offset=25")
+    source = source_reading(make_source, fake_inventory)
+
+    execution = wait_for_execution_to_finish(start(source))
+
+    assert_imported_exactly_once(sandbox, execution, records=100)
+    assert execution.chunks.get(index=1).attempts >= 2
+    wait_for(lambda: fake_inventory.streamed, message="the source never stopped dripping")
+    # The worker hung up after about three seconds, long before the page's 5 KB were through.
+    assert fake_inventory.streamed[0] < 500
+
+
+def test_a_page_whose_worker_dies_each_time_fails_at_the_attempt_cap(
+    pushed_source, sandbox, inventory, start_cluster
+):
+    start_cluster(CHUNK_MAX_ATTEMPTS="2", **FAST_RECOVERY)
+    # The third page hangs every time, long enough to kill the worker fetching it.
+    inventory.faults.add(method="GET", path_contains="offset=50", status=0, delay=30, times=-1)
+    execution = start(pushed_source)
+
+    for attempt in (1, 2):
+        chunk = wait_for(
+            lambda attempt=attempt: ChunkJob.objects.filter(
+                execution=execution, index=2, state=ChunkJob.State.RUNNING, attempts=attempt
+            ).first(),
+            timeout=60,
+            message=f"attempt {attempt} of chunk 2 never started",
+        )
+        os.kill(int(chunk.worker.rsplit(":", 1)[1]), signal.SIGKILL)
+        if attempt == 1:
+            finish_with_housekeeping_until(
+                lambda: execution.chunks.filter(index=2, attempts=2).exists()
+            )
+
+    execution = finish_with_housekeeping(execution)
+    chunk = execution.chunks.get(index=2)
+    assert (chunk.state, chunk.attempts) == (ChunkJob.State.FAILED, 2)
+    assert "in each of its 2 attempts (CHUNK_MAX_ATTEMPTS)" in chunk.error
+    assert execution.state == Execution.State.FAILED
+    assert execution.error.startswith("Chunk 3 failed: its worker stopped")

@@ -94,7 +94,7 @@ def test_a_lane_whose_time_is_up_hands_its_next_page_to_the_queue(
     assert len(sandbox.execution(execution.assets_execution_id)["objects"]) == 120
 
 
-def test_a_lane_cut_short_gives_the_page_it_claimed_back_to_the_queue(
+def test_an_unexpected_error_fails_its_page_and_gives_the_page_claimed_ahead_back(
     make_source, sandbox, monkeypatch
 ):
     source = services.push_mapping(source=make_source(max_chunks_in_flight=2))
@@ -110,16 +110,20 @@ def test_a_lane_cut_short_gives_the_page_it_claimed_back_to_the_queue(
 
     monkeypatch.setattr(lanes, "transform_records", broken_once)
 
-    with pytest.raises(RuntimeError):
-        services.process_chunk(chunk=first)
+    services.process_chunk(chunk=first)
 
-    # Page 0 claimed page 2 for its lane before the bug hit: page 2 is queued again, not
-    # left running until its lease expires. Page 0 waits for its own lease, as any chunk
-    # whose worker died.
+    # Page 0 failed with the reason, rather than staying RUNNING until its lease ran out;
+    # page 2, which its lane had claimed before the bug hit, is queued again.
+    failed = execution.chunks.get(index=0)
+    assert failed.state == ChunkJob.State.FAILED
+    assert failed.error == "unexpected RuntimeError: a bug"
+    assert failed.last_error_kind == "unexpected_error"
     claimed = execution.chunks.get(index=2)
     assert claimed.state == ChunkJob.State.QUEUED and claimed.attempts == 0
     assert claimed.pk in held_back
-    assert execution.chunks.get(index=0).state == ChunkJob.State.RUNNING
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.FAILED
+    assert execution.error == "Chunk 1 failed: unexpected RuntimeError: a bug"
 
 
 def test_a_page_assets_refuses_is_retried_while_the_lane_goes_on(
@@ -221,8 +225,11 @@ def test_a_page_refused_because_the_import_was_cancelled_meanwhile_is_not_a_fail
     make_source, sandbox, monkeypatch
 ):
     source = services.push_mapping(source=make_source(page_size=10, max_chunks_in_flight=2))
-    # Assets refuses page 0, as it would once the execution is cancelled on its side.
+    # Assets refuses page 0, as it would once the execution is cancelled on its side; its
+    # answer is held until the cancel, so the lane cannot see the refusal before it.
     sandbox.faults.add(method="POST", path_contains="/data", status=400, times=1)
+    cancelled = threading.Event()
+    on_request_to(sandbox, "POST", "/data", lambda: cancelled.wait(timeout=10))
     transform = lanes.transform_records
     transformed = []
 
@@ -230,6 +237,7 @@ def test_a_page_refused_because_the_import_was_cancelled_meanwhile_is_not_a_fail
         transformed.append(1)
         if len(transformed) == 2:
             Execution.objects.filter(source=source).update(state=Execution.State.CANCELLED)
+            cancelled.set()
         return transform(*args, **kwargs)
 
     monkeypatch.setattr(lanes, "transform_records", cancelled_while_page_0_was_in_flight)

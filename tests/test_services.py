@@ -1,6 +1,9 @@
 """The import flow, with django-q2 running tasks inline (sync mode)."""
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from importer import services, work_queue
 from importer.models import ChunkJob, Execution
@@ -141,7 +144,16 @@ def test_a_source_answering_500_fails_the_execution_and_reports_why(
     assert reasons[0].startswith("Chunk 1 failed")
 
 
-def test_a_source_answering_html_gives_a_clear_error(pushed_source, inventory, sandbox):
+def run_due_retries(execution: Execution) -> Execution:
+    """What the delayed retries do, one by one, at once: tests do not wait for backoff."""
+    while queued := execution.chunks.filter(state=ChunkJob.State.QUEUED).first():
+        ChunkJob.objects.filter(pk=queued.pk).update(next_attempt_at=None)
+        services.process_chunk(chunk=ChunkJob.objects.get(pk=queued.pk))
+    execution.refresh_from_db()
+    return execution
+
+
+def test_a_source_answering_html_every_time_gives_a_clear_error(pushed_source, inventory, sandbox):
     inventory.faults.add(
         method="GET",
         path_contains="/api/computers",
@@ -150,11 +162,27 @@ def test_a_source_answering_html_gives_a_clear_error(pushed_source, inventory, s
         body="<html>Please log in</html>",
     )
 
-    execution = services.start_import(source=pushed_source)
+    execution = run_due_retries(services.start_import(source=pushed_source))
 
-    execution.refresh_from_db()
     assert execution.state == Execution.State.FAILED
     assert "did not answer JSON" in execution.error
+    assert "(gave up after 3 attempts)" in execution.error
+
+
+def test_an_answer_that_does_not_parse_once_does_not_fail_the_import(
+    pushed_source, inventory, sandbox
+):
+    # A proxy's HTML page in front of the JSON, once.
+    inventory.faults.add(
+        method="GET", path_contains="offset=50", status=200, body="<html>Bad gateway</html>"
+    )
+
+    execution = run_due_retries(services.start_import(source=pushed_source))
+
+    assert execution.state == Execution.State.DONE, execution.error
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert len(remote["objects"]) == 120 and remote["duplicate_objects"] == 0
+    assert execution.chunks.get(index=2).attempts == 2
 
 
 def test_a_wrong_assets_token_refuses_the_start_with_a_clear_message(make_source):
@@ -431,3 +459,53 @@ def test_a_failed_page_inside_the_source_still_fails_the_import(make_source, inv
     execution.refresh_from_db()
     assert execution.state == Execution.State.FAILED
     assert "Chunk 3 failed" in execution.error
+
+
+def test_a_page_no_parser_can_read_fails_its_chunk_and_frees_the_source(
+    make_source, sandbox, inventory
+):
+    # JSON nested 100 000 deep: the parser gives up (RecursionError) on every attempt.
+    inventory.faults.add(
+        method="GET",
+        path_contains="offset=50",
+        status=200,
+        body='{"items": [' + "[" * 100_000 + "]" * 100_000 + "]}",
+    )
+    source = services.push_mapping(source=make_source(max_chunks_in_flight=4))
+
+    execution = services.start_import(source=source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.FAILED
+    assert execution.error.startswith("Chunk 3 failed: source 'inventory' sent a page whose JSON")
+    assert "nested too deeply" in execution.error
+    assert not execution.chunks.filter(state=ChunkJob.State.RUNNING).exists()
+    again = services.start_import(source=source)  # the source is free for the next import
+    again.refresh_from_db()
+    assert again.state == Execution.State.DONE, again.error
+
+
+def test_a_chunk_whose_attempts_are_used_up_is_failed_not_taken_up_again(
+    pushed_source, sandbox, monkeypatch, settings
+):
+    settings.CHUNK_MAX_ATTEMPTS = 3
+    monkeypatch.setattr(work_queue, "enqueue_chunk", lambda chunk_id: None)
+    execution = services.start_import(source=pushed_source)
+    monkeypatch.undo()
+    # What a page whose worker dies each time leaves behind: RUNNING, its lease run out, and
+    # no attempt left.
+    ChunkJob.objects.filter(execution=execution, index=0).update(
+        state=ChunkJob.State.RUNNING,
+        attempts=3,
+        lease_expires_at=timezone.now() - timedelta(seconds=1),
+    )
+
+    services.requeue_stalled_chunks()  # housekeeping: queues it, and the claim gives up
+
+    chunk = execution.chunks.get(index=0)
+    assert chunk.state == ChunkJob.State.FAILED and chunk.attempts == 3
+    assert "in each of its 3 attempts (CHUNK_MAX_ATTEMPTS)" in chunk.error
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.FAILED
+    assert execution.error.startswith("Chunk 1 failed: its worker stopped without finishing it")
+    assert sandbox.execution(execution.assets_execution_id)["failure_reasons"]

@@ -13,7 +13,15 @@ import pytest
 import requests
 
 from importer.models import ImportSource
-from importer.sources import Page, SourceError, build_source, files, json_file, transport
+from importer.sources import (
+    Page,
+    SourceError,
+    build_source,
+    cursor_for,
+    files,
+    json_file,
+    transport,
+)
 from tests.conftest import wait_for
 from tests.fake_source import ONE_MB, FakeSource, fake_record, jsonl, self_signed_certificate
 
@@ -94,6 +102,18 @@ def walk(source: ImportSource, max_pages: int = 100) -> tuple[list[dict], list[s
             return records, cursors
         cursor = page.next_cursor
         cursors.append(cursor)
+    pytest.fail(f"still more pages after {max_pages}")
+
+
+def read_in_parallel(source: ImportSource, max_pages: int = 100) -> list[dict]:
+    """Every record, read as parallel chunks read an offset or page-number source: each page
+    from the cursor planned for its index, up to the first page that says it is the last."""
+    records: list[dict] = []
+    for index in range(max_pages):
+        page = build_source(source).fetch_page(cursor_for(source, index) or "")
+        records += page.records
+        if page.next_cursor is None:
+            return records
     pytest.fail(f"still more pages after {max_pages}")
 
 
@@ -271,6 +291,100 @@ def test_a_next_url_on_another_host_is_refused(fake: FakeSource) -> None:
     assert "elsewhere.example" in error.message
 
 
+# --- sources that serve another page size than asked ---------------------------------------
+
+
+def offset_source(fake: FakeSource, **fields: Any) -> ImportSource:
+    return rest_source(f"{fake.base_url}/api/offset", records_path="data.items", **fields)
+
+
+def page_source(fake: FakeSource, **fields: Any) -> ImportSource:
+    defaults = {"pagination": "page", "records_path": "items", "limit_param": "per_page"}
+    return rest_source(f"{fake.base_url}/api/page", **{**defaults, **fields})
+
+
+@pytest.mark.parametrize(
+    "habit",
+    [
+        pytest.param({"max_limit": 2}, id="cuts the limit to 2"),
+        pytest.param({"ignore_limit": True, "default_limit": 2}, id="serves 2, ignoring it"),
+        pytest.param({"ignore_limit": True, "default_limit": 7}, id="serves 7, ignoring it"),
+    ],
+)
+@pytest.mark.parametrize("limit_param", ["limit", ""], ids=["limit sent", "limit not sent"])
+def test_offset_pages_read_in_parallel_hold_every_record_once(serve, habit, limit_param) -> None:
+    fake = serve(records=N, **habit)
+    source = offset_source(fake, limit_param=limit_param)
+    assert ids(read_in_parallel(source)) == every_id()
+
+
+def test_an_offset_page_asks_on_from_where_a_short_answer_stopped(serve) -> None:
+    fake = serve(records=N, max_limit=2)
+    page = build_source(offset_source(fake)).fetch_page("10")
+    assert ids(page.records) == [11, 12, 13, 14, 15]
+    assert page.next_cursor == "15"
+    asked = [r.query["offset"][0] for r in fake.requests_to("/api/offset")]
+    assert asked == ["10", "12", "14"]
+
+
+def test_a_short_offset_page_is_the_end_only_when_nothing_follows(serve) -> None:
+    fake = serve(records=N)
+    page = build_source(offset_source(fake)).fetch_page("20")
+    assert ids(page.records) == [21, 22, 23] and page.next_cursor is None
+    assert [r.query["offset"][0] for r in fake.requests] == ["20", "23"]
+
+
+@pytest.mark.parametrize(
+    "habit",
+    [
+        pytest.param({"max_limit": 2}, id="cuts the limit to 2"),
+        pytest.param({"ignore_limit": True, "default_limit": 3}, id="serves 3, ignoring it"),
+        pytest.param({"ignore_limit": True, "default_limit": 8}, id="serves 8, ignoring it"),
+    ],
+)
+@pytest.mark.parametrize("limit_param", ["per_page", ""], ids=["limit sent", "limit not sent"])
+def test_numbered_pages_read_in_parallel_hold_every_record_once(serve, habit, limit_param) -> None:
+    fake = serve(records=N, **habit)
+    source = page_source(fake, limit_param=limit_param)
+    assert ids(read_in_parallel(source)) == every_id()
+
+
+def test_a_reader_learns_the_page_size_a_source_really_serves(serve) -> None:
+    fake = serve(records=N, max_limit=2)
+    reader = build_source(page_source(fake))  # a lane reads its pages with one reader
+    records, cursor = [], ""
+    while cursor is not None:
+        page = reader.fetch_page(cursor)
+        records, cursor = records + page.records, page.next_cursor
+    assert ids(records) == every_id()
+    # Twelve pages of two, plus one look at the page after a short one: after the first
+    # page, two records is known to be a full page here; the last page (one record) is
+    # short even so, and its next page shows the end.
+    assert len(fake.requests_to("/api/page")) == 12 + 1 + 1
+
+
+@pytest.mark.parametrize("style", ["offset", "page"])
+def test_an_error_answer_after_a_short_page_is_the_end(serve, style: str) -> None:
+    fake = serve(records=N, past_end_status=404)
+    source = offset_source(fake) if style == "offset" else page_source(fake)
+    assert ids(read_in_parallel(source)) == every_id()
+
+
+def test_the_total_ends_numbered_pages_of_a_source_cutting_the_limit_at_the_right_page(
+    serve,
+) -> None:
+    fake = serve(records=20, max_limit=4)
+    source = page_source(fake, total_path="total")
+    assert ids(read_in_parallel(source)) == every_id(20)
+    assert len(fake.requests_to("/api/page")) == 5
+
+
+def test_pages_carry_the_total_the_source_tells(serve) -> None:
+    fake = serve(records=N, reported_total=30)
+    page = build_source(offset_source(fake, total_path="meta.total")).fetch_page("")
+    assert page.total == 30
+
+
 # --- auth ----------------------------------------------------------------------------------
 
 AUTH_CASES = {
@@ -385,7 +499,9 @@ def test_a_token_expiring_mid_import_is_refreshed_once_and_the_import_goes_on(se
     records, _ = walk(oauth_source(fake))
     assert ids(records) == every_id()
     assert len(fake.token_requests()) == 3
-    assert len(fake.requests_to("/api/offset")) == 5 + 2  # two pages asked again, once each
+    # Five pages, one request after the short last page that finds the end, and two pages
+    # asked again (once each) with a fresh token.
+    assert len(fake.requests_to("/api/offset")) == 5 + 1 + 2
 
 
 def test_a_revoked_token_is_replaced(serve) -> None:
@@ -441,11 +557,19 @@ def test_an_html_error_page_is_a_transient_server_error(fake: FakeSource) -> Non
     assert "<h1>" not in error.message
 
 
-def test_a_body_that_is_not_json_is_a_permanent_error(fake: FakeSource) -> None:
+def test_a_body_that_is_not_json_is_worth_a_few_more_attempts(fake: FakeSource) -> None:
     error = failure(rest_source(f"{fake.base_url}/api/maintenance", pagination="none"))
-    assert (error.kind, error.permanent) == ("not_json", True)
-    assert "Content-Type text/html" in error.message
+    assert (error.kind, error.permanent, error.max_attempts) == ("not_json", False, 3)
+    assert "did not answer JSON" in error.message and "Content-Type text/html" in error.message
     assert_safe(error)
+
+
+def test_an_answer_cut_off_mid_way_is_worth_another_attempt(fake: FakeSource) -> None:
+    fake.misbehave("cut_off")
+    source = rest_source(f"{fake.base_url}/api/offset", records_path="data.items")
+    error = failure(source)
+    assert (error.kind, error.permanent) == ("not_json", False)
+    assert ids(build_source(source).fetch_page("").records) == every_id(5)
 
 
 def test_a_records_selector_matching_nothing_names_the_path(fake: FakeSource) -> None:
@@ -475,6 +599,47 @@ def test_a_page_over_50_mb_is_refused_without_reading_it_all(fake: FakeSource, r
     assert "larger than 50 MB" in error.message and "lower the page size" in error.message
     wait_for(lambda: fake.streamed, timeout=10, message="the server never stopped sending")
     assert fake.streamed[0] < 100 * ONE_MB  # the source hung up instead of reading on
+
+
+def test_json_nested_absurdly_deep_is_refused_clearly(fake: FakeSource) -> None:
+    fake.misbehave("deep")
+    error = failure(rest_source(f"{fake.base_url}/api/offset", records_path="items"))
+    assert (error.kind, error.permanent) == ("bad_json", True)
+    assert "nested too deeply" in error.message
+    assert_safe(error)
+
+
+def test_a_page_of_millions_of_empty_objects_is_refused_before_it_is_parsed(
+    fake: FakeSource,
+) -> None:
+    fake.misbehave("flood")  # 49 MB of {}: 17 million dicts and well over 1 GB once parsed
+    error = failure(rest_source(f"{fake.base_url}/api/offset", records_path="items"))
+    assert (error.kind, error.permanent) == ("too_large", True)
+    assert "JSON values" in error.message and "SOURCE_MAX_RECORDS_PER_PAGE" in error.message
+
+
+def test_a_page_with_more_records_than_allowed_is_refused(fake: FakeSource, settings) -> None:
+    settings.SOURCE_MAX_RECORDS_PER_PAGE = 10
+    error = failure(rest_source(f"{fake.base_url}/api/all", pagination="none"))
+    assert (error.kind, error.permanent) == ("too_large", True)
+    assert "23 records in one page" in error.message
+    assert "SOURCE_MAX_RECORDS_PER_PAGE = 10" in error.message
+
+
+def test_a_source_dripping_its_answer_is_cut_off_at_the_page_budget(
+    fake: FakeSource, settings
+) -> None:
+    settings.SOURCE_REQUEST_BUDGET_SECONDS = 1  # at least twice the request timeout: 3 s
+    fake.drip_interval = 0.05  # never silent long enough for the read timeout
+    fake.misbehave("drip")
+    source = rest_source(f"{fake.base_url}/api/offset", request_timeout=1.5)
+    error = failure(source)
+    assert (error.kind, error.permanent) == ("timeout", False)
+    assert "took more than 3 s" in error.message
+    assert "SOURCE_REQUEST_BUDGET_SECONDS" in error.message
+    wait_for(lambda: fake.streamed, timeout=10, message="the source never stopped dripping")
+    full_answer = len(json.dumps({"data": {"items": [fake_record(i) for i in range(1, 6)]}}))
+    assert fake.streamed[0] < full_answer / 2  # we hung up well before the end
 
 
 # --- TLS -----------------------------------------------------------------------------------
@@ -671,6 +836,20 @@ def test_a_missing_upload_fails_clearly(media: Path) -> None:
     source = ImportSource(name="export", source_kind="csv", source_file="source-files/gone.csv")
     error = failure(source)
     assert "gone.csv" in error.message and error.permanent
+
+
+@pytest.mark.timeout(20)
+def test_a_csv_header_of_100k_columns_is_checked_in_linear_time(media: Path) -> None:
+    names = [f"c{n}" for n in range(100_000)] + ["c7"]
+    content = (",".join(names) + "\n" + ",".join("1" * len(names)) + "\n").encode()
+    error = failure(uploaded(media, "wide.csv", content))
+    assert "names 'c7' twice" in error.message
+
+
+def test_a_json_file_nested_absurdly_deep_is_refused_clearly(media: Path) -> None:
+    content = b"[" * 100_000 + b"]" * 100_000
+    error = failure(uploaded(media, "deep.json", content))
+    assert (error.kind, error.permanent) == ("bad_json", True)
 
 
 # --- plug-ins ------------------------------------------------------------------------------

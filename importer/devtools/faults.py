@@ -121,6 +121,8 @@ def _content_type_of(text: str) -> str:
         return "text/html; charset=utf-8"
     try:
         json.loads(text)
+    except RecursionError:  # JSON nested too deeply to parse here: still JSON to the client
+        return "application/json"
     except ValueError:
         return "text/plain; charset=utf-8"
     return "application/json"

@@ -5,6 +5,7 @@
 * chunks        a chunk's moves: claim, release, record, retry, fail
 * lanes         `process_chunk`: a chunk task goes on along its lane
 * completion    post {"completed": true} once every page is in, follow Assets' processing
+* totals        whether the records received add up to the total the source told
 * housekeeping  recover lost work, flag stalled imports, prune history
 * schedules     the schedule Assets holds and the runs its webtrigger starts
 * mappings      push, pull, draft and preview the mapping

@@ -11,6 +11,7 @@ import enum
 import logging
 import os
 import socket
+import traceback
 from datetime import timedelta
 
 from django.conf import settings
@@ -32,6 +33,8 @@ logger = logging.getLogger(__name__)
 State = Execution.State
 ChunkState = ChunkJob.State
 ENDLESS_SOURCE = "endless_source"
+UNEXPECTED_ERROR = "unexpected_error"
+ATTEMPTS_USED_UP = "attempts_used_up"
 
 
 class SourceNeverEnds(Exception):
@@ -77,7 +80,28 @@ def claim_chunk(chunk: ChunkJob) -> bool:
         chunk.lease_expires_at = lease_expires_at
         chunk.next_attempt_at = None
         chunk.started_at = now
+    elif chunk.attempts >= settings.CHUNK_MAX_ATTEMPTS:
+        _give_up_if_attempts_used_up(chunk, now=now)
     return claimed
+
+
+def _give_up_if_attempts_used_up(chunk: ChunkJob, *, now) -> None:
+    """A chunk left waiting with no attempt left (its worker died in each, so no failure was
+    ever recorded) fails now, with a reason, rather than being taken up again and again."""
+    cap = settings.CHUNK_MAX_ATTEMPTS
+    message = (
+        f"its worker stopped without finishing it in each of its {cap} attempts "
+        "(CHUNK_MAX_ATTEMPTS): killed, out of memory, or over the task timeout; a page this "
+        "costly may need a smaller page size"
+    )
+    failed = (
+        ChunkJob.objects.exhausted(now=now)
+        .filter(pk=chunk.pk)
+        .fail(kind=ATTEMPTS_USED_UP, error=message)
+    )
+    if failed:
+        logger.error("chunk %s: %s", chunk.pk, message)
+        _failed_for_good(chunk, message, kind=ATTEMPTS_USED_UP)
 
 
 def claim_within_source_limit(chunk: ChunkJob) -> Claim:
@@ -161,9 +185,10 @@ def queue_next_chunks(
     *,
     lanes: bool,
     keep_next: bool,
-    records_total: int | None = None,
+    total: int | None = None,
 ) -> ChunkJob | None:
-    """Record the fetched page and queue what follows; raises SourceNeverEnds.
+    """Record the fetched page (and the source's total, if it told one) and queue what
+    follows; raises SourceNeverEnds.
 
     Returns, when `keep_next`, the lane's next chunk: created claimed by this worker rather
     than queued.
@@ -173,9 +198,7 @@ def queue_next_chunks(
     """
     execution = chunk.execution
     with transaction.atomic():
-        if not Execution.objects.of(execution).record_fetched(
-            records=record_count, total=records_total
-        ):
+        if not Execution.objects.of(execution).record_fetched(records=record_count, total=total):
             return None  # cancelled or failed meanwhile: nothing more to queue
         if next_cursor is None:
             last = chunk.index if record_count or not chunk.index else chunk.index - 1
@@ -292,8 +315,27 @@ def chunk_error(chunk: ChunkJob, error: RemoteError) -> ChunkJob:
     """
     permanent = error.permanent or (error.status == 500 and not settings.RETRY_HTTP_500)
     return chunk_failed(
-        chunk, error.message, permanent=permanent, retry_after=error.retry_after, kind=error.kind
+        chunk,
+        error.message,
+        permanent=permanent,
+        retry_after=error.retry_after,
+        kind=error.kind,
+        max_attempts=getattr(error, "max_attempts", None),
     )
+
+
+def chunk_crashed(chunk: ChunkJob, error: Exception) -> ChunkJob:
+    """An error nobody expected (a bug, a page no code was ready for): the chunk fails with
+    the error's type and a short message, never left RUNNING for its lease to run out."""
+    detail = " ".join(str(error).split())[:200]
+    message = f"unexpected {type(error).__name__}" + (f": {detail}" if detail else "")
+    message = scrub_secrets(message, chunk.execution.source)
+    # The frames say where; the error's own text (which may quote a URL) stays out.
+    where = "".join(traceback.format_tb(error.__traceback__, limit=-8))
+    logger.error("chunk %s: %s\n%s", chunk.pk, message, where)
+    if ChunkJob.objects.held_by(chunk).fail(kind=UNEXPECTED_ERROR, error=message):
+        _failed_for_good(chunk, message, kind=UNEXPECTED_ERROR)
+    return chunk
 
 
 def chunk_failed(
@@ -303,12 +345,15 @@ def chunk_failed(
     permanent: bool,
     kind: str,
     retry_after: float | None = None,
+    max_attempts: int | None = None,
 ) -> ChunkJob:
-    """Retry a transient failure later; a permanent one fails the chunk (and the execution)."""
+    """Retry a transient failure later (up to CHUNK_MAX_ATTEMPTS, or the fewer attempts the
+    failure is worth); a permanent one fails the chunk (and the execution)."""
     source = chunk.execution.source
     message = scrub_secrets(message, source)
     now = timezone.now()
-    if not permanent and chunk.attempts < settings.CHUNK_MAX_ATTEMPTS:
+    attempts = min(settings.CHUNK_MAX_ATTEMPTS, max_attempts or settings.CHUNK_MAX_ATTEMPTS)
+    if not permanent and chunk.attempts < attempts:
         delay = retry_delay(chunk.attempts, retry_after)
         ChunkJob.objects.held_by(chunk).retry_at(
             now + timedelta(seconds=delay),
@@ -323,6 +368,13 @@ def chunk_failed(
     if not permanent:
         message = f"{message} (gave up after {chunk.attempts} attempts)"
     ChunkJob.objects.filter(pk=chunk.pk, state=ChunkState.RUNNING).fail(kind=kind, error=message)
+    return _failed_for_good(chunk, message, kind=kind)
+
+
+def _failed_for_good(chunk: ChunkJob, message: str, *, kind: str) -> ChunkJob:
+    """The chunk is FAILED: fail its execution, now or after the grace period, or let the
+    completion check decide when the page may lie past the source's end."""
+    source = chunk.execution.source
     reason = f"Chunk {chunk.index + 1} failed: {message}"
     if kind != ENDLESS_SOURCE and cursor_for(source, chunk.index) and chunk.index > 0:
         # A page fetched ahead may lie past the source's end, and some APIs answer such a

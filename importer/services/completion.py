@@ -19,6 +19,7 @@ from importer.models import ChunkJob, Execution
 from importer.services.errors import scrub_secrets
 from importer.services.lifecycle import fail_execution
 from importer.services.retries import retry_delay
+from importer.services.totals import total_disagreement
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,9 @@ def check_completion(*, execution: Execution) -> Execution:
     if counts.get(ChunkState.SUBMITTED, 0) < expected:
         work_queue.enqueue_completion_check_after(execution.pk, settings.COMPLETION_RECHECK_SECONDS)
         return execution
+    disagreement = total_disagreement(execution)
+    if disagreement:
+        return fail_execution(execution=execution, reason=disagreement)
 
     if not Execution.objects.of(execution).claim_completion():
         return execution

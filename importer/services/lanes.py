@@ -25,6 +25,7 @@ from importer.services.chunks import (
     Claim,
     SourceNeverEnds,
     SubmitVerdict,
+    chunk_crashed,
     chunk_error,
     chunk_failed,
     claim_chunk,
@@ -71,7 +72,11 @@ def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
     current, page_ahead = chunk, None
     try:
         while current is not None:
-            current, page_ahead = _run_claimed_chunk(current, page_ahead, lane)
+            try:
+                current, page_ahead = _run_claimed_chunk(current, page_ahead, lane)
+            except Exception as error:  # the page fails with a reason; the lane ends here
+                chunk_crashed(current, error)
+                current = None
     finally:
         lane.close()
     return chunk
@@ -162,6 +167,9 @@ def _record_submit(chunk: ChunkJob, result: TransformResult, answer: Future) -> 
         else:
             stop_chunk(chunk)
         return
+    except Exception as error:
+        chunk_crashed(chunk, error)
+        return
     mark_submitted(chunk, result.record_count, result.skipped)
 
 
@@ -196,7 +204,7 @@ def _run_claimed_chunk(
             len(page.records),
             lanes=lane.enabled,
             keep_next=keep_next,
-            records_total=page.total,
+            total=page.total,
         )
     except SourceNeverEnds as problem:
         chunk_failed(chunk, str(problem), permanent=True, kind=ENDLESS_SOURCE)

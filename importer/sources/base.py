@@ -7,7 +7,8 @@ A source reads one page of records at a time. The import flow calls, once per ch
 and stores `page.next_cursor` with the next chunk, so that chunk can be fetched again on a retry,
 by another worker, from the cursor alone. A cursor is a string the source chooses (an offset, a
 page number, an opaque token, a URL, a byte offset) and must not contain a secret: it is stored
-and shown to staff. `next_cursor` is None on the last page.
+and shown to staff. `next_cursor` is None on the last page. `total`, when the source says how
+many records it holds, is checked against the records the import received at its end.
 
 Plug-ins are classes listed in the IMPORT_SOURCE_PLUGINS setting (name -> dotted path). An
 ImportSource of kind "plugin" names one of them, and each chunk builds one instance as
@@ -50,7 +51,7 @@ from importer.remote import RemoteError
 class Page:
     """One page of records and where the next one starts (None when this was the last).
 
-    `total` is the number of records the whole source holds, when its answer says so.
+    `total` is the number of records the source says it holds, when its answers say so.
     """
 
     records: list[dict]
@@ -62,10 +63,17 @@ class SourceError(RemoteError):
     """The source failed to give a page. Transient errors (`permanent=False`) are retried.
 
     The message names the source ("source 'NAME' ...") and never holds a secret: it is stored
-    on the chunk and shown to staff.
+    on the chunk and shown to staff. `max_attempts` bounds the attempts a transient failure of
+    this kind is worth, below CHUNK_MAX_ATTEMPTS (None: that setting decides).
     """
 
     kind = "source_error"
+
+    def __init__(self, message: str, *, max_attempts: int | None = None, **fields):
+        """`max_attempts`: a transient error that is worth fewer attempts than
+        CHUNK_MAX_ATTEMPTS (an answer that did not parse is retried briefly)."""
+        super().__init__(message, **fields)
+        self.max_attempts = max_attempts
 
 
 def number_cursor(cursor: str, *, default: int, source_name: str, meaning: str) -> int:

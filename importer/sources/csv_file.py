@@ -7,6 +7,7 @@ time and the byte offset after the last line it took is where the next row start
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from collections.abc import Iterator
 from typing import IO
 
@@ -68,7 +69,7 @@ class CsvSource(FileSource):
             if _blank(row):
                 continue
             names = [name.strip() for name in row]
-            repeated = sorted({name for name in names if names.count(name) > 1})
+            repeated = sorted(name for name, times in Counter(names).items() if times > 1)
             if repeated:
                 problem = f"(the header) names {', '.join(repr(n) for n in repeated)} twice"
                 raise self.line_error(file, lines.line_start, problem)

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO
 
+from importer.sources import limits
 from importer.sources.base import Page, SourceError, config_error, number_cursor
 from importer.sources.transport import SourceHttp, with_query
 
@@ -77,7 +78,8 @@ def downloaded_copy(import_source) -> str:
         if time.monotonic() - cached[1] < DOWNLOAD_MAX_AGE_SECONDS:
             return cached[0]
     http = SourceHttp(source, accept="*/*")
-    response = http.get(url)
+    http.begin(download=True)
+    response = http.get(url, what="a file")
     fd, partial = tempfile.mkstemp(dir=directory, suffix=".part")
     try:
         with os.fdopen(fd, "wb") as out:
@@ -180,12 +182,13 @@ def line_number(file: IO[bytes], position: int) -> int:
 
 
 class FileSource:
-    """A file read chunk by chunk: `page_size` records per chunk, subclasses parse them."""
+    """A file read chunk by chunk: `page_size` records per chunk (at most
+    SOURCE_MAX_RECORDS_PER_PAGE), subclasses parse them."""
 
     def __init__(self, import_source) -> None:
         self.config = import_source
         self.name = import_source.name
-        self.page_size = max(1, import_source.page_size)
+        self.page_size = min(max(1, import_source.page_size), limits.max_records_per_page())
         self.codec, self.bom = codec_of(import_source)
 
     def fetch_page(self, cursor: str) -> Page:

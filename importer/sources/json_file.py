@@ -9,8 +9,9 @@ record.
 from __future__ import annotations
 
 import json
-from typing import IO
+from typing import IO, Any
 
+from importer.sources import limits
 from importer.sources.base import Page, SourceError, number_cursor
 from importer.sources.files import FileSource
 from importer.sources.rest import select_records
@@ -18,6 +19,9 @@ from importer.sources.transport import MAX_PAGE_BYTES
 
 
 class JsonFileSource(FileSource):
+    def refuse(self, message: str, **fields: Any) -> SourceError:
+        return SourceError(f"source '{self.name}' {message}", **fields)
+
     def read_chunk(self, file: IO[bytes], cursor: str) -> Page:
         start = number_cursor(cursor, default=0, source_name=self.name, meaning="a record index")
         if file.seek(0, 2) > MAX_PAGE_BYTES:
@@ -30,8 +34,12 @@ class JsonFileSource(FileSource):
         raw = file.read()
         if self.bom and raw.startswith(self.bom):
             raw = raw[len(self.bom) :]
+        # Commas and brackets are single ASCII bytes in every encoding read here.
+        limits.check_json_values(
+            raw, refuse=self.refuse, what="a JSON file", hint="export it as JSON Lines instead"
+        )
         try:
-            document = json.loads(raw.decode(self.codec))
+            document = limits.loads(raw.decode(self.codec), refuse=self.refuse, what="a JSON file")
         except UnicodeDecodeError:
             raise SourceError(
                 f"source '{self.name}': the file is not valid {self.codec}: check the file "

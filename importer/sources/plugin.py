@@ -12,6 +12,7 @@ import requests
 from django.utils.module_loading import import_string
 
 from importer.redaction import redact_for
+from importer.sources import limits
 from importer.sources.base import Page, SourceError, config_error
 from importer.sources.rules import listed_plugins, plugin_problem
 
@@ -73,7 +74,20 @@ class PluginSource:
             raise SourceError(
                 f"source '{self.name}': {self.label} returned {wrong}", kind="plugin_error"
             )
-        return page if isinstance(page, Page) else Page(records=records, next_cursor=next_cursor)
+        limits.check_record_count(
+            len(records),
+            refuse=lambda message, **fields: SourceError(
+                f"source '{self.name}': {self.label} {message}", **fields
+            ),
+        )
+        if isinstance(page, Page):
+            return page
+        total = getattr(page, "total", None)
+        return Page(
+            records=records,
+            next_cursor=next_cursor,
+            total=total if isinstance(total, int) else None,
+        )
 
     def _failure(self, what: str, exc: Exception, *, permanent: bool) -> SourceError:
         # Cut after scrubbing: a secret cut in half would no longer be recognised.

@@ -1,10 +1,26 @@
-"""REST/JSON sources: one GET per page, in any of the paging styles real APIs use.
+"""REST/JSON sources: a GET per page, in any of the paging styles real APIs use.
 
 The cursor stored with a chunk is what fetches that page again: the offset (offset paging), the
 page number (page paging), the source's opaque cursor (cursor paging) or the full URL of the
 page (next-URL and Link-header paging). Full URLs carry their own query, so `extra_params` are
 added to the first request only; after that the source decides what the next URL asks for.
 An API key sent as a query parameter is removed from stored URLs and added to each request.
+
+Offset and page-number sources are read in parallel from cursors computed in advance, so their
+pages must never depend on what the source says about its page size. Many APIs cut `limit` to a
+maximum of their own without saying so, some ignore it, and without a limit parameter the
+server chooses. Hence:
+
+* A short page (fewer records than asked) is never taken for the end: only an empty answer
+  says the source ends, or the total, or an error answer to the request that follows a short
+  page (some APIs answer past their end with 404 or 400 rather than an empty list).
+* An offset page owns the records from its offset up to the next page's offset: when the
+  source answers with fewer, the same page asks on from where the answer stopped until it has
+  them all or the source ends; records beyond the page's share (a source that ignores the
+  limit) are left to the page they belong to. Every record arrives exactly once whatever page
+  size the source really serves.
+* Page numbers are the source's own pages, whatever their size: nothing to fill, only the end
+  to find. A short page is checked by asking for the next one.
 """
 
 from __future__ import annotations
@@ -12,11 +28,14 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
+from importer.sources import limits
 from importer.sources.base import Page, SourceError, config_error, number_cursor
 from importer.sources.rules import cursor_path_problem
 from importer.sources.transport import SourceHttp, public_url, with_query
 
 PAGINATIONS = ("offset", "page", "cursor", "next_url", "link_header", "none")
+# An error answer to the request after a short page means "nothing here" (the source's end).
+PAST_THE_END_STATUSES = frozenset({400, 404, 416, 422})
 _MISSING = object()
 
 
@@ -98,31 +117,110 @@ class RestJsonSource:
             raise config_error(source, "extra parameters must be a JSON object")
         self.page_size = max(1, source.page_size)
         self.http = SourceHttp(source)
+        # Page-number paging: how many records a page held that turned out not to be the last
+        # (the source's real page size, when it cuts the limit), once this reader saw one.
+        self.full_page_records: int | None = None
 
     def fetch_page(self, cursor: str) -> Page:
+        self.http.begin()  # every request of this page shares one time budget
+        if self.config.pagination == "offset":
+            return self._offset_page(cursor)
+        if self.config.pagination == "page":
+            return self._numbered_page(cursor)
         url = self._url(cursor)
-        response = self.http.get(url)
-        document = self.http.read_json(response)
-        records = select_records(document, self.config.records_path, self.name)
+        response, document, records = self._read(url)
         next_cursor = self._next_cursor(cursor, url, response, document, records)
         return Page(records=records, next_cursor=next_cursor, total=self._total(document))
 
-    # --- where a page starts ---------------------------------------------------------------
+    def _read(self, url: str) -> tuple[Any, Any, list[dict]]:
+        """One answer: the response, its JSON document and its records."""
+        response = self.http.get(url)
+        document = self.http.read_json(response)
+        records = select_records(document, self.config.records_path, self.name)
+        limits.check_record_count(len(records), refuse=self.http.error)
+        return response, document, records
+
+    def _read_after_short(self, url: str) -> tuple[Any, Any, list[dict]] | None:
+        """The answer to a request that follows a short page; None when the source answers it
+        with an error that means there is nothing there."""
+        try:
+            return self._read(url)
+        except SourceError as error:
+            if error.status in PAST_THE_END_STATUSES:
+                return None
+            raise
+
+    # --- offset and page-number paging -----------------------------------------------------
 
     @property
     def _limit(self) -> dict[str, int]:
         return {self.config.limit_param: self.page_size} if self.config.limit_param else {}
 
+    def _numbered_url(self, param: str, number: int) -> str:
+        extra = dict(self.config.extra_params or {})
+        return with_query(self.config.source_url, {**extra, param: number, **self._limit})
+
+    def _offset_page(self, cursor: str) -> Page:
+        """The records from this page's offset up to the next page's, however many answers
+        the source takes to give them."""
+        start = self._number(cursor, 0)
+        end = start + self.page_size
+        records: list[dict] = []
+        position, total = start, None
+        while True:
+            url = self._numbered_url(self.config.offset_param, position)
+            answer = self._read(url) if position == start else self._read_after_short(url)
+            if answer is None:
+                return Page(records=records, next_cursor=None, total=total)
+            _, document, got = answer
+            told = self._total(document)
+            total = told if told is not None else total
+            kept = got[: end - position]
+            records += kept
+            position += len(kept)
+            if not got or (total is not None and position >= total):
+                return Page(records=records, next_cursor=None, total=total)
+            if position >= end:
+                return Page(records=records, next_cursor=str(end), total=total)
+            # A short answer: the source may serve fewer records than asked. Ask on.
+
+    def _numbered_page(self, cursor: str) -> Page:
+        """One of the source's own pages; the end is an empty page, the total, or a short page
+        whose next page holds nothing."""
+        config = self.config
+        page = self._number(cursor, config.first_page)
+        _, document, records = self._read(self._numbered_url(config.page_param, page))
+        total = self._total(document)
+        if not records:
+            return Page(records=records, next_cursor=None, total=total)
+        following = str(page + 1)
+        if total is not None:
+            # Every page before this one holds at least as many records as this one: the
+            # least this source may have served so far. Reaching the total ends the paging.
+            seen_at_least = (page - config.first_page + 1) * len(records)
+            ended = seen_at_least >= total
+            return Page(records=records, next_cursor=None if ended else following, total=total)
+        if self._looks_short(len(records)):
+            answer = self._read_after_short(self._numbered_url(config.page_param, page + 1))
+            if answer is None or not answer[2]:
+                return Page(records=records, next_cursor=None, total=total)
+            self.full_page_records = len(records)
+        return Page(records=records, next_cursor=following, total=total)
+
+    def _looks_short(self, count: int) -> bool:
+        """Whether a page may be the last: it holds fewer records than asked, and fewer than
+        a page this reader already saw followed by another (the size the source really
+        serves when it cuts the limit)."""
+        if not self._limit or count >= self.page_size:
+            return False
+        return self.full_page_records is None or count < self.full_page_records
+
+    # --- other paging styles ---------------------------------------------------------------
+
     def _url(self, cursor: str) -> str:
         config = self.config
         base = config.source_url
         extra = dict(config.extra_params or {})
-        if config.pagination == "offset":
-            offset = self._number(cursor, 0)
-            return with_query(base, {**extra, config.offset_param: offset, **self._limit})
-        if config.pagination == "page":
-            page = self._number(cursor, config.first_page)
-            return with_query(base, {**extra, config.page_param: page, **self._limit})
         if config.pagination == "cursor":
             position = {config.cursor_param: cursor} if cursor else {}
             return with_query(base, {**extra, **self._limit, **position})
@@ -156,8 +254,6 @@ class RestJsonSource:
         config = self.config
         if not records or config.pagination == "none":
             return None
-        if config.pagination in ("offset", "page"):
-            return self._next_number(cursor, document, len(records))
         if config.pagination == "cursor":
             value = lookup(document, config.cursor_path)
             if value is None or value == "":
@@ -191,25 +287,6 @@ class RestJsonSource:
             return url
         parts = urlsplit(url)
         return urlunsplit(parts._replace(netloc=f"{userinfo}@{parts.netloc}"))
-
-    def _next_number(self, cursor: str, document: Any, count: int) -> str | None:
-        """Offset or page paging: stop on a short page (when we asked for a size) or at total."""
-        config = self.config
-        if self._limit and count < self.page_size:
-            return None
-        if config.pagination == "offset":
-            seen = self._number(cursor, 0) + count
-            following = seen
-        else:
-            page = self._number(cursor, config.first_page)
-            # Without a limit we did not choose the page size: this full page tells it.
-            size = self.page_size if self._limit else count
-            seen = (page - config.first_page) * size + count
-            following = page + 1
-        total = self._total(document)
-        if total is not None and seen >= total:
-            return None
-        return str(following)
 
     def _total(self, document: Any) -> int | None:
         if not self.config.total_path:

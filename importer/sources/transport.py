@@ -2,6 +2,7 @@
 
 REST pages and downloaded files both go through `SourceHttp`, so every `requests` exception and
 every non-2xx answer becomes one SourceError whose message names the source and holds no secret.
+Reads are bounded in bytes, in JSON values and in time (see `importer/sources/limits.py`).
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
+import urllib3
 from django.conf import settings
 
 from importer.assets import parse_retry_after
 from importer.redaction import redact_for
+from importer.sources import limits
 from importer.sources.base import SourceError, config_error
 from importer.sources.rules import ca_bundle_problem
 
@@ -32,6 +35,9 @@ READ_CHUNK_BYTES = 64 * 1024
 TOKEN_EXPIRY_MARGIN_SECONDS = 30.0
 # Providers that omit `expires_in` still get their token reused, for this long.
 DEFAULT_TOKEN_LIFETIME_SECONDS = 300.0
+# An answer that does not parse (cut off mid-way, a proxy's HTML page) is usually a passing
+# fault: the chunk tries this many times in all, then fails with what the source sent.
+UNPARSABLE_ANSWER_ATTEMPTS = 3
 
 STATUS_HINTS = {
     400: "check the source's query parameters",
@@ -153,6 +159,10 @@ class SourceHttp:
             {str(k): str(v) for k, v in (source.extra_headers or {}).items()}
         )
         self._access_token = ""
+        # When the page being read must have arrived (time.monotonic()); see `begin`.
+        self.deadline: float | None = None
+        self.budget = limits.page_budget(source)
+        self.budget_setting = "SOURCE_REQUEST_BUDGET_SECONDS"
         token = source.source_token
         if self.auth == "bearer":
             self.session.headers["Authorization"] = f"Bearer {token}"
@@ -209,8 +219,22 @@ class SourceHttp:
 
     # --- requests --------------------------------------------------------------------------
 
-    def get(self, url: str) -> requests.Response:
+    def begin(self, *, download: bool = False) -> None:
+        """Start the clock of one page (or file download): its requests and bytes must all
+        have arrived within the page budget (the download budget)."""
+        if download:
+            self.budget = limits.download_budget()
+            self.budget_setting = "SOURCE_DOWNLOAD_BUDGET_SECONDS"
+        else:
+            self.budget = limits.page_budget(self.source)
+            self.budget_setting = "SOURCE_REQUEST_BUDGET_SECONDS"
+        self.deadline = time.monotonic() + self.budget
+
+    def get(self, url: str, *, what: str = "a page") -> requests.Response:
         """GET `url` (streamed), refreshing an OAuth2 token once on a 401; 2xx or SourceError."""
+        if self.deadline is None:
+            self.begin()
+        self._check_budget(url, what)
         response = self._send(url)
         if response.status_code == 401 and self.auth == "oauth2_client_credentials":
             # The token may have been revoked or expired early: one fresh token, one more try.
@@ -301,11 +325,25 @@ class SourceHttp:
 
     # --- bodies ----------------------------------------------------------------------------
 
-    def iter_body(self, response: requests.Response, *, limit: int, what: str) -> Iterator[bytes]:
-        """The body in pieces; stops with a SourceError once more than `limit` bytes arrived."""
+    def _check_budget(self, url: str, what: str) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise self.error(
+                f"took more than {self.budget:g} s to send {what} at {public_url(url)} "
+                f"({self.budget_setting}): it answers too slowly",
+                permanent=False,
+                kind="timeout",
+            )
+
+    def iter_body(
+        self, response: requests.Response, *, limit: int, what: str, hint: str = ""
+    ) -> Iterator[bytes]:
+        """The body in pieces as they arrive; stops with a SourceError once more than `limit`
+        bytes arrived, or when the time budget has run out (see `begin`: a source dripping
+        bytes holds a worker no longer than that, plus one read timeout)."""
         where = public_url(response.url)
         too_large = self.error(
-            f"sent {what} larger than {limit // 2**20} MB at {where}",
+            f"sent {what} larger than {limit // 2**20} MB at {where}"
+            + (f": {hint}" if hint else ""),
             kind="too_large",
         )
         declared = response.headers.get("Content-Length", "")
@@ -314,12 +352,18 @@ class SourceHttp:
             raise too_large
         received = 0
         try:
-            for piece in response.iter_content(READ_CHUNK_BYTES):
+            while True:
+                self._check_budget(response.url, what)
+                # read1 returns what one read of the socket brings, so the budget is looked at
+                # after every piece, however small (read() would wait for a whole 64 KB).
+                piece = response.raw.read1(READ_CHUNK_BYTES, decode_content=True)
+                if not piece:
+                    return
                 received += len(piece)
                 if received > limit:
                     raise too_large
                 yield piece
-        except requests.RequestException as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise self.error(
                 f"broke off while sending {what} at {where} ({type(exc).__name__})",
                 permanent=False,
@@ -329,20 +373,23 @@ class SourceHttp:
             response.close()
 
     def read_json(self, response: requests.Response, *, what: str = "a page") -> Any:
-        """The JSON document in a response, read with at most MAX_PAGE_BYTES in memory."""
+        """The JSON document in a response, read with at most MAX_PAGE_BYTES in memory, and
+        refused before parsing when it would take far more memory than that."""
         body = bytearray()
         for piece in self.iter_body(
-            response, limit=MAX_PAGE_BYTES, what=f"{what}; lower the page size"
+            response, limit=MAX_PAGE_BYTES, what=what, hint="lower the page size"
         ):
             body += piece
         try:
-            return json.loads(body)
+            return limits.loads(body, refuse=self.error, what=what)
         except ValueError:
             content_type = response.headers.get("Content-Type") or "none"
             raise self.error(
                 f"did not answer JSON at {public_url(response.url)} (Content-Type {content_type}):"
                 " check the source URL",
+                permanent=False,
                 kind="not_json",
+                max_attempts=UNPARSABLE_ANSWER_ATTEMPTS,
             ) from None
 
     # --- OAuth2 client credentials ---------------------------------------------------------

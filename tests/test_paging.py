@@ -1,0 +1,157 @@
+"""Imports from sources that serve another page size than asked, or a total that disagrees:
+every record arrives in Assets exactly once, or the import fails saying what the source did.
+
+The source is a real server on loopback with the habits of real APIs (tests/fake_source.py);
+Assets is the sandbox, which counts every object it receives.
+"""
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from importer import services
+from importer.devtools.demo_source import demo_computer
+from importer.models import ChunkJob, Execution
+from tests.fake_source import FakeSource
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+RECORDS = 100
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., FakeSource]]:
+    """Start a fake inventory API of 100 computers with the given habits."""
+    started: list[FakeSource] = []
+
+    def start(**habits: Any) -> FakeSource:
+        server = FakeSource(records=RECORDS, record=demo_computer, **habits).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def import_from(make_source, sandbox):
+    """Run a whole import (tasks inline) of a source reading `fake` in the given style."""
+
+    def run(fake: FakeSource, style: str, **fields: Any) -> Execution:
+        paging = {
+            "offset": {
+                "source_url": f"{fake.base_url}/api/offset",
+                "records_path": "data.items",
+                "pagination": "offset",
+                "limit_param": "limit",
+            },
+            "page": {
+                "source_url": f"{fake.base_url}/api/page",
+                "records_path": "items",
+                "pagination": "page",
+                "limit_param": "per_page",
+            },
+        }[style]
+        defaults = {"page_size": 25, "max_chunks_in_flight": 4, **paging}
+        source = make_source(**{**defaults, **fields})
+        execution = services.start_import(source=services.push_mapping(source=source))
+        execution.refresh_from_db()
+        return execution
+
+    return run
+
+
+def assert_every_record_once(sandbox, execution: Execution) -> None:
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert execution.state == Execution.State.DONE, execution.error
+    assert len(remote["objects"]) == RECORDS
+    assert remote["records_received"] == RECORDS
+    assert remote["duplicate_objects"] == 0
+    assert remote["completed_posts"] == 1
+
+
+SHORT_PAGES = [
+    pytest.param("offset", {"max_limit": 10}, "limit", id="offset, cuts the limit to 10"),
+    pytest.param("offset", {"default_limit": 10}, "", id="offset, limit not sent, serves 10"),
+    pytest.param(
+        "offset", {"ignore_limit": True, "default_limit": 10}, "limit", id="offset, ignores it: 10"
+    ),
+    pytest.param(
+        "offset", {"ignore_limit": True, "default_limit": 40}, "limit", id="offset, ignores it: 40"
+    ),
+    pytest.param("page", {"max_limit": 10}, "per_page", id="page, cuts the limit to 10"),
+    pytest.param("page", {"default_limit": 10}, "", id="page, limit not sent, serves 10"),
+    pytest.param(
+        "page", {"ignore_limit": True, "default_limit": 40}, "per_page", id="page, ignores it: 40"
+    ),
+]
+
+
+@pytest.mark.parametrize("style, habits, limit_param", SHORT_PAGES)
+def test_a_source_serving_another_page_size_than_asked_delivers_every_record_once(
+    serve, import_from, sandbox, style, habits, limit_param
+):
+    fake = serve(**habits)
+
+    execution = import_from(fake, style, limit_param=limit_param)
+
+    assert_every_record_once(sandbox, execution)
+
+
+def test_one_page_per_task_also_delivers_every_record_of_a_source_serving_fewer(
+    serve, import_from, sandbox, settings
+):
+    settings.CHUNK_LANE_SECONDS = 0
+    fake = serve(default_limit=10)
+
+    execution = import_from(fake, "offset", limit_param="")
+
+    assert_every_record_once(sandbox, execution)
+
+
+def test_a_source_cutting_the_limit_and_telling_its_total_is_done_when_they_agree(
+    serve, import_from, sandbox
+):
+    fake = serve(max_limit=10)
+
+    execution = import_from(fake, "offset", total_path="meta.total")
+
+    assert_every_record_once(sandbox, execution)
+    assert execution.records_total == RECORDS
+
+
+@pytest.mark.parametrize(
+    "style, total_path, reported, served",
+    [
+        pytest.param("offset", "meta.total", 120, "served only 100", id="offset, says more"),
+        pytest.param("offset", "meta.total", 90, "served 100", id="offset, says fewer"),
+        pytest.param("page", "total", 120, "served only 100", id="page, says more"),
+        pytest.param("page", "total", 90, "served 100", id="page, says fewer"),
+    ],
+)
+def test_a_total_that_disagrees_with_the_records_served_fails_the_import(
+    serve, import_from, sandbox, style, total_path, reported, served
+):
+    fake = serve(reported_total=reported)
+
+    execution = import_from(fake, style, total_path=total_path)
+
+    assert execution.state == Execution.State.FAILED
+    assert f"said it holds {reported} records (at '{total_path}') but {served}" in execution.error
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert remote["completed_posts"] == 0
+    assert len(remote["failure_reasons"]) == 1
+    assert f"said it holds {reported} records" in remote["failure_reasons"][0]
+
+
+def test_the_page_after_a_short_one_answered_with_an_error_ends_the_source(
+    serve, import_from, sandbox
+):
+    fake = serve(past_end_status=404)
+
+    execution = import_from(fake, "page", page_size=30)
+
+    assert_every_record_once(sandbox, execution)
+    assert not execution.chunks.filter(state=ChunkJob.State.FAILED).exists()
