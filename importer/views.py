@@ -12,7 +12,7 @@ from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4
 
 from importer import metrics as import_metrics
 from importer import services
@@ -144,4 +144,4 @@ def metrics(request):
         response = HttpResponse("A bearer token is required.\n", status=401)
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
-    return HttpResponse(import_metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(import_metrics.exposition(), content_type=CONTENT_TYPE_PLAIN_0_0_4)

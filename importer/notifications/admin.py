@@ -4,7 +4,9 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.validators import URLValidator, validate_email
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.formats import date_format
+from django.utils.html import format_html, format_html_join
+from django.utils.timezone import localtime
 from django.utils.translation import ngettext
 
 from importer import notifications
@@ -110,37 +112,15 @@ class NotificationChannelForm(forms.ModelForm):
 
 class DeliveryInline(admin.TabularInline):
     model = Delivery
-    fields = ["alert_link", "channel", "state_label", "attempts", "sent_at", "error"]
+    fields = ["channel", "state_label", "attempts", "sent_at", "error"]
     readonly_fields = fields
     extra = 0
     max_num = 0
     can_delete = False
-    ordering = ["-created_at"]
 
     @admin.display(description="State")
     def state_label(self, delivery):
         return state_badge(delivery.state)
-
-    @admin.display(description="Alert")
-    def alert_link(self, delivery):
-        return format_html(
-            '<a href="{}">{}</a>',
-            reverse("admin:importer_alert_change", args=[delivery.alert_id]),
-            delivery.alert.subject,
-        )
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("alert", "channel")
-
-
-class RecentDeliveryInline(DeliveryInline):
-    """A channel's last deliveries (a long-lived channel has thousands)."""
-
-    verbose_name_plural = "recent deliveries"
-
-    def get_queryset(self, request):
-        recent = super().get_queryset(request).values_list("pk", flat=True)[:20]
-        return super().get_queryset(request).filter(pk__in=list(recent))
 
 
 @admin.register(NotificationChannel)
@@ -161,8 +141,14 @@ class NotificationChannelAdmin(admin.ModelAdmin):
     search_fields = ["name"]
     filter_horizontal = ["sources"]
     actions = ["send_check_message"]
-    readonly_fields = ["webhook_target", "status", "last_success_at", "last_error_at", "last_error"]
-    inlines = [RecentDeliveryInline]
+    readonly_fields = [
+        "webhook_target",
+        "status",
+        "last_success_at",
+        "last_error_at",
+        "last_error",
+        "recent_deliveries",
+    ]
     fieldsets = [
         (None, {"fields": ["name", "kind", "enabled"]}),
         ("What is sent", {"fields": ["all_sources", "sources", "notify_on_done"]}),
@@ -178,7 +164,18 @@ class NotificationChannelAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        ("Status", {"fields": ["status", "last_success_at", "last_error_at", "last_error"]}),
+        (
+            "Status",
+            {
+                "fields": [
+                    "status",
+                    "last_success_at",
+                    "last_error_at",
+                    "last_error",
+                    "recent_deliveries",
+                ]
+            },
+        ),
     ]
 
     @admin.display(description="Sources")
@@ -207,6 +204,33 @@ class NotificationChannelAdmin(admin.ModelAdmin):
     @admin.display(description="Webhook posts to")
     def webhook_target(self, channel):
         return where(channel.webhook_url) if channel.webhook_url else "—"
+
+    @admin.display(description="Recent deliveries")
+    def recent_deliveries(self, channel):
+        """The last 20 (a long-lived channel has thousands)."""
+        recent = channel.deliveries.select_related("alert").order_by("-created_at")[:20]
+        rows = format_html_join(
+            "",
+            '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
+            (
+                (
+                    reverse("admin:importer_alert_change", args=[delivery.alert_id]),
+                    delivery.alert.subject,
+                    state_badge(delivery.state),
+                    delivery.attempts,
+                    date_format(localtime(delivery.updated_at), "DATETIME_FORMAT"),
+                    delivery.error[:200],
+                )
+                for delivery in recent
+            ),
+        )
+        if not rows:
+            return "none yet"
+        return format_html(
+            "<table><tr><th>Alert</th><th>State</th><th>Attempts</th><th>Last change</th>"
+            "<th>Error</th></tr>{}</table>",
+            rows,
+        )
 
     @admin.action(description="Send a test message")
     def send_check_message(self, request, queryset):
