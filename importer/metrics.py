@@ -14,10 +14,9 @@ record counts only grow; what the retention task deletes is first added to Runni
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, Q, Sum
+from django.db.models import Count, F, FloatField, Func, Max, Q, Sum
 from django.db.models.functions import Greatest
 from django.utils import timezone
 from prometheus_client import CollectorRegistry, generate_latest
@@ -73,15 +72,40 @@ def count_chunk_retry(*, source: ImportSource, reason: str) -> None:
     _add(source.pk, "chunk_retries", reason or "unknown", 1)
 
 
+class SecondsBetween(Func):
+    """Seconds from one timestamp to another, in the database's own arithmetic.
+
+    Django's duration arithmetic on SQLite calls a Python function per row, which takes
+    seconds over a long history; julianday() and EXTRACT(EPOCH ...) are native.
+    """
+
+    output_field = FloatField()
+    template = "EXTRACT(EPOCH FROM (%(end)s - %(start)s))"
+
+    def as_sql(self, compiler, connection, template=None, **extra):
+        (start, start_params), (end, end_params) = (
+            compiler.compile(expression) for expression in self.get_source_expressions()
+        )
+        sql = (template or self.template) % {"start": start, "end": end}
+        return sql, [*end_params, *start_params]
+
+    def as_sqlite(self, compiler, connection, **extra):
+        return self.as_sql(
+            compiler,
+            connection,
+            # Rounded to the millisecond, so that 10 s is not 10.000001 s past a bucket.
+            template="ROUND((julianday(%(end)s) - julianday(%(start)s)) * 86400.0, 3)",
+        )
+
+
 def _took():
-    return ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
+    return SecondsBetween(F("started_at"), F("finished_at"))
 
 
 def _done_timings(executions):
     """Per source: count, total and bucket counts of the time to DONE, and the last DONE."""
     buckets = {
-        f"le_{bound}": Count("id", filter=Q(took__lte=timedelta(seconds=bound)))
-        for bound in TIME_TO_DONE_BUCKETS
+        f"le_{bound}": Count("id", filter=Q(took__lte=bound)) for bound in TIME_TO_DONE_BUCKETS
     }
     return (
         executions.filter(state=State.DONE, started_at__isnull=False, finished_at__isnull=False)
@@ -107,7 +131,7 @@ def keep_totals(*, execution_ids: list[int]) -> None:
     for row in _done_timings(executions):
         source_id = row["source_id"]
         _add(source_id, "time_to_done_count", "", row["count"])
-        _add(source_id, "time_to_done_sum", "", (row["total"] or timedelta()).total_seconds())
+        _add(source_id, "time_to_done_sum", "", row["total"] or 0.0)
         for bound in TIME_TO_DONE_BUCKETS:
             _add(source_id, "time_to_done_bucket", str(bound), row[f"le_{bound}"])
         _raise_to(source_id, "last_success", row["last"].timestamp())
@@ -237,7 +261,7 @@ class ImportCollector(Collector):
         for source_id in sorted({*timings, *live}):
             row = live.get(source_id, {})
             count = row.get("count", 0) + kept[(source_id, "time_to_done_count", "")]
-            total = (row.get("total") or timedelta()).total_seconds()
+            total = row.get("total") or 0.0
             total += kept[(source_id, "time_to_done_sum", "")]
             buckets = [
                 (

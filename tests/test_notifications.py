@@ -459,3 +459,19 @@ def test_the_alert_list_shows_what_was_sent(
 
     assert "assets-sync: the manual import of inventory failed" in page
     assert "1 sent" in page
+
+
+def test_the_demo_channel_shows_an_alert_on_the_sandbox_page(pushed_source, sandbox):
+    import requests
+
+    from importer.management.commands.demo import demo_alert_channel
+
+    demo_alert_channel(receiver_url=f"{sandbox.base_url}/_sandbox/alerts")
+
+    execution = services.start_import(source=pushed_source)
+
+    [alert] = sandbox.alerts()
+    assert alert["event"] == "execution.done"
+    page = requests.get(f"{sandbox.base_url}/", timeout=5).text
+    assert "Alerts received" in page
+    assert f"Details: http://127.0.0.1:8000/admin/importer/execution/{execution.pk}/change/" in page
