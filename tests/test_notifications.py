@@ -475,3 +475,37 @@ def test_the_demo_channel_shows_an_alert_on_the_sandbox_page(pushed_source, sand
     page = requests.get(f"{sandbox.base_url}/", timeout=5).text
     assert "Alerts received" in page
     assert f"Details: http://127.0.0.1:8000/admin/importer/execution/{execution.pk}/change/" in page
+
+
+def test_retention_deletes_old_alerts_but_keeps_a_source_still_stale(make_source):
+    import io
+
+    from django.core.management import call_command
+
+    source = make_source()
+    for kind in (Alert.Kind.FAILED, Alert.Kind.STALE):
+        alert = Alert.objects.create(key=kind, kind=kind, source=source, subject=kind, text="")
+        Alert.objects.filter(pk=alert.pk).update(created_at=timezone.now() - timedelta(days=400))
+    out = io.StringIO()
+
+    call_command("prune_history", "--days", "180", stdout=out)
+
+    assert list(Alert.objects.values_list("kind", flat=True)) == [Alert.Kind.STALE]
+    assert "1 alert(s)" in out.getvalue()
+
+
+def test_housekeeping_sends_a_delivery_whose_task_was_lost(make_source, httpserver):
+    httpserver.expect_request("/hook").respond_with_json({})
+    channel = webhook_channel(httpserver.url_for("/hook"))
+    alert = Alert.objects.create(
+        key="lost", kind=Alert.Kind.FAILED, source=make_source(), subject="s", text="lost task"
+    )
+    delivery = Delivery.objects.create(alert=alert, channel=channel)  # its task never ran
+    Delivery.objects.filter(pk=delivery.pk).update(updated_at=timezone.now() - timedelta(hours=1))
+
+    services.look_after_imports()
+    services.look_after_imports()
+
+    assert [payload["text"] for payload in received(httpserver)] == ["lost task"]
+    delivery.refresh_from_db()
+    assert delivery.state == Delivery.State.SENT

@@ -215,6 +215,8 @@ def requeue_lost_deliveries() -> int:
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=lost))
         .values_list("pk", flat=True)[:500]
     )
+    # Stamped, so that a cluster that is down does not collect one more task every minute.
+    Delivery.objects.filter(pk__in=ids, state=DState.PENDING).update(updated_at=now)
     for delivery_id in ids:
         work_queue.enqueue_delivery(delivery_id)
     return len(ids)
