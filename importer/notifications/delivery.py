@@ -18,6 +18,7 @@ from django.utils import timezone
 from importer import work_queue
 from importer.models import Alert, Delivery, NotificationChannel
 from importer.notifications.messages import webhook_payload
+from importer.redaction import redact
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +47,7 @@ def where(url: str) -> str:
 
 
 def _hide(text: str, channel: NotificationChannel) -> str:
-    for secret in (channel.webhook_url, channel.secret_header_value):
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
+    return redact(text, [channel.webhook_url, channel.secret_header_value])
 
 
 def send_webhook(channel: NotificationChannel, alert: Alert) -> None:

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from importer.models import Alert, Execution, ImportSource, Schedule
-from importer.services.errors import scrub_secrets
+from importer.redaction import redact_for
 
 Kind = Alert.Kind
 State = Execution.State
@@ -54,7 +54,7 @@ def execution_content(execution: Execution, kind: str) -> Content:
     source = execution.source
     trigger = "scheduled" if execution.is_scheduled else "manual"
     link = admin_url("execution", execution.pk)
-    reason = scrub_secrets(execution.error or "", source)
+    reason = redact_for(source, execution.error or "")
     if kind == Kind.STALLED:
         minutes = settings.STALLED_AFTER_SECONDS // 60
         reason = reason or f"No chunk made progress for {minutes} minutes."
