@@ -757,7 +757,7 @@ def _render_page(
     total: int = 0,
     number: int = 1,
     pages: int = 1,
-    alerts: list[dict[str, Any]] = (),
+    alerts: list[dict[str, Any]] | None = None,
 ) -> str:
     esc = html.escape
     parts = [
@@ -774,7 +774,7 @@ def _render_page(
             esc(alert["event"]),
             f"<pre style='margin:0;white-space:pre-wrap'>{esc(alert['text'])}</pre>",
         ]
-        for alert in reversed(alerts[-20:])
+        for alert in reversed((alerts or [])[-20:])
     ]
     parts.append(_table(["Received", "Event", "Text"], rows))
     if not state["importSources"]:

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('importer', '0001_initial'),
+        ('importer', '0003_admin_ui'),
     ]
 
     operations = [
