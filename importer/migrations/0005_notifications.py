@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('importer', '0003_admin_ui'),
+        ('importer', '0004_paging'),
     ]
 
     operations = [
