@@ -228,6 +228,20 @@ HEALTH_TOKEN = env.str("HEALTH_TOKEN", default="")
 # Finished executions older than this are deleted by the daily retention task.
 HISTORY_RETENTION_DAYS = env.int("HISTORY_RETENTION_DAYS", default=180)
 
+# --- Alerts and metrics ------------------------------------------------------------------
+# How alerts are e-mailed: smtp://user:password@host:587 with STARTTLS is smtp+tls://...,
+# smtps:// for TLS from the start; consolemail:// prints them (development).
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+EMAIL_TIMEOUT = HTTP_TIMEOUT
+DEFAULT_FROM_EMAIL = SERVER_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="assets-sync@localhost")
+# E-mail channels that name no recipients of their own send to these addresses.
+ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])
+# A scheduled source is stale when its last successful import is older than its schedule's
+# interval plus this many seconds (DAILY with the default: 26 hours).
+STALE_GRACE_SECONDS = env.int("STALE_GRACE_SECONDS", default=2 * 3600)
+# Prometheus scrapes /metrics with this bearer token; empty: /metrics does not exist (404).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -59,6 +59,10 @@ def state_badge(state: str) -> str:
         "QUEUED": "#8d6e00",
         "RUNNING": "#1565c0",
         "SUBMITTED": "#2e7d32",
+        "OK": "#2e7d32",
+        "FAILING": "#c62828",
+        "SENT": "#2e7d32",
+        "SENDING": "#1565c0",
     }
     return format_html(
         '<span style="background:{};color:#fff;padding:1px 6px;border-radius:8px;'
@@ -1022,3 +1026,7 @@ class AuditLogAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+# Alert channels and alerts register themselves.
+from importer.notifications import admin as notifications_admin  # noqa: E402,F401

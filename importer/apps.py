@@ -30,18 +30,21 @@ def install_periodic_schedules(sender, **kwargs) -> None:
 
 ROLES = {
     # History only.
-    "Import viewers": ["view_execution", "view_chunkjob"],
+    "Import viewers": ["view_execution", "view_chunkjob", "view_alert", "view_delivery"],
     # ... and run imports: start, cancel, retry.
     "Import operators": [
         "view_execution",
         "view_chunkjob",
         "view_importsource",
         "view_schedule",
+        "view_alert",
+        "view_delivery",
         "start_import",
         "cancel_execution",
         "retry_chunks",
     ],
-    # ... and edit sources, credentials, mappings and schedules; read the audit log.
+    # ... and edit sources, credentials, mappings, schedules and alert channels; read the
+    # audit log.
     "Import administrators": [
         "view_execution",
         "view_chunkjob",
@@ -53,6 +56,12 @@ ROLES = {
         "add_schedule",
         "change_schedule",
         "delete_schedule",
+        "view_alert",
+        "view_delivery",
+        "view_notificationchannel",
+        "add_notificationchannel",
+        "change_notificationchannel",
+        "delete_notificationchannel",
         "start_import",
         "cancel_execution",
         "retry_chunks",

@@ -50,13 +50,18 @@ def _broker() -> dict:
     return {"kind": type(broker).__name__}
 
 
-def _cluster() -> dict:
-    last = (
+def last_housekeeping_at():
+    """When a task cluster last finished the housekeeping task (None: never)."""
+    return (
         Task.objects.filter(func=HOUSEKEEPING_TASK)
         .order_by("-stopped")
         .values_list("stopped", flat=True)
         .first()
     )
+
+
+def _cluster() -> dict:
+    last = last_housekeeping_at()
     if last is None or timezone.now() - last > CLUSTER_SILENT_AFTER:
         raise HealthProblem(
             f"no task cluster ran housekeeping since {last.isoformat() if last else 'ever'}: "

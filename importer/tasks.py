@@ -2,8 +2,8 @@
 
 from django.conf import settings
 
-from importer import services
-from importer.models import ChunkJob, Execution
+from importer import notifications, services
+from importer.models import ChunkJob, Delivery, Execution
 
 
 def run_chunk(chunk_id: int) -> None:
@@ -30,6 +30,18 @@ def look_after_imports() -> None:
 
 
 def prune_history() -> int:
-    """Daily: keep HISTORY_RETENTION_DAYS of execution history."""
-
+    """Daily: keep HISTORY_RETENTION_DAYS of execution history (and of alerts)."""
+    notifications.prune_alerts(days=settings.HISTORY_RETENTION_DAYS)
     return services.prune_history(days=settings.HISTORY_RETENTION_DAYS)
+
+
+def raise_execution_alert(execution_id: int, event: str) -> None:
+    execution = Execution.objects.select_related("source").filter(pk=execution_id).first()
+    if execution is not None:
+        notifications.raise_execution_alert(execution=execution, event=event)
+
+
+def send_delivery(delivery_id: int) -> None:
+    delivery = Delivery.objects.select_related("alert", "channel").filter(pk=delivery_id).first()
+    if delivery is not None:
+        notifications.send_delivery(delivery=delivery)

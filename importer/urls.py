@@ -8,4 +8,5 @@ urlpatterns = [
     path("webtrigger/<int:source_id>/<str:token>/", views.webtrigger, name="webtrigger"),
     path("executions/<int:pk>/progress.json", views.execution_progress, name="progress"),
     path("health/", views.health, name="health"),
+    path("metrics", views.metrics, name="metrics"),
 ]

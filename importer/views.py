@@ -8,11 +8,13 @@ import time
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.cache import cache
-from django.http import JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4
 
+from importer import metrics as import_metrics
 from importer import services
 from importer.health import health_report
 from importer.models import Execution, ImportSource
@@ -125,3 +127,21 @@ def health(request):
     )
     report = health_report(with_sources=trusted)
     return JsonResponse(report, status=200 if report["ok"] else 503)
+
+
+def metrics(request):
+    """Prometheus metrics, for callers presenting METRICS_TOKEN as a bearer token.
+
+    Without the setting there is no such page (404); a missing or wrong token gets 401.
+    """
+    token = settings.METRICS_TOKEN
+    if not token:
+        raise Http404("Set METRICS_TOKEN to publish metrics.")
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    ):
+        response = HttpResponse("A bearer token is required.\n", status=401)
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    return HttpResponse(import_metrics.exposition(), content_type=CONTENT_TYPE_PLAIN_0_0_4)

@@ -78,3 +78,25 @@ def enqueue_status_refresh_after(execution_id: int, delay_seconds: float) -> Non
         name=f"refresh-status-{execution_id}",
         delay_seconds=delay_seconds,
     )
+
+
+def enqueue_execution_alert(execution_id: int, event: str) -> None:
+    async_task(
+        "importer.tasks.raise_execution_alert",
+        execution_id,
+        event,
+        task_name=f"alert-{event}-{execution_id}",
+    )
+
+
+def enqueue_delivery(delivery_id: int) -> None:
+    async_task("importer.tasks.send_delivery", delivery_id, task_name=f"delivery-{delivery_id}")
+
+
+def enqueue_delivery_after(delivery_id: int, delay_seconds: float) -> None:
+    _run_later(
+        "importer.tasks.send_delivery",
+        delivery_id,
+        name=f"retry-delivery-{delivery_id}",
+        delay_seconds=delay_seconds,
+    )

@@ -3,12 +3,14 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 from django.db import connection
 
 from importer.devtools.assets_sandbox import AssetsSandbox
@@ -210,3 +212,44 @@ def start_cluster(async_tasks):
     yield start
     for running in started:
         running.stop()
+
+
+class SmtpServer:
+    """A real SMTP server on loopback (aiosmtpd) that keeps every message it receives."""
+
+    def __init__(self):
+        self.messages: list = []  # (envelope sender, recipients, parsed message)
+        with socket.socket() as probe:  # a free port; aiosmtpd checks it answers on start
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_DATA(self, server, session, envelope):
+        from email import message_from_bytes, policy
+
+        parsed = message_from_bytes(envelope.content, policy=policy.default)
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), parsed))
+        return "250 Message accepted for delivery"
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    def start(self) -> "SmtpServer":
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+@pytest.fixture
+def smtp_server(settings):
+    """A real SMTP server, and the app's mail settings pointing at it."""
+    server = SmtpServer().start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = server.port
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    yield server
+    server.stop()

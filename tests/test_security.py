@@ -62,10 +62,16 @@ def test_the_three_roles_exist_with_their_permissions():
     def codenames(group):
         return set(group.permissions.values_list("codename", flat=True))
 
-    assert codenames(viewer) == {"view_execution", "view_chunkjob"}
+    assert codenames(viewer) == {"view_execution", "view_chunkjob", "view_alert", "view_delivery"}
     assert {"start_import", "cancel_execution", "retry_chunks"} <= codenames(operator)
     assert "change_importsource" not in codenames(operator)
-    assert {"change_importsource", "change_schedule", "view_logentry"} <= codenames(administrator)
+    assert "change_notificationchannel" not in codenames(operator)
+    assert {
+        "change_importsource",
+        "change_schedule",
+        "change_notificationchannel",
+        "view_logentry",
+    } <= codenames(administrator)
 
 
 def user_in(django_user_model, group_name: str, username: str):

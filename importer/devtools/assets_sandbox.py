@@ -4,6 +4,9 @@ It follows `shared/reference/assets-imports-api.md` and is stricter than the rea
 the contract is vague (a chunk whose records lack an externalIdPart value is rejected whole), so a
 client that works here has no slack to lose in production. Inspection routes under `/_sandbox`
 and the HTML page at `/` need no token; every API route does.
+
+It also stands in for a chat webhook: alerts posted to `/_sandbox/alerts` are listed on the
+page, so the demo shows an alert arriving.
 """
 
 from __future__ import annotations
@@ -294,6 +297,7 @@ class AssetsSandbox(DevServer):
         self._executions: dict[str, _Execution] = {}  # insertion order: newest last
         self._log: list[tuple[str, str]] = []
         self._timers: list[threading.Timer] = []
+        self._alerts: list[dict[str, Any]] = []  # newest last
 
     # -- Python API for tests: plain-dict snapshots taken under the lock -----------------------
 
@@ -335,6 +339,11 @@ class AssetsSandbox(DevServer):
                 for schedule in source.schedules.values()
             ]
 
+    def alerts(self) -> list[dict[str, Any]]:
+        """The alerts posted to /_sandbox/alerts, oldest first."""
+        with self._lock:
+            return copy.deepcopy(self._alerts)
+
     def reset(self) -> None:
         """Forget every mapping, execution, schedule, logged request and fault rule."""
         self.faults.clear()
@@ -345,6 +354,7 @@ class AssetsSandbox(DevServer):
             self._sources.clear()
             self._executions.clear()
             self._log.clear()
+            self._alerts.clear()
 
     def stop(self) -> None:
         with self._lock:
@@ -608,11 +618,33 @@ class AssetsSandbox(DevServer):
         if request.path == "/_sandbox/reset" and request.method == "POST":
             self.reset()
             return _back_to_page() if from_page else Reply(204)
+        if request.path == "/_sandbox/alerts" and request.method == "POST":
+            return self._receive_alert(request)
+        if request.path == "/_sandbox/alerts" and request.method == "GET":
+            return json_reply(200, {"alerts": self.alerts()})
         fire = re.fullmatch(r"/_sandbox/schedules/([^/]+)/fire", request.path)
         if fire and request.method == "POST":
             reply = self._fire(fire[1])
             return _back_to_page() if from_page else reply
         return error_reply(404, f"No route for {request.path}")
+
+    def _receive_alert(self, request: Request) -> Reply:
+        """A webhook receiver, like a chat's incoming webhook: keeps the alert for the page."""
+        try:
+            body = request.json()
+        except BadJson as exc:
+            return error_reply(400, str(exc))
+        if not isinstance(body, dict) or not isinstance(body.get("text"), str):
+            return error_reply(400, 'An alert is a JSON object with a "text"')
+        alert = {
+            "received_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "text": body["text"],
+            "event": body.get("event", ""),
+        }
+        with self._lock:
+            self._alerts.append(alert)
+            del self._alerts[:-100]
+        return json_reply(200, {"ok": True})
 
     def _state(self) -> dict[str, Any]:
         with self._lock:
@@ -682,7 +714,13 @@ class AssetsSandbox(DevServer):
             objects = copy.deepcopy(held[start : start + OBJECTS_PER_PAGE])
             newest_id = newest.id if newest else None
         return _render_page(
-            state, newest_id, objects, total=len(held), number=objects_page, pages=pages
+            state,
+            newest_id,
+            objects,
+            total=len(held),
+            number=objects_page,
+            pages=pages,
+            alerts=self.alerts(),
         )
 
 
@@ -719,6 +757,7 @@ def _render_page(
     total: int = 0,
     number: int = 1,
     pages: int = 1,
+    alerts: list[dict[str, Any]] | None = None,
 ) -> str:
     esc = html.escape
     parts = [
@@ -728,6 +767,16 @@ def _render_page(
         "<form method='post' action='/_sandbox/reset?from=page' style='display:inline'>"
         "<button>Reset everything</button></form></div>",
     ]
+    parts.append("<h2 id='alerts'>Alerts received</h2>")
+    rows = [
+        [
+            esc(alert["received_at"]),
+            esc(alert["event"]),
+            f"<pre style='margin:0;white-space:pre-wrap'>{esc(alert['text'])}</pre>",
+        ]
+        for alert in reversed((alerts or [])[-20:])
+    ]
+    parts.append(_table(["Received", "Event", "Text"], rows))
     if not state["importSources"]:
         parts.append("<p class='muted'>No import source has been used yet.</p>")
     for source in state["importSources"]:

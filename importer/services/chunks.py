@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from importer import work_queue
+from importer import metrics, work_queue
 from importer.models import ChunkJob, Execution, ImportSource
 from importer.remote import RemoteError
 from importer.services.errors import scrub_secrets
@@ -362,6 +362,7 @@ def chunk_failed(
             error=f"attempt {chunk.attempts} failed: {message}",
         )
         Execution.objects.filter(pk=chunk.execution_id).stamp()
+        metrics.count_chunk_retry(source=source, reason=kind)
         logger.warning("chunk %s: %s; retry in %.1f s", chunk.pk, message, delay)
         work_queue.enqueue_chunk_after(chunk.pk, delay)
         return chunk

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db.models import Count
 from django.utils import timezone
 
-from importer import work_queue
+from importer import notifications, work_queue
 from importer.assets import AssetsClient, AssetsError
 from importer.models import ChunkJob, Execution
 from importer.services.errors import scrub_secrets
@@ -125,9 +125,10 @@ def refresh_status(*, execution: Execution) -> Execution:
     if final is None:
         work_queue.enqueue_status_refresh_after(execution.pk, settings.COMPLETION_RECHECK_SECONDS)
         return execution
-    Execution.objects.of(execution).finish(
+    if Execution.objects.of(execution).finish(
         state=final,
         error="" if final == State.DONE else f"Assets reports the import {status.status}",
-    )
+    ):
+        notifications.notify_execution_finished(execution)
     execution.refresh_from_db()
     return execution

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from importer import work_queue
+from importer import metrics, notifications, work_queue
 from importer.models import ChunkJob, Execution
 from importer.services.lifecycle import fail_execution
 
@@ -21,6 +21,7 @@ def look_after_imports() -> None:
     """Periodic housekeeping (every minute): recover lost work, flag imports that stall."""
     requeue_stalled_chunks()
     flag_stalled_executions()
+    notifications.look_after_notifications()
 
 
 def requeue_stalled_chunks() -> int:
@@ -68,6 +69,7 @@ def flag_stalled_executions() -> list[Execution]:
         if execution.stalled_since is None:
             # Not stamped: the flag is no progress, and must not reset the clock it reads.
             Execution.objects.of(execution).update(stalled_since=now)
+            notifications.notify_execution_stalled(execution)
         if settings.FAIL_STALLED_EXECUTIONS:
             minutes = settings.STALLED_AFTER_SECONDS // 60
             fail_execution(
@@ -88,6 +90,7 @@ def prune_history(*, days: int, batch_size: int = 2000) -> int:
         if not batch:
             return deleted
         with transaction.atomic():
+            metrics.keep_totals(execution_ids=batch)
             ChunkJob.objects.filter(execution_id__in=batch).delete()
             Execution.objects.filter(pk__in=batch).delete()
         deleted += len(batch)

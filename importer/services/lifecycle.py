@@ -7,7 +7,7 @@ import logging
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from importer import work_queue
+from importer import notifications, work_queue
 from importer.assets import AssetsClient, AssetsError
 from importer.mapping import validate_document
 from importer.models import ChunkJob, Execution, ImportSource
@@ -48,7 +48,8 @@ def start_import(
         )
     except AssetsError as error:
         reason = scrub_secrets(error.message, source)
-        Execution.objects.of(execution).refuse(reason=reason)
+        if Execution.objects.of(execution).refuse(reason=reason):
+            notifications.notify_execution_finished(execution)
         raise _recorded_refusal(reason) from None
 
     # From here on the execution exists in Assets: any failure is reported to its history.
@@ -79,6 +80,7 @@ def fail_execution(*, execution: Execution, reason: str) -> Execution:
     """Fail an open execution once, stop its chunks, and report the reason to Assets."""
     reason = scrub_secrets(reason, execution.source)
     if Execution.objects.of(execution).fail(reason=reason):
+        notifications.notify_execution_finished(execution)
         ChunkJob.objects.filter(execution=execution).cancel_queued()
         execution.refresh_from_db()
         if execution.assets_execution_id:

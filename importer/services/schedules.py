@@ -14,6 +14,7 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
+from importer import notifications
 from importer.assets import AssetsClient, AssetsError, AssetsNotFound, schedule_body
 from importer.models import Execution, ImportSource, Schedule, new_webtrigger_token
 from importer.services.errors import (
@@ -232,13 +233,14 @@ def start_scheduled_import(*, source: ImportSource) -> Execution:
             if recent is not None:
                 return recent
         if not refusal.recorded:
-            Execution.objects.create(
+            refused = Execution.objects.create(
                 source=source,
                 trigger=Execution.Trigger.SCHEDULE,
                 state=Execution.State.REFUSED,
                 error=str(refusal),
                 finished_at=timezone.now(),
             )
+            notifications.notify_execution_finished(refused)
         raise
 
 

@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand
 from importer.config_file import apply_config
 from importer.devtools.assets_sandbox import AssetsSandbox
 from importer.devtools.demo_source import DemoInventory
+from importer.models import NotificationChannel
 
 DEMO_MAPPING = Path(__file__).resolve().parents[2] / "devtools" / "demo_mapping.json"
 SANDBOX_TOKEN = "sandbox-token"
@@ -44,6 +45,23 @@ def demo_source_config(*, sandbox_url: str, inventory_url: str) -> dict:
     }
 
 
+def demo_alert_channel(*, receiver_url: str) -> NotificationChannel:
+    """A webhook channel that posts every alert, successful imports too, to the sandbox."""
+    channel, _ = NotificationChannel.objects.update_or_create(
+        name="demo alerts",
+        defaults={
+            "kind": NotificationChannel.Kind.WEBHOOK,
+            "enabled": True,
+            "all_sources": True,
+            "notify_on_done": True,
+            "webhook_url": receiver_url,
+            "secret_header_name": "X-Demo-Token",
+            "secret_header_value": "demo-webhook-secret",
+        },
+    )
+    return channel
+
+
 class Command(BaseCommand):
     help = "Start the demo: runserver, qcluster, the Assets sandbox and a demo inventory API."
 
@@ -61,6 +79,7 @@ class Command(BaseCommand):
             push=False,  # the demo shows the "Push mapping to Assets" action
         ):
             self.stdout.write(f"Demo source: {result}")
+        demo_alert_channel(receiver_url=f"{sandbox.base_url}/_sandbox/alerts")
         self._ensure_admin_user()
 
         manage = [sys.executable, str(Path(sys.argv[0]).resolve())]
@@ -73,8 +92,10 @@ class Command(BaseCommand):
                 f"\nAdmin:           http://127.0.0.1:{port}/admin/\n"
                 f"Assets sandbox:  {sandbox.base_url}/\n"
                 f"Demo inventory:  {inventory.base_url}/api/computers\n"
+                f"Alerts received: {sandbox.base_url}/#alerts (the 'demo alerts' channel)\n"
                 "In the admin, select 'demo-inventory', run 'Push mapping to Assets', then "
-                "'Start import'. Ctrl-C stops everything.\n"
+                "'Start import'; its alert arrives on the sandbox's page. Ctrl-C stops "
+                "everything.\n"
             )
         )
         signal.signal(signal.SIGTERM, _interrupt)

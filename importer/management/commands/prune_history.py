@@ -1,11 +1,14 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from importer import services
+from importer import notifications, services
 
 
 class Command(BaseCommand):
-    help = "Delete finished executions older than N days (also runs daily as a django-q2 task)."
+    help = (
+        "Delete finished executions and alerts older than N days (also runs daily as a "
+        "django-q2 task)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -17,4 +20,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, days, **options):
         deleted = services.prune_history(days=days)
-        self.stdout.write(f"Deleted {deleted} execution(s) older than {days} days.")
+        alerts = notifications.prune_alerts(days=days)
+        self.stdout.write(
+            f"Deleted {deleted} execution(s) and {alerts} alert(s) older than {days} days."
+        )

@@ -1,0 +1,220 @@
+"""Sending an alert through a channel, with retries: e-mail through Django's mail framework,
+webhooks through one HTTP seam. Runs in django-q2 tasks only."""
+
+from __future__ import annotations
+
+import json
+import logging
+import smtplib
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import requests
+from django.conf import settings
+from django.core.mail import EmailMessage
+from django.db.models import F, Q
+from django.utils import timezone
+
+from importer import work_queue
+from importer.models import Alert, Delivery, NotificationChannel
+from importer.notifications.messages import webhook_payload
+from importer.redaction import redact
+
+logger = logging.getLogger(__name__)
+
+DState = Delivery.State
+# Seconds before the 2nd, 3rd, ... attempt; after the last, the delivery has failed.
+RETRY_DELAYS = (30, 120, 600, 1800)
+MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
+USER_AGENT = "assets-sync alerts"
+
+
+class DeliveryError(Exception):
+    """Sending failed; `permanent` says that trying again would not help."""
+
+    def __init__(self, message: str, *, permanent: bool = False):
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+
+
+def where(url: str) -> str:
+    """A webhook URL as staff and messages may see it: its path may hold a secret."""
+    parts = urlsplit(url)
+    return (
+        f"{parts.scheme}://{parts.hostname or '?'}{':' + str(parts.port) if parts.port else ''}/…"
+    )
+
+
+def _hide(text: str, channel: NotificationChannel) -> str:
+    return redact(text, [channel.webhook_url, channel.secret_header_value])
+
+
+def send_webhook(channel: NotificationChannel, alert: Alert) -> None:
+    if not channel.webhook_url:
+        raise DeliveryError("The channel has no webhook URL.", permanent=True)
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        # Lets a receiver drop a copy: a worker that died after sending sends again.
+        "X-Assets-Sync-Alert": alert.key,
+    }
+    if channel.secret_header_name and channel.secret_header_value:
+        headers[channel.secret_header_name] = channel.secret_header_value
+    target = where(channel.webhook_url)
+    try:
+        answer = requests.post(
+            channel.webhook_url,
+            data=json.dumps(webhook_payload(alert)),
+            headers=headers,
+            timeout=settings.HTTP_TIMEOUT,
+            allow_redirects=False,
+        )
+    except requests.Timeout:
+        raise DeliveryError(f"{target} did not answer within {settings.HTTP_TIMEOUT:g} s")
+    except requests.RequestException as error:
+        # The exception's text repeats the URL, path and all: only its type is kept.
+        raise DeliveryError(f"{target} could not be reached ({type(error).__name__})")
+    if 200 <= answer.status_code < 300:
+        return
+    body = _hide(" ".join(answer.text[:200].split()), channel)
+    permanent = 400 <= answer.status_code < 500 and answer.status_code not in (408, 429)
+    raise DeliveryError(f"{target} answered {answer.status_code}: {body}", permanent=permanent)
+
+
+def send_email(channel: NotificationChannel, alert: Alert) -> None:
+    recipients = channel.recipient_list()
+    if not recipients:
+        raise DeliveryError(
+            "No recipients: list them on the channel or in the ALERT_EMAILS setting.",
+            permanent=True,
+        )
+    message = EmailMessage(
+        subject=alert.subject,
+        body=alert.text,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=recipients,
+        headers={"X-Assets-Sync-Alert": alert.key},
+    )
+    try:
+        message.send()
+    except smtplib.SMTPResponseException as error:
+        text = (
+            error.smtp_error.decode(errors="replace")
+            if isinstance(error.smtp_error, bytes)
+            else str(error.smtp_error)
+        )
+        raise DeliveryError(
+            f"the mail server answered {error.smtp_code}: {text[:200]}",
+            permanent=500 <= error.smtp_code < 600,
+        )
+    except smtplib.SMTPRecipientsRefused as error:
+        raise DeliveryError(
+            f"the mail server refused {', '.join(error.recipients)}", permanent=True
+        )
+    except (smtplib.SMTPException, OSError) as error:
+        raise DeliveryError(
+            f"the mail server could not be reached: {type(error).__name__}: {error}"
+        )
+
+
+SENDERS = {
+    NotificationChannel.Kind.EMAIL: send_email,
+    NotificationChannel.Kind.WEBHOOK: send_webhook,
+}
+
+
+def _claim(delivery: Delivery) -> bool:
+    """PENDING → SENDING for this task only: a task delivered twice sends once."""
+    now = timezone.now()
+    claimed = (
+        Delivery.objects.filter(pk=delivery.pk, state=DState.PENDING, attempts=delivery.attempts)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .update(state=DState.SENDING, attempts=F("attempts") + 1, updated_at=now)
+    )
+    if claimed:
+        delivery.attempts += 1
+    return bool(claimed)
+
+
+def send_delivery(*, delivery: Delivery) -> Delivery:
+    """Send once; on failure try again later (RETRY_DELAYS) or give up. Never raises."""
+    if not _claim(delivery):
+        return delivery
+    channel = delivery.channel
+    now = timezone.now()
+    try:
+        if not channel.enabled:
+            raise DeliveryError("The channel was disabled.", permanent=True)
+        SENDERS[channel.kind](channel, delivery.alert)
+    except DeliveryError as error:
+        return _failed(delivery, error)
+    except Exception as error:  # a bug here must not leave the delivery SENDING for ever
+        logger.exception("delivery %s: unexpected error", delivery.pk)
+        return _failed(delivery, DeliveryError(f"unexpected error: {type(error).__name__}"))
+    Delivery.objects.filter(pk=delivery.pk, state=DState.SENDING).update(
+        state=DState.SENT, sent_at=now, error="", next_attempt_at=None, updated_at=now
+    )
+    NotificationChannel.objects.filter(pk=channel.pk).update(last_success_at=now)
+    delivery.refresh_from_db()
+    return delivery
+
+
+def _failed(delivery: Delivery, error: DeliveryError) -> Delivery:
+    channel = delivery.channel
+    now = timezone.now()
+    message = _hide(error.message, channel)[:1000]
+    retry = not error.permanent and delivery.attempts < MAX_ATTEMPTS
+    if retry:
+        delay = RETRY_DELAYS[delivery.attempts - 1]
+        Delivery.objects.filter(pk=delivery.pk, state=DState.SENDING).update(
+            state=DState.PENDING,
+            next_attempt_at=now + timedelta(seconds=delay),
+            error=f"attempt {delivery.attempts} failed, retrying in {delay} s: {message}",
+            updated_at=now,
+        )
+        work_queue.enqueue_delivery_after(delivery.pk, delay)
+    else:
+        Delivery.objects.filter(pk=delivery.pk, state=DState.SENDING).update(
+            state=DState.FAILED,
+            next_attempt_at=None,
+            error=f"gave up after {delivery.attempts} attempt(s): {message}",
+            updated_at=now,
+        )
+    if channel.enabled:
+        NotificationChannel.objects.filter(pk=channel.pk).update(
+            last_error=message, last_error_at=now
+        )
+    logger.warning("alert delivery %s through %s failed: %s", delivery.pk, channel, message)
+    delivery.refresh_from_db()
+    return delivery
+
+
+def requeue_lost_deliveries() -> int:
+    """Queue again deliveries whose task was lost, or whose worker died while sending.
+
+    A retry waits in a django-q2 schedule (checked every 30 s); one still pending two
+    minutes after its time was lost. A worker that died while sending may have sent: the
+    receiver sees the same X-Assets-Sync-Alert twice.
+    """
+    now = timezone.now()
+    lost = now - timedelta(minutes=2)
+    dead = now - timedelta(seconds=settings.Q_TASK_TIMEOUT + 60)
+    cut_short = list(
+        Delivery.objects.filter(state=DState.SENDING, updated_at__lt=dead).values_list(
+            "pk", flat=True
+        )[:500]
+    )
+    Delivery.objects.filter(pk__in=cut_short, state=DState.SENDING).update(
+        state=DState.PENDING, next_attempt_at=None, updated_at=now
+    )
+    ids = cut_short + list(
+        Delivery.objects.filter(state=DState.PENDING, updated_at__lt=lost)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=lost))
+        .values_list("pk", flat=True)[:500]
+    )
+    # Stamped, so that a cluster that is down does not collect one more task every minute.
+    Delivery.objects.filter(pk__in=ids, state=DState.PENDING).update(updated_at=now)
+    for delivery_id in ids:
+        work_queue.enqueue_delivery(delivery_id)
+    return len(ids)

@@ -1,0 +1,326 @@
+"""Deciding what people are told: one alert per event, delivered to the channels that want it.
+
+The import flow only queues a task (after commit) when an execution ends or stalls; the task
+records the alert under a unique key, so a task delivered twice, or housekeeping catching up
+on a lost one, raises nothing new. Stale sources are found by housekeeping, every minute.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, Max, OuterRef, Q
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from importer import work_queue
+from importer.models import (
+    Alert,
+    Delivery,
+    Execution,
+    ImportSource,
+    NotificationChannel,
+    Schedule,
+)
+from importer.notifications.delivery import requeue_lost_deliveries
+from importer.notifications.messages import (
+    Content,
+    channel_check_content,
+    execution_content,
+    recovered_content,
+    stale_content,
+)
+
+logger = logging.getLogger(__name__)
+
+Kind = Alert.Kind
+State = Execution.State
+EXECUTION_ALERTS = {State.FAILED: Kind.FAILED, State.REFUSED: Kind.REFUSED, State.DONE: Kind.DONE}
+# How long housekeeping looks back for a finished execution whose alert task was lost.
+CATCH_UP_WINDOW = timedelta(hours=1)
+SCHEDULE_INTERVALS = {
+    Schedule.Frequency.DAILY: timedelta(days=1),
+    Schedule.Frequency.WEEKLY: timedelta(days=7),
+    Schedule.Frequency.MONTHLY: timedelta(days=31),
+}
+
+
+# --- called by the import flow ------------------------------------------------------------
+
+
+def notify_execution_finished(execution: Execution) -> None:
+    """The execution reached a final state: its alert is decided by a task, after commit."""
+    _queue_after_commit(execution.pk, "finished")
+
+
+def notify_execution_stalled(execution: Execution) -> None:
+    """The execution was just flagged stalled."""
+    _queue_after_commit(execution.pk, "stalled")
+
+
+def _queue_after_commit(execution_id: int, event: str) -> None:
+    def queue() -> None:
+        try:
+            work_queue.enqueue_execution_alert(execution_id, event)
+        except Exception:  # an alert never fails an import; housekeeping catches up
+            logger.exception("execution %s: its alert could not be queued", execution_id)
+
+    transaction.on_commit(queue)
+
+
+# --- alerts -------------------------------------------------------------------------------
+
+
+def channels_for(source: ImportSource | None, kind: str):
+    channels = NotificationChannel.objects.filter(enabled=True)
+    if source is not None:
+        channels = channels.filter(Q(all_sources=True) | Q(sources=source))
+    if kind == Kind.DONE:
+        channels = channels.filter(notify_on_done=True)
+    return channels.distinct()
+
+
+def raise_alert(
+    *,
+    key: str,
+    kind: str,
+    content: Content,
+    source: ImportSource | None = None,
+    execution: Execution | None = None,
+    channels=None,
+) -> Alert | None:
+    """Record the alert and queue one delivery per channel; None if it was raised before."""
+    channels = list(channels_for(source, kind) if channels is None else channels)
+    try:
+        with transaction.atomic():
+            alert = Alert.objects.create(
+                key=key,
+                kind=kind,
+                source=source,
+                execution=execution,
+                subject=content.subject[:300],
+                text=content.text,
+                details=content.details,
+            )
+            for channel in channels:
+                delivery = Delivery.objects.create(alert=alert, channel=channel)
+                transaction.on_commit(lambda pk=delivery.pk: _queue_delivery(pk))
+    except IntegrityError:
+        return None  # the same event, told already
+    return alert
+
+
+def _queue_delivery(delivery_id: int) -> None:
+    try:
+        work_queue.enqueue_delivery(delivery_id)
+    except Exception:  # housekeeping queues it again
+        logger.exception("delivery %s could not be queued", delivery_id)
+
+
+def raise_execution_alert(*, execution: Execution, event: str) -> Alert | None:
+    """The alert for an execution that ended (FAILED, REFUSED, DONE) or was flagged stalled."""
+    if event == "stalled":
+        # With FAIL_STALLED_EXECUTIONS the stall becomes a failure, and that is what is told.
+        if settings.FAIL_STALLED_EXECUTIONS or execution.state != State.INGESTING:
+            return None
+        if execution.stalled_since is None:
+            return None
+        kind = Kind.STALLED
+    else:
+        kind = EXECUTION_ALERTS.get(execution.state)
+        if kind is None:
+            return None  # cancelled: someone did it on purpose
+    alert = None
+    if kind != Kind.DONE or channels_for(execution.source, kind).exists():
+        alert = raise_alert(
+            key=f"execution-{execution.pk}-{kind}",
+            kind=kind,
+            source=execution.source,
+            execution=execution,
+            content=execution_content(execution, kind),
+        )
+    if kind == Kind.DONE:
+        resolve_staleness(source=execution.source)
+    return alert
+
+
+def catch_up_execution_alerts() -> int:
+    """Raise the alerts of recent executions whose alert task was lost (a dead worker with
+    the Redis broker, a broker down at the time); already raised ones are left alone."""
+    states = [State.FAILED, State.REFUSED]
+    if NotificationChannel.objects.filter(enabled=True, notify_on_done=True).exists():
+        states.append(State.DONE)
+    alerted = Alert.objects.filter(execution=OuterRef("pk"))
+    missing = list(
+        Execution.objects.select_related("source")
+        .filter(state__in=states, finished_at__gte=timezone.now() - CATCH_UP_WINDOW)
+        .filter(~Exists(alerted))[:200]
+    )
+    if not settings.FAIL_STALLED_EXECUTIONS:
+        missing += list(
+            Execution.objects.select_related("source")
+            .filter(state=State.INGESTING, stalled_since__isnull=False)
+            .filter(~Exists(alerted.filter(kind=Kind.STALLED)))[:200]
+        )
+    raised = 0
+    for execution in missing:
+        event = "stalled" if execution.state == State.INGESTING else "finished"
+        raised += raise_execution_alert(execution=execution, event=event) is not None
+    return raised
+
+
+# --- stale sources ------------------------------------------------------------------------
+
+
+@dataclass
+class Overdue:
+    schedule: Schedule
+    last_success: datetime | None
+    due: datetime
+    interval: timedelta
+
+
+def last_successes(source_ids=None) -> dict[int, datetime]:
+    done = Execution.objects.filter(state=State.DONE, finished_at__isnull=False)
+    if source_ids is not None:
+        done = done.filter(source_id__in=source_ids)
+    return dict(
+        done.values("source").annotate(last=Max("finished_at")).values_list("source", "last")
+    )
+
+
+def due_by(schedule: Schedule, last_success: datetime | None) -> datetime:
+    """When a source with this schedule must have imported again, grace included.
+
+    The next import is due one interval after the last successful one, and never before
+    the schedule's first run (a new or moved schedule is not late yet).
+    """
+    expected = schedule.start_time
+    if last_success is not None:
+        expected = max(expected, last_success + SCHEDULE_INTERVALS[schedule.frequency])
+    return expected + timedelta(seconds=settings.STALE_GRACE_SECONDS)
+
+
+def scheduled_sources() -> list[Schedule]:
+    """Schedules that repeat, of enabled sources: those whose sources can go stale."""
+    return list(
+        Schedule.objects.select_related("source").filter(
+            source__enabled=True, frequency__in=list(SCHEDULE_INTERVALS)
+        )
+    )
+
+
+def overdue_sources(now: datetime | None = None) -> list[Overdue]:
+    now = now or timezone.now()
+    schedules = scheduled_sources()
+    last = last_successes([schedule.source_id for schedule in schedules])
+    found = []
+    for schedule in schedules:
+        last_success = last.get(schedule.source_id)
+        due = due_by(schedule, last_success)
+        if now > due:
+            interval = SCHEDULE_INTERVALS[schedule.frequency]
+            found.append(Overdue(schedule, last_success, due, interval))
+    return found
+
+
+def check_staleness() -> list[Alert]:
+    """Alert once for each source that became stale; tell when a stale one recovered."""
+    open_alerts = Alert.objects.filter(kind=Kind.STALE, resolved_at__isnull=True)
+    for source in ImportSource.objects.filter(pk__in=open_alerts.values("source")):
+        resolve_staleness(source=source)
+    still_open = set(open_alerts.values_list("source_id", flat=True))
+    raised = []
+    for overdue in overdue_sources():
+        source = overdue.schedule.source
+        if source.pk in still_open:
+            continue
+        stamp = int(overdue.last_success.timestamp()) if overdue.last_success else 0
+        alert = raise_alert(
+            key=f"source-{source.pk}-stale-{stamp}",
+            kind=Kind.STALE,
+            source=source,
+            content=stale_content(
+                overdue.schedule,
+                last_success=overdue.last_success,
+                due=overdue.due,
+                interval=overdue.interval,
+            ),
+        )
+        if alert is not None:
+            raised.append(alert)
+    return raised
+
+
+def resolve_staleness(*, source: ImportSource) -> list[Alert]:
+    """Close the source's open stale alert once it imported successfully again ("recovered"
+    is told once); close it silently when the source no longer runs on a schedule."""
+    recovered = []
+    for stale in Alert.objects.filter(kind=Kind.STALE, resolved_at__isnull=True, source=source):
+        done = (
+            Execution.objects.filter(source=source, state=State.DONE, finished_at__isnull=False)
+            .order_by("-finished_at")
+            .first()
+        )
+        known = parse_datetime(stale.details.get("last_success_at") or "")
+        imported_again = done is not None and (known is None or done.finished_at > known)
+        scheduled = (
+            source.enabled
+            and Schedule.objects.filter(
+                source=source, frequency__in=list(SCHEDULE_INTERVALS)
+            ).exists()
+        )
+        if not imported_again and scheduled:
+            continue
+        if not Alert.objects.filter(pk=stale.pk, resolved_at__isnull=True).update(
+            resolved_at=timezone.now()
+        ):
+            continue  # another worker resolved it
+        if imported_again:
+            alert = raise_alert(
+                key=f"alert-{stale.pk}-recovered",
+                kind=Kind.RECOVERED,
+                source=source,
+                execution=done,
+                content=recovered_content(source, done, stale.created_at),
+            )
+            if alert is not None:
+                recovered.append(alert)
+    return recovered
+
+
+# --- housekeeping and the admin ---------------------------------------------------------
+
+
+def look_after_notifications() -> None:
+    """Housekeeping, every minute: lost alerts, stale sources, lost deliveries. A problem here
+    is logged and never stops the rest of housekeeping."""
+    for step in (catch_up_execution_alerts, check_staleness, requeue_lost_deliveries):
+        try:
+            step()
+        except Exception:
+            logger.exception("alerts: %s failed", step.__name__)
+
+
+def send_check_message(*, channel: NotificationChannel, user: str = "") -> Alert:
+    """A test message through one channel, so staff see that it works."""
+    return raise_alert(
+        key=f"test-{channel.pk}-{uuid.uuid4().hex}",
+        kind=Kind.TEST,
+        content=channel_check_content(user),
+        channels=[channel],
+    )
+
+
+def prune_alerts(*, days: int) -> int:
+    """Delete alerts older than `days` (and their deliveries); open stale alerts stay."""
+    old = Alert.objects.filter(created_at__lt=timezone.now() - timedelta(days=days)).exclude(
+        kind=Kind.STALE, resolved_at__isnull=True
+    )
+    _, deleted = old.delete()
+    return deleted.get(Alert._meta.label, 0)

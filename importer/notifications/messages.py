@@ -1,0 +1,171 @@
+"""What an alert says: a subject, a text for people (e-mail body, chat message) and the
+structured fields webhooks receive beside the text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.urls import reverse
+from django.utils import timezone
+
+from importer.models import Alert, Execution, ImportSource, Schedule
+from importer.redaction import redact_for
+
+Kind = Alert.Kind
+State = Execution.State
+
+HEADLINES = {
+    Kind.FAILED: "failed",
+    Kind.REFUSED: "was refused",
+    Kind.STALLED: "is stalled",
+    Kind.DONE: "is done",
+}
+
+
+@dataclass
+class Content:
+    subject: str
+    text: str
+    details: dict = field(default_factory=dict)
+
+
+def admin_url(name: str, pk: int) -> str:
+    return settings.PUBLIC_BASE_URL + reverse(f"admin:importer_{name}_change", args=[pk])
+
+
+def _when(moment: datetime | None) -> str:
+    if moment is None:
+        return "never"
+    return f"{timezone.localtime(moment):%Y-%m-%d %H:%M %Z}"
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _source_fields(source: ImportSource) -> dict:
+    return {"id": source.pk, "name": source.name, "url": admin_url("importsource", source.pk)}
+
+
+def execution_content(execution: Execution, kind: str) -> Content:
+    """The message for an execution that failed, was refused, stalled or is done."""
+    source = execution.source
+    trigger = "scheduled" if execution.is_scheduled else "manual"
+    link = admin_url("execution", execution.pk)
+    reason = redact_for(source, execution.error or "")
+    if kind == Kind.STALLED:
+        minutes = settings.STALLED_AFTER_SECONDS // 60
+        reason = reason or f"No chunk made progress for {minutes} minutes."
+    subject = f"assets-sync: the {trigger} import of {source.name} {HEADLINES[kind]}"
+    lines = [f"The {trigger} import of '{source.name}' {HEADLINES[kind]} ({execution.state})."]
+    if reason:
+        lines.append(f"Reason: {reason}")
+    lines.append(
+        f"Records: {execution.records_fetched} fetched, {execution.records_submitted} "
+        f"submitted, {execution.records_skipped} left out; {execution.pages_submitted} "
+        "pages submitted."
+    )
+    lines.append(
+        f"Started {_when(execution.started_at or execution.created_at)}, "
+        f"finished {_when(execution.finished_at) if execution.finished_at else '-'}."
+    )
+    lines.append(f"Details: {link}")
+    details = {
+        "event": f"execution.{kind}",
+        "source": _source_fields(source),
+        "execution": {
+            "id": execution.pk,
+            "state": execution.state,
+            "trigger": trigger,
+            "reason": reason,
+            "records_fetched": execution.records_fetched,
+            "records_submitted": execution.records_submitted,
+            "records_left_out": execution.records_skipped,
+            "pages_submitted": execution.pages_submitted,
+            "created_at": _iso(execution.created_at),
+            "started_at": _iso(execution.started_at),
+            "finished_at": _iso(execution.finished_at),
+            "stalled_since": _iso(execution.stalled_since),
+            "url": link,
+        },
+    }
+    return Content(subject, "\n".join(lines), details)
+
+
+def stale_content(
+    schedule: Schedule, *, last_success: datetime | None, due: datetime, interval: timedelta
+) -> Content:
+    source = schedule.source
+    frequency = schedule.get_frequency_display().lower()
+    subject = f"assets-sync: {source.name} is stale"
+    text = "\n".join(
+        [
+            f"'{source.name}' has a {frequency} schedule, but its last successful import was "
+            f"{'at ' + _when(last_success) if last_success else 'never'}: one was due by "
+            f"{_when(due)} (the interval plus {settings.STALE_GRACE_SECONDS // 60} minutes).",
+            "Check the schedule in Assets, the source's token and the webtrigger's reachability.",
+            f"Source: {admin_url('importsource', source.pk)}",
+        ]
+    )
+    details = {
+        "event": "source.stale",
+        "source": _source_fields(source),
+        "schedule": {
+            "frequency": schedule.frequency,
+            "interval_seconds": int(interval.total_seconds()),
+            "grace_seconds": settings.STALE_GRACE_SECONDS,
+            "in_sync": schedule.in_sync,
+        },
+        "last_success_at": _iso(last_success),
+        "due_at": _iso(due),
+    }
+    return Content(subject, text, details)
+
+
+def recovered_content(source: ImportSource, execution: Execution, stale_since: datetime) -> Content:
+    link = admin_url("execution", execution.pk)
+    subject = f"assets-sync: {source.name} has recovered"
+    text = "\n".join(
+        [
+            f"'{source.name}' imported successfully again at {_when(execution.finished_at)} "
+            f"(stale since {_when(stale_since)}).",
+            f"Records: {execution.records_submitted} submitted, {execution.records_skipped} "
+            "left out.",
+            f"Details: {link}",
+        ]
+    )
+    details = {
+        "event": "source.recovered",
+        "source": _source_fields(source),
+        "execution": {
+            "id": execution.pk,
+            "state": execution.state,
+            "trigger": "scheduled" if execution.is_scheduled else "manual",
+            "finished_at": _iso(execution.finished_at),
+            "url": link,
+        },
+        "stale_since": _iso(stale_since),
+    }
+    return Content(subject, text, details)
+
+
+def channel_check_content(user: str) -> Content:
+    text = (
+        f"A test message from assets-sync, sent by {user or 'staff'} from the admin: "
+        "this channel works."
+    )
+    return Content("assets-sync: test message", text, {"event": "test"})
+
+
+def webhook_payload(alert: Alert) -> dict:
+    """`text` for Slack and Microsoft Teams incoming webhooks; the fields beside it."""
+    return {
+        "text": alert.text,
+        "subject": alert.subject,
+        "alert_id": alert.pk,
+        "kind": alert.kind,
+        "occurred_at": _iso(alert.created_at),
+        **alert.details,
+    }

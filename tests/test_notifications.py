@@ -1,0 +1,511 @@
+"""Alerts by e-mail and webhook: a real SMTP server and a real HTTP receiver on loopback."""
+
+import ast
+import json
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+from django_q.models import Schedule as QSchedule
+
+from importer import services, tasks
+from importer.models import Alert, Delivery, Execution, NotificationChannel, Schedule
+from importer.notifications.delivery import MAX_ATTEMPTS
+from tests.conftest import SANDBOX_TOKEN, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+HOOK_SECRET = "hook-secret-value-42"
+PUBLIC = "https://assets-sync.example"
+
+
+def webhook_channel(url: str, *, sources=(), **fields) -> NotificationChannel:
+    values = {
+        "name": "chat",
+        "kind": NotificationChannel.Kind.WEBHOOK,
+        "webhook_url": url,
+        "secret_header_name": "X-Webhook-Token",
+        "secret_header_value": HOOK_SECRET,
+        "all_sources": not sources,
+    }
+    values.update(fields)
+    channel = NotificationChannel.objects.create(**values)
+    channel.sources.set(sources)
+    return channel
+
+
+def email_channel(*, sources=(), **fields) -> NotificationChannel:
+    values = {
+        "name": "it-on-call",
+        "kind": NotificationChannel.Kind.EMAIL,
+        "recipients": "ops@example.com, cmdb@example.com",
+        "all_sources": not sources,
+    }
+    values.update(fields)
+    channel = NotificationChannel.objects.create(**values)
+    channel.sources.set(sources)
+    return channel
+
+
+def received(httpserver) -> list[dict]:
+    return [json.loads(request.get_data()) for request, _ in httpserver.log]
+
+
+def trigger_schedule(client, source):
+    return client.post(
+        reverse("importer:webtrigger", args=[source.pk, source.webtrigger_token]),
+        data=json.dumps(
+            {"workspaceId": source.workspace_id, "importsourceId": source.import_source_id}
+        ),
+        content_type="application/json",
+    )
+
+
+def fire_due_retries() -> int:
+    """Let the retry time come: run each retry django-q2 holds as a one-off schedule, the way
+    its scheduler does (the schedule is deleted, then its task runs)."""
+    fired = 0
+    for schedule in QSchedule.objects.filter(name__startswith="retry-delivery-"):
+        (delivery_id,) = ast.literal_eval(schedule.args)
+        Delivery.objects.filter(pk=delivery_id).update(next_attempt_at=timezone.now())
+        schedule.delete()
+        tasks.send_delivery(delivery_id)
+        fired += 1
+    return fired
+
+
+@pytest.fixture
+def failing_inventory(inventory, settings):
+    """The inventory answers 500 with a body that repeats the Assets token."""
+    settings.CHUNK_MAX_ATTEMPTS = 1
+    inventory.faults.add(
+        method="GET",
+        path_contains="/api/computers",
+        status=500,
+        times=-1,
+        body=f"upstream broke, token {SANDBOX_TOKEN}",
+    )
+    return inventory
+
+
+def test_a_failed_scheduled_run_sends_one_email_and_one_webhook_without_secrets(
+    client, pushed_source, sandbox, failing_inventory, smtp_server, httpserver, settings
+):
+    settings.PUBLIC_BASE_URL = PUBLIC
+    httpserver.expect_request("/hooks/assets", method="POST").respond_with_json({"ok": True})
+    email_channel(sources=[pushed_source])
+    webhook_channel(httpserver.url_for("/hooks/assets"))
+
+    response = trigger_schedule(client, pushed_source)
+
+    execution = Execution.objects.get()
+    assert response.status_code == 200 and execution.state == Execution.State.FAILED
+    link = f"{PUBLIC}/admin/importer/execution/{execution.pk}/change/"
+    [(sender, recipients, mail)] = smtp_server.messages
+    body = mail.get_content()
+    assert recipients == ["ops@example.com", "cmdb@example.com"]
+    assert sender == settings.DEFAULT_FROM_EMAIL
+    assert mail["Subject"] == "assets-sync: the scheduled import of inventory failed"
+    assert "Reason: Chunk 1 failed" in body and "answered 500" in body
+    assert "Records: 0 fetched, 0 submitted, 0 left out" in body
+    assert link in body
+    [request] = [request for request, _ in httpserver.log]
+    payload = json.loads(request.get_data())
+    assert request.headers["X-Webhook-Token"] == HOOK_SECRET
+    assert request.headers["X-Assets-Sync-Alert"] == f"execution-{execution.pk}-failed"
+    assert payload["text"].startswith("The scheduled import of 'inventory' failed (FAILED).")
+    assert payload["event"] == "execution.failed"
+    assert payload["source"]["name"] == "inventory"
+    assert payload["execution"]["trigger"] == "scheduled"
+    assert payload["execution"]["reason"].startswith("Chunk 1 failed")
+    assert payload["execution"]["records_submitted"] == 0
+    assert payload["execution"]["url"] == link
+    for secret in (SANDBOX_TOKEN, HOOK_SECRET, pushed_source.webtrigger_token):
+        assert secret not in body
+        assert secret not in request.get_data(as_text=True)
+
+
+def test_an_alert_delivered_twice_is_sent_once(
+    pushed_source, sandbox, failing_inventory, smtp_server, httpserver
+):
+    httpserver.expect_request("/hook").respond_with_json({})
+    email_channel()
+    webhook_channel(httpserver.url_for("/hook"))
+    execution = services.start_import(source=pushed_source)
+
+    # The broker delivering the tasks again, and housekeeping catching up on lost alerts.
+    tasks.raise_execution_alert(execution.pk, "finished")
+    services.look_after_imports()
+    for delivery in Delivery.objects.all():
+        tasks.send_delivery(delivery.pk)
+
+    assert execution.state == Execution.State.FAILED
+    assert len(smtp_server.messages) == 1
+    assert len(httpserver.log) == 1
+    assert Alert.objects.count() == 1
+
+
+def test_alerts_are_sent_by_the_task_cluster(
+    pushed_source, sandbox, failing_inventory, smtp_server, httpserver, start_cluster
+):
+    httpserver.expect_request("/hook").respond_with_json({})
+    email_channel()
+    channel = webhook_channel(httpserver.url_for("/hook"))
+    start_cluster(EMAIL_URL=smtp_server.url, CHUNK_MAX_ATTEMPTS="1")
+
+    execution = services.start_import(source=pushed_source)
+
+    wait_for(lambda: smtp_server.messages and httpserver.log, message="no alert arrived")
+    wait_for(lambda: Delivery.objects.filter(state=Delivery.State.SENT).count() == 2)
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.FAILED
+    assert received(httpserver)[0]["execution"]["id"] == execution.pk
+    channel.refresh_from_db()
+    assert channel.last_success_at is not None and not channel.is_failing
+
+
+def test_a_refused_scheduled_run_is_told(client, pushed_source, sandbox, inventory, httpserver):
+    httpserver.expect_request("/hook").respond_with_json({})
+    webhook_channel(httpserver.url_for("/hook"))
+    inventory.faults.add(method="GET", path_contains="/api/computers", status=503, times=-1)
+    services.start_import(source=pushed_source)  # still running: retries wait
+
+    response = trigger_schedule(client, pushed_source)
+
+    assert response.status_code == 500
+    [payload] = received(httpserver)
+    assert payload["event"] == "execution.refused"
+    assert payload["execution"]["trigger"] == "scheduled"
+    assert "already running" in payload["execution"]["reason"]
+
+
+def test_a_stalled_import_is_told_once(pushed_source, sandbox, inventory, httpserver):
+    httpserver.expect_request("/hook").respond_with_json({})
+    webhook_channel(httpserver.url_for("/hook"))
+    inventory.faults.add(method="GET", path_contains="/api/computers", status=503, times=-1)
+    execution = services.start_import(source=pushed_source)
+    Execution.objects.filter(pk=execution.pk).update(updated_at=timezone.now() - timedelta(hours=2))
+
+    services.look_after_imports()
+    services.look_after_imports()
+
+    [payload] = received(httpserver)
+    assert payload["event"] == "execution.stalled"
+    assert "No chunk made progress for 30 minutes" in payload["text"]
+
+
+def test_done_is_sent_only_to_channels_that_ask_for_it(pushed_source, sandbox, httpserver):
+    httpserver.expect_request("/every-run").respond_with_json({})
+    httpserver.expect_request("/failures-only").respond_with_json({})
+    webhook_channel(httpserver.url_for("/every-run"), name="every run", notify_on_done=True)
+    webhook_channel(httpserver.url_for("/failures-only"), name="failures only")
+
+    execution = services.start_import(source=pushed_source)
+
+    assert execution.state == Execution.State.DONE
+    [(request, _)] = httpserver.log
+    assert request.path == "/every-run"
+    payload = json.loads(request.get_data())
+    assert payload["event"] == "execution.done"
+    assert payload["execution"]["records_submitted"] == 120
+
+
+def test_a_channel_hears_only_of_its_own_sources(make_source, sandbox, inventory, httpserver):
+    httpserver.expect_request("/hook").respond_with_json({})
+    laptops = services.push_mapping(source=make_source(name="laptops"))
+    servers = services.push_mapping(source=make_source(name="servers", import_source_id="src-2"))
+    webhook_channel(httpserver.url_for("/hook"), sources=[servers], notify_on_done=True)
+
+    services.start_import(source=laptops)
+    services.start_import(source=servers)
+
+    assert [payload["source"]["name"] for payload in received(httpserver)] == ["servers"]
+
+
+def test_an_email_channel_without_recipients_writes_to_alert_emails(
+    pushed_source, sandbox, failing_inventory, smtp_server, settings
+):
+    settings.ALERT_EMAILS = ["cmdb-team@example.com"]
+    email_channel(recipients="")
+
+    services.start_import(source=pushed_source)
+
+    [(_, recipients, _)] = smtp_server.messages
+    assert recipients == ["cmdb-team@example.com"]
+
+
+# --- stale sources ---------------------------------------------------------------------------
+
+
+def daily_schedule(source, *, first_run_days_ago: int = 3) -> Schedule:
+    return Schedule.objects.create(
+        source=source,
+        frequency=Schedule.Frequency.DAILY,
+        start_time=timezone.now() - timedelta(days=first_run_days_ago),
+        timezone="UTC",
+    )
+
+
+def succeeded_hours_ago(source, hours: float) -> Execution:
+    execution = services.start_import(source=source)
+    assert execution.state == Execution.State.DONE
+    Execution.objects.filter(pk=execution.pk).update(
+        finished_at=timezone.now() - timedelta(hours=hours)
+    )
+    return execution
+
+
+def test_a_stale_source_is_told_once_then_its_recovery_once(pushed_source, sandbox, httpserver):
+    httpserver.expect_request("/hook").respond_with_json({})
+    webhook_channel(httpserver.url_for("/hook"))
+    daily_schedule(pushed_source)
+    succeeded_hours_ago(pushed_source, 27)
+
+    services.look_after_imports()
+    services.look_after_imports()
+
+    [stale] = received(httpserver)
+    assert stale["event"] == "source.stale"
+    assert stale["source"]["name"] == "inventory"
+    assert stale["schedule"]["frequency"] == "DAILY"
+    assert "has a daily schedule, but its last successful import was at" in stale["text"]
+
+    execution = services.start_import(source=pushed_source)
+    services.look_after_imports()
+
+    stale_again, recovered = received(httpserver)
+    assert stale_again == stale
+    assert recovered["event"] == "source.recovered"
+    assert recovered["execution"]["id"] == execution.pk
+    assert Alert.objects.get(kind=Alert.Kind.STALE).resolved_at is not None
+
+
+def test_a_daily_source_is_stale_only_after_a_day_and_the_grace(
+    pushed_source, sandbox, httpserver, settings
+):
+    settings.STALE_GRACE_SECONDS = 2 * 3600
+    httpserver.expect_request("/hook").respond_with_json({})
+    webhook_channel(httpserver.url_for("/hook"))
+    daily_schedule(pushed_source)
+    execution = succeeded_hours_ago(pushed_source, 25.9)
+
+    services.look_after_imports()
+    assert received(httpserver) == []
+
+    Execution.objects.filter(pk=execution.pk).update(
+        finished_at=timezone.now() - timedelta(hours=26, minutes=1)
+    )
+    services.look_after_imports()
+    assert [payload["event"] for payload in received(httpserver)] == ["source.stale"]
+
+
+def test_a_new_schedule_is_not_late_before_its_first_run(pushed_source, sandbox, httpserver):
+    httpserver.expect_request("/hook").respond_with_json({})
+    webhook_channel(httpserver.url_for("/hook"))
+    succeeded_hours_ago(pushed_source, 24 * 30)  # imported by hand a month ago
+    daily_schedule(pushed_source, first_run_days_ago=-1)  # first run tomorrow
+
+    services.look_after_imports()
+
+    assert received(httpserver) == []
+
+
+# --- failing channels ------------------------------------------------------------------------
+
+
+def test_a_receiver_answering_500_is_retried_then_shown_failing_in_the_admin(
+    pushed_source, sandbox, failing_inventory, httpserver, admin_client
+):
+    httpserver.expect_request("/hook").respond_with_data("receiver is broken", status=500)
+    channel = webhook_channel(httpserver.url_for("/hook"))
+    execution = services.start_import(source=pushed_source)
+
+    delivery = Delivery.objects.get()
+    assert delivery.state == Delivery.State.PENDING and delivery.next_attempt_at is not None
+    while fire_due_retries():
+        pass
+
+    delivery.refresh_from_db()
+    assert len(httpserver.log) == MAX_ATTEMPTS
+    assert delivery.state == Delivery.State.FAILED
+    assert f"gave up after {MAX_ATTEMPTS} attempt(s)" in delivery.error
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.FAILED
+    assert execution.error.startswith("Chunk 1 failed")  # the import's own reason
+    page = admin_client.get(reverse("admin:importer_notificationchannel_changelist"))
+    text = page.content.decode()
+    assert "FAILING" in text
+    assert "answered 500: receiver is broken" in text
+    assert "/hook" not in text  # the URL's path may hold a secret: only its host is shown
+    channel.refresh_from_db()
+    assert channel.is_failing and channel.last_success_at is None
+
+
+def test_a_receiver_back_on_its_feet_gets_the_alert_on_a_retry(
+    pushed_source, sandbox, failing_inventory, httpserver
+):
+    httpserver.expect_oneshot_request("/hook").respond_with_data("busy", status=503)
+    httpserver.expect_request("/hook").respond_with_json({})
+    channel = webhook_channel(httpserver.url_for("/hook"))
+    services.start_import(source=pushed_source)
+
+    fire_due_retries()
+
+    delivery = Delivery.objects.get()
+    assert delivery.state == Delivery.State.SENT and delivery.attempts == 2
+    assert len(httpserver.log) == 2
+    channel.refresh_from_db()
+    assert not channel.is_failing and channel.last_success_at is not None
+
+
+def test_a_failing_channel_never_fails_an_import(pushed_source, sandbox, httpserver):
+    httpserver.expect_request("/hook").respond_with_data("no", status=500)
+    webhook_channel(httpserver.url_for("/hook"), notify_on_done=True)
+
+    execution = services.start_import(source=pushed_source)
+
+    assert execution.state == Execution.State.DONE
+    assert len(sandbox.execution(execution.assets_execution_id)["objects"]) == 120
+    assert NotificationChannel.objects.get().is_failing
+
+
+def test_a_webhook_that_is_gone_is_not_retried(
+    pushed_source, sandbox, failing_inventory, httpserver
+):
+    httpserver.expect_request("/hook").respond_with_data("no_service", status=404)
+    webhook_channel(httpserver.url_for("/hook"))
+
+    services.start_import(source=pushed_source)
+
+    delivery = Delivery.objects.get()
+    assert delivery.state == Delivery.State.FAILED and delivery.attempts == 1
+    assert "answered 404: no_service" in delivery.error
+
+
+# --- the admin ---------------------------------------------------------------------------------
+
+
+def test_channel_secrets_are_encrypted_and_never_shown_again(admin_client, pushed_source):
+    from django.db import connection
+
+    response = admin_client.post(
+        reverse("admin:importer_notificationchannel_add"),
+        {
+            "name": "teams",
+            "kind": "webhook",
+            "enabled": "on",
+            "all_sources": "on",
+            "webhook_url": "https://example.webhook.office.com/webhookb2/SECRET-PATH",
+            "secret_header_name": "Authorization",
+            "secret_header_value": "Bearer header-secret",
+        },
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    channel = NotificationChannel.objects.get()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT webhook_url, secret_header_value FROM importer_notificationchannel")
+        stored = " ".join(cursor.fetchone())
+    page = admin_client.get(
+        reverse("admin:importer_notificationchannel_change", args=[channel.pk])
+    ).content.decode()
+    listing = admin_client.get(reverse("admin:importer_notificationchannel_changelist"))
+
+    assert "SECRET-PATH" not in stored and "header-secret" not in stored
+    assert "SECRET-PATH" not in page and "header-secret" not in page
+    assert "https://example.webhook.office.com/…" in page
+    assert "SECRET-PATH" not in listing.content.decode()
+    # Saving without retyping them keeps the stored secrets.
+    admin_client.post(
+        reverse("admin:importer_notificationchannel_change", args=[channel.pk]),
+        {
+            "name": "teams",
+            "kind": "webhook",
+            "all_sources": "on",
+            "secret_header_name": "Authorization",
+        },
+    )
+    channel.refresh_from_db()
+    assert not channel.enabled
+    assert channel.webhook_url.endswith("/SECRET-PATH")
+    assert channel.secret_header_value == "Bearer header-secret"
+
+
+def test_the_admin_sends_a_test_message_through_a_channel(admin_client, smtp_server):
+    channel = email_channel(recipients="me@example.com")
+
+    response = admin_client.post(
+        reverse("admin:importer_notificationchannel_changelist"),
+        {"action": "send_check_message", "_selected_action": [channel.pk]},
+        follow=True,
+    )
+
+    assert "A test message is on its way" in response.content.decode()
+    [(_, recipients, mail)] = smtp_server.messages
+    assert recipients == ["me@example.com"]
+    assert "this channel works" in mail.get_content()
+    channel.refresh_from_db()
+    assert channel.last_success_at is not None
+
+
+def test_the_alert_list_shows_what_was_sent(
+    admin_client, pushed_source, sandbox, failing_inventory, httpserver
+):
+    httpserver.expect_request("/hook").respond_with_json({})
+    webhook_channel(httpserver.url_for("/hook"))
+    services.start_import(source=pushed_source)
+
+    page = admin_client.get(reverse("admin:importer_alert_changelist")).content.decode()
+
+    assert "assets-sync: the manual import of inventory failed" in page
+    assert "1 sent" in page
+
+
+def test_the_demo_channel_shows_an_alert_on_the_sandbox_page(pushed_source, sandbox):
+    import requests
+
+    from importer.management.commands.demo import demo_alert_channel
+
+    demo_alert_channel(receiver_url=f"{sandbox.base_url}/_sandbox/alerts")
+
+    execution = services.start_import(source=pushed_source)
+
+    [alert] = sandbox.alerts()
+    assert alert["event"] == "execution.done"
+    page = requests.get(f"{sandbox.base_url}/", timeout=5).text
+    assert "Alerts received" in page
+    assert f"Details: http://127.0.0.1:8000/admin/importer/execution/{execution.pk}/change/" in page
+
+
+def test_retention_deletes_old_alerts_but_keeps_a_source_still_stale(make_source):
+    import io
+
+    from django.core.management import call_command
+
+    source = make_source()
+    for kind in (Alert.Kind.FAILED, Alert.Kind.STALE):
+        alert = Alert.objects.create(key=kind, kind=kind, source=source, subject=kind, text="")
+        Alert.objects.filter(pk=alert.pk).update(created_at=timezone.now() - timedelta(days=400))
+    out = io.StringIO()
+
+    call_command("prune_history", "--days", "180", stdout=out)
+
+    assert list(Alert.objects.values_list("kind", flat=True)) == [Alert.Kind.STALE]
+    assert "1 alert(s)" in out.getvalue()
+
+
+def test_housekeeping_sends_a_delivery_whose_task_was_lost(make_source, httpserver):
+    httpserver.expect_request("/hook").respond_with_json({})
+    channel = webhook_channel(httpserver.url_for("/hook"))
+    alert = Alert.objects.create(
+        key="lost", kind=Alert.Kind.FAILED, source=make_source(), subject="s", text="lost task"
+    )
+    delivery = Delivery.objects.create(alert=alert, channel=channel)  # its task never ran
+    Delivery.objects.filter(pk=delivery.pk).update(updated_at=timezone.now() - timedelta(hours=1))
+
+    services.look_after_imports()
+    services.look_after_imports()
+
+    assert [payload["text"] for payload in received(httpserver)] == ["lost task"]
+    delivery.refresh_from_db()
+    assert delivery.state == Delivery.State.SENT
