@@ -130,6 +130,17 @@ def field_is_used(name: str, chosen: dict[str, str]) -> bool:
     )
 
 
+def keep_stored_secrets(instance, cleaned_data: dict, fields) -> None:
+    """Write-only secrets: a form never shows a stored secret, so a field left empty keeps it."""
+    for field in fields:
+        new_value = cleaned_data.get(field)
+        if new_value:
+            setattr(instance, field, new_value)
+        elif instance.pk:
+            stored = type(instance).objects.filter(pk=instance.pk).values_list(field, flat=True)
+            setattr(instance, field, stored.first() or "")
+
+
 class LocatedJSONField(forms.JSONField):
     """JSON whose syntax errors name the line and column."""
 
@@ -362,17 +373,7 @@ class ImportSourceForm(forms.ModelForm):
 
     def save(self, commit=True):
         source = super().save(commit=False)
-        for field in SECRET_FIELDS:
-            new_value = self.cleaned_data.get(field)
-            if new_value:
-                setattr(source, field, new_value)
-            elif source.pk:
-                setattr(
-                    source,
-                    field,
-                    ImportSource.objects.filter(pk=source.pk).values_list(field, flat=True).first()
-                    or "",
-                )
+        keep_stored_secrets(source, self.cleaned_data, SECRET_FIELDS)
         if "mapping" in self.changed_data:
             source.mapping_pushed_at = None
         if commit:

@@ -11,6 +11,7 @@ from django.utils.translation import ngettext
 
 from importer import notifications
 from importer.admin import state_badge
+from importer.forms import keep_stored_secrets
 from importer.models import Alert, Delivery, NotificationChannel
 from importer.notifications.delivery import where
 
@@ -95,15 +96,7 @@ class NotificationChannelForm(forms.ModelForm):
 
     def save(self, commit=True):
         channel = super().save(commit=False)
-        for field in SECRET_FIELDS:
-            new_value = self.cleaned_data.get(field)
-            if new_value:
-                setattr(channel, field, new_value)
-            elif channel.pk:
-                stored = NotificationChannel.objects.filter(pk=channel.pk).values_list(
-                    field, flat=True
-                )
-                setattr(channel, field, stored.first() or "")
+        keep_stored_secrets(channel, self.cleaned_data, SECRET_FIELDS)
         if commit:
             channel.save()
             self.save_m2m()
