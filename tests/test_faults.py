@@ -140,15 +140,21 @@ def test_an_import_resumes_within_seconds_after_its_whole_cluster_is_killed(
 def test_a_page_slower_than_its_lease_stays_with_the_worker_on_it(
     make_source, sandbox, inventory, start_cluster
 ):
-    source = services.push_mapping(source=make_source(max_chunks_in_flight=2))
-    start_cluster(**FAST_RECOVERY)
-    # Every fetch and every submit takes longer than a lease of 2 s: only the lane's
-    # heartbeat keeps its pages from being taken over.
-    inventory.faults.add(method="GET", path_contains="/api/computers", status=0, delay=3, times=-1)
-    sandbox.faults.add(method="POST", path_contains="/data", status=0, delay=3, times=-1)
+    source = services.push_mapping(source=make_source(page_size=40, max_chunks_in_flight=2))
+    # Two lanes, and a third worker idle, ready to take over any page whose lease lapses.
+    start_cluster(workers=3, **{**FAST_RECOVERY, "CHUNK_LEASE_SECONDS": "3"})
+    # Every fetch and every submit takes longer than a lease: only the lanes' heartbeats
+    # keep their pages from being taken over.
+    inventory.faults.add(method="GET", path_contains="/api/computers", status=0, delay=4, times=-1)
+    sandbox.faults.add(method="POST", path_contains="/data", status=0, delay=4, times=-1)
+    execution = start(source)
 
-    execution = wait_for_execution_to_finish(start(source))
+    def finished_with_housekeeping_all_along():
+        services.recover_lost_work()  # what the cluster does every HOUSEKEEPING_SECONDS
+        execution.refresh_from_db()
+        return execution.state in Execution.FINISHED_STATES
 
+    wait_for(finished_with_housekeeping_all_along, timeout=90, interval=0.2)
     assert_imported_exactly_once(sandbox, execution)
     assert set(execution.chunks.values_list("attempts", flat=True)) == {1}
 

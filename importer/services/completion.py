@@ -16,7 +16,7 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from importer import work_queue
@@ -66,21 +66,20 @@ def page_recorded(execution_id: int) -> None:
 def completion_is_due(execution_id: int) -> bool:
     """Whether an ingesting execution has no page left queued or running up to its end
     (the end known, or a page failed: then the check decides)."""
-    chunks = ChunkJob.objects.filter(execution=OuterRef("pk"))
-    unfinished = chunks.filter(state__in=UNFINISHED)
-    end_known_and_reached = Q(last_chunk_index__isnull=False) & ~Exists(
-        unfinished.filter(index__lte=OuterRef("last_chunk_index"))
+    # Simple queries: this runs after every page, and most pages come before the end is known.
+    found = list(
+        Execution.objects.filter(
+            Q(last_chunk_index__isnull=False) | Q(chunks__state=ChunkState.FAILED),
+            pk=execution_id,
+            state=State.INGESTING,
+        ).values_list("last_chunk_index", flat=True)[:1]
     )
-    failed_and_nothing_going = (
-        Q(last_chunk_index__isnull=True)
-        & Exists(chunks.filter(state=ChunkState.FAILED))
-        & ~Exists(unfinished)
-    )
-    return (
-        Execution.objects.filter(pk=execution_id, state=State.INGESTING)
-        .filter(end_known_and_reached | failed_and_nothing_going)
-        .exists()
-    )
+    if not found:
+        return False
+    unfinished = ChunkJob.objects.filter(execution_id=execution_id, state__in=UNFINISHED)
+    if found[0] is not None:
+        unfinished = unfinished.filter(index__lte=found[0])
+    return not unfinished.exists()
 
 
 def check_completion(*, execution: Execution) -> Execution:
