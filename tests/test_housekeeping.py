@@ -12,7 +12,7 @@ from importer.assets import AssetsClient
 from importer.models import ChunkJob, Execution, PeriodicJob
 from importer.services.chunks import claim_chunk
 from importer.services.leases import Leases, renewal_period
-from importer.ticker import HOUSEKEEPING
+from importer.ticker import HOUSEKEEPING, Ticker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,6 +39,16 @@ def queued(monkeypatch):
     return ids
 
 
+class Clock:
+    """A monotonic clock a test moves on by hand."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_one_worker_per_period_takes_up_lost_work():
     assert PeriodicJob.objects.claim_due(HOUSEKEEPING, every=10)
     assert not PeriodicJob.objects.claim_due(HOUSEKEEPING, every=10)
@@ -46,6 +56,23 @@ def test_one_worker_per_period_takes_up_lost_work():
     PeriodicJob.objects.filter(name=HOUSEKEEPING).update(due_at=timezone.now())
 
     assert PeriodicJob.objects.claim_due(HOUSEKEEPING, every=10)
+
+
+def test_of_several_workers_ticking_one_takes_up_lost_work_each_period(monkeypatch):
+    runs = []
+    monkeypatch.setattr(services, "recover_lost_work", lambda: runs.append(1))
+    clock = Clock()
+    workers = [Ticker(clock), Ticker(clock)]
+
+    for worker in workers:
+        worker.tick()
+    assert runs == [1]
+
+    clock.now += 60
+    PeriodicJob.objects.filter(name=HOUSEKEEPING).update(due_at=timezone.now())
+    for worker in workers:
+        worker.tick()
+    assert runs == [1, 1]
 
 
 def test_a_put_off_task_is_sent_once_when_its_time_has_come(monkeypatch):
@@ -104,16 +131,6 @@ def test_a_chunk_waiting_its_turn_gets_one_more_task_per_period(pushed_source, s
     services.requeue_stalled_chunks()
 
     assert queued == [waiting.pk]
-
-
-class Clock:
-    """A monotonic clock a test moves on by hand."""
-
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_a_lane_renews_the_lease_of_a_chunk_it_holds(pushed_source, sandbox):
