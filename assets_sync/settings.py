@@ -165,14 +165,19 @@ SOURCE_MAX_RECORDS_PER_PAGE = env.int("SOURCE_MAX_RECORDS_PER_PAGE", default=100
 SOURCE_REQUEST_BUDGET_SECONDS = env.float("SOURCE_REQUEST_BUDGET_SECONDS", default=60.0)
 # ... and the download of a source file.
 SOURCE_DOWNLOAD_BUDGET_SECONDS = env.float("SOURCE_DOWNLOAD_BUDGET_SECONDS", default=180.0)
-# A chunk claimed by a worker that then vanished is taken up again after this many seconds.
-CHUNK_LEASE_SECONDS = env.int("CHUNK_LEASE_SECONDS", default=300)
+# A chunk is held by its worker under a lease of this many seconds, which the worker renews
+# every sixth of it while it works; a chunk whose lease lapsed (its worker vanished) is taken
+# up again by housekeeping.
+CHUNK_LEASE_SECONDS = env.int("CHUNK_LEASE_SECONDS", default=30)
 # A chunk task keeps taking the next page of its lane (fetched while the current page is
 # submitted) for up to this many seconds, then hands the lane back to the queue so other
 # imports get their turn. 0: one page per task.
 CHUNK_LANE_SECONDS = env.float("CHUNK_LANE_SECONDS", default=20.0)
 # A chunk queued this long without being taken is queued again (its task may be lost).
-QUEUED_CHUNK_REQUEUE_SECONDS = env.int("QUEUED_CHUNK_REQUEUE_SECONDS", default=120)
+QUEUED_CHUNK_REQUEUE_SECONDS = env.int("QUEUED_CHUNK_REQUEUE_SECONDS", default=30)
+# How often the workers of the task cluster look for lost work (lapsed leases, lost tasks,
+# imports whose next step did not come); one worker across all clusters does it each time.
+HOUSEKEEPING_SECONDS = env.float("HOUSEKEEPING_SECONDS", default=10.0)
 # Whether a plain 500 from a source or Assets is retried like 502/503/504.
 RETRY_HTTP_500 = env.bool("RETRY_HTTP_500", default=True)
 # How long a transient failure (timeout, 429, 5xx) is retried before a chunk fails for good.
@@ -186,8 +191,12 @@ FAILED_CHUNK_GRACE_SECONDS = env.int("FAILED_CHUNK_GRACE_SECONDS", default=0)
 STALLED_AFTER_SECONDS = env.int("STALLED_AFTER_SECONDS", default=1800)
 # ... and, when this is true, failed and reported to Assets' import history.
 FAIL_STALLED_EXECUTIONS = env.bool("FAIL_STALLED_EXECUTIONS", default=False)
-# Seconds between completion checks while chunks are still running.
+# The last page of an import sets its completion going, and a processing import is followed
+# with reads of its status spaced 0.25 s, 0.5 s, 1 s, ... up to STATUS_POLL_MAX_SECONDS.
+# Safety net: an import with every page in, or a processing one, that did not move for
+# COMPLETION_RECHECK_SECONDS (plus, processing, STATUS_POLL_MAX_SECONDS) is looked at again.
 COMPLETION_RECHECK_SECONDS = env.int("COMPLETION_RECHECK_SECONDS", default=30)
+STATUS_POLL_MAX_SECONDS = env.float("STATUS_POLL_MAX_SECONDS", default=30.0)
 
 # --- django-q2 ---------------------------------------------------------------------------
 Q_TASK_TIMEOUT = env.int("Q_TASK_TIMEOUT", default=300)

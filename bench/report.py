@@ -33,6 +33,10 @@ def load_results() -> list[dict]:
     return results
 
 
+def _mode(result: dict) -> str:
+    return result.get("mode", "throughput")
+
+
 def _setup(result: dict) -> str:
     return f"{result['database']}+{result['broker']}"
 
@@ -57,11 +61,13 @@ def table(results: list[dict]) -> str:
         "| run (UTC) | db+broker | records | page | workers | fetch/submit ms | wall s | "
         "records/s | ideal s | ratio_to_ideal | serial s | ratio_to_serial | "
         "overhead ms/chunk | bare chain ms/link | overhead/chain | peak worker RSS MB | "
-        "exactly once | foreign CPU | app | note |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "cluster CPU ms/1000 records | exactly once | foreign CPU | app | note |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     rows = []
     for r in results:
+        if _mode(r) != "throughput":
+            continue
         t = r["timings"]
         rows.append(
             "| "
@@ -84,8 +90,109 @@ def table(results: list[dict]) -> str:
                     _n(r["bare_chain_ms_per_link"], 1),
                     _n(r["overhead_vs_bare_chain"]),
                     _n(r["peak_rss_mb"], 1),
+                    _cpu(r),
                     "yes" if r["verified"] else "NO",
                     f"{r['foreign_cpu_share']:.0%}" if "foreign_cpu_share" in r else "–",
+                    (r.get("app_fingerprint") or "–")[:7],
+                    html.escape(r.get("label") or ""),
+                ]
+            )
+            + " |"
+        )
+    return head + "\n".join(rows) + "\n"
+
+
+def cpu_ms_per_1000_records(r: dict) -> float | None:
+    """The cluster's CPU per 1000 records (computed from the CPU record of older results)."""
+    if r.get("cpu_ms_per_1000_records") is not None:
+        return r["cpu_ms_per_1000_records"]
+    cluster = ((r.get("app") or {}).get("cpu") or {}).get("seconds_by_process_kind", {})
+    if "cluster" not in cluster:
+        return None
+    return cluster["cluster"] * 1000 / r["records"] * 1000
+
+
+def _cpu(r: dict) -> str:
+    return _n(cpu_ms_per_1000_records(r), 0)
+
+
+def latency_table(results: list[dict]) -> str:
+    """Latency runs: small imports one after the other, time from start to DONE."""
+    runs = [r for r in results if _mode(r) == "latency"]
+    if not runs:
+        return ""
+    head = (
+        "| run (UTC) | db+broker | imports | records | page | workers | fetch/submit ms | "
+        "Assets processing s | p50 to DONE s | p95 to DONE s | median first fetch s | "
+        "median last page submitted s | median completed posted s | median DONE seen s | "
+        "refused starts | cluster CPU ms/1000 records | all exactly once | foreign CPU | "
+        "app | note |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    rows = []
+    for r in runs:
+        phases = r["phases_median_s"]
+        rows.append(
+            "| "
+            + " | ".join(
+                [
+                    r["timestamp"][:16].replace("T", " "),
+                    _setup(r),
+                    str(len(r["imports"])),
+                    _records(r["records"]),
+                    str(r["page_size"]),
+                    str(r["workers"]),
+                    _latencies(r),
+                    _n(r["processing_s"], 2),
+                    _n(r["time_to_done_p50_s"]),
+                    _n(r["time_to_done_p95_s"]),
+                    _n(phases["first_fetch_s"], 3),
+                    _n(phases["last_page_submitted_s"], 3),
+                    _n(phases["completed_posted_s"], 3),
+                    _n(phases["done_seen_s"], 3),
+                    str(r["refused_starts"]),
+                    _cpu(r),
+                    "yes" if r["verified"] else "NO",
+                    f"{r['foreign_cpu_share']:.0%}",
+                    (r.get("app_fingerprint") or "–")[:7],
+                    html.escape(r.get("label") or ""),
+                ]
+            )
+            + " |"
+        )
+    return head + "\n".join(rows) + "\n"
+
+
+def recovery_table(results: list[dict]) -> str:
+    """Recovery runs: the whole cluster SIGKILLed mid-import, a new one started at once."""
+    runs = [r for r in results if _mode(r) == "recovery"]
+    if not runs:
+        return ""
+    head = (
+        "| run (UTC) | db+broker | records | page | workers | fetch/submit ms | killed after s | "
+        "chunks running at the kill | first page moves again s (recovery_s) | "
+        "DONE after the kill s | pages sent twice (at most) | every record, completed once | "
+        "app | note |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    rows = []
+    for r in runs:
+        rows.append(
+            "| "
+            + " | ".join(
+                [
+                    r["timestamp"][:16].replace("T", " "),
+                    _setup(r),
+                    _records(r["records"]),
+                    str(r["page_size"]),
+                    str(r["workers"]),
+                    _latencies(r),
+                    _n(r["killed_after_s"], 1),
+                    str(r["chunks_at_kill"].get("RUNNING", 0)),
+                    _n(r["recovery_s"], 1),
+                    _n(r["recovery_done_s"], 1),
+                    str(r["pages_resent_at_most"]),
+                    "yes" if r["verified"] else "NO",
                     (r.get("app_fingerprint") or "–")[:7],
                     html.escape(r.get("label") or ""),
                 ]
@@ -98,6 +205,7 @@ def table(results: list[dict]) -> str:
 def memory_flatness(results: list[dict]) -> list[str]:
     """Per db+broker: the spread of peak worker RSS over all its runs (10^4 ... 10^6)."""
     lines = []
+    results = [r for r in results if _mode(r) == "throughput"]
     for setup in sorted({_setup(r) for r in results}):
         runs = [r for r in results if _setup(r) == setup and r.get("peak_rss_mb")]
         if len({r["records"] for r in runs}) < 2:
@@ -119,7 +227,7 @@ def memory_flatness(results: list[dict]) -> list[str]:
 def targets(results: list[dict]) -> str:
     lines = []
     for r in results:
-        if r["workers"] != 4:
+        if r["workers"] != 4 or _mode(r) != "throughput":
             continue
         marks = [
             f"ideal {'met' if r['ratio_to_ideal'] >= IDEAL_TARGET else 'missed'}",
@@ -144,6 +252,8 @@ def svg(results: list[dict]) -> str:
     y = 56
     parts = []
     for r in results:
+        if _mode(r) != "throughput":
+            continue
         values = {
             "app": r["records_per_s"],
             "ideal": r["records"] / r["timings"]["ideal_s"],
@@ -194,10 +304,14 @@ def regenerate() -> None:
     text = README.read_text() if README.exists() else f"{START}\n{END}\n"
     before, _, rest = text.partition(START)
     _, _, after = rest.partition(END)
-    section = (
-        f"{START}\n\n{table(results)}\nEach run against the targets (4 workers only):\n\n"
-        f"{targets(results)}\n{END}"
-    )
+    section = f"{START}\n\n{table(results)}\nEach run against the targets (4 workers only):\n\n"
+    section += f"{targets(results)}\n"
+    latency, recovery = latency_table(results), recovery_table(results)
+    if latency:
+        section += f"Latency (`--mode latency`):\n\n{latency}\n"
+    if recovery:
+        section += f"Recovery (`--mode recovery`):\n\n{recovery}\n"
+    section += END
     README.write_text(before + section + after)
 
 

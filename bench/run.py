@@ -60,11 +60,38 @@ if str(ROOT) not in sys.path:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--records", type=int, default=10_000)
-    parser.add_argument("--page-size", type=int, default=100)
+    parser.add_argument(
+        "--mode",
+        choices=["throughput", "latency", "recovery"],
+        default="throughput",
+        help="throughput: one import against the ideal and the serial loop; latency: many "
+        "small imports, time to DONE; recovery: SIGKILL of the cluster mid-import "
+        "(bench/latency.py; other defaults apply, see bench/README.md)",
+    )
+    parser.add_argument("--records", type=int, default=None, help="default 10000")
+    parser.add_argument("--page-size", type=int, default=None, help="default 100")
     parser.add_argument("--workers", type=int, default=4, help="Q_WORKERS and chunks in flight")
-    parser.add_argument("--fetch-latency", type=float, default=0.05, help="seconds per page")
-    parser.add_argument("--submit-latency", type=float, default=0.05, help="seconds per chunk")
+    parser.add_argument(
+        "--fetch-latency", type=float, default=None, help="seconds per page (default 0.05)"
+    )
+    parser.add_argument(
+        "--submit-latency", type=float, default=None, help="seconds per chunk (default 0.05)"
+    )
+    parser.add_argument(
+        "--processing-seconds",
+        type=float,
+        default=None,
+        help="how long Assets stays PROCESSING after completed (default 0; latency mode 0.2)",
+    )
+    parser.add_argument(
+        "--imports", type=int, default=10, help="latency mode: imports, one after the other"
+    )
+    parser.add_argument(
+        "--kill-at",
+        type=float,
+        default=0.3,
+        help="recovery mode: SIGKILL the cluster once this share of the pages is submitted",
+    )
     parser.add_argument("--poll", type=float, default=0.05, help="Q_POLL (ORM broker)")
     parser.add_argument(
         "--database-url",
@@ -91,7 +118,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=3 * 3600, help="seconds for the import")
     parser.add_argument("--label", default="", help="a note stored with the result")
     parser.add_argument("--no-report", action="store_true", help="do not regenerate the report")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    defaults = MODE_DEFAULTS[args.mode]
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    return args
+
+
+# What each mode measures by default: a large import for throughput; the issue's small import
+# (300 records, no latency, Assets processing 0.2 s) for latency; for recovery an import long
+# enough to be killed half-way.
+MODE_DEFAULTS = {
+    "throughput": {
+        "records": 10_000,
+        "page_size": 100,
+        "fetch_latency": 0.05,
+        "submit_latency": 0.05,
+        "processing_seconds": 0.0,
+    },
+    "latency": {
+        "records": 300,
+        "page_size": 50,
+        "fetch_latency": 0.0,
+        "submit_latency": 0.0,
+        "processing_seconds": 0.2,
+    },
+    "recovery": {
+        "records": 5_000,
+        "page_size": 50,
+        "fetch_latency": 0.1,
+        "submit_latency": 0.1,
+        "processing_seconds": 0.2,
+    },
+}
 
 
 def prepare_database(args: argparse.Namespace, stamp: str) -> tuple[str, str]:
@@ -141,9 +201,11 @@ def timed_handler_class():
     from importer.devtools.faults import _Handler
 
     class TimedHandler(_Handler):
-        """Records (method, path, body bytes, seconds) of every request the server answers."""
+        """Records (method, path, body bytes, seconds) of every request the server answers,
+        and (method, path, time.time()) of its arrival."""
 
         def _handle(self) -> None:
+            self.app.arrivals.append((self.command, self.path, time.time()))
             start = time.perf_counter()
             try:
                 super()._handle()
@@ -188,10 +250,11 @@ def lean_sandbox_class():
     return LeanSandbox
 
 
-def start_sandbox(submit_latency: float):
-    sandbox = lean_sandbox_class()(token=TOKEN)
+def start_sandbox(submit_latency: float, processing_seconds: float = 0.0):
+    sandbox = lean_sandbox_class()(token=TOKEN, processing_seconds=processing_seconds)
     sandbox._httpd.RequestHandlerClass = timed_handler_class()
     sandbox.timings = []
+    sandbox.arrivals = []
     if submit_latency:
         # status 0: only a delay, then the normal answer (chunks and the completed post).
         sandbox.faults.add(
@@ -206,6 +269,7 @@ def start_inventory(records: int, fetch_latency: float):
     inventory = DemoInventory(records=records, latency=fetch_latency)
     inventory._httpd.RequestHandlerClass = timed_handler_class()
     inventory.timings = []
+    inventory.arrivals = []
     return inventory.start()
 
 
@@ -840,6 +904,26 @@ def main(argv: list[str] | None = None) -> dict:
     django.setup()
     # This process enqueues the chain's first links: its "Enqueued" lines are noise here.
     logging.getLogger("django-q").setLevel(logging.WARNING)
+    if args.mode != "throughput":
+        from bench import latency
+
+        try:
+            result = latency.run(
+                args, env, database=database, broker=broker, stamp=stamp, pages=pages
+            )
+        finally:
+            if database == "sqlite":
+                for leftover in TMP.glob(f"{stamp}.sqlite3*"):
+                    leftover.unlink()
+        result.update(
+            timestamp=now.isoformat(timespec="seconds"),
+            label=args.label,
+            migrate_s=migrate_s,
+            python=sys.version.split()[0],
+            app_fingerprint=app_fingerprint(),
+            command=" ".join([".venv/bin/python", "bench/run.py", *(argv or sys.argv[1:])]),
+        )
+        return write_result(result, args, f"{stamp}-{database}-{broker}-{args.mode}")
     inventory = start_inventory(args.records, args.fetch_latency)
     sandbox = start_sandbox(args.submit_latency)
     try:
@@ -862,7 +946,9 @@ def main(argv: list[str] | None = None) -> dict:
     wall = app["wall_s"]
     overhead = app["timeline"]["overhead_ms_per_chunk"]
     chain_ms = app["chain"]["ms_per_link"]
+    cluster_cpu_s = app["cpu"]["seconds_by_process_kind"]["cluster"]
     result = {
+        "mode": "throughput",
         "timestamp": now.isoformat(timespec="seconds"),
         "label": args.label,
         "records": args.records,
@@ -883,6 +969,12 @@ def main(argv: list[str] | None = None) -> dict:
         "overhead_vs_bare_chain": overhead / chain_ms if chain_ms else None,
         "peak_rss_mb": app["memory"]["peak_worker_rss_mb"],
         "verified": app["verified"]["ok"],
+        # The latency and recovery modes fill the first three; here, the cluster's CPU for
+        # the whole import (every process of its session) per 1000 records.
+        "time_to_done_p50_s": None,
+        "time_to_done_p95_s": None,
+        "recovery_s": None,
+        "cpu_ms_per_1000_records": cluster_cpu_s * 1000 / args.records * 1000,
         # Share of the machine's CPU used by processes that are not part of this benchmark
         # (other people's work on a shared machine) while the import ran: above ~0.1 the
         # timings are disturbed.
@@ -915,22 +1007,29 @@ def main(argv: list[str] | None = None) -> dict:
         "app_fingerprint": app_fingerprint(),
         "command": " ".join([".venv/bin/python", "bench/run.py", *(argv or sys.argv[1:])]),
     }
-    name = (
-        f"{stamp}-{database}-{broker}-r{args.records}-p{args.page_size}-w{args.workers}"
-        f"-f{round(args.fetch_latency * 1000)}-s{round(args.submit_latency * 1000)}.json"
-    )
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / name).write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(f"[bench] wrote bench/results/{name}")
     print(
         f"[bench] wall {wall:.2f} s, {result['records_per_s']:.0f} records/s, "
         f"ideal {ideal_s:.2f} s (ratio {result['ratio_to_ideal']:.2f}), "
         f"serial {serial['seconds'] if serial else float('nan'):.2f} s "
         f"(ratio {result['ratio_to_serial'] or float('nan'):.2f}), "
         f"overhead {overhead:.1f} ms/chunk vs bare chain {chain_ms:.1f} ms/link, "
-        f"peak worker RSS {result['peak_rss_mb']:.1f} MB, verified {result['verified']}",
+        f"peak worker RSS {result['peak_rss_mb']:.1f} MB, "
+        f"cluster CPU {result['cpu_ms_per_1000_records']:.0f} ms per 1000 records, "
+        f"verified {result['verified']}",
         flush=True,
     )
+    return write_result(result, args, f"{stamp}-{database}-{broker}")
+
+
+def write_result(result: dict, args: argparse.Namespace, prefix: str) -> dict:
+    """bench/results/<prefix>-r<records>-p<page>-w<workers>-f<ms>-s<ms>.json, then the report."""
+    name = (
+        f"{prefix}-r{args.records}-p{args.page_size}-w{args.workers}"
+        f"-f{round(args.fetch_latency * 1000)}-s{round(args.submit_latency * 1000)}.json"
+    )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / name).write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"[bench] wrote bench/results/{name}")
     if not args.no_report:
         from bench import report
 

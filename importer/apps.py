@@ -89,7 +89,11 @@ class ImporterConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from importer import checks  # noqa: F401  (registers the system checks)
+        from django_q.signals import post_spawn
+
+        from importer import checks, ticker  # noqa: F401  (checks registers the system checks)
 
         post_migrate.connect(install_periodic_schedules, sender=self)
         post_migrate.connect(install_roles, sender=self)
+        # Each worker process of a task cluster keeps the cluster's seconds-level clock.
+        post_spawn.connect(ticker.start_in_worker, dispatch_uid="importer-ticker")

@@ -291,6 +291,9 @@ class ExecutionQuerySet(models.QuerySet):
             records_skipped=F("records_skipped") + skipped,
         )
 
+    def processing(self) -> "ExecutionQuerySet":
+        return self.filter(state=ExecutionState.PROCESSING)
+
     def claim_completion(self) -> bool:
         """INGESTING -> COMPLETING: the one worker that wins posts {"completed": true}."""
         return self.ingesting().stamp(state=ExecutionState.COMPLETING)
@@ -509,6 +512,11 @@ class ChunkJobQuerySet(models.QuerySet):
             started_at=now,
             worker=worker,
         )
+
+    def renew_lease(self, *, until) -> bool:
+        """Keep a chunk this worker still holds (use with `held_by`): False once it is done,
+        or once another worker took it over after the lease lapsed."""
+        return self.stamp(lease_expires_at=until)
 
     def release(self, *, until=None, reason: str = "") -> bool:
         """Back to the queue without counting the attempt (now, or at `until`)."""
@@ -823,3 +831,29 @@ class RunningTotal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source} {self.name}{{{self.label}}} = {self.value:g}"
+
+
+class PeriodicJobQuerySet(models.QuerySet):
+    def claim_due(self, name: str, *, every: float) -> bool:
+        """Whether this caller runs job `name` now: True for the one caller that moves its
+        due time on by `every` seconds, False for the others and until then."""
+        now = timezone.now()
+        due_next = now + timedelta(seconds=every)
+        if self.filter(name=name, due_at__lte=now).update(due_at=due_next):
+            return True
+        _, created = self.get_or_create(name=name, defaults={"due_at": due_next})
+        return created
+
+
+class PeriodicJob(models.Model):
+    """A job the task cluster's workers run every few seconds (django-q2's schedules count in
+    minutes). Every worker process asks in turn; `claim_due` lets one through per period,
+    across every worker and cluster."""
+
+    name = models.CharField(max_length=100, unique=True)
+    due_at = models.DateTimeField(help_text="The job runs again once this time has passed.")
+
+    objects = PeriodicJobQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return self.name

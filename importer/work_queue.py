@@ -1,14 +1,17 @@
 """Putting work on the django-q2 queue, now or later.
 
-django-q2 has no countdown, so work that must wait (a retry after backoff, the next
-completion check) becomes a one-off django-q2 Schedule whose `next_run` is the time to run.
-The scheduler looks at schedules every 30 seconds, so short waits happen in the worker.
+django-q2 has no countdown, so work that must wait (a retry after backoff, the next read of
+a processing import's status) becomes a one-off django-q2 Schedule whose `next_run` is the
+time to run. django-q2's scheduler looks at schedules only every 30 seconds; the cluster's
+own ticker (importer/ticker.py) sends these within a second of their time, and django-q2's
+scheduler stays behind it in case no ticker runs. Waits of a few seconds happen in the worker.
 
 Chunk and completion tasks are not kept in django-q2's task history when they succeed (their
 story is in our own tables, and keeping thousands of them makes django-q2's monitor prune the
 history on every task); failures are kept.
 """
 
+import ast
 import time
 from datetime import timedelta
 
@@ -16,6 +19,14 @@ from django.conf import settings
 from django.utils import timezone
 from django_q.models import Schedule
 from django_q.tasks import async_task
+
+# The tasks that are put off as one-off schedules (see `_run_later`).
+DELAYED_FUNCS = (
+    "importer.tasks.run_chunk",
+    "importer.tasks.run_completion_check",
+    "importer.tasks.run_status_refresh",
+    "importer.tasks.send_delivery",
+)
 
 
 def enqueue_chunk(chunk_id: int) -> None:
@@ -27,6 +38,15 @@ def enqueue_completion_check(execution_id: int) -> None:
         "importer.tasks.run_completion_check",
         execution_id,
         task_name=f"complete-{execution_id}",
+        save=False,
+    )
+
+
+def enqueue_status_refresh(execution_id: int) -> None:
+    async_task(
+        "importer.tasks.run_status_refresh",
+        execution_id,
+        task_name=f"status-{execution_id}",
         save=False,
     )
 
@@ -100,3 +120,27 @@ def enqueue_delivery_after(delivery_id: int, delay_seconds: float) -> None:
         name=f"retry-delivery-{delivery_id}",
         delay_seconds=delay_seconds,
     )
+
+
+def send_due_tasks() -> int:
+    """Queue the put-off tasks whose time has come; how many this caller sent.
+
+    Each is taken by deleting its schedule row: of several tickers, or a ticker and
+    django-q2's scheduler (which deletes a one-off schedule in the transaction that queues
+    it), only the one whose DELETE removed the row sends the task.
+    """
+    now = timezone.now()
+    due = list(
+        Schedule.objects.filter(
+            func__in=DELAYED_FUNCS, schedule_type=Schedule.ONCE, next_run__lte=now
+        )
+        .exclude(repeats=0)
+        .values_list("pk", "func", "args", "name")[:500]
+    )
+    sent = 0
+    for pk, func, args, name in due:
+        taken, _ = Schedule.objects.filter(pk=pk, next_run__lte=now).delete()
+        if taken:
+            async_task(func, *ast.literal_eval(args or "()"), task_name=name, save=False)
+            sent += 1
+    return sent

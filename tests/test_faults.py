@@ -18,11 +18,13 @@ from tests.fake_source import FakeSource
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# Short leases so a killed worker's chunk is taken up within seconds.
+# Short leases, and housekeeping every second, so a killed worker's chunk is taken up within
+# seconds.
 FAST_RECOVERY = {
     "CHUNK_LEASE_SECONDS": "2",
     "CHUNK_RETRY_INLINE_MAX_SECONDS": "5",
     "QUEUED_CHUNK_REQUEUE_SECONDS": "2",
+    "HOUSEKEEPING_SECONDS": "1",
 }
 
 
@@ -84,7 +86,7 @@ def test_a_worker_killed_mid_chunk_is_taken_up_again(
     chunk = wait_for(hanging_chunk, timeout=30, message="chunk 2 never started")
     os.kill(int(chunk.worker.rsplit(":", 1)[1]), signal.SIGKILL)
 
-    execution = finish_with_housekeeping(execution)
+    execution = wait_for_execution_to_finish(execution)
     assert_imported_exactly_once(sandbox, execution)
     assert execution.chunks.get(index=2).attempts >= 2
 
@@ -125,8 +127,93 @@ def test_stopping_and_restarting_the_cluster_mid_import(
     inventory.faults.clear()
     start_cluster(**FAST_RECOVERY)
 
-    execution = finish_with_housekeeping(execution)
+    execution = wait_for_execution_to_finish(execution)
     assert_imported_exactly_once(sandbox, execution)
+
+
+def test_an_import_resumes_within_seconds_after_its_whole_cluster_is_killed(
+    pushed_source, sandbox, inventory, start_cluster
+):
+    first = start_cluster(**FAST_RECOVERY)
+    inventory.faults.add(
+        method="GET", path_contains="/api/computers", status=0, delay=0.4, times=-1
+    )
+    execution = start(pushed_source)
+    wait_for(
+        lambda: execution.chunks.filter(state=ChunkJob.State.SUBMITTED).count() >= 2,
+        message="no progress before the kill",
+    )
+
+    os.killpg(first.process.pid, signal.SIGKILL)  # every process, as a lost host would
+    first.process.wait()
+    killed = time.monotonic()
+    start_cluster(**FAST_RECOVERY)
+
+    execution = wait_for_execution_to_finish(execution, timeout=60)
+    assert time.monotonic() - killed < 20  # leases of 2 s, housekeeping every second
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert execution.state == Execution.State.DONE, execution.error
+    assert len(remote["objects"]) == 120
+    assert remote["completed_posts"] == 1
+    # At most the pages that were on their way when the cluster died went twice.
+    assert remote["duplicate_objects"] <= 4 * 25
+
+
+def test_a_page_slower_than_its_lease_stays_with_the_worker_on_it(
+    make_source, sandbox, inventory, start_cluster
+):
+    source = services.push_mapping(source=make_source(page_size=40, max_chunks_in_flight=2))
+    # Two lanes, and a third worker idle, ready to take over any page whose lease lapses.
+    start_cluster(workers=3, **{**FAST_RECOVERY, "CHUNK_LEASE_SECONDS": "3"})
+    # Every fetch and every submit takes longer than a lease: only the lanes' heartbeats
+    # keep their pages from being taken over.
+    inventory.faults.add(method="GET", path_contains="/api/computers", status=0, delay=4, times=-1)
+    sandbox.faults.add(method="POST", path_contains="/data", status=0, delay=4, times=-1)
+    execution = start(source)
+
+    def finished_with_housekeeping_all_along():
+        services.recover_lost_work()  # what the cluster does every HOUSEKEEPING_SECONDS
+        execution.refresh_from_db()
+        return execution.state in Execution.FINISHED_STATES
+
+    wait_for(finished_with_housekeeping_all_along, timeout=90, interval=0.2)
+    assert_imported_exactly_once(sandbox, execution)
+    assert set(execution.chunks.values_list("attempts", flat=True)) == {1}
+
+
+def test_a_worker_frozen_past_its_lease_leaves_the_page_to_the_one_that_took_it_over(
+    make_source, sandbox, inventory, start_cluster
+):
+    source = services.push_mapping(source=make_source(page_size=10))
+    start_cluster(**FAST_RECOVERY)
+    # Page 2 answers once it is known who fetches it; the other pages keep the import going.
+    inventory.faults.add(method="GET", path_contains="offset=20&", status=0, delay=1.5, times=1)
+    inventory.faults.add(
+        method="GET", path_contains="/api/computers", status=0, delay=0.3, times=-1
+    )
+    execution = start(source)
+
+    def page_two_taken():
+        return ChunkJob.objects.filter(
+            execution=execution, index=2, state=ChunkJob.State.RUNNING
+        ).first()
+
+    frozen = int(wait_for(page_two_taken, timeout=30).worker.rsplit(":", 1)[1])
+    os.kill(frozen, signal.SIGSTOP)  # its heartbeat stops too: the lease lapses
+    try:
+        wait_for(
+            lambda: ChunkJob.objects.filter(execution=execution, index=2, attempts=2).exists(),
+            timeout=30,
+            message="page 2 was never taken over",
+        )
+    finally:
+        os.kill(frozen, signal.SIGCONT)  # it wakes up with page 2 fetched, and a lapsed lease
+
+    execution = wait_for_execution_to_finish(execution)
+    assert_imported_exactly_once(sandbox, execution)
+    page_two = execution.chunks.get(index=2)
+    assert page_two.attempts == 2 and not page_two.worker.endswith(f":{frozen}")
+    assert execution.records_fetched == 120  # the frozen worker did not count it again
 
 
 def test_a_chunk_task_delivered_several_times_submits_its_page_once(

@@ -4,6 +4,7 @@
 * plan          how pages are laid out: parallelism, lanes, the first chunks
 * chunks        a chunk's moves: claim, release, record, retry, fail
 * lanes         `process_chunk`: a chunk task goes on along its lane
+* leases        a lane renews the leases of the chunks it holds while it works
 * completion    post {"completed": true} once every page is in, follow Assets' processing
 * totals        whether the records received add up to the total the source told
 * housekeeping  recover lost work, flag stalled imports, prune history
@@ -29,8 +30,10 @@ from importer.services.errors import (
 )
 from importer.services.housekeeping import (
     flag_stalled_executions,
+    follow_up_quiet_executions,
     look_after_imports,
     prune_history,
+    recover_lost_work,
     requeue_stalled_chunks,
 )
 from importer.services.lanes import Lane, process_chunk
@@ -76,6 +79,7 @@ __all__ = [
     "draft_mapping_from_source",
     "fail_execution",
     "flag_stalled_executions",
+    "follow_up_quiet_executions",
     "look_after_imports",
     "next_run",
     "pipeline_parallelism",
@@ -83,6 +87,7 @@ __all__ = [
     "process_chunk",
     "prune_history",
     "pull_mapping",
+    "recover_lost_work",
     "push_mapping",
     "refresh_status",
     "replace_mapping",

@@ -22,6 +22,7 @@ from django.utils import timezone
 from importer import metrics, work_queue
 from importer.models import ChunkJob, Execution, ImportSource
 from importer.remote import RemoteError
+from importer.services.completion import page_recorded
 from importer.services.errors import scrub_secrets
 from importer.services.lifecycle import fail_execution
 from importer.services.plan import pages_ahead, reads_in_parallel
@@ -279,13 +280,9 @@ def mark_submitted(
             Execution.objects.filter(pk=chunk.execution_id).record_submitted(
                 records=record_count, skipped=len(skipped)
             )
-        # Until the source's end is known, a completion check would find nothing to do
-        # (unless a page fetched ahead failed: then the last chunk to finish decides).
-        if Execution.objects.filter(
-            Q(last_chunk_index__isnull=False) | Q(chunks__state=ChunkState.FAILED),
-            pk=chunk.execution_id,
-        ).exists():
-            transaction.on_commit(lambda: work_queue.enqueue_completion_check(chunk.execution_id))
+        # Once this page is committed: if it was the last one outstanding, the completion
+        # check is queued at once.
+        transaction.on_commit(lambda: page_recorded(chunk.execution_id))
 
 
 def stop_chunk(chunk: ChunkJob) -> None:

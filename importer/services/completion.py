@@ -1,16 +1,22 @@
 """Finishing an import: tell Assets the submission is complete, then follow its processing.
 
+The worker that records the last outstanding page queues the completion check at once
+(`page_recorded`, run once that page's state is committed, so the check sees it).
 `{"completed": true}` is posted by the one worker that moves the execution from INGESTING to
-COMPLETING, and only when every chunk up to the source's last page is SUBMITTED.
+COMPLETING, and only when every chunk up to the source's last page is SUBMITTED. Then the
+same worker reads Assets' status with a short backoff until it reports a final state.
+Housekeeping looks again at an import whose next step never came
+(`housekeeping.follow_up_quiet_executions`); no healthy import waits for it.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from importer import notifications, work_queue
@@ -37,8 +43,51 @@ FINAL_STATUSES = {
 }
 
 
+# Reads of a processing import's status are spaced by the time since Assets accepted
+# "completed" (0.25 s, 0.5 s, 1 s, 2 s, ...: doubling, up to STATUS_POLL_MAX_SECONDS). Those
+# that fit in STATUS_IN_WORKER_SECONDS of sleep happen in the worker that posted "completed";
+# later ones are put off as delayed tasks, so no worker sleeps long.
+STATUS_POLL_FIRST_SECONDS = 0.25
+STATUS_IN_WORKER_SECONDS = 5.0
+UNFINISHED = (ChunkState.QUEUED, ChunkState.RUNNING)
+
+
+def page_recorded(execution_id: int) -> None:
+    """A page's outcome is committed: queue the completion check now if it was the last one.
+
+    Called after the commit of every recorded page, so of two pages finishing together at
+    least the one committed last sees the other done (a check queued twice posts
+    "completed" once all the same). Until the source's end is known there is nothing to
+    check, unless a page fetched ahead failed: then the last page to finish decides.
+    """
+    if completion_is_due(execution_id):
+        work_queue.enqueue_completion_check(execution_id)
+
+
+def completion_is_due(execution_id: int) -> bool:
+    """Whether an ingesting execution has no page left queued or running up to its end
+    (the end known, or a page failed: then the check decides)."""
+    # Simple queries: this runs after every page, and most pages come before the end is known.
+    found = list(
+        Execution.objects.filter(
+            Q(last_chunk_index__isnull=False) | Q(chunks__state=ChunkState.FAILED),
+            pk=execution_id,
+            state=State.INGESTING,
+        ).values_list("last_chunk_index", flat=True)[:1]
+    )
+    if not found:
+        return False
+    unfinished = ChunkJob.objects.filter(execution_id=execution_id, state__in=UNFINISHED)
+    if found[0] is not None:
+        unfinished = unfinished.filter(index__lte=found[0])
+    return not unfinished.exists()
+
+
 def check_completion(*, execution: Execution) -> Execution:
-    """Post {"completed": true} once every chunk is submitted; otherwise look again later."""
+    """Post {"completed": true} once every chunk is submitted, then follow the processing.
+
+    A check that finds pages still going does nothing: the last of them queues another.
+    """
     execution.refresh_from_db()
     if execution.state != State.INGESTING:
         return execution
@@ -64,14 +113,10 @@ def check_completion(*, execution: Execution) -> Execution:
         if counts.get(ChunkState.QUEUED) or counts.get(ChunkState.RUNNING):
             # A page still going may yet show that the source ends before the failed one
             # (an empty page only says the end lies before it); the last one checks again.
-            work_queue.enqueue_completion_check_after(
-                execution.pk, settings.COMPLETION_RECHECK_SECONDS
-            )
             return execution
         return _fail_after_grace(execution)
     expected = execution.last_chunk_index + 1
     if counts.get(ChunkState.SUBMITTED, 0) < expected:
-        work_queue.enqueue_completion_check_after(execution.pk, settings.COMPLETION_RECHECK_SECONDS)
         return execution
     disagreement = total_disagreement(execution)
     if disagreement:
@@ -111,24 +156,52 @@ def _fail_after_grace(execution: Execution) -> Execution:
 
 
 def refresh_status(*, execution: Execution) -> Execution:
-    """Follow an execution Assets is processing until it reports a final state."""
-    if execution.state != State.PROCESSING:
-        return execution
+    """Follow an execution Assets is processing until it reports a final state.
+
+    Reads are spaced by the time since "completed" was accepted, so they double: a quick
+    Assets is seen DONE within a fraction of a second of finishing, and a long processing
+    phase costs a read every STATUS_POLL_MAX_SECONDS. Pauses that fit in
+    STATUS_IN_WORKER_SECONDS are slept here; the next longer one becomes a delayed task.
+    """
+    slept = 0.0
+    client = None
+    while execution.state == State.PROCESSING:
+        client = client or AssetsClient.for_source(execution.source)
+        if _read_status(execution, client):
+            break
+        pause = _next_read_in(execution)
+        if slept + pause > STATUS_IN_WORKER_SECONDS:
+            work_queue.enqueue_status_refresh_after(execution.pk, pause)
+            break
+        time.sleep(pause)
+        slept += pause
+        execution.refresh_from_db()  # cancelled meanwhile?
+    execution.refresh_from_db()
+    return execution
+
+
+def _read_status(execution: Execution, client: AssetsClient) -> bool:
+    """Read Assets' status once; True when it is final (and recorded)."""
     try:
-        status = AssetsClient.for_source(execution.source).get_execution_status(
-            execution.assets_execution_id
-        )
+        status = client.get_execution_status(execution.assets_execution_id)
     except AssetsError as error:
         logger.warning("execution %s: status not readable: %s", execution.pk, error.message)
         status = None
     final = FINAL_STATUSES.get(status.status) if status else None
     if final is None:
-        work_queue.enqueue_status_refresh_after(execution.pk, settings.COMPLETION_RECHECK_SECONDS)
-        return execution
+        # The stamp says the import is being followed (housekeeping's safety net reads it).
+        Execution.objects.of(execution).processing().stamp()
+        return False
     if Execution.objects.of(execution).finish(
         state=final,
         error="" if final == State.DONE else f"Assets reports the import {status.status}",
     ):
         notifications.notify_execution_finished(execution)
-    execution.refresh_from_db()
-    return execution
+    return True
+
+
+def _next_read_in(execution: Execution) -> float:
+    """Seconds until the next read: as long as Assets has been processing, within bounds."""
+    since = execution.completed_at or timezone.now()
+    elapsed = (timezone.now() - since).total_seconds()
+    return min(max(elapsed, STATUS_POLL_FIRST_SECONDS), settings.STATUS_POLL_MAX_SECONDS)

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from importer import metrics, notifications, work_queue
 from importer.models import ChunkJob, Execution
+from importer.services.completion import completion_is_due
 from importer.services.lifecycle import fail_execution
 
 State = Execution.State
@@ -19,9 +20,19 @@ ChunkState = ChunkJob.State
 
 def look_after_imports() -> None:
     """Periodic housekeeping (every minute): recover lost work, flag imports that stall."""
-    requeue_stalled_chunks()
+    recover_lost_work()
     flag_stalled_executions()
     notifications.look_after_notifications()
+
+
+def recover_lost_work() -> None:
+    """Take up what a vanished worker or a lost task left behind.
+
+    The workers' tickers run this every HOUSEKEEPING_SECONDS (see importer/ticker.py), and
+    the every-minute housekeeping once more.
+    """
+    requeue_stalled_chunks()
+    follow_up_quiet_executions()
 
 
 def requeue_stalled_chunks() -> int:
@@ -33,27 +44,56 @@ def requeue_stalled_chunks() -> int:
     now = timezone.now()
     # A queued chunk's task may have died with a stopped cluster (the Redis broker forgets
     # it; the ORM broker hands it out again only after `retry`). Queueing it once more is
-    # harmless: only one delivery can claim the chunk.
+    # harmless: only one delivery can claim the chunk. Such a chunk is stamped, so a chunk
+    # that only waits its turn gets one more task per QUEUED_CHUNK_REQUEUE_SECONDS at most.
     stale_queued = now - timedelta(seconds=settings.QUEUED_CHUNK_REQUEUE_SECONDS)
-    chunk_ids = list(
-        ChunkJob.objects.filter(execution__state=State.INGESTING)
-        .filter(
-            Q(state=ChunkState.RUNNING, lease_expires_at__lt=now)
-            | Q(state=ChunkState.QUEUED, next_attempt_at__lte=now)
-            | Q(state=ChunkState.QUEUED, next_attempt_at__isnull=True, updated_at__lt=stale_queued)
-        )
-        .values_list("pk", flat=True)[:1000]
+    waiting_long = Q(
+        state=ChunkState.QUEUED, next_attempt_at__isnull=True, updated_at__lt=stale_queued
     )
+    stalled = ChunkJob.objects.filter(execution__state=State.INGESTING).filter(
+        Q(state=ChunkState.RUNNING, lease_expires_at__lt=now)
+        | Q(state=ChunkState.QUEUED, next_attempt_at__lte=now)
+        | waiting_long
+    )
+    chunk_ids = list(stalled.values_list("pk", flat=True)[:1000])
+    ChunkJob.objects.filter(waiting_long, pk__in=chunk_ids).stamp()
     for chunk_id in chunk_ids:
         work_queue.enqueue_chunk(chunk_id)
-    lease = timedelta(seconds=settings.CHUNK_LEASE_SECONDS)
+    # Posting "completed" is one request of at most HTTP_TIMEOUT; a worker that has been at
+    # it for longer than that plus a lease has vanished, and the next check posts it again.
+    posting_since = now - timedelta(seconds=settings.HTTP_TIMEOUT + settings.CHUNK_LEASE_SECONDS)
     for execution_id in Execution.objects.filter(
-        state=State.COMPLETING, updated_at__lt=now - lease
+        state=State.COMPLETING, updated_at__lt=posting_since
     ).values_list("pk", flat=True):
-        # The worker posting "completed" vanished; the next check posts it again.
         Execution.objects.filter(pk=execution_id).hand_back_completion()
         work_queue.enqueue_completion_check(execution_id)
     return len(chunk_ids)
+
+
+def follow_up_quiet_executions() -> int:
+    """The safety net under "the last page completes the import" and "a processing import is
+    followed": an execution whose next step did not come (its task lost with a killed
+    cluster) is looked at again once it has been quiet for COMPLETION_RECHECK_SECONDS.
+
+    An ingesting execution gets a completion check once no page up to its end is queued or
+    running; a processing one gets a read of its status (each read stamps it, and reads are
+    at most STATUS_POLL_MAX_SECONDS apart). How many were followed up.
+    """
+    now = timezone.now()
+    quiet = timedelta(seconds=settings.COMPLETION_RECHECK_SECONDS)
+    followed = 0
+    ingesting = Execution.objects.filter(state=State.INGESTING, updated_at__lt=now - quiet)
+    for execution_id in ingesting.values_list("pk", flat=True)[:1000]:
+        if completion_is_due(execution_id):
+            work_queue.enqueue_completion_check(execution_id)
+            followed += 1
+    processing_since = now - quiet - timedelta(seconds=settings.STATUS_POLL_MAX_SECONDS)
+    for execution_id in Execution.objects.filter(
+        state=State.PROCESSING, updated_at__lt=processing_since
+    ).values_list("pk", flat=True)[:1000]:
+        work_queue.enqueue_status_refresh(execution_id)
+        followed += 1
+    return followed
 
 
 def flag_stalled_executions() -> list[Execution]:

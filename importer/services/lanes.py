@@ -38,6 +38,7 @@ from importer.services.chunks import (
     stop_chunk,
     submit_verdict,
 )
+from importer.services.leases import Leases
 from importer.services.plan import lane_next_cursor, runs_lanes
 from importer.sources import Page, SourceError, build_source
 
@@ -72,11 +73,14 @@ def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
     current, page_ahead = chunk, None
     try:
         while current is not None:
+            lane.leases.hold(current)
+            taken = current
             try:
                 current, page_ahead = _run_claimed_chunk(current, page_ahead, lane)
             except Exception as error:  # the page fails with a reason; the lane ends here
                 chunk_crashed(current, error)
                 current = None
+            lane.done_with(taken)
     finally:
         lane.close()
     return chunk
@@ -92,7 +96,7 @@ class _PageInFlight:
 
 class Lane:
     """What one chunk task keeps from page to page: its connections, the page being fetched
-    ahead and the pages being submitted."""
+    ahead, the pages being submitted, and the leases of the chunks it holds."""
 
     # Pages of one lane in flight to Assets at once. Two let a page go as soon as it is
     # ready rather than when the one before has arrived, so the lane keeps the source's pace.
@@ -106,13 +110,20 @@ class Lane:
         self.submitting: deque[_PageInFlight] = deque()
         self.next_chunk: ChunkJob | None = None
         self.next_page: Future | None = None
+        self.leases = Leases()
 
     def has_time(self) -> bool:
         """Whether this task goes on to the lane's next page (else the queue takes it)."""
         return self.enabled and time.monotonic() < self.deadline
 
     def hold_next_page(self, chunk: ChunkJob, page: Future | None) -> None:
+        self.leases.hold(chunk)
         self.next_chunk, self.next_page = chunk, page
+
+    def done_with(self, chunk: ChunkJob) -> None:
+        """The lane has taken the chunk as far as it goes, unless it is still being sent."""
+        if all(page.chunk is not chunk for page in self.submitting):
+            self.leases.let_go(chunk)
 
     def pop_next_page(self) -> tuple[ChunkJob | None, Future | None]:
         taken = (self.next_chunk, self.next_page)
@@ -143,6 +154,7 @@ class Lane:
             _record_submit(page.chunk, page.result, page.answer)
         finally:
             self.idle_clients.append(page.client)
+            self.leases.let_go(page.chunk)
 
     def close(self) -> None:
         """Record the pages in flight; a page claimed ahead but not started goes back to the
@@ -154,6 +166,7 @@ class Lane:
             if self.next_chunk is not None:
                 release_chunk(self.next_chunk)
                 self.next_chunk = self.next_page = None
+            self.leases.close()
 
 
 def _record_submit(chunk: ChunkJob, result: TransformResult, answer: Future) -> None:
@@ -189,6 +202,8 @@ def _run_claimed_chunk(
         return None, None
     if page is None:
         return None, None
+    if not lane.leases.holds(chunk):
+        return None, None  # the lease lapsed and another worker took the page over
 
     # The next page's fetch starts before it is claimed, so the claim's database work does
     # not delay it; if another worker holds that page already, the copy is dropped.

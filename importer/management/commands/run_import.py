@@ -18,7 +18,7 @@ class Command(BaseCommand):
             action="store_true",
             help="Show progress until the import ends; exit 0 only when DONE.",
         )
-        parser.add_argument("--poll", type=float, default=1.0, help="Seconds between updates.")
+        parser.add_argument("--poll", type=float, default=0.25, help="Seconds between updates.")
 
     def handle(self, *args, name, wait, poll, **options):
         source = ImportSource.objects.filter(name=name).first()

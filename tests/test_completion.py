@@ -1,0 +1,147 @@
+"""An import is DONE as soon as Assets is: the last page sets the completion going, and Assets'
+processing is followed with reads that start quick and space out."""
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+from django_q.models import Schedule
+
+from importer import services, work_queue
+from importer.assets import AssetsClient
+from importer.devtools.demo_source import DemoInventory
+from importer.models import ChunkJob, Execution
+from importer.services.chunks import mark_submitted
+from tests.conftest import wait_for_execution_to_finish
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+LATER_RUNS = ("check-completion-", "refresh-status-")
+
+
+@pytest.fixture
+def inventory():
+    server = DemoInventory(records=300).start()
+    yield server
+    server.stop()
+
+
+def later_runs():
+    return [
+        name
+        for name in Schedule.objects.values_list("name", flat=True)
+        if name.startswith(LATER_RUNS)
+    ]
+
+
+def test_a_small_import_is_done_within_seconds_of_assets_finishing(make_source, sandbox, cluster):
+    sandbox.processing_seconds = 0.2
+    source = services.push_mapping(source=make_source(page_size=50))
+
+    started = time.monotonic()
+    execution = wait_for_execution_to_finish(services.start_import(source=source), timeout=60)
+    took = time.monotonic() - started
+
+    assert execution.state == Execution.State.DONE, execution.error
+    assert len(sandbox.execution(execution.assets_execution_id)["objects"]) == 300
+    # Every page was in within a second or so; no step waited for a schedule.
+    assert took < 10, f"DONE after {took:.1f} s"
+    assert later_runs() == []
+
+
+def test_the_next_import_starts_right_after_the_previous_is_done(make_source, sandbox, cluster):
+    sandbox.processing_seconds = 0.2
+    source = services.push_mapping(source=make_source(page_size=50))
+    began = time.monotonic()
+    first = wait_for_execution_to_finish(services.start_import(source=source), timeout=60)
+    assert first.state == Execution.State.DONE, first.error
+
+    second = wait_for_execution_to_finish(services.start_import(source=source), timeout=60)
+
+    assert second.state == Execution.State.DONE, second.error
+    assert [entry["state"] for entry in sandbox.executions("src-1")] == ["DONE", "DONE"]
+    assert time.monotonic() - began < 20
+
+
+def test_the_completion_check_sees_the_last_page_once_it_is_committed(
+    pushed_source, sandbox, monkeypatch
+):
+    # Three pages in, the last one still with its worker.
+    started = AssetsClient.for_source(pushed_source).start_execution()
+    execution = Execution.objects.create(
+        source=pushed_source,
+        state=Execution.State.INGESTING,
+        assets_execution_id=started.execution_id,
+        last_chunk_index=2,
+    )
+    for index in range(2):
+        ChunkJob.objects.create(execution=execution, index=index, state=ChunkJob.State.SUBMITTED)
+    last = ChunkJob.objects.create(
+        execution=execution, index=2, state=ChunkJob.State.RUNNING, attempts=1
+    )
+    last = ChunkJob.objects.select_related("execution__source").get(pk=last.pk)
+
+    def check_on_another_worker(execution_id):
+        # A worker of its own, with its own database connection, as soon as it is queued.
+        def check():
+            try:
+                services.check_completion(execution=Execution.objects.get(pk=execution_id))
+            finally:
+                connection.close()
+
+        worker = threading.Thread(target=check)
+        worker.start()
+        worker.join(timeout=30)
+
+    monkeypatch.setattr(work_queue, "enqueue_completion_check", check_on_another_worker)
+    with transaction.atomic():  # the last page is recorded in a transaction of its own
+        mark_submitted(last, 25, [])
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE
+    assert sandbox.execution(started.execution_id)["completed_posts"] == 1
+
+
+def test_assets_finishing_quickly_is_seen_within_a_fraction_of_a_second(pushed_source, sandbox):
+    sandbox.processing_seconds = 0.3
+
+    execution = services.start_import(source=pushed_source)  # tasks run inline here
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE
+    seen_after = (execution.finished_at - execution.completed_at).total_seconds()
+    assert 0.3 <= seen_after < 1.0
+    status_reads = [path for method, path in sandbox.requests_log if path.endswith("/status")]
+    assert len(status_reads) <= 4
+
+
+def test_a_long_processing_phase_is_followed_later_without_holding_a_worker(pushed_source, sandbox):
+    sandbox.processing_seconds = 600
+
+    began = time.monotonic()
+    execution = services.start_import(source=pushed_source)  # tasks run inline here
+    held = time.monotonic() - began
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.PROCESSING
+    assert held < 10  # a few short reads in the worker, then it is free again
+    status_reads = [path for method, path in sandbox.requests_log if path.endswith("/status")]
+    assert 3 <= len(status_reads) <= 7
+    follow_up = Schedule.objects.get(name=f"refresh-status-{execution.pk}")
+    assert follow_up.next_run - timezone.now() < timedelta(seconds=10)
+
+
+def test_a_processing_phase_of_seconds_is_seen_done_seconds_later(make_source, sandbox, cluster):
+    # Longer than the reads a worker makes itself: the next ones are delayed tasks, which the
+    # cluster sends on time (django-q2's own scheduler looks only every 30 s).
+    sandbox.processing_seconds = 6
+    source = services.push_mapping(source=make_source())
+
+    execution = wait_for_execution_to_finish(services.start_import(source=source), timeout=90)
+
+    assert execution.state == Execution.State.DONE, execution.error
+    seen_after = (execution.finished_at - execution.completed_at).total_seconds()
+    assert 6 <= seen_after < 14, f"DONE seen {seen_after:.1f} s after completed"

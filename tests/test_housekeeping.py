@@ -1,0 +1,169 @@
+"""Lost work is taken up within seconds: leases renewed by live lanes only, put-off tasks sent
+on time, and imports whose next step never came looked at again."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from django_q.models import Schedule
+
+from importer import services, work_queue
+from importer.assets import AssetsClient
+from importer.models import ChunkJob, Execution, PeriodicJob
+from importer.services.chunks import claim_chunk
+from importer.services.leases import Leases, renewal_period
+from importer.ticker import HOUSEKEEPING, Ticker
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def an_execution(source, *, state=Execution.State.INGESTING, pages=3, quiet_for=0) -> Execution:
+    """An execution Assets knows, with `pages` pages SUBMITTED, quiet for `quiet_for` s."""
+    started = AssetsClient.for_source(source).start_execution()
+    execution = Execution.objects.create(
+        source=source, state=state, assets_execution_id=started.execution_id
+    )
+    for index in range(pages):
+        ChunkJob.objects.create(execution=execution, index=index, state=ChunkJob.State.SUBMITTED)
+    Execution.objects.filter(pk=execution.pk).update(
+        last_chunk_index=pages - 1, updated_at=timezone.now() - timedelta(seconds=quiet_for)
+    )
+    return execution
+
+
+@pytest.fixture
+def queued(monkeypatch):
+    """Chunk ids queued, instead of running them."""
+    ids = []
+    monkeypatch.setattr(work_queue, "enqueue_chunk", ids.append)
+    return ids
+
+
+class Clock:
+    """A monotonic clock a test moves on by hand."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_one_worker_per_period_takes_up_lost_work():
+    assert PeriodicJob.objects.claim_due(HOUSEKEEPING, every=10)
+    assert not PeriodicJob.objects.claim_due(HOUSEKEEPING, every=10)
+
+    PeriodicJob.objects.filter(name=HOUSEKEEPING).update(due_at=timezone.now())
+
+    assert PeriodicJob.objects.claim_due(HOUSEKEEPING, every=10)
+
+
+def test_of_several_workers_ticking_one_takes_up_lost_work_each_period(monkeypatch):
+    runs = []
+    monkeypatch.setattr(services, "recover_lost_work", lambda: runs.append(1))
+    clock = Clock()
+    workers = [Ticker(clock), Ticker(clock)]
+
+    for worker in workers:
+        worker.tick()
+    assert runs == [1]
+
+    clock.now += 60
+    PeriodicJob.objects.filter(name=HOUSEKEEPING).update(due_at=timezone.now())
+    for worker in workers:
+        worker.tick()
+    assert runs == [1, 1]
+
+
+def test_a_put_off_task_is_sent_once_when_its_time_has_come(monkeypatch):
+    sent = []
+    monkeypatch.setattr(work_queue, "async_task", lambda func, *args, **kw: sent.append(args))
+    work_queue.enqueue_status_refresh_after(7, 0)
+    work_queue.enqueue_status_refresh_after(8, 60)
+
+    assert work_queue.send_due_tasks() == 1
+    assert work_queue.send_due_tasks() == 0
+
+    assert sent == [(7,)]
+    left = Schedule.objects.filter(name__startswith="refresh-status-")
+    assert list(left.values_list("name", flat=True)) == ["refresh-status-8"]
+
+
+def test_an_import_whose_completion_check_was_lost_is_completed(pushed_source, sandbox):
+    execution = an_execution(pushed_source, quiet_for=60)
+
+    services.recover_lost_work()  # tasks run inline here
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE
+    assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 1
+
+
+def test_an_import_with_a_page_still_going_is_left_to_that_page(pushed_source, sandbox):
+    execution = an_execution(pushed_source, quiet_for=60)
+    ChunkJob.objects.filter(execution=execution, index=2).update(
+        state=ChunkJob.State.RUNNING, attempts=1, lease_expires_at=timezone.now() + timedelta(60)
+    )
+
+    services.recover_lost_work()
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.INGESTING
+    assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
+
+
+def test_a_processing_import_nobody_follows_any_more_is_read_again(pushed_source, sandbox):
+    execution = an_execution(pushed_source, state=Execution.State.PROCESSING, quiet_for=600)
+    AssetsClient.for_source(pushed_source).mark_completed(execution.assets_execution_id)
+
+    services.recover_lost_work()
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE
+
+
+def test_a_chunk_waiting_its_turn_gets_one_more_task_per_period(pushed_source, sandbox, queued):
+    execution = an_execution(pushed_source)
+    waiting = ChunkJob.objects.create(execution=execution, index=3)
+    ChunkJob.objects.filter(pk=waiting.pk).update(updated_at=timezone.now() - timedelta(hours=1))
+
+    services.requeue_stalled_chunks()
+    services.requeue_stalled_chunks()
+
+    assert queued == [waiting.pk]
+
+
+def test_a_lane_renews_the_lease_of_a_chunk_it_holds(pushed_source, sandbox):
+    chunk = ChunkJob.objects.create(execution=an_execution(pushed_source), index=3)
+    assert claim_chunk(chunk)
+    claimed_until = ChunkJob.objects.get(pk=chunk.pk).lease_expires_at
+    clock = Clock()
+    leases = Leases(clock)
+    leases.hold(chunk)
+
+    clock.now += renewal_period()
+    assert leases.holds(chunk)
+    leases.close()
+
+    assert ChunkJob.objects.get(pk=chunk.pk).lease_expires_at > claimed_until
+
+
+def test_a_lease_is_never_renewed_for_a_chunk_another_worker_took_over(pushed_source, sandbox):
+    chunk = ChunkJob.objects.create(execution=an_execution(pushed_source), index=3)
+    assert claim_chunk(chunk)
+    clock = Clock()
+    ours = Leases(clock)
+    ours.hold(chunk)
+    # Our worker froze past its lease; another worker took the chunk over.
+    ChunkJob.objects.filter(pk=chunk.pk).update(lease_expires_at=timezone.now())
+    theirs = ChunkJob.objects.get(pk=chunk.pk)
+    assert claim_chunk(theirs)
+    clock.now += 10 * renewal_period()
+
+    assert not ours.holds(chunk)
+    assert not ours.holds(chunk)  # lost for good
+    ours.close()
+
+    taken = ChunkJob.objects.get(pk=chunk.pk)
+    assert taken.attempts == 2
+    assert taken.lease_expires_at == theirs.lease_expires_at
