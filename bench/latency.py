@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import statistics
 import time
 
@@ -243,9 +242,8 @@ def run_recovery(args, env, sandbox, inventory, pages: int, stamp: str) -> dict:
             if time.monotonic() > deadline:
                 raise TimeoutError("the import never got far enough to be killed")
             time.sleep(0.01)
-        os.killpg(cluster.process.pid, signal.SIGKILL)
+        cluster.kill()
         killed_at = time.time()
-        cluster.process.wait()
         at_kill = dict(
             (state, chunks.filter(state=state).count())
             for state in (ChunkJob.State.SUBMITTED, ChunkJob.State.RUNNING, ChunkJob.State.QUEUED)

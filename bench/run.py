@@ -35,7 +35,6 @@ import json
 import logging
 import math
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -54,6 +53,7 @@ SECRET_KEY = "bench-secret-key-not-for-production-0123456789-abcdefghijklmnopqrs
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from importer.devtools.cluster import QCluster  # noqa: E402  (needs ROOT on the path)
 
 # --- configuration ---------------------------------------------------------------------------
 
@@ -399,40 +399,9 @@ def run_serial(args: argparse.Namespace, inventory, pages: int) -> dict:
 # --- the cluster and its memory --------------------------------------------------------------
 
 
-class Cluster:
+def Cluster(env: dict[str, str], log_path: Path) -> QCluster:
     """`manage.py qcluster` in a session of its own, stopped as a process manager would."""
-
-    def __init__(self, env: dict[str, str], log_path: Path):
-        self.env = env
-        self.log_path = log_path
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> Cluster:
-        with open(self.log_path, "a") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, str(ROOT / "manage.py"), "qcluster"],
-                env={**os.environ, **self.env},
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        return self
-
-    def stop(self, grace: float = 30.0) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait()
+    return QCluster(env=env, log_path=log_path)
 
 
 def _processes() -> dict[int, tuple[str, int, int, int]]:

@@ -1,11 +1,7 @@
 """Shared fixtures: the Assets sandbox and a demo inventory as real servers on loopback."""
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,6 +10,7 @@ from aiosmtpd.controller import Controller
 from django.db import connection
 
 from importer.devtools.assets_sandbox import AssetsSandbox
+from importer.devtools.cluster import QCluster
 from importer.devtools.demo_source import DemoInventory
 from importer.models import Execution, ImportSource
 
@@ -120,62 +117,16 @@ def _database_url_of_test_database() -> str:
     return f"postgres://{credentials}{host}{port}/{settings['NAME']}"
 
 
-class Cluster:
+def Cluster(workers: int = 2, **settings_env: str) -> QCluster:
     """A real `manage.py qcluster` on the test database, with the project's broker."""
-
-    def __init__(self, workers: int = 2, **settings_env: str):
-        self.workers = workers
-        self.settings_env = settings_env
-        self.process = None
-
-    def start(self) -> "Cluster":
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
-            "DATABASE_URL": _database_url_of_test_database(),
-            "Q_SYNC": "false",
-            "Q_WORKERS": str(self.workers),
-            **self.settings_env,
-        }
-        ARTIFACTS.mkdir(exist_ok=True)
-        log = open(ARTIFACTS / "qcluster.log", "a")  # kept for reading a failed run
-        self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "qcluster"],
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        return self
-
-    def worker_pids(self) -> list[int]:
-        """Process ids of the cluster's processes other than the sentinel itself."""
-        found = subprocess.run(
-            ["pgrep", "-s", str(self.process.pid)], capture_output=True, text=True
-        ).stdout.split()
-        return [int(pid) for pid in found if int(pid) != self.process.pid]
-
-    def stop(self, grace: float = 30.0) -> None:
-        """Stop as a process manager should: SIGTERM to the main process only.
-
-        django-q2's workers die at once on a SIGTERM of their own (SIG_DFL), so signalling the
-        whole process group would cut running chunks short; the main process instead lets
-        them finish. Whatever is left after `grace` seconds is killed.
-        """
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                pass
-        if self.process:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.process.wait()
+    env = {
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": _database_url_of_test_database(),
+        "Q_SYNC": "false",
+        "Q_WORKERS": str(workers),
+        **settings_env,
+    }
+    return QCluster(env=env, log_path=ARTIFACTS / "qcluster.log")
 
 
 @pytest.fixture

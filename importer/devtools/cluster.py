@@ -1,0 +1,67 @@
+"""A real `manage.py qcluster`, started and stopped the way a process manager would, for the
+tests and the benchmarks (development tools, not used by the app itself)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+class QCluster:
+    """`manage.py qcluster` in a session of its own, with `env` over this process's
+    environment and its output appended to `log_path`."""
+
+    def __init__(self, *, env: dict[str, str], log_path: Path):
+        self.env = env
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> QCluster:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "a") as log:  # kept for reading a failed run
+            self.process = subprocess.Popen(
+                [sys.executable, str(ROOT / "manage.py"), "qcluster"],
+                env={**os.environ, **self.env},
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the cluster's processes other than the main one."""
+        found = subprocess.run(
+            ["pgrep", "-s", str(self.process.pid)], capture_output=True, text=True
+        ).stdout.split()
+        return [int(pid) for pid in found if int(pid) != self.process.pid]
+
+    def kill(self) -> None:
+        """SIGKILL every process of the cluster at once, as a lost host would."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+
+    def stop(self, grace: float = 30.0) -> None:
+        """Stop as a process manager should: SIGTERM to the main process only.
+
+        django-q2's workers die at once on a SIGTERM of their own (SIG_DFL), so signalling the
+        whole process group would cut running chunks short; the main process instead lets
+        them finish. Whatever is left after `grace` seconds is killed.
+        """
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
