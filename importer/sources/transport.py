@@ -19,8 +19,10 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 import requests
 from django.conf import settings
 
+from importer import json_codec
 from importer.assets import parse_retry_after
 from importer.redaction import redact_for
+from importer.remote import RemoteSession
 from importer.sources.base import SourceError, config_error
 from importer.sources.rules import ca_bundle_problem
 
@@ -113,7 +115,7 @@ def _discard(response: requests.Response, limit: int = 64 * 1024) -> None:
     response.close()
 
 
-class _SourceSession(requests.Session):
+class _SourceSession(RemoteSession):
     """A session that never carries the source's credentials to another origin.
 
     requests itself drops only the Authorization header when a redirect changes the host;
@@ -304,20 +306,22 @@ class SourceHttp:
     def iter_body(self, response: requests.Response, *, limit: int, what: str) -> Iterator[bytes]:
         """The body in pieces; stops with a SourceError once more than `limit` bytes arrived."""
         where = public_url(response.url)
-        too_large = self.error(
-            f"sent {what} larger than {limit // 2**20} MB at {where}",
-            kind="too_large",
-        )
+
+        def too_large() -> SourceError:
+            return self.error(
+                f"sent {what} larger than {limit // 2**20} MB at {where}", kind="too_large"
+            )
+
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > limit:
             response.close()
-            raise too_large
+            raise too_large()
         received = 0
         try:
             for piece in response.iter_content(READ_CHUNK_BYTES):
                 received += len(piece)
                 if received > limit:
-                    raise too_large
+                    raise too_large()
                 yield piece
         except requests.RequestException as exc:
             raise self.error(
@@ -336,7 +340,7 @@ class SourceHttp:
         ):
             body += piece
         try:
-            return json.loads(body)
+            return json_codec.decode(body)
         except ValueError:
             content_type = response.headers.get("Content-Type") or "none"
             raise self.error(
