@@ -65,9 +65,10 @@ def main() -> None:
     import bench.run as bench
 
     stamp = f"profile-{os.getpid()}"
-    database_url, _ = bench.prepare_database(
-        argparse.Namespace(database_url=args.database_url, database_name=bench.BENCH_DATABASE),
-        stamp,
+    # A database of its own: the cluster benchmark's may be in use.
+    database_name = f"bench_profile_lane_{os.getpid()}"
+    database_url, kind = bench.prepare_database(
+        argparse.Namespace(database_url=args.database_url, database_name=database_name), stamp
     )
     os.environ.update(
         {
@@ -104,6 +105,21 @@ def main() -> None:
         servers.stop()
         for leftover in bench.TMP.glob(f"{stamp}.sqlite3*"):
             leftover.unlink()
+        if kind == "postgresql":
+            drop_database(args.database_url, database_name)
+
+
+def drop_database(server_url: str, name: str) -> None:
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+    from django.db import connections
+
+    connections.close_all()
+    parts = urlsplit(server_url)
+    admin_url = urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # --- the loopback servers ----------------------------------------------------------------------

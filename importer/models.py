@@ -4,7 +4,7 @@ import secrets
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import models
+from django.db import connections, models
 from django.db.models import F, Max, Min, Q
 from django.utils import timezone
 
@@ -548,6 +548,43 @@ class ChunkJobQuerySet(models.QuerySet):
         return self.filter(state=ChunkJob.State.FAILED).stamp(
             state=ChunkJob.State.QUEUED, attempts=0, next_attempt_at=None, error=note
         )
+
+    def create_missing(self, chunks: list["ChunkJob"]) -> list["ChunkJob"]:
+        """Insert the chunks whose page the execution does not have yet; the ones inserted.
+
+        One statement (`INSERT ... ON CONFLICT DO NOTHING RETURNING`, PostgreSQL and SQLite):
+        a lane adds its next page with it, where looking first and then inserting took two.
+        """
+        if not chunks:
+            return []
+        connection = connections[self.db]
+        quote = connection.ops.quote_name
+        meta = ChunkJob._meta
+        fields = [field for field in meta.concrete_fields if not field.primary_key]
+        params = [
+            field.get_db_prep_save(field.pre_save(chunk, add=True), connection)
+            for chunk in chunks
+            for field in fields
+        ]
+        row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        index_column = meta.get_field("index").column
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {quote(meta.db_table)} "
+                f"({', '.join(quote(field.column) for field in fields)}) "
+                f"VALUES {', '.join([row] * len(chunks))} "
+                f"ON CONFLICT DO NOTHING RETURNING {quote(meta.pk.column)}, {quote(index_column)}",
+                params,
+            )
+            inserted = {index: pk for pk, index in cursor.fetchall()}
+        created = []
+        for chunk in chunks:
+            if chunk.index in inserted:
+                chunk.pk = inserted[chunk.index]
+                chunk._state.adding = False
+                chunk._state.db = self.db
+                created.append(chunk)
+        return created
 
 
 class ChunkJob(models.Model):

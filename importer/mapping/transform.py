@@ -15,6 +15,7 @@ from importer.mapping.coercion import (
     Step,
     Target,
     Unfit,
+    as_text,
     coerce_value,
     coercions_for,
 )
@@ -77,8 +78,9 @@ class _Level:
     required: list[tuple[str, tuple[str, ...], int]] = field(default_factory=list)
     # The usual case of those, checked by a lookup: one field, one value. (field, attribute)
     required_fields: list[tuple[str, str]] = field(default_factory=list)
-    # What the record loop reads: (field, its coercions, the one step when it feeds one attribute).
-    plan: tuple[tuple[str, Coercions, Step | None], ...] = ()
+    # What the record loop reads, per field: its coercions; when it feeds one attribute, that
+    # attribute's step; and whether that step is plain text, which takes a string as it is.
+    plan: tuple[tuple[str, Coercions, Step | None, bool], ...] = ()
 
 
 @dataclass
@@ -123,7 +125,8 @@ def _compile(document: Any) -> dict[str, _Level]:
             targets.sort(key=_specificity)
         level.coercions = {name: coercions_for(targets) for name, targets in level.fields.items()}
         level.plan = tuple(
-            (name, coercions, coercions.only) for name, coercions in level.coercions.items()
+            (name, coercions, coercions.only, _takes_text_as_is(coercions.only))
+            for name, coercions in level.coercions.items()
         )
         # A missing identity is reported (and handled) as such, not once more as required.
         rules = [rule for rule in level.required if not set(rule[1]) & set(level.identity)]
@@ -134,6 +137,10 @@ def _compile(document: Any) -> dict[str, _Level]:
             if len(locators) == 1 and minimum == 1
         ]
     return levels
+
+
+def _takes_text_as_is(step: Step | None) -> bool:
+    return step is not None and step[0] is as_text
 
 
 def _target(attribute: dict, attribute_mapping: dict) -> Target:
@@ -185,8 +192,7 @@ def transform_records(
     levels, id_fields = _compiled(document)
     if not levels:
         raise ValueError("The mapping has no object type mapping with a selector.")
-    selectors = list(levels.items())
-    data: dict[str, list[dict]] = {}
+    outputs: list[list[dict]] = [[] for _ in levels]
     skipped: list[str] = []
     without_identity: list[str] = []
     invalid: list[str] = []
@@ -200,7 +206,7 @@ def transform_records(
             reason = f"record {position}: is {_show(record)}, not an object"
             (invalid if fail_invalid else skipped).append(reason)
             continue
-        picked = [_pick(level, record, "", problems, missing) for _, level in selectors]
+        picked = [_pick(level, record, "", problems, missing) for level in levels.values()]
         if problems or missing:
             reason = f"record {position} ({_describe(record, id_fields)}): " + "; ".join(
                 problems + missing
@@ -214,11 +220,10 @@ def transform_records(
             problems, missing = [], []
             continue
         accepted += 1
-        for (selector, _), item in zip(selectors, picked, strict=True):
-            sent = data.get(selector)
-            if sent is None:
-                sent = data[selector] = []
+        for sent, item in zip(outputs, picked, strict=True):
             sent.append(item)
+    # A selector none of whose records was sent is left out of the chunk.
+    data = {selector: sent for selector, sent in zip(levels, outputs, strict=True) if sent}
     if without_identity:
         raise MissingIdentityError(without_identity)
     if invalid:
@@ -261,15 +266,20 @@ def _pick(level: _Level, record: dict, at: str, problems: list[str], missing: li
     """The part of one record its selector sends, coerced; problems go to the two lists."""
     picked: dict[str, Any] = {}
     unfit: set[str] = set()
-    for locator, coercions, only in level.plan:
-        value = record.get(locator)
+    get = record.get
+    for locator, coercions, only, as_is in level.plan:
+        value = get(locator)
         if value is None:
             continue
         kind = value.__class__
         if only is not None and (kind is str or kind in _SCALARS):
             # The usual case, one attribute fed by a plain value: as coerce_value would do.
-            if kind is str and not value.strip():
-                continue
+            if kind is str:
+                if not value.strip():
+                    continue
+                if as_is:
+                    picked[locator] = value
+                    continue
             try:
                 picked[locator] = only[0](value)
             except Unfit:

@@ -216,13 +216,9 @@ def _fan_out(chunk: ChunkJob, *, lanes: bool, keep_next: bool) -> ChunkJob | Non
     """Create the pages ahead of this one; return the lane's next if this worker keeps it."""
     source = chunk.execution.source
     ahead, lane_index = pages_ahead(chunk, lanes=lanes)
-    existing = set(
-        ChunkJob.objects.filter(execution=chunk.execution, index__in=ahead).values_list(
-            "index", flat=True
-        )
-    )
     claimed = claimed_fields() if keep_next else {}
-    created = ChunkJob.objects.bulk_create(
+    # Pages already there were fetched before, by an attempt that did not finish.
+    created = ChunkJob.objects.create_missing(
         [
             ChunkJob(
                 execution=chunk.execution,
@@ -231,7 +227,6 @@ def _fan_out(chunk: ChunkJob, *, lanes: bool, keep_next: bool) -> ChunkJob | Non
                 **(claimed if index == lane_index else {}),
             )
             for index in ahead
-            if index not in existing
         ]
     )
     lane_next = None
