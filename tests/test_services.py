@@ -431,3 +431,47 @@ def test_a_failed_page_inside_the_source_still_fails_the_import(make_source, inv
     execution.refresh_from_db()
     assert execution.state == Execution.State.FAILED
     assert "Chunk 3 failed" in execution.error
+
+
+def test_a_page_run_again_leaves_the_page_ahead_it_made_to_its_holder(make_source, settings):
+    """A worker died after recording its page; the page runs again and finds its lane's next
+    page already made and claimed: that one is neither made twice nor taken over."""
+    from importer.services.chunks import claim_chunk, queue_next_chunks
+
+    settings.CHUNK_LANE_SECONDS = 20
+    source = services.push_mapping(source=make_source(page_size=10, max_chunks_in_flight=2))
+    execution = Execution.objects.create(source=source, state=Execution.State.INGESTING)
+    chunk = ChunkJob.objects.create(execution=execution, index=3, cursor="30")
+    assert claim_chunk(chunk)
+    first = queue_next_chunks(chunk, "40", 10, lanes=True, keep_next=True)
+    assert first is not None and first.index == 5 and first.state == ChunkJob.State.RUNNING
+
+    ChunkJob.objects.filter(pk=chunk.pk).update(lease_expires_at=None, state="QUEUED")
+    assert claim_chunk(chunk)  # the second attempt
+    again = queue_next_chunks(chunk, "40", 10, lanes=True, keep_next=True)
+
+    assert again is None
+    assert list(execution.chunks.filter(index=5).values_list("pk", "attempts")) == [(first.pk, 1)]
+
+
+def test_the_first_page_opens_only_the_lanes_not_there_yet(make_source, settings, monkeypatch):
+    from importer.services.chunks import claim_chunk, queue_next_chunks
+
+    settings.CHUNK_LANE_SECONDS = 20
+    source = services.push_mapping(source=make_source(page_size=10, max_chunks_in_flight=3))
+    execution = Execution.objects.create(source=source, state=Execution.State.INGESTING)
+    first_chunks = [
+        ChunkJob.objects.create(execution=execution, index=index, cursor=str(index * 10))
+        for index in range(3)
+    ]
+    queued = []
+    monkeypatch.setattr(work_queue, "enqueue_chunk", queued.append)
+    assert claim_chunk(first_chunks[0])
+
+    lane_next = queue_next_chunks(first_chunks[0], "10", 10, lanes=True, keep_next=True)
+
+    # Pages 1 and 2 were there already (their lanes' tasks are queued); page 3 is this lane's.
+    assert lane_next.index == 3 and lane_next.cursor == "30"
+    assert ChunkJob.objects.get(pk=lane_next.pk).state == ChunkJob.State.RUNNING
+    assert sorted(execution.chunks.values_list("index", flat=True)) == [0, 1, 2, 3]
+    assert queued == []
