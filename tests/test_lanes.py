@@ -225,14 +225,26 @@ def test_a_page_refused_because_the_import_was_cancelled_meanwhile_is_not_a_fail
     sandbox.faults.add(method="POST", path_contains="/data", status=400, times=1)
     transform = lanes.transform_records
     transformed = []
+    cancelled = threading.Event()
 
     def cancelled_while_page_0_was_in_flight(*args, **kwargs):
         transformed.append(1)
         if len(transformed) == 2:
             Execution.objects.filter(source=source).update(state=Execution.State.CANCELLED)
+            cancelled.set()
         return transform(*args, **kwargs)
 
+    submit = lanes.AssetsClient.submit_chunk
+
+    def answered_once_cancelled(client, *args):
+        # Assets' answer to page 0 reaches the lane only after the cancel, however fast it is.
+        try:
+            return submit(client, *args)
+        finally:
+            cancelled.wait(10)
+
     monkeypatch.setattr(lanes, "transform_records", cancelled_while_page_0_was_in_flight)
+    monkeypatch.setattr(lanes.AssetsClient, "submit_chunk", answered_once_cancelled)
 
     execution = services.start_import(source=source)
 
