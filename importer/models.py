@@ -4,7 +4,7 @@ import secrets
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connections, models
+from django.db import models
 from django.db.models import F, Max, Min, Q
 from django.utils import timezone
 
@@ -237,7 +237,8 @@ class ImportSource(models.Model):
 
 class ExecutionQuerySet(models.QuerySet):
     """Guarded state transitions: each moves only the rows still in the state it starts from,
-    stamps `updated_at`, and says whether it won, so of two workers racing only one goes on."""
+    stamps `updated_at`, and says whether it won, so of two workers racing only one goes on.
+    The moves every page makes (fetched, submitted) are in importer/page_sql.py."""
 
     def of(self, execution: "Execution") -> "ExecutionQuerySet":
         return self.filter(pk=execution.pk)
@@ -259,29 +260,12 @@ class ExecutionQuerySet(models.QuerySet):
             state=ExecutionState.INGESTING, started_at=timezone.now()
         )
 
-    def record_fetched(self, *, records: int, total: int | None = None) -> bool:
-        """Count a fetched page (and the source's total, when it tells one); False when the
-        execution no longer takes data."""
-        return self.ingesting().stamp(
-            pages_fetched=F("pages_fetched") + 1,
-            records_fetched=F("records_fetched") + records,
-            **({"records_total": total} if total is not None else {}),
-        )
-
     def record_last_page(self, index: int) -> bool:
         """The source ends at page `index` (an earlier end found by another page wins)."""
         return bool(
             self.filter(Q(last_chunk_index__isnull=True) | Q(last_chunk_index__gt=index)).update(
                 last_chunk_index=index
             )
-        )
-
-    def record_submitted(self, *, records: int, skipped: int) -> bool:
-        return self.stamp(
-            stalled_since=None,
-            pages_submitted=F("pages_submitted") + 1,
-            records_submitted=F("records_submitted") + records,
-            records_skipped=F("records_skipped") + skipped,
         )
 
     def claim_completion(self) -> bool:
@@ -519,17 +503,6 @@ class ChunkJobQuerySet(models.QuerySet):
             state=ChunkJob.State.FAILED, lease_expires_at=None, last_error_kind=kind, error=error
         )
 
-    def mark_submitted(self, *, records: int, skipped: list[str], state: str = "") -> bool:
-        """Assets accepted the page (or there was nothing to send: `state` says why)."""
-        return self.stamp(
-            state=state or ChunkJob.State.SUBMITTED,
-            record_count=records,
-            skipped_count=len(skipped),
-            error="\n".join(skipped[:50]),
-            lease_expires_at=None,
-            submitted_at=timezone.now(),
-        )
-
     def stop(self, *, past_the_end: bool) -> bool:
         """The execution takes no more data: the page was past the end, or is cancelled."""
         return self.stamp(
@@ -548,43 +521,6 @@ class ChunkJobQuerySet(models.QuerySet):
         return self.filter(state=ChunkJob.State.FAILED).stamp(
             state=ChunkJob.State.QUEUED, attempts=0, next_attempt_at=None, error=note
         )
-
-    def create_missing(self, chunks: list["ChunkJob"]) -> list["ChunkJob"]:
-        """Insert the chunks whose page the execution does not have yet; the ones inserted.
-
-        One statement (`INSERT ... ON CONFLICT DO NOTHING RETURNING`, PostgreSQL and SQLite):
-        a lane adds its next page with it, where looking first and then inserting took two.
-        """
-        if not chunks:
-            return []
-        connection = connections[self.db]
-        quote = connection.ops.quote_name
-        meta = ChunkJob._meta
-        fields = [field for field in meta.concrete_fields if not field.primary_key]
-        params = [
-            field.get_db_prep_save(field.pre_save(chunk, add=True), connection)
-            for chunk in chunks
-            for field in fields
-        ]
-        row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-        index_column = meta.get_field("index").column
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {quote(meta.db_table)} "
-                f"({', '.join(quote(field.column) for field in fields)}) "
-                f"VALUES {', '.join([row] * len(chunks))} "
-                f"ON CONFLICT DO NOTHING RETURNING {quote(meta.pk.column)}, {quote(index_column)}",
-                params,
-            )
-            inserted = {index: pk for pk, index in cursor.fetchall()}
-        created = []
-        for chunk in chunks:
-            if chunk.index in inserted:
-                chunk.pk = inserted[chunk.index]
-                chunk._state.adding = False
-                chunk._state.db = self.db
-                created.append(chunk)
-        return created
 
 
 class ChunkJob(models.Model):

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from importer import work_queue
+from importer import page_sql, work_queue
 from importer.models import ChunkJob, Execution, ImportSource
 from importer.remote import RemoteError
 from importer.services.errors import scrub_secrets
@@ -134,11 +134,7 @@ def request_slot_delay(source: ImportSource) -> float:
 def submit_verdict(chunk: ChunkJob) -> SubmitVerdict:
     """Whether the page may go now: our lease must hold, the execution must still take data,
     and the page must not lie beyond the source's end, found meanwhile by another chunk."""
-    state, attempts, execution_state, last_index = (
-        ChunkJob.objects.filter(pk=chunk.pk)
-        .values_list("state", "attempts", "execution__state", "execution__last_chunk_index")
-        .first()
-    )
+    state, attempts, execution_state, last_index = page_sql.submit_state(chunk)
     if state != ChunkState.RUNNING or attempts != chunk.attempts:
         return SubmitVerdict.TAKEN_OVER
     if execution_state != State.INGESTING:
@@ -173,9 +169,7 @@ def queue_next_chunks(
     """
     execution = chunk.execution
     with transaction.atomic():
-        if not Execution.objects.of(execution).record_fetched(
-            records=record_count, total=records_total
-        ):
+        if not page_sql.record_fetched(execution, records=record_count, total=records_total):
             return None  # cancelled or failed meanwhile: nothing more to queue
         if next_cursor is None:
             last = chunk.index if record_count or not chunk.index else chunk.index - 1
@@ -218,7 +212,7 @@ def _fan_out(chunk: ChunkJob, *, lanes: bool, keep_next: bool) -> ChunkJob | Non
     ahead, lane_index = pages_ahead(chunk, lanes=lanes)
     claimed = claimed_fields() if keep_next else {}
     # Pages already there were fetched before, by an attempt that did not finish.
-    created = ChunkJob.objects.create_missing(
+    created = page_sql.create_missing(
         [
             ChunkJob(
                 execution=chunk.execution,
@@ -243,20 +237,15 @@ def mark_submitted(
 ) -> None:
     """Record the page as done (Assets took it, or there was nothing to send)."""
     with transaction.atomic():
-        if not ChunkJob.objects.held_by(chunk).mark_submitted(
-            records=record_count, skipped=skipped, state=state
-        ):
+        if not page_sql.mark_submitted(chunk, records=record_count, skipped=skipped, state=state):
             return
         if state == ChunkState.SUBMITTED:
-            Execution.objects.filter(pk=chunk.execution_id).record_submitted(
-                records=record_count, skipped=len(skipped)
+            page_sql.record_submitted(
+                chunk.execution_id, records=record_count, skipped=len(skipped)
             )
         # Until the source's end is known, a completion check would find nothing to do
         # (unless a page fetched ahead failed: then the last chunk to finish decides).
-        if Execution.objects.filter(
-            Q(last_chunk_index__isnull=False) | Q(chunks__state=ChunkState.FAILED),
-            pk=chunk.execution_id,
-        ).exists():
+        if page_sql.awaits_completion(chunk.execution_id):
             transaction.on_commit(lambda: work_queue.enqueue_completion_check(chunk.execution_id))
 
 
