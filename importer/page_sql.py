@@ -4,9 +4,9 @@ A page is recorded as fetched with the lane's next page added, checked right bef
 to Assets, and marked submitted: six statements per page, whatever its size. Django's ORM
 spends 0.2–0.8 ms of CPU building each of them, far more than the database takes to run them;
 with pages of 100 records that was half of a worker's CPU. So these six are written here
-once, for PostgreSQL and SQLite, with the same guards as the models' transitions: each moves
-only the rows still in the state it starts from, stamps `updated_at` and says whether it won.
-Every other statement stays ORM.
+once, for PostgreSQL and SQLite (3.35 or later, for RETURNING), with the same guards as the
+models' transitions: each moves only the rows still in the state it starts from, stamps
+`updated_at` and says whether it won. Every other statement stays ORM.
 """
 
 from __future__ import annotations
