@@ -172,7 +172,9 @@ class ChildServers:
 # --- one lane ----------------------------------------------------------------------------------
 
 
-def run_lane(args, servers, name: str, runner=None) -> tuple[int, int, float, float]:
+def run_lane(
+    args, servers, name: str, runner=None, clock: StageClock | None = None
+) -> tuple[int, int, float, float]:
     """Start an import and follow chunk 0's lane: (chunks, records, CPU s, wall s)."""
     import bench.run as bench
     from importer import services
@@ -191,9 +193,13 @@ def run_lane(args, servers, name: str, runner=None) -> tuple[int, int, float, fl
     services.push_mapping(source=source)
     execution = services.start_import(source=source)
     first = ChunkJob.objects.select_related("execution__source").get(execution=execution, index=0)
+    if clock is not None:
+        clock.reset()
     cpu, wall = time.process_time(), time.perf_counter()
     (runner or (lambda function, **kw: function(**kw)))(services.process_chunk, chunk=first)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    if clock is not None:
+        clock.stop()
     done = execution.chunks.filter(state=ChunkJob.State.SUBMITTED)
     chunks = done.count()
     records = sum(done.values_list("record_count", flat=True))
@@ -245,12 +251,18 @@ class StageClock:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
         self.statements = 0
+        self.counting = False
         self._lock = threading.Lock()
         self._local = threading.local()
 
     def reset(self) -> None:
+        """Start counting afresh (the lane is about to start)."""
         self.seconds.clear()
         self.statements = 0
+        self.counting = True
+
+    def stop(self) -> None:
+        self.counting = False
 
     def timed(self, stage: str, function):
         clock = self
@@ -273,7 +285,8 @@ class StageClock:
         return wrapper
 
     def sql(self, execute, sql, params, many, context):
-        self.statements += 1
+        """Count the lane's statements (a connection's execute wrapper)."""
+        self.statements += self.counting
         return execute(sql, params, many, context)
 
 
@@ -310,7 +323,7 @@ def instrument(clock: StageClock) -> None:
     if codec is not None:  # the app's own JSON codec
         codec.decode = clock.timed("decode", codec.decode)
         codec.encode = clock.timed("encode", codec.encode)
-    else:  # the standard library's, as the modules call it
+    else:  # versions before importer/json_codec.py: the standard library's, as called there
         transport.json = _TimedJson(json, loads=clock.timed("decode", json.loads))
         assets.json = _TimedJson(json, dumps=clock.timed("encode", json.dumps))
 
@@ -337,8 +350,7 @@ def measure_cpu(args, servers) -> None:
     runs = []
     with connection.execute_wrapper(clock.sql):
         for attempt in range(args.repeat + 1):
-            clock.reset()
-            chunks, records, cpu, wall = run_lane(args, servers, f"cpu-{attempt}")
+            chunks, records, cpu, wall = run_lane(args, servers, f"cpu-{attempt}", clock=clock)
             staged = sum(clock.seconds.values())
             per_1000 = 1000 / records * 1000  # seconds -> ms, per 1000 records
             run = {

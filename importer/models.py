@@ -452,7 +452,8 @@ class ChunkJobQuerySet(models.QuerySet):
     """Guarded state transitions of chunks. `held_by(chunk)` narrows to a chunk only while the
     copy in hand still holds it (RUNNING, same attempt): a worker whose lease ran out and whose
     chunk another worker took over then moves nothing. Each transition stamps `updated_at` and
-    says whether it won."""
+    says whether it won. The moves every page makes (the lane's next page added, the check
+    before a page goes, submitted) are in importer/page_sql.py."""
 
     def held_by(self, chunk: "ChunkJob") -> "ChunkJobQuerySet":
         return self.filter(pk=chunk.pk, state=ChunkJob.State.RUNNING, attempts=chunk.attempts)
