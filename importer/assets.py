@@ -8,7 +8,6 @@ decide between retrying and failing by type.
 from __future__ import annotations
 
 import email.utils
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +15,8 @@ from typing import Any
 import requests
 from django.conf import settings
 
-from importer.remote import RemoteError
+from importer import json_codec
+from importer.remote import RemoteError, RemoteSession
 
 FAILURE_REASON_LIMIT = 1024
 
@@ -209,7 +209,7 @@ class AssetsClient:
             f"/v1/importsource/{import_source_id}"
         )
         self.timeout = timeout if timeout is not None else settings.HTTP_TIMEOUT
-        self.session = requests.Session()
+        self.session = RemoteSession()
         self.session.headers.update(
             {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         )
@@ -229,7 +229,7 @@ class AssetsClient:
             response = self.session.request(
                 method,
                 url,
-                data=None if body is None else json.dumps(body),
+                data=None if body is None else json_codec.encode(body),
                 headers={"Content-Type": "application/json"} if body is not None else None,
                 timeout=self.timeout,
             )

@@ -5,8 +5,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Max, Min, Q, Value
-from django.db.models.functions import Coalesce
+from django.db.models import F, Max, Min, Q
 from django.utils import timezone
 
 from importer.fields import EncryptedTextField
@@ -239,7 +238,8 @@ class ImportSource(models.Model):
 
 class ExecutionQuerySet(models.QuerySet):
     """Guarded state transitions: each moves only the rows still in the state it starts from,
-    stamps `updated_at`, and says whether it won, so of two workers racing only one goes on."""
+    stamps `updated_at`, and says whether it won, so of two workers racing only one goes on.
+    The moves every page makes (fetched, submitted) are in importer/page_sql.py."""
 
     def of(self, execution: "Execution") -> "ExecutionQuerySet":
         return self.filter(pk=execution.pk)
@@ -261,34 +261,12 @@ class ExecutionQuerySet(models.QuerySet):
             state=ExecutionState.INGESTING, started_at=timezone.now()
         )
 
-    def record_fetched(self, *, records: int, total: int | None = None) -> bool:
-        """Count a fetched page, and keep the first total the source told; False when the
-        execution no longer takes data."""
-        fields = {}
-        if total is not None:
-            fields["records_total"] = Coalesce(
-                F("records_total"), Value(total), output_field=models.PositiveIntegerField()
-            )
-        return self.ingesting().stamp(
-            pages_fetched=F("pages_fetched") + 1,
-            records_fetched=F("records_fetched") + records,
-            **fields,
-        )
-
     def record_last_page(self, index: int) -> bool:
         """The source ends at page `index` (an earlier end found by another page wins)."""
         return bool(
             self.filter(Q(last_chunk_index__isnull=True) | Q(last_chunk_index__gt=index)).update(
                 last_chunk_index=index
             )
-        )
-
-    def record_submitted(self, *, records: int, skipped: int) -> bool:
-        return self.stamp(
-            stalled_since=None,
-            pages_submitted=F("pages_submitted") + 1,
-            records_submitted=F("records_submitted") + records,
-            records_skipped=F("records_skipped") + skipped,
         )
 
     def processing(self) -> "ExecutionQuerySet":
@@ -478,7 +456,8 @@ class ChunkJobQuerySet(models.QuerySet):
     """Guarded state transitions of chunks. `held_by(chunk)` narrows to a chunk only while the
     copy in hand still holds it (RUNNING, same attempt): a worker whose lease ran out and whose
     chunk another worker took over then moves nothing. Each transition stamps `updated_at` and
-    says whether it won."""
+    says whether it won. The moves every page makes (the lane's next page added, the check
+    before a page goes, submitted) are in importer/page_sql.py."""
 
     def held_by(self, chunk: "ChunkJob") -> "ChunkJobQuerySet":
         return self.filter(pk=chunk.pk, state=ChunkJob.State.RUNNING, attempts=chunk.attempts)
@@ -541,17 +520,6 @@ class ChunkJobQuerySet(models.QuerySet):
     def fail(self, *, kind: str, error: str) -> bool:
         return self.stamp(
             state=ChunkJob.State.FAILED, lease_expires_at=None, last_error_kind=kind, error=error
-        )
-
-    def mark_submitted(self, *, records: int, skipped: list[str], state: str = "") -> bool:
-        """Assets accepted the page (or there was nothing to send: `state` says why)."""
-        return self.stamp(
-            state=state or ChunkJob.State.SUBMITTED,
-            record_count=records,
-            skipped_count=len(skipped),
-            error="\n".join(skipped[:50]),
-            lease_expires_at=None,
-            submitted_at=timezone.now(),
         )
 
     def stop(self, *, past_the_end: bool) -> bool:

@@ -168,3 +168,61 @@ def test_a_start_answer_without_links_is_a_clear_error(httpserver, client):
 
     with pytest.raises(assets.AssetsBadRequest, match="without links"):
         client.start_execution()
+
+
+def test_it_sends_text_in_any_script_and_long_numbers_as_they_are(httpserver, client):
+    records = [{"name": "Zo\u00eb \u6771\u4eac", "iccid": "89014103211118510720", "n": 2**70}]
+    httpserver.expect_request(
+        f"{ROOT}/executions/exec-42/data", method="POST", json={"data": {"sims": records}}
+    ).respond_with_data("", status=200)
+
+    client.submit_chunk("exec-42", {"sims": records})
+
+    httpserver.check_assertions()
+
+
+@pytest.fixture
+def proxy_environment(monkeypatch):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    return monkeypatch
+
+
+def test_every_request_goes_through_the_proxy_the_environment_names(httpserver, proxy_environment):
+    proxy_environment.setenv("HTTP_PROXY", httpserver.url_for("/").rstrip("/"))
+    # A host nobody can reach directly: only the proxy (here the test server) answers.
+    behind_proxy = AssetsClient(
+        base_url="http://assets.invalid",
+        workspace_id="ws-1",
+        import_source_id="src-1",
+        token="secret-token-123",
+        timeout=2,
+    )
+    httpserver.expect_request(f"{ROOT}/executions/exec-42/data", method="POST").respond_with_data(
+        "", status=200
+    )
+
+    for _ in range(3):
+        behind_proxy.submit_chunk("exec-42", {"laptops": [{"serial": "A"}]})
+
+    assert len(httpserver.log) == 3
+    assert all(request.host == "assets.invalid" for request, _ in httpserver.log)
+
+
+def test_a_host_the_environment_exempts_from_the_proxy_is_reached_directly(
+    httpserver, client, proxy_environment
+):
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        closed_port = unused.getsockname()[1]
+    proxy_environment.setenv("HTTP_PROXY", f"http://127.0.0.1:{closed_port}")
+    proxy_environment.setenv("NO_PROXY", "localhost,127.0.0.1")
+    httpserver.expect_request(f"{ROOT}/executions/exec-42/data", method="POST").respond_with_data(
+        "", status=200
+    )
+
+    for _ in range(2):
+        client.submit_chunk("exec-42", {"laptops": [{"serial": "A"}]})
+
+    assert len(httpserver.log) == 2

@@ -1236,3 +1236,40 @@ def test_the_table_names_a_reference_target_and_survives_an_invalid_document():
 
     assert rows[2]["reference"] == "Laptop"
     assert rows[1]["attribute"] == "RAM GB" and rows[1]["type"] == "?"
+
+
+def test_a_mapping_edited_between_two_pages_applies_to_the_next_page():
+    document = laptops()
+    records = [{"serial": "A1", "ram": "16"}]
+    assert transform_records(records, document).data == {"laptops": [{"serial": "A1", "ram": 16}]}
+
+    ram = document["schema"]["objectSchema"]["objectTypes"][0]["attributes"][1]
+    ram["type"] = "text"
+
+    assert transform_records(records, document).data == {"laptops": [{"serial": "A1", "ram": "16"}]}
+
+
+def test_a_record_the_transform_sends_always_makes_a_json_body():
+    from importer.json_codec import encode
+
+    document = laptops()
+    records = [
+        {"serial": 89014103211118510720, "ram": 2**62},
+        {"serial": "Zo\u00eb \ud800", "ram": 16.0},
+        {"serial": float("nan"), "ram": "8"},
+        {"serial": True, "ram": " 4 "},
+    ]
+
+    result = transform_records(records, document)
+
+    assert result.record_count == 4
+    assert json.loads(encode({"data": result.data})) == {
+        "data": {
+            "laptops": [
+                {"serial": "89014103211118510720", "ram": 2**62},
+                {"serial": "Zo\u00eb \ud800", "ram": 16},
+                {"serial": "nan", "ram": 8},
+                {"serial": "true", "ram": 4},
+            ]
+        }
+    }

@@ -509,3 +509,94 @@ def test_a_chunk_whose_attempts_are_used_up_is_failed_not_taken_up_again(
     assert execution.state == Execution.State.FAILED
     assert execution.error.startswith("Chunk 1 failed: its worker stopped without finishing it")
     assert sandbox.execution(execution.assets_execution_id)["failure_reasons"]
+
+
+def test_a_page_run_again_leaves_the_page_ahead_it_made_to_its_holder(make_source, settings):
+    """A worker died after recording its page; the page runs again and finds its lane's next
+    page already made and claimed: that one is neither made twice nor taken over."""
+    from importer.services.chunks import claim_chunk, queue_next_chunks
+
+    settings.CHUNK_LANE_SECONDS = 20
+    source = services.push_mapping(source=make_source(page_size=10, max_chunks_in_flight=2))
+    execution = Execution.objects.create(source=source, state=Execution.State.INGESTING)
+    chunk = ChunkJob.objects.create(execution=execution, index=3, cursor="30")
+    assert claim_chunk(chunk)
+    first = queue_next_chunks(chunk, "40", 10, lanes=True, keep_next=True)
+    assert first is not None and first.index == 5 and first.state == ChunkJob.State.RUNNING
+
+    ChunkJob.objects.filter(pk=chunk.pk).update(lease_expires_at=None, state="QUEUED")
+    assert claim_chunk(chunk)  # the second attempt
+    again = queue_next_chunks(chunk, "40", 10, lanes=True, keep_next=True)
+
+    assert again is None
+    assert list(execution.chunks.filter(index=5).values_list("pk", "attempts")) == [(first.pk, 1)]
+
+
+def test_the_first_page_opens_only_the_lanes_not_there_yet(make_source, settings, monkeypatch):
+    from importer.services.chunks import claim_chunk, queue_next_chunks
+
+    settings.CHUNK_LANE_SECONDS = 20
+    source = services.push_mapping(source=make_source(page_size=10, max_chunks_in_flight=3))
+    execution = Execution.objects.create(source=source, state=Execution.State.INGESTING)
+    first_chunks = [
+        ChunkJob.objects.create(execution=execution, index=index, cursor=str(index * 10))
+        for index in range(3)
+    ]
+    queued = []
+    monkeypatch.setattr(work_queue, "enqueue_chunk", queued.append)
+    assert claim_chunk(first_chunks[0])
+
+    lane_next = queue_next_chunks(first_chunks[0], "10", 10, lanes=True, keep_next=True)
+
+    # Pages 1 and 2 were there already (their lanes' tasks are queued); page 3 is this lane's.
+    assert lane_next.index == 3 and lane_next.cursor == "30"
+    assert ChunkJob.objects.get(pk=lane_next.pk).state == ChunkJob.State.RUNNING
+    assert sorted(execution.chunks.values_list("index", flat=True)) == [0, 1, 2, 3]
+    assert queued == []
+
+
+def test_an_import_counts_its_pages_and_stamps_them_in_time(make_source, sandbox, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.CHUNK_LANE_SECONDS = 20
+    began = timezone.now()
+    source = services.push_mapping(source=make_source(page_size=10, max_chunks_in_flight=2))
+    source.mapping["schema"]["objectSchema"]["objectTypes"][0]["attributes"][4]["type"] = "email"
+    source.save()  # RAM GB now takes email addresses: every record is left out with a reason
+
+    execution = services.start_import(source=source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE
+    assert (execution.pages_fetched, execution.records_fetched) >= (12, 120)
+    assert (execution.pages_submitted, execution.records_submitted) == (12, 0)
+    assert execution.records_skipped == 120
+    assert execution.chunks.filter(state=ChunkJob.State.SUBMITTED).count() == 12
+    assert "expected an email address" in execution.chunks.get(index=0).error
+    # Times written by the lane read back as the moments they were, on any database.
+    assert began <= execution.updated_at <= timezone.now() + timedelta(seconds=1)
+    stamped = execution.chunks.filter(submitted_at__gte=began, updated_at__gte=began)
+    assert stamped.filter(state=ChunkJob.State.SUBMITTED).count() == 12
+
+
+def test_a_page_submitted_after_a_stall_was_flagged_clears_the_flag(pushed_source, sandbox):
+    from django.utils import timezone
+
+    from importer.services.chunks import claim_chunk, mark_submitted
+
+    execution = Execution.objects.create(source=pushed_source, state=Execution.State.INGESTING)
+    chunk = ChunkJob.objects.create(execution=execution, index=0)
+    Execution.objects.filter(pk=execution.pk).update(stalled_since=timezone.now())
+    assert claim_chunk(chunk)
+
+    mark_submitted(chunk, 25, ["record 3 (id=3): no value for 'serial'"])
+
+    execution.refresh_from_db()
+    assert execution.stalled_since is None
+    assert (execution.pages_submitted, execution.records_submitted) == (1, 25)
+    assert execution.records_skipped == 1
+    chunk.refresh_from_db()
+    assert (chunk.state, chunk.record_count, chunk.skipped_count) == ("SUBMITTED", 25, 1)
+    assert chunk.lease_expires_at is None and chunk.submitted_at is not None

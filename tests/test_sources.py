@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -919,3 +920,26 @@ def test_a_plugin_returning_bad_records_is_caught(plugins) -> None:
 def test_an_unknown_kind_is_a_configuration_error() -> None:
     error = failure(ImportSource(name="cmdb", source_kind="ftp"))
     assert (error.kind, error.permanent) == ("config", True)
+
+
+def test_a_20_digit_number_in_a_page_keeps_every_digit(fake: FakeSource) -> None:
+    # An ICCID (a SIM card's serial) sent as a JSON number does not fit in 64 bits.
+    fake.records[0] = {"id": 1, "iccid": 89014103211118510720}
+    source = rest_source(f"{fake.base_url}/api/offset", records_path="data.items")
+
+    record = build_source(source).fetch_page("").records[0]
+
+    assert record["iccid"] == 89014103211118510720 and type(record["iccid"]) is int
+
+
+def test_a_page_with_a_byte_order_mark_and_nan_is_read_as_before(fake: FakeSource) -> None:
+    body = '\ufeff{"data": {"items": [{"id": 1, "score": NaN}]}}'
+    fake.faults.add(path_contains="/api/offset", status=200, body=body)
+    source = rest_source(
+        f"{fake.base_url}/api/offset", records_path="data.items", pagination="none"
+    )
+
+    records = build_source(source).fetch_page("").records
+
+    assert [record["id"] for record in records] == [1]
+    assert math.isnan(records[0]["score"])

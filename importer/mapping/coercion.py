@@ -27,6 +27,8 @@ _INT64 = 2**63
 
 
 def as_text(value: Any) -> str:
+    if value.__class__ is str:
+        return value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime | date | time):
@@ -37,6 +39,8 @@ def as_text(value: Any) -> str:
 
 
 def as_integer(value: Any) -> int:
+    if value.__class__ is int and -_INT64 <= value < _INT64:
+        return value
     if isinstance(value, bool):
         raise Unfit
     if isinstance(value, int):
@@ -128,9 +132,12 @@ def as_time(value: Any) -> str:
 
 
 def as_email(value: Any) -> str:
-    if not isinstance(value, str) or not _EMAIL.match(value.strip()):
+    if not isinstance(value, str):
         raise Unfit
-    return value.strip()
+    text = value.strip()
+    if not _EMAIL.match(text):
+        raise Unfit
+    return text
 
 
 def as_url(value: Any) -> str:

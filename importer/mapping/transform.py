@@ -6,12 +6,16 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from importer.mapping.coercion import (
     ABSENT,
     COERCERS,
     Coercions,
+    Step,
     Target,
     Unfit,
+    as_text,
     coerce_value,
     coercions_for,
 )
@@ -74,6 +78,9 @@ class _Level:
     required: list[tuple[str, tuple[str, ...], int]] = field(default_factory=list)
     # The usual case of those, checked by a lookup: one field, one value. (field, attribute)
     required_fields: list[tuple[str, str]] = field(default_factory=list)
+    # What the record loop reads, per field: its coercions; when it feeds one attribute, that
+    # attribute's step; and whether that step is plain text, which takes a string as it is.
+    plan: tuple[tuple[str, Coercions, Step | None, bool], ...] = ()
 
 
 @dataclass
@@ -117,6 +124,10 @@ def _compile(document: Any) -> dict[str, _Level]:
         for targets in level.fields.values():
             targets.sort(key=_specificity)
         level.coercions = {name: coercions_for(targets) for name, targets in level.fields.items()}
+        level.plan = tuple(
+            (name, coercions, coercions.only, _takes_text_as_is(coercions.only))
+            for name, coercions in level.coercions.items()
+        )
         # A missing identity is reported (and handled) as such, not once more as required.
         rules = [rule for rule in level.required if not set(rule[1]) & set(level.identity)]
         level.required = [rule for rule in rules if len(rule[1]) > 1 or rule[2] > 1]
@@ -126,6 +137,10 @@ def _compile(document: Any) -> dict[str, _Level]:
             if len(locators) == 1 and minimum == 1
         ]
     return levels
+
+
+def _takes_text_as_is(step: Step | None) -> bool:
+    return step is not None and step[0] is as_text
 
 
 def _target(attribute: dict, attribute_mapping: dict) -> Target:
@@ -174,42 +189,41 @@ def transform_records(
         raise ValueError(f"missing_identity must be one of {', '.join(MISSING_IDENTITY_MODES)}")
     if invalid_values not in INVALID_VALUES_MODES:
         raise ValueError(f"invalid_values must be one of {', '.join(INVALID_VALUES_MODES)}")
-    levels = _compile(document)
+    levels, id_fields = _compiled(document)
     if not levels:
         raise ValueError("The mapping has no object type mapping with a selector.")
-    id_fields = [locator for level in levels.values() for locator in level.identity]
-    id_fields += [name for name in ID_LIKE_FIELDS if name not in id_fields]
-    data: dict[str, list[dict]] = {}
+    outputs: list[list[dict]] = [[] for _ in levels]
     skipped: list[str] = []
     without_identity: list[str] = []
     invalid: list[str] = []
     fail_invalid = invalid_values == "fail"
+    fail_missing = missing_identity == "fail"
     accepted = 0
+    problems: list[str] = []
+    missing: list[str] = []
     for position, record in enumerate(records, start=1):
         if not isinstance(record, dict):
             reason = f"record {position}: is {_show(record)}, not an object"
             (invalid if fail_invalid else skipped).append(reason)
             continue
-        problems: list[str] = []
-        missing: list[str] = []
-        picked = {
-            selector: _pick(level, record, "", problems, missing)
-            for selector, level in levels.items()
-        }
+        picked = [_pick(level, record, "", problems, missing) for level in levels.values()]
         if problems or missing:
             reason = f"record {position} ({_describe(record, id_fields)}): " + "; ".join(
                 problems + missing
             )
-            if missing and missing_identity == "fail":
+            if missing and fail_missing:
                 without_identity.append(reason)
             elif problems and fail_invalid:
                 invalid.append(reason)
             else:
                 skipped.append(reason)
+            problems, missing = [], []
             continue
         accepted += 1
-        for selector, item in picked.items():
-            data.setdefault(selector, []).append(item)
+        for sent, item in zip(outputs, picked, strict=True):
+            sent.append(item)
+    # A selector none of whose records was sent is left out of the chunk.
+    data = {selector: sent for selector, sent in zip(levels, outputs, strict=True) if sent}
     if without_identity:
         raise MissingIdentityError(without_identity)
     if invalid:
@@ -217,20 +231,66 @@ def transform_records(
     return TransformResult(data=data, record_count=accepted, skipped=skipped)
 
 
+# Mappings worked out lately, by their JSON text: a lane transforms page after page with one.
+_COMPILED: dict[bytes, tuple[dict[str, _Level], list[str]]] = {}
+_COMPILED_KEPT = 16
+
+
+def _compiled(document: Any) -> tuple[dict[str, _Level], list[str]]:
+    """The document's levels and the fields that name a record in messages, worked out once."""
+    try:
+        key = orjson.dumps(document)
+    except (orjson.JSONEncodeError, TypeError):  # not JSON text: nothing to key it by
+        return _levels_and_id_fields(document)
+    found = _COMPILED.get(key)
+    if found is None:
+        found = _levels_and_id_fields(document)
+        if len(_COMPILED) >= _COMPILED_KEPT:
+            _COMPILED.clear()
+        _COMPILED[key] = found
+    return found
+
+
+def _levels_and_id_fields(document: Any) -> tuple[dict[str, _Level], list[str]]:
+    levels = _compile(document)
+    id_fields = [locator for level in levels.values() for locator in level.identity]
+    id_fields += [name for name in ID_LIKE_FIELDS if name not in id_fields]
+    return levels, id_fields
+
+
+# Values of these types are never missing, never lists: they go straight to their coercer.
+_SCALARS = frozenset({int, float, bool})
+
+
 def _pick(level: _Level, record: dict, at: str, problems: list[str], missing: list[str]) -> dict:
     """The part of one record its selector sends, coerced; problems go to the two lists."""
     picked: dict[str, Any] = {}
     unfit: set[str] = set()
-    for locator, coercions in level.coercions.items():
-        value = record.get(locator)
+    get = record.get
+    for locator, coercions, only, as_is in level.plan:
+        value = get(locator)
+        if value is None:
+            continue
+        kind = value.__class__
+        if only is not None and (kind is str or kind in _SCALARS):
+            # The usual case, one attribute fed by a plain value: as coerce_value would do.
+            if kind is str:
+                if not value.strip():
+                    continue
+                if as_is:
+                    picked[locator] = value
+                    continue
+            try:
+                picked[locator] = only[0](value)
+            except Unfit:
+                problems.append(_unfit(at, locator, value, only[2], only[1]))
+                unfit.add(locator)
+            continue
         try:
             coerced = coerce_value(value, coercions)
         except Unfit as error:
             target, expected = error.args
-            problems.append(
-                f"field '{at}{locator}' is {_show(value)}, expected {expected} "
-                f"for attribute '{target.attribute}'"
-            )
+            problems.append(_unfit(at, locator, value, target, expected))
             unfit.add(locator)
             continue
         if coerced is not ABSENT:
@@ -271,6 +331,13 @@ def _pick(level: _Level, record: dict, at: str, problems: list[str], missing: li
                 problems.append(f"field '{where}' is {_show(item)}, expected an object")
         picked[key] = kept
     return picked
+
+
+def _unfit(at: str, locator: str, value: Any, target: Target, expected: str) -> str:
+    return (
+        f"field '{at}{locator}' is {_show(value)}, expected {expected} "
+        f"for attribute '{target.attribute}'"
+    )
 
 
 def _too_few(at: str, attribute: str, locators: tuple[str, ...], minimum: int, count: int) -> str:

@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from importer import metrics, work_queue
+from importer import metrics, page_sql, work_queue
 from importer.models import ChunkJob, Execution, ImportSource
 from importer.remote import RemoteError
 from importer.services.completion import page_recorded
@@ -159,11 +159,7 @@ def request_slot_delay(source: ImportSource) -> float:
 def submit_verdict(chunk: ChunkJob) -> SubmitVerdict:
     """Whether the page may go now: our lease must hold, the execution must still take data,
     and the page must not lie beyond the source's end, found meanwhile by another chunk."""
-    state, attempts, execution_state, last_index = (
-        ChunkJob.objects.filter(pk=chunk.pk)
-        .values_list("state", "attempts", "execution__state", "execution__last_chunk_index")
-        .first()
-    )
+    state, attempts, execution_state, last_index = page_sql.submit_state(chunk)
     if state != ChunkState.RUNNING or attempts != chunk.attempts:
         return SubmitVerdict.TAKEN_OVER
     if execution_state != State.INGESTING:
@@ -199,7 +195,7 @@ def queue_next_chunks(
     """
     execution = chunk.execution
     with transaction.atomic():
-        if not Execution.objects.of(execution).record_fetched(records=record_count, total=total):
+        if not page_sql.record_fetched(execution, records=record_count, total=total):
             return None  # cancelled or failed meanwhile: nothing more to queue
         if next_cursor is None:
             last = chunk.index if record_count or not chunk.index else chunk.index - 1
@@ -240,13 +236,9 @@ def _fan_out(chunk: ChunkJob, *, lanes: bool, keep_next: bool) -> ChunkJob | Non
     """Create the pages ahead of this one; return the lane's next if this worker keeps it."""
     source = chunk.execution.source
     ahead, lane_index = pages_ahead(chunk, lanes=lanes)
-    existing = set(
-        ChunkJob.objects.filter(execution=chunk.execution, index__in=ahead).values_list(
-            "index", flat=True
-        )
-    )
     claimed = claimed_fields() if keep_next else {}
-    created = ChunkJob.objects.bulk_create(
+    # Pages already there were fetched before, by an attempt that did not finish.
+    created = page_sql.create_missing(
         [
             ChunkJob(
                 execution=chunk.execution,
@@ -255,7 +247,6 @@ def _fan_out(chunk: ChunkJob, *, lanes: bool, keep_next: bool) -> ChunkJob | Non
                 **(claimed if index == lane_index else {}),
             )
             for index in ahead
-            if index not in existing
         ]
     )
     lane_next = None
@@ -272,13 +263,11 @@ def mark_submitted(
 ) -> None:
     """Record the page as done (Assets took it, or there was nothing to send)."""
     with transaction.atomic():
-        if not ChunkJob.objects.held_by(chunk).mark_submitted(
-            records=record_count, skipped=skipped, state=state
-        ):
+        if not page_sql.mark_submitted(chunk, records=record_count, skipped=skipped, state=state):
             return
         if state == ChunkState.SUBMITTED:
-            Execution.objects.filter(pk=chunk.execution_id).record_submitted(
-                records=record_count, skipped=len(skipped)
+            page_sql.record_submitted(
+                chunk.execution_id, records=record_count, skipped=len(skipped)
             )
         # Once this page is committed: if it was the last one outstanding, the completion
         # check is queued at once.

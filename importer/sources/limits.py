@@ -16,6 +16,7 @@ from typing import Any
 
 from django.conf import settings
 
+from importer import json_codec
 from importer.sources.base import SourceError
 
 # A record of a real API is an object of a few dozen values at most; a page whose answer holds
@@ -72,7 +73,9 @@ def loads(body: bytes | bytearray | str, *, refuse: Callable[..., SourceError], 
     if isinstance(body, bytes | bytearray):
         check_json_values(body, refuse=refuse, what=what)
     try:
-        return json.loads(body)
+        if isinstance(body, str):  # a file, decoded from its own encoding
+            return json.loads(body)
+        return json_codec.decode(body)
     except RecursionError:
         raise refuse(
             f"sent {what} whose JSON is nested too deeply to read (more than "

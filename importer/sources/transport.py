@@ -23,6 +23,7 @@ from django.conf import settings
 
 from importer.assets import parse_retry_after
 from importer.redaction import redact_for
+from importer.remote import RemoteSession
 from importer.sources import limits
 from importer.sources.base import SourceError, config_error
 from importer.sources.rules import ca_bundle_problem
@@ -119,7 +120,7 @@ def _discard(response: requests.Response, limit: int = 64 * 1024) -> None:
     response.close()
 
 
-class _SourceSession(requests.Session):
+class _SourceSession(RemoteSession):
     """A session that never carries the source's credentials to another origin.
 
     requests itself drops only the Authorization header when a redirect changes the host;
@@ -341,15 +342,18 @@ class SourceHttp:
         bytes arrived, or when the time budget has run out (see `begin`: a source dripping
         bytes holds a worker no longer than that, plus one read timeout)."""
         where = public_url(response.url)
-        too_large = self.error(
-            f"sent {what} larger than {limit // 2**20} MB at {where}"
-            + (f": {hint}" if hint else ""),
-            kind="too_large",
-        )
+
+        def too_large() -> SourceError:
+            return self.error(
+                f"sent {what} larger than {limit // 2**20} MB at {where}"
+                + (f": {hint}" if hint else ""),
+                kind="too_large",
+            )
+
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > limit:
             response.close()
-            raise too_large
+            raise too_large()
         received = 0
         try:
             while True:
@@ -361,7 +365,7 @@ class SourceHttp:
                     return
                 received += len(piece)
                 if received > limit:
-                    raise too_large
+                    raise too_large()
                 yield piece
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise self.error(
