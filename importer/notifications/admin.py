@@ -10,7 +10,7 @@ from django.utils.timezone import localtime
 from django.utils.translation import ngettext
 
 from importer import notifications
-from importer.admin import state_badge
+from importer.admin.display import state_badge
 from importer.forms import keep_stored_secrets
 from importer.models import Alert, Delivery, NotificationChannel
 from importer.notifications.delivery import where

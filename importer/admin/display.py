@@ -1,0 +1,132 @@
+"""What the admin pages show beside the fields: state badges, masked secrets, progress bars."""
+
+import json
+from zoneinfo import ZoneInfo
+
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.formats import date_format
+from django.utils.html import format_html
+from django.utils.timezone import localtime
+
+from importer import services
+from importer.models import Execution, Schedule
+from importer.progress import describe, progress_of
+from importer.redaction import mask_secret_values
+
+
+def state_badge(state: str) -> str:
+    colours = {
+        "DONE": "#2e7d32",
+        "FAILED": "#c62828",
+        "REFUSED": "#c62828",
+        "CANCELLED": "#6d6d6d",
+        "INGESTING": "#1565c0",
+        "COMPLETING": "#1565c0",
+        "PROCESSING": "#6a1b9a",
+        "PENDING": "#8d6e00",
+        "IN SYNC": "#2e7d32",
+        "OUT OF SYNC": "#c62828",
+        "QUEUED": "#8d6e00",
+        "RUNNING": "#1565c0",
+        "SUBMITTED": "#2e7d32",
+        "OK": "#2e7d32",
+        "FAILING": "#c62828",
+        "SENT": "#2e7d32",
+        "SENDING": "#1565c0",
+    }
+    return format_html(
+        '<span style="background:{};color:#fff;padding:1px 6px;border-radius:8px;'
+        'font-size:11px">{}</span>',
+        colours.get(state, "#555"),
+        state,
+    )
+
+
+def next_run_label(schedule: Schedule) -> str:
+    """The next run in the schedule's own zone, and in the viewer's when that differs."""
+    upcoming = services.next_run(schedule)
+    if upcoming is None:
+        return "none"
+    own = upcoming.astimezone(ZoneInfo(schedule.timezone))
+    label = f"{own:%Y-%m-%d %H:%M} {schedule.timezone}"
+    site = localtime(upcoming)
+    if site.utcoffset() != own.utcoffset():
+        label += f" ({site:%Y-%m-%d %H:%M} {site.tzname()})"
+    return label
+
+
+CHUNKS_PER_PAGE = 100
+# A user who may only view a source sees these instead of the fields that can hold a secret.
+MASKED_FOR_VIEWERS = {
+    "assets_token": "assets_token_masked",
+    "source_token": "source_token_masked",
+    "source_url": "source_url_masked",
+    "oauth_token_url": "oauth_token_url_masked",
+    "extra_headers": "extra_headers_masked",
+    "extra_params": "extra_params_masked",
+    "plugin_options": "plugin_options_masked",
+    "webtrigger_url": "webtrigger_url_masked",
+}
+
+
+def masked_fieldsets(fieldsets, masked: dict[str, str]):
+    return [
+        (name, {**options, "fields": [masked.get(field, field) for field in options["fields"]]})
+        for name, options in fieldsets
+    ]
+
+
+def stored_secret(value: str) -> str:
+    return "stored (only Import administrators may replace it)" if value else "—"
+
+
+def masked_json(value) -> str:
+    return format_html(
+        "<pre>{}</pre>", json.dumps(mask_secret_values(value), indent=2, ensure_ascii=False)
+    )
+
+
+def next_attempt_label(moment: str) -> str:
+    """A retry's time in the viewer's zone and how far off it is (it may be due already)."""
+    when = parse_datetime(moment)
+    wait = round((when - timezone.now()).total_seconds())
+    due = f"in {wait} s" if wait > 0 else "due now"
+    return f"{date_format(localtime(when), 'TIME_FORMAT')} ({due})"
+
+
+def progress_widget(execution: Execution, *, width: int, detailed: bool) -> str:
+    """A bar that static/importer/progress.js keeps up to date while the import runs.
+
+    Without a known total the bar is indeterminate: it moves, but claims no percentage.
+    """
+    progress = progress_of(execution)
+    percent = progress["percent"]
+    if detailed:
+        label = describe(progress)
+    elif percent is None:
+        label = f"{execution.records_submitted} rec."
+    else:
+        label = f"{percent}% · {execution.records_submitted} rec."
+    return format_html(
+        '<div class="import-progress{}" data-url="{}" data-percent="{}" data-state="{}" '
+        'data-finished="{}" {} style="width:{}px" role="progressbar" aria-label="Progress" {}>'
+        '<div class="import-progress-bar" style="width:{}%"></div></div>'
+        '<span class="import-progress-label">{}</span>',
+        " indeterminate" if percent is None else "",
+        reverse("importer:progress", args=[execution.pk]),
+        "" if percent is None else percent,
+        execution.state,
+        "true" if progress["finished"] else "false",
+        format_html(
+            'data-detailed data-live-url="{}"',
+            reverse("admin:importer_execution_live", args=[execution.pk]),
+        )
+        if detailed
+        else "",
+        width,
+        format_html('aria-valuenow="{}"', percent) if percent is not None else "",
+        100 if percent is None else percent,
+        label,
+    )

@@ -1,0 +1,324 @@
+"""The execution history: the list, the live execution page with its chunks, cancel and retry."""
+
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import AdminReadonlyField
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import Http404, HttpResponseRedirect, JsonResponse
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.formats import date_format
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
+from django.utils.timezone import localtime
+from django.utils.translation import ngettext
+
+from importer import services
+from importer.admin.display import CHUNKS_PER_PAGE, next_attempt_label, progress_widget, state_badge
+from importer.dashboard import dashboard_context
+from importer.models import ChunkJob, Execution
+from importer.progress import chunk_counts, describe, progress_of, retries_of
+
+
+@admin.register(Execution)
+class ExecutionAdmin(admin.ModelAdmin):
+    class Media:
+        css = {"all": ["importer/admin.css"]}
+        js = ["importer/progress.js"]
+
+    # Narrow columns, so the list with its filters fits a 1366 px screen.
+    list_display = [
+        "id",
+        "source",
+        "state_label",
+        "run_label",
+        "started_label",
+        "duration_label",
+        "progress_bar",
+    ]
+    list_filter = ["source", "state", "trigger"]
+    list_select_related = ["source", "triggered_by"]
+    date_hierarchy = "created_at"
+    search_fields = ["assets_execution_id", "source__name"]
+    actions = ["cancel", "retry_failed_chunks"]
+    list_per_page = 50
+    # Counting a history of 10^5 rows on every page costs more than the page itself.
+    show_full_result_count = False
+    fields = [
+        "source",
+        "state_label",
+        "trigger_label",
+        "triggered_by_label",
+        "assets_execution_id",
+        "progress_detail",
+        "retries_label",
+        "stalled_since",
+        "chunk_summary",
+        "pages_fetched_label",
+        "pages_submitted",
+        "records_fetched",
+        "records_submitted",
+        "records_skipped",
+        "created_at",
+        "started_at",
+        "completed_at",
+        "finished_at",
+        "duration_label",
+        "error",
+        "failure_reported_at",
+    ]
+    readonly_fields = fields
+    # What changes while an import runs: the live endpoint sends these again.
+    live_fields = [
+        name for name in fields if name not in ("source", "trigger_label", "progress_detail")
+    ]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="State", ordering="state")
+    def state_label(self, execution):
+        return state_badge(execution.state)
+
+    @admin.display(description="Run", ordering="trigger")
+    def trigger_label(self, execution):
+        if execution.is_scheduled:
+            return format_html(
+                '<span style="background:{};color:#fff;padding:1px 6px;'
+                'border-radius:8px;font-size:11px">{}</span>',
+                "#00695c",
+                "scheduled",
+            )
+        return "manual"
+
+    @admin.display(description="Triggered by")
+    def triggered_by_label(self, execution):
+        if execution.is_scheduled:
+            return "schedule"
+        return execution.triggered_by.get_username() if execution.triggered_by else "—"
+
+    @admin.display(description="Run", ordering="trigger")
+    def run_label(self, execution):
+        if execution.is_scheduled:
+            return self.trigger_label(execution)
+        return format_html("manual<br><small>{}</small>", self.triggered_by_label(execution))
+
+    @admin.display(description="Started", ordering="started_at")
+    def started_label(self, execution):
+        if not execution.started_at:
+            return "—"
+        started = localtime(execution.started_at)
+        return format_html(
+            "{}<br><small>{}</small>",
+            date_format(started, "Y-m-d"),
+            date_format(started, "H:i:s"),
+        )
+
+    @admin.display(description="Duration")
+    def duration_label(self, execution):
+        duration = execution.duration
+        if duration is None:
+            return "—"
+        seconds = int(duration.total_seconds())
+        return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+    @admin.display(description="Progress, records", ordering="records_submitted")
+    def progress_bar(self, execution):
+        return progress_widget(execution, width=90, detailed=False)
+
+    @admin.display(description="Progress")
+    def progress_detail(self, execution):
+        return progress_widget(execution, width=400, detailed=True)
+
+    @admin.display(description="Chunks")
+    def chunk_summary(self, execution):
+        counts = chunk_counts(execution)
+        parts = [
+            f"{counts[state]} {label.lower()}"
+            for state, label in ChunkJob.State.choices
+            if counts.get(state)
+        ]
+        return " · ".join(parts) or "none yet"
+
+    @admin.display(description="Pages fetched")
+    def pages_fetched_label(self, execution):
+        past = chunk_counts(execution)[ChunkJob.State.SKIPPED]
+        if not past:
+            return str(execution.pages_fetched)
+        return format_html(
+            "{} ({} with records, {} past the source's end, which had nothing more)",
+            execution.pages_fetched,
+            max(execution.pages_fetched - past, 0),
+            past,
+        )
+
+    @admin.display(description="Retries")
+    def retries_label(self, execution):
+        if execution.state in Execution.FINISHED_STATES:
+            return "—"
+        retries = retries_of(execution)
+        if not retries:
+            return "none waiting"
+        return format_html_join(
+            mark_safe("<br>"),
+            "page {} waits after attempt {} ({}); next attempt {}",
+            (
+                (
+                    retry["page"],
+                    retry["attempts"],
+                    retry["reason"],
+                    next_attempt_label(retry["next_attempt_at"]),
+                )
+                for retry in retries
+            ),
+        )
+
+    def get_urls(self):
+        def view(function, route, name):
+            return path(route, self.admin_site.admin_view(function), name=name)
+
+        return [
+            view(self.dashboard_view, "dashboard/", "importer_execution_dashboard"),
+            view(self.live_view, "<path:object_id>/live/", "importer_execution_live"),
+            view(self.cancel_view, "<path:object_id>/cancel/", "importer_execution_cancel"),
+        ] + super().get_urls()
+
+    def dashboard_view(self, request):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return TemplateResponse(
+            request,
+            "admin/importer/execution/dashboard.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": "Imports dashboard",
+                **dashboard_context(),
+            },
+        )
+
+    def _execution_or_404(self, request, object_id) -> Execution:
+        execution = self.get_object(request, object_id)
+        if execution is None:
+            raise Http404("No such execution")
+        if not self.has_view_permission(request, execution):
+            raise PermissionDenied
+        return execution
+
+    def _chunk_page(self, request, execution):
+        chunks = ChunkJob.objects.filter(execution=execution).order_by("index")
+        page = Paginator(chunks, CHUNKS_PER_PAGE).get_page(request.GET.get("chunks_page"))
+        for chunk in page:
+            chunk.next_attempt_label = (
+                next_attempt_label(chunk.next_attempt_at.isoformat())
+                if chunk.state == ChunkJob.State.QUEUED and chunk.next_attempt_at
+                else "—"
+            )
+        return page
+
+    def live_view(self, request, object_id):
+        """What changes on an execution's page, for progress.js to put in place."""
+        execution = self._execution_or_404(request, object_id)
+        form = self.get_form(request, execution)(instance=execution)
+        fields = {
+            name: str(AdminReadonlyField(form, name, False, model_admin=self).contents())
+            for name in self.live_fields
+        }
+        page = self._chunk_page(request, execution)
+        progress = progress_of(execution)
+        return JsonResponse(
+            {
+                **progress,
+                "label": describe(progress),
+                "fields": fields,
+                "chunk_count": page.paginator.count,
+                "chunk_rows": render_to_string(
+                    "admin/importer/execution/_chunk_rows.html", {"chunk_page": page}
+                ),
+                "may_cancel": execution.state in Execution.OPEN_STATES
+                and self.has_cancel_permission(request),
+            }
+        )
+
+    def cancel_view(self, request, object_id):
+        """Cancel one import after a confirmation (a page of its own, so it works without JS)."""
+        execution = self._execution_or_404(request, object_id)
+        if not self.has_cancel_permission(request):
+            raise PermissionDenied
+        change_url = reverse("admin:importer_execution_change", args=[execution.pk])
+        if request.method == "POST":
+            if execution.state in Execution.OPEN_STATES:
+                services.cancel_execution(execution=execution)
+                self.log_change(request, execution, "Cancelled the import.")
+                self.message_user(request, f"Import #{execution.pk} cancelled.", messages.SUCCESS)
+            else:
+                self.message_user(
+                    request,
+                    f"Import #{execution.pk} had already ended ({execution.get_state_display()}).",
+                    messages.WARNING,
+                )
+            return HttpResponseRedirect(change_url)
+        return TemplateResponse(
+            request,
+            "admin/importer/execution/cancel.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "original": execution,
+                "title": f"Cancel import #{execution.pk}?",
+                "change_url": change_url,
+            },
+        )
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """The chunks, a page at a time: an import can have tens of thousands."""
+        execution = self.get_object(request, object_id)
+        extra_context = {**(extra_context or {})}
+        if execution is not None:
+            extra_context["chunk_page"] = self._chunk_page(request, execution)
+            extra_context["may_cancel"] = (
+                execution.state in Execution.OPEN_STATES and self.has_cancel_permission(request)
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def has_cancel_permission(self, request):
+        return request.user.has_perm("importer.cancel_execution")
+
+    def has_retry_permission(self, request):
+        return request.user.has_perm("importer.retry_chunks")
+
+    @admin.action(description="Cancel selected imports", permissions=["cancel"])
+    def cancel(self, request, queryset):
+        cancelled = 0
+        for execution in queryset.select_related("source"):
+            if execution.state in Execution.OPEN_STATES:
+                services.cancel_execution(execution=execution)
+                self.log_change(request, execution, "Cancelled the import.")
+                cancelled += 1
+        self.message_user(
+            request,
+            ngettext("%d import cancelled.", "%d imports cancelled.", cancelled) % cancelled,
+        )
+
+    @admin.action(description="Retry failed chunks", permissions=["retry"])
+    def retry_failed_chunks(self, request, queryset):
+        for execution in queryset.select_related("source"):
+            if execution.state != Execution.State.INGESTING:
+                self.message_user(
+                    request,
+                    f"#{execution.pk}: only an import that is still ingesting can retry chunks "
+                    f"(this one is {execution.state}).",
+                    messages.WARNING,
+                )
+                continue
+            retried = services.retry_failed_chunks(execution=execution)
+            self.log_change(request, execution, f"Retried {retried} failed chunk(s).")
+            self.message_user(
+                request,
+                ngettext("#%d: %d chunk queued again.", "#%d: %d chunks queued again.", retried)
+                % (execution.pk, retried),
+            )

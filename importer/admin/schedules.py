@@ -1,0 +1,133 @@
+"""Schedules: kept in sync with Assets, pulled and compared, shown in the schedule's zone."""
+
+from django.contrib import admin, messages
+from django.utils.html import format_html
+from django.utils.translation import ngettext
+
+from importer import services
+from importer.admin.display import next_run_label, state_badge
+from importer.assets import AssetsError
+from importer.forms import (
+    ScheduleForm,
+)
+from importer.models import Schedule
+from importer.redaction import redact
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(admin.ModelAdmin):
+    form = ScheduleForm
+    list_display = ["source", "frequency", "next_run_label", "timezone", "sync_label", "synced_at"]
+    list_select_related = ["source"]
+    list_filter = ["frequency", "in_sync"]
+    actions = ["pull_from_assets", "resync"]
+    readonly_fields = ["callback_url", "assets_schedule_id", "sync_label", "synced_at"]
+
+    def get_fields(self, request, obj=None):
+        # A schedule not saved yet has no state in Assets to show.
+        editable = ["source", "frequency", "timezone", "start_local"]
+        if obj is None:
+            return editable
+        fields = [*editable, *self.readonly_fields]
+        if not self.has_change_permission(request, obj):
+            return [name if name != "callback_url" else "callback_url_masked" for name in fields]
+        return fields
+
+    @admin.display(description="Callback URL")
+    def callback_url_masked(self, schedule):
+        return redact(schedule.callback_url)
+
+    @admin.display(description="Next run")
+    def next_run_label(self, schedule):
+        return next_run_label(schedule)
+
+    @admin.display(description="Assets", ordering="in_sync")
+    def sync_label(self, schedule):
+        if schedule.in_sync:
+            return state_badge("IN SYNC")
+        return format_html("{} {}", state_badge("OUT OF SYNC"), schedule.sync_error)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        try:
+            services.sync_schedule(schedule=obj)
+        except services.ScheduleError as error:
+            request.schedule_outcome = (
+                messages.WARNING,
+                f"The schedule of {obj.source} is saved here, but not in Assets: {error} "
+                "It is marked out of sync; once the cause is fixed, use 'Re-sync schedule to "
+                "Assets'.",
+            )
+        else:
+            request.schedule_outcome = (
+                messages.SUCCESS,
+                f"The schedule of {obj.source} is saved, and Assets holds it.",
+            )
+
+    def message_user(self, request, message, level=messages.INFO, *args, **kwargs):
+        # After a save, Django's "was added/changed successfully" gives way to the one
+        # message that says what happened both here and in Assets.
+        outcome = getattr(request, "schedule_outcome", None)
+        if outcome is not None and level == messages.SUCCESS:
+            del request.schedule_outcome
+            level, message = outcome
+        super().message_user(request, message, level, *args, **kwargs)
+
+    def delete_model(self, request, obj):
+        self._delete(request, [obj])
+
+    def delete_queryset(self, request, queryset):
+        self._delete(request, list(queryset.select_related("source")))
+
+    def _delete(self, request, schedules):
+        for schedule in schedules:
+            try:
+                services.delete_schedule(schedule=schedule)
+            except services.ScheduleError as error:
+                self.message_user(
+                    request,
+                    f"Kept the schedule of {schedule.source}: Assets did not delete it ({error}).",
+                    messages.ERROR,
+                )
+
+    @admin.action(description="Pull schedule from Assets (show differences)")
+    def pull_from_assets(self, request, queryset):
+        for schedule in queryset.select_related("source"):
+            try:
+                differences = services.compare_schedule(schedule=schedule)
+            except AssetsError as error:
+                self.message_user(
+                    request,
+                    f"Schedule of {schedule.source}: "
+                    f"{services.scrub_secrets(error.message, schedule.source)}",
+                    messages.ERROR,
+                )
+                continue
+            if differences:
+                self.message_user(
+                    request,
+                    f"The schedule of {schedule.source} differs in Assets: "
+                    + "; ".join(differences),
+                    messages.WARNING,
+                )
+            else:
+                self.message_user(request, f"Assets holds the same schedule for {schedule.source}.")
+
+    @admin.action(description="Re-sync schedule to Assets", permissions=["change"])
+    def resync(self, request, queryset):
+        synced = 0
+        for schedule in queryset.select_related("source"):
+            try:
+                services.sync_schedule(schedule=schedule)
+            except services.ScheduleError as error:
+                self.message_user(
+                    request, f"Schedule of {schedule.source} not synced: {error}", messages.ERROR
+                )
+            else:
+                synced += 1
+        if synced:
+            self.message_user(
+                request,
+                ngettext("%d schedule synced.", "%d schedules synced.", synced) % synced,
+                messages.SUCCESS,
+            )

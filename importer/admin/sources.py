@@ -1,0 +1,461 @@
+"""Import sources: the form by kind, the mapping at a glance, and the actions that start,
+push, pull, preview and draft."""
+
+import json
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db import models
+from django.db.models import OuterRef, Subquery
+from django.http import Http404, HttpResponseRedirect
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.formats import date_format
+from django.utils.html import format_html
+from django.utils.timezone import localtime
+from django.utils.translation import ngettext
+
+from importer import services
+from importer.admin.display import (
+    MASKED_FOR_VIEWERS,
+    masked_fieldsets,
+    masked_json,
+    next_run_label,
+    state_badge,
+    stored_secret,
+)
+from importer.assets import AssetsError
+from importer.forms import (
+    AUTH_FIELDS,
+    CONNECTION_FIELDS,
+    FIELD_CONDITIONS,
+    FILE_FIELDS,
+    LIMIT_FIELDS,
+    PAGING_FIELDS,
+    SOURCE_FIELDS,
+    ImportSourceForm,
+    LocatedJSONField,
+    SchemeURLField,
+)
+from importer.mapping import mapping_table
+from importer.models import Execution, ImportSource, Schedule
+from importer.redaction import mask_userinfo, redact
+
+
+@admin.register(ImportSource)
+class ImportSourceAdmin(admin.ModelAdmin):
+    form = ImportSourceForm
+    formfield_overrides = {
+        models.URLField: {"form_class": SchemeURLField},
+        models.JSONField: {"form_class": LocatedJSONField},
+    }
+    list_display = ["name", "enabled", "kind_label", "last_run", "mapping_status"]
+    list_filter = ["enabled"]
+    search_fields = ["name", "workspace_id", "import_source_id"]
+    actions = [
+        "start_import",
+        "push_mapping",
+        "preview",
+        "pull_mapping",
+        "draft_mapping",
+        "rotate_webtrigger_token",
+    ]
+    readonly_fields = [
+        "mapping_pushed_at",
+        "mapping_overview",
+        "webtrigger_url",
+        "schedule_summary",
+        "created_at",
+        "updated_at",
+    ]
+    fieldsets = [
+        (None, {"fields": ["name", "enabled"]}),
+        (
+            "Assets",
+            {"fields": ["assets_base_url", "workspace_id", "import_source_id", "assets_token"]},
+        ),
+        ("Source", {"fields": SOURCE_FIELDS}),
+        ("Paging", {"fields": PAGING_FIELDS}),
+        ("Source authentication", {"fields": AUTH_FIELDS}),
+        ("File format", {"fields": FILE_FIELDS}),
+        (
+            "Connection",
+            {
+                "fields": CONNECTION_FIELDS,
+                "classes": ["collapse"],
+                "description": "Extra headers and query parameters, timeout, private CA.",
+            },
+        ),
+        ("Limits", {"fields": LIMIT_FIELDS, "classes": ["collapse"]}),
+        ("Mapping", {"fields": ["mapping", "mapping_overview", "mapping_pushed_at"]}),
+        ("Schedule", {"fields": ["schedule_summary", "webtrigger_url"]}),
+        ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
+    ]
+    # Kept apart from the rest: a new source has no mapping in Assets, schedule or history.
+    fields_of_a_saved_source = {"mapping_overview", "mapping_pushed_at"}
+    fieldsets_of_a_saved_source = {"Schedule", "History"}
+
+    class Media:
+        css = {"all": ["importer/admin.css"]}
+        js = ["importer/source_form.js"]
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        # static/importer/source_form.js shows only the rows the chosen kind uses.
+        context["field_conditions"] = FIELD_CONDITIONS
+        form = context["adminform"].form
+        context["error_summary"] = [
+            {"id": form[name].id_for_label, "label": form[name].label, "errors": errors}
+            for name, errors in form.errors.items()
+            if name in form.fields
+        ]
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None:
+            # A source not saved yet has no history, webtrigger or push state to show.
+            return [
+                (
+                    name,
+                    {
+                        **options,
+                        "fields": [
+                            f for f in options["fields"] if f not in self.fields_of_a_saved_source
+                        ],
+                    },
+                )
+                for name, options in self.fieldsets
+                if name not in self.fieldsets_of_a_saved_source
+            ]
+        if not self.has_change_permission(request, obj):
+            return masked_fieldsets(self.fieldsets, MASKED_FOR_VIEWERS)
+        return self.fieldsets
+
+    @admin.display(description="Assets token")
+    def assets_token_masked(self, source):
+        return stored_secret(source.assets_token)
+
+    @admin.display(description="Source secret")
+    def source_token_masked(self, source):
+        return stored_secret(source.source_token)
+
+    @admin.display(description="Source URL")
+    def source_url_masked(self, source):
+        return mask_userinfo(source.source_url)
+
+    @admin.display(description="OAuth2 token URL")
+    def oauth_token_url_masked(self, source):
+        return mask_userinfo(source.oauth_token_url)
+
+    @admin.display(description="Extra headers")
+    def extra_headers_masked(self, source):
+        return masked_json(source.extra_headers)
+
+    @admin.display(description="Extra parameters")
+    def extra_params_masked(self, source):
+        return masked_json(source.extra_params)
+
+    @admin.display(description="Plug-in options")
+    def plugin_options_masked(self, source):
+        return masked_json(source.plugin_options)
+
+    @admin.display(description="Webtrigger URL")
+    def webtrigger_url_masked(self, source):
+        return redact(services.webtrigger_url(source))
+
+    def get_queryset(self, request):
+        latest = Execution.objects.filter(source=OuterRef("pk")).order_by("-created_at")
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                last_state=Subquery(latest.values("state")[:1]),
+                last_at=Subquery(latest.values("created_at")[:1]),
+            )
+        )
+
+    @admin.display(description="Mapping at a glance")
+    def mapping_overview(self, source):
+        if not source.mapping:
+            return "—"
+        return render_to_string(
+            "admin/importer/importsource/mapping_table.html",
+            {"rows": mapping_table(source.mapping)},
+        )
+
+    # --- pages of their own: preview, pull and draft of the mapping ---
+
+    def get_urls(self):
+        def view(function, name):
+            return path(
+                f"<path:object_id>/{name}/",
+                self.admin_site.admin_view(function),
+                name=f"importer_importsource_{name.replace('-', '_')}",
+            )
+
+        return [
+            view(self.preview_view, "preview"),
+            view(self.pull_mapping_view, "pull-mapping"),
+            view(self.draft_mapping_view, "draft-mapping"),
+        ] + super().get_urls()
+
+    def _page(self, request, source, template, title, **context):
+        return TemplateResponse(
+            request,
+            f"admin/importer/importsource/{template}",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "original": source,
+                "title": f"{title}: {source}",
+                **context,
+            },
+        )
+
+    def _source_or_404(self, request, object_id, *, change: bool):
+        source = self.get_object(request, object_id)
+        if source is None:
+            raise Http404("No such source")
+        allowed = (
+            self.has_change_permission(request, source)
+            if change
+            else self.has_view_permission(request, source)
+        )
+        if not allowed:
+            raise PermissionDenied
+        return source
+
+    def preview_view(self, request, object_id):
+        source = self._source_or_404(request, object_id, change=False)
+        preview = services.preview_import(source=source)
+        tables = []
+        for selector, rows in preview.data.items():
+            columns = sorted({key for row in rows for key in row})
+            cells = [[row.get(column, "") for column in columns] for row in rows]
+            tables.append({"selector": selector, "columns": columns, "rows": cells})
+        return self._page(
+            request, source, "preview.html", "Preview", preview=preview, tables=tables
+        )
+
+    def pull_mapping_view(self, request, object_id):
+        change = request.method == "POST"
+        source = self._source_or_404(request, object_id, change=change)
+        try:
+            remote, differences = services.pull_mapping(source=source)
+        except AssetsError as error:
+            self.message_user(
+                request, services.scrub_secrets(error.message, source), messages.ERROR
+            )
+            return HttpResponseRedirect(self._change_url(source))
+        if change:
+            services.replace_mapping(source=source, document=remote, pushed=True)
+            self.log_change(request, source, "Replaced the mapping with the one in Assets.")
+            self.message_user(request, "The mapping now is the one Assets holds.")
+            return HttpResponseRedirect(self._change_url(source))
+        return self._page(
+            request,
+            source,
+            "pull_mapping.html",
+            "Mapping in Assets",
+            differences=differences,
+            remote=json.dumps(remote, indent=2, ensure_ascii=False),
+        )
+
+    def draft_mapping_view(self, request, object_id):
+        change = request.method == "POST"
+        source = self._source_or_404(request, object_id, change=change)
+        try:
+            draft = services.draft_mapping_from_source(source=source)
+        except services.MappingInvalid as invalid:
+            self.message_user(request, str(invalid), messages.ERROR)
+            return HttpResponseRedirect(self._change_url(source))
+        if change:
+            services.replace_mapping(source=source, document=draft, pushed=False)
+            self.log_change(request, source, "Replaced the mapping with a draft from the source.")
+            self.message_user(
+                request, "The draft is now the mapping: review it, then push it to Assets."
+            )
+            return HttpResponseRedirect(self._change_url(source))
+        return self._page(
+            request,
+            source,
+            "draft_mapping.html",
+            "Draft mapping",
+            rows=mapping_table(draft),
+            draft=json.dumps(draft, indent=2, ensure_ascii=False),
+        )
+
+    def _change_url(self, source) -> str:
+        return reverse("admin:importer_importsource_change", args=[source.pk])
+
+    def _one_page_for(self, request, queryset, name: str):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one source.", messages.WARNING)
+            return None
+        return HttpResponseRedirect(
+            reverse(f"admin:importer_importsource_{name}", args=[queryset.get().pk])
+        )
+
+    @admin.action(description="Preview the first page (dry run)", permissions=["view"])
+    def preview(self, request, queryset):
+        return self._one_page_for(request, queryset, "preview")
+
+    @admin.action(description="Pull mapping from Assets (show differences)", permissions=["view"])
+    def pull_mapping(self, request, queryset):
+        return self._one_page_for(request, queryset, "pull_mapping")
+
+    @admin.action(description="Draft mapping from source", permissions=["change"])
+    def draft_mapping(self, request, queryset):
+        return self._one_page_for(request, queryset, "draft_mapping")
+
+    @admin.display(description="Webtrigger URL")
+    def webtrigger_url(self, source):
+        if not source.pk:
+            return "—"
+        return format_html(
+            '<input type="text" readonly value="{}" size="90" onclick="this.select()"> '
+            "<br><small>Assets calls this address at each scheduled run. Keep it secret; "
+            "rotate it with the 'Rotate webtrigger token' action.</small>",
+            services.webtrigger_url(source),
+        )
+
+    @admin.display(description="Schedule")
+    def schedule_summary(self, source):
+        schedule = Schedule.objects.filter(source=source).first() if source.pk else None
+        if schedule is None:
+            add = reverse("admin:importer_schedule_add") + f"?source={source.pk or ''}"
+            return format_html('No schedule. <a href="{}">Add one</a>', add)
+        change = reverse("admin:importer_schedule_change", args=[schedule.pk])
+        return format_html(
+            '<a href="{}">{}</a>, next run {}; {}',
+            change,
+            schedule.get_frequency_display(),
+            next_run_label(schedule),
+            "in sync with Assets" if schedule.in_sync else f"OUT OF SYNC: {schedule.sync_error}",
+        )
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and "enabled" in form.changed_data:
+            try:
+                services.apply_enabled_state(source=obj)
+            except services.ScheduleError as error:
+                self.message_user(request, f"Schedule: {error}", messages.WARNING)
+
+    def delete_model(self, request, obj):
+        self._delete_sources(request, [obj])
+
+    def delete_queryset(self, request, queryset):
+        self._delete_sources(request, list(queryset))
+
+    def _delete_sources(self, request, sources):
+        for source in sources:
+            try:
+                services.delete_source(source=source)
+            except services.ScheduleError as error:
+                self.message_user(
+                    request,
+                    f"Kept {source}: its schedule could not be removed from Assets ({error}).",
+                    messages.ERROR,
+                )
+
+    def has_start_permission(self, request):
+        return request.user.has_perm("importer.start_import")
+
+    @admin.action(description="Rotate webtrigger token", permissions=["change"])
+    def rotate_webtrigger_token(self, request, queryset):
+        for source in queryset:
+            self.log_change(request, source, "Rotated the webtrigger token.")
+            try:
+                services.rotate_webtrigger_token(source=source)
+            except services.ScheduleError as error:
+                self.message_user(
+                    request,
+                    f"New webtrigger token of {source} saved, but Assets still has the old "
+                    f"URL: {error}",
+                    messages.ERROR,
+                )
+            else:
+                self.message_user(request, f"Webtrigger token of {source} rotated.")
+
+    @admin.display(description="Kind", ordering="source_kind")
+    def kind_label(self, source):
+        return source.get_source_kind_display()
+
+    @admin.display(description="Last import", ordering="last_at")
+    def last_run(self, source):
+        if not source.last_state:
+            return "—"
+        return format_html(
+            "{} {}",
+            state_badge(source.last_state),
+            date_format(localtime(source.last_at), "SHORT_DATETIME_FORMAT"),
+        )
+
+    @admin.display(description="Mapping")
+    def mapping_status(self, source):
+        if not source.mapping:
+            return "missing"
+        return "pushed" if source.mapping_pushed_at else "not pushed"
+
+    @admin.action(description="Start import", permissions=["start"])
+    def start_import(self, request, queryset):
+        started = 0
+        for source in queryset:
+            try:
+                execution = services.start_import(source=source, user=request.user)
+            except services.ImportRefused as refusal:
+                self.log_change(request, source, f"Import refused: {refusal}")
+                self.message_user(
+                    request, f"Import of {source} not started: {refusal}", messages.ERROR
+                )
+                continue
+            self.log_change(request, source, f"Started import (execution #{execution.pk}).")
+            started += 1
+            url = reverse("admin:importer_execution_change", args=[execution.pk])
+            self.message_user(
+                request,
+                format_html(
+                    'Import of {} started — <a href="{}">follow execution #{}</a>',
+                    source,
+                    url,
+                    execution.pk,
+                ),
+                messages.SUCCESS,
+            )
+        if started > 1:
+            self.message_user(
+                request, ngettext("%d import started.", "%d imports started.", started) % started
+            )
+
+    @admin.action(description="Push mapping to Assets", permissions=["change"])
+    def push_mapping(self, request, queryset):
+        pushed = 0
+        for source in queryset:
+            self.log_change(request, source, "Pushed the mapping to Assets.")
+            try:
+                services.push_mapping(source=source)
+            except services.MappingInvalid as invalid:
+                self.message_user(
+                    request, f"Mapping of {source} not pushed: {invalid}", messages.ERROR
+                )
+            except AssetsError as error:
+                self.message_user(
+                    request,
+                    f"Mapping of {source} not pushed: "
+                    f"{services.scrub_secrets(error.message, source)}",
+                    messages.ERROR,
+                )
+            else:
+                pushed += 1
+        if pushed:
+            self.message_user(
+                request,
+                ngettext(
+                    "Assets accepted the mapping of %d source.",
+                    "Assets accepted the mappings of %d sources.",
+                    pushed,
+                )
+                % pushed,
+                messages.SUCCESS,
+            )
