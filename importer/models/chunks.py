@@ -1,0 +1,155 @@
+"""A chunk: one page of the source, fetched, transformed and submitted; its guarded moves."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+from importer.models.executions import Execution
+
+
+class ChunkJobQuerySet(models.QuerySet):
+    """Guarded state transitions of chunks. `held_by(chunk)` narrows to a chunk only while the
+    copy in hand still holds it (RUNNING, same attempt): a worker whose lease ran out and whose
+    chunk another worker took over then moves nothing. Each transition stamps `updated_at` and
+    says whether it won. The moves every page makes (the lane's next page added, the check
+    before a page goes, submitted) are in importer/page_sql.py."""
+
+    def held_by(self, chunk: "ChunkJob") -> "ChunkJobQuerySet":
+        return self.filter(pk=chunk.pk, state=ChunkJob.State.RUNNING, attempts=chunk.attempts)
+
+    def _waiting(self, *, now) -> "ChunkJobQuerySet":
+        """QUEUED and due, or RUNNING under a lease that has expired."""
+        due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+        return self.filter(
+            (Q(state=ChunkJob.State.QUEUED) & due)
+            | Q(state=ChunkJob.State.RUNNING, lease_expires_at__lt=now)
+        )
+
+    def claimable(self, *, now) -> "ChunkJobQuerySet":
+        """Waiting for a worker (see `_waiting`), with an attempt left under
+        CHUNK_MAX_ATTEMPTS: a page whose worker dies each time never loops."""
+        return self._waiting(now=now).filter(attempts__lt=settings.CHUNK_MAX_ATTEMPTS)
+
+    def exhausted(self, *, now) -> "ChunkJobQuerySet":
+        """Waiting for a worker, but with every attempt used up: only failing it is left."""
+        return self._waiting(now=now).filter(attempts__gte=settings.CHUNK_MAX_ATTEMPTS)
+
+    def stamp(self, **fields) -> bool:
+        return bool(self.update(updated_at=timezone.now(), **fields))
+
+    def start_attempt(self, *, now, lease_expires_at, worker: str) -> bool:
+        return self.stamp(
+            state=ChunkJob.State.RUNNING,
+            attempts=F("attempts") + 1,
+            lease_expires_at=lease_expires_at,
+            next_attempt_at=None,
+            started_at=now,
+            worker=worker,
+        )
+
+    def renew_lease(self, *, until) -> bool:
+        """Keep a chunk this worker still holds (use with `held_by`): False once it is done,
+        or once another worker took it over after the lease lapsed."""
+        return self.stamp(lease_expires_at=until)
+
+    def release(self, *, until=None, reason: str = "") -> bool:
+        """Back to the queue without counting the attempt (now, or at `until`)."""
+        fields = {"next_attempt_at": until, "last_error_kind": reason} if until else {}
+        return self.stamp(
+            state=ChunkJob.State.QUEUED,
+            attempts=F("attempts") - 1,
+            lease_expires_at=None,
+            **fields,
+        )
+
+    def retry_at(self, moment, *, kind: str, error: str) -> bool:
+        """Back to the queue for another attempt at `moment`."""
+        return self.stamp(
+            state=ChunkJob.State.QUEUED,
+            lease_expires_at=None,
+            next_attempt_at=moment,
+            last_error_kind=kind,
+            error=error,
+        )
+
+    def fail(self, *, kind: str, error: str) -> bool:
+        return self.stamp(
+            state=ChunkJob.State.FAILED, lease_expires_at=None, last_error_kind=kind, error=error
+        )
+
+    def stop(self, *, past_the_end: bool) -> bool:
+        """The execution takes no more data: the page was past the end, or is cancelled."""
+        return self.stamp(
+            state=ChunkJob.State.SKIPPED if past_the_end else ChunkJob.State.CANCELLED,
+            lease_expires_at=None,
+        )
+
+    def cancel_queued(self) -> bool:
+        """Queued chunks will not run (a cancelled chunk has no next attempt)."""
+        return self.filter(state=ChunkJob.State.QUEUED).stamp(
+            state=ChunkJob.State.CANCELLED, next_attempt_at=None
+        )
+
+    def requeue_failed(self, *, note: str) -> bool:
+        """Failed chunks start over (an operator's retry)."""
+        return self.filter(state=ChunkJob.State.FAILED).stamp(
+            state=ChunkJob.State.QUEUED, attempts=0, next_attempt_at=None, error=note
+        )
+
+
+class ChunkJob(models.Model):
+    """One page of the source: fetched, transformed and submitted as one data chunk."""
+
+    class State(models.TextChoices):
+        QUEUED = "QUEUED", "Queued"
+        RUNNING = "RUNNING", "Running"
+        SUBMITTED = "SUBMITTED", "Submitted"
+        # Fanned out past the source's end: nothing to send. Stored as SKIPPED.
+        SKIPPED = "SKIPPED", "Past the end"
+        FAILED = "FAILED", "Failed"
+        CANCELLED = "CANCELLED", "Cancelled"
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField()
+    cursor = models.TextField(
+        blank=True, help_text="Where this page starts: an offset, page number, cursor or URL."
+    )
+    state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
+    attempts = models.PositiveIntegerField(default=0)
+    lease_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="A RUNNING chunk whose lease expired is taken up again."
+    )
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error_kind = models.CharField(
+        "retry reason", max_length=40, blank=True, help_text="Why the last attempt failed."
+    )
+    worker = models.CharField(
+        max_length=100, blank=True, help_text="host:pid of the worker that ran the last attempt."
+    )
+    record_count = models.PositiveIntegerField("records", default=0)
+    skipped_count = models.PositiveIntegerField(
+        "records left out", default=0, help_text="Records of this page not sent to Assets."
+    )
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ChunkJobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["index"]
+        constraints = [
+            models.UniqueConstraint(fields=["execution", "index"], name="unique_chunk_index"),
+        ]
+        indexes = [
+            # The completion check and the reaper count chunks of an execution by state.
+            models.Index(fields=["execution", "state"], name="chunk_execution_state"),
+            # The reaper looks for RUNNING chunks whose lease has expired.
+            models.Index(fields=["state", "lease_expires_at"], name="chunk_state_lease"),
+        ]
+
+    def __str__(self) -> str:
+        return f"chunk {self.index} of execution {self.execution_id}"

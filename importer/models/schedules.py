@@ -1,0 +1,41 @@
+"""A schedule: the recurring import Assets runs by calling our webtrigger."""
+
+from django.conf import settings
+from django.db import models
+
+from importer.models.sources import ImportSource
+
+
+def default_timezone() -> str:
+    return settings.TIME_ZONE
+
+
+class Schedule(models.Model):
+    """A recurring import. Assets owns the clock: it calls our webtrigger at each run."""
+
+    class Frequency(models.TextChoices):
+        ONCE = "ONCE", "Once"
+        DAILY = "DAILY", "Daily"
+        WEEKLY = "WEEKLY", "Weekly"
+        MONTHLY = "MONTHLY", "Monthly"
+
+    source = models.OneToOneField(ImportSource, on_delete=models.CASCADE, related_name="schedule")
+    frequency = models.CharField(max_length=10, choices=Frequency.choices)
+    start_time = models.DateTimeField(help_text="The first run, in the schedule's time zone.")
+    timezone = models.CharField(
+        max_length=64, default=default_timezone, help_text="IANA time zone, e.g. Europe/Berlin."
+    )
+    callback_url = models.URLField(
+        max_length=500, blank=True, help_text="The webtrigger URL last sent to Assets."
+    )
+    assets_schedule_id = models.CharField(max_length=100, blank=True)
+    in_sync = models.BooleanField(
+        default=False, help_text="Whether Assets holds exactly this schedule."
+    )
+    sync_error = models.TextField(blank=True)
+    synced_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.get_frequency_display().lower()}"

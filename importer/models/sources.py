@@ -1,0 +1,234 @@
+"""An import source: the Assets import source it feeds, the third-party source it reads, and
+the mapping between them."""
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+
+from importer.fields import EncryptedTextField
+
+
+def default_assets_base_url() -> str:
+    return settings.ASSETS_API_BASE_URL
+
+
+def new_webtrigger_token() -> str:
+    """256 random bits, URL-safe: the secret in a source's webtrigger URL."""
+    return secrets.token_urlsafe(32)
+
+
+class ImportSource(models.Model):
+    """One third-party system feeding one Assets import source."""
+
+    class Kind(models.TextChoices):
+        REST = "rest", "REST / JSON API"
+        CSV = "csv", "CSV file"
+        JSON = "json", "JSON file"
+        JSONL = "jsonl", "JSON Lines file"
+        PLUGIN = "plugin", "Plug-in"
+
+    class Pagination(models.TextChoices):
+        OFFSET = "offset", "Offset and limit"
+        PAGE = "page", "Page number"
+        CURSOR = "cursor", "Cursor in the answer"
+        NEXT_URL = "next_url", "Next URL in the answer"
+        LINK_HEADER = "link_header", "Link header (RFC 5988)"
+        NONE = "none", "No paging (one request)"
+
+    class AuthKind(models.TextChoices):
+        NONE = "none", "None"
+        BEARER = "bearer", "Bearer token"
+        BASIC = "basic", "Basic (user name and password)"
+        API_KEY_HEADER = "api_key_header", "API key in a header"
+        API_KEY_QUERY = "api_key_query", "API key in a query parameter"
+        OAUTH2_CLIENT_CREDENTIALS = "oauth2_client_credentials", "OAuth2 client credentials"
+
+    class MissingIdentity(models.TextChoices):
+        SKIP = "skip", "Skip the record and count it"
+        FAIL = "fail", "Fail the import"
+
+    class InvalidValues(models.TextChoices):
+        SKIP = "skip", "Skip the record and count it"
+        FAIL = "fail", "Fail the import"
+
+    name = models.SlugField(
+        max_length=100, unique=True, help_text="Short unique name, used on the command line."
+    )
+    enabled = models.BooleanField(default=True, help_text="A disabled source cannot be imported.")
+
+    assets_base_url = models.URLField(
+        "Assets API base URL",
+        default=default_assets_base_url,
+        help_text="https://api.atlassian.com for Atlassian Cloud.",
+    )
+    workspace_id = models.CharField(
+        "Assets workspace id", max_length=100, help_text="The Assets workspace (a UUID)."
+    )
+    import_source_id = models.CharField(
+        "Assets import source id",
+        max_length=100,
+        help_text="The id of the external import source created in Assets.",
+    )
+    assets_token = EncryptedTextField(
+        "Assets token", help_text="The import source's API token, generated in Assets."
+    )
+
+    source_kind = models.CharField("kind", max_length=20, choices=Kind.choices, default=Kind.REST)
+    source_url = models.URLField(
+        "source URL",
+        max_length=2000,
+        blank=True,
+        help_text="The REST endpoint that lists the records, or the URL of a file.",
+    )
+    source_file = models.FileField(
+        "uploaded file",
+        upload_to="source-files/",
+        blank=True,
+        help_text="A CSV, JSON or JSON Lines file, instead of a URL.",
+    )
+    plugin = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Plug-in sources: a name from the IMPORT_SOURCE_PLUGINS setting.",
+    )
+    plugin_options = models.JSONField(
+        default=dict, blank=True, help_text="Plug-in sources: options passed to the plug-in."
+    )
+    records_path = models.CharField(
+        "records selector",
+        max_length=200,
+        blank=True,
+        help_text="Dotted path to the list of records in each answer, e.g. 'data.items'. "
+        "Empty when the answer itself is the list.",
+    )
+    pagination = models.CharField(
+        max_length=20, choices=Pagination.choices, default=Pagination.OFFSET
+    )
+    page_size = models.PositiveIntegerField(
+        default=100, help_text="Records per page (files: per chunk); one page becomes one chunk."
+    )
+    offset_param = models.CharField(max_length=50, default="offset", help_text="Offset paging.")
+    limit_param = models.CharField(
+        max_length=50,
+        default="limit",
+        blank=True,
+        help_text="Query parameter for the page size (empty: not sent).",
+    )
+    page_param = models.CharField(max_length=50, default="page", help_text="Page-number paging.")
+    first_page = models.PositiveIntegerField(
+        default=1, help_text="Page-number paging: the number of the first page (0 or 1)."
+    )
+    cursor_param = models.CharField(
+        max_length=50, default="cursor", help_text="Cursor paging: query parameter for the cursor."
+    )
+    cursor_path = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Cursor paging: dotted path to the next cursor in the answer, e.g. "
+        "'meta.next_cursor'. Next-URL paging: dotted path to the next URL, e.g. 'links.next'.",
+    )
+    total_path = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Optional dotted path to the total number of records: paging stops there, "
+        "and the import fails if the records received do not add up to it.",
+    )
+    source_auth = models.CharField(
+        "source authentication", max_length=40, choices=AuthKind.choices, default=AuthKind.NONE
+    )
+    auth_username = models.CharField(
+        "user name / client id",
+        max_length=200,
+        blank=True,
+        help_text="Basic: the user name. OAuth2: the client id.",
+    )
+    auth_key_name = models.CharField(
+        "API key name",
+        max_length=100,
+        blank=True,
+        default="X-API-Key",
+        help_text="API key: the header or query parameter that carries it.",
+    )
+    oauth_token_url = models.URLField(
+        "OAuth2 token URL", max_length=500, blank=True, help_text="OAuth2: the token endpoint."
+    )
+    oauth_scope = models.CharField(
+        "OAuth2 scope", max_length=500, blank=True, help_text="OAuth2: scopes, space-separated."
+    )
+    source_token = EncryptedTextField(
+        "source secret",
+        blank=True,
+        help_text="Bearer token, password, API key or OAuth2 client secret.",
+    )
+    extra_headers = models.JSONField(
+        default=dict, blank=True, help_text='Extra request headers, e.g. {"Accept-Language": "en"}.'
+    )
+    extra_params = models.JSONField(
+        default=dict, blank=True, help_text='Extra query parameters, e.g. {"status": "active"}.'
+    )
+    request_timeout = models.FloatField(
+        null=True, blank=True, help_text="Seconds per request (empty: the HTTP_TIMEOUT setting)."
+    )
+    ca_bundle = models.TextField(
+        "trusted CA certificates",
+        blank=True,
+        help_text="PEM certificates to trust for this source (a private CA). TLS verification "
+        "stays on.",
+    )
+    csv_delimiter = models.CharField(max_length=4, default=",", help_text="CSV: field delimiter.")
+    csv_quotechar = models.CharField(max_length=1, default='"', help_text="CSV: quote character.")
+    csv_has_header = models.BooleanField(
+        default=True, help_text="CSV: the first row names the fields."
+    )
+    csv_fieldnames = models.CharField(
+        max_length=2000, blank=True, help_text="CSV without header: comma-separated field names."
+    )
+    file_encoding = models.CharField(
+        max_length=40, default="utf-8", help_text="Files: text encoding (a BOM is ignored)."
+    )
+    missing_identity = models.CharField(
+        "record without identity",
+        max_length=10,
+        choices=MissingIdentity.choices,
+        default=MissingIdentity.SKIP,
+        help_text="What to do with a record that has no value for an externalIdPart attribute.",
+    )
+    invalid_values = models.CharField(
+        "record with a value Assets refuses",
+        max_length=10,
+        choices=InvalidValues.choices,
+        default=InvalidValues.SKIP,
+        help_text="What to do with a record holding a value its attribute rules out: not of "
+        "its type, a status or select outside typeValues, more values than "
+        "maximumCardinality or fewer than minimumCardinality.",
+    )
+    max_requests_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Limit on requests to the source (empty: no limit)."
+    )
+    max_chunks_in_flight = models.PositiveIntegerField(
+        default=4, help_text="How many chunks of this source may run at once."
+    )
+    next_request_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="Rate limit: the next free slot."
+    )
+
+    mapping = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="The schema-and-mapping document sent to Assets.",
+    )
+    mapping_pushed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When Assets last accepted the mapping."
+    )
+    webtrigger_token = EncryptedTextField(default=new_webtrigger_token)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [("start_import", "Can start an import")]
+
+    def __str__(self) -> str:
+        return self.name
