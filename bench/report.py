@@ -37,6 +37,18 @@ def _mode(result: dict) -> str:
     return result.get("mode", "throughput")
 
 
+def _run_cells(r: dict) -> list[str]:
+    """The columns every table starts with: when, on what, and the import's shape."""
+    return [
+        r["timestamp"][:16].replace("T", " "),
+        _setup(r),
+        _records(r["records"]),
+        str(r["page_size"]),
+        str(r["workers"]),
+        _latencies(r),
+    ]
+
+
 def _setup(result: dict) -> str:
     return f"{result['database']}+{result['broker']}"
 
@@ -73,12 +85,7 @@ def table(results: list[dict]) -> str:
             "| "
             + " | ".join(
                 [
-                    r["timestamp"][:16].replace("T", " "),
-                    _setup(r),
-                    _records(r["records"]),
-                    str(r["page_size"]),
-                    str(r["workers"]),
-                    _latencies(r),
+                    *_run_cells(r),
                     _n(t["wall_s"], 1),
                     _n(r["records_per_s"], 0),
                     _n(t["ideal_s"], 2),
@@ -181,12 +188,7 @@ def recovery_table(results: list[dict]) -> str:
             "| "
             + " | ".join(
                 [
-                    r["timestamp"][:16].replace("T", " "),
-                    _setup(r),
-                    _records(r["records"]),
-                    str(r["page_size"]),
-                    str(r["workers"]),
-                    _latencies(r),
+                    *_run_cells(r),
                     _n(r["killed_after_s"], 1),
                     str(r["chunks_at_kill"].get("RUNNING", 0)),
                     _n(r["recovery_s"], 1),
