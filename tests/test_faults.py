@@ -110,18 +110,25 @@ def finish_with_housekeeping_until(condition, timeout: float = 120.0) -> None:
         time.sleep(1)
 
 
-def test_stopping_and_restarting_the_cluster_mid_import(
-    pushed_source, sandbox, inventory, start_cluster
-):
-    first = start_cluster(**FAST_RECOVERY)
+def start_a_slowed_import(source, inventory, start_cluster):
+    """A cluster, and an import of `source` from an inventory that answers in 0.4 s, once two
+    of its pages are in."""
+    cluster = start_cluster(**FAST_RECOVERY)
     inventory.faults.add(
         method="GET", path_contains="/api/computers", status=0, delay=0.4, times=-1
     )
-    execution = start(pushed_source)
+    execution = start(source)
     wait_for(
         lambda: execution.chunks.filter(state=ChunkJob.State.SUBMITTED).count() >= 2,
-        message="no progress before the stop",
+        message="no progress before the cluster went down",
     )
+    return cluster, execution
+
+
+def test_stopping_and_restarting_the_cluster_mid_import(
+    pushed_source, sandbox, inventory, start_cluster
+):
+    first, execution = start_a_slowed_import(pushed_source, inventory, start_cluster)
 
     first.stop()
     inventory.faults.clear()
@@ -134,18 +141,9 @@ def test_stopping_and_restarting_the_cluster_mid_import(
 def test_an_import_resumes_within_seconds_after_its_whole_cluster_is_killed(
     pushed_source, sandbox, inventory, start_cluster
 ):
-    first = start_cluster(**FAST_RECOVERY)
-    inventory.faults.add(
-        method="GET", path_contains="/api/computers", status=0, delay=0.4, times=-1
-    )
-    execution = start(pushed_source)
-    wait_for(
-        lambda: execution.chunks.filter(state=ChunkJob.State.SUBMITTED).count() >= 2,
-        message="no progress before the kill",
-    )
+    first, execution = start_a_slowed_import(pushed_source, inventory, start_cluster)
 
-    os.killpg(first.process.pid, signal.SIGKILL)  # every process, as a lost host would
-    first.process.wait()
+    first.kill()  # every process, as a lost host would
     killed = time.monotonic()
     start_cluster(**FAST_RECOVERY)
 
