@@ -42,10 +42,9 @@ from bench.run import (
     expected_object_keys,
     fresh_cluster,
     source_fields,
-    start_inventory,
-    start_sandbox,
     verify_sandbox,
 )
+from bench.servers import start_inventory, start_sandbox
 
 
 def percentile(values: list[float], share: float) -> float:

@@ -8,9 +8,10 @@ other lanes are never started (their chunks stay queued), and the lane of chunk 
 followed to the source's end.
 
 By default cProfile follows the lane (and the loopback servers, which run in this process's
-threads) and the functions that cost the most are printed. With --cpu the servers run in a
-child process and no profiler is attached: the CPU time of this process (time.process_time,
-every thread: the lane's own and its fetch and submit threads) is the worker's alone. Each
+threads) and the functions that cost the most are printed. With --cpu the servers run in
+processes of their own and no profiler is attached: the CPU time of this process
+(time.process_time, every thread: the lane's own and its fetch and submit threads) is the
+worker's alone. Each
 stage is timed with the CPU clock of the thread it runs in (time.thread_time):
 
   decode     JSON of the source's pages into Python
@@ -31,7 +32,6 @@ import argparse
 import cProfile
 import functools
 import json
-import multiprocessing
 import os
 import pstats
 import statistics
@@ -43,6 +43,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench import servers  # noqa: E402  (needs ROOT on the path)
 
 STAGES = ("decode", "transform", "encode", "http", "db", "other")
 
@@ -83,7 +85,6 @@ def main() -> None:
 
     django.setup()
     from django.core.management import call_command
-    from django.db import connections
 
     from importer import work_queue
 
@@ -91,18 +92,14 @@ def main() -> None:
     held_back = []
     work_queue.enqueue_chunk = held_back.append
     work_queue.enqueue_completion_check = held_back.append
-    if args.cpu:
-        connections.close_all()  # the servers' process is forked: it must not share them
-        servers = ChildServers(args.records)
-    else:
-        servers = InProcessServers(args.records)
+    loopback = Servers(args.records, own_process=args.cpu)
     try:
         if args.cpu:
-            measure_cpu(args, servers)
+            measure_cpu(args, loopback)
         else:
-            profile(args, servers)
+            profile(args, loopback)
     finally:
-        servers.stop()
+        loopback.stop()
         for leftover in bench.TMP.glob(f"{stamp}.sqlite3*"):
             leftover.unlink()
         if kind == "postgresql":
@@ -125,48 +122,17 @@ def drop_database(server_url: str, name: str) -> None:
 # --- the loopback servers ----------------------------------------------------------------------
 
 
-class InProcessServers:
-    def __init__(self, records: int) -> None:
-        import bench.run as bench
+class Servers:
+    """The sandbox and the inventory: in this process's threads (the profiler follows them),
+    or each in a process of its own (`--cpu`: their CPU is not ours)."""
 
-        self.sandbox = bench.start_sandbox(0)
-        self.inventory = bench.start_inventory(records, 0)
+    def __init__(self, records: int, *, own_process: bool) -> None:
+        self.sandbox = servers.start_sandbox(0, own_process=own_process)
+        self.inventory = servers.start_inventory(records, 0, own_process=own_process)
 
     def stop(self) -> None:
         self.sandbox.stop()
         self.inventory.stop()
-
-
-def _serve(records: int, urls, stop) -> None:
-    import bench.run as bench
-
-    sandbox = bench.start_sandbox(0)
-    inventory = bench.start_inventory(records, 0)
-    urls.send((sandbox.base_url, inventory.base_url))
-    stop.wait()
-    sandbox.stop()
-    inventory.stop()
-
-
-class ChildServers:
-    """The sandbox and the inventory in a process of their own, so their CPU is not ours."""
-
-    class _At:
-        def __init__(self, base_url: str) -> None:
-            self.base_url = base_url
-
-    def __init__(self, records: int) -> None:
-        context = multiprocessing.get_context("fork")
-        here, there = context.Pipe()
-        self._stop = context.Event()
-        self._process = context.Process(target=_serve, args=(records, there, self._stop))
-        self._process.start()
-        sandbox_url, inventory_url = here.recv()
-        self.sandbox, self.inventory = self._At(sandbox_url), self._At(inventory_url)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._process.join(10)
 
 
 # --- one lane ----------------------------------------------------------------------------------

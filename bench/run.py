@@ -9,8 +9,8 @@ One run:
    DATABASE_URL (or --database-url), the database `bench_assets_sync` on that PostgreSQL
    server, dropped and created again; `manage.py migrate` on it;
 2. the demo inventory (`records` computers, `fetch_latency` per page) and the Assets sandbox
-   (`submit_latency` per data chunk, a delay fault on POST .../data) on loopback, in this
-   process;
+   (`submit_latency` per data chunk, a delay fault on POST .../data) on loopback, each in a
+   process of its own (bench/servers.py);
 3. the serial baseline: fetch -> transform -> submit, one page after the other, in this process,
    with the app's own source reader, mapping and Assets client, on a sandbox of its own;
 4. the bare task chain of bench/chain.py, once as one chain and once as one chain per worker,
@@ -47,12 +47,12 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 TMP = RESULTS / "tmp"
-TOKEN = "bench-sandbox-token"
 BENCH_DATABASE = "bench_assets_sync"
 SECRET_KEY = "bench-secret-key-not-for-production-0123456789-abcdefghijklmnopqrstuvwxyz"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.servers import TOKEN, start_inventory, start_sandbox  # noqa: E402
 from importer.devtools.cluster import QCluster  # noqa: E402  (needs ROOT on the path)
 
 # --- configuration ---------------------------------------------------------------------------
@@ -194,83 +194,7 @@ def bench_environment(args: argparse.Namespace, database_url: str, pages: int) -
     return env
 
 
-# --- loopback servers, timed -----------------------------------------------------------------
-
-
-def timed_handler_class():
-    from importer.devtools.faults import _Handler
-
-    class TimedHandler(_Handler):
-        """Records (method, path, body bytes, seconds) of every request the server answers,
-        and (method, path, time.time()) of its arrival."""
-
-        def _handle(self) -> None:
-            self.app.arrivals.append((self.command, self.path, time.time()))
-            start = time.perf_counter()
-            try:
-                super()._handle()
-            finally:
-                length = int(self.headers.get("Content-Length") or 0)
-                self.app.timings.append(
-                    (self.command, self.path, length, time.perf_counter() - start)
-                )
-
-    return TimedHandler
-
-
-def lean_sandbox_class():
-    from importer.devtools.assets_sandbox import AssetsSandbox, _id_locators
-
-    class LeanSandbox(AssetsSandbox):
-        """The Assets sandbox, counting each object instead of keeping deep copies.
-
-        The sandbox shares this machine's two cores with the cluster it measures; deep-copying
-        every record twice (as the development sandbox does for its HTML page) would make it,
-        not the app, the bottleneck of a 10^6-record run. Validation of every chunk is kept.
-        """
-
-        @staticmethod
-        def _store_chunk(execution, doc, data) -> None:
-            execution.chunks_received += 1
-            for key, records in data.items():
-                execution.records_received += len(records)
-                for mapping in doc["mapping"]["objectTypeMappings"]:
-                    locators = _id_locators(mapping)
-                    if mapping["selector"] != key or not locators:
-                        continue
-                    object_type = mapping["objectTypeExternalId"]
-                    for record in records:
-                        object_key = (object_type, tuple(str(record[name]) for name in locators))
-                        entry = execution.objects.get(object_key)
-                        if entry is None:
-                            execution.objects[object_key] = {"times": 1}
-                        else:
-                            entry["times"] += 1
-
-    return LeanSandbox
-
-
-def start_sandbox(submit_latency: float, processing_seconds: float = 0.0):
-    sandbox = lean_sandbox_class()(token=TOKEN, processing_seconds=processing_seconds)
-    sandbox._httpd.RequestHandlerClass = timed_handler_class()
-    sandbox.timings = []
-    sandbox.arrivals = []
-    if submit_latency:
-        # status 0: only a delay, then the normal answer (chunks and the completed post).
-        sandbox.faults.add(
-            method="POST", path_contains="/data", status=0, delay=submit_latency, times=-1
-        )
-    return sandbox.start()
-
-
-def start_inventory(records: int, fetch_latency: float):
-    from importer.devtools.demo_source import DemoInventory
-
-    inventory = DemoInventory(records=records, latency=fetch_latency)
-    inventory._httpd.RequestHandlerClass = timed_handler_class()
-    inventory.timings = []
-    inventory.arrivals = []
-    return inventory.start()
+# --- the import's source, and the check of what reached the sandbox ----------------------------
 
 
 def demo_mapping() -> dict:
@@ -511,13 +435,13 @@ class MemorySampler(threading.Thread):
 
 def cpu_shares(before: dict, after: dict, cluster_session: int) -> tuple[dict, dict]:
     """CPU seconds used between two `_processes()` snapshots, by kind: the cluster, this
-    process (the loopback servers), the database and Redis servers, and everything else on
-    the machine (others' work on a shared machine makes timings noisy: see `other`); and
-    per cluster process."""
+    process and its children (the loopback servers), the database and Redis servers, and
+    everything else on the machine (others' work on a shared machine makes timings noisy:
+    see `other`); and per cluster process."""
     shares = {"cluster": 0.0, "bench_process": 0.0, "postgres": 0.0, "redis": 0.0, "other": 0.0}
     per_cluster_pid = {}
     tick = os.sysconf("SC_CLK_TCK")
-    for pid, (name, _, session, ticks) in after.items():
+    for pid, (name, parent, session, ticks) in after.items():
         earlier = before.get(pid)
         # A pid seen before is the same process (an exec changes only its name); a smaller
         # count than before means the pid was reused.
@@ -525,7 +449,7 @@ def cpu_shares(before: dict, after: dict, cluster_session: int) -> tuple[dict, d
         if session == cluster_session:
             kind = "cluster"
             per_cluster_pid[pid] = used
-        elif pid == os.getpid():
+        elif pid == os.getpid() or parent == os.getpid():  # the loopback servers' processes
             kind = "bench_process"
         elif name.startswith("postgres"):
             kind = "postgres"

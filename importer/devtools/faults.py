@@ -20,6 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
+from importer import json_codec
+
 DEFAULT_FAULT_BODY = json.dumps({"errorMessages": ["injected fault"]})
 
 
@@ -103,7 +105,7 @@ class Reply:
 
 
 def json_reply(status: int, payload: Any, headers: dict[str, str] | None = None) -> Reply:
-    return Reply(status, json.dumps(payload).encode(), headers=headers or {})
+    return Reply(status, json_codec.encode(payload), headers=headers or {})
 
 
 def error_reply(status: int, *messages: str) -> Reply:
@@ -146,8 +148,8 @@ class Request:
         if not self.body.strip():
             return None
         try:
-            return json.loads(self.body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return json_codec.decode(self.body)
+        except ValueError as exc:
             raise BadJson(f"Request body is not valid JSON: {exc}") from exc
 
     def bearer_token(self) -> str | None:
