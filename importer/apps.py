@@ -91,9 +91,11 @@ class ImporterConfig(AppConfig):
     def ready(self) -> None:
         from django_q.signals import post_spawn
 
-        from importer import checks, ticker  # noqa: F401  (checks registers the system checks)
+        from importer import checks, spawn, ticker  # noqa: F401  (checks registers the checks)
 
         post_migrate.connect(install_periodic_schedules, sender=self)
         post_migrate.connect(install_roles, sender=self)
         # Each worker process of a task cluster keeps the cluster's seconds-level clock.
         post_spawn.connect(ticker.start_in_worker, dispatch_uid="importer-ticker")
+        # ... and starts connected, so its first chunk does not wait for the database.
+        post_spawn.connect(spawn.warm_up, dispatch_uid="importer-warm-up")

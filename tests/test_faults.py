@@ -13,6 +13,7 @@ from django_q.tasks import async_task
 from importer import services, work_queue
 from importer.devtools.demo_source import demo_computer
 from importer.models import ChunkJob, Execution, ImportSource
+from importer.services import lanes
 from tests.conftest import wait_for, wait_for_execution_to_finish
 from tests.fake_source import FakeSource
 
@@ -239,6 +240,7 @@ def test_racing_completion_checks_post_completed_once(
 
     Conf.SYNC = True
     monkeypatch.setattr(work_queue, "enqueue_completion_check", lambda execution_id: None)
+    monkeypatch.setattr(lanes, "complete_if_due", lambda execution_id: None)
     execution = start(pushed_source)
     Conf.SYNC = False
     monkeypatch.undo()

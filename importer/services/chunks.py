@@ -259,9 +259,18 @@ def _fan_out(chunk: ChunkJob, *, lanes: bool, keep_next: bool) -> ChunkJob | Non
 
 
 def mark_submitted(
-    chunk: ChunkJob, record_count: int, skipped: list[str], state: str = ChunkState.SUBMITTED
+    chunk: ChunkJob,
+    record_count: int,
+    skipped: list[str],
+    state: str = ChunkState.SUBMITTED,
+    *,
+    announce: bool = True,
 ) -> None:
-    """Record the page as done (Assets took it, or there was nothing to send)."""
+    """Record the page as done (Assets took it, or there was nothing to send).
+
+    `announce=False` is for a lane that records its last pages and then looks whether the
+    import is complete itself (`completion.complete_if_due`).
+    """
     with transaction.atomic():
         if not page_sql.mark_submitted(chunk, records=record_count, skipped=skipped, state=state):
             return
@@ -269,9 +278,10 @@ def mark_submitted(
             page_sql.record_submitted(
                 chunk.execution_id, records=record_count, skipped=len(skipped)
             )
-        # Once this page is committed: if it was the last one outstanding, the completion
-        # check is queued at once.
-        transaction.on_commit(lambda: page_recorded(chunk.execution_id))
+        if announce:
+            # Once this page is committed: if it was the last one outstanding, the
+            # completion check is queued at once.
+            transaction.on_commit(lambda: page_recorded(chunk.execution_id))
 
 
 def stop_chunk(chunk: ChunkJob) -> None:

@@ -1,7 +1,9 @@
 """Finishing an import: tell Assets the submission is complete, then follow its processing.
 
 The worker that records the last outstanding page queues the completion check at once
-(`page_recorded`, run once that page's state is committed, so the check sees it).
+(`page_recorded`, run once that page's state is committed, so the check sees it), or, when
+it is a lane recording its last pages, runs the check itself as the lane ends
+(`complete_if_due`).
 `{"completed": true}` is posted by the one worker that moves the execution from INGESTING to
 COMPLETING, and only when every chunk up to the source's last page is SUBMITTED. Then the
 same worker reads Assets' status with a short backoff until it reports a final state.
@@ -62,6 +64,19 @@ def page_recorded(execution_id: int) -> None:
     """
     if completion_is_due(execution_id):
         work_queue.enqueue_completion_check(execution_id)
+
+
+def complete_if_due(execution_id: int) -> None:
+    """Run the completion check here and now if nothing is left to wait for.
+
+    A lane calls it as it ends, having recorded its last pages without queueing a check: the
+    import that ends with it is completed by the worker that holds it, with no trip through
+    the queue between the last page and "completed".
+    """
+    if completion_is_due(execution_id):
+        execution = Execution.objects.select_related("source").filter(pk=execution_id).first()
+        if execution is not None:
+            check_completion(execution=execution)
 
 
 def completion_is_due(execution_id: int) -> bool:

@@ -38,6 +38,7 @@ from importer.services.chunks import (
     stop_chunk,
     submit_verdict,
 )
+from importer.services.completion import complete_if_due
 from importer.services.leases import Leases
 from importer.services.plan import lane_next_cursor, runs_lanes
 from importer.sources import Page, SourceError, build_source
@@ -83,6 +84,9 @@ def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
             lane.done_with(taken)
     finally:
         lane.close()
+    # The pages the lane recorded last queued no check: if they completed the import, this
+    # worker posts "completed" now.
+    complete_if_due(chunk.execution_id)
     return chunk
 
 
@@ -148,20 +152,21 @@ class Lane:
         while self.submitting and self.submitting[0].answer.done():
             self._record_oldest()
 
-    def _record_oldest(self) -> None:
+    def _record_oldest(self, *, announce: bool = True) -> None:
         page = self.submitting.popleft()
         try:
-            _record_submit(page.chunk, page.result, page.answer)
+            _record_submit(page.chunk, page.result, page.answer, announce=announce)
         finally:
             self.idle_clients.append(page.client)
             self.leases.let_go(page.chunk)
 
     def close(self) -> None:
-        """Record the pages in flight; a page claimed ahead but not started goes back to the
-        queue (only an unexpected error leaves one)."""
+        """Record the pages in flight (the lane's end looks at completion, see
+        `process_chunk`); a page claimed ahead but not started goes back to the queue (only
+        an unexpected error leaves one)."""
         try:
             while self.submitting:
-                self._record_oldest()
+                self._record_oldest(announce=False)
         finally:
             if self.next_chunk is not None:
                 release_chunk(self.next_chunk)
@@ -169,7 +174,9 @@ class Lane:
             self.leases.close()
 
 
-def _record_submit(chunk: ChunkJob, result: TransformResult, answer: Future) -> None:
+def _record_submit(
+    chunk: ChunkJob, result: TransformResult, answer: Future, *, announce: bool
+) -> None:
     """Mark the chunk submitted once Assets accepted it; retry it later if Assets refused,
     unless the import was cancelled or failed meanwhile (then Assets had reason to refuse)."""
     try:
@@ -183,7 +190,7 @@ def _record_submit(chunk: ChunkJob, result: TransformResult, answer: Future) -> 
     except Exception as error:
         chunk_crashed(chunk, error)
         return
-    mark_submitted(chunk, result.record_count, result.skipped)
+    mark_submitted(chunk, result.record_count, result.skipped, announce=announce)
 
 
 def _run_claimed_chunk(
