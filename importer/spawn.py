@@ -1,9 +1,9 @@
 """What a task cluster's worker process does once, as django-q2 spawns it.
 
 The first task a new worker takes is, as often as not, the first page of an import someone
-is waiting for. Connecting to the database and making the first query of a process
-(Django's and the driver's lazy set-up) took 20-40 ms on a busy machine: that is done here,
-before any task arrives, instead.
+is waiting for. Its first query (connecting, Django's and the driver's lazy set-up) and its
+first HTTP request (requests loads netrc support on first use, among others) took 20-40 ms
+on a busy machine: they are done here, before any task arrives, instead.
 """
 
 from __future__ import annotations
@@ -11,20 +11,23 @@ from __future__ import annotations
 import logging
 import multiprocessing
 
+import requests
 from django.db import DatabaseError, connection
 
 logger = logging.getLogger(__name__)
 
 
 def warm_up(sender=None, proc_name: str = "", **kwargs) -> None:
-    """django-q2's post_spawn receiver: connect and run the query every chunk task starts
-    with. A database that is not there yet is no error here: the first task connects."""
+    """django-q2's post_spawn receiver: connect, run the query every chunk task starts with,
+    and prepare a request. A database that is not there yet is no error here: the first task
+    connects."""
     from django_q.conf import Conf
 
     from importer.models import ChunkJob
 
     if Conf.SYNC or multiprocessing.parent_process() is None:
         return
+    requests.Session().prepare_request(requests.Request("GET", "http://127.0.0.1/"))
     try:
         ChunkJob.objects.select_related("execution__source").filter(pk=0).first()
     except DatabaseError as error:
