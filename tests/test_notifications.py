@@ -235,6 +235,127 @@ def test_an_email_channel_without_recipients_writes_to_alert_emails(
     assert recipients == ["cmdb-team@example.com"]
 
 
+# --- webhook formats ---------------------------------------------------------------------------
+
+Format = NotificationChannel.WebhookFormat
+
+
+def the_card(payload: dict) -> dict:
+    """The Adaptive Card of a Teams Workflows body, after checking the envelope around it."""
+    assert payload["type"] == "message"
+    [attachment] = payload["attachments"]
+    assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
+    assert attachment["contentUrl"] is None
+    card = attachment["content"]
+    assert card["$schema"] == "http://adaptivecards.io/schemas/adaptive-card.json"
+    assert card["type"] == "AdaptiveCard" and card["version"] == "1.4"
+    return card
+
+
+def test_a_teams_channel_gets_an_adaptive_card_with_title_facts_and_button(
+    pushed_source, sandbox, failing_inventory, httpserver, settings
+):
+    settings.PUBLIC_BASE_URL = PUBLIC
+    httpserver.expect_request("/teams").respond_with_data("", status=202)
+    webhook_channel(httpserver.url_for("/teams"), webhook_format=Format.TEAMS)
+
+    execution = services.start_import(source=pushed_source)
+
+    [request] = [request for request, _ in httpserver.log]
+    card = the_card(json.loads(request.get_data()))
+    title, *lines = [block for block in card["body"] if block["type"] == "TextBlock"]
+    assert title["text"] == "assets-sync: the manual import of inventory failed"
+    assert title["weight"] == "Bolder"
+    texts = [line["text"] for line in lines]
+    assert texts[0] == "The manual import of 'inventory' failed (FAILED)."
+    assert any(text.startswith("Reason: Chunk 1 failed") for text in texts)
+    [fact_set] = [block for block in card["body"] if block["type"] == "FactSet"]
+    facts = {fact["title"]: fact["value"] for fact in fact_set["facts"]}
+    assert facts["Source"] == "inventory"
+    assert facts["State"] == "FAILED"
+    assert facts["Trigger"] == "manual"
+    assert facts["Records"] == "0 fetched, 0 submitted, 0 left out"
+    assert "When" in facts
+    assert card["actions"] == [
+        {
+            "type": "Action.OpenUrl",
+            "title": "Open in assets-sync",
+            "url": f"{PUBLIC}/admin/importer/execution/{execution.pk}/change/",
+        }
+    ]
+    assert Delivery.objects.get().state == Delivery.State.SENT
+    body = request.get_data(as_text=True)
+    for secret in (SANDBOX_TOKEN, HOOK_SECRET, pushed_source.webtrigger_token):
+        assert secret not in body
+
+
+def test_a_teams_card_for_a_stale_source_links_to_the_source(
+    pushed_source, sandbox, httpserver, settings
+):
+    settings.PUBLIC_BASE_URL = PUBLIC
+    httpserver.expect_request("/teams").respond_with_data("", status=202)
+    webhook_channel(httpserver.url_for("/teams"), webhook_format=Format.TEAMS)
+    daily_schedule(pushed_source)
+    succeeded_hours_ago(pushed_source, 27)
+
+    services.look_after_imports()
+
+    [payload] = received(httpserver)
+    card = the_card(payload)
+    assert card["body"][0]["text"] == "assets-sync: inventory is stale"
+    [fact_set] = [block for block in card["body"] if block["type"] == "FactSet"]
+    facts = {fact["title"]: fact["value"] for fact in fact_set["facts"]}
+    assert facts["Source"] == "inventory" and facts["Schedule"] == "daily"
+    assert "Last success" in facts and "Due by" in facts
+    [button] = card["actions"]
+    assert button["url"] == f"{PUBLIC}/admin/importer/importsource/{pushed_source.pk}/change/"
+
+
+def test_a_slack_channel_gets_the_subject_in_bold_and_the_link(
+    pushed_source, sandbox, failing_inventory, httpserver, settings
+):
+    settings.PUBLIC_BASE_URL = PUBLIC
+    httpserver.expect_request("/slack").respond_with_data("ok")
+    webhook_channel(httpserver.url_for("/slack"), webhook_format=Format.SLACK)
+
+    execution = services.start_import(source=pushed_source)
+
+    [payload] = received(httpserver)
+    link = f"{PUBLIC}/admin/importer/execution/{execution.pk}/change/"
+    assert list(payload) == ["text"]
+    first, second, *_ = payload["text"].splitlines()
+    assert first == "*assets-sync: the manual import of inventory failed*"
+    assert second == "The manual import of 'inventory' failed (FAILED)."
+    assert "Reason: Chunk 1 failed" in payload["text"]
+    assert payload["text"].endswith(f"<{link}|Open in assets-sync>")
+    for secret in (SANDBOX_TOKEN, HOOK_SECRET, pushed_source.webtrigger_token):
+        assert secret not in payload["text"]
+
+
+def test_a_channel_without_a_format_keeps_the_generic_json(
+    pushed_source, sandbox, failing_inventory, httpserver
+):
+    httpserver.expect_request("/hook").respond_with_json({})
+    channel = webhook_channel(httpserver.url_for("/hook"))
+
+    services.start_import(source=pushed_source)
+
+    assert channel.webhook_format == Format.GENERIC
+    [payload] = received(httpserver)
+    assert set(payload) == {
+        "text",
+        "subject",
+        "alert_id",
+        "kind",
+        "occurred_at",
+        "event",
+        "source",
+        "execution",
+    }
+    assert payload["subject"] == "assets-sync: the manual import of inventory failed"
+    assert payload["text"].startswith("The manual import of 'inventory' failed (FAILED).")
+
+
 # --- stale sources ---------------------------------------------------------------------------
 
 
@@ -397,6 +518,7 @@ def test_channel_secrets_are_encrypted_and_never_shown_again(admin_client, pushe
             "enabled": "on",
             "all_sources": "on",
             "webhook_url": "https://example.webhook.office.com/webhookb2/SECRET-PATH",
+            "webhook_format": "generic",
             "secret_header_name": "Authorization",
             "secret_header_value": "Bearer header-secret",
         },
@@ -422,6 +544,7 @@ def test_channel_secrets_are_encrypted_and_never_shown_again(admin_client, pushe
             "name": "teams",
             "kind": "webhook",
             "all_sources": "on",
+            "webhook_format": "generic",
             "secret_header_name": "Authorization",
         },
     )
@@ -446,6 +569,47 @@ def test_the_admin_sends_a_test_message_through_a_channel(admin_client, smtp_ser
     assert "this channel works" in mail.get_content()
     channel.refresh_from_db()
     assert channel.last_success_at is not None
+
+
+def test_the_admin_test_message_uses_the_channel_format(admin_client, httpserver):
+    httpserver.expect_request("/teams").respond_with_data("", status=202)
+    channel = webhook_channel(httpserver.url_for("/teams"), webhook_format=Format.TEAMS)
+
+    admin_client.post(
+        reverse("admin:importer_notificationchannel_changelist"),
+        {"action": "send_check_message", "_selected_action": [channel.pk]},
+        follow=True,
+    )
+
+    [payload] = received(httpserver)
+    card = the_card(payload)
+    assert card["body"][0]["text"] == "assets-sync: test message"
+    assert "this channel works" in card["body"][1]["text"]
+    channel.refresh_from_db()
+    assert channel.last_success_at is not None
+
+
+def test_the_admin_saves_a_channel_webhook_format(admin_client):
+    response = admin_client.post(
+        reverse("admin:importer_notificationchannel_add"),
+        {
+            "name": "teams",
+            "kind": "webhook",
+            "enabled": "on",
+            "all_sources": "on",
+            "webhook_url": "https://prod.westeurope.logic.azure.com/workflows/SECRET/triggers",
+            "webhook_format": "teams",
+        },
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    channel = NotificationChannel.objects.get()
+    page = admin_client.get(
+        reverse("admin:importer_notificationchannel_change", args=[channel.pk])
+    ).content.decode()
+
+    assert channel.webhook_format == Format.TEAMS
+    assert 'value="teams" selected' in page
+    assert "Microsoft Teams (Workflows)" in page
 
 
 def test_the_alert_list_shows_what_was_sent(

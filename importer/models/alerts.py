@@ -15,6 +15,11 @@ class NotificationChannel(models.Model):
         EMAIL = "email", "E-mail"
         WEBHOOK = "webhook", "Webhook"
 
+    class WebhookFormat(models.TextChoices):
+        GENERIC = "generic", "Generic JSON"
+        SLACK = "slack", "Slack"
+        TEAMS = "teams", "Microsoft Teams (Workflows)"
+
     name = models.CharField(max_length=100, unique=True, help_text="For staff, e.g. 'IT on call'.")
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.EMAIL)
     enabled = models.BooleanField(default=True, help_text="A disabled channel receives nothing.")
@@ -44,8 +49,17 @@ class NotificationChannel(models.Model):
     webhook_url = EncryptedTextField(
         "webhook URL",
         blank=True,
-        help_text="Webhook: the URL that receives a JSON POST; Slack and Microsoft Teams "
-        "incoming-webhook URLs work as they are. Kept encrypted (such URLs are secrets).",
+        help_text="Webhook: the URL that receives a JSON POST: a Slack incoming webhook, a "
+        "Microsoft Teams Workflows webhook, or any receiver of JSON. Kept encrypted (such URLs "
+        "are secrets).",
+    )
+    webhook_format = models.CharField(
+        max_length=10,
+        choices=WebhookFormat.choices,
+        default=WebhookFormat.GENERIC,
+        help_text="Webhook: the body sent. Generic JSON: the text and the alert's fields; Slack: "
+        "a message for an incoming webhook; Microsoft Teams (Workflows): an Adaptive Card for a "
+        "'When a Teams webhook request is received' flow.",
     )
     secret_header_name = models.CharField(
         max_length=100,

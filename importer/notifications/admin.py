@@ -32,9 +32,10 @@ class NotificationChannelForm(forms.ModelForm):
 
     webhook_url = _write_only(
         "Webhook URL",
-        "Webhook: the URL that receives a JSON POST; Slack and Microsoft Teams incoming-webhook "
-        "URLs work as they are. Stored encrypted and never shown again (such URLs are "
-        "secrets): leave empty to keep the stored one.",
+        "Webhook: the URL that receives a JSON POST: a Slack incoming webhook, a Microsoft "
+        "Teams Workflows webhook (choose the format below), or any receiver of JSON. Stored "
+        "encrypted and never shown again (such URLs are secrets): leave empty to keep the "
+        "stored one.",
     )
     secret_header_value = _write_only(
         "Secret header value",
@@ -53,6 +54,7 @@ class NotificationChannelForm(forms.ModelForm):
             "notify_on_done",
             "recipients",
             "webhook_url",
+            "webhook_format",
             "secret_header_name",
             "secret_header_value",
         ]
@@ -130,7 +132,7 @@ class NotificationChannelAdmin(admin.ModelAdmin):
         "last_error_at",
         "last_error_short",
     ]
-    list_filter = ["kind", "enabled"]
+    list_filter = ["kind", "webhook_format", "enabled"]
     search_fields = ["name"]
     filter_horizontal = ["sources"]
     actions = ["send_check_message"]
@@ -152,6 +154,7 @@ class NotificationChannelAdmin(admin.ModelAdmin):
                 "fields": [
                     "webhook_target",
                     "webhook_url",
+                    "webhook_format",
                     "secret_header_name",
                     "secret_header_value",
                 ]

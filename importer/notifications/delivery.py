@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from importer import work_queue
 from importer.models import Alert, Delivery, NotificationChannel
-from importer.notifications.messages import webhook_payload
+from importer.notifications.formats import webhook_payload
 from importer.redaction import redact
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def send_webhook(channel: NotificationChannel, alert: Alert) -> None:
     try:
         answer = requests.post(
             channel.webhook_url,
-            data=json.dumps(webhook_payload(alert)),
+            data=json.dumps(webhook_payload(alert, channel.webhook_format)),
             headers=headers,
             timeout=settings.HTTP_TIMEOUT,
             allow_redirects=False,

@@ -1,5 +1,5 @@
 """What an alert says: a subject, a text for people (e-mail body, chat message) and the
-structured fields webhooks receive beside the text."""
+structured fields webhooks receive beside the text (formats.py shapes them per receiver)."""
 
 from __future__ import annotations
 
@@ -157,15 +157,3 @@ def channel_check_content(user: str) -> Content:
         "this channel works."
     )
     return Content("assets-sync: test message", text, {"event": "test"})
-
-
-def webhook_payload(alert: Alert) -> dict:
-    """`text` for Slack and Microsoft Teams incoming webhooks; the fields beside it."""
-    return {
-        "text": alert.text,
-        "subject": alert.subject,
-        "alert_id": alert.pk,
-        "kind": alert.kind,
-        "occurred_at": _iso(alert.created_at),
-        **alert.details,
-    }

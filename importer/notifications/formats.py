@@ -1,0 +1,158 @@
+"""The body a webhook receives, in the format its channel asks for: generic JSON (the text and
+the alert's fields), a Slack message, or an Adaptive Card for Microsoft Teams Workflows.
+
+Every format is built from the alert's subject, text and details alone, which were scrubbed of
+secrets when the alert was raised: nothing here reads a channel's URL or secret header.
+"""
+
+from __future__ import annotations
+
+from django.utils.dateparse import parse_datetime
+
+from importer.models import Alert, NotificationChannel
+from importer.notifications.messages import _iso, _when
+
+Format = NotificationChannel.WebhookFormat
+BUTTON_TITLE = "Open in assets-sync"
+
+
+def webhook_payload(alert: Alert, webhook_format: str = Format.GENERIC) -> dict:
+    """The JSON body for a channel of this format."""
+    return BUILDERS[webhook_format](alert)
+
+
+def generic_payload(alert: Alert) -> dict:
+    """`text` for people; the structured fields beside it, for any receiver of JSON."""
+    return {
+        "text": alert.text,
+        "subject": alert.subject,
+        "alert_id": alert.pk,
+        "kind": alert.kind,
+        "occurred_at": _iso(alert.created_at),
+        **alert.details,
+    }
+
+
+def slack_payload(alert: Alert) -> dict:
+    """A Slack incoming-webhook message: the subject in bold, the text, the link.
+
+    Slack reads `text` as mrkdwn, where &, < and > must be escaped (they start links and
+    mentions); a link is written <url|label>.
+    """
+    lines = [f"*{_slack_escape(alert.subject)}*", _slack_escape(alert.text)]
+    link = alert_link(alert)
+    if link:
+        lines.append(f"<{link}|{BUTTON_TITLE}>")
+    return {"text": "\n".join(lines)}
+
+
+def teams_payload(alert: Alert) -> dict:
+    """A message with one Adaptive Card, as a Teams Workflows "When a Teams webhook request is
+    received" flow (template "Send webhook alerts to a channel") posts it to a channel.
+
+    The shape (a `message` whose `attachments` hold the card with contentType
+    application/vnd.microsoft.card.adaptive) follows Microsoft's "Microsoft Teams - Webhook"
+    connector reference, https://learn.microsoft.com/en-us/connectors/teams/#microsoft-teams-webhook,
+    and the Workflows notes of Argo CD's "Teams Workflows" service,
+    https://argo-cd.readthedocs.io/en/release-3.3/operator-manual/notifications/services/teams-workflows/.
+    Office 365 connectors ("incoming webhooks"), which took `{"text": …}`, are retired.
+    """
+    # One TextBlock per line: Teams does not always honour a single newline inside a block.
+    body: list[dict] = [
+        {
+            "type": "TextBlock",
+            "text": alert.subject,
+            "weight": "Bolder",
+            "size": "Medium",
+            "wrap": True,
+        },
+        *(
+            {"type": "TextBlock", "text": line, "wrap": True, "spacing": "Small"}
+            for line in alert.text.splitlines()
+            if line.strip()
+        ),
+    ]
+    facts = alert_facts(alert)
+    if facts:
+        body.append(
+            {
+                "type": "FactSet",
+                "facts": [{"title": title, "value": value} for title, value in facts],
+            }
+        )
+    card = {
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": "1.4",
+        "body": body,
+        "actions": [],
+    }
+    link = alert_link(alert)
+    if link:
+        card["actions"].append({"type": "Action.OpenUrl", "title": BUTTON_TITLE, "url": link})
+    return {
+        "type": "message",
+        "attachments": [
+            {
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "contentUrl": None,
+                "content": card,
+            }
+        ],
+    }
+
+
+BUILDERS = {
+    Format.GENERIC: generic_payload,
+    Format.SLACK: slack_payload,
+    Format.TEAMS: teams_payload,
+}
+
+
+def alert_link(alert: Alert) -> str:
+    """The page that tells more: the execution's, else the source's; empty if neither."""
+    details = alert.details or {}
+    for part in ("execution", "source"):
+        url = (details.get(part) or {}).get("url")
+        if url:
+            return url
+    return ""
+
+
+def alert_facts(alert: Alert) -> list[tuple[str, str]]:
+    """The key details, as (title, value), of whatever this kind of alert carries."""
+    details = alert.details or {}
+    source = details.get("source") or {}
+    execution = details.get("execution") or {}
+    schedule = details.get("schedule") or {}
+    facts = []
+    if source.get("name"):
+        facts.append(("Source", source["name"]))
+    if execution.get("state"):
+        facts.append(("State", execution["state"]))
+    if "records_fetched" in execution:
+        facts.append(
+            (
+                "Records",
+                f"{execution['records_fetched']} fetched, "
+                f"{execution.get('records_submitted', 0)} submitted, "
+                f"{execution.get('records_left_out', 0)} left out",
+            )
+        )
+    if execution.get("trigger"):
+        facts.append(("Trigger", execution["trigger"]))
+    if schedule.get("frequency"):
+        facts.append(("Schedule", str(schedule["frequency"]).lower()))
+    for key, title in (
+        ("last_success_at", "Last success"),
+        ("due_at", "Due by"),
+        ("stale_since", "Stale since"),
+    ):
+        if key in details:
+            facts.append((title, _when(parse_datetime(details[key] or ""))))
+    facts.append(("When", _when(alert.created_at)))
+    return facts
+
+
+def _slack_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
