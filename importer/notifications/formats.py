@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.utils.dateparse import parse_datetime
 
 from importer.models import Alert, NotificationChannel
-from importer.notifications.messages import _iso, _when
+from importer.notifications.messages import iso_time, when_text
 
 Format = NotificationChannel.WebhookFormat
 BUTTON_TITLE = "Open in assets-sync"
@@ -28,7 +28,7 @@ def generic_payload(alert: Alert) -> dict:
         "subject": alert.subject,
         "alert_id": alert.pk,
         "kind": alert.kind,
-        "occurred_at": _iso(alert.created_at),
+        "occurred_at": iso_time(alert.created_at),
         **alert.details,
     }
 
@@ -149,8 +149,8 @@ def alert_facts(alert: Alert) -> list[tuple[str, str]]:
         ("stale_since", "Stale since"),
     ):
         if key in details:
-            facts.append((title, _when(parse_datetime(details[key] or ""))))
-    facts.append(("When", _when(alert.created_at)))
+            facts.append((title, when_text(parse_datetime(details[key] or ""))))
+    facts.append(("When", when_text(alert.created_at)))
     return facts
 
 

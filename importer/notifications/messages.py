@@ -35,13 +35,13 @@ def admin_url(name: str, pk: int) -> str:
     return settings.PUBLIC_BASE_URL + reverse(f"admin:importer_{name}_change", args=[pk])
 
 
-def _when(moment: datetime | None) -> str:
+def when_text(moment: datetime | None) -> str:
     if moment is None:
         return "never"
     return f"{timezone.localtime(moment):%Y-%m-%d %H:%M %Z}"
 
 
-def _iso(moment: datetime | None) -> str | None:
+def iso_time(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
@@ -68,8 +68,8 @@ def execution_content(execution: Execution, kind: str) -> Content:
         "pages submitted."
     )
     lines.append(
-        f"Started {_when(execution.started_at or execution.created_at)}, "
-        f"finished {_when(execution.finished_at) if execution.finished_at else '-'}."
+        f"Started {when_text(execution.started_at or execution.created_at)}, "
+        f"finished {when_text(execution.finished_at) if execution.finished_at else '-'}."
     )
     lines.append(f"Details: {link}")
     details = {
@@ -84,10 +84,10 @@ def execution_content(execution: Execution, kind: str) -> Content:
             "records_submitted": execution.records_submitted,
             "records_left_out": execution.records_skipped,
             "pages_submitted": execution.pages_submitted,
-            "created_at": _iso(execution.created_at),
-            "started_at": _iso(execution.started_at),
-            "finished_at": _iso(execution.finished_at),
-            "stalled_since": _iso(execution.stalled_since),
+            "created_at": iso_time(execution.created_at),
+            "started_at": iso_time(execution.started_at),
+            "finished_at": iso_time(execution.finished_at),
+            "stalled_since": iso_time(execution.stalled_since),
             "url": link,
         },
     }
@@ -103,8 +103,8 @@ def stale_content(
     text = "\n".join(
         [
             f"'{source.name}' has a {frequency} schedule, but its last successful import was "
-            f"{'at ' + _when(last_success) if last_success else 'never'}: one was due by "
-            f"{_when(due)} (the interval plus {settings.STALE_GRACE_SECONDS // 60} minutes).",
+            f"{'at ' + when_text(last_success) if last_success else 'never'}: one was due by "
+            f"{when_text(due)} (the interval plus {settings.STALE_GRACE_SECONDS // 60} minutes).",
             "Check the schedule in Assets, the source's token and the webtrigger's reachability.",
             f"Source: {admin_url('importsource', source.pk)}",
         ]
@@ -118,8 +118,8 @@ def stale_content(
             "grace_seconds": settings.STALE_GRACE_SECONDS,
             "in_sync": schedule.in_sync,
         },
-        "last_success_at": _iso(last_success),
-        "due_at": _iso(due),
+        "last_success_at": iso_time(last_success),
+        "due_at": iso_time(due),
     }
     return Content(subject, text, details)
 
@@ -129,8 +129,8 @@ def recovered_content(source: ImportSource, execution: Execution, stale_since: d
     subject = f"assets-sync: {source.name} has recovered"
     text = "\n".join(
         [
-            f"'{source.name}' imported successfully again at {_when(execution.finished_at)} "
-            f"(stale since {_when(stale_since)}).",
+            f"'{source.name}' imported successfully again at {when_text(execution.finished_at)} "
+            f"(stale since {when_text(stale_since)}).",
             f"Records: {execution.records_submitted} submitted, {execution.records_skipped} "
             "left out.",
             f"Details: {link}",
@@ -143,10 +143,10 @@ def recovered_content(source: ImportSource, execution: Execution, stale_since: d
             "id": execution.pk,
             "state": execution.state,
             "trigger": "scheduled" if execution.is_scheduled else "manual",
-            "finished_at": _iso(execution.finished_at),
+            "finished_at": iso_time(execution.finished_at),
             "url": link,
         },
-        "stale_since": _iso(stale_since),
+        "stale_since": iso_time(stale_since),
     }
     return Content(subject, text, details)
 
