@@ -104,8 +104,8 @@ def test_export_leaves_secrets_out_unless_asked(tmp_path, sandbox, inventory, de
 
     assert SANDBOX_TOKEN not in plain
     assert "inventory-token" not in plain
-    assert with_secrets[0]["assets"]["token"] == SANDBOX_TOKEN
-    assert with_secrets[0]["source"]["auth"]["token"] == "inventory-token"
+    assert with_secrets["sources"][0]["assets"]["token"] == SANDBOX_TOKEN
+    assert with_secrets["sources"][0]["source"]["auth"]["token"] == "inventory-token"
 
 
 @pytest.mark.django_db
