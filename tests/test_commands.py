@@ -431,6 +431,8 @@ def test_an_exported_file_recreates_the_channels_on_a_fresh_database(make_source
     chat = NotificationChannel.objects.get(name="chat")
     assert chat.webhook_url == HOOK_URL and chat.secret_header_value == HOOK_SECRET
     assert sorted(chat.sources.values_list("name", flat=True)) == ["laptops", "phones"]
+    again = run("import_sources", write(tmp_path, exported), "--no-push")
+    assert "unchanged channel chat" in again.splitlines()
 
 
 @pytest.mark.django_db
