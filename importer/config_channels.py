@@ -125,9 +125,9 @@ def apply_channels(entries: list) -> tuple[list[AppliedChannel], list[str]]:
             errors.extend(f"{where}: {problem}" for problem in problems)
             continue
         changed = [
-            name if name not in SECRET_FIELDS else f"{name} (secret)"
-            for name in form.changed_data
-            if name not in SECRET_FIELDS or form.cleaned_data.get(name)
+            field_name if field_name not in SECRET_FIELDS else f"{field_name} (secret)"
+            for field_name in form.changed_data
+            if field_name not in SECRET_FIELDS or form.cleaned_data.get(field_name)
         ]
         if instance is not None and not changed:
             results.append(AppliedChannel(name=name, created=False))
@@ -152,11 +152,11 @@ def _form_data(entry: dict, instance: NotificationChannel | None) -> tuple[dict,
     names = entry.get("sources") or []
     found = dict(ImportSource.objects.filter(name__in=names).values_list("name", "pk"))
     problems.extend(
-        f"sources: no source named '{name}' (in the file or here)"
-        for name in names
-        if name not in found
+        f"sources: no source named '{source}' (in the file or here)"
+        for source in names
+        if source not in found
     )
-    data["sources"] = [found[name] for name in names if name in found]
+    data["sources"] = [found[source] for source in names if source in found]
     addresses = entry.get("recipients") or []
     kept = instance is not None and _addresses(instance.recipients) == addresses
     data["recipients"] = instance.recipients if kept else "\n".join(addresses)
