@@ -1,7 +1,9 @@
 """Sources as code: the JSON file read by `import_sources` and written by `export_sources`.
 
-The file is a list of sources in a stable shape (documented in README.md). Importing goes
-through the admin's form, so a file is held to exactly the rules of the admin.
+The file is an object holding a list of sources and a list of notification channels, in a
+stable shape (documented in README.md); a bare list of sources, the format from before channels
+were part of it, still imports. Importing goes through the admin's forms, so a file is held to
+exactly the rules of the admin.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from django.db import transaction
 
 from importer import services
 from importer.assets import AssetsError
-from importer.config_shape import shape_problems
+from importer.config_channels import AppliedChannel, apply_channels, channel_to_config, channels_for
+from importer.config_shape import kind_of, shape_problems
 from importer.forms import (
     MASKED_JSON_FIELDS,
     MASKED_URL_FIELDS,
@@ -203,24 +206,69 @@ def _form_data(entry: dict, where: str) -> dict:
     return data
 
 
-def apply_config(entries: list, *, dry_run: bool = False, push: bool = True) -> list[AppliedSource]:
-    """Create or update sources by name, all or nothing; then make Assets match.
+FILE_KEYS = ("sources", "notification_channels")
+
+
+def config_document(source_names: list[str] | None = None, *, with_secrets: bool = False) -> dict:
+    """The file for these sources (all when None) and the channels that concern them."""
+    sources = ImportSource.objects.all()
+    if source_names is not None:
+        sources = sources.filter(name__in=source_names)
+    return {
+        "sources": [source_to_config(source, with_secrets=with_secrets) for source in sources],
+        "notification_channels": [
+            channel_to_config(channel, with_secrets=with_secrets)
+            for channel in channels_for(source_names)
+        ],
+    }
+
+
+def read_document(document) -> tuple[list, list]:
+    """The sources and the channels of a file. A bare list is a file from before channels were
+    part of it: its sources only, and every channel is left as it is."""
+    if isinstance(document, list):
+        return document, []
+    if not isinstance(document, dict):
+        raise ConfigFileError(
+            'the file must hold an object with "sources" and "notification_channels" '
+            f"(or a list of sources), not {kind_of(document)}"
+        )
+    errors = [
+        f"{key}: unknown key (see the file format in README.md)"
+        for key in document
+        if key not in FILE_KEYS
+    ]
+    errors.extend(
+        f"{key}: must be a list, not {kind_of(document[key])}"
+        for key in FILE_KEYS
+        if key in document and not isinstance(document[key], list)
+    )
+    if errors:
+        raise ConfigFileError("\n".join(errors))
+    return document.get("sources", []), document.get("notification_channels", [])
+
+
+def apply_config(
+    document: list | dict, *, dry_run: bool = False, push: bool = True
+) -> list[AppliedSource | AppliedChannel]:
+    """Create or update sources, then channels, by name, all or nothing; then make Assets match.
 
     With `push`, every mapping that changed or was never pushed goes to Assets, then the
     schedules are synced (Assets takes a schedule only for a source whose mapping it holds).
     Remote calls come after the database commit, as they cannot be rolled back: what Assets
     refused is listed in each result's `failures`, and the local change stays.
     """
-    results, schedule_changes = _apply_sources(entries, dry_run=dry_run)
+    sources, channels = read_document(document)
+    results, schedule_changes, channel_results = _apply_local(sources, channels, dry_run=dry_run)
     if dry_run:
-        return results
+        return [*results, *channel_results]
     for result, (source_name, wanted) in zip(results, schedule_changes, strict=True):
         if push:
             _push_mapping(result)
         result.schedule_note, failed = _apply_schedule(source_name, wanted)
         if failed:
             result.failures.append(result.schedule_note)
-    return results
+    return [*results, *channel_results]
 
 
 def _push_mapping(result: AppliedSource) -> None:
@@ -240,6 +288,20 @@ def _push_mapping(result: AppliedSource) -> None:
 
 
 @transaction.atomic
+def _apply_local(sources: list, channels: list, *, dry_run: bool):
+    """The file's local changes, in one transaction: the channels come after the sources, so a
+    channel may name a source the same file creates."""
+    results, schedule_changes, errors = _apply_sources(sources, dry_run=dry_run)
+    channel_results, channel_errors = apply_channels(channels)
+    errors.extend(channel_errors)
+    if errors:
+        transaction.set_rollback(True)
+        raise ConfigFileError("\n".join(errors))
+    if dry_run:
+        transaction.set_rollback(True)
+    return results, schedule_changes, channel_results
+
+
 def _apply_sources(entries: list, *, dry_run: bool):
     if not isinstance(entries, list):
         raise ConfigFileError("the file must hold a JSON list of sources")
@@ -282,12 +344,7 @@ def _apply_sources(entries: list, *, dry_run: bool):
         results.append(
             AppliedSource(name=data["name"], created=instance is None, changed_fields=changed)
         )
-    if errors:
-        transaction.set_rollback(True)
-        raise ConfigFileError("\n".join(errors))
-    if dry_run:
-        transaction.set_rollback(True)
-    return results, schedule_changes
+    return results, schedule_changes, errors
 
 
 _KEEP = object()  # no "schedule" key: leave the schedule as it is

@@ -1,4 +1,4 @@
-"""The shape of one source in a sources file: every key known, every value of the right type.
+"""The shape of one entry in a sources file: every key known, every value of the right type.
 
 Checked before the admin's form sees the values, so a file with `"assets": "x"`, a list where a
 URL belongs, or absurd nesting gets a clear error naming the place instead of a traceback or a
@@ -22,70 +22,79 @@ def shape_problems(
     entry: Any,
     field_paths: list[tuple[tuple[str, ...], str]],
     extra_paths: dict[tuple[str, ...], str],
+    *,
+    model: type[models.Model] = ImportSource,
+    noun: str = "source",
 ) -> list[str]:
     """What is wrong with the shape of `entry`, each problem as "path: what".
 
-    `field_paths` are the settings stored on the source (path in the file -> model field),
-    `extra_paths` the other leaves the file may hold (path -> "string", "object or null").
+    `field_paths` are the settings stored on the `model` (path in the file -> model field),
+    `extra_paths` the other leaves the file may hold (path -> "string", "object or null",
+    "list of strings").
     """
     deep = _too_deep(entry)
     if deep is not None:
         where = deep if len(deep) <= 60 else deep[:60] + "..."
         return [f"{where}: nested more than {MAX_DEPTH} levels deep"]
     if not isinstance(entry, dict):
-        return [f"each source must be an object, not {_kind(entry)}"]
+        return [f"each {noun} must be an object, not {kind_of(entry)}"]
     expected: dict[tuple[str, ...], str] = dict(extra_paths)
     expected.update({path: field_name for path, field_name in field_paths})
     objects = {path[:depth] for path in expected for depth in range(1, len(path))}
     problems: list[str] = []
-    _walk(entry, (), expected, objects, problems)
+    _walk(entry, (), expected, objects, problems, model)
     return problems
 
 
-def _walk(value: dict, at: tuple[str, ...], expected, objects, problems: list[str]) -> None:
+def _walk(value: dict, at: tuple[str, ...], expected, objects, problems: list[str], model) -> None:
     for key, item in value.items():
         path = (*at, key)
         where = ".".join(path)
         if path in objects:
             if isinstance(item, dict):
-                _walk(item, path, expected, objects, problems)
+                _walk(item, path, expected, objects, problems, model)
             elif expected.get(path) == "object or null":
                 wrong = _wrong_type(item, "object or null")
                 if wrong:
                     problems.append(f"{where}: {wrong}")
             else:
-                problems.append(f"{where}: must be an object, not {_kind(item)}")
+                problems.append(f"{where}: must be an object, not {kind_of(item)}")
         elif path in expected:
-            wrong = _wrong_type(item, expected[path])
+            wrong = _wrong_type(item, expected[path], model)
             if wrong:
                 problems.append(f"{where}: {wrong}")
         else:
             problems.append(f"{where}: unknown setting (see the file format in README.md)")
 
 
-def _wrong_type(value: Any, expected: str) -> str:
-    """Why `value` does not fit `expected` (a model field name, or a kind), or ""."""
+def _wrong_type(value: Any, expected: str, model: type[models.Model] = ImportSource) -> str:
+    """Why `value` does not fit `expected` (a field name of `model`, or a kind), or ""."""
     if expected in ("string", "string or null"):
         ok = isinstance(value, str) or (value is None and expected == "string or null")
-        return "" if ok else f"must be a string, not {_kind(value)}"
+        return "" if ok else f"must be a string, not {kind_of(value)}"
     if expected == "object or null":
         ok = value is None or isinstance(value, dict)
-        return "" if ok else f"must be an object or null, not {_kind(value)}"
-    field = ImportSource._meta.get_field(expected)
+        return "" if ok else f"must be an object or null, not {kind_of(value)}"
+    if expected == "list of strings":
+        if not isinstance(value, list):
+            return f"must be a list of strings, not {kind_of(value)}"
+        bad = [item for item in value if not isinstance(item, str)]
+        return f"must hold only strings, not {kind_of(bad[0])}" if bad else ""
+    field = model._meta.get_field(expected)
     if value is None:
         return "" if field.null else "must not be null"
     if isinstance(field, models.BooleanField):
         ok = isinstance(value, bool)
-        return "" if ok else f"must be true or false, not {_kind(value)}"
+        return "" if ok else f"must be true or false, not {kind_of(value)}"
     if isinstance(field, (models.IntegerField, models.PositiveIntegerField)):
         ok = isinstance(value, int) and not isinstance(value, bool)
-        return "" if ok else f"must be a whole number, not {_kind(value)}"
+        return "" if ok else f"must be a whole number, not {kind_of(value)}"
     if isinstance(field, models.FloatField):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return "" if ok else f"must be a number, not {_kind(value)}"
+        return "" if ok else f"must be a number, not {kind_of(value)}"
     if isinstance(field, models.JSONField):
         if not isinstance(value, dict):
-            return f"must be an object, not {_kind(value)}"
+            return f"must be an object, not {kind_of(value)}"
         if expected == "extra_headers":
             bad = [name for name, item in value.items() if not isinstance(item, (str, int, float))]
             return f"the value of '{bad[0]}' must be a string" if bad else ""
@@ -94,7 +103,7 @@ def _wrong_type(value: Any, expected: str) -> str:
             if bad:
                 return f"the value of '{bad[0]}' must be a string, a number or a list of them"
         return ""
-    return "" if isinstance(value, str) else f"must be a string, not {_kind(value)}"
+    return "" if isinstance(value, str) else f"must be a string, not {kind_of(value)}"
 
 
 def _is_param(value: Any) -> bool:
@@ -120,7 +129,8 @@ def _too_deep(value: Any) -> str | None:
     return None
 
 
-def _kind(value: Any) -> str:
+def kind_of(value: Any) -> str:
+    """How an error names the JSON type of `value`."""
     if value is None:
         return "null"
     return {

@@ -6,8 +6,9 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
+from importer.config_file import source_to_config
 from importer.management.commands.demo import demo_source_config
-from importer.models import Execution, ImportSource
+from importer.models import Execution, ImportSource, NotificationChannel
 from tests.conftest import SANDBOX_TOKEN
 
 
@@ -104,8 +105,8 @@ def test_export_leaves_secrets_out_unless_asked(tmp_path, sandbox, inventory, de
 
     assert SANDBOX_TOKEN not in plain
     assert "inventory-token" not in plain
-    assert with_secrets[0]["assets"]["token"] == SANDBOX_TOKEN
-    assert with_secrets[0]["source"]["auth"]["token"] == "inventory-token"
+    assert with_secrets["sources"][0]["assets"]["token"] == SANDBOX_TOKEN
+    assert with_secrets["sources"][0]["source"]["auth"]["token"] == "inventory-token"
 
 
 @pytest.mark.django_db
@@ -376,3 +377,251 @@ def test_push_mapping_pushes_named_sources_and_fails_for_unknown_ones(make_sourc
     assert ImportSource.objects.get(name="laptops").mapping_pushed_at is not None
     with pytest.raises(CommandError, match="servers: no source of that name"):
         run("push_mapping", "laptops", "servers")
+
+
+# --- notification channels as code ---------------------------------------------------------
+
+HOOK_URL = "https://hooks.example/services/T0/B0/hook-url-secret"
+HOOK_SECRET = "header-secret-value"
+
+
+def channels_fixture(make_source) -> None:
+    """Two sources; a webhook for both, an e-mail list for one, a site-wide one."""
+    laptops = make_source(name="laptops")
+    phones = make_source(name="phones")
+    webhook = NotificationChannel.objects.create(
+        name="chat",
+        kind=NotificationChannel.Kind.WEBHOOK,
+        webhook_url=HOOK_URL,
+        secret_header_name="X-Webhook-Token",
+        secret_header_value=HOOK_SECRET,
+        notify_on_done=True,
+    )
+    webhook.sources.set([laptops, phones])
+    mail = NotificationChannel.objects.create(
+        name="phones team", recipients="a@example.com, b@example.com", enabled=False
+    )
+    mail.sources.set([phones])
+    NotificationChannel.objects.create(name="it on call", all_sources=True)
+
+
+def channel_entry(**overrides) -> dict:
+    entry = {"name": "it on call", "kind": "email", "sources": ["inventory"]}
+    entry.update(overrides)
+    return entry
+
+
+@pytest.mark.django_db
+def test_an_exported_file_recreates_the_channels_on_a_fresh_database(make_source, tmp_path):
+    channels_fixture(make_source)
+    exported = json.loads(run("export_sources", "--with-secrets"))
+    NotificationChannel.objects.all().delete()
+    ImportSource.objects.all().delete()
+
+    output = run("import_sources", write(tmp_path, exported), "--no-push")
+
+    assert output.splitlines() == [
+        "created laptops",
+        "created phones",
+        "created channel chat",
+        "created channel it on call",
+        "created channel phones team",
+    ]
+    assert json.loads(run("export_sources", "--with-secrets")) == exported
+    chat = NotificationChannel.objects.get(name="chat")
+    assert chat.webhook_url == HOOK_URL and chat.secret_header_value == HOOK_SECRET
+    assert sorted(chat.sources.values_list("name", flat=True)) == ["laptops", "phones"]
+    again = run("import_sources", write(tmp_path, exported), "--no-push")
+    assert "unchanged channel chat" in again.splitlines()
+
+
+@pytest.mark.django_db
+def test_an_export_masks_channel_secrets_and_importing_it_keeps_them(make_source, tmp_path):
+    channels_fixture(make_source)
+
+    plain = run("export_sources")
+    output = run("import_sources", write(tmp_path, json.loads(plain)), "--no-push")
+
+    assert HOOK_URL not in plain and HOOK_SECRET not in plain
+    [chat] = [c for c in json.loads(plain)["notification_channels"] if c["name"] == "chat"]
+    assert chat["webhook"] == {
+        "url": "***",
+        "header_name": "X-Webhook-Token",
+        "header_value": "***",
+    }
+    assert "unchanged channel chat" in output.splitlines()
+    chat = NotificationChannel.objects.get(name="chat")
+    assert chat.webhook_url == HOOK_URL and chat.secret_header_value == HOOK_SECRET
+
+
+@pytest.mark.django_db
+def test_import_sources_updates_a_channel_and_names_what_changed(make_source, tmp_path):
+    channels_fixture(make_source)
+    document = json.loads(run("export_sources"))
+    [mail] = [c for c in document["notification_channels"] if c["name"] == "phones team"]
+    mail.update(enabled=True, recipients=["ops@example.com"], sources=["laptops", "phones"])
+
+    output = run("import_sources", write(tmp_path, document), "--no-push")
+
+    assert "updated channel phones team: enabled, sources, recipients" in output.splitlines()
+    channel = NotificationChannel.objects.get(name="phones team")
+    assert channel.enabled and channel.recipient_list() == ["ops@example.com"]
+
+
+@pytest.mark.django_db
+def test_export_of_named_sources_carries_only_the_channels_that_concern_them(make_source, tmp_path):
+    channels_fixture(make_source)
+
+    document = json.loads(run("export_sources", "laptops"))
+
+    assert [source["name"] for source in document["sources"]] == ["laptops"]
+    assert [channel["name"] for channel in document["notification_channels"]] == [
+        "chat",
+        "it on call",
+    ]
+
+
+@pytest.mark.django_db
+def test_import_sources_dry_run_reports_a_new_channel_and_creates_nothing(make_source, tmp_path):
+    make_source()
+    document = {"notification_channels": [channel_entry()]}
+
+    output = run("import_sources", write(tmp_path, document), "--dry-run")
+
+    assert output.strip() == "(dry run) created channel it on call"
+    assert not NotificationChannel.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_channel_may_name_a_source_created_by_the_same_file(
+    tmp_path, sandbox, inventory, demo_mapping
+):
+    document = {
+        "sources": [source_entry(sandbox, inventory, demo_mapping)],
+        "notification_channels": [channel_entry(sources=["laptops"])],
+    }
+
+    output = run("import_sources", write(tmp_path, document), "--no-push")
+
+    assert output.splitlines() == ["created laptops", "created channel it on call"]
+    channel = NotificationChannel.objects.get()
+    assert list(channel.sources.values_list("name", flat=True)) == ["laptops"]
+
+
+@pytest.mark.django_db
+def test_import_sources_names_an_unknown_source_of_a_channel_and_changes_nothing(
+    tmp_path, sandbox, inventory, demo_mapping
+):
+    document = {
+        "sources": [source_entry(sandbox, inventory, demo_mapping)],
+        "notification_channels": [channel_entry(sources=["laptops", "phones"])],
+    }
+
+    with pytest.raises(CommandError) as error:
+        run("import_sources", write(tmp_path, document))
+
+    assert "channel 1 (it on call): sources: no source named 'phones'" in str(error.value)
+    assert not ImportSource.objects.exists()
+    assert not NotificationChannel.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda e: e.update(sources="inventory"),
+            "sources: must be a list of strings, not a string",
+        ),
+        (lambda e: e.update(enabled="yes"), "enabled: must be true or false, not a string"),
+        (
+            lambda e: e.update(recipients=["a@example.com", 5]),
+            "recipients: must hold only strings, not a number",
+        ),
+        (lambda e: e.update(webhook={"url": 5}), "webhook.url: must be a string, not a number"),
+        (lambda e: e.update(webhook="x"), "webhook: must be an object, not a string"),
+        (lambda e: e.update(every_source=True), "every_source: unknown setting"),
+        (lambda e: e.update(kind="pager"), "kind: Select a valid choice."),
+        (
+            lambda e: e.update(sources=[]),
+            "sources: Choose the sources, or tick 'every source'.",
+        ),
+    ],
+)
+def test_import_sources_names_the_place_of_a_wrong_channel_setting(
+    make_source, tmp_path, change, message
+):
+    make_source()
+    NotificationChannel.objects.create(name="it on call", recipients="ops@example.com")
+    entry = channel_entry()
+    change(entry)
+
+    with pytest.raises(CommandError) as error:
+        run("import_sources", write(tmp_path, {"notification_channels": [entry]}))
+
+    assert f"channel 1 (it on call): {message}" in str(error.value)
+    channel = NotificationChannel.objects.get()
+    assert channel.recipients == "ops@example.com" and not channel.sources.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "document, message",
+    [
+        ({"source": []}, "source: unknown key"),
+        ({"notification_channels": {}}, "notification_channels: must be a list, not an object"),
+        ("laptops", 'must hold an object with "sources" and "notification_channels"'),
+    ],
+)
+def test_import_sources_names_a_wrong_file_shape(tmp_path, document, message):
+    with pytest.raises(CommandError) as error:
+        run("import_sources", write(tmp_path, document))
+
+    assert message in str(error.value)
+
+
+@pytest.mark.django_db
+def test_a_refused_webhook_url_is_not_repeated_in_the_error(make_source, tmp_path):
+    make_source()
+    secret_url = "ftp://hooks.example/hook-url-secret"
+    entry = channel_entry(kind="webhook", webhook={"url": secret_url})
+
+    with pytest.raises(CommandError) as error:
+        run("import_sources", write(tmp_path, {"notification_channels": [entry]}))
+
+    assert "channel 1 (it on call): webhook.url: Enter a valid URL." in str(error.value)
+    assert "hook-url-secret" not in str(error.value)
+
+
+@pytest.mark.django_db
+def test_a_masked_channel_secret_is_refused_for_a_channel_that_has_none(make_source, tmp_path):
+    make_source()
+    entry = channel_entry(kind="webhook", webhook={"url": "***"})
+
+    with pytest.raises(CommandError) as error:
+        run("import_sources", write(tmp_path, {"notification_channels": [entry]}))
+
+    assert "channel 1 (it on call): webhook.url: *** keeps the stored value, but there is none" in (
+        str(error.value)
+    )
+    assert not NotificationChannel.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_old_list_of_sources_still_imports_and_the_next_export_carries_its_channels(
+    make_source, tmp_path
+):
+    channels_fixture(make_source)
+    old_file = [source_to_config(ImportSource.objects.get(name="phones"), with_secrets=True)]
+    old_file[0]["source"]["timeout"] = 45
+
+    output = run("import_sources", write(tmp_path, old_file), "--no-push")
+
+    assert output.strip() == "updated phones: request_timeout"
+    assert NotificationChannel.objects.count() == 3
+    document = json.loads(run("export_sources", "phones"))
+    assert [channel["name"] for channel in document["notification_channels"]] == [
+        "chat",
+        "it on call",
+        "phones team",
+    ]

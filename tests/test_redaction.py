@@ -227,7 +227,7 @@ def test_an_export_without_secrets_leaves_out_url_credentials_and_secret_headers
     exported = io.StringIO()
     call_command("export_sources", stdout=exported)
 
-    [entry] = json.loads(exported.getvalue())
+    [entry] = json.loads(exported.getvalue())["sources"]
     assert PASSWORD not in exported.getvalue() and HEADER_SECRET not in exported.getvalue()
     assert entry["source"]["url"] == "https://***@inventory.example/api"
     assert entry["source"]["headers"] == {"X-Tenant-Token": "***", "Accept-Language": "en"}

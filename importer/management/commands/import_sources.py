@@ -8,12 +8,12 @@ from importer.config_file import ConfigFileError, apply_config
 
 class Command(BaseCommand):
     help = (
-        "Create or update import sources by name from a JSON file (see README), then push "
-        "their changed mappings and sync their schedules to Assets."
+        "Create or update import sources and notification channels by name from a JSON file "
+        "(see README), then push the changed mappings and sync the schedules to Assets."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("file", help="JSON file with a list of sources, or - for stdin.")
+        parser.add_argument("file", help="JSON file as export_sources writes it, or - for stdin.")
         parser.add_argument("--dry-run", action="store_true", help="Validate and report only.")
         parser.add_argument(
             "--no-push",
@@ -24,16 +24,16 @@ class Command(BaseCommand):
     def handle(self, *args, file, dry_run, no_push, **options):
         try:
             if file == "-":
-                entries = json.load(sys.stdin)
+                document = json.load(sys.stdin)
             else:
                 with open(file, encoding="utf-8") as handle:
-                    entries = json.load(handle)
+                    document = json.load(handle)
         except (OSError, ValueError) as error:
             raise CommandError(f"Cannot read {file}: {error}") from None
         except RecursionError:
             raise CommandError(f"Cannot read {file}: it is nested too deeply to be JSON") from None
         try:
-            results = apply_config(entries, dry_run=dry_run, push=not no_push)
+            results = apply_config(document, dry_run=dry_run, push=not no_push)
         except ConfigFileError as error:
             raise CommandError(f"Nothing was changed:\n{error}")
         for result in results:
