@@ -436,6 +436,19 @@ def test_an_exported_file_recreates_the_channels_on_a_fresh_database(make_source
 
 
 @pytest.mark.django_db
+def test_a_channel_webhook_format_travels_with_the_file(make_source, tmp_path):
+    channels_fixture(make_source)
+    NotificationChannel.objects.filter(name="chat").update(webhook_format="teams")
+    exported = json.loads(run("export_sources"))
+    NotificationChannel.objects.filter(name="chat").update(webhook_format="generic")
+
+    output = run("import_sources", write(tmp_path, exported), "--no-push")
+
+    assert "updated channel chat: webhook_format" in output.splitlines()
+    assert NotificationChannel.objects.get(name="chat").webhook_format == "teams"
+
+
+@pytest.mark.django_db
 def test_an_export_masks_channel_secrets_and_importing_it_keeps_them(make_source, tmp_path):
     channels_fixture(make_source)
 
@@ -446,6 +459,7 @@ def test_an_export_masks_channel_secrets_and_importing_it_keeps_them(make_source
     [chat] = [c for c in json.loads(plain)["notification_channels"] if c["name"] == "chat"]
     assert chat["webhook"] == {
         "url": "***",
+        "format": "generic",
         "header_name": "X-Webhook-Token",
         "header_value": "***",
     }
