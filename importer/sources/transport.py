@@ -26,6 +26,7 @@ from importer.redaction import redact_for
 from importer.remote import RemoteSession
 from importer.sources import limits
 from importer.sources.base import SourceError, config_error
+from importer.sources.deadline import mount_deadline_adapter, request_deadline
 from importer.sources.rules import ca_bundle_problem
 
 # A single REST page (or JSON file) larger than this is refused rather than held in memory.
@@ -130,6 +131,7 @@ class _SourceSession(RemoteSession):
     def __init__(self, http: SourceHttp) -> None:
         super().__init__()
         self._http = http
+        mount_deadline_adapter(self)
 
     def rebuild_auth(self, prepared_request, response) -> None:
         if origin(prepared_request.url) == origin(response.request.url):
@@ -236,33 +238,42 @@ class SourceHttp:
         if self.deadline is None:
             self.begin()
         self._check_budget(url, what)
-        response = self._send(url)
+        response = self._send(url, what)
         if response.status_code == 401 and self.auth == "oauth2_client_credentials":
             # The token may have been revoked or expired early: one fresh token, one more try.
             _discard(response)
             self._drop_token(self._access_token)
-            response = self._send(url)
+            response = self._send(url, what)
         if not response.ok:
             raise self._status_error(response, url)
         return response
 
-    def _send(self, url: str) -> requests.Response:
+    def _send(self, url: str, what: str) -> requests.Response:
         headers = {}
         if self.auth == "oauth2_client_credentials":
             headers["Authorization"] = f"Bearer {self._token()}"
         if self.key_param:
             url = with_query(url, {self.key_param: self.source.source_token})
-        return self._call(
-            "GET", url, headers=headers, timeout=self.timeout, verify=self.verify, stream=True
-        )
+        return self._call("GET", url, what=what, headers=headers, verify=self.verify, stream=True)
 
     def _call(
-        self, method: str, url: str, *, client: Any = None, **kwargs: Any
+        self, method: str, url: str, *, what: str, client: Any = None, **kwargs: Any
     ) -> requests.Response:
-        """One request through `client` (the source's session by default), errors typed."""
+        """One request through `client` (the source's session by default), errors typed.
+
+        The answer's status line and headers must arrive by the page's deadline (see
+        `importer/sources/deadline.py`), and so must the connection: its timeout is cut to
+        what is left of the budget.
+        """
         where = public_url(url)
+        connect_timeout = self.timeout
+        if self.deadline is not None:
+            connect_timeout = min(self.timeout, max(self.deadline - time.monotonic(), 0.001))
+        reset = request_deadline.set(self.deadline)
         try:
-            return (client or self.session).request(method, url, **kwargs)
+            return (client or self.session).request(
+                method, url, timeout=(connect_timeout, self.timeout), **kwargs
+            )
         except requests.exceptions.SSLError:
             raise self.error(
                 f"failed TLS verification at {where}: if it uses a private CA, add that CA's "
@@ -270,17 +281,21 @@ class SourceHttp:
                 kind="tls",
             ) from None
         except requests.Timeout:
+            self._check_budget(url, what, slack=0.01)
             raise self.error(
                 f"did not answer within {self.timeout:g} s at {where}",
                 permanent=False,
                 kind="timeout",
             ) from None
         except requests.RequestException as exc:
+            self._check_budget(url, what)
             raise self.error(
                 f"could not be reached at {where} ({type(exc).__name__})",
                 permanent=False,
                 kind="unavailable",
             ) from None
+        finally:
+            request_deadline.reset(reset)
 
     def _status_error(self, response: requests.Response, url: str) -> SourceError:
         status = response.status_code
@@ -326,8 +341,10 @@ class SourceHttp:
 
     # --- bodies ----------------------------------------------------------------------------
 
-    def _check_budget(self, url: str, what: str) -> None:
-        if self.deadline is not None and time.monotonic() > self.deadline:
+    def _check_budget(self, url: str, what: str, *, slack: float = 0.0) -> None:
+        """SourceError once the deadline has passed (`slack`: a timeout cut to the deadline
+        may fire a hair before the clock says so)."""
+        if self.deadline is not None and time.monotonic() > self.deadline - slack:
             raise self.error(
                 f"took more than {self.budget:g} s to send {what} at {public_url(url)} "
                 f"({self.budget_setting}): it answers too slowly",
@@ -434,18 +451,19 @@ class SourceHttp:
         if source.oauth_scope:
             form["scope"] = source.oauth_scope
         # Not the source's session: its extra headers are meant for the source, not the IdP.
-        response = self._call(
-            "POST",
-            source.oauth_token_url,
-            client=requests,
-            data=form,
-            headers={"Accept": "application/json"},
-            timeout=self.timeout,
-            verify=self.verify,
-            stream=True,
-            # A redirect would carry the client secret to wherever it points (307/308 re-post).
-            allow_redirects=False,
-        )
+        with mount_deadline_adapter(requests.Session()) as client:
+            response = self._call(
+                "POST",
+                source.oauth_token_url,
+                what="a token answer",
+                client=client,
+                data=form,
+                headers={"Accept": "application/json"},
+                verify=self.verify,
+                stream=True,
+                # A redirect would carry the client secret to wherever it points (307/308 re-post).
+                allow_redirects=False,
+            )
         where = f"OAuth2 token endpoint {public_url(source.oauth_token_url)}"
         if response.is_redirect:
             status = response.status_code
