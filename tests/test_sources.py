@@ -644,6 +644,17 @@ def test_a_source_dripping_its_answer_is_cut_off_at_the_page_budget(
     assert fake.streamed[0] < full_answer / 2  # we hung up well before the end
 
 
+def test_a_source_dripping_its_answer_slowly_is_cut_off_at_the_deadline_not_after_a_read(
+    fake: FakeSource, settings
+) -> None:
+    settings.SOURCE_REQUEST_BUDGET_SECONDS = 4
+    fake.drip_interval = 1.9  # a read waiting at the deadline would end at 5.7 s
+    fake.misbehave("drip")
+    error, seconds = timed_failure(rest_source(f"{fake.base_url}/api/offset", request_timeout=2))
+    assert "took more than 4 s" in error.message
+    assert seconds < 4 + 1
+
+
 def timed_failure(source: ImportSource) -> tuple[SourceError, float]:
     """The error fetching the first page ends in, and the seconds it took to end."""
     started = time.monotonic()

@@ -7,7 +7,9 @@ short of handing it a stand-in socket, so a per-read deadline would mean wrappin
 and proxied sockets alike. A watchdog does not care how the bytes are read: when the deadline
 passes it shuts the socket down, which wakes the blocked read at once (the way urllib3's own
 `HTTPResponse.shutdown` stops a read from another thread), and the request fails with a read
-timeout, so urllib3 closes that connection instead of returning it to its pool.
+timeout, so urllib3 closes that connection instead of returning it to its pool. The body that
+follows is guarded the same way (`cut_off_at`), so a read waiting at the deadline does not
+get to run on for one more read timeout.
 
 One thread per process serves every request; it sleeps until the earliest deadline and is
 only woken when a request brings an earlier one, so an answer that arrives in time costs a
@@ -16,6 +18,7 @@ lock and a dict entry.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import itertools
@@ -24,7 +27,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from requests.adapters import HTTPAdapter
@@ -78,7 +81,10 @@ class Watchdog:
                     if deadline <= now:
                         # Under the lock: once `disarm` has returned, the socket is never cut.
                         del self._armed[handle]
-                        cut()
+                        try:
+                            cut()
+                        except Exception:  # a connection already gone: nothing left to wake
+                            pass
                 self._next_check = min((d for d, _ in self._armed.values()), default=math.inf)
                 self._wake.wait(None if self._next_check == math.inf else self._next_check - now)
 
@@ -89,6 +95,20 @@ class Watchdog:
 
 _watchdog = Watchdog()
 os.register_at_fork(after_in_child=_watchdog._reset_after_fork)
+
+
+@contextlib.contextmanager
+def cut_off_at(deadline: float | None, cut: Callable[[], None] | None) -> Iterator[None]:
+    """Calls `cut` (e.g. urllib3's `HTTPResponse.shutdown`) if the block is still running when
+    `deadline` passes: a body read blocked on a dripping source wakes at the deadline."""
+    if deadline is None or cut is None:
+        yield
+        return
+    handle = _watchdog.arm(deadline, cut)
+    try:
+        yield
+    finally:
+        _watchdog.disarm(handle)
 
 
 def _shutdown(sock: Any) -> None:

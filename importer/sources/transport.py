@@ -26,7 +26,7 @@ from importer.redaction import redact_for
 from importer.remote import RemoteSession
 from importer.sources import limits
 from importer.sources.base import SourceError, config_error
-from importer.sources.deadline import mount_deadline_adapter, request_deadline
+from importer.sources.deadline import cut_off_at, mount_deadline_adapter, request_deadline
 from importer.sources.rules import ca_bundle_problem
 
 # A single REST page (or JSON file) larger than this is refused rather than held in memory.
@@ -112,13 +112,21 @@ def with_query(url: str, add: dict[str, Any] | None = None, drop: str = "") -> s
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
-def _discard(response: requests.Response, limit: int = 64 * 1024) -> None:
-    """Read what is left of a small error body, then close: the server sees a clean close."""
+def _discard(response: requests.Response, deadline: float | None, limit: int = 64 * 1024) -> None:
+    """Read what is left of a small error body (by `deadline`), then close: the server sees
+    a clean close."""
     try:
-        response.raw.read(limit, decode_content=False)
+        with until(deadline, response):
+            response.raw.read(limit, decode_content=False)
     except Exception:  # nothing to salvage from a broken error answer
         pass
     response.close()
+
+
+def until(deadline: float | None, response: requests.Response):
+    """A block in which reads of `response` are cut off once `deadline` passes: the socket
+    timeout bounds each read, not the answer, and a source may drip its bytes."""
+    return cut_off_at(deadline, getattr(response.raw, "shutdown", None))
 
 
 class _SourceSession(RemoteSession):
@@ -241,7 +249,7 @@ class SourceHttp:
         response = self._send(url, what)
         if response.status_code == 401 and self.auth == "oauth2_client_credentials":
             # The token may have been revoked or expired early: one fresh token, one more try.
-            _discard(response)
+            _discard(response, self.deadline)
             self._drop_token(self._access_token)
             response = self._send(url, what)
         if not response.ok:
@@ -306,7 +314,7 @@ class SourceHttp:
         elif "json" in content_type or content_type.startswith("text/"):
             excerpt = self._excerpt(response)
             detail = f": {excerpt}" if excerpt else ""
-        _discard(response)
+        _discard(response, self.deadline)
         hint = STATUS_HINTS.get(status)
         if response.history and origin(response.url) != origin(url):
             hint = (
@@ -330,7 +338,8 @@ class SourceHttp:
         """
         size = limit * 4
         try:
-            head = response.raw.read(size, decode_content=True) or b""
+            with until(self.deadline, response):
+                head = response.raw.read(size, decode_content=True) or b""
         except Exception:  # an unreadable error body must not hide the status
             return ""
         text = head.decode("utf-8", "replace")
@@ -356,8 +365,8 @@ class SourceHttp:
         self, response: requests.Response, *, limit: int, what: str, hint: str = ""
     ) -> Iterator[bytes]:
         """The body in pieces as they arrive; stops with a SourceError once more than `limit`
-        bytes arrived, or when the time budget has run out (see `begin`: a source dripping
-        bytes holds a worker no longer than that, plus one read timeout)."""
+        bytes arrived, or when the time budget has run out (see `begin`): a read still waiting
+        for a source dripping bytes is cut off at the deadline."""
         where = public_url(response.url)
 
         def too_large() -> SourceError:
@@ -373,18 +382,23 @@ class SourceHttp:
             raise too_large()
         received = 0
         try:
-            while True:
-                self._check_budget(response.url, what)
-                # read1 returns what one read of the socket brings, so the budget is looked at
-                # after every piece, however small (read() would wait for a whole 64 KB).
-                piece = response.raw.read1(READ_CHUNK_BYTES, decode_content=True)
-                if not piece:
-                    return
-                received += len(piece)
-                if received > limit:
-                    raise too_large()
-                yield piece
+            with until(self.deadline, response):
+                while True:
+                    self._check_budget(response.url, what)
+                    # read1 returns what one read of the socket brings, so the budget is
+                    # looked at after every piece, however small (read() would wait for 64 KB).
+                    piece = response.raw.read1(READ_CHUNK_BYTES, decode_content=True)
+                    if not piece:
+                        # Cut off at the deadline, a body without a declared length looks
+                        # complete here.
+                        self._check_budget(response.url, what)
+                        return
+                    received += len(piece)
+                    if received > limit:
+                        raise too_large()
+                    yield piece
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            self._check_budget(response.url, what)
             raise self.error(
                 f"broke off while sending {what} at {where} ({type(exc).__name__})",
                 permanent=False,
@@ -468,7 +482,7 @@ class SourceHttp:
         if response.is_redirect:
             status = response.status_code
             target = urljoin(source.oauth_token_url, response.headers.get("Location", ""))
-            _discard(response)
+            _discard(response, self.deadline)
             raise self.error(
                 f"could not get an access token: the {where} answered {status} with a redirect "
                 f"to {public_url(target)}; the client secret is never sent after a redirect: "
@@ -478,7 +492,7 @@ class SourceHttp:
             )
         if not response.ok:
             status = response.status_code
-            _discard(response)
+            _discard(response, self.deadline)
             refused = status in (400, 401, 403)
             raise self.error(
                 f"could not get an access token: the {where} answered {status} {response.reason}"
