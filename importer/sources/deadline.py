@@ -150,7 +150,8 @@ def _with_deadline(connection_class: type) -> type:
 
 
 class DeadlineAdapter(HTTPAdapter):
-    """requests' adapter whose connections (direct, proxied or SOCKS) honour `request_deadline`."""
+    """requests' adapter whose connections, whatever their class (plain, TLS, through a proxy),
+    honour `request_deadline`."""
 
     def get_connection_with_tls_context(self, *args: Any, **kwargs: Any) -> Any:
         pool = super().get_connection_with_tls_context(*args, **kwargs)
