@@ -9,7 +9,8 @@ It also has the habits of real APIs that make paging go wrong: it may cut the pa
 asked for to a maximum of its own without saying so (`max_limit`), ignore it (`ignore_limit`),
 report a total that disagrees with what it serves (`reported_total`), answer past its end with
 an error (`past_end_status`), and misbehave on chosen answers (`misbehave`): cut an answer off
-mid-way, drip it one byte at a time, nest it absurdly deep, or flood it with empty objects.
+mid-way, drip it one byte at a time (its body, or its status line and headers before it), nest
+it absurdly deep, or flood it with empty objects.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class StreamReply(Reply):
 
     chunks: Iterable[bytes] = ()
     declared_length: int | None = None
+    # Seconds between the bytes of the status line and headers (0: sent at once).
+    head_drip_interval: float = 0.0
 
 
 class _StreamingHandler(faults._Handler):
@@ -62,6 +65,9 @@ class _StreamingHandler(faults._Handler):
     def _send(self, reply: Reply) -> None:
         if not isinstance(reply, StreamReply):
             super()._send(reply)
+            return
+        if reply.head_drip_interval:
+            self._send_head_dripping(reply)
             return
         chunked = reply.declared_length is None
         self.send_response(reply.status)
@@ -80,6 +86,25 @@ class _StreamingHandler(faults._Handler):
                 self.wfile.write(b"0\r\n\r\n")
         except OSError:
             self.close_connection = True  # the client stopped reading, as it should
+        finally:
+            self.app.streamed.append(sent)
+
+    def _send_head_dripping(self, reply: StreamReply) -> None:
+        """The status line and headers a byte at a time, then the body at once."""
+        body = b"".join(reply.chunks)
+        head = (
+            f"HTTP/1.1 {reply.status} OK\r\nContent-Type: {reply.content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        sent = 0
+        try:
+            for position in range(len(head)):
+                self.wfile.write(head[position : position + 1])
+                sent += 1
+                time.sleep(reply.head_drip_interval)
+            self.wfile.write(body)
+        except OSError:
+            self.close_connection = True  # the client hung up, as it should
         finally:
             self.app.streamed.append(sent)
 
@@ -123,12 +148,12 @@ class FakeFile:
 class Misbehaviour:
     """How the next `times` answers whose URL contains `path_contains` go wrong (-1: all)."""
 
-    how: str  # "cut_off", "drip", "deep" or "flood"
+    how: str  # "cut_off", "drip", "drip_head", "deep" or "flood"
     times: int = 1
     path_contains: str = ""
 
 
-MISBEHAVIOURS = ("cut_off", "drip", "deep", "flood")
+MISBEHAVIOURS = ("cut_off", "drip", "drip_head", "deep", "flood")
 
 
 @dataclass
@@ -254,7 +279,8 @@ class FakeSource(DevServer):
         self.requests.append(request)
 
     def misbehave(self, how: str, *, times: int = 1, path_contains: str = "") -> None:
-        """Make the next `times` answers to the record routes go wrong (see the module doc)."""
+        """Make the next `times` answers to the record routes (and token grants) go wrong
+        (see the module doc)."""
         if how not in MISBEHAVIOURS:
             raise ValueError(f"how must be one of {', '.join(MISBEHAVIOURS)}")
         with self._lock:
@@ -276,6 +302,13 @@ class FakeSource(DevServer):
             return Reply(200, reply.body[: len(reply.body) // 2], reply.content_type)
         if how == "drip":
             return StreamReply(200, content_type=reply.content_type, chunks=self._drip(reply.body))
+        if how == "drip_head":
+            return StreamReply(
+                reply.status,
+                content_type=reply.content_type,
+                chunks=[reply.body],
+                head_drip_interval=self.drip_interval,
+            )
         if how == "deep":
             levels = self.deep_levels
             body = b'{"items": [' + b"[" * levels + b"]" * levels + b"]}"
@@ -308,7 +341,9 @@ class FakeSource(DevServer):
             headers = {k: v for k, v in request.headers.items() if k not in plumbing}
             return json_reply(400, {"url": request.raw_path, "headers": headers})
         if request.path == "/oauth/token" and request.method == "POST":
-            return self._issue_token(request)
+            token = self._issue_token(request)
+            how = self._misbehaviour_for(request) if token.status == 200 else None
+            return self._misbehaving(how, token) if how else token
         if not self._authorized(request):
             return error_reply(401, "Missing or wrong credentials")
         if request.path.startswith("/files/"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -641,6 +642,83 @@ def test_a_source_dripping_its_answer_is_cut_off_at_the_page_budget(
     wait_for(lambda: fake.streamed, timeout=10, message="the source never stopped dripping")
     full_answer = len(json.dumps({"data": {"items": [fake_record(i) for i in range(1, 6)]}}))
     assert fake.streamed[0] < full_answer / 2  # we hung up well before the end
+
+
+def test_a_source_dripping_its_answer_slowly_is_cut_off_at_the_deadline_not_after_a_read(
+    fake: FakeSource, settings
+) -> None:
+    settings.SOURCE_REQUEST_BUDGET_SECONDS = 4
+    fake.drip_interval = 1.9  # a read waiting at the deadline would end at 5.7 s
+    fake.misbehave("drip")
+    error, seconds = timed_failure(rest_source(f"{fake.base_url}/api/offset", request_timeout=2))
+    assert "took more than 4 s" in error.message
+    assert seconds < 4 + 1
+
+
+def timed_failure(source: ImportSource) -> tuple[SourceError, float]:
+    """The error fetching the first page ends in, and the seconds it took to end."""
+    started = time.monotonic()
+    error = failure(source)
+    return error, time.monotonic() - started
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_a_source_dripping_its_headers_is_cut_off_at_the_page_budget(
+    serve, certificate, settings, tls: bool
+) -> None:
+    settings.SOURCE_REQUEST_BUDGET_SECONDS = 2
+    fake = serve(records=N, tls=certificate if tls else None)
+    fake.drip_interval = 0.2  # never silent for the read timeout; the headers take 17 s
+    fake.misbehave("drip_head")
+    source = rest_source(
+        f"{fake.base_url}/api/offset",
+        request_timeout=1.0,
+        ca_bundle=certificate[0] if tls else "",
+    )
+    error, seconds = timed_failure(source)
+    assert (error.kind, error.permanent) == ("timeout", False)
+    assert error.message == (
+        f"source 'cmdb' took more than 2 s to send a page at {fake.base_url}/api/offset "
+        "(SOURCE_REQUEST_BUDGET_SECONDS): it answers too slowly"
+    )
+    assert 1.9 <= seconds < 2 + 3
+    wait_for(lambda: fake.streamed, timeout=10, message="the source never stopped dripping")
+    assert fake.streamed[0] < 20  # it saw us hang up well before the end of its headers
+
+
+def test_after_a_page_cut_off_mid_headers_the_next_one_arrives_whole(
+    fake: FakeSource, settings
+) -> None:
+    settings.SOURCE_REQUEST_BUDGET_SECONDS = 2
+    fake.drip_interval = 0.2
+    fake.misbehave("drip_head")
+    source = rest_source(
+        f"{fake.base_url}/api/offset", records_path="data.items", request_timeout=1.0
+    )
+    rest = build_source(source)
+    started = time.monotonic()
+    with pytest.raises(SourceError, match="took more than 2 s"):
+        rest.fetch_page("")
+    assert time.monotonic() - started < 2 + 3
+    page = rest.fetch_page("")  # the same session: the cut connection must not come back
+    assert ids(page.records) == [1, 2, 3, 4, 5]
+
+
+def test_a_token_endpoint_dripping_its_headers_is_cut_off_at_the_page_budget(
+    serve, settings
+) -> None:
+    settings.SOURCE_REQUEST_BUDGET_SECONDS = 2
+    fake = serve(records=N, auth="oauth2", username="client-1", secret=SECRET)
+    fake.drip_interval = 0.2
+    fake.misbehave("drip_head", path_contains="/oauth/token")
+    error, seconds = timed_failure(oauth_source(fake, request_timeout=1.0))
+    assert (error.kind, error.permanent) == ("timeout", False)
+    assert error.message == (
+        f"source 'cmdb' took more than 2 s to send a token answer at {fake.base_url}/oauth/token "
+        "(SOURCE_REQUEST_BUDGET_SECONDS): it answers too slowly"
+    )
+    assert seconds < 2 + 3
+    assert_safe(error, SECRET)
 
 
 # --- TLS -----------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from importer.redaction import redact_for
 from importer.remote import RemoteSession
 from importer.sources import limits
 from importer.sources.base import SourceError, config_error
+from importer.sources.deadline import cut_off_at, mount_deadline_adapter, request_deadline
 from importer.sources.rules import ca_bundle_problem
 
 # A single REST page (or JSON file) larger than this is refused rather than held in memory.
@@ -111,13 +112,21 @@ def with_query(url: str, add: dict[str, Any] | None = None, drop: str = "") -> s
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
-def _discard(response: requests.Response, limit: int = 64 * 1024) -> None:
-    """Read what is left of a small error body, then close: the server sees a clean close."""
+def _discard(response: requests.Response, deadline: float | None, limit: int = 64 * 1024) -> None:
+    """Read what is left of a small error body (by `deadline`), then close: the server sees
+    a clean close."""
     try:
-        response.raw.read(limit, decode_content=False)
+        with until(deadline, response):
+            response.raw.read(limit, decode_content=False)
     except Exception:  # nothing to salvage from a broken error answer
         pass
     response.close()
+
+
+def until(deadline: float | None, response: requests.Response):
+    """A block in which reads of `response` are cut off once `deadline` passes: the socket
+    timeout bounds each read, not the answer, and a source may drip its bytes."""
+    return cut_off_at(deadline, getattr(response.raw, "shutdown", None))
 
 
 class _SourceSession(RemoteSession):
@@ -130,6 +139,7 @@ class _SourceSession(RemoteSession):
     def __init__(self, http: SourceHttp) -> None:
         super().__init__()
         self._http = http
+        mount_deadline_adapter(self)
 
     def rebuild_auth(self, prepared_request, response) -> None:
         if origin(prepared_request.url) == origin(response.request.url):
@@ -236,33 +246,42 @@ class SourceHttp:
         if self.deadline is None:
             self.begin()
         self._check_budget(url, what)
-        response = self._send(url)
+        response = self._send(url, what)
         if response.status_code == 401 and self.auth == "oauth2_client_credentials":
             # The token may have been revoked or expired early: one fresh token, one more try.
-            _discard(response)
+            _discard(response, self.deadline)
             self._drop_token(self._access_token)
-            response = self._send(url)
+            response = self._send(url, what)
         if not response.ok:
             raise self._status_error(response, url)
         return response
 
-    def _send(self, url: str) -> requests.Response:
+    def _send(self, url: str, what: str) -> requests.Response:
         headers = {}
         if self.auth == "oauth2_client_credentials":
             headers["Authorization"] = f"Bearer {self._token()}"
         if self.key_param:
             url = with_query(url, {self.key_param: self.source.source_token})
-        return self._call(
-            "GET", url, headers=headers, timeout=self.timeout, verify=self.verify, stream=True
-        )
+        return self._call("GET", url, what=what, headers=headers, verify=self.verify, stream=True)
 
     def _call(
-        self, method: str, url: str, *, client: Any = None, **kwargs: Any
+        self, method: str, url: str, *, what: str, client: Any = None, **kwargs: Any
     ) -> requests.Response:
-        """One request through `client` (the source's session by default), errors typed."""
+        """One request through `client` (the source's session by default), errors typed.
+
+        The answer's status line and headers must arrive by the page's deadline (see
+        `importer/sources/deadline.py`), and so must the connection: its timeout is cut to
+        what is left of the budget.
+        """
         where = public_url(url)
+        connect_timeout = self.timeout
+        if self.deadline is not None:
+            connect_timeout = min(self.timeout, max(self.deadline - time.monotonic(), 0.001))
+        reset = request_deadline.set(self.deadline)
         try:
-            return (client or self.session).request(method, url, **kwargs)
+            return (client or self.session).request(
+                method, url, timeout=(connect_timeout, self.timeout), **kwargs
+            )
         except requests.exceptions.SSLError:
             raise self.error(
                 f"failed TLS verification at {where}: if it uses a private CA, add that CA's "
@@ -270,17 +289,21 @@ class SourceHttp:
                 kind="tls",
             ) from None
         except requests.Timeout:
+            self._check_budget(url, what, slack=0.01)
             raise self.error(
                 f"did not answer within {self.timeout:g} s at {where}",
                 permanent=False,
                 kind="timeout",
             ) from None
         except requests.RequestException as exc:
+            self._check_budget(url, what)
             raise self.error(
                 f"could not be reached at {where} ({type(exc).__name__})",
                 permanent=False,
                 kind="unavailable",
             ) from None
+        finally:
+            request_deadline.reset(reset)
 
     def _status_error(self, response: requests.Response, url: str) -> SourceError:
         status = response.status_code
@@ -291,7 +314,7 @@ class SourceHttp:
         elif "json" in content_type or content_type.startswith("text/"):
             excerpt = self._excerpt(response)
             detail = f": {excerpt}" if excerpt else ""
-        _discard(response)
+        _discard(response, self.deadline)
         hint = STATUS_HINTS.get(status)
         if response.history and origin(response.url) != origin(url):
             hint = (
@@ -315,7 +338,8 @@ class SourceHttp:
         """
         size = limit * 4
         try:
-            head = response.raw.read(size, decode_content=True) or b""
+            with until(self.deadline, response):
+                head = response.raw.read(size, decode_content=True) or b""
         except Exception:  # an unreadable error body must not hide the status
             return ""
         text = head.decode("utf-8", "replace")
@@ -326,8 +350,10 @@ class SourceHttp:
 
     # --- bodies ----------------------------------------------------------------------------
 
-    def _check_budget(self, url: str, what: str) -> None:
-        if self.deadline is not None and time.monotonic() > self.deadline:
+    def _check_budget(self, url: str, what: str, *, slack: float = 0.0) -> None:
+        """SourceError once the deadline has passed (`slack`: a timeout cut to the deadline
+        may fire a hair before the clock says so)."""
+        if self.deadline is not None and time.monotonic() > self.deadline - slack:
             raise self.error(
                 f"took more than {self.budget:g} s to send {what} at {public_url(url)} "
                 f"({self.budget_setting}): it answers too slowly",
@@ -339,8 +365,8 @@ class SourceHttp:
         self, response: requests.Response, *, limit: int, what: str, hint: str = ""
     ) -> Iterator[bytes]:
         """The body in pieces as they arrive; stops with a SourceError once more than `limit`
-        bytes arrived, or when the time budget has run out (see `begin`: a source dripping
-        bytes holds a worker no longer than that, plus one read timeout)."""
+        bytes arrived, or when the time budget has run out (see `begin`): a read still waiting
+        for a source dripping bytes is cut off at the deadline."""
         where = public_url(response.url)
 
         def too_large() -> SourceError:
@@ -356,18 +382,23 @@ class SourceHttp:
             raise too_large()
         received = 0
         try:
-            while True:
-                self._check_budget(response.url, what)
-                # read1 returns what one read of the socket brings, so the budget is looked at
-                # after every piece, however small (read() would wait for a whole 64 KB).
-                piece = response.raw.read1(READ_CHUNK_BYTES, decode_content=True)
-                if not piece:
-                    return
-                received += len(piece)
-                if received > limit:
-                    raise too_large()
-                yield piece
+            with until(self.deadline, response):
+                while True:
+                    self._check_budget(response.url, what)
+                    # read1 returns what one read of the socket brings, so the budget is
+                    # looked at after every piece, however small (read() would wait for 64 KB).
+                    piece = response.raw.read1(READ_CHUNK_BYTES, decode_content=True)
+                    if not piece:
+                        # Cut off at the deadline, a body without a declared length looks
+                        # complete here.
+                        self._check_budget(response.url, what)
+                        return
+                    received += len(piece)
+                    if received > limit:
+                        raise too_large()
+                    yield piece
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            self._check_budget(response.url, what)
             raise self.error(
                 f"broke off while sending {what} at {where} ({type(exc).__name__})",
                 permanent=False,
@@ -434,23 +465,24 @@ class SourceHttp:
         if source.oauth_scope:
             form["scope"] = source.oauth_scope
         # Not the source's session: its extra headers are meant for the source, not the IdP.
-        response = self._call(
-            "POST",
-            source.oauth_token_url,
-            client=requests,
-            data=form,
-            headers={"Accept": "application/json"},
-            timeout=self.timeout,
-            verify=self.verify,
-            stream=True,
-            # A redirect would carry the client secret to wherever it points (307/308 re-post).
-            allow_redirects=False,
-        )
+        with mount_deadline_adapter(requests.Session()) as client:
+            response = self._call(
+                "POST",
+                source.oauth_token_url,
+                what="a token answer",
+                client=client,
+                data=form,
+                headers={"Accept": "application/json"},
+                verify=self.verify,
+                stream=True,
+                # A redirect would carry the client secret to wherever it points (307/308 re-post).
+                allow_redirects=False,
+            )
         where = f"OAuth2 token endpoint {public_url(source.oauth_token_url)}"
         if response.is_redirect:
             status = response.status_code
             target = urljoin(source.oauth_token_url, response.headers.get("Location", ""))
-            _discard(response)
+            _discard(response, self.deadline)
             raise self.error(
                 f"could not get an access token: the {where} answered {status} with a redirect "
                 f"to {public_url(target)}; the client secret is never sent after a redirect: "
@@ -460,7 +492,7 @@ class SourceHttp:
             )
         if not response.ok:
             status = response.status_code
-            _discard(response)
+            _discard(response, self.deadline)
             refused = status in (400, 401, 403)
             raise self.error(
                 f"could not get an access token: the {where} answered {status} {response.reason}"
