@@ -158,6 +158,16 @@ class Request:
         return token.strip() if scheme.lower() == "bearer" else None
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """Says nothing when a client goes away mid-request (a worker killed on purpose, a
+    timeout cut short): that is the client's story, not a fault of the server."""
+
+    def handle_error(self, request, client_address) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 class DevServer:
     """A ThreadingHTTPServer bound at construction, with fault injection and `/_faults`.
 
@@ -169,7 +179,7 @@ class DevServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.faults = Faults()
-        self._httpd = ThreadingHTTPServer((host, port), _Handler)
+        self._httpd = _QuietServer((host, port), _Handler)
         self._httpd.daemon_threads = True
         cast(Any, self._httpd).dev_server = self
         self._thread: threading.Thread | None = None
