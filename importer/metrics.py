@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, FloatField, Func, Max, Q, Sum
+from django.db.models import Count, F, Max, Q, Sum
 from django.db.models.functions import Greatest
 from django.utils import timezone
 from prometheus_client import CollectorRegistry, generate_latest
@@ -34,6 +34,7 @@ from importer.models import (
     ImportSource,
     NotificationChannel,
     RunningTotal,
+    SecondsBetween,
 )
 
 State = Execution.State
@@ -70,32 +71,6 @@ def _raise_to(source_id: int, name: str, value: float) -> None:
 def count_chunk_retry(*, source: ImportSource, reason: str) -> None:
     """A chunk will be tried again after a transient failure of this kind."""
     _add(source.pk, "chunk_retries", reason or "unknown", 1)
-
-
-class SecondsBetween(Func):
-    """Seconds from one timestamp to another, in the database's own arithmetic.
-
-    Django's duration arithmetic on SQLite calls a Python function per row, which takes
-    seconds over a long history; julianday() and EXTRACT(EPOCH ...) are native.
-    """
-
-    output_field = FloatField()
-    template = "EXTRACT(EPOCH FROM (%(end)s - %(start)s))"
-
-    def as_sql(self, compiler, connection, template=None, **extra):
-        (start, start_params), (end, end_params) = (
-            compiler.compile(expression) for expression in self.get_source_expressions()
-        )
-        sql = (template or self.template) % {"start": start, "end": end}
-        return sql, [*end_params, *start_params]
-
-    def as_sqlite(self, compiler, connection, **extra):
-        return self.as_sql(
-            compiler,
-            connection,
-            # Rounded to the millisecond, so that 10 s is not 10.000001 s past a bucket.
-            template="ROUND((julianday(%(end)s) - julianday(%(start)s)) * 86400.0, 3)",
-        )
 
 
 def _took():
