@@ -1,8 +1,10 @@
 """Prometheus metrics at /metrics, scraped and parsed with prometheus_client's own parser."""
 
+import importlib
 from datetime import timedelta
 
 import pytest
+from django.apps import apps
 from django.urls import reverse
 from django.utils import timezone
 from django_q.models import Task
@@ -145,6 +147,76 @@ def test_counters_do_not_go_down_when_old_history_is_pruned(make_source, scrape)
     )
     assert (
         value(after, "assets_sync_time_to_done_seconds_bucket", source="inventory", le="60.0") == 0
+    )
+
+
+def finish_through_the_transitions(source, *, took: timedelta, state: str) -> Execution:
+    """PENDING -> ... -> `state` by the guarded transitions the import flow uses."""
+    execution = Execution.objects.create(source=source)
+    executions = Execution.objects.of(execution)
+    assert executions.begin_ingesting()
+    executions.update(started_at=timezone.now() - took)  # time passes
+    assert executions.claim_completion()
+    assert executions.mark_processing()
+    assert executions.finish(state=state)
+    execution.refresh_from_db()
+    return execution
+
+
+def test_the_time_to_done_is_kept_when_an_import_ends_done(make_source, scrape):
+    source = make_source()
+    done = finish_through_the_transitions(source, took=timedelta(seconds=45), state="DONE")
+    finish_through_the_transitions(source, took=timedelta(seconds=20), state="FAILED")
+
+    samples = scrape()
+
+    took = (done.finished_at - done.started_at).total_seconds()
+    assert done.took_seconds == pytest.approx(took, abs=0.001)
+    assert value(samples, "assets_sync_time_to_done_seconds_count", source="inventory") == 1
+    assert value(
+        samples, "assets_sync_time_to_done_seconds_sum", source="inventory"
+    ) == pytest.approx(took, abs=0.001)
+    assert (
+        value(samples, "assets_sync_time_to_done_seconds_bucket", source="inventory", le="30.0")
+        == 0
+    )
+    assert (
+        value(samples, "assets_sync_time_to_done_seconds_bucket", source="inventory", le="60.0")
+        == 1
+    )
+
+
+def test_the_migration_keeps_the_time_to_done_of_imports_finished_before_it(make_source, scrape):
+    source = make_source()
+    started = timezone.now() - timedelta(hours=2)
+    for state, seconds in [("DONE", 90), ("DONE", 10), ("FAILED", 30)]:
+        Execution.objects.create(
+            source=source,
+            state=state,
+            started_at=started,
+            finished_at=started + timedelta(seconds=seconds),
+        )
+    before = scrape()
+
+    importlib.import_module("importer.migrations.0008_took_seconds").fill_took_seconds(apps, None)
+
+    assert sorted(
+        Execution.objects.values_list("state", "took_seconds").order_by("state", "took_seconds")
+    ) == [("DONE", 10.0), ("DONE", 90.0), ("FAILED", None)]
+    after = scrape()
+    for name, labels in [
+        ("assets_sync_time_to_done_seconds_count", {}),
+        ("assets_sync_time_to_done_seconds_sum", {}),
+        ("assets_sync_time_to_done_seconds_bucket", {"le": "10.0"}),
+        ("assets_sync_time_to_done_seconds_bucket", {"le": "60.0"}),
+        ("assets_sync_time_to_done_seconds_bucket", {"le": "120.0"}),
+    ]:
+        assert value(after, name, source="inventory", **labels) == value(
+            before, name, source="inventory", **labels
+        ), name
+    assert value(after, "assets_sync_time_to_done_seconds_sum", source="inventory") == 100
+    assert (
+        value(after, "assets_sync_time_to_done_seconds_bucket", source="inventory", le="10.0") == 1
     )
 
 

@@ -6,6 +6,7 @@
 * schedules   Schedule
 * alerts      NotificationChannel, Alert, Delivery, RunningTotal
 * periodic    PeriodicJob
+* expressions SecondsBetween, a database expression the models and the metrics share
 """
 
 from importer.models.alerts import Alert, Delivery, NotificationChannel, RunningTotal
@@ -18,6 +19,7 @@ from importer.models.executions import (
     ExecutionQuerySet,
     ExecutionState,
 )
+from importer.models.expressions import SecondsBetween
 from importer.models.periodic import PeriodicJob, PeriodicJobQuerySet
 from importer.models.schedules import Schedule, default_timezone
 from importer.models.sources import ImportSource, default_assets_base_url, new_webtrigger_token
@@ -39,6 +41,7 @@ __all__ = [
     "PeriodicJobQuerySet",
     "RunningTotal",
     "Schedule",
+    "SecondsBetween",
     "default_assets_base_url",
     "default_timezone",
     "new_webtrigger_token",

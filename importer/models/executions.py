@@ -4,9 +4,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Max, Min, Q
+from django.db.models import F, Max, Min, Q, Value
 from django.utils import timezone
 
+from importer.models.expressions import SecondsBetween
 from importer.models.sources import ImportSource
 
 
@@ -63,9 +64,11 @@ class ExecutionQuerySet(models.QuerySet):
         )
 
     def finish(self, *, state: str, error: str = "") -> bool:
-        """PROCESSING -> the final state Assets reported."""
+        """PROCESSING -> the final state Assets reported; a DONE keeps its duration."""
+        now = timezone.now()
+        took = SecondsBetween(F("started_at"), Value(now)) if state == ExecutionState.DONE else None
         return self.filter(state=ExecutionState.PROCESSING).stamp(
-            state=state, finished_at=timezone.now(), error=error
+            state=state, finished_at=now, took_seconds=took, error=error
         )
 
     def fail(self, *, reason: str) -> bool:
@@ -181,6 +184,12 @@ class Execution(models.Model):
         null=True, blank=True, help_text='When {"completed": true} was accepted by Assets.'
     )
     finished_at = models.DateTimeField(null=True, blank=True)
+    took_seconds = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Seconds from the start to DONE, stored when the import ends DONE (the "
+        "time-to-DONE histogram reads it); empty for an import that ended otherwise.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
     error = models.TextField(blank=True)
     failure_reported_at = models.DateTimeField(null=True, blank=True)

@@ -38,13 +38,17 @@ class Command(BaseCommand):
             rows = []
             for number in range(start, min(start + BATCH, executions)):
                 began = now - timedelta(minutes=10 * (executions - number))
+                state = random.choice(states)
+                took = random.randint(5, 900)
                 rows.append(
                     Execution(
                         source=source,
                         assets_execution_id=f"seed-{number}",
-                        state=random.choice(states),
+                        state=state,
                         started_at=began,
-                        finished_at=began + timedelta(seconds=random.randint(5, 900)),
+                        finished_at=began + timedelta(seconds=took),
+                        # What the transition to DONE stores (rows are inserted here directly).
+                        took_seconds=float(took) if state == Execution.State.DONE else None,
                         pages_fetched=10,
                         pages_submitted=10,
                         records_submitted=random.randint(100, 5000),
