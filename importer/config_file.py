@@ -303,8 +303,6 @@ def _apply_local(sources: list, channels: list, *, dry_run: bool):
 
 
 def _apply_sources(entries: list, *, dry_run: bool):
-    if not isinstance(entries, list):
-        raise ConfigFileError("the file must hold a JSON list of sources")
     results: list[AppliedSource] = []
     schedule_changes: list[tuple[str, object]] = []
     errors: list[str] = []

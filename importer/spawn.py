@@ -17,15 +17,21 @@ from django.db import DatabaseError, connection
 logger = logging.getLogger(__name__)
 
 
+def in_cluster_worker() -> bool:
+    """Whether this process is a worker of a real cluster, not the caller's own process where
+    django-q2 runs tasks inline (`sync`)."""
+    from django_q.conf import Conf
+
+    return not Conf.SYNC and multiprocessing.parent_process() is not None
+
+
 def warm_up(sender=None, proc_name: str = "", **kwargs) -> None:
     """django-q2's post_spawn receiver: connect, run the query every chunk task starts with,
     and prepare a request. A database that is not there yet is no error here: the first task
     connects."""
-    from django_q.conf import Conf
-
     from importer.models import ChunkJob
 
-    if Conf.SYNC or multiprocessing.parent_process() is None:
+    if not in_cluster_worker():
         return
     requests.Session().prepare_request(requests.Request("GET", "http://127.0.0.1/"))
     try:

@@ -17,13 +17,14 @@ The ticker only talks to the database and the broker; it never calls Assets or a
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import threading
 import time
 
 from django.conf import settings
 from django.db import close_old_connections, connection
+
+from importer.spawn import in_cluster_worker
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +40,8 @@ def start_in_worker(sender=None, proc_name: str = "", **kwargs) -> None:
     Not when django-q2 runs tasks inline (`sync`): its worker then runs in the caller's own
     process, which is no cluster.
     """
-    from django_q.conf import Conf
-
     global _started
-    if Conf.SYNC or multiprocessing.parent_process() is None:
+    if not in_cluster_worker():
         return
     if _started is not None and _started[0] == os.getpid() and _started[1].is_alive():
         return
