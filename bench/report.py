@@ -71,10 +71,11 @@ def _records(n: int) -> str:
 def table(results: list[dict]) -> str:
     head = (
         "| run (UTC) | db+broker | records | page | workers | fetch/submit ms | wall s | "
-        "records/s | ideal s | ratio_to_ideal | serial s | ratio_to_serial | "
-        "overhead ms/chunk | bare chain ms/link | overhead/chain | peak worker RSS MB | "
+        "records/s | ideal s | ratio_to_ideal | floor ratio_to_ideal | ratio_to_floor | "
+        "serial s | ratio_to_serial | overhead ms/chunk | bare chain ms/link | overhead/chain | "
+        "peak worker RSS MB | "
         "cluster CPU ms/1000 records | exactly once | foreign CPU | app | note |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     rows = []
     for r in results:
@@ -90,6 +91,8 @@ def table(results: list[dict]) -> str:
                     _n(r["records_per_s"], 0),
                     _n(t["ideal_s"], 2),
                     _n(r["ratio_to_ideal"]),
+                    _n((r.get("floor") or {}).get("ratio_to_ideal")),
+                    _n(r.get("ratio_to_floor")),
                     _n(t["serial_s"], 1)
                     + (" (extrap.)" if (r.get("serial") or {}).get("extrapolated") else ""),
                     _n(r["ratio_to_serial"]),

@@ -13,10 +13,13 @@ One run:
    process of its own (bench/servers.py);
 3. the serial baseline: fetch -> transform -> submit, one page after the other, in this process,
    with the app's own source reader, mapping and Assets client, on a sandbox of its own;
-4. the bare task chain of bench/chain.py, once as one chain and once as one chain per worker,
+4. the floor (bench/floor.py): the same pages through the app's own source reader, transform
+   and Assets client in `workers` bare processes, with no database and no queue, on the same
+   servers: what the servers, loopback HTTP and the cores cost with no app around them;
+5. the bare task chain of bench/chain.py, once as one chain and once as one chain per worker,
    each on a fresh `manage.py qcluster` with Q_WORKERS=workers (the Redis broker when
    REDIS_URL or --redis-url is given, else the ORM broker);
-5. the import, on a fresh cluster of its own: an ImportSource (offset paging, page_size,
+6. the import, on a fresh cluster of its own: an ImportSource (offset paging, page_size,
    max_chunks_in_flight=workers) with the demo mapping, pushed, started with
    `services.start_import`, waited for until DONE, then checked: the sandbox holds every
    record exactly once and got "completed" once. Meanwhile the memory of every cluster
@@ -52,6 +55,7 @@ SECRET_KEY = "bench-secret-key-not-for-production-0123456789-abcdefghijklmnopqrs
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import floor  # noqa: E402
 from bench.servers import TOKEN, start_inventory, start_sandbox  # noqa: E402
 from importer.devtools.cluster import QCluster  # noqa: E402  (needs ROOT on the path)
 
@@ -825,6 +829,8 @@ def main(argv: list[str] | None = None) -> dict:
             print("[bench] serial baseline ...", flush=True)
             serial = run_serial(args, inventory, pages)
             print(f"[bench] serial: {serial['seconds']:.1f} s", flush=True)
+        print("[bench] floor ...", flush=True)
+        bare = floor.run(args, sandbox, inventory, pages, source_fields, verify_sandbox)
         print("[bench] cluster, bare chain, import ...", flush=True)
         app = run_import(args, env, sandbox, inventory, pages, stamp)
     finally:
@@ -857,6 +863,9 @@ def main(argv: list[str] | None = None) -> dict:
         "records_per_s": args.records / wall,
         "ratio_to_ideal": ideal_s / wall,
         "ratio_to_serial": (serial["seconds"] / wall) if serial else None,
+        # How near the app comes to the floor: the same HTTP calls and transform with no
+        # database and no queue (bench/floor.py). 1.0: nothing of the app's own is left.
+        "ratio_to_floor": bare["seconds"] / wall,
         "overhead_ms_per_chunk": overhead,
         "bare_chain_ms_per_link": chain_ms,
         "overhead_vs_bare_chain": overhead / chain_ms if chain_ms else None,
@@ -895,6 +904,7 @@ def main(argv: list[str] | None = None) -> dict:
             ),
         },
         "serial": serial,
+        "floor": bare,
         "app": app,
         "python": sys.version.split()[0],
         "app_fingerprint": app_fingerprint(),
@@ -905,6 +915,8 @@ def main(argv: list[str] | None = None) -> dict:
         f"ideal {ideal_s:.2f} s (ratio {result['ratio_to_ideal']:.2f}), "
         f"serial {serial['seconds'] if serial else float('nan'):.2f} s "
         f"(ratio {result['ratio_to_serial'] or float('nan'):.2f}), "
+        f"floor {bare['seconds']:.2f} s (ratio to ideal {bare['ratio_to_ideal']:.2f}, "
+        f"app/floor {result['ratio_to_floor']:.2f}), "
         f"overhead {overhead:.1f} ms/chunk vs bare chain {chain_ms:.1f} ms/link, "
         f"peak worker RSS {result['peak_rss_mb']:.1f} MB, "
         f"cluster CPU {result['cpu_ms_per_1000_records']:.0f} ms per 1000 records, "

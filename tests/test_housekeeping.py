@@ -1,6 +1,7 @@
 """Lost work is taken up within seconds: leases renewed by live lanes only, put-off tasks sent
 on time, and imports whose next step never came looked at again."""
 
+import os
 from datetime import timedelta
 
 import pytest
@@ -87,6 +88,20 @@ def test_a_put_off_task_is_sent_once_when_its_time_has_come(monkeypatch):
     assert sent == [(7,)]
     left = Schedule.objects.filter(name__startswith="refresh-status-")
     assert list(left.values_list("name", flat=True)) == ["refresh-status-8"]
+
+
+def test_a_forked_worker_queues_through_a_broker_of_its_own():
+    # A broker holds a connection (Redis): a worker forked from a process that had one must
+    # not write to the parent's socket.
+    parents = work_queue._process_broker()
+    assert work_queue._process_broker() is parents  # made once per process
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (runs in the child)
+        os.write(write_end, b"own" if work_queue._process_broker() is not parents else b"same")
+        os._exit(0)
+    os.waitpid(child, 0)
+    assert os.read(read_end, 8) == b"own"
 
 
 def test_an_import_whose_completion_check_was_lost_is_completed(pushed_source, sandbox):

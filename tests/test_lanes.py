@@ -1,8 +1,10 @@
 """Lanes: one chunk task goes on page after page, its HTTP calls overlapping."""
 
 import threading
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from importer import services, work_queue
 from importer.models import ChunkJob, Execution
@@ -124,6 +126,41 @@ def test_an_unexpected_error_fails_its_page_and_gives_the_page_claimed_ahead_bac
     execution.refresh_from_db()
     assert execution.state == Execution.State.FAILED
     assert execution.error == "Chunk 1 failed: unexpected RuntimeError: a bug"
+
+
+def test_a_page_another_worker_holds_is_not_sent_by_a_second_delivery_of_its_task(
+    make_source, sandbox, inventory, monkeypatch
+):
+    source = services.push_mapping(source=make_source(max_chunks_in_flight=2))
+    monkeypatch.setattr(work_queue, "enqueue_chunk", lambda chunk_id: None)
+    execution = services.start_import(source=source)
+    # Page 0 is being worked on elsewhere, under a live lease, when its task arrives again.
+    execution.chunks.filter(index=0).update(
+        state=ChunkJob.State.RUNNING,
+        attempts=1,
+        worker="another-host:1",
+        lease_expires_at=timezone.now() + timedelta(minutes=5),
+    )
+    data_posts = []
+    on_request_to(sandbox, "POST", "/data", lambda: data_posts.append(1))
+    page_0_asked = threading.Event()
+    on_request_to(inventory, "GET", "offset=0", page_0_asked.set)
+
+    services.process_chunk(chunk=execution.chunks.select_related("execution__source").get(index=0))
+
+    # The lane asked for the page while it tried to claim it (that request may still be on
+    # its way), lost the claim, and dropped the page: nothing sent, nothing recorded.
+    assert page_0_asked.wait(timeout=10)
+    assert data_posts == []
+    page_0 = execution.chunks.get(index=0)
+    assert (page_0.state, page_0.attempts, page_0.worker) == (
+        ChunkJob.State.RUNNING,
+        1,
+        "another-host:1",
+    )
+    assert not execution.chunks.filter(index__gt=1).exists()
+    execution.refresh_from_db()
+    assert (execution.state, execution.pages_submitted) == (Execution.State.INGESTING, 0)
 
 
 def test_a_page_assets_refuses_is_retried_while_the_lane_goes_on(

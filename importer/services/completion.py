@@ -66,17 +66,18 @@ def page_recorded(execution_id: int) -> None:
         work_queue.enqueue_completion_check(execution_id)
 
 
-def complete_if_due(execution_id: int) -> None:
+def complete_if_due(execution_id: int, client: AssetsClient | None = None) -> None:
     """Run the completion check here and now if nothing is left to wait for.
 
     A lane calls it as it ends, having recorded its last pages without queueing a check: the
     import that ends with it is completed by the worker that holds it, with no trip through
-    the queue between the last page and "completed".
+    the queue between the last page and "completed", and over the lane's own connection to
+    Assets (`client`) when it has one.
     """
     if completion_is_due(execution_id):
         execution = Execution.objects.select_related("source").filter(pk=execution_id).first()
         if execution is not None:
-            check_completion(execution=execution)
+            check_completion(execution=execution, client=client)
 
 
 def completion_is_due(execution_id: int) -> bool:
@@ -98,8 +99,9 @@ def completion_is_due(execution_id: int) -> bool:
     return not unfinished.exists()
 
 
-def check_completion(*, execution: Execution) -> Execution:
-    """Post {"completed": true} once every chunk is submitted, then follow the processing.
+def check_completion(*, execution: Execution, client: AssetsClient | None = None) -> Execution:
+    """Post {"completed": true} once every chunk is submitted, then follow the processing
+    (both through `client`, if given, else a new one).
 
     A check that finds pages still going does nothing: the last of them queues another.
     """
@@ -139,8 +141,9 @@ def check_completion(*, execution: Execution) -> Execution:
 
     if not Execution.objects.of(execution).claim_completion():
         return execution
+    client = client or AssetsClient.for_source(execution.source)
     try:
-        AssetsClient.for_source(execution.source).mark_completed(execution.assets_execution_id)
+        client.mark_completed(execution.assets_execution_id)
     except AssetsError as error:
         if error.permanent:
             return fail_execution(execution=execution, reason=error.message)
@@ -152,7 +155,7 @@ def check_completion(*, execution: Execution) -> Execution:
         return execution
     Execution.objects.of(execution).mark_processing()
     execution.refresh_from_db()
-    return refresh_status(execution=execution)
+    return refresh_status(execution=execution, client=client)
 
 
 def _fail_after_grace(execution: Execution) -> Execution:
@@ -170,7 +173,7 @@ def _fail_after_grace(execution: Execution) -> Execution:
     )
 
 
-def refresh_status(*, execution: Execution) -> Execution:
+def refresh_status(*, execution: Execution, client: AssetsClient | None = None) -> Execution:
     """Follow an execution Assets is processing until it reports a final state.
 
     Reads are spaced by the time since "completed" was accepted, so they double: a quick
@@ -179,7 +182,6 @@ def refresh_status(*, execution: Execution) -> Execution:
     STATUS_IN_WORKER_SECONDS are slept here; the next longer one becomes a delayed task.
     """
     slept = 0.0
-    client = None
     while execution.state == State.PROCESSING:
         client = client or AssetsClient.for_source(execution.source)
         if _read_status(execution, client):

@@ -56,22 +56,23 @@ def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
     claimed only once.
     """
     source = chunk.execution.source
-    # The pipeline keeps at most max(2, chunks in flight) chunks going by itself; only a
-    # limit of one chunk at a time needs counting.
-    if source.max_chunks_in_flight < 2:
-        claim = claim_within_source_limit(chunk)
-        if claim is Claim.SOURCE_FULL:
-            work_queue.enqueue_chunk_after(chunk.pk, SOURCE_BUSY_RETRY_SECONDS)
-        if claim is not Claim.TAKEN:
-            return chunk
-    elif not claim_chunk(chunk):
+    lane = Lane(source)
+    # A lane asks for its first page while it claims the chunk, so the claim's database work
+    # does not delay the import's start; if the chunk is not this worker's, the page is
+    # dropped. (Without lanes, the claim comes first: a rate limit or a limit of one chunk at
+    # a time decides whether the request may go at all.)
+    page_ahead = None
+    if lane.enabled and chunk.execution.state == State.INGESTING:
+        page_ahead = background.run(lane.fetcher.fetch_page, chunk.cursor)
+    if not _claimed(chunk, source):
+        lane.close()
         return chunk
     if chunk.execution.state != State.INGESTING:
         stop_chunk(chunk)
+        lane.close()
         return chunk
 
-    lane = Lane(source)
-    current, page_ahead = chunk, None
+    current = chunk
     try:
         while current is not None:
             lane.leases.hold(current)
@@ -85,9 +86,21 @@ def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
     finally:
         lane.close()
     # The pages the lane recorded last queued no check: if they completed the import, this
-    # worker posts "completed" now.
-    complete_if_due(chunk.execution_id)
+    # worker posts "completed" now, over the lane's connection to Assets.
+    complete_if_due(chunk.execution_id, client=lane.idle_client())
     return chunk
+
+
+def _claimed(chunk: ChunkJob, source: ImportSource) -> bool:
+    """Take the chunk for this worker, under the source's limit of one chunk at a time if it
+    has one (the pipeline keeps at most max(2, chunks in flight) going by itself; only a
+    limit of one needs counting)."""
+    if source.max_chunks_in_flight >= 2:
+        return claim_chunk(chunk)
+    claim = claim_within_source_limit(chunk)
+    if claim is Claim.SOURCE_FULL:
+        work_queue.enqueue_chunk_after(chunk.pk, SOURCE_BUSY_RETRY_SECONDS)
+    return claim is Claim.TAKEN
 
 
 @dataclass
@@ -128,6 +141,10 @@ class Lane:
         """The lane has taken the chunk as far as it goes, unless it is still being sent."""
         if all(page.chunk is not chunk for page in self.submitting):
             self.leases.let_go(chunk)
+
+    def idle_client(self) -> AssetsClient | None:
+        """A connection to Assets no page is being sent over (once closed, any of them)."""
+        return self.idle_clients[0] if self.idle_clients else None
 
     def pop_next_page(self) -> tuple[ChunkJob | None, Future | None]:
         taken = (self.next_chunk, self.next_page)
