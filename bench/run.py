@@ -574,7 +574,11 @@ def fresh_cluster(env: dict[str, str], log_path: Path) -> tuple[Cluster, float]:
     get_broker().purge_queue()  # a Redis database may hold tasks of an earlier, killed run
     Task.objects.all().delete()
     cluster = Cluster(env, log_path).start()
-    return cluster, chain.wait_until_cluster_takes_work()
+    try:
+        return cluster, chain.wait_until_cluster_takes_work()
+    except BaseException:
+        cluster.stop()  # left running, it would take the next run's tasks
+        raise
 
 
 def run_chains(args, env, links: int, stamp: str) -> tuple[dict, dict]:
