@@ -1,20 +1,16 @@
 """An import is DONE as soon as Assets is: the last page sets the completion going, and Assets'
 processing is followed with reads that start quick and space out."""
 
-import threading
 import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection, transaction
 from django.utils import timezone
 from django_q.models import Schedule
 
 from importer import services, work_queue
-from importer.assets import AssetsClient
 from importer.devtools.demo_source import DemoInventory
 from importer.models import ChunkJob, Execution
-from importer.services.chunks import mark_submitted
 from tests.conftest import wait_for_execution_to_finish
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -87,43 +83,34 @@ def test_the_lane_that_takes_the_last_page_completes_the_import_itself(
     assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 1
 
 
-def test_the_completion_check_sees_the_last_page_once_it_is_committed(
-    pushed_source, sandbox, monkeypatch
+def test_the_lane_that_records_the_last_page_completes_the_import_without_the_queue(
+    make_source, sandbox, monkeypatch
 ):
-    # Three pages in, the last one still with its worker.
-    started = AssetsClient.for_source(pushed_source).start_execution()
-    execution = Execution.objects.create(
-        source=pushed_source,
-        state=Execution.State.INGESTING,
-        assets_execution_id=started.execution_id,
-        last_chunk_index=2,
-    )
-    for index in range(2):
-        ChunkJob.objects.create(execution=execution, index=index, state=ChunkJob.State.SUBMITTED)
-    last = ChunkJob.objects.create(
-        execution=execution, index=2, state=ChunkJob.State.RUNNING, attempts=1
-    )
-    last = ChunkJob.objects.select_related("execution__source").get(pk=last.pk)
+    # 300 records in pages of 100 on two lanes: pages 0, 2, 4 and 1, 3. Their tasks are held
+    # back and run one after the other, so the second lane records the last page.
+    source = services.push_mapping(source=make_source(page_size=100, max_chunks_in_flight=2))
+    monkeypatch.setattr(work_queue, "enqueue_chunk", lambda chunk_id: None)
+    checks_queued = []
+    monkeypatch.setattr(work_queue, "enqueue_completion_check", checks_queued.append)
+    execution = services.start_import(source=source)
 
-    def check_on_another_worker(execution_id):
-        # A worker of its own, with its own database connection, as soon as it is queued.
-        def check():
-            try:
-                services.check_completion(execution=Execution.objects.get(pk=execution_id))
-            finally:
-                connection.close()
+    for index in (0, 1):
+        chunk = execution.chunks.select_related("execution__source").get(index=index)
+        services.process_chunk(chunk=chunk)
+        if index == 0:
+            execution.refresh_from_db()
+            assert execution.state == Execution.State.INGESTING  # page 1 is not in yet
 
-        worker = threading.Thread(target=check)
-        worker.start()
-        worker.join(timeout=30)
-
-    monkeypatch.setattr(work_queue, "enqueue_completion_check", check_on_another_worker)
-    with transaction.atomic():  # the last page is recorded in a transaction of its own
-        mark_submitted(last, 25, [])
-
+    # The second lane saw that its page completed the import, left the page it held past
+    # the end, and posted "completed" itself: no check went through the queue.
     execution.refresh_from_db()
-    assert execution.state == Execution.State.DONE
-    assert sandbox.execution(started.execution_id)["completed_posts"] == 1
+    assert execution.state == Execution.State.DONE, execution.error
+    assert checks_queued == []
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert remote["completed_posts"] == 1 and len(remote["objects"]) == 300
+    states = dict(execution.chunks.values_list("index", "state"))
+    assert {index for index, state in states.items() if state == "SUBMITTED"} == {0, 1, 2}
+    assert {state for index, state in states.items() if index > 2} == {"SKIPPED"}
 
 
 def test_assets_finishing_quickly_is_seen_within_a_fraction_of_a_second(pushed_source, sandbox):

@@ -22,7 +22,6 @@ from django.utils import timezone
 from importer import metrics, page_sql, work_queue
 from importer.models import ChunkJob, Execution, ImportSource
 from importer.remote import RemoteError
-from importer.services.completion import page_recorded
 from importer.services.errors import scrub_secrets
 from importer.services.lifecycle import fail_execution
 from importer.services.plan import pages_ahead, reads_in_parallel
@@ -263,13 +262,11 @@ def mark_submitted(
     record_count: int,
     skipped: list[str],
     state: str = ChunkState.SUBMITTED,
-    *,
-    announce: bool = True,
 ) -> None:
     """Record the page as done (Assets took it, or there was nothing to send).
 
-    `announce=False` is for a lane that records its last pages and then looks whether the
-    import is complete itself (`completion.complete_if_due`).
+    The lane that records it looks whether that completed the import
+    (`completion.completion_is_due`) once this has committed.
     """
     with transaction.atomic():
         if not page_sql.mark_submitted(chunk, records=record_count, skipped=skipped, state=state):
@@ -278,10 +275,6 @@ def mark_submitted(
             page_sql.record_submitted(
                 chunk.execution_id, records=record_count, skipped=len(skipped)
             )
-        if announce:
-            # Once this page is committed: if it was the last one outstanding, the
-            # completion check is queued at once.
-            transaction.on_commit(lambda: page_recorded(chunk.execution_id))
 
 
 def stop_chunk(chunk: ChunkJob) -> None:

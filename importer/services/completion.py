@@ -1,9 +1,10 @@
 """Finishing an import: tell Assets the submission is complete, then follow its processing.
 
-The worker that records the last outstanding page queues the completion check at once
-(`page_recorded`, run once that page's state is committed, so the check sees it), or, when
-it is a lane recording its last pages, runs the check itself as the lane ends
-(`complete_if_due`).
+The lane that records the last outstanding page runs the check itself (`complete_if_due`):
+it looks after every page it records, once that page is committed, so of two lanes
+recording the last two pages at once at least the one committed last sees the other's; what
+the lane still holds then lies past the source's end, so it ends there and completes the
+import, with no trip through the queue.
 `{"completed": true}` is posted by the one worker that moves the execution from INGESTING to
 COMPLETING, and only when every chunk up to the source's last page is SUBMITTED. Then the
 same worker reads Assets' status with a short backoff until it reports a final state.
@@ -54,25 +55,12 @@ STATUS_IN_WORKER_SECONDS = 5.0
 UNFINISHED = (ChunkState.QUEUED, ChunkState.RUNNING)
 
 
-def page_recorded(execution_id: int) -> None:
-    """A page's outcome is committed: queue the completion check now if it was the last one.
-
-    Called after the commit of every recorded page, so of two pages finishing together at
-    least the one committed last sees the other done (a check queued twice posts
-    "completed" once all the same). Until the source's end is known there is nothing to
-    check, unless a page fetched ahead failed: then the last page to finish decides.
-    """
-    if completion_is_due(execution_id):
-        work_queue.enqueue_completion_check(execution_id)
-
-
 def complete_if_due(execution_id: int, client: AssetsClient | None = None) -> None:
     """Run the completion check here and now if nothing is left to wait for.
 
-    A lane calls it as it ends, having recorded its last pages without queueing a check: the
-    import that ends with it is completed by the worker that holds it, with no trip through
-    the queue between the last page and "completed", and over the lane's own connection to
-    Assets (`client`) when it has one.
+    A lane calls it as it ends: the import that ends with it is completed by the worker that
+    holds it, with no trip through the queue between the last page and "completed", and over
+    the lane's own connection to Assets (`client`) when it has one.
     """
     if completion_is_due(execution_id):
         execution = Execution.objects.select_related("source").filter(pk=execution_id).first()

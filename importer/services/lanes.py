@@ -38,7 +38,7 @@ from importer.services.chunks import (
     stop_chunk,
     submit_verdict,
 )
-from importer.services.completion import complete_if_due
+from importer.services.completion import complete_if_due, completion_is_due
 from importer.services.leases import Leases
 from importer.services.plan import lane_next_cursor, runs_lanes
 from importer.sources import Page, SourceError, build_source
@@ -83,10 +83,15 @@ def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
                 chunk_crashed(current, error)
                 current = None
             lane.done_with(taken)
+            if current is not None and lane.import_complete:
+                # Every page up to the source's end is in: the page held lies past it.
+                stop_chunk(current)
+                lane.done_with(current)
+                current = None
     finally:
         lane.close()
-    # The pages the lane recorded last queued no check: if they completed the import, this
-    # worker posts "completed" now, over the lane's connection to Assets.
+    # If the lane's pages completed the import (or those of a lane that ended meanwhile),
+    # this worker posts "completed" now, over the lane's connection to Assets.
     complete_if_due(chunk.execution_id, client=lane.idle_client())
     return chunk
 
@@ -128,6 +133,8 @@ class Lane:
         self.next_chunk: ChunkJob | None = None
         self.next_page: Future | None = None
         self.leases = Leases()
+        # Set once a page this lane recorded was the import's last outstanding one.
+        self.import_complete = False
 
     def has_time(self) -> bool:
         """Whether this task goes on to the lane's next page (else the queue takes it)."""
@@ -169,13 +176,21 @@ class Lane:
         while self.submitting and self.submitting[0].answer.done():
             self._record_oldest()
 
-    def _record_oldest(self, *, announce: bool = True) -> None:
+    def look_at_completion(self, execution_id: int) -> None:
+        """After recording a page: whether it was the import's last outstanding one (then
+        whatever the lane holds lies past the source's end, and the lane ends)."""
+        if not self.import_complete:
+            self.import_complete = completion_is_due(execution_id)
+
+    def _record_oldest(self, *, closing: bool = False) -> None:
         page = self.submitting.popleft()
         try:
-            _record_submit(page.chunk, page.result, page.answer, announce=announce)
+            _record_submit(page.chunk, page.result, page.answer)
         finally:
             self.idle_clients.append(page.client)
             self.leases.let_go(page.chunk)
+        if not closing:  # a closing lane looks once, as it ends (`process_chunk`)
+            self.look_at_completion(page.chunk.execution_id)
 
     def close(self) -> None:
         """Record the pages in flight (the lane's end looks at completion, see
@@ -183,7 +198,7 @@ class Lane:
         an unexpected error leaves one)."""
         try:
             while self.submitting:
-                self._record_oldest(announce=False)
+                self._record_oldest(closing=True)
         finally:
             if self.next_chunk is not None:
                 release_chunk(self.next_chunk)
@@ -191,9 +206,7 @@ class Lane:
             self.leases.close()
 
 
-def _record_submit(
-    chunk: ChunkJob, result: TransformResult, answer: Future, *, announce: bool
-) -> None:
+def _record_submit(chunk: ChunkJob, result: TransformResult, answer: Future) -> None:
     """Mark the chunk submitted once Assets accepted it; retry it later if Assets refused,
     unless the import was cancelled or failed meanwhile (then Assets had reason to refuse)."""
     try:
@@ -207,7 +220,7 @@ def _record_submit(
     except Exception as error:
         chunk_crashed(chunk, error)
         return
-    mark_submitted(chunk, result.record_count, result.skipped, announce=announce)
+    mark_submitted(chunk, result.record_count, result.skipped)
 
 
 def _run_claimed_chunk(
@@ -236,6 +249,9 @@ def _run_claimed_chunk(
     next_page = background.run(lane.fetcher.fetch_page, next_cursor) if next_cursor else None
     # Now that the source is busy again, the pages Assets has taken meanwhile are recorded.
     lane.record_arrived()
+    if lane.import_complete:  # this page lies past the source's end
+        stop_chunk(chunk)
+        return None, None
     try:
         lane_next = queue_next_chunks(
             chunk,
@@ -291,6 +307,7 @@ def _submit(chunk: ChunkJob, result: TransformResult, lane: Lane) -> bool:
     verdict = submit_verdict(chunk)  # right before the page goes
     if verdict is SubmitVerdict.PAST_THE_END:
         mark_submitted(chunk, 0, [], state=ChunkState.SKIPPED)
+        lane.look_at_completion(chunk.execution_id)
     elif verdict is SubmitVerdict.TAKEN_OVER:
         pass  # the page is the other worker's now
     elif verdict is SubmitVerdict.STOPPED:
@@ -298,6 +315,7 @@ def _submit(chunk: ChunkJob, result: TransformResult, lane: Lane) -> bool:
         return False
     elif not result.record_count:
         mark_submitted(chunk, 0, result.skipped)
+        lane.look_at_completion(chunk.execution_id)
     else:
         lane.submit_behind(chunk, result)
     return True
