@@ -4,11 +4,14 @@ import threading
 from datetime import timedelta
 
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
-from importer import services, work_queue
+from importer import page_sql, services, work_queue
 from importer.models import ChunkJob, Execution
 from importer.services import lanes
+from importer.services.chunks import claim_chunk, mark_submitted
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -298,3 +301,54 @@ def test_a_page_refused_because_the_import_was_cancelled_meanwhile_is_not_a_fail
     assert not execution.chunks.filter(state=ChunkJob.State.FAILED).exists()
     execution.refresh_from_db()
     assert execution.state == Execution.State.CANCELLED and execution.failure_reported_at is None
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="SQLite runs one writer at a time: no deadlock"
+)
+def test_a_page_recorded_while_another_lane_adds_its_pages_never_deadlocks(
+    make_source, sandbox, monkeypatch
+):
+    # Lane 3 records its page while lane 0, in one transaction, counts its own fetched page on
+    # the execution and then adds the pages ahead, page 3 among them (it exists already).
+    source = services.push_mapping(source=make_source(max_chunks_in_flight=4, page_size=10))
+    monkeypatch.setattr(work_queue, "enqueue_chunk", lambda chunk_id: None)
+    execution = services.start_import(source=source)
+    page_3 = execution.chunks.get(index=3)
+    assert claim_chunk(page_3)
+    lane_3_done, errors = threading.Event(), []
+
+    def lane_3_records_its_page():
+        try:
+            mark_submitted(page_3, 10, [])
+        except Exception as error:  # a deadlock, when the rows are taken in opposite orders
+            errors.append(error)
+        finally:
+            lane_3_done.set()
+            connection.close()
+
+    with transaction.atomic():  # lane 0
+        page_sql.record_fetched(execution, records=10)
+        recorder = threading.Thread(target=lane_3_records_its_page)
+        recorder.start()
+        wait_for(_waiting_for_a_lock, message="lane 3 never waited for lane 0")
+        page_sql.create_missing([ChunkJob(execution=execution, index=i) for i in (3, 4)])
+    assert lane_3_done.wait(timeout=30) and errors == []
+    recorder.join(timeout=10)
+
+    page_3.refresh_from_db()
+    execution.refresh_from_db()
+    assert page_3.state == ChunkJob.State.SUBMITTED
+    assert (execution.pages_fetched, execution.pages_submitted) == (1, 1)
+
+
+def _waiting_for_a_lock() -> bool:
+    """Whether a session of the test database waits for a row lock (read afresh: within a
+    transaction PostgreSQL would show the first reading again)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database()"
+        )
+        return cursor.fetchone()[0] > 0

@@ -269,12 +269,15 @@ def mark_submitted(
     (`completion.completion_is_due`) once this has committed.
     """
     with transaction.atomic():
-        if not page_sql.mark_submitted(chunk, records=record_count, skipped=skipped, state=state):
-            return
+        # The execution's row first, then the chunk's: queue_next_chunks writes them in that
+        # order too (it counts a fetched page, then adds pages that may exist already), so two
+        # lanes never hold one each while waiting for the other (PostgreSQL would abort one).
         if state == ChunkState.SUBMITTED:
             page_sql.record_submitted(
                 chunk.execution_id, records=record_count, skipped=len(skipped)
             )
+        if not page_sql.mark_submitted(chunk, records=record_count, skipped=skipped, state=state):
+            transaction.set_rollback(True)  # not ours any more: the page is not counted
 
 
 def stop_chunk(chunk: ChunkJob) -> None:
