@@ -1,11 +1,12 @@
 """The staff UI, driven through Django's test client as a logged-in staff user."""
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django import forms
 from django.urls import reverse
+from django.utils import timezone
 
 from importer.forms import ImportSourceForm
 from importer.models import Execution, ImportSource
@@ -277,6 +278,20 @@ def test_the_history_list_shows_state_trigger_and_progress(staff_client, make_so
     assert "FAILED" in html
     assert "scheduled" in html
     assert "import-progress" in html
+
+
+def test_the_history_shows_how_long_an_import_took_even_under_a_second(staff_client, make_source):
+    source = make_source()
+    start = timezone.now() - timedelta(hours=3)
+    for took in (timedelta(milliseconds=420), timedelta(hours=2, minutes=5, seconds=3)):
+        Execution.objects.create(
+            source=source, state=Execution.State.DONE, started_at=start, finished_at=start + took
+        )
+
+    html = staff_client.get(reverse("admin:importer_execution_changelist")).content.decode()
+
+    assert "0.4 s" in html
+    assert "2:05:03" in html
 
 
 @pytest.mark.django_db

@@ -123,6 +123,8 @@ class ExecutionAdmin(admin.ModelAdmin):
         duration = execution.duration
         if duration is None:
             return "—"
+        if duration.total_seconds() < 60:  # most small imports take well under a second
+            return f"{duration.total_seconds():.1f} s"
         seconds = int(duration.total_seconds())
         return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
