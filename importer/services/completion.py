@@ -91,7 +91,8 @@ def check_completion(*, execution: Execution, client: AssetsClient | None = None
     """Post {"completed": true} once every chunk is submitted, then follow the processing
     (both through `client`, if given, else a new one).
 
-    A check that finds pages still going does nothing: the last of them queues another.
+    A check that finds pages still going does nothing: the lane that records the last of
+    them runs another.
     """
     execution.refresh_from_db()
     if execution.state != State.INGESTING:
