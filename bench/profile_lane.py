@@ -18,8 +18,9 @@ stage is timed with the CPU clock of the thread it runs in (time.thread_time):
   transform  records into Assets' data chunk (transform_records)
   encode     the data chunk into the JSON body sent to Assets
   http       the rest of fetching and submitting (requests, sockets, headers, paging)
-  db         the chunk's moves in the database (services.chunks called by the lane: the ORM
-             building the statements, the driver running them, transactions)
+  db         the chunk's moves in the database (services.chunks called by the lane, and the
+             question after each page whether it was the import's last: building the
+             statements, the driver running them, transactions)
   other      the rest: the lane's bookkeeping, handing work to its threads
 
 The figures are CPU milliseconds per 1000 records, the median over --repeat imports (after
@@ -262,6 +263,7 @@ DB_MOVES = (
     "chunk_failed",
     "claim_chunk",
     "claim_within_source_limit",
+    "completion_is_due",
     "mark_submitted",
     "postpone_chunk",
     "queue_next_chunks",

@@ -1,9 +1,10 @@
 """The statements every page of an import runs, written in SQL.
 
 A page is recorded as fetched with the lane's next page added, checked right before it goes
-to Assets, and marked submitted: six statements per page, whatever its size. Django's ORM
+to Assets, and marked submitted: six statements per page, whatever its size; and after each
+page the lane asks whether it was the import's last outstanding one. Django's ORM
 spends 0.2–0.8 ms of CPU building each of them, far more than the database takes to run them;
-with pages of 100 records that was half of a worker's CPU. So these six are written here
+with pages of 100 records that was half of a worker's CPU. So these seven are written here
 once, for PostgreSQL and SQLite (3.35 or later, for RETURNING), with the same guards as the
 models' transitions: each moves only the rows still in the state it starts from, stamps
 `updated_at` and says whether it won. Every other statement stays ORM.
@@ -19,6 +20,8 @@ from django.utils import timezone
 from importer.models import ChunkJob, Execution
 
 CHUNK_RUNNING = ChunkJob.State.RUNNING
+CHUNK_QUEUED = ChunkJob.State.QUEUED
+CHUNK_FAILED = ChunkJob.State.FAILED
 INGESTING = Execution.State.INGESTING
 
 
@@ -88,6 +91,20 @@ def record_submitted(execution_id: int, *, records: int, skipped: int) -> bool:
     return _rowcount(_sql().record_submitted, [_now(), records, skipped, execution_id]) > 0
 
 
+def completion_due(execution_id: int) -> bool:
+    """Whether the ingesting execution has no page queued or running up to its end, once
+    its end is known or one of its pages failed (`services.completion` says why).
+
+    One statement whose cost follows the pages in flight, not the pages done: both questions
+    about the chunks are index lookups (execution, state).
+    """
+    params = [CHUNK_QUEUED, CHUNK_RUNNING, execution_id, INGESTING, CHUNK_FAILED]
+    with connection.cursor() as cursor:
+        cursor.execute(_sql().completion_due, params)
+        row = cursor.fetchone()
+    return bool(row and row[0])
+
+
 def _now():
     return ChunkJob._meta.get_field("updated_at").get_db_prep_value(timezone.now(), connection)
 
@@ -146,6 +163,15 @@ class _Statements:
             f"{e('records_submitted')} = {e('records_submitted')} + %s, "
             f"{e('records_skipped')} = {e('records_skipped')} + %s "
             f"WHERE {e('id')} = %s"
+        )
+        last = f"x.{e('last_chunk_index')}"
+        self.completion_due = (
+            f"SELECT NOT EXISTS (SELECT 1 FROM {chunks} u "
+            f"WHERE u.{c('execution')} = x.{e('id')} AND u.{c('state')} IN (%s, %s) "
+            f"AND ({last} IS NULL OR u.{c('index')} <= {last})) "
+            f"FROM {executions} x WHERE x.{e('id')} = %s AND x.{e('state')} = %s "
+            f"AND ({last} IS NOT NULL OR EXISTS (SELECT 1 FROM {chunks} f "
+            f"WHERE f.{c('execution')} = x.{e('id')} AND f.{c('state')} = %s))"
         )
 
 

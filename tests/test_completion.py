@@ -5,6 +5,8 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_q.models import Schedule
 
@@ -111,6 +113,68 @@ def test_the_lane_that_records_the_last_page_completes_the_import_without_the_qu
     states = dict(execution.chunks.values_list("index", "state"))
     assert {index for index, state in states.items() if state == "SUBMITTED"} == {0, 1, 2}
     assert {state for index, state in states.items() if index > 2} == {"SKIPPED"}
+
+
+def _ingesting_with_pages(source, states, *, last_chunk_index=None):
+    execution = Execution.objects.create(
+        source=source,
+        state=Execution.State.INGESTING,
+        assets_execution_id="remote-1",
+        last_chunk_index=last_chunk_index,
+    )
+    ChunkJob.objects.bulk_create(
+        ChunkJob(execution=execution, index=index, state=state, cursor=str(index))
+        for index, state in enumerate(states)
+    )
+    return execution
+
+
+@pytest.mark.parametrize(
+    "states, last_chunk_index, due",
+    [
+        # The end is not known yet: more pages may come, whatever is done.
+        (["SUBMITTED", "SUBMITTED"], None, False),
+        # The end is known and every page up to it is in.
+        (["SUBMITTED", "SUBMITTED", "SKIPPED"], 1, True),
+        # A page past the end still running does not hold the import back.
+        (["SUBMITTED", "SUBMITTED", "RUNNING"], 1, True),
+        # A page up to the end still queued or running does.
+        (["SUBMITTED", "QUEUED", "SKIPPED"], 1, False),
+        (["RUNNING", "SUBMITTED"], 1, False),
+        # A failed page with nothing else going: the check decides (it fails the import).
+        (["SUBMITTED", "FAILED"], None, True),
+        (["FAILED", "RUNNING"], None, False),
+    ],
+)
+def test_an_import_is_due_for_completion_once_no_page_up_to_its_end_is_going(
+    make_source, states, last_chunk_index, due
+):
+    execution = _ingesting_with_pages(make_source(), states, last_chunk_index=last_chunk_index)
+
+    assert services.completion.completion_is_due(execution.pk) is due
+
+
+def test_an_import_no_longer_ingesting_is_not_due_for_completion(make_source):
+    execution = _ingesting_with_pages(make_source(), ["SUBMITTED"], last_chunk_index=0)
+    Execution.objects.filter(pk=execution.pk).update(state=Execution.State.CANCELLED)
+
+    assert services.completion.completion_is_due(execution.pk) is False
+
+
+def test_asking_whether_an_import_is_complete_costs_one_statement_however_many_pages_are_done(
+    make_source,
+):
+    # A lane asks after every page it records, so the question must not cost more as the
+    # import grows: one statement, looking only at the pages still going.
+    execution = _ingesting_with_pages(make_source(), ["SUBMITTED"] * 2000 + ["RUNNING"])
+
+    with CaptureQueriesContext(connection) as queries:
+        assert services.completion.completion_is_due(execution.pk) is False
+        Execution.objects.filter(pk=execution.pk).update(last_chunk_index=1999)
+        assert services.completion.completion_is_due(execution.pk) is True
+
+    statements = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
+    assert len(statements) == 2, statements
 
 
 def test_assets_finishing_quickly_is_seen_within_a_fraction_of_a_second(pushed_source, sandbox):

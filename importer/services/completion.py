@@ -19,10 +19,10 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.utils import timezone
 
-from importer import notifications, work_queue
+from importer import notifications, page_sql, work_queue
 from importer.assets import AssetsClient, AssetsError
 from importer.models import ChunkJob, Execution
 from importer.services.errors import scrub_secrets
@@ -71,20 +71,8 @@ def complete_if_due(execution_id: int, client: AssetsClient | None = None) -> No
 def completion_is_due(execution_id: int) -> bool:
     """Whether an ingesting execution has no page left queued or running up to its end
     (the end known, or a page failed: then the check decides)."""
-    # Simple queries: this runs after every page, and most pages come before the end is known.
-    found = list(
-        Execution.objects.filter(
-            Q(last_chunk_index__isnull=False) | Q(chunks__state=ChunkState.FAILED),
-            pk=execution_id,
-            state=State.INGESTING,
-        ).values_list("last_chunk_index", flat=True)[:1]
-    )
-    if not found:
-        return False
-    unfinished = ChunkJob.objects.filter(execution_id=execution_id, state__in=UNFINISHED)
-    if found[0] is not None:
-        unfinished = unfinished.filter(index__lte=found[0])
-    return not unfinished.exists()
+    # One hand-written statement: this runs after every page (`page_sql`).
+    return page_sql.completion_due(execution_id)
 
 
 def check_completion(*, execution: Execution, client: AssetsClient | None = None) -> Execution:
