@@ -7,6 +7,7 @@ from django import forms
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
+from django.utils.functional import cached_property
 
 from importer.mapping import validate_document
 from importer.models import ImportSource, Schedule
@@ -141,6 +142,63 @@ def keep_stored_secrets(instance, cleaned_data: dict, fields) -> None:
             setattr(instance, field, stored.first() or "")
 
 
+class WriteOnlySecretsForm(forms.ModelForm):
+    """A form whose secrets are write-only and whose settings that may hold one are masked.
+
+    Django compares what the browser sent with the stored value: an empty secret field (it
+    is never filled in) or a masked URL would count as changed, and the admin's history and
+    `import_sources` would say a token changed when nobody touched it. Here a secret counts
+    as changed only when a new one is given, and a masked setting when its value, masked
+    parts put back, differs from the stored one.
+    """
+
+    secret_fields: tuple[str, ...] = ()
+    masked_fields: tuple[str, ...] = ()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._stored = {
+            name: getattr(self.instance, name)
+            for name in (*self.secret_fields, *self.masked_fields)
+            if name in self.fields
+        }
+
+    @cached_property
+    def changed_data(self) -> list[str]:
+        by_django = set(super().changed_data)
+        cleaned = getattr(self, "cleaned_data", {})
+        changed = []
+        for name in self.fields:
+            if name not in self._stored or name not in cleaned:
+                if name in by_django:
+                    changed.append(name)
+                continue
+            new, stored = cleaned[name], self._stored[name]
+            if name in self.secret_fields:
+                if new and new != stored:
+                    changed.append(name)
+            elif (new or None) != (stored or None):
+                changed.append(name)
+        return changed
+
+    def remind_typed_secrets(self) -> None:
+        """On a form shown again with errors: a secret typed in it was not saved, and the
+        browser does not get it back, so say so at the field rather than drop it silently."""
+        if not self.is_bound or not self.errors:
+            return
+        for name in self.secret_fields:
+            if (
+                name in self.fields
+                and self.data.get(self.add_prefix(name))
+                and not (self.has_error(name))
+            ):
+                self.add_error(
+                    name,
+                    "Not saved yet, because of the errors on this form: paste it again before "
+                    "saving (secrets are never sent back to the browser).",
+                )
+
+
 class LocatedJSONField(forms.JSONField):
     """JSON whose syntax errors name the line and column."""
 
@@ -202,8 +260,11 @@ class PrettyJSONField(LocatedJSONField):
         return json.dumps(value, indent=2, ensure_ascii=False)
 
 
-class ImportSourceForm(forms.ModelForm):
+class ImportSourceForm(WriteOnlySecretsForm):
     """Tokens are write-only: the stored secret is never sent back to the browser."""
+
+    secret_fields = SECRET_FIELDS
+    masked_fields = (*MASKED_URL_FIELDS, *MASKED_JSON_FIELDS)
 
     assets_token = forms.CharField(
         label="Assets token",

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django import forms
+from django.contrib.admin.models import LogEntry
 from django.urls import reverse
 from django.utils import timezone
 
@@ -92,6 +93,64 @@ def test_saving_without_a_token_keeps_the_stored_one(staff_client, make_source):
     source.refresh_from_db()
     assert source.page_size == 50
     assert source.assets_token == SANDBOX_TOKEN
+
+
+def last_history_message(source) -> str:
+    return LogEntry.objects.filter(object_id=str(source.pk)).latest("pk").get_change_message()
+
+
+@pytest.mark.django_db
+def test_saving_without_edits_says_in_the_history_that_no_secret_changed(
+    staff_client, make_source, inventory
+):
+    # The token fields come back empty and the URL masked: neither is a change.
+    url = inventory.base_url.replace("http://", "http://reader:url-pass-1@") + "/api/computers"
+    source = make_source(source_url=url, source_auth="bearer", source_token="source-secret-1")
+
+    response = post_source(staff_client, source)
+
+    assert response.status_code == 302
+    assert last_history_message(source) == "No fields changed."
+    post_source(staff_client, source, assets_token="a-new-token-1")
+    assert last_history_message(source) == "Changed Assets token."
+
+
+@pytest.mark.django_db
+def test_a_token_typed_into_a_form_with_errors_is_not_dropped_silently(staff_client, make_source):
+    source = make_source()
+
+    response = post_source(staff_client, source, assets_token="typed-token-1", mapping="{oops")
+
+    assert response.status_code == 200
+    token_errors = " ".join(response.context["adminform"].form.errors["assets_token"])
+    assert "paste it again" in token_errors
+    assert "typed-token-1" not in response.content.decode()
+    source.refresh_from_db()
+    assert source.assets_token == SANDBOX_TOKEN
+
+
+@pytest.mark.django_db
+def test_a_push_assets_refused_is_not_written_to_the_history_as_pushed(staff_client, make_source):
+    source = make_source(assets_token="not-the-token")
+
+    run_action(staff_client, "importsource", "push_mapping", [source.pk])
+
+    assert not LogEntry.objects.filter(object_id=str(source.pk)).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_starting_an_import_pushes_a_mapping_saved_since_its_last_push_and_says_so(
+    staff_client, make_source, sandbox
+):
+    source = make_source()  # saved, never pushed
+
+    message = run_action(staff_client, "importsource", "start_import", [source.pk])
+
+    assert "was pushed first" in message
+    assert sandbox.mapping("ws-1", "src-1") == source.mapping
+    history = [e.get_change_message() for e in LogEntry.objects.order_by("pk")]
+    assert history[0] == "Pushed the mapping to Assets."
+    assert history[1].startswith("Started import")
 
 
 @pytest.mark.django_db

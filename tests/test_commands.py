@@ -77,6 +77,24 @@ def test_import_sources_reports_only_what_changed(tmp_path, sandbox, inventory, 
 
 
 @pytest.mark.django_db
+def test_import_sources_sees_no_change_in_secrets_it_was_given_before(
+    tmp_path, sandbox, inventory, demo_mapping
+):
+    entry = source_entry(sandbox, inventory, demo_mapping)
+    entry["source"]["url"] = (
+        inventory.base_url.replace("http://", "http://reader:url-pass-1@") + "/api/computers"
+    )
+    run("import_sources", write(tmp_path, [entry]))
+
+    # The same URL with its credentials, the same tokens: nothing to report.
+    assert run("import_sources", write(tmp_path, [entry])).strip() == "unchanged laptops"
+    entry["assets"]["token"] = "a-new-token-1"
+    assert run("import_sources", write(tmp_path, [entry])).strip() == (
+        "updated laptops: assets_token (secret)"
+    )
+
+
+@pytest.mark.django_db
 def test_import_sources_applies_the_admin_rules_and_changes_nothing_on_error(
     tmp_path, sandbox, inventory, demo_mapping
 ):

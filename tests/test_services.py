@@ -114,6 +114,37 @@ def test_a_second_start_while_one_is_open_is_refused(pushed_source):
     assert Execution.objects.filter(source=pushed_source).count() == 1
 
 
+def _edit_mapping_locally(source):
+    source.mapping["schema"]["objectSchema"]["objectTypes"][0]["description"] = "Edited here"
+    source.mapping_pushed_at = None
+    source.save()
+
+
+def test_a_mapping_saved_since_its_last_push_is_pushed_before_the_import_starts(
+    pushed_source, sandbox
+):
+    # The records are transformed with the mapping saved here: Assets must apply the same.
+    _edit_mapping_locally(pushed_source)
+
+    execution = services.start_import(source=pushed_source)
+
+    assert execution.assets_execution_id
+    assert sandbox.mapping("ws-1", "src-1") == pushed_source.mapping
+    pushed_source.refresh_from_db()
+    assert pushed_source.mapping_pushed_at is not None
+
+
+def test_a_start_refused_while_an_import_runs_leaves_assets_mapping_alone(pushed_source, sandbox):
+    Execution.objects.create(source=pushed_source, state=Execution.State.INGESTING)
+    in_assets = sandbox.mapping("ws-1", "src-1")
+    _edit_mapping_locally(pushed_source)
+
+    with pytest.raises(services.ImportRefused, match="already running"):
+        services.start_import(source=pushed_source)
+
+    assert sandbox.mapping("ws-1", "src-1") == in_assets
+
+
 def test_a_disabled_source_is_refused(make_source):
     source = make_source(enabled=False)
 

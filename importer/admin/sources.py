@@ -104,6 +104,7 @@ class ImportSourceAdmin(admin.ModelAdmin):
         # static/importer/source_form.js shows only the rows the chosen kind uses.
         context["field_conditions"] = FIELD_CONDITIONS
         form = context["adminform"].form
+        form.remind_typed_secrets()
         context["error_summary"] = [
             {"id": form[name].id_for_label, "label": form[name].label, "errors": errors}
             for name, errors in form.errors.items()
@@ -402,22 +403,28 @@ class ImportSourceAdmin(admin.ModelAdmin):
     def start_import(self, request, queryset):
         started = 0
         for source in queryset:
+            pushed_before = source.mapping_pushed_at
             try:
                 execution = services.start_import(source=source, user=request.user)
             except services.ImportRefused as refusal:
+                self._log_push_at_start(request, source, pushed_before)
                 self.log_change(request, source, f"Import refused: {refusal}")
                 self.message_user(
                     request, f"Import of {source} not started: {refusal}", messages.ERROR
                 )
                 continue
+            pushed_first = self._log_push_at_start(request, source, pushed_before)
             self.log_change(request, source, f"Started import (execution #{execution.pk}).")
             started += 1
             url = reverse("admin:importer_execution_change", args=[execution.pk])
             self.message_user(
                 request,
                 format_html(
-                    'Import of {} started — <a href="{}">follow execution #{}</a>',
+                    'Import of {} started{} — <a href="{}">follow execution #{}</a>',
                     source,
+                    " (its mapping, saved since the last push, was pushed first)"
+                    if pushed_first
+                    else "",
                     url,
                     execution.pk,
                 ),
@@ -428,11 +435,18 @@ class ImportSourceAdmin(admin.ModelAdmin):
                 request, ngettext("%d import started.", "%d imports started.", started) % started
             )
 
+    def _log_push_at_start(self, request, source, pushed_before) -> bool:
+        """An import pushes a mapping saved since its last push (`services.start_import`);
+        whether it did, logged as the push action would be."""
+        if source.mapping_pushed_at == pushed_before:
+            return False
+        self.log_change(request, source, "Pushed the mapping to Assets.")
+        return True
+
     @admin.action(description="Push mapping to Assets", permissions=["change"])
     def push_mapping(self, request, queryset):
         pushed = 0
         for source in queryset:
-            self.log_change(request, source, "Pushed the mapping to Assets.")
             try:
                 services.push_mapping(source=source)
             except services.MappingInvalid as invalid:
@@ -447,6 +461,7 @@ class ImportSourceAdmin(admin.ModelAdmin):
                     messages.ERROR,
                 )
             else:
+                self.log_change(request, source, "Pushed the mapping to Assets.")
                 pushed += 1
         if pushed:
             self.message_user(

@@ -83,6 +83,10 @@ class NotificationChannelAdmin(admin.ModelAdmin):
         ),
     ]
 
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context["adminform"].form.remind_typed_secrets()
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
     @admin.display(description="Sources")
     def scope(self, channel):
         if channel.all_sources:

@@ -4,7 +4,7 @@ to channels in a file too."""
 from django import forms
 from django.core.validators import URLValidator, validate_email
 
-from importer.forms import keep_stored_secrets
+from importer.forms import WriteOnlySecretsForm, keep_stored_secrets
 from importer.models import NotificationChannel
 
 SECRET_FIELDS = ("webhook_url", "secret_header_value")
@@ -19,8 +19,10 @@ def _write_only(label: str, help_text: str) -> forms.CharField:
     )
 
 
-class NotificationChannelForm(forms.ModelForm):
+class NotificationChannelForm(WriteOnlySecretsForm):
     """The webhook URL and the secret header's value are write-only, like every secret."""
+
+    secret_fields = SECRET_FIELDS
 
     webhook_url = _write_only(
         "Webhook URL",

@@ -12,6 +12,7 @@ from importer.assets import AssetsClient, AssetsError
 from importer.mapping import validate_document
 from importer.models import ChunkJob, Execution, ImportSource
 from importer.services.errors import ImportAlreadyRunning, ImportRefused, scrub_secrets
+from importer.services.mappings import push_mapping
 from importer.services.plan import first_chunks
 from importer.services.retries import call_with_retries
 
@@ -24,7 +25,9 @@ def start_import(
     """Create the execution in Assets and queue the first chunk.
 
     The local row is created first, in PENDING: the one-open-execution-per-source
-    constraint then lets only one of two simultaneous starts go on to Assets.
+    constraint then lets only one of two simultaneous starts go on to Assets. The records
+    are transformed with the mapping saved here, so a mapping saved since its last push is
+    pushed first: only then, while no other import of the source can see it change.
     """
     if not source.enabled:
         raise ImportRefused(f"Source '{source}' is disabled: enable it to import.")
@@ -42,6 +45,8 @@ def start_import(
         ) from None
 
     try:
+        if not source.mapping_pushed_at:
+            push_mapping(source=source)
         client = AssetsClient.for_source(source)
         started = call_with_retries(
             lambda: client.start_execution(scheduled=trigger == Execution.Trigger.SCHEDULE)

@@ -24,15 +24,15 @@ class Command(BaseCommand):
         source = ImportSource.objects.filter(name=name).first()
         if source is None:
             raise CommandError(f"No source named '{name}'.")
+        pushed_before = source.mapping_pushed_at
         try:
-            if not source.mapping_pushed_at:
-                services.push_mapping(source=source)
-                self.stdout.write("Assets accepted the mapping.")
             execution = services.start_import(source=source)
-        except (services.ImportRefused, services.MappingInvalid) as error:
+        except services.ImportRefused as error:
             raise CommandError(str(error))
         except AssetsError as error:
             raise CommandError(services.scrub_secrets(error.message, source))
+        if source.mapping_pushed_at != pushed_before:
+            self.stdout.write("Assets accepted the mapping (saved since its last push).")
         self.stdout.write(f"Started execution #{execution.pk} ({execution.assets_execution_id}).")
         if not wait:
             return
