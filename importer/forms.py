@@ -210,7 +210,12 @@ class LocatedJSONField(forms.JSONField):
                 raise forms.ValidationError(
                     "Not valid JSON: %(problem)s at line %(line)d, column %(column)d.",
                     code="invalid",
-                    params={"problem": error.msg, "line": error.lineno, "column": error.colno},
+                    # Some of json's messages end in "at" ("Invalid control character at").
+                    params={
+                        "problem": error.msg.removesuffix(" at"),
+                        "line": error.lineno,
+                        "column": error.colno,
+                    },
                 ) from None
         return super().to_python(value)
 

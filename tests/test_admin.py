@@ -224,6 +224,20 @@ def test_a_json_error_names_its_line_and_column(staff_client, make_source):
     assert errors == [
         "Not valid JSON: Expecting property name enclosed in double quotes at line 4, column 3."
     ]
+    pasted_tab = post_source(staff_client, source, mapping='{\n  "a": "one\ttwo"\n}')
+    assert pasted_tab.context["adminform"].form.errors["mapping"] == [
+        "Not valid JSON: Invalid control character at line 2, column 12."
+    ]
+
+
+@pytest.mark.django_db
+def test_a_retry_time_reads_to_the_second_on_a_24_hour_clock(settings):
+    from importer.admin.display import next_attempt_label
+
+    settings.TIME_ZONE = "UTC"
+    moment = timezone.now().replace(hour=13, minute=5, second=9) + timedelta(days=1)
+
+    assert next_attempt_label(moment.isoformat()).startswith("13:05:09 (in ")
 
 
 @pytest.mark.django_db

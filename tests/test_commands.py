@@ -145,7 +145,9 @@ def test_run_import_pushes_the_mapping_and_waits_for_done(make_source, sandbox):
 
     execution = Execution.objects.get()
     assert "Assets accepted the mapping" in output
-    assert "Done: 120 records" in output
+    assert output.strip().endswith("Done: 120 records in 5 pages.")
+    # Not a terminal: a line per state of the import, no carriage returns.
+    assert "\r" not in output
     assert execution.state == Execution.State.DONE
     assert sandbox.mapping("ws-1", "src-1") is not None
 
@@ -657,3 +659,28 @@ def test_an_old_list_of_sources_still_imports_and_the_next_export_carries_its_ch
         "it on call",
         "phones team",
     ]
+
+
+def test_run_import_shows_no_bar_without_a_total_and_names_the_pages_being_retried():
+    from importer.management.commands.run_import import progress_line
+
+    progress = {
+        "percent": None,
+        "state": "INGESTING",
+        "state_label": "Ingesting",
+        "records_submitted": 0,
+        "records_total": None,
+        "basis": "unknown",
+        "finished": False,
+        "pages_submitted": 0,
+        "pages_total": None,
+        "records_per_second": None,
+        "seconds_left": None,
+        "stalled": False,
+    }
+    retries = [{"page": 2, "attempts": 1, "reason": "source_unavailable", "next_attempt_at": ""}]
+
+    line = progress_line(progress, retries)
+
+    assert not line.startswith("[")
+    assert line.endswith("retrying page 2 (source_unavailable)")

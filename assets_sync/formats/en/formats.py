@@ -2,3 +2,4 @@
 DATETIME_FORMAT = "Y-m-d H:i:s"
 SHORT_DATETIME_FORMAT = "Y-m-d H:i"
 DATE_FORMAT = "Y-m-d"
+TIME_FORMAT = "H:i:s"

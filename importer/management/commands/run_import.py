@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from importer import services
 from importer.assets import AssetsError
 from importer.models import Execution, ImportSource
-from importer.progress import describe, progress_of
+from importer.progress import describe, progress_of, retries_of
 
 
 class Command(BaseCommand):
@@ -36,21 +36,42 @@ class Command(BaseCommand):
         self.stdout.write(f"Started execution #{execution.pk} ({execution.assets_execution_id}).")
         if not wait:
             return
+        # On a terminal one line is rewritten in place; in a log or a pipe each new state of
+        # the import is a line of its own.
+        live = self.stdout.isatty()
+        shown = None
         while True:
             execution.refresh_from_db()
             progress = progress_of(execution)
-            percent = progress["percent"]
-            bar = "?" * 25 if percent is None else "#" * (percent // 4)
-            self.stdout.write(f"\r[{bar:<25}] {describe(progress):<70}", ending="")
-            self.stdout.flush()
+            line = progress_line(progress, retries_of(execution))
+            if live:
+                self.stdout.write(f"\r{line:<100}", ending="")
+                self.stdout.flush()
+            elif line != shown:
+                self.stdout.write(line)
+            shown = line
             if progress["finished"]:
                 break
             time.sleep(poll)
-        self.stdout.write("")
+        if live:
+            self.stdout.write("")
         if execution.state != Execution.State.DONE:
             raise CommandError(f"Import ended {execution.state}: {execution.error}")
         self.stdout.write(
             self.style.SUCCESS(
-                f"Done: {execution.records_submitted} records, {execution.pages_submitted} chunks."
+                f"Done: {execution.records_submitted} records in {execution.pages_submitted} pages."
             )
         )
+
+
+def progress_line(progress: dict, retries: list[dict]) -> str:
+    """The import's progress as one line: a bar once the total is known, and the pages
+    waiting for another attempt (else a source that keeps failing looks like a stuck one)."""
+    line = describe(progress)
+    if progress["percent"] is not None:
+        line = f"[{'#' * (progress['percent'] // 4):<25}] {line}"
+    if retries and not progress["finished"]:
+        first = retries[0]
+        others = " and others" if len(retries) > 1 else ""
+        line += f" · retrying page {first['page']} ({first['reason']}){others}"
+    return line
