@@ -227,3 +227,19 @@ def test_demo_source_pages_cover_every_record_exactly_once(style: str) -> None:
 
     assert page["total"] == 103
     assert serials == [f"SN-{i:05d}" for i in range(1, 104)]
+
+
+def test_the_demo_names_a_port_in_use_and_how_to_choose_another():
+    import socket
+
+    from django.core.management import CommandError, call_command
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(CommandError) as refused:
+            call_command("demo", "--port", str(port))
+
+    assert f"Port {port} on 127.0.0.1 is in use" in str(refused.value)
+    assert "--port" in str(refused.value)

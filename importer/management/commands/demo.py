@@ -3,13 +3,14 @@
 import json
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from importer.config_file import apply_config
 from importer.devtools.assets_sandbox import AssetsSandbox
@@ -62,6 +63,15 @@ def demo_alert_channel(*, receiver_url: str) -> NotificationChannel:
     return channel
 
 
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 class Command(BaseCommand):
     help = "Start the demo: runserver, qcluster, the Assets sandbox and a demo inventory API."
 
@@ -72,6 +82,16 @@ class Command(BaseCommand):
         parser.add_argument("--records", type=int, default=300)
 
     def handle(self, *args, port, sandbox_port, inventory_port, records, **options):
+        for flag, taken in (
+            ("--port", port),
+            ("--sandbox-port", sandbox_port),
+            ("--inventory-port", inventory_port),
+        ):
+            if not _port_is_free(taken):
+                raise CommandError(
+                    f"Port {taken} on 127.0.0.1 is in use (another demo?): stop it, or choose "
+                    f"another port with {flag}, e.g. ./dev demo {flag} {taken + 10}."
+                )
         sandbox = AssetsSandbox(port=sandbox_port, token=SANDBOX_TOKEN).start()
         inventory = DemoInventory(port=inventory_port, records=records).start()
         for result in apply_config(
