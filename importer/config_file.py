@@ -18,6 +18,7 @@ from importer import services
 from importer.assets import AssetsError
 from importer.config_channels import AppliedChannel, apply_channels, channel_to_config, channels_for
 from importer.config_shape import kind_of, shape_problems
+from importer.fields import holds_json
 from importer.forms import (
     MASKED_JSON_FIELDS,
     MASKED_URL_FIELDS,
@@ -174,7 +175,7 @@ def schedule_to_config(schedule: Schedule) -> dict:
 def _form_value(field_name: str, value):
     """A value as a submitted form would carry it."""
     field = ImportSource._meta.get_field(field_name)
-    if field.get_internal_type() == "JSONField":
+    if holds_json(field):
         return json.dumps(value)
     if value is None:
         return ""

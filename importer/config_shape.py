@@ -11,6 +11,7 @@ from typing import Any
 
 from django.db import models
 
+from importer.fields import holds_json
 from importer.models import ImportSource
 
 # Deeper than this is no configuration anyone writes (a mapping document needs about 8 levels).
@@ -92,7 +93,7 @@ def _wrong_type(value: Any, expected: str, model: type[models.Model] = ImportSou
     if isinstance(field, models.FloatField):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         return "" if ok else f"must be a number, not {kind_of(value)}"
-    if isinstance(field, models.JSONField):
+    if holds_json(field):
         if not isinstance(value, dict):
             return f"must be an object, not {kind_of(value)}"
         if expected == "extra_headers":

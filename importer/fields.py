@@ -1,4 +1,5 @@
-"""Secrets encrypted at rest.
+"""Secrets encrypted at rest: tokens, and the settings that may hold credentials (a URL's
+user:password, a credential-named header, parameter or plug-in option).
 
 Values are encrypted with Fernet (AES-128-CBC + HMAC-SHA256) under the first key of the
 FIELD_ENCRYPTION_KEYS setting and decrypted with any of them, so keys can be rotated: put the
@@ -7,10 +8,13 @@ new key first, run `manage.py rotate_encryption_keys`, then drop the old one.
 
 import base64
 import hashlib
+import json
 from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django import forms
 from django.conf import settings
+from django.core import validators
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 
@@ -74,3 +78,46 @@ class EncryptedTextField(models.TextField):
         if value is None or value == "" or value.startswith(PREFIX):
             return value
         return encrypt(value)
+
+
+class EncryptedURLField(EncryptedTextField):
+    """A URL, encrypted at rest: it may carry credentials (https://user:password@host/)."""
+
+    default_validators = [validators.URLValidator()]
+
+    def formfield(self, **kwargs):
+        # A one-line URL input, not the text area of a TextField.
+        return models.Field.formfield(
+            self, **{"form_class": forms.URLField, "max_length": self.max_length, **kwargs}
+        )
+
+
+class EncryptedJSONField(EncryptedTextField):
+    """A JSON object, encrypted at rest: its values may be credentials (an API key header)."""
+
+    def from_db_value(self, value, expression, connection):
+        if value is None or value == "":
+            return value
+        return json.loads(decrypt(value))
+
+    def to_python(self, value):
+        return value
+
+    def get_prep_value(self, value):
+        if value is None and self.null:
+            return None
+        # Else None is JSON's null, as a JSONField that may not be NULL stores it.
+        if isinstance(value, str) and value.startswith(PREFIX):
+            return value
+        return encrypt(json.dumps(value))
+
+    def value_to_string(self, obj):
+        return json.dumps(self.value_from_object(obj))
+
+    def formfield(self, **kwargs):
+        return models.Field.formfield(self, **{"form_class": forms.JSONField, **kwargs})
+
+
+def holds_json(field: models.Field) -> bool:
+    """Whether a model field stores a JSON value, encrypted or not."""
+    return isinstance(field, models.JSONField | EncryptedJSONField)

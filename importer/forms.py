@@ -9,6 +9,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.functional import cached_property
 
+from importer.fields import EncryptedURLField, holds_json
 from importer.mapping import validate_document
 from importer.models import ImportSource, Schedule
 from importer.redaction import mask_secret_values, mask_userinfo, restore_masked, restore_userinfo
@@ -240,9 +241,9 @@ class SchemeURLField(forms.URLField):
 
 def strict_formfield(model_field, **kwargs):
     """URLs keep their scheme, JSON errors say where, counts start at 1."""
-    if isinstance(model_field, models.URLField):
+    if isinstance(model_field, models.URLField | EncryptedURLField):
         kwargs["form_class"] = SchemeURLField
-    if isinstance(model_field, models.JSONField):
+    if holds_json(model_field):
         kwargs["form_class"] = LocatedJSONField
     return model_field.formfield(**kwargs)
 

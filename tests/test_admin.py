@@ -303,13 +303,15 @@ def test_without_javascript_every_row_shows_and_settings_of_other_kinds_are_igno
 
 
 @pytest.mark.django_db
-def test_a_second_start_is_refused_with_a_message(staff_client, make_source):
+def test_a_second_start_is_refused_with_a_link_to_the_running_import(staff_client, make_source):
     source = make_source()
-    Execution.objects.create(source=source, state=Execution.State.INGESTING)
+    running = Execution.objects.create(source=source, state=Execution.State.INGESTING)
 
     message = run_action(staff_client, "importsource", "start_import", [source.pk])
 
     assert "already running" in message
+    url = reverse("admin:importer_execution_change", args=[running.pk])
+    assert f'<a href="{url}">Follow execution #{running.pk}</a>' in message
     assert Execution.objects.filter(source=source).count() == 1
 
 

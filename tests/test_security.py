@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from importer import fields, services
 from importer.forms import ImportSourceForm
-from importer.models import Execution, ImportSource, Schedule
+from importer.models import Execution, ImportSource, NotificationChannel, Schedule
 from tests.conftest import SANDBOX_TOKEN
 from tests.test_admin import source_form_data
 
@@ -40,8 +40,36 @@ def test_tokens_are_encrypted_in_the_database(make_source):
 
 
 @pytest.mark.django_db
+def test_settings_that_may_hold_credentials_are_encrypted_in_the_database(make_source, inventory):
+    # A database dump or backup must not hand out a source's credentials, wherever the
+    # source keeps them.
+    url = inventory.base_url.replace("http://", "http://reader:url-pass-1@") + "/api/computers"
+    settings_with_secrets = {
+        "source_url": url,
+        "oauth_token_url": "https://client:oauth-pass-2@login.example.com/token",
+        "extra_headers": {"X-Api-Key": "header-key-3"},
+        "extra_params": {"api_key": "param-key-4"},
+        "plugin_options": {"password": "plugin-pass-5"},
+    }
+    source = make_source(**settings_with_secrets)
+
+    stored = " ".join(str(stored_value(source, column)) for column in settings_with_secrets)
+    for secret in ("url-pass-1", "oauth-pass-2", "header-key-3", "param-key-4", "plugin-pass-5"):
+        assert secret not in stored
+    reread = ImportSource.objects.get(pk=source.pk)
+    assert {name: getattr(reread, name) for name in settings_with_secrets} == (
+        settings_with_secrets
+    )
+    # ... and the import still reads its records with them.
+    assert services.preview_import(source=reread).records_fetched > 0
+
+
+@pytest.mark.django_db
 def test_rotating_keys_reencrypts_every_secret(make_source, settings):
     source = make_source()
+    channel = NotificationChannel.objects.create(
+        name="chat", kind="webhook", webhook_url="https://hooks.example.com/T0/secret-path"
+    )
     before = stored_value(source, "assets_token")
     settings.FIELD_ENCRYPTION_KEYS = ["a-brand-new-key", *settings.FIELD_ENCRYPTION_KEYS]
 
@@ -50,7 +78,10 @@ def test_rotating_keys_reencrypts_every_secret(make_source, settings):
     settings.FIELD_ENCRYPTION_KEYS = ["a-brand-new-key"]  # the old key is gone now
     assert stored_value(source, "assets_token") != before
     assert ImportSource.objects.get(pk=source.pk).assets_token == SANDBOX_TOKEN
-    assert not fields.needs_rotation(stored_value(source, "assets_token"))
+    for column in ("assets_token", "source_url", "extra_headers", "webtrigger_token"):
+        assert not fields.needs_rotation(stored_value(source, column))
+    # The alert channels' secrets too: their webhooks still work without the old key.
+    assert NotificationChannel.objects.get(pk=channel.pk).webhook_url.endswith("/secret-path")
 
 
 @pytest.mark.django_db
@@ -420,3 +451,39 @@ def test_anonymous_health_checks_show_no_raw_error_text(client, settings, monkey
     assert anonymous.json()["checks"]["broker"]["ok"] is False
     assert "queue.internal" not in anonymous.content.decode()
     assert "queue.internal" in trusted.json()["checks"]["broker"]["error"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_upgrading_encrypts_the_settings_stored_before_and_a_downgrade_restores_them():
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = [("importer", "0008_took_seconds")], [("importer", "0009_encrypted_settings")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    OldSource = executor.loader.project_state(before).apps.get_model("importer", "ImportSource")
+    old = OldSource.objects.create(
+        name="stored-before",
+        workspace_id="ws",
+        import_source_id="src",
+        assets_token="token-1",
+        source_url="https://reader:url-pass-1@inventory.example.com/api",
+        extra_headers={"X-Api-Key": "header-key-3"},
+    )
+
+    try:
+        executor = MigrationExecutor(connection)
+        executor.migrate(after)
+        source = ImportSource.objects.get(pk=old.pk)
+        assert source.source_url == "https://reader:url-pass-1@inventory.example.com/api"
+        assert source.extra_headers == {"X-Api-Key": "header-key-3"}
+        assert "url-pass-1" not in stored_value(source, "source_url")
+        assert "header-key-3" not in stored_value(source, "extra_headers")
+
+        executor = MigrationExecutor(connection)
+        executor.migrate(before)
+        restored = OldSource.objects.get(pk=old.pk)
+        assert restored.source_url == "https://reader:url-pass-1@inventory.example.com/api"
+        assert restored.extra_headers == {"X-Api-Key": "header-key-3"}
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())

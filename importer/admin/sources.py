@@ -3,7 +3,9 @@ push, pull, preview and draft."""
 
 import json
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.widgets import AdminURLFieldWidget
 from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import OuterRef, Subquery
@@ -26,6 +28,7 @@ from importer.admin.display import (
     stored_secret,
 )
 from importer.assets import AssetsError
+from importer.fields import EncryptedJSONField, EncryptedURLField
 from importer.forms import (
     AUTH_FIELDS,
     CONNECTION_FIELDS,
@@ -49,6 +52,9 @@ class ImportSourceAdmin(admin.ModelAdmin):
     formfield_overrides = {
         models.URLField: {"form_class": SchemeURLField},
         models.JSONField: {"form_class": LocatedJSONField},
+        # Encrypted at rest, shown as what they hold (not as the text areas of a TextField).
+        EncryptedURLField: {"form_class": SchemeURLField, "widget": AdminURLFieldWidget},
+        EncryptedJSONField: {"form_class": LocatedJSONField, "widget": forms.Textarea},
     }
     list_display = ["name", "enabled", "kind_label", "last_run", "mapping_status"]
     list_filter = ["enabled"]
@@ -409,9 +415,7 @@ class ImportSourceAdmin(admin.ModelAdmin):
             except services.ImportRefused as refusal:
                 self._log_push_at_start(request, source, pushed_before)
                 self.log_change(request, source, f"Import refused: {refusal}")
-                self.message_user(
-                    request, f"Import of {source} not started: {refusal}", messages.ERROR
-                )
+                self.message_user(request, self._refusal_message(source, refusal), messages.ERROR)
                 continue
             pushed_first = self._log_push_at_start(request, source, pushed_before)
             self.log_change(request, source, f"Started import (execution #{execution.pk}).")
@@ -434,6 +438,24 @@ class ImportSourceAdmin(admin.ModelAdmin):
             self.message_user(
                 request, ngettext("%d import started.", "%d imports started.", started) % started
             )
+
+    @staticmethod
+    def _refusal_message(source, refusal):
+        """Why the import did not start; when another is running, a link to follow it."""
+        running = (
+            Execution.objects.filter(source=source, state__in=Execution.OPEN_STATES).first()
+            if isinstance(refusal, services.ImportAlreadyRunning)
+            else None
+        )
+        if running is None:
+            return f"Import of {source} not started: {refusal}"
+        return format_html(
+            'Import of {} not started: {} <a href="{}">Follow execution #{}</a>.',
+            source,
+            str(refusal),
+            reverse("admin:importer_execution_change", args=[running.pk]),
+            running.pk,
+        )
 
     def _log_push_at_start(self, request, source, pushed_before) -> bool:
         """An import pushes a mapping saved since its last push (`services.start_import`);

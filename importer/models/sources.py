@@ -6,7 +6,7 @@ import secrets
 from django.conf import settings
 from django.db import models
 
-from importer.fields import EncryptedTextField
+from importer.fields import EncryptedJSONField, EncryptedTextField, EncryptedURLField
 
 
 def default_assets_base_url() -> str:
@@ -75,7 +75,7 @@ class ImportSource(models.Model):
     )
 
     source_kind = models.CharField("kind", max_length=20, choices=Kind.choices, default=Kind.REST)
-    source_url = models.URLField(
+    source_url = EncryptedURLField(
         "source URL",
         max_length=2000,
         blank=True,
@@ -92,7 +92,7 @@ class ImportSource(models.Model):
         blank=True,
         help_text="Plug-in sources: a name from the IMPORT_SOURCE_PLUGINS setting.",
     )
-    plugin_options = models.JSONField(
+    plugin_options = EncryptedJSONField(
         default=dict, blank=True, help_text="Plug-in sources: options passed to the plug-in."
     )
     records_path = models.CharField(
@@ -150,7 +150,7 @@ class ImportSource(models.Model):
         default="X-API-Key",
         help_text="API key: the header or query parameter that carries it.",
     )
-    oauth_token_url = models.URLField(
+    oauth_token_url = EncryptedURLField(
         "OAuth2 token URL", max_length=500, blank=True, help_text="OAuth2: the token endpoint."
     )
     oauth_scope = models.CharField(
@@ -161,10 +161,10 @@ class ImportSource(models.Model):
         blank=True,
         help_text="Bearer token, password, API key or OAuth2 client secret.",
     )
-    extra_headers = models.JSONField(
+    extra_headers = EncryptedJSONField(
         default=dict, blank=True, help_text='Extra request headers, e.g. {"Accept-Language": "en"}.'
     )
-    extra_params = models.JSONField(
+    extra_params = EncryptedJSONField(
         default=dict, blank=True, help_text='Extra query parameters, e.g. {"status": "active"}.'
     )
     request_timeout = models.FloatField(

@@ -1,8 +1,8 @@
+from django.apps import apps
 from django.core.management.base import BaseCommand
 from django.db import connection, transaction
 
 from importer.fields import EncryptedTextField, needs_rotation
-from importer.models import ImportSource
 
 
 class Command(BaseCommand):
@@ -12,26 +12,36 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
-        encrypted = [
-            field
-            for field in ImportSource._meta.concrete_fields
-            if isinstance(field, EncryptedTextField)
-        ]
-        columns = ", ".join(connection.ops.quote_name(field.column) for field in encrypted)
-        table = connection.ops.quote_name(ImportSource._meta.db_table)
-        rotated = 0
         with transaction.atomic():
-            # The stored (encrypted) values tell which secrets are not under the first key.
-            with connection.cursor() as cursor:
-                cursor.execute(f"SELECT id, {columns} FROM {table}")  # noqa: S608
-                rows = cursor.fetchall()
-            for pk, *stored in rows:
-                stale = [
-                    field.name
-                    for field, value in zip(encrypted, stored, strict=True)
-                    if needs_rotation(value or "")
+            for model in apps.get_app_config("importer").get_models():
+                encrypted = [
+                    field
+                    for field in model._meta.concrete_fields
+                    if isinstance(field, EncryptedTextField)
                 ]
-                if stale:
-                    ImportSource.objects.get(pk=pk).save(update_fields=stale)
-                    rotated += 1
-        self.stdout.write(f"Re-encrypted the secrets of {rotated} source(s).")
+                if encrypted:
+                    rotated = self._rotate(model, encrypted)
+                    self.stdout.write(
+                        f"Re-encrypted the secrets of {rotated} {model._meta.verbose_name_plural}."
+                    )
+
+    @staticmethod
+    def _rotate(model, encrypted) -> int:
+        """Save again the rows with a secret not under the first key; how many there were."""
+        columns = ", ".join(connection.ops.quote_name(field.column) for field in encrypted)
+        table = connection.ops.quote_name(model._meta.db_table)
+        # The stored (encrypted) values tell which secrets are not under the first key.
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT id, {columns} FROM {table}")  # noqa: S608
+            rows = cursor.fetchall()
+        rotated = 0
+        for pk, *stored in rows:
+            stale = [
+                field.name
+                for field, value in zip(encrypted, stored, strict=True)
+                if needs_rotation(value or "")
+            ]
+            if stale:
+                model.objects.get(pk=pk).save(update_fields=stale)
+                rotated += 1
+        return rotated
