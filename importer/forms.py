@@ -188,11 +188,8 @@ class WriteOnlySecretsForm(forms.ModelForm):
         if not self.is_bound or not self.errors:
             return
         for name in self.secret_fields:
-            if (
-                name in self.fields
-                and self.data.get(self.add_prefix(name))
-                and not (self.has_error(name))
-            ):
+            typed = name in self.fields and self.data.get(self.add_prefix(name))
+            if typed and not self.has_error(name):
                 self.add_error(
                     name,
                     "Not saved yet, because of the errors on this form: paste it again before "
