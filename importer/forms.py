@@ -155,6 +155,8 @@ class WriteOnlySecretsForm(forms.ModelForm):
 
     secret_fields: tuple[str, ...] = ()
     masked_fields: tuple[str, ...] = ()
+    # Forms shown in a browser say at a typed secret that it was not saved (see below).
+    remind_typed_secrets_on_errors = False
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -182,10 +184,15 @@ class WriteOnlySecretsForm(forms.ModelForm):
                 changed.append(name)
         return changed
 
-    def remind_typed_secrets(self) -> None:
+    def full_clean(self):
+        super().full_clean()
+        if self.remind_typed_secrets_on_errors:
+            self._remind_typed_secrets()
+
+    def _remind_typed_secrets(self) -> None:
         """On a form shown again with errors: a secret typed in it was not saved, and the
         browser does not get it back, so say so at the field rather than drop it silently."""
-        if not self.is_bound or not self.errors:
+        if not self.is_bound or not self._errors:
             return
         for name in self.secret_fields:
             typed = name in self.fields and self.data.get(self.add_prefix(name))

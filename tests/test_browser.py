@@ -271,7 +271,10 @@ def test_a_broken_mapping_is_shown_as_a_field_error_and_nothing_is_saved(
     expect(mapping_row.locator(".errorlist")).to_contain_text(
         "mapping.objectTypeMappings[0].selector: is required"
     )
-    expect(page.locator(".errorlist")).to_have_count(1)
+    # The token typed in was not saved, and is not sent back: the form says so at its field.
+    token_row = page.locator(".form-row.field-assets_token")
+    expect(token_row.locator(".errorlist")).to_contain_text("paste it again")
+    expect(page.locator(".errorlist")).to_have_count(2)
     # What the user typed is kept, so the mapping can be fixed in place.
     expect(field(page, "Mapping")).to_have_value(re.compile(r'"objectTypeMappings"'))
     expect(field(page, "Name")).to_have_value("demo-inventory")

@@ -46,9 +46,13 @@ from importer.models import Execution, ImportSource, Schedule
 from importer.redaction import mask_userinfo, redact
 
 
+class ImportSourceAdminForm(ImportSourceForm):
+    remind_typed_secrets_on_errors = True
+
+
 @admin.register(ImportSource)
 class ImportSourceAdmin(admin.ModelAdmin):
-    form = ImportSourceForm
+    form = ImportSourceAdminForm
     formfield_overrides = {
         models.URLField: {"form_class": SchemeURLField},
         models.JSONField: {"form_class": LocatedJSONField},
@@ -110,7 +114,6 @@ class ImportSourceAdmin(admin.ModelAdmin):
         # static/importer/source_form.js shows only the rows the chosen kind uses.
         context["field_conditions"] = FIELD_CONDITIONS
         form = context["adminform"].form
-        form.remind_typed_secrets()
         context["error_summary"] = [
             {"id": form[name].id_for_label, "label": form[name].label, "errors": errors}
             for name, errors in form.errors.items()

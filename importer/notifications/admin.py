@@ -27,9 +27,13 @@ class DeliveryInline(admin.TabularInline):
         return state_badge(delivery.state)
 
 
+class NotificationChannelAdminForm(NotificationChannelForm):
+    remind_typed_secrets_on_errors = True
+
+
 @admin.register(NotificationChannel)
 class NotificationChannelAdmin(admin.ModelAdmin):
-    form = NotificationChannelForm
+    form = NotificationChannelAdminForm
     list_display = [
         "name",
         "kind",
@@ -82,10 +86,6 @@ class NotificationChannelAdmin(admin.ModelAdmin):
             },
         ),
     ]
-
-    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
-        context["adminform"].form.remind_typed_secrets()
-        return super().render_change_form(request, context, add, change, form_url, obj)
 
     @admin.display(description="Sources")
     def scope(self, channel):
