@@ -36,20 +36,24 @@ class Command(BaseCommand):
         self.stdout.write(f"Started execution #{execution.pk} ({execution.assets_execution_id}).")
         if not wait:
             return
-        # On a terminal one line is rewritten in place; in a log or a pipe each new state of
-        # the import is a line of its own.
+        # On a terminal one line is rewritten in place; in a log or a pipe a line is written
+        # as the import reaches a new state, each tenth of the way, and when retries start.
         live = self.stdout.isatty()
         shown = None
         while True:
             execution.refresh_from_db()
             progress = progress_of(execution)
-            line = progress_line(progress, retries_of(execution))
+            retries = retries_of(execution)
+            line = progress_line(progress, retries)
             if live:
                 self.stdout.write(f"\r{line:<100}", ending="")
                 self.stdout.flush()
-            elif line != shown:
-                self.stdout.write(line)
-            shown = line
+            else:
+                percent = progress["percent"]
+                milestone = (progress["state"], percent and percent // 10, bool(retries))
+                if milestone != shown:
+                    self.stdout.write(line)
+                    shown = milestone
             if progress["finished"]:
                 break
             time.sleep(poll)
