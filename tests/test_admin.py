@@ -1,6 +1,7 @@
 """The staff UI, driven through Django's test client as a logged-in staff user."""
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -313,6 +314,41 @@ def test_a_second_start_is_refused_with_a_link_to_the_running_import(staff_clien
     url = reverse("admin:importer_execution_change", args=[running.pk])
     assert f'<a href="{url}">Follow execution #{running.pk}</a>' in message
     assert Execution.objects.filter(source=source).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_source_page_starts_an_import_from_its_own_button(staff_client, make_source, sandbox):
+    source = make_source()
+    page = staff_client.get(reverse("admin:importer_importsource_change", args=[source.pk]))
+    buttons = re.findall(r'name="action" value="(\w+)"', page.content.decode())
+    assert buttons == ["start_import", "push_mapping"]
+
+    # The button posts what it holds to the list's actions.
+    answer = staff_client.post(
+        reverse("admin:importer_importsource_changelist"),
+        {"action": "start_import", "_selected_action": str(source.pk)},
+        follow=True,
+    )
+
+    messages = " ".join(str(message) for message in answer.context["messages"])
+    assert "Import of inventory started" in messages
+    execution = wait_for_execution_to_finish(Execution.objects.get(source=source))
+    assert execution.state == Execution.State.DONE, execution.error
+
+
+@pytest.mark.django_db
+def test_an_operator_sees_the_start_button_but_not_the_push(client, django_user_model, make_source):
+    from django.contrib.auth.models import Group
+
+    operator = django_user_model.objects.create_user("op", password="pw", is_staff=True)
+    operator.groups.add(Group.objects.get(name="Import operators"))
+    client.force_login(operator)
+    source = make_source()
+
+    page = client.get(reverse("admin:importer_importsource_change", args=[source.pk]))
+
+    buttons = re.findall(r'name="action" value="(\w+)"', page.content.decode())
+    assert buttons == ["start_import"]
 
 
 @pytest.mark.django_db

@@ -119,6 +119,20 @@ class ImportSourceAdmin(admin.ModelAdmin):
             for name, errors in form.errors.items()
             if name in form.fields
         ]
+        # The actions a source is mostly opened for, as buttons at the top of its page (they
+        # post to the list's actions, so the same permissions and messages apply).
+        context["source_buttons"] = (
+            [
+                (name, label)
+                for name, label, allowed in (
+                    ("start_import", "Start import", self.has_start_permission(request)),
+                    ("push_mapping", "Push mapping", self.has_change_permission(request, obj)),
+                )
+                if allowed
+            ]
+            if obj is not None
+            else []
+        )
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def get_fieldsets(self, request, obj=None):
