@@ -243,3 +243,18 @@ def test_the_demo_names_a_port_in_use_and_how_to_choose_another():
 
     assert f"Port {port} on 127.0.0.1 is in use" in str(refused.value)
     assert "--port" in str(refused.value)
+
+
+@pytest.mark.django_db
+def test_a_restarted_demo_shows_the_mapping_as_not_pushed_to_its_new_sandbox(make_source):
+    from django.utils import timezone
+
+    from importer.management.commands.demo import forget_pushes_to_a_new_sandbox
+
+    # Pushed to the sandbox of an earlier run, which kept nothing.
+    source = make_source(name="demo-inventory", mapping_pushed_at=timezone.now())
+
+    forget_pushes_to_a_new_sandbox("demo-inventory")
+
+    source.refresh_from_db()
+    assert source.mapping_pushed_at is None

@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 from importer.config_file import apply_config
 from importer.devtools.assets_sandbox import AssetsSandbox
 from importer.devtools.demo_source import DemoInventory
-from importer.models import NotificationChannel
+from importer.models import ImportSource, NotificationChannel
 
 DEMO_MAPPING = Path(__file__).resolve().parents[2] / "devtools" / "demo_mapping.json"
 SANDBOX_TOKEN = "sandbox-token"
@@ -23,6 +23,12 @@ SANDBOX_TOKEN = "sandbox-token"
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
+
+
+def forget_pushes_to_a_new_sandbox(source_name: str) -> None:
+    """The sandbox keeps nothing between runs: a mapping pushed by an earlier demo is not in
+    it any more, so the source shows "not pushed" (and an import pushes it first)."""
+    ImportSource.objects.filter(name=source_name).update(mapping_pushed_at=None)
 
 
 def demo_source_config(*, sandbox_url: str, inventory_url: str) -> dict:
@@ -94,11 +100,13 @@ class Command(BaseCommand):
                 )
         sandbox = AssetsSandbox(port=sandbox_port, token=SANDBOX_TOKEN).start()
         inventory = DemoInventory(port=inventory_port, records=records).start()
+        config = demo_source_config(sandbox_url=sandbox.base_url, inventory_url=inventory.base_url)
         for result in apply_config(
-            [demo_source_config(sandbox_url=sandbox.base_url, inventory_url=inventory.base_url)],
+            [config],
             push=False,  # the demo shows the "Push mapping to Assets" action
         ):
             self.stdout.write(f"Demo source: {result}")
+        forget_pushes_to_a_new_sandbox(config["name"])
         demo_alert_channel(receiver_url=f"{sandbox.base_url}/_sandbox/alerts")
         self._ensure_admin_user()
 
