@@ -443,9 +443,7 @@ class ImportSourceAdmin(admin.ModelAdmin):
                 format_html(
                     'Import of {} started{} — <a href="{}">follow execution #{}</a>',
                     source,
-                    " (its mapping, saved since the last push, was pushed first)"
-                    if pushed_first
-                    else "",
+                    " (its mapping, not pushed yet, was pushed first)" if pushed_first else "",
                     url,
                     execution.pk,
                 ),

@@ -32,7 +32,7 @@ class Command(BaseCommand):
         except AssetsError as error:
             raise CommandError(services.scrub_secrets(error.message, source))
         if source.mapping_pushed_at != pushed_before:
-            self.stdout.write("Assets accepted the mapping (saved since its last push).")
+            self.stdout.write("Assets accepted the mapping (it was not pushed yet).")
         self.stdout.write(f"Started execution #{execution.pk} ({execution.assets_execution_id}).")
         if not wait:
             return
