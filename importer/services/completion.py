@@ -52,7 +52,6 @@ FINAL_STATUSES = {
 # later ones are put off as delayed tasks, so no worker sleeps long.
 STATUS_POLL_FIRST_SECONDS = 0.25
 STATUS_IN_WORKER_SECONDS = 5.0
-UNFINISHED = (ChunkState.QUEUED, ChunkState.RUNNING)
 
 
 def complete_if_due(execution_id: int, client: AssetsClient | None = None) -> None:
