@@ -182,8 +182,10 @@ HOUSEKEEPING_SECONDS = env.float("HOUSEKEEPING_SECONDS", default=10.0)
 RETRY_HTTP_500 = env.bool("RETRY_HTTP_500", default=True)
 # How long a transient failure (timeout, 429, 5xx) is retried before a chunk fails for good.
 CHUNK_MAX_ATTEMPTS = env.int("CHUNK_MAX_ATTEMPTS", default=5)
-# A retry due within this many seconds waits in the worker; a later one is rescheduled.
-CHUNK_RETRY_INLINE_MAX_SECONDS = env.float("CHUNK_RETRY_INLINE_MAX_SECONDS", default=5.0)
+# A retry due within this many seconds waits in the worker; a later one is rescheduled, and
+# the cluster's ticker sends it within a second of its time, so a longer wait here would only
+# keep the worker from other imports (importer/ticker.py).
+CHUNK_RETRY_INLINE_MAX_SECONDS = env.float("CHUNK_RETRY_INLINE_MAX_SECONDS", default=1.0)
 # A chunk that failed for good fails its execution after this many seconds; within them an
 # operator may retry it ("Retry failed chunks"). 0: fail at once.
 FAILED_CHUNK_GRACE_SECONDS = env.int("FAILED_CHUNK_GRACE_SECONDS", default=0)
@@ -235,7 +237,7 @@ else:
 # Monitoring: callers presenting this token (X-Health-Token) see per-source details.
 HEALTH_TOKEN = env.str("HEALTH_TOKEN", default="")
 # Finished executions older than this are deleted by the daily retention task.
-HISTORY_RETENTION_DAYS = env.int("HISTORY_RETENTION_DAYS", default=180)
+HISTORY_RETENTION_DAYS = env.int("HISTORY_RETENTION_DAYS", default=5.0)
 
 # --- Alerts and metrics ------------------------------------------------------------------
 # How alerts are e-mailed: smtp://user:password@host:587 with STARTTLS is smtp+tls://...,

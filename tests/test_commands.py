@@ -2,6 +2,7 @@
 
 import io
 import json
+import logging
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -150,6 +151,35 @@ def test_run_import_pushes_the_mapping_and_waits_for_done(make_source, sandbox):
     assert "\r" not in output
     assert execution.state == Execution.State.DONE
     assert sandbox.mapping("ws-1", "src-1") is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_import_run_from_the_command_line_says_so_and_names_who_ran_it(
+    make_source, sandbox, django_user_model, admin_client, caplog
+):
+    make_source(name="inventory")
+    django_user_model.objects.create_user("ops-robot")
+
+    with caplog.at_level(logging.INFO):
+        run("run_import", "inventory", "--user", "ops-robot", "--wait", "--poll", "0.01")
+
+    # Its progress is not broken up by a log line for every task it queued.
+    assert not [record for record in caplog.records if record.name == "django-q"]
+
+    execution = Execution.objects.get()
+    assert execution.trigger == Execution.Trigger.COMMAND
+    assert execution.triggered_by.username == "ops-robot"
+    listing = admin_client.get("/admin/importer/execution/").content.decode()
+    assert "command line<br><small>ops-robot</small>" in listing
+
+
+@pytest.mark.django_db
+def test_run_import_refuses_a_user_that_does_not_exist(make_source):
+    make_source(name="inventory")
+
+    with pytest.raises(CommandError, match="No user named 'nobody'"):
+        run("run_import", "inventory", "--user", "nobody")
+    assert not Execution.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)

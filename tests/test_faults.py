@@ -71,6 +71,37 @@ def test_a_flaky_source_is_ridden_out(pushed_source, sandbox, inventory, start_c
     assert_imported_exactly_once(sandbox, execution)
 
 
+def test_a_page_waiting_for_its_retry_leaves_the_worker_to_other_imports(
+    make_source, sandbox, inventory, start_cluster
+):
+    """With the project's own setting, a retry seconds away is put off, not slept on: the
+    cluster's only worker goes on with another import meanwhile."""
+    from assets_sync import settings as project_settings
+
+    start_cluster(
+        workers=1,
+        CHUNK_RETRY_INLINE_MAX_SECONDS=str(project_settings.CHUNK_RETRY_INLINE_MAX_SECONDS),
+    )
+    failing = services.push_mapping(source=make_source(name="failing", page_size=25))
+    other = services.push_mapping(
+        source=make_source(name="other", import_source_id="src-2", page_size=30)
+    )
+    inventory.faults.add(
+        method="GET", path_contains="limit=25", status=503, retry_after="4", times=1
+    )
+    waiting = start(failing)
+    retried = wait_for(
+        lambda: waiting.chunks.filter(attempts=1, next_attempt_at__isnull=False).first(),
+        message="the failing page was not put off",
+    )
+
+    finished = wait_for_execution_to_finish(start(other))
+
+    assert finished.state == Execution.State.DONE
+    assert finished.finished_at < retried.next_attempt_at
+    assert_imported_exactly_once(sandbox, wait_for_execution_to_finish(waiting))
+
+
 def test_a_worker_killed_mid_chunk_is_taken_up_again(
     pushed_source, sandbox, inventory, start_cluster
 ):

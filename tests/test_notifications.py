@@ -178,6 +178,9 @@ def test_a_refused_scheduled_run_is_told(client, pushed_source, sandbox, invento
     assert payload["event"] == "execution.refused"
     assert payload["execution"]["trigger"] == "scheduled"
     assert "already running" in payload["execution"]["reason"]
+    # It never started: the text says when it was asked for and refused, and counts nothing.
+    assert "Nothing was imported." in payload["text"] and "refused 20" in payload["text"]
+    assert "Started" not in payload["text"] and "Records:" not in payload["text"]
 
 
 def test_a_stalled_import_is_told_once(pushed_source, sandbox, inventory, httpserver):

@@ -93,7 +93,7 @@ class ExecutionAdmin(admin.ModelAdmin):
                 "#00695c",
                 "scheduled",
             )
-        return "manual"
+        return "command line" if execution.trigger == Execution.Trigger.COMMAND else "manual"
 
     @admin.display(description="Triggered by")
     def triggered_by_label(self, execution):
@@ -105,7 +105,11 @@ class ExecutionAdmin(admin.ModelAdmin):
     def run_label(self, execution):
         if execution.is_scheduled:
             return self.trigger_label(execution)
-        return format_html("manual<br><small>{}</small>", self.triggered_by_label(execution))
+        return format_html(
+            "{}<br><small>{}</small>",
+            self.trigger_label(execution),
+            self.triggered_by_label(execution),
+        )
 
     @admin.display(description="Started", ordering="started_at")
     def started_label(self, execution):

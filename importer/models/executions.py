@@ -151,6 +151,7 @@ class Execution(models.Model):
     class Trigger(models.TextChoices):
         MANUAL = "manual", "Manual"
         SCHEDULE = "schedule", "Schedule"
+        COMMAND = "command", "Command line"
 
     source = models.ForeignKey(ImportSource, on_delete=models.CASCADE, related_name="executions")
     assets_execution_id = models.CharField(max_length=100, blank=True)
@@ -227,6 +228,14 @@ class Execution(models.Model):
     @property
     def is_scheduled(self) -> bool:
         return self.trigger == self.Trigger.SCHEDULE
+
+    @property
+    def trigger_word(self) -> str:
+        """How the import was started, as alerts and the history say it."""
+        return {
+            self.Trigger.SCHEDULE: "scheduled",
+            self.Trigger.COMMAND: "command-line",
+        }.get(self.trigger, "manual")
 
     @property
     def duration(self):

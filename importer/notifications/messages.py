@@ -52,7 +52,7 @@ def _source_fields(source: ImportSource) -> dict:
 def execution_content(execution: Execution, kind: str) -> Content:
     """The message for an execution that failed, was refused, stalled or is done."""
     source = execution.source
-    trigger = "scheduled" if execution.is_scheduled else "manual"
+    trigger = execution.trigger_word
     link = admin_url("execution", execution.pk)
     reason = redact_for(source, execution.error or "")
     if kind == Kind.STALLED:
@@ -62,15 +62,21 @@ def execution_content(execution: Execution, kind: str) -> Content:
     lines = [f"The {trigger} import of '{source.name}' {HEADLINES[kind]} ({execution.state})."]
     if reason:
         lines.append(f"Reason: {reason}")
-    lines.append(
-        f"Records: {execution.records_fetched} fetched, {execution.records_submitted} "
-        f"submitted, {execution.records_skipped} left out; {execution.pages_submitted} "
-        "pages submitted."
-    )
-    lines.append(
-        f"Started {when_text(execution.started_at or execution.created_at)}, "
-        f"finished {when_text(execution.finished_at) if execution.finished_at else '-'}."
-    )
+    if kind == Kind.REFUSED:  # it never started: there is nothing to count
+        lines.append(
+            f"Asked for {when_text(execution.created_at)}, refused "
+            f"{when_text(execution.finished_at or execution.created_at)}. Nothing was imported."
+        )
+    else:
+        lines.append(
+            f"Records: {execution.records_fetched} fetched, {execution.records_submitted} "
+            f"submitted, {execution.records_skipped} left out; {execution.pages_submitted} "
+            "pages submitted."
+        )
+        lines.append(
+            f"Started {when_text(execution.started_at or execution.created_at)}, "
+            f"finished {when_text(execution.finished_at) if execution.finished_at else '-'}."
+        )
     lines.append(f"Details: {link}")
     details = {
         "event": f"execution.{kind}",
@@ -142,7 +148,7 @@ def recovered_content(source: ImportSource, execution: Execution, stale_since: d
         "execution": {
             "id": execution.pk,
             "state": execution.state,
-            "trigger": "scheduled" if execution.is_scheduled else "manual",
+            "trigger": execution.trigger_word,
             "finished_at": iso_time(execution.finished_at),
             "url": link,
         },

@@ -1,5 +1,7 @@
+import logging
 import time
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from importer import services
@@ -19,14 +21,33 @@ class Command(BaseCommand):
             help="Show progress until the import ends; exit 0 only when DONE.",
         )
         parser.add_argument("--poll", type=float, default=0.25, help="Seconds between updates.")
+        parser.add_argument(
+            "--user",
+            metavar="USERNAME",
+            help="The admin user the history names as having started the import.",
+        )
 
-    def handle(self, *args, name, wait, poll, **options):
+    def handle(self, *args, verbosity, **options):
+        # django-q2 logs a line for every task queued, which would break up the progress.
+        queue_log = logging.getLogger("django-q")
+        level = queue_log.level
+        if verbosity < 2:
+            queue_log.setLevel(logging.WARNING)
+        try:
+            self.start_and_follow(**options)
+        finally:
+            queue_log.setLevel(level)
+
+    def start_and_follow(self, *, name, wait, poll, user, **options):
         source = ImportSource.objects.filter(name=name).first()
         if source is None:
             raise CommandError(f"No source named '{name}'.")
+        started_by = self.user_named(user) if user else None
         pushed_before = source.mapping_pushed_at
         try:
-            execution = services.start_import(source=source)
+            execution = services.start_import(
+                source=source, user=started_by, trigger=Execution.Trigger.COMMAND
+            )
         except services.ImportRefused as error:
             raise CommandError(str(error))
         except AssetsError as error:
@@ -66,6 +87,14 @@ class Command(BaseCommand):
                 f"Done: {execution.records_submitted} records in {execution.pages_submitted} pages."
             )
         )
+
+    @staticmethod
+    def user_named(username: str):
+        users = get_user_model()
+        try:
+            return users.objects.get(**{users.USERNAME_FIELD: username})
+        except users.DoesNotExist:
+            raise CommandError(f"No user named '{username}'.") from None
 
 
 def progress_line(progress: dict, retries: list[dict]) -> str:
