@@ -100,7 +100,10 @@ def webtrigger(request, source_id: int, token: str):
         execution = services.start_scheduled_import(source=source)
     except services.ImportRefused as refusal:
         logger.warning("scheduled import of %s refused: %s", source, refusal)
-        return _answer(500, success=False, error=str(refusal))
+        response = _answer(500, success=False, error=str(refusal))
+        # Told above as what it is; Django would log the 500 as an error of the server.
+        response._has_been_logged = True
+        return response
     return _answer(
         200, success=True, message="Import started", executionId=execution.assets_execution_id
     )

@@ -323,13 +323,15 @@ def test_a_source_page_starts_an_import_from_its_own_button(staff_client, make_s
     buttons = re.findall(r'name="action" value="(\w+)"', page.content.decode())
     assert buttons == ["start_import", "push_mapping"]
 
-    # The button posts what it holds to the list's actions.
+    # The button posts what it holds to the list's actions, and comes back to the source.
+    assert '<input type="hidden" name="_back_to_source" value="1">' in page.content.decode()
     answer = staff_client.post(
         reverse("admin:importer_importsource_changelist"),
-        {"action": "start_import", "_selected_action": str(source.pk)},
+        {"action": "start_import", "_selected_action": str(source.pk), "_back_to_source": "1"},
         follow=True,
     )
 
+    assert answer.redirect_chain[-1][0] == page.request["PATH_INFO"]
     messages = " ".join(str(message) for message in answer.context["messages"])
     assert "Import of inventory started" in messages
     execution = wait_for_execution_to_finish(Execution.objects.get(source=source))
@@ -451,3 +453,33 @@ def test_the_admin_is_branded_assets_sync(admin_client):
     assert '<a href="/admin/">assets-sync</a>' in page
     assert "<title>Imports into Atlassian Assets | assets-sync</title>" in page
     assert "Django administration" not in page
+
+
+@pytest.mark.django_db
+def test_cancelling_imports_that_already_ended_says_why_nothing_was_cancelled(
+    staff_client, make_source
+):
+    source = make_source()
+    done = Execution.objects.create(source=source, state=Execution.State.DONE)
+    failed = Execution.objects.create(source=source, state=Execution.State.FAILED)
+
+    message = run_action(staff_client, "execution", "cancel", [done.pk, failed.pk])
+
+    assert "0 imports cancelled" not in message
+    assert "Only a running import can be cancelled" in message
+    assert f"#{done.pk} (DONE)" in message and f"#{failed.pk} (FAILED)" in message
+
+
+@pytest.mark.django_db
+def test_a_refused_import_says_it_never_started_instead_of_waiting_for_chunks(
+    staff_client, make_source
+):
+    refused = Execution.objects.create(
+        source=make_source(), state=Execution.State.REFUSED, error="Assets answered 401"
+    )
+
+    page = staff_client.get(reverse("admin:importer_execution_change", args=[refused.pk]))
+
+    text = page.content.decode()
+    assert "None: the import never started." in text
+    assert "none yet" not in text.lower()

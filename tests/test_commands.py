@@ -5,6 +5,7 @@ import json
 import logging
 
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.core.management import CommandError, call_command
 
 from importer.config_file import source_to_config
@@ -171,6 +172,38 @@ def test_an_import_run_from_the_command_line_says_so_and_names_who_ran_it(
     assert execution.triggered_by.username == "ops-robot"
     listing = admin_client.get("/admin/importer/execution/").content.decode()
     assert "command line<br><small>ops-robot</small>" in listing
+    # The source's history tells it as the admin's start does, the push first.
+    history = LogEntry.objects.filter(user__username="ops-robot").order_by("pk")
+    assert [entry.change_message for entry in history] == [
+        "Pushed the mapping to Assets.",
+        f"Started import (execution #{execution.pk}) from the command line.",
+    ]
+    assert {entry.object_repr for entry in history} == {"inventory"}
+
+
+@pytest.mark.django_db
+def test_stopping_run_import_wait_leaves_the_import_running_and_says_where_to_follow_it(
+    make_source, inventory, monkeypatch
+):
+    from importer.management.commands import run_import
+
+    inventory.faults.add(method="GET", path_contains="/api/computers", status=503, times=-1)
+    make_source(name="inventory")
+
+    def ctrl_c(execution):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_import, "progress_of", ctrl_c)
+    with pytest.raises(CommandError) as stopped:
+        run("run_import", "inventory", "--wait")
+
+    execution = Execution.objects.get()
+    assert execution.state == Execution.State.INGESTING
+    assert stopped.value.returncode == 130
+    assert str(stopped.value).startswith(
+        f"Stopped following execution #{execution.pk}; the import goes on."
+    )
+    assert f"/admin/importer/execution/{execution.pk}/change/" in str(stopped.value)
 
 
 @pytest.mark.django_db

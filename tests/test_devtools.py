@@ -258,3 +258,13 @@ def test_a_restarted_demo_shows_the_mapping_as_not_pushed_to_its_new_sandbox(mak
 
     source.refresh_from_db()
     assert source.mapping_pushed_at is None
+
+
+def test_the_demo_on_another_port_gives_out_links_and_callbacks_to_that_port():
+    from importer.management.commands.demo import demo_public_base_url
+
+    # .env's default names port 8000; the demo runs on 8010.
+    assert demo_public_base_url("http://127.0.0.1:8000", 8010) == "http://127.0.0.1:8010"
+    assert demo_public_base_url("http://localhost:8000", 8010) == "http://127.0.0.1:8010"
+    # An address set on purpose (a tunnel to this machine) is kept.
+    assert demo_public_base_url("https://sync.example.com", 8010) == "https://sync.example.com"

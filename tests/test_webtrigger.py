@@ -1,6 +1,7 @@
 """The webtrigger Assets' scheduler calls, and failure reporting to import history."""
 
 import json
+import logging
 
 import pytest
 from django.urls import reverse
@@ -70,6 +71,18 @@ def test_a_body_for_another_workspace_is_refused(client, pushed_source):
     assert not Execution.objects.exists()
 
 
+def test_a_webtrigger_url_without_its_last_slash_still_starts_the_import(
+    client, pushed_source, sandbox, inventory
+):
+    url = reverse("importer:webtrigger", args=[pushed_source.pk, pushed_source.webtrigger_token])
+    body = {"workspaceId": "ws-1", "importsourceId": "src-1"}
+
+    response = client.post(url.rstrip("/"), data=body, content_type="application/json")
+
+    assert response.status_code == 200 and response.json()["success"] is True
+    assert Execution.objects.get().trigger == Execution.Trigger.SCHEDULE
+
+
 def test_a_body_that_is_not_json_is_refused(client, pushed_source):
     url = reverse("importer:webtrigger", args=[pushed_source.pk, pushed_source.webtrigger_token])
 
@@ -78,18 +91,25 @@ def test_a_body_that_is_not_json_is_refused(client, pushed_source):
     assert response.status_code == 400
 
 
-def test_a_trigger_while_an_import_runs_is_refused_and_kept_in_history(client, pushed_source):
+def test_a_trigger_while_an_import_runs_is_refused_and_kept_in_history(
+    client, pushed_source, caplog
+):
     running = Execution.objects.create(
         source=pushed_source, state=Execution.State.INGESTING, assets_execution_id="manual-1"
     )
 
-    response = trigger(client, pushed_source)
+    with caplog.at_level(logging.INFO):
+        response = trigger(client, pushed_source)
 
     assert response.status_code == 500
-    assert "already running" in response.json()["error"]
+    assert f"already running (execution #{running.pk})" in response.json()["error"]
     refused = Execution.objects.exclude(pk=running.pk).get()
     assert refused.state == Execution.State.REFUSED
     assert refused.trigger == Execution.Trigger.SCHEDULE
+    assert refused.error == response.json()["error"]
+    # An expected overlap is a warning, not an error of the server that would page someone.
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert "scheduled import of inventory refused" in caplog.text
 
 
 def test_assets_answering_409_on_start_is_a_500_with_its_reason(client, pushed_source, sandbox):

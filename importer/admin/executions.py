@@ -21,6 +21,15 @@ from importer.models import ChunkJob, Execution
 from importer.progress import chunk_counts, describe, progress_of, retries_of
 
 
+def no_chunks_text(execution: Execution) -> str:
+    """What an execution without chunks says instead: "yet" only while it may get some."""
+    if execution.state == Execution.State.REFUSED:
+        return "none: the import never started"
+    if execution.state in Execution.FINISHED_STATES:
+        return "none"
+    return "none yet"
+
+
 @admin.register(Execution)
 class ExecutionAdmin(admin.ModelAdmin):
     class Media:
@@ -148,7 +157,7 @@ class ExecutionAdmin(admin.ModelAdmin):
             for state, label in ChunkJob.State.choices
             if counts.get(state)
         ]
-        return " · ".join(parts) or "none yet"
+        return " · ".join(parts) or no_chunks_text(execution)
 
     @admin.display(description="Pages fetched")
     def pages_fetched_label(self, execution):
@@ -286,6 +295,7 @@ class ExecutionAdmin(admin.ModelAdmin):
         extra_context = {**(extra_context or {})}
         if execution is not None:
             extra_context["chunk_page"] = self._chunk_page(request, execution)
+            extra_context["no_chunks_text"] = no_chunks_text(execution).capitalize()
             extra_context["may_cancel"] = (
                 execution.state in Execution.OPEN_STATES and self.has_cancel_permission(request)
             )
@@ -300,15 +310,27 @@ class ExecutionAdmin(admin.ModelAdmin):
     @admin.action(description="Cancel selected imports", permissions=["cancel"])
     def cancel(self, request, queryset):
         cancelled = 0
+        ended = []
         for execution in queryset.select_related("source"):
             if execution.state in Execution.OPEN_STATES:
                 services.cancel_execution(execution=execution)
                 self.log_change(request, execution, "Cancelled the import.")
                 cancelled += 1
-        self.message_user(
-            request,
-            ngettext("%d import cancelled.", "%d imports cancelled.", cancelled) % cancelled,
-        )
+            else:
+                ended.append(f"#{execution.pk} ({execution.state})")
+        if cancelled or not ended:
+            self.message_user(
+                request,
+                ngettext("%d import cancelled.", "%d imports cancelled.", cancelled) % cancelled,
+            )
+        if ended:
+            self.message_user(
+                request,
+                "Only a running import can be cancelled; these had already ended: "
+                + ", ".join(ended)
+                + ".",
+                messages.WARNING,
+            )
 
     @admin.action(description="Retry failed chunks", permissions=["retry"])
     def retry_failed_chunks(self, request, queryset):

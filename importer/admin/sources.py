@@ -5,6 +5,7 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.widgets import AdminURLFieldWidget
 from django.core.exceptions import PermissionDenied
 from django.db import models
@@ -134,6 +135,16 @@ class ImportSourceAdmin(admin.ModelAdmin):
             else []
         )
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def response_action(self, request, queryset):
+        """A button of a source's page comes back to that page, with the action's messages."""
+        response = super().response_action(request, queryset)
+        source_id = request.POST.get(helpers.ACTION_CHECKBOX_NAME, "")
+        if response is not None and request.POST.get("_back_to_source") and source_id.isdigit():
+            return HttpResponseRedirect(
+                reverse("admin:importer_importsource_change", args=[source_id])
+            )
+        return response
 
     def get_fieldsets(self, request, obj=None):
         if obj is None:

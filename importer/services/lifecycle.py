@@ -40,8 +40,11 @@ def start_import(
         with transaction.atomic():
             execution = Execution.objects.create(source=source, trigger=trigger, triggered_by=user)
     except IntegrityError:
+        running = Execution.objects.filter(source=source, state__in=Execution.OPEN_STATES).first()
+        which = f" (execution #{running.pk})" if running else ""
         raise ImportAlreadyRunning(
-            f"An import of '{source}' is already running: wait for it to finish or cancel it."
+            f"An import of '{source}' is already running{which}: start again once it has "
+            "ended, or cancel it."
         ) from None
 
     try:

@@ -1,6 +1,7 @@
 """Run the whole app on this machine: web server, task cluster, Assets sandbox, demo source."""
 
 import json
+import os
 import secrets
 import signal
 import socket
@@ -8,7 +9,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
@@ -69,6 +72,14 @@ def demo_alert_channel(*, receiver_url: str) -> NotificationChannel:
     return channel
 
 
+def demo_public_base_url(configured: str, port: int) -> str:
+    """Where the demo's links and schedule callbacks point: its own web server, on whatever
+    port it runs, unless PUBLIC_BASE_URL names another host on purpose (a tunnel, a proxy)."""
+    if urlsplit(configured).hostname in ("127.0.0.1", "localhost"):
+        return f"http://127.0.0.1:{port}"
+    return configured
+
+
 def _port_is_free(port: int) -> bool:
     with socket.socket() as probe:
         try:
@@ -98,6 +109,10 @@ class Command(BaseCommand):
                     f"Port {taken} on 127.0.0.1 is in use (another demo?): stop it, or choose "
                     f"another port with {flag}, e.g. ./dev demo {flag} {taken + 10}."
                 )
+        # Alerts, the webtrigger URL and the callbacks given to Assets name this address; the
+        # web server and the cluster started below take it from the environment.
+        settings.PUBLIC_BASE_URL = demo_public_base_url(settings.PUBLIC_BASE_URL, port)
+        os.environ["PUBLIC_BASE_URL"] = settings.PUBLIC_BASE_URL
         sandbox = AssetsSandbox(port=sandbox_port, token=SANDBOX_TOKEN).start()
         inventory = DemoInventory(port=inventory_port, records=records).start()
         config = demo_source_config(sandbox_url=sandbox.base_url, inventory_url=inventory.base_url)

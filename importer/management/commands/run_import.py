@@ -1,12 +1,14 @@
 import logging
 import time
 
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from importer import services
 from importer.assets import AssetsError
 from importer.models import Execution, ImportSource
+from importer.notifications.messages import admin_url
 from importer.progress import describe, progress_of, retries_of
 
 
@@ -49,14 +51,37 @@ class Command(BaseCommand):
                 source=source, user=started_by, trigger=Execution.Trigger.COMMAND
             )
         except services.ImportRefused as error:
+            pushed = source.mapping_pushed_at != pushed_before
+            self.log_for(started_by, source, pushed, f"Import refused: {error}")
             raise CommandError(str(error))
         except AssetsError as error:
             raise CommandError(services.scrub_secrets(error.message, source))
-        if source.mapping_pushed_at != pushed_before:
+        pushed = source.mapping_pushed_at != pushed_before
+        if pushed:
             self.stdout.write("Assets accepted the mapping (it was not pushed yet).")
+        self.log_for(
+            started_by,
+            source,
+            pushed,
+            f"Started import (execution #{execution.pk}) from the command line.",
+        )
         self.stdout.write(f"Started execution #{execution.pk} ({execution.assets_execution_id}).")
         if not wait:
             return
+        try:
+            self.follow(execution, poll)
+        except KeyboardInterrupt:
+            # Only the following stops: the import is the cluster's.
+            if self.stdout.isatty():
+                self.stdout.write("")  # off the progress line
+            raise CommandError(
+                f"Stopped following execution #{execution.pk}; the import goes on. Follow or "
+                f"cancel it at {admin_url('execution', execution.pk)}",
+                returncode=130,
+            ) from None
+
+    def follow(self, execution: Execution, poll: float) -> None:
+        """Show the import's progress until it ends; fail unless it ended DONE."""
         # On a terminal one line is rewritten in place; in a log or a pipe a line is written
         # as the import reaches a new state, each tenth of the way, and when retries start.
         live = self.stdout.isatty()
@@ -87,6 +112,17 @@ class Command(BaseCommand):
                 f"Done: {execution.records_submitted} records in {execution.pages_submitted} pages."
             )
         )
+
+    @staticmethod
+    def log_for(user, source: ImportSource, pushed: bool, message: str) -> None:
+        """The source's history, as the admin's start writes it, when a user is named."""
+        if user is None:
+            return
+        messages = (["Pushed the mapping to Assets."] if pushed else []) + [message]
+        for change_message in messages:
+            LogEntry.objects.log_actions(
+                user.pk, [source], CHANGE, change_message, single_object=True
+            )
 
     @staticmethod
     def user_named(username: str):
