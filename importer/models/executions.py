@@ -150,7 +150,7 @@ class Execution(models.Model):
 
     class Trigger(models.TextChoices):
         MANUAL = "manual", "Manual"
-        SCHEDULE = "schedule", "Schedule"
+        SCHEDULE = "schedule", "Scheduled"
         COMMAND = "command", "Command line"
 
     source = models.ForeignKey(ImportSource, on_delete=models.CASCADE, related_name="executions")
