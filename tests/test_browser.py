@@ -479,7 +479,7 @@ def test_the_lists_fit_a_1366_pixel_screen(browser_page, live_server, administra
             records_total=300000,
             assets_execution_id="9f1c7a52-3d0e-4d5b-a8f7-0c6b7e3f2a11",
         )
-    failure = "attempt 3 failed: source 'x' answered 503 " + "with a long explanation " * 8
+    failure = "attempt 3 of 5 failed: source 'x' answered 503 " + "with a long explanation " * 8
     for index in range(6):
         execution.chunks.create(
             index=index,

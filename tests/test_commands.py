@@ -746,4 +746,4 @@ def test_run_import_shows_no_bar_without_a_total_and_names_the_pages_being_retri
     line = progress_line(progress, retries)
 
     assert not line.startswith("[")
-    assert line.endswith("retrying page 2 (source_unavailable)")
+    assert line.endswith("retrying page 2 after attempt 1 (source_unavailable)")

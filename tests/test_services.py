@@ -375,7 +375,8 @@ def test_a_503_is_retried_later_with_its_reason_kept(pushed_source, inventory):
     assert chunk.state == ChunkJob.State.QUEUED
     assert chunk.last_error_kind
     assert chunk.next_attempt_at is not None
-    assert chunk.error.startswith("attempt 1 failed: ")
+    # How many attempts the page gets in all, so a reader knows how long it may go on.
+    assert chunk.error.startswith("attempt 1 of 5 failed: ")
 
 
 def test_retry_failed_chunks_takes_up_a_failed_chunk_within_the_grace(

@@ -351,7 +351,7 @@ def chunk_failed(
             now + timedelta(seconds=delay),
             kind=kind,
             # The page shows the next attempt's time beside it, and drops it on a cancel.
-            error=f"attempt {chunk.attempts} failed: {message}",
+            error=f"attempt {chunk.attempts} of {attempts} failed: {message}",
         )
         Execution.objects.filter(pk=chunk.execution_id).stamp()
         metrics.count_chunk_retry(source=source, reason=kind)

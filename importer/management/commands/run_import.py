@@ -142,5 +142,8 @@ def progress_line(progress: dict, retries: list[dict]) -> str:
     if retries and not progress["finished"]:
         first = retries[0]
         others = " and others" if len(retries) > 1 else ""
-        line += f" · retrying page {first['page']} ({first['reason']}){others}"
+        line += (
+            f" · retrying page {first['page']} after attempt {first['attempts']}"
+            f" ({first['reason']}){others}"
+        )
     return line
