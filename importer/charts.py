@@ -14,6 +14,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 WIDTH, HEIGHT = 760, 220
 LEFT, RIGHT, TOP, BOTTOM = 64, 12, 12, 44
+ZERO_MARK_HEIGHT = 3  # px: a label whose bars are all zero (see `bar_chart`)
 
 
 @dataclass
@@ -54,8 +55,13 @@ def bar_chart(
     x_label: str,
     title: str,
     label_every: int = 1,
+    zero_marks: list[Series | None] | None = None,
 ) -> SafeString:
-    """Bars stacked per label (one series: plain bars), with axes, ticks and a legend."""
+    """Bars stacked per label (one series: plain bars), with axes, ticks and a legend.
+
+    `zero_marks` names, per label, the series a label without any value belongs to: such a
+    label gets a sliver of that colour on the axis, so a run that sent nothing is still seen.
+    """
     if not labels:
         return format_html('<p class="help">{}</p>', "No data yet.")
     totals = [sum(s.values[i] for s in series) for i in range(len(labels))]
@@ -104,6 +110,21 @@ def bar_chart(
                     )
                 )
             base += value
+        mark = zero_marks[index] if zero_marks and not totals[index] else None
+        if mark is not None:
+            parts.append(
+                format_html(
+                    '<rect x="{}" y="{}" width="{}" height="{}" fill="{}">'
+                    "<title>{}: 0 ({})</title></rect>",
+                    x,
+                    TOP + plot_h - ZERO_MARK_HEIGHT,
+                    round(bar_w, 1),
+                    ZERO_MARK_HEIGHT,
+                    mark.colour,
+                    label,
+                    mark.name,
+                )
+            )
         if index % label_every == 0:
             parts.append(
                 format_html(

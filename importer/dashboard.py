@@ -96,45 +96,40 @@ def runs_charts(runs: list[Execution]) -> tuple:
     labels = [f"#{run.pk}" for run in runs]
     every = max(1, len(runs) // 10)
     done = [run.state == State.DONE for run in runs]
+
+    def by_outcome(value) -> tuple[list[Series], list[Series]]:
+        """The done and failed series of `value(run)`, and which one each run belongs to
+        (a failed run that sent nothing in no time still shows as failed)."""
+        values = [value(run) for run in runs]
+        series = [
+            Series("done", DONE_COLOUR, [v if d else 0 for v, d in zip(values, done, strict=True)]),
+            Series(
+                "failed", FAILED_COLOUR, [0 if d else v for v, d in zip(values, done, strict=True)]
+            ),
+        ]
+        return series, [series[0] if d else series[1] for d in done]
+
+    series, marks = by_outcome(lambda run: run.records_submitted)
     records = bar_chart(
         labels,
-        [
-            Series(
-                "done",
-                DONE_COLOUR,
-                [r.records_submitted if d else 0 for r, d in zip(runs, done, strict=True)],
-            ),
-            Series(
-                "failed",
-                FAILED_COLOUR,
-                [0 if d else r.records_submitted for r, d in zip(runs, done, strict=True)],
-            ),
-        ],
+        series,
         y_label="records sent",
         x_label="run (execution number, oldest first)",
         title="Records per run",
         label_every=every,
+        zero_marks=marks,
     )
     longest = max((_seconds(run) for run in runs), default=0)
     unit, divisor = ("minutes", 60) if longest >= 600 else ("seconds", 1)
+    series, marks = by_outcome(lambda run: _seconds(run) / divisor)
     durations = bar_chart(
         labels,
-        [
-            Series(
-                "done",
-                DONE_COLOUR,
-                [_seconds(r) / divisor if d else 0 for r, d in zip(runs, done, strict=True)],
-            ),
-            Series(
-                "failed",
-                FAILED_COLOUR,
-                [0 if d else _seconds(r) / divisor for r, d in zip(runs, done, strict=True)],
-            ),
-        ],
+        series,
         y_label=unit,
         x_label="run (execution number, oldest first)",
         title="Duration per run",
         label_every=every,
+        zero_marks=marks,
     )
     return records, durations
 

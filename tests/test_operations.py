@@ -192,7 +192,12 @@ def test_the_dashboard_stacks_outcomes_per_day_with_axes_and_a_legend(admin_clie
         "cancelled",
     ]
     records = page[page.index('aria-label="Records per run"') :]
-    assert ">records sent</text>" in records[: records.index("</figure>")]
+    records = records[: records.index("</figure>")]
+    assert ">records sent</text>" in records
+    # Runs that sent nothing still show, in the colour of their outcome.
+    failed = Execution.objects.filter(state="FAILED").order_by("pk")
+    for run in failed:
+        assert f"<title>#{run.pk}: 0 (failed)</title>" in records
 
 
 @pytest.mark.django_db
