@@ -94,9 +94,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=8000, help="Web server port.")
-        parser.add_argument("--sandbox-port", type=int, default=8081)
-        parser.add_argument("--inventory-port", type=int, default=8082)
-        parser.add_argument("--records", type=int, default=300)
+        parser.add_argument(
+            "--sandbox-port", type=int, default=8081, help="The Assets sandbox's port."
+        )
+        parser.add_argument(
+            "--inventory-port", type=int, default=8082, help="The demo inventory's port."
+        )
+        parser.add_argument(
+            "--records", type=int, default=300, help="Computers in the demo inventory."
+        )
 
     def handle(self, *args, port, sandbox_port, inventory_port, records, **options):
         for flag, taken in (
