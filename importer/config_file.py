@@ -27,7 +27,7 @@ from importer.forms import (
     ScheduleForm,
 )
 from importer.models import ImportSource, Schedule
-from importer.redaction import mask_secret_values, mask_userinfo
+from importer.redaction import MASK, mask_secret_values, mask_userinfo
 
 
 class ConfigFileError(Exception):
@@ -195,10 +195,14 @@ def _form_data(entry: dict, where: str) -> dict:
         if value is _MISSING:
             value = ImportSource._meta.get_field(field_name).get_default()
         data[field_name] = _form_value(field_name, value)
-    data["assets_token"] = (entry.get("assets") or {}).get("token", "")
+    # A secret written as MASK (or left out) keeps the stored one, as the admin's empty field
+    # does; with none stored, the form says the secret is missing.
+    token = (entry.get("assets") or {}).get("token", "")
+    data["assets_token"] = "" if token == MASK else token
     auth = _get(entry, ("source", "auth"))
     auth = auth if isinstance(auth, dict) else {}
-    data["source_token"] = next((auth[name] for name in SECRET_NAMES if auth.get(name)), "")
+    secret = next((auth[name] for name in SECRET_NAMES if auth.get(name)), "")
+    data["source_token"] = "" if secret == MASK else secret
     mapping = entry.get("mapping")
     data["mapping"] = "" if mapping is None else json.dumps(mapping)
     for checkbox in ("enabled", "csv_has_header"):

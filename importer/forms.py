@@ -189,6 +189,16 @@ class WriteOnlySecretsForm(forms.ModelForm):
         if self.remind_typed_secrets_on_errors:
             self._remind_typed_secrets()
 
+    def secret_missing(self, message: str) -> str:
+        """The error for a secret that is needed and not given; in a browser, with why it may
+        have to be pasted again."""
+        if self.remind_typed_secrets_on_errors:
+            return (
+                f"{message} (after an error on this form, paste it again: secrets are never "
+                "sent back to the browser)."
+            )
+        return f"{message}."
+
     def _remind_typed_secrets(self) -> None:
         """On a form shown again with errors: a secret typed in it was not saved, and the
         browser does not get it back, so say so at the field rather than drop it silently."""
@@ -371,8 +381,7 @@ class ImportSourceForm(WriteOnlySecretsForm):
         token = self.cleaned_data.get("assets_token", "").strip()
         if not token and not (self.instance.pk and self.instance.assets_token):
             raise forms.ValidationError(
-                "Paste the import source's API token from Assets (after any error on this "
-                "form, paste it again: secrets are never sent back to the browser)."
+                self.secret_missing("Paste the import source's API token from Assets")
             )
         return token
 
@@ -418,9 +427,7 @@ class ImportSourceForm(WriteOnlySecretsForm):
         has_secret = bool(cleaned.get("source_token") or self.instance.source_token)
         if auth != Auth.NONE and not has_secret:
             self.add_error(
-                "source_token",
-                "This authentication needs a secret (after an error on this form, paste it "
-                "again: secrets are never sent back to the browser).",
+                "source_token", self.secret_missing("This authentication needs a secret")
             )
         if auth in (Auth.BASIC, Auth.OAUTH2_CLIENT_CREDENTIALS) and not cleaned.get(
             "auth_username"

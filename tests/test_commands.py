@@ -747,3 +747,31 @@ def test_run_import_shows_no_bar_without_a_total_and_names_the_pages_being_retri
 
     assert not line.startswith("[")
     assert line.endswith("retrying page 2 after attempt 1 (source_unavailable)")
+
+
+@pytest.mark.django_db
+def test_a_masked_token_in_a_file_keeps_the_stored_one_and_is_refused_where_none_is_stored(
+    tmp_path, sandbox, inventory, demo_mapping
+):
+    run(
+        "import_sources",
+        write(tmp_path, [source_entry(sandbox, inventory, demo_mapping)]),
+        "--no-push",
+    )
+    masked = source_entry(sandbox, inventory, demo_mapping)
+    masked["assets"]["token"] = "***"
+    masked["source"]["auth"]["token"] = "***"
+
+    output = run("import_sources", write(tmp_path, [masked]), "--no-push")
+
+    source = ImportSource.objects.get(name="laptops")
+    assert output.strip() == "unchanged laptops"
+    assert source.assets_token == SANDBOX_TOKEN
+    assert source.source_token == "inventory-token"
+    new = {**masked, "name": "new"}
+    new["assets"] = {**masked["assets"], "import_source_id": "src-2"}
+    with pytest.raises(CommandError, match="Nothing was changed") as refused:
+        run("import_sources", write(tmp_path, [new]), "--no-push")
+    assert "assets_token" in str(refused.value) and "source_token" in str(refused.value)
+    assert "this form" not in str(refused.value)  # a file is no form in a browser
+    assert not ImportSource.objects.filter(name="new").exists()
