@@ -268,3 +268,22 @@ def test_the_demo_on_another_port_gives_out_links_and_callbacks_to_that_port():
     assert demo_public_base_url("http://localhost:8000", 8010) == "http://127.0.0.1:8010"
     # An address set on purpose (a tunnel to this machine) is kept.
     assert demo_public_base_url("https://sync.example.com", 8010) == "https://sync.example.com"
+
+
+def test_the_demo_starts_again_on_ports_its_last_run_just_closed():
+    import socket
+
+    from importer.management.commands.demo import _port_is_free
+
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    served, _ = listener.accept()
+    served.close()  # the server's side closes first: its port waits in TIME-WAIT
+    client.close()
+    listener.close()
+
+    assert _port_is_free(port)

@@ -81,7 +81,10 @@ def demo_public_base_url(configured: str, port: int) -> str:
 
 
 def _port_is_free(port: int) -> bool:
+    """Whether the demo's servers can listen there. They reuse the address, as the probe does,
+    so the connections of a demo just stopped (TIME-WAIT) do not count as "in use"."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
