@@ -67,7 +67,8 @@ def test_pull_shows_the_differences_before_replacing(admin_client, make_source, 
     page = admin_client.get(url).content.decode()
     admin_client.post(url)
 
-    assert "RAM" in page
+    assert "Pushing the one here would change Assets' like this:" in page
+    assert "renamed to &#x27;RAM&#x27;" in page
     assert "Replace the local mapping" in page
     source.refresh_from_db()
     assert source.mapping == sandbox.mapping("ws-1", "src-1")
@@ -113,3 +114,24 @@ def test_the_mapping_at_a_glance_shows_each_locator_whole(admin_client, make_sou
     assert "<code>serial</code>" in page
     assert "<code>hostname, fqdn</code>" in page
     assert "s, e, r" not in page
+
+
+@pytest.mark.django_db
+def test_an_operator_sees_the_differences_but_is_not_offered_to_replace_the_mapping(
+    client, django_user_model, make_source, sandbox
+):
+    from django.contrib.auth.models import Group
+
+    source = services.push_mapping(source=make_source())
+    source.mapping["schema"]["objectSchema"]["objectTypes"][0]["attributes"][3]["name"] = "RAM"
+    source.save()
+    operator = django_user_model.objects.create_user("op", password="pw", is_staff=True)
+    operator.groups.add(Group.objects.get(name="Import operators"))
+    client.force_login(operator)
+
+    page = client.get(reverse("admin:importer_importsource_pull_mapping", args=[source.pk]))
+
+    text = page.content.decode()
+    assert page.status_code == 200 and "renamed to &#x27;RAM&#x27;" in text
+    assert "Replace the local mapping" not in text
+    assert "Only an Import administrator can replace the local mapping" in text

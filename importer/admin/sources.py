@@ -294,6 +294,7 @@ class ImportSourceAdmin(admin.ModelAdmin):
             "Mapping in Assets",
             differences=differences,
             remote=json.dumps(remote, indent=2, ensure_ascii=False),
+            may_replace=self.has_change_permission(request, source),
         )
 
     def draft_mapping_view(self, request, object_id):
