@@ -474,6 +474,7 @@ class ScheduleForm(forms.ModelForm):
 
     start_local = forms.DateTimeField(
         label="Start time",
+        widget=forms.DateTimeInput(format="%Y-%m-%d %H:%M"),
         help_text="The first run (YYYY-MM-DD HH:MM), as wall-clock time in the schedule's "
         "time zone (the Timezone field).",
     )

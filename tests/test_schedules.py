@@ -303,3 +303,22 @@ def test_remove_schedules_deletes_every_remote_schedule(pushed_source, sandbox):
 
     assert sandbox.schedules() == []
     assert "1 schedule(s) removed" in out.getvalue()
+
+
+def test_a_schedule_reads_in_its_own_zone_for_those_who_may_edit_it_and_those_who_may_not(
+    client, admin_client, django_user_model, make_source
+):
+    from django.contrib.auth.models import Group
+
+    schedule = make_schedule(make_source(), start_time=tomorrow_at(9).replace(minute=15))
+    operator = django_user_model.objects.create_user("op", password="pw", is_staff=True)
+    operator.groups.add(Group.objects.get(name="Import operators"))
+    client.force_login(operator)
+    url = reverse("admin:importer_schedule_change", args=[schedule.pk])
+    day = tomorrow_at(9).strftime("%Y-%m-%d")
+
+    shown = client.get(url).content.decode()
+    edited = admin_client.get(url).content.decode()
+
+    assert f"{day} 09:15 Europe/Berlin" in shown and "None" not in shown
+    assert f'value="{day} 09:15"' in edited  # as the help text asks: no seconds

@@ -1,5 +1,7 @@
 """Schedules: kept in sync with Assets, pulled and compared, shown in the schedule's zone."""
 
+from zoneinfo import ZoneInfo
+
 from django.contrib import admin, messages
 from django.utils.html import format_html
 from django.utils.translation import ngettext
@@ -30,8 +32,15 @@ class ScheduleAdmin(admin.ModelAdmin):
             return editable
         fields = [*editable, *self.readonly_fields]
         if not self.has_change_permission(request, obj):
-            return [name if name != "callback_url" else "callback_url_masked" for name in fields]
+            shown_as = {"callback_url": "callback_url_masked", "start_local": "start_label"}
+            return [shown_as.get(name, name) for name in fields]
         return fields
+
+    @admin.display(description="Start time")
+    def start_label(self, schedule):
+        """The first run as the form has it: wall-clock time in the schedule's zone."""
+        local = schedule.start_time.astimezone(ZoneInfo(schedule.timezone))
+        return f"{local:%Y-%m-%d %H:%M} {schedule.timezone}"
 
     @admin.display(description="Callback URL")
     def callback_url_masked(self, schedule):
