@@ -246,18 +246,36 @@ def test_the_demo_names_a_port_in_use_and_how_to_choose_another():
 
 
 @pytest.mark.django_db
-def test_a_restarted_demo_shows_the_mapping_as_not_pushed_to_its_new_sandbox(make_source):
+def test_a_restarted_demo_shows_what_its_new_sandbox_lacks(make_source, sandbox):
+    from datetime import timedelta
+
     from django.utils import timezone
 
-    from importer.management.commands.demo import forget_pushes_to_a_new_sandbox
+    from importer.management.commands.demo import forget_what_an_earlier_sandbox_held
+    from importer.models import Schedule
 
-    # Pushed to the sandbox of an earlier run, which kept nothing.
-    source = make_source(name="demo-inventory", mapping_pushed_at=timezone.now())
+    # Pushed and scheduled in the sandbox of an earlier run, which kept nothing.
+    pushed = {"mapping_pushed_at": timezone.now()}
+    demo = make_source(name="demo-inventory", **pushed)
+    other = make_source(name="added-in-the-demo", import_source_id="src-2", **pushed)
+    elsewhere = make_source(
+        name="real-assets", assets_base_url="https://api.atlassian.com", **pushed
+    )
+    schedule = Schedule.objects.create(
+        source=other,
+        frequency="DAILY",
+        start_time=timezone.now() + timedelta(days=1),
+        in_sync=True,
+    )
 
-    forget_pushes_to_a_new_sandbox("demo-inventory")
+    forget_what_an_earlier_sandbox_held(sandbox.base_url)
 
-    source.refresh_from_db()
-    assert source.mapping_pushed_at is None
+    for source in (demo, other, elsewhere):
+        source.refresh_from_db()
+    schedule.refresh_from_db()
+    assert demo.mapping_pushed_at is None and other.mapping_pushed_at is None
+    assert elsewhere.mapping_pushed_at is not None
+    assert not schedule.in_sync and "Re-sync schedule to Assets" in schedule.sync_error
 
 
 def test_the_demo_on_another_port_gives_out_links_and_callbacks_to_that_port():

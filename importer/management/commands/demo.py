@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand, CommandError
 from importer.config_file import apply_config
 from importer.devtools.assets_sandbox import AssetsSandbox
 from importer.devtools.demo_source import DemoInventory
-from importer.models import ImportSource, NotificationChannel
+from importer.models import ImportSource, NotificationChannel, Schedule
 
 DEMO_MAPPING = Path(__file__).resolve().parents[2] / "devtools" / "demo_mapping.json"
 SANDBOX_TOKEN = "sandbox-token"
@@ -28,10 +28,17 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def forget_pushes_to_a_new_sandbox(source_name: str) -> None:
-    """The sandbox keeps nothing between runs: a mapping pushed by an earlier demo is not in
-    it any more, so the source shows "not pushed" (and an import pushes it first)."""
-    ImportSource.objects.filter(name=source_name).update(mapping_pushed_at=None)
+def forget_what_an_earlier_sandbox_held(sandbox_url: str) -> None:
+    """The sandbox keeps nothing between runs: what an earlier demo pushed to it is gone. Its
+    sources show "not pushed" (and an import pushes the mapping first), and their schedules
+    show out of sync, with what to do."""
+    sources = ImportSource.objects.filter(assets_base_url__in=[sandbox_url, sandbox_url + "/"])
+    sources.update(mapping_pushed_at=None)
+    Schedule.objects.filter(source__in=sources).update(
+        in_sync=False,
+        sync_error="The demo's Assets sandbox started empty: push the mapping, then use "
+        "'Re-sync schedule to Assets'.",
+    )
 
 
 def demo_source_config(*, sandbox_url: str, inventory_url: str) -> dict:
@@ -130,7 +137,7 @@ class Command(BaseCommand):
             push=False,  # the demo shows the "Push mapping to Assets" action
         ):
             self.stdout.write(f"Demo source: {result}")
-        forget_pushes_to_a_new_sandbox(config["name"])
+        forget_what_an_earlier_sandbox_held(sandbox.base_url)
         demo_alert_channel(receiver_url=f"{sandbox.base_url}/_sandbox/alerts")
         self._ensure_admin_user()
 
