@@ -1,6 +1,7 @@
 """Forms shared by the admin and the config file importer, so both apply the same rules."""
 
 import json
+from datetime import UTC
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django import forms
@@ -497,7 +498,15 @@ class ScheduleForm(forms.ModelForm):
         local, zone = cleaned.get("start_local"), cleaned.get("timezone")
         if local is None or not zone:
             return cleaned
-        start = local.replace(tzinfo=None).replace(tzinfo=ZoneInfo(zone))
+        wall = local.replace(tzinfo=None)
+        start = wall.replace(tzinfo=ZoneInfo(zone))
+        if start.astimezone(UTC).astimezone(ZoneInfo(zone)).replace(tzinfo=None) != wall:
+            self.add_error(
+                "start_local",
+                f"{wall:%Y-%m-%d %H:%M} does not exist in {zone}: the clocks skip that hour "
+                "that day. Choose a time after the change.",
+            )
+            return cleaned
         changed = not self.instance.pk or {"start_local", "timezone"} & set(self.changed_data)
         if changed and start <= timezone.now():
             self.add_error("start_local", "The start time must be in the future.")

@@ -322,3 +322,25 @@ def test_a_schedule_reads_in_its_own_zone_for_those_who_may_edit_it_and_those_wh
 
     assert f"{day} 09:15 Europe/Berlin" in shown and "None" not in shown
     assert f'value="{day} 09:15"' in edited  # as the help text asks: no seconds
+
+
+def test_a_start_time_the_clocks_skip_is_refused_in_the_schedules_zone(make_source):
+    from importer.forms import ScheduleForm
+
+    source = make_source()
+    form = ScheduleForm(
+        data={
+            "source": source.pk,
+            "frequency": "DAILY",
+            "timezone": "Europe/Berlin",
+            "start_local": "2099-03-29 02:30",  # the clocks go from 02:00 to 03:00
+        }
+    )
+
+    assert not form.is_valid()
+    assert form.errors["start_local"] == [
+        "2099-03-29 02:30 does not exist in Europe/Berlin: the clocks skip that hour that "
+        "day. Choose a time after the change."
+    ]
+    later = ScheduleForm(data={**form.data, "start_local": "2099-03-29 03:30"})
+    assert later.is_valid(), later.errors
