@@ -590,6 +590,9 @@ def test_the_admin_test_message_uses_the_channel_format(admin_client, httpserver
     assert "this channel works" in card["body"][1]["text"]
     channel.refresh_from_db()
     assert channel.last_success_at is not None
+    # The list of alerts says which channel a test message went to.
+    alerts = admin_client.get(reverse("admin:importer_alert_changelist")).content.decode()
+    assert "1 sent, to chat" in alerts
 
 
 def test_the_admin_saves_a_channel_webhook_format(admin_client):

@@ -177,7 +177,7 @@ class AlertAdmin(admin.ModelAdmin):
         return False
 
     def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("deliveries")
+        return super().get_queryset(request).prefetch_related("deliveries__channel")
 
     @admin.display(description="Kind", ordering="kind")
     def kind_label(self, alert):
@@ -198,4 +198,7 @@ class AlertAdmin(admin.ModelAdmin):
             ]
             if states.count(state)
         ]
+        if alert.source_id is None:  # a test message: the channel is what tells them apart
+            channels = sorted({delivery.channel.name for delivery in alert.deliveries.all()})
+            parts.append("to " + ", ".join(channels))
         return ", ".join(parts)
