@@ -65,7 +65,7 @@ FILE_KINDS = ["csv", "json", "jsonl"]
 READ_OVER_HTTP = ["rest", *FILE_KINDS]
 # Which settings a source of each kind, paging and authentication uses: field -> alternatives,
 # each a set of conditions that must all hold. The admin shows only these rows (see
-# static/importer/source_form.js); validation ignores the others.
+# static/importer/form_conditions.js); validation ignores the others.
 FIELD_CONDITIONS: dict[str, list[dict[str, list[str]]]] = {
     "source_url": [{"source_kind": READ_OVER_HTTP}],
     "source_file": [{"source_kind": FILE_KINDS}],

@@ -297,7 +297,7 @@ def test_without_javascript_every_row_shows_and_settings_of_other_kinds_are_igno
     html = page.content.decode()
     for name in ("plugin_options", "csv_delimiter", "oauth_token_url", "cursor_path"):
         assert f"field-{name}" in html
-    assert '<script id="source-form-conditions" type="application/json">' in html
+    assert '<script id="form-conditions" type="application/json">' in html
     assert response.status_code == 302, response.context["adminform"].form.errors
     source.refresh_from_db()
     assert (source.source_kind, source.plugin) == ("plugin", "static-list")

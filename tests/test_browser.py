@@ -282,10 +282,10 @@ def test_a_broken_mapping_is_shown_as_a_field_error_and_nothing_is_saved(
     assert not ImportSource.objects.exists()
 
 
-def visible_rows(page) -> set[str]:
+def visible_rows(page, form: str = "#importsource_form") -> set[str]:
     """The names of the form rows a user sees."""
     return set(
-        page.locator("#importsource_form .form-row").evaluate_all(
+        page.locator(f"{form} .form-row").evaluate_all(
             """rows => rows.filter(row => row.offsetParent !== null).map(
                 row => [...row.classList].find(c => c.startsWith("field-")).slice(6))"""
         )
@@ -647,3 +647,21 @@ def test_production_serves_a_styled_admin_and_a_live_execution_page_with_debug_o
     assert "max-age=315360000" in progress_js.headers["cache-control"]
     # The admin's own style sheet applies: the header is a coloured bar, not plain text.
     expect(page.locator("#header")).not_to_have_css("background-color", "rgba(0, 0, 0, 0)")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_channel_form_shows_only_what_its_kind_uses(browser_page, live_server, administrator):
+    page = browser_page
+    log_in(page, live_server, administrator)
+    page.goto(f"{live_server.url}/admin/importer/notificationchannel/add/")
+
+    page.get_by_label("Kind").select_option("email")
+    email = visible_rows(page, "#notificationchannel_form")
+    page.get_by_label("Kind").select_option("webhook")
+    webhook = visible_rows(page, "#notificationchannel_form")
+
+    assert "recipients" in email and "webhook_url" not in email
+    assert "webhook_url" in webhook and "secret_header_value" in webhook
+    assert "recipients" not in webhook
+    expect(page.locator("fieldset:has(h2:text-is('Webhook'))")).to_be_visible()
+    expect(page.locator("fieldset:has(h2:text-is('E-mail'))")).to_be_hidden()

@@ -109,10 +109,10 @@ class ImportSourceAdmin(admin.ModelAdmin):
 
     class Media:
         css = {"all": ["importer/admin.css"]}
-        js = ["importer/source_form.js"]
+        js = ["importer/form_conditions.js"]
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
-        # static/importer/source_form.js shows only the rows the chosen kind uses.
+        # static/importer/form_conditions.js shows only the rows the chosen kind uses.
         context["field_conditions"] = FIELD_CONDITIONS
         form = context["adminform"].form
         context["error_summary"] = [

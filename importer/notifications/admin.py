@@ -11,7 +11,7 @@ from importer import notifications
 from importer.admin.display import state_badge
 from importer.models import Alert, Delivery, NotificationChannel
 from importer.notifications.delivery import where
-from importer.notifications.forms import NotificationChannelForm
+from importer.notifications.forms import FIELD_CONDITIONS, NotificationChannelForm
 
 
 class DeliveryInline(admin.TabularInline):
@@ -86,6 +86,13 @@ class NotificationChannelAdmin(admin.ModelAdmin):
             },
         ),
     ]
+
+    class Media:
+        js = ["importer/form_conditions.js"]
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context["field_conditions"] = FIELD_CONDITIONS  # the rows the chosen kind uses
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     @admin.display(description="Sources")
     def scope(self, channel):

@@ -8,6 +8,17 @@ from importer.forms import WriteOnlySecretsForm, keep_stored_secrets
 from importer.models import NotificationChannel
 
 SECRET_FIELDS = ("webhook_url", "secret_header_value")
+# The rows a channel of each kind uses: the admin shows only these (see
+# static/importer/form_conditions.js); validation ignores the others.
+_WEBHOOK = [{"kind": [NotificationChannel.Kind.WEBHOOK.value]}]
+FIELD_CONDITIONS = {
+    "recipients": [{"kind": [NotificationChannel.Kind.EMAIL.value]}],
+    "webhook_target": _WEBHOOK,
+    "webhook_url": _WEBHOOK,
+    "webhook_format": _WEBHOOK,
+    "secret_header_name": _WEBHOOK,
+    "secret_header_value": _WEBHOOK,
+}
 
 
 def _write_only(label: str, help_text: str) -> forms.CharField:

@@ -1,6 +1,6 @@
-// The import source form shows only the rows that the chosen kind, paging and
-// authentication use. Without JavaScript every row stays visible, and the server ignores
-// the settings the chosen kind does not use.
+// A form with field conditions (an import source, a notification channel) shows only the
+// rows that its choices (kind, paging, authentication) use. Without JavaScript every row
+// stays visible, and the server ignores the settings the choices do not use.
 (function () {
   "use strict";
 
@@ -33,11 +33,17 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    var data = document.getElementById("source-form-conditions");
-    var form = document.getElementById("importsource_form");
-    if (!data || !form) { return; }
+    var data = document.getElementById("form-conditions");
+    var form = data && data.closest("form");
+    if (!form) { return; }
     var conditions = JSON.parse(data.textContent);
-    ["source_kind", "pagination", "source_auth"].forEach(function (name) {
+    var choosers = {};
+    Object.keys(conditions).forEach(function (name) {
+      conditions[name].forEach(function (alternative) {
+        Object.keys(alternative).forEach(function (chooser) { choosers[chooser] = true; });
+      });
+    });
+    Object.keys(choosers).forEach(function (name) {
       var input = form.querySelector("[name=" + name + "]");
       if (input) {
         input.addEventListener("change", function () { apply(form, conditions); });
