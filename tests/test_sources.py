@@ -92,6 +92,11 @@ def uploaded(media: Path, name: str, content: bytes, **fields: Any) -> ImportSou
     )
 
 
+def places(cursors: list[str]) -> list[str]:
+    """Where each page of a file starts, without the file's version the cursor also names."""
+    return [cursor.partition("@")[0] for cursor in cursors]
+
+
 def walk(source: ImportSource, max_pages: int = 100) -> tuple[list[dict], list[str]]:
     """Every record and the cursor of every page, fetched as the import flow does it:
     a fresh source per chunk, from nothing but the stored cursor."""
@@ -762,7 +767,8 @@ def test_csv_cursors_are_byte_offsets_of_each_chunk(media: Path) -> None:
     records, cursors = walk(uploaded(media, "assets.csv", content))
     assert ids(records) == every_id()
     assert records[0] == {"id": "1", "name": "asset-001", "site": "Lyon"}
-    assert cursors[1:] == [str(content.index(f"\n{i},".encode()) + 1) for i in (6, 11, 16, 21)]
+    offsets = [str(content.index(f"\n{i},".encode()) + 1) for i in (6, 11, 16, 21)]
+    assert places(cursors[1:]) == offsets
 
 
 def test_a_csv_chunk_is_fetched_again_from_its_cursor_alone(media: Path) -> None:
@@ -806,7 +812,7 @@ def test_csv_without_a_header_uses_the_configured_field_names(media: Path) -> No
     records, cursors = walk(source)
     assert ids(records) == every_id()
     assert records[0] == {"id": "1", "name": "asset-001"}
-    assert cursors[1] == str(content.index(b"6,asset"))
+    assert places(cursors)[1] == str(content.index(b"6,asset"))
 
 
 def test_csv_skips_empty_lines(media: Path) -> None:
@@ -831,6 +837,31 @@ def test_a_wrong_encoding_fails_with_the_line_number(media: Path) -> None:
     content = "id,name\n1,a\n2,Müller\n".encode("latin-1")
     error = failure(uploaded(media, "enc.csv", content))
     assert "line 3 " in error.message and "encoding" in error.message
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl", "json"])
+def test_a_file_that_changes_during_the_import_fails_it_instead_of_losing_records(
+    media: Path, kind: str
+) -> None:
+    # Lines of one length: the new file's line starts are where the old file's were.
+    rows = [{"id": i, "name": f"asset-{i:03d}"} for i in range(1, 21)]
+
+    def content(rows) -> bytes:
+        if kind == "csv":
+            return ("id,name\n" + "".join(f"{r['id']:03d},{r['name']}\n" for r in rows)).encode()
+        if kind == "jsonl":
+            return "".join(json.dumps(r) + "\n" for r in rows).encode()
+        return json.dumps(rows).encode()
+
+    source = uploaded(media, f"assets.{kind}", content(rows))
+    first = build_source(source).fetch_page("")
+    (media / "source-files" / f"assets.{kind}").write_bytes(content(rows[1:]))  # one row less
+
+    with pytest.raises(SourceError) as changed:
+        build_source(source).fetch_page(first.next_cursor)
+
+    assert (changed.value.kind, changed.value.permanent) == ("file_changed", True)
+    assert "the file changed during the import" in changed.value.message
 
 
 def test_a_cursor_that_is_not_a_line_start_means_the_file_changed(media: Path) -> None:
@@ -875,7 +906,7 @@ def test_json_lines_delivers_every_record_once(media: Path) -> None:
     content = jsonl(fake_record(i) for i in range(1, N + 1)).replace(b"\n", b"\n\n", 3)
     records, cursors = walk(uploaded(media, "assets.jsonl", content))
     assert records == [fake_record(i) for i in every_id()]
-    assert cursors[1] == str(content.index(b'{"id": 6,'))
+    assert places(cursors)[1] == str(content.index(b'{"id": 6,'))
 
 
 def test_malformed_json_lines_fail_with_the_line_number(media: Path) -> None:
@@ -895,7 +926,7 @@ def test_a_json_file_is_chunked_by_record_index(media: Path) -> None:
     content = b"\xef\xbb\xbf" + json.dumps(document).encode()
     records, cursors = walk(uploaded(media, "assets.json", content, records_path="data.assets"))
     assert ids(records) == every_id()
-    assert cursors == ["", "5", "10", "15", "20"]
+    assert places(cursors) == ["", "5", "10", "15", "20"]
 
 
 def test_a_json_file_selector_matching_nothing_names_the_path(media: Path) -> None:

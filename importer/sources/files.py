@@ -7,9 +7,11 @@ in other processes keep their own copies; should the file change between their d
 line-start check below stops the import instead of misreading it.
 
 Line-based files are chunked by byte offset: the cursor is where the next chunk starts, so a
-chunk is a seek, never a re-read of the chunks before it. A cursor that does not fall at the
-start of a line means the file changed during the import, which is an error rather than a
-silently misread record. Only encodings that write "\\n" as the single byte 0x0A can be read
+chunk is a seek, never a re-read of the chunks before it. Every cursor also names the version
+of the file it was read from (a hash of its bytes, worked out once per copy): a chunk that
+finds another version, because the file changed during the import (a new upload, or a
+download that got other bytes), fails the import rather than skip or repeat records. A cursor
+that does not fall at the start of a line means the same. Only encodings that write "\\n" as the single byte 0x0A can be read
 this way (UTF-8, Latin-1, Windows code pages, ...); UTF-16 files must be converted first.
 """
 
@@ -23,6 +25,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import IO
 
 from importer.sources import limits
@@ -35,6 +38,9 @@ MAX_DOWNLOAD_BYTES = 4 * 1024**3
 # One line (one CSV row or JSON Lines record) is held in memory whole, so it is bounded too.
 MAX_LINE_BYTES = 16 * 1024 * 1024
 UTF_8_NAMES = ("utf-8", "utf-8-sig")
+
+# Between a page's place in the file and the file's version, in a cursor ("4096@3f2a...").
+VERSION_MARK = "@"
 
 # Downloaded copies, per process: cache key -> (path, time.monotonic() of the download).
 _downloads: dict[str, tuple[str, float]] = {}
@@ -124,6 +130,35 @@ def open_source_file(import_source) -> Iterator[IO[bytes]]:
         raise config_error(source, "it has neither an uploaded file nor a source URL")
 
 
+_versions: dict[tuple, str] = {}
+
+
+def file_version(file: IO[bytes]) -> str:
+    """A short hash of the file's bytes, worked out once per copy of it in this process (a
+    copy is known by its path, size and modification time)."""
+    try:
+        stat = os.fstat(file.fileno())
+        key: tuple | None = (getattr(file, "name", ""), stat.st_size, stat.st_mtime_ns)
+    except (OSError, AttributeError, ValueError):  # a storage without local files
+        key = None
+    with _downloads_lock:
+        known = _versions.get(key) if key else None
+    if known:
+        return known
+    digest = hashlib.sha256()
+    file.seek(0)
+    while block := file.read(1024 * 1024):
+        digest.update(block)
+    file.seek(0)
+    version = digest.hexdigest()[:16]
+    if key:
+        with _downloads_lock:
+            if len(_versions) > 256:
+                _versions.clear()
+            _versions[key] = version
+    return version
+
+
 def codec_of(import_source) -> tuple[str, bytes]:
     """The codec that decodes the file's lines, and the byte-order mark to skip at its start."""
     name = import_source.file_encoding or "utf-8"
@@ -192,13 +227,24 @@ class FileSource:
         self.codec, self.bom = codec_of(import_source)
 
     def fetch_page(self, cursor: str) -> Page:
+        place, _, read_from = (cursor or "").partition(VERSION_MARK)
         with open_source_file(self.config) as file:
+            version = file_version(file)
+            if read_from and read_from != version:
+                raise SourceError(
+                    f"source '{self.name}': the file changed during the import (it is not the "
+                    "file the import's earlier pages came from): start the import again",
+                    kind="file_changed",
+                )
             try:
-                return self.read_chunk(file, cursor)
+                page = self.read_chunk(file, place)
             except LineTooLong as long_line:
                 raise self.line_error(
                     file, long_line.position, f"is longer than {MAX_LINE_BYTES // 2**20} MB"
                 ) from None
+        if page.next_cursor is None:
+            return page
+        return replace(page, next_cursor=f"{page.next_cursor}{VERSION_MARK}{version}")
 
     def read_chunk(self, file: IO[bytes], cursor: str) -> Page:
         raise NotImplementedError
