@@ -11,8 +11,9 @@ chunk is a seek, never a re-read of the chunks before it. Every cursor also name
 of the file it was read from (a hash of its bytes, worked out once per copy): a chunk that
 finds another version, because the file changed during the import (a new upload, or a
 download that got other bytes), fails the import rather than skip or repeat records. A cursor
-that does not fall at the start of a line means the same. Only encodings that write "\\n" as the single byte 0x0A can be read
-this way (UTF-8, Latin-1, Windows code pages, ...); UTF-16 files must be converted first.
+that does not fall at the start of a line means the same. Only encodings that write "\\n" as
+the single byte 0x0A can be read this way (UTF-8, Latin-1, Windows code pages, ...); UTF-16
+files must be converted first.
 """
 
 from __future__ import annotations
