@@ -175,6 +175,46 @@ def test_a_source_answering_500_fails_the_execution_and_reports_why(
     assert reasons[0].startswith("Chunk 1 failed")
 
 
+def test_a_failure_assets_could_not_hear_is_told_later_so_the_next_import_may_start(
+    pushed_source, sandbox, inventory, settings
+):
+    settings.CHUNK_MAX_ATTEMPTS = 1
+    inventory.faults.add(method="GET", path_contains="/api/computers", status=404, times=1)
+    sandbox.faults.add(method="POST", path_contains="/history/failed", status=503, times=-1)
+    failed = services.start_import(source=pushed_source)
+    failed.refresh_from_db()
+    assert failed.state == Execution.State.FAILED and failed.failure_report_pending
+    # Assets still counts it as running, and would refuse the next one.
+    assert sandbox.execution(failed.assets_execution_id)["state"] == "INGESTING"
+
+    sandbox.faults.clear()
+    following = services.start_import(source=pushed_source)
+
+    failed.refresh_from_db()
+    assert failed.failure_reported_at is not None and not failed.failure_report_pending
+    assert sandbox.execution(failed.assets_execution_id)["failure_reasons"][0].startswith(
+        "Chunk 1 failed"
+    )
+    following.refresh_from_db()
+    assert following.state == Execution.State.DONE
+
+
+def test_housekeeping_tells_assets_a_failure_it_could_not_hear_then(
+    pushed_source, sandbox, inventory, settings
+):
+    settings.CHUNK_MAX_ATTEMPTS = 1
+    inventory.faults.add(method="GET", path_contains="/api/computers", status=404, times=1)
+    sandbox.faults.add(method="POST", path_contains="/history/failed", status=503, times=-1)
+    failed = services.start_import(source=pushed_source)
+    sandbox.faults.clear()
+
+    services.look_after_imports()
+
+    failed.refresh_from_db()
+    assert failed.failure_reported_at is not None and not failed.failure_report_pending
+    assert sandbox.execution(failed.assets_execution_id)["state"] == "FAILED"
+
+
 def run_due_retries(execution: Execution) -> Execution:
     """What the delayed retries do, one by one, at once: tests do not wait for backoff."""
     while queued := execution.chunks.filter(state=ChunkJob.State.QUEUED).first():

@@ -76,6 +76,7 @@ class ExecutionAdmin(admin.ModelAdmin):
         "duration_label",
         "error",
         "failure_reported_at",
+        "failure_report_pending",
     ]
     readonly_fields = fields
     # What changes while an import runs: the live endpoint sends these again.

@@ -194,6 +194,12 @@ class Execution(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     error = models.TextField(blank=True)
     failure_reported_at = models.DateTimeField(null=True, blank=True)
+    failure_report_pending = models.BooleanField(
+        default=False,
+        help_text="Assets could not be told of the failure yet (it was unreachable or busy): "
+        "housekeeping, and the source's next start, tell it again. Until then Assets may "
+        "count the import as running.",
+    )
     stalled_since = models.DateTimeField(
         null=True, blank=True, help_text="Set when the execution made no progress for too long."
     )

@@ -37,7 +37,12 @@ from importer.services.housekeeping import (
     requeue_stalled_chunks,
 )
 from importer.services.lanes import Lane, process_chunk
-from importer.services.lifecycle import cancel_execution, fail_execution, start_import
+from importer.services.lifecycle import (
+    cancel_execution,
+    fail_execution,
+    report_pending_failures,
+    start_import,
+)
 from importer.services.mappings import (
     Preview,
     draft_mapping_from_source,
@@ -78,6 +83,7 @@ __all__ = [
     "delete_source",
     "draft_mapping_from_source",
     "fail_execution",
+    "report_pending_failures",
     "flag_stalled_executions",
     "follow_up_quiet_executions",
     "look_after_imports",

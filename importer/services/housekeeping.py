@@ -12,7 +12,7 @@ from django.utils import timezone
 from importer import metrics, notifications, work_queue
 from importer.models import ChunkJob, Execution
 from importer.services.completion import completion_is_due
-from importer.services.lifecycle import fail_execution
+from importer.services.lifecycle import fail_execution, report_pending_failures
 
 State = Execution.State
 ChunkState = ChunkJob.State
@@ -22,6 +22,7 @@ def look_after_imports() -> None:
     """Periodic housekeeping (every minute): recover lost work, flag imports that stall."""
     recover_lost_work()
     flag_stalled_executions()
+    report_pending_failures()
     notifications.look_after_notifications()
 
 

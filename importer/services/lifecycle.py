@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -17,6 +18,8 @@ from importer.services.plan import first_chunks
 from importer.services.retries import call_with_retries
 
 logger = logging.getLogger(__name__)
+# A failure Assets could not be told of is told again until this long after it.
+REPORT_GIVE_UP_AFTER = timedelta(days=1)
 
 
 def start_import(
@@ -48,6 +51,8 @@ def start_import(
         ) from None
 
     try:
+        # Assets refuses a new execution while it counts an earlier one as running.
+        report_pending_failures(source=source)
         if not source.mapping_pushed_at:
             push_mapping(source=source)
         client = AssetsClient.for_source(source)
@@ -98,19 +103,46 @@ def fail_execution(*, execution: Execution, reason: str) -> Execution:
 
 
 def _report_failure(execution: Execution, reason: str) -> None:
-    # Assets takes a failure report only while the execution is INGESTING; once it is
-    # PROCESSING it answers 400. Either way the local failure stands and is not hidden.
+    """Tell Assets; when it cannot be reached or is busy, tell it later
+    (`report_pending_failures`): until it hears, it counts the import as running and refuses
+    the source's next one.
+
+    Assets takes a failure report only while the execution is INGESTING; once it is
+    PROCESSING it answers 400. Either way the local failure stands and is not hidden.
+    """
     try:
         client = AssetsClient.for_source(execution.source)
         call_with_retries(lambda: client.report_failure(execution.assets_execution_id, reason))
     except AssetsError as error:
         logger.warning(
-            "execution %s: failure not recorded in Assets history: %s",
+            "execution %s: failure not recorded in Assets history%s: %s",
             execution.pk,
+            "" if error.permanent else " yet (told again later)",
             scrub_secrets(error.message, execution.source),
         )
+        Execution.objects.filter(pk=execution.pk).update(failure_report_pending=not error.permanent)
         return
-    Execution.objects.of(execution).update(failure_reported_at=timezone.now())
+    Execution.objects.filter(pk=execution.pk).update(
+        failure_reported_at=timezone.now(), failure_report_pending=False
+    )
+
+
+def report_pending_failures(*, source: ImportSource | None = None) -> int:
+    """Tell Assets of the failures it could not be told of when they happened (of one source,
+    or of all); given up a day after the failure. How many were told."""
+    pending = Execution.objects.filter(
+        state=Execution.State.FAILED, failure_report_pending=True
+    ).select_related("source")
+    if source is not None:
+        pending = pending.filter(source=source)
+    told = 0
+    for execution in pending:
+        if execution.finished_at and timezone.now() - execution.finished_at > REPORT_GIVE_UP_AFTER:
+            Execution.objects.filter(pk=execution.pk).update(failure_report_pending=False)
+            continue
+        _report_failure(execution, execution.error or "The import failed.")
+        told += Execution.objects.filter(pk=execution.pk, failure_reported_at__isnull=False).count()
+    return told
 
 
 def cancel_execution(*, execution: Execution) -> Execution:
