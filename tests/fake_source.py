@@ -7,6 +7,7 @@ test knows exactly what must arrive. Faults come from the DevServer's fault inje
 
 It also has the habits of real APIs that make paging go wrong: it may cut the page size it is
 asked for to a maximum of its own without saying so (`max_limit`), ignore it (`ignore_limit`),
+ignore the offset and serve its first records for every page (`ignore_offset`),
 report a total that disagrees with what it serves (`reported_total`), answer past its end with
 an error (`past_end_status`), and misbehave on chosen answers (`misbehave`): cut an answer off
 mid-way, drip it one byte at a time (its body, or its status line and headers before it), nest
@@ -192,6 +193,7 @@ class FakeSource(DevServer):
         record: Callable[[int], dict[str, Any]] = fake_record,
         max_limit: int | None = None,
         ignore_limit: bool = False,
+        ignore_offset: bool = False,
         reported_total: int | None = None,
         past_end_status: int | None = None,
         auth: str = "none",
@@ -219,6 +221,7 @@ class FakeSource(DevServer):
         self.echo_query = True  # next URLs repeat the request's query, as many APIs do
         self.max_limit = max_limit
         self.ignore_limit = ignore_limit
+        self.ignore_offset = ignore_offset
         self.reported_total = reported_total
         self.past_end_status = past_end_status
         self.misbehaviours: list[Misbehaviour] = []
@@ -440,7 +443,7 @@ class FakeSource(DevServer):
         return None
 
     def _offset(self, request: Request) -> Reply:
-        start = _number(request, "offset", 0)
+        start = 0 if self.ignore_offset else _number(request, "offset", 0)
         items = self._window(start, self._limit(request))
         past = self._past_the_end(start)
         return past or json_reply(200, {"data": {"items": items}, "meta": {"total": self.total}})

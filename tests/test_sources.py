@@ -325,6 +325,17 @@ def test_offset_pages_read_in_parallel_hold_every_record_once(serve, habit, limi
     assert ids(read_in_parallel(source)) == every_id()
 
 
+def test_a_source_that_ignores_offset_and_limit_fails_on_its_first_page(serve) -> None:
+    fake = serve(records=N, ignore_limit=True, ignore_offset=True, default_limit=N)
+
+    with pytest.raises(SourceError) as ignored:
+        build_source(offset_source(fake)).fetch_page("")
+
+    assert (ignored.value.kind, ignored.value.permanent) == ("ignores_offset", True)
+    assert "ignores the 'offset' parameter" in ignored.value.message
+    assert "No paging (one request)" in ignored.value.message
+
+
 def test_an_offset_page_asks_on_from_where_a_short_answer_stopped(serve) -> None:
     fake = serve(records=N, max_limit=2)
     page = build_source(offset_source(fake)).fetch_page("10")

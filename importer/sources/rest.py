@@ -173,6 +173,8 @@ class RestJsonSource:
             if answer is None:
                 return Page(records=records, next_cursor=None, total=total)
             _, document, got = answer
+            if position == 0 and len(got) > self.page_size:
+                self._check_offset_followed(got)
             told = self._total(document)
             total = told if told is not None else total
             kept = got[: end - position]
@@ -183,6 +185,21 @@ class RestJsonSource:
             if position >= end:
                 return Page(records=records, next_cursor=str(end), total=total)
             # A short answer: the source may serve fewer records than asked. Ask on.
+
+    def _check_offset_followed(self, first: list[dict]) -> None:
+        """A source that answered more than a page may ignore the offset too, and then serve
+        its first records as every page (each page would repeat them). One request tells."""
+        answer = self._read_after_short(
+            self._numbered_url(self.config.offset_param, self.page_size)
+        )
+        if answer and answer[2] and answer[2][0] == first[0] != first[self.page_size]:
+            raise self.http.error(
+                f"ignores the '{self.config.offset_param}' parameter: asked for the records "
+                f"from {self.page_size} on, it answered the ones from 0 again. If it answers "
+                "everything at once, choose 'No paging (one request)'; else check the paging "
+                "settings",
+                kind="ignores_offset",
+            )
 
     def _numbered_page(self, cursor: str) -> Page:
         """One of the source's own pages; the end is an empty page, the total, or a short page
