@@ -181,6 +181,26 @@ def test_an_import_run_from_the_command_line_says_so_and_names_who_ran_it(
     assert {entry.object_repr for entry in history} == {"inventory"}
 
 
+@pytest.mark.django_db(transaction=True)
+def test_run_import_says_how_many_records_were_left_out_and_where_to_see_why(
+    make_source, sandbox, inventory, demo_mapping
+):
+    inventory.faults.add(
+        method="GET",
+        path_contains="offset=0",
+        status=200,
+        times=1,
+        body='{"items": [{"hostname": "no-serial"}, {"serial": "SN-1", "hostname": "a"}]}',
+    )
+    make_source(name="inventory", mapping=demo_mapping)
+
+    output = run("run_import", "inventory", "--wait", "--poll", "0.01")
+
+    execution = Execution.objects.get()
+    assert "1 left out (without an identity, or with a value that does not convert)" in output
+    assert f"/admin/importer/execution/{execution.pk}/change/" in output
+
+
 @pytest.mark.django_db
 def test_stopping_run_import_wait_leaves_the_import_running_and_says_where_to_follow_it(
     make_source, inventory, monkeypatch

@@ -85,6 +85,20 @@ def test_rotating_keys_reencrypts_every_secret(make_source, settings):
 
 
 @pytest.mark.django_db
+def test_rotating_without_the_key_that_decrypts_stops_with_a_clear_error(make_source, settings):
+    from django.core.management import CommandError
+
+    source = make_source()
+    before = stored_value(source, "assets_token")
+    settings.FIELD_ENCRYPTION_KEYS = ["a-brand-new-key"]  # the old key left out too early
+
+    with pytest.raises(CommandError, match="Nothing was re-encrypted: A stored secret cannot"):
+        call_command("rotate_encryption_keys", stdout=open(os.devnull, "w"))
+
+    assert stored_value(source, "assets_token") == before
+
+
+@pytest.mark.django_db
 def test_the_three_roles_exist_with_their_permissions():
     viewer = Group.objects.get(name="Import viewers")
     operator = Group.objects.get(name="Import operators")

@@ -1,5 +1,6 @@
 from django.apps import apps
-from django.core.management.base import BaseCommand
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 
 from importer.fields import EncryptedTextField, needs_rotation
@@ -12,6 +13,12 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
+        try:
+            self.rotate_all()
+        except ImproperlyConfigured as problem:  # a secret no listed key decrypts
+            raise CommandError(f"Nothing was re-encrypted: {problem}") from None
+
+    def rotate_all(self) -> None:
         with transaction.atomic():
             for model in apps.get_app_config("importer").get_models():
                 encrypted = [

@@ -107,11 +107,13 @@ class Command(BaseCommand):
             self.stdout.write("")
         if execution.state != Execution.State.DONE:
             raise CommandError(f"Import ended {execution.state}: {execution.error}")
-        self.stdout.write(
-            self.style.SUCCESS(
-                f"Done: {execution.records_submitted} records in {execution.pages_submitted} pages."
+        done = f"Done: {execution.records_submitted} records in {execution.pages_submitted} pages."
+        if execution.records_skipped:
+            done = (
+                f"{done[:-1]}; {execution.records_skipped} left out (without an identity, or "
+                f"with a value that does not convert): see {admin_url('execution', execution.pk)}"
             )
-        )
+        self.stdout.write(self.style.SUCCESS(done))
 
     @staticmethod
     def log_for(user, source: ImportSource, pushed: bool, message: str) -> None:

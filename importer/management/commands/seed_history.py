@@ -60,8 +60,9 @@ class Command(BaseCommand):
                 # created_at is set on insert: date the rows back to when they "started".
                 Execution.objects.filter(pk__in=batch).update(created_at=F("started_at"))
                 created_ids += batch
-            self.stdout.write(f"\r{len(created_ids)} executions", ending="")
-        self.stdout.write("")
+            self.progress(f"{len(created_ids)} executions")
+        if self.stdout.isatty():
+            self.stdout.write("")  # off the rewritten line
         per_execution = max(1, chunks // max(1, len(created_ids)))
         made = 0
         pending = []
@@ -83,6 +84,13 @@ class Command(BaseCommand):
             if len(pending) >= BATCH:
                 ChunkJob.objects.bulk_create(pending)
                 pending = []
-                self.stdout.write(f"\r{made} chunks", ending="")
+                self.progress(f"{made} chunks")
         ChunkJob.objects.bulk_create(pending)
-        self.stdout.write(f"\rSeeded {len(created_ids)} executions and {made} chunks.")
+        self.progress(f"Seeded {len(created_ids)} executions and {made} chunks.", done=True)
+
+    def progress(self, line: str, *, done: bool = False) -> None:
+        """On a terminal one line, rewritten; elsewhere a line each."""
+        if self.stdout.isatty():
+            self.stdout.write(f"\r{line}", ending="\n" if done else "")
+        else:
+            self.stdout.write(line)
