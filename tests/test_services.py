@@ -175,14 +175,20 @@ def test_a_source_answering_500_fails_the_execution_and_reports_why(
     assert reasons[0].startswith("Chunk 1 failed")
 
 
+def fail_while_assets_cannot_hear(source, sandbox, inventory) -> Execution:
+    """An import whose source fails at once while Assets answers its failure report 503."""
+    inventory.faults.add(method="GET", path_contains="/api/computers", status=404, times=1)
+    sandbox.faults.add(method="POST", path_contains="/history/failed", status=503, times=-1)
+    failed = services.start_import(source=source)
+    failed.refresh_from_db()
+    return failed
+
+
 def test_a_failure_assets_could_not_hear_is_told_later_so_the_next_import_may_start(
     pushed_source, sandbox, inventory, settings
 ):
     settings.CHUNK_MAX_ATTEMPTS = 1
-    inventory.faults.add(method="GET", path_contains="/api/computers", status=404, times=1)
-    sandbox.faults.add(method="POST", path_contains="/history/failed", status=503, times=-1)
-    failed = services.start_import(source=pushed_source)
-    failed.refresh_from_db()
+    failed = fail_while_assets_cannot_hear(pushed_source, sandbox, inventory)
     assert failed.state == Execution.State.FAILED and failed.failure_report_pending
     # Assets still counts it as running, and would refuse the next one.
     assert sandbox.execution(failed.assets_execution_id)["state"] == "INGESTING"
@@ -203,9 +209,7 @@ def test_housekeeping_tells_assets_a_failure_it_could_not_hear_then(
     pushed_source, sandbox, inventory, settings
 ):
     settings.CHUNK_MAX_ATTEMPTS = 1
-    inventory.faults.add(method="GET", path_contains="/api/computers", status=404, times=1)
-    sandbox.faults.add(method="POST", path_contains="/history/failed", status=503, times=-1)
-    failed = services.start_import(source=pushed_source)
+    failed = fail_while_assets_cannot_hear(pushed_source, sandbox, inventory)
     sandbox.faults.clear()
 
     services.look_after_imports()
