@@ -93,3 +93,18 @@ def test_progress_is_shown_only_to_users_who_may_view_executions(
     assert (
         client.get(reverse("admin:importer_execution_live", args=[execution.pk])).status_code == 403
     )
+
+
+@pytest.mark.django_db
+def test_the_clock_runs_on_while_a_page_waits_for_its_retry(make_source):
+    execution = running(make_source(), records_submitted=300, pages_submitted=3, elapsed=30)
+    # The last progress came 0.2 s after the start; a page has waited for its retry since.
+    Execution.objects.filter(pk=execution.pk).update(
+        updated_at=execution.started_at + timedelta(seconds=0.2)
+    )
+    execution.refresh_from_db()
+
+    progress = progress_of(execution)
+
+    assert execution.duration >= timedelta(seconds=30)
+    assert progress["records_per_second"] <= 10.0  # not 1500 records/s

@@ -245,6 +245,11 @@ class Execution(models.Model):
 
     @property
     def duration(self):
+        """From the start to the end, to the submission's end, or, while data still comes in,
+        to now: a page waiting for its retry does not stop the clock."""
         if not self.started_at:
             return None
-        return (self.finished_at or self.completed_at or self.updated_at) - self.started_at
+        end = self.finished_at or self.completed_at
+        if end is None:
+            end = timezone.now() if self.state in OPEN_STATES else self.updated_at
+        return end - self.started_at
