@@ -103,7 +103,7 @@ class ExecutionAdmin(admin.ModelAdmin):
                 "#00695c",
                 "scheduled",
             )
-        return "command line" if execution.trigger == Execution.Trigger.COMMAND else "manual"
+        return execution.get_trigger_display().lower()
 
     @admin.display(description="Triggered by")
     def triggered_by_label(self, execution):

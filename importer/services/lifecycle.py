@@ -102,8 +102,8 @@ def fail_execution(*, execution: Execution, reason: str) -> Execution:
     return execution
 
 
-def _report_failure(execution: Execution, reason: str) -> None:
-    """Tell Assets; when it cannot be reached or is busy, tell it later
+def _report_failure(execution: Execution, reason: str) -> bool:
+    """Tell Assets (True once it heard); when it cannot be reached or is busy, tell it later
     (`report_pending_failures`): until it hears, it counts the import as running and refuses
     the source's next one.
 
@@ -121,10 +121,11 @@ def _report_failure(execution: Execution, reason: str) -> None:
             scrub_secrets(error.message, execution.source),
         )
         Execution.objects.filter(pk=execution.pk).update(failure_report_pending=not error.permanent)
-        return
+        return False
     Execution.objects.filter(pk=execution.pk).update(
         failure_reported_at=timezone.now(), failure_report_pending=False
     )
+    return True
 
 
 def report_pending_failures(*, source: ImportSource | None = None) -> int:
@@ -140,8 +141,7 @@ def report_pending_failures(*, source: ImportSource | None = None) -> int:
         if execution.finished_at and timezone.now() - execution.finished_at > REPORT_GIVE_UP_AFTER:
             Execution.objects.filter(pk=execution.pk).update(failure_report_pending=False)
             continue
-        _report_failure(execution, execution.error or "The import failed.")
-        told += Execution.objects.filter(pk=execution.pk, failure_reported_at__isnull=False).count()
+        told += _report_failure(execution, execution.error or "The import failed.")
     return told
 
 

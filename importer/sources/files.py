@@ -4,7 +4,7 @@ A file is an upload (`source_file`) or a URL. A URL is downloaded once per proce
 private temp directory, streamed to disk with the source's auth, headers, extra parameters and
 CA bundle, and downloaded again when the copy is older than DOWNLOAD_MAX_AGE_SECONDS. Workers
 in other processes keep their own copies; should the file change between their downloads, the
-line-start check below stops the import instead of misreading it.
+version check below stops the import instead of misreading it.
 
 Line-based files are chunked by byte offset: the cursor is where the next chunk starts, so a
 chunk is a seek, never a re-read of the chunks before it. Every cursor also names the version
