@@ -1,10 +1,11 @@
 """The statements every page of an import runs, written in SQL.
 
-A page is recorded as fetched with the lane's next page added, checked right before it goes
-to Assets, and marked submitted: six statements per page, whatever its size; and after each
-page the lane asks whether it was the import's last outstanding one. Django's ORM
-spends 0.2–0.8 ms of CPU building each of them, far more than the database takes to run them;
-with pages of 100 records that was half of a worker's CPU. So these seven are written here
+A page is recorded as fetched (learning whether it lies past the source's end) with the
+lane's next page added, checked right before it goes to Assets, and marked submitted: six
+statements per page, whatever its size; and as a lane ends it asks whether the import is
+complete. Django's ORM spends 0.2–0.8 ms of CPU building each of them, far more than the
+database takes to run them; with pages of 100 records that was half of a worker's CPU. So
+these seven are written here
 once, for PostgreSQL and SQLite (3.35 or later, for RETURNING), with the same guards as the
 models' transitions: each moves only the rows still in the state it starts from, stamps
 `updated_at` and says whether it won. Every other statement stays ORM.
@@ -25,11 +26,18 @@ CHUNK_FAILED = ChunkJob.State.FAILED
 INGESTING = Execution.State.INGESTING
 
 
-def record_fetched(execution: Execution, *, records: int, total: int | None = None) -> bool:
-    """Count a fetched page (and keep the first total the source told); False when the
-    execution no longer takes data (it is not INGESTING)."""
+def record_fetched(
+    execution: Execution, *, records: int, total: int | None = None
+) -> tuple[bool, int | None]:
+    """Count a fetched page (and keep the first total the source told).
+
+    Returns whether the execution still takes data (it is INGESTING), and the source's last
+    page as known now (None: not found yet)."""
     params = [_now(), records, *([total] if total is not None else []), execution.pk, INGESTING]
-    return _rowcount(_sql().record_fetched[total is not None], params) > 0
+    with connection.cursor() as cursor:
+        cursor.execute(_sql().record_fetched[total is not None], params)
+        row = cursor.fetchone()
+    return (True, row[0]) if row else (False, None)
 
 
 def create_missing(chunks: list[ChunkJob]) -> list[ChunkJob]:
@@ -92,8 +100,8 @@ def record_submitted(execution_id: int, *, records: int, skipped: int) -> bool:
 
 
 def completion_due(execution_id: int) -> bool:
-    """Whether the ingesting execution has no page queued or running up to its end, once
-    its end is known or one of its pages failed (`services.completion` says why).
+    """Whether the ingesting execution has no page queued or running, once its end is known
+    or one of its pages failed (`services.completion` says why).
 
     One statement whose cost follows the pages in flight, not the pages done: both questions
     about the chunks are index lookups (execution, state).
@@ -139,7 +147,7 @@ class _Statements:
             f"{e('pages_fetched')} = {e('pages_fetched')} + 1, "
             f"{e('records_fetched')} = {e('records_fetched')} + %s"
         )
-        guard = f" WHERE {e('id')} = %s AND {e('state')} = %s"
+        guard = f" WHERE {e('id')} = %s AND {e('state')} = %s RETURNING {e('last_chunk_index')}"
         self.record_fetched = {
             False: fetched + guard,
             # The first total a page reports is kept (a total that changes shows at the end).
@@ -164,13 +172,11 @@ class _Statements:
             f"{e('records_skipped')} = {e('records_skipped')} + %s "
             f"WHERE {e('id')} = %s"
         )
-        last = f"x.{e('last_chunk_index')}"
         self.completion_due = (
             f"SELECT NOT EXISTS (SELECT 1 FROM {chunks} u "
-            f"WHERE u.{c('execution')} = x.{e('id')} AND u.{c('state')} IN (%s, %s) "
-            f"AND ({last} IS NULL OR u.{c('index')} <= {last})) "
+            f"WHERE u.{c('execution')} = x.{e('id')} AND u.{c('state')} IN (%s, %s)) "
             f"FROM {executions} x WHERE x.{e('id')} = %s AND x.{e('state')} = %s "
-            f"AND ({last} IS NOT NULL OR EXISTS (SELECT 1 FROM {chunks} f "
+            f"AND (x.{e('last_chunk_index')} IS NOT NULL OR EXISTS (SELECT 1 FROM {chunks} f "
             f"WHERE f.{c('execution')} = x.{e('id')} AND f.{c('state')} = %s))"
         )
 

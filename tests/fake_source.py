@@ -11,7 +11,8 @@ ignore the offset and serve its first records for every page (`ignore_offset`),
 report a total that disagrees with what it serves (`reported_total`), answer past its end with
 an error (`past_end_status`), and misbehave on chosen answers (`misbehave`): cut an answer off
 mid-way, drip it one byte at a time (its body, or its status line and headers before it), nest
-it absurdly deep, or flood it with empty objects.
+it absurdly deep, flood it with empty objects, or answer a page it has as if it had none (an
+empty list, or 404: a replica that lags, a cache that hiccups).
 """
 
 from __future__ import annotations
@@ -154,7 +155,7 @@ class Misbehaviour:
     path_contains: str = ""
 
 
-MISBEHAVIOURS = ("cut_off", "drip", "drip_head", "deep", "flood")
+MISBEHAVIOURS = ("cut_off", "drip", "drip_head", "deep", "flood", "empty", "not_found")
 
 
 @dataclass
@@ -312,6 +313,10 @@ class FakeSource(DevServer):
                 chunks=[reply.body],
                 head_drip_interval=self.drip_interval,
             )
+        if how == "empty":
+            return json_reply(200, {"data": {"items": []}, "items": [], "meta": {}})
+        if how == "not_found":
+            return error_reply(404, "No such page")
         if how == "deep":
             levels = self.deep_levels
             body = b'{"items": [' + b"[" * levels + b"]" * levels + b"]}"

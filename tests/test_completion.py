@@ -136,9 +136,11 @@ def _ingesting_with_pages(source, states, *, last_chunk_index=None):
         (["SUBMITTED", "SUBMITTED"], None, False),
         # The end is known and every page up to it is in.
         (["SUBMITTED", "SUBMITTED", "SKIPPED"], 1, True),
-        # A page past the end still running does not hold the import back.
-        (["SUBMITTED", "SUBMITTED", "RUNNING"], 1, True),
-        # A page up to the end still queued or running does.
+        # A page past the end still going holds the import back: it should come back empty,
+        # and if it holds records the end is wrong (the check fails the import).
+        (["SUBMITTED", "SUBMITTED", "RUNNING"], 1, False),
+        (["SUBMITTED", "SUBMITTED", "QUEUED"], 1, False),
+        # So does a page up to the end still queued or running.
         (["SUBMITTED", "QUEUED", "SKIPPED"], 1, False),
         (["RUNNING", "SUBMITTED"], 1, False),
         # A failed page with nothing else going: the check decides (it fails the import).
@@ -146,7 +148,7 @@ def _ingesting_with_pages(source, states, *, last_chunk_index=None):
         (["FAILED", "RUNNING"], None, False),
     ],
 )
-def test_an_import_is_due_for_completion_once_no_page_up_to_its_end_is_going(
+def test_an_import_is_due_for_completion_once_its_end_is_known_and_no_page_is_going(
     make_source, states, last_chunk_index, due
 ):
     execution = _ingesting_with_pages(make_source(), states, last_chunk_index=last_chunk_index)
@@ -164,13 +166,14 @@ def test_an_import_no_longer_ingesting_is_not_due_for_completion(make_source):
 def test_asking_whether_an_import_is_complete_costs_one_statement_however_many_pages_are_done(
     make_source,
 ):
-    # A lane asks after every page it records, so the question must not cost more as the
-    # import grows: one statement, looking only at the pages still going.
+    # Every lane asks as it ends, so the question must not cost more as the import grows:
+    # one statement, looking only at the pages still going.
     execution = _ingesting_with_pages(make_source(), ["SUBMITTED"] * 2000 + ["RUNNING"])
 
     with CaptureQueriesContext(connection) as queries:
         assert services.completion.completion_is_due(execution.pk) is False
         Execution.objects.filter(pk=execution.pk).update(last_chunk_index=1999)
+        execution.chunks.filter(index=2000).update(state=ChunkJob.State.SKIPPED)
         assert services.completion.completion_is_due(execution.pk) is True
 
     statements = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]

@@ -187,6 +187,8 @@ def test_a_page_assets_refuses_is_retried_while_the_lane_goes_on(
     assert execution.state == Execution.State.DONE, execution.error
     remote = sandbox.execution(execution.assets_execution_id)
     assert len(remote["objects"]) == 120 and remote["duplicate_objects"] == 0
+    # The page read twice is counted once (the alert says "120 fetched, 120 submitted").
+    assert (execution.records_fetched, execution.records_submitted) == (120, 120)
 
 
 def test_a_lane_longer_than_the_task_timeout_is_refused_at_start(settings):

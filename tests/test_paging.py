@@ -123,18 +123,25 @@ def test_a_source_cutting_the_limit_and_telling_its_total_is_done_when_they_agre
 
 
 @pytest.mark.parametrize(
-    "style, total_path, reported, served",
+    "style, total_path, reported, served, habits",
     [
-        pytest.param("offset", "meta.total", 120, "served only 100", id="offset, says more"),
-        pytest.param("offset", "meta.total", 90, "served 100", id="offset, says fewer"),
-        pytest.param("page", "total", 120, "served only 100", id="page, says more"),
-        pytest.param("page", "total", 90, "served 100", id="page, says fewer"),
+        pytest.param("offset", "meta.total", 120, "served only 100", {}, id="offset, says more"),
+        pytest.param("offset", "meta.total", 90, "served 100", {}, id="offset, says fewer"),
+        pytest.param("page", "total", 120, "served only 100", {}, id="page, says more"),
+        pytest.param("page", "total", 90, "served 100", {}, id="page, says fewer"),
+        # A total at a page's end must not end the paging: the pages after it are read.
+        pytest.param("offset", "meta.total", 75, "served 100", {}, id="offset, fewer, aligned"),
+        pytest.param("page", "total", 75, "served 100", {}, id="page, fewer, aligned"),
+        pytest.param(
+            "offset", "meta.total", 70, "served 100", {"max_limit": 10}, id="offset, cut limit"
+        ),
+        pytest.param("page", "total", 70, "served 100", {"max_limit": 10}, id="page, cut limit"),
     ],
 )
 def test_a_total_that_disagrees_with_the_records_served_fails_the_import(
-    serve, import_from, sandbox, style, total_path, reported, served
+    serve, import_from, sandbox, style, total_path, reported, served, habits
 ):
-    fake = serve(reported_total=reported)
+    fake = serve(reported_total=reported, **habits)
 
     execution = import_from(fake, style, total_path=total_path)
 
@@ -152,6 +159,35 @@ def test_the_page_after_a_short_one_answered_with_an_error_ends_the_source(
     fake = serve(past_end_status=404)
 
     execution = import_from(fake, "page", page_size=30)
+
+    assert_every_record_once(sandbox, execution)
+    assert not execution.chunks.filter(state=ChunkJob.State.FAILED).exists()
+
+
+@pytest.mark.parametrize("style, hole", [("offset", "offset=25&"), ("page", "page=2&")])
+@pytest.mark.parametrize("answer", ["empty", "not_found"])
+def test_a_source_answering_a_page_it_has_as_if_it_had_none_fails_the_import(
+    serve, import_from, sandbox, style, hole, answer
+):
+    fake = serve()
+    fake.misbehave(answer, path_contains=hole)
+
+    execution = import_from(fake, style)
+
+    assert execution.state == Execution.State.FAILED
+    assert "The source's records ended with page 1" in execution.error
+    assert "yet page 3 held 25 records" in execution.error
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert remote["completed_posts"] == 0
+
+
+@pytest.mark.parametrize("style", ["offset", "page"])
+def test_a_source_answering_past_its_end_with_an_error_after_a_full_page_is_done(
+    serve, import_from, sandbox, style
+):
+    fake = serve(past_end_status=404)  # 100 records: the last page is full
+
+    execution = import_from(fake, style)
 
     assert_every_record_once(sandbox, execution)
     assert not execution.chunks.filter(state=ChunkJob.State.FAILED).exists()

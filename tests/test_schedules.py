@@ -344,3 +344,19 @@ def test_a_start_time_the_clocks_skip_is_refused_in_the_schedules_zone(make_sour
     ]
     later = ScheduleForm(data={**form.data, "start_local": "2099-03-29 03:30"})
     assert later.is_valid(), later.errors
+
+
+@pytest.mark.parametrize("frequency", ["ONCE", "DAILY"])
+def test_the_start_time_is_sent_in_the_schedules_zone_on_every_sync(
+    pushed_source, sandbox, frequency
+):
+    # Assets shows the time as sent: 03:00+01:00 on save must not become 02:00+00:00 later.
+    schedule = services.sync_schedule(
+        schedule=make_schedule(pushed_source, frequency=frequency, start_time=tomorrow_at(3))
+    )
+    first = sandbox.schedules("src-1")[0]["startTime"]
+
+    services.sync_schedule(schedule=Schedule.objects.get(pk=schedule.pk))  # as stored: UTC
+
+    again = sandbox.schedules("src-1")[0]["startTime"]
+    assert again == first == tomorrow_at(3).isoformat()

@@ -526,7 +526,10 @@ def test_a_page_fetched_past_the_end_may_fail_without_failing_the_import(
     assert execution.chunks.get(index=5).state == ChunkJob.State.SKIPPED
 
 
-def test_a_failed_page_inside_the_source_still_fails_the_import(make_source, inventory):
+def test_a_page_inside_the_source_answering_that_it_has_no_such_page_fails_the_import(
+    make_source, inventory
+):
+    # 404 past the first page reads as the source's end; the page after it says otherwise.
     inventory.faults.add(method="GET", path_contains="offset=50", status=404, times=-1)
     source = services.push_mapping(source=make_source(max_chunks_in_flight=4))
 
@@ -534,7 +537,8 @@ def test_a_failed_page_inside_the_source_still_fails_the_import(make_source, inv
 
     execution.refresh_from_db()
     assert execution.state == Execution.State.FAILED
-    assert "Chunk 3 failed" in execution.error
+    assert "The source's records ended with page 2" in execution.error
+    assert "yet page 4 held 25 records" in execution.error
 
 
 def test_a_page_no_parser_can_read_fails_its_chunk_and_frees_the_source(

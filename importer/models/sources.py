@@ -131,8 +131,8 @@ class ImportSource(models.Model):
     total_path = models.CharField(
         max_length=200,
         blank=True,
-        help_text="Optional dotted path to the total number of records: paging stops there, "
-        "and the import fails if the records received do not add up to it.",
+        help_text="Optional dotted path to the total number of records: it shows the "
+        "import's progress, and the import fails if the records received do not add up to it.",
     )
     source_auth = models.CharField(
         "source authentication", max_length=40, choices=AuthKind.choices, default=AuthKind.NONE

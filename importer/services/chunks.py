@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from importer import metrics, page_sql, work_queue
@@ -190,12 +190,17 @@ def queue_next_chunks(
     than queued.
 
     A page without a next one marks the source's end: this page when it held records, the
-    one before when it came back empty (a fanned-out chunk may look past the end).
+    one before when it came back empty (a fanned-out chunk may look past the end). A page past
+    an end found before adds nothing: it should hold no records, and the completion check
+    looks whether it did.
     """
     execution = chunk.execution
     with transaction.atomic():
-        if not page_sql.record_fetched(execution, records=record_count, total=total):
+        taken, last = page_sql.record_fetched(execution, records=record_count, total=total)
+        if not taken:
             return None  # cancelled or failed meanwhile: nothing more to queue
+        if last is not None and chunk.index > last:
+            return None  # past the source's end: nothing follows it (its records are kept)
         if next_cursor is None:
             last = chunk.index if record_count or not chunk.index else chunk.index - 1
             Execution.objects.of(execution).record_last_page(last)
@@ -263,10 +268,11 @@ def mark_submitted(
     skipped: list[str],
     state: str = ChunkState.SUBMITTED,
 ) -> None:
-    """Record the page as done (Assets took it, or there was nothing to send).
+    """Record the page as done (Assets took it, or there was nothing to send); for a page
+    past the source's end (`state` SKIPPED), the records it held.
 
-    The lane that records it looks whether that completed the import
-    (`completion.completion_is_due`) once this has committed.
+    The lane looks whether the import is complete as it ends, once this has committed
+    (`completion.complete_if_due`).
     """
     with transaction.atomic():
         # The execution's row first, then the chunk's: queue_next_chunks writes them in that
@@ -281,13 +287,18 @@ def mark_submitted(
 
 
 def stop_chunk(chunk: ChunkJob) -> None:
-    """The execution no longer takes data: a page past the source's end was never needed."""
+    """The execution no longer takes data, or the page lies past the source's end."""
+    ChunkJob.objects.held_by(chunk).stop(past_the_end=_past_the_end(chunk))
+
+
+def _past_the_end(chunk: ChunkJob) -> bool:
+    """Whether the page lies past the source's end, as known now."""
     last = (
         Execution.objects.filter(pk=chunk.execution_id)
         .values_list("last_chunk_index", flat=True)
         .first()
     )
-    ChunkJob.objects.held_by(chunk).stop(past_the_end=last is not None and chunk.index > last)
+    return last is not None and chunk.index > last
 
 
 def postpone_chunk(chunk: ChunkJob, delay: float, *, reason: str) -> ChunkJob:
@@ -299,11 +310,12 @@ def postpone_chunk(chunk: ChunkJob, delay: float, *, reason: str) -> ChunkJob:
     return chunk
 
 
-def chunk_error(chunk: ChunkJob, error: RemoteError) -> ChunkJob:
+def chunk_error(chunk: ChunkJob, error: RemoteError, *, fetched: int | None = None) -> ChunkJob:
     """A typed error of the source or of Assets: its type says whether to retry.
 
     A plain 500 is retried unless RETRY_HTTP_500 is off (some servers answer 500 for bad
     input, which no retry mends); 502/503/504, 429, timeouts and lost connections always are.
+    `fetched`: the records of the page, when it was fetched (and counted) before the error.
     """
     permanent = error.permanent or (error.status == 500 and not settings.RETRY_HTTP_500)
     return chunk_failed(
@@ -313,6 +325,7 @@ def chunk_error(chunk: ChunkJob, error: RemoteError) -> ChunkJob:
         retry_after=error.retry_after,
         kind=error.kind,
         max_attempts=getattr(error, "max_attempts", None),
+        fetched=fetched,
     )
 
 
@@ -338,9 +351,18 @@ def chunk_failed(
     kind: str,
     retry_after: float | None = None,
     max_attempts: int | None = None,
+    fetched: int | None = None,
 ) -> ChunkJob:
     """Retry a transient failure later (up to CHUNK_MAX_ATTEMPTS, or the fewer attempts the
-    failure is worth); a permanent one fails the chunk (and the execution)."""
+    failure is worth); a permanent one fails the chunk (and the execution). A page past the
+    source's end was never needed: it is set aside, not retried.
+
+    `fetched`: the records of a page already fetched and counted. A retry reads the page
+    again and counts it then, so it is taken off the counts now: "fetched" stays the records
+    the source gave, not the reads."""
+    if _past_the_end(chunk):
+        stop_chunk(chunk)
+        return chunk
     source = chunk.execution.source
     message = scrub_secrets(message, source)
     now = timezone.now()
@@ -353,7 +375,13 @@ def chunk_failed(
             # The page shows the next attempt's time beside it, and drops it on a cancel.
             error=f"attempt {chunk.attempts} of {attempts} failed: {message}",
         )
-        Execution.objects.filter(pk=chunk.execution_id).stamp()
+        uncounted = {}
+        if fetched is not None:
+            uncounted = {
+                "pages_fetched": F("pages_fetched") - 1,
+                "records_fetched": F("records_fetched") - fetched,
+            }
+        Execution.objects.filter(pk=chunk.execution_id).stamp(**uncounted)
         metrics.count_chunk_retry(source=source, reason=kind)
         logger.warning("chunk %s: %s; retry in %.1f s", chunk.pk, message, delay)
         work_queue.enqueue_chunk_after(chunk.pk, delay)

@@ -1,10 +1,13 @@
 """Finishing an import: tell Assets the submission is complete, then follow its processing.
 
-The lane that records the last outstanding page runs the check itself (`complete_if_due`):
-it looks after every page it records, once that page is committed, so of two lanes
-recording the last two pages at once at least the one committed last sees the other's; what
-the lane still holds then lies past the source's end, so it ends there and completes the
-import, with no trip through the queue.
+Every lane runs the check itself as it ends (`complete_if_due`), once its pages are
+committed, so of two lanes ending at once at least the one committed last sees the other's
+pages: the lane that ends last completes the import, with no trip through the queue. The
+import is due once its end is known and no page is queued or running, the pages fetched past
+the end included: they should come back empty, and one that holds records shows the end is
+wrong (a source answering a page it has as if it had none), which fails the import instead of
+leaving it DONE with records missing (`totals.records_past_the_end`). Lanes fetch those pages
+while the last ones are being sent, so waiting for them costs next to nothing.
 `{"completed": true}` is posted by the one worker that moves the execution from INGESTING to
 COMPLETING, and only when every chunk up to the source's last page is SUBMITTED. Then the
 same worker reads Assets' status with a short backoff until it reports a final state.
@@ -28,7 +31,7 @@ from importer.models import ChunkJob, Execution
 from importer.services.errors import scrub_secrets
 from importer.services.lifecycle import fail_execution
 from importer.services.retries import retry_delay
-from importer.services.totals import total_disagreement
+from importer.services.totals import records_past_the_end, total_disagreement
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +114,7 @@ def check_completion(*, execution: Execution, client: AssetsClient | None = None
     expected = execution.last_chunk_index + 1
     if counts.get(ChunkState.SUBMITTED, 0) < expected:
         return execution
-    disagreement = total_disagreement(execution)
+    disagreement = records_past_the_end(execution) or total_disagreement(execution)
     if disagreement:
         return fail_execution(execution=execution, reason=disagreement)
 

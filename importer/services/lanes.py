@@ -38,7 +38,7 @@ from importer.services.chunks import (
     stop_chunk,
     submit_verdict,
 )
-from importer.services.completion import complete_if_due, completion_is_due
+from importer.services.completion import complete_if_due
 from importer.services.leases import Leases
 from importer.services.plan import lane_next_cursor, runs_lanes
 from importer.sources import Page, SourceError, build_source
@@ -83,11 +83,6 @@ def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
                 chunk_crashed(current, error)
                 current = None
             lane.done_with(taken)
-            if current is not None and lane.import_complete:
-                # Every page up to the source's end is in: the page held lies past it.
-                stop_chunk(current)
-                lane.done_with(current)
-                current = None
     finally:
         lane.close()
     # If the lane's pages completed the import (or those of a lane that ended meanwhile),
@@ -133,8 +128,6 @@ class Lane:
         self.next_chunk: ChunkJob | None = None
         self.next_page: Future | None = None
         self.leases = Leases()
-        # Set once a page this lane recorded was the import's last outstanding one.
-        self.import_complete = False
 
     def has_time(self) -> bool:
         """Whether this task goes on to the lane's next page (else the queue takes it)."""
@@ -176,21 +169,13 @@ class Lane:
         while self.submitting and self.submitting[0].answer.done():
             self._record_oldest()
 
-    def look_at_completion(self, execution_id: int) -> None:
-        """After recording a page: whether it was the import's last outstanding one (then
-        whatever the lane holds lies past the source's end, and the lane ends)."""
-        if not self.import_complete:
-            self.import_complete = completion_is_due(execution_id)
-
-    def _record_oldest(self, *, closing: bool = False) -> None:
+    def _record_oldest(self) -> None:
         page = self.submitting.popleft()
         try:
             _record_submit(page.chunk, page.result, page.answer)
         finally:
             self.idle_clients.append(page.client)
             self.leases.let_go(page.chunk)
-        if not closing:  # a closing lane looks once, as it ends (`process_chunk`)
-            self.look_at_completion(page.chunk.execution_id)
 
     def close(self) -> None:
         """Record the pages in flight (the lane's end looks at completion, see
@@ -198,7 +183,7 @@ class Lane:
         an unexpected error leaves one)."""
         try:
             while self.submitting:
-                self._record_oldest(closing=True)
+                self._record_oldest()
         finally:
             if self.next_chunk is not None:
                 release_chunk(self.next_chunk)
@@ -213,7 +198,7 @@ def _record_submit(chunk: ChunkJob, result: TransformResult, answer: Future) -> 
         answer.result()
     except AssetsError as error:
         if Execution.objects.filter(pk=chunk.execution_id).ingesting().exists():
-            chunk_error(chunk, error)
+            chunk_error(chunk, error, fetched=result.record_count + len(result.skipped))
         else:
             stop_chunk(chunk)
         return
@@ -249,9 +234,6 @@ def _run_claimed_chunk(
     next_page = background.run(lane.fetcher.fetch_page, next_cursor) if next_cursor else None
     # Now that the source is busy again, the pages Assets has taken meanwhile are recorded.
     lane.record_arrived()
-    if lane.import_complete:  # this page lies past the source's end
-        stop_chunk(chunk)
-        return None, None
     try:
         lane_next = queue_next_chunks(
             chunk,
@@ -306,8 +288,8 @@ def _submit(chunk: ChunkJob, result: TransformResult, lane: Lane) -> bool:
     """Send the page (or mark it done); False when the execution no longer takes data."""
     verdict = submit_verdict(chunk)  # right before the page goes
     if verdict is SubmitVerdict.PAST_THE_END:
-        mark_submitted(chunk, 0, [], state=ChunkState.SKIPPED)
-        lane.look_at_completion(chunk.execution_id)
+        # Kept for the completion check: a page past the end should hold no records.
+        mark_submitted(chunk, result.record_count, result.skipped, state=ChunkState.SKIPPED)
     elif verdict is SubmitVerdict.TAKEN_OVER:
         pass  # the page is the other worker's now
     elif verdict is SubmitVerdict.STOPPED:
@@ -315,7 +297,6 @@ def _submit(chunk: ChunkJob, result: TransformResult, lane: Lane) -> bool:
         return False
     elif not result.record_count:
         mark_submitted(chunk, 0, result.skipped)
-        lane.look_at_completion(chunk.execution_id)
     else:
         lane.submit_behind(chunk, result)
     return True

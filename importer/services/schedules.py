@@ -44,7 +44,7 @@ def next_run(schedule: Schedule, *, after: datetime | None = None) -> datetime |
     zone = ZoneInfo(schedule.timezone)
     first = schedule.start_time.astimezone(zone).replace(tzinfo=None)
     if schedule.frequency == Schedule.Frequency.ONCE:
-        return schedule.start_time if schedule.start_time >= after else None
+        return schedule.start_time.astimezone(zone) if schedule.start_time >= after else None
     step = 0
     while True:
         if schedule.frequency == Schedule.Frequency.MONTHLY:

@@ -12,8 +12,11 @@ maximum of their own without saying so, some ignore it, and without a limit para
 server chooses. Hence:
 
 * A short page (fewer records than asked) is never taken for the end: only an empty answer
-  says the source ends, or the total, or an error answer to the request that follows a short
-  page (some APIs answer past their end with 404 or 400 rather than an empty list).
+  says the source ends, or an error answer to a request past the first page (some APIs answer
+  past their end with 404 or 400 rather than an empty list).
+* Nor is the source's total: it is checked against the records received once the end is
+  found (`services/totals.py`). A total lower than what the source holds would otherwise end
+  the import early, DONE with records missing.
 * An offset page owns the records from its offset up to the next page's offset: when the
   source answers with fewer, the same page asks on from where the answer stopped until it has
   them all or the source ends; records beyond the page's share (a source that ignores the
@@ -169,7 +172,8 @@ class RestJsonSource:
         position, total = start, None
         while True:
             url = self._numbered_url(self.config.offset_param, position)
-            answer = self._read(url) if position == start else self._read_after_short(url)
+            # Past the first record, an error that means "nothing here" is the source's end.
+            answer = self._read_after_short(url) if position else self._read(url)
             if answer is None:
                 return Page(records=records, next_cursor=None, total=total)
             _, document, got = answer
@@ -180,7 +184,7 @@ class RestJsonSource:
             kept = got[: end - position]
             records += kept
             position += len(kept)
-            if not got or (total is not None and position >= total):
+            if not got:
                 return Page(records=records, next_cursor=None, total=total)
             if position >= end:
                 return Page(records=records, next_cursor=str(end), total=total)
@@ -206,17 +210,16 @@ class RestJsonSource:
         whose next page holds nothing."""
         config = self.config
         page = self._number(cursor, config.first_page)
-        _, document, records = self._read(self._numbered_url(config.page_param, page))
+        url = self._numbered_url(config.page_param, page)
+        # Past the first page, an error that means "nothing here" is the source's end.
+        answer = self._read_after_short(url) if page > config.first_page else self._read(url)
+        if answer is None:
+            return Page(records=[], next_cursor=None, total=None)
+        _, document, records = answer
         total = self._total(document)
         if not records:
             return Page(records=records, next_cursor=None, total=total)
         following = str(page + 1)
-        if total is not None:
-            # Every page before this one holds at least as many records as this one: the
-            # least this source may have served so far. Reaching the total ends the paging.
-            seen_at_least = (page - config.first_page + 1) * len(records)
-            ended = seen_at_least >= total
-            return Page(records=records, next_cursor=None if ended else following, total=total)
         if self._looks_short(len(records)):
             answer = self._read_after_short(self._numbered_url(config.page_param, page + 1))
             if answer is None or not answer[2]:
