@@ -361,7 +361,7 @@ def chunk_failed(
     again and counts it then, so it is taken off the counts now: "fetched" stays the records
     the source gave, not the reads."""
     if _past_the_end(chunk):
-        stop_chunk(chunk)
+        ChunkJob.objects.held_by(chunk).stop(past_the_end=True)
         return chunk
     source = chunk.execution.source
     message = scrub_secrets(message, source)
