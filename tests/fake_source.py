@@ -9,7 +9,10 @@ It also has the habits of real APIs that make paging go wrong: it may cut the pa
 asked for to a maximum of its own without saying so (`max_limit`), ignore it (`ignore_limit`),
 ignore the offset and serve its first records for every page (`ignore_offset`),
 report a total that disagrees with what it serves (`reported_total`), answer past its end with
-an error (`past_end_status`), and misbehave on chosen answers (`misbehave`): cut an answer off
+an error (`past_end_status`) or its last page again (`clamp_pages`, as Django's
+`Paginator.get_page` does), answer an empty list as `null` (`null_when_empty`, as Go writes a
+nil slice), give empty pages that still lead on to more (`empty_hops`, as a filtered DynamoDB
+scan does), and misbehave on chosen answers (`misbehave`): cut an answer off
 mid-way, drip it one byte at a time (its body, or its status line and headers before it), nest
 it absurdly deep, flood it with empty objects, or answer a page it has as if it had none (an
 empty list, or 404: a replica that lags, a cache that hiccups).
@@ -197,6 +200,9 @@ class FakeSource(DevServer):
         ignore_offset: bool = False,
         reported_total: int | None = None,
         past_end_status: int | None = None,
+        clamp_pages: bool = False,
+        empty_hops: frozenset[int] = frozenset(),
+        null_when_empty: bool = False,
         auth: str = "none",
         username: str = "",
         secret: str = "",
@@ -225,6 +231,9 @@ class FakeSource(DevServer):
         self.ignore_offset = ignore_offset
         self.reported_total = reported_total
         self.past_end_status = past_end_status
+        self.clamp_pages = clamp_pages
+        self.empty_hops = empty_hops
+        self.null_when_empty = null_when_empty
         self.misbehaviours: list[Misbehaviour] = []
         self.drip_interval = 0.5
         self.deep_levels = 100_000
@@ -442,6 +451,14 @@ class FakeSource(DevServer):
     def total(self) -> int:
         return len(self.records) if self.reported_total is None else self.reported_total
 
+    def _items(self, start: int, limit: int) -> list[dict[str, Any]] | None:
+        items = self._window(start, limit)
+        return None if not items and self.null_when_empty else items
+
+    def _hop(self, request: Request, start: int) -> bool:
+        """Whether this answer is an empty page on the way to the records at `start`."""
+        return start in self.empty_hops and "hop" not in request.query
+
     def _past_the_end(self, start: int) -> Reply | None:
         if self.past_end_status is not None and start >= len(self.records):
             return error_reply(self.past_end_status, "No such page")
@@ -449,20 +466,24 @@ class FakeSource(DevServer):
 
     def _offset(self, request: Request) -> Reply:
         start = 0 if self.ignore_offset else _number(request, "offset", 0)
-        items = self._window(start, self._limit(request))
+        items = self._items(start, self._limit(request))
         past = self._past_the_end(start)
         return past or json_reply(200, {"data": {"items": items}, "meta": {"total": self.total}})
 
     def _page(self, request: Request) -> Reply:
         limit = self._limit(request, "per_page")
         start = (_number(request, "page", self.first_page) - self.first_page) * limit
+        if self.clamp_pages and start >= len(self.records):  # the last page, for any page after
+            start = max(0, (len(self.records) - 1) // limit * limit)
         past = self._past_the_end(start)
-        body = {"items": self._window(start, limit), "total": self.total}
+        body = {"items": self._items(start, limit), "total": self.total}
         return past or json_reply(200, body)
 
     def _cursor(self, request: Request) -> Reply:
         cursor = request.query.get("cursor", ["c0"])[0]
-        start = int(cursor.removeprefix("c"))
+        start = int(cursor.removeprefix("c").removesuffix("h"))
+        if start in self.empty_hops and not cursor.endswith("h"):
+            return json_reply(200, {"items": [], "meta": {"next_cursor": f"{cursor}h"}})
         limit = self._limit(request)
         following = f"c{start + limit}" if start + limit < len(self.records) else None
         body = {"items": self._window(start, limit), "meta": {"next_cursor": following}}
@@ -473,13 +494,16 @@ class FakeSource(DevServer):
         limit = self._limit(request)
         if start + limit >= len(self.records):
             return None
-        query = {name: values[0] for name, values in request.query.items()}
+        query = {name: values[0] for name, values in request.query.items() if name != "hop"}
         if not self.echo_query:
             query = {"limit": str(limit)}
         return urlencode({**query, "start": start + limit})
 
     def _next(self, request: Request) -> Reply:
         start = _number(request, "start", 0)
+        if self._hop(request, start):
+            query = urlencode({**{k: v[0] for k, v in request.query.items()}, "hop": 1})
+            return json_reply(200, {"results": [], "links": {"next": f"/api/next?{query}"}})
         items = self._window(start, self._limit(request))
         following = self._following_query(request, start)
         links = {"next": f"/api/next?{following}" if following else None}
@@ -487,6 +511,9 @@ class FakeSource(DevServer):
 
     def _link(self, request: Request) -> Reply:
         start = _number(request, "start", 0)
+        if self._hop(request, start):
+            query = urlencode({**{k: v[0] for k, v in request.query.items()}, "hop": 1})
+            return json_reply(200, [], {"Link": f'<{self.base_url}/api/link?{query}>; rel="next"'})
         items = self._window(start, self._limit(request))
         following = self._following_query(request, start)
         headers = {}

@@ -53,6 +53,27 @@ def import_from(make_source, sandbox):
                 "pagination": "page",
                 "limit_param": "per_page",
             },
+            "cursor": {
+                "source_url": f"{fake.base_url}/api/cursor",
+                "records_path": "items",
+                "pagination": "cursor",
+                "cursor_path": "meta.next_cursor",
+                "cursor_param": "cursor",
+                "limit_param": "limit",
+            },
+            "next_url": {
+                "source_url": f"{fake.base_url}/api/next",
+                "records_path": "results",
+                "pagination": "next_url",
+                "cursor_path": "links.next",
+                "limit_param": "limit",
+            },
+            "link_header": {
+                "source_url": f"{fake.base_url}/api/link",
+                "records_path": "",
+                "pagination": "link_header",
+                "limit_param": "limit",
+            },
         }[style]
         defaults = {"page_size": 25, "max_chunks_in_flight": 4, **paging}
         source = make_source(**{**defaults, **fields})
@@ -191,3 +212,30 @@ def test_a_source_answering_past_its_end_with_an_error_after_a_full_page_is_done
 
     assert_every_record_once(sandbox, execution)
     assert not execution.chunks.filter(state=ChunkJob.State.FAILED).exists()
+
+
+@pytest.mark.parametrize("style", ["cursor", "next_url", "link_header"])
+def test_an_empty_page_that_leads_on_to_more_is_not_the_end(serve, import_from, sandbox, style):
+    # A filtered scan (DynamoDB, CloudWatch Logs) may answer an empty page with a next cursor.
+    fake = serve(empty_hops=frozenset({50}))
+
+    execution = import_from(fake, style)
+
+    assert_every_record_once(sandbox, execution)
+
+
+@pytest.mark.parametrize("style", ["offset", "page"])
+@pytest.mark.parametrize("records", [100, 0])
+def test_a_source_writing_its_empty_list_as_null_ends_where_its_records_do(
+    serve, import_from, sandbox, style, records
+):
+    # Go's encoding/json writes an empty slice as null: {"items": null} past the last page,
+    # and on the first one when the source holds nothing.
+    fake = serve(null_when_empty=True)
+    fake.records = fake.records[:records]
+
+    execution = import_from(fake, style)
+
+    assert execution.state == Execution.State.DONE, execution.error
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert len(remote["objects"]) == records

@@ -74,6 +74,8 @@ def select_records(document: Any, path: str, source_name: str) -> list[dict]:
                 f"selector '{path}' matches nothing",
                 kind="bad_records",
             )
+    if value is None:  # the key is there, its list empty: Go writes an empty slice as null
+        return []
     if not isinstance(value, list):
         where = f"'{path}'" if path else "the answer"
         raise SourceError(
@@ -271,14 +273,21 @@ class RestJsonSource:
     def _next_cursor(
         self, cursor: str, url: str, response: Any, document: Any, records: list[dict]
     ) -> str | None:
+        """Where the next page starts; None at the source's end.
+
+        For these styles the end is a missing next, not an empty page: a filtered scan may
+        answer an empty page that leads on to more. An empty page that points to itself is
+        the end too; a page with records that does would never end."""
         config = self.config
-        if not records or config.pagination == "none":
+        if config.pagination == "none":
             return None
         if config.pagination == "cursor":
             value = lookup(document, config.cursor_path)
             if value is None or value == "":
                 return None
             if str(value) == cursor:
+                if not records:
+                    return None
                 raise self._endless(f"'{config.cursor_path}'")
             return str(value)
         if config.pagination == "next_url":
@@ -292,6 +301,8 @@ class RestJsonSource:
         next_url = self._storable(urljoin(response.url, str(value)))
         self._check_origin(next_url)
         if next_url == self._storable(url):
+            if not records:
+                return None
             raise self._endless(where)
         return next_url
 
