@@ -220,3 +220,21 @@ def test_a_processing_phase_of_seconds_is_seen_done_seconds_later(make_source, s
     assert execution.state == Execution.State.DONE, execution.error
     seen_after = (execution.finished_at - execution.completed_at).total_seconds()
     assert 6 <= seen_after < 14, f"DONE seen {seen_after:.1f} s after completed"
+
+
+def test_a_completed_post_whose_answer_was_lost_is_not_taken_for_a_refusal(
+    make_source, sandbox, cluster
+):
+    # Assets took "completed" but a proxy dropped the answer; the post sent again is refused
+    # (the execution is no longer ingesting), which must not fail an import Assets has done.
+    sandbox.faults.add(
+        method="POST", path_contains="/data", body_contains='"completed"', lose_answer=True
+    )
+    source = services.push_mapping(source=make_source(page_size=50))
+
+    execution = wait_for_execution_to_finish(services.start_import(source=source), timeout=60)
+
+    assert execution.state == Execution.State.DONE, execution.error
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert remote["state"] == "DONE" and len(remote["objects"]) == 300
+    assert remote["failure_reasons"] == []

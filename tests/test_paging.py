@@ -239,3 +239,33 @@ def test_a_source_writing_its_empty_list_as_null_ends_where_its_records_do(
     assert execution.state == Execution.State.DONE, execution.error
     remote = sandbox.execution(execution.assets_execution_id)
     assert len(remote["objects"]) == records
+
+
+@pytest.mark.parametrize("style", ["offset", "page", "cursor"])
+def test_a_source_of_exactly_the_page_limit_is_imported_and_one_page_more_is_refused(
+    serve, import_from, sandbox, settings, style
+):
+    settings.IMPORT_MAX_PAGES = 4  # the source holds 4 full pages of 25
+    assert_every_record_once(sandbox, import_from(serve(), style))
+
+    settings.IMPORT_MAX_PAGES = 3
+    execution = import_from(serve(), style, name="inventory, one page more")
+
+    assert execution.state == Execution.State.FAILED
+    assert "still had more after 3 pages (IMPORT_MAX_PAGES)" in execution.error
+
+
+@pytest.mark.parametrize("records", [100, 90])
+def test_a_source_answering_its_last_page_for_any_page_after_it_fails_at_once(
+    serve, import_from, sandbox, records
+):
+    # Django's Paginator.get_page() answers page 999 with the last page: no page is empty.
+    fake = serve(clamp_pages=True)
+    fake.records = fake.records[:records]
+
+    execution = import_from(fake, "page")
+
+    assert execution.state == Execution.State.FAILED
+    assert "with the same records as page" in execution.error
+    assert "answer its last page again for any page past its end" in execution.error
+    assert len(fake.requests_to("/api/page")) < 20  # not IMPORT_MAX_PAGES of them

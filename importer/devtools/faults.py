@@ -30,7 +30,9 @@ class FaultRule:
     """One way to misbehave, applied to the next `times` matching requests (-1: forever).
 
     status 0 only delays the request (`delay` seconds) and then answers it normally;
-    `drop` closes the connection without any answer, like a crashed proxy.
+    `drop` closes the connection without any answer, like a crashed proxy; `lose_answer`
+    does the request's work and then closes the connection without its answer, like a proxy
+    that gave up waiting. `body_contains` narrows the rule to requests whose body holds it.
     """
 
     method: str | None = None
@@ -40,7 +42,9 @@ class FaultRule:
     retry_after: str | None = None
     delay: float = 0.0
     drop: bool = False
+    lose_answer: bool = False
     body: str | None = None
+    body_contains: str = ""
 
     def __post_init__(self) -> None:
         if self.method is not None:
@@ -54,8 +58,12 @@ class FaultRule:
         if self.retry_after is not None:
             self.retry_after = str(self.retry_after)
 
-    def matches(self, method: str, path: str) -> bool:
-        return (self.method is None or self.method == method) and self.path_contains in path
+    def matches(self, method: str, path: str, body: bytes = b"") -> bool:
+        return (
+            (self.method is None or self.method == method)
+            and self.path_contains in path
+            and self.body_contains.encode() in body
+        )
 
 
 class Faults:
@@ -80,11 +88,11 @@ class Faults:
         with self._lock:
             return [asdict(rule) for rule in self._rules]
 
-    def take(self, method: str, path: str) -> FaultRule | None:
+    def take(self, method: str, path: str, body: bytes = b"") -> FaultRule | None:
         """The rule to apply to this request, if any, using up one of its `times`."""
         with self._lock:
             for rule in self._rules:
-                if not rule.matches(method.upper(), path):
+                if not rule.matches(method.upper(), path, body):
                     continue
                 if rule.times > 0:
                     rule.times -= 1
@@ -284,8 +292,9 @@ class _Handler(BaseHTTPRequestHandler):
             body=body,
         )
         self.app.on_request(request)
+        rule = None
         if not request.path.startswith("/_"):
-            rule = self.app.faults.take(request.method, request.raw_path)
+            rule = self.app.faults.take(request.method, request.raw_path, request.body)
             if rule is not None and self._apply_fault(rule):
                 return
         try:
@@ -296,6 +305,9 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # a bug in a dev server must answer, not hang the client
             traceback.print_exc(file=sys.stderr)
             reply = error_reply(500, f"{type(exc).__name__}: {exc}")
+        if rule is not None and rule.lose_answer:
+            self._hang_up()
+            return
         self._send(reply)
 
     def _apply_fault(self, rule: FaultRule) -> bool:
@@ -303,13 +315,9 @@ class _Handler(BaseHTTPRequestHandler):
         if rule.delay:
             time.sleep(rule.delay)
         if rule.drop:
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            self._hang_up()
             return True
-        if rule.status == 0:
+        if rule.status == 0 or rule.lose_answer:
             return False
         body = rule.body if rule.body is not None else DEFAULT_FAULT_BODY
         reply = Reply(rule.status, body.encode(), _content_type_of(body))
@@ -317,6 +325,14 @@ class _Handler(BaseHTTPRequestHandler):
             reply.headers["Retry-After"] = rule.retry_after
         self._send(reply)
         return True
+
+    def _hang_up(self) -> None:
+        """Close the connection with no answer."""
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def _send(self, reply: Reply) -> None:
         self.send_response(reply.status)

@@ -201,15 +201,16 @@ def queue_next_chunks(
             return None  # cancelled or failed meanwhile: nothing more to queue
         if last is not None and chunk.index > last:
             return None  # past the source's end: nothing follows it (its records are kept)
-        if next_cursor is None:
-            last = chunk.index if record_count or not chunk.index else chunk.index - 1
-            Execution.objects.of(execution).record_last_page(last)
-            return None
-        if chunk.index + 1 >= settings.IMPORT_MAX_PAGES:
+        # The page after the last one allowed is read only to see that the source ends there.
+        if chunk.index >= settings.IMPORT_MAX_PAGES and (record_count or next_cursor):
             raise SourceNeverEnds(
                 f"the source still had more after {settings.IMPORT_MAX_PAGES} pages "
                 "(IMPORT_MAX_PAGES): check its paging settings or raise the limit"
             )
+        if next_cursor is None:
+            last = chunk.index if record_count or not chunk.index else chunk.index - 1
+            Execution.objects.of(execution).record_last_page(last)
+            return None
         if reads_in_parallel(execution.source):
             return _fan_out(chunk, lanes=lanes, keep_next=keep_next)
         seen = dict(

@@ -124,17 +124,32 @@ def check_completion(*, execution: Execution, client: AssetsClient | None = None
     try:
         client.mark_completed(execution.assets_execution_id)
     except AssetsError as error:
-        if error.permanent:
+        if not error.permanent:
+            # Assets may not have taken it (or its answer was lost): hand the execution back
+            # so a later check posts again.
+            Execution.objects.of(execution).hand_back_completion(
+                error=scrub_secrets(error.message, execution.source)
+            )
+            work_queue.enqueue_completion_check_after(
+                execution.pk, retry_delay(1, error.retry_after)
+            )
+            return execution
+        if not _past_ingesting_in_assets(execution, client):
             return fail_execution(execution=execution, reason=error.message)
-        # Nothing was accepted: hand the execution back so a later check posts again.
-        Execution.objects.of(execution).hand_back_completion(
-            error=scrub_secrets(error.message, execution.source)
-        )
-        work_queue.enqueue_completion_check_after(execution.pk, retry_delay(1, error.retry_after))
-        return execution
+        # An earlier "completed" was taken and its answer lost: Assets refuses a second one.
+        logger.info("execution %s: Assets had taken 'completed' already", execution.pk)
     Execution.objects.of(execution).mark_processing()
     execution.refresh_from_db()
     return refresh_status(execution=execution, client=client)
+
+
+def _past_ingesting_in_assets(execution: Execution, client: AssetsClient) -> bool:
+    """Whether Assets says the execution no longer takes data (it was completed)."""
+    try:
+        status = client.get_execution_status(execution.assets_execution_id).status
+    except AssetsError:
+        return False
+    return bool(status) and status != "INGESTING"
 
 
 def _fail_after_grace(execution: Execution) -> Execution:

@@ -62,7 +62,7 @@ def lane_next_cursor(chunk: ChunkJob, page: Page) -> str | None:
     if not reads_in_parallel(source):
         return page.next_cursor
     index = chunk.index + pipeline_parallelism(source)
-    return cursor_for(source, index) if index < settings.IMPORT_MAX_PAGES else None
+    return cursor_for(source, index) if index <= settings.IMPORT_MAX_PAGES else None
 
 
 def pages_ahead(chunk: ChunkJob, *, lanes: bool) -> tuple[list[int], int | None]:
@@ -80,4 +80,5 @@ def pages_ahead(chunk: ChunkJob, *, lanes: bool) -> tuple[list[int], int | None]
     else:
         lane_index = None
         ahead = range(chunk.index + 1, chunk.index + max(1, width - 1) + 1)
-    return [index for index in ahead if index < settings.IMPORT_MAX_PAGES], lane_index
+    # Up to the page after the last one allowed, which only shows whether the source ends.
+    return [index for index in ahead if index <= settings.IMPORT_MAX_PAGES], lane_index

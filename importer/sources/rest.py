@@ -125,6 +125,8 @@ class RestJsonSource:
         # Page-number paging: how many records a page held that turned out not to be the last
         # (the source's real page size, when it cuts the limit), once this reader saw one.
         self.full_page_records: int | None = None
+        # The last page-number page this reader read: (number, first record, last, count).
+        self._last_numbered_page: tuple[int, dict, dict, int] | None = None
 
     def fetch_page(self, cursor: str) -> Page:
         self.http.begin()  # every request of this page shares one time budget
@@ -208,8 +210,8 @@ class RestJsonSource:
             )
 
     def _numbered_page(self, cursor: str) -> Page:
-        """One of the source's own pages; the end is an empty page, the total, or a short page
-        whose next page holds nothing."""
+        """One of the source's own pages; the end is an empty page, or a short page whose
+        next page holds nothing."""
         config = self.config
         page = self._number(cursor, config.first_page)
         url = self._numbered_url(config.page_param, page)
@@ -221,13 +223,31 @@ class RestJsonSource:
         total = self._total(document)
         if not records:
             return Page(records=records, next_cursor=None, total=total)
+        self._check_not_repeated(page, records)
         following = str(page + 1)
         if self._looks_short(len(records)):
             answer = self._read_after_short(self._numbered_url(config.page_param, page + 1))
             if answer is None or not answer[2]:
                 return Page(records=records, next_cursor=None, total=total)
+            self._check_not_repeated(page + 1, answer[2])
             self.full_page_records = len(records)
         return Page(records=records, next_cursor=following, total=total)
+
+    def _check_not_repeated(self, page: int, records: list[dict]) -> None:
+        """Pages past the end of a source that answers its last page for any page number
+        after it (Django's `Paginator.get_page` does) repeat one another: with no empty page
+        to end on, paging would go on to IMPORT_MAX_PAGES, sending that page every time."""
+        seen = self._last_numbered_page
+        self._last_numbered_page = (page, records[0], records[-1], len(records))
+        if seen is None or seen[0] == page or seen[1:] != self._last_numbered_page[1:]:
+            return
+        raise self.http.error(
+            f"answered page {page} with the same records as page {seen[0]}: it seems to "
+            "answer its last page again for any page past its end, so its end cannot be "
+            "found. Use offset or cursor paging if the source offers it, or have it answer "
+            "an empty list (or 404) past its last page",
+            kind="repeats_pages",
+        )
 
     def _looks_short(self, count: int) -> bool:
         """Whether a page may be the last: it holds fewer records than asked, and fewer than
