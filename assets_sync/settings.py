@@ -261,7 +261,10 @@ LOGGING = {
         "json": {"()": "importer.logs.JsonFormatter"},
     },
     # Credentials and webtrigger tokens are removed from every line (see importer/redaction.py).
-    "filters": {"redact_secrets": {"()": "importer.logs.RedactSecrets"}},
+    "filters": {
+        "redact_secrets": {"()": "importer.logs.RedactSecrets"},
+        "brief_client_errors": {"()": "importer.logs.BriefClientErrors"},
+    },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
@@ -275,7 +278,9 @@ LOGGING = {
         "urllib3": {"level": "WARNING"},
         # Django's request lines carry the path, and so a webtrigger's token: redacted where
         # they start, before Django's own handlers (e.g. mail_admins) see them.
-        "django.request": {"filters": ["redact_secrets"]},
+        "django.request": {"filters": ["redact_secrets", "brief_client_errors"]},
+        # Once, through our handler (Django's own console handler would write it again).
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.server": {
             "handlers": ["console"],
             "filters": ["redact_secrets"],

@@ -35,10 +35,14 @@ def imports_per_day(days: int = 30) -> list[dict]:
 
 
 def success_rate(days: int = 30) -> float | None:
+    """DONE among the imports that ended, cancelled ones aside: a cancel is someone's choice,
+    not a failure of the import."""
     since = timezone.now() - timedelta(days=days)
-    counts = Execution.objects.filter(
-        created_at__gte=since, state__in=Execution.FINISHED_STATES
-    ).aggregate(done=Count("id", filter=Q(state=State.DONE)), finished=Count("id"))
+    counts = (
+        Execution.objects.filter(created_at__gte=since, state__in=Execution.FINISHED_STATES)
+        .exclude(state=State.CANCELLED)
+        .aggregate(done=Count("id", filter=Q(state=State.DONE)), finished=Count("id"))
+    )
     if not counts["finished"]:
         return None
     return 100.0 * counts["done"] / counts["finished"]

@@ -443,7 +443,28 @@ class ImportSourceForm(WriteOnlySecretsForm):
             if value not in (None, "") and not isinstance(value, dict):
                 self.add_error(name, 'Give a JSON object, e.g. {"name": "value"}.')
         self._add_problem("ca_bundle", ca_bundle_problem(cleaned.get("ca_bundle") or ""))
+        self._refuse_a_shared_import_source(cleaned)
         return cleaned
+
+    def _refuse_a_shared_import_source(self, cleaned: dict) -> None:
+        """Assets keeps one mapping and one running import per import source: two sources
+        sharing one would push their mappings over each other and refuse each other's
+        imports ("another import is running")."""
+        where = {
+            name: cleaned.get(name)
+            for name in ("assets_base_url", "workspace_id", "import_source_id")
+        }
+        if not all(where.values()):
+            return
+        other = ImportSource.objects.filter(**where).exclude(pk=self.instance.pk).first()
+        if other is not None:
+            self.add_error(
+                "import_source_id",
+                f"The source '{other.name}' imports into this Assets import source already. "
+                "Assets keeps one mapping and runs one import at a time per import source: "
+                "create another external import source in Assets (Settings → Import) and give "
+                "its id here.",
+            )
 
     def _add_problem(self, field: str, problem: str) -> None:
         """A rule the source readers apply too (importer/sources/rules.py), shown at its field."""

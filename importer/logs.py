@@ -35,6 +35,16 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class BriefClientErrors(logging.Filter):
+    """A 4xx answer ("Forbidden (Permission denied): /admin/...") is one line: the traceback
+    Django attaches says nothing about a user asking for a page they may not see."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if 400 <= getattr(record, "status_code", 0) < 500:
+            record.exc_info = record.exc_text = None
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {

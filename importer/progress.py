@@ -64,6 +64,15 @@ def chunk_counts(execution: Execution) -> dict[str, int]:
     return execution._chunk_counts
 
 
+def settled(execution: Execution) -> bool:
+    """Finished, with no page still running or queued: a lane sees a cancel only as it takes
+    its next page, so an execution's page follows it until its pages have stopped too."""
+    if execution.state not in Execution.FINISHED_STATES:
+        return False
+    counts = chunk_counts(execution)
+    return not counts[ChunkJob.State.RUNNING] and not counts[ChunkJob.State.QUEUED]
+
+
 def retries_of(execution: Execution) -> list[dict]:
     """Pages waiting for another attempt: which, why, when (the soonest first, at most 5)."""
     waiting = (

@@ -483,3 +483,20 @@ def test_a_refused_import_says_it_never_started_instead_of_waiting_for_chunks(
     text = page.content.decode()
     assert "None: the import never started." in text
     assert "none yet" not in text.lower()
+
+
+def test_a_second_source_into_the_same_assets_import_source_is_refused(staff_client, make_source):
+    first = make_source()
+    second = make_source(name="second", import_source_id="src-2")
+
+    response = staff_client.post(
+        reverse("admin:importer_importsource_change", args=[second.pk]),
+        source_form_data(second, import_source_id=first.import_source_id),
+    )
+
+    assert response.status_code == 200
+    assert "The source &#x27;inventory&#x27; imports into this Assets import source already" in (
+        response.content.decode()
+    )
+    second.refresh_from_db()
+    assert second.import_source_id == "src-2"

@@ -491,7 +491,7 @@ HOOK_SECRET = "header-secret-value"
 def channels_fixture(make_source) -> None:
     """Two sources; a webhook for both, an e-mail list for one, a site-wide one."""
     laptops = make_source(name="laptops")
-    phones = make_source(name="phones")
+    phones = make_source(name="phones", import_source_id="src-phones")
     webhook = NotificationChannel.objects.create(
         name="chat",
         kind=NotificationChannel.Kind.WEBHOOK,

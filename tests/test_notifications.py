@@ -114,7 +114,7 @@ def test_a_failed_scheduled_run_sends_one_email_and_one_webhook_without_secrets(
     payload = json.loads(request.get_data())
     assert request.headers["X-Webhook-Token"] == HOOK_SECRET
     assert request.headers["X-Assets-Sync-Alert"] == f"execution-{execution.pk}-failed"
-    assert payload["text"].startswith("The scheduled import of 'inventory' failed (FAILED).")
+    assert payload["text"].startswith("The scheduled import of 'inventory' failed.")
     assert payload["event"] == "execution.failed"
     assert payload["source"]["name"] == "inventory"
     assert payload["execution"]["trigger"] == "scheduled"
@@ -270,7 +270,7 @@ def test_a_teams_channel_gets_an_adaptive_card_with_title_facts_and_button(
     assert title["text"] == "assets-sync: the manual import of inventory failed"
     assert title["weight"] == "Bolder"
     texts = [line["text"] for line in lines]
-    assert texts[0] == "The manual import of 'inventory' failed (FAILED)."
+    assert texts[0] == "The manual import of 'inventory' failed."
     assert any(text.startswith("Reason: Chunk 1 failed") for text in texts)
     [fact_set] = [block for block in card["body"] if block["type"] == "FactSet"]
     facts = {fact["title"]: fact["value"] for fact in fact_set["facts"]}
@@ -328,7 +328,7 @@ def test_a_slack_channel_gets_the_subject_in_bold_and_the_link(
     assert list(payload) == ["text"]
     first, second, *_ = payload["text"].splitlines()
     assert first == "*assets-sync: the manual import of inventory failed*"
-    assert second == "The manual import of 'inventory' failed (FAILED)."
+    assert second == "The manual import of 'inventory' failed."
     assert "Reason: Chunk 1 failed" in payload["text"]
     assert payload["text"].endswith(f"<{link}|Open in assets-sync>")
     for secret in (SANDBOX_TOKEN, HOOK_SECRET, pushed_source.webtrigger_token):
@@ -356,7 +356,7 @@ def test_a_channel_without_a_format_keeps_the_generic_json(
         "execution",
     }
     assert payload["subject"] == "assets-sync: the manual import of inventory failed"
-    assert payload["text"].startswith("The manual import of 'inventory' failed (FAILED).")
+    assert payload["text"].startswith("The manual import of 'inventory' failed.")
 
 
 # --- stale sources ---------------------------------------------------------------------------

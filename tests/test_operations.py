@@ -156,6 +156,8 @@ def test_the_dashboard_shows_rates_charts_and_failures(admin_client, make_source
     Execution.objects.create(
         source=source, state="FAILED", error="source answered 500", started_at=started
     )
+    # Cancelled by someone: neither a success nor a failure.
+    Execution.objects.create(source=source, state="CANCELLED", started_at=started)
 
     page = admin_client.get(reverse("admin:importer_execution_dashboard")).content.decode()
 
@@ -216,3 +218,10 @@ def test_the_date_hierarchy_offers_years_then_months_without_scanning(admin_clie
     assert all(f"created_at__year={year}" in years for year in (2024, 2025, 2026))
     assert "created_at__month=3" in months
     assert "created_at__month=4" not in months
+
+
+@pytest.mark.django_db
+def test_the_admin_home_page_leads_to_the_dashboard(admin_client):
+    page = admin_client.get(reverse("admin:index")).content.decode()
+
+    assert reverse("admin:importer_execution_dashboard") in page

@@ -108,3 +108,35 @@ def test_the_clock_runs_on_while_a_page_waits_for_its_retry(make_source):
 
     assert execution.duration >= timedelta(seconds=30)
     assert progress["records_per_second"] <= 10.0  # not 1500 records/s
+
+
+@pytest.mark.django_db
+def test_a_cancelled_import_page_is_followed_until_its_last_page_has_stopped(
+    admin_client, make_source
+):
+    from importer.models import ChunkJob
+
+    execution = running(make_source())
+    ChunkJob.objects.create(execution=execution, index=0, state=ChunkJob.State.RUNNING)
+    Execution.objects.filter(pk=execution.pk).update(state=Execution.State.CANCELLED)
+    live = reverse("admin:importer_execution_live", args=[execution.pk])
+
+    # The lane sees the cancel only as it takes its next page: "1 running" is still true.
+    assert admin_client.get(live).json()["finished"] is False
+
+    ChunkJob.objects.filter(execution=execution).update(state=ChunkJob.State.CANCELLED)
+    assert admin_client.get(live).json()["finished"] is True
+
+
+@pytest.mark.django_db
+def test_the_failure_report_line_speaks_only_of_a_failure(admin_client, make_source):
+    done = running(make_source())
+    Execution.objects.filter(pk=done.pk).update(state=Execution.State.DONE)
+    page = admin_client.get(reverse("admin:importer_execution_change", args=[done.pk]))
+    assert "Assets could not be reached" not in page.content.decode()
+
+    Execution.objects.filter(pk=done.pk).update(
+        state=Execution.State.FAILED, failure_report_pending=True
+    )
+    page = admin_client.get(reverse("admin:importer_execution_change", args=[done.pk]))
+    assert "not yet: Assets could not be reached" in page.content.decode()

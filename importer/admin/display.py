@@ -12,7 +12,7 @@ from django.utils.timezone import localtime
 
 from importer import services
 from importer.models import Execution, Schedule
-from importer.progress import describe, progress_of
+from importer.progress import describe, progress_of, settled
 from importer.redaction import mask_secret_values
 
 
@@ -103,6 +103,8 @@ def progress_widget(execution: Execution, *, width: int, detailed: bool) -> str:
     """
     progress = progress_of(execution)
     percent = progress["percent"]
+    # An execution's own page follows its chunks too, until they have stopped.
+    finished = settled(execution) if detailed else progress["finished"]
     if detailed:
         label = describe(progress)
     elif percent is None:
@@ -118,7 +120,7 @@ def progress_widget(execution: Execution, *, width: int, detailed: bool) -> str:
         reverse("importer:progress", args=[execution.pk]),
         "" if percent is None else percent,
         execution.state,
-        "true" if progress["finished"] else "false",
+        "true" if finished else "false",
         format_html(
             'data-detailed data-live-url="{}"',
             reverse("admin:importer_execution_live", args=[execution.pk]),

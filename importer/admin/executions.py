@@ -18,7 +18,7 @@ from importer import services
 from importer.admin.display import CHUNKS_PER_PAGE, next_attempt_label, progress_widget, state_badge
 from importer.dashboard import dashboard_context
 from importer.models import ChunkJob, Execution
-from importer.progress import chunk_counts, describe, progress_of, retries_of
+from importer.progress import chunk_counts, describe, progress_of, retries_of, settled
 
 
 def no_chunks_text(execution: Execution) -> str:
@@ -75,8 +75,7 @@ class ExecutionAdmin(admin.ModelAdmin):
         "finished_at",
         "duration_label",
         "error",
-        "failure_reported_at",
-        "failure_report_pending",
+        "failure_report_label",
     ]
     readonly_fields = fields
     # What changes while an import runs: the live endpoint sends these again.
@@ -89,6 +88,19 @@ class ExecutionAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="Failure told to Assets")
+    def failure_report_label(self, execution):
+        """Whether Assets' import history has heard of the failure: only a failed import
+        has anything to tell."""
+        if execution.failure_reported_at:
+            return date_format(localtime(execution.failure_reported_at), "DATETIME_FORMAT")
+        if execution.failure_report_pending:
+            return (
+                "not yet: Assets could not be reached. Housekeeping, and the source's next "
+                "start, tell it again; until then Assets may count the import as running."
+            )
+        return "—"
 
     @admin.display(description="State", ordering="state")
     def state_label(self, execution):
@@ -249,6 +261,7 @@ class ExecutionAdmin(admin.ModelAdmin):
         return JsonResponse(
             {
                 **progress,
+                "finished": settled(execution),
                 "label": describe(progress),
                 "fields": fields,
                 "chunk_count": page.paginator.count,

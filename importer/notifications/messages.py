@@ -59,7 +59,9 @@ def execution_content(execution: Execution, kind: str) -> Content:
         minutes = settings.STALLED_AFTER_SECONDS // 60
         reason = reason or f"No chunk made progress for {minutes} minutes."
     subject = f"assets-sync: the {trigger} import of {source.name} {HEADLINES[kind]}"
-    lines = [f"The {trigger} import of '{source.name}' {HEADLINES[kind]} ({execution.state})."]
+    # The state is named where the headline does not say it already (a stalled import).
+    state = f" ({execution.state})" if kind == Kind.STALLED else ""
+    lines = [f"The {trigger} import of '{source.name}' {HEADLINES[kind]}{state}."]
     if reason:
         lines.append(f"Reason: {reason}")
     if kind == Kind.REFUSED:  # it never started: there is nothing to count

@@ -155,6 +155,9 @@ class Command(BaseCommand):
                 "In the admin, select 'demo-inventory', run 'Push mapping to Assets', then "
                 "'Start import'; its alert arrives on the sandbox's page. Ctrl-C stops "
                 "everything.\n"
+                f"A source of your own: the sandbox takes any workspace id and import source "
+                f"id (one per source) with the token '{SANDBOX_TOKEN}'; a slower inventory to "
+                "read from: `python manage.py demo_source --port 8093 --latency 0.4`.\n"
             )
         )
         signal.signal(signal.SIGTERM, _interrupt)

@@ -11,6 +11,9 @@ from importer.models import Execution, ImportSource
 from importer.notifications.messages import admin_url
 from importer.progress import describe, progress_of, retries_of
 
+# In a log or a pipe, a line at least this often while the counts move.
+LOG_LINE_SECONDS = 15
+
 
 class Command(BaseCommand):
     help = "Start an import of a source (pushing its mapping first if Assets lacks it)."
@@ -83,9 +86,10 @@ class Command(BaseCommand):
     def follow(self, execution: Execution, poll: float) -> None:
         """Show the import's progress until it ends; fail unless it ended DONE."""
         # On a terminal one line is rewritten in place; in a log or a pipe a line is written
-        # as the import reaches a new state, each tenth of the way, and when retries start.
+        # as the import reaches a new state, each tenth of the way, when retries start, and
+        # otherwise every LOG_LINE_SECONDS while the counts move (no total: no tenths).
         live = self.stdout.isatty()
-        shown = None
+        shown, written, written_at = None, "", time.monotonic()
         while True:
             execution.refresh_from_db()
             progress = progress_of(execution)
@@ -97,9 +101,10 @@ class Command(BaseCommand):
             else:
                 percent = progress["percent"]
                 milestone = (progress["state"], percent and percent // 10, bool(retries))
-                if milestone != shown:
+                due = time.monotonic() - written_at >= LOG_LINE_SECONDS and line != written
+                if milestone != shown or due:
                     self.stdout.write(line)
-                    shown = milestone
+                    shown, written, written_at = milestone, line, time.monotonic()
             if progress["finished"]:
                 break
             time.sleep(poll)
