@@ -456,7 +456,12 @@ class ImportSourceForm(WriteOnlySecretsForm):
         }
         if not all(where.values()):
             return
-        other = ImportSource.objects.filter(**where).exclude(pk=self.instance.pk).first()
+        base = where.pop("assets_base_url").rstrip("/")
+        other = (
+            ImportSource.objects.filter(assets_base_url__in=[base, f"{base}/"], **where)
+            .exclude(pk=self.instance.pk)
+            .first()
+        )
         if other is not None:
             self.add_error(
                 "import_source_id",
