@@ -16,6 +16,7 @@ import requests
 from django.conf import settings
 
 from importer import json_codec
+from importer.redaction import redact
 from importer.remote import RemoteError, RemoteSession
 
 FAILURE_REASON_LIMIT = 1024
@@ -177,7 +178,11 @@ _ERRORS_BY_STATUS = {
 }
 
 
-def error_for_response(response: requests.Response, action: str) -> AssetsError:
+def error_for_response(
+    response: requests.Response, action: str, *, secrets: list[str] | None = None
+) -> AssetsError:
+    """The typed error for a non-2xx answer; Assets' own text is quoted without `secrets` (it
+    may echo what it was sent) or anything shaped like a credential."""
     status = response.status_code
     error_class, summary = _ERRORS_BY_STATUS.get(status, (None, None))
     if error_class is None:
@@ -185,7 +190,7 @@ def error_for_response(response: requests.Response, action: str) -> AssetsError:
             error_class, summary = AssetsServerError, f"Assets answered {status}, a server error"
         else:
             error_class, summary = AssetsBadRequest, f"Assets answered {status}"
-    detail = _error_detail(response)
+    detail = redact(_error_detail(response), secrets or [])
     message = f"{action}: {summary}" + (f": {detail}" if detail else "")
     return error_class(
         message, status=status, retry_after=parse_retry_after(response.headers.get("Retry-After"))
@@ -209,6 +214,8 @@ class AssetsClient:
             f"/v1/importsource/{import_source_id}"
         )
         self.timeout = timeout if timeout is not None else settings.HTTP_TIMEOUT
+        # Kept to scrub it from Assets' own error texts, which may quote what they were sent.
+        self._token = token
         self.session = RemoteSession()
         self.session.headers.update(
             {"Authorization": f"Bearer {token}", "Accept": "application/json"}
@@ -238,7 +245,7 @@ class AssetsClient:
         except requests.RequestException as exc:
             raise AssetsUnavailable(f"{action}: could not reach Assets ({type(exc).__name__})")
         if not response.ok:
-            raise error_for_response(response, action)
+            raise error_for_response(response, action, secrets=[self._token])
         if not response.content:
             return None
         try:

@@ -226,3 +226,18 @@ def test_a_host_the_environment_exempts_from_the_proxy_is_reached_directly(
         client.submit_chunk("exec-42", {"laptops": [{"serial": "A"}]})
 
     assert len(httpserver.log) == 2
+
+
+def test_an_error_text_that_echoes_the_token_is_quoted_without_it(httpserver, client):
+    # Assets (or a proxy before it) may quote what it was sent: the message goes to logs,
+    # the execution's page and alerts.
+    httpserver.expect_request(f"{ROOT}/executions/exec-42/status").respond_with_json(
+        {"errorMessages": ["token secret-token-123 was revoked"]}, status=401
+    )
+
+    with pytest.raises(assets.AssetsAuthError) as error:
+        client.get_execution_status("exec-42")
+
+    assert "secret-token-123" not in str(error.value)
+    assert "secret-token-123" not in error.value.message
+    assert "token *** was revoked" in error.value.message

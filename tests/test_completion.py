@@ -238,3 +238,19 @@ def test_a_completed_post_whose_answer_was_lost_is_not_taken_for_a_refusal(
     remote = sandbox.execution(execution.assets_execution_id)
     assert remote["state"] == "DONE" and len(remote["objects"]) == 300
     assert remote["failure_reasons"] == []
+
+
+def test_a_lost_completed_answer_then_a_passing_status_error_is_asked_again(
+    make_source, sandbox, cluster
+):
+    sandbox.faults.add(
+        method="POST", path_contains="/data", body_contains='"completed"', lose_answer=True
+    )
+    # The read that tells whether the refused second post had been taken fails once.
+    sandbox.faults.add(method="GET", path_contains="/status", status=503, times=1)
+    source = services.push_mapping(source=make_source(page_size=50))
+
+    execution = wait_for_execution_to_finish(services.start_import(source=source), timeout=60)
+
+    assert execution.state == Execution.State.DONE, execution.error
+    assert sandbox.execution(execution.assets_execution_id)["failure_reasons"] == []

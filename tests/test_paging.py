@@ -269,3 +269,18 @@ def test_a_source_answering_its_last_page_for_any_page_after_it_fails_at_once(
     assert "with the same records as page" in execution.error
     assert "answer its last page again for any page past its end" in execution.error
     assert len(fake.requests_to("/api/page")) < 20  # not IMPORT_MAX_PAGES of them
+
+
+def test_assets_refusing_the_token_mid_import_fails_it_at_once_not_after_the_whole_source(
+    serve, import_from, sandbox
+):
+    fake = serve()
+    fake.records = fake.records * 20  # 2000 records, 80 pages
+    sandbox.faults.add(method="POST", path_contains="/data", status=0, times=2)  # two go in
+    sandbox.faults.add(method="POST", path_contains="/data", status=401, times=-1)
+
+    execution = import_from(fake, "offset")
+
+    assert execution.state == Execution.State.FAILED
+    assert "Assets refused the token (401)" in execution.error
+    assert len(fake.requests_to("/api/offset")) < 20  # not all 80 pages read first

@@ -180,3 +180,42 @@ def test_reporting_after_processing_began_is_logged_not_raised(pushed_source, sa
     assert failed.error == "late failure"
     assert failed.failure_reported_at is None
     assert "not recorded in Assets history" in caplog.text
+
+
+def test_a_trigger_repeated_after_its_import_ended_is_the_same_run(client, pushed_source, sandbox):
+    # A 300-record import is DONE before Assets, missing the first answer, calls again.
+    first = trigger(client, pushed_source)
+    assert Execution.objects.get().state == Execution.State.DONE
+
+    second = trigger(client, pushed_source)
+
+    assert first.status_code == second.status_code == 200
+    assert first.json()["executionId"] == second.json()["executionId"]
+    assert len(sandbox.executions("src-1")) == 1
+
+
+def test_two_triggers_at_once_start_one_run_and_refuse_none(live_server, pushed_source, sandbox):
+    import threading
+
+    import requests
+
+    # The first start is still on its way to Assets when the second trigger arrives.
+    sandbox.faults.add(method="POST", path_contains="/executions", status=0, delay=1.0, times=1)
+    url = live_server.url + reverse(
+        "importer:webtrigger", args=[pushed_source.pk, pushed_source.webtrigger_token]
+    )
+    body = {"workspaceId": "ws-1", "importsourceId": "src-1"}
+    answers = []
+
+    def call():
+        answers.append(requests.post(url, json=body, timeout=30).status_code)
+
+    calls = [threading.Thread(target=call) for _ in range(2)]
+    for thread in calls:
+        thread.start()
+    for thread in calls:
+        thread.join()
+
+    assert answers == [200, 200]
+    assert not Execution.objects.filter(state=Execution.State.REFUSED).exists()
+    assert len(sandbox.executions("src-1")) == 1

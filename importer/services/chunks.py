@@ -390,15 +390,19 @@ def chunk_failed(
     if not permanent:
         message = f"{message} (gave up after {chunk.attempts} attempts)"
     ChunkJob.objects.filter(pk=chunk.pk, state=ChunkState.RUNNING).fail(kind=kind, error=message)
-    return _failed_for_good(chunk, message, kind=kind)
+    # A page Assets refused held records: it does not lie past the source's end.
+    return _failed_for_good(chunk, message, kind=kind, held_records=fetched is not None)
 
 
-def _failed_for_good(chunk: ChunkJob, message: str, *, kind: str) -> ChunkJob:
+def _failed_for_good(
+    chunk: ChunkJob, message: str, *, kind: str, held_records: bool = False
+) -> ChunkJob:
     """The chunk is FAILED: fail its execution, now or after the grace period, or let the
     completion check decide when the page may lie past the source's end."""
     source = chunk.execution.source
     reason = f"Chunk {chunk.index + 1} failed: {message}"
-    if kind != ENDLESS_SOURCE and cursor_for(source, chunk.index) and chunk.index > 0:
+    may_lie_past_the_end = not held_records and chunk.index > 0
+    if kind != ENDLESS_SOURCE and cursor_for(source, chunk.index) and may_lie_past_the_end:
         # A page fetched ahead may lie past the source's end, and some APIs answer such a
         # page with an error. The completion check decides once the end is known.
         Execution.objects.filter(pk=chunk.execution_id).stamp()

@@ -124,9 +124,13 @@ def check_completion(*, execution: Execution, client: AssetsClient | None = None
     try:
         client.mark_completed(execution.assets_execution_id)
     except AssetsError as error:
-        if not error.permanent:
-            # Assets may not have taken it (or its answer was lost): hand the execution back
-            # so a later check posts again.
+        # Refused: an earlier "completed" may have been taken, its answer lost on the way.
+        taken = _past_ingesting_in_assets(execution, client) if error.permanent else None
+        if taken is False:
+            return fail_execution(execution=execution, reason=error.message)
+        if taken is None:
+            # Assets may not have taken it, or cannot say now: hand the execution back so a
+            # later check posts again.
             Execution.objects.of(execution).hand_back_completion(
                 error=scrub_secrets(error.message, execution.source)
             )
@@ -134,21 +138,19 @@ def check_completion(*, execution: Execution, client: AssetsClient | None = None
                 execution.pk, retry_delay(1, error.retry_after)
             )
             return execution
-        if not _past_ingesting_in_assets(execution, client):
-            return fail_execution(execution=execution, reason=error.message)
-        # An earlier "completed" was taken and its answer lost: Assets refuses a second one.
         logger.info("execution %s: Assets had taken 'completed' already", execution.pk)
     Execution.objects.of(execution).mark_processing()
     execution.refresh_from_db()
     return refresh_status(execution=execution, client=client)
 
 
-def _past_ingesting_in_assets(execution: Execution, client: AssetsClient) -> bool:
-    """Whether Assets says the execution no longer takes data (it was completed)."""
+def _past_ingesting_in_assets(execution: Execution, client: AssetsClient) -> bool | None:
+    """Whether Assets says the execution no longer takes data (it was completed); None when
+    it cannot say now (a passing error: ask again later)."""
     try:
         status = client.get_execution_status(execution.assets_execution_id).status
-    except AssetsError:
-        return False
+    except AssetsError as error:
+        return None if not error.permanent else False
     return bool(status) and status != "INGESTING"
 
 

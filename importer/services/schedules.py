@@ -201,17 +201,22 @@ def rotate_webtrigger_token(*, source: ImportSource) -> ImportSource:
 DUPLICATE_TRIGGER_WINDOW = timedelta(minutes=10)
 
 
-def _recent_scheduled_execution(source: ImportSource) -> Execution | None:
-    return (
-        Execution.objects.filter(
-            source=source,
-            trigger=Execution.Trigger.SCHEDULE,
-            state__in=Execution.OPEN_STATES,
-            created_at__gte=timezone.now() - DUPLICATE_TRIGGER_WINDOW,
-        )
-        .exclude(assets_execution_id="")
-        .first()
-    )
+def _recent_scheduled_execution(
+    source: ImportSource, *, starting: bool = False
+) -> Execution | None:
+    """The run a trigger within the window belongs to: started by a trigger before it, and
+    not refused (a refused run did not happen; a trigger repeated after it may start one).
+    Finished runs count too: a small import is DONE before Assets gives up waiting for the
+    answer and calls again. `starting`: also a run whose start in Assets is still on its way
+    (two triggers at once)."""
+    runs = Execution.objects.filter(
+        source=source,
+        trigger=Execution.Trigger.SCHEDULE,
+        created_at__gte=timezone.now() - DUPLICATE_TRIGGER_WINDOW,
+    ).exclude(state=Execution.State.REFUSED)
+    if not starting:
+        runs = runs.exclude(assets_execution_id="")
+    return runs.order_by("-created_at").first()
 
 
 def start_scheduled_import(*, source: ImportSource) -> Execution:
@@ -229,7 +234,7 @@ def start_scheduled_import(*, source: ImportSource) -> Execution:
         return start_import(source=source, trigger=Execution.Trigger.SCHEDULE)
     except ImportRefused as refusal:
         if isinstance(refusal, ImportAlreadyRunning):
-            recent = _recent_scheduled_execution(source)
+            recent = _recent_scheduled_execution(source, starting=True)
             if recent is not None:
                 return recent
         if not refusal.recorded:
