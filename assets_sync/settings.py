@@ -199,6 +199,9 @@ FAIL_STALLED_EXECUTIONS = env.bool("FAIL_STALLED_EXECUTIONS", default=False)
 # COMPLETION_RECHECK_SECONDS (plus, processing, STATUS_POLL_MAX_SECONDS) is looked at again.
 COMPLETION_RECHECK_SECONDS = env.int("COMPLETION_RECHECK_SECONDS", default=30)
 STATUS_POLL_MAX_SECONDS = env.float("STATUS_POLL_MAX_SECONDS", default=30.0)
+# An import Assets has not reported DONE or FAILED this long after "completed" (its status
+# unreadable, or a word this app does not know) ends FAILED, so its source may import again.
+PROCESSING_TIMEOUT_SECONDS = env.int("PROCESSING_TIMEOUT_SECONDS", default=24 * 3600)
 
 # --- django-q2 ---------------------------------------------------------------------------
 Q_TASK_TIMEOUT = env.int("Q_TASK_TIMEOUT", default=300)

@@ -254,3 +254,39 @@ def test_a_lost_completed_answer_then_a_passing_status_error_is_asked_again(
 
     assert execution.state == Execution.State.DONE, execution.error
     assert sandbox.execution(execution.assets_execution_id)["failure_reasons"] == []
+
+
+def test_an_execution_assets_no_longer_knows_ends_failed_instead_of_processing_for_ever(
+    pushed_source, sandbox
+):
+    sandbox.faults.add(method="GET", path_contains="/status", status=404, times=-1)
+
+    execution = services.start_import(source=pushed_source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.FAILED
+    assert "Assets does not know this workspace, import source or execution (404)" in (
+        execution.error
+    )
+    # Its source is free again.
+    sandbox.faults.clear()
+    assert services.start_import(source=pushed_source).pk != execution.pk
+
+
+def test_a_status_word_assets_never_ends_shows_and_ends_failed_after_the_timeout(
+    pushed_source, sandbox, settings
+):
+    sandbox.faults.add(
+        method="GET", path_contains="/status", status=200, body='{"status": "ABORTED"}', times=-1
+    )
+    execution = services.start_import(source=pushed_source)
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.PROCESSING
+    assert "Assets reports the import 'ABORTED', not (yet) DONE or FAILED" in execution.error
+
+    settings.PROCESSING_TIMEOUT_SECONDS = 0
+    services.refresh_status(execution=execution)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.FAILED
+    assert "Assets reported no outcome within 0 h of 'completed'" in execution.error

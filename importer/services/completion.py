@@ -26,7 +26,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from importer import notifications, page_sql, work_queue
-from importer.assets import AssetsClient, AssetsError
+from importer.assets import AssetsClient, AssetsError, AssetsNotFound
 from importer.models import ChunkJob, Execution
 from importer.services.errors import scrub_secrets
 from importer.services.lifecycle import fail_execution
@@ -194,20 +194,49 @@ def refresh_status(*, execution: Execution, client: AssetsClient | None = None) 
 
 
 def _read_status(execution: Execution, client: AssetsClient) -> bool:
-    """Read Assets' status once; True when it is final (and recorded)."""
+    """Read Assets' status once; True when it is final (and recorded).
+
+    An execution Assets no longer knows (404) ends FAILED; one whose status cannot be read,
+    or reads as a word this app does not know, shows why on its page and is read again, up
+    to PROCESSING_TIMEOUT_SECONDS after "completed"."""
     try:
         status = client.get_execution_status(execution.assets_execution_id)
+    except AssetsNotFound as error:
+        return _finish(execution, State.FAILED, f"{error.message}: it may have been deleted")
     except AssetsError as error:
         logger.warning("execution %s: status not readable: %s", execution.pk, error.message)
-        status = None
-    final = FINAL_STATUSES.get(status.status) if status else None
-    if final is None:
-        # The stamp says the import is being followed (housekeeping's safety net reads it).
-        Execution.objects.of(execution).processing().stamp()
-        return False
+        problem = f"Assets' status could not be read: {error.message}"
+    else:
+        final = FINAL_STATUSES.get(status.status)
+        if final is not None:
+            detail = "" if final == State.DONE else f"Assets reports the import {status.status}"
+            return _finish(execution, final, detail)
+        problem = (
+            f"Assets reports the import '{status.status}', not (yet) DONE or FAILED"
+            if status.status and status.status not in ("PROCESSING", "INGESTING", "COMPLETING")
+            else ""
+        )
+    since = execution.completed_at or execution.updated_at
+    waited = (timezone.now() - since).total_seconds()
+    if waited > settings.PROCESSING_TIMEOUT_SECONDS:
+        hours = settings.PROCESSING_TIMEOUT_SECONDS / 3600
+        reason = (
+            f"Assets reported no outcome within {hours:g} h of 'completed' "
+            f"(PROCESSING_TIMEOUT_SECONDS). {problem or 'It still reports it processing.'} "
+            "See the import source's history in Assets."
+        )
+        return _finish(execution, State.FAILED, reason)
+    # The stamp says the import is being followed (housekeeping's safety net reads it).
+    Execution.objects.of(execution).processing().stamp(
+        error=scrub_secrets(problem, execution.source)
+    )
+    return False
+
+
+def _finish(execution: Execution, state: str, error: str) -> bool:
+    """The final state Assets reported (or we concluded), told to the channels once."""
     if Execution.objects.of(execution).finish(
-        state=final,
-        error="" if final == State.DONE else f"Assets reports the import {status.status}",
+        state=state, error=scrub_secrets(error, execution.source)
     ):
         notifications.notify_execution_finished(execution)
     return True
