@@ -172,7 +172,9 @@ _ERRORS_BY_STATUS = {
     404: (AssetsNotFound, "Assets does not know this workspace, import source or execution (404)"),
     409: (
         AssetsConflict,
-        "Assets reports a conflict (409): another import of this source is running",
+        "Assets reports a conflict (409): another import of this import source is running "
+        "there (if none runs here, Assets may not have heard that an earlier one ended: it is "
+        "told again within minutes, or cancel that import in Assets)",
     ),
     429: (AssetsRateLimited, "Assets is rate limiting us (429)"),
 }

@@ -399,6 +399,27 @@ def test_cancel_stops_the_execution_in_assets_too(pushed_source, sandbox, invent
     assert not execution.chunks.filter(state=ChunkJob.State.QUEUED).exists()
 
 
+def test_a_cancel_assets_could_not_hear_is_told_again_and_frees_the_source(
+    pushed_source, sandbox, inventory
+):
+    inventory.faults.add(method="GET", path_contains="/api/computers", status=503, times=-1)
+    execution = services.start_import(source=pushed_source)
+    sandbox.faults.add(method="DELETE", path_contains="/executions", status=503, times=-1)
+
+    services.cancel_execution(execution=execution)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.CANCELLED
+    assert execution.failure_report_pending  # Assets still counts it as running
+    sandbox.faults.clear()
+    inventory.faults.clear()
+    # The source's next start tells Assets first, and so is not refused.
+    second = services.start_import(source=pushed_source)
+    assert sandbox.execution(execution.assets_execution_id)["state"] == "CANCELLED"
+    second.refresh_from_db()
+    assert second.state == Execution.State.DONE, second.error
+
+
 def test_a_plain_500_fails_at_once_when_so_configured(pushed_source, inventory, settings):
     settings.RETRY_HTTP_500 = False
     inventory.faults.add(method="GET", path_contains="/api/computers", status=500, times=1)

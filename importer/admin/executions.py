@@ -89,10 +89,10 @@ class ExecutionAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
-    @admin.display(description="Failure told to Assets")
+    @admin.display(description="Failure or cancel told to Assets")
     def failure_report_label(self, execution):
-        """Whether Assets' import history has heard of the failure: only a failed import
-        has anything to tell."""
+        """Whether Assets has heard of the failure or the cancel: only those have anything
+        to tell."""
         if execution.failure_reported_at:
             return date_format(localtime(execution.failure_reported_at), "DATETIME_FORMAT")
         if execution.failure_report_pending:

@@ -9,7 +9,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from importer import notifications, work_queue
-from importer.assets import AssetsClient, AssetsError
+from importer.assets import AssetsAuthError, AssetsClient, AssetsError
 from importer.mapping import validate_document
 from importer.models import ChunkJob, Execution, ImportSource
 from importer.services.errors import ImportAlreadyRunning, ImportRefused, scrub_secrets
@@ -110,29 +110,51 @@ def _report_failure(execution: Execution, reason: str) -> bool:
     Assets takes a failure report only while the execution is INGESTING; once it is
     PROCESSING it answers 400. Either way the local failure stands and is not hidden.
     """
+    client = AssetsClient.for_source(execution.source)
+    return _tell_assets(
+        execution,
+        lambda: client.report_failure(execution.assets_execution_id, reason),
+        what="failure not recorded in Assets history",
+        told={"failure_reported_at": timezone.now()},
+    )
+
+
+def _cancel_in_assets(execution: Execution) -> bool:
+    """Cancel the execution in Assets too (True once it did); else tell it later, as a
+    failure: until then Assets counts the import as running and refuses the next one."""
+    client = AssetsClient.for_source(execution.source)
+    return _tell_assets(
+        execution,
+        lambda: client.cancel_execution(execution.assets_execution_id),
+        what="cancel in Assets failed",
+    )
+
+
+def _tell_assets(execution: Execution, call, *, what: str, told: dict | None = None) -> bool:
+    """Tell Assets how an execution ended (True once it heard). When it cannot be reached, is
+    busy, or refuses the token (which an operator may replace), it is told again later."""
     try:
-        client = AssetsClient.for_source(execution.source)
-        call_with_retries(lambda: client.report_failure(execution.assets_execution_id, reason))
+        call_with_retries(call)
     except AssetsError as error:
+        again = not error.permanent or isinstance(error, AssetsAuthError)
         logger.warning(
-            "execution %s: failure not recorded in Assets history%s: %s",
+            "execution %s: %s%s: %s",
             execution.pk,
-            "" if error.permanent else " yet (told again later)",
+            what,
+            " (told again later)" if again else "",
             scrub_secrets(error.message, execution.source),
         )
-        Execution.objects.filter(pk=execution.pk).update(failure_report_pending=not error.permanent)
+        Execution.objects.filter(pk=execution.pk).update(failure_report_pending=again)
         return False
-    Execution.objects.filter(pk=execution.pk).update(
-        failure_reported_at=timezone.now(), failure_report_pending=False
-    )
+    Execution.objects.filter(pk=execution.pk).update(failure_report_pending=False, **(told or {}))
     return True
 
 
 def report_pending_failures(*, source: ImportSource | None = None) -> int:
-    """Tell Assets of the failures it could not be told of when they happened (of one source,
-    or of all); given up a day after the failure. How many were told."""
+    """Tell Assets of the failures and cancels it could not be told of when they happened (of
+    one source, or of all); given up a day after. How many were told."""
     pending = Execution.objects.filter(
-        state=Execution.State.FAILED, failure_report_pending=True
+        state__in=[Execution.State.FAILED, Execution.State.CANCELLED], failure_report_pending=True
     ).select_related("source")
     if source is not None:
         pending = pending.filter(source=source)
@@ -141,7 +163,10 @@ def report_pending_failures(*, source: ImportSource | None = None) -> int:
         if execution.finished_at and timezone.now() - execution.finished_at > REPORT_GIVE_UP_AFTER:
             Execution.objects.filter(pk=execution.pk).update(failure_report_pending=False)
             continue
-        told += _report_failure(execution, execution.error or "The import failed.")
+        if execution.state == Execution.State.CANCELLED:
+            told += _cancel_in_assets(execution)
+        else:
+            told += _report_failure(execution, execution.error or "The import failed.")
     return told
 
 
@@ -150,11 +175,6 @@ def cancel_execution(*, execution: Execution) -> Execution:
     if Execution.objects.of(execution).cancel(reason="Cancelled by an operator."):
         ChunkJob.objects.filter(execution=execution).cancel_queued()
         if execution.assets_execution_id:
-            try:
-                AssetsClient.for_source(execution.source).cancel_execution(
-                    execution.assets_execution_id
-                )
-            except AssetsError as error:
-                logger.warning("execution %s: cancel in Assets failed: %s", execution.pk, error)
+            _cancel_in_assets(execution)
     execution.refresh_from_db()
     return execution
