@@ -360,3 +360,29 @@ def test_the_start_time_is_sent_in_the_schedules_zone_on_every_sync(
 
     again = sandbox.schedules("src-1")[0]["startTime"]
     assert again == first == tomorrow_at(3).isoformat()
+
+
+@pytest.mark.parametrize("how", ["delete page", "bulk action", "source"])
+def test_a_delete_assets_refuses_keeps_the_row_and_says_only_so(
+    admin_client, pushed_source, sandbox, how
+):
+    schedule = services.sync_schedule(schedule=make_schedule(pushed_source))
+    sandbox.faults.add(method="DELETE", path_contains="/importschedule", status=503, times=-1)
+
+    if how == "delete page":
+        url = reverse("admin:importer_schedule_delete", args=[schedule.pk])
+        response = admin_client.post(url, {"post": "yes"}, follow=True)
+    elif how == "bulk action":
+        response = admin_client.post(
+            reverse("admin:importer_schedule_changelist"),
+            {"action": "delete_selected", "_selected_action": [schedule.pk], "post": "yes"},
+            follow=True,
+        )
+    else:
+        url = reverse("admin:importer_importsource_delete", args=[pushed_source.pk])
+        response = admin_client.post(url, {"post": "yes"}, follow=True)
+
+    said = [str(message) for message in response.context["messages"]]
+    assert len(said) == 1 and said[0].startswith("Kept "), said
+    assert "503" in said[0]
+    assert Schedule.objects.filter(pk=schedule.pk).exists()

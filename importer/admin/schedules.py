@@ -7,6 +7,7 @@ from django.utils.html import format_html
 from django.utils.translation import ngettext
 
 from importer import services
+from importer.admin.deleting import DeletedInAssetsFirst
 from importer.admin.display import next_run_label, state_badge
 from importer.assets import AssetsError
 from importer.forms import (
@@ -17,7 +18,7 @@ from importer.redaction import redact
 
 
 @admin.register(Schedule)
-class ScheduleAdmin(admin.ModelAdmin):
+class ScheduleAdmin(DeletedInAssetsFirst, admin.ModelAdmin):
     form = ScheduleForm
     list_display = ["source", "frequency", "next_run_label", "timezone", "sync_label", "synced_at"]
     list_select_related = ["source"]
@@ -82,22 +83,17 @@ class ScheduleAdmin(admin.ModelAdmin):
             level, message = outcome
         super().message_user(request, message, level, *args, **kwargs)
 
-    def delete_model(self, request, obj):
-        self._delete(request, [obj])
-
-    def delete_queryset(self, request, queryset):
-        self._delete(request, list(queryset.select_related("source")))
-
-    def _delete(self, request, schedules):
-        for schedule in schedules:
-            try:
-                services.delete_schedule(schedule=schedule)
-            except services.ScheduleError as error:
-                self.message_user(
-                    request,
-                    f"Kept the schedule of {schedule.source}: Assets did not delete it ({error}).",
-                    messages.ERROR,
-                )
+    def _delete_one(self, request, schedule) -> bool:
+        try:
+            services.delete_schedule(schedule=schedule)
+        except services.ScheduleError as error:
+            self.message_user(
+                request,
+                f"Kept the schedule of {schedule.source}: Assets did not delete it ({error}).",
+                messages.ERROR,
+            )
+            return False
+        return True
 
     @admin.action(description="Pull schedule from Assets (show differences)")
     def pull_from_assets(self, request, queryset):

@@ -20,6 +20,7 @@ from django.utils.timezone import localtime
 from django.utils.translation import ngettext
 
 from importer import services
+from importer.admin.deleting import DeletedInAssetsFirst
 from importer.admin.display import (
     MASKED_FOR_VIEWERS,
     masked_fieldsets,
@@ -52,7 +53,7 @@ class ImportSourceAdminForm(ImportSourceForm):
 
 
 @admin.register(ImportSource)
-class ImportSourceAdmin(admin.ModelAdmin):
+class ImportSourceAdmin(DeletedInAssetsFirst, admin.ModelAdmin):
     form = ImportSourceAdminForm
     formfield_overrides = {
         models.URLField: {"form_class": SchemeURLField},
@@ -378,22 +379,17 @@ class ImportSourceAdmin(admin.ModelAdmin):
             except services.ScheduleError as error:
                 self.message_user(request, f"Schedule: {error}", messages.WARNING)
 
-    def delete_model(self, request, obj):
-        self._delete_sources(request, [obj])
-
-    def delete_queryset(self, request, queryset):
-        self._delete_sources(request, list(queryset))
-
-    def _delete_sources(self, request, sources):
-        for source in sources:
-            try:
-                services.delete_source(source=source)
-            except services.ScheduleError as error:
-                self.message_user(
-                    request,
-                    f"Kept {source}: its schedule could not be removed from Assets ({error}).",
-                    messages.ERROR,
-                )
+    def _delete_one(self, request, source) -> bool:
+        try:
+            services.delete_source(source=source)
+        except services.ScheduleError as error:
+            self.message_user(
+                request,
+                f"Kept {source}: its schedule could not be removed from Assets ({error}).",
+                messages.ERROR,
+            )
+            return False
+        return True
 
     def has_start_permission(self, request):
         return request.user.has_perm("importer.start_import")
