@@ -679,3 +679,59 @@ def test_housekeeping_sends_a_delivery_whose_task_was_lost(make_source, httpserv
     assert [payload["text"] for payload in received(httpserver)] == ["lost task"]
     delivery.refresh_from_db()
     assert delivery.state == Delivery.State.SENT
+
+
+def test_a_receiver_dripping_its_answer_is_cut_off_at_the_timeout(settings):
+    import socket
+    import threading
+    import time
+
+    from importer.notifications.delivery import DeliveryError, send_webhook
+
+    settings.HTTP_TIMEOUT = 1
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def drip():  # the status line, then a header byte every 0.3 s: each read within 1 s
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\n")
+            for byte in b"X-Slow: " + b"." * 30 + b"\r\n\r\n":
+                if stop.is_set():
+                    return
+                try:
+                    connection.sendall(bytes([byte]))
+                except OSError:
+                    return
+                time.sleep(0.3)
+
+    receiver = threading.Thread(target=drip, daemon=True)
+    receiver.start()
+    channel = webhook_channel(f"http://127.0.0.1:{listener.getsockname()[1]}/hook")
+    alert = Alert.objects.create(key="slow-receiver", kind=Alert.Kind.FAILED, subject="s", text="t")
+    try:
+        with pytest.raises(DeliveryError, match="did not answer within 1 s"):
+            send_webhook(channel, alert)
+    finally:
+        stop.set()
+        receiver.join(timeout=5)
+        listener.close()
+
+
+def test_a_send_cut_short_every_time_is_given_up_after_the_last_attempt(settings):
+    from importer.notifications.delivery import requeue_lost_deliveries
+
+    channel = webhook_channel("http://127.0.0.1:9/hook")
+    alert = Alert.objects.create(key="cut-short", kind=Alert.Kind.FAILED, subject="s", text="t")
+    delivery = Delivery.objects.create(
+        alert=alert, channel=channel, state=Delivery.State.SENDING, attempts=MAX_ATTEMPTS
+    )
+    long_ago = timezone.now() - timedelta(seconds=settings.Q_TASK_TIMEOUT + 120)
+    Delivery.objects.filter(pk=delivery.pk).update(updated_at=long_ago)
+
+    requeue_lost_deliveries()
+
+    delivery.refresh_from_db()
+    assert delivery.state == Delivery.State.FAILED
+    assert "cut short each time" in delivery.error

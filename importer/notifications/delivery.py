@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import logging
 import smtplib
+import time
 from datetime import timedelta
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db.models import F, Q
@@ -19,6 +21,12 @@ from importer import work_queue
 from importer.models import Alert, Delivery, NotificationChannel
 from importer.notifications.formats import webhook_payload
 from importer.redaction import redact
+from importer.sources.deadline import (
+    AnswerTooSlow,
+    cut_off_at,
+    mount_deadline_adapter,
+    request_deadline,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -62,24 +70,44 @@ def send_webhook(channel: NotificationChannel, alert: Alert) -> None:
     if channel.secret_header_name and channel.secret_header_value:
         headers[channel.secret_header_name] = channel.secret_header_value
     target = where(channel.webhook_url)
+    seconds = settings.HTTP_TIMEOUT
     try:
-        answer = requests.post(
+        status, text = _post_within(
             channel.webhook_url,
-            data=json.dumps(webhook_payload(alert, channel.webhook_format)),
-            headers=headers,
-            timeout=settings.HTTP_TIMEOUT,
-            allow_redirects=False,
+            json.dumps(webhook_payload(alert, channel.webhook_format)),
+            headers,
+            seconds,
         )
-    except requests.Timeout:
-        raise DeliveryError(f"{target} did not answer within {settings.HTTP_TIMEOUT:g} s")
-    except requests.RequestException as error:
+    except (requests.Timeout, urllib3.exceptions.TimeoutError, AnswerTooSlow):
+        raise DeliveryError(f"{target} did not answer within {seconds:g} s")
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
         # The exception's text repeats the URL, path and all: only its type is kept.
         raise DeliveryError(f"{target} could not be reached ({type(error).__name__})")
-    if 200 <= answer.status_code < 300:
+    if 200 <= status < 300:
         return
-    body = _hide(" ".join(answer.text[:200].split()), channel)
-    permanent = 400 <= answer.status_code < 500 and answer.status_code not in (408, 429)
-    raise DeliveryError(f"{target} answered {answer.status_code}: {body}", permanent=permanent)
+    body = _hide(" ".join(text[:200].split()), channel)
+    permanent = 400 <= status < 500 and status not in (408, 429)
+    raise DeliveryError(f"{target} answered {status}: {body}", permanent=permanent)
+
+
+def _post_within(url: str, data: str, headers: dict, seconds: float) -> tuple[int, str]:
+    """POST, and have the whole answer within `seconds`: the socket timeout bounds each read,
+    and a receiver that drips its answer would hold the worker as long as it likes."""
+    deadline = time.monotonic() + seconds
+    session = mount_deadline_adapter(requests.Session())
+    token = request_deadline.set(deadline)
+    try:
+        answer = session.post(
+            url, data=data, headers=headers, timeout=seconds, allow_redirects=False, stream=True
+        )
+        with cut_off_at(deadline, getattr(answer.raw, "shutdown", None)):
+            body = answer.raw.read(4096, decode_content=True) or b""
+        if time.monotonic() >= deadline:
+            raise AnswerTooSlow("the answer did not arrive before the deadline")
+        return answer.status_code, body.decode(answer.encoding or "utf-8", errors="replace")
+    finally:
+        request_deadline.reset(token)
+        session.close()
 
 
 def send_email(channel: NotificationChannel, alert: Alert) -> None:
@@ -204,6 +232,18 @@ def requeue_lost_deliveries() -> int:
         Delivery.objects.filter(state=DState.SENDING, updated_at__lt=dead).values_list(
             "pk", flat=True
         )[:500]
+    )
+    # A send cut short as often as a delivery may be tried has had its tries.
+    Delivery.objects.filter(
+        pk__in=cut_short, state=DState.SENDING, attempts__gte=MAX_ATTEMPTS
+    ).update(
+        state=DState.FAILED,
+        next_attempt_at=None,
+        error=f"gave up after {MAX_ATTEMPTS} attempt(s): the send was cut short each time",
+        updated_at=now,
+    )
+    cut_short = list(
+        Delivery.objects.filter(pk__in=cut_short, state=DState.SENDING).values_list("pk", flat=True)
     )
     Delivery.objects.filter(pk__in=cut_short, state=DState.SENDING).update(
         state=DState.PENDING, next_attempt_at=None, updated_at=now
