@@ -386,3 +386,30 @@ def test_a_delete_assets_refuses_keeps_the_row_and_says_only_so(
     assert len(said) == 1 and said[0].startswith("Kept "), said
     assert "503" in said[0]
     assert Schedule.objects.filter(pk=schedule.pk).exists()
+
+
+@pytest.mark.parametrize("frequency", ["WEEKLY", "MONTHLY"])
+def test_pull_finds_a_schedule_moved_to_another_day_at_the_same_hour(
+    pushed_source, sandbox, frequency
+):
+    schedule = services.sync_schedule(
+        schedule=make_schedule(pushed_source, frequency=frequency, start_time=tomorrow_at(2))
+    )
+    assert services.compare_schedule(schedule=schedule) == []
+    moved = tomorrow_at(2) + timedelta(days=3)  # another weekday, another day of the month
+    requests.put(
+        f"{sandbox.base_url}/jsm/assets/workspace/ws-1/v1/importsource/src-1/importschedule/"
+        f"{schedule.assets_schedule_id}",
+        json={
+            "runInterval": frequency,
+            "startTime": moved.isoformat(),
+            "timezone": "Europe/Berlin",
+            "callbackUrl": schedule.callback_url,
+        },
+        headers={"Authorization": f"Bearer {pushed_source.assets_token}"},
+        timeout=5,
+    ).raise_for_status()
+
+    differences = services.compare_schedule(schedule=schedule)
+
+    assert len(differences) == 1 and differences[0].startswith("start time: here ")

@@ -167,7 +167,7 @@ def compare_schedule(*, schedule: Schedule) -> list[str]:
         differences.append(f"time zone: here {schedule.timezone}, in Assets {remote.timezone}")
     if expected and remote.callback_url != expected["callbackUrl"]:
         differences.append("callback URL: Assets calls a different webtrigger URL")
-    if remote.start_time and not _same_time_of_day(remote.start_time, schedule):
+    if remote.start_time and not _same_run_time(remote.start_time, schedule):
         differences.append(
             f"start time: here {schedule.start_time.isoformat()}, in Assets {remote.start_time}"
         )
@@ -176,15 +176,29 @@ def compare_schedule(*, schedule: Schedule) -> list[str]:
     return differences
 
 
-def _same_time_of_day(remote_start: str, schedule: Schedule) -> bool:
+def _same_run_time(remote_start: str, schedule: Schedule) -> bool:
+    """Whether Assets' start time runs the schedule when ours does: the same time of day, and
+    for a weekly one the same weekday, for a monthly one the same day of the month (Assets
+    holds the next run, not the first). A one-off runs at that very moment."""
     try:
         remote = datetime.fromisoformat(remote_start.replace("Z", "+00:00"))
     except ValueError:
         return False
     zone = ZoneInfo(schedule.timezone)
     local = schedule.start_time.astimezone(zone)
-    remote = remote.astimezone(zone) if remote.tzinfo else remote
-    return (remote.hour, remote.minute) == (local.hour, local.minute)
+    remote = remote.astimezone(zone) if remote.tzinfo else remote.replace(tzinfo=zone)
+    Frequency = Schedule.Frequency
+    if schedule.frequency == Frequency.ONCE:
+        return remote == local
+    if (remote.hour, remote.minute) != (local.hour, local.minute):
+        return False
+    if schedule.frequency == Frequency.WEEKLY:
+        return remote.weekday() == local.weekday()
+    if schedule.frequency == Frequency.MONTHLY:
+        # A month shorter than the day runs on its last day.
+        last = calendar.monthrange(remote.year, remote.month)[1]
+        return remote.day == min(local.day, last)
+    return True
 
 
 def rotate_webtrigger_token(*, source: ImportSource) -> ImportSource:
