@@ -413,3 +413,26 @@ def test_pull_finds_a_schedule_moved_to_another_day_at_the_same_hour(
     differences = services.compare_schedule(schedule=schedule)
 
     assert len(differences) == 1 and differences[0].startswith("start time: here ")
+
+
+def test_a_disabled_source_whose_schedule_assets_kept_removes_it_when_it_fires(
+    pushed_source, sandbox, client, httpserver
+):
+    from importer.models import Alert
+
+    services.sync_schedule(schedule=make_schedule(pushed_source))
+    sandbox.faults.add(method="DELETE", path_contains="/importschedule", status=503, times=-1)
+    pushed_source.enabled = False
+    pushed_source.save()
+    with pytest.raises(services.ScheduleError):
+        services.apply_enabled_state(source=pushed_source)  # Assets down: the schedule stays
+    sandbox.faults.clear()
+
+    url = reverse("importer:webtrigger", args=[pushed_source.pk, pushed_source.webtrigger_token])
+    body = {"workspaceId": "ws-1", "importsourceId": "src-1"}
+    response = client.post(url, data=json.dumps(body), content_type="application/json")
+
+    assert response.status_code == 500 and "is disabled" in response.json()["error"]
+    assert sandbox.schedules("src-1") == []  # removed now: it will not fire again
+    assert Execution.objects.get().state == Execution.State.REFUSED  # kept in the history
+    assert not Alert.objects.exists()  # disabling was someone's choice: nobody is paged

@@ -7,6 +7,7 @@ differ silently: a schedule Assets refused is marked out of sync with the reason
 from __future__ import annotations
 
 import calendar
+import logging
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -24,6 +25,8 @@ from importer.services.errors import (
     scrub_secrets,
 )
 from importer.services.lifecycle import start_import
+
+logger = logging.getLogger(__name__)
 
 
 def webtrigger_url(source: ImportSource) -> str:
@@ -244,6 +247,14 @@ def start_scheduled_import(*, source: ImportSource) -> Execution:
     recent = _recent_scheduled_execution(source)
     if recent is not None:
         return recent
+    if not source.enabled:
+        # Its schedule should be gone from Assets: it was not (Assets was down when the source
+        # was disabled). Removed now; the refusal is kept, and told to nobody: disabling was
+        # someone's choice.
+        _remove_schedule_of_disabled(source)
+        refusal = ImportRefused(f"Source '{source}' is disabled: enable it to import.")
+        _record_refused_run(source, refusal)
+        raise refusal
     try:
         return start_import(source=source, trigger=Execution.Trigger.SCHEDULE)
     except ImportRefused as refusal:
@@ -252,15 +263,26 @@ def start_scheduled_import(*, source: ImportSource) -> Execution:
             if recent is not None:
                 return recent
         if not refusal.recorded:
-            refused = Execution.objects.create(
-                source=source,
-                trigger=Execution.Trigger.SCHEDULE,
-                state=Execution.State.REFUSED,
-                error=str(refusal),
-                finished_at=timezone.now(),
-            )
-            notifications.notify_execution_finished(refused)
+            notifications.notify_execution_finished(_record_refused_run(source, refusal))
         raise
+
+
+def _record_refused_run(source: ImportSource, refusal: ImportRefused) -> Execution:
+    """The run Assets' scheduler asked for and that did not happen, in the history."""
+    return Execution.objects.create(
+        source=source,
+        trigger=Execution.Trigger.SCHEDULE,
+        state=Execution.State.REFUSED,
+        error=str(refusal),
+        finished_at=timezone.now(),
+    )
+
+
+def _remove_schedule_of_disabled(source: ImportSource) -> None:
+    try:
+        apply_enabled_state(source=source)
+    except ScheduleError as error:
+        logger.warning("schedule of disabled source %s still in Assets: %s", source, error)
 
 
 def apply_enabled_state(*, source: ImportSource) -> None:
