@@ -479,7 +479,10 @@ class ImportSourceForm(WriteOnlySecretsForm):
     def save(self, commit=True):
         source = super().save(commit=False)
         keep_stored_secrets(source, self.cleaned_data, SECRET_FIELDS)
-        if "mapping" in self.changed_data:
+        # Another mapping, or another import source in Assets: not pushed there yet.
+        if {"mapping", "assets_base_url", "workspace_id", "import_source_id"} & set(
+            self.changed_data
+        ):
             source.mapping_pushed_at = None
         if commit:
             source.save()

@@ -436,3 +436,25 @@ def test_a_disabled_source_whose_schedule_assets_kept_removes_it_when_it_fires(
     assert sandbox.schedules("src-1") == []  # removed now: it will not fire again
     assert Execution.objects.get().state == Execution.State.REFUSED  # kept in the history
     assert not Alert.objects.exists()  # disabling was someone's choice: nobody is paged
+
+
+def test_a_source_moved_to_another_import_source_takes_its_schedule_along(
+    admin_client, pushed_source, sandbox
+):
+    from tests.test_admin import source_form_data
+
+    schedule = services.sync_schedule(schedule=make_schedule(pushed_source))
+
+    response = admin_client.post(
+        reverse("admin:importer_importsource_change", args=[pushed_source.pk]),
+        source_form_data(pushed_source, import_source_id="src-2"),
+        follow=True,
+    )
+
+    said = [str(message) for message in response.context["messages"]]
+    assert "Schedule: Assets needs the source's mapping first: push the mapping." in said
+    assert sandbox.schedules("src-1") == []  # it would have fired for nothing
+    moved = services.push_mapping(source=ImportSource.objects.get(pk=pushed_source.pk))
+    assert moved.import_source_id == "src-2"
+    services.sync_schedule(schedule=Schedule.objects.get(pk=schedule.pk))
+    assert len(sandbox.schedules("src-2")) == 1

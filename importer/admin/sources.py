@@ -373,11 +373,15 @@ class ImportSourceAdmin(DeletedInAssetsFirst, admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
-        if change and "enabled" in form.changed_data:
-            try:
+        moved = change and set(services.ASSETS_PLACE) & set(form.changed_data)
+        try:
+            if moved:
+                was = {name: form.initial.get(name, "") for name in services.ASSETS_PLACE}
+                services.move_schedule(source=obj, was=was)
+            elif change and "enabled" in form.changed_data:
                 services.apply_enabled_state(source=obj)
-            except services.ScheduleError as error:
-                self.message_user(request, f"Schedule: {error}", messages.WARNING)
+        except services.ScheduleError as error:
+            self.message_user(request, f"Schedule: {error}", messages.WARNING)
 
     def _delete_one(self, request, source) -> bool:
         try:

@@ -54,11 +54,13 @@ from importer.services.mappings import (
 from importer.services.plan import pipeline_parallelism, runs_lanes
 from importer.services.retries import call_with_retries, retry_delay
 from importer.services.schedules import (
+    ASSETS_PLACE,
     apply_enabled_state,
     compare_schedule,
     delete_remote_schedule,
     delete_schedule,
     delete_source,
+    move_schedule,
     next_run,
     rotate_webtrigger_token,
     start_scheduled_import,
@@ -73,6 +75,7 @@ __all__ = [
     "MappingInvalid",
     "Preview",
     "ScheduleError",
+    "ASSETS_PLACE",
     "apply_enabled_state",
     "call_with_retries",
     "cancel_execution",
@@ -81,6 +84,7 @@ __all__ = [
     "delete_remote_schedule",
     "delete_schedule",
     "delete_source",
+    "move_schedule",
     "draft_mapping_from_source",
     "fail_execution",
     "flag_stalled_executions",

@@ -7,6 +7,7 @@ differ silently: a schedule Assets refused is marked out of sync with the reason
 from __future__ import annotations
 
 import calendar
+import copy
 import logging
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -138,6 +139,34 @@ def delete_remote_schedule(*, schedule: Schedule) -> Schedule:
         if schedule.pk:
             schedule.save(update_fields=["assets_schedule_id", "in_sync", "updated_at"])
     return schedule
+
+
+# Where in Assets a source imports: a change moves its schedule (`move_schedule`).
+ASSETS_PLACE = ("assets_base_url", "workspace_id", "import_source_id")
+
+
+def move_schedule(*, source: ImportSource, was: dict[str, str]) -> None:
+    """The source imports into another Assets import source now (`was`: where it did). Its
+    schedule leaves the old one, which would go on calling the webtrigger for nothing, and is
+    made in the new one. Raises ScheduleError when either cannot be done."""
+    schedule = Schedule.objects.filter(source=source).first()
+    if schedule is None:
+        return
+    if schedule.assets_schedule_id:
+        earlier = copy.copy(source)
+        for name, value in was.items():
+            setattr(earlier, name, value)
+        schedule.source = earlier
+        try:
+            delete_remote_schedule(schedule=schedule)
+        except ScheduleError as error:
+            raise ScheduleError(
+                f"the schedule in the earlier import source could not be removed ({error}): "
+                "delete it there in Assets"
+            ) from None
+        finally:
+            schedule.source = source
+    sync_schedule(schedule=schedule)
 
 
 def delete_schedule(*, schedule: Schedule) -> None:
