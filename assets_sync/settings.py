@@ -199,6 +199,9 @@ FAIL_STALLED_EXECUTIONS = env.bool("FAIL_STALLED_EXECUTIONS", default=False)
 # COMPLETION_RECHECK_SECONDS (plus, processing, STATUS_POLL_MAX_SECONDS) is looked at again.
 COMPLETION_RECHECK_SECONDS = env.int("COMPLETION_RECHECK_SECONDS", default=30)
 STATUS_POLL_MAX_SECONDS = env.float("STATUS_POLL_MAX_SECONDS", default=30.0)
+# "completed" that Assets cannot take (down, busy) is posted again, later and later; after this
+# many posts (about half an hour) the import ends FAILED, and its alert goes out.
+COMPLETION_MAX_ATTEMPTS = env.int("COMPLETION_MAX_ATTEMPTS", default=10)
 # An import Assets has not reported DONE or FAILED this long after "completed" (its status
 # unreadable, or a word this app does not know) ends FAILED, so its source may import again.
 PROCESSING_TIMEOUT_SECONDS = env.int("PROCESSING_TIMEOUT_SECONDS", default=24 * 3600)

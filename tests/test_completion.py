@@ -290,3 +290,19 @@ def test_a_status_word_assets_never_ends_shows_and_ends_failed_after_the_timeout
     execution.refresh_from_db()
     assert execution.state == Execution.State.FAILED
     assert "Assets reported no outcome within 0 h of 'completed'" in execution.error
+
+
+def test_completed_that_assets_never_takes_ends_the_import_failed_after_its_attempts(
+    make_source, sandbox, start_cluster
+):
+    start_cluster(COMPLETION_MAX_ATTEMPTS="3")
+    sandbox.faults.add(
+        method="POST", path_contains="/data", body_contains='"completed"', status=503, times=-1
+    )
+    source = services.push_mapping(source=make_source(page_size=50))
+
+    execution = wait_for_execution_to_finish(services.start_import(source=source), timeout=60)
+
+    assert execution.state == Execution.State.FAILED
+    assert "Assets did not take 'completed' in 3 attempts" in execution.error
+    assert execution.completion_attempts == 2  # handed back twice, given up on the third

@@ -55,7 +55,7 @@ class ExecutionQuerySet(models.QuerySet):
         """COMPLETING -> INGESTING: Assets took nothing, a later check posts again."""
         fields = {} if error is None else {"error": error}
         return self.filter(state=ExecutionState.COMPLETING).stamp(
-            state=ExecutionState.INGESTING, **fields
+            state=ExecutionState.INGESTING, completion_attempts=F("completion_attempts") + 1, **fields
         )
 
     def mark_processing(self) -> bool:
@@ -185,6 +185,11 @@ class Execution(models.Model):
         null=True, blank=True, help_text='When {"completed": true} was accepted by Assets.'
     )
     finished_at = models.DateTimeField(null=True, blank=True)
+    completion_attempts = models.PositiveIntegerField(
+        default=0,
+        help_text='Posts of {"completed": true} Assets could not take (each is tried again, '
+        "later and later, up to COMPLETION_MAX_ATTEMPTS).",
+    )
     took_seconds = models.FloatField(
         null=True,
         blank=True,

@@ -128,14 +128,21 @@ def check_completion(*, execution: Execution, client: AssetsClient | None = None
         taken = _past_ingesting_in_assets(execution, client) if error.permanent else None
         if taken is False:
             return fail_execution(execution=execution, reason=error.message)
+        attempts = execution.completion_attempts + 1
+        if taken is None and attempts >= settings.COMPLETION_MAX_ATTEMPTS:
+            reason = (
+                f"Assets did not take 'completed' in {attempts} attempts: {error.message}. "
+                "Every page had been sent; run the import again once Assets answers."
+            )
+            return fail_execution(execution=execution, reason=reason)
         if taken is None:
             # Assets may not have taken it, or cannot say now: hand the execution back so a
-            # later check posts again.
+            # later check posts again, later each time.
             Execution.objects.of(execution).hand_back_completion(
                 error=scrub_secrets(error.message, execution.source)
             )
             work_queue.enqueue_completion_check_after(
-                execution.pk, retry_delay(1, error.retry_after)
+                execution.pk, retry_delay(attempts, error.retry_after)
             )
             return execution
         logger.info("execution %s: Assets had taken 'completed' already", execution.pk)
