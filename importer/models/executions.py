@@ -55,7 +55,9 @@ class ExecutionQuerySet(models.QuerySet):
         """COMPLETING -> INGESTING: Assets took nothing, a later check posts again."""
         fields = {} if error is None else {"error": error}
         return self.filter(state=ExecutionState.COMPLETING).stamp(
-            state=ExecutionState.INGESTING, completion_attempts=F("completion_attempts") + 1, **fields
+            state=ExecutionState.INGESTING,
+            completion_attempts=F("completion_attempts") + 1,
+            **fields,
         )
 
     def mark_processing(self) -> bool:
