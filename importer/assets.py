@@ -193,10 +193,11 @@ def error_for_response(
         else:
             error_class, summary = AssetsBadRequest, f"Assets answered {status}"
     detail = redact(_error_detail(response), secrets or [])
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    if status == 429 and retry_after is not None:
+        summary = f"{summary}, and asks us to wait {retry_after:g} s"
     message = f"{action}: {summary}" + (f": {detail}" if detail else "")
-    return error_class(
-        message, status=status, retry_after=parse_retry_after(response.headers.get("Retry-After"))
-    )
+    return error_class(message, status=status, retry_after=retry_after)
 
 
 class AssetsClient:

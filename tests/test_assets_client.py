@@ -241,3 +241,14 @@ def test_an_error_text_that_echoes_the_token_is_quoted_without_it(httpserver, cl
     assert "secret-token-123" not in str(error.value)
     assert "secret-token-123" not in error.value.message
     assert "token *** was revoked" in error.value.message
+
+
+def test_rate_limiting_says_how_long_assets_asks_us_to_wait(httpserver, client):
+    httpserver.expect_request(f"{ROOT}/executions", method="POST").respond_with_data(
+        "", status=429, headers={"Retry-After": "30"}
+    )
+
+    with pytest.raises(assets.AssetsRateLimited) as error:
+        client.start_execution()
+
+    assert "rate limiting us (429), and asks us to wait 30 s" in error.value.message

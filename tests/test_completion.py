@@ -306,3 +306,19 @@ def test_completed_that_assets_never_takes_ends_the_import_failed_after_its_atte
     assert execution.state == Execution.State.FAILED
     assert "Assets did not take 'completed' in 3 attempts" in execution.error
     assert execution.completion_attempts == 2  # handed back twice, given up on the third
+
+
+def test_an_import_assets_failed_says_the_reason_assets_gives(pushed_source, sandbox):
+    sandbox.faults.add(
+        method="GET",
+        path_contains="/status",
+        status=200,
+        body='{"status": "FAILED", "failureReason": "Object type Laptop was deleted"}',
+        times=-1,
+    )
+
+    execution = services.start_import(source=pushed_source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.FAILED
+    assert execution.error == "Assets reports the import FAILED: Object type Laptop was deleted"

@@ -216,7 +216,7 @@ def _read_status(execution: Execution, client: AssetsClient) -> bool:
     else:
         final = FINAL_STATUSES.get(status.status)
         if final is not None:
-            detail = "" if final == State.DONE else f"Assets reports the import {status.status}"
+            detail = "" if final == State.DONE else _assets_verdict(status)
             return _finish(execution, final, detail)
         problem = (
             f"Assets reports the import '{status.status}', not (yet) DONE or FAILED"
@@ -238,6 +238,16 @@ def _read_status(execution: Execution, client: AssetsClient) -> bool:
         error=scrub_secrets(problem, execution.source)
     )
     return False
+
+
+def _assets_verdict(status) -> str:
+    """ "Assets reports the import FAILED", with the reason Assets gives, if it gives one."""
+    verdict = f"Assets reports the import {status.status}"
+    for key in ("failureReason", "errorMessage", "message", "reason", "error"):
+        reason = status.raw.get(key) if isinstance(status.raw, dict) else None
+        if isinstance(reason, str) and reason.strip():
+            return f"{verdict}: {' '.join(reason.split())[:500]}"
+    return verdict
 
 
 def _finish(execution: Execution, state: str, error: str) -> bool:
