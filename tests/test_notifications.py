@@ -735,3 +735,24 @@ def test_a_send_cut_short_every_time_is_given_up_after_the_last_attempt(settings
     delivery.refresh_from_db()
     assert delivery.state == Delivery.State.FAILED
     assert "cut short each time" in delivery.error
+
+
+def test_a_source_stale_again_after_its_alert_was_closed_is_told_again(
+    pushed_source, sandbox, httpserver
+):
+    httpserver.expect_request("/hook").respond_with_json({})
+    webhook_channel(httpserver.url_for("/hook"))
+    daily_schedule(pushed_source)
+    succeeded_hours_ago(pushed_source, 27)
+    services.look_after_imports()
+    ImportSource = type(pushed_source)
+
+    # Disabled: the source runs on no schedule, and its stale alert is closed silently.
+    ImportSource.objects.filter(pk=pushed_source.pk).update(enabled=False)
+    services.look_after_imports()
+    # Enabled again, still with no import since: stale again, and told again.
+    ImportSource.objects.filter(pk=pushed_source.pk).update(enabled=True)
+    services.look_after_imports()
+
+    events = [payload["event"] for payload in received(httpserver)]
+    assert events == ["source.stale", "source.stale"]

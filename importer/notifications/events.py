@@ -241,8 +241,12 @@ def check_staleness() -> list[Alert]:
         if source.pk in still_open:
             continue
         stamp = int(overdue.last_success.timestamp()) if overdue.last_success else 0
+        key = f"source-{source.pk}-stale-{stamp}"
+        # An alert closed while the source ran on no schedule (disabled, its schedule deleted)
+        # does not silence the next one: stale again since the same success is news again.
+        closed = Alert.objects.filter(Q(key=key) | Q(key__startswith=f"{key}-")).count()
         alert = raise_alert(
-            key=f"source-{source.pk}-stale-{stamp}",
+            key=f"{key}-{closed}" if closed else key,
             kind=Kind.STALE,
             source=source,
             content=stale_content(
