@@ -51,9 +51,11 @@ def client_address(request) -> str:
     return forwarded[-min(proxies, len(forwarded))]
 
 
-def _over_rate_limit(request) -> bool:
-    """A fixed one-minute window per client address, counted in the cache."""
-    key = f"webtrigger-rate:{client_address(request)}:{int(time.time() // 60)}"
+def _over_rate_limit(request, source_id: int) -> bool:
+    """A fixed one-minute window per client address and source, counted in the cache: Assets'
+    scheduler calls from a few addresses, and many sources may be scheduled at one minute."""
+    minute = int(time.time() // 60)
+    key = f"webtrigger-rate:{client_address(request)}:{source_id}:{minute}"
     cache.add(key, 0, timeout=90)
     try:
         calls = cache.incr(key)
@@ -67,10 +69,11 @@ def _over_rate_limit(request) -> bool:
 def webtrigger(request, source_id: int, token: str):
     """Assets' scheduler calls this at each scheduled run of a source.
 
-    Throttled per client before anything else, so tokens cannot be guessed quickly; an
+    Throttled per client and source before anything else, so tokens cannot be guessed
+    quickly; an
     unknown source and a wrong token get the same answer.
     """
-    if _over_rate_limit(request):
+    if _over_rate_limit(request, source_id):
         return _answer(429, success=False, error="Too many requests")
     declared = request.META.get("CONTENT_LENGTH") or "0"
     if not declared.isdigit():

@@ -501,3 +501,18 @@ def test_upgrading_encrypts_the_settings_stored_before_and_a_downgrade_restores_
     finally:
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+@pytest.mark.django_db
+def test_the_webtrigger_limit_leaves_other_sources_scheduled_at_the_same_minute_alone(
+    client, make_source, settings
+):
+    settings.WEBTRIGGER_RATE_PER_MINUTE = 1
+    first, second = make_source(), make_source(name="second", import_source_id="src-2")
+
+    def call(source):
+        url = reverse("importer:webtrigger", args=[source.pk, "guess"])
+        answer = client.post(url, "{}", content_type="application/json", REMOTE_ADDR="10.7.7.7")
+        return answer.status_code
+
+    assert [call(first), call(second), call(first)] == [404, 404, 429]
