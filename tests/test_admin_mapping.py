@@ -29,6 +29,8 @@ def test_preview_shows_what_would_be_sent_without_starting_an_import(
     assert "25 records on the first page; the source has more pages" in page
     assert "SN-00001" in page
     assert "<code>computers</code>" in page
+    # The fields in the order the records give them (the identity first), not alphabetical.
+    assert page.index("<th>serial</th>") < page.index("<th>hostname</th>")
     assert not Execution.objects.exists()
     assert sandbox.executions() == []
 

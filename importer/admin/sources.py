@@ -266,7 +266,8 @@ class ImportSourceAdmin(DeletedInAssetsFirst, admin.ModelAdmin):
         preview = services.preview_import(source=source)
         tables = []
         for selector, rows in preview.data.items():
-            columns = sorted({key for row in rows for key in row})
+            # In the order the mapping gives them (the first record's, then any others).
+            columns = list(dict.fromkeys(key for row in rows for key in row))
             cells = [[row.get(column, "") for column in columns] for row in rows]
             tables.append({"selector": selector, "columns": columns, "rows": cells})
         return self._page(
