@@ -30,6 +30,22 @@ def make_schedule(source, **fields) -> Schedule:
     return Schedule.objects.create(source=source, **values)
 
 
+def change_in_assets(sandbox, schedule: Schedule, frequency: str, start: datetime) -> None:
+    """Change the schedule in Assets behind the app's back, as someone in Assets would."""
+    requests.put(
+        f"{sandbox.base_url}/jsm/assets/workspace/ws-1/v1/importsource/src-1/importschedule/"
+        f"{schedule.assets_schedule_id}",
+        json={
+            "runInterval": frequency,
+            "startTime": start.isoformat(),
+            "timezone": "Europe/Berlin",
+            "callbackUrl": schedule.callback_url,
+        },
+        headers={"Authorization": f"Bearer {schedule.source.assets_token}"},
+        timeout=5,
+    ).raise_for_status()
+
+
 def test_saving_a_schedule_creates_it_in_assets(pushed_source, sandbox, settings):
     schedule = services.sync_schedule(schedule=make_schedule(pushed_source))
 
@@ -98,18 +114,7 @@ def test_assets_being_down_leaves_the_schedule_marked_out_of_sync(pushed_source,
 
 def test_pull_shows_what_differs_in_assets(pushed_source, sandbox):
     schedule = services.sync_schedule(schedule=make_schedule(pushed_source))
-    requests.put(
-        f"{sandbox.base_url}/jsm/assets/workspace/ws-1/v1/importsource/src-1/importschedule/"
-        f"{schedule.assets_schedule_id}",
-        json={
-            "runInterval": "MONTHLY",
-            "startTime": tomorrow_at(2).isoformat(),
-            "timezone": "Europe/Berlin",
-            "callbackUrl": schedule.callback_url,
-        },
-        headers={"Authorization": f"Bearer {pushed_source.assets_token}"},
-        timeout=5,
-    ).raise_for_status()
+    change_in_assets(sandbox, schedule, "MONTHLY", tomorrow_at(2))
 
     differences = services.compare_schedule(schedule=schedule)
 
@@ -397,18 +402,7 @@ def test_pull_finds_a_schedule_moved_to_another_day_at_the_same_hour(
     )
     assert services.compare_schedule(schedule=schedule) == []
     moved = tomorrow_at(2) + timedelta(days=3)  # another weekday, another day of the month
-    requests.put(
-        f"{sandbox.base_url}/jsm/assets/workspace/ws-1/v1/importsource/src-1/importschedule/"
-        f"{schedule.assets_schedule_id}",
-        json={
-            "runInterval": frequency,
-            "startTime": moved.isoformat(),
-            "timezone": "Europe/Berlin",
-            "callbackUrl": schedule.callback_url,
-        },
-        headers={"Authorization": f"Bearer {pushed_source.assets_token}"},
-        timeout=5,
-    ).raise_for_status()
+    change_in_assets(sandbox, schedule, frequency, moved)
 
     differences = services.compare_schedule(schedule=schedule)
 

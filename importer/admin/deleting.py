@@ -8,9 +8,12 @@ from django.contrib import messages
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 
+from importer import services
+
 
 class DeletedInAssetsFirst:
-    """For a ModelAdmin whose `_delete_one(request, obj)` returns False when it kept `obj`."""
+    """For a ModelAdmin with `delete_in_assets_first(obj)` (raising ScheduleError when Assets
+    did not delete) and `kept_text(obj, error)`."""
 
     def delete_model(self, request, obj):
         self._delete_all(request, [obj])
@@ -24,6 +27,14 @@ class DeletedInAssetsFirst:
         deleted = len(objects) - len(kept)
         if kept and deleted:
             self.message_user(request, f"Deleted {deleted} of {len(objects)}.", messages.SUCCESS)
+
+    def _delete_one(self, request, obj) -> bool:
+        try:
+            self.delete_in_assets_first(obj)
+        except services.ScheduleError as error:
+            self.message_user(request, self.kept_text(obj, error), messages.ERROR)
+            return False
+        return True
 
     def _kept(self, request) -> list:
         return getattr(request, "_kept_by_assets", [])

@@ -83,17 +83,11 @@ class ScheduleAdmin(DeletedInAssetsFirst, admin.ModelAdmin):
             level, message = outcome
         super().message_user(request, message, level, *args, **kwargs)
 
-    def _delete_one(self, request, schedule) -> bool:
-        try:
-            services.delete_schedule(schedule=schedule)
-        except services.ScheduleError as error:
-            self.message_user(
-                request,
-                f"Kept the schedule of {schedule.source}: Assets did not delete it ({error}).",
-                messages.ERROR,
-            )
-            return False
-        return True
+    def delete_in_assets_first(self, schedule) -> None:
+        services.delete_schedule(schedule=schedule)
+
+    def kept_text(self, schedule, error) -> str:
+        return f"Kept the schedule of {schedule.source}: Assets did not delete it ({error})."
 
     @admin.action(description="Pull schedule from Assets (show differences)")
     def pull_from_assets(self, request, queryset):

@@ -384,17 +384,11 @@ class ImportSourceAdmin(DeletedInAssetsFirst, admin.ModelAdmin):
         except services.ScheduleError as error:
             self.message_user(request, f"Schedule: {error}", messages.WARNING)
 
-    def _delete_one(self, request, source) -> bool:
-        try:
-            services.delete_source(source=source)
-        except services.ScheduleError as error:
-            self.message_user(
-                request,
-                f"Kept {source}: its schedule could not be removed from Assets ({error}).",
-                messages.ERROR,
-            )
-            return False
-        return True
+    def delete_in_assets_first(self, source) -> None:
+        services.delete_source(source=source)
+
+    def kept_text(self, source, error) -> str:
+        return f"Kept {source}: its schedule could not be removed from Assets ({error})."
 
     def has_start_permission(self, request):
         return request.user.has_perm("importer.start_import")
