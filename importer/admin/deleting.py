@@ -26,7 +26,8 @@ class DeletedInAssetsFirst:
         request._kept_by_assets = kept
         deleted = len(objects) - len(kept)
         if kept and deleted:
-            self.message_user(request, f"Deleted {deleted} of {len(objects)}.", messages.SUCCESS)
+            # Said directly: `message_user` holds back Django's success once something was kept.
+            messages.success(request, f"Deleted {deleted} of {len(objects)}.")
 
     def _delete_one(self, request, obj) -> bool:
         try:
@@ -48,7 +49,6 @@ class DeletedInAssetsFirst:
         return super().response_delete(request, obj_display, obj_id)
 
     def message_user(self, request, message, level=messages.INFO, *args, **kwargs):
-        if self._kept(request) and level == messages.SUCCESS and "deleted" in str(message):
-            if not str(message).startswith("Deleted "):  # Django's: not true of what was kept
-                return
+        if level == messages.SUCCESS and self._kept(request):
+            return  # Django's "deleted successfully": not true of what was kept
         super().message_user(request, message, level, *args, **kwargs)
