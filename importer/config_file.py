@@ -81,6 +81,7 @@ FIELD_PATHS: list[tuple[tuple[str, ...], str]] = [
     (("source", "pagination", "cursor_param"), "cursor_param"),
     (("source", "pagination", "cursor_path"), "cursor_path"),
     (("source", "pagination", "total_path"), "total_path"),
+    (("source", "pagination", "repeated_records"), "repeated_records"),
     (("source", "auth", "kind"), "source_auth"),
     (("source", "auth", "username"), "auth_username"),
     (("source", "auth", "key_name"), "auth_key_name"),

@@ -42,6 +42,7 @@ PAGING_FIELDS = [
     "cursor_param",
     "cursor_path",
     "total_path",
+    "repeated_records",
 ]
 AUTH_FIELDS = [
     "source_auth",

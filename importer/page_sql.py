@@ -76,7 +76,9 @@ def submit_state(chunk: ChunkJob) -> tuple[str, int, str, int | None]:
         return cursor.fetchone()
 
 
-def mark_submitted(chunk: ChunkJob, *, records: int, skipped: list[str], state: str) -> bool:
+def mark_submitted(
+    chunk: ChunkJob, *, records: int, skipped: list[str], state: str, identities: bytes
+) -> bool:
     """Assets accepted the page (or there was nothing to send: `state` says why), while this
     worker still holds the chunk (RUNNING, same attempt)."""
     now = _now()
@@ -86,6 +88,7 @@ def mark_submitted(chunk: ChunkJob, *, records: int, skipped: list[str], state: 
         records,
         len(skipped),
         "\n".join(skipped[:50]),
+        identities,
         now,
         chunk.pk,
         CHUNK_RUNNING,
@@ -162,6 +165,7 @@ class _Statements:
         self.mark_submitted = (
             f"UPDATE {chunks} SET {c('updated_at')} = %s, {c('state')} = %s, "
             f"{c('record_count')} = %s, {c('skipped_count')} = %s, {c('error')} = %s, "
+            f"{c('identity_digests')} = %s, "
             f"{c('lease_expires_at')} = NULL, {c('submitted_at')} = %s "
             f"WHERE {c('id')} = %s AND {c('state')} = %s AND {c('attempts')} = %s"
         )

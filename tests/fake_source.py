@@ -12,7 +12,8 @@ report a total that disagrees with what it serves (`reported_total`), answer pas
 an error (`past_end_status`) or its last page again (`clamp_pages`, as Django's
 `Paginator.get_page` does), answer an empty list as `null` (`null_when_empty`, as Go writes a
 nil slice), give empty pages that still lead on to more (`empty_hops`, as a filtered DynamoDB
-scan does), and misbehave on chosen answers (`misbehave`): cut an answer off
+scan does), read its records in another order after a few answers (`order_moves_after`, as a
+query without a stable sort does), and misbehave on chosen answers (`misbehave`): cut an answer off
 mid-way, drip it one byte at a time (its body, or its status line and headers before it), nest
 it absurdly deep, flood it with empty objects, or answer a page it has as if it had none (an
 empty list, or 404: a replica that lags, a cache that hiccups).
@@ -203,6 +204,7 @@ class FakeSource(DevServer):
         clamp_pages: bool = False,
         empty_hops: frozenset[int] = frozenset(),
         null_when_empty: bool = False,
+        order_moves_after: int | None = None,
         auth: str = "none",
         username: str = "",
         secret: str = "",
@@ -234,6 +236,8 @@ class FakeSource(DevServer):
         self.clamp_pages = clamp_pages
         self.empty_hops = empty_hops
         self.null_when_empty = null_when_empty
+        self.order_moves_after = order_moves_after
+        self.answers_read = 0
         self.misbehaviours: list[Misbehaviour] = []
         self.drip_interval = 0.5
         self.deep_levels = 100_000
@@ -437,7 +441,16 @@ class FakeSource(DevServer):
     # --- paging ----------------------------------------------------------------------------
 
     def _window(self, start: int, limit: int) -> list[dict[str, Any]]:
-        return self.records[start : start + limit]
+        records = self.records
+        if self.order_moves_after is not None:
+            with self._lock:
+                self.answers_read += 1
+                moved = self.answers_read > self.order_moves_after
+            if moved and start < len(records):
+                # The order has moved on by ten records: each page overlaps the next one's
+                # first records, and skips as many of its own.
+                records = records[10:] + records[:10]
+        return records[start : start + limit]
 
     def _limit(self, request: Request, name: str = "limit") -> int:
         """The page size the server serves: the one asked for, unless it ignores that or cuts

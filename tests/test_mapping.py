@@ -14,6 +14,7 @@ from importer.mapping import (
     MissingIdentityError,
     diff_documents,
     draft_mapping,
+    identity_digests,
     mapping_table,
     transform_records,
     validate_document,
@@ -1247,6 +1248,33 @@ def test_a_mapping_edited_between_two_pages_applies_to_the_next_page():
     ram["type"] = "text"
 
     assert transform_records(records, document).data == {"laptops": [{"serial": "A1", "ram": "16"}]}
+
+
+def test_identity_digests_tell_records_apart_by_their_identity_alone():
+    document = laptops()
+    records = [
+        {"serial": "A-1", "ram": 8},
+        {"serial": "A-1", "ram": 16},  # the same laptop, read again with another value
+        {"serial": "A-2", "ram": 8},
+        {"serial": 1, "ram": 8},  # text "1" once coerced, like the record after it
+        {"serial": "1", "ram": 8},
+    ]
+
+    digests = identity_digests(transform_records(records, document), document)
+
+    eight_bytes = [digests[at : at + 8] for at in range(0, len(digests), 8)]
+    assert len(eight_bytes) == 5
+    assert eight_bytes[0] == eight_bytes[1] != eight_bytes[2]
+    assert eight_bytes[3] == eight_bytes[4] not in eight_bytes[:3]
+
+
+def test_no_identity_digests_when_no_top_level_selector_has_an_identity():
+    document = laptops()
+    document["mapping"]["objectTypeMappings"][0]["selector"] = "rack.laptops"
+    result = transform_records([{"laptops": [{"serial": "A-1"}]}], document)
+
+    assert result.record_count == 1
+    assert identity_digests(result, document) == b""
 
 
 def test_a_record_the_transform_sends_always_makes_a_json_body():

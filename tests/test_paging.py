@@ -13,6 +13,7 @@ import pytest
 from importer import services
 from importer.devtools.demo_source import demo_computer
 from importer.models import ChunkJob, Execution
+from importer.services import totals
 from tests.fake_source import FakeSource
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -200,6 +201,66 @@ def test_a_source_answering_a_page_it_has_as_if_it_had_none_fails_the_import(
     assert "yet page 3 held 25 records" in execution.error
     remote = sandbox.execution(execution.assets_execution_id)
     assert remote["completed_posts"] == 0
+
+
+@pytest.mark.parametrize("style", ["offset", "page"])
+def test_a_source_whose_order_moves_while_it_is_read_fails_naming_two_pages_of_one_record(
+    serve, import_from, sandbox, style
+):
+    # Without a stable sort, the order may move between two requests: a record shifts onto
+    # the next page, another is never read, and the counts (and a total) still add up.
+    fake = serve(order_moves_after=2)
+
+    execution = import_from(fake, style)
+
+    assert execution.state == Execution.State.FAILED
+    assert "10 records were read on two pages (the first on pages" in execution.error
+    assert "sort by a field that is unique" in execution.error
+    assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
+
+
+def test_a_big_import_looked_at_in_several_passes_finds_the_same_records_on_two_pages(
+    serve, import_from, monkeypatch
+):
+    monkeypatch.setattr(totals, "DIGESTS_PER_PASS", 7)  # 100 records: 15 passes
+
+    execution = import_from(serve(order_moves_after=2), "offset")
+
+    assert "10 records were read on two pages" in execution.error
+
+
+def test_a_source_said_to_list_objects_twice_is_sent_every_record_it_serves(
+    serve, import_from, sandbox
+):
+    fake = serve()
+    fake.records[59]["serial"] = fake.records[9]["serial"]  # one computer listed twice
+
+    execution = import_from(fake, "offset", repeated_records="send")
+
+    assert execution.state == Execution.State.DONE, execution.error
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert remote["records_received"] == RECORDS
+    assert remote["duplicate_objects"] == 1
+
+
+@pytest.mark.parametrize(
+    "style, twin",
+    [
+        pytest.param("offset", 11, id="offset, twice in one answer"),
+        pytest.param("cursor", 60, id="cursor, on two pages"),
+    ],
+)
+def test_a_record_listed_twice_where_paging_cannot_move_it_is_not_taken_for_a_moved_order(
+    serve, import_from, sandbox, style, twin
+):
+    # One answer is one reading of the source; a cursor says where the last page ended.
+    fake = serve()
+    fake.records[twin - 1]["serial"] = fake.records[9]["serial"]
+
+    execution = import_from(fake, style)
+
+    assert execution.state == Execution.State.DONE, execution.error
+    assert sandbox.execution(execution.assets_execution_id)["records_received"] == RECORDS
 
 
 @pytest.mark.parametrize("style", ["offset", "page"])

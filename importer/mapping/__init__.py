@@ -7,7 +7,8 @@ or the record and field, before anything is sent.
 * document    the vocabulary (attribute types) and how to read types and mappings
 * validation  `validate_document`: problems with their JSON paths
 * coercion    values converted to attribute types, or refused with a reason
-* transform   `transform_records`: records into the data chunk of one page
+* transform   `transform_records`: records into the data chunk of one page;
+              `identity_digests`: what names its records, in short
 * draft       `draft_mapping`: a document inferred from sample records
 * diff        `diff_documents`: local against remote, in words
 * table       `mapping_table`: the mapping at a glance
@@ -28,6 +29,7 @@ from importer.mapping.transform import (
     MissingIdentityError,
     RecordsRefused,
     TransformResult,
+    identity_digests,
     transform_records,
 )
 from importer.mapping.validation import validate_document
@@ -44,6 +46,7 @@ __all__ = [
     "TransformResult",
     "diff_documents",
     "draft_mapping",
+    "identity_digests",
     "mapping_table",
     "transform_records",
     "validate_document",

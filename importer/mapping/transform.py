@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,6 +89,7 @@ class TransformResult:
     data: dict[str, list[dict]]
     record_count: int
     skipped: list[str]  # one reason per record left out
+    identities: bytes = b""  # `identity_digests` of the records sent, when asked for
 
 
 def _compile(document: Any) -> dict[str, _Level]:
@@ -229,6 +231,34 @@ def transform_records(
     if invalid:
         raise InvalidValuesError(invalid)
     return TransformResult(data=data, record_count=accepted, skipped=skipped)
+
+
+def identity_digests(result: TransformResult, document: dict) -> bytes:
+    """An 8-byte digest of each sent record's identity (the externalIdPart values of its
+    top-level objects, as text), in one string; b"" when no top-level selector has one.
+
+    Digests, not the values: a page of 1000 records costs 8 KB and under a millisecond, and
+    two pages holding one record is all they need to show (`services.totals`).
+    """
+    levels, _ = _compiled(document)
+    parts = [
+        (result.data[selector], locator)
+        for selector, level in levels.items()
+        if level.identity and selector in result.data
+        for locator in level.identity
+    ]
+    if not parts:
+        return b""
+    if len(parts) == 1:  # the usual mapping: one object per record, named by one field
+        objects, locator = parts[0]
+        texts = [str(item[locator]) for item in objects]
+    else:
+        texts = [
+            "\x1f".join(str(objects[at].get(locator, "")) for objects, locator in parts)
+            for at in range(result.record_count)
+        ]
+    blake2b = hashlib.blake2b
+    return b"".join([blake2b(text.encode(), digest_size=8).digest() for text in texts])
 
 
 # Mappings worked out lately, by their JSON text: a lane transforms page after page with one.

@@ -132,6 +132,12 @@ class ChunkJob(models.Model):
         "records left out", default=0, help_text="Records of this page not sent to Assets."
     )
     error = models.TextField(blank=True)
+    identity_digests = models.BinaryField(
+        default=b"",
+        editable=False,
+        help_text="Pages read by position: an 8-byte digest of each sent record's identity, "
+        "to find a record on two pages (`services.totals.records_on_two_pages`).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     submitted_at = models.DateTimeField(null=True, blank=True)

@@ -52,6 +52,10 @@ class ImportSource(models.Model):
         SKIP = "skip", "Skip the record and count it"
         FAIL = "fail", "Fail the import"
 
+    class RepeatedRecords(models.TextChoices):
+        FAIL = "fail", "Fail the import (others may have been skipped)"
+        SEND = "send", "Send it each time (the source lists some objects twice)"
+
     name = models.SlugField(
         max_length=100, unique=True, help_text="Short unique name, used on the command line."
     )
@@ -202,6 +206,17 @@ class ImportSource(models.Model):
         help_text="What to do with a record holding a value its attribute rules out: not of "
         "its type, a status or select outside typeValues, more values than "
         "maximumCardinality or fewer than minimumCardinality.",
+    )
+    repeated_records = models.CharField(
+        "record on two pages",
+        max_length=10,
+        choices=RepeatedRecords.choices,
+        default=RepeatedRecords.FAIL,
+        help_text="Offset and page-number paging: what a record found on two pages "
+        "means. Pages are read by position; when the source's order moves while it is read "
+        "(no sort, or a sort on a field that changes), a record shifts onto a second page "
+        "and another is never read. Fail the import then (the error names the pages), unless "
+        "the source does list some objects more than once.",
     )
     max_requests_per_minute = models.PositiveIntegerField(
         null=True, blank=True, help_text="Limit on requests to the source (empty: no limit)."

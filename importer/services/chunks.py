@@ -268,9 +268,11 @@ def mark_submitted(
     record_count: int,
     skipped: list[str],
     state: str = ChunkState.SUBMITTED,
+    identities: bytes = b"",
 ) -> None:
     """Record the page as done (Assets took it, or there was nothing to send); for a page
-    past the source's end (`state` SKIPPED), the records it held.
+    past the source's end (`state` SKIPPED), the records it held; `identities`, the digests
+    of the records sent, when the source's pages are checked for repeated records.
 
     The lane looks whether the import is complete as it ends, once this has committed
     (`completion.complete_if_due`).
@@ -283,7 +285,10 @@ def mark_submitted(
             page_sql.record_submitted(
                 chunk.execution_id, records=record_count, skipped=len(skipped)
             )
-        if not page_sql.mark_submitted(chunk, records=record_count, skipped=skipped, state=state):
+        marked = page_sql.mark_submitted(
+            chunk, records=record_count, skipped=skipped, state=state, identities=identities
+        )
+        if not marked:
             transaction.set_rollback(True)  # not ours any more: the page is not counted
 
 

@@ -31,7 +31,11 @@ from importer.models import ChunkJob, Execution
 from importer.services.errors import scrub_secrets
 from importer.services.lifecycle import fail_execution
 from importer.services.retries import retry_delay
-from importer.services.totals import records_past_the_end, total_disagreement
+from importer.services.totals import (
+    records_on_two_pages,
+    records_past_the_end,
+    total_disagreement,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +118,11 @@ def check_completion(*, execution: Execution, client: AssetsClient | None = None
     expected = execution.last_chunk_index + 1
     if counts.get(ChunkState.SUBMITTED, 0) < expected:
         return execution
-    disagreement = records_past_the_end(execution) or total_disagreement(execution)
+    disagreement = (
+        records_past_the_end(execution)
+        or total_disagreement(execution)
+        or records_on_two_pages(execution)
+    )
     if disagreement:
         return fail_execution(execution=execution, reason=disagreement)
 

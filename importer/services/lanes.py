@@ -18,7 +18,12 @@ from django.conf import settings
 
 from importer import background, work_queue
 from importer.assets import AssetsClient, AssetsError
-from importer.mapping import RecordsRefused, TransformResult, transform_records
+from importer.mapping import (
+    RecordsRefused,
+    TransformResult,
+    identity_digests,
+    transform_records,
+)
 from importer.models import ChunkJob, Execution, ImportSource
 from importer.services.chunks import (
     ENDLESS_SOURCE,
@@ -41,6 +46,7 @@ from importer.services.chunks import (
 from importer.services.completion import complete_if_due
 from importer.services.leases import Leases
 from importer.services.plan import lane_next_cursor, runs_lanes
+from importer.services.totals import checks_repeated_records
 from importer.sources import Page, SourceError, build_source
 
 State = Execution.State
@@ -128,6 +134,8 @@ class Lane:
         self.next_chunk: ChunkJob | None = None
         self.next_page: Future | None = None
         self.leases = Leases()
+        # Pages read by position show a source whose order moved by a record on two of them.
+        self.checks_repeats = checks_repeated_records(source)
 
     def has_time(self) -> bool:
         """Whether this task goes on to the lane's next page (else the queue takes it)."""
@@ -205,7 +213,7 @@ def _record_submit(chunk: ChunkJob, result: TransformResult, answer: Future) -> 
     except Exception as error:
         chunk_crashed(chunk, error)
         return
-    mark_submitted(chunk, result.record_count, result.skipped)
+    mark_submitted(chunk, result.record_count, result.skipped, identities=result.identities)
 
 
 def _run_claimed_chunk(
@@ -248,7 +256,7 @@ def _run_claimed_chunk(
         return None, None
     if lane_next is not None:
         lane.hold_next_page(lane_next, next_page if lane_next.cursor == next_cursor else None)
-    result = _transform(chunk, page)
+    result = _transform(chunk, page, lane)
     if result is not None and not _submit(chunk, result, lane):
         # The execution no longer takes data: neither does the page this lane holds.
         next_chunk, _ = lane.pop_next_page()
@@ -269,11 +277,11 @@ def _fetch_page(chunk: ChunkJob, lane: Lane) -> Page | None:
     return lane.fetcher.fetch_page(chunk.cursor)
 
 
-def _transform(chunk: ChunkJob, page: Page) -> TransformResult | None:
+def _transform(chunk: ChunkJob, page: Page, lane: Lane) -> TransformResult | None:
     """The page as Assets data; None when a record cannot be used (the chunk then failed)."""
     source = chunk.execution.source
     try:
-        return transform_records(
+        result = transform_records(
             page.records,
             source.mapping,
             missing_identity=source.missing_identity,
@@ -282,6 +290,9 @@ def _transform(chunk: ChunkJob, page: Page) -> TransformResult | None:
     except RecordsRefused as error:  # the source's policy: such records fail the import
         chunk_failed(chunk, str(error), permanent=True, kind=error.kind)
         return None
+    if lane.checks_repeats:
+        result.identities = identity_digests(result, source.mapping)
+    return result
 
 
 def _submit(chunk: ChunkJob, result: TransformResult, lane: Lane) -> bool:

@@ -2,15 +2,24 @@
 
 A source whose answers carry a total (the source's `total_path`) is held to it: at the end, the
 records received from every page up to the source's last must add up to that total, or the
-import fails saying what the source did. A CMDB that looks complete and is not is the outcome
-this prevents.
+import fails saying what the source did. Pages read by position (offset and page-number
+paging) are also checked for a record read on two of them: the source's order moved while it
+was read, and for each such record another one was most likely never read, which no total
+shows. A CMDB that looks complete and is not is the outcome this prevents.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 from django.db.models import F, Q, Sum
 
-from importer.models import ChunkJob, Execution
+from importer.models import ChunkJob, Execution, ImportSource
+from importer.services.plan import reads_in_parallel
+
+# Digests held in memory at once when looking for a record on two pages (about 70 bytes each):
+# a bigger import is looked at in as many passes, each over a share of the digests.
+DIGESTS_PER_PASS = 2_000_000
 
 
 def records_received(execution: Execution) -> int:
@@ -77,3 +86,58 @@ def total_disagreement(execution: Execution) -> str:
         "complete in Assets. Run the import again; if this comes back, check the source's "
         "query parameters, or clear its total path."
     )
+
+
+def checks_repeated_records(source: ImportSource) -> bool:
+    """Whether the source's pages are checked for a record on two of them: pages read by
+    position, unless the source is said to list some objects more than once."""
+    return source.repeated_records == ImportSource.RepeatedRecords.FAIL and reads_in_parallel(
+        source
+    )
+
+
+def records_on_two_pages(execution: Execution) -> str:
+    """Why the pages cannot hold every record: some were read on two pages; "" when none were.
+
+    A record repeated within one answer is the source's own listing, not a moved order, and is
+    not counted."""
+    if not checks_repeated_records(execution.source) or execution.last_chunk_index is None:
+        return ""
+    pages = ChunkJob.objects.filter(
+        execution=execution,
+        index__lte=execution.last_chunk_index,
+        state=ChunkJob.State.SUBMITTED,
+        record_count__gt=0,
+    ).values_list("index", "identity_digests")
+    passes = max(1, -(-execution.records_submitted // DIGESTS_PER_PASS))
+    repeated: set[int] = set()
+    for share in range(passes):
+        seen: set[int] = set()
+        for _, digests in pages.iterator():
+            page = _digests(digests, share, passes)
+            repeated |= page & seen
+            seen |= page
+    if not repeated:
+        return ""
+    pages_of: dict[int, list[int]] = defaultdict(list)
+    for index, digests in pages.order_by("index").iterator():
+        for digest in _digests(digests, 0, 1) & repeated:
+            pages_of[digest].append(index + 1)
+    first, second = min(pages_of.values())[:2]
+    count = len(repeated)
+    records = f"{count} record{'s were' if count != 1 else ' was'}"
+    return (
+        f"{records} read on two pages (the first on pages {first} and {second}): the "
+        "source's order moved while it was read, so as many others were most likely never "
+        "read. Nothing was marked complete in Assets. Make the source sort by a field that "
+        "is unique and does not change (many APIs take a query parameter such as sort=id), "
+        "then run the import again. If the source does list some objects more than once, "
+        "set its 'record on two pages' to send them."
+    )
+
+
+def _digests(stored: bytes | memoryview, share: int, passes: int) -> set[int]:
+    view = memoryview(stored).cast("B").cast("Q")
+    if passes == 1:
+        return set(view)
+    return {digest for digest in view if digest % passes == share}
