@@ -146,7 +146,7 @@ def self_signed_certificate(host: str = "127.0.0.1") -> tuple[str, str]:
 
 @dataclass
 class FakeFile:
-    content: bytes
+    content: bytes | Callable[[], bytes]  # a function: the file is generated for each download
     content_type: str = "text/csv"
 
 
@@ -277,8 +277,11 @@ class FakeSource(DevServer):
 
     # --- what a test sets up and looks at --------------------------------------------------
 
-    def add_file(self, name: str, content: bytes, content_type: str = "text/csv") -> str:
-        """Serve `content` at /files/<name>; returns its URL."""
+    def add_file(
+        self, name: str, content: bytes | Callable[[], bytes], content_type: str = "text/csv"
+    ) -> str:
+        """Serve `content` at /files/<name> (a function's answer, made anew for each download,
+        as an export endpoint stamps its time); returns its URL."""
         self.files[name] = FakeFile(content, content_type)
         return f"{self.base_url}/files/{name}"
 
@@ -371,7 +374,8 @@ class FakeSource(DevServer):
             file = self.files.get(request.path.removeprefix("/files/"))
             if file is None:
                 return error_reply(404, f"No file {request.path}")
-            return Reply(200, file.content, file.content_type)
+            content = file.content() if callable(file.content) else file.content
+            return Reply(200, content, file.content_type)
         handler: Callable[[Request], Reply] | None = {
             "/api/offset": self._offset,
             "/api/page": self._page,

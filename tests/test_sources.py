@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import itertools
 import json
 import math
 import socket
@@ -14,7 +17,10 @@ from urllib.parse import parse_qs, quote, quote_plus
 import pytest
 import requests
 
-from importer.models import ImportSource
+from importer import services
+from importer.devtools.demo_source import demo_computer
+from importer.models import Execution, ImportSource
+from importer.services import housekeeping
 from importer.sources import (
     Page,
     SourceError,
@@ -897,6 +903,38 @@ def test_a_csv_url_is_downloaded_once_with_the_source_auth(serve, monkeypatch) -
     monkeypatch.setattr(files, "DOWNLOAD_MAX_AGE_SECONDS", 0.0)
     build_source(source).fetch_page("")
     assert len(fake.requests_to("/files/assets.csv")) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_file_generated_anew_for_each_download_is_imported_from_one_copy_of_it(
+    serve, make_source, sandbox, media, monkeypatch
+) -> None:
+    fake = serve()
+    downloads = itertools.count(1)
+
+    def export() -> bytes:  # each download stamps its own time, as export endpoints do
+        stamp = next(downloads)
+        out = io.StringIO()
+        writer = csv.DictWriter(out, [*demo_computer(1), "exported"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({**demo_computer(i), "exported": stamp} for i in range(1, 101))
+        return out.getvalue().encode()
+
+    # Every page downloads the URL anew, as a page taken by another worker would.
+    monkeypatch.setattr(files, "DOWNLOAD_MAX_AGE_SECONDS", 0.0)
+    source = make_source(
+        source_kind="csv", source_url=fake.add_file("export.csv", export), records_path=""
+    )
+
+    execution = services.start_import(source=services.push_mapping(source=source))
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE, execution.error
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert (remote["records_received"], len(remote["objects"])) == (100, 100)
+    assert len(fake.requests_to("/files/export.csv")) == 1  # once per import, not per page
+    assert housekeeping.drop_unused_file_copies() == 1  # the import is over: its copy goes
+    assert not [path for path in (media / files.SHARED_COPIES).rglob("*") if path.is_file()]
 
 
 def test_a_file_url_that_fails_names_the_source(serve) -> None:

@@ -13,6 +13,7 @@ from importer import metrics, notifications, work_queue
 from importer.models import ChunkJob, Execution
 from importer.services.completion import completion_is_due
 from importer.services.lifecycle import fail_execution, report_pending_failures
+from importer.sources import files
 
 State = Execution.State
 ChunkState = ChunkJob.State
@@ -23,7 +24,14 @@ def look_after_imports() -> None:
     recover_lost_work()
     flag_stalled_executions()
     report_pending_failures()
+    drop_unused_file_copies()
     notifications.look_after_notifications()
+
+
+def drop_unused_file_copies() -> int:
+    """Delete the copies of URL files kept for imports that are over (`sources.files`)."""
+    running = Execution.objects.filter(state__in=Execution.OPEN_STATES)
+    return files.drop_unused_copies(lambda: set(running.values_list("source_id", flat=True)))
 
 
 def recover_lost_work() -> None:

@@ -2,9 +2,13 @@
 
 A file is an upload (`source_file`) or a URL. A URL is downloaded once per process into a
 private temp directory, streamed to disk with the source's auth, headers, extra parameters and
-CA bundle, and downloaded again when the copy is older than DOWNLOAD_MAX_AGE_SECONDS. Workers
-in other processes keep their own copies; should the file change between their downloads, the
-version check below stops the import instead of misreading it.
+CA bundle, and downloaded again when the copy is older than DOWNLOAD_MAX_AGE_SECONDS. The
+first page of a file with more pages also puts its copy in the site's file storage (where
+uploads are kept, shared by every worker: `SHARED_COPIES`), and the import's later pages read
+that copy, not the URL: an import reads one file from start to end, whichever workers take
+its pages, even from a URL that generates the file anew for each download, and the file is
+downloaded once per import, not once per worker. Housekeeping deletes a source's copies once
+it has no import running (`drop_unused_copies`).
 
 Line-based files are chunked by byte offset: the cursor is where the next chunk starts, so a
 chunk is a seek, never a re-read of the chunks before it. Every cursor also names the version
@@ -20,14 +24,18 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import logging
 import os
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import IO
+
+from django.core.files import File
+from django.core.files.storage import default_storage
 
 from importer.sources import limits
 from importer.sources.base import Page, SourceError, config_error, number_cursor
@@ -42,6 +50,11 @@ UTF_8_NAMES = ("utf-8", "utf-8-sig")
 
 # Between a page's place in the file and the file's version, in a cursor ("4096@3f2a...").
 VERSION_MARK = "@"
+
+logger = logging.getLogger(__name__)
+
+# Where the copies an import's pages share are kept in the file storage: <dir>/source-<pk>/<version>
+SHARED_COPIES = "import-copies"
 
 # Downloaded copies, per process: cache key -> (path, time.monotonic() of the download).
 _downloads: dict[str, tuple[str, float]] = {}
@@ -107,8 +120,9 @@ def downloaded_copy(import_source) -> str:
 
 
 @contextmanager
-def open_source_file(import_source) -> Iterator[IO[bytes]]:
-    """The source's file, opened for binary reading: the upload if there is one, else the URL."""
+def open_source_file(import_source, version: str = "") -> Iterator[IO[bytes]]:
+    """The source's file, opened for binary reading: the upload if there is one, else the
+    import's shared copy of the file's `version` (named by the cursor), else the URL."""
     source = import_source
     if source.source_file:
         try:
@@ -125,10 +139,75 @@ def open_source_file(import_source) -> Iterator[IO[bytes]]:
         with file:
             yield file
     elif source.source_url:
-        with open(downloaded_copy(source), "rb") as file:
+        path = (_shared_copy(source, version) if version else None) or downloaded_copy(source)
+        with open(path, "rb") as file:
             yield file
     else:
         raise config_error(source, "it has neither an uploaded file nor a source URL")
+
+
+def share_copy(import_source, file: IO[bytes], version: str) -> None:
+    """Put this copy of a URL's file where the import's later pages find it, whichever worker
+    takes them. A copy that cannot be stored only costs that: a later page that downloads
+    other bytes then fails the import as a changed file."""
+    if import_source.source_file or import_source.pk is None:
+        return  # an upload is in the storage already; an unsaved source runs no import
+    name = _shared_name(import_source, version)
+    try:
+        if not default_storage.exists(name):
+            file.seek(0)
+            default_storage.save(name, File(file))
+    except OSError:
+        logger.warning("source %s: its file could not be kept for the import", import_source.pk)
+
+
+def drop_unused_copies(running_sources: Callable[[], set[int]]) -> int:
+    """Delete the shared copies of sources with no import running; how many were deleted.
+
+    The copies are listed before `running_sources` is asked: a copy written after that, by
+    an import starting meanwhile, is not in the list."""
+    try:
+        folders, _ = default_storage.listdir(SHARED_COPIES)
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    listed = {
+        folder: default_storage.listdir(f"{SHARED_COPIES}/{folder}")[1]
+        for folder in folders
+        if folder.removeprefix("source-").isdigit()
+    }
+    running = running_sources()
+    dropped = 0
+    for folder, names in listed.items():
+        if int(folder.removeprefix("source-")) in running:
+            continue
+        for name in names:
+            default_storage.delete(f"{SHARED_COPIES}/{folder}/{name}")
+            dropped += 1
+    return dropped
+
+
+def _shared_name(import_source, version: str) -> str:
+    return f"{SHARED_COPIES}/source-{import_source.pk}/{version}"
+
+
+def _shared_copy(import_source, version: str) -> str | None:
+    """The local path of the import's shared copy of `version`; None when there is none."""
+    if import_source.pk is None:
+        return None
+    name = _shared_name(import_source, version)
+    if not default_storage.exists(name):
+        return None
+    try:
+        return default_storage.path(name)
+    except NotImplementedError:  # a storage without local paths: fetched once per process
+        local = os.path.join(_download_dir(), f"shared-{import_source.pk}-{version}")
+        if not os.path.exists(local):
+            fd, partial = tempfile.mkstemp(dir=os.path.dirname(local), suffix=".part")
+            with os.fdopen(fd, "wb") as out, default_storage.open(name, "rb") as stored:
+                while block := stored.read(1024 * 1024):
+                    out.write(block)
+            os.replace(partial, local)
+        return local
 
 
 _versions: dict[tuple, str] = {}
@@ -229,7 +308,7 @@ class FileSource:
 
     def fetch_page(self, cursor: str) -> Page:
         place, _, read_from = (cursor or "").partition(VERSION_MARK)
-        with open_source_file(self.config) as file:
+        with open_source_file(self.config, read_from) as file:
             version = file_version(file)
             if read_from and read_from != version:
                 raise SourceError(
@@ -243,8 +322,10 @@ class FileSource:
                 raise self.line_error(
                     file, long_line.position, f"is longer than {MAX_LINE_BYTES // 2**20} MB"
                 ) from None
-        if page.next_cursor is None:
-            return page
+            if page.next_cursor is None:
+                return page
+            if not read_from:  # the import's first page: its file is the one read to the end
+                share_copy(self.config, file, version)
         return replace(page, next_cursor=f"{page.next_cursor}{VERSION_MARK}{version}")
 
     def read_chunk(self, file: IO[bytes], cursor: str) -> Page:
