@@ -141,8 +141,10 @@ def truncate_reason(reason: str, limit: int = FAILURE_REASON_LIMIT) -> str:
     return reason[: limit - 1] + "…"
 
 
-def _error_detail(response: requests.Response) -> str:
-    text = response.text[:2000].strip()
+def _error_detail(response: requests.Response, secrets: list[str]) -> str:
+    """Assets' own words for an error, without secrets; redacted before they are cut short,
+    so no part of a secret is left at the cut."""
+    text = redact(response.text[:20000].strip(), secrets)
     try:
         body = response.json()
     except ValueError:
@@ -155,7 +157,7 @@ def _error_detail(response: requests.Response) -> str:
         if body.get("message"):
             messages.append(str(body["message"]))
         if messages:
-            return "; ".join(str(message) for message in messages)[:500]
+            return redact("; ".join(str(message) for message in messages), secrets)[:500]
     return text[:300]
 
 
@@ -192,7 +194,7 @@ def error_for_response(
             error_class, summary = AssetsServerError, f"Assets answered {status}, a server error"
         else:
             error_class, summary = AssetsBadRequest, f"Assets answered {status}"
-    detail = redact(_error_detail(response), secrets or [])
+    detail = _error_detail(response, secrets or [])
     retry_after = parse_retry_after(response.headers.get("Retry-After"))
     if status == 429 and retry_after is not None:
         summary = f"{summary}, and asks us to wait {retry_after:g} s"

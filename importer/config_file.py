@@ -27,7 +27,7 @@ from importer.forms import (
     ScheduleForm,
 )
 from importer.models import ImportSource, Schedule
-from importer.redaction import MASK, mask_secret_values, mask_userinfo
+from importer.redaction import MASK, mask_secret_values, mask_url
 
 
 class ConfigFileError(Exception):
@@ -158,7 +158,7 @@ def source_to_config(source: ImportSource, *, with_secrets: bool = False) -> dic
 def _masked(field_name: str, value):
     """A setting as written without secrets: MASK where it holds one (import keeps those)."""
     if field_name in MASKED_URL_FIELDS:
-        return mask_userinfo(value or "")
+        return mask_url(value or "")
     if field_name in MASKED_JSON_FIELDS:
         return mask_secret_values(value)
     return value

@@ -13,7 +13,12 @@ from django.utils.functional import cached_property
 from importer.fields import EncryptedURLField, holds_json
 from importer.mapping import validate_document
 from importer.models import ImportSource, Schedule
-from importer.redaction import mask_secret_values, mask_userinfo, restore_masked, restore_userinfo
+from importer.redaction import (
+    mask_secret_values,
+    mask_url,
+    restore_masked,
+    restore_url,
+)
 from importer.sources.rules import ca_bundle_problem, cursor_path_problem, plugin_problem
 
 SECRET_FIELDS = ("assets_token", "source_token")
@@ -250,7 +255,8 @@ class SchemeURLField(forms.URLField):
             raise forms.ValidationError(
                 "Give the whole URL with its scheme, e.g. https://%(value)s.",
                 code="no_scheme",
-                params={"value": value},
+                # Without the password of a user:password@ typed there too.
+                params={"value": mask_url(f"https://{value}").removeprefix("https://")},
             )
         return super().to_python(value)
 
@@ -342,7 +348,7 @@ class ImportSourceForm(WriteOnlySecretsForm):
             field.show_hidden_initial = False
         for name in MASKED_URL_FIELDS:
             if name in self.fields:
-                self.initial[name] = mask_userinfo(getattr(self.instance, name) or "")
+                self.initial[name] = mask_url(getattr(self.instance, name) or "")
         for name in MASKED_JSON_FIELDS:
             if name in self.fields:
                 self.initial[name] = mask_secret_values(getattr(self.instance, name))
@@ -359,7 +365,7 @@ class ImportSourceForm(WriteOnlySecretsForm):
         stored = getattr(self.instance, name)
         try:
             if name in MASKED_URL_FIELDS:
-                return restore_userinfo(value or "", stored or "")
+                return restore_url(value or "", stored or "")
             return restore_masked(value, stored, name)
         except ValueError as error:
             raise forms.ValidationError(f"{error}: give the value itself.") from None

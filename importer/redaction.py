@@ -11,7 +11,7 @@ Every message that reaches a person or another system (chunk and execution error
   the token in a webtrigger path (`/webtrigger/7/<token>/`).
 
 Structured settings (headers, parameters, URLs) are masked with `MASK`, which `restore_masked`
-and `restore_userinfo` turn back into the stored value when a form or a file is saved, so a
+and `restore_url` turn back into the stored value when a form or a file is saved, so a
 masked value never overwrites a secret.
 """
 
@@ -23,7 +23,7 @@ import json
 import re
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import quote, quote_plus, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, unquote_plus, urlsplit, urlunsplit
 
 MASK = "***"
 # Shorter values are not replaced wherever they occur: they would blank out ordinary words.
@@ -67,7 +67,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """`text` with the given secrets and every credential-shaped value replaced by MASK."""
     if not text:
         return text
-    for form in _forms(secrets):
+    for form in secret_forms(secrets):
         text = text.replace(form, MASK)
     text = _QUOTED_PAIR.sub(_quoted_pair, text)
     text = _mask_values(text, _HEADER_NAME, _HEADER_VALUE, _is_secret_header)
@@ -97,30 +97,62 @@ def secrets_of(source: Any) -> list[str]:
     for url in (getattr(source, "source_url", ""), getattr(source, "oauth_token_url", "")):
         userinfo = _userinfo(url or "")
         if userinfo:
-            found.append(userinfo)
-            found.extend(unquote(part) for part in userinfo.split(":", 1))
+            user, _, password = (unquote(part) for part in userinfo.partition(":"))
+            # As sent: the Basic credentials requests builds from them.
+            credentials = base64.b64encode(f"{user}:{password}".encode()).decode()
+            found.extend([userinfo, user, password, credentials])
+        found.extend(_secret_query_values(url or ""))
     for name in ("extra_headers", "extra_params", "plugin_options"):
         found.extend(_secret_values(getattr(source, name, None)))
     return [value for value in found if isinstance(value, str) and value]
 
 
-def mask_userinfo(url: str) -> str:
-    """The URL with its user name and password (if any) replaced by MASK."""
-    if not _userinfo(url):
+def mask_url(url: str) -> str:
+    """The URL with its user name and password, and the values of its credential-named query
+    parameters (`?access_token=...`), replaced by MASK."""
+    parts = _split(url)
+    if parts is None:
         return url
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=f"{MASK}@{parts.netloc.rpartition('@')[2]}"))
+    netloc, query = parts.netloc, parts.query
+    if _userinfo(url):
+        netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
+    pairs = query.split("&") if query else []
+    for at, pair in enumerate(pairs):
+        name, equals, value = pair.partition("=")
+        if equals and value and is_secret_name(unquote_plus(name)):
+            pairs[at] = f"{name}={MASK}"
+    if netloc == parts.netloc and "&".join(pairs) == query:
+        return url  # nothing to hide: the URL as it was written
+    return urlunsplit(parts._replace(netloc=netloc, query="&".join(pairs)))
 
 
-def restore_userinfo(url: str, stored: str) -> str:
-    """A URL given back with masked credentials gets the stored ones (ValueError if none)."""
-    if _userinfo(url) != MASK:
+def restore_url(url: str, stored: str) -> str:
+    """A URL given back masked (`mask_url`) gets the stored credentials at the masked places
+    (ValueError when none are stored there)."""
+    parts = _split(url)
+    if parts is None:
         return url
-    userinfo = _userinfo(stored or "")
-    if not userinfo:
-        raise ValueError(f"'{MASK}@' stands for stored credentials, and there are none")
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=f"{userinfo}@{parts.netloc.rpartition('@')[2]}"))
+    kept = _split(stored or "")
+    netloc, query = parts.netloc, parts.query
+    if _userinfo(url) == MASK:
+        userinfo = _userinfo(stored or "")
+        if not userinfo:
+            raise ValueError(f"'{MASK}@' stands for stored credentials, and there are none")
+        netloc = f"{userinfo}@{netloc.rpartition('@')[2]}"
+    stored_values: dict[str, str] = {}
+    for pair in kept.query.split("&") if kept and kept.query else []:
+        name, _, value = pair.partition("=")
+        stored_values.setdefault(name, value)
+    pairs = query.split("&") if query else []
+    for at, pair in enumerate(pairs):
+        name, _, value = pair.partition("=")
+        if value == MASK:
+            if stored_values.get(name, MASK) in ("", MASK):
+                raise ValueError(f"'{name}={MASK}' stands for a stored value, and none is stored")
+            pairs[at] = f"{name}={stored_values[name]}"
+    if netloc == parts.netloc and "&".join(pairs) == query:
+        return url
+    return urlunsplit(parts._replace(netloc=netloc, query="&".join(pairs)))
 
 
 def mask_secret_values(value: Any, *, also: Iterable[str] = ()) -> Any:
@@ -187,6 +219,25 @@ def _secret_values(value: Any, *, also: Iterable[str] = ()) -> list[str]:
     return found
 
 
+def _split(url: str):
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return None
+
+
+def _secret_query_values(url: str) -> list[str]:
+    """The values of a URL's credential-named query parameters."""
+    parts = _split(url)
+    if parts is None:
+        return []
+    return [
+        value
+        for name, value in parse_qsl(parts.query, keep_blank_values=False)
+        if is_secret_name(name)
+    ]
+
+
 def _userinfo(url: str) -> str:
     try:
         netloc = urlsplit(url).netloc
@@ -196,14 +247,15 @@ def _userinfo(url: str) -> str:
     return userinfo if at else ""
 
 
-def _forms(secrets: Iterable[str]) -> list[str]:
-    """Each secret as it may appear in text: plain, URL-encoded, JSON-escaped; longest first."""
+def secret_forms(secrets: Iterable[str]) -> list[str]:
+    """Each secret as it may appear in text: plain, URL-encoded, JSON-escaped; longest first,
+    in the same order in every process."""
     forms: set[str] = set()
     for secret in secrets:
         if not isinstance(secret, str) or len(secret) < MIN_SECRET_LENGTH:
             continue
         forms.update({secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]})
-    return sorted(forms, key=len, reverse=True)
+    return sorted(forms, key=lambda form: (-len(form), form))
 
 
 def _quoted_pair(match: re.Match) -> str:

@@ -228,6 +228,8 @@ class FakeSource(DevServer):
         self.default_limit = default_limit
         self.huge_bytes = 60 * ONE_MB
         self.echo_query = True  # next URLs repeat the request's query, as many APIs do
+        # Parameters every next link carries besides (a link signed with the caller's key).
+        self.next_link_params: dict[str, str] = {}
         self.max_limit = max_limit
         self.ignore_limit = ignore_limit
         self.ignore_offset = ignore_offset
@@ -514,7 +516,7 @@ class FakeSource(DevServer):
         query = {name: values[0] for name, values in request.query.items() if name != "hop"}
         if not self.echo_query:
             query = {"limit": str(limit)}
-        return urlencode({**query, "start": start + limit})
+        return urlencode({**query, **self.next_link_params, "start": start + limit})
 
     def _next(self, request: Request) -> Reply:
         start = _number(request, "start", 0)

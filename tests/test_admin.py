@@ -264,6 +264,17 @@ def test_a_url_without_scheme_or_a_count_of_zero_is_an_error_not_a_silent_change
 
 
 @pytest.mark.django_db
+def test_a_url_typed_without_scheme_is_not_repeated_with_its_password(staff_client, make_source):
+    source = make_source()
+
+    response = post_source(staff_client, source, source_url="svc:FORMPASS8@inventory.local/api")
+
+    message = str(response.context["adminform"].form.errors["source_url"])
+    assert "e.g. https://***@inventory.local/api." in message
+    assert "FORMPASS8" not in message  # error texts also go to logs and import_sources output
+
+
+@pytest.mark.django_db
 def test_errors_are_listed_at_the_top_with_links_to_their_fields(staff_client, make_source):
     source = make_source()
 

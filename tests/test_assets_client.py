@@ -243,6 +243,19 @@ def test_an_error_text_that_echoes_the_token_is_quoted_without_it(httpserver, cl
     assert "token *** was revoked" in error.value.message
 
 
+def test_a_long_error_text_is_cut_after_the_token_is_hidden_never_through_it(httpserver, client):
+    token = client.session.headers["Authorization"].removeprefix("Bearer ")
+    text = "x" * 281 + f" said Bearer {token}"  # the cut at 300 falls in the token
+    httpserver.expect_request(f"{ROOT}/executions/exec-42/status").respond_with_data(
+        text, status=400
+    )
+
+    with pytest.raises(assets.AssetsBadRequest) as error:
+        client.get_execution_status("exec-42")
+
+    assert token[:4] not in error.value.message.rpartition("x")[2]
+
+
 def test_rate_limiting_says_how_long_assets_asks_us_to_wait(httpserver, client):
     httpserver.expect_request(f"{ROOT}/executions", method="POST").respond_with_data(
         "", status=429, headers={"Retry-After": "30"}

@@ -507,6 +507,31 @@ def test_a_webhook_that_is_gone_is_not_retried(
     assert "answered 404: no_service" in delivery.error
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param("no hook registered at {path}", id="the path's token"),
+        pytest.param("x" * 185 + " bad key {header}", id="the header secret, at the cut"),
+    ],
+)
+def test_a_receiver_quoting_the_webhook_secret_has_it_hidden_in_the_error(
+    pushed_source, sandbox, failing_inventory, httpserver, caplog, answer
+):
+    path = "/hooks/T0123/B0456/HOOKPATHSECRET123"
+    text = answer.format(path=path, header=HOOK_SECRET)
+    httpserver.expect_request(path).respond_with_data(text, status=404)
+    webhook_channel(httpserver.url_for(path))
+
+    services.start_import(source=pushed_source)
+
+    delivery = Delivery.objects.get()
+    our_log = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("importer"))
+    shown = [delivery.error, NotificationChannel.objects.get().last_error, our_log]
+    assert delivery.state == Delivery.State.FAILED and "answered 404: " in delivery.error
+    for secret in ("HOOKPATHSECRET123", HOOK_SECRET[:6]):
+        assert not [where for where in shown if secret in where], secret
+
+
 # --- the admin ---------------------------------------------------------------------------------
 
 
@@ -756,3 +781,22 @@ def test_a_source_stale_again_after_its_alert_was_closed_is_told_again(
 
     events = [payload["event"] for payload in received(httpserver)]
     assert events == ["source.stale", "source.stale"]
+
+
+def test_who_may_only_view_a_channel_sees_where_it_posts_but_not_its_url_or_secret(
+    client, django_user_model
+):
+    from django.contrib.auth.models import Permission
+
+    channel = webhook_channel("https://hooks.example/services/T0123/B0456/PATHTOKEN9876")
+    viewer = django_user_model.objects.create_user("vic", password="pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_notificationchannel"))
+    client.force_login(viewer)
+
+    page = client.get(
+        reverse("admin:importer_notificationchannel_change", args=[channel.pk])
+    ).content.decode()
+
+    assert "https://hooks.example/…" in page
+    assert "PATHTOKEN9876" not in page and HOOK_SECRET not in page
+    assert "stored (only Import administrators may replace it)" in page

@@ -15,7 +15,7 @@ from django.urls import reverse
 from importer import services
 from importer.logs import JsonFormatter
 from importer.models import Execution, ImportSource
-from importer.redaction import redact
+from importer.redaction import redact, redact_for
 from importer.sources import SourceError, build_source
 from tests.fake_source import FakeSource
 
@@ -48,6 +48,24 @@ BASIC = base64.b64encode(f"svc:{PASSWORD}".encode()).decode()
 )
 def test_it_removes_every_form_a_credential_takes(text: str, secret: str) -> None:
     assert secret not in redact(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("denied for b64=c3ZjOnBhNTUtdzByZC03NzEz", id="base64 of user:password"),
+        pytest.param("denied for token=query-token-6604", id="a token in the URL's query"),
+        pytest.param("denied: got query-token-6604", id="that token, bare"),
+    ],
+)
+def test_the_credentials_written_in_a_source_url_are_hidden_in_every_form(text: str) -> None:
+    source = ImportSource(
+        source_url=f"https://svc:{PASSWORD}@inventory.example/api?access_token=query-token-6604"
+    )
+    assert "c3ZjOnBhNTUtdzByZC03NzEz" == base64.b64encode(f"svc:{PASSWORD}".encode()).decode()
+    assert "***" in redact_for(source, text)
+    assert "query-token-6604" not in redact_for(source, text)
+    assert "c3ZjOnBhNTUtdzByZC03NzEz" not in redact_for(source, text)
 
 
 @pytest.mark.parametrize(

@@ -234,6 +234,7 @@ SOURCE_SECRETS = {
     "password in the URL": "url-pass-9912",
     "secret header": "header-secret-5521",
     "secret parameter": "param-secret-3318",
+    "token in the URL query": "query-token-6604",
 }
 
 
@@ -243,7 +244,10 @@ def secret_source(make_source):
     source = make_source(
         source_auth="bearer",
         source_token=SOURCE_SECRETS["source secret"],
-        source_url=f"https://svc:{SOURCE_SECRETS['password in the URL']}@inventory.example/api",
+        source_url=(
+            f"https://svc:{SOURCE_SECRETS['password in the URL']}@inventory.example/api"
+            f"?access_token={SOURCE_SECRETS['token in the URL query']}&status=ok"
+        ),
         extra_headers={"X-Tenant-Token": SOURCE_SECRETS["secret header"], "Accept-Language": "en"},
         extra_params={"api_key": SOURCE_SECRETS["secret parameter"], "status": "active"},
     )
@@ -312,7 +316,9 @@ def test_an_administrator_sees_secrets_only_as_write_only_fields(
         assert page.status_code == 200, name
         assert secrets_shown(page.content.decode()) == [], name
     form = pages["source"].context["adminform"].form
-    assert form["source_url"].value() == "https://***@inventory.example/api"
+    assert form["source_url"].value() == (
+        "https://***@inventory.example/api?access_token=***&status=ok"
+    )
     assert json.loads(form["extra_headers"].value()) == {
         "X-Tenant-Token": "***",
         "Accept-Language": "en",
@@ -487,7 +493,8 @@ def test_upgrading_encrypts_the_settings_stored_before_and_a_downgrade_restores_
     try:
         executor = MigrationExecutor(connection)
         executor.migrate(after)
-        source = ImportSource.objects.get(pk=old.pk)
+        NewSource = executor.loader.project_state(after).apps.get_model("importer", "ImportSource")
+        source = NewSource.objects.get(pk=old.pk)
         assert source.source_url == "https://reader:url-pass-1@inventory.example.com/api"
         assert source.extra_headers == {"X-Api-Key": "header-key-3"}
         assert "url-pass-1" not in stored_value(source, "source_url")

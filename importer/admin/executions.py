@@ -19,6 +19,7 @@ from importer.admin.display import CHUNKS_PER_PAGE, next_attempt_label, progress
 from importer.dashboard import dashboard_context
 from importer.models import ChunkJob, Execution
 from importer.progress import chunk_counts, describe, progress_of, retries_of, settled
+from importer.redaction import redact, secrets_of
 
 
 def no_chunks_text(execution: Execution) -> str:
@@ -238,9 +239,13 @@ class ExecutionAdmin(admin.ModelAdmin):
         return execution
 
     def _chunk_page(self, request, execution):
-        chunks = ChunkJob.objects.filter(execution=execution).order_by("index")
+        chunks = (
+            ChunkJob.objects.filter(execution=execution).defer("identity_digests").order_by("index")
+        )
         page = Paginator(chunks, CHUNKS_PER_PAGE).get_page(request.GET.get("chunks_page"))
+        secrets = secrets_of(execution.source)
         for chunk in page:
+            chunk.cursor_shown = redact(chunk.cursor, secrets)
             chunk.next_attempt_label = (
                 next_attempt_label(chunk.next_attempt_at.isoformat())
                 if chunk.state == ChunkJob.State.QUEUED and chunk.next_attempt_at

@@ -45,7 +45,7 @@ from importer.forms import (
 )
 from importer.mapping import mapping_table
 from importer.models import Execution, ImportSource, Schedule
-from importer.redaction import mask_userinfo, redact
+from importer.redaction import mask_url, redact
 
 
 class ImportSourceAdminForm(ImportSourceForm):
@@ -177,11 +177,11 @@ class ImportSourceAdmin(DeletedInAssetsFirst, admin.ModelAdmin):
 
     @admin.display(description="Source URL")
     def source_url_masked(self, source):
-        return mask_userinfo(source.source_url)
+        return mask_url(source.source_url)
 
     @admin.display(description="OAuth2 token URL")
     def oauth_token_url_masked(self, source):
-        return mask_userinfo(source.oauth_token_url)
+        return mask_url(source.oauth_token_url)
 
     @admin.display(description="Extra headers")
     def extra_headers_masked(self, source):

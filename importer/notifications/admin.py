@@ -8,7 +8,7 @@ from django.utils.timezone import localtime
 from django.utils.translation import ngettext
 
 from importer import notifications
-from importer.admin.display import state_badge
+from importer.admin.display import state_badge, stored_secret
 from importer.models import Alert, Delivery, NotificationChannel
 from importer.notifications.delivery import where
 from importer.notifications.forms import FIELD_CONDITIONS, NotificationChannelForm
@@ -89,6 +89,33 @@ class NotificationChannelAdmin(admin.ModelAdmin):
 
     class Media:
         js = ["importer/form_conditions.js"]
+
+    def get_fieldsets(self, request, obj=None):
+        """Whoever may not change the channel sees where it posts, never its URL or secret."""
+        if self.has_change_permission(request, obj):
+            return self.fieldsets
+        hidden = {"webhook_url": None, "secret_header_value": "secret_header_value_masked"}
+        return [
+            (
+                name,
+                {
+                    **options,
+                    "fields": [
+                        hidden.get(field, field)
+                        for field in options["fields"]
+                        if hidden.get(field, field) is not None
+                    ],
+                },
+            )
+            for name, options in self.fieldsets
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.readonly_fields, "secret_header_value_masked"]
+
+    @admin.display(description="Secret header value")
+    def secret_header_value_masked(self, channel):
+        return stored_secret(channel.secret_header_value)
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         context["field_conditions"] = FIELD_CONDITIONS  # the rows the chosen kind uses

@@ -8,7 +8,7 @@ import logging
 import smtplib
 import time
 from datetime import timedelta
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import requests
 import urllib3
@@ -55,7 +55,22 @@ def where(url: str) -> str:
 
 
 def _hide(text: str, channel: NotificationChannel) -> str:
-    return redact(text, [channel.webhook_url, channel.secret_header_value])
+    return redact(text, [*_webhook_secrets(channel.webhook_url), channel.secret_header_value])
+
+
+def _webhook_secrets(url: str) -> list[str]:
+    """A webhook URL's parts that may be its secret, as a receiver's answer may quote them:
+    the path, the query and their token-like pieces (Slack, Teams and Discord URLs carry
+    their token in the path). Plain words ("hooks", "services") stay readable."""
+    if not url:
+        return []
+    parts = urlsplit(url)
+    found = [url, parts.path, parts.query, f"{parts.path}?{parts.query}"]
+    pieces = [*parts.path.split("/"), *(value for _, value in parse_qsl(parts.query))]
+    for piece in pieces:
+        if len(piece) >= 6 and (len(piece) >= 16 or any(c.isdigit() for c in piece)):
+            found.append(piece)
+    return [value for value in found if value and value != "/"]
 
 
 def send_webhook(channel: NotificationChannel, alert: Alert) -> None:
@@ -85,7 +100,7 @@ def send_webhook(channel: NotificationChannel, alert: Alert) -> None:
         raise DeliveryError(f"{target} could not be reached ({type(error).__name__})")
     if 200 <= status < 300:
         return
-    body = _hide(" ".join(text[:200].split()), channel)
+    body = _hide(" ".join(text.split()), channel)[:200]  # hidden first: no secret cut in two
     permanent = 400 <= status < 500 and status not in (408, 429)
     raise DeliveryError(f"{target} answered {status}: {body}", permanent=permanent)
 

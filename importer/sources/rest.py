@@ -31,6 +31,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
+from importer.redaction import secret_forms, secrets_of
 from importer.sources import limits
 from importer.sources.base import Page, SourceError, config_error, number_cursor
 from importer.sources.rules import cursor_path_problem
@@ -40,6 +41,8 @@ PAGINATIONS = ("offset", "page", "cursor", "next_url", "link_header", "none")
 # An error answer to the request after a short page means "nothing here" (the source's end).
 PAST_THE_END_STATUSES = frozenset({400, 404, 416, 422})
 _MISSING = object()
+# What a secret of the source found in a next URL is stored as (with its form's number).
+SECRET_MARK = "__secret{}__"
 
 
 def _step(value: Any, key: str) -> Any:
@@ -112,6 +115,7 @@ class RestJsonSource:
         source = import_source
         self.name = source.name
         self.config = source
+        self._secret_forms = secret_forms(secrets_of(source))
         if not source.source_url:
             raise config_error(source, "it has no source URL")
         if source.pagination not in PAGINATIONS:
@@ -269,7 +273,7 @@ class RestJsonSource:
         if config.pagination in ("next_url", "link_header"):
             if cursor:
                 self._check_origin(cursor)
-                return self._with_userinfo(cursor)
+                return self._usable(cursor)
             return with_query(base, {**extra, **self._limit})
         return with_query(base, extra)
 
@@ -327,12 +331,19 @@ class RestJsonSource:
         return next_url
 
     def _storable(self, url: str) -> str:
-        """A URL fit to store as a cursor: no API key in its query, no user:password@."""
+        """A URL fit to store as a cursor, and to show: no API key in its query, no
+        user:password@, and any other secret of the source (a next link that repeats the
+        key under another name) replaced by a numbered mark."""
         parts = urlsplit(self.http.without_key(url))
-        return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+        url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+        for number, form in enumerate(self._secret_forms):
+            url = url.replace(form, SECRET_MARK.format(number))
+        return url
 
-    def _with_userinfo(self, url: str) -> str:
-        """Put back the user:password@ of the source URL, if it has one, into a stored URL."""
+    def _usable(self, url: str) -> str:
+        """A stored URL with the source's secrets and user:password@ put back."""
+        for number, form in enumerate(self._secret_forms):
+            url = url.replace(SECRET_MARK.format(number), form)
         userinfo, at, _ = urlsplit(self.config.source_url).netloc.rpartition("@")
         if not at:
             return url
