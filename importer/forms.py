@@ -346,6 +346,11 @@ class ImportSourceForm(WriteOnlySecretsForm):
         # initial value that the config file importer does not send.
         for field in self.fields.values():
             field.show_hidden_initial = False
+        if self.instance.pk is None:  # a new source has no stored secret to keep
+            for name in SECRET_FIELDS:
+                if name in self.fields:
+                    field = self.fields[name]
+                    field.help_text = field.help_text.partition(" Leave empty")[0]
         for name in MASKED_URL_FIELDS:
             if name in self.fields:
                 self.initial[name] = mask_url(getattr(self.instance, name) or "")

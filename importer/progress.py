@@ -133,21 +133,26 @@ def _duration(seconds: int) -> str:
     return f"{seconds // 3600} h {seconds // 60 % 60:02d} min"
 
 
+def _records(count: int) -> str:
+    return f"{count} record{'' if count == 1 else 's'}"
+
+
 def describe(progress: dict) -> str:
     """One line for people; static/importer/progress.js writes the same while polling."""
     parts = [] if progress["percent"] is None else [f"{progress['percent']}%"]
     parts.append(progress.get("state_label") or progress["state"])
     submitted, total = progress["records_submitted"], progress["records_total"]
     if progress["basis"] == "records" and not progress["finished"]:
-        parts.append(f"{submitted} of {total} records")
+        parts.append(f"{submitted} of {_records(total)}")
     elif progress["basis"] == "pages" and not progress["finished"]:
         parts.append(
-            f"{submitted} records, page {progress['pages_submitted']} of {progress['pages_total']}"
+            f"{_records(submitted)}, page {progress['pages_submitted']} of "
+            f"{progress['pages_total']}"
         )
     elif progress["percent"] is None and not progress["finished"]:
-        parts.append(f"{submitted} records so far, total not known yet")
+        parts.append(f"{_records(submitted)} so far, total not known yet")
     elif submitted:
-        parts.append(f"{submitted} records")
+        parts.append(_records(submitted))
     if progress["records_per_second"]:
         parts.append(f"{progress['records_per_second']} records/s")
     if progress["seconds_left"] is not None:

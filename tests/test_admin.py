@@ -390,10 +390,13 @@ def test_history_cannot_be_added_or_edited(staff_client, make_source):
 
 
 @pytest.mark.django_db
-def test_the_history_list_shows_state_trigger_and_progress(staff_client, make_source):
+def test_the_history_list_shows_state_trigger_progress_and_why_a_run_failed(
+    staff_client, make_source
+):
     source = make_source()
+    why = "Chunk 3 failed: source 'inventory' answered 500. " + "Details. " * 30
     Execution.objects.create(
-        source=source, state=Execution.State.FAILED, trigger=Execution.Trigger.SCHEDULE
+        source=source, state=Execution.State.FAILED, trigger=Execution.Trigger.SCHEDULE, error=why
     )
 
     page = staff_client.get(reverse("admin:importer_execution_changelist"))
@@ -402,6 +405,7 @@ def test_the_history_list_shows_state_trigger_and_progress(staff_client, make_so
     assert "FAILED" in html
     assert "scheduled" in html
     assert "import-progress" in html
+    assert "Chunk 3 failed: source &#x27;inventory&#x27; answered 500. Details." in html
 
 
 def test_the_history_shows_how_long_an_import_took_even_under_a_second(staff_client, make_source):

@@ -36,6 +36,15 @@ def test_preview_shows_what_would_be_sent_without_starting_an_import(
 
 
 @pytest.mark.django_db
+def test_preview_tells_how_many_records_the_source_says_it_holds(source_page, make_source):
+    source = make_source(total_path="total")
+
+    page = source_page(source, "preview").content.decode()
+
+    assert "25 records on the first page of the 120 the source says it holds." in page
+
+
+@pytest.mark.django_db
 def test_preview_names_records_that_would_be_left_out(source_page, make_source, demo_mapping):
     demo_mapping["mapping"]["objectTypeMappings"][0]["attributesMapping"][0][
         "attributeLocators"
@@ -89,6 +98,19 @@ def test_a_draft_from_the_source_can_become_the_mapping(admin_client, make_sourc
     source.refresh_from_db()
     assert source.mapping["mapping"]["objectTypeMappings"][0]["selector"] == "items"
     assert validate_document(source.mapping) == []
+
+
+@pytest.mark.django_db
+def test_a_draft_from_a_source_that_refuses_us_says_so_not_that_the_mapping_is_invalid(
+    admin_client, make_source, inventory
+):
+    source = make_source(mapping=None, source_url=f"{inventory.base_url}/api/nothing-here")
+    url = reverse("admin:importer_importsource_draft_mapping", args=[source.pk])
+
+    page = admin_client.get(url, follow=True).content.decode()
+
+    assert "No mapping could be drafted: source &#x27;inventory&#x27;" in page
+    assert "not valid" not in page
 
 
 @pytest.mark.django_db

@@ -46,6 +46,7 @@ class ExecutionAdmin(admin.ModelAdmin):
         "started_label",
         "duration_label",
         "progress_bar",
+        "error_short",
     ]
     list_filter = ["source", "state", "trigger"]
     list_select_related = ["source", "triggered_by"]
@@ -106,6 +107,15 @@ class ExecutionAdmin(admin.ModelAdmin):
     @admin.display(description="State", ordering="state")
     def state_label(self, execution):
         return state_badge(execution.state)
+
+    @admin.display(description="Error")
+    def error_short(self, execution):
+        """The start of why it failed, so a failed run need not be opened to see it."""
+        if not execution.error:
+            return ""
+        text = " ".join(execution.error.split())
+        shown = text if len(text) <= 120 else text[:119] + "…"
+        return format_html('<span title="{}">{}</span>', text[:1000], shown)
 
     @admin.display(description="Run", ordering="trigger")
     def trigger_label(self, execution):

@@ -304,8 +304,8 @@ class ImportSourceAdmin(DeletedInAssetsFirst, admin.ModelAdmin):
         source = self._source_or_404(request, object_id, change=change)
         try:
             draft = services.draft_mapping_from_source(source=source)
-        except services.MappingInvalid as invalid:
-            self.message_user(request, str(invalid), messages.ERROR)
+        except services.DraftImpossible as impossible:
+            self.message_user(request, str(impossible), messages.ERROR)
             return HttpResponseRedirect(self._change_url(source))
         if change:
             services.replace_mapping(source=source, document=draft, pushed=False)

@@ -222,7 +222,10 @@ class ImportSource(models.Model):
         null=True, blank=True, help_text="Limit on requests to the source (empty: no limit)."
     )
     max_chunks_in_flight = models.PositiveIntegerField(
-        default=4, help_text="How many chunks of this source may run at once."
+        default=4,
+        help_text="How many pages of this source are read at once: each is a lane that "
+        "claims its next page while the one before is sent to Assets, so up to twice as many "
+        "chunks show as running.",
     )
     next_request_at = models.DateTimeField(
         null=True, blank=True, editable=False, help_text="Rate limit: the next free slot."

@@ -22,6 +22,7 @@ row already moved on and does nothing.
 from importer.services.chunks import retry_failed_chunks
 from importer.services.completion import check_completion, refresh_status
 from importer.services.errors import (
+    DraftImpossible,
     ImportAlreadyRunning,
     ImportRefused,
     MappingInvalid,
@@ -69,6 +70,7 @@ from importer.services.schedules import (
 )
 
 __all__ = [
+    "DraftImpossible",
     "ImportAlreadyRunning",
     "ImportRefused",
     "Lane",

@@ -25,6 +25,13 @@ class MappingInvalid(Exception):
         super().__init__("The mapping is not valid: " + "; ".join(str(p) for p in problems))
 
 
+class DraftImpossible(Exception):
+    """No mapping can be drafted: the source cannot be read, or holds nothing to learn from."""
+
+    def __init__(self, reason: str):
+        super().__init__(f"No mapping could be drafted: {reason}")
+
+
 class ScheduleError(Exception):
     """A schedule could not be set up; the message says why and what to do."""
 

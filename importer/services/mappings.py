@@ -9,7 +9,7 @@ from django.utils import timezone
 from importer.assets import AssetsClient
 from importer.mapping import diff_documents, draft_mapping, transform_records, validate_document
 from importer.models import ImportSource
-from importer.services.errors import MappingInvalid, scrub_secrets
+from importer.services.errors import DraftImpossible, MappingInvalid, scrub_secrets
 from importer.sources import SourceError, build_source
 
 
@@ -32,6 +32,7 @@ class Preview:
 
     records_fetched: int = 0
     has_more: bool = False
+    total: int | None = None  # what the source says it holds, when it says
     data: dict[str, list[dict]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     error: str = ""
@@ -52,6 +53,7 @@ def preview_import(*, source: ImportSource, limit: int = 20) -> Preview:
     return Preview(
         records_fetched=len(page.records),
         has_more=page.next_cursor is not None,
+        total=page.total,
         data={selector: rows[:limit] for selector, rows in result.data.items()},
         skipped=result.skipped,
     )
@@ -62,9 +64,9 @@ def draft_mapping_from_source(*, source: ImportSource) -> dict:
     try:
         page = build_source(source).fetch_page("")
     except SourceError as error:
-        raise MappingInvalid([scrub_secrets(error.message, source)]) from None
+        raise DraftImpossible(scrub_secrets(error.message, source)) from None
     if not page.records:
-        raise MappingInvalid(["the source's first page has no records to learn from"])
+        raise DraftImpossible("the source's first page has no records to learn from")
     selector = (source.records_path.rsplit(".", 1)[-1] or "records").replace("-", "_")
     return draft_mapping(
         page.records, name=source.name.replace("-", " ").title(), selector=selector
