@@ -516,9 +516,14 @@ class ScheduleForm(forms.ModelForm):
 
     start_local = forms.DateTimeField(
         label="Start time",
-        widget=forms.DateTimeInput(format="%Y-%m-%d %H:%M"),
+        widget=forms.DateTimeInput(
+            format="%Y-%m-%d %H:%M", attrs={"placeholder": "2026-12-01 02:00"}
+        ),
         help_text="The first run (YYYY-MM-DD HH:MM), as wall-clock time in the schedule's "
         "time zone (the Timezone field).",
+        error_messages={
+            "invalid": "Give a date and a time, as YYYY-MM-DD HH:MM (e.g. 2026-12-01 02:00)."
+        },
     )
 
     class Meta:

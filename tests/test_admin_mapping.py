@@ -159,3 +159,22 @@ def test_an_operator_sees_the_differences_but_is_not_offered_to_replace_the_mapp
     assert page.status_code == 200 and "renamed to &#x27;RAM&#x27;" in text
     assert "Replace the local mapping" not in text
     assert "Only an Import administrator can replace the local mapping" in text
+
+
+@pytest.mark.django_db
+def test_the_source_page_leads_to_its_preview_draft_and_the_mapping_in_assets(
+    admin_client, make_source
+):
+    source = make_source(mapping=None)
+
+    page = admin_client.get(
+        reverse("admin:importer_importsource_change", args=[source.pk])
+    ).content.decode()
+
+    for name, label in [
+        ("preview", "Preview"),
+        ("draft_mapping", "Draft mapping"),
+        ("pull_mapping", "Mapping in Assets"),
+    ]:
+        url = reverse(f"admin:importer_importsource_{name}", args=[source.pk])
+        assert f'<a href="{url}">{label}</a>' in page

@@ -351,6 +351,24 @@ def test_a_start_time_the_clocks_skip_is_refused_in_the_schedules_zone(make_sour
     assert later.is_valid(), later.errors
 
 
+def test_a_time_without_its_date_is_refused_saying_what_to_type(make_source):
+    from importer.forms import ScheduleForm
+
+    form = ScheduleForm(
+        data={
+            "source": make_source().pk,
+            "frequency": "DAILY",
+            "timezone": "Europe/Berlin",
+            "start_local": "02:00",
+        }
+    )
+
+    assert not form.is_valid()
+    assert form.errors["start_local"] == [
+        "Give a date and a time, as YYYY-MM-DD HH:MM (e.g. 2026-12-01 02:00)."
+    ]
+
+
 @pytest.mark.parametrize("frequency", ["ONCE", "DAILY"])
 def test_the_start_time_is_sent_in_the_schedules_zone_on_every_sync(
     pushed_source, sandbox, frequency

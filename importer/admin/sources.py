@@ -135,6 +135,19 @@ class ImportSourceAdmin(DeletedInAssetsFirst, admin.ModelAdmin):
             if obj is not None
             else []
         )
+        # The source's own pages: what an import would send, and the mapping's other sides.
+        context["source_links"] = (
+            [
+                (reverse(f"admin:importer_importsource_{name}", args=[obj.pk]), label)
+                for name, label in (
+                    ("preview", "Preview"),
+                    ("draft_mapping", "Draft mapping"),
+                    ("pull_mapping", "Mapping in Assets"),
+                )
+            ]
+            if obj is not None
+            else []
+        )
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def response_action(self, request, queryset):
