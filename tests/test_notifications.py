@@ -800,3 +800,14 @@ def test_who_may_only_view_a_channel_sees_where_it_posts_but_not_its_url_or_secr
     assert "https://hooks.example/…" in page
     assert "PATHTOKEN9876" not in page and HOOK_SECRET not in page
     assert "stored (only Import administrators may replace it)" in page
+
+
+def test_a_webhook_url_that_is_not_one_is_refused_once_saying_why():
+    from importer.notifications.forms import NotificationChannelForm
+
+    form = NotificationChannelForm(
+        data={"name": "chat", "kind": "webhook", "all_sources": "on", "webhook_url": "hooks"}
+    )
+
+    assert not form.is_valid()
+    assert form.errors["webhook_url"] == ["Enter a valid URL."]

@@ -84,8 +84,10 @@ class NotificationChannelForm(WriteOnlySecretsForm):
         cleaned = super().clean()
         kind = cleaned.get("kind")
         stored = self.instance if self.instance.pk else None
-        if kind == NotificationChannel.Kind.WEBHOOK and not (
-            cleaned.get("webhook_url") or (stored and stored.webhook_url)
+        if (
+            kind == NotificationChannel.Kind.WEBHOOK
+            and "webhook_url" not in self.errors  # a URL given but refused says so already
+            and not (cleaned.get("webhook_url") or (stored and stored.webhook_url))
         ):
             self.add_error(
                 "webhook_url",
