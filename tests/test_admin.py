@@ -40,10 +40,10 @@ def source_form_data(source: ImportSource, **overrides) -> dict:
     return data
 
 
-def run_action(client, model: str, action: str, ids) -> str:
+def run_action(client, model: str, action: str, ids, **confirmation) -> str:
     response = client.post(
         reverse(f"admin:importer_{model}_changelist"),
-        {"action": action, "_selected_action": [str(pk) for pk in ids]},
+        {"action": action, "_selected_action": [str(pk) for pk in ids], **confirmation},
         follow=True,
     )
     assert response.status_code == 200
@@ -478,11 +478,33 @@ def test_cancelling_imports_that_already_ended_says_why_nothing_was_cancelled(
     done = Execution.objects.create(source=source, state=Execution.State.DONE)
     failed = Execution.objects.create(source=source, state=Execution.State.FAILED)
 
-    message = run_action(staff_client, "execution", "cancel", [done.pk, failed.pk])
+    message = run_action(staff_client, "execution", "cancel", [done.pk, failed.pk], post="yes")
 
     assert "0 imports cancelled" not in message
     assert "Only a running import can be cancelled" in message
     assert f"#{done.pk} (DONE)" in message and f"#{failed.pk} (FAILED)" in message
+
+
+@pytest.mark.django_db
+def test_cancelling_from_the_list_asks_first_naming_what_would_be_cancelled(
+    staff_client, make_source, sandbox
+):
+    running = Execution.objects.create(source=make_source(), state=Execution.State.INGESTING)
+    done = Execution.objects.create(source=make_source(name="other"), state=Execution.State.DONE)
+    url = reverse("admin:importer_execution_changelist")
+    chosen = {"action": "cancel", "_selected_action": [str(running.pk), str(done.pk)]}
+
+    asked = staff_client.post(url, chosen).content.decode()
+    running.refresh_from_db()
+    confirmed = staff_client.post(url, {**chosen, "post": "yes"}, follow=True)
+
+    assert "Cancel 1 running import?" in asked
+    assert f"execution #{running.pk}, ingesting" in asked
+    assert f"#{done.pk} (Done)" in asked
+    assert running.state == Execution.State.INGESTING  # nothing happened before the answer
+    running.refresh_from_db()
+    assert running.state == Execution.State.CANCELLED
+    assert "1 import cancelled." in confirmed.content.decode()
 
 
 @pytest.mark.django_db

@@ -1,6 +1,7 @@
 """The execution history: the list, the live execution page with its chunks, cancel and retry."""
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.helpers import AdminReadonlyField
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -338,6 +339,22 @@ class ExecutionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel selected imports", permissions=["cancel"])
     def cancel(self, request, queryset):
+        """After a confirmation page, as the execution page's own Cancel asks for one."""
+        if request.POST.get("post") != "yes":
+            selected = list(queryset.select_related("source").order_by("-pk"))
+            return TemplateResponse(
+                request,
+                "admin/importer/execution/cancel_selected.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "opts": self.model._meta,
+                    "title": "Cancel the selected imports?",
+                    "running": [e for e in selected if e.state in Execution.OPEN_STATES],
+                    "ended": [e for e in selected if e.state not in Execution.OPEN_STATES],
+                    "selected": selected,
+                    "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                },
+            )
         cancelled = 0
         ended = []
         for execution in queryset.select_related("source"):
