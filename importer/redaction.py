@@ -139,17 +139,22 @@ def restore_url(url: str, stored: str) -> str:
         if not userinfo:
             raise ValueError(f"'{MASK}@' stands for stored credentials, and there are none")
         netloc = f"{userinfo}@{netloc.rpartition('@')[2]}"
-    stored_values: dict[str, str] = {}
+    # The stored values of each credential-named parameter, in order: the n-th masked one
+    # given back stands for the n-th one stored.
+    stored_values: dict[str, list[str]] = {}
     for pair in kept.query.split("&") if kept and kept.query else []:
         name, _, value = pair.partition("=")
-        stored_values.setdefault(name, value)
+        if is_secret_name(unquote_plus(name)):
+            stored_values.setdefault(name, []).append(value)
     pairs = query.split("&") if query else []
     for at, pair in enumerate(pairs):
         name, _, value = pair.partition("=")
-        if value == MASK:
-            if stored_values.get(name, MASK) in ("", MASK):
-                raise ValueError(f"'{name}={MASK}' stands for a stored value, and none is stored")
-            pairs[at] = f"{name}={stored_values[name]}"
+        if value != MASK or not is_secret_name(unquote_plus(name)):
+            continue
+        left = stored_values.get(name) or [""]
+        if left[0] in ("", MASK):
+            raise ValueError(f"'{name}={MASK}' stands for a stored value, and none is stored")
+        pairs[at] = f"{name}={left.pop(0)}"
     if netloc == parts.netloc and "&".join(pairs) == query:
         return url
     return urlunsplit(parts._replace(netloc=netloc, query="&".join(pairs)))

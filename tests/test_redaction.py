@@ -257,3 +257,18 @@ def test_an_export_without_secrets_leaves_out_url_credentials_and_secret_headers
     assert imported.getvalue().strip() == "unchanged inventory"  # masked values keep the stored
     assert source.source_url == f"https://svc:{PASSWORD}@inventory.example/api"
     assert source.extra_headers["X-Tenant-Token"] == HEADER_SECRET
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://h/api?token=first-111&token=second-222",  # one name twice: each keeps its own
+        "https://h/api?q=***&status=active",  # a value that only looks masked
+        "https://svc:p%40ss@h/api?access_token=a%2Bb&page=2#frag",
+        "https://h/api",
+    ],
+)
+def test_a_url_masked_for_a_form_and_given_back_unchanged_is_the_stored_one(url: str) -> None:
+    from importer.redaction import mask_url, restore_url
+
+    assert restore_url(mask_url(url), url) == url

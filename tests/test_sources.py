@@ -7,6 +7,7 @@ import io
 import itertools
 import json
 import math
+import os
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ from urllib.parse import parse_qs, quote, quote_plus
 
 import pytest
 import requests
+from django.core.files.storage import FileSystemStorage, Storage
 
 from importer import services
 from importer.devtools.demo_source import demo_computer
@@ -258,6 +260,54 @@ def test_a_next_link_repeating_the_api_key_is_stored_without_it_and_followed_wit
     assert ids(records) == every_id()
     assert all(SECRET not in c and quote_plus(SECRET) not in c for c in cursors)
     assert [r.query.get("code") for r in fake.requests_to(path)][1:] == [[SECRET]] * 4
+
+
+def next_link_source(fake: FakeSource, **fields: Any) -> ImportSource:
+    fake.auth, fake.key_name, fake.secret = "api_key_header", "X-API-Key", SECRET
+    fake.next_link_params = {"code": SECRET}
+    return rest_source(
+        f"{fake.base_url}/api/next",
+        pagination="next_url",
+        records_path="results",
+        cursor_path="links.next",
+        source_auth="api_key_header",
+        auth_key_name="X-API-Key",
+        source_token=SECRET,
+        **fields,
+    )
+
+
+def test_a_next_link_naming_a_credential_changed_since_stops_instead_of_sending_another(
+    fake: FakeSource,
+) -> None:
+    source = next_link_source(fake, assets_token="assets-token-1234")
+    cursor = build_source(source).fetch_page("").next_cursor
+    source.assets_token = "assets-token-5678"  # another secret of the source: still fine
+    build_source(source).fetch_page(cursor)
+    source.source_token = "rotated-key-9876"
+
+    with pytest.raises(SourceError) as changed:
+        build_source(source).fetch_page(cursor)
+
+    assert changed.value.kind == "credentials_changed"
+    sent = [r.query.get("code") for r in fake.requests_to("/api/next")]
+    assert sent[1] == [SECRET] and len(sent) == 2
+
+
+def test_a_user_name_that_is_also_in_the_host_name_leaves_next_links_alone(
+    fake: FakeSource,
+) -> None:
+    port = fake.base_url.rsplit(":", 1)[1]
+    source = rest_source(
+        f"http://localhost:pw-1234@localhost:{port}/api/next",
+        pagination="next_url",
+        records_path="results",
+        cursor_path="links.next",
+    )
+
+    records, _ = walk(source)
+
+    assert ids(records) == every_id()
 
 
 def test_link_header_paging_delivers_every_record_once(fake: FakeSource) -> None:
@@ -928,36 +978,119 @@ def test_a_csv_url_is_downloaded_once_with_the_source_auth(serve, monkeypatch) -
     assert len(fake.requests_to("/files/assets.csv")) == 2
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_file_generated_anew_for_each_download_is_imported_from_one_copy_of_it(
-    serve, make_source, sandbox, media, monkeypatch
-) -> None:
-    fake = serve()
-    downloads = itertools.count(1)
+class StorageWithoutPaths(Storage):
+    """A file storage with no local paths, as object storage (S3 and the like) is."""
 
-    def export() -> bytes:  # each download stamps its own time, as export endpoints do
-        stamp = next(downloads)
-        out = io.StringIO()
-        writer = csv.DictWriter(out, [*demo_computer(1), "exported"], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows({**demo_computer(i), "exported": stamp} for i in range(1, 101))
-        return out.getvalue().encode()
+    def __init__(self) -> None:
+        self.files = FileSystemStorage()
 
-    # Every page downloads the URL anew, as a page taken by another worker would.
+    def _open(self, name, mode="rb"):
+        return self.files._open(name, mode)
+
+    def _save(self, name, content):
+        return self.files._save(name, content)
+
+    def exists(self, name):
+        return self.files.exists(name)
+
+    def delete(self, name):
+        self.files.delete(name)
+
+    def listdir(self, path):
+        return self.files.listdir(path)
+
+
+def computers_csv(stamp: int | None = None) -> bytes:
+    """The demo's 100 computers as CSV; with a stamp, as an export made at that moment."""
+    out = io.StringIO()
+    columns = [*demo_computer(1), *(["exported"] if stamp is not None else [])]
+    writer = csv.DictWriter(out, columns, lineterminator="\n")
+    writer.writeheader()
+    stamped = {} if stamp is None else {"exported": stamp}
+    writer.writerows({**demo_computer(i), **stamped} for i in range(1, 101))
+    return out.getvalue().encode()
+
+
+@pytest.fixture
+def import_file(serve, make_source, sandbox, media, monkeypatch):
+    """Import a CSV file served at a URL, every page downloading it anew (as a page taken by
+    another worker would); the fake source and the import are returned."""
     monkeypatch.setattr(files, "DOWNLOAD_MAX_AGE_SECONDS", 0.0)
-    source = make_source(
-        source_kind="csv", source_url=fake.add_file("export.csv", export), records_path=""
-    )
+    fake = serve()
 
-    execution = services.start_import(source=services.push_mapping(source=source))
+    def run(content, name: str = "inventory") -> tuple[FakeSource, Execution]:
+        url = fake.add_file(f"{name}.csv", content)
+        source = make_source(name=name, source_kind="csv", source_url=url, records_path="")
+        execution = services.start_import(source=services.push_mapping(source=source))
+        execution.refresh_from_db()
+        return fake, execution
 
-    execution.refresh_from_db()
-    assert execution.state == Execution.State.DONE, execution.error
+    return run
+
+
+def every_computer_arrived(sandbox, execution: Execution) -> bool:
     remote = sandbox.execution(execution.assets_execution_id)
-    assert (remote["records_received"], len(remote["objects"])) == (100, 100)
-    assert len(fake.requests_to("/files/export.csv")) == 1  # once per import, not per page
+    return (remote["records_received"], len(remote["objects"])) == (100, 100)
+
+
+def stored_copies(media: Path) -> list[Path]:
+    return [path for path in (media / files.SHARED_COPIES).rglob("*") if path.is_file()]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("storage", ["local paths", "no local paths"])
+def test_a_file_generated_anew_for_each_download_is_imported_from_one_copy_of_it(
+    import_file, sandbox, media, settings, storage
+) -> None:
+    if storage == "no local paths":
+        settings.STORAGES = {
+            **settings.STORAGES,
+            "default": {"BACKEND": "tests.test_sources.StorageWithoutPaths"},
+        }
+    stamps = itertools.count(1)
+
+    fake, execution = import_file(lambda: computers_csv(next(stamps)))
+
+    assert execution.state == Execution.State.DONE, execution.error
+    assert every_computer_arrived(sandbox, execution)
+    assert len(fake.requests_to("/files/inventory.csv")) == 1  # once per import, not per page
     assert housekeeping.drop_unused_file_copies() == 1  # the import is over: its copy goes
-    assert not [path for path in (media / files.SHARED_COPIES).rglob("*") if path.is_file()]
+    assert stored_copies(media) == []
+    # A worker keeps one import's copy of its own: the next import's takes its place.
+    _, later = import_file(lambda: computers_csv(next(stamps)), name="later")
+    assert later.state == Execution.State.DONE, later.error
+    kept = [name for name in os.listdir(files._download_dir()) if name.startswith("shared-")]
+    assert len(kept) == (1 if storage == "no local paths" else 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_copy_cut_short_in_the_storage_is_not_read(import_file, sandbox, media, monkeypatch):
+    from django.core.files.storage import default_storage
+
+    def save_half(name, content, max_length=None):  # a full disk, or a copy still arriving
+        whole = content.read()
+        path = media / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(whole[: len(whole) // 2])
+        return name
+
+    monkeypatch.setattr(default_storage, "save", save_half)
+
+    _, execution = import_file(computers_csv())
+
+    assert execution.state == Execution.State.DONE, execution.error
+    assert every_computer_arrived(sandbox, execution)
+
+
+@pytest.mark.django_db
+def test_a_preview_of_a_file_keeps_no_copy(serve, make_source, media) -> None:
+    url = serve().add_file("inventory.csv", computers_csv())
+    source = make_source(source_kind="csv", source_url=url, records_path="")
+
+    preview = services.preview_import(source=source)
+
+    assert preview.records_fetched == 25 and preview.has_more
+    assert stored_copies(media) == []
 
 
 def test_a_file_url_that_fails_names_the_source(serve) -> None:

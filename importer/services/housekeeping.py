@@ -31,7 +31,7 @@ def look_after_imports() -> None:
 def drop_unused_file_copies() -> int:
     """Delete the copies of URL files kept for imports that are over (`sources.files`)."""
     running = Execution.objects.filter(state__in=Execution.OPEN_STATES)
-    return files.drop_unused_copies(lambda: set(running.values_list("source_id", flat=True)))
+    return files.drop_unused_copies(lambda: set(running.values_list("pk", flat=True)))
 
 
 def recover_lost_work() -> None:

@@ -62,7 +62,7 @@ def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
     claimed only once.
     """
     source = chunk.execution.source
-    lane = Lane(source)
+    lane = Lane(source, chunk.execution_id)
     # A lane asks for its first page while it claims the chunk, so the claim's database work
     # does not delay the import's start; if the chunk is not this worker's, the page is
     # dropped. (Without lanes, the claim comes first: a rate limit or a limit of one chunk at
@@ -125,10 +125,10 @@ class Lane:
     # ready rather than when the one before has arrived, so the lane keeps the source's pace.
     SUBMITS_IN_FLIGHT = 2
 
-    def __init__(self, source: ImportSource):
+    def __init__(self, source: ImportSource, execution_id: int):
         self.deadline = time.monotonic() + settings.CHUNK_LANE_SECONDS
         self.enabled = runs_lanes(source)
-        self.fetcher = build_source(source)
+        self.fetcher = build_source(source, execution_id=execution_id)
         self.idle_clients = [AssetsClient.for_source(source)]
         self.submitting: deque[_PageInFlight] = deque()
         self.next_chunk: ChunkJob | None = None

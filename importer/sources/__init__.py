@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from importer.sources.base import Page, Source, SourceError, config_error
 from importer.sources.csv_file import CsvSource
+from importer.sources.files import FileSource
 from importer.sources.json_file import JsonFileSource
 from importer.sources.jsonl_file import JsonLinesSource
 from importer.sources.plugin import PluginSource
@@ -25,11 +26,14 @@ SOURCE_KINDS: dict[str, type] = {
 __all__ = ["Page", "Source", "SourceError", "build_source", "cursor_for"]
 
 
-def build_source(import_source) -> Source:
-    """The reader for an ImportSource's configuration (SourceError when it cannot be built)."""
+def build_source(import_source, *, execution_id: int | None = None) -> Source:
+    """The reader for an ImportSource's configuration (SourceError when it cannot be built);
+    `execution_id`, the import it reads for (a file is then read from one copy throughout)."""
     kind = SOURCE_KINDS.get(import_source.source_kind)
     if kind is None:
         raise config_error(import_source, f"unknown kind '{import_source.source_kind}'")
+    if issubclass(kind, FileSource):
+        return kind(import_source, execution_id)
     return kind(import_source)
 
 

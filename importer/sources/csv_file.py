@@ -25,8 +25,8 @@ def _blank(row: list[str]) -> bool:
 class CsvSource(FileSource):
     """The cursor is the byte offset of the chunk's first row."""
 
-    def __init__(self, import_source) -> None:
-        super().__init__(import_source)
+    def __init__(self, import_source, execution_id: int | None = None) -> None:
+        super().__init__(import_source, execution_id)
         self.delimiter = DELIMITER_ALIASES.get(
             import_source.csv_delimiter, import_source.csv_delimiter
         )

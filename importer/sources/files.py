@@ -3,12 +3,12 @@
 A file is an upload (`source_file`) or a URL. A URL is downloaded once per process into a
 private temp directory, streamed to disk with the source's auth, headers, extra parameters and
 CA bundle, and downloaded again when the copy is older than DOWNLOAD_MAX_AGE_SECONDS. The
-first page of a file with more pages also puts its copy in the site's file storage (where
-uploads are kept, shared by every worker: `SHARED_COPIES`), and the import's later pages read
-that copy, not the URL: an import reads one file from start to end, whichever workers take
-its pages, even from a URL that generates the file anew for each download, and the file is
-downloaded once per import, not once per worker. Housekeeping deletes a source's copies once
-it has no import running (`drop_unused_copies`).
+first page of an import of a file with more pages also puts its copy in the site's file
+storage (where uploads are kept, shared by every worker: `SHARED_COPIES`, one folder per
+import), and the import's later pages read that copy, not the URL: an import reads one file
+from start to end, whichever workers take its pages, even from a URL that generates the file
+anew for each download, and the file is downloaded once per import, not once per worker.
+Housekeeping deletes an import's copy once it is over (`drop_unused_copies`).
 
 Line-based files are chunked by byte offset: the cursor is where the next chunk starts, so a
 chunk is a seek, never a re-read of the chunks before it. Every cursor also names the version
@@ -76,11 +76,12 @@ def clear_download_cache() -> None:
     """Forget (and delete) every downloaded copy, so the next chunk downloads afresh."""
     with _downloads_lock:
         for path, _ in _downloads.values():
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+            _unlink_quietly(path)
         _downloads.clear()
+        if _cache_dir is not None and os.path.isdir(_cache_dir[1]):
+            for name in os.listdir(_cache_dir[1]):
+                if name.startswith("shared-"):
+                    _unlink_quietly(os.path.join(_cache_dir[1], name))
 
 
 def downloaded_copy(import_source) -> str:
@@ -120,7 +121,9 @@ def downloaded_copy(import_source) -> str:
 
 
 @contextmanager
-def open_source_file(import_source, version: str = "") -> Iterator[IO[bytes]]:
+def open_source_file(
+    import_source, version: str = "", execution_id: int | None = None
+) -> Iterator[IO[bytes]]:
     """The source's file, opened for binary reading: the upload if there is one, else the
     import's shared copy of the file's `version` (named by the cursor), else the URL."""
     source = import_source
@@ -139,33 +142,36 @@ def open_source_file(import_source, version: str = "") -> Iterator[IO[bytes]]:
         with file:
             yield file
     elif source.source_url:
-        path = (_shared_copy(source, version) if version else None) or downloaded_copy(source)
-        with open(path, "rb") as file:
+        shared = _shared_copy(execution_id, version) if version and execution_id else None
+        with open(shared or downloaded_copy(source), "rb") as file:
             yield file
     else:
         raise config_error(source, "it has neither an uploaded file nor a source URL")
 
 
-def share_copy(import_source, file: IO[bytes], version: str) -> None:
+def share_copy(execution_id: int, file: IO[bytes], version: str) -> None:
     """Put this copy of a URL's file where the import's later pages find it, whichever worker
     takes them. A copy that cannot be stored only costs that: a later page that downloads
     other bytes then fails the import as a changed file."""
-    if import_source.source_file or import_source.pk is None:
-        return  # an upload is in the storage already; an unsaved source runs no import
-    name = _shared_name(import_source, version)
+    name = _shared_name(execution_id, version)
     try:
-        if not default_storage.exists(name):
-            file.seek(0)
-            default_storage.save(name, File(file))
+        if default_storage.exists(name):
+            return  # the first page, delivered twice
+        file.seek(0)
+        saved = default_storage.save(name, File(file))
     except OSError:
-        logger.warning("source %s: its file could not be kept for the import", import_source.pk)
+        _delete_quietly(name)  # a copy cut short must not be read (its version tells, too)
+        logger.warning("execution %s: the source's file could not be kept", execution_id)
+        return
+    if saved != name:  # stored under another name: another worker's copy came first
+        _delete_quietly(saved)
 
 
-def drop_unused_copies(running_sources: Callable[[], set[int]]) -> int:
-    """Delete the shared copies of sources with no import running; how many were deleted.
+def drop_unused_copies(running_executions: Callable[[], set[int]]) -> int:
+    """Delete the shared copies of imports that are over; how many were deleted.
 
-    The copies are listed before `running_sources` is asked: a copy written after that, by
-    an import starting meanwhile, is not in the list."""
+    The copies are listed before `running_executions` is asked: a copy written after that,
+    by an import starting meanwhile, is not in the list."""
     try:
         folders, _ = default_storage.listdir(SHARED_COPIES)
     except (FileNotFoundError, NotADirectoryError):
@@ -173,41 +179,72 @@ def drop_unused_copies(running_sources: Callable[[], set[int]]) -> int:
     listed = {
         folder: default_storage.listdir(f"{SHARED_COPIES}/{folder}")[1]
         for folder in folders
-        if folder.removeprefix("source-").isdigit()
+        if folder.removeprefix("execution-").isdigit()
     }
-    running = running_sources()
+    running = running_executions()
     dropped = 0
     for folder, names in listed.items():
-        if int(folder.removeprefix("source-")) in running:
+        if int(folder.removeprefix("execution-")) in running:
             continue
         for name in names:
-            default_storage.delete(f"{SHARED_COPIES}/{folder}/{name}")
+            _delete_quietly(f"{SHARED_COPIES}/{folder}/{name}")
             dropped += 1
     return dropped
 
 
-def _shared_name(import_source, version: str) -> str:
-    return f"{SHARED_COPIES}/source-{import_source.pk}/{version}"
+def _shared_name(execution_id: int, version: str) -> str:
+    return f"{SHARED_COPIES}/execution-{execution_id}/{version}"
 
 
-def _shared_copy(import_source, version: str) -> str | None:
-    """The local path of the import's shared copy of `version`; None when there is none."""
-    if import_source.pk is None:
-        return None
-    name = _shared_name(import_source, version)
+def _shared_copy(execution_id: int, version: str) -> str | None:
+    """The local path of the import's shared copy of `version`; None when there is none
+    (or not whole yet: its bytes must be that version)."""
+    name = _shared_name(execution_id, version)
     if not default_storage.exists(name):
         return None
     try:
-        return default_storage.path(name)
+        path = default_storage.path(name)
     except NotImplementedError:  # a storage without local paths: fetched once per process
-        local = os.path.join(_download_dir(), f"shared-{import_source.pk}-{version}")
-        if not os.path.exists(local):
-            fd, partial = tempfile.mkstemp(dir=os.path.dirname(local), suffix=".part")
-            with os.fdopen(fd, "wb") as out, default_storage.open(name, "rb") as stored:
-                while block := stored.read(1024 * 1024):
-                    out.write(block)
-            os.replace(partial, local)
+        path = _local_copy(name, f"shared-{execution_id}-{version}")
+    with open(path, "rb") as file:
+        return path if file_version(file) == version else None
+
+
+def _local_copy(name: str, local_name: str) -> str:
+    """A stored copy fetched into this process's directory, which keeps one import's copy:
+    those of earlier imports are deleted then."""
+    directory = _download_dir()
+    local = os.path.join(directory, local_name)
+    if os.path.exists(local):
         return local
+    import_prefix = local_name.rsplit("-", 1)[0] + "-"
+    for other in os.listdir(directory):
+        if other.startswith("shared-") and not other.startswith(import_prefix):
+            _unlink_quietly(os.path.join(directory, other))
+    fd, partial = tempfile.mkstemp(dir=directory, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, default_storage.open(name, "rb") as stored:
+            while block := stored.read(1024 * 1024):
+                out.write(block)
+        os.replace(partial, local)
+    except BaseException:
+        _unlink_quietly(partial)
+        raise
+    return local
+
+
+def _delete_quietly(name: str) -> None:
+    try:
+        default_storage.delete(name)
+    except OSError:
+        pass
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 _versions: dict[tuple, str] = {}
@@ -300,15 +337,17 @@ class FileSource:
     """A file read chunk by chunk: `page_size` records per chunk (at most
     SOURCE_MAX_RECORDS_PER_PAGE), subclasses parse them."""
 
-    def __init__(self, import_source) -> None:
+    def __init__(self, import_source, execution_id: int | None = None) -> None:
         self.config = import_source
+        # The import this reader reads for: its first page shares the file with the others.
+        self.execution_id = execution_id
         self.name = import_source.name
         self.page_size = min(max(1, import_source.page_size), limits.max_records_per_page())
         self.codec, self.bom = codec_of(import_source)
 
     def fetch_page(self, cursor: str) -> Page:
         place, _, read_from = (cursor or "").partition(VERSION_MARK)
-        with open_source_file(self.config, read_from) as file:
+        with open_source_file(self.config, read_from, self.execution_id) as file:
             version = file_version(file)
             if read_from and read_from != version:
                 raise SourceError(
@@ -324,8 +363,9 @@ class FileSource:
                 ) from None
             if page.next_cursor is None:
                 return page
-            if not read_from:  # the import's first page: its file is the one read to the end
-                share_copy(self.config, file, version)
+            if self.execution_id and not read_from and not self.config.source_file:
+                # The import's first page: the file it read is the one read to the end.
+                share_copy(self.execution_id, file, version)
         return replace(page, next_cursor=f"{page.next_cursor}{VERSION_MARK}{version}")
 
     def read_chunk(self, file: IO[bytes], cursor: str) -> Page:

@@ -28,8 +28,11 @@ server chooses. Hence:
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
+
+from django.utils.crypto import salted_hmac
 
 from importer.redaction import secret_forms, secrets_of
 from importer.sources import limits
@@ -41,8 +44,9 @@ PAGINATIONS = ("offset", "page", "cursor", "next_url", "link_header", "none")
 # An error answer to the request after a short page means "nothing here" (the source's end).
 PAST_THE_END_STATUSES = frozenset({400, 404, 416, 422})
 _MISSING = object()
-# What a secret of the source found in a next URL is stored as (with its form's number).
-SECRET_MARK = "__secret{}__"
+# How a credential of the source found in a next URL's query is stored: a keyed digest of it,
+# so the stored cursor names the credential without holding it.
+_SECRET_MARK = re.compile(r"__secret-[0-9a-f]{20}__")
 
 
 def _step(value: Any, key: str) -> Any:
@@ -115,7 +119,9 @@ class RestJsonSource:
         source = import_source
         self.name = source.name
         self.config = source
-        self._secret_forms = secret_forms(secrets_of(source))
+        # The credentials sent to the source (never the Assets token or the webtrigger's).
+        sent = set(secrets_of(source)) - {source.assets_token, source.webtrigger_token}
+        self._secret_forms = secret_forms(sorted(sent))
         if not source.source_url:
             raise config_error(source, "it has no source URL")
         if source.pagination not in PAGINATIONS:
@@ -332,18 +338,31 @@ class RestJsonSource:
 
     def _storable(self, url: str) -> str:
         """A URL fit to store as a cursor, and to show: no API key in its query, no
-        user:password@, and any other secret of the source (a next link that repeats the
-        key under another name) replaced by a numbered mark."""
+        user:password@, and a credential of the source that a query value repeats (a next
+        link signed with the key under a name of its own) replaced by a mark naming it."""
         parts = urlsplit(self.http.without_key(url))
-        url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-        for number, form in enumerate(self._secret_forms):
-            url = url.replace(form, SECRET_MARK.format(number))
-        return url
+        pairs = parts.query.split("&") if parts.query else []
+        for at, pair in enumerate(pairs):
+            name, equals, value = pair.partition("=")
+            for form in self._secret_forms:
+                value = value.replace(form, _secret_mark(form))
+            pairs[at] = f"{name}{equals}{value}"
+        netloc = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=netloc, query="&".join(pairs)))
 
     def _usable(self, url: str) -> str:
-        """A stored URL with the source's secrets and user:password@ put back."""
-        for number, form in enumerate(self._secret_forms):
-            url = url.replace(SECRET_MARK.format(number), form)
+        """A stored URL with the source's credentials and user:password@ put back. A mark
+        whose credential the source no longer holds (changed during the import) stops the
+        page: another secret is never put in its place."""
+        forms = {_secret_mark(form): form for form in self._secret_forms}
+        try:
+            url = _SECRET_MARK.sub(lambda mark: forms[mark.group(0)], url)
+        except KeyError:
+            raise self.http.error(
+                "its credentials changed during the import (a next link named one that is "
+                "no longer set): start the import again",
+                kind="credentials_changed",
+            ) from None
         userinfo, at, _ = urlsplit(self.config.source_url).netloc.rpartition("@")
         if not at:
             return url
@@ -371,3 +390,8 @@ class RestJsonSource:
             "would never end, so the import stopped",
             kind="endless_source",
         )
+
+
+def _secret_mark(form: str) -> str:
+    digest = salted_hmac("assets-sync.cursor-credential", form, algorithm="sha256").hexdigest()
+    return f"__secret-{digest[:20]}__"
