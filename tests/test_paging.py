@@ -14,6 +14,7 @@ from importer import services
 from importer.devtools.demo_source import demo_computer
 from importer.models import ChunkJob, Execution
 from importer.services import totals
+from tests.conftest import wait_for_execution_to_finish
 from tests.fake_source import FakeSource
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -201,6 +202,32 @@ def test_a_source_answering_a_page_it_has_as_if_it_had_none_fails_the_import(
     assert "yet page 3 held 25 records" in execution.error
     remote = sandbox.execution(execution.assets_execution_id)
     assert remote["completed_posts"] == 0
+
+
+def test_a_page_past_a_wrong_end_that_assets_refused_still_fails_the_import(
+    serve, make_source, sandbox, cluster
+):
+    # Page 4 is sent while page 3 is still being fetched; page 3 comes back empty (a lagging
+    # replica) and only then does Assets refuse page 4 (429): its records must still count.
+    fake = serve()
+    fake.faults.add(path_contains="offset=50&", status=404, delay=0.5, times=1)
+    sandbox.faults.add(
+        method="POST",
+        path_contains="/data",
+        body_contains="SN-00076",
+        status=429,
+        delay=1.5,
+        times=1,
+    )
+    source = make_source(
+        source_url=f"{fake.base_url}/api/offset", records_path="data.items", limit_param="limit"
+    )
+
+    execution = services.start_import(source=services.push_mapping(source=source))
+    execution = wait_for_execution_to_finish(execution, timeout=60)
+
+    assert execution.state == Execution.State.FAILED, "DONE without records 76 to 100"
+    assert "yet page 4 held 25 records" in execution.error
 
 
 @pytest.mark.parametrize("style", ["offset", "page"])

@@ -78,11 +78,14 @@ class ChunkJobQuerySet(models.QuerySet):
             state=ChunkJob.State.FAILED, lease_expires_at=None, last_error_kind=kind, error=error
         )
 
-    def stop(self, *, past_the_end: bool) -> bool:
-        """The execution takes no more data: the page was past the end, or is cancelled."""
+    def stop(self, *, past_the_end: bool, records: int = 0) -> bool:
+        """The execution takes no more data: the page was past the end, or is cancelled.
+        `records`: what a page past the end held (the completion check looks at it)."""
+        held = {"record_count": records} if records else {}
         return self.stamp(
             state=ChunkJob.State.SKIPPED if past_the_end else ChunkJob.State.CANCELLED,
             lease_expires_at=None,
+            **held,
         )
 
     def cancel_queued(self) -> bool:

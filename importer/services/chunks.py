@@ -360,14 +360,19 @@ def chunk_failed(
     fetched: int | None = None,
 ) -> ChunkJob:
     """Retry a transient failure later (up to CHUNK_MAX_ATTEMPTS, or the fewer attempts the
-    failure is worth); a permanent one fails the chunk (and the execution). A page past the
-    source's end was never needed: it is set aside, not retried.
+    failure is worth); a permanent one fails the chunk (and the execution).
+
+    A page past the source's end was never needed, if the end is right: one that was
+    fetched (Assets refused it) is set aside with the records it held, which fail the import
+    if any (the end was wrong, `totals.records_past_the_end`); one the source refused for
+    good is set aside; one the source failed to answer for now is retried like any other,
+    for only its answer tells whether the end is right.
 
     `fetched`: the records of a page already fetched and counted. A retry reads the page
     again and counts it then, so it is taken off the counts now: "fetched" stays the records
     the source gave, not the reads."""
-    if _past_the_end(chunk):
-        ChunkJob.objects.held_by(chunk).stop(past_the_end=True)
+    if (fetched is not None or permanent) and _past_the_end(chunk):
+        ChunkJob.objects.held_by(chunk).stop(past_the_end=True, records=fetched or 0)
         return chunk
     source = chunk.execution.source
     message = scrub_secrets(message, source)
