@@ -354,3 +354,73 @@ def _waiting_for_a_lock() -> bool:
             "AND datname = current_database()"
         )
         return cursor.fetchone()[0] > 0
+
+
+def fail_once(monkeypatch, module, name: str, *, on_call: int):
+    """The `on_call`-th call of module.name raises OperationalError, as a statement on a
+    connection the database dropped (a restart, a failover) does; the others go through."""
+    from django.db import OperationalError
+
+    real, calls = getattr(module, name), []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == on_call:
+            raise OperationalError("server closed the connection unexpectedly")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, flaky)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        pytest.param("record_submitted", id="recording a page Assets took"),
+        pytest.param("record_fetched", id="counting a fetched page"),
+    ],
+)
+def test_a_lost_database_connection_fails_no_page_and_sends_none_twice(
+    make_source, sandbox, monkeypatch, statement
+):
+    source = services.push_mapping(source=make_source(max_chunks_in_flight=2, page_size=10))
+    calls = fail_once(monkeypatch, page_sql, statement, on_call=3)
+
+    execution = services.start_import(source=source)
+
+    execution.refresh_from_db()
+    assert len(calls) > 3
+    assert execution.state == Execution.State.DONE, execution.error
+    assert not execution.chunks.filter(state=ChunkJob.State.FAILED).exists()
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert remote["records_received"] == len(remote["objects"]) == 120
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="PostgreSQL drops a session on demand"
+)
+def test_sessions_the_database_drops_mid_import_leave_it_done_with_every_record(
+    make_source, sandbox, inventory, cluster
+):
+    # A restart, a failover or a pooler recycling its connections: every worker's session
+    # goes at once, between two of their statements.
+    from tests.conftest import wait_for_execution_to_finish
+
+    inventory.latency = 0.2
+    source = services.push_mapping(source=make_source(max_chunks_in_flight=2, page_size=10))
+    execution = services.start_import(source=source)
+    wait_for(lambda: Execution.objects.get(pk=execution.pk).pages_submitted >= 3)
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert cursor.fetchone()[0] > 0
+    execution = wait_for_execution_to_finish(execution, timeout=90)
+
+    assert execution.state == Execution.State.DONE, execution.error
+    assert not execution.chunks.filter(state=ChunkJob.State.FAILED).exists()
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert len(remote["objects"]) == 120
+    assert remote["records_received"] - 120 <= 2 * 2 * 10  # at most the pages in flight

@@ -9,12 +9,14 @@ source, Assets and this worker's own work overlap and no page waits for the queu
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection
 
 from importer import background, work_queue
 from importer.assets import AssetsClient, AssetsError
@@ -48,6 +50,8 @@ from importer.services.leases import Leases
 from importer.services.plan import lane_next_cursor, runs_lanes
 from importer.services.totals import checks_repeated_records
 from importer.sources import Page, SourceError, build_source
+
+logger = logging.getLogger(__name__)
 
 State = Execution.State
 ChunkState = ChunkJob.State
@@ -85,6 +89,9 @@ def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
             taken = current
             try:
                 current, page_ahead = _run_claimed_chunk(current, page_ahead, lane)
+            except (OperationalError, InterfaceError) as error:
+                _database_lost(current, error)
+                current = None
             except Exception as error:  # the page fails with a reason; the lane ends here
                 chunk_crashed(current, error)
                 current = None
@@ -95,6 +102,36 @@ def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
     # this worker posts "completed" now, over the lane's connection to Assets.
     complete_if_due(chunk.execution_id, client=lane.idle_client())
     return chunk
+
+
+def _again_on_a_new_connection(step, *args) -> None:
+    """Run a step; if the database connection was lost under it (outside a transaction,
+    where nothing was half done), once more on a new one."""
+    try:
+        step(*args)
+    except (OperationalError, InterfaceError):
+        if connection.in_atomic_block:
+            raise
+        connection.close()
+        step(*args)
+
+
+def _database_lost(chunk: ChunkJob, error: Exception) -> None:
+    """The database went away under the lane (a restart, a failover, a pooler recycling its
+    connections): nothing is wrong with the page, and no page is failed for it. The lane
+    ends on a new connection: it records the pages Assets took meanwhile and gives this one
+    back to the queue; if the database is still away, their leases lapse and housekeeping
+    takes them up again (only pages in flight are sent twice)."""
+    logger.warning(
+        "chunk %s: the database connection was lost (%s); the page is taken up again",
+        chunk.pk,
+        type(error).__name__,
+    )
+    connection.close()  # the next statement opens a new one
+    try:
+        release_chunk(chunk)
+    except (OperationalError, InterfaceError):
+        connection.close()  # still away: the lease lapses instead
 
 
 def _claimed(chunk: ChunkJob, source: ImportSource) -> bool:
@@ -180,7 +217,9 @@ class Lane:
     def _record_oldest(self) -> None:
         page = self.submitting.popleft()
         try:
-            _record_submit(page.chunk, page.result, page.answer)
+            # Assets took the page: recording it is worth a new connection, for a page not
+            # recorded is sent again once its lease lapses.
+            _again_on_a_new_connection(_record_submit, page.chunk, page.result, page.answer)
         finally:
             self.idle_clients.append(page.client)
             self.leases.let_go(page.chunk)

@@ -20,7 +20,7 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
 from importer.models import ChunkJob
@@ -118,7 +118,13 @@ class Leases:
                 for chunk in due:
                     if self._stop.is_set():
                         break
-                    self._renew(chunk)
+                    try:
+                        self._renew(chunk)
+                    except (OperationalError, InterfaceError):
+                        # The database went away: the next beat renews on a new connection.
+                        logger.warning("lease heartbeat: the database connection was lost")
+                        connection.close()
+                        break
         except Exception:  # the lane goes on; `holds` renews on its own thread
             logger.exception("lease heartbeat stopped")
         finally:
