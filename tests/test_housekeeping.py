@@ -182,3 +182,32 @@ def test_a_lease_is_never_renewed_for_a_chunk_another_worker_took_over(pushed_so
     taken = ChunkJob.objects.get(pk=chunk.pk)
     assert taken.attempts == 2
     assert taken.lease_expires_at == theirs.lease_expires_at
+
+
+@pytest.mark.parametrize("assets_heard", [False, True], ids=["before Assets answered", "after"])
+def test_a_start_whose_process_stopped_frees_its_source(pushed_source, sandbox, assets_heard):
+    # `run_import` killed, or a web request timed out, while Assets took long to answer.
+    stuck = Execution.objects.create(source=pushed_source)
+    if assets_heard:
+        started = AssetsClient.for_source(pushed_source).start_execution()
+        Execution.objects.filter(pk=stuck.pk).update(assets_execution_id=started.execution_id)
+    Execution.objects.filter(pk=stuck.pk).update(updated_at=timezone.now() - timedelta(hours=1))
+
+    services.look_after_imports()
+
+    stuck.refresh_from_db()
+    assert stuck.state == (Execution.State.FAILED if assets_heard else Execution.State.REFUSED)
+    assert "the process starting it stopped" in stuck.error
+    if assets_heard:  # Assets heard it failed, and takes the next import
+        assert sandbox.execution(stuck.assets_execution_id)["state"] == "FAILED"
+    later = services.start_import(source=pushed_source)
+    assert later.state in (Execution.State.INGESTING, Execution.State.DONE)
+
+
+def test_a_start_still_under_way_is_left_alone(pushed_source, sandbox):
+    starting = Execution.objects.create(source=pushed_source)
+
+    services.look_after_imports()
+
+    starting.refresh_from_db()
+    assert starting.state == Execution.State.PENDING

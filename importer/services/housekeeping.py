@@ -12,7 +12,11 @@ from django.utils import timezone
 from importer import metrics, notifications, work_queue
 from importer.models import ChunkJob, Execution
 from importer.services.completion import completion_is_due
-from importer.services.lifecycle import fail_execution, report_pending_failures
+from importer.services.lifecycle import (
+    fail_execution,
+    give_up_stopped_starts,
+    report_pending_failures,
+)
 from importer.sources import files
 
 State = Execution.State
@@ -23,6 +27,7 @@ def look_after_imports() -> None:
     """Periodic housekeeping (every minute): recover lost work, flag imports that stall."""
     recover_lost_work()
     flag_stalled_executions()
+    give_up_stopped_starts()
     report_pending_failures()
     drop_unused_file_copies()
     notifications.look_after_notifications()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -20,6 +21,8 @@ from importer.services.retries import call_with_retries
 logger = logging.getLogger(__name__)
 # A failure Assets could not be told of is told again until this long after it.
 REPORT_GIVE_UP_AFTER = timedelta(days=1)
+# A start still pending after this many HTTP_TIMEOUTs has stopped (`give_up_stopped_starts`).
+STARTS_GIVEN_UP_AFTER_TIMEOUTS = 8
 
 
 def start_import(
@@ -80,6 +83,43 @@ def start_import(
         raise _recorded_refusal(reason) from None
     execution.refresh_from_db()
     return execution
+
+
+def give_up_stopped_starts() -> int:
+    """End the starts whose process stopped half-way (a web request or command killed or
+    timed out while Assets took long): left PENDING, each would refuse every later import of
+    its source as "already running". How many were ended.
+
+    A start takes at most a few Assets calls (report, push, start with retries), each within
+    HTTP_TIMEOUT: one pending for STARTS_GIVEN_UP_AFTER_TIMEOUTS of them has stopped.
+    """
+    since = timezone.now() - timedelta(
+        seconds=STARTS_GIVEN_UP_AFTER_TIMEOUTS * settings.HTTP_TIMEOUT
+    )
+    stopped = Execution.objects.select_related("source").filter(
+        state=Execution.State.PENDING, updated_at__lt=since
+    )
+    ended = 0
+    for execution in stopped[:100]:
+        if execution.assets_execution_id:
+            # Assets has it: failing it tells Assets too, which frees the import source.
+            fail_execution(
+                execution=execution,
+                reason="The import did not start: the process starting it stopped after Assets "
+                "had created the execution. Start the import again.",
+            )
+        elif Execution.objects.of(execution).refuse(reason=STOPPED_START):
+            notifications.notify_execution_finished(execution)
+        ended += 1
+    return ended
+
+
+STOPPED_START = (
+    "The import did not start: the process starting it stopped before Assets answered (a web "
+    "request or command killed or timed out while Assets took long). Start the import "
+    "again. If Assets created the execution all the same, it refuses the next start (409) "
+    "until that execution times out there, or is cancelled in Assets."
+)
 
 
 def _recorded_refusal(reason: str) -> ImportRefused:
