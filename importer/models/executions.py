@@ -192,6 +192,13 @@ class Execution(models.Model):
         help_text='Posts of {"completed": true} Assets could not take (each is tried again, '
         "later and later, up to COMPLETION_MAX_ATTEMPTS).",
     )
+    status_missing_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When Assets first answered 404 to a read of this processing import's "
+        "status, read after read since (it fails once that lasts minutes).",
+    )
     took_seconds = models.FloatField(
         null=True,
         blank=True,

@@ -58,6 +58,8 @@ FINAL_STATUSES = {
 # that fit in STATUS_IN_WORKER_SECONDS of sleep happen in the worker that posted "completed";
 # later ones are put off as delayed tasks, so no worker sleeps long.
 STATUS_POLL_FIRST_SECONDS = 0.25
+# An execution Assets answers 404 for, read after read, this long after the first, is gone.
+STATUS_MISSING_FAILS_AFTER = 120.0
 STATUS_IN_WORKER_SECONDS = 5.0
 
 
@@ -211,13 +213,23 @@ def refresh_status(*, execution: Execution, client: AssetsClient | None = None) 
 def _read_status(execution: Execution, client: AssetsClient) -> bool:
     """Read Assets' status once; True when it is final (and recorded).
 
-    An execution Assets no longer knows (404) ends FAILED; one whose status cannot be read,
+    An execution Assets no longer knows (404 for STATUS_MISSING_FAILS_AFTER seconds) ends
+    FAILED; one whose status cannot be read,
     or reads as a word this app does not know, shows why on its page and is read again, up
     to PROCESSING_TIMEOUT_SECONDS after "completed"."""
     try:
         status = client.get_execution_status(execution.assets_execution_id)
     except AssetsNotFound as error:
-        return _finish(execution, State.FAILED, f"{error.message}: it may have been deleted")
+        # Once is a replica or a cache that has not caught up; for minutes, it is gone.
+        missing_since = execution.status_missing_since or timezone.now()
+        if (timezone.now() - missing_since).total_seconds() > STATUS_MISSING_FAILS_AFTER:
+            return _finish(execution, State.FAILED, f"{error.message}: it may have been deleted")
+        Execution.objects.of(execution).processing().stamp(
+            status_missing_since=missing_since,
+            error=f"{error.message}; read again until it answers",
+        )
+        execution.status_missing_since = missing_since
+        return False
     except AssetsError as error:
         logger.warning("execution %s: status not readable: %s", execution.pk, error.message)
         problem = f"Assets' status could not be read: {error.message}"
@@ -243,8 +255,9 @@ def _read_status(execution: Execution, client: AssetsClient) -> bool:
         return _finish(execution, State.FAILED, reason)
     # The stamp says the import is being followed (housekeeping's safety net reads it).
     Execution.objects.of(execution).processing().stamp(
-        error=scrub_secrets(problem, execution.source)
+        error=scrub_secrets(problem, execution.source), status_missing_since=None
     )
+    execution.status_missing_since = None
     return False
 
 
