@@ -161,6 +161,8 @@ def _error_detail(response: requests.Response, secrets: list[str]) -> str:
     return text[:300]
 
 
+STARTING = "Starting the import"
+
 _ERRORS_BY_STATUS = {
     400: (AssetsBadRequest, "Assets rejected the request (400)"),
     401: (
@@ -174,9 +176,8 @@ _ERRORS_BY_STATUS = {
     404: (AssetsNotFound, "Assets does not know this workspace, import source or execution (404)"),
     409: (
         AssetsConflict,
-        "Assets reports a conflict (409): another import of this import source is running "
-        "there (if none runs here, Assets may not have heard that an earlier one ended: it is "
-        "told again within minutes, or cancel that import in Assets)",
+        "Assets reports a conflict (409): the execution no longer takes this (it was "
+        "cancelled, completed or timed out in Assets)",
     ),
     429: (AssetsRateLimited, "Assets is rate limiting us (429)"),
 }
@@ -194,6 +195,13 @@ def error_for_response(
             error_class, summary = AssetsServerError, f"Assets answered {status}, a server error"
         else:
             error_class, summary = AssetsBadRequest, f"Assets answered {status}"
+    if status == 409 and action == STARTING:
+        summary = (
+            "Assets reports a conflict (409): an import of this import source is still running "
+            "there. If none runs here, Assets counts one that ended here without hearing it "
+            "(it is told again within minutes), or one whose start was never answered (it "
+            "runs until it times out in Assets): cancel it in Assets to import now"
+        )
     detail = _error_detail(response, secrets or [])
     retry_after = parse_retry_after(response.headers.get("Retry-After"))
     if status == 429 and retry_after is not None:
@@ -266,7 +274,7 @@ class AssetsClient:
 
     def start_execution(self, *, scheduled: bool = False) -> StartedExecution:
         body = {"scheduled": True} if scheduled else None
-        answer = self._call("POST", "/executions", "Starting the import", body) or {}
+        answer = self._call("POST", "/executions", STARTING, body) or {}
         links = answer.get("links") if isinstance(answer, dict) else None
         if not isinstance(links, dict):
             raise AssetsBadRequest("Starting the import: Assets answered without links")

@@ -107,6 +107,9 @@ def webtrigger(request, source_id: int, token: str):
         # Told above as what it is; Django would log the 500 as an error of the server.
         response._has_been_logged = True
         return response
+    if execution.state == Execution.State.PENDING:
+        # The same run, triggered twice at once: the other trigger is still starting it.
+        return _answer(200, success=True, message="Import starting (triggered a moment ago)")
     return _answer(
         200, success=True, message="Import started", executionId=execution.assets_execution_id
     )

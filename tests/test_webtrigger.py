@@ -208,7 +208,8 @@ def test_two_triggers_at_once_start_one_run_and_refuse_none(live_server, pushed_
     answers = []
 
     def call():
-        answers.append(requests.post(url, json=body, timeout=30).status_code)
+        answer = requests.post(url, json=body, timeout=30)
+        answers.append((answer.status_code, answer.json()["message"]))
 
     calls = [threading.Thread(target=call) for _ in range(2)]
     for thread in calls:
@@ -216,6 +217,10 @@ def test_two_triggers_at_once_start_one_run_and_refuse_none(live_server, pushed_
     for thread in calls:
         thread.join()
 
-    assert answers == [200, 200]
+    # The second is told the run is starting, not given an empty execution id.
+    assert sorted(answers) == [
+        (200, "Import started"),
+        (200, "Import starting (triggered a moment ago)"),
+    ]
     assert not Execution.objects.filter(state=Execution.State.REFUSED).exists()
     assert len(sandbox.executions("src-1")) == 1
