@@ -127,12 +127,13 @@ def records_on_two_pages(execution: Execution) -> str:
     count = len(repeated)
     records = f"{count} record{'s were' if count != 1 else ' was'}"
     return (
-        f"{records} read on two pages (the first on pages {first} and {second}): the "
-        "source's order moved while it was read, so as many others were most likely never "
-        "read. Nothing was marked complete in Assets. Make the source sort by a field that "
-        "is unique and does not change (many APIs take a query parameter such as sort=id), "
-        "then run the import again. If the source does list some objects more than once, "
-        "set its 'record on two pages' to send them."
+        f"{records} read on two pages (the first on pages {first} and {second}), by "
+        "identity (the externalIdPart values). Either the source's order moved while it was "
+        "read, and as many other records may never have been read: make the source sort by "
+        "a field that is unique and does not change (many APIs take a query parameter such "
+        "as sort=id), then run the import again. Or the source does list some objects more "
+        "than once: then set the source's 'record on two pages' to send them. Nothing was "
+        "marked complete in Assets."
     )
 
 
