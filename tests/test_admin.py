@@ -423,13 +423,24 @@ def test_the_history_shows_how_long_an_import_took_even_under_a_second(staff_cli
 
 
 @pytest.mark.django_db
-def test_the_source_list_shows_the_last_import(staff_client, make_source):
+def test_the_source_list_shows_the_last_import_and_the_next_scheduled_run(
+    staff_client, make_source
+):
+    from importer.models import Schedule
+
     source = make_source()
+    make_source(name="unscheduled")
     Execution.objects.create(source=source, state=Execution.State.DONE)
+    start = datetime(2099, 1, 15, 2, 0, tzinfo=UTC)
+    schedule = Schedule.objects.create(
+        source=source, frequency=Schedule.Frequency.DAILY, start_time=start, timezone="UTC"
+    )
 
-    page = staff_client.get(reverse("admin:importer_importsource_changelist"))
+    html = staff_client.get(reverse("admin:importer_importsource_changelist")).content.decode()
 
-    assert "DONE" in page.content.decode()
+    assert "DONE" in html
+    link = reverse("admin:importer_schedule_change", args=[schedule.pk])
+    assert f'<a href="{link}">daily</a>, next 2099-01-15 02:00 UTC' in html
 
 
 @pytest.mark.django_db
@@ -537,3 +548,23 @@ def test_a_second_source_into_the_same_assets_import_source_is_refused(staff_cli
     )
     second.refresh_from_db()
     assert second.import_source_id == "src-2"
+
+
+@pytest.mark.django_db
+def test_a_running_import_cannot_be_deleted_only_cancelled(staff_client, make_source):
+    running = Execution.objects.create(source=make_source(), state=Execution.State.INGESTING)
+    ended = Execution.objects.create(source=make_source(name="b"), state=Execution.State.DONE)
+
+    page = staff_client.get(reverse("admin:importer_execution_delete", args=[running.pk]))
+    both = staff_client.post(
+        reverse("admin:importer_execution_changelist"),
+        {"action": "delete_selected", "_selected_action": [running.pk, ended.pk]},
+    )
+    alone = staff_client.post(
+        reverse("admin:importer_execution_delete", args=[ended.pk]), {"post": "yes"}
+    )
+
+    assert page.status_code == 403
+    assert "permission to delete" in both.content.decode()
+    assert alone.status_code == 302
+    assert list(Execution.objects.values_list("pk", flat=True)) == [running.pk]

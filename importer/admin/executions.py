@@ -331,6 +331,12 @@ class ExecutionAdmin(admin.ModelAdmin):
             )
         return super().change_view(request, object_id, form_url, extra_context)
 
+    def has_delete_permission(self, request, obj=None):
+        """A running import is cancelled, never deleted: its pages are still being sent."""
+        if obj is not None and obj.state in Execution.OPEN_STATES:
+            return False
+        return super().has_delete_permission(request, obj)
+
     def has_cancel_permission(self, request):
         return request.user.has_perm("importer.cancel_execution")
 

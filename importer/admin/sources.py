@@ -62,7 +62,7 @@ class ImportSourceAdmin(DeletedInAssetsFirst, admin.ModelAdmin):
         EncryptedURLField: {"form_class": SchemeURLField, "widget": AdminURLFieldWidget},
         EncryptedJSONField: {"form_class": LocatedJSONField, "widget": forms.Textarea},
     }
-    list_display = ["name", "enabled", "kind_label", "last_run", "mapping_status"]
+    list_display = ["name", "enabled", "kind_label", "last_run", "next_run", "mapping_status"]
     list_filter = ["enabled"]
     search_fields = ["name", "workspace_id", "import_source_id"]
     actions = [
@@ -217,6 +217,7 @@ class ImportSourceAdmin(DeletedInAssetsFirst, admin.ModelAdmin):
         return (
             super()
             .get_queryset(request)
+            .select_related("schedule")
             .annotate(
                 last_state=Subquery(latest.values("state")[:1]),
                 last_at=Subquery(latest.values("created_at")[:1]),
@@ -434,6 +435,20 @@ class ImportSourceAdmin(DeletedInAssetsFirst, admin.ModelAdmin):
             "{} {}",
             state_badge(source.last_state),
             date_format(localtime(source.last_at), "SHORT_DATETIME_FORMAT"),
+        )
+
+    @admin.display(description="Schedule")
+    def next_run(self, source):
+        """How often it runs and when next, linking to its schedule."""
+        try:
+            schedule = source.schedule
+        except Schedule.DoesNotExist:
+            return "—"
+        return format_html(
+            '<a href="{}">{}</a>, next {}',
+            reverse("admin:importer_schedule_change", args=[schedule.pk]),
+            schedule.get_frequency_display().lower(),
+            next_run_label(schedule),
         )
 
     @admin.display(description="Mapping")
