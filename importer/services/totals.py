@@ -10,6 +10,7 @@ shows. A CMDB that looks complete and is not is the outcome this prevents.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import defaultdict
 
 from django.db.models import F, Q, Sum
@@ -17,9 +18,9 @@ from django.db.models import F, Q, Sum
 from importer.models import ChunkJob, Execution, ImportSource
 from importer.services.plan import reads_in_parallel
 
-# Digests held in memory at once when looking for a record on two pages (about 70 bytes each,
+# Digests held in a set at once when looking for a record on two pages (about 70 bytes each,
 # so under 20 MB): a bigger import is looked at in as many passes, each over a share of the
-# digests (at 10^6 records, four passes: half a second).
+# digests (at 10^6 records, four passes of a slice of every page).
 DIGESTS_PER_PASS = 250_000
 
 
@@ -104,25 +105,24 @@ def records_on_two_pages(execution: Execution) -> str:
     not counted."""
     if not checks_repeated_records(execution.source) or execution.last_chunk_index is None:
         return ""
-    pages = ChunkJob.objects.filter(
-        execution=execution,
-        index__lte=execution.last_chunk_index,
-        state=ChunkJob.State.SUBMITTED,
-        record_count__gt=0,
-    ).values_list("index", "identity_digests")
-    passes = max(1, -(-execution.records_submitted // DIGESTS_PER_PASS))
-    repeated: set[int] = set()
-    for share in range(passes):
-        seen: set[int] = set()
-        for _, digests in pages.iterator():
-            page = _digests(digests, share, passes)
-            repeated |= page & seen
-            seen |= page
+    pages = [
+        (index, memoryview(digests).cast("B").cast("Q"))
+        for index, digests in ChunkJob.objects.filter(
+            execution=execution,
+            index__lte=execution.last_chunk_index,
+            state=ChunkJob.State.SUBMITTED,
+            record_count__gt=0,
+        )
+        .order_by("index")
+        .values_list("index", "identity_digests")
+        .iterator()
+    ]
+    repeated = _on_two_pages([digests for _, digests in pages], execution.records_submitted)
     if not repeated:
         return ""
     pages_of: dict[int, list[int]] = defaultdict(list)
-    for index, digests in pages.order_by("index").iterator():
-        for digest in _digests(digests, 0, 1) & repeated:
+    for index, digests in pages:
+        for digest in repeated.intersection(digests):
             pages_of[digest].append(index + 1)
     first, second = min(pages_of.values())[:2]
     count = len(repeated)
@@ -138,8 +138,19 @@ def records_on_two_pages(execution: Execution) -> str:
     )
 
 
-def _digests(stored: bytes | memoryview, share: int, passes: int) -> set[int]:
-    view = memoryview(stored).cast("B").cast("Q")
-    if passes == 1:
-        return set(view)
-    return {digest for digest in view if digest % passes == share}
+def _on_two_pages(pages: list[memoryview], records: int) -> set[int]:
+    """The digests found on two or more pages (each page's digests in ascending order).
+
+    The digests are looked at a share at a time (the share of the 64-bit range a slice of
+    every page holds, found by bisection), so at most DIGESTS_PER_PASS are held in a set:
+    8 bytes a record stay in memory, not 70."""
+    passes = max(1, -(-records // DIGESTS_PER_PASS))
+    bounds = [share * 2**64 // passes for share in range(passes)] + [2**64]
+    repeated: set[int] = set()
+    for low, high in zip(bounds, bounds[1:], strict=False):
+        seen: set[int] = set()
+        for digests in pages:
+            share = set(digests[bisect_left(digests, low) : bisect_left(digests, high)])
+            repeated |= share & seen
+            seen |= share
+    return repeated
