@@ -16,6 +16,8 @@ stage is timed with the CPU clock of the thread it runs in (time.thread_time):
 
   decode     JSON of the source's pages into Python
   transform  records into Assets' data chunk (transform_records)
+  identities the digests of the records' identities, for the check of a record on two pages
+             (identity_digests; offset and page-number sources)
   encode     the data chunk into the JSON body sent to Assets
   http       the rest of fetching and submitting (requests, sockets, headers, paging)
   db         the chunk's moves in the database (services.chunks called by the lane, and the
@@ -47,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import servers  # noqa: E402  (needs ROOT on the path)
 
-STAGES = ("decode", "transform", "encode", "http", "db", "other")
+STAGES = ("decode", "transform", "identities", "encode", "http", "db", "other")
 
 
 def main() -> None:
@@ -284,6 +286,7 @@ def instrument(clock: StageClock) -> None:
     RestJsonSource.fetch_page = clock.timed("http", RestJsonSource.fetch_page)
     assets.AssetsClient.submit_chunk = clock.timed("http", assets.AssetsClient.submit_chunk)
     lanes.transform_records = clock.timed("transform", lanes.transform_records)
+    lanes.identity_digests = clock.timed("identities", lanes.identity_digests)
     for name in DB_MOVES:
         if hasattr(lanes, name):
             setattr(lanes, name, clock.timed("db", getattr(lanes, name)))
