@@ -115,7 +115,7 @@ def records_on_two_pages(execution: Execution) -> str:
         )
         .order_by("index")
         .values_list("index", "identity_digests")
-        .iterator()
+        .iterator(chunk_size=100)  # 100 pages' digests on their way at a time
     ]
     repeated = _on_two_pages([digests for _, digests in pages], execution.records_submitted)
     if not repeated:
