@@ -348,14 +348,15 @@ class ExecutionAdmin(admin.ModelAdmin):
         """After a confirmation page, as the execution page's own Cancel asks for one."""
         if request.POST.get("post") != "yes":
             selected = list(queryset.select_related("source").order_by("-pk"))
+            running = [e for e in selected if e.state in Execution.OPEN_STATES]
             return TemplateResponse(
                 request,
                 "admin/importer/execution/cancel_selected.html",
                 {
                     **self.admin_site.each_context(request),
                     "opts": self.model._meta,
-                    "title": "Cancel the selected imports?",
-                    "running": [e for e in selected if e.state in Execution.OPEN_STATES],
+                    "title": "Cancel the selected imports?" if running else "Nothing to cancel",
+                    "running": running,
                     "ended": [e for e in selected if e.state not in Execution.OPEN_STATES],
                     "selected": selected,
                     "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
