@@ -239,42 +239,34 @@ def test_next_url_paging_follows_relative_urls(fake: FakeSource) -> None:
     assert len(cursors) == 5
 
 
-@pytest.mark.parametrize("style, path", [("next_url", "/api/next"), ("link_header", "/api/link")])
-def test_a_next_link_repeating_the_api_key_is_stored_without_it_and_followed_with_it(
-    fake: FakeSource, style: str, path: str
-) -> None:
+def next_link_source(fake: FakeSource, style: str = "next_url", **fields: Any) -> ImportSource:
+    """A source with an API key in a header, whose next links repeat that key in their query
+    (a link signed with the caller's key), in the given paging style."""
     fake.auth, fake.key_name, fake.secret = "api_key_header", "X-API-Key", SECRET
     fake.next_link_params = {"code": SECRET}  # the key again, under a name of the source's own
-    source = rest_source(
-        f"{fake.base_url}{path}",
+    return rest_source(
+        f"{fake.base_url}{'/api/next' if style == 'next_url' else '/api/link'}",
         pagination=style,
         records_path="results" if style == "next_url" else "",
         cursor_path="links.next" if style == "next_url" else "",
         source_auth="api_key_header",
         auth_key_name="X-API-Key",
         source_token=SECRET,
+        **fields,
     )
+
+
+@pytest.mark.parametrize("style, path", [("next_url", "/api/next"), ("link_header", "/api/link")])
+def test_a_next_link_repeating_the_api_key_is_stored_without_it_and_followed_with_it(
+    fake: FakeSource, style: str, path: str
+) -> None:
+    source = next_link_source(fake, style)
 
     records, cursors = walk(source)
 
     assert ids(records) == every_id()
     assert all(SECRET not in c and quote_plus(SECRET) not in c for c in cursors)
     assert [r.query.get("code") for r in fake.requests_to(path)][1:] == [[SECRET]] * 4
-
-
-def next_link_source(fake: FakeSource, **fields: Any) -> ImportSource:
-    fake.auth, fake.key_name, fake.secret = "api_key_header", "X-API-Key", SECRET
-    fake.next_link_params = {"code": SECRET}
-    return rest_source(
-        f"{fake.base_url}/api/next",
-        pagination="next_url",
-        records_path="results",
-        cursor_path="links.next",
-        source_auth="api_key_header",
-        auth_key_name="X-API-Key",
-        source_token=SECRET,
-        **fields,
-    )
 
 
 def test_a_next_link_naming_a_credential_changed_since_stops_instead_of_sending_another(
