@@ -19,7 +19,7 @@ import requests
 from django.contrib.auth.models import Group
 from django.db import connections
 
-from importer.models import Execution, ImportSource
+from importer.models import Execution, ImportSource, Schedule
 from tests.conftest import (
     ARTIFACTS,
     DEMO_MAPPING,
@@ -478,7 +478,13 @@ def test_the_lists_fit_a_1366_pixel_screen(browser_page, live_server, administra
             records_submitted=123456,
             records_total=300000,
             assets_execution_id="9f1c7a52-3d0e-4d5b-a8f7-0c6b7e3f2a11",
+            error="Chunk 3 failed: source 'x' answered 503 " + "with a long explanation " * 8
+            if state == "FAILED"
+            else "",
         )
+    Schedule.objects.create(
+        source=source, frequency="WEEKLY", start_time=now, timezone="America/Argentina/Buenos_Aires"
+    )
     failure = "attempt 3 of 5 failed: source 'x' answered 503 " + "with a long explanation " * 8
     for index in range(6):
         execution.chunks.create(

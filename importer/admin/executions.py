@@ -42,12 +42,11 @@ class ExecutionAdmin(admin.ModelAdmin):
     list_display = [
         "id",
         "source",
-        "state_label",
+        "state_and_why",
         "run_label",
         "started_label",
         "duration_label",
         "progress_bar",
-        "error_short",
     ]
     list_filter = ["source", "state", "trigger"]
     list_select_related = ["source", "triggered_by"]
@@ -109,14 +108,19 @@ class ExecutionAdmin(admin.ModelAdmin):
     def state_label(self, execution):
         return state_badge(execution.state)
 
-    @admin.display(description="Error")
-    def error_short(self, execution):
-        """The start of why it failed, so a failed run need not be opened to see it."""
-        if not execution.error:
-            return ""
+    @admin.display(description="State", ordering="state")
+    def state_and_why(self, execution):
+        """The state, and under it the start of why a run failed: no need to open it to see."""
+        if not execution.error or execution.state in Execution.OPEN_STATES:
+            return state_badge(execution.state)
         text = " ".join(execution.error.split())
-        shown = text if len(text) <= 120 else text[:119] + "…"
-        return format_html('<span title="{}">{}</span>', text[:1000], shown)
+        shown = text if len(text) <= 90 else text[:89] + "…"
+        return format_html(
+            '{}<div class="run-error" title="{}">{}</div>',
+            state_badge(execution.state),
+            text[:1000],
+            shown,
+        )
 
     @admin.display(description="Run", ordering="trigger")
     def trigger_label(self, execution):
