@@ -1048,6 +1048,8 @@ def test_a_file_generated_anew_for_each_download_is_imported_from_one_copy_of_it
     assert len(fake.requests_to("/files/inventory.csv")) == 1  # once per import, not per page
     assert housekeeping.drop_unused_file_copies() == 1  # the import is over: its copy goes
     assert stored_copies(media) == []
+    if storage == "local paths":  # and its folder (object storage has none)
+        assert not list((media / files.SHARED_COPIES).iterdir())
     # A worker keeps one import's copy of its own: the next import's takes its place.
     _, later = import_file(lambda: computers_csv(next(stamps)), name="later")
     assert later.state == Execution.State.DONE, later.error

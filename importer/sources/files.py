@@ -53,7 +53,8 @@ VERSION_MARK = "@"
 
 logger = logging.getLogger(__name__)
 
-# Where the copies an import's pages share are kept in the file storage: <dir>/source-<pk>/<version>
+# Where the copies an import's pages share are kept in the file storage:
+# <SHARED_COPIES>/execution-<id>/<version>
 SHARED_COPIES = "import-copies"
 
 # Downloaded copies, per process: cache key -> (path, time.monotonic() of the download).
@@ -189,7 +190,16 @@ def drop_unused_copies(running_executions: Callable[[], set[int]]) -> int:
         for name in names:
             _delete_quietly(f"{SHARED_COPIES}/{folder}/{name}")
             dropped += 1
+        _remove_empty_folder(f"{SHARED_COPIES}/{folder}")
     return dropped
+
+
+def _remove_empty_folder(name: str) -> None:
+    """A storage with local paths keeps empty folders: one per import would pile up."""
+    try:
+        os.rmdir(default_storage.path(name))
+    except (NotImplementedError, OSError):
+        pass  # not empty (a copy written meanwhile), or a storage without folders
 
 
 def _shared_name(execution_id: int, version: str) -> str:
