@@ -123,7 +123,7 @@ def check_completion(*, execution: Execution, client: AssetsClient | None = None
     if not Execution.objects.of(execution).claim_completion():
         return execution
     # Once, by the worker that claimed it: looking for a record on two pages reads every
-    # page's digests (a second or so at 10^6 records).
+    # page's digests (half a second at 10^6 records).
     disagreement = (
         records_past_the_end(execution)
         or total_disagreement(execution)

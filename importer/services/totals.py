@@ -4,8 +4,9 @@ A source whose answers carry a total (the source's `total_path`) is held to it: 
 records received from every page up to the source's last must add up to that total, or the
 import fails saying what the source did. Pages read by position (offset and page-number
 paging) are also checked for a record read on two of them: the source's order moved while it
-was read, and for each such record another one was most likely never read, which no total
-shows. A CMDB that looks complete and is not is the outcome this prevents.
+was read, and other records may never have been read, which no total shows (or the source
+lists some objects twice: its `repeated_records` setting then lets them through). A CMDB
+that looks complete and is not is the outcome this prevents.
 """
 
 from __future__ import annotations
