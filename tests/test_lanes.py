@@ -4,7 +4,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from importer import page_sql, services, work_queue
@@ -359,14 +359,17 @@ def _waiting_for_a_lock() -> bool:
 def fail_once(monkeypatch, module, name: str, *, on_call: int):
     """The `on_call`-th call of module.name raises OperationalError, as a statement on a
     connection the database dropped (a restart, a failover) does; the others go through."""
-    from django.db import OperationalError
-
     real, calls = getattr(module, name), []
+
+    class AdminShutdown(Exception):  # what the driver raises, with the server's SQLSTATE
+        sqlstate = "57P01"
 
     def flaky(*args, **kwargs):
         calls.append(1)
         if len(calls) == on_call:
-            raise OperationalError("server closed the connection unexpectedly")
+            connection.close()  # the server's side of it: gone
+            message = "terminating connection due to administrator command"
+            raise OperationalError(message) from AdminShutdown(message)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(module, name, flaky)
@@ -424,3 +427,33 @@ def test_sessions_the_database_drops_mid_import_leave_it_done_with_every_record(
     remote = sandbox.execution(execution.assets_execution_id)
     assert len(remote["objects"]) == 120
     assert remote["records_received"] - 120 <= 2 * 2 * 10  # at most the pages in flight
+
+
+def test_a_statement_refused_on_a_live_connection_is_counted_not_retried_for_ever(
+    make_source, sandbox, monkeypatch
+):
+    # "database or disk is full", a statement_timeout (QueryCanceled), SQLite's "disk I/O
+    # error": OperationalErrors on a live connection that come back on every try.
+    source = services.push_mapping(source=make_source(max_chunks_in_flight=2, page_size=10))
+
+    class DiskFull(Exception):  # what the driver raises, with the server's SQLSTATE
+        sqlstate = "53100"
+
+    def broken(*args, **kwargs):
+        message = "could not extend file: No space left on device"
+        raise OperationalError(message) from DiskFull(message)
+
+    monkeypatch.setattr(page_sql, "record_fetched", broken)
+    queued = []
+    monkeypatch.setattr(work_queue, "enqueue_chunk", queued.append)
+    execution = services.start_import(source=source)
+
+    for _ in range(12):  # well past CHUNK_MAX_ATTEMPTS (5)
+        if queued:
+            lanes.process_chunk(chunk=ChunkJob.objects.get(pk=queued.pop(0)))
+
+    chunks = list(execution.chunks.values_list("state", "attempts"))
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.FAILED or any(
+        state == ChunkJob.State.FAILED for state, _ in chunks
+    ), f"chunks {chunks}, still {len(queued)} tasks queued: a hot loop"

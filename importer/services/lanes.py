@@ -90,7 +90,10 @@ def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
             try:
                 current, page_ahead = _run_claimed_chunk(current, page_ahead, lane)
             except (OperationalError, InterfaceError) as error:
-                _database_lost(current, error)
+                if _connection_lost(error):
+                    _database_lost(current, error)
+                else:  # a full disk, a statement timeout: as any error, counted and retried
+                    chunk_crashed(current, error)
                 current = None
             except Exception as error:  # the page fails with a reason; the lane ends here
                 chunk_crashed(current, error)
@@ -109,11 +112,29 @@ def _again_on_a_new_connection(step, *args) -> None:
     where nothing was half done), once more on a new one."""
     try:
         step(*args)
-    except (OperationalError, InterfaceError):
-        if connection.in_atomic_block:
+    except (OperationalError, InterfaceError) as error:
+        if connection.in_atomic_block or not _connection_lost(error):
             raise
         connection.close()
         step(*args)
+
+
+# SQLSTATEs of a server that dropped the session (admin or crash shutdown, cannot connect
+# now); class 08 is any connection exception.
+SESSION_ENDED = frozenset({"57P01", "57P02", "57P03"})
+
+
+def _connection_lost(error: Exception) -> bool:
+    """Whether the error is the database connection lost (a restart, a failover, a pooler),
+    not a statement refused on a live connection (a full disk, a timeout), which would fail
+    again on a new connection too and is counted as any error is. Django may have opened a
+    new connection already (leaving a transaction does), so the error itself tells."""
+    state = getattr(error.__cause__, "sqlstate", None)
+    if state:
+        return state.startswith("08") or state in SESSION_ENDED
+    if connection.vendor == "sqlite":  # a file: its errors are never a lost connection
+        return False
+    return True  # a client-side error of a server connection (no SQLSTATE): the link
 
 
 def _database_lost(chunk: ChunkJob, error: Exception) -> None:
