@@ -211,3 +211,34 @@ def test_a_start_still_under_way_is_left_alone(pushed_source, sandbox):
 
     starting.refresh_from_db()
     assert starting.state == Execution.State.PENDING
+
+
+@pytest.mark.parametrize("who", ["housekeeping", "an operator"])
+def test_a_start_ended_while_assets_answers_leaves_nothing_running_in_assets(
+    pushed_source, sandbox, monkeypatch, who
+):
+    # Assets answers late (reports owed to it, a slow 5xx, retries), and meanwhile the run is
+    # given up by housekeeping, or cancelled from the list.
+    real_start = AssetsClient.start_execution
+
+    def slow_start(self, **kwargs):
+        pending = Execution.objects.get(source=pushed_source, state=Execution.State.PENDING)
+        if who == "housekeeping":
+            Execution.objects.filter(pk=pending.pk).update(
+                updated_at=timezone.now() - timedelta(hours=1)
+            )
+            services.look_after_imports()
+        else:
+            services.cancel_execution(execution=pending)
+        return real_start(self, **kwargs)
+
+    monkeypatch.setattr(AssetsClient, "start_execution", slow_start)
+
+    with pytest.raises(services.ImportRefused, match="while it started"):
+        services.start_import(source=pushed_source)
+
+    execution = Execution.objects.get(source=pushed_source)
+    assert not execution.chunks.exists()
+    assert sandbox.execution(execution.assets_execution_id)["state"] == "CANCELLED"
+    monkeypatch.undo()
+    assert services.start_import(source=pushed_source).pk != execution.pk  # Assets takes it

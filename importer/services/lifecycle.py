@@ -57,7 +57,9 @@ def start_import(
         # Assets refuses a new execution while it counts an earlier one as running.
         report_pending_failures(source=source)
         if not source.mapping_pushed_at:
+            Execution.objects.of(execution).stamp()  # still starting (`give_up_stopped_starts`)
             push_mapping(source=source)
+        Execution.objects.of(execution).stamp()
         client = AssetsClient.for_source(source)
         started = call_with_retries(
             lambda: client.start_execution(scheduled=trigger == Execution.Trigger.SCHEDULE)
@@ -73,8 +75,8 @@ def start_import(
     execution.assets_execution_id = started.execution_id
     try:
         with transaction.atomic():
-            Execution.objects.of(execution).begin_ingesting()
-            for chunk in first_chunks(execution):
+            began = Execution.objects.of(execution).begin_ingesting()
+            for chunk in first_chunks(execution) if began else []:
                 transaction.on_commit(lambda chunk_id=chunk.pk: work_queue.enqueue_chunk(chunk_id))
     except Exception as error:
         logger.exception("execution %s: could not queue its first chunk", execution.pk)
@@ -82,7 +84,20 @@ def start_import(
         fail_execution(execution=execution, reason=reason)
         raise _recorded_refusal(reason) from None
     execution.refresh_from_db()
+    if not began:
+        _ended_while_starting(execution)
     return execution
+
+
+def _ended_while_starting(execution: Execution) -> None:
+    """An operator cancelled the start, or housekeeping gave it up, while Assets answered:
+    what Assets started is cancelled there too (told later if it cannot be now), or it would
+    refuse the source's next import."""
+    _cancel_in_assets(execution)
+    raise _recorded_refusal(
+        f"The import was {execution.get_state_display().lower()} while it started "
+        f"({execution.error}); the execution Assets had created meanwhile is cancelled."
+    )
 
 
 def give_up_stopped_starts() -> int:
@@ -193,8 +208,9 @@ def _tell_assets(execution: Execution, call, *, what: str, told: dict | None = N
 def report_pending_failures(*, source: ImportSource | None = None) -> int:
     """Tell Assets of the failures and cancels it could not be told of when they happened (of
     one source, or of all); given up a day after. How many were told."""
+    told_ends = [Execution.State.FAILED, Execution.State.CANCELLED, Execution.State.REFUSED]
     pending = Execution.objects.filter(
-        state__in=[Execution.State.FAILED, Execution.State.CANCELLED], failure_report_pending=True
+        state__in=told_ends, failure_report_pending=True
     ).select_related("source")
     if source is not None:
         pending = pending.filter(source=source)
@@ -203,7 +219,7 @@ def report_pending_failures(*, source: ImportSource | None = None) -> int:
         if execution.finished_at and timezone.now() - execution.finished_at > REPORT_GIVE_UP_AFTER:
             Execution.objects.filter(pk=execution.pk).update(failure_report_pending=False)
             continue
-        if execution.state == Execution.State.CANCELLED:
+        if execution.state != Execution.State.FAILED:  # cancelled, or refused while starting
             told += _cancel_in_assets(execution)
         else:
             told += _report_failure(execution, execution.error or "The import failed.")
