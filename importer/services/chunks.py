@@ -35,6 +35,8 @@ ChunkState = ChunkJob.State
 ENDLESS_SOURCE = "endless_source"
 UNEXPECTED_ERROR = "unexpected_error"
 ATTEMPTS_USED_UP = "attempts_used_up"
+# Attempts at a page past the source's end that the source failed to answer for now.
+PAST_THE_END_ATTEMPTS = 2
 
 
 class SourceNeverEnds(Exception):
@@ -365,19 +367,24 @@ def chunk_failed(
     A page past the source's end was never needed, if the end is right: one that was
     fetched (Assets refused it) is set aside with the records it held, which fail the import
     if any (the end was wrong, `totals.records_past_the_end`); one the source refused for
-    good is set aside; one the source failed to answer for now is retried like any other,
-    for only its answer tells whether the end is right.
+    good is set aside; one the source failed to answer for now is tried once more
+    (PAST_THE_END_ATTEMPTS), for only its answer tells whether the end is right.
 
     `fetched`: the records of a page already fetched and counted. A retry reads the page
     again and counts it then, so it is taken off the counts now: "fetched" stays the records
     the source gave, not the reads."""
-    if (fetched is not None or permanent) and _past_the_end(chunk):
+    past_the_end = _past_the_end(chunk)
+    if past_the_end and (fetched is not None or permanent):
         ChunkJob.objects.held_by(chunk).stop(past_the_end=True, records=fetched or 0)
         return chunk
     source = chunk.execution.source
     message = scrub_secrets(message, source)
     now = timezone.now()
     attempts = min(settings.CHUNK_MAX_ATTEMPTS, max_attempts or settings.CHUNK_MAX_ATTEMPTS)
+    if past_the_end:
+        # One answer more tells whether the end is right; a source that errs past its end
+        # every time would otherwise hold each import's completion through every retry.
+        attempts = min(attempts, PAST_THE_END_ATTEMPTS)
     if not permanent and chunk.attempts < attempts:
         delay = retry_delay(chunk.attempts, retry_after)
         ChunkJob.objects.held_by(chunk).retry_at(
