@@ -433,14 +433,23 @@ def test_the_source_list_shows_the_last_import_and_the_next_scheduled_run(
     Execution.objects.create(source=source, state=Execution.State.DONE)
     start = datetime(2099, 1, 15, 2, 0, tzinfo=UTC)
     schedule = Schedule.objects.create(
-        source=source, frequency=Schedule.Frequency.DAILY, start_time=start, timezone="UTC"
+        source=source,
+        frequency=Schedule.Frequency.DAILY,
+        start_time=start,
+        timezone="UTC",
+        in_sync=True,
     )
-
-    html = staff_client.get(reverse("admin:importer_importsource_changelist")).content.decode()
-
-    assert "DONE" in html
     link = reverse("admin:importer_schedule_change", args=[schedule.pk])
-    assert f'<a href="{link}">daily</a>, next 2099-01-15 02:00 UTC' in html
+
+    def shown() -> str:
+        return staff_client.get(reverse("admin:importer_importsource_changelist")).content.decode()
+
+    assert "DONE" in shown()
+    assert f'<a href="{link}">daily</a>, next 2099-01-15 02:00 UTC' in shown()
+    Schedule.objects.filter(pk=schedule.pk).update(in_sync=False)
+    assert f'<a href="{link}">daily</a>, not in Assets yet: no run until it is synced' in shown()
+    ImportSource.objects.filter(pk=source.pk).update(enabled=False)
+    assert f'<a href="{link}">daily</a>, paused: the source is disabled' in shown()
 
 
 @pytest.mark.django_db

@@ -444,11 +444,17 @@ class ImportSourceAdmin(DeletedInAssetsFirst, admin.ModelAdmin):
             schedule = source.schedule
         except Schedule.DoesNotExist:
             return "—"
+        if not source.enabled:
+            when = "paused: the source is disabled"
+        elif not schedule.in_sync:
+            when = "not in Assets yet: no run until it is synced"
+        else:
+            when = f"next {next_run_label(schedule)}"
         return format_html(
-            '<a href="{}">{}</a>, next {}',
+            '<a href="{}">{}</a>, {}',
             reverse("admin:importer_schedule_change", args=[schedule.pk]),
             schedule.get_frequency_display().lower(),
-            next_run_label(schedule),
+            when,
         )
 
     @admin.display(description="Mapping")
