@@ -577,3 +577,17 @@ def test_a_running_import_cannot_be_deleted_only_cancelled(staff_client, make_so
     assert "permission to delete" in both.content.decode()
     assert alone.status_code == 302
     assert list(Execution.objects.values_list("pk", flat=True)) == [running.pk]
+
+
+@pytest.mark.django_db
+def test_deleting_a_source_with_a_running_import_says_to_cancel_it_first(staff_client, make_source):
+    source = make_source()
+    running = Execution.objects.create(source=source, state=Execution.State.INGESTING)
+
+    html = staff_client.get(
+        reverse("admin:importer_importsource_delete", args=[source.pk])
+    ).content.decode()
+
+    assert "permission to delete" not in html
+    assert f"the running import #{running.pk} of inventory: cancel it first" in html
+    assert ImportSource.objects.filter(pk=source.pk).exists()

@@ -437,6 +437,23 @@ class ImportSourceAdmin(DeletedInAssetsFirst, admin.ModelAdmin):
             date_format(localtime(source.last_at), "SHORT_DATETIME_FORMAT"),
         )
 
+    def get_deleted_objects(self, objs, request):
+        """A source with a running import is not deleted: say so, and what to do (Django
+        would say the user lacks the permission to delete executions)."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        running = Execution.objects.filter(source__in=list(objs), state__in=Execution.OPEN_STATES)
+        if running:
+            perms_needed.discard(Execution._meta.verbose_name)
+            protected = [
+                *protected,
+                *(
+                    f"the running import #{execution.pk} of {execution.source}: cancel it "
+                    "first, or wait for it to end"
+                    for execution in running.select_related("source")
+                ),
+            ]
+        return deleted, counts, perms_needed, protected
+
     @admin.display(description="Schedule")
     def next_run(self, source):
         """How often it runs and when next, linking to its schedule."""
