@@ -162,6 +162,11 @@ def _error_detail(response: requests.Response, secrets: list[str]) -> str:
 
 
 STARTING = "Starting the import"
+SUBMITTING = "Submitting a chunk"
+COMPLETING = "Marking the submission completed"
+REPORTING = "Reporting the failure to import history"
+# Calls on one execution: a 409 there means it no longer takes them.
+EXECUTION_CALLS = frozenset({SUBMITTING, COMPLETING, REPORTING})
 
 _ERRORS_BY_STATUS = {
     400: (AssetsBadRequest, "Assets rejected the request (400)"),
@@ -174,11 +179,7 @@ _ERRORS_BY_STATUS = {
         "Assets denied access (403): the token does not belong to this import source",
     ),
     404: (AssetsNotFound, "Assets does not know this workspace, import source or execution (404)"),
-    409: (
-        AssetsConflict,
-        "Assets reports a conflict (409): the execution no longer takes this (it was "
-        "cancelled, completed or timed out in Assets)",
-    ),
+    409: (AssetsConflict, "Assets reports a conflict (409)"),
     429: (AssetsRateLimited, "Assets is rate limiting us (429)"),
 }
 
@@ -195,6 +196,11 @@ def error_for_response(
             error_class, summary = AssetsServerError, f"Assets answered {status}, a server error"
         else:
             error_class, summary = AssetsBadRequest, f"Assets answered {status}"
+    if status == 409 and action in EXECUTION_CALLS:
+        summary += (
+            ": the execution no longer takes this (it was cancelled, completed or timed out "
+            "in Assets)"
+        )
     if status == 409 and action == STARTING:
         summary = (
             "Assets reports a conflict (409): an import of this import source is still running "
@@ -281,13 +287,13 @@ class AssetsClient:
         return StartedExecution(execution_id=execution_id_from_links(links), links=links)
 
     def submit_chunk(self, execution_id: str, data: dict) -> None:
-        self._call("POST", f"/executions/{execution_id}/data", "Submitting a chunk", {"data": data})
+        self._call("POST", f"/executions/{execution_id}/data", SUBMITTING, {"data": data})
 
     def mark_completed(self, execution_id: str) -> None:
         self._call(
             "POST",
             f"/executions/{execution_id}/data",
-            "Marking the submission completed",
+            COMPLETING,
             {"completed": True},
         )
 
@@ -295,7 +301,7 @@ class AssetsClient:
         self._call(
             "POST",
             f"/executions/{execution_id}/history/failed",
-            "Reporting the failure to import history",
+            REPORTING,
             {"failureReason": truncate_reason(reason)},
         )
 

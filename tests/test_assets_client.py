@@ -95,11 +95,14 @@ def test_each_error_status_becomes_its_typed_error(
 def test_a_conflict_says_what_it_means_for_a_start_and_for_a_page(httpserver, client):
     httpserver.expect_request(f"{ROOT}/executions", method="POST").respond_with_data("", status=409)
     httpserver.expect_request(f"{ROOT}/executions/exec-42/data").respond_with_data("", status=409)
+    httpserver.expect_request(f"{ROOT}/mapping").respond_with_data("", status=409)
 
     with pytest.raises(assets.AssetsConflict) as start:
         client.start_execution()
     with pytest.raises(assets.AssetsConflict) as page:
         client.submit_chunk("exec-42", {"laptops": [{"serial": "A"}]})
+    with pytest.raises(assets.AssetsConflict) as mapping:
+        client.put_mapping({"schema": {}, "mapping": {}})
 
     assert "an import of this import source is still running there" in start.value.message
     assert "cancel it in Assets to import now" in start.value.message
@@ -107,6 +110,7 @@ def test_a_conflict_says_what_it_means_for_a_start_and_for_a_page(httpserver, cl
         "Submitting a chunk: Assets reports a conflict (409): the execution no longer takes "
         "this (it was cancelled, completed or timed out in Assets)"
     )
+    assert mapping.value.message == "Pushing the mapping: Assets reports a conflict (409)"
 
 
 def test_rate_limiting_carries_retry_after_in_seconds(httpserver, client):
