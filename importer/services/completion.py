@@ -234,7 +234,9 @@ def _read_status(execution: Execution, client: AssetsClient) -> bool:
     except AssetsError as error:
         logger.warning("execution %s: status not readable: %s", execution.pk, error.message)
         problem = f"Assets' status could not be read: {error.message}"
+        answered = False
     else:
+        answered = True  # Assets knows the execution: a run of 404s is over
         final = FINAL_STATUSES.get(status.status)
         if final is not None:
             detail = "" if final == State.DONE else _assets_verdict(status)
@@ -255,10 +257,11 @@ def _read_status(execution: Execution, client: AssetsClient) -> bool:
         )
         return _finish(execution, State.FAILED, reason)
     # The stamp says the import is being followed (housekeeping's safety net reads it).
+    still_missing = None if answered else execution.status_missing_since
     Execution.objects.of(execution).processing().stamp(
-        error=scrub_secrets(problem, execution.source), status_missing_since=None
+        error=scrub_secrets(problem, execution.source), status_missing_since=still_missing
     )
-    execution.status_missing_since = None
+    execution.status_missing_since = still_missing
     return False
 
 
