@@ -71,9 +71,20 @@ MASKED_FOR_VIEWERS = {
 }
 
 
-def masked_fieldsets(fieldsets, masked: dict[str, str]):
+def masked_fieldsets(fieldsets, masked: dict[str, str | None]):
+    """The fieldsets with each field in `masked` shown as its masked stand-in (None: left out)."""
     return [
-        (name, {**options, "fields": [masked.get(field, field) for field in options["fields"]]})
+        (
+            name,
+            {
+                **options,
+                "fields": [
+                    masked.get(field, field)
+                    for field in options["fields"]
+                    if masked.get(field, field) is not None
+                ],
+            },
+        )
         for name, options in fieldsets
     ]
 

@@ -8,7 +8,7 @@ from django.utils.timezone import localtime
 from django.utils.translation import ngettext
 
 from importer import notifications
-from importer.admin.display import state_badge, stored_secret
+from importer.admin.display import masked_fieldsets, state_badge, stored_secret
 from importer.models import Alert, Delivery, NotificationChannel
 from importer.notifications.delivery import where
 from importer.notifications.forms import FIELD_CONDITIONS, NotificationChannelForm
@@ -95,20 +95,7 @@ class NotificationChannelAdmin(admin.ModelAdmin):
         if self.has_change_permission(request, obj):
             return self.fieldsets
         hidden = {"webhook_url": None, "secret_header_value": "secret_header_value_masked"}
-        return [
-            (
-                name,
-                {
-                    **options,
-                    "fields": [
-                        hidden.get(field, field)
-                        for field in options["fields"]
-                        if hidden.get(field, field) is not None
-                    ],
-                },
-            )
-            for name, options in self.fieldsets
-        ]
+        return masked_fieldsets(self.fieldsets, hidden)
 
     def get_readonly_fields(self, request, obj=None):
         return [*self.readonly_fields, "secret_header_value_masked"]
