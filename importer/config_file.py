@@ -39,6 +39,9 @@ class AppliedSource:
     name: str
     created: bool
     changed_fields: list[str] = field(default_factory=list)
+    # The model fields saved, and the values they had: Assets follows them after the commit.
+    saved_fields: set[str] = field(default_factory=set, repr=False)
+    was: dict = field(default_factory=dict, repr=False)
     mapping_note: str = ""
     schedule_note: str = ""
     # What could not be applied in Assets (the local change stays applied).
@@ -271,10 +274,23 @@ def apply_config(
     for result, (source_name, wanted) in zip(results, schedule_changes, strict=True):
         if push:
             _push_mapping(result)
+        _bring_assets_along(result)
         result.schedule_note, failed = _apply_schedule(source_name, wanted)
         if failed:
             result.failures.append(result.schedule_note)
     return [*results, *channel_results]
+
+
+def _bring_assets_along(result: AppliedSource) -> None:
+    """The schedule of a source moved to another import source, or disabled or enabled, as
+    the admin does when such a source is saved."""
+    if result.created or not result.saved_fields:
+        return
+    source = ImportSource.objects.get(name=result.name)
+    try:
+        services.source_saved(source=source, changed=result.saved_fields, was=result.was)
+    except services.ScheduleError as error:
+        result.failures.append(f"schedule OUT OF SYNC with Assets: {error}")
 
 
 def _push_mapping(result: AppliedSource) -> None:
@@ -283,7 +299,7 @@ def _push_mapping(result: AppliedSource) -> None:
         return
     try:
         services.push_mapping(source=source)
-    except services.MappingInvalid as invalid:
+    except (services.MappingInvalid, services.SourceBusy) as invalid:
         result.mapping_note = f"mapping NOT pushed: {invalid}"
     except AssetsError as error:
         result.mapping_note = f"mapping NOT pushed: {services.scrub_secrets(error.message, source)}"
@@ -342,11 +358,15 @@ def _apply_sources(entries: list, *, dry_run: bool):
         if instance is not None and not changed:
             results.append(AppliedSource(name=data["name"], created=False))
             continue
-        source = form.save()
-        if instance is not None and "enabled" in form.changed_data and not dry_run:
-            transaction.on_commit(lambda source=source: _apply_enabled(source))
+        form.save()
         results.append(
-            AppliedSource(name=data["name"], created=instance is None, changed_fields=changed)
+            AppliedSource(
+                name=data["name"],
+                created=instance is None,
+                changed_fields=changed,
+                saved_fields=set(form.changed_data),
+                was=form.initial,
+            )
         )
     return results, schedule_changes, errors
 
@@ -378,13 +398,6 @@ def _schedule_problems(wanted) -> list[str]:
         if name != "source"
         for message in messages
     ]
-
-
-def _apply_enabled(source: ImportSource) -> None:
-    try:
-        services.apply_enabled_state(source=source)
-    except services.ScheduleError:
-        pass  # recorded on the schedule row, shown in the admin
 
 
 def _apply_schedule(source_name: str, wanted) -> tuple[str, bool]:

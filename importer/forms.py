@@ -19,6 +19,7 @@ from importer.redaction import (
     restore_masked,
     restore_url,
 )
+from importer.services.editing import ASSETS_PLACE, FIXED_WHILE_IMPORTING, busy_text, running_import
 from importer.sources.rules import ca_bundle_problem, cursor_path_problem, plugin_problem
 
 SECRET_FIELDS = ("assets_token", "source_token")
@@ -456,16 +457,25 @@ class ImportSourceForm(WriteOnlySecretsForm):
                 self.add_error(name, 'Give a JSON object, e.g. {"name": "value"}.')
         self._add_problem("ca_bundle", ca_bundle_problem(cleaned.get("ca_bundle") or ""))
         self._refuse_a_shared_import_source(cleaned)
+        self._refuse_changes_while_importing()
         return cleaned
+
+    def _refuse_changes_while_importing(self) -> None:
+        """A running import reads these settings page after page (services/editing.py)."""
+        changed = [name for name in self.changed_data if name in FIXED_WHILE_IMPORTING]
+        running = running_import(self.instance) if changed else None
+        if running is None:
+            return
+        for name in changed:
+            if not self.has_error(name):
+                label = self.fields[name].label or name
+                self.add_error(name, busy_text(self.instance, running, f"a new {label.lower()}"))
 
     def _refuse_a_shared_import_source(self, cleaned: dict) -> None:
         """Assets keeps one mapping and one running import per import source: two sources
         sharing one would push their mappings over each other and refuse each other's
         imports ("another import is running")."""
-        where = {
-            name: cleaned.get(name)
-            for name in ("assets_base_url", "workspace_id", "import_source_id")
-        }
+        where = {name: cleaned.get(name) for name in ASSETS_PLACE}
         if not all(where.values()):
             return
         base = where.pop("assets_base_url").rstrip("/")
@@ -492,9 +502,7 @@ class ImportSourceForm(WriteOnlySecretsForm):
         source = super().save(commit=False)
         keep_stored_secrets(source, self.cleaned_data, SECRET_FIELDS)
         # Another mapping, or another import source in Assets: not pushed there yet.
-        if {"mapping", "assets_base_url", "workspace_id", "import_source_id"} & set(
-            self.changed_data
-        ):
+        if {"mapping", *ASSETS_PLACE} & set(self.changed_data):
             source.mapping_pushed_at = None
         if commit:
             source.save()

@@ -10,6 +10,7 @@ from django.contrib.admin.models import LogEntry
 from django.urls import reverse
 from django.utils import timezone
 
+from importer import services
 from importer.forms import ImportSourceForm
 from importer.models import Execution, ImportSource
 from tests.conftest import SANDBOX_TOKEN, wait_for_execution_to_finish
@@ -591,3 +592,40 @@ def test_deleting_a_source_with_a_running_import_says_to_cancel_it_first(staff_c
     assert "permission to delete" not in html
     assert f"the running import #{running.pk} of inventory: cancel it first" in html
     assert ImportSource.objects.filter(pk=source.pk).exists()
+
+
+@pytest.mark.django_db
+def test_what_a_running_import_reads_cannot_change_until_it_has_ended(admin_client, make_source):
+    source = make_source(page_size=100)
+    running = Execution.objects.create(source=source, state=Execution.State.INGESTING)
+    url = reverse("admin:importer_importsource_change", args=[source.pk])
+
+    response = admin_client.post(url, source_form_data(source, page_size=200))
+
+    page = response.content.decode()
+    assert f"An import of &#x27;inventory&#x27; is running (execution #{running.pk})" in page
+    assert "cancel the import first" in page
+    assert ImportSource.objects.get(pk=source.pk).page_size == 100
+
+
+@pytest.mark.django_db
+def test_a_source_token_can_be_rotated_while_an_import_runs(admin_client, make_source):
+    source = make_source()
+    Execution.objects.create(source=source, state=Execution.State.INGESTING)
+    url = reverse("admin:importer_importsource_change", args=[source.pk])
+
+    response = admin_client.post(url, source_form_data(source, source_token="rotated"))
+
+    assert response.status_code == 302
+    assert ImportSource.objects.get(pk=source.pk).source_token == "rotated"
+
+
+@pytest.mark.django_db
+def test_a_mapping_is_not_pushed_while_the_source_imports(make_source, sandbox):
+    source = make_source()
+    Execution.objects.create(source=source, state=Execution.State.INGESTING)
+
+    with pytest.raises(services.SourceBusy, match="pushing the mapping would apply"):
+        services.push_mapping(source=source)
+
+    assert sandbox.mapping("ws-1", "src-1") is None

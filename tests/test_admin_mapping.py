@@ -58,6 +58,21 @@ def test_preview_names_records_that_would_be_left_out(source_page, make_source, 
 
 
 @pytest.mark.django_db
+def test_preview_of_a_source_that_fails_on_such_records_says_the_import_would_fail(
+    source_page, make_source, demo_mapping
+):
+    demo_mapping["mapping"]["objectTypeMappings"][0]["attributesMapping"][0][
+        "attributeLocators"
+    ] = ["asset_tag"]
+    source = make_source(mapping=demo_mapping, missing_identity="fail")
+
+    page = source_page(source, "preview").content.decode()
+
+    assert "The import would fail on this page: 25 records without identity" in page
+    assert "would be left out" not in page
+
+
+@pytest.mark.django_db
 def test_preview_of_a_failing_source_shows_the_error(source_page, make_source, inventory):
     inventory.faults.add(method="GET", path_contains="/api/computers", status=404, times=-1)
 

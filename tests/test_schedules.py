@@ -470,3 +470,21 @@ def test_a_source_moved_to_another_import_source_takes_its_schedule_along(
     assert moved.import_source_id == "src-2"
     services.sync_schedule(schedule=Schedule.objects.get(pk=schedule.pk))
     assert len(sandbox.schedules("src-2")) == 1
+
+
+def test_a_source_moved_to_another_import_source_by_a_config_file_takes_its_schedule_along(
+    pushed_source, sandbox, tmp_path
+):
+    from importer.config_file import config_document
+
+    services.sync_schedule(schedule=make_schedule(pushed_source))
+    document = config_document([pushed_source.name], with_secrets=True)
+    document["sources"][0]["assets"]["import_source_id"] = "src-2"
+    path = tmp_path / "sources.json"
+    path.write_text(json.dumps(document))
+
+    call_command("import_sources", str(path), stdout=io.StringIO())
+
+    assert sandbox.schedules("src-1") == []  # it would have fired for nothing
+    assert len(sandbox.schedules("src-2")) == 1
+    assert Schedule.objects.get().in_sync

@@ -299,7 +299,11 @@ class ImportSourceAdmin(DeletedInAssetsFirst, admin.ModelAdmin):
             )
             return HttpResponseRedirect(self._change_url(source))
         if change:
-            services.replace_mapping(source=source, document=remote, pushed=True)
+            try:
+                services.replace_mapping(source=source, document=remote, pushed=True)
+            except services.SourceBusy as busy:
+                self.message_user(request, str(busy), messages.ERROR)
+                return HttpResponseRedirect(self._change_url(source))
             self.log_change(request, source, "Replaced the mapping with the one in Assets.")
             self.message_user(request, "The mapping now is the one Assets holds.")
             return HttpResponseRedirect(self._change_url(source))
@@ -322,7 +326,11 @@ class ImportSourceAdmin(DeletedInAssetsFirst, admin.ModelAdmin):
             self.message_user(request, str(impossible), messages.ERROR)
             return HttpResponseRedirect(self._change_url(source))
         if change:
-            services.replace_mapping(source=source, document=draft, pushed=False)
+            try:
+                services.replace_mapping(source=source, document=draft, pushed=False)
+            except services.SourceBusy as busy:
+                self.message_user(request, str(busy), messages.ERROR)
+                return HttpResponseRedirect(self._change_url(source))
             self.log_change(request, source, "Replaced the mapping with a draft from the source.")
             self.message_user(
                 request, "The draft is now the mapping: review it, then push it to Assets."
@@ -388,13 +396,10 @@ class ImportSourceAdmin(DeletedInAssetsFirst, admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
-        moved = change and set(services.ASSETS_PLACE) & set(form.changed_data)
+        if not change:
+            return
         try:
-            if moved:
-                was = {name: form.initial.get(name, "") for name in services.ASSETS_PLACE}
-                services.move_schedule(source=obj, was=was)
-            elif change and "enabled" in form.changed_data:
-                services.apply_enabled_state(source=obj)
+            services.source_saved(source=obj, changed=set(form.changed_data), was=form.initial)
         except services.ScheduleError as error:
             self.message_user(request, f"Schedule: {error}", messages.WARNING)
 
@@ -544,7 +549,7 @@ class ImportSourceAdmin(DeletedInAssetsFirst, admin.ModelAdmin):
         for source in queryset:
             try:
                 services.push_mapping(source=source)
-            except services.MappingInvalid as invalid:
+            except (services.MappingInvalid, services.SourceBusy) as invalid:
                 self.message_user(
                     request, f"Mapping of {source} not pushed: {invalid}", messages.ERROR
                 )

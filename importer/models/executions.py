@@ -19,6 +19,9 @@ class ExecutionQuerySet(models.QuerySet):
     def of(self, execution: "Execution") -> "ExecutionQuerySet":
         return self.filter(pk=execution.pk)
 
+    def open(self) -> "ExecutionQuerySet":
+        return self.filter(state__in=OPEN_STATES)
+
     def ingesting(self) -> "ExecutionQuerySet":
         return self.filter(state=ExecutionState.INGESTING)
 

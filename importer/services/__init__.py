@@ -10,6 +10,7 @@
 * housekeeping  recover lost work, flag stalled imports, prune history
 * schedules     the schedule Assets holds and the runs its webtrigger starts
 * mappings      push, pull, draft and preview the mapping
+* editing       what may not change on a source while it imports
 * errors        what the services raise for people to read
 * retries       backoff for calls to Assets and sources
 
@@ -21,12 +22,14 @@ row already moved on and does nothing.
 
 from importer.services.chunks import retry_failed_chunks
 from importer.services.completion import check_completion, refresh_status
+from importer.services.editing import FIXED_WHILE_IMPORTING, busy_text, running_import
 from importer.services.errors import (
     DraftImpossible,
     ImportAlreadyRunning,
     ImportRefused,
     MappingInvalid,
     ScheduleError,
+    SourceBusy,
     scrub_secrets,
 )
 from importer.services.housekeeping import (
@@ -64,6 +67,7 @@ from importer.services.schedules import (
     move_schedule,
     next_run,
     rotate_webtrigger_token,
+    source_saved,
     start_scheduled_import,
     sync_schedule,
     webtrigger_url,
@@ -77,6 +81,11 @@ __all__ = [
     "MappingInvalid",
     "Preview",
     "ScheduleError",
+    "SourceBusy",
+    "FIXED_WHILE_IMPORTING",
+    "busy_text",
+    "running_import",
+    "source_saved",
     "ASSETS_PLACE",
     "apply_enabled_state",
     "call_with_retries",

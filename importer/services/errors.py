@@ -32,6 +32,10 @@ class DraftImpossible(Exception):
         super().__init__(f"No mapping could be drafted: {reason}")
 
 
+class SourceBusy(Exception):
+    """A change that must wait until the source's running import has ended."""
+
+
 class ScheduleError(Exception):
     """A schedule could not be set up; the message says why and what to do."""
 

@@ -24,7 +24,6 @@ from importer.mapping import (
     RecordsRefused,
     TransformResult,
     identity_digests,
-    transform_records,
 )
 from importer.models import ChunkJob, Execution, ImportSource
 from importer.services.chunks import (
@@ -47,6 +46,7 @@ from importer.services.chunks import (
 )
 from importer.services.completion import complete_if_due
 from importer.services.leases import Leases
+from importer.services.mappings import transform_page
 from importer.services.plan import lane_next_cursor, runs_lanes
 from importer.services.totals import checks_repeated_records
 from importer.sources import Page, SourceError, build_source
@@ -341,12 +341,7 @@ def _transform(chunk: ChunkJob, page: Page, lane: Lane) -> TransformResult | Non
     """The page as Assets data; None when a record cannot be used (the chunk then failed)."""
     source = chunk.execution.source
     try:
-        result = transform_records(
-            page.records,
-            source.mapping,
-            missing_identity=source.missing_identity,
-            invalid_values=source.invalid_values,
-        )
+        result = transform_page(source, page.records)
     except RecordsRefused as error:  # the source's policy: such records fail the import
         chunk_failed(chunk, str(error), permanent=True, kind=error.kind)
         return None

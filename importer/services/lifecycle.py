@@ -14,7 +14,7 @@ from importer.assets import AssetsAuthError, AssetsClient, AssetsError
 from importer.mapping import validate_document
 from importer.models import ChunkJob, Execution, ImportSource
 from importer.services.errors import ImportAlreadyRunning, ImportRefused, scrub_secrets
-from importer.services.mappings import push_mapping
+from importer.services.mappings import send_mapping
 from importer.services.plan import first_chunks
 from importer.services.retries import call_with_retries
 
@@ -46,7 +46,7 @@ def start_import(
         with transaction.atomic():
             execution = Execution.objects.create(source=source, trigger=trigger, triggered_by=user)
     except IntegrityError:
-        running = Execution.objects.filter(source=source, state__in=Execution.OPEN_STATES).first()
+        running = Execution.objects.open().filter(source=source).first()
         which = f" (execution #{running.pk})" if running else ""
         raise ImportAlreadyRunning(
             f"An import of '{source}' is already running{which}: start again once it has "
@@ -58,7 +58,7 @@ def start_import(
         report_pending_failures(source=source)
         if not source.mapping_pushed_at:
             Execution.objects.of(execution).stamp()  # still starting (`give_up_stopped_starts`)
-            push_mapping(source=source)
+            send_mapping(source=source)
         Execution.objects.of(execution).stamp()
         client = AssetsClient.for_source(source)
         started = call_with_retries(

@@ -7,14 +7,29 @@ from dataclasses import dataclass, field
 from django.utils import timezone
 
 from importer.assets import AssetsClient
-from importer.mapping import diff_documents, draft_mapping, transform_records, validate_document
+from importer.mapping import (
+    RecordsRefused,
+    TransformResult,
+    diff_documents,
+    draft_mapping,
+    transform_records,
+    validate_document,
+)
 from importer.models import ImportSource
+from importer.services.editing import refuse_while_importing
 from importer.services.errors import DraftImpossible, MappingInvalid, scrub_secrets
 from importer.sources import SourceError, build_source
 
 
 def push_mapping(*, source: ImportSource) -> ImportSource:
-    """Validate the mapping locally, then send it to Assets (PUT replaces it whole)."""
+    """Validate the mapping locally, then send it to Assets (PUT replaces it whole); not
+    while the source imports (SourceBusy): its pages still to come would change shape."""
+    refuse_while_importing(source=source, what="pushing the mapping")
+    return send_mapping(source=source)
+
+
+def send_mapping(*, source: ImportSource) -> ImportSource:
+    """`push_mapping` for the import being started, which is open already."""
     if not source.mapping:
         raise MappingInvalid(["$: the source has no mapping yet"])
     problems = validate_document(source.mapping)
@@ -24,6 +39,17 @@ def push_mapping(*, source: ImportSource) -> ImportSource:
     source.mapping_pushed_at = timezone.now()
     source.save(update_fields=["mapping_pushed_at", "updated_at"])
     return source
+
+
+def transform_page(source: ImportSource, records: list[dict]) -> TransformResult:
+    """A page's records as Assets data, under the source's rules for records it cannot use
+    (RecordsRefused when they say fail): the same for an import and its preview."""
+    return transform_records(
+        records,
+        source.mapping,
+        missing_identity=source.missing_identity,
+        invalid_values=source.invalid_values,
+    )
 
 
 @dataclass
@@ -47,7 +73,13 @@ def preview_import(*, source: ImportSource, limit: int = 20) -> Preview:
     if not source.mapping:
         return Preview(records_fetched=len(page.records), error="The source has no mapping yet.")
     try:
-        result = transform_records(page.records, source.mapping)
+        result = transform_page(source, page.records)
+    except RecordsRefused as error:  # the source's policy: such records fail the import
+        return Preview(
+            records_fetched=len(page.records),
+            error=f"The import would fail on this page: {error}. Mend these records at the "
+            "source, or have the source's settings leave such records out.",
+        )
     except ValueError as error:  # a mapping transform cannot use
         return Preview(records_fetched=len(page.records), error=str(error))
     return Preview(
@@ -80,7 +112,9 @@ def pull_mapping(*, source: ImportSource) -> tuple[dict, list[str]]:
 
 
 def replace_mapping(*, source: ImportSource, document: dict, pushed: bool) -> ImportSource:
-    """Take `document` as the source's mapping (`pushed`: it is what Assets holds)."""
+    """Take `document` as the source's mapping (`pushed`: it is what Assets holds); not
+    while the source imports (SourceBusy)."""
+    refuse_while_importing(source=source, what="another mapping")
     source.mapping = document
     source.mapping_pushed_at = timezone.now() if pushed else None
     source.save(update_fields=["mapping", "mapping_pushed_at", "updated_at"])

@@ -19,6 +19,7 @@ from django.utils import timezone
 from importer import notifications
 from importer.assets import AssetsClient, AssetsError, AssetsNotFound, schedule_body
 from importer.models import Execution, ImportSource, Schedule, new_webtrigger_token
+from importer.services.editing import ASSETS_PLACE
 from importer.services.errors import (
     ImportAlreadyRunning,
     ImportRefused,
@@ -141,8 +142,14 @@ def delete_remote_schedule(*, schedule: Schedule) -> Schedule:
     return schedule
 
 
-# Where in Assets a source imports: a change moves its schedule (`move_schedule`).
-ASSETS_PLACE = ("assets_base_url", "workspace_id", "import_source_id")
+def source_saved(*, source: ImportSource, changed: set[str], was: dict[str, str]) -> None:
+    """Make Assets follow a saved source: a schedule follows it into another import source
+    (`was`: the Assets place it had), and leaves Assets while the source is disabled.
+    Raises ScheduleError when Assets could not be brought along."""
+    if changed & set(ASSETS_PLACE):
+        move_schedule(source=source, was={name: was.get(name, "") for name in ASSETS_PLACE})
+    elif "enabled" in changed:
+        apply_enabled_state(source=source)
 
 
 def move_schedule(*, source: ImportSource, was: dict[str, str]) -> None:

@@ -21,7 +21,7 @@ class Command(BaseCommand):
                 continue
             try:
                 services.push_mapping(source=source)
-            except services.MappingInvalid as invalid:
+            except (services.MappingInvalid, services.SourceBusy) as invalid:
                 failures.append(f"{name}: {invalid}")
             except AssetsError as error:
                 failures.append(f"{name}: {services.scrub_secrets(error.message, source)}")

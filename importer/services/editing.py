@@ -1,0 +1,69 @@
+"""Changing a source: what must wait while it imports.
+
+A running import reads its source's settings page after page: a lane works out where page k
+starts from the page size and paging style, and transforms each page with the mapping. A
+setting changed half-way would apply to the pages still to come only: a larger page size
+skips the records between the old and the new offsets, another mapping sends half the pages
+in another shape. So these settings wait until the import has ended; credentials, timeouts
+and limits may change at any time (a token rotated during a long import must be usable).
+"""
+
+from __future__ import annotations
+
+from importer.models import Execution, ImportSource
+from importer.services.errors import SourceBusy
+
+# Where a source's records go in Assets.
+ASSETS_PLACE = ("assets_base_url", "workspace_id", "import_source_id")
+# What a running import reads to know which records a page holds, how they become objects,
+# and where they go.
+FIXED_WHILE_IMPORTING = (
+    *ASSETS_PLACE,
+    "source_kind",
+    "source_url",
+    "source_file",
+    "plugin",
+    "plugin_options",
+    "records_path",
+    "extra_params",
+    "pagination",
+    "page_size",
+    "offset_param",
+    "limit_param",
+    "page_param",
+    "first_page",
+    "cursor_param",
+    "cursor_path",
+    "total_path",
+    "repeated_records",
+    "csv_delimiter",
+    "csv_quotechar",
+    "csv_has_header",
+    "csv_fieldnames",
+    "file_encoding",
+    "missing_identity",
+    "invalid_values",
+    "mapping",
+)
+
+
+def running_import(source: ImportSource) -> Execution | None:
+    """The source's open execution, if it has one."""
+    if source.pk is None:
+        return None
+    return Execution.objects.open().filter(source=source).first()
+
+
+def busy_text(source: ImportSource, running: Execution, what: str) -> str:
+    return (
+        f"An import of '{source}' is running (execution #{running.pk}): {what} would apply to "
+        "the pages it has still to read. Change it once the import has ended, or cancel the "
+        "import first."
+    )
+
+
+def refuse_while_importing(*, source: ImportSource, what: str) -> None:
+    """Raise SourceBusy when the source is importing; `what` names the change refused."""
+    running = running_import(source)
+    if running is not None:
+        raise SourceBusy(busy_text(source, running, what))
