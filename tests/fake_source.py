@@ -228,6 +228,9 @@ class FakeSource(DevServer):
         self.default_limit = default_limit
         self.huge_bytes = 60 * ONE_MB
         self.echo_query = True  # next URLs repeat the request's query, as many APIs do
+        # The Link header's relation for the next page: servers write it in any case, and
+        # some give a link several relations (RFC 8288).
+        self.next_rel = "next"
         # Parameters every next link carries besides (a link signed with the caller's key).
         self.next_link_params: dict[str, str] = {}
         self.max_limit = max_limit
@@ -538,7 +541,7 @@ class FakeSource(DevServer):
         headers = {}
         if following:
             headers["Link"] = (
-                f'<{self.base_url}/api/link?{following}>; rel="next", '
+                f'<{self.base_url}/api/link?{following}>; rel="{self.next_rel}", '
                 f'<{self.base_url}/api/link?start=0>; rel="first"'
             )
         return json_reply(200, items, headers)

@@ -308,6 +308,17 @@ def test_link_header_paging_delivers_every_record_once(fake: FakeSource) -> None
     assert cursors[1] == f"{fake.base_url}/api/link?limit=5&start=5"
 
 
+@pytest.mark.parametrize("relation", ["Next", "next nofollow", "prefetch NEXT"])
+def test_a_link_to_the_next_page_is_followed_whatever_the_case_and_other_relations(
+    fake: FakeSource, relation: str
+) -> None:
+    fake.next_rel = relation
+
+    records, _ = walk(rest_source(f"{fake.base_url}/api/link", pagination="link_header"))
+
+    assert ids(records) == every_id()
+
+
 def test_no_paging_reads_one_answer(fake: FakeSource) -> None:
     records, cursors = walk(rest_source(f"{fake.base_url}/api/all", pagination="none"))
     assert ids(records) == every_id()

@@ -112,6 +112,15 @@ def cursor_for(config, index: int) -> str | None:
     return None
 
 
+def _link_to_next(response: Any) -> str | None:
+    """The Link header's next page: relation types are case-insensitive and a link may have
+    several (`rel="next nofollow"`, RFC 8288), where `requests` keys links by the raw text."""
+    for link in response.links.values():
+        if "next" in str(link.get("rel", "")).lower().split():
+            return link.get("url")
+    return None
+
+
 class RestJsonSource:
     """A JSON API read page by page; one page becomes one chunk."""
 
@@ -313,7 +322,7 @@ class RestJsonSource:
             return None
         if config.pagination == "cursor":
             value = lookup(document, config.cursor_path)
-            if value is None or value == "":
+            if value is None or value == "" or value is False:
                 return None
             if str(value) == cursor:
                 if not records:
@@ -324,7 +333,7 @@ class RestJsonSource:
             value = lookup(document, config.cursor_path)
             where = f"'{config.cursor_path}'"
         else:
-            value = response.links.get("next", {}).get("url")
+            value = _link_to_next(response)
             where = 'its Link header (rel="next")'
         if not value:
             return None
