@@ -9,14 +9,15 @@ It also has the habits of real APIs that make paging go wrong: it may cut the pa
 asked for to a maximum of its own without saying so (`max_limit`), ignore it (`ignore_limit`),
 ignore the offset and serve its first records for every page (`ignore_offset`),
 report a total that disagrees with what it serves (`reported_total`), answer past its end with
-an error (`past_end_status`) or its last page again (`clamp_pages`, as Django's
+an error or 204 No Content (`past_end_status`) or its last page again (`clamp_pages`, as Django's
 `Paginator.get_page` does), answer an empty list as `null` (`null_when_empty`, as Go writes a
 nil slice), give empty pages that still lead on to more (`empty_hops`, as a filtered DynamoDB
 scan does), read its records in another order after a few answers (`order_moves_after`, as a
 query without a stable sort does), and misbehave on chosen answers (`misbehave`): cut an answer off
 mid-way, drip it one byte at a time (its body, or its status line and headers before it), nest
 it absurdly deep, flood it with empty objects, or answer a page it has as if it had none (an
-empty list, or 404: a replica that lags, a cache that hiccups).
+empty list, or 404: a replica that lags, a cache that hiccups), or write it in ISO-8859-1 and
+say so in its Content-Type, as older APIs do.
 """
 
 from __future__ import annotations
@@ -159,7 +160,16 @@ class Misbehaviour:
     path_contains: str = ""
 
 
-MISBEHAVIOURS = ("cut_off", "drip", "drip_head", "deep", "flood", "empty", "not_found")
+MISBEHAVIOURS = (
+    "cut_off",
+    "drip",
+    "drip_head",
+    "deep",
+    "flood",
+    "empty",
+    "not_found",
+    "latin1",
+)
 
 
 @dataclass
@@ -338,6 +348,9 @@ class FakeSource(DevServer):
             return json_reply(200, {"data": {"items": []}, "items": [], "meta": {}})
         if how == "not_found":
             return error_reply(404, "No such page")
+        if how == "latin1":
+            body = reply.body.decode().encode("iso-8859-1")
+            return Reply(reply.status, body, "application/json; charset=ISO-8859-1")
         if how == "deep":
             levels = self.deep_levels
             body = b'{"items": [' + b"[" * levels + b"]" * levels + b"]}"
@@ -483,6 +496,8 @@ class FakeSource(DevServer):
 
     def _past_the_end(self, start: int) -> Reply | None:
         if self.past_end_status is not None and start >= len(self.records):
+            if self.past_end_status == 204:
+                return Reply(204, b"")
             return error_reply(self.past_end_status, "No such page")
         return None
 

@@ -463,11 +463,24 @@ def test_a_reader_learns_the_page_size_a_source_really_serves(serve) -> None:
     assert len(fake.requests_to("/api/page")) == 12 + 1 + 1
 
 
+@pytest.mark.parametrize("status", [404, 204])
 @pytest.mark.parametrize("style", ["offset", "page"])
-def test_an_error_answer_after_a_short_page_is_the_end(serve, style: str) -> None:
-    fake = serve(records=N, past_end_status=404)
+def test_an_error_or_no_content_after_a_short_page_is_the_end(
+    serve, style: str, status: int
+) -> None:
+    fake = serve(records=N, past_end_status=status)
     source = offset_source(fake) if style == "offset" else page_source(fake)
     assert ids(read_in_parallel(source)) == every_id()
+
+
+def test_an_answer_in_the_charset_its_content_type_declares_is_read(serve) -> None:
+    fake = serve(records=N, record=lambda i: {**fake_record(i), "site": "Zürich"})
+    fake.misbehave("latin1", times=-1)
+
+    records = read_in_parallel(offset_source(fake))
+
+    assert ids(records) == every_id()
+    assert {record["site"] for record in records} == {"Zürich"}
 
 
 @pytest.mark.parametrize("reported_total", [None, 12])

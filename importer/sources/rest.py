@@ -161,6 +161,8 @@ class RestJsonSource:
     def _read(self, url: str) -> tuple[Any, Any, list[dict]]:
         """One answer: the response, its JSON document and its records."""
         response = self.http.get(url)
+        if response.status_code == 204:  # No Content: nothing here
+            return response, None, []
         document = self.http.read_json(response)
         records = select_records(document, self.config.records_path, self.name)
         limits.check_record_count(len(records), refuse=self.http.error)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 import threading
 import time
@@ -31,6 +32,8 @@ from importer.sources.rules import ca_bundle_problem
 
 # A single REST page (or JSON file) larger than this is refused rather than held in memory.
 MAX_PAGE_BYTES = 50 * 1024 * 1024
+_CHARSET = re.compile(r"""charset\s*=\s*["']?([\w.:-]+)""", re.IGNORECASE)
+_UTF8_NAMES = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 READ_CHUNK_BYTES = 64 * 1024
 # A cached OAuth2 token is dropped this long before the provider says it expires.
@@ -416,7 +419,7 @@ class SourceHttp:
         ):
             body += piece
         try:
-            return limits.loads(body, refuse=self.error, what=what)
+            return limits.loads(_as_utf8(body, response), refuse=self.error, what=what)
         except ValueError:
             content_type = response.headers.get("Content-Type") or "none"
             raise self.error(
@@ -518,3 +521,15 @@ class SourceHttp:
         if not isinstance(token, str) or not token:
             raise self.error(f"could not get an access token from the {where}", kind="auth")
         return token, lifetime
+
+
+def _as_utf8(body: bytearray, response: requests.Response) -> bytes | bytearray:
+    """JSON in the charset its Content-Type declares (an older API's ISO-8859-1), as UTF-8.
+    Undeclared, or a charset that does not read it, it is left for the parser to judge."""
+    declared = _CHARSET.search(response.headers.get("Content-Type") or "")
+    if not declared or declared.group(1).lower() in _UTF8_NAMES:
+        return body
+    try:
+        return bytes(body).decode(declared.group(1)).encode()
+    except (LookupError, UnicodeDecodeError):
+        return body
