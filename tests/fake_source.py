@@ -17,7 +17,8 @@ query without a stable sort does), and misbehave on chosen answers (`misbehave`)
 mid-way, drip it one byte at a time (its body, or its status line and headers before it), nest
 it absurdly deep, flood it with empty objects, or answer a page it has as if it had none (an
 empty list, or 404: a replica that lags, a cache that hiccups), or write it in ISO-8859-1 and
-say so in its Content-Type, as older APIs do.
+say so in its Content-Type, as older APIs do. It may also refuse to be paged deeper than
+`depth_limit` records, answering 400 or 422 as a search index's result window does.
 """
 
 from __future__ import annotations
@@ -211,6 +212,8 @@ class FakeSource(DevServer):
         ignore_offset: bool = False,
         reported_total: int | None = None,
         past_end_status: int | None = None,
+        depth_limit: int | None = None,
+        depth_limit_status: int = 400,
         clamp_pages: bool = False,
         empty_hops: frozenset[int] = frozenset(),
         null_when_empty: bool = False,
@@ -248,6 +251,8 @@ class FakeSource(DevServer):
         self.ignore_offset = ignore_offset
         self.reported_total = reported_total
         self.past_end_status = past_end_status
+        self.depth_limit = depth_limit
+        self.depth_limit_status = depth_limit_status
         self.clamp_pages = clamp_pages
         self.empty_hops = empty_hops
         self.null_when_empty = null_when_empty
@@ -494,7 +499,13 @@ class FakeSource(DevServer):
         """Whether this answer is an empty page on the way to the records at `start`."""
         return start in self.empty_hops and "hop" not in request.query
 
-    def _past_the_end(self, start: int) -> Reply | None:
+    def _past_the_end(self, start: int, limit: int) -> Reply | None:
+        if self.depth_limit is not None and start + limit > self.depth_limit:
+            return error_reply(
+                self.depth_limit_status,
+                "Result window is too large, from + size must be less than or equal to: "
+                f"[{self.depth_limit}]",
+            )
         if self.past_end_status is not None and start >= len(self.records):
             if self.past_end_status == 204:
                 return Reply(204, b"")
@@ -503,8 +514,9 @@ class FakeSource(DevServer):
 
     def _offset(self, request: Request) -> Reply:
         start = 0 if self.ignore_offset else _number(request, "offset", 0)
-        items = self._items(start, self._limit(request))
-        past = self._past_the_end(start)
+        limit = self._limit(request)
+        items = self._items(start, limit)
+        past = self._past_the_end(start, limit)
         return past or json_reply(200, {"data": {"items": items}, "meta": {"total": self.total}})
 
     def _page(self, request: Request) -> Reply:
@@ -512,7 +524,7 @@ class FakeSource(DevServer):
         start = (_number(request, "page", self.first_page) - self.first_page) * limit
         if self.clamp_pages and start >= len(self.records):  # the last page, for any page after
             start = max(0, (len(self.records) - 1) // limit * limit)
-        past = self._past_the_end(start)
+        past = self._past_the_end(start, limit)
         body = {"items": self._items(start, limit), "total": self.total}
         return past or json_reply(200, body)
 

@@ -176,10 +176,11 @@ def test_a_total_that_disagrees_with_the_records_served_fails_the_import(
     assert f"said it holds {reported} records" in remote["failure_reasons"][0]
 
 
+@pytest.mark.parametrize("status", [404, 400, 422])
 def test_the_page_after_a_short_one_answered_with_an_error_ends_the_source(
-    serve, import_from, sandbox
+    serve, import_from, sandbox, status
 ):
-    fake = serve(past_end_status=404)
+    fake = serve(past_end_status=status)
 
     execution = import_from(fake, "page", page_size=30)
 
@@ -300,6 +301,44 @@ def test_a_source_answering_past_its_end_with_an_error_after_a_full_page_is_done
 
     assert_every_record_once(sandbox, execution)
     assert not execution.chunks.filter(state=ChunkJob.State.FAILED).exists()
+
+
+@pytest.mark.parametrize("style, status", [("offset", 400), ("page", 422)])
+def test_a_source_that_refuses_to_be_paged_deeper_fails_the_import_saying_so(
+    serve, import_from, sandbox, style, status
+):
+    # A search index's result window: the records after it cannot be read by position.
+    fake = serve(depth_limit=60, depth_limit_status=status, max_limit=20)
+
+    execution = import_from(fake, style, page_size=20)
+
+    assert execution.state == Execution.State.FAILED
+    assert "Result window is too large" in execution.error
+    assert "refuse to be paged that deep" in execution.error
+    assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
+
+
+@pytest.mark.parametrize("style, total_path", [("offset", "meta.total"), ("page", "total")])
+def test_a_source_refusing_pages_past_a_full_last_one_is_done_when_its_total_agrees(
+    serve, import_from, sandbox, style, total_path
+):
+    # 100 records in pages of 25, and 400 past them: the end, or a limit? The total tells.
+    fake = serve(past_end_status=400)
+
+    execution = import_from(fake, style, total_path=total_path)
+
+    assert_every_record_once(sandbox, execution)
+
+
+def test_without_a_total_an_end_right_after_a_full_page_is_not_taken_on_a_guess(
+    serve, import_from, sandbox
+):
+    fake = serve(past_end_status=400)
+
+    execution = import_from(fake, "offset")
+
+    assert execution.state == Execution.State.FAILED
+    assert "set its total path" in execution.error
 
 
 @pytest.mark.parametrize("style", ["cursor", "next_url", "link_header"])

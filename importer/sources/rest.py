@@ -13,7 +13,10 @@ server chooses. Hence:
 
 * A short page (fewer records than asked) is never taken for the end: only an empty answer
   says the source ends, or an error answer to a request past the first page (some APIs answer
-  past their end with 404 or 400 rather than an empty list).
+  past their end with 404 or 400 rather than an empty list). A 400 or 422 may also be a limit
+  on how deep the source can be paged (a search index's result window): it is taken for the
+  end only when the record before it is missing too, or ended a short page; right after a
+  full page it fails the import, unless a total will tell whether records are missing.
 * Nor is the source's total: it is checked against the records received once the end is
   found (`services/totals.py`). A total lower than what the source holds would otherwise end
   the import early, DONE with records missing.
@@ -43,6 +46,8 @@ from importer.sources.transport import SourceHttp, public_url, with_query
 PAGINATIONS = ("offset", "page", "cursor", "next_url", "link_header", "none")
 # An error answer to the request after a short page means "nothing here" (the source's end).
 PAST_THE_END_STATUSES = frozenset({400, 404, 416, 422})
+# ... but these are also how sources refuse to page deeper than a limit of theirs.
+DEPTH_LIMIT_STATUSES = frozenset({400, 422})
 _MISSING = object()
 # How a credential of the source found in a next URL's query is stored: a keyed digest of it,
 # so the stored cursor names the credential without holding it.
@@ -144,6 +149,10 @@ class RestJsonSource:
         # Page-number paging: how many records a page held that turned out not to be the last
         # (the source's real page size, when it cuts the limit), once this reader saw one.
         self.full_page_records: int | None = None
+        # Offset paging: the records in this reader's latest answer, and the most any answer
+        # before it held (what the source serves at once, when it cuts the limit).
+        self._latest_answer = 0
+        self._fullest_before = 0
         # The last page-number page this reader read: (number, first record, last, count).
         self._last_numbered_page: tuple[int, dict, dict, int] | None = None
 
@@ -195,13 +204,19 @@ class RestJsonSource:
         end = start + self.page_size
         records: list[dict] = []
         position, total = start, None
+        last_answer: int | None = None  # records in this page's answer before
         while True:
             url = self._numbered_url(self.config.offset_param, position)
-            # Past the first record, an error that means "nothing here" is the source's end.
-            answer = self._read_after_short(url) if position else self._read(url)
-            if answer is None:
+            try:
+                answer = self._read(url)
+            except SourceError as error:
+                # Past the first record, an error that means "nothing here" is the end.
+                if not position or not self._ends_offsets(error, position, last_answer):
+                    raise
                 return Page(records=records, next_cursor=None, total=total)
             _, document, got = answer
+            self._fullest_before = max(self._fullest_before, self._latest_answer)
+            self._latest_answer = last_answer = len(got)
             if position == 0 and len(got) > self.page_size:
                 self._check_offset_followed(got)
             told = self._total(document)
@@ -214,6 +229,52 @@ class RestJsonSource:
             if position >= end:
                 return Page(records=records, next_cursor=str(end), total=total)
             # A short answer: the source may serve fewer records than asked. Ask on.
+
+    def _ends_offsets(self, error: SourceError, position: int, last_answer: int | None) -> bool:
+        """Whether an error answer for the records from `position` on means the source ends
+        there (`last_answer`: the records in this page's answer before it, if any)."""
+        if error.status not in PAST_THE_END_STATUSES:
+            return False
+        if error.status not in DEPTH_LIMIT_STATUSES:
+            return True
+        if last_answer is not None:  # ended by a short answer, or by a limit right after?
+            if last_answer < (self._fullest_before or self.page_size):
+                return True
+            return self._depth_unclear(error, f"record {position}")
+        probe = with_query(
+            self._numbered_url(self.config.offset_param, position - 1),
+            {self.config.limit_param: 1} if self.config.limit_param else {},
+        )
+        before = self._read_after_short(probe)
+        return not (before and before[2]) or self._depth_unclear(error, f"record {position}")
+
+    def _ends_numbers(self, error: SourceError, page: int) -> bool:
+        """Whether an error answer for page `page` means the source ends before it."""
+        if error.status not in PAST_THE_END_STATUSES:
+            return False
+        if error.status not in DEPTH_LIMIT_STATUSES:
+            return True
+        before = self._read_after_short(self._numbered_url(self.config.page_param, page - 1))
+        if not (before and before[2]) or self._looks_short(len(before[2])):
+            return True
+        return self._depth_unclear(error, f"page {page}")
+
+    def _depth_unclear(self, error: SourceError, where: str) -> bool:
+        """An error right after a full page: the source's end, or a limit on how deep it
+        can be paged with the records after it left out. A total settles it once every page
+        is in (`services.totals`); without one, the import must not end DONE on a guess."""
+        if self.config.total_path:
+            return True
+        raise SourceError(
+            f"{error.message}. This came for {where}, right after a full page: the source may "
+            "refuse to be paged that deep (a search index's result window, an API's cap on "
+            "results), and the records after it would be missing. Narrow what it lists (extra "
+            "parameters), or page it in a style it allows further (cursor or next URL). If it "
+            f"rather ends there and answers {error.status} past its end, set its total path, "
+            "so that the records received can be checked against it",
+            status=error.status,
+            kind="depth_limit",
+        )
 
     def _check_offset_followed(self, first: list[dict]) -> None:
         """A source that answered more than a page may ignore the offset too, and then serve
@@ -236,9 +297,12 @@ class RestJsonSource:
         config = self.config
         page = self._number(cursor, config.first_page)
         url = self._numbered_url(config.page_param, page)
-        # Past the first page, an error that means "nothing here" is the source's end.
-        answer = self._read_after_short(url) if page > config.first_page else self._read(url)
-        if answer is None:
+        try:
+            answer = self._read(url)
+        except SourceError as error:
+            # Past the first page, an error that means "nothing here" is the source's end.
+            if page <= config.first_page or not self._ends_numbers(error, page):
+                raise
             return Page(records=[], next_cursor=None, total=None)
         _, document, records = answer
         total = self._total(document)
