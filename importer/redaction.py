@@ -3,8 +3,9 @@
 Every message that reaches a person or another system (chunk and execution errors, Assets'
 `failureReason`, admin messages, log lines, exports) goes through `redact`. It removes:
 
-* the secrets we know: a source's tokens and keys (`secrets_of`), in the forms they travel in
-  (as is, URL-encoded, JSON-escaped, and Basic credentials built from them);
+* the secrets we know: a source's tokens and keys (`secrets_of`), and Basic credentials built
+  from them, however a server escaped them when it echoed them (percent-encoded in either
+  case, JSON's escapes as PHP or .NET write them, HTML entities);
 * the shapes secrets take in text we did not write: `Basic <base64>` and `Bearer <token>`
   values, the values of credential-bearing headers and parameters (`Authorization: ...`,
   `"X-API-Key": "..."`, `api_key=...`), credentials in a URL (`https://user:pass@host`) and
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 from collections.abc import Iterable
@@ -67,8 +69,9 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """`text` with the given secrets and every credential-shaped value replaced by MASK."""
     if not text:
         return text
-    for form in secret_forms(secrets):
-        text = text.replace(form, MASK)
+    known = _known_secrets(tuple(sorted({s for s in secrets if _long_enough(s)})))
+    if known is not None:
+        text = known.sub(MASK, text)
     text = _QUOTED_PAIR.sub(_quoted_pair, text)
     text = _mask_values(text, _HEADER_NAME, _HEADER_VALUE, _is_secret_header)
     text = _mask_values(text, _PARAM_NAME, _PARAM_VALUE, is_secret_name)
@@ -253,14 +256,66 @@ def _userinfo(url: str) -> str:
 
 
 def secret_forms(secrets: Iterable[str]) -> list[str]:
-    """Each secret as it may appear in text: plain, URL-encoded, JSON-escaped; longest first,
-    in the same order in every process."""
+    """Each secret as a URL may carry it: plain, URL-encoded, JSON-escaped; longest first,
+    in the same order in every process (next links store these as marks, `sources.rest`)."""
     forms: set[str] = set()
     for secret in secrets:
-        if not isinstance(secret, str) or len(secret) < MIN_SECRET_LENGTH:
+        if not _long_enough(secret):
             continue
         forms.update({secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]})
     return sorted(forms, key=lambda form: (-len(form), form))
+
+
+def _long_enough(secret: Any) -> bool:
+    return isinstance(secret, str) and len(secret) >= MIN_SECRET_LENGTH
+
+
+@functools.lru_cache(maxsize=256)
+def _known_secrets(secrets: tuple[str, ...]) -> re.Pattern | None:
+    """One pattern for the secrets in every spelling a server may echo them in: each
+    character as is or escaped, whichever way (`_spellings`); longest secrets first."""
+    if not secrets:
+        return None
+    ordered = sorted(secrets, key=lambda secret: (-len(secret), secret))
+    return re.compile("|".join("".join(map(_spellings, secret)) for secret in ordered))
+
+
+@functools.lru_cache(maxsize=1024)
+def _spellings(char: str) -> str:
+    """A character of a secret in any escaped form: percent-encoded (either case of hex,
+    `+` for a space), JSON (`\\uXXXX`, `\\/` as PHP writes a slash, `\\"`), HTML entities.
+    Servers differ: .NET writes `+` as `\\u002B`, PHP `/` as `\\/`, some encoders `%2f`."""
+    if char.isascii() and char.isalnum():
+        return re.escape(char)
+    forms = {re.escape(char), "%" + "%".join(_hex(byte, 2) for byte in char.encode())}
+    forms.add("".join(rf"\\u{_hex(unit, 4)}" for unit in _utf16_units(char)))
+    forms.update({f"&#{ord(char)};", f"&#[xX]0*{_hex(ord(char), 1)};"})
+    forms.update(_OTHER_SPELLINGS.get(char, ()))
+    return "(?:" + "|".join(sorted(forms)) + ")"
+
+
+_OTHER_SPELLINGS = {
+    " ": [r"\+"],
+    "/": [r"\\/"],
+    '"': [r'\\"', "&quot;"],
+    "\\": [r"\\\\"],
+    "&": ["&amp;"],
+    "<": ["&lt;"],
+    ">": ["&gt;"],
+}
+
+
+def _hex(number: int, width: int) -> str:
+    """`number` in hexadecimal, each letter in either case, as a regular expression."""
+    return "".join(
+        f"[{digit}{digit.lower()}]" if digit.isalpha() else digit
+        for digit in f"{number:0{width}X}"
+    )
+
+
+def _utf16_units(char: str) -> list[int]:
+    encoded = char.encode("utf-16-be")
+    return [int.from_bytes(encoded[at : at + 2], "big") for at in range(0, len(encoded), 2)]
 
 
 def _quoted_pair(match: re.Match) -> str:

@@ -98,6 +98,43 @@ def test_it_removes_known_secrets_in_every_encoding() -> None:
     assert "k3y" not in text
 
 
+# As servers echo a key with "/" and "+" in it: PHP's json_encode, .NET's System.Text.Json,
+# .NET's UrlEncode (lower-case hex), Python's quote (a "/" left as is), an HTML page.
+ECHOED = {
+    "php json": r"Zk9\/qL3+vT8wPn2x",
+    "dotnet json": r"Zk9/qL3\u002BvT8wPn2x",
+    "lower-case percent": "Zk9%2fqL3%2bvT8wPn2x",
+    "quote": "Zk9/qL3%2BvT8wPn2x",
+    "html": "Zk9&#x2F;qL3&#43;vT8wPn2x",
+}
+
+
+@pytest.mark.parametrize("spelling", ECHOED.values(), ids=ECHOED.keys())
+def test_a_known_secret_is_removed_however_the_server_escaped_it(spelling: str) -> None:
+    assert redact(
+        f'{{"error": "Invalid API key {spelling} for tenant"}}', ["Zk9/qL3+vT8wPn2x"]
+    ) == ('{"error": "Invalid API key *** for tenant"}')
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_key_a_source_echoes_json_escaped_in_its_error_is_not_shown(echo):
+    key = "Zk9/qL3+vT8wPn2x"
+    body = json.dumps({"error": f"Invalid API key {key} for tenant"}).replace("/", "\\/")
+    echo.faults.add(path_contains="/api/offset", status=401, body=body)
+    source = ImportSource(
+        name="cmdb",
+        source_url=f"{echo.base_url}/api/offset",
+        source_auth="api_key_header",
+        auth_key_name="X-Api-Key",
+        source_token=key,
+    )
+
+    with pytest.raises(SourceError) as caught:
+        build_source(source).fetch_page("")
+
+    assert "Invalid API key *** for tenant" in caught.value.message
+
+
 # --- a source that echoes what it received -------------------------------------------------
 
 
