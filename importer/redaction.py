@@ -308,8 +308,7 @@ _OTHER_SPELLINGS = {
 def _hex(number: int, width: int) -> str:
     """`number` in hexadecimal, each letter in either case, as a regular expression."""
     return "".join(
-        f"[{digit}{digit.lower()}]" if digit.isalpha() else digit
-        for digit in f"{number:0{width}X}"
+        f"[{digit}{digit.lower()}]" if digit.isalpha() else digit for digit in f"{number:0{width}X}"
     )
 
 

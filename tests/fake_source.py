@@ -150,6 +150,7 @@ def self_signed_certificate(host: str = "127.0.0.1") -> tuple[str, str]:
 class FakeFile:
     content: bytes | Callable[[], bytes]  # a function: the file is generated for each download
     content_type: str = "text/csv"
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. a Content-Encoding
 
 
 @dataclass
@@ -298,11 +299,15 @@ class FakeSource(DevServer):
     # --- what a test sets up and looks at --------------------------------------------------
 
     def add_file(
-        self, name: str, content: bytes | Callable[[], bytes], content_type: str = "text/csv"
+        self,
+        name: str,
+        content: bytes | Callable[[], bytes],
+        content_type: str = "text/csv",
+        headers: dict[str, str] | None = None,
     ) -> str:
         """Serve `content` at /files/<name> (a function's answer, made anew for each download,
-        as an export endpoint stamps its time); returns its URL."""
-        self.files[name] = FakeFile(content, content_type)
+        as an export endpoint stamps its time), with `headers`; returns its URL."""
+        self.files[name] = FakeFile(content, content_type, headers or {})
         return f"{self.base_url}/files/{name}"
 
     def revoke_tokens(self) -> None:
@@ -398,7 +403,7 @@ class FakeSource(DevServer):
             if file is None:
                 return error_reply(404, f"No file {request.path}")
             content = file.content() if callable(file.content) else file.content
-            return Reply(200, content, file.content_type)
+            return Reply(200, content, file.content_type, headers=file.headers)
         handler: Callable[[Request], Reply] | None = {
             "/api/offset": self._offset,
             "/api/page": self._page,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import itertools
 import json
@@ -992,6 +993,28 @@ def test_a_csv_url_is_downloaded_once_with_the_source_auth(serve, monkeypatch) -
     monkeypatch.setattr(files, "DOWNLOAD_MAX_AGE_SECONDS", 0.0)
     build_source(source).fetch_page("")
     assert len(fake.requests_to("/files/assets.csv")) == 2
+
+
+@pytest.mark.parametrize("kept", [1.0, 0.6])
+def test_a_compressed_download_cut_short_is_not_taken_for_the_whole_file(
+    serve, kept: float
+) -> None:
+    # Framed right (its Content-Length is what was sent), but its gzip stream breaks off.
+    compressed = gzip.compress(csv_bytes(1000))
+    fake = serve()
+    url = fake.add_file(
+        "export.csv",
+        compressed[: int(len(compressed) * kept)],
+        headers={"Content-Encoding": "gzip"},
+    )
+    source = ImportSource(name="export", source_kind="csv", source_url=url, page_size=5000)
+
+    if kept == 1.0:
+        assert len(build_source(source).fetch_page("").records) == 1000
+        return
+    with pytest.raises(SourceError) as cut:
+        build_source(source).fetch_page("")
+    assert "broke off" in cut.value.message and "compressed" in cut.value.message
 
 
 class StorageWithoutPaths(Storage):

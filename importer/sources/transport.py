@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 import requests
 import urllib3
 from django.conf import settings
+from urllib3.response import GzipDecoderState
 
 from importer.assets import parse_retry_after
 from importer.redaction import redact_for
@@ -395,6 +396,13 @@ class SourceHttp:
                         # Cut off at the deadline, a body without a declared length looks
                         # complete here.
                         self._check_budget(response.url, what)
+                        if received and not _decoded_to_its_end(response.raw):
+                            raise self.error(
+                                f"broke off while sending {what} at {where}: its compressed "
+                                "body ended before the end of its stream",
+                                permanent=False,
+                                kind="unavailable",
+                            )
                         return
                     received += len(piece)
                     if received > limit:
@@ -533,3 +541,14 @@ def _as_utf8(body: bytearray, response: requests.Response) -> bytes | bytearray:
         return bytes(body).decode(declared.group(1)).encode()
     except (LookupError, UnicodeDecodeError):
         return body
+
+
+def _decoded_to_its_end(raw: urllib3.HTTPResponse) -> bool:
+    """Whether a compressed body reached the end of its gzip or deflate stream. urllib3 does
+    not check: a body whose framing is right but whose stream breaks off (a proxy or an
+    export job that gave up) reads as complete, a CSV file with its last part missing."""
+    decoder = getattr(raw, "_decoder", None)
+    stream = getattr(decoder, "_obj", None)
+    if stream is None or getattr(decoder, "_state", None) == GzipDecoderState.SWALLOW_DATA:
+        return True  # not compressed, or a complete stream followed by bytes it ignores
+    return getattr(stream, "eof", True)
