@@ -127,3 +127,23 @@ def test_the_oauth2_token_request_never_follows_a_redirect(serve, status: int) -
     assert f"redirect to {elsewhere.base_url}/oauth/token" in error.message
     assert "set the token URL" in error.message
     assert elsewhere.requests == []
+
+
+@pytest.mark.parametrize(
+    "target, says",
+    [
+        ("/api/loop", "redirected in a loop"),
+        ("http://[::1", "a redirect to an address that cannot be read (ValueError)"),
+    ],
+    ids=["a loop", "a malformed Location"],
+)
+def test_a_redirect_that_cannot_be_followed_fails_at_once_saying_why(
+    serve, target: str, says: str
+) -> None:
+    origin = serve(records=N)
+    origin.redirects["/api/loop"] = (302, target)
+
+    error = failure(rest_source(f"{origin.base_url}/api/loop"))
+
+    assert says in error.message
+    assert error.permanent  # asking again would go round the same loop

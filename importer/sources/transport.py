@@ -299,12 +299,24 @@ class SourceHttp:
                 permanent=False,
                 kind="timeout",
             ) from None
+        except requests.TooManyRedirects:
+            raise self.error(
+                f"redirected in a loop from {where} (more than {self.session.max_redirects} "
+                "redirects): check the source URL",
+                kind="bad_redirect",
+            ) from None
         except requests.RequestException as exc:
             self._check_budget(url, what)
             raise self.error(
                 f"could not be reached at {where} ({type(exc).__name__})",
                 permanent=False,
                 kind="unavailable",
+            ) from None
+        except (ValueError, UnicodeError) as exc:  # a Location requests cannot parse
+            raise self.error(
+                f"answered at {where} with a redirect to an address that cannot be read "
+                f"({type(exc).__name__}): check the source URL",
+                kind="bad_redirect",
             ) from None
         finally:
             request_deadline.reset(reset)
