@@ -348,7 +348,10 @@ def _apply_sources(entries: list, *, dry_run: bool):
             continue
         wanted = entry.get("schedule", _KEEP)
         if wanted not in (_KEEP, None):
-            errors.extend(f"{where}: schedule: {problem}" for problem in _schedule_problems(wanted))
+            schedule = Schedule.objects.filter(source=instance).first() if instance else None
+            errors.extend(
+                f"{where}: schedule: {problem}" for problem in _schedule_problems(wanted, schedule)
+            )
         schedule_changes.append((data["name"], wanted))
         changed = [
             name if name not in SECRET_FIELDS else f"{name} (secret)"
@@ -387,10 +390,12 @@ def _schedule_form(wanted: dict, schedule: Schedule | None, source_pk: int | Non
     )
 
 
-def _schedule_problems(wanted) -> list[str]:
+def _schedule_problems(wanted, schedule: Schedule | None) -> list[str]:
+    """What is wrong with the file's schedule for a source whose schedule now is `schedule`
+    (a start already past is fine when it is the one it has)."""
     if not isinstance(wanted, dict):
         return ["must be an object with frequency, start_time and timezone, or null"]
-    form = _schedule_form(wanted, None, None)
+    form = _schedule_form(wanted, schedule, schedule.source_id if schedule else None)
     form.is_valid()
     return [
         f"{'start_time' if name == 'start_local' else name}: {message}"
@@ -413,12 +418,12 @@ def _apply_schedule(source_name: str, wanted) -> tuple[str, bool]:
             services.delete_schedule(schedule=schedule)
             return "schedule removed", False
         form = _schedule_form(wanted, schedule, source.pk)
-        if schedule is not None and not form.has_changed() and schedule.in_sync:
-            return "", False
         if not form.is_valid():
             return "schedule not changed: " + "; ".join(
                 message for messages in form.errors.values() for message in messages
             ), True
+        if schedule is not None and not form.changes_schedule() and schedule.in_sync:
+            return "", False
         schedule = form.save()
         services.sync_schedule(schedule=schedule)
     except services.ScheduleError as error:

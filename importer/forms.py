@@ -542,7 +542,18 @@ class ScheduleForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             local = self.instance.start_time.astimezone(ZoneInfo(self.instance.timezone))
-            self.initial["start_local"] = local.replace(tzinfo=None)
+            # As the field shows it: to the minute.
+            self.initial["start_local"] = local.replace(tzinfo=None, second=0, microsecond=0)
+            # Its remote schedule and webtrigger are the source's: another source gets a
+            # schedule of its own.
+            if "source" in self.fields:
+                self.fields["source"].disabled = True
+                self.fields["source"].help_text = (
+                    "A schedule stays with its source: to schedule another source, add a "
+                    "schedule to it."
+                )
+        stored = self.instance
+        self._stored_run = (stored.frequency, stored.start_time, stored.timezone)
 
     def clean_timezone(self):
         return validate_timezone(self.cleaned_data["timezone"])
@@ -561,11 +572,24 @@ class ScheduleForm(forms.ModelForm):
                 "that day. Choose a time after the change.",
             )
             return cleaned
-        changed = not self.instance.pk or {"start_local", "timezone"} & set(self.changed_data)
-        if changed and start <= timezone.now():
+        kept = self._start_kept(start, zone)
+        if not kept and start <= timezone.now():
             self.add_error("start_local", "The start time must be in the future.")
-        cleaned["start_time"] = start
+        # An unchanged start keeps its stored value, however long ago its first run was.
+        cleaned["start_time"] = self.instance.start_time if kept else start
         return cleaned
+
+    def _start_kept(self, start, zone: str) -> bool:
+        """Whether the form gives the schedule's stored start again (to the minute)."""
+        if not self.instance.pk or zone != self.instance.timezone:
+            return False
+        return start == self.instance.start_time.replace(second=0, microsecond=0)
+
+    def changes_schedule(self) -> bool:
+        """Whether the (valid) form sets another frequency, start or zone than stored."""
+        cleaned = self.cleaned_data
+        wanted = (cleaned["frequency"], cleaned["start_time"], cleaned["timezone"])
+        return not self.instance.pk or wanted != self._stored_run
 
     def save(self, commit=True):
         schedule = super().save(commit=False)

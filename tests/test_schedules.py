@@ -488,3 +488,66 @@ def test_a_source_moved_to_another_import_source_by_a_config_file_takes_its_sche
     assert sandbox.schedules("src-1") == []  # it would have fired for nothing
     assert len(sandbox.schedules("src-2")) == 1
     assert Schedule.objects.get().in_sync
+
+
+def test_a_schedule_whose_first_run_has_passed_can_be_edited_keeping_its_start(
+    admin_client, pushed_source, sandbox
+):
+    first_run = tomorrow_at(2) - timedelta(days=4)
+    schedule = services.sync_schedule(schedule=make_schedule(pushed_source, start_time=first_run))
+    url = reverse("admin:importer_schedule_change", args=[schedule.pk])
+
+    response = admin_client.post(
+        url,
+        {
+            "source": pushed_source.pk,
+            "frequency": "WEEKLY",
+            "start_local": first_run.strftime("%Y-%m-%d %H:%M"),  # as the form shows it
+            "timezone": "Europe/Berlin",
+        },
+        follow=True,
+    )
+
+    assert [str(m) for m in response.context["messages"]] == [
+        "The schedule of inventory is saved, and Assets holds it."
+    ]
+    schedule.refresh_from_db()
+    assert (schedule.frequency, schedule.start_time) == ("WEEKLY", first_run)
+    assert sandbox.schedules("src-1")[0]["runFrequency"] == "WEEKLY"
+
+
+def test_a_schedule_stays_with_its_source(admin_client, pushed_source, make_source, sandbox):
+    other = make_source(name="other", import_source_id="src-2")
+    schedule = services.sync_schedule(schedule=make_schedule(pushed_source))
+    url = reverse("admin:importer_schedule_change", args=[schedule.pk])
+
+    admin_client.post(
+        url,
+        {
+            "source": other.pk,
+            "frequency": "DAILY",
+            "start_local": tomorrow_at(2).strftime("%Y-%m-%d %H:%M"),
+            "timezone": "Europe/Berlin",
+        },
+    )
+
+    assert Schedule.objects.get().source == pushed_source
+    assert len(sandbox.schedules("src-1")) == 1 and sandbox.schedules("src-2") == []
+
+
+def test_a_config_file_applied_again_after_its_schedules_first_run_changes_nothing(
+    pushed_source, sandbox, tmp_path
+):
+    from importer.config_file import config_document
+
+    first_run = tomorrow_at(2) - timedelta(days=4)
+    services.sync_schedule(schedule=make_schedule(pushed_source, start_time=first_run))
+    path = tmp_path / "sources.json"
+    path.write_text(json.dumps(config_document([pushed_source.name], with_secrets=True)))
+    calls_before = len(sandbox.requests_log)
+
+    output = io.StringIO()
+    call_command("import_sources", str(path), stdout=output)
+
+    assert output.getvalue().strip() == "unchanged inventory"
+    assert sandbox.requests_log[calls_before:] == []  # nothing sent to Assets again
