@@ -551,3 +551,27 @@ def test_a_config_file_applied_again_after_its_schedules_first_run_changes_nothi
 
     assert output.getvalue().strip() == "unchanged inventory"
     assert sandbox.requests_log[calls_before:] == []  # nothing sent to Assets again
+
+
+def test_a_source_moved_to_another_assets_site_with_its_token_takes_its_schedule_along(
+    admin_client, pushed_source, sandbox
+):
+    from importer.devtools.assets_sandbox import AssetsSandbox
+    from tests.test_admin import source_form_data
+
+    other_site = AssetsSandbox(token="other-site-token").start()
+    try:
+        services.sync_schedule(schedule=make_schedule(pushed_source))
+        moved = {"assets_base_url": other_site.base_url, "assets_token": "other-site-token"}
+
+        response = admin_client.post(
+            reverse("admin:importer_importsource_change", args=[pushed_source.pk]),
+            source_form_data(pushed_source, **moved),
+            follow=True,
+        )
+
+        said = [str(message) for message in response.context["messages"]]
+        assert not any("refused the token" in text for text in said), said
+        assert sandbox.schedules("src-1") == []  # removed with the token it was made with
+    finally:
+        other_site.stop()

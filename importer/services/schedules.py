@@ -144,10 +144,12 @@ def delete_remote_schedule(*, schedule: Schedule) -> Schedule:
 
 def source_saved(*, source: ImportSource, changed: set[str], was: dict[str, str]) -> None:
     """Make Assets follow a saved source: a schedule follows it into another import source
-    (`was`: the Assets place it had), and leaves Assets while the source is disabled.
+    (`was`: the Assets place and token it had), and leaves Assets while the source is disabled.
     Raises ScheduleError when Assets could not be brought along."""
     if changed & set(ASSETS_PLACE):
-        move_schedule(source=source, was={name: was.get(name, "") for name in ASSETS_PLACE})
+        # Another import source has a token of its own: the old one is left with the old.
+        earlier = {name: was[name] for name in (*ASSETS_PLACE, "assets_token") if was.get(name)}
+        move_schedule(source=source, was=earlier)
     elif "enabled" in changed:
         apply_enabled_state(source=source)
 
