@@ -3,6 +3,7 @@
 import io
 import json
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -575,3 +576,25 @@ def test_a_source_moved_to_another_assets_site_with_its_token_takes_its_schedule
         assert sandbox.schedules("src-1") == []  # removed with the token it was made with
     finally:
         other_site.stop()
+
+
+def test_a_copy_of_a_deleted_schedule_left_in_assets_starts_nothing(client, pushed_source, sandbox):
+    # Assets made the schedule twice: the answer to the first create was lost on the way.
+    sandbox.faults.add(method="POST", path_contains="/importschedule", lose_answer=True)
+    schedule = make_schedule(pushed_source)
+    with pytest.raises(services.ScheduleError):
+        services.sync_schedule(schedule=schedule)
+    services.sync_schedule(schedule=schedule)
+    assert len(sandbox.schedules("src-1")) == 2
+    callback = sandbox.schedules("src-1")[0]["callbackUrl"]
+
+    services.delete_schedule(schedule=Schedule.objects.get())
+
+    left_over = sandbox.schedules("src-1")
+    assert len(left_over) == 1 and left_over[0]["callbackUrl"] == callback
+    body = {"workspaceId": "ws-1", "importsourceId": "src-1"}
+    response = client.post(
+        urlsplit(callback).path, data=json.dumps(body), content_type="application/json"
+    )
+    assert response.status_code == 404
+    assert not Execution.objects.exists()

@@ -179,8 +179,11 @@ def move_schedule(*, source: ImportSource, was: dict[str, str]) -> None:
 
 
 def delete_schedule(*, schedule: Schedule) -> None:
+    """Delete the schedule in Assets and here, and retire its callback: a copy Assets may
+    still hold (a create whose answer was lost on the way) would call the webtrigger on."""
     delete_remote_schedule(schedule=schedule)
     schedule.delete()
+    rotate_webtrigger_token(source=schedule.source)
 
 
 def delete_source(*, source: ImportSource) -> None:
