@@ -424,6 +424,27 @@ def test_a_daily_source_is_stale_only_after_a_day_and_the_grace(
     assert [payload["event"] for payload in received(httpserver)] == ["source.stale"]
 
 
+@pytest.mark.parametrize("first_run_hours_ago, stale", [(3, False), (27, True)])
+def test_a_schedule_never_imported_is_stale_a_day_and_the_grace_after_its_first_run(
+    pushed_source, httpserver, settings, first_run_hours_ago, stale
+):
+    settings.STALE_GRACE_SECONDS = 2 * 3600
+    httpserver.expect_request("/hook").respond_with_json({})
+    webhook_channel(httpserver.url_for("/hook"))
+    Schedule.objects.create(
+        source=pushed_source,
+        frequency=Schedule.Frequency.DAILY,
+        start_time=timezone.now() - timedelta(hours=first_run_hours_ago),
+        timezone="UTC",
+    )
+
+    services.look_after_imports()
+
+    assert [payload["event"] for payload in received(httpserver)] == (
+        ["source.stale"] if stale else []
+    )
+
+
 def test_a_new_schedule_is_not_late_before_its_first_run(pushed_source, sandbox, httpserver):
     httpserver.expect_request("/hook").respond_with_json({})
     webhook_channel(httpserver.url_for("/hook"))

@@ -197,13 +197,13 @@ def last_successes(source_ids=None) -> dict[int, datetime]:
 def due_by(schedule: Schedule, last_success: datetime | None) -> datetime:
     """When a source with this schedule must have imported again, grace included.
 
-    The next import is due one interval after the last successful one, and never before
-    the schedule's first run (a new or moved schedule is not late yet).
+    The next import is due one interval after the last successful one, or after the
+    schedule's first run when that came later (a new or moved schedule gets a whole
+    interval: its first import may still be running).
     """
-    expected = schedule.start_time
-    if last_success is not None:
-        expected = max(expected, last_success + SCHEDULE_INTERVALS[schedule.frequency])
-    return expected + timedelta(seconds=settings.STALE_GRACE_SECONDS)
+    since = schedule.start_time if last_success is None else max(schedule.start_time, last_success)
+    interval = SCHEDULE_INTERVALS[schedule.frequency]
+    return since + interval + timedelta(seconds=settings.STALE_GRACE_SECONDS)
 
 
 def scheduled_sources() -> list[Schedule]:
