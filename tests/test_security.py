@@ -24,9 +24,10 @@ from tests.test_admin import source_form_data
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def stored_value(source: ImportSource, column: str) -> str:
+def stored_value(row, column: str) -> str:
+    """What the database holds in `column` of the row of a source (or a schedule)."""
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {column} FROM importer_importsource WHERE id = %s", [source.pk])
+        cursor.execute(f"SELECT {column} FROM {row._meta.db_table} WHERE id = %s", [row.pk])
         return cursor.fetchone()[0]
 
 
@@ -37,6 +38,22 @@ def test_tokens_are_encrypted_in_the_database(make_source):
     assert SANDBOX_TOKEN not in stored_value(source, "assets_token")
     assert "source-secret-1" not in stored_value(source, "source_token")
     assert ImportSource.objects.get(pk=source.pk).source_token == "source-secret-1"
+
+
+@pytest.mark.django_db
+def test_the_webtrigger_url_a_schedule_keeps_is_encrypted_in_the_database(make_source):
+    source = make_source()
+    url = services.webtrigger_url(source)
+    schedule = Schedule.objects.create(
+        source=source,
+        frequency="DAILY",
+        start_time=timezone.now(),
+        timezone="UTC",
+        callback_url=url,
+    )
+
+    assert source.webtrigger_token not in stored_value(schedule, "callback_url")
+    assert Schedule.objects.get(pk=schedule.pk).callback_url == url
 
 
 @pytest.mark.django_db

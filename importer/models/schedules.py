@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db import models
 
+from importer.fields import EncryptedURLField
 from importer.models.sources import ImportSource
 
 
@@ -25,8 +26,10 @@ class Schedule(models.Model):
     timezone = models.CharField(
         max_length=64, default=default_timezone, help_text="IANA time zone, e.g. Europe/Berlin."
     )
-    callback_url = models.URLField(
-        max_length=500, blank=True, help_text="The webtrigger URL last sent to Assets."
+    callback_url = EncryptedURLField(
+        max_length=500,
+        blank=True,
+        help_text="The webtrigger URL last sent to Assets (kept encrypted: it holds the token).",
     )
     assets_schedule_id = models.CharField(max_length=100, blank=True)
     in_sync = models.BooleanField(
