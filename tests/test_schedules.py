@@ -177,6 +177,41 @@ def test_the_next_run_follows_the_schedules_wall_clock(frequency, start, now, ex
     assert upcoming == datetime.fromisoformat(expected).replace(tzinfo=BERLIN)
 
 
+@pytest.mark.parametrize(
+    "frequency, start, now, shown, told",
+    [
+        # 02:30 does not exist on 28 March 2027 in Berlin: that run is at 03:30; Assets is
+        # told a 02:30 it can repeat from, the day after, not a time it would repeat at 03:30.
+        (
+            "DAILY",
+            "2027-03-20T02:30",
+            "2027-03-27T12:00",
+            "2027-03-28T03:30:00+02:00",
+            "2027-03-29T02:30:00+02:00",
+        ),
+        # A monthly run on the 31st: February's runs on its last day, and Assets is told the
+        # next 31st, not the 28th it would go on repeating from.
+        (
+            "MONTHLY",
+            "2027-01-31T06:00",
+            "2027-02-01T00:00",
+            "2027-02-28T06:00:00+01:00",
+            "2027-03-31T06:00:00+02:00",
+        ),
+    ],
+)
+def test_assets_is_told_a_start_it_can_repeat_the_schedule_from(frequency, start, now, shown, told):
+    schedule = Schedule(
+        frequency=frequency,
+        start_time=datetime.fromisoformat(start).replace(tzinfo=BERLIN),
+        timezone="Europe/Berlin",
+    )
+    after = datetime.fromisoformat(now).replace(tzinfo=BERLIN)
+
+    assert services.next_run(schedule, after=after).isoformat() == shown
+    assert services.next_run(schedule, after=after, anchor=True).isoformat() == told
+
+
 def test_the_sandbox_firing_the_schedule_runs_a_scheduled_import(
     pushed_source, sandbox, live_server, settings
 ):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import calendar
 import copy
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -43,8 +43,16 @@ def _add_months(moment: datetime, months: int) -> datetime:
     return moment.replace(year=year, month=month, day=day)
 
 
-def next_run(schedule: Schedule, *, after: datetime | None = None) -> datetime | None:
-    """The first run at or after `after` (now), in wall-clock time of the schedule's zone."""
+def next_run(
+    schedule: Schedule, *, after: datetime | None = None, anchor: bool = False
+) -> datetime | None:
+    """The first run at or after `after` (now), in wall-clock time of the schedule's zone.
+
+    A run whose time the clocks skip that day (02:30 when they go from 02:00 to 03:00) is
+    at the time it becomes (03:30). With `anchor`, the first run Assets can repeat from: one
+    at the schedule's own time of day, and a monthly one on its own day of the month (the
+    31st, not a shorter month's last day): Assets repeats from the start time it holds.
+    """
     after = after or timezone.now()
     zone = ZoneInfo(schedule.timezone)
     first = schedule.start_time.astimezone(zone).replace(tzinfo=None)
@@ -57,8 +65,11 @@ def next_run(schedule: Schedule, *, after: datetime | None = None) -> datetime |
         else:
             days = 7 if schedule.frequency == Schedule.Frequency.WEEKLY else 1
             candidate = first + timedelta(days=days * step)
-        aware = candidate.replace(tzinfo=zone)
-        if aware >= after:
+        aware = candidate.replace(tzinfo=zone).astimezone(UTC).astimezone(zone)
+        own_time = aware.replace(tzinfo=None) == candidate and (
+            candidate.day == first.day or schedule.frequency != Schedule.Frequency.MONTHLY
+        )
+        if aware >= after and (own_time or not anchor):
             return aware
         # Jump close to `after` instead of walking day by day through years of history.
         if step == 0 and schedule.frequency != Schedule.Frequency.MONTHLY:
@@ -69,7 +80,7 @@ def next_run(schedule: Schedule, *, after: datetime | None = None) -> datetime |
 
 
 def _remote_body(schedule: Schedule) -> dict:
-    upcoming = next_run(schedule)
+    upcoming = next_run(schedule, anchor=True)
     if upcoming is None:
         raise ScheduleError("The schedule runs once and its time has passed: set a new time.")
     return schedule_body(
