@@ -595,6 +595,34 @@ def test_deleting_a_source_with_a_running_import_says_to_cancel_it_first(staff_c
 
 
 @pytest.mark.django_db
+def test_deleting_a_source_counts_its_chunks_instead_of_listing_each(admin_client, make_source):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from importer.models import ChunkJob
+
+    source = make_source()
+    for _ in range(3):
+        execution = Execution.objects.create(source=source, state=Execution.State.DONE)
+        ChunkJob.objects.bulk_create(
+            ChunkJob(execution=execution, index=index, state=ChunkJob.State.SUBMITTED)
+            for index in range(400)
+        )
+
+    with CaptureQueriesContext(connection) as queries:
+        page = admin_client.get(reverse("admin:importer_importsource_delete", args=[source.pk]))
+
+    html = page.content.decode()
+    assert "<li>Chunk jobs: 1200</li>" in html and "<li>Executions: 3</li>" in html
+    assert "Chunk job:" not in html  # not a line per chunk
+    assert len(queries) < 20
+    admin_client.post(
+        reverse("admin:importer_importsource_delete", args=[source.pk]), {"post": "yes"}
+    )
+    assert not ChunkJob.objects.exists() and not Execution.objects.exists()
+
+
+@pytest.mark.django_db
 def test_what_a_running_import_reads_cannot_change_until_it_has_ended(admin_client, make_source):
     source = make_source(page_size=100)
     running = Execution.objects.create(source=source, state=Execution.State.INGESTING)

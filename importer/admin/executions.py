@@ -16,6 +16,7 @@ from django.utils.timezone import localtime
 from django.utils.translation import ngettext
 
 from importer import services
+from importer.admin.deleting import CountedDeletion
 from importer.admin.display import CHUNKS_PER_PAGE, next_attempt_label, progress_widget, state_badge
 from importer.dashboard import dashboard_context
 from importer.models import ChunkJob, Execution
@@ -33,7 +34,7 @@ def no_chunks_text(execution: Execution) -> str:
 
 
 @admin.register(Execution)
-class ExecutionAdmin(admin.ModelAdmin):
+class ExecutionAdmin(CountedDeletion, admin.ModelAdmin):
     class Media:
         css = {"all": ["importer/admin.css"]}
         js = ["importer/progress.js"]

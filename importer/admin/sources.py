@@ -20,7 +20,7 @@ from django.utils.timezone import localtime
 from django.utils.translation import ngettext
 
 from importer import services
-from importer.admin.deleting import DeletedInAssetsFirst
+from importer.admin.deleting import CountedDeletion, DeletedInAssetsFirst
 from importer.admin.display import (
     MASKED_FOR_VIEWERS,
     masked_fieldsets,
@@ -53,7 +53,7 @@ class ImportSourceAdminForm(ImportSourceForm):
 
 
 @admin.register(ImportSource)
-class ImportSourceAdmin(DeletedInAssetsFirst, admin.ModelAdmin):
+class ImportSourceAdmin(DeletedInAssetsFirst, CountedDeletion, admin.ModelAdmin):
     form = ImportSourceAdminForm
     formfield_overrides = {
         models.URLField: {"form_class": SchemeURLField},
