@@ -339,6 +339,24 @@ def test_a_rest_source_with_bearer_auth_shows_only_its_own_fields(
     assert source.source_url == f"{inventory.base_url}/api/computers"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_who_may_only_view_a_source_sees_the_rows_its_settings_use(
+    browser_page, live_server, django_user_model, make_source
+):
+    operator = django_user_model.objects.create_user("olga", password=PASSWORD, is_staff=True)
+    operator.groups.add(Group.objects.get(name="Import operators"))
+    source = make_source(source_auth="bearer", source_token="s3cret-token")
+    page = browser_page
+    log_in(page, live_server, operator)
+
+    page.goto(f"{live_server.url}/admin/importer/importsource/{source.pk}/change/")
+
+    shown = visible_rows(page)
+    assert {"records_path", "pagination", "offset_param", "limit_param", "source_auth"} <= shown
+    assert not {"plugin_options", "oauth_token_url", "cursor_path", "source_file"} & shown
+    assert "s3cret-token" not in page.content()
+
+
 # --- the execution page, live --------------------------------------------------------------
 
 WHOLE_NUMBER_BETWEEN_1_AND_119 = re.compile(r"^\s*([1-9]|[1-9][0-9]|1[01][0-9])\s*$")

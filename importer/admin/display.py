@@ -89,6 +89,17 @@ def masked_fieldsets(fieldsets, masked: dict[str, str | None]):
     ]
 
 
+def stored_choices(obj, conditions: dict) -> dict:
+    """The stored value of every setting that shows or hides other rows (`conditions`, as
+    static/importer/form_conditions.js reads them), for a page that has no inputs for them."""
+    if obj is None:
+        return {}
+    choosers = {
+        name for alternatives in conditions.values() for one in alternatives for name in one
+    }
+    return {name: getattr(obj, name, "") for name in sorted(choosers)}
+
+
 def stored_secret(value: str) -> str:
     return "stored (only Import administrators may replace it)" if value else "—"
 

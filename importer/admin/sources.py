@@ -27,6 +27,7 @@ from importer.admin.display import (
     masked_json,
     next_run_label,
     state_badge,
+    stored_choices,
     stored_secret,
 )
 from importer.assets import AssetsError
@@ -115,6 +116,7 @@ class ImportSourceAdmin(DeletedInAssetsFirst, CountedDeletion, admin.ModelAdmin)
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         # static/importer/form_conditions.js shows only the rows the chosen kind uses.
         context["field_conditions"] = FIELD_CONDITIONS
+        context["field_chosen"] = stored_choices(obj, FIELD_CONDITIONS)
         form = context["adminform"].form
         context["error_summary"] = [
             {"id": form[name].id_for_label, "label": form[name].label, "errors": errors}

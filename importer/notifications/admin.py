@@ -8,7 +8,7 @@ from django.utils.timezone import localtime
 from django.utils.translation import ngettext
 
 from importer import notifications
-from importer.admin.display import masked_fieldsets, state_badge, stored_secret
+from importer.admin.display import masked_fieldsets, state_badge, stored_choices, stored_secret
 from importer.models import Alert, Delivery, NotificationChannel
 from importer.notifications.delivery import where
 from importer.notifications.forms import FIELD_CONDITIONS, NotificationChannelForm
@@ -106,6 +106,7 @@ class NotificationChannelAdmin(admin.ModelAdmin):
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         context["field_conditions"] = FIELD_CONDITIONS  # the rows the chosen kind uses
+        context["field_chosen"] = stored_choices(obj, FIELD_CONDITIONS)
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     @admin.display(description="Sources")

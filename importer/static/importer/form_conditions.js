@@ -4,9 +4,14 @@
 (function () {
   "use strict";
 
+  // On a page that shows the settings without inputs (who may only view them), the
+  // choices stored come with the page.
+  var stored = {};
+
   function chosen(form, name) {
     var input = form.querySelector("[name=" + name + "]");
-    return input ? input.value : "";
+    if (input) { return input.value; }
+    return stored[name] === undefined || stored[name] === null ? "" : String(stored[name]);
   }
 
   function used(form, alternatives) {
@@ -37,6 +42,8 @@
     var form = data && data.closest("form");
     if (!form) { return; }
     var conditions = JSON.parse(data.textContent);
+    var choices = document.getElementById("form-chosen");
+    stored = choices ? JSON.parse(choices.textContent) : {};
     var choosers = {};
     Object.keys(conditions).forEach(function (name) {
       conditions[name].forEach(function (alternative) {
