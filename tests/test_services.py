@@ -396,6 +396,7 @@ def test_cancel_stops_the_execution_in_assets_too(pushed_source, sandbox, invent
     execution.refresh_from_db()
     assert execution.state == Execution.State.CANCELLED
     assert sandbox.execution(execution.assets_execution_id)["state"] == "CANCELLED"
+    assert execution.failure_reported_at is not None  # the page says Assets heard it
     assert not execution.chunks.filter(state=ChunkJob.State.QUEUED).exists()
 
 

@@ -170,7 +170,6 @@ def _report_failure(execution: Execution, reason: str) -> bool:
         execution,
         lambda: client.report_failure(execution.assets_execution_id, reason),
         what="failure not recorded in Assets history",
-        told={"failure_reported_at": timezone.now()},
     )
 
 
@@ -185,9 +184,10 @@ def _cancel_in_assets(execution: Execution) -> bool:
     )
 
 
-def _tell_assets(execution: Execution, call, *, what: str, told: dict | None = None) -> bool:
-    """Tell Assets how an execution ended (True once it heard). When it cannot be reached, is
-    busy, or refuses the token (which an operator may replace), it is told again later."""
+def _tell_assets(execution: Execution, call, *, what: str) -> bool:
+    """Tell Assets how an execution ended (True once it heard, and when is recorded). When
+    it cannot be reached, is busy, or refuses the token (which an operator may replace), it
+    is told again later."""
     try:
         call_with_retries(call)
     except AssetsError as error:
@@ -201,7 +201,9 @@ def _tell_assets(execution: Execution, call, *, what: str, told: dict | None = N
         )
         Execution.objects.filter(pk=execution.pk).update(failure_report_pending=again)
         return False
-    Execution.objects.filter(pk=execution.pk).update(failure_report_pending=False, **(told or {}))
+    Execution.objects.filter(pk=execution.pk).update(
+        failure_report_pending=False, failure_reported_at=timezone.now()
+    )
     return True
 
 
