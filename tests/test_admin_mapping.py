@@ -193,3 +193,23 @@ def test_the_source_page_leads_to_its_preview_draft_and_the_mapping_in_assets(
     ]:
         url = reverse(f"admin:importer_importsource_{name}", args=[source.pk])
         assert f'<a href="{url}">{label}</a>' in page
+
+
+@pytest.mark.django_db
+def test_who_may_only_view_a_source_is_offered_nothing_they_may_not_do(
+    client, django_user_model, make_source
+):
+    from django.contrib.auth.models import Group
+
+    operator = django_user_model.objects.create_user("olga", password="pw", is_staff=True)
+    operator.groups.add(Group.objects.get(name="Import operators"))
+    client.force_login(operator)
+    source = make_source()
+
+    page = client.get(reverse("admin:importer_importsource_change", args=[source.pk]))
+    draft = client.get(reverse("admin:importer_importsource_draft_mapping", args=[source.pk]))
+
+    assert "No schedule." in page.content.decode()
+    assert "Add one" not in page.content.decode()
+    assert "Use this draft as the mapping" not in draft.content.decode()
+    assert "Only an Import administrator can make it the source" in draft.content.decode()

@@ -58,7 +58,8 @@ def next_run_label(schedule: Schedule) -> str:
 
 
 CHUNKS_PER_PAGE = 100
-# A user who may only view a source sees these instead of the fields that can hold a secret.
+# A user who may only view a source sees these instead of the fields that can hold a secret
+# (and of a control they may not use).
 MASKED_FOR_VIEWERS = {
     "assets_token": "assets_token_masked",
     "source_token": "source_token_masked",
@@ -68,6 +69,7 @@ MASKED_FOR_VIEWERS = {
     "extra_params": "extra_params_masked",
     "plugin_options": "plugin_options_masked",
     "webtrigger_url": "webtrigger_url_masked",
+    "schedule_summary": "schedule_summary_viewed",  # no link to add one
 }
 
 

@@ -345,6 +345,7 @@ class ImportSourceAdmin(DeletedInAssetsFirst, CountedDeletion, admin.ModelAdmin)
             "Draft mapping",
             rows=mapping_table(draft),
             draft=json.dumps(draft, indent=2, ensure_ascii=False),
+            may_replace=self.has_change_permission(request, source),
         )
 
     def _change_url(self, source) -> str:
@@ -382,8 +383,15 @@ class ImportSourceAdmin(DeletedInAssetsFirst, CountedDeletion, admin.ModelAdmin)
         )
 
     @admin.display(description="Schedule")
-    def schedule_summary(self, source):
+    def schedule_summary_viewed(self, source):
+        """For who may only view the source (and may not add a schedule)."""
+        return self.schedule_summary(source, may_add=False)
+
+    @admin.display(description="Schedule")
+    def schedule_summary(self, source, may_add: bool = True):
         schedule = Schedule.objects.filter(source=source).first() if source.pk else None
+        if schedule is None and not may_add:
+            return "No schedule."
         if schedule is None:
             add = reverse("admin:importer_schedule_add") + f"?source={source.pk or ''}"
             return format_html('No schedule. <a href="{}">Add one</a>', add)
