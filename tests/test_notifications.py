@@ -832,3 +832,25 @@ def test_a_webhook_url_that_is_not_one_is_refused_once_saying_why():
 
     assert not form.is_valid()
     assert form.errors["webhook_url"] == ["Enter a valid URL."]
+
+
+@pytest.mark.parametrize("site_wide, refused", [([], True), (["cmdb@example.com"], False)])
+def test_an_email_channel_with_nobody_to_write_to_is_refused_when_saved(
+    settings, site_wide, refused
+):
+    from importer.notifications.forms import NotificationChannelForm
+
+    settings.ALERT_EMAILS = site_wide
+    form = NotificationChannelForm(
+        data={
+            "name": "mail",
+            "kind": "email",
+            "all_sources": "on",
+            "recipients": "",
+            "webhook_format": "generic",
+        }
+    )
+
+    assert form.is_valid() is not refused
+    if refused:
+        assert "the ALERT_EMAILS setting" in form.errors["recipients"][0]

@@ -2,6 +2,7 @@
 to channels in a file too."""
 
 from django import forms
+from django.conf import settings
 from django.core.validators import URLValidator, validate_email
 
 from importer.forms import WriteOnlySecretsForm, keep_stored_secrets
@@ -99,6 +100,17 @@ class NotificationChannelForm(WriteOnlySecretsForm):
         )
         if cleaned.get("secret_header_name") and not has_value:
             self.add_error("secret_header_value", "Give the header's value.")
+        if (
+            kind == NotificationChannel.Kind.EMAIL
+            and "recipients" not in self.errors
+            and not (cleaned.get("recipients") or "").strip()
+            and not settings.ALERT_EMAILS
+        ):
+            self.add_error(
+                "recipients",
+                "List the addresses to send to: the ALERT_EMAILS setting, which a channel "
+                "without its own list uses, is empty.",
+            )
         if not cleaned.get("all_sources") and not cleaned.get("sources"):
             self.add_error("sources", "Choose the sources, or tick 'every source'.")
         return cleaned
