@@ -18,7 +18,8 @@ mid-way, drip it one byte at a time (its body, or its status line and headers be
 it absurdly deep, flood it with empty objects, or answer a page it has as if it had none (an
 empty list, or 404: a replica that lags, a cache that hiccups), or write it in ISO-8859-1 and
 say so in its Content-Type, as older APIs do. It may also refuse to be paged deeper than
-`depth_limit` records, answering 400 or 422 as a search index's result window does.
+`depth_limit` records, answering 400 or 422 as a search index's result window does, or lead
+from its last cursor page back to its first under a new cursor (`wraps_around`).
 """
 
 from __future__ import annotations
@@ -216,6 +217,7 @@ class FakeSource(DevServer):
         depth_limit: int | None = None,
         depth_limit_status: int = 400,
         clamp_pages: bool = False,
+        wraps_around: bool = False,
         empty_hops: frozenset[int] = frozenset(),
         null_when_empty: bool = False,
         order_moves_after: int | None = None,
@@ -255,6 +257,7 @@ class FakeSource(DevServer):
         self.depth_limit = depth_limit
         self.depth_limit_status = depth_limit_status
         self.clamp_pages = clamp_pages
+        self.wraps_around = wraps_around
         self.empty_hops = empty_hops
         self.null_when_empty = null_when_empty
         self.order_moves_after = order_moves_after
@@ -535,11 +538,16 @@ class FakeSource(DevServer):
 
     def _cursor(self, request: Request) -> Reply:
         cursor = request.query.get("cursor", ["c0"])[0]
-        start = int(cursor.removeprefix("c").removesuffix("h"))
+        position, _, lap = cursor.removeprefix("c").partition("~")
+        start = int(position.removesuffix("h"))
         if start in self.empty_hops and not cursor.endswith("h"):
             return json_reply(200, {"items": [], "meta": {"next_cursor": f"{cursor}h"}})
         limit = self._limit(request)
         following = f"c{start + limit}" if start + limit < len(self.records) else None
+        if following and lap:
+            following += f"~{lap}"  # every cursor of a new round is new
+        if following is None and self.wraps_around:  # back to the start, under a new cursor
+            following = f"c0~{time.monotonic_ns()}"
         body = {"items": self._window(start, limit), "meta": {"next_cursor": following}}
         return json_reply(200, body)
 

@@ -341,6 +341,19 @@ def test_without_a_total_an_end_right_after_a_full_page_is_not_taken_on_a_guess(
     assert "set its total path" in execution.error
 
 
+def test_a_cursor_source_leading_back_to_its_first_page_fails_instead_of_going_round(
+    serve, import_from, sandbox
+):
+    fake = serve(wraps_around=True)
+
+    execution = import_from(fake, "cursor")
+
+    assert execution.state == Execution.State.FAILED
+    assert "led back to its first page under another cursor" in execution.error
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert remote["records_received"] == RECORDS and remote["completed_posts"] == 0
+
+
 @pytest.mark.parametrize("style", ["cursor", "next_url", "link_header"])
 def test_an_empty_page_that_leads_on_to_more_is_not_the_end(serve, import_from, sandbox, style):
     # A filtered scan (DynamoDB, CloudWatch Logs) may answer an empty page with a next cursor.
