@@ -892,6 +892,31 @@ def test_csv_with_a_bom(media: Path) -> None:
     assert set(records[0]) == {"id", "name", "site"}
 
 
+def test_a_utf8_csv_given_as_windows_1252_is_read_as_its_byte_order_mark_says(
+    media: Path,
+) -> None:
+    content = "id,name,site\n1,asset-001,Zürich\n".encode()
+    source = uploaded(media, "excel.csv", b"\xef\xbb\xbf" + content, file_encoding="cp1252")
+
+    records, _ = walk(source)
+
+    assert records == [{"id": "1", "name": "asset-001", "site": "Zürich"}]
+
+
+def test_a_csv_columns_without_a_name_are_left_out(media: Path) -> None:
+    content = b"id,name,,\n1,asset-001,,\n2,asset-002,,\n"
+
+    records, _ = walk(uploaded(media, "sheet.csv", content))
+
+    assert records == [{"id": "1", "name": "asset-001"}, {"id": "2", "name": "asset-002"}]
+
+
+def test_a_csv_ending_lines_with_a_carriage_return_alone_says_so(media: Path) -> None:
+    error = failure(uploaded(media, "mac.csv", b"id,name\r1,asset-001\r2,asset-002\r"))
+
+    assert "carriage return alone" in error.message
+
+
 def test_csv_with_semicolons_and_quoted_line_breaks(media: Path) -> None:
     lines = ["id;name;note"]
     for i in range(1, N + 1):

@@ -1,4 +1,5 @@
 """CSV files: `page_size` rows per chunk, with the header (if any) read afresh for each chunk.
+Columns whose header is empty (the trailing ones a spreadsheet exports) are left out.
 
 Rows may span lines (a quoted field with a line break), so the csv module is fed one line at a
 time and the byte offset after the last line it took is where the next row starts.
@@ -41,6 +42,7 @@ class CsvSource(FileSource):
 
     def read_chunk(self, file: IO[bytes], cursor: str) -> Page:
         fieldnames, body_start = self._header(file)
+        unnamed = "" in fieldnames
         start = self.start_of(file, cursor) if cursor else body_start
         lines = LineReader(file, start, self.bom)
         rows = self._rows(file, lines)
@@ -58,7 +60,10 @@ class CsvSource(FileSource):
                 problem = f"has {len(row)} fields, but there are {len(fieldnames)} field names"
                 raise self.line_error(file, lines.line_start, problem)
             row += [""] * (len(fieldnames) - len(row))
-            records.append(dict(zip(fieldnames, row, strict=True)))
+            record = dict(zip(fieldnames, row, strict=True))
+            if unnamed:
+                del record[""]  # columns without a name (a spreadsheet's empty ones)
+            records.append(record)
 
     def _header(self, file: IO[bytes]) -> tuple[list[str], int]:
         """The field names, and the byte offset where the rows after the header start."""
@@ -69,7 +74,9 @@ class CsvSource(FileSource):
             if _blank(row):
                 continue
             names = [name.strip() for name in row]
-            repeated = sorted(name for name, times in Counter(names).items() if times > 1)
+            repeated = sorted(
+                name for name, times in Counter(names).items() if times > 1 and name
+            )
             if repeated:
                 problem = f"(the header) names {', '.join(repr(n) for n in repeated)} twice"
                 raise self.line_error(file, lines.line_start, problem)
@@ -84,4 +91,10 @@ class CsvSource(FileSource):
         try:
             yield from reader
         except csv.Error as exc:
-            raise self.line_error(file, lines.line_start, f"is not valid CSV ({exc})") from None
+            problem = f"is not valid CSV ({exc})"
+            if "new-line character seen in unquoted field" in str(exc):
+                problem = (
+                    "ends its lines with a carriage return alone (an old Mac format): save the "
+                    "file with LF or CRLF line endings"
+                )
+            raise self.line_error(file, lines.line_start, problem) from None

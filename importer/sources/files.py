@@ -358,6 +358,7 @@ class FileSource:
     def fetch_page(self, cursor: str) -> Page:
         place, _, read_from = (cursor or "").partition(VERSION_MARK)
         with open_source_file(self.config, read_from, self.execution_id) as file:
+            self._follow_byte_order_mark(file)
             version = file_version(file)
             if read_from and read_from != version:
                 raise SourceError(
@@ -380,6 +381,15 @@ class FileSource:
 
     def read_chunk(self, file: IO[bytes], cursor: str) -> Page:
         raise NotImplementedError
+
+    def _follow_byte_order_mark(self, file: IO[bytes]) -> None:
+        """A UTF-8 byte-order mark says what the file is, whatever encoding the source names
+        (a spreadsheet's "CSV UTF-8" export given as Windows-1252)."""
+        if self.codec == "utf-8":
+            return
+        file.seek(0)
+        if file.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8:
+            self.codec, self.bom = "utf-8", codecs.BOM_UTF8
 
     def start_of(self, file: IO[bytes], cursor: str) -> int:
         """The byte offset a cursor names, checked to be the start of a line of this file."""
