@@ -462,6 +462,25 @@ def test_retry_failed_chunks_takes_up_a_failed_chunk_within_the_grace(
     assert len(sandbox.execution(execution.assets_execution_id)["objects"]) == 120
 
 
+def test_retrying_the_chunks_of_an_import_failed_a_moment_ago_keeps_its_error(
+    pushed_source, sandbox, inventory, settings
+):
+    settings.FAILED_CHUNK_GRACE_SECONDS = 600
+    inventory.faults.add(method="GET", path_contains="/api/computers", status=404, times=1)
+    execution = services.start_import(source=pushed_source)  # as the admin's list loaded it
+    services.fail_execution(
+        execution=Execution.objects.get(pk=execution.pk), reason="Chunk 1 failed: answered 404"
+    )
+
+    with pytest.raises(services.ImportEnded, match="still ingesting"):
+        services.retry_failed_chunks(execution=execution)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.FAILED
+    assert execution.error == "Chunk 1 failed: answered 404"
+    assert execution.chunks.get(index=0).state == ChunkJob.State.FAILED
+
+
 def test_a_stalled_import_is_flagged_and_failed_when_so_configured(
     pushed_source, sandbox, inventory, settings
 ):

@@ -393,15 +393,11 @@ class ExecutionAdmin(CountedDeletion, admin.ModelAdmin):
     @admin.action(description="Retry failed chunks", permissions=["retry"])
     def retry_failed_chunks(self, request, queryset):
         for execution in queryset.select_related("source"):
-            if execution.state != Execution.State.INGESTING:
-                self.message_user(
-                    request,
-                    f"#{execution.pk}: only an import that is still ingesting can retry chunks "
-                    f"(this one is {execution.state}).",
-                    messages.WARNING,
-                )
+            try:
+                retried = services.retry_failed_chunks(execution=execution)
+            except services.ImportEnded as ended:
+                self.message_user(request, str(ended), messages.WARNING)
                 continue
-            retried = services.retry_failed_chunks(execution=execution)
             self.log_change(request, execution, f"Retried {retried} failed chunk(s).")
             self.message_user(
                 request,

@@ -26,6 +26,7 @@ from importer.services.editing import FIXED_WHILE_IMPORTING, busy_text, running_
 from importer.services.errors import (
     DraftImpossible,
     ImportAlreadyRunning,
+    ImportEnded,
     ImportRefused,
     MappingInvalid,
     ScheduleError,
@@ -76,6 +77,7 @@ from importer.services.schedules import (
 __all__ = [
     "DraftImpossible",
     "ImportAlreadyRunning",
+    "ImportEnded",
     "ImportRefused",
     "Lane",
     "MappingInvalid",

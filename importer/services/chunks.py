@@ -22,7 +22,7 @@ from django.utils import timezone
 from importer import metrics, page_sql, work_queue
 from importer.models import ChunkJob, Execution, ImportSource
 from importer.remote import RemoteError
-from importer.services.errors import scrub_secrets
+from importer.services.errors import ImportEnded, scrub_secrets
 from importer.services.lifecycle import fail_execution
 from importer.services.plan import pages_ahead, reads_in_parallel
 from importer.services.retries import retry_delay
@@ -437,12 +437,20 @@ def _failed_for_good(
 
 
 def retry_failed_chunks(*, execution: Execution) -> int:
-    """Queue the failed chunks of an execution that still takes data; how many were queued."""
-    if execution.state != State.INGESTING:
-        return 0
-    chunk_ids = list(execution.chunks.filter(state=ChunkState.FAILED).values_list("pk", flat=True))
-    ChunkJob.objects.filter(pk__in=chunk_ids).requeue_failed(note="retried by an operator")
-    Execution.objects.of(execution).stamp(error="")
-    for chunk_id in chunk_ids:
-        transaction.on_commit(lambda chunk_id=chunk_id: work_queue.enqueue_chunk(chunk_id))
+    """Queue the failed chunks of an execution that still takes data; how many were queued.
+    Raises ImportEnded when it no longer does: the completion check may have failed it a
+    moment ago, and its error must then stay."""
+    with transaction.atomic():
+        if not Execution.objects.of(execution).ingesting().stamp(error=""):
+            execution.refresh_from_db(fields=["state"])
+            raise ImportEnded(
+                f"#{execution.pk}: only an import that is still ingesting can retry chunks "
+                f"(this one is {execution.state})."
+            )
+        chunk_ids = list(
+            execution.chunks.filter(state=ChunkState.FAILED).values_list("pk", flat=True)
+        )
+        ChunkJob.objects.filter(pk__in=chunk_ids).requeue_failed(note="retried by an operator")
+        for chunk_id in chunk_ids:
+            transaction.on_commit(lambda chunk_id=chunk_id: work_queue.enqueue_chunk(chunk_id))
     return len(chunk_ids)

@@ -176,6 +176,8 @@ def _fail_after_grace(execution: Execution) -> Execution:
     """A failed chunk fails its execution once the operators' grace period has passed."""
     grace = timedelta(seconds=settings.FAILED_CHUNK_GRACE_SECONDS)
     failed = execution.chunks.filter(state=ChunkState.FAILED).order_by("updated_at").first()
+    if failed is None:  # retried by an operator a moment ago
+        return execution
     waited = timezone.now() - failed.updated_at
     if waited < grace:
         work_queue.enqueue_completion_check_after(

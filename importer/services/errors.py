@@ -32,6 +32,10 @@ class DraftImpossible(Exception):
         super().__init__(f"No mapping could be drafted: {reason}")
 
 
+class ImportEnded(Exception):
+    """An action that needs a running import came for one that has ended."""
+
+
 class SourceBusy(Exception):
     """A change that must wait until the source's running import has ended."""
 

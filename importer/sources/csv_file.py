@@ -74,9 +74,7 @@ class CsvSource(FileSource):
             if _blank(row):
                 continue
             names = [name.strip() for name in row]
-            repeated = sorted(
-                name for name, times in Counter(names).items() if times > 1 and name
-            )
+            repeated = sorted(name for name, times in Counter(names).items() if times > 1 and name)
             if repeated:
                 problem = f"(the header) names {', '.join(repr(n) for n in repeated)} twice"
                 raise self.line_error(file, lines.line_start, problem)
