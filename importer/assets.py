@@ -7,8 +7,6 @@ decide between retrying and failing by type.
 
 from __future__ import annotations
 
-import email.utils
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +15,7 @@ from django.conf import settings
 
 from importer import json_codec
 from importer.redaction import redact
-from importer.remote import RemoteError, RemoteSession
+from importer.remote import RemoteError, RemoteSession, parse_retry_after, worth_retrying
 
 FAILURE_REASON_LIMIT = 1024
 
@@ -105,22 +103,6 @@ def schedule_body(*, frequency: str, start_time: str, timezone: str, callback_ur
 class ExecutionStatus:
     status: str
     raw: dict[str, Any]
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def execution_id_from_links(links: dict[str, str]) -> str:
@@ -213,7 +195,8 @@ def error_for_response(
     if status == 429 and retry_after is not None:
         summary = f"{summary}, and asks us to wait {retry_after:g} s"
     message = f"{action}: {summary}" + (f": {detail}" if detail else "")
-    return error_class(message, status=status, retry_after=retry_after)
+    permanent = None if status != 500 else not worth_retrying(status)
+    return error_class(message, status=status, retry_after=retry_after, permanent=permanent)
 
 
 class AssetsClient:

@@ -7,10 +7,13 @@ any) and `retry_after` (seconds the remote asked us to wait).
 
 from __future__ import annotations
 
+import email.utils
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from django.conf import settings
 
 
 class RemoteError(Exception):
@@ -34,6 +37,31 @@ class RemoteError(Exception):
             self.permanent = permanent
         if kind is not None:
             self.kind = kind
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def worth_retrying(status: int) -> bool:
+    """Whether an answer with this HTTP status may be mended by asking again: 429 and the
+    gateway errors always, a plain 500 unless RETRY_HTTP_500 is off (some servers answer 500
+    for input no retry mends)."""
+    if status == 500:
+        return settings.RETRY_HTTP_500
+    return status in (429, 502, 503, 504)
 
 
 class RemoteSession(requests.Session):

@@ -421,6 +421,19 @@ def test_a_cancel_assets_could_not_hear_is_told_again_and_frees_the_source(
     assert second.state == Execution.State.DONE, second.error
 
 
+def test_a_plain_500_from_assets_is_not_asked_again_when_so_configured(
+    pushed_source, sandbox, settings
+):
+    settings.RETRY_HTTP_500 = False
+    sandbox.faults.add(method="POST", path_contains="/executions", status=500, times=-1)
+
+    with pytest.raises(services.ImportRefused, match="500"):
+        services.start_import(source=pushed_source)
+
+    starts = [path for method, path in sandbox.requests_log if path.endswith("/executions")]
+    assert len(starts) == 1
+
+
 def test_a_plain_500_fails_at_once_when_so_configured(pushed_source, inventory, settings):
     settings.RETRY_HTTP_500 = False
     inventory.faults.add(method="GET", path_contains="/api/computers", status=500, times=1)

@@ -321,15 +321,12 @@ def postpone_chunk(chunk: ChunkJob, delay: float, *, reason: str) -> ChunkJob:
 def chunk_error(chunk: ChunkJob, error: RemoteError, *, fetched: int | None = None) -> ChunkJob:
     """A typed error of the source or of Assets: its type says whether to retry.
 
-    A plain 500 is retried unless RETRY_HTTP_500 is off (some servers answer 500 for bad
-    input, which no retry mends); 502/503/504, 429, timeouts and lost connections always are.
     `fetched`: the records of the page, when it was fetched (and counted) before the error.
     """
-    permanent = error.permanent or (error.status == 500 and not settings.RETRY_HTTP_500)
     return chunk_failed(
         chunk,
         error.message,
-        permanent=permanent,
+        permanent=error.permanent,
         retry_after=error.retry_after,
         kind=error.kind,
         max_attempts=getattr(error, "max_attempts", None),

@@ -20,7 +20,7 @@ def call_with_retries(call, *, attempts: int = 3, max_wait: float = 5.0):
         try:
             return call()
         except (AssetsRateLimited, AssetsServerError) as error:
-            if attempt == attempts:
+            if attempt == attempts or error.permanent:  # a 500 with RETRY_HTTP_500 off
                 raise
             time.sleep(min(retry_delay(attempt, error.retry_after), max_wait))
 

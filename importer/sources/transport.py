@@ -23,9 +23,8 @@ import urllib3
 from django.conf import settings
 from urllib3.response import GzipDecoderState
 
-from importer.assets import parse_retry_after
 from importer.redaction import redact_for
-from importer.remote import RemoteSession
+from importer.remote import RemoteSession, parse_retry_after, worth_retrying
 from importer.sources import limits
 from importer.sources.base import SourceError, config_error
 from importer.sources.deadline import cut_off_at, mount_deadline_adapter, request_deadline
@@ -35,7 +34,6 @@ from importer.sources.rules import ca_bundle_problem
 MAX_PAGE_BYTES = 50 * 1024 * 1024
 _CHARSET = re.compile(r"""charset\s*=\s*["']?([\w.:-]+)""", re.IGNORECASE)
 _UTF8_NAMES = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
-TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 READ_CHUNK_BYTES = 64 * 1024
 # A cached OAuth2 token is dropped this long before the provider says it expires.
 TOKEN_EXPIRY_MARGIN_SECONDS = 30.0
@@ -340,7 +338,7 @@ class SourceHttp:
         return self.error(
             f"answered {status} {response.reason} at {public_url(url)}{detail}"
             + (f"; {hint}" if hint else ""),
-            permanent=status not in TRANSIENT_STATUSES,
+            permanent=not worth_retrying(status),
             status=status,
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
             kind=STATUS_KINDS.get(status, "server_error" if status >= 500 else "bad_request"),
@@ -520,7 +518,7 @@ class SourceHttp:
             raise self.error(
                 f"could not get an access token: the {where} answered {status} {response.reason}"
                 + ("; check the client id, client secret and scope" if refused else ""),
-                permanent=status not in TRANSIENT_STATUSES,
+                permanent=not worth_retrying(status),
                 status=status,
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
                 kind="auth" if refused else "server_error",
