@@ -1,18 +1,12 @@
-"""Forms shared by the admin and the config file importer, so both apply the same rules."""
-
-import json
-from datetime import UTC
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+"""The import source form, and which settings each kind of source, paging and auth uses."""
 
 from django import forms
 from django.core.validators import MinValueValidator
-from django.db import models
-from django.utils import timezone
-from django.utils.functional import cached_property
 
-from importer.fields import EncryptedURLField, holds_json
+from importer.forms.fields import PrettyJSONField, strict_formfield
+from importer.forms.secrets import WriteOnlySecretsForm, keep_stored_secrets
 from importer.mapping import validate_document
-from importer.models import ImportSource, Schedule
+from importer.models import ImportSource
 from importer.redaction import (
     mask_secret_values,
     mask_url,
@@ -66,6 +60,8 @@ FILE_FIELDS = [
     "file_encoding",
 ]
 LIMIT_FIELDS = ["max_requests_per_minute", "max_chunks_in_flight"]
+# Counts that must be at least 1 (0 would be refused by the source or stop all work).
+AT_LEAST_ONE = ("page_size", "max_chunks_in_flight")
 
 
 FILE_KINDS = ["csv", "json", "jsonl"]
@@ -138,155 +134,6 @@ def field_is_used(name: str, chosen: dict[str, str]) -> bool:
         all(chosen.get(chooser) in values for chooser, values in conditions.items())
         for conditions in alternatives
     )
-
-
-def keep_stored_secrets(instance, cleaned_data: dict, fields) -> None:
-    """Write-only secrets: a form never shows a stored secret, so a field left empty keeps it."""
-    for field in fields:
-        new_value = cleaned_data.get(field)
-        if new_value:
-            setattr(instance, field, new_value)
-        elif instance.pk:
-            stored = type(instance).objects.filter(pk=instance.pk).values_list(field, flat=True)
-            setattr(instance, field, stored.first() or "")
-
-
-class WriteOnlySecretsForm(forms.ModelForm):
-    """A form whose secrets are write-only and whose settings that may hold one are masked.
-
-    Django compares what the browser sent with the stored value: an empty secret field (it
-    is never filled in) or a masked URL would count as changed, and the admin's history and
-    `import_sources` would say a token changed when nobody touched it. Here a secret counts
-    as changed only when a new one is given, and a masked setting when its value, masked
-    parts put back, differs from the stored one.
-    """
-
-    secret_fields: tuple[str, ...] = ()
-    masked_fields: tuple[str, ...] = ()
-    # Forms shown in a browser say at a typed secret that it was not saved (see below).
-    remind_typed_secrets_on_errors = False
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._stored = {
-            name: getattr(self.instance, name)
-            for name in (*self.secret_fields, *self.masked_fields)
-            if name in self.fields
-        }
-
-    @cached_property
-    def changed_data(self) -> list[str]:
-        by_django = set(super().changed_data)
-        cleaned = getattr(self, "cleaned_data", {})
-        changed = []
-        for name in self.fields:
-            if name not in self._stored or name not in cleaned:
-                if name in by_django:
-                    changed.append(name)
-                continue
-            new, stored = cleaned[name], self._stored[name]
-            if name in self.secret_fields:
-                if new and new != stored:
-                    changed.append(name)
-            elif (new or None) != (stored or None):
-                changed.append(name)
-        return changed
-
-    def full_clean(self):
-        super().full_clean()
-        if self.remind_typed_secrets_on_errors:
-            self._remind_typed_secrets()
-
-    def secret_missing(self, message: str) -> str:
-        """The error for a secret that is needed and not given; in a browser, with why it may
-        have to be pasted again."""
-        if self.remind_typed_secrets_on_errors:
-            return (
-                f"{message} (after an error on this form, paste it again: secrets are never "
-                "sent back to the browser)."
-            )
-        return f"{message}."
-
-    def _remind_typed_secrets(self) -> None:
-        """On a form shown again with errors: a secret typed in it was not saved, and the
-        browser does not get it back, so say so at the field rather than drop it silently."""
-        if not self.is_bound or not self._errors:
-            return
-        for name in self.secret_fields:
-            typed = name in self.fields and self.data.get(self.add_prefix(name))
-            if typed and not self.has_error(name):
-                self.add_error(
-                    name,
-                    "Not saved yet, because of the errors on this form: paste it again before "
-                    "saving (secrets are never sent back to the browser).",
-                )
-
-
-class LocatedJSONField(forms.JSONField):
-    """JSON whose syntax errors name the line and column."""
-
-    def to_python(self, value):
-        if isinstance(value, str) and value.strip():
-            try:
-                json.loads(value)
-            except json.JSONDecodeError as error:
-                raise forms.ValidationError(
-                    "Not valid JSON: %(problem)s at line %(line)d, column %(column)d.",
-                    code="invalid",
-                    # Some of json's messages end in "at" ("Invalid control character at").
-                    params={
-                        "problem": error.msg.removesuffix(" at"),
-                        "line": error.lineno,
-                        "column": error.colno,
-                    },
-                ) from None
-        return super().to_python(value)
-
-
-class SchemeURLField(forms.URLField):
-    """A URL must be typed with its scheme: nothing is added to it silently."""
-
-    def __init__(self, **kwargs):
-        kwargs["assume_scheme"] = "https"
-        super().__init__(**kwargs)
-
-    def to_python(self, value):
-        value = (value or "").strip()
-        if value and "://" not in value:
-            raise forms.ValidationError(
-                "Give the whole URL with its scheme, e.g. https://%(value)s.",
-                code="no_scheme",
-                # Without the password of a user:password@ typed there too.
-                params={"value": mask_url(f"https://{value}").removeprefix("https://")},
-            )
-        return super().to_python(value)
-
-
-def strict_formfield(model_field, **kwargs):
-    """URLs keep their scheme, JSON errors say where, counts start at 1."""
-    if isinstance(model_field, models.URLField | EncryptedURLField):
-        kwargs["form_class"] = SchemeURLField
-    if holds_json(model_field):
-        kwargs["form_class"] = LocatedJSONField
-    return model_field.formfield(**kwargs)
-
-
-# Counts that must be at least 1 (0 would be refused by the source or stop all work).
-AT_LEAST_ONE = ("page_size", "max_chunks_in_flight")
-
-
-class PrettyJSONField(LocatedJSONField):
-    """Shows the mapping indented, so staff can read and edit it."""
-
-    def prepare_value(self, value):
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except ValueError:
-                return value
-        if value is None:
-            return ""
-        return json.dumps(value, indent=2, ensure_ascii=False)
 
 
 class ImportSourceForm(WriteOnlySecretsForm):
@@ -507,93 +354,3 @@ class ImportSourceForm(WriteOnlySecretsForm):
         if commit:
             source.save()
         return source
-
-
-def validate_timezone(name: str) -> str:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise forms.ValidationError(
-            f"'{name}' is not an IANA time zone (e.g. Europe/Berlin, America/New_York, UTC)."
-        )
-    return name
-
-
-class ScheduleForm(forms.ModelForm):
-    """The start time is typed as wall-clock time in the schedule's own time zone."""
-
-    start_local = forms.DateTimeField(
-        label="Start time",
-        widget=forms.DateTimeInput(
-            format="%Y-%m-%d %H:%M", attrs={"placeholder": "2026-12-01 02:00"}
-        ),
-        help_text="The first run (YYYY-MM-DD HH:MM), as wall-clock time in the schedule's "
-        "time zone (the Timezone field).",
-        error_messages={
-            "invalid": "Give a date and a time, as YYYY-MM-DD HH:MM (e.g. 2026-12-01 02:00)."
-        },
-    )
-
-    class Meta:
-        model = Schedule
-        fields = ["source", "frequency", "timezone"]
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.instance.pk:
-            local = self.instance.start_time.astimezone(ZoneInfo(self.instance.timezone))
-            # As the field shows it: to the minute.
-            self.initial["start_local"] = local.replace(tzinfo=None, second=0, microsecond=0)
-            # Its remote schedule and webtrigger are the source's: another source gets a
-            # schedule of its own.
-            if "source" in self.fields:
-                self.fields["source"].disabled = True
-                self.fields["source"].help_text = (
-                    "A schedule stays with its source: to schedule another source, add a "
-                    "schedule to it."
-                )
-        stored = self.instance
-        self._stored_run = (stored.frequency, stored.start_time, stored.timezone)
-
-    def clean_timezone(self):
-        return validate_timezone(self.cleaned_data["timezone"])
-
-    def clean(self):
-        cleaned = super().clean()
-        local, zone = cleaned.get("start_local"), cleaned.get("timezone")
-        if local is None or not zone:
-            return cleaned
-        wall = local.replace(tzinfo=None)
-        start = wall.replace(tzinfo=ZoneInfo(zone))
-        if start.astimezone(UTC).astimezone(ZoneInfo(zone)).replace(tzinfo=None) != wall:
-            self.add_error(
-                "start_local",
-                f"{wall:%Y-%m-%d %H:%M} does not exist in {zone}: the clocks skip that hour "
-                "that day. Choose a time after the change.",
-            )
-            return cleaned
-        kept = self._start_kept(start, zone)
-        if not kept and start <= timezone.now():
-            self.add_error("start_local", "The start time must be in the future.")
-        # An unchanged start keeps its stored value, however long ago its first run was.
-        cleaned["start_time"] = self.instance.start_time if kept else start
-        return cleaned
-
-    def _start_kept(self, start, zone: str) -> bool:
-        """Whether the form gives the schedule's stored start again (to the minute)."""
-        if not self.instance.pk or zone != self.instance.timezone:
-            return False
-        return start == self.instance.start_time.replace(second=0, microsecond=0)
-
-    def changes_schedule(self) -> bool:
-        """Whether the (valid) form sets another frequency, start or zone than stored."""
-        cleaned = self.cleaned_data
-        wanted = (cleaned["frequency"], cleaned["start_time"], cleaned["timezone"])
-        return not self.instance.pk or wanted != self._stored_run
-
-    def save(self, commit=True):
-        schedule = super().save(commit=False)
-        schedule.start_time = self.cleaned_data["start_time"]
-        if commit:
-            schedule.save()
-        return schedule

@@ -1,0 +1,74 @@
+"""Form fields of the source form: JSON that says where it is wrong, URLs with their scheme."""
+
+import json
+
+from django import forms
+from django.db import models
+
+from importer.fields import EncryptedURLField, holds_json
+from importer.redaction import (
+    mask_url,
+)
+
+
+class LocatedJSONField(forms.JSONField):
+    """JSON whose syntax errors name the line and column."""
+
+    def to_python(self, value):
+        if isinstance(value, str) and value.strip():
+            try:
+                json.loads(value)
+            except json.JSONDecodeError as error:
+                raise forms.ValidationError(
+                    "Not valid JSON: %(problem)s at line %(line)d, column %(column)d.",
+                    code="invalid",
+                    # Some of json's messages end in "at" ("Invalid control character at").
+                    params={
+                        "problem": error.msg.removesuffix(" at"),
+                        "line": error.lineno,
+                        "column": error.colno,
+                    },
+                ) from None
+        return super().to_python(value)
+
+
+class SchemeURLField(forms.URLField):
+    """A URL must be typed with its scheme: nothing is added to it silently."""
+
+    def __init__(self, **kwargs):
+        kwargs["assume_scheme"] = "https"
+        super().__init__(**kwargs)
+
+    def to_python(self, value):
+        value = (value or "").strip()
+        if value and "://" not in value:
+            raise forms.ValidationError(
+                "Give the whole URL with its scheme, e.g. https://%(value)s.",
+                code="no_scheme",
+                # Without the password of a user:password@ typed there too.
+                params={"value": mask_url(f"https://{value}").removeprefix("https://")},
+            )
+        return super().to_python(value)
+
+
+def strict_formfield(model_field, **kwargs):
+    """URLs keep their scheme, JSON errors say where, counts start at 1."""
+    if isinstance(model_field, models.URLField | EncryptedURLField):
+        kwargs["form_class"] = SchemeURLField
+    if holds_json(model_field):
+        kwargs["form_class"] = LocatedJSONField
+    return model_field.formfield(**kwargs)
+
+
+class PrettyJSONField(LocatedJSONField):
+    """Shows the mapping indented, so staff can read and edit it."""
+
+    def prepare_value(self, value):
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return value
+        if value is None:
+            return ""
+        return json.dumps(value, indent=2, ensure_ascii=False)

@@ -1,0 +1,99 @@
+"""The schedule form: the start time typed as wall-clock time in the schedule's zone."""
+
+from datetime import UTC
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django import forms
+from django.utils import timezone
+
+from importer.models import Schedule
+
+
+def validate_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise forms.ValidationError(
+            f"'{name}' is not an IANA time zone (e.g. Europe/Berlin, America/New_York, UTC)."
+        )
+    return name
+
+
+class ScheduleForm(forms.ModelForm):
+    """The start time is typed as wall-clock time in the schedule's own time zone."""
+
+    start_local = forms.DateTimeField(
+        label="Start time",
+        widget=forms.DateTimeInput(
+            format="%Y-%m-%d %H:%M", attrs={"placeholder": "2026-12-01 02:00"}
+        ),
+        help_text="The first run (YYYY-MM-DD HH:MM), as wall-clock time in the schedule's "
+        "time zone (the Timezone field).",
+        error_messages={
+            "invalid": "Give a date and a time, as YYYY-MM-DD HH:MM (e.g. 2026-12-01 02:00)."
+        },
+    )
+
+    class Meta:
+        model = Schedule
+        fields = ["source", "frequency", "timezone"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            local = self.instance.start_time.astimezone(ZoneInfo(self.instance.timezone))
+            # As the field shows it: to the minute.
+            self.initial["start_local"] = local.replace(tzinfo=None, second=0, microsecond=0)
+            # Its remote schedule and webtrigger are the source's: another source gets a
+            # schedule of its own.
+            if "source" in self.fields:
+                self.fields["source"].disabled = True
+                self.fields["source"].help_text = (
+                    "A schedule stays with its source: to schedule another source, add a "
+                    "schedule to it."
+                )
+        stored = self.instance
+        self._stored_run = (stored.frequency, stored.start_time, stored.timezone)
+
+    def clean_timezone(self):
+        return validate_timezone(self.cleaned_data["timezone"])
+
+    def clean(self):
+        cleaned = super().clean()
+        local, zone = cleaned.get("start_local"), cleaned.get("timezone")
+        if local is None or not zone:
+            return cleaned
+        wall = local.replace(tzinfo=None)
+        start = wall.replace(tzinfo=ZoneInfo(zone))
+        if start.astimezone(UTC).astimezone(ZoneInfo(zone)).replace(tzinfo=None) != wall:
+            self.add_error(
+                "start_local",
+                f"{wall:%Y-%m-%d %H:%M} does not exist in {zone}: the clocks skip that hour "
+                "that day. Choose a time after the change.",
+            )
+            return cleaned
+        kept = self._start_kept(start, zone)
+        if not kept and start <= timezone.now():
+            self.add_error("start_local", "The start time must be in the future.")
+        # An unchanged start keeps its stored value, however long ago its first run was.
+        cleaned["start_time"] = self.instance.start_time if kept else start
+        return cleaned
+
+    def _start_kept(self, start, zone: str) -> bool:
+        """Whether the form gives the schedule's stored start again (to the minute)."""
+        if not self.instance.pk or zone != self.instance.timezone:
+            return False
+        return start == self.instance.start_time.replace(second=0, microsecond=0)
+
+    def changes_schedule(self) -> bool:
+        """Whether the (valid) form sets another frequency, start or zone than stored."""
+        cleaned = self.cleaned_data
+        wanted = (cleaned["frequency"], cleaned["start_time"], cleaned["timezone"])
+        return not self.instance.pk or wanted != self._stored_run
+
+    def save(self, commit=True):
+        schedule = super().save(commit=False)
+        schedule.start_time = self.cleaned_data["start_time"]
+        if commit:
+            schedule.save()
+        return schedule
