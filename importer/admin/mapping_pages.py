@@ -1,0 +1,153 @@
+"""A source's pages of its own, about its mapping: the first page previewed (a dry run), the
+mapping Assets holds and how it differs, and a mapping drafted from the source."""
+
+import json
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from importer import services
+from importer.assets import AssetsError
+from importer.mapping import mapping_table
+
+
+class MappingPages:
+    """For the ImportSource admin: its preview, pull and draft pages, and the list actions
+    that open them."""
+
+    def get_urls(self):
+        def view(function, name):
+            return path(
+                f"<path:object_id>/{name}/",
+                self.admin_site.admin_view(function),
+                name=f"importer_importsource_{name.replace('-', '_')}",
+            )
+
+        return [
+            view(self.preview_view, "preview"),
+            view(self.pull_mapping_view, "pull-mapping"),
+            view(self.draft_mapping_view, "draft-mapping"),
+        ] + super().get_urls()
+
+    def _page(self, request, source, template, title, **context):
+        return TemplateResponse(
+            request,
+            f"admin/importer/importsource/{template}",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "original": source,
+                "title": f"{title}: {source}",
+                **context,
+            },
+        )
+
+    def _source_or_404(self, request, object_id, *, change: bool):
+        source = self.get_object(request, object_id)
+        if source is None:
+            raise Http404("No such source")
+        allowed = (
+            self.has_change_permission(request, source)
+            if change
+            else self.has_view_permission(request, source)
+        )
+        if not allowed:
+            raise PermissionDenied
+        return source
+
+    def preview_view(self, request, object_id):
+        source = self._source_or_404(request, object_id, change=False)
+        preview = services.preview_import(source=source)
+        tables = []
+        for selector, rows in preview.data.items():
+            # In the order the mapping gives them (the first record's, then any others).
+            columns = list(dict.fromkeys(key for row in rows for key in row))
+            cells = [[row.get(column, "") for column in columns] for row in rows]
+            tables.append({"selector": selector, "columns": columns, "rows": cells})
+        return self._page(
+            request, source, "preview.html", "Preview", preview=preview, tables=tables
+        )
+
+    def pull_mapping_view(self, request, object_id):
+        change = request.method == "POST"
+        source = self._source_or_404(request, object_id, change=change)
+        try:
+            remote, differences = services.pull_mapping(source=source)
+        except AssetsError as error:
+            self.message_user(
+                request, services.scrub_secrets(error.message, source), messages.ERROR
+            )
+            return HttpResponseRedirect(self._change_url(source))
+        if change:
+            try:
+                services.replace_mapping(source=source, document=remote, pushed=True)
+            except services.SourceBusy as busy:
+                self.message_user(request, str(busy), messages.ERROR)
+                return HttpResponseRedirect(self._change_url(source))
+            self.log_change(request, source, "Replaced the mapping with the one in Assets.")
+            self.message_user(request, "The mapping now is the one Assets holds.")
+            return HttpResponseRedirect(self._change_url(source))
+        return self._page(
+            request,
+            source,
+            "pull_mapping.html",
+            "Mapping in Assets",
+            differences=differences,
+            remote=json.dumps(remote, indent=2, ensure_ascii=False),
+            may_replace=self.has_change_permission(request, source),
+        )
+
+    def draft_mapping_view(self, request, object_id):
+        change = request.method == "POST"
+        source = self._source_or_404(request, object_id, change=change)
+        try:
+            draft = services.draft_mapping_from_source(source=source)
+        except services.DraftImpossible as impossible:
+            self.message_user(request, str(impossible), messages.ERROR)
+            return HttpResponseRedirect(self._change_url(source))
+        if change:
+            try:
+                services.replace_mapping(source=source, document=draft, pushed=False)
+            except services.SourceBusy as busy:
+                self.message_user(request, str(busy), messages.ERROR)
+                return HttpResponseRedirect(self._change_url(source))
+            self.log_change(request, source, "Replaced the mapping with a draft from the source.")
+            self.message_user(
+                request, "The draft is now the mapping: review it, then push it to Assets."
+            )
+            return HttpResponseRedirect(self._change_url(source))
+        return self._page(
+            request,
+            source,
+            "draft_mapping.html",
+            "Draft mapping",
+            rows=mapping_table(draft),
+            draft=json.dumps(draft, indent=2, ensure_ascii=False),
+            may_replace=self.has_change_permission(request, source),
+        )
+
+    def _change_url(self, source) -> str:
+        return reverse("admin:importer_importsource_change", args=[source.pk])
+
+    def _one_page_for(self, request, queryset, name: str):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one source.", messages.WARNING)
+            return None
+        return HttpResponseRedirect(
+            reverse(f"admin:importer_importsource_{name}", args=[queryset.get().pk])
+        )
+
+    @admin.action(description="Preview the first page (dry run)", permissions=["view"])
+    def preview(self, request, queryset):
+        return self._one_page_for(request, queryset, "preview")
+
+    @admin.action(description="Pull mapping from Assets (show differences)", permissions=["view"])
+    def pull_mapping(self, request, queryset):
+        return self._one_page_for(request, queryset, "pull_mapping")
+
+    @admin.action(description="Draft mapping from source", permissions=["change"])
+    def draft_mapping(self, request, queryset):
+        return self._one_page_for(request, queryset, "draft_mapping")
