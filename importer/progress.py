@@ -94,7 +94,7 @@ def retries_of(execution: Execution) -> list[dict]:
     ]
 
 
-def progress_of(execution: Execution, *, with_chunks: bool = False) -> dict:
+def progress_of(execution: Execution) -> dict:
     duration = execution.duration
     seconds = duration.total_seconds() if duration else 0.0
     work = _work(execution)
@@ -119,9 +119,6 @@ def progress_of(execution: Execution, *, with_chunks: bool = False) -> dict:
         "stalled": execution.stalled_since is not None,
         "error": execution.error,
     }
-    if with_chunks:
-        progress["chunks"] = chunk_counts(execution)
-        progress["retries"] = retries_of(execution) if not progress["finished"] else []
     return progress
 
 
@@ -138,7 +135,8 @@ def _records(count: int) -> str:
 
 
 def describe(progress: dict) -> str:
-    """One line for people; static/importer/progress.js writes the same while polling."""
+    """One line for people: the execution page shows it, and its live view sends it to
+    static/importer/progress.js while polling."""
     parts = [] if progress["percent"] is None else [f"{progress['percent']}%"]
     parts.append(progress.get("state_label") or progress["state"])
     submitted, total = progress["records_submitted"], progress["records_total"]

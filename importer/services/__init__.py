@@ -22,7 +22,6 @@ row already moved on and does nothing.
 
 from importer.services.chunks import retry_failed_chunks
 from importer.services.completion import check_completion, refresh_status
-from importer.services.editing import FIXED_WHILE_IMPORTING, busy_text, running_import
 from importer.services.errors import (
     DraftImpossible,
     ImportAlreadyRunning,
@@ -35,37 +34,30 @@ from importer.services.errors import (
 )
 from importer.services.housekeeping import (
     flag_stalled_executions,
-    follow_up_quiet_executions,
     look_after_imports,
     prune_history,
     recover_lost_work,
     requeue_stalled_chunks,
 )
-from importer.services.lanes import Lane, process_chunk
+from importer.services.lanes import process_chunk
 from importer.services.lifecycle import (
     cancel_execution,
     fail_execution,
-    report_pending_failures,
     start_import,
 )
 from importer.services.mappings import (
-    Preview,
     draft_mapping_from_source,
     preview_import,
     pull_mapping,
     push_mapping,
     replace_mapping,
 )
-from importer.services.plan import pipeline_parallelism, runs_lanes
-from importer.services.retries import call_with_retries, retry_delay
+from importer.services.plan import pipeline_parallelism
 from importer.services.schedules import (
-    ASSETS_PLACE,
     apply_enabled_state,
     compare_schedule,
-    delete_remote_schedule,
     delete_schedule,
     delete_source,
-    move_schedule,
     next_run,
     rotate_webtrigger_token,
     source_saved,
@@ -79,29 +71,19 @@ __all__ = [
     "ImportAlreadyRunning",
     "ImportEnded",
     "ImportRefused",
-    "Lane",
     "MappingInvalid",
-    "Preview",
     "ScheduleError",
     "SourceBusy",
-    "FIXED_WHILE_IMPORTING",
-    "busy_text",
-    "running_import",
     "source_saved",
-    "ASSETS_PLACE",
     "apply_enabled_state",
-    "call_with_retries",
     "cancel_execution",
     "check_completion",
     "compare_schedule",
-    "delete_remote_schedule",
     "delete_schedule",
     "delete_source",
-    "move_schedule",
     "draft_mapping_from_source",
     "fail_execution",
     "flag_stalled_executions",
-    "follow_up_quiet_executions",
     "look_after_imports",
     "next_run",
     "pipeline_parallelism",
@@ -113,12 +95,9 @@ __all__ = [
     "push_mapping",
     "refresh_status",
     "replace_mapping",
-    "report_pending_failures",
     "requeue_stalled_chunks",
-    "retry_delay",
     "retry_failed_chunks",
     "rotate_webtrigger_token",
-    "runs_lanes",
     "scrub_secrets",
     "start_import",
     "start_scheduled_import",
