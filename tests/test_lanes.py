@@ -107,13 +107,13 @@ def test_an_unexpected_error_fails_its_page_and_gives_the_page_claimed_ahead_bac
     monkeypatch.setattr(work_queue, "enqueue_chunk", held_back.append)
     execution = services.start_import(source=source)
     first = execution.chunks.select_related("execution__source").get(index=0)
-    transform = lanes.transform_records
+    transform = lanes.transform_page
 
     def broken_once(*args, **kwargs):
-        monkeypatch.setattr(lanes, "transform_records", transform)
+        monkeypatch.setattr(lanes, "transform_page", transform)
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(lanes, "transform_records", broken_once)
+    monkeypatch.setattr(lanes, "transform_page", broken_once)
 
     services.process_chunk(chunk=first)
 
@@ -219,7 +219,7 @@ def test_a_cancelled_import_stops_its_lanes_at_the_next_page(
     make_source, sandbox, inventory, monkeypatch
 ):
     source = services.push_mapping(source=make_source(page_size=10, max_chunks_in_flight=2))
-    transform = lanes.transform_records
+    transform = lanes.transform_page
     transformed = []
 
     def cancelled_by_an_operator_at_page_2(*args, **kwargs):
@@ -228,7 +228,7 @@ def test_a_cancelled_import_stops_its_lanes_at_the_next_page(
             Execution.objects.filter(source=source).update(state=Execution.State.CANCELLED)
         return transform(*args, **kwargs)
 
-    monkeypatch.setattr(lanes, "transform_records", cancelled_by_an_operator_at_page_2)
+    monkeypatch.setattr(lanes, "transform_page", cancelled_by_an_operator_at_page_2)
     page_6_asked = threading.Event()
     on_request_to(inventory, "GET", "offset=60", page_6_asked.set)
 
@@ -273,7 +273,7 @@ def test_a_page_refused_because_the_import_was_cancelled_meanwhile_is_not_a_fail
     sandbox.faults.add(method="POST", path_contains="/data", status=400, times=1)
     cancelled = threading.Event()
     on_request_to(sandbox, "POST", "/data", lambda: cancelled.wait(timeout=10))
-    transform = lanes.transform_records
+    transform = lanes.transform_page
     transformed = []
     cancelled = threading.Event()
 
@@ -293,7 +293,7 @@ def test_a_page_refused_because_the_import_was_cancelled_meanwhile_is_not_a_fail
         finally:
             cancelled.wait(10)
 
-    monkeypatch.setattr(lanes, "transform_records", cancelled_while_page_0_was_in_flight)
+    monkeypatch.setattr(lanes, "transform_page", cancelled_while_page_0_was_in_flight)
     monkeypatch.setattr(lanes.AssetsClient, "submit_chunk", answered_once_cancelled)
 
     execution = services.start_import(source=source)
