@@ -177,12 +177,14 @@ def test_a_total_that_disagrees_with_the_records_served_fails_the_import(
 
 
 @pytest.mark.parametrize("status", [404, 400, 422])
+@pytest.mark.parametrize("limit_param", ["per_page", ""], ids=["limit asked", "no limit"])
 def test_the_page_after_a_short_one_answered_with_an_error_ends_the_source(
-    serve, import_from, sandbox, status
+    serve, import_from, sandbox, status, limit_param
 ):
-    fake = serve(past_end_status=status)
+    # Without a limit, the source serves 30 a page: 100 records end on a short page.
+    fake = serve(past_end_status=status, default_limit=30)
 
-    execution = import_from(fake, "page", page_size=30)
+    execution = import_from(fake, "page", page_size=30, limit_param=limit_param)
 
     assert_every_record_once(sandbox, execution)
     assert not execution.chunks.filter(state=ChunkJob.State.FAILED).exists()
@@ -303,18 +305,27 @@ def test_a_source_answering_past_its_end_with_an_error_after_a_full_page_is_done
     assert not execution.chunks.filter(state=ChunkJob.State.FAILED).exists()
 
 
-@pytest.mark.parametrize("style, status", [("offset", 400), ("page", 422)])
+@pytest.mark.parametrize(
+    "style, status, page_size, depth",
+    [
+        ("offset", 400, 20, 60),
+        ("page", 422, 20, 60),
+        # Asked for 40, it serves 20: a lane's first page cannot tell a full answer from a
+        # short one, and the limit comes right after one.
+        ("offset", 400, 40, 70),
+    ],
+)
 def test_a_source_that_refuses_to_be_paged_deeper_fails_the_import_saying_so(
-    serve, import_from, sandbox, style, status
+    serve, import_from, sandbox, style, status, page_size, depth
 ):
     # A search index's result window: the records after it cannot be read by position.
-    fake = serve(depth_limit=60, depth_limit_status=status, max_limit=20)
+    fake = serve(depth_limit=depth, depth_limit_status=status, max_limit=20)
 
-    execution = import_from(fake, style, page_size=20)
+    execution = import_from(fake, style, page_size=page_size)
 
     assert execution.state == Execution.State.FAILED
     assert "Result window is too large" in execution.error
-    assert "refuse to be paged that deep" in execution.error
+    assert "to be paged that deep" in execution.error
     assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
 
 

@@ -257,16 +257,24 @@ class RestJsonSource:
             return False
         if error.status not in DEPTH_LIMIT_STATUSES:
             return True
+        if self._holds(position):  # it has records there, and refused the page: a limit
+            return self._depth_limit(error, f"record {position}", certain=True)
         if last_answer is not None:  # ended by a short answer, or by a limit right after?
             if last_answer < (self._fullest_before or self.page_size):
                 return True
-            return self._depth_unclear(error, f"record {position}")
-        probe = with_query(
-            self._numbered_url(self.config.offset_param, position - 1),
+        elif not self._holds(position - 1):
+            return True  # past the end: the record before is missing too
+        return self._depth_limit(error, f"record {position}")
+
+    def _holds(self, position: int) -> bool:
+        """Whether the source serves a record at `position` when asked for that one alone (a
+        result window counts offset + limit, so one record may come where a page may not)."""
+        url = with_query(
+            self._numbered_url(self.config.offset_param, position),
             {self.config.limit_param: 1} if self.config.limit_param else {},
         )
-        before = self._read_after_short(probe)
-        return not (before and before[2]) or self._depth_unclear(error, f"record {position}")
+        answer = self._read_after_short(url)
+        return bool(answer and answer[2])
 
     def _ends_numbers(self, error: SourceError, page: int) -> bool:
         """Whether an error answer for page `page` means the source ends before it."""
@@ -274,24 +282,47 @@ class RestJsonSource:
             return False
         if error.status not in DEPTH_LIMIT_STATUSES:
             return True
-        before = self._read_after_short(self._numbered_url(self.config.page_param, page - 1))
-        if not (before and before[2]) or self._looks_short(len(before[2])):
+        before = self._numbered_records(page - 1)
+        if not before or self._looks_short(len(before)):
             return True
-        return self._depth_unclear(error, f"page {page}")
+        if not self._limit and page - 1 > self.config.first_page:
+            # No limit asked: a page is short next to the one before it.
+            earlier = self.full_page_records or len(self._numbered_records(page - 2))
+            if len(before) < earlier:
+                return True
+        elif not self._limit:
+            return True  # one page, and no size to hold it to: no limit is that shallow
+        return self._depth_limit(error, f"page {page}")
 
-    def _depth_unclear(self, error: SourceError, where: str) -> bool:
+    def _numbered_records(self, page: int) -> list[dict]:
+        answer = self._read_after_short(self._numbered_url(self.config.page_param, page))
+        return answer[2] if answer else []
+
+    def _depth_limit(self, error: SourceError, where: str, *, certain: bool = False) -> bool:
         """An error right after a full page: the source's end, or a limit on how deep it
-        can be paged with the records after it left out. A total settles it once every page
-        is in (`services.totals`); without one, the import must not end DONE on a guess."""
-        if self.config.total_path:
+        can be paged with the records after it left out (`certain`: it served a record
+        there when asked for it alone). A total settles an uncertain case once every page is
+        in (`services.totals`); without one, the import must not end DONE on a guess."""
+        if self.config.total_path and not certain:
             return True
+        cause = (
+            "the source refuses to be paged that deep (it serves the record there when asked "
+            "for it alone)"
+            if certain
+            else "the source may refuse to be paged that deep (a search index's result "
+            "window, an API's cap on results)"
+        )
+        advice = (
+            ""
+            if certain
+            else f" If it rather ends there and answers {error.status} past its end, set its "
+            "total path, so that the records received can be checked against it (a total "
+            "the source caps as well, as a search index does at 10000, cannot tell)"
+        )
         raise SourceError(
-            f"{error.message}. This came for {where}, right after a full page: the source may "
-            "refuse to be paged that deep (a search index's result window, an API's cap on "
-            "results), and the records after it would be missing. Narrow what it lists (extra "
-            "parameters), or page it in a style it allows further (cursor or next URL). If it "
-            f"rather ends there and answers {error.status} past its end, set its total path, "
-            "so that the records received can be checked against it",
+            f"{error.message}. This came for {where}, right after a full page: {cause}, and "
+            "the records after it would be missing. Narrow what it lists (extra parameters), "
+            f"or page it in a style it allows further (cursor or next URL).{advice}",
             status=error.status,
             kind="depth_limit",
         )
