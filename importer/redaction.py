@@ -289,7 +289,7 @@ def _spellings(char: str) -> str:
         return re.escape(char)
     forms = {re.escape(char), "%" + "%".join(_hex(byte, 2) for byte in char.encode())}
     forms.add("".join(rf"\\u{_hex(unit, 4)}" for unit in _utf16_units(char)))
-    forms.update({f"&#{ord(char)};", f"&#[xX]0*{_hex(ord(char), 1)};"})
+    forms.update({f"&#0*{ord(char)};", f"&#[xX]0*{_hex(ord(char), 1)};"})
     forms.update(_OTHER_SPELLINGS.get(char, ()))
     return "(?:" + "|".join(sorted(forms)) + ")"
 
@@ -298,6 +298,12 @@ _OTHER_SPELLINGS = {
     " ": [r"\+"],
     "/": [r"\\/"],
     '"': [r'\\"', "&quot;"],
+    "'": ["&apos;"],
+    "\n": [r"\\n"],
+    "\r": [r"\\r"],
+    "\t": [r"\\t"],
+    "\b": [r"\\b"],
+    "\f": [r"\\f"],
     "\\": [r"\\\\"],
     "&": ["&amp;"],
     "<": ["&lt;"],

@@ -17,7 +17,7 @@ query without a stable sort does), and misbehave on chosen answers (`misbehave`)
 mid-way, drip it one byte at a time (its body, or its status line and headers before it), nest
 it absurdly deep, flood it with empty objects, or answer a page it has as if it had none (an
 empty list, or 404: a replica that lags, a cache that hiccups), or write it in ISO-8859-1 and
-say so in its Content-Type, as older APIs do. It may also refuse to be paged deeper than
+say so in its Content-Type, as older APIs do (or label UTF-8 so, as misconfigured ones do). It may also refuse to be paged deeper than
 `depth_limit` records, answering 400 or 422 as a search index's result window does, or lead
 from its last cursor page back to its first under a new cursor (`wraps_around`).
 """
@@ -172,6 +172,7 @@ MISBEHAVIOURS = (
     "empty",
     "not_found",
     "latin1",
+    "mislabelled",
 )
 
 
@@ -361,6 +362,8 @@ class FakeSource(DevServer):
             return json_reply(200, {"data": {"items": []}, "items": [], "meta": {}})
         if how == "not_found":
             return error_reply(404, "No such page")
+        if how == "mislabelled":  # UTF-8, as JSON is, but labelled ISO-8859-1
+            return Reply(reply.status, reply.body, "application/json; charset=ISO-8859-1")
         if how == "latin1":
             body = reply.body.decode().encode("iso-8859-1")
             return Reply(reply.status, body, "application/json; charset=ISO-8859-1")

@@ -109,6 +109,17 @@ ECHOED = {
 }
 
 
+def test_a_known_secret_with_control_characters_or_quotes_is_removed_as_json_or_html_has_it():
+    secrets = ["line1\tpart2-abcdefgh", "it's-a-s3cret"]
+
+    text = redact(
+        '{"detail": "line1\\tpart2-abcdefgh"} <p>it&#039;s-a-s3cret, it&apos;s-a-s3cret</p>',
+        secrets,
+    )
+
+    assert text == '{"detail": "***"} <p>***, ***</p>'
+
+
 @pytest.mark.parametrize("spelling", ECHOED.values(), ids=ECHOED.keys())
 def test_a_known_secret_is_removed_however_the_server_escaped_it(spelling: str) -> None:
     assert redact(

@@ -474,9 +474,11 @@ def test_an_error_or_no_content_after_a_short_page_is_the_end(
     assert ids(read_in_parallel(source)) == every_id()
 
 
-def test_an_answer_in_the_charset_its_content_type_declares_is_read(serve) -> None:
+@pytest.mark.parametrize("habit", ["latin1", "mislabelled"])
+def test_an_answer_in_the_charset_its_content_type_declares_is_read(serve, habit: str) -> None:
+    # "mislabelled": UTF-8, as JSON is, under a label that says ISO-8859-1.
     fake = serve(records=N, record=lambda i: {**fake_record(i), "site": "Zürich"})
-    fake.misbehave("latin1", times=-1)
+    fake.misbehave(habit, times=-1)
 
     records = read_in_parallel(offset_source(fake))
 
@@ -1020,12 +1022,14 @@ def test_a_csv_url_is_downloaded_once_with_the_source_auth(serve, monkeypatch) -
     assert len(fake.requests_to("/files/assets.csv")) == 2
 
 
-@pytest.mark.parametrize("kept", [1.0, 0.6])
+@pytest.mark.parametrize(
+    "rows, kept", [(1000, 1.0), (1000, 0.6), (2, 0.17)], ids=["whole", "cut", "cut to nothing"]
+)
 def test_a_compressed_download_cut_short_is_not_taken_for_the_whole_file(
-    serve, kept: float
+    serve, rows: int, kept: float
 ) -> None:
     # Framed right (its Content-Length is what was sent), but its gzip stream breaks off.
-    compressed = gzip.compress(csv_bytes(1000))
+    compressed = gzip.compress(csv_bytes(rows))
     fake = serve()
     url = fake.add_file(
         "export.csv",
@@ -1035,7 +1039,7 @@ def test_a_compressed_download_cut_short_is_not_taken_for_the_whole_file(
     source = ImportSource(name="export", source_kind="csv", source_url=url, page_size=5000)
 
     if kept == 1.0:
-        assert len(build_source(source).fetch_page("").records) == 1000
+        assert len(build_source(source).fetch_page("").records) == rows
         return
     with pytest.raises(SourceError) as cut:
         build_source(source).fetch_page("")

@@ -406,7 +406,7 @@ class SourceHttp:
                         # Cut off at the deadline, a body without a declared length looks
                         # complete here.
                         self._check_budget(response.url, what)
-                        if received and not _decoded_to_its_end(response.raw):
+                        if not _decoded_to_its_end(response.raw):
                             raise self.error(
                                 f"broke off while sending {what} at {where}: its compressed "
                                 "body ended before the end of its stream",
@@ -542,11 +542,17 @@ class SourceHttp:
 
 
 def _as_utf8(body: bytearray, response: requests.Response) -> bytes | bytearray:
-    """JSON in the charset its Content-Type declares (an older API's ISO-8859-1), as UTF-8.
-    Undeclared, or a charset that does not read it, it is left for the parser to judge."""
+    """JSON that is not UTF-8, in the charset its Content-Type declares (an older API's
+    ISO-8859-1), as UTF-8. JSON is UTF-8 (RFC 8259), and many servers label it wrongly: a
+    body that reads as UTF-8 is taken as it is, whatever the label says."""
     declared = _CHARSET.search(response.headers.get("Content-Type") or "")
     if not declared or declared.group(1).lower() in _UTF8_NAMES:
         return body
+    try:
+        bytes(body).decode("utf-8")
+        return body
+    except UnicodeDecodeError:
+        pass
     try:
         return bytes(body).decode(declared.group(1)).encode()
     except (LookupError, UnicodeDecodeError):
@@ -559,6 +565,9 @@ def _decoded_to_its_end(raw: urllib3.HTTPResponse) -> bool:
     export job that gave up) reads as complete, a CSV file with its last part missing."""
     decoder = getattr(raw, "_decoder", None)
     stream = getattr(decoder, "_obj", None)
-    if stream is None or getattr(decoder, "_state", None) == GzipDecoderState.SWALLOW_DATA:
-        return True  # not compressed, or a complete stream followed by bytes it ignores
+    if stream is None or getattr(decoder, "_state", None) in _GZIP_PAST_ITS_FIRST_MEMBER:
+        return True  # not compressed, or a whole gzip member followed by more bytes
     return getattr(stream, "eof", True)
+
+
+_GZIP_PAST_ITS_FIRST_MEMBER = (GzipDecoderState.OTHER_MEMBERS, GzipDecoderState.SWALLOW_DATA)
