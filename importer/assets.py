@@ -15,7 +15,7 @@ from django.conf import settings
 
 from importer import json_codec
 from importer.redaction import redact
-from importer.remote import RemoteError, RemoteSession, parse_retry_after, worth_retrying
+from importer.remote import RemoteError, RemoteSession, parse_retry_after
 
 FAILURE_REASON_LIMIT = 1024
 
@@ -195,8 +195,7 @@ def error_for_response(
     if status == 429 and retry_after is not None:
         summary = f"{summary}, and asks us to wait {retry_after:g} s"
     message = f"{action}: {summary}" + (f": {detail}" if detail else "")
-    permanent = None if status != 500 else not worth_retrying(status)
-    return error_class(message, status=status, retry_after=retry_after, permanent=permanent)
+    return error_class(message, status=status, retry_after=retry_after)
 
 
 class AssetsClient:

@@ -35,6 +35,8 @@ class RemoteError(Exception):
         self.retry_after = retry_after
         if permanent is not None:
             self.permanent = permanent
+        if status == 500 and not worth_retrying(status):
+            self.permanent = True  # RETRY_HTTP_500 is off: for every remote, plug-ins too
         if kind is not None:
             self.kind = kind
 

@@ -17,9 +17,10 @@ query without a stable sort does), and misbehave on chosen answers (`misbehave`)
 mid-way, drip it one byte at a time (its body, or its status line and headers before it), nest
 it absurdly deep, flood it with empty objects, or answer a page it has as if it had none (an
 empty list, or 404: a replica that lags, a cache that hiccups), or write it in ISO-8859-1 and
-say so in its Content-Type, as older APIs do (or label UTF-8 so, as misconfigured ones do). It may also refuse to be paged deeper than
-`depth_limit` records, answering 400 or 422 as a search index's result window does, or lead
-from its last cursor page back to its first under a new cursor (`wraps_around`).
+say so in its Content-Type, as older APIs do (or label UTF-8 so, as misconfigured ones do).
+It may also refuse to be paged deeper than `depth_limit` records, answering 400 or 422 as a
+search index's result window does, or lead from its last cursor page back to its first under
+a new cursor (`wraps_around`).
 """
 
 from __future__ import annotations

@@ -637,6 +637,19 @@ def test_what_a_running_import_reads_cannot_change_until_it_has_ended(admin_clie
 
 
 @pytest.mark.django_db
+def test_the_number_of_lanes_of_a_running_import_cannot_change(admin_client, make_source):
+    # A lane steps over as many pages as there are lanes: another number leaves pages out.
+    source = make_source(max_chunks_in_flight=2)
+    Execution.objects.create(source=source, state=Execution.State.INGESTING)
+    url = reverse("admin:importer_importsource_change", args=[source.pk])
+
+    response = admin_client.post(url, source_form_data(source, max_chunks_in_flight=4))
+
+    assert "is running" in response.content.decode()
+    assert ImportSource.objects.get(pk=source.pk).max_chunks_in_flight == 2
+
+
+@pytest.mark.django_db
 def test_a_source_token_can_be_rotated_while_an_import_runs(admin_client, make_source):
     source = make_source()
     Execution.objects.create(source=source, state=Execution.State.INGESTING)

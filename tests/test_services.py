@@ -434,6 +434,14 @@ def test_a_plain_500_from_assets_is_not_asked_again_when_so_configured(
     assert len(starts) == 1
 
 
+def test_a_plugins_500_is_not_retried_either_when_so_configured(settings):
+    from importer.sources import SourceError
+
+    settings.RETRY_HTTP_500 = False
+
+    assert SourceError("the CMDB answered 500", status=500, permanent=False).permanent
+
+
 def test_a_plain_500_fails_at_once_when_so_configured(pushed_source, inventory, settings):
     settings.RETRY_HTTP_500 = False
     inventory.faults.add(method="GET", path_contains="/api/computers", status=500, times=1)

@@ -916,7 +916,7 @@ def test_a_csv_columns_without_a_name_are_left_out(media: Path) -> None:
 def test_a_csv_ending_lines_with_a_carriage_return_alone_says_so(media: Path) -> None:
     error = failure(uploaded(media, "mac.csv", b"id,name\r1,asset-001\r2,asset-002\r"))
 
-    assert "carriage return alone" in error.message
+    assert "carriage return outside quotes" in error.message
 
 
 def test_csv_with_semicolons_and_quoted_line_breaks(media: Path) -> None:

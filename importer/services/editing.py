@@ -4,8 +4,9 @@ A running import reads its source's settings page after page: a lane works out w
 starts from the page size and paging style, and transforms each page with the mapping. A
 setting changed half-way would apply to the pages still to come only: a larger page size
 skips the records between the old and the new offsets, another mapping sends half the pages
-in another shape. So these settings wait until the import has ended; credentials, timeouts
-and limits may change at any time (a token rotated during a long import must be usable).
+in another shape, another number of lanes leaves pages out. So these settings wait until the
+import has ended; credentials, timeouts and the request rate may change at any time (a token
+rotated during a long import must be usable).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ FIXED_WHILE_IMPORTING = (
     "missing_identity",
     "invalid_values",
     "mapping",
+    # A lane steps over as many pages as there are lanes: another width leaves pages out.
+    "max_chunks_in_flight",
 )
 
 

@@ -92,7 +92,8 @@ class CsvSource(FileSource):
             problem = f"is not valid CSV ({exc})"
             if "new-line character seen in unquoted field" in str(exc):
                 problem = (
-                    "ends its lines with a carriage return alone (an old Mac format): save the "
-                    "file with LF or CRLF line endings"
+                    "holds a carriage return outside quotes: a file whose lines end with one "
+                    "alone (an old Mac format) must be saved with LF or CRLF line endings, and "
+                    "a field holding one must be quoted"
                 )
             raise self.line_error(file, lines.line_start, problem) from None
