@@ -352,17 +352,20 @@ def test_without_a_total_an_end_right_after_a_full_page_is_not_taken_on_a_guess(
     assert "set its total path" in execution.error
 
 
+@pytest.mark.parametrize("lane_seconds", [20, 0], ids=["one lane", "a lane per page"])
 def test_a_cursor_source_leading_back_to_its_first_page_fails_instead_of_going_round(
-    serve, import_from, sandbox
+    serve, import_from, sandbox, settings, lane_seconds
 ):
+    settings.CHUNK_LANE_SECONDS = lane_seconds  # 0: each page read by a lane of its own
     fake = serve(wraps_around=True)
 
     execution = import_from(fake, "cursor")
 
     assert execution.state == Execution.State.FAILED
     assert "led back to its first page under another cursor" in execution.error
-    remote = sandbox.execution(execution.assets_execution_id)
-    assert remote["records_received"] == RECORDS and remote["completed_posts"] == 0
+    remote = sandbox.execution(execution.assets_execution_id)  # no record sent twice
+    assert remote["records_received"] <= RECORDS and remote["duplicate_objects"] == 0
+    assert remote["completed_posts"] == 0
 
 
 @pytest.mark.parametrize("style", ["cursor", "next_url", "link_header"])

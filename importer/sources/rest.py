@@ -154,7 +154,7 @@ class RestJsonSource:
         self._latest_answer = 0
         self._fullest_before = 0
         # Cursor and next-link paging: the first page's first and last records and count.
-        self._first_page_seen: tuple[dict, dict, int] | None = None
+        self._first_page_seen: tuple[dict, dict, int] | tuple[()] | None = None
         # The last page-number page this reader read: (number, first record, last, count).
         self._last_numbered_page: tuple[int, dict, dict, int] | None = None
 
@@ -179,7 +179,11 @@ class RestJsonSource:
         seen = (records[0], records[-1], len(records))
         if not cursor:
             self._first_page_seen = seen
-        elif seen == self._first_page_seen:
+            return
+        if self._first_page_seen is None:  # a lane that began past the first page asks
+            _, _, first = self._read(self._url(""))
+            self._first_page_seen = (first[0], first[-1], len(first)) if first else ()
+        if seen == self._first_page_seen:
             raise SourceError(
                 f"source '{self.name}' led back to its first page under another cursor: it "
                 "would never end, so the import stopped. Check its paging settings (the "
