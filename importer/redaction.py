@@ -88,16 +88,13 @@ def redact_for(source: Any, text: str, *extra_secrets: str) -> str:
 
 
 def secrets_of(source: Any) -> list[str]:
-    """Every secret an ImportSource holds, as text that must never leave the app."""
-    found = [
-        getattr(source, "assets_token", ""),
-        getattr(source, "source_token", ""),
-        getattr(source, "webtrigger_token", ""),
-    ]
+    """Every secret an ImportSource holds, as text that must never leave the app: the
+    settings it names as secret or as possibly holding one, and its webtrigger token."""
+    found = [getattr(source, name, "") for name in (*source.SECRET_FIELDS, "webtrigger_token")]
     username, token = getattr(source, "auth_username", ""), getattr(source, "source_token", "")
     if token:
         found.append(base64.b64encode(f"{username}:{token}".encode()).decode())
-    for url in (getattr(source, "source_url", ""), getattr(source, "oauth_token_url", "")):
+    for url in (getattr(source, name, "") for name in source.MASKED_URL_FIELDS):
         userinfo = _userinfo(url or "")
         if userinfo:
             user, _, password = (unquote(part) for part in userinfo.partition(":"))
@@ -105,7 +102,7 @@ def secrets_of(source: Any) -> list[str]:
             credentials = base64.b64encode(f"{user}:{password}".encode()).decode()
             found.extend([userinfo, user, password, credentials])
         found.extend(_secret_query_values(url or ""))
-    for name in ("extra_headers", "extra_params", "plugin_options"):
+    for name in source.MASKED_JSON_FIELDS:
         found.extend(_secret_values(getattr(source, name, None)))
     return [value for value in found if isinstance(value, str) and value]
 

@@ -540,3 +540,16 @@ def test_the_webtrigger_limit_leaves_other_sources_scheduled_at_the_same_minute_
         return answer.status_code
 
     assert [call(first), call(second), call(first)] == [404, 404, 429]
+
+
+def test_every_secret_setting_has_a_masked_stand_in_for_viewers():
+    from importer.admin.display import MASKED_FOR_VIEWERS
+    from importer.admin.sources import ImportSourceAdmin
+
+    named = (
+        *ImportSource.SECRET_FIELDS,
+        *ImportSource.MASKED_URL_FIELDS,
+        *ImportSource.MASKED_JSON_FIELDS,
+    )
+
+    assert all(callable(getattr(ImportSourceAdmin, MASKED_FOR_VIEWERS[name])) for name in named)

@@ -11,7 +11,7 @@ from django.utils.html import format_html
 from django.utils.timezone import localtime
 
 from importer import services
-from importer.models import Execution, Schedule
+from importer.models import Execution, ImportSource, Schedule
 from importer.progress import describe, progress_of, settled
 from importer.redaction import mask_secret_values
 
@@ -61,13 +61,14 @@ CHUNKS_PER_PAGE = 100
 # A user who may only view a source sees these instead of the fields that can hold a secret
 # (and of a control they may not use).
 MASKED_FOR_VIEWERS = {
-    "assets_token": "assets_token_masked",
-    "source_token": "source_token_masked",
-    "source_url": "source_url_masked",
-    "oauth_token_url": "oauth_token_url_masked",
-    "extra_headers": "extra_headers_masked",
-    "extra_params": "extra_params_masked",
-    "plugin_options": "plugin_options_masked",
+    **{
+        name: f"{name}_masked"
+        for name in (
+            *ImportSource.SECRET_FIELDS,
+            *ImportSource.MASKED_URL_FIELDS,
+            *ImportSource.MASKED_JSON_FIELDS,
+        )
+    },
     "webtrigger_url": "webtrigger_url_masked",
     "schedule_summary": "schedule_summary_viewed",  # no link to add one
 }

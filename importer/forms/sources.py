@@ -16,11 +16,9 @@ from importer.redaction import (
 from importer.services.editing import ASSETS_PLACE, FIXED_WHILE_IMPORTING, busy_text, running_import
 from importer.sources.rules import ca_bundle_problem, cursor_path_problem, plugin_problem
 
-SECRET_FIELDS = ("assets_token", "source_token")
-# Settings that may hold a secret inside them: credentials in a URL, credential-named headers,
-# parameters and options. They are shown masked; a masked value saved back keeps the stored one.
-MASKED_URL_FIELDS = ("source_url", "oauth_token_url")
-MASKED_JSON_FIELDS = ("extra_headers", "extra_params", "plugin_options")
+SECRET_FIELDS = ImportSource.SECRET_FIELDS
+MASKED_URL_FIELDS = ImportSource.MASKED_URL_FIELDS
+MASKED_JSON_FIELDS = ImportSource.MASKED_JSON_FIELDS
 SOURCE_FIELDS = [
     "source_kind",
     "source_url",

@@ -211,6 +211,12 @@ class Execution(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     error = models.TextField(blank=True)
     failure_reported_at = models.DateTimeField(null=True, blank=True)
+    first_page_digest = models.CharField(
+        max_length=16,
+        blank=True,
+        help_text="Cursor and next-link paging: a digest of the first page's records, to see "
+        "a source that leads back to them under another cursor (it would go round for ever).",
+    )
     failure_report_pending = models.BooleanField(
         default=False,
         help_text="Assets could not be told of the failure yet (it was unreachable or busy): "

@@ -21,6 +21,15 @@ def new_webtrigger_token() -> str:
 class ImportSource(models.Model):
     """One third-party system feeding one Assets import source."""
 
+    # The settings that hold a secret, named once: forms keep them write-only, viewers see
+    # them masked, and no text leaves the app with one (`redaction.secrets_of`).
+    SECRET_FIELDS = ("assets_token", "source_token")
+    # Settings that may hold one inside them: credentials in a URL, credential-named
+    # headers, parameters and options. Shown masked; a masked value saved back keeps the
+    # stored one.
+    MASKED_URL_FIELDS = ("source_url", "oauth_token_url")
+    MASKED_JSON_FIELDS = ("extra_headers", "extra_params", "plugin_options")
+
     class Kind(models.TextChoices):
         REST = "rest", "REST / JSON API"
         CSV = "csv", "CSV file"

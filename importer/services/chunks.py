@@ -8,6 +8,7 @@ moves nothing.
 from __future__ import annotations
 
 import enum
+import hashlib
 import logging
 import os
 import socket
@@ -19,7 +20,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from importer import metrics, page_sql, work_queue
+from importer import json_codec, metrics, page_sql, work_queue
 from importer.models import ChunkJob, Execution, ImportSource
 from importer.remote import RemoteError
 from importer.services.errors import ImportEnded, scrub_secrets
@@ -184,12 +185,13 @@ def queue_next_chunks(
     lanes: bool,
     keep_next: bool,
     total: int | None = None,
+    digest: str = "",
 ) -> ChunkJob | None:
     """Record the fetched page (and the source's total, if it told one) and queue what
     follows; raises SourceNeverEnds.
 
     Returns, when `keep_next`, the lane's next chunk: created claimed by this worker rather
-    than queued.
+    than queued. `digest`: the page's `page_digest`, for sources read by cursor.
 
     A page without a next one marks the source's end: this page when it held records, the
     one before when it came back empty (a fanned-out chunk may look past the end). A page past
@@ -209,6 +211,8 @@ def queue_next_chunks(
                 f"the source still had more after {settings.IMPORT_MAX_PAGES} pages "
                 "(IMPORT_MAX_PAGES): check its paging settings or raise the limit"
             )
+        if digest:
+            _check_not_back_at_the_start(chunk, digest)
         if next_cursor is None:
             last = chunk.index if record_count or not chunk.index else chunk.index - 1
             Execution.objects.of(execution).record_last_page(last)
@@ -431,6 +435,30 @@ def _failed_for_good(
         return chunk
     fail_execution(execution=chunk.execution, reason=reason)
     return chunk
+
+
+def page_digest(records: list[dict]) -> str:
+    """What tells a page from another: its first and last records and how many it holds."""
+    if not records:
+        return ""
+    shape = json_codec.encode([records[0], records[-1], len(records)])
+    return hashlib.blake2b(shape, digest_size=8).hexdigest()
+
+
+def _check_not_back_at_the_start(chunk: ChunkJob, digest: str) -> None:
+    """A source read by cursor whose last page leads back to its first under a new cursor
+    (a fresh token, a time stamp) would be read round and round, every record sent each
+    time: the cursors differ, the records tell. The first page's digest is kept on the
+    execution, so every lane and worker compares with it."""
+    executions = Execution.objects.of(chunk.execution)
+    if chunk.index == 0:
+        executions.update(first_page_digest=digest)
+    elif executions.filter(first_page_digest=digest).exists():
+        raise SourceNeverEnds(
+            f"the source led back to its first page under another cursor (page "
+            f"{chunk.index + 1} holds page 1's records again): it would never end, so the "
+            "import stopped. Check its paging settings (the cursor path, the next link)"
+        )
 
 
 def retry_failed_chunks(*, execution: Execution) -> int:

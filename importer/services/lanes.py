@@ -37,6 +37,7 @@ from importer.services.chunks import (
     claim_chunk,
     claim_within_source_limit,
     mark_submitted,
+    page_digest,
     postpone_chunk,
     queue_next_chunks,
     release_chunk,
@@ -47,7 +48,7 @@ from importer.services.chunks import (
 from importer.services.completion import complete_if_due
 from importer.services.leases import Leases
 from importer.services.mappings import transform_page
-from importer.services.plan import lane_next_cursor, runs_lanes
+from importer.services.plan import goes_by_cursor, lane_next_cursor, runs_lanes
 from importer.services.totals import checks_repeated_records
 from importer.sources import Page, SourceError, build_source
 
@@ -194,6 +195,8 @@ class Lane:
         self.leases = Leases()
         # Pages read by position show a source whose order moved by a record on two of them.
         self.checks_repeats = checks_repeated_records(source)
+        # Pages read by cursor show a source going round by the first page's records.
+        self.checks_going_round = goes_by_cursor(source)
 
     def has_time(self) -> bool:
         """Whether this task goes on to the lane's next page (else the queue takes it)."""
@@ -310,6 +313,7 @@ def _run_claimed_chunk(
             lanes=lane.enabled,
             keep_next=keep_next,
             total=page.total,
+            digest=page_digest(page.records) if lane.checks_going_round else "",
         )
     except SourceNeverEnds as problem:
         chunk_failed(chunk, str(problem), permanent=True, kind=ENDLESS_SOURCE)

@@ -19,6 +19,12 @@ def reads_in_parallel(source: ImportSource) -> bool:
     return cursor_for(source, 1) is not None
 
 
+def goes_by_cursor(source: ImportSource) -> bool:
+    """Whether each page of a REST source says where the next one is (a cursor, a next
+    link): one that leads back to the first page would never end."""
+    return source.source_kind == ImportSource.Kind.REST and not reads_in_parallel(source)
+
+
 def pipeline_parallelism(source: ImportSource) -> int:
     """Chunks of one source that can run at once.
 

@@ -153,8 +153,6 @@ class RestJsonSource:
         # before it held (what the source serves at once, when it cuts the limit).
         self._latest_answer = 0
         self._fullest_before = 0
-        # Cursor and next-link paging: the first page's first and last records and count.
-        self._first_page_seen: tuple[dict, dict, int] | tuple[()] | None = None
         # The last page-number page this reader read: (number, first record, last, count).
         self._last_numbered_page: tuple[int, dict, dict, int] | None = None
 
@@ -166,30 +164,8 @@ class RestJsonSource:
             return self._numbered_page(cursor)
         url = self._url(cursor)
         response, document, records = self._read(url)
-        self._check_not_back_at_the_start(cursor, records)
         next_cursor = self._next_cursor(cursor, url, response, document, records)
         return Page(records=records, next_cursor=next_cursor, total=self._total(document))
-
-    def _check_not_back_at_the_start(self, cursor: str, records: list[dict]) -> None:
-        """A source whose last page leads back to its first under a new cursor (a fresh
-        token, a time stamp) would be read round and round, each record sent every time: the
-        cursors differ, the records tell."""
-        if not records:
-            return
-        seen = (records[0], records[-1], len(records))
-        if not cursor:
-            self._first_page_seen = seen
-            return
-        if self._first_page_seen is None:  # a lane that began past the first page asks
-            _, _, first = self._read(self._url(""))
-            self._first_page_seen = (first[0], first[-1], len(first)) if first else ()
-        if seen == self._first_page_seen:
-            raise SourceError(
-                f"source '{self.name}' led back to its first page under another cursor: it "
-                "would never end, so the import stopped. Check its paging settings (the "
-                "cursor path, the next link) or whether it ends its listing at all",
-                kind="endless_source",
-            )
 
     def _read(self, url: str) -> tuple[Any, Any, list[dict]]:
         """One answer: the response, its JSON document and its records."""
