@@ -306,22 +306,25 @@ def test_a_source_answering_past_its_end_with_an_error_after_a_full_page_is_done
 
 
 @pytest.mark.parametrize(
-    "style, status, page_size, depth",
+    "style, status, page_size, depth, total_path",
     [
-        ("offset", 400, 20, 60),
-        ("page", 422, 20, 60),
+        ("offset", 400, 20, 60, ""),
+        ("page", 422, 20, 60, ""),
         # Asked for 40, it serves 20: a lane's first page cannot tell a full answer from a
         # short one, and the limit comes right after one.
-        ("offset", 400, 40, 70),
+        ("offset", 400, 40, 70, ""),
+        # The total it tells says there is more: the user hears of the limit, not of a total
+        # that does not add up.
+        ("offset", 400, 20, 60, "meta.total"),
     ],
 )
 def test_a_source_that_refuses_to_be_paged_deeper_fails_the_import_saying_so(
-    serve, import_from, sandbox, style, status, page_size, depth
+    serve, import_from, sandbox, style, status, page_size, depth, total_path
 ):
     # A search index's result window: the records after it cannot be read by position.
     fake = serve(depth_limit=depth, depth_limit_status=status, max_limit=20)
 
-    execution = import_from(fake, style, page_size=page_size)
+    execution = import_from(fake, style, page_size=page_size, total_path=total_path)
 
     assert execution.state == Execution.State.FAILED
     assert "Result window is too large" in execution.error

@@ -237,24 +237,34 @@ class RestJsonSource:
             return False
         if error.status not in DEPTH_LIMIT_STATUSES:
             return True
-        if self._holds(position):  # it has records there, and refused the page: a limit
-            return self._depth_limit(error, f"record {position}", certain=True)
+        where = f"record {position}"
+        held, total = self._probe(position)
+        if held:  # it has records there, and refused the page: a limit
+            return self._depth_limit(error, where, certain=True)
         if last_answer is not None:  # ended by a short answer, or by a limit right after?
             if last_answer < (self._fullest_before or self.page_size):
                 return True
-        elif not self._holds(position - 1):
-            return True  # past the end: the record before is missing too
-        return self._depth_limit(error, f"record {position}")
+        else:
+            held, told = self._probe(position - 1)
+            if not held:
+                return True  # past the end: the record before is missing too
+            total = told if total is None else total
+        if total is not None:  # the source's own count settles it
+            return total <= position or self._depth_limit(error, where, certain=True)
+        return self._depth_limit(error, where)
 
-    def _holds(self, position: int) -> bool:
+    def _probe(self, position: int) -> tuple[bool, int | None]:
         """Whether the source serves a record at `position` when asked for that one alone (a
-        result window counts offset + limit, so one record may come where a page may not)."""
+        result window counts offset + limit, so one record may come where a page may not),
+        and the total it tells with it."""
         url = with_query(
             self._numbered_url(self.config.offset_param, position),
             {self.config.limit_param: 1} if self.config.limit_param else {},
         )
         answer = self._read_after_short(url)
-        return bool(answer and answer[2])
+        if answer is None:
+            return False, None
+        return bool(answer[2]), self._total(answer[1])
 
     def _ends_numbers(self, error: SourceError, page: int) -> bool:
         """Whether an error answer for page `page` means the source ends before it."""
@@ -287,7 +297,7 @@ class RestJsonSource:
             return True
         cause = (
             "the source refuses to be paged that deep (it serves the record there when asked "
-            "for it alone)"
+            "for it alone, or counts more records than that)"
             if certain
             else "the source may refuse to be paged that deep (a search index's result "
             "window, an API's cap on results)"
@@ -297,7 +307,7 @@ class RestJsonSource:
             if certain
             else f" If it rather ends there and answers {error.status} past its end, set its "
             "total path, so that the records received can be checked against it (a total "
-            "the source caps as well, as a search index does at 10000, cannot tell)"
+            "the source caps as well, as a search index does at 10000, cannot tell)."
         )
         raise SourceError(
             f"{error.message}. This came for {where}, right after a full page: {cause}, and "
