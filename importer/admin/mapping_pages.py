@@ -82,14 +82,14 @@ class MappingPages:
             )
             return HttpResponseRedirect(self._change_url(source))
         if change:
-            try:
-                services.replace_mapping(source=source, document=remote, pushed=True)
-            except services.SourceBusy as busy:
-                self.message_user(request, str(busy), messages.ERROR)
-                return HttpResponseRedirect(self._change_url(source))
-            self.log_change(request, source, "Replaced the mapping with the one in Assets.")
-            self.message_user(request, "The mapping now is the one Assets holds.")
-            return HttpResponseRedirect(self._change_url(source))
+            return self._take_mapping(
+                request,
+                source,
+                remote,
+                pushed=True,
+                logged="Replaced the mapping with the one in Assets.",
+                said="The mapping now is the one Assets holds.",
+            )
         return self._page(
             request,
             source,
@@ -109,16 +109,14 @@ class MappingPages:
             self.message_user(request, str(impossible), messages.ERROR)
             return HttpResponseRedirect(self._change_url(source))
         if change:
-            try:
-                services.replace_mapping(source=source, document=draft, pushed=False)
-            except services.SourceBusy as busy:
-                self.message_user(request, str(busy), messages.ERROR)
-                return HttpResponseRedirect(self._change_url(source))
-            self.log_change(request, source, "Replaced the mapping with a draft from the source.")
-            self.message_user(
-                request, "The draft is now the mapping: review it, then push it to Assets."
+            return self._take_mapping(
+                request,
+                source,
+                draft,
+                pushed=False,
+                logged="Replaced the mapping with a draft from the source.",
+                said="The draft is now the mapping: review it, then push it to Assets.",
             )
-            return HttpResponseRedirect(self._change_url(source))
         return self._page(
             request,
             source,
@@ -128,6 +126,17 @@ class MappingPages:
             draft=json.dumps(draft, indent=2, ensure_ascii=False),
             may_replace=self.has_change_permission(request, source),
         )
+
+    def _take_mapping(self, request, source, document, *, pushed: bool, logged: str, said: str):
+        """Make `document` the source's mapping (not while it imports), and go back to it."""
+        try:
+            services.replace_mapping(source=source, document=document, pushed=pushed)
+        except services.SourceBusy as busy:
+            self.message_user(request, str(busy), messages.ERROR)
+        else:
+            self.log_change(request, source, logged)
+            self.message_user(request, said)
+        return HttpResponseRedirect(self._change_url(source))
 
     def _change_url(self, source) -> str:
         return reverse("admin:importer_importsource_change", args=[source.pk])

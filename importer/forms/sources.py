@@ -19,29 +19,9 @@ from importer.sources.rules import ca_bundle_problem, cursor_path_problem, plugi
 SECRET_FIELDS = ImportSource.SECRET_FIELDS
 MASKED_URL_FIELDS = ImportSource.MASKED_URL_FIELDS
 MASKED_JSON_FIELDS = ImportSource.MASKED_JSON_FIELDS
-SOURCE_FIELDS = [
-    "source_kind",
-    "source_url",
-    "source_file",
-    "plugin",
-    "plugin_options",
-    "records_path",
-    "missing_identity",
-    "invalid_values",
-]
+SOURCE_FIELDS = list(ImportSource.SOURCE_FIELDS)
 CONNECTION_FIELDS = ["extra_headers", "extra_params", "request_timeout", "ca_bundle"]
-PAGING_FIELDS = [
-    "pagination",
-    "page_size",
-    "offset_param",
-    "limit_param",
-    "page_param",
-    "first_page",
-    "cursor_param",
-    "cursor_path",
-    "total_path",
-    "repeated_records",
-]
+PAGING_FIELDS = list(ImportSource.PAGING_FIELDS)
 AUTH_FIELDS = [
     "source_auth",
     "auth_username",
@@ -50,13 +30,7 @@ AUTH_FIELDS = [
     "oauth_token_url",
     "oauth_scope",
 ]
-FILE_FIELDS = [
-    "csv_delimiter",
-    "csv_quotechar",
-    "csv_has_header",
-    "csv_fieldnames",
-    "file_encoding",
-]
+FILE_FIELDS = list(ImportSource.FILE_FIELDS)
 LIMIT_FIELDS = ["max_requests_per_minute", "max_chunks_in_flight"]
 # Counts that must be at least 1 (0 would be refused by the source or stop all work).
 AT_LEAST_ONE = ("page_size", "max_chunks_in_flight")

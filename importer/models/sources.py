@@ -29,6 +29,37 @@ class ImportSource(models.Model):
     # stored one.
     MASKED_URL_FIELDS = ("source_url", "oauth_token_url")
     MASKED_JSON_FIELDS = ("extra_headers", "extra_params", "plugin_options")
+    # Where the records come from, and what becomes of those that cannot be used.
+    SOURCE_FIELDS = (
+        "source_kind",
+        "source_url",
+        "source_file",
+        "plugin",
+        "plugin_options",
+        "records_path",
+        "missing_identity",
+        "invalid_values",
+    )
+    # The settings that say which records each page holds, for a REST source and a file.
+    PAGING_FIELDS = (
+        "pagination",
+        "page_size",
+        "offset_param",
+        "limit_param",
+        "page_param",
+        "first_page",
+        "cursor_param",
+        "cursor_path",
+        "total_path",
+        "repeated_records",
+    )
+    FILE_FIELDS = (
+        "csv_delimiter",
+        "csv_quotechar",
+        "csv_has_header",
+        "csv_fieldnames",
+        "file_encoding",
+    )
 
     class Kind(models.TextChoices):
         REST = "rest", "REST / JSON API"
