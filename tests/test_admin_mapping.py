@@ -213,3 +213,15 @@ def test_who_may_only_view_a_source_is_offered_nothing_they_may_not_do(
     assert "Add one" not in page.content.decode()
     assert "Use this draft as the mapping" not in draft.content.decode()
     assert "Only an Import administrator can make it the source" in draft.content.decode()
+
+
+@pytest.mark.django_db
+def test_pushing_a_source_without_a_mapping_says_what_to_do(make_source):
+    from importer import services
+
+    with pytest.raises(services.MappingInvalid) as refused:
+        services.push_mapping(source=make_source(mapping=None))
+
+    assert str(refused.value) == (
+        "The source has no mapping yet: draft one from the source, or paste one."
+    )

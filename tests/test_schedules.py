@@ -297,6 +297,17 @@ def test_the_admin_refuses_a_start_in_the_past_and_an_unknown_zone(admin_client,
     assert not Schedule.objects.exists()
 
 
+@pytest.mark.parametrize("name", ["localtime", "Factory", "posixrules", "right/UTC", "posix/UTC"])
+def test_a_name_in_the_zone_database_that_is_no_place_is_refused(name):
+    from django import forms
+
+    from importer.forms import validate_timezone
+
+    # "localtime" would be the server's own zone, whatever Assets makes of it.
+    with pytest.raises(forms.ValidationError):
+        validate_timezone(name)
+
+
 def test_the_source_page_shows_the_webtrigger_url_and_next_run(admin_client, pushed_source):
     services.sync_schedule(schedule=make_schedule(pushed_source))
 

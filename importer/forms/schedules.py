@@ -8,11 +8,18 @@ from django.utils import timezone
 
 from importer.models import Schedule
 
+# Names the time zone database holds that are not zones of a place: the server's own zone,
+# a placeholder, and copies under other rules.
+_NOT_A_PLACE = ("localtime", "Factory", "posixrules")
+
 
 def validate_timezone(name: str) -> str:
     try:
         ZoneInfo(name)
+        known = name not in _NOT_A_PLACE and not name.startswith(("posix/", "right/"))
     except (ZoneInfoNotFoundError, ValueError):
+        known = False
+    if not known:
         raise forms.ValidationError(
             f"'{name}' is not an IANA time zone (e.g. Europe/Berlin, America/New_York, UTC)."
         )

@@ -25,6 +25,14 @@ class MappingInvalid(Exception):
         super().__init__("The mapping is not valid: " + "; ".join(str(p) for p in problems))
 
 
+class NoMapping(MappingInvalid):
+    def __init__(self):
+        self.problems = ["$: no mapping"]
+        Exception.__init__(
+            self, "The source has no mapping yet: draft one from the source, or paste one."
+        )
+
+
 class DraftImpossible(Exception):
     """No mapping can be drafted: the source cannot be read, or holds nothing to learn from."""
 

@@ -17,7 +17,7 @@ from importer.mapping import (
 )
 from importer.models import ImportSource
 from importer.services.editing import refuse_while_importing
-from importer.services.errors import DraftImpossible, MappingInvalid, scrub_secrets
+from importer.services.errors import DraftImpossible, MappingInvalid, NoMapping, scrub_secrets
 from importer.sources import SourceError, build_source
 
 
@@ -31,7 +31,7 @@ def push_mapping(*, source: ImportSource) -> ImportSource:
 def send_mapping(*, source: ImportSource) -> ImportSource:
     """`push_mapping` for the import being started, which is open already."""
     if not source.mapping:
-        raise MappingInvalid(["$: the source has no mapping yet"])
+        raise NoMapping()
     problems = validate_document(source.mapping)
     if problems:
         raise MappingInvalid(problems)
