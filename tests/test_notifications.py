@@ -183,6 +183,21 @@ def test_a_refused_scheduled_run_is_told(client, pushed_source, sandbox, invento
     assert "Started" not in payload["text"] and "Records:" not in payload["text"]
 
 
+def test_a_refused_scheduled_run_asked_for_again_is_told_once(
+    client, pushed_source, sandbox, inventory, httpserver
+):
+    httpserver.expect_request("/hook").respond_with_json({})
+    webhook_channel(httpserver.url_for("/hook"))
+    inventory.faults.add(method="GET", path_contains="/api/computers", status=503, times=-1)
+    services.start_import(source=pushed_source)  # still running: retries wait
+
+    answers = [trigger_schedule(client, pushed_source).status_code for _ in range(3)]
+
+    assert answers == [500, 500, 500]
+    assert Execution.objects.filter(state=Execution.State.REFUSED).count() == 3  # history
+    assert [payload["event"] for payload in received(httpserver)] == ["execution.refused"]
+
+
 def test_a_stalled_import_is_told_once(pushed_source, sandbox, inventory, httpserver):
     httpserver.expect_request("/hook").respond_with_json({})
     webhook_channel(httpserver.url_for("/hook"))

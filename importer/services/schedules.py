@@ -315,8 +315,25 @@ def start_scheduled_import(*, source: ImportSource) -> Execution:
             if recent is not None:
                 return recent
         if not refusal.recorded:
-            notifications.notify_execution_finished(_record_refused_run(source, refusal))
+            refused = _record_refused_run(source, refusal)
+            if not _refused_lately(source, besides=refused):  # Assets calling again: told
+                notifications.notify_execution_finished(refused)
         raise
+
+
+def _refused_lately(source: ImportSource, *, besides: Execution) -> bool:
+    """Whether a scheduled run of the source was refused within the trigger window before
+    this one: the same run, asked for again, is kept in the history but told only once."""
+    return (
+        Execution.objects.filter(
+            source=source,
+            trigger=Execution.Trigger.SCHEDULE,
+            state=Execution.State.REFUSED,
+            created_at__gte=timezone.now() - DUPLICATE_TRIGGER_WINDOW,
+        )
+        .exclude(pk=besides.pk)
+        .exists()
+    )
 
 
 def _record_refused_run(source: ImportSource, refusal: ImportRefused) -> Execution:
