@@ -317,7 +317,7 @@ class ImportSourceAdmin(MappingPages, DeletedInAssetsFirst, CountedDeletion, adm
         """A source with a running import is not deleted: say so, and what to do (Django
         would say the user lacks the permission to delete executions)."""
         deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
-        running = Execution.objects.filter(source__in=list(objs), state__in=Execution.OPEN_STATES)
+        running = Execution.objects.open().filter(source__in=list(objs))
         if running:
             perms_needed.discard(Execution._meta.verbose_name)
             protected = [
@@ -392,7 +392,7 @@ class ImportSourceAdmin(MappingPages, DeletedInAssetsFirst, CountedDeletion, adm
     def _refusal_message(source, refusal):
         """Why the import did not start; when another is running, a link to follow it."""
         running = (
-            Execution.objects.filter(source=source, state__in=Execution.OPEN_STATES).first()
+            Execution.objects.open().filter(source=source).first()
             if isinstance(refusal, services.ImportAlreadyRunning)
             else None
         )

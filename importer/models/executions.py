@@ -82,7 +82,7 @@ class ExecutionQuerySet(models.QuerySet):
         )
 
     def cancel(self, *, reason: str) -> bool:
-        return self.filter(state__in=OPEN_STATES).stamp(
+        return self.open().stamp(
             state=ExecutionState.CANCELLED, finished_at=timezone.now(), error=reason
         )
 

@@ -35,7 +35,7 @@ def look_after_imports() -> None:
 
 def drop_unused_file_copies() -> int:
     """Delete the copies of URL files kept for imports that are over (`sources.files`)."""
-    running = Execution.objects.filter(state__in=Execution.OPEN_STATES)
+    running = Execution.objects.open()
     return files.drop_unused_copies(lambda: set(running.values_list("pk", flat=True)))
 
 
