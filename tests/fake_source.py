@@ -19,7 +19,8 @@ it absurdly deep, flood it with empty objects, or answer a page it has as if it 
 empty list, or 404: a replica that lags, a cache that hiccups), or write it in ISO-8859-1 and
 say so in its Content-Type, as older APIs do (or label UTF-8 so, as misconfigured ones do).
 It may also refuse to be paged deeper than `depth_limit` records, answering 400 or 422 as a
-search index's result window does, or lead from its last cursor page back to its first under
+search index's result window does (and cap the total it tells at that depth, as one does), refuse
+pages smaller than `min_limit`, or lead from its last cursor page back to its first under
 a new cursor (`wraps_around`).
 """
 
@@ -218,6 +219,7 @@ class FakeSource(DevServer):
         past_end_status: int | None = None,
         depth_limit: int | None = None,
         depth_limit_status: int = 400,
+        min_limit: int = 1,
         clamp_pages: bool = False,
         wraps_around: bool = False,
         empty_hops: frozenset[int] = frozenset(),
@@ -258,6 +260,7 @@ class FakeSource(DevServer):
         self.past_end_status = past_end_status
         self.depth_limit = depth_limit
         self.depth_limit_status = depth_limit_status
+        self.min_limit = min_limit
         self.clamp_pages = clamp_pages
         self.wraps_around = wraps_around
         self.empty_hops = empty_hops
@@ -512,6 +515,8 @@ class FakeSource(DevServer):
         return start in self.empty_hops and "hop" not in request.query
 
     def _past_the_end(self, start: int, limit: int) -> Reply | None:
+        if limit < self.min_limit:
+            return error_reply(400, f"limit must be at least {self.min_limit}")
         if self.depth_limit is not None and start + limit > self.depth_limit:
             return error_reply(
                 self.depth_limit_status,

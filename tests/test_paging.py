@@ -344,15 +344,59 @@ def test_a_source_refusing_pages_past_a_full_last_one_is_done_when_its_total_agr
     assert_every_record_once(sandbox, execution)
 
 
-def test_without_a_total_an_end_right_after_a_full_page_is_not_taken_on_a_guess(
+def test_a_source_refusing_pages_past_a_full_last_one_is_done_when_it_serves_its_last_record(
     serve, import_from, sandbox
 ):
+    # No total: the end is told from a result window by asking for the last record alone and
+    # with one more after it, which a window refuses and a source that ends there serves.
     fake = serve(past_end_status=400)
+
+    execution = import_from(fake, "offset")
+
+    assert_every_record_once(sandbox, execution)
+
+
+def test_a_result_window_whose_total_is_capped_at_its_depth_fails_the_import(
+    serve, import_from, sandbox
+):
+    # A search index counts no further than it pages (total 60, relation "gte"): the total
+    # agrees with the records served, and still the records after 60 would be missing.
+    fake = serve(depth_limit=60, reported_total=60, max_limit=20)
+
+    execution = import_from(fake, "offset", page_size=20, total_path="meta.total")
+
+    assert execution.state == Execution.State.FAILED
+    assert "to be paged that deep" in execution.error
+    assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
+
+
+def test_without_a_total_a_source_refusing_small_pages_is_not_taken_at_its_end_on_a_guess(
+    serve, import_from, sandbox
+):
+    # It refuses pages of fewer than 5 records, so the record before its end cannot be asked
+    # for alone: a refusal right after a full page is the end, or a limit.
+    fake = serve(past_end_status=400, min_limit=5)
 
     execution = import_from(fake, "offset")
 
     assert execution.state == Execution.State.FAILED
     assert "set its total path" in execution.error
+
+
+@pytest.mark.parametrize(
+    "total_path, told",
+    [("", "to be paged that deep"), ("meta.total", "holds 100 records (at 'meta.total')")],
+)
+def test_a_result_window_over_a_source_refusing_small_pages_fails_the_import(
+    serve, import_from, sandbox, total_path, told
+):
+    fake = serve(depth_limit=60, min_limit=5, max_limit=20)
+
+    execution = import_from(fake, "offset", page_size=20, total_path=total_path)
+
+    assert execution.state == Execution.State.FAILED
+    assert told in execution.error
+    assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
 
 
 @pytest.mark.parametrize("lane_seconds", [20, 0], ids=["one lane", "a lane per page"])

@@ -241,30 +241,38 @@ class RestJsonSource:
         held, total = self._probe(position)
         if held:  # it has records there, and refused the page: a limit
             return self._depth_limit(error, where, certain=True)
-        if last_answer is not None:  # ended by a short answer, or by a limit right after?
-            if last_answer < (self._fullest_before or self.page_size):
-                return True
-        else:
-            held, told = self._probe(position - 1)
-            if not held:
+        if last_answer is not None and last_answer < (self._fullest_before or self.page_size):
+            return True  # a short answer before it: the end
+        before, told = self._probe(position - 1)
+        total = told if total is None else total
+        if last_answer is None:  # the page's first answer: is the record before it there?
+            if before is None and self._probe(0)[0] is not None:
+                before = 0  # refused, though it serves one record at a time: past its end
+            if before == 0:
                 return True  # past the end: the record before is missing too
-            total = told if total is None else total
+        if before and self._limit:
+            # A result window counts offset + limit, and so may refuse the last record
+            # asked for with one more. A source that ends there serves it alone.
+            pair, _ = self._probe(position - 1, 2)
+            if pair is not None and pair < 2:
+                return True
+            return self._depth_limit(error, where, certain=True)
         if total is not None:  # the source's own count settles it
             return total <= position or self._depth_limit(error, where, certain=True)
         return self._depth_limit(error, where)
 
-    def _probe(self, position: int) -> tuple[bool, int | None]:
-        """Whether the source serves a record at `position` when asked for that one alone (a
-        result window counts offset + limit, so one record may come where a page may not),
-        and the total it tells with it."""
+    def _probe(self, position: int, count: int = 1) -> tuple[int | None, int | None]:
+        """How many records the source serves from `position` when asked for `count` (None:
+        it refused), and the total it tells with them. A result window counts offset + limit,
+        so one record may come where a page may not."""
         url = with_query(
             self._numbered_url(self.config.offset_param, position),
-            {self.config.limit_param: 1} if self.config.limit_param else {},
+            {self.config.limit_param: count} if self.config.limit_param else {},
         )
         answer = self._read_after_short(url)
         if answer is None:
-            return False, None
-        return bool(answer[2]), self._total(answer[1])
+            return None, None
+        return len(answer[2]), self._total(answer[1])
 
     def _ends_numbers(self, error: SourceError, page: int) -> bool:
         """Whether an error answer for page `page` means the source ends before it."""
@@ -296,8 +304,8 @@ class RestJsonSource:
         if self.config.total_path and not certain:
             return True
         cause = (
-            "the source refuses to be paged that deep (it serves the record there when asked "
-            "for it alone, or counts more records than that)"
+            "the source refuses to be paged that deep (it serves the record there, or the one "
+            "before it, when asked for it alone, or counts more records than that)"
             if certain
             else "the source may refuse to be paged that deep (a search index's result "
             "window, an API's cap on results)"
