@@ -141,6 +141,29 @@ def test_disabling_a_source_removes_its_schedule_from_assets(pushed_source, sand
     assert "disabled" in Schedule.objects.get().sync_error
 
 
+def test_a_disabled_source_retires_its_callback_and_enabling_it_gives_assets_the_new_one(
+    pushed_source, sandbox, client
+):
+    services.sync_schedule(schedule=make_schedule(pushed_source))
+    old_url = services.webtrigger_url(pushed_source)
+    pushed_source.enabled = False
+    pushed_source.save()
+
+    services.apply_enabled_state(source=pushed_source)
+
+    # A copy of the schedule Assets may still hold calls a URL that no longer starts anything.
+    old_path = old_url.removeprefix("http://127.0.0.1:8000")
+    body = json.dumps({"workspaceId": "ws-1", "importsourceId": "src-1"})
+    assert client.post(old_path, data=body, content_type="application/json").status_code == 404
+    assert not Execution.objects.exists()
+    pushed_source.enabled = True
+    pushed_source.save()
+    services.apply_enabled_state(source=pushed_source)
+    new_url = services.webtrigger_url(pushed_source)
+    assert new_url != old_url
+    assert [s["callbackUrl"] for s in sandbox.schedules("src-1")] == [new_url]
+
+
 def test_rotating_the_token_updates_the_callback_in_assets(pushed_source, sandbox, client):
     services.sync_schedule(schedule=make_schedule(pushed_source))
     old_url = services.webtrigger_url(pushed_source)

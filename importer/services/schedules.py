@@ -364,4 +364,8 @@ def apply_enabled_state(*, source: ImportSource) -> None:
             sync_schedule(schedule=schedule)
         return
     delete_remote_schedule(schedule=schedule)
+    # Retire the callback too: a copy Assets may hold beside it (a create whose answer was
+    # lost) would start imports again once the source is enabled.
+    source.webtrigger_token = new_webtrigger_token()
+    source.save(update_fields=["webtrigger_token", "updated_at"])
     _mark_out_of_sync(schedule, "The source is disabled, so Assets holds no schedule.")
