@@ -457,3 +457,51 @@ def test_a_statement_refused_on_a_live_connection_is_counted_not_retried_for_eve
     assert execution.state == Execution.State.FAILED or any(
         state == ChunkJob.State.FAILED for state, _ in chunks
     ), f"chunks {chunks}, still {len(queued)} tasks queued: a hot loop"
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="SQLite runs one writing transaction at a time"
+)
+def test_an_import_started_while_its_source_is_saved_waits_and_reads_what_was_saved(
+    make_source, sandbox, inventory, cluster
+):
+    # The admin checked that no import runs, and is saving a new page size, when someone
+    # starts an import: the import must not read pages of 10 and then of 25.
+    from importer.models import ImportSource
+    from importer.services.editing import running_import
+    from tests.conftest import wait_for_execution_to_finish
+
+    source = services.push_mapping(source=make_source(max_chunks_in_flight=2, page_size=10))
+    started = {}
+
+    def start() -> None:
+        try:
+            started["execution"] = services.start_import(
+                source=ImportSource.objects.get(pk=source.pk)
+            )
+        finally:
+            connection.close()
+
+    def import_waits() -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_stat_clear_snapshot()")  # read once per transaction
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'"
+            )
+            return cursor.fetchone()[0] > 0
+
+    starter = threading.Thread(target=start)
+    with transaction.atomic():
+        assert running_import(source) is None  # the form's check
+        starter.start()
+        wait_for(lambda: import_waits() or started, timeout=30)
+        assert not started, started
+        ImportSource.objects.filter(pk=source.pk).update(page_size=25)
+    starter.join(timeout=60)
+    execution = wait_for_execution_to_finish(started["execution"], timeout=90)
+
+    assert execution.state == Execution.State.DONE, execution.error
+    assert {int(chunk.cursor or 0) % 25 for chunk in execution.chunks.all()} == {0}
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert remote["records_received"] == len(remote["objects"]) == 120

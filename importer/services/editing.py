@@ -11,6 +11,8 @@ rotated during a long import must be usable).
 
 from __future__ import annotations
 
+from django.db import transaction
+
 from importer.models import Execution, ImportSource
 from importer.services.errors import SourceBusy
 
@@ -31,9 +33,13 @@ FIXED_WHILE_IMPORTING = (
 
 
 def running_import(source: ImportSource) -> Execution | None:
-    """The source's open execution, if it has one."""
+    """The source's open execution, if it has one. Inside a transaction, the source's row
+    stays locked until it ends: an import cannot start between this check and the change it
+    allows (`lock_for_start` waits for it)."""
     if source.pk is None:
         return None
+    if transaction.get_connection().in_atomic_block:
+        _lock(source)
     return Execution.objects.open().filter(source=source).first()
 
 
@@ -50,3 +56,14 @@ def refuse_while_importing(*, source: ImportSource, what: str) -> None:
     running = running_import(source)
     if running is not None:
         raise SourceBusy(busy_text(source, running, what))
+
+
+def lock_for_start(source: ImportSource) -> None:
+    """Inside the transaction that opens an execution: wait for a change of the source being
+    saved, and read the settings it saved (the import reads them page after page)."""
+    _lock(source)
+    source.refresh_from_db()
+
+
+def _lock(source: ImportSource) -> None:
+    list(ImportSource.objects.select_for_update().filter(pk=source.pk).values_list("pk"))

@@ -13,6 +13,7 @@ from importer import notifications, work_queue
 from importer.assets import AssetsAuthError, AssetsClient, AssetsError
 from importer.mapping import validate_document
 from importer.models import ChunkJob, Execution, ImportSource
+from importer.services.editing import lock_for_start
 from importer.services.errors import ImportAlreadyRunning, ImportRefused, scrub_secrets
 from importer.services.mappings import send_mapping
 from importer.services.plan import first_chunks
@@ -44,6 +45,7 @@ def start_import(
         raise ImportRefused(f"The mapping of '{source}' is not valid: {problems[0]}")
     try:
         with transaction.atomic():
+            lock_for_start(source)
             execution = Execution.objects.create(source=source, trigger=trigger, triggered_by=user)
     except IntegrityError:
         running = Execution.objects.open().filter(source=source).first()
