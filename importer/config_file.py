@@ -27,7 +27,7 @@ from importer.forms import (
     ScheduleForm,
 )
 from importer.models import ImportSource, Schedule
-from importer.redaction import MASK, mask_secret_values, mask_url
+from importer.redaction import MASK, mask_setting, mask_url
 
 
 class ConfigFileError(Exception):
@@ -163,7 +163,7 @@ def _masked(field_name: str, value):
     if field_name in MASKED_URL_FIELDS:
         return mask_url(value or "")
     if field_name in MASKED_JSON_FIELDS:
-        return mask_secret_values(value)
+        return mask_setting(field_name, value)
     return value
 
 

@@ -4,7 +4,7 @@ import json
 import logging
 from datetime import UTC, datetime
 
-from importer.redaction import redact
+from importer.redaction import redact, secrets_in_use
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 _PLAIN_TYPES = (str, int, float, bool, type(None), list, dict)
@@ -14,7 +14,8 @@ class RedactSecrets(logging.Filter):
     """Removes credentials and webtrigger tokens from a record before any handler writes it.
 
     Set on the console handler, and on Django's request loggers themselves, whose lines
-    ("Bad Request: /webtrigger/1/<token>/") also reach handlers other than ours.
+    ("Bad Request: /webtrigger/1/<token>/") also reach handlers other than ours. Besides
+    credential-shaped text, it removes the secrets of the sources this process reads.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -22,16 +23,17 @@ class RedactSecrets(logging.Filter):
             message = record.getMessage()
         except Exception:  # a broken format string: let the handler report it as usual
             return True
-        record.msg, record.args = redact(message), ()
+        known = secrets_in_use()
+        record.msg, record.args = redact(message, known), ()
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = redact(record.exc_text)
+            record.exc_text = redact(record.exc_text, known)
         if record.stack_info:
-            record.stack_info = redact(record.stack_info)
+            record.stack_info = redact(record.stack_info, known)
         for key, value in list(vars(record).items()):
             if key not in _STANDARD and isinstance(value, str):
-                setattr(record, key, redact(value))
+                setattr(record, key, redact(value, known))
         return True
 
 

@@ -36,7 +36,32 @@ _SECRET_WORDS = (
     r"auth(?!ors?(?:\b|_))|token|secret|passw|pwd|credential|cookie|session|signature"
     r"|api[-_]?key|access[-_]?key|private[-_]?key|subscription[-_]?key|client[-_]?key"
 )
-_SECRET_NAME = re.compile(rf"(?i)(?:{_SECRET_WORDS})|^(?:x[-_])?key$")
+# Whole names: a key of a vendor's own (DD-APPLICATION-KEY, X-Functions-Key), Azure's
+# function code and SAS signature, a JSON Web Token.
+_SECRET_WHOLE_NAMES = r"^(?:x[-_])?key$|[-_]key$|^(?:code|sig|sas|jwt|hmac)$|passphrase"
+_SECRET_NAME = re.compile(rf"(?i)(?:{_SECRET_WORDS})|{_SECRET_WHOLE_NAMES}")
+# Request headers that carry no credential. Any other header a source is sent may: a vendor
+# names its keys as it likes.
+PUBLIC_HEADERS = frozenset(
+    {
+        "accept",
+        "accept-charset",
+        "accept-encoding",
+        "accept-language",
+        "accept-version",
+        "api-version",
+        "cache-control",
+        "content-type",
+        "if-modified-since",
+        "if-none-match",
+        "pragma",
+        "prefer",
+        "user-agent",
+        "x-api-version",
+        "x-github-api-version",
+        "x-requested-with",
+    }
+)
 # Header names that carry a credential without a hyphen; other header-like names need one, so
 # "access token: the endpoint ..." in prose is left alone.
 _PLAIN_HEADERS = {"authorization", "cookie", "apikey"}
@@ -81,6 +106,27 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return _WEBTRIGGER_PATH.sub(rf"\1{MASK}", text)
 
 
+# The secrets of the sources this process sends requests to, newest last. A log line of a
+# library's own (urllib3 naming a request's URL, with a key in its query) cannot say which of
+# its text is a secret: the log filter masks these wherever they appear.
+_SECRETS_IN_USE: dict[str, None] = {}
+_SECRETS_IN_USE_LIMIT = 2000
+
+
+def remember_secrets(secrets: Iterable[str]) -> None:
+    """Mark `secrets` for removal from every log line this process writes."""
+    for secret in secrets:
+        if _long_enough(secret):
+            _SECRETS_IN_USE.pop(secret, None)
+            _SECRETS_IN_USE[secret] = None
+    while len(_SECRETS_IN_USE) > _SECRETS_IN_USE_LIMIT:
+        _SECRETS_IN_USE.pop(next(iter(_SECRETS_IN_USE)))
+
+
+def secrets_in_use() -> tuple[str, ...]:
+    return tuple(_SECRETS_IN_USE)
+
+
 def redact_for(source: Any, text: str, *extra_secrets: str) -> str:
     """`text` without the secrets of `source` (an ImportSource, or None) or any credential."""
     known = secrets_of(source) if source is not None else []
@@ -103,7 +149,8 @@ def secrets_of(source: Any) -> list[str]:
             found.extend([userinfo, user, password, credentials])
         found.extend(_secret_query_values(url or ""))
     for name in source.MASKED_JSON_FIELDS:
-        found.extend(_secret_values(getattr(source, name, None)))
+        value = getattr(source, name, None)
+        found.extend(_secret_values(value, also=_secret_headers(name, value)))
     return [value for value in found if isinstance(value, str) and value]
 
 
@@ -158,6 +205,18 @@ def restore_url(url: str, stored: str) -> str:
     if netloc == parts.netloc and "&".join(pairs) == query:
         return url
     return urlunsplit(parts._replace(netloc=netloc, query="&".join(pairs)))
+
+
+def mask_setting(name: str, value: Any) -> Any:
+    """A source's JSON setting (`name`) as people see it: its credential-named entries
+    masked, and, in its extra headers, every header but the public ones."""
+    return mask_secret_values(value, also=_secret_headers(name, value))
+
+
+def _secret_headers(name: str, value: Any) -> list[str]:
+    if name != "extra_headers" or not isinstance(value, dict):
+        return []
+    return [str(header) for header in value if str(header).lower() not in PUBLIC_HEADERS]
 
 
 def mask_secret_values(value: Any, *, also: Iterable[str] = ()) -> Any:

@@ -17,7 +17,8 @@ query without a stable sort does), and misbehave on chosen answers (`misbehave`)
 mid-way, drip it one byte at a time (its body, or its status line and headers before it), nest
 it absurdly deep, flood it with empty objects, or answer a page it has as if it had none (an
 empty list, or 404: a replica that lags, a cache that hiccups), or write it in ISO-8859-1 and
-say so in its Content-Type, as older APIs do (or label UTF-8 so, as misconfigured ones do).
+say so in its Content-Type, as older APIs do (or label UTF-8 so, as misconfigured ones do), or
+send a header line without a colon (`broken_header`, as a hand-written proxy may).
 It may also refuse to be paged deeper than `depth_limit` records, answering 400 or 422 as a
 search index's result window does (and cap the total it tells at that depth, as one does), refuse
 pages smaller than `min_limit`, or lead from its last cursor page back to its first under
@@ -68,6 +69,8 @@ class StreamReply(Reply):
     declared_length: int | None = None
     # Seconds between the bytes of the status line and headers (0: sent at once).
     head_drip_interval: float = 0.0
+    # Header lines sent as they are, after the others (a line without a colon).
+    raw_header_lines: tuple[bytes, ...] = ()
 
 
 class _StreamingHandler(faults._Handler):
@@ -87,6 +90,8 @@ class _StreamingHandler(faults._Handler):
             self.send_header("Transfer-Encoding", "chunked")
         else:
             self.send_header("Content-Length", str(reply.declared_length))
+        for line in reply.raw_header_lines:
+            self._headers_buffer.append(line + b"\r\n")
         self.end_headers()
         sent = 0
         try:
@@ -154,6 +159,7 @@ class FakeFile:
     content: bytes | Callable[[], bytes]  # a function: the file is generated for each download
     content_type: str = "text/csv"
     headers: dict[str, str] = field(default_factory=dict)  # e.g. a Content-Encoding
+    status: int = 200
 
 
 @dataclass
@@ -175,6 +181,7 @@ MISBEHAVIOURS = (
     "not_found",
     "latin1",
     "mislabelled",
+    "broken_header",
 )
 
 
@@ -312,10 +319,11 @@ class FakeSource(DevServer):
         content: bytes | Callable[[], bytes],
         content_type: str = "text/csv",
         headers: dict[str, str] | None = None,
+        status: int = 200,
     ) -> str:
         """Serve `content` at /files/<name> (a function's answer, made anew for each download,
-        as an export endpoint stamps its time), with `headers`; returns its URL."""
-        self.files[name] = FakeFile(content, content_type, headers or {})
+        as an export endpoint stamps its time), with `headers` and `status`; returns its URL."""
+        self.files[name] = FakeFile(content, content_type, headers or {}, status)
         return f"{self.base_url}/files/{name}"
 
     def revoke_tokens(self) -> None:
@@ -371,6 +379,14 @@ class FakeSource(DevServer):
         if how == "latin1":
             body = reply.body.decode().encode("iso-8859-1")
             return Reply(reply.status, body, "application/json; charset=ISO-8859-1")
+        if how == "broken_header":
+            return StreamReply(
+                reply.status,
+                content_type=reply.content_type,
+                chunks=[reply.body],
+                declared_length=len(reply.body),
+                raw_header_lines=(b"this line has no colon",),
+            )
         if how == "deep":
             levels = self.deep_levels
             body = b'{"items": [' + b"[" * levels + b"]" * levels + b"]}"
@@ -413,7 +429,7 @@ class FakeSource(DevServer):
             if file is None:
                 return error_reply(404, f"No file {request.path}")
             content = file.content() if callable(file.content) else file.content
-            return Reply(200, content, file.content_type, headers=file.headers)
+            return Reply(file.status, content, file.content_type, headers=file.headers)
         handler: Callable[[Request], Reply] | None = {
             "/api/offset": self._offset,
             "/api/page": self._page,

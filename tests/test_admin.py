@@ -233,6 +233,22 @@ def test_a_json_error_names_its_line_and_column(staff_client, make_source):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("levels", [100, 100_000], ids=["deep", "deeper than Python parses"])
+def test_json_nested_absurdly_deep_is_refused_at_its_field(staff_client, make_source, levels):
+    source = make_source()
+
+    response = post_source(
+        staff_client, source, extra_headers="[" * levels + "]" * levels, mapping="{}"
+    )
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert errors["extra_headers"] == [
+        "Nested more than 64 levels deep: no setting needs that many."
+    ]
+
+
+@pytest.mark.django_db
 def test_a_retry_time_reads_to_the_second_on_a_24_hour_clock(settings):
     from importer.admin.display import next_attempt_label
 

@@ -156,6 +156,7 @@ def echo() -> Iterator[FakeSource]:
     server.stop()
 
 
+VENDOR_KEY = "dd-app-key-5521"
 ECHO_CASES = {
     "basic": {"source_auth": "basic", "auth_username": "svc", "source_token": PASSWORD},
     "api key header": {
@@ -182,7 +183,9 @@ def test_a_source_echoing_its_request_leaks_nothing_into_errors_or_history(
     url = echo.base_url.replace("://", f"://{userinfo}") + "/api/echo-error"
     source = services.push_mapping(
         source=make_source(
-            source_url=url, extra_headers={"X-Tenant-Token": HEADER_SECRET}, **fields
+            source_url=url,
+            extra_headers={"X-Tenant-Token": HEADER_SECRET, "DD-APPLICATION-KEY": VENDOR_KEY},
+            **fields,
         )
     )
 
@@ -200,6 +203,7 @@ def test_a_source_echoing_its_request_leaks_nothing_into_errors_or_history(
         assert PASSWORD not in text
         assert BASIC not in text
         assert HEADER_SECRET not in text
+        assert VENDOR_KEY not in text  # a header named as its vendor likes
 
 
 def test_a_secret_at_the_cut_of_an_error_excerpt_is_removed_whole(echo):
@@ -216,6 +220,27 @@ def test_a_secret_at_the_cut_of_an_error_excerpt_is_removed_whole(echo):
 
     assert "answered 400" in caught.value.message
     assert PASSWORD[:5] not in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "auth, secret, charset",
+    [
+        ("basic", "Müller-Passwort-2024", "iso-8859-1"),  # an older API's own charset
+        ("bearer", "utf16-s3cret-token", "utf-16-le"),
+    ],
+)
+def test_a_secret_echoed_in_an_error_in_another_charset_is_removed(echo, auth, secret, charset):
+    body = f"denied: credentials {secret} are not valid here".encode(charset)
+    url = echo.add_file("denied", body, content_type=f"text/plain; charset={charset}", status=401)
+    source = ImportSource(
+        name="cmdb", source_url=url, source_auth=auth, auth_username="svc", source_token=secret
+    )
+
+    with pytest.raises(SourceError) as caught:
+        build_source(source).fetch_page("")
+
+    assert "denied: credentials *** are not valid here" in caught.value.message
+    assert secret[4:12] not in caught.value.message.replace("\x00", "")
 
 
 class LongWindedPlugin:
@@ -278,6 +303,26 @@ def test_credentials_in_a_logged_exception_are_removed(console):
     assert BASIC not in written
 
 
+def test_a_key_in_a_url_a_library_logs_never_reaches_the_log(echo, console):
+    # urllib3 warns of a header line it cannot parse, naming the request's whole URL: the key
+    # under a name of the vendor's own is known to be a secret only as this source's.
+    echo.misbehave("broken_header")
+    source = ImportSource(
+        name="cmdb",
+        source_url=f"{echo.base_url}/api/offset?tenant=1",
+        records_path="data.items",
+        source_auth="api_key_query",
+        auth_key_name="tenantkey",
+        source_token="query-key-s3cret-9",
+    )
+
+    build_source(source).fetch_page("")
+
+    written = console.getvalue()
+    assert "Failed to parse headers" in written and "tenant=1" in written
+    assert "query-key-s3cret-9" not in written
+
+
 # --- exports -------------------------------------------------------------------------------
 
 
@@ -287,16 +332,25 @@ def test_an_export_without_secrets_leaves_out_url_credentials_and_secret_headers
 ):
     make_source(
         source_url=f"https://svc:{PASSWORD}@inventory.example/api",
-        extra_headers={"X-Tenant-Token": HEADER_SECRET, "Accept-Language": "en"},
+        extra_headers={
+            "X-Tenant-Token": HEADER_SECRET,
+            "X-Functions-Key": "function-key-2203",  # a vendor's name for its key
+            "Accept-Language": "en",
+        },
     )
 
     exported = io.StringIO()
     call_command("export_sources", stdout=exported)
 
     [entry] = json.loads(exported.getvalue())["sources"]
-    assert PASSWORD not in exported.getvalue() and HEADER_SECRET not in exported.getvalue()
+    for secret in (PASSWORD, HEADER_SECRET, "function-key-2203"):
+        assert secret not in exported.getvalue()
     assert entry["source"]["url"] == "https://***@inventory.example/api"
-    assert entry["source"]["headers"] == {"X-Tenant-Token": "***", "Accept-Language": "en"}
+    assert entry["source"]["headers"] == {
+        "X-Tenant-Token": "***",
+        "X-Functions-Key": "***",
+        "Accept-Language": "en",
+    }
     path = tmp_path / "sources.json"
     path.write_text(exported.getvalue())
     imported = io.StringIO()
@@ -305,6 +359,7 @@ def test_an_export_without_secrets_leaves_out_url_credentials_and_secret_headers
     assert imported.getvalue().strip() == "unchanged inventory"  # masked values keep the stored
     assert source.source_url == f"https://svc:{PASSWORD}@inventory.example/api"
     assert source.extra_headers["X-Tenant-Token"] == HEADER_SECRET
+    assert source.extra_headers["X-Functions-Key"] == "function-key-2203"
 
 
 @pytest.mark.parametrize(

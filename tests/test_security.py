@@ -252,6 +252,9 @@ SOURCE_SECRETS = {
     "secret header": "header-secret-5521",
     "secret parameter": "param-secret-3318",
     "token in the URL query": "query-token-6604",
+    # A vendor's second key, under a name of its own, and an Azure function's code.
+    "vendor key header": "vendor-key-8870",
+    "function code parameter": "function-code-4417",
 }
 
 
@@ -265,8 +268,16 @@ def secret_source(make_source):
             f"https://svc:{SOURCE_SECRETS['password in the URL']}@inventory.example/api"
             f"?access_token={SOURCE_SECRETS['token in the URL query']}&status=ok"
         ),
-        extra_headers={"X-Tenant-Token": SOURCE_SECRETS["secret header"], "Accept-Language": "en"},
-        extra_params={"api_key": SOURCE_SECRETS["secret parameter"], "status": "active"},
+        extra_headers={
+            "X-Tenant-Token": SOURCE_SECRETS["secret header"],
+            "DD-APPLICATION-KEY": SOURCE_SECRETS["vendor key header"],
+            "Accept-Language": "en",
+        },
+        extra_params={
+            "api_key": SOURCE_SECRETS["secret parameter"],
+            "code": SOURCE_SECRETS["function code parameter"],
+            "status": "active",
+        },
     )
     Schedule.objects.create(
         source=source,
@@ -338,7 +349,13 @@ def test_an_administrator_sees_secrets_only_as_write_only_fields(
     )
     assert json.loads(form["extra_headers"].value()) == {
         "X-Tenant-Token": "***",
+        "DD-APPLICATION-KEY": "***",
         "Accept-Language": "en",
+    }
+    assert json.loads(form["extra_params"].value()) == {
+        "api_key": "***",
+        "code": "***",
+        "status": "active",
     }
 
 

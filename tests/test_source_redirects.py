@@ -68,6 +68,23 @@ def test_credentials_never_follow_a_redirect_to_another_port(serve, auth: str) -
     assert credentials_received(elsewhere) == []  # ... without any credential
 
 
+def test_credentials_in_the_query_never_follow_a_redirect_to_another_port(serve) -> None:
+    # A server that moved answers 301 to its new host with the same query: a token written
+    # into the source URL, or an extra parameter carrying a function key, stays behind.
+    origin = serve()
+    elsewhere = serve(records=N)
+    origin.redirects["/api/moved"] = (301, f"{elsewhere.base_url}/api/offset")
+    source = configured(origin, "/api/moved?access_token=url-s3cret-7&tenant=7", "bearer")
+    source.extra_params = {"code": "function-key-s3cret", "region": "eu"}
+
+    page = build_source(source).fetch_page("")
+
+    assert ids(page.records) == every_id(5)
+    [arrived] = elsewhere.requests_to("/api/offset")
+    assert "s3cret" not in arrived.raw_path
+    assert (arrived.query["tenant"], arrived.query["region"]) == (["7"], ["eu"])
+
+
 def test_a_redirect_within_the_origin_keeps_the_credentials(serve) -> None:
     origin = serve(records=N, auth="api_key_header", secret=SECRET, key_name="X-Api-Key")
     origin.redirects["/api/moved"] = (301, f"{origin.base_url}/api/offset")

@@ -13,7 +13,7 @@ from django.utils.timezone import localtime
 from importer import services
 from importer.models import Execution, ImportSource, Schedule
 from importer.progress import describe, progress_of, settled
-from importer.redaction import mask_secret_values
+from importer.redaction import mask_setting
 
 
 def state_badge(state: str) -> str:
@@ -107,9 +107,9 @@ def stored_secret(value: str) -> str:
     return "stored (only Import administrators may replace it)" if value else "—"
 
 
-def masked_json(value) -> str:
+def masked_json(name: str, value) -> str:
     return format_html(
-        "<pre>{}</pre>", json.dumps(mask_secret_values(value), indent=2, ensure_ascii=False)
+        "<pre>{}</pre>", json.dumps(mask_setting(name, value), indent=2, ensure_ascii=False)
     )
 
 

@@ -197,15 +197,15 @@ class ImportSourceAdmin(MappingPages, DeletedInAssetsFirst, CountedDeletion, adm
 
     @admin.display(description="Extra headers")
     def extra_headers_masked(self, source):
-        return masked_json(source.extra_headers)
+        return masked_json("extra_headers", source.extra_headers)
 
     @admin.display(description="Extra parameters")
     def extra_params_masked(self, source):
-        return masked_json(source.extra_params)
+        return masked_json("extra_params", source.extra_params)
 
     @admin.display(description="Plug-in options")
     def plugin_options_masked(self, source):
-        return masked_json(source.plugin_options)
+        return masked_json("plugin_options", source.plugin_options)
 
     @admin.display(description="Webtrigger URL")
     def webtrigger_url_masked(self, source):

@@ -4,6 +4,7 @@ import json
 
 from django import forms
 from django.db import models
+from django.forms.fields import InvalidJSONInput
 
 from importer.fields import EncryptedURLField, holds_json
 from importer.redaction import (
@@ -17,7 +18,9 @@ class LocatedJSONField(forms.JSONField):
     def to_python(self, value):
         if isinstance(value, str) and value.strip():
             try:
-                json.loads(value)
+                parsed = json.loads(value)
+            except RecursionError:
+                parsed = _TOO_DEEP
             except json.JSONDecodeError as error:
                 raise forms.ValidationError(
                     "Not valid JSON: %(problem)s at line %(line)d, column %(column)d.",
@@ -29,7 +32,42 @@ class LocatedJSONField(forms.JSONField):
                         "column": error.colno,
                     },
                 ) from None
+            if parsed is _TOO_DEEP or _nesting(parsed) > MAX_NESTING:
+                raise forms.ValidationError(
+                    "Nested more than %(levels)d levels deep: no setting needs that many.",
+                    code="invalid",
+                    params={"levels": MAX_NESTING},
+                )
         return super().to_python(value)
+
+    def bound_data(self, data, initial):
+        try:
+            return super().bound_data(data, initial)
+        except RecursionError:  # shown again as it was typed, as JSON with an error is
+            return InvalidJSONInput(data)
+
+
+# How deep a JSON setting may nest: a mapping is a few levels, and Python's own recursion
+# (masking, checking) must never meet the limit.
+MAX_NESTING = 64
+_TOO_DEEP = object()
+
+
+def _nesting(value) -> int:
+    """How many levels of arrays and objects `value` has, counted without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        )
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        if level > MAX_NESTING:
+            break
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 class SchemeURLField(forms.URLField):

@@ -8,7 +8,7 @@ from importer.forms.secrets import WriteOnlySecretsForm, keep_stored_secrets
 from importer.mapping import validate_document
 from importer.models import ImportSource
 from importer.redaction import (
-    mask_secret_values,
+    mask_setting,
     mask_url,
     restore_masked,
     restore_url,
@@ -176,7 +176,7 @@ class ImportSourceForm(WriteOnlySecretsForm):
                 self.initial[name] = mask_url(getattr(self.instance, name) or "")
         for name in MASKED_JSON_FIELDS:
             if name in self.fields:
-                self.initial[name] = mask_secret_values(getattr(self.instance, name))
+                self.initial[name] = mask_setting(name, getattr(self.instance, name))
         for name in AT_LEAST_ONE:
             if name in self.fields:
                 field = self.fields[name]

@@ -14,7 +14,7 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
@@ -23,7 +23,7 @@ import urllib3
 from django.conf import settings
 from urllib3.response import GzipDecoderState
 
-from importer.redaction import redact_for
+from importer.redaction import is_secret_name, redact_for, remember_secrets, secrets_of
 from importer.remote import RemoteSession, parse_retry_after, worth_retrying
 from importer.sources import limits
 from importer.sources.base import SourceError, config_error
@@ -101,14 +101,18 @@ def origin(url: str) -> tuple[str, str, int | None]:
     return scheme, (parts.hostname or "").lower(), port
 
 
-def with_query(url: str, add: dict[str, Any] | None = None, drop: str = "") -> str:
-    """`url` with the `add` parameters set (replacing any of the same name) and `drop` removed."""
+def with_query(
+    url: str, add: dict[str, Any] | None = None, drop: str | Callable[[str, str], bool] = ""
+) -> str:
+    """`url` with the `add` parameters set (replacing any of the same name), and without the
+    parameter named `drop` (or every one for which `drop(name, value)` is true)."""
     add = add or {}
+    dropped = drop if callable(drop) else lambda name, value: name == drop
     parts = urlsplit(url)
     kept = [
         (name, value)
         for name, value in parse_qsl(parts.query, keep_blank_values=True)
-        if name not in add and name != drop
+        if name not in add and not dropped(name, value)
     ]
     query = urlencode(kept + list(add.items()), doseq=True)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
@@ -155,6 +159,7 @@ class SourceHttp:
 
     def __init__(self, source, *, accept: str = "application/json") -> None:
         self.source = source
+        remember_secrets(secrets_of(source))  # for log lines of urllib3's own
         self.name = source.name
         self.auth = source.source_auth
         self.timeout = (
@@ -208,8 +213,16 @@ class SourceHttp:
             )
         for name in self.credential_headers:
             request.headers.pop(name, None)
-        if self.key_param:
-            request.url = with_query(request.url or "", drop=self.key_param)
+        # The query too: the key, and a credential written into the source URL or its extra
+        # parameters (a server that moved answers 301 to the new host with the same query).
+        secrets = set(secrets_of(self.source))
+
+        def credential(name: str, value: str) -> bool:
+            return name == self.key_param or is_secret_name(name) or value in secrets
+
+        url = request.url or ""
+        if any(credential(*pair) for pair in parse_qsl(urlsplit(url).query)):
+            request.url = with_query(url, drop=credential)
 
     # --- errors ----------------------------------------------------------------------------
 
@@ -356,9 +369,12 @@ class SourceHttp:
                 head = response.raw.read(size, decode_content=True) or b""
         except Exception:  # an unreadable error body must not hide the status
             return ""
-        text = head.decode("utf-8", "replace")
+        # In its declared charset, and without control characters (UTF-16 read as bytes),
+        # so that a secret it echoes reads as the secret, and is scrubbed.
+        text = _CONTROL_CHARACTERS.sub("", _decoded(head, response))
         if len(head) >= size:
-            text = text[: max(map(text.rfind, " \n,;\"'{}[]<>&="), default=0) + 1]
+            # ("=" is no cut: base64 and signed values hold it, and their start would stay.)
+            text = text[: max(map(text.rfind, " \n,;\"'{}[]<>&"), default=0) + 1]
         text = " ".join(self.scrub(text).split())
         return text[:limit] + ("..." if len(text) > limit else "")
 
@@ -539,6 +555,22 @@ class SourceHttp:
         if not isinstance(token, str) or not token:
             raise self.error(f"could not get an access token from the {where}", kind="auth")
         return token, lifetime
+
+
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _decoded(body: bytes, response: requests.Response) -> str:
+    """A text body as text: UTF-8 when it reads as such, else in its declared charset."""
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    declared = _CHARSET.search(response.headers.get("Content-Type") or "")
+    try:
+        return body.decode(declared.group(1) if declared else "utf-8", "replace")
+    except LookupError:
+        return body.decode("utf-8", "replace")
 
 
 def _as_utf8(body: bytearray, response: requests.Response) -> bytes | bytearray:
