@@ -688,11 +688,19 @@ def test_an_answer_cut_off_mid_way_is_worth_another_attempt(fake: FakeSource) ->
     assert ids(build_source(source).fetch_page("").records) == every_id(5)
 
 
-def test_a_records_selector_matching_nothing_names_the_path(fake: FakeSource) -> None:
+def test_a_records_selector_matching_nothing_names_the_path_and_what_is_there(
+    fake: FakeSource,
+) -> None:
     error = failure(rest_source(f"{fake.base_url}/api/offset", records_path="data.rows"))
     assert (error.kind, error.permanent) == ("bad_records", True)
     assert "'data.rows'" in error.message
+    assert "('data' holds items (a list))" in error.message
     assert_safe(error)
+    error = failure(rest_source(f"{fake.base_url}/api/offset", records_path="data"))
+    assert "'data' is not a list of records but dict" in error.message
+    assert "('data' holds items (a list))" in error.message
+    error = failure(rest_source(f"{fake.base_url}/api/offset", records_path="results"))
+    assert "(the answer holds data, meta)" in error.message
 
 
 def test_a_missing_endpoint_is_permanent_with_a_hint(fake: FakeSource) -> None:

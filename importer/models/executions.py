@@ -187,7 +187,11 @@ class Execution(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(
-        null=True, blank=True, help_text='When {"completed": true} was accepted by Assets.'
+        "all pages sent at",
+        null=True,
+        blank=True,
+        help_text="When Assets took the word that every page was sent, and began to process "
+        "the records into objects.",
     )
     finished_at = models.DateTimeField(null=True, blank=True)
     completion_attempts = models.PositiveIntegerField(

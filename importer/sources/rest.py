@@ -78,12 +78,13 @@ def select_records(document: Any, path: str, source_name: str) -> list[dict]:
     value = document
     walked: list[str] = []
     for key in [part for part in path.split(".") if part]:
+        parent = value
         walked.append(key)
         value = _step(value, key)
         if value is _MISSING:
             raise SourceError(
                 f"source '{source_name}' answered without '{'.'.join(walked)}': the records "
-                f"selector '{path}' matches nothing",
+                f"selector '{path}' matches nothing{_what_is_there(parent, walked[:-1])}",
                 kind="bad_records",
             )
     if value is None:  # the key is there, its list empty: Go writes an empty slice as null
@@ -92,7 +93,7 @@ def select_records(document: Any, path: str, source_name: str) -> list[dict]:
         where = f"'{path}'" if path else "the answer"
         raise SourceError(
             f"source '{source_name}': {where} is not a list of records but "
-            f"{type(value).__name__}: check the records selector",
+            f"{type(value).__name__}: check the records selector{_what_is_there(value, walked)}",
             kind="bad_records",
         )
     for number, record in enumerate(value, start=1):
@@ -103,6 +104,20 @@ def select_records(document: Any, path: str, source_name: str) -> list[dict]:
                 kind="bad_records",
             )
     return value
+
+
+def _what_is_there(value: Any, walked: list[str]) -> str:
+    """What an object on the way to the records holds, to choose the selector from: its keys,
+    those that hold lists first (names only: no value of the source's is shown)."""
+    if not isinstance(value, dict) or not value:
+        return ""
+    where = f"'{'.'.join(walked)}'" if walked else "the answer"
+    keys = sorted(value, key=lambda key: not isinstance(value[key], list))
+    shown = ", ".join(
+        f"{key} (a list)" if isinstance(value[key], list) else str(key) for key in keys[:12]
+    )
+    more = f" and {len(keys) - 12} more" if len(keys) > 12 else ""
+    return f" ({where} holds {shown[:400]}{more})"
 
 
 def cursor_for(config, index: int) -> str | None:

@@ -41,6 +41,14 @@ def forget_what_an_earlier_sandbox_held(sandbox_url: str) -> None:
     )
 
 
+def _shown_path(path: str) -> str:
+    """A path as typed in this directory (`.venv/bin/python`), or whole when elsewhere."""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
 def demo_source_config(*, sandbox_url: str, inventory_url: str) -> dict:
     return {
         "name": "demo-inventory",
@@ -142,6 +150,11 @@ class Command(BaseCommand):
         self._ensure_admin_user()
 
         manage = [sys.executable, str(Path(sys.argv[0]).resolve())]
+        slow_port = next(p for p in range(inventory_port + 11, 65535) if _port_is_free(p))
+        slow_inventory = (
+            f"{_shown_path(sys.executable)} manage.py demo_source --port {slow_port} "
+            "--records 5000 --latency 0.4"
+        )
         children = [
             subprocess.Popen([*manage, "runserver", "--noreload", f"127.0.0.1:{port}"]),
             subprocess.Popen([*manage, "qcluster"]),
@@ -157,7 +170,8 @@ class Command(BaseCommand):
                 "everything.\n"
                 f"A source of your own: the sandbox takes any workspace id and import source "
                 f"id (one per source) with the token '{SANDBOX_TOKEN}'; a slower inventory to "
-                "read from: `python manage.py demo_source --port 8093 --latency 0.4`.\n"
+                f"read from: `{slow_inventory}` (then its records are at "
+                f"http://127.0.0.1:{slow_port}/api/computers, under 'items').\n"
             )
         )
         signal.signal(signal.SIGTERM, _interrupt)
