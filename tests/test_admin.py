@@ -352,10 +352,10 @@ def test_a_source_page_starts_an_import_from_its_own_button(staff_client, make_s
     assert buttons == ["start_import", "push_mapping"]
 
     # The button posts what it holds to the list's actions, and comes back to the source.
-    assert '<input type="hidden" name="_back_to_source" value="1">' in page.content.decode()
+    assert '<input type="hidden" name="_back_to_page" value="1">' in page.content.decode()
     answer = staff_client.post(
         reverse("admin:importer_importsource_changelist"),
-        {"action": "start_import", "_selected_action": str(source.pk), "_back_to_source": "1"},
+        {"action": "start_import", "_selected_action": str(source.pk), "_back_to_page": "1"},
         follow=True,
     )
 

@@ -618,15 +618,19 @@ def test_channel_secrets_are_encrypted_and_never_shown_again(admin_client, pushe
     assert channel.secret_header_value == "Bearer header-secret"
 
 
-def test_the_admin_sends_a_test_message_through_a_channel(admin_client, smtp_server):
+def test_the_channel_page_sends_a_test_message_and_comes_back(admin_client, smtp_server):
     channel = email_channel(recipients="me@example.com")
+    page_url = reverse("admin:importer_notificationchannel_change", args=[channel.pk])
+    page = admin_client.get(page_url).content.decode()
+    assert ">Send a test message</button>" in page
 
     response = admin_client.post(
         reverse("admin:importer_notificationchannel_changelist"),
-        {"action": "send_check_message", "_selected_action": [channel.pk]},
+        {"action": "send_check_message", "_selected_action": [channel.pk], "_back_to_page": "1"},
         follow=True,
     )
 
+    assert response.redirect_chain[-1][0] == page_url
     assert "A test message is on its way" in response.content.decode()
     [(_, recipients, mail)] = smtp_server.messages
     assert recipients == ["me@example.com"]
@@ -654,6 +658,26 @@ def test_the_admin_test_message_uses_the_channel_format(admin_client, httpserver
     # The list of alerts says which channel a test message went to.
     alerts = admin_client.get(reverse("admin:importer_alert_changelist")).content.decode()
     assert "1 sent, to chat" in alerts
+
+
+def test_a_test_message_that_fails_is_not_sent_again_later(admin_client, httpserver):
+    # Sent again minutes later, it would arrive once someone mended the channel, telling of
+    # nothing: the failure shows at once, and the channel is tried anew by another test.
+    httpserver.expect_request("/hook").respond_with_data("receiver is broken", status=503)
+    channel = webhook_channel(httpserver.url_for("/hook"))
+
+    admin_client.post(
+        reverse("admin:importer_notificationchannel_changelist"),
+        {"action": "send_check_message", "_selected_action": [channel.pk]},
+    )
+
+    delivery = Delivery.objects.get()
+    assert delivery.state == Delivery.State.FAILED and delivery.next_attempt_at is None
+    assert delivery.error.startswith("the test message failed: ")
+    assert not fire_due_retries()
+    assert len(httpserver.log) == 1
+    channel.refresh_from_db()
+    assert channel.is_failing
 
 
 def test_the_admin_saves_a_channel_webhook_format(admin_client):

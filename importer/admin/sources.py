@@ -3,11 +3,9 @@ and push (the mapping's own pages, preview, pull and draft, are in `mapping_page
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.contrib.admin.widgets import AdminURLFieldWidget
 from django.db import models
 from django.db.models import OuterRef, Subquery
-from django.http import HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.formats import date_format
@@ -16,6 +14,7 @@ from django.utils.timezone import localtime
 from django.utils.translation import ngettext
 
 from importer import services
+from importer.admin.buttons import PageButtons
 from importer.admin.deleting import CountedDeletion, DeletedInAssetsFirst
 from importer.admin.display import (
     MASKED_FOR_VIEWERS,
@@ -51,7 +50,9 @@ class ImportSourceAdminForm(ImportSourceForm):
 
 
 @admin.register(ImportSource)
-class ImportSourceAdmin(MappingPages, DeletedInAssetsFirst, CountedDeletion, admin.ModelAdmin):
+class ImportSourceAdmin(
+    PageButtons, MappingPages, DeletedInAssetsFirst, CountedDeletion, admin.ModelAdmin
+):
     form = ImportSourceAdminForm
     formfield_overrides = {
         models.URLField: {"form_class": SchemeURLField},
@@ -120,20 +121,6 @@ class ImportSourceAdmin(MappingPages, DeletedInAssetsFirst, CountedDeletion, adm
             for name, errors in form.errors.items()
             if name in form.fields
         ]
-        # The actions a source is mostly opened for, as buttons at the top of its page (they
-        # post to the list's actions, so the same permissions and messages apply).
-        context["source_buttons"] = (
-            [
-                (name, label)
-                for name, label, allowed in (
-                    ("start_import", "Start import", self.has_start_permission(request)),
-                    ("push_mapping", "Push mapping", self.has_change_permission(request, obj)),
-                )
-                if allowed
-            ]
-            if obj is not None
-            else []
-        )
         # The source's own pages: what an import would send, and the mapping's other sides.
         context["source_links"] = (
             [
@@ -149,15 +136,16 @@ class ImportSourceAdmin(MappingPages, DeletedInAssetsFirst, CountedDeletion, adm
         )
         return super().render_change_form(request, context, add, change, form_url, obj)
 
-    def response_action(self, request, queryset):
-        """A button of a source's page comes back to that page, with the action's messages."""
-        response = super().response_action(request, queryset)
-        source_id = request.POST.get(helpers.ACTION_CHECKBOX_NAME, "")
-        if response is not None and request.POST.get("_back_to_source") and source_id.isdigit():
-            return HttpResponseRedirect(
-                reverse("admin:importer_importsource_change", args=[source_id])
+    def page_buttons(self, request, obj):
+        """The actions a source is mostly opened for."""
+        return [
+            (name, label)
+            for name, label, allowed in (
+                ("start_import", "Start import", self.has_start_permission(request)),
+                ("push_mapping", "Push mapping", self.has_change_permission(request, obj)),
             )
-        return response
+            if allowed
+        ]
 
     def get_fieldsets(self, request, obj=None):
         if obj is None:

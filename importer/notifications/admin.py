@@ -8,6 +8,7 @@ from django.utils.timezone import localtime
 from django.utils.translation import ngettext
 
 from importer import notifications
+from importer.admin.buttons import PageButtons
 from importer.admin.display import masked_fieldsets, state_badge, stored_choices, stored_secret
 from importer.models import Alert, Delivery, NotificationChannel
 from importer.notifications.delivery import where
@@ -32,7 +33,7 @@ class NotificationChannelAdminForm(NotificationChannelForm):
 
 
 @admin.register(NotificationChannel)
-class NotificationChannelAdmin(admin.ModelAdmin):
+class NotificationChannelAdmin(PageButtons, admin.ModelAdmin):
     form = NotificationChannelAdminForm
     list_display = [
         "name",
@@ -162,6 +163,9 @@ class NotificationChannelAdmin(admin.ModelAdmin):
             "<th>Error</th></tr>{}</table>",
             rows,
         )
+
+    def page_buttons(self, request, obj):
+        return [("send_check_message", "Send a test message")]
 
     @admin.action(description="Send a test message")
     def send_check_message(self, request, queryset):

@@ -207,7 +207,10 @@ def _failed(delivery: Delivery, error: DeliveryError) -> Delivery:
     channel = delivery.channel
     now = timezone.now()
     message = _hide(error.message, channel)[:1000]
-    retry = not error.permanent and delivery.attempts < MAX_ATTEMPTS
+    # A test message tells whether the channel works now: tried again later, it would arrive
+    # long after, once someone mended the channel, and tell of nothing.
+    test = delivery.alert.kind == Alert.Kind.TEST
+    retry = not error.permanent and delivery.attempts < MAX_ATTEMPTS and not test
     if retry:
         delay = RETRY_DELAYS[delivery.attempts - 1]
         Delivery.objects.filter(pk=delivery.pk, state=DState.SENDING).update(
@@ -221,7 +224,11 @@ def _failed(delivery: Delivery, error: DeliveryError) -> Delivery:
         Delivery.objects.filter(pk=delivery.pk, state=DState.SENDING).update(
             state=DState.FAILED,
             next_attempt_at=None,
-            error=f"gave up after {delivery.attempts} attempt(s): {message}",
+            error=(
+                f"the test message failed: {message}"
+                if test
+                else f"gave up after {delivery.attempts} attempt(s): {message}"
+            ),
             updated_at=now,
         )
     if channel.enabled:
