@@ -31,7 +31,7 @@ from importer.sources import (
     cursor_for,
     files,
     json_file,
-    transport,
+    oauth,
 )
 from tests.conftest import wait_for
 from tests.fake_source import ONE_MB, FakeSource, fake_record, jsonl, self_signed_certificate
@@ -42,10 +42,10 @@ N = 23
 
 @pytest.fixture(autouse=True)
 def fresh_caches() -> Iterator[None]:
-    transport.clear_token_cache()
+    oauth.clear_token_cache()
     files.clear_download_cache()
     yield
-    transport.clear_token_cache()
+    oauth.clear_token_cache()
     files.clear_download_cache()
 
 

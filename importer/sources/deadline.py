@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import requests
 from requests.adapters import HTTPAdapter
 
 # When the answer being awaited must have arrived (time.monotonic()); None: no deadline.
@@ -165,3 +166,20 @@ def mount_deadline_adapter(session: Any) -> Any:
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
+
+
+def until(deadline: float | None, response: requests.Response):
+    """A block in which reads of `response` are cut off once `deadline` passes: the socket
+    timeout bounds each read, not the answer, and a source may drip its bytes."""
+    return cut_off_at(deadline, getattr(response.raw, "shutdown", None))
+
+
+def discard(response: requests.Response, deadline: float | None, limit: int = 64 * 1024) -> None:
+    """Read what is left of a small error body (by `deadline`), then close: the server sees
+    a clean close."""
+    try:
+        with until(deadline, response):
+            response.raw.read(limit, decode_content=False)
+    except Exception:  # nothing to salvage from a broken error answer
+        pass
+    response.close()

@@ -39,7 +39,8 @@ from django.core.files.storage import default_storage
 
 from importer.sources import limits
 from importer.sources.base import Page, SourceError, config_error, number_cursor
-from importer.sources.transport import SourceHttp, with_query
+from importer.sources.transport import SourceHttp
+from importer.sources.urls import with_query
 
 DOWNLOAD_MAX_AGE_SECONDS = 300.0
 # A downloaded file larger than this is refused: it would only fill the disk.

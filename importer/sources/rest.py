@@ -41,7 +41,8 @@ from importer.redaction import secret_forms, secrets_of
 from importer.sources import limits
 from importer.sources.base import Page, SourceError, config_error, number_cursor
 from importer.sources.rules import cursor_path_problem
-from importer.sources.transport import SourceHttp, public_url, with_query
+from importer.sources.transport import SourceHttp
+from importer.sources.urls import public_url, with_query
 
 PAGINATIONS = ("offset", "page", "cursor", "next_url", "link_header", "none")
 # An error answer to the request after a short page means "nothing here" (the source's end).

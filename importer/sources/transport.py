@@ -8,15 +8,14 @@ Reads are bounded in bytes, in JSON values and in time (see `importer/sources/li
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import requests
 import urllib3
@@ -25,20 +24,17 @@ from urllib3.response import GzipDecoderState
 
 from importer.redaction import is_secret_name, redact_for, remember_secrets, secrets_of
 from importer.remote import RemoteSession, parse_retry_after, worth_retrying
-from importer.sources import limits
+from importer.sources import limits, oauth
 from importer.sources.base import SourceError, config_error
-from importer.sources.deadline import cut_off_at, mount_deadline_adapter, request_deadline
+from importer.sources.deadline import discard, mount_deadline_adapter, request_deadline, until
 from importer.sources.rules import ca_bundle_problem
+from importer.sources.urls import origin, public_url, with_query
 
 # A single REST page (or JSON file) larger than this is refused rather than held in memory.
 MAX_PAGE_BYTES = 50 * 1024 * 1024
 _CHARSET = re.compile(r"""charset\s*=\s*["']?([\w.:-]+)""", re.IGNORECASE)
 _UTF8_NAMES = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
 READ_CHUNK_BYTES = 64 * 1024
-# A cached OAuth2 token is dropped this long before the provider says it expires.
-TOKEN_EXPIRY_MARGIN_SECONDS = 30.0
-# Providers that omit `expires_in` still get their token reused, for this long.
-DEFAULT_TOKEN_LIFETIME_SECONDS = 300.0
 # An answer that does not parse (cut off mid-way, a proxy's HTML page) is usually a passing
 # fault: the chunk tries this many times in all, then fails with what the source sent.
 UNPARSABLE_ANSWER_ATTEMPTS = 3
@@ -51,18 +47,9 @@ STATUS_HINTS = {
 }
 STATUS_KINDS = {401: "auth", 403: "auth", 404: "not_found", 429: "rate_limited"}
 
-# OAuth2 access tokens, per process: (token_url, client_id, scope) -> (token, monotonic expiry).
-_tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
-_tokens_lock = threading.Lock()
 # PEM text digest -> path of a private temp file holding it, per process.
 _ca_files: dict[str, str] = {}
 _ca_lock = threading.Lock()
-
-
-def clear_token_cache() -> None:
-    """Forget every cached OAuth2 token (tests, and operators rotating a client secret)."""
-    with _tokens_lock:
-        _tokens.clear()
 
 
 def ca_bundle_path(pem: str) -> str:
@@ -76,63 +63,6 @@ def ca_bundle_path(pem: str) -> str:
                 file.write(pem)
             _ca_files[digest] = path
         return path
-
-
-def public_url(url: str) -> str:
-    """The URL without credentials or query string: safe to put in a message."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def origin(url: str) -> tuple[str, str, int | None]:
-    """(scheme, host, port) of a URL: where a browser would draw its security boundary."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port or DEFAULT_PORTS.get(scheme)
-    except ValueError:  # a port that is not a number: no origin matches it
-        port = -1
-    return scheme, (parts.hostname or "").lower(), port
-
-
-def with_query(
-    url: str, add: dict[str, Any] | None = None, drop: str | Callable[[str, str], bool] = ""
-) -> str:
-    """`url` with the `add` parameters set (replacing any of the same name), and without the
-    parameter named `drop` (or every one for which `drop(name, value)` is true)."""
-    add = add or {}
-    dropped = drop if callable(drop) else lambda name, value: name == drop
-    parts = urlsplit(url)
-    kept = [
-        (name, value)
-        for name, value in parse_qsl(parts.query, keep_blank_values=True)
-        if name not in add and not dropped(name, value)
-    ]
-    query = urlencode(kept + list(add.items()), doseq=True)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
-
-
-def _discard(response: requests.Response, deadline: float | None, limit: int = 64 * 1024) -> None:
-    """Read what is left of a small error body (by `deadline`), then close: the server sees
-    a clean close."""
-    try:
-        with until(deadline, response):
-            response.raw.read(limit, decode_content=False)
-    except Exception:  # nothing to salvage from a broken error answer
-        pass
-    response.close()
-
-
-def until(deadline: float | None, response: requests.Response):
-    """A block in which reads of `response` are cut off once `deadline` passes: the socket
-    timeout bounds each read, not the answer, and a source may drip its bytes."""
-    return cut_off_at(deadline, getattr(response.raw, "shutdown", None))
 
 
 class _SourceSession(RemoteSession):
@@ -264,8 +194,8 @@ class SourceHttp:
         response = self._send(url, what)
         if response.status_code == 401 and self.auth == "oauth2_client_credentials":
             # The token may have been revoked or expired early: one fresh token, one more try.
-            _discard(response, self.deadline)
-            self._drop_token(self._access_token)
+            discard(response, self.deadline)
+            oauth.drop_token(self.source, self._access_token)
             response = self._send(url, what)
         if not response.ok:
             raise self._status_error(response, url)
@@ -274,7 +204,8 @@ class SourceHttp:
     def _send(self, url: str, what: str) -> requests.Response:
         headers = {}
         if self.auth == "oauth2_client_credentials":
-            headers["Authorization"] = f"Bearer {self._token()}"
+            self._access_token = oauth.access_token(self)
+            headers["Authorization"] = f"Bearer {self._access_token}"
         if self.key_param:
             url = with_query(url, {self.key_param: self.source.source_token})
         return self._call("GET", url, what=what, headers=headers, verify=self.verify, stream=True)
@@ -341,7 +272,7 @@ class SourceHttp:
         elif "json" in content_type or content_type.startswith("text/"):
             excerpt = self._excerpt(response)
             detail = f": {excerpt}" if excerpt else ""
-        _discard(response, self.deadline)
+        discard(response, self.deadline)
         hint = STATUS_HINTS.get(status)
         if response.history and origin(response.url) != origin(url):
             hint = (
@@ -463,98 +394,6 @@ class SourceHttp:
                 kind="not_json",
                 max_attempts=UNPARSABLE_ANSWER_ATTEMPTS,
             ) from None
-
-    # --- OAuth2 client credentials ---------------------------------------------------------
-
-    @property
-    def _token_key(self) -> tuple[str, str, str]:
-        source = self.source
-        return (source.oauth_token_url, source.auth_username, source.oauth_scope)
-
-    def _token(self) -> str:
-        with _tokens_lock:
-            cached = _tokens.get(self._token_key)
-        if cached and cached[1] > time.monotonic():
-            self._access_token = cached[0]
-            return cached[0]
-        token, lifetime = self._request_token()
-        expires = time.monotonic() + max(lifetime - TOKEN_EXPIRY_MARGIN_SECONDS, 0.0)
-        with _tokens_lock:
-            _tokens[self._token_key] = (token, expires)
-        self._access_token = token
-        return token
-
-    def _drop_token(self, token: str) -> None:
-        """Forget `token`, unless another thread has already replaced it with a fresh one."""
-        with _tokens_lock:
-            cached = _tokens.get(self._token_key)
-            if cached and cached[0] == token:
-                del _tokens[self._token_key]
-
-    def _request_token(self) -> tuple[str, float]:
-        """A new access token and its lifetime in seconds, from the client-credentials grant."""
-        source = self.source
-        form = {
-            "grant_type": "client_credentials",
-            "client_id": source.auth_username,
-            "client_secret": source.source_token,
-        }
-        if source.oauth_scope:
-            form["scope"] = source.oauth_scope
-        # Not the source's session: its extra headers are meant for the source, not the IdP.
-        with mount_deadline_adapter(requests.Session()) as client:
-            response = self._call(
-                "POST",
-                source.oauth_token_url,
-                what="a token answer",
-                client=client,
-                data=form,
-                headers={"Accept": "application/json"},
-                verify=self.verify,
-                stream=True,
-                # A redirect would carry the client secret to wherever it points (307/308 re-post).
-                allow_redirects=False,
-            )
-        where = f"OAuth2 token endpoint {public_url(source.oauth_token_url)}"
-        if response.is_redirect:
-            status = response.status_code
-            target = urljoin(source.oauth_token_url, response.headers.get("Location", ""))
-            _discard(response, self.deadline)
-            raise self.error(
-                f"could not get an access token: the {where} answered {status} with a redirect "
-                f"to {public_url(target)}; the client secret is never sent after a redirect: "
-                "set the token URL to the address that answers",
-                status=status,
-                kind="auth",
-            )
-        if not response.ok:
-            status = response.status_code
-            _discard(response, self.deadline)
-            refused = status in (400, 401, 403)
-            raise self.error(
-                f"could not get an access token: the {where} answered {status} {response.reason}"
-                + ("; check the client id, client secret and scope" if refused else ""),
-                permanent=not worth_retrying(status),
-                status=status,
-                retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                kind="auth" if refused else "server_error",
-            )
-        body = bytearray()
-        for piece in self.iter_body(response, limit=1024 * 1024, what="a token answer"):
-            body += piece
-        try:
-            answer = json.loads(body)
-            token = answer["access_token"]
-            lifetime = float(answer.get("expires_in") or DEFAULT_TOKEN_LIFETIME_SECONDS)
-        except (ValueError, TypeError, KeyError):
-            raise self.error(
-                f"could not get an access token: the {where} answered without a usable "
-                "access_token",
-                kind="auth",
-            ) from None
-        if not isinstance(token, str) or not token:
-            raise self.error(f"could not get an access token from the {where}", kind="auth")
-        return token, lifetime
 
 
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

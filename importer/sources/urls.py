@@ -1,0 +1,47 @@
+"""URLs of sources: what a message may show of them, their origin, and their query."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+
+def public_url(url: str) -> str:
+    """The URL without credentials or query string: safe to put in a message."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL: where a browser would draw its security boundary."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or DEFAULT_PORTS.get(scheme)
+    except ValueError:  # a port that is not a number: no origin matches it
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def with_query(
+    url: str, add: dict[str, Any] | None = None, drop: str | Callable[[str, str], bool] = ""
+) -> str:
+    """`url` with the `add` parameters set (replacing any of the same name), and without the
+    parameter named `drop` (or every one for which `drop(name, value)` is true)."""
+    add = add or {}
+    dropped = drop if callable(drop) else lambda name, value: name == drop
+    parts = urlsplit(url)
+    kept = [
+        (name, value)
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        if name not in add and not dropped(name, value)
+    ]
+    query = urlencode(kept + list(add.items()), doseq=True)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
