@@ -7,6 +7,7 @@ decide between retrying and failing by type.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ import requests
 from django.conf import settings
 
 from importer import json_codec
+from importer.deadline import AnswerTooSlow, mount_deadline_adapter, request_deadline, until
 from importer.redaction import redact
 from importer.remote import RemoteError, RemoteSession, parse_retry_after
 
@@ -217,7 +219,7 @@ class AssetsClient:
         self.timeout = timeout if timeout is not None else settings.HTTP_TIMEOUT
         # Kept to scrub it from Assets' own error texts, which may quote what they were sent.
         self._token = token
-        self.session = RemoteSession()
+        self.session = mount_deadline_adapter(RemoteSession())
         self.session.headers.update(
             {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         )
@@ -232,7 +234,12 @@ class AssetsClient:
         )
 
     def _call(self, method: str, path: str, action: str, body: Any = None) -> Any:
+        """One request, whose whole answer must arrive within the timeout: a proxy that
+        drips its answer a byte at a time keeps each read within a socket timeout, and
+        would hold the worker (and the page's lease) as long as it likes."""
         url = self.root + path
+        deadline = time.monotonic() + self.timeout
+        reset = request_deadline.set(deadline)
         try:
             response = self.session.request(
                 method,
@@ -240,11 +247,22 @@ class AssetsClient:
                 data=None if body is None else json_codec.encode(body),
                 headers={"Content-Type": "application/json"} if body is not None else None,
                 timeout=self.timeout,
+                stream=True,
             )
-        except requests.Timeout:
-            raise AssetsUnavailable(f"{action}: Assets did not answer within {self.timeout:g} s")
-        except requests.RequestException as exc:
-            raise AssetsUnavailable(f"{action}: could not reach Assets ({type(exc).__name__})")
+            with until(deadline, response):
+                response.content  # noqa: B018 (read here, by the deadline)
+            if time.monotonic() >= deadline:
+                raise AnswerTooSlow("the answer did not arrive before the deadline")
+        except (requests.RequestException, AnswerTooSlow) as exc:
+            if isinstance(exc, (requests.Timeout, AnswerTooSlow)) or time.monotonic() >= deadline:
+                raise AssetsUnavailable(
+                    f"{action}: Assets did not answer within {self.timeout:g} s (HTTP_TIMEOUT)"
+                ) from None
+            raise AssetsUnavailable(
+                f"{action}: could not reach Assets ({type(exc).__name__})"
+            ) from None
+        finally:
+            request_deadline.reset(reset)
         if not response.ok:
             raise error_for_response(response, action, secrets=[self._token])
         if not response.content:

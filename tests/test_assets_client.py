@@ -8,6 +8,7 @@ from werkzeug import Response
 
 from importer import assets
 from importer.assets import AssetsClient
+from tests.conftest import SANDBOX_TOKEN
 
 ROOT = "/jsm/assets/workspace/ws-1/v1/importsource/src-1"
 
@@ -158,6 +159,25 @@ def test_a_silent_assets_times_out_as_a_transient_error():
             client.get_mapping()
 
     assert "did not answer within 0.3 s" in caught.value.message
+
+
+def test_an_answer_dripped_a_byte_at_a_time_is_cut_off_at_the_timeout(sandbox):
+    # A sick proxy: every read gets a byte well within the socket timeout, and the answer
+    # would take a minute.
+    sandbox.faults.add(method="GET", path_contains="/schema-and-mapping", status=0, drip=0.2)
+    client = AssetsClient(
+        base_url=sandbox.base_url,
+        workspace_id="ws-1",
+        import_source_id="src-1",
+        token=SANDBOX_TOKEN,
+        timeout=1,
+    )
+
+    with pytest.raises(assets.AssetsUnavailable) as caught:
+        client.get_mapping()
+
+    assert "did not answer within 1 s (HTTP_TIMEOUT)" in caught.value.message
+    assert caught.value.permanent is False  # tried again, as a timeout is
 
 
 def test_the_failure_reason_is_cut_to_1024_characters(httpserver, client):

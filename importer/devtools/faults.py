@@ -32,7 +32,9 @@ class FaultRule:
     status 0 only delays the request (`delay` seconds) and then answers it normally;
     `drop` closes the connection without any answer, like a crashed proxy; `lose_answer`
     does the request's work and then closes the connection without its answer, like a proxy
-    that gave up waiting. `body_contains` narrows the rule to requests whose body holds it.
+    that gave up waiting; `drip` sends the answer (the rule's, or the real one with status 0)
+    a byte every `drip` seconds, like a sick proxy. `body_contains` narrows the rule to
+    requests whose body holds it.
     """
 
     method: str | None = None
@@ -45,6 +47,7 @@ class FaultRule:
     lose_answer: bool = False
     body: str | None = None
     body_contains: str = ""
+    drip: float = 0.0
 
     def __post_init__(self) -> None:
         if self.method is not None:
@@ -53,8 +56,8 @@ class FaultRule:
             raise ValueError("times must be a positive number of requests, or -1 for forever")
         if self.status != 0 and not 200 <= self.status <= 599:
             raise ValueError("status must be 0 (delay only) or an HTTP status code")
-        if self.delay < 0:
-            raise ValueError("delay must not be negative")
+        if self.delay < 0 or self.drip < 0:
+            raise ValueError("delay and drip must not be negative")
         if self.retry_after is not None:
             self.retry_after = str(self.retry_after)
 
@@ -308,7 +311,7 @@ class _Handler(BaseHTTPRequestHandler):
         if rule is not None and rule.lose_answer:
             self._hang_up()
             return
-        self._send(reply)
+        self._send(reply, drip=rule.drip if rule is not None else 0.0)
 
     def _apply_fault(self, rule: FaultRule) -> bool:
         """Sleep, then drop or answer as the rule says; False means carry on normally."""
@@ -323,7 +326,7 @@ class _Handler(BaseHTTPRequestHandler):
         reply = Reply(rule.status, body.encode(), _content_type_of(body))
         if rule.retry_after is not None:
             reply.headers["Retry-After"] = rule.retry_after
-        self._send(reply)
+        self._send(reply, drip=rule.drip)
         return True
 
     def _hang_up(self) -> None:
@@ -334,7 +337,10 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    def _send(self, reply: Reply) -> None:
+    def _send(self, reply: Reply, *, drip: float = 0.0) -> None:
+        if drip:
+            self._send_dripping(reply, drip)
+            return
         self.send_response(reply.status)
         for name, value in reply.headers.items():
             self.send_header(name, value)
@@ -344,6 +350,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if reply.status != 204:
             self.wfile.write(reply.body)
+
+    def _send_dripping(self, reply: Reply, interval: float) -> None:
+        """The whole answer a byte at a time, until it is sent or the client hangs up."""
+        lines = [f"HTTP/1.1 {reply.status} {self.responses.get(reply.status, ('',))[0]}"]
+        lines += [f"{name}: {value}" for name, value in reply.headers.items()]
+        lines += [f"Content-Type: {reply.content_type}", f"Content-Length: {len(reply.body)}"]
+        answer = ("\r\n".join(lines) + "\r\n\r\n").encode() + reply.body
+        self.close_connection = True
+        try:
+            for position in range(len(answer)):
+                self.wfile.write(answer[position : position + 1])
+                self.wfile.flush()
+                time.sleep(interval)
+        except OSError:
+            pass  # the client gave up waiting, as it should
 
     def log_message(self, format: str, *args: Any) -> None:
         if self.app.log_requests:

@@ -18,15 +18,15 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from importer import work_queue
-from importer.models import Alert, Delivery, NotificationChannel
-from importer.notifications.formats import webhook_payload
-from importer.redaction import redact
-from importer.sources.deadline import (
+from importer.deadline import (
     AnswerTooSlow,
     cut_off_at,
     mount_deadline_adapter,
     request_deadline,
 )
+from importer.models import Alert, Delivery, NotificationChannel
+from importer.notifications.formats import webhook_payload
+from importer.redaction import redact
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from urllib.parse import urljoin
 
 import requests
 
+from importer.deadline import discard, mount_deadline_adapter
 from importer.remote import parse_retry_after, worth_retrying
-from importer.sources.deadline import discard, mount_deadline_adapter
 from importer.sources.urls import public_url
 
 if TYPE_CHECKING:

@@ -22,11 +22,11 @@ import urllib3
 from django.conf import settings
 from urllib3.response import GzipDecoderState
 
+from importer.deadline import discard, mount_deadline_adapter, request_deadline, until
 from importer.redaction import is_secret_name, redact_for, remember_secrets, secrets_of
 from importer.remote import RemoteSession, parse_retry_after, worth_retrying
 from importer.sources import limits, oauth
 from importer.sources.base import SourceError, config_error
-from importer.sources.deadline import discard, mount_deadline_adapter, request_deadline, until
 from importer.sources.rules import ca_bundle_problem
 from importer.sources.urls import origin, public_url, with_query
 
@@ -216,7 +216,7 @@ class SourceHttp:
         """One request through `client` (the source's session by default), errors typed.
 
         The answer's status line and headers must arrive by the page's deadline (see
-        `importer/sources/deadline.py`), and so must the connection: its timeout is cut to
+        `importer/deadline.py`), and so must the connection: its timeout is cut to
         what is left of the budget.
         """
         where = public_url(url)

@@ -62,7 +62,7 @@ class Watchdog:
             self._armed[handle] = (deadline, cut)
             if self._thread is None:
                 self._thread = threading.Thread(
-                    target=self._run, name="source-deadline-watchdog", daemon=True
+                    target=self._run, name="answer-deadline-watchdog", daemon=True
                 )
                 self._thread.start()
             elif deadline < self._next_check:
