@@ -76,9 +76,9 @@ class StreamReply(Reply):
 class _StreamingHandler(faults._Handler):
     """The dev servers' handler, able to stream a StreamReply instead of one bytes body."""
 
-    def _send(self, reply: Reply) -> None:
-        if not isinstance(reply, StreamReply):
-            super()._send(reply)
+    def _send(self, reply: Reply, *, drip: float = 0.0) -> None:
+        if not isinstance(reply, StreamReply) or drip:
+            super()._send(reply, drip=drip)
             return
         if reply.head_drip_interval:
             self._send_head_dripping(reply)
