@@ -182,6 +182,9 @@ HOUSEKEEPING_SECONDS = env.float("HOUSEKEEPING_SECONDS", default=10.0)
 RETRY_HTTP_500 = env.bool("RETRY_HTTP_500", default=True)
 # How long a transient failure (timeout, 429, 5xx) is retried before a chunk fails for good.
 CHUNK_MAX_ATTEMPTS = env.int("CHUNK_MAX_ATTEMPTS", default=5)
+# A page refused with 429 (Assets or the source rate limiting) waits as asked, and is tried this
+# many times: a long spell of rate limiting must not fail an import that would go through.
+RATE_LIMITED_MAX_ATTEMPTS = env.int("RATE_LIMITED_MAX_ATTEMPTS", default=20)
 # A retry due within this many seconds waits in the worker; a later one is rescheduled, and
 # the cluster's ticker sends it within a second of its time, so a longer wait here would only
 # keep the worker from other imports (importer/ticker.py).

@@ -7,8 +7,10 @@ decide between retrying and failing by type.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
+from html import unescape
 from typing import Any
 
 import requests
@@ -119,10 +121,21 @@ def execution_id_from_links(links: dict[str, str]) -> str:
 
 
 def truncate_reason(reason: str, limit: int = FAILURE_REASON_LIMIT) -> str:
-    """Assets takes at most 1024 characters; keep the start, which says what failed."""
-    if len(reason) <= limit:
+    """Assets takes at most 1024 characters, counted as Java counts them (UTF-16 units: an
+    emoji is two); keep the start, which says what failed."""
+    if _java_length(reason) <= limit:
         return reason
-    return reason[: limit - 1] + "…"
+    kept, used = [], 0
+    for character in reason:
+        used += _java_length(character)
+        if used > limit - 1:  # room for the "…"
+            break
+        kept.append(character)
+    return "".join(kept) + "…"
+
+
+def _java_length(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
 
 
 def _error_detail(response: requests.Response, secrets: list[str]) -> str:
@@ -132,7 +145,7 @@ def _error_detail(response: requests.Response, secrets: list[str]) -> str:
     try:
         body = response.json()
     except ValueError:
-        return text[:300]
+        return _page_title(text) if text.startswith("<") else text[:300]
     if isinstance(body, dict):
         messages = list(body.get("errorMessages") or [])
         errors = body.get("errors")
@@ -143,6 +156,18 @@ def _error_detail(response: requests.Response, secrets: list[str]) -> str:
         if messages:
             return redact("; ".join(str(message) for message in messages), secrets)[:500]
     return text[:300]
+
+
+def _page_title(html: str) -> str:
+    """What an HTML error page (a gateway's, a proxy's) says, without its markup."""
+    found = _TITLE.search(html) or _HEADING.search(html)
+    words = _TAG.sub(" ", found.group(1) if found else html)
+    return " ".join(unescape(words).split())[:150]
+
+
+_TITLE = re.compile(r"(?is)<title[^>]*>(.*?)</title>")
+_HEADING = re.compile(r"(?is)<h1[^>]*>(.*?)</h1>")
+_TAG = re.compile(r"(?s)<[^>]*>")
 
 
 STARTING = "Starting the import"
@@ -164,6 +189,11 @@ _ERRORS_BY_STATUS = {
     ),
     404: (AssetsNotFound, "Assets does not know this workspace, import source or execution (404)"),
     409: (AssetsConflict, "Assets reports a conflict (409)"),
+    413: (
+        AssetsBadRequest,
+        "Assets refused the request as too large (413): lower the source's page size, so "
+        "that each chunk holds fewer records",
+    ),
     429: (AssetsRateLimited, "Assets is rate limiting us (429)"),
 }
 
@@ -311,6 +341,11 @@ class AssetsClient:
         )
         answer = answer if isinstance(answer, dict) else {}
         status = answer.get("status") or answer.get("state") or answer.get("executionStatus") or ""
+        if not status:  # a proxy's page, or an answer of another shape: read again
+            raise AssetsServerError(
+                "Reading the execution status: Assets answered without a status (not JSON, "
+                "or no 'status' in it)"
+            )
         return ExecutionStatus(status=str(status).upper(), raw=answer)
 
     def cancel_execution(self, execution_id: str) -> None:

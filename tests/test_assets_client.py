@@ -180,6 +180,35 @@ def test_an_answer_dripped_a_byte_at_a_time_is_cut_off_at_the_timeout(sandbox):
     assert caught.value.permanent is False  # tried again, as a timeout is
 
 
+def test_a_chunk_assets_finds_too_large_says_to_lower_the_page_size(httpserver, client):
+    page = "<html><head><title>413 Request Entity Too Large</title></head><body>" + "x" * 900
+    httpserver.expect_request(f"{ROOT}/executions/exec-42/data", method="POST").respond_with_data(
+        page, status=413, content_type="text/html"
+    )
+
+    with pytest.raises(assets.AssetsBadRequest) as caught:
+        client.submit_chunk("exec-42", {"laptops": [{"serial": "A"}]})
+
+    assert "lower the source's page size" in caught.value.message
+    assert caught.value.message.endswith(": 413 Request Entity Too Large")  # no markup
+    assert caught.value.permanent
+
+
+def test_a_gateways_html_error_page_is_quoted_by_its_heading_alone(httpserver, client):
+    page = (
+        "<!DOCTYPE html><html><body><div class='cf'><h1>Bad gateway</h1>"
+        "<p>Error code 502</p><script>var x = 1;</script></div></body></html>"
+    )
+    httpserver.expect_request(f"{ROOT}/executions/exec-42/status").respond_with_data(
+        page, status=502, content_type="text/html"
+    )
+
+    with pytest.raises(assets.AssetsServerError) as caught:
+        client.get_execution_status("exec-42")
+
+    assert caught.value.message.endswith("a server error: Bad gateway")
+
+
 def test_the_failure_reason_is_cut_to_1024_characters(httpserver, client):
     received = {}
 
@@ -202,6 +231,13 @@ def test_truncation_counts_characters_not_bytes(length, kept):
     reason = assets.truncate_reason("é" * length)
 
     assert len(reason) == kept
+
+
+def test_truncation_counts_an_emoji_as_two_characters_as_java_does():
+    reason = assets.truncate_reason("🔥" * 600)
+
+    assert len(reason.encode("utf-16-le")) // 2 <= 1024
+    assert reason == "🔥" * 511 + "…"
 
 
 def test_a_start_answer_without_links_is_a_clear_error(httpserver, client):

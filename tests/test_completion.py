@@ -306,6 +306,38 @@ def test_a_status_word_assets_never_ends_shows_and_ends_failed_after_the_timeout
     assert "Assets reported no outcome within 0 h of 'completed'" in execution.error
 
 
+def test_an_import_cancelled_in_assets_ends_failed_and_is_told_to_the_channels(
+    pushed_source, sandbox
+):
+    # Someone cancelled it in Assets' UI, or Assets timed it out: nobody here asked for it.
+    from importer.models import Alert, NotificationChannel
+
+    NotificationChannel.objects.create(
+        name="chat", kind="webhook", webhook_url="http://127.0.0.1:9/hook", all_sources=True
+    )
+    sandbox.faults.add(
+        method="GET", path_contains="/status", status=200, body='{"status": "CANCELLED"}', times=-1
+    )
+
+    execution = services.start_import(source=pushed_source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.FAILED
+    assert execution.error == "Assets reports the import CANCELLED"
+    assert Alert.objects.get(execution=execution).kind == Alert.Kind.FAILED
+
+
+@pytest.mark.parametrize("body", ["<html>maintenance</html>", '{"progress": 50}'])
+def test_a_status_answer_without_a_status_shows_why_on_the_import(pushed_source, sandbox, body):
+    sandbox.faults.add(method="GET", path_contains="/status", status=200, body=body, times=-1)
+
+    execution = services.start_import(source=pushed_source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.PROCESSING
+    assert "Assets answered without a status" in execution.error
+
+
 def test_completed_that_assets_never_takes_ends_the_import_failed_after_its_attempts(
     make_source, sandbox, start_cluster
 ):

@@ -58,6 +58,27 @@ def test_assets_throttling_errors_and_dropped_connections_are_ridden_out(
     assert retried.exists()
 
 
+def test_a_long_spell_of_rate_limiting_is_waited_out_beyond_the_usual_attempts(
+    pushed_source, sandbox, start_cluster
+):
+    # Assets refuses a page with 429 more times than a failure is usually tried: waiting as
+    # asked mends it, so the import goes through.
+    start_cluster(**FAST_RECOVERY, CHUNK_MAX_ATTEMPTS="2")
+    sandbox.faults.add(
+        method="POST",
+        path_contains="/data",
+        body_contains="SN-00001",
+        status=429,
+        retry_after="0",
+        times=4,
+    )
+
+    execution = wait_for_execution_to_finish(start(pushed_source))
+
+    assert_imported_exactly_once(sandbox, execution)
+    assert execution.chunks.get(index=0).attempts == 5
+
+
 def test_a_flaky_source_is_ridden_out(pushed_source, sandbox, inventory, start_cluster):
     start_cluster(**FAST_RECOVERY)
     inventory.faults.add(method="GET", path_contains="offset=25", status=500, times=2)

@@ -205,6 +205,47 @@ def test_a_failure_assets_could_not_hear_is_told_later_so_the_next_import_may_st
     assert following.state == Execution.State.DONE
 
 
+def test_a_failure_report_assets_refuses_cancels_the_execution_so_the_next_import_may_start(
+    pushed_source, sandbox, inventory, settings
+):
+    # Assets takes no report it finds wrong (a reason too long by its count): it would go on
+    # waiting for pages, and refuse the source's next import.
+    settings.CHUNK_MAX_ATTEMPTS = 1
+    inventory.faults.add(method="GET", path_contains="/api/computers", status=404, times=1)
+    sandbox.faults.add(
+        method="POST",
+        path_contains="/history/failed",
+        status=400,
+        times=-1,
+        body='{"errors": {"failureReason": "size must be between 0 and 1024"}}',
+    )
+
+    failed = services.start_import(source=pushed_source)
+
+    failed.refresh_from_db()
+    assert failed.state == Execution.State.FAILED and not failed.failure_report_pending
+    assert sandbox.execution(failed.assets_execution_id)["state"] == "CANCELLED"
+    following = services.start_import(source=pushed_source)
+    following.refresh_from_db()
+    assert following.state == Execution.State.DONE, following.error
+
+
+def test_a_start_a_gateway_answered_504_is_not_posted_again_and_says_it_may_have_started(
+    pushed_source, sandbox
+):
+    # The gateway gave up waiting; Assets started the execution all the same. Posting again
+    # would be refused with 409, by the app's own first start.
+    sandbox.faults.add(method="POST", path_contains="/executions", status=504, times=1)
+
+    with pytest.raises(services.ImportRefused) as refused:
+        services.start_import(source=pushed_source)
+
+    assert "Assets may have started the execution all the same" in str(refused.value)
+    assert "409" in str(refused.value) and "cancel that execution in Assets" in str(refused.value)
+    starts = [path for method, path in sandbox.requests_log if method == "POST"]
+    assert [path.endswith("/executions") for path in starts] == [True]
+
+
 def test_housekeeping_tells_assets_a_failure_it_could_not_hear_then(
     pushed_source, sandbox, inventory, settings
 ):

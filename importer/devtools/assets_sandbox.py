@@ -557,7 +557,8 @@ class AssetsSandbox(DevServer):
         reason = body.get("failureReason") if isinstance(body, dict) else None
         if not isinstance(reason, str) or not reason:
             return error_reply(400, "failureReason is required")
-        if len(reason) > FAILURE_REASON_LIMIT:
+        # Counted as Java counts a String's length (UTF-16 units: an emoji is two).
+        if len(reason.encode("utf-16-le")) // 2 > FAILURE_REASON_LIMIT:
             return error_reply(400, f"failureReason is over {FAILURE_REASON_LIMIT} characters")
         with self._lock:
             execution = self._execution_of(call)

@@ -7,6 +7,15 @@ from django.utils import timezone
 
 from importer.models.executions import Execution
 
+# The kind of failure of a page refused with 429: worth more attempts (services.chunks).
+RATE_LIMITED = "rate_limited"
+
+
+def _attempts_left() -> Q:
+    return Q(attempts__lt=settings.CHUNK_MAX_ATTEMPTS) | Q(
+        last_error_kind=RATE_LIMITED, attempts__lt=settings.RATE_LIMITED_MAX_ATTEMPTS
+    )
+
 
 class ChunkJobQuerySet(models.QuerySet):
     """Guarded state transitions of chunks. `held_by(chunk)` narrows to a chunk only while the
@@ -28,12 +37,13 @@ class ChunkJobQuerySet(models.QuerySet):
 
     def claimable(self, *, now) -> "ChunkJobQuerySet":
         """Waiting for a worker (see `_waiting`), with an attempt left under
-        CHUNK_MAX_ATTEMPTS: a page whose worker dies each time never loops."""
-        return self._waiting(now=now).filter(attempts__lt=settings.CHUNK_MAX_ATTEMPTS)
+        CHUNK_MAX_ATTEMPTS (RATE_LIMITED_MAX_ATTEMPTS for a page last refused with 429): a
+        page whose worker dies each time never loops."""
+        return self._waiting(now=now).filter(_attempts_left())
 
     def exhausted(self, *, now) -> "ChunkJobQuerySet":
         """Waiting for a worker, but with every attempt used up: only failing it is left."""
-        return self._waiting(now=now).filter(attempts__gte=settings.CHUNK_MAX_ATTEMPTS)
+        return self._waiting(now=now).exclude(_attempts_left())
 
     def stamp(self, **fields) -> bool:
         return bool(self.update(updated_at=timezone.now(), **fields))

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from importer import json_codec, metrics, page_sql, work_queue
 from importer.models import ChunkJob, Execution, ImportSource
+from importer.models.chunks import RATE_LIMITED
 from importer.remote import RemoteError
 from importer.services.errors import ImportEnded, scrub_secrets
 from importer.services.lifecycle import fail_execution
@@ -83,7 +84,7 @@ def claim_chunk(chunk: ChunkJob) -> bool:
         chunk.lease_expires_at = lease_expires_at
         chunk.next_attempt_at = None
         chunk.started_at = now
-    elif chunk.attempts >= settings.CHUNK_MAX_ATTEMPTS:
+    elif chunk.attempts >= settings.CHUNK_MAX_ATTEMPTS:  # the query tells 429's longer wait
         _give_up_if_attempts_used_up(chunk, now=now)
     return claimed
 
@@ -382,6 +383,8 @@ def chunk_failed(
     message = scrub_secrets(message, source)
     now = timezone.now()
     attempts = min(settings.CHUNK_MAX_ATTEMPTS, max_attempts or settings.CHUNK_MAX_ATTEMPTS)
+    if kind == RATE_LIMITED:  # waiting as asked mends it: worth more attempts
+        attempts = max(attempts, settings.RATE_LIMITED_MAX_ATTEMPTS)
     if past_the_end:
         # One answer more tells whether the end is right; a source that errs past its end
         # every time would otherwise hold each import's completion through every retry.

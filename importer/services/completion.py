@@ -48,9 +48,14 @@ FINAL_STATUSES = {
     "SUCCESS": State.DONE,
     "FAILED": State.FAILED,
     "ERROR": State.FAILED,
-    "CANCELLED": State.CANCELLED,
-    "CANCELED": State.CANCELLED,
+    # Cancelled in Assets (by someone there, or timed out): not asked for here, so it is a
+    # failure of the import, told to the channels as one.
+    "CANCELLED": State.FAILED,
+    "CANCELED": State.FAILED,
 }
+# Assets may still say INGESTING for a moment after it took "completed"; past this, the page
+# says so.
+STILL_INGESTING_SHOWN_AFTER_SECONDS = 60
 
 
 # Reads of a processing import's status are spaced by the time since Assets accepted
@@ -245,11 +250,16 @@ def _read_status(execution: Execution, client: AssetsClient) -> bool:
             return _finish(execution, final, detail)
         problem = (
             f"Assets reports the import '{status.status}', not (yet) DONE or FAILED"
-            if status.status and status.status not in ("PROCESSING", "INGESTING", "COMPLETING")
+            if status.status not in ("PROCESSING", "INGESTING", "COMPLETING")
             else ""
         )
     since = execution.completed_at or execution.updated_at
     waited = (timezone.now() - since).total_seconds()
+    if answered and status.status == "INGESTING" and waited > STILL_INGESTING_SHOWN_AFTER_SECONDS:
+        problem = (
+            f"Assets still reports the import INGESTING {waited / 60:.0f} min after it took "
+            "'completed': it waits for pages, as if it had not heard it"
+        )
     if waited > settings.PROCESSING_TIMEOUT_SECONDS:
         hours = settings.PROCESSING_TIMEOUT_SECONDS / 3600
         reason = (

@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from importer import notifications, work_queue
-from importer.assets import AssetsAuthError, AssetsClient, AssetsError
+from importer.assets import AssetsAuthError, AssetsClient, AssetsError, AssetsUnavailable
 from importer.mapping import validate_document
 from importer.models import ChunkJob, Execution, ImportSource
 from importer.services.editing import lock_for_start
@@ -64,10 +64,17 @@ def start_import(
         Execution.objects.of(execution).stamp()
         client = AssetsClient.for_source(source)
         started = call_with_retries(
-            lambda: client.start_execution(scheduled=trigger == Execution.Trigger.SCHEDULE)
+            lambda: client.start_execution(scheduled=trigger == Execution.Trigger.SCHEDULE),
+            repeatable=False,
         )
     except AssetsError as error:
         reason = scrub_secrets(error.message, source)
+        if _may_have_started(error):
+            reason += (
+                ". Assets may have started the execution all the same: if the next start is "
+                "refused with 409, cancel that execution in Assets (or wait until it times out "
+                "there)"
+            )
         if Execution.objects.of(execution).refuse(reason=reason):
             notifications.notify_execution_finished(execution)
         raise _recorded_refusal(reason) from None
@@ -139,6 +146,12 @@ STOPPED_START = (
 )
 
 
+def _may_have_started(error: AssetsError) -> bool:
+    """Whether a start that failed may have been carried out: no answer came, or a gateway's
+    (502, 504) or a half-done request's (500) instead of Assets' own."""
+    return isinstance(error, AssetsUnavailable) or error.status in (500, 502, 504)
+
+
 def _recorded_refusal(reason: str) -> ImportRefused:
     """A refusal whose execution row already tells the story (REFUSED or FAILED)."""
     refusal = ImportRefused(reason)
@@ -168,11 +181,18 @@ def _report_failure(execution: Execution, reason: str) -> bool:
     PROCESSING it answers 400. Either way the local failure stands and is not hidden.
     """
     client = AssetsClient.for_source(execution.source)
-    return _tell_assets(
+    if _tell_assets(
         execution,
         lambda: client.report_failure(execution.assets_execution_id, reason),
         what="failure not recorded in Assets history",
-    )
+    ):
+        return True
+    execution.refresh_from_db(fields=["failure_report_pending", "completed_at"])
+    if execution.failure_report_pending or execution.completed_at is not None:
+        return False  # told again later; or Assets has all the pages, and processes them
+    # Refused for good (a reason it does not take): Assets would go on waiting for pages,
+    # and refuse the source's next import as long. The execution is cancelled there instead.
+    return _cancel_in_assets(execution)
 
 
 def _cancel_in_assets(execution: Execution) -> bool:
