@@ -6,8 +6,10 @@ SQLite + the ORM broker and on PostgreSQL + the Redis broker).
 import os
 import signal
 import time
+from datetime import timedelta
 
 import pytest
+from django.db.models import F
 from django_q.tasks import async_task
 
 from importer import services, work_queue
@@ -79,6 +81,44 @@ def test_a_long_spell_of_rate_limiting_is_waited_out_beyond_the_usual_attempts(
     assert execution.chunks.get(index=0).attempts == 5
 
 
+def test_lanes_refused_with_429_wait_as_asked_instead_of_sending_their_next_pages(
+    make_source, sandbox, inventory, start_cluster, monkeypatch
+):
+    # Assets refuses every page for 1.5 s, asking for 2 s each time: each lane stops at its
+    # first refusal (the pages it already has on their way arrive), rather than sending every
+    # page to be refused in turn.
+    arrivals: list[float] = []
+    logged = sandbox.on_request
+
+    def on_request(request):
+        if request.method == "POST" and request.path.endswith("/data"):
+            if b'"completed"' not in request.body:
+                arrivals.append(time.monotonic())
+                if arrivals[-1] > arrivals[0] + 1.5:
+                    sandbox.faults.clear()  # the rate limit lifts
+        logged(request)
+
+    monkeypatch.setattr(sandbox, "on_request", on_request)
+    # Retries put off, not waited for in the worker, as the project's settings do.
+    start_cluster(**{**FAST_RECOVERY, "CHUNK_RETRY_INLINE_MAX_SECONDS": "1"})
+    source = services.push_mapping(source=make_source(page_size=10, max_chunks_in_flight=2))
+    sandbox.faults.add(
+        method="POST",
+        path_contains="/data",
+        body_contains='"data"',
+        status=429,
+        retry_after="2",
+        times=-1,
+    )
+
+    execution = wait_for_execution_to_finish(start(source))
+
+    assert_imported_exactly_once(sandbox, execution)
+    refused = [moment for moment in arrivals if moment <= arrivals[0] + 1.5]
+    lane_count, in_flight = 2, lanes.Lane.SUBMITS_IN_FLIGHT
+    assert len(refused) <= lane_count * in_flight, f"{len(refused)} pages sent to be refused"
+
+
 def test_a_flaky_source_is_ridden_out(pushed_source, sandbox, inventory, start_cluster):
     start_cluster(**FAST_RECOVERY)
     inventory.faults.add(method="GET", path_contains="offset=25", status=500, times=2)
@@ -142,6 +182,35 @@ def test_a_worker_killed_mid_chunk_is_taken_up_again(
     execution = wait_for_execution_to_finish(execution)
     assert_imported_exactly_once(sandbox, execution)
     assert execution.chunks.get(index=2).attempts >= 2
+
+
+def test_a_page_taken_over_while_its_lane_waited_for_assets_is_not_sent_by_that_lane(
+    make_source, sandbox, inventory, start_cluster
+):
+    # A lane waits for Assets' answer to its oldest page before sending another (a worker
+    # frozen there, for a moment or a minute): if the page it was about to send was taken
+    # over meanwhile, its new holder sends it, and this lane does not.
+    from django.utils import timezone
+
+    start_cluster(**FAST_RECOVERY)
+    source = services.push_mapping(source=make_source(page_size=10, max_chunks_in_flight=2))
+    sandbox.faults.add(
+        method="POST", path_contains="/data", body_contains="SN-00001", status=0, delay=3, times=1
+    )
+    execution = start(source)
+    # Lane 0 sends pages 0 and 2, and waits for page 0's answer before sending page 4; page
+    # 6, its next, exists by then.
+    wait_for(lambda: execution.chunks.filter(index=6).exists(), timeout=30)
+    taken_over = execution.chunks.filter(index=4, state=ChunkJob.State.RUNNING).update(
+        attempts=F("attempts") + 1,
+        worker="another-host:1",
+        lease_expires_at=timezone.now() - timedelta(seconds=1),  # and its holder died too
+    )
+    assert taken_over == 1
+
+    execution = wait_for_execution_to_finish(execution)
+
+    assert_imported_exactly_once(sandbox, execution)
 
 
 def finish_with_housekeeping(execution, timeout: float = 120.0) -> Execution:

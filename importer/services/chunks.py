@@ -314,13 +314,29 @@ def _past_the_end(chunk: ChunkJob) -> bool:
     return last is not None and chunk.index > last
 
 
-def postpone_chunk(chunk: ChunkJob, delay: float, *, reason: str) -> ChunkJob:
-    """Put the chunk back for later without counting an attempt (our own rate limit)."""
-    ChunkJob.objects.held_by(chunk).release(
+def postpone_chunk(
+    chunk: ChunkJob, delay: float, *, reason: str, fetched: int | None = None
+) -> ChunkJob:
+    """Put the chunk back for later without counting an attempt (our own rate limit, or
+    Assets' asked for before the page went). `fetched`: the records of the page, fetched and
+    counted already (it is read again, and counted then)."""
+    if ChunkJob.objects.held_by(chunk).release(
         until=timezone.now() + timedelta(seconds=delay), reason=reason
-    )
-    work_queue.enqueue_chunk_after(chunk.pk, delay)
+    ):
+        if fetched is not None:
+            Execution.objects.filter(pk=chunk.execution_id).stamp(**_uncounted(fetched))
+        work_queue.enqueue_chunk_after(chunk.pk, delay)
     return chunk
+
+
+def _uncounted(fetched: int | None) -> dict:
+    """The counts of a fetched page taken back: a retry reads it again, and counts it then."""
+    if fetched is None:
+        return {}
+    return {
+        "pages_fetched": F("pages_fetched") - 1,
+        "records_fetched": F("records_fetched") - fetched,
+    }
 
 
 def chunk_error(chunk: ChunkJob, error: RemoteError, *, fetched: int | None = None) -> ChunkJob:
@@ -397,13 +413,7 @@ def chunk_failed(
             # The page shows the next attempt's time beside it, and drops it on a cancel.
             error=f"attempt {chunk.attempts} of {attempts} failed: {message}",
         )
-        uncounted = {}
-        if fetched is not None:
-            uncounted = {
-                "pages_fetched": F("pages_fetched") - 1,
-                "records_fetched": F("records_fetched") - fetched,
-            }
-        Execution.objects.filter(pk=chunk.execution_id).stamp(**uncounted)
+        Execution.objects.filter(pk=chunk.execution_id).stamp(**_uncounted(fetched))
         metrics.count_chunk_retry(source=source, reason=kind)
         logger.warning("chunk %s: %s; retry in %.1f s", chunk.pk, message, delay)
         work_queue.enqueue_chunk_after(chunk.pk, delay)

@@ -19,13 +19,14 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 
 from importer import background, work_queue
-from importer.assets import AssetsClient, AssetsError
+from importer.assets import AssetsClient, AssetsError, AssetsRateLimited
 from importer.mapping import (
     RecordsRefused,
     TransformResult,
     identity_digests,
 )
 from importer.models import ChunkJob, Execution, ImportSource
+from importer.models.chunks import RATE_LIMITED
 from importer.services.chunks import (
     ENDLESS_SOURCE,
     Claim,
@@ -49,6 +50,7 @@ from importer.services.completion import complete_if_due
 from importer.services.leases import Leases
 from importer.services.mappings import transform_page
 from importer.services.plan import goes_by_cursor, lane_next_cursor, runs_lanes
+from importer.services.retries import retry_delay
 from importer.services.totals import checks_repeated_records
 from importer.sources import Page, SourceError, build_source
 
@@ -193,6 +195,9 @@ class Lane:
         self.next_chunk: ChunkJob | None = None
         self.next_page: Future | None = None
         self.leases = Leases()
+        # Seconds Assets asked to wait after refusing a page (429): the lane ends, and its
+        # pages wait as long, rather than each being refused in turn.
+        self.paused_for = 0.0
         # Pages read by position show a source whose order moved by a record on two of them.
         self.checks_repeats = checks_repeated_records(source)
         # Pages read by cursor show a source going round by the first page's records.
@@ -200,7 +205,7 @@ class Lane:
 
     def has_time(self) -> bool:
         """Whether this task goes on to the lane's next page (else the queue takes it)."""
-        return self.enabled and time.monotonic() < self.deadline
+        return self.enabled and not self.paused_for and time.monotonic() < self.deadline
 
     def hold_next_page(self, chunk: ChunkJob, page: Future | None) -> None:
         self.leases.hold(chunk)
@@ -220,11 +225,13 @@ class Lane:
         self.next_chunk = self.next_page = None
         return taken
 
-    def submit_behind(self, chunk: ChunkJob, result: TransformResult) -> None:
-        """Send the page to Assets in the background (first waiting for the oldest page in
-        flight and recording it, when SUBMITS_IN_FLIGHT are out)."""
+    def make_room(self) -> None:
+        """Wait for the oldest page in flight and record it, when SUBMITS_IN_FLIGHT are out."""
         if len(self.submitting) >= self.SUBMITS_IN_FLIGHT:
             self._record_oldest()
+
+    def submit_behind(self, chunk: ChunkJob, result: TransformResult) -> None:
+        """Send the page to Assets in the background (`make_room` first)."""
         execution = chunk.execution
         if self.idle_clients:
             client = self.idle_clients.pop()
@@ -244,6 +251,9 @@ class Lane:
             # Assets took the page: recording it is worth a new connection, for a page not
             # recorded is sent again once its lease lapses.
             _again_on_a_new_connection(_record_submit, page.chunk, page.result, page.answer)
+            refused = page.answer.exception()
+            if isinstance(refused, AssetsRateLimited):
+                self.paused_for = max(self.paused_for, retry_delay(1, refused.retry_after))
         finally:
             self.idle_clients.append(page.client)
             self.leases.let_go(page.chunk)
@@ -305,6 +315,9 @@ def _run_claimed_chunk(
     next_page = background.run(lane.fetcher.fetch_page, next_cursor) if next_cursor else None
     # Now that the source is busy again, the pages Assets has taken meanwhile are recorded.
     lane.record_arrived()
+    if lane.paused_for:  # Assets refused one with 429: this page waits as asked, uncounted
+        postpone_chunk(chunk, lane.paused_for, reason=RATE_LIMITED)
+        return None, None
     try:
         lane_next = queue_next_chunks(
             chunk,
@@ -356,6 +369,14 @@ def _transform(chunk: ChunkJob, page: Page, lane: Lane) -> TransformResult | Non
 
 def _submit(chunk: ChunkJob, result: TransformResult, lane: Lane) -> bool:
     """Send the page (or mark it done); False when the execution no longer takes data."""
+    if result.record_count:
+        # This may wait for an answer: a worker frozen meanwhile may have lost the page, and
+        # Assets may have asked to wait. Both are looked at after it.
+        lane.make_room()
+        if lane.paused_for:  # a page before it was refused with 429: this one waits too
+            fetched = result.record_count + len(result.skipped)
+            postpone_chunk(chunk, lane.paused_for, reason=RATE_LIMITED, fetched=fetched)
+            return True
     verdict = submit_verdict(chunk)  # right before the page goes
     if verdict is SubmitVerdict.PAST_THE_END:
         # Kept for the completion check: a page past the end should hold no records.
