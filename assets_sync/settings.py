@@ -246,7 +246,7 @@ else:
 # Monitoring: callers presenting this token (X-Health-Token) see per-source details.
 HEALTH_TOKEN = env.str("HEALTH_TOKEN", default="")
 # Finished executions older than this are deleted by the daily retention task.
-HISTORY_RETENTION_DAYS = env.int("HISTORY_RETENTION_DAYS", default=5.0)
+HISTORY_RETENTION_DAYS = env.int("HISTORY_RETENTION_DAYS", default=180)
 
 # --- Alerts and metrics ------------------------------------------------------------------
 # How alerts are e-mailed: smtp://user:password@host:587 with STARTTLS is smtp+tls://...,

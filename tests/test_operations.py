@@ -225,3 +225,41 @@ def test_the_admin_home_page_leads_to_the_dashboard(admin_client):
     page = admin_client.get(reverse("admin:index")).content.decode()
 
     assert reverse("admin:importer_execution_dashboard") in page
+
+
+def test_the_readme_tells_the_defaults_the_settings_have():
+    # Each number and switch in the README's settings table is what a fresh install runs
+    # with: the settings read in a process whose environment sets none of them.
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    rows = re.findall(
+        r"^\| `([A-Z][A-Z0-9_]+)` \| `(-?[0-9.]+|true|false)` \|",
+        (root / "README.md").read_text(),
+        re.MULTILINE,
+    )
+    names = [name for name, _ in rows if name != "DEBUG"]
+    script = (
+        "import environ, json; environ.Env.read_env = lambda *a, **k: None; "  # no .env
+        "import assets_sync.settings as s; "
+        f"print(json.dumps({{n: getattr(s, n, None) for n in {names!r}}}))"
+    )
+    environment = {"PATH": "/usr/bin:/bin", "SECRET_KEY": "x" * 50}
+    answer = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, env=environment, capture_output=True, text=True
+    )
+
+    assert answer.returncode == 0, answer.stderr
+    actual = json.loads(answer.stdout)
+    told = dict(rows)
+    wrong = {
+        name: (told[name], value)
+        for name, value in actual.items()
+        if value is not None
+        and (str(value).lower() if isinstance(value, bool) else float(value))
+        != (told[name] if told[name] in ("true", "false") else float(told[name]))
+    }
+    assert wrong == {}, "README default, setting's default"
