@@ -12,6 +12,7 @@ history on every task); failures are kept.
 """
 
 import ast
+import logging
 import os
 import threading
 import time
@@ -22,6 +23,8 @@ from django.utils import timezone
 from django_q.brokers import Broker, get_broker
 from django_q.models import Schedule
 from django_q.tasks import async_task as _async_task
+
+logger = logging.getLogger(__name__)
 
 # The tasks that are put off as one-off schedules (see `_run_later`).
 DELAYED_FUNCS = (
@@ -52,25 +55,35 @@ def async_task(func: str, *args, **options):
     return _async_task(func, *args, broker=_process_broker(), **options)
 
 
+def _send_or_leave_to_housekeeping(func: str, arg: int, *, name: str) -> None:
+    """Queue a step whose row says it is due (a chunk's, an execution's, a delivery's). A
+    broker that cannot take it now (Redis restarting, out of reach) loses nothing:
+    housekeeping finds the row waiting and queues it again (`services.housekeeping`), so the
+    import goes on once the broker is back, rather than failing on it."""
+    try:
+        async_task(func, arg, task_name=name, save=False)
+    except Exception as error:
+        logger.warning(
+            "%s not queued (%s: %s); housekeeping queues it again",
+            name,
+            type(error).__name__,
+            error,
+        )
+
+
 def enqueue_chunk(chunk_id: int) -> None:
-    async_task("importer.tasks.run_chunk", chunk_id, task_name=f"chunk-{chunk_id}", save=False)
+    _send_or_leave_to_housekeeping("importer.tasks.run_chunk", chunk_id, name=f"chunk-{chunk_id}")
 
 
 def enqueue_completion_check(execution_id: int) -> None:
-    async_task(
-        "importer.tasks.run_completion_check",
-        execution_id,
-        task_name=f"complete-{execution_id}",
-        save=False,
+    _send_or_leave_to_housekeeping(
+        "importer.tasks.run_completion_check", execution_id, name=f"complete-{execution_id}"
     )
 
 
 def enqueue_status_refresh(execution_id: int) -> None:
-    async_task(
-        "importer.tasks.run_status_refresh",
-        execution_id,
-        task_name=f"status-{execution_id}",
-        save=False,
+    _send_or_leave_to_housekeeping(
+        "importer.tasks.run_status_refresh", execution_id, name=f"status-{execution_id}"
     )
 
 
@@ -163,7 +176,7 @@ def send_due_tasks() -> int:
     sent = 0
     for pk, func, args, name in due:
         taken, _ = Schedule.objects.filter(pk=pk, next_run__lte=now).delete()
-        if taken:
-            async_task(func, *ast.literal_eval(args or "()"), task_name=name, save=False)
+        if taken:  # its row (a chunk's, a delivery's) tells housekeeping if the broker is down
+            _send_or_leave_to_housekeeping(func, *ast.literal_eval(args or "()"), name=name)
             sent += 1
     return sent

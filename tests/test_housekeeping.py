@@ -242,3 +242,38 @@ def test_a_start_ended_while_assets_answers_leaves_nothing_running_in_assets(
     assert sandbox.execution(execution.assets_execution_id)["state"] == "CANCELLED"
     monkeypatch.undo()
     assert services.start_import(source=pushed_source).pk != execution.pk  # Assets takes it
+
+
+def test_a_broker_that_cannot_take_tasks_for_a_while_loses_no_page(
+    make_source, sandbox, inventory, settings, monkeypatch
+):
+    # Redis restarting mid-import: the pages the lanes hand on meanwhile cannot be queued.
+    # Their rows say they wait, and housekeeping queues them once the broker is back.
+    settings.QUEUED_CHUNK_REQUEUE_SECONDS = 0
+    real_async_task = work_queue.async_task
+    broker = {"takes": 1, "refused": 0}  # the import's first page goes; then Redis is down
+
+    def async_task(func, *args, **options):
+        if func == "importer.tasks.run_chunk":
+            if broker["takes"] <= 0:
+                broker["refused"] += 1
+                raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+            broker["takes"] -= 1
+        return real_async_task(func, *args, **options)
+
+    monkeypatch.setattr(work_queue, "async_task", async_task)
+    source = services.push_mapping(source=make_source(page_size=10, max_chunks_in_flight=2))
+
+    execution = services.start_import(source=source)
+
+    execution.refresh_from_db()
+    assert broker["refused"] and execution.state == Execution.State.INGESTING, execution.error
+    assert not execution.chunks.filter(state=ChunkJob.State.FAILED).exists()
+    broker["takes"] = 10**6  # back
+
+    services.look_after_imports()
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE, execution.error
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert remote["records_received"] == len(remote["objects"]) == 120
