@@ -1,13 +1,18 @@
 """django-q2 entry points: each loads a row by id and calls one service."""
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from importer import notifications, services
 from importer.models import ChunkJob, Delivery, Execution
 
 
 def run_chunk(chunk_id: int) -> None:
-    chunk = ChunkJob.objects.select_related("execution__source").filter(pk=chunk_id).first()
+    try:
+        chunk = ChunkJob.objects.select_related("execution__source").filter(pk=chunk_id).first()
+    except ImproperlyConfigured as problem:  # this worker cannot read the source's secrets
+        services.note_unreadable_source(chunk_id=chunk_id, problem=str(problem))
+        raise
     if chunk is not None:
         services.process_chunk(chunk=chunk)
 

@@ -570,3 +570,26 @@ def test_every_secret_setting_has_a_masked_stand_in_for_viewers():
     )
 
     assert all(callable(getattr(ImportSourceAdmin, MASKED_FOR_VIEWERS[name])) for name in named)
+
+
+@pytest.mark.django_db
+def test_a_worker_with_other_encryption_keys_says_on_the_page_why_it_left_it(
+    make_source, settings
+):
+    # One cluster started with another FIELD_ENCRYPTION_KEYS: it cannot read the source, and
+    # the page waits for another worker, its row saying why.
+    from django.core.exceptions import ImproperlyConfigured
+
+    from importer import tasks
+    from importer.models import ChunkJob, Execution
+
+    execution = Execution.objects.create(source=make_source(), state=Execution.State.INGESTING)
+    chunk = ChunkJob.objects.create(execution=execution, index=0)
+    settings.FIELD_ENCRYPTION_KEYS = ["a-key-the-others-do-not-have"]
+
+    with pytest.raises(ImproperlyConfigured):
+        tasks.run_chunk(chunk.pk)
+
+    chunk.refresh_from_db()
+    assert chunk.state == ChunkJob.State.QUEUED
+    assert "could not take this page: A stored secret cannot be decrypted" in chunk.error

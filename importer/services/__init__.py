@@ -20,7 +20,7 @@ a chunk task delivered twice, or a completion check running beside the last chun
 row already moved on and does nothing.
 """
 
-from importer.services.chunks import retry_failed_chunks
+from importer.services.chunks import note_unreadable_source, retry_failed_chunks
 from importer.services.completion import check_completion, refresh_status
 from importer.services.errors import (
     DraftImpossible,
@@ -86,6 +86,7 @@ __all__ = [
     "flag_stalled_executions",
     "look_after_imports",
     "next_run",
+    "note_unreadable_source",
     "pipeline_parallelism",
     "preview_import",
     "process_chunk",

@@ -65,6 +65,14 @@ def this_worker() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def note_unreadable_source(*, chunk_id: int, problem: str) -> None:
+    """A worker set up unlike the others (another FIELD_ENCRYPTION_KEYS) cannot read the
+    source: the chunk waits for another worker, and its row says why, where staff look."""
+    message = f"worker {this_worker()} could not take this page: {problem}"
+    logger.error("chunk %s: %s", chunk_id, message)
+    ChunkJob.objects.filter(pk=chunk_id, state=ChunkState.QUEUED).stamp(error=message[:2000])
+
+
 def claim_chunk(chunk: ChunkJob) -> bool:
     """Take the chunk for this worker: QUEUED, or RUNNING under a lease that has expired.
 
