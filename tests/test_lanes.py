@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from importer import page_sql, services, work_queue
 from importer.models import ChunkJob, Execution
-from importer.services import lanes
+from importer.services import chunks, lanes
 from importer.services.chunks import claim_chunk, mark_submitted
 from tests.conftest import wait_for
 
@@ -446,17 +446,45 @@ def test_a_statement_refused_on_a_live_connection_is_counted_not_retried_for_eve
     monkeypatch.setattr(page_sql, "record_fetched", broken)
     queued = []
     monkeypatch.setattr(work_queue, "enqueue_chunk", queued.append)
+    monkeypatch.setattr(chunks, "retry_delay", lambda attempt, retry_after: 0.0)  # no waits
     execution = services.start_import(source=source)
 
-    for _ in range(12):  # well past CHUNK_MAX_ATTEMPTS (5)
+    for _ in range(24):  # well past CHUNK_MAX_ATTEMPTS (5) for each of the two lanes
         if queued:
             lanes.process_chunk(chunk=ChunkJob.objects.get(pk=queued.pop(0)))
 
-    chunks = list(execution.chunks.values_list("state", "attempts"))
+    states = list(execution.chunks.values_list("state", "attempts"))
     execution.refresh_from_db()
-    assert execution.state == Execution.State.FAILED or any(
-        state == ChunkJob.State.FAILED for state, _ in chunks
-    ), f"chunks {chunks}, still {len(queued)} tasks queued: a hot loop"
+    assert execution.state == Execution.State.FAILED, f"chunks {states}: a hot loop"
+    assert "the database refused a statement (OperationalError: could not extend file" in (
+        execution.error
+    )
+    assert "(gave up after 5 attempts)" in execution.error  # tried again: it may have passed
+
+
+def test_a_database_that_refuses_statements_for_a_moment_does_not_fail_the_import(
+    make_source, sandbox, monkeypatch
+):
+    # Its disk full for a moment: the pages it refused are tried again, and go through.
+    source = services.push_mapping(source=make_source(max_chunks_in_flight=2, page_size=10))
+    real_record_fetched = page_sql.record_fetched
+    refusals = {"left": 3}
+
+    def full_for_a_moment(*args, **kwargs):
+        if refusals["left"]:
+            refusals["left"] -= 1
+            raise OperationalError("could not extend file: No space left on device")
+        return real_record_fetched(*args, **kwargs)
+
+    monkeypatch.setattr(page_sql, "record_fetched", full_for_a_moment)
+    monkeypatch.setattr(chunks, "retry_delay", lambda attempt, retry_after: 0.0)  # no waits
+
+    execution = services.start_import(source=source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE, execution.error
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert remote["records_received"] == len(remote["objects"]) == 120
 
 
 @pytest.mark.skipif(

@@ -573,9 +573,7 @@ def test_every_secret_setting_has_a_masked_stand_in_for_viewers():
 
 
 @pytest.mark.django_db
-def test_a_worker_with_other_encryption_keys_says_on_the_page_why_it_left_it(
-    make_source, settings
-):
+def test_a_worker_with_other_encryption_keys_says_on_the_page_why_it_left_it(make_source, settings):
     # One cluster started with another FIELD_ENCRYPTION_KEYS: it cannot read the source, and
     # the page waits for another worker, its row saying why.
     from django.core.exceptions import ImproperlyConfigured

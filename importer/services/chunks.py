@@ -36,6 +36,7 @@ State = Execution.State
 ChunkState = ChunkJob.State
 ENDLESS_SOURCE = "endless_source"
 UNEXPECTED_ERROR = "unexpected_error"
+DATABASE_REFUSED = "database_refused"
 ATTEMPTS_USED_UP = "attempts_used_up"
 # Attempts at a page past the source's end that the source failed to answer for now.
 PAST_THE_END_ATTEMPTS = 2
@@ -375,6 +376,19 @@ def chunk_crashed(chunk: ChunkJob, error: Exception) -> ChunkJob:
     if ChunkJob.objects.held_by(chunk).fail(kind=UNEXPECTED_ERROR, error=message):
         _failed_for_good(chunk, message, kind=UNEXPECTED_ERROR)
     return chunk
+
+
+def chunk_refused_by_database(chunk: ChunkJob, error: Exception) -> ChunkJob:
+    """The database refused a statement on a live connection (its disk full, a statement
+    timeout): it may pass, so the page is tried again later, up to CHUNK_MAX_ATTEMPTS. When
+    the database takes not even that, the page's lease lapses, and it is taken up then."""
+    detail = " ".join(str(error).split())[:200]
+    message = f"the database refused a statement ({type(error).__name__}: {detail})"
+    try:
+        return chunk_failed(chunk, message, permanent=False, kind=DATABASE_REFUSED)
+    except Exception:
+        logger.exception("chunk %s: %s, and its retry could not be recorded", chunk.pk, message)
+        return chunk
 
 
 def chunk_failed(

@@ -35,6 +35,7 @@ from importer.services.chunks import (
     chunk_crashed,
     chunk_error,
     chunk_failed,
+    chunk_refused_by_database,
     claim_chunk,
     claim_within_source_limit,
     mark_submitted,
@@ -95,8 +96,8 @@ def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
             except (OperationalError, InterfaceError) as error:
                 if _connection_lost(error):
                     _database_lost(current, error)
-                else:  # a full disk, a statement timeout: as any error, counted and retried
-                    chunk_crashed(current, error)
+                else:  # a full disk, a statement timeout: may pass; counted and retried
+                    chunk_refused_by_database(current, error)
                 current = None
             except Exception as error:  # the page fails with a reason; the lane ends here
                 chunk_crashed(current, error)
