@@ -8,6 +8,7 @@ exactly the rules of the admin.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
@@ -347,19 +348,20 @@ def _apply_sources(entries: list, *, dry_run: bool):
                     errors.append(f"{where}: {field_name}: {message}")
             continue
         wanted = entry.get("schedule", _KEEP)
+        schedule = Schedule.objects.filter(source=instance).first() if instance else None
         if wanted not in (_KEEP, None):
-            schedule = Schedule.objects.filter(source=instance).first() if instance else None
             errors.extend(
                 f"{where}: schedule: {problem}" for problem in _schedule_problems(wanted, schedule)
             )
         schedule_changes.append((data["name"], wanted))
+        plan = _schedule_plan(wanted, schedule) if dry_run else ""
         changed = [
             name if name not in SECRET_FIELDS else f"{name} (secret)"
             for name in form.changed_data
             if name not in SECRET_FIELDS or form.cleaned_data.get(name)
         ]
         if instance is not None and not changed:
-            results.append(AppliedSource(name=data["name"], created=False))
+            results.append(AppliedSource(name=data["name"], created=False, schedule_note=plan))
             continue
         form.save()
         results.append(
@@ -369,6 +371,7 @@ def _apply_sources(entries: list, *, dry_run: bool):
                 changed_fields=changed,
                 saved_fields=set(form.changed_data),
                 was=form.initial,
+                schedule_note=plan,
             )
         )
     return results, schedule_changes, errors
@@ -378,6 +381,8 @@ _KEEP = object()  # no "schedule" key: leave the schedule as it is
 
 
 def _schedule_form(wanted: dict, schedule: Schedule | None, source_pk: int | None):
+    """The admin's form for the file's schedule, on a copy of `schedule`: validating a model
+    form writes the wanted values into its instance."""
     return ScheduleForm(
         data={
             "source": source_pk,
@@ -386,7 +391,7 @@ def _schedule_form(wanted: dict, schedule: Schedule | None, source_pk: int | Non
             "timezone": wanted.get("timezone")
             or Schedule._meta.get_field("timezone").get_default(),
         },
-        instance=schedule,
+        instance=copy.copy(schedule),
     )
 
 
@@ -403,6 +408,22 @@ def _schedule_problems(wanted, schedule: Schedule | None) -> list[str]:
         if name != "source"
         for message in messages
     ]
+
+
+def _schedule_plan(wanted, schedule: Schedule | None) -> str:
+    """What applying the file would do to the source's schedule (a dry run says so)."""
+    if wanted is _KEEP or (wanted is None and schedule is None):
+        return ""
+    if wanted is None:
+        return "schedule would be removed, here and in Assets"
+    if schedule is None:
+        return "schedule would be created"
+    form = _schedule_form(wanted, schedule, schedule.source_id)
+    if not form.is_valid():
+        return ""  # listed among the file's errors
+    if form.changes_schedule():
+        return f"schedule would change: {', '.join(form.changed_settings())}"
+    return "" if schedule.in_sync else "schedule would be synced to Assets"
 
 
 def _apply_schedule(source_name: str, wanted) -> tuple[str, bool]:
@@ -424,8 +445,15 @@ def _apply_schedule(source_name: str, wanted) -> tuple[str, bool]:
             ), True
         if schedule is not None and not form.changes_schedule() and schedule.in_sync:
             return "", False
+        what = (
+            "schedule created and"
+            if schedule is None
+            else f"schedule changed ({', '.join(form.changed_settings())}) and"
+            if form.changes_schedule()
+            else "schedule"
+        )
         schedule = form.save()
         services.sync_schedule(schedule=schedule)
     except services.ScheduleError as error:
         return f"schedule saved here but OUT OF SYNC with Assets: {error}", True
-    return "schedule synced to Assets", False
+    return f"{what} synced to Assets", False

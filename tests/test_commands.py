@@ -433,7 +433,7 @@ def test_import_sources_pushes_a_changed_mapping_and_syncs_a_new_schedule_in_one
     output = run("import_sources", write(tmp_path, [entry]))
 
     assert output.strip() == (
-        "created laptops; mapping pushed to Assets; schedule synced to Assets"
+        "created laptops; mapping pushed to Assets; schedule created and synced to Assets"
     )
     assert sandbox.mapping("ws-1", "src-1") == demo_mapping
     assert sandbox.schedules("src-1")[0]["runFrequency"] == "DAILY"

@@ -354,18 +354,25 @@ def test_config_file_creates_updates_and_removes_a_schedule(pushed_source, sandb
     }
     path = tmp_path / "sources.json"
 
-    def apply() -> str:
+    def apply(*options: str) -> str:
         path.write_text(json.dumps([entry]))
         out = io.StringIO()
-        call_command("import_sources", str(path), stdout=out)
+        call_command("import_sources", str(path), *options, stdout=out)
         return out.getvalue()
 
-    assert "schedule synced to Assets" in apply()
+    assert "schedule would be created" in apply("--dry-run")
+    assert sandbox.schedules("src-1") == []
+    assert "schedule created and synced to Assets" in apply()
     assert sandbox.schedules("src-1")[0]["runFrequency"] == "DAILY"
     entry["schedule"]["frequency"] = "WEEKLY"
-    assert "schedule synced to Assets" in apply()
+    assert "schedule would change: frequency" in apply("--dry-run")
+    assert "schedule changed (frequency) and synced to Assets" in apply()
     assert sandbox.schedules("src-1")[0]["runFrequency"] == "WEEKLY"
     entry["schedule"] = None
+    # A file written before the schedule was added in the admin would remove it: a dry run
+    # says so before it happens.
+    assert "schedule would be removed, here and in Assets" in apply("--dry-run")
+    assert len(sandbox.schedules("src-1")) == 1
     assert "schedule removed" in apply()
     assert sandbox.schedules("src-1") == []
 

@@ -94,9 +94,15 @@ class ScheduleForm(forms.ModelForm):
 
     def changes_schedule(self) -> bool:
         """Whether the (valid) form sets another frequency, start or zone than stored."""
+        return not self.instance.pk or bool(self.changed_settings())
+
+    def changed_settings(self) -> list[str]:
+        """Which of frequency, start time and time zone the (valid) form changes."""
         cleaned = self.cleaned_data
         wanted = (cleaned["frequency"], cleaned["start_time"], cleaned["timezone"])
-        return not self.instance.pk or wanted != self._stored_run
+        names = ("frequency", "start_time", "timezone")
+        stored = self._stored_run
+        return [name for name, new, old in zip(names, wanted, stored, strict=True) if new != old]
 
     def save(self, commit=True):
         schedule = super().save(commit=False)
