@@ -24,7 +24,10 @@ if not SECRET_KEY:
 
 # Keys that encrypt stored secrets (tokens, passwords). The first encrypts, all decrypt.
 # Defaults to one derived from SECRET_KEY; set your own in production (see README).
-FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[SECRET_KEY])
+# Comma-separated; a space after a comma is no part of a key.
+FIELD_ENCRYPTION_KEYS = [
+    key.strip() for key in env.list("FIELD_ENCRYPTION_KEYS", default=[SECRET_KEY]) if key.strip()
+]
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])

@@ -237,25 +237,41 @@ def read_document(document) -> tuple[list, list]:
     """The sources and the channels of a file. A bare list is a file from before channels were
     part of it: its sources only, and every channel is left as it is."""
     if isinstance(document, list):
-        return document, []
-    if not isinstance(document, dict):
+        sources, channels = document, []
+    elif not isinstance(document, dict):
         raise ConfigFileError(
             'the file must hold an object with "sources" and "notification_channels" '
             f"(or a list of sources), not {kind_of(document)}"
         )
-    errors = [
-        f"{key}: unknown key (see the file format in README.md)"
-        for key in document
-        if key not in FILE_KEYS
-    ]
-    errors.extend(
-        f"{key}: must be a list, not {kind_of(document[key])}"
-        for key in FILE_KEYS
-        if key in document and not isinstance(document[key], list)
-    )
+    else:
+        errors = [
+            f"{key}: unknown key (see the file format in README.md)"
+            for key in document
+            if key not in FILE_KEYS
+        ]
+        errors.extend(
+            f"{key}: must be a list, not {kind_of(document[key])}"
+            for key in FILE_KEYS
+            if key in document and not isinstance(document[key], list)
+        )
+        if errors:
+            raise ConfigFileError("\n".join(errors))
+        sources = document.get("sources", [])
+        channels = document.get("notification_channels", [])
+    errors = _named_twice("source", sources) + _named_twice("notification channel", channels)
     if errors:
         raise ConfigFileError("\n".join(errors))
-    return document.get("sources", []), document.get("notification_channels", [])
+    return sources, channels
+
+
+def _named_twice(kind: str, entries: list) -> list[str]:
+    """A name given to two entries: the second would silently replace the first."""
+    names = [entry.get("name") for entry in entries if isinstance(entry, dict)]
+    return [
+        f"{kind} '{name}' is in the file {names.count(name)} times: keep one"
+        for name in dict.fromkeys(names)
+        if isinstance(name, str) and names.count(name) > 1
+    ]
 
 
 def apply_config(

@@ -801,3 +801,69 @@ def test_a_masked_token_in_a_file_keeps_the_stored_one_and_is_refused_where_none
     assert "assets_token" in str(refused.value) and "source_token" in str(refused.value)
     assert "this form" not in str(refused.value)  # a file is no form in a browser
     assert not ImportSource.objects.filter(name="new").exists()
+
+
+# --- mistakes a script would otherwise not notice ------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("export_sources", "laptops", "laptopz"),
+        ("remove_schedules", "--source", "laptopz"),
+    ],
+    ids=["export", "remove schedules"],
+)
+def test_a_source_name_with_a_typo_is_an_error_not_an_empty_success(make_source, command):
+    make_source(name="laptops")
+
+    with pytest.raises(CommandError, match="No source named 'laptopz'"):
+        run(*command)
+
+
+@pytest.mark.django_db
+def test_a_file_naming_a_source_twice_is_refused(tmp_path, sandbox, inventory, demo_mapping):
+    first = source_entry(sandbox, inventory, demo_mapping)
+    second = source_entry(sandbox, inventory, demo_mapping)
+    second["source"]["pagination"]["page_size"] = 10
+
+    with pytest.raises(CommandError, match="source 'laptops' is in the file 2 times: keep one"):
+        run("import_sources", write(tmp_path, [first, second]))
+
+    assert not ImportSource.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_timeout_of_no_seconds_is_refused_at_its_setting(
+    tmp_path, sandbox, inventory, demo_mapping
+):
+    entry = source_entry(sandbox, inventory, demo_mapping)
+    entry["source"]["timeout"] = -5
+
+    with pytest.raises(CommandError, match="Give a number of seconds above 0"):
+        run("import_sources", write(tmp_path, [entry]))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "command, told",
+    [
+        (("prune_history", "--days", "-3"), "--days must be 1 or more"),
+        (("run_import", "laptops", "--wait", "--poll", "-1"), "--poll must be a number"),
+    ],
+)
+def test_numbers_that_make_no_sense_are_refused_before_anything_is_done(make_source, command, told):
+    make_source(name="laptops")
+
+    with pytest.raises(CommandError, match=told):
+        run(*command)
+
+    assert not Execution.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_empty_file_says_there_is_nothing_to_do(tmp_path):
+    assert "lists no source and no notification channel: nothing to do" in run(
+        "import_sources", write(tmp_path, {})
+    )

@@ -279,6 +279,14 @@ class ImportSourceForm(WriteOnlySecretsForm):
         self._refuse_changes_while_importing()
         return cleaned
 
+    def clean_request_timeout(self):
+        seconds = self.cleaned_data.get("request_timeout")
+        if seconds is not None and seconds <= 0:
+            raise forms.ValidationError(
+                "Give a number of seconds above 0, or leave it empty for HTTP_TIMEOUT."
+            )
+        return seconds
+
     def _refuse_changes_while_importing(self) -> None:
         """A running import reads these settings page after page (services/editing.py)."""
         changed = [name for name in self.changed_data if name in FIXED_WHILE_IMPORTING]

@@ -49,7 +49,12 @@ class SourceBusy(Exception):
 
 
 class ScheduleError(Exception):
-    """A schedule could not be set up; the message says why and what to do."""
+    """A schedule could not be set up; the message says why and what to do. `refused_token`:
+    Assets refused the token (asking again will not help until it is mended)."""
+
+    def __init__(self, message: str, *, refused_token: bool = False) -> None:
+        super().__init__(message)
+        self.refused_token = refused_token
 
 
 def scrub_secrets(text: str, source: ImportSource | None = None) -> str:

@@ -17,7 +17,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from importer import notifications
-from importer.assets import AssetsClient, AssetsError, AssetsNotFound, schedule_body
+from importer.assets import (
+    AssetsAuthError,
+    AssetsClient,
+    AssetsError,
+    AssetsNotFound,
+    schedule_body,
+)
 from importer.models import Execution, ImportSource, Schedule, new_webtrigger_token
 from importer.services.editing import ASSETS_PLACE
 from importer.services.errors import (
@@ -145,7 +151,8 @@ def delete_remote_schedule(*, schedule: Schedule) -> Schedule:
             message = scrub_secrets(error.message, schedule.source)
             if schedule.pk:
                 _mark_out_of_sync(schedule, message)
-            raise ScheduleError(message) from None
+            refused = isinstance(error, AssetsAuthError)
+            raise ScheduleError(message, refused_token=refused) from None
         schedule.assets_schedule_id = ""
         schedule.in_sync = False
         if schedule.pk:

@@ -1,8 +1,9 @@
 import json
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from importer.config_file import config_document
+from importer.models import ImportSource
 
 
 class Command(BaseCommand):
@@ -26,6 +27,10 @@ class Command(BaseCommand):
         parser.add_argument("--output", "-o", help="Write to this file instead of stdout.")
 
     def handle(self, *args, names, with_secrets, output, **options):
+        known = set(ImportSource.objects.filter(name__in=names).values_list("name", flat=True))
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise CommandError(f"No source named {', '.join(map(repr, unknown))}: nothing written.")
         config = config_document(names or None, with_secrets=with_secrets)
         document = json.dumps(config, indent=2, ensure_ascii=False)
         if output:

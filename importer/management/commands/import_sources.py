@@ -36,6 +36,8 @@ class Command(BaseCommand):
             results = apply_config(document, dry_run=dry_run, push=not no_push)
         except ConfigFileError as error:
             raise CommandError(f"Nothing was changed:\n{error}")
+        if not results:
+            self.stdout.write(f"{file} lists no source and no notification channel: nothing to do.")
         for result in results:
             self.stdout.write(("(dry run) " if dry_run else "") + str(result))
         failures = [

@@ -1,5 +1,5 @@
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from importer import notifications, services
 
@@ -19,6 +19,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, days, **options):
+        if days < 1:
+            raise CommandError(f"--days must be 1 or more (given {days}): nothing deleted.")
         deleted = services.prune_history(days=days)
         alerts = notifications.prune_alerts(days=days)
         self.stdout.write(

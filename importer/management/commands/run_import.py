@@ -44,6 +44,8 @@ class Command(BaseCommand):
             queue_log.setLevel(level)
 
     def start_and_follow(self, *, name, wait, poll, user, **options):
+        if poll <= 0:
+            raise CommandError(f"--poll must be a number of seconds above 0 (given {poll:g}).")
         source = ImportSource.objects.filter(name=name).first()
         if source is None:
             raise CommandError(f"No source named '{name}'.")
