@@ -533,3 +533,26 @@ def test_an_import_started_while_its_source_is_saved_waits_and_reads_what_was_sa
     assert {int(chunk.cursor or 0) % 25 for chunk in execution.chunks.all()} == {0}
     remote = sandbox.execution(execution.assets_execution_id)
     assert remote["records_received"] == len(remote["objects"]) == 120
+
+
+def test_a_worker_whose_clock_lags_writes_leases_the_others_still_read_as_held(
+    make_source, monkeypatch
+):
+    # A host 45 s behind: by its own clock, the 30 s lease it writes would have lapsed 15 s
+    # before it was written, and the others would take its pages while it works on them.
+    from importer import clock
+
+    source = make_source()
+    execution = Execution.objects.create(source=source, state=Execution.State.INGESTING)
+    chunk = ChunkJob.objects.create(execution=execution, index=0)
+    on_time = timezone.now
+    monkeypatch.setattr(timezone, "now", lambda: on_time() - timedelta(seconds=45))
+    clock.forget()
+
+    assert claim_chunk(chunk)
+
+    monkeypatch.setattr(timezone, "now", on_time)
+    clock.forget()
+    chunk.refresh_from_db()
+    assert chunk.lease_expires_at > on_time() + timedelta(seconds=20)
+    assert not ChunkJob.objects.claimable(now=clock.now()).filter(pk=chunk.pk).exists()

@@ -18,9 +18,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
-from django.utils import timezone
 
-from importer import json_codec, metrics, page_sql, work_queue
+from importer import clock, json_codec, metrics, page_sql, work_queue
 from importer.models import ChunkJob, Execution, ImportSource
 from importer.models.chunks import RATE_LIMITED
 from importer.remote import RemoteError
@@ -80,7 +79,7 @@ def claim_chunk(chunk: ChunkJob) -> bool:
     The UPDATE also requires the attempt count read with the row, so of two workers holding
     the same row only one can move it on; the winner's copy is then brought up to date here.
     """
-    now = timezone.now()
+    now = clock.now()
     lease_expires_at = now + timedelta(seconds=settings.CHUNK_LEASE_SECONDS)
     claimed = (
         ChunkJob.objects.claimable(now=now)
@@ -129,7 +128,7 @@ def claim_within_source_limit(chunk: ChunkJob) -> Claim:
         running = ChunkJob.objects.filter(
             execution__source=source,
             state=ChunkState.RUNNING,
-            lease_expires_at__gte=timezone.now(),
+            lease_expires_at__gte=clock.now(),
         ).count()
         if running >= max(1, source.max_chunks_in_flight):
             return Claim.SOURCE_FULL
@@ -138,7 +137,7 @@ def claim_within_source_limit(chunk: ChunkJob) -> Claim:
 
 def claimed_fields() -> dict:
     """The fields of a chunk created already claimed by this worker (a lane's next page)."""
-    now = timezone.now()
+    now = clock.now()
     return {
         "state": ChunkState.RUNNING,
         "attempts": 1,
@@ -160,7 +159,7 @@ def request_slot_delay(source: ImportSource) -> float:
     with transaction.atomic():
         locked = ImportSource.objects.select_for_update().filter(pk=source.pk)
         next_free = locked.values_list("next_request_at", flat=True).first()
-        now = timezone.now()
+        now = clock.now()
         slot = max(now, next_free or now)
         delay = (slot - now).total_seconds()
         if delay <= settings.CHUNK_RETRY_INLINE_MAX_SECONDS:
@@ -330,7 +329,7 @@ def postpone_chunk(
     Assets' asked for before the page went). `fetched`: the records of the page, fetched and
     counted already (it is read again, and counted then)."""
     if ChunkJob.objects.held_by(chunk).release(
-        until=timezone.now() + timedelta(seconds=delay), reason=reason
+        until=clock.now() + timedelta(seconds=delay), reason=reason
     ):
         if fetched is not None:
             Execution.objects.filter(pk=chunk.execution_id).stamp(**_uncounted(fetched))
@@ -419,7 +418,7 @@ def chunk_failed(
         return chunk
     source = chunk.execution.source
     message = scrub_secrets(message, source)
-    now = timezone.now()
+    now = clock.now()
     attempts = min(settings.CHUNK_MAX_ATTEMPTS, max_attempts or settings.CHUNK_MAX_ATTEMPTS)
     if kind == RATE_LIMITED:  # waiting as asked mends it: worth more attempts
         attempts = max(attempts, settings.RATE_LIMITED_MAX_ATTEMPTS)

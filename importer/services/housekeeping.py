@@ -9,7 +9,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from importer import metrics, notifications, work_queue
+from importer import clock, metrics, notifications, work_queue
 from importer.models import ChunkJob, Execution
 from importer.services.completion import completion_is_due
 from importer.services.lifecycle import (
@@ -55,7 +55,7 @@ def requeue_stalled_chunks() -> int:
     The ORM broker redelivers an unacknowledged task by itself; the Redis broker loses a
     task whose worker died. Either way the chunk's row knows it is not finished.
     """
-    now = timezone.now()
+    now = clock.now()
     # A queued chunk's task may have died with a stopped cluster (the Redis broker forgets
     # it; the ORM broker hands it out again only after `retry`). Queueing it once more is
     # harmless: only one delivery can claim the chunk. Such a chunk is stamped, so a chunk

@@ -21,8 +21,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
-from django.utils import timezone
 
+from importer import clock
 from importer.models import ChunkJob
 
 logger = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class Leases:
             self._thread.join(timeout=5)
 
     def _renew(self, chunk: ChunkJob) -> bool:
-        until = timezone.now() + timedelta(seconds=settings.CHUNK_LEASE_SECONDS)
+        until = clock.now() + timedelta(seconds=settings.CHUNK_LEASE_SECONDS)
         renewed = ChunkJob.objects.held_by(chunk).renew_lease(until=until)
         with self._lock:
             if renewed:
