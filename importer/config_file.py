@@ -202,12 +202,9 @@ def _form_data(entry: dict, where: str) -> dict:
         data[field_name] = _form_value(field_name, value)
     # A secret written as MASK (or left out) keeps the stored one, as the admin's empty field
     # does; with none stored, the form says the secret is missing.
-    token = (entry.get("assets") or {}).get("token", "")
-    data["assets_token"] = "" if token == MASK else token
-    auth = _get(entry, ("source", "auth"))
-    auth = auth if isinstance(auth, dict) else {}
-    secret = next((auth[name] for name in SECRET_NAMES if auth.get(name)), "")
-    data["source_token"] = "" if secret == MASK else secret
+    for name in ("assets_token", "source_token"):
+        secret = _secret_written(name, entry)
+        data[name] = "" if secret == MASK else secret
     mapping = entry.get("mapping")
     data["mapping"] = "" if mapping is None else json.dumps(mapping)
     for checkbox in ("enabled", "csv_has_header"):
@@ -359,9 +356,12 @@ def _apply_sources(entries: list, *, dry_run: bool):
         instance = ImportSource.objects.filter(name=data["name"]).first()
         form = ImportSourceForm(data=data, instance=instance)
         if not form.is_valid():
-            for field_name, messages in form.errors.items():
-                for message in messages:
-                    errors.append(f"{where}: {field_name}: {message}")
+            errors.extend(
+                f"{where}: {_place_in_file(field_name, entry)}: "
+                f"{_explained(form, field_name, message, entry)}"
+                for field_name, messages in form.errors.items()
+                for message in messages
+            )
             continue
         wanted = entry.get("schedule", _KEEP)
         schedule = Schedule.objects.filter(source=instance).first() if instance else None
@@ -391,6 +391,48 @@ def _apply_sources(entries: list, *, dry_run: bool):
             )
         )
     return results, schedule_changes, errors
+
+
+def _place_in_file(field_name: str, entry: dict) -> str:
+    """Where a setting is written in the file (`source.pagination.page_size`), not the name
+    it has in the database."""
+    if field_name in ("assets_token", "source_token"):
+        auth = (entry.get("source") or {}).get("auth") or {}
+        kind = auth.get("kind") if isinstance(auth, dict) else None
+        return (
+            "assets.token"
+            if field_name == "assets_token"
+            else f"source.auth.{SECRET_NAME_BY_AUTH.get(kind, 'token')}"
+        )
+    for path, name in TOP_FIELD_PATHS + FIELD_PATHS:
+        if name == field_name:
+            return ".".join(path)
+    return field_name
+
+
+def _secret_written(field_name: str, entry: dict) -> str:
+    """The Assets token or the source's secret as the file writes it ("" when it does not)."""
+    if field_name == "assets_token":
+        assets = entry.get("assets")
+        return (assets if isinstance(assets, dict) else {}).get("token", "")
+    auth = _get(entry, ("source", "auth"))
+    auth = auth if isinstance(auth, dict) else {}
+    return next((auth[name] for name in SECRET_NAMES if auth.get(name)), "")
+
+
+def _explained(form, field_name: str, message: str, entry: dict) -> str:
+    """A form's error as a file's author needs it: the values a choice takes (Django names
+    none), and what a `***` for a secret that is not stored means."""
+    if field_name in SECRET_FIELDS and _secret_written(field_name, entry) == MASK:
+        return (
+            f"'{MASK}' stands for a stored secret, and none is stored here (an export made "
+            "without --with-secrets leaves secrets out): give the secret itself"
+        )
+    field = form.fields.get(field_name)
+    choices = [str(value) for value, _ in getattr(field, "choices", []) if value not in ("", None)]
+    if choices and "valid choice" in message:
+        return f"{message} (one of: {', '.join(choices)})"
+    return message
 
 
 _KEEP = object()  # no "schedule" key: leave the schedule as it is

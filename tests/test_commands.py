@@ -798,8 +798,11 @@ def test_a_masked_token_in_a_file_keeps_the_stored_one_and_is_refused_where_none
     new["assets"] = {**masked["assets"], "import_source_id": "src-2"}
     with pytest.raises(CommandError, match="Nothing was changed") as refused:
         run("import_sources", write(tmp_path, [new]), "--no-push")
-    assert "assets_token" in str(refused.value) and "source_token" in str(refused.value)
-    assert "this form" not in str(refused.value)  # a file is no form in a browser
+    told = str(refused.value)
+    assert "assets.token: '***' stands for a stored secret, and none is stored here" in told
+    assert "source.auth.token: '***' stands for a stored secret" in told
+    assert "without --with-secrets leaves secrets out" in told
+    assert "this form" not in told  # a file is no form in a browser
     assert not ImportSource.objects.filter(name="new").exists()
 
 
@@ -867,3 +870,18 @@ def test_an_empty_file_says_there_is_nothing_to_do(tmp_path):
     assert "lists no source and no notification channel: nothing to do" in run(
         "import_sources", write(tmp_path, {})
     )
+
+
+@pytest.mark.django_db
+def test_a_wrong_choice_in_a_file_is_named_by_its_place_there_with_the_choices(
+    tmp_path, sandbox, inventory, demo_mapping
+):
+    entry = source_entry(sandbox, inventory, demo_mapping)
+    entry["source"]["pagination"]["style"] = "offest"
+
+    with pytest.raises(CommandError) as refused:
+        run("import_sources", write(tmp_path, [entry]))
+
+    told = str(refused.value)
+    assert "source 1 (laptops): source.pagination.style: Select a valid choice." in told
+    assert "(one of: offset, page, cursor," in told
