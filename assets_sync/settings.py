@@ -12,8 +12,39 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+class Env(environ.Env):
+    """django-environ, strict where it would guess: a setting it cannot read stops the start
+    naming the setting, and a number or a switch written wrong ("5m", "ture") is refused
+    rather than read as something else."""
+
+    SWITCH_WORDS = {*environ.Env.BOOLEAN_TRUE_STRINGS, "false", "off", "no", "n", "0"}
+
+    def get_value(self, var, cast=None, default=environ.Env.NOTSET, parse_default=False):
+        raw = self.ENVIRON.get(var)
+        if raw is not None and cast in (bool, int, float):
+            self._check_written_as(var, raw.strip(), cast)
+        try:
+            return super().get_value(var, cast=cast, default=default, parse_default=parse_default)
+        except (ValueError, TypeError) as error:  # a JSONDecodeError is a ValueError
+            raise ImproperlyConfigured(f"The setting {var}={raw!r} cannot be read: {error}")
+
+    def _check_written_as(self, var: str, raw: str, cast) -> None:
+        if cast is bool:
+            if raw.lower() not in self.SWITCH_WORDS:
+                raise ImproperlyConfigured(
+                    f"The setting {var}={raw!r} is no switch: write true or false."
+                )
+            return
+        try:
+            cast(raw)
+        except ValueError:
+            kind = "a whole number" if cast is int else "a number (a dot before decimals)"
+            raise ImproperlyConfigured(f"The setting {var}={raw!r} is not {kind}.") from None
+
+
+env = Env()
+Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default="")
@@ -265,6 +296,14 @@ STALE_GRACE_SECONDS = env.int("STALE_GRACE_SECONDS", default=2 * 3600)
 # Prometheus scrapes /metrics with this bearer token; empty: /metrics does not exist (404).
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"The setting LOG_FORMAT={LOG_FORMAT!r} is neither plain nor json.")
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    raise ImproperlyConfigured(
+        f"The setting LOG_LEVEL={LOG_LEVEL!r} is no level: DEBUG, INFO, WARNING, ERROR or CRITICAL."
+    )
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -281,11 +320,11 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             # LOG_FORMAT=json: one JSON object per line, for log collectors.
-            "formatter": env.str("LOG_FORMAT", default="plain"),
+            "formatter": LOG_FORMAT,
             "filters": ["redact_secrets"],
         }
     },
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "urllib3": {"level": "WARNING"},
         # Django's request lines carry the path, and so a webtrigger's token: redacted where

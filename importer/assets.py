@@ -279,9 +279,9 @@ class AssetsClient:
                 timeout=self.timeout,
                 stream=True,
             )
-            with until(deadline, response):
+            with until(deadline, response) as watch:
                 response.content  # noqa: B018 (read here, by the deadline)
-            if time.monotonic() >= deadline:
+            if watch.cut:  # a body cut off may still read as whole (no length given)
                 raise AnswerTooSlow("the answer did not arrive before the deadline")
         except (requests.RequestException, AnswerTooSlow) as exc:
             if isinstance(exc, (requests.Timeout, AnswerTooSlow)) or time.monotonic() >= deadline:

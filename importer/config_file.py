@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
@@ -263,11 +264,15 @@ def read_document(document) -> tuple[list, list]:
 
 def _named_twice(kind: str, entries: list) -> list[str]:
     """A name given to two entries: the second would silently replace the first."""
-    names = [entry.get("name") for entry in entries if isinstance(entry, dict)]
+    names = Counter(
+        entry["name"]
+        for entry in entries
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str)
+    )
     return [
-        f"{kind} '{name}' is in the file {names.count(name)} times: keep one"
-        for name in dict.fromkeys(names)
-        if isinstance(name, str) and names.count(name) > 1
+        f"{kind} '{name}' is in the file {count} times: keep one"
+        for name, count in names.items()
+        if count > 1
     ]
 
 

@@ -98,18 +98,25 @@ _watchdog = Watchdog()
 os.register_at_fork(after_in_child=_watchdog._reset_after_fork)
 
 
+class Watch:
+    """What `cut_off_at` did: `cut` once the block has ended, whether the deadline cut it."""
+
+    cut = False
+
+
 @contextlib.contextmanager
-def cut_off_at(deadline: float | None, cut: Callable[[], None] | None) -> Iterator[None]:
+def cut_off_at(deadline: float | None, cut: Callable[[], None] | None) -> Iterator[Watch]:
     """Calls `cut` (e.g. urllib3's `HTTPResponse.shutdown`) if the block is still running when
     `deadline` passes: a body read blocked on a dripping source wakes at the deadline."""
+    watch = Watch()
     if deadline is None or cut is None:
-        yield
+        yield watch
         return
     handle = _watchdog.arm(deadline, cut)
     try:
-        yield
+        yield watch
     finally:
-        _watchdog.disarm(handle)
+        watch.cut = _watchdog.disarm(handle)
 
 
 def _shutdown(sock: Any) -> None:

@@ -23,6 +23,7 @@ import binascii
 import functools
 import json
 import re
+import threading
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, unquote_plus, urlsplit, urlunsplit
@@ -111,20 +112,23 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 # its text is a secret: the log filter masks these wherever they appear.
 _SECRETS_IN_USE: dict[str, None] = {}
 _SECRETS_IN_USE_LIMIT = 2000
+_SECRETS_IN_USE_LOCK = threading.Lock()
 
 
 def remember_secrets(secrets: Iterable[str]) -> None:
     """Mark `secrets` for removal from every log line this process writes."""
-    for secret in secrets:
-        if _long_enough(secret):
-            _SECRETS_IN_USE.pop(secret, None)
-            _SECRETS_IN_USE[secret] = None
-    while len(_SECRETS_IN_USE) > _SECRETS_IN_USE_LIMIT:
-        _SECRETS_IN_USE.pop(next(iter(_SECRETS_IN_USE)))
+    with _SECRETS_IN_USE_LOCK:
+        for secret in secrets:
+            if _long_enough(secret):
+                _SECRETS_IN_USE.pop(secret, None)
+                _SECRETS_IN_USE[secret] = None
+        while len(_SECRETS_IN_USE) > _SECRETS_IN_USE_LIMIT:
+            _SECRETS_IN_USE.pop(next(iter(_SECRETS_IN_USE)))
 
 
 def secrets_in_use() -> tuple[str, ...]:
-    return tuple(_SECRETS_IN_USE)
+    with _SECRETS_IN_USE_LOCK:
+        return tuple(_SECRETS_IN_USE)
 
 
 def redact_for(source: Any, text: str, *extra_secrets: str) -> str:
@@ -150,7 +154,14 @@ def secrets_of(source: Any) -> list[str]:
         found.extend(_secret_query_values(url or ""))
     for name in source.MASKED_JSON_FIELDS:
         value = getattr(source, name, None)
-        found.extend(_secret_values(value, also=_secret_headers(name, value)))
+        # A header of a vendor's own naming is scrubbed when its value looks like a key: a
+        # word ("items", a tenant's name) would be blanked from every message.
+        keys = [
+            header
+            for header in _secret_headers(name, value)
+            if _looks_like_a_key(str(value[header]))
+        ]
+        found.extend(_secret_values(value, also=keys))
     return [value for value in found if isinstance(value, str) and value]
 
 
@@ -211,6 +222,13 @@ def mask_setting(name: str, value: Any) -> Any:
     """A source's JSON setting (`name`) as people see it: its credential-named entries
     masked, and, in its extra headers, every header but the public ones."""
     return mask_secret_values(value, also=_secret_headers(name, value))
+
+
+def _looks_like_a_key(value: str) -> bool:
+    """Long, or mixing letters with digits: what keys and tokens look like, and words do not."""
+    letters = any(c.isalpha() for c in value)
+    digits = any(c.isdigit() for c in value)
+    return len(value) >= 16 or (len(value) >= 8 and letters and digits)
 
 
 def _secret_headers(name: str, value: Any) -> list[str]:

@@ -19,10 +19,11 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.utils import timezone
 from django_q.brokers import Broker, get_broker
 from django_q.models import Schedule
 from django_q.tasks import async_task as _async_task
+
+from importer import clock
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +100,8 @@ def _run_later(func: str, arg: int, *, name: str, delay_seconds: float) -> None:
         "args": repr((arg,)),
         "schedule_type": Schedule.ONCE,
         "repeats": -1,
-        "next_run": timezone.now() + timedelta(seconds=delay_seconds),
+        # By the database's clock, as the tickers of every host read it.
+        "next_run": clock.now() + timedelta(seconds=delay_seconds),
     }
     if not Schedule.objects.filter(name=name).update(**fields):
         Schedule.objects.create(name=name, **fields)
@@ -165,7 +167,7 @@ def send_due_tasks() -> int:
     django-q2's scheduler (which deletes a one-off schedule in the transaction that queues
     it), only the one whose DELETE removed the row sends the task.
     """
-    now = timezone.now()
+    now = clock.now()
     due = list(
         Schedule.objects.filter(
             func__in=DELAYED_FUNCS, schedule_type=Schedule.ONCE, next_run__lte=now

@@ -556,3 +556,33 @@ def test_a_worker_whose_clock_lags_writes_leases_the_others_still_read_as_held(
     chunk.refresh_from_db()
     assert chunk.lease_expires_at > on_time() + timedelta(seconds=20)
     assert not ChunkJob.objects.claimable(now=clock.now()).filter(pk=chunk.pk).exists()
+
+
+@pytest.mark.parametrize("then", ["a timeout", "our own rate limit"])
+def test_waits_a_rate_limit_asked_for_use_up_no_attempt_of_the_page(make_source, then):
+    # Refused with 429 more times than a page is tried: a timeout afterwards is retried as
+    # any first failure is, and our own rate limit putting it off does not fail it.
+    from importer.services.chunks import chunk_failed, postpone_chunk
+
+    execution = Execution.objects.create(source=make_source(), state=Execution.State.INGESTING)
+    chunk = ChunkJob.objects.create(execution=execution, index=0)
+    for _ in range(7):
+        ChunkJob.objects.filter(pk=chunk.pk).update(next_attempt_at=None)
+        chunk.refresh_from_db()
+        assert claim_chunk(chunk)
+        chunk_failed(
+            chunk, "Assets is rate limiting us (429)", permanent=False, kind="rate_limited"
+        )
+    ChunkJob.objects.filter(pk=chunk.pk).update(next_attempt_at=None)
+    chunk.refresh_from_db()
+    assert claim_chunk(chunk)
+
+    if then == "a timeout":
+        chunk_failed(chunk, "did not answer within 30 s", permanent=False, kind="timeout")
+    else:
+        postpone_chunk(chunk, 5, reason="rate_limited_by_us")
+    ChunkJob.objects.filter(pk=chunk.pk).update(next_attempt_at=None)
+    chunk.refresh_from_db()
+
+    assert chunk.state == ChunkJob.State.QUEUED and chunk.rate_limited_waits == 7
+    assert claim_chunk(chunk)

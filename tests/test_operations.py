@@ -263,3 +263,37 @@ def test_the_readme_tells_the_defaults_the_settings_have():
         != (told[name] if told[name] in ("true", "false") else float(told[name]))
     }
     assert wrong == {}, "README default, setting's default"
+
+
+@pytest.mark.parametrize(
+    "setting, told",
+    [
+        ("HTTP_TIMEOUT=5m", "The setting HTTP_TIMEOUT='5m' is not a number"),
+        ("CHUNK_MAX_ATTEMPTS=2.5", "The setting CHUNK_MAX_ATTEMPTS='2.5' is not a whole number"),
+        ("DEBUG=ture", "The setting DEBUG='ture' is no switch: write true or false"),
+        ("LOG_FORMAT=jsn", "The setting LOG_FORMAT='jsn' is neither plain nor json"),
+        ("IMPORT_SOURCE_PLUGINS=notjson", "The setting IMPORT_SOURCE_PLUGINS='notjson' cannot"),
+    ],
+)
+def test_a_setting_written_wrong_stops_the_start_naming_it(setting, told):
+    # Not read as something else ("5m" as 5 seconds, "ture" as false): refused, by name.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    name, _, value = setting.partition("=")
+    script = (
+        "import environ; environ.Env.read_env = lambda *a, **k: None; "  # no .env
+        "import assets_sync.settings"
+    )
+    environment = {"PATH": "/usr/bin:/bin", "SECRET_KEY": "x" * 50, name: value}
+    answer = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
+
+    assert answer.returncode != 0
+    assert told in answer.stderr.splitlines()[-1]

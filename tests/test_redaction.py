@@ -375,3 +375,18 @@ def test_a_url_masked_for_a_form_and_given_back_unchanged_is_the_stored_one(url:
     from importer.redaction import mask_url, restore_url
 
     assert restore_url(mask_url(url), url) == url
+
+
+def test_a_header_of_a_vendors_naming_is_scrubbed_when_it_holds_a_key_not_a_word():
+    source = ImportSource(
+        name="cmdb",
+        extra_headers={
+            "X-Fields": "items",
+            "X-Tenant": "inventory",
+            "DD-APPLICATION-KEY": VENDOR_KEY,
+        },
+    )
+
+    told = redact_for(source, f"no items in inventory for key {VENDOR_KEY}")
+
+    assert told == "no items in inventory for key ***"

@@ -7,14 +7,12 @@ from django.utils import timezone
 
 from importer.models.executions import Execution
 
-# The kind of failure of a page refused with 429: worth more attempts (services.chunks).
+# The kind of failure of a page refused with 429: waited out apart (services.chunks).
 RATE_LIMITED = "rate_limited"
 
 
 def _attempts_left() -> Q:
-    return Q(attempts__lt=settings.CHUNK_MAX_ATTEMPTS) | Q(
-        last_error_kind=RATE_LIMITED, attempts__lt=settings.RATE_LIMITED_MAX_ATTEMPTS
-    )
+    return Q(attempts__lt=settings.CHUNK_MAX_ATTEMPTS)
 
 
 class ChunkJobQuerySet(models.QuerySet):
@@ -37,8 +35,7 @@ class ChunkJobQuerySet(models.QuerySet):
 
     def claimable(self, *, now) -> "ChunkJobQuerySet":
         """Waiting for a worker (see `_waiting`), with an attempt left under
-        CHUNK_MAX_ATTEMPTS (RATE_LIMITED_MAX_ATTEMPTS for a page last refused with 429): a
-        page whose worker dies each time never loops."""
+        CHUNK_MAX_ATTEMPTS: a page whose worker dies each time never loops."""
         return self._waiting(now=now).filter(_attempts_left())
 
     def exhausted(self, *, now) -> "ChunkJobQuerySet":
@@ -80,6 +77,19 @@ class ChunkJobQuerySet(models.QuerySet):
             lease_expires_at=None,
             next_attempt_at=moment,
             last_error_kind=kind,
+            error=error,
+        )
+
+    def wait_as_asked(self, moment, *, error: str) -> bool:
+        """Back to the queue at `moment`, as a rate limit asked (429): the attempt is given
+        back, and the wait counted apart (RATE_LIMITED_MAX_ATTEMPTS)."""
+        return self.stamp(
+            state=ChunkJob.State.QUEUED,
+            attempts=F("attempts") - 1,
+            rate_limited_waits=F("rate_limited_waits") + 1,
+            lease_expires_at=None,
+            next_attempt_at=moment,
+            last_error_kind=RATE_LIMITED,
             error=error,
         )
 
@@ -130,6 +140,9 @@ class ChunkJob(models.Model):
     )
     state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
     attempts = models.PositiveIntegerField(default=0)
+    rate_limited_waits = models.PositiveIntegerField(
+        default=0, help_text="Times a rate limit (429) asked this page to wait."
+    )
     lease_expires_at = models.DateTimeField(
         null=True, blank=True, help_text="A RUNNING chunk whose lease expired is taken up again."
     )

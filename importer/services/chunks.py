@@ -420,13 +420,24 @@ def chunk_failed(
     message = scrub_secrets(message, source)
     now = clock.now()
     attempts = min(settings.CHUNK_MAX_ATTEMPTS, max_attempts or settings.CHUNK_MAX_ATTEMPTS)
-    if kind == RATE_LIMITED:  # waiting as asked mends it: worth more attempts
-        attempts = max(attempts, settings.RATE_LIMITED_MAX_ATTEMPTS)
     if past_the_end:
         # One answer more tells whether the end is right; a source that errs past its end
         # every time would otherwise hold each import's completion through every retry.
         attempts = min(attempts, PAST_THE_END_ATTEMPTS)
-    if not permanent and chunk.attempts < attempts:
+    waits = settings.RATE_LIMITED_MAX_ATTEMPTS
+    if (
+        kind == RATE_LIMITED
+        and not permanent
+        and not past_the_end
+        and chunk.rate_limited_waits < waits
+    ):
+        # Waiting as asked mends it: no attempt is used up, and the waits are counted apart.
+        delay = retry_delay(chunk.rate_limited_waits + 1, retry_after)
+        ChunkJob.objects.held_by(chunk).wait_as_asked(
+            now + timedelta(seconds=delay),
+            error=f"rate limited, wait {chunk.rate_limited_waits + 1} of {waits}: {message}",
+        )
+    elif not permanent and chunk.attempts < attempts:
         delay = retry_delay(chunk.attempts, retry_after)
         ChunkJob.objects.held_by(chunk).retry_at(
             now + timedelta(seconds=delay),
@@ -434,11 +445,18 @@ def chunk_failed(
             # The page shows the next attempt's time beside it, and drops it on a cancel.
             error=f"attempt {chunk.attempts} of {attempts} failed: {message}",
         )
-        Execution.objects.filter(pk=chunk.execution_id).stamp(**_uncounted(fetched))
-        metrics.count_chunk_retry(source=source, reason=kind)
-        logger.warning("chunk %s: %s; retry in %.1f s", chunk.pk, message, delay)
-        work_queue.enqueue_chunk_after(chunk.pk, delay)
-        return chunk
+    else:
+        return _give_up(chunk, message, permanent=permanent, kind=kind, fetched=fetched)
+    Execution.objects.filter(pk=chunk.execution_id).stamp(**_uncounted(fetched))
+    metrics.count_chunk_retry(source=source, reason=kind)
+    logger.warning("chunk %s: %s; retry in %.1f s", chunk.pk, message, delay)
+    work_queue.enqueue_chunk_after(chunk.pk, delay)
+    return chunk
+
+
+def _give_up(
+    chunk: ChunkJob, message: str, *, permanent: bool, kind: str, fetched: int | None
+) -> ChunkJob:
     if not permanent:
         message = f"{message} (gave up after {chunk.attempts} attempts)"
     ChunkJob.objects.filter(pk=chunk.pk, state=ChunkState.RUNNING).fail(kind=kind, error=message)

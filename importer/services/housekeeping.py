@@ -55,12 +55,13 @@ def requeue_stalled_chunks() -> int:
     The ORM broker redelivers an unacknowledged task by itself; the Redis broker loses a
     task whose worker died. Either way the chunk's row knows it is not finished.
     """
-    now = clock.now()
+    now = clock.now()  # leases and retry times are dated by the database's clock
+    local = timezone.now()  # `updated_at` by the clock of the host that wrote it
     # A queued chunk's task may have died with a stopped cluster (the Redis broker forgets
     # it; the ORM broker hands it out again only after `retry`). Queueing it once more is
     # harmless: only one delivery can claim the chunk. Such a chunk is stamped, so a chunk
     # that only waits its turn gets one more task per QUEUED_CHUNK_REQUEUE_SECONDS at most.
-    stale_queued = now - timedelta(seconds=settings.QUEUED_CHUNK_REQUEUE_SECONDS)
+    stale_queued = local - timedelta(seconds=settings.QUEUED_CHUNK_REQUEUE_SECONDS)
     waiting_long = Q(
         state=ChunkState.QUEUED, next_attempt_at__isnull=True, updated_at__lt=stale_queued
     )
@@ -75,7 +76,7 @@ def requeue_stalled_chunks() -> int:
         work_queue.enqueue_chunk(chunk_id)
     # Posting "completed" is one request of at most HTTP_TIMEOUT; a worker that has been at
     # it for longer than that plus a lease has vanished, and the next check posts it again.
-    posting_since = now - timedelta(seconds=settings.HTTP_TIMEOUT + settings.CHUNK_LEASE_SECONDS)
+    posting_since = local - timedelta(seconds=settings.HTTP_TIMEOUT + settings.CHUNK_LEASE_SECONDS)
     for execution_id in Execution.objects.filter(
         state=State.COMPLETING, updated_at__lt=posting_since
     ).values_list("pk", flat=True):

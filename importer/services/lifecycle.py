@@ -36,16 +36,10 @@ def start_import(
     are transformed with the mapping saved here, so a mapping saved since its last push is
     pushed first: only then, while no other import of the source can see it change.
     """
-    if not source.enabled:
-        raise ImportRefused(f"Source '{source}' is disabled: enable it to import.")
-    if not source.mapping:
-        raise ImportRefused(f"Source '{source}' has no mapping: add one and push it to Assets.")
-    problems = validate_document(source.mapping)
-    if problems:
-        raise ImportRefused(f"The mapping of '{source}' is not valid: {problems[0]}")
     try:
         with transaction.atomic():
-            lock_for_start(source)
+            lock_for_start(source)  # the settings as saved: they are checked, then read
+            _check_startable(source)
             execution = Execution.objects.create(source=source, trigger=trigger, triggered_by=user)
     except IntegrityError:
         running = Execution.objects.open().filter(source=source).first()
@@ -144,6 +138,17 @@ STOPPED_START = (
     "again. If Assets created the execution all the same, it refuses the next start (409) "
     "until that execution times out there, or is cancelled in Assets."
 )
+
+
+def _check_startable(source: ImportSource) -> None:
+    """Raise ImportRefused when the source cannot import: disabled, or without a valid mapping."""
+    if not source.enabled:
+        raise ImportRefused(f"Source '{source}' is disabled: enable it to import.")
+    if not source.mapping:
+        raise ImportRefused(f"Source '{source}' has no mapping: add one and push it to Assets.")
+    problems = validate_document(source.mapping)
+    if problems:
+        raise ImportRefused(f"The mapping of '{source}' is not valid: {problems[0]}")
 
 
 def _may_have_started(error: AssetsError) -> bool:
