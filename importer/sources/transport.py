@@ -7,6 +7,7 @@ Reads are bounded in bytes, in JSON values and in time (see `importer/sources/li
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import os
 import re
@@ -400,9 +401,10 @@ _CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def _decoded(body: bytes, response: requests.Response) -> str:
-    """A text body as text: UTF-8 when it reads as such, else in its declared charset."""
+    """The start of a text body as text: UTF-8 when it reads as such (its last character may
+    be cut by the read), else in its declared charset."""
     try:
-        return body.decode("utf-8")
+        return codecs.getincrementaldecoder("utf-8")().decode(body, final=False)
     except UnicodeDecodeError:
         pass
     declared = _CHARSET.search(response.headers.get("Content-Type") or "")
