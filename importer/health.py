@@ -41,6 +41,8 @@ def _check(probe, *, detailed: bool) -> dict:
 def _database() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
+    if ImportSource._meta.db_table not in connection.introspection.table_names():
+        raise HealthProblem("the database has no tables yet: run `manage.py migrate`")
 
 
 def _broker() -> dict:

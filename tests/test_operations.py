@@ -38,6 +38,23 @@ def test_health_is_ok_when_database_broker_and_cluster_are_alive(client):
 
 
 @pytest.mark.django_db
+def test_health_of_a_database_never_migrated_says_to_migrate(client, settings, monkeypatch):
+    from django.db import connection
+
+    settings.HEALTH_TOKEN = "monitor-token"
+    monkeypatch.setattr(connection.introspection, "table_names", lambda *a, **k: [])
+
+    response = client.get(reverse("importer:health"), HTTP_X_HEALTH_TOKEN="monitor-token")
+
+    assert response.status_code == 503
+    database = response.json()["checks"]["database"]
+    assert database == {
+        "ok": False,
+        "error": "the database has no tables yet: run `manage.py migrate`",
+    }
+
+
+@pytest.mark.django_db
 def test_health_fails_when_no_cluster_has_run_lately(client):
     housekeeping_ran(minutes_ago=30)
 
