@@ -252,6 +252,17 @@ def test_run_import_exits_non_zero_when_the_import_fails(make_source, inventory,
 
 
 @pytest.mark.django_db
+def test_run_import_refused_while_another_import_runs_exits_75_for_try_later(make_source):
+    source = make_source(name="inventory")
+    running = Execution.objects.create(source=source, state=Execution.State.INGESTING)
+
+    with pytest.raises(CommandError, match=f"execution #{running.pk}") as refused:
+        run("run_import", "inventory")
+
+    assert refused.value.returncode == 75
+
+
+@pytest.mark.django_db
 def test_the_demo_source_configuration_is_valid(tmp_path, sandbox, inventory):
     entry = demo_source_config(sandbox_url=sandbox.base_url, inventory_url=inventory.base_url)
 

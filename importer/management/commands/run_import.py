@@ -15,6 +15,10 @@ from importer.progress import describe, progress_of, retries_of
 LOG_LINE_SECONDS = 15
 
 
+# EX_TEMPFAIL (sysexits.h): nothing was done, and trying again later may work.
+ALREADY_RUNNING = 75
+
+
 class Command(BaseCommand):
     help = "Start an import of a source (pushing its mapping first if Assets lacks it)."
 
@@ -58,7 +62,9 @@ class Command(BaseCommand):
         except services.ImportRefused as error:
             pushed = source.mapping_pushed_at != pushed_before
             self.log_for(started_by, source, pushed, f"Import refused: {error}")
-            raise CommandError(str(error))
+            # A scheduler tells "another import runs; try later" from a failure by its code.
+            running = isinstance(error, services.ImportAlreadyRunning)
+            raise CommandError(str(error), returncode=ALREADY_RUNNING if running else 1)
         except AssetsError as error:
             raise CommandError(services.scrub_secrets(error.message, source))
         pushed = source.mapping_pushed_at != pushed_before
