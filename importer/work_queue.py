@@ -24,6 +24,7 @@ from django_q.models import Schedule
 from django_q.tasks import async_task as _async_task
 
 from importer import clock
+from importer.models import ChunkJob
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def async_task(func: str, *args, **options):
     return _async_task(func, *args, broker=_process_broker(), **options)
 
 
-def _send_or_leave_to_housekeeping(func: str, arg: int, *, name: str) -> None:
+def _send_or_leave_to_housekeeping(func: str, arg: int, *, name: str) -> bool:
     """Queue a step whose row says it is due (a chunk's, an execution's, a delivery's). A
     broker that cannot take it now (Redis restarting, out of reach) loses nothing:
     housekeeping finds the row waiting and queues it again (`services.housekeeping`), so the
@@ -70,10 +71,18 @@ def _send_or_leave_to_housekeeping(func: str, arg: int, *, name: str) -> None:
             type(error).__name__,
             error,
         )
+        return False
+    return True
 
 
 def enqueue_chunk(chunk_id: int) -> None:
-    _send_or_leave_to_housekeeping("importer.tasks.run_chunk", chunk_id, name=f"chunk-{chunk_id}")
+    if not _send_or_leave_to_housekeeping(
+        "importer.tasks.run_chunk", chunk_id, name=f"chunk-{chunk_id}"
+    ):
+        # Due now: housekeeping's next round queues it (not only once it looks stale).
+        ChunkJob.objects.filter(
+            pk=chunk_id, state=ChunkJob.State.QUEUED, next_attempt_at__isnull=True
+        ).update(next_attempt_at=clock.now())
 
 
 def enqueue_completion_check(execution_id: int) -> None:

@@ -251,6 +251,37 @@ def test_run_import_exits_non_zero_when_the_import_fails(make_source, inventory,
         run("run_import", "inventory", "--wait", "--poll", "0.01")
 
 
+@pytest.mark.django_db(transaction=True)
+def test_run_import_wait_follows_on_when_the_database_drops_its_session(
+    make_source, sandbox, monkeypatch
+):
+    # A database restart or failover while following: the import goes on in the workers,
+    # and so does the following, on a new connection.
+    from django.db import OperationalError
+
+    from importer.management.commands import run_import
+
+    make_source(name="inventory")
+    real_progress_of = run_import.progress_of
+    drops = iter([True])
+
+    def progress_of(execution):
+        if next(drops, False):
+            raise OperationalError("terminating connection due to administrator command")
+        return real_progress_of(execution)
+
+    monkeypatch.setattr(run_import, "progress_of", progress_of)
+    errors = io.StringIO()
+
+    output = io.StringIO()
+    call_command(
+        "run_import", "inventory", "--wait", "--poll", "0.01", stdout=output, stderr=errors
+    )
+
+    assert "Done: 120 records" in output.getvalue()
+    assert "The database connection was lost; following on a new one." in errors.getvalue()
+
+
 @pytest.mark.django_db
 def test_run_import_refused_while_another_import_runs_exits_75_for_try_later(make_source):
     source = make_source(name="inventory")

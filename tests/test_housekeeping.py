@@ -249,7 +249,6 @@ def test_a_broker_that_cannot_take_tasks_for_a_while_loses_no_page(
 ):
     # Redis restarting mid-import: the pages the lanes hand on meanwhile cannot be queued.
     # Their rows say they wait, and housekeeping queues them once the broker is back.
-    settings.QUEUED_CHUNK_REQUEUE_SECONDS = 0
     real_async_task = work_queue.async_task
     broker = {"takes": 1, "refused": 0}  # the import's first page goes; then Redis is down
 

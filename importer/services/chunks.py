@@ -433,13 +433,13 @@ def chunk_failed(
     ):
         # Waiting as asked mends it: no attempt is used up, and the waits are counted apart.
         delay = retry_delay(chunk.rate_limited_waits + 1, retry_after)
-        ChunkJob.objects.held_by(chunk).wait_as_asked(
+        held = ChunkJob.objects.held_by(chunk).wait_as_asked(
             now + timedelta(seconds=delay),
             error=f"rate limited, wait {chunk.rate_limited_waits + 1} of {waits}: {message}",
         )
     elif not permanent and chunk.attempts < attempts:
         delay = retry_delay(chunk.attempts, retry_after)
-        ChunkJob.objects.held_by(chunk).retry_at(
+        held = ChunkJob.objects.held_by(chunk).retry_at(
             now + timedelta(seconds=delay),
             kind=kind,
             # The page shows the next attempt's time beside it, and drops it on a cancel.
@@ -447,6 +447,8 @@ def chunk_failed(
         )
     else:
         return _give_up(chunk, message, permanent=permanent, kind=kind, fetched=fetched)
+    if not held:  # taken over meanwhile (this worker was frozen past its lease): not ours
+        return chunk
     Execution.objects.filter(pk=chunk.execution_id).stamp(**_uncounted(fetched))
     metrics.count_chunk_retry(source=source, reason=kind)
     logger.warning("chunk %s: %s; retry in %.1f s", chunk.pk, message, delay)
@@ -459,7 +461,8 @@ def _give_up(
 ) -> ChunkJob:
     if not permanent:
         message = f"{message} (gave up after {chunk.attempts} attempts)"
-    ChunkJob.objects.filter(pk=chunk.pk, state=ChunkState.RUNNING).fail(kind=kind, error=message)
+    if not ChunkJob.objects.held_by(chunk).fail(kind=kind, error=message):
+        return chunk  # taken over meanwhile: its new holder decides
     # A page Assets refused held records: it does not lie past the source's end.
     return _failed_for_good(chunk, message, kind=kind, held_records=fetched is not None)
 

@@ -4,6 +4,7 @@ import time
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
+from django.db import InterfaceError, OperationalError, connection
 
 from importer import services
 from importer.assets import AssetsError
@@ -99,9 +100,17 @@ class Command(BaseCommand):
         live = self.stdout.isatty()
         shown, written, written_at = None, "", time.monotonic()
         while True:
-            execution.refresh_from_db()
-            progress = progress_of(execution)
-            retries = retries_of(execution)
+            try:
+                execution.refresh_from_db()
+                progress = progress_of(execution)
+                retries = retries_of(execution)
+            except (OperationalError, InterfaceError):
+                # The database dropped this session (a restart, a failover): the import goes
+                # on in the workers; follow it on a new connection.
+                self.stderr.write("The database connection was lost; following on a new one.")
+                connection.close()
+                time.sleep(poll)
+                continue
             line = progress_line(progress, retries)
             if live:
                 self.stdout.write(f"\r{line:<100}", ending="")
