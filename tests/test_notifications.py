@@ -623,6 +623,7 @@ def test_the_channel_page_sends_a_test_message_and_comes_back(admin_client, smtp
     page_url = reverse("admin:importer_notificationchannel_change", args=[channel.pk])
     page = admin_client.get(page_url).content.decode()
     assert ">Send a test message</button>" in page
+    assert "importer/admin.css" in page  # drawn as the source page's buttons are
 
     response = admin_client.post(
         reverse("admin:importer_notificationchannel_changelist"),

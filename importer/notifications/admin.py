@@ -89,6 +89,7 @@ class NotificationChannelAdmin(PageButtons, admin.ModelAdmin):
     ]
 
     class Media:
+        css = {"all": ["importer/admin.css"]}  # the page's buttons
         js = ["importer/form_conditions.js"]
 
     def get_fieldsets(self, request, obj=None):
