@@ -243,6 +243,25 @@ def test_a_secret_echoed_in_an_error_in_another_charset_is_removed(echo, auth, s
     assert secret[4:12] not in caught.value.message.replace("\x00", "")
 
 
+def test_a_secret_in_a_utf8_error_cut_mid_character_is_removed_despite_a_wrong_label(echo):
+    # The excerpt's read ends inside a two-byte character: the body is still UTF-8 (its
+    # label, ISO-8859-1, is wrong), and the secret in it reads as the secret.
+    secret = "Müller-Passwort-2024"
+    head = f"denied: {secret}: ".encode()
+    body = head + "é".encode() * 600
+    assert (800 - len(head)) % 2 == 1  # the read's 800th byte falls inside an "é"
+    url = echo.add_file("denied", body, content_type="text/plain; charset=iso-8859-1", status=401)
+    source = ImportSource(
+        name="cmdb", source_url=url, source_auth="basic", auth_username="svc", source_token=secret
+    )
+
+    with pytest.raises(SourceError) as caught:
+        build_source(source).fetch_page("")
+
+    assert "denied: ***:" in caught.value.message
+    assert "ller-Passwort" not in caught.value.message
+
+
 class LongWindedPlugin:
     def __init__(self, *, import_source, options) -> None:
         self.secret = import_source.source_token
