@@ -454,6 +454,8 @@ def test_an_operator_cancels_an_import_from_its_page(
     expect(page.locator(".import-progress[data-detailed]")).to_have_attribute(
         "data-finished", "true"
     )
+    # Reloaded once its pages stopped: the cancel's message is still there.
+    expect(page.locator("ul.messagelist")).to_contain_text(f"Import #{execution.pk} cancelled.")
     shoot(page, "13-execution-cancelled")
     execution.refresh_from_db()
     assert execution.state == Execution.State.CANCELLED

@@ -73,6 +73,7 @@
           }
           if (progress.finished) {
             if (detailed && widget.getAttribute("data-finished") !== "true") {
+              keepMessages();
               window.location.reload();
             }
             return;
@@ -87,7 +88,31 @@
     }
   }
 
+  // The messages of the action that led here ("Import #6 cancelled.") were shown once, by
+  // the page the reload replaces: they are carried over to the page it shows instead.
+  var KEPT = "importer.messages";
+
+  function keepMessages() {
+    var list = document.querySelector("ul.messagelist");
+    try {
+      if (list) { window.sessionStorage.setItem(KEPT, list.outerHTML); }
+    } catch (error) { /* storage off: the messages go, as before */ }
+  }
+
+  function showKeptMessages() {
+    var kept = null;
+    try {
+      kept = window.sessionStorage.getItem(KEPT);
+      window.sessionStorage.removeItem(KEPT);
+    } catch (error) { return; }
+    var content = document.getElementById("content");
+    if (kept && content && !document.querySelector("ul.messagelist")) {
+      content.insertAdjacentHTML("beforebegin", kept);
+    }
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    showKeptMessages();
     document.querySelectorAll(".import-progress[data-url]").forEach(follow);
   });
 })();
