@@ -17,6 +17,7 @@ using these libraries could make up on this machine.
 from __future__ import annotations
 
 import multiprocessing
+import sys
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -81,6 +82,9 @@ def _lane(source, lane: int, lanes: int, go, execution_ids, ended) -> None:
     from importer.assets import AssetsClient
     from importer.mapping import transform_records
     from importer.sources import build_source, cursor_for
+    from importer.spawn import SWITCH_INTERVAL_S
+
+    sys.setswitchinterval(SWITCH_INTERVAL_S)  # as a cluster's worker (importer/spawn.py)
 
     reader = build_source(source)
     clients = [AssetsClient.for_source(source) for _ in range(SUBMITS_IN_FLIGHT)]

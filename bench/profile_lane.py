@@ -285,7 +285,7 @@ def instrument(clock: StageClock) -> None:
 
     RestJsonSource.fetch_page = clock.timed("http", RestJsonSource.fetch_page)
     assets.AssetsClient.submit_chunk = clock.timed("http", assets.AssetsClient.submit_chunk)
-    lanes.transform_records = clock.timed("transform", lanes.transform_records)
+    lanes.transform_page = clock.timed("transform", lanes.transform_page)
     lanes.identity_digests = clock.timed("identities", lanes.identity_digests)
     for name in DB_MOVES:
         if hasattr(lanes, name):

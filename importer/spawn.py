@@ -5,18 +5,27 @@ is waiting for. Its first query (connecting, Django's and the driver's lazy set-
 first HTTP request (requests loads netrc support on first use, among others) and its first
 decryption of a stored secret (the cipher's set-up, ~5 ms) took 20-40 ms on a busy machine:
 they are done here, before any task arrives, instead.
+
+A worker's lane runs its fetches and submits in threads of its own while it transforms the
+previous page. At Python's default switch interval (5 ms) a thread whose answer had come
+waited that long for the interpreter lock, once for each piece of the answer it read: with
+pages of 1000 records a lane's page took 67 ms where the source answered in 51. The worker
+hands the lock on sooner instead (SWITCH_INTERVAL_S).
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import sys
 
 import requests
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connection
 
 logger = logging.getLogger(__name__)
+
+SWITCH_INTERVAL_S = 0.0005
 
 
 def in_cluster_worker() -> bool:
@@ -36,6 +45,7 @@ def warm_up(sender=None, proc_name: str = "", **kwargs) -> None:
 
     if not in_cluster_worker():
         return
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     requests.Session().prepare_request(requests.Request("GET", "http://127.0.0.1/"))
     try:
         fields.decrypt(fields.encrypt("warm-up"))
