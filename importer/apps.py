@@ -5,10 +5,21 @@ HOUSEKEEPING_SCHEDULE_NAME = "assets-sync: look after imports"
 RETENTION_SCHEDULE_NAME = "assets-sync: prune history"
 
 
-def install_periodic_schedules(sender, **kwargs) -> None:
+def _has_tables(using: str, *models) -> bool:
+    """Whether the models' tables exist: `migrate` of this app alone, on a new database,
+    leaves django-q2's and auth's for the full `migrate` that follows."""
+    from django.db import connections
+
+    tables = set(connections[using].introspection.table_names())
+    return all(model._meta.db_table in tables for model in models)
+
+
+def install_periodic_schedules(sender, using: str = "default", **kwargs) -> None:
     """Keep the housekeeping schedule in django-q2 (created by `migrate`, not by hand)."""
     from django_q.models import Schedule
 
+    if not _has_tables(using, Schedule):
+        return
     Schedule.objects.update_or_create(
         name=HOUSEKEEPING_SCHEDULE_NAME,
         defaults={
@@ -70,10 +81,12 @@ ROLES = {
 }
 
 
-def install_roles(sender, **kwargs) -> None:
+def install_roles(sender, using: str = "default", **kwargs) -> None:
     """The three roles as groups; membership is managed under Authentication > Groups."""
     from django.contrib.auth.models import Group, Permission
 
+    if not _has_tables(using, Group, Permission):
+        return
     for name, codenames in ROLES.items():
         group, _ = Group.objects.get_or_create(name=name)
         group.permissions.set(

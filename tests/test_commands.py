@@ -927,3 +927,57 @@ def test_a_wrong_choice_in_a_file_is_named_by_its_place_there_with_the_choices(
     told = str(refused.value)
     assert "source 1 (laptops): source.pagination.style: Select a valid choice." in told
     assert "(one of: offset, page, cursor," in told
+
+
+def manage(*arguments: str, database: str):
+    """`manage.py` in a process of its own, on the SQLite file `database`."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    environment = {
+        "PATH": "/usr/bin:/bin",
+        "SECRET_KEY": "x" * 50,
+        "DATABASE_URL": f"sqlite:///{database}",
+    }
+    return subprocess.run(
+        [sys.executable, str(root / "manage.py"), *arguments],
+        cwd=root,
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize("command", [["run_import", "inventory"], ["export_sources"]])
+def test_a_command_on_a_database_never_migrated_says_to_migrate(tmp_path, command):
+    # Not Django's traceback from the first query ("no such table").
+    answer = manage(*command, database=tmp_path / "new.sqlite3")
+
+    assert answer.returncode == 1
+    assert "Traceback" not in answer.stderr
+    assert answer.stderr.strip().splitlines()[-1] == (
+        "CommandError: the database has no tables yet: run `manage.py migrate` first. "
+        "Nothing was done."
+    )
+
+
+def test_a_command_on_a_database_an_upgrade_left_behind_says_to_migrate(tmp_path):
+    database = tmp_path / "old.sqlite3"
+    # This app's migrations alone, up to an older release's: the tables of the others are
+    # made by the full migrate that follows.
+    migrated = manage("migrate", "-v", "0", "importer", "0016", database=database)
+    assert migrated.returncode == 0, migrated.stderr
+
+    answer = manage("run_import", "inventory", database=database)
+
+    assert answer.returncode == 1
+    told = answer.stderr.strip().splitlines()[-1]
+    assert told.startswith("CommandError: the database is ")
+    assert "migrations behind this release" in told
+    assert told.endswith("run `manage.py migrate` first. Nothing was done.")
+    assert manage("migrate", "-v", "0", database=database).returncode == 0
+    assert (
+        "No source named 'inventory'" in manage("run_import", "inventory", database=database).stderr
+    )

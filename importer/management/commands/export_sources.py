@@ -1,12 +1,13 @@
 import json
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from importer.config_file import config_document
+from importer.management.base import DatabaseCommand
 from importer.models import ImportSource
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Write the configuration of import sources and their notification channels as JSON "
         "(secrets only with --with-secrets)."

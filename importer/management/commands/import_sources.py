@@ -1,12 +1,13 @@
 import json
 import sys
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from importer.config_file import ConfigFileError, apply_config
+from importer.management.base import DatabaseCommand
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Create or update import sources and notification channels by name from a JSON file "
         "(see README), then push the changed mappings and sync the schedules to Assets."

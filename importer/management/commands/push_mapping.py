@@ -1,11 +1,12 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from importer import services
 from importer.assets import AssetsError
+from importer.management.base import DatabaseCommand
 from importer.models import ImportSource
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Push the mapping of each named source to Assets; exit non-zero if any fails."
 
     def add_arguments(self, parser):

@@ -1,10 +1,11 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from importer import services
+from importer.management.base import DatabaseCommand
 from importer.models import ImportSource, Schedule
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Delete import schedules in Assets and here (before uninstalling the app)."
 
     def add_arguments(self, parser):

@@ -1,12 +1,13 @@
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import connection, transaction
 
 from importer.fields import EncryptedTextField, needs_rotation
+from importer.management.base import DatabaseCommand
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Re-encrypt stored secrets under the first key of FIELD_ENCRYPTION_KEYS. Put the new "
         "key first, run this, then remove the old keys."

@@ -3,11 +3,12 @@ import time
 
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import InterfaceError, OperationalError, connection
 
 from importer import services
 from importer.assets import AssetsError
+from importer.management.base import DatabaseCommand
 from importer.models import Execution, ImportSource
 from importer.notifications.messages import admin_url
 from importer.progress import describe, progress_of, retries_of
@@ -20,7 +21,7 @@ LOG_LINE_SECONDS = 15
 ALREADY_RUNNING = 75
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Start an import of a source (pushing its mapping first if Assets lacks it)."
 
     def add_arguments(self, parser):

@@ -3,17 +3,17 @@
 import random
 from datetime import timedelta
 
-from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from importer.management.base import DatabaseCommand
 from importer.models import ChunkJob, Execution, ImportSource
 
 BATCH = 5000
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Seed N executions and M chunk jobs of a 'seeded-history' source (for load tests)."
 
     def add_arguments(self, parser):
