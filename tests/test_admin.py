@@ -518,8 +518,31 @@ def test_cancelling_imports_that_already_ended_says_why_nothing_was_cancelled(
     message = run_action(staff_client, "execution", "cancel", [done.pk, failed.pk], post="yes")
 
     assert "0 imports cancelled" not in message
-    assert "Only a running import can be cancelled" in message
-    assert f"#{done.pk} (DONE)" in message and f"#{failed.pk} (FAILED)" in message
+    assert f"Import #{done.pk} had already ended (Done)." in message
+    assert f"Import #{failed.pk} had already ended (Failed)." in message
+
+
+@pytest.mark.django_db
+def test_an_import_assets_is_writing_offers_no_cancel_and_says_why(staff_client, make_source):
+    processing = Execution.objects.create(
+        source=make_source(),
+        state=Execution.State.PROCESSING,
+        completed_at=timezone.now(),
+        assets_execution_id="e-1",
+    )
+    page = staff_client.get(reverse("admin:importer_execution_change", args=[processing.pk]))
+    cancel_url = reverse("admin:importer_execution_cancel", args=[processing.pk])
+
+    asked = staff_client.get(cancel_url).content.decode()
+    answered = staff_client.post(cancel_url, follow=True)
+
+    assert "Cancel import</a>" not in page.content.decode()
+    assert "Yes, cancel the import" not in asked
+    assert "can no longer be cancelled: every page was sent at" in asked
+    told = " ".join(str(message) for message in answered.context["messages"])
+    assert f"Import #{processing.pk} can no longer be cancelled" in told
+    processing.refresh_from_db()
+    assert processing.state == Execution.State.PROCESSING
 
 
 @pytest.mark.django_db
@@ -537,7 +560,7 @@ def test_cancelling_from_the_list_asks_first_naming_what_would_be_cancelled(
 
     assert "Cancel 1 running import?" in asked
     assert f"execution #{running.pk}, ingesting" in asked
-    assert f"#{done.pk} (Done)" in asked
+    assert f"Import #{done.pk} had already ended (Done)." in asked
     assert running.state == Execution.State.INGESTING  # nothing happened before the answer
     running.refresh_from_db()
     assert running.state == Execution.State.CANCELLED

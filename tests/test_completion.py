@@ -210,6 +210,31 @@ def test_a_long_processing_phase_is_followed_later_without_holding_a_worker(push
     assert follow_up.next_run - timezone.now() < timedelta(seconds=10)
 
 
+def test_an_import_assets_is_writing_is_not_cancelled_and_ends_as_assets_reports(
+    pushed_source, sandbox
+):
+    # Cancelled now, Assets may write the records all the same: the history would say
+    # CANCELLED of an import whose records all arrived.
+    sandbox.processing_seconds = 600
+    execution = services.start_import(source=pushed_source)  # tasks run inline here
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.PROCESSING
+
+    with pytest.raises(services.NotCancellable) as too_late:
+        services.cancel_execution(execution=execution)
+
+    assert str(too_late.value).startswith(
+        f"Import #{execution.pk} can no longer be cancelled: every page was sent at "
+    )
+    assert str(too_late.value).endswith(
+        "and Assets is writing the records. Its outcome shows here once Assets reports it."
+    )
+    assert not any(method == "DELETE" for method, _ in sandbox.requests_log)
+    sandbox._finish_processing(execution.assets_execution_id)  # Assets has written them
+    execution = services.refresh_status(execution=execution)
+    assert execution.state == Execution.State.DONE
+
+
 def test_a_processing_phase_of_seconds_is_seen_done_seconds_later(make_source, sandbox, cluster):
     # Longer than the reads a worker makes itself: the next ones are delayed tasks, which the
     # cluster sends on time (django-q2's own scheduler looks only every 30 s).

@@ -289,7 +289,7 @@ class ExecutionAdmin(CountedDeletion, admin.ModelAdmin):
                 "chunk_rows": render_to_string(
                     "admin/importer/execution/_chunk_rows.html", {"chunk_page": page}
                 ),
-                "may_cancel": execution.state in Execution.OPEN_STATES
+                "may_cancel": execution.state in Execution.CANCELLABLE_STATES
                 and self.has_cancel_permission(request),
             }
         )
@@ -301,17 +301,15 @@ class ExecutionAdmin(CountedDeletion, admin.ModelAdmin):
             raise PermissionDenied
         change_url = reverse("admin:importer_execution_change", args=[execution.pk])
         if request.method == "POST":
-            if execution.state in Execution.OPEN_STATES:
+            try:
                 services.cancel_execution(execution=execution)
+            except services.NotCancellable as too_late:
+                self.message_user(request, str(too_late), messages.WARNING)
+            else:
                 self.log_change(request, execution, "Cancelled the import.")
                 self.message_user(request, f"Import #{execution.pk} cancelled.", messages.SUCCESS)
-            else:
-                self.message_user(
-                    request,
-                    f"Import #{execution.pk} had already ended ({execution.get_state_display()}).",
-                    messages.WARNING,
-                )
             return HttpResponseRedirect(change_url)
+        cancellable = execution.state in Execution.CANCELLABLE_STATES
         return TemplateResponse(
             request,
             "admin/importer/execution/cancel.html",
@@ -321,6 +319,7 @@ class ExecutionAdmin(CountedDeletion, admin.ModelAdmin):
                 "original": execution,
                 "title": f"Cancel import #{execution.pk}?",
                 "change_url": change_url,
+                "why_not": None if cancellable else services.why_not_cancellable(execution),
             },
         )
 
@@ -332,7 +331,8 @@ class ExecutionAdmin(CountedDeletion, admin.ModelAdmin):
             extra_context["chunk_page"] = self._chunk_page(request, execution)
             extra_context["no_chunks_text"] = no_chunks_text(execution).capitalize()
             extra_context["may_cancel"] = (
-                execution.state in Execution.OPEN_STATES and self.has_cancel_permission(request)
+                execution.state in Execution.CANCELLABLE_STATES
+                and self.has_cancel_permission(request)
             )
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -353,7 +353,7 @@ class ExecutionAdmin(CountedDeletion, admin.ModelAdmin):
         """After a confirmation page, as the execution page's own Cancel asks for one."""
         if request.POST.get("post") != "yes":
             selected = list(queryset.select_related("source").order_by("-pk"))
-            running = [e for e in selected if e.state in Execution.OPEN_STATES]
+            running = [e for e in selected if e.state in Execution.CANCELLABLE_STATES]
             return TemplateResponse(
                 request,
                 "admin/importer/execution/cancel_selected.html",
@@ -362,33 +362,32 @@ class ExecutionAdmin(CountedDeletion, admin.ModelAdmin):
                     "opts": self.model._meta,
                     "title": "Cancel the selected imports?" if running else "Nothing to cancel",
                     "running": running,
-                    "ended": [e for e in selected if e.state not in Execution.OPEN_STATES],
+                    "left": [
+                        services.why_not_cancellable(e)
+                        for e in selected
+                        if e.state not in Execution.CANCELLABLE_STATES
+                    ],
                     "selected": selected,
                     "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
                 },
             )
         cancelled = 0
-        ended = []
+        left = []
         for execution in queryset.select_related("source"):
-            if execution.state in Execution.OPEN_STATES:
+            try:
                 services.cancel_execution(execution=execution)
-                self.log_change(request, execution, "Cancelled the import.")
-                cancelled += 1
-            else:
-                ended.append(f"#{execution.pk} ({execution.state})")
-        if cancelled or not ended:
+            except services.NotCancellable as too_late:
+                left.append(str(too_late))
+                continue
+            self.log_change(request, execution, "Cancelled the import.")
+            cancelled += 1
+        if cancelled or not left:
             self.message_user(
                 request,
                 ngettext("%d import cancelled.", "%d imports cancelled.", cancelled) % cancelled,
             )
-        if ended:
-            self.message_user(
-                request,
-                "Only a running import can be cancelled; these had already ended: "
-                + ", ".join(ended)
-                + ".",
-                messages.WARNING,
-            )
+        for told in left:
+            self.message_user(request, told, messages.WARNING)
 
     @admin.action(description="Retry failed chunks", permissions=["retry"])
     def retry_failed_chunks(self, request, queryset):

@@ -82,7 +82,7 @@ class ExecutionQuerySet(models.QuerySet):
         )
 
     def cancel(self, *, reason: str) -> bool:
-        return self.open().stamp(
+        return self.filter(state__in=CANCELLABLE_STATES).stamp(
             state=ExecutionState.CANCELLED, finished_at=timezone.now(), error=reason
         )
 
@@ -144,6 +144,9 @@ FINISHED_STATES = (
 )
 # States from which a failure still counts (PROCESSING belongs to Assets: it decides the end).
 FAILABLE_STATES = (ExecutionState.PENDING, ExecutionState.INGESTING, ExecutionState.COMPLETING)
+# ... and from which an operator may cancel: once Assets writes the records, its outcome is
+# what it reports (a cancel then may come too late, and Assets says DONE all the same).
+CANCELLABLE_STATES = FAILABLE_STATES
 
 
 class Execution(models.Model):
@@ -152,6 +155,7 @@ class Execution(models.Model):
     State = ExecutionState
     OPEN_STATES = OPEN_STATES
     FINISHED_STATES = FINISHED_STATES
+    CANCELLABLE_STATES = CANCELLABLE_STATES
 
     class Trigger(models.TextChoices):
         MANUAL = "manual", "Manual"

@@ -44,6 +44,11 @@ class ImportEnded(Exception):
     """An action that needs a running import came for one that has ended."""
 
 
+class NotCancellable(Exception):
+    """A cancel that came too late: the import has ended, or Assets is writing its records
+    (a cancel then may not stop it, and its outcome is what Assets reports)."""
+
+
 class SourceBusy(Exception):
     """A change that must wait until the source's running import has ended."""
 

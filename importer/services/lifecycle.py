@@ -14,7 +14,12 @@ from importer.assets import AssetsAuthError, AssetsClient, AssetsError, AssetsUn
 from importer.mapping import validate_document
 from importer.models import ChunkJob, Execution, ImportSource
 from importer.services.editing import lock_for_start
-from importer.services.errors import ImportAlreadyRunning, ImportRefused, scrub_secrets
+from importer.services.errors import (
+    ImportAlreadyRunning,
+    ImportRefused,
+    NotCancellable,
+    scrub_secrets,
+)
 from importer.services.mappings import send_mapping
 from importer.services.plan import first_chunks
 from importer.services.retries import call_with_retries
@@ -256,10 +261,28 @@ def report_pending_failures(*, source: ImportSource | None = None) -> int:
 
 
 def cancel_execution(*, execution: Execution) -> Execution:
-    """Stop an open execution: no further chunks run, and Assets cancels its side."""
-    if Execution.objects.of(execution).cancel(reason="Cancelled by an operator."):
-        ChunkJob.objects.filter(execution=execution).cancel_queued()
-        if execution.assets_execution_id:
-            _cancel_in_assets(execution)
+    """Stop an import: no further chunks run, and Assets cancels its side.
+
+    NotCancellable once it has ended, or once Assets writes its records: Assets may finish
+    them all the same, and the history would say CANCELLED of records that arrived.
+    """
+    if not Execution.objects.of(execution).cancel(reason="Cancelled by an operator."):
+        execution.refresh_from_db()
+        raise NotCancellable(why_not_cancellable(execution))
+    ChunkJob.objects.filter(execution=execution).cancel_queued()
+    if execution.assets_execution_id:
+        _cancel_in_assets(execution)
     execution.refresh_from_db()
     return execution
+
+
+def why_not_cancellable(execution: Execution) -> str:
+    """What an operator is told of an import that can no longer be cancelled."""
+    if execution.state == Execution.State.PROCESSING:
+        sent = execution.completed_at
+        when = f" at {timezone.localtime(sent):%H:%M:%S}" if sent else ""
+        return (
+            f"Import #{execution.pk} can no longer be cancelled: every page was sent{when}, "
+            "and Assets is writing the records. Its outcome shows here once Assets reports it."
+        )
+    return f"Import #{execution.pk} had already ended ({execution.get_state_display()})."
