@@ -318,7 +318,11 @@ def _push_mapping(result: AppliedSource) -> None:
         return
     try:
         services.push_mapping(source=source)
-    except (services.MappingInvalid, services.SourceBusy) as invalid:
+    except (
+        services.MappingInvalid,
+        services.MappingChangedMeanwhile,
+        services.SourceBusy,
+    ) as invalid:
         result.mapping_note = f"mapping NOT pushed: {invalid}"
     except AssetsError as error:
         result.mapping_note = f"mapping NOT pushed: {services.scrub_secrets(error.message, source)}"

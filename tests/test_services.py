@@ -326,6 +326,50 @@ def test_a_mapping_assets_rejects_is_reported_by_push(make_source, demo_mapping)
         services.push_mapping(source=source)
 
 
+def test_a_mapping_saved_while_it_is_pushed_is_not_taken_for_pushed(
+    make_source, sandbox, demo_mapping
+):
+    # The list said "pushed" and no import pushed again: Assets took records shaped by a
+    # mapping it never had.
+    import copy
+    import threading
+
+    from django.db import connection
+
+    from importer.models import ImportSource
+    from tests.conftest import wait_for
+
+    source = make_source(mapping=demo_mapping)
+    sandbox.faults.add(method="PUT", path_contains="/mapping", status=0, delay=1.5)
+    told = {}
+
+    def push() -> None:
+        try:
+            services.push_mapping(source=ImportSource.objects.get(pk=source.pk))
+        except services.MappingChangedMeanwhile as error:
+            told["error"] = str(error)
+        finally:
+            connection.close()
+
+    pusher = threading.Thread(target=push)
+    pusher.start()
+    wait_for(lambda: not sandbox.faults.rules(), timeout=10)  # the PUT is on its way
+    edited = ImportSource.objects.get(pk=source.pk)
+    edited.mapping = copy.deepcopy(demo_mapping)
+    edited.mapping["mapping"]["objectTypeMappings"][0]["description"] = "edited meanwhile"
+    edited.mapping_pushed_at = None  # what the source's form does with a new mapping
+    edited.save()
+    pusher.join(timeout=30)
+
+    assert told["error"].startswith("the mapping was changed while it was being pushed")
+    edited.refresh_from_db()
+    assert edited.mapping_pushed_at is None  # so the next import pushes it first
+    execution = services.start_import(source=edited)
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE, execution.error
+    assert sandbox.mapping(source.workspace_id, source.import_source_id) == edited.mapping
+
+
 def test_records_without_identity_are_skipped_and_counted(pushed_source, sandbox, settings):
     pushed_source.mapping["mapping"]["objectTypeMappings"][0]["attributesMapping"][0][
         "attributeLocators"

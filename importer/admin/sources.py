@@ -408,7 +408,11 @@ class ImportSourceAdmin(
         for source in queryset:
             try:
                 services.push_mapping(source=source)
-            except (services.MappingInvalid, services.SourceBusy) as invalid:
+            except (
+                services.MappingInvalid,
+                services.MappingChangedMeanwhile,
+                services.SourceBusy,
+            ) as invalid:
                 self.message_user(
                     request, f"Mapping of {source} not pushed: {invalid}", messages.ERROR
                 )

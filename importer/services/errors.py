@@ -33,6 +33,16 @@ class NoMapping(MappingInvalid):
         )
 
 
+class MappingChangedMeanwhile(Exception):
+    """The mapping was saved anew while it was being pushed: Assets holds the one before."""
+
+    def __init__(self):
+        super().__init__(
+            "the mapping was changed while it was being pushed, so Assets holds the one from "
+            "before: push it again."
+        )
+
+
 class DraftImpossible(Exception):
     """No mapping can be drafted: the source cannot be read, or holds nothing to learn from."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from django.db import transaction
 from django.utils import timezone
 
 from importer.assets import AssetsClient
@@ -17,7 +18,13 @@ from importer.mapping import (
 )
 from importer.models import ImportSource
 from importer.services.editing import refuse_while_importing
-from importer.services.errors import DraftImpossible, MappingInvalid, NoMapping, scrub_secrets
+from importer.services.errors import (
+    DraftImpossible,
+    MappingChangedMeanwhile,
+    MappingInvalid,
+    NoMapping,
+    scrub_secrets,
+)
 from importer.sources import SourceError, build_source
 
 
@@ -35,9 +42,19 @@ def send_mapping(*, source: ImportSource) -> ImportSource:
     problems = validate_document(source.mapping)
     if problems:
         raise MappingInvalid(problems)
-    AssetsClient.for_source(source).put_mapping(source.mapping)
-    source.mapping_pushed_at = timezone.now()
-    source.save(update_fields=["mapping_pushed_at", "updated_at"])
+    sent = source.mapping
+    AssetsClient.for_source(source).put_mapping(sent)
+    pushed_at = timezone.now()
+    with transaction.atomic():
+        # Saved anew meanwhile (an operator's form, a config file), the mapping Assets
+        # holds is not the source's: it is not marked pushed, or no import would push it.
+        saved = ImportSource.objects.select_for_update().only("mapping").get(pk=source.pk)
+        if saved.mapping != sent:
+            raise MappingChangedMeanwhile()
+        ImportSource.objects.filter(pk=source.pk).update(
+            mapping_pushed_at=pushed_at, updated_at=pushed_at
+        )
+    source.mapping_pushed_at = source.updated_at = pushed_at
     return source
 
 

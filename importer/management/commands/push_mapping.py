@@ -22,7 +22,11 @@ class Command(DatabaseCommand):
                 continue
             try:
                 services.push_mapping(source=source)
-            except (services.MappingInvalid, services.SourceBusy) as invalid:
+            except (
+                services.MappingInvalid,
+                services.MappingChangedMeanwhile,
+                services.SourceBusy,
+            ) as invalid:
                 failures.append(f"{name}: {invalid}")
             except AssetsError as error:
                 failures.append(f"{name}: {services.scrub_secrets(error.message, source)}")
