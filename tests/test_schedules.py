@@ -525,6 +525,8 @@ def test_a_disabled_source_whose_schedule_assets_kept_removes_it_when_it_fires(
     assert sandbox.schedules("src-1") == []  # removed now: it will not fire again
     assert Execution.objects.get().state == Execution.State.REFUSED  # kept in the history
     assert not Alert.objects.exists()  # disabling was someone's choice: nobody is paged
+    services.look_after_imports()  # nor later, by the catch-up of lost alerts
+    assert not Alert.objects.exists()
 
 
 def test_a_source_moved_to_another_import_source_takes_its_schedule_along(

@@ -234,6 +234,12 @@ class Execution(models.Model):
     stalled_since = models.DateTimeField(
         null=True, blank=True, help_text="Set when the execution made no progress for too long."
     )
+    alert_wanted = models.BooleanField(
+        default=True,
+        editable=False,
+        help_text="False when this run's end is told to nobody on purpose: a scheduled run "
+        "Assets asked for again, or one refused because its source was disabled.",
+    )
 
     objects = ExecutionQuerySet.as_manager()
 

@@ -159,6 +159,7 @@ def catch_up_execution_alerts() -> int:
     missing = list(
         Execution.objects.select_related("source")
         .filter(state__in=states, finished_at__gte=timezone.now() - CATCH_UP_WINDOW)
+        .filter(alert_wanted=True)
         .filter(~Exists(alerted))[:200]
     )
     if not settings.FAIL_STALLED_EXECUTIONS:

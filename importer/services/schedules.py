@@ -312,7 +312,7 @@ def start_scheduled_import(*, source: ImportSource) -> Execution:
         # someone's choice.
         _remove_schedule_of_disabled(source)
         refusal = ImportRefused(f"Source '{source}' is disabled: enable it to import.")
-        _record_refused_run(source, refusal)
+        _record_refused_run(source, refusal, told=False)
         raise refusal
     try:
         return start_import(source=source, trigger=Execution.Trigger.SCHEDULE)
@@ -322,35 +322,33 @@ def start_scheduled_import(*, source: ImportSource) -> Execution:
             if recent is not None:
                 return recent
         if not refusal.recorded:
-            refused = _record_refused_run(source, refusal)
-            if not _refused_lately(source, besides=refused):  # Assets calling again: told
+            # Assets calling again for the same run: kept in the history, told once.
+            refused = _record_refused_run(source, refusal, told=not _refused_lately(source))
+            if refused.alert_wanted:
                 notifications.notify_execution_finished(refused)
         raise
 
 
-def _refused_lately(source: ImportSource, *, besides: Execution) -> bool:
-    """Whether a scheduled run of the source was refused within the trigger window before
-    this one: the same run, asked for again, is kept in the history but told only once."""
-    return (
-        Execution.objects.filter(
-            source=source,
-            trigger=Execution.Trigger.SCHEDULE,
-            state=Execution.State.REFUSED,
-            created_at__gte=timezone.now() - DUPLICATE_TRIGGER_WINDOW,
-        )
-        .exclude(pk=besides.pk)
-        .exists()
-    )
+def _refused_lately(source: ImportSource) -> bool:
+    """Whether a scheduled run of the source was refused within the trigger window."""
+    return Execution.objects.filter(
+        source=source,
+        trigger=Execution.Trigger.SCHEDULE,
+        state=Execution.State.REFUSED,
+        created_at__gte=timezone.now() - DUPLICATE_TRIGGER_WINDOW,
+    ).exists()
 
 
-def _record_refused_run(source: ImportSource, refusal: ImportRefused) -> Execution:
-    """The run Assets' scheduler asked for and that did not happen, in the history."""
+def _record_refused_run(source: ImportSource, refusal: ImportRefused, *, told: bool) -> Execution:
+    """The run Assets' scheduler asked for and that did not happen, in the history; `told`:
+    whether its alert is wanted (housekeeping's catch-up raises the lost ones)."""
     return Execution.objects.create(
         source=source,
         trigger=Execution.Trigger.SCHEDULE,
         state=Execution.State.REFUSED,
         error=str(refusal),
         finished_at=timezone.now(),
+        alert_wanted=told,
     )
 
 
