@@ -507,6 +507,51 @@ def test_the_admin_is_branded_assets_sync(admin_client):
     assert "Django administration" not in page
 
 
+def opened_source_page(client, source: ImportSource) -> dict:
+    """What the source's change page, opened now, would post back unchanged."""
+    page = client.get(reverse("admin:importer_importsource_change", args=[source.pk]))
+    return source_form_data(source, loaded_as=page.context["adminform"].form["loaded_as"].value())
+
+
+@pytest.mark.django_db
+def test_a_save_that_would_put_back_what_someone_changed_meanwhile_is_refused(
+    staff_client, make_source, django_user_model
+):
+    from django.test import Client
+
+    source = make_source(page_size=50)
+    alice = Client()
+    alice.force_login(django_user_model.objects.create_superuser("alice", "a@example.com", "pw"))
+    url = reverse("admin:importer_importsource_change", args=[source.pk])
+    shown_to_alice = opened_source_page(alice, source)
+    shown_to_staff = opened_source_page(staff_client, source)
+
+    saved = alice.post(url, {**shown_to_alice, "page_size": 25, "enabled": ""})
+    refused = staff_client.post(url, {**shown_to_staff, "request_timeout": 12})
+
+    assert saved.status_code == 302
+    assert refused.status_code == 200
+    told = refused.context["adminform"].form.non_field_errors()[0]
+    assert told.startswith("Since you opened this page, alice changed ")
+    assert "enabled" in told.lower() and "page size" in told.lower()
+    source.refresh_from_db()
+    assert (source.page_size, source.enabled, source.request_timeout) == (25, False, None)
+    # Reloaded, the page shows the change, and the save goes through.
+    again = staff_client.post(
+        url, {**opened_source_page(staff_client, source), "request_timeout": 12}
+    )
+    assert again.status_code == 302
+    source.refresh_from_db()
+    assert (source.page_size, source.enabled, source.request_timeout) == (25, False, 12)
+    assert (
+        "loaded"
+        not in LogEntry.objects.filter(object_id=str(source.pk))
+        .latest("pk")
+        .get_change_message()
+        .lower()
+    )
+
+
 @pytest.mark.django_db
 def test_cancelling_imports_that_already_ended_says_why_nothing_was_cancelled(
     staff_client, make_source

@@ -40,13 +40,17 @@ from importer.forms import (
     LocatedJSONField,
     SchemeURLField,
 )
+from importer.forms.meanwhile import RefusesEditsMadeMeanwhile
 from importer.mapping import mapping_table
 from importer.models import Execution, ImportSource, Schedule
 from importer.redaction import mask_url, redact
 
 
-class ImportSourceAdminForm(ImportSourceForm):
+class ImportSourceAdminForm(RefusesEditsMadeMeanwhile, ImportSourceForm):
     remind_typed_secrets_on_errors = True
+    guarded_fields = tuple(
+        name for name in ImportSourceForm.Meta.fields if name not in ImportSourceForm.secret_fields
+    )
 
 
 @admin.register(ImportSource)
@@ -81,7 +85,7 @@ class ImportSourceAdmin(
         "updated_at",
     ]
     fieldsets = [
-        (None, {"fields": ["name", "enabled"]}),
+        (None, {"fields": ["name", "enabled", "loaded_as"]}),
         (
             "Assets",
             {"fields": ["assets_base_url", "workspace_id", "import_source_id", "assets_token"]},

@@ -1,0 +1,133 @@
+"""Two people editing one row: the second save must not put back what the first changed.
+
+A change form posts every field, the ones its user left alone too, with the values the page
+was shown with. So of two people who opened a source's page, the one who saves second put
+back, without a word, what the first had changed: a mapping, a page size, a source the first
+had disabled (and whose schedule went with it) enabled again.
+
+The page carries a signed stamp of what its fields held when it was shown (a keyed digest of
+each, so no value, and no secret, leaves the server). The save compares it with the row as it
+is now, locked: a field changed meanwhile refuses the save, naming the field and who changed
+it, and the person reloads to see the change before making theirs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from datetime import datetime
+
+from django import forms
+from django.conf import settings
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
+from django.core import signing
+from django.db.models.fields.files import FieldFile
+from django.utils import timezone
+
+SALT = "importer.forms.meanwhile"
+
+
+class _Stamp(forms.CharField):
+    """The page's stamp: never a change of the row (nor one the history names)."""
+
+    widget = forms.HiddenInput
+
+    def has_changed(self, initial, data) -> bool:
+        return False
+
+
+class RefusesEditsMadeMeanwhile(forms.ModelForm):
+    """A ModelForm mixin: `guarded_fields` changed by someone else since the page was shown
+    refuse the save. A form posted without the stamp (a config file) is not checked."""
+
+    guarded_fields: tuple[str, ...] = ()
+
+    loaded_as = _Stamp(required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            self.initial["loaded_as"] = stamp(self.instance, self.guarded_fields)
+
+    def clean(self):
+        cleaned = super().clean()
+        posted = self.data.get(self.add_prefix("loaded_as")) if self.is_bound else None
+        if posted and self.instance.pk is not None:
+            self._refuse_edits_made_meanwhile(posted)
+        return cleaned
+
+    def _refuse_edits_made_meanwhile(self, posted: str) -> None:
+        try:
+            shown = signing.loads(posted, salt=SALT)
+        except signing.BadSignature:
+            self.add_error(None, "This page is out of date: reload it, then make your change.")
+            return
+        model = type(self.instance)
+        # Locked until the save (the admin's change view is one transaction).
+        current = model._default_manager.select_for_update().get(pk=self.instance.pk)
+        digests = _digests(current, self.guarded_fields)
+        changed = [
+            name for name in self.guarded_fields if shown["fields"].get(name) != digests[name]
+        ]
+        if not changed:
+            return
+        labels = [
+            str(self.fields[name].label or name) if name in self.fields else name
+            for name in changed
+        ]
+        by = _changed_by(current, datetime.fromisoformat(shown["at"]))
+        self.add_error(
+            None,
+            f"Since you opened this page, {by} changed {_listed(labels)}. Saving would put "
+            "back what you were shown: reload the page to see the change, then make yours "
+            "again.",
+        )
+        for name in changed:
+            if name in self.fields:
+                self.add_error(name, "Changed by someone else since you opened this page.")
+
+
+def stamp(instance, names) -> str:
+    """What `names` hold now, as a signed stamp for the page (digests, not values)."""
+    return signing.dumps(
+        {"at": timezone.now().isoformat(), "fields": _digests(instance, names)},
+        salt=SALT,
+        compress=True,
+    )
+
+
+def _digests(instance, names) -> dict[str, str]:
+    key = settings.SECRET_KEY.encode()
+    return {
+        name: hmac.new(key, _as_text(getattr(instance, name)), hashlib.sha256).hexdigest()[:16]
+        for name in names
+    }
+
+
+def _as_text(value) -> bytes:
+    if isinstance(value, FieldFile):
+        value = value.name
+    return json.dumps(value, sort_keys=True, default=str).encode()
+
+
+def _changed_by(instance, since: datetime) -> str:
+    """Who, by the admin's history, changed the row since; 'someone' when it does not say (a
+    config file, a command)."""
+    names = list(
+        LogEntry.objects.filter(
+            content_type=ContentType.objects.get_for_model(instance),
+            object_id=str(instance.pk),
+            action_time__gte=since,
+        )
+        .order_by("action_time")
+        .values_list("user__username", flat=True)
+    )
+    return _listed(list(dict.fromkeys(names))) if names else "someone"
+
+
+def _listed(words: list[str]) -> str:
+    if len(words) < 2:
+        return "".join(words)
+    return ", ".join(words[:-1]) + " and " + words[-1]
