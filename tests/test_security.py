@@ -330,6 +330,7 @@ def test_an_operator_sees_a_source_and_its_schedule_without_any_secret(
     assert "https://***@inventory.example/api" in source_page
     assert "Accept-Language" in source_page and "X-Tenant-Token" in source_page
     assert f"/webtrigger/{secret_source.pk}/***/" in source_page
+    assert "Loaded as" not in source_page  # the edit stamp is the editors' alone
 
 
 @pytest.mark.django_db

@@ -13,13 +13,18 @@ from importer.assets import AssetsError
 from importer.forms import (
     ScheduleForm,
 )
+from importer.forms.meanwhile import RefusesEditsMadeMeanwhile
 from importer.models import Schedule
 from importer.redaction import redact
 
 
+class ScheduleAdminForm(RefusesEditsMadeMeanwhile, ScheduleForm):
+    guarded_fields = ("frequency", "timezone", "start_time")
+
+
 @admin.register(Schedule)
 class ScheduleAdmin(DeletedInAssetsFirst, admin.ModelAdmin):
-    form = ScheduleForm
+    form = ScheduleAdminForm
     list_display = ["source", "frequency", "next_run_label", "timezone", "sync_label", "synced_at"]
     list_select_related = ["source"]
     list_filter = ["frequency", "in_sync"]
@@ -35,7 +40,7 @@ class ScheduleAdmin(DeletedInAssetsFirst, admin.ModelAdmin):
         if not self.has_change_permission(request, obj):
             shown_as = {"callback_url": "callback_url_masked", "start_local": "start_label"}
             return [shown_as.get(name, name) for name in fields]
-        return fields
+        return [*editable, "loaded_as", *self.readonly_fields]
 
     @admin.display(description="Start time")
     def start_label(self, schedule):

@@ -23,6 +23,7 @@ from django.conf import settings
 from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core import signing
+from django.db.models import Manager
 from django.db.models.fields.files import FieldFile
 from django.utils import timezone
 
@@ -109,6 +110,8 @@ def _digests(instance, names) -> dict[str, str]:
 def _as_text(value) -> bytes:
     if isinstance(value, FieldFile):
         value = value.name
+    elif isinstance(value, Manager):  # many-to-many: which rows it links
+        value = sorted(value.values_list("pk", flat=True))
     return json.dumps(value, sort_keys=True, default=str).encode()
 
 

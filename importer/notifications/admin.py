@@ -10,6 +10,7 @@ from django.utils.translation import ngettext
 from importer import notifications
 from importer.admin.buttons import PageButtons
 from importer.admin.display import masked_fieldsets, state_badge, stored_choices, stored_secret
+from importer.forms.meanwhile import RefusesEditsMadeMeanwhile
 from importer.models import Alert, Delivery, NotificationChannel
 from importer.notifications.delivery import where
 from importer.notifications.forms import FIELD_CONDITIONS, NotificationChannelForm
@@ -28,8 +29,13 @@ class DeliveryInline(admin.TabularInline):
         return state_badge(delivery.state)
 
 
-class NotificationChannelAdminForm(NotificationChannelForm):
+class NotificationChannelAdminForm(RefusesEditsMadeMeanwhile, NotificationChannelForm):
     remind_typed_secrets_on_errors = True
+    guarded_fields = tuple(
+        name
+        for name in NotificationChannelForm.Meta.fields
+        if name not in NotificationChannelForm.secret_fields
+    )
 
 
 @admin.register(NotificationChannel)
@@ -59,7 +65,7 @@ class NotificationChannelAdmin(PageButtons, admin.ModelAdmin):
         "recent_deliveries",
     ]
     fieldsets = [
-        (None, {"fields": ["name", "kind", "enabled"]}),
+        (None, {"fields": ["name", "kind", "enabled", "loaded_as"]}),
         ("What is sent", {"fields": ["all_sources", "sources", "notify_on_done"]}),
         ("E-mail", {"fields": ["recipients"]}),
         (
@@ -96,7 +102,11 @@ class NotificationChannelAdmin(PageButtons, admin.ModelAdmin):
         """Whoever may not change the channel sees where it posts, never its URL or secret."""
         if self.has_change_permission(request, obj):
             return self.fieldsets
-        hidden = {"webhook_url": None, "secret_header_value": "secret_header_value_masked"}
+        hidden = {
+            "webhook_url": None,
+            "secret_header_value": "secret_header_value_masked",
+            "loaded_as": None,  # the page's stamp for a save
+        }
         return masked_fieldsets(self.fieldsets, hidden)
 
     def get_readonly_fields(self, request, obj=None):
