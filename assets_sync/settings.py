@@ -299,7 +299,9 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
 if LOG_FORMAT not in ("plain", "json"):
     raise ImproperlyConfigured(f"The setting LOG_FORMAT={LOG_FORMAT!r} is neither plain nor json.")
+# WARN and FATAL are Python's older names (earlier releases took them as they came).
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+LOG_LEVEL = {"WARN": "WARNING", "FATAL": "CRITICAL"}.get(LOG_LEVEL, LOG_LEVEL)
 if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
     raise ImproperlyConfigured(
         f"The setting LOG_LEVEL={LOG_LEVEL!r} is no level: DEBUG, INFO, WARNING, ERROR or CRITICAL."

@@ -282,6 +282,29 @@ def test_the_readme_tells_the_defaults_the_settings_have():
     assert wrong == {}, "README default, setting's default"
 
 
+@pytest.mark.parametrize("written, level", [("warn", "WARNING"), ("FATAL", "CRITICAL")])
+def test_the_older_names_of_log_levels_are_still_taken(written, level):
+    # Earlier releases took them: an upgrade must not stop every process on its old .env.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import environ; environ.Env.read_env = lambda *a, **k: None; "  # no .env
+        "import assets_sync.settings as s; print(s.LOG_LEVEL)"
+    )
+    environment = {"PATH": "/usr/bin:/bin", "SECRET_KEY": "x" * 50, "LOG_LEVEL": written}
+    answer = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
+
+    assert answer.stdout.strip() == level, answer.stderr
+
+
 @pytest.mark.parametrize(
     "setting, told",
     [
