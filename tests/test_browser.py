@@ -463,6 +463,48 @@ def test_an_operator_cancels_an_import_from_its_page(
     assert not cancelled.exclude(next_attempt_at=None).exists()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_executions_list_shows_an_import_that_ended_while_it_was_open(
+    browser_page, live_server, administrator, slow_source, cluster
+):
+    from importer import services
+
+    page = browser_page
+    execution = services.start_import(source=slow_source, user=administrator)
+    log_in(page, live_server, administrator)
+    page.goto(f"{live_server.url}/admin/importer/execution/")
+    row = page.locator("#result_list tbody tr").first
+    expect(row.locator(".field-state_and_why")).to_contain_text("INGESTING")
+
+    # Without a reload by hand: its state, duration and bar are those of the end.
+    expect(row.locator(".field-state_and_why")).to_contain_text("DONE", timeout=IMPORT_TIMEOUT_MS)
+    expect(row.locator(".import-progress")).to_have_attribute("data-finished", "true")
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_execution_page_says_when_its_live_updates_stop(
+    browser_page, live_server, administrator, slow_source, inventory, cluster
+):
+    from importer import services
+
+    page = browser_page
+    inventory.latency = 1.0
+    execution = services.start_import(source=slow_source, user=administrator)
+    log_in(page, live_server, administrator)
+    open_execution(page, live_server, execution)
+    status = page.locator(".import-progress-status")
+
+    page.context.clear_cookies()  # logged out meanwhile (another tab, an expired session)
+
+    expect(status).to_have_text(
+        "Live updates stopped: your session has ended. Log in again, then reload the page."
+    )
+    expect(status).to_have_attribute("role", "status")
+    services.cancel_execution(execution=execution)
+
+
 # --- lists on a laptop screen ----------------------------------------------------------------
 
 LAPTOP = {"width": 1366, "height": 768}

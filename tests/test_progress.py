@@ -140,3 +140,22 @@ def test_the_failure_report_line_speaks_only_of_a_failure(admin_client, make_sou
     )
     page = admin_client.get(reverse("admin:importer_execution_change", args=[done.pk]))
     assert "not yet: Assets could not be reached" in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_live_page_sends_its_chunk_rows_again_only_once_they_changed(admin_client, make_source):
+    # On a slow link the same 50 KB of rows every second kept the connection busy.
+    from importer.models import ChunkJob
+
+    execution = running(make_source())
+    chunk = ChunkJob.objects.create(execution=execution, index=0, state=ChunkJob.State.RUNNING)
+    live = reverse("admin:importer_execution_live", args=[execution.pk])
+
+    first = admin_client.get(live).json()
+    unchanged = admin_client.get(live, {"rows": first["rows_digest"]}).json()
+    ChunkJob.objects.filter(pk=chunk.pk).update(state=ChunkJob.State.SUBMITTED, record_count=10)
+    changed = admin_client.get(live, {"rows": first["rows_digest"]}).json()
+
+    assert 'data-state="RUNNING"' in first["chunk_rows"]
+    assert unchanged["chunk_rows"] is None
+    assert 'data-state="SUBMITTED"' in changed["chunk_rows"]

@@ -1,5 +1,7 @@
 """The execution history: the list, the live execution page with its chunks, cancel and retry."""
 
+import hashlib
+
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.helpers import AdminReadonlyField
@@ -279,6 +281,10 @@ class ExecutionAdmin(CountedDeletion, admin.ModelAdmin):
         }
         page = self._chunk_page(request, execution)
         progress = progress_of(execution)
+        rows = render_to_string("admin/importer/execution/_chunk_rows.html", {"chunk_page": page})
+        # The rows are most of the answer: unchanged since the page's last poll, they are not
+        # sent again (a slow link was kept busy with the same 50 KB every second).
+        rows_digest = hashlib.blake2b(rows.encode(), digest_size=8).hexdigest()
         return JsonResponse(
             {
                 **progress,
@@ -286,9 +292,8 @@ class ExecutionAdmin(CountedDeletion, admin.ModelAdmin):
                 "label": describe(progress),
                 "fields": fields,
                 "chunk_count": page.paginator.count,
-                "chunk_rows": render_to_string(
-                    "admin/importer/execution/_chunk_rows.html", {"chunk_page": page}
-                ),
+                "chunk_rows": None if request.GET.get("rows") == rows_digest else rows,
+                "rows_digest": rows_digest,
                 "may_cancel": execution.state in Execution.CANCELLABLE_STATES
                 and self.has_cancel_permission(request),
             }

@@ -229,7 +229,8 @@ class ImportSourceAdmin(
         if not source.pk:
             return "—"
         return format_html(
-            '<input type="text" readonly value="{}" size="90" onclick="this.select()"> '
+            '<input type="text" readonly value="{}" size="90" aria-label="Webtrigger URL" '
+            'onclick="this.select()"> '
             "<br><small>Assets calls this address at each scheduled run. Keep it secret; "
             "rotate it with the 'Rotate webtrigger token' action.</small>",
             services.webtrigger_url(source),

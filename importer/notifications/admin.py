@@ -186,8 +186,10 @@ class NotificationChannelAdmin(PageButtons, admin.ModelAdmin):
         self.message_user(
             request,
             ngettext(
-                "A test message is on its way through %d channel; its status shows here.",
-                "A test message is on its way through %d channels; their status shows here.",
+                "A test message is on its way through %d channel: reload the page in a few "
+                "seconds to see whether it arrived.",
+                "A test message is on its way through %d channels: reload the page in a few "
+                "seconds to see whether they arrived.",
                 len(channels),
             )
             % len(channels),

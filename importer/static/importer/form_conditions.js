@@ -69,5 +69,9 @@
         if (details) { details.open = true; }
       });
     });
+    // A save that came back with errors: the summary takes the focus, so a keyboard or
+    // screen reader user starts there, not 40 stops away behind the navigation.
+    var summary = document.querySelector(".error-summary");
+    if (summary) { summary.focus(); }
   });
 })();

@@ -1,11 +1,18 @@
 // Live progress of imports in the admin. Every bar with a data-url polls its JSON endpoint
 // until the execution has finished. The bar on an execution's own page polls the page's live
 // endpoint instead, and puts the new state, counters, retries and chunk rows in place; at the
-// end it reloads the page once to show the final details.
+// end it reloads the page once to show the final details. On the list, an import that ends
+// reloads the list (unless rows are ticked for an action), so its state, duration and reason
+// show. Polls pause while the tab is hidden, slow down on a slow link, and say so when they
+// stop working (a session that ended, a server away).
 (function () {
   "use strict";
 
-  function setBar(widget, progress) {
+  var POLL_MS = 1000;
+  var RETRY_MS = 5000;
+  var FAILURES_TOLD = 3;
+
+  function setBar(widget, progress, text) {
     var bar = widget.querySelector(".import-progress-bar");
     var known = progress.percent !== null && progress.percent !== undefined;
     widget.classList.toggle("indeterminate", !known);
@@ -17,13 +24,18 @@
     } else {
       widget.removeAttribute("aria-valuenow");
     }
+    widget.setAttribute("aria-valuetext", text);
   }
 
   function shortLabel(progress) {
-    if (progress.percent === null || progress.percent === undefined) {
-      return progress.records_submitted + " rec.";
+    var records = progress.records_submitted + " rec.";
+    if (progress.finished) {
+      return progress.state_label + " · " + records;
     }
-    return progress.percent + "% · " + progress.records_submitted + " rec.";
+    if (progress.percent === null || progress.percent === undefined) {
+      return records;
+    }
+    return progress.percent + "% · " + records;
   }
 
   function putLive(live) {
@@ -34,7 +46,8 @@
       }
     });
     var rows = document.querySelector(".chunk-rows");
-    if (rows) {
+    // Rewritten only when they changed: a rewrite drops the text someone is selecting.
+    if (rows && live.chunk_rows !== null && live.chunk_rows !== undefined) {
       rows.innerHTML = live.chunk_rows;
     }
     var count = document.querySelector(".chunk-count");
@@ -48,39 +61,103 @@
     }
   }
 
+  // A line under the bar that screen readers announce: the import's state as it changes,
+  // and live updates that stopped.
+  function statusLine(widget) {
+    var line = widget.parentNode.querySelector(".import-progress-status");
+    if (!line) {
+      line = document.createElement("span");
+      line.className = "import-progress-status";
+      line.setAttribute("role", "status");
+      widget.parentNode.appendChild(line);
+    }
+    return line;
+  }
+
+  function whenVisible(next) {
+    if (!document.hidden) {
+      next();
+      return;
+    }
+    document.addEventListener("visibilitychange", function wake() {
+      if (!document.hidden) {
+        document.removeEventListener("visibilitychange", wake);
+        next();
+      }
+    });
+  }
+
   function follow(widget) {
     var label = widget.parentNode.querySelector(".import-progress-label");
     var detailed = widget.hasAttribute("data-detailed");
     var url = widget.getAttribute("data-url");
+    var shownState = widget.getAttribute("data-state");
+    var rowsDigest = "";
+    var failures = 0;
     if (detailed) {
       // The chunk table shows the page of chunks the user chose.
       url = widget.getAttribute("data-live-url") + window.location.search;
     }
 
+    function pollUrl() {
+      if (!detailed || !rowsDigest) { return url; }
+      return url + (url.indexOf("?") < 0 ? "?" : "&") + "rows=" + rowsDigest;
+    }
+
+    function failed(why) {
+      failures += 1;
+      if (failures >= FAILURES_TOLD || why === "session") {
+        statusLine(widget).textContent = why === "session"
+          ? "Live updates stopped: your session has ended. Log in again, then reload the page."
+          : "Live updates paused: the server does not answer. Reload the page to try again.";
+      }
+      if (why !== "session") {
+        window.setTimeout(function () { whenVisible(poll); }, RETRY_MS);
+      }
+    }
+
     function poll() {
-      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      var began = Date.now();
+      fetch(pollUrl(), { credentials: "same-origin", headers: { Accept: "application/json" } })
         .then(function (response) {
+          // Logged out, the server answers with the login page (a redirect), not JSON.
+          var type = response.headers.get("Content-Type") || "";
+          if (response.redirected || response.status === 403 || type.indexOf("json") < 0) {
+            throw new Error("session");
+          }
           if (!response.ok) { throw new Error(response.status); }
           return response.json();
         })
         .then(function (progress) {
-          setBar(widget, progress);
+          var text = detailed ? progress.label : shortLabel(progress);
+          if (failures >= FAILURES_TOLD) {
+            statusLine(widget).textContent = "";
+          }
+          failures = 0;
+          setBar(widget, progress, text);
           if (label) {
-            label.textContent = detailed ? progress.label : shortLabel(progress);
+            label.textContent = text;
+          }
+          if (progress.state !== shownState) {
+            shownState = progress.state;
+            statusLine(widget).textContent = "Import " + progress.state_label.toLowerCase() + ".";
           }
           if (detailed) {
+            rowsDigest = progress.rows_digest || "";
             putLive(progress);
           }
           if (progress.finished) {
-            if (detailed && widget.getAttribute("data-finished") !== "true") {
-              keepMessages();
-              window.location.reload();
+            if (widget.getAttribute("data-finished") !== "true") {
+              widget.setAttribute("data-finished", "true");
+              ended(detailed);
             }
             return;
           }
-          window.setTimeout(poll, 1000);
+          // A slow link: no new poll before the last one's time has passed again.
+          var took = Date.now() - began;
+          window.setTimeout(function () { whenVisible(poll); }, Math.max(POLL_MS, 2 * took));
         })
-        .catch(function () { window.setTimeout(poll, 5000); });
+        .catch(function (error) { failed(error && error.message); });
     }
 
     if (widget.getAttribute("data-finished") !== "true") {
@@ -88,31 +165,65 @@
     }
   }
 
-  // The messages of the action that led here ("Import #6 cancelled.") were shown once, by
-  // the page the reload replaces: they are carried over to the page it shows instead.
-  var KEPT = "importer.messages";
+  // The page shows the final details once reloaded: the execution's page at once, the list
+  // once its bars have settled for a moment, and not while rows are ticked for an action.
+  var reloadSoon = null;
 
-  function keepMessages() {
-    var list = document.querySelector("ul.messagelist");
-    try {
-      if (list) { window.sessionStorage.setItem(KEPT, list.outerHTML); }
-    } catch (error) { /* storage off: the messages go, as before */ }
+  function ended(detailed) {
+    if (detailed) {
+      reloadKeeping();
+      return;
+    }
+    if (document.querySelector("#result_list input.action-select:checked")) {
+      return;
+    }
+    window.clearTimeout(reloadSoon);
+    reloadSoon = window.setTimeout(reloadKeeping, 1500);
   }
 
-  function showKeptMessages() {
+  // The messages of the action that led here ("Import #6 cancelled.") were shown once, by
+  // the page the reload replaces, and the focus was somewhere on it: both are carried over.
+  var KEPT = "importer.messages";
+  var FOCUSED = "importer.focused";
+
+  function reloadKeeping() {
+    var list = document.querySelector("ul.messagelist");
+    var focused = document.activeElement;
+    try {
+      if (list) { window.sessionStorage.setItem(KEPT, list.outerHTML); }
+      if (focused && focused !== document.body) {
+        var where = focused.id ? "#" + focused.id
+          : focused.getAttribute("href") ? "a[href='" + focused.getAttribute("href") + "']"
+            : "";
+        if (where) { window.sessionStorage.setItem(FOCUSED, where); }
+      }
+    } catch (error) { /* storage off: the messages and focus go, as before */ }
+    window.location.reload();
+  }
+
+  function restoreKept() {
     var kept = null;
+    var focused = null;
     try {
       kept = window.sessionStorage.getItem(KEPT);
+      focused = window.sessionStorage.getItem(FOCUSED);
       window.sessionStorage.removeItem(KEPT);
+      window.sessionStorage.removeItem(FOCUSED);
     } catch (error) { return; }
     var content = document.getElementById("content");
     if (kept && content && !document.querySelector("ul.messagelist")) {
       content.insertAdjacentHTML("beforebegin", kept);
     }
+    if (focused) {
+      try {
+        var element = document.querySelector(focused);
+        if (element) { element.focus({ preventScroll: true }); }
+      } catch (error) { /* a selector this page cannot read: focus stays where it is */ }
+    }
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    showKeptMessages();
+    restoreKept();
     document.querySelectorAll(".import-progress[data-url]").forEach(follow);
   });
 })();
