@@ -168,10 +168,38 @@ def bar_chart(
         )
     return format_html(
         '<figure class="dashboard-chart"><svg viewBox="0 0 {} {}" role="img" '
-        'aria-label="{}">{}</svg>{}</figure>',
+        'aria-label="{}">{}</svg>{}{}</figure>',
         WIDTH,
         HEIGHT,
         title,
         mark_safe("".join(parts)),
         legend,
+        _figures(labels, series, x_label=x_label),
+    )
+
+
+def _figures(labels: list[str], series: list[Series], *, x_label: str) -> SafeString:
+    """The chart's numbers as a table, folded under it: for screen readers and keyboards,
+    which reach no bar's tooltip, and for whoever wants the exact values."""
+    header = format_html_join("", '<th scope="col">{}</th>', ((one.name,) for one in series))
+    rows = format_html_join(
+        "",
+        '<tr><th scope="row">{}</th>{}</tr>',
+        (
+            (
+                label,
+                format_html_join(
+                    "", "<td>{}</td>", ((_number(round(one.values[i], 1)),) for one in series)
+                ),
+            )
+            for i, label in enumerate(labels)
+        ),
+    )
+    return format_html(
+        '<details class="chart-figures"><summary>The figures</summary>'
+        '<div class="table-scroll"><table><thead><tr><th scope="col">{}</th>{}</tr></thead>'
+        "<tbody>{}</tbody></table></div></details>",
+        x_label,
+        header,
+        rows,
     )

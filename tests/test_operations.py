@@ -181,6 +181,9 @@ def test_the_dashboard_shows_rates_charts_and_failures(admin_client, make_source
     assert "50.0 %" in page
     assert page.count('class="dashboard-chart"') == 3
     assert "source answered 500" in page
+    # Each chart's numbers, for who reaches no tooltip (a keyboard, a screen reader).
+    assert page.count('<details class="chart-figures"><summary>The figures</summary>') == 3
+    assert '<th scope="col">done</th>' in page
 
 
 @pytest.mark.django_db
