@@ -367,6 +367,39 @@ def test_a_source_page_starts_an_import_from_its_own_button(staff_client, make_s
 
 
 @pytest.mark.django_db
+def test_an_import_page_with_failed_pages_retries_them_from_its_own_button(
+    staff_client, make_source
+):
+    from importer.models import ChunkJob
+
+    execution = Execution.objects.create(source=make_source(), state=Execution.State.INGESTING)
+    failed = ChunkJob.objects.create(
+        execution=execution, index=0, state=ChunkJob.State.FAILED, error="source answered 503"
+    )
+    url = reverse("admin:importer_execution_change", args=[execution.pk])
+    page = staff_client.get(url).content.decode()
+    assert re.findall(r'name="action" value="(\w+)"', page) == ["retry_failed_chunks"]
+
+    answer = staff_client.post(
+        reverse("admin:importer_execution_changelist"),
+        {
+            "action": "retry_failed_chunks",
+            "_selected_action": str(execution.pk),
+            "_back_to_page": "1",
+        },
+        follow=True,
+    )
+
+    assert answer.redirect_chain[-1][0] == url
+    assert f"#{execution.pk}: 1 chunk queued again." in " ".join(
+        str(message) for message in answer.context["messages"]
+    )
+    failed.refresh_from_db()
+    assert failed.state == ChunkJob.State.QUEUED
+    assert 'value="retry_failed_chunks"' not in staff_client.get(url).content.decode()
+
+
+@pytest.mark.django_db
 def test_an_operator_sees_the_start_button_but_not_the_push(client, django_user_model, make_source):
     from django.contrib.auth.models import Group
 

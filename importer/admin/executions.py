@@ -18,6 +18,7 @@ from django.utils.timezone import localtime
 from django.utils.translation import ngettext
 
 from importer import services
+from importer.admin.buttons import PageButtons
 from importer.admin.deleting import CountedDeletion
 from importer.admin.display import CHUNKS_PER_PAGE, next_attempt_label, progress_widget, state_badge
 from importer.dashboard import dashboard_context
@@ -36,7 +37,7 @@ def no_chunks_text(execution: Execution) -> str:
 
 
 @admin.register(Execution)
-class ExecutionAdmin(CountedDeletion, admin.ModelAdmin):
+class ExecutionAdmin(PageButtons, CountedDeletion, admin.ModelAdmin):
     class Media:
         css = {"all": ["importer/admin.css"]}
         js = ["importer/progress.js"]
@@ -270,6 +271,13 @@ class ExecutionAdmin(CountedDeletion, admin.ModelAdmin):
                 else "—"
             )
         return page
+
+    def page_buttons(self, request, execution):
+        """Retrying is what an import's page is opened for when its pages failed."""
+        failed = execution.state == Execution.State.INGESTING and (
+            execution.chunks.filter(state=ChunkJob.State.FAILED).exists()
+        )
+        return [("retry_failed_chunks", "Retry failed chunks")] if failed else []
 
     def live_view(self, request, object_id):
         """What changes on an execution's page, for progress.js to put in place."""
