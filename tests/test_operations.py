@@ -285,25 +285,31 @@ def test_the_readme_tells_the_defaults_the_settings_have():
     assert wrong == {}, "README default, setting's default"
 
 
-@pytest.mark.parametrize("written, level", [("warn", "WARNING"), ("FATAL", "CRITICAL")])
-def test_the_older_names_of_log_levels_are_still_taken(written, level):
-    # Earlier releases took them: an upgrade must not stop every process on its old .env.
+def settings_read_in_a_process(**environment: str):
+    """`assets_sync.settings` imported by a new process with only `environment` (no .env);
+    it prints the settings named by PRINT."""
     import subprocess
     import sys
     from pathlib import Path
 
+    shown = environment.pop("PRINT", "")
     script = (
         "import environ; environ.Env.read_env = lambda *a, **k: None; "  # no .env
-        "import assets_sync.settings as s; print(s.LOG_LEVEL)"
+        "import assets_sync.settings as s" + (f"; print(s.{shown})" if shown else "")
     )
-    environment = {"PATH": "/usr/bin:/bin", "SECRET_KEY": "x" * 50, "LOG_LEVEL": written}
-    answer = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", script],
         cwd=Path(__file__).resolve().parent.parent,
-        env=environment,
+        env={"PATH": "/usr/bin:/bin", "SECRET_KEY": "x" * 50, **environment},
         capture_output=True,
         text=True,
     )
+
+
+@pytest.mark.parametrize("written, level", [("warn", "WARNING"), ("FATAL", "CRITICAL")])
+def test_the_older_names_of_log_levels_are_still_taken(written, level):
+    # Earlier releases took them: an upgrade must not stop every process on its old .env.
+    answer = settings_read_in_a_process(LOG_LEVEL=written, PRINT="LOG_LEVEL")
 
     assert answer.stdout.strip() == level, answer.stderr
 
@@ -320,23 +326,9 @@ def test_the_older_names_of_log_levels_are_still_taken(written, level):
 )
 def test_a_setting_written_wrong_stops_the_start_naming_it(setting, told):
     # Not read as something else ("5m" as 5 seconds, "ture" as false): refused, by name.
-    import subprocess
-    import sys
-    from pathlib import Path
-
     name, _, value = setting.partition("=")
-    script = (
-        "import environ; environ.Env.read_env = lambda *a, **k: None; "  # no .env
-        "import assets_sync.settings"
-    )
-    environment = {"PATH": "/usr/bin:/bin", "SECRET_KEY": "x" * 50, name: value}
-    answer = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=Path(__file__).resolve().parent.parent,
-        env=environment,
-        capture_output=True,
-        text=True,
-    )
+
+    answer = settings_read_in_a_process(**{name: value})
 
     assert answer.returncode != 0
     assert told in answer.stderr.splitlines()[-1]
