@@ -624,6 +624,52 @@ def test_an_import_assets_is_writing_offers_no_cancel_and_says_why(staff_client,
 
 
 @pytest.mark.django_db
+def test_an_import_whose_completion_is_on_its_way_is_not_cancelled(staff_client, make_source):
+    # "completed" may reach Assets before the cancel does: Assets then writes every record.
+    completing = Execution.objects.create(
+        source=make_source(), state=Execution.State.COMPLETING, assets_execution_id="e-1"
+    )
+
+    with pytest.raises(services.NotCancellable, match="Assets is being told so"):
+        services.cancel_execution(execution=completing)
+
+    completing.refresh_from_db()
+    assert completing.state == Execution.State.COMPLETING
+
+
+@pytest.mark.django_db
+def test_a_schedule_changed_meanwhile_names_its_start_time(staff_client, make_source, settings):
+    from importer.models import Schedule
+
+    schedule = Schedule.objects.create(
+        source=make_source(), frequency="DAILY", start_time=timezone.now(), timezone="UTC"
+    )
+    url = reverse("admin:importer_schedule_change", args=[schedule.pk])
+    shown = staff_client.get(url).context["adminform"].form
+    posted = {
+        "frequency": "WEEKLY",
+        "timezone": "UTC",
+        "start_local": shown["start_local"].value().strftime("%Y-%m-%d %H:%M"),
+        "loaded_as": shown["loaded_as"].value(),
+    }
+    Schedule.objects.filter(pk=schedule.pk).update(
+        start_time=schedule.start_time + timedelta(hours=1)
+    )
+
+    refused = staff_client.post(url, posted)
+
+    told = refused.context["adminform"].form.non_field_errors()[0]
+    assert told.startswith("Since you opened this page, someone changed Start time.")
+    # A page opened before SECRET_KEY was rotated is out of date, not "changed by someone".
+    settings.SECRET_KEY_FALLBACKS = [settings.SECRET_KEY]
+    settings.SECRET_KEY = "another-" + settings.SECRET_KEY
+    stale = staff_client.post(url, {**posted, "loaded_as": shown["loaded_as"].value()})
+    assert stale.context["adminform"].form.non_field_errors() == [
+        "This page is out of date: reload it, then make your change."
+    ]
+
+
+@pytest.mark.django_db
 def test_cancelling_from_the_list_asks_first_naming_what_would_be_cancelled(
     staff_client, make_source, sandbox
 ):

@@ -505,6 +505,53 @@ def test_an_execution_page_says_when_its_live_updates_stop(
     services.cancel_execution(execution=execution)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_an_execution_page_rides_out_a_proxys_error_page(
+    browser_page, live_server, administrator, slow_source, cluster
+):
+    # A restart behind a proxy answers an HTML 502 for a moment: the updates go on after it.
+    from importer import services
+
+    page = browser_page
+    answered = {"502": 0}
+
+    def once_a_gateway_error(route):
+        if answered["502"] == 0:
+            answered["502"] += 1
+            route.fulfill(status=502, content_type="text/html", body="<h1>502 Bad Gateway</h1>")
+        else:
+            route.continue_()
+
+    execution = services.start_import(source=slow_source, user=administrator)
+    log_in(page, live_server, administrator)
+    page.route(re.compile(r"/live/"), once_a_gateway_error)
+    open_execution(page, live_server, execution)
+
+    expect(page.locator(".field-state_label")).to_contain_text("DONE", timeout=IMPORT_TIMEOUT_MS)
+    assert answered["502"] == 1
+    expect(page.locator(".import-progress-status", has_text="stopped")).to_have_count(0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_list_waits_to_reload_while_a_search_is_being_typed(
+    browser_page, live_server, administrator, slow_source, cluster
+):
+    from importer import services
+
+    page = browser_page
+    execution = services.start_import(source=slow_source, user=administrator)
+    log_in(page, live_server, administrator)
+    page.goto(f"{live_server.url}/admin/importer/execution/")
+    page.locator("#searchbar").fill("invent")
+
+    expect(page.locator(".imports-ended")).to_contain_text(
+        "An import on this page has ended.", timeout=IMPORT_TIMEOUT_MS
+    )
+    expect(page.locator("#searchbar")).to_have_value("invent")  # not reloaded under the typing
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE
+
+
 # --- lists on a laptop screen ----------------------------------------------------------------
 
 LAPTOP = {"width": 1366, "height": 768}

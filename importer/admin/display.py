@@ -117,9 +117,23 @@ def masked_json(name: str, value) -> str:
 def next_attempt_label(moment: str) -> str:
     """A retry's time in the viewer's zone and how far off it is (it may be due already)."""
     when = parse_datetime(moment)
+    return f"{date_format(localtime(when), 'TIME_FORMAT')} ({_due(when)})"
+
+
+def _due(when) -> str:
     wait = round((when - timezone.now()).total_seconds())
-    due = f"in {wait} s" if wait > 0 else "due now"
-    return f"{date_format(localtime(when), 'TIME_FORMAT')} ({due})"
+    return f"in {wait} s" if wait > 0 else "due now"
+
+
+def next_attempt_cell(when) -> str:
+    """A retry's time in a chunk row, its countdown kept by static/importer/progress.js
+    (so the row itself stays the same from one second to the next)."""
+    return format_html(
+        '{} (<span data-due-at="{}">{}</span>)',
+        date_format(localtime(when), "TIME_FORMAT"),
+        round(when.timestamp() * 1000),
+        _due(when),
+    )
 
 
 def progress_widget(execution: Execution, *, width: int, detailed: bool) -> str:

@@ -1,6 +1,8 @@
 """The execution history: the list, the live execution page with its chunks, cancel and retry."""
 
 import hashlib
+import re
+import time
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -20,11 +22,20 @@ from django.utils.translation import ngettext
 from importer import services
 from importer.admin.buttons import PageButtons
 from importer.admin.deleting import CountedDeletion
-from importer.admin.display import CHUNKS_PER_PAGE, next_attempt_label, progress_widget, state_badge
+from importer.admin.display import (
+    CHUNKS_PER_PAGE,
+    next_attempt_cell,
+    next_attempt_label,
+    progress_widget,
+    state_badge,
+)
 from importer.dashboard import dashboard_context
 from importer.models import ChunkJob, Execution
 from importer.progress import chunk_counts, describe, progress_of, retries_of, settled
 from importer.redaction import redact, secrets_of
+
+# A retry's countdown in a chunk row: it moves every second, the row does not.
+_COUNTDOWN = re.compile(r'<span data-due-at="\d+">[^<]*</span>')
 
 
 def no_chunks_text(execution: Execution) -> str:
@@ -266,7 +277,7 @@ class ExecutionAdmin(PageButtons, CountedDeletion, admin.ModelAdmin):
         for chunk in page:
             chunk.cursor_shown = redact(chunk.cursor, secrets)
             chunk.next_attempt_label = (
-                next_attempt_label(chunk.next_attempt_at.isoformat())
+                next_attempt_cell(chunk.next_attempt_at)
                 if chunk.state == ChunkJob.State.QUEUED and chunk.next_attempt_at
                 else "—"
             )
@@ -292,7 +303,7 @@ class ExecutionAdmin(PageButtons, CountedDeletion, admin.ModelAdmin):
         rows = render_to_string("admin/importer/execution/_chunk_rows.html", {"chunk_page": page})
         # The rows are most of the answer: unchanged since the page's last poll, they are not
         # sent again (a slow link was kept busy with the same 50 KB every second).
-        rows_digest = hashlib.blake2b(rows.encode(), digest_size=8).hexdigest()
+        rows_digest = hashlib.blake2b(_COUNTDOWN.sub("", rows).encode(), digest_size=8).hexdigest()
         return JsonResponse(
             {
                 **progress,
@@ -302,6 +313,7 @@ class ExecutionAdmin(PageButtons, CountedDeletion, admin.ModelAdmin):
                 "chunk_count": page.paginator.count,
                 "chunk_rows": None if request.GET.get("rows") == rows_digest else rows,
                 "rows_digest": rows_digest,
+                "now_ms": round(time.time() * 1000),  # the countdowns' clock
                 "may_cancel": execution.state in Execution.CANCELLABLE_STATES
                 and self.has_cancel_permission(request),
             }

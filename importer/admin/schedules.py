@@ -20,6 +20,7 @@ from importer.redaction import redact
 
 class ScheduleAdminForm(RefusesEditsMadeMeanwhile, ScheduleForm):
     guarded_fields = ("frequency", "timezone", "start_time")
+    form_field_of = {"start_time": "start_local"}
 
 
 @admin.register(Schedule)

@@ -316,8 +316,12 @@ class ImportSourceAdmin(
             protected = [
                 *protected,
                 *(
-                    f"the running import #{execution.pk} of {execution.source}: cancel it "
-                    "first, or wait for it to end"
+                    f"the running import #{execution.pk} of {execution.source}: "
+                    + (
+                        "cancel it first, or wait for it to end"
+                        if execution.state in Execution.CANCELLABLE_STATES
+                        else "wait for it to end (Assets is finishing it)"
+                    )
                     for execution in running.select_related("source")
                 ),
             ]

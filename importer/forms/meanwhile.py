@@ -13,19 +13,17 @@ it, and the person reloads to see the change before making theirs.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from datetime import datetime
 
 from django import forms
-from django.conf import settings
 from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core import signing
 from django.db.models import Manager
 from django.db.models.fields.files import FieldFile
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 SALT = "importer.forms.meanwhile"
 
@@ -44,6 +42,8 @@ class RefusesEditsMadeMeanwhile(forms.ModelForm):
     refuse the save. A form posted without the stamp (a config file) is not checked."""
 
     guarded_fields: tuple[str, ...] = ()
+    # A guarded model field the form edits under another name (the schedule's start time).
+    form_field_of: dict[str, str] = {}
 
     loaded_as = _Stamp(required=False)
 
@@ -63,6 +63,8 @@ class RefusesEditsMadeMeanwhile(forms.ModelForm):
         try:
             shown = signing.loads(posted, salt=SALT)
         except signing.BadSignature:
+            shown = None
+        if not shown or shown.get("key") != _digest(b"key"):  # SECRET_KEY rotated since
             self.add_error(None, "This page is out of date: reload it, then make your change.")
             return
         model = type(self.instance)
@@ -74,9 +76,10 @@ class RefusesEditsMadeMeanwhile(forms.ModelForm):
         ]
         if not changed:
             return
+        shown_as = [self.form_field_of.get(name, name) for name in changed]
         labels = [
             str(self.fields[name].label or name) if name in self.fields else name
-            for name in changed
+            for name in shown_as
         ]
         by = _changed_by(current, datetime.fromisoformat(shown["at"]))
         self.add_error(
@@ -85,7 +88,7 @@ class RefusesEditsMadeMeanwhile(forms.ModelForm):
             "back what you were shown: reload the page to see the change, then make yours "
             "again.",
         )
-        for name in changed:
+        for name in shown_as:
             if name in self.fields:
                 self.add_error(name, "Changed by someone else since you opened this page.")
 
@@ -93,18 +96,23 @@ class RefusesEditsMadeMeanwhile(forms.ModelForm):
 def stamp(instance, names) -> str:
     """What `names` hold now, as a signed stamp for the page (digests, not values)."""
     return signing.dumps(
-        {"at": timezone.now().isoformat(), "fields": _digests(instance, names)},
+        {
+            "at": timezone.now().isoformat(),
+            "key": _digest(b"key"),
+            "fields": _digests(instance, names),
+        },
         salt=SALT,
         compress=True,
     )
 
 
 def _digests(instance, names) -> dict[str, str]:
-    key = settings.SECRET_KEY.encode()
-    return {
-        name: hmac.new(key, _as_text(getattr(instance, name)), hashlib.sha256).hexdigest()[:16]
-        for name in names
-    }
+    return {name: _digest(_as_text(getattr(instance, name))) for name in names}
+
+
+def _digest(value: bytes) -> str:
+    """Keyed by SECRET_KEY for this use alone: a digest tells nothing of the value."""
+    return salted_hmac(SALT, value, algorithm="sha256").hexdigest()[:16]
 
 
 def _as_text(value) -> bytes:

@@ -144,9 +144,10 @@ FINISHED_STATES = (
 )
 # States from which a failure still counts (PROCESSING belongs to Assets: it decides the end).
 FAILABLE_STATES = (ExecutionState.PENDING, ExecutionState.INGESTING, ExecutionState.COMPLETING)
-# ... and from which an operator may cancel: once Assets writes the records, its outcome is
-# what it reports (a cancel then may come too late, and Assets says DONE all the same).
-CANCELLABLE_STATES = FAILABLE_STATES
+# ... and from which an operator may cancel: once "completed" is on its way (COMPLETING) or
+# Assets writes the records (PROCESSING), the outcome is what Assets reports: a cancel then
+# may come too late, and Assets says DONE all the same.
+CANCELLABLE_STATES = (ExecutionState.PENDING, ExecutionState.INGESTING)
 
 
 class Execution(models.Model):
@@ -236,6 +237,9 @@ class Execution(models.Model):
     )
     alert_wanted = models.BooleanField(
         default=True,
+        # In the table too: the web processes of the release before still insert runs while
+        # `migrate` has added the column, before they are restarted.
+        db_default=True,
         editable=False,
         help_text="False when this run's end is told to nobody on purpose: a scheduled run "
         "Assets asked for again, or one refused because its source was disabled.",

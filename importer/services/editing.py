@@ -44,10 +44,14 @@ def running_import(source: ImportSource) -> Execution | None:
 
 
 def busy_text(source: ImportSource, running: Execution, what: str) -> str:
+    ways = (
+        "Change it once the import has ended, or cancel the import first."
+        if running.state in Execution.CANCELLABLE_STATES
+        else "Change it once the import has ended: Assets is finishing it."
+    )
     return (
         f"An import of '{source}' is running (execution #{running.pk}): {what} would apply to "
-        "the pages it has still to read. Change it once the import has ended, or cancel the "
-        "import first."
+        f"the pages it has still to read. {ways}"
     )
 
 

@@ -17,6 +17,7 @@ from importer.services.editing import lock_for_start
 from importer.services.errors import (
     ImportAlreadyRunning,
     ImportRefused,
+    MappingChangedMeanwhile,
     NotCancellable,
     scrub_secrets,
 )
@@ -66,6 +67,11 @@ def start_import(
             lambda: client.start_execution(scheduled=trigger == Execution.Trigger.SCHEDULE),
             repeatable=False,
         )
+    except MappingChangedMeanwhile as changed:  # saved as the import opened: a narrow race
+        reason = f"The import did not start: {changed}"
+        if Execution.objects.of(execution).refuse(reason=reason):
+            notifications.notify_execution_finished(execution)
+        raise _recorded_refusal(reason) from None
     except AssetsError as error:
         reason = scrub_secrets(error.message, source)
         if _may_have_started(error):
@@ -278,11 +284,21 @@ def cancel_execution(*, execution: Execution) -> Execution:
 
 def why_not_cancellable(execution: Execution) -> str:
     """What an operator is told of an import that can no longer be cancelled."""
-    if execution.state == Execution.State.PROCESSING:
-        sent = execution.completed_at
-        when = f" at {timezone.localtime(sent):%H:%M:%S}" if sent else ""
-        return (
-            f"Import #{execution.pk} can no longer be cancelled: every page was sent{when}, "
-            "and Assets is writing the records. Its outcome shows here once Assets reports it."
-        )
+    if execution.state in Execution.OPEN_STATES:
+        return f"Import #{execution.pk} can no longer be cancelled: " + assets_finishing(execution)
     return f"Import #{execution.pk} had already ended ({execution.get_state_display()})."
+
+
+def assets_finishing(execution: Execution) -> str:
+    """Why an import past its last page is left to end: Assets is told, or writing."""
+    if execution.state == Execution.State.COMPLETING:
+        return (
+            "every page was sent, and Assets is being told so. Its outcome shows here once "
+            "Assets reports it."
+        )
+    sent = execution.completed_at
+    when = f" at {timezone.localtime(sent):%H:%M:%S}" if sent else ""
+    return (
+        f"every page was sent{when}, and Assets is writing the records. Its outcome shows here "
+        "once Assets reports it."
+    )

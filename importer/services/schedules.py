@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -322,8 +323,11 @@ def start_scheduled_import(*, source: ImportSource) -> Execution:
             if recent is not None:
                 return recent
         if not refusal.recorded:
-            # Assets calling again for the same run: kept in the history, told once.
-            refused = _record_refused_run(source, refusal, told=not _refused_lately(source))
+            # Assets calling again for the same run: kept in the history, told once (decided
+            # under the source's lock: two calls at once would each find no refusal before).
+            with transaction.atomic():
+                list(ImportSource.objects.select_for_update().filter(pk=source.pk).values("pk"))
+                refused = _record_refused_run(source, refusal, told=not _refused_lately(source))
             if refused.alert_wanted:
                 notifications.notify_execution_finished(refused)
         raise

@@ -50,6 +50,11 @@
     if (rows && live.chunk_rows !== null && live.chunk_rows !== undefined) {
       rows.innerHTML = live.chunk_rows;
     }
+    // The retries' countdowns, by the server's clock.
+    document.querySelectorAll(".chunk-rows [data-due-at]").forEach(function (due) {
+      var wait = Math.round((Number(due.getAttribute("data-due-at")) - live.now_ms) / 1000);
+      due.textContent = wait > 0 ? "in " + wait + " s" : "due now";
+    });
     var count = document.querySelector(".chunk-count");
     if (count) {
       count.textContent = live.chunk_count;
@@ -106,12 +111,15 @@
 
     function failed(why) {
       failures += 1;
-      if (failures >= FAILURES_TOLD || why === "session") {
-        statusLine(widget).textContent = why === "session"
-          ? "Live updates stopped: your session has ended. Log in again, then reload the page."
-          : "Live updates paused: the server does not answer. Reload the page to try again.";
+      var told = {
+        session: "Live updates stopped: your session has ended. Log in again, then reload the page.",
+        gone: "Live updates stopped: this import is no longer in the history.",
+      }[why];
+      if (told || failures >= FAILURES_TOLD) {
+        statusLine(widget).textContent = told ||
+          "Live updates paused: the server does not answer. They go on once it does.";
       }
-      if (why !== "session") {
+      if (!told) {
         window.setTimeout(function () { whenVisible(poll); }, RETRY_MS);
       }
     }
@@ -120,12 +128,14 @@
       var began = Date.now();
       fetch(pollUrl(), { credentials: "same-origin", headers: { Accept: "application/json" } })
         .then(function (response) {
-          // Logged out, the server answers with the login page (a redirect), not JSON.
-          var type = response.headers.get("Content-Type") || "";
-          if (response.redirected || response.status === 403 || type.indexOf("json") < 0) {
+          // Logged out, the server answers with the login page (a redirect), or refuses.
+          if (response.redirected || response.status === 401 || response.status === 403) {
             throw new Error("session");
           }
-          if (!response.ok) { throw new Error(response.status); }
+          if (response.status === 404) { throw new Error("gone"); }
+          // A proxy's error page while the app restarts, a server error: tried again.
+          var type = response.headers.get("Content-Type") || "";
+          if (!response.ok || type.indexOf("json") < 0) { throw new Error(response.status); }
           return response.json();
         })
         .then(function (progress) {
@@ -166,19 +176,39 @@
   }
 
   // The page shows the final details once reloaded: the execution's page at once, the list
-  // once its bars have settled for a moment, and not while rows are ticked for an action.
+  // once its bars have settled for a moment, and not while someone is busy on it (rows
+  // ticked for an action, a search being typed, a filter being chosen): then a line says
+  // an import ended, with a link to reload.
   var reloadSoon = null;
+
+  function busyOnList() {
+    if (document.querySelector("#result_list input.action-select:checked")) { return true; }
+    var focused = document.activeElement;
+    if (focused && /^(INPUT|SELECT|TEXTAREA)$/.test(focused.tagName)) { return true; }
+    var search = document.getElementById("searchbar");
+    return Boolean(search && search.value !== search.defaultValue);
+  }
 
   function ended(detailed) {
     if (detailed) {
       reloadKeeping();
       return;
     }
-    if (document.querySelector("#result_list input.action-select:checked")) {
-      return;
-    }
     window.clearTimeout(reloadSoon);
-    reloadSoon = window.setTimeout(reloadKeeping, 1500);
+    reloadSoon = window.setTimeout(function () {
+      if (!busyOnList()) {
+        reloadKeeping();
+        return;
+      }
+      var list = document.getElementById("changelist") || document.getElementById("content");
+      if (list && !document.querySelector(".imports-ended")) {
+        var line = document.createElement("p");
+        line.className = "imports-ended";
+        line.setAttribute("role", "status");
+        line.innerHTML = 'An import on this page has ended. <a href="">Reload</a> to see how.';
+        list.parentNode.insertBefore(line, list);
+      }
+    }, 1500);
   }
 
   // The messages of the action that led here ("Import #6 cancelled.") were shown once, by
