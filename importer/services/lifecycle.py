@@ -285,11 +285,11 @@ def cancel_execution(*, execution: Execution) -> Execution:
 def why_not_cancellable(execution: Execution) -> str:
     """What an operator is told of an import that can no longer be cancelled."""
     if execution.state in Execution.OPEN_STATES:
-        return f"Import #{execution.pk} can no longer be cancelled: " + assets_finishing(execution)
+        return f"Import #{execution.pk} can no longer be cancelled: " + _assets_finishing(execution)
     return f"Import #{execution.pk} had already ended ({execution.get_state_display()})."
 
 
-def assets_finishing(execution: Execution) -> str:
+def _assets_finishing(execution: Execution) -> str:
     """Why an import past its last page is left to end: Assets is told, or writing."""
     if execution.state == Execution.State.COMPLETING:
         return (
