@@ -13,10 +13,12 @@ models' transitions: each moves only the rows still in the state it starts from,
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import cache
 
 from django.db import connection
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from importer.models import ChunkJob, Execution
 
@@ -32,12 +34,25 @@ def record_fetched(
     """Count a fetched page (and keep the first total the source told).
 
     Returns whether the execution still takes data (it is INGESTING), and the source's last
-    page as known now (None: not found yet)."""
+    page as known now (None: not found yet). `execution.assets_paused_until` is read on the
+    way: whether Assets asked, by a 429 to any lane, to hold pages back."""
     params = [_now(), records, *([total] if total is not None else []), execution.pk, INGESTING]
     with connection.cursor() as cursor:
         cursor.execute(_sql().record_fetched[total is not None], params)
         row = cursor.fetchone()
-    return (True, row[0]) if row else (False, None)
+    if not row:
+        return False, None
+    execution.assets_paused_until = _as_datetime(row[1])
+    return True, row[0]
+
+
+def _as_datetime(value) -> datetime | None:
+    """A datetime column as read by a raw cursor: PostgreSQL's driver gives a datetime,
+    SQLite's the text Django stored (UTC)."""
+    if value is None or isinstance(value, datetime):
+        return value if value is None or timezone.is_aware(value) else value.replace(tzinfo=UTC)
+    parsed = parse_datetime(value)
+    return parsed if parsed is None or timezone.is_aware(parsed) else parsed.replace(tzinfo=UTC)
 
 
 def create_missing(chunks: list[ChunkJob]) -> list[ChunkJob]:
@@ -150,7 +165,10 @@ class _Statements:
             f"{e('pages_fetched')} = {e('pages_fetched')} + 1, "
             f"{e('records_fetched')} = {e('records_fetched')} + %s"
         )
-        guard = f" WHERE {e('id')} = %s AND {e('state')} = %s RETURNING {e('last_chunk_index')}"
+        guard = (
+            f" WHERE {e('id')} = %s AND {e('state')} = %s "
+            f"RETURNING {e('last_chunk_index')}, {e('assets_paused_until')}"
+        )
         self.record_fetched = {
             False: fetched + guard,
             # The first total a page reports is kept (a total that changes shows at the end).

@@ -120,6 +120,42 @@ def test_lanes_refused_with_429_wait_as_asked_instead_of_sending_their_next_page
     assert len(refused) <= lane_count * in_flight, f"{len(refused)} pages sent to be refused"
 
 
+def test_a_429_to_one_lane_holds_back_the_other_lanes_of_the_import(
+    make_source, sandbox, inventory, start_cluster, monkeypatch
+):
+    # Assets' rate limit is the tenant's: one page refused, asking for 3 s, and every lane
+    # waits, rather than each going on until it is refused in its turn.
+    arrivals: list[float] = []
+    logged = sandbox.on_request
+
+    def on_request(request):
+        if request.method == "POST" and request.path.endswith("/data"):
+            if b'"completed"' not in request.body:
+                arrivals.append(time.monotonic())
+        logged(request)
+
+    monkeypatch.setattr(sandbox, "on_request", on_request)
+    inventory.latency = 0.3  # 40 pages in 4 lanes: about 3 s of pages without a pause
+    start_cluster(**{**FAST_RECOVERY, "CHUNK_RETRY_INLINE_MAX_SECONDS": "1"})
+    source = services.push_mapping(source=make_source(page_size=3, max_chunks_in_flight=4))
+    sandbox.faults.add(
+        method="POST",
+        path_contains="/data",
+        body_contains='"data"',
+        status=429,
+        retry_after="3",
+        times=1,
+    )
+
+    execution = wait_for_execution_to_finish(start(source), timeout=120)
+
+    assert_imported_exactly_once(sandbox, execution)
+    refused_at = arrivals[0]
+    # The pages already on their way arrive; then nothing until the 3 s have passed.
+    held = [moment - refused_at for moment in arrivals if 1.0 <= moment - refused_at < 2.9]
+    assert held == [], f"pages sent while Assets asked to wait: {held}"
+
+
 def test_a_flaky_source_is_ridden_out(pushed_source, sandbox, inventory, start_cluster):
     start_cluster(**FAST_RECOVERY)
     inventory.faults.add(method="GET", path_contains="offset=25", status=500, times=2)

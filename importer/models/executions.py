@@ -39,6 +39,15 @@ class ExecutionQuerySet(models.QuerySet):
             state=ExecutionState.INGESTING, started_at=timezone.now()
         )
 
+    def hold_submits_until(self, until) -> bool:
+        """Assets refused a page with 429: every lane holds its pages back until `until`
+        (a later pause asked for wins)."""
+        return bool(
+            self.filter(
+                Q(assets_paused_until__isnull=True) | Q(assets_paused_until__lt=until)
+            ).update(assets_paused_until=until)
+        )
+
     def record_last_page(self, index: int) -> bool:
         """The source ends at page `index` (an earlier end found by another page wins)."""
         return bool(
@@ -234,6 +243,13 @@ class Execution(models.Model):
     )
     stalled_since = models.DateTimeField(
         null=True, blank=True, help_text="Set when the execution made no progress for too long."
+    )
+    assets_paused_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Assets refused a page with 429 and asked to wait until then: every lane "
+        "of the import holds its pages back until it, not only the one refused.",
     )
     alert_wanted = models.BooleanField(
         default=True,

@@ -14,11 +14,12 @@ import time
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 
-from importer import background, work_queue
+from importer import background, clock, work_queue
 from importer.assets import AssetsClient, AssetsError, AssetsRateLimited
 from importer.mapping import (
     RecordsRefused,
@@ -208,6 +209,14 @@ class Lane:
         """Whether this task goes on to the lane's next page (else the queue takes it)."""
         return self.enabled and not self.paused_for and time.monotonic() < self.deadline
 
+    def mind_assets_pause(self, until) -> None:
+        """Another lane of the import was refused with 429 (`Execution.assets_paused_until`):
+        this one holds its pages back as long, rather than be refused in its turn."""
+        if until is not None:
+            left = (until - clock.now()).total_seconds()
+            if left > 0:
+                self.paused_for = max(self.paused_for, left)
+
     def hold_next_page(self, chunk: ChunkJob, page: Future | None) -> None:
         self.leases.hold(chunk)
         self.next_chunk, self.next_page = chunk, page
@@ -255,6 +264,10 @@ class Lane:
             refused = page.answer.exception()
             if isinstance(refused, AssetsRateLimited):
                 self.paused_for = max(self.paused_for, retry_delay(1, refused.retry_after))
+                # A limit of the Assets tenant, not of this lane: the others hold back too.
+                Execution.objects.filter(pk=page.chunk.execution_id).hold_submits_until(
+                    clock.now() + timedelta(seconds=self.paused_for)
+                )
         finally:
             self.idle_clients.append(page.client)
             self.leases.let_go(page.chunk)
@@ -334,6 +347,7 @@ def _run_claimed_chunk(
         return None, None
     if lane_next is not None:
         lane.hold_next_page(lane_next, next_page if lane_next.cursor == next_cursor else None)
+    lane.mind_assets_pause(chunk.execution.assets_paused_until)
     result = _transform(chunk, page, lane)
     if result is not None and not _submit(chunk, result, lane):
         # The execution no longer takes data: neither does the page this lane holds.
