@@ -49,10 +49,11 @@ def record_fetched(
 def _as_datetime(value) -> datetime | None:
     """A datetime column as read by a raw cursor: PostgreSQL's driver gives a datetime,
     SQLite's the text Django stored (UTC)."""
-    if value is None or isinstance(value, datetime):
-        return value if value is None or timezone.is_aware(value) else value.replace(tzinfo=UTC)
-    parsed = parse_datetime(value)
-    return parsed if parsed is None or timezone.is_aware(parsed) else parsed.replace(tzinfo=UTC)
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    if value is not None and timezone.is_naive(value):
+        value = value.replace(tzinfo=UTC)
+    return value
 
 
 def create_missing(chunks: list[ChunkJob]) -> list[ChunkJob]:
