@@ -82,12 +82,10 @@ def test_a_long_spell_of_rate_limiting_is_waited_out_beyond_the_usual_attempts(
     assert (first.attempts, first.rate_limited_waits) == (1, 4)  # no attempt used up
 
 
-def test_lanes_refused_with_429_wait_as_asked_instead_of_sending_their_next_pages(
-    make_source, sandbox, inventory, start_cluster, monkeypatch
-):
-    # Assets refuses every page for 1.5 s, asking for 2 s each time: each lane stops at its
-    # first refusal (the pages it already has on their way arrive), rather than sending every
-    # page to be refused in turn.
+def data_arrivals(sandbox, monkeypatch, *, faults_lift_after: float | None = None) -> list:
+    """When each page (not "completed") reached the sandbox (time.monotonic()); with
+    `faults_lift_after`, its faults are cleared that long after the first page (a rate
+    limit that lifts)."""
     arrivals: list[float] = []
     logged = sandbox.on_request
 
@@ -95,11 +93,21 @@ def test_lanes_refused_with_429_wait_as_asked_instead_of_sending_their_next_page
         if request.method == "POST" and request.path.endswith("/data"):
             if b'"completed"' not in request.body:
                 arrivals.append(time.monotonic())
-                if arrivals[-1] > arrivals[0] + 1.5:
-                    sandbox.faults.clear()  # the rate limit lifts
+                if faults_lift_after is not None and arrivals[-1] > arrivals[0] + faults_lift_after:
+                    sandbox.faults.clear()
         logged(request)
 
     monkeypatch.setattr(sandbox, "on_request", on_request)
+    return arrivals
+
+
+def test_lanes_refused_with_429_wait_as_asked_instead_of_sending_their_next_pages(
+    make_source, sandbox, inventory, start_cluster, monkeypatch
+):
+    # Assets refuses every page for 1.5 s, asking for 2 s each time: each lane stops at its
+    # first refusal (the pages it already has on their way arrive), rather than sending every
+    # page to be refused in turn.
+    arrivals = data_arrivals(sandbox, monkeypatch, faults_lift_after=1.5)
     # Retries put off, not waited for in the worker, as the project's settings do.
     start_cluster(**{**FAST_RECOVERY, "CHUNK_RETRY_INLINE_MAX_SECONDS": "1"})
     source = services.push_mapping(source=make_source(page_size=10, max_chunks_in_flight=2))
@@ -125,16 +133,7 @@ def test_a_429_to_one_lane_holds_back_the_other_lanes_of_the_import(
 ):
     # Assets' rate limit is the tenant's: one page refused, asking for 3 s, and every lane
     # waits, rather than each going on until it is refused in its turn.
-    arrivals: list[float] = []
-    logged = sandbox.on_request
-
-    def on_request(request):
-        if request.method == "POST" and request.path.endswith("/data"):
-            if b'"completed"' not in request.body:
-                arrivals.append(time.monotonic())
-        logged(request)
-
-    monkeypatch.setattr(sandbox, "on_request", on_request)
+    arrivals = data_arrivals(sandbox, monkeypatch)
     inventory.latency = 0.3  # 40 pages in 4 lanes: about 3 s of pages without a pause
     start_cluster(**{**FAST_RECOVERY, "CHUNK_RETRY_INLINE_MAX_SECONDS": "1"})
     source = services.push_mapping(source=make_source(page_size=3, max_chunks_in_flight=4))
