@@ -52,16 +52,22 @@ def client_address(request) -> str:
 
 
 def _over_rate_limit(request, source_id: int) -> bool:
-    """A fixed one-minute window per client address and source, counted in the cache: Assets'
-    scheduler calls from a few addresses, and many sources may be scheduled at one minute."""
-    minute = int(time.time() // 60)
-    key = f"webtrigger-rate:{client_address(request)}:{source_id}:{minute}"
-    cache.add(key, 0, timeout=90)
+    """A sliding one-minute window per client address and source, counted in the cache.
+
+    Assets' scheduler calls from a few addresses, and many sources may be scheduled at one
+    minute. The calls of the minute before are weighed by how much of it still lies within
+    the last 60 s, so a burst across a minute's boundary gets no second allowance.
+    """
+    minute, into_minute = divmod(time.time(), 60)
+    prefix = f"webtrigger-rate:{client_address(request)}:{source_id}:"
+    key = f"{prefix}{int(minute)}"
+    cache.add(key, 0, timeout=150)  # read again as "the minute before" for the next 60 s
     try:
         calls = cache.incr(key)
     except ValueError:  # the key expired between add and incr
         calls = 1
-    return calls > settings.WEBTRIGGER_RATE_PER_MINUTE
+    calls_before = cache.get(f"{prefix}{int(minute) - 1}", 0)
+    return calls + calls_before * (1 - into_minute / 60) > settings.WEBTRIGGER_RATE_PER_MINUTE
 
 
 @csrf_exempt

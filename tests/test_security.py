@@ -6,6 +6,7 @@ import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from django.contrib.admin.models import LogEntry
@@ -485,6 +486,31 @@ def test_the_rate_limit_counts_the_address_the_trusted_proxies_saw(
     ]
 
     assert answers == [404, 404, 429, 429]  # a new forged address each time does not help
+
+
+@pytest.mark.django_db
+def test_the_rate_limit_gives_no_second_allowance_across_a_minutes_boundary(
+    client, make_source, settings, monkeypatch
+):
+    settings.WEBTRIGGER_RATE_PER_MINUTE = 2
+    url = reverse("importer:webtrigger", args=[make_source().pk, "guess"])
+    a_minute_ends = 1_700_000_000 // 60 * 60 + 60  # far from the real clock: keys of their own
+    clock = SimpleNamespace(time=lambda: a_minute_ends - 0.5)
+    monkeypatch.setattr("importer.views.time", clock)
+
+    def answer_at(seconds_after_the_boundary):
+        clock.time = lambda: a_minute_ends + seconds_after_the_boundary
+        return client.post(
+            url, "{}", content_type="application/json", REMOTE_ADDR="192.0.2.60"
+        ).status_code
+
+    burst = [answer_at(-0.5), answer_at(-0.2), answer_at(0.1), answer_at(0.4)]
+    half_a_minute_on = answer_at(30)  # the calls of the minute before still weigh half
+    after_a_quiet_minute = answer_at(125)
+
+    assert burst == [404, 404, 429, 429]
+    assert half_a_minute_on == 429
+    assert after_a_quiet_minute == 404
 
 
 class UnreachableBroker:
