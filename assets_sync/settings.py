@@ -306,6 +306,10 @@ if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
     raise ImproperlyConfigured(
         f"The setting LOG_LEVEL={LOG_LEVEL!r} is no level: DEBUG, INFO, WARNING, ERROR or CRITICAL."
     )
+# Django's error page (DEBUG) and error mails, without credentials.
+DEFAULT_EXCEPTION_REPORTER = "importer.logs.SecretsHiddenReporter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "importer.logs.SecretsHiddenFilter"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -1,10 +1,15 @@
-"""Logs without secrets, as plain lines or one JSON object per line (LOG_FORMAT=json)."""
+"""Logs without secrets, as plain lines or one JSON object per line (LOG_FORMAT=json), and
+Django's error reports (the DEBUG error page, error mails) without them either."""
 
 import json
 import logging
 from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
 
-from importer.redaction import redact, secrets_in_use
+from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
+
+from importer.redaction import is_secret_name, redact, secrets_in_use
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 _PLAIN_TYPES = (str, int, float, bool, type(None), list, dict)
@@ -67,3 +72,50 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info or record.exc_text:
             entry["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+class SecretsHiddenFilter(SafeExceptionReporterFilter):
+    """Besides Django's own names, hides every posted field whose name says it holds a
+    credential (a source's token, a channel's secret header) and every setting or header
+    holding a URL with credentials in it (EMAIL_URL, DATABASE_URL)."""
+
+    def cleanse_setting(self, key, value):
+        cleansed = super().cleanse_setting(key, value)
+        return redact(cleansed, secrets_in_use()) if isinstance(cleansed, str) else cleansed
+
+    def get_post_parameters(self, request):
+        parameters = super().get_post_parameters(request)
+        if not parameters:
+            return parameters
+        parameters = parameters.copy()
+        for name in list(parameters):
+            if is_secret_name(name):
+                parameters[name] = self.cleansed_substitute
+        return parameters
+
+
+class SecretsHiddenReporter(ExceptionReporter):
+    """Django's error report with every text in it redacted: a frame's variables hold URLs
+    with keys in them and sources' settings, the request's path a webtrigger token, and the
+    exception's message whatever a library put there."""
+
+    def get_traceback_data(self):
+        data = super().get_traceback_data()
+        known = secrets_in_use()
+        request = data.get("request")
+        if request is not None:
+            data["request"] = SimpleNamespace(
+                path_info=redact(request.path_info, known),
+                META={"REQUEST_METHOD": request.META.get("REQUEST_METHOD", "")},
+            )
+        return {key: _redacted(value, known) for key, value in data.items()}
+
+
+def _redacted(value: Any, known: tuple[str, ...]) -> Any:
+    if isinstance(value, str):
+        return redact(value, known)
+    if isinstance(value, dict):
+        return {key: _redacted(item, known) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_redacted(item, known) for item in value)
+    return value

@@ -83,7 +83,16 @@ _BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]{8,}")
 _BASIC = re.compile(r"(?i)\b(basic\s+)([A-Za-z0-9+/_-]{4,}={0,2})")
 # A scheme is short: bounding it keeps a long run of letters and dashes linear to scan.
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,30}://)[^/?#\s@\"'<>]+@")
-_WEBTRIGGER_PATH = re.compile(r"(/webtrigger/\d+/)[^/\s?#\"'<>]+")
+# The webtrigger's path as a request line may spell it: any character percent-encoded
+# (Django decodes the path before routing it, so `/%77ebtrigger/%32/<token>/` is served too).
+_ESCAPED_WEBTRIGGER = "".join(f"(?:{char}|%{ord(char):x})" for char in "webtrigger")
+_WEBTRIGGER_PATH = re.compile(
+    rf"(?i)(/{_ESCAPED_WEBTRIGGER}(?:/|%2f)(?:\d|%3\d)+(?:/|%2f))[^/\s?#\"'<>]+"
+)
+# SMTP's AUTH commands, as a mail server's answer may quote them: base64 of the credentials.
+_SMTP_AUTH = re.compile(
+    r"(?i)\b(auth\s+(?:plain|login|xoauth2|oauthbearer)\s+)([A-Za-z0-9+/]{4,}={0,2})"
+)
 
 
 def is_secret_name(name: str) -> bool:
@@ -104,6 +113,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     text = _BEARER.sub(rf"\1{MASK}", text)
     text = _BASIC.sub(_basic_credentials, text)
     text = _URL_USERINFO.sub(rf"\1{MASK}@", text)
+    text = _SMTP_AUTH.sub(_smtp_credentials, text)
     return _WEBTRIGGER_PATH.sub(rf"\1{MASK}", text)
 
 
@@ -428,10 +438,20 @@ def _basic_credentials(match: re.Match) -> str:
     return match.group(0)
 
 
-def _decodes_to_credentials(value: str) -> bool:
+def _smtp_credentials(match: re.Match) -> str:
+    """`AUTH PLAIN <base64>` loses the value; "auth login required" in prose stays."""
+    value = match.group(2)
+    if re.search(r"[0-9+/=]", value) or _decodes_to_credentials(value, also="\0"):
+        return f"{match.group(1)}{MASK}"
+    return match.group(0)
+
+
+def _decodes_to_credentials(value: str, also: str = "") -> bool:
     usable = value[: len(value) - len(value) % 4]
     try:
         decoded = base64.b64decode(usable, validate=True).decode("utf-8")
     except (binascii.Error, ValueError):
         return False
+    if also and also in decoded:
+        return True
     return ":" in decoded and decoded.isprintable()

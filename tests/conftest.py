@@ -168,12 +168,13 @@ def start_cluster(async_tasks):
 class SmtpServer:
     """A real SMTP server on loopback (aiosmtpd) that keeps every message it receives."""
 
-    def __init__(self):
+    def __init__(self, **options):
+        """`options`: aiosmtpd's, as an authenticator asking for a login."""
         self.messages: list = []  # (envelope sender, recipients, parsed message)
         with socket.socket() as probe:  # a free port; aiosmtpd checks it answers on start
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port, **options)
 
     async def handle_DATA(self, server, session, envelope):
         from email import message_from_bytes, policy

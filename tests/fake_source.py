@@ -258,8 +258,12 @@ class FakeSource(DevServer):
         # The Link header's relation for the next page: servers write it in any case, and
         # some give a link several relations (RFC 8288).
         self.next_rel = "next"
-        # Parameters every next link carries besides (a link signed with the caller's key).
+        # Parameters every next link carries besides (a link signed with the caller's key);
+        # "{token}" in a value stands for the OAuth2 access token the request was sent with.
         self.next_link_params: dict[str, str] = {}
+        # Where /api/next's next links point: some APIs put a session or key in the path
+        # (any path under /api/next/ is served as /api/next).
+        self.next_link_path = "/api/next"
         self.max_limit = max_limit
         self.ignore_limit = ignore_limit
         self.ignore_offset = ignore_offset
@@ -443,7 +447,7 @@ class FakeSource(DevServer):
             ),
             "/api/huge": lambda request: self._huge(declare=False),
             "/api/huge-declared": lambda request: self._huge(declare=True),
-        }.get(request.path)
+        }.get("/api/next" if request.path.startswith("/api/next/") else request.path)
         if handler is None:
             return error_reply(404, f"No route for {request.path}")
         reply = handler(request)
@@ -463,6 +467,9 @@ class FakeSource(DevServer):
         elif self.auth == "api_key_query":
             given = request.query.get(self.key_name, [""])[0]
         elif self.auth == "oauth2":
+            in_query = request.query.get("access_token", [""])[0]  # a link that repeats it
+            if in_query and in_query not in self.tokens:
+                return False
             return self._use_token(request.bearer_token() or "")
         else:
             raise ValueError(f"unknown auth {self.auth}")
@@ -584,7 +591,11 @@ class FakeSource(DevServer):
         query = {name: values[0] for name, values in request.query.items() if name != "hop"}
         if not self.echo_query:
             query = {"limit": str(limit)}
-        return urlencode({**query, **self.next_link_params, "start": start + limit})
+        token = request.bearer_token() or ""
+        extra = {
+            name: value.replace("{token}", token) for name, value in self.next_link_params.items()
+        }
+        return urlencode({**query, **extra, "start": start + limit})
 
     def _next(self, request: Request) -> Reply:
         start = _number(request, "start", 0)
@@ -593,7 +604,7 @@ class FakeSource(DevServer):
             return json_reply(200, {"results": [], "links": {"next": f"/api/next?{query}"}})
         items = self._window(start, self._limit(request))
         following = self._following_query(request, start)
-        links = {"next": f"/api/next?{following}" if following else None}
+        links = {"next": f"{self.next_link_path}?{following}" if following else None}
         return json_reply(200, {"results": items, "links": links})
 
     def _link(self, request: Request) -> Reply:

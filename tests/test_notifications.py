@@ -12,7 +12,7 @@ from django_q.models import Schedule as QSchedule
 from importer import services, tasks
 from importer.models import Alert, Delivery, Execution, NotificationChannel, Schedule
 from importer.notifications.delivery import MAX_ATTEMPTS
-from tests.conftest import SANDBOX_TOKEN, wait_for
+from tests.conftest import SANDBOX_TOKEN, SmtpServer, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -897,3 +897,39 @@ def test_an_email_channel_with_nobody_to_write_to_is_refused_when_saved(
     assert form.is_valid() is not refused
     if refused:
         assert "the ALERT_EMAILS setting" in form.errors["recipients"][0]
+
+
+def test_a_mail_server_quoting_the_login_it_refused_shows_no_password(settings):
+    import base64
+
+    from aiosmtpd.smtp import AuthResult
+
+    from importer.notifications.delivery import DeliveryError, send_email
+
+    password = "smtp-pa55-8812"
+
+    def refuse_quoting_the_login(server, session, envelope, mechanism, auth_data):
+        sent = base64.b64encode(b"\0" + auth_data.login + b"\0" + auth_data.password).decode()
+        return AuthResult(
+            success=False,
+            handled=False,
+            message=f"535 5.7.8 Authentication failed: AUTH {mechanism} {sent} "
+            f"(user {auth_data.login.decode()}, password {auth_data.password.decode()})",
+        )
+
+    server = SmtpServer(authenticator=refuse_quoting_the_login, auth_require_tls=False).start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", server.port
+    settings.EMAIL_HOST_USER, settings.EMAIL_HOST_PASSWORD = "alerts", password
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    alert = Alert.objects.create(key="smtp-auth", kind=Alert.Kind.FAILED, subject="s", text="t")
+    try:
+        with pytest.raises(DeliveryError) as refused:
+            send_email(email_channel(recipients="ops@example.com"), alert)
+    finally:
+        server.stop()
+
+    said = refused.value.message
+    assert "answered 535" in said and "user alerts" in said
+    assert password not in said
+    assert base64.b64encode(f"\0alerts\0{password}".encode()).decode() not in said

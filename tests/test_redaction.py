@@ -44,6 +44,9 @@ BASIC = base64.b64encode(f"svc:{PASSWORD}".encode()).decode()
         (f"at https://svc:{PASSWORD}@inventory.example/api", PASSWORD),
         ("at https://ghp-token-only@git.example/repo", "ghp-token-only"),
         ("Bad Request: /webtrigger/7/AbCd-123_xyzXYZ/", "AbCd-123_xyzXYZ"),
+        # Django decodes a path before routing it: the request line may spell it escaped.
+        ('"POST /%77ebtrigger/%32/AbCd-123_xyzXYZ/ HTTP/1.1" 400', "AbCd-123_xyzXYZ"),
+        ("535 5.7.8 Authentication failed: AUTH PLAIN AHN2YwBwYTU1LXcwcmQtNzcxMw==", "AHN2YwBw"),
     ],
 )
 def test_it_removes_every_form_a_credential_takes(text: str, secret: str) -> None:
@@ -340,6 +343,63 @@ def test_a_key_in_a_url_a_library_logs_never_reaches_the_log(echo, console):
     written = console.getvalue()
     assert "Failed to parse headers" in written and "tenant=1" in written
     assert "query-key-s3cret-9" not in written
+
+
+@pytest.mark.django_db
+def test_a_token_in_a_webhook_path_that_a_library_logs_never_reaches_the_log(echo, console):
+    # Slack, Teams and Discord put a webhook's token in its path, no name to tell it by.
+    from importer.models import Alert, NotificationChannel
+    from importer.notifications.delivery import send_webhook
+
+    echo.misbehave("broken_header")
+    channel = NotificationChannel.objects.create(
+        name="chat",
+        kind=NotificationChannel.Kind.WEBHOOK,
+        webhook_url=f"{echo.base_url}/api/next/T0001/B0002/hookS3cretPart77",
+        all_sources=True,
+    )
+    alert = Alert.objects.create(key="k", kind=Alert.Kind.FAILED, subject="s", text="t")
+
+    send_webhook(channel, alert)
+
+    written = console.getvalue()
+    assert "Failed to parse headers" in written
+    assert "hookS3cretPart77" not in written
+
+
+def test_the_error_page_of_a_crash_shows_no_credentials(rf, settings):
+    from django.views.debug import get_exception_reporter_class
+
+    settings.DEBUG = True
+    request = rf.post(
+        "/webtrigger/3/TriggerT0ken-5531/",
+        {"name": "laptops", "source_token": "posted-token-5531"},
+        EMAIL_URL="smtp://alerts:mail-pa55-8812@mail.example",
+    )
+
+    def preview(source_url, settings_of_the_source):
+        raise ValueError(f"Port out of range at {source_url}")
+
+    try:
+        preview(
+            f"https://svc:{PASSWORD}@inventory.example:99999/api?api_key=query-key-5531",
+            {"client_secret": "client-s3cret-5531", "page_size": 100},
+        )
+    except ValueError:
+        import sys
+
+        page = get_exception_reporter_class(request)(request, *sys.exc_info()).get_traceback_html()
+
+    assert "Port out of range" in page and "page_size" in page
+    for secret in (
+        PASSWORD,
+        "query-key-5531",
+        "client-s3cret-5531",
+        "posted-token-5531",
+        "TriggerT0ken-5531",
+        "mail-pa55-8812",
+    ):
+        assert secret not in page, secret
 
 
 # --- exports -------------------------------------------------------------------------------

@@ -365,6 +365,17 @@ def test_a_repeating_cursor_is_an_endless_source(fake: FakeSource) -> None:
     assert_safe(error)
 
 
+def test_a_stored_url_with_a_port_out_of_range_fails_saying_so_once(fake: FakeSource) -> None:
+    # Saved before the form checked ports: the request cannot be made, and never will be.
+    error = walk_failure(
+        rest_source("http://svc:pw-5531@127.0.0.1:99999/api/offset?api_key=key-5531")
+    )
+
+    assert error.kind == "config" and error.permanent
+    assert "http://127.0.0.1:99999/api/offset" in error.message and "65535" in error.message
+    assert_safe(error, "pw-5531", "key-5531")
+
+
 def test_a_next_url_on_another_host_is_refused(fake: FakeSource) -> None:
     body = {"results": [fake_record(1)], "links": {"next": "http://elsewhere.example/steal"}}
     fake.faults.add(path_contains="/api/next", status=200, body=json.dumps(body))
@@ -584,9 +595,9 @@ def test_an_api_key_in_the_query_never_reaches_an_error_message(serve) -> None:
 
 
 def oauth_source(fake: FakeSource, **fields: Any) -> ImportSource:
+    fields = {"source_url": f"{fake.base_url}/api/offset", "records_path": "data.items", **fields}
     return rest_source(
-        f"{fake.base_url}/api/offset",
-        records_path="data.items",
+        fields.pop("source_url"),
         source_auth="oauth2_client_credentials",
         oauth_token_url=f"{fake.base_url}/oauth/token",
         auth_username="client-1",
@@ -1335,3 +1346,35 @@ def test_a_page_with_a_byte_order_mark_and_nan_is_read_as_before(fake: FakeSourc
 
     assert [record["id"] for record in records] == [1]
     assert math.isnan(records[0]["score"])
+
+
+def test_a_next_link_repeating_the_oauth_token_is_stored_without_it_and_followed_with_a_fresh_one(
+    serve,
+) -> None:
+    fake = serve(records=N, auth="oauth2", username="client-1", secret=SECRET, token_max_uses=2)
+    fake.next_link_params = {"access_token": "{token}", "sid": "{token}"}
+    source = oauth_source(
+        fake,
+        source_url=f"{fake.base_url}/api/next",
+        pagination="next_url",
+        records_path="results",
+        cursor_path="links.next",
+    )
+
+    records, cursors = walk(source)
+
+    sent = [r.query.get("sid", [""])[0] for r in fake.requests_to("/api/next")]
+    assert ids(records) == every_id()
+    assert len(fake.token_requests()) >= 3  # the tokens ran out on the way
+    assert all(token not in cursor for cursor in cursors for token in sent if token)
+
+
+def test_a_next_link_with_the_api_key_in_its_path_is_stored_without_it(fake: FakeSource) -> None:
+    source = next_link_source(fake)
+    fake.next_link_path = f"/api/next/session/{SECRET}"
+
+    records, cursors = walk(source)
+
+    assert ids(records) == every_id()
+    assert all(SECRET not in c and quote(SECRET, safe="") not in c for c in cursors)
+    assert {r.path for r in fake.requests[1:]} == {f"/api/next/session/{SECRET}"}

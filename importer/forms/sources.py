@@ -1,5 +1,7 @@
 """The import source form, and which settings each kind of source, paging and auth uses."""
 
+from urllib.parse import urlsplit
+
 from django import forms
 from django.core.validators import MinValueValidator
 
@@ -196,10 +198,13 @@ class ImportSourceForm(WriteOnlySecretsForm):
             raise forms.ValidationError(f"{error}: give the value itself.") from None
 
     def clean_source_url(self):
-        return self._unmasked("source_url")
+        return _requestable(self._unmasked("source_url"))
 
     def clean_oauth_token_url(self):
-        return self._unmasked("oauth_token_url")
+        return _requestable(self._unmasked("oauth_token_url"))
+
+    def clean_assets_base_url(self):
+        return _requestable(self.cleaned_data.get("assets_base_url"))
 
     def clean_extra_headers(self):
         return self._unmasked("extra_headers")
@@ -334,3 +339,12 @@ class ImportSourceForm(WriteOnlySecretsForm):
         if commit:
             source.save()
         return source
+
+
+def _requestable(url: str | None) -> str | None:
+    """A URL whose port can be read: Django's URL check lets any five digits pass."""
+    try:
+        _ = urlsplit(url or "").port
+    except ValueError:
+        raise forms.ValidationError("The port must be a number from 1 to 65535.") from None
+    return url

@@ -3,6 +3,7 @@ webhooks through one HTTP seam. Runs in django-q2 tasks only."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import smtplib
@@ -26,7 +27,7 @@ from importer.deadline import (
 )
 from importer.models import Alert, Delivery, NotificationChannel
 from importer.notifications.formats import webhook_payload
-from importer.redaction import redact
+from importer.redaction import redact, remember_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,21 @@ def where(url: str) -> str:
 
 
 def _hide(text: str, channel: NotificationChannel) -> str:
-    return redact(text, [*_webhook_secrets(channel.webhook_url), channel.secret_header_value])
+    return redact(text, _channel_secrets(channel))
+
+
+def _channel_secrets(channel: NotificationChannel) -> list[str]:
+    return [*_webhook_secrets(channel.webhook_url), channel.secret_header_value]
+
+
+def _mail_secrets() -> list[str]:
+    """The mail server's password, and the base64 its AUTH commands carry it in (a server's
+    refusal may quote the command it refused)."""
+    user, password = settings.EMAIL_HOST_USER, settings.EMAIL_HOST_PASSWORD
+    if not password:
+        return []
+    sent = [f"\0{user}\0{password}", password, f"{user}\0{password}"]
+    return [password, *(base64.b64encode(text.encode()).decode() for text in sent)]
 
 
 def _webhook_secrets(url: str) -> list[str]:
@@ -85,6 +100,7 @@ def send_webhook(channel: NotificationChannel, alert: Alert) -> None:
     if channel.secret_header_name and channel.secret_header_value:
         headers[channel.secret_header_name] = channel.secret_header_value
     target = where(channel.webhook_url)
+    remember_secrets(_channel_secrets(channel))  # urllib3's own log lines name the URL
     seconds = settings.HTTP_TIMEOUT
     try:
         status, text = _post_within(
@@ -148,7 +164,7 @@ def send_email(channel: NotificationChannel, alert: Alert) -> None:
             else str(error.smtp_error)
         )
         raise DeliveryError(
-            f"the mail server answered {error.smtp_code}: {text[:200]}",
+            f"the mail server answered {error.smtp_code}: {redact(text, _mail_secrets())[:200]}",
             permanent=500 <= error.smtp_code < 600,
         )
     except smtplib.SMTPRecipientsRefused as error:
@@ -157,7 +173,8 @@ def send_email(channel: NotificationChannel, alert: Alert) -> None:
         )
     except (smtplib.SMTPException, OSError) as error:
         raise DeliveryError(
-            f"the mail server could not be reached: {type(error).__name__}: {error}"
+            "the mail server could not be reached: "
+            + redact(f"{type(error).__name__}: {error}", _mail_secrets())
         )
 
 

@@ -12,6 +12,7 @@ from urllib.parse import urljoin
 import requests
 
 from importer.deadline import discard, mount_deadline_adapter
+from importer.redaction import remember_secrets
 from importer.remote import parse_retry_after, worth_retrying
 from importer.sources.urls import public_url
 
@@ -45,6 +46,7 @@ def access_token(http: SourceHttp) -> str:
     if cached and cached[1] > time.monotonic():
         return cached[0]
     token, lifetime = _request_token(http)
+    remember_secrets([token])  # a library's log line may name a URL that carries it
     expires = time.monotonic() + max(lifetime - TOKEN_EXPIRY_MARGIN_SECONDS, 0.0)
     with _tokens_lock:
         _tokens[_key(http.source)] = (token, expires)

@@ -41,7 +41,7 @@ from importer.redaction import secret_forms, secrets_of
 from importer.sources import limits
 from importer.sources.base import Page, SourceError, config_error, number_cursor
 from importer.sources.rules import cursor_path_problem
-from importer.sources.transport import SourceHttp
+from importer.sources.transport import ACCESS_TOKEN_MARK, SourceHttp
 from importer.sources.urls import public_url, with_query
 
 PAGINATIONS = ("offset", "page", "cursor", "next_url", "link_header", "none")
@@ -50,8 +50,9 @@ PAST_THE_END_STATUSES = frozenset({400, 404, 416, 422})
 # ... but these are also how sources refuse to page deeper than a limit of theirs.
 DEPTH_LIMIT_STATUSES = frozenset({400, 422})
 _MISSING = object()
-# How a credential of the source found in a next URL's query is stored: a keyed digest of it,
-# so the stored cursor names the credential without holding it.
+# How a credential of the source found in a next URL is stored: a keyed digest of it, so the
+# stored cursor names the credential without holding it (an OAuth2 access token is stored as
+# transport.ACCESS_TOKEN_MARK).
 _SECRET_MARK = re.compile(r"__secret-[0-9a-f]{20}__")
 
 
@@ -478,17 +479,29 @@ class RestJsonSource:
 
     def _storable(self, url: str) -> str:
         """A URL fit to store as a cursor, and to show: no API key in its query, no
-        user:password@, and a credential of the source that a query value repeats (a next
-        link signed with the key under a name of its own) replaced by a mark naming it."""
+        user:password@, and a credential of the source that its path or a query value repeats
+        (a next link signed with the key under a name of its own) replaced by a mark."""
         parts = urlsplit(self.http.without_key(url))
         pairs = parts.query.split("&") if parts.query else []
         for at, pair in enumerate(pairs):
             name, equals, value = pair.partition("=")
-            for form in self._secret_forms:
-                value = value.replace(form, _secret_mark(form))
-            pairs[at] = f"{name}{equals}{value}"
+            pairs[at] = f"{name}{equals}{self._marked(value)}"
         netloc = parts.netloc.rpartition("@")[2]
-        return urlunsplit(parts._replace(netloc=netloc, query="&".join(pairs)))
+        return urlunsplit(
+            parts._replace(netloc=netloc, path=self._marked(parts.path), query="&".join(pairs))
+        )
+
+    def _marked(self, text: str) -> str:
+        """`text` with each credential of the source replaced by a mark naming it, and the
+        OAuth2 access token by a mark that stands for whichever token is current when the
+        link is followed (the one issued now has expired by then, or another process reads
+        the page)."""
+        for form in self._secret_forms:
+            text = text.replace(form, _secret_mark(form))
+        if self.http.access_token:
+            for form in secret_forms([self.http.access_token]):
+                text = text.replace(form, ACCESS_TOKEN_MARK)
+        return text
 
     def _usable(self, url: str) -> str:
         """A stored URL with the source's credentials and user:password@ put back. A mark

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import requests
 import urllib3
@@ -33,6 +33,9 @@ from importer.sources.urls import origin, public_url, with_query
 
 # A single REST page (or JSON file) larger than this is refused rather than held in memory.
 MAX_PAGE_BYTES = 50 * 1024 * 1024
+# Where a stored next link repeated the OAuth2 access token (sources.rest): the token current
+# when the link is followed is sent in its place, and again after a refresh.
+ACCESS_TOKEN_MARK = "__oauth-access-token__"
 _CHARSET = re.compile(r"""charset\s*=\s*["']?([\w.:-]+)""", re.IGNORECASE)
 _UTF8_NAMES = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
 READ_CHUNK_BYTES = 64 * 1024
@@ -166,6 +169,11 @@ class SourceHttp:
         return redact_for(self.source, text, self._access_token)
 
     @property
+    def access_token(self) -> str:
+        """The OAuth2 access token the last request was sent with ("" for other auths)."""
+        return self._access_token
+
+    @property
     def key_param(self) -> str:
         """The query parameter that carries the API key, "" when the key is not in the URL."""
         return (self.source.auth_key_name or "api_key") if self.auth == "api_key_query" else ""
@@ -207,6 +215,7 @@ class SourceHttp:
         if self.auth == "oauth2_client_credentials":
             self._access_token = oauth.access_token(self)
             headers["Authorization"] = f"Bearer {self._access_token}"
+            url = url.replace(ACCESS_TOKEN_MARK, quote(self._access_token, safe=""))
         if self.key_param:
             url = with_query(url, {self.key_param: self.source.source_token})
         return self._call("GET", url, what=what, headers=headers, verify=self.verify, stream=True)
@@ -247,6 +256,16 @@ class SourceHttp:
                 f"redirected in a loop from {where} (more than {self.session.max_redirects} "
                 "redirects): check the source URL",
                 kind="bad_redirect",
+            ) from None
+        except (
+            requests.exceptions.InvalidURL,
+            requests.exceptions.InvalidSchema,
+            requests.exceptions.MissingSchema,
+        ):
+            raise self.error(
+                f"has an address that cannot be requested, {where}: check its scheme, host "
+                "and port (a port is a number up to 65535)",
+                kind="config",
             ) from None
         except requests.RequestException as exc:
             self._check_budget(url, what)

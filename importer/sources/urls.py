@@ -8,12 +8,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 
 def public_url(url: str) -> str:
-    """The URL without credentials or query string: safe to put in a message."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+    """The URL without credentials or query string: safe to put in a message, whatever it
+    holds (a port that is no number, a bracket left open)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(an address that cannot be read)"
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
