@@ -207,6 +207,38 @@ def test_a_source_answering_a_page_it_has_as_if_it_had_none_fails_the_import(
     assert remote["completed_posts"] == 0
 
 
+@pytest.mark.parametrize("answer", ["empty", "not_found"])
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {"max_chunks_in_flight": 1},
+        {"max_chunks_in_flight": 2, "max_requests_per_minute": 6000},
+    ],
+    ids=["one page at a time", "rate limited"],
+)
+def test_a_page_answered_as_if_empty_fails_the_import_also_when_no_page_is_read_ahead(
+    serve, make_source, sandbox, cluster, answer, limits
+):
+    # Lanes read past the end anyway; one page at a time, the page after the end is read to
+    # see that it is empty too.
+    fake = serve()
+    fake.misbehave(answer, path_contains="offset=25&")
+    source = make_source(
+        source_url=f"{fake.base_url}/api/offset",
+        records_path="data.items",
+        limit_param="limit",
+        page_size=25,
+        **limits,
+    )
+
+    execution = services.start_import(source=services.push_mapping(source=source))
+    execution = wait_for_execution_to_finish(execution, timeout=60)
+
+    assert execution.state == Execution.State.FAILED, "DONE with 25 of 100 records"
+    assert "yet page 3 held 25 records" in execution.error
+    assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
+
+
 def test_a_page_past_a_wrong_end_that_assets_refused_still_fails_the_import(
     serve, make_source, sandbox, cluster
 ):

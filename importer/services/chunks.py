@@ -225,6 +225,8 @@ def queue_next_chunks(
         if next_cursor is None:
             last = chunk.index if record_count or not chunk.index else chunk.index - 1
             Execution.objects.of(execution).record_last_page(last)
+            if not record_count and not lanes and reads_in_parallel(execution.source):
+                _look_past_the_end(chunk)
             return None
         if reads_in_parallel(execution.source):
             return _fan_out(chunk, lanes=lanes, keep_next=keep_next)
@@ -250,6 +252,25 @@ def queue_next_chunks(
             return next_chunk
         transaction.on_commit(lambda: work_queue.enqueue_chunk(next_chunk.pk))
     return None
+
+
+def _look_past_the_end(empty: ChunkJob) -> None:
+    """Queue the page after an empty one that ended a source read by position, unless it is
+    there already. Lanes always read it (the lane after this one had records on its page
+    before); one or two pages at a time (a rate limit, one chunk in flight) nothing does. A
+    source that answers a page it has as if it had none (a replica that lags, a cache that
+    hiccups) must fail the import, not end it early."""
+    index = empty.index + 1
+    for probe in page_sql.create_missing(
+        [
+            ChunkJob(
+                execution=empty.execution,
+                index=index,
+                cursor=cursor_for(empty.execution.source, index),
+            )
+        ]
+    ):
+        transaction.on_commit(lambda chunk_id=probe.pk: work_queue.enqueue_chunk(chunk_id))
 
 
 def _fan_out(chunk: ChunkJob, *, lanes: bool, keep_next: bool) -> ChunkJob | None:
