@@ -782,7 +782,9 @@ def test_the_first_page_opens_only_the_lanes_not_there_yet(make_source, settings
     assert queued == []
 
 
-def test_an_import_counts_its_pages_and_stamps_them_in_time(make_source, sandbox, settings):
+def test_an_import_leaving_every_record_out_fails_and_counts_its_pages_in_time(
+    make_source, sandbox, settings
+):
     from datetime import timedelta
 
     from django.utils import timezone
@@ -796,7 +798,11 @@ def test_an_import_counts_its_pages_and_stamps_them_in_time(make_source, sandbox
     execution = services.start_import(source=source)
 
     execution.refresh_from_db()
-    assert execution.state == Execution.State.DONE
+    # Nothing would reach Assets: that is no success, and the first reason says why.
+    assert execution.state == Execution.State.FAILED
+    assert "Every one of the 120 records the source gave was left out" in execution.error
+    assert "expected an email address" in execution.error
+    assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
     assert (execution.pages_fetched, execution.records_fetched) >= (12, 120)
     assert (execution.pages_submitted, execution.records_submitted) == (12, 0)
     assert execution.records_skipped == 120

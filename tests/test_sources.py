@@ -986,6 +986,44 @@ def test_a_csv_row_with_too_many_fields_fails_with_the_line_number(media: Path) 
     assert "line 3 " in error.message and "3 fields" in error.message
 
 
+def test_a_csv_cut_off_mid_row_fails_instead_of_ending_with_a_broken_record(
+    media: Path,
+) -> None:
+    # A download whose connection closed early, with no length to check it against.
+    content = csv_bytes(count=20)
+    cut = content.index(b"\n18,") + len(b"\n18,asse")
+
+    error = walk_failure(uploaded(media, "cut.csv", content[:cut]))
+
+    assert (error.kind, error.permanent) == ("bad_file", True)
+    assert "line 19 " in error.message and "looks cut off" in error.message
+
+
+def test_a_csv_whose_last_row_has_no_line_break_is_read_whole(media: Path) -> None:
+    records, _ = walk(uploaded(media, "no-break.csv", csv_bytes().rstrip(b"\n")))
+    assert ids(records) == every_id()
+    assert records[-1]["site"] == fake_record(N)["site"]
+
+
+@pytest.mark.parametrize("delimiter, named", [(";", "semicolons"), ("\t", "tabs"), ("|", "'|'")])
+def test_a_csv_read_with_another_delimiter_than_its_own_says_which_it_uses(
+    media: Path, delimiter: str, named: str
+) -> None:
+    error = failure(uploaded(media, "semi.csv", csv_bytes(delimiter=delimiter)))
+
+    assert (error.kind, error.permanent) == ("bad_file", True)
+    assert "line 1 " in error.message
+    assert f"separated by {named}, not commas" in error.message
+
+
+def test_a_csv_repeating_its_header_mid_file_fails_naming_the_line(media: Path) -> None:
+    joined = csv_bytes(count=3) + csv_bytes(count=2)  # two exports, one after the other
+
+    error = failure(uploaded(media, "joined.csv", joined))
+
+    assert "line 5 " in error.message and "repeats the header" in error.message
+
+
 def test_a_wrong_encoding_fails_with_the_line_number(media: Path) -> None:
     content = "id,name\n1,a\n2,Müller\n".encode("latin-1")
     error = failure(uploaded(media, "enc.csv", content))

@@ -32,6 +32,7 @@ from importer.services.errors import scrub_secrets
 from importer.services.lifecycle import fail_execution
 from importer.services.retries import retry_delay
 from importer.services.totals import (
+    every_record_left_out,
     records_on_two_pages,
     records_past_the_end,
     total_disagreement,
@@ -132,6 +133,7 @@ def check_completion(*, execution: Execution, client: AssetsClient | None = None
     disagreement = (
         records_past_the_end(execution)
         or total_disagreement(execution)
+        or every_record_left_out(execution)
         or records_on_two_pages(execution)
     )
     if disagreement:

@@ -91,6 +91,37 @@ def total_disagreement(execution: Execution) -> str:
     )
 
 
+def every_record_left_out(execution: Execution) -> str:
+    """Why an import that would send Assets none of the records its source gave is no
+    success; "" when some were sent, or the source held none.
+
+    A file read with the wrong delimiter, or a mapping whose key names no field of the
+    source, leaves every record out: DONE would tell the user all is well with nothing
+    imported (and an import source that removes what an import does not name would empty
+    the object type)."""
+    if execution.last_chunk_index is None:
+        return ""
+    pages = ChunkJob.objects.filter(
+        execution=execution,
+        index__lte=execution.last_chunk_index,
+        state=ChunkJob.State.SUBMITTED,
+    )
+    counts = pages.aggregate(sent=Sum("record_count"), left_out=Sum("skipped_count"))
+    if counts["sent"] or not counts["left_out"]:
+        return ""
+    reasons = (
+        pages.filter(skipped_count__gt=0).order_by("index").values_list("error", flat=True).first()
+    )
+    first = (reasons or "").split("\n")[0].strip()
+    return (
+        f"Every one of the {counts['left_out']} records the source gave was left out, so "
+        f"Assets would have received none{f' (the first: {first})' if first else ''}. Nothing "
+        "was marked complete in Assets. Check that the mapping's fields are the source's "
+        "(for a CSV file: its delimiter and header), preview the source, then run the "
+        "import again."
+    )
+
+
 def checks_repeated_records(source: ImportSource) -> bool:
     """Whether the source's pages are checked for a record on two of them: pages read by
     position, unless the source is said to list some objects more than once."""

@@ -12,11 +12,19 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import IO
 
-from importer.sources.base import Page, config_error
+from importer.sources.base import Page, SourceError, config_error
 from importer.sources.files import FileSource, LineReader
 
 # What staff type for a tab in a text box.
 DELIMITER_ALIASES = {"\\t": "\t", "tab": "\t", "TAB": "\t"}
+# Delimiters a file may use instead of the one set (a header of one field holding one).
+OTHER_DELIMITERS = (",", ";", "\t", "|")
+
+
+def _spoken(delimiter: str) -> str:
+    return {"\t": "tabs", ",": "commas", ";": "semicolons", "|": "'|'"}.get(
+        delimiter, repr(delimiter)
+    )
 
 
 def _blank(row: list[str]) -> bool:
@@ -47,10 +55,13 @@ class CsvSource(FileSource):
         lines = LineReader(file, start, self.bom)
         rows = self._rows(file, lines)
         records: list[dict] = []
+        short_row_at = None  # where the last row started, if it had fewer fields than names
         while True:
             row_start = lines.position
             row = next(rows, None)
             if row is None:
+                if short_row_at is not None and not lines.line_ended:
+                    raise self._cut_off(file, short_row_at, len(fieldnames))
                 return Page(records=records, next_cursor=None)
             if _blank(row):
                 continue
@@ -59,6 +70,13 @@ class CsvSource(FileSource):
             if len(row) > len(fieldnames):
                 problem = f"has {len(row)} fields, but there are {len(fieldnames)} field names"
                 raise self.line_error(file, lines.line_start, problem)
+            if [field.strip() for field in row] == fieldnames:
+                problem = (
+                    "repeats the header: the file looks like several files joined; remove "
+                    "the header lines after the first"
+                )
+                raise self.line_error(file, lines.line_start, problem)
+            short_row_at = lines.line_start if len(row) < len(fieldnames) else None
             row += [""] * (len(fieldnames) - len(row))
             record = dict(zip(fieldnames, row, strict=True))
             if unnamed:
@@ -74,12 +92,36 @@ class CsvSource(FileSource):
             if _blank(row):
                 continue
             names = [name.strip() for name in row]
+            if len(names) == 1:
+                self._check_delimiter(file, lines.line_start, names[0])
             repeated = sorted(name for name, times in Counter(names).items() if times > 1 and name)
             if repeated:
                 problem = f"(the header) names {', '.join(repr(n) for n in repeated)} twice"
                 raise self.line_error(file, lines.line_start, problem)
             return names, lines.position
         return [], lines.position
+
+    def _check_delimiter(self, file: IO[bytes], position: int, header: str) -> None:
+        """A header of one field holding another delimiter: the file is separated by it."""
+        for other in OTHER_DELIMITERS:
+            if other != self.delimiter and other in header:
+                problem = (
+                    f"(the header) is one field, {header[:80]!r}: its fields seem separated "
+                    f"by {_spoken(other)}, not {_spoken(self.delimiter)}; set the source's CSV "
+                    "delimiter to that"
+                )
+                raise self.line_error(file, position, problem)
+
+    def _cut_off(self, file: IO[bytes], position: int, names: int) -> SourceError:
+        """The file's last row has fewer fields than there are names and no line break
+        after it: the download ended mid-row (a connection closed early, with no length
+        to check it against), and the rows after it are missing."""
+        return self.line_error(
+            file,
+            position,
+            f"(its last) has fewer fields than the {names} field names and no line break "
+            "after it: the file looks cut off; check the source, then run the import again",
+        )
 
     def _rows(self, file: IO[bytes], lines: LineReader) -> Iterator[list[str]]:
         decoded = (self.decode(line, file, lines.line_start) for line in lines)

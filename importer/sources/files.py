@@ -314,6 +314,7 @@ class LineReader:
         file.seek(start)
         self.position = start  # where the next line starts
         self.line_start = start  # where the line last handed out starts
+        self.line_ended = True  # whether the line last handed out ends with a line break
 
     def __iter__(self) -> Iterator[bytes]:
         while True:
@@ -321,6 +322,7 @@ class LineReader:
             if not line:
                 return
             self.line_start, self.position = self.position, self.position + len(line)
+            self.line_ended = line.endswith((b"\n", b"\r"))
             if len(line) > MAX_LINE_BYTES:
                 raise LineTooLong(self.line_start)
             yield line
