@@ -189,17 +189,21 @@ def test_the_dashboard_shows_rates_charts_and_failures(admin_client, make_source
 @pytest.mark.django_db
 def test_the_dashboard_stacks_outcomes_per_day_with_axes_and_a_legend(admin_client, make_source):
     source = make_source()
-    started = timezone.now() - timedelta(minutes=1)
+    # Early today: the day the chart puts them on is this one, even when it ends meanwhile.
+    started = timezone.localtime().replace(hour=0, minute=0, second=1, microsecond=0)
     for state in ["DONE"] * 3 + ["FAILED"] * 2 + ["CANCELLED"]:
         Execution.objects.create(
-            source=source, state=state, started_at=started, finished_at=timezone.now()
+            source=source,
+            state=state,
+            started_at=started,
+            finished_at=started + timedelta(minutes=1),
         )
 
     page = admin_client.get(reverse("admin:importer_execution_dashboard")).content.decode()
 
     chart = page[page.index('aria-label="Imports per day, by outcome"') :]
     chart = chart[: chart.index("</figure>")]
-    today = timezone.localdate().strftime("%d %b")
+    today = started.strftime("%d %b")
     assert f"<title>{today}: 3 done</title>" in chart
     assert f"<title>{today}: 2 failed or refused</title>" in chart
     assert f"<title>{today}: 1 cancelled</title>" in chart

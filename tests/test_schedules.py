@@ -21,12 +21,14 @@ BERLIN = ZoneInfo("Europe/Berlin")
 
 
 def tomorrow_at(hour: int, zone=BERLIN) -> datetime:
+    """Tomorrow at `hour` in `zone`: tests take hours no change of the clocks touches (02:00
+    does not exist one day a year, and comes twice on another)."""
     day = (timezone.now() + timedelta(days=1)).astimezone(zone)
     return day.replace(hour=hour, minute=0, second=0, microsecond=0)
 
 
 def make_schedule(source, **fields) -> Schedule:
-    values = {"frequency": "DAILY", "start_time": tomorrow_at(2), "timezone": "Europe/Berlin"}
+    values = {"frequency": "DAILY", "start_time": tomorrow_at(12), "timezone": "Europe/Berlin"}
     values.update(fields)
     return Schedule.objects.create(source=source, **values)
 
@@ -57,7 +59,7 @@ def test_saving_a_schedule_creates_it_in_assets(pushed_source, sandbox, settings
     assert remote[0]["timezone"] == "Europe/Berlin"
     assert remote[0]["callbackUrl"] == services.webtrigger_url(pushed_source)
     assert remote[0]["callbackUrl"].startswith(settings.PUBLIC_BASE_URL + "/webtrigger/")
-    assert datetime.fromisoformat(remote[0]["startTime"]) == tomorrow_at(2)
+    assert datetime.fromisoformat(remote[0]["startTime"]) == tomorrow_at(12)
     assert schedule.in_sync
 
 
@@ -115,7 +117,7 @@ def test_assets_being_down_leaves_the_schedule_marked_out_of_sync(pushed_source,
 
 def test_pull_shows_what_differs_in_assets(pushed_source, sandbox):
     schedule = services.sync_schedule(schedule=make_schedule(pushed_source))
-    change_in_assets(sandbox, schedule, "MONTHLY", tomorrow_at(2))
+    change_in_assets(sandbox, schedule, "MONTHLY", tomorrow_at(12))
 
     differences = services.compare_schedule(schedule=schedule)
 
@@ -255,7 +257,7 @@ def test_the_sandbox_firing_the_schedule_runs_a_scheduled_import(
 
 
 def test_the_admin_saves_a_schedule_to_assets(admin_client, pushed_source, sandbox):
-    start = tomorrow_at(3)
+    start = tomorrow_at(13)
 
     response = admin_client.post(
         reverse("admin:importer_schedule_add"),
@@ -283,7 +285,7 @@ def test_a_schedule_assets_refuses_gets_one_warning_that_says_both(admin_client,
         {
             "source": source.pk,
             "frequency": "DAILY",
-            "start_local": tomorrow_at(3).strftime("%Y-%m-%d %H:%M"),
+            "start_local": tomorrow_at(13).strftime("%Y-%m-%d %H:%M"),
             "timezone": "Europe/Berlin",
         },
         follow=True,
@@ -349,7 +351,7 @@ def test_config_file_creates_updates_and_removes_a_schedule(pushed_source, sandb
     entry = source_to_config(pushed_source, with_secrets=True)
     entry["schedule"] = {
         "frequency": "DAILY",
-        "start_time": tomorrow_at(2).replace(tzinfo=None).isoformat(),
+        "start_time": tomorrow_at(12).replace(tzinfo=None).isoformat(),
         "timezone": "Europe/Berlin",
     }
     path = tmp_path / "sources.json"
@@ -428,6 +430,27 @@ def test_a_start_time_the_clocks_skip_is_refused_in_the_schedules_zone(make_sour
     assert later.is_valid(), later.errors
 
 
+def test_a_start_in_the_hour_the_clocks_repeat_is_kept_when_only_the_frequency_changes(
+    make_source,
+):
+    from importer.forms import ScheduleForm
+
+    start = datetime(2099, 10, 25, 2, 30, tzinfo=BERLIN)  # 02:00-03:00 comes twice that day
+    schedule = make_schedule(make_source(), start_time=start)
+    schedule.refresh_from_db()  # as an edit reads it: in UTC
+    data = {
+        "source": schedule.source.pk,
+        "frequency": "WEEKLY",
+        "timezone": "Europe/Berlin",
+        "start_local": "2099-10-25 02:30",  # as the form shows it
+    }
+
+    form = ScheduleForm(data=data, instance=schedule)
+
+    assert form.is_valid(), form.errors
+    assert form.changed_settings() == ["frequency"]  # not the start: no needless sync
+
+
 def test_a_time_without_its_date_is_refused_saying_what_to_type(make_source):
     from importer.forms import ScheduleForm
 
@@ -452,14 +475,14 @@ def test_the_start_time_is_sent_in_the_schedules_zone_on_every_sync(
 ):
     # Assets shows the time as sent: 03:00+01:00 on save must not become 02:00+00:00 later.
     schedule = services.sync_schedule(
-        schedule=make_schedule(pushed_source, frequency=frequency, start_time=tomorrow_at(3))
+        schedule=make_schedule(pushed_source, frequency=frequency, start_time=tomorrow_at(13))
     )
     first = sandbox.schedules("src-1")[0]["startTime"]
 
     services.sync_schedule(schedule=Schedule.objects.get(pk=schedule.pk))  # as stored: UTC
 
     again = sandbox.schedules("src-1")[0]["startTime"]
-    assert again == first == tomorrow_at(3).isoformat()
+    assert again == first == tomorrow_at(13).isoformat()
 
 
 @pytest.mark.parametrize("how", ["delete page", "bulk action", "source"])
@@ -493,10 +516,10 @@ def test_pull_finds_a_schedule_moved_to_another_day_at_the_same_hour(
     pushed_source, sandbox, frequency
 ):
     schedule = services.sync_schedule(
-        schedule=make_schedule(pushed_source, frequency=frequency, start_time=tomorrow_at(2))
+        schedule=make_schedule(pushed_source, frequency=frequency, start_time=tomorrow_at(12))
     )
     assert services.compare_schedule(schedule=schedule) == []
-    moved = tomorrow_at(2) + timedelta(days=3)  # another weekday, another day of the month
+    moved = tomorrow_at(12) + timedelta(days=3)  # another weekday, another day of the month
     change_in_assets(sandbox, schedule, frequency, moved)
 
     differences = services.compare_schedule(schedule=schedule)
@@ -572,7 +595,7 @@ def test_a_source_moved_to_another_import_source_by_a_config_file_takes_its_sche
 def test_a_schedule_whose_first_run_has_passed_can_be_edited_keeping_its_start(
     admin_client, pushed_source, sandbox
 ):
-    first_run = tomorrow_at(2) - timedelta(days=4)
+    first_run = tomorrow_at(12) - timedelta(days=4)
     schedule = services.sync_schedule(schedule=make_schedule(pushed_source, start_time=first_run))
     url = reverse("admin:importer_schedule_change", args=[schedule.pk])
 
@@ -605,7 +628,7 @@ def test_a_schedule_stays_with_its_source(admin_client, pushed_source, make_sour
         {
             "source": other.pk,
             "frequency": "DAILY",
-            "start_local": tomorrow_at(2).strftime("%Y-%m-%d %H:%M"),
+            "start_local": tomorrow_at(12).strftime("%Y-%m-%d %H:%M"),
             "timezone": "Europe/Berlin",
         },
     )
@@ -619,7 +642,7 @@ def test_a_config_file_applied_again_after_its_schedules_first_run_changes_nothi
 ):
     from importer.config_file import config_document
 
-    first_run = tomorrow_at(2) - timedelta(days=4)
+    first_run = tomorrow_at(12) - timedelta(days=4)
     services.sync_schedule(schedule=make_schedule(pushed_source, start_time=first_run))
     path = tmp_path / "sources.json"
     path.write_text(json.dumps(config_document([pushed_source.name], with_secrets=True)))

@@ -45,7 +45,7 @@ def test_a_trigger_starts_a_scheduled_import(client, pushed_source, sandbox):
 def test_it_rejects_a_forged_token_without_a_hint(client, pushed_source):
     forged = trigger(client, pushed_source, token="x" * 43)
     unknown_source = client.post(
-        reverse("importer:webtrigger", args=[999, pushed_source.webtrigger_token]),
+        reverse("importer:webtrigger", args=[pushed_source.pk + 1, pushed_source.webtrigger_token]),
         data="{}",
         content_type="application/json",
     )

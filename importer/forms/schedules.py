@@ -87,10 +87,13 @@ class ScheduleForm(forms.ModelForm):
         return cleaned
 
     def _start_kept(self, start, zone: str) -> bool:
-        """Whether the form gives the schedule's stored start again (to the minute)."""
+        """Whether the form gives the schedule's stored start again (to the minute), as the
+        wall clock of its zone reads it: in the hour the clocks repeat, Python never counts
+        a time of the zone equal to the same moment in UTC."""
         if not self.instance.pk or zone != self.instance.timezone:
             return False
-        return start == self.instance.start_time.replace(second=0, microsecond=0)
+        stored = self.instance.start_time.astimezone(ZoneInfo(zone))
+        return start.replace(tzinfo=None) == stored.replace(tzinfo=None, second=0, microsecond=0)
 
     def changes_schedule(self) -> bool:
         """Whether the (valid) form sets another frequency, start or zone than stored."""
