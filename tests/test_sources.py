@@ -392,6 +392,47 @@ def test_a_next_url_on_another_host_is_refused(fake: FakeSource) -> None:
     assert "elsewhere.example" in error.message
 
 
+def test_a_next_link_to_the_sources_own_origin_written_otherwise_is_followed(
+    fake: FakeSource,
+) -> None:
+    port = fake.base_url.rsplit(":", 1)[1]
+    fake.next_link_path = f"http://LocalHost:{port}/api/next"  # host names know no case
+
+    records, _ = walk(
+        rest_source(
+            f"http://localhost:{port}/api/next",
+            pagination="next_url",
+            records_path="results",
+            cursor_path="links.next",
+        )
+    )
+
+    assert ids(records) == every_id()
+
+
+def test_a_next_link_to_plain_http_from_a_source_read_over_https_is_followed_over_https(
+    serve, certificate
+) -> None:
+    # A service behind a TLS proxy builds its links from its own side of the proxy.
+    fake = serve(records=N, tls=certificate, auth="bearer", secret=SECRET)
+    port = fake.base_url.rsplit(":", 1)[1]
+    fake.next_link_path = f"http://127.0.0.1:{port}/api/next"
+    source = rest_source(
+        f"{fake.base_url}/api/next",
+        pagination="next_url",
+        records_path="results",
+        cursor_path="links.next",
+        ca_bundle=certificate[0],
+        source_auth="bearer",
+        source_token=SECRET,
+    )
+
+    records, cursors = walk(source)
+
+    assert ids(records) == every_id()
+    assert all(cursor.startswith(f"https://127.0.0.1:{port}/") for cursor in cursors[1:])
+
+
 # --- sources that serve another page size than asked ---------------------------------------
 
 
@@ -819,6 +860,20 @@ def test_a_source_dripping_its_headers_is_cut_off_at_the_page_budget(
     assert 1.9 <= seconds < 2 + 3
     wait_for(lambda: fake.streamed, timeout=10, message="the source never stopped dripping")
     assert fake.streamed[0] < 20  # it saw us hang up well before the end of its headers
+
+
+def test_a_source_slower_than_its_request_timeout_is_told_which_setting_to_raise(
+    fake: FakeSource,
+) -> None:
+    fake.faults.add(path_contains="/api/offset", delay=1.5, times=1)
+
+    error = failure(rest_source(f"{fake.base_url}/api/offset", request_timeout=0.5))
+
+    assert (error.kind, error.permanent) == ("timeout", False)
+    assert error.message == (
+        f"source 'cmdb' did not answer within 0.5 s at {fake.base_url}/api/offset (the "
+        "source's request timeout; if the source is slow, give it a longer request timeout)"
+    )
 
 
 def test_after_a_page_cut_off_mid_headers_the_next_one_arrives_whole(

@@ -3,6 +3,7 @@
 from urllib.parse import urlsplit
 
 from django import forms
+from django.conf import settings
 from django.core.validators import MinValueValidator
 
 from importer.forms.fields import PrettyJSONField, strict_formfield
@@ -16,6 +17,7 @@ from importer.redaction import (
     restore_url,
 )
 from importer.services.editing import ASSETS_PLACE, FIXED_WHILE_IMPORTING, busy_text, running_import
+from importer.sources import limits
 from importer.sources.rules import ca_bundle_problem, cursor_path_problem, plugin_problem
 
 SECRET_FIELDS = ImportSource.SECRET_FIELDS
@@ -289,6 +291,13 @@ class ImportSourceForm(WriteOnlySecretsForm):
         if seconds is not None and seconds <= 0:
             raise forms.ValidationError(
                 "Give a number of seconds above 0, or leave it empty for HTTP_TIMEOUT."
+            )
+        longest = limits.longest_request_timeout()
+        if seconds is not None and seconds > longest:
+            raise forms.ValidationError(
+                f"At most {longest:g} s: a page may take twice the request timeout, and a "
+                f"chunk task must end within Q_TASK_TIMEOUT ({settings.Q_TASK_TIMEOUT} s), "
+                "or the worker is stopped mid-page. Raise Q_TASK_TIMEOUT to allow more."
             )
         return seconds
 

@@ -106,6 +106,19 @@ def page_budget(source) -> float:
     return max(settings.SOURCE_REQUEST_BUDGET_SECONDS, 2 * timeout)
 
 
+def longest_request_timeout() -> float:
+    """The longest request timeout a source may be given: a page may take twice it, plus one
+    read begun as that ran out, and with the lane's time, a submit and a retry waited for, the
+    chunk task must end before django-q2 stops it (Q_TASK_TIMEOUT), mid-page."""
+    spare = (
+        settings.Q_TASK_TIMEOUT
+        - settings.CHUNK_LANE_SECONDS
+        - settings.HTTP_TIMEOUT
+        - settings.CHUNK_RETRY_INLINE_MAX_SECONDS
+    )
+    return max(1.0, spare // 3)
+
+
 def download_budget() -> float:
     """Seconds the download of a source file may take."""
     return settings.SOURCE_DOWNLOAD_BUDGET_SECONDS

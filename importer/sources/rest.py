@@ -42,7 +42,7 @@ from importer.sources import limits
 from importer.sources.base import Page, SourceError, config_error, number_cursor
 from importer.sources.rules import cursor_path_problem
 from importer.sources.transport import ACCESS_TOKEN_MARK, SourceHttp
-from importer.sources.urls import public_url, with_query
+from importer.sources.urls import DEFAULT_PORTS, origin, public_url, with_query
 
 PAGINATIONS = ("offset", "page", "cursor", "next_url", "link_header", "none")
 # An error answer to the request after a short page means "nothing here" (the source's end).
@@ -419,8 +419,7 @@ class RestJsonSource:
             return with_query(base, {**extra, **self._limit, **position})
         if config.pagination in ("next_url", "link_header"):
             if cursor:
-                self._check_origin(cursor)
-                return self._usable(cursor)
+                return self._usable(self._on_the_source(cursor))
             return with_query(base, {**extra, **self._limit})
         return with_query(base, extra)
 
@@ -428,16 +427,27 @@ class RestJsonSource:
         meaning = f"a number, as {self.config.pagination} paging needs"
         return number_cursor(cursor, default=default, source_name=self.name, meaning=meaning)
 
-    def _check_origin(self, url: str) -> None:
-        """Next URLs come from the source: never send its credentials to another host."""
-        first, other = urlsplit(self.config.source_url), urlsplit(url)
-        same_scheme = other.scheme == first.scheme or other.scheme == "https"
-        if not same_scheme or other.netloc.rpartition("@")[2] != first.netloc.rpartition("@")[2]:
-            raise SourceError(
-                f"source '{self.name}' pointed to its next page at {public_url(url)}, another "
-                "host than the source URL: refusing to send the source's credentials there",
-                kind="bad_cursor",
-            )
+    def _on_the_source(self, url: str) -> str:
+        """A next URL from the source, if it points to the source's own origin (host and
+        port, whatever their case or a default port written out): never send the source's
+        credentials elsewhere. A link to plain http from a source read over https (a service
+        behind a TLS proxy builds its links from its own side of it) is followed over https,
+        on the same host: the credentials never travel unencrypted."""
+        first, other = origin(self.config.source_url), origin(url)
+        if other[0] == "http" and first[0] == "https" and other[1] == first[1]:
+            parts = urlsplit(url)
+            port = "" if other[2] == DEFAULT_PORTS["http"] else f":{other[2]}"
+            url = urlunsplit(parts._replace(scheme="https", netloc=f"{parts.hostname}{port}"))
+            other = origin(url)
+        upgrade = first[0] == "http" and other[0] == "https" and other[1] == first[1]
+        if other == first or (upgrade and other[2] in (first[2], DEFAULT_PORTS["https"])):
+            return url
+        raise SourceError(
+            f"source '{self.name}' pointed to its next page at {public_url(url)}, another "
+            f"host than the source URL ({public_url(self.config.source_url)}): refusing to "
+            "send the source's credentials there",
+            kind="bad_cursor",
+        )
 
     # --- where the next page starts --------------------------------------------------------
 
@@ -469,8 +479,7 @@ class RestJsonSource:
             where = 'its Link header (rel="next")'
         if not value:
             return None
-        next_url = self._storable(urljoin(response.url, str(value)))
-        self._check_origin(next_url)
+        next_url = self._on_the_source(self._storable(urljoin(response.url, str(value))))
         if next_url == self._storable(url):
             if not records:
                 return None

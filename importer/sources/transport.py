@@ -169,6 +169,12 @@ class SourceHttp:
         return redact_for(self.source, text, self._access_token)
 
     @property
+    def _timeout_setting(self) -> str:
+        if self.source.request_timeout is not None:
+            return "the source's request timeout"
+        return "HTTP_TIMEOUT, as the source sets no request timeout of its own"
+
+    @property
     def access_token(self) -> str:
         """The OAuth2 access token the last request was sent with ("" for other auths)."""
         return self._access_token
@@ -247,7 +253,8 @@ class SourceHttp:
         except requests.Timeout:
             self._check_budget(url, what, slack=0.01)
             raise self.error(
-                f"did not answer within {self.timeout:g} s at {where}",
+                f"did not answer within {self.timeout:g} s at {where} ({self._timeout_setting}"
+                "; if the source is slow, give it a longer request timeout)",
                 permanent=False,
                 kind="timeout",
             ) from None
