@@ -34,8 +34,9 @@ def record_fetched(
     """Count a fetched page (and keep the first total the source told).
 
     Returns whether the execution still takes data (it is INGESTING), and the source's last
-    page as known now (None: not found yet). `execution.assets_paused_until` is read on the
-    way: whether Assets asked, by a 429 to any lane, to hold pages back."""
+    page as known now (None: not found yet). Read on the way, into `execution`:
+    `assets_paused_until` (whether Assets asked, by a 429 to any lane, to hold pages back)
+    and `first_page_digest` (what the first page held, once it is known)."""
     params = [_now(), records, *([total] if total is not None else []), execution.pk, INGESTING]
     with connection.cursor() as cursor:
         cursor.execute(_sql().record_fetched[total is not None], params)
@@ -43,6 +44,7 @@ def record_fetched(
     if not row:
         return False, None
     execution.assets_paused_until = _as_datetime(row[1])
+    execution.first_page_digest = row[2]
     return True, row[0]
 
 
@@ -168,7 +170,8 @@ class _Statements:
         )
         guard = (
             f" WHERE {e('id')} = %s AND {e('state')} = %s "
-            f"RETURNING {e('last_chunk_index')}, {e('assets_paused_until')}"
+            f"RETURNING {e('last_chunk_index')}, {e('assets_paused_until')}, "
+            f"{e('first_page_digest')}"
         )
         self.record_fetched = {
             False: fetched + guard,

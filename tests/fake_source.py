@@ -7,7 +7,7 @@ test knows exactly what must arrive. Faults come from the DevServer's fault inje
 
 It also has the habits of real APIs that make paging go wrong: it may cut the page size it is
 asked for to a maximum of its own without saying so (`max_limit`), ignore it (`ignore_limit`),
-ignore the offset and serve its first records for every page (`ignore_offset`),
+ignore the offset (or page number) and serve its first records for every page (`ignore_offset`),
 report a total that disagrees with what it serves (`reported_total`), answer past its end with
 an error or 204 No Content (`past_end_status`) or its last page again (`clamp_pages`, as Django's
 `Paginator.get_page` does), answer an empty list as `null` (`null_when_empty`, as Go writes a
@@ -561,7 +561,10 @@ class FakeSource(DevServer):
 
     def _page(self, request: Request) -> Reply:
         limit = self._limit(request, "per_page")
-        start = (_number(request, "page", self.first_page) - self.first_page) * limit
+        number = (
+            self.first_page if self.ignore_offset else _number(request, "page", self.first_page)
+        )
+        start = (number - self.first_page) * limit
         if self.clamp_pages and start >= len(self.records):  # the last page, for any page after
             start = max(0, (len(self.records) - 1) // limit * limit)
         past = self._past_the_end(start, limit)

@@ -28,7 +28,7 @@ def serve() -> Iterator[Callable[..., FakeSource]]:
     started: list[FakeSource] = []
 
     def start(**habits: Any) -> FakeSource:
-        server = FakeSource(records=RECORDS, record=demo_computer, **habits).start()
+        server = FakeSource(**{"records": RECORDS, "record": demo_computer, **habits}).start()
         started.append(server)
         return server
 
@@ -236,6 +236,22 @@ def test_a_page_answered_as_if_empty_fails_the_import_also_when_no_page_is_read_
 
     assert execution.state == Execution.State.FAILED, "DONE with 25 of 100 records"
     assert "yet page 3 held 25 records" in execution.error
+    assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
+
+
+@pytest.mark.parametrize("style, param", [("offset", "offset"), ("page", "page")])
+def test_a_source_ignoring_where_pages_start_fails_within_a_few_pages(
+    serve, import_from, sandbox, style, param
+):
+    # It honours the limit: every page is a full page of its first records, to the last
+    # page allowed (IMPORT_MAX_PAGES), each sent to Assets again.
+    fake = serve(ignore_offset=True)
+
+    execution = import_from(fake, style)
+
+    assert execution.state == Execution.State.FAILED
+    assert f"with page 1's records again: it ignores the '{param}' parameter" in execution.error
+    assert execution.pages_fetched <= 8
     assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
 
 
@@ -507,8 +523,7 @@ def test_a_source_answering_its_last_page_for_any_page_after_it_fails_at_once(
 def test_assets_refusing_the_token_mid_import_fails_it_at_once_not_after_the_whole_source(
     serve, import_from, sandbox
 ):
-    fake = serve()
-    fake.records = fake.records * 20  # 2000 records, 80 pages
+    fake = serve(records=2000)  # 80 pages
     sandbox.faults.add(method="POST", path_contains="/data", status=0, times=2)  # two go in
     sandbox.faults.add(method="POST", path_contains="/data", status=401, times=-1)
 

@@ -200,7 +200,7 @@ def queue_next_chunks(
     follows; raises SourceNeverEnds.
 
     Returns, when `keep_next`, the lane's next chunk: created claimed by this worker rather
-    than queued. `digest`: the page's `page_digest`, for sources read by cursor.
+    than queued. `digest`: the page's `page_digest`, for sources that may go round.
 
     A page without a next one marks the source's end: this page when it held records, the
     one before when it came back empty (a fanned-out chunk may look past the end). A page past
@@ -522,19 +522,32 @@ def page_digest(records: list[dict]) -> str:
 
 
 def _check_not_back_at_the_start(chunk: ChunkJob, digest: str) -> None:
-    """A source read by cursor whose last page leads back to its first under a new cursor
-    (a fresh token, a time stamp) would be read round and round, every record sent each
-    time: the cursors differ, the records tell. The first page's digest is kept on the
-    execution, so every lane and worker compares with it."""
-    executions = Execution.objects.of(chunk.execution)
+    """A source whose later page holds its first page's records again would be read round
+    and round to IMPORT_MAX_PAGES, every record sent each time: read by cursor, its last page
+    leads back to its first under a new cursor (a fresh token, a time stamp); read by
+    position, it ignores the offset or page parameter (and honours the limit). The first
+    page's digest is kept on the execution, and every page reads it back with the statement
+    that counts it (`page_sql.record_fetched`): no query of its own."""
+    execution = chunk.execution
     if chunk.index == 0:
-        executions.update(first_page_digest=digest)
-    elif executions.filter(first_page_digest=digest).exists():
+        Execution.objects.of(execution).update(first_page_digest=digest)
+        return
+    if execution.first_page_digest != digest:
+        return
+    source = execution.source
+    if source.pagination in ("offset", "page"):
+        param = source.offset_param if source.pagination == "offset" else source.page_param
         raise SourceNeverEnds(
-            f"the source led back to its first page under another cursor (page "
-            f"{chunk.index + 1} holds page 1's records again): it would never end, so the "
-            "import stopped. Check its paging settings (the cursor path, the next link)"
+            f"the source answered page {chunk.index + 1} with page 1's records again: it "
+            f"ignores the '{param}' parameter (or answers its last page again past its end), "
+            "so it would never end and the import stopped. Check its paging settings; if it "
+            "answers everything at once, choose 'No paging (one request)'"
         )
+    raise SourceNeverEnds(
+        f"the source led back to its first page under another cursor (page "
+        f"{chunk.index + 1} holds page 1's records again): it would never end, so the "
+        "import stopped. Check its paging settings (the cursor path, the next link)"
+    )
 
 
 def retry_failed_chunks(*, execution: Execution) -> int:

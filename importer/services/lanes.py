@@ -51,7 +51,7 @@ from importer.services.chunks import (
 from importer.services.completion import complete_if_due
 from importer.services.leases import Leases
 from importer.services.mappings import transform_page
-from importer.services.plan import goes_by_cursor, lane_next_cursor, runs_lanes
+from importer.services.plan import goes_round_by_records, lane_next_cursor, runs_lanes
 from importer.services.retries import retry_delay
 from importer.services.totals import checks_repeated_records
 from importer.sources import Page, SourceError, build_source
@@ -202,8 +202,9 @@ class Lane:
         self.paused_for = 0.0
         # Pages read by position show a source whose order moved by a record on two of them.
         self.checks_repeats = checks_repeated_records(source)
-        # Pages read by cursor show a source going round by the first page's records.
-        self.checks_going_round = goes_by_cursor(source)
+        # A REST source going round (a cursor back to the start, an offset ignored) shows
+        # it by the first page's records.
+        self.checks_going_round = goes_round_by_records(source)
 
     def has_time(self) -> bool:
         """Whether this task goes on to the lane's next page (else the queue takes it)."""

@@ -19,10 +19,11 @@ def reads_in_parallel(source: ImportSource) -> bool:
     return cursor_for(source, 1) is not None
 
 
-def goes_by_cursor(source: ImportSource) -> bool:
-    """Whether each page of a REST source says where the next one is (a cursor, a next
-    link): one that leads back to the first page would never end."""
-    return source.source_kind == ImportSource.Kind.REST and not reads_in_parallel(source)
+def goes_round_by_records(source: ImportSource) -> bool:
+    """Whether a REST source's later page may hold its first page's records again: a cursor
+    or next link that leads back to the first page, or an offset or page number the source
+    ignores. Files are read by byte offsets, which never lead back."""
+    return source.source_kind == ImportSource.Kind.REST and source.pagination != "none"
 
 
 def pipeline_parallelism(source: ImportSource) -> int:
