@@ -31,6 +31,11 @@ from urllib.parse import parse_qsl, quote, quote_plus, unquote, unquote_plus, ur
 MASK = "***"
 # Shorter values are not replaced wherever they occur: they would blank out ordinary words.
 MIN_SECRET_LENGTH = 4
+# A server that cuts a key it echoes ("Unknown key sk_live_4f9a2b7c1d...") still gives most
+# of it away: the first this many characters of a known secret, and any more of it, go too.
+SECRET_PREFIX_LENGTH = 8
+# Prefixes are looked for up to this length (a 1 KB token nests no 1000 groups deep).
+_LONGEST_PREFIX = 48
 
 # A header, parameter or option whose name says it carries a credential.
 _SECRET_WORDS = (
@@ -361,7 +366,20 @@ def _known_secrets(secrets: tuple[str, ...]) -> re.Pattern | None:
     if not secrets:
         return None
     ordered = sorted(secrets, key=lambda secret: (-len(secret), secret))
-    return re.compile("|".join("".join(map(_spellings, secret)) for secret in ordered))
+    return re.compile("|".join(map(_secret_pattern, ordered)))
+
+
+def _secret_pattern(secret: str) -> str:
+    """The secret whole, or cut off after at least SECRET_PREFIX_LENGTH characters (a
+    secret shorter than that plus two goes only whole)."""
+    spelled = [_spellings(char) for char in secret]
+    whole = "".join(spelled)
+    if len(secret) < SECRET_PREFIX_LENGTH + 2:
+        return whole
+    rest = ""
+    for char in reversed(spelled[SECRET_PREFIX_LENGTH:_LONGEST_PREFIX]):
+        rest = f"(?:{char}{rest})?"
+    return f"{whole}|{''.join(spelled[:SECRET_PREFIX_LENGTH])}{rest}"
 
 
 @functools.lru_cache(maxsize=1024)

@@ -72,6 +72,23 @@ def test_the_credentials_written_in_a_source_url_are_hidden_in_every_form(text: 
 
 
 @pytest.mark.parametrize(
+    "echo",
+    [
+        "Unknown key sk_live_4f9a2b7c1dE9/q...",  # cut short, as many servers quote keys
+        "Unknown key sk_live_4f9a2b7c…",
+        "Unknown key sk_live_4f9a2b7c1dE9%2FqXyZ (URL-encoded, whole)",
+    ],
+)
+def test_a_key_a_server_quotes_cut_short_is_hidden_too(echo: str) -> None:
+    source = ImportSource(source_auth="api_key_header", source_token="sk_live_4f9a2b7c1dE9/qXyZ")
+
+    said = redact_for(source, echo)
+
+    assert said.startswith("Unknown key ***")
+    assert "4f9a2b7c" not in said
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "could not get an access token: the OAuth2 token endpoint answered 401",
