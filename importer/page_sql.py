@@ -29,17 +29,26 @@ INGESTING = Execution.State.INGESTING
 
 
 def record_fetched(
-    execution: Execution, *, records: int, total: int | None = None
+    execution: Execution, *, records: int, total: int | None = None, first_page_digest: str = ""
 ) -> tuple[bool, int | None]:
-    """Count a fetched page (and keep the first total the source told).
+    """Count a fetched page (and keep the first total the source told, and the first page's
+    digest when this is the first page).
 
     Returns whether the execution still takes data (it is INGESTING), and the source's last
     page as known now (None: not found yet). Read on the way, into `execution`:
     `assets_paused_until` (whether Assets asked, by a 429 to any lane, to hold pages back)
     and `first_page_digest` (what the first page held, once it is known)."""
-    params = [_now(), records, *([total] if total is not None else []), execution.pk, INGESTING]
+    params = [
+        _now(),
+        records,
+        *([total] if total is not None else []),
+        *([first_page_digest] if first_page_digest else []),
+        execution.pk,
+        INGESTING,
+    ]
+    statement = _sql().record_fetched[total is not None, bool(first_page_digest)]
     with connection.cursor() as cursor:
-        cursor.execute(_sql().record_fetched[total is not None], params)
+        cursor.execute(statement, params)
         row = cursor.fetchone()
     if not row:
         return False, None
@@ -173,10 +182,16 @@ class _Statements:
             f"RETURNING {e('last_chunk_index')}, {e('assets_paused_until')}, "
             f"{e('first_page_digest')}"
         )
+        # The first total a page reports is kept (a total that changes shows at the end).
+        total = f", {e('records_total')} = COALESCE({e('records_total')}, %s)"
+        first = f", {e('first_page_digest')} = %s"
         self.record_fetched = {
-            False: fetched + guard,
-            # The first total a page reports is kept (a total that changes shows at the end).
-            True: fetched + f", {e('records_total')} = COALESCE({e('records_total')}, %s)" + guard,
+            (told, first_page): fetched
+            + (total if told else "")
+            + (first if first_page else "")
+            + guard
+            for told in (False, True)
+            for first_page in (False, True)
         }
         self.submit_state = (
             f"SELECT c.{c('state')}, c.{c('attempts')}, e.{e('state')}, "

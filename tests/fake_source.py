@@ -21,8 +21,8 @@ say so in its Content-Type, as older APIs do (or label UTF-8 so, as misconfigure
 send a header line without a colon (`broken_header`, as a hand-written proxy may).
 It may also refuse to be paged deeper than `depth_limit` records, answering 400 or 422 as a
 search index's result window does (and cap the total it tells at that depth, as one does), refuse
-pages smaller than `min_limit`, or lead from its last cursor page back to its first under
-a new cursor (`wraps_around`).
+pages smaller than `min_limit`, or lead from its last cursor page back to its first (or the
+one holding record `wraps_to`) under a new cursor (`wraps_around`).
 """
 
 from __future__ import annotations
@@ -229,6 +229,7 @@ class FakeSource(DevServer):
         min_limit: int = 1,
         clamp_pages: bool = False,
         wraps_around: bool = False,
+        wraps_to: int = 0,
         empty_hops: frozenset[int] = frozenset(),
         null_when_empty: bool = False,
         order_moves_after: int | None = None,
@@ -274,6 +275,7 @@ class FakeSource(DevServer):
         self.min_limit = min_limit
         self.clamp_pages = clamp_pages
         self.wraps_around = wraps_around
+        self.wraps_to = wraps_to
         self.empty_hops = empty_hops
         self.null_when_empty = null_when_empty
         self.order_moves_after = order_moves_after
@@ -582,7 +584,7 @@ class FakeSource(DevServer):
         if following and lap:
             following += f"~{lap}"  # every cursor of a new round is new
         if following is None and self.wraps_around:  # back to the start, under a new cursor
-            following = f"c0~{time.monotonic_ns()}"
+            following = f"c{self.wraps_to}~{time.monotonic_ns()}"
         body = {"items": self._window(start, limit), "meta": {"next_cursor": following}}
         return json_reply(200, body)
 

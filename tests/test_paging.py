@@ -448,16 +448,17 @@ def test_a_result_window_over_a_source_refusing_small_pages_fails_the_import(
 
 
 @pytest.mark.parametrize("lane_seconds", [20, 0], ids=["one lane", "a lane per page"])
-def test_a_cursor_source_leading_back_to_its_first_page_fails_instead_of_going_round(
-    serve, import_from, sandbox, settings, lane_seconds
+@pytest.mark.parametrize("wraps_to, page", [(0, 1), (50, 3)], ids=["to page 1", "to page 3"])
+def test_a_cursor_source_leading_back_to_an_earlier_page_fails_instead_of_going_round(
+    serve, import_from, sandbox, settings, lane_seconds, wraps_to, page
 ):
     settings.CHUNK_LANE_SECONDS = lane_seconds  # 0: each page read by a lane of its own
-    fake = serve(wraps_around=True)
+    fake = serve(wraps_around=True, wraps_to=wraps_to)
 
     execution = import_from(fake, "cursor")
 
     assert execution.state == Execution.State.FAILED
-    assert "led back to its first page under another cursor" in execution.error
+    assert f"led back to page {page} under another cursor (page 5 holds" in execution.error
     remote = sandbox.execution(execution.assets_execution_id)  # no record sent twice
     assert remote["records_received"] <= RECORDS and remote["duplicate_objects"] == 0
     assert remote["completed_posts"] == 0

@@ -209,7 +209,12 @@ def queue_next_chunks(
     """
     execution = chunk.execution
     with transaction.atomic():
-        taken, last = page_sql.record_fetched(execution, records=record_count, total=total)
+        taken, last = page_sql.record_fetched(
+            execution,
+            records=record_count,
+            total=total,
+            first_page_digest=digest if chunk.index == 0 else "",
+        )
         if not taken:
             return None  # cancelled or failed meanwhile: nothing more to queue
         if last is not None and chunk.index > last:
@@ -221,7 +226,7 @@ def queue_next_chunks(
                 "(IMPORT_MAX_PAGES): check its paging settings or raise the limit"
             )
         if digest:
-            _check_not_back_at_the_start(chunk, digest)
+            _check_not_going_round(chunk, digest)
         if next_cursor is None:
             last = chunk.index if record_count or not chunk.index else chunk.index - 1
             Execution.objects.of(execution).record_last_page(last)
@@ -521,21 +526,33 @@ def page_digest(records: list[dict]) -> str:
     return hashlib.blake2b(shape, digest_size=8).hexdigest()
 
 
-def _check_not_back_at_the_start(chunk: ChunkJob, digest: str) -> None:
-    """A source whose later page holds its first page's records again would be read round
-    and round to IMPORT_MAX_PAGES, every record sent each time: read by cursor, its last page
-    leads back to its first under a new cursor (a fresh token, a time stamp); read by
-    position, it ignores the offset or page parameter (and honours the limit). The first
-    page's digest is kept on the execution, and every page reads it back with the statement
-    that counts it (`page_sql.record_fetched`): no query of its own."""
+def _check_not_going_round(chunk: ChunkJob, digest: str) -> None:
+    """A source whose later page holds an earlier page's records again would be read round
+    and round to IMPORT_MAX_PAGES, every record sent each time.
+
+    Read by position, it ignores the offset or page parameter (and honours the limit): every
+    page is its first. The first page's digest is kept on the execution by the statement
+    that counts that page, and every page reads it back with its own
+    (`page_sql.record_fetched`). Read by cursor,
+    a page leads back to an earlier one under a new cursor (a fresh token, a time stamp):
+    each page's digest is kept on its chunk, and looked for among the pages before it."""
     execution = chunk.execution
-    if chunk.index == 0:
-        Execution.objects.of(execution).update(first_page_digest=digest)
-        return
-    if execution.first_page_digest != digest:
-        return
     source = execution.source
-    if source.pagination in ("offset", "page"):
+    by_position = reads_in_parallel(source)
+    if chunk.index and execution.first_page_digest == digest:
+        earlier = 0
+    elif by_position:
+        return
+    else:
+        earlier = (
+            ChunkJob.objects.filter(execution=execution, page_digest=digest, index__lt=chunk.index)
+            .values_list("index", flat=True)
+            .first()
+        )
+        ChunkJob.objects.filter(pk=chunk.pk).update(page_digest=digest)
+        if earlier is None:
+            return
+    if by_position:
         param = source.offset_param if source.pagination == "offset" else source.page_param
         raise SourceNeverEnds(
             f"the source answered page {chunk.index + 1} with page 1's records again: it "
@@ -544,9 +561,9 @@ def _check_not_back_at_the_start(chunk: ChunkJob, digest: str) -> None:
             "answers everything at once, choose 'No paging (one request)'"
         )
     raise SourceNeverEnds(
-        f"the source led back to its first page under another cursor (page "
-        f"{chunk.index + 1} holds page 1's records again): it would never end, so the "
-        "import stopped. Check its paging settings (the cursor path, the next link)"
+        f"the source led back to page {earlier + 1} under another cursor (page "
+        f"{chunk.index + 1} holds page {earlier + 1}'s records again): it would never end, so "
+        "the import stopped. Check its paging settings (the cursor path, the next link)"
     )
 
 
