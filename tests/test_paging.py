@@ -281,7 +281,8 @@ def test_a_page_past_a_wrong_end_that_assets_refused_still_fails_the_import(
     assert "yet page 4 held 25 records" in execution.error
 
 
-@pytest.mark.parametrize("style", ["offset", "page"])
+# Next links mostly carry an offset or a page number (Django REST framework, Jira, GitHub).
+@pytest.mark.parametrize("style", ["offset", "page", "next_url", "link_header"])
 def test_a_source_whose_order_moves_while_it_is_read_fails_naming_two_pages_of_one_record(
     serve, import_from, sandbox, style
 ):

@@ -3,7 +3,8 @@
 A source whose answers carry a total (the source's `total_path`) is held to it: at the end, the
 records received from every page up to the source's last must add up to that total, or the
 import fails saying what the source did. Pages read by position (offset and page-number
-paging) are also checked for a record read on two of them: the source's order moved while it
+paging, and next links, which mostly carry an offset) are also checked for a record read on
+two of them: the source's order moved while it
 was read, and other records may never have been read, which no total shows (or the source
 lists some objects twice: its `repeated_records` setting then lets them through). A CMDB
 that looks complete and is not is the outcome this prevents.
@@ -123,11 +124,13 @@ def every_record_left_out(execution: Execution) -> str:
 
 
 def checks_repeated_records(source: ImportSource) -> bool:
-    """Whether the source's pages are checked for a record on two of them: pages read by
-    position, unless the source is said to list some objects more than once."""
-    return source.repeated_records == ImportSource.RepeatedRecords.FAIL and reads_in_parallel(
-        source
-    )
+    """Whether the source's pages are checked for a record on two of them, unless the source
+    is said to list some objects more than once: pages read by position, and pages reached
+    by next links, which most APIs build from an offset or a page number too (Django REST
+    framework, Jira's startAt, GitHub's page)."""
+    if source.repeated_records != ImportSource.RepeatedRecords.FAIL:
+        return False
+    return reads_in_parallel(source) or source.pagination in ("next_url", "link_header")
 
 
 def records_on_two_pages(execution: Execution) -> str:
