@@ -102,6 +102,12 @@ class SecretsHiddenReporter(ExceptionReporter):
     def get_traceback_data(self):
         data = super().get_traceback_data()
         known = secrets_in_use()
+        for items in ("request_GET_items", "request_COOKIES_items", "request_FILES_items"):
+            if items in data:  # views of a dict: listed, and credential-named values hidden
+                data[items] = [
+                    (name, self.filter.cleansed_substitute if is_secret_name(name) else value)
+                    for name, value in data[items]
+                ]
         request = data.get("request")
         if request is not None:
             data["request"] = SimpleNamespace(

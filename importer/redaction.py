@@ -32,10 +32,10 @@ MASK = "***"
 # Shorter values are not replaced wherever they occur: they would blank out ordinary words.
 MIN_SECRET_LENGTH = 4
 # A server that cuts a key it echoes ("Unknown key sk_live_4f9a2b7c1d...") still gives most
-# of it away: the first this many characters of a known secret, and any more of it, go too.
+# of it away: once a known secret's first characters are random-looking (this many at least,
+# letters and digits both), they go with whatever key characters follow them.
 SECRET_PREFIX_LENGTH = 8
-# Prefixes are looked for up to this length (a 1 KB token nests no 1000 groups deep).
-_LONGEST_PREFIX = 48
+_KEY_CHARACTERS = r"[\w.~+/=%-]*"
 
 # A header, parameter or option whose name says it carries a credential.
 _SECRET_WORDS = (
@@ -370,16 +370,28 @@ def _known_secrets(secrets: tuple[str, ...]) -> re.Pattern | None:
 
 
 def _secret_pattern(secret: str) -> str:
-    """The secret whole, or cut off after at least SECRET_PREFIX_LENGTH characters (a
-    secret shorter than that plus two goes only whole)."""
+    """The secret whole, or cut off after its random-looking start (`_random_start`)."""
     spelled = [_spellings(char) for char in secret]
     whole = "".join(spelled)
-    if len(secret) < SECRET_PREFIX_LENGTH + 2:
+    start = _random_start(secret)
+    if not start:
         return whole
-    rest = ""
-    for char in reversed(spelled[SECRET_PREFIX_LENGTH:_LONGEST_PREFIX]):
-        rest = f"(?:{char}{rest})?"
-    return f"{whole}|{''.join(spelled[:SECRET_PREFIX_LENGTH])}{rest}"
+    return f"{whole}|{''.join(spelled[:start])}{_KEY_CHARACTERS}"
+
+
+def _random_start(secret: str) -> int:
+    """How many first characters of a secret tell it apart when quoted cut short: at least
+    SECRET_PREFIX_LENGTH, up to the first that has both letters and digits before it; 0 for
+    a secret that is a URL or a path (a webhook's: its start is `https://` or `/services/`),
+    one whose start reads as a word ("administrator-pw"), or one too short to be cut."""
+    if "://" in secret or secret.startswith("/"):
+        return 0
+    letters = digits = False
+    for at, char in enumerate(secret[:32], start=1):
+        letters, digits = letters or char.isalpha(), digits or char.isdigit()
+        if at >= SECRET_PREFIX_LENGTH and letters and digits:
+            return at if at <= len(secret) - 2 else 0
+    return 0
 
 
 @functools.lru_cache(maxsize=1024)

@@ -266,6 +266,7 @@ def test_a_retry_time_reads_to_the_second_on_a_24_hour_clock(settings):
         ("assets_base_url", "api.atlassian.com", "Give the whole URL with its scheme"),
         ("source_url", "https://inventory.local:99999/api", "a number from 1 to 65535"),
         ("assets_base_url", "https://api.atlassian.com:70000", "a number from 1 to 65535"),
+        ("source_url", "https://inventory.local:0/api", "a number from 1 to 65535"),
         ("page_size", "0", "greater than or equal to 1"),
         ("request_timeout", "200", "At most 83 s: a page may take twice the request timeout"),
         ("max_chunks_in_flight", "0", "greater than or equal to 1"),

@@ -88,6 +88,18 @@ def test_a_key_a_server_quotes_cut_short_is_hidden_too(echo: str) -> None:
     assert "4f9a2b7c" not in said
 
 
+def test_secrets_that_are_urls_or_read_as_words_are_not_looked_for_cut_short() -> None:
+    from importer.notifications.delivery import _webhook_secrets
+
+    known = [
+        *_webhook_secrets("https://hooks.slack.com/services/T0001/B0002/abcdefghijklmnop1234"),
+        "administrator-pw",
+    ]
+    text = "fetching https://api.example.com/items; GET /services/catalog; administration"
+
+    assert redact(text, known) == text
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -389,7 +401,7 @@ def test_the_error_page_of_a_crash_shows_no_credentials(rf, settings):
 
     settings.DEBUG = True
     request = rf.post(
-        "/webtrigger/3/TriggerT0ken-5531/",
+        "/webtrigger/3/TriggerT0ken-5531/?access_token=query-t0ken-5531",
         {"name": "laptops", "source_token": "posted-token-5531"},
         EMAIL_URL="smtp://alerts:mail-pa55-8812@mail.example",
     )
@@ -405,7 +417,8 @@ def test_the_error_page_of_a_crash_shows_no_credentials(rf, settings):
     except ValueError:
         import sys
 
-        page = get_exception_reporter_class(request)(request, *sys.exc_info()).get_traceback_html()
+        report = get_exception_reporter_class(request)(request, *sys.exc_info())
+        page = report.get_traceback_html() + report.get_traceback_text()  # the mail's text too
 
     assert "Port out of range" in page and "page_size" in page
     for secret in (
@@ -414,6 +427,7 @@ def test_the_error_page_of_a_crash_shows_no_credentials(rf, settings):
         "client-s3cret-5531",
         "posted-token-5531",
         "TriggerT0ken-5531",
+        "query-t0ken-5531",
         "mail-pa55-8812",
     ):
         assert secret not in page, secret

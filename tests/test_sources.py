@@ -1062,6 +1062,32 @@ def test_a_csv_whose_last_row_has_no_line_break_is_read_whole(media: Path) -> No
     assert records[-1]["site"] == fake_record(N)["site"]
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"id,name,site\n1,a,Lyon\n2,b\n3,c",  # leaves trailing empty fields out, as it does
+        b"id,name,site\n1,a,Lyon\n2,b,Oslo\n3,c\n  ",  # the short row ends its line
+        b"tag\nprod\ntag\ndev\n",  # one column: a value may be its name
+    ],
+    ids=["ragged", "then a blank line", "one column"],
+)
+def test_csv_files_that_are_whole_are_read_whole(media: Path, content: bytes) -> None:
+    records, _ = walk(uploaded(media, "whole.csv", content))
+    assert len(records) == 3
+
+
+def test_a_csv_with_a_header_read_as_one_without_says_to_read_its_header(media: Path) -> None:
+    source = uploaded(
+        media, "named.csv", csv_bytes(), csv_has_header=False, csv_fieldnames="id,name,site"
+    )
+
+    error = failure(source)
+
+    assert "line 1 " in error.message and "set the source's CSV options to 'has a header'" in (
+        error.message
+    )
+
+
 @pytest.mark.parametrize("delimiter, named", [(";", "semicolons"), ("\t", "tabs"), ("|", "'|'")])
 def test_a_csv_read_with_another_delimiter_than_its_own_says_which_it_uses(
     media: Path, delimiter: str, named: str

@@ -353,7 +353,12 @@ class ImportSourceForm(WriteOnlySecretsForm):
 def _requestable(url: str | None) -> str | None:
     """A URL whose port can be read: Django's URL check lets any five digits pass."""
     try:
-        _ = urlsplit(url or "").port
+        port = urlsplit(url or "").port
     except ValueError:
-        raise forms.ValidationError("The port must be a number from 1 to 65535.") from None
+        port = 0
+    if port == 0:
+        raise forms.ValidationError(
+            "The host or port cannot be read: a port is a number from 1 to 65535 (an IPv6 "
+            "address goes in brackets, e.g. https://[2001:db8::1]:8443/)."
+        )
     return url

@@ -164,14 +164,14 @@ class ChunkJob(models.Model):
         help_text="Pages read by position: an 8-byte digest of each sent record's identity, "
         "to find a record on two pages (`services.totals.records_on_two_pages`).",
     )
-    page_digest = models.CharField(
+    previous_page_digest = models.CharField(
         max_length=16,
         blank=True,
         default="",
         db_default="",  # web processes of the release before insert chunks without it
         editable=False,
-        help_text="Pages read by cursor: what tells this page from another (its first and last "
-        "records and their count), to find a source leading back to a page it gave before.",
+        help_text="Pages read by cursor: what told the page before this one from others (its "
+        "first and last records and their count), to find a source that leads back to it.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -190,12 +190,6 @@ class ChunkJob(models.Model):
             models.Index(fields=["execution", "state"], name="chunk_execution_state"),
             # The reaper looks for RUNNING chunks whose lease has expired.
             models.Index(fields=["state", "lease_expires_at"], name="chunk_state_lease"),
-            # A page read by cursor looks for an earlier page of its import with its records.
-            models.Index(
-                fields=["execution", "page_digest"],
-                name="chunk_page_digest",
-                condition=~models.Q(page_digest=""),
-            ),
         ]
 
     def __str__(self) -> str:

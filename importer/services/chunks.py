@@ -235,13 +235,18 @@ def queue_next_chunks(
             return None
         if reads_in_parallel(execution.source):
             return _fan_out(chunk, lanes=lanes, keep_next=keep_next)
-        seen = dict(
-            ChunkJob.objects.filter(execution=execution)
-            .filter(Q(cursor=next_cursor) | Q(index=chunk.index + 1))
-            .values_list("index", "cursor")
-        )
+        # A page the source gave before: under this cursor, or (a page's digest is kept on
+        # the chunk after it) with these records under another.
+        again = Q(previous_page_digest=digest, index__lte=chunk.index) if digest else Q()
+        seen = {
+            index: (cursor, before == digest and index <= chunk.index)
+            for index, cursor, before in ChunkJob.objects.filter(execution=execution)
+            .filter(Q(cursor=next_cursor) | Q(index=chunk.index + 1) | again)
+            .values_list("index", "cursor", "previous_page_digest")
+        }
         if chunk.index + 1 in seen:
             return None  # this page was fetched before, by an attempt that did not finish
+        _check_not_led_back(chunk, [index - 1 for index, (_, led) in seen.items() if led])
         if seen or next_cursor == chunk.cursor:
             raise SourceNeverEnds(
                 f"the source pointed back to a page it already gave ({next_cursor[:100]}): "
@@ -251,6 +256,7 @@ def queue_next_chunks(
             execution=execution,
             index=chunk.index + 1,
             cursor=next_cursor,
+            previous_page_digest=digest,
             **(claimed_fields() if keep_next else {}),
         )
         if keep_next:
@@ -519,51 +525,47 @@ def _failed_for_good(
 
 
 def page_digest(records: list[dict]) -> str:
-    """What tells a page from another: its first and last records and how many it holds."""
-    if not records:
+    """What tells a page from another: its first and last records and how many it holds
+    ("" for a page of fewer than two: one record may well be listed twice)."""
+    if len(records) < 2:
         return ""
     shape = json_codec.encode([records[0], records[-1], len(records)])
     return hashlib.blake2b(shape, digest_size=8).hexdigest()
 
 
 def _check_not_going_round(chunk: ChunkJob, digest: str) -> None:
-    """A source whose later page holds an earlier page's records again would be read round
-    and round to IMPORT_MAX_PAGES, every record sent each time.
-
-    Read by position, it ignores the offset or page parameter (and honours the limit): every
-    page is its first. The first page's digest is kept on the execution by the statement
-    that counts that page, and every page reads it back with its own
-    (`page_sql.record_fetched`). Read by cursor,
-    a page leads back to an earlier one under a new cursor (a fresh token, a time stamp):
-    each page's digest is kept on its chunk, and looked for among the pages before it."""
+    """A source whose later page holds its first page's records again would be read round
+    and round to IMPORT_MAX_PAGES, every record sent each time: read by position, it ignores
+    the offset or page parameter (and honours the limit), so every page is its first; read by
+    cursor, its last page leads back to its first under a new cursor (`_check_not_led_back`
+    finds any earlier page). The first page's digest is kept on the execution by the
+    statement that counts that page, and every page reads it back with its own
+    (`page_sql.record_fetched`)."""
     execution = chunk.execution
-    source = execution.source
-    by_position = reads_in_parallel(source)
-    if chunk.index and execution.first_page_digest == digest:
-        earlier = 0
-    elif by_position:
+    if not chunk.index or execution.first_page_digest != digest:
         return
-    else:
-        earlier = (
-            ChunkJob.objects.filter(execution=execution, page_digest=digest, index__lt=chunk.index)
-            .values_list("index", flat=True)
-            .first()
-        )
-        ChunkJob.objects.filter(pk=chunk.pk).update(page_digest=digest)
-        if earlier is None:
-            return
-    if by_position:
-        param = source.offset_param if source.pagination == "offset" else source.page_param
-        raise SourceNeverEnds(
-            f"the source answered page {chunk.index + 1} with page 1's records again: it "
-            f"ignores the '{param}' parameter (or answers its last page again past its end), "
-            "so it would never end and the import stopped. Check its paging settings; if it "
-            "answers everything at once, choose 'No paging (one request)'"
-        )
+    source = execution.source
+    if not reads_in_parallel(source):
+        _check_not_led_back(chunk, [0])
+    param = source.offset_param if source.pagination == "offset" else source.page_param
     raise SourceNeverEnds(
-        f"the source led back to page {earlier + 1} under another cursor (page "
-        f"{chunk.index + 1} holds page {earlier + 1}'s records again): it would never end, so "
-        "the import stopped. Check its paging settings (the cursor path, the next link)"
+        f"the source answered page {chunk.index + 1} with page 1's records again: it "
+        f"ignores the '{param}' parameter (or answers its last page again past its end), so "
+        "it would never end and the import stopped. Check its paging settings; if it answers "
+        "everything at once, choose 'No paging (one request)'"
+    )
+
+
+def _check_not_led_back(chunk: ChunkJob, earlier: list[int]) -> None:
+    """A cursor page that holds the records of an earlier page (`earlier`: their indexes)
+    again, under another cursor (a fresh token, a time stamp): the source goes round."""
+    if not earlier:
+        return
+    page = min(earlier) + 1
+    raise SourceNeverEnds(
+        f"the source led back to page {page} under another cursor (page {chunk.index + 1} "
+        f"holds page {page}'s records again): it would never end, so the import stopped. "
+        "Check its paging settings (the cursor path, the next link)"
     )
 
 

@@ -118,8 +118,8 @@ def every_record_left_out(execution: Execution) -> str:
         f"Every one of the {counts['left_out']} records the source gave was left out, so "
         f"Assets would have received none{f' (the first: {first})' if first else ''}. Nothing "
         "was marked complete in Assets. Check that the mapping's fields are the source's "
-        "(for a CSV file: its delimiter and header), preview the source, then run the "
-        "import again."
+        "(for a CSV file: its delimiter and header) and that its values fit the attributes' "
+        "types, preview the source, then run the import again."
     )
 
 

@@ -55,13 +55,16 @@ class CsvSource(FileSource):
         lines = LineReader(file, start, self.bom)
         rows = self._rows(file, lines)
         records: list[dict] = []
-        short_row_at = None  # where the last row started, if it had fewer fields than names
+        # The last row, if it had fewer fields than names and no line break after it, and
+        # the short rows (a file may leave trailing empty fields out: then a short last row
+        # is one more of them).
+        cut_row_at, short_rows = None, 0
         while True:
             row_start = lines.position
             row = next(rows, None)
             if row is None:
-                if short_row_at is not None and not lines.line_ended:
-                    raise self._cut_off(file, short_row_at, len(fieldnames))
+                if cut_row_at is not None and short_rows == 1:
+                    raise self._cut_off(file, cut_row_at, len(fieldnames))
                 return Page(records=records, next_cursor=None)
             if _blank(row):
                 continue
@@ -70,13 +73,11 @@ class CsvSource(FileSource):
             if len(row) > len(fieldnames):
                 problem = f"has {len(row)} fields, but there are {len(fieldnames)} field names"
                 raise self.line_error(file, lines.line_start, problem)
-            if [field.strip() for field in row] == fieldnames:
-                problem = (
-                    "repeats the header: the file looks like several files joined; remove "
-                    "the header lines after the first"
-                )
-                raise self.line_error(file, lines.line_start, problem)
-            short_row_at = lines.line_start if len(row) < len(fieldnames) else None
+            if len(fieldnames) > 1 and [field.strip() for field in row] == fieldnames:
+                raise self.line_error(file, lines.line_start, self._header_again())
+            if len(row) < len(fieldnames):
+                short_rows += 1
+                cut_row_at = None if lines.line_ended else lines.line_start
             row += [""] * (len(fieldnames) - len(row))
             record = dict(zip(fieldnames, row, strict=True))
             if unnamed:
@@ -104,13 +105,24 @@ class CsvSource(FileSource):
     def _check_delimiter(self, file: IO[bytes], position: int, header: str) -> None:
         """A header of one field holding another delimiter: the file is separated by it."""
         for other in OTHER_DELIMITERS:
-            if other != self.delimiter and other in header:
+            if other != self.delimiter and len([n for n in header.split(other) if n.strip()]) > 1:
                 problem = (
                     f"(the header) is one field, {header[:80]!r}: its fields seem separated "
                     f"by {_spoken(other)}, not {_spoken(self.delimiter)}; set the source's CSV "
                     "delimiter to that"
                 )
                 raise self.line_error(file, position, problem)
+
+    def _header_again(self) -> str:
+        if self.fieldnames:  # set as having no header, with these names
+            return (
+                "holds the field names: the file has a header row; set the source's CSV "
+                "options to 'has a header' (its names are then read from the file)"
+            )
+        return (
+            "repeats the header: the file looks like several files joined; remove the header "
+            "lines after the first"
+        )
 
     def _cut_off(self, file: IO[bytes], position: int, names: int) -> SourceError:
         """The file's last row has fewer fields than there are names and no line break

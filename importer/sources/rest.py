@@ -436,8 +436,9 @@ class RestJsonSource:
         first, other = origin(self.config.source_url), origin(url)
         if other[0] == "http" and first[0] == "https" and other[1] == first[1]:
             parts = urlsplit(url)
+            host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
             port = "" if other[2] == DEFAULT_PORTS["http"] else f":{other[2]}"
-            url = urlunsplit(parts._replace(scheme="https", netloc=f"{parts.hostname}{port}"))
+            url = urlunsplit(parts._replace(scheme="https", netloc=f"{host}{port}"))
             other = origin(url)
         upgrade = first[0] == "http" and other[0] == "https" and other[1] == first[1]
         if other == first or (upgrade and other[2] in (first[2], DEFAULT_PORTS["https"])):
