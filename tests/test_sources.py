@@ -1088,15 +1088,19 @@ def test_a_csv_with_a_header_read_as_one_without_says_to_read_its_header(media: 
     )
 
 
-@pytest.mark.parametrize("delimiter, named", [(";", "semicolons"), ("\t", "tabs"), ("|", "'|'")])
+@pytest.mark.parametrize(
+    "delimiter, named, typed",
+    [(";", "semicolons", "';'"), ("\t", "tabs", "tab"), ("|", "'|'", "'|'")],
+)
 def test_a_csv_read_with_another_delimiter_than_its_own_says_which_it_uses(
-    media: Path, delimiter: str, named: str
+    media: Path, delimiter: str, named: str, typed: str
 ) -> None:
     error = failure(uploaded(media, "semi.csv", csv_bytes(delimiter=delimiter)))
 
     assert (error.kind, error.permanent) == ("bad_file", True)
     assert "line 1 " in error.message
     assert f"separated by {named}, not commas" in error.message
+    assert error.message.endswith(f"set the source's CSV delimiter to {typed}")
 
 
 def test_a_csv_repeating_its_header_mid_file_fails_naming_the_line(media: Path) -> None:

@@ -109,7 +109,7 @@ class CsvSource(FileSource):
                 problem = (
                     f"(the header) is one field, {header[:80]!r}: its fields seem separated "
                     f"by {_spoken(other)}, not {_spoken(self.delimiter)}; set the source's CSV "
-                    "delimiter to that"
+                    f"delimiter to {'tab' if other == chr(9) else repr(other)}"
                 )
                 raise self.line_error(file, position, problem)
 
