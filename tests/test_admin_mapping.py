@@ -1,6 +1,7 @@
 """Mapping work in the admin: preview, pull from Assets, draft from the source, the overview."""
 
 import json
+import re
 
 import pytest
 from django.urls import reverse
@@ -16,6 +17,25 @@ def source_page(admin_client):
         return admin_client.get(reverse(f"admin:importer_importsource_{name}", args=[source.pk]))
 
     return get
+
+
+def renamed(mapping: dict, name: str) -> dict:
+    """A copy of the mapping whose 4th attribute is named otherwise."""
+    copy = json.loads(json.dumps(mapping))
+    copy["schema"]["objectSchema"]["objectTypes"][0]["attributes"][3]["name"] = name
+    copy["mapping"]["objectTypeMappings"][0]["attributesMapping"][3]["attributeName"] = name
+    return copy
+
+
+def differing_from_assets(source: ImportSource, name: str) -> ImportSource:
+    source.mapping = renamed(source.mapping, name)
+    source.save()
+    return source
+
+
+def as_shown(page: str) -> dict:
+    """What the page's replace button posts: the stamp of what the page showed."""
+    return {"loaded_as": re.search(r'name="loaded_as" value="([^"]*)"', page).group(1)}
 
 
 @pytest.mark.django_db
@@ -91,7 +111,7 @@ def test_pull_shows_the_differences_before_replacing(admin_client, make_source, 
     url = reverse("admin:importer_importsource_pull_mapping", args=[source.pk])
 
     page = admin_client.get(url).content.decode()
-    admin_client.post(url)
+    admin_client.post(url, as_shown(page))
 
     assert "Pushing the one here would change Assets' like this:" in page
     assert "renamed to &#x27;RAM&#x27;" in page
@@ -102,12 +122,72 @@ def test_pull_shows_the_differences_before_replacing(admin_client, make_source, 
 
 
 @pytest.mark.django_db
+def test_a_mapping_changed_here_since_the_pull_page_opened_is_not_replaced(
+    admin_client, client, django_user_model, make_source, sandbox
+):
+    source = differing_from_assets(services.push_mapping(source=make_source()), "RAM")
+    url = reverse("admin:importer_importsource_pull_mapping", args=[source.pk])
+    page = admin_client.get(url).content.decode()
+    edited = json.loads(json.dumps(source.mapping))
+    edited["schema"]["objectSchema"]["objectTypes"][0]["description"] = "Laptops and desktops"
+    other = django_user_model.objects.create_superuser("bob", "bob@example.com", "pw")
+    client.force_login(other)  # another administrator saves the mapping meanwhile
+    from tests.test_admin import source_form_data
+
+    data = source_form_data(source, mapping=json.dumps(edited))
+    saved = client.post(reverse("admin:importer_importsource_change", args=[source.pk]), data)
+    assert saved.status_code == 302, saved.context["adminform"].form.errors
+
+    answer = admin_client.post(url, as_shown(page), follow=True)
+
+    said = [str(message) for message in answer.context["messages"]]
+    assert said == [
+        "Since you opened this page, bob changed the mapping here: nothing was replaced. "
+        "Look at the differences again, then choose."
+    ]
+    source.refresh_from_db()
+    assert source.mapping == edited
+
+
+@pytest.mark.django_db
+def test_a_mapping_changed_in_assets_since_the_pull_page_opened_is_not_taken(
+    admin_client, make_source, sandbox
+):
+    from importer.assets import AssetsClient
+
+    source = differing_from_assets(services.push_mapping(source=make_source()), "RAM")
+    url = reverse("admin:importer_importsource_pull_mapping", args=[source.pk])
+    page = admin_client.get(url).content.decode()
+    in_assets = AssetsClient.for_source(source)
+    in_assets.put_mapping(renamed(in_assets.get_mapping(), "Memory"))  # pushed from elsewhere
+
+    answer = admin_client.post(url, as_shown(page), follow=True)
+
+    said = [str(message) for message in answer.context["messages"]]
+    assert said == [
+        "Since you opened this page, the mapping in Assets changed: nothing was replaced. "
+        "Look again, then choose."
+    ]
+
+
+@pytest.mark.django_db
+def test_a_replace_posted_without_the_pages_stamp_is_refused(admin_client, make_source, sandbox):
+    source = services.push_mapping(source=make_source())
+    url = reverse("admin:importer_importsource_pull_mapping", args=[source.pk])
+
+    answer = admin_client.post(url, follow=True)
+
+    said = [str(message) for message in answer.context["messages"]]
+    assert said == ["This page is out of date: reload it, then make your change."]
+
+
+@pytest.mark.django_db
 def test_a_draft_from_the_source_can_become_the_mapping(admin_client, make_source):
     source = make_source(mapping=None)
     url = reverse("admin:importer_importsource_draft_mapping", args=[source.pk])
 
     page = admin_client.get(url).content.decode()
-    admin_client.post(url)
+    admin_client.post(url, as_shown(page))
 
     assert "serial" in page
     source.refresh_from_db()

@@ -5,12 +5,14 @@ import json
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from importer import services
 from importer.assets import AssetsError
+from importer.forms.meanwhile import OUT_OF_DATE, changes_since, stamp
 from importer.mapping import mapping_table
 
 
@@ -89,6 +91,7 @@ class MappingPages:
                 pushed=True,
                 logged="Replaced the mapping with the one in Assets.",
                 said="The mapping now is the one Assets holds.",
+                moved="the mapping in Assets changed",
             )
         return self._page(
             request,
@@ -98,6 +101,7 @@ class MappingPages:
             differences=differences,
             remote=json.dumps(remote, indent=2, ensure_ascii=False),
             may_replace=self.has_change_permission(request, source),
+            loaded_as=stamp(source, ["mapping"], shown=remote),
         )
 
     def draft_mapping_view(self, request, object_id):
@@ -116,6 +120,7 @@ class MappingPages:
                 pushed=False,
                 logged="Replaced the mapping with a draft from the source.",
                 said="The draft is now the mapping: review it, then push it to Assets.",
+                moved="the source's first page changed, and the draft with it",
             )
         return self._page(
             request,
@@ -125,17 +130,30 @@ class MappingPages:
             rows=mapping_table(draft),
             draft=json.dumps(draft, indent=2, ensure_ascii=False),
             may_replace=self.has_change_permission(request, source),
+            loaded_as=stamp(source, ["mapping"], shown=draft),
         )
 
-    def _take_mapping(self, request, source, document, *, pushed: bool, logged: str, said: str):
-        """Make `document` the source's mapping (not while it imports), and go back to it."""
-        try:
-            services.replace_mapping(source=source, document=document, pushed=pushed)
-        except services.SourceBusy as busy:
-            self.message_user(request, str(busy), messages.ERROR)
-        else:
-            self.log_change(request, source, logged)
-            self.message_user(request, said)
+    def _take_mapping(
+        self, request, source, document, *, pushed: bool, logged: str, said: str, moved: str
+    ):
+        """Make `document` the source's mapping (not while it imports), and go back to it;
+        only if it is the one the page showed, and the mapping here is still the one it was
+        shown beside (`moved`: what changed when the document is not)."""
+        with transaction.atomic():
+            locked = type(source)._default_manager.select_for_update().get(pk=source.pk)
+            found = changes_since(
+                request.POST.get("loaded_as", ""), locked, ["mapping"], shown=document
+            )
+            if found is None or found[0]:
+                self.message_user(request, _looked_again(found, moved), messages.ERROR)
+                return HttpResponseRedirect(request.path)
+            try:
+                services.replace_mapping(source=locked, document=document, pushed=pushed)
+            except services.SourceBusy as busy:
+                self.message_user(request, str(busy), messages.ERROR)
+            else:
+                self.log_change(request, locked, logged)
+                self.message_user(request, said)
         return HttpResponseRedirect(self._change_url(source))
 
     def _change_url(self, source) -> str:
@@ -160,3 +178,17 @@ class MappingPages:
     @admin.action(description="Draft mapping from source", permissions=["change"])
     def draft_mapping(self, request, queryset):
         return self._one_page_for(request, queryset, "draft_mapping")
+
+
+def _looked_again(found, moved: str) -> str:
+    """Why the mapping was not replaced: the page is out of date (`found` None), or what
+    changed since it was shown."""
+    if found is None:
+        return OUT_OF_DATE
+    changed, by = found
+    if "mapping" in changed:
+        return (
+            f"Since you opened this page, {by} changed the mapping here: nothing was replaced. "
+            "Look at the differences again, then choose."
+        )
+    return f"Since you opened this page, {moved}: nothing was replaced. Look again, then choose."

@@ -60,20 +60,14 @@ class RefusesEditsMadeMeanwhile(forms.ModelForm):
         return cleaned
 
     def _refuse_edits_made_meanwhile(self, posted: str) -> None:
-        try:
-            shown = signing.loads(posted, salt=SALT)
-        except signing.BadSignature:
-            shown = None
-        if not shown or shown.get("key") != _digest(b"key"):  # SECRET_KEY rotated since
-            self.add_error(None, "This page is out of date: reload it, then make your change.")
-            return
         model = type(self.instance)
         # Locked until the save (the admin's change view is one transaction).
         current = model._default_manager.select_for_update().get(pk=self.instance.pk)
-        digests = _digests(current, self.guarded_fields)
-        changed = [
-            name for name in self.guarded_fields if shown["fields"].get(name) != digests[name]
-        ]
+        found = changes_since(posted, current, self.guarded_fields)
+        if found is None:
+            self.add_error(None, OUT_OF_DATE)
+            return
+        changed, by = found
         if not changed:
             return
         shown_as = [self.form_field_of.get(name, name) for name in changed]
@@ -81,7 +75,6 @@ class RefusesEditsMadeMeanwhile(forms.ModelForm):
             str(self.fields[name].label or name) if name in self.fields else name
             for name in shown_as
         ]
-        by = _changed_by(current, datetime.fromisoformat(shown["at"]))
         self.add_error(
             None,
             f"Since you opened this page, {by} changed {_listed(labels)}. Saving would put "
@@ -93,14 +86,36 @@ class RefusesEditsMadeMeanwhile(forms.ModelForm):
                 self.add_error(name, "Changed by someone else since you opened this page.")
 
 
-def stamp(instance, names) -> str:
-    """What `names` hold now, as a signed stamp for the page (digests, not values)."""
+OUT_OF_DATE = "This page is out of date: reload it, then make your change."
+
+
+def changes_since(posted: str, current, names, shown=None) -> tuple[list[str], str] | None:
+    """Which of `names` (and "shown": what else the page showed, when given) differ from the
+    page's stamp `posted`, and who changed the row since; None when the stamp cannot be read
+    (a page of before SECRET_KEY was rotated, or none at all)."""
+    try:
+        stamped = signing.loads(posted, salt=SALT) if posted else None
+    except signing.BadSignature:
+        stamped = None
+    if not stamped or stamped.get("key") != _digest(b"key"):  # SECRET_KEY rotated since
+        return None
+    digests = _digests(current, names)
+    if shown is not None:
+        digests["shown"] = _digest(_as_text(shown))
+    changed = [name for name in digests if stamped["fields"].get(name) != digests[name]]
+    if not changed:
+        return [], ""
+    return changed, _changed_by(current, datetime.fromisoformat(stamped["at"]))
+
+
+def stamp(instance, names, shown=None) -> str:
+    """What `names` hold now (and `shown`: what else the page shows, a document fetched from
+    elsewhere), as a signed stamp for the page (digests, not values)."""
+    fields = _digests(instance, names)
+    if shown is not None:
+        fields["shown"] = _digest(_as_text(shown))
     return signing.dumps(
-        {
-            "at": timezone.now().isoformat(),
-            "key": _digest(b"key"),
-            "fields": _digests(instance, names),
-        },
+        {"at": timezone.now().isoformat(), "key": _digest(b"key"), "fields": fields},
         salt=SALT,
         compress=True,
     )
