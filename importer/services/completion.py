@@ -35,6 +35,7 @@ from importer.services.totals import (
     every_record_left_out,
     records_on_two_pages,
     records_past_the_end,
+    recount_records_fetched,
     total_disagreement,
 )
 
@@ -128,6 +129,7 @@ def check_completion(*, execution: Execution, client: AssetsClient | None = None
         return execution
     if not Execution.objects.of(execution).claim_completion():
         return execution
+    recount_records_fetched(execution)
     # Once, by the worker that claimed it: looking for a record on two pages reads every
     # page's digests (half a second at 10^6 records).
     disagreement = (

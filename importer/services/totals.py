@@ -15,7 +15,8 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import defaultdict
 
-from django.db.models import F, Q, Sum
+from django.db.models import F, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Coalesce
 
 from importer.models import ChunkJob, Execution, ImportSource
 from importer.services.plan import reads_in_parallel
@@ -34,6 +35,22 @@ def records_received(execution: Execution) -> int:
         state=ChunkJob.State.SUBMITTED,
     ).aggregate(n=Sum(F("record_count") + F("skipped_count")))["n"]
     return received or 0
+
+
+def recount_records_fetched(execution: Execution) -> None:
+    """Count the records fetched again from the pages, once every page is in: a page whose
+    worker died after fetching it was counted by that worker and again by the one that took
+    it over (each page counts as it is fetched, so that progress moves; a worker killed
+    has no chance to take its count back)."""
+    held = (
+        ChunkJob.objects.filter(
+            execution=OuterRef("pk"), state__in=[ChunkJob.State.SUBMITTED, ChunkJob.State.SKIPPED]
+        )
+        .values("execution")
+        .annotate(n=Sum(F("record_count") + F("skipped_count")))
+        .values("n")
+    )
+    Execution.objects.filter(pk=execution.pk).update(records_fetched=Coalesce(Subquery(held), 0))
 
 
 def records_past_the_end(execution: Execution) -> str:
