@@ -32,10 +32,11 @@ MASK = "***"
 # Shorter values are not replaced wherever they occur: they would blank out ordinary words.
 MIN_SECRET_LENGTH = 4
 # A server that cuts a key it echoes ("Unknown key sk_live_4f9a2b7c1d...") still gives most
-# of it away: once a known secret's first characters are random-looking (this many at least,
-# letters and digits both), they go with whatever key characters follow them.
-SECRET_PREFIX_LENGTH = 8
-_KEY_CHARACTERS = r"[\w.~+/=%-]*"
+# of it away: once a known secret's first characters are random-looking (at least this many,
+# with letters and digits three of each, or any of a long secret), they go with whatever key
+# characters follow them.
+SECRET_PREFIX_LENGTH = 12
+_KEY_CHARACTERS = r"[\w.~+=%-]*"
 
 # A header, parameter or option whose name says it carries a credential.
 _SECRET_WORDS = (
@@ -381,15 +382,18 @@ def _secret_pattern(secret: str) -> str:
 
 def _random_start(secret: str) -> int:
     """How many first characters of a secret tell it apart when quoted cut short: at least
-    SECRET_PREFIX_LENGTH, up to the first that has both letters and digits before it; 0 for
-    a secret that is a URL or a path (a webhook's: its start is `https://` or `/services/`),
-    one whose start reads as a word ("administrator-pw"), or one too short to be cut."""
-    if "://" in secret or secret.startswith("/"):
+    SECRET_PREFIX_LENGTH; up to where three letters and three digits came before, or just
+    those of a secret of 20 characters or more (a key of one kind of character); 0 for a
+    secret that is a URL or a path (a webhook's: its start is `https://` or `/services/`),
+    one that reads as words, or one too short to be cut."""
+    if "://" in secret or secret.startswith("/") or any(char.isspace() for char in secret):
         return 0
-    letters = digits = False
+    if len(secret) >= 20 and "/" not in secret[:SECRET_PREFIX_LENGTH]:
+        return SECRET_PREFIX_LENGTH
+    letters = digits = 0
     for at, char in enumerate(secret[:32], start=1):
-        letters, digits = letters or char.isalpha(), digits or char.isdigit()
-        if at >= SECRET_PREFIX_LENGTH and letters and digits:
+        letters, digits = letters + char.isalpha(), digits + char.isdigit()
+        if at >= SECRET_PREFIX_LENGTH and letters >= 3 and digits >= 3:
             return at if at <= len(secret) - 2 else 0
     return 0
 

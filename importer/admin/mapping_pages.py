@@ -4,6 +4,7 @@ mapping Assets holds and how it differs, and a mapping drafted from the source."
 import json
 
 from django.contrib import admin, messages
+from django.core import signing
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import Http404, HttpResponseRedirect
@@ -14,6 +15,8 @@ from importer import services
 from importer.assets import AssetsError
 from importer.forms.meanwhile import OUT_OF_DATE, changes_since, stamp
 from importer.mapping import mapping_table
+
+DRAFT_SALT = "importer.admin.mapping_pages.draft"
 
 
 class MappingPages:
@@ -107,12 +110,14 @@ class MappingPages:
     def draft_mapping_view(self, request, object_id):
         change = request.method == "POST"
         source = self._source_or_404(request, object_id, change=change)
-        try:
-            draft = services.draft_mapping_from_source(source=source)
-        except services.DraftImpossible as impossible:
-            self.message_user(request, str(impossible), messages.ERROR)
-            return HttpResponseRedirect(self._change_url(source))
         if change:
+            # The draft the page showed, not a new one: a source that lists its first page
+            # in another order each time would draft another document.
+            try:
+                draft = signing.loads(request.POST.get("draft", ""), salt=DRAFT_SALT)
+            except signing.BadSignature:
+                self.message_user(request, OUT_OF_DATE, messages.ERROR)
+                return HttpResponseRedirect(request.path)
             return self._take_mapping(
                 request,
                 source,
@@ -120,8 +125,13 @@ class MappingPages:
                 pushed=False,
                 logged="Replaced the mapping with a draft from the source.",
                 said="The draft is now the mapping: review it, then push it to Assets.",
-                moved="the source's first page changed, and the draft with it",
+                moved="the draft changed",
             )
+        try:
+            draft = services.draft_mapping_from_source(source=source)
+        except services.DraftImpossible as impossible:
+            self.message_user(request, str(impossible), messages.ERROR)
+            return HttpResponseRedirect(self._change_url(source))
         return self._page(
             request,
             source,
@@ -129,6 +139,7 @@ class MappingPages:
             "Draft mapping",
             rows=mapping_table(draft),
             draft=json.dumps(draft, indent=2, ensure_ascii=False),
+            signed_draft=signing.dumps(draft, salt=DRAFT_SALT, compress=True),
             may_replace=self.has_change_permission(request, source),
             loaded_as=stamp(source, ["mapping"], shown=draft),
         )

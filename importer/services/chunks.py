@@ -239,7 +239,7 @@ def queue_next_chunks(
         # the chunk after it) with these records under another.
         again = Q(previous_page_digest=digest, index__lte=chunk.index) if digest else Q()
         seen = {
-            index: (cursor, before == digest and index <= chunk.index)
+            index: (cursor, bool(digest) and before == digest and index <= chunk.index)
             for index, cursor, before in ChunkJob.objects.filter(execution=execution)
             .filter(Q(cursor=next_cursor) | Q(index=chunk.index + 1) | again)
             .values_list("index", "cursor", "previous_page_digest")

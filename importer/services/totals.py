@@ -185,8 +185,9 @@ def records_on_two_pages(execution: Execution) -> str:
         "read, and as many other records may never have been read: make the source sort by "
         "a field that is unique and does not change (many APIs take a query parameter such "
         "as sort=id), then run the import again. Or the source does list some objects more "
-        "than once: then set the source's 'record on two pages' to send them. Nothing was "
-        "marked complete in Assets."
+        "than once, or its next links overlap by design (a since= or updated_after= that "
+        "takes the last record read again): then set the source's 'record on two pages' to "
+        "send them. Nothing was marked complete in Assets."
     )
 
 
