@@ -89,9 +89,11 @@ class SecretsHiddenFilter(SafeExceptionReporterFilter):
             return parameters
         parameters = parameters.copy()
         for name in list(parameters):
-            if is_secret_name(name):
-                parameters[name] = self.cleansed_substitute
+            parameters[name] = self.hidden_if_secret(name, parameters[name])
         return parameters
+
+    def hidden_if_secret(self, name: str, value: Any) -> Any:
+        return self.cleansed_substitute if is_secret_name(name) else value
 
 
 class SecretsHiddenReporter(ExceptionReporter):
@@ -105,8 +107,7 @@ class SecretsHiddenReporter(ExceptionReporter):
         for items in ("request_GET_items", "request_COOKIES_items", "request_FILES_items"):
             if items in data:  # views of a dict: listed, and credential-named values hidden
                 data[items] = [
-                    (name, self.filter.cleansed_substitute if is_secret_name(name) else value)
-                    for name, value in data[items]
+                    (name, self.filter.hidden_if_secret(name, value)) for name, value in data[items]
                 ]
         request = data.get("request")
         if request is not None:

@@ -378,6 +378,17 @@ def open_execution(page, live_server, execution) -> None:
     expect(page.locator(".import-progress[data-detailed]")).to_have_count(1)
 
 
+def watch_a_slowed_import(page, live_server, administrator, slow_source, inventory) -> Execution:
+    """An import of pages a second apart, started by `administrator`, open in `page`."""
+    from importer import services
+
+    inventory.latency = 1.0
+    execution = services.start_import(source=slow_source, user=administrator)
+    log_in(page, live_server, administrator)
+    open_execution(page, live_server, execution)
+    return execution
+
+
 def renders(page) -> list[str]:
     return page.evaluate("JSON.parse(sessionStorage.getItem('renders') || '[]')")
 
@@ -432,13 +443,8 @@ def test_the_execution_page_shows_counters_chunks_and_a_retry_change_while_it_ru
 def test_an_operator_cancels_an_import_from_its_page(
     browser_page, live_server, administrator, slow_source, inventory, cluster
 ):
-    from importer import services
-
     page = browser_page
-    inventory.latency = 1.0
-    execution = services.start_import(source=slow_source, user=administrator)
-    log_in(page, live_server, administrator)
-    open_execution(page, live_server, execution)
+    execution = watch_a_slowed_import(page, live_server, administrator, slow_source, inventory)
     expect(page.locator(".field-records_submitted .readonly")).to_have_text(
         WHOLE_NUMBER_BETWEEN_1_AND_119
     )
@@ -490,10 +496,7 @@ def test_an_execution_page_says_when_its_live_updates_stop(
     from importer import services
 
     page = browser_page
-    inventory.latency = 1.0
-    execution = services.start_import(source=slow_source, user=administrator)
-    log_in(page, live_server, administrator)
-    open_execution(page, live_server, execution)
+    execution = watch_a_slowed_import(page, live_server, administrator, slow_source, inventory)
     status = page.locator(".import-progress-status")
 
     page.context.clear_cookies()  # logged out meanwhile (another tab, an expired session)

@@ -246,7 +246,9 @@ def queue_next_chunks(
         }
         if chunk.index + 1 in seen:
             return None  # this page was fetched before, by an attempt that did not finish
-        _check_not_led_back(chunk, [index - 1 for index, (_, led) in seen.items() if led])
+        led_back_to = [index - 1 for index, (_, led) in seen.items() if led]
+        if led_back_to:
+            raise _led_back(chunk, min(led_back_to))
         if seen or next_cursor == chunk.cursor:
             raise SourceNeverEnds(
                 f"the source pointed back to a page it already gave ({next_cursor[:100]}): "
@@ -537,7 +539,7 @@ def _check_not_going_round(chunk: ChunkJob, digest: str) -> None:
     """A source whose later page holds its first page's records again would be read round
     and round to IMPORT_MAX_PAGES, every record sent each time: read by position, it ignores
     the offset or page parameter (and honours the limit), so every page is its first; read by
-    cursor, its last page leads back to its first under a new cursor (`_check_not_led_back`
+    cursor, its last page leads back to its first under a new cursor (`queue_next_chunks`
     finds any earlier page). The first page's digest is kept on the execution by the
     statement that counts that page, and every page reads it back with its own
     (`page_sql.record_fetched`)."""
@@ -546,7 +548,7 @@ def _check_not_going_round(chunk: ChunkJob, digest: str) -> None:
         return
     source = execution.source
     if not reads_in_parallel(source):
-        _check_not_led_back(chunk, [0])
+        raise _led_back(chunk, 0)
     param = source.offset_param if source.pagination == "offset" else source.page_param
     raise SourceNeverEnds(
         f"the source answered page {chunk.index + 1} with page 1's records again: it "
@@ -556,13 +558,11 @@ def _check_not_going_round(chunk: ChunkJob, digest: str) -> None:
     )
 
 
-def _check_not_led_back(chunk: ChunkJob, earlier: list[int]) -> None:
-    """A cursor page that holds the records of an earlier page (`earlier`: their indexes)
-    again, under another cursor (a fresh token, a time stamp): the source goes round."""
-    if not earlier:
-        return
-    page = min(earlier) + 1
-    raise SourceNeverEnds(
+def _led_back(chunk: ChunkJob, earlier: int) -> SourceNeverEnds:
+    """A cursor page that holds the records of an earlier page (`earlier`, its index) again,
+    under another cursor (a fresh token, a time stamp): the source goes round."""
+    page = earlier + 1
+    return SourceNeverEnds(
         f"the source led back to page {page} under another cursor (page {chunk.index + 1} "
         f"holds page {page}'s records again): it would never end, so the import stopped. "
         "Check its paging settings (the cursor path, the next link)"
