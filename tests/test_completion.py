@@ -282,6 +282,92 @@ def test_a_lost_completed_answer_then_a_passing_status_error_is_asked_again(
     assert sandbox.execution(execution.assets_execution_id)["failure_reasons"] == []
 
 
+def test_a_completed_post_left_unanswered_is_followed_at_once_when_assets_took_it(
+    pushed_source, sandbox
+):
+    # A proxy timed out on the way back: Assets' status tells it took "completed", so the
+    # import follows the processing instead of going back to ingesting for a later post.
+    sandbox.faults.add(
+        method="POST", path_contains="/data", body_contains='"completed"', lose_answer=True
+    )
+
+    execution = services.start_import(source=pushed_source)  # tasks run inline here
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE, execution.error
+    assert execution.completion_attempts == 0
+    assert later_runs() == []
+
+
+def lose_the_answer_to_completed_and_one_status_read(sandbox):
+    """"completed" taken but its answer lost, and the read that would tell so failing: the
+    import goes back to ingesting, "completed" to be posted again later."""
+    sandbox.faults.add(
+        method="POST", path_contains="/data", body_contains='"completed"', lose_answer=True
+    )
+    sandbox.faults.add(method="GET", path_contains="/status", status=503, times=1)
+
+
+def test_an_import_assets_took_completed_for_is_not_cancelled_though_its_answer_was_lost(
+    pushed_source, sandbox
+):
+    sandbox.processing_seconds = 600
+    lose_the_answer_to_completed_and_one_status_read(sandbox)
+    execution = services.start_import(source=pushed_source)
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.INGESTING  # handed back: cancellable, so far
+
+    with pytest.raises(services.NotCancellable) as too_late:
+        services.cancel_execution(execution=execution)
+
+    assert str(too_late.value) == (
+        f"Import #{execution.pk} can no longer be cancelled: every page was sent, and Assets "
+        "took 'completed' (it reports PROCESSING). Its outcome shows here once Assets "
+        "reports it."
+    )
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.INGESTING
+    assert not any(method == "DELETE" for method, _ in sandbox.requests_log)
+    assert sandbox.execution(execution.assets_execution_id)["state"] == "PROCESSING"
+
+
+def test_an_import_is_not_cancelled_while_assets_cannot_say_whether_it_took_completed(
+    pushed_source, sandbox
+):
+    lose_the_answer_to_completed_and_one_status_read(sandbox)
+    execution = services.start_import(source=pushed_source)
+    sandbox.faults.add(method="GET", path_contains="/status", status=503, times=-1)
+
+    with pytest.raises(services.NotCancellable) as unknown:
+        services.cancel_execution(execution=execution)
+
+    assert str(unknown.value).startswith(
+        f"Import #{execution.pk} was not cancelled: every page was sent and 'completed' "
+        "posted, but Assets' answer did not arrive, and Assets cannot say now whether it "
+        "took it ("
+    )
+    assert str(unknown.value).endswith("try again in a minute if it has not ended.")
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.INGESTING
+    assert not any(method == "DELETE" for method, _ in sandbox.requests_log)
+
+
+def test_an_import_whose_completed_assets_did_not_take_can_still_be_cancelled(
+    pushed_source, sandbox
+):
+    sandbox.faults.add(
+        method="POST", path_contains="/data", body_contains='"completed"', status=503, times=1
+    )
+    execution = services.start_import(source=pushed_source)
+    execution.refresh_from_db()
+    assert (execution.state, execution.completion_attempts) == (Execution.State.INGESTING, 1)
+
+    execution = services.cancel_execution(execution=execution)
+
+    assert execution.state == Execution.State.CANCELLED
+    assert sandbox.execution(execution.assets_execution_id)["state"] == "CANCELLED"
+
+
 def test_one_status_read_answered_404_is_read_again_and_the_import_ends_done(
     pushed_source, sandbox
 ):

@@ -145,19 +145,21 @@ def check_completion(*, execution: Execution, client: AssetsClient | None = None
         client.mark_completed(execution.assets_execution_id)
     except AssetsError as error:
         # Refused: an earlier "completed" may have been taken, its answer lost on the way.
-        taken = _past_ingesting_in_assets(execution, client) if error.permanent else None
-        if taken is False:
+        # Not answered (a timeout, a dropped connection, a 5xx): this one may have been.
+        # Assets' status tells, before the import goes back to a state that can be cancelled.
+        taken = _past_ingesting_in_assets(execution, client)
+        if taken is False and error.permanent:
             return fail_execution(execution=execution, reason=error.message)
         attempts = execution.completion_attempts + 1
-        if taken is None and attempts >= settings.COMPLETION_MAX_ATTEMPTS:
+        if not taken and attempts >= settings.COMPLETION_MAX_ATTEMPTS:
             reason = (
                 f"Assets did not take 'completed' in {attempts} attempts: {error.message}. "
                 "Every page had been sent; run the import again once Assets answers."
             )
             return fail_execution(execution=execution, reason=reason)
-        if taken is None:
-            # Assets may not have taken it, or cannot say now: hand the execution back so a
-            # later check posts again, later each time.
+        if not taken:
+            # Assets did not take it, or cannot say now: hand the execution back so a later
+            # check posts again, later each time.
             Execution.objects.of(execution).hand_back_completion(
                 error=scrub_secrets(error.message, execution.source)
             )

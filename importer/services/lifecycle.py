@@ -272,7 +272,17 @@ def cancel_execution(*, execution: Execution) -> Execution:
     NotCancellable once it has ended, or once Assets writes its records: Assets may finish
     them all the same, and the history would say CANCELLED of records that arrived.
     """
-    if not Execution.objects.of(execution).cancel(reason="Cancelled by an operator."):
+    execution.refresh_from_db()
+    if execution.completion_attempts and execution.state in Execution.CANCELLABLE_STATES:
+        # "Completed" was posted and handed back: Assets may have taken it all the same.
+        refusal = _completed_maybe_taken(execution)
+        if refusal:
+            raise NotCancellable(refusal)
+    # Only as the status was read: not if "completed" was posted again meanwhile.
+    unchanged = Execution.objects.of(execution).filter(
+        completion_attempts=execution.completion_attempts
+    )
+    if not unchanged.cancel(reason="Cancelled by an operator."):
         execution.refresh_from_db()
         raise NotCancellable(why_not_cancellable(execution))
     ChunkJob.objects.filter(execution=execution).cancel_queued()
@@ -287,6 +297,28 @@ def why_not_cancellable(execution: Execution) -> str:
     if execution.state in Execution.OPEN_STATES:
         return f"Import #{execution.pk} can no longer be cancelled: " + _assets_finishing(execution)
     return f"Import #{execution.pk} had already ended ({execution.get_state_display()})."
+
+
+def _completed_maybe_taken(execution: Execution) -> str:
+    """Why an import whose "completed" went unanswered is not cancelled ("" if Assets says
+    it still takes data): cancelled now, Assets may write its records all the same."""
+    client = AssetsClient.for_source(execution.source)
+    try:
+        status = client.get_execution_status(execution.assets_execution_id).status
+    except AssetsError as error:
+        return (
+            f"Import #{execution.pk} was not cancelled: every page was sent and 'completed' "
+            "posted, but Assets' answer did not arrive, and Assets cannot say now whether it "
+            f"took it ({scrub_secrets(error.message, execution.source)}). The import goes on; "
+            "try again in a minute if it has not ended."
+        )
+    if status == "INGESTING":
+        return ""
+    return (
+        f"Import #{execution.pk} can no longer be cancelled: every page was sent, and Assets "
+        f"took 'completed' (it reports {status[:40]}). Its outcome shows here once Assets "
+        "reports it."
+    )
 
 
 def _assets_finishing(execution: Execution) -> str:
