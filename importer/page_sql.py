@@ -96,8 +96,9 @@ def create_missing(chunks: list[ChunkJob]) -> list[ChunkJob]:
     return created
 
 
-def submit_state(chunk: ChunkJob) -> tuple[str, int, str, int | None]:
-    """(the chunk's state, its attempts, its execution's state and last chunk index), now."""
+def submit_state(chunk: ChunkJob) -> tuple[str, int, str, int | None] | None:
+    """(the chunk's state, its attempts, its execution's state and last chunk index), now;
+    None when the chunk is gone."""
     with connection.cursor() as cursor:
         cursor.execute(_sql().submit_state, [chunk.pk])
         return cursor.fetchone()

@@ -11,6 +11,7 @@ from django.utils import timezone
 from django_q.models import Task
 
 from importer.logs import JsonFormatter
+from importer.services.chunks import SubmitVerdict, submit_verdict
 from importer.models import ChunkJob, Execution
 
 
@@ -106,6 +107,31 @@ def test_retention_deletes_old_finished_history_only(make_source):
 
     assert set(Execution.objects.values_list("pk", flat=True)) == {recent.pk, running.pk}
     assert not ChunkJob.objects.filter(execution_id=old.pk).exists()
+
+
+@pytest.mark.django_db
+def test_retention_keeps_an_old_import_that_ended_a_moment_ago(make_source):
+    # A long import cancelled just now may still have lanes winding down its pages.
+    source = make_source()
+    ended_now = Execution.objects.create(
+        source=source, state="CANCELLED", finished_at=timezone.now()
+    )
+    Execution.objects.filter(pk=ended_now.pk).update(
+        created_at=timezone.now() - timedelta(days=400)
+    )
+
+    call_command("prune_history", "--days", "180", stdout=open("/dev/null", "w"))
+
+    assert Execution.objects.filter(pk=ended_now.pk).exists()
+
+
+@pytest.mark.django_db
+def test_a_page_whose_import_was_deleted_meanwhile_is_not_sent(make_source):
+    execution = Execution.objects.create(source=make_source(), state="INGESTING")
+    chunk = ChunkJob.objects.create(execution=execution, index=0, state="RUNNING")
+    Execution.objects.filter(pk=execution.pk).delete()
+
+    assert submit_verdict(chunk) is SubmitVerdict.STOPPED
 
 
 @pytest.mark.django_db

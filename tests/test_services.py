@@ -568,6 +568,28 @@ def test_retry_failed_chunks_takes_up_a_failed_chunk_within_the_grace(
     assert len(sandbox.execution(execution.assets_execution_id)["objects"]) == 120
 
 
+def test_a_page_assets_refused_and_an_operator_retried_counts_once_as_fetched(
+    pushed_source, sandbox, settings
+):
+    settings.FAILED_CHUNK_GRACE_SECONDS = 600
+    sandbox.faults.add(
+        method="POST", path_contains="/data", body_contains='"data"', status=400, times=1
+    )
+    execution = services.start_import(source=pushed_source)
+    execution.refresh_from_db()
+    refused = execution.chunks.get(state=ChunkJob.State.FAILED)
+    assert refused.record_count == pushed_source.page_size  # what it held, shown beside it
+
+    assert services.retry_failed_chunks(execution=execution) == 1
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE, execution.error
+    pages = execution.chunks.filter(state=ChunkJob.State.SUBMITTED).count()
+    past_the_end = execution.chunks.filter(state=ChunkJob.State.SKIPPED).count()
+    assert execution.pages_fetched == pages + past_the_end
+    assert execution.records_fetched == 120
+
+
 def test_retrying_the_chunks_of_an_import_failed_a_moment_ago_keeps_its_error(
     pushed_source, sandbox, inventory, settings
 ):

@@ -93,9 +93,16 @@ class ChunkJobQuerySet(models.QuerySet):
             error=error,
         )
 
-    def fail(self, *, kind: str, error: str) -> bool:
+    def fail(self, *, kind: str, error: str, records: int = 0) -> bool:
+        """`records`: what a page fetched (and counted) held, which Assets refused; an
+        operator's retry takes them off the import's counts before the page is read again."""
+        held = {"record_count": records} if records else {}
         return self.stamp(
-            state=ChunkJob.State.FAILED, lease_expires_at=None, last_error_kind=kind, error=error
+            state=ChunkJob.State.FAILED,
+            lease_expires_at=None,
+            last_error_kind=kind,
+            error=error,
+            **held,
         )
 
     def stop(self, *, past_the_end: bool, records: int = 0) -> bool:
@@ -117,7 +124,11 @@ class ChunkJobQuerySet(models.QuerySet):
     def requeue_failed(self, *, note: str) -> bool:
         """Failed chunks start over (an operator's retry)."""
         return self.filter(state=ChunkJob.State.FAILED).stamp(
-            state=ChunkJob.State.QUEUED, attempts=0, next_attempt_at=None, error=note
+            state=ChunkJob.State.QUEUED,
+            attempts=0,
+            next_attempt_at=None,
+            error=note,
+            record_count=0,
         )
 
 

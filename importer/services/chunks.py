@@ -170,7 +170,10 @@ def request_slot_delay(source: ImportSource) -> float:
 def submit_verdict(chunk: ChunkJob) -> SubmitVerdict:
     """Whether the page may go now: our lease must hold, the execution must still take data,
     and the page must not lie beyond the source's end, found meanwhile by another chunk."""
-    state, attempts, execution_state, last_index = page_sql.submit_state(chunk)
+    found = page_sql.submit_state(chunk)
+    if found is None:  # the import was deleted meanwhile (its history pruned)
+        return SubmitVerdict.STOPPED
+    state, attempts, execution_state, last_index = found
     if state != ChunkState.RUNNING or attempts != chunk.attempts:
         return SubmitVerdict.TAKEN_OVER
     if execution_state != State.INGESTING:
@@ -495,7 +498,7 @@ def _give_up(
 ) -> ChunkJob:
     if not permanent:
         message = f"{message} (gave up after {chunk.attempts} attempts)"
-    if not ChunkJob.objects.held_by(chunk).fail(kind=kind, error=message):
+    if not ChunkJob.objects.held_by(chunk).fail(kind=kind, error=message, records=fetched or 0):
         return chunk  # taken over meanwhile: its new holder decides
     # A page Assets refused held records: it does not lie past the source's end.
     return _failed_for_good(chunk, message, kind=kind, held_records=fetched is not None)
@@ -580,10 +583,18 @@ def retry_failed_chunks(*, execution: Execution) -> int:
                 f"#{execution.pk}: only an import that is still ingesting can retry chunks "
                 f"(this one is {execution.state})."
             )
-        chunk_ids = list(
-            execution.chunks.filter(state=ChunkState.FAILED).values_list("pk", flat=True)
+        failed = list(
+            execution.chunks.filter(state=ChunkState.FAILED).values_list("pk", "record_count")
         )
+        chunk_ids = [chunk_id for chunk_id, _ in failed]
         ChunkJob.objects.filter(pk__in=chunk_ids).requeue_failed(note="retried by an operator")
+        # The pages Assets refused were counted as fetched; they count again as read anew.
+        refused = [records for _, records in failed if records]
+        if refused:
+            Execution.objects.of(execution).stamp(
+                pages_fetched=F("pages_fetched") - len(refused),
+                records_fetched=F("records_fetched") - sum(refused),
+            )
         for chunk_id in chunk_ids:
             transaction.on_commit(lambda chunk_id=chunk_id: work_queue.enqueue_chunk(chunk_id))
     return len(chunk_ids)

@@ -137,7 +137,10 @@ def flag_stalled_executions() -> list[Execution]:
 def prune_history(*, days: int, batch_size: int = 2000) -> int:
     """Delete finished executions (and their chunks) older than `days`; how many went."""
     cutoff = timezone.now() - timedelta(days=days)
-    old = Execution.objects.filter(state__in=Execution.FINISHED_STATES, created_at__lt=cutoff)
+    # Ended before the cutoff too: one cancelled a moment ago may still have lanes winding down.
+    old = Execution.objects.filter(
+        state__in=Execution.FINISHED_STATES, created_at__lt=cutoff
+    ).exclude(finished_at__gte=cutoff)
     deleted = 0
     while True:
         # In batches, so a first run on years of history does not hold one huge transaction.
