@@ -135,7 +135,7 @@ def flag_stalled_executions() -> list[Execution]:
 
 
 def prune_history(*, days: int, batch_size: int = 2000) -> int:
-    """Delete finished executions (and their chunks) older than `days`; how many went."""
+    """Delete executions (and their chunks) started and ended over `days` ago; how many went."""
     cutoff = timezone.now() - timedelta(days=days)
     # Ended before the cutoff too: one cancelled a moment ago may still have lanes winding down.
     old = Execution.objects.filter(
