@@ -168,15 +168,13 @@ def secrets_of(source: Any) -> list[str]:
             credentials = base64.b64encode(f"{user}:{password}".encode()).decode()
             found.extend([userinfo, user, password, credentials])
         found.extend(_secret_query_values(url or ""))
+        # A key under a name of the vendor's own (OpenWeather's `?appid=`) looks like one.
+        found.extend(value for value in _query_values(url or "") if _looks_like_a_key(value))
     for name in source.MASKED_JSON_FIELDS:
         value = getattr(source, name, None)
-        # A header of a vendor's own naming is scrubbed when its value looks like a key: a
-        # word ("items", a tenant's name) would be blanked from every message.
-        keys = [
-            header
-            for header in _secret_headers(name, value)
-            if _looks_like_a_key(str(value[header]))
-        ]
+        # A header or parameter of a vendor's own naming is scrubbed when its value looks like
+        # a key: a word ("items", a tenant's name) would be blanked from every message.
+        keys = [key for key in _named_by_the_vendor(name, value) if _looks_like_a_key(value[key])]
         found.extend(_secret_values(value, also=keys))
     return [value for value in found if isinstance(value, str) and value]
 
@@ -245,6 +243,15 @@ def _looks_like_a_key(value: str) -> bool:
     letters = any(c.isalpha() for c in value)
     digits = any(c.isdigit() for c in value)
     return len(value) >= 16 or (len(value) >= 8 and letters and digits)
+
+
+def _named_by_the_vendor(name: str, value: Any) -> list[str]:
+    """The entries of a source's extra headers or parameters that may hold a key under a
+    name of the vendor's own (the public headers aside), whose text values are keyed here."""
+    if not isinstance(value, dict) or name not in ("extra_headers", "extra_params"):
+        return []
+    entries = _secret_headers(name, value) if name == "extra_headers" else list(value)
+    return [entry for entry in entries if isinstance(value.get(entry), str)]
 
 
 def _secret_headers(name: str, value: Any) -> list[str]:
@@ -326,14 +333,16 @@ def _split(url: str):
 
 def _secret_query_values(url: str) -> list[str]:
     """The values of a URL's credential-named query parameters."""
+    return [value for name, value in _query_items(url) if is_secret_name(name)]
+
+
+def _query_values(url: str) -> list[str]:
+    return [value for _, value in _query_items(url)]
+
+
+def _query_items(url: str) -> list[tuple[str, str]]:
     parts = _split(url)
-    if parts is None:
-        return []
-    return [
-        value
-        for name, value in parse_qsl(parts.query, keep_blank_values=False)
-        if is_secret_name(name)
-    ]
+    return parse_qsl(parts.query) if parts is not None else []
 
 
 def _userinfo(url: str) -> str:

@@ -500,3 +500,19 @@ def test_a_header_of_a_vendors_naming_is_scrubbed_when_it_holds_a_key_not_a_word
     told = redact_for(source, f"no items in inventory for key {VENDOR_KEY}")
 
     assert told == "no items in inventory for key ***"
+
+
+def test_a_key_in_a_query_parameter_of_a_vendors_naming_is_scrubbed_not_a_word():
+    # OpenWeather names its key `appid`; a source echoes the URL it was asked for.
+    source = ImportSource(
+        name="weather",
+        source_url=f"https://api.example.com/data?appid={VENDOR_KEY}&units=metric",
+        extra_params={"fields": "serial", "license": "A1B2C3D4E5F6G7H8"},
+    )
+
+    told = redact_for(
+        source,
+        f"403 for /data?appid={VENDOR_KEY}&units=metric&fields=serial&license=A1B2C3D4E5F6G7H8",
+    )
+
+    assert told == "403 for /data?appid=***&units=metric&fields=serial&license=***"
