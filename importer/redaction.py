@@ -93,7 +93,8 @@ _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,30}://)[^/?#\s@\"'<>]+@")
 # (Django decodes the path before routing it, so `/%77ebtrigger/%32/<token>/` is served too).
 _ESCAPED_WEBTRIGGER = "".join(f"(?:{char}|%{ord(char):x})" for char in "webtrigger")
 _WEBTRIGGER_PATH = re.compile(
-    rf"(?i)(/{_ESCAPED_WEBTRIGGER}(?:/|%2f)(?:\d|%3\d)+(?:/|%2f))[^/\s?#\"'<>]+"
+    rf"(?i)(/{_ESCAPED_WEBTRIGGER}(?:/|%2f)(?:\d|%3\d)+(?:/|%2f)(?:\s|%20|%09|\+)*)"
+    r"[^/\s?#\"'<>]+"
 )
 # SMTP's AUTH commands, as a mail server's answer may quote them: base64 of the credentials.
 _SMTP_AUTH = re.compile(

@@ -44,6 +44,8 @@ BASIC = base64.b64encode(f"svc:{PASSWORD}".encode()).decode()
         (f"at https://svc:{PASSWORD}@inventory.example/api", PASSWORD),
         ("at https://ghp-token-only@git.example/repo", "ghp-token-only"),
         ("Bad Request: /webtrigger/7/AbCd-123_xyzXYZ/", "AbCd-123_xyzXYZ"),
+        ("Not Found: /webtrigger/7/ AbCd-123_xyzXYZ/", "AbCd-123_xyzXYZ"),  # a space before it
+        ('"POST /webtrigger/7/%20AbCd-123_xyzXYZ/ HTTP/1.1" 404', "AbCd-123_xyzXYZ"),
         # Django decodes a path before routing it: the request line may spell it escaped.
         ('"POST /%77ebtrigger/%32/AbCd-123_xyzXYZ/ HTTP/1.1" 400', "AbCd-123_xyzXYZ"),
         ("535 5.7.8 Authentication failed: AUTH PLAIN AHN2YwBwYTU1LXcwcmQtNzcxMw==", "AHN2YwBw"),
