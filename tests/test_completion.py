@@ -300,7 +300,7 @@ def test_a_completed_post_left_unanswered_is_followed_at_once_when_assets_took_i
 
 
 def lose_the_answer_to_completed_and_one_status_read(sandbox):
-    """"completed" taken but its answer lost, and the read that would tell so failing: the
+    """ "completed" taken but its answer lost, and the read that would tell so failing: the
     import goes back to ingesting, "completed" to be posted again later."""
     sandbox.faults.add(
         method="POST", path_contains="/data", body_contains='"completed"', lose_answer=True

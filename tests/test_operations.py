@@ -11,8 +11,8 @@ from django.utils import timezone
 from django_q.models import Task
 
 from importer.logs import JsonFormatter
-from importer.services.chunks import SubmitVerdict, submit_verdict
 from importer.models import ChunkJob, Execution
+from importer.services.chunks import SubmitVerdict, submit_verdict
 
 
 def housekeeping_ran(minutes_ago: float) -> None:

@@ -306,12 +306,14 @@ def test_a_blank_schedule_form_shows_no_sync_state(admin_client, pushed_source):
     assert "time zone below" not in page
 
 
-def test_the_admin_refuses_a_start_in_the_past_and_an_unknown_zone(admin_client, pushed_source):
+def test_the_admin_refuses_a_single_run_in_the_past_and_an_unknown_zone(
+    admin_client, pushed_source
+):
     response = admin_client.post(
         reverse("admin:importer_schedule_add"),
         {
             "source": pushed_source.pk,
-            "frequency": "DAILY",
+            "frequency": "ONCE",
             "start_local": "2020-01-01 02:00",
             "timezone": "Mars/Olympus",
         },
@@ -320,6 +322,41 @@ def test_the_admin_refuses_a_start_in_the_past_and_an_unknown_zone(admin_client,
     errors = response.context["adminform"].form.errors
     assert "not an IANA time zone" in str(errors["timezone"])
     assert not Schedule.objects.exists()
+    response = admin_client.post(
+        reverse("admin:importer_schedule_add"),
+        {
+            "source": pushed_source.pk,
+            "frequency": "ONCE",
+            "start_local": "2020-01-01 02:00",
+            "timezone": "Europe/Berlin",
+        },
+    )
+    errors = response.context["adminform"].form.errors
+    assert errors["start_local"] == ["The start time of a run once must be in the future."]
+
+
+def test_a_repeating_schedule_exported_long_ago_applies_on_a_new_site_from_its_next_run(
+    pushed_source, sandbox, tmp_path
+):
+    # A staging site or a restore: the file holds the first run, long past.
+    from importer.config_file import source_to_config
+
+    entry = source_to_config(pushed_source, with_secrets=True)
+    entry["schedule"] = {
+        "frequency": "DAILY",
+        "start_time": "2020-06-01T12:00:00",
+        "timezone": "Europe/Berlin",
+    }
+    path = tmp_path / "sources.json"
+    path.write_text(json.dumps([entry]))
+
+    call_command("import_sources", str(path), stdout=io.StringIO())
+
+    remote = sandbox.schedules("src-1")
+    assert len(remote) == 1
+    told = datetime.fromisoformat(remote[0]["startTime"])
+    assert timezone.now() < told <= timezone.now() + timedelta(days=1)
+    assert told.astimezone(BERLIN).hour == 12
 
 
 @pytest.mark.parametrize("name", ["localtime", "Factory", "posixrules", "right/UTC", "posix/UTC"])
@@ -699,3 +736,82 @@ def test_a_copy_of_a_deleted_schedule_left_in_assets_starts_nothing(client, push
     )
     assert response.status_code == 404
     assert not Execution.objects.exists()
+
+
+def test_a_schedule_assets_made_though_its_answer_was_lost_starts_nothing(
+    client, pushed_source, sandbox
+):
+    # Assets made it, the answer never came: the next sync makes another. Were both to call
+    # the same webtrigger, the first would go on starting imports at the old times.
+    sandbox.faults.add(method="POST", path_contains="/importschedule", lose_answer=True)
+    schedule = make_schedule(pushed_source)
+    with pytest.raises(services.ScheduleError):
+        services.sync_schedule(schedule=schedule)
+    services.sync_schedule(schedule=Schedule.objects.get())
+
+    copy, kept = sandbox.schedules("src-1")
+    body = json.dumps({"workspaceId": "ws-1", "importsourceId": "src-1"})
+    response = client.post(
+        urlsplit(copy["callbackUrl"]).path, data=body, content_type="application/json"
+    )
+    assert response.status_code == 404
+    assert kept["id"] == Schedule.objects.get().assets_schedule_id
+    response = client.post(
+        urlsplit(kept["callbackUrl"]).path, data=body, content_type="application/json"
+    )
+    assert response.status_code == 200, response.content
+
+
+def test_two_syncs_at_once_leave_one_schedule_in_assets_with_the_later_settings(
+    pushed_source, sandbox
+):
+    # Two operators (or two clicks on Re-sync), each with the row as it was read.
+    make_schedule(pushed_source)
+    first, second = Schedule.objects.get(), Schedule.objects.get()
+    services.sync_schedule(schedule=first)
+    Schedule.objects.update(frequency="WEEKLY")  # the second operator's edit, saved
+    second.frequency = "WEEKLY"
+
+    services.sync_schedule(schedule=second)
+
+    remote = sandbox.schedules("src-1")
+    assert len(remote) == 1
+    assert remote[0]["id"] == Schedule.objects.get().assets_schedule_id
+    assert remote[0]["runFrequency"] == "WEEKLY"
+
+
+def test_a_run_set_again_after_one_failed_starts_though_the_last_began_minutes_ago(
+    client, pushed_source, sandbox, inventory
+):
+    schedule = services.sync_schedule(schedule=make_schedule(pushed_source))
+    body = json.dumps({"workspaceId": "ws-1", "importsourceId": "src-1"})
+    inventory.faults.add(method="GET", path_contains="/api/computers", status=403, times=-1)
+    path = urlsplit(schedule.callback_url).path
+    client.post(path, data=body, content_type="application/json")
+    failed = Execution.objects.get()
+    assert failed.state == Execution.State.FAILED
+    inventory.faults.clear()
+    services.sync_schedule(schedule=Schedule.objects.get())  # set again, a few minutes ahead
+
+    response = client.post(path, data=body, content_type="application/json")
+
+    assert response.status_code == 200
+    run = Execution.objects.exclude(pk=failed.pk).get()
+    assert response.json()["executionId"] == run.assets_execution_id
+    assert run.state == Execution.State.DONE
+
+
+def test_the_next_run_shown_is_the_one_assets_makes_after_a_sync_before_a_short_month(
+    pushed_source, sandbox, monkeypatch
+):
+    # Monthly on the 31st, synced on 2 April: Assets is told 31 May; no run on 30 April.
+    start = datetime(2027, 1, 31, 9, 0, tzinfo=BERLIN)
+    schedule = make_schedule(pushed_source, frequency="MONTHLY", start_time=start)
+    synced_on = datetime(2027, 4, 2, 9, 0, tzinfo=BERLIN)
+    monkeypatch.setattr(timezone, "now", lambda: synced_on)
+    services.sync_schedule(schedule=schedule)
+    told = datetime.fromisoformat(sandbox.schedules("src-1")[0]["startTime"])
+
+    shown = services.upcoming_run(Schedule.objects.get())
+
+    assert told == shown == datetime(2027, 5, 31, 9, 0, tzinfo=BERLIN)

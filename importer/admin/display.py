@@ -46,7 +46,7 @@ def state_badge(state: str) -> str:
 
 def next_run_label(schedule: Schedule) -> str:
     """The next run in the schedule's own zone, and in the viewer's when that differs."""
-    upcoming = services.next_run(schedule)
+    upcoming = services.upcoming_run(schedule)
     if upcoming is None:
         return "none"
     own = upcoming.astimezone(ZoneInfo(schedule.timezone))

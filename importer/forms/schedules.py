@@ -35,7 +35,8 @@ class ScheduleForm(forms.ModelForm):
             format="%Y-%m-%d %H:%M", attrs={"placeholder": "2026-12-01 02:00"}
         ),
         help_text="The first run (YYYY-MM-DD HH:MM), as wall-clock time in the schedule's "
-        "time zone (the Timezone field).",
+        "time zone (the Timezone field). A daily, weekly or monthly schedule may start in the "
+        "past: it runs next at its own time of day (and day of the week or month).",
         error_messages={
             "invalid": "Give a date and a time, as YYYY-MM-DD HH:MM (e.g. 2026-12-01 02:00)."
         },
@@ -80,8 +81,11 @@ class ScheduleForm(forms.ModelForm):
             )
             return cleaned
         kept = self._start_kept(start, zone)
-        if not kept and start <= timezone.now():
-            self.add_error("start_local", "The start time must be in the future.")
+        once = cleaned.get("frequency") == Schedule.Frequency.ONCE
+        # A repeating schedule may start in the past (a file exported long ago): Assets is
+        # told its next run.
+        if once and not kept and start <= timezone.now():
+            self.add_error("start_local", "The start time of a run once must be in the future.")
         # An unchanged start keeps its stored value, however long ago its first run was.
         cleaned["start_time"] = self.instance.start_time if kept else start
         return cleaned

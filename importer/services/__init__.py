@@ -66,6 +66,7 @@ from importer.services.schedules import (
     source_saved,
     start_scheduled_import,
     sync_schedule,
+    upcoming_run,
     webtrigger_url,
 )
 
@@ -92,6 +93,7 @@ __all__ = [
     "flag_stalled_executions",
     "look_after_imports",
     "next_run",
+    "upcoming_run",
     "note_unreadable_source",
     "pipeline_parallelism",
     "preview_import",

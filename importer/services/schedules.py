@@ -86,6 +86,17 @@ def next_run(
             step += 1
 
 
+def upcoming_run(schedule: Schedule) -> datetime | None:
+    """The next run Assets makes: none before the first one it was sent at the last sync
+    (`_remote_body`), which it repeats from."""
+    after = timezone.now()
+    if schedule.in_sync and schedule.synced_at:
+        sent = next_run(schedule, after=schedule.synced_at, anchor=True)
+        if sent is not None and sent > after:
+            after = sent
+    return next_run(schedule, after=after)
+
+
 def _remote_body(schedule: Schedule) -> dict:
     upcoming = next_run(schedule, anchor=True)
     if upcoming is None:
@@ -118,20 +129,33 @@ def sync_schedule(*, schedule: Schedule) -> Schedule:
         _mark_out_of_sync(schedule, "The source is disabled, so Assets holds no schedule.")
         raise ScheduleError(schedule.sync_error)
     client = AssetsClient.for_source(source)
+    seen_id = schedule.assets_schedule_id
+    creating = False
     try:
         body = _remote_body(schedule)
         remote = None
-        if schedule.assets_schedule_id:
+        if seen_id:
             try:
-                remote = client.update_schedule(schedule.assets_schedule_id, body)
+                remote = client.update_schedule(seen_id, body)
             except AssetsNotFound:
                 remote = None  # deleted in Assets: create it again below
         if remote is None:
+            creating = True
             remote = client.create_schedule(body)
     except (AssetsError, ScheduleError) as error:
+        if creating and isinstance(error, AssetsError) and not error.permanent:
+            # Assets may have made it all the same (its answer lost or late), and would call
+            # the webtrigger at these times beside the one the next sync makes.
+            _retire_callback(source)
         message = scrub_secrets(getattr(error, "message", str(error)), source)
         _mark_out_of_sync(schedule, message)
         raise ScheduleError(message) from None
+    if creating and schedule.pk and not _first_to_create(schedule, seen_id, remote.schedule_id):
+        # Another sync made one meanwhile (two operators, two clicks): this copy goes, and
+        # the schedule that stays gets this sync's settings.
+        _drop_copy(client, remote.schedule_id, source)
+        schedule.refresh_from_db()
+        return sync_schedule(schedule=schedule)
     schedule.assets_schedule_id = remote.schedule_id
     schedule.callback_url = body["callbackUrl"]
     schedule.in_sync = True
@@ -139,6 +163,36 @@ def sync_schedule(*, schedule: Schedule) -> Schedule:
     schedule.synced_at = timezone.now()
     schedule.save()
     return schedule
+
+
+def _first_to_create(schedule: Schedule, seen_id: str, created_id: str) -> bool:
+    """Record the created schedule's id unless another sync recorded one since `seen_id`."""
+    return bool(
+        Schedule.objects.filter(pk=schedule.pk, assets_schedule_id=seen_id).update(
+            assets_schedule_id=created_id
+        )
+    )
+
+
+def _drop_copy(client: AssetsClient, schedule_id: str, source: ImportSource) -> None:
+    try:
+        client.delete_schedule(schedule_id)
+    except AssetsNotFound:
+        pass
+    except AssetsError as error:
+        logger.warning(
+            "a second schedule of %s made in Assets could not be removed (%s): its callback "
+            "is retired",
+            source,
+            scrub_secrets(error.message, source),
+        )
+        _retire_callback(source)
+
+
+def _retire_callback(source: ImportSource) -> None:
+    """A new webtrigger token: a schedule Assets may hold with the old one calls for nothing."""
+    source.webtrigger_token = new_webtrigger_token()
+    source.save(update_fields=["webtrigger_token", "updated_at"])
 
 
 def delete_remote_schedule(*, schedule: Schedule) -> Schedule:
@@ -266,8 +320,7 @@ def _same_run_time(remote_start: str, schedule: Schedule) -> bool:
 
 def rotate_webtrigger_token(*, source: ImportSource) -> ImportSource:
     """Give the source a new webtrigger secret and tell Assets the new callback URL."""
-    source.webtrigger_token = new_webtrigger_token()
-    source.save(update_fields=["webtrigger_token", "updated_at"])
+    _retire_callback(source)
     schedule = Schedule.objects.filter(source=source).first()
     if schedule is not None:
         sync_schedule(schedule=schedule)
@@ -286,10 +339,13 @@ def _recent_scheduled_execution(
     Finished runs count too: a small import is DONE before Assets gives up waiting for the
     answer and calls again. `starting`: also a run whose start in Assets is still on its way
     (two triggers at once)."""
+    since = timezone.now() - DUPLICATE_TRIGGER_WINDOW
+    synced = Schedule.objects.filter(source=source).values_list("synced_at", flat=True).first()
+    if synced is not None and synced > since:
+        # Set again since (a run that failed, put a few minutes ahead): a new run.
+        since = synced
     runs = Execution.objects.filter(
-        source=source,
-        trigger=Execution.Trigger.SCHEDULE,
-        created_at__gte=timezone.now() - DUPLICATE_TRIGGER_WINDOW,
+        source=source, trigger=Execution.Trigger.SCHEDULE, created_at__gte=since
     ).exclude(state=Execution.State.REFUSED)
     if not starting:
         runs = runs.exclude(assets_execution_id="")
@@ -306,6 +362,7 @@ def start_scheduled_import(*, source: ImportSource) -> Execution:
     """
     recent = _recent_scheduled_execution(source)
     if recent is not None:
+        logger.info("scheduled run of %s: trigger repeated, execution #%s", source, recent.pk)
         return recent
     if not source.enabled:
         # Its schedule should be gone from Assets: it was not (Assets was down when the source
@@ -375,6 +432,5 @@ def apply_enabled_state(*, source: ImportSource) -> None:
     delete_remote_schedule(schedule=schedule)
     # Retire the callback too: a copy Assets may hold beside it (a create whose answer was
     # lost) would start imports again once the source is enabled.
-    source.webtrigger_token = new_webtrigger_token()
-    source.save(update_fields=["webtrigger_token", "updated_at"])
+    _retire_callback(source)
     _mark_out_of_sync(schedule, "The source is disabled, so Assets holds no schedule.")
