@@ -246,6 +246,21 @@ def test_a_start_a_gateway_answered_504_is_not_posted_again_and_says_it_may_have
     assert [path.endswith("/executions") for path in starts] == [True]
 
 
+def test_a_start_whose_mapping_push_assets_did_not_answer_does_not_say_it_may_have_started(
+    make_source, sandbox
+):
+    # The start was never asked for: nobody should look for an execution in Assets.
+    sandbox.faults.add(method="PUT", path_contains="/mapping", status=504, times=-1)
+    sandbox.faults.add(method="PATCH", path_contains="/mapping", status=504, times=-1)
+
+    with pytest.raises(services.ImportRefused) as refused:
+        services.start_import(source=make_source())
+
+    assert "mapping" in str(refused.value).lower()
+    assert "may have started" not in str(refused.value)
+    assert not any(path.endswith("/executions") for _, path in sandbox.requests_log)
+
+
 def test_housekeeping_tells_assets_a_failure_it_could_not_hear_then(
     pushed_source, sandbox, inventory, settings
 ):

@@ -55,6 +55,7 @@ def start_import(
             "ended, or cancel it."
         ) from None
 
+    starting = False  # the start itself was asked for (not the mapping's push before it)
     try:
         # Assets refuses a new execution while it counts an earlier one as running.
         report_pending_failures(source=source)
@@ -63,6 +64,7 @@ def start_import(
             send_mapping(source=source)
         Execution.objects.of(execution).stamp()
         client = AssetsClient.for_source(source)
+        starting = True
         started = call_with_retries(
             lambda: client.start_execution(scheduled=trigger == Execution.Trigger.SCHEDULE),
             repeatable=False,
@@ -74,7 +76,7 @@ def start_import(
         raise _recorded_refusal(reason) from None
     except AssetsError as error:
         reason = scrub_secrets(error.message, source)
-        if _may_have_started(error):
+        if starting and _may_have_started(error):
             reason += (
                 ". Assets may have started the execution all the same: if the next start is "
                 "refused with 409, cancel that execution in Assets (or wait until it times out "
