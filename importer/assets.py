@@ -19,7 +19,8 @@ from django.conf import settings
 from importer import json_codec
 from importer.deadline import AnswerTooSlow, mount_deadline_adapter, request_deadline, until
 from importer.redaction import redact
-from importer.remote import RemoteError, RemoteSession, parse_retry_after
+from importer.remote import RemoteError, RemoteSession, parse_retry_after, why_unreachable
+from importer.sources.urls import public_url
 
 FAILURE_REASON_LIMIT = 1024
 
@@ -247,6 +248,7 @@ class AssetsClient:
             f"/v1/importsource/{import_source_id}"
         )
         self.timeout = timeout if timeout is not None else settings.HTTP_TIMEOUT
+        self.host = public_url(base_url)
         # Kept to scrub it from Assets' own error texts, which may quote what they were sent.
         self._token = token
         self.session = mount_deadline_adapter(RemoteSession())
@@ -289,7 +291,8 @@ class AssetsClient:
                     f"{action}: Assets did not answer within {self.timeout:g} s (HTTP_TIMEOUT)"
                 ) from None
             raise AssetsUnavailable(
-                f"{action}: could not reach Assets ({type(exc).__name__})"
+                f"{action}: could not reach Assets at {self.host} ({why_unreachable(exc)}): "
+                "check the Assets API base URL"
             ) from None
         finally:
             request_deadline.reset(reset)

@@ -8,6 +8,8 @@ any) and `retry_after` (seconds the remote asked us to wait).
 from __future__ import annotations
 
 import email.utils
+import errno
+import socket
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -64,6 +66,29 @@ def worth_retrying(status: int) -> bool:
     if status == 500:
         return settings.RETRY_HTTP_500
     return status in (429, 502, 503, 504)
+
+
+def why_unreachable(error: BaseException) -> str:
+    """Why a connection could not be made, in the words an operator checks first (the type
+    of the error when it is none of the usual ones)."""
+    seen: set[int] = set()
+    causes: list[Any] = [error]
+    while causes:
+        cause = causes.pop(0)
+        if cause is None or id(cause) in seen:
+            continue
+        seen.add(id(cause))
+        if isinstance(cause, socket.gaierror) or type(cause).__name__ == "NameResolutionError":
+            return "its host name could not be resolved"
+        if isinstance(cause, ConnectionRefusedError):
+            return "the connection was refused: nothing listens at that host and port"
+        if isinstance(cause, ConnectionResetError):
+            return "the connection was reset"
+        if isinstance(cause, OSError) and cause.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return "the network or the host is unreachable"
+        causes.extend([getattr(cause, "reason", None), cause.__cause__, cause.__context__])
+        causes.extend(arg for arg in getattr(cause, "args", ()) if isinstance(arg, BaseException))
+    return type(error).__name__
 
 
 class RemoteSession(requests.Session):

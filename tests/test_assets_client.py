@@ -139,6 +139,11 @@ def test_an_unreachable_assets_is_a_transient_error():
         client.get_mapping()
 
     assert caught.value.permanent is False
+    # Where, and what to look at: nothing listens there.
+    assert caught.value.message == (
+        "Reading the mapping: could not reach Assets at http://127.0.0.1:9 (the connection "
+        "was refused: nothing listens at that host and port): check the Assets API base URL"
+    )
 
 
 def test_a_silent_assets_times_out_as_a_transient_error():

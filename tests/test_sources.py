@@ -632,6 +632,10 @@ def test_an_api_key_in_the_query_never_reaches_an_error_message(serve) -> None:
         )
     )
     assert (unreachable.kind, unreachable.permanent) == ("unavailable", False)
+    assert (
+        f"could not be reached at http://127.0.0.1:{port}/api/offset (the connection was "
+        "refused: nothing listens at that host and port)" in unreachable.message
+    )
     assert_safe(unreachable, SECRET)
 
 

@@ -25,7 +25,7 @@ from urllib3.response import GzipDecoderState
 
 from importer.deadline import discard, mount_deadline_adapter, request_deadline, until
 from importer.redaction import is_secret_name, redact_for, remember_secrets, secrets_of
-from importer.remote import RemoteSession, parse_retry_after, worth_retrying
+from importer.remote import RemoteSession, parse_retry_after, why_unreachable, worth_retrying
 from importer.sources import limits, oauth
 from importer.sources.base import SourceError, config_error
 from importer.sources.rules import ca_bundle_problem
@@ -277,7 +277,7 @@ class SourceHttp:
         except requests.RequestException as exc:
             self._check_budget(url, what)
             raise self.error(
-                f"could not be reached at {where} ({type(exc).__name__})",
+                f"could not be reached at {where} ({why_unreachable(exc)})",
                 permanent=False,
                 kind="unavailable",
             ) from None
