@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from importer import services
 from importer.forms import ImportSourceForm
-from importer.models import Execution, ImportSource
+from importer.models import ChunkJob, Execution, ImportSource
 from tests.conftest import SANDBOX_TOKEN, wait_for_execution_to_finish
 
 
@@ -533,6 +533,32 @@ def test_times_are_shown_in_the_time_zone_the_browser_reports(
     assert shown in html
     assert f"Times in {zone}" in html
     assert "importer/timezone.js" in html
+
+
+@pytest.mark.django_db
+def test_a_page_that_left_out_records_shows_one_line_and_the_rest_on_a_click(
+    staff_client, make_source
+):
+    execution = Execution.objects.create(source=make_source(), state=Execution.State.DONE)
+    reasons = [f"record {n} (serial=SN-{n:05d}): no value for 'serial'" for n in range(1, 31)]
+    ChunkJob.objects.create(
+        execution=execution, index=0, state="SUBMITTED", error="\n".join(reasons)
+    )
+    long_line = "answered 400: " + "the object type Laptop has no attribute 'Foo'; " * 10
+    ChunkJob.objects.create(execution=execution, index=1, state="SUBMITTED", error=long_line)
+
+    html = staff_client.get(
+        reverse("admin:importer_execution_change", args=[execution.pk])
+    ).content.decode()
+
+    rows = re.findall(r'<td class="chunk-error">(.*?)</td>', html, re.S)
+    assert rows[0].startswith(
+        "<details><summary>record 1 (serial=SN-00001): no value for &#x27;serial&#x27; "
+        "(and 29 more lines)</summary>record 2 "
+    )
+    summary = re.search(r"<summary>(.*?)</summary>", rows[1]).group(1)
+    assert summary.endswith(" …") and len(summary) < 200
+    assert rows[1].count("has no attribute") > 5  # the whole text, once opened
 
 
 @pytest.mark.django_db

@@ -57,6 +57,26 @@ def test_preview_shows_what_would_be_sent_without_starting_an_import(
 
 
 @pytest.mark.django_db
+def test_preview_warns_of_a_field_the_mapping_reads_that_no_record_holds(
+    source_page, make_source, demo_mapping
+):
+    # Misspelled, the attribute would arrive empty in every object, and the import end DONE.
+    locators = demo_mapping["mapping"]["objectTypeMappings"][0]["attributesMapping"]
+    hostname = next(entry for entry in locators if entry["attributeLocators"] == ["hostname"])
+    hostname["attributeLocators"] = ["hostnme"]
+    source = make_source(mapping=demo_mapping)
+
+    page = source_page(source, "preview").content.decode()
+
+    assert (
+        "No record on this page holds &#x27;hostnme&#x27; (attribute Hostname): if it is "
+        "misspelled in the mapping's attribute locators, its attribute would arrive empty "
+        "in every object." in page
+    )
+    assert "importer/admin.css" in page  # the page's own tables scroll in their box
+
+
+@pytest.mark.django_db
 def test_preview_tells_how_many_records_the_source_says_it_holds(source_page, make_source):
     source = make_source(total_path="total")
 

@@ -590,7 +590,11 @@ def test_the_lists_fit_a_1366_pixel_screen(browser_page, live_server, administra
             records_submitted=123456,
             records_total=300000,
             assets_execution_id="9f1c7a52-3d0e-4d5b-a8f7-0c6b7e3f2a11",
-            error="Chunk 3 failed: source 'x' answered 503 " + "with a long explanation " * 8
+            # An address does not wrap at spaces: it must not widen the column.
+            error="Chunk 3 failed: source 'x' answered 503 at https://inventory.example.com/"
+            "api/v2/computers/export/all-records-including-retired "
+            + "with a long explanation "
+            * 8
             if state == "FAILED"
             else "",
         )

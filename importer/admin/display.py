@@ -114,6 +114,24 @@ def masked_json(name: str, value) -> str:
     )
 
 
+# What a chunk row shows of its error before "more": a line, and not a long one.
+ERROR_HEAD_CHARACTERS = 160
+
+
+def error_head_and_rest(error: str) -> tuple[str, str]:
+    """A chunk's error as its row shows it: the first line (cut short), and what a click
+    opens (the rest; the whole text when the first line was cut). A page that left out
+    records lists a line for each, and a row of every one would make the page metres long."""
+    head, _, rest = error.partition("\n")
+    if len(head) > ERROR_HEAD_CHARACTERS:
+        cut = head[:ERROR_HEAD_CHARACTERS].rsplit(" ", 1)[0]
+        return f"{cut} …", error
+    more = rest.count("\n") + 1 if rest else 0
+    if more:
+        head += f" (and {more} more line{'s' if more > 1 else ''})"
+    return head, rest
+
+
 def next_attempt_label(moment: str) -> str:
     """A retry's time in the viewer's zone and how far off it is (it may be due already)."""
     when = parse_datetime(moment)

@@ -24,6 +24,7 @@ from importer.admin.buttons import PageButtons
 from importer.admin.deleting import CountedDeletion
 from importer.admin.display import (
     CHUNKS_PER_PAGE,
+    error_head_and_rest,
     next_attempt_cell,
     next_attempt_label,
     progress_widget,
@@ -276,6 +277,7 @@ class ExecutionAdmin(PageButtons, CountedDeletion, admin.ModelAdmin):
         secrets = secrets_of(execution.source)
         for chunk in page:
             chunk.cursor_shown = redact(chunk.cursor, secrets)
+            chunk.error_head, chunk.error_rest = error_head_and_rest(chunk.error)
             chunk.next_attempt_label = (
                 next_attempt_cell(chunk.next_attempt_at)
                 if chunk.state == ChunkJob.State.QUEUED and chunk.next_attempt_at

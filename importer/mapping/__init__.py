@@ -8,7 +8,8 @@ or the record and field, before anything is sent.
 * validation  `validate_document`: problems with their JSON paths
 * coercion    values converted to attribute types, or refused with a reason
 * transform   `transform_records`: records into the data chunk of one page;
-              `identity_digests`: what names its records, in short
+              `identity_digests`: what names its records, in short;
+              `fields_in_no_record`: what the mapping reads and no record holds
 * draft       `draft_mapping`: a document inferred from sample records
 * diff        `diff_documents`: local against remote, in words
 * table       `mapping_table`: the mapping at a glance
@@ -29,6 +30,7 @@ from importer.mapping.transform import (
     MissingIdentityError,
     RecordsRefused,
     TransformResult,
+    fields_in_no_record,
     identity_digests,
     transform_records,
 )
@@ -46,6 +48,7 @@ __all__ = [
     "TransformResult",
     "diff_documents",
     "draft_mapping",
+    "fields_in_no_record",
     "identity_digests",
     "mapping_table",
     "transform_records",

@@ -236,6 +236,22 @@ def transform_records(
     return TransformResult(data=data, record_count=accepted, skipped=skipped)
 
 
+def fields_in_no_record(records: list[Any], document: dict) -> list[str]:
+    """The fields the mapping reads for a top-level selector that none of `records` holds, as
+    "'field' (attribute A, B)": most likely misspelled, their attributes would arrive empty
+    in every object. None on a page without records."""
+    levels, _ = _compiled(document)
+    objects = [record for record in records if isinstance(record, dict)]
+    if not objects:
+        return []
+    return [
+        f"'{locator}' (attribute {', '.join(target.attribute for target in targets)})"
+        for level in levels.values()
+        for locator, targets in level.fields.items()
+        if all(is_missing(record.get(locator)) for record in objects)
+    ]
+
+
 def identity_digests(result: TransformResult, document: dict) -> bytes:
     """A 64-bit digest of each sent record's identity (the externalIdPart values of its
     top-level objects, as text), in ascending order, as an array of unsigned 64-bit integers

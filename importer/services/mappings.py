@@ -13,6 +13,7 @@ from importer.mapping import (
     TransformResult,
     diff_documents,
     draft_mapping,
+    fields_in_no_record,
     transform_records,
     validate_document,
 )
@@ -78,6 +79,8 @@ class Preview:
     total: int | None = None  # what the source says it holds, when it says
     data: dict[str, list[dict]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    # Fields the mapping reads that no record of the page holds: misspelled, most likely.
+    fields_missing: list[str] = field(default_factory=list)
     error: str = ""
 
 
@@ -105,6 +108,7 @@ def preview_import(*, source: ImportSource, limit: int = 20) -> Preview:
         total=page.total,
         data={selector: rows[:limit] for selector, rows in result.data.items()},
         skipped=result.skipped,
+        fields_missing=fields_in_no_record(page.records, source.mapping),
     )
 
 
