@@ -72,6 +72,8 @@ SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# A load balancer's health probe over plain HTTP gets the answer, not a redirect.
+SECURE_REDIRECT_EXEMPT = [r"^health/?$"]
 if env.bool("BEHIND_TLS_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # The webtrigger answers at most this many calls per client address and minute.
@@ -132,6 +134,11 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if not DATABASES["default"].get("ENGINE"):  # not echoed: it may hold a password
+    raise ImproperlyConfigured(
+        "The setting DATABASE_URL cannot be read: give postgres://user:password@host:5432/name "
+        "or sqlite:////absolute/path/db.sqlite3"
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # runserver and a qcluster with several workers write to one file side by side:
     # WAL lets readers go on while one process writes, IMMEDIATE takes the write lock when a
@@ -285,7 +292,12 @@ HISTORY_RETENTION_DAYS = env.int("HISTORY_RETENTION_DAYS", default=180)
 # --- Alerts and metrics ------------------------------------------------------------------
 # How alerts are e-mailed: smtp://user:password@host:587 with STARTTLS is smtp+tls://...,
 # smtps:// for TLS from the start; consolemail:// prints them (development).
-vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+_EMAIL = env.email_url("EMAIL_URL", default="consolemail://")
+if env.str("EMAIL_URL", default="").lower().startswith("smtps://"):
+    # TLS from the start (port 465), as the scheme says: django-environ reads it as STARTTLS,
+    # which waits for a greeting such a server never sends in the clear.
+    _EMAIL.update(EMAIL_USE_SSL=True, EMAIL_USE_TLS=False)
+vars().update(_EMAIL)
 EMAIL_TIMEOUT = HTTP_TIMEOUT
 DEFAULT_FROM_EMAIL = SERVER_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="assets-sync@localhost")
 # E-mail channels that name no recipients of their own send to these addresses.

@@ -352,6 +352,7 @@ def test_the_older_names_of_log_levels_are_still_taken(written, level):
         ("DEBUG=ture", "The setting DEBUG='ture' is no switch: write true or false"),
         ("LOG_FORMAT=jsn", "The setting LOG_FORMAT='jsn' is neither plain nor json"),
         ("IMPORT_SOURCE_PLUGINS=notjson", "The setting IMPORT_SOURCE_PLUGINS='notjson' cannot"),
+        ("DATABASE_URL=nonsense", "The setting DATABASE_URL cannot be read: give postgres://"),
     ],
 )
 def test_a_setting_written_wrong_stops_the_start_naming_it(setting, told):
@@ -362,3 +363,20 @@ def test_a_setting_written_wrong_stops_the_start_naming_it(setting, told):
 
     assert answer.returncode != 0
     assert told in answer.stderr.splitlines()[-1]
+
+
+def test_smtps_in_the_email_url_is_tls_from_the_start_as_on_port_465():
+    # Read as STARTTLS, every alert would wait for a greeting such a server never sends.
+    answer = settings_read_in_a_process(
+        EMAIL_URL="smtps://alerts:secret@smtp.example.com:465",
+        PRINT="EMAIL_USE_SSL, s.EMAIL_USE_TLS, s.EMAIL_PORT",
+    )
+
+    assert answer.stdout.split() == ["True", "False", "465"], answer.stderr
+
+
+def test_a_health_probe_over_plain_http_is_answered_not_redirected(client, settings):
+    settings.SECURE_SSL_REDIRECT = True
+
+    assert client.get("/health/").status_code in (200, 503)
+    assert client.get("/admin/").status_code == 301
