@@ -963,6 +963,22 @@ def test_a_command_on_a_database_never_migrated_says_to_migrate(tmp_path, comman
     )
 
 
+def test_a_worker_started_on_a_database_an_upgrade_left_behind_says_to_migrate(tmp_path):
+    database = tmp_path / "old.sqlite3"
+    assert manage("migrate", "-v", "0", database=database).returncode == 0
+    assert manage("migrate", "-v", "0", "importer", "0016", database=database).returncode == 0
+    as_a_worker = (
+        "import importer.spawn as spawn; spawn.in_cluster_worker = lambda: True; "
+        "spawn.warm_up(proc_name='Process-1')"
+    )
+
+    answer = manage("shell", "-c", as_a_worker, database=database)
+
+    assert "worker Process-1: the database is " in answer.stderr
+    assert "migrations behind this release (importer.0017" in answer.stderr
+    assert "run `manage.py migrate`; imports fail until then" in answer.stderr
+
+
 def test_a_command_on_a_database_an_upgrade_left_behind_says_to_migrate(tmp_path):
     database = tmp_path / "old.sqlite3"
     # This app's migrations alone, up to an older release's: the tables of the others are

@@ -15,19 +15,25 @@ class DatabaseCommand(BaseCommand):
     """
 
     def execute(self, *args, **options):
-        missing, applied_any = unapplied_migrations()
-        if missing:
-            if applied_any:
-                plural = "s" if len(missing) != 1 else ""
-                state = f"is {len(missing)} migration{plural} behind this release ({missing[0]}" + (
-                    ", ...)" if len(missing) > 1 else ")"
-                )
-            else:
-                state = "has no tables yet"
+        state = migration_state()
+        if state:
             raise CommandError(
                 f"the database {state}: run `manage.py migrate` first. Nothing was done."
             )
         return super().execute(*args, **options)
+
+
+def migration_state() -> str:
+    """ "" when the database holds every migration of this release; else what it lacks, in
+    words ("has no tables yet", "is 1 migration behind this release (importer.0021_...)")."""
+    missing, applied_any = unapplied_migrations()
+    if not missing:
+        return ""
+    if not applied_any:
+        return "has no tables yet"
+    plural = "s" if len(missing) != 1 else ""
+    more = ", ...)" if len(missing) > 1 else ")"
+    return f"is {len(missing)} migration{plural} behind this release ({missing[0]}{more}"
 
 
 def unapplied_migrations(alias: str = DEFAULT_DB_ALIAS) -> tuple[list[str], bool]:
