@@ -68,6 +68,10 @@ FIELD_CONDITIONS: dict[str, list[dict[str, list[str]]]] = {
     "cursor_param": [{"source_kind": ["rest"], "pagination": ["cursor"]}],
     "cursor_path": [{"source_kind": ["rest"], "pagination": ["cursor", "next_url"]}],
     "total_path": [{"source_kind": ["rest"], "pagination": ["offset", "page"]}],
+    # Where `totals.checks_repeated_records` looks: pages read by position or next links.
+    "repeated_records": [
+        {"source_kind": ["rest"], "pagination": ["offset", "page", "next_url", "link_header"]}
+    ],
     "source_auth": [{"source_kind": READ_OVER_HTTP}],
     "auth_username": [
         {"source_kind": READ_OVER_HTTP, "source_auth": ["basic", "oauth2_client_credentials"]}
