@@ -224,3 +224,22 @@ def test_two_triggers_at_once_start_one_run_and_refuse_none(live_server, pushed_
     ]
     assert not Execution.objects.filter(state=Execution.State.REFUSED).exists()
     assert len(sandbox.executions("src-1")) == 1
+
+
+def test_a_trigger_while_the_cache_is_down_still_starts_the_run(
+    client, pushed_source, sandbox, settings, caplog
+):
+    # The calls are counted in Redis: its outage must not lose the scheduled run.
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
+        }
+    }
+
+    with caplog.at_level(logging.WARNING, logger="importer.views"):
+        response = trigger(client, pushed_source)
+
+    assert response.status_code == 200, response.content
+    assert Execution.objects.get().state == Execution.State.DONE
+    assert "webtrigger calls not counted: the cache failed (ConnectionError)" in caplog.text
