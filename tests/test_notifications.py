@@ -201,6 +201,23 @@ def test_a_refused_scheduled_run_asked_for_again_is_told_once(
     assert [payload["event"] for payload in received(httpserver)] == ["execution.refused"]
 
 
+def test_a_scheduled_run_assets_refuses_again_and_again_is_told_once(
+    client, pushed_source, sandbox, httpserver
+):
+    # An expired token: Assets' scheduler calls on, each call refused the same way.
+    httpserver.expect_request("/hook").respond_with_json({})
+    webhook_channel(httpserver.url_for("/hook"))
+    sandbox.faults.add(method="POST", path_contains="/executions", status=401, times=-1)
+
+    answers = [trigger_schedule(client, pushed_source).status_code for _ in range(3)]
+
+    assert answers == [500, 500, 500]
+    assert Execution.objects.filter(state=Execution.State.REFUSED).count() == 3
+    assert [payload["event"] for payload in received(httpserver)] == ["execution.refused"]
+    services.look_after_imports()
+    assert [payload["event"] for payload in received(httpserver)] == ["execution.refused"]
+
+
 def test_a_stalled_import_is_told_once(pushed_source, sandbox, inventory, httpserver):
     httpserver.expect_request("/hook").respond_with_json({})
     webhook_channel(httpserver.url_for("/hook"))

@@ -29,9 +29,12 @@ class ExecutionQuerySet(models.QuerySet):
         """Update the rows and their `updated_at` (progress, or a transition's fields)."""
         return bool(self.update(updated_at=timezone.now(), **fields))
 
-    def refuse(self, *, reason: str) -> bool:
+    def refuse(self, *, reason: str, alert_wanted: bool = True) -> bool:
         return self.filter(state=ExecutionState.PENDING).stamp(
-            state=ExecutionState.REFUSED, error=reason, finished_at=timezone.now()
+            state=ExecutionState.REFUSED,
+            error=reason,
+            finished_at=timezone.now(),
+            alert_wanted=alert_wanted,
         )
 
     def begin_ingesting(self) -> bool:

@@ -71,8 +71,7 @@ def start_import(
         )
     except MappingChangedMeanwhile as changed:  # saved as the import opened: a narrow race
         reason = f"The import did not start: {changed}"
-        if Execution.objects.of(execution).refuse(reason=reason):
-            notifications.notify_execution_finished(execution)
+        _refuse(execution, reason)
         raise _recorded_refusal(reason) from None
     except AssetsError as error:
         reason = scrub_secrets(error.message, source)
@@ -82,8 +81,7 @@ def start_import(
                 "refused with 409, cancel that execution in Assets (or wait until it times out "
                 "there)"
             )
-        if Execution.objects.of(execution).refuse(reason=reason):
-            notifications.notify_execution_finished(execution)
+        _refuse(execution, reason)
         raise _recorded_refusal(reason) from None
 
     # From here on the execution exists in Assets: any failure is reported to its history.
@@ -162,6 +160,34 @@ def _check_startable(source: ImportSource) -> None:
     problems = validate_document(source.mapping)
     if problems:
         raise ImportRefused(f"The mapping of '{source}' is not valid: {problems[0]}")
+
+
+# A trigger repeated within this window (Assets retrying, or two calls at once) is the same run.
+DUPLICATE_TRIGGER_WINDOW = timedelta(minutes=10)
+
+
+def refused_lately(source: ImportSource) -> bool:
+    """Whether a scheduled run of the source was refused within the trigger window."""
+    return Execution.objects.filter(
+        source=source,
+        trigger=Execution.Trigger.SCHEDULE,
+        state=Execution.State.REFUSED,
+        created_at__gte=timezone.now() - DUPLICATE_TRIGGER_WINDOW,
+    ).exists()
+
+
+def _refuse(execution: Execution, reason: str) -> None:
+    """The start refused, in the history; told to the channels, but once for a scheduled run
+    Assets asks for again and again (decided under the source's lock: two calls at once
+    would each find no refusal before)."""
+    with transaction.atomic():
+        list(ImportSource.objects.select_for_update().filter(pk=execution.source_id).values("pk"))
+        told = execution.trigger != Execution.Trigger.SCHEDULE or not refused_lately(
+            execution.source
+        )
+        refused = Execution.objects.of(execution).refuse(reason=reason, alert_wanted=told)
+    if refused and told:
+        notifications.notify_execution_finished(execution)
 
 
 def _may_have_started(error: AssetsError) -> bool:

@@ -33,7 +33,7 @@ from importer.services.errors import (
     ScheduleError,
     scrub_secrets,
 )
-from importer.services.lifecycle import start_import
+from importer.services.lifecycle import DUPLICATE_TRIGGER_WINDOW, refused_lately, start_import
 
 logger = logging.getLogger(__name__)
 
@@ -327,10 +327,6 @@ def rotate_webtrigger_token(*, source: ImportSource) -> ImportSource:
     return source
 
 
-# A trigger repeated within this window (Assets retrying, or two calls at once) is the same run.
-DUPLICATE_TRIGGER_WINDOW = timedelta(minutes=10)
-
-
 def _recent_scheduled_execution(
     source: ImportSource, *, starting: bool = False
 ) -> Execution | None:
@@ -384,20 +380,10 @@ def start_scheduled_import(*, source: ImportSource) -> Execution:
             # under the source's lock: two calls at once would each find no refusal before).
             with transaction.atomic():
                 list(ImportSource.objects.select_for_update().filter(pk=source.pk).values("pk"))
-                refused = _record_refused_run(source, refusal, told=not _refused_lately(source))
+                refused = _record_refused_run(source, refusal, told=not refused_lately(source))
             if refused.alert_wanted:
                 notifications.notify_execution_finished(refused)
         raise
-
-
-def _refused_lately(source: ImportSource) -> bool:
-    """Whether a scheduled run of the source was refused within the trigger window."""
-    return Execution.objects.filter(
-        source=source,
-        trigger=Execution.Trigger.SCHEDULE,
-        state=Execution.State.REFUSED,
-        created_at__gte=timezone.now() - DUPLICATE_TRIGGER_WINDOW,
-    ).exists()
 
 
 def _record_refused_run(source: ImportSource, refusal: ImportRefused, *, told: bool) -> Execution:
