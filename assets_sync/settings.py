@@ -298,7 +298,10 @@ if env.str("EMAIL_URL", default="").lower().startswith("smtps://"):
     # which waits for a greeting such a server never sends in the clear.
     _EMAIL.update(EMAIL_USE_SSL=True, EMAIL_USE_TLS=False)
 vars().update(_EMAIL)
-EMAIL_TIMEOUT = HTTP_TIMEOUT
+# Seconds for each alert sent (a webhook's whole answer, a mail server's): shorter than
+# HTTP_TIMEOUT, for a receiver that hangs holds a worker the imports share.
+ALERT_TIMEOUT = env.float("ALERT_TIMEOUT", default=10.0)
+EMAIL_TIMEOUT = ALERT_TIMEOUT
 DEFAULT_FROM_EMAIL = SERVER_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="assets-sync@localhost")
 # E-mail channels that name no recipients of their own send to these addresses.
 ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])

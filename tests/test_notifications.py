@@ -11,7 +11,7 @@ from django_q.models import Schedule as QSchedule
 
 from importer import services, tasks
 from importer.models import Alert, Delivery, Execution, NotificationChannel, Schedule
-from importer.notifications.delivery import MAX_ATTEMPTS
+from importer.notifications.delivery import MAX_ATTEMPTS, RETRY_DELAYS
 from tests.conftest import SANDBOX_TOKEN, SmtpServer, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -66,6 +66,10 @@ def fire_due_retries() -> int:
     """Let the retry time come: run each retry django-q2 holds as a one-off schedule, the way
     its scheduler does (the schedule is deleted, then its task runs)."""
     fired = 0
+    # As long ago as the first retry's delay: a failing channel is tried again by then.
+    NotificationChannel.objects.filter(last_error_at__isnull=False).update(
+        last_error_at=timezone.now() - timedelta(seconds=RETRY_DELAYS[0])
+    )
     for schedule in QSchedule.objects.filter(name__startswith="retry-delivery-"):
         (delivery_id,) = ast.literal_eval(schedule.args)
         Delivery.objects.filter(pk=delivery_id).update(next_attempt_at=timezone.now())
@@ -794,7 +798,7 @@ def test_a_receiver_dripping_its_answer_is_cut_off_at_the_timeout(settings):
 
     from importer.notifications.delivery import DeliveryError, send_webhook
 
-    settings.HTTP_TIMEOUT = 1
+    settings.ALERT_TIMEOUT = 1
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
 
@@ -950,3 +954,46 @@ def test_a_mail_server_quoting_the_login_it_refused_shows_no_password(settings):
     assert "answered 535" in said and "user alerts" in said
     assert password not in said
     assert base64.b64encode(f"\0alerts\0{password}".encode()).decode() not in said
+
+
+def test_a_receiver_that_hangs_is_tried_by_one_alert_not_by_every_worker(settings):
+    # Each hung send would hold a worker the imports share for the whole timeout.
+    import socket
+    import threading
+
+    settings.ALERT_TIMEOUT = 1
+    listener = socket.create_server(("127.0.0.1", 0))
+    held = []
+
+    def hang():  # takes connections and never answers
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            held.append(connection)
+
+    threading.Thread(target=hang, daemon=True).start()
+    channel = webhook_channel(f"http://127.0.0.1:{listener.getsockname()[1]}/hook")
+    deliveries = [
+        Delivery.objects.create(
+            channel=channel,
+            alert=Alert.objects.create(key=f"a{n}", kind=Alert.Kind.FAILED, subject="s", text="t"),
+        )
+        for n in range(5)
+    ]
+    try:
+        for delivery in deliveries:
+            tasks.send_delivery(delivery.pk)
+    finally:
+        listener.close()
+
+    assert len(held) == 1
+    states = [Delivery.objects.get(pk=delivery.pk) for delivery in deliveries]
+    assert all(d.state == Delivery.State.PENDING and d.attempts == 1 for d in states)
+    assert "did not answer within 1 s" in states[0].error
+    assert all("held back: the channel's last attempt failed" in d.error for d in states[1:])
+    channel.refresh_from_db()
+    assert "did not answer within 1 s" in channel.last_error  # what the channel really did
+    for connection in held:
+        connection.close()

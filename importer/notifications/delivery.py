@@ -38,13 +38,22 @@ MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
 USER_AGENT = "assets-sync alerts"
 
 
-class DeliveryError(Exception):
-    """Sending failed; `permanent` says that trying again would not help."""
+# A channel whose last attempt failed is tried by one alert at a time, and at most once in
+# this many seconds; its other alerts wait their turn (a retry each), so a receiver that
+# hangs holds one worker for ALERT_TIMEOUT now and then, not every worker at once. Below the
+# first retry delay: a lone alert is retried as before.
+FAILING_CHANNEL_TRIED_EVERY_SECONDS = 25
 
-    def __init__(self, message: str, *, permanent: bool = False):
+
+class DeliveryError(Exception):
+    """Sending failed; `permanent` says that trying again would not help. `held_back`: not
+    tried at all (the channel is failing), which says nothing new of the channel."""
+
+    def __init__(self, message: str, *, permanent: bool = False, held_back: bool = False):
         super().__init__(message)
         self.message = message
         self.permanent = permanent
+        self.held_back = held_back
 
 
 def where(url: str) -> str:
@@ -101,7 +110,7 @@ def send_webhook(channel: NotificationChannel, alert: Alert) -> None:
         headers[channel.secret_header_name] = channel.secret_header_value
     target = where(channel.webhook_url)
     remember_secrets(_channel_secrets(channel))  # urllib3's own log lines name the URL
-    seconds = settings.HTTP_TIMEOUT
+    seconds = settings.ALERT_TIMEOUT
     try:
         status, text = _post_within(
             channel.webhook_url,
@@ -206,6 +215,8 @@ def send_delivery(*, delivery: Delivery) -> Delivery:
     try:
         if not channel.enabled:
             raise DeliveryError("The channel was disabled.", permanent=True)
+        if delivery.alert.kind != Alert.Kind.TEST:  # a test is sent to see whether it works
+            _hold_back_if_failing(delivery, channel)
         SENDERS[channel.kind](channel, delivery.alert)
     except DeliveryError as error:
         return _failed(delivery, error)
@@ -218,6 +229,27 @@ def send_delivery(*, delivery: Delivery) -> Delivery:
     NotificationChannel.objects.filter(pk=channel.pk).update(last_success_at=now)
     delivery.refresh_from_db()
     return delivery
+
+
+def _hold_back_if_failing(delivery: Delivery, channel: NotificationChannel) -> None:
+    """Raise a held-back DeliveryError when the channel failed its last attempt and another
+    alert tries it now, or tried it less than FAILING_CHANNEL_TRIED_EVERY_SECONDS ago."""
+    channel.refresh_from_db(fields=["last_error_at", "last_success_at"])
+    if not channel.is_failing:
+        return
+    since = (timezone.now() - channel.last_error_at).total_seconds()
+    trying = (
+        Delivery.objects.filter(channel=channel, state=DState.SENDING)
+        .exclude(pk=delivery.pk)
+        .filter(updated_at__gte=timezone.now() - timedelta(seconds=settings.ALERT_TIMEOUT + 30))
+        .exists()
+    )
+    if trying or since < FAILING_CHANNEL_TRIED_EVERY_SECONDS:
+        raise DeliveryError(
+            "held back: the channel's last attempt failed "
+            f"{round(since)} s ago, and it is tried by one alert at a time until it answers",
+            held_back=True,
+        )
 
 
 def _failed(delivery: Delivery, error: DeliveryError) -> Delivery:
@@ -248,6 +280,10 @@ def _failed(delivery: Delivery, error: DeliveryError) -> Delivery:
             ),
             updated_at=now,
         )
+    if error.held_back:
+        logger.info("alert delivery %s through %s %s", delivery.pk, channel, message)
+        delivery.refresh_from_db()
+        return delivery
     if channel.enabled:
         NotificationChannel.objects.filter(pk=channel.pk).update(
             last_error=message, last_error_at=now
