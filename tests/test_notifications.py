@@ -222,6 +222,25 @@ def test_a_scheduled_run_assets_refuses_again_and_again_is_told_once(
     assert [payload["event"] for payload in received(httpserver)] == ["execution.refused"]
 
 
+def test_an_import_whose_outcome_assets_no_longer_lets_us_read_is_told_at_once(
+    pushed_source, sandbox, httpserver
+):
+    # The token expired while Assets processed: without an alert, nobody would hear of it
+    # for PROCESSING_TIMEOUT_SECONDS, and the next scheduled run be refused as running.
+    httpserver.expect_request("/hook").respond_with_json({})
+    webhook_channel(httpserver.url_for("/hook"))
+    sandbox.processing_seconds = 600
+    sandbox.faults.add(method="GET", path_contains="/status", status=401, times=-1)
+
+    execution = services.start_import(source=pushed_source)
+    services.refresh_status(execution=Execution.objects.get(pk=execution.pk))
+
+    [payload] = received(httpserver)
+    assert payload["event"] == "execution.stalled"
+    assert "(PROCESSING)" in payload["text"]
+    assert "Assets' status could not be read" in payload["text"] and "401" in payload["text"]
+
+
 def test_a_stalled_import_is_told_once(pushed_source, sandbox, inventory, httpserver):
     httpserver.expect_request("/hook").respond_with_json({})
     webhook_channel(httpserver.url_for("/hook"))

@@ -125,8 +125,12 @@ def _queue_delivery(delivery_id: int) -> None:
 def raise_execution_alert(*, execution: Execution, event: str) -> Alert | None:
     """The alert for an execution that ended (FAILED, REFUSED, DONE) or was flagged stalled."""
     if event == "stalled":
-        # With FAIL_STALLED_EXECUTIONS the stall becomes a failure, and that is what is told.
-        if settings.FAIL_STALLED_EXECUTIONS or execution.state != State.INGESTING:
+        # With FAIL_STALLED_EXECUTIONS the stall of pages becomes a failure, and that is what
+        # is told; a processing import whose outcome cannot be read is not failed for it.
+        ingesting = execution.state == State.INGESTING
+        if not (ingesting and not settings.FAIL_STALLED_EXECUTIONS) and (
+            execution.state != State.PROCESSING
+        ):
             return None
         if execution.stalled_since is None:
             return None

@@ -26,7 +26,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from importer import notifications, page_sql, work_queue
-from importer.assets import AssetsClient, AssetsError, AssetsNotFound
+from importer.assets import AssetsAuthError, AssetsClient, AssetsError, AssetsNotFound
 from importer.models import ChunkJob, Execution
 from importer.services.errors import scrub_secrets
 from importer.services.lifecycle import fail_execution
@@ -248,8 +248,10 @@ def _read_status(execution: Execution, client: AssetsClient) -> bool:
         logger.warning("execution %s: status not readable: %s", execution.pk, error.message)
         problem = f"Assets' status could not be read: {error.message}"
         answered = False
+        token_refused = isinstance(error, AssetsAuthError)
     else:
         answered = True  # Assets knows the execution: a run of 404s is over
+        token_refused = False
         final = FINAL_STATUSES.get(status.status)
         if final is not None:
             detail = "" if final == State.DONE else _assets_verdict(status)
@@ -280,7 +282,20 @@ def _read_status(execution: Execution, client: AssetsClient) -> bool:
         error=scrub_secrets(problem, execution.source), status_missing_since=still_missing
     )
     execution.status_missing_since = still_missing
+    if token_refused:
+        # Read again for hours, it would say nothing new until someone gives a new token:
+        # told now (the reason stamped above), as a stalled import, once.
+        _flag_unreadable(execution)
     return False
+
+
+def _flag_unreadable(execution: Execution) -> None:
+    if (
+        Execution.objects.of(execution)
+        .filter(stalled_since__isnull=True)
+        .update(stalled_since=timezone.now())
+    ):
+        notifications.notify_execution_stalled(execution)
 
 
 def _assets_verdict(status) -> str:
