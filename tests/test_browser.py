@@ -340,6 +340,32 @@ def test_a_rest_source_with_bearer_auth_shows_only_its_own_fields(
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_page_button_after_unsaved_edits_asks_to_save_first(
+    browser_page, live_server, administrator, make_source, sandbox
+):
+    # "Push mapping" acts on the source as saved: the edit below would be lost unsaid.
+    source = make_source()
+    page = browser_page
+    log_in(page, live_server, administrator)
+    page.goto(f"{live_server.url}/admin/importer/importsource/{source.pk}/change/")
+    field(page, "Page size").fill("40")
+
+    page.get_by_role("button", name="Push mapping").click()
+
+    expect(page.locator("#unsaved-changes")).to_have_text(
+        "This page has changes that are not saved. \u201cPush mapping\u201d acts on what is "
+        "saved: save first (or reload the page to drop them)."
+    )
+    shoot(page, "23-unsaved-then-page-button")
+    assert not [path for method, path in sandbox.requests_log if path.endswith("/mapping")]
+    page.get_by_role("button", name="Save and continue editing").click()
+    page.get_by_role("button", name="Push mapping").click()
+    expect(page.locator("ul.messagelist")).to_contain_text("Assets accepted the mapping")
+    source.refresh_from_db()
+    assert source.page_size == 40 and source.mapping_pushed_at is not None
+
+
+@pytest.mark.django_db(transaction=True)
 def test_who_may_only_view_a_source_sees_the_rows_its_settings_use(
     browser_page, live_server, django_user_model, make_source
 ):

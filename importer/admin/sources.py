@@ -113,7 +113,7 @@ class ImportSourceAdmin(
 
     class Media:
         css = {"all": ["importer/admin.css"]}
-        js = ["importer/form_conditions.js"]
+        js = ["importer/form_conditions.js", "importer/page_buttons.js"]
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         # static/importer/form_conditions.js shows only the rows the chosen kind uses.

@@ -96,7 +96,7 @@ class NotificationChannelAdmin(PageButtons, admin.ModelAdmin):
 
     class Media:
         css = {"all": ["importer/admin.css"]}  # the page's buttons
-        js = ["importer/form_conditions.js"]
+        js = ["importer/form_conditions.js", "importer/page_buttons.js"]
 
     def get_fieldsets(self, request, obj=None):
         """Whoever may not change the channel sees where it posts, never its URL or secret."""
