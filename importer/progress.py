@@ -15,9 +15,12 @@ MIN_SHARE_FOR_ESTIMATE = 0.05
 
 
 def _work(execution: Execution) -> tuple[str, int, int] | None:
-    """(basis, done, total) of the work the source has told us about, or None."""
+    """(basis, done, total) of the work the source has told us about, or None. An import
+    that failed or was cancelled counts what arrived: the records left out are not done."""
     if execution.records_total:
-        done = execution.records_submitted + execution.records_skipped
+        done = execution.records_submitted
+        if execution.state not in (State.FAILED, State.CANCELLED):
+            done += execution.records_skipped
         return "records", done, execution.records_total
     if execution.last_chunk_index is not None:
         return "pages", execution.pages_submitted, execution.last_chunk_index + 1

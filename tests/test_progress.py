@@ -47,6 +47,20 @@ def test_it_counts_records_against_the_total_the_source_tells(make_source, monke
 
 
 @pytest.mark.django_db
+def test_a_failed_import_whose_records_were_all_left_out_claims_none_arrived(make_source):
+    # Left out by the mapping (a CSV read with the wrong delimiter): not 99 % of anything.
+    execution = Execution.objects.create(
+        source=make_source(),
+        state=Execution.State.FAILED,
+        records_total=300,
+        records_skipped=300,
+        records_submitted=0,
+    )
+
+    assert progress_of(execution)["percent"] == 0
+
+
+@pytest.mark.django_db
 def test_it_counts_pages_against_the_last_page_once_known(make_source):
     execution = running(make_source(), last_chunk_index=11, pages_submitted=3)
 
