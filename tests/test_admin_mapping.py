@@ -123,6 +123,22 @@ def test_preview_of_a_failing_source_shows_the_error(source_page, make_source, i
 
 
 @pytest.mark.django_db
+def test_mapping_in_assets_before_any_push_says_to_push_not_that_an_id_is_wrong(
+    admin_client, make_source, sandbox
+):
+    source = make_source()
+
+    page = admin_client.get(
+        reverse("admin:importer_importsource_pull_mapping", args=[source.pk]), follow=True
+    )
+
+    assert [str(message) for message in page.context["messages"]] == [
+        "Assets holds no mapping for this import source yet (it answered 404): push one. "
+        "Should the push fail too, check the workspace and import source ids."
+    ]
+
+
+@pytest.mark.django_db
 def test_pull_shows_the_differences_before_replacing(admin_client, make_source, sandbox):
     source = services.push_mapping(source=make_source())
     changed = json.loads(json.dumps(source.mapping))

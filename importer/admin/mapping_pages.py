@@ -12,7 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from importer import services
-from importer.assets import AssetsError
+from importer.assets import AssetsError, AssetsNotFound
 from importer.forms.meanwhile import OUT_OF_DATE, changes_since, stamp
 from importer.mapping import mapping_table
 
@@ -82,9 +82,15 @@ class MappingPages:
         try:
             remote, differences = services.pull_mapping(source=source)
         except AssetsError as error:
-            self.message_user(
-                request, services.scrub_secrets(error.message, source), messages.ERROR
-            )
+            said = services.scrub_secrets(error.message, source)
+            if isinstance(error, AssetsNotFound) and not source.mapping_pushed_at:
+                # Never pushed from here: most likely no mapping yet, not a wrong id.
+                said = (
+                    "Assets holds no mapping for this import source yet (it answered 404): "
+                    "push one. Should the push fail too, check the workspace and import "
+                    "source ids."
+                )
+            self.message_user(request, said, messages.ERROR)
             return HttpResponseRedirect(self._change_url(source))
         if change:
             return self._take_mapping(
