@@ -150,8 +150,24 @@ def secrets_in_use() -> tuple[str, ...]:
 
 def redact_for(source: Any, text: str, *extra_secrets: str) -> str:
     """`text` without the secrets of `source` (an ImportSource, or None) or any credential."""
-    known = secrets_of(source) if source is not None else []
+    known = [] if source is None else [*secrets_of(source), *_keys_under_vendor_names(source)]
     return redact(text, [*known, *extra_secrets])
+
+
+def _keys_under_vendor_names(source: Any) -> list[str]:
+    """Values of the source's query and extra parameters that look like keys under a name of
+    the vendor's own (OpenWeather's `?appid=`): hidden from messages only. A request still
+    carries them across a redirect and into stored cursors, for they may be filters as well
+    (only token characters count: a date or a list of fields is no key)."""
+    values = [value for url in _urls_of(source) for value in _query_values(url)]
+    params = getattr(source, "extra_params", None)
+    if isinstance(params, dict):
+        values += [value for value in params.values() if isinstance(value, str)]
+    return [value for value in values if _KEY_TEXT.fullmatch(value) and _looks_like_a_key(value)]
+
+
+def _urls_of(source: Any) -> list[str]:
+    return [getattr(source, name, "") or "" for name in source.MASKED_URL_FIELDS]
 
 
 def secrets_of(source: Any) -> list[str]:
@@ -169,13 +185,15 @@ def secrets_of(source: Any) -> list[str]:
             credentials = base64.b64encode(f"{user}:{password}".encode()).decode()
             found.extend([userinfo, user, password, credentials])
         found.extend(_secret_query_values(url or ""))
-        # A key under a name of the vendor's own (OpenWeather's `?appid=`) looks like one.
-        found.extend(value for value in _query_values(url or "") if _looks_like_a_key(value))
     for name in source.MASKED_JSON_FIELDS:
         value = getattr(source, name, None)
-        # A header or parameter of a vendor's own naming is scrubbed when its value looks like
-        # a key: a word ("items", a tenant's name) would be blanked from every message.
-        keys = [key for key in _named_by_the_vendor(name, value) if _looks_like_a_key(value[key])]
+        # A header of a vendor's own naming is scrubbed when its value looks like a key: a
+        # word ("items", a tenant's name) would be blanked from every message.
+        keys = [
+            header
+            for header in _secret_headers(name, value)
+            if _looks_like_a_key(str(value[header]))
+        ]
         found.extend(_secret_values(value, also=keys))
     return [value for value in found if isinstance(value, str) and value]
 
@@ -239,20 +257,15 @@ def mask_setting(name: str, value: Any) -> Any:
     return mask_secret_values(value, also=_secret_headers(name, value))
 
 
+# The characters keys and tokens are written with (base64, hex, URL-safe), and no others.
+_KEY_TEXT = re.compile(r"[A-Za-z0-9_\-.~+/=]+")
+
+
 def _looks_like_a_key(value: str) -> bool:
     """Long, or mixing letters with digits: what keys and tokens look like, and words do not."""
     letters = any(c.isalpha() for c in value)
     digits = any(c.isdigit() for c in value)
     return len(value) >= 16 or (len(value) >= 8 and letters and digits)
-
-
-def _named_by_the_vendor(name: str, value: Any) -> list[str]:
-    """The entries of a source's extra headers or parameters that may hold a key under a
-    name of the vendor's own (the public headers aside), whose text values are keyed here."""
-    if not isinstance(value, dict) or name not in ("extra_headers", "extra_params"):
-        return []
-    entries = _secret_headers(name, value) if name == "extra_headers" else list(value)
-    return [entry for entry in entries if isinstance(value.get(entry), str)]
 
 
 def _secret_headers(name: str, value: Any) -> list[str]:

@@ -253,7 +253,12 @@ def test_a_stalled_import_is_told_once(pushed_source, sandbox, inventory, httpse
 
     [payload] = received(httpserver)
     assert payload["event"] == "execution.stalled"
-    assert "No chunk made progress for 30 minutes" in payload["text"]
+    # What the pages wait for, as they say it: the source failing.
+    assert (
+        "No chunk made progress for 30 minutes. 4 pages wait to be tried again; page "
+        in (payload["text"])
+    )
+    assert ": attempt 1 of 5 failed: source 'inventory' answered 503" in payload["text"]
 
 
 def test_done_is_sent_only_to_channels_that_ask_for_it(pushed_source, sandbox, httpserver):

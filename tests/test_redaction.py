@@ -509,12 +509,21 @@ def test_a_key_in_a_query_parameter_of_a_vendors_naming_is_scrubbed_not_a_word()
     source = ImportSource(
         name="weather",
         source_url=f"https://api.example.com/data?appid={VENDOR_KEY}&units=metric",
-        extra_params={"fields": "serial", "license": "A1B2C3D4E5F6G7H8"},
+        extra_params={
+            "fields": "serial,name,owner,location",
+            "since": "2024-01-01T00:00:00Z",
+            "license": "A1B2C3D4E5F6G7H8",
+        },
     )
 
     told = redact_for(
         source,
-        f"403 for /data?appid={VENDOR_KEY}&units=metric&fields=serial&license=A1B2C3D4E5F6G7H8",
+        f"403 for /data?appid={VENDOR_KEY}&units=metric&fields=serial,name,owner,location"
+        "&since=2024-01-01T00:00:00Z&license=A1B2C3D4E5F6G7H8",
     )
 
-    assert told == "403 for /data?appid=***&units=metric&fields=serial&license=***"
+    # A date or a list of fields is no key: the message keeps what narrowed the records.
+    assert told == (
+        "403 for /data?appid=***&units=metric&fields=serial,name,owner,location"
+        "&since=2024-01-01T00:00:00Z&license=***"
+    )

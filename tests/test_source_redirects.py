@@ -85,6 +85,22 @@ def test_credentials_in_the_query_never_follow_a_redirect_to_another_port(serve)
     assert (arrived.query["tenant"], arrived.query["region"]) == (["7"], ["eu"])
 
 
+def test_filters_follow_a_redirect_to_another_origin_however_long(serve) -> None:
+    # What narrows the records is no credential: without it the moved host lists others.
+    origin = serve()
+    elsewhere = serve(records=N)
+    origin.redirects["/api/moved"] = (301, f"{elsewhere.base_url}/api/offset")
+    source = configured(origin, "/api/moved?updated_since=2024-01-01T00:00:00Z", "bearer")
+    source.extra_params = {"fields": "serial,name,owner,location", "site": "Berlin2Munich7"}
+
+    build_source(source).fetch_page("")
+
+    [arrived] = elsewhere.requests_to("/api/offset")
+    assert arrived.query["updated_since"] == ["2024-01-01T00:00:00Z"]
+    assert arrived.query["fields"] == ["serial,name,owner,location"]
+    assert arrived.query["site"] == ["Berlin2Munich7"]
+
+
 def test_a_redirect_within_the_origin_keeps_the_credentials(serve) -> None:
     origin = serve(records=N, auth="api_key_header", secret=SECRET, key_name="X-Api-Key")
     origin.redirects["/api/moved"] = (301, f"{origin.base_url}/api/offset")

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from importer.models import Alert, Execution, ImportSource, Schedule
+from importer.models import Alert, ChunkJob, Execution, ImportSource, Schedule
 from importer.redaction import redact_for
 
 Kind = Alert.Kind
@@ -49,15 +49,34 @@ def _source_fields(source: ImportSource) -> dict:
     return {"id": source.pk, "name": source.name, "url": admin_url("importsource", source.pk)}
 
 
+def _waiting_on(execution: Execution) -> str:
+    """What the import's pages wait for, as the one waiting longest says it (a rate limit, a
+    source that keeps failing): "" when none says."""
+    waiting = (
+        execution.chunks.filter(state=ChunkJob.State.QUEUED, next_attempt_at__isnull=False)
+        .exclude(error="")
+        .order_by("next_attempt_at")
+    )
+    count = waiting.count()
+    first = waiting.first()
+    if first is None:
+        return ""
+    error = redact_for(execution.source, first.error)[:300]
+    return (
+        f" {count} page{'s' if count != 1 else ''} wait{'s' if count == 1 else ''} to be "
+        f"tried again; page {first.index + 1}: {error}"
+    )
+
+
 def execution_content(execution: Execution, kind: str) -> Content:
     """The message for an execution that failed, was refused, stalled or is done."""
     source = execution.source
     trigger = execution.trigger_word
     link = admin_url("execution", execution.pk)
     reason = redact_for(source, execution.error or "")
-    if kind == Kind.STALLED:
+    if kind == Kind.STALLED and not reason:
         minutes = settings.STALLED_AFTER_SECONDS // 60
-        reason = reason or f"No chunk made progress for {minutes} minutes."
+        reason = f"No chunk made progress for {minutes} minutes." + _waiting_on(execution)
     subject = f"assets-sync: the {trigger} import of {source.name} {HEADLINES[kind]}"
     # The state is named where the headline does not say it already (a stalled import).
     state = f" ({execution.state})" if kind == Kind.STALLED else ""
