@@ -290,9 +290,14 @@ class AssetsClient:
                 raise AssetsUnavailable(
                     f"{action}: Assets did not answer within {self.timeout:g} s (HTTP_TIMEOUT)"
                 ) from None
+            advice = (
+                ""
+                if isinstance(exc, requests.exceptions.ProxyError)
+                else ": check the Assets API base URL"
+            )
             raise AssetsUnavailable(
-                f"{action}: could not reach Assets at {self.host} ({why_unreachable(exc)}): "
-                "check the Assets API base URL"
+                f"{action}: could not reach Assets at {self.host} ({why_unreachable(exc)})"
+                f"{advice}"
             ) from None
         finally:
             request_deadline.reset(reset)

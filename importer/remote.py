@@ -71,6 +71,9 @@ def worth_retrying(status: int) -> bool:
 def why_unreachable(error: BaseException) -> str:
     """Why a connection could not be made, in the words an operator checks first (the type
     of the error when it is none of the usual ones)."""
+    if isinstance(error, requests.exceptions.ProxyError):
+        # Its causes are the proxy's: the host itself was never asked.
+        return "the proxy that HTTPS_PROXY or HTTP_PROXY names could not be reached"
     seen: set[int] = set()
     causes: list[Any] = [error]
     while causes:

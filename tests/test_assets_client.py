@@ -310,6 +310,25 @@ def test_a_host_the_environment_exempts_from_the_proxy_is_reached_directly(
     assert len(httpserver.log) == 2
 
 
+def test_a_proxy_that_is_down_is_named_not_the_assets_host(proxy_environment):
+    # The host itself was never asked: "check the Assets API base URL" would mislead.
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        closed_port = unused.getsockname()[1]
+    proxy_environment.setenv("HTTP_PROXY", f"http://127.0.0.1:{closed_port}")
+    behind_proxy = AssetsClient(
+        base_url="http://assets.invalid", workspace_id="w", import_source_id="s", token="t"
+    )
+
+    with pytest.raises(assets.AssetsUnavailable) as caught:
+        behind_proxy.get_mapping()
+
+    assert caught.value.message == (
+        "Reading the mapping: could not reach Assets at http://assets.invalid (the proxy that "
+        "HTTPS_PROXY or HTTP_PROXY names could not be reached)"
+    )
+
+
 def test_an_error_text_that_echoes_the_token_is_quoted_without_it(httpserver, client):
     # Assets (or a proxy before it) may quote what it was sent: the message goes to logs,
     # the execution's page and alerts.
