@@ -296,8 +296,7 @@ class AssetsClient:
                 else ": check the Assets API base URL"
             )
             raise AssetsUnavailable(
-                f"{action}: could not reach Assets at {self.host} ({why_unreachable(exc)})"
-                f"{advice}"
+                f"{action}: could not reach Assets at {self.host} ({why_unreachable(exc)}){advice}"
             ) from None
         finally:
             request_deadline.reset(reset)

@@ -94,7 +94,7 @@ _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,30}://)[^/?#\s@\"'<>]+@")
 _ESCAPED_WEBTRIGGER = "".join(f"(?:{char}|%{ord(char):x})" for char in "webtrigger")
 _WEBTRIGGER_PATH = re.compile(
     rf"(?i)(/{_ESCAPED_WEBTRIGGER}(?:/|%2f)(?:\d|%3\d)+(?:/|%2f)(?:\s|%20|%09|\+)*)"
-    r"[^/\s?#\"'<>]+"
+    r"(?!HTTP/\d)[^/\s?#\"'<>]+"  # a request line's protocol is no token
 )
 # SMTP's AUTH commands, as a mail server's answer may quote them: base64 of the credentials.
 _SMTP_AUTH = re.compile(

@@ -19,7 +19,7 @@ import requests
 from django.contrib.auth.models import Group
 from django.db import connections
 
-from importer.models import Execution, ImportSource, Schedule
+from importer.models import ChunkJob, Execution, ImportSource, Schedule
 from tests.conftest import (
     ARTIFACTS,
     DEMO_MAPPING,
@@ -363,6 +363,31 @@ def test_a_page_button_after_unsaved_edits_asks_to_save_first(
     expect(page.locator("ul.messagelist")).to_contain_text("Assets accepted the mapping")
     source.refresh_from_db()
     assert source.page_size == 40 and source.mapping_pushed_at is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chunk_error_opened_to_read_stays_open_while_the_import_runs(
+    browser_page, live_server, administrator, make_source
+):
+    execution = Execution.objects.create(
+        source=make_source(), state=Execution.State.INGESTING, assets_execution_id="x"
+    )
+    reasons = "\n".join(f"record {n} (serial=SN-{n:05d}): no value for 'serial'" for n in range(30))
+    ChunkJob.objects.create(execution=execution, index=0, state="FAILED", error=reasons)
+    running = ChunkJob.objects.create(execution=execution, index=1, state="RUNNING")
+    page = browser_page
+    log_in(page, live_server, administrator)
+    page.goto(f"{live_server.url}/admin/importer/execution/{execution.pk}/change/")
+    error = page.locator('tr.chunk-row[data-index="0"] .chunk-error details')
+    error.locator("summary").click()
+    expect(error).to_have_attribute("open", "")
+
+    # Another lane moves on: the rows are sent again.
+    ChunkJob.objects.filter(pk=running.pk).update(state="SUBMITTED", record_count=25)
+    ChunkJob.objects.create(execution=execution, index=2, state="RUNNING")
+    expect(page.locator('tr.chunk-row[data-index="2"]')).to_be_attached()
+
+    expect(error).to_have_attribute("open", "")
 
 
 @pytest.mark.django_db(transaction=True)

@@ -55,6 +55,10 @@ def test_it_removes_every_form_a_credential_takes(text: str, secret: str) -> Non
     assert secret not in redact(text)
 
 
+def test_a_webtrigger_request_line_without_a_token_is_logged_as_it_was():
+    assert redact('"GET /webtrigger/2/ HTTP/1.1" 404') == '"GET /webtrigger/2/ HTTP/1.1" 404'
+
+
 @pytest.mark.parametrize(
     "text",
     [

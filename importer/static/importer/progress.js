@@ -48,7 +48,15 @@
     var rows = document.querySelector(".chunk-rows");
     // Rewritten only when they changed: a rewrite drops the text someone is selecting.
     if (rows && live.chunk_rows !== null && live.chunk_rows !== undefined) {
+      // An error someone opened to read stays open.
+      var opened = Array.prototype.map.call(
+        rows.querySelectorAll("tr.chunk-row details[open]"),
+        function (details) { return details.closest("tr").getAttribute("data-index"); });
       rows.innerHTML = live.chunk_rows;
+      opened.forEach(function (index) {
+        var details = rows.querySelector('tr.chunk-row[data-index="' + index + '"] details');
+        if (details) { details.open = true; }
+      });
     }
     // The retries' countdowns, by the server's clock.
     document.querySelectorAll(".chunk-rows [data-due-at]").forEach(function (due) {
