@@ -578,6 +578,26 @@ def test_a_failing_channel_never_fails_an_import(pushed_source, sandbox, httpser
     assert NotificationChannel.objects.get().is_failing
 
 
+def test_a_webhook_that_redirects_is_given_up_at_once_naming_the_host_only(
+    pushed_source, sandbox, failing_inventory, httpserver
+):
+    # An http:// address answered by a redirect to https://: no retry mends it, and the
+    # secret path it points to is not shown.
+    httpserver.expect_request("/incoming").respond_with_data(
+        "", status=301, headers={"Location": "https://hooks.example.com/services/T0/B0/s3cr3t"}
+    )
+    webhook_channel(httpserver.url_for("/incoming"))
+
+    services.start_import(source=pushed_source)
+
+    delivery = Delivery.objects.get()
+    assert delivery.state == Delivery.State.FAILED and delivery.attempts == 1
+    assert delivery.error == (
+        f"gave up after 1 attempt(s): http://{httpserver.host}:{httpserver.port}/… answered 301, a "
+        "redirect to https://hooks.example.com/…: give the channel the address it redirects to"
+    )
+
+
 def test_a_webhook_that_is_gone_is_not_retried(
     pushed_source, sandbox, failing_inventory, httpserver
 ):

@@ -112,7 +112,7 @@ def send_webhook(channel: NotificationChannel, alert: Alert) -> None:
     remember_secrets(_channel_secrets(channel))  # urllib3's own log lines name the URL
     seconds = settings.ALERT_TIMEOUT
     try:
-        status, text = _post_within(
+        status, text, location = _post_within(
             channel.webhook_url,
             json.dumps(webhook_payload(alert, channel.webhook_format)),
             headers,
@@ -125,12 +125,27 @@ def send_webhook(channel: NotificationChannel, alert: Alert) -> None:
         raise DeliveryError(f"{target} could not be reached ({type(error).__name__})")
     if 200 <= status < 300:
         return
+    if 300 <= status < 400:
+        # Not followed (a webhook's secret would go along), and never mended by a retry.
+        raise DeliveryError(
+            f"{target} answered {status}, a redirect{_to_where(location)}: give the channel "
+            "the address it redirects to",
+            permanent=True,
+        )
     body = _hide(" ".join(text.split()), channel)[:200]  # hidden first: no secret cut in two
     permanent = 400 <= status < 500 and status not in (408, 429)
     raise DeliveryError(f"{target} answered {status}: {body}", permanent=permanent)
 
 
-def _post_within(url: str, data: str, headers: dict, seconds: float) -> tuple[int, str]:
+def _to_where(location: str) -> str:
+    """Where a redirect points, as a host only (its path may hold a secret)."""
+    try:
+        return f" to {where(location)}" if urlsplit(location).netloc else ""
+    except ValueError:  # a port that is no number
+        return ""
+
+
+def _post_within(url: str, data: str, headers: dict, seconds: float) -> tuple[int, str, str]:
     """POST, and have the whole answer within `seconds`: the socket timeout bounds each read,
     and a receiver that drips its answer would hold the worker as long as it likes."""
     deadline = time.monotonic() + seconds
@@ -144,7 +159,8 @@ def _post_within(url: str, data: str, headers: dict, seconds: float) -> tuple[in
             body = answer.raw.read(4096, decode_content=True) or b""
         if time.monotonic() >= deadline:
             raise AnswerTooSlow("the answer did not arrive before the deadline")
-        return answer.status_code, body.decode(answer.encoding or "utf-8", errors="replace")
+        text = body.decode(answer.encoding or "utf-8", errors="replace")
+        return answer.status_code, text, answer.headers.get("Location", "")
     finally:
         request_deadline.reset(token)
         session.close()
