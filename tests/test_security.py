@@ -117,6 +117,17 @@ def test_rotating_without_the_key_that_decrypts_stops_with_a_clear_error(make_so
 
 
 @pytest.mark.django_db
+def test_exporting_without_the_key_that_decrypts_stops_with_a_clear_error(make_source, settings):
+    from django.core.management import CommandError
+
+    make_source()
+    settings.FIELD_ENCRYPTION_KEYS = ["a-brand-new-key"]
+
+    with pytest.raises(CommandError, match="Nothing was written: A stored secret cannot"):
+        call_command("export_sources", stdout=open(os.devnull, "w"))
+
+
+@pytest.mark.django_db
 def test_the_three_roles_exist_with_their_permissions():
     viewer = Group.objects.get(name="Import viewers")
     operator = Group.objects.get(name="Import operators")

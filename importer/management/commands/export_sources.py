@@ -1,5 +1,6 @@
 import json
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError
 
 from importer.config_file import config_document
@@ -32,7 +33,10 @@ class Command(DatabaseCommand):
         unknown = [name for name in names if name not in known]
         if unknown:
             raise CommandError(f"No source named {', '.join(map(repr, unknown))}: nothing written.")
-        config = config_document(names or None, with_secrets=with_secrets)
+        try:
+            config = config_document(names or None, with_secrets=with_secrets)
+        except ImproperlyConfigured as problem:  # a secret no listed key decrypts
+            raise CommandError(f"Nothing was written: {problem}") from None
         document = json.dumps(config, indent=2, ensure_ascii=False)
         if output:
             with open(output, "w", encoding="utf-8") as file:
