@@ -13,6 +13,7 @@ from importer import services, tasks
 from importer.models import Alert, Delivery, Execution, NotificationChannel, Schedule
 from importer.notifications.delivery import MAX_ATTEMPTS, RETRY_DELAYS
 from tests.conftest import SANDBOX_TOKEN, SmtpServer, wait_for
+from tests.test_services import run_due_retries
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -259,6 +260,26 @@ def test_a_stalled_import_is_told_once(pushed_source, sandbox, inventory, httpse
         in (payload["text"])
     )
     assert ": attempt 1 of 5 failed: source 'inventory' answered 503" in payload["text"]
+
+
+def test_an_import_told_stalled_that_goes_on_to_the_end_is_told_done_to_the_same_channels(
+    pushed_source, sandbox, inventory, httpserver
+):
+    # A channel that asks for failures only heard of the stall: it hears the end too.
+    httpserver.expect_request("/hook").respond_with_json({})
+    webhook_channel(httpserver.url_for("/hook"))
+    inventory.faults.add(method="GET", path_contains="/api/computers", status=503, times=4)
+    execution = services.start_import(source=pushed_source)
+    Execution.objects.filter(pk=execution.pk).update(updated_at=timezone.now() - timedelta(hours=2))
+    services.look_after_imports()
+
+    execution = run_due_retries(execution)
+
+    assert execution.state == Execution.State.DONE, execution.error
+    stalled, done = received(httpserver)
+    assert (stalled["event"], done["event"]) == ("execution.stalled", "execution.done")
+    assert "It was told stalled " in done["text"]
+    assert "it went on to the end." in done["text"]
 
 
 def test_done_is_sent_only_to_channels_that_ask_for_it(pushed_source, sandbox, httpserver):

@@ -140,13 +140,21 @@ def raise_execution_alert(*, execution: Execution, event: str) -> Alert | None:
         if kind is None:
             return None  # cancelled: someone did it on purpose
     alert = None
-    if kind != Kind.DONE or channels_for(execution.source, kind).exists():
+    # Done after it was told stalled: the channels that heard of the stall hear it went on.
+    stalled = None
+    if kind == Kind.DONE:
+        stalled = Alert.objects.filter(execution=execution, kind=Kind.STALLED).first()
+    channels = channels_for(execution.source, Kind.STALLED if stalled else kind)
+    if kind != Kind.DONE or channels.exists():
         alert = raise_alert(
             key=f"execution-{execution.pk}-{kind}",
             kind=kind,
             source=execution.source,
             execution=execution,
-            content=execution_content(execution, kind),
+            content=execution_content(
+                execution, kind, told_stalled_at=stalled.created_at if stalled else None
+            ),
+            channels=channels,
         )
     if kind == Kind.DONE:
         resolve_staleness(source=execution.source)

@@ -68,8 +68,11 @@ def _waiting_on(execution: Execution) -> str:
     )
 
 
-def execution_content(execution: Execution, kind: str) -> Content:
-    """The message for an execution that failed, was refused, stalled or is done."""
+def execution_content(
+    execution: Execution, kind: str, *, told_stalled_at: datetime | None = None
+) -> Content:
+    """The message for an execution that failed, was refused, stalled or is done
+    (`told_stalled_at`: when its stall was told, for one done since)."""
     source = execution.source
     trigger = execution.trigger_word
     link = admin_url("execution", execution.pk)
@@ -83,6 +86,8 @@ def execution_content(execution: Execution, kind: str) -> Content:
     lines = [f"The {trigger} import of '{source.name}' {HEADLINES[kind]}{state}."]
     if reason:
         lines.append(f"Reason: {reason}")
+    if told_stalled_at is not None:
+        lines.append(f"It was told stalled {when_text(told_stalled_at)}; it went on to the end.")
     if kind == Kind.REFUSED:  # it never started: there is nothing to count
         lines.append(
             f"Asked for {when_text(execution.created_at)}, refused "
