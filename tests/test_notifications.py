@@ -1054,11 +1054,35 @@ def test_a_receiver_that_hangs_is_tried_by_one_alert_not_by_every_worker(setting
         listener.close()
 
     assert len(held) == 1
-    states = [Delivery.objects.get(pk=delivery.pk) for delivery in deliveries]
-    assert all(d.state == Delivery.State.PENDING and d.attempts == 1 for d in states)
-    assert "did not answer within 1 s" in states[0].error
-    assert all("held back: the channel's last attempt failed" in d.error for d in states[1:])
+    tried, *waiting = [Delivery.objects.get(pk=delivery.pk) for delivery in deliveries]
+    assert (tried.state, tried.attempts) == (Delivery.State.PENDING, 1)
+    assert "did not answer within 1 s" in tried.error
+    # Waiting for their turn uses up none of their attempts.
+    assert all((d.state, d.attempts) == (Delivery.State.PENDING, 0) for d in waiting)
+    assert all("the channel is failing, and is tried by one alert" in d.error for d in waiting)
     channel.refresh_from_db()
     assert "did not answer within 1 s" in channel.last_error  # what the channel really did
     for connection in held:
         connection.close()
+
+
+def test_an_alert_on_its_last_attempt_waits_its_turn_and_is_sent_once_the_channel_answers(
+    httpserver,
+):
+    httpserver.expect_request("/hook").respond_with_json({})
+    channel = webhook_channel(httpserver.url_for("/hook"))
+    # Another alert's attempt failed a moment ago; this one has one attempt left.
+    NotificationChannel.objects.filter(pk=channel.pk).update(
+        last_error="answered 503", last_error_at=timezone.now()
+    )
+    alert = Alert.objects.create(key="last", kind=Alert.Kind.FAILED, subject="s", text="t")
+    delivery = Delivery.objects.create(channel=channel, alert=alert, attempts=MAX_ATTEMPTS - 1)
+
+    tasks.send_delivery(delivery.pk)
+
+    delivery.refresh_from_db()
+    assert (delivery.state, delivery.attempts) == (Delivery.State.PENDING, MAX_ATTEMPTS - 1)
+    assert httpserver.log == []
+    fire_due_retries()  # its turn comes: the channel is tried, and answers
+    delivery.refresh_from_db()
+    assert delivery.state == Delivery.State.SENT and len(httpserver.log) == 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import random
 import smtplib
 import time
 from datetime import timedelta
@@ -39,21 +40,19 @@ USER_AGENT = "assets-sync alerts"
 
 
 # A channel whose last attempt failed is tried by one alert at a time, and at most once in
-# this many seconds; its other alerts wait their turn (a retry each), so a receiver that
-# hangs holds one worker for ALERT_TIMEOUT now and then, not every worker at once. Below the
-# first retry delay: a lone alert is retried as before.
+# this many seconds; its other alerts wait their turn (using up no attempt), so a receiver
+# that hangs holds one worker for ALERT_TIMEOUT now and then, not every worker at once.
+# Below the first retry delay: a lone alert is retried as before.
 FAILING_CHANNEL_TRIED_EVERY_SECONDS = 25
 
 
 class DeliveryError(Exception):
-    """Sending failed; `permanent` says that trying again would not help. `held_back`: not
-    tried at all (the channel is failing), which says nothing new of the channel."""
+    """Sending failed; `permanent` says that trying again would not help."""
 
-    def __init__(self, message: str, *, permanent: bool = False, held_back: bool = False):
+    def __init__(self, message: str, *, permanent: bool = False):
         super().__init__(message)
         self.message = message
         self.permanent = permanent
-        self.held_back = held_back
 
 
 def where(url: str) -> str:
@@ -223,16 +222,25 @@ def _claim(delivery: Delivery) -> bool:
 
 
 def send_delivery(*, delivery: Delivery) -> Delivery:
-    """Send once; on failure try again later (RETRY_DELAYS) or give up. Never raises."""
+    """Send once; on failure try again later (RETRY_DELAYS) or give up. Never raises.
+
+    While its channel is failing, a delivery waits for its turn to try it (no attempt is
+    used up by waiting); a test message is sent at once, to see whether the channel works.
+    """
+    probing = False
+    if delivery.alert.kind != Alert.Kind.TEST:
+        wait, probing = _turn_to_try(delivery.channel)
+        if wait:
+            return _hold_back(delivery, wait)
     if not _claim(delivery):
+        if probing:  # not this task's to send after all: another may try the channel
+            NotificationChannel.objects.filter(pk=delivery.channel_id).update(probing_until=None)
         return delivery
     channel = delivery.channel
     now = timezone.now()
     try:
         if not channel.enabled:
             raise DeliveryError("The channel was disabled.", permanent=True)
-        if delivery.alert.kind != Alert.Kind.TEST:  # a test is sent to see whether it works
-            _hold_back_if_failing(delivery, channel)
         SENDERS[channel.kind](channel, delivery.alert)
     except DeliveryError as error:
         return _failed(delivery, error)
@@ -247,25 +255,43 @@ def send_delivery(*, delivery: Delivery) -> Delivery:
     return delivery
 
 
-def _hold_back_if_failing(delivery: Delivery, channel: NotificationChannel) -> None:
-    """Raise a held-back DeliveryError when the channel failed its last attempt and another
-    alert tries it now, or tried it less than FAILING_CHANNEL_TRIED_EVERY_SECONDS ago."""
-    channel.refresh_from_db(fields=["last_error_at", "last_success_at"])
-    if not channel.is_failing:
-        return
-    since = (timezone.now() - channel.last_error_at).total_seconds()
-    trying = (
-        Delivery.objects.filter(channel=channel, state=DState.SENDING)
-        .exclude(pk=delivery.pk)
-        .filter(updated_at__gte=timezone.now() - timedelta(seconds=settings.ALERT_TIMEOUT + 30))
-        .exists()
+def _turn_to_try(channel: NotificationChannel) -> tuple[float, bool]:
+    """(seconds to wait, whether this alert holds the failing channel's one try now). A
+    channel that answers is tried by every alert at once: (0, False)."""
+    channel.refresh_from_db(fields=["enabled", "last_error_at", "last_success_at"])
+    if not channel.enabled or not channel.is_failing:
+        return 0, False
+    now = timezone.now()
+    since = (now - channel.last_error_at).total_seconds()
+    if since < FAILING_CHANNEL_TRIED_EVERY_SECONDS:
+        return FAILING_CHANNEL_TRIED_EVERY_SECONDS - since, False
+    until = now + timedelta(seconds=settings.ALERT_TIMEOUT + 5)
+    taken = (
+        NotificationChannel.objects.filter(pk=channel.pk)
+        .filter(Q(probing_until__isnull=True) | Q(probing_until__lt=now))
+        .update(probing_until=until)
     )
-    if trying or since < FAILING_CHANNEL_TRIED_EVERY_SECONDS:
-        raise DeliveryError(
-            "held back: the channel's last attempt failed "
-            f"{round(since)} s ago, and it is tried by one alert at a time until it answers",
-            held_back=True,
+    return (0, True) if taken else (settings.ALERT_TIMEOUT + 5, False)
+
+
+def _hold_back(delivery: Delivery, wait: float) -> Delivery:
+    """Put the delivery off to its turn, its attempts untouched: waiting gives none up."""
+    now = timezone.now()
+    wait += random.uniform(0, 5)  # the alerts held back together do not all come back at once
+    held = (
+        Delivery.objects.filter(pk=delivery.pk, state=DState.PENDING, attempts=delivery.attempts)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .update(
+            next_attempt_at=now + timedelta(seconds=wait),
+            error=f"held back {wait:.0f} s: the channel is failing, and is tried by one alert "
+            "at a time until it answers again",
+            updated_at=now,
         )
+    )
+    if held:
+        work_queue.enqueue_delivery_after(delivery.pk, wait)
+    delivery.refresh_from_db()
+    return delivery
 
 
 def _failed(delivery: Delivery, error: DeliveryError) -> Delivery:
@@ -296,10 +322,6 @@ def _failed(delivery: Delivery, error: DeliveryError) -> Delivery:
             ),
             updated_at=now,
         )
-    if error.held_back:
-        logger.info("alert delivery %s through %s %s", delivery.pk, channel, message)
-        delivery.refresh_from_db()
-        return delivery
     if channel.enabled:
         NotificationChannel.objects.filter(pk=channel.pk).update(
             last_error=message, last_error_at=now
