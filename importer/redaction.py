@@ -150,15 +150,14 @@ def secrets_in_use() -> tuple[str, ...]:
 
 def redact_for(source: Any, text: str, *extra_secrets: str) -> str:
     """`text` without the secrets of `source` (an ImportSource, or None) or any credential."""
-    known = [] if source is None else [*secrets_of(source), *_keys_under_vendor_names(source)]
+    known = secrets_of(source) if source is not None else []
     return redact(text, [*known, *extra_secrets])
 
 
 def _keys_under_vendor_names(source: Any) -> list[str]:
     """Values of the source's query and extra parameters that look like keys under a name of
-    the vendor's own (OpenWeather's `?appid=`): hidden from messages only. A request still
-    carries them across a redirect and into stored cursors, for they may be filters as well
-    (only token characters count: a date or a list of fields is no key)."""
+    the vendor's own (OpenWeather's `?appid=`): only those written in key characters, so a
+    date or a list of fields, which narrow the records, are no key."""
     values = [value for url in _urls_of(source) for value in _query_values(url)]
     params = getattr(source, "extra_params", None)
     if isinstance(params, dict):
@@ -195,6 +194,7 @@ def secrets_of(source: Any) -> list[str]:
             if _looks_like_a_key(str(value[header]))
         ]
         found.extend(_secret_values(value, also=keys))
+    found.extend(_keys_under_vendor_names(source))
     return [value for value in found if isinstance(value, str) and value]
 
 
