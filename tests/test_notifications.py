@@ -1086,3 +1086,32 @@ def test_an_alert_on_its_last_attempt_waits_its_turn_and_is_sent_once_the_channe
     fire_due_retries()  # its turn comes: the channel is tried, and answers
     delivery.refresh_from_db()
     assert delivery.state == Delivery.State.SENT and len(httpserver.log) == 1
+
+
+def test_an_outcome_refused_after_a_stall_while_ingesting_is_told_and_caught_up_if_lost(
+    pushed_source, sandbox, httpserver, monkeypatch
+):
+    from importer import notifications
+
+    httpserver.expect_request("/hook").respond_with_json({})
+    webhook_channel(httpserver.url_for("/hook"))
+    sandbox.processing_seconds = 600
+    execution = services.start_import(source=pushed_source)
+    # Told stalled while its pages went, before Assets took them all.
+    Alert.objects.create(
+        key=f"execution-{execution.pk}-stalled", kind=Alert.Kind.STALLED, execution=execution
+    )
+    sandbox.faults.add(method="GET", path_contains="/status", status=401, times=-1)
+    with monkeypatch.context() as lost:  # its alert task lost (a broker down at the time)
+        lost.setattr(notifications, "notify_execution_stalled", lambda execution: None)
+        services.refresh_status(execution=Execution.objects.get(pk=execution.pk))
+    assert received(httpserver) == []
+
+    services.look_after_imports()  # housekeeping raises it
+
+    [payload] = received(httpserver)
+    assert payload["event"] == "execution.stalled" and "401" in payload["text"]
+    # Read again with a new token: no longer stalled.
+    sandbox.faults.clear()
+    services.refresh_status(execution=Execution.objects.get(pk=execution.pk))
+    assert Execution.objects.get(pk=execution.pk).stalled_since is None

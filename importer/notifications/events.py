@@ -146,8 +146,11 @@ def raise_execution_alert(*, execution: Execution, event: str) -> Alert | None:
         stalled = Alert.objects.filter(execution=execution, kind=Kind.STALLED).first()
     channels = channels_for(execution.source, Kind.STALLED if stalled else kind)
     if kind != Kind.DONE or channels.exists():
+        # A processing import's outcome that cannot be read is a stall of its own, told
+        # though the import was told stalled while its pages went.
+        told_apart = kind == Kind.STALLED and execution.state == State.PROCESSING
         alert = raise_alert(
-            key=f"execution-{execution.pk}-{kind}",
+            key=f"execution-{execution.pk}-{kind}" + ("-processing" if told_apart else ""),
             kind=kind,
             source=execution.source,
             execution=execution,
@@ -180,9 +183,16 @@ def catch_up_execution_alerts() -> int:
             .filter(state=State.INGESTING, stalled_since__isnull=False)
             .filter(~Exists(alerted.filter(kind=Kind.STALLED)))[:200]
         )
+    # A processing import whose outcome cannot be read is told apart (`-processing`).
+    missing += list(
+        Execution.objects.select_related("source")
+        .filter(state=State.PROCESSING, stalled_since__isnull=False)
+        .filter(~Exists(alerted.filter(kind=Kind.STALLED, key__endswith="-processing")))[:200]
+    )
     raised = 0
     for execution in missing:
-        event = "stalled" if execution.state == State.INGESTING else "finished"
+        in_progress = execution.state in (State.INGESTING, State.PROCESSING)
+        event = "stalled" if in_progress else "finished"
         raised += raise_execution_alert(execution=execution, event=event) is not None
     return raised
 

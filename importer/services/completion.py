@@ -278,8 +278,12 @@ def _read_status(execution: Execution, client: AssetsClient) -> bool:
         return _finish(execution, State.FAILED, reason)
     # The stamp says the import is being followed (housekeeping's safety net reads it).
     still_missing = None if answered else execution.status_missing_since
+    # Read again: no longer stalled for want of its outcome.
+    readable = {"stalled_since": None} if answered else {}
     Execution.objects.of(execution).processing().stamp(
-        error=scrub_secrets(problem, execution.source), status_missing_since=still_missing
+        error=scrub_secrets(problem, execution.source),
+        status_missing_since=still_missing,
+        **readable,
     )
     execution.status_missing_since = still_missing
     if token_refused:
