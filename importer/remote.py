@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import errno
+import re
 import socket
 import time
 from typing import Any
@@ -73,6 +74,9 @@ def why_unreachable(error: BaseException) -> str:
     of the error when it is none of the usual ones)."""
     if isinstance(error, requests.exceptions.ProxyError):
         # Its causes are the proxy's: the host itself was never asked.
+        answered = re.search(r"Tunnel connection failed: (\d{3}[\w .-]{0,60})", str(error))
+        if answered:  # 407: the proxy wants credentials (in the variable's URL)
+            return f"the proxy that HTTPS_PROXY or HTTP_PROXY names answered {answered[1]}"
         return "the proxy that HTTPS_PROXY or HTTP_PROXY names could not be reached"
     seen: set[int] = set()
     causes: list[Any] = [error]

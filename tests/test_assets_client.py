@@ -329,6 +329,34 @@ def test_a_proxy_that_is_down_is_named_not_the_assets_host(proxy_environment):
     )
 
 
+def test_a_proxy_that_wants_credentials_is_named_with_its_answer(proxy_environment):
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def refuse():  # asked to CONNECT, it wants credentials first
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n")
+
+    threading.Thread(target=refuse, daemon=True).start()
+    proxy_environment.setenv("HTTPS_PROXY", f"http://127.0.0.1:{listener.getsockname()[1]}")
+    behind_proxy = AssetsClient(
+        base_url="https://assets.invalid", workspace_id="w", import_source_id="s", token="t"
+    )
+    try:
+        with pytest.raises(assets.AssetsUnavailable) as caught:
+            behind_proxy.get_mapping()
+    finally:
+        listener.close()
+
+    assert caught.value.message == (
+        "Reading the mapping: could not reach Assets at https://assets.invalid (the proxy that "
+        "HTTPS_PROXY or HTTP_PROXY names answered 407 Proxy Authentication Required)"
+    )
+
+
 def test_an_error_text_that_echoes_the_token_is_quoted_without_it(httpserver, client):
     # Assets (or a proxy before it) may quote what it was sent: the message goes to logs,
     # the execution's page and alerts.

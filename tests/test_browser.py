@@ -364,6 +364,16 @@ def test_a_page_button_after_unsaved_edits_asks_to_save_first(
     source.refresh_from_db()
     assert source.page_size == 40 and source.mapping_pushed_at is not None
 
+    # A save that came back with errors shows edits that are not saved either.
+    field(page, "Page size").fill("50")
+    field(page, "Source URL").fill("not a url")
+    page.get_by_role("button", name="Save and continue editing").click()
+    expect(page.locator(".errornote")).to_be_visible()
+    page.get_by_role("button", name="Push mapping").click()
+    expect(page.locator("#unsaved-changes")).to_be_visible()
+    source.refresh_from_db()
+    assert source.page_size == 40
+
 
 @pytest.mark.django_db(transaction=True)
 def test_a_chunk_error_opened_to_read_stays_open_while_the_import_runs(

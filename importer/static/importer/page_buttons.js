@@ -8,7 +8,8 @@
     var form = document.querySelector("#content-main form[id$=_form]");
     var buttons = document.querySelectorAll("form.page-button");
     if (!form || !buttons.length) { return; }
-    var changed = false;
+    // A save that came back with errors shows edits that are not saved either.
+    var changed = Boolean(form.querySelector(".errornote, .errorlist"));
     function mark() { changed = true; }
     form.addEventListener("input", mark);
     form.addEventListener("change", mark);
