@@ -150,19 +150,31 @@ def secrets_in_use() -> tuple[str, ...]:
 
 def redact_for(source: Any, text: str, *extra_secrets: str) -> str:
     """`text` without the secrets of `source` (an ImportSource, or None) or any credential."""
-    known = secrets_of(source) if source is not None else []
+    known = hidden_from_messages(source) if source is not None else []
     return redact(text, [*known, *extra_secrets])
+
+
+def hidden_from_messages(source: Any) -> list[str]:
+    """What a message, a log line or a page never shows of a source: its secrets, and the
+    values that look like keys under a name of the vendor's own. Those are not secrets
+    elsewhere: a request keeps them, across a redirect too, for a look is no proof, and
+    dropping a filter would read other records."""
+    return [*secrets_of(source), *_keys_under_vendor_names(source)]
 
 
 def _keys_under_vendor_names(source: Any) -> list[str]:
     """Values of the source's query and extra parameters that look like keys under a name of
     the vendor's own (OpenWeather's `?appid=`): only those written in key characters, so a
-    date or a list of fields, which narrow the records, are no key."""
+    date, a list of fields or a query (`install_status=1`) is no key, and no UUID."""
     values = [value for url in _urls_of(source) for value in _query_values(url)]
     params = getattr(source, "extra_params", None)
     if isinstance(params, dict):
         values += [value for value in params.values() if isinstance(value, str)]
-    return [value for value in values if _KEY_TEXT.fullmatch(value) and _looks_like_a_key(value)]
+    return [
+        value
+        for value in values
+        if _KEY_TEXT.fullmatch(value) and not _UUID.fullmatch(value) and _looks_like_a_key(value)
+    ]
 
 
 def _urls_of(source: Any) -> list[str]:
@@ -194,7 +206,6 @@ def secrets_of(source: Any) -> list[str]:
             if _looks_like_a_key(str(value[header]))
         ]
         found.extend(_secret_values(value, also=keys))
-    found.extend(_keys_under_vendor_names(source))
     return [value for value in found if isinstance(value, str) and value]
 
 
@@ -258,7 +269,9 @@ def mask_setting(name: str, value: Any) -> Any:
 
 
 # The characters keys and tokens are written with (base64, hex, URL-safe), and no others.
-_KEY_TEXT = re.compile(r"[A-Za-z0-9_\-.~+/=]+")
+_KEY_TEXT = re.compile(r"[A-Za-z0-9_\-.~+/]+={0,2}")
+# An id (a tenant's, a site's): a filter, not a key.
+_UUID = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 
 def _looks_like_a_key(value: str) -> bool:

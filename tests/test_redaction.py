@@ -516,6 +516,8 @@ def test_a_key_in_a_query_parameter_of_a_vendors_naming_is_scrubbed_not_a_word()
         extra_params={
             "fields": "serial,name,owner,location",
             "since": "2024-01-01T00:00:00Z",
+            "sysparm_query": "install_status=1",
+            "tenant": "3f2504e0-4f89-11d3-9a0c-0305e82c3301",
             "license": "A1B2C3D4E5F6G7H8",
         },
     )
@@ -523,11 +525,13 @@ def test_a_key_in_a_query_parameter_of_a_vendors_naming_is_scrubbed_not_a_word()
     told = redact_for(
         source,
         f"403 for /data?appid={VENDOR_KEY}&units=metric&fields=serial,name,owner,location"
-        "&since=2024-01-01T00:00:00Z&license=A1B2C3D4E5F6G7H8",
+        "&since=2024-01-01T00:00:00Z&sysparm_query=install_status=1"
+        "&tenant=3f2504e0-4f89-11d3-9a0c-0305e82c3301&license=A1B2C3D4E5F6G7H8",
     )
 
-    # A date or a list of fields is no key: the message keeps what narrowed the records.
+    # A date, a list of fields, a query or an id is no key: the message keeps them.
     assert told == (
         "403 for /data?appid=***&units=metric&fields=serial,name,owner,location"
-        "&since=2024-01-01T00:00:00Z&license=***"
+        "&since=2024-01-01T00:00:00Z&sysparm_query=install_status=1"
+        "&tenant=3f2504e0-4f89-11d3-9a0c-0305e82c3301&license=***"
     )

@@ -33,7 +33,7 @@ from importer.admin.display import (
 from importer.dashboard import dashboard_context
 from importer.models import ChunkJob, Execution
 from importer.progress import chunk_counts, describe, progress_of, retries_of, settled
-from importer.redaction import redact, secrets_of
+from importer.redaction import hidden_from_messages, redact
 
 # A retry's countdown in a chunk row: it moves every second, the row does not.
 _COUNTDOWN = re.compile(r'<span data-due-at="\d+">[^<]*</span>')
@@ -274,7 +274,7 @@ class ExecutionAdmin(PageButtons, CountedDeletion, admin.ModelAdmin):
             ChunkJob.objects.filter(execution=execution).defer("identity_digests").order_by("index")
         )
         page = Paginator(chunks, CHUNKS_PER_PAGE).get_page(request.GET.get("chunks_page"))
-        secrets = secrets_of(execution.source)
+        secrets = hidden_from_messages(execution.source)
         for chunk in page:
             chunk.cursor_shown = redact(chunk.cursor, secrets)
             chunk.error_head, chunk.error_rest = error_head_and_rest(chunk.error)

@@ -24,7 +24,13 @@ from django.conf import settings
 from urllib3.response import GzipDecoderState
 
 from importer.deadline import discard, mount_deadline_adapter, request_deadline, until
-from importer.redaction import is_secret_name, redact_for, remember_secrets, secrets_of
+from importer.redaction import (
+    hidden_from_messages,
+    is_secret_name,
+    redact_for,
+    remember_secrets,
+    secrets_of,
+)
 from importer.remote import RemoteSession, parse_retry_after, why_unreachable, worth_retrying
 from importer.sources import limits, oauth
 from importer.sources.base import SourceError, config_error
@@ -93,7 +99,7 @@ class SourceHttp:
 
     def __init__(self, source, *, accept: str = "application/json") -> None:
         self.source = source
-        remember_secrets(secrets_of(source))  # for log lines of urllib3's own
+        remember_secrets(hidden_from_messages(source))  # for log lines of urllib3's own
         self.name = source.name
         self.auth = source.source_auth
         self.timeout = (
