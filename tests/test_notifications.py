@@ -1059,9 +1059,14 @@ def test_a_receiver_that_hangs_is_tried_by_one_alert_not_by_every_worker(setting
     assert "did not answer within 1 s" in tried.error
     # Waiting for their turn uses up none of their attempts.
     assert all((d.state, d.attempts) == (Delivery.State.PENDING, 0) for d in waiting)
-    assert all("the channel is failing, and is tried by one alert" in d.error for d in waiting)
+    assert all(
+        d.error.startswith("waiting its turn: the channel is failing (its last error: ")
+        and "did not answer within 1 s" in d.error
+        for d in waiting
+    )
     channel.refresh_from_db()
     assert "did not answer within 1 s" in channel.last_error  # what the channel really did
+    assert channel.probing_until is None  # the try is over: the next may come in its time
     for connection in held:
         connection.close()
 
@@ -1115,3 +1120,28 @@ def test_an_outcome_refused_after_a_stall_while_ingesting_is_told_and_caught_up_
     sandbox.faults.clear()
     services.refresh_status(execution=Execution.objects.get(pk=execution.pk))
     assert Execution.objects.get(pk=execution.pk).stalled_since is None
+
+
+def test_an_alert_waiting_for_a_channel_that_stays_down_is_given_up_as_its_retries_would(
+    httpserver,
+):
+    # A channel down for hours builds no backlog of alerts that arrive hours late.
+    from importer.notifications.delivery import WAITING_GIVEN_UP_AFTER
+
+    channel = webhook_channel(httpserver.url_for("/hook"))
+    NotificationChannel.objects.filter(pk=channel.pk).update(
+        last_error="answered 503: down", last_error_at=timezone.now()
+    )
+    alert = Alert.objects.create(key="old", kind=Alert.Kind.FAILED, subject="s", text="t")
+    delivery = Delivery.objects.create(channel=channel, alert=alert)
+    Delivery.objects.filter(pk=delivery.pk).update(
+        created_at=timezone.now() - WAITING_GIVEN_UP_AFTER - timedelta(minutes=1)
+    )
+
+    tasks.send_delivery(delivery.pk)
+
+    delivery.refresh_from_db()
+    assert delivery.state == Delivery.State.FAILED
+    assert delivery.error.startswith("gave up after waiting ")
+    assert "failed throughout (its last error: answered 503: down)" in delivery.error
+    assert httpserver.log == []

@@ -44,6 +44,8 @@ USER_AGENT = "assets-sync alerts"
 # that hangs holds one worker for ALERT_TIMEOUT now and then, not every worker at once.
 # Below the first retry delay: a lone alert is retried as before.
 FAILING_CHANNEL_TRIED_EVERY_SECONDS = 25
+# An alert waiting that long for a failing channel is given up, as its retries would have.
+WAITING_GIVEN_UP_AFTER = timedelta(seconds=sum(RETRY_DELAYS) + 300)
 
 
 class DeliveryError(Exception):
@@ -232,9 +234,15 @@ def send_delivery(*, delivery: Delivery) -> Delivery:
         wait, probing = _turn_to_try(delivery.channel)
         if wait:
             return _hold_back(delivery, wait)
-    if not _claim(delivery):
-        if probing:  # not this task's to send after all: another may try the channel
+    try:
+        return _send(delivery)
+    finally:
+        if probing:  # the try is over (or was not this task's): the next one may come
             NotificationChannel.objects.filter(pk=delivery.channel_id).update(probing_until=None)
+
+
+def _send(delivery: Delivery) -> Delivery:
+    if not _claim(delivery):
         return delivery
     channel = delivery.channel
     now = timezone.now()
@@ -265,28 +273,42 @@ def _turn_to_try(channel: NotificationChannel) -> tuple[float, bool]:
     since = (now - channel.last_error_at).total_seconds()
     if since < FAILING_CHANNEL_TRIED_EVERY_SECONDS:
         return FAILING_CHANNEL_TRIED_EVERY_SECONDS - since, False
-    until = now + timedelta(seconds=settings.ALERT_TIMEOUT + 5)
+    # Held for as long as a try may last (it is let go as it ends): a mail server's
+    # conversation is several answers, each with ALERT_TIMEOUT.
+    longest = settings.ALERT_TIMEOUT * (8 if channel.kind == channel.Kind.EMAIL else 1) + 5
     taken = (
         NotificationChannel.objects.filter(pk=channel.pk)
         .filter(Q(probing_until__isnull=True) | Q(probing_until__lt=now))
-        .update(probing_until=until)
+        .update(probing_until=now + timedelta(seconds=longest))
     )
-    return (0, True) if taken else (settings.ALERT_TIMEOUT + 5, False)
+    return (0, True) if taken else (FAILING_CHANNEL_TRIED_EVERY_SECONDS, False)
 
 
 def _hold_back(delivery: Delivery, wait: float) -> Delivery:
-    """Put the delivery off to its turn, its attempts untouched: waiting gives none up."""
+    """Put the delivery off to its turn, its attempts untouched; given up once it is as old
+    as its retries would have made it, so a channel down for hours builds no backlog."""
     now = timezone.now()
-    wait += random.uniform(0, 5)  # the alerts held back together do not all come back at once
-    held = (
-        Delivery.objects.filter(pk=delivery.pk, state=DState.PENDING, attempts=delivery.attempts)
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        .update(
-            next_attempt_at=now + timedelta(seconds=wait),
-            error=f"held back {wait:.0f} s: the channel is failing, and is tried by one alert "
-            "at a time until it answers again",
-            updated_at=now,
+    channel = delivery.channel
+    channel.refresh_from_db(fields=["last_error"])
+    due = Delivery.objects.filter(
+        pk=delivery.pk, state=DState.PENDING, attempts=delivery.attempts
+    ).filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+    if now - delivery.created_at > WAITING_GIVEN_UP_AFTER:
+        minutes = round((now - delivery.created_at).total_seconds() / 60)
+        error = (
+            f"gave up after waiting {minutes} min for the channel, which failed throughout "
+            f"(its last error: {channel.last_error})"
         )
+        due.update(state=DState.FAILED, next_attempt_at=None, error=error[:1000], updated_at=now)
+        delivery.refresh_from_db()
+        return delivery
+    wait += random.uniform(0, 5)  # the alerts held back together do not all come back at once
+    error = (
+        f"waiting its turn: the channel is failing (its last error: {channel.last_error}); "
+        "one alert at a time tries it until it answers again"
+    )
+    held = due.update(
+        next_attempt_at=now + timedelta(seconds=wait), error=error[:1000], updated_at=now
     )
     if held:
         work_queue.enqueue_delivery_after(delivery.pk, wait)
