@@ -1145,3 +1145,23 @@ def test_an_alert_waiting_for_a_channel_that_stays_down_is_given_up_as_its_retri
     assert delivery.error.startswith("gave up after waiting ")
     assert "failed throughout (its last error: answered 503: down)" in delivery.error
     assert httpserver.log == []
+
+
+def test_the_end_of_an_import_told_stalled_is_caught_up_if_its_alert_was_lost(
+    pushed_source, sandbox, httpserver, monkeypatch
+):
+    from importer import notifications
+
+    httpserver.expect_request("/hook").respond_with_json({})
+    webhook_channel(httpserver.url_for("/hook"))  # failures only: not every successful import
+    with monkeypatch.context() as lost:  # its alert task lost (a broker down at the time)
+        lost.setattr(notifications, "notify_execution_finished", lambda execution: None)
+        execution = services.start_import(source=pushed_source)
+    Alert.objects.create(
+        key=f"execution-{execution.pk}-stalled", kind=Alert.Kind.STALLED, execution=execution
+    )
+
+    services.look_after_imports()
+
+    [payload] = received(httpserver)
+    assert payload["event"] == "execution.done" and "it went on to the end" in payload["text"]

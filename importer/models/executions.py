@@ -76,8 +76,13 @@ class ExecutionQuerySet(models.QuerySet):
         )
 
     def mark_processing(self) -> bool:
+        """Every page is in: a stall of its pages is over (Assets' processing may stall on
+        its own, `completion._flag_unreadable`)."""
         return self.filter(state=ExecutionState.COMPLETING).stamp(
-            state=ExecutionState.PROCESSING, completed_at=timezone.now(), error=""
+            state=ExecutionState.PROCESSING,
+            completed_at=timezone.now(),
+            error="",
+            stalled_since=None,
         )
 
     def finish(self, *, state: str, error: str = "") -> bool:

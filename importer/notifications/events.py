@@ -167,15 +167,19 @@ def raise_execution_alert(*, execution: Execution, event: str) -> Alert | None:
 def catch_up_execution_alerts() -> int:
     """Raise the alerts of recent executions whose alert task was lost (a dead worker with
     the Redis broker, a broker down at the time); already raised ones are left alone."""
-    states = [State.FAILED, State.REFUSED]
-    if NotificationChannel.objects.filter(enabled=True, notify_on_done=True).exists():
-        states.append(State.DONE)
     alerted = Alert.objects.filter(execution=OuterRef("pk"))
+    ended = Q(state__in=[State.FAILED, State.REFUSED])
+    if NotificationChannel.objects.filter(enabled=True, notify_on_done=True).exists():
+        ended |= Q(state=State.DONE)
+    else:  # done after it was told stalled: told to the channels that heard of the stall
+        ended |= Q(state=State.DONE) & Exists(alerted.filter(kind=Kind.STALLED))
+    # A stall told before does not count: the end is told too.
+    told_the_end = alerted.filter(kind__in=[Kind.FAILED, Kind.REFUSED, Kind.DONE])
     missing = list(
         Execution.objects.select_related("source")
-        .filter(state__in=states, finished_at__gte=timezone.now() - CATCH_UP_WINDOW)
+        .filter(ended, finished_at__gte=timezone.now() - CATCH_UP_WINDOW)
         .filter(alert_wanted=True)
-        .filter(~Exists(alerted))[:200]
+        .filter(~Exists(told_the_end))[:200]
     )
     if not settings.FAIL_STALLED_EXECUTIONS:
         missing += list(
