@@ -805,13 +805,15 @@ def test_the_next_run_shown_is_the_one_assets_makes_after_a_sync_before_a_short_
     pushed_source, sandbox, monkeypatch
 ):
     # Monthly on the 31st, synced on 2 April: Assets is told 31 May; no run on 30 April.
-    start = datetime(2027, 1, 31, 9, 0, tzinfo=BERLIN)
+    # (Next year's: the sandbox, on the real clock, takes only a start still ahead.)
+    year = timezone.now().year + 1
+    start = datetime(year, 1, 31, 9, 0, tzinfo=BERLIN)
     schedule = make_schedule(pushed_source, frequency="MONTHLY", start_time=start)
-    synced_on = datetime(2027, 4, 2, 9, 0, tzinfo=BERLIN)
+    synced_on = datetime(year, 4, 2, 9, 0, tzinfo=BERLIN)
     monkeypatch.setattr(timezone, "now", lambda: synced_on)
     services.sync_schedule(schedule=schedule)
     told = datetime.fromisoformat(sandbox.schedules("src-1")[0]["startTime"])
 
     shown = services.upcoming_run(Schedule.objects.get())
 
-    assert told == shown == datetime(2027, 5, 31, 9, 0, tzinfo=BERLIN)
+    assert told == shown == datetime(year, 5, 31, 9, 0, tzinfo=BERLIN)
