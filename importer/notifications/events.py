@@ -127,10 +127,8 @@ def raise_execution_alert(*, execution: Execution, event: str) -> Alert | None:
     if event == "stalled":
         # With FAIL_STALLED_EXECUTIONS the stall of pages becomes a failure, and that is what
         # is told; a processing import whose outcome cannot be read is not failed for it.
-        ingesting = execution.state == State.INGESTING
-        if not (ingesting and not settings.FAIL_STALLED_EXECUTIONS) and (
-            execution.state != State.PROCESSING
-        ):
+        pages_stalled = execution.state == State.INGESTING and not settings.FAIL_STALLED_EXECUTIONS
+        if not pages_stalled and execution.state != State.PROCESSING:
             return None
         if execution.stalled_since is None:
             return None

@@ -374,12 +374,13 @@ def postpone_chunk(
     return chunk
 
 
-def _uncounted(fetched: int | None) -> dict:
-    """The counts of a fetched page taken back: a retry reads it again, and counts it then."""
+def _uncounted(fetched: int | None, pages: int = 1) -> dict:
+    """The counts of fetched pages (`fetched` records in all) taken back: a retry reads them
+    again, and counts them then."""
     if fetched is None:
         return {}
     return {
-        "pages_fetched": F("pages_fetched") - 1,
+        "pages_fetched": F("pages_fetched") - pages,
         "records_fetched": F("records_fetched") - fetched,
     }
 
@@ -591,10 +592,7 @@ def retry_failed_chunks(*, execution: Execution) -> int:
         # The pages Assets refused were counted as fetched; they count again as read anew.
         refused = [records for _, records in failed if records]
         if refused:
-            Execution.objects.of(execution).stamp(
-                pages_fetched=F("pages_fetched") - len(refused),
-                records_fetched=F("records_fetched") - sum(refused),
-            )
+            Execution.objects.of(execution).stamp(**_uncounted(sum(refused), len(refused)))
         for chunk_id in chunk_ids:
             transaction.on_commit(lambda chunk_id=chunk_id: work_queue.enqueue_chunk(chunk_id))
     return len(chunk_ids)

@@ -39,7 +39,7 @@ def running_import(source: ImportSource) -> Execution | None:
     if source.pk is None:
         return None
     if transaction.get_connection().in_atomic_block:
-        _lock(source)
+        lock_source(source)
     return Execution.objects.open().filter(source=source).first()
 
 
@@ -65,9 +65,10 @@ def refuse_while_importing(*, source: ImportSource, what: str) -> None:
 def lock_for_start(source: ImportSource) -> None:
     """Inside the transaction that opens an execution: wait for a change of the source being
     saved, and read the settings it saved (the import reads them page after page)."""
-    _lock(source)
+    lock_source(source)
     source.refresh_from_db()
 
 
-def _lock(source: ImportSource) -> None:
+def lock_source(source: ImportSource) -> None:
+    """Inside a transaction: the source's row, until it ends."""
     list(ImportSource.objects.select_for_update().filter(pk=source.pk).values_list("pk"))

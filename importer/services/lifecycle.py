@@ -13,7 +13,7 @@ from importer import notifications, work_queue
 from importer.assets import AssetsAuthError, AssetsClient, AssetsError, AssetsUnavailable
 from importer.mapping import validate_document
 from importer.models import ChunkJob, Execution, ImportSource
-from importer.services.editing import lock_for_start
+from importer.services.editing import lock_for_start, lock_source
 from importer.services.errors import (
     ImportAlreadyRunning,
     ImportRefused,
@@ -166,9 +166,13 @@ def _check_startable(source: ImportSource) -> None:
 DUPLICATE_TRIGGER_WINDOW = timedelta(minutes=10)
 
 
-def refused_lately(source: ImportSource) -> bool:
-    """Whether a scheduled run of the source was refused within the trigger window."""
-    return Execution.objects.filter(
+def scheduled_refusal_told(source: ImportSource) -> bool:
+    """Inside a transaction: whether a scheduled run of the source refused now is told to
+    the channels: once for a run Assets asks for again and again, not again within the
+    trigger window (decided under the source's lock: two calls at once would each find no
+    refusal before)."""
+    lock_source(source)
+    return not Execution.objects.filter(
         source=source,
         trigger=Execution.Trigger.SCHEDULE,
         state=Execution.State.REFUSED,
@@ -177,14 +181,10 @@ def refused_lately(source: ImportSource) -> bool:
 
 
 def _refuse(execution: Execution, reason: str) -> None:
-    """The start refused, in the history; told to the channels, but once for a scheduled run
-    Assets asks for again and again (decided under the source's lock: two calls at once
-    would each find no refusal before)."""
+    """The start refused, in the history, and told to the channels (a scheduled run once)."""
     with transaction.atomic():
-        list(ImportSource.objects.select_for_update().filter(pk=execution.source_id).values("pk"))
-        told = execution.trigger != Execution.Trigger.SCHEDULE or not refused_lately(
-            execution.source
-        )
+        scheduled = execution.trigger == Execution.Trigger.SCHEDULE
+        told = not scheduled or scheduled_refusal_told(execution.source)
         refused = Execution.objects.of(execution).refuse(reason=reason, alert_wanted=told)
     if refused and told:
         notifications.notify_execution_finished(execution)

@@ -33,7 +33,11 @@ from importer.services.errors import (
     ScheduleError,
     scrub_secrets,
 )
-from importer.services.lifecycle import DUPLICATE_TRIGGER_WINDOW, refused_lately, start_import
+from importer.services.lifecycle import (
+    DUPLICATE_TRIGGER_WINDOW,
+    scheduled_refusal_told,
+    start_import,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -376,11 +380,9 @@ def start_scheduled_import(*, source: ImportSource) -> Execution:
             if recent is not None:
                 return recent
         if not refusal.recorded:
-            # Assets calling again for the same run: kept in the history, told once (decided
-            # under the source's lock: two calls at once would each find no refusal before).
+            # Assets calling again for the same run: kept in the history, told once.
             with transaction.atomic():
-                list(ImportSource.objects.select_for_update().filter(pk=source.pk).values("pk"))
-                refused = _record_refused_run(source, refusal, told=not refused_lately(source))
+                refused = _record_refused_run(source, refusal, told=scheduled_refusal_told(source))
             if refused.alert_wanted:
                 notifications.notify_execution_finished(refused)
         raise
