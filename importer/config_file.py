@@ -29,7 +29,7 @@ from importer.forms import (
     ScheduleForm,
 )
 from importer.models import ImportSource, Schedule
-from importer.redaction import MASK, mask_setting, mask_url
+from importer.redaction import MASK, declared_secret_params, mask_setting, mask_url
 
 
 class ConfigFileError(Exception):
@@ -72,6 +72,7 @@ FIELD_PATHS: list[tuple[tuple[str, ...], str]] = [
     (("source", "options"), "plugin_options"),
     (("source", "headers"), "extra_headers"),
     (("source", "params"), "extra_params"),
+    (("source", "secret_params"), "secret_params"),
     (("source", "timeout"), "request_timeout"),
     (("source", "ca_bundle"), "ca_bundle"),
     (("source", "missing_identity"), "missing_identity"),
@@ -148,7 +149,7 @@ def source_to_config(source: ImportSource, *, with_secrets: bool = False) -> dic
         value = getattr(source, field_name)
         always = path[:2] in (("assets", "workspace_id"), ("assets", "import_source_id"))
         if always or path == ("source", "kind") or value != field.get_default():
-            _put(config, path, value if with_secrets else _masked(field_name, value))
+            _put(config, path, value if with_secrets else _masked(source, field_name, value))
     if with_secrets:
         _put(config, ("assets", "token"), source.assets_token)
         if source.source_token:
@@ -160,12 +161,12 @@ def source_to_config(source: ImportSource, *, with_secrets: bool = False) -> dic
     return config
 
 
-def _masked(field_name: str, value):
+def _masked(source: ImportSource, field_name: str, value):
     """A setting as written without secrets: MASK where it holds one (import keeps those)."""
     if field_name in MASKED_URL_FIELDS:
-        return mask_url(value or "")
+        return mask_url(value or "", declared_secret_params(source))
     if field_name in MASKED_JSON_FIELDS:
-        return mask_setting(field_name, value)
+        return mask_setting(field_name, value, declared_secret_params(source))
     return value
 
 

@@ -102,9 +102,18 @@ _SMTP_AUTH = re.compile(
 )
 
 
-def is_secret_name(name: str) -> bool:
-    """Whether a header, query parameter or option of this name carries a credential."""
-    return bool(_SECRET_NAME.search(str(name)))
+def is_secret_name(name: str, also: Iterable[str] = ()) -> bool:
+    """Whether a header, query parameter or option of this name carries a credential (`also`:
+    lower-case names a source declares secret, `declared_secret_params`)."""
+    return bool(_SECRET_NAME.search(str(name))) or str(name).lower() in also
+
+
+def declared_secret_params(source: Any) -> frozenset[str]:
+    """The query parameters a source's operator named secret, lower-case: a vendor's key
+    under a name that does not say so (OpenWeather's `appid`). Only the operator can tell
+    such a key from a filter; once named, it is treated like a credential-named one."""
+    names = getattr(source, "secret_params", "") or ""
+    return frozenset(name.strip().lower() for name in names.split(",") if name.strip())
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -158,7 +167,8 @@ def hidden_from_messages(source: Any) -> list[str]:
     """What a message, a log line or a page never shows of a source: its secrets, and the
     values that look like keys under a name of the vendor's own. Those are not secrets
     elsewhere: a request keeps them, across a redirect too, for a look is no proof, and
-    dropping a filter would read other records."""
+    dropping a filter would read other records; the operator names such a key secret in the
+    source's `secret_params`, and it is then a secret everywhere."""
     return [*secrets_of(source), *_keys_under_vendor_names(source)]
 
 
@@ -185,6 +195,7 @@ def secrets_of(source: Any) -> list[str]:
     """Every secret an ImportSource holds, as text that must never leave the app: the
     settings it names as secret or as possibly holding one, and its webtrigger token."""
     found = [getattr(source, name, "") for name in (*source.SECRET_FIELDS, "webtrigger_token")]
+    declared = declared_secret_params(source)
     username, token = getattr(source, "auth_username", ""), getattr(source, "source_token", "")
     if token:
         found.append(base64.b64encode(f"{username}:{token}".encode()).decode())
@@ -195,7 +206,7 @@ def secrets_of(source: Any) -> list[str]:
             # As sent: the Basic credentials requests builds from them.
             credentials = base64.b64encode(f"{user}:{password}".encode()).decode()
             found.extend([userinfo, user, password, credentials])
-        found.extend(_secret_query_values(url or ""))
+        found.extend(_secret_query_values(url or "", declared))
     for name in source.MASKED_JSON_FIELDS:
         value = getattr(source, name, None)
         # A header of a vendor's own naming is scrubbed when its value looks like a key: a
@@ -205,13 +216,15 @@ def secrets_of(source: Any) -> list[str]:
             for header in _secret_headers(name, value)
             if _looks_like_a_key(str(value[header]))
         ]
+        if name == "extra_params":
+            keys += declared
         found.extend(_secret_values(value, also=keys))
     return [value for value in found if isinstance(value, str) and value]
 
 
-def mask_url(url: str) -> str:
+def mask_url(url: str, also: Iterable[str] = ()) -> str:
     """The URL with its user name and password, and the values of its credential-named query
-    parameters (`?access_token=...`), replaced by MASK."""
+    parameters (`?access_token=...`, and those named in `also`), replaced by MASK."""
     parts = _split(url)
     if parts is None:
         return url
@@ -221,14 +234,14 @@ def mask_url(url: str) -> str:
     pairs = query.split("&") if query else []
     for at, pair in enumerate(pairs):
         name, equals, value = pair.partition("=")
-        if equals and value and is_secret_name(unquote_plus(name)):
+        if equals and value and is_secret_name(unquote_plus(name), also):
             pairs[at] = f"{name}={MASK}"
     if netloc == parts.netloc and "&".join(pairs) == query:
         return url  # nothing to hide: the URL as it was written
     return urlunsplit(parts._replace(netloc=netloc, query="&".join(pairs)))
 
 
-def restore_url(url: str, stored: str) -> str:
+def restore_url(url: str, stored: str, also: Iterable[str] = ()) -> str:
     """A URL given back masked (`mask_url`) gets the stored credentials at the masked places
     (ValueError when none are stored there)."""
     parts = _split(url)
@@ -246,12 +259,12 @@ def restore_url(url: str, stored: str) -> str:
     stored_values: dict[str, list[str]] = {}
     for pair in kept.query.split("&") if kept and kept.query else []:
         name, _, value = pair.partition("=")
-        if is_secret_name(unquote_plus(name)):
+        if is_secret_name(unquote_plus(name), also):
             stored_values.setdefault(name, []).append(value)
     pairs = query.split("&") if query else []
     for at, pair in enumerate(pairs):
         name, _, value = pair.partition("=")
-        if value != MASK or not is_secret_name(unquote_plus(name)):
+        if value != MASK or not is_secret_name(unquote_plus(name), also):
             continue
         left = stored_values.get(name) or [""]
         if left[0] in ("", MASK):
@@ -262,10 +275,12 @@ def restore_url(url: str, stored: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc, query="&".join(pairs)))
 
 
-def mask_setting(name: str, value: Any) -> Any:
+def mask_setting(name: str, value: Any, also: Iterable[str] = ()) -> Any:
     """A source's JSON setting (`name`) as people see it: its credential-named entries
-    masked, and, in its extra headers, every header but the public ones."""
-    return mask_secret_values(value, also=_secret_headers(name, value))
+    masked, and, in its extra headers, every header but the public ones (in its extra
+    parameters, those named in `also`)."""
+    declared = list(also) if name == "extra_params" else []
+    return mask_secret_values(value, also=[*_secret_headers(name, value), *declared])
 
 
 # The characters keys and tokens are written with (base64, hex, URL-safe), and no others.
@@ -358,9 +373,9 @@ def _split(url: str):
         return None
 
 
-def _secret_query_values(url: str) -> list[str]:
+def _secret_query_values(url: str, also: Iterable[str] = ()) -> list[str]:
     """The values of a URL's credential-named query parameters."""
-    return [value for name, value in _query_items(url) if is_secret_name(name)]
+    return [value for name, value in _query_items(url) if is_secret_name(name, also)]
 
 
 def _query_values(url: str) -> list[str]:

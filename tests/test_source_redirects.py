@@ -85,6 +85,24 @@ def test_credentials_in_the_query_never_follow_a_redirect_to_another_port(serve)
     assert (arrived.query["tenant"], arrived.query["region"]) == (["7"], ["eu"])
 
 
+def test_keys_under_names_declared_secret_never_follow_a_redirect(serve) -> None:
+    # OpenWeather's `appid` says nothing of a key: the operator names it secret, and it then
+    # stays behind like `api_key` would, while the filters beside it still go.
+    origin = serve()
+    elsewhere = serve(records=N)
+    origin.redirects["/api/moved"] = (301, f"{elsewhere.base_url}/api/offset")
+    source = configured(origin, "/api/moved?appid=b6907d289e10d714a6e88b30761fae22&units=metric", "bearer")
+    source.extra_params = {"tenant": "acme", "region": "eu-west-1"}
+    source.secret_params = "appid, Tenant"
+
+    page = build_source(source).fetch_page("")
+
+    assert ids(page.records) == every_id(5)
+    [arrived] = elsewhere.requests_to("/api/offset")
+    assert "appid" not in arrived.query and "tenant" not in arrived.query
+    assert (arrived.query["units"], arrived.query["region"]) == (["metric"], ["eu-west-1"])
+
+
 def test_filters_follow_a_redirect_to_another_origin_however_long(serve) -> None:
     # What narrows the records is no credential: without it the moved host lists others.
     # Only a credential picked out by its name stays behind, never a value by its look.

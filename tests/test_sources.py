@@ -270,6 +270,28 @@ def test_a_next_link_repeating_the_api_key_is_stored_without_it_and_followed_wit
     assert [r.query.get("code") for r in fake.requests_to(path)][1:] == [[SECRET]] * 4
 
 
+def test_a_next_link_repeating_a_key_declared_secret_is_stored_without_it(
+    fake: FakeSource,
+) -> None:
+    # The key sits in the source URL under a name that says nothing (`appid`), and the
+    # source's next links repeat it: once the operator names it secret, no cursor holds it.
+    key = "b6907d289e10d714a6e88b30761fae22"
+    fake.next_link_params = {"appid": key}
+    source = rest_source(
+        f"{fake.base_url}/api/next?appid={key}",
+        pagination="next_url",
+        records_path="results",
+        cursor_path="links.next",
+        secret_params="appid",
+    )
+
+    records, cursors = walk(source)
+
+    assert ids(records) == every_id()
+    assert all(key not in cursor for cursor in cursors)
+    assert [r.query.get("appid") for r in fake.requests_to("/api/next")] == [[key]] * 5
+
+
 def test_a_next_link_naming_a_credential_changed_since_stops_instead_of_sending_another(
     fake: FakeSource,
 ) -> None:

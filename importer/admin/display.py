@@ -108,10 +108,9 @@ def stored_secret(value: str) -> str:
     return "stored (only Import administrators may replace it)" if value else "—"
 
 
-def masked_json(name: str, value) -> str:
-    return format_html(
-        "<pre>{}</pre>", json.dumps(mask_setting(name, value), indent=2, ensure_ascii=False)
-    )
+def masked_json(name: str, value, secret_params: frozenset[str] = frozenset()) -> str:
+    masked = mask_setting(name, value, secret_params)
+    return format_html("<pre>{}</pre>", json.dumps(masked, indent=2, ensure_ascii=False))
 
 
 # What a chunk row shows of its error before "more": a line, and not a long one.

@@ -43,7 +43,7 @@ from importer.forms import (
 from importer.forms.meanwhile import RefusesEditsMadeMeanwhile
 from importer.mapping import mapping_table
 from importer.models import Execution, ImportSource, Schedule
-from importer.redaction import mask_url, redact
+from importer.redaction import declared_secret_params, mask_url, redact
 
 
 class ImportSourceAdminForm(RefusesEditsMadeMeanwhile, ImportSourceForm):
@@ -181,11 +181,11 @@ class ImportSourceAdmin(
 
     @admin.display(description="Source URL")
     def source_url_masked(self, source):
-        return mask_url(source.source_url)
+        return mask_url(source.source_url, declared_secret_params(source))
 
     @admin.display(description="OAuth2 token URL")
     def oauth_token_url_masked(self, source):
-        return mask_url(source.oauth_token_url)
+        return mask_url(source.oauth_token_url, declared_secret_params(source))
 
     @admin.display(description="Extra headers")
     def extra_headers_masked(self, source):
@@ -193,7 +193,7 @@ class ImportSourceAdmin(
 
     @admin.display(description="Extra parameters")
     def extra_params_masked(self, source):
-        return masked_json("extra_params", source.extra_params)
+        return masked_json("extra_params", source.extra_params, declared_secret_params(source))
 
     @admin.display(description="Plug-in options")
     def plugin_options_masked(self, source):

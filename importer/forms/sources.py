@@ -11,6 +11,7 @@ from importer.forms.secrets import WriteOnlySecretsForm, keep_stored_secrets
 from importer.mapping import validate_document
 from importer.models import ImportSource
 from importer.redaction import (
+    declared_secret_params,
     mask_setting,
     mask_url,
     restore_masked,
@@ -24,7 +25,13 @@ SECRET_FIELDS = ImportSource.SECRET_FIELDS
 MASKED_URL_FIELDS = ImportSource.MASKED_URL_FIELDS
 MASKED_JSON_FIELDS = ImportSource.MASKED_JSON_FIELDS
 SOURCE_FIELDS = list(ImportSource.SOURCE_FIELDS)
-CONNECTION_FIELDS = ["extra_headers", "extra_params", "request_timeout", "ca_bundle"]
+CONNECTION_FIELDS = [
+    "extra_headers",
+    "extra_params",
+    "secret_params",
+    "request_timeout",
+    "ca_bundle",
+]
 PAGING_FIELDS = list(ImportSource.PAGING_FIELDS)
 AUTH_FIELDS = [
     "source_auth",
@@ -53,6 +60,7 @@ FIELD_CONDITIONS: dict[str, list[dict[str, list[str]]]] = {
     "records_path": [{"source_kind": ["rest", "json"]}],
     "extra_headers": [{"source_kind": READ_OVER_HTTP}],
     "extra_params": [{"source_kind": READ_OVER_HTTP}],
+    "secret_params": [{"source_kind": READ_OVER_HTTP}],
     "request_timeout": [{"source_kind": READ_OVER_HTTP}],
     "ca_bundle": [{"source_kind": READ_OVER_HTTP}],
     "pagination": [{"source_kind": ["rest"]}],
@@ -179,12 +187,13 @@ class ImportSourceForm(WriteOnlySecretsForm):
                 if name in self.fields:
                     field = self.fields[name]
                     field.help_text = field.help_text.partition(" Leave empty")[0]
+        declared = declared_secret_params(self.instance)
         for name in MASKED_URL_FIELDS:
             if name in self.fields:
-                self.initial[name] = mask_url(getattr(self.instance, name) or "")
+                self.initial[name] = mask_url(getattr(self.instance, name) or "", declared)
         for name in MASKED_JSON_FIELDS:
             if name in self.fields:
-                self.initial[name] = mask_setting(name, getattr(self.instance, name))
+                self.initial[name] = mask_setting(name, getattr(self.instance, name), declared)
         for name in AT_LEAST_ONE:
             if name in self.fields:
                 field = self.fields[name]
@@ -198,7 +207,7 @@ class ImportSourceForm(WriteOnlySecretsForm):
         stored = getattr(self.instance, name)
         try:
             if name in MASKED_URL_FIELDS:
-                return restore_url(value or "", stored or "")
+                return restore_url(value or "", stored or "", declared_secret_params(self.instance))
             return restore_masked(value, stored, name)
         except ValueError as error:
             raise forms.ValidationError(f"{error}: give the value itself.") from None

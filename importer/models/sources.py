@@ -211,6 +211,15 @@ class ImportSource(models.Model):
     extra_params = EncryptedJSONField(
         default=dict, blank=True, help_text='Extra query parameters, e.g. {"status": "active"}.'
     )
+    secret_params = models.CharField(
+        "secret parameters",
+        max_length=500,
+        blank=True,
+        help_text="Query parameters of the source URL or the extra parameters that carry a key "
+        "though their name does not say so (e.g. appid), comma-separated. Like a parameter "
+        "named as a credential (api_key, token, ...), they are shown masked, never stored "
+        "with a page's cursor, and not sent on a redirect to another host.",
+    )
     request_timeout = models.FloatField(
         null=True, blank=True, help_text="Seconds per request (empty: the HTTP_TIMEOUT setting)."
     )

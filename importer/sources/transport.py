@@ -25,6 +25,7 @@ from urllib3.response import GzipDecoderState
 
 from importer.deadline import discard, mount_deadline_adapter, request_deadline, until
 from importer.redaction import (
+    declared_secret_params,
     hidden_from_messages,
     is_secret_name,
     redact_for,
@@ -156,9 +157,10 @@ class SourceHttp:
         # The query too: the key, and a credential written into the source URL or its extra
         # parameters (a server that moved answers 301 to the new host with the same query).
         secrets = set(secrets_of(self.source))
+        declared = declared_secret_params(self.source)
 
         def credential(name: str, value: str) -> bool:
-            return name == self.key_param or is_secret_name(name) or value in secrets
+            return name == self.key_param or is_secret_name(name, declared) or value in secrets
 
         url = request.url or ""
         if any(credential(*pair) for pair in parse_qsl(urlsplit(url).query)):
