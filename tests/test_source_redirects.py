@@ -91,7 +91,8 @@ def test_keys_under_names_declared_secret_never_follow_a_redirect(serve) -> None
     origin = serve()
     elsewhere = serve(records=N)
     origin.redirects["/api/moved"] = (301, f"{elsewhere.base_url}/api/offset")
-    source = configured(origin, "/api/moved?appid=b6907d289e10d714a6e88b30761fae22&units=metric", "bearer")
+    key = "b6907d289e10d714a6e88b30761fae22"
+    source = configured(origin, f"/api/moved?appid={key}&units=metric", "bearer")
     source.extra_params = {"tenant": "acme", "region": "eu-west-1"}
     source.secret_params = "appid, Tenant"
 
