@@ -169,21 +169,32 @@ def hidden_from_messages(source: Any) -> list[str]:
     elsewhere: a request keeps them, across a redirect too, for a look is no proof, and
     dropping a filter would read other records; the operator names such a key secret in the
     source's `secret_params`, and it is then a secret everywhere."""
-    return [*secrets_of(source), *_keys_under_vendor_names(source)]
+    return [*secrets_of(source), *(value for _, value in _keys_under_vendor_names(source))]
 
 
-def _keys_under_vendor_names(source: Any) -> list[str]:
-    """Values of the source's query and extra parameters that look like keys under a name of
-    the vendor's own (OpenWeather's `?appid=`): only those written in key characters, so a
-    date, a list of fields or a query (`install_status=1`) is no key, and no UUID."""
-    values = [value for url in _urls_of(source) for value in _query_values(url)]
+def keys_under_undeclared_names(source: Any) -> list[str]:
+    """The names of the source's query and extra parameters whose values look like keys,
+    though neither their names nor the source's secret parameters say so: worth a word to
+    the operator, who alone can tell a key from a filter (`region=eu-west-1`)."""
+    return sorted({name for name, _ in _keys_under_vendor_names(source)})
+
+
+def _keys_under_vendor_names(source: Any) -> list[tuple[str, str]]:
+    """The source's query and extra parameters (name, value) that look like keys under a name
+    of the vendor's own (OpenWeather's `?appid=`): only values written in key characters, so
+    a date, a list of fields or a query (`install_status=1`) is no key, and no UUID."""
+    pairs = [pair for url in _urls_of(source) for pair in _query_items(url)]
     params = getattr(source, "extra_params", None)
     if isinstance(params, dict):
-        values += [value for value in params.values() if isinstance(value, str)]
+        pairs += [(str(name), value) for name, value in params.items() if isinstance(value, str)]
+    declared = declared_secret_params(source)
     return [
-        value
-        for value in values
-        if _KEY_TEXT.fullmatch(value) and not _UUID.fullmatch(value) and _looks_like_a_key(value)
+        (name, value)
+        for name, value in pairs
+        if not is_secret_name(name, declared)
+        and _KEY_TEXT.fullmatch(value)
+        and not _UUID.fullmatch(value)
+        and _looks_like_a_key(value)
     ]
 
 
@@ -376,10 +387,6 @@ def _split(url: str):
 def _secret_query_values(url: str, also: Iterable[str] = ()) -> list[str]:
     """The values of a URL's credential-named query parameters."""
     return [value for name, value in _query_items(url) if is_secret_name(name, also)]
-
-
-def _query_values(url: str) -> list[str]:
-    return [value for _, value in _query_items(url)]
 
 
 def _query_items(url: str) -> list[tuple[str, str]]:

@@ -424,6 +424,28 @@ def test_an_export_without_secrets_holds_none_and_importing_it_back_keeps_them(
 
 
 @pytest.mark.django_db
+def test_saving_a_key_under_a_name_that_says_nothing_suggests_naming_it_secret(
+    admin_client, make_source
+):
+    source = make_source()
+    url = reverse("admin:importer_importsource_change", args=[source.pk])
+    with_key = "https://inventory.example/api?appid=b6907d289e10d714a6e88b30761fae22&units=si"
+
+    def saved(**fields) -> str:
+        response = admin_client.post(url, source_form_data(source, **fields), follow=True)
+        assert response.status_code == 200
+        return " ".join(str(message) for message in response.context["messages"])
+
+    suggested = saved(source_url=with_key)
+    declared = saved(source_url=with_key, secret_params="appid")
+
+    assert "the query parameter 'appid' holds what looks like a key" in suggested
+    assert "Secret parameters" in suggested
+    assert "looks like a key" not in declared
+    assert ImportSource.objects.get(pk=source.pk).source_url == with_key
+
+
+@pytest.mark.django_db
 def test_a_masked_value_without_a_stored_secret_is_refused(make_source):
     form = ImportSourceForm(
         data=source_form_data(make_source(), extra_headers='{"X-Api-Key": "***"}')

@@ -43,7 +43,12 @@ from importer.forms import (
 from importer.forms.meanwhile import RefusesEditsMadeMeanwhile
 from importer.mapping import mapping_table
 from importer.models import Execution, ImportSource, Schedule
-from importer.redaction import declared_secret_params, mask_url, redact
+from importer.redaction import (
+    declared_secret_params,
+    keys_under_undeclared_names,
+    mask_url,
+    redact,
+)
 
 
 class ImportSourceAdminForm(RefusesEditsMadeMeanwhile, ImportSourceForm):
@@ -99,7 +104,8 @@ class ImportSourceAdmin(
             {
                 "fields": CONNECTION_FIELDS,
                 "classes": ["collapse"],
-                "description": "Extra headers and query parameters, timeout, private CA.",
+                "description": "Extra headers and query parameters, which parameters carry a "
+                "key, timeout, private CA.",
             },
         ),
         ("Limits", {"fields": LIMIT_FIELDS, "classes": ["collapse"]}),
@@ -260,12 +266,30 @@ class ImportSourceAdmin(
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
+        if {"source_url", "extra_params", "secret_params"} & set(form.changed_data):
+            self._warn_of_undeclared_keys(request, obj)
         if not change:
             return
         try:
             services.source_saved(source=obj, changed=set(form.changed_data), was=form.initial)
         except services.ScheduleError as error:
             self.message_user(request, f"Schedule: {error}", messages.WARNING)
+
+    def _warn_of_undeclared_keys(self, request, source) -> None:
+        names = keys_under_undeclared_names(source)
+        if not names:
+            return
+        listed = ", ".join(f"'{name}'" for name in names)
+        self.message_user(
+            request,
+            f"{source}: the query parameter{'s' if len(names) > 1 else ''} {listed} "
+            f"hold{'' if len(names) > 1 else 's'} what looks like a key. If "
+            f"{'they are keys' if len(names) > 1 else 'it is one'}, name "
+            f"{'them' if len(names) > 1 else 'it'} under Connection → Secret parameters: "
+            "a secret parameter is masked here and in exports, and never sent to another host "
+            "on a redirect.",
+            messages.WARNING,
+        )
 
     def delete_in_assets_first(self, source) -> None:
         services.delete_source(source=source)
