@@ -662,13 +662,17 @@ def test_an_api_key_in_the_query_never_reaches_an_error_message(serve) -> None:
 
 
 def oauth_source(fake: FakeSource, **fields: Any) -> ImportSource:
-    fields = {"source_url": f"{fake.base_url}/api/offset", "records_path": "data.items", **fields}
+    fields = {
+        "source_url": f"{fake.base_url}/api/offset",
+        "records_path": "data.items",
+        "source_token": SECRET,
+        **fields,
+    }
     return rest_source(
         fields.pop("source_url"),
         source_auth="oauth2_client_credentials",
         oauth_token_url=f"{fake.base_url}/oauth/token",
         auth_username="client-1",
-        source_token=SECRET,
         oauth_scope="assets:read",
         **fields,
     )
@@ -724,6 +728,18 @@ def test_a_refused_client_secret_fails_clearly(serve) -> None:
     assert (error.kind, error.permanent, error.status) == ("auth", True, 401)
     assert "token endpoint" in error.message and "client secret" in error.message
     assert_safe(error, SECRET)
+
+
+def test_a_wrong_client_secret_is_refused_though_another_source_holds_a_token(serve) -> None:
+    # Same token endpoint, client and scope; the right secret fetched a token first. A
+    # mistyped or revoked secret is found out at once, not when that token expires.
+    fake = serve(records=N, auth="oauth2", username="client-1", secret=SECRET)
+    assert build_source(oauth_source(fake)).fetch_page("").records
+
+    error = failure(oauth_source(fake, source_token="mistyped-secret"))
+
+    assert (error.kind, error.status) == ("auth", 401)
+    assert len(fake.token_requests()) == 2
 
 
 # --- errors --------------------------------------------------------------------------------

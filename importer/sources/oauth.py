@@ -1,5 +1,5 @@
-"""OAuth2 client credentials: an access token per token endpoint, client and scope, asked
-for once and shared by every reader in the process until shortly before it expires."""
+"""OAuth2 client credentials: an access token per token endpoint, client, secret and scope,
+asked for once and shared by every reader in the process until shortly before it expires."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
 import requests
+
+from django.utils.crypto import salted_hmac
 
 from importer.deadline import discard, mount_deadline_adapter
 from importer.redaction import remember_secrets
@@ -24,8 +26,9 @@ TOKEN_EXPIRY_MARGIN_SECONDS = 30.0
 # Providers that omit `expires_in` still get their token reused, for this long.
 DEFAULT_TOKEN_LIFETIME_SECONDS = 300.0
 
-# OAuth2 access tokens, per process: (token_url, client_id, scope) -> (token, monotonic expiry).
-_tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
+# OAuth2 access tokens, per process: (token_url, client_id, secret's digest, scope) ->
+# (token, monotonic expiry).
+_tokens: dict[tuple[str, str, str, str], tuple[str, float]] = {}
 _tokens_lock = threading.Lock()
 
 
@@ -35,8 +38,11 @@ def clear_token_cache() -> None:
         _tokens.clear()
 
 
-def _key(source) -> tuple[str, str, str]:
-    return (source.oauth_token_url, source.auth_username, source.oauth_scope)
+def _key(source) -> tuple[str, str, str, str]:
+    """The client secret is part of it: a source with a wrong or revoked secret must not
+    read with the token another source's right one got, and a new secret is tried at once."""
+    secret = salted_hmac("oauth-token-cache", source.source_token or "").hexdigest()
+    return (source.oauth_token_url, source.auth_username, secret, source.oauth_scope)
 
 
 def access_token(http: SourceHttp) -> str:
