@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
 import requests
-
 from django.utils.crypto import salted_hmac
 
 from importer.deadline import discard, mount_deadline_adapter
