@@ -179,6 +179,33 @@ def keys_under_undeclared_names(source: Any) -> list[str]:
     return sorted({name for name, _ in _keys_under_vendor_names(source)})
 
 
+def undeclared_keys_warning(source: Any) -> str:
+    """What the operator is told of keys under names that say nothing ("" if none)."""
+    names = keys_under_undeclared_names(source)
+    if not names:
+        return ""
+    listed = ", ".join(f"'{name}'" for name in names)
+    one = len(names) == 1
+    return (
+        (
+            f"the query parameter {listed} holds what looks like a key; if it is one, name it"
+            if one
+            else f"the query parameters {listed} hold what look like keys; name those that are"
+        )
+        + " under the source's secret parameters (Connection): a secret parameter is masked "
+        "in pages and exports, stored in no cursor, and never sent to another host on a "
+        "redirect."
+    )
+
+
+def params_hidden_from_viewers(source: Any) -> frozenset[str]:
+    """The query parameters a page that only shows a source masks: those named secret, and
+    those whose values look like keys (a filter that looks like one is masked too; only
+    those who edit the source need to read it)."""
+    undeclared = (name.lower() for name in keys_under_undeclared_names(source))
+    return declared_secret_params(source) | frozenset(undeclared)
+
+
 def _keys_under_vendor_names(source: Any) -> list[tuple[str, str]]:
     """The source's query and extra parameters (name, value) that look like keys under a name
     of the vendor's own (OpenWeather's `?appid=`): only values written in key characters, so

@@ -440,9 +440,50 @@ def test_saving_a_key_under_a_name_that_says_nothing_suggests_naming_it_secret(
     declared = saved(source_url=with_key, secret_params="appid")
 
     assert "the query parameter 'appid' holds what looks like a key" in suggested
-    assert "Secret parameters" in suggested
+    assert "under the source's secret parameters (Connection)" in suggested
     assert "looks like a key" not in declared
     assert ImportSource.objects.get(pk=source.pk).source_url == with_key
+
+
+VENDOR_KEY = "b6907d289e10d714a6e88b30761fae22"
+
+
+@pytest.mark.django_db
+def test_an_operator_sees_no_key_under_a_name_that_says_nothing(
+    client, django_user_model, make_source
+):
+    # Not named secret: an operator's page masks it by its look, filters stay readable.
+    source = make_source(
+        source_url=f"https://weather.example/data?appid={VENDOR_KEY}&units=metric",
+        extra_params={"site_key_id": "Zx81Qa93Lm27Pw", "status": "active"},
+    )
+    client.force_login(user_in(django_user_model, "Import operators", "otto"))
+
+    page = client.get(reverse("admin:importer_importsource_change", args=[source.pk]))
+
+    html = page.content.decode()
+    assert VENDOR_KEY not in html and "Zx81Qa93Lm27Pw" not in html
+    assert "appid=***&amp;units=metric" in html and "active" in html
+
+
+@pytest.mark.django_db
+def test_an_export_names_keys_under_names_that_say_nothing_until_declared(make_source):
+    source = make_source(source_url=f"https://weather.example/data?appid={VENDOR_KEY}")
+
+    def exported() -> tuple[str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        call_command("export_sources", stdout=out, stderr=err)
+        return out.getvalue(), err.getvalue()
+
+    undeclared_out, undeclared_err = exported()
+    source.secret_params = "appid"
+    source.save()
+    declared_out, declared_err = exported()
+
+    assert VENDOR_KEY in undeclared_out  # a filter may look like a key: only said
+    assert "'appid' holds what looks like a key" in undeclared_err
+    assert VENDOR_KEY not in declared_out and "appid=***" in declared_out
+    assert declared_err == ""
 
 
 @pytest.mark.django_db

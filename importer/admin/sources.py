@@ -44,10 +44,10 @@ from importer.forms.meanwhile import RefusesEditsMadeMeanwhile
 from importer.mapping import mapping_table
 from importer.models import Execution, ImportSource, Schedule
 from importer.redaction import (
-    declared_secret_params,
-    keys_under_undeclared_names,
     mask_url,
+    params_hidden_from_viewers,
     redact,
+    undeclared_keys_warning,
 )
 
 
@@ -187,11 +187,11 @@ class ImportSourceAdmin(
 
     @admin.display(description="Source URL")
     def source_url_masked(self, source):
-        return mask_url(source.source_url, declared_secret_params(source))
+        return mask_url(source.source_url, params_hidden_from_viewers(source))
 
     @admin.display(description="OAuth2 token URL")
     def oauth_token_url_masked(self, source):
-        return mask_url(source.oauth_token_url, declared_secret_params(source))
+        return mask_url(source.oauth_token_url, params_hidden_from_viewers(source))
 
     @admin.display(description="Extra headers")
     def extra_headers_masked(self, source):
@@ -199,7 +199,7 @@ class ImportSourceAdmin(
 
     @admin.display(description="Extra parameters")
     def extra_params_masked(self, source):
-        return masked_json("extra_params", source.extra_params, declared_secret_params(source))
+        return masked_json("extra_params", source.extra_params, params_hidden_from_viewers(source))
 
     @admin.display(description="Plug-in options")
     def plugin_options_masked(self, source):
@@ -276,20 +276,9 @@ class ImportSourceAdmin(
             self.message_user(request, f"Schedule: {error}", messages.WARNING)
 
     def _warn_of_undeclared_keys(self, request, source) -> None:
-        names = keys_under_undeclared_names(source)
-        if not names:
-            return
-        listed = ", ".join(f"'{name}'" for name in names)
-        self.message_user(
-            request,
-            f"{source}: the query parameter{'s' if len(names) > 1 else ''} {listed} "
-            f"hold{'' if len(names) > 1 else 's'} what looks like a key. If "
-            f"{'they are keys' if len(names) > 1 else 'it is one'}, name "
-            f"{'them' if len(names) > 1 else 'it'} under Connection → Secret parameters: "
-            "a secret parameter is masked here and in exports, and never sent to another host "
-            "on a redirect.",
-            messages.WARNING,
-        )
+        warning = undeclared_keys_warning(source)
+        if warning:
+            self.message_user(request, f"{source}: {warning}", messages.WARNING)
 
     def delete_in_assets_first(self, source) -> None:
         services.delete_source(source=source)

@@ -6,6 +6,7 @@ from django.core.management.base import CommandError
 from importer.config_file import config_document
 from importer.management.base import DatabaseCommand
 from importer.models import ImportSource
+from importer.redaction import undeclared_keys_warning
 
 
 class Command(DatabaseCommand):
@@ -38,6 +39,8 @@ class Command(DatabaseCommand):
         except ImproperlyConfigured as problem:  # a secret no listed key decrypts
             raise CommandError(f"Nothing was written: {problem}") from None
         document = json.dumps(config, indent=2, ensure_ascii=False)
+        if not with_secrets:
+            self._warn_of_undeclared_keys(names)
         if output:
             with open(output, "w", encoding="utf-8") as file:
                 file.write(document + "\n")
@@ -47,3 +50,12 @@ class Command(DatabaseCommand):
             )
         else:
             self.stdout.write(document)
+
+    def _warn_of_undeclared_keys(self, names) -> None:
+        """A key under a name that says nothing is written as it is: only the operator can
+        say it is a key, not a filter."""
+        sources = ImportSource.objects.filter(name__in=names) if names else ImportSource.objects
+        for source in sources.order_by("name"):
+            warning = undeclared_keys_warning(source)
+            if warning:
+                self.stderr.write(f"Warning: {source.name}: written as it is, {warning}")
