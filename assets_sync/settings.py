@@ -288,6 +288,8 @@ else:
 HEALTH_TOKEN = env.str("HEALTH_TOKEN", default="")
 # Finished executions older than this are deleted by the daily retention task.
 HISTORY_RETENTION_DAYS = env.int("HISTORY_RETENTION_DAYS", default=180)
+if not 1 <= HISTORY_RETENTION_DAYS <= 36_500:  # a date further back cannot be written
+    raise ImproperlyConfigured("HISTORY_RETENTION_DAYS must be from 1 to 36500 (100 years).")
 
 # --- Alerts and metrics ------------------------------------------------------------------
 # How alerts are e-mailed: smtp://user:password@host:587 with STARTTLS is smtp+tls://...,

@@ -894,7 +894,8 @@ def test_a_timeout_of_no_seconds_is_refused_at_its_setting(
 @pytest.mark.parametrize(
     "command, told",
     [
-        (("prune_history", "--days", "-3"), "--days must be 1 or more"),
+        (("prune_history", "--days", "-3"), "--days must be from 1 to 36500"),
+        (("prune_history", "--days", "99999999999"), "--days must be from 1 to 36500"),
         (("run_import", "laptops", "--wait", "--poll", "-1"), "--poll must be a number"),
     ],
 )

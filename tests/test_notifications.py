@@ -1,10 +1,12 @@
 """Alerts by e-mail and webhook: a real SMTP server and a real HTTP receiver on loopback."""
 
 import ast
+import io
 import json
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 from django_q.models import Schedule as QSchedule
@@ -12,6 +14,7 @@ from django_q.models import Schedule as QSchedule
 from importer import services, tasks
 from importer.models import Alert, Delivery, Execution, NotificationChannel, Schedule
 from importer.notifications.delivery import MAX_ATTEMPTS, RETRY_DELAYS
+from importer.notifications.events import last_successes
 from tests.conftest import SANDBOX_TOKEN, SmtpServer, wait_for
 from tests.test_services import run_due_retries
 
@@ -508,6 +511,36 @@ def test_a_daily_source_is_stale_only_after_a_day_and_the_grace(
     assert [payload["event"] for payload in received(httpserver)] == ["source.stale"]
 
 
+def test_pruning_history_keeps_a_sources_last_success_so_it_is_not_told_stale(
+    make_source, httpserver
+):
+    # A weekly source last imported five days ago, its history kept three days.
+    httpserver.expect_request("/hook").respond_with_json({})
+    webhook_channel(httpserver.url_for("/hook"))
+    source = make_source()
+    Schedule.objects.create(
+        source=source,
+        frequency=Schedule.Frequency.WEEKLY,
+        start_time=timezone.now() - timedelta(days=40),
+        timezone="UTC",
+    )
+    ended = [timezone.now() - timedelta(days=days) for days in (12, 6, 5)]
+    executions = []
+    for state, at in zip(["DONE", "DONE", "FAILED"], ended, strict=True):
+        execution = Execution.objects.create(source=source, state=state)
+        Execution.objects.filter(pk=execution.pk).update(
+            created_at=at - timedelta(minutes=5), finished_at=at
+        )
+        executions.append(execution)
+
+    call_command("prune_history", "--days", "3", stdout=io.StringIO())
+    services.look_after_imports()
+
+    assert list(Execution.objects.values_list("pk", flat=True)) == [executions[1].pk]
+    assert received(httpserver) == []
+    assert last_successes([source.pk]) == {source.pk: ended[1]}
+
+
 @pytest.mark.parametrize("first_run_hours_ago, stale", [(3, False), (27, True)])
 def test_a_schedule_never_imported_is_stale_a_day_and_the_grace_after_its_first_run(
     pushed_source, httpserver, settings, first_run_hours_ago, stale
@@ -823,10 +856,6 @@ def test_the_demo_channel_shows_an_alert_on_the_sandbox_page(pushed_source, sand
 
 
 def test_retention_deletes_old_alerts_but_keeps_a_source_still_stale(make_source):
-    import io
-
-    from django.core.management import call_command
-
     source = make_source()
     for kind in (Alert.Kind.FAILED, Alert.Kind.STALE):
         alert = Alert.objects.create(key=kind, kind=kind, source=source, subject=kind, text="")

@@ -35,6 +35,7 @@ from importer.services.errors import (
     scrub_secrets,
 )
 from importer.services.housekeeping import (
+    MAX_RETENTION_DAYS,
     flag_stalled_executions,
     look_after_imports,
     prune_history,
@@ -98,6 +99,7 @@ __all__ = [
     "pipeline_parallelism",
     "preview_import",
     "process_chunk",
+    "MAX_RETENTION_DAYS",
     "prune_history",
     "pull_mapping",
     "recover_lost_work",

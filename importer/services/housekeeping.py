@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from importer import clock, metrics, notifications, work_queue
@@ -134,13 +134,28 @@ def flag_stalled_executions() -> list[Execution]:
     return stalled
 
 
+# A hundred years: a date much further back cannot be written (HISTORY_RETENTION_DAYS too).
+MAX_RETENTION_DAYS = 36_500
+
+
 def prune_history(*, days: int, batch_size: int = 2000) -> int:
-    """Delete executions (and their chunks) started and ended over `days` ago; how many went."""
+    """Delete executions (and their chunks) started and ended over `days` ago; how many went.
+
+    Each source's latest successful import is kept, however old: the stale check, /health
+    and the metrics read a source's last success from it, and a weekly source pruned after
+    three days would look never imported.
+    """
     cutoff = timezone.now() - timedelta(days=days)
+    # A source runs one import at a time: a later one ended later.
+    newer_success = Execution.objects.filter(
+        source=OuterRef("source"), state=Execution.State.DONE, pk__gt=OuterRef("pk")
+    )
     # Ended before the cutoff too: one cancelled a moment ago may still have lanes winding down.
-    old = Execution.objects.filter(
-        state__in=Execution.FINISHED_STATES, created_at__lt=cutoff
-    ).exclude(finished_at__gte=cutoff)
+    old = (
+        Execution.objects.filter(state__in=Execution.FINISHED_STATES, created_at__lt=cutoff)
+        .exclude(finished_at__gte=cutoff)
+        .exclude(Q(state=Execution.State.DONE) & ~Exists(newer_success))
+    )
     deleted = 0
     while True:
         # In batches, so a first run on years of history does not hold one huge transaction.

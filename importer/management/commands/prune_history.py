@@ -7,8 +7,8 @@ from importer.management.base import DatabaseCommand
 
 class Command(DatabaseCommand):
     help = (
-        "Delete finished executions and alerts older than N days (also runs daily as a "
-        "django-q2 task)."
+        "Delete finished executions and alerts older than N days, but each source's latest "
+        "successful import (also runs daily as a django-q2 task)."
     )
 
     def add_arguments(self, parser):
@@ -20,8 +20,11 @@ class Command(DatabaseCommand):
         )
 
     def handle(self, *args, days, **options):
-        if days < 1:
-            raise CommandError(f"--days must be 1 or more (given {days}): nothing deleted.")
+        if not 1 <= days <= services.MAX_RETENTION_DAYS:
+            raise CommandError(
+                f"--days must be from 1 to {services.MAX_RETENTION_DAYS} (given {days}): "
+                "nothing deleted."
+            )
         deleted = services.prune_history(days=days)
         alerts = notifications.prune_alerts(days=days)
         self.stdout.write(
