@@ -404,6 +404,21 @@ def test_an_import_page_with_failed_pages_retries_them_from_its_own_button(
 
 
 @pytest.mark.django_db
+def test_retrying_an_import_with_no_failed_page_says_so_and_logs_nothing(
+    staff_client, make_source
+):
+    # Two operators retried at once: the second finds nothing left to retry.
+    from django.contrib.admin.models import LogEntry
+
+    execution = Execution.objects.create(source=make_source(), state=Execution.State.INGESTING)
+
+    told = run_action(staff_client, "execution", "retry_failed_chunks", [execution.pk])
+
+    assert told == f"#{execution.pk}: no failed chunk to retry."
+    assert not LogEntry.objects.filter(object_id=str(execution.pk)).exists()
+
+
+@pytest.mark.django_db
 def test_an_operator_sees_the_start_button_but_not_the_push(client, django_user_model, make_source):
     from django.contrib.auth.models import Group
 

@@ -896,10 +896,11 @@ def test_a_timeout_of_no_seconds_is_refused_at_its_setting(
     [
         (("prune_history", "--days", "-3"), "--days must be from 1 to 36500"),
         (("prune_history", "--days", "99999999999"), "--days must be from 1 to 36500"),
+        (("export_sources", "-o", "/nonexistent/dir/sources.json"), "Cannot write /nonexistent"),
         (("run_import", "laptops", "--wait", "--poll", "-1"), "--poll must be a number"),
     ],
 )
-def test_numbers_that_make_no_sense_are_refused_before_anything_is_done(make_source, command, told):
+def test_arguments_that_make_no_sense_are_refused_before_anything_is_done(make_source, command, told):
     make_source(name="laptops")
 
     with pytest.raises(CommandError, match=told):

@@ -424,6 +424,11 @@ class ExecutionAdmin(PageButtons, CountedDeletion, admin.ModelAdmin):
             except services.ImportEnded as ended:
                 self.message_user(request, str(ended), messages.WARNING)
                 continue
+            if not retried:  # none failed, or another operator retried them a moment ago
+                self.message_user(
+                    request, f"#{execution.pk}: no failed chunk to retry.", messages.WARNING
+                )
+                continue
             self.log_change(request, execution, f"Retried {retried} failed chunk(s).")
             self.message_user(
                 request,

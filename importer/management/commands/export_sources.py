@@ -42,8 +42,13 @@ class Command(DatabaseCommand):
         if not with_secrets:
             self._warn_of_undeclared_keys(names)
         if output:
-            with open(output, "w", encoding="utf-8") as file:
-                file.write(document + "\n")
+            try:
+                with open(output, "w", encoding="utf-8") as file:
+                    file.write(document + "\n")
+            except OSError as error:
+                raise CommandError(
+                    f"Cannot write {output}: {error.strerror or error}; nothing written."
+                ) from None
             self.stderr.write(
                 f"Wrote {len(config['sources'])} source(s) and "
                 f"{len(config['notification_channels'])} notification channel(s) to {output}"
