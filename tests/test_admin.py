@@ -404,9 +404,7 @@ def test_an_import_page_with_failed_pages_retries_them_from_its_own_button(
 
 
 @pytest.mark.django_db
-def test_retrying_an_import_with_no_failed_page_says_so_and_logs_nothing(
-    staff_client, make_source
-):
+def test_retrying_an_import_with_no_failed_page_says_so_and_logs_nothing(staff_client, make_source):
     # Two operators retried at once: the second finds nothing left to retry.
     from django.contrib.admin.models import LogEntry
 

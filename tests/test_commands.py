@@ -900,7 +900,9 @@ def test_a_timeout_of_no_seconds_is_refused_at_its_setting(
         (("run_import", "laptops", "--wait", "--poll", "-1"), "--poll must be a number"),
     ],
 )
-def test_arguments_that_make_no_sense_are_refused_before_anything_is_done(make_source, command, told):
+def test_arguments_that_make_no_sense_are_refused_before_anything_is_done(
+    make_source, command, told
+):
     make_source(name="laptops")
 
     with pytest.raises(CommandError, match=told):
