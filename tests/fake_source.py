@@ -10,8 +10,9 @@ asked for to a maximum of its own without saying so (`max_limit`), ignore it (`i
 ignore the offset (or page number) and serve its first records for every page (`ignore_offset`),
 report a total that disagrees with what it serves (`reported_total`), answer past its end with
 an error or 204 No Content (`past_end_status`) or its last page again (`clamp_pages`, as Django's
-`Paginator.get_page` does), answer an empty list as `null` (`null_when_empty`, as Go writes a
-nil slice), give empty pages that still lead on to more (`empty_hops`, as a filtered DynamoDB
+`Paginator.get_page` does, and APIs that clamp an offset), answer an empty list as `null`
+(`null_when_empty`, as Go writes a nil slice) or leave it out (`omit_when_empty`, as protobuf's
+JSON does), number its pages from 0 (`first_page`, as Spring Data does), give empty pages that still lead on to more (`empty_hops`, as a filtered DynamoDB
 scan does), read its records in another order after a few answers (`order_moves_after`, as a
 query without a stable sort does), and misbehave on chosen answers (`misbehave`): cut an answer off
 mid-way, drip it one byte at a time (its body, or its status line and headers before it), nest
@@ -232,6 +233,7 @@ class FakeSource(DevServer):
         wraps_to: int = 0,
         empty_hops: frozenset[int] = frozenset(),
         null_when_empty: bool = False,
+        omit_when_empty: bool = False,
         order_moves_after: int | None = None,
         auth: str = "none",
         username: str = "",
@@ -278,6 +280,7 @@ class FakeSource(DevServer):
         self.wraps_to = wraps_to
         self.empty_hops = empty_hops
         self.null_when_empty = null_when_empty
+        self.omit_when_empty = omit_when_empty
         self.order_moves_after = order_moves_after
         self.answers_read = 0
         self.misbehaviours: list[Misbehaviour] = []
@@ -557,21 +560,26 @@ class FakeSource(DevServer):
     def _offset(self, request: Request) -> Reply:
         start = 0 if self.ignore_offset else _number(request, "offset", 0)
         limit = self._limit(request)
+        if self.clamp_pages and start >= len(self.records):  # the last records, for any offset
+            start = max(0, len(self.records) - limit)
         items = self._items(start, limit)
         past = self._past_the_end(start, limit)
-        return past or json_reply(200, {"data": {"items": items}, "meta": {"total": self.total}})
+        data = {} if self.omit_when_empty and not items else {"items": items}
+        return past or json_reply(200, {"data": data, "meta": {"total": self.total}})
 
     def _page(self, request: Request) -> Reply:
         limit = self._limit(request, "per_page")
         number = (
             self.first_page if self.ignore_offset else _number(request, "page", self.first_page)
         )
-        start = (number - self.first_page) * limit
+        # A page before the first is served as the first, as Laravel's paginator does.
+        start = max(number - self.first_page, 0) * limit
         if self.clamp_pages and start >= len(self.records):  # the last page, for any page after
             start = max(0, (len(self.records) - 1) // limit * limit)
         past = self._past_the_end(start, limit)
-        body = {"items": self._items(start, limit), "total": self.total}
-        return past or json_reply(200, body)
+        items = self._items(start, limit)
+        body = {"total": self.total} if self.omit_when_empty and not items else {"items": items}
+        return past or json_reply(200, {**body, "total": self.total})
 
     def _cursor(self, request: Request) -> Reply:
         cursor = request.query.get("cursor", ["c0"])[0]

@@ -196,7 +196,8 @@ def test_a_source_answering_a_page_it_has_as_if_it_had_none_fails_the_import(
     serve, import_from, sandbox, style, hole, answer
 ):
     fake = serve()
-    fake.misbehave(answer, path_contains=hole)
+    # A 404 is asked again before it is taken for the end: this one stays.
+    fake.misbehave(answer, path_contains=hole, times=2 if answer == "not_found" else 1)
 
     execution = import_from(fake, style)
 
@@ -222,7 +223,7 @@ def test_a_page_answered_as_if_empty_fails_the_import_also_when_no_page_is_read_
     # Lanes read past the end anyway; one page at a time, the page after the end is read to
     # see that it is empty too.
     fake = serve()
-    fake.misbehave(answer, path_contains="offset=25&")
+    fake.misbehave(answer, path_contains="offset=25&", times=2 if answer == "not_found" else 1)
     source = make_source(
         source_url=f"{fake.base_url}/api/offset",
         records_path="data.items",
@@ -261,7 +262,7 @@ def test_a_page_past_a_wrong_end_that_assets_refused_still_fails_the_import(
     # Page 4 is sent while page 3 is still being fetched; page 3 comes back empty (a lagging
     # replica) and only then does Assets refuse page 4 (429): its records must still count.
     fake = serve()
-    fake.faults.add(path_contains="offset=50&", status=404, delay=0.5, times=1)
+    fake.faults.add(path_contains="offset=50&", status=404, delay=0.5, times=2)
     sandbox.faults.add(
         method="POST",
         path_contains="/data",
@@ -490,6 +491,73 @@ def test_a_source_writing_its_empty_list_as_null_ends_where_its_records_do(
     assert execution.state == Execution.State.DONE, execution.error
     remote = sandbox.execution(execution.assets_execution_id)
     assert len(remote["objects"]) == records
+
+
+@pytest.mark.parametrize("style", ["offset", "page"])
+def test_a_source_leaving_its_empty_list_out_ends_where_its_records_do(
+    serve, import_from, sandbox, style
+):
+    # protobuf's JSON (Google's APIs) leaves an empty list out: {"total": 100} past the end.
+    fake = serve(omit_when_empty=True)
+
+    execution = import_from(fake, style)
+
+    assert_every_record_once(sandbox, execution)
+
+
+@pytest.mark.parametrize("style, last_page", [("offset", "offset=75&"), ("page", "page=4&")])
+def test_a_passing_404_for_the_last_page_is_asked_again_and_every_record_arrives(
+    serve, import_from, sandbox, style, last_page
+):
+    # A load balancer's default backend answers once for the last page; no total tells.
+    fake = serve()
+    fake.misbehave("not_found", path_contains=last_page)
+
+    execution = import_from(fake, style)
+
+    assert_every_record_once(sandbox, execution)
+
+
+def test_an_offset_source_answering_its_last_records_for_any_offset_past_its_end_fails(
+    serve, import_from, sandbox
+):
+    # It clamps the offset: no empty page ever comes, so paging would go on to
+    # IMPORT_MAX_PAGES, sending the same records every time.
+    fake = serve(clamp_pages=True)
+
+    execution = import_from(fake, "offset")
+
+    assert execution.state == Execution.State.FAILED
+    assert "answer its last page again for any offset past its end" in execution.error
+    assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
+    assert len(fake.requests_to("/api/offset")) < 20
+
+
+def test_pages_numbered_from_zero_are_found_out_rather_than_the_first_left_out(
+    serve, import_from, sandbox
+):
+    fake = serve(first_page=0)  # Spring Data's pages; the source is set to start at 1
+
+    from_one = import_from(fake, "page")
+    from_zero = import_from(fake, "page", first_page=0, name="zero", import_source_id="src-0")
+
+    assert from_one.state == Execution.State.FAILED
+    assert "Set the first page to 0" in from_one.error
+    assert sandbox.execution(from_one.assets_execution_id)["completed_posts"] == 0
+    assert_every_record_once(sandbox, from_zero)
+
+
+def test_a_source_serving_page_zero_as_its_first_page_is_read_from_one(
+    serve, import_from, sandbox
+):
+    # Laravel answers page 0 with page 1: nothing before it.
+    fake = serve()
+
+    execution = import_from(fake, "page")
+
+    assert_every_record_once(sandbox, execution)
+    asked = [request.query["page"] for request in fake.requests_to("/api/page")]
+    assert asked.count(["0"]) == 1  # looked at, once
 
 
 @pytest.mark.parametrize("style", ["offset", "page", "cursor"])

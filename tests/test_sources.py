@@ -462,6 +462,18 @@ def offset_source(fake: FakeSource, **fields: Any) -> ImportSource:
     return rest_source(f"{fake.base_url}/api/offset", records_path="data.items", **fields)
 
 
+def test_an_error_answered_with_200_past_the_first_page_is_no_empty_page(fake) -> None:
+    # A list left out of a page past the first is an empty page, but not of an answer that
+    # reports an error: taken for the end, it would end the import without the rest.
+    fake.faults.add(
+        path_contains="offset=5", status=200, body='{"data": {"error": "quota exceeded"}}'
+    )
+
+    error = failure(offset_source(fake, page_size=5), "5")
+
+    assert error.kind == "bad_records" and "matches nothing" in error.message
+
+
 def page_source(fake: FakeSource, **fields: Any) -> ImportSource:
     defaults = {"pagination": "page", "records_path": "items", "limit_param": "per_page"}
     return rest_source(f"{fake.base_url}/api/page", **{**defaults, **fields})
@@ -534,8 +546,9 @@ def test_a_reader_learns_the_page_size_a_source_really_serves(serve) -> None:
     assert ids(records) == every_id()
     # Twelve pages of two, plus one look at the page after a short one: after the first
     # page, two records is known to be a full page here; the last page (one record) is
-    # short even so, and its next page shows the end.
-    assert len(fake.requests_to("/api/page")) == 12 + 1 + 1
+    # short even so, and its next page shows the end. And one look at page 0: pages may
+    # start there.
+    assert len(fake.requests_to("/api/page")) == 12 + 1 + 1 + 1
 
 
 @pytest.mark.parametrize("status", [404, 204])

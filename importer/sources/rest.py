@@ -75,8 +75,14 @@ def lookup(document: Any, path: str) -> Any:
     return value
 
 
-def select_records(document: Any, path: str, source_name: str) -> list[dict]:
-    """The list of records at a dotted path (the document itself when the path is empty)."""
+def select_records(
+    document: Any, path: str, source_name: str, *, omitted_is_empty: bool = False
+) -> list[dict]:
+    """The list of records at a dotted path (the document itself when the path is empty).
+
+    `omitted_is_empty`: a list left out of an answer that is no error is an empty page, as
+    protobuf's JSON (Google's APIs) writes one; only past the first page, whose answer held
+    the list and so proved the selector."""
     value = document
     walked: list[str] = []
     for key in [part for part in path.split(".") if part]:
@@ -84,6 +90,8 @@ def select_records(document: Any, path: str, source_name: str) -> list[dict]:
         walked.append(key)
         value = _step(value, key)
         if value is _MISSING:
+            if omitted_is_empty and isinstance(parent, dict) and not _says_error(parent):
+                return []
             raise SourceError(
                 f"source '{source_name}' answered without '{'.'.join(walked)}': the records "
                 f"selector '{path}' matches nothing{_what_is_there(parent, walked[:-1])}",
@@ -106,6 +114,14 @@ def select_records(document: Any, path: str, source_name: str) -> list[dict]:
                 kind="bad_records",
             )
     return value
+
+
+# Keys of an answer that reports an error rather than a page (a 200 that is no page).
+_ERROR_KEYS = frozenset({"error", "errors", "fault", "message", "detail", "error_message"})
+
+
+def _says_error(answer: dict) -> bool:
+    return any(str(key).lower() in _ERROR_KEYS for key in answer)
 
 
 def _what_is_there(value: Any, walked: list[str]) -> str:
@@ -184,21 +200,35 @@ class RestJsonSource:
         next_cursor = self._next_cursor(cursor, url, response, document, records)
         return Page(records=records, next_cursor=next_cursor, total=self._total(document))
 
-    def _read(self, url: str) -> tuple[Any, Any, list[dict]]:
-        """One answer: the response, its JSON document and its records."""
+    def _read(self, url: str, *, past_first: bool = False) -> tuple[Any, Any, list[dict]]:
+        """One answer: the response, its JSON document and its records (`past_first`: the
+        answer is not the source's first page, and may leave an empty list out)."""
         response = self.http.get(url)
         if response.status_code == 204:  # No Content: nothing here
             return response, None, []
         document = self.http.read_json(response)
-        records = select_records(document, self.config.records_path, self.name)
+        records = select_records(
+            document, self.config.records_path, self.name, omitted_is_empty=past_first
+        )
         limits.check_record_count(len(records), refuse=self.http.error)
         return response, document, records
+
+    def _read_past_first(self, url: str) -> tuple[Any, Any, list[dict]]:
+        """An answer past the source's first page. A 404 there is taken for the end only
+        when asked twice: a load balancer's passing 404 would end the import early, DONE
+        without the records of that page and those after it."""
+        try:
+            return self._read(url, past_first=True)
+        except SourceError as error:
+            if error.status not in PAST_THE_END_STATUSES - DEPTH_LIMIT_STATUSES:
+                raise
+        return self._read(url, past_first=True)
 
     def _read_after_short(self, url: str) -> tuple[Any, Any, list[dict]] | None:
         """The answer to a request that follows a short page; None when the source answers it
         with an error that means there is nothing there."""
         try:
-            return self._read(url)
+            return self._read(url, past_first=True)
         except SourceError as error:
             if error.status in PAST_THE_END_STATUSES:
                 return None
@@ -225,7 +255,7 @@ class RestJsonSource:
         while True:
             url = self._numbered_url(self.config.offset_param, position)
             try:
-                answer = self._read(url)
+                answer = self._read_past_first(url) if position else self._read(url)
             except SourceError as error:
                 # Past the first record, an error that means "nothing here" is the end.
                 if not position or not self._ends_offsets(error, position, last_answer):
@@ -236,6 +266,8 @@ class RestJsonSource:
             self._latest_answer = last_answer = len(got)
             if position == 0 and len(got) > self.page_size:
                 self._check_offset_followed(got)
+            if got:
+                self._check_not_repeated("offset", position, got)
             told = self._total(document)
             total = told if told is not None else total
             kept = got[: end - position]
@@ -364,7 +396,7 @@ class RestJsonSource:
         page = self._number(cursor, config.first_page)
         url = self._numbered_url(config.page_param, page)
         try:
-            answer = self._read(url)
+            answer = self._read_past_first(url) if page > config.first_page else self._read(url)
         except SourceError as error:
             # Past the first page, an error that means "nothing here" is the source's end.
             if page <= config.first_page or not self._ends_numbers(error, page):
@@ -374,30 +406,58 @@ class RestJsonSource:
         total = self._total(document)
         if not records:
             return Page(records=records, next_cursor=None, total=total)
-        self._check_not_repeated(page, records)
+        if not cursor:
+            self._check_no_page_before(page, records)
+        self._check_not_repeated("page", page, records)
         following = str(page + 1)
         if self._looks_short(len(records)):
             answer = self._read_after_short(self._numbered_url(config.page_param, page + 1))
             if answer is None or not answer[2]:
                 return Page(records=records, next_cursor=None, total=total)
-            self._check_not_repeated(page + 1, answer[2])
+            self._check_not_repeated("page", page + 1, answer[2])
             self.full_page_records = len(records)
         return Page(records=records, next_cursor=following, total=total)
 
-    def _check_not_repeated(self, page: int, records: list[dict]) -> None:
-        """Pages past the end of a source that answers its last page for any page number
-        after it (Django's `Paginator.get_page` does) repeat one another: with no empty page
-        to end on, paging would go on to IMPORT_MAX_PAGES, sending that page every time."""
+    def _check_not_repeated(self, unit: str, number: int, records: list[dict]) -> None:
+        """Pages past the end of a source that answers its last page for any page number or
+        offset after it (Django's `Paginator.get_page` does; some APIs clamp the offset)
+        repeat one another: with no empty page to end on, paging would go on to
+        IMPORT_MAX_PAGES, sending that page every time. `unit`: "page" or "offset"."""
         seen = self._last_numbered_page
-        self._last_numbered_page = (page, records[0], records[-1], len(records))
-        if seen is None or seen[0] == page or seen[1:] != self._last_numbered_page[1:]:
+        self._last_numbered_page = (number, records[0], records[-1], len(records))
+        if seen is None or seen[0] == number or seen[1:] != self._last_numbered_page[1:]:
+            return
+        other = "Use cursor paging" if unit == "offset" else "Use offset or cursor paging"
+        raise self.http.error(
+            f"answered {unit} {number} with the same records as {unit} {seen[0]}: it seems "
+            f"to answer its last page again for any {unit} past its end (or to ignore the "
+            f"{unit}), so its end cannot be found. {other} if the source offers it, or have "
+            "it answer an empty list (or 404) past its last page",
+            kind="repeats_pages",
+        )
+
+    def _check_no_page_before(self, page: int, records: list[dict]) -> None:
+        """Many APIs number their pages from 0 (Spring Data's do): read from page 1, their
+        first page would be left out, and the import end DONE without it. The page before
+        the first one is asked for once per import; records of their own there, no more
+        than a page, say the pages start earlier. Its error, or its answer of the first
+        page again (Laravel serves page 0 as page 1), says nothing."""
+        if page < 1:
+            return
+        try:
+            answer = self._read_after_short(self._numbered_url(self.config.page_param, page - 1))
+        except SourceError:
+            return  # no answer to judge by: the first page stands
+        before = answer[2] if answer else []
+        if not before or len(before) > max(len(records), self.page_size):
+            return
+        if before[0] in records or before[-1] in records:
             return
         raise self.http.error(
-            f"answered page {page} with the same records as page {seen[0]}: it seems to "
-            "answer its last page again for any page past its end, so its end cannot be "
-            "found. Use offset or cursor paging if the source offers it, or have it answer "
-            "an empty list (or 404) past its last page",
-            kind="repeats_pages",
+            f"holds records on page {page - 1} too, other than those of page {page}, where "
+            f"this source's pages begin: its pages seem to start at {page - 1}, and page "
+            f"{page - 1} would never be read. Set the first page to {page - 1} (Paging)",
+            kind="first_page",
         )
 
     def _looks_short(self, count: int) -> bool:
