@@ -547,9 +547,7 @@ def test_pages_numbered_from_zero_are_found_out_rather_than_the_first_left_out(
     assert_every_record_once(sandbox, from_zero)
 
 
-def test_a_source_serving_page_zero_as_its_first_page_is_read_from_one(
-    serve, import_from, sandbox
-):
+def test_a_source_serving_page_zero_as_its_first_page_is_read_from_one(serve, import_from, sandbox):
     # Laravel answers page 0 with page 1: nothing before it.
     fake = serve()
 
