@@ -1221,6 +1221,20 @@ def test_a_csv_url_is_downloaded_once_with_the_source_auth(serve, monkeypatch) -
     assert len(fake.requests_to("/files/assets.csv")) == 2
 
 
+def test_each_import_downloads_the_file_afresh(serve, media: Path) -> None:
+    # Rows added to the export between two imports are read by the second, in any worker.
+    fake = serve()
+    url = fake.add_file("assets.csv", csv_bytes(N))
+    source = ImportSource(name="export", source_kind="csv", source_url=url, page_size=100)
+    first = build_source(source, execution_id=1).fetch_page("")
+    fake.add_file("assets.csv", csv_bytes(N + 3))
+
+    second = build_source(source, execution_id=2).fetch_page("")
+
+    assert (len(first.records), len(second.records)) == (N, N + 3)
+    assert len(fake.requests_to("/files/assets.csv")) == 2
+
+
 @pytest.mark.parametrize(
     "rows, kept", [(1000, 1.0), (1000, 0.6), (2, 0.17)], ids=["whole", "cut", "cut to nothing"]
 )

@@ -1,8 +1,9 @@
 """What the file kinds (CSV, JSON, JSON Lines) share: getting the bytes, and reading lines.
 
-A file is an upload (`source_file`) or a URL. A URL is downloaded once per process into a
-private temp directory, streamed to disk with the source's auth, headers, extra parameters and
-CA bundle, and downloaded again when the copy is older than DOWNLOAD_MAX_AGE_SECONDS. The
+A file is an upload (`source_file`) or a URL. A URL is downloaded once per process and import
+into a private temp directory, streamed to disk with the source's auth, headers, extra
+parameters and CA bundle, and downloaded again when the copy is older than
+DOWNLOAD_MAX_AGE_SECONDS; a new import always downloads it anew (the file may have changed). The
 first page of an import of a file with more pages also puts its copy in the site's file
 storage (where uploads are kept, shared by every worker: `SHARED_COPIES`, one folder per
 import), and the import's later pages read that copy, not the URL: an import reads one file
@@ -58,8 +59,9 @@ logger = logging.getLogger(__name__)
 # <SHARED_COPIES>/execution-<id>/<version>
 SHARED_COPIES = "import-copies"
 
-# Downloaded copies, per process: cache key -> (path, time.monotonic() of the download).
-_downloads: dict[str, tuple[str, float]] = {}
+# Downloaded copies, per process: cache key -> (path, time.monotonic() of the download, the
+# import it was downloaded for).
+_downloads: dict[str, tuple[str, float, int | None]] = {}
 _downloads_lock = threading.Lock()
 _cache_dir: tuple[int, str] | None = None
 
@@ -77,7 +79,7 @@ def _download_dir() -> str:
 def clear_download_cache() -> None:
     """Forget (and delete) every downloaded copy, so the next chunk downloads afresh."""
     with _downloads_lock:
-        for path, _ in _downloads.values():
+        for path, *_ in _downloads.values():
             _unlink_quietly(path)
         _downloads.clear()
         if _cache_dir is not None and os.path.isdir(_cache_dir[1]):
@@ -86,8 +88,9 @@ def clear_download_cache() -> None:
                     _unlink_quietly(os.path.join(_cache_dir[1], name))
 
 
-def downloaded_copy(import_source) -> str:
-    """The path of a fresh enough local copy of the source's file URL."""
+def downloaded_copy(import_source, execution_id: int | None = None) -> str:
+    """The path of a fresh enough local copy of the source's file URL, downloaded for this
+    import (`execution_id`; None: a preview)."""
     source = import_source
     # Keyed by URL and by who asks: two sources with other credentials never share a copy.
     url = with_query(source.source_url, dict(source.extra_params or {}))
@@ -97,7 +100,7 @@ def downloaded_copy(import_source) -> str:
     directory = _download_dir()
     with _downloads_lock:
         cached = _downloads.get(key)
-    if cached and os.path.exists(cached[0]):
+    if cached and cached[2] == execution_id and os.path.exists(cached[0]):
         if time.monotonic() - cached[1] < DOWNLOAD_MAX_AGE_SECONDS:
             return cached[0]
     http = SourceHttp(source, accept="*/*")
@@ -118,7 +121,7 @@ def downloaded_copy(import_source) -> str:
             pass
         raise
     with _downloads_lock:
-        _downloads[key] = (path, time.monotonic())
+        _downloads[key] = (path, time.monotonic(), execution_id)
     return path
 
 
@@ -145,7 +148,7 @@ def open_source_file(
             yield file
     elif source.source_url:
         shared = _shared_copy(execution_id, version) if version and execution_id else None
-        with open(shared or downloaded_copy(source), "rb") as file:
+        with open(shared or downloaded_copy(source, execution_id), "rb") as file:
             yield file
     else:
         raise config_error(source, "it has neither an uploaded file nor a source URL")
