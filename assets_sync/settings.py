@@ -198,6 +198,8 @@ if CROSS_ORIGIN_REDIRECTS not in ("drop_credentials", "refuse"):
     raise ImproperlyConfigured("CROSS_ORIGIN_REDIRECTS must be drop_credentials or refuse.")
 # A source that keeps saying "there is more" is stopped after this many pages.
 IMPORT_MAX_PAGES = env.int("IMPORT_MAX_PAGES", default=10_000)
+# Empty pages in a row that still lead on, before a source is taken for one that never ends.
+SOURCE_MAX_EMPTY_PAGES_IN_A_ROW = env.int("SOURCE_MAX_EMPTY_PAGES_IN_A_ROW", default=100)
 # Records one page of a source may hold (files: per chunk). A JSON answer with more than 50
 # values per such record is refused before it is parsed.
 SOURCE_MAX_RECORDS_PER_PAGE = env.int("SOURCE_MAX_RECORDS_PER_PAGE", default=100_000)

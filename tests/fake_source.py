@@ -282,6 +282,9 @@ class FakeSource(DevServer):
         self.empty_hops = empty_hops
         self.null_when_empty = null_when_empty
         self.omit_when_empty = omit_when_empty
+        # Next links that go on past the last record, to empty pages without end (an API
+        # that always links offset + limit).
+        self.endless_links = False
         self.order_moves_after = order_moves_after
         self.answers_read = 0
         self.misbehaviours: list[Misbehaviour] = []
@@ -600,7 +603,7 @@ class FakeSource(DevServer):
     def _following_query(self, request: Request, start: int) -> str | None:
         """The query of the next page: the request's own (API key included), start moved on."""
         limit = self._limit(request)
-        if start + limit >= len(self.records):
+        if start + limit >= len(self.records) and not self.endless_links:
             return None
         query = {name: values[0] for name, values in request.query.items() if name != "hop"}
         if not self.echo_query:

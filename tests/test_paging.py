@@ -533,6 +533,22 @@ def test_an_offset_source_answering_its_last_records_for_any_offset_past_its_end
     assert len(fake.requests_to("/api/offset")) < 20
 
 
+@pytest.mark.parametrize("style", ["next_url", "link_header"])
+def test_links_that_go_on_past_the_last_record_fail_after_a_run_of_empty_pages(
+    serve, import_from, sandbox, settings, style
+):
+    settings.SOURCE_MAX_EMPTY_PAGES_IN_A_ROW = 5
+    fake = serve()
+    fake.endless_links = True  # it always links offset + limit
+
+    execution = import_from(fake, style)
+
+    assert execution.state == Execution.State.FAILED
+    assert "answered 5 empty pages in a row" in execution.error
+    assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
+    assert execution.chunks.count() == 4 + 5  # the records' pages, then five empty ones
+
+
 def test_pages_numbered_from_zero_are_found_out_rather_than_the_first_left_out(
     serve, import_from, sandbox
 ):

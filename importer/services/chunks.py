@@ -238,6 +238,8 @@ def queue_next_chunks(
             return None
         if reads_in_parallel(execution.source):
             return _fan_out(chunk, lanes=lanes, keep_next=keep_next)
+        if not record_count:
+            _check_not_empty_without_end(chunk)
         # A page the source gave before: under this cursor, or (a page's digest is kept on
         # the chunk after it) with these records under another.
         again = Q(previous_page_digest=digest, index__lte=chunk.index) if digest else Q()
@@ -537,6 +539,30 @@ def page_digest(records: list[dict]) -> str:
         return ""
     shape = json_codec.encode([records[0], records[-1], len(records)])
     return hashlib.blake2b(shape, digest_size=8).hexdigest()
+
+
+def _check_not_empty_without_end(chunk: ChunkJob) -> None:
+    """An empty page that leads on is followed (a filtered scan answers so), but not without
+    end: a next link or cursor that goes on past the last record (an API that always links
+    offset + limit) would be read to IMPORT_MAX_PAGES, minutes of requests for nothing."""
+    limit = settings.SOURCE_MAX_EMPTY_PAGES_IN_A_ROW
+    if chunk.index + 1 < limit:
+        return
+    empty_before = ChunkJob.objects.filter(
+        execution=chunk.execution,
+        index__gte=chunk.index - limit + 1,
+        index__lt=chunk.index,
+        state=ChunkState.SUBMITTED,
+        record_count=0,
+        skipped_count=0,
+    ).count()
+    if empty_before >= limit - 1:
+        raise SourceNeverEnds(
+            f"the source answered {limit} empty pages in a row, each leading on to another "
+            "(SOURCE_MAX_EMPTY_PAGES_IN_A_ROW): its next link or cursor seems to go on past its "
+            "last record. Check its paging settings; a filtered scan of a large table may "
+            "need the limit raised"
+        )
 
 
 def _check_not_going_round(chunk: ChunkJob, digest: str) -> None:
