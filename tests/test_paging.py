@@ -563,6 +563,18 @@ def test_pages_numbered_from_zero_are_found_out_rather_than_the_first_left_out(
     assert_every_record_once(sandbox, from_zero)
 
 
+def test_a_source_numbering_from_one_read_from_zero_is_told_to_start_at_one(
+    serve, import_from, sandbox
+):
+    fake = serve()  # it serves page 0 as page 1, as Laravel does
+
+    execution = import_from(fake, "page", first_page=0)
+
+    assert execution.state == Execution.State.FAILED
+    assert "Set the first page to 1" in execution.error
+    assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
+
+
 def test_a_source_serving_page_zero_as_its_first_page_is_read_from_one(serve, import_from, sandbox):
     # Laravel answers page 0 with page 1: nothing before it.
     fake = serve()

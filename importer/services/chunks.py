@@ -580,6 +580,12 @@ def _check_not_going_round(chunk: ChunkJob, digest: str) -> None:
     if not reads_in_parallel(source):
         raise _led_back(chunk, 0)
     param = source.offset_param if source.pagination == "offset" else source.page_param
+    if source.pagination == "page" and chunk.index == 1 and source.first_page == 0:
+        # Laravel and others serve page 0 as page 1: its pages start at 1.
+        raise SourceNeverEnds(
+            "the source answered page 1 with page 0's records again: its pages seem to start "
+            "at 1 (it answers page 0 as its first page). Set the first page to 1 (Paging)"
+        )
     raise SourceNeverEnds(
         f"the source answered page {chunk.index + 1} with page 1's records again: it "
         f"ignores the '{param}' parameter (or answers its last page again past its end), so "
