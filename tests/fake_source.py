@@ -9,22 +9,23 @@ It also has the habits of real APIs that make paging go wrong: it may cut the pa
 asked for to a maximum of its own without saying so (`max_limit`), ignore it (`ignore_limit`),
 ignore the offset (or page number) and serve its first records for every page (`ignore_offset`),
 report a total that disagrees with what it serves (`reported_total`), answer past its end with
-an error or 204 No Content (`past_end_status`) or its last page again (`clamp_pages`, as
-Django's `Paginator.get_page` does, and APIs that clamp an offset), answer an empty list as
-`null` (`null_when_empty`, as Go writes a nil slice) or leave it out (`omit_when_empty`, as
-protobuf's JSON does), number its pages from 0 (`first_page`, as Spring Data does; a page before
-the first is served as the first, as Laravel does), give empty pages that still lead on to more
-(`empty_hops`, as a filtered DynamoDB scan does), read its records in another order after a few
-answers (`order_moves_after`, as a query without a stable sort does), and misbehave on chosen
-answers (`misbehave`): cut an answer off mid-way, drip it one byte at a time (its body, or its
-status line and headers before it), nest it absurdly deep, flood it with empty objects, or
-answer a page it has as if it had none (an empty list, or 404: a replica that lags, a cache that
-hiccups), or write it in ISO-8859-1 and say so in its Content-Type, as older APIs do (or label
-UTF-8 so, as misconfigured ones do), or send a header line without a colon (`broken_header`, as
-a hand-written proxy may). It may also refuse to be paged deeper than `depth_limit` records,
-answering 400 or 422 as a search index's result window does (and cap the total it tells at that
-depth, as one does), refuse pages smaller than `min_limit`, or lead from its last cursor page
-back to its first (or the one holding record `wraps_to`) under a new cursor (`wraps_around`).
+an error, a 204 No Content or a 200 with no body (`past_end_status`) or its last page again
+(`clamp_pages`, as Django's `Paginator.get_page` does, and APIs that clamp an offset), answer an
+empty list as `null` (`null_when_empty`, as Go writes a nil slice) or leave it out
+(`omit_when_empty`, as protobuf's JSON does), number its pages from 0 (`first_page`, as Spring
+Data does; a page before the first is served as the first, as Laravel does), give empty pages
+that still lead on to more (`empty_hops`, as a filtered DynamoDB scan does), read its records in
+another order after a few answers (`order_moves_after`, as a query without a stable sort does),
+and misbehave on chosen answers (`misbehave`): cut an answer off mid-way, drip it one byte at a
+time (its body, or its status line and headers before it), nest it absurdly deep, flood it with
+empty objects, or answer a page it has as if it had none (an empty list, or 404: a replica that
+lags, a cache that hiccups), or write it in ISO-8859-1 and say so in its Content-Type, as older
+APIs do (or label UTF-8 so, as misconfigured ones do), or send a header line without a colon
+(`broken_header`, as a hand-written proxy may). It may also refuse to be paged deeper than
+`depth_limit` records, answering 400 or 422 as a search index's result window does (and cap the
+total it tells at that depth, as one does), refuse pages smaller than `min_limit`, or lead from
+its last cursor page back to its first (or the one holding record `wraps_to`) under a new cursor
+(`wraps_around`).
 """
 
 from __future__ import annotations
@@ -556,8 +557,8 @@ class FakeSource(DevServer):
                 f"[{self.depth_limit}]",
             )
         if self.past_end_status is not None and start >= len(self.records):
-            if self.past_end_status == 204:
-                return Reply(204, b"")
+            if self.past_end_status in (200, 204):  # 200: with an empty body
+                return Reply(self.past_end_status, b"")
             return error_reply(self.past_end_status, "No such page")
         return None
 

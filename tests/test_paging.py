@@ -176,7 +176,7 @@ def test_a_total_that_disagrees_with_the_records_served_fails_the_import(
     assert f"said it holds {reported} records" in remote["failure_reasons"][0]
 
 
-@pytest.mark.parametrize("status", [404, 400, 422])
+@pytest.mark.parametrize("status", [404, 400, 422, 200])
 @pytest.mark.parametrize("limit_param", ["per_page", ""], ids=["limit asked", "no limit"])
 def test_the_page_after_a_short_one_answered_with_an_error_ends_the_source(
     serve, import_from, sandbox, status, limit_param

@@ -551,7 +551,7 @@ def test_a_reader_learns_the_page_size_a_source_really_serves(serve) -> None:
     assert len(fake.requests_to("/api/page")) == 12 + 1 + 1 + 1
 
 
-@pytest.mark.parametrize("status", [404, 204])
+@pytest.mark.parametrize("status", [404, 204, 200])
 @pytest.mark.parametrize("style", ["offset", "page"])
 def test_an_error_or_no_content_after_a_short_page_is_the_end(
     serve, style: str, status: int

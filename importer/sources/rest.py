@@ -206,7 +206,9 @@ class RestJsonSource:
         response = self.http.get(url)
         if response.status_code == 204:  # No Content: nothing here
             return response, None, []
-        document = self.http.read_json(response)
+        document = self.http.read_json(response, empty_is_none=past_first)
+        if document is None and past_first:  # an empty body: nothing here
+            return response, None, []
         records = select_records(
             document, self.config.records_path, self.name, omitted_is_empty=past_first
         )
