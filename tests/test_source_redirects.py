@@ -131,6 +131,27 @@ def test_filters_follow_a_redirect_to_another_origin_however_long(serve) -> None
     }
 
 
+def test_next_links_from_where_a_source_redirected_to_ask_for_that_address(serve) -> None:
+    # Its relative next links lead to the host it redirected to: the message says where the
+    # source is now, rather than blame a next link.
+    origin = serve()
+    elsewhere = serve(records=N)
+    origin.redirects["/api/moved"] = (302, f"{elsewhere.base_url}/api/next")
+    source = rest_source(
+        f"{origin.base_url}/api/moved",
+        pagination="next_url",
+        records_path="results",
+        cursor_path="links.next",
+        page_size=2,
+    )
+
+    error = failure(source)
+
+    assert error.kind == "bad_cursor"
+    assert f"redirected to {elsewhere.base_url}/api/next" in error.message
+    assert "set the source URL to the address it redirects to" in error.message
+
+
 def test_a_redirect_within_the_origin_keeps_the_credentials(serve) -> None:
     origin = serve(records=N, auth="api_key_header", secret=SECRET, key_name="X-Api-Key")
     origin.redirects["/api/moved"] = (301, f"{origin.base_url}/api/offset")

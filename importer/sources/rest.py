@@ -489,12 +489,13 @@ class RestJsonSource:
         meaning = f"a number, as {self.config.pagination} paging needs"
         return number_cursor(cursor, default=default, source_name=self.name, meaning=meaning)
 
-    def _on_the_source(self, url: str) -> str:
+    def _on_the_source(self, url: str, answered_at: str = "") -> str:
         """A next URL from the source, if it points to the source's own origin (host and
         port, whatever their case or a default port written out): never send the source's
         credentials elsewhere. A link to plain http from a source read over https (a service
         behind a TLS proxy builds its links from its own side of it) is followed over https,
-        on the same host: the credentials never travel unencrypted."""
+        on the same host: the credentials never travel unencrypted. `answered_at`: the URL
+        that gave the link, which a redirect may have taken elsewhere."""
         first, other = origin(self.config.source_url), origin(url)
         if other[0] == "http" and first[0] == "https" and other[1] == first[1]:
             parts = urlsplit(url)
@@ -505,6 +506,15 @@ class RestJsonSource:
         upgrade = first[0] == "http" and other[0] == "https" and other[1] == first[1]
         if other == first or (upgrade and other[2] in (first[2], DEFAULT_PORTS["https"])):
             return url
+        if answered_at and origin(answered_at) == other != first:
+            raise SourceError(
+                f"source '{self.name}' redirected to {public_url(answered_at)}, and its next "
+                "links point there, another host than the source URL "
+                f"({public_url(self.config.source_url)}): set the source URL to the address "
+                "it redirects to (its next pages are not read elsewhere, where the source's "
+                "credentials would not go)",
+                kind="bad_cursor",
+            )
         raise SourceError(
             f"source '{self.name}' pointed to its next page at {public_url(url)}, another "
             f"host than the source URL ({public_url(self.config.source_url)}): refusing to "
@@ -542,7 +552,9 @@ class RestJsonSource:
             where = 'its Link header (rel="next")'
         if not value:
             return None
-        next_url = self._on_the_source(self._storable(urljoin(response.url, str(value))))
+        next_url = self._on_the_source(
+            self._storable(urljoin(response.url, str(value))), answered_at=response.url
+        )
         if next_url == self._storable(url):
             if not records:
                 return None
