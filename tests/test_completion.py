@@ -282,6 +282,22 @@ def test_a_lost_completed_answer_then_a_passing_status_error_is_asked_again(
     assert sandbox.execution(execution.assets_execution_id)["failure_reasons"] == []
 
 
+def test_a_refused_completed_post_is_sent_again_when_assets_reports_a_word_it_does_not_know(
+    make_source, sandbox, cluster
+):
+    # "completed" answered 503; Assets' status says RUNNING, which does not tell whether it
+    # took it: it is posted again, not taken for accepted (the import would wait a day).
+    sandbox.status_words = {"INGESTING": "RUNNING"}
+    sandbox.faults.add(method="POST", path_contains="/data", body_contains='"completed"')
+    source = services.push_mapping(source=make_source(page_size=50))
+
+    execution = wait_for_execution_to_finish(services.start_import(source=source), timeout=60)
+
+    assert execution.state == Execution.State.DONE, execution.error
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert remote["completed_posts"] == 1 and len(remote["objects"]) == 300
+
+
 def test_a_completed_post_left_unanswered_is_followed_at_once_when_assets_took_it(
     pushed_source, sandbox
 ):

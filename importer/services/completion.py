@@ -173,14 +173,22 @@ def check_completion(*, execution: Execution, client: AssetsClient | None = None
     return refresh_status(execution=execution, client=client)
 
 
+# What Assets reports of an execution that took "completed": it writes, or has written, the
+# records.
+PAST_INGESTING_STATUSES = frozenset({"PROCESSING", "COMPLETING", *FINAL_STATUSES})
+
+
 def _past_ingesting_in_assets(execution: Execution, client: AssetsClient) -> bool | None:
     """Whether Assets says the execution no longer takes data (it was completed); None when
-    it cannot say now (a passing error: ask again later)."""
+    it cannot say now (a passing error, or a word this app does not know: ask again later,
+    and post "completed" again, which an execution that took it refuses)."""
     try:
         status = client.get_execution_status(execution.assets_execution_id).status
     except AssetsError as error:
         return None if not error.permanent else False
-    return bool(status) and status != "INGESTING"
+    if status == "INGESTING":
+        return False
+    return True if status in PAST_INGESTING_STATUSES else None
 
 
 def _fail_after_grace(execution: Execution) -> Execution:
