@@ -294,6 +294,29 @@ def test_run_import_refused_while_another_import_runs_exits_75_for_try_later(mak
 
 
 @pytest.mark.django_db
+def test_a_start_assets_refuses_because_its_last_end_is_untold_says_so_and_exits_75(
+    pushed_source, sandbox
+):
+    # The last import failed, and Assets was not told yet (its report answered 503): Assets
+    # counts it as running and refuses the next start with 409.
+    untold = Execution.objects.create(
+        source=pushed_source,
+        state=Execution.State.FAILED,
+        assets_execution_id="exec-old",
+        failure_report_pending=True,
+    )
+    sandbox.faults.add(method="POST", path_contains="/history/failed", status=503, times=-1)
+    sandbox.faults.add(method="POST", path_contains="/executions", status=409, times=1)
+
+    with pytest.raises(CommandError) as refused:
+        run("run_import", pushed_source.name)
+
+    assert refused.value.returncode == 75
+    assert f"Assets has not yet been told that import #{untold.pk} ended" in str(refused.value)
+    assert "start again in a minute" in str(refused.value)
+
+
+@pytest.mark.django_db
 def test_the_demo_source_configuration_is_valid(tmp_path, sandbox, inventory):
     entry = demo_source_config(sandbox_url=sandbox.base_url, inventory_url=inventory.base_url)
 

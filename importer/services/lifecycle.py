@@ -81,8 +81,15 @@ def start_import(
                 "refused with 409, cancel that execution in Assets (or wait until it times out "
                 "there)"
             )
+        untold = _untold_end(source, execution) if error.status == 409 else None
+        if untold is not None:
+            reason += (
+                f". Assets has not yet been told that import #{untold.pk} ended (it is told "
+                "again shortly) and counts it as running until then: start again in a minute"
+            )
         _refuse(execution, reason)
-        raise _recorded_refusal(reason) from None
+        # A conflict is an import running in Assets: a later start may go through.
+        raise _recorded_refusal(reason, running=error.status == 409) from None
 
     # From here on the execution exists in Assets: any failure is reported to its history.
     Execution.objects.of(execution).stamp(assets_execution_id=started.execution_id)
@@ -196,11 +203,23 @@ def _may_have_started(error: AssetsError) -> bool:
     return isinstance(error, AssetsUnavailable) or error.status in (500, 502, 504)
 
 
-def _recorded_refusal(reason: str) -> ImportRefused:
-    """A refusal whose execution row already tells the story (REFUSED or FAILED)."""
-    refusal = ImportRefused(reason)
+def _recorded_refusal(reason: str, *, running: bool = False) -> ImportRefused:
+    """A refusal whose execution row already tells the story (REFUSED or FAILED);
+    `running`: because Assets counts another import of the source as running."""
+    refusal = ImportAlreadyRunning(reason) if running else ImportRefused(reason)
     refusal.recorded = True
     return refusal
+
+
+def _untold_end(source: ImportSource, starting: Execution) -> Execution | None:
+    """The latest import of the source whose end Assets could not be told yet: Assets
+    refuses a new execution while it counts that one as running."""
+    return (
+        Execution.objects.filter(source=source, failure_report_pending=True)
+        .exclude(pk=starting.pk)
+        .order_by("-pk")
+        .first()
+    )
 
 
 def fail_execution(*, execution: Execution, reason: str) -> Execution:

@@ -375,7 +375,8 @@ def start_scheduled_import(*, source: ImportSource) -> Execution:
     try:
         return start_import(source=source, trigger=Execution.Trigger.SCHEDULE)
     except ImportRefused as refusal:
-        if isinstance(refusal, ImportAlreadyRunning):
+        if isinstance(refusal, ImportAlreadyRunning) and not refusal.recorded:
+            # Another import of this source is open here (not one Assets counts as running).
             recent = _recent_scheduled_execution(source, starting=True)
             if recent is not None:
                 return recent
