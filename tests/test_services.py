@@ -246,6 +246,24 @@ def test_a_start_a_gateway_answered_504_is_not_posted_again_and_says_it_may_have
     assert [path.endswith("/executions") for path in starts] == [True]
 
 
+@pytest.mark.parametrize("status, retry_after", [(503, None), (429, "1")])
+def test_a_mapping_push_assets_could_not_take_now_is_retried_and_the_import_starts(
+    make_source, sandbox, status, retry_after
+):
+    sandbox.faults.add(
+        method="PUT", path_contains="/mapping", status=status, retry_after=retry_after
+    )
+
+    execution = services.start_import(source=make_source())
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE, execution.error
+    assert [method for method, path in sandbox.requests_log if path.endswith("/mapping")] == [
+        "PUT",
+        "PUT",
+    ]
+
+
 def test_a_start_whose_mapping_push_assets_did_not_answer_does_not_say_it_may_have_started(
     make_source, sandbox
 ):

@@ -26,6 +26,7 @@ from importer.services.errors import (
     NoMapping,
     scrub_secrets,
 )
+from importer.services.retries import call_with_retries
 from importer.sources import SourceError, build_source
 
 
@@ -44,7 +45,9 @@ def send_mapping(*, source: ImportSource) -> ImportSource:
     if problems:
         raise MappingInvalid(problems)
     sent = source.mapping
-    AssetsClient.for_source(source).put_mapping(sent)
+    client = AssetsClient.for_source(source)
+    # A PUT of the whole document: repeated, it does the same.
+    call_with_retries(lambda: client.put_mapping(sent))
     pushed_at = timezone.now()
     with transaction.atomic():
         # Saved anew meanwhile (an operator's form, a config file), the mapping Assets
