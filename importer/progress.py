@@ -76,6 +76,13 @@ def settled(execution: Execution) -> bool:
     return not counts[ChunkJob.State.RUNNING] and not counts[ChunkJob.State.QUEUED]
 
 
+def retry_text(retry: dict) -> str:
+    """ "page 6 waits after attempt 2 (server_error)": a rate limit's wait uses no attempt."""
+    if not retry["attempts"]:
+        return f"page {retry['page']} waits ({retry['reason']})"
+    return f"page {retry['page']} waits after attempt {retry['attempts']} ({retry['reason']})"
+
+
 def retries_of(execution: Execution) -> list[dict]:
     """Pages waiting for another attempt: which, why, when (the soonest first, at most 5)."""
     waiting = (
@@ -119,7 +126,9 @@ def progress_of(execution: Execution) -> dict:
         "records_skipped": execution.records_skipped,
         "records_per_second": round(execution.records_submitted / seconds, 1) if seconds else None,
         "seconds_left": seconds_left(execution, seconds),
-        "stalled": execution.stalled_since is not None,
+        # Stalled once, an import that ended is no longer stalled.
+        "stalled": execution.stalled_since is not None
+        and execution.state not in Execution.FINISHED_STATES,
         "error": execution.error,
     }
     return progress

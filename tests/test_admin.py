@@ -404,6 +404,21 @@ def test_an_import_page_with_failed_pages_retries_them_from_its_own_button(
 
 
 @pytest.mark.django_db
+def test_an_import_whose_completed_assets_has_not_taken_says_so_under_retries(
+    staff_client, make_source
+):
+    execution = Execution.objects.create(
+        source=make_source(), state=Execution.State.INGESTING, completion_attempts=2
+    )
+
+    page = staff_client.get(reverse("admin:importer_execution_change", args=[execution.pk]))
+
+    assert "&#x27;completed&#x27; not yet taken by Assets (2 of at most 10 attempts)" in (
+        page.content.decode()
+    )
+
+
+@pytest.mark.django_db
 def test_retrying_an_import_with_no_failed_page_says_so_and_logs_nothing(staff_client, make_source):
     # Two operators retried at once: the second finds nothing left to retry.
     from django.contrib.admin.models import LogEntry

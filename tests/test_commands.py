@@ -7,6 +7,7 @@ import logging
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from importer.config_file import source_to_config
 from importer.management.commands.demo import demo_source_config
@@ -831,13 +832,38 @@ def test_run_import_shows_no_bar_without_a_total_and_names_the_pages_being_retri
         "records_per_second": None,
         "seconds_left": None,
         "stalled": False,
+        "error": "",
     }
     retries = [{"page": 2, "attempts": 1, "reason": "source_unavailable", "next_attempt_at": ""}]
 
     line = progress_line(progress, retries)
 
     assert not line.startswith("[")
-    assert line.endswith("retrying page 2 after attempt 1 (source_unavailable)")
+    assert line.endswith("page 2 waits after attempt 1 (source_unavailable)")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_import_says_what_an_import_waits_for_and_a_stall_is_over_once_it_ended(
+    make_source, sandbox, settings
+):
+    # Assets did not take "completed" (503): the line says so, not only "Ingesting".
+    from importer.management.commands.run_import import progress_line
+    from importer.progress import progress_of
+
+    execution = Execution.objects.create(
+        source=make_source(),
+        state=Execution.State.INGESTING,
+        completion_attempts=2,
+        error="Assets answered 503, a server error: try again later",
+        stalled_since=timezone.now(),
+    )
+    waiting = progress_line(progress_of(execution), [])
+    Execution.objects.filter(pk=execution.pk).update(state=Execution.State.DONE, error="")
+    execution.refresh_from_db()
+    done = progress_line(progress_of(execution), [])
+
+    assert waiting.endswith(" · Assets answered 503, a server error: try again later")
+    assert "STALLED" in waiting and "STALLED" not in done
 
 
 @pytest.mark.django_db

@@ -4,6 +4,7 @@ import hashlib
 import re
 import time
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.helpers import AdminReadonlyField
@@ -32,7 +33,14 @@ from importer.admin.display import (
 )
 from importer.dashboard import dashboard_context
 from importer.models import ChunkJob, Execution
-from importer.progress import chunk_counts, describe, progress_of, retries_of, settled
+from importer.progress import (
+    chunk_counts,
+    describe,
+    progress_of,
+    retries_of,
+    retry_text,
+    settled,
+)
 from importer.redaction import hidden_from_messages, redact
 
 # A retry's countdown in a chunk row: it moves every second, the row does not.
@@ -221,18 +229,18 @@ class ExecutionAdmin(PageButtons, CountedDeletion, admin.ModelAdmin):
         if execution.state in Execution.FINISHED_STATES:
             return "—"
         retries = retries_of(execution)
+        if not retries and execution.completion_attempts:
+            return (
+                f"'completed' not yet taken by Assets ({execution.completion_attempts} of at "
+                f"most {settings.COMPLETION_MAX_ATTEMPTS} attempts): posted again shortly"
+            )
         if not retries:
             return "none waiting"
         return format_html_join(
             mark_safe("<br>"),
-            "page {} waits after attempt {} ({}); next attempt {}",
+            "{}; next attempt {}",
             (
-                (
-                    retry["page"],
-                    retry["attempts"],
-                    retry["reason"],
-                    next_attempt_label(retry["next_attempt_at"]),
-                )
+                (retry_text(retry), next_attempt_label(retry["next_attempt_at"]))
                 for retry in retries
             ),
         )

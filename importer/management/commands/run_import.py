@@ -11,7 +11,7 @@ from importer.assets import AssetsError
 from importer.management.base import DatabaseCommand
 from importer.models import Execution, ImportSource
 from importer.notifications.messages import admin_url
-from importer.progress import describe, progress_of, retries_of
+from importer.progress import describe, progress_of, retries_of, retry_text
 
 # In a log or a pipe, a line at least this often while the counts move.
 LOG_LINE_SECONDS = 15
@@ -165,10 +165,9 @@ def progress_line(progress: dict, retries: list[dict]) -> str:
     if progress["percent"] is not None:
         line = f"[{'#' * (progress['percent'] // 4):<25}] {line}"
     if retries and not progress["finished"]:
-        first = retries[0]
         others = " and others" if len(retries) > 1 else ""
-        line += (
-            f" · retrying page {first['page']} after attempt {first['attempts']}"
-            f" ({first['reason']}){others}"
-        )
+        line += f" · {retry_text(retries[0])}{others}"
+    if progress["error"] and not progress["finished"]:
+        # What the import waits for: Assets' answer to 'completed', its status, a page.
+        line += f" · {' '.join(progress['error'].split())[:300]}"
     return line
