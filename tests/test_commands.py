@@ -295,6 +295,20 @@ def test_run_import_refused_while_another_import_runs_exits_75_for_try_later(mak
 
 
 @pytest.mark.django_db
+def test_a_start_refused_while_assets_writes_the_last_import_does_not_advise_cancelling(
+    make_source,
+):
+    source = make_source(name="inventory")
+    Execution.objects.create(source=source, state=Execution.State.PROCESSING)
+
+    with pytest.raises(CommandError) as refused:
+        run("run_import", "inventory")
+
+    assert "start again once it has ended (Assets is writing its records)" in str(refused.value)
+    assert "cancel" not in str(refused.value)
+
+
+@pytest.mark.django_db
 def test_a_start_assets_refuses_because_its_last_end_is_untold_says_so_and_exits_75(
     pushed_source, sandbox
 ):
