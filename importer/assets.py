@@ -19,7 +19,13 @@ from django.conf import settings
 from importer import json_codec
 from importer.deadline import AnswerTooSlow, mount_deadline_adapter, request_deadline, until
 from importer.redaction import redact
-from importer.remote import RemoteError, RemoteSession, parse_retry_after, why_unreachable
+from importer.remote import (
+    RemoteError,
+    RemoteSession,
+    lost_after_connecting,
+    parse_retry_after,
+    why_unreachable,
+)
 from importer.sources.urls import public_url
 
 FAILURE_REASON_LIMIT = 1024
@@ -289,6 +295,12 @@ class AssetsClient:
             if isinstance(exc, (requests.Timeout, AnswerTooSlow)) or time.monotonic() >= deadline:
                 raise AssetsUnavailable(
                     f"{action}: Assets did not answer within {self.timeout:g} s (HTTP_TIMEOUT)"
+                ) from None
+            if lost_after_connecting(exc):
+                raise AssetsUnavailable(
+                    f"{action}: the connection to Assets at {self.host} broke before its "
+                    f"answer came ({why_unreachable(exc)}); Assets may have received the "
+                    "request all the same"
                 ) from None
             advice = (
                 ""

@@ -69,6 +69,29 @@ def worth_retrying(status: int) -> bool:
     return status in (429, 502, 503, 504)
 
 
+def lost_after_connecting(error: BaseException) -> bool:
+    """Whether the connection was made and then broke before the answer came (reset, closed
+    mid-answer): the request may have arrived, and the address is not what is wrong."""
+    if isinstance(error, (requests.exceptions.ProxyError, requests.exceptions.SSLError)):
+        return False
+    if isinstance(error, requests.exceptions.ChunkedEncodingError):
+        return True
+    seen: set[int] = set()
+    causes: list[Any] = [error]
+    while causes:
+        cause = causes.pop(0)
+        if cause is None or id(cause) in seen:
+            continue
+        seen.add(id(cause))
+        if type(cause).__name__ in ("NewConnectionError", "ConnectTimeoutError"):
+            return False
+        if type(cause).__name__ in ("ProtocolError", "RemoteDisconnected"):
+            return True
+        causes.extend([getattr(cause, "reason", None), cause.__cause__, cause.__context__])
+        causes.extend(arg for arg in getattr(cause, "args", ()) if isinstance(arg, BaseException))
+    return False
+
+
 def why_unreachable(error: BaseException) -> str:
     """Why a connection could not be made, in the words an operator checks first (the type
     of the error when it is none of the usual ones)."""

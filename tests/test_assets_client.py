@@ -146,6 +146,22 @@ def test_an_unreachable_assets_is_a_transient_error():
     )
 
 
+def test_a_connection_assets_closes_before_answering_is_not_blamed_on_the_address(sandbox):
+    # A proxy gave up after the request went through: the address is right.
+    sandbox.faults.add(method="PUT", path_contains="/mapping", drop=True)
+    client = AssetsClient(
+        base_url=sandbox.base_url, workspace_id="w", import_source_id="s", token=SANDBOX_TOKEN
+    )
+
+    with pytest.raises(assets.AssetsUnavailable) as caught:
+        client.put_mapping({"schema": {"objectSchema": {}}, "mapping": {}})
+
+    assert caught.value.permanent is False
+    assert "the connection to Assets at" in caught.value.message
+    assert "broke before its answer came" in caught.value.message
+    assert "check the Assets API base URL" not in caught.value.message
+
+
 def test_a_silent_assets_times_out_as_a_transient_error():
     # A listening socket that never answers: the connection succeeds, the answer never comes.
     with socket.socket() as silent:
