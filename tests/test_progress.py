@@ -149,13 +149,13 @@ def test_the_failure_report_line_speaks_only_of_a_failure(admin_client, make_sou
     done = running(make_source())
     Execution.objects.filter(pk=done.pk).update(state=Execution.State.DONE)
     page = admin_client.get(reverse("admin:importer_execution_change", args=[done.pk]))
-    assert "Assets could not be reached" not in page.content.decode()
+    assert "not yet: Assets did not take it" not in page.content.decode()
 
     Execution.objects.filter(pk=done.pk).update(
         state=Execution.State.FAILED, failure_report_pending=True
     )
     page = admin_client.get(reverse("admin:importer_execution_change", args=[done.pk]))
-    assert "not yet: Assets could not be reached" in page.content.decode()
+    assert "not yet: Assets did not take it" in page.content.decode()
 
 
 @pytest.mark.django_db

@@ -123,8 +123,10 @@ class ExecutionAdmin(PageButtons, CountedDeletion, admin.ModelAdmin):
             return date_format(localtime(execution.failure_reported_at), "DATETIME_FORMAT")
         if execution.failure_report_pending:
             return (
-                "not yet: Assets could not be reached. Housekeeping, and the source's next "
-                "start, tell it again; until then Assets may count the import as running."
+                "not yet: Assets did not take it (it could not be reached, was busy, or "
+                "refused the token: the log of the workers says which). Housekeeping, and "
+                "the source's next start, tell it again; until then Assets may count the "
+                "import as running."
             )
         return "—"
 
