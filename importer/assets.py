@@ -183,6 +183,11 @@ COMPLETING = "Marking the submission completed"
 REPORTING = "Reporting the failure to import history"
 # Calls on one execution: a 409 there means it no longer takes them.
 EXECUTION_CALLS = frozenset({SUBMITTING, COMPLETING, REPORTING})
+# Calls on the import source itself: a 404 there means the ids (or the source) are wrong.
+PUSHING_MAPPING = "Pushing the mapping"
+READING_MAPPING = "Reading the mapping"
+CREATING_SCHEDULE = "Creating the import schedule"
+SOURCE_CALLS = frozenset({PUSHING_MAPPING, READING_MAPPING, STARTING, CREATING_SCHEDULE})
 
 _ERRORS_BY_STATUS = {
     400: (AssetsBadRequest, "Assets rejected the request (400)"),
@@ -217,6 +222,11 @@ def error_for_response(
             error_class, summary = AssetsServerError, f"Assets answered {status}, a server error"
         else:
             error_class, summary = AssetsBadRequest, f"Assets answered {status}"
+    if status == 404 and action in SOURCE_CALLS:
+        summary += (
+            ": check the source's workspace id and import source id (an import source "
+            "deleted in Assets is gone: create it again and give its new id and token)"
+        )
     if status == 409 and action in EXECUTION_CALLS:
         summary += (
             ": the execution no longer takes this (it was cancelled, completed or timed out "
@@ -322,10 +332,10 @@ class AssetsClient:
             return None
 
     def put_mapping(self, document: dict) -> None:
-        self._call("PUT", "/mapping", "Pushing the mapping", document)
+        self._call("PUT", "/mapping", PUSHING_MAPPING, document)
 
     def get_mapping(self) -> dict:
-        return self._call("GET", "/schema-and-mapping", "Reading the mapping") or {}
+        return self._call("GET", "/schema-and-mapping", READING_MAPPING) or {}
 
     def start_execution(self, *, scheduled: bool = False) -> StartedExecution:
         body = {"scheduled": True} if scheduled else None
@@ -371,7 +381,7 @@ class AssetsClient:
         self._call("DELETE", f"/executions/{execution_id}", "Cancelling the execution")
 
     def create_schedule(self, body: dict) -> RemoteSchedule:
-        answer = self._call("POST", "/importschedule", "Creating the import schedule", body)
+        answer = self._call("POST", "/importschedule", CREATING_SCHEDULE, body)
         schedule = RemoteSchedule.from_answer(answer)
         if not schedule.schedule_id:
             raise AssetsBadRequest("Creating the import schedule: Assets answered without an id")

@@ -162,6 +162,18 @@ def test_a_connection_assets_closes_before_answering_is_not_blamed_on_the_addres
     assert "check the Assets API base URL" not in caught.value.message
 
 
+def test_an_import_source_assets_does_not_know_says_what_to_check(sandbox):
+    client = AssetsClient(
+        base_url=sandbox.base_url, workspace_id="w", import_source_id="gone", token=SANDBOX_TOKEN
+    )
+    sandbox.faults.add(method="POST", path_contains="/executions", status=404)
+
+    with pytest.raises(assets.AssetsNotFound) as caught:
+        client.start_execution()
+
+    assert "check the source's workspace id and import source id" in caught.value.message
+
+
 def test_a_silent_assets_times_out_as_a_transient_error():
     # A listening socket that never answers: the connection succeeds, the answer never comes.
     with socket.socket() as silent:
