@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from importer import services, work_queue
-from importer.models import ChunkJob, Execution
+from importer.models import ChunkJob, Execution, ImportSource
 from tests.conftest import SANDBOX_TOKEN
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -262,6 +262,26 @@ def test_a_mapping_push_assets_could_not_take_now_is_retried_and_the_import_star
         "PUT",
         "PUT",
     ]
+
+
+def test_a_start_refused_for_want_of_a_mapping_pushes_it_again_next_time(pushed_source, sandbox):
+    # The mapping was removed in Assets after it was pushed from here.
+    sandbox.faults.add(
+        method="POST",
+        path_contains="/executions",
+        status=400,
+        body='{"errorMessages": ["No mapping configured for this import source"]}',
+    )
+
+    with pytest.raises(services.ImportRefused) as refused:
+        services.start_import(source=pushed_source)
+    again = services.start_import(source=ImportSource.objects.get(pk=pushed_source.pk))
+
+    assert "The mapping is pushed again when the import is next started" in str(refused.value)
+    again.refresh_from_db()
+    assert again.state == Execution.State.DONE, again.error
+    puts = [path for method, path in sandbox.requests_log if method == "PUT"]
+    assert len(puts) == 2  # pushed first, then again before the second start
 
 
 def test_a_start_whose_mapping_push_assets_did_not_answer_does_not_say_it_may_have_started(

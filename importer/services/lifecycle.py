@@ -83,6 +83,10 @@ def start_import(
                 "refused with 409, cancel that execution in Assets (or wait until it times out "
                 "there)"
             )
+        if starting and error.status == 400 and "mapping" in error.message.lower():
+            # Assets no longer holds the mapping pushed (removed there): pushed next time.
+            ImportSource.objects.filter(pk=source.pk).update(mapping_pushed_at=None)
+            reason += ". The mapping is pushed again when the import is next started"
         untold = _untold_end(source, execution) if error.status == 409 else None
         if untold is not None:
             reason += (
