@@ -745,10 +745,13 @@ def test_a_schedule_assets_made_though_its_answer_was_lost_starts_nothing(
     # the same webtrigger, the first would go on starting imports at the old times.
     sandbox.faults.add(method="POST", path_contains="/importschedule", lose_answer=True)
     schedule = make_schedule(pushed_source)
-    with pytest.raises(services.ScheduleError):
+    with pytest.raises(services.ScheduleError) as lost:
         services.sync_schedule(schedule=schedule)
     services.sync_schedule(schedule=Schedule.objects.get())
 
+    # The operator hears of the copy, and what to do with it.
+    assert "Assets may have made the schedule all the same" in str(lost.value)
+    assert "delete the older one there" in str(lost.value)
     copy, kept = sandbox.schedules("src-1")
     body = json.dumps({"workspaceId": "ws-1", "importsourceId": "src-1"})
     response = client.post(

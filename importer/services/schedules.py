@@ -152,6 +152,12 @@ def sync_schedule(*, schedule: Schedule) -> Schedule:
             # the webtrigger at these times beside the one the next sync makes.
             _retire_callback(source)
         message = scrub_secrets(getattr(error, "message", str(error)), source)
+        if creating and isinstance(error, AssetsError) and not error.permanent:
+            message += (
+                ". Assets may have made the schedule all the same: if it shows two for this "
+                "import source once the schedule is synced again, delete the older one there "
+                "(its calls are refused: its webtrigger token was retired)"
+            )
         _mark_out_of_sync(schedule, message)
         raise ScheduleError(message) from None
     if creating and schedule.pk and not _first_to_create(schedule, seen_id, remote.schedule_id):
