@@ -265,6 +265,28 @@ def test_a_stalled_import_is_told_once(pushed_source, sandbox, inventory, httpse
     assert ": attempt 1 of 5 failed: source 'inventory' answered 503" in payload["text"]
 
 
+def test_a_stalled_import_whose_pages_move_again_is_told_so_once(
+    pushed_source, sandbox, inventory, httpserver
+):
+    # On call heard of the stall at night: they hear it is over, not only when it ends.
+    httpserver.expect_request("/hook").respond_with_json({})
+    webhook_channel(httpserver.url_for("/hook"))
+    inventory.faults.add(method="GET", path_contains="/api/computers", status=503, times=-1)
+    execution = services.start_import(source=pushed_source)
+    Execution.objects.filter(pk=execution.pk).update(updated_at=timezone.now() - timedelta(hours=2))
+    services.look_after_imports()
+    # A page went in: as its statement does, the import is stamped and no longer stalled.
+    Execution.objects.filter(pk=execution.pk).update(updated_at=timezone.now(), stalled_since=None)
+
+    services.look_after_imports()
+    services.look_after_imports()
+
+    stalled, resumed = received(httpserver)
+    assert (stalled["event"], resumed["event"]) == ("execution.stalled", "execution.resumed")
+    assert resumed["subject"] == "assets-sync: the manual import of inventory is moving again"
+    assert "It was told stalled " in resumed["text"] and "its pages move again." in resumed["text"]
+
+
 def test_an_import_told_stalled_that_goes_on_to_the_end_is_told_done_to_the_same_channels(
     pushed_source, sandbox, inventory, httpserver
 ):

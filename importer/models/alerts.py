@@ -100,6 +100,7 @@ class Alert(models.Model):
         FAILED = "failed", "Import failed"
         REFUSED = "refused", "Import refused"
         STALLED = "stalled", "Import stalled"
+        RESUMED = "resumed", "Import moving again"
         DONE = "done", "Import done"
         STALE = "stale", "Source stale"
         RECOVERED = "recovered", "Source recovered"

@@ -162,6 +162,41 @@ def raise_execution_alert(*, execution: Execution, event: str) -> Alert | None:
     return alert
 
 
+def tell_resumed_executions() -> int:
+    """Imports told stalled whose pages move again: the channels that heard of the stall hear
+    it is over, once, rather than wonder until the import ends. How many were told."""
+    pages_stall = Alert.objects.filter(execution=OuterRef("pk"), kind=Kind.STALLED).exclude(
+        key__endswith="-processing"
+    )
+    moving = (
+        Execution.objects.select_related("source")
+        .filter(state__in=Execution.OPEN_STATES, stalled_since__isnull=True)
+        .filter(Exists(pages_stall))
+        .filter(~Exists(Alert.objects.filter(execution=OuterRef("pk"), kind=Kind.RESUMED)))
+    )
+    told = 0
+    for execution in moving[:200]:
+        stall = (
+            Alert.objects.filter(execution=execution, kind=Kind.STALLED)
+            .exclude(key__endswith="-processing")
+            .earliest("created_at")
+        )
+        told += (
+            raise_alert(
+                key=f"execution-{execution.pk}-resumed",
+                kind=Kind.RESUMED,
+                source=execution.source,
+                execution=execution,
+                content=execution_content(
+                    execution, Kind.RESUMED, told_stalled_at=stall.created_at
+                ),
+                channels=channels_for(execution.source, Kind.STALLED),
+            )
+            is not None
+        )
+    return told
+
+
 def catch_up_execution_alerts() -> int:
     """Raise the alerts of recent executions whose alert task was lost (a dead worker with
     the Redis broker, a broker down at the time); already raised ones are left alone."""
@@ -329,7 +364,13 @@ def resolve_staleness(*, source: ImportSource) -> list[Alert]:
 def look_after_notifications() -> None:
     """Housekeeping, every minute: lost alerts, stale sources, lost deliveries. A problem here
     is logged and never stops the rest of housekeeping."""
-    for step in (catch_up_execution_alerts, check_staleness, requeue_lost_deliveries):
+    steps = (
+        catch_up_execution_alerts,
+        tell_resumed_executions,
+        check_staleness,
+        requeue_lost_deliveries,
+    )
+    for step in steps:
         try:
             step()
         except Exception:

@@ -20,6 +20,7 @@ HEADLINES = {
     Kind.FAILED: "failed",
     Kind.REFUSED: "was refused",
     Kind.STALLED: "is stalled",
+    Kind.RESUMED: "is moving again",
     Kind.DONE: "is done",
 }
 
@@ -86,7 +87,9 @@ def execution_content(
     lines = [f"The {trigger} import of '{source.name}' {HEADLINES[kind]}{state}."]
     if reason:
         lines.append(f"Reason: {reason}")
-    if told_stalled_at is not None:
+    if told_stalled_at is not None and kind == Kind.RESUMED:
+        lines.append(f"It was told stalled {when_text(told_stalled_at)}; its pages move again.")
+    elif told_stalled_at is not None:
         lines.append(f"It was told stalled {when_text(told_stalled_at)}; it went on to the end.")
     if kind == Kind.REFUSED:  # it never started: there is nothing to count
         lines.append(
