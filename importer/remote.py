@@ -12,6 +12,7 @@ import errno
 import re
 import socket
 import time
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -76,6 +77,17 @@ def lost_after_connecting(error: BaseException) -> bool:
         return False
     if isinstance(error, requests.exceptions.ChunkedEncodingError):
         return True
+    for cause in _causes(error):
+        if type(cause).__name__ in ("NewConnectionError", "ConnectTimeoutError"):
+            return False
+        if type(cause).__name__ in ("ProtocolError", "RemoteDisconnected"):
+            return True
+    return False
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """The error and what lies under it (urllib3 wraps its causes in `reason` and `args`),
+    nearest first, each once."""
     seen: set[int] = set()
     causes: list[Any] = [error]
     while causes:
@@ -83,13 +95,9 @@ def lost_after_connecting(error: BaseException) -> bool:
         if cause is None or id(cause) in seen:
             continue
         seen.add(id(cause))
-        if type(cause).__name__ in ("NewConnectionError", "ConnectTimeoutError"):
-            return False
-        if type(cause).__name__ in ("ProtocolError", "RemoteDisconnected"):
-            return True
+        yield cause
         causes.extend([getattr(cause, "reason", None), cause.__cause__, cause.__context__])
         causes.extend(arg for arg in getattr(cause, "args", ()) if isinstance(arg, BaseException))
-    return False
 
 
 def why_unreachable(error: BaseException) -> str:
@@ -101,13 +109,7 @@ def why_unreachable(error: BaseException) -> str:
         if answered:  # 407: the proxy wants credentials (in the variable's URL)
             return f"the proxy that HTTPS_PROXY or HTTP_PROXY names answered {answered[1]}"
         return "the proxy that HTTPS_PROXY or HTTP_PROXY names could not be reached"
-    seen: set[int] = set()
-    causes: list[Any] = [error]
-    while causes:
-        cause = causes.pop(0)
-        if cause is None or id(cause) in seen:
-            continue
-        seen.add(id(cause))
+    for cause in _causes(error):
         if isinstance(cause, socket.gaierror) or type(cause).__name__ == "NameResolutionError":
             return "its host name could not be resolved"
         if isinstance(cause, ConnectionRefusedError):
@@ -116,8 +118,6 @@ def why_unreachable(error: BaseException) -> str:
             return "the connection was reset"
         if isinstance(cause, OSError) and cause.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
             return "the network or the host is unreachable"
-        causes.extend([getattr(cause, "reason", None), cause.__cause__, cause.__context__])
-        causes.extend(arg for arg in getattr(cause, "args", ()) if isinstance(arg, BaseException))
     return type(error).__name__
 
 
