@@ -283,6 +283,8 @@ class FakeSource(DevServer):
         self.empty_hops = empty_hops
         self.null_when_empty = null_when_empty
         self.omit_when_empty = omit_when_empty
+        # A field made anew for each request (a signed link, a time), as some APIs add.
+        self.stamp_records = False
         # Next links that go on past the last record, to empty pages without end (an API
         # that always links offset + limit).
         self.endless_links = False
@@ -525,7 +527,11 @@ class FakeSource(DevServer):
                 # The order has moved on by ten records: each page overlaps the next one's
                 # first records, and skips as many of its own.
                 records = records[10:] + records[:10]
-        return records[start : start + limit]
+        window = records[start : start + limit]
+        if self.stamp_records:
+            stamp = time.monotonic_ns()
+            window = [{**record, "download_url": f"/files/{stamp}"} for record in window]
+        return window
 
     def _limit(self, request: Request, name: str = "limit") -> int:
         """The page size the server serves: the one asked for, unless it ignores that or cuts
@@ -591,7 +597,8 @@ class FakeSource(DevServer):
         position, _, lap = cursor.removeprefix("c").partition("~")
         start = int(position.removesuffix("h"))
         if start in self.empty_hops and not cursor.endswith("h"):
-            return json_reply(200, {"items": [], "meta": {"next_cursor": f"{cursor}h"}})
+            hop = {"meta": {"next_cursor": f"{cursor}h"}}
+            return json_reply(200, hop if self.omit_when_empty else {"items": [], **hop})
         limit = self._limit(request)
         following = f"c{start + limit}" if start + limit < len(self.records) else None
         if following and lap:

@@ -14,7 +14,7 @@ from importer import services, work_queue
 from importer.devtools.demo_source import DemoInventory
 from importer.models import ChunkJob, Execution
 from importer.services import completion
-from tests.conftest import wait_for_execution_to_finish
+from tests.conftest import wait_for, wait_for_execution_to_finish
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -296,6 +296,27 @@ def test_a_refused_completed_post_is_sent_again_when_assets_reports_a_word_it_do
     assert execution.state == Execution.State.DONE, execution.error
     remote = sandbox.execution(execution.assets_execution_id)
     assert remote["completed_posts"] == 1 and len(remote["objects"]) == 300
+
+
+def test_completed_taken_though_its_answer_was_lost_is_followed_whatever_word_assets_uses(
+    make_source, sandbox, cluster
+):
+    # Posted again, "completed" is refused: Assets no longer ingests, whatever it calls that,
+    # and the import follows its processing (not post again until it gives up).
+    sandbox.status_words = {"PROCESSING": "IN_PROGRESS"}
+    sandbox.processing_seconds = 600
+    sandbox.faults.add(
+        method="POST", path_contains="/data", body_contains='"completed"', lose_answer=True
+    )
+    source = services.push_mapping(source=make_source(page_size=50))
+    execution = services.start_import(source=source)
+
+    wait_for(
+        lambda: Execution.objects.get(pk=execution.pk).state == Execution.State.PROCESSING,
+        timeout=30,
+        message="still posting 'completed' to an execution Assets is processing",
+    )
+    assert sandbox.execution(execution.assets_execution_id)["state"] == "PROCESSING"
 
 
 def test_a_completed_post_left_unanswered_is_followed_at_once_when_assets_took_it(

@@ -487,6 +487,29 @@ def test_an_export_names_keys_under_names_that_say_nothing_until_declared(make_s
 
 
 @pytest.mark.django_db
+def test_a_file_naming_a_key_secret_the_stored_source_did_not_keeps_the_stored_key(
+    make_source, tmp_path
+):
+    # The file comes from an installation where `appid` is named secret: its URL holds ***.
+    source = make_source(source_url=f"https://weather.example/data?appid={VENDOR_KEY}&q=Berlin")
+    out = io.StringIO()
+    call_command("export_sources", stdout=out, stderr=io.StringIO())
+    document = json.loads(out.getvalue())
+    [entry] = document["sources"]
+    entry.pop("schedule", None)
+    entry["source"]["url"] = "https://weather.example/data?appid=***&q=Berlin"
+    entry["source"]["secret_params"] = "appid"
+    path = tmp_path / "sources.json"
+    path.write_text(json.dumps(document))
+
+    call_command("import_sources", str(path), "--no-push", stdout=io.StringIO())
+
+    stored = ImportSource.objects.get(pk=source.pk)
+    assert stored.source_url == f"https://weather.example/data?appid={VENDOR_KEY}&q=Berlin"
+    assert stored.secret_params == "appid"
+
+
+@pytest.mark.django_db
 def test_a_masked_value_without_a_stored_secret_is_refused(make_source):
     form = ImportSourceForm(
         data=source_form_data(make_source(), extra_headers='{"X-Api-Key": "***"}')

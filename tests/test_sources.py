@@ -462,16 +462,34 @@ def offset_source(fake: FakeSource, **fields: Any) -> ImportSource:
     return rest_source(f"{fake.base_url}/api/offset", records_path="data.items", **fields)
 
 
-def test_an_error_answered_with_200_past_the_first_page_is_no_empty_page(fake) -> None:
-    # A list left out of a page past the first is an empty page, but not of an answer that
-    # reports an error: taken for the end, it would end the import without the rest.
-    fake.faults.add(
-        path_contains="offset=5", status=200, body='{"data": {"error": "quota exceeded"}}'
-    )
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"data": {"errcode": 45009, "errmsg": "api freq out of limit"}},
+        {"errorMessages": ["Rate limit exceeded"]},
+        {"data": {}, "errors": [{"message": "quota exceeded"}]},
+    ],
+    ids=["wechat", "jira", "graphql"],
+)
+def test_an_answer_without_its_list_past_the_first_page_is_no_end(fake, answer) -> None:
+    # A spent quota answering 200 in a shape of its own: taken for an empty page, it would
+    # end the import DONE without the rest.
+    fake.faults.add(path_contains="offset=5", status=200, body=json.dumps(answer))
 
     error = failure(offset_source(fake, page_size=5), "5")
 
     assert error.kind == "bad_records" and "matches nothing" in error.message
+    assert "end the selector with '?' ('data.items?')" in error.message
+
+
+def test_an_empty_body_past_the_first_page_is_no_end(serve) -> None:
+    # A proxy throttling may answer 200 with nothing, page after page.
+    fake = serve(records=N, past_end_status=200)
+
+    error = failure(offset_source(fake, page_size=5), str(N))
+
+    assert (error.kind, error.permanent) == ("not_json", False)
+    assert "answered 200 with an empty body, no JSON" in error.message
 
 
 def page_source(fake: FakeSource, **fields: Any) -> ImportSource:
@@ -551,7 +569,7 @@ def test_a_reader_learns_the_page_size_a_source_really_serves(serve) -> None:
     assert len(fake.requests_to("/api/page")) == 12 + 1 + 1 + 1
 
 
-@pytest.mark.parametrize("status", [404, 204, 200])
+@pytest.mark.parametrize("status", [404, 204])
 @pytest.mark.parametrize("style", ["offset", "page"])
 def test_an_error_or_no_content_after_a_short_page_is_the_end(
     serve, style: str, status: int

@@ -1,5 +1,6 @@
 """The import source form, and which settings each kind of source, paging and auth uses."""
 
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 from django import forms
@@ -207,7 +208,11 @@ class ImportSourceForm(WriteOnlySecretsForm):
         stored = getattr(self.instance, name)
         try:
             if name in MASKED_URL_FIELDS:
-                return restore_url(value or "", stored or "", declared_secret_params(self.instance))
+                # Named secret as stored, or on this form: a config file may name it too.
+                declared = declared_secret_params(self.instance) | declared_secret_params(
+                    SimpleNamespace(secret_params=self.data.get(self.add_prefix("secret_params")))
+                )
+                return restore_url(value or "", stored or "", declared)
             return restore_masked(value, stored, name)
         except ValueError as error:
             raise forms.ValidationError(f"{error}: give the value itself.") from None

@@ -144,7 +144,8 @@ class ImportSource(models.Model):
         max_length=200,
         blank=True,
         help_text="Dotted path to the list of records in each answer, e.g. 'data.items'. "
-        "Empty when the answer itself is the list.",
+        "Empty when the answer itself is the list. End it with '?' ('items?') when the "
+        "source leaves the list out of an answer with no records.",
     )
     pagination = models.CharField(
         max_length=20, choices=Pagination.choices, default=Pagination.OFFSET

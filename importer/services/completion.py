@@ -147,7 +147,7 @@ def check_completion(*, execution: Execution, client: AssetsClient | None = None
         # Refused: an earlier "completed" may have been taken, its answer lost on the way.
         # Not answered (a timeout, a dropped connection, a 5xx): this one may have been.
         # Assets' status tells, before the import goes back to a state that can be cancelled.
-        taken = _past_ingesting_in_assets(execution, client)
+        taken = _past_ingesting_in_assets(execution, client, refused=error.permanent)
         if taken is False and error.permanent:
             return fail_execution(execution=execution, reason=error.message)
         attempts = execution.completion_attempts + 1
@@ -178,17 +178,22 @@ def check_completion(*, execution: Execution, client: AssetsClient | None = None
 PAST_INGESTING_STATUSES = frozenset({"PROCESSING", "COMPLETING", *FINAL_STATUSES})
 
 
-def _past_ingesting_in_assets(execution: Execution, client: AssetsClient) -> bool | None:
+def _past_ingesting_in_assets(
+    execution: Execution, client: AssetsClient, *, refused: bool
+) -> bool | None:
     """Whether Assets says the execution no longer takes data (it was completed); None when
-    it cannot say now (a passing error, or a word this app does not know: ask again later,
-    and post "completed" again, which an execution that took it refuses)."""
+    it cannot say now (a passing error: ask again later). A word this app does not know
+    says so only beside a refusal of "completed" (`refused`): an execution that no longer
+    ingests refuses it; after a post that went unanswered, it is posted again."""
     try:
         status = client.get_execution_status(execution.assets_execution_id).status
     except AssetsError as error:
         return None if not error.permanent else False
     if status == "INGESTING":
         return False
-    return True if status in PAST_INGESTING_STATUSES else None
+    if status in PAST_INGESTING_STATUSES:
+        return True
+    return True if refused and status else None
 
 
 def _fail_after_grace(execution: Execution) -> Execution:

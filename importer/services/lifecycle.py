@@ -87,7 +87,8 @@ def start_import(
             # Assets no longer holds the mapping pushed (removed there): pushed next time.
             ImportSource.objects.filter(pk=source.pk).update(mapping_pushed_at=None)
             reason += ". The mapping is pushed again when the import is next started"
-        untold = _untold_end(source, execution) if error.status == 409 else None
+        conflict = starting and error.status == 409  # Assets counts an import as running
+        untold = _untold_end(source, execution) if conflict else None
         if untold is not None:
             reason += (
                 f". Assets has not yet been told that import #{untold.pk} ended (it is told "
@@ -95,7 +96,7 @@ def start_import(
             )
         _refuse(execution, reason)
         # A conflict is an import running in Assets: a later start may go through.
-        raise _recorded_refusal(reason, running=error.status == 409) from None
+        raise _recorded_refusal(reason, running=conflict) from None
 
     # From here on the execution exists in Assets: any failure is reported to its history.
     Execution.objects.of(execution).stamp(assets_execution_id=started.execution_id)

@@ -123,7 +123,8 @@ def draft_mapping_from_source(*, source: ImportSource) -> dict:
         raise DraftImpossible(scrub_secrets(error.message, source)) from None
     if not page.records:
         raise DraftImpossible("the source's first page has no records to learn from")
-    selector = (source.records_path.rsplit(".", 1)[-1] or "records").replace("-", "_")
+    path = source.records_path.removesuffix("?")
+    selector = (path.rsplit(".", 1)[-1] or "records").replace("-", "_")
     return draft_mapping(
         page.records, name=source.name.replace("-", " ").title(), selector=selector
     )

@@ -75,26 +75,30 @@ def lookup(document: Any, path: str) -> Any:
     return value
 
 
-def select_records(
-    document: Any, path: str, source_name: str, *, omitted_is_empty: bool = False
-) -> list[dict]:
+def select_records(document: Any, path: str, source_name: str) -> list[dict]:
     """The list of records at a dotted path (the document itself when the path is empty).
 
-    `omitted_is_empty`: a list left out of an answer that is no error is an empty page, as
-    protobuf's JSON (Google's APIs) writes one; only past the first page, whose answer held
-    the list and so proved the selector."""
+    A path ending in "?" ("items?") says the source leaves the list out when it is empty, as
+    protobuf's JSON (Google's APIs) writes one: only the operator can say so, for an answer
+    without its list is otherwise an error (a spent quota answering 200 in a shape of its
+    own), which taken for an empty page would end the import without the rest."""
+    optional = path.endswith("?")
+    path = path.removesuffix("?")
+    keys = [part for part in path.split(".") if part]
     value = document
     walked: list[str] = []
-    for key in [part for part in path.split(".") if part]:
+    for key in keys:
         parent = value
         walked.append(key)
         value = _step(value, key)
         if value is _MISSING:
-            if omitted_is_empty and isinstance(parent, dict) and not _says_error(parent):
-                return []
+            if optional and len(walked) == len(keys) and isinstance(parent, dict):
+                return []  # the list itself left out: no records here
             raise SourceError(
                 f"source '{source_name}' answered without '{'.'.join(walked)}': the records "
-                f"selector '{path}' matches nothing{_what_is_there(parent, walked[:-1])}",
+                f"selector '{path}' matches nothing{_what_is_there(parent, walked[:-1])}. "
+                "If the source leaves the list out when it has no records (protobuf's JSON, "
+                f"as Google's APIs write it), end the selector with '?' ('{path}?')",
                 kind="bad_records",
             )
     if value is None:  # the key is there, its list empty: Go writes an empty slice as null
@@ -116,12 +120,14 @@ def select_records(
     return value
 
 
-# Keys of an answer that reports an error rather than a page (a 200 that is no page).
-_ERROR_KEYS = frozenset({"error", "errors", "fault", "message", "detail", "error_message"})
-
-
-def _says_error(answer: dict) -> bool:
-    return any(str(key).lower() in _ERROR_KEYS for key in answer)
+def _same_record(one: Any, other: Any) -> bool:
+    """Whether two answers' records are the same record: most of their fields alike (one
+    made per request, a signed link or a time, may differ)."""
+    if not isinstance(one, dict) or not isinstance(other, dict):
+        return one == other
+    shared = one.keys() & other.keys()
+    alike = sum(1 for key in shared if one[key] == other[key])
+    return bool(shared) and 2 * alike > len(shared)
 
 
 def _what_is_there(value: Any, walked: list[str]) -> str:
@@ -200,18 +206,13 @@ class RestJsonSource:
         next_cursor = self._next_cursor(cursor, url, response, document, records)
         return Page(records=records, next_cursor=next_cursor, total=self._total(document))
 
-    def _read(self, url: str, *, past_first: bool = False) -> tuple[Any, Any, list[dict]]:
-        """One answer: the response, its JSON document and its records (`past_first`: the
-        answer is not the source's first page, and may leave an empty list out)."""
+    def _read(self, url: str) -> tuple[Any, Any, list[dict]]:
+        """One answer: the response, its JSON document and its records."""
         response = self.http.get(url)
         if response.status_code == 204:  # No Content: nothing here
             return response, None, []
-        document = self.http.read_json(response, empty_is_none=past_first)
-        if document is None and past_first:  # an empty body: nothing here
-            return response, None, []
-        records = select_records(
-            document, self.config.records_path, self.name, omitted_is_empty=past_first
-        )
+        document = self.http.read_json(response)
+        records = select_records(document, self.config.records_path, self.name)
         limits.check_record_count(len(records), refuse=self.http.error)
         return response, document, records
 
@@ -220,17 +221,17 @@ class RestJsonSource:
         when asked twice: a load balancer's passing 404 would end the import early, DONE
         without the records of that page and those after it."""
         try:
-            return self._read(url, past_first=True)
+            return self._read(url)
         except SourceError as error:
             if error.status not in PAST_THE_END_STATUSES - DEPTH_LIMIT_STATUSES:
                 raise
-        return self._read(url, past_first=True)
+        return self._read(url)
 
     def _read_after_short(self, url: str) -> tuple[Any, Any, list[dict]] | None:
         """The answer to a request that follows a short page; None when the source answers it
         with an error that means there is nothing there."""
         try:
-            return self._read(url, past_first=True)
+            return self._read(url)
         except SourceError as error:
             if error.status in PAST_THE_END_STATUSES:
                 return None
@@ -453,8 +454,8 @@ class RestJsonSource:
         before = answer[2] if answer else []
         if not before or len(before) > max(len(records), self.page_size):
             return
-        if before[0] in records or before[-1] in records:
-            return
+        if _same_record(before[0], records[0]) or _same_record(before[-1], records[-1]):
+            return  # the first page again (a link or date made per request may differ)
         raise self.http.error(
             f"holds records on page {page - 1} too, other than those of page {page}, where "
             f"this source's pages begin: its pages seem to start at {page - 1}, and page "

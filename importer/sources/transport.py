@@ -410,20 +410,16 @@ class SourceHttp:
         finally:
             response.close()
 
-    def read_json(
-        self, response: requests.Response, *, what: str = "a page", empty_is_none: bool = False
-    ) -> Any:
+    def read_json(self, response: requests.Response, *, what: str = "a page") -> Any:
         """The JSON document in a response, read with at most MAX_PAGE_BYTES in memory, and
-        refused before parsing when it would take far more memory than that (`empty_is_none`:
-        an empty body is None, as some sources answer past their end)."""
+        refused before parsing when it would take far more memory than that. An empty body
+        is no end of the source: a proxy throttling may answer so, page after page."""
         body = bytearray()
         for piece in self.iter_body(
             response, limit=MAX_PAGE_BYTES, what=what, hint="lower the page size"
         ):
             body += piece
         if not body.strip():
-            if empty_is_none:
-                return None
             raise self.error(
                 f"answered {response.status_code} with an empty body, no JSON, at "
                 f"{public_url(response.url)}: check the source URL and its parameters",
