@@ -245,12 +245,18 @@ def test_an_import_whose_outcome_assets_no_longer_lets_us_read_is_told_at_once(
     assert "Assets' status could not be read" in payload["text"] and "401" in payload["text"]
 
 
-def test_a_stalled_import_is_told_once(pushed_source, sandbox, inventory, httpserver):
+def stalled_import(pushed_source, inventory, httpserver) -> Execution:
+    """An import whose source fails page after page, quiet for two hours, and a channel."""
     httpserver.expect_request("/hook").respond_with_json({})
     webhook_channel(httpserver.url_for("/hook"))
     inventory.faults.add(method="GET", path_contains="/api/computers", status=503, times=-1)
     execution = services.start_import(source=pushed_source)
     Execution.objects.filter(pk=execution.pk).update(updated_at=timezone.now() - timedelta(hours=2))
+    return execution
+
+
+def test_a_stalled_import_is_told_once(pushed_source, sandbox, inventory, httpserver):
+    stalled_import(pushed_source, inventory, httpserver)
 
     services.look_after_imports()
     services.look_after_imports()
@@ -269,11 +275,7 @@ def test_a_stalled_import_whose_pages_move_again_is_told_so_once(
     pushed_source, sandbox, inventory, httpserver
 ):
     # On call heard of the stall at night: they hear it is over, not only when it ends.
-    httpserver.expect_request("/hook").respond_with_json({})
-    webhook_channel(httpserver.url_for("/hook"))
-    inventory.faults.add(method="GET", path_contains="/api/computers", status=503, times=-1)
-    execution = services.start_import(source=pushed_source)
-    Execution.objects.filter(pk=execution.pk).update(updated_at=timezone.now() - timedelta(hours=2))
+    execution = stalled_import(pushed_source, inventory, httpserver)
     services.look_after_imports()
     # A page went in: as its statement does, the import is stamped and no longer stalled.
     Execution.objects.filter(pk=execution.pk).update(updated_at=timezone.now(), stalled_since=None)
