@@ -283,8 +283,8 @@ class FakeSource(DevServer):
         self.empty_hops = empty_hops
         self.null_when_empty = null_when_empty
         self.omit_when_empty = omit_when_empty
-        # A field made anew for each request (a signed link, a time), as some APIs add.
-        self.stamp_records = False
+        # Fields made anew for each request (signed links, times), as some APIs add: how many.
+        self.stamp_records = 0
         # Next links that go on past the last record, to empty pages without end (an API
         # that always links offset + limit).
         self.endless_links = False
@@ -530,7 +530,10 @@ class FakeSource(DevServer):
         window = records[start : start + limit]
         if self.stamp_records:
             stamp = time.monotonic_ns()
-            window = [{**record, "download_url": f"/files/{stamp}"} for record in window]
+            signed = {
+                f"signed_link_{n}": f"/files/{n}?sig={stamp}" for n in range(self.stamp_records)
+            }
+            window = [{**record, **signed, "expires_at": stamp} for record in window]
         return window
 
     def _limit(self, request: Request, name: str = "limit") -> int:

@@ -511,9 +511,10 @@ def test_a_source_leaving_its_empty_list_out_is_read_with_a_selector_saying_so(
 def test_a_source_serving_page_zero_as_page_one_with_a_link_made_per_request_is_read(
     serve, import_from, sandbox
 ):
-    # Laravel, with a signed download link in each record: page 0 is still page 1.
+    # Laravel, with signed download links and their expiry in each record: page 0 is still
+    # page 1, though most of each record's fields differ from one request to the next.
     fake = serve()
-    fake.stamp_records = True
+    fake.stamp_records = 12
 
     execution = import_from(fake, "page")
 
@@ -564,10 +565,14 @@ def test_links_that_go_on_past_the_last_record_fail_after_a_run_of_empty_pages(
     assert execution.chunks.count() == 4 + 5  # the records' pages, then five empty ones
 
 
+@pytest.mark.parametrize("fleet", [False, True], ids=["assets", "a fleet of one model"])
 def test_pages_numbered_from_zero_are_found_out_rather_than_the_first_left_out(
-    serve, import_from, sandbox
+    serve, import_from, sandbox, fleet
 ):
     fake = serve(first_page=0)  # Spring Data's pages; the source is set to start at 1
+    if fleet:  # records alike but for their id and name
+        alike = {"model": "T14", "os": "Linux", "owner": None, "status": "active", "ram": 16}
+        fake.records = [{**record, **alike} for record in fake.records]
 
     from_one = import_from(fake, "page")
     from_zero = import_from(fake, "page", first_page=0, name="zero", import_source_id="src-0")

@@ -482,6 +482,29 @@ def test_an_answer_without_its_list_past_the_first_page_is_no_end(fake, answer) 
     assert "end the selector with '?' ('data.items?')" in error.message
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED"}},
+        {"status": "error", "messages": "Too many requests"},
+    ],
+)
+def test_an_error_answer_is_no_empty_page_though_the_list_may_be_left_out(fake, answer) -> None:
+    # The selector says the list may be left out ("items?"): not from an error's answer.
+    fake.faults.add(path_contains="/api/cursor", status=200, body=json.dumps(answer))
+    source = rest_source(
+        f"{fake.base_url}/api/cursor",
+        pagination="cursor",
+        records_path="items?",
+        cursor_path="meta.next_cursor",
+        cursor_param="cursor",
+    )
+
+    error = failure(source, "c5")
+
+    assert error.kind == "bad_records" and "matches nothing" in error.message
+
+
 def test_an_empty_body_past_the_first_page_is_no_end(serve) -> None:
     # A proxy throttling may answer 200 with nothing, page after page.
     fake = serve(records=N, past_end_status=200)

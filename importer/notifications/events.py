@@ -164,13 +164,14 @@ def raise_execution_alert(*, execution: Execution, event: str) -> Alert | None:
 
 def tell_resumed_executions() -> int:
     """Imports told stalled whose pages move again: the channels that heard of the stall hear
-    it is over, once, rather than wonder until the import ends. How many were told."""
+    it is over, once, rather than wonder until the import ends (past its pages, its end is
+    told to them). How many were told."""
     pages_stall = Alert.objects.filter(execution=OuterRef("pk"), kind=Kind.STALLED).exclude(
         key__endswith="-processing"
     )
     moving = (
         Execution.objects.select_related("source")
-        .filter(state__in=Execution.OPEN_STATES, stalled_since__isnull=True)
+        .filter(state=State.INGESTING, stalled_since__isnull=True)
         .filter(Exists(pages_stall))
         .filter(~Exists(Alert.objects.filter(execution=OuterRef("pk"), kind=Kind.RESUMED)))
     )

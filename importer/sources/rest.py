@@ -31,6 +31,7 @@ server chooses. Hence:
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
@@ -93,7 +94,8 @@ def select_records(document: Any, path: str, source_name: str) -> list[dict]:
         value = _step(value, key)
         if value is _MISSING:
             if optional and len(walked) == len(keys) and isinstance(parent, dict):
-                return []  # the list itself left out: no records here
+                if not (_says_error(parent) or _says_error(document)):
+                    return []  # the list itself left out: no records here
             raise SourceError(
                 f"source '{source_name}' answered without '{'.'.join(walked)}': the records "
                 f"selector '{path}' matches nothing{_what_is_there(parent, walked[:-1])}. "
@@ -120,14 +122,57 @@ def select_records(document: Any, path: str, source_name: str) -> list[dict]:
     return value
 
 
-def _same_record(one: Any, other: Any) -> bool:
-    """Whether two answers' records are the same record: most of their fields alike (one
-    made per request, a signed link or a time, may differ)."""
-    if not isinstance(one, dict) or not isinstance(other, dict):
-        return one == other
-    shared = one.keys() & other.keys()
-    alike = sum(1 for key in shared if one[key] == other[key])
-    return bool(shared) and 2 * alike > len(shared)
+# Keys and values of an answer that reports an error rather than a page (a 200 that is no
+# page, in the shapes APIs write them).
+_ERROR_KEYS = frozenset(
+    {
+        "error",
+        "errors",
+        "errormessages",
+        "errcode",
+        "errmsg",
+        "fault",
+        "faultstring",
+        "message",
+        "messages",
+        "detail",
+        "error_message",
+        "error_description",
+    }
+)
+
+
+def _says_error(answer: Any) -> bool:
+    if not isinstance(answer, dict):
+        return False
+    if str(answer.get("status", "")).lower() in ("error", "fail", "failed"):
+        return True
+    return any(str(key).lower() in _ERROR_KEYS for key in answer)
+
+
+def _same_records(one: list[dict], other: list[dict]) -> bool | None:
+    """Whether two answers hold the same records, by a field whose values tell `other`'s
+    records apart (an id, a serial): the same values in both. A field made per request (a
+    signed link, a time) differs, and fields records share (a model, a status) tell
+    nothing. None when no field tells the records apart."""
+    telling = [
+        key
+        for key in other[0]
+        if all(key in record for record in other)
+        and len({_hashable(record[key]) for record in other}) == len(other)
+    ]
+    if not telling:
+        return None
+    return any(
+        {_hashable(record.get(key)) for record in one} == {_hashable(r[key]) for r in other}
+        for key in telling
+    )
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True, default=str)
+    return value
 
 
 def _what_is_there(value: Any, walked: list[str]) -> str:
@@ -454,8 +499,8 @@ class RestJsonSource:
         before = answer[2] if answer else []
         if not before or len(before) > max(len(records), self.page_size):
             return
-        if _same_record(before[0], records[0]) or _same_record(before[-1], records[-1]):
-            return  # the first page again (a link or date made per request may differ)
+        if _same_records(before, records) is not False:
+            return  # the first page again (Laravel), or no field to tell records apart by
         raise self.http.error(
             f"holds records on page {page - 1} too, other than those of page {page}, where "
             f"this source's pages begin: its pages seem to start at {page - 1}, and page "
