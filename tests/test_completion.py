@@ -319,28 +319,6 @@ def test_completed_taken_though_its_answer_was_lost_is_followed_whatever_word_as
     assert sandbox.execution(execution.assets_execution_id)["state"] == "PROCESSING"
 
 
-def test_completed_refused_after_a_lost_answer_while_the_status_is_unreadable_is_followed(
-    make_source, sandbox, cluster
-):
-    # The first "completed" was taken, its answer lost; posted again it is refused, and
-    # Assets' status cannot be read: failed and reported, the import would be cancelled
-    # in Assets while it writes the records.
-    sandbox.processing_seconds = 600
-    sandbox.faults.add(
-        method="POST", path_contains="/data", body_contains='"completed"', lose_answer=True
-    )
-    sandbox.faults.add(method="GET", path_contains="/status", status=503, times=-1)
-    source = services.push_mapping(source=make_source(page_size=50))
-    execution = services.start_import(source=source)
-
-    wait_for(
-        lambda: Execution.objects.get(pk=execution.pk).state == Execution.State.PROCESSING,
-        timeout=30,
-        message="an import Assets took is not followed as processing",
-    )
-    assert sandbox.execution(execution.assets_execution_id)["state"] == "PROCESSING"
-
-
 def test_a_completed_post_left_unanswered_is_followed_at_once_when_assets_took_it(
     pushed_source, sandbox
 ):

@@ -505,6 +505,32 @@ def test_an_error_answer_is_no_empty_page_though_the_list_may_be_left_out(fake, 
     assert error.kind == "bad_records" and "matches nothing" in error.message
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"code": 0, "message": "success"},
+        {"errcode": 0, "errmsg": "ok"},
+        {"errors": [], "messages": [], "success": True},
+    ],
+    ids=["grpc-gateway", "wechat", "cloudflare"],
+)
+def test_an_answer_saying_no_error_is_an_empty_page_where_the_list_may_be_left_out(
+    fake, answer
+) -> None:
+    fake.faults.add(path_contains="/api/cursor", status=200, body=json.dumps(answer))
+    source = rest_source(
+        f"{fake.base_url}/api/cursor",
+        pagination="cursor",
+        records_path="items?",
+        cursor_path="meta.next_cursor",
+        cursor_param="cursor",
+    )
+
+    page = build_source(source).fetch_page("c5")
+
+    assert (page.records, page.next_cursor) == ([], None)
+
+
 def test_an_empty_body_past_the_first_page_is_no_end(serve) -> None:
     # A proxy throttling may answer 200 with nothing, page after page.
     fake = serve(records=N, past_end_status=200)
@@ -587,9 +613,8 @@ def test_a_reader_learns_the_page_size_a_source_really_serves(serve) -> None:
     assert ids(records) == every_id()
     # Twelve pages of two, plus one look at the page after a short one: after the first
     # page, two records is known to be a full page here; the last page (one record) is
-    # short even so, and its next page shows the end. And one look at page 0: pages may
-    # start there.
-    assert len(fake.requests_to("/api/page")) == 12 + 1 + 1 + 1
+    # short even so, and its next page shows the end.
+    assert len(fake.requests_to("/api/page")) == 12 + 1 + 1
 
 
 @pytest.mark.parametrize("status", [404, 204])

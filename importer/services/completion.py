@@ -148,11 +148,6 @@ def check_completion(*, execution: Execution, client: AssetsClient | None = None
         # Not answered (a timeout, a dropped connection, a 5xx): this one may have been.
         # Assets' status tells, before the import goes back to a state that can be cancelled.
         taken = _past_ingesting_in_assets(execution, client, refused=error.permanent)
-        if taken is None and error.permanent and execution.completion_attempts:
-            # Refused after a post whose answer never came, and Assets' status cannot be
-            # read: that post was taken. Followed as processing (its outcome read until it
-            # tells), never failed and reported, which would cancel an import Assets writes.
-            taken = True
         if taken is False and error.permanent:
             return fail_execution(execution=execution, reason=error.message)
         attempts = execution.completion_attempts + 1

@@ -38,6 +38,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from django.utils.crypto import salted_hmac
 
+from importer.mapping.transform import identity_fields
 from importer.redaction import secret_forms, secrets_of
 from importer.sources import limits
 from importer.sources.base import Page, SourceError, config_error, number_cursor
@@ -124,18 +125,16 @@ def select_records(document: Any, path: str, source_name: str) -> list[dict]:
 
 # Keys and values of an answer that reports an error rather than a page (a 200 that is no
 # page, in the shapes APIs write them).
+# ("message" and "detail" are left out: many answers carry one, "success" and all.)
 _ERROR_KEYS = frozenset(
     {
         "error",
         "errors",
         "errormessages",
         "errcode",
-        "errmsg",
+        "error_code",
         "fault",
         "faultstring",
-        "message",
-        "messages",
-        "detail",
         "error_message",
         "error_description",
     }
@@ -143,29 +142,15 @@ _ERROR_KEYS = frozenset(
 
 
 def _says_error(answer: Any) -> bool:
+    """Whether an answer reports an error: an error-named key with a value that says one
+    (`"errors": []`, `"errcode": 0` and `"error": null` say none), or an error status."""
     if not isinstance(answer, dict):
         return False
     if str(answer.get("status", "")).lower() in ("error", "fail", "failed"):
         return True
-    return any(str(key).lower() in _ERROR_KEYS for key in answer)
-
-
-def _same_records(one: list[dict], other: list[dict]) -> bool | None:
-    """Whether two answers hold the same records, by a field whose values tell `other`'s
-    records apart (an id, a serial): the same values in both. A field made per request (a
-    signed link, a time) differs, and fields records share (a model, a status) tell
-    nothing. None when no field tells the records apart."""
-    telling = [
-        key
-        for key in other[0]
-        if all(key in record for record in other)
-        and len({_hashable(record[key]) for record in other}) == len(other)
-    ]
-    if not telling:
-        return None
     return any(
-        {_hashable(record.get(key)) for record in one} == {_hashable(r[key]) for r in other}
-        for key in telling
+        str(key).lower() in _ERROR_KEYS and value not in (None, "", 0, "0", False, [], {})
+        for key, value in answer.items()
     )
 
 
@@ -487,10 +472,12 @@ class RestJsonSource:
     def _check_no_page_before(self, page: int, records: list[dict]) -> None:
         """Many APIs number their pages from 0 (Spring Data's do): read from page 1, their
         first page would be left out, and the import end DONE without it. The page before
-        the first one is asked for once per import; records of their own there, no more
-        than a page, say the pages start earlier. Its error, or its answer of the first
-        page again (Laravel serves page 0 as page 1), says nothing."""
-        if page < 1:
+        the first one is asked for once per import, and its records told from the first
+        page's by what names a record to Assets (the mapping's identity fields): other
+        records there say the pages start earlier. The same records (Laravel serves page 0
+        as page 1), some of them, an error or nothing say nothing."""
+        fields = identity_fields(self.config.mapping) if page >= 1 else []
+        if not fields:
             return
         try:
             answer = self._read_after_short(self._numbered_url(self.config.page_param, page - 1))
@@ -499,12 +486,19 @@ class RestJsonSource:
         before = answer[2] if answer else []
         if not before or len(before) > max(len(records), self.page_size):
             return
-        if _same_records(before, records) is not False:
-            return  # the first page again (Laravel), or no field to tell records apart by
+
+        def names(page_records: list[dict]) -> set[tuple]:
+            return {tuple(_hashable(record.get(f)) for f in fields) for record in page_records}
+
+        named_before, named_first = names(before), names(records)
+        if named_before & named_first or any(None in name for name in named_before):
+            return
         raise self.http.error(
-            f"holds records on page {page - 1} too, other than those of page {page}, where "
-            f"this source's pages begin: its pages seem to start at {page - 1}, and page "
-            f"{page - 1} would never be read. Set the first page to {page - 1} (Paging)",
+            f"holds other records on page {page - 1} than on page {page}, where this "
+            f"source's pages begin: its pages seem to start at {page - 1}, and page "
+            f"{page - 1} would never be read. Set the first page to {page - 1} (Paging); a "
+            f"source that answers page {page - 1} with another page of its own (its last, "
+            "as Django's get_page does) repeats that page: use offset or cursor paging",
             kind="first_page",
         )
 
