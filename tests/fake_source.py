@@ -283,8 +283,6 @@ class FakeSource(DevServer):
         self.empty_hops = empty_hops
         self.null_when_empty = null_when_empty
         self.omit_when_empty = omit_when_empty
-        # Fields made anew for each request (signed links, times), as some APIs add: how many.
-        self.stamp_records = 0
         # Next links that go on past the last record, to empty pages without end (an API
         # that always links offset + limit).
         self.endless_links = False
@@ -527,14 +525,7 @@ class FakeSource(DevServer):
                 # The order has moved on by ten records: each page overlaps the next one's
                 # first records, and skips as many of its own.
                 records = records[10:] + records[:10]
-        window = records[start : start + limit]
-        if self.stamp_records:
-            stamp = time.monotonic_ns()
-            signed = {
-                f"signed_link_{n}": f"/files/{n}?sig={stamp}" for n in range(self.stamp_records)
-            }
-            window = [{**record, **signed, "expires_at": stamp} for record in window]
-        return window
+        return records[start : start + limit]
 
     def _limit(self, request: Request, name: str = "limit") -> int:
         """The page size the server serves: the one asked for, unless it ignores that or cuts

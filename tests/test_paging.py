@@ -508,19 +508,6 @@ def test_a_source_leaving_its_empty_list_out_is_read_with_a_selector_saying_so(
     assert_every_record_once(sandbox, execution)
 
 
-def test_a_source_serving_page_zero_as_page_one_with_a_link_made_per_request_is_read(
-    serve, import_from, sandbox
-):
-    # Laravel, with signed download links and their expiry in each record: page 0 is still
-    # page 1, though most of each record's fields differ from one request to the next.
-    fake = serve()
-    fake.stamp_records = 12
-
-    execution = import_from(fake, "page")
-
-    assert_every_record_once(sandbox, execution)
-
-
 @pytest.mark.parametrize("style, last_page", [("offset", "offset=75&"), ("page", "page=4&")])
 def test_a_passing_404_for_the_last_page_is_asked_again_and_every_record_arrives(
     serve, import_from, sandbox, style, last_page
@@ -565,30 +552,6 @@ def test_links_that_go_on_past_the_last_record_fail_after_a_run_of_empty_pages(
     assert execution.chunks.count() == 4 + 5  # the records' pages, then five empty ones
 
 
-@pytest.mark.parametrize("habit", ["computers", "a ranked fleet", "a short second page"])
-def test_pages_numbered_from_zero_are_found_out_rather_than_the_first_left_out(
-    serve, import_from, sandbox, habit
-):
-    fake = serve(first_page=0)  # Spring Data's pages; the source is set to start at 1
-    if habit == "a ranked fleet":  # records alike but for their names, ranked on each page
-        alike = {"model": "T14", "os": "Linux", "owner": None, "status": "active"}
-        fake.records = [
-            {**record, **alike, "rank": at % 25 + 1} for at, record in enumerate(fake.records)
-        ]
-    if habit == "a short second page":  # 26 records: page 1 holds one
-        fake.records = fake.records[:26]
-
-    from_one = import_from(fake, "page")
-    from_zero = import_from(fake, "page", first_page=0, name="zero", import_source_id="src-0")
-
-    assert from_one.state == Execution.State.FAILED
-    assert "Set the first page to 0" in from_one.error
-    assert sandbox.execution(from_one.assets_execution_id)["completed_posts"] == 0
-    assert from_zero.state == Execution.State.DONE, from_zero.error
-    remote = sandbox.execution(from_zero.assets_execution_id)
-    assert len(remote["objects"]) == len(fake.records) and remote["duplicate_objects"] == 0
-
-
 def test_a_source_numbering_from_one_read_from_zero_is_told_to_start_at_one(
     serve, import_from, sandbox
 ):
@@ -599,17 +562,6 @@ def test_a_source_numbering_from_one_read_from_zero_is_told_to_start_at_one(
     assert execution.state == Execution.State.FAILED
     assert "Set the first page to 1" in execution.error
     assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
-
-
-def test_a_source_serving_page_zero_as_its_first_page_is_read_from_one(serve, import_from, sandbox):
-    # Laravel answers page 0 with page 1: nothing before it.
-    fake = serve()
-
-    execution = import_from(fake, "page")
-
-    assert_every_record_once(sandbox, execution)
-    asked = [request.query["page"] for request in fake.requests_to("/api/page")]
-    assert asked.count(["0"]) == 1  # looked at, once
 
 
 @pytest.mark.parametrize("style", ["offset", "page", "cursor"])

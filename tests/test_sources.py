@@ -487,6 +487,9 @@ def test_an_answer_without_its_list_past_the_first_page_is_no_end(fake, answer) 
     [
         {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED"}},
         {"status": "error", "messages": "Too many requests"},
+        {"message": "API rate limit exceeded"},
+        {"detail": "Request was throttled."},
+        {"success": False, "message": "quota exhausted"},
     ],
 )
 def test_an_error_answer_is_no_empty_page_though_the_list_may_be_left_out(fake, answer) -> None:

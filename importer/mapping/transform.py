@@ -293,16 +293,6 @@ _COMPILED: dict[bytes, tuple[dict[str, _Level], list[str]]] = {}
 _COMPILED_KEPT = 16
 
 
-def identity_fields(document: Any) -> list[str]:
-    """The record fields that name a record to Assets (its top-level objects' externalIdPart
-    attributes); [] when the mapping names none (or is no mapping)."""
-    try:
-        levels, _ = _compiled(document)
-    except Exception:  # a mapping that does not compile names nothing
-        return []
-    return [locator for level in levels.values() for locator in level.identity]
-
-
 def _compiled(document: Any) -> tuple[dict[str, _Level], list[str]]:
     """The document's levels and the fields that name a record in messages, worked out once."""
     try:

@@ -162,7 +162,10 @@ class ImportSource(models.Model):
     )
     page_param = models.CharField(max_length=50, default="page", help_text="Page-number paging.")
     first_page = models.PositiveIntegerField(
-        default=1, help_text="Page-number paging: the number of the first page (0 or 1)."
+        default=1,
+        help_text="Page-number paging: the number of the first page (0 or 1). Many APIs "
+        "start at 0 (Spring Data's do): read from 1, their first page would be left out. "
+        "The preview shows the first page read.",
     )
     cursor_param = models.CharField(
         max_length=50, default="cursor", help_text="Cursor paging: query parameter for the cursor."

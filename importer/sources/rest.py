@@ -31,14 +31,12 @@ server chooses. Hence:
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from django.utils.crypto import salted_hmac
 
-from importer.mapping.transform import identity_fields
 from importer.redaction import secret_forms, secrets_of
 from importer.sources import limits
 from importer.sources.base import Page, SourceError, config_error, number_cursor
@@ -141,23 +139,29 @@ _ERROR_KEYS = frozenset(
 )
 
 
+# An answer of these keys alone, with a message, is a message: an error unless it says
+# success (`{"code": 0, "message": "success"}`).
+_MESSAGE_KEYS = frozenset({"message", "detail", "code", "status", "success"})
+
+
 def _says_error(answer: Any) -> bool:
     """Whether an answer reports an error: an error-named key with a value that says one
-    (`"errors": []`, `"errcode": 0` and `"error": null` say none), or an error status."""
+    (`"errors": []`, `"errcode": 0` and `"error": null` say none), an error status,
+    `"success": false`, or nothing but a message."""
     if not isinstance(answer, dict):
         return False
     if str(answer.get("status", "")).lower() in ("error", "fail", "failed"):
         return True
-    return any(
+    if answer.get("success") is False:
+        return True
+    if any(
         str(key).lower() in _ERROR_KEYS and value not in (None, "", 0, "0", False, [], {})
         for key, value in answer.items()
-    )
-
-
-def _hashable(value: Any) -> Any:
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, sort_keys=True, default=str)
-    return value
+    ):
+        return True
+    keys = {str(key).lower() for key in answer}
+    said_success = answer.get("code") in (0, "0") or answer.get("success") is True
+    return bool(keys & {"message", "detail"}) and keys <= _MESSAGE_KEYS and not said_success
 
 
 def _what_is_there(value: Any, walked: list[str]) -> str:
@@ -439,8 +443,6 @@ class RestJsonSource:
         total = self._total(document)
         if not records:
             return Page(records=records, next_cursor=None, total=total)
-        if not cursor:
-            self._check_no_page_before(page, records)
         self._check_not_repeated("page", page, records)
         following = str(page + 1)
         if self._looks_short(len(records)):
@@ -467,39 +469,6 @@ class RestJsonSource:
             f"{unit}), so its end cannot be found. {other} if the source offers it, or have "
             "it answer an empty list (or 404) past its last page",
             kind="repeats_pages",
-        )
-
-    def _check_no_page_before(self, page: int, records: list[dict]) -> None:
-        """Many APIs number their pages from 0 (Spring Data's do): read from page 1, their
-        first page would be left out, and the import end DONE without it. The page before
-        the first one is asked for once per import, and its records told from the first
-        page's by what names a record to Assets (the mapping's identity fields): other
-        records there say the pages start earlier. The same records (Laravel serves page 0
-        as page 1), some of them, an error or nothing say nothing."""
-        fields = identity_fields(self.config.mapping) if page >= 1 else []
-        if not fields:
-            return
-        try:
-            answer = self._read_after_short(self._numbered_url(self.config.page_param, page - 1))
-        except SourceError:
-            return  # no answer to judge by: the first page stands
-        before = answer[2] if answer else []
-        if not before or len(before) > max(len(records), self.page_size):
-            return
-
-        def names(page_records: list[dict]) -> set[tuple]:
-            return {tuple(_hashable(record.get(f)) for f in fields) for record in page_records}
-
-        named_before, named_first = names(before), names(records)
-        if named_before & named_first or any(None in name for name in named_before):
-            return
-        raise self.http.error(
-            f"holds other records on page {page - 1} than on page {page}, where this "
-            f"source's pages begin: its pages seem to start at {page - 1}, and page "
-            f"{page - 1} would never be read. Set the first page to {page - 1} (Paging); a "
-            f"source that answers page {page - 1} with another page of its own (its last, "
-            "as Django's get_page does) repeats that page: use offset or cursor paging",
-            kind="first_page",
         )
 
     def _looks_short(self, count: int) -> bool:
