@@ -214,14 +214,18 @@ def test_without_a_limit_param_the_server_page_size_is_followed(fake: FakeSource
     assert all("per_page" not in r.query and "limit" not in r.query for r in fake.requests)
 
 
+def cursor_source(fake: FakeSource, **fields: Any) -> ImportSource:
+    defaults = {
+        "pagination": "cursor",
+        "records_path": "items",
+        "cursor_param": "cursor",
+        "cursor_path": "meta.next_cursor",
+    }
+    return rest_source(f"{fake.base_url}/api/cursor", **{**defaults, **fields})
+
+
 def test_cursor_paging_delivers_every_record_once(fake: FakeSource) -> None:
-    source = rest_source(
-        f"{fake.base_url}/api/cursor",
-        pagination="cursor",
-        records_path="items",
-        cursor_param="cursor",
-        cursor_path="meta.next_cursor",
-    )
+    source = cursor_source(fake)
     records, cursors = walk(source)
     assert ids(records) == every_id()
     assert cursors == ["", "c5", "c10", "c15", "c20"]
@@ -495,13 +499,7 @@ def test_an_answer_without_its_list_past_the_first_page_is_no_end(fake, answer) 
 def test_an_error_answer_is_no_empty_page_though_the_list_may_be_left_out(fake, answer) -> None:
     # The selector says the list may be left out ("items?"): not from an error's answer.
     fake.faults.add(path_contains="/api/cursor", status=200, body=json.dumps(answer))
-    source = rest_source(
-        f"{fake.base_url}/api/cursor",
-        pagination="cursor",
-        records_path="items?",
-        cursor_path="meta.next_cursor",
-        cursor_param="cursor",
-    )
+    source = cursor_source(fake, records_path="items?")
 
     error = failure(source, "c5")
 
@@ -521,13 +519,7 @@ def test_an_answer_saying_no_error_is_an_empty_page_where_the_list_may_be_left_o
     fake, answer
 ) -> None:
     fake.faults.add(path_contains="/api/cursor", status=200, body=json.dumps(answer))
-    source = rest_source(
-        f"{fake.base_url}/api/cursor",
-        pagination="cursor",
-        records_path="items?",
-        cursor_path="meta.next_cursor",
-        cursor_param="cursor",
-    )
+    source = cursor_source(fake, records_path="items?")
 
     page = build_source(source).fetch_page("c5")
 
