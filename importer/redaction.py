@@ -112,8 +112,12 @@ def declared_secret_params(source: Any) -> frozenset[str]:
     """The query parameters a source's operator named secret, lower-case: a vendor's key
     under a name that does not say so (OpenWeather's `appid`). Only the operator can tell
     such a key from a filter; once named, it is treated like a credential-named one."""
-    names = getattr(source, "secret_params", "") or ""
-    return frozenset(name.strip().lower() for name in names.split(",") if name.strip())
+    return secret_param_names(getattr(source, "secret_params", ""))
+
+
+def secret_param_names(text: str | None) -> frozenset[str]:
+    """The names in a `secret_params` setting ("appid, tenant"), lower-case."""
+    return frozenset(name.strip().lower() for name in (text or "").split(",") if name.strip())
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:

@@ -1,6 +1,5 @@
 """The import source form, and which settings each kind of source, paging and auth uses."""
 
-from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 from django import forms
@@ -17,6 +16,7 @@ from importer.redaction import (
     mask_url,
     restore_masked,
     restore_url,
+    secret_param_names,
 )
 from importer.services.editing import ASSETS_PLACE, FIXED_WHILE_IMPORTING, busy_text, running_import
 from importer.sources import limits
@@ -209,8 +209,8 @@ class ImportSourceForm(WriteOnlySecretsForm):
         try:
             if name in MASKED_URL_FIELDS:
                 # Named secret as stored, or on this form: a config file may name it too.
-                declared = declared_secret_params(self.instance) | declared_secret_params(
-                    SimpleNamespace(secret_params=self.data.get(self.add_prefix("secret_params")))
+                declared = declared_secret_params(self.instance) | secret_param_names(
+                    self.data.get(self.add_prefix("secret_params"))
                 )
                 return restore_url(value or "", stored or "", declared)
             return restore_masked(value, stored, name)
