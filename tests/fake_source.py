@@ -13,7 +13,8 @@ an error, a 204 No Content or a 200 with no body (`past_end_status`) or its last
 (`clamp_pages`, as Django's `Paginator.get_page` does, and APIs that clamp an offset), answer an
 empty list as `null` (`null_when_empty`, as Go writes a nil slice) or leave it out
 (`omit_when_empty`, as protobuf's JSON does), number its pages from 0 (`first_page`, as Spring
-Data does; a page before the first is served as the first, as Laravel does), give empty pages
+Data does; a page before the first is served as the first, as Laravel does) and say where a
+page stands (`page_meta`: Spring's `"first"`, a previous link), give empty pages
 that still lead on to more (`empty_hops`, as a filtered DynamoDB scan does), read its records in
 another order after a few answers (`order_moves_after`, as a query without a stable sort does),
 and misbehave on chosen answers (`misbehave`): cut an answer off mid-way, drip it one byte at a
@@ -286,6 +287,10 @@ class FakeSource(DevServer):
         # Next links that go on past the last record, to empty pages without end (an API
         # that always links offset + limit).
         self.endless_links = False
+        # What a page-number answer says of its place: "spring" (`"first"`, `"number"`, as
+        # Spring's Page does), "links" (`links.prev`, null on the first page), "links_always"
+        # (a previous link on the first page too, to a page before it that does not exist).
+        self.page_meta = ""
         self.order_moves_after = order_moves_after
         self.answers_read = 0
         self.misbehaviours: list[Misbehaviour] = []
@@ -584,6 +589,13 @@ class FakeSource(DevServer):
         past = self._past_the_end(start, limit)
         items = self._items(start, limit)
         body = {"total": self.total} if self.omit_when_empty and not items else {"items": items}
+        if self.page_meta == "spring":
+            body |= {"first": number <= self.first_page, "number": number}
+        elif self.page_meta.startswith("links"):
+            linked = number > self.first_page or self.page_meta == "links_always"
+            body |= {
+                "links": {"prev": f"{self.base_url}/api/page?page={number - 1}" if linked else None}
+            }
         return past or json_reply(200, {**body, "total": self.total})
 
     def _cursor(self, request: Request) -> Reply:

@@ -564,6 +564,32 @@ def test_a_source_numbering_from_one_read_from_zero_is_told_to_start_at_one(
     assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
 
 
+@pytest.mark.parametrize("page_meta", ["spring", "links"])
+def test_a_source_numbering_from_zero_read_from_one_is_told_to_start_at_zero(
+    serve, import_from, sandbox, page_meta
+):
+    fake = serve(first_page=0)  # as Spring numbers its pages
+    fake.page_meta = page_meta  # and its first page read says it is not the first
+
+    execution = import_from(fake, "page", first_page=1)
+
+    assert execution.state == Execution.State.FAILED
+    assert "seems to number its pages from 0" in execution.error
+    assert "Set the first page to 0" in execution.error
+    assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
+
+    assert_every_record_once(sandbox, import_from(fake, "page", first_page=0, name="from 0"))
+
+
+def test_a_source_numbering_from_one_that_links_a_page_before_its_first_is_imported(
+    serve, import_from, sandbox
+):
+    fake = serve()  # it serves page 0 as page 1, as Laravel does
+    fake.page_meta = "links_always"  # and links page 0 from page 1
+
+    assert_every_record_once(sandbox, import_from(fake, "page", first_page=1))
+
+
 @pytest.mark.parametrize("style", ["offset", "page", "cursor"])
 def test_a_source_of_exactly_the_page_limit_is_imported_and_one_page_more_is_refused(
     serve, import_from, sandbox, settings, style

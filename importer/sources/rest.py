@@ -190,6 +190,34 @@ def cursor_for(config, index: int) -> str | None:
     return None
 
 
+# Where an answer links the page before it (DRF, Laravel, JSON:API, HAL, Spring, Graph APIs).
+_PREVIOUS_KEYS = (
+    "prev", "previous", "prev_page_url", "previous_page_url", "prevPage", "previousPage",
+    "prev_url", "previous_url",
+)  # fmt: skip
+_PAGING_HOLDERS = ("links", "_links", "paging", "pagination", "meta", "page")
+
+
+def says_page_before(response: Any, document: Any) -> str:
+    """What in an answer says a page comes before it ("" when nothing does): a Link header
+    with rel="prev", a previous-page link, or Spring's `"first": false`."""
+    for link in response.links.values():
+        if {"prev", "previous"} & set(str(link.get("rel", "")).lower().split()):
+            return "its Link header names a previous page"
+    if not isinstance(document, dict):
+        return ""
+    holders = [document, *(document.get(key) for key in _PAGING_HOLDERS)]
+    for holder in filter(lambda value: isinstance(value, dict), holders):
+        if holder.get("first") is False:
+            return 'its answer says "first": false'
+        for key in _PREVIOUS_KEYS:
+            link = holder.get(key)
+            link = link.get("href") if isinstance(link, dict) else link
+            if isinstance(link, str) and link.strip():
+                return f"its answer links a previous page ('{key}')"
+    return ""
+
+
 def _link_to_next(response: Any) -> str | None:
     """The Link header's next page: relation types are case-insensitive and a link may have
     several (`rel="next nofollow"`, RFC 8288), where `requests` keys links by the raw text."""
@@ -439,10 +467,12 @@ class RestJsonSource:
             if page <= config.first_page or not self._ends_numbers(error, page):
                 raise
             return Page(records=[], next_cursor=None, total=None)
-        _, document, records = answer
+        response, document, records = answer
         total = self._total(document)
         if not records:
             return Page(records=records, next_cursor=None, total=total)
+        if page == config.first_page > 0:
+            self._check_no_page_before(page, says_page_before(response, document), records)
         self._check_not_repeated("page", page, records)
         following = str(page + 1)
         if self._looks_short(len(records)):
@@ -452,6 +482,28 @@ class RestJsonSource:
             self._check_not_repeated("page", page + 1, answer[2])
             self.full_page_records = len(records)
         return Page(records=records, next_cursor=following, total=total)
+
+    def _check_no_page_before(self, page: int, sign: str, records: list[dict]) -> None:
+        """The first page whose answer says a page comes before it: many APIs number their
+        pages from 0 (Spring), and read from 1 the import would end DONE without page 0. The
+        page before is asked for: a 1-based API answers it empty, with an error, or with the
+        first page again (Laravel), none of which stops the import. Without such a sign the
+        page before is not asked for: some 1-based APIs answer page 0 with their last page."""
+        if not sign:
+            return
+        try:
+            answer = self._read(self._numbered_url(self.config.page_param, page - 1))
+        except SourceError:
+            return
+        earlier = answer[2]
+        if not earlier or earlier[0] == records[0] or earlier[-1] == records[-1]:
+            return
+        raise self.http.error(
+            f"seems to number its pages from {page - 1}: asked for page {page}, the first "
+            f"page set, {sign}, and page {page - 1} holds other records. Set the first page "
+            f"to {page - 1} (Paging), or page {page - 1}'s records would be left out",
+            kind="pages_start_earlier",
+        )
 
     def _check_not_repeated(self, unit: str, number: int, records: list[dict]) -> None:
         """Pages past the end of a source that answers its last page for any page number or
