@@ -289,6 +289,27 @@ def test_a_stalled_import_whose_pages_move_again_is_told_so_once(
     assert "It was told stalled " in resumed["text"] and "its pages move again." in resumed["text"]
 
 
+def test_an_import_that_stalls_again_after_it_moved_again_is_told_each_time(
+    pushed_source, sandbox, inventory, httpserver
+):
+    execution = stalled_import(pushed_source, inventory, httpserver)
+    services.look_after_imports()
+    for _ in range(2):
+        # A page went in; later the source failed again for two hours.
+        Execution.objects.filter(pk=execution.pk).update(
+            updated_at=timezone.now(), stalled_since=None
+        )
+        services.look_after_imports()
+        Execution.objects.filter(pk=execution.pk).update(
+            updated_at=timezone.now() - timedelta(hours=2)
+        )
+        services.look_after_imports()
+        services.look_after_imports()
+
+    events = [payload["event"] for payload in received(httpserver)]
+    assert events == ["execution.stalled", "execution.resumed"] * 2 + ["execution.stalled"]
+
+
 def test_an_import_told_stalled_that_goes_on_to_the_end_is_told_done_to_the_same_channels(
     pushed_source, sandbox, inventory, httpserver
 ):

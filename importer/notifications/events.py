@@ -141,14 +141,18 @@ def raise_execution_alert(*, execution: Execution, event: str) -> Alert | None:
     # Done after it was told stalled: the channels that heard of the stall hear it went on.
     stalled = None
     if kind == Kind.DONE:
-        stalled = Alert.objects.filter(execution=execution, kind=Kind.STALLED).first()
+        stalled = Alert.objects.filter(execution=execution, kind=Kind.STALLED).last()
     channels = channels_for(execution.source, Kind.STALLED if stalled else kind)
     if kind != Kind.DONE or channels.exists():
-        # A processing import's outcome that cannot be read is a stall of its own, told
-        # though the import was told stalled while its pages went.
-        told_apart = kind == Kind.STALLED and execution.state == State.PROCESSING
+        key = f"execution-{execution.pk}-{kind}"
+        if kind == Kind.STALLED and execution.state == State.PROCESSING:
+            # A processing import's outcome that cannot be read is a stall of its own, told
+            # though the import was told stalled while its pages went.
+            key += "-processing"
+        elif kind == Kind.STALLED:
+            key += _cycle(execution)  # stalled again after it was told moving again
         alert = raise_alert(
-            key=f"execution-{execution.pk}-{kind}" + ("-processing" if told_apart else ""),
+            key=key,
             kind=kind,
             source=execution.source,
             execution=execution,
@@ -162,29 +166,39 @@ def raise_execution_alert(*, execution: Execution, event: str) -> Alert | None:
     return alert
 
 
+def _pages_stalls():
+    """The alerts that told an import's pages stalled (not its outcome unread)."""
+    return Alert.objects.filter(kind=Kind.STALLED).exclude(key__endswith="-processing")
+
+
+def _cycle(execution: Execution) -> str:
+    """The key suffix of an import's next stall or "moving again": an import may stall again
+    after it moved again, and each turn is told (`-2`, `-3`, ...; nothing for the first)."""
+    resumed = Alert.objects.filter(execution=execution, kind=Kind.RESUMED).count()
+    return f"-{resumed + 1}" if resumed else ""
+
+
 def tell_resumed_executions() -> int:
     """Imports told stalled whose pages move again: the channels that heard of the stall hear
-    it is over, once, rather than wonder until the import ends (past its pages, its end is
-    told to them). How many were told."""
-    pages_stall = Alert.objects.filter(execution=OuterRef("pk"), kind=Kind.STALLED).exclude(
-        key__endswith="-processing"
+    it is over, once per stall, rather than wonder until the import ends (past its pages, its
+    end is told to them). How many were told."""
+    newer_than_stall = Alert.objects.filter(
+        execution=OuterRef("execution"), kind=Kind.RESUMED, created_at__gte=OuterRef("created_at")
+    )
+    untold_stall = (
+        _pages_stalls().filter(execution=OuterRef("pk")).filter(~Exists(newer_than_stall))
     )
     moving = (
         Execution.objects.select_related("source")
         .filter(state=State.INGESTING, stalled_since__isnull=True)
-        .filter(Exists(pages_stall))
-        .filter(~Exists(Alert.objects.filter(execution=OuterRef("pk"), kind=Kind.RESUMED)))
+        .filter(Exists(untold_stall))
     )
     told = 0
     for execution in moving[:200]:
-        stall = (
-            Alert.objects.filter(execution=execution, kind=Kind.STALLED)
-            .exclude(key__endswith="-processing")
-            .earliest("created_at")
-        )
+        stall = _pages_stalls().filter(execution=execution).latest("created_at")
         told += (
             raise_alert(
-                key=f"execution-{execution.pk}-resumed",
+                key=f"execution-{execution.pk}-resumed" + _cycle(execution),
                 kind=Kind.RESUMED,
                 source=execution.source,
                 execution=execution,
@@ -219,7 +233,10 @@ def catch_up_execution_alerts() -> int:
         missing += list(
             Execution.objects.select_related("source")
             .filter(state=State.INGESTING, stalled_since__isnull=False)
-            .filter(~Exists(alerted.filter(kind=Kind.STALLED)))[:200]
+            # This stall's alert: one told before it was told moving again does not count.
+            .filter(~Exists(alerted.filter(kind=Kind.STALLED, created_at__gte=OuterRef("stalled_since"))))[
+                :200
+            ]
         )
     # A processing import whose outcome cannot be read is told apart (`-processing`).
     missing += list(
