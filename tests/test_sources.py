@@ -35,6 +35,7 @@ from importer.sources import (
 )
 from tests.conftest import wait_for
 from tests.fake_source import ONE_MB, FakeSource, fake_record, jsonl, self_signed_certificate
+from tests.test_services import run_due_retries
 
 SECRET = "s3cr3t-Value+/="
 N = 23
@@ -1405,6 +1406,30 @@ def test_a_file_generated_anew_for_each_download_is_imported_from_one_copy_of_it
     assert later.state == Execution.State.DONE, later.error
     kept = [name for name in os.listdir(files._download_dir()) if name.startswith("shared-")]
     assert len(kept) == (1 if storage == "no local paths" else 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_first_page_sent_again_reads_the_copy_the_later_pages_read(import_file, sandbox) -> None:
+    # Each download is a new export, newest first: one computer more at the top.
+    newest = itertools.count(100)
+    sandbox.faults.add(method="POST", path_contains="/data", status=503, times=1)
+
+    def export() -> bytes:
+        top = next(newest)
+        out = io.StringIO()
+        writer = csv.DictWriter(out, list(demo_computer(1)), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(demo_computer(i) for i in range(top, top - 100, -1))
+        return out.getvalue().encode()
+
+    _, execution = import_file(export)
+    execution = run_due_retries(execution)
+
+    assert execution.state == Execution.State.DONE, execution.error
+    remote = sandbox.execution(execution.assets_execution_id)
+    serials = sorted(key.rpartition(":")[2] for key in remote["objects"])
+    assert serials == [f"SN-{i:05d}" for i in range(1, 101)]  # one export's, each once
+    assert remote["duplicate_objects"] == 0
 
 
 @pytest.mark.django_db(transaction=True)

@@ -147,6 +147,10 @@ def open_source_file(
         with file:
             yield file
     elif source.source_url:
+        if execution_id and not version:
+            # The first page read again (Assets refused it, its worker died): the copy it
+            # shared is the one the later pages read, whatever the URL answers now.
+            version = _first_page_version(source, execution_id)
         shared = _shared_copy(execution_id, version) if version and execution_id else None
         with open(shared or downloaded_copy(source, execution_id), "rb") as file:
             yield file
@@ -208,6 +212,21 @@ def _remove_empty_folder(name: str) -> None:
 
 def _shared_name(execution_id: int, version: str) -> str:
     return f"{SHARED_COPIES}/execution-{execution_id}/{version}"
+
+
+def _first_page_version(import_source, execution_id: int) -> str:
+    """The version of the copy the import's first page shared ("" when it shared none yet)."""
+    try:
+        _, versions = default_storage.listdir(f"{SHARED_COPIES}/execution-{execution_id}")
+    except (FileNotFoundError, NotADirectoryError):
+        return ""
+    if len(versions) > 1:  # the first page, read twice at once from two downloads that differ
+        raise SourceError(
+            f"source '{import_source.name}': the file changed during the import (its first "
+            "page was read from two downloads that differ): start the import again",
+            kind="file_changed",
+        )
+    return versions[0] if versions else ""
 
 
 def _shared_copy(execution_id: int, version: str) -> str | None:
