@@ -171,6 +171,29 @@ def test_a_malformed_mapping_is_refused_with_a_field_error(staff_client, make_so
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("encoding", "said"),
+    [
+        ("utf8x", "Unknown file encoding 'utf8x'"),
+        ("utf-16", "Files in utf-16 cannot be read in chunks: save the file as UTF-8."),
+    ],
+)
+def test_a_file_encoding_that_cannot_be_read_is_refused_when_the_source_is_saved(
+    staff_client, make_source, encoding, said
+):
+    source = make_source(source_kind="csv", source_url="https://files.example/it.csv")
+
+    response = staff_client.post(
+        reverse("admin:importer_importsource_change", args=[source.pk]),
+        source_form_data(source, file_encoding=encoding),
+    )
+
+    assert response.status_code == 200
+    [error] = response.context["adminform"].form.errors["file_encoding"]
+    assert error.startswith(said)
+
+
+@pytest.mark.django_db
 def test_a_dotted_locator_is_refused_when_the_mapping_is_saved(
     staff_client, make_source, demo_mapping
 ):

@@ -97,8 +97,9 @@ def uploaded(media: Path, name: str, content: bytes, **fields: Any) -> ImportSou
     (media / "source-files").mkdir(exist_ok=True)
     (media / "source-files" / name).write_bytes(content)
     kind = name.rsplit(".", 1)[1]
+    fields = {"page_size": 5, **fields}
     return ImportSource(
-        name="export", source_kind=kind, source_file=f"source-files/{name}", page_size=5, **fields
+        name="export", source_kind=kind, source_file=f"source-files/{name}", **fields
     )
 
 
@@ -1133,6 +1134,55 @@ def test_csv_in_latin_1(media: Path) -> None:
     ]
 
 
+def test_a_csv_said_to_be_latin_1_is_read_as_windows_1252_as_browsers_do(media: Path) -> None:
+    # A European spreadsheet's export: what it calls Latin-1 is Windows-1252.
+    content = "id;owner;price\n1;O’Brien;1.200 €\n2;Šimek – Müller;…\n".encode("cp1252")
+    content += b"3;\x81;x\n"  # a byte Windows-1252 leaves undefined stands for itself
+
+    records, _ = walk(
+        uploaded(media, "excel.csv", content, file_encoding="latin-1", csv_delimiter=";")
+    )
+
+    assert [record["owner"] for record in records] == ["O’Brien", "Šimek – Müller", "\x81"]
+    assert records[0]["price"] == "1.200 €"
+
+
+def test_a_csv_with_a_spreadsheets_delimiter_line_is_read_with_that_delimiter(
+    media: Path,
+) -> None:
+    content = b"sep=;\r\nid;name;site\r\n" + csv_bytes(delimiter=";").split(b"\n", 1)[1]
+
+    records, _ = walk(uploaded(media, "excel.csv", content))
+
+    assert ids(records) == every_id()
+    assert records[0] == {"id": "1", "name": "asset-001", "site": "Lyon"}
+
+
+def test_a_csv_field_longer_than_the_csv_modules_limit_is_read(media: Path) -> None:
+    notes = "x" * 300_000  # a certificate chain, a long description
+    records, _ = walk(uploaded(media, "long.csv", f"id,notes\n1,{notes}\n".encode()))
+    assert records == [{"id": "1", "notes": notes}]
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (gzip.compress(csv_bytes()), "is compressed (gzip)"),
+        (b"PK\x03\x04\x14\x00\x06\x00" + bytes(100), "is a ZIP archive (an Excel workbook"),
+        ("id,name\n1,a\n".encode("utf-16"), "is UTF-16"),
+        (b"\n  <!DOCTYPE html><html><body>Sign in</body></html>", "is a web page (HTML)"),
+    ],
+    ids=["gzip", "workbook", "utf-16", "login page"],
+)
+def test_a_file_that_is_no_text_to_read_is_named_as_what_it_is(
+    media: Path, content: bytes, said: str
+) -> None:
+    error = failure(uploaded(media, "export.csv", content))
+    assert (error.kind, error.permanent) == ("bad_file", True)
+    assert said in error.message
+    assert "encoding" not in error.message and "delimiter" not in error.message
+
+
 def test_csv_without_a_header_uses_the_configured_field_names(media: Path) -> None:
     content = b"".join(f"{i},asset-{i:03d}\n".encode() for i in range(1, N + 1))
     source = uploaded(media, "plain.csv", content, csv_has_header=False, csv_fieldnames="id, name")
@@ -1170,6 +1220,17 @@ def test_a_csv_cut_off_mid_row_fails_instead_of_ending_with_a_broken_record(
     error = walk_failure(uploaded(media, "cut.csv", content[:cut]))
 
     assert (error.kind, error.permanent) == ("bad_file", True)
+    assert "line 19 " in error.message and "looks cut off" in error.message
+
+
+def test_a_csv_cut_off_mid_row_fails_though_another_row_left_a_field_out(media: Path) -> None:
+    # Exporters leave trailing empty fields out: one row of the page did, the cut one too.
+    content = csv_bytes(count=20).replace(b"\n5,asset-005,Porto\n", b"\n5,asset-005\n")
+    assert b"\n5,asset-005\n" in content
+    cut = content.index(b"\n18,") + len(b"\n18,asse")
+
+    error = walk_failure(uploaded(media, "cut.csv", content[:cut], page_size=25))
+
     assert "line 19 " in error.message and "looks cut off" in error.message
 
 
@@ -1460,6 +1521,20 @@ def test_a_preview_of_a_file_keeps_no_copy(serve, make_source, media) -> None:
 
     assert preview.records_fetched == 25 and preview.has_more
     assert stored_copies(media) == []
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl", "json"])
+def test_a_file_url_answering_an_empty_file_is_an_error_not_a_file_of_no_records(
+    serve, kind
+) -> None:
+    # A failed export job: an import of no records would tell Assets every object is gone.
+    url = serve().add_file(f"export.{kind}", b"")
+    source = ImportSource(name="export", source_kind=kind, source_url=url, records_path="")
+
+    error = failure(source)
+
+    assert (error.kind, error.permanent) == ("empty_file", False)
+    assert "answered 200 with an empty file (0 bytes)" in error.message
 
 
 def test_a_file_url_that_fails_names_the_source(serve) -> None:

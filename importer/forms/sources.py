@@ -20,7 +20,12 @@ from importer.redaction import (
 )
 from importer.services.editing import ASSETS_PLACE, FIXED_WHILE_IMPORTING, busy_text, running_import
 from importer.sources import limits
-from importer.sources.rules import ca_bundle_problem, cursor_path_problem, plugin_problem
+from importer.sources.rules import (
+    ca_bundle_problem,
+    cursor_path_problem,
+    encoding_problem,
+    plugin_problem,
+)
 
 SECRET_FIELDS = ImportSource.SECRET_FIELDS
 MASKED_URL_FIELDS = ImportSource.MASKED_URL_FIELDS
@@ -274,6 +279,8 @@ class ImportSourceForm(WriteOnlySecretsForm):
             cleaned.get("source_url") or cleaned.get("source_file")
         ):
             self.add_error("source_file", "Upload the file or give its URL.")
+        if kind in (Kind.CSV, Kind.JSON, Kind.JSONL):
+            self._add_problem("file_encoding", encoding_problem(cleaned.get("file_encoding", "")))
         if kind == Kind.PLUGIN:
             self._add_problem("plugin", plugin_problem(cleaned.get("plugin") or ""))
         if kind == Kind.REST:

@@ -234,9 +234,11 @@ def catch_up_execution_alerts() -> int:
             Execution.objects.select_related("source")
             .filter(state=State.INGESTING, stalled_since__isnull=False)
             # This stall's alert: one told before it was told moving again does not count.
-            .filter(~Exists(alerted.filter(kind=Kind.STALLED, created_at__gte=OuterRef("stalled_since"))))[
-                :200
-            ]
+            .filter(
+                ~Exists(
+                    alerted.filter(kind=Kind.STALLED, created_at__gte=OuterRef("stalled_since"))
+                )
+            )[:200]
         )
     # A processing import whose outcome cannot be read is told apart (`-processing`).
     missing += list(

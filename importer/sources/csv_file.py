@@ -8,13 +8,16 @@ time and the byte offset after the last line it took is where the next row start
 from __future__ import annotations
 
 import csv
+import re
 from collections import Counter
 from collections.abc import Iterator
 from typing import IO
 
 from importer.sources.base import Page, SourceError, config_error
-from importer.sources.files import FileSource, LineReader
+from importer.sources.files import MAX_LINE_BYTES, FileSource, LineReader
 
+# A field may be as long as a line (the csv module's own limit is 128 KB).
+csv.field_size_limit(MAX_LINE_BYTES)
 # What staff type for a tab in a text box.
 DELIMITER_ALIASES = {"\\t": "\t", "tab": "\t", "TAB": "\t"}
 # Delimiters a file may use instead of the one set (a header of one field holding one).
@@ -25,6 +28,12 @@ def _spoken(delimiter: str) -> str:
     return {"\t": "tabs", ",": "commas", ";": "semicolons", "|": "'|'"}.get(
         delimiter, repr(delimiter)
     )
+
+
+def _leaves_fields_out(short_rows: int, rows: int) -> bool:
+    """Whether a file leaves trailing empty fields out as a habit (then a short last row is
+    one more of them, not a row cut off): a tenth of its rows, or three, are short."""
+    return short_rows >= 3 or short_rows * 10 >= rows
 
 
 def _blank(row: list[str]) -> bool:
@@ -56,14 +65,14 @@ class CsvSource(FileSource):
         rows = self._rows(file, lines)
         records: list[dict] = []
         # The last row, if it had fewer fields than names and no line break after it, and
-        # the short rows (a file may leave trailing empty fields out: then a short last row
-        # is one more of them).
+        # the short rows before it (a file may leave trailing empty fields out: then a short
+        # last row is one more of them).
         cut_row_at, short_rows = None, 0
         while True:
             row_start = lines.position
             row = next(rows, None)
             if row is None:
-                if cut_row_at is not None and short_rows == 1:
+                if cut_row_at is not None and not _leaves_fields_out(short_rows, len(records)):
                     raise self._cut_off(file, cut_row_at, len(fieldnames))
                 return Page(records=records, next_cursor=None)
             if _blank(row):
@@ -75,9 +84,10 @@ class CsvSource(FileSource):
                 raise self.line_error(file, lines.line_start, problem)
             if len(fieldnames) > 1 and [field.strip() for field in row] == fieldnames:
                 raise self.line_error(file, lines.line_start, self._header_again())
-            if len(row) < len(fieldnames):
+            if len(row) < len(fieldnames) and lines.line_ended:
                 short_rows += 1
-                cut_row_at = None if lines.line_ended else lines.line_start
+            elif len(row) < len(fieldnames):  # no line break after it: the file's last row
+                cut_row_at = lines.line_start
             row += [""] * (len(fieldnames) - len(row))
             record = dict(zip(fieldnames, row, strict=True))
             if unnamed:
@@ -86,9 +96,10 @@ class CsvSource(FileSource):
 
     def _header(self, file: IO[bytes]) -> tuple[list[str], int]:
         """The field names, and the byte offset where the rows after the header start."""
+        start = self._past_delimiter_line(file)
         if self.fieldnames:
-            return self.fieldnames, 0
-        lines = LineReader(file, 0, self.bom)
+            return self.fieldnames, start
+        lines = LineReader(file, start, self.bom)
         for row in self._rows(file, lines):
             if _blank(row):
                 continue
@@ -101,6 +112,16 @@ class CsvSource(FileSource):
                 raise self.line_error(file, lines.line_start, problem)
             return names, lines.position
         return [], lines.position
+
+    def _past_delimiter_line(self, file: IO[bytes]) -> int:
+        """Where the file starts after the "sep=;" line a spreadsheet may write first; the
+        delimiter it names wins over the one set. 0 when there is none."""
+        lines = LineReader(file, 0, self.bom)
+        said = re.fullmatch(rb"sep=([^\r\n])\r?\n?", next(iter(lines), b""))
+        if said is None:
+            return 0
+        self.delimiter = said.group(1).decode("latin-1")
+        return lines.position
 
     def _check_delimiter(self, file: IO[bytes], position: int, header: str) -> None:
         """A header of one field holding another delimiter: the file is separated by it."""

@@ -40,7 +40,8 @@ from django.core.files.storage import default_storage
 
 from importer.sources import limits
 from importer.sources.base import Page, SourceError, config_error, number_cursor
-from importer.sources.transport import SourceHttp
+from importer.sources.rules import encoding_problem
+from importer.sources.transport import UNPARSABLE_ANSWER_ATTEMPTS, SourceHttp
 from importer.sources.urls import with_query
 
 DOWNLOAD_MAX_AGE_SECONDS = 300.0
@@ -111,6 +112,16 @@ def downloaded_copy(import_source, execution_id: int | None = None) -> str:
         with os.fdopen(fd, "wb") as out:
             for piece in http.iter_body(response, limit=MAX_DOWNLOAD_BYTES, what="a file"):
                 out.write(piece)
+        if not os.path.getsize(partial):
+            # A failed export job, or a proxy, answering 200 with nothing: not a file of no
+            # records (an import of none would tell Assets every object is gone).
+            raise http.error(
+                f"answered {response.status_code} with an empty file (0 bytes): check the "
+                "export that writes it, then run the import again",
+                permanent=False,
+                kind="empty_file",
+                max_attempts=UNPARSABLE_ANSWER_ATTEMPTS,
+            )
         path = os.path.join(directory, key)
         # A chunk still reading the previous copy keeps its open file; new chunks get this one.
         os.replace(partial, path)
@@ -309,20 +320,57 @@ def file_version(file: IO[bytes]) -> str:
     return version
 
 
+def _undefined_as_latin_1(error: UnicodeError) -> tuple[str, int]:
+    """The five bytes Windows-1252 leaves undefined stand for themselves, as browsers read
+    them (WHATWG's windows-1252)."""
+    if not isinstance(error, UnicodeDecodeError):
+        raise error
+    return error.object[error.start : error.end].decode("latin-1"), error.end
+
+
+codecs.register_error("assets-sync-windows-1252", _undefined_as_latin_1)
+
+
+def decoding_errors(codec: str) -> str:
+    """How bytes the codec cannot decode are handled."""
+    return "assets-sync-windows-1252" if codec == "cp1252" else "strict"
+
+
 def codec_of(import_source) -> tuple[str, bytes]:
     """The codec that decodes the file's lines, and the byte-order mark to skip at its start."""
     name = import_source.file_encoding or "utf-8"
-    try:
-        codec = codecs.lookup(name).name
-    except LookupError:
-        raise config_error(import_source, f"unknown file encoding '{name}'") from None
+    problem = encoding_problem(name)
+    if problem:
+        raise config_error(import_source, problem)
+    codec = codecs.lookup(name).name
     if codec in UTF_8_NAMES:
         return "utf-8", codecs.BOM_UTF8
-    if "\n".encode(codec) != b"\n":
-        raise config_error(
-            import_source, f"files in {name} cannot be read in chunks: convert the file to UTF-8"
-        )
+    if codec == "iso8859-1":
+        # Files said to be Latin-1 are nearly always Windows-1252 (browsers read them so):
+        # read strictly as Latin-1, ’ € – … would reach Assets as invisible control codes.
+        return "cp1252", b""
     return codec, b""
+
+
+# The first bytes of files that are no text to read, and what to say of them.
+NOT_TEXT_FILES = (
+    (b"\x1f\x8b", "is compressed (gzip): give the uncompressed file, or a URL that serves it"),
+    (
+        b"pk\x03\x04",
+        "is a ZIP archive (an Excel workbook is one): save it as CSV UTF-8, or as JSON",
+    ),
+    (b"%pdf", "is a PDF document: export the data as CSV or JSON"),
+    (b"\xff\xfe", 'is UTF-16 (a spreadsheet\'s "Unicode text"): save it as CSV UTF-8'),
+    (b"\xfe\xff", 'is UTF-16 (a spreadsheet\'s "Unicode text"): save it as CSV UTF-8'),
+    *(
+        (
+            signature,
+            "is a web page (HTML), not the data: the URL may lead to a login or error page; "
+            "check it, and the source's authentication",
+        )
+        for signature in (b"<!doctype html", b"<html", b"<head", b"<body")
+    ),
+)
 
 
 class LineReader:
@@ -383,6 +431,8 @@ class FileSource:
     def fetch_page(self, cursor: str) -> Page:
         place, _, read_from = (cursor or "").partition(VERSION_MARK)
         with open_source_file(self.config, read_from, self.execution_id) as file:
+            if not place:
+                self._check_is_text(file)
             self._follow_byte_order_mark(file)
             version = file_version(file)
             if read_from and read_from != version:
@@ -406,6 +456,24 @@ class FileSource:
 
     def read_chunk(self, file: IO[bytes], cursor: str) -> Page:
         raise NotImplementedError
+
+    def _check_is_text(self, file: IO[bytes]) -> None:
+        """A file of another kind than text (compressed, a workbook, UTF-16, a web page
+        answered in its place) is named as such: read as text, it would fail with an advice
+        to change the encoding or the delimiter, which cannot help."""
+        file.seek(0)
+        start = file.read(512)
+        file.seek(0)
+        problem = next(
+            (
+                problem
+                for signature, problem in NOT_TEXT_FILES
+                if start.lstrip().lower().startswith(signature)
+            ),
+            "",
+        )
+        if problem:
+            raise SourceError(f"source '{self.name}': the file {problem}", kind="bad_file")
 
     def _follow_byte_order_mark(self, file: IO[bytes]) -> None:
         """A UTF-8 byte-order mark says what the file is, whatever encoding the source names
@@ -431,7 +499,7 @@ class FileSource:
 
     def decode(self, line: bytes, file: IO[bytes], position: int) -> str:
         try:
-            return line.decode(self.codec)
+            return line.decode(self.codec, decoding_errors(self.codec))
         except UnicodeDecodeError:
             raise self.line_error(
                 file, position, f"is not valid {self.codec}: check the file encoding"

@@ -13,7 +13,7 @@ from typing import IO, Any
 
 from importer.sources import limits
 from importer.sources.base import Page, SourceError, number_cursor
-from importer.sources.files import FileSource
+from importer.sources.files import FileSource, decoding_errors
 from importer.sources.rest import select_records
 from importer.sources.transport import MAX_PAGE_BYTES
 
@@ -39,7 +39,8 @@ class JsonFileSource(FileSource):
             raw, refuse=self.refuse, what="a JSON file", hint="export it as JSON Lines instead"
         )
         try:
-            document = limits.loads(raw.decode(self.codec), refuse=self.refuse, what="a JSON file")
+            text = raw.decode(self.codec, decoding_errors(self.codec))
+            document = limits.loads(text, refuse=self.refuse, what="a JSON file")
         except UnicodeDecodeError:
             raise SourceError(
                 f"source '{self.name}': the file is not valid {self.codec}: check the file "

@@ -6,6 +6,8 @@ Each returns what is wrong ("" when nothing is), worded to read both as a form e
 
 from __future__ import annotations
 
+import codecs
+
 from django.conf import settings
 
 PEM_CERTIFICATE = "-----BEGIN CERTIFICATE-----"
@@ -35,3 +37,15 @@ def plugin_problem(name: str) -> str:
         return ""
     listed = ", ".join(sorted(plugins)) or "none"
     return f"plug-in '{name}' is not listed in the IMPORT_SOURCE_PLUGINS setting (listed: {listed})"
+
+
+def encoding_problem(name: str) -> str:
+    """Files are read in chunks by byte offset: their encoding must be known, and write a line
+    break as the single byte 0x0A (UTF-16 and UTF-32 do not)."""
+    try:
+        codec = codecs.lookup(name or "utf-8").name
+    except LookupError:
+        return f"unknown file encoding '{name}' (e.g. utf-8, cp1252, latin-1)"
+    if "\n".encode(codec) != b"\n":
+        return f"files in {name} cannot be read in chunks: save the file as UTF-8"
+    return ""
