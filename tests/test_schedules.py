@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 from django.core.management import call_command
+from django.test.utils import override_script_prefix
 from django.urls import reverse
 from django.utils import timezone
 
@@ -275,6 +276,32 @@ def test_the_admin_saves_a_schedule_to_assets(admin_client, pushed_source, sandb
         "The schedule of inventory is saved, and Assets holds it."
     ]
     assert datetime.fromisoformat(sandbox.schedules("src-1")[0]["startTime"]) == start
+
+
+def test_an_app_served_under_a_path_prefix_gives_assets_one_callback_url(
+    admin_client, pushed_source, sandbox, settings
+):
+    # Behind a proxy at https://host/sync/: PUBLIC_BASE_URL names the prefix, and requests
+    # come with it (SCRIPT_NAME, which the WSGI handler makes the script prefix).
+    settings.PUBLIC_BASE_URL = "https://cmdb.example/sync"
+
+    add = reverse("admin:importer_schedule_add")
+    with override_script_prefix("/sync/"):
+        admin_client.post(
+            add,
+            {
+                "source": pushed_source.pk,
+                "frequency": "DAILY",
+                "start_local": tomorrow_at(13).strftime("%Y-%m-%d %H:%M"),
+                "timezone": "Europe/Berlin",
+            },
+        )
+
+    [remote] = sandbox.schedules("src-1")
+    token = ImportSource.objects.get(pk=pushed_source.pk).webtrigger_token
+    expected = f"https://cmdb.example/sync/webtrigger/{pushed_source.pk}/{token}/"
+    assert remote["callbackUrl"] == expected
+    assert services.webtrigger_url(pushed_source) == expected  # as a worker makes it
 
 
 def test_a_schedule_assets_refuses_gets_one_warning_that_says_both(admin_client, make_source):

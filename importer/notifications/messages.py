@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.urls import reverse
 from django.utils import timezone
 
 from importer.models import Alert, ChunkJob, Execution, ImportSource, Schedule
+from importer.public import public_url
 from importer.redaction import redact_for
 
 Kind = Alert.Kind
@@ -33,7 +33,7 @@ class Content:
 
 
 def admin_url(name: str, pk: int) -> str:
-    return settings.PUBLIC_BASE_URL + reverse(f"admin:importer_{name}_change", args=[pk])
+    return public_url(f"admin:importer_{name}_change", pk)
 
 
 def when_text(moment: datetime | None) -> str:

@@ -12,9 +12,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from django.conf import settings
 from django.db import transaction
-from django.urls import reverse
 from django.utils import timezone
 
 from importer import notifications
@@ -26,6 +24,7 @@ from importer.assets import (
     schedule_body,
 )
 from importer.models import Execution, ImportSource, Schedule, new_webtrigger_token
+from importer.public import public_url
 from importer.services.editing import ASSETS_PLACE
 from importer.services.errors import (
     ImportAlreadyRunning,
@@ -43,8 +42,7 @@ logger = logging.getLogger(__name__)
 
 
 def webtrigger_url(source: ImportSource) -> str:
-    path = reverse("importer:webtrigger", args=[source.pk, source.webtrigger_token])
-    return f"{settings.PUBLIC_BASE_URL}{path}"
+    return public_url("importer:webtrigger", source.pk, source.webtrigger_token)
 
 
 def _add_months(moment: datetime, months: int) -> datetime:
