@@ -1,7 +1,9 @@
 """System checks (`manage.py check`, and every start of runserver and qcluster)."""
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import Error, Warning, register
 
 
 @register()
@@ -28,5 +30,28 @@ def lane_fits_in_the_task_timeout(app_configs, **kwargs) -> list[Error]:
             hint="Lower CHUNK_LANE_SECONDS, HTTP_TIMEOUT or the source budgets, or raise "
             "Q_TASK_TIMEOUT.",
             id="importer.E001",
+        )
+    ]
+
+
+@register(deploy=True)
+def public_base_url_reaches_this_app(app_configs, **kwargs) -> list[Warning]:
+    """Assets calls the webtrigger at PUBLIC_BASE_URL: left at its default (this machine) or
+    plain http, scheduled imports never start, or their token crosses the network in clear."""
+    parts = urlsplit(settings.PUBLIC_BASE_URL)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        problem = "is not an http(s) address"
+    elif parts.hostname in ("127.0.0.1", "localhost", "::1", "0.0.0.0"):
+        problem = "names this machine: Assets, in Atlassian's cloud, cannot reach it there"
+    elif parts.scheme != "https":
+        problem = "is plain http: the webtrigger's secret token would cross the network in clear"
+    else:
+        return []
+    return [
+        Warning(
+            f"PUBLIC_BASE_URL ({settings.PUBLIC_BASE_URL}) {problem}.",
+            hint="Set it to the https address at which Assets reaches this app (with the path "
+            "prefix it is served under, if any); schedules follow it at the next housekeeping.",
+            id="importer.W001",
         )
     ]

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 from django.test.utils import override_script_prefix
 from django.urls import reverse
 from django.utils import timezone
@@ -302,6 +303,46 @@ def test_an_app_served_under_a_path_prefix_gives_assets_one_callback_url(
     expected = f"https://cmdb.example/sync/webtrigger/{pushed_source.pk}/{token}/"
     assert remote["callbackUrl"] == expected
     assert services.webtrigger_url(pushed_source) == expected  # as a worker makes it
+
+
+def test_schedules_follow_a_public_base_url_that_moved(pushed_source, sandbox, settings):
+    # The app moved behind a new proxy: Assets must call the new address, or the scheduled
+    # imports stop without a word.
+    schedule = services.sync_schedule(schedule=make_schedule(pushed_source))
+    settings.PUBLIC_BASE_URL = "https://cmdb.example/sync"
+
+    services.look_after_imports()
+
+    [remote] = sandbox.schedules("src-1")
+    assert remote["callbackUrl"] == services.webtrigger_url(pushed_source)
+    assert remote["callbackUrl"].startswith("https://cmdb.example/sync/webtrigger/")
+    assert remote["id"] == schedule.assets_schedule_id
+    schedule.refresh_from_db()
+    assert schedule.in_sync and schedule.callback_url == remote["callbackUrl"]
+
+
+@pytest.mark.parametrize(
+    ("address", "said"),
+    [
+        ("http://127.0.0.1:8000", "names this machine"),
+        ("http://cmdb.example", "is plain http"),
+        ("cmdb.example", "is not an http(s) address"),
+        ("https://cmdb.example/sync", None),
+    ],
+)
+def test_check_deploy_warns_of_a_public_base_url_assets_cannot_use(settings, address, said):
+    settings.PUBLIC_BASE_URL = address
+    out = io.StringIO()
+
+    try:
+        call_command("check", "--deploy", stdout=out, stderr=out)
+    except SystemCheckError as error:
+        out.write(str(error))
+
+    if said is None:
+        assert "importer.W001" not in out.getvalue()
+    else:
+        assert f"(importer.W001) PUBLIC_BASE_URL ({address}) {said}" in out.getvalue()
 
 
 def test_a_schedule_assets_refuses_gets_one_warning_that_says_both(admin_client, make_source):

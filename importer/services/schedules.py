@@ -173,6 +173,29 @@ def sync_schedule(*, schedule: Schedule) -> Schedule:
     return schedule
 
 
+def follow_moved_webtriggers() -> int:
+    """Sync again the schedules Assets holds with a webtrigger address that is no longer
+    this app's (PUBLIC_BASE_URL changed: a new host, a proxy in front): Assets would go on
+    calling the old address, and the scheduled imports stop without a word. One that Assets
+    refuses is marked out of sync, with the reason, and left to the operator. How many were
+    synced again (or tried)."""
+    moved = 0
+    for schedule in (
+        Schedule.objects.select_related("source")
+        .filter(in_sync=True, source__enabled=True)
+        .exclude(assets_schedule_id="")
+    ):
+        if schedule.callback_url == webtrigger_url(schedule.source):
+            continue
+        logger.info("the webtrigger of %s moved: its schedule is synced again", schedule.source)
+        moved += 1
+        try:
+            sync_schedule(schedule=schedule)
+        except ScheduleError:
+            pass  # recorded on the schedule
+    return moved
+
+
 def _first_to_create(schedule: Schedule, seen_id: str, created_id: str) -> bool:
     """Record the created schedule's id unless another sync recorded one since `seen_id`."""
     return bool(
