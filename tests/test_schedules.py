@@ -107,7 +107,8 @@ def test_a_schedule_needs_the_mapping_in_assets_first(make_source, sandbox):
 
 
 def test_assets_being_down_leaves_the_schedule_marked_out_of_sync(pushed_source, sandbox):
-    sandbox.faults.add(method="POST", path_contains="/importschedule", status=503, times=1)
+    token = pushed_source.webtrigger_token
+    sandbox.faults.add(method="POST", path_contains="/importschedule", status=503, times=-1)
 
     with pytest.raises(services.ScheduleError):
         services.sync_schedule(schedule=make_schedule(pushed_source))
@@ -115,6 +116,34 @@ def test_assets_being_down_leaves_the_schedule_marked_out_of_sync(pushed_source,
     schedule = Schedule.objects.get()
     assert not schedule.in_sync
     assert "503" in schedule.sync_error
+    # A 503 says nothing was made: no copy in Assets to warn of, no token to retire.
+    assert "may have made" not in schedule.sync_error
+    assert ImportSource.objects.get(pk=pushed_source.pk).webtrigger_token == token
+
+
+def test_a_schedule_assets_is_too_busy_to_take_at_once_is_made_on_a_second_try(
+    pushed_source, sandbox
+):
+    sandbox.faults.add(
+        method="POST", path_contains="/importschedule", status=429, retry_after="0", times=1
+    )
+
+    schedule = services.sync_schedule(schedule=make_schedule(pushed_source))
+
+    assert schedule.in_sync
+    [remote] = sandbox.schedules("src-1")
+    assert remote["callbackUrl"] == services.webtrigger_url(pushed_source)
+
+
+def test_pull_takes_what_assets_leaves_out_or_writes_in_lower_case_for_no_difference(
+    pushed_source, sandbox
+):
+    schedule = services.sync_schedule(schedule=make_schedule(pushed_source))
+    sandbox.edit_schedule(
+        schedule.assets_schedule_id, runInterval="daily", runFrequency="daily", callbackUrl=None
+    )
+
+    assert services.compare_schedule(schedule=schedule) == []
 
 
 def test_pull_shows_what_differs_in_assets(pushed_source, sandbox):

@@ -70,9 +70,9 @@ class ScheduleAdmin(DeletedInAssetsFirst, admin.ModelAdmin):
         except services.ScheduleError as error:
             request.schedule_outcome = (
                 messages.WARNING,
-                f"The schedule of {obj.source} is saved here, but not in Assets: {error} "
-                "It is marked out of sync; once the cause is fixed, use 'Re-sync schedule to "
-                "Assets'.",
+                f"The schedule of {obj.source} is saved here, but not in Assets: "
+                f"{str(error).rstrip('.')}. It is marked out of sync; once the cause is "
+                "fixed, use 'Re-sync schedule to Assets'.",
             )
         else:
             request.schedule_outcome = (

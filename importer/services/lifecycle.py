@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from importer import notifications, work_queue
-from importer.assets import AssetsAuthError, AssetsClient, AssetsError, AssetsUnavailable
+from importer.assets import AssetsAuthError, AssetsClient, AssetsError
 from importer.mapping import validate_document
 from importer.models import ChunkJob, Execution, ImportSource
 from importer.services.editing import lock_for_start, lock_source
@@ -23,7 +23,7 @@ from importer.services.errors import (
 )
 from importer.services.mappings import send_mapping
 from importer.services.plan import first_chunks
-from importer.services.retries import call_with_retries
+from importer.services.retries import call_with_retries, may_have_been_done
 
 logger = logging.getLogger(__name__)
 # A failure Assets could not be told of is told again until this long after it.
@@ -77,7 +77,7 @@ def start_import(
         raise _recorded_refusal(reason) from None
     except AssetsError as error:
         reason = scrub_secrets(error.message, source)
-        if starting and _may_have_started(error):
+        if starting and may_have_been_done(error):
             reason += (
                 ". Assets may have started the execution all the same: if the next start is "
                 "refused with 409, cancel that execution in Assets (or wait until it times out "
@@ -202,12 +202,6 @@ def _refuse(execution: Execution, reason: str) -> None:
         refused = Execution.objects.of(execution).refuse(reason=reason, alert_wanted=told)
     if refused and told:
         notifications.notify_execution_finished(execution)
-
-
-def _may_have_started(error: AssetsError) -> bool:
-    """Whether a start that failed may have been carried out: no answer came, or a gateway's
-    (502, 504) or a half-done request's (500) instead of Assets' own."""
-    return isinstance(error, AssetsUnavailable) or error.status in (500, 502, 504)
 
 
 def _recorded_refusal(reason: str, *, running: bool = False) -> ImportRefused:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 
-from importer.assets import AssetsRateLimited, AssetsServerError
+from importer.assets import AssetsError, AssetsRateLimited, AssetsServerError, AssetsUnavailable
 
 MAX_RETRY_WAIT_SECONDS = 15 * 60
 
@@ -31,6 +31,12 @@ def call_with_retries(call, *, attempts: int = 3, max_wait: float = 5.0, repeata
 
 # Answers that say the request was not carried out.
 NOTHING_DONE_STATUSES = frozenset({429, 503})
+
+
+def may_have_been_done(error: AssetsError) -> bool:
+    """Whether a call that failed may have been carried out: no answer came, or a gateway's
+    (502, 504) or a half-done request's (500) instead of Assets' own."""
+    return isinstance(error, AssetsUnavailable) or error.status in (500, 502, 504)
 
 
 def retry_delay(attempt: int, retry_after: float | None) -> float:

@@ -37,6 +37,7 @@ from importer.services.lifecycle import (
     scheduled_refusal_told,
     start_import,
 )
+from importer.services.retries import call_with_retries, may_have_been_done
 
 logger = logging.getLogger(__name__)
 
@@ -138,19 +139,21 @@ def sync_schedule(*, schedule: Schedule) -> Schedule:
         remote = None
         if seen_id:
             try:
-                remote = client.update_schedule(seen_id, body)
+                remote = call_with_retries(lambda: client.update_schedule(seen_id, body))
             except AssetsNotFound:
                 remote = None  # deleted in Assets: create it again below
         if remote is None:
             creating = True
-            remote = client.create_schedule(body)
+            remote = call_with_retries(lambda: client.create_schedule(body), repeatable=False)
     except (AssetsError, ScheduleError) as error:
-        if creating and isinstance(error, AssetsError) and not error.permanent:
-            # Assets may have made it all the same (its answer lost or late), and would call
-            # the webtrigger at these times beside the one the next sync makes.
+        # Assets may have made it all the same (its answer lost or late), and would call the
+        # webtrigger at these times beside the one the next sync makes. A 429 or 503 says
+        # it did nothing.
+        made_maybe = creating and isinstance(error, AssetsError) and may_have_been_done(error)
+        if made_maybe:
             _retire_callback(source)
         message = scrub_secrets(getattr(error, "message", str(error)), source)
-        if creating and isinstance(error, AssetsError) and not error.permanent:
+        if made_maybe:
             message += (
                 ". Assets may have made the schedule all the same: if it shows two for this "
                 "import source once the schedule is synced again, delete the older one there "
@@ -309,11 +312,12 @@ def compare_schedule(*, schedule: Schedule) -> list[str]:
         return [schedule.sync_error]
     differences = []
     expected = _remote_body(schedule) if next_run(schedule) else {}
-    if remote.frequency != schedule.frequency:
+    if (remote.frequency or "").upper() != schedule.frequency:
         differences.append(f"frequency: here {schedule.frequency}, in Assets {remote.frequency}")
     if remote.timezone and remote.timezone != schedule.timezone:
         differences.append(f"time zone: here {schedule.timezone}, in Assets {remote.timezone}")
-    if expected and remote.callback_url != expected["callbackUrl"]:
+    # What Assets leaves out of its answer (optional fields) is no difference.
+    if expected and remote.callback_url and remote.callback_url != expected["callbackUrl"]:
         differences.append("callback URL: Assets calls a different webtrigger URL")
     if remote.start_time and not _same_run_time(remote.start_time, schedule):
         differences.append(
