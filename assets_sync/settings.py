@@ -190,6 +190,9 @@ IMPORT_SOURCE_PLUGINS = env.json(
 ASSETS_API_BASE_URL = env.str("ASSETS_API_BASE_URL", default="https://api.atlassian.com")
 # Seconds for every outgoing HTTP call (Assets and sources): connect and read.
 HTTP_TIMEOUT = env.float("HTTP_TIMEOUT", default=30.0)
+# A page whose data is larger is sent to Assets in parts of at most this many bytes (Assets
+# documents no limit; a few MB is what it is known to take).
+ASSETS_MAX_SUBMIT_BYTES = env.int("ASSETS_MAX_SUBMIT_BYTES", default=5_000_000)
 # A source redirecting to another scheme, host or port: "drop_credentials" follows the redirect
 # without the source's credentials (auth and extra headers, API key in the query); "refuse"
 # fails the request with a clear error.

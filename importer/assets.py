@@ -35,6 +35,8 @@ class AssetsError(RemoteError):
     """Assets could not do what we asked. `permanent` errors are not worth retrying."""
 
     kind = "assets_error"
+    # A page sent in parts: the items Assets took before this error (`submit_chunk`).
+    items_sent = 0
 
 
 class AssetsBadRequest(AssetsError):
@@ -203,8 +205,8 @@ _ERRORS_BY_STATUS = {
     409: (AssetsConflict, "Assets reports a conflict (409)"),
     413: (
         AssetsBadRequest,
-        "Assets refused the request as too large (413): lower the source's page size, so "
-        "that each chunk holds fewer records",
+        "Assets refused the request as too large (413), though it held one record (with "
+        "what is nested in it) alone: check the source's records for a huge value",
     ),
     429: (AssetsRateLimited, "Assets is rate limiting us (429)"),
 }
@@ -281,19 +283,24 @@ class AssetsClient:
             token=source.assets_token,
         )
 
-    def _call(self, method: str, path: str, action: str, body: Any = None) -> Any:
+    def _call(
+        self, method: str, path: str, action: str, body: Any = None, *, encoded: bytes = b""
+    ) -> Any:
         """One request, whose whole answer must arrive within the timeout: a proxy that
         drips its answer a byte at a time keeps each read within a socket timeout, and
-        would hold the worker (and the page's lease) as long as it likes."""
+        would hold the worker (and the page's lease) as long as it likes. `encoded`: the
+        body, already JSON."""
         url = self.root + path
         deadline = time.monotonic() + self.timeout
         reset = request_deadline.set(deadline)
+        if body is not None:
+            encoded = json_codec.encode(body)
         try:
             response = self.session.request(
                 method,
                 url,
-                data=None if body is None else json_codec.encode(body),
-                headers={"Content-Type": "application/json"} if body is not None else None,
+                data=encoded or None,
+                headers={"Content-Type": "application/json"} if encoded else None,
                 timeout=self.timeout,
                 stream=True,
             )
@@ -345,8 +352,42 @@ class AssetsClient:
             raise AssetsBadRequest("Starting the import: Assets answered without links")
         return StartedExecution(execution_id=execution_id_from_links(links), links=links)
 
-    def submit_chunk(self, execution_id: str, data: dict) -> None:
-        self._call("POST", f"/executions/{execution_id}/data", SUBMITTING, {"data": data})
+    def submit_chunk(self, execution_id: str, data: dict[str, list], sent: int = 0) -> None:
+        """Send a page's data. A page larger than ASSETS_MAX_SUBMIT_BYTES goes in parts,
+        each a run of its items in order (an item and the objects nested in it go whole), and
+        so does one Assets refuses as too large (413): parts are halved until an item goes
+        alone. `sent`: the items an earlier attempt got Assets to take, not sent again; an
+        error says how many were taken in all (`items_sent`)."""
+        path = f"/executions/{execution_id}/data"
+        limit = settings.ASSETS_MAX_SUBMIT_BYTES
+        if not sent:
+            whole = json_codec.encode({"data": data})
+            if len(whole) <= limit:
+                try:
+                    return self._call("POST", path, SUBMITTING, encoded=whole)
+                except AssetsError as error:
+                    if error.status != 413:
+                        raise
+                    limit = len(whole) // 2
+        items = [(selector, item) for selector, listed in data.items() for item in listed]
+        sizes = [len(json_codec.encode(item)) + 1 for _, item in items]
+        while sent < len(items):
+            end, size = sent + 1, sizes[sent]
+            while end < len(items) and size + sizes[end] <= limit:
+                size, end = size + sizes[end], end + 1
+            part: dict[str, list] = {}
+            for selector, item in items[sent:end]:
+                part.setdefault(selector, []).append(item)
+            try:
+                self._call("POST", path, SUBMITTING, {"data": part})
+            except AssetsError as error:
+                if error.status == 413 and end - sent > 1:
+                    limit = size // 2
+                    continue
+                error.items_sent = sent
+                raise
+            sent = end
+        return None
 
     def mark_completed(self, execution_id: str) -> None:
         self._call(

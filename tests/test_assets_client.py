@@ -213,7 +213,7 @@ def test_an_answer_dripped_a_byte_at_a_time_is_cut_off_at_the_timeout(sandbox):
     assert caught.value.permanent is False  # tried again, as a timeout is
 
 
-def test_a_chunk_assets_finds_too_large_says_to_lower_the_page_size(httpserver, client):
+def test_a_record_assets_finds_too_large_alone_says_to_look_for_a_huge_value(httpserver, client):
     page = "<html><head><title>413 Request Entity Too Large</title></head><body>" + "x" * 900
     httpserver.expect_request(f"{ROOT}/executions/exec-42/data", method="POST").respond_with_data(
         page, status=413, content_type="text/html"
@@ -222,7 +222,8 @@ def test_a_chunk_assets_finds_too_large_says_to_lower_the_page_size(httpserver, 
     with pytest.raises(assets.AssetsBadRequest) as caught:
         client.submit_chunk("exec-42", {"laptops": [{"serial": "A"}]})
 
-    assert "lower the source's page size" in caught.value.message
+    assert "though it held one record" in caught.value.message
+    assert "check the source's records for a huge value" in caught.value.message
     assert caught.value.message.endswith(": 413 Request Entity Too Large")  # no markup
     assert caught.value.permanent
 

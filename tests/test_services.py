@@ -322,6 +322,32 @@ def run_due_retries(execution: Execution) -> Execution:
     return execution
 
 
+def test_a_page_larger_than_assets_takes_is_sent_in_parts_each_once(
+    pushed_source, sandbox, settings
+):
+    settings.ASSETS_MAX_SUBMIT_BYTES = 1000  # a page of 25 computers is about 2.5 KB
+    # Assets fails a part in the middle of the first page: it is sent again from that part.
+    sandbox.faults.add(method="POST", path_contains="/data", body_contains="SN-00015")
+
+    execution = run_due_retries(services.start_import(source=pushed_source))
+
+    assert execution.state == Execution.State.DONE, execution.error
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert (remote["object_count"], remote["duplicate_objects"]) == (120, 0)
+    pages = execution.chunks.filter(record_count__gt=0).count()
+    assert remote["chunks_received"] >= 3 * pages
+
+
+def test_a_page_assets_refuses_as_too_large_is_halved_until_it_goes(pushed_source, sandbox):
+    sandbox.max_submit_bytes = 1200  # a gateway in front of Assets: 413 above it
+
+    execution = run_due_retries(services.start_import(source=pushed_source))
+
+    assert execution.state == Execution.State.DONE, execution.error
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert (remote["object_count"], remote["duplicate_objects"]) == (120, 0)
+
+
 def test_a_source_answering_html_every_time_gives_a_clear_error(pushed_source, inventory, sandbox):
     inventory.faults.add(
         method="GET",

@@ -299,6 +299,9 @@ class AssetsSandbox(DevServer):
         # Copies of every chunk and record, for tests and this page; a benchmark of 10^6
         # records only counts each object (the copies would cost more than the app measured).
         self.keep_copies = keep_copies
+        # The largest data submission it takes (bytes); larger ones get 413, as a gateway in
+        # front of Assets answers. None: any.
+        self.max_submit_bytes: int | None = None
         self._lock = threading.Lock()
         self._sources: dict[SourceKey, _Source] = {}
         self._executions: dict[str, _Execution] = {}  # insertion order: newest last
@@ -479,6 +482,8 @@ class AssetsSandbox(DevServer):
         return json_reply(200, {"links": links})
 
     def _submit(self, call: _Call) -> Reply:
+        if self.max_submit_bytes is not None and len(call.request.body) > self.max_submit_bytes:
+            return error_reply(413, "Request entity too large")
         body = call.request.json()
         with self._lock:
             execution = self._execution_of(call)
