@@ -118,15 +118,26 @@ class ExecutionStatus:
     raw: dict[str, Any]
 
 
+# The links Assets gives with a new execution, and the segment that follows the execution's
+# id in each (.../{id}/data); `cancel` is the execution's own address (.../executions/{id}).
+_ID_IN_LINKS = (("submitResults", "data"), ("getExecutionStatus", "status"), ("cancel", ""))
+
+
 def execution_id_from_links(links: dict[str, str]) -> str:
-    """The execution id is the second-last path segment of links.submitResults (.../{id}/data)."""
-    submit_url = links.get("submitResults") or ""
-    parts = [part for part in submit_url.split("?")[0].split("/") if part]
-    if len(parts) < 2 or parts[-1] != "data":
-        raise AssetsBadRequest(
-            f"Assets answered without a usable links.submitResults: {submit_url!r}"
-        )
-    return parts[-2]
+    """The execution id: the second-last path segment of links.submitResults (.../{id}/data),
+    or read from the other links Assets gives when that one is missing or unusable."""
+    for name, after_id in _ID_IN_LINKS:
+        parts = [part for part in str(links.get(name) or "").split("?")[0].split("/") if part]
+        if after_id and len(parts) >= 2 and parts[-1] == after_id:
+            return parts[-2]
+        if not after_id and len(parts) >= 2 and parts[-2] == "executions":
+            return parts[-1]
+    raise AssetsBadRequest(
+        "Starting the import: Assets answered 200, so it started an execution, but its answer "
+        f"names it in none of its links (links given: {', '.join(sorted(links)) or 'none'}). "
+        "Assets counts the import as running until that execution times out there: cancel it "
+        "in Assets, then start again"
+    )
 
 
 def truncate_reason(reason: str, limit: int = FAILURE_REASON_LIMIT) -> str:
@@ -348,9 +359,10 @@ class AssetsClient:
         body = {"scheduled": True} if scheduled else None
         answer = self._call("POST", "/executions", STARTING, body) or {}
         links = answer.get("links") if isinstance(answer, dict) else None
-        if not isinstance(links, dict):
-            raise AssetsBadRequest("Starting the import: Assets answered without links")
-        return StartedExecution(execution_id=execution_id_from_links(links), links=links)
+        return StartedExecution(
+            execution_id=execution_id_from_links(links if isinstance(links, dict) else {}),
+            links=links,
+        )
 
     def submit_chunk(self, execution_id: str, data: dict[str, list], sent: int = 0) -> None:
         """Send a page's data. A page larger than ASSETS_MAX_SUBMIT_BYTES goes in parts,

@@ -274,11 +274,37 @@ def test_truncation_counts_an_emoji_as_two_characters_as_java_does():
     assert reason == "🔥" * 511 + "…"
 
 
-def test_a_start_answer_without_links_is_a_clear_error(httpserver, client):
-    httpserver.expect_request(f"{ROOT}/executions", method="POST").respond_with_json({})
+def test_a_start_answer_without_links_says_assets_started_one_to_cancel_there(httpserver, client):
+    httpserver.expect_request(f"{ROOT}/executions", method="POST").respond_with_json(
+        {"links": {"start": "https://assets.example/somewhere"}}
+    )
 
-    with pytest.raises(assets.AssetsBadRequest, match="without links"):
+    with pytest.raises(assets.AssetsBadRequest) as caught:
         client.start_execution()
+
+    assert "so it started an execution" in caught.value.message
+    assert "(links given: start)" in caught.value.message
+    assert "cancel it in Assets, then start again" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "links",
+    [
+        {"getExecutionStatus": "https://a.example/v1/importsource/s/executions/e-7/status"},
+        {
+            "submitResults": "not a link",
+            "cancel": "https://a.example/importsource/s/executions/e-7",
+        },
+    ],
+)
+def test_a_start_answer_without_its_submit_link_is_read_by_its_other_links(
+    httpserver, client, links
+):
+    httpserver.expect_request(f"{ROOT}/executions", method="POST").respond_with_json(
+        {"links": links}
+    )
+
+    assert client.start_execution().execution_id == "e-7"
 
 
 def test_it_sends_text_in_any_script_and_long_numbers_as_they_are(httpserver, client):
