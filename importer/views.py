@@ -101,10 +101,19 @@ def webtrigger(request, source_id: int, token: str):
         return _answer(400, success=False, error="The body must be JSON")
     if not isinstance(body, dict):
         return _answer(400, success=False, error="The body must be a JSON object")
-    if (body.get("workspaceId"), body.get("importsourceId")) != (
-        source.workspace_id,
-        source.import_source_id,
-    ):
+    # The token in the address says which source is called; the body must not name another.
+    # Its keys are read in any case (Assets' own clients spell them importSourceId too), and
+    # one left out names none.
+    said = {str(key).lower(): str(value) for key, value in body.items()}
+    ours = {"workspaceid": source.workspace_id, "importsourceid": source.import_source_id}
+    other = {key: said[key] for key in ours if key in said and said[key] != ours[key]}
+    if other:
+        logger.warning(
+            "webtrigger of %s called for another %s: %s",
+            source,
+            " and ".join("workspace" if key == "workspaceid" else "import source" for key in other),
+            ", ".join(other.values()),
+        )
         return _answer(
             400,
             success=False,

@@ -2,8 +2,10 @@
 
 import json
 import logging
+import threading
 
 import pytest
+import requests
 from django.urls import reverse
 
 from importer import services
@@ -69,6 +71,29 @@ def test_a_body_for_another_workspace_is_refused(client, pushed_source):
     assert response.status_code == 400
     assert response.json()["success"] is False
     assert not Execution.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"workspaceId": "ws-1", "importSourceId": "src-1"}, {}],
+    ids=["spelled importSourceId", "empty"],
+)
+def test_a_body_that_names_no_other_source_starts_the_import(client, pushed_source, body):
+    # The token in the address authenticates the call and names the source.
+    response = trigger(client, pushed_source, body=body)
+
+    assert response.status_code == 200, response.json()
+    assert Execution.objects.get().trigger == Execution.Trigger.SCHEDULE
+
+
+def test_a_body_naming_another_import_source_is_refused_and_logged(client, pushed_source, caplog):
+    body = {"workspaceId": "ws-1", "importSourceId": "src-9"}
+
+    response = trigger(client, pushed_source, body=body)
+
+    assert response.status_code == 400
+    assert not Execution.objects.exists()
+    assert "webtrigger of inventory called for another import source: src-9" in caplog.text
 
 
 def test_a_webtrigger_url_without_its_last_slash_still_starts_the_import(
@@ -195,10 +220,6 @@ def test_a_trigger_repeated_after_its_import_ended_is_the_same_run(client, pushe
 
 
 def test_two_triggers_at_once_start_one_run_and_refuse_none(live_server, pushed_source, sandbox):
-    import threading
-
-    import requests
-
     # The first start is still on its way to Assets when the second trigger arrives.
     sandbox.faults.add(method="POST", path_contains="/executions", status=0, delay=1.0, times=1)
     url = live_server.url + reverse(
@@ -217,13 +238,36 @@ def test_two_triggers_at_once_start_one_run_and_refuse_none(live_server, pushed_
     for thread in calls:
         thread.join()
 
-    # The second is told the run is starting, not given an empty execution id.
-    assert sorted(answers) == [
-        (200, "Import started"),
-        (200, "Import starting (triggered a moment ago)"),
-    ]
+    # The second waits for the first's outcome, and tells the same.
+    assert answers == [(200, "Import started")] * 2
     assert not Execution.objects.filter(state=Execution.State.REFUSED).exists()
     assert len(sandbox.executions("src-1")) == 1
+
+
+def test_a_trigger_repeated_while_assets_refuses_the_start_is_refused_too(
+    live_server, pushed_source, sandbox
+):
+    # Assets asks again, not having had the first answer in time: the answer it keeps must
+    # not say the run began when Assets then refused it.
+    sandbox.faults.add(method="POST", path_contains="/executions", status=409, delay=1.0)
+    url = live_server.url + reverse(
+        "importer:webtrigger", args=[pushed_source.pk, pushed_source.webtrigger_token]
+    )
+    body = {"workspaceId": "ws-1", "importsourceId": "src-1"}
+    answers = []
+
+    def call():
+        answer = requests.post(url, json=body, timeout=30)
+        answers.append((answer.status_code, answer.json()["success"]))
+
+    calls = [threading.Thread(target=call) for _ in range(2)]
+    for thread in calls:
+        thread.start()
+    for thread in calls:
+        thread.join()
+
+    assert answers == [(500, False)] * 2
+    assert Execution.objects.get().state == Execution.State.REFUSED  # one run, kept once
 
 
 def test_a_trigger_while_the_cache_is_down_still_starts_the_run(

@@ -9,9 +9,11 @@ from __future__ import annotations
 import calendar
 import copy
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -394,7 +396,7 @@ def start_scheduled_import(*, source: ImportSource) -> Execution:
     recent = _recent_scheduled_execution(source)
     if recent is not None:
         logger.info("scheduled run of %s: trigger repeated, execution #%s", source, recent.pk)
-        return recent
+        return _outcome_of_start(recent)
     if not source.enabled:
         # Its schedule should be gone from Assets: it was not (Assets was down when the source
         # was disabled). Removed now; the refusal is kept, and told to nobody: disabling was
@@ -410,7 +412,7 @@ def start_scheduled_import(*, source: ImportSource) -> Execution:
             # Another import of this source is open here (not one Assets counts as running).
             recent = _recent_scheduled_execution(source, starting=True)
             if recent is not None:
-                return recent
+                return _outcome_of_start(recent)
         if not refusal.recorded:
             # Assets calling again for the same run: kept in the history, told once.
             with transaction.atomic():
@@ -418,6 +420,21 @@ def start_scheduled_import(*, source: ImportSource) -> Execution:
             if refused.alert_wanted:
                 notifications.notify_execution_finished(refused)
         raise
+
+
+def _outcome_of_start(execution: Execution) -> Execution:
+    """A run another trigger is starting: Assets asked again, not having had the first answer
+    in time, and this answer is the one it keeps. So it waits for the start's outcome (up to
+    2 x HTTP_TIMEOUT): a start Assets refused is refused here too, not told as begun."""
+    deadline = time.monotonic() + 2 * settings.HTTP_TIMEOUT
+    while execution.state == Execution.State.PENDING and time.monotonic() < deadline:
+        time.sleep(0.1)
+        execution.refresh_from_db()
+    if execution.state == Execution.State.REFUSED:
+        refusal = ImportRefused(execution.error)
+        refusal.recorded = True
+        raise refusal
+    return execution
 
 
 def _record_refused_run(source: ImportSource, refusal: ImportRefused, *, told: bool) -> Execution:
