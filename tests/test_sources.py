@@ -1494,6 +1494,21 @@ def test_a_first_page_sent_again_reads_the_copy_the_later_pages_read(import_file
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_csv_without_a_column_the_mapping_reads_fails_before_a_page_goes(
+    import_file, sandbox
+) -> None:
+    # The export renamed a column: every computer would arrive without its hostname.
+    renamed = computers_csv().replace(b"hostname", b"host_name", 1)
+
+    _, execution = import_file(renamed)
+
+    assert execution.state == Execution.State.FAILED
+    assert "the file has no column 'hostname' (attribute Hostname)" in execution.error
+    assert "'host_name'" in execution.error  # the columns it has, to choose from
+    assert sandbox.execution(execution.assets_execution_id)["records_received"] == 0
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_copy_cut_short_in_the_storage_is_not_read(import_file, sandbox, media, monkeypatch):
     from django.core.files.storage import default_storage
 

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import IO
 
+from importer.mapping import fields_in_no_record
 from importer.sources.base import Page, SourceError, config_error
 from importer.sources.files import MAX_LINE_BYTES, FileSource, LineReader
 
@@ -59,6 +60,8 @@ class CsvSource(FileSource):
 
     def read_chunk(self, file: IO[bytes], cursor: str) -> Page:
         fieldnames, body_start = self._header(file)
+        if not cursor:
+            self._check_columns_mapped(fieldnames)
         unnamed = "" in fieldnames
         start = self.start_of(file, cursor) if cursor else body_start
         lines = LineReader(file, start, self.bom)
@@ -122,6 +125,23 @@ class CsvSource(FileSource):
             return 0
         self.delimiter = said.group(1).decode("latin-1")
         return lines.position
+
+    def _check_columns_mapped(self, fieldnames: list[str]) -> None:
+        """A column the mapping reads and the file does not have (an export whose column was
+        renamed, a misspelt name) would leave its attribute empty in every object: the header
+        names every column the file has, so the import stops before a page goes."""
+        if not fieldnames or not isinstance(self.config.mapping, dict):
+            return
+        missing = fields_in_no_record([dict.fromkeys(fieldnames, "x")], self.config.mapping)
+        if missing:
+            raise SourceError(
+                f"source '{self.name}': the file has no column {', '.join(missing)}, which "
+                "the mapping reads: every object would go without it. Rename the column in "
+                "the file (its columns: "
+                f"{', '.join(repr(name) for name in fieldnames[:20] if name)}), or change the "
+                "mapping",
+                kind="bad_file",
+            )
 
     def _check_delimiter(self, file: IO[bytes], position: int, header: str) -> None:
         """A header of one field holding another delimiter: the file is separated by it."""
