@@ -570,6 +570,29 @@ def test_an_execution_page_says_when_its_live_updates_stop(
 
 
 @pytest.mark.django_db(transaction=True)
+def test_an_execution_page_shows_its_retry_button_once_a_page_fails(
+    browser_page, live_server, administrator, make_source
+):
+    # Watched at night: the button must come without a reload, within the grace period.
+    from importer.models import ChunkJob
+
+    page = browser_page
+    execution = Execution.objects.create(source=make_source(), state=Execution.State.INGESTING)
+    chunk = ChunkJob.objects.create(execution=execution, index=0, state=ChunkJob.State.RUNNING)
+    log_in(page, live_server, administrator)
+    open_execution(page, live_server, execution)
+    retry = page.get_by_role("button", name="Retry failed chunks")
+    expect(retry).to_be_hidden()
+
+    ChunkJob.objects.filter(pk=chunk.pk).update(state=ChunkJob.State.FAILED, error="answered 400")
+
+    expect(retry).to_be_visible()
+    retry.click()
+    expect(page.locator(".messagelist")).to_contain_text("1 chunk queued again")
+    expect(retry).to_be_hidden()
+
+
+@pytest.mark.django_db(transaction=True)
 def test_an_execution_page_rides_out_a_proxys_error_page(
     browser_page, live_server, administrator, slow_source, cluster
 ):

@@ -19,6 +19,10 @@ class PageButtons:
         """(action name, label) of each button the user may use on `obj`'s page."""
         return []
 
+    def hidden_page_buttons(self, request, obj) -> set[str]:
+        """The buttons on the page but hidden until the page's live updates show them."""
+        return set()
+
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         allowed = self.get_actions(request)
         context["page_buttons"] = [
@@ -26,6 +30,7 @@ class PageButtons:
             for name, label in (self.page_buttons(request, obj) if obj is not None else [])
             if name in allowed
         ]
+        context["page_buttons_hidden"] = self.hidden_page_buttons(request, obj) if obj else set()
         context["page_buttons_back"] = BACK_TO_PAGE
         return super().render_change_form(request, context, add, change, form_url, obj)
 

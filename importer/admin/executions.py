@@ -296,11 +296,14 @@ class ExecutionAdmin(PageButtons, CountedDeletion, admin.ModelAdmin):
         return page
 
     def page_buttons(self, request, execution):
-        """Retrying is what an import's page is opened for when its pages failed."""
-        failed = execution.state == Execution.State.INGESTING and (
-            execution.chunks.filter(state=ChunkJob.State.FAILED).exists()
-        )
-        return [("retry_failed_chunks", "Retry failed chunks")] if failed else []
+        """Retrying is what an import's page is opened for when its pages failed: on the
+        page of an import still ingesting, shown once a page failed (`live_view` tells)."""
+        if execution.state != Execution.State.INGESTING:
+            return []
+        return [("retry_failed_chunks", "Retry failed chunks")]
+
+    def hidden_page_buttons(self, request, execution):
+        return set() if _has_failed_pages(execution) else {"retry_failed_chunks"}
 
     def live_view(self, request, object_id):
         """What changes on an execution's page, for progress.js to put in place."""
@@ -328,6 +331,8 @@ class ExecutionAdmin(PageButtons, CountedDeletion, admin.ModelAdmin):
                 "now_ms": round(time.time() * 1000),  # the countdowns' clock
                 "may_cancel": execution.state in Execution.CANCELLABLE_STATES
                 and self.has_cancel_permission(request),
+                "may_retry": _has_failed_pages(execution)
+                and "retry_failed_chunks" in self.get_actions(request),
             }
         )
 
@@ -445,3 +450,10 @@ class ExecutionAdmin(PageButtons, CountedDeletion, admin.ModelAdmin):
                 ngettext("#%d: %d chunk queued again.", "#%d: %d chunks queued again.", retried)
                 % (execution.pk, retried),
             )
+
+
+def _has_failed_pages(execution: Execution) -> bool:
+    """Whether an import still ingesting has pages that failed (to retry)."""
+    return execution.state == Execution.State.INGESTING and (
+        execution.chunks.filter(state=ChunkJob.State.FAILED).exists()
+    )

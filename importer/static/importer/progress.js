@@ -67,6 +67,10 @@
     if (count) {
       count.textContent = live.chunk_count;
     }
+    // A page that failed is retried from this page: its button shows while there is one.
+    document.querySelectorAll('li[data-action="retry_failed_chunks"]').forEach(function (item) {
+      item.hidden = !live.may_retry;
+    });
     if (!live.may_cancel) {
       document.querySelectorAll(".cancel-import").forEach(function (link) {
         link.parentNode.removeChild(link);
