@@ -428,6 +428,29 @@ def test_an_import_page_with_failed_pages_retries_them_from_its_own_button(
 
 
 @pytest.mark.django_db
+def test_an_import_page_shows_its_failed_pages_alone_among_thousands(staff_client, make_source):
+    from importer.models import ChunkJob
+
+    execution = Execution.objects.create(source=make_source(), state=Execution.State.INGESTING)
+    ChunkJob.objects.bulk_create(
+        ChunkJob(
+            execution=execution,
+            index=index,
+            state=ChunkJob.State.FAILED if index % 500 == 499 else ChunkJob.State.SUBMITTED,
+        )
+        for index in range(3000)
+    )
+    url = reverse("admin:importer_execution_change", args=[execution.pk])
+
+    page = staff_client.get(url).content.decode()
+    assert "All (3000)" in page and 'href="?chunks_state=FAILED">Failed (6)</a>' in page
+
+    page = staff_client.get(url, {"chunks_state": "FAILED"}).content.decode()
+    assert re.findall(r'data-index="(\d+)"', page) == ["499", "999", "1499", "1999", "2499", "2999"]
+    assert '<strong aria-current="true">Failed (6)</strong>' in page
+
+
+@pytest.mark.django_db
 def test_an_import_whose_completed_assets_has_not_taken_says_so_under_retries(
     staff_client, make_source
 ):

@@ -10,6 +10,7 @@ from django.contrib.admin import helpers
 from django.contrib.admin.helpers import AdminReadonlyField
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db.models import Count
 from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
@@ -283,6 +284,9 @@ class ExecutionAdmin(PageButtons, CountedDeletion, admin.ModelAdmin):
         chunks = (
             ChunkJob.objects.filter(execution=execution).defer("identity_digests").order_by("index")
         )
+        state = request.GET.get("chunks_state")
+        if state in ChunkJob.State.values:  # the failed pages of 30,000, without paging there
+            chunks = chunks.filter(state=state)
         page = Paginator(chunks, CHUNKS_PER_PAGE).get_page(request.GET.get("chunks_page"))
         secrets = hidden_from_messages(execution.source)
         for chunk in page:
@@ -371,6 +375,8 @@ class ExecutionAdmin(PageButtons, CountedDeletion, admin.ModelAdmin):
         extra_context = {**(extra_context or {})}
         if execution is not None:
             extra_context["chunk_page"] = self._chunk_page(request, execution)
+            chosen = request.GET.get("chunks_state")
+            extra_context["chunk_states"] = _chunk_states(execution, chosen)
             extra_context["no_chunks_text"] = no_chunks_text(execution).capitalize()
             extra_context["may_cancel"] = (
                 execution.state in Execution.CANCELLABLE_STATES
@@ -457,3 +463,23 @@ def _has_failed_pages(execution: Execution) -> bool:
     return execution.state == Execution.State.INGESTING and (
         execution.chunks.filter(state=ChunkJob.State.FAILED).exists()
     )
+
+
+def _chunk_states(execution: Execution, chosen: str | None) -> list[dict]:
+    """The chunk states the page's chunks may be narrowed to, with how many are in each
+    (one query), "all" first."""
+    counts = dict(
+        execution.chunks.order_by()
+        .values_list("state")
+        .annotate(n=Count("id"))
+        .values_list("state", "n")
+    )
+    choices = [{"value": "", "label": "All", "count": sum(counts.values())}]
+    choices += [
+        {"value": value, "label": label, "count": counts[value]}
+        for value, label in ChunkJob.State.choices
+        if counts.get(value)
+    ]
+    for choice in choices:
+        choice["chosen"] = choice["value"] == (chosen if chosen in counts else "")
+    return choices
