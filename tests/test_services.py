@@ -840,6 +840,38 @@ def test_a_chunk_whose_attempts_are_used_up_is_failed_not_taken_up_again(
     assert sandbox.execution(execution.assets_execution_id)["failure_reasons"]
 
 
+def test_an_error_taken_for_a_depth_limit_is_a_passing_one_when_later_pages_were_served(
+    make_source,
+):
+    """The source answered 400 for offset 50 once, and the reader took it for a limit on how
+    deep it pages; lanes had served offset 75 meanwhile, so it is this page's passing error:
+    tried again, saying so, not "narrow what it lists"."""
+    from importer.services.chunks import chunk_error, claim_chunk
+    from importer.sources import SourceError
+
+    execution = Execution.objects.create(source=make_source(), state=Execution.State.INGESTING)
+    chunk = ChunkJob.objects.create(execution=execution, index=2, cursor="50")
+    ChunkJob.objects.create(
+        execution=execution, index=3, cursor="75", state=ChunkJob.State.SUBMITTED, record_count=25
+    )
+    assert claim_chunk(chunk)
+    limit = SourceError(
+        "source 'inventory' answered 400: offset 50 is broken. This came for record 50, right "
+        "after a full page: the source refuses to be paged that deep",
+        status=400,
+        kind="depth_limit",
+    )
+    limit.answer = "source 'inventory' answered 400: offset 50 is broken"
+
+    chunk_error(chunk, limit)
+
+    chunk.refresh_from_db()
+    assert chunk.state == ChunkJob.State.QUEUED  # tried again
+    assert chunk.error.endswith(
+        "answered 400: offset 50 is broken, though it served pages after this one"
+    )
+
+
 def test_a_page_run_again_leaves_the_page_ahead_it_made_to_its_holder(make_source, settings):
     """A worker died after recording its page; the page runs again and finds its lane's next
     page already made and claimed: that one is neither made twice nor taken over."""

@@ -27,7 +27,7 @@ from importer.services.errors import ImportEnded, scrub_secrets
 from importer.services.lifecycle import fail_execution
 from importer.services.plan import pages_ahead, reads_in_parallel
 from importer.services.retries import retry_delay
-from importer.sources import cursor_for
+from importer.sources import SourceError, cursor_for
 
 logger = logging.getLogger(__name__)
 
@@ -392,6 +392,15 @@ def chunk_error(chunk: ChunkJob, error: RemoteError, *, fetched: int | None = No
 
     `fetched`: the records of the page, when it was fetched (and counted) before the error.
     """
+    if error.kind == "depth_limit" and _served_after(chunk):
+        # Taken for a limit on how deep the source pages, though it served pages after this
+        # one: a passing error of this page, tried again as any other.
+        error = SourceError(
+            f"{error.answer}, though it served pages after this one",
+            status=error.status,
+            permanent=False,
+            kind="source_error",
+        )
     return chunk_failed(
         chunk,
         error.message,
@@ -401,6 +410,13 @@ def chunk_error(chunk: ChunkJob, error: RemoteError, *, fetched: int | None = No
         max_attempts=getattr(error, "max_attempts", None),
         fetched=fetched,
     )
+
+
+def _served_after(chunk: ChunkJob) -> bool:
+    """Whether the source gave records for a page after this one, in this import."""
+    return ChunkJob.objects.filter(
+        execution_id=chunk.execution_id, index__gt=chunk.index, record_count__gt=0
+    ).exists()
 
 
 def chunk_crashed(chunk: ChunkJob, error: Exception) -> ChunkJob:

@@ -431,13 +431,17 @@ class RestJsonSource:
             "total path, so that the records received can be checked against it (a total "
             "the source caps as well, as a search index does at 10000, cannot tell)."
         )
-        raise SourceError(
+        limit = SourceError(
             f"{error.message}. This came for {where}, right after a full page: {cause}, and "
             "the records after it would be missing. Narrow what it lists (extra parameters), "
             f"or page it in a style it allows further (cursor or next URL).{advice}",
             status=error.status,
             kind="depth_limit",
         )
+        # Pages after it that the source served show it a passing error of this page, not a
+        # limit (`chunks.chunk_error`): its own answer is what is told then.
+        limit.answer = error.message
+        raise limit
 
     def _check_offset_followed(self, first: list[dict]) -> None:
         """A source that answered more than a page may ignore the offset too, and then serve
