@@ -174,6 +174,22 @@ def test_a_viewer_sees_history_but_cannot_start_or_edit(client, django_user_mode
 
 
 @pytest.mark.django_db
+def test_a_viewer_reads_an_imports_source_by_name_not_as_a_link_to_a_page_refused_to_them(
+    client, django_user_model, make_source
+):
+    execution = Execution.objects.create(source=make_source(), state=Execution.State.DONE)
+    source_page = reverse("admin:importer_importsource_change", args=[execution.source_id])
+    client.force_login(user_in(django_user_model, "Import viewers", "vera"))
+
+    page = client.get(reverse("admin:importer_execution_change", args=[execution.pk]))
+
+    assert page.status_code == 200
+    assert "inventory" in page.content.decode()
+    assert source_page not in page.content.decode()
+    assert client.get(source_page).status_code == 403
+
+
+@pytest.mark.django_db
 def test_an_operator_can_start_but_not_edit_credentials(
     client, django_user_model, pushed_source, sandbox
 ):

@@ -110,6 +110,20 @@ class ExecutionAdmin(PageButtons, CountedDeletion, admin.ModelAdmin):
         name for name in fields if name not in ("source", "trigger_label", "progress_detail")
     ]
 
+    def get_fields(self, request, obj=None):
+        # The source by name alone for those who may not open its page (a link to a 403).
+        fields = super().get_fields(request, obj)
+        if request.user.has_perm("importer.view_importsource"):
+            return fields
+        return ["source_name" if name == "source" else name for name in fields]
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.get_fields(request, obj)
+
+    @admin.display(description="Source")
+    def source_name(self, execution):
+        return str(execution.source)
+
     def has_add_permission(self, request):
         return False
 
