@@ -428,6 +428,25 @@ def test_an_import_page_with_failed_pages_retries_them_from_its_own_button(
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("term", ["#{pk}", "{pk}", "certificate"])
+def test_an_import_is_found_by_the_number_messages_give_it_or_by_its_error(
+    staff_client, make_source, term
+):
+    source = make_source()
+    others = [Execution.objects.create(source=source, state="DONE") for _ in range(3)]
+    wanted = Execution.objects.create(
+        source=source, state="FAILED", error="source 'inventory': certificate expired"
+    )
+    others += [Execution.objects.create(source=source, state="DONE") for _ in range(12)]
+
+    page = staff_client.get(
+        reverse("admin:importer_execution_changelist"), {"q": term.format(pk=wanted.pk)}
+    )
+
+    assert [row.pk for row in page.context["cl"].result_list] == [wanted.pk]
+
+
+@pytest.mark.django_db
 def test_an_import_page_shows_its_failed_pages_alone_among_thousands(staff_client, make_source):
     from importer.models import ChunkJob
 

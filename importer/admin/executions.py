@@ -76,7 +76,8 @@ class ExecutionAdmin(PageButtons, CountedDeletion, admin.ModelAdmin):
     list_filter = ["source", "state", "trigger"]
     list_select_related = ["source", "triggered_by"]
     date_hierarchy = "created_at"
-    search_fields = ["assets_execution_id", "source__name"]
+    search_fields = ["assets_execution_id", "source__name", "error"]
+    search_help_text = "An import's number (#3941), its source, its Assets id, or its error."
     actions = ["cancel", "retry_failed_chunks"]
     list_per_page = 50
     # Counting a history of 10^5 rows on every page costs more than the page itself.
@@ -123,6 +124,14 @@ class ExecutionAdmin(PageButtons, CountedDeletion, admin.ModelAdmin):
     @admin.display(description="Source")
     def source_name(self, execution):
         return str(execution.source)
+
+    def get_search_results(self, request, queryset, search_term):
+        """Messages and alerts name an import by its number: `#3941` (or `3941`) finds it."""
+        number = search_term.strip().removeprefix("#")
+        if number.isdigit():
+            found, duplicates = super().get_search_results(request, queryset, number)
+            return found | queryset.filter(pk=int(number)), duplicates
+        return super().get_search_results(request, queryset, search_term)
 
     def has_add_permission(self, request):
         return False
