@@ -485,7 +485,20 @@ def test_an_answer_without_its_list_past_the_first_page_is_no_end(fake, answer) 
     error = failure(offset_source(fake, page_size=5), "5")
 
     assert error.kind == "bad_records" and "matches nothing" in error.message
-    assert "end the selector with '?' ('data.items?')" in error.message
+    # The '?' is offered where the list itself is what is left out.
+    hinted = "end the selector with '?' ('data.items?')" in error.message
+    assert hinted == ("data" in answer)
+
+
+def test_a_selector_that_misses_before_its_last_key_is_not_offered_the_question_mark(
+    fake,
+) -> None:
+    fake.faults.add(path_contains="offset=0", status=200, body=json.dumps({"items": [], "n": 0}))
+
+    error = failure(offset_source(fake, page_size=5))
+
+    assert "answered without 'data'" in error.message and "items (a list)" in error.message
+    assert "'?'" not in error.message
 
 
 @pytest.mark.parametrize(

@@ -95,11 +95,19 @@ def select_records(document: Any, path: str, source_name: str) -> list[dict]:
             if optional and len(walked) == len(keys) and isinstance(parent, dict):
                 if not (_says_error(parent) or _says_error(document)):
                     return []  # the list itself left out: no records here
+            # Only the list itself may be left out, and only where no other list stands.
+            left_out = len(walked) == len(keys) and not (
+                isinstance(parent, dict) and any(isinstance(v, list) for v in parent.values())
+            )
+            hint = (
+                ". If the source leaves the list out when it has no records (protobuf's "
+                f"JSON, as Google's APIs write it), end the selector with '?' ('{path}?')"
+                if left_out
+                else ""
+            )
             raise SourceError(
                 f"source '{source_name}' answered without '{'.'.join(walked)}': the records "
-                f"selector '{path}' matches nothing{_what_is_there(parent, walked[:-1])}. "
-                "If the source leaves the list out when it has no records (protobuf's JSON, "
-                f"as Google's APIs write it), end the selector with '?' ('{path}?')",
+                f"selector '{path}' matches nothing{_what_is_there(parent, walked[:-1])}{hint}",
                 kind="bad_records",
             )
     if value is None:  # the key is there, its list empty: Go writes an empty slice as null
