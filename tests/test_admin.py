@@ -194,6 +194,24 @@ def test_a_file_encoding_that_cannot_be_read_is_refused_when_the_source_is_saved
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    "base", ["https://api.atlassian.com/jsm", "https://api.atlassian.com/jsm/assets/workspace/1"]
+)
+def test_an_assets_address_with_the_apis_own_path_is_refused_when_saved(
+    staff_client, make_source, base
+):
+    source = make_source()
+
+    response = staff_client.post(
+        reverse("admin:importer_importsource_change", args=[source.pk]),
+        source_form_data(source, assets_base_url=base),
+    )
+
+    [error] = response.context["adminform"].form.errors["assets_base_url"]
+    assert error.startswith("Give the address of the Assets API without its path")
+
+
+@pytest.mark.django_db
 def test_a_dotted_locator_is_refused_when_the_mapping_is_saved(
     staff_client, make_source, demo_mapping
 ):

@@ -229,7 +229,14 @@ class ImportSourceForm(WriteOnlySecretsForm):
         return _requestable(self._unmasked("oauth_token_url"))
 
     def clean_assets_base_url(self):
-        return _requestable(self.cleaned_data.get("assets_base_url"))
+        url = _requestable(self.cleaned_data.get("assets_base_url"))
+        path = urlsplit(url or "").path.rstrip("/")
+        if path.endswith("/jsm") or "/jsm/assets" in path:
+            raise forms.ValidationError(
+                "Give the address of the Assets API without its path (e.g. "
+                "https://api.atlassian.com): /jsm/assets/workspace/... is added to it."
+            )
+        return url
 
     def clean_extra_headers(self):
         return self._unmasked("extra_headers")
