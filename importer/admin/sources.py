@@ -278,7 +278,7 @@ class ImportSourceAdmin(
     def _warn_of_undeclared_keys(self, request, source) -> None:
         warning = undeclared_keys_warning(source)
         if warning:
-            self.message_user(request, f"{source}: {warning}", messages.WARNING)
+            self.message_user(request, f"Source '{source}': {warning}", messages.WARNING)
 
     def delete_in_assets_first(self, source) -> None:
         services.delete_source(source=source)
