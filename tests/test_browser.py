@@ -657,11 +657,14 @@ def overflow(page, selector: str) -> dict:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_lists_fit_a_1366_pixel_screen(browser_page, live_server, administrator, make_source):
+@pytest.mark.parametrize("width", [1366, 1280])
+def test_the_lists_fit_a_laptop_screen(
+    browser_page, live_server, administrator, make_source, width
+):
     from django.utils import timezone
 
     page = browser_page
-    page.set_viewport_size(LAPTOP)
+    page.set_viewport_size({**LAPTOP, "width": width})
     source = make_source(name="inventory-of-the-datacentre-in-frankfurt-rack-row-b")
     now = timezone.now()
     execution = None
@@ -706,9 +709,43 @@ def test_the_lists_fit_a_1366_pixel_screen(browser_page, live_server, administra
         ("chunks", f"/admin/importer/execution/{execution.pk}/change/", "table.chunk-table"),
     ]:
         page.goto(live_server.url + url)
-        shoot(page, f"17-list-{name}-1366px")
+        shoot(page, f"17-list-{name}-{width}px")
         reach = overflow(page, table)
         assert reach["page"] <= 0 and reach["table"] <= 0, (name, reach)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_execution_page_shows_its_whole_progress_line_on_a_narrow_screen(
+    browser_page, live_server, administrator, make_source
+):
+    from django.utils import timezone
+
+    page = browser_page
+    page.set_viewport_size({"width": 800, "height": 900})
+    execution = Execution.objects.create(
+        source=make_source(),
+        state="INGESTING",
+        started_at=timezone.now(),
+        records_submitted=123456,
+        records_total=300000,
+    )
+    log_in(page, live_server, administrator)
+    open_execution(page, live_server, execution)
+
+    row = page.locator(".field-progress_detail")
+    label = row.locator(".import-progress-label")
+    expect(label).to_contain_text("123456 of 300000 records")
+    shoot(page, "18-execution-800px")
+    inside = page.evaluate(
+        """() => {
+          const row = document.querySelector(".field-progress_detail").getBoundingClientRect();
+          const parts = [".import-progress", ".import-progress-label"].map(
+            (selector) => document.querySelector(".field-progress_detail " + selector)
+          );
+          return parts.every((part) => part.getBoundingClientRect().right <= row.right + 0.5);
+        }"""
+    )
+    assert inside, "the bar or its figures go past the row, which hides them"
 
 
 @pytest.mark.django_db(transaction=True)
