@@ -14,7 +14,7 @@ an error, a 204 No Content or a 200 with no body (`past_end_status`) or its last
 empty list as `null` (`null_when_empty`, as Go writes a nil slice) or leave it out
 (`omit_when_empty`, as protobuf's JSON does), number its pages from 0 (`first_page`, as Spring
 Data does; a page before the first is served as the first, as Laravel does) and say where a
-page stands (`page_meta`: Spring's `"first"`, a previous link), give empty pages
+page stands (`page_meta`: Spring's `"first"`, JSON:API's links), give empty pages
 that still lead on to more (`empty_hops`, as a filtered DynamoDB scan does), read its records in
 another order after a few answers (`order_moves_after`, as a query without a stable sort does),
 and misbehave on chosen answers (`misbehave`): cut an answer off mid-way, drip it one byte at a
@@ -288,9 +288,13 @@ class FakeSource(DevServer):
         # that always links offset + limit).
         self.endless_links = False
         # What a page-number answer says of its place: "spring" (`"first"`, `"number"`, as
-        # Spring's Page does), "links" (`links.prev`, null on the first page), "links_always"
-        # (a previous link on the first page too, to a page before it that does not exist).
+        # Spring's Page does), "links" (`links.first` and `links.prev`, null on the first
+        # page, as JSON:API has them), "naive_prev" (links too, with a previous link on the
+        # first page as well, to a page before it: a link made without checking).
         self.page_meta = ""
+        # What a page number before the first gets: the first page (as Laravel serves it),
+        # or the last ("last", as Django's Paginator.get_page does).
+        self.before_first_page = "first"
         self.order_moves_after = order_moves_after
         self.answers_read = 0
         self.misbehaviours: list[Misbehaviour] = []
@@ -584,17 +588,24 @@ class FakeSource(DevServer):
         )
         # A page before the first is served as the first, as Laravel's paginator does.
         start = max(number - self.first_page, 0) * limit
+        last = max(0, (len(self.records) - 1) // limit * limit)
+        if number < self.first_page and self.before_first_page == "last":
+            start = last  # as Django's Paginator.get_page does
         if self.clamp_pages and start >= len(self.records):  # the last page, for any page after
-            start = max(0, (len(self.records) - 1) // limit * limit)
+            start = last
         past = self._past_the_end(start, limit)
         items = self._items(start, limit)
         body = {"total": self.total} if self.omit_when_empty and not items else {"items": items}
         if self.page_meta == "spring":
             body |= {"first": number <= self.first_page, "number": number}
-        elif self.page_meta.startswith("links"):
-            linked = number > self.first_page or self.page_meta == "links_always"
+        elif self.page_meta in ("links", "naive_prev"):
+            linked = number > self.first_page or self.page_meta == "naive_prev"
+            page_link = f"{self.base_url}/api/page?page="
             body |= {
-                "links": {"prev": f"{self.base_url}/api/page?page={number - 1}" if linked else None}
+                "links": {
+                    "first": f"{page_link}{self.first_page}",
+                    "prev": f"{page_link}{number - 1}" if linked else None,
+                }
             }
         return past or json_reply(200, {**body, "total": self.total})
 

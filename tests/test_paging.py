@@ -564,12 +564,14 @@ def test_a_source_numbering_from_one_read_from_zero_is_told_to_start_at_one(
     assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
 
 
+@pytest.mark.parametrize("records", [RECORDS, 10], ids=["pages", "one page"])
 @pytest.mark.parametrize("page_meta", ["spring", "links"])
 def test_a_source_numbering_from_zero_read_from_one_is_told_to_start_at_zero(
-    serve, import_from, sandbox, page_meta
+    serve, import_from, sandbox, page_meta, records
 ):
-    fake = serve(first_page=0)  # as Spring numbers its pages
-    fake.page_meta = page_meta  # and its first page read says it is not the first
+    # As Spring numbers its pages; a source of one page answers page 1 empty.
+    fake = serve(first_page=0, records=records)
+    fake.page_meta = page_meta  # and its answers say where its pages start
 
     execution = import_from(fake, "page", first_page=1)
 
@@ -578,14 +580,18 @@ def test_a_source_numbering_from_zero_read_from_one_is_told_to_start_at_zero(
     assert "Set the first page to 0" in execution.error
     assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
 
-    assert_every_record_once(sandbox, import_from(fake, "page", first_page=0, name="from 0"))
+    if records == RECORDS:
+        assert_every_record_once(sandbox, import_from(fake, "page", first_page=0, name="0"))
 
 
+@pytest.mark.parametrize("page_zero", ["first page", "last page"])
 def test_a_source_numbering_from_one_that_links_a_page_before_its_first_is_imported(
-    serve, import_from, sandbox
+    serve, import_from, sandbox, page_zero
 ):
-    fake = serve()  # it serves page 0 as page 1, as Laravel does
-    fake.page_meta = "links_always"  # and links page 0 from page 1
+    # Page 0 served as page 1 (Laravel), or as the last page (Django's Paginator.get_page).
+    fake = serve()
+    fake.before_first_page = page_zero.split()[0]
+    fake.page_meta = "naive_prev"  # and a previous link on page 1, to page 0
 
     assert_every_record_once(sandbox, import_from(fake, "page", first_page=1))
 

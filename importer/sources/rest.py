@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urljoin, urlsplit, urlunsplit
 
 from django.utils.crypto import salted_hmac
 
@@ -198,31 +198,39 @@ def cursor_for(config, index: int) -> str | None:
     return None
 
 
-# Where an answer links the page before it (DRF, Laravel, JSON:API, HAL, Spring, Graph APIs).
-_PREVIOUS_KEYS = (
-    "prev", "previous", "prev_page_url", "previous_page_url", "prevPage", "previousPage",
-    "prev_url", "previous_url",
-)  # fmt: skip
-_PAGING_HOLDERS = ("links", "_links", "paging", "pagination", "meta", "page")
+# Where an answer says where its pages start: Spring's `first`, `hasPrevious` (and GraphQL's
+# pageInfo), and a link to the first page (JSON:API, HAL, Laravel, Link headers). A link to
+# the page before is no sign: some 1-based APIs link page 0 from page 1 without checking.
+_PAGING_HOLDERS = ("links", "_links", "paging", "pagination", "meta", "page", "pageInfo")
+_HAS_PREVIOUS_KEYS = ("hasPrevious", "hasPreviousPage", "has_previous", "has_previous_page")
+_FIRST_LINK_KEYS = ("first", "first_page_url", "firstPage", "first_url")
 
 
-def says_page_before(response: Any, document: Any) -> str:
-    """What in an answer says a page comes before it ("" when nothing does): a Link header
-    with rel="prev", a previous-page link, or Spring's `"first": false`."""
+def says_page_before(response: Any, document: Any, page_param: str, page: int) -> str:
+    """What in the answer to page `page` says a page comes before it ("" when nothing does):
+    it says it is not the first (`"first": false`, `"hasPrevious": true`), or its link to the
+    first page asks for an earlier page number."""
+
+    def earlier_page(link: Any) -> bool:
+        link = link.get("href") if isinstance(link, dict) else link
+        if not isinstance(link, str):
+            return False
+        asked = parse_qs(urlsplit(link).query).get(page_param, [""])[0]
+        return asked.isdigit() and int(asked) < page
+
     for link in response.links.values():
-        if {"prev", "previous"} & set(str(link.get("rel", "")).lower().split()):
-            return "its Link header names a previous page"
+        if "first" in str(link.get("rel", "")).lower().split() and earlier_page(link.get("url")):
+            return "its Link header's first page has an earlier number"
     if not isinstance(document, dict):
         return ""
     holders = [document, *(document.get(key) for key in _PAGING_HOLDERS)]
     for holder in filter(lambda value: isinstance(value, dict), holders):
         if holder.get("first") is False:
             return 'its answer says "first": false'
-        for key in _PREVIOUS_KEYS:
-            link = holder.get(key)
-            link = link.get("href") if isinstance(link, dict) else link
-            if isinstance(link, str) and link.strip():
-                return f"its answer links a previous page ('{key}')"
+        if any(holder.get(key) is True for key in _HAS_PREVIOUS_KEYS):
+            return "its answer says it has a previous page"
+        if any(earlier_page(holder.get(key)) for key in _FIRST_LINK_KEYS):
+            return "its link to the first page has an earlier number"
     return ""
 
 
@@ -481,10 +489,11 @@ class RestJsonSource:
             return Page(records=[], next_cursor=None, total=None)
         response, document, records = answer
         total = self._total(document)
+        if page == config.first_page > 0:  # an empty one too: a source of one page from 0
+            sign = says_page_before(response, document, config.page_param, page)
+            self._check_no_page_before(page, sign, records)
         if not records:
             return Page(records=records, next_cursor=None, total=total)
-        if page == config.first_page > 0:
-            self._check_no_page_before(page, says_page_before(response, document), records)
         self._check_not_repeated("page", page, records)
         following = str(page + 1)
         if self._looks_short(len(records)):
@@ -498,9 +507,9 @@ class RestJsonSource:
     def _check_no_page_before(self, page: int, sign: str, records: list[dict]) -> None:
         """The first page whose answer says a page comes before it: many APIs number their
         pages from 0 (Spring), and read from 1 the import would end DONE without page 0. The
-        page before is asked for: a 1-based API answers it empty, with an error, or with the
-        first page again (Laravel), none of which stops the import. Without such a sign the
-        page before is not asked for: some 1-based APIs answer page 0 with their last page."""
+        page before is asked for, to be sure: answered empty, with an error, or with the
+        first page again, it stops nothing. Without such a sign it is not asked for: some
+        1-based APIs answer page 0 with their last page, others with their first."""
         if not sign:
             return
         try:
@@ -508,7 +517,7 @@ class RestJsonSource:
         except SourceError:
             return
         earlier = answer[2]
-        if not earlier or earlier[0] == records[0] or earlier[-1] == records[-1]:
+        if not earlier or (records and (earlier[0], earlier[-1]) == (records[0], records[-1])):
             return
         raise self.http.error(
             f"seems to number its pages from {page - 1}: asked for page {page}, the first "
