@@ -175,6 +175,7 @@ def test_a_malformed_mapping_is_refused_with_a_field_error(staff_client, make_so
     ("encoding", "said"),
     [
         ("utf8x", "Unknown file encoding 'utf8x'"),
+        ("base64", "Unknown file encoding 'base64'"),
         ("utf-16", "Files in utf-16 cannot be read in chunks: save the file as UTF-8."),
     ],
 )

@@ -11,10 +11,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django_q.models import Schedule as QSchedule
 
-from importer import services, tasks
+from importer import notifications, services, tasks
 from importer.models import Alert, Delivery, Execution, NotificationChannel, Schedule
+from importer.notifications import events
 from importer.notifications.delivery import MAX_ATTEMPTS, RETRY_DELAYS
 from importer.notifications.events import last_successes
+from importer.notifications.messages import when_text
 from tests.conftest import SANDBOX_TOKEN, SmtpServer, wait_for
 from tests.test_services import run_due_retries
 
@@ -308,6 +310,49 @@ def test_an_import_that_stalls_again_after_it_moved_again_is_told_each_time(
 
     events = [payload["event"] for payload in received(httpserver)]
     assert events == ["execution.stalled", "execution.resumed"] * 2 + ["execution.stalled"]
+
+
+def test_an_import_done_after_two_stalls_names_the_stall_its_channels_heard_last(
+    pushed_source, sandbox, inventory, httpserver
+):
+    execution = stalled_import(pushed_source, inventory, httpserver)
+    services.look_after_imports()
+    for stalled_again in (False, True):
+        if stalled_again:
+            Execution.objects.filter(pk=execution.pk).update(
+                updated_at=timezone.now() - timedelta(hours=2)
+            )
+            services.look_after_imports()
+        Execution.objects.filter(pk=execution.pk).update(
+            updated_at=timezone.now(), stalled_since=None
+        )
+        services.look_after_imports()
+    first, latest = Alert.objects.filter(execution=execution, kind=Alert.Kind.STALLED).order_by(
+        "created_at"
+    )
+    Alert.objects.filter(pk=first.pk).update(created_at=timezone.now() - timedelta(hours=5))
+    Execution.objects.filter(pk=execution.pk).update(state="DONE", finished_at=timezone.now())
+
+    done = events.raise_execution_alert(execution=Execution.objects.get(pk=execution.pk), event="")
+
+    assert f"It was told stalled {when_text(latest.created_at)}" in done.text
+
+
+def test_a_second_stall_whose_alert_task_was_lost_is_caught_up_once(
+    pushed_source, sandbox, inventory, httpserver, monkeypatch
+):
+    execution = stalled_import(pushed_source, inventory, httpserver)
+    services.look_after_imports()
+    Execution.objects.filter(pk=execution.pk).update(updated_at=timezone.now(), stalled_since=None)
+    services.look_after_imports()
+    monkeypatch.setattr(notifications, "notify_execution_stalled", lambda execution: None)
+    Execution.objects.filter(pk=execution.pk).update(updated_at=timezone.now() - timedelta(hours=2))
+
+    services.look_after_imports()  # the alert's task lost: caught up
+    assert events.catch_up_execution_alerts() == 0  # and once
+
+    events_told = [payload["event"] for payload in received(httpserver)]
+    assert events_told == ["execution.stalled", "execution.resumed", "execution.stalled"]
 
 
 def test_an_import_told_stalled_that_goes_on_to_the_end_is_told_done_to_the_same_channels(

@@ -1160,6 +1160,15 @@ def test_a_csv_said_to_be_latin_1_is_read_as_windows_1252_as_browsers_do(media: 
     assert records[0]["price"] == "1.200 €"
 
 
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "UTF8", "cp1252"])
+def test_a_csv_in_an_encoding_named_as_people_name_them_is_read(
+    media: Path, encoding: str
+) -> None:
+    content = b"\xef\xbb\xbf" + csv_bytes() if encoding == "utf-8-sig" else csv_bytes()
+    records, _ = walk(uploaded(media, "named.csv", content, file_encoding=encoding))
+    assert ids(records) == every_id()
+
+
 def test_a_csv_with_a_spreadsheets_delimiter_line_is_read_with_that_delimiter(
     media: Path,
 ) -> None:
@@ -1169,6 +1178,11 @@ def test_a_csv_with_a_spreadsheets_delimiter_line_is_read_with_that_delimiter(
 
     assert ids(records) == every_id()
     assert records[0] == {"id": "1", "name": "asset-001", "site": "Lyon"}
+
+
+def test_a_csv_whose_first_column_is_named_like_a_tag_is_read(media: Path) -> None:
+    records, _ = walk(uploaded(media, "tags.csv", b"<header>,name\nx,a\n"))
+    assert records == [{"<header>": "x", "name": "a"}]
 
 
 def test_a_csv_field_longer_than_the_csv_modules_limit_is_read(media: Path) -> None:
@@ -1184,8 +1198,10 @@ def test_a_csv_field_longer_than_the_csv_modules_limit_is_read(media: Path) -> N
         (b"PK\x03\x04\x14\x00\x06\x00" + bytes(100), "is a ZIP archive (an Excel workbook"),
         ("id,name\n1,a\n".encode("utf-16"), "is UTF-16"),
         (b"\n  <!DOCTYPE html><html><body>Sign in</body></html>", "is a web page (HTML)"),
+        (b"\xef\xbb\xbf<!doctype html>\n<html>", "is a web page (HTML)"),
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(100), "is an Office document"),
     ],
-    ids=["gzip", "workbook", "utf-16", "login page"],
+    ids=["gzip", "workbook", "utf-16", "login page", "page after a BOM", "excel 97"],
 )
 def test_a_file_that_is_no_text_to_read_is_named_as_what_it_is(
     media: Path, content: bytes, said: str
@@ -1259,12 +1275,13 @@ def test_a_csv_whose_last_row_has_no_line_break_is_read_whole(media: Path) -> No
         b"id,name,site\n1,a,Lyon\n2,b\n3,c",  # leaves trailing empty fields out, as it does
         b"id,name,site\n1,a,Lyon\n2,b,Oslo\n3,c\n  ",  # the short row ends its line
         b"tag\nprod\ntag\ndev\n",  # one column: a value may be its name
+        b"id,name,site\n1,a,Lyon\n2,b\n3,c,Oslo\n4,d\n" + b"5,e,Rome\n" * 36 + b"6,f",
     ],
-    ids=["ragged", "then a blank line", "one column"],
+    ids=["ragged", "then a blank line", "one column", "two short rows of 40"],
 )
 def test_csv_files_that_are_whole_are_read_whole(media: Path, content: bytes) -> None:
-    records, _ = walk(uploaded(media, "whole.csv", content))
-    assert len(records) == 3
+    records, _ = walk(uploaded(media, "whole.csv", content, page_size=50))
+    assert len(records) == content.count(b"\n") - (content.endswith(b"\n") or b"  " in content)
 
 
 def test_a_csv_with_a_header_read_as_one_without_says_to_read_its_header(media: Path) -> None:
@@ -1521,6 +1538,39 @@ def test_a_csv_without_a_column_the_mapping_reads_fails_before_a_page_goes(
     assert sandbox.execution(execution.assets_execution_id)["records_received"] == 0
 
 
+@pytest.mark.django_db
+def test_a_preview_of_a_csv_without_a_column_the_mapping_reads_shows_its_records_and_warns(
+    serve, make_source
+) -> None:
+    # The preview (and the draft) is what an operator mends the mapping with.
+    url = serve().add_file("renamed.csv", computers_csv().replace(b"hostname", b"host_name", 1))
+    source = make_source(source_kind="csv", source_url=url, records_path="")
+
+    preview = services.preview_import(source=source)
+
+    assert preview.error in ("", None) and preview.records_fetched == 25
+    assert any("'hostname'" in missing for missing in preview.fields_missing)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_first_page_sent_again_from_a_file_not_kept_fails_as_a_changed_file(
+    import_file, sandbox, monkeypatch
+) -> None:
+    # The copy could not be kept (a full disk) and the export is made anew for each
+    # download: the first page read again must not give other records at its edge.
+    monkeypatch.setattr(files, "share_copy", lambda *args: None)
+    monkeypatch.setattr(files, "DOWNLOAD_MAX_AGE_SECONDS", 300.0)  # this worker keeps its copy
+    stamps = itertools.count(1)
+    sandbox.faults.add(method="POST", path_contains="/data", status=503, times=1)
+
+    _, execution = import_file(lambda: computers_csv(next(stamps)))
+    files.clear_download_cache()  # the first page is read again by another worker
+    execution = run_due_retries(execution)
+
+    assert execution.state != Execution.State.DONE
+    assert "the file changed during the import" in execution.chunks.get(index=0).error
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_copy_cut_short_in_the_storage_is_not_read(import_file, sandbox, media, monkeypatch):
     from django.core.files.storage import default_storage
@@ -1551,7 +1601,7 @@ def test_a_preview_of_a_file_keeps_no_copy(serve, make_source, media) -> None:
     assert stored_copies(media) == []
 
 
-@pytest.mark.parametrize("kind", ["csv", "jsonl", "json"])
+@pytest.mark.parametrize("kind", ["csv", "json"])
 def test_a_file_url_answering_an_empty_file_is_an_error_not_a_file_of_no_records(
     serve, kind
 ) -> None:
@@ -1563,6 +1613,13 @@ def test_a_file_url_answering_an_empty_file_is_an_error_not_a_file_of_no_records
 
     assert (error.kind, error.permanent) == ("empty_file", False)
     assert "answered 200 with an empty file (0 bytes)" in error.message
+
+
+def test_an_empty_json_lines_export_is_a_file_of_no_records(serve) -> None:
+    url = serve().add_file("export.jsonl", b"")  # what an export of no records writes
+    source = ImportSource(name="export", source_kind="jsonl", source_url=url, records_path="")
+
+    assert walk(source)[0] == []
 
 
 def test_a_file_url_that_fails_names_the_source(serve) -> None:

@@ -141,7 +141,11 @@ def raise_execution_alert(*, execution: Execution, event: str) -> Alert | None:
     # Done after it was told stalled: the channels that heard of the stall hear it went on.
     stalled = None
     if kind == Kind.DONE:
-        stalled = Alert.objects.filter(execution=execution, kind=Kind.STALLED).last()
+        stalled = (
+            Alert.objects.filter(execution=execution, kind=Kind.STALLED)
+            .order_by("-created_at")
+            .first()
+        )  # the latest: the one its channels last heard of
     channels = channels_for(execution.source, Kind.STALLED if stalled else kind)
     if kind != Kind.DONE or channels.exists():
         key = f"execution-{execution.pk}-{kind}"
@@ -171,6 +175,14 @@ def _pages_stalls():
     return Alert.objects.filter(kind=Kind.STALLED).exclude(key__endswith="-processing")
 
 
+def _stall_not_over():
+    """An alert that told the import (OuterRef "pk") stalled, with no "moving again" since."""
+    moving_again = Alert.objects.filter(
+        execution=OuterRef("execution"), kind=Kind.RESUMED, created_at__gte=OuterRef("created_at")
+    )
+    return _pages_stalls().filter(execution=OuterRef("pk")).filter(~Exists(moving_again))
+
+
 def _cycle(execution: Execution) -> str:
     """The key suffix of an import's next stall or "moving again": an import may stall again
     after it moved again, and each turn is told (`-2`, `-3`, ...; nothing for the first)."""
@@ -182,16 +194,10 @@ def tell_resumed_executions() -> int:
     """Imports told stalled whose pages move again: the channels that heard of the stall hear
     it is over, once per stall, rather than wonder until the import ends (past its pages, its
     end is told to them). How many were told."""
-    newer_than_stall = Alert.objects.filter(
-        execution=OuterRef("execution"), kind=Kind.RESUMED, created_at__gte=OuterRef("created_at")
-    )
-    untold_stall = (
-        _pages_stalls().filter(execution=OuterRef("pk")).filter(~Exists(newer_than_stall))
-    )
     moving = (
         Execution.objects.select_related("source")
         .filter(state=State.INGESTING, stalled_since__isnull=True)
-        .filter(Exists(untold_stall))
+        .filter(Exists(_stall_not_over()))
     )
     told = 0
     for execution in moving[:200]:
@@ -233,12 +239,8 @@ def catch_up_execution_alerts() -> int:
         missing += list(
             Execution.objects.select_related("source")
             .filter(state=State.INGESTING, stalled_since__isnull=False)
-            # This stall's alert: one told before it was told moving again does not count.
-            .filter(
-                ~Exists(
-                    alerted.filter(kind=Kind.STALLED, created_at__gte=OuterRef("stalled_since"))
-                )
-            )[:200]
+            # A stall told before it was told moving again is over: this one is untold.
+            .filter(~Exists(_stall_not_over()))[:200]
         )
     # A processing import whose outcome cannot be read is told apart (`-processing`).
     missing += list(

@@ -396,7 +396,7 @@ def chunk_error(chunk: ChunkJob, error: RemoteError, *, fetched: int | None = No
         # Taken for a limit on how deep the source pages, though it served pages after this
         # one: a passing error of this page, tried again as any other.
         error = SourceError(
-            f"{error.answer}, though it served pages after this one",
+            f"{getattr(error, 'answer', error.message)}, though it served pages after this one",
             status=error.status,
             permanent=False,
             kind="source_error",

@@ -54,7 +54,7 @@ from importer.services.mappings import transform_page
 from importer.services.plan import goes_round_by_records, lane_next_cursor, runs_lanes
 from importer.services.retries import retry_delay
 from importer.services.totals import checks_repeated_records
-from importer.sources import Page, SourceError, build_source
+from importer.sources import Page, SourceError, build_source, first_page_again
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
     # a time decides whether the request may go at all.)
     page_ahead = None
     if lane.enabled and chunk.execution.state == State.INGESTING:
-        page_ahead = background.run(lane.fetcher.fetch_page, chunk.cursor)
+        page_ahead = background.run(lane.fetcher.fetch_page, _cursor_to_read(chunk))
     if not _claimed(chunk, source):
         lane.close()
         return chunk
@@ -371,7 +371,20 @@ def _fetch_page(chunk: ChunkJob, lane: Lane) -> Page | None:
         return None
     if delay:
         time.sleep(delay)
-    return lane.fetcher.fetch_page(chunk.cursor)
+    return lane.fetcher.fetch_page(_cursor_to_read(chunk))
+
+
+def _cursor_to_read(chunk: ChunkJob) -> str:
+    """Where the chunk's page is read from: its cursor, but for a first page read again,
+    what the page after it was read from (`sources.first_page_again`)."""
+    if chunk.index:
+        return chunk.cursor
+    following = (
+        ChunkJob.objects.filter(execution_id=chunk.execution_id, index=1)
+        .values_list("cursor", flat=True)
+        .first()
+    )
+    return first_page_again(chunk.execution.source, following or "") or chunk.cursor
 
 
 def _transform(chunk: ChunkJob, page: Page, lane: Lane) -> TransformResult | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importer.sources.base import Page, Source, SourceError, config_error
 from importer.sources.csv_file import CsvSource
-from importer.sources.files import FileSource
+from importer.sources.files import VERSION_MARK, FileSource
 from importer.sources.json_file import JsonFileSource
 from importer.sources.jsonl_file import JsonLinesSource
 from importer.sources.plugin import PluginSource
@@ -23,7 +23,7 @@ SOURCE_KINDS: dict[str, type] = {
     "plugin": PluginSource,
 }
 
-__all__ = ["Page", "Source", "SourceError", "build_source", "cursor_for"]
+__all__ = ["Page", "Source", "SourceError", "build_source", "cursor_for", "first_page_again"]
 
 
 def build_source(import_source, *, execution_id: int | None = None) -> Source:
@@ -43,3 +43,15 @@ def cursor_for(import_source, index: int) -> str | None:
     if import_source.source_kind != "rest":
         return None
     return rest_cursor_for(import_source, index)
+
+
+def first_page_again(import_source, following: str) -> str:
+    """The cursor a source's first page is read from again (Assets refused it, its worker
+    died), given the cursor of the page after it. A file's names the version of the file the
+    import reads: the first page is read from that file, and a file that differs fails the
+    import as changed, rather than give other records at the page's edge. Other sources
+    read their first page from the empty cursor."""
+    if not issubclass(SOURCE_KINDS.get(import_source.source_kind, object), FileSource):
+        return ""
+    _, mark, version = following.partition(VERSION_MARK)
+    return mark + version

@@ -33,8 +33,8 @@ def _spoken(delimiter: str) -> str:
 
 def _leaves_fields_out(short_rows: int, rows: int) -> bool:
     """Whether a file leaves trailing empty fields out as a habit (then a short last row is
-    one more of them, not a row cut off): a tenth of its rows, or three, are short."""
-    return short_rows >= 3 or short_rows * 10 >= rows
+    one more of them, not a row cut off): two of its rows before, or a tenth, are short."""
+    return short_rows >= 2 or short_rows * 10 >= rows
 
 
 def _blank(row: list[str]) -> bool:
@@ -60,7 +60,7 @@ class CsvSource(FileSource):
 
     def read_chunk(self, file: IO[bytes], cursor: str) -> Page:
         fieldnames, body_start = self._header(file)
-        if not cursor:
+        if not cursor and self.execution_id:  # a preview or a draft shows what is missing
             self._check_columns_mapped(fieldnames)
         unnamed = "" in fieldnames
         start = self.start_of(file, cursor) if cursor else body_start

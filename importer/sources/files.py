@@ -112,7 +112,7 @@ def downloaded_copy(import_source, execution_id: int | None = None) -> str:
         with os.fdopen(fd, "wb") as out:
             for piece in http.iter_body(response, limit=MAX_DOWNLOAD_BYTES, what="a file"):
                 out.write(piece)
-        if not os.path.getsize(partial):
+        if not os.path.getsize(partial) and _never_empty(source):
             # A failed export job, or a proxy, answering 200 with nothing: not a file of no
             # records (an import of none would tell Assets every object is gone).
             raise http.error(
@@ -134,6 +134,15 @@ def downloaded_copy(import_source, execution_id: int | None = None) -> str:
     with _downloads_lock:
         _downloads[key] = (path, time.monotonic(), execution_id)
     return path
+
+
+def _never_empty(import_source) -> bool:
+    """Whether the file holds something even when it lists no records: a JSON document, or a
+    CSV file with its header row (JSON Lines, or CSV without a header, of no records are
+    empty)."""
+    return import_source.source_kind == "json" or (
+        import_source.source_kind == "csv" and import_source.csv_has_header
+    )
 
 
 @contextmanager
@@ -158,10 +167,6 @@ def open_source_file(
         with file:
             yield file
     elif source.source_url:
-        if execution_id and not version:
-            # The first page read again (Assets refused it, its worker died): the copy it
-            # shared is the one the later pages read, whatever the URL answers now.
-            version = _first_page_version(source, execution_id)
         shared = _shared_copy(execution_id, version) if version and execution_id else None
         with open(shared or downloaded_copy(source, execution_id), "rb") as file:
             yield file
@@ -223,21 +228,6 @@ def _remove_empty_folder(name: str) -> None:
 
 def _shared_name(execution_id: int, version: str) -> str:
     return f"{SHARED_COPIES}/execution-{execution_id}/{version}"
-
-
-def _first_page_version(import_source, execution_id: int) -> str:
-    """The version of the copy the import's first page shared ("" when it shared none yet)."""
-    try:
-        _, versions = default_storage.listdir(f"{SHARED_COPIES}/execution-{execution_id}")
-    except (FileNotFoundError, NotADirectoryError):
-        return ""
-    if len(versions) > 1:  # the first page, read twice at once from two downloads that differ
-        raise SourceError(
-            f"source '{import_source.name}': the file changed during the import (its first "
-            "page was read from two downloads that differ): start the import again",
-            kind="file_changed",
-        )
-    return versions[0] if versions else ""
 
 
 def _shared_copy(execution_id: int, version: str) -> str | None:
@@ -362,13 +352,15 @@ NOT_TEXT_FILES = (
     (b"%pdf", "is a PDF document: export the data as CSV or JSON"),
     (b"\xff\xfe", 'is UTF-16 (a spreadsheet\'s "Unicode text"): save it as CSV UTF-8'),
     (b"\xfe\xff", 'is UTF-16 (a spreadsheet\'s "Unicode text"): save it as CSV UTF-8'),
+    (b"\xd0\xcf\x11\xe0", "is an Office document (an Excel 97 workbook?): save it as CSV UTF-8"),
     *(
         (
-            signature,
+            signature + end,
             "is a web page (HTML), not the data: the URL may lead to a login or error page; "
             "check it, and the source's authentication",
         )
         for signature in (b"<!doctype html", b"<html", b"<head", b"<body")
+        for end in (b" ", b">", b"\n", b"\r", b"\t")
     ),
 )
 
@@ -462,7 +454,7 @@ class FileSource:
         answered in its place) is named as such: read as text, it would fail with an advice
         to change the encoding or the delimiter, which cannot help."""
         file.seek(0)
-        start = file.read(512)
+        start = file.read(512).removeprefix(codecs.BOM_UTF8)
         file.seek(0)
         problem = next(
             (

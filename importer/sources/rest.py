@@ -96,8 +96,12 @@ def select_records(document: Any, path: str, source_name: str) -> list[dict]:
                 if not (_says_error(parent) or _says_error(document)):
                     return []  # the list itself left out: no records here
             # Only the list itself may be left out, and only where no other list stands.
-            left_out = len(walked) == len(keys) and not (
-                isinstance(parent, dict) and any(isinstance(v, list) for v in parent.values())
+            left_out = len(walked) == len(keys) and not (  # no other list of records there
+                isinstance(parent, dict)
+                and any(
+                    isinstance(value, list) and value and isinstance(value[0], dict)
+                    for value in parent.values()
+                )
             )
             hint = (
                 ". If the source leaves the list out when it has no records (protobuf's "

@@ -43,9 +43,17 @@ def encoding_problem(name: str) -> str:
     """Files are read in chunks by byte offset: their encoding must be known, and write a line
     break as the single byte 0x0A (UTF-16 and UTF-32 do not)."""
     try:
-        codec = codecs.lookup(name or "utf-8").name
+        codec = codecs.lookup(name or "utf-8")
     except LookupError:
+        codec = None
+    if codec is None or not getattr(codec, "_is_text_encoding", True):  # base64, zip, ...
         return f"unknown file encoding '{name}' (e.g. utf-8, cp1252, latin-1)"
-    if "\n".encode(codec) != b"\n":
+    if codec.name in ("utf-8", "utf-8-sig"):  # a byte-order mark is skipped, where there is one
+        return ""
+    try:
+        line_break = "\n".encode(codec.name)
+    except UnicodeError:  # "undefined"
+        line_break = b""
+    if line_break != b"\n":
         return f"files in {name} cannot be read in chunks: save the file as UTF-8"
     return ""
