@@ -447,7 +447,7 @@ def test_an_import_page_with_failed_pages_retries_them_from_its_own_button(
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("term", ["#{pk}", "{pk}", "certificate"])
+@pytest.mark.parametrize("term", ["#{pk}", "{pk}", "certificate", "²"])
 def test_an_import_is_found_by_the_number_messages_give_it_or_by_its_error(
     staff_client, make_source, term
 ):
@@ -462,7 +462,8 @@ def test_an_import_is_found_by_the_number_messages_give_it_or_by_its_error(
         reverse("admin:importer_execution_changelist"), {"q": term.format(pk=wanted.pk)}
     )
 
-    assert [row.pk for row in page.context["cl"].result_list] == [wanted.pk]
+    found = [row.pk for row in page.context["cl"].result_list]
+    assert found == ([] if term == "²" else [wanted.pk])
 
 
 @pytest.mark.django_db
@@ -486,6 +487,12 @@ def test_an_import_page_shows_its_failed_pages_alone_among_thousands(staff_clien
     page = staff_client.get(url, {"chunks_state": "FAILED"}).content.decode()
     assert re.findall(r'data-index="(\d+)"', page) == ["499", "999", "1499", "1999", "2499", "2999"]
     assert '<strong aria-current="true">Failed (6)</strong>' in page
+
+    # Retried meanwhile: the choice stays, with none in it, and the way back to all.
+    ChunkJob.objects.filter(state=ChunkJob.State.FAILED).update(state=ChunkJob.State.QUEUED)
+    page = staff_client.get(url, {"chunks_state": "FAILED"}).content.decode()
+    assert '<strong aria-current="true">Failed (0)</strong>' in page
+    assert 'href="?chunks_state=">All (3000)</a>' in page
 
 
 @pytest.mark.django_db

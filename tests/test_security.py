@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from importer import fields, services
 from importer.forms import ImportSourceForm
-from importer.models import Execution, ImportSource, NotificationChannel, Schedule
+from importer.models import Alert, Execution, ImportSource, NotificationChannel, Schedule
 from tests.conftest import SANDBOX_TOKEN
 from tests.test_admin import source_form_data
 
@@ -183,9 +183,15 @@ def test_a_viewer_reads_an_imports_source_by_name_not_as_a_link_to_a_page_refuse
 
     page = client.get(reverse("admin:importer_execution_change", args=[execution.pk]))
 
-    assert page.status_code == 200
-    assert "inventory" in page.content.decode()
-    assert source_page not in page.content.decode()
+    alert = Alert.objects.create(
+        key="k", kind=Alert.Kind.FAILED, source=execution.source, execution=execution, subject="s"
+    )
+    alert_page = client.get(reverse("admin:importer_alert_change", args=[alert.pk]))
+
+    for shown in (page, alert_page):
+        assert shown.status_code == 200
+        assert "inventory" in shown.content.decode()
+        assert source_page not in shown.content.decode()
     assert client.get(source_page).status_code == 403
 
 

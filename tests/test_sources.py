@@ -1161,9 +1161,7 @@ def test_a_csv_said_to_be_latin_1_is_read_as_windows_1252_as_browsers_do(media: 
 
 
 @pytest.mark.parametrize("encoding", ["utf-8-sig", "UTF8", "cp1252"])
-def test_a_csv_in_an_encoding_named_as_people_name_them_is_read(
-    media: Path, encoding: str
-) -> None:
+def test_a_csv_in_an_encoding_named_as_people_name_them_is_read(media: Path, encoding: str) -> None:
     content = b"\xef\xbb\xbf" + csv_bytes() if encoding == "utf-8-sig" else csv_bytes()
     records, _ = walk(uploaded(media, "named.csv", content, file_encoding=encoding))
     assert ids(records) == every_id()

@@ -3,6 +3,7 @@
 import json
 from zoneinfo import ZoneInfo
 
+from django.contrib import admin
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -189,3 +190,25 @@ def progress_widget(execution: Execution, *, width: int, detailed: bool) -> str:
         100 if percent is None else percent,
         label,
     )
+
+
+class SourceByNameToViewers:
+    """An object's source as a link for those who may open the source's page, by name for
+    the others: Django links a read-only foreign key whatever one's permissions (a link to
+    a 403)."""
+
+    def get_fields(self, request, obj=None):
+        return self._by_name(request, super().get_fields(request, obj))
+
+    def get_readonly_fields(self, request, obj=None):
+        return self._by_name(request, super().get_readonly_fields(request, obj))
+
+    @staticmethod
+    def _by_name(request, names):
+        if request.user.has_perm("importer.view_importsource"):
+            return names
+        return ["source_name" if name == "source" else name for name in names]
+
+    @admin.display(description="Source")
+    def source_name(self, obj):
+        return str(obj.source)

@@ -26,6 +26,7 @@ from importer.admin.buttons import PageButtons
 from importer.admin.deleting import CountedDeletion
 from importer.admin.display import (
     CHUNKS_PER_PAGE,
+    SourceByNameToViewers,
     error_head_and_rest,
     next_attempt_cell,
     next_attempt_label,
@@ -58,7 +59,7 @@ def no_chunks_text(execution: Execution) -> str:
 
 
 @admin.register(Execution)
-class ExecutionAdmin(PageButtons, CountedDeletion, admin.ModelAdmin):
+class ExecutionAdmin(SourceByNameToViewers, PageButtons, CountedDeletion, admin.ModelAdmin):
     class Media:
         css = {"all": ["importer/admin.css"]}
         js = ["importer/progress.js"]
@@ -111,24 +112,13 @@ class ExecutionAdmin(PageButtons, CountedDeletion, admin.ModelAdmin):
         name for name in fields if name not in ("source", "trigger_label", "progress_detail")
     ]
 
-    def get_fields(self, request, obj=None):
-        # The source by name alone for those who may not open its page (a link to a 403).
-        fields = super().get_fields(request, obj)
-        if request.user.has_perm("importer.view_importsource"):
-            return fields
-        return ["source_name" if name == "source" else name for name in fields]
-
-    def get_readonly_fields(self, request, obj=None):
-        return self.get_fields(request, obj)
-
-    @admin.display(description="Source")
-    def source_name(self, execution):
-        return str(execution.source)
-
     def get_search_results(self, request, queryset, search_term):
         """Messages and alerts name an import by its number: `#3941` (or `3941`) finds it."""
-        number = search_term.strip().removeprefix("#")
-        if number.isdigit():
+        term = search_term.strip()
+        number = term.removeprefix("#")
+        if number.isascii() and number.isdecimal():
+            if term.startswith("#"):  # the number alone
+                return queryset.filter(pk=int(number)), False
             found, duplicates = super().get_search_results(request, queryset, number)
             return found | queryset.filter(pk=int(number)), duplicates
         return super().get_search_results(request, queryset, search_term)
@@ -497,12 +487,14 @@ def _chunk_states(execution: Execution, chosen: str | None) -> list[dict]:
         .annotate(n=Count("id"))
         .values_list("state", "n")
     )
+    chosen = chosen if chosen in ChunkJob.State.values else ""
     choices = [{"value": "", "label": "All", "count": sum(counts.values())}]
     choices += [
-        {"value": value, "label": label, "count": counts[value]}
+        # The state chosen stays, with none left in it (its failed pages retried meanwhile).
+        {"value": value, "label": label, "count": counts.get(value, 0)}
         for value, label in ChunkJob.State.choices
-        if counts.get(value)
+        if counts.get(value) or value == chosen
     ]
     for choice in choices:
-        choice["chosen"] = choice["value"] == (chosen if chosen in counts else "")
+        choice["chosen"] = choice["value"] == chosen
     return choices

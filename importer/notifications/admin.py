@@ -9,7 +9,13 @@ from django.utils.translation import ngettext
 
 from importer import notifications
 from importer.admin.buttons import PageButtons
-from importer.admin.display import masked_fieldsets, state_badge, stored_choices, stored_secret
+from importer.admin.display import (
+    SourceByNameToViewers,
+    masked_fieldsets,
+    state_badge,
+    stored_choices,
+    stored_secret,
+)
 from importer.forms.meanwhile import RefusesEditsMadeMeanwhile
 from importer.models import Alert, Delivery, NotificationChannel
 from importer.notifications.delivery import where
@@ -198,7 +204,7 @@ class NotificationChannelAdmin(PageButtons, admin.ModelAdmin):
 
 
 @admin.register(Alert)
-class AlertAdmin(admin.ModelAdmin):
+class AlertAdmin(SourceByNameToViewers, admin.ModelAdmin):
     list_display = ["created_at", "kind_label", "source", "subject", "delivered", "resolved_at"]
     list_filter = ["kind", "source"]
     list_select_related = ["source"]
