@@ -7,6 +7,7 @@ decide between retrying and failing by type.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from dataclasses import dataclass
@@ -35,8 +36,8 @@ class AssetsError(RemoteError):
     """Assets could not do what we asked. `permanent` errors are not worth retrying."""
 
     kind = "assets_error"
-    # A page sent in parts: the items Assets took before this error (`submit_chunk`).
-    items_sent = 0
+    # A page sent in parts: what Assets took before this error (`submit_chunk`).
+    items_taken = ""
 
 
 class AssetsBadRequest(AssetsError):
@@ -140,6 +141,22 @@ def execution_id_from_links(links: dict[str, str]) -> str:
     )
 
 
+def _taken_mark(encoded: list[bytes]) -> str:
+    """What a page's first items sent to Assets are: their count, and a digest of them."""
+    digest = hashlib.blake2b(b"\n".join(encoded), digest_size=8).hexdigest()
+    return f"{len(encoded)}:{digest}"
+
+
+def _still_taken(encoded: list[bytes], taken: str) -> int:
+    """How many of a page's first items Assets took at an earlier attempt: none unless the
+    page read again starts with those very items (a source may change a page between two
+    reads: skipping by count alone would leave records out)."""
+    count = taken.partition(":")[0]
+    if not count.isdecimal() or int(count) > len(encoded):
+        return 0
+    return int(count) if _taken_mark(encoded[: int(count)]) == taken else 0
+
+
 def truncate_reason(reason: str, limit: int = FAILURE_REASON_LIMIT) -> str:
     """Assets takes at most 1024 characters, counted as Java counts them (UTF-16 units: an
     emoji is two); keep the start, which says what failed."""
@@ -214,11 +231,7 @@ _ERRORS_BY_STATUS = {
     ),
     404: (AssetsNotFound, "Assets does not know this workspace, import source or execution (404)"),
     409: (AssetsConflict, "Assets reports a conflict (409)"),
-    413: (
-        AssetsBadRequest,
-        "Assets refused the request as too large (413), though it held one record (with "
-        "what is nested in it) alone: check the source's records for a huge value",
-    ),
+    413: (AssetsBadRequest, "Assets refused the request as too large (413)"),
     429: (AssetsRateLimited, "Assets is rate limiting us (429)"),
 }
 
@@ -364,15 +377,16 @@ class AssetsClient:
             links=links,
         )
 
-    def submit_chunk(self, execution_id: str, data: dict[str, list], sent: int = 0) -> None:
+    def submit_chunk(self, execution_id: str, data: dict[str, list], taken: str = "") -> None:
         """Send a page's data. A page larger than ASSETS_MAX_SUBMIT_BYTES goes in parts,
         each a run of its items in order (an item and the objects nested in it go whole), and
         so does one Assets refuses as too large (413): parts are halved until an item goes
-        alone. `sent`: the items an earlier attempt got Assets to take, not sent again; an
-        error says how many were taken in all (`items_sent`)."""
+        alone. `taken`: what an earlier attempt got Assets to take (`parts_taken`), not sent
+        again if the page holds those very items first; an error says what was taken in all
+        (`items_taken`)."""
         path = f"/executions/{execution_id}/data"
         limit = settings.ASSETS_MAX_SUBMIT_BYTES
-        if not sent:
+        if not taken:
             whole = json_codec.encode({"data": data})
             if len(whole) <= limit:
                 try:
@@ -382,11 +396,12 @@ class AssetsClient:
                         raise
                     limit = len(whole) // 2
         items = [(selector, item) for selector, listed in data.items() for item in listed]
-        sizes = [len(json_codec.encode(item)) + 1 for _, item in items]
+        encoded = [json_codec.encode(item) for _, item in items]
+        sent = _still_taken(encoded, taken)
         while sent < len(items):
-            end, size = sent + 1, sizes[sent]
-            while end < len(items) and size + sizes[end] <= limit:
-                size, end = size + sizes[end], end + 1
+            end, size = sent + 1, len(encoded[sent]) + 1
+            while end < len(items) and size + len(encoded[end]) + 1 <= limit:
+                size, end = size + len(encoded[end]) + 1, end + 1
             part: dict[str, list] = {}
             for selector, item in items[sent:end]:
                 part.setdefault(selector, []).append(item)
@@ -396,7 +411,12 @@ class AssetsClient:
                 if error.status == 413 and end - sent > 1:
                     limit = size // 2
                     continue
-                error.items_sent = sent
+                if error.status == 413:
+                    error.message += (
+                        ". It held one record alone (with what is nested in it): check the "
+                        "source's records for a huge value"
+                    )
+                error.items_taken = _taken_mark(encoded[:sent]) if sent else ""
                 raise
             sent = end
         return None

@@ -222,10 +222,19 @@ def test_a_record_assets_finds_too_large_alone_says_to_look_for_a_huge_value(htt
     with pytest.raises(assets.AssetsBadRequest) as caught:
         client.submit_chunk("exec-42", {"laptops": [{"serial": "A"}]})
 
-    assert "though it held one record" in caught.value.message
-    assert "check the source's records for a huge value" in caught.value.message
-    assert caught.value.message.endswith(": 413 Request Entity Too Large")  # no markup
+    assert ": 413 Request Entity Too Large. It held one record alone" in caught.value.message
+    assert caught.value.message.endswith("check the source's records for a huge value")
+    assert "<" not in caught.value.message  # no markup
     assert caught.value.permanent
+
+
+def test_another_request_assets_finds_too_large_blames_no_record(httpserver, client):
+    httpserver.expect_request(f"{ROOT}/mapping", method="PUT").respond_with_data("", status=413)
+
+    with pytest.raises(assets.AssetsBadRequest) as caught:
+        client.put_mapping({"schema": {}, "mapping": {}})
+
+    assert "too large (413)" in caught.value.message and "record" not in caught.value.message
 
 
 def test_a_gateways_html_error_page_is_quoted_by_its_heading_alone(httpserver, client):

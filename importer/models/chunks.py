@@ -169,12 +169,15 @@ class ChunkJob(models.Model):
         "records left out", default=0, help_text="Records of this page not sent to Assets."
     )
     error = models.TextField(blank=True)
-    items_sent = models.PositiveIntegerField(
-        default=0,
-        db_default=0,  # web processes of the release before insert chunks without it
+    parts_taken = models.CharField(
+        max_length=40,
+        blank=True,
+        default="",
+        db_default="",  # web processes of the release before insert chunks without it
         editable=False,
-        help_text="A page sent to Assets in parts (ASSETS_MAX_SUBMIT_BYTES): the items an "
-        "attempt that failed got Assets to take, not sent again by the next.",
+        help_text="A page sent to Assets in parts (ASSETS_MAX_SUBMIT_BYTES): how many of its "
+        "first items an attempt that failed got Assets to take, and their digest; the next "
+        "attempt sends them again unless the page read again starts with those very items.",
     )
     identity_digests = models.BinaryField(
         default=b"",

@@ -249,7 +249,7 @@ class Lane:
         else:
             client = AssetsClient.for_source(execution.source)
         answer = background.run(
-            client.submit_chunk, execution.assets_execution_id, result.data, chunk.items_sent
+            client.submit_chunk, execution.assets_execution_id, result.data, chunk.parts_taken
         )
         self.submitting.append(_PageInFlight(chunk, result, answer, client))
 
@@ -295,8 +295,8 @@ def _record_submit(chunk: ChunkJob, result: TransformResult, answer: Future) -> 
     try:
         answer.result()
     except AssetsError as error:
-        if error.items_sent:  # a page sent in parts: those Assets took are not sent again
-            ChunkJob.objects.filter(pk=chunk.pk).update(items_sent=error.items_sent)
+        if error.items_taken:  # a page sent in parts: those Assets took are not sent again
+            ChunkJob.objects.held_by(chunk).update(parts_taken=error.items_taken)
         if Execution.objects.filter(pk=chunk.execution_id).ingesting().exists():
             chunk_error(chunk, error, fetched=result.record_count + len(result.skipped))
         else:
