@@ -1,5 +1,6 @@
 """System checks (`manage.py check`, and every start of runserver and qcluster)."""
 
+import ipaddress
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -39,10 +40,18 @@ def public_base_url_reaches_this_app(app_configs, **kwargs) -> list[Warning]:
     """Assets calls the webtrigger at PUBLIC_BASE_URL: left at its default (this machine) or
     plain http, scheduled imports never start, or their token crosses the network in clear."""
     parts = urlsplit(settings.PUBLIC_BASE_URL)
+    try:
+        address = ipaddress.ip_address(parts.hostname or "")
+    except ValueError:
+        address = None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         problem = "is not an http(s) address"
-    elif parts.hostname in ("127.0.0.1", "localhost", "::1", "0.0.0.0"):
+    elif parts.hostname == "localhost" or (
+        address and (address.is_loopback or address.is_unspecified)
+    ):
         problem = "names this machine: Assets, in Atlassian's cloud, cannot reach it there"
+    elif address and address.is_private:
+        problem = "is on a private network: Assets, in Atlassian's cloud, cannot reach it there"
     elif parts.scheme != "https":
         problem = "is plain http: the webtrigger's secret token would cross the network in clear"
     else:

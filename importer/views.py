@@ -112,7 +112,7 @@ def webtrigger(request, source_id: int, token: str):
             "webtrigger of %s called for another %s: %s",
             source,
             " and ".join("workspace" if key == "workspaceid" else "import source" for key in other),
-            ", ".join(other.values()),
+            ", ".join(repr(value) for value in other.values()),
         )
         return _answer(
             400,

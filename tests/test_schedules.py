@@ -334,26 +334,39 @@ def test_an_app_served_under_a_path_prefix_gives_assets_one_callback_url(
     assert services.webtrigger_url(pushed_source) == expected  # as a worker makes it
 
 
-def test_schedules_follow_a_public_base_url_that_moved(pushed_source, sandbox, settings):
-    # The app moved behind a new proxy: Assets must call the new address, or the scheduled
-    # imports stop without a word.
+def test_schedules_synced_with_another_public_base_url_are_shown_out_of_date(
+    admin_client, pushed_source, sandbox, settings
+):
+    # The app moved behind a new proxy: Assets still calls the old address, and the
+    # operator is told so, to re-sync (a worker with another setting changes nothing).
     schedule = services.sync_schedule(schedule=make_schedule(pushed_source))
+    old = sandbox.schedules("src-1")[0]["callbackUrl"]
     settings.PUBLIC_BASE_URL = "https://cmdb.example/sync"
 
     services.look_after_imports()
+    page = admin_client.get(reverse("admin:importer_schedule_changelist"))
+
+    assert sandbox.schedules("src-1")[0]["callbackUrl"] == old
+    shown = " ".join(str(message) for message in page.context["messages"])
+    assert "The schedule of inventory: Assets holds it with a webtrigger address" in shown
+    assert "OUT OF DATE" in page.content.decode()
+
+    admin_client.post(
+        reverse("admin:importer_schedule_changelist"),
+        {"action": "resync", "_selected_action": [schedule.pk]},
+    )
 
     [remote] = sandbox.schedules("src-1")
-    assert remote["callbackUrl"] == services.webtrigger_url(pushed_source)
     assert remote["callbackUrl"].startswith("https://cmdb.example/sync/webtrigger/")
-    assert remote["id"] == schedule.assets_schedule_id
-    schedule.refresh_from_db()
-    assert schedule.in_sync and schedule.callback_url == remote["callbackUrl"]
+    page = admin_client.get(reverse("admin:importer_schedule_changelist"))
+    assert "OUT OF DATE" not in page.content.decode()
 
 
 @pytest.mark.parametrize(
     ("address", "said"),
     [
         ("http://127.0.0.1:8000", "names this machine"),
+        ("https://10.2.0.7", "is on a private network"),
         ("http://cmdb.example", "is plain http"),
         ("cmdb.example", "is not an http(s) address"),
         ("https://cmdb.example/sync", None),

@@ -93,7 +93,7 @@ def test_a_body_naming_another_import_source_is_refused_and_logged(client, pushe
 
     assert response.status_code == 400
     assert not Execution.objects.exists()
-    assert "webtrigger of inventory called for another import source: src-9" in caplog.text
+    assert "webtrigger of inventory called for another import source: 'src-9'" in caplog.text
 
 
 def test_a_webtrigger_url_without_its_last_slash_still_starts_the_import(

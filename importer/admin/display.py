@@ -29,6 +29,7 @@ def state_badge(state: str) -> str:
         "PENDING": "#8d6e00",
         "IN SYNC": "#2e7d32",
         "OUT OF SYNC": "#c62828",
+        "OUT OF DATE": "#c62828",
         "QUEUED": "#8d6e00",
         "RUNNING": "#1565c0",
         "SUBMITTED": "#2e7d32",

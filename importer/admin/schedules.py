@@ -17,6 +17,11 @@ from importer.forms.meanwhile import RefusesEditsMadeMeanwhile
 from importer.models import Schedule
 from importer.redaction import redact
 
+OLD_ADDRESS = (
+    "Assets holds it with a webtrigger address this app no longer has (PUBLIC_BASE_URL changed "
+    "since it was synced), and calls that one. Select it and use 'Re-sync schedule to Assets'."
+)
+
 
 class ScheduleAdminForm(RefusesEditsMadeMeanwhile, ScheduleForm):
     guarded_fields = ("frequency", "timezone", "start_time")
@@ -59,9 +64,35 @@ class ScheduleAdmin(DeletedInAssetsFirst, admin.ModelAdmin):
 
     @admin.display(description="Assets", ordering="in_sync")
     def sync_label(self, schedule):
+        if services.calls_an_old_address(schedule):
+            return format_html("{} {}", state_badge("OUT OF DATE"), OLD_ADDRESS)
         if schedule.in_sync:
             return state_badge("IN SYNC")
         return format_html("{} {}", state_badge("OUT OF SYNC"), schedule.sync_error)
+
+    def changelist_view(self, request, extra_context=None):
+        # Said at the top too: after a move, every schedule is out of date at once.
+        moved = [
+            schedule
+            for schedule in Schedule.objects.select_related("source").filter(in_sync=True)
+            if services.calls_an_old_address(schedule)
+        ]
+        if moved and request.method == "GET":
+            self.message_user(
+                request,
+                ngettext(
+                    "The schedule of %(names)s: %(why)s",
+                    "%(count)d schedules (%(names)s): %(why)s",
+                    len(moved),
+                )
+                % {
+                    "count": len(moved),
+                    "names": ", ".join(str(schedule.source) for schedule in moved[:5]),
+                    "why": OLD_ADDRESS,
+                },
+                messages.WARNING,
+            )
+        return super().changelist_view(request, extra_context)
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)

@@ -59,6 +59,7 @@ from importer.services.mappings import (
 from importer.services.plan import pipeline_parallelism
 from importer.services.schedules import (
     apply_enabled_state,
+    calls_an_old_address,
     compare_schedule,
     delete_schedule,
     delete_source,
@@ -73,6 +74,7 @@ from importer.services.schedules import (
 
 __all__ = [
     "DraftImpossible",
+    "calls_an_old_address",
     "ImportAlreadyRunning",
     "ImportEnded",
     "ImportRefused",

@@ -17,7 +17,6 @@ from importer.services.lifecycle import (
     give_up_stopped_starts,
     report_pending_failures,
 )
-from importer.services.schedules import follow_moved_webtriggers
 from importer.sources import files
 
 State = Execution.State
@@ -31,7 +30,6 @@ def look_after_imports() -> None:
     give_up_stopped_starts()
     report_pending_failures()
     drop_unused_file_copies()
-    follow_moved_webtriggers()
     notifications.look_after_notifications()
 
 

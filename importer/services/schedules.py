@@ -178,27 +178,13 @@ def sync_schedule(*, schedule: Schedule) -> Schedule:
     return schedule
 
 
-def follow_moved_webtriggers() -> int:
-    """Sync again the schedules Assets holds with a webtrigger address that is no longer
-    this app's (PUBLIC_BASE_URL changed: a new host, a proxy in front): Assets would go on
-    calling the old address, and the scheduled imports stop without a word. One that Assets
-    refuses is marked out of sync, with the reason, and left to the operator. How many were
-    synced again (or tried)."""
-    moved = 0
-    for schedule in (
-        Schedule.objects.select_related("source")
-        .filter(in_sync=True, source__enabled=True)
-        .exclude(assets_schedule_id="")
-    ):
-        if schedule.callback_url == webtrigger_url(schedule.source):
-            continue
-        logger.info("the webtrigger of %s moved: its schedule is synced again", schedule.source)
-        moved += 1
-        try:
-            sync_schedule(schedule=schedule)
-        except ScheduleError:
-            pass  # recorded on the schedule
-    return moved
+def calls_an_old_address(schedule: Schedule) -> bool:
+    """Whether Assets holds the schedule with a webtrigger address this app no longer has
+    (PUBLIC_BASE_URL changed since it was synced: a new host, a proxy in front): Assets would
+    go on calling the old one, and the scheduled imports stop without a word."""
+    return bool(schedule.in_sync and schedule.callback_url) and (
+        schedule.callback_url != webtrigger_url(schedule.source)
+    )
 
 
 def _first_to_create(schedule: Schedule, seen_id: str, created_id: str) -> bool:
