@@ -128,8 +128,13 @@ def webtrigger(request, source_id: int, token: str):
         response._has_been_logged = True
         return response
     if execution.state == Execution.State.PENDING:
-        # The same run, triggered twice at once: the other trigger is still starting it.
-        return _answer(200, success=True, message="Import starting (triggered a moment ago)")
+        # The same run, triggered twice at once, and the other trigger still starting it: not
+        # told as begun, for Assets may yet refuse it. Asked again, the outcome is known.
+        response = _answer(
+            503, success=False, error="The run is still starting: ask again in a moment"
+        )
+        response["Retry-After"] = "10"
+        return response
     return _answer(
         200, success=True, message="Import started", executionId=execution.assets_execution_id
     )

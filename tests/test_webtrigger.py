@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from importer import services
 from importer.models import Execution
-from tests.conftest import SANDBOX_TOKEN
+from tests.conftest import SANDBOX_TOKEN, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -268,6 +268,33 @@ def test_a_trigger_repeated_while_assets_refuses_the_start_is_refused_too(
 
     assert answers == [(500, False)] * 2
     assert Execution.objects.get().state == Execution.State.REFUSED  # one run, kept once
+
+
+def test_a_trigger_repeated_while_a_slow_start_goes_on_is_asked_to_come_again(
+    live_server, pushed_source, sandbox, monkeypatch
+):
+    from importer.services import schedules
+
+    # The start outlasts what a repeated call may wait (a web server would kill it).
+    monkeypatch.setattr(schedules, "REPEATED_TRIGGER_WAIT_SECONDS", 0.5)
+    sandbox.faults.add(method="POST", path_contains="/executions", status=409, delay=2.0)
+    url = live_server.url + reverse(
+        "importer:webtrigger", args=[pushed_source.pk, pushed_source.webtrigger_token]
+    )
+    body = {"workspaceId": "ws-1", "importsourceId": "src-1"}
+    answers = {}
+
+    def call(name):
+        answer = requests.post(url, json=body, timeout=30)
+        answers[name] = (answer.status_code, answer.headers.get("Retry-After"))
+
+    first = threading.Thread(target=call, args=["first"])
+    first.start()
+    wait_for(lambda: Execution.objects.exists())  # the first is starting it
+    call("repeat")
+    first.join()
+
+    assert answers == {"first": (500, None), "repeat": (503, "10")}
 
 
 def test_a_trigger_while_the_cache_is_down_still_starts_the_run(

@@ -408,11 +408,17 @@ def start_scheduled_import(*, source: ImportSource) -> Execution:
         raise
 
 
+# How long a repeated webtrigger call waits for the start another call is making: under a
+# web server's own timeout (gunicorn's is 30 s).
+REPEATED_TRIGGER_WAIT_SECONDS = 20.0
+
+
 def _outcome_of_start(execution: Execution) -> Execution:
     """A run another trigger is starting: Assets asked again, not having had the first answer
-    in time, and this answer is the one it keeps. So it waits for the start's outcome (up to
-    2 x HTTP_TIMEOUT): a start Assets refused is refused here too, not told as begun."""
-    deadline = time.monotonic() + 2 * settings.HTTP_TIMEOUT
+    in time, and this answer is the one it keeps. So it waits for the start's outcome, a
+    while: a start Assets refused is refused here too, not told as begun; one still going
+    is returned PENDING (the webtrigger asks Assets to ask again)."""
+    deadline = time.monotonic() + min(REPEATED_TRIGGER_WAIT_SECONDS, 2 * settings.HTTP_TIMEOUT)
     while execution.state == Execution.State.PENDING and time.monotonic() < deadline:
         time.sleep(0.1)
         execution.refresh_from_db()
