@@ -219,27 +219,36 @@ def test_a_trigger_repeated_after_its_import_ended_is_the_same_run(client, pushe
     assert len(sandbox.executions("src-1")) == 1
 
 
-def test_two_triggers_at_once_start_one_run_and_refuse_none(live_server, pushed_source, sandbox):
-    # The first start is still on its way to Assets when the second trigger arrives.
-    sandbox.faults.add(method="POST", path_contains="/executions", status=0, delay=1.0, times=1)
-    url = live_server.url + reverse(
-        "importer:webtrigger", args=[pushed_source.pk, pushed_source.webtrigger_token]
-    )
+def live_trigger(live_server, source) -> requests.Response:
+    """A call of the source's webtrigger over HTTP, as Assets makes it."""
+    path = reverse("importer:webtrigger", args=[source.pk, source.webtrigger_token])
+    url = live_server.url + path
     body = {"workspaceId": "ws-1", "importsourceId": "src-1"}
+    return requests.post(url, json=body, timeout=30)
+
+
+def trigger_twice_at_once(live_server, source) -> list[requests.Response]:
     answers = []
-
-    def call():
-        answer = requests.post(url, json=body, timeout=30)
-        answers.append((answer.status_code, answer.json()["message"]))
-
-    calls = [threading.Thread(target=call) for _ in range(2)]
+    calls = [
+        threading.Thread(target=lambda: answers.append(live_trigger(live_server, source)))
+        for _ in range(2)
+    ]
     for thread in calls:
         thread.start()
     for thread in calls:
         thread.join()
+    return answers
+
+
+def test_two_triggers_at_once_start_one_run_and_refuse_none(live_server, pushed_source, sandbox):
+    # The first start is still on its way to Assets when the second trigger arrives.
+    sandbox.faults.add(method="POST", path_contains="/executions", status=0, delay=1.0, times=1)
+
+    answers = trigger_twice_at_once(live_server, pushed_source)
 
     # The second waits for the first's outcome, and tells the same.
-    assert answers == [(200, "Import started")] * 2
+    told = [(answer.status_code, answer.json()["message"]) for answer in answers]
+    assert told == [(200, "Import started")] * 2
     assert not Execution.objects.filter(state=Execution.State.REFUSED).exists()
     assert len(sandbox.executions("src-1")) == 1
 
@@ -250,23 +259,12 @@ def test_a_trigger_repeated_while_assets_refuses_the_start_is_refused_too(
     # Assets asks again, not having had the first answer in time: the answer it keeps must
     # not say the run began when Assets then refused it.
     sandbox.faults.add(method="POST", path_contains="/executions", status=409, delay=1.0)
-    url = live_server.url + reverse(
-        "importer:webtrigger", args=[pushed_source.pk, pushed_source.webtrigger_token]
-    )
-    body = {"workspaceId": "ws-1", "importsourceId": "src-1"}
-    answers = []
 
-    def call():
-        answer = requests.post(url, json=body, timeout=30)
-        answers.append((answer.status_code, answer.json()["success"]))
+    answers = trigger_twice_at_once(live_server, pushed_source)
 
-    calls = [threading.Thread(target=call) for _ in range(2)]
-    for thread in calls:
-        thread.start()
-    for thread in calls:
-        thread.join()
-
-    assert answers == [(500, False)] * 2
+    assert [(answer.status_code, answer.json()["success"]) for answer in answers] == [
+        (500, False)
+    ] * 2
     assert Execution.objects.get().state == Execution.State.REFUSED  # one run, kept once
 
 
@@ -278,23 +276,19 @@ def test_a_trigger_repeated_while_a_slow_start_goes_on_is_asked_to_come_again(
     # The start outlasts what a repeated call may wait (a web server would kill it).
     monkeypatch.setattr(schedules, "REPEATED_TRIGGER_WAIT_SECONDS", 0.5)
     sandbox.faults.add(method="POST", path_contains="/executions", status=409, delay=2.0)
-    url = live_server.url + reverse(
-        "importer:webtrigger", args=[pushed_source.pk, pushed_source.webtrigger_token]
-    )
-    body = {"workspaceId": "ws-1", "importsourceId": "src-1"}
     answers = {}
 
-    def call(name):
-        answer = requests.post(url, json=body, timeout=30)
-        answers[name] = (answer.status_code, answer.headers.get("Retry-After"))
+    def first():
+        answers["first"] = live_trigger(live_server, pushed_source)
 
-    first = threading.Thread(target=call, args=["first"])
-    first.start()
-    wait_for(lambda: Execution.objects.exists())  # the first is starting it
-    call("repeat")
-    first.join()
+    starting = threading.Thread(target=first)
+    starting.start()
+    wait_for(lambda: Execution.objects.exists())  # the first call is starting the run
+    repeat = live_trigger(live_server, pushed_source)
+    starting.join()
 
-    assert answers == {"first": (500, None), "repeat": (503, "10")}
+    assert answers["first"].status_code == 500
+    assert (repeat.status_code, repeat.headers.get("Retry-After")) == (503, "10")
 
 
 def test_a_trigger_while_the_cache_is_down_still_starts_the_run(
