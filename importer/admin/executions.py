@@ -212,7 +212,7 @@ class ExecutionAdmin(SourceByNameToViewers, PageButtons, CountedDeletion, admin.
 
     @admin.display(description="Progress, records", ordering="records_submitted")
     def progress_bar(self, execution):
-        return progress_widget(execution, width=90, detailed=False)
+        return progress_widget(execution, width=80, detailed=False)
 
     @admin.display(description="Progress")
     def progress_detail(self, execution):
