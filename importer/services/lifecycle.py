@@ -74,7 +74,7 @@ def start_import(
     except MappingChangedMeanwhile as changed:  # saved as the import opened: a narrow race
         reason = f"The import did not start: {changed}"
         _refuse(execution, reason)
-        raise _recorded_refusal(reason) from None
+        raise recorded_refusal(reason) from None
     except AssetsError as error:
         reason = scrub_secrets(error.message, source)
         if starting and may_have_been_done(error):
@@ -96,7 +96,7 @@ def start_import(
             )
         _refuse(execution, reason)
         # A conflict is an import running in Assets: a later start may go through.
-        raise _recorded_refusal(reason, running=conflict) from None
+        raise recorded_refusal(reason, running=conflict) from None
 
     # From here on the execution exists in Assets: any failure is reported to its history.
     Execution.objects.of(execution).stamp(assets_execution_id=started.execution_id)
@@ -110,7 +110,7 @@ def start_import(
         logger.exception("execution %s: could not queue its first chunk", execution.pk)
         reason = scrub_secrets(f"The import could not start: {error}", source)
         fail_execution(execution=execution, reason=reason)
-        raise _recorded_refusal(reason) from None
+        raise recorded_refusal(reason) from None
     execution.refresh_from_db()
     if not began:
         _ended_while_starting(execution)
@@ -122,7 +122,7 @@ def _ended_while_starting(execution: Execution) -> None:
     what Assets started is cancelled there too (told later if it cannot be now), or it would
     refuse the source's next import."""
     _cancel_in_assets(execution)
-    raise _recorded_refusal(
+    raise recorded_refusal(
         f"The import was {execution.get_state_display().lower()} while it started "
         f"({execution.error}); the execution Assets had created meanwhile is cancelled."
     )
@@ -204,7 +204,7 @@ def _refuse(execution: Execution, reason: str) -> None:
         notifications.notify_execution_finished(execution)
 
 
-def _recorded_refusal(reason: str, *, running: bool = False) -> ImportRefused:
+def recorded_refusal(reason: str, *, running: bool = False) -> ImportRefused:
     """A refusal whose execution row already tells the story (REFUSED or FAILED);
     `running`: because Assets counts another import of the source as running."""
     refusal = ImportAlreadyRunning(reason) if running else ImportRefused(reason)

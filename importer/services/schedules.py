@@ -36,6 +36,7 @@ from importer.services.errors import (
 )
 from importer.services.lifecycle import (
     DUPLICATE_TRIGGER_WINDOW,
+    recorded_refusal,
     scheduled_refusal_told,
     start_import,
 )
@@ -423,9 +424,7 @@ def _outcome_of_start(execution: Execution) -> Execution:
         time.sleep(0.1)
         execution.refresh_from_db()
     if execution.state == Execution.State.REFUSED:
-        refusal = ImportRefused(execution.error)
-        refusal.recorded = True
-        raise refusal
+        raise recorded_refusal(execution.error)
     return execution
 
 
