@@ -54,7 +54,7 @@ from importer.services.mappings import transform_page
 from importer.services.plan import goes_round_by_records, lane_next_cursor, runs_lanes
 from importer.services.retries import retry_delay
 from importer.services.totals import checks_repeated_records
-from importer.sources import Page, SourceError, build_source, first_page_again
+from importer.sources import Page, SourceError, build_source, first_page_again, reads_a_file
 
 logger = logging.getLogger(__name__)
 
@@ -377,8 +377,8 @@ def _fetch_page(chunk: ChunkJob, lane: Lane) -> Page | None:
 def _cursor_to_read(chunk: ChunkJob) -> str:
     """Where the chunk's page is read from: its cursor, but for a first page read again,
     what the page after it was read from (`sources.first_page_again`)."""
-    if chunk.index:
-        return chunk.cursor
+    if chunk.index or not reads_a_file(chunk.execution.source):
+        return chunk.cursor  # a query saved on every other page
     following = (
         ChunkJob.objects.filter(execution_id=chunk.execution_id, index=1)
         .values_list("cursor", flat=True)

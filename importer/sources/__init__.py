@@ -23,7 +23,15 @@ SOURCE_KINDS: dict[str, type] = {
     "plugin": PluginSource,
 }
 
-__all__ = ["Page", "Source", "SourceError", "build_source", "cursor_for", "first_page_again"]
+__all__ = [
+    "Page",
+    "Source",
+    "SourceError",
+    "build_source",
+    "cursor_for",
+    "first_page_again",
+    "reads_a_file",
+]
 
 
 def build_source(import_source, *, execution_id: int | None = None) -> Source:
@@ -51,7 +59,12 @@ def first_page_again(import_source, following: str) -> str:
     import reads: the first page is read from that file, and a file that differs fails the
     import as changed, rather than give other records at the page's edge. Other sources
     read their first page from the empty cursor."""
-    if not issubclass(SOURCE_KINDS.get(import_source.source_kind, object), FileSource):
+    if not reads_a_file(import_source):
         return ""
     _, mark, version = following.partition(VERSION_MARK)
     return mark + version
+
+
+def reads_a_file(import_source) -> bool:
+    """Whether the source is a file (CSV, JSON, JSON Lines), uploaded or from a URL."""
+    return issubclass(SOURCE_KINDS.get(import_source.source_kind, object), FileSource)
