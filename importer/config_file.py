@@ -99,6 +99,7 @@ FIELD_PATHS: list[tuple[tuple[str, ...], str]] = [
     (("source", "csv", "fieldnames"), "csv_fieldnames"),
     (("source", "limits", "requests_per_minute"), "max_requests_per_minute"),
     (("source", "limits", "chunks_in_flight"), "max_chunks_in_flight"),
+    (("source", "limits", "record_drop_percent"), "record_drop_limit"),
 ]
 # The source's secret has the name its authentication kind gives it.
 SECRET_NAMES = ("token", "password", "key", "client_secret")

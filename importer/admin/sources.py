@@ -75,6 +75,7 @@ class ImportSourceAdmin(
     search_fields = ["name", "workspace_id", "import_source_id"]
     actions = [
         "start_import",
+        "start_import_accepting_fewer_records",
         "push_mapping",
         "preview",
         "pull_mapping",
@@ -368,18 +369,32 @@ class ImportSourceAdmin(
 
     @admin.action(description="Start import", permissions=["start"])
     def start_import(self, request, queryset):
+        self._start_imports(request, queryset)
+
+    @admin.action(description="Start import, accepting fewer records", permissions=["start"])
+    def start_import_accepting_fewer_records(self, request, queryset):
+        """For a source known to hold far fewer records now than at its last import, which
+        its 'largest drop in records' would otherwise take for part of its data."""
+        self._start_imports(request, queryset, accept_fewer_records=True)
+
+    def _start_imports(self, request, queryset, accept_fewer_records=False):
         started = 0
         for source in queryset:
             pushed_before = source.mapping_pushed_at
             try:
-                execution = services.start_import(source=source, user=request.user)
+                execution = services.start_import(
+                    source=source, user=request.user, accept_fewer_records=accept_fewer_records
+                )
             except services.ImportRefused as refusal:
                 self._log_push_at_start(request, source, pushed_before)
                 self.log_change(request, source, f"Import refused: {refusal}")
                 self.message_user(request, self._refusal_message(source, refusal), messages.ERROR)
                 continue
             pushed_first = self._log_push_at_start(request, source, pushed_before)
-            self.log_change(request, source, f"Started import (execution #{execution.pk}).")
+            accepting = ", accepting fewer records" if accept_fewer_records else ""
+            self.log_change(
+                request, source, f"Started import (execution #{execution.pk}){accepting}."
+            )
             started += 1
             url = reverse("admin:importer_execution_change", args=[execution.pk])
             self.message_user(

@@ -63,6 +63,13 @@ class DemoInventory(DevServer):
         """Every record the source serves, in order (a copy)."""
         return [dict(computer) for computer in self._computers]
 
+    def resize(self, records: int) -> None:
+        """Hold `records` records from now on: the first ones kept, new ones added after."""
+        self._computers = [
+            *self._computers[:records],
+            *(demo_computer(i) for i in range(len(self._computers) + 1, records + 1)),
+        ]
+
     def route(self, request: Request) -> Reply:
         if request.path != "/api/computers":
             return error_reply(404, f"No route for {request.path}")

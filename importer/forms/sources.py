@@ -48,7 +48,7 @@ AUTH_FIELDS = [
     "oauth_scope",
 ]
 FILE_FIELDS = list(ImportSource.FILE_FIELDS)
-LIMIT_FIELDS = ["max_requests_per_minute", "max_chunks_in_flight"]
+LIMIT_FIELDS = ["max_requests_per_minute", "max_chunks_in_flight", "record_drop_limit"]
 # Counts that must be at least 1 (0 would be refused by the source or stop all work).
 AT_LEAST_ONE = ("page_size", "max_chunks_in_flight")
 

@@ -187,6 +187,11 @@ class Execution(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
     state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING)
+    accepts_fewer_records = models.BooleanField(
+        default=False,
+        help_text="Started accepting a drop in records past the source's 'largest drop in "
+        "records': the source was known to hold fewer now.",
+    )
 
     last_chunk_index = models.IntegerField(
         null=True, blank=True, help_text="Index of the source's last page, once it is known."

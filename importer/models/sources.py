@@ -4,6 +4,7 @@ the mapping between them."""
 import secrets
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from importer.fields import EncryptedJSONField, EncryptedTextField, EncryptedURLField
@@ -279,6 +280,18 @@ class ImportSource(models.Model):
         help_text="How many pages of this source are read at once: each is a lane that "
         "claims its next page while the one before is sent to Assets, so up to twice as many "
         "chunks show as running.",
+    )
+    record_drop_limit = models.PositiveSmallIntegerField(
+        "largest drop in records",
+        null=True,
+        blank=True,
+        default=50,
+        validators=[MinValueValidator(1), MaxValueValidator(99)],
+        help_text="Percent. An import that brings this much fewer records than the source's "
+        "last successful import fails before Assets writes anything: a source that answers "
+        "part of its data (an outage, a cap on its pages, a filter changed) would have Assets "
+        "take the rest for missing. A drop that is real goes through with 'Start import, "
+        "accepting fewer records'. Empty: no limit.",
     )
     next_request_at = models.DateTimeField(
         null=True, blank=True, editable=False, help_text="Rate limit: the next free slot."

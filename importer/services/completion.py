@@ -36,6 +36,7 @@ from importer.services.totals import (
     records_on_two_pages,
     records_past_the_end,
     recount_records_fetched,
+    steep_drop_in_records,
     total_disagreement,
 )
 
@@ -137,6 +138,7 @@ def check_completion(*, execution: Execution, client: AssetsClient | None = None
         or total_disagreement(execution)
         or every_record_left_out(execution)
         or records_on_two_pages(execution)
+        or steep_drop_in_records(execution)
     )
     if disagreement:
         return fail_execution(execution=execution, reason=disagreement)

@@ -33,9 +33,14 @@ STARTS_GIVEN_UP_AFTER_TIMEOUTS = 8
 
 
 def start_import(
-    *, source: ImportSource, user=None, trigger: str = Execution.Trigger.MANUAL
+    *,
+    source: ImportSource,
+    user=None,
+    trigger: str = Execution.Trigger.MANUAL,
+    accept_fewer_records: bool = False,
 ) -> Execution:
-    """Create the execution in Assets and queue the first chunk.
+    """Create the execution in Assets and queue the first chunk (`accept_fewer_records`: a
+    drop in records past the source's limit is known to be real, and ends DONE).
 
     The local row is created first, in PENDING: the one-open-execution-per-source
     constraint then lets only one of two simultaneous starts go on to Assets. The records
@@ -46,7 +51,12 @@ def start_import(
         with transaction.atomic():
             lock_for_start(source)  # the settings as saved: they are checked, then read
             _check_startable(source)
-            execution = Execution.objects.create(source=source, trigger=trigger, triggered_by=user)
+            execution = Execution.objects.create(
+                source=source,
+                trigger=trigger,
+                triggered_by=user,
+                accepts_fewer_records=accept_fewer_records,
+            )
     except IntegrityError:
         running = Execution.objects.open().filter(source=source).first()
         which = f" (execution #{running.pk})" if running else ""

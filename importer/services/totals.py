@@ -140,6 +140,42 @@ def every_record_left_out(execution: Execution) -> str:
     )
 
 
+def steep_drop_in_records(execution: Execution) -> str:
+    """Why the records received look like part of the source's data: far fewer than its last
+    successful import brought (more than its `record_drop_limit` fewer); "" when not, or
+    when the import was started accepting fewer records.
+
+    What no paging check can see (a source answering part of its data with every sign of
+    a whole: an outage answered 200 with an empty list, a cap, a filter changed) shows as
+    a drop; Assets would take every object not named for missing."""
+    limit = execution.source.record_drop_limit
+    if limit is None or execution.accepts_fewer_records or execution.last_chunk_index is None:
+        return ""
+    last = (
+        Execution.objects.filter(source_id=execution.source_id, state=Execution.State.DONE)
+        .exclude(pk=execution.pk)
+        .order_by("-finished_at", "-pk")
+        .only("pk", "records_fetched")
+        .first()
+    )
+    if last is None or not last.records_fetched:
+        return ""
+    before, now = last.records_fetched, records_received(execution)
+    if now * 100 >= before * (100 - limit):
+        return ""
+    fewer = -(-(before - now) * 100 // before)  # rounded up: never shown at the limit
+    return (
+        f"The source gave {now} records, {fewer} % fewer than the {before} of its last "
+        f"successful import (#{last.pk}), past its limit of {limit} %. Nothing was marked "
+        "complete in Assets, so it changed no object. The source may have answered part "
+        "of its data (an outage, a cap on its pages, a filter changed): check it, and run "
+        "the import again. If it really holds fewer records now, start the import accepting "
+        "fewer records (the sources list's action 'Start import, accepting fewer records', "
+        "or run_import --accept-fewer-records), or change the source's 'largest drop in "
+        "records'."
+    )
+
+
 def checks_repeated_records(source: ImportSource) -> bool:
     """Whether the source's pages are checked for a record on two of them, unless the source
     is said to list some objects more than once: pages read by position, and pages reached

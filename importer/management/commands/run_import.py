@@ -33,6 +33,12 @@ class Command(DatabaseCommand):
         )
         parser.add_argument("--poll", type=float, default=0.25, help="Seconds between updates.")
         parser.add_argument(
+            "--accept-fewer-records",
+            action="store_true",
+            help="The source holds far fewer records than at its last successful import, and "
+            "that is right: let the drop past its 'largest drop in records' through.",
+        )
+        parser.add_argument(
             "--user",
             metavar="USERNAME",
             help="The admin user the history names as having started the import.",
@@ -49,7 +55,7 @@ class Command(DatabaseCommand):
         finally:
             queue_log.setLevel(level)
 
-    def start_and_follow(self, *, name, wait, poll, user, **options):
+    def start_and_follow(self, *, name, wait, poll, user, accept_fewer_records, **options):
         if poll <= 0:
             raise CommandError(f"--poll must be a number of seconds above 0 (given {poll:g}).")
         source = ImportSource.objects.filter(name=name).first()
@@ -59,7 +65,10 @@ class Command(DatabaseCommand):
         pushed_before = source.mapping_pushed_at
         try:
             execution = services.start_import(
-                source=source, user=started_by, trigger=Execution.Trigger.COMMAND
+                source=source,
+                user=started_by,
+                trigger=Execution.Trigger.COMMAND,
+                accept_fewer_records=accept_fewer_records,
             )
         except services.ImportRefused as error:
             pushed = source.mapping_pushed_at != pushed_before
