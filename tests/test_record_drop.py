@@ -117,6 +117,8 @@ def test_the_admin_starts_an_import_accepting_fewer_records(
     assert latest.accepts_fewer_records
     assert latest.state == DONE, latest.error
     assert "Import of inventory started" in response.content.decode()
+    page = client.get(reverse("admin:importer_execution_change", args=[latest.pk]))
+    assert "manual, accepting fewer records" in page.content.decode()
 
 
 def test_run_import_accepts_fewer_records_when_told(pushed_source, inventory, capsys):

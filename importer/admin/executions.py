@@ -171,7 +171,9 @@ class ExecutionAdmin(SourceByNameToViewers, PageButtons, CountedDeletion, admin.
                 "#00695c",
                 "scheduled",
             )
-        return execution.get_trigger_display().lower()
+        trigger = execution.get_trigger_display().lower()
+        # Its drop in records was let through: say so wherever the trigger shows.
+        return f"{trigger}, accepting fewer records" if execution.accepts_fewer_records else trigger
 
     @admin.display(description="Triggered by")
     def triggered_by_label(self, execution):
