@@ -206,6 +206,8 @@ class FakeSource(DevServer):
       GET /api/cursor?cursor&limit    {"items": [...], "meta": {"next_cursor": "..." | null}}
       GET /api/next?start&limit       {"results": [...], "links": {"next": relative URL | null}}
       GET /api/link?start&limit       [...] with a Link: <...>; rel="next" header
+      GET /api/odata?$top&$skiptoken  {"value": [...], "@odata.count": n,
+                                      "@odata.nextLink": absolute URL}  (as Microsoft Graph)
       GET /api/all                    [...] every record
       GET /api/stuck                  a page whose next cursor is the one just asked for
       GET /api/maintenance            200 with an HTML page
@@ -459,6 +461,7 @@ class FakeSource(DevServer):
             "/api/cursor": self._cursor,
             "/api/next": self._next,
             "/api/link": self._link,
+            "/api/odata": self._odata,
             "/api/all": lambda request: json_reply(200, self.records),
             "/api/stuck": self._stuck,
             "/api/maintenance": lambda request: Reply(
@@ -648,6 +651,19 @@ class FakeSource(DevServer):
         following = self._following_query(request, start)
         links = {"next": f"{self.next_link_path}?{following}" if following else None}
         return json_reply(200, {"results": items, "links": links})
+
+    def _odata(self, request: Request) -> Reply:
+        """Microsoft Graph's shape: keys with dots in them, an opaque skip token, the page
+        size asked for in `$top` (capped at `max_limit`, as Graph caps it at 999)."""
+        token = request.query.get("$skiptoken", [""])[0]
+        start = int(token.removeprefix("s")) if token.startswith("s") else 0
+        limit = self._limit(request, "$top")
+        body: dict[str, Any] = {"@odata.count": self.total, "value": self._window(start, limit)}
+        if start + limit < len(self.records):
+            query = urlencode({"$top": request.query.get("$top", [limit])[0],
+                               "$skiptoken": f"s{start + limit}"})
+            body["@odata.nextLink"] = f"{self.base_url}/api/odata?{query}"
+        return json_reply(200, body)
 
     def _link(self, request: Request) -> Reply:
         start = _number(request, "start", 0)

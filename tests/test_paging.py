@@ -70,6 +70,13 @@ def import_from(make_source, sandbox):
                 "cursor_path": "links.next",
                 "limit_param": "limit",
             },
+            "odata": {
+                "source_url": f"{fake.base_url}/api/odata",
+                "records_path": "value",
+                "pagination": "next_url",
+                "cursor_path": "@odata.nextLink",
+                "limit_param": "$top",
+            },
             "link_header": {
                 "source_url": f"{fake.base_url}/api/link",
                 "records_path": "",
@@ -121,6 +128,31 @@ def test_a_source_serving_another_page_size_than_asked_delivers_every_record_onc
     execution = import_from(fake, style, limit_param=limit_param)
 
     assert_every_record_once(sandbox, execution)
+
+
+def test_an_odata_source_whose_next_link_key_holds_a_dot_delivers_every_record(
+    serve, import_from, sandbox
+):
+    """Microsoft Graph, Dynamics and SharePoint name their next link "@odata.nextLink"."""
+    fake = serve(max_limit=30)
+
+    execution = import_from(fake, "odata", page_size=50, total_path="@odata.count")
+
+    assert_every_record_once(sandbox, execution)
+    assert execution.records_fetched == RECORDS
+
+
+def test_a_next_link_path_that_misses_the_answers_next_link_fails_instead_of_ending_early(
+    serve, import_from, sandbox
+):
+    fake = serve(max_limit=30)
+
+    execution = import_from(fake, "odata", page_size=50, cursor_path="odata.nextLink")
+
+    assert execution.state == Execution.State.FAILED
+    assert "answered a next link at '@odata.nextLink'" in execution.error
+    assert "its next-page path is 'odata.nextLink'" in execution.error
+    assert not sandbox.execution(execution.assets_execution_id)["completed_posts"]
 
 
 def test_one_page_per_task_also_delivers_every_record_of_a_source_serving_fewer(

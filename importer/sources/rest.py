@@ -66,13 +66,27 @@ def _step(value: Any, key: str) -> Any:
 
 
 def lookup(document: Any, path: str) -> Any:
-    """The value at a dotted path, or None when the document has nothing there."""
-    value = document
-    for key in [part for part in path.split(".") if part]:
-        value = _step(value, key)
-        if value is _MISSING:
-            return None
-    return value
+    """The value at a dotted path, or None when the document has nothing there.
+
+    A key may hold dots itself: OData sources (Microsoft Graph, Dynamics, SharePoint) answer
+    their next link as "@odata.nextLink", which read as two steps would be missed, ending the
+    import after its first page. At each step the longest run of parts that names a key wins."""
+    value = _walk(document, [part for part in path.split(".") if part])
+    return None if value is _MISSING else value
+
+
+def _walk(value: Any, parts: list[str]) -> Any:
+    if not parts:
+        return value
+    if isinstance(value, dict):
+        for end in range(len(parts), 1, -1):  # "@odata.nextLink" before "@odata" / "nextLink"
+            joined = ".".join(parts[:end])
+            if joined in value:
+                found = _walk(value[joined], parts[end:])
+                if found is not _MISSING:
+                    return found
+    step = _step(value, parts[0])
+    return _MISSING if step is _MISSING else _walk(step, parts[1:])
 
 
 def select_records(document: Any, path: str, source_name: str) -> list[dict]:
@@ -633,6 +647,8 @@ class RestJsonSource:
         if config.pagination == "next_url":
             value = lookup(document, config.cursor_path)
             where = f"'{config.cursor_path}'"
+            if value is None and records:
+                self._refuse_next_link_elsewhere(document)
         else:
             value = _link_to_next(response)
             where = 'its Link header (rel="next")'
@@ -707,12 +723,46 @@ class RestJsonSource:
                 kind="bad_records",
             ) from None
 
+    def _refuse_next_link_elsewhere(self, document: Any) -> None:
+        """The configured path found nothing, yet the answer links to a next page under
+        another name: the path is wrong, and ending here would mark a first page DONE as if
+        it were all the source holds."""
+        found = _next_link_path(document)
+        if found:
+            raise SourceError(
+                f"source '{self.name}' answered a next link at '{found}', but its next-page "
+                f"path is '{self.config.cursor_path}', which this answer does not have: set "
+                "the path to where the answer keeps its next link, or the import would end "
+                "after this page",
+                kind="config",
+            )
+
     def _endless(self, where: str) -> SourceError:
         return SourceError(
             f"source '{self.name}' gave the page it answered as the next one ({where}): it "
             "would never end, so the import stopped",
             kind="endless_source",
         )
+
+
+def _next_link_path(document: Any, prefix: str = "", depth: int = 3) -> str:
+    """The dotted path of a key named like a next link ("next", "nextLink", "next_page_url")
+    holding a URL, within a few levels of the answer; "" when there is none."""
+    if not isinstance(document, dict) or depth == 0:
+        return ""
+    for key, value in document.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, str) and "next" in key.lower() and _looks_like_url(value):
+            return path
+        if isinstance(value, dict):
+            found = _next_link_path(value, f"{path}.", depth - 1)
+            if found:
+                return found
+    return ""
+
+
+def _looks_like_url(value: str) -> bool:
+    return value.startswith(("http://", "https://", "/", "?"))
 
 
 def _secret_mark(form: str) -> str:
