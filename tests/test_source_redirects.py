@@ -7,6 +7,7 @@ which redirects, and another that records everything it receives.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -102,6 +103,35 @@ def test_keys_under_names_declared_secret_never_follow_a_redirect(serve) -> None
     [arrived] = elsewhere.requests_to("/api/offset")
     assert "appid" not in arrived.query and "tenant" not in arrived.query
     assert (arrived.query["units"], arrived.query["region"]) == (["metric"], ["eu-west-1"])
+
+
+def test_a_signed_address_a_source_redirects_to_keeps_its_own_signature(serve) -> None:
+    # Exports and attachments are often served by a 302 to storage, signed in the query
+    # (S3's X-Amz-*, Azure's sig, Google's X-Goog-*): without them the storage answers 403.
+    # The signature came with the address; only what we sent stays behind.
+    origin = serve()
+    elsewhere = serve(records=N)
+    signature = {
+        "X-Amz-Credential": "AKIAEXAMPLE/20261202/eu-west-1/s3/aws4_request",
+        "X-Amz-Signature": "0f9e8d7c6b5a49382716",
+        "sig": "r2d2c3po",
+        "token": "presigned-7",
+    }
+    origin.redirects["/api/export"] = (
+        302,
+        f"{elsewhere.base_url}/api/offset?{urlencode(signature)}",
+    )
+    source = configured(origin, "/api/export?api_key=url-s3cret-7&tenant=7", "bearer")
+
+    page = build_source(source).fetch_page("")
+
+    assert ids(page.records) == every_id(5)
+    [arrived] = elsewhere.requests_to("/api/offset")
+    assert {name: arrived.query[name] for name in signature} == {
+        name: [value] for name, value in signature.items()
+    }
+    assert "s3cret" not in arrived.raw_path and "api_key" not in arrived.query
+    assert credentials_received(elsewhere) == []
 
 
 def test_filters_follow_a_redirect_to_another_origin_however_long(serve) -> None:

@@ -92,7 +92,7 @@ class _SourceSession(RemoteSession):
         if origin(prepared_request.url) == origin(response.request.url):
             super().rebuild_auth(prepared_request, response)
             return
-        self._http.leave_origin(prepared_request)
+        self._http.leave_origin(prepared_request, came_from=response.request.url or "")
 
 
 class SourceHttp:
@@ -144,8 +144,12 @@ class SourceHttp:
             names.append(self.source.auth_key_name or "X-API-Key")
         return names
 
-    def leave_origin(self, request: requests.PreparedRequest) -> None:
-        """A redirect goes to another scheme, host or port: strip the credentials, or refuse."""
+    def leave_origin(self, request: requests.PreparedRequest, came_from: str = "") -> None:
+        """A redirect goes to another scheme, host or port: strip the credentials, or refuse.
+
+        A parameter named like a credential is dropped only when the request redirected
+        (`came_from`) sent it: one the new address brought itself is its own, as a signed
+        download link's signature (`sig`, `X-Amz-Signature`) is, and is kept."""
         if settings.CROSS_ORIGIN_REDIRECTS == "refuse":
             raise self.error(
                 f"redirected to another origin, {public_url(request.url or '')}: refused "
@@ -159,8 +163,13 @@ class SourceHttp:
         secrets = set(secrets_of(self.source))
         declared = declared_secret_params(self.source)
 
+        sent = set(parse_qsl(urlsplit(came_from).query)) if came_from else None
+
         def credential(name: str, value: str) -> bool:
-            return name == self.key_param or is_secret_name(name, declared) or value in secrets
+            if value in secrets:
+                return True
+            named = name == self.key_param or is_secret_name(name, declared)
+            return named and (sent is None or (name, value) in sent)
 
         url = request.url or ""
         if any(credential(*pair) for pair in parse_qsl(urlsplit(url).query)):
