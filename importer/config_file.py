@@ -29,7 +29,13 @@ from importer.forms import (
     ScheduleForm,
 )
 from importer.models import ImportSource, Schedule
-from importer.redaction import MASK, declared_secret_params, mask_setting, mask_url
+from importer.redaction import (
+    MASK,
+    declared_secret_params,
+    mask_setting,
+    mask_url,
+    username_holds_a_key,
+)
 
 
 class ConfigFileError(Exception):
@@ -168,6 +174,8 @@ def _masked(source: ImportSource, field_name: str, value):
         return mask_url(value or "", declared_secret_params(source))
     if field_name in MASKED_JSON_FIELDS:
         return mask_setting(field_name, value, declared_secret_params(source))
+    if field_name == "auth_username" and username_holds_a_key(source):
+        return MASK
     return value
 
 

@@ -233,6 +233,17 @@ def _urls_of(source: Any) -> list[str]:
     return [getattr(source, name, "") or "" for name in source.MASKED_URL_FIELDS]
 
 
+def username_holds_a_key(source: Any) -> bool:
+    """Basic authentication whose user name is the API key: Freshservice, BambooHR and
+    Stripe take the key as the user name and an empty or placeholder password ("X"). Such a
+    user name is a secret, shown masked and scrubbed like the password."""
+    username = getattr(source, "auth_username", "") or ""
+    if getattr(source, "source_auth", "") != "basic" or not username:
+        return False
+    password = getattr(source, "source_token", "") or ""
+    return len(password) <= 2 or _looks_like_a_key(username)
+
+
 def secrets_of(source: Any) -> list[str]:
     """Every secret an ImportSource holds, as text that must never leave the app: the
     settings it names as secret or as possibly holding one, and its webtrigger token."""
@@ -241,6 +252,8 @@ def secrets_of(source: Any) -> list[str]:
     username, token = getattr(source, "auth_username", ""), getattr(source, "source_token", "")
     if token:
         found.append(base64.b64encode(f"{username}:{token}".encode()).decode())
+    if username_holds_a_key(source):
+        found.append(username)
     for url in (getattr(source, name, "") for name in source.MASKED_URL_FIELDS):
         userinfo = _userinfo(url or "")
         if userinfo:

@@ -660,8 +660,9 @@ class FakeSource(DevServer):
         limit = self._limit(request, "$top")
         body: dict[str, Any] = {"@odata.count": self.total, "value": self._window(start, limit)}
         if start + limit < len(self.records):
-            query = urlencode({"$top": request.query.get("$top", [limit])[0],
-                               "$skiptoken": f"s{start + limit}"})
+            query = urlencode(
+                {"$top": request.query.get("$top", [limit])[0], "$skiptoken": f"s{start + limit}"}
+            )
             body["@odata.nextLink"] = f"{self.base_url}/api/odata?{query}"
         return json_reply(200, body)
 

@@ -20,6 +20,7 @@ from django.utils import timezone
 from importer import fields, services
 from importer.forms import ImportSourceForm
 from importer.models import Alert, Execution, ImportSource, NotificationChannel, Schedule
+from importer.redaction import redact_for
 from tests.conftest import SANDBOX_TOKEN
 from tests.test_admin import source_form_data
 
@@ -768,3 +769,46 @@ def test_a_worker_with_other_encryption_keys_says_on_the_page_why_it_left_it(mak
     chunk.refresh_from_db()
     assert chunk.state == ChunkJob.State.QUEUED
     assert "could not take this page: A stored secret cannot be decrypted" in chunk.error
+
+
+FRESHSERVICE_KEY = "Qm9vS2V5Zm9yRnJlc2hzZXJ2aWNlMjAyNg"
+
+
+@pytest.mark.django_db
+def test_an_api_key_given_as_the_basic_user_name_is_kept_like_a_secret(
+    client, admin_client, django_user_model, make_source, tmp_path
+):
+    # Freshservice, BambooHR and Stripe take the key as the user name, the password "X".
+    source = make_source(
+        source_auth="basic", auth_username=FRESHSERVICE_KEY, source_token="X", name="fresh"
+    )
+    plain = make_source(
+        source_auth="basic",
+        auth_username="svc-cmdb",
+        source_token="pw-42-long",
+        name="plain",
+        import_source_id="import-source-2",
+    )
+    client.force_login(user_in(django_user_model, "Import operators", "otto"))
+    page = client.get(reverse("admin:importer_importsource_change", args=[source.pk]))
+    plain_page = client.get(reverse("admin:importer_importsource_change", args=[plain.pk]))
+    out = io.StringIO()
+    call_command("export_sources", stdout=out)
+    admin_form = admin_client.get(reverse("admin:importer_importsource_change", args=[source.pk]))
+    path = tmp_path / "sources.json"
+    document = json.loads(out.getvalue())
+    path.write_text(json.dumps(document))
+    call_command("import_sources", str(path), "--no-push", stdout=io.StringIO())
+    saved = admin_client.post(
+        reverse("admin:importer_importsource_change", args=[source.pk]),
+        source_form_data(source),
+        follow=True,
+    )
+
+    assert FRESHSERVICE_KEY not in page.content.decode()
+    assert "svc-cmdb" in plain_page.content.decode()  # a user name that is only a name
+    assert FRESHSERVICE_KEY not in out.getvalue()
+    assert FRESHSERVICE_KEY not in admin_form.content.decode()
+    assert saved.status_code == 200 and not saved.context.get("errors")
+    assert ImportSource.objects.get(pk=source.pk).auth_username == FRESHSERVICE_KEY
+    assert redact_for(source, f"401 for {FRESHSERVICE_KEY}") == "401 for ***"

@@ -72,6 +72,7 @@ MASKED_FOR_VIEWERS = {
         )
     },
     "webtrigger_url": "webtrigger_url_masked",
+    "auth_username": "auth_username_masked",
     "schedule_summary": "schedule_summary_viewed",  # no link to add one
     "loaded_as": None,  # the page's stamp for a save (importer/forms/meanwhile.py)
 }

@@ -48,6 +48,7 @@ from importer.redaction import (
     params_hidden_from_viewers,
     redact,
     undeclared_keys_warning,
+    username_holds_a_key,
 )
 
 
@@ -185,6 +186,12 @@ class ImportSourceAdmin(
     @admin.display(description="Source secret")
     def source_token_masked(self, source):
         return stored_secret(source.source_token)
+
+    @admin.display(description="User name / client id")
+    def auth_username_masked(self, source):
+        if username_holds_a_key(source):
+            return stored_secret(source.auth_username)
+        return source.auth_username or "—"
 
     @admin.display(description="Source URL")
     def source_url_masked(self, source):

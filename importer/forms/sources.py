@@ -11,12 +11,14 @@ from importer.forms.secrets import WriteOnlySecretsForm, keep_stored_secrets
 from importer.mapping import validate_document
 from importer.models import ImportSource
 from importer.redaction import (
+    MASK,
     declared_secret_params,
     mask_setting,
     mask_url,
     restore_masked,
     restore_url,
     secret_param_names,
+    username_holds_a_key,
 )
 from importer.services.editing import ASSETS_PLACE, FIXED_WHILE_IMPORTING, busy_text, running_import
 from importer.sources import limits
@@ -200,6 +202,8 @@ class ImportSourceForm(WriteOnlySecretsForm):
         for name in MASKED_JSON_FIELDS:
             if name in self.fields:
                 self.initial[name] = mask_setting(name, getattr(self.instance, name), declared)
+        if "auth_username" in self.fields and username_holds_a_key(self.instance):
+            self.initial["auth_username"] = MASK  # the API key, as Freshservice takes it
         for name in AT_LEAST_ONE:
             if name in self.fields:
                 field = self.fields[name]
@@ -221,6 +225,9 @@ class ImportSourceForm(WriteOnlySecretsForm):
             return restore_masked(value, stored, name)
         except ValueError as error:
             raise forms.ValidationError(f"{error}: give the value itself.") from None
+
+    def clean_auth_username(self):
+        return self._unmasked("auth_username")
 
     def clean_source_url(self):
         return _requestable(self._unmasked("source_url"))
