@@ -196,6 +196,42 @@ def test_a_file_encoding_that_cannot_be_read_is_refused_when_the_source_is_saved
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
+    "pagination, extra, said",
+    [
+        ("next_url", '{"limit": 200}', "'limit' is the query parameter the paging sends the page"),
+        ("offset", '{"offset": 0, "status": "active"}', "'offset' is the query parameter"),
+    ],
+)
+def test_an_extra_parameter_the_paging_would_replace_is_refused_saying_where_it_belongs(
+    staff_client, make_source, pagination, extra, said
+):
+    source = make_source(pagination=pagination, cursor_path="links.next")
+
+    response = staff_client.post(
+        reverse("admin:importer_importsource_change", args=[source.pk]),
+        source_form_data(source, pagination=pagination, extra_params=extra),
+    )
+
+    assert response.status_code == 200
+    [error] = response.context["adminform"].form.errors["extra_params"]
+    assert error.startswith(said)
+    assert ImportSource.objects.get(pk=source.pk).extra_params == source.extra_params
+
+
+@pytest.mark.django_db
+def test_extra_parameters_beside_the_pagings_own_are_saved(staff_client, make_source):
+    source = make_source(pagination="next_url", cursor_path="links.next")
+
+    staff_client.post(
+        reverse("admin:importer_importsource_change", args=[source.pk]),
+        source_form_data(source, extra_params='{"status": "active", "top": 5}'),
+    )
+
+    assert ImportSource.objects.get(pk=source.pk).extra_params == {"status": "active", "top": 5}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
     "base", ["https://api.atlassian.com/jsm", "https://api.atlassian.com/jsm/assets/workspace/1"]
 )
 def test_an_assets_address_with_the_apis_own_path_is_refused_when_saved(

@@ -26,6 +26,7 @@ from importer.sources.rules import (
     ca_bundle_problem,
     cursor_path_problem,
     encoding_problem,
+    paging_param_problem,
     plugin_problem,
 )
 
@@ -302,6 +303,7 @@ class ImportSourceForm(WriteOnlySecretsForm):
                 "cursor_path",
                 cursor_path_problem(cleaned.get("pagination"), cleaned.get("cursor_path") or ""),
             )
+            self._add_problem("extra_params", paging_param_problem(cleaned))
         auth = cleaned.get("source_auth") if kind in READ_OVER_HTTP else Auth.NONE
         has_secret = bool(cleaned.get("source_token") or self.instance.source_token)
         if auth != Auth.NONE and not has_secret:

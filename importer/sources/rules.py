@@ -26,6 +26,42 @@ def cursor_path_problem(pagination: str, cursor_path: str) -> str:
     return ""
 
 
+def paging_params(cleaned: dict) -> dict[str, str]:
+    """The query parameters the paging itself sends, by what each carries."""
+    pagination = cleaned.get("pagination") or ""
+    if pagination == "none":
+        return {}
+    sent = {"the page size": cleaned.get("limit_param") or ""}
+    if pagination == "offset":
+        sent["the offset"] = cleaned.get("offset_param") or ""
+    if pagination == "page":
+        sent["the page number"] = cleaned.get("page_param") or ""
+    if pagination == "cursor":
+        sent["the cursor"] = cleaned.get("cursor_param") or ""
+    return {what: name for what, name in sent.items() if name}
+
+
+def paging_param_problem(cleaned: dict) -> str:
+    """An extra parameter under a name the paging sends itself: the paging's value would
+    replace it on every request (a `limit` of 200 asked as extra, 100 sent), so say which
+    setting it belongs in instead of quietly overriding it."""
+    extra = cleaned.get("extra_params")
+    if not isinstance(extra, dict):
+        return ""
+    for what, name in paging_params(cleaned).items():
+        if name in extra:
+            instead = (
+                f"set Page size to {extra[name]} instead"
+                if what == "the page size"
+                else "the paging moves it page by page"
+            )
+            return (
+                f"'{name}' is the query parameter the paging sends {what} in, which would "
+                f"replace this value on every request: leave it out here ({instead})"
+            )
+    return ""
+
+
 def listed_plugins() -> dict[str, str]:
     return getattr(settings, "IMPORT_SOURCE_PLUGINS", {}) or {}
 
