@@ -61,6 +61,31 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+# Headers third-party APIs tell when a spent rate limit refills, instead of Retry-After: the
+# IETF draft's RateLimit-Reset (seconds from now), and X-RateLimit-Reset as GitHub, Okta and
+# Zendesk write it (a Unix time; some write seconds from now).
+RATE_LIMIT_RESET_HEADERS = ("RateLimit-Reset", "X-RateLimit-Reset", "X-Rate-Limit-Reset")
+_UNIX_TIME_FROM = 1_000_000_000  # larger numbers are a moment, not a number of seconds
+
+
+def retry_after_of(response: Any) -> float | None:
+    """Seconds to wait before asking again, from Retry-After or, on a 429 without it, from a
+    rate limit's reset header: waiting that long gets through, where a short backoff spends
+    the attempts on answers that are refused again."""
+    headers = response.headers
+    if headers.get("Retry-After"):
+        return parse_retry_after(headers.get("Retry-After"))
+    if response.status_code != 429:
+        return None
+    for name in RATE_LIMIT_RESET_HEADERS:
+        try:
+            value = float((headers.get(name) or "").strip())
+        except ValueError:
+            continue
+        return max(0.0, value - time.time() if value >= _UNIX_TIME_FROM else value)
+    return None
+
+
 def worth_retrying(status: int) -> bool:
     """Whether an answer with this HTTP status may be mended by asking again: 429 and the
     gateway errors always, a plain 500 unless RETRY_HTTP_500 is off (some servers answer 500

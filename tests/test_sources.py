@@ -847,6 +847,23 @@ def test_retry_after_on_a_429_is_read(fake: FakeSource) -> None:
     assert ids(build_source(source).fetch_page("").records) == every_id(5)
 
 
+@pytest.mark.parametrize(
+    "header, value",
+    [
+        ("X-Rate-Limit-Reset", lambda: str(int(time.time()) + 20)),  # Okta: a Unix time
+        ("X-RateLimit-Reset", lambda: str(int(time.time()) + 20)),  # GitHub, Zendesk
+        ("RateLimit-Reset", lambda: "20"),  # the IETF draft: seconds from now
+    ],
+)
+def test_a_429_without_retry_after_waits_for_the_rate_limits_reset(
+    fake: FakeSource, header: str, value: Callable[[], str]
+) -> None:
+    fake.faults.add(path_contains="/api/offset", status=429, headers={header: value()})
+    error = failure(rest_source(f"{fake.base_url}/api/offset", records_path="data.items"))
+    assert (error.status, error.permanent) == (429, False)
+    assert 17 <= error.retry_after <= 20
+
+
 def test_an_html_error_page_is_a_transient_server_error(fake: FakeSource) -> None:
     html = "<html><body><h1>500 Internal Server Error</h1><p>nginx</p></body></html>"
     fake.faults.add(path_contains="/api/offset", status=500, body=html)

@@ -48,6 +48,7 @@ class FaultRule:
     body: str | None = None
     body_contains: str = ""
     drip: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)  # more headers of the answer
 
     def __post_init__(self) -> None:
         if self.method is not None:
@@ -326,6 +327,7 @@ class _Handler(BaseHTTPRequestHandler):
         reply = Reply(rule.status, body.encode(), _content_type_of(body))
         if rule.retry_after is not None:
             reply.headers["Retry-After"] = rule.retry_after
+        reply.headers.update(rule.headers)
         self._send(reply, drip=rule.drip)
         return True
 

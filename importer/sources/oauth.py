@@ -14,7 +14,7 @@ from django.utils.crypto import salted_hmac
 
 from importer.deadline import discard, mount_deadline_adapter
 from importer.redaction import remember_secrets
-from importer.remote import parse_retry_after, worth_retrying
+from importer.remote import retry_after_of, worth_retrying
 from importer.sources.urls import public_url
 
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ def _request_token(http: SourceHttp) -> tuple[str, float]:
             + ("; check the client id, client secret and scope" if refused else ""),
             permanent=not worth_retrying(status),
             status=status,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            retry_after=retry_after_of(response),
             kind="auth" if refused else "server_error",
         )
     body = bytearray()

@@ -32,7 +32,7 @@ from importer.redaction import (
     remember_secrets,
     secrets_of,
 )
-from importer.remote import RemoteSession, parse_retry_after, why_unreachable, worth_retrying
+from importer.remote import RemoteSession, retry_after_of, why_unreachable, worth_retrying
 from importer.sources import limits, oauth
 from importer.sources.base import SourceError, config_error
 from importer.sources.rules import ca_bundle_problem
@@ -328,7 +328,7 @@ class SourceHttp:
             + (f"; {hint}" if hint else ""),
             permanent=not worth_retrying(status),
             status=status,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            retry_after=retry_after_of(response),
             kind=STATUS_KINDS.get(status, "server_error" if status >= 500 else "bad_request"),
         )
 
