@@ -241,7 +241,7 @@ def username_holds_a_key(source: Any) -> bool:
     if getattr(source, "source_auth", "") != "basic" or not username:
         return False
     password = getattr(source, "source_token", "") or ""
-    return len(password) <= 2 or _looks_like_a_key(username)
+    return len(password) <= 1 or _looks_like_a_key(username)
 
 
 def secrets_of(source: Any) -> list[str]:

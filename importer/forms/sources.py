@@ -137,7 +137,7 @@ class ImportSourceForm(WriteOnlySecretsForm):
     """Tokens are write-only: the stored secret is never sent back to the browser."""
 
     secret_fields = SECRET_FIELDS
-    masked_fields = (*MASKED_URL_FIELDS, *MASKED_JSON_FIELDS)
+    masked_fields = (*MASKED_URL_FIELDS, *MASKED_JSON_FIELDS, "auth_username")
 
     assets_token = forms.CharField(
         label="Assets token",
