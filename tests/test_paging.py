@@ -155,6 +155,27 @@ def test_a_next_link_path_that_misses_the_answers_next_link_fails_instead_of_end
     assert not sandbox.execution(execution.assets_execution_id)["completed_posts"]
 
 
+@pytest.mark.parametrize(
+    "style, cursor_path, said",
+    [
+        ("cursor", "meta.nextCursor", "answered a next cursor at 'meta.next_cursor'"),
+        ("cursor", "next_cursor", "answered a next cursor at 'meta.next_cursor'"),
+        ("next_url", "next", "answered a next link at 'links.next'"),
+        ("cursor", "meta", "answered an object at its next-page path 'meta' (holding"),
+    ],
+)
+def test_a_next_page_path_that_misses_the_answers_cursor_fails_instead_of_ending_early(
+    serve, import_from, sandbox, style, cursor_path, said
+):
+    fake = serve()
+
+    execution = import_from(fake, style, cursor_path=cursor_path)
+
+    assert execution.state == Execution.State.FAILED
+    assert said in execution.error
+    assert not sandbox.execution(execution.assets_execution_id)["completed_posts"]
+
+
 def test_one_page_per_task_also_delivers_every_record_of_a_source_serving_fewer(
     serve, import_from, sandbox, settings
 ):

@@ -848,6 +848,33 @@ def test_retry_after_on_a_429_is_read(fake: FakeSource) -> None:
 
 
 @pytest.mark.parametrize(
+    "answer, said",
+    [
+        ({"data": [{"id": 1}], "has_more": True}, "says it has more records ('has_more' is"),
+        ({"data": [{"id": 1}], "meta": {"has_more": False, "after_cursor": "z9"}}, ""),
+        ({"data": [{"id": 1}], "nextSyncToken": "s-77"}, ""),  # Google's last page
+        ({"data": [{"id": 1}], "paging": {"nextPageToken": "t-2"}}, "at 'paging.nextPageToken'"),
+    ],
+)
+def test_a_cursor_path_finding_nothing_ends_only_where_the_answer_does_not_lead_on(
+    httpserver, answer: dict, said: str
+) -> None:
+    httpserver.expect_request("/api/devices").respond_with_json(answer)
+    source = rest_source(
+        httpserver.url_for("/api/devices"),
+        records_path="data",
+        pagination="cursor",
+        cursor_path="next",
+        cursor_param="cursor",
+    )
+
+    if said:
+        assert said in failure(source).message
+    else:
+        assert build_source(source).fetch_page("").next_cursor is None
+
+
+@pytest.mark.parametrize(
     "header, value",
     [
         ("X-Rate-Limit-Reset", lambda: str(int(time.time()) + 20)),  # Okta: a Unix time

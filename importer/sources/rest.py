@@ -636,7 +636,7 @@ class RestJsonSource:
         if config.pagination == "none":
             return None
         if config.pagination == "cursor":
-            value = lookup(document, config.cursor_path)
+            value = self._at_cursor_path(document, records)
             if value is None or value == "" or value is False:
                 return None
             if str(value) == cursor:
@@ -645,10 +645,8 @@ class RestJsonSource:
                 raise self._endless(f"'{config.cursor_path}'")
             return str(value)
         if config.pagination == "next_url":
-            value = lookup(document, config.cursor_path)
+            value = self._at_cursor_path(document, records)
             where = f"'{config.cursor_path}'"
-            if value is None and records:
-                self._refuse_next_link_elsewhere(document)
         else:
             value = _link_to_next(response)
             where = 'its Link header (rel="next")'
@@ -723,19 +721,57 @@ class RestJsonSource:
                 kind="bad_records",
             ) from None
 
-    def _refuse_next_link_elsewhere(self, document: Any) -> None:
-        """The configured path found nothing, yet the answer links to a next page under
-        another name: the path is wrong, and ending here would mark a first page DONE as if
-        it were all the source holds."""
-        found = _next_link_path(document)
-        if found:
+    def _at_cursor_path(self, document: Any, records: list[dict]) -> Any:
+        """What the answer holds at the next-page path: None where it holds nothing.
+
+        A path that finds nothing in an answer that still leads on (a next cursor or link
+        under another name, a "has more" flag set) is a wrong path, not the source's end:
+        ending there would mark the first page DONE as if it were all the source holds. A
+        path at an object (HubSpot's `paging.next`) names the object holding the cursor."""
+        config = self.config
+        value = _walk(document, [part for part in config.cursor_path.split(".") if part])
+        if value is _MISSING:
+            if records:
+                self._refuse_a_missed_next(document)
+            return None
+        if isinstance(value, dict) and isinstance(value.get("href"), str):
+            return value["href"]  # a link object (JSON:API 1.1, HAL)
+        if isinstance(value, (dict, list)):
+            inside = ", ".join(str(key) for key in value) if isinstance(value, dict) else ""
+            example = f" (e.g. '{config.cursor_path}.{next(iter(value))}')" if inside else ""
             raise SourceError(
-                f"source '{self.name}' answered a next link at '{found}', but its next-page "
-                f"path is '{self.config.cursor_path}', which this answer does not have: set "
-                "the path to where the answer keeps its next link, or the import would end "
-                "after this page",
+                f"source '{self.name}' answered {'an object' if inside else 'a list'} at its "
+                f"next-page path '{config.cursor_path}'"
+                + (f" (holding {inside})" if inside else "")
+                + f", not a cursor or link: set the path to the value inside it{example}",
                 kind="config",
             )
+        return value
+
+    def _refuse_a_missed_next(self, document: Any) -> None:
+        more = _find(document, _says_more)
+        if more and more[1] is False:
+            return  # the answer says it is the last page
+        looks_like_next = (
+            _looks_like_next_link
+            if self.config.pagination == "next_url"
+            else (_looks_like_next_cursor)
+        )
+        found = _find(document, looks_like_next)
+        if not (found or more):
+            return
+        told = (
+            f"answered {'a next link' if self.config.pagination == 'next_url' else 'a next cursor'}"
+            f" at '{found[0]}'"
+            if found
+            else f"says it has more records ('{more[0]}' is true)"
+        )
+        raise SourceError(
+            f"source '{self.name}' {told}, but its next-page path is "
+            f"'{self.config.cursor_path}', which this answer does not have: set the path to "
+            "where the answer keeps its next page, or the import would end after this page",
+            kind="config",
+        )
 
     def _endless(self, where: str) -> SourceError:
         return SourceError(
@@ -745,24 +781,53 @@ class RestJsonSource:
         )
 
 
-def _next_link_path(document: Any, prefix: str = "", depth: int = 3) -> str:
-    """The dotted path of a key named like a next link ("next", "nextLink", "next_page_url")
-    holding a URL, within a few levels of the answer; "" when there is none."""
+# Keys that say whether more pages follow, and keys that name a next cursor besides those
+# holding "next" (Zendesk's `after_cursor`, Elasticsearch's `_scroll_id`, S3's `Marker`).
+_MORE_KEYS = frozenset({"hasmore", "more", "hasnext", "hasnextpage", "moreresults"})
+_CURSOR_KEYS = frozenset({"after", "aftercursor", "cursor", "continuation", "scrollid", "marker"})
+
+
+def _bare(key: str) -> str:
+    return re.sub(r"[^a-z]", "", key.lower())
+
+
+def _says_more(key: str, value: Any) -> bool:
+    return _bare(key) in _MORE_KEYS and isinstance(value, bool)
+
+
+def _looks_like_next_cursor(key: str, value: Any) -> bool:
+    """A value under a cursor's name: `next_cursor`, `nextPageToken`, `after_cursor`, not
+    `nextSyncToken` (what a last page of Google's gives for later changes)."""
+    bare = _bare(key)
+    named = ("next" in bare or bare in _CURSOR_KEYS) and "sync" not in bare
+    return named and isinstance(value, (str, int)) and not isinstance(value, bool) and value != ""
+
+
+def _looks_like_next_link(key: str, value: Any) -> bool:
+    """A URL under a next link's name: `next`, `nextLink`, `next_page_url`."""
+    return (
+        "next" in key.lower()
+        and isinstance(value, str)
+        and value.startswith(("http://", "https://", "/", "?"))
+    )
+
+
+def _find(document: Any, wanted, prefix: str = "", depth: int = 3) -> tuple[str, Any] | None:
+    """The dotted path and value of the first entry `wanted(key, value)` picks, within a few
+    levels of the answer's objects; None when there is none."""
     if not isinstance(document, dict) or depth == 0:
-        return ""
+        return None
+    nested = []
     for key, value in document.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, str) and "next" in key.lower() and _looks_like_url(value):
-            return path
+        if wanted(str(key), value):
+            return f"{prefix}{key}", value
         if isinstance(value, dict):
-            found = _next_link_path(value, f"{path}.", depth - 1)
-            if found:
-                return found
-    return ""
-
-
-def _looks_like_url(value: str) -> bool:
-    return value.startswith(("http://", "https://", "/", "?"))
+            nested.append((key, value))
+    for key, value in nested:
+        found = _find(value, wanted, f"{prefix}{key}.", depth - 1)
+        if found:
+            return found
+    return None
 
 
 def _secret_mark(form: str) -> str:
