@@ -262,7 +262,9 @@ class FakeSource(DevServer):
         self.first_page = first_page
         self.default_limit = default_limit
         self.huge_bytes = 60 * ONE_MB
-        self.echo_query = True  # next URLs repeat the request's query, as many APIs do
+        # Next URLs repeat the request's query, as many APIs do (True); only its limit
+        # (False); or nothing but where the next page starts ("nothing", as HubSpot's links).
+        self.echo_query: bool | str = True
         # The Link header's relation for the next page: servers write it in any case, and
         # some give a link several relations (RFC 8288).
         self.next_rel = "next"
@@ -634,8 +636,10 @@ class FakeSource(DevServer):
         if start + limit >= len(self.records) and not self.endless_links:
             return None
         query = {name: values[0] for name, values in request.query.items() if name != "hop"}
-        if not self.echo_query:
+        if self.echo_query is False:
             query = {"limit": str(limit)}
+        elif self.echo_query == "nothing":
+            query = {}
         token = request.bearer_token() or ""
         extra = {
             name: value.replace("{token}", token) for name, value in self.next_link_params.items()

@@ -176,6 +176,41 @@ def test_a_next_page_path_that_misses_the_answers_cursor_fails_instead_of_ending
     assert not sandbox.execution(execution.assets_execution_id)["completed_posts"]
 
 
+@pytest.mark.parametrize("style", ["next_url", "link_header"])
+def test_next_links_that_leave_out_the_extra_parameters_and_page_size_get_them_back(
+    serve, import_from, sandbox, style
+):
+    # HubSpot's next links carry only `after`: without `properties` every later page came
+    # with empty attributes, and without `limit` ten records at a time.
+    fake = serve()
+    fake.echo_query = "nothing"
+
+    execution = import_from(fake, style, extra_params={"properties": "name,serial"})
+
+    assert_every_record_once(sandbox, execution)
+    pages = fake.requests_to(f"/api/{'next' if style == 'next_url' else 'link'}")
+    assert len(pages) == RECORDS // 25
+    assert all(page.query["properties"] == ["name,serial"] for page in pages)
+    assert all(page.query["limit"] == ["25"] for page in pages)
+
+
+def test_a_parameter_written_into_the_source_url_goes_with_the_first_request_only(
+    serve, import_from, sandbox
+):
+    # Salesforce's next "link" is a query locator: the query itself must not follow it.
+    fake = serve()
+    fake.echo_query = "nothing"
+
+    execution = import_from(
+        fake, "next_url", source_url=f"{fake.base_url}/api/next?q=SELECT+Name+FROM+Asset"
+    )
+
+    assert_every_record_once(sandbox, execution)
+    first, *later = fake.requests_to("/api/next")
+    assert first.query["q"] == ["SELECT Name FROM Asset"]
+    assert later and not any("q" in page.query for page in later)
+
+
 def test_one_page_per_task_also_delivers_every_record_of_a_source_serving_fewer(
     serve, import_from, sandbox, settings
 ):

@@ -2,8 +2,11 @@
 
 The cursor stored with a chunk is what fetches that page again: the offset (offset paging), the
 page number (page paging), the source's opaque cursor (cursor paging) or the full URL of the
-page (next-URL and Link-header paging). Full URLs carry their own query, so `extra_params` are
-added to the first request only; after that the source decides what the next URL asks for.
+page (next-URL and Link-header paging). Full URLs carry their own query; `extra_params` and the
+page size that a next URL leaves out are added to it (HubSpot's links drop `properties` and
+`limit`, which left every later page with empty attributes, ten records at a time), never
+replacing what the link asks for. A parameter written into the source URL itself goes with the
+first request only, for a source whose links must be followed as they are.
 An API key sent as a query parameter is removed from stored URLs and added to each request.
 
 Offset and page-number sources are read in parallel from cursors computed in advance, so their
@@ -33,7 +36,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import parse_qs, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from django.utils.crypto import salted_hmac
 
@@ -581,7 +584,9 @@ class RestJsonSource:
             return with_query(base, {**extra, **self._limit, **position})
         if config.pagination in ("next_url", "link_header"):
             if cursor:
-                return self._usable(self._on_the_source(cursor))
+                return _adding_missing(
+                    self._usable(self._on_the_source(cursor)), {**extra, **self._limit}
+                )
             return with_query(base, {**extra, **self._limit})
         return with_query(base, extra)
 
@@ -655,7 +660,7 @@ class RestJsonSource:
         next_url = self._on_the_source(
             self._storable(urljoin(response.url, str(value))), answered_at=response.url
         )
-        if next_url == self._storable(url):
+        if next_url in (self._storable(url), cursor):
             if not records:
                 return None
             raise self._endless(where)
@@ -828,6 +833,20 @@ def _find(document: Any, wanted, prefix: str = "", depth: int = 3) -> tuple[str,
         if found:
             return found
     return None
+
+
+def _adding_missing(url: str, params: dict[str, Any]) -> str:
+    """`url` with the `params` its query leaves out appended; the link's own query, opaque
+    tokens and all, is left byte for byte as the source wrote it."""
+    query = urlsplit(url).query
+    present = {name for name, _ in parse_qsl(query, keep_blank_values=True)}
+    missing = {name: value for name, value in params.items() if name not in present}
+    if not missing:
+        return url
+    head, _, fragment = url.partition("#")
+    joiner = "&" if query else ("" if head.endswith("?") else "?")
+    added = f"{head}{joiner}{urlencode(missing, doseq=True)}"
+    return f"{added}#{fragment}" if fragment else added
 
 
 def _secret_mark(form: str) -> str:
