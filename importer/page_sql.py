@@ -31,8 +31,8 @@ INGESTING = Execution.State.INGESTING
 def record_fetched(
     execution: Execution, *, records: int, total: int | None = None, first_page_digest: str = ""
 ) -> tuple[bool, int | None]:
-    """Count a fetched page (and keep the first total the source told, and the first page's
-    digest when this is the first page).
+    """Count a fetched page (and keep the first and the largest total the source told, and
+    the first page's digest when this is the first page).
 
     Returns whether the execution still takes data (it is INGESTING), and the source's last
     page as known now (None: not found yet). Read on the way, into `execution`:
@@ -41,7 +41,7 @@ def record_fetched(
     params = [
         _now(),
         records,
-        *([total] if total is not None else []),
+        *([total] * 3 if total is not None else []),
         *([first_page_digest] if first_page_digest else []),
         execution.pk,
         INGESTING,
@@ -183,8 +183,13 @@ class _Statements:
             f"RETURNING {e('last_chunk_index')}, {e('assets_paused_until')}, "
             f"{e('first_page_digest')}"
         )
-        # The first total a page reports is kept (a total that changes shows at the end).
-        total = f", {e('records_total')} = COALESCE({e('records_total')}, %s)"
+        # The first total a page reports is kept, and the largest (a source growing while
+        # it is read): a total that changes otherwise shows at the end.
+        largest = e("records_total_largest")
+        total = (
+            f", {e('records_total')} = COALESCE({e('records_total')}, %s), {largest} = "
+            f"CASE WHEN {largest} IS NULL OR {largest} < %s THEN %s ELSE {largest} END"
+        )
         first = f", {e('first_page_digest')} = %s"
         self.record_fetched = {
             (told, first_page): fetched

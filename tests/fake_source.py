@@ -240,6 +240,7 @@ class FakeSource(DevServer):
         null_when_empty: bool = False,
         omit_when_empty: bool = False,
         order_moves_after: int | None = None,
+        grows_after: tuple[int, int] | None = None,
         auth: str = "none",
         username: str = "",
         secret: str = "",
@@ -300,11 +301,16 @@ class FakeSource(DevServer):
         # or the last ("last", as Django's Paginator.get_page does).
         self.before_first_page = "first"
         self.order_moves_after = order_moves_after
+        # (answers, records): once that many pages are answered, that many records are added
+        # at the end, as a busy fleet enrols devices while it is read.
+        self.grows_after = grows_after
+        self.pages_answered = 0
         self.answers_read = 0
         self.misbehaviours: list[Misbehaviour] = []
         self.drip_interval = 0.5
         self.deep_levels = 100_000
         self.flood_bytes = 49 * ONE_MB
+        self._record = record
         self.records = [record(i) for i in range(1, records + 1)]
         self.files: dict[str, FakeFile] = {}
         self.requests: list[Request] = []
@@ -530,6 +536,13 @@ class FakeSource(DevServer):
     # --- paging ----------------------------------------------------------------------------
 
     def _window(self, start: int, limit: int) -> list[dict[str, Any]]:
+        if self.grows_after is not None:
+            with self._lock:
+                self.pages_answered += 1
+                if self.pages_answered == self.grows_after[0]:
+                    first = len(self.records) + 1
+                    added = range(first, first + self.grows_after[1])
+                    self.records = self.records + [self._record(i) for i in added]
         records = self.records
         if self.order_moves_after is not None:
             with self._lock:
@@ -627,7 +640,8 @@ class FakeSource(DevServer):
             following += f"~{lap}"  # every cursor of a new round is new
         if following is None and self.wraps_around:  # back to the start, under a new cursor
             following = f"c{self.wraps_to}~{time.monotonic_ns()}"
-        body = {"items": self._window(start, limit), "meta": {"next_cursor": following}}
+        items = self._window(start, limit)
+        body = {"items": items, "meta": {"next_cursor": following}, "total": self.total}
         return json_reply(200, body)
 
     def _following_query(self, request: Request, start: int) -> str | None:

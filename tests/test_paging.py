@@ -233,6 +233,33 @@ def test_a_source_cutting_the_limit_and_telling_its_total_is_done_when_they_agre
     assert execution.records_total == RECORDS
 
 
+@pytest.mark.parametrize("style, total_path", [("cursor", "total"), ("offset", "meta.total")])
+def test_a_source_growing_while_it_is_read_is_done_with_every_record_it_told(
+    serve, import_from, sandbox, style, total_path
+):
+    # A busy EDR or MDM fleet enrols devices mid-import: its later pages tell a larger total.
+    fake = serve(grows_after=(2, 5))
+
+    execution = import_from(fake, style, total_path=total_path, record_drop_limit=None)
+
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert execution.state == Execution.State.DONE, execution.error
+    assert (execution.records_total, execution.records_total_largest) == (RECORDS, RECORDS + 5)
+    assert remote["records_received"] == RECORDS + 5 == len(remote["objects"])
+
+
+def test_a_source_that_shrank_while_it_was_read_still_fails_on_its_total(
+    serve, import_from, sandbox
+):
+    # Offset paging past a deleted record skips the one after it: fewer than told at first.
+    fake = serve(reported_total=RECORDS + 5)
+
+    execution = import_from(fake, "offset", total_path="meta.total")
+
+    assert execution.state == Execution.State.FAILED
+    assert f"said it holds {RECORDS + 5} records" in execution.error
+
+
 @pytest.mark.parametrize(
     "style, total_path, reported, served, habits",
     [

@@ -203,6 +203,12 @@ class Execution(models.Model):
         blank=True,
         help_text="The number of records the source says it holds, if it does.",
     )
+    records_total_largest = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="The largest total the source told while it was read: a source that grows "
+        "meanwhile (devices enrolled mid-import) tells more on its later pages.",
+    )
     pages_submitted = models.PositiveIntegerField(default=0)
     records_submitted = models.PositiveIntegerField(default=0)
     records_skipped = models.PositiveIntegerField(

@@ -89,9 +89,12 @@ def total_disagreement(execution: Execution) -> str:
     if total is None or execution.last_chunk_index is None:
         return ""
     received = records_received(execution)
-    if received == total:
-        return ""
+    largest = max(total, execution.records_total_largest or total)
+    if total <= received <= largest:
+        return ""  # all it told at first, and what it grew by while it was read
     where = execution.source.total_path or "its total path"
+    if largest > total:
+        where += f", growing to {largest} while it was read"
     if received < total:
         what = (
             f"The source said it holds {total} records (at '{where}') but served only "
