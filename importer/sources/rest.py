@@ -34,13 +34,14 @@ server chooses. Hence:
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from django.utils.crypto import salted_hmac
 
-from importer.redaction import secret_forms, secrets_of
+from importer.redaction import redact, secret_forms, secrets_of
 from importer.sources import limits
 from importer.sources.base import Page, SourceError, config_error, number_cursor
 from importer.sources.rules import cursor_path_problem
@@ -109,9 +110,16 @@ def select_records(document: Any, path: str, source_name: str) -> list[dict]:
         walked.append(key)
         value = _step(value, key)
         if value is _MISSING:
+            erring = next((answer for answer in (parent, document) if _says_error(answer)), None)
+            if erring is not None:
+                raise SourceError(
+                    f"source '{source_name}' answered an error instead of its records "
+                    f"('{path}'): {_excerpt(erring)}. Check what it says (its credentials, "
+                    "permissions or a quota); the import stops rather than end without the rest",
+                    kind="bad_records",
+                )
             if optional and len(walked) == len(keys) and isinstance(parent, dict):
-                if not (_says_error(parent) or _says_error(document)):
-                    return []  # the list itself left out: no records here
+                return []  # the list itself left out: no records here
             # Only the list itself may be left out, and only where no other list stands.
             left_out = len(walked) == len(keys) and not (  # no other list of records there
                 isinstance(parent, dict)
@@ -181,7 +189,7 @@ def _says_error(answer: Any) -> bool:
         return False
     if str(answer.get("status", "")).lower() in ("error", "fail", "failed"):
         return True
-    if answer.get("success") is False:
+    if answer.get("success") is False or answer.get("ok") is False:  # Slack's "ok": false
         return True
     if any(
         str(key).lower() in _ERROR_KEYS and value not in (None, "", 0, "0", False, [], {})
@@ -191,6 +199,12 @@ def _says_error(answer: Any) -> bool:
     keys = {str(key).lower() for key in answer}
     said_success = answer.get("code") in (0, "0") or answer.get("success") is True
     return bool(keys & {"message", "detail"}) and keys <= _MESSAGE_KEYS and not said_success
+
+
+def _excerpt(answer: dict, limit: int = 300) -> str:
+    """An error answer as the source wrote it, credentials masked, cut to `limit` characters."""
+    text = redact(json.dumps(answer, ensure_ascii=False, default=str))
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
 def _what_is_there(value: Any, walked: list[str]) -> str:
