@@ -896,6 +896,16 @@ def test_a_429_without_retry_after_waits_for_the_rate_limits_reset(
     assert 17 <= error.retry_after <= 20
 
 
+def test_a_page_size_the_source_refuses_points_to_the_page_size_setting(fake: FakeSource) -> None:
+    refusal = '{"error": {"code": 400, "message": "Invalid value for limit: at most 500"}}'
+    fake.faults.add(path_contains="/api/offset", status=400, body=refusal)
+
+    error = failure(rest_source(f"{fake.base_url}/api/offset", records_path="data.items"))
+
+    assert "Invalid value for limit" in error.message
+    assert "the page size asked (5): set the source's Page size to what it allows" in error.message
+
+
 def test_an_html_error_page_is_a_transient_server_error(fake: FakeSource) -> None:
     html = "<html><body><h1>500 Internal Server Error</h1><p>nginx</p></body></html>"
     fake.faults.add(path_contains="/api/offset", status=500, body=html)

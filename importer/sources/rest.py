@@ -637,7 +637,8 @@ class RestJsonSource:
         raise SourceError(
             f"source '{self.name}' pointed to its next page at {public_url(url)}, another "
             f"host than the source URL ({public_url(self.config.source_url)}): refusing to "
-            "send the source's credentials there",
+            "send the source's credentials there. If that is another name of the same "
+            "service (its canonical host name), set the source URL to that host",
             kind="bad_cursor",
         )
 

@@ -318,6 +318,11 @@ class SourceHttp:
             detail = f": {excerpt}" if excerpt else ""
         discard(response, self.deadline)
         hint = STATUS_HINTS.get(status)
+        if status in (400, 422) and self._names_the_page_size(detail):
+            hint = (
+                f"the answer names '{self.source.limit_param}', the page size asked "
+                f"({self.source.page_size}): set the source's Page size to what it allows"
+            )
         if response.history and origin(response.url) != origin(url):
             hint = (
                 f"it was redirected to another origin, {public_url(response.url)}, where the "
@@ -331,6 +336,12 @@ class SourceHttp:
             retry_after=retry_after_of(response),
             kind=STATUS_KINDS.get(status, "server_error" if status >= 500 else "bad_request"),
         )
+
+    def _names_the_page_size(self, detail: str) -> bool:
+        """Whether an error answer speaks of the page size parameter (Google's `maxResults`
+        out of range, Zendesk's `page[size]`), the setting the user has to change."""
+        name = getattr(self.source, "limit_param", "")
+        return bool(name) and name.lower() in detail.lower()
 
     def _excerpt(self, response: requests.Response, limit: int = 200) -> str:
         """The start of an error body, on one line: what the source says went wrong.
