@@ -29,10 +29,16 @@ INGESTING = Execution.State.INGESTING
 
 
 def record_fetched(
-    execution: Execution, *, records: int, total: int | None = None, first_page_digest: str = ""
+    execution: Execution,
+    *,
+    records: int,
+    total: int | None = None,
+    first_page: bool = False,
+    first_page_digest: str = "",
 ) -> tuple[bool, int | None]:
-    """Count a fetched page (and keep the first and the largest total the source told, and
-    the first page's digest when this is the first page).
+    """Count a fetched page (and keep the total the source told: the first page's, read
+    before the others, else the first one told, and the largest; and the first page's digest
+    when this is the first page).
 
     Returns whether the execution still takes data (it is INGESTING), and the source's last
     page as known now (None: not found yet). Read on the way, into `execution`:
@@ -46,7 +52,8 @@ def record_fetched(
         execution.pk,
         INGESTING,
     ]
-    statement = _sql().record_fetched[total is not None, bool(first_page_digest)]
+    told = total is not None
+    statement = _sql().record_fetched[told, told and first_page, bool(first_page_digest)]
     with connection.cursor() as cursor:
         cursor.execute(statement, params)
         row = cursor.fetchone()
@@ -183,21 +190,26 @@ class _Statements:
             f"RETURNING {e('last_chunk_index')}, {e('assets_paused_until')}, "
             f"{e('first_page_digest')}"
         )
-        # The first total a page reports is kept, and the largest (a source growing while
-        # it is read): a total that changes otherwise shows at the end.
+        # The total told before the source could change is kept (the first page's, which
+        # is read first, else the first told), and the largest (a source growing while it
+        # is read): a total that changes otherwise shows at the end.
         largest = e("records_total_largest")
-        total = (
-            f", {e('records_total')} = COALESCE({e('records_total')}, %s), {largest} = "
-            f"CASE WHEN {largest} IS NULL OR {largest} < %s THEN %s ELSE {largest} END"
+        grown = (
+            f"{largest} = CASE WHEN {largest} IS NULL OR {largest} < %s THEN %s ELSE {largest} END"
         )
+        totals = {
+            False: f", {e('records_total')} = COALESCE({e('records_total')}, %s), {grown}",
+            True: f", {e('records_total')} = %s, {grown}",
+        }
         first = f", {e('first_page_digest')} = %s"
         self.record_fetched = {
-            (told, first_page): fetched
-            + (total if told else "")
-            + (first if first_page else "")
+            (told, of_first_page, with_digest): fetched
+            + (totals[of_first_page] if told else "")
+            + (first if with_digest else "")
             + guard
             for told in (False, True)
-            for first_page in (False, True)
+            for of_first_page in (False, True)
+            for with_digest in (False, True)
         }
         self.submit_state = (
             f"SELECT c.{c('state')}, c.{c('attempts')}, e.{e('state')}, "

@@ -14,14 +14,20 @@ State = Execution.State
 MIN_SHARE_FOR_ESTIMATE = 0.05
 
 
+def told_total(execution: Execution) -> int | None:
+    """The largest total the source told: one growing while it is read is not past 100 %."""
+    return max(execution.records_total or 0, execution.records_total_largest or 0) or None
+
+
 def _work(execution: Execution) -> tuple[str, int, int] | None:
     """(basis, done, total) of the work the source has told us about, or None. An import
     that failed or was cancelled counts what arrived: the records left out are not done."""
-    if execution.records_total:
+    total = told_total(execution)
+    if total:
         done = execution.records_submitted
         if execution.state not in (State.FAILED, State.CANCELLED):
             done += execution.records_skipped
-        return "records", done, execution.records_total
+        return "records", done, total
     if execution.last_chunk_index is not None:
         return "pages", execution.pages_submitted, execution.last_chunk_index + 1
     return None
@@ -121,7 +127,7 @@ def progress_of(execution: Execution) -> dict:
             execution.last_chunk_index + 1 if execution.last_chunk_index is not None else None
         ),
         "records_fetched": execution.records_fetched,
-        "records_total": execution.records_total,
+        "records_total": told_total(execution),
         "records_submitted": execution.records_submitted,
         "records_skipped": execution.records_skipped,
         "records_per_second": round(execution.records_submitted / seconds, 1) if seconds else None,

@@ -234,14 +234,23 @@ def _urls_of(source: Any) -> list[str]:
 
 
 def username_holds_a_key(source: Any) -> bool:
-    """Basic authentication whose user name is the API key: Freshservice, BambooHR and
-    Stripe take the key as the user name and an empty or placeholder password ("X"). Such a
-    user name is a secret, shown masked and scrubbed like the password."""
+    """A user name that is the API key: Freshservice, BambooHR and Stripe take the key as
+    the Basic user name and a placeholder password ("X"). Such a user name is a secret,
+    shown masked and scrubbed like the password; so is one left behind by Basic
+    authentication under an authentication that sends none (bearer, API key)."""
     username = getattr(source, "auth_username", "") or ""
-    if getattr(source, "source_auth", "") != "basic" or not username:
+    auth = getattr(source, "source_auth", "")
+    if not username or auth == "oauth2_client_credentials":  # a client id is no secret
         return False
+    if auth != "basic":
+        return True
     password = getattr(source, "source_token", "") or ""
-    return len(password) <= 1 or _looks_like_a_key(username)
+    return len(password) <= 1 or bool(_KEY_SHAPED_USER_NAME.fullmatch(username))
+
+
+# A user name shaped like a key: long, of letters, digits, "-" and "_" with both letters and
+# digits (no "@" or "." as e-mail addresses and "integration.user" have).
+_KEY_SHAPED_USER_NAME = re.compile(r"(?=.*[A-Za-z])(?=.*\d)[A-Za-z0-9_-]{24,}")
 
 
 def secrets_of(source: Any) -> list[str]:

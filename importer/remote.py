@@ -65,25 +65,38 @@ def parse_retry_after(value: str | None) -> float | None:
 # IETF draft's RateLimit-Reset (seconds from now), and X-RateLimit-Reset as GitHub, Okta and
 # Zendesk write it (a Unix time; some write seconds from now).
 RATE_LIMIT_RESET_HEADERS = ("RateLimit-Reset", "X-RateLimit-Reset", "X-Rate-Limit-Reset")
+_REMAINING_HEADERS = ("RateLimit-Remaining", "X-RateLimit-Remaining", "X-Rate-Limit-Remaining")
 _UNIX_TIME_FROM = 1_000_000_000  # larger numbers are a moment, not a number of seconds
+_UNIX_MILLISECONDS_FROM = 100_000_000_000  # ... and these a moment in milliseconds
 
 
 def retry_after_of(response: Any) -> float | None:
     """Seconds to wait before asking again, from Retry-After or, on a 429 without it, from a
     rate limit's reset header: waiting that long gets through, where a short backoff spends
-    the attempts on answers that are refused again."""
+    the attempts on answers that are refused again. A reset is the spent window's only when
+    no requests remain in it: GitHub's secondary limits answer 429 with requests left, and
+    the primary window's reset, up to an hour away, is not what they ask to wait."""
     headers = response.headers
-    if headers.get("Retry-After"):
-        return parse_retry_after(headers.get("Retry-After"))
-    if response.status_code != 429:
+    asked = parse_retry_after(headers.get("Retry-After"))
+    if asked is not None or response.status_code != 429:
+        return asked
+    if any(_number(headers.get(name)) not in (None, 0) for name in _REMAINING_HEADERS):
         return None
     for name in RATE_LIMIT_RESET_HEADERS:
-        try:
-            value = float((headers.get(name) or "").strip())
-        except ValueError:
+        value = _number(headers.get(name))
+        if value is None:
             continue
+        if value >= _UNIX_MILLISECONDS_FROM:
+            value /= 1000
         return max(0.0, value - time.time() if value >= _UNIX_TIME_FROM else value)
     return None
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float((text or "").strip())
+    except ValueError:
+        return None
 
 
 def worth_retrying(status: int) -> bool:

@@ -302,7 +302,8 @@ class FakeSource(DevServer):
         self.before_first_page = "first"
         self.order_moves_after = order_moves_after
         # (answers, records): once that many pages are answered, that many records are added
-        # at the end, as a busy fleet enrols devices while it is read.
+        # at the end, as a busy fleet enrols devices while it is read (a negative number:
+        # removed after the first, as devices retired: every later record moves up).
         self.grows_after = grows_after
         self.pages_answered = 0
         self.answers_read = 0
@@ -443,6 +444,9 @@ class FakeSource(DevServer):
     def route(self, request: Request) -> Reply:
         if request.path in self.redirects:
             status, target = self.redirects[request.path]
+            # "{token}" stands for the access token the request was sent with, as a gateway
+            # that hands it on in the address would write it.
+            target = target.replace("{token}", request.bearer_token() or "")
             query = request.raw_path.partition("?")[2]
             location = f"{target}{'&' if '?' in target else '?'}{query}" if query else target
             return Reply(status, b"", "text/plain", headers={"Location": location})
@@ -539,9 +543,12 @@ class FakeSource(DevServer):
         if self.grows_after is not None:
             with self._lock:
                 self.pages_answered += 1
-                if self.pages_answered == self.grows_after[0]:
+                answers, change = self.grows_after
+                if self.pages_answered == answers and change < 0:
+                    self.records = self.records[:1] + self.records[1 - change :]
+                elif self.pages_answered == answers:
                     first = len(self.records) + 1
-                    added = range(first, first + self.grows_after[1])
+                    added = range(first, first + change)
                     self.records = self.records + [self._record(i) for i in added]
         records = self.records
         if self.order_moves_after is not None:

@@ -161,7 +161,7 @@ def test_a_next_link_path_that_misses_the_answers_next_link_fails_instead_of_end
         ("cursor", "meta.nextCursor", "answered a next cursor at 'meta.next_cursor'"),
         ("cursor", "next_cursor", "answered a next cursor at 'meta.next_cursor'"),
         ("next_url", "next", "answered a next link at 'links.next'"),
-        ("cursor", "meta", "answered an object at its next-page path 'meta' (holding"),
+        ("cursor", "meta", "answered an object (holding next_cursor) at its next-page path"),
     ],
 )
 def test_a_next_page_path_that_misses_the_answers_cursor_fails_instead_of_ending_early(
@@ -192,6 +192,22 @@ def test_next_links_that_leave_out_the_extra_parameters_and_page_size_get_them_b
     assert len(pages) == RECORDS // 25
     assert all(page.query["properties"] == ["name,serial"] for page in pages)
     assert all(page.query["limit"] == ["25"] for page in pages)
+
+
+def test_a_next_link_refusing_the_parameters_added_to_it_says_where_they_belong(
+    serve, import_from, sandbox
+):
+    fake = serve()
+    fake.echo_query = "nothing"
+    fake.faults.add(path_contains="start=25", status=400, body='{"error": "unexpected since"}')
+
+    execution = import_from(fake, "next_url", extra_params={"since": "2026-01-01"})
+
+    assert execution.state == Execution.State.FAILED
+    assert "The request added since, limit, which the source's next link left out" in (
+        execution.error
+    )
+    assert "write them into the source URL instead" in execution.error
 
 
 def test_a_parameter_written_into_the_source_url_goes_with_the_first_request_only(
@@ -248,16 +264,18 @@ def test_a_source_growing_while_it_is_read_is_done_with_every_record_it_told(
     assert remote["records_received"] == RECORDS + 5 == len(remote["objects"])
 
 
-def test_a_source_that_shrank_while_it_was_read_still_fails_on_its_total(
+def test_a_record_deleted_while_an_offset_source_is_read_fails_the_import_on_its_total(
     serve, import_from, sandbox
 ):
-    # Offset paging past a deleted record skips the one after it: fewer than told at first.
-    fake = serve(reported_total=RECORDS + 5)
+    # Every later record moves up one place: the one at the next page's edge is never read,
+    # and the records received fall short of the total told before the deletion.
+    fake = serve(grows_after=(2, -1))
 
     execution = import_from(fake, "offset", total_path="meta.total")
 
     assert execution.state == Execution.State.FAILED
-    assert f"said it holds {RECORDS + 5} records" in execution.error
+    assert f"said it holds {RECORDS} records (at 'meta.total') but served only" in execution.error
+    assert not sandbox.execution(execution.assets_execution_id)["completed_posts"]
 
 
 @pytest.mark.parametrize(

@@ -18,9 +18,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from importer import fields, services
+from importer.config_file import source_to_config
 from importer.forms import ImportSourceForm
 from importer.models import Alert, Execution, ImportSource, NotificationChannel, Schedule
-from importer.redaction import redact_for
+from importer.redaction import redact_for, username_holds_a_key
 from tests.conftest import SANDBOX_TOKEN
 from tests.test_admin import source_form_data
 
@@ -812,3 +813,25 @@ def test_an_api_key_given_as_the_basic_user_name_is_kept_like_a_secret(
     assert saved.status_code == 200 and not saved.context.get("errors")
     assert ImportSource.objects.get(pk=source.pk).auth_username == FRESHSERVICE_KEY
     assert redact_for(source, f"401 for {FRESHSERVICE_KEY}") == "401 for ***"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "auth, username, password, secret",
+    [
+        ("basic", FRESHSERVICE_KEY, "X", True),  # Freshservice, BambooHR: a placeholder
+        ("basic", "jane.doe@example.com", "api-token-0a9b8c7d6e", False),  # Jira, Zendesk
+        ("basic", "integration.user", "Pa55-w0rd-long", False),  # ServiceNow
+        ("basic", "admin2024", "Pa55-w0rd-long", False),
+        ("basic", "4f6c2b9e0d1a7c3e5b8f2a6d9c0e1b7a4f3d2c1b", "Pa55-w0rd-long", True),
+        ("bearer", FRESHSERVICE_KEY, "a-bearer-token-1234", True),  # left behind by Basic
+        ("oauth2_client_credentials", "client-1", "a-client-secret-99", False),
+    ],
+)
+def test_a_user_name_is_kept_secret_when_it_is_a_key_not_when_it_is_a_name(
+    make_source, auth, username, password, secret
+):
+    source = make_source(source_auth=auth, auth_username=username, source_token=password)
+
+    assert username_holds_a_key(source) is secret
+    assert (source_to_config(source)["source"]["auth"]["username"] == "***") is secret

@@ -134,6 +134,21 @@ def test_a_signed_address_a_source_redirects_to_keeps_its_own_signature(serve) -
     assert credentials_received(elsewhere) == []
 
 
+def test_an_access_token_the_redirect_writes_into_the_address_stays_behind(serve) -> None:
+    origin = serve(auth="oauth2", username="client-1", secret=SECRET)
+    elsewhere = serve(records=N)
+    target = f"{elsewhere.base_url}/api/offset?access_token={{token}}&sig=r2d2"
+    origin.redirects["/api/moved"] = (302, target)
+
+    page = build_source(configured(origin, "/api/moved", "oauth2_client_credentials")).fetch_page(
+        ""
+    )
+
+    assert ids(page.records) == every_id(5)
+    [arrived] = elsewhere.requests_to("/api/offset")
+    assert "access_token" not in arrived.query and arrived.query["sig"] == ["r2d2"]
+
+
 def test_filters_follow_a_redirect_to_another_origin_however_long(serve) -> None:
     # What narrows the records is no credential: without it the moved host lists others.
     # Only a credential picked out by its name stays behind, never a value by its look.

@@ -852,31 +852,44 @@ def test_retry_after_on_a_429_is_read(fake: FakeSource) -> None:
     assert ids(build_source(source).fetch_page("").records) == every_id(5)
 
 
+ONE = [{"id": 1}]
+HUBSPOT_NEXT = {"after": "NTI1", "link": "https://api.hubapi.example/crm?after=NTI1"}
+
+
 @pytest.mark.parametrize(
-    "answer, said",
+    "style, answer, said",
     [
-        ({"data": [{"id": 1}], "has_more": True}, "says it has more records ('has_more' is"),
-        ({"data": [{"id": 1}], "meta": {"has_more": False, "after_cursor": "z9"}}, ""),
-        ({"data": [{"id": 1}], "nextSyncToken": "s-77"}, ""),  # Google's last page
-        ({"data": [{"id": 1}], "paging": {"nextPageToken": "t-2"}}, "at 'paging.nextPageToken'"),
+        ("cursor", {"data": ONE, "has_more": True}, "says it has more records ('has_more' is"),
+        ("cursor", {"data": ONE, "meta": {"has_more": False, "after_cursor": "z9"}}, ""),
+        ("cursor", {"data": ONE, "nextSyncToken": "s-77"}, ""),  # Google's last page
+        ("cursor", {"data": ONE, "paging": {"nextPageToken": "t-2"}}, "at 'paging.nextPageToken'"),
+        ("cursor", {"data": ONE, "meta": {"cursor": "c-sent"}}, ""),  # the request's, echoed
+        ("cursor", {"data": ONE, "params": {"after": "c-sent"}}, ""),
+        ("cursor", {"data": ONE, "isLast": True, "nextPageToken": "t-3"}, ""),  # Jira
+        ("cursor", {"data": ONE, "end_of_stream": True, "after_cursor": "z"}, ""),  # Zendesk
+        ("cursor", {"data": ONE, "nextPage": 0, "next_invoice_date": "2027-01-01"}, ""),
+        ("cursor", {"data": ONE, "next": {}}, ""),
+        ("cursor", {"data": ONE, "next": {"after": "NTI1"}}, "(e.g. 'next.after')"),
+        ("next_url", {"data": ONE, "next": HUBSPOT_NEXT}, "(e.g. 'next.link')"),
+        ("next_url", {"data": ONE, "_links": {"next": {"href": "/api/devices?p=2"}}}, "'_links"),
     ],
 )
-def test_a_cursor_path_finding_nothing_ends_only_where_the_answer_does_not_lead_on(
-    httpserver, answer: dict, said: str
+def test_a_next_page_path_finding_nothing_ends_only_where_the_answer_does_not_lead_on(
+    httpserver, style: str, answer: dict, said: str
 ) -> None:
     httpserver.expect_request("/api/devices").respond_with_json(answer)
     source = rest_source(
         httpserver.url_for("/api/devices"),
         records_path="data",
-        pagination="cursor",
+        pagination=style,
         cursor_path="next",
         cursor_param="cursor",
     )
 
     if said:
-        assert said in failure(source).message
+        assert said in failure(source, "c-sent" if style == "cursor" else "").message
     else:
-        assert build_source(source).fetch_page("").next_cursor is None
+        assert build_source(source).fetch_page("c-sent").next_cursor is None
 
 
 @pytest.mark.parametrize(
@@ -885,6 +898,7 @@ def test_a_cursor_path_finding_nothing_ends_only_where_the_answer_does_not_lead_
         ("X-Rate-Limit-Reset", lambda: str(int(time.time()) + 20)),  # Okta: a Unix time
         ("X-RateLimit-Reset", lambda: str(int(time.time()) + 20)),  # GitHub, Zendesk
         ("RateLimit-Reset", lambda: "20"),  # the IETF draft: seconds from now
+        ("X-RateLimit-Reset", lambda: str(int(time.time() * 1000) + 20_000)),  # milliseconds
     ],
 )
 def test_a_429_without_retry_after_waits_for_the_rate_limits_reset(
@@ -896,6 +910,17 @@ def test_a_429_without_retry_after_waits_for_the_rate_limits_reset(
     assert 17 <= error.retry_after <= 20
 
 
+def test_a_429_with_requests_left_in_the_window_is_no_wait_for_its_reset(fake: FakeSource) -> None:
+    # GitHub's secondary limits: the primary window's reset may be an hour away.
+    later = str(int(time.time()) + 3000)
+    headers = {"X-RateLimit-Remaining": "4200", "X-RateLimit-Reset": later}
+    fake.faults.add(path_contains="/api/offset", status=429, headers=headers)
+
+    error = failure(rest_source(f"{fake.base_url}/api/offset", records_path="data.items"))
+
+    assert (error.status, error.retry_after) == (429, None)
+
+
 def test_a_page_size_the_source_refuses_points_to_the_page_size_setting(fake: FakeSource) -> None:
     refusal = '{"error": {"code": 400, "message": "Invalid value for limit: at most 500"}}'
     fake.faults.add(path_contains="/api/offset", status=400, body=refusal)
@@ -903,7 +928,19 @@ def test_a_page_size_the_source_refuses_points_to_the_page_size_setting(fake: Fa
     error = failure(rest_source(f"{fake.base_url}/api/offset", records_path="data.items"))
 
     assert "Invalid value for limit" in error.message
-    assert "the page size asked (5): set the source's Page size to what it allows" in error.message
+    assert "if it refuses the page size asked (limit=5), set the source's Page" in error.message
+
+
+@pytest.mark.parametrize("said", ["Unknown field 'account_limits'", "Parameter sublimit: bad"])
+def test_a_400_that_only_mentions_a_word_like_the_page_size_keeps_the_usual_hint(
+    fake: FakeSource, said: str
+) -> None:
+    fake.faults.add(path_contains="/api/offset", status=400, body=json.dumps({"error": said}))
+
+    error = failure(rest_source(f"{fake.base_url}/api/offset", records_path="data.items"))
+
+    assert "check the source's query parameters" in error.message
+    assert "Page size" not in error.message
 
 
 def test_an_html_error_page_is_a_transient_server_error(fake: FakeSource) -> None:

@@ -216,6 +216,7 @@ def queue_next_chunks(
             execution,
             records=record_count,
             total=total,
+            first_page=chunk.index == 0,
             first_page_digest=digest if chunk.index == 0 else "",
         )
         if not taken:

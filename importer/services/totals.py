@@ -92,17 +92,17 @@ def total_disagreement(execution: Execution) -> str:
     largest = max(total, execution.records_total_largest or total)
     if total <= received <= largest:
         return ""  # all it told at first, and what it grew by while it was read
-    where = execution.source.total_path or "its total path"
+    where = f"'{execution.source.total_path or 'its total path'}'"
     if largest > total:
         where += f", growing to {largest} while it was read"
     if received < total:
         what = (
-            f"The source said it holds {total} records (at '{where}') but served only "
+            f"The source said it holds {total} records (at {where}) but served only "
             f"{received}: its answers ended early, or its total counts records it does not list"
         )
     else:
         what = (
-            f"The source said it holds {total} records (at '{where}') but served {received}: "
+            f"The source said it holds {total} records (at {where}) but served {received}: "
             "its total is not the number of records it lists"
         )
     return (

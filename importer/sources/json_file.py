@@ -12,9 +12,9 @@ import json
 from typing import IO, Any
 
 from importer.sources import limits
+from importer.sources.answers import select_records
 from importer.sources.base import Page, SourceError, number_cursor
 from importer.sources.files import FileSource, decoding_errors
-from importer.sources.rest import select_records
 from importer.sources.transport import MAX_PAGE_BYTES
 
 

@@ -34,191 +34,36 @@ server chooses. Hence:
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
-from urllib.parse import parse_qs, parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from django.utils.crypto import salted_hmac
 
-from importer.redaction import redact, secret_forms, secrets_of
-from importer.sources import limits
+from importer.redaction import secret_forms, secrets_of
+from importer.sources import limits, next_page
+from importer.sources.answers import link_to_next, lookup, says_page_before, select_records
 from importer.sources.base import Page, SourceError, config_error, number_cursor
 from importer.sources.rules import cursor_path_problem
 from importer.sources.transport import ACCESS_TOKEN_MARK, SourceHttp
-from importer.sources.urls import DEFAULT_PORTS, origin, public_url, with_query
+from importer.sources.urls import (
+    DEFAULT_PORTS,
+    origin,
+    params_left_out,
+    public_url,
+    with_missing_params,
+    with_query,
+)
 
 PAGINATIONS = ("offset", "page", "cursor", "next_url", "link_header", "none")
 # An error answer to the request after a short page means "nothing here" (the source's end).
 PAST_THE_END_STATUSES = frozenset({400, 404, 416, 422})
 # ... but these are also how sources refuse to page deeper than a limit of theirs.
 DEPTH_LIMIT_STATUSES = frozenset({400, 422})
-_MISSING = object()
 # How a credential of the source found in a next URL is stored: a keyed digest of it, so the
 # stored cursor names the credential without holding it (an OAuth2 access token is stored as
 # transport.ACCESS_TOKEN_MARK).
 _SECRET_MARK = re.compile(r"__secret-[0-9a-f]{20}__")
-
-
-def _step(value: Any, key: str) -> Any:
-    """One step down a dotted path: a key of an object or an index into a list."""
-    if isinstance(value, dict):
-        return value.get(key, _MISSING)
-    if isinstance(value, list) and key.isdigit() and int(key) < len(value):
-        return value[int(key)]
-    return _MISSING
-
-
-def lookup(document: Any, path: str) -> Any:
-    """The value at a dotted path, or None when the document has nothing there.
-
-    A key may hold dots itself: OData sources (Microsoft Graph, Dynamics, SharePoint) answer
-    their next link as "@odata.nextLink", which read as two steps would be missed, ending the
-    import after its first page. At each step the longest run of parts that names a key wins."""
-    value = _walk(document, [part for part in path.split(".") if part])
-    return None if value is _MISSING else value
-
-
-def _walk(value: Any, parts: list[str]) -> Any:
-    if not parts:
-        return value
-    if isinstance(value, dict):
-        for end in range(len(parts), 1, -1):  # "@odata.nextLink" before "@odata" / "nextLink"
-            joined = ".".join(parts[:end])
-            if joined in value:
-                found = _walk(value[joined], parts[end:])
-                if found is not _MISSING:
-                    return found
-    step = _step(value, parts[0])
-    return _MISSING if step is _MISSING else _walk(step, parts[1:])
-
-
-def select_records(document: Any, path: str, source_name: str) -> list[dict]:
-    """The list of records at a dotted path (the document itself when the path is empty).
-
-    A path ending in "?" ("items?") says the source leaves the list out when it is empty, as
-    protobuf's JSON (Google's APIs) writes one: only the operator can say so, for an answer
-    without its list is otherwise an error (a spent quota answering 200 in a shape of its
-    own), which taken for an empty page would end the import without the rest."""
-    optional = path.endswith("?")
-    path = path.removesuffix("?")
-    keys = [part for part in path.split(".") if part]
-    value = document
-    walked: list[str] = []
-    for key in keys:
-        parent = value
-        walked.append(key)
-        value = _step(value, key)
-        if value is _MISSING:
-            erring = next((answer for answer in (parent, document) if _says_error(answer)), None)
-            if erring is not None:
-                raise SourceError(
-                    f"source '{source_name}' answered an error instead of its records "
-                    f"('{path}'): {_excerpt(erring)}. Check what it says (its credentials, "
-                    "permissions or a quota); the import stops rather than end without the rest",
-                    kind="bad_records",
-                )
-            if optional and len(walked) == len(keys) and isinstance(parent, dict):
-                return []  # the list itself left out: no records here
-            # Only the list itself may be left out, and only where no other list stands.
-            left_out = len(walked) == len(keys) and not (  # no other list of records there
-                isinstance(parent, dict)
-                and any(
-                    isinstance(value, list) and value and isinstance(value[0], dict)
-                    for value in parent.values()
-                )
-            )
-            hint = (
-                ". If the source leaves the list out when it has no records (protobuf's "
-                f"JSON, as Google's APIs write it), end the selector with '?' ('{path}?')"
-                if left_out
-                else ""
-            )
-            raise SourceError(
-                f"source '{source_name}' answered without '{'.'.join(walked)}': the records "
-                f"selector '{path}' matches nothing{_what_is_there(parent, walked[:-1])}{hint}",
-                kind="bad_records",
-            )
-    if value is None:  # the key is there, its list empty: Go writes an empty slice as null
-        return []
-    if not isinstance(value, list):
-        where = f"'{path}'" if path else "the answer"
-        raise SourceError(
-            f"source '{source_name}': {where} is not a list of records but "
-            f"{type(value).__name__}: check the records selector{_what_is_there(value, walked)}",
-            kind="bad_records",
-        )
-    for number, record in enumerate(value, start=1):
-        if not isinstance(record, dict):
-            raise SourceError(
-                f"source '{source_name}': record {number} is a {type(record).__name__}, "
-                "not a JSON object",
-                kind="bad_records",
-            )
-    return value
-
-
-# Keys and values of an answer that reports an error rather than a page (a 200 that is no
-# page, in the shapes APIs write them).
-# ("message" and "detail" are left out: many answers carry one, "success" and all.)
-_ERROR_KEYS = frozenset(
-    {
-        "error",
-        "errors",
-        "errormessages",
-        "errcode",
-        "error_code",
-        "fault",
-        "faultstring",
-        "error_message",
-        "error_description",
-    }
-)
-
-
-# An answer of these keys alone, with a message, is a message: an error unless it says
-# success (`{"code": 0, "message": "success"}`).
-_MESSAGE_KEYS = frozenset({"message", "detail", "code", "status", "success"})
-
-
-def _says_error(answer: Any) -> bool:
-    """Whether an answer reports an error: an error-named key with a value that says one
-    (`"errors": []`, `"errcode": 0` and `"error": null` say none), an error status,
-    `"success": false`, or nothing but a message."""
-    if not isinstance(answer, dict):
-        return False
-    if str(answer.get("status", "")).lower() in ("error", "fail", "failed"):
-        return True
-    if answer.get("success") is False or answer.get("ok") is False:  # Slack's "ok": false
-        return True
-    if any(
-        str(key).lower() in _ERROR_KEYS and value not in (None, "", 0, "0", False, [], {})
-        for key, value in answer.items()
-    ):
-        return True
-    keys = {str(key).lower() for key in answer}
-    said_success = answer.get("code") in (0, "0") or answer.get("success") is True
-    return bool(keys & {"message", "detail"}) and keys <= _MESSAGE_KEYS and not said_success
-
-
-def _excerpt(answer: dict, limit: int = 300) -> str:
-    """An error answer as the source wrote it, credentials masked, cut to `limit` characters."""
-    text = redact(json.dumps(answer, ensure_ascii=False, default=str))
-    return text if len(text) <= limit else f"{text[: limit - 1]}…"
-
-
-def _what_is_there(value: Any, walked: list[str]) -> str:
-    """What an object on the way to the records holds, to choose the selector from: its keys,
-    those that hold lists first (names only: no value of the source's is shown)."""
-    if not isinstance(value, dict) or not value:
-        return ""
-    where = f"'{'.'.join(walked)}'" if walked else "the answer"
-    keys = sorted(value, key=lambda key: not isinstance(value[key], list))
-    shown = ", ".join(
-        f"{key} (a list)" if isinstance(value[key], list) else str(key) for key in keys[:12]
-    )
-    more = f" and {len(keys) - 12} more" if len(keys) > 12 else ""
-    return f" ({where} holds {shown[:400]}{more})"
 
 
 def cursor_for(config, index: int) -> str | None:
@@ -230,51 +75,6 @@ def cursor_for(config, index: int) -> str | None:
         return str(index * config.page_size) if index else ""
     if config.pagination == "page":
         return str(config.first_page + index) if index else ""
-    return None
-
-
-# Where an answer says where its pages start: Spring's `first`, `hasPrevious` (and GraphQL's
-# pageInfo), and a link to the first page (JSON:API, HAL, Laravel, Link headers). A link to
-# the page before is no sign: some 1-based APIs link page 0 from page 1 without checking.
-_PAGING_HOLDERS = ("links", "_links", "paging", "pagination", "meta", "page", "pageInfo")
-_HAS_PREVIOUS_KEYS = ("hasPrevious", "hasPreviousPage", "has_previous", "has_previous_page")
-_FIRST_LINK_KEYS = ("first", "first_page_url", "firstPage", "first_url")
-
-
-def says_page_before(response: Any, document: Any, page_param: str, page: int) -> str:
-    """What in the answer to page `page` says a page comes before it ("" when nothing does):
-    it says it is not the first (`"first": false`, `"hasPrevious": true`), or its link to the
-    first page asks for an earlier page number."""
-
-    def earlier_page(link: Any) -> bool:
-        link = link.get("href") if isinstance(link, dict) else link
-        if not isinstance(link, str):
-            return False
-        asked = parse_qs(urlsplit(link).query).get(page_param, [""])[0]
-        return asked.isdigit() and int(asked) < page
-
-    for link in response.links.values():
-        if "first" in str(link.get("rel", "")).lower().split() and earlier_page(link.get("url")):
-            return "its Link header's first page has an earlier number"
-    if not isinstance(document, dict):
-        return ""
-    holders = [document, *(document.get(key) for key in _PAGING_HOLDERS)]
-    for holder in filter(lambda value: isinstance(value, dict), holders):
-        if holder.get("first") is False:
-            return 'its answer says "first": false'
-        if any(holder.get(key) is True for key in _HAS_PREVIOUS_KEYS):
-            return "its answer says it has a previous page"
-        if any(earlier_page(holder.get(key)) for key in _FIRST_LINK_KEYS):
-            return "its link to the first page has an earlier number"
-    return ""
-
-
-def _link_to_next(response: Any) -> str | None:
-    """The Link header's next page: relation types are case-insensitive and a link may have
-    several (`rel="next nofollow"`, RFC 8288), where `requests` keys links by the raw text."""
-    for link in response.links.values():
-        if "next" in str(link.get("rel", "")).lower().split():
-            return link.get("url")
     return None
 
 
@@ -315,9 +115,36 @@ class RestJsonSource:
         if self.config.pagination == "page":
             return self._numbered_page(cursor)
         url = self._url(cursor)
-        response, document, records = self._read(url)
+        try:
+            response, document, records = self._read(url)
+        except SourceError as error:
+            raise self._naming_params_added(error, cursor) from None
         next_cursor = self._next_cursor(cursor, url, response, document, records)
         return Page(records=records, next_cursor=next_cursor, total=self._total(document))
+
+    def _naming_params_added(self, error: SourceError, cursor: str) -> SourceError:
+        """A next link refused with 400 or 422 after parameters it left out were added to it
+        (a link that carries its own state, as a query locator does): say which, and where
+        parameters for the first request only belong."""
+        follows_links = self.config.pagination in ("next_url", "link_header")
+        if error.status not in (400, 422) or not (cursor and follows_links):
+            return error
+        added = params_left_out(self._on_the_source(cursor), self._params_for_next_links)
+        if not added:
+            return error
+        return SourceError(
+            f"{error.message}. The request added {', '.join(added)}, which the source's next "
+            "link left out: if the source refuses them there, write them into the source URL "
+            "instead (sent with the first request only)",
+            status=error.status,
+            permanent=error.permanent,
+            retry_after=error.retry_after,
+            kind=error.kind,
+        )
+
+    @property
+    def _params_for_next_links(self) -> dict[str, Any]:
+        return {**(self.config.extra_params or {}), **self._limit}
 
     def _read(self, url: str) -> tuple[Any, Any, list[dict]]:
         """One answer: the response, its JSON document and its records."""
@@ -325,7 +152,9 @@ class RestJsonSource:
         if response.status_code == 204:  # No Content: nothing here
             return response, None, []
         document = self.http.read_json(response)
-        records = select_records(document, self.config.records_path, self.name)
+        records = select_records(
+            document, self.config.records_path, self.name, scrub=self.http.scrub
+        )
         limits.check_record_count(len(records), refuse=self.http.error)
         return response, document, records
 
@@ -598,8 +427,8 @@ class RestJsonSource:
             return with_query(base, {**extra, **self._limit, **position})
         if config.pagination in ("next_url", "link_header"):
             if cursor:
-                return _adding_missing(
-                    self._usable(self._on_the_source(cursor)), {**extra, **self._limit}
+                return with_missing_params(
+                    self._usable(self._on_the_source(cursor)), self._params_for_next_links
                 )
             return with_query(base, {**extra, **self._limit})
         return with_query(base, extra)
@@ -656,7 +485,7 @@ class RestJsonSource:
         if config.pagination == "none":
             return None
         if config.pagination == "cursor":
-            value = self._at_cursor_path(document, records)
+            value = self._at_next_page_path(document, records, cursor)
             if value is None or value == "" or value is False:
                 return None
             if str(value) == cursor:
@@ -665,10 +494,10 @@ class RestJsonSource:
                 raise self._endless(f"'{config.cursor_path}'")
             return str(value)
         if config.pagination == "next_url":
-            value = self._at_cursor_path(document, records)
+            value = self._at_next_page_path(document, records, cursor)
             where = f"'{config.cursor_path}'"
         else:
-            value = _link_to_next(response)
+            value = link_to_next(response)
             where = 'its Link header (rel="next")'
         if not value:
             return None
@@ -741,56 +570,9 @@ class RestJsonSource:
                 kind="bad_records",
             ) from None
 
-    def _at_cursor_path(self, document: Any, records: list[dict]) -> Any:
-        """What the answer holds at the next-page path: None where it holds nothing.
-
-        A path that finds nothing in an answer that still leads on (a next cursor or link
-        under another name, a "has more" flag set) is a wrong path, not the source's end:
-        ending there would mark the first page DONE as if it were all the source holds. A
-        path at an object (HubSpot's `paging.next`) names the object holding the cursor."""
-        config = self.config
-        value = _walk(document, [part for part in config.cursor_path.split(".") if part])
-        if value is _MISSING:
-            if records:
-                self._refuse_a_missed_next(document)
-            return None
-        if isinstance(value, dict) and isinstance(value.get("href"), str):
-            return value["href"]  # a link object (JSON:API 1.1, HAL)
-        if isinstance(value, (dict, list)):
-            inside = ", ".join(str(key) for key in value) if isinstance(value, dict) else ""
-            example = f" (e.g. '{config.cursor_path}.{next(iter(value))}')" if inside else ""
-            raise SourceError(
-                f"source '{self.name}' answered {'an object' if inside else 'a list'} at its "
-                f"next-page path '{config.cursor_path}'"
-                + (f" (holding {inside})" if inside else "")
-                + f", not a cursor or link: set the path to the value inside it{example}",
-                kind="config",
-            )
-        return value
-
-    def _refuse_a_missed_next(self, document: Any) -> None:
-        more = _find(document, _says_more)
-        if more and more[1] is False:
-            return  # the answer says it is the last page
-        looks_like_next = (
-            _looks_like_next_link
-            if self.config.pagination == "next_url"
-            else (_looks_like_next_cursor)
-        )
-        found = _find(document, looks_like_next)
-        if not (found or more):
-            return
-        told = (
-            f"answered {'a next link' if self.config.pagination == 'next_url' else 'a next cursor'}"
-            f" at '{found[0]}'"
-            if found
-            else f"says it has more records ('{more[0]}' is true)"
-        )
-        raise SourceError(
-            f"source '{self.name}' {told}, but its next-page path is "
-            f"'{self.config.cursor_path}', which this answer does not have: set the path to "
-            "where the answer keeps its next page, or the import would end after this page",
-            kind="config",
+    def _at_next_page_path(self, document: Any, records: list[dict], cursor: str) -> Any:
+        return next_page.value_at(
+            document, records, config=self.config, cursor_sent=cursor, source_name=self.name
         )
 
     def _endless(self, where: str) -> SourceError:
@@ -799,69 +581,6 @@ class RestJsonSource:
             "would never end, so the import stopped",
             kind="endless_source",
         )
-
-
-# Keys that say whether more pages follow, and keys that name a next cursor besides those
-# holding "next" (Zendesk's `after_cursor`, Elasticsearch's `_scroll_id`, S3's `Marker`).
-_MORE_KEYS = frozenset({"hasmore", "more", "hasnext", "hasnextpage", "moreresults"})
-_CURSOR_KEYS = frozenset({"after", "aftercursor", "cursor", "continuation", "scrollid", "marker"})
-
-
-def _bare(key: str) -> str:
-    return re.sub(r"[^a-z]", "", key.lower())
-
-
-def _says_more(key: str, value: Any) -> bool:
-    return _bare(key) in _MORE_KEYS and isinstance(value, bool)
-
-
-def _looks_like_next_cursor(key: str, value: Any) -> bool:
-    """A value under a cursor's name: `next_cursor`, `nextPageToken`, `after_cursor`, not
-    `nextSyncToken` (what a last page of Google's gives for later changes)."""
-    bare = _bare(key)
-    named = ("next" in bare or bare in _CURSOR_KEYS) and "sync" not in bare
-    return named and isinstance(value, (str, int)) and not isinstance(value, bool) and value != ""
-
-
-def _looks_like_next_link(key: str, value: Any) -> bool:
-    """A URL under a next link's name: `next`, `nextLink`, `next_page_url`."""
-    return (
-        "next" in key.lower()
-        and isinstance(value, str)
-        and value.startswith(("http://", "https://", "/", "?"))
-    )
-
-
-def _find(document: Any, wanted, prefix: str = "", depth: int = 3) -> tuple[str, Any] | None:
-    """The dotted path and value of the first entry `wanted(key, value)` picks, within a few
-    levels of the answer's objects; None when there is none."""
-    if not isinstance(document, dict) or depth == 0:
-        return None
-    nested = []
-    for key, value in document.items():
-        if wanted(str(key), value):
-            return f"{prefix}{key}", value
-        if isinstance(value, dict):
-            nested.append((key, value))
-    for key, value in nested:
-        found = _find(value, wanted, f"{prefix}{key}.", depth - 1)
-        if found:
-            return found
-    return None
-
-
-def _adding_missing(url: str, params: dict[str, Any]) -> str:
-    """`url` with the `params` its query leaves out appended; the link's own query, opaque
-    tokens and all, is left byte for byte as the source wrote it."""
-    query = urlsplit(url).query
-    present = {name for name, _ in parse_qsl(query, keep_blank_values=True)}
-    missing = {name: value for name, value in params.items() if name not in present}
-    if not missing:
-        return url
-    head, _, fragment = url.partition("#")
-    joiner = "&" if query else ("" if head.endswith("?") else "?")
-    added = f"{head}{joiner}{urlencode(missing, doseq=True)}"
-    return f"{added}#{fragment}" if fragment else added
 
 
 def _secret_mark(form: str) -> str:

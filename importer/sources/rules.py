@@ -1,4 +1,5 @@
-"""Rules on a source's settings, applied by both the admin form and the source readers.
+"""Rules on a source's settings, applied by the admin form and, where a stored source may
+break them, by the source readers too.
 
 Each returns what is wrong ("" when nothing is), worded to read both as a form error and after
 "source 'NAME' is misconfigured: ".

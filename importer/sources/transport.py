@@ -160,7 +160,7 @@ class SourceHttp:
             request.headers.pop(name, None)
         # The query too: the key, and a credential written into the source URL or its extra
         # parameters (a server that moved answers 301 to the new host with the same query).
-        secrets = set(secrets_of(self.source))
+        secrets = {*secrets_of(self.source), self._access_token} - {""}
         declared = declared_secret_params(self.source)
 
         sent = set(parse_qsl(urlsplit(came_from).query)) if came_from else None
@@ -320,8 +320,9 @@ class SourceHttp:
         hint = STATUS_HINTS.get(status)
         if status in (400, 422) and self._names_the_page_size(detail):
             hint = (
-                f"the answer names '{self.source.limit_param}', the page size asked "
-                f"({self.source.page_size}): set the source's Page size to what it allows"
+                f"{hint or 'check the request'}; if it refuses the page size asked "
+                f"({self.source.limit_param}={self.source.page_size}), set the source's Page "
+                "size to what it allows"
             )
         if response.history and origin(response.url) != origin(url):
             hint = (
@@ -341,7 +342,8 @@ class SourceHttp:
         """Whether an error answer speaks of the page size parameter (Google's `maxResults`
         out of range, Zendesk's `page[size]`), the setting the user has to change."""
         name = getattr(self.source, "limit_param", "")
-        return bool(name) and name.lower() in detail.lower()
+        whole = rf"(?<![\w$\[\]]){re.escape(name)}(?![\w$\[\]])"
+        return bool(name) and re.search(whole, detail, re.IGNORECASE) is not None
 
     def _excerpt(self, response: requests.Response, limit: int = 200) -> str:
         """The start of an error body, on one line: what the source says went wrong.

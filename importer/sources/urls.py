@@ -46,3 +46,22 @@ def with_query(
     ]
     query = urlencode(kept + list(add.items()), doseq=True)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+def params_left_out(url: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The `params` whose names `url`'s query does not have."""
+    present = {name for name, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)}
+    return {name: value for name, value in params.items() if name not in present}
+
+
+def with_missing_params(url: str, params: dict[str, Any]) -> str:
+    """`url` with the `params` its query leaves out appended; the link's own query, opaque
+    tokens and all, is left byte for byte as the source wrote it."""
+    query = urlsplit(url).query
+    missing = params_left_out(url, params)
+    if not missing:
+        return url
+    head, _, fragment = url.partition("#")
+    joiner = "&" if query else ("" if head.endswith("?") else "?")
+    added = f"{head}{joiner}{urlencode(missing, doseq=True)}"
+    return f"{added}#{fragment}" if fragment else added

@@ -1,0 +1,153 @@
+"""Where an answer says its next page is, for cursor and next-URL paging.
+
+The next-page path finds the cursor or link. Where it finds nothing, the answer is the
+source's last page, unless the answer leads on all the same: a next cursor or link under
+another name, or a "has more" flag set. Then the path is wrong, and ending there would mark
+the first page DONE as if it were all the source holds, so the import fails naming the key.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from importer.sources.answers import MISSING, walk
+from importer.sources.base import SourceError
+
+# Flags that say more pages follow, and flags that say this page is the last.
+_MORE_KEYS = frozenset({"hasmore", "more", "hasnext", "hasnextpage", "moreresults", "istruncated"})
+_LAST_KEYS = frozenset({"islast", "islastpage", "done", "endofstream", "last"})
+# Cursor names without "next" in them (Zendesk's `after_cursor`, Elasticsearch's
+# `_scroll_id`); names with it must say what they hold (`next_cursor`, `nextPageToken`), so
+# `next_invoice_date` is no cursor.
+_CURSOR_KEYS = frozenset({"after", "aftercursor", "cursor", "continuation", "scrollid"})
+_NEXT_ENDINGS = ("cursor", "token", "page", "marker", "key", "offset", "start", "id")
+_NEXT_LINK_ENDINGS = ("", "link", "url", "href", "page", "pageurl", "pagelink")
+
+
+def value_at(
+    document: Any, records: list[dict], *, config: Any, cursor_sent: str, source_name: str
+) -> Any:
+    """What the answer holds at the next-page path: None where it holds nothing.
+
+    A link object (`{"href": ...}`, JSON:API 1.1, HAL) gives its link to next-URL paging; an
+    empty object is no next page; another object or a list is refused, naming what it holds
+    (HubSpot's `paging.next` holds `after` and `link`)."""
+    value = walk(document, [part for part in config.cursor_path.split(".") if part])
+    if value is MISSING:
+        if records:
+            _refuse_a_missed_next(document, config, cursor_sent, source_name)
+        return None
+    if value in ({}, []):
+        return None
+    links = config.pagination == "next_url"
+    if links and isinstance(value, dict) and isinstance(value.get("href"), str):
+        return value["href"]
+    if isinstance(value, (dict, list)):
+        raise SourceError(
+            f"source '{source_name}' answered {_shape(value)} at its next-page path "
+            f"'{config.cursor_path}', not a {'link' if links else 'cursor'}: set the path to "
+            f"the value inside it{_suggestion(value, config.cursor_path, links)}",
+            kind="config",
+        )
+    return value
+
+
+def _refuse_a_missed_next(document: Any, config: Any, cursor_sent: str, source_name: str) -> None:
+    if _find(document, _says_last):
+        return  # the answer says it is the last page
+    more = _find(document, _says_more)
+    if more and more[1] is False:
+        return
+    links = config.pagination == "next_url"
+
+    def leads_on(key: str, value: Any) -> bool:
+        if key == config.cursor_param or str(value) == cursor_sent:
+            return False  # the request's own cursor, echoed back
+        return _looks_like_next_link(key, value) if links else _looks_like_next_cursor(key, value)
+
+    found = _find(document, leads_on)
+    if not (found or more):
+        return
+    told = (
+        f"answered {'a next link' if links else 'a next cursor'} at '{found[0]}'"
+        if found
+        else f"says it has more records ('{more[0]}' is true)"
+    )
+    raise SourceError(
+        f"source '{source_name}' {told}, but its next-page path is '{config.cursor_path}', "
+        "which this answer does not have: set the path to where the answer keeps its next "
+        "page, or the import would end after this page",
+        kind="config",
+    )
+
+
+def _shape(value: Any) -> str:
+    if isinstance(value, dict):
+        return f"an object (holding {', '.join(str(key) for key in value)})"
+    return "a list"
+
+
+def _suggestion(value: Any, path: str, links: bool) -> str:
+    """The key inside an object that holds what the paging style needs, as an example."""
+    if not isinstance(value, dict):
+        return ""
+    wanted = _looks_like_next_link if links else _looks_like_next_cursor
+    fitting = [
+        key for key, inner in value.items() if wanted(key, inner) or wanted(f"next{key}", inner)
+    ]
+    return f" (e.g. '{path}.{fitting[0]}')" if fitting else ""
+
+
+def _bare(key: str) -> str:
+    """A key's name in lower-case letters only, after any namespace ("@odata.nextLink")."""
+    return re.sub(r"[^a-z]", "", key.rpartition(".")[2].lower())
+
+
+def _says_more(key: str, value: Any) -> bool:
+    return _bare(key) in _MORE_KEYS and isinstance(value, bool)
+
+
+def _says_last(key: str, value: Any) -> bool:
+    return _bare(key) in _LAST_KEYS and value is True
+
+
+def _looks_like_next_cursor(key: str, value: Any) -> bool:
+    """A value under a cursor's name: `next_cursor`, `nextPageToken`, `after_cursor`; not
+    `nextSyncToken` (what a last page of Google's gives for later changes), nor a 0."""
+    bare = _bare(key)
+    named = bare in _CURSOR_KEYS or (
+        bare.startswith("next") and "sync" not in bare and bare[4:].endswith(_NEXT_ENDINGS)
+    )
+    if not named or isinstance(value, bool) or value in ("", 0):
+        return False
+    return isinstance(value, (str, int))
+
+
+def _looks_like_next_link(key: str, value: Any) -> bool:
+    """A URL under a next link's name (`next`, `nextLink`, `next_page_url`), or a link
+    object there (`"next": {"href": ...}`)."""
+    bare = _bare(key)
+    if not (bare.startswith("next") and bare[4:] in _NEXT_LINK_ENDINGS):
+        return False
+    if isinstance(value, dict):
+        value = value.get("href")
+    return isinstance(value, str) and value.startswith(("http://", "https://", "/", "?"))
+
+
+def _find(document: Any, wanted, prefix: str = "", depth: int = 3) -> tuple[str, Any] | None:
+    """The dotted path and value of the first entry `wanted(key, value)` picks, within a few
+    levels of the answer's objects; None when there is none."""
+    if not isinstance(document, dict) or depth == 0:
+        return None
+    nested = []
+    for key, value in document.items():
+        if wanted(str(key), value):
+            return f"{prefix}{key}", value
+        if isinstance(value, dict):
+            nested.append((key, value))
+    for key, value in nested:
+        found = _find(value, wanted, f"{prefix}{key}.", depth - 1)
+        if found:
+            return found
+    return None
