@@ -148,3 +148,23 @@ def test_the_largest_drop_travels_with_the_config_file_and_empty_means_none(
     command("import_sources", write(tmp_path, [entry]), "--no-push")
     exported = json.loads(command("export_sources"))
     assert exported["sources"][0]["source"]["limits"]["record_drop_percent"] == 80
+
+
+def test_the_release_before_still_creates_sources_and_imports_while_an_upgrade_migrates():
+    # Between `migrate` and the restart, processes of the release before insert rows
+    # without the new columns: the database gives them their defaults.
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [("importer", "0025_chunk_parts_taken")]
+    old_apps = MigrationExecutor(connection).loader.project_state(before).apps
+    OldSource = old_apps.get_model("importer", "ImportSource")
+    OldExecution = old_apps.get_model("importer", "Execution")
+
+    old_source = OldSource.objects.create(
+        name="made-before", workspace_id="ws", import_source_id="src", assets_token="t-1"
+    )
+    old_execution = OldExecution.objects.create(source_id=old_source.pk)
+
+    assert ImportSource.objects.get(pk=old_source.pk).record_drop_limit == 50
+    assert Execution.objects.get(pk=old_execution.pk).accepts_fewer_records is False

@@ -15,6 +15,7 @@ class Migration(migrations.Migration):
             name="accepts_fewer_records",
             field=models.BooleanField(
                 default=False,
+                db_default=False,
                 help_text="Started accepting a drop in records past the source's 'largest drop in records': the source was known to hold fewer now.",
             ),
         ),
@@ -24,6 +25,7 @@ class Migration(migrations.Migration):
             field=models.PositiveSmallIntegerField(
                 blank=True,
                 default=50,
+                db_default=50,
                 help_text="Percent. An import that brings this much fewer records than the source's last successful import fails before Assets writes anything: a source that answers part of its data (an outage, a cap on its pages, a filter changed) would have Assets take the rest for missing. A drop that is real goes through with 'Start import, accepting fewer records'. Empty: no limit.",
                 null=True,
                 validators=[

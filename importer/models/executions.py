@@ -187,8 +187,11 @@ class Execution(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
     state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING)
+    # A default in the database too: processes of the release before it, still running
+    # while the migration is applied, create executions without it.
     accepts_fewer_records = models.BooleanField(
         default=False,
+        db_default=False,
         help_text="Started accepting a drop in records past the source's 'largest drop in "
         "records': the source was known to hold fewer now.",
     )

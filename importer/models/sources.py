@@ -286,6 +286,7 @@ class ImportSource(models.Model):
         null=True,
         blank=True,
         default=50,
+        db_default=50,  # for sources created by the release before it, during an upgrade
         validators=[MinValueValidator(1), MaxValueValidator(99)],
         help_text="Percent. An import that brings this much fewer records than the source's "
         "last successful import fails before Assets writes anything: a source that answers "

@@ -59,9 +59,11 @@ def start_import(
             )
     except IntegrityError:
         running = Execution.objects.open().filter(source=source).first()
-        which = f" (execution #{running.pk})" if running else ""
+        if running is None:
+            raise  # not the one-open-execution constraint: no import is running
+        which = f" (execution #{running.pk})"
         # Past its last page it can no longer be cancelled (`cancel_execution`).
-        writing = running is not None and running.state not in Execution.CANCELLABLE_STATES
+        writing = running.state not in Execution.CANCELLABLE_STATES
         raise ImportAlreadyRunning(
             f"An import of '{source}' is already running{which}: start again once it has "
             + ("ended (Assets is writing its records)." if writing else "ended, or cancel it.")
