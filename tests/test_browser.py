@@ -587,9 +587,38 @@ def test_an_execution_page_shows_its_retry_button_once_a_page_fails(
     ChunkJob.objects.filter(pk=chunk.pk).update(state=ChunkJob.State.FAILED, error="answered 400")
 
     expect(retry).to_be_visible()
+    expect(page.locator(".import-progress-status")).to_contain_text("Retry failed chunks")
     retry.click()
     expect(page.locator(".messagelist")).to_contain_text("1 chunk queued again")
     expect(retry).to_be_hidden()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chunk_error_read_with_the_keyboard_keeps_the_focus_while_the_rows_update(
+    browser_page, live_server, administrator, make_source
+):
+    from importer.models import ChunkJob
+
+    page = browser_page
+    execution = Execution.objects.create(source=make_source(), state=Execution.State.INGESTING)
+    long_error = "source 'inventory' answered 400 Bad Request: " + "the filter is wrong. " * 20
+    ChunkJob.objects.create(
+        execution=execution, index=0, state=ChunkJob.State.FAILED, error=long_error
+    )
+    other = ChunkJob.objects.create(execution=execution, index=1, state=ChunkJob.State.RUNNING)
+    log_in(page, live_server, administrator)
+    open_execution(page, live_server, execution)
+    summary = page.locator('tr.chunk-row[data-index="0"] summary')
+    summary.focus()
+    page.keyboard.press("Enter")  # opened to read
+
+    ChunkJob.objects.filter(pk=other.pk).update(state=ChunkJob.State.SUBMITTED)
+
+    expect(page.locator('tr.chunk-row[data-index="1"]')).to_have_attribute(
+        "data-state", "SUBMITTED"
+    )
+    expect(summary).to_be_focused()
+    expect(page.locator('tr.chunk-row[data-index="0"] details')).to_have_attribute("open", "")
 
 
 @pytest.mark.django_db(transaction=True)

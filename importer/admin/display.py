@@ -173,9 +173,11 @@ def progress_widget(execution: Execution, *, width: int, detailed: bool) -> str:
         label = f"{percent}% · {execution.records_submitted} rec."
     return format_html(
         '<div class="import-progress{}" data-url="{}" data-percent="{}" data-state="{}" '
-        'data-finished="{}" {} style="width:{}px" role="progressbar" aria-label="Progress" {}>'
-        '<div class="import-progress-bar" style="width:{}%"></div></div>'
-        '<span class="import-progress-label">{}</span>',
+        'data-finished="{}" {} style="width:{}px" role="progressbar" aria-label="{}" {} '
+        'aria-valuetext="{}"><div class="import-progress-bar" style="width:{}%"></div></div>'
+        '<span class="import-progress-label">{}</span>'
+        # There before it speaks: a live region added with its text is often not announced.
+        '<span class="import-progress-status" role="status"></span>',
         " indeterminate" if percent is None else "",
         reverse("importer:progress", args=[execution.pk]),
         "" if percent is None else percent,
@@ -188,7 +190,9 @@ def progress_widget(execution: Execution, *, width: int, detailed: bool) -> str:
         if detailed
         else "",
         width,
+        f"Progress of {execution.source} #{execution.pk}",
         format_html('aria-valuenow="{}"', percent) if percent is not None else "",
+        label,
         100 if percent is None else percent,
         label,
     )

@@ -11,6 +11,32 @@
   var POLL_MS = 1000;
   var RETRY_MS = 5000;
   var FAILURES_TOLD = 3;
+  // How long the end of an import is announced before the page reloads with its details.
+  var ANNOUNCE_MS = 2000;
+
+  // Where the focus is, as a selector that finds the same control on a page written anew:
+  // by its id, its link, its row of chunks or the page action it belongs to.
+  function focusSelector(focused) {
+    if (!focused || focused === document.body) { return ""; }
+    if (focused.id) { return "#" + focused.id; }
+    var tag = focused.tagName.toLowerCase();
+    var row = focused.closest("tr.chunk-row[data-index]");
+    if (row) {
+      return 'tr.chunk-row[data-index="' + row.getAttribute("data-index") + '"] ' + tag;
+    }
+    var action = focused.closest("[data-action]");
+    if (action) { return '[data-action="' + action.getAttribute("data-action") + '"] ' + tag; }
+    var href = focused.getAttribute("href");
+    return href ? "a[href='" + href + "']" : "";
+  }
+
+  function focusAgain(selector) {
+    if (!selector) { return; }
+    try {
+      var element = document.querySelector(selector);
+      if (element) { element.focus({ preventScroll: true }); }
+    } catch (error) { /* a selector this page cannot read: focus stays where it is */ }
+  }
 
   function setBar(widget, progress, text) {
     var bar = widget.querySelector(".import-progress-bar");
@@ -38,7 +64,7 @@
     return progress.percent + "% · " + records;
   }
 
-  function putLive(live) {
+  function putLive(live, widget) {
     Object.keys(live.fields).forEach(function (name) {
       var cell = document.querySelector(".field-" + name + " .readonly");
       if (cell && cell.innerHTML !== live.fields[name] && name !== "progress_detail") {
@@ -52,11 +78,15 @@
       var opened = Array.prototype.map.call(
         rows.querySelectorAll("tr.chunk-row details[open]"),
         function (details) { return details.closest("tr").getAttribute("data-index"); });
+      // ... and a control someone reached with the keyboard keeps the focus.
+      var focused = rows.contains(document.activeElement)
+        ? focusSelector(document.activeElement) : "";
       rows.innerHTML = live.chunk_rows;
       opened.forEach(function (index) {
         var details = rows.querySelector('tr.chunk-row[data-index="' + index + '"] details');
         if (details) { details.open = true; }
       });
+      focusAgain(focused);
     }
     // The retries' countdowns, by the server's clock.
     document.querySelectorAll(".chunk-rows [data-due-at]").forEach(function (due) {
@@ -69,11 +99,20 @@
     }
     // A page that failed is retried from this page: its button shows while there is one.
     document.querySelectorAll('li[data-action="retry_failed_chunks"]').forEach(function (item) {
+      if (item.hidden && live.may_retry) {
+        statusLine(widget).textContent =
+          "A page failed: “Retry failed chunks” is now at the top of the page.";
+      }
       item.hidden = !live.may_retry;
     });
     if (!live.may_cancel) {
       document.querySelectorAll(".cancel-import").forEach(function (link) {
-        link.parentNode.removeChild(link);
+        var item = link.closest("li") || link;
+        if (item.contains(document.activeElement)) {  // the focus goes to the progress
+          widget.setAttribute("tabindex", "-1");
+          widget.focus({ preventScroll: true });
+        }
+        item.parentNode.removeChild(item);
       });
     }
   }
@@ -166,7 +205,7 @@
           }
           if (detailed) {
             rowsDigest = progress.rows_digest || "";
-            putLive(progress);
+            putLive(progress, widget);
           }
           if (progress.finished) {
             if (widget.getAttribute("data-finished") !== "true") {
@@ -202,8 +241,8 @@
   }
 
   function ended(detailed) {
-    if (detailed) {
-      reloadKeeping();
+    if (detailed) {  // once the end is announced
+      window.setTimeout(reloadKeeping, ANNOUNCE_MS);
       return;
     }
     window.clearTimeout(reloadSoon);
@@ -217,8 +256,11 @@
         var line = document.createElement("p");
         line.className = "imports-ended";
         line.setAttribute("role", "status");
-        line.innerHTML = 'An import on this page has ended. <a href="">Reload</a> to see how.';
         list.parentNode.insertBefore(line, list);
+        // Filled once in place: a live region added with its text is often not announced.
+        window.setTimeout(function () {
+          line.innerHTML = 'An import on this page has ended. <a href="">Reload</a> to see how.';
+        }, 100);
       }
     }, 1500);
   }
@@ -233,12 +275,8 @@
     var focused = document.activeElement;
     try {
       if (list) { window.sessionStorage.setItem(KEPT, list.outerHTML); }
-      if (focused && focused !== document.body) {
-        var where = focused.id ? "#" + focused.id
-          : focused.getAttribute("href") ? "a[href='" + focused.getAttribute("href") + "']"
-            : "";
-        if (where) { window.sessionStorage.setItem(FOCUSED, where); }
-      }
+      var where = focusSelector(focused);
+      if (where) { window.sessionStorage.setItem(FOCUSED, where); }
     } catch (error) { /* storage off: the messages and focus go, as before */ }
     window.location.reload();
   }
@@ -256,12 +294,7 @@
     if (kept && content && !document.querySelector("ul.messagelist")) {
       content.insertAdjacentHTML("beforebegin", kept);
     }
-    if (focused) {
-      try {
-        var element = document.querySelector(focused);
-        if (element) { element.focus({ preventScroll: true }); }
-      } catch (error) { /* a selector this page cannot read: focus stays where it is */ }
-    }
+    focusAgain(focused);
   }
 
   document.addEventListener("DOMContentLoaded", function () {
