@@ -33,6 +33,7 @@ from importer.sources import (
     json_file,
     oauth,
 )
+from importer.sources.answers import select_records
 from tests.conftest import wait_for
 from tests.fake_source import ONE_MB, FakeSource, fake_record, jsonl, self_signed_certificate
 from tests.test_services import run_due_retries
@@ -493,6 +494,35 @@ def test_an_answer_without_its_list_past_the_first_page_is_no_end(fake, answer) 
     assert "'?'" not in error.message  # an error is no list left out
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"Result": [], "Status": "OK", "Error": "None", "ResponseCode": 0},  # Kaseya VSA
+        {"Result": [], "error": {"code": 0, "message": "OK"}},
+        {"Result": [], "errors": {"count": 0}},
+        {"Result": None, "errorMessages": [], "warningMessages": ["slow query"]},  # Jira
+        {"Result": [], "error": None, "status": "ok", "message": "no more records"},
+    ],
+)
+def test_an_empty_last_page_that_says_no_error_in_its_own_words_is_the_end(answer) -> None:
+    assert select_records(answer, "Result", "cmdb") == []
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"data": {"users": None}, "errors": [{"message": "rate limited"}]},  # GraphQL
+        {"Result": [], "ok": False, "error": "invalid_auth"},
+        {"Result": [], "error": {"code": 403, "message": "forbidden"}},
+    ],
+)
+def test_an_empty_page_beside_an_error_is_no_end(answer) -> None:
+    path = "data.users" if "data" in answer else "Result"
+    with pytest.raises(SourceError) as caught:
+        select_records(answer, path, "cmdb")
+    assert "answered an error instead of its records" in caught.value.message
+
+
 def test_a_selector_that_misses_before_its_last_key_is_not_offered_the_question_mark(
     fake,
 ) -> None:
@@ -872,6 +902,17 @@ HUBSPOT_NEXT = {"after": "NTI1", "link": "https://api.hubapi.example/crm?after=N
         ("cursor", {"data": ONE, "next": {"after": "NTI1"}}, "(e.g. 'next.after')"),
         ("next_url", {"data": ONE, "next": HUBSPOT_NEXT}, "(e.g. 'next.link')"),
         ("next_url", {"data": ONE, "_links": {"next": {"href": "/api/devices?p=2"}}}, "'_links"),
+        ("cursor", {"data": ONE, "cursor": "c-2"}, "at 'cursor'"),  # named as the parameter
+        ("cursor", {"data": ONE, "nextPageToken": "Ch0j", "isLast": False}, "'nextPageToken'"),
+        ("cursor", {"data": ONE, "isLast": False}, "('isLast' is false)"),  # Jira
+        ("cursor", {"data": ONE, "offset": "itrXYZ/recABC"}, "at 'offset'"),  # Airtable
+        ("cursor", {"data": ONE, "offset": 100}, ""),  # a position told back
+        ("cursor", {"data": ONE, "filters": {"after": "2024-01-01T00:00:00Z"}}, ""),
+        ("cursor", {"data": ONE, "pages": {"next": {"starting_after": "WzE"}}}, "starting_after"),
+        ("next_url", {"data": ONE, "done": False, "nextRecordsUrl": "/q/01g-2000"}, "'nextRec"),
+        ("next_url", {"data": ONE, "next_page_uri": "/2010-04-01/Calls?Page=1"}, "next_page_uri"),
+        ("next_url", {"data": ONE, "paging": {"next": HUBSPOT_NEXT}}, "at 'paging.next.link'"),
+        ("next_url", {"data": ONE, "done": True, "totalSize": 1}, ""),  # Salesforce's last
     ],
 )
 def test_a_next_page_path_finding_nothing_ends_only_where_the_answer_does_not_lead_on(
@@ -886,10 +927,11 @@ def test_a_next_page_path_finding_nothing_ends_only_where_the_answer_does_not_le
         cursor_param="cursor",
     )
 
+    sent = "c-sent" if style == "cursor" else ""
     if said:
-        assert said in failure(source, "c-sent" if style == "cursor" else "").message
+        assert said in failure(source, sent).message
     else:
-        assert build_source(source).fetch_page("c-sent").next_cursor is None
+        assert build_source(source).fetch_page(sent).next_cursor is None
 
 
 @pytest.mark.parametrize(

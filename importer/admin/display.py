@@ -9,6 +9,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.formats import date_format
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 from django.utils.timezone import localtime
 
 from importer import services
@@ -171,14 +172,18 @@ def progress_widget(execution: Execution, *, width: int, detailed: bool) -> str:
         label = f"{execution.records_submitted} rec."
     else:
         label = f"{percent}% · {execution.records_submitted} rec."
+    # The page's own line for screen readers, there before it speaks: a live region added
+    # with its text is often not announced (the list has one for the page, progress.js).
+    status = mark_safe('<span class="import-progress-status" role="status"></span>')
     return format_html(
-        '<div class="import-progress{}" data-url="{}" data-percent="{}" data-state="{}" '
-        'data-finished="{}" {} style="width:{}px" role="progressbar" aria-label="{}" {} '
-        'aria-valuetext="{}"><div class="import-progress-bar" style="width:{}%"></div></div>'
-        '<span class="import-progress-label">{}</span>'
-        # There before it speaks: a live region added with its text is often not announced.
-        '<span class="import-progress-status" role="status"></span>',
+        '<div class="import-progress{}" id="import-progress-{}" data-url="{}" '
+        'data-percent="{}" data-state="{}" data-finished="{}" {} style="width:{}px" '
+        'role="progressbar" aria-label="{}" {} aria-valuetext="{}">'
+        '<div class="import-progress-bar" style="width:{}%"></div></div>'
+        # Read once, as the bar's value: the label beside it is for the eye.
+        '<span class="import-progress-label" aria-hidden="true">{}</span>{}',
         " indeterminate" if percent is None else "",
+        execution.pk,
         reverse("importer:progress", args=[execution.pk]),
         "" if percent is None else percent,
         execution.state,
@@ -195,6 +200,7 @@ def progress_widget(execution: Execution, *, width: int, detailed: bool) -> str:
         label,
         100 if percent is None else percent,
         label,
+        status if detailed else "",
     )
 
 

@@ -32,6 +32,13 @@ REPORT_GIVE_UP_AFTER = timedelta(days=1)
 STARTS_GIVEN_UP_AFTER_TIMEOUTS = 8
 
 
+def _one_open_import_refused(error: IntegrityError) -> bool:
+    """Whether the one-open-execution-per-source constraint refused the row: PostgreSQL
+    names the constraint, SQLite the column of its unique index."""
+    text = str(error)
+    return "one_open_execution_per_source" in text or "importer_execution.source_id" in text
+
+
 def start_import(
     *,
     source: ImportSource,
@@ -57,13 +64,13 @@ def start_import(
                 triggered_by=user,
                 accepts_fewer_records=accept_fewer_records,
             )
-    except IntegrityError:
+    except IntegrityError as error:
+        if not _one_open_import_refused(error):
+            raise
         running = Execution.objects.open().filter(source=source).first()
-        if running is None:
-            raise  # not the one-open-execution constraint: no import is running
-        which = f" (execution #{running.pk})"
+        which = f" (execution #{running.pk})" if running else ""
         # Past its last page it can no longer be cancelled (`cancel_execution`).
-        writing = running.state not in Execution.CANCELLABLE_STATES
+        writing = running is not None and running.state not in Execution.CANCELLABLE_STATES
         raise ImportAlreadyRunning(
             f"An import of '{source}' is already running{which}: start again once it has "
             + ("ended (Assets is writing its records)." if writing else "ended, or cancel it.")

@@ -140,22 +140,46 @@ _MESSAGE_KEYS = frozenset({"message", "detail", "code", "status", "success"})
 
 def says_error(answer: Any) -> bool:
     """Whether an answer reports an error: an error-named key with a value that says one
-    (`"errors": []`, `"errcode": 0` and `"error": null` say none), an error status,
-    `"success": false`, or nothing but a message."""
+    (`"errors": []`, `"errcode": 0`, `"error": null`, `"Error": "None"` and
+    `"error": {"code": 0}` say none), an error status, `"success": false`, or nothing but a
+    message. A status that says all went well outweighs the rest (Kaseya VSA's
+    `{"Status": "OK", "Error": "None"}`)."""
     if not isinstance(answer, dict):
         return False
-    if str(answer.get("status", "")).lower() in ("error", "fail", "failed"):
+    by_name = {str(key).lower(): value for key, value in answer.items()}
+    status = str(by_name.get("status", "")).lower()
+    if status in _SAYS_SUCCESS:
+        return False
+    if status in ("error", "fail", "failed"):
         return True
     if answer.get("success") is False or answer.get("ok") is False:  # Slack's "ok": false
         return True
-    if any(
-        str(key).lower() in _ERROR_KEYS and value not in (None, "", 0, "0", False, [], {})
-        for key, value in answer.items()
-    ):
+    if any(name in _ERROR_KEYS and not _says_none(value) for name, value in by_name.items()):
         return True
-    keys = {str(key).lower() for key in answer}
     said_success = answer.get("code") in (0, "0") or answer.get("success") is True
-    return bool(keys & {"message", "detail"}) and keys <= _MESSAGE_KEYS and not said_success
+    return (
+        bool(by_name.keys() & {"message", "detail"})
+        and by_name.keys() <= _MESSAGE_KEYS
+        and (not said_success)
+    )
+
+
+_SAYS_SUCCESS = frozenset({"ok", "success", "succeeded", "successful"})
+_SAYS_NONE = frozenset({"", "0", "none", "null", "false", "ok", "success", "no error"})
+
+
+def _says_none(value: Any) -> bool:
+    """Whether an error-named value says there is no error: empty, zero, "None", "OK", or an
+    object of those (`{"code": 0, "message": "OK"}`, `{"count": 0}`)."""
+    if value in (None, 0, False, [], {}):
+        return True
+    if isinstance(value, str):
+        return value.strip().lower() in _SAYS_NONE
+    if isinstance(value, dict):
+        if value.get("code") in (0, "0"):
+            return True
+        return all(_says_none(inner) for inner in value.values())
+    return False
 
 
 def _refuse_an_error(

@@ -14,15 +14,23 @@ from typing import Any
 from importer.sources.answers import MISSING, walk
 from importer.sources.base import SourceError
 
-# Flags that say more pages follow, and flags that say this page is the last.
+# Flags that say more pages follow, and flags that say this page is the last (set to false,
+# those say more follow: Salesforce's `"done": false`, Jira's `"isLast": false`).
 _MORE_KEYS = frozenset({"hasmore", "more", "hasnext", "hasnextpage", "moreresults", "istruncated"})
 _LAST_KEYS = frozenset({"islast", "islastpage", "done", "endofstream", "last"})
 # Cursor names without "next" in them (Zendesk's `after_cursor`, Elasticsearch's
-# `_scroll_id`); names with it must say what they hold (`next_cursor`, `nextPageToken`), so
-# `next_invoice_date` is no cursor.
-_CURSOR_KEYS = frozenset({"after", "aftercursor", "cursor", "continuation", "scrollid"})
-_NEXT_ENDINGS = ("cursor", "token", "page", "marker", "key", "offset", "start", "id")
-_NEXT_LINK_ENDINGS = ("", "link", "url", "href", "page", "pageurl", "pagelink")
+# `_scroll_id`, Intercom's `starting_after`, Kubernetes' `continue`, Airtable's `offset`);
+# names with it must say what they hold (`next_cursor`, `nextPageToken`, `nextCursorMark`),
+# so `next_invoice_date` is no cursor.
+_CURSOR_KEYS = frozenset(
+    {"after", "aftercursor", "cursor", "continuation", "continue", "scrollid", "startingafter"}
+)
+_NEXT_ENDINGS = ("cursor", "token", "page", "marker", "mark", "key", "offset", "start", "id")
+_NEXT_LINK_ENDINGS = ("link", "url", "uri", "href")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# How deep in an answer a next cursor or flag is looked for (GraphQL's
+# `data.organization.repositories.pageInfo.hasNextPage`).
+_DEPTH = 6
 
 
 def value_at(
@@ -54,25 +62,25 @@ def value_at(
 
 
 def _refuse_a_missed_next(document: Any, config: Any, cursor_sent: str, source_name: str) -> None:
-    if _find(document, _says_last):
+    """Fails the page when the answer leads on though the path found nothing; returns when
+    it is the last page by every sign it gives."""
+    flag = _find(document, _says_whether_more)
+    if flag and not _more(flag):
         return  # the answer says it is the last page
-    more = _find(document, _says_more)
-    if more and more[1] is False:
-        return
     links = config.pagination == "next_url"
 
     def leads_on(key: str, value: Any) -> bool:
-        if key == config.cursor_param or str(value) == cursor_sent:
+        if str(value) == cursor_sent:
             return False  # the request's own cursor, echoed back
         return _looks_like_next_link(key, value) if links else _looks_like_next_cursor(key, value)
 
     found = _find(document, leads_on)
-    if not (found or more):
+    if not (found or flag):
         return
     told = (
         f"answered {'a next link' if links else 'a next cursor'} at '{found[0]}'"
         if found
-        else f"says it has more records ('{more[0]}' is true)"
+        else f"says it has more records ('{flag[0]}' is {str(flag[1]).lower()})"
     )
     raise SourceError(
         f"source '{source_name}' {told}, but its next-page path is '{config.cursor_path}', "
@@ -104,50 +112,65 @@ def _bare(key: str) -> str:
     return re.sub(r"[^a-z]", "", key.rpartition(".")[2].lower())
 
 
-def _says_more(key: str, value: Any) -> bool:
-    return _bare(key) in _MORE_KEYS and isinstance(value, bool)
+def _says_whether_more(key: str, value: Any) -> bool:
+    return isinstance(value, bool) and _bare(key) in _MORE_KEYS | _LAST_KEYS
 
 
-def _says_last(key: str, value: Any) -> bool:
-    return _bare(key) in _LAST_KEYS and value is True
+def _more(flag: tuple[str, Any]) -> bool:
+    """Whether a flag found by `_says_whether_more` says more pages follow."""
+    key, value = flag
+    return value if _bare(key.rpartition(".")[2]) in _MORE_KEYS else not value
 
 
 def _looks_like_next_cursor(key: str, value: Any) -> bool:
     """A value under a cursor's name: `next_cursor`, `nextPageToken`, `after_cursor`; not
-    `nextSyncToken` (what a last page of Google's gives for later changes), nor a 0."""
+    `nextSyncToken` (what a last page of Google's gives for later changes), a date, a 0, or
+    a number under `offset` (a position, not Airtable's token)."""
     bare = _bare(key)
-    named = bare in _CURSOR_KEYS or (
-        bare.startswith("next") and "sync" not in bare and bare[4:].endswith(_NEXT_ENDINGS)
+    named = (
+        bare in _CURSOR_KEYS
+        or bare == "offset"
+        and isinstance(value, str)
+        and not value.isdigit()
+        or bare.startswith("next")
+        and "sync" not in bare
+        and (bare == "next" or bare[4:].endswith(_NEXT_ENDINGS))
     )
     if not named or isinstance(value, bool) or value in ("", 0):
+        return False
+    if isinstance(value, str) and (_DATE.match(value) or value.startswith(("http://", "https://"))):
         return False
     return isinstance(value, (str, int))
 
 
 def _looks_like_next_link(key: str, value: Any) -> bool:
-    """A URL under a next link's name (`next`, `nextLink`, `next_page_url`), or a link
-    object there (`"next": {"href": ...}`)."""
+    """A URL under a next link's name (`next`, `nextLink`, `nextRecordsUrl`, Twilio's
+    `next_page_uri`), or a link object there (`"next": {"href": ...}`)."""
     bare = _bare(key)
-    if not (bare.startswith("next") and bare[4:] in _NEXT_LINK_ENDINGS):
+    if not (bare.startswith("next") and (bare == "next" or bare.endswith(_NEXT_LINK_ENDINGS))):
         return False
     if isinstance(value, dict):
         value = value.get("href")
     return isinstance(value, str) and value.startswith(("http://", "https://", "/", "?"))
 
 
-def _find(document: Any, wanted, prefix: str = "", depth: int = 3) -> tuple[str, Any] | None:
+def _find(
+    document: Any, wanted, prefix: str = "", depth: int = _DEPTH, within_next: bool = False
+) -> tuple[str, Any] | None:
     """The dotted path and value of the first entry `wanted(key, value)` picks, within a few
-    levels of the answer's objects; None when there is none."""
+    levels of the answer's objects; None when there is none. Under a key named `next`
+    (HubSpot's `paging.next.link`, `pages.next.starting_after`) a key is read as next's own:
+    `link` as `nextlink`."""
     if not isinstance(document, dict) or depth == 0:
         return None
     nested = []
     for key, value in document.items():
-        if wanted(str(key), value):
+        if wanted(str(key), value) or (within_next and wanted(f"next_{key}", value)):
             return f"{prefix}{key}", value
         if isinstance(value, dict):
             nested.append((key, value))
     for key, value in nested:
-        found = _find(value, wanted, f"{prefix}{key}.", depth - 1)
+        found = _find(value, wanted, f"{prefix}{key}.", depth - 1, _bare(str(key)) == "next")
         if found:
             return found
     return None

@@ -18,7 +18,7 @@
   // by its id, its link, its row of chunks or the page action it belongs to.
   function focusSelector(focused) {
     if (!focused || focused === document.body) { return ""; }
-    if (focused.id) { return "#" + focused.id; }
+    if (focused.id) { return "#" + CSS.escape(focused.id); }
     var tag = focused.tagName.toLowerCase();
     var row = focused.closest("tr.chunk-row[data-index]");
     if (row) {
@@ -27,7 +27,7 @@
     var action = focused.closest("[data-action]");
     if (action) { return '[data-action="' + action.getAttribute("data-action") + '"] ' + tag; }
     var href = focused.getAttribute("href");
-    return href ? "a[href='" + href + "']" : "";
+    return href ? 'a[href="' + CSS.escape(href) + '"]' : "";
   }
 
   function focusAgain(selector) {
@@ -64,7 +64,11 @@
     return progress.percent + "% · " + records;
   }
 
+  // Puts the live figures in place. Returns what to announce ("" for nothing), and whether
+  // the chunk rows were held back: never rewritten while the keyboard's focus is in them, so
+  // the control being read is neither re-read nor lost (a click leaves no such focus).
   function putLive(live, widget) {
+    var said = "";
     Object.keys(live.fields).forEach(function (name) {
       var cell = document.querySelector(".field-" + name + " .readonly");
       if (cell && cell.innerHTML !== live.fields[name] && name !== "progress_detail") {
@@ -73,20 +77,19 @@
     });
     var rows = document.querySelector(".chunk-rows");
     // Rewritten only when they changed: a rewrite drops the text someone is selecting.
-    if (rows && live.chunk_rows !== null && live.chunk_rows !== undefined) {
+    var changed = rows && live.chunk_rows !== null && live.chunk_rows !== undefined;
+    var focused = document.activeElement;
+    var held = changed && rows.contains(focused) && focused.matches(":focus-visible");
+    if (changed && !held) {
       // An error someone opened to read stays open.
       var opened = Array.prototype.map.call(
         rows.querySelectorAll("tr.chunk-row details[open]"),
         function (details) { return details.closest("tr").getAttribute("data-index"); });
-      // ... and a control someone reached with the keyboard keeps the focus.
-      var focused = rows.contains(document.activeElement)
-        ? focusSelector(document.activeElement) : "";
       rows.innerHTML = live.chunk_rows;
       opened.forEach(function (index) {
         var details = rows.querySelector('tr.chunk-row[data-index="' + index + '"] details');
         if (details) { details.open = true; }
       });
-      focusAgain(focused);
     }
     // The retries' countdowns, by the server's clock.
     document.querySelectorAll(".chunk-rows [data-due-at]").forEach(function (due) {
@@ -100,8 +103,7 @@
     // A page that failed is retried from this page: its button shows while there is one.
     document.querySelectorAll('li[data-action="retry_failed_chunks"]').forEach(function (item) {
       if (item.hidden && live.may_retry) {
-        statusLine(widget).textContent =
-          "A page failed: “Retry failed chunks” is now at the top of the page.";
+        said = "A page failed: “Retry failed chunks” is now at the top of the page.";
       }
       item.hidden = !live.may_retry;
     });
@@ -115,19 +117,22 @@
         item.parentNode.removeChild(item);
       });
     }
+    return { said: said, held: held };
   }
 
-  // A line under the bar that screen readers announce: the import's state as it changes,
-  // and live updates that stopped.
-  function statusLine(widget) {
-    var line = widget.parentNode.querySelector(".import-progress-status");
-    if (!line) {
-      line = document.createElement("span");
-      line.className = "import-progress-status";
-      line.setAttribute("role", "status");
-      widget.parentNode.appendChild(line);
+  // Where screen readers hear of a change: on an execution's page, the line under its bar
+  // (rendered with the page, empty); on the list, one line for the whole page that names
+  // the import, and only its end (a line per row would chatter while several run).
+  function announce(widget, text, named) {
+    if (widget.hasAttribute("data-detailed")) {
+      var line = widget.parentNode.querySelector(".import-progress-status");
+      if (line) { line.textContent = text; }
+      return;
     }
-    return line;
+    var page = document.querySelector(".imports-status");
+    if (!page) { return; }
+    var name = (widget.getAttribute("aria-label") || "").replace(/^Progress of /, "");
+    page.textContent = text && named && name ? name + ": " + text : text;
   }
 
   function whenVisible(next) {
@@ -167,8 +172,8 @@
         gone: "Live updates stopped: this import is no longer in the history.",
       }[why];
       if (told || failures >= FAILURES_TOLD) {
-        statusLine(widget).textContent = told ||
-          "Live updates paused: the server does not answer. They go on once it does.";
+        announce(widget, told ||
+          "Live updates paused: the server does not answer. They go on once it does.", false);
       }
       if (!told) {
         window.setTimeout(function () { whenVisible(poll); }, RETRY_MS);
@@ -192,24 +197,32 @@
         .then(function (progress) {
           var text = detailed ? progress.label : shortLabel(progress);
           if (failures >= FAILURES_TOLD) {
-            statusLine(widget).textContent = "";
+            announce(widget, "", false);
           }
           failures = 0;
           setBar(widget, progress, text);
           if (label) {
             label.textContent = text;
           }
+          var said = [];
           if (progress.state !== shownState) {
             shownState = progress.state;
-            statusLine(widget).textContent = "Import " + progress.state_label.toLowerCase() + ".";
+            if (detailed || progress.finished) {
+              said.push("Import " + progress.state_label.toLowerCase() + ".");
+            }
           }
           if (detailed) {
-            rowsDigest = progress.rows_digest || "";
-            putLive(progress, widget);
+            var put = putLive(progress, widget);
+            if (!put.held) { rowsDigest = progress.rows_digest || ""; }  // else sent again
+            if (put.said) { said.push(put.said); }
           }
+          if (said.length) { announce(widget, said.join(" "), true); }
           if (progress.finished) {
             if (widget.getAttribute("data-finished") !== "true") {
               widget.setAttribute("data-finished", "true");
+              if (!said.length) {  // opened after the end: said now, before the reload
+                announce(widget, "Import " + progress.state_label.toLowerCase() + ".", true);
+              }
               ended(detailed);
             }
             return;
@@ -251,16 +264,10 @@
         reloadKeeping();
         return;
       }
-      var list = document.getElementById("changelist") || document.getElementById("content");
-      if (list && !document.querySelector(".imports-ended")) {
-        var line = document.createElement("p");
-        line.className = "imports-ended";
-        line.setAttribute("role", "status");
-        list.parentNode.insertBefore(line, list);
-        // Filled once in place: a live region added with its text is often not announced.
-        window.setTimeout(function () {
-          line.innerHTML = 'An import on this page has ended. <a href="">Reload</a> to see how.';
-        }, 100);
+      var line = document.querySelector(".imports-status");
+      if (line && !line.classList.contains("imports-ended")) {
+        line.classList.add("imports-ended");
+        line.innerHTML = 'An import on this page has ended. <a href="">Reload</a> to see how.';
       }
     }, 1500);
   }
@@ -297,8 +304,21 @@
     focusAgain(focused);
   }
 
+  // The list's one status line, there and empty before anything is said in it: a live
+  // region added with its text is often not announced.
+  function listStatusLine() {
+    var list = document.getElementById("changelist");
+    if (!list || document.querySelector(".imports-status") ||
+        !list.querySelector(".import-progress[data-url]:not([data-detailed])")) { return; }
+    var line = document.createElement("p");
+    line.className = "imports-status";
+    line.setAttribute("role", "status");
+    list.parentNode.insertBefore(line, list);
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     restoreKept();
+    listStatusLine();
     document.querySelectorAll(".import-progress[data-url]").forEach(follow);
   });
 })();
