@@ -210,6 +210,23 @@ def test_a_next_link_refusing_the_parameters_added_to_it_says_where_they_belong(
     assert "write them into the source URL instead" in execution.error
 
 
+@pytest.mark.parametrize("style", ["cursor", "next_url"])
+def test_a_next_page_the_source_no_longer_knows_says_to_run_the_import_again(
+    serve, import_from, sandbox, style
+):
+    # Salesforce's query locators and Elasticsearch's scroll ids expire.
+    fake = serve()
+    where = "cursor=c50" if style == "cursor" else "start=50"
+    fake.faults.add(path_contains=where, status=404, body='{"error": "INVALID_QUERY_LOCATOR"}')
+
+    execution = import_from(fake, style)
+
+    assert execution.state == Execution.State.FAILED
+    assert "INVALID_QUERY_LOCATOR" in execution.error
+    assert "may expire while the pages are read" in execution.error
+    assert "Run the import again" in execution.error
+
+
 def test_a_parameter_written_into_the_source_url_goes_with_the_first_request_only(
     serve, import_from, sandbox
 ):

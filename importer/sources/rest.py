@@ -118,24 +118,34 @@ class RestJsonSource:
         try:
             response, document, records = self._read(url)
         except SourceError as error:
-            raise self._naming_params_added(error, cursor) from None
+            raise self._explained_refusal(error, cursor) from None
         next_cursor = self._next_cursor(cursor, url, response, document, records)
         return Page(records=records, next_cursor=next_cursor, total=self._total(document))
 
-    def _naming_params_added(self, error: SourceError, cursor: str) -> SourceError:
-        """A next link refused with 400 or 422 after parameters it left out were added to it
-        (a link that carries its own state, as a query locator does): say which, and where
-        parameters for the first request only belong."""
-        follows_links = self.config.pagination in ("next_url", "link_header")
-        if error.status not in (400, 422) or not (cursor and follows_links):
+    def _explained_refusal(self, error: SourceError, cursor: str) -> SourceError:
+        """A next page the source pointed to itself, refused as a bad request or as not
+        there: the usual hint ("check the query parameters") would mislead. Either we added
+        parameters its link left out (a link that carries its own state), or the cursor or
+        link expired (Salesforce's query locator, a scroll id) while its pages were read."""
+        if error.status not in (400, 404, 410, 422) or not cursor:
             return error
-        added = params_left_out(self._on_the_source(cursor), self._params_for_next_links)
-        if not added:
-            return error
+        added = {}
+        if self.config.pagination in ("next_url", "link_header"):
+            added = params_left_out(self._on_the_source(cursor), self._params_for_next_links)
+        if added and error.status in (400, 422):
+            why = (
+                f"The request added {', '.join(added)}, which the source's next link left "
+                "out: if the source refuses them there, write them into the source URL "
+                "instead (sent with the first request only)"
+            )
+        else:
+            why = (
+                "The source refused a next page it pointed to itself: such a cursor or link "
+                "may expire while the pages are read (a query locator, a scroll id). Run "
+                "the import again; if it fails here again, check the paging settings"
+            )
         return SourceError(
-            f"{error.message}. The request added {', '.join(added)}, which the source's next "
-            "link left out: if the source refuses them there, write them into the source URL "
-            "instead (sent with the first request only)",
+            f"{error.message}. {why}",
             status=error.status,
             permanent=error.permanent,
             retry_after=error.retry_after,
