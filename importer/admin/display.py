@@ -157,6 +157,11 @@ def next_attempt_cell(when) -> str:
     )
 
 
+# An execution page's line for screen readers, there before it speaks: a live region added
+# with its text is often not announced (the list has one for the page, progress.js).
+STATUS_LINE = mark_safe('<span class="import-progress-status" role="status"></span>')
+
+
 def progress_widget(execution: Execution, *, width: int, detailed: bool) -> str:
     """A bar that static/importer/progress.js keeps up to date while the import runs.
 
@@ -172,9 +177,6 @@ def progress_widget(execution: Execution, *, width: int, detailed: bool) -> str:
         label = f"{execution.records_submitted} rec."
     else:
         label = f"{percent}% · {execution.records_submitted} rec."
-    # The page's own line for screen readers, there before it speaks: a live region added
-    # with its text is often not announced (the list has one for the page, progress.js).
-    status = mark_safe('<span class="import-progress-status" role="status"></span>')
     return format_html(
         '<div class="import-progress{}" id="import-progress-{}" data-url="{}" '
         'data-percent="{}" data-state="{}" data-finished="{}" {} style="width:{}px" '
@@ -200,7 +202,7 @@ def progress_widget(execution: Execution, *, width: int, detailed: bool) -> str:
         label,
         100 if percent is None else percent,
         label,
-        status if detailed else "",
+        STATUS_LINE if detailed else "",
     )
 
 

@@ -205,11 +205,8 @@ class ImportSourceForm(WriteOnlySecretsForm):
                 self.initial[name] = mask_setting(name, getattr(self.instance, name), declared)
         if "auth_username" in self.fields and username_holds_a_key(self.instance):
             self.initial["auth_username"] = MASK  # the API key, as Freshservice takes it
-            self.fields[
-                "auth_username"
-            ].help_text += (
-                f" It holds the API key here, so it is shown as {MASK}: leave {MASK} to keep it."
-            )
+            kept = f" It holds the API key here, so it is shown as {MASK}: leave {MASK} to keep it."
+            self.fields["auth_username"].help_text += kept
         for name in AT_LEAST_ONE:
             if name in self.fields:
                 field = self.fields[name]
