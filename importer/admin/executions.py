@@ -10,7 +10,6 @@ from django.contrib.admin import helpers
 from django.contrib.admin.helpers import AdminReadonlyField
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Count
 from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
@@ -384,6 +383,16 @@ class ExecutionAdmin(SourceByNameToViewers, PageButtons, CountedDeletion, admin.
             },
         )
 
+    def get_object(self, request, object_id, from_field=None):
+        """Read once per request: the change page reads it before Django's view does, and
+        the counts kept on it (`progress.chunk_counts`) serve both."""
+        key = (object_id, from_field)
+        kept = getattr(request, "_execution_read", None)
+        if kept is None or kept[0] != key:
+            kept = (key, super().get_object(request, object_id, from_field))
+            request._execution_read = kept
+        return kept[1]
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         """The chunks, a page at a time: an import can have tens of thousands."""
         execution = self.get_object(request, object_id)
@@ -483,12 +492,7 @@ def _has_failed_pages(execution: Execution) -> bool:
 def _chunk_states(execution: Execution, chosen: str | None) -> list[dict]:
     """The chunk states the page's chunks may be narrowed to, with how many are in each
     (one query), "all" first."""
-    counts = dict(
-        execution.chunks.order_by()
-        .values_list("state")
-        .annotate(n=Count("id"))
-        .values_list("state", "n")
-    )
+    counts = {state: n for state, n in chunk_counts(execution).items() if n}
     chosen = chosen if chosen in ChunkJob.State.values else ""
     choices = [{"value": "", "label": "All", "count": sum(counts.values())}]
     choices += [

@@ -2,7 +2,8 @@
 
 * lifecycle     start an execution in Assets, fail it once, cancel it
 * plan          how pages are laid out: parallelism, lanes, the first chunks
-* chunks        a chunk's moves: claim, release, record, retry, fail
+* chunks        a chunk's moves: claim it (claims), count its page and queue what
+                follows (fetched), record it submitted, retried or failed (outcomes)
 * lanes         `process_chunk`: a chunk task goes on along its lane
 * leases        a lane renews the leases of the chunks it holds while it works
 * completion    post {"completed": true} once every page is in, follow Assets' processing
