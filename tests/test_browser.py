@@ -340,6 +340,25 @@ def test_a_rest_source_with_bearer_auth_shows_only_its_own_fields(
 
 
 @pytest.mark.django_db(transaction=True)
+def test_an_actions_message_takes_the_focus_so_it_is_read_first(
+    browser_page, live_server, administrator, make_source, sandbox
+):
+    make_source()
+    page = browser_page
+    log_in(page, live_server, administrator)
+    page.get_by_role("link", name="Import sources", exact=True).click()
+
+    run_action(page, "inventory", "Push mapping to Assets")
+
+    messages = page.get_by_role("list", name="Messages")
+    expect(messages).to_contain_text("Assets accepted the mapping")
+    expect(messages).to_be_focused()
+    # The keyboard goes on from the messages, not from the top of the page.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.closest('#header') === null")
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_page_button_after_unsaved_edits_asks_to_save_first(
     browser_page, live_server, administrator, make_source, sandbox
 ):
