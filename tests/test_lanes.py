@@ -446,7 +446,9 @@ def test_a_statement_refused_on_a_live_connection_is_counted_not_retried_for_eve
     monkeypatch.setattr(page_sql, "record_fetched", broken)
     queued = []
     monkeypatch.setattr(work_queue, "enqueue_chunk", queued.append)
-    monkeypatch.setattr(chunks.outcomes, "retry_delay", lambda attempt, retry_after: 0.0)  # no waits
+    monkeypatch.setattr(
+        chunks.outcomes, "retry_delay", lambda attempt, retry_after: 0.0
+    )  # no waits
     execution = services.start_import(source=source)
 
     for _ in range(24):  # well past CHUNK_MAX_ATTEMPTS (5) for each of the two lanes
@@ -477,7 +479,9 @@ def test_a_database_that_refuses_statements_for_a_moment_does_not_fail_the_impor
         return real_record_fetched(*args, **kwargs)
 
     monkeypatch.setattr(page_sql, "record_fetched", full_for_a_moment)
-    monkeypatch.setattr(chunks.outcomes, "retry_delay", lambda attempt, retry_after: 0.0)  # no waits
+    monkeypatch.setattr(
+        chunks.outcomes, "retry_delay", lambda attempt, retry_after: 0.0
+    )  # no waits
 
     execution = services.start_import(source=source)
 

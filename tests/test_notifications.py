@@ -652,6 +652,25 @@ def test_a_schedule_never_imported_is_stale_a_day_and_the_grace_after_its_first_
     )
 
 
+def test_a_schedule_saved_with_a_start_long_past_is_not_late_before_the_run_assets_was_told(
+    pushed_source, sandbox, httpserver
+):
+    # A start time copied from a file exported months ago: Assets is told the next run.
+    httpserver.expect_request("/hook").respond_with_json({})
+    webhook_channel(httpserver.url_for("/hook"))
+    schedule = Schedule.objects.create(
+        source=pushed_source,
+        frequency=Schedule.Frequency.WEEKLY,
+        start_time=timezone.now() - timedelta(days=60, hours=1),
+        timezone="UTC",
+    )
+    services.sync_schedule(schedule=schedule)
+
+    services.look_after_imports()
+
+    assert received(httpserver) == []
+
+
 def test_a_new_schedule_is_not_late_before_its_first_run(pushed_source, sandbox, httpserver):
     httpserver.expect_request("/hook").respond_with_json({})
     webhook_channel(httpserver.url_for("/hook"))

@@ -1,5 +1,6 @@
 """Schedules kept in sync with Assets' importschedule API (the sandbox), and run by it."""
 
+import calendar
 import io
 import json
 from datetime import datetime, timedelta
@@ -904,7 +905,10 @@ def test_a_run_set_again_after_one_failed_starts_though_the_last_began_minutes_a
     failed = Execution.objects.get()
     assert failed.state == Execution.State.FAILED
     inventory.faults.clear()
-    services.sync_schedule(schedule=Schedule.objects.get())  # set again, a few minutes ahead
+    # Set again to run at once; Assets calls at that time.
+    again = Schedule.objects.get()
+    again.frequency, again.start_time = "ONCE", timezone.now() + timedelta(seconds=20)
+    services.sync_schedule(schedule=again)
 
     response = client.post(path, data=body, content_type="application/json")
 
@@ -914,11 +918,11 @@ def test_a_run_set_again_after_one_failed_starts_though_the_last_began_minutes_a
     assert run.state == Execution.State.DONE
 
 
-def test_the_next_run_shown_is_the_one_assets_makes_after_a_sync_before_a_short_month(
+def test_a_monthly_schedule_synced_before_a_short_month_keeps_that_months_run(
     pushed_source, sandbox, monkeypatch
 ):
-    # Monthly on the 31st, synced on 2 April: Assets is told 31 May; no run on 30 April.
-    # (Next year's: the sandbox, on the real clock, takes only a start still ahead.)
+    # Monthly on the 31st, synced on 2 April: Assets is told 30 April, April's last day,
+    # not 31 May. (Next year's: the sandbox, on the real clock, takes only a start ahead.)
     year = timezone.now().year + 1
     start = datetime(year, 1, 31, 9, 0, tzinfo=BERLIN)
     schedule = make_schedule(pushed_source, frequency="MONTHLY", start_time=start)
@@ -929,4 +933,72 @@ def test_the_next_run_shown_is_the_one_assets_makes_after_a_sync_before_a_short_
 
     shown = services.upcoming_run(Schedule.objects.get())
 
-    assert told == shown == datetime(year, 5, 31, 9, 0, tzinfo=BERLIN)
+    assert told == shown == datetime(year, 4, 30, 9, 0, tzinfo=BERLIN)
+
+
+def test_after_a_short_months_run_assets_is_told_the_schedules_own_day_again(
+    pushed_source, sandbox, monkeypatch
+):
+    # Assets repeats from the start it holds: left at 30 April, it would run on the 30th
+    # from then on. Once that run has passed, housekeeping tells it 31 May.
+    year = timezone.now().year + 1
+    start = datetime(year, 1, 31, 9, 0, tzinfo=BERLIN)
+    schedule = make_schedule(pushed_source, frequency="MONTHLY", start_time=start)
+    monkeypatch.setattr(timezone, "now", lambda: datetime(year, 4, 2, 9, 0, tzinfo=BERLIN))
+    services.sync_schedule(schedule=schedule)
+    assert services.reanchor_due_schedules() == 0  # 30 April has not come yet
+
+    monkeypatch.setattr(timezone, "now", lambda: datetime(year, 4, 30, 9, 5, tzinfo=BERLIN))
+    assert services.reanchor_due_schedules() == 1
+
+    told = datetime.fromisoformat(sandbox.schedules("src-1")[0]["startTime"])
+    schedule = Schedule.objects.get()
+    assert told == services.upcoming_run(schedule) == datetime(year, 5, 31, 9, 0, tzinfo=BERLIN)
+    assert schedule.in_sync and schedule.reanchor_at is None
+    assert services.reanchor_due_schedules() == 0
+
+
+def test_a_daily_schedule_synced_before_a_clock_change_keeps_the_run_of_that_day(
+    pushed_source, sandbox, monkeypatch
+):
+    # 02:30 does not exist in New York on the second Sunday of March: that day's run is at
+    # 03:30 (as shown), not dropped for the next day's 02:30; then 02:30 again.
+    year = timezone.now().year + 1
+    second_sunday = next(
+        day for day in range(8, 15) if datetime(year, 3, day).weekday() == calendar.SUNDAY
+    )
+    york = ZoneInfo("America/New_York")
+    schedule = make_schedule(
+        pushed_source,
+        start_time=datetime(year, 1, 5, 2, 30, tzinfo=york),
+        timezone="America/New_York",
+    )
+    monkeypatch.setattr(
+        timezone, "now", lambda: datetime(year, 3, second_sunday - 1, 15, 0, tzinfo=york)
+    )
+    services.sync_schedule(schedule=schedule)
+    told = datetime.fromisoformat(sandbox.schedules("src-1")[0]["startTime"])
+    assert told == datetime(year, 3, second_sunday, 3, 30, tzinfo=york)
+
+    monkeypatch.setattr(
+        timezone, "now", lambda: datetime(year, 3, second_sunday, 4, 0, tzinfo=york)
+    )
+    services.reanchor_due_schedules()
+
+    told = datetime.fromisoformat(sandbox.schedules("src-1")[0]["startTime"])
+    assert told == datetime(year, 3, second_sunday + 1, 2, 30, tzinfo=york)
+
+
+def test_a_save_that_changes_nothing_does_not_start_a_second_import_on_a_repeated_trigger(
+    client, pushed_source, sandbox
+):
+    schedule = services.sync_schedule(schedule=make_schedule(pushed_source))
+    body = json.dumps({"workspaceId": "ws-1", "importsourceId": "src-1"})
+    path = urlsplit(schedule.callback_url).path
+    first = client.post(path, data=body, content_type="application/json").json()
+    services.sync_schedule(schedule=Schedule.objects.get())  # saved again, nothing changed
+
+    repeated = client.post(path, data=body, content_type="application/json")
+
+    assert repeated.json()["executionId"] == first["executionId"]
+    assert Execution.objects.count() == 1

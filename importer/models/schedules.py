@@ -37,6 +37,24 @@ class Schedule(models.Model):
     )
     sync_error = models.TextField(blank=True)
     synced_at = models.DateTimeField(null=True, blank=True)
+    start_sent = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The first run Assets was told at the last sync: it repeats from it.",
+    )
+    runs_from = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The first run Assets was told once this timing was set: the source is "
+        "overdue only an interval after it (or after its last successful import).",
+    )
+    reanchor_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The run sent was not on the schedule's own day or at its own time (a "
+        "short month's last day, an hour a clock change skips): once it has passed, Assets "
+        "is told the next run on its own day and time, to repeat from.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

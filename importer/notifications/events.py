@@ -279,11 +279,13 @@ def last_successes(source_ids=None) -> dict[int, datetime]:
 def due_by(schedule: Schedule, last_success: datetime | None) -> datetime:
     """When a source with this schedule must have imported again, grace included.
 
-    The next import is due one interval after the last successful one, or after the
-    schedule's first run when that came later (a new or moved schedule gets a whole
-    interval: its first import may still be running).
+    The next import is due one interval after the last successful one, or after the first
+    run Assets was told of this timing when that came later (a new or moved schedule gets a
+    whole interval: its first import may still be running). A start time in the past is not
+    that run: Assets was told the next one after the sync.
     """
-    since = schedule.start_time if last_success is None else max(schedule.start_time, last_success)
+    first = schedule.runs_from or schedule.start_time
+    since = first if last_success is None else max(first, last_success)
     interval = SCHEDULE_INTERVALS[schedule.frequency]
     return since + interval + timedelta(seconds=settings.STALE_GRACE_SECONDS)
 

@@ -17,6 +17,7 @@ from importer.services.lifecycle import (
     give_up_stopped_starts,
     report_pending_failures,
 )
+from importer.services.schedules import reanchor_due_schedules
 from importer.sources import files
 
 State = Execution.State
@@ -24,11 +25,13 @@ ChunkState = ChunkJob.State
 
 
 def look_after_imports() -> None:
-    """Periodic housekeeping (every minute): recover lost work, flag imports that stall."""
+    """Periodic housekeeping (every minute): recover lost work, flag imports that stall,
+    move schedules back to their own day and time."""
     recover_lost_work()
     flag_stalled_executions()
     give_up_stopped_starts()
     report_pending_failures()
+    reanchor_due_schedules()
     drop_unused_file_copies()
     notifications.look_after_notifications()
 

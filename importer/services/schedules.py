@@ -94,25 +94,49 @@ def next_run(
 
 def upcoming_run(schedule: Schedule) -> datetime | None:
     """The next run Assets makes: none before the first one it was sent at the last sync
-    (`_remote_body`), which it repeats from."""
+    (`start_sent`), which it repeats from."""
     after = timezone.now()
-    if schedule.in_sync and schedule.synced_at:
+    if schedule.in_sync and schedule.start_sent:
+        after = max(after, schedule.start_sent)
+    elif schedule.in_sync and schedule.synced_at:  # synced before the start sent was kept
         sent = next_run(schedule, after=schedule.synced_at, anchor=True)
         if sent is not None and sent > after:
             after = sent
     return next_run(schedule, after=after)
 
 
-def _remote_body(schedule: Schedule) -> dict:
-    upcoming = next_run(schedule, anchor=True)
+def _first_run_to_send(schedule: Schedule) -> datetime:
+    """The next run, which Assets is told as the schedule's start: on a short month's last
+    day, or at the hour a clock change makes of a skipped time, too, so no run is lost.
+    Assets repeats from the start it holds, so after such a run it is told the next one on
+    the schedule's own day and time (`reanchor_due_schedules`)."""
+    upcoming = next_run(schedule)
     if upcoming is None:
         raise ScheduleError("The schedule runs once and its time has passed: set a new time.")
+    return upcoming
+
+
+def _remote_body(schedule: Schedule, start: datetime) -> dict:
     return schedule_body(
         frequency=schedule.frequency,
-        start_time=upcoming.isoformat(),
+        start_time=start.isoformat(),
         timezone=schedule.timezone,
         callback_url=webtrigger_url(schedule.source),
     )
+
+
+def _record_start_sent(schedule: Schedule, start: datetime) -> None:
+    """Keep what Assets was told: the run it repeats from; the first run of this timing,
+    kept over re-syncs that leave the timing as it was (`runs_from`); and, when the start
+    is not on the schedule's own day and time, when to tell it the next one that is."""
+    schedule.start_sent = start
+    on_its_pattern = schedule.runs_from is not None and (
+        next_run(schedule, after=schedule.runs_from) == schedule.runs_from
+    )
+    if not on_its_pattern:
+        schedule.runs_from = start
+    own = next_run(schedule, after=start, anchor=True)
+    schedule.reanchor_at = start if own != start else None
 
 
 def _mark_out_of_sync(schedule: Schedule, message: str) -> None:
@@ -138,7 +162,8 @@ def sync_schedule(*, schedule: Schedule) -> Schedule:
     seen_id = schedule.assets_schedule_id
     creating = False
     try:
-        body = _remote_body(schedule)
+        start = _first_run_to_send(schedule)
+        body = _remote_body(schedule, start)
         remote = None
         if seen_id:
             try:
@@ -175,8 +200,43 @@ def sync_schedule(*, schedule: Schedule) -> Schedule:
     schedule.in_sync = True
     schedule.sync_error = ""
     schedule.synced_at = timezone.now()
+    _record_start_sent(schedule, start)
     schedule.save()
     return schedule
+
+
+# A schedule whose re-anchoring sync failed (Assets away) is tried again after this.
+REANCHOR_RETRY = timedelta(minutes=10)
+
+
+def reanchor_due_schedules() -> int:
+    """Tell Assets the next run on the schedule's own day and time, once a run it was sent
+    on another day or at another time (`_first_run_to_send`) has passed: it would repeat
+    from that one (a monthly run on the 28th from then on). How many were told.
+
+    Each is claimed first, so two clusters' housekeeping tell Assets once; one that fails
+    is out of sync, with the reason, and tried again after REANCHOR_RETRY."""
+    now = timezone.now()
+    told = 0
+    due = Schedule.objects.filter(
+        reanchor_at__lte=now, source__enabled=True, assets_schedule_id__gt=""
+    ).values_list("pk", "reanchor_at")
+    for schedule_id, reanchor_at in list(due[:100]):
+        claimed = Schedule.objects.filter(pk=schedule_id, reanchor_at=reanchor_at).update(
+            reanchor_at=now + REANCHOR_RETRY
+        )
+        if not claimed:
+            continue
+        schedule = Schedule.objects.select_related("source").get(pk=schedule_id)
+        try:
+            sync_schedule(schedule=schedule)
+        except ScheduleError as error:
+            logger.warning(
+                "schedule of %s not moved to its own day and time: %s", schedule.source, error
+            )
+        else:
+            told += 1
+    return told
 
 
 def calls_an_old_address(schedule: Schedule) -> bool:
@@ -300,7 +360,8 @@ def compare_schedule(*, schedule: Schedule) -> list[str]:
         _mark_out_of_sync(schedule, "Assets no longer holds this schedule.")
         return [schedule.sync_error]
     differences = []
-    expected = _remote_body(schedule) if next_run(schedule) else {}
+    upcoming = next_run(schedule)
+    expected = _remote_body(schedule, upcoming) if upcoming else {}
     if (remote.frequency or "").upper() != schedule.frequency:
         differences.append(f"frequency: here {schedule.frequency}, in Assets {remote.frequency}")
     if remote.timezone and remote.timezone != schedule.timezone:
@@ -320,11 +381,14 @@ def compare_schedule(*, schedule: Schedule) -> list[str]:
 def _same_run_time(remote_start: str, schedule: Schedule) -> bool:
     """Whether Assets' start time runs the schedule when ours does: the same time of day, and
     for a weekly one the same weekday, for a monthly one the same day of the month (Assets
-    holds the next run, not the first). A one-off runs at that very moment."""
+    holds the next run, not the first). A one-off runs at that very moment. The start sent
+    last is the same run, though not on the schedule's own day or time."""
     try:
         remote = datetime.fromisoformat(remote_start.replace("Z", "+00:00"))
     except ValueError:
         return False
+    if remote.tzinfo and remote == schedule.start_sent:
+        return True
     zone = ZoneInfo(schedule.timezone)
     local = schedule.start_time.astimezone(zone)
     remote = remote.astimezone(zone) if remote.tzinfo else remote.replace(tzinfo=zone)
@@ -351,6 +415,10 @@ def rotate_webtrigger_token(*, source: ImportSource) -> ImportSource:
     return source
 
 
+# Assets' clock and ours may differ a little: a trigger this early is the run sent.
+TRIGGER_EARLY = timedelta(minutes=1)
+
+
 def _recent_scheduled_execution(
     source: ImportSource, *, starting: bool = False
 ) -> Execution | None:
@@ -359,10 +427,16 @@ def _recent_scheduled_execution(
     Finished runs count too: a small import is DONE before Assets gives up waiting for the
     answer and calls again. `starting`: also a run whose start in Assets is still on its way
     (two triggers at once)."""
-    since = timezone.now() - DUPLICATE_TRIGGER_WINDOW
-    synced = Schedule.objects.filter(source=source).values_list("synced_at", flat=True).first()
-    if synced is not None and synced > since:
-        # Set again since (a run that failed, put a few minutes ahead): a new run.
+    now = timezone.now()
+    since = now - DUPLICATE_TRIGGER_WINDOW
+    synced, start_sent = (
+        Schedule.objects.filter(source=source).values_list("synced_at", "start_sent").first()
+    ) or (None, None)
+    sent_run_has_come = start_sent is None or start_sent <= now + TRIGGER_EARLY
+    if synced is not None and synced > since and sent_run_has_come:
+        # Set again since, for a run that has come now (one that failed, put a few minutes
+        # ahead): a new run. A sync that sent a later run (a save that changed nothing, a new
+        # token) leaves a trigger repeated for the run before it to that run.
         since = synced
     runs = Execution.objects.filter(
         source=source, trigger=Execution.Trigger.SCHEDULE, created_at__gte=since
