@@ -334,8 +334,15 @@ class AssetsClient:
                 raise AnswerTooSlow("the answer did not arrive before the deadline")
         except (requests.RequestException, AnswerTooSlow) as exc:
             if isinstance(exc, (requests.Timeout, AnswerTooSlow)) or time.monotonic() >= deadline:
+                sent = (
+                    "; it may have received the request all the same. If Assets is this slow, "
+                    "raise HTTP_TIMEOUT"
+                    if encoded
+                    else ""
+                )
                 raise AssetsUnavailable(
-                    f"{action}: Assets did not answer within {self.timeout:g} s (HTTP_TIMEOUT)"
+                    f"{action}: Assets did not answer within {self.timeout:g} s "
+                    f"(HTTP_TIMEOUT){sent}"
                 ) from None
             if lost_after_connecting(exc):
                 raise AssetsUnavailable(

@@ -458,3 +458,22 @@ def test_rate_limiting_says_how_long_assets_asks_us_to_wait(httpserver, client):
         client.start_execution()
 
     assert "rate limiting us (429), and asks us to wait 30 s" in error.value.message
+
+
+def test_a_page_assets_answers_too_late_says_it_may_have_arrived_and_what_to_raise(sandbox):
+    sandbox.faults.add(method="POST", path_contains="/data", status=0, delay=1.5)
+    client = AssetsClient(
+        base_url=sandbox.base_url,
+        workspace_id="ws-1",
+        import_source_id="src-1",
+        token=SANDBOX_TOKEN,
+        timeout=0.5,
+    )
+
+    with pytest.raises(assets.AssetsUnavailable) as caught:
+        client.submit_chunk("exec-1", {"computers": [{"serial": "SN-1"}]})
+
+    assert caught.value.message == (
+        "Submitting a chunk: Assets did not answer within 0.5 s (HTTP_TIMEOUT); it may have "
+        "received the request all the same. If Assets is this slow, raise HTTP_TIMEOUT"
+    )

@@ -516,3 +516,65 @@ def test_an_import_assets_failed_says_the_reason_assets_gives(pushed_source, san
     execution.refresh_from_db()
     assert execution.state == Execution.State.FAILED
     assert execution.error == "Assets reports the import FAILED: Object type Laptop was deleted"
+
+
+def test_a_lost_completed_then_a_status_read_assets_answers_404_once_ends_done_not_cancelled(
+    pushed_source, sandbox
+):
+    # A replica that lags answers the read after the refused second post with 404: that
+    # says nothing of "completed", and Assets, which took it, must not be told to cancel.
+    lose_the_answer_to_completed_and_one_status_read(sandbox)
+    execution = services.start_import(source=pushed_source)
+    sandbox.faults.add(method="GET", path_contains="/status", status=404, times=1)
+    services.check_completion(execution=execution)  # refused, and the read says nothing
+
+    execution = services.check_completion(execution=execution)  # refused, and read: taken
+
+    assert execution.state == Execution.State.DONE, execution.error
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert remote["state"] == "DONE" and len(remote["objects"]) == 300
+    assert remote["failure_reasons"] == []
+
+
+def test_completed_unconfirmed_when_its_attempts_run_out_is_followed_not_failed(
+    pushed_source, sandbox, settings
+):
+    # Every read of the status fails while "completed" is posted again and again: Assets may
+    # have taken the first, so the import follows its status instead of failing and
+    # cancelling an execution that may be writing the records.
+    settings.COMPLETION_MAX_ATTEMPTS = 2
+    sandbox.processing_seconds = 600
+    sandbox.faults.add(
+        method="POST", path_contains="/data", body_contains='"completed"', lose_answer=True
+    )
+    sandbox.faults.add(method="GET", path_contains="/status", status=503, times=-1)
+    execution = services.start_import(source=pushed_source)
+
+    execution = services.check_completion(execution=execution)
+
+    assert execution.state == Execution.State.PROCESSING, execution.error
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert remote["state"] == "PROCESSING" and remote["failure_reasons"] == []
+
+
+def test_completed_refused_for_a_rate_limit_waits_as_asked_beyond_the_attempts_of_errors(
+    pushed_source, sandbox, settings
+):
+    settings.COMPLETION_MAX_ATTEMPTS = 3
+    sandbox.faults.add(
+        method="POST",
+        path_contains="/data",
+        body_contains='"completed"',
+        status=429,
+        retry_after="1",
+        times=4,
+    )
+    execution = services.start_import(source=pushed_source)
+    for _ in range(3):
+        execution = services.check_completion(execution=execution)
+        assert execution.state == Execution.State.INGESTING, execution.error
+
+    execution = services.check_completion(execution=execution)
+
+    assert execution.state == Execution.State.DONE, execution.error
+    assert sandbox.execution(execution.assets_execution_id)["failure_reasons"] == []

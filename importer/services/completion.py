@@ -26,7 +26,13 @@ from django.db.models import Count
 from django.utils import timezone
 
 from importer import notifications, page_sql, work_queue
-from importer.assets import AssetsAuthError, AssetsClient, AssetsError, AssetsNotFound
+from importer.assets import (
+    AssetsAuthError,
+    AssetsClient,
+    AssetsError,
+    AssetsNotFound,
+    AssetsRateLimited,
+)
 from importer.models import ChunkJob, Execution
 from importer.services.errors import scrub_secrets
 from importer.services.lifecycle import fail_execution
@@ -153,10 +159,23 @@ def check_completion(*, execution: Execution, client: AssetsClient | None = None
         if taken is False and error.permanent:
             return fail_execution(execution=execution, reason=error.message)
         attempts = execution.completion_attempts + 1
-        if not taken and attempts >= settings.COMPLETION_MAX_ATTEMPTS:
+        used_up = attempts >= _attempts_allowed(error)
+        if used_up and taken is None and execution.completion_attempts:
+            # An earlier "completed" may have been taken, its answer lost, and Assets cannot
+            # say now: failed (and cancelled) here, the records it may be writing would be
+            # thrown away. It is followed as processing; its status tells how it ends.
+            logger.warning(
+                "execution %s: 'completed' not confirmed (%s); following Assets' status",
+                execution.pk,
+                error.message,
+            )
+            taken = True
+        elif used_up and not taken:
+            unsaid = "" if taken is False else ", and Assets could not say whether it had it"
             reason = (
-                f"Assets did not take 'completed' in {attempts} attempts: {error.message}. "
-                "Every page had been sent; run the import again once Assets answers."
+                f"Assets did not take 'completed' in {attempts} attempts{unsaid}: "
+                f"{error.message}. Every page had been sent; run the import again once Assets "
+                "answers."
             )
             return fail_execution(execution=execution, reason=reason)
         if not taken:
@@ -175,6 +194,14 @@ def check_completion(*, execution: Execution, client: AssetsClient | None = None
     return refresh_status(execution=execution, client=client)
 
 
+def _attempts_allowed(error: AssetsError) -> int:
+    """Posts of "completed" before giving up: a rate limit asks for a wait, which mends it,
+    so its refusals are allowed as many waits as a page's (RATE_LIMITED_MAX_ATTEMPTS)."""
+    if isinstance(error, AssetsRateLimited):
+        return max(settings.COMPLETION_MAX_ATTEMPTS, settings.RATE_LIMITED_MAX_ATTEMPTS)
+    return settings.COMPLETION_MAX_ATTEMPTS
+
+
 # What Assets reports of an execution that took "completed": it writes, or has written, the
 # records.
 PAST_INGESTING_STATUSES = frozenset({"PROCESSING", "COMPLETING", *FINAL_STATUSES})
@@ -189,8 +216,10 @@ def _past_ingesting_in_assets(
     ingests refuses it; after a post that went unanswered, it is posted again."""
     try:
         status = client.get_execution_status(execution.assets_execution_id).status
-    except AssetsError as error:
-        return None if not error.permanent else False
+    except AssetsError:
+        # A 404 from a replica that lags, a 403 of a proxy: it cannot say now. Only Assets
+        # saying INGESTING tells that "completed" was not taken.
+        return None
     if status == "INGESTING":
         return False
     if status in PAST_INGESTING_STATUSES:

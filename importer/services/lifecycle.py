@@ -270,9 +270,19 @@ def _report_failure(execution: Execution, reason: str) -> bool:
         what="failure not recorded in Assets history",
     ):
         return True
-    execution.refresh_from_db(fields=["failure_report_pending", "completed_at"])
+    execution.refresh_from_db(
+        fields=["failure_report_pending", "completed_at", "completion_attempts"]
+    )
     if execution.failure_report_pending or execution.completed_at is not None:
         return False  # told again later; or Assets has all the pages, and processes them
+    if execution.completion_attempts and _completed_maybe_taken(execution):
+        # "Completed" went unanswered and Assets may have taken it: a cancel now would
+        # throw away the records it is writing. It refuses the report, so it is not waiting.
+        logger.warning(
+            "execution %s: not cancelled in Assets, which may be writing its records",
+            execution.pk,
+        )
+        return False
     # Refused for good (a reason it does not take): Assets would go on waiting for pages,
     # and refuse the source's next import as long. The execution is cancelled there instead.
     return _cancel_in_assets(execution)
