@@ -910,6 +910,33 @@ def test_a_nested_selector_alone_sends_only_its_array():
     }
 
 
+def test_a_record_without_the_list_a_nested_selector_alone_walks_into_is_left_out():
+    # A records path copied into the selector ("computers.items" over records that have no
+    # "items"): sent, each record would be an empty object Assets makes nothing of, counted
+    # as taken, and the import would end DONE with no object in Assets.
+    document = nested_document()
+    document["mapping"]["objectTypeMappings"] = document["mapping"]["objectTypeMappings"][1:2]
+    without_disks = {"serial": "C02X2", "ram": 8}
+    with_none = {"serial": "C02X3", "hardDrives": []}
+
+    result = transform_records([laptop_with_disks(), without_disks, with_none], document)
+
+    assert result.record_count == 1
+    assert result.skipped == [
+        "record 2 (serial=C02X2): holds no object for the mapping: no 'hardDrives' list for "
+        "selector 'laptops.hardDrives'",
+        "record 3 (serial=C02X3): holds no object for the mapping: no 'hardDrives' list for "
+        "selector 'laptops.hardDrives'",
+    ]
+    assert len(result.data["laptops"]) == 1
+
+
+def test_a_record_without_nested_items_still_makes_its_own_object_when_its_type_is_mapped():
+    result = transform_records([{"serial": "C02X2", "ram": 8}], nested_document())
+
+    assert result.record_count == 1 and result.skipped == []
+
+
 # --- Atlassian's published example shapes ----------------------------------------------------
 
 

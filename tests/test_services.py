@@ -984,3 +984,22 @@ def test_a_page_submitted_after_a_stall_was_flagged_clears_the_flag(pushed_sourc
     chunk.refresh_from_db()
     assert (chunk.state, chunk.record_count, chunk.skipped_count) == ("SUBMITTED", 25, 1)
     assert chunk.lease_expires_at is None and chunk.submitted_at is not None
+
+
+def test_a_selector_walking_into_a_list_no_record_has_fails_instead_of_ending_done_empty(
+    make_source, sandbox
+):
+    # The records path copied into the selector: "computers.items" over records that have
+    # no "items". Assets would make no object, and the import used to end DONE.
+    source = make_source(page_size=50)
+    source.mapping["mapping"]["objectTypeMappings"][0]["selector"] = "computers.items"
+    source.save()
+    source = services.push_mapping(source=source)
+
+    execution = services.start_import(source=source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.FAILED
+    assert "Every one of the 120 records the source gave was left out" in execution.error
+    assert "no 'items' list for selector 'computers.items'" in execution.error
+    assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0

@@ -77,6 +77,9 @@ class _Level:
     fields: dict[str, list[Target]] = field(default_factory=dict)
     identity: list[str] = field(default_factory=list)
     children: dict[str, _Level] = field(default_factory=dict)
+    # An object type mapping has this very selector: each record of it is an object. A step
+    # of a dotted selector without one only leads to the objects below it.
+    mapped: bool = False
     coercions: dict[str, Coercions] = field(default_factory=dict)
     # Attributes with a minimumCardinality: (name, the fields feeding it, how many values).
     required: list[tuple[str, tuple[str, ...], int]] = field(default_factory=list)
@@ -106,6 +109,7 @@ def _compile(document: Any) -> dict[str, _Level]:
         level = levels.setdefault(parts[0], _Level(parts[0]))
         for depth in range(1, len(parts)):
             level = level.children.setdefault(parts[depth], _Level(".".join(parts[: depth + 1])))
+        level.mapped = True
         object_type = index.type_for(type_mapping)
         for _, attribute_mapping in attribute_mappings(type_mapping, path):
             attribute = index.attribute_for(object_type, attribute_mapping) or {}
@@ -206,6 +210,8 @@ def transform_records(
     accepted = 0
     problems: list[str] = []
     missing: list[str] = []
+    # Only steps of dotted selectors at the top: a record may hold no object at all.
+    only_steps = not any(level.mapped for level in levels.values())
     for position, record in enumerate(records, start=1):
         if not isinstance(record, dict):
             reason = f"record {position}: is {_show(record)}, not an object"
@@ -224,6 +230,15 @@ def transform_records(
                 skipped.append(reason)
             problems, missing = [], []
             continue
+        if only_steps:
+            nothing = _holds_no_object(levels.values(), picked)
+            if nothing:
+                # Sent, it would be counted as taken while Assets makes no object of it.
+                skipped.append(
+                    f"record {position} ({_describe(record, id_fields)}): holds no object "
+                    f"for the mapping: {nothing}"
+                )
+                continue
         accepted += 1
         for sent, item in zip(outputs, picked, strict=True):
             sent.append(item)
@@ -388,6 +403,26 @@ def _pick(level: _Level, record: dict, at: str, problems: list[str], missing: li
                 problems.append(f"field '{where}' is {_show(item)}, expected an object")
         picked[key] = kept
     return picked
+
+
+def _holds_no_object(levels, picked: list[dict], at: str = "") -> str:
+    """Why a record picked at these levels makes no object ("" when it makes one): a step of
+    a dotted selector whose list is missing or empty (`computers.items` over records
+    without `items`)."""
+    reasons = []
+    for level, part in zip(levels, picked, strict=True):
+        if level.mapped:
+            return ""
+        for key, child in level.children.items():
+            items = part.get(key)
+            if not items:
+                reasons.append(f"no '{at}{key}' list for selector '{child.selector}'")
+                continue
+            inner = _holds_no_object([child] * len(items), items, f"{at}{key}[].")
+            if not inner:
+                return ""
+            reasons.append(inner)
+    return "; ".join(dict.fromkeys(reasons))
 
 
 def _unfit(at: str, locator: str, value: Any, target: Target, expected: str) -> str:
