@@ -1303,3 +1303,26 @@ def test_the_end_of_an_import_told_stalled_is_caught_up_if_its_alert_was_lost(
 
     [payload] = received(httpserver)
     assert payload["event"] == "execution.done" and "it went on to the end" in payload["text"]
+
+
+def test_a_misspelled_locator_is_noted_on_the_import_and_in_its_alert(
+    make_source, sandbox, httpserver
+):
+    httpserver.expect_request("/hook").respond_with_json({})
+    webhook_channel(httpserver.url_for("/hook"), notify_on_done=True)
+    source = make_source(page_size=50)
+    source.mapping["mapping"]["objectTypeMappings"][0]["attributesMapping"][1][
+        "attributeLocators"
+    ] = ["host_name"]
+    source.save()
+
+    execution = services.start_import(source=services.push_mapping(source=source))
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE  # the objects arrive, without a hostname
+    assert execution.notice.startswith(
+        "No record of the first page holds 'host_name' (attribute Hostname): if it is "
+        "misspelled in the mapping's attribute locators"
+    )
+    [done] = received(httpserver)
+    assert "Note: No record of the first page holds 'host_name'" in done["text"]

@@ -103,6 +103,7 @@ class ExecutionAdmin(SourceByNameToViewers, PageButtons, CountedDeletion, admin.
         "finished_at",
         "duration_label",
         "error",
+        "notice",
         "failure_report_label",
     ]
     readonly_fields = fields

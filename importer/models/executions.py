@@ -250,6 +250,14 @@ class Execution(models.Model):
     )
     updated_at = models.DateTimeField(auto_now=True)
     error = models.TextField(blank=True)
+    notice = models.TextField(
+        blank=True,
+        default="",
+        db_default="",
+        help_text="Worth a look though the import goes on: the fields the mapping reads that "
+        "no record of the first page holds (misspelled, most likely: their attributes would "
+        "arrive empty in every object).",
+    )
     failure_reported_at = models.DateTimeField(null=True, blank=True)
     first_page_digest = models.CharField(
         max_length=16,

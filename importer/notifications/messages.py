@@ -87,6 +87,8 @@ def execution_content(
     lines = [f"The {trigger} import of '{source.name}' {HEADLINES[kind]}{state}."]
     if reason:
         lines.append(f"Reason: {reason}")
+    if execution.notice and kind != Kind.REFUSED:
+        lines.append(f"Note: {redact_for(source, execution.notice)}")
     if told_stalled_at is not None and kind == Kind.RESUMED:
         lines.append(f"It was told stalled {when_text(told_stalled_at)}; its pages move again.")
     elif told_stalled_at is not None:

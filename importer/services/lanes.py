@@ -50,7 +50,7 @@ from importer.services.chunks import (
 )
 from importer.services.completion import complete_if_due
 from importer.services.leases import Leases
-from importer.services.mappings import transform_page
+from importer.services.mappings import note_fields_in_no_record, transform_page
 from importer.services.plan import goes_round_by_records, lane_next_cursor, runs_lanes
 from importer.services.retries import retry_delay
 from importer.services.totals import checks_repeated_records
@@ -397,6 +397,8 @@ def _transform(chunk: ChunkJob, page: Page, lane: Lane) -> TransformResult | Non
         return None
     if lane.checks_repeats:
         result.identities = identity_digests(result, source.mapping)
+    if chunk.index == 0 and page.records:
+        note_fields_in_no_record(execution=chunk.execution, records=page.records)
     return result
 
 

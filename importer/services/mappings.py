@@ -17,7 +17,7 @@ from importer.mapping import (
     transform_records,
     validate_document,
 )
-from importer.models import ImportSource
+from importer.models import Execution, ImportSource
 from importer.services.editing import refuse_while_importing
 from importer.services.errors import (
     DraftImpossible,
@@ -71,6 +71,23 @@ def transform_page(source: ImportSource, records: list[dict]) -> TransformResult
         missing_identity=source.missing_identity,
         invalid_values=source.invalid_values,
     )
+
+
+def note_fields_in_no_record(*, execution: Execution, records: list[dict]) -> None:
+    """Note on the import the fields the mapping reads that no record of its first page
+    holds: a misspelled locator imports every object without that attribute, and ends
+    DONE. (A CSV file's header stops the import before a page goes, `sources.csv_file`.)"""
+    missing = fields_in_no_record(records, execution.source.mapping)
+    if not missing:
+        return
+    notice = (
+        f"No record of the first page holds {', '.join(missing)}: if "
+        f"{'it is' if len(missing) == 1 else 'they are'} misspelled in the mapping's "
+        "attribute locators, the objects arrive without "
+        f"{'that attribute' if len(missing) == 1 else 'those attributes'}. Preview the "
+        "source to see its records' fields."
+    )
+    Execution.objects.filter(pk=execution.pk).update(notice=notice[:2000])
 
 
 @dataclass
