@@ -76,6 +76,13 @@ def _over_rate_limit(request, source_id: int) -> bool:
 
 
 @csrf_exempt
+def webtrigger_not_found(request, rest: str | None = None):
+    """Any other address under webtrigger/: the same JSON 404 as a wrong token, never
+    Django's debug 404 page, which would quote the path (and the token in it)."""
+    return _answer(404, success=False, error="Not found")
+
+
+@csrf_exempt
 @require_POST
 def webtrigger(request, source_id: int, token: str):
     """Assets' scheduler calls this at each scheduled run of a source.
@@ -103,8 +110,8 @@ def webtrigger(request, source_id: int, token: str):
         return _answer(400, success=False, error="The body must be a JSON object")
     # The token in the address says which source is called; the body must not name another.
     # Its keys are read in any case (Assets' own clients spell them importSourceId too), and
-    # one left out names none.
-    said = {str(key).lower(): str(value) for key, value in body.items()}
+    # one left out (or null) names none.
+    said = {str(key).lower(): str(value) for key, value in body.items() if value is not None}
     ours = {"workspaceid": source.workspace_id, "importsourceid": source.import_source_id}
     other = {key: said[key] for key in ours if key in said and said[key] != ours[key]}
     if other:

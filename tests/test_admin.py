@@ -132,6 +132,29 @@ def test_a_token_typed_into_a_form_with_errors_is_not_dropped_silently(staff_cli
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    "field, typed",
+    [
+        ("extra_headers", '{"Accept-Language": "en", "X-New-Key": "typed-secret-header-39"}'),
+        ("extra_params", '{"api_key": "typed-secret-param-42", '),  # JSON that does not parse
+        ("source_url", "https://reader:typed-secret-pass-49@inventory.example.com/api?x=1"),
+    ],
+)
+def test_a_secret_typed_into_a_setting_of_a_form_with_errors_is_not_sent_back(
+    staff_client, make_source, field, typed
+):
+    source = make_source()
+
+    response = post_source(staff_client, source, **{field: typed, "page_size": "0"})
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "typed-secret" not in page
+    errors = " ".join(response.context["adminform"].form.errors[field])
+    assert "type them again before saving" in errors or "Not valid JSON" in errors
+
+
+@pytest.mark.django_db
 def test_a_push_assets_refused_is_not_written_to_the_history_as_pushed(staff_client, make_source):
     source = make_source(assets_token="not-the-token")
 

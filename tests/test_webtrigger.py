@@ -57,6 +57,22 @@ def test_it_rejects_a_forged_token_without_a_hint(client, pushed_source):
     assert not Execution.objects.exists()
 
 
+@pytest.mark.parametrize("tail", ["extra/", "", "x"])
+def test_any_other_webtrigger_address_gets_the_same_json_404_without_its_path(
+    client, pushed_source, settings, tail
+):
+    # With DEBUG on, Django's own 404 page would quote the path, token and all.
+    settings.DEBUG = True
+    token = pushed_source.webtrigger_token
+    address = f"/webtrigger/{pushed_source.pk}/{token}/{tail}" if tail != "" else "/webtrigger/"
+
+    response = client.post(address, data="{}", content_type="application/json")
+
+    assert response.status_code == 404
+    assert response.json() == {"success": False, "error": "Not found"}
+    assert token not in response.content.decode()
+
+
 def test_it_answers_only_post(client, pushed_source):
     url = reverse("importer:webtrigger", args=[pushed_source.pk, pushed_source.webtrigger_token])
 
@@ -75,8 +91,8 @@ def test_a_body_for_another_workspace_is_refused(client, pushed_source):
 
 @pytest.mark.parametrize(
     "body",
-    [{"workspaceId": "ws-1", "importSourceId": "src-1"}, {}],
-    ids=["spelled importSourceId", "empty"],
+    [{"workspaceId": "ws-1", "importSourceId": "src-1"}, {}, {"importsourceId": None}],
+    ids=["spelled importSourceId", "empty", "null"],
 )
 def test_a_body_that_names_no_other_source_starts_the_import(client, pushed_source, body):
     # The token in the address authenticates the call and names the source.

@@ -3,7 +3,6 @@ and push (the mapping's own pages, preview, pull and draft, are in `mapping_page
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.widgets import AdminURLFieldWidget
 from django.db import models
 from django.db.models import OuterRef, Subquery
 from django.template.loader import render_to_string
@@ -59,16 +58,21 @@ class ImportSourceAdminForm(RefusesEditsMadeMeanwhile, ImportSourceForm):
     )
 
 
+URL_INPUT = forms.URLInput(attrs={"class": "vURLField"})
+
+
 @admin.register(ImportSource)
 class ImportSourceAdmin(
     PageButtons, MappingPages, DeletedInAssetsFirst, CountedDeletion, admin.ModelAdmin
 ):
     form = ImportSourceAdminForm
+    # Plain URL inputs: the admin's own widget writes "Currently: <link> Change:" above a
+    # URL, on an add form too, and links to a source's address from its settings page.
     formfield_overrides = {
-        models.URLField: {"form_class": SchemeURLField},
+        models.URLField: {"form_class": SchemeURLField, "widget": URL_INPUT},
         models.JSONField: {"form_class": LocatedJSONField},
         # Encrypted at rest, shown as what they hold (not as the text areas of a TextField).
-        EncryptedURLField: {"form_class": SchemeURLField, "widget": AdminURLFieldWidget},
+        EncryptedURLField: {"form_class": SchemeURLField, "widget": URL_INPUT},
         EncryptedJSONField: {"form_class": LocatedJSONField, "widget": forms.Textarea},
     }
     list_display = ["name", "enabled", "kind_label", "last_run", "next_run", "mapping_status"]

@@ -60,6 +60,38 @@ class WriteOnlySecretsForm(forms.ModelForm):
         super().full_clean()
         if self.remind_typed_secrets_on_errors:
             self._remind_typed_secrets()
+            self._mask_typed_settings()
+
+    def shown_masked(self, name: str, typed: str) -> str:
+        """What a browser gets back of a masked setting typed on a form shown again with
+        errors: `typed` with its secrets masked (a form with masked settings says how)."""
+        return typed
+
+    def _mask_typed_settings(self) -> None:
+        """On a form shown again with errors, a setting typed with a secret in it (a new key
+        in a header, a password in a URL) comes back masked, as a stored one is shown, and
+        says at its field that its secrets are to be typed again: the page's HTML would
+        otherwise hold them (a browser's cache, a screenshot, a proxy)."""
+        if not self.is_bound or not self._errors:
+            return
+        data = self.data.copy()
+        for name in self.masked_fields:
+            key = self.add_prefix(name)
+            typed = data.get(key)
+            if name not in self.fields or not isinstance(typed, str) or not typed:
+                continue
+            shown = self.shown_masked(name, typed)
+            if shown == typed:
+                continue
+            data[key] = shown
+            if not self.has_error(name):
+                self.add_error(
+                    name,
+                    "Not saved yet, because of the errors on this form: the secrets typed "
+                    "here are shown as *** now; type them again before saving (secrets are "
+                    "never sent back to the browser).",
+                )
+        self.data = data
 
     def secret_missing(self, message: str) -> str:
         """The error for a secret that is needed and not given; in a browser, with why it may

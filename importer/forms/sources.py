@@ -1,5 +1,6 @@
 """The import source form, and which settings each kind of source, paging and auth uses."""
 
+import json
 from urllib.parse import urlsplit
 
 from django import forms
@@ -15,6 +16,7 @@ from importer.redaction import (
     declared_secret_params,
     mask_setting,
     mask_url,
+    redact,
     restore_masked,
     restore_url,
     secret_param_names,
@@ -213,6 +215,21 @@ class ImportSourceForm(WriteOnlySecretsForm):
                 field.min_value = 1
                 field.validators.append(MinValueValidator(1))
                 field.widget.attrs["min"] = 1
+
+    def shown_masked(self, name: str, typed: str) -> str:
+        declared = declared_secret_params(self.instance) | secret_param_names(
+            self.data.get(self.add_prefix("secret_params"))
+        )
+        if name in MASKED_URL_FIELDS:
+            return mask_url(typed, declared)
+        if name in MASKED_JSON_FIELDS:
+            try:
+                value = json.loads(typed)
+            except (ValueError, RecursionError):  # shown as typed, secret-shaped values gone
+                return redact(typed)
+            masked = mask_setting(name, value, declared)
+            return typed if masked == value else json.dumps(masked, ensure_ascii=False)
+        return typed
 
     def _unmasked(self, name: str):
         """The submitted value, with masked secrets put back from the stored source."""
