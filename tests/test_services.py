@@ -1003,3 +1003,28 @@ def test_a_selector_walking_into_a_list_no_record_has_fails_instead_of_ending_do
     assert "Every one of the 120 records the source gave was left out" in execution.error
     assert "no 'items' list for selector 'computers.items'" in execution.error
     assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
+
+
+def test_an_import_cancelled_in_assets_fails_saying_so_and_tells_assets_nothing_more(
+    pushed_source, sandbox, inventory
+):
+    import requests
+
+    inventory.faults.add(method="GET", path_contains="offset=50", status=503, times=1)
+    execution = services.start_import(source=pushed_source)  # page 3 waits for its retry
+    cancel = (
+        f"{sandbox.base_url}/jsm/assets/workspace/ws-1/v1/importsource/src-1/executions/"
+        f"{execution.assets_execution_id}"
+    )
+    requests.delete(cancel, headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"}, timeout=5)
+    told_before = len(sandbox.requests_log)
+
+    execution = run_due_retries(execution)
+
+    assert execution.state == Execution.State.FAILED
+    assert execution.error.startswith(
+        "Assets ended the import itself (it reports it CANCELLED: cancelled in Assets"
+    )
+    told = [(method, path) for method, path in sandbox.requests_log[told_before:]]
+    assert not [path for method, path in told if method == "DELETE" or "failed" in path]
+    assert execution.failure_reported_at is not None  # nothing left to tell Assets

@@ -50,6 +50,7 @@ from importer.services.chunks import (
 )
 from importer.services.completion import complete_if_due
 from importer.services.leases import Leases
+from importer.services.lifecycle import ended_in_assets
 from importer.services.mappings import note_fields_in_no_record, transform_page
 from importer.services.plan import goes_round_by_records, lane_next_cursor, runs_lanes
 from importer.services.retries import retry_delay
@@ -297,7 +298,8 @@ def _record_submit(chunk: ChunkJob, result: TransformResult, answer: Future) -> 
     except AssetsError as error:
         if error.items_taken:  # a page sent in parts: those Assets took are not sent again
             ChunkJob.objects.held_by(chunk).update(parts_taken=error.items_taken)
-        if Execution.objects.filter(pk=chunk.execution_id).ingesting().exists():
+        ingesting = Execution.objects.filter(pk=chunk.execution_id).ingesting().exists()
+        if ingesting and not ended_in_assets(chunk.execution, error):
             chunk_error(chunk, error, fetched=result.record_count + len(result.skipped))
         else:
             stop_chunk(chunk)

@@ -255,6 +255,39 @@ def fail_execution(*, execution: Execution, reason: str) -> Execution:
     return execution
 
 
+# What Assets calls an execution it ended itself: it takes no page, no report, no cancel.
+ENDED_IN_ASSETS = frozenset({"CANCELLED", "CANCELED", "FAILED", "ERROR", "DONE", "COMPLETED"})
+
+
+def ended_in_assets(execution: Execution, refusal: AssetsError) -> bool:
+    """Whether a page refused for good (400, 404, 409, 410) was refused because the
+    execution is over in Assets (cancelled there, or timed out): then the import fails
+    saying so, and Assets, which ended it, is told nothing more. Any other refusal (or a
+    status that cannot be read) is the page's own, and False."""
+    if not refusal.permanent or refusal.status not in (400, 404, 409, 410):
+        return False
+    try:
+        status = AssetsClient.for_source(execution.source).get_execution_status(
+            execution.assets_execution_id
+        )
+    except AssetsError:
+        return False
+    word = (status.status or "").upper()
+    if word not in ENDED_IN_ASSETS:
+        return False
+    reason = (
+        f"Assets ended the import itself (it reports it {word}: cancelled in Assets, or "
+        "timed out there) and refused its pages from then on. Run the import again; if it "
+        "happens again, look at the import source's history in Assets."
+    )
+    if Execution.objects.of(execution).fail(reason=reason):
+        # Ended there: a failure report would be refused, and a cancel is not needed.
+        Execution.objects.filter(pk=execution.pk).update(failure_reported_at=timezone.now())
+        ChunkJob.objects.filter(execution=execution).cancel_queued()
+        notifications.notify_execution_finished(execution)
+    return True
+
+
 def _report_failure(execution: Execution, reason: str) -> bool:
     """Tell Assets (True once it heard); when it cannot be reached or is busy, tell it later
     (`report_pending_failures`): until it hears, it counts the import as running and refuses
