@@ -113,6 +113,31 @@ def schedule_body(*, frequency: str, start_time: str, timezone: str, callback_ur
     }
 
 
+# Where an execution's status word may stand: the documented body says little of its shape,
+# so the usual names are read, at the top and one level down (`{"execution": {"status":
+# "DONE"}}`, `{"status": {"value": "DONE"}}`).
+_STATUS_KEYS = ("status", "state", "executionStatus")
+_STATUS_HOLDERS = ("execution", "progress", "result", "data", *_STATUS_KEYS)
+_WORD_KEYS = ("value", "name", "key", "code", *_STATUS_KEYS)
+
+
+def _status_word(answer: dict) -> str:
+    """The status word of a status answer ("" when none is found)."""
+    for key in _STATUS_KEYS:
+        value = answer.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    for holder in _STATUS_HOLDERS:
+        inner = answer.get(holder)
+        if not isinstance(inner, dict):
+            continue
+        for key in _WORD_KEYS:
+            value = inner.get(key)
+            if isinstance(value, str) and value.strip():
+                return value.strip()
+    return ""
+
+
 @dataclass(frozen=True)
 class ExecutionStatus:
     status: str
@@ -449,13 +474,14 @@ class AssetsClient:
             "GET", f"/executions/{execution_id}/status", "Reading the execution status"
         )
         answer = answer if isinstance(answer, dict) else {}
-        status = answer.get("status") or answer.get("state") or answer.get("executionStatus") or ""
+        status = _status_word(answer)
         if not status:  # a proxy's page, or an answer of another shape: read again
+            shape = ", ".join(sorted(map(str, answer))[:8])
             raise AssetsServerError(
                 "Reading the execution status: Assets answered without a status (not JSON, "
-                "or no 'status' in it)"
+                f"or no 'status' in it{f'; its keys: {shape}' if shape else ''})"
             )
-        return ExecutionStatus(status=str(status).upper(), raw=answer)
+        return ExecutionStatus(status=status.upper(), raw=answer)
 
     def cancel_execution(self, execution_id: str) -> None:
         self._call("DELETE", f"/executions/{execution_id}", "Cancelling the execution")

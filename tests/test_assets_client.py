@@ -477,3 +477,37 @@ def test_a_page_assets_answers_too_late_says_it_may_have_arrived_and_what_to_rai
         "Submitting a chunk: Assets did not answer within 0.5 s (HTTP_TIMEOUT); it may have "
         "received the request all the same. If Assets is this slow, raise HTTP_TIMEOUT"
     )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"status": "DONE"}',
+        '{"execution": {"status": "DONE"}}',
+        '{"progress": {"state": "done"}}',
+        '{"status": {"value": "DONE"}}',
+    ],
+)
+def test_an_execution_status_is_read_in_the_shapes_assets_may_give_it(sandbox, body):
+    sandbox.faults.add(method="GET", path_contains="/status", status=200, body=body)
+    client = AssetsClient(
+        base_url=sandbox.base_url,
+        workspace_id="ws-1",
+        import_source_id="src-1",
+        token=SANDBOX_TOKEN,
+    )
+
+    assert client.get_execution_status("exec-1").status == "DONE"
+
+
+def test_a_status_answer_without_a_status_names_the_keys_it_has(sandbox):
+    sandbox.faults.add(method="GET", path_contains="/status", status=200, body='{"phase": 3}')
+    client = AssetsClient(
+        base_url=sandbox.base_url,
+        workspace_id="ws-1",
+        import_source_id="src-1",
+        token=SANDBOX_TOKEN,
+    )
+
+    with pytest.raises(assets.AssetsServerError, match=r"no 'status' in it; its keys: phase\)"):
+        client.get_execution_status("exec-1")

@@ -578,3 +578,36 @@ def test_completed_refused_for_a_rate_limit_waits_as_asked_beyond_the_attempts_o
 
     assert execution.state == Execution.State.DONE, execution.error
     assert sandbox.execution(execution.assets_execution_id)["failure_reasons"] == []
+
+
+def test_an_import_assets_reports_completed_with_errors_fails_with_its_word(
+    pushed_source, sandbox
+):
+    sandbox.status_words = {"DONE": "COMPLETED_WITH_ERRORS"}
+
+    execution = services.start_import(source=pushed_source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.FAILED
+    assert execution.error.startswith("Assets reports the import COMPLETED_WITH_ERRORS")
+
+
+def test_an_import_whose_status_word_is_unknown_is_flagged_stalled_once(
+    pushed_source, sandbox, settings, monkeypatch
+):
+    from importer import notifications
+
+    settings.STALLED_AFTER_SECONDS = 0
+    sandbox.status_words = {"PROCESSING": "WEIGHING"}
+    sandbox.processing_seconds = 600
+    told = []
+    monkeypatch.setattr(notifications, "notify_execution_stalled", told.append)
+    execution = services.start_import(source=pushed_source)
+
+    for _ in range(2):
+        execution = services.refresh_status(execution=Execution.objects.get(pk=execution.pk))
+
+    assert execution.state == Execution.State.PROCESSING
+    assert execution.stalled_since is not None
+    assert "Assets reports the import 'WEIGHING'" in execution.error
+    assert [stalled.pk for stalled in told] == [execution.pk]

@@ -297,6 +297,9 @@ def _read_status(execution: Execution, client: AssetsClient) -> bool:
         answered = True  # Assets knows the execution: a run of 404s is over
         token_refused = False
         final = FINAL_STATUSES.get(status.status)
+        if final is None and status.status.endswith(("_WITH_ERRORS", "_WITH_ERROR")):
+            # Written in part: worth the look a failure gets (COMPLETED_WITH_ERRORS).
+            final = State.FAILED
         if final is not None:
             detail = "" if final == State.DONE else _assets_verdict(status)
             return _finish(execution, final, detail)
@@ -323,16 +326,17 @@ def _read_status(execution: Execution, client: AssetsClient) -> bool:
     # The stamp says the import is being followed (housekeeping's safety net reads it).
     still_missing = None if answered else execution.status_missing_since
     # Read again: no longer stalled for want of its outcome.
-    readable = {"stalled_since": None} if answered else {}
+    readable = {"stalled_since": None} if answered and not problem else {}
     Execution.objects.of(execution).processing().stamp(
         error=scrub_secrets(problem, execution.source),
         status_missing_since=still_missing,
         **readable,
     )
     execution.status_missing_since = still_missing
-    if token_refused:
-        # Read again for hours, it would say nothing new until someone gives a new token:
-        # told now (the reason stamped above), as a stalled import, once.
+    if token_refused or (problem and waited > settings.STALLED_AFTER_SECONDS):
+        # Read again for hours, it would say nothing new until someone gives a new token, or
+        # sees why Assets' answer is not one this app reads: told (the reason stamped above),
+        # as a stalled import, once.
         _flag_unreadable(execution)
     return False
 
