@@ -680,7 +680,8 @@ def test_the_source_list_shows_the_last_import_and_the_next_scheduled_run(
     assert "DONE" in shown()
     assert f'<a href="{link}">daily</a>, next 2099-01-15 02:00 UTC' in shown()
     Schedule.objects.filter(pk=schedule.pk).update(in_sync=False)
-    assert f'<a href="{link}">daily</a>, not in Assets yet: no run until it is synced' in shown()
+    not_synced = "not in Assets as set here: no run until it is synced"
+    assert f'<a href="{link}">daily</a>, {not_synced}' in shown()
     ImportSource.objects.filter(pk=source.pk).update(enabled=False)
     assert f'<a href="{link}">daily</a>, paused: the source is disabled' in shown()
 

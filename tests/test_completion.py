@@ -580,9 +580,7 @@ def test_completed_refused_for_a_rate_limit_waits_as_asked_beyond_the_attempts_o
     assert sandbox.execution(execution.assets_execution_id)["failure_reasons"] == []
 
 
-def test_an_import_assets_reports_completed_with_errors_fails_with_its_word(
-    pushed_source, sandbox
-):
+def test_an_import_assets_reports_completed_with_errors_fails_with_its_word(pushed_source, sandbox):
     sandbox.status_words = {"DONE": "COMPLETED_WITH_ERRORS"}
 
     execution = services.start_import(source=pushed_source)

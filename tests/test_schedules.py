@@ -211,6 +211,37 @@ def test_rotating_the_token_updates_the_callback_in_assets(pushed_source, sandbo
     assert client.post(old_path, data="{}", content_type="application/json").status_code == 404
 
 
+def test_rotating_the_token_of_a_one_off_that_has_run_says_nothing_is_wrong(
+    pushed_source, sandbox, monkeypatch
+):
+    schedule = services.sync_schedule(
+        schedule=make_schedule(pushed_source, frequency="ONCE", start_time=tomorrow_at(12))
+    )
+    later = schedule.start_time + timedelta(hours=1)
+    monkeypatch.setattr(timezone, "now", lambda: later)
+
+    services.rotate_webtrigger_token(source=pushed_source)  # raises nothing
+
+    assert Schedule.objects.get().in_sync
+
+
+def test_disabling_a_source_while_assets_cannot_delete_its_schedule_says_what_follows(
+    pushed_source, sandbox
+):
+    services.sync_schedule(schedule=make_schedule(pushed_source))
+    sandbox.faults.add(method="DELETE", path_contains="/importschedule", status=503, times=-1)
+    pushed_source.enabled = False
+    pushed_source.save()
+
+    with pytest.raises(services.ScheduleError) as told:
+        services.apply_enabled_state(source=pushed_source)
+
+    assert str(told.value).endswith(
+        "Assets still holds the schedule: its next call is refused, since the source is "
+        "disabled, and the schedule is removed then; 'Re-sync schedule to Assets' removes it now"
+    )
+
+
 @pytest.mark.parametrize(
     "frequency, start, now, expected",
     [
@@ -257,7 +288,9 @@ def test_the_next_run_follows_the_schedules_wall_clock(frequency, start, now, ex
         ),
     ],
 )
-def test_assets_is_told_a_start_it_can_repeat_the_schedule_from(frequency, start, now, shown, told):
+def test_the_next_run_and_the_one_on_the_schedules_own_day_and_time(
+    frequency, start, now, shown, told
+):
     schedule = Schedule(
         frequency=frequency,
         start_time=datetime.fromisoformat(start).replace(tzinfo=BERLIN),
@@ -288,6 +321,27 @@ def test_the_sandbox_firing_the_schedule_runs_a_scheduled_import(
     assert len(remote["objects"]) == 120
 
 
+def test_a_second_schedule_for_a_source_is_refused_saying_where_the_first_is(
+    admin_client, pushed_source
+):
+    make_schedule(pushed_source)
+
+    response = admin_client.post(
+        reverse("admin:importer_schedule_add"),
+        {
+            "source": pushed_source.pk,
+            "frequency": "DAILY",
+            "start_local": "2030-01-01 02:00",
+            "timezone": "UTC",
+        },
+    )
+
+    assert response.context["adminform"].form.errors["source"] == [
+        "This source has a schedule already (a source has one): change that one, under "
+        "Schedules or from the source's page."
+    ]
+
+
 def test_the_admin_saves_a_schedule_to_assets(admin_client, pushed_source, sandbox):
     start = tomorrow_at(13)
 
@@ -303,9 +357,14 @@ def test_the_admin_saves_a_schedule_to_assets(admin_client, pushed_source, sandb
     )
 
     assert response.status_code == 200
-    assert [str(m) for m in response.context["messages"]] == [
-        "The schedule of inventory is saved, and Assets holds it."
-    ]
+    [message] = [str(m) for m in response.context["messages"]]
+    assert message == (
+        "The schedule of inventory is saved, and Assets holds it: next "
+        f"{start:%Y-%m-%d %H:%M} Europe/Berlin."
+    ) or message.startswith(  # shown in the site's zone too when it differs
+        "The schedule of inventory is saved, and Assets holds it: next "
+        f"{start:%Y-%m-%d %H:%M} Europe/Berlin ("
+    )
     assert datetime.fromisoformat(sandbox.schedules("src-1")[0]["startTime"]) == start
 
 
@@ -489,7 +548,7 @@ def test_the_source_page_shows_the_webtrigger_url_and_next_run(admin_client, pus
     ).content.decode()
 
     assert services.webtrigger_url(pushed_source) in page
-    assert "next run" in page
+    assert ", next 20" in page
     assert "in sync with Assets" in page
 
 
@@ -758,9 +817,8 @@ def test_a_schedule_whose_first_run_has_passed_can_be_edited_keeping_its_start(
         follow=True,
     )
 
-    assert [str(m) for m in response.context["messages"]] == [
-        "The schedule of inventory is saved, and Assets holds it."
-    ]
+    [message] = [str(m) for m in response.context["messages"]]
+    assert message.startswith("The schedule of inventory is saved, and Assets holds it: next ")
     schedule.refresh_from_db()
     assert (schedule.frequency, schedule.start_time) == ("WEEKLY", first_run)
     assert sandbox.schedules("src-1")[0]["runFrequency"] == "WEEKLY"

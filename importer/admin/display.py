@@ -47,6 +47,16 @@ def state_badge(state: str) -> str:
     )
 
 
+def when_it_runs(schedule: Schedule) -> str:
+    """When the schedule runs next, as every page says it: a time only when Assets holds
+    the schedule (a disabled source's was removed, one out of sync may not be there)."""
+    if not schedule.source.enabled:
+        return "paused: the source is disabled"
+    if not schedule.in_sync:
+        return "not in Assets as set here: no run until it is synced"
+    return f"next {next_run_label(schedule)}"
+
+
 def next_run_label(schedule: Schedule) -> str:
     """The next run in the schedule's own zone, and in the viewer's when that differs."""
     upcoming = services.upcoming_run(schedule)

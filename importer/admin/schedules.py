@@ -8,7 +8,7 @@ from django.utils.translation import ngettext
 
 from importer import services
 from importer.admin.deleting import DeletedInAssetsFirst
-from importer.admin.display import next_run_label, state_badge
+from importer.admin.display import state_badge, when_it_runs
 from importer.assets import AssetsError
 from importer.forms import (
     ScheduleForm,
@@ -35,7 +35,13 @@ class ScheduleAdmin(DeletedInAssetsFirst, admin.ModelAdmin):
     list_select_related = ["source"]
     list_filter = ["frequency", "in_sync"]
     actions = ["pull_from_assets", "resync"]
-    readonly_fields = ["callback_url", "assets_schedule_id", "sync_label", "synced_at"]
+    readonly_fields = [
+        "next_run_label",
+        "callback_url",
+        "assets_schedule_id",
+        "sync_label",
+        "synced_at",
+    ]
 
     def get_fields(self, request, obj=None):
         # A schedule not saved yet has no state in Assets to show.
@@ -60,7 +66,7 @@ class ScheduleAdmin(DeletedInAssetsFirst, admin.ModelAdmin):
 
     @admin.display(description="Next run")
     def next_run_label(self, schedule):
-        return next_run_label(schedule)
+        return when_it_runs(schedule).removeprefix("next ")
 
     @admin.display(description="Assets", ordering="in_sync")
     def sync_label(self, schedule):
@@ -108,7 +114,7 @@ class ScheduleAdmin(DeletedInAssetsFirst, admin.ModelAdmin):
         else:
             request.schedule_outcome = (
                 messages.SUCCESS,
-                f"The schedule of {obj.source} is saved, and Assets holds it.",
+                f"The schedule of {obj.source} is saved, and Assets holds it: {when_it_runs(obj)}.",
             )
 
     def message_user(self, request, message, level=messages.INFO, *args, **kwargs):

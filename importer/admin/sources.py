@@ -19,10 +19,10 @@ from importer.admin.display import (
     MASKED_FOR_VIEWERS,
     masked_fieldsets,
     masked_json,
-    next_run_label,
     state_badge,
     stored_choices,
     stored_secret,
+    when_it_runs,
 )
 from importer.admin.mapping_pages import MappingPages
 from importer.assets import AssetsError
@@ -269,10 +269,10 @@ class ImportSourceAdmin(
             return format_html('No schedule. <a href="{}">Add one</a>', add)
         change = reverse("admin:importer_schedule_change", args=[schedule.pk])
         return format_html(
-            '<a href="{}">{}</a>, next run {}; {}',
+            '<a href="{}">{}</a>, {}; {}',
             change,
             schedule.get_frequency_display(),
-            next_run_label(schedule),
+            when_it_runs(schedule),
             "in sync with Assets" if schedule.in_sync else f"OUT OF SYNC: {schedule.sync_error}",
         )
 
@@ -359,17 +359,11 @@ class ImportSourceAdmin(
             schedule = source.schedule
         except Schedule.DoesNotExist:
             return "—"
-        if not source.enabled:
-            when = "paused: the source is disabled"
-        elif not schedule.in_sync:
-            when = "not in Assets yet: no run until it is synced"
-        else:
-            when = f"next {next_run_label(schedule)}"
         return format_html(
             '<a href="{}">{}</a>, {}',
             reverse("admin:importer_schedule_change", args=[schedule.pk]),
             schedule.get_frequency_display().lower(),
-            when,
+            when_it_runs(schedule),
         )
 
     @admin.display(description="Mapping")

@@ -32,7 +32,7 @@ class ScheduleForm(forms.ModelForm):
     start_local = forms.DateTimeField(
         label="Start time",
         widget=forms.DateTimeInput(
-            format="%Y-%m-%d %H:%M", attrs={"placeholder": "2026-12-01 02:00"}
+            format="%Y-%m-%d %H:%M", attrs={"placeholder": "YYYY-MM-DD HH:MM"}
         ),
         help_text="The first run (YYYY-MM-DD HH:MM), as wall-clock time in the schedule's "
         "time zone (the Timezone field). A daily, weekly or monthly schedule may start in the "
@@ -45,6 +45,12 @@ class ScheduleForm(forms.ModelForm):
     class Meta:
         model = Schedule
         fields = ["source", "frequency", "timezone"]
+        error_messages = {
+            "source": {
+                "unique": "This source has a schedule already (a source has one): change "
+                "that one, under Schedules or from the source's page."
+            }
+        }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -410,7 +410,9 @@ def rotate_webtrigger_token(*, source: ImportSource) -> ImportSource:
     """Give the source a new webtrigger secret and tell Assets the new callback URL."""
     _retire_callback(source)
     schedule = Schedule.objects.filter(source=source).first()
-    if schedule is not None:
+    # Assets holds no schedule of a disabled source, nor one that ran once and is over:
+    # there is no old address to replace.
+    if schedule is not None and source.enabled and next_run(schedule) is not None:
         sync_schedule(schedule=schedule)
     return source
 
@@ -531,7 +533,15 @@ def apply_enabled_state(*, source: ImportSource) -> None:
         if not schedule.in_sync:
             sync_schedule(schedule=schedule)
         return
-    delete_remote_schedule(schedule=schedule)
+    try:
+        delete_remote_schedule(schedule=schedule)
+    except ScheduleError as error:
+        raise ScheduleError(
+            f"{str(error).rstrip('.')}. Assets still holds the schedule: its next call is "
+            "refused, since the source is disabled, and the schedule is removed then; "
+            "'Re-sync schedule to Assets' removes it now",
+            refused_token=error.refused_token,
+        ) from None
     # Retire the callback too: a copy Assets may hold beside it (a create whose answer was
     # lost) would start imports again once the source is enabled.
     _retire_callback(source)

@@ -168,8 +168,9 @@ class Command(BaseCommand):
                 "In the admin, select 'demo-inventory', run 'Push mapping to Assets', then "
                 "'Start import'; its alert arrives on the sandbox's page. Ctrl-C stops "
                 "everything.\n"
-                f"A source of your own: the sandbox takes any workspace id and import source "
-                f"id (one per source) with the token '{SANDBOX_TOKEN}'; a slower inventory to "
+                f"A source of your own: Assets API base URL {sandbox.base_url}, any "
+                "workspace id and import source id (one per source), and the token "
+                f"'{SANDBOX_TOKEN}'; a slower inventory to "
                 f"read from: `{slow_inventory}` (then its records are at "
                 f"http://127.0.0.1:{slow_port}/api/computers, under 'items').\n"
             )
