@@ -641,6 +641,17 @@ def test_the_history_list_shows_state_trigger_progress_and_why_a_run_failed(
     assert "Chunk 3 failed: source &#x27;inventory&#x27; answered 500. Details." in html
 
 
+def test_the_history_shows_when_a_refused_run_was_asked_for(staff_client, make_source):
+    refused = Execution.objects.create(
+        source=make_source(), state=Execution.State.REFUSED, trigger=Execution.Trigger.SCHEDULE
+    )
+    asked = timezone.localtime(refused.created_at)
+
+    html = staff_client.get(reverse("admin:importer_execution_changelist")).content.decode()
+
+    assert f"{asked:%Y-%m-%d}<br><small>{asked:%H:%M:%S} (asked)</small>" in html
+
+
 def test_the_history_shows_how_long_an_import_took_even_under_a_second(staff_client, make_source):
     source = make_source()
     start = timezone.now() - timedelta(hours=3)

@@ -193,13 +193,16 @@ class ExecutionAdmin(SourceByNameToViewers, PageButtons, CountedDeletion, admin.
 
     @admin.display(description="Started", ordering="started_at")
     def started_label(self, execution):
-        if not execution.started_at:
+        """When it started; for a run that never did (refused), when it was asked for."""
+        when = execution.started_at or execution.created_at
+        if not when:
             return "—"
-        started = localtime(execution.started_at)
+        started = localtime(when)
         return format_html(
-            "{}<br><small>{}</small>",
+            "{}<br><small>{}{}</small>",
             date_format(started, "Y-m-d"),
             date_format(started, "H:i:s"),
+            "" if execution.started_at else " (asked)",
         )
 
     @admin.display(description="Duration")
