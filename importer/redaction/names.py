@@ -1,0 +1,81 @@
+"""Which names and values carry a credential: the names of headers, parameters and
+options that say so, those a source's operator declares secret, and values shaped like keys.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+MASK = "***"
+
+# A header, parameter or option whose name says it carries a credential.
+_SECRET_WORDS = (
+    r"auth(?!ors?(?:\b|_))|token|secret|passw|pwd|credential|cookie|session|signature"
+    r"|api[-_]?key|access[-_]?key|private[-_]?key|subscription[-_]?key|client[-_]?key"
+)
+# Whole names: a key of a vendor's own (DD-APPLICATION-KEY, X-Functions-Key), Azure's
+# function code and SAS signature, a JSON Web Token.
+_SECRET_WHOLE_NAMES = r"^(?:x[-_])?key$|[-_]key$|^(?:code|sig|sas|jwt|hmac)$|passphrase"
+_SECRET_NAME = re.compile(rf"(?i)(?:{_SECRET_WORDS})|{_SECRET_WHOLE_NAMES}")
+# Request headers that carry no credential. Any other header a source is sent may: a vendor
+# names its keys as it likes.
+PUBLIC_HEADERS = frozenset(
+    {
+        "accept",
+        "accept-charset",
+        "accept-encoding",
+        "accept-language",
+        "accept-version",
+        "api-version",
+        "cache-control",
+        "content-type",
+        "if-modified-since",
+        "if-none-match",
+        "pragma",
+        "prefer",
+        "user-agent",
+        "x-api-version",
+        "x-github-api-version",
+        "x-requested-with",
+    }
+)
+# Header names that carry a credential without a hyphen; other header-like names need one, so
+# "access token: the endpoint ..." in prose is left alone.
+_PLAIN_HEADERS = {"authorization", "cookie", "apikey"}
+
+
+def is_secret_name(name: str, also: Iterable[str] = ()) -> bool:
+    """Whether a header, query parameter or option of this name carries a credential (`also`:
+    lower-case names a source declares secret, `declared_secret_params`)."""
+    return bool(_SECRET_NAME.search(str(name))) or str(name).lower() in also
+
+
+def declared_secret_params(source: Any) -> frozenset[str]:
+    """The query parameters a source's operator named secret, lower-case: a vendor's key
+    under a name that does not say so (OpenWeather's `appid`). Only the operator can tell
+    such a key from a filter; once named, it is treated like a credential-named one."""
+    return secret_param_names(getattr(source, "secret_params", ""))
+
+
+def secret_param_names(text: str | None) -> frozenset[str]:
+    """The names in a `secret_params` setting ("appid, tenant"), lower-case."""
+    return frozenset(name.strip().lower() for name in (text or "").split(",") if name.strip())
+
+
+# The characters keys and tokens are written with (base64, hex, URL-safe), and no others.
+KEY_TEXT = re.compile(r"[A-Za-z0-9_\-.~+/]+={0,2}")
+# An id (a tenant's, a site's): a filter, not a key.
+UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+
+
+def looks_like_a_key(value: str) -> bool:
+    """Long, or mixing letters with digits: what keys and tokens look like, and words do not."""
+    letters = any(c.isalpha() for c in value)
+    digits = any(c.isdigit() for c in value)
+    return len(value) >= 16 or (len(value) >= 8 and letters and digits)
+
+
+def is_secret_header(name: str) -> bool:
+    return ("-" in name or name.lower() in _PLAIN_HEADERS) and is_secret_name(name)
