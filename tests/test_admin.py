@@ -641,6 +641,21 @@ def test_the_history_list_shows_state_trigger_progress_and_why_a_run_failed(
     assert "Chunk 3 failed: source &#x27;inventory&#x27; answered 500. Details." in html
 
 
+def test_an_execution_page_shows_a_notice_only_when_the_import_has_one(staff_client, make_source):
+    source = make_source()
+    quiet = Execution.objects.create(source=source, state=Execution.State.DONE)
+    noted = Execution.objects.create(
+        source=source, state=Execution.State.DONE, notice="No record of the first page holds 'x'"
+    )
+
+    def page(execution) -> str:
+        url = reverse("admin:importer_execution_change", args=[execution.pk])
+        return staff_client.get(url).content.decode()
+
+    assert "field-notice" not in page(quiet)
+    assert "No record of the first page holds &#x27;x&#x27;" in page(noted)
+
+
 def test_the_history_shows_when_a_refused_run_was_asked_for(staff_client, make_source):
     refused = Execution.objects.create(
         source=make_source(), state=Execution.State.REFUSED, trigger=Execution.Trigger.SCHEDULE

@@ -112,6 +112,13 @@ class ExecutionAdmin(SourceByNameToViewers, PageButtons, CountedDeletion, admin.
         name for name in fields if name not in ("source", "trigger_label", "progress_detail")
     ]
 
+    def get_fields(self, request, obj=None):
+        """The notice only when there is one: most imports have none."""
+        fields = super().get_fields(request, obj)
+        if obj is not None and not obj.notice:
+            return [name for name in fields if name != "notice"]
+        return fields
+
     def get_search_results(self, request, queryset, search_term):
         """Messages and alerts name an import by its number: `#3941` (or `3941`) finds it."""
         term = search_term.strip()
