@@ -609,3 +609,57 @@ def test_an_import_whose_status_word_is_unknown_is_flagged_stalled_once(
     assert execution.stalled_since is not None
     assert "Assets reports the import 'WEIGHING'" in execution.error
     assert [stalled.pk for stalled in told] == [execution.pk]
+
+
+def test_completed_refused_by_an_outage_to_the_end_fails_the_import(
+    pushed_source, sandbox, settings
+):
+    # 503 says Assets did nothing: no post may have been taken, so the import fails (and
+    # is told), rather than being followed as processing while Assets waits for pages.
+    settings.COMPLETION_MAX_ATTEMPTS = 2
+    sandbox.faults.add(method="POST", path_contains="/data", body_contains='"completed"', times=2)
+    sandbox.faults.add(method="GET", path_contains="/status", status=503, times=-1)
+    execution = services.start_import(source=pushed_source)
+
+    execution = services.check_completion(execution=execution)
+
+    assert execution.state == Execution.State.FAILED
+    assert execution.error.startswith("Assets did not take 'completed' in 2 attempts")
+
+
+def test_completed_and_its_status_refused_for_the_token_fails_at_once(pushed_source, sandbox):
+    sandbox.faults.add(
+        method="POST", path_contains="/data", body_contains='"completed"', status=401, times=-1
+    )
+    sandbox.faults.add(method="GET", path_contains="/status", status=401, times=-1)
+
+    execution = services.start_import(source=pushed_source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.FAILED
+    assert "401" in execution.error
+
+
+def test_completed_followed_as_taken_is_posted_again_when_assets_still_waits_for_pages(
+    pushed_source, sandbox, settings
+):
+    # Every post dropped before Assets saw it, and no status to tell: followed as taken.
+    # Once Assets answers again and says INGESTING, "completed" goes again, and is taken.
+    settings.COMPLETION_MAX_ATTEMPTS = 2
+    sandbox.faults.add(
+        method="POST", path_contains="/data", body_contains='"completed"', drop=True, times=2
+    )
+    sandbox.faults.add(method="GET", path_contains="/status", status=503, times=2)
+    execution = services.start_import(source=pushed_source)
+    execution = services.check_completion(execution=execution)
+    assert execution.state == Execution.State.PROCESSING
+    assert sandbox.execution(execution.assets_execution_id)["state"] == "INGESTING"
+    Execution.objects.filter(pk=execution.pk).update(
+        completed_at=timezone.now() - timedelta(minutes=2)
+    )
+
+    execution = services.refresh_status(execution=Execution.objects.get(pk=execution.pk))
+
+    assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 1
+    execution = services.refresh_status(execution=Execution.objects.get(pk=execution.pk))
+    assert execution.state == Execution.State.DONE, execution.error

@@ -66,9 +66,12 @@ class ExecutionQuerySet(models.QuerySet):
         """INGESTING -> COMPLETING: the one worker that wins posts {"completed": true}."""
         return self.ingesting().stamp(state=ExecutionState.COMPLETING)
 
-    def hand_back_completion(self, *, error: str | None = None) -> bool:
-        """COMPLETING -> INGESTING: Assets took nothing, a later check posts again."""
+    def hand_back_completion(self, *, error: str | None = None, maybe_taken: bool = False) -> bool:
+        """COMPLETING -> INGESTING: Assets took nothing (or may have, `maybe_taken`: the post
+        went unanswered), a later check posts again."""
         fields = {} if error is None else {"error": error}
+        if maybe_taken:
+            fields["completed_maybe_taken"] = True
         return self.filter(state=ExecutionState.COMPLETING).stamp(
             state=ExecutionState.INGESTING,
             completion_attempts=F("completion_attempts") + 1,
@@ -234,6 +237,14 @@ class Execution(models.Model):
         default=0,
         help_text='Posts of {"completed": true} Assets could not take (each is tried again, '
         "later and later, up to COMPLETION_MAX_ATTEMPTS).",
+    )
+    completed_maybe_taken = models.BooleanField(
+        default=False,
+        db_default=False,
+        editable=False,
+        help_text='A post of {"completed": true} went unanswered (a timeout, a dropped '
+        "connection, a gateway's 5xx): Assets may have taken it, so the import is not failed "
+        "and cancelled for want of an answer.",
     )
     status_missing_since = models.DateTimeField(
         null=True,

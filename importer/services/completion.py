@@ -36,7 +36,7 @@ from importer.assets import (
 from importer.models import ChunkJob, Execution
 from importer.services.errors import scrub_secrets
 from importer.services.lifecycle import fail_execution
-from importer.services.retries import retry_delay
+from importer.services.retries import may_have_been_done, retry_delay
 from importer.services.totals import (
     every_record_left_out,
     records_on_two_pages,
@@ -155,15 +155,16 @@ def check_completion(*, execution: Execution, client: AssetsClient | None = None
         # Refused: an earlier "completed" may have been taken, its answer lost on the way.
         # Not answered (a timeout, a dropped connection, a 5xx): this one may have been.
         # Assets' status tells, before the import goes back to a state that can be cancelled.
-        taken = _past_ingesting_in_assets(execution, client, refused=error.permanent)
+        taken = _past_ingesting_in_assets(execution, client, error)
         if taken is False and error.permanent:
             return fail_execution(execution=execution, reason=error.message)
         attempts = execution.completion_attempts + 1
         used_up = attempts >= _attempts_allowed(error)
-        if used_up and taken is None and execution.completion_attempts:
-            # An earlier "completed" may have been taken, its answer lost, and Assets cannot
-            # say now: failed (and cancelled) here, the records it may be writing would be
-            # thrown away. It is followed as processing; its status tells how it ends.
+        if used_up and taken is None and execution.completed_maybe_taken:
+            # An earlier "completed" went unanswered and may have been taken, and Assets
+            # cannot say now: failed (and cancelled) here, the records it may be writing
+            # would be thrown away. It is followed as processing; its status tells how it
+            # ends, and if Assets still says INGESTING, "completed" is posted again then.
             logger.warning(
                 "execution %s: 'completed' not confirmed (%s); following Assets' status",
                 execution.pk,
@@ -182,7 +183,8 @@ def check_completion(*, execution: Execution, client: AssetsClient | None = None
             # Assets did not take it, or cannot say now: hand the execution back so a later
             # check posts again, later each time.
             Execution.objects.of(execution).hand_back_completion(
-                error=scrub_secrets(error.message, execution.source)
+                error=scrub_secrets(error.message, execution.source),
+                maybe_taken=may_have_been_done(error),
             )
             work_queue.enqueue_completion_check_after(
                 execution.pk, retry_delay(attempts, error.retry_after)
@@ -208,23 +210,27 @@ PAST_INGESTING_STATUSES = frozenset({"PROCESSING", "COMPLETING", *FINAL_STATUSES
 
 
 def _past_ingesting_in_assets(
-    execution: Execution, client: AssetsClient, *, refused: bool
+    execution: Execution, client: AssetsClient, posting: AssetsError
 ) -> bool | None:
     """Whether Assets says the execution no longer takes data (it was completed); None when
-    it cannot say now (a passing error: ask again later). A word this app does not know
-    says so only beside a refusal of "completed" (`refused`): an execution that no longer
-    ingests refuses it; after a post that went unanswered, it is posted again."""
+    it cannot say now (ask again later). A word this app does not know says so only beside a
+    refusal of "completed" (`posting` permanent): an execution that no longer ingests refuses
+    it; after a post that went unanswered, it is posted again."""
     try:
         status = client.get_execution_status(execution.assets_execution_id).status
+    except AssetsAuthError:
+        return False  # the token is refused: nothing will tell until someone gives a new one
+    except AssetsNotFound:
+        # Refused as unknown, and read as unknown: the execution is gone. One 404 alone may
+        # be a replica that lags behind.
+        return False if isinstance(posting, AssetsNotFound) else None
     except AssetsError:
-        # A 404 from a replica that lags, a 403 of a proxy: it cannot say now. Only Assets
-        # saying INGESTING tells that "completed" was not taken.
-        return None
+        return None  # a 5xx, a proxy's page: it cannot say now
     if status == "INGESTING":
         return False
     if status in PAST_INGESTING_STATUSES:
         return True
-    return True if refused and status else None
+    return True if posting.permanent and status else None
 
 
 def _fail_after_grace(execution: Execution) -> Execution:
@@ -315,6 +321,10 @@ def _read_status(execution: Execution, client: AssetsClient) -> bool:
             f"Assets still reports the import INGESTING {waited / 60:.0f} min after it took "
             "'completed': it waits for pages, as if it had not heard it"
         )
+        if execution.completed_maybe_taken:
+            # Followed as taken though no answer ever said so: it was not. Posted again (a
+            # refusal now only says it has it meanwhile); reads are spaced, and so are these.
+            _post_completed_again(execution, client)
     if waited > settings.PROCESSING_TIMEOUT_SECONDS:
         hours = settings.PROCESSING_TIMEOUT_SECONDS / 3600
         reason = (
@@ -339,6 +349,17 @@ def _read_status(execution: Execution, client: AssetsClient) -> bool:
         # as a stalled import, once.
         _flag_unreadable(execution)
     return False
+
+
+def _post_completed_again(execution: Execution, client: AssetsClient) -> None:
+    """Post "completed" to an execution Assets still has ingesting."""
+    try:
+        client.mark_completed(execution.assets_execution_id)
+    except AssetsError as error:
+        logger.warning("execution %s: 'completed' posted again: %s", execution.pk, error.message)
+        return
+    logger.info("execution %s: 'completed' posted again, and taken", execution.pk)
+    Execution.objects.of(execution).processing().stamp(completed_maybe_taken=False)
 
 
 def _flag_unreadable(execution: Execution) -> None:
