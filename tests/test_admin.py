@@ -137,7 +137,9 @@ def test_a_token_typed_into_a_form_with_errors_is_not_dropped_silently(staff_cli
     [
         ("extra_headers", '{"Accept-Language": "en", "X-New-Key": "typed-secret-header-39"}'),
         ("extra_params", '{"api_key": "typed-secret-param-42", '),  # JSON that does not parse
+        ("extra_headers", '{"X-Tenant-Hdr": "typed-secret-hdr-77", '),
         ("source_url", "https://reader:typed-secret-pass-49@inventory.example.com/api?x=1"),
+        ("source_url", "htp://reader:typed-secret-pass-50@inventory.example.com/api"),
     ],
 )
 def test_a_secret_typed_into_a_setting_of_a_form_with_errors_is_not_sent_back(
@@ -151,7 +153,22 @@ def test_a_secret_typed_into_a_setting_of_a_form_with_errors_is_not_sent_back(
     page = response.content.decode()
     assert "typed-secret" not in page
     errors = " ".join(response.context["adminform"].form.errors[field])
-    assert "type them again before saving" in errors or "Not valid JSON" in errors
+    assert "again before saving (secrets are never sent back to the browser)" in errors
+
+
+@pytest.mark.django_db
+def test_a_secret_masked_inside_a_value_is_refused_rather_than_saved_as_stars(
+    staff_client, make_source
+):
+    source = make_source(extra_headers={"X-Upstream": "Bearer old-upstream-token-1"})
+
+    response = post_source(staff_client, source, extra_headers='{"X-Upstream": "Bearer ***"}')
+
+    assert response.status_code == 200
+    errors = " ".join(response.context["adminform"].form.errors["extra_headers"])
+    assert "'***' stands for a stored secret only as a whole value" in errors
+    source.refresh_from_db()
+    assert source.extra_headers == {"X-Upstream": "Bearer old-upstream-token-1"}
 
 
 @pytest.mark.django_db

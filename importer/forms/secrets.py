@@ -84,13 +84,16 @@ class WriteOnlySecretsForm(forms.ModelForm):
             if shown == typed:
                 continue
             data[key] = shown
-            if not self.has_error(name):
-                self.add_error(
-                    name,
-                    "Not saved yet, because of the errors on this form: the secrets typed "
-                    "here are shown as *** now; type them again before saving (secrets are "
-                    "never sent back to the browser).",
-                )
+            what = (
+                "what was typed here is not shown again, as it may hold secrets; type it"
+                if not shown
+                else "the secrets typed here are shown as *** now; type them"
+            )
+            self.add_error(
+                name,
+                f"Not saved yet, because of the errors on this form: {what} again before "
+                "saving (secrets are never sent back to the browser).",
+            )
         self.data = data
 
     def secret_missing(self, message: str) -> str:

@@ -1,6 +1,7 @@
 """The import source form, and which settings each kind of source, paging and auth uses."""
 
 import json
+import re
 from urllib.parse import urlsplit
 
 from django import forms
@@ -135,6 +136,10 @@ def field_is_used(name: str, chosen: dict[str, str]) -> bool:
     )
 
 
+# A header's value as JSON text writes it (`"X-Key": "value"`), however broken the rest.
+_QUOTED_VALUE = re.compile(r'"\s*:\s*"')
+
+
 class ImportSourceForm(WriteOnlySecretsForm):
     """Tokens are write-only: the stored secret is never sent back to the browser."""
 
@@ -216,18 +221,24 @@ class ImportSourceForm(WriteOnlySecretsForm):
                 field.validators.append(MinValueValidator(1))
                 field.widget.attrs["min"] = 1
 
-    def shown_masked(self, name: str, typed: str) -> str:
-        declared = declared_secret_params(self.instance) | secret_param_names(
+    def _declared_secret_params(self) -> frozenset[str]:
+        """Named secret as stored, or on this form: a config file may name it too."""
+        return declared_secret_params(self.instance) | secret_param_names(
             self.data.get(self.add_prefix("secret_params"))
         )
+
+    def shown_masked(self, name: str, typed: str) -> str:
         if name in MASKED_URL_FIELDS:
-            return mask_url(typed, declared)
+            return mask_url(typed, self._declared_secret_params())
         if name in MASKED_JSON_FIELDS:
             try:
                 value = json.loads(typed)
-            except (ValueError, RecursionError):  # shown as typed, secret-shaped values gone
-                return redact(typed)
-            masked = mask_setting(name, value, declared)
+            except (ValueError, RecursionError):
+                # Which of it is a secret cannot be told (every header may be one): not shown
+                # again if it may hold any.
+                holds_values = name == "extra_headers" and _QUOTED_VALUE.search(typed)
+                return "" if holds_values or redact(typed) != typed else typed
+            masked = mask_setting(name, value, self._declared_secret_params())
             return typed if masked == value else json.dumps(masked, ensure_ascii=False)
         return typed
 
@@ -237,11 +248,10 @@ class ImportSourceForm(WriteOnlySecretsForm):
         stored = getattr(self.instance, name)
         try:
             if name in MASKED_URL_FIELDS:
-                # Named secret as stored, or on this form: a config file may name it too.
-                declared = declared_secret_params(self.instance) | secret_param_names(
-                    self.data.get(self.add_prefix("secret_params"))
-                )
-                return restore_url(value or "", stored or "", declared)
+                restored = restore_url(value or "", stored or "", self._declared_secret_params())
+                if MASK in restored:
+                    raise ValueError(f"'{MASK}' stands for a stored secret only where it was shown")
+                return restored
             return restore_masked(value, stored, name)
         except ValueError as error:
             raise forms.ValidationError(f"{error}: give the value itself.") from None
