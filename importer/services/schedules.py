@@ -201,10 +201,23 @@ def sync_schedule(*, schedule: Schedule) -> Schedule:
     schedule.sync_error = ""
     schedule.synced_at = timezone.now()
     _record_start_sent(schedule, start)
-    schedule.save()
+    # Only what the sync learnt: the timing may have been edited meanwhile (an operator's
+    # save while housekeeping re-anchors), and that edit syncs next.
+    schedule.save(update_fields=SYNCED_FIELDS if schedule.pk else None)
     return schedule
 
 
+SYNCED_FIELDS = [
+    "assets_schedule_id",
+    "callback_url",
+    "in_sync",
+    "sync_error",
+    "synced_at",
+    "start_sent",
+    "runs_from",
+    "reanchor_at",
+    "updated_at",
+]
 # A schedule whose re-anchoring sync failed (Assets away) is tried again after this.
 REANCHOR_RETRY = timedelta(minutes=10)
 
@@ -220,8 +233,17 @@ def reanchor_due_schedules() -> int:
     told = 0
     due = Schedule.objects.filter(
         reanchor_at__lte=now, source__enabled=True, assets_schedule_id__gt=""
-    ).values_list("pk", "reanchor_at")
-    for schedule_id, reanchor_at in list(due[:100]):
+    ).values_list("pk", "source_id", "reanchor_at")
+    for schedule_id, source_id, reanchor_at in list(due[:100]):
+        # Not before that run's call has come (Assets' scheduler may be late), or the time
+        # to repeat it has passed: told the next run first, Assets would not make this one.
+        called = Execution.objects.filter(
+            source_id=source_id,
+            trigger=Execution.Trigger.SCHEDULE,
+            created_at__gte=reanchor_at - TRIGGER_EARLY,
+        ).exists()
+        if not called and now < reanchor_at + DUPLICATE_TRIGGER_WINDOW:
+            continue
         claimed = Schedule.objects.filter(pk=schedule_id, reanchor_at=reanchor_at).update(
             reanchor_at=now + REANCHOR_RETRY
         )
