@@ -113,26 +113,49 @@ def schedule_body(*, frequency: str, start_time: str, timezone: str, callback_ur
     }
 
 
+# Assets' words for an execution it is done with, and whether its records were written.
+# Cancelled in Assets (by someone there, or timed out) was not asked for here: a failure.
+_OUTCOMES = {
+    "DONE": "DONE",
+    "COMPLETED": "DONE",
+    "FINISHED": "DONE",
+    "SUCCESS": "DONE",
+    "FAILED": "FAILED",
+    "ERROR": "FAILED",
+    "CANCELLED": "FAILED",
+    "CANCELED": "FAILED",
+}
+
+
+def outcome_of(word: str) -> str | None:
+    """ "DONE" or "FAILED" for a status word Assets uses once it is done with an execution
+    (written in part, `COMPLETED_WITH_ERRORS`, is a failure worth a look); None while it
+    is not (INGESTING, PROCESSING, a word this app does not know)."""
+    word = (word or "").upper()
+    if word.endswith(("_WITH_ERRORS", "_WITH_ERROR")):
+        return "FAILED"
+    return _OUTCOMES.get(word)
+
+
 # Where an execution's status word may stand: the documented body says little of its shape,
 # so the usual names are read, at the top and one level down (`{"execution": {"status":
 # "DONE"}}`, `{"status": {"value": "DONE"}}`).
 _STATUS_KEYS = ("status", "state", "executionStatus")
-_STATUS_HOLDERS = ("execution", "progress", "result", "data", *_STATUS_KEYS)
+# Objects that hold the execution's status under a status key (not their own name or id).
+_STATUS_HOLDERS = ("execution", "progress", "result", "data")
+# What names the word in a status given as an object of its own.
 _WORD_KEYS = ("value", "name", "key", "code", *_STATUS_KEYS)
 
 
 def _status_word(answer: dict) -> str:
     """The status word of a status answer ("" when none is found)."""
-    for key in _STATUS_KEYS:
-        value = answer.get(key)
-        if isinstance(value, str) and value.strip():
-            return value.strip()
-    for holder in _STATUS_HOLDERS:
-        inner = answer.get(holder)
-        if not isinstance(inner, dict):
+    for holder in (answer, *(answer.get(name) for name in _STATUS_HOLDERS)):
+        if not isinstance(holder, dict):
             continue
-        for key in _WORD_KEYS:
-            value = inner.get(key)
+        for key in _STATUS_KEYS:
+            value = holder.get(key)
+            if isinstance(value, dict):  # {"status": {"value": "DONE"}}
+                value = next((value[k] for k in _WORD_KEYS if isinstance(value.get(k), str)), "")
             if isinstance(value, str) and value.strip():
                 return value.strip()
     return ""

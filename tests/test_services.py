@@ -1023,7 +1023,8 @@ def test_an_import_cancelled_in_assets_fails_saying_so_and_tells_assets_nothing_
 
     assert execution.state == Execution.State.FAILED
     assert execution.error.startswith(
-        "Assets ended the import itself (it reports it CANCELLED: cancelled in Assets"
+        "Assets ended the import itself while its pages were still being sent (it reports it "
+        "CANCELLED: cancelled or timed out in Assets)"
     )
     told = [(method, path) for method, path in sandbox.requests_log[told_before:]]
     assert not [path for method, path in told if method == "DELETE" or "failed" in path]

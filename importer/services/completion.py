@@ -32,6 +32,7 @@ from importer.assets import (
     AssetsError,
     AssetsNotFound,
     AssetsRateLimited,
+    outcome_of,
 )
 from importer.models import ChunkJob, Execution
 from importer.services.errors import scrub_secrets
@@ -50,18 +51,6 @@ logger = logging.getLogger(__name__)
 
 State = Execution.State
 ChunkState = ChunkJob.State
-FINAL_STATUSES = {
-    "DONE": State.DONE,
-    "COMPLETED": State.DONE,
-    "FINISHED": State.DONE,
-    "SUCCESS": State.DONE,
-    "FAILED": State.FAILED,
-    "ERROR": State.FAILED,
-    # Cancelled in Assets (by someone there, or timed out): not asked for here, so it is a
-    # failure of the import, told to the channels as one.
-    "CANCELLED": State.FAILED,
-    "CANCELED": State.FAILED,
-}
 # Assets may still say INGESTING for a moment after it took "completed"; past this, the page
 # says so.
 STILL_INGESTING_SHOWN_AFTER_SECONDS = 60
@@ -206,7 +195,7 @@ def _attempts_allowed(error: AssetsError) -> int:
 
 # What Assets reports of an execution that took "completed": it writes, or has written, the
 # records.
-PAST_INGESTING_STATUSES = frozenset({"PROCESSING", "COMPLETING", *FINAL_STATUSES})
+PAST_INGESTING_STATUSES = frozenset({"PROCESSING", "COMPLETING"})
 
 
 def _past_ingesting_in_assets(
@@ -228,7 +217,7 @@ def _past_ingesting_in_assets(
         return None  # a 5xx, a proxy's page: it cannot say now
     if status == "INGESTING":
         return False
-    if status in PAST_INGESTING_STATUSES:
+    if status in PAST_INGESTING_STATUSES or outcome_of(status):
         return True
     return True if posting.permanent and status else None
 
@@ -302,10 +291,7 @@ def _read_status(execution: Execution, client: AssetsClient) -> bool:
     else:
         answered = True  # Assets knows the execution: a run of 404s is over
         token_refused = False
-        final = FINAL_STATUSES.get(status.status)
-        if final is None and status.status.endswith(("_WITH_ERRORS", "_WITH_ERROR")):
-            # Written in part: worth the look a failure gets (COMPLETED_WITH_ERRORS).
-            final = State.FAILED
+        final = outcome_of(status.status)
         if final is not None:
             detail = "" if final == State.DONE else _assets_verdict(status)
             return _finish(execution, final, detail)

@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from importer import notifications, work_queue
-from importer.assets import AssetsAuthError, AssetsClient, AssetsError
+from importer.assets import AssetsAuthError, AssetsClient, AssetsError, outcome_of
 from importer.mapping import validate_document
 from importer.models import ChunkJob, Execution, ImportSource
 from importer.services.editing import lock_for_start, lock_source
@@ -255,10 +255,6 @@ def fail_execution(*, execution: Execution, reason: str) -> Execution:
     return execution
 
 
-# What Assets calls an execution it ended itself: it takes no page, no report, no cancel.
-ENDED_IN_ASSETS = frozenset({"CANCELLED", "CANCELED", "FAILED", "ERROR", "DONE", "COMPLETED"})
-
-
 def ended_in_assets(execution: Execution, refusal: AssetsError) -> bool:
     """Whether a page refused for good (400, 404, 409, 410) was refused because the
     execution is over in Assets (cancelled there, or timed out): then the import fails
@@ -273,12 +269,13 @@ def ended_in_assets(execution: Execution, refusal: AssetsError) -> bool:
     except AssetsError:
         return False
     word = (status.status or "").upper()
-    if word not in ENDED_IN_ASSETS:
+    if outcome_of(word) is None:  # it takes data still, or says nothing this app knows
         return False
     reason = (
-        f"Assets ended the import itself (it reports it {word}: cancelled in Assets, or "
-        "timed out there) and refused its pages from then on. Run the import again; if it "
-        "happens again, look at the import source's history in Assets."
+        f"Assets ended the import itself while its pages were still being sent (it reports "
+        f"it {word}: cancelled or timed out in Assets) and refused its pages from then on. "
+        "Run the import again; if it happens again, look at the import source's history in "
+        "Assets."
     )
     if Execution.objects.of(execution).fail(reason=reason):
         # Ended there: a failure report would be refused, and a cancel is not needed.
