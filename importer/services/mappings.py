@@ -73,10 +73,18 @@ def transform_page(source: ImportSource, records: list[dict]) -> TransformResult
     )
 
 
+# Records of a first page that all lack a field before that is worth a notice.
+NOTICE_AFTER_RECORDS = 10
+
+
 def note_fields_in_no_record(*, execution: Execution, records: list[dict]) -> None:
     """Note on the import the fields the mapping reads that no record of its first page
     holds: a misspelled locator imports every object without that attribute, and ends
-    DONE. (A CSV file's header stops the import before a page goes, `sources.csv_file`.)"""
+    DONE. (A CSV file's header stops the import before a page goes, `sources.csv_file`.)
+    A first page of few records says little: an optional field may well be missing from
+    all of them."""
+    if len(records) < NOTICE_AFTER_RECORDS:
+        return
     missing = fields_in_no_record(records, execution.source.mapping)
     if not missing:
         return
