@@ -460,15 +460,19 @@ def test_rate_limiting_says_how_long_assets_asks_us_to_wait(httpserver, client):
     assert "rate limiting us (429), and asks us to wait 30 s" in error.value.message
 
 
-def test_a_page_assets_answers_too_late_says_it_may_have_arrived_and_what_to_raise(sandbox):
-    sandbox.faults.add(method="POST", path_contains="/data", status=0, delay=1.5)
-    client = AssetsClient(
+def sandbox_client(sandbox, **options) -> AssetsClient:
+    return AssetsClient(
         base_url=sandbox.base_url,
         workspace_id="ws-1",
         import_source_id="src-1",
         token=SANDBOX_TOKEN,
-        timeout=0.5,
+        **options,
     )
+
+
+def test_a_page_assets_answers_too_late_says_it_may_have_arrived_and_what_to_raise(sandbox):
+    sandbox.faults.add(method="POST", path_contains="/data", status=0, delay=1.5)
+    client = sandbox_client(sandbox, timeout=0.5)
 
     with pytest.raises(assets.AssetsUnavailable) as caught:
         client.submit_chunk("exec-1", {"computers": [{"serial": "SN-1"}]})
@@ -493,24 +497,14 @@ def test_a_page_assets_answers_too_late_says_it_may_have_arrived_and_what_to_rai
 )
 def test_an_execution_status_is_read_in_the_shapes_assets_may_give_it(sandbox, body):
     sandbox.faults.add(method="GET", path_contains="/status", status=200, body=body)
-    client = AssetsClient(
-        base_url=sandbox.base_url,
-        workspace_id="ws-1",
-        import_source_id="src-1",
-        token=SANDBOX_TOKEN,
-    )
+    client = sandbox_client(sandbox)
 
     assert client.get_execution_status("exec-1").status == "DONE"
 
 
 def test_a_status_answer_without_a_status_names_the_keys_it_has(sandbox):
     sandbox.faults.add(method="GET", path_contains="/status", status=200, body='{"phase": 3}')
-    client = AssetsClient(
-        base_url=sandbox.base_url,
-        workspace_id="ws-1",
-        import_source_id="src-1",
-        token=SANDBOX_TOKEN,
-    )
+    client = sandbox_client(sandbox)
 
     with pytest.raises(assets.AssetsServerError, match=r"no 'status' in it; its keys: phase\)"):
         client.get_execution_status("exec-1")

@@ -994,16 +994,23 @@ def test_a_monthly_schedule_synced_before_a_short_month_keeps_that_months_run(
     assert told == shown == datetime(year, 4, 30, 9, 0, tzinfo=BERLIN)
 
 
+def monthly_on_the_31st_synced_on_2_april(source, monkeypatch) -> int:
+    """A schedule monthly on the 31st, synced on 2 April of next year (the sandbox, on the
+    real clock, takes only a start still ahead); that year."""
+    year = timezone.now().year + 1
+    start = datetime(year, 1, 31, 9, 0, tzinfo=BERLIN)
+    schedule = make_schedule(source, frequency="MONTHLY", start_time=start)
+    monkeypatch.setattr(timezone, "now", lambda: datetime(year, 4, 2, 9, 0, tzinfo=BERLIN))
+    services.sync_schedule(schedule=schedule)
+    return year
+
+
 def test_after_a_short_months_run_assets_is_told_the_schedules_own_day_again(
     pushed_source, sandbox, monkeypatch
 ):
     # Assets repeats from the start it holds: left at 30 April, it would run on the 30th
     # from then on. Once that run has passed, housekeeping tells it 31 May.
-    year = timezone.now().year + 1
-    start = datetime(year, 1, 31, 9, 0, tzinfo=BERLIN)
-    schedule = make_schedule(pushed_source, frequency="MONTHLY", start_time=start)
-    monkeypatch.setattr(timezone, "now", lambda: datetime(year, 4, 2, 9, 0, tzinfo=BERLIN))
-    services.sync_schedule(schedule=schedule)
+    year = monthly_on_the_31st_synced_on_2_april(pushed_source, monkeypatch)
     assert services.reanchor_due_schedules() == 0  # 30 April has not come yet
 
     # Its call may come late: not before it came, or the time to repeat it has passed.
@@ -1022,11 +1029,7 @@ def test_after_a_short_months_run_assets_is_told_the_schedules_own_day_again(
 def test_once_the_short_months_run_was_called_assets_is_told_the_own_day_at_once(
     pushed_source, sandbox, monkeypatch
 ):
-    year = timezone.now().year + 1
-    start = datetime(year, 1, 31, 9, 0, tzinfo=BERLIN)
-    schedule = make_schedule(pushed_source, frequency="MONTHLY", start_time=start)
-    monkeypatch.setattr(timezone, "now", lambda: datetime(year, 4, 2, 9, 0, tzinfo=BERLIN))
-    services.sync_schedule(schedule=schedule)
+    year = monthly_on_the_31st_synced_on_2_april(pushed_source, monkeypatch)
     monkeypatch.setattr(timezone, "now", lambda: datetime(year, 4, 30, 9, 1, tzinfo=BERLIN))
     Execution.objects.create(
         source=pushed_source, trigger=Execution.Trigger.SCHEDULE, state=Execution.State.DONE
