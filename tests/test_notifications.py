@@ -671,6 +671,25 @@ def test_a_schedule_saved_with_a_start_long_past_is_not_late_before_the_run_asse
     assert received(httpserver) == []
 
 
+def test_a_schedule_an_earlier_release_synced_with_a_start_long_past_is_not_late(
+    pushed_source, sandbox, httpserver
+):
+    httpserver.expect_request("/hook").respond_with_json({})
+    webhook_channel(httpserver.url_for("/hook"))
+    schedule = Schedule.objects.create(
+        source=pushed_source,
+        frequency=Schedule.Frequency.MONTHLY,
+        start_time=timezone.now() - timedelta(days=40),
+        timezone="UTC",
+    )
+    services.sync_schedule(schedule=schedule)
+    Schedule.objects.filter(pk=schedule.pk).update(start_sent=None, runs_from=None)
+
+    services.look_after_imports()
+
+    assert received(httpserver) == []
+
+
 def test_a_new_schedule_is_not_late_before_its_first_run(pushed_source, sandbox, httpserver):
     httpserver.expect_request("/hook").respond_with_json({})
     webhook_channel(httpserver.url_for("/hook"))

@@ -966,6 +966,7 @@ def test_a_run_set_again_after_one_failed_starts_though_the_last_began_minutes_a
     # Set again to run at once; Assets calls at that time.
     again = Schedule.objects.get()
     again.frequency, again.start_time = "ONCE", timezone.now() + timedelta(seconds=20)
+    again.save()
     services.sync_schedule(schedule=again)
 
     response = client.post(path, data=body, content_type="application/json")
@@ -1085,3 +1086,43 @@ def test_a_save_that_changes_nothing_does_not_start_a_second_import_on_a_repeate
 
     assert repeated.json()["executionId"] == first["executionId"]
     assert Execution.objects.count() == 1
+
+
+def synced_by_an_earlier_release(schedule: Schedule) -> Schedule:
+    """What a sync by the release before migration 0028 leaves: no start sent kept."""
+    Schedule.objects.filter(pk=schedule.pk).update(start_sent=None, runs_from=None)
+    return Schedule.objects.get(pk=schedule.pk)
+
+
+def test_a_repeated_trigger_after_an_earlier_releases_unchanged_sync_gets_the_same_run(
+    client, pushed_source, sandbox
+):
+    schedule = services.sync_schedule(schedule=make_schedule(pushed_source))
+    body = json.dumps({"workspaceId": "ws-1", "importsourceId": "src-1"})
+    path = urlsplit(schedule.callback_url).path
+    first = client.post(path, data=body, content_type="application/json").json()
+    # An earlier release's process saved the schedule unchanged meanwhile (an upgrade).
+    Schedule.objects.filter(pk=schedule.pk).update(synced_at=timezone.now())
+    synced_by_an_earlier_release(schedule)
+
+    repeated = client.post(path, data=body, content_type="application/json")
+
+    assert repeated.json()["executionId"] == first["executionId"]
+    assert Execution.objects.count() == 1
+
+
+def test_the_next_run_follows_a_timing_an_earlier_releases_process_synced_last(
+    pushed_source, sandbox
+):
+    # The new code synced 12:00 tomorrow; a process of the release before then moved it to
+    # a time today, and synced that (its sync keeps no start sent).
+    schedule = services.sync_schedule(schedule=make_schedule(pushed_source))
+    soon = timezone.now() + timedelta(hours=1)
+    moved = soon.replace(second=0, microsecond=0)
+    Schedule.objects.filter(pk=schedule.pk).update(
+        start_time=moved, timezone="UTC", synced_at=timezone.now()
+    )
+
+    shown = services.upcoming_run(Schedule.objects.get())
+
+    assert shown == moved

@@ -35,6 +35,7 @@ from importer.notifications.messages import (
     recovered_content,
     stale_content,
 )
+from importer.schedule_times import start_sent
 
 logger = logging.getLogger(__name__)
 
@@ -284,7 +285,8 @@ def due_by(schedule: Schedule, last_success: datetime | None) -> datetime:
     whole interval: its first import may still be running). A start time in the past is not
     that run: Assets was told the next one after the sync.
     """
-    first = schedule.runs_from or schedule.start_time
+    # Synced by an earlier release (no `runs_from` kept): the run sent at that sync.
+    first = schedule.runs_from or start_sent(schedule) or schedule.start_time
     since = first if last_success is None else max(first, last_success)
     interval = SCHEDULE_INTERVALS[schedule.frequency]
     return since + interval + timedelta(seconds=settings.STALE_GRACE_SECONDS)

@@ -10,7 +10,7 @@ import calendar
 import copy
 import logging
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -27,6 +27,7 @@ from importer.assets import (
 )
 from importer.models import Execution, ImportSource, Schedule, new_webtrigger_token
 from importer.public import public_url
+from importer.schedule_times import next_run, start_sent
 from importer.services.editing import ASSETS_PLACE
 from importer.services.errors import (
     ImportAlreadyRunning,
@@ -49,59 +50,13 @@ def webtrigger_url(source: ImportSource) -> str:
     return public_url("importer:webtrigger", source.pk, source.webtrigger_token)
 
 
-def _add_months(moment: datetime, months: int) -> datetime:
-    month_index = moment.month - 1 + months
-    year, month = moment.year + month_index // 12, month_index % 12 + 1
-    day = min(moment.day, calendar.monthrange(year, month)[1])
-    return moment.replace(year=year, month=month, day=day)
-
-
-def next_run(
-    schedule: Schedule, *, after: datetime | None = None, anchor: bool = False
-) -> datetime | None:
-    """The first run at or after `after` (now), in wall-clock time of the schedule's zone.
-
-    A run whose time the clocks skip that day (02:30 when they go from 02:00 to 03:00) is
-    at the time it becomes (03:30). With `anchor`, the first run Assets can repeat from: one
-    at the schedule's own time of day, and a monthly one on its own day of the month (the
-    31st, not a shorter month's last day): Assets repeats from the start time it holds.
-    """
-    after = after or timezone.now()
-    zone = ZoneInfo(schedule.timezone)
-    first = schedule.start_time.astimezone(zone).replace(tzinfo=None)
-    if schedule.frequency == Schedule.Frequency.ONCE:
-        return schedule.start_time.astimezone(zone) if schedule.start_time >= after else None
-    step = 0
-    while True:
-        if schedule.frequency == Schedule.Frequency.MONTHLY:
-            candidate = _add_months(first, step)
-        else:
-            days = 7 if schedule.frequency == Schedule.Frequency.WEEKLY else 1
-            candidate = first + timedelta(days=days * step)
-        aware = candidate.replace(tzinfo=zone).astimezone(UTC).astimezone(zone)
-        own_time = aware.replace(tzinfo=None) == candidate and (
-            candidate.day == first.day or schedule.frequency != Schedule.Frequency.MONTHLY
-        )
-        if aware >= after and (own_time or not anchor):
-            return aware
-        # Jump close to `after` instead of walking day by day through years of history.
-        if step == 0 and schedule.frequency != Schedule.Frequency.MONTHLY:
-            days = 7 if schedule.frequency == Schedule.Frequency.WEEKLY else 1
-            step = max(1, (after - aware).days // days)
-        else:
-            step += 1
-
-
 def upcoming_run(schedule: Schedule) -> datetime | None:
     """The next run Assets makes: none before the first one it was sent at the last sync
-    (`start_sent`), which it repeats from."""
+    (`schedule_times.start_sent`), which it repeats from."""
     after = timezone.now()
-    if schedule.in_sync and schedule.start_sent:
-        after = max(after, schedule.start_sent)
-    elif schedule.in_sync and schedule.synced_at:  # synced before the start sent was kept
-        sent = next_run(schedule, after=schedule.synced_at, anchor=True)
-        if sent is not None and sent > after:
-            after = sent
+    sent = start_sent(schedule)
+    if sent is not None and sent > after:
+        after = sent
     return next_run(schedule, after=after)
 
 
@@ -453,10 +408,10 @@ def _recent_scheduled_execution(
     (two triggers at once)."""
     now = timezone.now()
     since = now - DUPLICATE_TRIGGER_WINDOW
-    synced, start_sent = (
-        Schedule.objects.filter(source=source).values_list("synced_at", "start_sent").first()
-    ) or (None, None)
-    sent_run_has_come = start_sent is None or start_sent <= now + TRIGGER_EARLY
+    schedule = Schedule.objects.filter(source=source).first()
+    synced = schedule.synced_at if schedule is not None else None
+    sent = start_sent(schedule) if schedule is not None else None
+    sent_run_has_come = sent is None or sent <= now + TRIGGER_EARLY
     if synced is not None and synced > since and sent_run_has_come:
         # Set again since, for a run that has come now (one that failed, put a few minutes
         # ahead): a new run. A sync that sent a later run (a save that changed nothing, a new
