@@ -326,7 +326,7 @@ class ImportSourceAdmin(
         if not source.last_state:
             return "—"
         return format_html(
-            "{} {}",
+            '{} <span class="one-line">{}</span>',
             state_badge(source.last_state),
             date_format(localtime(source.last_at), "SHORT_DATETIME_FORMAT"),
         )
