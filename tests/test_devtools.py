@@ -101,6 +101,19 @@ def test_sandbox_page_says_how_many_objects_it_holds_and_pages_through_them(
     assert "SN-00120" in last
 
 
+def test_sandbox_page_lists_objects_in_key_order_whatever_order_pages_arrived_in(
+    sandbox: AssetsSandbox, api: Api
+) -> None:
+    execution_id = start_execution(api)
+    for first in (51, 1):  # the second page of the source arrives first
+        page = [demo_computer(i) for i in range(first, first + 50)]
+        api.call("POST", f"/executions/{execution_id}/data", json={"data": {"computers": page}})
+
+    shown = requests.get(sandbox.base_url + "/", timeout=5).text
+
+    assert "SN-00001" in shown and "SN-00050" in shown and "SN-00051" not in shown
+
+
 def test_sandbox_refuses_a_second_open_execution(api: Api) -> None:
     start_execution(api)
 

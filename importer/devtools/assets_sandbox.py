@@ -732,7 +732,8 @@ class AssetsSandbox(DevServer):
         state = self._state()
         with self._lock:
             newest = next(reversed(self._executions.values()), None)
-            held = list(newest.objects.items()) if newest else []
+            # In key order: pages arrive in parallel, and arrival order reads as gaps.
+            held = sorted(newest.objects.items(), key=lambda item: str(item[0])) if newest else []
             pages = max(1, -(-len(held) // OBJECTS_PER_PAGE))
             objects_page = min(max(objects_page, 1), pages)
             start = (objects_page - 1) * OBJECTS_PER_PAGE
