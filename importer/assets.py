@@ -155,7 +155,8 @@ def _status_word(answer: dict) -> str:
         for key in _STATUS_KEYS:
             value = holder.get(key)
             if isinstance(value, dict):  # {"status": {"value": "DONE"}}
-                value = next((value[k] for k in _WORD_KEYS if isinstance(value.get(k), str)), "")
+                words = (value.get(k) for k in _WORD_KEYS)
+                value = next((w for w in words if isinstance(w, str) and w.strip()), "")
             if isinstance(value, str) and value.strip():
                 return value.strip()
     return ""

@@ -490,6 +490,7 @@ def test_a_page_assets_answers_too_late_says_it_may_have_arrived_and_what_to_rai
         '{"execution": {"status": "DONE"}}',
         '{"progress": {"state": "done"}}',
         '{"status": {"value": "DONE"}}',
+        '{"status": {"value": "", "name": "DONE"}}',
         '{"execution": {"id": "10001", "name": "Nightly laptops", "status": "DONE"}}',
         '{"execution": {"key": "EXEC-42", "state": "DONE"}}',
         '{"status": 200, "data": {"name": "Laptops", "state": "DONE"}}',

@@ -663,3 +663,41 @@ def test_completed_followed_as_taken_is_posted_again_when_assets_still_waits_for
     assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 1
     execution = services.refresh_status(execution=Execution.objects.get(pk=execution.pk))
     assert execution.state == Execution.State.DONE, execution.error
+
+
+def test_a_last_post_of_completed_left_unanswered_is_followed_not_failed(
+    pushed_source, sandbox, settings
+):
+    settings.COMPLETION_MAX_ATTEMPTS = 2
+    sandbox.processing_seconds = 600
+    sandbox.faults.add(method="POST", path_contains="/data", body_contains='"completed"')
+    sandbox.faults.add(
+        method="POST", path_contains="/data", body_contains='"completed"', lose_answer=True
+    )
+    sandbox.faults.add(method="GET", path_contains="/status", status=503, times=-1)
+    execution = services.start_import(source=pushed_source)  # 503: Assets took nothing
+
+    execution = services.check_completion(execution=execution)  # taken, its answer lost
+
+    assert execution.state == Execution.State.PROCESSING, execution.error
+    assert sandbox.execution(execution.assets_execution_id)["failure_reasons"] == []
+
+
+def test_completed_refused_while_assets_status_lags_behind_is_not_failed(
+    pushed_source, sandbox, settings
+):
+    # The first post was taken, its answer lost; Assets' status says INGESTING a while
+    # after, and refuses the second post: it has it, most likely.
+    settings.COMPLETION_MAX_ATTEMPTS = 2
+    sandbox.processing_seconds = 600
+    sandbox.status_words = {"PROCESSING": "INGESTING"}
+    sandbox.faults.add(
+        method="POST", path_contains="/data", body_contains='"completed"', lose_answer=True
+    )
+    execution = services.start_import(source=pushed_source)
+
+    execution = services.check_completion(execution=execution)
+
+    assert execution.state == Execution.State.PROCESSING, execution.error
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert remote["state"] == "PROCESSING" and remote["failure_reasons"] == []

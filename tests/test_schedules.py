@@ -1126,3 +1126,21 @@ def test_the_next_run_follows_a_timing_an_earlier_releases_process_synced_last(
     shown = services.upcoming_run(Schedule.objects.get())
 
     assert shown == moved
+
+
+def test_a_sync_that_read_the_schedule_before_an_edit_leaves_assets_on_the_edit(
+    pushed_source, sandbox
+):
+    # Housekeeping read the schedule; an operator then moved it (saved, and synced).
+    services.sync_schedule(schedule=make_schedule(pushed_source))
+    read_before = Schedule.objects.get()
+    edited = Schedule.objects.get()
+    edited.start_time = tomorrow_at(15)
+    edited.save()
+    services.sync_schedule(schedule=edited)
+
+    services.sync_schedule(schedule=read_before)
+
+    told = datetime.fromisoformat(sandbox.schedules("src-1")[0]["startTime"])
+    assert told == tomorrow_at(15)
+    assert Schedule.objects.get().in_sync

@@ -248,10 +248,7 @@ class ImportSourceForm(WriteOnlySecretsForm):
         stored = getattr(self.instance, name)
         try:
             if name in MASKED_URL_FIELDS:
-                restored = restore_url(value or "", stored or "", self._declared_secret_params())
-                if MASK in restored:
-                    raise ValueError(f"'{MASK}' stands for a stored secret only where it was shown")
-                return restored
+                return restore_url(value or "", stored or "", self._declared_secret_params())
             return restore_masked(value, stored, name)
         except ValueError as error:
             raise forms.ValidationError(f"{error}: give the value itself.") from None

@@ -78,14 +78,16 @@ class ExecutionQuerySet(models.QuerySet):
             **fields,
         )
 
-    def mark_processing(self) -> bool:
+    def mark_processing(self, *, unconfirmed: bool = False) -> bool:
         """Every page is in: a stall of its pages is over (Assets' processing may stall on
-        its own, `completion._flag_unreadable`)."""
+        its own, `completion._flag_unreadable`). `unconfirmed`: no answer said Assets took
+        "completed" (one went unanswered); else that doubt is over."""
         return self.filter(state=ExecutionState.COMPLETING).stamp(
             state=ExecutionState.PROCESSING,
             completed_at=timezone.now(),
             error="",
             stalled_since=None,
+            completed_maybe_taken=unconfirmed,
         )
 
     def finish(self, *, state: str, error: str = "") -> bool:

@@ -104,11 +104,7 @@ def restore_masked(value: Any, stored: Any, where: str = "") -> Any:
                 f"{where or 'the value'}: '{MASK}' stands for a stored secret, and none is stored"
             )
         return stored
-    if isinstance(value, str) and MASK in value:
-        # "Bearer ***": a secret shown masked inside a value is not put back, nor saved so.
-        raise ValueError(
-            f"{where or 'the value'}: '{MASK}' stands for a stored secret only as a whole value"
-        )
+
     if isinstance(value, dict):
         stored = stored if isinstance(stored, dict) else {}
         return {

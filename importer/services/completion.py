@@ -138,28 +138,35 @@ def check_completion(*, execution: Execution, client: AssetsClient | None = None
     if disagreement:
         return fail_execution(execution=execution, reason=disagreement)
     client = client or AssetsClient.for_source(execution.source)
+    unconfirmed = False
     try:
         client.mark_completed(execution.assets_execution_id)
     except AssetsError as error:
         # Refused: an earlier "completed" may have been taken, its answer lost on the way.
         # Not answered (a timeout, a dropped connection, a 5xx): this one may have been.
         # Assets' status tells, before the import goes back to a state that can be cancelled.
+        maybe_taken = execution.completed_maybe_taken or may_have_been_done(error)
         taken = _past_ingesting_in_assets(execution, client, error)
+        if taken is False and execution.completed_maybe_taken:
+            # Refused, though an earlier post went unanswered: Assets has it most likely,
+            # and its status has not caught up (it says INGESTING a while after). A refused
+            # token tells nothing new until someone gives another.
+            taken = False if isinstance(error, AssetsAuthError) else None
         if taken is False and error.permanent:
             return fail_execution(execution=execution, reason=error.message)
         attempts = execution.completion_attempts + 1
         used_up = attempts >= _attempts_allowed(error)
-        if used_up and taken is None and execution.completed_maybe_taken:
-            # An earlier "completed" went unanswered and may have been taken, and Assets
-            # cannot say now: failed (and cancelled) here, the records it may be writing
-            # would be thrown away. It is followed as processing; its status tells how it
-            # ends, and if Assets still says INGESTING, "completed" is posted again then.
+        if used_up and taken is None and maybe_taken:
+            # A "completed" went unanswered and may have been taken, and Assets cannot say
+            # now: failed (and cancelled) here, the records it may be writing would be
+            # thrown away. It is followed as processing; its status tells how it ends, and
+            # if Assets still says INGESTING, "completed" is posted again then.
             logger.warning(
                 "execution %s: 'completed' not confirmed (%s); following Assets' status",
                 execution.pk,
                 error.message,
             )
-            taken = True
+            taken = unconfirmed = True
         elif used_up and not taken:
             unsaid = "" if taken is False else ", and Assets could not say whether it had it"
             reason = (
@@ -173,14 +180,15 @@ def check_completion(*, execution: Execution, client: AssetsClient | None = None
             # check posts again, later each time.
             Execution.objects.of(execution).hand_back_completion(
                 error=scrub_secrets(error.message, execution.source),
-                maybe_taken=may_have_been_done(error),
+                maybe_taken=maybe_taken,
             )
             work_queue.enqueue_completion_check_after(
                 execution.pk, retry_delay(attempts, error.retry_after)
             )
             return execution
-        logger.info("execution %s: Assets had taken 'completed' already", execution.pk)
-    Execution.objects.of(execution).mark_processing()
+        if not unconfirmed:
+            logger.info("execution %s: Assets had taken 'completed' already", execution.pk)
+    Execution.objects.of(execution).mark_processing(unconfirmed=unconfirmed)
     execution.refresh_from_db()
     return refresh_status(execution=execution, client=client)
 

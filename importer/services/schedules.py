@@ -156,9 +156,21 @@ def sync_schedule(*, schedule: Schedule) -> Schedule:
     schedule.sync_error = ""
     schedule.synced_at = timezone.now()
     _record_start_sent(schedule, start)
-    # Only what the sync learnt: the timing may have been edited meanwhile (an operator's
-    # save while housekeeping re-anchors), and that edit syncs next.
-    schedule.save(update_fields=SYNCED_FIELDS if schedule.pk else None)
+    if schedule.pk is None:
+        schedule.save()
+        return schedule
+    # Only if the timing sent is still the row's: an operator's edit saved meanwhile (while
+    # housekeeping re-anchored) is synced now, over what this sync told Assets.
+    same_timing = Schedule.objects.filter(
+        pk=schedule.pk,
+        frequency=schedule.frequency,
+        start_time=schedule.start_time,
+        timezone=schedule.timezone,
+    )
+    synced = {name: getattr(schedule, name) for name in SYNCED_FIELDS}
+    if not same_timing.update(**synced, updated_at=timezone.now()):
+        fresh = Schedule.objects.select_related("source").filter(pk=schedule.pk).first()
+        return sync_schedule(schedule=fresh) if fresh is not None else schedule
     return schedule
 
 
@@ -171,7 +183,6 @@ SYNCED_FIELDS = [
     "start_sent",
     "runs_from",
     "reanchor_at",
-    "updated_at",
 ]
 # A schedule whose re-anchoring sync failed (Assets away) is tried again after this.
 REANCHOR_RETRY = timedelta(minutes=10)
