@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 from django.db import transaction
 
 from importer import services
-from importer.assets import AssetsError
 from importer.config_channels import AppliedChannel, apply_channels, channel_to_config, channels_for
 from importer.config_shape import kind_of, shape_problems
 from importer.fields import holds_json
@@ -326,16 +325,9 @@ def _push_mapping(result: AppliedSource) -> None:
     source = ImportSource.objects.get(name=result.name)
     if not source.mapping or source.mapping_pushed_at:
         return
-    try:
-        services.push_mapping(source=source)
-    except (
-        services.MappingInvalid,
-        services.MappingChangedMeanwhile,
-        services.SourceBusy,
-    ) as invalid:
-        result.mapping_note = f"mapping NOT pushed: {invalid}"
-    except AssetsError as error:
-        result.mapping_note = f"mapping NOT pushed: {services.scrub_secrets(error.message, source)}"
+    why_not = services.why_mapping_not_pushed(source=source)
+    if why_not:
+        result.mapping_note = f"mapping NOT pushed: {why_not}"
     else:
         result.mapping_note = "mapping pushed to Assets"
         return

@@ -25,7 +25,6 @@ from importer.admin.display import (
     when_it_runs,
 )
 from importer.admin.mapping_pages import MappingPages
-from importer.assets import AssetsError
 from importer.fields import EncryptedJSONField, EncryptedURLField
 from importer.forms import (
     AUTH_FIELDS,
@@ -448,22 +447,10 @@ class ImportSourceAdmin(
     def push_mapping(self, request, queryset):
         pushed = 0
         for source in queryset:
-            try:
-                services.push_mapping(source=source)
-            except (
-                services.MappingInvalid,
-                services.MappingChangedMeanwhile,
-                services.SourceBusy,
-            ) as invalid:
+            why_not = services.why_mapping_not_pushed(source=source)
+            if why_not:
                 self.message_user(
-                    request, f"Mapping of {source} not pushed: {invalid}", messages.ERROR
-                )
-            except AssetsError as error:
-                self.message_user(
-                    request,
-                    f"Mapping of {source} not pushed: "
-                    f"{services.scrub_secrets(error.message, source)}",
-                    messages.ERROR,
+                    request, f"Mapping of {source} not pushed: {why_not}", messages.ERROR
                 )
             else:
                 self.log_change(request, source, "Pushed the mapping to Assets.")

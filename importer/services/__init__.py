@@ -56,6 +56,7 @@ from importer.services.mappings import (
     pull_mapping,
     push_mapping,
     replace_mapping,
+    why_mapping_not_pushed,
 )
 from importer.services.plan import pipeline_parallelism
 from importer.services.schedules import (
@@ -109,6 +110,7 @@ __all__ = [
     "pull_mapping",
     "recover_lost_work",
     "push_mapping",
+    "why_mapping_not_pushed",
     "refresh_status",
     "replace_mapping",
     "requeue_stalled_chunks",

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from django.db import transaction
 from django.utils import timezone
 
-from importer.assets import AssetsClient
+from importer.assets import AssetsClient, AssetsError
 from importer.mapping import (
     RecordsRefused,
     TransformResult,
@@ -24,6 +24,7 @@ from importer.services.errors import (
     MappingChangedMeanwhile,
     MappingInvalid,
     NoMapping,
+    SourceBusy,
     scrub_secrets,
 )
 from importer.services.retries import call_with_retries
@@ -35,6 +36,18 @@ def push_mapping(*, source: ImportSource) -> ImportSource:
     while the source imports (SourceBusy): its pages still to come would change shape."""
     refuse_while_importing(source=source, what="pushing the mapping")
     return send_mapping(source=source)
+
+
+def why_mapping_not_pushed(*, source: ImportSource) -> str:
+    """Push the mapping and say why it was not taken ("" once Assets has it): the admin
+    action, the command and a config file's apply tell the operator the same words."""
+    try:
+        push_mapping(source=source)
+    except (MappingInvalid, MappingChangedMeanwhile, SourceBusy) as refused:
+        return str(refused)
+    except AssetsError as error:
+        return scrub_secrets(error.message, source)
+    return ""
 
 
 def send_mapping(*, source: ImportSource) -> ImportSource:

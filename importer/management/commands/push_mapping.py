@@ -1,7 +1,6 @@
 from django.core.management.base import CommandError
 
 from importer import services
-from importer.assets import AssetsError
 from importer.management.base import DatabaseCommand
 from importer.models import ImportSource
 
@@ -20,16 +19,9 @@ class Command(DatabaseCommand):
             if source is None:
                 failures.append(f"{name}: no source of that name")
                 continue
-            try:
-                services.push_mapping(source=source)
-            except (
-                services.MappingInvalid,
-                services.MappingChangedMeanwhile,
-                services.SourceBusy,
-            ) as invalid:
-                failures.append(f"{name}: {invalid}")
-            except AssetsError as error:
-                failures.append(f"{name}: {services.scrub_secrets(error.message, source)}")
+            why_not = services.why_mapping_not_pushed(source=source)
+            if why_not:
+                failures.append(f"{name}: {why_not}")
             else:
                 self.stdout.write(f"{name}: Assets accepted the mapping")
         if failures:
