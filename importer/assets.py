@@ -334,6 +334,12 @@ class AssetsClient:
         token: str,
         timeout: float | None = None,
     ):
+        # A user and password in the address would go as Basic auth in place of the token:
+        # the form refuses them, and one saved before is not sent.
+        scheme, at, rest = base_url.partition("://")
+        netloc = rest.split("/", 1)[0]
+        if at and "@" in netloc:
+            base_url = f"{scheme}://{netloc.rpartition('@')[2]}{rest[len(netloc) :]}"
         self.root = (
             f"{base_url.rstrip('/')}/jsm/assets/workspace/{workspace_id}"
             f"/v1/importsource/{import_source_id}"

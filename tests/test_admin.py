@@ -107,7 +107,12 @@ def test_saving_without_edits_says_in_the_history_that_no_secret_changed(
 ):
     # The token fields come back empty and the URL masked: neither is a change.
     url = inventory.base_url.replace("http://", "http://reader:url-pass-1@") + "/api/computers"
-    source = make_source(source_url=url, source_auth="bearer", source_token="source-secret-1")
+    source = make_source(
+        source_url=url,
+        source_auth="api_key_header",
+        auth_key_name="X-Api-Key",
+        source_token="source-secret-1",
+    )
 
     response = post_source(staff_client, source)
 
@@ -1082,3 +1087,31 @@ def test_a_mapping_is_not_pushed_while_the_source_imports(make_source, sandbox):
         services.push_mapping(source=source)
 
     assert sandbox.mapping("ws-1", "src-1") is None
+
+
+@pytest.mark.django_db
+def test_an_assets_address_with_a_user_and_password_is_refused_when_saved(
+    staff_client, make_source
+):
+    source = make_source()
+
+    response = post_source(
+        staff_client, source, assets_base_url="https://proxyuser:proxy-pass@api.atlassian.com"
+    )
+
+    [error] = response.context["adminform"].form.errors["assets_base_url"]
+    assert error.startswith("Give the address without a user name or password")
+    assert "proxy-pass" not in ImportSource.objects.get(pk=source.pk).assets_base_url
+
+
+@pytest.mark.django_db
+def test_a_user_and_password_in_the_url_of_a_source_with_a_token_is_refused_when_saved(
+    staff_client, make_source
+):
+    source = make_source(source_auth="bearer", source_token="tok-1")
+    host = source.source_url.removeprefix("http://")
+
+    response = post_source(staff_client, source, source_url=f"http://apiuser:pw@{host}")
+
+    error = response.context["adminform"].form.errors["source_url"][0]
+    assert "user name and password" in error and "choose Basic auth" in error

@@ -41,6 +41,21 @@ def test_it_reads_the_execution_id_from_the_submit_results_link(httpserver, clie
     assert client.start_execution().execution_id == "exec-42"
 
 
+def test_a_user_and_password_saved_in_the_address_do_not_replace_the_token(httpserver):
+    client = AssetsClient(
+        base_url=httpserver.url_for("/").replace("://", "://proxyuser:p@ss@"),
+        workspace_id="ws-1",
+        import_source_id="src-1",
+        token="secret-token-123",
+        timeout=2,
+    )
+    httpserver.expect_request(
+        f"{ROOT}/executions", method="POST", headers={"Authorization": "Bearer secret-token-123"}
+    ).respond_with_json(started_answer(httpserver))
+
+    assert client.start_execution().execution_id == "exec-42"
+
+
 def test_it_marks_a_scheduled_execution_in_the_body(httpserver, client):
     httpserver.expect_request(
         f"{ROOT}/executions", method="POST", json={"scheduled": True}

@@ -93,6 +93,7 @@ def test_import_sources_sees_no_change_in_secrets_it_was_given_before(
     entry["source"]["url"] = (
         inventory.base_url.replace("http://", "http://reader:url-pass-1@") + "/api/computers"
     )
+    entry["source"]["auth"] = {"kind": "api_key_header", "key_name": "X-Api-Key", "key": "k-1"}
     run("import_sources", write(tmp_path, [entry]))
 
     # The same URL with its credentials, the same tokens: nothing to report.

@@ -302,7 +302,8 @@ SOURCE_SECRETS = {
 def secret_source(make_source):
     """A source holding a secret in every place one can be kept, and its schedule."""
     source = make_source(
-        source_auth="bearer",
+        source_auth="api_key_header",
+        auth_key_name="X-Api-Key",
         source_token=SOURCE_SECRETS["source secret"],
         source_url=(
             f"https://svc:{SOURCE_SECRETS['password in the URL']}@inventory.example/api"

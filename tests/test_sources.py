@@ -1954,3 +1954,22 @@ def test_a_next_link_with_the_api_key_in_its_path_is_stored_without_it(fake: Fak
     assert ids(records) == every_id()
     assert all(SECRET not in c and quote(SECRET, safe="") not in c for c in cursors)
     assert {r.path for r in fake.requests[1:]} == {f"/api/next/session/{SECRET}"}
+
+
+def test_a_user_and_password_in_a_bearer_sources_url_say_so_not_that_the_token_is_wrong(
+    fake: FakeSource,
+) -> None:
+    host = fake.base_url.removeprefix("http://")
+    source = rest_source(
+        f"http://apiuser:url-pass-77@{host}/api/offset",
+        pagination="offset",
+        records_path="results",
+        source_auth="bearer",
+        source_token=SECRET,
+    )
+
+    error = failure(source)
+
+    assert error.kind == "config" and error.permanent
+    assert "user name and password" in error.message and "401" not in error.message
+    assert_safe(error, "url-pass-77", SECRET)

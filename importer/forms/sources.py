@@ -22,6 +22,7 @@ from importer.redaction import (
     restore_url,
     secret_param_names,
     username_holds_a_key,
+    userinfo_of,
 )
 from importer.services.editing import ASSETS_PLACE, FIXED_WHILE_IMPORTING, busy_text, running_import
 from importer.sources import limits
@@ -31,6 +32,7 @@ from importer.sources.rules import (
     encoding_problem,
     paging_param_problem,
     plugin_problem,
+    url_credentials_problem,
 )
 
 SECRET_FIELDS = ImportSource.SECRET_FIELDS
@@ -265,6 +267,12 @@ class ImportSourceForm(WriteOnlySecretsForm):
     def clean_assets_base_url(self):
         url = _requestable(self.cleaned_data.get("assets_base_url"))
         path = urlsplit(url or "").path.rstrip("/")
+        if userinfo_of(url or ""):
+            raise forms.ValidationError(
+                "Give the address without a user name or password (user:password@): Assets "
+                "knows the app by the API token below, and a proxy's credentials go in the "
+                "HTTPS_PROXY setting."
+            )
         if path.endswith("/jsm") or "/jsm/assets" in path:
             raise forms.ValidationError(
                 "Give the address of the Assets API without its path (e.g. "
@@ -342,6 +350,10 @@ class ImportSourceForm(WriteOnlySecretsForm):
             self.add_error("auth_username", "Give the user name or client id.")
         if auth in (Auth.API_KEY_HEADER, Auth.API_KEY_QUERY) and not cleaned.get("auth_key_name"):
             self.add_error("auth_key_name", "Name the header or query parameter for the key.")
+        if "source_url" not in self.errors:
+            self._add_problem(
+                "source_url", url_credentials_problem(cleaned.get("source_url") or "", auth)
+            )
         if auth == Auth.OAUTH2_CLIENT_CREDENTIALS and not cleaned.get("oauth_token_url"):
             self.add_error("oauth_token_url", "Give the OAuth2 token endpoint.")
         for name in ("extra_headers", "extra_params", "plugin_options"):

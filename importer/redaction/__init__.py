@@ -22,6 +22,7 @@ from importer.redaction.masks import (
     mask_url,
     restore_masked,
     restore_url,
+    userinfo_of,
 )
 from importer.redaction.names import (
     MASK,
@@ -49,6 +50,7 @@ from importer.redaction.text import (
 )
 
 __all__ = [
+    "userinfo_of",
     "MASK",
     "MIN_SECRET_LENGTH",
     "PUBLIC_HEADERS",

@@ -11,6 +11,8 @@ import codecs
 
 from django.conf import settings
 
+from importer.redaction.masks import userinfo_of
+
 PEM_CERTIFICATE = "-----BEGIN CERTIFICATE-----"
 PAGINATIONS_WITH_CURSOR_PATH = ("cursor", "next_url")
 
@@ -19,6 +21,29 @@ def ca_bundle_problem(pem: str) -> str:
     if pem and PEM_CERTIFICATE not in pem:
         return f"the trusted CA certificates are not PEM certificates ({PEM_CERTIFICATE})"
     return ""
+
+
+# The authentications sent in the Authorization header, which a URL's user:password@ takes
+# (requests sends it as Basic auth) or, for Basic itself, leaves unsent.
+URL_CREDENTIALS_REPLACE = ("bearer", "oauth2_client_credentials", "basic")
+
+
+def url_credentials_problem(url: str, auth: str) -> str:
+    """A user and password in the URL are sent as Basic auth, in place of the bearer token
+    the source's authentication sends: its every request would be refused, and the message
+    would blame a token that is right."""
+    if auth not in URL_CREDENTIALS_REPLACE or not userinfo_of(url or ""):
+        return ""
+    if auth == "basic":
+        return (
+            "the URL holds a user name and password (user:password@) besides the Basic auth's "
+            "own: remove them from the URL; the user name and secret fields are what is sent"
+        )
+    return (
+        "the URL holds a user name and password (user:password@), which would be sent in "
+        "place of the authentication chosen: remove them from the URL, or choose Basic auth "
+        "and give them there"
+    )
 
 
 def cursor_path_problem(pagination: str, cursor_path: str) -> str:

@@ -35,7 +35,7 @@ from importer.redaction import (
 from importer.remote import RemoteSession, retry_after_of, why_unreachable, worth_retrying
 from importer.sources import limits, oauth
 from importer.sources.base import SourceError, config_error
-from importer.sources.rules import ca_bundle_problem
+from importer.sources.rules import ca_bundle_problem, url_credentials_problem
 from importer.sources.urls import origin, public_url, with_query
 
 # A single REST page (or JSON file) larger than this is refused rather than held in memory.
@@ -110,6 +110,8 @@ class SourceHttp:
             raise config_error(source, ca_bundle_problem(source.ca_bundle))
         # Verification always stays on: a private CA is trusted instead of the public ones.
         self.verify: str | bool = ca_bundle_path(source.ca_bundle) if source.ca_bundle else True
+        if url_credentials_problem(source.source_url, self.auth):
+            raise config_error(source, url_credentials_problem(source.source_url, self.auth))
         if not isinstance(source.extra_headers or {}, dict):
             raise config_error(source, "extra headers must be a JSON object")
         self.session = _SourceSession(self)
