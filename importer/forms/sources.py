@@ -21,8 +21,8 @@ from importer.redaction import (
     restore_masked,
     restore_url,
     secret_param_names,
-    username_holds_a_key,
     userinfo_of,
+    username_holds_a_key,
 )
 from importer.services.editing import ASSETS_PLACE, FIXED_WHILE_IMPORTING, busy_text, running_import
 from importer.sources import limits
