@@ -1,11 +1,13 @@
 """The import flow, with django-q2 running tasks inline (sync mode)."""
 
+import copy
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
 from importer import services, work_queue
+from importer.assets import AssetsClient
 from importer.models import ChunkJob, Execution, ImportSource
 from tests.conftest import SANDBOX_TOKEN
 
@@ -1029,3 +1031,34 @@ def test_an_import_cancelled_in_assets_fails_saying_so_and_tells_assets_nothing_
     told = [(method, path) for method, path in sandbox.requests_log[told_before:]]
     assert not [path for method, path in told if method == "DELETE" or "failed" in path]
     assert execution.failure_reported_at is not None  # nothing left to tell Assets
+
+
+@pytest.mark.django_db
+def test_a_mapping_changed_in_assets_since_its_push_is_pushed_over_and_the_import_says_so(
+    pushed_source, sandbox
+):
+    edited = copy.deepcopy(pushed_source.mapping)
+    edited["mapping"]["objectTypeMappings"][0]["selector"] = "machines"
+    AssetsClient.for_source(pushed_source).put_mapping(edited)  # someone edits it in Assets
+
+    execution = services.start_import(source=pushed_source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.INGESTING
+    assert sandbox.mapping("ws-1", "src-1") == pushed_source.mapping
+    assert execution.notice.startswith(
+        "The mapping in Assets had been changed there since it was pushed from here, so this "
+        "import pushed the source's own over it ("
+    )
+    assert "machines" in execution.notice
+
+
+@pytest.mark.django_db
+def test_a_mapping_assets_still_holds_as_pushed_is_not_pushed_again(pushed_source, sandbox):
+    pushes_before = [call for call in sandbox.requests_log if call[0] == "PUT"]
+
+    execution = services.start_import(source=pushed_source)
+
+    execution.refresh_from_db()
+    assert execution.notice == ""
+    assert [call for call in sandbox.requests_log if call[0] == "PUT"] == pushes_before

@@ -21,7 +21,7 @@ from importer.services.errors import (
     NotCancellable,
     scrub_secrets,
 )
-from importer.services.mappings import send_mapping
+from importer.services.mappings import add_notice, push_over_changes_in_assets, send_mapping
 from importer.services.plan import first_chunks
 from importer.services.retries import call_with_retries, may_have_been_done
 
@@ -80,9 +80,11 @@ def start_import(
     try:
         # Assets refuses a new execution while it counts an earlier one as running.
         report_pending_failures(source=source)
+        Execution.objects.of(execution).stamp()  # still starting (`give_up_stopped_starts`)
         if not source.mapping_pushed_at:
-            Execution.objects.of(execution).stamp()  # still starting (`give_up_stopped_starts`)
             send_mapping(source=source)
+        else:
+            add_notice(execution, push_over_changes_in_assets(source=source))
         Execution.objects.of(execution).stamp()
         client = AssetsClient.for_source(source)
         starting = True

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from django.db import transaction
 from django.utils import timezone
 
-from importer.assets import AssetsClient, AssetsError
+from importer.assets import AssetsClient, AssetsError, AssetsNotFound
 from importer.mapping import (
     RecordsRefused,
     TransformResult,
@@ -75,6 +75,47 @@ def send_mapping(*, source: ImportSource) -> ImportSource:
     return source
 
 
+def push_over_changes_in_assets(*, source: ImportSource) -> str:
+    """Before an import of a mapping pushed earlier: when the mapping Assets holds is no
+    longer that one (edited or removed in Assets since), push the source's own again and say
+    what it replaced ("" when nothing did). The import's records follow the source's
+    mapping, which its preview shows; sent under a mapping changed behind its back, they
+    would arrive without attributes, or not at all, and the import end DONE all the same.
+    When Assets cannot be read now, the import goes on with the mapping pushed."""
+    try:
+        remote = AssetsClient.for_source(source).get_mapping()
+    except AssetsNotFound:
+        remote = {}  # removed in Assets
+    except AssetsError:
+        return ""
+    changes = diff_documents(source.mapping or {}, remote)
+    if not changes:
+        return ""
+    send_mapping(source=source)
+    shown = "; ".join(changes[:MAPPING_CHANGES_NAMED])
+    more = len(changes) - MAPPING_CHANGES_NAMED
+    return (
+        "The mapping in Assets had been changed there since it was pushed from here, so "
+        f"this import pushed the source's own over it ({shown}"
+        + (f"; and {more} more" if more > 0 else "")
+        + "). To keep a change made in Assets, take it on the source's Mapping in Assets page "
+        "before the next import."
+    )
+
+
+# Differences between the mappings named in a notice, at most.
+MAPPING_CHANGES_NAMED = 5
+
+
+def add_notice(execution: Execution, notice: str) -> None:
+    """Add a line to what the import's page and alerts note of it."""
+    if not notice:
+        return
+    current = Execution.objects.filter(pk=execution.pk).values_list("notice", flat=True).first()
+    joined = f"{current}\n{notice}" if current else notice
+    Execution.objects.filter(pk=execution.pk).update(notice=joined[:2000])
+
+
 def transform_page(source: ImportSource, records: list[dict]) -> TransformResult:
     """A page's records as Assets data, under the source's rules for records it cannot use
     (RecordsRefused when they say fail): the same for an import and its preview."""
@@ -108,7 +149,7 @@ def note_fields_in_no_record(*, execution: Execution, records: list[dict]) -> No
         f"{'that attribute' if len(missing) == 1 else 'those attributes'}. Preview the "
         "source to see its records' fields."
     )
-    Execution.objects.filter(pk=execution.pk).update(notice=notice[:2000])
+    add_notice(execution, notice)
 
 
 @dataclass
