@@ -651,6 +651,19 @@ def test_records_without_identity_are_skipped_and_listed_by_default():
     ]
 
 
+def test_a_record_left_out_is_named_by_its_own_id_not_by_a_value_many_records_share():
+    document = laptops()
+    owner = copy.deepcopy(document["mapping"]["objectTypeMappings"][0])
+    owner["attributesMapping"] = [dict(owner["attributesMapping"][0], attributeLocators=["owner"])]
+    document["mapping"]["objectTypeMappings"].insert(0, owner)  # the owner's type comes first
+    serial = document["mapping"]["objectTypeMappings"][1]["attributesMapping"][0]
+    serial["attributeLocators"] = ["id"]
+
+    result = transform_records([{"id": "C1", "owner": "ann@example.com", "ram": "x"}], document)
+
+    assert result.skipped[0].startswith("record 1 (id=C1): ")
+
+
 def test_records_without_identity_fail_the_page_when_asked():
     records = [{"serial": "A"}] + [{"ram": i} for i in range(5)]
 

@@ -326,6 +326,9 @@ def _compiled(document: Any) -> tuple[dict[str, _Level], list[str]]:
 def _levels_and_id_fields(document: Any) -> tuple[dict[str, _Level], list[str]]:
     levels = _compile(document)
     id_fields = [locator for level in levels.values() for locator in level.identity]
+    # Records that feed several object types are named by their own id, not by the e-mail
+    # of a person many records share.
+    id_fields.sort(key=lambda locator: locator not in ID_LIKE_FIELDS)
     id_fields += [name for name in ID_LIKE_FIELDS if name not in id_fields]
     return levels, id_fields
 
