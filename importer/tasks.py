@@ -35,8 +35,10 @@ def look_after_imports() -> None:
 
 
 def prune_history() -> int:
-    """Daily: keep HISTORY_RETENTION_DAYS of execution history (and of alerts)."""
+    """Daily: keep HISTORY_RETENTION_DAYS of execution history (and of alerts and of
+    django-q2's failed tasks)."""
     notifications.prune_alerts(days=settings.HISTORY_RETENTION_DAYS)
+    services.prune_task_failures(days=settings.HISTORY_RETENTION_DAYS)
     return services.prune_history(days=settings.HISTORY_RETENTION_DAYS)
 
 

@@ -3,11 +3,13 @@
 import io
 import json
 import logging
+from datetime import timedelta
 
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.core.management import CommandError, call_command
 from django.utils import timezone
+from django_q.models import Task
 
 from importer.config_file import source_to_config
 from importer.management.commands.demo import demo_source_config
@@ -1065,3 +1067,22 @@ def test_a_command_on_a_database_an_upgrade_left_behind_says_to_migrate(tmp_path
     assert (
         "No source named 'inventory'" in manage("run_import", "inventory", database=database).stderr
     )
+
+
+@pytest.mark.django_db
+def test_prune_history_deletes_django_q2s_old_failed_tasks_and_keeps_recent_ones():
+    now = timezone.now()
+    for task_id, age in (("old-failure", 200), ("new-failure", 1)):
+        Task.objects.create(
+            id=task_id,
+            name=task_id,
+            func="importer.tasks.process_chunk",
+            started=now - timedelta(days=age),
+            stopped=now - timedelta(days=age),
+            success=False,
+        )
+
+    out = run("prune_history", "--days", "90")
+
+    assert "and 1 failed task record(s) older than 90 days" in out
+    assert list(Task.objects.values_list("id", flat=True)) == ["new-failure"]

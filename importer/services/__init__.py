@@ -40,6 +40,7 @@ from importer.services.housekeeping import (
     flag_stalled_executions,
     look_after_imports,
     prune_history,
+    prune_task_failures,
     recover_lost_work,
     requeue_stalled_chunks,
 )
@@ -107,6 +108,7 @@ __all__ = [
     "process_chunk",
     "MAX_RETENTION_DAYS",
     "prune_history",
+    "prune_task_failures",
     "pull_mapping",
     "recover_lost_work",
     "push_mapping",

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
+from django_q.models import Failure
 
 from importer import clock, metrics, notifications, work_queue
 from importer.models import ChunkJob, Execution
@@ -139,6 +140,18 @@ def flag_stalled_executions() -> list[Execution]:
 
 # A hundred years: a date much further back cannot be written (HISTORY_RETENTION_DAYS too).
 MAX_RETENTION_DAYS = 36_500
+
+
+def prune_task_failures(*, days: int, batch_size: int = 2000) -> int:
+    """Delete django-q2's records of failed tasks that stopped over `days` ago; how many went.
+    django-q2 caps the successes it keeps (Q_SAVE_LIMIT) but keeps every failure, for good."""
+    cutoff = timezone.now() - timedelta(days=days)
+    old = Failure.objects.filter(stopped__lt=cutoff)
+    deleted = 0
+    while batch := list(old.values_list("pk", flat=True)[:batch_size]):
+        Failure.objects.filter(pk__in=batch).delete()
+        deleted += len(batch)
+    return deleted
 
 
 def prune_history(*, days: int, batch_size: int = 2000) -> int:

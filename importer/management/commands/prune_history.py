@@ -7,8 +7,9 @@ from importer.management.base import DatabaseCommand
 
 class Command(DatabaseCommand):
     help = (
-        "Delete finished executions and alerts older than N days, but each source's latest "
-        "successful import (also runs daily as a django-q2 task)."
+        "Delete finished executions, alerts and django-q2's failed task records older than N "
+        "days, but each source's latest successful import (also runs daily as a django-q2 "
+        "task)."
     )
 
     def add_arguments(self, parser):
@@ -27,6 +28,8 @@ class Command(DatabaseCommand):
             )
         deleted = services.prune_history(days=days)
         alerts = notifications.prune_alerts(days=days)
+        failures = services.prune_task_failures(days=days)
         self.stdout.write(
-            f"Deleted {deleted} execution(s) and {alerts} alert(s) older than {days} days."
+            f"Deleted {deleted} execution(s), {alerts} alert(s) and {failures} failed task "
+            f"record(s) older than {days} days."
         )
