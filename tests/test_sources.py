@@ -1405,6 +1405,42 @@ def test_a_csv_whose_last_row_has_no_line_break_is_read_whole(media: Path) -> No
     assert records[-1]["site"] == fake_record(N)["site"]
 
 
+def hardware_csv(row_5: str) -> bytes:
+    """An inventory export of 10 rows, its fifth written as `row_5`."""
+    rows = [f"S{i:03d},host{i:02d},Owner {i},{8 * i}" for i in range(1, 11)]
+    rows[4] = row_5
+    return "\n".join(["serial,hostname,owner,ram", *rows, ""]).encode()
+
+
+@pytest.mark.parametrize("page_size", [5, 4, 50], ids=["page ends between", "page starts", "mid"])
+def test_a_csv_row_broken_by_a_line_break_outside_quotes_fails_naming_its_lines(
+    media: Path, page_size: int
+) -> None:
+    content = hardware_csv("S005,host05,Jürgen\nWeiß,40")
+
+    error = walk_failure(uploaded(media, "hr.csv", content, page_size=page_size))
+
+    assert (error.kind, error.permanent) == ("bad_file", True)
+    assert "lines 6 and 7 of the file hold 3 and 2 fields" in error.message
+    assert "line break outside quotes" in error.message and "quote the fields" in error.message
+
+
+@pytest.mark.parametrize("page_size", [5, 50], ids=["page ends between", "mid"])
+@pytest.mark.parametrize(
+    "row_5",
+    ["S005,host05,Jürgen Weiß,\n40", "S005,host05,Jürgen Weiß,4\n0"],
+    ids=["after the delimiter", "in the last field"],
+)
+def test_a_csv_row_broken_after_its_last_delimiter_fails_naming_its_lines(
+    media: Path, page_size: int, row_5: str
+) -> None:
+    error = walk_failure(uploaded(media, "hr.csv", hardware_csv(row_5), page_size=page_size))
+
+    assert (error.kind, error.permanent) == ("bad_file", True)
+    assert "line 7 of the file holds 1 field of the 4 field names" in error.message
+    assert "the end of the row on line 6, broken by a line break outside quotes" in error.message
+
+
 @pytest.mark.parametrize(
     "content",
     [
@@ -1412,8 +1448,9 @@ def test_a_csv_whose_last_row_has_no_line_break_is_read_whole(media: Path) -> No
         b"id,name,site\n1,a,Lyon\n2,b,Oslo\n3,c\n  ",  # the short row ends its line
         b"tag\nprod\ntag\ndev\n",  # one column: a value may be its name
         b"id,name,site\n1,a,Lyon\n2,b\n3,c,Oslo\n4,d\n" + b"5,e,Rome\n" * 36 + b"6,f",
+        b"a,b,c,d\n1,x,y,z\n2,x,y\n3,x\n4\n5,x,y,z\n6,x,y\n7,x\n8,x,y,z\n",
     ],
-    ids=["ragged", "then a blank line", "one column", "two short rows of 40"],
+    ids=["ragged", "then a blank line", "one column", "two short rows of 40", "short in a row"],
 )
 def test_csv_files_that_are_whole_are_read_whole(media: Path, content: bytes) -> None:
     records, _ = walk(uploaded(media, "whole.csv", content, page_size=50))

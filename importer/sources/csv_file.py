@@ -15,7 +15,7 @@ from typing import IO
 
 from importer.mapping import fields_in_no_record
 from importer.sources.base import Page, SourceError, config_error
-from importer.sources.files import MAX_LINE_BYTES, FileSource, LineReader
+from importer.sources.files import MAX_LINE_BYTES, FileSource, LineReader, line_number
 
 # A field may be as long as a line (the csv module's own limit is 128 KB).
 csv.field_size_limit(MAX_LINE_BYTES)
@@ -71,16 +71,22 @@ class CsvSource(FileSource):
         # the short rows before it (a file may leave trailing empty fields out: then a short
         # last row is one more of them).
         cut_row_at, short_rows = None, 0
+        # Where each row read starts and how many fields it has, the row after the page too:
+        # a row broken in two may end a page with its first half.
+        shapes: list[tuple[int, int]] = []
         while True:
             row_start = lines.position
             row = next(rows, None)
             if row is None:
+                self._check_no_row_broken(file, shapes, len(fieldnames), cut_row_at is not None)
                 if cut_row_at is not None and not _leaves_fields_out(short_rows, len(records)):
                     raise self._cut_off(file, cut_row_at, len(fieldnames))
                 return Page(records=records, next_cursor=None)
             if _blank(row):
                 continue
+            shapes.append((row_start, len(row)))
             if len(records) == self.page_size:
+                self._check_no_row_broken(file, shapes, len(fieldnames), not lines.line_ended)
                 return Page(records=records, next_cursor=str(row_start))
             if len(row) > len(fieldnames):
                 problem = f"has {len(row)} fields, but there are {len(fieldnames)} field names"
@@ -163,6 +169,51 @@ class CsvSource(FileSource):
         return (
             "repeats the header: the file looks like several files joined; remove the header "
             "lines after the first"
+        )
+
+    def _check_no_row_broken(
+        self,
+        file: IO[bytes],
+        shapes: list[tuple[int, int]],
+        names: int,
+        last_row_cut: bool,
+    ) -> None:
+        """A line break outside quotes (a notes field of an HR or SCCM export) splits a row
+        in two: padded with empty fields, its first half would arrive without its last
+        values and its second half as an object of its own. In a page whose other rows are
+        full (two at least: a file that leaves trailing empty fields out has other short
+        rows), two short rows in a row whose fields add up to one more than the names are
+        such halves, and so is a row of one field under four names or more (a break after
+        the row's last delimiter, or in its last field)."""
+        short = [i for i, (_, fields) in enumerate(shapes) if fields < names]
+        if len(shapes) - len(short) < 2:
+            return
+        if len(short) == 2 and short[1] == short[0] + 1:
+            (first, first_fields), (second, second_fields) = (shapes[i] for i in short)
+            if first_fields + second_fields == names + 1:
+                raise self._broken_row(
+                    file,
+                    f"lines {line_number(file, first)} and {line_number(file, second)} of the "
+                    f"file hold {first_fields} and {second_fields} fields, one more than the "
+                    f"{names} field names together: they seem to be one row",
+                )
+        # A last row without a line break after it is one cut off: that is said of it.
+        cut = last_row_cut and short[-1:] == [len(shapes) - 1]
+        if len(short) == 1 and names >= 4 and shapes[short[0]][1] == 1 and not cut:
+            at, _ = shapes[short[0]]
+            where = f"line {line_number(file, at)} of the file holds 1 field of the {names}"
+            where += " field names, while the page's other rows are full"
+            if short[0]:
+                before = line_number(file, shapes[short[0] - 1][0])
+                where += f": it seems the end of the row on line {before}"
+            raise self._broken_row(file, where)
+
+    def _broken_row(self, file: IO[bytes], where: str) -> SourceError:
+        return SourceError(
+            f"source '{self.name}': {where}, broken by a line break outside quotes (in a "
+            "notes or address field?); quote the fields that hold line breaks, or fix the "
+            "export, then run the import again",
+            kind="bad_file",
         )
 
     def _cut_off(self, file: IO[bytes], position: int, names: int) -> SourceError:
