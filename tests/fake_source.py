@@ -67,10 +67,12 @@ def fake_record(i: int) -> dict[str, Any]:
 
 @dataclass
 class StreamReply(Reply):
-    """An answer sent piece by piece: chunked, or with a declared Content-Length."""
+    """An answer sent piece by piece: chunked, with a declared Content-Length, or ended by
+    closing the connection (`close_delimited`, as HTTP/1.0 servers and some exports do)."""
 
     chunks: Iterable[bytes] = ()
     declared_length: int | None = None
+    close_delimited: bool = False
     # Seconds between the bytes of the status line and headers (0: sent at once).
     head_drip_interval: float = 0.0
     # Header lines sent as they are, after the others (a line without a colon).
@@ -87,11 +89,14 @@ class _StreamingHandler(faults._Handler):
         if reply.head_drip_interval:
             self._send_head_dripping(reply)
             return
-        chunked = reply.declared_length is None
+        chunked = reply.declared_length is None and not reply.close_delimited
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
         if chunked:
             self.send_header("Transfer-Encoding", "chunked")
+        elif reply.close_delimited:
+            self.send_header("Connection", "close")  # the body ends when the connection does
+            self.close_connection = True
         else:
             self.send_header("Content-Length", str(reply.declared_length))
         for line in reply.raw_header_lines:
@@ -164,6 +169,7 @@ class FakeFile:
     content_type: str = "text/csv"
     headers: dict[str, str] = field(default_factory=dict)  # e.g. a Content-Encoding
     status: int = 200
+    close_delimited: bool = False  # no length told: the body ends when the connection closes
 
 
 @dataclass
@@ -354,10 +360,12 @@ class FakeSource(DevServer):
         content_type: str = "text/csv",
         headers: dict[str, str] | None = None,
         status: int = 200,
+        close_delimited: bool = False,
     ) -> str:
         """Serve `content` at /files/<name> (a function's answer, made anew for each download,
-        as an export endpoint stamps its time), with `headers` and `status`; returns its URL."""
-        self.files[name] = FakeFile(content, content_type, headers or {}, status)
+        as an export endpoint stamps its time), with `headers` and `status` (`close_delimited`:
+        without a length, ended by closing the connection); returns its URL."""
+        self.files[name] = FakeFile(content, content_type, headers or {}, status, close_delimited)
         return f"{self.base_url}/files/{name}"
 
     def revoke_tokens(self) -> None:
@@ -466,6 +474,13 @@ class FakeSource(DevServer):
             if file is None:
                 return error_reply(404, f"No file {request.path}")
             content = file.content() if callable(file.content) else file.content
+            if file.close_delimited:
+                return StreamReply(
+                    file.status,
+                    content_type=file.content_type,
+                    chunks=[content],
+                    close_delimited=True,
+                )
             return Reply(file.status, content, file.content_type, headers=file.headers)
         handler: Callable[[Request], Reply] | None = {
             "/api/offset": self._offset,

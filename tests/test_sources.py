@@ -1585,6 +1585,73 @@ def test_a_compressed_download_cut_short_is_not_taken_for_the_whole_file(
     assert "broke off" in cut.value.message and "compressed" in cut.value.message
 
 
+def inventory_csv() -> bytes:
+    return b"serial,hostname,ram\n" + b"".join(
+        f"S{i:03d},host{i:02d},{8 * i}\n".encode() for i in range(1, 11)
+    )
+
+
+@pytest.mark.parametrize(
+    "cut_after",
+    [b"S010,host10,8", b"S010,host10,", b"S009,host09,72\nS0"],
+    ids=["inside the last field", "after a delimiter", "inside a row"],
+)
+def test_a_download_without_a_length_that_ends_mid_line_is_taken_for_cut_off(
+    serve, cut_after: bytes
+) -> None:
+    # The server tells no length and closes the connection: there the body ends, whole or not.
+    content = inventory_csv()
+    fake = serve()
+    url = fake.add_file(
+        "export.csv", content[: content.index(cut_after) + len(cut_after)], close_delimited=True
+    )
+    source = ImportSource(name="export", source_kind="csv", source_url=url, page_size=50)
+
+    error = failure(source)
+
+    assert (error.kind, error.permanent) == ("unavailable", False)
+    assert "did not declare the file's length" in error.message
+    assert "ended mid-line" in error.message
+
+
+def test_a_download_cut_off_mid_line_is_read_whole_when_tried_again(serve) -> None:
+    content = inventory_csv()
+    downloads: list[bytes] = [content[:-2], content]  # "80" arrives as "8" the first time
+    fake = serve()
+    url = fake.add_file("export.csv", lambda: downloads.pop(0), close_delimited=True)
+    source = ImportSource(name="export", source_kind="csv", source_url=url, page_size=50)
+    with pytest.raises(SourceError):
+        build_source(source).fetch_page("")
+
+    records, _ = walk(source)
+
+    assert records[-1] == {"serial": "S010", "hostname": "host10", "ram": "80"}
+
+
+def test_a_json_lines_download_without_a_length_that_ends_mid_line_is_taken_for_cut_off(
+    serve,
+) -> None:
+    content = b"".join(json.dumps(fake_record(i)).encode() + b"\n" for i in range(1, 11))
+    fake = serve()
+    url = fake.add_file("export.jsonl", content[:-1], close_delimited=True)
+    source = ImportSource(name="export", source_kind="jsonl", source_url=url, page_size=50)
+
+    error = failure(source)
+
+    assert (error.kind, error.permanent) == ("unavailable", False)
+    assert "ended mid-line" in error.message
+
+
+def test_a_download_without_a_length_that_ends_with_a_line_break_is_read_whole(serve) -> None:
+    fake = serve()
+    url = fake.add_file("export.csv", inventory_csv(), close_delimited=True)
+    source = ImportSource(name="export", source_kind="csv", source_url=url, page_size=50)
+
+    records, _ = walk(source)
+
+    assert [record["ram"] for record in records] == [str(8 * i) for i in range(1, 11)]
+
+
 class StorageWithoutPaths(Storage):
     """A file storage with no local paths, as object storage (S3 and the like) is."""
 

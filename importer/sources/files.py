@@ -35,14 +35,15 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import IO
 
+import requests
 from django.core.files import File
 from django.core.files.storage import default_storage
 
 from importer.sources import limits
 from importer.sources.base import Page, SourceError, config_error, number_cursor
 from importer.sources.rules import encoding_problem
-from importer.sources.transport import UNPARSABLE_ANSWER_ATTEMPTS, SourceHttp
-from importer.sources.urls import with_query
+from importer.sources.transport import UNPARSABLE_ANSWER_ATTEMPTS, SourceHttp, declared_its_end
+from importer.sources.urls import public_url, with_query
 
 DOWNLOAD_MAX_AGE_SECONDS = 300.0
 # A downloaded file larger than this is refused: it would only fill the disk.
@@ -109,9 +110,14 @@ def downloaded_copy(import_source, execution_id: int | None = None) -> str:
     response = http.get(url, what="a file")
     fd, partial = tempfile.mkstemp(dir=directory, suffix=".part")
     try:
+        last_byte = b""
         with os.fdopen(fd, "wb") as out:
             for piece in http.iter_body(response, limit=MAX_DOWNLOAD_BYTES, what="a file"):
                 out.write(piece)
+                last_byte = piece[-1:]
+        if last_byte not in (b"", b"\n", b"\r") and _made_of_lines(source):
+            if not declared_its_end(response):
+                raise _cut_off_mid_line(http, response)
         if not os.path.getsize(partial) and _never_empty(source):
             # A failed export job, or a proxy, answering 200 with nothing: not a file of no
             # records (an import of none would tell Assets every object is gone).
@@ -134,6 +140,28 @@ def downloaded_copy(import_source, execution_id: int | None = None) -> str:
     with _downloads_lock:
         _downloads[key] = (path, time.monotonic(), execution_id)
     return path
+
+
+def _made_of_lines(import_source) -> bool:
+    """Whether the file is made of lines (CSV, JSON Lines), the last of which nearly every
+    writer ends with a line break too."""
+    return import_source.source_kind in ("csv", "jsonl")
+
+
+def _cut_off_mid_line(http: SourceHttp, response: requests.Response) -> SourceError:
+    """A file of lines that ends mid-line, from a server that told neither its length nor
+    its end (no Content-Length, not chunked): the connection closed before the file's end,
+    the rows after it are missing and its last value may be cut (80 GB read as 8). A file
+    cut exactly at a line's end cannot be told from a whole one."""
+    return http.error(
+        f"broke off while sending a file at {public_url(response.url)}: the server did not "
+        "declare the file's length (no Content-Length, not chunked) and the file ended "
+        "mid-line, so it looks cut off when the connection closed. If the file is whole, "
+        "end it with a line break, or serve it with its length",
+        permanent=False,
+        kind="unavailable",
+        max_attempts=UNPARSABLE_ANSWER_ATTEMPTS,
+    )
 
 
 def _never_empty(import_source) -> bool:

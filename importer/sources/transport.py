@@ -499,6 +499,19 @@ def _as_utf8(body: bytearray, response: requests.Response) -> bytes | bytearray:
         return body
 
 
+def declared_its_end(response: requests.Response) -> bool:
+    """Whether the body's end is told apart from the connection closing: by a Content-Length
+    (a shorter body is an error), chunked transfer (it ends with an end chunk), or a gzip or
+    deflate stream (whose own end is checked as it is read). A body with none of them ends
+    when the server closes the connection, and one cut off early reads as whole."""
+    headers = response.headers
+    if headers.get("Content-Length", "").strip().isdigit():
+        return True
+    if "chunked" in headers.get("Transfer-Encoding", "").lower():
+        return True
+    return headers.get("Content-Encoding", "").strip().lower() in ("gzip", "x-gzip", "deflate")
+
+
 def _decoded_to_its_end(raw: urllib3.HTTPResponse) -> bool:
     """Whether a compressed body reached the end of its gzip or deflate stream. urllib3 does
     not check: a body whose framing is right but whose stream breaks off (a proxy or an
