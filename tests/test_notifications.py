@@ -1109,6 +1109,57 @@ def test_who_may_only_view_a_channel_sees_where_it_posts_but_not_its_url_or_secr
     assert "stored (only Import administrators may replace it)" in page
 
 
+def staff_with(django_user_model, username: str, *codenames: str):
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user(username, password="pw", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    return user
+
+
+def test_who_may_only_view_a_channel_cannot_send_a_test_message_through_it(
+    client, django_user_model, httpserver
+):
+    httpserver.expect_request("/hook").respond_with_data("", status=204)
+    channel = webhook_channel(httpserver.url_for("/hook"))
+    client.force_login(staff_with(django_user_model, "vic", "view_notificationchannel"))
+
+    page = client.get(reverse("admin:importer_notificationchannel_change", args=[channel.pk]))
+    response = client.post(
+        reverse("admin:importer_notificationchannel_changelist"),
+        {"action": "send_check_message", "_selected_action": [channel.pk]},
+        follow=True,
+    )
+
+    assert "Send a test message" not in page.content.decode()
+    assert "A test message is on its way" not in response.content.decode()
+    assert not Delivery.objects.exists()
+    assert not httpserver.log
+
+
+def test_a_test_message_sent_from_the_admin_is_in_the_channels_history(
+    client, django_user_model, httpserver
+):
+    httpserver.expect_request("/hook").respond_with_data("", status=204)
+    channel = webhook_channel(httpserver.url_for("/hook"))
+    client.force_login(
+        staff_with(
+            django_user_model, "ada", "view_notificationchannel", "change_notificationchannel"
+        )
+    )
+
+    client.post(
+        reverse("admin:importer_notificationchannel_changelist"),
+        {"action": "send_check_message", "_selected_action": [channel.pk]},
+    )
+
+    assert Delivery.objects.get().channel == channel
+    history = client.get(
+        reverse("admin:importer_notificationchannel_history", args=[channel.pk])
+    ).content.decode()
+    assert "Sent a test message." in history and "ada" in history
+
+
 def test_a_webhook_url_that_is_not_one_is_refused_once_saying_why():
     from importer.notifications.forms import NotificationChannelForm
 

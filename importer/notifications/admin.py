@@ -184,11 +184,13 @@ class NotificationChannelAdmin(PageButtons, admin.ModelAdmin):
     def page_buttons(self, request, obj):
         return [("send_check_message", "Send a test message")]
 
-    @admin.action(description="Send a test message")
+    @admin.action(description="Send a test message", permissions=["change"])
     def send_check_message(self, request, queryset):
+        """Only who may change a channel sends through it (a message reaches real people)."""
         channels = list(queryset)
         for channel in channels:
             notifications.send_check_message(channel=channel, user=request.user.get_username())
+            self.log_change(request, channel, "Sent a test message.")
         self.message_user(
             request,
             ngettext(
