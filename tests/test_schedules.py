@@ -422,6 +422,23 @@ def test_schedules_synced_with_another_public_base_url_are_shown_out_of_date(
     assert "OUT OF DATE" not in page.content.decode()
 
 
+def test_a_pull_and_a_resync_from_the_admin_are_in_the_schedules_history(
+    admin_client, pushed_source, sandbox
+):
+    schedule = services.sync_schedule(schedule=make_schedule(pushed_source))
+    change_in_assets(sandbox, schedule, "MONTHLY", tomorrow_at(12))
+    changelist = reverse("admin:importer_schedule_changelist")
+
+    admin_client.post(changelist, {"action": "pull_from_assets", "_selected_action": [schedule.pk]})
+    admin_client.post(changelist, {"action": "resync", "_selected_action": [schedule.pk]})
+
+    history = admin_client.get(
+        reverse("admin:importer_schedule_history", args=[schedule.pk])
+    ).content.decode()
+    assert "Pulled the schedule from Assets: frequency: here DAILY, in Assets MONTHLY." in history
+    assert "Re-synced the schedule to Assets." in history
+
+
 @pytest.mark.parametrize(
     ("address", "said"),
     [

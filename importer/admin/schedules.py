@@ -146,13 +146,17 @@ class ScheduleAdmin(DeletedInAssetsFirst, admin.ModelAdmin):
                 )
                 continue
             if differences:
+                listed = "; ".join(differences)
+                self.log_change(
+                    request, schedule, f"Pulled the schedule from Assets: {listed.rstrip('.')}."
+                )
                 self.message_user(
                     request,
-                    f"The schedule of {schedule.source} differs in Assets: "
-                    + "; ".join(differences),
+                    f"The schedule of {schedule.source} differs in Assets: {listed}",
                     messages.WARNING,
                 )
             else:
+                self.log_change(request, schedule, "Pulled the schedule from Assets: the same.")
                 self.message_user(request, f"Assets holds the same schedule for {schedule.source}.")
 
     @admin.action(description="Re-sync schedule to Assets", permissions=["change"])
@@ -166,6 +170,7 @@ class ScheduleAdmin(DeletedInAssetsFirst, admin.ModelAdmin):
                     request, f"Schedule of {schedule.source} not synced: {error}", messages.ERROR
                 )
             else:
+                self.log_change(request, schedule, "Re-synced the schedule to Assets.")
                 synced += 1
         if synced:
             self.message_user(
