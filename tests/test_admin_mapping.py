@@ -139,6 +139,27 @@ def test_mapping_in_assets_before_any_push_says_to_push_not_that_an_id_is_wrong(
 
 
 @pytest.mark.django_db
+def test_an_operator_opening_a_mapping_never_pushed_is_told_to_ask_for_a_push(
+    client, django_user_model, make_source, sandbox
+):
+    from django.contrib.auth.models import Group
+
+    source = make_source()
+    operator = django_user_model.objects.create_user("op", password="pw", is_staff=True)
+    operator.groups.add(Group.objects.get(name="Import operators"))
+    client.force_login(operator)
+
+    page = client.get(
+        reverse("admin:importer_importsource_pull_mapping", args=[source.pk]), follow=True
+    )
+
+    assert [str(message) for message in page.context["messages"]] == [
+        "Assets holds no mapping for this import source yet (it answered 404): ask an Import "
+        "administrator to push one."
+    ]
+
+
+@pytest.mark.django_db
 def test_pull_shows_the_differences_before_replacing(admin_client, make_source, sandbox):
     source = services.push_mapping(source=make_source())
     changed = json.loads(json.dumps(source.mapping))

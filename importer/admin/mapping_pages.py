@@ -85,11 +85,14 @@ class MappingPages:
             said = services.scrub_secrets(error.message, source)
             if isinstance(error, AssetsNotFound) and not source.mapping_pushed_at:
                 # Never pushed from here: most likely no mapping yet, not a wrong id.
-                said = (
-                    "Assets holds no mapping for this import source yet (it answered 404): "
-                    "push one. Should the push fail too, check the workspace and import "
-                    "source ids."
-                )
+                said = "Assets holds no mapping for this import source yet (it answered 404): "
+                if self.has_change_permission(request, source):
+                    said += (
+                        "push one. Should the push fail too, check the workspace and import "
+                        "source ids."
+                    )
+                else:
+                    said += "ask an Import administrator to push one."
             self.message_user(request, said, messages.ERROR)
             return HttpResponseRedirect(self._change_url(source))
         if change:
