@@ -22,7 +22,7 @@ class HealthProblem(Exception):
 
 
 # Raw errors (a database driver's message names hosts, users, paths) are for trusted callers.
-UNTOLD = "the check failed; staff and callers with X-Health-Token see why"
+UNTOLD = "the check failed; Import viewers (and up) and callers with X-Health-Token see why"
 logger = logging.getLogger(__name__)
 
 

@@ -158,23 +158,25 @@ def execution_progress(request, pk: int):
 def health(request):
     """For monitoring: 200 when database, broker and a task cluster are alive, else 503.
 
-    Source names and their last good import are shown to staff and to callers presenting
-    HEALTH_TOKEN (header X-Health-Token), not to anyone.
+    Source names, their last good import and the raw errors are shown to staff who may view
+    the execution history and to callers presenting HEALTH_TOKEN (header X-Health-Token),
+    not to anyone.
     """
     token = settings.HEALTH_TOKEN
     given = request.headers.get("X-Health-Token", "")
-    trusted = _is_staff(request) or bool(
+    trusted = _may_view_executions(request) or bool(
         token and hmac.compare_digest(given.encode(), token.encode())
     )
     report = health_report(with_sources=trusted)
     return JsonResponse(report, status=200 if report["ok"] else 503)
 
 
-def _is_staff(request) -> bool:
-    """Whether a staff member is signed in; no, when the session cannot be read (the
-    database is down: the report says so, rather than Django's error page)."""
+def _may_view_executions(request) -> bool:
+    """Whether a staff member who may view the execution history is signed in (a staff
+    login alone may be allowed nothing); no, when the session cannot be read (the database
+    is down: the report says so, rather than Django's error page)."""
     try:
-        return request.user.is_staff
+        return request.user.is_staff and request.user.has_perm("importer.view_execution")
     except DatabaseError:
         return False
 

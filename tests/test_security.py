@@ -687,6 +687,25 @@ def test_anonymous_health_checks_show_no_raw_error_text(client, settings, monkey
     assert "queue.internal" in trusted.json()["checks"]["broker"]["error"]
 
 
+@pytest.mark.django_db
+def test_a_staff_login_allowed_nothing_sees_health_as_anonymous_callers_do(
+    client, django_user_model, make_source, monkeypatch
+):
+    monkeypatch.setattr("importer.health.get_broker", UnreachableBroker)
+    make_source(name="payroll-hr")
+    nobody = django_user_model.objects.create_user("staff", password="pw", is_staff=True)
+    viewer = django_user_model.objects.create_user("vic", password="pw", is_staff=True)
+    viewer.groups.add(Group.objects.get(name="Import viewers"))
+
+    client.force_login(nobody)
+    allowed_nothing = client.get(reverse("importer:health")).content.decode()
+    client.force_login(viewer)
+    allowed_history = client.get(reverse("importer:health")).content.decode()
+
+    assert "payroll-hr" not in allowed_nothing and "queue.internal" not in allowed_nothing
+    assert "payroll-hr" in allowed_history and "queue.internal" in allowed_history
+
+
 @pytest.mark.django_db(transaction=True)
 def test_upgrading_encrypts_the_settings_stored_before_and_a_downgrade_restores_them():
     from django.db.migrations.executor import MigrationExecutor
