@@ -72,6 +72,11 @@ SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# How long an admin sign-in lasts: seconds, and whether closing the browser ends it sooner.
+SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=1_209_600)  # Django's two weeks
+if SESSION_COOKIE_AGE < 60:  # a session that ends before a page is read signs nobody in
+    raise ImproperlyConfigured("SESSION_COOKIE_AGE must be at least 60 (seconds).")
+SESSION_EXPIRE_AT_BROWSER_CLOSE = env.bool("SESSION_EXPIRE_AT_BROWSER_CLOSE", default=False)
 # A load balancer's health probe over plain HTTP gets the answer, not a redirect.
 SECURE_REDIRECT_EXEMPT = [r"^health/?$"]
 if env.bool("BEHIND_TLS_PROXY", default=False):

@@ -370,6 +370,23 @@ def test_a_setting_written_wrong_stops_the_start_naming_it(setting, told):
     assert told in answer.stderr.splitlines()[-1]
 
 
+def test_how_long_an_admin_sign_in_lasts_is_read_from_the_environment():
+    answer = settings_read_in_a_process(
+        SESSION_COOKIE_AGE="28800",
+        SESSION_EXPIRE_AT_BROWSER_CLOSE="true",
+        PRINT="SESSION_COOKIE_AGE, s.SESSION_EXPIRE_AT_BROWSER_CLOSE",
+    )
+
+    assert answer.stdout.split() == ["28800", "True"], answer.stderr
+
+
+def test_a_sign_in_too_short_to_use_the_admin_stops_the_start():
+    answer = settings_read_in_a_process(SESSION_COOKIE_AGE="0")
+
+    assert answer.returncode != 0
+    assert "SESSION_COOKIE_AGE must be at least 60" in answer.stderr.splitlines()[-1]
+
+
 def test_smtps_in_the_email_url_is_tls_from_the_start_as_on_port_465():
     # Read as STARTTLS, every alert would wait for a greeting such a server never sends.
     answer = settings_read_in_a_process(
