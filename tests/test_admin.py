@@ -236,6 +236,31 @@ def test_a_file_encoding_that_cannot_be_read_is_refused_when_the_source_is_saved
 
 
 @pytest.mark.django_db
+def test_a_tab_delimiter_typed_in_the_form_is_kept(staff_client, make_source):
+    source = make_source(source_kind="csv", source_url="https://files.example/it.tsv")
+
+    response = post_source(staff_client, source, csv_delimiter="\t")
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    source.refresh_from_db()
+    assert source.csv_delimiter == "\t"
+
+
+@pytest.mark.django_db
+def test_a_delimiter_of_more_than_one_character_is_refused_when_the_source_is_saved(
+    staff_client, make_source
+):
+    source = make_source(source_kind="csv", source_url="https://files.example/it.csv")
+
+    response = post_source(staff_client, source, csv_delimiter=";;")
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["csv_delimiter"] == [
+        "The CSV delimiter must be one character, or tab (not ';;')."
+    ]
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     "pagination, extra, said",
     [

@@ -438,6 +438,24 @@ def test_every_documented_source_kind_imports_and_exports_back(
     )
 
 
+@pytest.mark.django_db
+def test_a_tab_delimiter_in_the_file_is_kept(tmp_path, sandbox, inventory, demo_mapping):
+    tab_separated = {
+        "kind": "csv",
+        "url": "https://files.example/laptops.tsv",
+        "csv": {"delimiter": "\t", "header": True},
+    }
+    entry = source_entry(sandbox, inventory, demo_mapping, source=tab_separated)
+
+    assert run("import_sources", write(tmp_path, [entry]), "--no-push").strip() == (
+        "created laptops"
+    )
+    assert ImportSource.objects.get().csv_delimiter == "\t"
+    assert run("import_sources", write(tmp_path, [entry]), "--no-push").strip() == (
+        "unchanged laptops"
+    )
+
+
 def nested(depth: int) -> dict:
     value: dict = {}
     for _ in range(depth):

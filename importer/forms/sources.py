@@ -28,6 +28,7 @@ from importer.services.editing import ASSETS_PLACE, FIXED_WHILE_IMPORTING, busy_
 from importer.sources import limits
 from importer.sources.rules import (
     ca_bundle_problem,
+    csv_delimiter_problem,
     cursor_path_problem,
     encoding_problem,
     paging_param_problem,
@@ -216,6 +217,8 @@ class ImportSourceForm(WriteOnlySecretsForm):
             self.initial["auth_username"] = MASK  # the API key, as Freshservice takes it
             kept = f" It holds the API key here, so it is shown as {MASK}: leave {MASK} to keep it."
             self.fields["auth_username"].help_text += kept
+        if "csv_delimiter" in self.fields:
+            self.fields["csv_delimiter"].strip = False  # a tab is a delimiter, not blank
         for name in AT_LEAST_ONE:
             if name in self.fields:
                 field = self.fields[name]
@@ -254,6 +257,11 @@ class ImportSourceForm(WriteOnlySecretsForm):
             return restore_masked(value, stored, name)
         except ValueError as error:
             raise forms.ValidationError(f"{error}: give the value itself.") from None
+
+    def clean_csv_delimiter(self):
+        """Spaces around a delimiter are dropped; a tab or a space alone is the delimiter."""
+        typed = self.cleaned_data.get("csv_delimiter", "")
+        return typed.strip() or typed
 
     def clean_auth_username(self):
         return self._unmasked("auth_username")
@@ -330,6 +338,10 @@ class ImportSourceForm(WriteOnlySecretsForm):
             self.add_error("source_file", "Upload the file or give its URL.")
         if kind in (Kind.CSV, Kind.JSON, Kind.JSONL):
             self._add_problem("file_encoding", encoding_problem(cleaned.get("file_encoding", "")))
+        if kind == Kind.CSV and "csv_delimiter" not in self.errors:
+            self._add_problem(
+                "csv_delimiter", csv_delimiter_problem(cleaned.get("csv_delimiter", ""))
+            )
         if kind == Kind.PLUGIN:
             self._add_problem("plugin", plugin_problem(cleaned.get("plugin") or ""))
         if kind == Kind.REST:

@@ -16,11 +16,10 @@ from typing import IO
 from importer.mapping import fields_in_no_record
 from importer.sources.base import Page, SourceError, config_error
 from importer.sources.files import MAX_LINE_BYTES, FileSource, LineReader, line_number
+from importer.sources.rules import csv_delimiter, csv_delimiter_problem
 
 # A field may be as long as a line (the csv module's own limit is 128 KB).
 csv.field_size_limit(MAX_LINE_BYTES)
-# What staff type for a tab in a text box.
-DELIMITER_ALIASES = {"\\t": "\t", "tab": "\t", "TAB": "\t"}
 # Delimiters a file may use instead of the one set (a header of one field holding one).
 OTHER_DELIMITERS = (",", ";", "\t", "|")
 
@@ -46,12 +45,10 @@ class CsvSource(FileSource):
 
     def __init__(self, import_source, execution_id: int | None = None) -> None:
         super().__init__(import_source, execution_id)
-        self.delimiter = DELIMITER_ALIASES.get(
-            import_source.csv_delimiter, import_source.csv_delimiter
-        )
+        self.delimiter = csv_delimiter(import_source.csv_delimiter)
         self.quotechar = import_source.csv_quotechar or '"'
-        if len(self.delimiter) != 1:
-            raise config_error(import_source, "the CSV delimiter must be one character")
+        if problem := csv_delimiter_problem(import_source.csv_delimiter):
+            raise config_error(import_source, problem)
         self.fieldnames: list[str] = []
         if not import_source.csv_has_header:
             self.fieldnames = [n.strip() for n in import_source.csv_fieldnames.split(",")]

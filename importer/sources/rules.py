@@ -101,6 +101,21 @@ def plugin_problem(name: str) -> str:
     return f"plug-in '{name}' is not listed in the IMPORT_SOURCE_PLUGINS setting (listed: {listed})"
 
 
+# What staff type for a tab in a text box (a tab itself is kept too).
+DELIMITER_ALIASES = {"\\t": "\t", "tab": "\t", "TAB": "\t"}
+
+
+def csv_delimiter(typed: str) -> str:
+    """The delimiter a CSV source's setting names."""
+    return DELIMITER_ALIASES.get(typed, typed)
+
+
+def csv_delimiter_problem(typed: str) -> str:
+    if len(csv_delimiter(typed)) != 1:
+        return f"the CSV delimiter must be one character, or tab (not {typed!r})"
+    return ""
+
+
 def encoding_problem(name: str) -> str:
     """Files are read in chunks by byte offset: their encoding must be known, and write a line
     break as the single byte 0x0A (UTF-16 and UTF-32 do not)."""
