@@ -35,6 +35,11 @@ def as_text(value: Any) -> str:
         return value.isoformat()
     if isinstance(value, dict | list | tuple | set):
         raise Unfit
+    # JSON's 1e400 and NaN are no number anyone wrote: not "inf" or "nan" in Assets.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise Unfit
+    if isinstance(value, Decimal) and not value.is_finite():
+        raise Unfit
     return str(value)
 
 
