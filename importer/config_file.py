@@ -18,7 +18,7 @@ from django.db import transaction
 
 from importer import services
 from importer.config_channels import AppliedChannel, apply_channels, channel_to_config, channels_for
-from importer.config_shape import kind_of, shape_problems
+from importer.config_shape import shape_problems
 from importer.fields import holds_json
 from importer.forms import (
     MASKED_JSON_FIELDS,
@@ -27,6 +27,7 @@ from importer.forms import (
     ImportSourceForm,
     ScheduleForm,
 )
+from importer.json_codec import kind_of
 from importer.models import ImportSource, Schedule
 from importer.redaction import (
     MASK,

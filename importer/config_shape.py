@@ -12,6 +12,7 @@ from typing import Any
 from django.db import models
 
 from importer.fields import holds_json
+from importer.json_codec import kind_of
 from importer.models import ImportSource
 
 # Deeper than this is no configuration anyone writes (a mapping document needs about 8 levels).
@@ -128,17 +129,3 @@ def _too_deep(value: Any) -> str | None:
         elif isinstance(item, list):
             stack.extend((child, f"{where}[{i}]", depth + 1) for i, child in enumerate(item))
     return None
-
-
-def kind_of(value: Any) -> str:
-    """How an error names the JSON type of `value`."""
-    if value is None:
-        return "null"
-    return {
-        bool: "true/false",
-        int: "a number",
-        float: "a number",
-        str: "a string",
-        list: "a list",
-        dict: "an object",
-    }.get(type(value), type(value).__name__)

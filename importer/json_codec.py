@@ -48,3 +48,22 @@ def encode(value: Any) -> bytes:
     if b"null" in body:  # None, or a NaN or infinity that orjson wrote as null
         return json.dumps(value).encode()
     return body
+
+
+def kind_of(value: Any) -> str:
+    """How an error names the JSON type of a decoded `value` (a plug-in's value may be of
+    any Python type: "an ObjectId")."""
+    if value is None:
+        return "null"
+    return {
+        bool: "true/false",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "an object",
+    }.get(type(value)) or _with_article(type(value).__name__)
+
+
+def _with_article(name: str) -> str:
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"

@@ -1018,7 +1018,7 @@ def test_a_records_selector_matching_nothing_names_the_path_and_what_is_there(
     assert "('data' holds items (a list))" in error.message
     assert_safe(error)
     error = failure(rest_source(f"{fake.base_url}/api/offset", records_path="data"))
-    assert "'data' is not a list of records but dict" in error.message
+    assert "'data' is not a list of records but an object" in error.message
     assert "('data' holds items (a list))" in error.message
     error = failure(rest_source(f"{fake.base_url}/api/offset", records_path="results"))
     assert "(the answer holds data, meta)" in error.message
@@ -1892,7 +1892,18 @@ def test_malformed_json_lines_fail_with_the_line_number(media: Path) -> None:
 
 def test_a_json_lines_line_that_is_not_an_object_fails(media: Path) -> None:
     error = failure(uploaded(media, "list.jsonl", b'{"id": 1}\n[1, 2]\n'))
-    assert "line 2 " in error.message and "not an object" in error.message
+    assert "line 2 " in error.message and "is a list, not a JSON object" in error.message
+
+
+def test_a_record_that_is_not_an_object_is_named_by_its_json_type(httpserver) -> None:
+    records = [{"id": number} for number in range(1, 11)] + [11]
+    httpserver.expect_request("/api/devices").respond_with_json({"data": records})
+    source = rest_source(httpserver.url_for("/api/devices"), records_path="data", page_size=20)
+
+    error = failure(source)
+
+    assert (error.kind, error.permanent) == ("bad_records", True)
+    assert "record 11 is a number, not a JSON object" in error.message
 
 
 def test_a_json_file_is_chunked_by_record_index(media: Path) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from importer.json_codec import kind_of
 from importer.redaction import redact
 from importer.sources.base import SourceError
 
@@ -102,14 +103,13 @@ def select_records(
         where = f"'{path}'" if path else "the answer"
         raise SourceError(
             f"source '{source_name}': {where} is not a list of records but "
-            f"{type(value).__name__}: check the records selector{_what_is_there(value, walked)}",
+            f"{kind_of(value)}: check the records selector{_what_is_there(value, walked)}",
             kind="bad_records",
         )
     for number, record in enumerate(value, start=1):
         if not isinstance(record, dict):
             raise SourceError(
-                f"source '{source_name}': record {number} is a {type(record).__name__}, "
-                "not a JSON object",
+                f"source '{source_name}': record {number} is {kind_of(record)}, not a JSON object",
                 kind="bad_records",
             )
     return value

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import IO
 
+from importer.json_codec import kind_of
 from importer.sources.base import Page
 from importer.sources.files import FileSource, LineReader
 
@@ -27,7 +28,7 @@ class JsonLinesSource(FileSource):
                 problem = f"is not valid JSON ({getattr(exc, 'msg', exc)})"
                 raise self.line_error(file, lines.line_start, problem) from None
             if not isinstance(record, dict):
-                problem = f"is a JSON {type(record).__name__}, not an object"
+                problem = f"is {kind_of(record)}, not a JSON object"
                 raise self.line_error(file, lines.line_start, problem)
             records.append(record)
         return Page(records=records, next_cursor=None)

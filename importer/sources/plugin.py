@@ -11,6 +11,7 @@ from typing import Any
 import requests
 from django.utils.module_loading import import_string
 
+from importer.json_codec import kind_of
 from importer.redaction import redact_for
 from importer.sources import limits
 from importer.sources.base import Page, SourceError, config_error
@@ -69,7 +70,7 @@ class PluginSource:
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
             wrong = "records that are not a list of objects"
         elif next_cursor is not None and not isinstance(next_cursor, str):
-            wrong = f"a next_cursor that is a {type(next_cursor).__name__}, not a string"
+            wrong = f"a next_cursor that is {kind_of(next_cursor)}, not a string"
         if wrong:
             raise SourceError(
                 f"source '{self.name}': {self.label} returned {wrong}", kind="plugin_error"
