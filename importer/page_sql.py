@@ -112,17 +112,24 @@ def submit_state(chunk: ChunkJob) -> tuple[str, int, str, int | None] | None:
 
 
 def mark_submitted(
-    chunk: ChunkJob, *, records: int, skipped: list[str], state: str, identities: bytes
+    chunk: ChunkJob,
+    *,
+    records: int,
+    skipped: list[str],
+    state: str,
+    identities: bytes,
+    items_left_out: list[str] = (),
 ) -> bool:
     """Assets accepted the page (or there was nothing to send: `state` says why), while this
-    worker still holds the chunk (RUNNING, same attempt)."""
+    worker still holds the chunk (RUNNING, same attempt). The reasons of the records and of
+    the nested items left out are the chunk's error; the records alone are counted."""
     now = _now()
     params = [
         now,
         state,
         records,
         len(skipped),
-        "\n".join(skipped[:50]),
+        "\n".join([*skipped, *items_left_out][:50]),
         identities,
         now,
         chunk.pk,

@@ -893,26 +893,42 @@ def test_a_dotted_selector_keeps_the_nested_arrays_with_coerced_values():
     }
 
 
-def test_a_bad_value_in_a_nested_array_leaves_the_whole_record_out():
+def test_a_bad_value_in_a_nested_item_leaves_that_item_out_and_sends_its_record():
     result = transform_records([laptop_with_disks(size="big")], nested_document())
 
-    assert result.record_count == 0
-    assert result.skipped == [
-        "record 1 (serial=C02X1): field 'hardDrives[0].size' is 'big', expected a whole number "
-        "(integer) for attribute 'Size GB'"
+    assert result.record_count == 1 and result.skipped == []
+    assert [disk["id"] for disk in result.data["laptops"][0]["hardDrives"]] == ["d2"]
+    assert result.items_left_out == [
+        "record 1 (serial=C02X1): left out 'hardDrives[0]': field 'hardDrives[0].size' is "
+        "'big', expected a whole number (integer) for attribute 'Size GB'"
     ]
 
 
-def test_a_nested_item_without_identity_is_reported_with_its_place():
+def test_a_bad_value_in_a_nested_item_fails_the_page_when_the_source_says_so():
+    with pytest.raises(InvalidValuesError, match=r"hardDrives\[0\]\.size"):
+        transform_records([laptop_with_disks(size="big")], nested_document(), invalid_values="fail")
+
+
+def test_a_nested_item_without_identity_is_left_out_naming_its_place():
     record = laptop_with_disks()
     del record["hardDrives"][0]["files"][0]["path"]
 
     result = transform_records([record], nested_document())
 
-    assert result.skipped == [
-        "record 1 (serial=C02X1): no value for 'hardDrives[0].files[0].path', which identifies "
-        "the object in selector 'laptops.hardDrives.files'"
+    assert result.data["laptops"][0]["hardDrives"][0]["files"] == []
+    assert result.items_left_out == [
+        "record 1 (serial=C02X1): left out 'hardDrives[0].files[0]': no value for "
+        "'hardDrives[0].files[0].path', which identifies the object in selector "
+        "'laptops.hardDrives.files'"
     ]
+
+
+def test_a_nested_item_without_identity_fails_the_page_when_the_source_says_so():
+    record = laptop_with_disks()
+    del record["hardDrives"][0]["files"][0]["path"]
+
+    with pytest.raises(MissingIdentityError, match=r"hardDrives\[0\]\.files\[0\]\.path"):
+        transform_records([record], nested_document(), missing_identity="fail")
 
 
 def test_a_nested_selector_alone_sends_only_its_array():
@@ -1001,17 +1017,19 @@ def test_a_status_outside_the_examples_type_values_leaves_its_drive_out():
     ]
 
 
-def test_a_file_without_its_required_size_leaves_its_drive_out_naming_the_file():
+def test_a_file_without_its_required_size_is_left_out_of_its_drive_naming_the_file():
     records = example("importsource_put", "records")
     del records[0]["files"][0]["size"]
     del records[1]["label"]
 
     result = transform_records(records, example("importsource_put"))
 
-    assert result.record_count == 0
+    assert result.record_count == 1  # the drive goes, without the file
+    assert result.items_left_out == [
+        "record 1 (id=drv-7f3a): left out 'files[0]': no value for 'files[0].size', which "
+        "attribute 'Bytes' requires (minimumCardinality 1)",
+    ]
     assert result.skipped == [
-        "record 1 (id=drv-7f3a): no value for 'files[0].size', which attribute 'Bytes' requires "
-        "(minimumCardinality 1)",
         "record 2 (id=drv-91c0): no value for 'label', which attribute 'Volume name' requires "
         "(minimumCardinality 1)",
     ]

@@ -96,6 +96,8 @@ class TransformResult:
     record_count: int
     skipped: list[str]  # one reason per record left out
     identities: bytes = b""  # `identity_digests` of the records sent, when asked for
+    # One reason per nested item (a disk of a computer) left out while its record was sent.
+    items_left_out: list[str] = field(default_factory=list)
 
 
 def _compile(document: Any) -> dict[str, _Level]:
@@ -210,6 +212,11 @@ def transform_records(
     accepted = 0
     problems: list[str] = []
     missing: list[str] = []
+    items_left_out: list[str] = []
+    dropped: list[str] = []
+    # A nested item's problem leaves out that item alone, unless the source says such
+    # problems fail the import.
+    items = _ItemRules(dropped, fail_missing=fail_missing, fail_invalid=fail_invalid)
     # Only steps of dotted selectors at the top: a record may hold no object at all.
     only_steps = not any(level.mapped for level in levels.values())
     for position, record in enumerate(records, start=1):
@@ -217,7 +224,12 @@ def transform_records(
             reason = f"record {position}: is {_show(record)}, not an object"
             (invalid if fail_invalid else skipped).append(reason)
             continue
-        picked = [_pick(level, record, "", problems, missing) for level in levels.values()]
+        picked = [_pick(level, record, "", problems, missing, items) for level in levels.values()]
+        if dropped:
+            if not (problems or missing):
+                described = f"record {position} ({_describe(record, id_fields)}): left out "
+                items_left_out.extend(described + reason for reason in dropped)
+            dropped.clear()
         if problems or missing:
             reason = f"record {position} ({_describe(record, id_fields)}): " + "; ".join(
                 problems + missing
@@ -248,7 +260,9 @@ def transform_records(
         raise MissingIdentityError(without_identity)
     if invalid:
         raise InvalidValuesError(invalid)
-    return TransformResult(data=data, record_count=accepted, skipped=skipped)
+    return TransformResult(
+        data=data, record_count=accepted, skipped=skipped, items_left_out=items_left_out
+    )
 
 
 def fields_in_no_record(records: list[Any], document: dict) -> list[str]:
@@ -337,8 +351,27 @@ def _levels_and_id_fields(document: Any) -> tuple[dict[str, _Level], list[str]]:
 _SCALARS = frozenset({int, float, bool})
 
 
-def _pick(level: _Level, record: dict, at: str, problems: list[str], missing: list[str]) -> dict:
-    """The part of one record its selector sends, coerced; problems go to the two lists."""
+@dataclass
+class _ItemRules:
+    """Where the problems of a nested item go: the reasons of the items left out, or, for
+    the kinds of problem the source says fail the import, the record's own."""
+
+    left_out: list[str]
+    fail_missing: bool
+    fail_invalid: bool
+
+
+def _pick(
+    level: _Level,
+    record: dict,
+    at: str,
+    problems: list[str],
+    missing: list[str],
+    items: _ItemRules | None = None,
+) -> dict:
+    """The part of one record its selector sends, coerced; problems go to the two lists.
+    With `items`, a nested item with a problem is left out alone (its reason noted there),
+    not its whole record with every other object it makes."""
     picked: dict[str, Any] = {}
     unfit: set[str] = set()
     get = record.get
@@ -388,22 +421,39 @@ def _pick(level: _Level, record: dict, at: str, problems: list[str], missing: li
         if count < minimum and unfit.isdisjoint(locators):
             problems.append(_too_few(at, attribute, locators, minimum, count))
     for key, child in level.children.items():
-        items = record.get(key)
-        if is_missing(items):
+        values = record.get(key)
+        if is_missing(values):
             continue
-        if not isinstance(items, list):
+        if not isinstance(values, list):
             problems.append(
-                f"field '{at}{key}' is {_show(items)}, expected a list of objects "
+                f"field '{at}{key}' is {_show(values)}, expected a list of objects "
                 f"for selector '{child.selector}'"
             )
             continue
         kept = []
-        for position, item in enumerate(items):
+        for position, item in enumerate(values):
             where = f"{at}{key}[{position}]"
-            if isinstance(item, dict):
+            if not isinstance(item, dict):
+                problem = f"field '{where}' is {_show(item)}, expected an object"
+                if items is None or items.fail_invalid:
+                    problems.append(problem)
+                else:
+                    items.left_out.append(f"'{where}': {problem}")
+                continue
+            if items is None:
                 kept.append(_pick(child, item, f"{where}.", problems, missing))
+                continue
+            own_problems: list[str] = []
+            own_missing: list[str] = []
+            chosen = _pick(child, item, f"{where}.", own_problems, own_missing, items)
+            fails = (own_missing and items.fail_missing) or (own_problems and items.fail_invalid)
+            if fails:
+                problems.extend(own_problems)
+                missing.extend(own_missing)
+            elif own_problems or own_missing:
+                items.left_out.append(f"'{where}': " + "; ".join(own_problems + own_missing))
             else:
-                problems.append(f"field '{where}' is {_show(item)}, expected an object")
+                kept.append(chosen)
         picked[key] = kept
     return picked
 

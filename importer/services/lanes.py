@@ -307,7 +307,13 @@ def _record_submit(chunk: ChunkJob, result: TransformResult, answer: Future) -> 
     except Exception as error:
         chunk_crashed(chunk, error)
         return
-    mark_submitted(chunk, result.record_count, result.skipped, identities=result.identities)
+    mark_submitted(
+        chunk,
+        result.record_count,
+        result.skipped,
+        identities=result.identities,
+        items_left_out=result.items_left_out,
+    )
 
 
 def _run_claimed_chunk(

@@ -161,6 +161,7 @@ class Preview:
     total: int | None = None  # what the source says it holds, when it says
     data: dict[str, list[dict]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    items_left_out: list[str] = field(default_factory=list)  # nested items, records sent
     # Fields the mapping reads that no record of the page holds: misspelled, most likely.
     fields_missing: list[str] = field(default_factory=list)
     error: str = ""
@@ -190,6 +191,7 @@ def preview_import(*, source: ImportSource, limit: int = 20) -> Preview:
         total=page.total,
         data={selector: rows[:limit] for selector, rows in result.data.items()},
         skipped=result.skipped,
+        items_left_out=result.items_left_out,
         fields_missing=fields_in_no_record(page.records, source.mapping),
     )
 

@@ -37,6 +37,7 @@ def mark_submitted(
     skipped: list[str],
     state: str = ChunkState.SUBMITTED,
     identities: bytes = b"",
+    items_left_out: list[str] = (),
 ) -> None:
     """Record the page as done (Assets took it, or there was nothing to send); for a page
     past the source's end (`state` SKIPPED), the records it held; `identities`, the digests
@@ -54,7 +55,12 @@ def mark_submitted(
                 chunk.execution_id, records=record_count, skipped=len(skipped)
             )
         marked = page_sql.mark_submitted(
-            chunk, records=record_count, skipped=skipped, state=state, identities=identities
+            chunk,
+            records=record_count,
+            skipped=skipped,
+            state=state,
+            identities=identities,
+            items_left_out=items_left_out,
         )
         if not marked:
             transaction.set_rollback(True)  # not ours any more: the page is not counted
