@@ -11,8 +11,9 @@ from django.db import connection
 
 from importer.devtools.assets_sandbox import AssetsSandbox
 from importer.devtools.cluster import QCluster
-from importer.devtools.demo_source import DemoInventory
+from importer.devtools.demo_source import DemoInventory, demo_computer
 from importer.models import Execution, ImportSource
+from tests.fake_source import FakeSource
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_MAPPING = json.loads((ROOT / "importer" / "devtools" / "demo_mapping.json").read_text())
@@ -60,6 +61,72 @@ def make_source(sandbox, inventory, demo_mapping):
         return ImportSource.objects.create(**fields)
 
     return build
+
+
+def computer_with_disks(i: int) -> dict:
+    """A demo computer with tags, a flag, and its disks in a list of their own."""
+    return demo_computer(i) | {
+        "tags": ["blue", "lab"],
+        "managed": False,
+        "disks": [{"serial": f"D{i}-1", "size_gb": 256}],
+    }
+
+
+def with_tags_flag_and_disks(mapping: dict) -> dict:
+    """The demo mapping, also mapping tags (many), the flag, and disks (a nested selector)."""
+    computer = mapping["schema"]["objectSchema"]["objectTypes"][0]
+    computer["attributes"] += [
+        {"externalId": "tags", "name": "Tags", "type": "text", "maximumCardinality": -1},
+        {"externalId": "managed", "name": "Managed", "type": "boolean"},
+    ]
+    computer["children"] = [
+        {
+            "externalId": "disk",
+            "name": "Disk",
+            "attributes": [
+                {"externalId": "disk-serial", "name": "Disk serial", "type": "text", "label": True},
+                {"externalId": "disk-size", "name": "Size", "type": "integer"},
+            ],
+        }
+    ]
+    mappings = mapping["mapping"]["objectTypeMappings"]
+    mappings[0]["attributesMapping"] += [
+        {"attributeExternalId": "tags", "attributeLocators": ["tags"]},
+        {"attributeExternalId": "managed", "attributeLocators": ["managed"]},
+    ]
+    mappings.append(
+        {
+            "objectTypeExternalId": "disk",
+            "selector": "computers.disks",
+            "attributesMapping": [
+                {
+                    "attributeExternalId": "disk-serial",
+                    "attributeLocators": ["serial"],
+                    "externalIdPart": True,
+                },
+                {"attributeExternalId": "disk-size", "attributeLocators": ["size_gb"]},
+            ],
+        }
+    )
+    return mapping
+
+
+@pytest.fixture
+def computers_with_disks(make_source, demo_mapping):
+    """A source of 30 computers with disks, mapped with `with_tags_flag_and_disks`."""
+    server = FakeSource(records=30, record=computer_with_disks).start()
+
+    def build(**overrides) -> ImportSource:
+        return make_source(
+            source_url=f"{server.base_url}/api/offset",
+            records_path="data.items",
+            limit_param="limit",
+            mapping=with_tags_flag_and_disks(demo_mapping),
+            **overrides,
+        )
+
+    yield build
+    server.stop()
 
 
 @pytest.fixture

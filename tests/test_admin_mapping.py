@@ -77,6 +77,33 @@ def test_preview_warns_of_a_field_the_mapping_reads_that_no_record_holds(
 
 
 @pytest.mark.django_db
+def test_preview_shows_lists_booleans_and_nested_records_as_json(source_page, computers_with_disks):
+    page = source_page(computers_with_disks(), "preview").content.decode()
+
+    assert "<td>[&quot;blue&quot;,&quot;lab&quot;]</td>" in page
+    assert "<td>false</td>" in page
+    assert "<td>[{&quot;serial&quot;:&quot;D1-1&quot;,&quot;size_gb&quot;:256}]</td>" in page
+    assert "<td>SN-00001</td>" in page  # text as it is, not quoted
+    assert "False" not in page and "[&#x27;blue&#x27;" not in page
+
+
+@pytest.mark.django_db
+def test_preview_warns_of_a_misspelled_locator_of_a_nested_selector(
+    source_page, computers_with_disks
+):
+    source = computers_with_disks()
+    disk = source.mapping["mapping"]["objectTypeMappings"][1]["attributesMapping"][1]
+    disk["attributeLocators"] = ["sizegb"]
+    source.save()
+
+    page = source_page(source, "preview").content.decode()
+
+    assert (
+        "No record on this page holds &#x27;sizegb&#x27; (attribute Size, computers.disks)" in page
+    )
+
+
+@pytest.mark.django_db
 def test_preview_tells_how_many_records_the_source_says_it_holds(source_page, make_source):
     source = make_source(total_path="total")
 
@@ -362,5 +389,31 @@ def test_pushing_a_source_without_a_mapping_says_what_to_do(make_source):
         services.push_mapping(source=make_source(mapping=None))
 
     assert str(refused.value) == (
-        "The source has no mapping yet: draft one from the source, or paste one."
+        "The source has no mapping yet: draft one from its records with the action Draft "
+        "mapping from source (or paste one into its Mapping field)."
     )
+
+
+@pytest.mark.django_db
+def test_starting_a_source_without_a_mapping_says_to_draft_one(make_source):
+    with pytest.raises(services.ImportRefused) as refused:
+        services.start_import(source=make_source(name="inventory", mapping=None))
+
+    assert str(refused.value) == (
+        "Source 'inventory' has no mapping: draft one from its records with the action Draft "
+        "mapping from source (or paste one into its Mapping field), then push it to Assets."
+    )
+
+
+@pytest.mark.django_db
+def test_preview_of_a_source_without_a_mapping_leads_to_drafting_one(source_page, make_source):
+    source = make_source(mapping=None)
+
+    page = source_page(source, "preview").content.decode()
+
+    assert (
+        "The source has no mapping yet: draft one from its records with the action Draft "
+        "mapping from source (or paste one into its Mapping field)." in page
+    )
+    draft = reverse("admin:importer_importsource_draft_mapping", args=[source.pk])
+    assert f'<a class="button" href="{draft}">Draft mapping from source</a>' in page

@@ -114,6 +114,20 @@ def test_sandbox_page_lists_objects_in_key_order_whatever_order_pages_arrived_in
     assert "SN-00001" in shown and "SN-00050" in shown and "SN-00051" not in shown
 
 
+def test_sandbox_page_shows_lists_and_booleans_of_objects_as_json(
+    sandbox: AssetsSandbox, api: Api
+) -> None:
+    execution_id = start_execution(api)
+    computer = demo_computer(1) | {"tags": ["blue", "lab"], "managed": False}
+    api.call("POST", f"/executions/{execution_id}/data", json={"data": {"computers": [computer]}})
+
+    shown = requests.get(sandbox.base_url + "/", timeout=5).text
+
+    assert "<td>[&quot;blue&quot;,&quot;lab&quot;]</td>" in shown
+    assert "<td>false</td>" in shown
+    assert "<td>SN-00001</td>" in shown  # text as it is, not quoted
+
+
 def test_sandbox_refuses_a_second_open_execution(api: Api) -> None:
     start_execution(api)
 

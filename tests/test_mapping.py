@@ -14,6 +14,7 @@ from importer.mapping import (
     MissingIdentityError,
     diff_documents,
     draft_mapping,
+    fields_in_no_record,
     identity_digests,
     mapping_table,
     transform_records,
@@ -367,7 +368,8 @@ def test_a_mapping_cannot_use_external_ids_the_schema_lacks():
     assert any("all or nothing" in problem for problem in problems_of(document))
 
 
-def test_a_reference_to_another_type_of_the_schema_is_valid():
+def with_reference(iql: str) -> dict:
+    """The minimal pair whose laptops refer to their operating system, found by `iql`."""
     document = laptops()
     types = document["schema"]["objectSchema"]["objectTypes"]
     types.append(
@@ -391,11 +393,50 @@ def test_a_reference_to_another_type_of_the_schema_is_valid():
         {
             "attributeExternalId": "laptop-os",
             "attributeLocators": ["os"],
-            "objectMappingIQL": "Name = ${os}",
+            "objectMappingIQL": iql,
         }
     )
+    return document
 
-    assert validate_document(document) == []
+
+# Atlassian's placeholders: a locator, or one value of a locator's list by its index.
+@pytest.mark.parametrize("iql", ["Name = ${os}", "Name IN (${os${0}})", '"Name" = "${os}"'])
+def test_a_reference_to_another_type_of_the_schema_is_valid(iql):
+    assert validate_document(with_reference(iql)) == []
+
+
+@pytest.mark.parametrize("placeholder", ["${os_name}", "${os_name${0}}"])
+def test_a_placeholder_naming_no_locator_is_refused_saying_what_to_write(placeholder):
+    # Sent, Assets fills it with nothing: no reference is set and the import ends DONE.
+    problems = problems_of(with_reference(f"Name = {placeholder}"))
+
+    assert problems == [
+        f"{MAPPING}.attributesMapping[2].objectMappingIQL: placeholder '{placeholder}' names "
+        "no field of attributeLocators ('os'), so Assets would find no object for it and set "
+        "no reference: write ${os} (or another of them), or add 'os_name' to "
+        "attributeLocators"
+    ]
+
+
+def test_a_placeholder_left_open_is_refused():
+    problems = problems_of(with_reference("Name = ${os"))
+
+    assert problems == [
+        f"{MAPPING}.attributesMapping[2].objectMappingIQL: '${{os' opens a placeholder that "
+        "is not closed: write ${os}, naming a field of attributeLocators"
+    ]
+
+
+def test_two_mappings_of_one_type_from_one_selector_are_refused_naming_both():
+    document = laptops()
+    document["mapping"]["objectTypeMappings"].append(copy.deepcopy(type_mapping(document)))
+
+    assert problems_of(document) == [
+        "mapping.objectTypeMappings[1]: maps object type 'Laptop' from selector 'laptops' "
+        "again (first at mapping.objectTypeMappings[0]): each record would be mapped to that "
+        "type twice, by two lists of attributes. Merge their attributesMapping into one "
+        "object type mapping, or give this one its own selector"
+    ]
 
 
 def nested_document() -> dict:
@@ -967,6 +1008,42 @@ def test_a_record_without_nested_items_still_makes_its_own_object_when_its_type_
     result = transform_records([{"serial": "C02X2", "ram": 8}], nested_document())
 
     assert result.record_count == 1 and result.skipped == []
+
+
+def test_a_misspelled_locator_of_a_nested_selector_is_named_with_its_selector():
+    document = nested_document()
+    document["mapping"]["objectTypeMappings"][1]["attributesMapping"][1]["attributeLocators"] = [
+        "sizegb"
+    ]
+    records = [laptop_with_disks(), {"serial": "C02X2", "ram": 8}]
+
+    assert fields_in_no_record(records, document) == [
+        "'sizegb' (attribute Size GB, laptops.hardDrives)"
+    ]
+
+
+def test_a_misspelled_locator_two_levels_down_is_found_over_every_list():
+    document = nested_document()
+    document["mapping"]["objectTypeMappings"][2]["attributesMapping"][1]["attributeLocators"] = [
+        "size"
+    ]
+
+    missing = fields_in_no_record([laptop_with_disks(), laptop_with_disks()], document)
+
+    assert missing == ["'size' (attribute Bytes, laptops.hardDrives.files)"]
+
+
+def test_a_nested_selector_with_fewer_items_than_asked_for_is_not_judged():
+    document = nested_document()
+    document["mapping"]["objectTypeMappings"][1]["attributesMapping"][1]["attributeLocators"] = [
+        "sizegb"
+    ]
+    laptops_with_two_disks = [laptop_with_disks() | {"serial": f"C{n}"} for n in range(3)]
+
+    assert fields_in_no_record(laptops_with_two_disks, document, minimum=6) == [
+        "'sizegb' (attribute Size GB, laptops.hardDrives)"
+    ]
+    assert fields_in_no_record(laptops_with_two_disks, document, minimum=7) == []
 
 
 # --- Atlassian's published example shapes ----------------------------------------------------

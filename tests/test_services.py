@@ -1053,6 +1053,24 @@ def test_a_mapping_changed_in_assets_since_its_push_is_pushed_over_and_the_impor
     assert "machines" in execution.notice
 
 
+def test_a_misspelled_locator_of_a_nested_selector_is_noted_on_the_import(
+    computers_with_disks, sandbox
+):
+    source = computers_with_disks()
+    disk = source.mapping["mapping"]["objectTypeMappings"][1]["attributesMapping"][1]
+    disk["attributeLocators"] = ["sizegb"]
+    source.save()
+
+    execution = services.start_import(source=services.push_mapping(source=source))
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE  # the disks arrive, without a size
+    assert execution.notice.startswith(
+        "No record of the first page holds 'sizegb' (attribute Size, computers.disks): if it "
+        "is misspelled in the mapping's attribute locators"
+    )
+
+
 @pytest.mark.django_db
 def test_a_mapping_assets_still_holds_as_pushed_is_not_pushed_again(pushed_source, sandbox):
     pushes_before = [call for call in sandbox.requests_log if call[0] == "PUT"]

@@ -265,20 +265,42 @@ def transform_records(
     )
 
 
-def fields_in_no_record(records: list[Any], document: dict) -> list[str]:
-    """The fields the mapping reads for a top-level selector that none of `records` holds, as
-    "'field' (attribute A, B)": most likely misspelled, their attributes would arrive empty
-    in every object. None on a page without records."""
+def fields_in_no_record(records: list[Any], document: dict, *, minimum: int = 1) -> list[str]:
+    """The fields the mapping reads that no record it reads them from holds, as
+    "'field' (attribute A, B)" for a top-level selector and "'field' (attribute A,
+    computers.disks)" for a nested one, read over the items of the records' lists: most
+    likely misspelled, their attributes would arrive empty in every object. A selector
+    with fewer than `minimum` records (items) on the page is not judged: a page without
+    any says nothing, one of few may just lack an optional field."""
     levels, _ = _compiled(document)
+    found: list[str] = []
+    _fields_missing_at(levels.values(), records, minimum, found)
+    return found
+
+
+def _fields_missing_at(
+    levels: Iterable[_Level], records: list[Any], minimum: int, found: list[str]
+) -> None:
     objects = [record for record in records if isinstance(record, dict)]
     if not objects:
-        return []
-    return [
-        f"'{locator}' (attribute {', '.join(target.attribute for target in targets)})"
-        for level in levels.values()
-        for locator, targets in level.fields.items()
-        if all(is_missing(record.get(locator)) for record in objects)
-    ]
+        return
+    for level in levels:
+        if len(objects) >= minimum:
+            where = "" if "." not in level.selector else f", {level.selector}"
+            found.extend(
+                f"'{locator}' (attribute "
+                f"{', '.join(target.attribute for target in targets)}{where})"
+                for locator, targets in level.fields.items()
+                if all(is_missing(record.get(locator)) for record in objects)
+            )
+        for key, child in level.children.items():
+            items = [
+                item
+                for record in objects
+                if isinstance(record.get(key), list)
+                for item in record[key]
+            ]
+            _fields_missing_at([child], items, minimum, found)
 
 
 def identity_digests(result: TransformResult, document: dict) -> bytes:

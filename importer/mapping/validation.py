@@ -6,6 +6,7 @@ place to mend, so the user sees it when saving.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from importer.mapping.document import (
@@ -19,6 +20,10 @@ from importer.mapping.document import (
     is_text,
     whole_number,
 )
+
+# A placeholder of objectMappingIQL: ${locator}, or ${locator${0}} for one value of a list.
+PLACEHOLDER = re.compile(r"\$\{(?P<field>[^${}]*)(?:\$\{\d+\})?\}")
+UNCLOSED_PLACEHOLDER = re.compile(r"\$\{[^}]{0,40}")
 
 
 def validate_document(document: Any) -> list[MappingProblem]:
@@ -199,13 +204,26 @@ class _Checker:
         if not isinstance(mappings, list) or not mappings:
             self.add("mapping.objectTypeMappings", "must list at least one object type mapping")
             return
+        first_mapped: dict[tuple[int, str], str] = {}  # (id(type), selector) -> where
         for position, type_mapping in enumerate(mappings):
             here = f"mapping.objectTypeMappings[{position}]"
             if not isinstance(type_mapping, dict):
                 self.add(here, "must be an object")
                 continue
-            self._check_selector(type_mapping.get("selector"), f"{here}.selector")
+            selector = type_mapping.get("selector")
+            self._check_selector(selector, f"{here}.selector")
             object_type = self._mapped_type(type_mapping, here, index)
+            if object_type is not None and is_text(selector):
+                first = first_mapped.setdefault((id(object_type), selector), here)
+                if first != here:
+                    self.add(
+                        here,
+                        f"maps object type '{object_type.name}' from selector '{selector}' "
+                        f"again (first at {first}): each record would be mapped to that "
+                        "type twice, by two lists of attributes. Merge their "
+                        "attributesMapping into one object type mapping, or give this one "
+                        "its own selector",
+                    )
             self._check_attribute_mappings(type_mapping, here, object_type, index)
 
     def _check_selector(self, selector: Any, path: str) -> None:
@@ -286,6 +304,8 @@ class _Checker:
             iql = attribute_mapping.get("objectMappingIQL")
             if iql is not None and not isinstance(iql, str):
                 self.add(f"{at}.objectMappingIQL", "must be a string (AQL)")
+            elif iql is not None:
+                self._check_placeholders(iql, attribute_mapping.get("attributeLocators"), at)
             id_parts += part is True
         if not id_parts:
             self.add(
@@ -324,6 +344,33 @@ class _Checker:
                     "data with a selector of its own, like 'hardDrives.files', or name the "
                     "field without dots in the source",
                 )
+
+    def _check_placeholders(self, iql: str, locators: Any, at: str) -> None:
+        """Each `${field}` (or `${field${0}}`, one value of a list) in the AQL names one of
+        the attribute mapping's locators: Assets fills it with that field's value. Any other
+        name is filled with nothing (the transform sends only the fields locators read), so
+        no object is found, no reference is set, and the import still ends DONE."""
+        if not isinstance(locators, list) or not all(is_text(name) for name in locators):
+            return  # the locators' own problem is reported
+        named = ", ".join(f"'{name}'" for name in locators)
+        for placeholder in PLACEHOLDER.finditer(iql):
+            field = placeholder.group("field")
+            if field in locators:
+                continue
+            self.add(
+                f"{at}.objectMappingIQL",
+                f"placeholder '{placeholder.group(0)}' names no field of attributeLocators "
+                f"({named}), so Assets would find no object for it and set no reference: "
+                f"write ${{{locators[0]}}} (or another of them), or add '{field}' to "
+                "attributeLocators",
+            )
+        unclosed = UNCLOSED_PLACEHOLDER.search(PLACEHOLDER.sub("", iql))
+        if unclosed is not None:
+            self.add(
+                f"{at}.objectMappingIQL",
+                f"'{unclosed.group(0)}' opens a placeholder that is not closed: write "
+                f"${{{locators[0]}}}, naming a field of attributeLocators",
+            )
 
     def _mapped_attribute(
         self, attribute_mapping: dict, at: str, object_type: SchemaType | None, index: SchemaIndex

@@ -25,12 +25,17 @@ class MappingInvalid(Exception):
         super().__init__("The mapping is not valid: " + "; ".join(str(p) for p in problems))
 
 
+# What to do about a source without a mapping, wherever that stops something.
+HOW_TO_ADD_A_MAPPING = (
+    "draft one from its records with the action Draft mapping from source (or paste one "
+    "into its Mapping field)"
+)
+
+
 class NoMapping(MappingInvalid):
     def __init__(self):
         self.problems = ["$: no mapping"]
-        Exception.__init__(
-            self, "The source has no mapping yet: draft one from the source, or paste one."
-        )
+        Exception.__init__(self, f"The source has no mapping yet: {HOW_TO_ADD_A_MAPPING}.")
 
 
 class MappingChangedMeanwhile(Exception):

@@ -15,6 +15,7 @@ from importer.mapping import validate_document
 from importer.models import ChunkJob, Execution, ImportSource
 from importer.services.editing import lock_for_start, lock_source
 from importer.services.errors import (
+    HOW_TO_ADD_A_MAPPING,
     ImportAlreadyRunning,
     ImportRefused,
     MappingChangedMeanwhile,
@@ -191,7 +192,9 @@ def _check_startable(source: ImportSource) -> None:
     if not source.enabled:
         raise ImportRefused(f"Source '{source}' is disabled: enable it to import.")
     if not source.mapping:
-        raise ImportRefused(f"Source '{source}' has no mapping: add one and push it to Assets.")
+        raise ImportRefused(
+            f"Source '{source}' has no mapping: {HOW_TO_ADD_A_MAPPING}, then push it to Assets."
+        )
     problems = validate_document(source.mapping)
     if problems:
         raise ImportRefused(f"The mapping of '{source}' is not valid: {problems[0]}")

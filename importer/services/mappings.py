@@ -20,6 +20,7 @@ from importer.mapping import (
 from importer.models import Execution, ImportSource
 from importer.services.editing import refuse_while_importing
 from importer.services.errors import (
+    HOW_TO_ADD_A_MAPPING,
     DraftImpossible,
     MappingChangedMeanwhile,
     MappingInvalid,
@@ -127,7 +128,8 @@ def transform_page(source: ImportSource, records: list[dict]) -> TransformResult
     )
 
 
-# Records of a first page that all lack a field before that is worth a notice.
+# Records of a first page (or items of a nested selector on it) that all lack a field before
+# that is worth a notice.
 NOTICE_AFTER_RECORDS = 10
 
 
@@ -136,10 +138,8 @@ def note_fields_in_no_record(*, execution: Execution, records: list[dict]) -> No
     holds: a misspelled locator imports every object without that attribute, and ends
     DONE. (A CSV file's header stops the import before a page goes, `sources.csv_file`.)
     A first page of few records says little: an optional field may well be missing from
-    all of them."""
-    if len(records) < NOTICE_AFTER_RECORDS:
-        return
-    missing = fields_in_no_record(records, execution.source.mapping)
+    all of them; so do few items of a nested selector's lists."""
+    missing = fields_in_no_record(records, execution.source.mapping, minimum=NOTICE_AFTER_RECORDS)
     if not missing:
         return
     notice = (
@@ -174,7 +174,10 @@ def preview_import(*, source: ImportSource, limit: int = 20) -> Preview:
     except SourceError as error:
         return Preview(error=scrub_secrets(error.message, source))
     if not source.mapping:
-        return Preview(records_fetched=len(page.records), error="The source has no mapping yet.")
+        return Preview(
+            records_fetched=len(page.records),
+            error=f"The source has no mapping yet: {HOW_TO_ADD_A_MAPPING}.",
+        )
     try:
         result = transform_page(source, page.records)
     except RecordsRefused as error:  # the source's policy: such records fail the import
