@@ -9,7 +9,8 @@ from django.utils import timezone
 from importer import services, work_queue
 from importer.assets import AssetsClient
 from importer.models import ChunkJob, Execution, ImportSource
-from tests.conftest import SANDBOX_TOKEN
+from tests.conftest import SANDBOX_TOKEN, computer_with_disks, with_tags_flag_and_disks
+from tests.fake_source import FakeSource
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -1033,7 +1034,6 @@ def test_an_import_cancelled_in_assets_fails_saying_so_and_tells_assets_nothing_
     assert execution.failure_reported_at is not None  # nothing left to tell Assets
 
 
-@pytest.mark.django_db
 def test_a_mapping_changed_in_assets_since_its_push_is_pushed_over_and_the_import_says_so(
     pushed_source, sandbox
 ):
@@ -1044,7 +1044,8 @@ def test_a_mapping_changed_in_assets_since_its_push_is_pushed_over_and_the_impor
     execution = services.start_import(source=pushed_source)
 
     execution.refresh_from_db()
-    assert execution.state == Execution.State.INGESTING
+    assert execution.state == Execution.State.DONE
+    assert len(sandbox.execution(execution.assets_execution_id)["objects"]) == 120
     assert sandbox.mapping("ws-1", "src-1") == pushed_source.mapping
     assert execution.notice.startswith(
         "The mapping in Assets had been changed there since it was pushed from here, so this "
@@ -1071,7 +1072,6 @@ def test_a_misspelled_locator_of_a_nested_selector_is_noted_on_the_import(
     )
 
 
-@pytest.mark.django_db
 def test_a_mapping_assets_still_holds_as_pushed_is_not_pushed_again(pushed_source, sandbox):
     pushes_before = [call for call in sandbox.requests_log if call[0] == "PUT"]
 
@@ -1080,3 +1080,36 @@ def test_a_mapping_assets_still_holds_as_pushed_is_not_pushed_again(pushed_sourc
     execution.refresh_from_db()
     assert execution.notice == ""
     assert [call for call in sandbox.requests_log if call[0] == "PUT"] == pushes_before
+
+
+def test_a_disk_without_its_serial_is_left_out_alone_and_named_in_its_pages_error(
+    make_source, demo_mapping, sandbox
+):
+    def computer(i: int) -> dict:
+        record = computer_with_disks(i)
+        if i == 3:
+            record["disks"].append({"size_gb": 128})  # no serial: no identity
+        return record
+
+    server = FakeSource(records=30, record=computer).start()
+    try:
+        source = make_source(
+            source_url=f"{server.base_url}/api/offset",
+            records_path="data.items",
+            limit_param="limit",
+            mapping=with_tags_flag_and_disks(demo_mapping),
+        )
+        execution = services.start_import(source=services.push_mapping(source=source))
+    finally:
+        server.stop()
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE
+    assert (execution.records_submitted, execution.records_skipped) == (30, 0)
+    objects = sandbox.execution(execution.assets_execution_id)["objects"]
+    assert any("SN-00003" in key for key in objects)
+    [error] = execution.chunks.exclude(error="").values_list("error", flat=True)
+    assert error == (
+        "record 3 (serial=SN-00003): left out 'disks[1]': no value for 'disks[1].serial', "
+        "which identifies the object in selector 'computers.disks'"
+    )
