@@ -1,16 +1,21 @@
-"""Figures for the admin dashboard: imports per day, success rate, records and duration per run.
+"""The admin dashboard: each source's condition, failing alert channels, imports per day,
+the success rate and the latest failures.
 
 Charts are drawn as inline SVG on the server (importer/charts.py): no library, no JavaScript.
+There is no chart per run: runs of different sources are not comparable (one source's 200k
+records flatten another's 300), and each source's latest run is in its row of the status table.
 """
 
 from datetime import timedelta
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, F, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from importer.charts import Series, bar_chart
-from importer.models import Execution
+from importer.models import Execution, NotificationChannel
+from importer.redaction import redact
+from importer.source_status import disabled_sources, source_statuses
 
 State = Execution.State
 DONE_COLOUR, FAILED_COLOUR, CANCELLED_COLOUR = "#2e7d32", "#c62828", "#757575"
@@ -48,21 +53,31 @@ def success_rate(days: int = 30) -> float | None:
     return 100.0 * counts["done"] / counts["finished"]
 
 
-def recent_runs(limit: int = 40) -> list[Execution]:
-    return list(
-        Execution.objects.select_related("source")
-        .filter(state__in=[State.DONE, State.FAILED])
-        .exclude(started_at=None)
-        .order_by("-created_at")[:limit]
-    )[::-1]
-
-
 def latest_failures(limit: int = 10) -> list[Execution]:
+    """The latest failed or refused runs, each with the first DONE of its source since
+    (`recovered_by`, None while the source has not imported successfully again)."""
+    recovery = Execution.objects.filter(
+        source=OuterRef("source"), state=State.DONE, created_at__gt=OuterRef("created_at")
+    ).order_by("created_at")
     return list(
         Execution.objects.select_related("source")
         .filter(state__in=[State.FAILED, State.REFUSED])
+        .annotate(recovered_by=Subquery(recovery.values("pk")[:1]))
         .order_by("-created_at")[:limit]
     )
+
+
+def failing_channels() -> list[NotificationChannel]:
+    """Enabled alert channels whose last attempt to send failed (`is_failing`), each with
+    its last error, scrubbed: a webhook's answer may echo its URL or header."""
+    channels = NotificationChannel.objects.filter(enabled=True, last_error_at__isnull=False).filter(
+        Q(last_success_at__isnull=True) | Q(last_error_at__gt=F("last_success_at"))
+    )
+    found = list(channels)
+    for channel in found:
+        secrets = [channel.webhook_url, channel.secret_header_value]
+        channel.error_line = redact(channel.last_error.strip().partition("\n")[0], secrets)
+    return found
 
 
 def _every_day(rows: list[dict], days: int) -> list[dict]:
@@ -92,62 +107,15 @@ def imports_chart(per_day: list[dict]):
     )
 
 
-def _seconds(run: Execution) -> float:
-    return run.duration.total_seconds() if run.duration else 0.0
-
-
-def runs_charts(runs: list[Execution]) -> tuple:
-    labels = [f"#{run.pk}" for run in runs]
-    every = max(1, len(runs) // 10)
-    done = [run.state == State.DONE for run in runs]
-
-    def by_outcome(value) -> tuple[list[Series], list[Series]]:
-        """The done and failed series of `value(run)`, and which one each run belongs to
-        (a failed run that sent nothing in no time still shows as failed)."""
-        values = [value(run) for run in runs]
-        series = [
-            Series("done", DONE_COLOUR, [v if d else 0 for v, d in zip(values, done, strict=True)]),
-            Series(
-                "failed", FAILED_COLOUR, [0 if d else v for v, d in zip(values, done, strict=True)]
-            ),
-        ]
-        return series, [series[0] if d else series[1] for d in done]
-
-    series, marks = by_outcome(lambda run: run.records_submitted)
-    records = bar_chart(
-        labels,
-        series,
-        y_label="records sent",
-        x_label="run (execution number, oldest first)",
-        title="Records per run",
-        label_every=every,
-        zero_marks=marks,
-    )
-    longest = max((_seconds(run) for run in runs), default=0)
-    unit, divisor = ("minutes", 60) if longest >= 600 else ("seconds", 1)
-    series, marks = by_outcome(lambda run: _seconds(run) / divisor)
-    durations = bar_chart(
-        labels,
-        series,
-        y_label=unit,
-        x_label="run (execution number, oldest first)",
-        title="Duration per run",
-        label_every=every,
-        zero_marks=marks,
-    )
-    return records, durations
-
-
 def dashboard_context() -> dict:
     per_day = imports_per_day()
-    runs = recent_runs()
     rate = success_rate()
-    records_chart, duration_chart = runs_charts(runs)
     return {
+        "statuses": source_statuses(),
+        "disabled_sources": disabled_sources(),
+        "failing_channels": failing_channels(),
         "success_rate": None if rate is None else round(rate, 1),
         "per_day": per_day,
         "imports_chart": imports_chart(per_day),
-        "records_chart": records_chart,
-        "duration_chart": duration_chart,
         "failures": latest_failures(),
     }

@@ -812,7 +812,13 @@ def test_a_viewer_reads_the_dashboard(browser_page, live_server, administrator, 
     page = browser_page
     source = make_source()
     now = timezone.now()
-    for days_ago, outcomes in [(0, "DDDFF"), (1, "DDC"), (4, "DFFF"), (9, "DDDD")]:
+    # Imported once, before the charts' 30 days: it counts in none of them.
+    quiet = make_source(name="quiet-source")
+    long_ago = now - timedelta(days=40)
+    done = Execution.objects.create(source=quiet, state="DONE", finished_at=long_ago)
+    Execution.objects.filter(pk=done.pk).update(created_at=long_ago)
+    make_source(name="switched-off", enabled=False)
+    for days_ago, outcomes in [(9, "DDDD"), (4, "DFFF"), (1, "DDC"), (0, "DDDFF")]:
         for number, outcome in enumerate(outcomes):
             state = {"D": "DONE", "F": "FAILED", "C": "CANCELLED"}[outcome]
             execution = Execution.objects.create(
@@ -823,8 +829,9 @@ def test_a_viewer_reads_the_dashboard(browser_page, live_server, administrator, 
                 records_submitted=300 if state == "DONE" else 40 * number,
                 error="source answered 503" if state == "FAILED" else "",
             )
+            # A second apart, in the order listed: the last two of today fail in a row.
             Execution.objects.filter(pk=execution.pk).update(
-                created_at=now - timedelta(days=days_ago)
+                created_at=now - timedelta(days=days_ago, seconds=len(outcomes) - number)
             )
     log_in(page, live_server, administrator)
 
@@ -841,10 +848,18 @@ def test_a_viewer_reads_the_dashboard(browser_page, live_server, administrator, 
     )
     legend = page.locator("ul.chart-legend").first
     expect(legend).to_have_text(re.compile(r"done\s*failed or refused\s*cancelled"))
-    durations = page.get_by_role("img", name="Duration per run")
-    expect(durations.locator("text.axis-label")).to_have_text(
-        ["run (execution number, oldest first)", "seconds"]
+    # Above the charts, each source's condition in words, worst first; its link leads on.
+    sources = page.get_by_role("region", name="Sources now").get_by_role("table")
+    expect(sources.get_by_role("columnheader")).to_have_text(
+        ["Source", "Condition", "Last success", "Latest import", "Error of the latest failure"]
     )
+    # Its header, three sources, and the heading of the disabled ones.
+    expect(sources.get_by_role("row")).to_have_count(5)
+    rows = sources.locator("tr.source-status")
+    expect(rows.locator(".status-badge")).to_have_text(["failing", "OK", "disabled"])
+    expect(rows.nth(0)).to_contain_text("(2 in a row)")
+    expect(rows.nth(0).get_by_role("cell").last).to_have_text("source answered 503")
+    expect(rows.nth(1).get_by_role("rowheader")).to_have_text("quiet-source")
     # 10 of the 15 runs that ended (the cancelled one is nobody's failure)
     expect(page.locator("#success-rate")).to_have_text("66.7 %")
     shoot(page, "18-dashboard")
