@@ -1140,3 +1140,42 @@ def test_a_user_and_password_in_the_url_of_a_source_with_a_token_is_refused_when
 
     error = response.context["adminform"].form.errors["source_url"][0]
     assert "user name and password" in error and "choose Basic auth" in error
+
+
+@pytest.mark.django_db
+def test_a_stalled_import_says_since_when_in_the_history_and_the_source_list(
+    staff_client, make_source
+):
+    stalled_since = timezone.now()
+    Execution.objects.create(
+        source=make_source(), state=Execution.State.INGESTING, stalled_since=stalled_since
+    )
+    Execution.objects.create(
+        source=make_source(name="servers", import_source_id="src-2"),
+        state=Execution.State.INGESTING,
+    )
+    note = f"stalled since {timezone.localtime(stalled_since):%H:%M}"
+
+    history = staff_client.get(reverse("admin:importer_execution_changelist")).content.decode()
+    sources = staff_client.get(reverse("admin:importer_importsource_changelist")).content.decode()
+
+    assert history.count(note) == 1
+    assert sources.count(note) == 1
+
+
+@pytest.mark.django_db
+def test_the_history_filters_the_imports_stalled_now(staff_client, make_source):
+    source = make_source()
+    Execution.objects.create(
+        source=source, state=Execution.State.FAILED, stalled_since=timezone.now()
+    )
+    Execution.objects.create(source=source, state=Execution.State.DONE)
+    stalled = Execution.objects.create(
+        source=source, state=Execution.State.PROCESSING, stalled_since=timezone.now()
+    )
+
+    page = staff_client.get(reverse("admin:importer_execution_changelist"), {"stalled": "now"})
+
+    assert page.status_code == 200
+    assert [execution.pk for execution in page.context["cl"].result_list] == [stalled.pk]
+    assert "Stalled now" in page.content.decode()

@@ -47,6 +47,17 @@ def state_badge(state: str) -> str:
     )
 
 
+def stalled_note(stalled_since) -> str:
+    """ "stalled since 02:14" under a running import's state: housekeeping flagged it, and its
+    badge alone would read like an import at work (the day too, when not today)."""
+    moment = localtime(stalled_since)
+    if moment.date() == localtime().date():
+        shown = f"{moment:%H:%M}"
+    else:
+        shown = date_format(moment, "SHORT_DATETIME_FORMAT")
+    return format_html('<div class="stalled-note">stalled since {}</div>', shown)
+
+
 def when_it_runs(schedule: Schedule) -> str:
     """When the schedule runs next, as every page says it: a time only when Assets holds
     the schedule (a disabled source's was removed, one out of sync may not be there)."""

@@ -30,6 +30,7 @@ from importer.admin.display import (
     next_attempt_cell,
     next_attempt_label,
     progress_widget,
+    stalled_note,
     state_badge,
 )
 from importer.dashboard import dashboard_context
@@ -57,6 +58,22 @@ def no_chunks_text(execution: Execution) -> str:
     return "none yet"
 
 
+class StalledFilter(admin.SimpleListFilter):
+    """The imports housekeeping flagged stalled (no progress for STALLED_AFTER_SECONDS, or an
+    outcome Assets will not tell) that still run: what on call looks at first."""
+
+    title = "stalled"
+    parameter_name = "stalled"
+
+    def lookups(self, request, model_admin):
+        return [("now", "Stalled now")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "now":
+            return queryset.open().filter(stalled_since__isnull=False)
+        return queryset
+
+
 @admin.register(Execution)
 class ExecutionAdmin(SourceByNameToViewers, PageButtons, CountedDeletion, admin.ModelAdmin):
     class Media:
@@ -73,7 +90,7 @@ class ExecutionAdmin(SourceByNameToViewers, PageButtons, CountedDeletion, admin.
         "duration_label",
         "progress_bar",
     ]
-    list_filter = ["source", "state", "trigger"]
+    list_filter = ["source", "state", StalledFilter, "trigger"]
     list_select_related = ["source", "triggered_by"]
     date_hierarchy = "created_at"
     search_fields = ["assets_execution_id", "source__name", "error"]
@@ -157,7 +174,12 @@ class ExecutionAdmin(SourceByNameToViewers, PageButtons, CountedDeletion, admin.
 
     @admin.display(description="State", ordering="state")
     def state_and_why(self, execution):
-        """The state, and under it the start of why a run failed: no need to open it to see."""
+        """The state, and under it the start of why a run failed, or since when a running
+        one is stalled: no need to open it to see."""
+        if execution.state in Execution.OPEN_STATES and execution.stalled_since:
+            return format_html(
+                "{}{}", state_badge(execution.state), stalled_note(execution.stalled_since)
+            )
         if not execution.error or execution.state in Execution.OPEN_STATES:
             return state_badge(execution.state)
         text = " ".join(execution.error.split())

@@ -19,6 +19,7 @@ from importer.admin.display import (
     MASKED_FOR_VIEWERS,
     masked_fieldsets,
     masked_json,
+    stalled_note,
     state_badge,
     stored_choices,
     stored_secret,
@@ -229,6 +230,7 @@ class ImportSourceAdmin(
             .annotate(
                 last_state=Subquery(latest.values("state")[:1]),
                 last_at=Subquery(latest.values("created_at")[:1]),
+                last_stalled_since=Subquery(latest.values("stalled_since")[:1]),
             )
         )
 
@@ -324,10 +326,12 @@ class ImportSourceAdmin(
     def last_run(self, source):
         if not source.last_state:
             return "—"
+        stalled = source.last_state in Execution.OPEN_STATES and source.last_stalled_since
         return format_html(
-            '{} <span class="one-line">{}</span>',
+            '{} <span class="one-line">{}</span>{}',
             state_badge(source.last_state),
             date_format(localtime(source.last_at), "SHORT_DATETIME_FORMAT"),
+            stalled_note(source.last_stalled_since) if stalled else "",
         )
 
     def get_deleted_objects(self, objs, request):
