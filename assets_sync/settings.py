@@ -320,6 +320,9 @@ ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])
 # A scheduled source is stale when its last successful import is older than its schedule's
 # interval plus this many seconds (DAILY with the default: 26 hours).
 STALE_GRACE_SECONDS = env.int("STALE_GRACE_SECONDS", default=2 * 3600)
+# A source failing run after run is told at its first failure, then again (with the count)
+# only once this many hours have passed since its failures were last told; 0: every failure.
+ALERT_REPEAT_HOURS = max(env.float("ALERT_REPEAT_HOURS", default=4.0), 0.0)
 # Prometheus scrapes /metrics with this bearer token; empty: /metrics does not exist (404).
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 

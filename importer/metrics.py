@@ -129,7 +129,7 @@ class ImportCollector(Collector):
         return []  # nothing to query when the registry is built
 
     def collect(self):
-        from importer.notifications.events import overdue_sources, scheduled_sources
+        from importer.notifications.staleness import overdue_sources, scheduled_sources
 
         names = dict(ImportSource.objects.values_list("pk", "name"))
         kept = defaultdict(float)

@@ -15,8 +15,8 @@ from importer import notifications, services, tasks
 from importer.models import Alert, Delivery, Execution, NotificationChannel, Schedule
 from importer.notifications import events
 from importer.notifications.delivery import MAX_ATTEMPTS, RETRY_DELAYS
-from importer.notifications.events import last_successes
 from importer.notifications.messages import when_text
+from importer.notifications.staleness import last_successes
 from tests.conftest import SANDBOX_TOKEN, SmtpServer, wait_for
 from tests.test_services import run_due_retries
 
@@ -265,11 +265,11 @@ def test_a_stalled_import_is_told_once(pushed_source, sandbox, inventory, httpse
 
     [payload] = received(httpserver)
     assert payload["event"] == "execution.stalled"
-    # What the pages wait for, as they say it: the source failing.
-    assert (
-        "No chunk made progress for 30 minutes. 4 pages wait to be tried again; page "
-        in (payload["text"])
-    )
+    # Since when it is stuck (not the threshold), and what the pages wait for, as they say
+    # it: the source failing.
+    assert "No page has made progress since " in payload["text"]
+    assert "(2 h 00 min ago). 4 pages wait to be tried again; page " in payload["text"]
+    assert "What to do: check that the source and Assets answer" in payload["text"]
     assert ": attempt 1 of 5 failed: source 'inventory' answered 503" in payload["text"]
 
 
@@ -531,6 +531,9 @@ def test_a_channel_without_a_format_keeps_the_generic_json(
         "event",
         "source",
         "execution",
+        "failing_since",
+        "failed_runs",
+        "last_success_at",
     }
     assert payload["subject"] == "assets-sync: the manual import of inventory failed"
     assert payload["text"].startswith("The manual import of 'inventory' failed.")
@@ -554,6 +557,7 @@ def succeeded_hours_ago(source, hours: float) -> Execution:
     Execution.objects.filter(pk=execution.pk).update(
         finished_at=timezone.now() - timedelta(hours=hours)
     )
+    execution.refresh_from_db()
     return execution
 
 
@@ -1396,3 +1400,201 @@ def test_a_misspelled_locator_is_noted_on_the_import_and_in_its_alert(
     )
     [done] = received(httpserver)
     assert "Note: No record of the first page holds 'host_name'" in done["text"]
+
+
+# --- failure streaks ---------------------------------------------------------------------------
+
+DEAD_PORT_URL = "http://127.0.0.1:19399/api/computers"  # nothing listens there
+
+
+def fail_on_a_dead_port(source, settings, runs: int) -> list[Execution]:
+    """Point the source at a port where nothing listens and run it `runs` times."""
+    settings.CHUNK_MAX_ATTEMPTS = 1
+    type(source).objects.filter(pk=source.pk).update(source_url=DEAD_PORT_URL)
+    source.refresh_from_db()
+    failed = [services.start_import(source=source) for _ in range(runs)]
+    assert {execution.state for execution in failed} == {Execution.State.FAILED}
+    return failed
+
+
+def mend(source, inventory) -> None:
+    type(source).objects.filter(pk=source.pk).update(
+        source_url=f"{inventory.base_url}/api/computers"
+    )
+    source.refresh_from_db()
+
+
+def test_a_source_failing_run_after_run_is_sent_once_and_the_repeats_are_held_back(
+    admin_client, pushed_source, sandbox, inventory, smtp_server, httpserver, settings
+):
+    httpserver.expect_request("/hook").respond_with_json({})
+    email_channel()
+    webhook_channel(httpserver.url_for("/hook"))
+    succeeded_hours_ago(pushed_source, 1)
+
+    fail_on_a_dead_port(pushed_source, settings, runs=3)
+
+    assert len(smtp_server.messages) == 1
+    [payload] = received(httpserver)
+    assert payload["subject"] == "assets-sync: the manual import of inventory failed"
+    assert payload["failed_runs"] == 1
+    # The repeats are in the Alerts list, sent to nobody, saying why.
+    held_back = Alert.objects.filter(kind=Alert.Kind.FAILED, deliveries__isnull=True)
+    assert held_back.count() == 2
+    assert all("Not sent: this streak of failures was sent" in alert.text for alert in held_back)
+    page = admin_client.get(reverse("admin:importer_alert_changelist")).content.decode()
+    assert page.count("held back: its failure streak was sent already") == 2
+
+
+def test_a_failure_after_the_repeat_interval_is_sent_with_the_streak_it_belongs_to(
+    pushed_source, sandbox, inventory, httpserver, settings
+):
+    settings.ALERT_REPEAT_HOURS = 4
+    httpserver.expect_request("/hook").respond_with_json({})
+    webhook_channel(httpserver.url_for("/hook"))
+    success = succeeded_hours_ago(pushed_source, 30)
+    first, *_ = fail_on_a_dead_port(pushed_source, settings, runs=2)
+    Alert.objects.update(created_at=timezone.now() - timedelta(hours=4, minutes=1))
+
+    fail_on_a_dead_port(pushed_source, settings, runs=1)
+
+    told_first, told_again = received(httpserver)
+    first.refresh_from_db()
+    assert told_again["subject"] == (
+        "assets-sync: the manual import of inventory failed (3rd failure in a row)"
+    )
+    assert (
+        f"Failing since {when_text(first.finished_at)}: 3 failed runs in a row; "
+        f"last success: {when_text(success.finished_at)}." in told_again["text"]
+    )
+    assert told_again["failed_runs"] == 3
+    assert told_again["failing_since"] == first.finished_at.isoformat()
+
+
+def test_with_no_repeat_interval_every_failure_is_sent_with_its_count(
+    pushed_source, sandbox, inventory, httpserver, settings
+):
+    settings.ALERT_REPEAT_HOURS = 0
+    httpserver.expect_request("/hook").respond_with_json({})
+    webhook_channel(httpserver.url_for("/hook"))
+
+    fail_on_a_dead_port(pushed_source, settings, runs=3)
+
+    subjects = [payload["subject"] for payload in received(httpserver)]
+    assert subjects == [
+        "assets-sync: the manual import of inventory failed",
+        "assets-sync: the manual import of inventory failed (2nd failure in a row)",
+        "assets-sync: the manual import of inventory failed (3rd failure in a row)",
+    ]
+    assert "last success: never." in received(httpserver)[-1]["text"]
+
+
+def test_a_refused_start_counts_in_the_streak_of_failures(
+    client, pushed_source, sandbox, inventory, httpserver, settings
+):
+    settings.ALERT_REPEAT_HOURS = 0
+    httpserver.expect_request("/hook").respond_with_json({})
+    webhook_channel(httpserver.url_for("/hook"))
+    fail_on_a_dead_port(pushed_source, settings, runs=1)
+    sandbox.faults.add(method="POST", path_contains="/executions", status=401, times=-1)
+
+    trigger_schedule(client, pushed_source)
+
+    failed, refused = received(httpserver)
+    assert refused["event"] == "execution.refused"
+    assert refused["subject"].endswith("was refused (2nd failure in a row)")
+    assert "2 failed runs in a row" in refused["text"]
+
+
+def test_a_source_that_works_again_after_failing_is_told_recovered_by_every_channel(
+    pushed_source, sandbox, inventory, smtp_server, httpserver, settings
+):
+    # Neither channel asks for every success; one does, and hears it once, as "recovered".
+    httpserver.expect_request("/every-run").respond_with_json({})
+    email_channel()
+    webhook_channel(httpserver.url_for("/every-run"), notify_on_done=True)
+    success = succeeded_hours_ago(pushed_source, 30)
+    first, *_ = fail_on_a_dead_port(pushed_source, settings, runs=3)
+    mend(pushed_source, inventory)
+
+    done = services.start_import(source=pushed_source)
+
+    assert done.state == Execution.State.DONE
+    events_told = [payload["event"] for payload in received(httpserver)]
+    assert events_told == ["execution.done", "execution.failed", "source.recovered"]
+    recovered = received(httpserver)[-1]
+    first.refresh_from_db()
+    assert recovered["subject"] == "assets-sync: inventory has recovered"
+    assert (
+        f"It had been failing since {when_text(first.finished_at)}: 3 failed runs in a row."
+        in recovered["text"]
+    )
+    assert f"The success before was at {when_text(success.finished_at)}." in recovered["text"]
+    assert recovered["execution"]["id"] == done.pk and recovered["failed_runs"] == 3
+    failed_mail, recovered_mail = smtp_server.messages
+    assert recovered_mail[2]["Subject"] == "assets-sync: inventory has recovered"
+    # The next success after it ends no streak: nothing more to the failure-only channel.
+    services.start_import(source=pushed_source)
+    assert len(smtp_server.messages) == 2
+
+
+def test_a_recovery_whose_alert_task_was_lost_is_caught_up_once(
+    pushed_source, sandbox, inventory, httpserver, settings, monkeypatch
+):
+    httpserver.expect_request("/hook").respond_with_json({})
+    webhook_channel(httpserver.url_for("/hook"))
+    fail_on_a_dead_port(pushed_source, settings, runs=1)
+    mend(pushed_source, inventory)
+    monkeypatch.setattr(notifications, "notify_execution_finished", lambda execution: None)
+    services.start_import(source=pushed_source)
+
+    services.look_after_imports()
+    services.look_after_imports()
+
+    events_told = [payload["event"] for payload in received(httpserver)]
+    assert events_told == ["execution.failed", "source.recovered"]
+
+
+def test_a_stale_source_that_recovers_is_told_when_an_import_was_due_and_its_last_success(
+    pushed_source, sandbox, httpserver
+):
+    httpserver.expect_request("/hook").respond_with_json({})
+    webhook_channel(httpserver.url_for("/hook"))
+    daily_schedule(pushed_source)
+    before = succeeded_hours_ago(pushed_source, 27)
+    services.look_after_imports()
+    [stale] = received(httpserver)
+
+    services.start_import(source=pushed_source)
+    services.look_after_imports()
+
+    recovered = received(httpserver)[-1]
+    due = stale["due_at"]
+    assert recovered["due_at"] == due
+    assert (
+        f"an import was due by {when_text(timezone.datetime.fromisoformat(due))}"
+        in (recovered["text"])
+    )
+    assert f"The success before was at {when_text(before.finished_at)}." in recovered["text"]
+    assert "stale since" not in recovered["text"]
+
+
+def test_a_source_both_stale_and_failing_that_recovers_is_told_once_naming_both(
+    pushed_source, sandbox, inventory, httpserver, settings
+):
+    httpserver.expect_request("/hook").respond_with_json({})
+    webhook_channel(httpserver.url_for("/hook"))
+    daily_schedule(pushed_source)
+    succeeded_hours_ago(pushed_source, 27)
+    services.look_after_imports()
+    fail_on_a_dead_port(pushed_source, settings, runs=2)
+    mend(pushed_source, inventory)
+
+    services.start_import(source=pushed_source)
+    services.look_after_imports()
+
+    events_told = [payload["event"] for payload in received(httpserver)]
+    assert events_told == ["source.stale", "execution.failed", "source.recovered"]
+    recovered = received(httpserver)[-1]
+    assert "It had been failing since " in recovered["text"]
+    assert "It was stale: an import was due by " in recovered["text"]

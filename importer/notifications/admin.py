@@ -233,6 +233,8 @@ class AlertAdmin(SourceByNameToViewers, admin.ModelAdmin):
     @admin.display(description="Deliveries")
     def delivered(self, alert):
         states = [delivery.state for delivery in alert.deliveries.all()]
+        if not states and (alert.details or {}).get("held_back"):
+            return "held back: its failure streak was sent already (ALERT_REPEAT_HOURS)"
         if not states:
             return "no channel"
         parts = [

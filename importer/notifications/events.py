@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, Max, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q, Subquery
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -35,7 +34,8 @@ from importer.notifications.messages import (
     recovered_content,
     stale_content,
 )
-from importer.schedule_times import start_sent
+from importer.notifications.staleness import SCHEDULE_INTERVALS, overdue_sources
+from importer.notifications.streaks import TOLD_FAILURES, failure_streak, last_told
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +44,6 @@ State = Execution.State
 EXECUTION_ALERTS = {State.FAILED: Kind.FAILED, State.REFUSED: Kind.REFUSED, State.DONE: Kind.DONE}
 # How long housekeeping looks back for a finished execution whose alert task was lost.
 CATCH_UP_WINDOW = timedelta(hours=1)
-SCHEDULE_INTERVALS = {
-    Schedule.Frequency.DAILY: timedelta(days=1),
-    Schedule.Frequency.WEEKLY: timedelta(days=7),
-    Schedule.Frequency.MONTHLY: timedelta(days=31),
-}
 
 
 # --- called by the import flow ------------------------------------------------------------
@@ -126,49 +121,95 @@ def _queue_delivery(delivery_id: int) -> None:
 def raise_execution_alert(*, execution: Execution, event: str) -> Alert | None:
     """The alert for an execution that ended (FAILED, REFUSED, DONE) or was flagged stalled."""
     if event == "stalled":
-        # With FAIL_STALLED_EXECUTIONS the stall of pages becomes a failure, and that is what
-        # is told; a processing import whose outcome cannot be read is not failed for it.
-        pages_stalled = execution.state == State.INGESTING and not settings.FAIL_STALLED_EXECUTIONS
-        if not pages_stalled and execution.state != State.PROCESSING:
-            return None
-        if execution.stalled_since is None:
-            return None
-        kind = Kind.STALLED
-    else:
-        kind = EXECUTION_ALERTS.get(execution.state)
-        if kind is None:
-            return None  # cancelled: someone did it on purpose
-    alert = None
-    # Done after it was told stalled: the channels that heard of the stall hear it went on.
-    stalled = None
+        return _raise_stall_alert(execution)
+    kind = EXECUTION_ALERTS.get(execution.state)
+    if kind is None:
+        return None  # cancelled: someone did it on purpose
     if kind == Kind.DONE:
-        stalled = (
-            Alert.objects.filter(execution=execution, kind=Kind.STALLED)
-            .order_by("-created_at")
-            .first()
-        )  # the latest: the one its channels last heard of
-    channels = channels_for(execution.source, Kind.STALLED if stalled else kind)
-    if kind != Kind.DONE or channels.exists():
-        key = f"execution-{execution.pk}-{kind}"
-        if kind == Kind.STALLED and execution.state == State.PROCESSING:
-            # A processing import's outcome that cannot be read is a stall of its own, told
-            # though the import was told stalled while its pages went.
-            key += "-processing"
-        elif kind == Kind.STALLED:
-            key += _cycle(execution)  # stalled again after it was told moving again
-        alert = raise_alert(
-            key=key,
+        return _raise_done_alert(execution)
+    return _raise_failure_alert(execution, kind)
+
+
+def _raise_stall_alert(execution: Execution) -> Alert | None:
+    # With FAIL_STALLED_EXECUTIONS the stall of pages becomes a failure, and that is what
+    # is told; a processing import whose outcome cannot be read is not failed for it.
+    pages_stalled = execution.state == State.INGESTING and not settings.FAIL_STALLED_EXECUTIONS
+    if not pages_stalled and execution.state != State.PROCESSING:
+        return None
+    if execution.stalled_since is None:
+        return None
+    key = f"execution-{execution.pk}-{Kind.STALLED}"
+    if execution.state == State.PROCESSING:
+        # A processing import's outcome that cannot be read is a stall of its own, told
+        # though the import was told stalled while its pages went.
+        key += "-processing"
+    else:
+        key += _cycle(execution)  # stalled again after it was told moving again
+    return raise_alert(
+        key=key,
+        kind=Kind.STALLED,
+        source=execution.source,
+        execution=execution,
+        content=execution_content(execution, Kind.STALLED),
+    )
+
+
+def _raise_failure_alert(execution: Execution, kind: str) -> Alert | None:
+    """A failed or refused run, with the streak it belongs to. The first failure after a
+    success is sent; the next ones only once ALERT_REPEAT_HOURS have passed since the streak
+    was last sent (each says how many runs failed in a row). One held back is kept, sent to
+    no channel, so the Alerts list shows it and housekeeping does not take it for lost."""
+    with transaction.atomic():
+        _lock(execution.source)  # two failures of one source at once: one is the first
+        streak = failure_streak(execution)
+        told_at = last_told(streak, besides=execution) if streak else None
+        repeat = timedelta(hours=settings.ALERT_REPEAT_HOURS)
+        held_back = told_at is not None and timezone.now() - told_at < repeat
+        return raise_alert(
+            key=f"execution-{execution.pk}-{kind}",
             kind=kind,
             source=execution.source,
             execution=execution,
             content=execution_content(
-                execution, kind, told_stalled_at=stalled.created_at if stalled else None
+                execution, kind, streak=streak, held_back_after=told_at if held_back else None
             ),
-            channels=channels,
+            channels=[] if held_back else None,
         )
-    if kind == Kind.DONE:
-        resolve_staleness(source=execution.source)
-    return alert
+
+
+def _raise_done_alert(execution: Execution) -> Alert | None:
+    """A DONE that ends a failure streak or a stale spell is told as "recovered" to every
+    channel of the source; else channels that ask for every success hear it is done, and
+    after a stall was told, every channel that heard of it ("it went on to the end")."""
+    # The latest stall: the one its channels last heard of.
+    stalled = (
+        Alert.objects.filter(execution=execution, kind=Kind.STALLED).order_by("-created_at").first()
+    )
+    told_stalled_at = stalled.created_at if stalled else None
+    recovered = tell_recovered(
+        source=execution.source, done=execution, told_stalled_at=told_stalled_at
+    )
+    if (
+        recovered is not None
+        or Alert.objects.filter(execution=execution, kind=Kind.RECOVERED).exists()
+    ):
+        return recovered
+    channels = channels_for(execution.source, Kind.STALLED if stalled else Kind.DONE)
+    if not channels.exists():
+        return None
+    return raise_alert(
+        key=f"execution-{execution.pk}-{Kind.DONE}",
+        kind=Kind.DONE,
+        source=execution.source,
+        execution=execution,
+        content=execution_content(execution, Kind.DONE, told_stalled_at=told_stalled_at),
+        channels=channels,
+    )
+
+
+def _lock(source: ImportSource) -> None:
+    """Inside a transaction: alerts about one source are decided one at a time."""
+    list(ImportSource.objects.select_for_update().filter(pk=source.pk).values_list("pk"))
 
 
 def _pages_stalls():
@@ -228,10 +269,19 @@ def catch_up_execution_alerts() -> int:
         ended |= Q(state=State.DONE)
     else:  # done after it was told stalled: told to the channels that heard of the stall
         ended |= Q(state=State.DONE) & Exists(alerted.filter(kind=Kind.STALLED))
+    # Done after failures: told "recovered".
+    outcome_before = (
+        Execution.objects.filter(source=OuterRef("source"), finished_at__lt=OuterRef("finished_at"))
+        .filter(Q(state=State.DONE) | TOLD_FAILURES)
+        .order_by("-finished_at")
+        .values("state")[:1]
+    )
+    ended |= Q(state=State.DONE, outcome_before__in=[State.FAILED, State.REFUSED])
     # A stall told before does not count: the end is told too.
-    told_the_end = alerted.filter(kind__in=[Kind.FAILED, Kind.REFUSED, Kind.DONE])
+    told_the_end = alerted.filter(kind__in=[Kind.FAILED, Kind.REFUSED, Kind.DONE, Kind.RECOVERED])
     missing = list(
         Execution.objects.select_related("source")
+        .annotate(outcome_before=Subquery(outcome_before))
         .filter(ended, finished_at__gte=timezone.now() - CATCH_UP_WINDOW)
         .filter(alert_wanted=True)
         .filter(~Exists(told_the_end))[:200]
@@ -260,66 +310,11 @@ def catch_up_execution_alerts() -> int:
 # --- stale sources ------------------------------------------------------------------------
 
 
-@dataclass
-class Overdue:
-    schedule: Schedule
-    last_success: datetime | None
-    due: datetime
-    interval: timedelta
-
-
-def last_successes(source_ids=None) -> dict[int, datetime]:
-    done = Execution.objects.filter(state=State.DONE, finished_at__isnull=False)
-    if source_ids is not None:
-        done = done.filter(source_id__in=source_ids)
-    return dict(
-        done.values("source").annotate(last=Max("finished_at")).values_list("source", "last")
-    )
-
-
-def due_by(schedule: Schedule, last_success: datetime | None) -> datetime:
-    """When a source with this schedule must have imported again, grace included.
-
-    The next import is due one interval after the last successful one, or after the first
-    run Assets was told of this timing when that came later (a new or moved schedule gets a
-    whole interval: its first import may still be running). A start time in the past is not
-    that run: Assets was told the next one after the sync.
-    """
-    # Synced by an earlier release (no `runs_from` kept): the run sent at that sync.
-    first = schedule.runs_from or start_sent(schedule) or schedule.start_time
-    since = first if last_success is None else max(first, last_success)
-    interval = SCHEDULE_INTERVALS[schedule.frequency]
-    return since + interval + timedelta(seconds=settings.STALE_GRACE_SECONDS)
-
-
-def scheduled_sources() -> list[Schedule]:
-    """Schedules that repeat, of enabled sources: those whose sources can go stale."""
-    return list(
-        Schedule.objects.select_related("source").filter(
-            source__enabled=True, frequency__in=list(SCHEDULE_INTERVALS)
-        )
-    )
-
-
-def overdue_sources(now: datetime | None = None) -> list[Overdue]:
-    now = now or timezone.now()
-    schedules = scheduled_sources()
-    last = last_successes([schedule.source_id for schedule in schedules])
-    found = []
-    for schedule in schedules:
-        last_success = last.get(schedule.source_id)
-        due = due_by(schedule, last_success)
-        if now > due:
-            interval = SCHEDULE_INTERVALS[schedule.frequency]
-            found.append(Overdue(schedule, last_success, due, interval))
-    return found
-
-
 def check_staleness() -> list[Alert]:
     """Alert once for each source that became stale; tell when a stale one recovered."""
     open_alerts = Alert.objects.filter(kind=Kind.STALE, resolved_at__isnull=True)
     for source in ImportSource.objects.filter(pk__in=open_alerts.values("source")):
-        resolve_staleness(source=source)
+        tell_recovered(source=source)
     still_open = set(open_alerts.values_list("source_id", flat=True))
     raised = []
     for overdue in overdue_sources():
@@ -347,18 +342,53 @@ def check_staleness() -> list[Alert]:
     return raised
 
 
-def resolve_staleness(*, source: ImportSource) -> list[Alert]:
-    """Close the source's open stale alert once it imported successfully again ("recovered"
-    is told once); close it silently when the source no longer runs on a schedule."""
-    recovered = []
-    for stale in Alert.objects.filter(kind=Kind.STALE, resolved_at__isnull=True, source=source):
-        done = (
+def tell_recovered(
+    *,
+    source: ImportSource,
+    done: Execution | None = None,
+    told_stalled_at=None,
+) -> Alert | None:
+    """A source imported successfully again: "recovered" is told once, to every channel of
+    the source, naming what the success ended (its failure streak, its stale spell).
+
+    `done`: the import that just ended DONE (its alert task); without it (housekeeping, a
+    source with an open stale alert) the latest success, told only if it ends a stale
+    spell. Its stale alert is closed, silently when the source no longer runs on a
+    schedule. Decided under the source's lock: the import's alert task and housekeeping
+    may both get here for the same success, and one tells all it ended.
+    """
+    with transaction.atomic():
+        _lock(source)
+        success = done or (
             Execution.objects.filter(source=source, state=State.DONE, finished_at__isnull=False)
             .order_by("-finished_at")
             .first()
         )
+        stale = _close_stale_alerts(source, success)
+        streak = failure_streak(success) if success is not None else None
+        if stale is None and (done is None or streak is None):
+            return None
+        return raise_alert(
+            key=f"execution-{success.pk}-recovered",
+            kind=Kind.RECOVERED,
+            source=source,
+            execution=success,
+            content=recovered_content(
+                success, streak=streak, stale=stale, told_stalled_at=told_stalled_at
+            ),
+            channels=channels_for(source, Kind.FAILED),
+        )
+
+
+def _close_stale_alerts(source: ImportSource, success: Execution | None) -> Alert | None:
+    """Close the source's open stale alerts the success came after (the latest of them is
+    returned, to be told recovered), and silently those of a source no longer scheduled."""
+    ended = None
+    for stale in Alert.objects.filter(
+        kind=Kind.STALE, resolved_at__isnull=True, source=source
+    ).order_by("created_at"):
         known = parse_datetime(stale.details.get("last_success_at") or "")
-        imported_again = done is not None and (known is None or done.finished_at > known)
+        imported_again = success is not None and (known is None or success.finished_at > known)
         scheduled = (
             source.enabled
             and Schedule.objects.filter(
@@ -370,18 +400,10 @@ def resolve_staleness(*, source: ImportSource) -> list[Alert]:
         if not Alert.objects.filter(pk=stale.pk, resolved_at__isnull=True).update(
             resolved_at=timezone.now()
         ):
-            continue  # another worker resolved it
+            continue  # another worker closed it
         if imported_again:
-            alert = raise_alert(
-                key=f"alert-{stale.pk}-recovered",
-                kind=Kind.RECOVERED,
-                source=source,
-                execution=done,
-                content=recovered_content(source, done, stale.created_at),
-            )
-            if alert is not None:
-                recovered.append(alert)
-    return recovered
+            ended = stale
+    return ended
 
 
 # --- housekeeping and the admin ---------------------------------------------------------

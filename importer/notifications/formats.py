@@ -143,12 +143,17 @@ def alert_facts(alert: Alert) -> list[tuple[str, str]]:
         facts.append(("Trigger", execution["trigger"]))
     if schedule.get("frequency"):
         facts.append(("Schedule", str(schedule["frequency"]).lower()))
+    # A first failure is its own streak: "failing since" tells nothing more there.
+    recovered = details.get("event") == "source.recovered"
+    if details.get("failing_since") and (recovered or details.get("failed_runs", 0) > 1):
+        facts.append(("Failing since", when_text(parse_datetime(details["failing_since"]))))
+        facts.append(("Failed runs in a row", str(details["failed_runs"])))
     for key, title in (
         ("last_success_at", "Last success"),
+        ("previous_success_at", "Success before"),
         ("due_at", "Due by"),
-        ("stale_since", "Stale since"),
     ):
-        if key in details:
+        if key in details and (details[key] or key != "due_at"):
             facts.append((title, when_text(parse_datetime(details[key] or ""))))
     facts.append(("When", when_text(alert.created_at)))
     return facts

@@ -8,8 +8,10 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from importer.models import Alert, ChunkJob, Execution, ImportSource, Schedule
+from importer.notifications.streaks import FailureStreak
 from importer.public import public_url
 from importer.redaction import redact_for
 
@@ -46,6 +48,23 @@ def iso_time(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
+def duration_text(seconds: float) -> str:
+    """ "45 seconds", "1 minute", "31 minutes", "2 h 05 min"."""
+    seconds = max(int(seconds), 0)
+    if seconds < 90:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = round(seconds / 60)
+    if minutes < 120:
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def ordinal(number: int) -> str:
+    if 10 <= number % 100 <= 20:
+        return f"{number}th"
+    return f"{number}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(number % 10, 'th') }"
+
+
 def _source_fields(source: ImportSource) -> dict:
     return {"id": source.pk, "name": source.name, "url": admin_url("importsource", source.pk)}
 
@@ -69,24 +88,63 @@ def _waiting_on(execution: Execution) -> str:
     )
 
 
+def _no_progress(execution: Execution) -> str:
+    """Why an ingesting import is told stalled: since when no page went in (its last stamp:
+    the stall's flag does not move it), and what the pages wait for."""
+    since = execution.updated_at
+    return (
+        f"No page has made progress since {when_text(since)} "
+        f"({duration_text((timezone.now() - since).total_seconds())} ago)." + _waiting_on(execution)
+    )
+
+
+STALL_ADVICE = (
+    "What to do: check that the source and Assets answer and that the task cluster runs "
+    "(/health/). The import goes on by itself once its pages move again (you will be told); "
+    "to give it up, cancel it on its page and run it again later."
+)
+
+
+def _streak_line(streak: FailureStreak) -> str:
+    last = when_text(streak.last_success)
+    if streak.runs == 1:
+        return f"Last successful import: {last}."
+    return (
+        f"Failing since {when_text(streak.since)}: {streak.runs} failed runs in a row; "
+        f"last success: {last}."
+    )
+
+
 def execution_content(
-    execution: Execution, kind: str, *, told_stalled_at: datetime | None = None
+    execution: Execution,
+    kind: str,
+    *,
+    told_stalled_at: datetime | None = None,
+    streak: FailureStreak | None = None,
+    held_back_after: datetime | None = None,
 ) -> Content:
     """The message for an execution that failed, was refused, stalled or is done
-    (`told_stalled_at`: when its stall was told, for one done since)."""
+    (`told_stalled_at`: when its stall was told, for one done since; `streak`: the source's
+    failures it belongs to; `held_back_after`: a failure not sent, its streak told then)."""
     source = execution.source
     trigger = execution.trigger_word
     link = admin_url("execution", execution.pk)
     reason = redact_for(source, execution.error or "")
-    if kind == Kind.STALLED and not reason:
-        minutes = settings.STALLED_AFTER_SECONDS // 60
-        reason = f"No chunk made progress for {minutes} minutes." + _waiting_on(execution)
+    pages_stalled = kind == Kind.STALLED and not reason
+    if pages_stalled:
+        reason = _no_progress(execution)
     subject = f"assets-sync: the {trigger} import of {source.name} {HEADLINES[kind]}"
+    if streak is not None and streak.runs > 1:
+        subject += f" ({ordinal(streak.runs)} failure in a row)"
     # The state is named where the headline does not say it already (a stalled import).
     state = f" ({execution.state})" if kind == Kind.STALLED else ""
     lines = [f"The {trigger} import of '{source.name}' {HEADLINES[kind]}{state}."]
     if reason:
         lines.append(f"Reason: {reason}")
+    if pages_stalled:
+        lines.append(STALL_ADVICE)
+    if streak is not None:
+        lines.append(_streak_line(streak))
     if execution.notice and kind != Kind.REFUSED:
         lines.append(f"Note: {redact_for(source, execution.notice)}")
     if told_stalled_at is not None and kind == Kind.RESUMED:
@@ -109,26 +167,44 @@ def execution_content(
             f"finished {when_text(execution.finished_at) if execution.finished_at else '-'}."
         )
     lines.append(f"Details: {link}")
+    if held_back_after is not None:
+        lines.append(
+            f"Not sent: this streak of failures was sent {when_text(held_back_after)}; it "
+            f"is sent again once {settings.ALERT_REPEAT_HOURS:g} h have passed "
+            "(ALERT_REPEAT_HOURS), or when the source recovers."
+        )
     details = {
         "event": f"execution.{kind}",
         "source": _source_fields(source),
-        "execution": {
-            "id": execution.pk,
-            "state": execution.state,
-            "trigger": trigger,
-            "reason": reason,
-            "records_fetched": execution.records_fetched,
-            "records_submitted": execution.records_submitted,
-            "records_left_out": execution.records_skipped,
-            "pages_submitted": execution.pages_submitted,
-            "created_at": iso_time(execution.created_at),
-            "started_at": iso_time(execution.started_at),
-            "finished_at": iso_time(execution.finished_at),
-            "stalled_since": iso_time(execution.stalled_since),
-            "url": link,
-        },
+        "execution": _execution_fields(execution, reason=reason),
     }
+    if streak is not None:
+        details.update(
+            failing_since=iso_time(streak.since),
+            failed_runs=streak.runs,
+            last_success_at=iso_time(streak.last_success),
+        )
+    if held_back_after is not None:
+        details["held_back"] = True
     return Content(subject, "\n".join(lines), details)
+
+
+def _execution_fields(execution: Execution, *, reason: str) -> dict:
+    return {
+        "id": execution.pk,
+        "state": execution.state,
+        "trigger": execution.trigger_word,
+        "reason": reason,
+        "records_fetched": execution.records_fetched,
+        "records_submitted": execution.records_submitted,
+        "records_left_out": execution.records_skipped,
+        "pages_submitted": execution.pages_submitted,
+        "created_at": iso_time(execution.created_at),
+        "started_at": iso_time(execution.started_at),
+        "finished_at": iso_time(execution.finished_at),
+        "stalled_since": iso_time(execution.stalled_since),
+        "url": admin_url("execution", execution.pk),
+    }
 
 
 def stale_content(
@@ -161,31 +237,59 @@ def stale_content(
     return Content(subject, text, details)
 
 
-def recovered_content(source: ImportSource, execution: Execution, stale_since: datetime) -> Content:
+def recovered_content(
+    execution: Execution,
+    *,
+    streak: FailureStreak | None,
+    stale: Alert | None,
+    told_stalled_at: datetime | None = None,
+) -> Content:
+    """A source imported successfully again: what the success ended (its failure streak,
+    its stale spell: when an import was due) and its last success before."""
+    source = execution.source
     link = admin_url("execution", execution.pk)
     subject = f"assets-sync: {source.name} has recovered"
-    text = "\n".join(
-        [
-            f"'{source.name}' imported successfully again at {when_text(execution.finished_at)} "
-            f"(stale since {when_text(stale_since)}).",
-            f"Records: {execution.records_submitted} submitted, {execution.records_skipped} "
-            "left out.",
-            f"Details: {link}",
-        ]
-    )
+    lines = [
+        f"'{source.name}' imported successfully again at {when_text(execution.finished_at)} "
+        f"(a {execution.trigger_word} import)."
+    ]
     details = {
         "event": "source.recovered",
         "source": _source_fields(source),
-        "execution": {
-            "id": execution.pk,
-            "state": execution.state,
-            "trigger": execution.trigger_word,
-            "finished_at": iso_time(execution.finished_at),
-            "url": link,
-        },
-        "stale_since": iso_time(stale_since),
+        "execution": _execution_fields(execution, reason=""),
+        "failing_since": None,
+        "failed_runs": 0,
+        "due_at": None,
     }
-    return Content(subject, text, details)
+    previous = None
+    if streak is not None:
+        lines.append(
+            f"It had been failing since {when_text(streak.since)}: {streak.runs} failed "
+            f"run{'s' if streak.runs != 1 else ''} in a row."
+        )
+        details.update(failing_since=iso_time(streak.since), failed_runs=streak.runs)
+        previous = streak.last_success
+    if stale is not None:
+        due = parse_datetime(stale.details.get("due_at") or "")
+        lines.append(f"It was stale: an import was due by {when_text(due)}.")
+        details.update(due_at=iso_time(due), stale_since=iso_time(stale.created_at))
+        if streak is None:
+            previous = parse_datetime(stale.details.get("last_success_at") or "")
+    lines.append(
+        f"The success before was at {when_text(previous)}."
+        if previous
+        else "It had never imported successfully before."
+    )
+    details["previous_success_at"] = iso_time(previous)
+    if told_stalled_at is not None:
+        lines.append(f"It was told stalled {when_text(told_stalled_at)}; it went on to the end.")
+    lines.append(
+        f"Records: {execution.records_fetched} fetched, {execution.records_submitted} "
+        f"submitted, {execution.records_skipped} left out; {execution.pages_submitted} "
+        "pages submitted."
+    )
+    lines.append(f"Details: {link}")
+    return Content(subject, "\n".join(lines), details)
 
 
 def channel_check_content(user: str) -> Content:

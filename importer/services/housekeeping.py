@@ -12,6 +12,7 @@ from django_q.models import Failure
 
 from importer import clock, metrics, notifications, work_queue
 from importer.models import ChunkJob, Execution
+from importer.notifications.messages import duration_text
 from importer.services.completion import completion_is_due
 from importer.services.lifecycle import (
     fail_execution,
@@ -130,10 +131,12 @@ def flag_stalled_executions() -> list[Execution]:
             Execution.objects.of(execution).update(stalled_since=now)
             notifications.notify_execution_stalled(execution)
         if settings.FAIL_STALLED_EXECUTIONS:
-            minutes = settings.STALLED_AFTER_SECONDS // 60
+            quiet = duration_text(settings.STALLED_AFTER_SECONDS)
             fail_execution(
                 execution=execution,
-                reason=f"The import made no progress for {minutes} minutes and was stopped.",
+                reason=f"The import made no progress for {quiet} and was stopped "
+                "(FAIL_STALLED_EXECUTIONS). Its pages' errors say why; run it again once the "
+                "source and Assets answer.",
             )
     return stalled
 
