@@ -9,19 +9,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.db.models import Count, OuterRef, Q, Subquery, Value
+from django.db.models import Count, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from importer.models import Execution, ImportSource, Schedule
-from importer.notifications.events import SCHEDULE_INTERVALS, due_by
+from importer.notifications.staleness import SCHEDULE_INTERVALS, due_by
+from importer.notifications.streaks import TOLD_FAILURES
 from importer.services import scrub_secrets
 
 State = Execution.State
-# What breaks a source's record of success, as alerts tell it: a failed run, or one refused
-# (Assets unreachable, another run still going). A refusal told to nobody on purpose (the
-# source disabled, a run Assets asked for twice) and a cancel are nobody's failure.
-FAILURE = Q(state=State.FAILED) | Q(state=State.REFUSED, alert_wanted=True)
+# What breaks a source's record of success is what alerts count in a failure streak.
+FAILURE = TOLD_FAILURES
 BEFORE_ANY_RUN = datetime(1970, 1, 1, tzinfo=UTC)
 ERROR_LINE_CHARACTERS = 160
 
