@@ -208,7 +208,7 @@ def test_a_malformed_mapping_is_refused_with_a_field_error(staff_client, make_so
 
     assert response.status_code == 200
     errors = response.context["adminform"].form.errors["mapping"]
-    assert "mapping.objectTypeMappings[0].selector: is required" in errors
+    assert "mapping.objectTypeMappings[0].selector (line 61): is required" in errors
 
 
 @pytest.mark.django_db
@@ -329,10 +329,14 @@ def test_a_dotted_locator_is_refused_when_the_mapping_is_saved(
     )
 
     assert response.status_code == 200
-    (error,) = response.context["adminform"].form.errors["mapping"]
-    assert error.startswith(
-        "mapping.objectTypeMappings[0].attributesMapping[5].attributeLocators[0]: "
-        "'os.name' has a dot"
+    form = response.context["adminform"].form
+    (error,) = form.errors["mapping"]
+    path, line, message = re.match(r"(\S+) \(line (\d+)\): (.*)", error).groups()
+    assert path == "mapping.objectTypeMappings[0].attributesMapping[5].attributeLocators[0]"
+    assert message.startswith("'os.name' has a dot")
+    shown = form["mapping"].value()  # the document as the field shows it again
+    assert form.fields["mapping"].prepare_value(shown).splitlines()[int(line) - 1].strip() == (
+        '"os.name"'
     )
     source.refresh_from_db()
     assert source.mapping["mapping"]["objectTypeMappings"][0]["attributesMapping"][5][

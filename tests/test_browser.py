@@ -269,7 +269,7 @@ def test_a_broken_mapping_is_shown_as_a_field_error_and_nothing_is_saved(
     expect(page.locator(".errornote")).to_be_visible()
     mapping_row = page.locator(".form-row.field-mapping")
     expect(mapping_row.locator(".errorlist")).to_contain_text(
-        "mapping.objectTypeMappings[0].selector: is required"
+        "mapping.objectTypeMappings[0].selector (line 61): is required"
     )
     # The token typed in was not saved, and is not sent back: the form says so at its field.
     token_row = page.locator(".form-row.field-assets_token")

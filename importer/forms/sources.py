@@ -10,7 +10,7 @@ from django.core.validators import MinValueValidator
 
 from importer.forms.fields import PrettyJSONField, strict_formfield
 from importer.forms.secrets import WriteOnlySecretsForm, keep_stored_secrets
-from importer.mapping import validate_document
+from importer.mapping import line_of, validate_document
 from importer.models import ImportSource
 from importer.redaction import (
     MASK,
@@ -311,7 +311,8 @@ class ImportSourceForm(WriteOnlySecretsForm):
             return None
         problems = validate_document(document)
         if problems:
-            raise forms.ValidationError([str(problem) for problem in problems])
+            # The lines of the document as the field shows it again, indented.
+            raise forms.ValidationError([_with_line(document, problem) for problem in problems])
         return document
 
     def chosen(self) -> dict[str, str]:
@@ -439,6 +440,11 @@ class ImportSourceForm(WriteOnlySecretsForm):
         if commit:
             source.save()
         return source
+
+
+def _with_line(document, problem) -> str:
+    line = line_of(document, problem.path)
+    return f"{problem.path} (line {line}): {problem.message}" if line else str(problem)
 
 
 def _requestable(url: str | None) -> str | None:

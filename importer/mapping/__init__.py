@@ -22,6 +22,7 @@ from importer.mapping.document import (
     INVALID_VALUES_MODES,
     MISSING_IDENTITY_MODES,
     MappingProblem,
+    line_of,
 )
 from importer.mapping.draft import draft_mapping
 from importer.mapping.table import mapping_table
@@ -37,6 +38,7 @@ from importer.mapping.transform import (
 from importer.mapping.validation import validate_document
 
 __all__ = [
+    "line_of",
     "ATTRIBUTE_TYPES",
     "ID_LIKE_FIELDS",
     "INVALID_VALUES_MODES",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +42,35 @@ class MappingProblem:
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
+
+
+def line_of(document: Any, path: str, *, indent: int = 2) -> int | None:
+    """The line (from 1) where the node at `path` starts in the document written out with
+    `indent`, as the mapping's field shows it; for a path to something missing, the line of
+    the nearest node that is there. None when not even the first step is."""
+    steps = [int(index) if index else key for key, index in _PATH_STEP.findall(path)]
+    parent, place = None, None
+    node = document
+    for step in steps:
+        if isinstance(step, int) and isinstance(node, list) and 0 <= step < len(node):
+            parent, place, node = node, step, node[step]
+        elif isinstance(step, str) and isinstance(node, dict) and step in node:
+            parent, place, node = node, step, node[step]
+        else:
+            break
+    if parent is None:
+        return None
+    original = parent[place]
+    parent[place] = _LINE_MARK
+    try:
+        text = json.dumps(document, indent=indent, ensure_ascii=False)
+    finally:
+        parent[place] = original
+    return text[: text.index(json.dumps(_LINE_MARK))].count("\n") + 1
+
+
+_PATH_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+_LINE_MARK = "\u0000line-of-this-node\u0000"
 
 
 # --- reading the document --------------------------------------------------------------------
