@@ -269,6 +269,10 @@ Q_CLUSTER = {
     # The ORM broker hands out `bulk` tasks per poll: one per poll would cap a whole cluster
     # at 1/poll chunks a second, whatever its number of workers.
     "bulk": env.int("Q_BULK", default=Q_WORKERS),
+    # Tasks a cluster takes from the broker ahead of its free workers (django-q2's default is
+    # workers squared). A chunk task runs a lane for up to CHUNK_LANE_SECONDS: tasks taken
+    # ahead wait that long in one cluster while the workers of the others sit idle.
+    "queue_limit": env.int("Q_QUEUE_LIMIT", default=Q_WORKERS),
     # A chunk makes two HTTP calls, each bounded by HTTP_TIMEOUT, so it ends well within this.
     "timeout": Q_TASK_TIMEOUT,
     # The ORM broker hands a task out again when it is not acknowledged within `retry`
