@@ -1128,9 +1128,10 @@ def test_an_assets_address_with_a_user_and_password_is_refused_when_saved(
         staff_client, source, assets_base_url="https://proxyuser:proxy-pass@api.atlassian.com"
     )
 
-    [error] = response.context["adminform"].form.errors["assets_base_url"]
+    error = response.context["adminform"].form.errors["assets_base_url"][0]
     assert error.startswith("Give the address without a user name or password")
     assert "proxy-pass" not in ImportSource.objects.get(pk=source.pk).assets_base_url
+    assert "proxy-pass" not in response.content.decode()  # not sent back either
 
 
 @pytest.mark.django_db

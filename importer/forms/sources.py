@@ -147,7 +147,9 @@ class ImportSourceForm(WriteOnlySecretsForm):
     """Tokens are write-only: the stored secret is never sent back to the browser."""
 
     secret_fields = SECRET_FIELDS
-    masked_fields = (*MASKED_URL_FIELDS, *MASKED_JSON_FIELDS, "auth_username")
+    # The Assets base URL is never stored with a password (refused), but one typed there is
+    # masked when the form comes back with errors, as any other.
+    masked_fields = (*MASKED_URL_FIELDS, *MASKED_JSON_FIELDS, "auth_username", "assets_base_url")
 
     assets_token = forms.CharField(
         label="Assets token",
@@ -233,7 +235,7 @@ class ImportSourceForm(WriteOnlySecretsForm):
         )
 
     def shown_masked(self, name: str, typed: str) -> str:
-        if name in MASKED_URL_FIELDS:
+        if name in MASKED_URL_FIELDS or name == "assets_base_url":
             return mask_url(typed, self._declared_secret_params())
         if name in MASKED_JSON_FIELDS:
             try:
