@@ -27,7 +27,7 @@ from importer.remote import (
     parse_retry_after,
     why_unreachable,
 )
-from importer.sources.urls import public_url
+from importer.sources.urls import public_url, without_credentials
 
 FAILURE_REASON_LIMIT = 1024
 
@@ -336,10 +336,7 @@ class AssetsClient:
     ):
         # A user and password in the address would go as Basic auth in place of the token:
         # the form refuses them, and one saved before is not sent.
-        scheme, at, rest = base_url.partition("://")
-        netloc = rest.split("/", 1)[0]
-        if at and "@" in netloc:
-            base_url = f"{scheme}://{netloc.rpartition('@')[2]}{rest[len(netloc) :]}"
+        base_url = without_credentials(base_url)
         self.root = (
             f"{base_url.rstrip('/')}/jsm/assets/workspace/{workspace_id}"
             f"/v1/importsource/{import_source_id}"

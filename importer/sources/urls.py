@@ -17,6 +17,13 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
 
+def without_credentials(url: str) -> str:
+    """`url` without a user and password: requests would send them as Basic auth, in place
+    of (or beside) the credentials configured for it. Query and fragment are kept."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
