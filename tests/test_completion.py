@@ -229,6 +229,8 @@ def test_an_import_assets_is_writing_is_not_cancelled_and_ends_as_assets_reports
     assert str(too_late.value).endswith(
         "and Assets is writing the records. Its outcome shows here once Assets reports it."
     )
+    sent_at = timezone.localtime(execution.completed_at)
+    assert f"sent at {sent_at:%H:%M:%S} {sent_at:%Z}, and Assets" in str(too_late.value)
     assert not any(method == "DELETE" for method, _ in sandbox.requests_log)
     sandbox._finish_processing(execution.assets_execution_id)  # Assets has written them
     execution = services.refresh_status(execution=execution)

@@ -441,7 +441,7 @@ def _assets_finishing(execution: Execution) -> str:
             "Assets reports it."
         )
     sent = execution.completed_at
-    when = f" at {timezone.localtime(sent):%H:%M:%S}" if sent else ""
+    when = f" at {timezone.localtime(sent):%H:%M:%S %Z}" if sent else ""
     return (
         f"every page was sent{when}, and Assets is writing the records. Its outcome shows here "
         "once Assets reports it."
