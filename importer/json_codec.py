@@ -65,5 +65,13 @@ def kind_of(value: Any) -> str:
     }.get(type(value)) or _with_article(type(value).__name__)
 
 
+def as_cell(value: Any) -> str:
+    """A value as a page shows what a chunk carries: text as it is, anything else as compact
+    JSON (`false`, `["blue","lab"]`), not as Python writes it (`False`, `['blue', 'lab']`)."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
 def _with_article(name: str) -> str:
     return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"

@@ -14,6 +14,7 @@ from django.urls import path, reverse
 from importer import services
 from importer.assets import AssetsError, AssetsNotFound
 from importer.forms.meanwhile import OUT_OF_DATE, changes_since, stamp
+from importer.json_codec import as_cell
 from importer.mapping import mapping_table
 
 DRAFT_SALT = "importer.admin.mapping_pages.draft"
@@ -70,7 +71,7 @@ class MappingPages:
         for selector, rows in preview.data.items():
             # In the order the mapping gives them (the first record's, then any others).
             columns = list(dict.fromkeys(key for row in rows for key in row))
-            cells = [[_as_cell(row.get(column, "")) for column in columns] for row in rows]
+            cells = [[as_cell(row.get(column, "")) for column in columns] for row in rows]
             tables.append({"selector": selector, "columns": columns, "rows": cells})
         return self._page(
             request, source, "preview.html", "Preview", preview=preview, tables=tables
@@ -198,14 +199,6 @@ class MappingPages:
     @admin.action(description="Draft mapping from source", permissions=["change"])
     def draft_mapping(self, request, queryset):
         return self._one_page_for(request, queryset, "draft_mapping")
-
-
-def _as_cell(value) -> str:
-    """A value as the chunk carries it: text as it is, anything else as compact JSON
-    (`false`, `["blue","lab"]`), not as Python writes it (`False`, `['blue', 'lab']`)."""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def _looked_again(found, moved: str) -> str:

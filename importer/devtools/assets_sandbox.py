@@ -35,6 +35,7 @@ from importer.devtools.faults import (
     html_reply,
     json_reply,
 )
+from importer.json_codec import as_cell
 
 API_PATH = re.compile(
     r"^/jsm/assets/workspace/(?P<ws>[^/]+)/v1/importsource/(?P<isid>[^/]+)(?P<rest>/.*)?$"
@@ -775,13 +776,6 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _as_cell(value: Any) -> str:
-    """A field as the chunk carried it: text as it is, anything else as compact JSON."""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-
-
 def _render_page(
     state: dict[str, Any],
     newest_id: str | None,
@@ -874,7 +868,7 @@ def _render_page(
         )
         rows = [
             [f"<code>{esc(object_key_string(key))}</code>", str(entry["times"])]
-            + [esc(_as_cell(entry.get("record", {}).get(name, ""))) for name in fields]
+            + [esc(as_cell(entry.get("record", {}).get(name, ""))) for name in fields]
             for key, entry in objects
         ]
         parts.append(_table(["Object", "Times received", *fields], rows))
