@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from importer.charts import Series, bar_chart
 from importer.models import Execution, NotificationChannel
+from importer.notifications.streaks import runs_by_end
 from importer.redaction import redact
 from importer.source_status import disabled_sources, source_statuses
 
@@ -55,10 +56,13 @@ def success_rate(days: int = 30) -> float | None:
 
 def latest_failures(limit: int = 10) -> list[Execution]:
     """The latest failed or refused runs, each with the first DONE of its source since
-    (`recovered_by`, None while the source has not imported successfully again)."""
-    recovery = Execution.objects.filter(
-        source=OuterRef("source"), state=State.DONE, created_at__gt=OuterRef("created_at")
-    ).order_by("created_at")
+    (`recovered_by`, None while the source has not imported successfully again): the first
+    to end after it, as alerts read the order of runs."""
+    recovery = (
+        runs_by_end(OuterRef("source"))
+        .filter(state=State.DONE, finished_at__gt=OuterRef("finished_at"))
+        .reverse()
+    )
     return list(
         Execution.objects.select_related("source")
         .filter(state__in=[State.FAILED, State.REFUSED])

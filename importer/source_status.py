@@ -1,7 +1,8 @@
 """Each source's condition now, as on-call reads it first: stalled, failing, stale, running, OK.
 
-Three queries whatever the history: the enabled sources, each with indexed look-ups of its
-newest runs (execution_source_created); those runs by primary key; the open runs.
+Three queries whatever the history: the enabled sources, each with indexed look-ups of the
+runs that ended last (execution_source_finished), read as alerts read them
+(`notifications.streaks`); those runs by primary key; the open runs.
 """
 
 from __future__ import annotations
@@ -15,12 +16,10 @@ from django.utils import timezone
 
 from importer.models import Execution, ImportSource, Schedule
 from importer.notifications.staleness import SCHEDULE_INTERVALS, due_by
-from importer.notifications.streaks import TOLD_FAILURES
+from importer.notifications.streaks import failures_after, runs_by_end
 from importer.services import scrub_secrets
 
 State = Execution.State
-# What breaks a source's record of success is what alerts count in a failure streak.
-FAILURE = TOLD_FAILURES
 BEFORE_ANY_RUN = datetime(1970, 1, 1, tzinfo=UTC)
 ERROR_LINE_CHARACTERS = 160
 
@@ -91,12 +90,11 @@ def disabled_sources() -> list[ImportSource]:
 
 
 def _enabled_sources_with_their_runs():
-    runs = Execution.objects.filter(source=OuterRef("pk")).order_by("-created_at")
+    # By their ends, as alerts read them: the dashboard and the alerts agree on the last run.
+    runs = runs_by_end(OuterRef("pk"))
     done = runs.filter(state=State.DONE)
     # The failures since the source's last DONE: its current streak.
-    streak = runs.filter(FAILURE).filter(
-        created_at__gt=Coalesce(OuterRef("last_done_at"), Value(BEFORE_ANY_RUN))
-    )
+    streak = failures_after(runs, Coalesce(OuterRef("last_done_at"), Value(BEFORE_ANY_RUN)))
     streak_length = streak.order_by().values("source").annotate(n=Count("pk")).values("n")
     return (
         ImportSource.objects.filter(enabled=True)
@@ -104,11 +102,11 @@ def _enabled_sources_with_their_runs():
         .annotate(
             latest_id=Subquery(runs.values("pk")[:1]),
             last_done_id=Subquery(done.values("pk")[:1]),
-            last_done_at=Subquery(done.values("created_at")[:1]),
+            last_done_at=Subquery(done.values("finished_at")[:1]),
         )
         .annotate(
             latest_failure_id=Subquery(streak.values("pk")[:1]),
-            failing_since=Subquery(streak.order_by("created_at").values("created_at")[:1]),
+            failing_since=Subquery(streak.reverse().values("finished_at")[:1]),
             failures_in_row=Coalesce(Subquery(streak_length), 0),
         )
         .order_by("name")
@@ -121,7 +119,8 @@ def _status_of(
     status = SourceStatus(
         source=source,
         condition=Condition.OK,
-        latest=runs.get(source.latest_id),
+        # An open run is the latest; else the one that ended last.
+        latest=running or runs.get(source.latest_id),
         running=running,
         last_success=runs.get(source.last_done_id),
         failures_in_row=source.failures_in_row,

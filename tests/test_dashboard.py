@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from importer.models import Execution, NotificationChannel, Schedule
+from importer.notifications.events import tell_recovered
 
 State = Execution.State
 DASHBOARD = "admin:importer_execution_dashboard"
@@ -107,9 +108,37 @@ def test_a_failing_source_says_since_when_from_the_first_failure_of_its_streak(
 
     row = row_of(dashboard(admin_client), "broken")
 
-    assert f"since {timezone.localtime(first.created_at):%Y-%m-%d %H:%M} (3 in a row)" in row
+    assert f"since {timezone.localtime(first.finished_at):%Y-%m-%d %H:%M} (3 in a row)" in row
     assert "source answered 503" in row and "line two" not in row
     assert f'href="/admin/importer/execution/{latest.pk}/change/">#{latest.pk}</a>' in row
+
+
+@pytest.mark.django_db
+def test_the_dashboard_and_the_alerts_agree_on_which_run_came_last(admin_client, make_source):
+    # A manual import began; a scheduled run was refused meanwhile (its mapping found not
+    # valid); the manual import then ended DONE. It ended last: alerts told the source
+    # recovered, and the dashboard reads it OK with that import as its latest.
+    source = make_source(name="overlap")
+    run(source, State.DONE, minutes_ago=600)
+    manual = run(source, State.DONE, minutes_ago=60)
+    Execution.objects.filter(pk=manual.pk).update(
+        finished_at=timezone.now() - timedelta(minutes=10)
+    )
+    manual.refresh_from_db()
+    run(
+        source,
+        State.REFUSED,
+        minutes_ago=30,
+        trigger=Execution.Trigger.SCHEDULE,
+        error="The mapping of 'overlap' is not valid",
+    )
+
+    recovered = tell_recovered(source=source, done=manual)
+    row = row_of(dashboard(admin_client), "overlap")
+
+    assert recovered is not None and recovered.details["failed_runs"] == 1
+    assert '<span class="status-badge status-ok">OK</span>' in row
+    assert f'href="/admin/importer/execution/{manual.pk}/change/">#{manual.pk}</a> done' in row
 
 
 @pytest.mark.django_db

@@ -1598,3 +1598,92 @@ def test_a_source_both_stale_and_failing_that_recovers_is_told_once_naming_both(
     recovered = received(httpserver)[-1]
     assert "It had been failing since " in recovered["text"]
     assert "It was stale: an import was due by " in recovered["text"]
+
+
+def test_no_recovered_alert_follows_a_scheduled_run_refused_while_a_manual_import_ran(
+    client, pushed_source, sandbox, inventory, httpserver
+):
+    # The scheduled run is refused because the manual import is open: the source did not
+    # fail, so the manual import's DONE ends no failure streak.
+    httpserver.expect_request("/hook").respond_with_json({})
+    webhook_channel(httpserver.url_for("/hook"))
+    inventory.faults.add(method="GET", path_contains="/api/computers", status=503, times=-1)
+    manual = services.start_import(source=pushed_source)  # still running: retries wait
+    trigger_schedule(client, pushed_source)
+    inventory.faults.clear()
+
+    manual = run_due_retries(manual)
+
+    assert manual.state == Execution.State.DONE, manual.error
+    [refused] = received(httpserver)
+    assert refused["event"] == "execution.refused"
+    assert "in a row" not in refused["subject"] and "failed_runs" not in refused
+    assert not Alert.objects.filter(kind=Alert.Kind.RECOVERED).exists()
+
+
+def test_a_scheduled_run_refused_while_a_manual_import_runs_is_no_failure_in_a_row(
+    client, pushed_source, sandbox, inventory, httpserver, settings
+):
+    # Told on its own, though the source failed before: not "2nd failure in a row", and not
+    # held back as a repeat of that streak.
+    httpserver.expect_request("/hook").respond_with_json({})
+    webhook_channel(httpserver.url_for("/hook"))
+    attempts = settings.CHUNK_MAX_ATTEMPTS
+    fail_on_a_dead_port(pushed_source, settings, runs=1)
+    mend(pushed_source, inventory)
+    settings.CHUNK_MAX_ATTEMPTS = attempts
+    inventory.faults.add(method="GET", path_contains="/api/computers", status=503, times=-1)
+    services.start_import(source=pushed_source)  # still running: retries wait
+
+    trigger_schedule(client, pushed_source)
+
+    failed, refused = received(httpserver)
+    assert refused["event"] == "execution.refused"
+    assert refused["subject"] == "assets-sync: the scheduled import of inventory was refused"
+
+
+def test_a_start_refused_because_assets_was_not_told_the_last_one_ended_is_no_failure_in_a_row(
+    client, pushed_source, sandbox, inventory, httpserver, settings
+):
+    # The failure's report to Assets was cut off: Assets counts that import as running and
+    # refuses the scheduled run with 409. That import's failure is the streak; the refusal
+    # adds nothing to it.
+    httpserver.expect_request("/hook").respond_with_json({})
+    webhook_channel(httpserver.url_for("/hook"))
+    sandbox.faults.add(method="POST", path_contains="/history/failed", drop=True, times=-1)
+    fail_on_a_dead_port(pushed_source, settings, runs=1)
+    sandbox.faults.add(method="POST", path_contains="/executions", status=409, times=1)
+    trigger_schedule(client, pushed_source)
+    sandbox.faults.clear()
+    mend(pushed_source, inventory)
+
+    services.start_import(source=pushed_source)
+
+    failed, refused, recovered = received(httpserver)
+    assert "has not yet been told" in refused["execution"]["reason"]
+    assert "in a row" not in refused["subject"]
+    assert recovered["event"] == "source.recovered" and recovered["failed_runs"] == 1
+
+
+def test_a_failure_alert_no_channel_received_does_not_silence_the_next_failure(
+    pushed_source, sandbox, inventory, httpserver, settings
+):
+    # The receiver was gone (410: given up at once) when the first failure was sent, and is
+    # back: nobody heard of the streak, so the next failure is sent, within
+    # ALERT_REPEAT_HOURS too.
+    settings.ALERT_REPEAT_HOURS = 4
+    httpserver.expect_oneshot_request("/hook").respond_with_data("gone", status=410)
+    httpserver.expect_request("/hook").respond_with_json({})
+    webhook_channel(httpserver.url_for("/hook"))
+    fail_on_a_dead_port(pushed_source, settings, runs=1)
+    assert Delivery.objects.get().state == Delivery.State.FAILED
+
+    fail_on_a_dead_port(pushed_source, settings, runs=1)
+    fire_due_retries()  # the channel failed last: the alert waits its turn, then goes
+
+    subjects = [payload["subject"] for payload in received(httpserver)]
+    assert subjects == [
+        "assets-sync: the manual import of inventory failed",
+        "assets-sync: the manual import of inventory failed (2nd failure in a row)",
+    ]
+    assert Delivery.objects.filter(state=Delivery.State.SENT).count() == 1

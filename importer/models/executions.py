@@ -29,12 +29,15 @@ class ExecutionQuerySet(models.QuerySet):
         """Update the rows and their `updated_at` (progress, or a transition's fields)."""
         return bool(self.update(updated_at=timezone.now(), **fields))
 
-    def refuse(self, *, reason: str, alert_wanted: bool = True) -> bool:
+    def refuse(
+        self, *, reason: str, alert_wanted: bool = True, another_import_running: bool = False
+    ) -> bool:
         return self.filter(state=ExecutionState.PENDING).stamp(
             state=ExecutionState.REFUSED,
             error=reason,
             finished_at=timezone.now(),
             alert_wanted=alert_wanted,
+            another_import_running=another_import_running,
         )
 
     def begin_ingesting(self) -> bool:
@@ -303,6 +306,14 @@ class Execution(models.Model):
         help_text="False when this run's end is told to nobody on purpose: a scheduled run "
         "Assets asked for again, or one refused because its source was disabled.",
     )
+    another_import_running = models.BooleanField(
+        default=False,
+        db_default=False,
+        editable=False,
+        help_text="Refused because another import of the source was running (here, or one "
+        "whose end Assets had not been told yet): the source did not fail, so the run "
+        "neither counts in nor ends a failure streak.",
+    )
 
     objects = ExecutionQuerySet.as_manager()
 
@@ -326,6 +337,10 @@ class Execution(models.Model):
             # The history sorts by newest first; the source list looks up each last import.
             models.Index(fields=["-created_at"], name="execution_created"),
             models.Index(fields=["source", "-created_at"], name="execution_source_created"),
+            # Alerts and the dashboard read a source's runs by their end (`runs_by_end`).
+            models.Index(
+                fields=["source", "-finished_at", "-id"], name="execution_source_finished"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -35,7 +35,12 @@ from importer.notifications.messages import (
     stale_content,
 )
 from importer.notifications.staleness import SCHEDULE_INTERVALS, overdue_sources
-from importer.notifications.streaks import TOLD_FAILURES, failure_streak, last_told
+from importer.notifications.streaks import (
+    TOLD_FAILURES,
+    failure_streak,
+    last_told,
+    runs_by_end,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -158,10 +163,12 @@ def _raise_failure_alert(execution: Execution, kind: str) -> Alert | None:
     """A failed or refused run, with the streak it belongs to. The first failure after a
     success is sent; the next ones only once ALERT_REPEAT_HOURS have passed since the streak
     was last sent (each says how many runs failed in a row). One held back is kept, sent to
-    no channel, so the Alerts list shows it and housekeeping does not take it for lost."""
+    no channel, so the Alerts list shows it and housekeeping does not take it for lost.
+    A run refused because another import of the source was running is no failure of the
+    source: it is told on its own, in no streak."""
     with transaction.atomic():
         _lock(execution.source)  # two failures of one source at once: one is the first
-        streak = failure_streak(execution)
+        streak = None if execution.another_import_running else failure_streak(execution)
         told_at = last_told(streak, besides=execution) if streak else None
         repeat = timedelta(hours=settings.ALERT_REPEAT_HOURS)
         held_back = told_at is not None and timezone.now() - told_at < repeat
@@ -271,9 +278,9 @@ def catch_up_execution_alerts() -> int:
         ended |= Q(state=State.DONE) & Exists(alerted.filter(kind=Kind.STALLED))
     # Done after failures: told "recovered".
     outcome_before = (
-        Execution.objects.filter(source=OuterRef("source"), finished_at__lt=OuterRef("finished_at"))
+        runs_by_end(OuterRef("source"))
+        .filter(finished_at__lt=OuterRef("finished_at"))
         .filter(Q(state=State.DONE) | TOLD_FAILURES)
-        .order_by("-finished_at")
         .values("state")[:1]
     )
     ended |= Q(state=State.DONE, outcome_before__in=[State.FAILED, State.REFUSED])

@@ -116,7 +116,8 @@ def start_import(
                 f". Assets has not yet been told that import #{untold.pk} ended (it is told "
                 "again shortly) and counts it as running until then: start again in a minute"
             )
-        _refuse(execution, reason)
+        # Its own import, still running in Assets' eyes: no failure of the source.
+        _refuse(execution, reason, another_import_running=untold is not None)
         # A conflict is an import running in Assets: a later start may go through.
         raise recorded_refusal(reason, running=conflict) from None
 
@@ -218,12 +219,15 @@ def scheduled_refusal_told(source: ImportSource) -> bool:
     ).exists()
 
 
-def _refuse(execution: Execution, reason: str) -> None:
-    """The start refused, in the history, and told to the channels (a scheduled run once)."""
+def _refuse(execution: Execution, reason: str, *, another_import_running: bool = False) -> None:
+    """The start refused, in the history, and told to the channels (a scheduled run once);
+    `another_import_running`: refused for that, it is no failure in a streak."""
     with transaction.atomic():
         scheduled = execution.trigger == Execution.Trigger.SCHEDULE
         told = not scheduled or scheduled_refusal_told(execution.source)
-        refused = Execution.objects.of(execution).refuse(reason=reason, alert_wanted=told)
+        refused = Execution.objects.of(execution).refuse(
+            reason=reason, alert_wanted=told, another_import_running=another_import_running
+        )
     if refused and told:
         notifications.notify_execution_finished(execution)
 

@@ -467,7 +467,13 @@ def start_scheduled_import(*, source: ImportSource) -> Execution:
         if not refusal.recorded:
             # Assets calling again for the same run: kept in the history, told once.
             with transaction.atomic():
-                refused = _record_refused_run(source, refusal, told=scheduled_refusal_told(source))
+                refused = _record_refused_run(
+                    source,
+                    refusal,
+                    told=scheduled_refusal_told(source),
+                    # Another import of this source is open here: it is no failure of it.
+                    another_import_running=isinstance(refusal, ImportAlreadyRunning),
+                )
             if refused.alert_wanted:
                 notifications.notify_execution_finished(refused)
         raise
@@ -492,9 +498,16 @@ def _outcome_of_start(execution: Execution) -> Execution:
     return execution
 
 
-def _record_refused_run(source: ImportSource, refusal: ImportRefused, *, told: bool) -> Execution:
+def _record_refused_run(
+    source: ImportSource,
+    refusal: ImportRefused,
+    *,
+    told: bool,
+    another_import_running: bool = False,
+) -> Execution:
     """The run Assets' scheduler asked for and that did not happen, in the history; `told`:
-    whether its alert is wanted (housekeeping's catch-up raises the lost ones)."""
+    whether its alert is wanted (housekeeping's catch-up raises the lost ones);
+    `another_import_running`: refused for that, it is no failure in a streak."""
     return Execution.objects.create(
         source=source,
         trigger=Execution.Trigger.SCHEDULE,
@@ -502,6 +515,7 @@ def _record_refused_run(source: ImportSource, refusal: ImportRefused, *, told: b
         error=str(refusal),
         finished_at=timezone.now(),
         alert_wanted=told,
+        another_import_running=another_import_running,
     )
 
 
