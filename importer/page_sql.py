@@ -122,13 +122,14 @@ def mark_submitted(
 ) -> bool:
     """Assets accepted the page (or there was nothing to send: `state` says why), while this
     worker still holds the chunk (RUNNING, same attempt). The reasons of the records and of
-    the nested items left out are the chunk's error; the records alone are counted."""
+    the nested items left out are the chunk's error; each is counted apart."""
     now = _now()
     params = [
         now,
         state,
         records,
         len(skipped),
+        len(items_left_out),
         "\n".join([*skipped, *items_left_out][:50]),
         identities,
         now,
@@ -139,9 +140,10 @@ def mark_submitted(
     return _rowcount(_sql().mark_submitted, params) > 0
 
 
-def record_submitted(execution_id: int, *, records: int, skipped: int) -> bool:
+def record_submitted(execution_id: int, *, records: int, skipped: int, items_skipped: int) -> bool:
     """Count a page Assets accepted; the execution is not stalled."""
-    return _rowcount(_sql().record_submitted, [_now(), records, skipped, execution_id]) > 0
+    params = [_now(), records, skipped, items_skipped, execution_id]
+    return _rowcount(_sql().record_submitted, params) > 0
 
 
 def completion_due(execution_id: int) -> bool:
@@ -226,7 +228,8 @@ class _Statements:
         )
         self.mark_submitted = (
             f"UPDATE {chunks} SET {c('updated_at')} = %s, {c('state')} = %s, "
-            f"{c('record_count')} = %s, {c('skipped_count')} = %s, {c('error')} = %s, "
+            f"{c('record_count')} = %s, {c('skipped_count')} = %s, "
+            f"{c('items_skipped_count')} = %s, {c('error')} = %s, "
             f"{c('identity_digests')} = %s, "
             f"{c('lease_expires_at')} = NULL, {c('submitted_at')} = %s "
             f"WHERE {c('id')} = %s AND {c('state')} = %s AND {c('attempts')} = %s"
@@ -235,7 +238,8 @@ class _Statements:
             f"UPDATE {executions} SET {e('updated_at')} = %s, {e('stalled_since')} = NULL, "
             f"{e('pages_submitted')} = {e('pages_submitted')} + 1, "
             f"{e('records_submitted')} = {e('records_submitted')} + %s, "
-            f"{e('records_skipped')} = {e('records_skipped')} + %s "
+            f"{e('records_skipped')} = {e('records_skipped')} + %s, "
+            f"{e('items_skipped')} = {e('items_skipped')} + %s "
             f"WHERE {e('id')} = %s"
         )
         self.completion_due = (

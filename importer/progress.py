@@ -130,6 +130,7 @@ def progress_of(execution: Execution) -> dict:
         "records_total": told_total(execution),
         "records_submitted": execution.records_submitted,
         "records_skipped": execution.records_skipped,
+        "items_skipped": execution.items_skipped,
         "records_per_second": round(execution.records_submitted / seconds, 1) if seconds else None,
         "seconds_left": seconds_left(execution, seconds),
         # Stalled once, an import that ended is no longer stalled.

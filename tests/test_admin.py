@@ -617,6 +617,24 @@ def test_an_import_whose_completed_assets_has_not_taken_says_so_under_retries(
 
 
 @pytest.mark.django_db
+def test_an_import_page_shows_the_nested_items_left_out_beside_the_records_left_out(
+    staff_client, make_source
+):
+    execution = Execution.objects.create(
+        source=make_source(), state=Execution.State.DONE, records_skipped=1, items_skipped=2
+    )
+    execution.chunks.create(
+        index=0, state=ChunkJob.State.SUBMITTED, skipped_count=1, items_skipped_count=2
+    )
+
+    page = staff_client.get(reverse("admin:importer_execution_change", args=[execution.pk]))
+
+    html = " ".join(page.content.decode().split())
+    assert 'Nested items left out:</label> <div class="readonly">2</div>' in html
+    assert '<td>1<br><small class="items-left-out">+ 2 nested items</small></td>' in html
+
+
+@pytest.mark.django_db
 def test_retrying_an_import_with_no_failed_page_says_so_and_logs_nothing(staff_client, make_source):
     # Two operators retried at once: the second finds nothing left to retry.
     from django.contrib.admin.models import LogEntry

@@ -9,6 +9,7 @@ import pytest
 from importer.devtools.demo_source import demo_computer
 from importer.mapping import (
     ATTRIBUTE_TYPES,
+    EveryItemLeftOut,
     InvalidValuesError,
     MappingProblem,
     MissingIdentityError,
@@ -954,13 +955,55 @@ def test_a_nested_item_without_identity_is_left_out_naming_its_place():
     record = laptop_with_disks()
     del record["hardDrives"][0]["files"][0]["path"]
 
-    result = transform_records([record], nested_document())
+    result = transform_records([record, laptop_with_disks()], nested_document())
 
     assert result.data["laptops"][0]["hardDrives"][0]["files"] == []
     assert result.items_left_out == [
         "record 1 (serial=C02X1): left out 'hardDrives[0].files[0]': no value for "
         "'hardDrives[0].files[0].path', which identifies the object in selector "
         "'laptops.hardDrives.files'"
+    ]
+
+
+def test_a_page_whose_every_nested_item_lacks_its_identity_fails_naming_selector_and_field():
+    # A field renamed at the source: every disk is left out, each record is sent without
+    # its disks, and the import would end DONE with not one disk in Assets.
+    records = [laptop_with_disks(), laptop_with_disks()]
+    for record in records:
+        for disk in record["hardDrives"]:
+            disk["disk_id"] = disk.pop("id")
+
+    with pytest.raises(EveryItemLeftOut) as failure:
+        transform_records(records, nested_document())
+
+    assert str(failure.value).startswith(
+        "Every one of the 4 items of selector 'laptops.hardDrives' on this page was left out "
+        "of its record, so Assets would have received none (the first: record 1 "
+        "(serial=C02X1): left out 'hardDrives[0]': no value for 'hardDrives[0].id', which "
+        "identifies the object in selector 'laptops.hardDrives'). Nothing was marked complete "
+        "in Assets. If the source renamed or dropped a field, change the mapping's attribute "
+        "locators of that selector to the source's fields"
+    )
+
+
+def test_a_record_whose_only_objects_are_nested_items_left_out_is_told_once():
+    # A nested selector alone: a record whose every disk is left out makes no object, so it
+    # is a record left out, its disks its reason, not also counted as items left out.
+    document = nested_document()
+    document["mapping"]["objectTypeMappings"] = document["mapping"]["objectTypeMappings"][1:2]
+    renamed = laptop_with_disks()
+    renamed["serial"] = "C02X2"
+    for disk in renamed["hardDrives"]:
+        del disk["id"]
+
+    result = transform_records([laptop_with_disks(), renamed], document)
+
+    assert result.record_count == 1 and result.items_left_out == []
+    assert result.skipped == [
+        "record 2 (serial=C02X2): holds no object for the mapping: left out 'hardDrives[0]': "
+        "no value for 'hardDrives[0].id', which identifies the object in selector "
+        "'laptops.hardDrives'; left out 'hardDrives[1]': no value for 'hardDrives[1].id', "
+        "which identifies the object in selector 'laptops.hardDrives'"
     ]
 
 
@@ -1098,10 +1141,12 @@ def test_a_file_without_its_required_size_is_left_out_of_its_drive_naming_the_fi
     records = example("importsource_put", "records")
     del records[0]["files"][0]["size"]
     del records[1]["label"]
+    # Another drive's file is sent: a page that sends none of its files fails instead.
+    records.append({**records[0], "id": "drv-a11e", "files": [{"path": "/a", "size": 1}]})
 
     result = transform_records(records, example("importsource_put"))
 
-    assert result.record_count == 1  # the drive goes, without the file
+    assert result.record_count == 2  # the drive goes, without the file
     assert result.items_left_out == [
         "record 1 (id=drv-7f3a): left out 'files[0]': no value for 'files[0].size', which "
         "attribute 'Bytes' requires (minimumCardinality 1)",

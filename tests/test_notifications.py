@@ -15,7 +15,8 @@ from importer import notifications, services, tasks
 from importer.models import Alert, Delivery, Execution, NotificationChannel, Schedule
 from importer.notifications import events
 from importer.notifications.delivery import MAX_ATTEMPTS, RETRY_DELAYS
-from importer.notifications.messages import when_text
+from importer.notifications.formats import alert_facts
+from importer.notifications.messages import execution_content, when_text
 from importer.notifications.staleness import last_successes
 from tests.conftest import SANDBOX_TOKEN, SmtpServer, wait_for
 from tests.test_services import run_due_retries
@@ -1687,3 +1688,24 @@ def test_a_failure_alert_no_channel_received_does_not_silence_the_next_failure(
         "assets-sync: the manual import of inventory failed (2nd failure in a row)",
     ]
     assert Delivery.objects.filter(state=Delivery.State.SENT).count() == 1
+
+
+def test_an_alert_counts_the_nested_items_left_out_beside_the_records_left_out(make_source):
+    execution = Execution.objects.create(
+        source=make_source(),
+        state=Execution.State.FAILED,
+        records_fetched=30,
+        records_submitted=30,
+        items_skipped=2,
+    )
+
+    content = execution_content(execution, Alert.Kind.FAILED)
+
+    assert (
+        "Records: 30 fetched, 30 submitted, 0 left out (and 2 nested items of records sent); "
+        "0 pages submitted." in content.text
+    )
+    facts = dict(alert_facts(Alert(kind=Alert.Kind.FAILED, details=content.details)))
+    assert facts["Records"] == (
+        "30 fetched, 30 submitted, 0 left out (and 2 nested items of records sent)"
+    )

@@ -1082,15 +1082,8 @@ def test_a_mapping_assets_still_holds_as_pushed_is_not_pushed_again(pushed_sourc
     assert [call for call in sandbox.requests_log if call[0] == "PUT"] == pushes_before
 
 
-def test_a_disk_without_its_serial_is_left_out_alone_and_named_in_its_pages_error(
-    make_source, demo_mapping, sandbox
-):
-    def computer(i: int) -> dict:
-        record = computer_with_disks(i)
-        if i == 3:
-            record["disks"].append({"size_gb": 128})  # no serial: no identity
-        return record
-
+def import_computers(make_source, demo_mapping, computer) -> Execution:
+    """An import of 30 computers with their disks (a nested selector), made by `computer`."""
     server = FakeSource(records=30, record=computer).start()
     try:
         source = make_source(
@@ -1102,8 +1095,21 @@ def test_a_disk_without_its_serial_is_left_out_alone_and_named_in_its_pages_erro
         execution = services.start_import(source=services.push_mapping(source=source))
     finally:
         server.stop()
-
     execution.refresh_from_db()
+    return execution
+
+
+def test_a_disk_without_its_serial_is_left_out_alone_and_named_in_its_pages_error(
+    make_source, demo_mapping, sandbox
+):
+    def computer(i: int) -> dict:
+        record = computer_with_disks(i)
+        if i == 3:
+            record["disks"].append({"size_gb": 128})  # no serial: no identity
+        return record
+
+    execution = import_computers(make_source, demo_mapping, computer)
+
     assert execution.state == Execution.State.DONE
     assert (execution.records_submitted, execution.records_skipped) == (30, 0)
     objects = sandbox.execution(execution.assets_execution_id)["objects"]
@@ -1113,3 +1119,42 @@ def test_a_disk_without_its_serial_is_left_out_alone_and_named_in_its_pages_erro
         "record 3 (serial=SN-00003): left out 'disks[1]': no value for 'disks[1].serial', "
         "which identifies the object in selector 'computers.disks'"
     )
+
+
+def test_disks_left_out_alone_are_counted_on_the_import_and_its_page(
+    make_source, demo_mapping, sandbox
+):
+    def computer(i: int) -> dict:
+        record = computer_with_disks(i)
+        if i in (3, 7):
+            record["disks"].append({"size_gb": 128})  # no serial: no identity
+        return record
+
+    execution = import_computers(make_source, demo_mapping, computer)
+
+    assert execution.state == Execution.State.DONE
+    assert (execution.records_skipped, execution.items_skipped) == (0, 2)
+    [chunk] = execution.chunks.exclude(items_skipped_count=0)
+    assert (chunk.index, chunk.skipped_count, chunk.items_skipped_count) == (0, 0, 2)
+
+
+def test_an_import_whose_every_disk_lost_its_serial_at_the_source_fails_saying_so(
+    make_source, demo_mapping, sandbox
+):
+    def computer(i: int) -> dict:
+        record = computer_with_disks(i)
+        for disk in record["disks"]:
+            disk["serial_number"] = disk.pop("serial")  # renamed at the source
+        return record
+
+    execution = import_computers(make_source, demo_mapping, computer)
+
+    assert execution.state == Execution.State.FAILED
+    assert execution.error.startswith(
+        "Chunk 1 failed: Every one of the 25 items of selector 'computers.disks' on this page "
+        "was left out of its record, so Assets would have received none (the first: record 1 "
+        "(serial=SN-00001): left out 'disks[0]': no value for 'disks[0].serial', which "
+        "identifies the object in selector 'computers.disks')."
+    )
+    assert "change the mapping's attribute locators of that selector" in execution.error
+    assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0

@@ -114,6 +114,7 @@ class ExecutionAdmin(SourceByNameToViewers, PageButtons, CountedDeletion, admin.
         "records_fetched",
         "records_submitted",
         "records_skipped",
+        "items_skipped",
         "created_at",
         "started_at",
         "completed_at",

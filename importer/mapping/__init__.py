@@ -27,6 +27,7 @@ from importer.mapping.document import (
 from importer.mapping.draft import draft_mapping
 from importer.mapping.table import mapping_table
 from importer.mapping.transform import (
+    EveryItemLeftOut,
     InvalidValuesError,
     MissingIdentityError,
     RecordsRefused,
@@ -43,6 +44,7 @@ __all__ = [
     "ID_LIKE_FIELDS",
     "INVALID_VALUES_MODES",
     "MISSING_IDENTITY_MODES",
+    "EveryItemLeftOut",
     "InvalidValuesError",
     "MappingProblem",
     "MissingIdentityError",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from array import array
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -67,6 +68,24 @@ class InvalidValuesError(RecordsRefused):
 
     kind = "invalid_values"
     what = "with values Assets' schema rules out"
+
+
+class EveryItemLeftOut(RecordsRefused):
+    """Every nested item of a selector on a page was left out, while their records were sent:
+    a field renamed at the source leaves each one without it, and the import would end DONE
+    with none of them in Assets. `reasons`: one per such selector, its count and first item."""
+
+    kind = "every_item_left_out"
+
+    def __init__(self, reasons: list[str]) -> None:
+        self.reasons = reasons
+        ValueError.__init__(
+            self,
+            "; ".join(reasons) + ". Nothing was marked complete in Assets. If the source "
+            "renamed or dropped a field, change the mapping's attribute locators of that "
+            "selector to the source's fields (preview the source to check them); if the "
+            "source holds these items so, fix them there. Then run the import again.",
+        )
 
 
 @dataclass
@@ -213,10 +232,11 @@ def transform_records(
     problems: list[str] = []
     missing: list[str] = []
     items_left_out: list[str] = []
-    dropped: list[str] = []
     # A nested item's problem leaves out that item alone, unless the source says such
     # problems fail the import.
-    items = _ItemRules(dropped, fail_missing=fail_missing, fail_invalid=fail_invalid)
+    items = _ItemRules([], [], fail_missing=fail_missing, fail_invalid=fail_invalid)
+    # Per nested selector, the items left out of the records sent, and the first one's reason.
+    left_out_of: dict[str, list] = {}
     # Only steps of dotted selectors at the top: a record may hold no object at all.
     only_steps = not any(level.mapped for level in levels.values())
     for position, record in enumerate(records, start=1):
@@ -225,11 +245,9 @@ def transform_records(
             (invalid if fail_invalid else skipped).append(reason)
             continue
         picked = [_pick(level, record, "", problems, missing, items) for level in levels.values()]
+        dropped, dropped_from = items.left_out, items.selectors
         if dropped:
-            if not (problems or missing):
-                described = f"record {position} ({_describe(record, id_fields)}): left out "
-                items_left_out.extend(described + reason for reason in dropped)
-            dropped.clear()
+            items.left_out, items.selectors = [], []
         if problems or missing:
             reason = f"record {position} ({_describe(record, id_fields)}): " + "; ".join(
                 problems + missing
@@ -245,12 +263,19 @@ def transform_records(
         if only_steps:
             nothing = _holds_no_object(levels.values(), picked)
             if nothing:
-                # Sent, it would be counted as taken while Assets makes no object of it.
+                # Sent, it would be counted as taken while Assets makes no object of it. Its
+                # items left out are why, told once with the record, not counted apart.
+                why = "; ".join(f"left out {reason}" for reason in dropped) or nothing
                 skipped.append(
                     f"record {position} ({_describe(record, id_fields)}): holds no object "
-                    f"for the mapping: {nothing}"
+                    f"for the mapping: {why}"
                 )
                 continue
+        if dropped:
+            described = f"record {position} ({_describe(record, id_fields)}): left out "
+            for reason, selector in zip(dropped, dropped_from, strict=True):
+                items_left_out.append(described + reason)
+                left_out_of.setdefault(selector, [0, items_left_out[-1]])[0] += 1
         accepted += 1
         for sent, item in zip(outputs, picked, strict=True):
             sent.append(item)
@@ -260,9 +285,39 @@ def transform_records(
         raise MissingIdentityError(without_identity)
     if invalid:
         raise InvalidValuesError(invalid)
+    if left_out_of:
+        _fail_if_every_item_left_out(levels, data, left_out_of)
     return TransformResult(
         data=data, record_count=accepted, skipped=skipped, items_left_out=items_left_out
     )
+
+
+def _fail_if_every_item_left_out(
+    levels: dict[str, _Level], data: dict[str, list[dict]], left_out_of: dict[str, list]
+) -> None:
+    """Raise EveryItemLeftOut when a nested selector sends none of the page's items: as an
+    import whose every record is left out fails (`services.totals.every_record_left_out`),
+    so does a page whose every disk is, or it would end DONE without them."""
+    sent = Counter()
+    _count_items(levels.values(), [data.get(selector, []) for selector in levels], sent)
+    reasons = [
+        f"{f'Every one of the {count} items' if count > 1 else 'The one item'} of selector "
+        f"'{selector}' on this page was left out of its record, so Assets would have "
+        f"received none ({'the first: ' if count > 1 else ''}{first})"
+        for selector, (count, first) in left_out_of.items()
+        if not sent[selector]
+    ]
+    if reasons:
+        raise EveryItemLeftOut(reasons)
+
+
+def _count_items(levels: Iterable[_Level], objects: list[list[dict]], counts: Counter) -> None:
+    """Add the items each nested selector holds in these objects (per level) to `counts`."""
+    for level, parts in zip(levels, objects, strict=True):
+        for key, child in level.children.items():
+            items = [item for part in parts for item in part.get(key) or ()]
+            counts[child.selector] += len(items)
+            _count_items([child], [items], counts)
 
 
 def fields_in_no_record(records: list[Any], document: dict, *, minimum: int = 1) -> list[str]:
@@ -375,12 +430,17 @@ _SCALARS = frozenset({int, float, bool})
 
 @dataclass
 class _ItemRules:
-    """Where the problems of a nested item go: the reasons of the items left out, or, for
-    the kinds of problem the source says fail the import, the record's own."""
+    """Where the problems of a nested item go: the reasons of the items left out (with their
+    selectors), or, for the kinds of problem the source says fail the import, the record's."""
 
     left_out: list[str]
+    selectors: list[str]
     fail_missing: bool
     fail_invalid: bool
+
+    def leave_out(self, selector: str, reason: str) -> None:
+        self.left_out.append(reason)
+        self.selectors.append(selector)
 
 
 def _pick(
@@ -460,7 +520,7 @@ def _pick(
                 if items is None or items.fail_invalid:
                     problems.append(problem)
                 else:
-                    items.left_out.append(f"'{where}': {problem}")
+                    items.leave_out(child.selector, f"'{where}': {problem}")
                 continue
             if items is None:
                 kept.append(_pick(child, item, f"{where}.", problems, missing))
@@ -473,7 +533,8 @@ def _pick(
                 problems.extend(own_problems)
                 missing.extend(own_missing)
             elif own_problems or own_missing:
-                items.left_out.append(f"'{where}': " + "; ".join(own_problems + own_missing))
+                reason = f"'{where}': " + "; ".join(own_problems + own_missing)
+                items.leave_out(child.selector, reason)
             else:
                 kept.append(chosen)
         picked[key] = kept

@@ -168,6 +168,12 @@ class ChunkJob(models.Model):
     skipped_count = models.PositiveIntegerField(
         "records left out", default=0, help_text="Records of this page not sent to Assets."
     )
+    items_skipped_count = models.PositiveIntegerField(
+        "nested items left out",
+        default=0,
+        db_default=0,  # web processes of the release before insert chunks without it
+        help_text="Nested items (a computer's disks) of this page's records sent without them.",
+    )
     error = models.TextField(blank=True)
     parts_taken = models.CharField(
         max_length=40,

@@ -227,6 +227,13 @@ class Execution(models.Model):
         default=0,
         help_text="Records not sent to Assets (no identity, or a value that does not convert).",
     )
+    items_skipped = models.PositiveIntegerField(
+        "nested items left out",
+        default=0,
+        db_default=0,
+        help_text="Nested items (a computer's disks) not sent to Assets while their records "
+        "were (no identity, or a value that does not convert).",
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -136,7 +136,12 @@ def alert_facts(alert: Alert) -> list[tuple[str, str]]:
                 "Records",
                 f"{execution['records_fetched']} fetched, "
                 f"{execution.get('records_submitted', 0)} submitted, "
-                f"{execution.get('records_left_out', 0)} left out",
+                f"{execution.get('records_left_out', 0)} left out"
+                + (
+                    f" (and {execution['items_left_out']} nested items of records sent)"
+                    if execution.get("items_left_out")
+                    else ""
+                ),
             )
         )
     if execution.get("trigger"):

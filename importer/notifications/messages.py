@@ -157,11 +157,7 @@ def execution_content(
             f"{when_text(execution.finished_at or execution.created_at)}. Nothing was imported."
         )
     else:
-        lines.append(
-            f"Records: {execution.records_fetched} fetched, {execution.records_submitted} "
-            f"submitted, {execution.records_skipped} left out; {execution.pages_submitted} "
-            "pages submitted."
-        )
+        lines.append(_records_line(execution))
         lines.append(
             f"Started {when_text(execution.started_at or execution.created_at)}, "
             f"finished {when_text(execution.finished_at) if execution.finished_at else '-'}."
@@ -189,6 +185,18 @@ def execution_content(
     return Content(subject, "\n".join(lines), details)
 
 
+def _records_line(execution: Execution) -> str:
+    """The counts of an import; its nested items left out (a computer's disks, sent without
+    them) when there are some."""
+    items = execution.items_skipped
+    nested = f" (and {items} nested item{'s' if items != 1 else ''} of records sent)"
+    return (
+        f"Records: {execution.records_fetched} fetched, {execution.records_submitted} "
+        f"submitted, {execution.records_skipped} left out{nested if items else ''}; "
+        f"{execution.pages_submitted} pages submitted."
+    )
+
+
 def _execution_fields(execution: Execution, *, reason: str) -> dict:
     return {
         "id": execution.pk,
@@ -198,6 +206,7 @@ def _execution_fields(execution: Execution, *, reason: str) -> dict:
         "records_fetched": execution.records_fetched,
         "records_submitted": execution.records_submitted,
         "records_left_out": execution.records_skipped,
+        "items_left_out": execution.items_skipped,
         "pages_submitted": execution.pages_submitted,
         "created_at": iso_time(execution.created_at),
         "started_at": iso_time(execution.started_at),
@@ -283,11 +292,7 @@ def recovered_content(
     details["previous_success_at"] = iso_time(previous)
     if told_stalled_at is not None:
         lines.append(f"It was told stalled {when_text(told_stalled_at)}; it went on to the end.")
-    lines.append(
-        f"Records: {execution.records_fetched} fetched, {execution.records_submitted} "
-        f"submitted, {execution.records_skipped} left out; {execution.pages_submitted} "
-        "pages submitted."
-    )
+    lines.append(_records_line(execution))
     lines.append(f"Details: {link}")
     return Content(subject, "\n".join(lines), details)
 

@@ -140,10 +140,16 @@ class Command(DatabaseCommand):
         if execution.state != Execution.State.DONE:
             raise CommandError(f"Import ended {execution.state}: {execution.error}")
         done = f"Done: {execution.records_submitted} records in {execution.pages_submitted} pages."
-        if execution.records_skipped:
+        if execution.records_skipped or execution.items_skipped:
+            items = (
+                f", and {execution.items_skipped} nested items of records sent"
+                if execution.items_skipped
+                else ""
+            )
             done = (
-                f"{done[:-1]}; {execution.records_skipped} left out (without an identity, or "
-                f"with a value that does not convert): see {admin_url('execution', execution.pk)}"
+                f"{done[:-1]}; {execution.records_skipped} left out{items} (without an "
+                "identity, or with a value that does not convert): see "
+                f"{admin_url('execution', execution.pk)}"
             )
         self.stdout.write(self.style.SUCCESS(done))
 

@@ -52,7 +52,10 @@ def mark_submitted(
         # lanes never hold one each while waiting for the other (PostgreSQL would abort one).
         if state == ChunkState.SUBMITTED:
             page_sql.record_submitted(
-                chunk.execution_id, records=record_count, skipped=len(skipped)
+                chunk.execution_id,
+                records=record_count,
+                skipped=len(skipped),
+                items_skipped=len(items_left_out),
             )
         marked = page_sql.mark_submitted(
             chunk,
