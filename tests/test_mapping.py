@@ -986,6 +986,18 @@ def test_a_page_whose_every_nested_item_lacks_its_identity_fails_naming_selector
     )
 
 
+def test_a_page_whose_one_nested_item_lacks_its_identity_is_sent_without_it():
+    # One bad disk on a page with no other disk is no renamed field: the page goes on.
+    records = [laptop_with_disks(), laptop_with_disks()]
+    records[0]["hardDrives"] = [{"size": 512}]
+    records[1]["hardDrives"] = []
+
+    result = transform_records(records, nested_document())
+
+    assert result.record_count == 2 and len(result.items_left_out) == 1
+    assert result.data.get("laptops.hardDrives", []) == []
+
+
 def test_a_record_whose_only_objects_are_nested_items_left_out_is_told_once():
     # A nested selector alone: a record whose every disk is left out makes no object, so it
     # is a record left out, its disks its reason, not also counted as items left out.

@@ -70,6 +70,11 @@ class InvalidValuesError(RecordsRefused):
     what = "with values Assets' schema rules out"
 
 
+# A page whose few items of a selector are all left out (one computer with a disk without
+# its serial) imports without them, counted; this many, all left out, fail the page.
+ITEMS_THAT_TELL_A_RENAME = 3
+
+
 class EveryItemLeftOut(RecordsRefused):
     """Every nested item of a selector on a page was left out, while their records were sent:
     a field renamed at the source leaves each one without it, and the import would end DONE
@@ -295,17 +300,17 @@ def transform_records(
 def _fail_if_every_item_left_out(
     levels: dict[str, _Level], data: dict[str, list[dict]], left_out_of: dict[str, list]
 ) -> None:
-    """Raise EveryItemLeftOut when a nested selector sends none of the page's items: as an
+    """Raise EveryItemLeftOut when a nested selector sends none of the page's items, and
+    they are enough to tell a field renamed at the source from a bad item or two: as an
     import whose every record is left out fails (`services.totals.every_record_left_out`),
     so does a page whose every disk is, or it would end DONE without them."""
     sent = Counter()
     _count_items(levels.values(), [data.get(selector, []) for selector in levels], sent)
     reasons = [
-        f"{f'Every one of the {count} items' if count > 1 else 'The one item'} of selector "
-        f"'{selector}' on this page was left out of its record, so Assets would have "
-        f"received none ({'the first: ' if count > 1 else ''}{first})"
+        f"Every one of the {count} items of selector '{selector}' on this page was left out "
+        f"of its record, so Assets would have received none (the first: {first})"
         for selector, (count, first) in left_out_of.items()
-        if not sent[selector]
+        if not sent[selector] and count >= ITEMS_THAT_TELL_A_RENAME
     ]
     if reasons:
         raise EveryItemLeftOut(reasons)
