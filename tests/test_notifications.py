@@ -17,6 +17,10 @@ from importer.notifications import events
 from importer.notifications.delivery import MAX_ATTEMPTS, RETRY_DELAYS
 from importer.notifications.formats import alert_facts
 from importer.notifications.messages import execution_content, when_text
+
+
+from importer.notifications.delivery import MAX_ATTEMPTS, RETRY_DELAYS, WAITING_GIVEN_UP_AFTER
+from importer.notifications.messages import Content, when_text
 from importer.notifications.staleness import last_successes
 from tests.conftest import SANDBOX_TOKEN, SmtpServer, wait_for
 from tests.test_services import run_due_retries
@@ -1709,3 +1713,211 @@ def test_an_alert_counts_the_nested_items_left_out_beside_the_records_left_out(m
     assert facts["Records"] == (
         "30 fetched, 30 submitted, 0 left out (and 2 nested items of records sent)"
     )
+
+
+# --- a channel back after an outage ----------------------------------------------------------
+
+
+def alert_through(channel, subject: str, *, source=None) -> Alert:
+    """An alert for `channel` alone, sent at once (tasks run inline)."""
+    return events.raise_alert(
+        key=subject,
+        kind=Alert.Kind.FAILED,
+        source=source,
+        content=Content(subject, "t", {"event": "execution.failed"}),
+        channels=[channel],
+    )
+
+
+def an_outage(httpserver, channel, *subjects: str, source=None) -> list[Alert]:
+    """The receiver answers 503 while these alerts are raised, 47 and 5 minutes ago, ...: the
+    first is given up after its retries, the others after waiting their turn for too long;
+    then it answers again."""
+    httpserver.expect_request("/hook").respond_with_data("down", status=503)
+    alerts = [alert_through(channel, subject, source=source) for subject in subjects]
+    for minutes, alert in zip((47, 5, 4, 3), alerts, strict=False):
+        Alert.objects.filter(pk=alert.pk).update(
+            created_at=timezone.now() - timedelta(minutes=minutes)
+        )
+    Delivery.objects.filter(alert__in=alerts[1:]).update(
+        created_at=timezone.now() - WAITING_GIVEN_UP_AFTER - timedelta(minutes=1)
+    )
+    while fire_due_retries():
+        pass
+    given_up = Delivery.objects.filter(alert__in=alerts, state=Delivery.State.FAILED)
+    assert given_up.count() == len(alerts)
+    httpserver.clear_all_handlers()
+    httpserver.clear_log()
+    httpserver.expect_request("/hook").respond_with_json({})
+    return [Alert.objects.get(pk=alert.pk) for alert in alerts]
+
+
+def test_a_webhook_back_after_an_outage_gets_the_next_alert_then_one_message_naming_those_it_missed(
+    make_source, httpserver, settings
+):
+    settings.PUBLIC_BASE_URL = PUBLIC
+    settings.TIME_ZONE = "Europe/Berlin"
+    channel = webhook_channel(httpserver.url_for("/hook"))
+    first, last = an_outage(
+        httpserver,
+        channel,
+        "assets-sync: the scheduled import of inventory failed",
+        "assets-sync: inventory is stale",
+        source=make_source(),
+    )
+
+    alert_through(channel, "assets-sync: the manual import of inventory is done")
+
+    told = received(httpserver)
+    assert [payload["subject"] for payload in told] == [
+        "assets-sync: the manual import of inventory is done",
+        "assets-sync: 2 alerts could not be delivered to this channel",
+    ]
+    missed = told[1]
+    assert missed["event"] == "channel.missed"
+    assert missed["text"].startswith(
+        f"2 alerts could not be delivered to this channel between {when_text(first.created_at)}"
+        f" and {when_text(last.created_at)} (time zone Europe/Berlin)"
+    )
+    assert when_text(first.created_at).endswith(("CET", "CEST"))
+    assert (
+        f"- the scheduled import of inventory failed (inventory, {when_text(first.created_at)})"
+        in missed["text"]
+    )
+    assert f"- inventory is stale (inventory, {when_text(last.created_at)})" in missed["text"]
+    assert f"Every alert: {PUBLIC}/admin/importer/alert/" in missed["text"]
+    assert [alert["id"] for alert in missed["missed"]["alerts"]] == [first.pk, last.pk]
+
+
+def test_a_long_outage_is_told_as_the_first_twenty_alerts_and_how_many_more(httpserver):
+    channel = webhook_channel(httpserver.url_for("/hook"))
+    an_outage(httpserver, channel, *(f"assets-sync: alert {n}" for n in range(23)))
+
+    alert_through(channel, "assets-sync: the next one")
+
+    _, missed = received(httpserver)
+    assert missed["subject"] == "assets-sync: 23 alerts could not be delivered to this channel"
+    listed = [line for line in missed["text"].splitlines() if line.startswith("- ")]
+    assert listed[0].startswith("- alert 0 (no source, ") and len(listed) == 20
+    assert "\nand 3 more.\n" in missed["text"]
+
+
+def test_a_channel_recovering_again_with_nothing_given_up_since_is_told_nothing_missed(
+    httpserver,
+):
+    channel = webhook_channel(httpserver.url_for("/hook"))
+    an_outage(httpserver, channel, "assets-sync: lost")
+    alert_through(channel, "assets-sync: back")
+    assert len(received(httpserver)) == 2  # the alert, and what was missed
+    httpserver.clear_all_handlers()
+    httpserver.clear_log()
+    # Down again for a moment: the next alert gets through on its retry.
+    httpserver.expect_oneshot_request("/hook").respond_with_data("busy", status=503)
+    httpserver.expect_request("/hook").respond_with_json({})
+
+    alert_through(channel, "assets-sync: later")
+    fire_due_retries()
+
+    assert [payload["subject"] for payload in received(httpserver)] == [
+        "assets-sync: later",
+        "assets-sync: later",
+    ]
+    assert Alert.objects.filter(kind=Alert.Kind.MISSED).count() == 1
+
+
+def test_a_test_message_neither_tells_what_a_channel_missed_nor_counts_as_missed(httpserver):
+    # It tells whether the channel works now; the next alert tells what was missed.
+    channel = webhook_channel(httpserver.url_for("/hook"))
+    httpserver.expect_request("/hook").respond_with_data("down", status=503)
+    notifications.send_check_message(channel=channel)  # fails, and is given up at once
+    httpserver.clear_all_handlers()
+    an_outage(httpserver, channel, "assets-sync: lost")
+
+    notifications.send_check_message(channel=channel)
+    assert [payload["event"] for payload in received(httpserver)] == ["test"]
+    alert_through(channel, "assets-sync: back")
+
+    *_, missed = received(httpserver)
+    assert missed["subject"] == "assets-sync: 1 alert could not be delivered to this channel"
+    assert "- lost (no source, " in missed["text"] and "test message" not in missed["text"]
+
+
+def test_two_workers_succeeding_on_a_channel_at_once_tell_what_it_missed_once(
+    httpserver, monkeypatch
+):
+    import threading
+    from types import SimpleNamespace
+
+    from django.db import connections
+
+    from importer.notifications import missed
+
+    channel = webhook_channel(httpserver.url_for("/hook"))
+    an_outage(httpserver, channel, "assets-sync: lost", "assets-sync: lost too")
+    notifications.send_check_message(channel=channel)  # it answers again
+    deliveries = [
+        Delivery.objects.create(
+            channel=channel,
+            alert=Alert.objects.create(key=f"now-{n}", kind=Alert.Kind.FAILED, subject=f"now {n}"),
+        )
+        for n in range(2)
+    ]
+    # Both workers have read what the channel missed before either claims it.
+    both_read = threading.Barrier(2, timeout=10)
+
+    def now_once_both_read():
+        both_read.wait()
+        return timezone.now()
+
+    monkeypatch.setattr(missed, "timezone", SimpleNamespace(now=now_once_both_read))
+
+    def worker(delivery_id: int) -> None:
+        try:
+            tasks.send_delivery(delivery_id)
+        finally:
+            connections.close_all()
+
+    workers = [threading.Thread(target=worker, args=(d.pk,)) for d in deliveries]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+
+    assert sorted(payload["subject"] for payload in received(httpserver)) == [
+        "assets-sync: 2 alerts could not be delivered to this channel",
+        "assets-sync: test message",
+        "now 0",
+        "now 1",
+    ]
+    assert Alert.objects.filter(kind=Alert.Kind.MISSED).count() == 1
+
+
+def test_alerts_given_up_before_the_upgrade_are_not_told_missed_after_it(httpserver):
+    # Some may be months old; staff saw them on the channel's page.
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [("importer", "0030_nested_items_left_out")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    try:
+        old_apps = executor.loader.project_state(before).apps
+        old_channel = old_apps.get_model("importer", "NotificationChannel").objects.create(
+            name="chat", kind="webhook", webhook_url=httpserver.url_for("/hook")
+        )
+        old_alert = old_apps.get_model("importer", "Alert").objects.create(
+            key="old", kind="failed", subject="assets-sync: old"
+        )
+        old_apps.get_model("importer", "Delivery").objects.create(
+            alert=old_alert, channel=old_channel, state="FAILED"
+        )
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+    httpserver.expect_request("/hook").respond_with_json({})
+
+    alert_through(NotificationChannel.objects.get(), "assets-sync: after the upgrade")
+
+    assert [payload["subject"] for payload in received(httpserver)] == [
+        "assets-sync: after the upgrade"
+    ]

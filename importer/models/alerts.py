@@ -104,6 +104,7 @@ class Alert(models.Model):
         DONE = "done", "Import done"
         STALE = "stale", "Source stale"
         RECOVERED = "recovered", "Source recovered"
+        MISSED = "missed", "Alerts not delivered"
         TEST = "test", "Test message"
 
     key = models.CharField(max_length=200, unique=True, help_text="One alert per event.")
@@ -151,6 +152,8 @@ class Delivery(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # A delivery given up: when its channel, working again, was told the alert did not arrive.
+    reported_missed_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

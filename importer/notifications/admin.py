@@ -24,7 +24,7 @@ from importer.notifications.forms import FIELD_CONDITIONS, NotificationChannelFo
 
 class DeliveryInline(admin.TabularInline):
     model = Delivery
-    fields = ["channel", "state_label", "attempts", "sent_at", "error"]
+    fields = ["channel", "state_label", "attempts", "sent_at", "error", "reported_missed_at"]
     readonly_fields = fields
     extra = 0
     max_num = 0
@@ -247,7 +247,7 @@ class AlertAdmin(SourceByNameToViewers, admin.ModelAdmin):
             ]
             if states.count(state)
         ]
-        if alert.source_id is None:  # a test message: the channel is what tells them apart
+        if alert.source_id is None:  # a test message, missed alerts: told by their channel
             channels = sorted({delivery.channel.name for delivery in alert.deliveries.all()})
             parts.append("to " + ", ".join(channels))
         return ", ".join(parts)

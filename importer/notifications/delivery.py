@@ -255,12 +255,25 @@ def _send(delivery: Delivery) -> Delivery:
     except Exception as error:  # a bug here must not leave the delivery SENDING for ever
         logger.exception("delivery %s: unexpected error", delivery.pk)
         return _failed(delivery, DeliveryError(f"unexpected error: {type(error).__name__}"))
-    Delivery.objects.filter(pk=delivery.pk, state=DState.SENDING).update(
+    sent = Delivery.objects.filter(pk=delivery.pk, state=DState.SENDING).update(
         state=DState.SENT, sent_at=now, error="", next_attempt_at=None, updated_at=now
     )
     NotificationChannel.objects.filter(pk=channel.pk).update(last_success_at=now)
+    if sent and delivery.alert.kind != Alert.Kind.TEST:
+        _tell_missed(channel)
     delivery.refresh_from_db()
     return delivery
+
+
+def _tell_missed(channel: NotificationChannel) -> None:
+    """The channel works: it hears of the alerts given up on it meanwhile (missed.py)."""
+    # Imported here: telling raises an alert, and events.py imports this module.
+    from importer.notifications.missed import tell_missed_alerts
+
+    try:
+        tell_missed_alerts(channel)
+    except Exception:  # the next success through the channel tells them
+        logger.exception("channel %s: the alerts it missed could not be told", channel.pk)
 
 
 def _turn_to_try(channel: NotificationChannel) -> tuple[float, bool]:

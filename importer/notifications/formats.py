@@ -110,9 +110,10 @@ BUILDERS = {
 
 
 def alert_link(alert: Alert) -> str:
-    """The page that tells more: the execution's, else the source's; empty if neither."""
+    """The page that tells more: the execution's, else the source's, else (missed alerts)
+    the Alerts list; empty if none."""
     details = alert.details or {}
-    for part in ("execution", "source"):
+    for part in ("execution", "source", "missed"):
         url = (details.get(part) or {}).get("url")
         if url:
             return url

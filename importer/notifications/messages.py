@@ -297,6 +297,52 @@ def recovered_content(
     return Content(subject, "\n".join(lines), details)
 
 
+# A digest of missed alerts lists this many of them; the Alerts page has the rest.
+MISSED_LISTED = 20
+
+
+def missed_content(missed: list[Alert], *, total: int, first: datetime, last: datetime) -> Content:
+    """What a channel working again is told of the alerts given up on it (`missed`: the first
+    few, oldest first, of `total`, raised from `first` to `last`)."""
+    link = public_url("admin:importer_alert_changelist")
+    alerts = f"{total} alert{'s' if total != 1 else ''}"
+    subject = f"assets-sync: {alerts} could not be delivered to this channel"
+    lines = [
+        f"{alerts} could not be delivered to this channel between {when_text(first)} and "
+        f"{when_text(last)} (time zone {timezone.get_current_timezone_name()}): it failed "
+        "for as long as they waited. They were:"
+    ]
+    for alert in missed:
+        source = alert.source.name if alert.source else "no source"
+        lines.append(
+            f"- {alert.subject.removeprefix('assets-sync: ')} ({source}, "
+            f"{when_text(alert.created_at)})"
+        )
+    if total > len(missed):
+        lines.append(f"and {total - len(missed)} more.")
+    lines.append(f"Every alert: {link}")
+    details = {
+        "event": "channel.missed",
+        "missed": {
+            "count": total,
+            "first_at": iso_time(first),
+            "last_at": iso_time(last),
+            "alerts": [
+                {
+                    "id": alert.pk,
+                    "kind": alert.kind,
+                    "subject": alert.subject,
+                    "source": alert.source.name if alert.source else None,
+                    "occurred_at": iso_time(alert.created_at),
+                }
+                for alert in missed
+            ],
+            "url": link,
+        },
+    }
+    return Content(subject, "\n".join(lines), details)
+
+
 def channel_check_content(user: str) -> Content:
     text = (
         f"A test message from assets-sync, sent by {user or 'staff'} from the admin: "
