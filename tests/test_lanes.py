@@ -1,5 +1,6 @@
 """Lanes: one chunk task goes on page after page, its HTTP calls overlapping."""
 
+import logging
 import threading
 from datetime import timedelta
 
@@ -11,7 +12,7 @@ from importer import page_sql, services, work_queue
 from importer.models import ChunkJob, Execution
 from importer.services import chunks, lanes
 from importer.services.chunks import claim_chunk, mark_submitted
-from tests.conftest import wait_for
+from tests.conftest import _database_url_of_test_database, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -427,6 +428,86 @@ def test_sessions_the_database_drops_mid_import_leave_it_done_with_every_record(
     remote = sandbox.execution(execution.assets_execution_id)
     assert len(remote["objects"]) == 120
     assert remote["records_received"] - 120 <= 2 * 2 * 10  # at most the pages in flight
+
+
+class DatabaseRestart:
+    """The test database going away as in a restart (its sessions ended, new ones refused)
+    and coming back, told from a connection of its own to the server's maintenance
+    database."""
+
+    def __init__(self):
+        import psycopg
+
+        self.name = connection.settings_dict["NAME"]
+        self.server = psycopg.connect(
+            _database_url_of_test_database(), dbname="postgres", autocommit=True
+        )
+
+    def down(self) -> None:
+        self.server.execute(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS false')
+        self.server.execute(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            [self.name],
+        )
+
+    def up(self) -> None:
+        self.server.execute(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS true')
+
+
+class OnLog(logging.Handler):
+    """Runs `action` the first time a message holding `text` is logged."""
+
+    def __init__(self, text: str, action):
+        super().__init__(logging.INFO)
+        self.text, self.action, self.seen = text, action, False
+
+    def emit(self, record):
+        if not self.seen and self.text in record.getMessage():
+            self.seen = True
+            self.action()
+
+
+@pytest.fixture
+def database_restart():
+    restart = DatabaseRestart()
+    yield restart
+    restart.up()
+    restart.server.close()
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="PostgreSQL refuses connections on demand"
+)
+def test_a_database_restarting_for_a_moment_holds_the_lane_a_moment_and_sends_no_page_twice(
+    make_source, sandbox, monkeypatch, caplog, database_restart
+):
+    source = services.push_mapping(source=make_source(max_chunks_in_flight=2, page_size=10))
+    real_record_submitted, calls = page_sql.record_submitted, []
+
+    def restart_before_the_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            database_restart.down()
+        return real_record_submitted(*args, **kwargs)
+
+    monkeypatch.setattr(page_sql, "record_submitted", restart_before_the_third)
+    # Up again by the time the lane first waits for it: well under a second.
+    back = OnLog("the database is away", database_restart.up)
+    caplog.set_level(logging.INFO, logger=lanes.logger.name)
+    lanes.logger.addHandler(back)
+    try:
+        execution = services.start_import(source=source)
+    finally:
+        lanes.logger.removeHandler(back)
+
+    execution.refresh_from_db()
+    assert back.seen
+    assert execution.state == Execution.State.DONE, execution.error
+    # No page waited for its lease to lapse and was taken up again.
+    assert not execution.chunks.filter(attempts__gt=1).exists()
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert remote["records_received"] == len(remote["objects"]) == 120
 
 
 def test_a_statement_refused_on_a_live_connection_is_counted_not_retried_for_ever(

@@ -113,16 +113,43 @@ def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
     return chunk
 
 
+# A database that restarts or fails over refuses connections for a moment: a lane that lost
+# its connection waits this long in all for a new one before it leaves its pages to their
+# leases (CHUNK_LEASE_SECONDS, and the pages in flight sent again).
+RECONNECT_FIRST_WAIT_SECONDS = 0.2
+RECONNECT_WAIT_SECONDS = 10.0
+
+
 def _again_on_a_new_connection(step, *args) -> None:
     """Run a step; if the database connection was lost under it (outside a transaction,
-    where nothing was half done), once more on a new one."""
-    try:
-        step(*args)
-    except (OperationalError, InterfaceError) as error:
-        if connection.in_atomic_block or not _connection_lost(error):
-            raise
-        connection.close()
-        step(*args)
+    where nothing was half done), again on a new one: at once, then after 0.2 s, 0.4 s ...
+    while the database refuses connections, up to RECONNECT_WAIT_SECONDS in all."""
+    waits = _reconnect_waits()
+    while True:
+        try:
+            step(*args)
+            return
+        except (OperationalError, InterfaceError) as error:
+            if connection.in_atomic_block or not _connection_lost(error):
+                raise
+            connection.close()
+            wait = next(waits, None)
+            if wait is None:
+                raise
+            if wait:
+                logger.info("the database is away; trying again in %.1f s", wait)
+                time.sleep(wait)
+
+
+def _reconnect_waits():
+    """The pauses before each new try: none before the first, then doubling."""
+    yield 0.0
+    left, wait = RECONNECT_WAIT_SECONDS, RECONNECT_FIRST_WAIT_SECONDS
+    while left > 0:
+        wait = min(wait, left)
+        yield wait
+        left -= wait
+        wait *= 2
 
 
 # SQLSTATEs of a server that dropped the session (admin or crash shutdown, cannot connect
@@ -146,9 +173,10 @@ def _connection_lost(error: Exception) -> bool:
 def _database_lost(chunk: ChunkJob, error: Exception) -> None:
     """The database went away under the lane (a restart, a failover, a pooler recycling its
     connections): nothing is wrong with the page, and no page is failed for it. The lane
-    ends on a new connection: it records the pages Assets took meanwhile and gives this one
-    back to the queue; if the database is still away, their leases lapse and housekeeping
-    takes them up again (only pages in flight are sent twice)."""
+    ends on a new connection, waiting a few seconds for one (`_again_on_a_new_connection`):
+    it records the pages Assets took meanwhile and gives this one back to the queue; if the
+    database is still away after that, their leases lapse and housekeeping takes them up
+    again (only pages in flight are sent twice)."""
     logger.warning(
         "chunk %s: the database connection was lost (%s); the page is taken up again",
         chunk.pk,
@@ -156,7 +184,7 @@ def _database_lost(chunk: ChunkJob, error: Exception) -> None:
     )
     connection.close()  # the next statement opens a new one
     try:
-        release_chunk(chunk)
+        _again_on_a_new_connection(release_chunk, chunk)
     except (OperationalError, InterfaceError):
         connection.close()  # still away: the lease lapses instead
 
@@ -285,7 +313,7 @@ class Lane:
                 self._record_oldest()
         finally:
             if self.next_chunk is not None:
-                release_chunk(self.next_chunk)
+                _again_on_a_new_connection(release_chunk, self.next_chunk)
                 self.next_chunk = self.next_page = None
             self.leases.close()
 
