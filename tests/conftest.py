@@ -211,6 +211,27 @@ def async_tasks(transactional_db, settings):
 
 
 @pytest.fixture
+def hung_broker(async_tasks, settings, monkeypatch):
+    """django-q2's Redis broker at a loopback port that takes connections and never answers
+    (a hung Redis, its password "broker-secret"): tasks are sent to it, each try failing
+    after 0.3 s."""
+    from django_q.conf import Conf
+
+    from importer import work_queue
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        url = f"redis://:broker-secret@127.0.0.1:{port}/5?socket_timeout=0.3"
+        settings.REDIS_URL = url
+        monkeypatch.setattr(Conf, "ORM", None)
+        monkeypatch.setattr(Conf, "REDIS", url)
+        monkeypatch.setattr(work_queue, "_broker", None)
+        yield url
+
+
+@pytest.fixture
 def cluster(async_tasks):
     """A running qcluster on the test database."""
     running = Cluster().start()

@@ -9,7 +9,7 @@ import requests
 from django.urls import reverse
 
 from importer import services
-from importer.models import Execution
+from importer.models import ChunkJob, Execution
 from tests.conftest import SANDBOX_TOKEN, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -42,6 +42,23 @@ def test_a_trigger_starts_a_scheduled_import(client, pushed_source, sandbox):
     remote = sandbox.execution(execution.assets_execution_id)
     assert remote["scheduled"] is True
     assert len(remote["objects"]) == 120
+
+
+def test_a_hung_broker_holds_a_trigger_up_for_one_try_not_one_per_lane(
+    client, make_source, sandbox, hung_broker, caplog
+):
+    source = services.push_mapping(source=make_source(page_size=10, max_chunks_in_flight=4))
+
+    response = trigger(client, source)
+
+    execution = Execution.objects.get(source=source)
+    first_pages = execution.chunks.filter(state=ChunkJob.State.QUEUED)
+    assert response.status_code == 200
+    assert first_pages.count() == 4
+    # The broker was tried for the first page only; all four wait for housekeeping.
+    tries = [record for record in caplog.records if "not queued" in record.getMessage()]
+    assert len(tries) == 1
+    assert not first_pages.filter(next_attempt_at__isnull=True).exists()
 
 
 def test_it_rejects_a_forged_token_without_a_hint(client, pushed_source):

@@ -77,8 +77,7 @@ def requeue_stalled_chunks() -> int:
     )
     chunk_ids = list(stalled.values_list("pk", flat=True)[:1000])
     ChunkJob.objects.filter(waiting_long, pk__in=chunk_ids).stamp()
-    for chunk_id in chunk_ids:
-        work_queue.enqueue_chunk(chunk_id)
+    work_queue.enqueue_chunks(chunk_ids)
     # Posting "completed" is one request of at most HTTP_TIMEOUT; a worker that has been at
     # it for longer than that plus a lease has vanished, and the next check posts it again.
     posting_since = local - timedelta(seconds=settings.HTTP_TIMEOUT + settings.CHUNK_LEASE_SECONDS)

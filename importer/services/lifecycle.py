@@ -127,8 +127,9 @@ def start_import(
     try:
         with transaction.atomic():
             began = Execution.objects.of(execution).begin_ingesting()
-            for chunk in first_chunks(execution) if began else []:
-                transaction.on_commit(lambda chunk_id=chunk.pk: work_queue.enqueue_chunk(chunk_id))
+            if began:
+                chunk_ids = [chunk.pk for chunk in first_chunks(execution)]
+                transaction.on_commit(lambda: work_queue.enqueue_chunks(chunk_ids))
     except Exception as error:
         logger.exception("execution %s: could not queue its first chunk", execution.pk)
         reason = scrub_secrets(f"The import could not start: {error}", source)

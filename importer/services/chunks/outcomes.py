@@ -291,6 +291,5 @@ def retry_failed_chunks(*, execution: Execution) -> int:
         refused = [records for _, records in failed if records]
         if refused:
             Execution.objects.of(execution).stamp(**_uncounted(sum(refused), len(refused)))
-        for chunk_id in chunk_ids:
-            transaction.on_commit(lambda chunk_id=chunk_id: work_queue.enqueue_chunk(chunk_id))
+        transaction.on_commit(lambda: work_queue.enqueue_chunks(chunk_ids))
     return len(chunk_ids)
