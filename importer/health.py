@@ -3,6 +3,8 @@
 import logging
 from datetime import timedelta
 
+import redis
+from django.conf import settings
 from django.db import connection
 from django.db.models import Max
 from django.utils import timezone
@@ -11,6 +13,7 @@ from django_q.models import Task
 
 from importer.models import Execution, ImportSource
 from importer.redaction import redact
+from importer.sources.urls import public_url
 
 # The housekeeping task runs every minute: its last run tells whether a cluster is alive.
 HOUSEKEEPING_TASK = "importer.tasks.look_after_imports"
@@ -50,6 +53,37 @@ def _broker() -> dict:
     if not broker.ping():
         raise HealthProblem("the broker does not answer")
     return {"kind": type(broker).__name__}
+
+
+# The execution page asks the broker whether it answers: a hung one holds the page this long.
+BROKER_PING_SECONDS = 1.0
+
+
+def broker_problem() -> str | None:
+    """Why no task can be queued now, naming the broker (its address without password) and
+    what to do; None when it answers. Queued pages then wait for the broker, not for a
+    worker. The ORM broker is the database, which answered the caller already."""
+    if not settings.REDIS_URL:
+        return None
+    client = redis.from_url(
+        settings.REDIS_URL,
+        socket_timeout=BROKER_PING_SECONDS,
+        socket_connect_timeout=BROKER_PING_SECONDS,
+    )
+    try:
+        client.ping()
+    except Exception as error:  # refused, timed out, a password refused: the reason says
+        reason = redact(f"{type(error).__name__}: {error}")[:200]
+        return (
+            f"The task broker, Redis at {public_url(settings.REDIS_URL)}, cannot be reached "
+            f"({reason}): no page can be handed to a worker, however many run. Nothing is "
+            "lost: the pages wait in the database, and are queued again once the broker "
+            "answers. Check that Redis runs and that the app's hosts reach it (REDIS_URL); "
+            "/health/ tells when it answers."
+        )
+    finally:
+        client.close()
+    return None
 
 
 def last_housekeeping_at():

@@ -518,6 +518,23 @@ def test_a_source_page_starts_an_import_from_its_own_button(staff_client, make_s
     assert execution.state == Execution.State.DONE, execution.error
 
 
+@pytest.mark.django_db(transaction=True)
+def test_an_import_page_blames_an_unreachable_broker_not_the_workers(
+    staff_client, make_source, hung_broker
+):
+    execution = Execution.objects.create(source=make_source(), state=Execution.State.INGESTING)
+    ChunkJob.objects.create(execution=execution, index=0)  # queued, and no task for it
+
+    page = staff_client.get(reverse("admin:importer_execution_change", args=[execution.pk]))
+
+    html = page.content.decode()
+    address = hung_broker.replace(":broker-secret@", "").split("?")[0]
+    assert f"The task broker, Redis at {address}, cannot be reached" in html
+    assert "queued again once the broker answers" in html
+    assert "broker-secret" not in html
+    assert "waits for a free worker" not in html
+
+
 @pytest.mark.django_db
 def test_an_import_page_with_failed_pages_retries_them_from_its_own_button(
     staff_client, make_source

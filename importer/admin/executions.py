@@ -34,6 +34,7 @@ from importer.admin.display import (
     state_badge,
 )
 from importer.dashboard import dashboard_context
+from importer.health import broker_problem
 from importer.models import ChunkJob, Execution
 from importer.progress import (
     chunk_counts,
@@ -440,6 +441,8 @@ class ExecutionAdmin(SourceByNameToViewers, PageButtons, CountedDeletion, admin.
                 execution.state in Execution.CANCELLABLE_STATES
                 and self.has_cancel_permission(request)
             )
+            if execution.state in Execution.OPEN_STATES:  # its pages need the broker
+                extra_context["broker_problem"] = broker_problem()
         return super().change_view(request, object_id, form_url, extra_context)
 
     def has_delete_permission(self, request, obj=None):
