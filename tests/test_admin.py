@@ -344,6 +344,60 @@ def test_a_dotted_locator_is_refused_when_the_mapping_is_saved(
     ] == ["os"]
 
 
+def two_mappings_of_computers_from_one_selector(mapping: dict) -> dict:
+    """Refused by a rule newer than mappings stored before it."""
+    mappings = mapping["mapping"]["objectTypeMappings"]
+    mappings.append(json.loads(json.dumps(mappings[0])))
+    return mapping
+
+
+@pytest.mark.django_db
+def test_a_source_whose_stored_mapping_breaks_a_newer_rule_warns_of_it_on_its_page(
+    staff_client, make_source, demo_mapping
+):
+    source = make_source(mapping=two_mappings_of_computers_from_one_selector(demo_mapping))
+
+    response = staff_client.get(reverse("admin:importer_importsource_change", args=[source.pk]))
+
+    [warning] = [str(m) for m in response.context["messages"] if m.level_tag == "warning"]
+    assert warning.startswith(
+        "The mapping breaks rules newer than it, which refuse it when it is next saved or "
+        "pushed: mapping.objectTypeMappings[1]: maps object type 'Computer' from selector "
+        "'computers' again"
+    )
+
+
+@pytest.mark.django_db
+def test_a_source_whose_stored_mapping_breaks_a_newer_rule_saves_its_other_settings(
+    staff_client, make_source, demo_mapping
+):
+    source = make_source(mapping=two_mappings_of_computers_from_one_selector(demo_mapping))
+
+    response = staff_client.post(
+        reverse("admin:importer_importsource_change", args=[source.pk]),
+        source_form_data(source, page_size=50),
+    )
+
+    assert response.status_code == 302
+    source.refresh_from_db()
+    assert source.page_size == 50
+
+
+@pytest.mark.django_db
+def test_a_mapping_saved_anew_is_held_to_the_newer_rules(staff_client, make_source, demo_mapping):
+    source = make_source(mapping=two_mappings_of_computers_from_one_selector(demo_mapping))
+    demo_mapping["schema"]["objectSchema"]["description"] = "Edited"
+
+    response = staff_client.post(
+        reverse("admin:importer_importsource_change", args=[source.pk]),
+        source_form_data(source, mapping=json.dumps(demo_mapping)),
+    )
+
+    assert response.status_code == 200
+    [error] = response.context["adminform"].form.errors["mapping"]
+    assert "maps object type 'Computer' from selector 'computers' again" in error
+
+
 @pytest.mark.django_db
 def test_a_mapping_that_is_not_json_is_refused(staff_client, make_source):
     source = make_source()

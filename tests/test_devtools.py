@@ -84,6 +84,23 @@ def test_sandbox_accepts_the_demo_mapping_and_counts_its_records(
     assert execution["duplicate_objects"] == 1
 
 
+def test_sandbox_answers_a_mapping_as_assets_does_with_ids_and_without_empty_fields(
+    api: Api,
+) -> None:
+    mapping = json.loads(DEMO_MAPPING.read_text())
+    mapping["schema"]["objectSchema"]["objectTypes"][0]["attributes"][0]["description"] = ""
+    api.call("PUT", "/mapping", json=mapping)
+    api.call("PUT", "/mapping", json=mapping)  # pushed again: the same ids
+
+    answer = api.call("GET", "/schema-and-mapping").json()
+
+    [computer] = answer["schema"]["objectSchema"]["objectTypes"]
+    assert computer["id"] == 1
+    assert [attribute["id"] for attribute in computer["attributes"]] == list(range(2, 10))
+    assert "description" not in computer["attributes"][0]
+    assert answer["mapping"] == mapping["mapping"]
+
+
 def test_sandbox_page_says_how_many_objects_it_holds_and_pages_through_them(
     sandbox: AssetsSandbox, api: Api
 ) -> None:

@@ -18,6 +18,7 @@ from importer.mapping import (
     fields_in_no_record,
     identity_digests,
     mapping_table,
+    split_newer_rules,
     transform_records,
     validate_document,
 )
@@ -413,9 +414,57 @@ def test_a_placeholder_naming_no_locator_is_refused_saying_what_to_write(placeho
 
     assert problems == [
         f"{MAPPING}.attributesMapping[2].objectMappingIQL: placeholder '{placeholder}' names "
-        "no field of attributeLocators ('os'), so Assets would find no object for it and set "
-        "no reference: write ${os} (or another of them), or add 'os_name' to "
-        "attributeLocators"
+        "no field of the attributeLocators of its object type mapping ('serial', 'ram', "
+        "'os'), so Assets would find no object for it and set no reference: write ${os} (or "
+        "another of them), or add 'os_name' to this attribute's attributeLocators"
+    ]
+
+
+@pytest.mark.parametrize("iql", ["Name = ${serial}", "Name = ${os} AND Serial = ${serial${0}}"])
+def test_a_placeholder_may_name_a_field_another_attribute_of_its_type_mapping_reads(iql):
+    # The record is sent with every field its type mapping's locators read: Assets fills it.
+    assert validate_document(with_reference(iql)) == []
+
+
+def test_a_placeholder_naming_a_field_of_another_type_mapping_is_refused():
+    document = with_reference("Name = ${hostname}")
+    document["mapping"]["objectTypeMappings"].append(
+        {
+            "objectTypeExternalId": "os",
+            "selector": "systems",
+            "attributesMapping": [
+                {
+                    "attributeExternalId": "os-name",
+                    "attributeLocators": ["hostname"],
+                    "externalIdPart": True,
+                }
+            ],
+        }
+    )
+
+    [problem] = validate_document(document)
+
+    assert problem.path == f"{MAPPING}.attributesMapping[2].objectMappingIQL"
+    assert "placeholder '${hostname}' names no field" in problem.message
+
+
+def test_only_the_placeholder_and_duplicate_mapping_rules_are_newer_than_stored_mappings():
+    # A mapping stored before these rules still imports (noted); every older rule still refuses.
+    document = with_reference("Name = ${os_name} OR Name = ${os")
+    document["mapping"]["objectTypeMappings"].append(copy.deepcopy(type_mapping(document)))
+    type_mapping(document)["attributesMapping"][1]["attributeLocators"] = ["ram.gb"]
+
+    refusing, noted = split_newer_rules(validate_document(document))
+
+    assert [problem.path for problem in refusing] == [
+        f"{MAPPING}.attributesMapping[1].attributeLocators[0]"
+    ]
+    assert [problem.path for problem in noted] == [
+        f"{MAPPING}.attributesMapping[2].objectMappingIQL",
+        f"{MAPPING}.attributesMapping[2].objectMappingIQL",
+        "mapping.objectTypeMappings[1]",
+        "mapping.objectTypeMappings[1].attributesMapping[2].objectMappingIQL",
+        "mapping.objectTypeMappings[1].attributesMapping[2].objectMappingIQL",
     ]
 
 

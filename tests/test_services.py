@@ -1054,6 +1054,189 @@ def test_a_mapping_changed_in_assets_since_its_push_is_pushed_over_and_the_impor
     assert "machines" in execution.notice
 
 
+def _puts(sandbox) -> list:
+    return [call for call in sandbox.requests_log if call[0] == "PUT"]
+
+
+def test_a_mapping_unchanged_in_assets_is_not_pushed_again_import_after_import(
+    make_source, demo_mapping, sandbox
+):
+    # Assets answers with its own rewriting of a mapping (ids added, an empty description
+    # left out): that is no change made there.
+    demo_mapping["schema"]["objectSchema"]["objectTypes"][0]["attributes"][0]["description"] = ""
+    source = services.push_mapping(source=make_source(mapping=demo_mapping))
+    assert sandbox.mapping_answer("ws-1", "src-1") != source.mapping
+    pushes = _puts(sandbox)
+
+    for _ in range(3):
+        execution = services.start_import(source=source)
+
+        execution.refresh_from_db()
+        assert execution.state == Execution.State.DONE
+        assert execution.notice == ""
+    assert _puts(sandbox) == pushes
+
+
+def test_a_mapping_changed_in_assets_is_pushed_over_once_with_a_notice(pushed_source, sandbox):
+    edited = copy.deepcopy(pushed_source.mapping)
+    edited["schema"]["objectSchema"]["objectTypes"][0]["attributes"][2]["name"] = "Sort"
+    edited["mapping"]["objectTypeMappings"][0]["attributesMapping"][2]["attributeName"] = "Sort"
+    AssetsClient.for_source(pushed_source).put_mapping(edited)  # someone edits it in Assets
+    pushes = _puts(sandbox)
+
+    first = services.start_import(source=pushed_source)
+    second = services.start_import(source=pushed_source)
+
+    first.refresh_from_db(), second.refresh_from_db()
+    assert first.notice.startswith(
+        "The mapping in Assets had been changed there since it was pushed from here, so this "
+        "import pushed the source's own over it (object type 'Computer': attribute 'Sort' "
+        "renamed to 'Kind')"
+    )
+    assert second.notice == ""
+    assert len(_puts(sandbox)) == len(pushes) + 1
+    assert sandbox.mapping("ws-1", "src-1") == pushed_source.mapping
+
+
+def test_a_change_in_assets_the_comparison_does_not_name_is_pushed_over_all_the_same(
+    pushed_source, sandbox
+):
+    edited = copy.deepcopy(pushed_source.mapping)
+    edited["mapping"]["objectTypeMappings"][0]["description"] = "Edited in Assets"
+    AssetsClient.for_source(pushed_source).put_mapping(edited)
+
+    execution = services.start_import(source=pushed_source)
+
+    execution.refresh_from_db()
+    assert "pushed the source's own over it (a change in fields not compared here)" in (
+        execution.notice
+    )
+    assert sandbox.mapping("ws-1", "src-1") == pushed_source.mapping
+
+
+def test_a_mapping_pulled_from_assets_is_not_pushed_back_at_the_next_import(pushed_source, sandbox):
+    edited = copy.deepcopy(pushed_source.mapping)
+    edited["schema"]["objectSchema"]["description"] = "Edited in Assets"
+    AssetsClient.for_source(pushed_source).put_mapping(edited)
+    remote, _ = services.pull_mapping(source=pushed_source)
+    services.replace_mapping(source=pushed_source, document=remote, pushed=True)
+    pushes = _puts(sandbox)
+
+    execution = services.start_import(source=pushed_source)
+
+    execution.refresh_from_db()
+    assert execution.notice == ""
+    assert _puts(sandbox) == pushes
+
+
+def test_a_source_pushed_before_the_answer_was_kept_takes_assets_answer_without_a_push(
+    pushed_source, sandbox
+):
+    ImportSource.objects.filter(pk=pushed_source.pk).update(mapping_digest_in_assets="")
+    pushed_source.refresh_from_db()
+    pushes = _puts(sandbox)
+
+    execution = services.start_import(source=pushed_source)
+
+    execution.refresh_from_db()
+    assert execution.notice == ""
+    assert _puts(sandbox) == pushes
+    pushed_source.refresh_from_db()
+    assert pushed_source.mapping_digest_in_assets == services.mappings.mapping_digest(
+        sandbox.mapping_answer("ws-1", "src-1")
+    )
+
+
+def test_a_mapping_removed_in_assets_is_pushed_again_with_a_notice(pushed_source, sandbox):
+    sandbox.faults.add(method="GET", path_contains="/schema-and-mapping", status=404)
+
+    execution = services.start_import(source=pushed_source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE
+    assert "mapping for 'Computer' added" in execution.notice
+
+
+def test_a_mapping_assets_cannot_show_now_is_logged_without_secrets_and_the_import_goes_on(
+    pushed_source, sandbox, caplog
+):
+    sandbox.faults.add(
+        method="GET",
+        path_contains="/schema-and-mapping",
+        status=403,
+        body=f'{{"errorMessages": ["token {SANDBOX_TOKEN} may not read this"]}}',
+    )
+    pushes = _puts(sandbox)
+
+    execution = services.start_import(source=pushed_source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE
+    assert _puts(sandbox) == pushes
+    [logged] = [r.getMessage() for r in caplog.records if "could not be read" in r.getMessage()]
+    assert logged.startswith(
+        f"source {pushed_source.pk}: the mapping in Assets could not be read to check it for "
+        "changes: "
+    )
+    assert "may not read this" in logged
+    assert SANDBOX_TOKEN not in logged
+
+
+def with_a_placeholder_naming_no_field(mapping: dict) -> dict:
+    """The mapping finding its owners by a field no locator reads: refused by a rule newer
+    than mappings stored before it."""
+    owner = mapping["mapping"]["objectTypeMappings"][0]["attributesMapping"][6]
+    owner["objectMappingIQL"] = "Email = ${owner_email}"
+    return mapping
+
+
+def test_a_mapping_stored_before_a_newer_rule_still_imports_noting_what_it_breaks(
+    pushed_source, sandbox
+):
+    stored = with_a_placeholder_naming_no_field(pushed_source.mapping)
+    ImportSource.objects.filter(pk=pushed_source.pk).update(mapping=stored, mapping_pushed_at=None)
+    pushed_source.refresh_from_db()
+
+    first = services.start_import(source=pushed_source)  # pushes it, then imports
+    second = services.start_import(source=pushed_source)
+
+    assert sandbox.mapping("ws-1", "src-1") == stored
+    for execution in (first, second):
+        execution.refresh_from_db()
+        assert execution.state == Execution.State.DONE
+        assert execution.notice == (
+            "The mapping breaks rules newer than it, which refuse it when it is next saved or "
+            "pushed: mapping.objectTypeMappings[0].attributesMapping[6].objectMappingIQL: "
+            "placeholder '${owner_email}' names no field of the attributeLocators of its "
+            "object type mapping ('serial', 'hostname', 'kind', 'model', 'ram_gb', 'os', "
+            "'owner', 'purchased'), so Assets would find no object for it and set no "
+            "reference: write ${owner} (or another of them), or add 'owner_email' to this "
+            "attribute's attributeLocators. It imports as before until then: mend it on the "
+            "source's page."
+        )
+
+
+def test_a_mapping_breaking_a_newer_rule_is_not_pushed(make_source, demo_mapping, sandbox):
+    source = make_source(mapping=with_a_placeholder_naming_no_field(demo_mapping))
+
+    with pytest.raises(services.MappingInvalid, match=r"placeholder '\$\{owner_email\}'"):
+        services.push_mapping(source=source)
+
+    assert sandbox.mapping("ws-1", "src-1") is None
+
+
+def test_a_stored_mapping_breaking_an_older_rule_still_refuses_the_import(pushed_source):
+    mapping = with_a_placeholder_naming_no_field(pushed_source.mapping)
+    mapping["mapping"]["objectTypeMappings"][0]["attributesMapping"][5]["attributeLocators"] = [
+        "os.name"
+    ]
+    ImportSource.objects.filter(pk=pushed_source.pk).update(mapping=mapping)
+    pushed_source.refresh_from_db()
+
+    with pytest.raises(services.ImportRefused, match="'os.name' has a dot"):
+        services.start_import(source=pushed_source)
+
+
 def test_a_misspelled_locator_of_a_nested_selector_is_noted_on_the_import(
     computers_with_disks, sandbox
 ):

@@ -3,6 +3,7 @@ and push (the mapping's own pages, preview, pull and draft, are in `mapping_page
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.db import models
 from django.db.models import OuterRef, Subquery
 from django.template.loader import render_to_string
@@ -151,6 +152,15 @@ class ImportSourceAdmin(
             else []
         )
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        if request.method == "GET":
+            source = self.get_object(request, unquote(object_id))
+            allowed = source is not None and self.has_view_or_change_permission(request, source)
+            warning = services.stored_mapping_warning(source) if allowed else ""
+            if warning:
+                self.message_user(request, warning, messages.WARNING)
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def page_buttons(self, request, obj):
         """The actions a source is mostly opened for."""

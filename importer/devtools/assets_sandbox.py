@@ -2,8 +2,10 @@
 
 It follows `shared/reference/assets-imports-api.md` and is stricter than the real service where
 the contract is vague (a chunk whose records lack an externalIdPart value is rejected whole), so a
-client that works here has no slack to lose in production. Inspection routes under `/_sandbox`
-and the HTML page at `/` need no token; every API route does.
+client that works here has no slack to lose in production. Like Assets, it answers a mapping
+with its own form of what was pushed (ids added, empty fields left out, keys reordered), not
+the document itself. Inspection routes under `/_sandbox` and the HTML page at `/` need no
+token; every API route does.
 
 It also stands in for a chat webhook: alerts posted to `/_sandbox/alerts` are listed on the
 page, so the demo shows an alert arriving.
@@ -87,7 +89,8 @@ class _Execution:
 
 @dataclass
 class _Source:
-    mapping: dict[str, Any] | None = None
+    mapping: dict[str, Any] | None = None  # as pushed
+    answer: dict[str, Any] | None = None  # as GET /schema-and-mapping gives it back
     schedules: dict[str, dict[str, Any]] = field(default_factory=dict)
     execution_ids: list[str] = field(default_factory=list)
 
@@ -155,6 +158,37 @@ def validate_mapping(doc: Any) -> list[str]:
             if not isinstance(locators, list) or not locators or not all(map(_is_text, locators)):
                 errors.append(f"{here}.attributeLocators must be a non-empty list of strings")
     return errors
+
+
+def as_assets_answers(doc: dict[str, Any], id_for: Callable[[str], int]) -> dict[str, Any]:
+    """A pushed document as Assets gives it back: each object type and attribute with an id
+    of its own (`id_for` its externalId), empty fields left out, keys in Assets' order (here:
+    sorted). A client comparing it with what it pushed, as it is, would see a change every
+    time."""
+
+    def with_ids(object_type: dict[str, Any]) -> dict[str, Any]:
+        object_type = {**object_type, "id": id_for(f"type:{object_type['externalId']}")}
+        object_type["attributes"] = [
+            {**attribute, "id": id_for(f"attribute:{attribute['externalId']}")}
+            for attribute in object_type.get("attributes") or []
+        ]
+        if isinstance(object_type.get("children"), list):
+            object_type["children"] = [with_ids(child) for child in object_type["children"]]
+        return object_type
+
+    answer = copy.deepcopy(doc)
+    object_schema = answer["schema"]["objectSchema"]
+    object_schema["objectTypes"] = [with_ids(t) for t in object_schema["objectTypes"]]
+    return _without_empty_fields(answer)
+
+
+def _without_empty_fields(value: Any) -> Any:
+    if isinstance(value, dict):
+        kept = {key: _without_empty_fields(value[key]) for key in sorted(value)}
+        return {key: item for key, item in kept.items() if item not in (None, "", [], {})}
+    if isinstance(value, list):
+        return [_without_empty_fields(item) for item in value]
+    return value
 
 
 def _collect_types(
@@ -309,6 +343,7 @@ class AssetsSandbox(DevServer):
         self._log: list[tuple[str, str]] = []
         self._timers: list[threading.Timer] = []
         self._alerts: list[dict[str, Any]] = []  # newest last
+        self._ids: dict[tuple[SourceKey, str], int] = {}  # Assets' ids of types and attributes
 
     # -- Python API for tests: plain-dict snapshots taken under the lock -----------------------
 
@@ -340,6 +375,12 @@ class AssetsSandbox(DevServer):
         with self._lock:
             source = self._sources.get((workspace_id, import_source_id))
             return copy.deepcopy(source.mapping) if source else None
+
+    def mapping_answer(self, workspace_id: str, import_source_id: str) -> dict[str, Any] | None:
+        """The mapping as GET /schema-and-mapping answers it (ids added, empty fields left out)."""
+        with self._lock:
+            source = self._sources.get((workspace_id, import_source_id))
+            return copy.deepcopy(source.answer) if source else None
 
     def schedules(self, import_source_id: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
@@ -374,6 +415,7 @@ class AssetsSandbox(DevServer):
                 timer.cancel()
             self._timers.clear()
             self._sources.clear()
+            self._ids.clear()
             self._executions.clear()
             self._log.clear()
             self._alerts.clear()
@@ -434,15 +476,20 @@ class AssetsSandbox(DevServer):
         if errors:
             return error_reply(400, *errors)
         with self._lock:
-            self._source(call).mapping = doc
+            source = self._source(call)
+            source.mapping = doc
+            # Ids are Assets' own: the same type or attribute keeps its id when pushed again.
+            source.answer = as_assets_answers(
+                doc, lambda key: self._ids.setdefault((call.source, key), len(self._ids) + 1)
+            )
         return Reply(204)
 
     def _get_mapping(self, call: _Call) -> Reply:
         with self._lock:
-            doc = self._source(call).mapping
-            if doc is None:
+            answer = self._source(call).answer
+            if answer is None:
                 return error_reply(404, "This import source has no mapping yet")
-            return json_reply(200, doc)
+            return json_reply(200, answer)
 
     def _config_status(self, call: _Call) -> Reply:
         with self._lock:

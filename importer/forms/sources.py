@@ -10,7 +10,7 @@ from django.core.validators import MinValueValidator
 
 from importer.forms.fields import PrettyJSONField, strict_formfield
 from importer.forms.secrets import WriteOnlySecretsForm, keep_stored_secrets
-from importer.mapping import line_of, validate_document
+from importer.mapping import line_of, split_newer_rules, validate_document
 from importer.models import ImportSource
 from importer.redaction import (
     MASK,
@@ -312,6 +312,10 @@ class ImportSourceForm(WriteOnlySecretsForm):
         if document in (None, ""):
             return None
         problems = validate_document(document)
+        if "mapping" not in self.changed_data:
+            # Stored before rules newer than it, it still imports (noted): the source's other
+            # settings may be saved; the mapping itself only once it keeps them.
+            problems, _ = split_newer_rules(problems)
         if problems:
             # The lines of the document as the field shows it again, indented.
             raise forms.ValidationError([_with_line(document, problem) for problem in problems])

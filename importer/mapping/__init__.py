@@ -5,7 +5,8 @@ the chunk left). Everything here runs locally first so the user sees the problem
 or the record and field, before anything is sent.
 
 * document    the vocabulary (attribute types) and how to read types and mappings
-* validation  `validate_document`: problems with their JSON paths
+* validation  `validate_document`: problems with their JSON paths;
+              `split_newer_rules`: which of them a mapping stored earlier imports with
 * coercion    values converted to attribute types, or refused with a reason
 * transform   `transform_records`: records into the data chunk of one page;
               `identity_digests`: what names its records, in short;
@@ -36,7 +37,7 @@ from importer.mapping.transform import (
     identity_digests,
     transform_records,
 )
-from importer.mapping.validation import validate_document
+from importer.mapping.validation import split_newer_rules, validate_document
 
 __all__ = [
     "line_of",
@@ -55,6 +56,7 @@ __all__ = [
     "fields_in_no_record",
     "identity_digests",
     "mapping_table",
+    "split_newer_rules",
     "transform_records",
     "validate_document",
 ]

@@ -39,6 +39,9 @@ ID_LIKE_FIELDS = ("id", "name", "serial", "hostname", "key")
 class MappingProblem:
     path: str  # JSON path into the document, e.g. mapping.objectTypeMappings[0].selector
     message: str
+    # Broken only a rule newer than mappings stored before it: a mapping being saved or pushed
+    # is refused for it, one stored already still imports, noted (`split_newer_rules`).
+    newer_rule: bool = False
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"

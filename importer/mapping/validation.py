@@ -36,12 +36,22 @@ def validate_document(document: Any) -> list[MappingProblem]:
     return checker.problems
 
 
+def split_newer_rules(problems: list[MappingProblem]) -> tuple[list, list]:
+    """(problems that refuse an import, problems of rules newer than the mapping stored):
+    an import of a mapping saved before such a rule goes on, its problem noted, while
+    saving or pushing it is refused until it is mended."""
+    return (
+        [problem for problem in problems if not problem.newer_rule],
+        [problem for problem in problems if problem.newer_rule],
+    )
+
+
 class _Checker:
     def __init__(self) -> None:
         self.problems: list[MappingProblem] = []
 
-    def add(self, path: str, message: str) -> None:
-        self.problems.append(MappingProblem(path, message))
+    def add(self, path: str, message: str, *, newer_rule: bool = False) -> None:
+        self.problems.append(MappingProblem(path, message, newer_rule))
 
     def check_schema(self, document: dict) -> SchemaIndex:
         schema = document.get("schema")
@@ -223,6 +233,7 @@ class _Checker:
                         "type twice, by two lists of attributes. Merge their "
                         "attributesMapping into one object type mapping, or give this one "
                         "its own selector",
+                        newer_rule=True,
                     )
             self._check_attribute_mappings(type_mapping, here, object_type, index)
 
@@ -283,6 +294,18 @@ class _Checker:
             return
         id_parts = 0
         mapped: dict[int, str] = {}  # id(attribute) -> where it was first mapped
+        # A record is sent with the fields every locator of its type mapping reads, so a
+        # placeholder may name any of them (a reference found by another attribute's field).
+        fields = list(
+            dict.fromkeys(
+                locator
+                for attribute_mapping in attribute_mappings
+                if isinstance(attribute_mapping, dict)
+                and isinstance(attribute_mapping.get("attributeLocators"), list)
+                for locator in attribute_mapping["attributeLocators"]
+                if is_text(locator)
+            )
+        )
         for position, attribute_mapping in enumerate(attribute_mappings):
             at = f"{here}.attributesMapping[{position}]"
             if not isinstance(attribute_mapping, dict):
@@ -305,7 +328,9 @@ class _Checker:
             if iql is not None and not isinstance(iql, str):
                 self.add(f"{at}.objectMappingIQL", "must be a string (AQL)")
             elif iql is not None:
-                self._check_placeholders(iql, attribute_mapping.get("attributeLocators"), at)
+                self._check_placeholders(
+                    iql, attribute_mapping.get("attributeLocators"), fields, at
+                )
             id_parts += part is True
         if not id_parts:
             self.add(
@@ -345,24 +370,26 @@ class _Checker:
                     "field without dots in the source",
                 )
 
-    def _check_placeholders(self, iql: str, locators: Any, at: str) -> None:
-        """Each `${field}` (or `${field${0}}`, one value of a list) in the AQL names one of
-        the attribute mapping's locators: Assets fills it with that field's value. Any other
-        name is filled with nothing (the transform sends only the fields locators read), so
-        no object is found, no reference is set, and the import still ends DONE."""
+    def _check_placeholders(self, iql: str, locators: Any, fields: list[str], at: str) -> None:
+        """Each `${field}` (or `${field${0}}`, one value of a list) in the AQL names a field
+        some locator of the object type mapping reads (its own attribute's, or another's):
+        Assets fills it with that field's value. Any other name is filled with nothing (the
+        transform sends only the fields locators read), so no object is found, no reference
+        is set, and the import still ends DONE."""
         if not isinstance(locators, list) or not all(is_text(name) for name in locators):
             return  # the locators' own problem is reported
-        named = ", ".join(f"'{name}'" for name in locators)
+        named = ", ".join(f"'{name}'" for name in fields)
         for placeholder in PLACEHOLDER.finditer(iql):
             field = placeholder.group("field")
-            if field in locators:
+            if field in fields:
                 continue
             self.add(
                 f"{at}.objectMappingIQL",
-                f"placeholder '{placeholder.group(0)}' names no field of attributeLocators "
-                f"({named}), so Assets would find no object for it and set no reference: "
-                f"write ${{{locators[0]}}} (or another of them), or add '{field}' to "
-                "attributeLocators",
+                f"placeholder '{placeholder.group(0)}' names no field of the attributeLocators "
+                f"of its object type mapping ({named}), so Assets would find no object for it "
+                f"and set no reference: write ${{{locators[0]}}} (or another of them), or add "
+                f"'{field}' to this attribute's attributeLocators",
+                newer_rule=True,
             )
         unclosed = UNCLOSED_PLACEHOLDER.search(PLACEHOLDER.sub("", iql))
         if unclosed is not None:
@@ -370,6 +397,7 @@ class _Checker:
                 f"{at}.objectMappingIQL",
                 f"'{unclosed.group(0)}' opens a placeholder that is not closed: write "
                 f"${{{locators[0]}}}, naming a field of attributeLocators",
+                newer_rule=True,
             )
 
     def _mapped_attribute(

@@ -306,6 +306,17 @@ class ImportSource(models.Model):
     mapping_pushed_at = models.DateTimeField(
         null=True, blank=True, help_text="When Assets last accepted the mapping."
     )
+    # Assets answers with the mapping as it stores it (ids added, defaults filled, empty fields
+    # left out), never as pushed: what it answered after the push tells a change made in
+    # Assets since from its own rewriting (`push_over_changes_in_assets`).
+    mapping_digest_in_assets = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        db_default="",
+        editable=False,
+        help_text="SHA-256 of the mapping as Assets answered it after its last push or pull.",
+    )
     webtrigger_token = EncryptedTextField(default=new_webtrigger_token)
 
     created_at = models.DateTimeField(auto_now_add=True)

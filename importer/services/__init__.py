@@ -57,6 +57,7 @@ from importer.services.mappings import (
     pull_mapping,
     push_mapping,
     replace_mapping,
+    stored_mapping_warning,
     why_mapping_not_pushed,
 )
 from importer.services.plan import pipeline_parallelism
@@ -121,6 +122,7 @@ __all__ = [
     "scrub_secrets",
     "start_import",
     "start_scheduled_import",
+    "stored_mapping_warning",
     "sync_schedule",
     "webtrigger_url",
 ]

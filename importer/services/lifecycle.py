@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from importer import notifications, work_queue
 from importer.assets import AssetsAuthError, AssetsClient, AssetsError, outcome_of
-from importer.mapping import validate_document
+from importer.mapping import split_newer_rules, validate_document
 from importer.models import ChunkJob, Execution, ImportSource
 from importer.services.editing import lock_for_start, lock_source
 from importer.services.errors import (
@@ -22,7 +22,12 @@ from importer.services.errors import (
     NotCancellable,
     scrub_secrets,
 )
-from importer.services.mappings import add_notice, push_over_changes_in_assets, send_mapping
+from importer.services.mappings import (
+    add_notice,
+    push_over_changes_in_assets,
+    send_mapping,
+    stored_mapping_warning,
+)
 from importer.services.plan import first_chunks
 from importer.services.retries import call_with_retries, may_have_been_done
 
@@ -82,8 +87,9 @@ def start_import(
         # Assets refuses a new execution while it counts an earlier one as running.
         report_pending_failures(source=source)
         Execution.objects.of(execution).stamp()  # still starting (`give_up_stopped_starts`)
+        add_notice(execution, stored_mapping_warning(source))
         if not source.mapping_pushed_at:
-            send_mapping(source=source)
+            send_mapping(source=source, newer_rules=False)
         else:
             add_notice(execution, push_over_changes_in_assets(source=source))
         Execution.objects.of(execution).stamp()
@@ -190,14 +196,15 @@ STOPPED_START = (
 
 
 def _check_startable(source: ImportSource) -> None:
-    """Raise ImportRefused when the source cannot import: disabled, or without a valid mapping."""
+    """Raise ImportRefused when the source cannot import: disabled, or without a valid mapping
+    (one that breaks only rules newer than it imports, noted: `stored_mapping_warning`)."""
     if not source.enabled:
         raise ImportRefused(f"Source '{source}' is disabled: enable it to import.")
     if not source.mapping:
         raise ImportRefused(
             f"Source '{source}' has no mapping: {HOW_TO_ADD_A_MAPPING}, then push it to Assets."
         )
-    problems = validate_document(source.mapping)
+    problems, _ = split_newer_rules(validate_document(source.mapping))
     if problems:
         raise ImportRefused(f"The mapping of '{source}' is not valid: {problems[0]}")
 

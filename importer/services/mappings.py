@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 from dataclasses import dataclass, field
 
 from django.db import transaction
@@ -14,6 +17,7 @@ from importer.mapping import (
     diff_documents,
     draft_mapping,
     fields_in_no_record,
+    split_newer_rules,
     transform_records,
     validate_document,
 )
@@ -30,6 +34,8 @@ from importer.services.errors import (
 )
 from importer.services.retries import call_with_retries
 from importer.sources import SourceError, build_source
+
+logger = logging.getLogger(__name__)
 
 
 def push_mapping(*, source: ImportSource) -> ImportSource:
@@ -51,17 +57,22 @@ def why_mapping_not_pushed(*, source: ImportSource) -> str:
     return ""
 
 
-def send_mapping(*, source: ImportSource) -> ImportSource:
-    """`push_mapping` for the import being started, which is open already."""
+def send_mapping(*, source: ImportSource, newer_rules: bool = True) -> ImportSource:
+    """`push_mapping` for the import being started, which is open already
+    (`newer_rules=False`: the mapping stored is pushed though it breaks rules newer than it,
+    as the import goes on with it, `stored_mapping_warning`)."""
     if not source.mapping:
         raise NoMapping()
     problems = validate_document(source.mapping)
+    if not newer_rules:
+        problems, _ = split_newer_rules(problems)
     if problems:
         raise MappingInvalid(problems)
     sent = source.mapping
     client = AssetsClient.for_source(source)
     # A PUT of the whole document: repeated, it does the same.
     call_with_retries(lambda: client.put_mapping(sent))
+    digest = _digest_in_assets(client, source)
     pushed_at = timezone.now()
     with transaction.atomic():
         # Saved anew meanwhile (an operator's form, a config file), the mapping Assets
@@ -70,10 +81,35 @@ def send_mapping(*, source: ImportSource) -> ImportSource:
         if saved.mapping != sent:
             raise MappingChangedMeanwhile()
         ImportSource.objects.filter(pk=source.pk).update(
-            mapping_pushed_at=pushed_at, updated_at=pushed_at
+            mapping_pushed_at=pushed_at, mapping_digest_in_assets=digest, updated_at=pushed_at
         )
     source.mapping_pushed_at = source.updated_at = pushed_at
+    source.mapping_digest_in_assets = digest
     return source
+
+
+def mapping_digest(answer: dict) -> str:
+    """A mapping as Assets answered it, in short: the same answer, the same digest."""
+    text = json.dumps(answer, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _digest_in_assets(client: AssetsClient, source: ImportSource) -> str:
+    """The digest of the mapping Assets holds now ("" when it cannot be read now: the next
+    import takes it as it finds it, `push_over_changes_in_assets`)."""
+    try:
+        return mapping_digest(call_with_retries(client.get_mapping))
+    except AssetsError as error:
+        _log_unread_mapping(source, error)
+        return ""
+
+
+def _log_unread_mapping(source: ImportSource, error: AssetsError) -> None:
+    logger.warning(
+        "source %s: the mapping in Assets could not be read to check it for changes: %s",
+        source.pk,
+        scrub_secrets(error.message, source),
+    )
 
 
 def push_over_changes_in_assets(*, source: ImportSource) -> str:
@@ -82,18 +118,31 @@ def push_over_changes_in_assets(*, source: ImportSource) -> str:
     what it replaced ("" when nothing did). The import's records follow the source's
     mapping, which its preview shows; sent under a mapping changed behind its back, they
     would arrive without attributes, or not at all, and the import end DONE all the same.
-    When Assets cannot be read now, the import goes on with the mapping pushed."""
+
+    Assets answers with its own rewriting of what was pushed (ids added, defaults filled,
+    empty fields left out), so its answer is compared with the one it gave after the push
+    (`mapping_digest_in_assets`), not with the source's mapping. A source pushed before that
+    answer was kept takes the answer now as the one to compare with. When Assets cannot be
+    read now, the import goes on with the mapping pushed (logged)."""
+    client = AssetsClient.for_source(source)
     try:
-        remote = AssetsClient.for_source(source).get_mapping()
+        remote = client.get_mapping()
     except AssetsNotFound:
-        remote = {}  # removed in Assets
-    except AssetsError:
+        remote = None  # removed in Assets
+    except AssetsError as error:
+        _log_unread_mapping(source, error)
         return ""
-    changes = diff_documents(source.mapping or {}, remote)
-    if not changes:
-        return ""
-    send_mapping(source=source)
-    shown = "; ".join(changes[:MAPPING_CHANGES_NAMED])
+    if remote is not None:
+        digest = mapping_digest(remote)
+        if digest == source.mapping_digest_in_assets:
+            return ""
+        if not source.mapping_digest_in_assets:  # pushed by an earlier release
+            ImportSource.objects.filter(pk=source.pk).update(mapping_digest_in_assets=digest)
+            source.mapping_digest_in_assets = digest
+            return ""
+    send_mapping(source=source, newer_rules=False)
+    changes = diff_documents(source.mapping or {}, remote or {})
+    shown = "; ".join(changes[:MAPPING_CHANGES_NAMED]) or "a change in fields not compared here"
     more = len(changes) - MAPPING_CHANGES_NAMED
     return (
         "The mapping in Assets had been changed there since it was pushed from here, so "
@@ -104,8 +153,29 @@ def push_over_changes_in_assets(*, source: ImportSource) -> str:
     )
 
 
+def stored_mapping_warning(source: ImportSource) -> str:
+    """What the source's mapping, stored before rules newer than it, breaks of them ("" when
+    nothing): it still imports, noted on each import and on the source's page, while saving
+    or pushing it anew is refused until it is mended."""
+    if not source.mapping:
+        return ""
+    _, broken = split_newer_rules(validate_document(source.mapping))
+    if not broken:
+        return ""
+    shown = "; ".join(str(problem) for problem in broken[:PROBLEMS_NAMED])
+    more = len(broken) - PROBLEMS_NAMED
+    return (
+        "The mapping breaks rules newer than it, which refuse it when it is next saved or "
+        f"pushed: {shown}" + (f"; and {more} more" if more > 0 else "") + ". It imports as "
+        "before until then: mend it on the source's page."
+    )
+
+
 # Differences between the mappings named in a notice, at most.
 MAPPING_CHANGES_NAMED = 5
+# Problems of a stored mapping named in a notice, at most: each takes a few lines, and a
+# notice keeps 2000 characters.
+PROBLEMS_NAMED = 2
 
 
 def add_notice(execution: Execution, notice: str) -> None:
@@ -226,5 +296,9 @@ def replace_mapping(*, source: ImportSource, document: dict, pushed: bool) -> Im
     refuse_while_importing(source=source, what="another mapping")
     source.mapping = document
     source.mapping_pushed_at = timezone.now() if pushed else None
-    source.save(update_fields=["mapping", "mapping_pushed_at", "updated_at"])
+    # The document pulled is Assets' own answer: what the next import compares with.
+    source.mapping_digest_in_assets = mapping_digest(document) if pushed else ""
+    source.save(
+        update_fields=["mapping", "mapping_pushed_at", "mapping_digest_in_assets", "updated_at"]
+    )
     return source
