@@ -14,13 +14,9 @@ from django_q.models import Schedule as QSchedule
 from importer import notifications, services, tasks
 from importer.models import Alert, Delivery, Execution, NotificationChannel, Schedule
 from importer.notifications import events
-from importer.notifications.delivery import MAX_ATTEMPTS, RETRY_DELAYS
-from importer.notifications.formats import alert_facts
-from importer.notifications.messages import execution_content, when_text
-
-
 from importer.notifications.delivery import MAX_ATTEMPTS, RETRY_DELAYS, WAITING_GIVEN_UP_AFTER
-from importer.notifications.messages import Content, when_text
+from importer.notifications.formats import alert_facts
+from importer.notifications.messages import Content, execution_content, when_text
 from importer.notifications.staleness import last_successes
 from tests.conftest import SANDBOX_TOKEN, SmtpServer, wait_for
 from tests.test_services import run_due_retries
