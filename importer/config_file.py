@@ -326,7 +326,7 @@ def _push_mapping(result: AppliedSource) -> None:
     source = ImportSource.objects.get(name=result.name)
     if not source.mapping or source.mapping_pushed_at:
         return
-    why_not = services.why_mapping_not_pushed(source=source)
+    why_not = services.try_push_mapping(source=source)
     if why_not:
         result.mapping_note = f"mapping NOT pushed: {why_not}"
     else:

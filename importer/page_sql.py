@@ -13,6 +13,7 @@ models' transitions: each moves only the rows still in the state it starts from,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import cache
 
@@ -118,7 +119,7 @@ def mark_submitted(
     skipped: list[str],
     state: str,
     identities: bytes,
-    items_left_out: list[str] = (),
+    items_left_out: Sequence[str] = (),
 ) -> bool:
     """Assets accepted the page (or there was nothing to send: `state` says why), while this
     worker still holds the chunk (RUNNING, same attempt). The reasons of the records and of

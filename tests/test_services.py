@@ -1341,3 +1341,22 @@ def test_an_import_whose_every_disk_lost_its_serial_at_the_source_fails_saying_s
     )
     assert "change the mapping's attribute locators of that selector" in execution.error
     assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
+
+
+def test_notes_made_on_an_import_are_all_kept_within_the_length_its_page_keeps(make_source):
+    execution = Execution.objects.create(source=make_source())
+    imports = Execution.objects.of(execution)
+
+    imports.add_notice("The mapping was changed in Assets: pushed ours over.")
+    imports.add_notice("")
+    imports.add_notice("No record of the first page holds 'serail'.")
+    execution.refresh_from_db()
+    assert execution.notice == (
+        "The mapping was changed in Assets: pushed ours over.\n"
+        "No record of the first page holds 'serail'."
+    )
+
+    imports.add_notice("x" * 3000)
+    execution.refresh_from_db()
+    assert len(execution.notice) == 2000
+    assert execution.notice.startswith("The mapping was changed in Assets")

@@ -461,7 +461,7 @@ class ImportSourceAdmin(
     def push_mapping(self, request, queryset):
         pushed = 0
         for source in queryset:
-            why_not = services.why_mapping_not_pushed(source=source)
+            why_not = services.try_push_mapping(source=source)
             if why_not:
                 self.message_user(
                     request, f"Mapping of {source} not pushed: {why_not}", messages.ERROR

@@ -4,11 +4,15 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Max, Min, Q, Value
+from django.db.models import Case, F, Max, Min, Q, Value, When
+from django.db.models.functions import Concat, Left
 from django.utils import timezone
 
 from importer.models.expressions import SecondsBetween
 from importer.models.sources import ImportSource
+
+# What an import's page and alerts keep of its notices, at most.
+NOTICE_MAX_LENGTH = 2000
 
 
 class ExecutionQuerySet(models.QuerySet):
@@ -28,6 +32,18 @@ class ExecutionQuerySet(models.QuerySet):
     def stamp(self, **fields) -> bool:
         """Update the rows and their `updated_at` (progress, or a transition's fields)."""
         return bool(self.update(updated_at=timezone.now(), **fields))
+
+    def add_notice(self, notice: str) -> bool:
+        """Add a line to the notice in one statement: notes made at once (the start's, the
+        first page's) are all kept."""
+        if not notice:
+            return False
+        joined = Case(
+            When(notice="", then=Value(notice)),
+            default=Concat(F("notice"), Value("\n" + notice)),
+            output_field=models.TextField(),
+        )
+        return bool(self.update(notice=Left(joined, NOTICE_MAX_LENGTH)))
 
     def refuse(
         self, *, reason: str, alert_wanted: bool = True, another_import_running: bool = False

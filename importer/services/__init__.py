@@ -58,7 +58,7 @@ from importer.services.mappings import (
     push_mapping,
     replace_mapping,
     stored_mapping_warning,
-    why_mapping_not_pushed,
+    try_push_mapping,
 )
 from importer.services.plan import pipeline_parallelism
 from importer.services.schedules import (
@@ -113,7 +113,7 @@ __all__ = [
     "pull_mapping",
     "recover_lost_work",
     "push_mapping",
-    "why_mapping_not_pushed",
+    "try_push_mapping",
     "refresh_status",
     "replace_mapping",
     "requeue_stalled_chunks",

@@ -23,7 +23,6 @@ from importer.services.errors import (
     scrub_secrets,
 )
 from importer.services.mappings import (
-    add_notice,
     push_over_changes_in_assets,
     send_mapping,
     stored_mapping_warning,
@@ -87,11 +86,11 @@ def start_import(
         # Assets refuses a new execution while it counts an earlier one as running.
         report_pending_failures(source=source)
         Execution.objects.of(execution).stamp()  # still starting (`give_up_stopped_starts`)
-        add_notice(execution, stored_mapping_warning(source))
+        Execution.objects.of(execution).add_notice(stored_mapping_warning(source))
         if not source.mapping_pushed_at:
             send_mapping(source=source, newer_rules=False)
         else:
-            add_notice(execution, push_over_changes_in_assets(source=source))
+            Execution.objects.of(execution).add_notice(push_over_changes_in_assets(source=source))
         Execution.objects.of(execution).stamp()
         client = AssetsClient.for_source(source)
         starting = True

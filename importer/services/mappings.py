@@ -38,6 +38,13 @@ from importer.sources import SourceError, build_source
 logger = logging.getLogger(__name__)
 
 
+# Differences between the mappings named in a notice, at most.
+MAPPING_CHANGES_NAMED = 5
+# Problems of a stored mapping named in a notice, at most: each takes a few lines, and a
+# notice keeps NOTICE_MAX_LENGTH characters.
+PROBLEMS_NAMED = 2
+
+
 def push_mapping(*, source: ImportSource) -> ImportSource:
     """Validate the mapping locally, then send it to Assets (PUT replaces it whole); not
     while the source imports (SourceBusy): its pages still to come would change shape."""
@@ -45,7 +52,7 @@ def push_mapping(*, source: ImportSource) -> ImportSource:
     return send_mapping(source=source)
 
 
-def why_mapping_not_pushed(*, source: ImportSource) -> str:
+def try_push_mapping(*, source: ImportSource) -> str:
     """Push the mapping and say why it was not taken ("" once Assets has it): the admin
     action, the command and a config file's apply tell the operator the same words."""
     try:
@@ -171,22 +178,6 @@ def stored_mapping_warning(source: ImportSource) -> str:
     )
 
 
-# Differences between the mappings named in a notice, at most.
-MAPPING_CHANGES_NAMED = 5
-# Problems of a stored mapping named in a notice, at most: each takes a few lines, and a
-# notice keeps 2000 characters.
-PROBLEMS_NAMED = 2
-
-
-def add_notice(execution: Execution, notice: str) -> None:
-    """Add a line to what the import's page and alerts note of it."""
-    if not notice:
-        return
-    current = Execution.objects.filter(pk=execution.pk).values_list("notice", flat=True).first()
-    joined = f"{current}\n{notice}" if current else notice
-    Execution.objects.filter(pk=execution.pk).update(notice=joined[:2000])
-
-
 def transform_page(source: ImportSource, records: list[dict]) -> TransformResult:
     """A page's records as Assets data, under the source's rules for records it cannot use
     (RecordsRefused when they say fail): the same for an import and its preview."""
@@ -219,7 +210,7 @@ def note_fields_in_no_record(*, execution: Execution, records: list[dict]) -> No
         f"{'that attribute' if len(missing) == 1 else 'those attributes'}. Preview the "
         "source to see its records' fields."
     )
-    add_notice(execution, notice)
+    Execution.objects.of(execution).add_notice(notice)
 
 
 @dataclass

@@ -19,7 +19,7 @@ class Command(DatabaseCommand):
             if source is None:
                 failures.append(f"{name}: no source of that name")
                 continue
-            why_not = services.why_mapping_not_pushed(source=source)
+            why_not = services.try_push_mapping(source=source)
             if why_not:
                 failures.append(f"{name}: {why_not}")
             else:

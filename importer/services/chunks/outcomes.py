@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Sequence
 from datetime import timedelta
 
 from django.conf import settings
@@ -37,7 +38,7 @@ def mark_submitted(
     skipped: list[str],
     state: str = ChunkState.SUBMITTED,
     identities: bytes = b"",
-    items_left_out: list[str] = (),
+    items_left_out: Sequence[str] = (),
 ) -> None:
     """Record the page as done (Assets took it, or there was nothing to send); for a page
     past the source's end (`state` SKIPPED), the records it held; `identities`, the digests
