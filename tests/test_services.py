@@ -1356,6 +1356,11 @@ def test_notes_made_on_an_import_are_all_kept_within_the_length_its_page_keeps(m
         "No record of the first page holds 'serail'."
     )
 
+    imports.add_notice("No record of the first page holds 'serail'.")  # a page read again
+    imports.add_notice("The mapping was changed in Assets: pushed ours over.")
+    execution.refresh_from_db()
+    assert execution.notice.count("\n") == 1
+
     imports.add_notice("x" * 3000)
     execution.refresh_from_db()
     assert len(execution.notice) == 2000

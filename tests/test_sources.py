@@ -1425,20 +1425,88 @@ def test_a_csv_row_broken_by_a_line_break_outside_quotes_fails_naming_its_lines(
     assert "line break outside quotes" in error.message and "quote the fields" in error.message
 
 
+def read_with_notes(source: ImportSource) -> tuple[list[dict], list[str]]:
+    """Every record, and what the pages note, each once (a row may be seen by two pages)."""
+    cursor, records, notes = "", [], []
+    while True:
+        page = build_source(source).fetch_page(cursor)
+        records += page.records
+        notes += [note for note in page.notes if note not in notes]
+        if page.next_cursor is None:
+            return records, notes
+        cursor = page.next_cursor
+
+
 @pytest.mark.parametrize("page_size", [5, 50], ids=["page ends between", "mid"])
 @pytest.mark.parametrize(
     "row_5",
     ["S005,host05,Jürgen Weiß,\n40", "S005,host05,Jürgen Weiß,4\n0"],
     ids=["after the delimiter", "in the last field"],
 )
-def test_a_csv_row_broken_after_its_last_delimiter_fails_naming_its_lines(
+def test_a_csv_row_maybe_broken_after_its_last_delimiter_is_read_and_its_lines_noted(
     media: Path, page_size: int, row_5: str
 ) -> None:
-    error = walk_failure(uploaded(media, "hr.csv", hardware_csv(row_5), page_size=page_size))
+    # A line of one value may as well be a row of its own: the rows arrive, the lines are named.
+    source = uploaded(media, "hr.csv", hardware_csv(row_5), page_size=page_size)
 
-    assert (error.kind, error.permanent) == ("bad_file", True)
-    assert "line 7 of the file holds 1 field of the 4 field names" in error.message
-    assert "the end of the row on line 6, broken by a line break outside quotes" in error.message
+    records, notes = read_with_notes(source)
+
+    assert len(records) == 11
+    assert len(notes) == 1
+    assert notes[0].startswith(
+        "CSV: line 7 of the file holds 1 field of the 4 field names: if it is the end of the "
+        "row before it, broken by a line break outside quotes"
+    )
+    assert "Check those lines of the file" in notes[0]
+
+
+@pytest.mark.parametrize("page_size", [4, 50], ids=["page starts", "mid"])
+def test_a_csv_whose_rows_leave_fields_out_is_read_whole_though_two_add_up_to_one_more(
+    media: Path, page_size: int
+) -> None:
+    # Rows 5 and 6 leave fields out: 2 and 3 fields, one more than the 4 names together.
+    content = hardware_csv("S005,host05").replace(b"S006,host06,Owner 6,48", b"S006,host06,x")
+
+    records, notes = read_with_notes(uploaded(media, "ragged.csv", content, page_size=page_size))
+
+    assert [record["serial"] for record in records] == [f"S{i:03d}" for i in range(1, 11)]
+    assert records[5] == {"serial": "S006", "hostname": "host06", "owner": "x", "ram": ""}
+    assert notes == []
+
+
+def test_a_csv_row_holding_only_its_id_is_read_as_a_record(media: Path) -> None:
+    records, notes = read_with_notes(uploaded(media, "ids.csv", hardware_csv("S005")))
+
+    assert len(records) == 10
+    assert records[4] == {"serial": "S005", "hostname": "", "owner": "", "ram": ""}
+    assert notes == []
+
+
+def test_a_csv_ending_with_a_line_of_one_value_is_read_and_the_line_noted(media: Path) -> None:
+    content = hardware_csv("S005,host05,Owner 5,40") + b"10 rows\n"
+
+    records, notes = read_with_notes(uploaded(media, "total.csv", content, page_size=50))
+
+    assert len(records) == 11 and records[-1]["serial"] == "10 rows"
+    assert len(notes) == 1
+    assert notes[0].startswith("CSV: line 12 of the file holds 1 field of the 4 field names")
+
+
+def test_two_short_rows_adding_up_to_one_row_are_read_and_noted_when_ids_tell_nothing(
+    media: Path,
+) -> None:
+    # Names in the first column: nothing tells a row's start from the rest of a row.
+    rows = ["Ann Lee,HR,Paris,1", "Bo,IT,Oslo,2", "Cy Ng,Ops,Ro\nme,3", "Jean-Luc Roy,IT,Lyon,4"]
+    content = "\n".join(["name,team,site,desk", *rows, ""]).encode()
+
+    records, notes = read_with_notes(uploaded(media, "people.csv", content, page_size=50))
+
+    assert len(records) == 5
+    assert len(notes) == 1
+    assert notes[0].startswith(
+        "CSV: lines 4 and 5 of the file hold 3 and 2 fields, one more than the 4 field names "
+        "together: if they are one row, broken by a line break outside quotes"
+    )
 
 
 @pytest.mark.parametrize(
@@ -1776,6 +1844,36 @@ def test_a_csv_without_a_column_the_mapping_reads_fails_before_a_page_goes(
     assert "the file has no column 'hostname' (attribute Hostname)" in execution.error
     assert "'host_name'" in execution.error  # the columns it has, to choose from
     assert sandbox.execution(execution.assets_execution_id)["records_received"] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_import_of_a_csv_row_that_may_be_broken_ends_done_noting_its_lines(
+    import_file, sandbox
+) -> None:
+    # Computer 25's purchase date on a line of its own: a break after the last delimiter, or
+    # a row of one value; the import goes on, and says which lines to look at.
+    content = computers_csv().replace(b"user25@example.com,", b"user25@example.com,\n", 1)
+
+    _, execution = import_file(content)
+
+    assert execution.state == Execution.State.DONE, execution.error
+    assert execution.notice.startswith(
+        "CSV: line 27 of the file holds 1 field of the 8 field names: if it is the end of the "
+        "row before it"
+    )
+    assert execution.notice.count("CSV: line 27") == 1  # the pages on either side note it once
+
+
+@pytest.mark.django_db
+def test_a_preview_notes_a_csv_row_that_may_be_broken(serve, make_source) -> None:
+    content = computers_csv().replace(b"user5@example.com,", b"user5@example.com,\n", 1)
+    url = serve().add_file("inventory.csv", content)
+    source = make_source(source_kind="csv", source_url=url, records_path="")
+
+    preview = services.preview_import(source=source)
+
+    assert preview.error in ("", None) and preview.records_fetched == 25
+    assert [note[:40] for note in preview.notes] == ["CSV: line 7 of the file holds 1 field of"]
 
 
 @pytest.mark.django_db

@@ -35,15 +35,21 @@ class ExecutionQuerySet(models.QuerySet):
 
     def add_notice(self, notice: str) -> bool:
         """Add a line to the notice in one statement: notes made at once (the start's, the
-        first page's) are all kept."""
+        first page's) are all kept, and a note made again (a page read again) once."""
         if not notice:
             return False
+        held = (
+            Q(notice=notice)
+            | Q(notice__startswith=f"{notice}\n")
+            | Q(notice__endswith=f"\n{notice}")
+            | Q(notice__contains=f"\n{notice}\n")
+        )
         joined = Case(
             When(notice="", then=Value(notice)),
             default=Concat(F("notice"), Value("\n" + notice)),
             output_field=models.TextField(),
         )
-        return bool(self.update(notice=Left(joined, NOTICE_MAX_LENGTH)))
+        return bool(self.exclude(held).update(notice=Left(joined, NOTICE_MAX_LENGTH)))
 
     def refuse(
         self, *, reason: str, alert_wanted: bool = True, another_import_running: bool = False

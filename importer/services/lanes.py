@@ -426,6 +426,8 @@ def _cursor_to_read(chunk: ChunkJob) -> str:
 def _transform(chunk: ChunkJob, page: Page, lane: Lane) -> TransformResult | None:
     """The page as Assets data; None when a record cannot be used (the chunk then failed)."""
     source = chunk.execution.source
+    for note in page.notes:
+        Execution.objects.of(chunk.execution).add_notice(note)
     try:
         result = transform_page(source, page.records)
     except RecordsRefused as error:  # the source's policy: such records fail the import

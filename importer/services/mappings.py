@@ -225,6 +225,8 @@ class Preview:
     items_left_out: list[str] = field(default_factory=list)  # nested items, records sent
     # Fields the mapping reads that no record of the page holds: misspelled, most likely.
     fields_missing: list[str] = field(default_factory=list)
+    # What the import would note of the page (a CSV row that may be broken).
+    notes: tuple[str, ...] = ()
     error: str = ""
 
 
@@ -257,6 +259,7 @@ def preview_import(*, source: ImportSource, limit: int = 20) -> Preview:
         skipped=result.skipped,
         items_left_out=result.items_left_out,
         fields_missing=fields_in_no_record(page.records, source.mapping),
+        notes=page.notes,
     )
 
 

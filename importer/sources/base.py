@@ -52,11 +52,14 @@ class Page:
     """One page of records and where the next one starts (None when this was the last).
 
     `total` is the number of records the source says it holds, when its answers say so.
+    `notes`: what is worth a look though the page is read (a CSV row that may be broken),
+    noted on the import.
     """
 
     records: list[dict]
     next_cursor: str | None
     total: int | None = None
+    notes: tuple[str, ...] = ()
 
 
 class SourceError(RemoteError):

@@ -11,6 +11,7 @@ import csv
 import re
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import IO
 
 from importer.mapping import fields_in_no_record
@@ -38,6 +39,33 @@ def _leaves_fields_out(short_rows: int, rows: int) -> bool:
 
 def _blank(row: list[str]) -> bool:
     return not row or (len(row) == 1 and not row[0].strip())
+
+
+def _pattern(value: str) -> str:
+    """A value's pattern: runs of letters as 'a', runs of digits as '9' ('SN-00017' and
+    'SN-00402' are both 'a-9', 'Weiß' is 'a')."""
+    return re.sub(r"\d+", "9", re.sub(r"[^\W\d_]+", "a", value.strip()))
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """A row read: where it starts, how many fields it has, and its first field."""
+
+    at: int
+    fields: int
+    first: str
+
+    def starts_as(self, identity: str | None) -> bool:
+        return identity is not None and _pattern(self.first) == identity
+
+
+def _identity_pattern(full: list[_Shape]) -> str | None:
+    """The pattern every full row's first field has (an id such as 'S001', 'SN-00042');
+    None when they differ (names, free text) or there are too few rows to say."""
+    patterns = {_pattern(shape.first) for shape in full}
+    if len(full) < 3 or len(patterns) != 1 or patterns == {""}:
+        return None
+    return patterns.pop()
 
 
 class CsvSource(FileSource):
@@ -68,23 +96,24 @@ class CsvSource(FileSource):
         # the short rows before it (a file may leave trailing empty fields out: then a short
         # last row is one more of them).
         cut_row_at, short_rows = None, 0
-        # Where each row read starts and how many fields it has, the row after the page too:
-        # a row broken in two may end a page with its first half.
-        shapes: list[tuple[int, int]] = []
+        # Where each row read starts, how many fields it has and its first: the row after
+        # the page too, as a row broken in two may end a page with its first half.
+        shapes: list[_Shape] = []
         while True:
             row_start = lines.position
             row = next(rows, None)
             if row is None:
-                self._check_no_row_broken(file, shapes, len(fieldnames), cut_row_at is not None)
+                notes = self._rows_maybe_broken(file, shapes, len(fieldnames), cut_row_at)
                 if cut_row_at is not None and not _leaves_fields_out(short_rows, len(records)):
                     raise self._cut_off(file, cut_row_at, len(fieldnames))
-                return Page(records=records, next_cursor=None)
+                return Page(records=records, next_cursor=None, notes=notes)
             if _blank(row):
                 continue
-            shapes.append((row_start, len(row)))
+            shapes.append(_Shape(row_start, len(row), row[0]))
             if len(records) == self.page_size:
-                self._check_no_row_broken(file, shapes, len(fieldnames), not lines.line_ended)
-                return Page(records=records, next_cursor=str(row_start))
+                cut_at = None if lines.line_ended else row_start
+                notes = self._rows_maybe_broken(file, shapes, len(fieldnames), cut_at)
+                return Page(records=records, next_cursor=str(row_start), notes=notes)
             if len(row) > len(fieldnames):
                 problem = f"has {len(row)} fields, but there are {len(fieldnames)} field names"
                 raise self.line_error(file, lines.line_start, problem)
@@ -168,44 +197,59 @@ class CsvSource(FileSource):
             "lines after the first"
         )
 
-    def _check_no_row_broken(
-        self,
-        file: IO[bytes],
-        shapes: list[tuple[int, int]],
-        names: int,
-        last_row_cut: bool,
-    ) -> None:
+    def _rows_maybe_broken(
+        self, file: IO[bytes], shapes: list[_Shape], names: int, cut_at: int | None
+    ) -> tuple[str, ...]:
         """A line break outside quotes (a notes field of an HR or SCCM export) splits a row
-        in two: padded with empty fields, its first half would arrive without its last
-        values and its second half as an object of its own. In a page whose other rows are
-        full (two at least: a file that leaves trailing empty fields out has other short
-        rows), two short rows in a row whose fields add up to one more than the names are
-        such halves, and so is a row of one field under four names or more (a break after
-        the row's last delimiter, or in its last field)."""
-        short = [i for i, (_, fields) in enumerate(shapes) if fields < names]
-        if len(shapes) - len(short) < 2:
-            return
-        if len(short) == 2 and short[1] == short[0] + 1:
-            (first, first_fields), (second, second_fields) = (shapes[i] for i in short)
-            if first_fields + second_fields == names + 1:
-                raise self._broken_row(
-                    file,
-                    f"lines {line_number(file, first)} and {line_number(file, second)} of the "
-                    f"file hold {first_fields} and {second_fields} fields, one more than the "
-                    f"{names} field names together: they seem to be one row",
-                )
-        # A last row without a line break after it is one cut off: that is said of it.
-        cut = last_row_cut and short[-1:] == [len(shapes) - 1]
-        if len(short) == 1 and names >= 4 and shapes[short[0]][1] == 1 and not cut:
-            at, _ = shapes[short[0]]
-            where = f"line {line_number(file, at)} of the file holds 1 field of the {names}"
-            where += " field names, while the page's other rows are full"
-            if short[0]:
-                before = line_number(file, shapes[short[0] - 1][0])
-                where += f": it seems the end of the row on line {before}"
-            raise self._broken_row(file, where)
+        in two: padded with empty fields, its first half arrives without its last values
+        and its second half as an object of its own. Rows of a file may as well leave
+        fields out, hold only their id, or end the file with a line of one value: refusing
+        such a file stops every record, so a page is refused only on proof (two halves
+        that add up to one row, the second not starting as the file's rows start). What
+        only may be a broken row is noted on the import, naming its lines.
 
-    def _broken_row(self, file: IO[bytes], where: str) -> SourceError:
+        Looked for in pages whose other rows are full (a file that leaves trailing fields
+        out as a habit has other short rows): two short rows one after the other whose
+        fields add up to one more than the names, or a row of one field under four names
+        or more (a break after a row's last delimiter, or in its last field)."""
+        short = [i for i, shape in enumerate(shapes) if shape.fields < names]
+        full = [shape for shape in shapes if shape.fields >= names]
+        if len(full) < 2:
+            return ()
+        identity = _identity_pattern(full)
+        if len(short) == 2 and short[1] == short[0] + 1:
+            first, second = shapes[short[0]], shapes[short[1]]
+            if first.fields + second.fields != names + 1 or second.starts_as(identity):
+                return ()
+            where = (
+                f"lines {line_number(file, first.at)} and {line_number(file, second.at)} of "
+                f"the file hold {first.fields} and {second.fields} fields, one more than the "
+                f"{names} field names together"
+            )
+            if first.starts_as(identity):  # a record's start, then no record's
+                raise self._broken_row(f"{where}: they seem to be one row")
+            return (self._maybe_broken(f"{where}: if they are one row", "its first line"),)
+        # A last row without a line break after it is one cut off: that is said of it.
+        if len(short) != 1 or names < 4 or shapes[short[0]].fields != 1:
+            return ()
+        lone = shapes[short[0]]
+        if lone.at == cut_at or lone.starts_as(identity):  # a row holding its id alone
+            return ()
+        where = (
+            f"line {line_number(file, lone.at)} of the file holds 1 field of the {names} "
+            "field names: if it is the end of the row before it"
+        )
+        return (self._maybe_broken(where, "that row"),)
+
+    def _maybe_broken(self, where: str, first_part: str) -> str:
+        return (
+            f"CSV: {where}, broken by a line break outside quotes (in a notes or address "
+            f"field?), {first_part} arrived without its last values and the rest as an object "
+            "of its own. Check those lines of the file; quote the fields that hold line "
+            "breaks, or fix the export."
+        )
+
+    def _broken_row(self, where: str) -> SourceError:
         return SourceError(
             f"source '{self.name}': {where}, broken by a line break outside quotes (in a "
             "notes or address field?); quote the fields that hold line breaks, or fix the "
