@@ -1660,31 +1660,56 @@ def inventory_csv() -> bytes:
 
 
 @pytest.mark.parametrize(
-    "cut_after",
-    [b"S010,host10,8", b"S010,host10,", b"S009,host09,72\nS0"],
-    ids=["inside the last field", "after a delimiter", "inside a row"],
+    "content",
+    [
+        inventory_csv()[: inventory_csv().index(b"S010,host10") + len(b"S010,host10")],
+        inventory_csv()[: inventory_csv().index(b"\nS0") + len(b"\nS0")],
+        inventory_csv().replace(b"host10", b'"host 10"')[:-6],
+        inventory_csv().replace(b"host10,80", b"host10,8\xc3\xa9")[:-2],
+    ],
+    ids=["before the last value", "inside a row", "inside quotes", "inside a character"],
 )
 def test_a_download_without_a_length_that_ends_mid_line_is_taken_for_cut_off(
-    serve, cut_after: bytes
+    serve, content: bytes
 ) -> None:
     # The server tells no length and closes the connection: there the body ends, whole or not.
-    content = inventory_csv()
     fake = serve()
-    url = fake.add_file(
-        "export.csv", content[: content.index(cut_after) + len(cut_after)], close_delimited=True
-    )
+    url = fake.add_file("export.csv", content, close_delimited=True)
     source = ImportSource(name="export", source_kind="csv", source_url=url, page_size=50)
 
     error = failure(source)
 
     assert (error.kind, error.permanent) == ("unavailable", False)
     assert "did not declare the file's length" in error.message
-    assert "ended mid-line" in error.message
+    assert "ended mid-line, its last row or record not whole" in error.message
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        inventory_csv().rstrip(b"\n"),
+        inventory_csv().replace(b"S010,host10,80\n", b'S010,host10,"8\n0"'),
+        inventory_csv().replace(b"S010,host10,80\n", b'S010,"host\n10,x",80'),
+        b"sep=;\n" + inventory_csv().replace(b",", b";").rstrip(b"\n"),
+    ],
+    ids=["plain", "quoted line break", "line break in a quoted value", "spreadsheet's sep="],
+)
+def test_a_download_without_a_length_whose_last_row_is_whole_is_read_without_a_line_break(
+    serve, content: bytes
+) -> None:
+    fake = serve()
+    url = fake.add_file("export.csv", content, close_delimited=True)
+    source = ImportSource(name="export", source_kind="csv", source_url=url, page_size=50)
+
+    records, _ = walk(source)
+
+    assert [record["serial"] for record in records] == [f"S{i:03d}" for i in range(1, 11)]
+    assert len(fake.requests_to("/files/export.csv")) == 1
 
 
 def test_a_download_cut_off_mid_line_is_read_whole_when_tried_again(serve) -> None:
     content = inventory_csv()
-    downloads: list[bytes] = [content[:-2], content]  # "80" arrives as "8" the first time
+    downloads: list[bytes] = [content[:-5], content]  # ends "S010,host1" the first time
     fake = serve()
     url = fake.add_file("export.csv", lambda: downloads.pop(0), close_delimited=True)
     source = ImportSource(name="export", source_kind="csv", source_url=url, page_size=50)
@@ -1701,13 +1726,26 @@ def test_a_json_lines_download_without_a_length_that_ends_mid_line_is_taken_for_
 ) -> None:
     content = b"".join(json.dumps(fake_record(i)).encode() + b"\n" for i in range(1, 11))
     fake = serve()
-    url = fake.add_file("export.jsonl", content[:-1], close_delimited=True)
+    url = fake.add_file("export.jsonl", content[:-5], close_delimited=True)
     source = ImportSource(name="export", source_kind="jsonl", source_url=url, page_size=50)
 
     error = failure(source)
 
     assert (error.kind, error.permanent) == ("unavailable", False)
     assert "ended mid-line" in error.message
+
+
+def test_a_json_lines_download_without_a_length_whose_last_record_is_whole_is_read(
+    serve,
+) -> None:
+    content = b"\n".join(json.dumps(fake_record(i)).encode() for i in range(1, 11))
+    fake = serve()
+    url = fake.add_file("export.jsonl", content, close_delimited=True)
+    source = ImportSource(name="export", source_kind="jsonl", source_url=url, page_size=50)
+
+    records, _ = walk(source)
+
+    assert records == [fake_record(i) for i in range(1, 11)]
 
 
 def test_a_download_without_a_length_that_ends_with_a_line_break_is_read_whole(serve) -> None:
@@ -1760,8 +1798,8 @@ def import_file(serve, make_source, sandbox, media, monkeypatch):
     monkeypatch.setattr(files, "DOWNLOAD_MAX_AGE_SECONDS", 0.0)
     fake = serve()
 
-    def run(content, name: str = "inventory") -> tuple[FakeSource, Execution]:
-        url = fake.add_file(f"{name}.csv", content)
+    def run(content, name: str = "inventory", **served: Any) -> tuple[FakeSource, Execution]:
+        url = fake.add_file(f"{name}.csv", content, **served)
         source = make_source(name=name, source_kind="csv", source_url=url, records_path="")
         execution = services.start_import(source=services.push_mapping(source=source))
         execution.refresh_from_db()
@@ -1829,6 +1867,33 @@ def test_a_first_page_sent_again_reads_the_copy_the_later_pages_read(import_file
     serials = sorted(key.rpartition(":")[2] for key in remote["objects"])
     assert serials == [f"SN-{i:05d}" for i in range(1, 101)]  # one export's, each once
     assert remote["duplicate_objects"] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_csv_served_without_a_length_nor_a_final_line_break_is_imported_whole(
+    import_file, sandbox
+) -> None:
+    fake, execution = import_file(computers_csv().rstrip(b"\n"), close_delimited=True)
+
+    assert execution.state == Execution.State.DONE, execution.error
+    assert every_computer_arrived(sandbox, execution)
+    assert len(fake.requests_to("/files/inventory.csv")) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_csv_served_without_a_length_and_cut_mid_row_is_downloaded_again_then_fails(
+    import_file, sandbox
+) -> None:
+    content = computers_csv()
+    cut = content[: content.index(b"\nSN-00100,") + len(b"\nSN-00100,lt-")]
+
+    fake, execution = import_file(cut, close_delimited=True)
+    execution = run_due_retries(execution)
+
+    assert execution.state == Execution.State.FAILED
+    assert "the file ended mid-line, its last row or record not whole" in execution.error
+    assert len(fake.requests_to("/files/inventory.csv")) == 3
+    assert sandbox.execution(execution.assets_execution_id)["records_received"] == 0
 
 
 @pytest.mark.django_db(transaction=True)

@@ -16,7 +16,13 @@ from typing import IO
 
 from importer.mapping import fields_in_no_record
 from importer.sources.base import Page, SourceError, config_error
-from importer.sources.files import MAX_LINE_BYTES, FileSource, LineReader, line_number
+from importer.sources.files import (
+    MAX_LINE_BYTES,
+    FileSource,
+    LineReader,
+    LineTooLong,
+    line_number,
+)
 from importer.sources.rules import csv_delimiter, csv_delimiter_problem
 
 # A field may be as long as a line (the csv module's own limit is 128 KB).
@@ -128,6 +134,33 @@ class CsvSource(FileSource):
             if unnamed:
                 del record[""]  # columns without a name (a spreadsheet's empty ones)
             records.append(record)
+
+    def ends_whole(self, file: IO[bytes], last_line_at: int) -> bool:
+        """The file's last row, without a line break after it, is whole when it closes its
+        quotes and has a field for each name (one cut off has fewer, a character cut in two,
+        or a quote left open). Read from its last line alone first; a row that may end a
+        quoted field spanning lines is read from the file's first row. A cut inside the
+        last value, or right after its delimiter, cannot be told from a whole row."""
+        self._follow_byte_order_mark(file)
+        try:
+            names, body_start = self._header(file)
+        except (SourceError, LineTooLong):
+            return True  # reading the file says what is wrong with it
+        starts = dict.fromkeys((max(last_line_at, body_start), body_start))
+        return any(self._ends_with_whole_row(file, start, len(names)) for start in starts)
+
+    def _ends_with_whole_row(self, file: IO[bytes], start: int, names: int) -> bool:
+        lines = LineReader(file, start, self.bom)
+        last: list[str] = []
+        try:
+            for row in self._rows(file, lines):
+                if not _blank(row):
+                    last = row
+        except SourceError:  # a quote left open, a character cut in two
+            return False
+        except LineTooLong:
+            return True  # reading the file says so
+        return not last or len(last) >= names
 
     def _header(self, file: IO[bytes]) -> tuple[list[str], int]:
         """The field names, and the byte offset where the rows after the header start."""

@@ -52,6 +52,10 @@ MAX_DOWNLOAD_BYTES = 4 * 1024**3
 MAX_LINE_BYTES = 16 * 1024 * 1024
 UTF_8_NAMES = ("utf-8", "utf-8-sig")
 
+# Whether a file (open, at the start of its last line) that has no line break at its end
+# ends with a whole row or record.
+EndsWhole = Callable[[IO[bytes], int], bool]
+
 # Between a page's place in the file and the file's version, in a cursor ("4096@3f2a...").
 VERSION_MARK = "@"
 
@@ -90,9 +94,12 @@ def clear_download_cache() -> None:
                     _unlink_quietly(os.path.join(_cache_dir[1], name))
 
 
-def downloaded_copy(import_source, execution_id: int | None = None) -> str:
+def downloaded_copy(
+    import_source, execution_id: int | None = None, ends_whole: EndsWhole | None = None
+) -> str:
     """The path of a fresh enough local copy of the source's file URL, downloaded for this
-    import (`execution_id`; None: a preview)."""
+    import (`execution_id`; None: a preview). `ends_whole` judges a file that ends mid-line
+    from a server that told no length (`FileSource.ends_whole`)."""
     source = import_source
     # Keyed by URL and by who asks: two sources with other credentials never share a copy.
     url = with_query(source.source_url, dict(source.extra_params or {}))
@@ -110,14 +117,18 @@ def downloaded_copy(import_source, execution_id: int | None = None) -> str:
     response = http.get(url, what="a file")
     fd, partial = tempfile.mkstemp(dir=directory, suffix=".part")
     try:
-        last_byte = b""
+        last_byte, last_line_at, size = b"", 0, 0
         with os.fdopen(fd, "wb") as out:
             for piece in http.iter_body(response, limit=MAX_DOWNLOAD_BYTES, what="a file"):
                 out.write(piece)
+                if (newline := piece.rfind(b"\n")) >= 0:
+                    last_line_at = size + newline + 1
+                size += len(piece)
                 last_byte = piece[-1:]
-        if last_byte not in (b"", b"\n", b"\r") and _made_of_lines(source):
-            if not declared_its_end(response):
-                raise _cut_off_mid_line(http, response)
+        if last_byte not in (b"", b"\n", b"\r") and ends_whole and not declared_its_end(response):
+            with open(partial, "rb") as written:
+                if not ends_whole(written, last_line_at):
+                    raise _cut_off_mid_line(http, response)
         if not os.path.getsize(partial) and _never_empty(source):
             # A failed export job, or a proxy, answering 200 with nothing: not a file of no
             # records (an import of none would tell Assets every object is gone).
@@ -142,22 +153,16 @@ def downloaded_copy(import_source, execution_id: int | None = None) -> str:
     return path
 
 
-def _made_of_lines(import_source) -> bool:
-    """Whether the file is made of lines (CSV, JSON Lines), the last of which nearly every
-    writer ends with a line break too."""
-    return import_source.source_kind in ("csv", "jsonl")
-
-
 def _cut_off_mid_line(http: SourceHttp, response: requests.Response) -> SourceError:
-    """A file of lines that ends mid-line, from a server that told neither its length nor
-    its end (no Content-Length, not chunked): the connection closed before the file's end,
-    the rows after it are missing and its last value may be cut (80 GB read as 8). A file
-    cut exactly at a line's end cannot be told from a whole one."""
+    """A file of lines that ends mid-line, its last row or record not whole, from a server
+    that told neither its length nor its end (no Content-Length, not chunked): the connection
+    closed before the file's end, and the rows after it are missing. A file cut exactly at a
+    line's end, or inside a CSV row's last value, cannot be told from a whole one."""
     return http.error(
         f"broke off while sending a file at {public_url(response.url)}: the server did not "
         "declare the file's length (no Content-Length, not chunked) and the file ended "
-        "mid-line, so it looks cut off when the connection closed. If the file is whole, "
-        "end it with a line break, or serve it with its length",
+        "mid-line, its last row or record not whole, so it looks cut off when the connection "
+        "closed. If the file is whole, end it with a line break, or serve it with its length",
         permanent=False,
         kind="unavailable",
         max_attempts=UNPARSABLE_ANSWER_ATTEMPTS,
@@ -175,7 +180,10 @@ def _never_empty(import_source) -> bool:
 
 @contextmanager
 def open_source_file(
-    import_source, version: str = "", execution_id: int | None = None
+    import_source,
+    version: str = "",
+    execution_id: int | None = None,
+    ends_whole: EndsWhole | None = None,
 ) -> Iterator[IO[bytes]]:
     """The source's file, opened for binary reading: the upload if there is one, else the
     import's shared copy of the file's `version` (named by the cursor), else the URL."""
@@ -196,7 +204,8 @@ def open_source_file(
             yield file
     elif source.source_url:
         shared = _shared_copy(execution_id, version) if version and execution_id else None
-        with open(shared or downloaded_copy(source, execution_id), "rb") as file:
+        path = shared or downloaded_copy(source, execution_id, ends_whole)
+        with open(path, "rb") as file:
             yield file
     else:
         raise config_error(source, "it has neither an uploaded file nor a source URL")
@@ -450,7 +459,9 @@ class FileSource:
 
     def fetch_page(self, cursor: str) -> Page:
         place, _, read_from = (cursor or "").partition(VERSION_MARK)
-        with open_source_file(self.config, read_from, self.execution_id) as file:
+        with open_source_file(
+            self.config, read_from, self.execution_id, ends_whole=self.ends_whole
+        ) as file:
             if not place:
                 self._check_is_text(file)
             self._follow_byte_order_mark(file)
@@ -476,6 +487,13 @@ class FileSource:
 
     def read_chunk(self, file: IO[bytes], cursor: str) -> Page:
         raise NotImplementedError
+
+    def ends_whole(self, file: IO[bytes], last_line_at: int) -> bool:
+        """Whether a download that told neither its length nor its end, and ends without a
+        line break, ends with a whole record: if not, the connection closed before the
+        file's end, and the file is downloaded again. A file of lines says from its last
+        line (`last_line_at`); a JSON document is checked whole by its parser."""
+        return True
 
     def _check_is_text(self, file: IO[bytes]) -> None:
         """A file of another kind than text (compressed, a workbook, UTF-16, a web page

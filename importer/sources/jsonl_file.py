@@ -7,7 +7,7 @@ from typing import IO
 
 from importer.json_codec import kind_of
 from importer.sources.base import Page
-from importer.sources.files import FileSource, LineReader
+from importer.sources.files import MAX_LINE_BYTES, FileSource, LineReader, decoding_errors
 
 
 class JsonLinesSource(FileSource):
@@ -32,3 +32,18 @@ class JsonLinesSource(FileSource):
                 raise self.line_error(file, lines.line_start, problem)
             records.append(record)
         return Page(records=records, next_cursor=None)
+
+    def ends_whole(self, file: IO[bytes], last_line_at: int) -> bool:
+        """The last line, without a line break after it, is whole when it parses as JSON
+        (a record cut off does not: it misses at least its closing brace)."""
+        file.seek(last_line_at)
+        line = file.read(MAX_LINE_BYTES + 1)
+        if len(line) > MAX_LINE_BYTES:
+            return True  # reading the file says it is too long
+        if last_line_at == 0:
+            line = line.removeprefix(self.bom)
+        try:
+            json.loads(line.decode(self.codec, decoding_errors(self.codec)))
+        except ValueError:  # not JSON, or a character cut in two
+            return False
+        return True
