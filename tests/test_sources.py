@@ -1964,7 +1964,10 @@ def test_a_first_page_sent_again_from_a_file_not_kept_fails_as_a_changed_file(
     monkeypatch.setattr(files, "share_copy", lambda *args: None)
     monkeypatch.setattr(files, "DOWNLOAD_MAX_AGE_SECONDS", 300.0)  # this worker keeps its copy
     stamps = itertools.count(1)
-    sandbox.faults.add(method="POST", path_contains="/data", status=503, times=1)
+    # The first page's submit (record SN-00001's) is refused once, whichever lane goes first.
+    sandbox.faults.add(
+        method="POST", path_contains="/data", body_contains='"SN-00001"', status=503, times=1
+    )
 
     _, execution = import_file(lambda: computers_csv(next(stamps)))
     files.clear_download_cache()  # the first page is read again by another worker
