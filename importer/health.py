@@ -13,7 +13,6 @@ from django_q.models import Task
 
 from importer.models import Execution, ImportSource
 from importer.redaction import redact
-from importer.sources.urls import public_url
 
 # The housekeeping task runs every minute: its last run tells whether a cluster is alive.
 HOUSEKEEPING_TASK = "importer.tasks.look_after_imports"
@@ -60,30 +59,45 @@ BROKER_PING_SECONDS = 1.0
 
 
 def broker_problem() -> str | None:
-    """Why no task can be queued now, naming the broker (its address without password) and
-    what to do; None when it answers. Queued pages then wait for the broker, not for a
+    """Why no task can be queued now, naming the broker (where it is, never its password)
+    and what to do; None when it answers. Queued pages then wait for the broker, not for a
     worker. The ORM broker is the database, which answered the caller already."""
     if not settings.REDIS_URL:
         return None
-    client = redis.from_url(
-        settings.REDIS_URL,
-        socket_timeout=BROKER_PING_SECONDS,
-        socket_connect_timeout=BROKER_PING_SECONDS,
-    )
+    try:
+        client = redis.from_url(
+            settings.REDIS_URL,
+            socket_timeout=BROKER_PING_SECONDS,
+            socket_connect_timeout=BROKER_PING_SECONDS,
+        )
+    except ValueError:  # its words may quote the password: a '/' in it ends the host
+        return (
+            "The task broker cannot be reached: REDIS_URL cannot be read as a Redis address "
+            "(a '/', '#' or '?' in its password must be written %2F, %23, %3F). Nothing is "
+            "lost: the pages wait in the database, and are queued once the broker answers."
+        )
     try:
         client.ping()
     except Exception as error:  # refused, timed out, a password refused: the reason says
         reason = redact(f"{type(error).__name__}: {error}")[:200]
         return (
-            f"The task broker, Redis at {public_url(settings.REDIS_URL)}, cannot be reached "
-            f"({reason}): no page can be handed to a worker, however many run. Nothing is "
-            "lost: the pages wait in the database, and are queued again once the broker "
-            "answers. Check that Redis runs and that the app's hosts reach it (REDIS_URL); "
-            "/health/ tells when it answers."
+            f"The task broker, Redis at {_where(client)}, cannot be reached ({reason}): no "
+            "page can be handed to a worker, however many run. Nothing is lost: the pages "
+            "wait in the database, and are queued again once the broker answers. Check that "
+            "Redis runs and that the app's hosts reach it (REDIS_URL); /health/ tells when "
+            "it answers."
         )
     finally:
         client.close()
     return None
+
+
+def _where(client: redis.Redis) -> str:
+    """Where a Redis client connects, as redis-py read its URL: host, port and database."""
+    place = client.connection_pool.connection_kwargs
+    if place.get("path"):
+        return f"{place['path']} (database {place.get('db', 0)})"
+    return f"{place.get('host')}:{place.get('port')}/{place.get('db', 0)}"
 
 
 def last_housekeeping_at():

@@ -582,11 +582,27 @@ def test_an_import_page_blames_an_unreachable_broker_not_the_workers(
     page = staff_client.get(reverse("admin:importer_execution_change", args=[execution.pk]))
 
     html = page.content.decode()
-    address = hung_broker.replace(":broker-secret@", "").split("?")[0]
+    address = hung_broker.replace("redis://:broker-secret@", "").split("?")[0]
     assert f"The task broker, Redis at {address}, cannot be reached" in html
     assert "queued again once the broker answers" in html
     assert "broker-secret" not in html
     assert "waits for a free worker" not in html
+
+
+@pytest.mark.django_db
+def test_a_broker_address_that_cannot_be_read_keeps_its_password_off_the_import_page(
+    staff_client, make_source, settings
+):
+    # A '/' in the password ends the host where a URL is read: the password would be the port.
+    settings.REDIS_URL = "redis://:S3cr3t/PassW0rd@127.0.0.1:6379/0"
+    execution = Execution.objects.create(source=make_source(), state=Execution.State.INGESTING)
+
+    page = staff_client.get(reverse("admin:importer_execution_change", args=[execution.pk]))
+
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "REDIS_URL cannot be read as a Redis address" in html
+    assert "S3cr3t" not in html and "PassW0rd" not in html
 
 
 @pytest.mark.django_db
