@@ -426,6 +426,15 @@ def test_a_placeholder_may_name_a_field_another_attribute_of_its_type_mapping_re
     assert validate_document(with_reference(iql)) == []
 
 
+def test_a_reference_without_locators_is_told_so_not_a_crash():
+    document = with_reference("Name = ${os_name}")
+    document["mapping"]["objectTypeMappings"][0]["attributesMapping"][2]["attributeLocators"] = []
+
+    assert problems_of(document) == [
+        f"{MAPPING}.attributesMapping[2].attributeLocators: must list at least one field name"
+    ]
+
+
 def test_a_placeholder_naming_a_field_of_another_type_mapping_is_refused():
     document = with_reference("Name = ${hostname}")
     document["mapping"]["objectTypeMappings"].append(

@@ -1361,7 +1361,11 @@ def test_notes_made_on_an_import_are_all_kept_within_the_length_its_page_keeps(m
     execution.refresh_from_db()
     assert execution.notice.count("\n") == 1
 
-    imports.add_notice("x" * 3000)
+    imports.add_notice("x" * 1990)  # no longer fits: the lines held are kept whole
     execution.refresh_from_db()
-    assert len(execution.notice) == 2000
-    assert execution.notice.startswith("The mapping was changed in Assets")
+    assert execution.notice.count("\n") == 1 and "x" not in execution.notice
+
+    execution = Execution.objects.create(source=make_source(name="another"))
+    Execution.objects.of(execution).add_notice("y" * 3000)
+    execution.refresh_from_db()
+    assert execution.notice == "y" * 2000

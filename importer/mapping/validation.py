@@ -376,7 +376,7 @@ class _Checker:
         Assets fills it with that field's value. Any other name is filled with nothing (the
         transform sends only the fields locators read), so no object is found, no reference
         is set, and the import still ends DONE."""
-        if not isinstance(locators, list) or not all(is_text(name) for name in locators):
+        if not locators or not isinstance(locators, list) or not all(map(is_text, locators)):
             return  # the locators' own problem is reported
         named = ", ".join(f"'{name}'" for name in fields)
         for placeholder in PLACEHOLDER.finditer(iql):

@@ -5,7 +5,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import models
 from django.db.models import Case, F, Max, Min, Q, Value, When
-from django.db.models.functions import Concat, Left
+from django.db.models.functions import Concat, Length
 from django.utils import timezone
 
 from importer.models.expressions import SecondsBetween
@@ -35,7 +35,9 @@ class ExecutionQuerySet(models.QuerySet):
 
     def add_notice(self, notice: str) -> bool:
         """Add a line to the notice in one statement: notes made at once (the start's, the
-        first page's) are all kept, and a note made again (a page read again) once."""
+        first page's) are all kept, and a note made again (a page read again) once. Lines are
+        kept whole: a note that no longer fits is left to the page's other messages."""
+        notice = notice[:NOTICE_MAX_LENGTH]
         if not notice:
             return False
         held = (
@@ -44,12 +46,16 @@ class ExecutionQuerySet(models.QuerySet):
             | Q(notice__endswith=f"\n{notice}")
             | Q(notice__contains=f"\n{notice}\n")
         )
+        room = NOTICE_MAX_LENGTH - len(notice) - 1
         joined = Case(
             When(notice="", then=Value(notice)),
+            When(Q(notice_length__gt=room), then=F("notice")),
             default=Concat(F("notice"), Value("\n" + notice)),
             output_field=models.TextField(),
         )
-        return bool(self.exclude(held).update(notice=Left(joined, NOTICE_MAX_LENGTH)))
+        return bool(
+            self.exclude(held).annotate(notice_length=Length("notice")).update(notice=joined)
+        )
 
     def refuse(
         self, *, reason: str, alert_wanted: bool = True, another_import_running: bool = False

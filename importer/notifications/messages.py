@@ -309,8 +309,8 @@ def missed_content(missed: list[Alert], *, total: int, first: datetime, last: da
     subject = f"assets-sync: {alerts} could not be delivered to this channel"
     lines = [
         f"{alerts} could not be delivered to this channel between {when_text(first)} and "
-        f"{when_text(last)} (time zone {timezone.get_current_timezone_name()}): it failed "
-        "for as long as they waited. They were:"
+        f"{when_text(last)} (time zone {timezone.get_current_timezone_name()}); each "
+        "delivery's error is on the Alerts page. They were:"
     ]
     for alert in missed:
         source = alert.source.name if alert.source else "no source"
