@@ -821,18 +821,17 @@ def test_a_viewer_reads_the_dashboard(browser_page, live_server, administrator, 
     for days_ago, outcomes in [(9, "DDDD"), (4, "DFFF"), (1, "DDC"), (0, "DDDFF")]:
         for number, outcome in enumerate(outcomes):
             state = {"D": "DONE", "F": "FAILED", "C": "CANCELLED"}[outcome]
+            # A second apart, in the order listed: the last two of today fail in a row.
+            ended = now - timedelta(days=days_ago, seconds=len(outcomes) - number)
             execution = Execution.objects.create(
                 source=source,
                 state=state,
-                started_at=now - timedelta(days=days_ago, seconds=90 + 20 * number),
-                finished_at=now - timedelta(days=days_ago),
+                started_at=ended - timedelta(seconds=90 + 20 * number),
+                finished_at=ended,
                 records_submitted=300 if state == "DONE" else 40 * number,
                 error="source answered 503" if state == "FAILED" else "",
             )
-            # A second apart, in the order listed: the last two of today fail in a row.
-            Execution.objects.filter(pk=execution.pk).update(
-                created_at=now - timedelta(days=days_ago, seconds=len(outcomes) - number)
-            )
+            Execution.objects.filter(pk=execution.pk).update(created_at=execution.started_at)
     log_in(page, live_server, administrator)
 
     page.goto(f"{live_server.url}/admin/importer/execution/")
