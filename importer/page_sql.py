@@ -120,10 +120,12 @@ def mark_submitted(
     state: str,
     identities: bytes,
     items_left_out: Sequence[str] = (),
+    nested: dict[str, list[int]] | None = None,
 ) -> bool:
     """Assets accepted the page (or there was nothing to send: `state` says why), while this
     worker still holds the chunk (RUNNING, same attempt). The reasons of the records and of
-    the nested items left out are the chunk's error; each is counted apart."""
+    the nested items left out are the chunk's error; each is counted apart, and `nested`
+    (per nested selector, its items sent and left out) is kept for the completion check."""
     now = _now()
     params = [
         now,
@@ -133,6 +135,7 @@ def mark_submitted(
         len(items_left_out),
         "\n".join([*skipped, *items_left_out][:50]),
         identities,
+        None if nested is None else _nested_items().get_db_prep_save(nested, connection),
         now,
         chunk.pk,
         CHUNK_RUNNING,
@@ -231,7 +234,7 @@ class _Statements:
             f"UPDATE {chunks} SET {c('updated_at')} = %s, {c('state')} = %s, "
             f"{c('record_count')} = %s, {c('skipped_count')} = %s, "
             f"{c('items_skipped_count')} = %s, {c('error')} = %s, "
-            f"{c('identity_digests')} = %s, "
+            f"{c('identity_digests')} = %s, {c('nested_items')} = %s, "
             f"{c('lease_expires_at')} = NULL, {c('submitted_at')} = %s "
             f"WHERE {c('id')} = %s AND {c('state')} = %s AND {c('attempts')} = %s"
         )
@@ -250,6 +253,12 @@ class _Statements:
             f"AND (x.{e('last_chunk_index')} IS NOT NULL OR EXISTS (SELECT 1 FROM {chunks} f "
             f"WHERE f.{c('execution')} = x.{e('id')} AND f.{c('state')} = %s))"
         )
+
+
+@cache
+def _nested_items():
+    """The chunk's JSON field, which writes a value as its database takes JSON."""
+    return ChunkJob._meta.get_field("nested_items")
 
 
 @cache

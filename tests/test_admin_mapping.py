@@ -104,6 +104,28 @@ def test_preview_warns_of_a_misspelled_locator_of_a_nested_selector(
 
 
 @pytest.mark.django_db
+def test_preview_warns_when_every_nested_item_on_the_page_would_be_left_out(
+    source_page, computers_with_disks
+):
+    # As if the source renamed the disks' serial: a warning, not a failed page, for the
+    # import decides over all its pages.
+    source = computers_with_disks()
+    disk = source.mapping["mapping"]["objectTypeMappings"][1]["attributesMapping"][0]
+    disk["attributeLocators"] = ["disk_serial"]
+    source.save()
+
+    page = source_page(source, "preview").content.decode()
+
+    assert "would fail" not in page and "<td>SN-00001</td>" in page
+    assert (
+        "Every one of the 25 items of selector &#x27;computers.disks&#x27; on this page would "
+        "be left out of its record (the first: record 1 (serial=SN-00001): left out "
+        "&#x27;disks[0]&#x27;: no value for &#x27;disks[0].disk_serial&#x27;" in page
+    )
+    assert "An import that sends none of this selector&#x27;s items, leaving out 3 or more" in page
+
+
+@pytest.mark.django_db
 def test_preview_tells_how_many_records_the_source_says_it_holds(source_page, make_source):
     source = make_source(total_path="total")
 

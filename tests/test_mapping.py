@@ -9,13 +9,13 @@ import pytest
 from importer.devtools.demo_source import demo_computer
 from importer.mapping import (
     ATTRIBUTE_TYPES,
-    EveryItemLeftOut,
     InvalidValuesError,
     MappingProblem,
     MissingIdentityError,
     diff_documents,
     draft_mapping,
     fields_in_no_record,
+    first_item_left_out,
     identity_digests,
     mapping_table,
     split_newer_rules,
@@ -1023,25 +1023,51 @@ def test_a_nested_item_without_identity_is_left_out_naming_its_place():
     ]
 
 
-def test_a_page_whose_every_nested_item_lacks_its_identity_fails_naming_selector_and_field():
-    # A field renamed at the source: every disk is left out, each record is sent without
-    # its disks, and the import would end DONE with not one disk in Assets.
+def test_a_page_whose_every_nested_item_lacks_its_identity_sends_its_records_counting_them():
+    # A field renamed at the source, or a few bad disks on this page alone: a page cannot
+    # tell, so it is sent and counted; the import judges at its end (services.totals).
     records = [laptop_with_disks(), laptop_with_disks()]
     for record in records:
         for disk in record["hardDrives"]:
             disk["disk_id"] = disk.pop("id")
 
-    with pytest.raises(EveryItemLeftOut) as failure:
-        transform_records(records, nested_document())
+    result = transform_records(records, nested_document())
 
-    assert str(failure.value).startswith(
-        "Every one of the 4 items of selector 'laptops.hardDrives' on this page was left out "
-        "of its record, so Assets would have received none (the first: record 1 "
-        "(serial=C02X1): left out 'hardDrives[0]': no value for 'hardDrives[0].id', which "
-        "identifies the object in selector 'laptops.hardDrives'). Nothing was marked complete "
-        "in Assets. If the source renamed or dropped a field, change the mapping's attribute "
-        "locators of that selector to the source's fields"
+    assert result.record_count == 2 and len(result.items_left_out) == 4
+    assert result.nested == {"laptops.hardDrives": [0, 4]}
+
+
+def test_a_page_counts_the_items_each_nested_selector_sends_and_leaves_out():
+    record = laptop_with_disks()
+    del record["hardDrives"][0]["files"][0]["path"]
+
+    result = transform_records([record, laptop_with_disks()], nested_document())
+
+    assert result.nested == {"laptops.hardDrives": [4, 0], "laptops.hardDrives.files": [1, 1]}
+
+
+def test_a_mapping_without_nested_selectors_counts_no_nested_items():
+    result = transform_records([demo_computer(1)], laptops())
+
+    assert result.nested is None
+
+
+def test_a_nested_selectors_first_item_left_out_is_found_among_the_pages_reasons():
+    record = laptop_with_disks()
+    del record["hardDrives"][0]["files"][0]["path"]
+    record["hardDrives"][1]["size"] = "big"
+
+    result = transform_records([record], nested_document())
+
+    assert first_item_left_out(result.items_left_out, "laptops.hardDrives.files") == (
+        "record 1 (serial=C02X1): left out 'hardDrives[0].files[0]': no value for "
+        "'hardDrives[0].files[0].path', which identifies the object in selector "
+        "'laptops.hardDrives.files'"
     )
+    assert first_item_left_out(result.items_left_out, "laptops.hardDrives").startswith(
+        "record 1 (serial=C02X1): left out 'hardDrives[1]': field 'hardDrives[1].size'"
+    )
+    assert first_item_left_out(result.items_left_out, "laptops.licences") == ""
 
 
 def test_a_page_whose_one_nested_item_lacks_its_identity_is_sent_without_it():
@@ -1054,6 +1080,7 @@ def test_a_page_whose_one_nested_item_lacks_its_identity_is_sent_without_it():
 
     assert result.record_count == 2 and len(result.items_left_out) == 1
     assert result.data.get("laptops.hardDrives", []) == []
+    assert result.nested == {"laptops.hardDrives": [0, 1]}
 
 
 def test_a_record_whose_only_objects_are_nested_items_left_out_is_told_once():

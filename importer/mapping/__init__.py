@@ -10,7 +10,8 @@ or the record and field, before anything is sent.
 * coercion    values converted to attribute types, or refused with a reason
 * transform   `transform_records`: records into the data chunk of one page;
               `identity_digests`: what names its records, in short;
-              `fields_in_no_record`: what the mapping reads and no record holds
+              `fields_in_no_record`: what the mapping reads and no record holds;
+              `first_item_left_out`: a nested selector's first item left out, by its reasons
 * draft       `draft_mapping`: a document inferred from sample records
 * diff        `diff_documents`: local against remote, in words
 * table       `mapping_table`: the mapping at a glance
@@ -28,12 +29,13 @@ from importer.mapping.document import (
 from importer.mapping.draft import draft_mapping
 from importer.mapping.table import mapping_table
 from importer.mapping.transform import (
-    EveryItemLeftOut,
+    ITEMS_THAT_TELL_A_RENAME,
     InvalidValuesError,
     MissingIdentityError,
     RecordsRefused,
     TransformResult,
     fields_in_no_record,
+    first_item_left_out,
     identity_digests,
     transform_records,
 )
@@ -43,9 +45,9 @@ __all__ = [
     "line_of",
     "ATTRIBUTE_TYPES",
     "ID_LIKE_FIELDS",
+    "ITEMS_THAT_TELL_A_RENAME",
     "INVALID_VALUES_MODES",
     "MISSING_IDENTITY_MODES",
-    "EveryItemLeftOut",
     "InvalidValuesError",
     "MappingProblem",
     "MissingIdentityError",
@@ -54,6 +56,7 @@ __all__ = [
     "diff_documents",
     "draft_mapping",
     "fields_in_no_record",
+    "first_item_left_out",
     "identity_digests",
     "mapping_table",
     "split_newer_rules",

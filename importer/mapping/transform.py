@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -70,27 +71,10 @@ class InvalidValuesError(RecordsRefused):
     what = "with values Assets' schema rules out"
 
 
-# A page whose few items of a selector are all left out (one computer with a disk without
-# its serial) imports without them, counted; this many, all left out, fail the page.
+# Items of a nested selector left out in an import that sent none of them, from this many on,
+# tell a field renamed at the source (`services.totals.every_nested_item_left_out`): one or
+# two bad items of a selector seldom seen (a laptop's one licence) are left out and counted.
 ITEMS_THAT_TELL_A_RENAME = 3
-
-
-class EveryItemLeftOut(RecordsRefused):
-    """Every nested item of a selector on a page was left out, while their records were sent:
-    a field renamed at the source leaves each one without it, and the import would end DONE
-    with none of them in Assets. `reasons`: one per such selector, its count and first item."""
-
-    kind = "every_item_left_out"
-
-    def __init__(self, reasons: list[str]) -> None:
-        self.reasons = reasons
-        ValueError.__init__(
-            self,
-            "; ".join(reasons) + ". Nothing was marked complete in Assets. If the source "
-            "renamed or dropped a field, change the mapping's attribute locators of that "
-            "selector to the source's fields (preview the source to check them); if the "
-            "source holds these items so, fix them there. Then run the import again.",
-        )
 
 
 @dataclass
@@ -122,6 +106,10 @@ class TransformResult:
     identities: bytes = b""  # `identity_digests` of the records sent, when asked for
     # One reason per nested item (a disk of a computer) left out while its record was sent.
     items_left_out: list[str] = field(default_factory=list)
+    # Per nested selector holding items on the page: [items sent, items left out]; None when
+    # the mapping has no nested selector. An import that sends none of a selector's items
+    # while leaving some out fails at its end (`services.totals`).
+    nested: dict[str, list[int]] | None = None
 
 
 def _compile(document: Any) -> dict[str, _Level]:
@@ -240,8 +228,8 @@ def transform_records(
     # A nested item's problem leaves out that item alone, unless the source says such
     # problems fail the import.
     items = _ItemRules([], [], fail_missing=fail_missing, fail_invalid=fail_invalid)
-    # Per nested selector, the items left out of the records sent, and the first one's reason.
-    left_out_of: dict[str, list] = {}
+    # Per nested selector, the items left out of the records sent.
+    left_out_of: Counter = Counter()
     # Only steps of dotted selectors at the top: a record may hold no object at all.
     only_steps = not any(level.mapped for level in levels.values())
     for position, record in enumerate(records, start=1):
@@ -280,7 +268,7 @@ def transform_records(
             described = f"record {position} ({_describe(record, id_fields)}): left out "
             for reason, selector in zip(dropped, dropped_from, strict=True):
                 items_left_out.append(described + reason)
-                left_out_of.setdefault(selector, [0, items_left_out[-1]])[0] += 1
+                left_out_of[selector] += 1
         accepted += 1
         for sent, item in zip(outputs, picked, strict=True):
             sent.append(item)
@@ -290,30 +278,29 @@ def transform_records(
         raise MissingIdentityError(without_identity)
     if invalid:
         raise InvalidValuesError(invalid)
-    if left_out_of:
-        _fail_if_every_item_left_out(levels, data, left_out_of)
     return TransformResult(
-        data=data, record_count=accepted, skipped=skipped, items_left_out=items_left_out
+        data=data,
+        record_count=accepted,
+        skipped=skipped,
+        items_left_out=items_left_out,
+        nested=_nested_counts(levels, data, left_out_of),
     )
 
 
-def _fail_if_every_item_left_out(
-    levels: dict[str, _Level], data: dict[str, list[dict]], left_out_of: dict[str, list]
-) -> None:
-    """Raise EveryItemLeftOut when a nested selector sends none of the page's items, and
-    they are enough to tell a field renamed at the source from a bad item or two: as an
-    import whose every record is left out fails (`services.totals.every_record_left_out`),
-    so does a page whose every disk is, or it would end DONE without them."""
+def _nested_counts(
+    levels: dict[str, _Level], data: dict[str, list[dict]], left_out_of: Counter
+) -> dict[str, list[int]] | None:
+    """Per nested selector with items on the page, [sent, left out]; None for a mapping
+    without nested selectors, which then costs nothing more."""
+    if not any(level.children for level in levels.values()):
+        return None
     sent = Counter()
     _count_items(levels.values(), [data.get(selector, []) for selector in levels], sent)
-    reasons = [
-        f"Every one of the {count} items of selector '{selector}' on this page was left out "
-        f"of its record, so Assets would have received none (the first: {first})"
-        for selector, (count, first) in left_out_of.items()
-        if not sent[selector] and count >= ITEMS_THAT_TELL_A_RENAME
-    ]
-    if reasons:
-        raise EveryItemLeftOut(reasons)
+    return {
+        selector: [sent[selector], left_out_of[selector]]
+        for selector in sorted(sent.keys() | left_out_of.keys())
+        if sent[selector] or left_out_of[selector]
+    }
 
 
 def _count_items(levels: Iterable[_Level], objects: list[list[dict]], counts: Counter) -> None:
@@ -323,6 +310,24 @@ def _count_items(levels: Iterable[_Level], objects: list[list[dict]], counts: Co
             items = [item for part in parts for item in part.get(key) or ()]
             counts[child.selector] += len(items)
             _count_items([child], [items], counts)
+
+
+# A nested item's reason, as transform_records words it: "record 3 (id=7): left out
+# 'disks[1]': ...". A record's own reason ("holds no object for the mapping: left out ...")
+# does not match.
+_ITEM_LEFT_OUT = re.compile(r"record \d+ \(.*?\): left out '([^']+)': ")
+_POSITION = re.compile(r"\[\d+\]")
+
+
+def first_item_left_out(reasons: Iterable[str], selector: str) -> str:
+    """The first of these reasons (a page's, as `TransformResult.items_left_out` holds them)
+    that leaves out an item of the nested `selector`; "" when none does."""
+    path = selector.partition(".")[2]
+    for reason in reasons:
+        found = _ITEM_LEFT_OUT.match(reason)
+        if found and _POSITION.sub("", found[1]) == path:
+            return reason
+    return ""
 
 
 def fields_in_no_record(records: list[Any], document: dict, *, minimum: int = 1) -> list[str]:

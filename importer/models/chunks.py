@@ -174,6 +174,15 @@ class ChunkJob(models.Model):
         db_default=0,  # web processes of the release before insert chunks without it
         help_text="Nested items (a computer's disks) of this page's records sent without them.",
     )
+    nested_items = models.JSONField(
+        "nested items sent and left out",
+        null=True,  # also what web processes of the release before insert
+        blank=True,
+        editable=False,
+        help_text="Per nested selector with items on the page: [items sent, items left out]; "
+        "empty (NULL) when the mapping has no nested selector. An import that sent none of "
+        "a selector's items fails (`services.totals.every_nested_item_left_out`).",
+    )
     error = models.TextField(blank=True)
     parts_taken = models.CharField(
         max_length=40,

@@ -39,6 +39,7 @@ from importer.services.errors import scrub_secrets
 from importer.services.lifecycle import fail_execution
 from importer.services.retries import may_have_been_done, retry_delay
 from importer.services.totals import (
+    every_nested_item_left_out,
     every_record_left_out,
     records_on_two_pages,
     records_past_the_end,
@@ -132,6 +133,7 @@ def check_completion(*, execution: Execution, client: AssetsClient | None = None
         records_past_the_end(execution)
         or total_disagreement(execution)
         or every_record_left_out(execution)
+        or every_nested_item_left_out(execution)
         or records_on_two_pages(execution)
         or steep_drop_in_records(execution)
     )

@@ -341,6 +341,7 @@ def _record_submit(chunk: ChunkJob, result: TransformResult, answer: Future) -> 
         result.skipped,
         identities=result.identities,
         items_left_out=result.items_left_out,
+        nested=result.nested,
     )
 
 
@@ -460,7 +461,7 @@ def _submit(chunk: ChunkJob, result: TransformResult, lane: Lane) -> bool:
         stop_chunk(chunk)
         return False
     elif not result.record_count:
-        mark_submitted(chunk, 0, result.skipped)
+        mark_submitted(chunk, 0, result.skipped, nested=result.nested)
     else:
         lane.submit_behind(chunk, result)
     return True

@@ -12,11 +12,13 @@ from django.utils import timezone
 
 from importer.assets import AssetsClient, AssetsError, AssetsNotFound
 from importer.mapping import (
+    ITEMS_THAT_TELL_A_RENAME,
     RecordsRefused,
     TransformResult,
     diff_documents,
     draft_mapping,
     fields_in_no_record,
+    first_item_left_out,
     split_newer_rules,
     transform_records,
     validate_document,
@@ -223,6 +225,8 @@ class Preview:
     data: dict[str, list[dict]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     items_left_out: list[str] = field(default_factory=list)  # nested items, records sent
+    # Nested selectors none of whose items on the page would be sent, in words.
+    selectors_left_out: list[str] = field(default_factory=list)
     # Fields the mapping reads that no record of the page holds: misspelled, most likely.
     fields_missing: list[str] = field(default_factory=list)
     # What the import would note of the page (a CSV row that may be broken).
@@ -258,9 +262,31 @@ def preview_import(*, source: ImportSource, limit: int = 20) -> Preview:
         data={selector: rows[:limit] for selector, rows in result.data.items()},
         skipped=result.skipped,
         items_left_out=result.items_left_out,
+        selectors_left_out=selectors_left_out(result),
         fields_missing=fields_in_no_record(page.records, source.mapping),
         notes=page.notes,
     )
+
+
+def selectors_left_out(result: TransformResult) -> list[str]:
+    """A warning per nested selector every item of which the page leaves out: a field
+    renamed at the source would leave out every one on every page, and the import then fails
+    at its end (`totals.every_nested_item_left_out`); a page alone cannot tell that from a
+    few bad items, which the next pages' good ones outweigh."""
+    warnings = []
+    for selector, (sent, left_out) in (result.nested or {}).items():
+        if sent or not left_out:
+            continue
+        first = first_item_left_out(result.items_left_out, selector)
+        items = f"Every one of the {left_out} items" if left_out > 1 else "The one item"
+        warnings.append(
+            f"{items} of selector '{selector}' on this page would be left out of its record "
+            f"(the first: {first}). An import that sends none of this selector's items, "
+            f"leaving out {ITEMS_THAT_TELL_A_RENAME} or more, fails at its end: if the source "
+            "renamed or dropped a field, change the mapping's attribute locators of that "
+            "selector to the source's fields."
+        )
+    return warnings
 
 
 def draft_mapping_from_source(*, source: ImportSource) -> dict:

@@ -18,6 +18,7 @@ from collections import defaultdict
 from django.db.models import F, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
 
+from importer.mapping import ITEMS_THAT_TELL_A_RENAME, first_item_left_out
 from importer.models import ChunkJob, Execution, ImportSource
 from importer.services.plan import reads_in_parallel
 
@@ -140,6 +141,57 @@ def every_record_left_out(execution: Execution) -> str:
         "was marked complete in Assets. Check that the mapping's fields are the source's "
         "(for a CSV file: its delimiter and header) and that its values fit the attributes' "
         "types, preview the source, then run the import again."
+    )
+
+
+def every_nested_item_left_out(execution: Execution) -> str:
+    """Why an import that sent Assets none of a nested selector's items, leaving out
+    ITEMS_THAT_TELL_A_RENAME or more of them, is no success; "" when it sent some of each.
+
+    A disk's serial renamed at the source leaves every disk out while each computer is sent:
+    DONE would come with not one disk in Assets. Judged over the whole import, so a page
+    holding a few bad items and no good one (the next page has them) fails nothing, whatever
+    the page size. Few items left out in all are a bad item or two, left out and counted."""
+    if execution.items_skipped < ITEMS_THAT_TELL_A_RENAME or execution.last_chunk_index is None:
+        return ""
+    pages = ChunkJob.objects.filter(
+        execution=execution,
+        index__lte=execution.last_chunk_index,
+        state=ChunkJob.State.SUBMITTED,
+    ).order_by("index")
+    if pages.filter(nested_items__isnull=True).exists():
+        return ""  # pages recorded by the release before, which did not count them
+    left_out: dict[str, int] = defaultdict(int)
+    first_page: dict[str, int] = {}
+    for index, nested in pages.filter(items_skipped_count__gt=0).values_list(
+        "index", "nested_items"
+    ):
+        for selector, (_, count) in nested.items():
+            if count:
+                left_out[selector] += count
+                first_page.setdefault(selector, index)
+    unsent = {selector for selector, count in left_out.items() if count >= ITEMS_THAT_TELL_A_RENAME}
+    if not unsent:
+        return ""
+    # Most imports send an item of each selector on their first pages: few are read.
+    for (nested,) in pages.values_list("nested_items").iterator(chunk_size=100):
+        unsent -= {selector for selector, (sent, _) in nested.items() if sent}
+        if not unsent:
+            return ""
+    reasons = []
+    for selector in sorted(unsent, key=first_page.get):
+        error = pages.filter(index=first_page[selector]).values_list("error", flat=True).first()
+        first = first_item_left_out((error or "").split("\n"), selector)
+        reasons.append(
+            f"Every one of the {left_out[selector]} items of selector '{selector}' the source "
+            f"gave was left out of its record, so Assets would have received none"
+            f"{f' (the first: {first})' if first else ''}"
+        )
+    return (
+        "; ".join(reasons) + ". Nothing was marked complete in Assets. If the source renamed "
+        "or dropped a field, change the mapping's attribute locators of that selector to the "
+        "source's fields (preview the source to check them); if the source holds these items "
+        "so, mend them there. Then run the import again."
     )
 
 

@@ -39,10 +39,12 @@ def mark_submitted(
     state: str = ChunkState.SUBMITTED,
     identities: bytes = b"",
     items_left_out: Sequence[str] = (),
+    nested: dict[str, list[int]] | None = None,
 ) -> None:
     """Record the page as done (Assets took it, or there was nothing to send); for a page
     past the source's end (`state` SKIPPED), the records it held; `identities`, the digests
-    of the records sent, when the source's pages are checked for repeated records.
+    of the records sent, when the source's pages are checked for repeated records;
+    `nested`, per nested selector, its items sent and left out (`TransformResult.nested`).
 
     The lane looks whether the import is complete as it ends, once this has committed
     (`completion.complete_if_due`).
@@ -65,6 +67,7 @@ def mark_submitted(
             state=state,
             identities=identities,
             items_left_out=items_left_out,
+            nested=nested,
         )
         if not marked:
             transaction.set_rollback(True)  # not ours any more: the page is not counted
