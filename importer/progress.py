@@ -153,6 +153,12 @@ def _records(count: int) -> str:
     return f"{count} record{'' if count == 1 else 's'}"
 
 
+def nested_items_left_out(count: int) -> str:
+    """How the counts of an import name its nested items left out (a computer's disks, sent
+    without them): the alerts, the command's summary."""
+    return f"{count} nested item{'' if count == 1 else 's'} of records sent"
+
+
 def describe(progress: dict) -> str:
     """One line for people: the execution page shows it, and its live view sends it to
     static/importer/progress.js while polling."""

@@ -11,6 +11,7 @@ from django.utils.dateparse import parse_datetime
 
 from importer.models import Alert, NotificationChannel
 from importer.notifications.messages import iso_time, when_text
+from importer.progress import nested_items_left_out
 
 Format = NotificationChannel.WebhookFormat
 BUTTON_TITLE = "Open in assets-sync"
@@ -139,7 +140,7 @@ def alert_facts(alert: Alert) -> list[tuple[str, str]]:
                 f"{execution.get('records_submitted', 0)} submitted, "
                 f"{execution.get('records_left_out', 0)} left out"
                 + (
-                    f" (and {execution['items_left_out']} nested items of records sent)"
+                    f" (and {nested_items_left_out(execution['items_left_out'])})"
                     if execution.get("items_left_out")
                     else ""
                 ),

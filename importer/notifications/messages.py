@@ -12,6 +12,7 @@ from django.utils.dateparse import parse_datetime
 
 from importer.models import Alert, ChunkJob, Execution, ImportSource, Schedule
 from importer.notifications.streaks import FailureStreak
+from importer.progress import nested_items_left_out
 from importer.public import public_url
 from importer.redaction import redact_for
 
@@ -189,7 +190,7 @@ def _records_line(execution: Execution) -> str:
     """The counts of an import; its nested items left out (a computer's disks, sent without
     them) when there are some."""
     items = execution.items_skipped
-    nested = f" (and {items} nested item{'s' if items != 1 else ''} of records sent)"
+    nested = f" (and {nested_items_left_out(items)})"
     return (
         f"Records: {execution.records_fetched} fetched, {execution.records_submitted} "
         f"submitted, {execution.records_skipped} left out{nested if items else ''}; "

@@ -11,7 +11,13 @@ from importer.assets import AssetsError
 from importer.management.base import DatabaseCommand
 from importer.models import Execution, ImportSource
 from importer.notifications.messages import admin_url
-from importer.progress import describe, progress_of, retries_of, retry_text
+from importer.progress import (
+    describe,
+    nested_items_left_out,
+    progress_of,
+    retries_of,
+    retry_text,
+)
 
 # In a log or a pipe, a line at least this often while the counts move.
 LOG_LINE_SECONDS = 15
@@ -142,7 +148,7 @@ class Command(DatabaseCommand):
         done = f"Done: {execution.records_submitted} records in {execution.pages_submitted} pages."
         if execution.records_skipped or execution.items_skipped:
             items = (
-                f", and {execution.items_skipped} nested items of records sent"
+                f", and {nested_items_left_out(execution.items_skipped)}"
                 if execution.items_skipped
                 else ""
             )
