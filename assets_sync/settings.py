@@ -139,6 +139,10 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+# A database address that takes no connection (a host down behind a firewall that drops
+# packets, a hung server) fails a new connection after this, rather than holding a worker
+# until its task is killed. A `connect_timeout` in DATABASE_URL wins.
+DATABASE_CONNECT_TIMEOUT = env.int("DATABASE_CONNECT_TIMEOUT", default=5)
 if not DATABASES["default"].get("ENGINE"):  # not echoed: it may hold a password
     raise ImproperlyConfigured(
         "The setting DATABASE_URL cannot be read: give postgres://user:password@host:5432/name "
@@ -159,6 +163,9 @@ else:
     # Opening a PostgreSQL connection per task costs more than the task itself.
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", DATABASE_CONNECT_TIMEOUT
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

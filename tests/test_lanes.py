@@ -1,6 +1,7 @@
 """Lanes: one chunk task goes on page after page, its HTTP calls overlapping."""
 
 import logging
+import re
 import threading
 from datetime import timedelta
 
@@ -682,3 +683,95 @@ def test_a_cluster_worker_hands_the_interpreter_on_quickly_to_its_lane_threads(c
 
     task = async_task("sys.getswitchinterval")
     assert result(task, wait=30_000) == pytest.approx(SWITCH_INTERVAL_S)
+
+
+RECONNECT_WAIT_IN_TESTS = 1.0
+
+
+@pytest.fixture
+def database_away_for_good(make_source, sandbox, monkeypatch, settings):
+    """An import whose database goes away (for longer than a lane waits for it) while lane 0
+    works on page 2, page 4 claimed ahead: the lane can neither go on with page 2 nor give
+    either page back until the test brings the database back (`back()`). Tasks are held
+    back; returns (execution, back)."""
+    settings.CHUNK_LEASE_SECONDS = 1
+    monkeypatch.setattr(lanes, "RECONNECT_WAIT_SECONDS", RECONNECT_WAIT_IN_TESTS)
+    source = services.push_mapping(source=make_source(max_chunks_in_flight=2, page_size=10))
+    monkeypatch.setattr(work_queue, "enqueue_chunk", lambda chunk_id: None)
+    execution = services.start_import(source=source)
+    away = {"now": False}
+
+    class AdminShutdown(Exception):  # what the driver raises, with the server's SQLSTATE
+        sqlstate = "57P01"
+
+    def lost(*args, **kwargs):
+        connection.close()
+        message = "terminating connection due to administrator command"
+        raise OperationalError(message) from AdminShutdown(message)
+
+    def while_away(real):
+        return lambda *args, **kwargs: (lost if away["now"] else real)(*args, **kwargs)
+
+    transform, transformed = lanes.transform_page, []
+
+    def away_at_page_2(*args, **kwargs):
+        transformed.append(1)
+        if len(transformed) == 2:
+            away["now"] = True
+        return while_away(transform)(*args, **kwargs)
+
+    monkeypatch.setattr(lanes, "transform_page", away_at_page_2)
+    monkeypatch.setattr(lanes, "release_chunk", while_away(lanes.release_chunk))
+
+    def back():
+        away["now"] = False
+        monkeypatch.undo()  # tasks run again as they are queued
+
+    return execution, back
+
+
+def test_a_database_away_for_good_holds_a_lane_its_reconnect_wait_once_in_all(
+    database_away_for_good, caplog
+):
+    execution, back = database_away_for_good
+    caplog.set_level(logging.INFO, logger=lanes.logger.name)
+
+    lanes.process_chunk(chunk=execution.chunks.select_related("execution__source").get(index=0))
+    back()
+
+    # The page it was on and the page claimed ahead each found the database away: together
+    # they waited the lane's one allowance, not one each.
+    waits = [
+        float(re.search(r"trying again in ([0-9.]+) s", record.getMessage())[1])
+        for record in caplog.records
+        if record.getMessage().startswith("the database is away")
+    ]
+    shown_to_a_tenth = 0.05 * len(waits)
+    assert waits and sum(waits) <= RECONNECT_WAIT_IN_TESTS + shown_to_a_tenth
+
+
+def test_pages_a_lane_could_not_give_back_are_taken_up_once_their_leases_lapse(
+    database_away_for_good, sandbox, settings
+):
+    execution, back = database_away_for_good
+
+    lanes.process_chunk(chunk=execution.chunks.select_related("execution__source").get(index=0))
+    back()
+
+    # The lane's heartbeat stopped with it: once the database is back it renews nothing, and
+    # the pages it held (page 2, page 4 claimed ahead) lapse for housekeeping to take up.
+    assert not [t for t in threading.enumerate() if t.name == "lease-heartbeat" and t.is_alive()]
+    held = execution.chunks.filter(index__in=[2, 4], state=ChunkJob.State.RUNNING)
+    assert held.count() == 2
+    wait_for(
+        lambda: not held.filter(lease_expires_at__gt=timezone.now()).exists(),
+        timeout=10,
+        message="a lease is still renewed",
+    )
+    settings.QUEUED_CHUNK_REQUEUE_SECONDS = 0  # the lost tasks of the first pages too
+
+    services.look_after_imports()
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE, execution.error
+    assert len(sandbox.execution(execution.assets_execution_id)["objects"]) == 120

@@ -313,9 +313,9 @@ def test_the_readme_tells_the_defaults_the_settings_have():
     assert wrong == {}, "README default, setting's default"
 
 
-def settings_read_in_a_process(**environment: str):
+def settings_read_in_a_process(*, then: str = "", **environment: str):
     """`assets_sync.settings` imported by a new process with only `environment` (no .env);
-    it prints the settings named by PRINT."""
+    it prints the settings named by PRINT, then runs `then` (Python, Django set up)."""
     import subprocess
     import sys
     from pathlib import Path
@@ -325,13 +325,39 @@ def settings_read_in_a_process(**environment: str):
         "import environ; environ.Env.read_env = lambda *a, **k: None; "  # no .env
         "import assets_sync.settings as s" + (f"; print(s.{shown})" if shown else "")
     )
+    if then:
+        script += "; import django; django.setup(); " + then
     return subprocess.run(
         [sys.executable, "-c", script],
         cwd=Path(__file__).resolve().parent.parent,
-        env={"PATH": "/usr/bin:/bin", "SECRET_KEY": "x" * 50, **environment},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "SECRET_KEY": "x" * 50,
+            "DJANGO_SETTINGS_MODULE": "assets_sync.settings",
+            **environment,
+        },
         capture_output=True,
         text=True,
+        timeout=60,
     )
+
+
+def test_a_database_address_that_never_answers_fails_a_connection_in_seconds():
+    # A host down behind a firewall that drops packets, or a server that hangs: without a
+    # limit, a worker waits on it until its task is killed.
+    import socket
+
+    with socket.socket() as silent:  # takes the connection, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        answer = settings_read_in_a_process(
+            DATABASE_URL=f"postgres://app@127.0.0.1:{silent.getsockname()[1]}/app",
+            DATABASE_CONNECT_TIMEOUT="1",
+            then="from django.db import connection; connection.ensure_connection()",
+        )
+
+    assert answer.returncode != 0
+    assert "timeout expired" in answer.stderr.splitlines()[-1], answer.stderr
 
 
 @pytest.mark.parametrize("written, level", [("warn", "WARNING"), ("FATAL", "CRITICAL")])

@@ -97,7 +97,7 @@ def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
                 current, page_ahead = _run_claimed_chunk(current, page_ahead, lane)
             except (OperationalError, InterfaceError) as error:
                 if _connection_lost(error):
-                    _database_lost(current, error)
+                    _database_lost(current, error, lane)
                 else:  # a full disk, a statement timeout: may pass; counted and retried
                     chunk_refused_by_database(current, error)
                 current = None
@@ -114,17 +114,17 @@ def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
 
 
 # A database that restarts or fails over refuses connections for a moment: a lane that lost
-# its connection waits this long in all for a new one before it leaves its pages to their
-# leases (CHUNK_LEASE_SECONDS, and the pages in flight sent again).
+# its connection waits this long in all for a new one (however many of its steps find the
+# database away) before it leaves its pages to their leases (CHUNK_LEASE_SECONDS, and the
+# pages in flight sent again).
 RECONNECT_FIRST_WAIT_SECONDS = 0.2
 RECONNECT_WAIT_SECONDS = 10.0
 
 
-def _again_on_a_new_connection(step, *args) -> None:
+def _again_on_a_new_connection(reconnects: Reconnects, step, *args) -> None:
     """Run a step; if the database connection was lost under it (outside a transaction,
-    where nothing was half done), again on a new one: at once, then after 0.2 s, 0.4 s ...
-    while the database refuses connections, up to RECONNECT_WAIT_SECONDS in all."""
-    waits = _reconnect_waits()
+    where nothing was half done), again on a new one while the database refuses connections
+    and the lane's `reconnects` allow."""
     while True:
         try:
             step(*args)
@@ -133,7 +133,7 @@ def _again_on_a_new_connection(step, *args) -> None:
             if connection.in_atomic_block or not _connection_lost(error):
                 raise
             connection.close()
-            wait = next(waits, None)
+            wait = reconnects.next_wait()
             if wait is None:
                 raise
             if wait:
@@ -141,15 +141,28 @@ def _again_on_a_new_connection(step, *args) -> None:
                 time.sleep(wait)
 
 
-def _reconnect_waits():
-    """The pauses before each new try: none before the first, then doubling."""
-    yield 0.0
-    left, wait = RECONNECT_WAIT_SECONDS, RECONNECT_FIRST_WAIT_SECONDS
-    while left > 0:
-        wait = min(wait, left)
-        yield wait
-        left -= wait
-        wait *= 2
+class Reconnects:
+    """One lane's time for new connections to a database that is away: a new try at once,
+    then after 0.2 s, 0.4 s ... until RECONNECT_WAIT_SECONDS after the first loss. Every step
+    of the lane that finds the database away (the page it is on, the pages it records at its
+    end, the page it gives back) draws on it, so a database that stays away holds the lane
+    10 s, not 10 s a step; past it, a step is tried once."""
+
+    def __init__(self) -> None:
+        self._deadline: float | None = None
+        self._wait = 0.0
+
+    def next_wait(self) -> float | None:
+        """The pause before the next try; None when the lane's time is up."""
+        now = time.monotonic()
+        if self._deadline is None:
+            self._deadline = now + RECONNECT_WAIT_SECONDS
+        left = self._deadline - now
+        if left <= 0:
+            return None
+        wait = min(self._wait, left)
+        self._wait = max(2 * self._wait, RECONNECT_FIRST_WAIT_SECONDS)
+        return wait
 
 
 # SQLSTATEs of a server that dropped the session (admin or crash shutdown, cannot connect
@@ -170,7 +183,7 @@ def _connection_lost(error: Exception) -> bool:
     return True  # a client-side error of a server connection (no SQLSTATE): the link
 
 
-def _database_lost(chunk: ChunkJob, error: Exception) -> None:
+def _database_lost(chunk: ChunkJob, error: Exception, lane: Lane) -> None:
     """The database went away under the lane (a restart, a failover, a pooler recycling its
     connections): nothing is wrong with the page, and no page is failed for it. The lane
     ends on a new connection, waiting a few seconds for one (`_again_on_a_new_connection`):
@@ -183,10 +196,7 @@ def _database_lost(chunk: ChunkJob, error: Exception) -> None:
         type(error).__name__,
     )
     connection.close()  # the next statement opens a new one
-    try:
-        _again_on_a_new_connection(release_chunk, chunk)
-    except (OperationalError, InterfaceError):
-        connection.close()  # still away: the lease lapses instead
+    lane.give_back(chunk)
 
 
 def _claimed(chunk: ChunkJob, source: ImportSource) -> bool:
@@ -226,6 +236,7 @@ class Lane:
         self.next_chunk: ChunkJob | None = None
         self.next_page: Future | None = None
         self.leases = Leases()
+        self.reconnects = Reconnects()
         # Seconds Assets asked to wait after refusing a page (429): the lane ends, and its
         # pages wait as long, rather than each being refused in turn.
         self.paused_for = 0.0
@@ -292,7 +303,9 @@ class Lane:
         try:
             # Assets took the page: recording it is worth a new connection, for a page not
             # recorded is sent again once its lease lapses.
-            _again_on_a_new_connection(_record_submit, page.chunk, page.result, page.answer)
+            _again_on_a_new_connection(
+                self.reconnects, _record_submit, page.chunk, page.result, page.answer
+            )
             refused = page.answer.exception()
             if isinstance(refused, AssetsRateLimited):
                 self.paused_for = max(self.paused_for, retry_delay(1, refused.retry_after))
@@ -304,18 +317,29 @@ class Lane:
             self.idle_clients.append(page.client)
             self.leases.let_go(page.chunk)
 
+    def give_back(self, chunk: ChunkJob) -> None:
+        """Put a page the lane holds back on the queue, on a new connection if need be; if
+        the database is still away, its lease lapses instead (housekeeping takes it up)."""
+        try:
+            _again_on_a_new_connection(self.reconnects, release_chunk, chunk)
+        except (OperationalError, InterfaceError):
+            connection.close()
+
     def close(self) -> None:
         """Record the pages in flight (the lane's end looks at completion, see
         `process_chunk`); a page claimed ahead but not started goes back to the queue (only
-        an unexpected error leaves one)."""
+        an unexpected error leaves one). The heartbeat stops whatever fails: a lease it went
+        on renewing would keep its page from housekeeping, and the import from ending."""
         try:
             while self.submitting:
                 self._record_oldest()
         finally:
-            if self.next_chunk is not None:
-                _again_on_a_new_connection(release_chunk, self.next_chunk)
+            try:
+                if self.next_chunk is not None:
+                    self.give_back(self.next_chunk)
+            finally:
                 self.next_chunk = self.next_page = None
-            self.leases.close()
+                self.leases.close()
 
 
 def _record_submit(chunk: ChunkJob, result: TransformResult, answer: Future) -> None:
