@@ -77,16 +77,17 @@ def batch():
         _batches.current = None
 
 
-def _send_or_leave_to_housekeeping(func: str, arg: int, *, name: str) -> bool:
+def _send_or_leave_to_housekeeping(func: str, *args, name: str, save: bool = False) -> bool:
     """Queue a step whose row says it is due (a chunk's, an execution's, a delivery's). A
     broker that cannot take it now (Redis restarting, out of reach) loses nothing:
     housekeeping finds the row waiting and queues it again (`services.housekeeping`), so the
-    import goes on once the broker is back, rather than failing on it."""
+    import goes on once the broker is back, rather than failing on it. `save`: kept in
+    django-q2's task history when it succeeds."""
     current = getattr(_batches, "current", None)
     if current is not None and current["broker_failed"]:
         return False
     try:
-        async_task(func, arg, task_name=name, save=False)
+        async_task(func, *args, task_name=name, save=save)
     except Exception as error:
         if current is not None:
             current["broker_failed"] = True
@@ -181,16 +182,21 @@ def enqueue_status_refresh_after(execution_id: int, delay_seconds: float) -> Non
 
 
 def enqueue_execution_alert(execution_id: int, event: str) -> None:
-    async_task(
+    """Housekeeping raises an alert whose task was lost (`catch_up_execution_alerts`)."""
+    _send_or_leave_to_housekeeping(
         "importer.tasks.raise_execution_alert",
         execution_id,
         event,
-        task_name=f"alert-{event}-{execution_id}",
+        name=f"alert-{event}-{execution_id}",
+        save=True,
     )
 
 
 def enqueue_delivery(delivery_id: int) -> None:
-    async_task("importer.tasks.send_delivery", delivery_id, task_name=f"delivery-{delivery_id}")
+    """Housekeeping queues a pending delivery again (`requeue_lost_deliveries`)."""
+    _send_or_leave_to_housekeeping(
+        "importer.tasks.send_delivery", delivery_id, name=f"delivery-{delivery_id}", save=True
+    )
 
 
 def enqueue_delivery_after(delivery_id: int, delay_seconds: float) -> None:

@@ -17,6 +17,8 @@ from importer.ticker import HOUSEKEEPING, Ticker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+State = Execution.State
+
 
 def an_execution(source, *, state=Execution.State.INGESTING, pages=3, quiet_for=0) -> Execution:
     """An execution Assets knows, with `pages` pages SUBMITTED, quiet for `quiet_for` s."""
@@ -276,3 +278,37 @@ def test_a_broker_that_cannot_take_tasks_for_a_while_loses_no_page(
     assert execution.state == Execution.State.DONE, execution.error
     remote = sandbox.execution(execution.assets_execution_id)
     assert remote["records_received"] == len(remote["objects"]) == 120
+
+
+def test_a_hung_broker_holds_a_housekeeping_round_up_for_one_try_not_one_per_import(
+    make_source, sandbox, hung_broker, monkeypatch
+):
+    states = [State.INGESTING, State.INGESTING, State.COMPLETING, State.PROCESSING]
+    executions = [
+        an_execution(
+            services.push_mapping(source=make_source(name=f"s{i}", import_source_id=f"src-{i}")),
+            state=state,
+            quiet_for=3600,  # each due a completion check or a status read; stalled too
+        )
+        for i, state in enumerate(states)
+    ]
+    real_async_task, tries = work_queue.async_task, []
+
+    def counted(func, *args, **options):
+        tries.append(func)
+        return real_async_task(func, *args, **options)
+
+    monkeypatch.setattr(work_queue, "async_task", counted)
+
+    services.look_after_imports()
+
+    # The broker was asked once; what it was not asked waits in its row for the next round.
+    assert len(tries) == 1, tries
+    for execution in executions:
+        execution.refresh_from_db()
+    assert [execution.state for execution in executions] == [
+        State.INGESTING,
+        State.INGESTING,
+        State.INGESTING,  # handed back: the next round checks it again
+        State.PROCESSING,
+    ]

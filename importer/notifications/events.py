@@ -65,13 +65,8 @@ def notify_execution_stalled(execution: Execution) -> None:
 
 
 def _queue_after_commit(execution_id: int, event: str) -> None:
-    def queue() -> None:
-        try:
-            work_queue.enqueue_execution_alert(execution_id, event)
-        except Exception:  # an alert never fails an import; housekeeping catches up
-            logger.exception("execution %s: its alert could not be queued", execution_id)
-
-    transaction.on_commit(queue)
+    # A broker that cannot take it fails no import: housekeeping catches the alert up.
+    transaction.on_commit(lambda: work_queue.enqueue_execution_alert(execution_id, event))
 
 
 # --- alerts -------------------------------------------------------------------------------
@@ -110,17 +105,10 @@ def raise_alert(
             )
             for channel in channels:
                 delivery = Delivery.objects.create(alert=alert, channel=channel)
-                transaction.on_commit(lambda pk=delivery.pk: _queue_delivery(pk))
+                transaction.on_commit(lambda pk=delivery.pk: work_queue.enqueue_delivery(pk))
     except IntegrityError:
         return None  # the same event, told already
     return alert
-
-
-def _queue_delivery(delivery_id: int) -> None:
-    try:
-        work_queue.enqueue_delivery(delivery_id)
-    except Exception:  # housekeeping queues it again
-        logger.exception("delivery %s could not be queued", delivery_id)
 
 
 def raise_execution_alert(*, execution: Execution, event: str) -> Alert | None:

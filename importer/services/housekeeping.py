@@ -28,14 +28,16 @@ ChunkState = ChunkJob.State
 
 def look_after_imports() -> None:
     """Periodic housekeeping (every minute): recover lost work, flag imports that stall,
-    move schedules back to their own day and time."""
-    recover_lost_work()
-    flag_stalled_executions()
-    give_up_stopped_starts()
-    report_pending_failures()
-    reanchor_due_schedules()
-    drop_unused_file_copies()
-    notifications.look_after_notifications()
+    move schedules back to their own day and time. Its tasks go as one batch: a hung broker
+    costs the round one socket timeout, and what it was not asked waits for the next round."""
+    with work_queue.batch():
+        recover_lost_work()
+        flag_stalled_executions()
+        give_up_stopped_starts()
+        report_pending_failures()
+        reanchor_due_schedules()
+        drop_unused_file_copies()
+        notifications.look_after_notifications()
 
 
 def drop_unused_file_copies() -> int:
@@ -48,10 +50,11 @@ def recover_lost_work() -> None:
     """Take up what a vanished worker or a lost task left behind.
 
     The workers' tickers run this every HOUSEKEEPING_SECONDS (see importer/ticker.py), and
-    the every-minute housekeeping once more.
+    the every-minute housekeeping once more. Its tasks go as one batch (`work_queue.batch`).
     """
-    requeue_stalled_chunks()
-    follow_up_quiet_executions()
+    with work_queue.batch():
+        requeue_stalled_chunks()
+        follow_up_quiet_executions()
 
 
 def requeue_stalled_chunks() -> int:
