@@ -216,9 +216,13 @@ def test_a_staff_user_adds_a_source_pushes_its_mapping_and_watches_the_import(
     for poll in polls:
         poll.continue_()
 
-    # Only a server render sets data-finished (progress.js updates percent and state), so
-    # this waits through the polling and the reload at the end.
+    # progress.js marks the bar finished as it announces the end, then reloads the page: the
+    # details below are the server's render after that reload.
     expect(progress).to_have_attribute("data-finished", "true", timeout=IMPORT_TIMEOUT_MS)
+    page.wait_for_function(
+        "JSON.parse(sessionStorage.getItem('renders') || '[]').includes('true')",
+        timeout=IMPORT_TIMEOUT_MS,
+    )
     expect(progress).to_have_attribute("data-state", "DONE")
     expect(progress).to_have_attribute("data-percent", "100")
     expect(page.locator(".import-progress-bar")).to_have_attribute(
