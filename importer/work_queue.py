@@ -26,6 +26,7 @@ from django_q.tasks import async_task as _async_task
 
 from importer import clock
 from importer.models import ChunkJob
+from importer.redaction import redact
 
 logger = logging.getLogger(__name__)
 
@@ -92,10 +93,7 @@ def _send_or_leave_to_housekeeping(func: str, *args, name: str, save: bool = Fal
         if current is not None:
             current["broker_failed"] = True
         logger.warning(
-            "%s not queued (%s: %s); housekeeping queues it again",
-            name,
-            type(error).__name__,
-            error,
+            "%s not queued (%s); housekeeping queues it again", name, _broker_error(error)
         )
         return False
     return True
@@ -231,3 +229,11 @@ def send_due_tasks() -> int:
                 _send_or_leave_to_housekeeping(func, *ast.literal_eval(args or "()"), name=name)
                 sent += 1
     return sent
+
+
+def _broker_error(error: Exception) -> str:
+    """What a log may say of a broker's error: redis-py quotes a REDIS_URL it cannot read
+    (a '/' in the password ends the host), so such an error is named, never quoted."""
+    if isinstance(error, ValueError):
+        return f"{type(error).__name__}: REDIS_URL cannot be read as a Redis address"
+    return f"{type(error).__name__}: {redact(str(error))}"

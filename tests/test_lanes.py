@@ -775,3 +775,26 @@ def test_pages_a_lane_could_not_give_back_are_taken_up_once_their_leases_lapse(
     execution.refresh_from_db()
     assert execution.state == Execution.State.DONE, execution.error
     assert len(sandbox.execution(execution.assets_execution_id)["objects"]) == 120
+
+
+def test_a_lane_back_on_its_connection_has_its_whole_wait_again_for_a_later_loss(monkeypatch):
+    # A pooler recycling the connection early in a lane, the database restarting later in it:
+    # the second loss gets its new connection too, or the pages Assets took go unrecorded.
+    now = [1000.0]
+    monkeypatch.setattr(lanes.time, "monotonic", lambda: now[0])
+    reconnects, tries = lanes.Reconnects(), []
+
+    class AdminShutdown(Exception):
+        sqlstate = "57P01"
+
+    def lost_on_its_first_try(step: str) -> None:
+        tries.append(step)
+        if tries.count(step) == 1:
+            message = "terminating connection due to administrator command"
+            raise OperationalError(message) from AdminShutdown(message)
+
+    lanes._again_on_a_new_connection(reconnects, lost_on_its_first_try, "early")
+    now[0] += 2 * lanes.RECONNECT_WAIT_SECONDS
+    lanes._again_on_a_new_connection(reconnects, lost_on_its_first_try, "late")
+
+    assert tries == ["early", "early", "late", "late"]

@@ -341,3 +341,26 @@ def test_a_trigger_while_the_cache_is_down_still_starts_the_run(
     assert response.status_code == 200, response.content
     assert Execution.objects.get().state == Execution.State.DONE
     assert "webtrigger calls not counted: the cache failed (ConnectionError)" in caplog.text
+
+
+def test_a_broker_address_that_cannot_be_read_keeps_its_password_out_of_the_log(
+    client, make_source, sandbox, async_tasks, settings, monkeypatch, caplog
+):
+    # A '/' in the password ends the host where the URL is read: redis-py's error quotes it.
+    from django_q.conf import Conf
+
+    from importer import work_queue
+
+    url = "redis://:hunter2/xyz@127.0.0.1:6379/5"
+    settings.REDIS_URL = url
+    monkeypatch.setattr(Conf, "ORM", None)
+    monkeypatch.setattr(Conf, "REDIS", url)
+    monkeypatch.setattr(work_queue, "_broker", None)
+    source = services.push_mapping(source=make_source(page_size=10))
+
+    response = trigger(client, source)
+
+    assert response.status_code == 200
+    said = [record.getMessage() for record in caplog.records if "not queued" in record.getMessage()]
+    assert said and "REDIS_URL cannot be read as a Redis address" in said[0]
+    assert "hunter2" not in caplog.text

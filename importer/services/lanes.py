@@ -125,14 +125,18 @@ def _again_on_a_new_connection(reconnects: Reconnects, step, *args) -> None:
     """Run a step; if the database connection was lost under it (outside a transaction,
     where nothing was half done), again on a new one while the database refuses connections
     and the lane's `reconnects` allow."""
+    reconnected = False
     while True:
         try:
             step(*args)
+            if reconnected:  # the database is back: a later loss has its own time
+                reconnects.reset()
             return
         except (OperationalError, InterfaceError) as error:
             if connection.in_atomic_block or not _connection_lost(error):
                 raise
             connection.close()
+            reconnected = True
             wait = reconnects.next_wait()
             if wait is None:
                 raise
@@ -146,10 +150,15 @@ class Reconnects:
     then after 0.2 s, 0.4 s ... until RECONNECT_WAIT_SECONDS after the first loss. Every step
     of the lane that finds the database away (the page it is on, the pages it records at its
     end, the page it gives back) draws on it, so a database that stays away holds the lane
-    10 s, not 10 s a step; past it, a step is tried once."""
+    10 s, not 10 s a step; past it, a step is tried once. A step that got its new
+    connection gives the lane its whole time again for a later loss."""
 
     def __init__(self) -> None:
         self._deadline: float | None = None
+        self._wait = 0.0
+
+    def reset(self) -> None:
+        self._deadline = None
         self._wait = 0.0
 
     def next_wait(self) -> float | None:
