@@ -120,12 +120,13 @@ def mark_submitted(
     state: str,
     identities: bytes,
     items_left_out: Sequence[str] = (),
-    nested: dict[str, list[int]] | None = None,
+    nested: dict[str, list[int | str]] | None = None,
 ) -> bool:
     """Assets accepted the page (or there was nothing to send: `state` says why), while this
     worker still holds the chunk (RUNNING, same attempt). The reasons of the records and of
     the nested items left out are the chunk's error; each is counted apart, and `nested`
-    (per nested selector, its items sent and left out) is kept for the completion check."""
+    (per nested selector, its items sent and left out, and the first one's reason) is kept
+    for the completion check."""
     now = _now()
     params = [
         now,

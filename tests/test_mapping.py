@@ -15,7 +15,7 @@ from importer.mapping import (
     diff_documents,
     draft_mapping,
     fields_in_no_record,
-    first_item_left_out,
+    first_left_out,
     identity_digests,
     mapping_table,
     split_newer_rules,
@@ -1034,7 +1034,14 @@ def test_a_page_whose_every_nested_item_lacks_its_identity_sends_its_records_cou
     result = transform_records(records, nested_document())
 
     assert result.record_count == 2 and len(result.items_left_out) == 4
-    assert result.nested == {"laptops.hardDrives": [0, 4]}
+    assert result.nested == {
+        "laptops.hardDrives": [
+            0,
+            4,
+            "record 1 (serial=C02X1): left out 'hardDrives[0]': no value for 'hardDrives[0].id', "
+            "which identifies the object in selector 'laptops.hardDrives'",
+        ]
+    }
 
 
 def test_a_page_counts_the_items_each_nested_selector_sends_and_leaves_out():
@@ -1043,7 +1050,9 @@ def test_a_page_counts_the_items_each_nested_selector_sends_and_leaves_out():
 
     result = transform_records([record, laptop_with_disks()], nested_document())
 
-    assert result.nested == {"laptops.hardDrives": [4, 0], "laptops.hardDrives.files": [1, 1]}
+    counts = {selector: entry[:2] for selector, entry in result.nested.items()}
+    assert counts == {"laptops.hardDrives": [4, 0], "laptops.hardDrives.files": [1, 1]}
+    assert result.nested["laptops.hardDrives"] == [4, 0]  # no reason when none was left out
 
 
 def test_a_mapping_without_nested_selectors_counts_no_nested_items():
@@ -1052,22 +1061,22 @@ def test_a_mapping_without_nested_selectors_counts_no_nested_items():
     assert result.nested is None
 
 
-def test_a_nested_selectors_first_item_left_out_is_found_among_the_pages_reasons():
+def test_a_nested_selectors_first_item_left_out_is_kept_with_its_counts():
     record = laptop_with_disks()
     del record["hardDrives"][0]["files"][0]["path"]
     record["hardDrives"][1]["size"] = "big"
 
     result = transform_records([record], nested_document())
 
-    assert first_item_left_out(result.items_left_out, "laptops.hardDrives.files") == (
+    assert first_left_out(result.nested["laptops.hardDrives.files"]) == (
         "record 1 (serial=C02X1): left out 'hardDrives[0].files[0]': no value for "
         "'hardDrives[0].files[0].path', which identifies the object in selector "
         "'laptops.hardDrives.files'"
     )
-    assert first_item_left_out(result.items_left_out, "laptops.hardDrives").startswith(
+    assert first_left_out(result.nested["laptops.hardDrives"]).startswith(
         "record 1 (serial=C02X1): left out 'hardDrives[1]': field 'hardDrives[1].size'"
     )
-    assert first_item_left_out(result.items_left_out, "laptops.licences") == ""
+    assert first_left_out([3, 0]) == ""  # none left out, or counted before reasons were kept
 
 
 def test_a_page_whose_one_nested_item_lacks_its_identity_is_sent_without_it():
@@ -1080,7 +1089,7 @@ def test_a_page_whose_one_nested_item_lacks_its_identity_is_sent_without_it():
 
     assert result.record_count == 2 and len(result.items_left_out) == 1
     assert result.data.get("laptops.hardDrives", []) == []
-    assert result.nested == {"laptops.hardDrives": [0, 1]}
+    assert result.nested["laptops.hardDrives"][:2] == [0, 1]
 
 
 def test_a_record_whose_only_objects_are_nested_items_left_out_is_told_once():

@@ -1353,6 +1353,30 @@ def test_an_import_whose_every_disk_lost_its_serial_at_the_source_fails_saying_s
     assert assets_side["failure_reasons"][0].startswith("Every one of the 100 items")
 
 
+def test_an_import_whose_every_disk_was_left_out_names_the_first_on_a_page_of_many_left_out(
+    make_source, demo_mapping, sandbox
+):
+    # The page's error keeps its first 50 reasons: the 60 records left out fill it.
+    def computer(i: int) -> dict:
+        record = computer_with_disks(i)
+        if i <= 60:
+            del record["serial"]
+        for disk in record["disks"]:
+            disk["serial_number"] = disk.pop("serial")
+        return record
+
+    execution = import_computers(make_source, demo_mapping, computer, records=100, page_size=100)
+
+    assert execution.state == Execution.State.FAILED
+    assert (execution.records_skipped, execution.items_skipped) == (60, 40)
+    assert execution.error.startswith(
+        "Every one of the 40 items of selector 'computers.disks' the source gave was left "
+        "out of its record, so Assets would have received none (the first: record 61 "
+        "(serial=SN-00061): left out 'disks[0]': no value for 'disks[0].serial', which "
+        "identifies the object in selector 'computers.disks')."
+    )
+
+
 @pytest.mark.parametrize("page_size", [2, 50])
 def test_a_page_of_a_few_bad_disks_and_no_good_one_imports_when_other_pages_send_disks(
     make_source, demo_mapping, sandbox, page_size
@@ -1402,7 +1426,7 @@ def test_an_import_under_way_at_the_upgrade_is_not_failed_for_pages_that_did_not
         index=1,
         state=submitted,
         items_skipped_count=3,
-        nested_items={"computers.disks": [0, 3]},
+        nested_items={"computers.disks": [0, 3]},  # as written before reasons were kept
     )
 
     # The page recorded by the release before may have sent disks: nothing tells.

@@ -11,7 +11,7 @@ or the record and field, before anything is sent.
 * transform   `transform_records`: records into the data chunk of one page;
               `identity_digests`: what names its records, in short;
               `fields_in_no_record`: what the mapping reads and no record holds;
-              `first_item_left_out`: a nested selector's first item left out, by its reasons
+              `first_left_out`: a nested selector's first item left out, from its counts
 * draft       `draft_mapping`: a document inferred from sample records
 * diff        `diff_documents`: local against remote, in words
 * table       `mapping_table`: the mapping at a glance
@@ -35,7 +35,7 @@ from importer.mapping.transform import (
     RecordsRefused,
     TransformResult,
     fields_in_no_record,
-    first_item_left_out,
+    first_left_out,
     identity_digests,
     transform_records,
 )
@@ -56,7 +56,7 @@ __all__ = [
     "diff_documents",
     "draft_mapping",
     "fields_in_no_record",
-    "first_item_left_out",
+    "first_left_out",
     "identity_digests",
     "mapping_table",
     "split_newer_rules",

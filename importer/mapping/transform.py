@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -76,6 +75,10 @@ class InvalidValuesError(RecordsRefused):
 # two bad items of a selector seldom seen (a laptop's one licence) are left out and counted.
 ITEMS_THAT_TELL_A_RENAME = 3
 
+# A nested selector's first item left out is kept with its counts, this long at most: the
+# page's own error keeps only its first lines, which a page of many records left out fills.
+FIRST_REASON_CHARS = 300
+
 
 @dataclass
 class _Level:
@@ -106,10 +109,11 @@ class TransformResult:
     identities: bytes = b""  # `identity_digests` of the records sent, when asked for
     # One reason per nested item (a disk of a computer) left out while its record was sent.
     items_left_out: list[str] = field(default_factory=list)
-    # Per nested selector holding items on the page: [items sent, items left out]; None when
-    # the mapping has no nested selector. An import that sends none of a selector's items
-    # while leaving some out fails at its end (`services.totals`).
-    nested: dict[str, list[int]] | None = None
+    # Per nested selector holding items on the page: [items sent, items left out], and when
+    # some were left out the first one's reason (cut to FIRST_REASON_CHARS); None when the
+    # mapping has no nested selector. An import that sends none of a selector's items while
+    # leaving some out fails at its end, naming that reason (`services.totals`).
+    nested: dict[str, list[int | str]] | None = None
 
 
 def _compile(document: Any) -> dict[str, _Level]:
@@ -228,8 +232,9 @@ def transform_records(
     # A nested item's problem leaves out that item alone, unless the source says such
     # problems fail the import.
     items = _ItemRules([], [], fail_missing=fail_missing, fail_invalid=fail_invalid)
-    # Per nested selector, the items left out of the records sent.
+    # Per nested selector, the items left out of the records sent, and the first one's reason.
     left_out_of: Counter = Counter()
+    first_left_out: dict[str, str] = {}
     # Only steps of dotted selectors at the top: a record may hold no object at all.
     only_steps = not any(level.mapped for level in levels.values())
     for position, record in enumerate(records, start=1):
@@ -269,6 +274,8 @@ def transform_records(
             for reason, selector in zip(dropped, dropped_from, strict=True):
                 items_left_out.append(described + reason)
                 left_out_of[selector] += 1
+                if selector not in first_left_out:
+                    first_left_out[selector] = (described + reason)[:FIRST_REASON_CHARS]
         accepted += 1
         for sent, item in zip(outputs, picked, strict=True):
             sent.append(item)
@@ -283,24 +290,36 @@ def transform_records(
         record_count=accepted,
         skipped=skipped,
         items_left_out=items_left_out,
-        nested=_nested_counts(levels, data, left_out_of),
+        nested=_nested_counts(levels, data, left_out_of, first_left_out),
     )
 
 
 def _nested_counts(
-    levels: dict[str, _Level], data: dict[str, list[dict]], left_out_of: Counter
-) -> dict[str, list[int]] | None:
-    """Per nested selector with items on the page, [sent, left out]; None for a mapping
-    without nested selectors, which then costs nothing more."""
+    levels: dict[str, _Level],
+    data: dict[str, list[dict]],
+    left_out_of: Counter,
+    first_left_out: dict[str, str],
+) -> dict[str, list[int | str]] | None:
+    """Per nested selector with items on the page, [sent, left out] and, when some were left
+    out, the first one's reason; None for a mapping without nested selectors, which then
+    costs nothing more."""
     if not any(level.children for level in levels.values()):
         return None
     sent = Counter()
     _count_items(levels.values(), [data.get(selector, []) for selector in levels], sent)
-    return {
-        selector: [sent[selector], left_out_of[selector]]
-        for selector in sorted(sent.keys() | left_out_of.keys())
-        if sent[selector] or left_out_of[selector]
-    }
+    counts: dict[str, list[int | str]] = {}
+    for selector in sorted(sent.keys() | left_out_of.keys()):
+        if left_out_of[selector]:
+            counts[selector] = [sent[selector], left_out_of[selector], first_left_out[selector]]
+        elif sent[selector]:
+            counts[selector] = [sent[selector], 0]
+    return counts
+
+
+def first_left_out(entry: list) -> str:
+    """The first item's reason from one selector's entry of `TransformResult.nested`; "" for
+    an entry of none left out, or of two elements as written before reasons were kept."""
+    return entry[2] if len(entry) > 2 else ""
 
 
 def _count_items(levels: Iterable[_Level], objects: list[list[dict]], counts: Counter) -> None:
@@ -310,24 +329,6 @@ def _count_items(levels: Iterable[_Level], objects: list[list[dict]], counts: Co
             items = [item for part in parts for item in part.get(key) or ()]
             counts[child.selector] += len(items)
             _count_items([child], [items], counts)
-
-
-# A nested item's reason, as transform_records words it: "record 3 (id=7): left out
-# 'disks[1]': ...". A record's own reason ("holds no object for the mapping: left out ...")
-# does not match.
-_ITEM_LEFT_OUT = re.compile(r"record \d+ \(.*?\): left out '([^']+)': ")
-_POSITION = re.compile(r"\[\d+\]")
-
-
-def first_item_left_out(reasons: Iterable[str], selector: str) -> str:
-    """The first of these reasons (a page's, as `TransformResult.items_left_out` holds them)
-    that leaves out an item of the nested `selector`; "" when none does."""
-    path = selector.partition(".")[2]
-    for reason in reasons:
-        found = _ITEM_LEFT_OUT.match(reason)
-        if found and _POSITION.sub("", found[1]) == path:
-            return reason
-    return ""
 
 
 def fields_in_no_record(records: list[Any], document: dict, *, minimum: int = 1) -> list[str]:

@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='chunkjob',
             name='nested_items',
-            field=models.JSONField(blank=True, editable=False, help_text="Per nested selector with items on the page: [items sent, items left out]; empty (NULL) when the mapping has no nested selector. An import that sent none of a selector's items fails (`services.totals.every_nested_item_left_out`).", null=True, verbose_name='nested items sent and left out'),
+            field=models.JSONField(blank=True, editable=False, help_text="Per nested selector with items on the page: [items sent, items left out], then the first item's reason when some were left out; empty (NULL) when the mapping has no nested selector. An import that sent none of a selector's items fails (`services.totals.every_nested_item_left_out`).", null=True, verbose_name='nested items sent and left out'),
         ),
     ]

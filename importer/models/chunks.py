@@ -179,7 +179,8 @@ class ChunkJob(models.Model):
         null=True,  # also what web processes of the release before insert
         blank=True,
         editable=False,
-        help_text="Per nested selector with items on the page: [items sent, items left out]; "
+        help_text="Per nested selector with items on the page: [items sent, items left out], "
+        "then the first item's reason when some were left out; "
         "empty (NULL) when the mapping has no nested selector. An import that sent none of "
         "a selector's items fails (`services.totals.every_nested_item_left_out`).",
     )

@@ -31,6 +31,13 @@ HOW_TO_ADD_A_MAPPING = (
     "into its Mapping field)"
 )
 
+# What to do about a nested selector none of whose items an import (or a preview's page)
+# sends: most often a field renamed or dropped at the source.
+HOW_TO_MEND_A_SELECTORS_LOCATORS = (
+    "If the source renamed or dropped a field, change the mapping's attribute locators of "
+    "that selector to the source's fields"
+)
+
 
 class NoMapping(MappingInvalid):
     def __init__(self):

@@ -18,7 +18,7 @@ from importer.mapping import (
     diff_documents,
     draft_mapping,
     fields_in_no_record,
-    first_item_left_out,
+    first_left_out,
     split_newer_rules,
     transform_records,
     validate_document,
@@ -27,6 +27,7 @@ from importer.models import Execution, ImportSource
 from importer.services.editing import refuse_while_importing
 from importer.services.errors import (
     HOW_TO_ADD_A_MAPPING,
+    HOW_TO_MEND_A_SELECTORS_LOCATORS,
     DraftImpossible,
     MappingChangedMeanwhile,
     MappingInvalid,
@@ -274,17 +275,16 @@ def selectors_left_out(result: TransformResult) -> list[str]:
     at its end (`totals.every_nested_item_left_out`); a page alone cannot tell that from a
     few bad items, which the next pages' good ones outweigh."""
     warnings = []
-    for selector, (sent, left_out) in (result.nested or {}).items():
+    for selector, entry in (result.nested or {}).items():
+        sent, left_out = entry[:2]
         if sent or not left_out:
             continue
-        first = first_item_left_out(result.items_left_out, selector)
         items = f"Every one of the {left_out} items" if left_out > 1 else "The one item"
         warnings.append(
             f"{items} of selector '{selector}' on this page would be left out of its record "
-            f"(the first: {first}). An import that sends none of this selector's items, "
-            f"leaving out {ITEMS_THAT_TELL_A_RENAME} or more, fails at its end: if the source "
-            "renamed or dropped a field, change the mapping's attribute locators of that "
-            "selector to the source's fields."
+            f"(the first: {first_left_out(entry)}). An import that sends none of this "
+            f"selector's items, leaving out {ITEMS_THAT_TELL_A_RENAME} or more, fails at its "
+            f"end. {HOW_TO_MEND_A_SELECTORS_LOCATORS}."
         )
     return warnings
 

@@ -18,8 +18,9 @@ from collections import defaultdict
 from django.db.models import F, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
 
-from importer.mapping import ITEMS_THAT_TELL_A_RENAME, first_item_left_out
+from importer.mapping import ITEMS_THAT_TELL_A_RENAME, first_left_out
 from importer.models import ChunkJob, Execution, ImportSource
+from importer.services.errors import HOW_TO_MEND_A_SELECTORS_LOCATORS
 from importer.services.plan import reads_in_parallel
 
 # Digests held in a set at once when looking for a record on two pages (about 70 bytes each,
@@ -162,36 +163,32 @@ def every_nested_item_left_out(execution: Execution) -> str:
     if pages.filter(nested_items__isnull=True).exists():
         return ""  # pages recorded by the release before, which did not count them
     left_out: dict[str, int] = defaultdict(int)
-    first_page: dict[str, int] = {}
-    for index, nested in pages.filter(items_skipped_count__gt=0).values_list(
-        "index", "nested_items"
-    ):
-        for selector, (_, count) in nested.items():
-            if count:
-                left_out[selector] += count
-                first_page.setdefault(selector, index)
+    first: dict[str, str] = {}  # per selector, its first item left out, pages in order
+    for nested in pages.filter(items_skipped_count__gt=0).values_list("nested_items", flat=True):
+        for selector, entry in nested.items():
+            if entry[1]:
+                left_out[selector] += entry[1]
+                if not first.get(selector):
+                    first[selector] = first_left_out(entry)
     unsent = {selector for selector, count in left_out.items() if count >= ITEMS_THAT_TELL_A_RENAME}
     if not unsent:
         return ""
     # Most imports send an item of each selector on their first pages: few are read.
     for (nested,) in pages.values_list("nested_items").iterator(chunk_size=100):
-        unsent -= {selector for selector, (sent, _) in nested.items() if sent}
+        unsent -= {selector for selector, entry in nested.items() if entry[0]}
         if not unsent:
             return ""
-    reasons = []
-    for selector in sorted(unsent, key=first_page.get):
-        error = pages.filter(index=first_page[selector]).values_list("error", flat=True).first()
-        first = first_item_left_out((error or "").split("\n"), selector)
-        reasons.append(
-            f"Every one of the {left_out[selector]} items of selector '{selector}' the source "
-            f"gave was left out of its record, so Assets would have received none"
-            f"{f' (the first: {first})' if first else ''}"
-        )
+    reasons = [
+        f"Every one of the {left_out[selector]} items of selector '{selector}' the source "
+        f"gave was left out of its record, so Assets would have received none"
+        f"{f' (the first: {first[selector]})' if first[selector] else ''}"
+        for selector in first
+        if selector in unsent
+    ]
     return (
-        "; ".join(reasons) + ". Nothing was marked complete in Assets. If the source renamed "
-        "or dropped a field, change the mapping's attribute locators of that selector to the "
-        "source's fields (preview the source to check them); if the source holds these items "
-        "so, mend them there. Then run the import again."
+        "; ".join(reasons) + ". Nothing was marked complete in Assets. "
+        f"{HOW_TO_MEND_A_SELECTORS_LOCATORS} (preview the source to check them); if the "
+        "source holds these items so, mend them there. Then run the import again."
     )
 
 
