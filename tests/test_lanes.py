@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from importer import page_sql, services, work_queue
 from importer.models import ChunkJob, Execution
-from importer.services import chunks, lanes
+from importer.services import chunks, lanes, reconnects
 from importer.services.chunks import claim_chunk, mark_submitted
 from tests.conftest import _database_url_of_test_database, wait_for
 
@@ -495,12 +495,12 @@ def test_a_database_restarting_for_a_moment_holds_the_lane_a_moment_and_sends_no
     monkeypatch.setattr(page_sql, "record_submitted", restart_before_the_third)
     # Up again by the time the lane first waits for it: well under a second.
     back = OnLog("the database is away", database_restart.up)
-    caplog.set_level(logging.INFO, logger=lanes.logger.name)
-    lanes.logger.addHandler(back)
+    caplog.set_level(logging.INFO, logger=reconnects.logger.name)
+    reconnects.logger.addHandler(back)
     try:
         execution = services.start_import(source=source)
     finally:
-        lanes.logger.removeHandler(back)
+        reconnects.logger.removeHandler(back)
 
     execution.refresh_from_db()
     assert back.seen
@@ -695,7 +695,7 @@ def database_away_for_good(make_source, sandbox, monkeypatch, settings):
     either page back until the test brings the database back (`back()`). Tasks are held
     back; returns (execution, back)."""
     settings.CHUNK_LEASE_SECONDS = 1
-    monkeypatch.setattr(lanes, "RECONNECT_WAIT_SECONDS", RECONNECT_WAIT_IN_TESTS)
+    monkeypatch.setattr(reconnects, "RECONNECT_WAIT_SECONDS", RECONNECT_WAIT_IN_TESTS)
     source = services.push_mapping(source=make_source(max_chunks_in_flight=2, page_size=10))
     monkeypatch.setattr(work_queue, "enqueue_chunk", lambda chunk_id: None)
     execution = services.start_import(source=source)
@@ -734,7 +734,7 @@ def test_a_database_away_for_good_holds_a_lane_its_reconnect_wait_once_in_all(
     database_away_for_good, caplog
 ):
     execution, back = database_away_for_good
-    caplog.set_level(logging.INFO, logger=lanes.logger.name)
+    caplog.set_level(logging.INFO, logger=reconnects.logger.name)
 
     lanes.process_chunk(chunk=execution.chunks.select_related("execution__source").get(index=0))
     back()
@@ -781,8 +781,8 @@ def test_a_lane_back_on_its_connection_has_its_whole_wait_again_for_a_later_loss
     # A pooler recycling the connection early in a lane, the database restarting later in it:
     # the second loss gets its new connection too, or the pages Assets took go unrecorded.
     now = [1000.0]
-    monkeypatch.setattr(lanes.time, "monotonic", lambda: now[0])
-    reconnects, tries = lanes.Reconnects(), []
+    monkeypatch.setattr(reconnects.time, "monotonic", lambda: now[0])
+    lane_reconnects, tries = reconnects.Reconnects(), []
 
     class AdminShutdown(Exception):
         sqlstate = "57P01"
@@ -793,8 +793,8 @@ def test_a_lane_back_on_its_connection_has_its_whole_wait_again_for_a_later_loss
             message = "terminating connection due to administrator command"
             raise OperationalError(message) from AdminShutdown(message)
 
-    lanes._again_on_a_new_connection(reconnects, lost_on_its_first_try, "early")
-    now[0] += 2 * lanes.RECONNECT_WAIT_SECONDS
-    lanes._again_on_a_new_connection(reconnects, lost_on_its_first_try, "late")
+    reconnects.again_on_a_new_connection(lane_reconnects, lost_on_its_first_try, "early")
+    now[0] += 2 * reconnects.RECONNECT_WAIT_SECONDS
+    reconnects.again_on_a_new_connection(lane_reconnects, lost_on_its_first_try, "late")
 
     assert tries == ["early", "early", "late", "late"]

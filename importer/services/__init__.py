@@ -6,6 +6,7 @@
                 follows (fetched), record it submitted, retried or failed (outcomes)
 * lanes         `process_chunk`: a chunk task goes on along its lane
 * leases        a lane renews the leases of the chunks it holds while it works
+* reconnects    a lane's steps again on a new connection when the database went away
 * completion    post {"completed": true} once every page is in, follow Assets' processing
 * totals        whether the records received add up to the total the source told
 * housekeeping  recover lost work, flag stalled imports, prune history
