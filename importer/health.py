@@ -2,6 +2,7 @@
 
 import logging
 from datetime import timedelta
+from functools import partial
 
 import redis
 from django.conf import settings
@@ -28,14 +29,14 @@ UNTOLD = "the check failed; Import viewers (and up) and callers with X-Health-To
 logger = logging.getLogger(__name__)
 
 
-def _check(probe, *, detailed: bool) -> dict:
+def _check(name: str, probe, *, detailed: bool) -> dict:
     try:
         detail = probe()
     except HealthProblem as problem:
         return {"ok": False, "error": str(problem)}
     except Exception as error:  # a health check reports every failure, it does not raise
         raw = redact(f"{type(error).__name__}: {error}")[:300]
-        logger.warning("health check %s failed: %s", probe.__name__.strip("_"), raw)
+        logger.warning("health check %s failed: %s", name, raw)
         return {"ok": False, "error": raw if detailed else UNTOLD}
     return {"ok": True, **(detail or {})}
 
@@ -47,9 +48,18 @@ def _database() -> None:
         raise HealthProblem("the database has no tables yet: run `manage.py migrate`")
 
 
+class BrokerUnreachable(Exception):
+    """The broker's own account of why it does not answer: where it is, for trusted callers."""
+
+
 def _broker() -> dict:
+    # Redis is asked with a short timeout of our own: django-q2's client has none, so a
+    # blackholed host would hold the health check for minutes.
+    problem = broker_problem()
+    if problem:
+        raise BrokerUnreachable(problem)
     broker = get_broker()
-    if not broker.ping():
+    if not settings.REDIS_URL and not broker.ping():
         raise HealthProblem("the broker does not answer")
     return {"kind": type(broker).__name__}
 
@@ -110,12 +120,17 @@ def last_housekeeping_at():
     )
 
 
-def _cluster() -> dict:
+def _cluster(*, broker_ok: bool) -> dict:
     last = last_housekeeping_at()
     if last is None or timezone.now() - last > CLUSTER_SILENT_AFTER:
+        since = last.isoformat() if last else "ever"
+        if not broker_ok:  # a running cluster gets no task from a broker that does not answer
+            raise HealthProblem(
+                f"no task cluster ran housekeeping since {since}: the broker does not answer, "
+                "so no cluster can take a task; bring the broker back first (see its check)"
+            )
         raise HealthProblem(
-            f"no task cluster ran housekeeping since {last.isoformat() if last else 'ever'}: "
-            "is `manage.py qcluster` running?"
+            f"no task cluster ran housekeeping since {since}: is `manage.py qcluster` running?"
         )
     return {"last_housekeeping": last.isoformat()}
 
@@ -136,11 +151,15 @@ def last_successful_imports() -> dict[str, str | None]:
 def health_report(*, with_sources: bool) -> dict:
     """The checks; `with_sources` (a trusted caller) adds each source and the raw errors."""
     checks = {
-        "database": _check(_database, detailed=with_sources),
-        "broker": _check(_broker, detailed=with_sources),
+        "database": _check("database", _database, detailed=with_sources),
+        "broker": _check("broker", _broker, detailed=with_sources),
     }
     checks["cluster"] = (
-        _check(_cluster, detailed=with_sources)
+        _check(
+            "cluster",
+            partial(_cluster, broker_ok=checks["broker"]["ok"]),
+            detailed=with_sources,
+        )
         if checks["database"]["ok"]
         # The cluster's sign of life is kept in the database.
         else {"ok": False, "error": "not checked: the database is unavailable"}

@@ -70,6 +70,26 @@ def test_health_fails_when_no_cluster_has_run_lately(client):
     assert "qcluster" in response.json()["checks"]["cluster"]["error"]
 
 
+def test_health_blames_a_silent_broker_not_the_cluster_and_tells_trusted_callers_where_it_is(
+    client, hung_broker, settings
+):
+    # The cluster's housekeeping stops with the broker: "is qcluster running?" would send the
+    # operator to restart workers that are fine.
+    settings.HEALTH_TOKEN = "monitor-token"
+    housekeeping_ran(minutes_ago=30)
+
+    anonymous = client.get(reverse("importer:health")).json()
+    trusted = client.get(reverse("importer:health"), HTTP_X_HEALTH_TOKEN="monitor-token").json()
+
+    cluster = anonymous["checks"]["cluster"]["error"]
+    assert "the broker does not answer" in cluster and "qcluster" not in cluster
+    assert anonymous["checks"]["broker"]["ok"] is False
+    address = hung_broker.replace("redis://:broker-secret@", "").split("?")[0]
+    assert address not in json.dumps(anonymous)
+    assert f"Redis at {address}, cannot be reached" in trusted["checks"]["broker"]["error"]
+    assert "broker-secret" not in json.dumps(trusted)
+
+
 @pytest.mark.django_db
 def test_health_shows_the_last_good_import_per_source_to_trusted_callers(
     client, make_source, settings
