@@ -98,18 +98,23 @@ def _done_timings(executions):
     )
 
 
+# Counters of records kept per source, and the execution column each adds up.
+_RECORD_TOTALS = {
+    "records_submitted": "records_submitted",
+    "records_left_out": "records_skipped",
+    "nested_items_left_out": "items_skipped",
+}
+_RECORD_SUMS = {"n": Count("id")} | {column: Sum(column) for column in _RECORD_TOTALS.values()}
+
+
 def keep_totals(*, execution_ids: list[int]) -> None:
     """Add what these executions count to the running totals, before they are deleted."""
     executions = Execution.objects.filter(pk__in=execution_ids)
-    for row in (
-        executions.values("source_id", "state")
-        .annotate(n=Count("id"), submitted=Sum("records_submitted"), skipped=Sum("records_skipped"))
-        .order_by()
-    ):
+    for row in executions.values("source_id", "state").annotate(**_RECORD_SUMS).order_by():
         if row["state"] in Execution.FINISHED_STATES:
             _add(row["source_id"], "executions", row["state"], row["n"])
-        _add(row["source_id"], "records_submitted", "", row["submitted"] or 0)
-        _add(row["source_id"], "records_left_out", "", row["skipped"] or 0)
+        for name, column in _RECORD_TOTALS.items():
+            _add(row["source_id"], name, "", row[column] or 0)
     for row in _done_timings(executions):
         source_id = row["source_id"]
         _add(source_id, "time_to_done_count", "", row["count"])
@@ -153,34 +158,35 @@ class ImportCollector(Collector):
             "Records left out of an import (no identity, a value that does not convert).",
             labels=["source"],
         )
+        items_left_out = CounterMetricFamily(
+            "assets_sync_nested_items_left_out",
+            "Nested items (a computer's disks) left out of records that were sent.",
+            labels=["source"],
+        )
         by_state = defaultdict(float)
-        records = defaultdict(lambda: [0.0, 0.0])
+        records = defaultdict(lambda: defaultdict(float))
         for (source_id, name, label), value in kept.items():
             if name == "executions":
                 by_state[(source_id, label)] += value
-            elif name == "records_submitted":
-                records[source_id][0] += value
-            elif name == "records_left_out":
-                records[source_id][1] += value
+            elif name in _RECORD_TOTALS:
+                records[source_id][name] += value
         for row in (
-            Execution.objects.values("source_id", "state")
-            .annotate(
-                n=Count("id"), submitted=Sum("records_submitted"), skipped=Sum("records_skipped")
-            )
-            .order_by()
+            Execution.objects.values("source_id", "state").annotate(**_RECORD_SUMS).order_by()
         ):
             if row["state"] in Execution.FINISHED_STATES:
                 by_state[(row["source_id"], row["state"])] += row["n"]
-            records[row["source_id"]][0] += row["submitted"] or 0
-            records[row["source_id"]][1] += row["skipped"] or 0
+            for name, column in _RECORD_TOTALS.items():
+                records[row["source_id"]][name] += row[column] or 0
         for (source_id, state), value in sorted(by_state.items()):
             executions.add_metric([names[source_id], state], value)
-        for source_id, (sent, skipped) in sorted(records.items()):
-            submitted.add_metric([names[source_id]], sent)
-            left_out.add_metric([names[source_id]], skipped)
+        for source_id, counted in sorted(records.items()):
+            submitted.add_metric([names[source_id]], counted["records_submitted"])
+            left_out.add_metric([names[source_id]], counted["records_left_out"])
+            items_left_out.add_metric([names[source_id]], counted["nested_items_left_out"])
         yield executions
         yield submitted
         yield left_out
+        yield items_left_out
 
         retries = CounterMetricFamily(
             "assets_sync_chunk_retries",

@@ -116,6 +116,7 @@ def test_counters_do_not_go_down_when_old_history_is_pruned(make_source, scrape)
             state=state,
             records_submitted=submitted,
             records_skipped=1,
+            items_skipped=2,
             started_at=long_ago,
             finished_at=long_ago + timedelta(seconds=90),
         )
@@ -131,6 +132,7 @@ def test_counters_do_not_go_down_when_old_history_is_pruned(make_source, scrape)
         ("assets_sync_executions_total", {"state": "FAILED"}),
         ("assets_sync_records_submitted_total", {}),
         ("assets_sync_records_left_out_total", {}),
+        ("assets_sync_nested_items_left_out_total", {}),
         ("assets_sync_time_to_done_seconds_count", {}),
         ("assets_sync_time_to_done_seconds_sum", {}),
         ("assets_sync_time_to_done_seconds_bucket", {"le": "120.0"}),
@@ -142,6 +144,7 @@ def test_counters_do_not_go_down_when_old_history_is_pruned(make_source, scrape)
         ), name
     assert value(after, "assets_sync_executions_total", source="inventory", state="DONE") == 2
     assert value(after, "assets_sync_records_submitted_total", source="inventory") == 87
+    assert value(after, "assets_sync_nested_items_left_out_total", source="inventory") == 6
     assert (
         value(after, "assets_sync_time_to_done_seconds_bucket", source="inventory", le="120.0") == 2
     )
