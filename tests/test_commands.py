@@ -107,6 +107,68 @@ def test_import_sources_sees_no_change_in_secrets_it_was_given_before(
 
 
 @pytest.mark.django_db
+def test_import_sources_reads_secrets_a_file_names_from_the_environment_and_from_files(
+    tmp_path, sandbox, inventory, demo_mapping, monkeypatch, make_source
+):
+    # A file kept in version control names its secrets; the host that applies it holds them.
+    monkeypatch.setenv("LAPTOPS_ASSETS_TOKEN", SANDBOX_TOKEN)
+    secret_file = tmp_path / "inventory_token"
+    secret_file.write_text("inventory-token-from-file\n")
+    entry = source_entry(sandbox, inventory, demo_mapping)
+    entry["assets"]["token"] = {"$env": "LAPTOPS_ASSETS_TOKEN"}
+    entry["source"]["auth"]["token"] = {"$file": str(secret_file)}
+    entry["source"]["headers"] = {"X-Tenant-Key": {"$env": "LAPTOPS_ASSETS_TOKEN"}}
+
+    output = run("import_sources", write(tmp_path, [entry]))
+
+    source = ImportSource.objects.get(name="laptops")
+    assert output.strip() == "created laptops; mapping pushed to Assets"  # Assets took the token
+    assert source.assets_token == SANDBOX_TOKEN
+    assert source.source_token == "inventory-token-from-file"
+    assert source.extra_headers == {"X-Tenant-Key": SANDBOX_TOKEN}
+    assert run("import_sources", write(tmp_path, [entry])).strip() == "unchanged laptops"
+
+
+@pytest.mark.django_db
+def test_a_secret_reference_that_gives_no_value_changes_nothing_and_names_its_place(
+    tmp_path, sandbox, inventory, demo_mapping, monkeypatch
+):
+    monkeypatch.delenv("LAPTOPS_ASSETS_TOKEN", raising=False)
+    monkeypatch.setenv("EMPTY_SECRET", "")
+    entry = source_entry(sandbox, inventory, demo_mapping)
+    entry["assets"]["token"] = {"$env": "LAPTOPS_ASSETS_TOKEN"}
+    entry["source"]["auth"]["token"] = {"$file": str(tmp_path / "missing")}
+    entry["source"]["params"] = {"appid": {"$env": "EMPTY_SECRET"}}
+
+    with pytest.raises(CommandError) as refused:
+        run("import_sources", write(tmp_path, [entry]))
+
+    assert str(refused.value).splitlines() == [
+        "Nothing was changed:",
+        "source 1 (laptops): assets.token: the environment variable LAPTOPS_ASSETS_TOKEN is "
+        "not set",
+        f"source 1 (laptops): source.auth.token: no file {tmp_path / 'missing'}",
+        "source 1 (laptops): source.params.appid: the environment variable EMPTY_SECRET is empty",
+    ]
+    assert not ImportSource.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_mapping_is_kept_as_the_file_writes_it_objects_shaped_as_references_and_all(
+    tmp_path, sandbox, inventory, demo_mapping, monkeypatch
+):
+    # The Assets document is Assets' own: an object shaped as a reference is no secret there.
+    monkeypatch.delenv("NOT_A_SECRET", raising=False)
+    mapping = json.loads(json.dumps(demo_mapping))
+    mapping["schema"]["objectSchema"]["description"] = {"$env": "NOT_A_SECRET"}
+
+    run("import_sources", write(tmp_path, [source_entry(sandbox, inventory, mapping)]), "--no-push")
+
+    stored = ImportSource.objects.get(name="laptops").mapping
+    assert stored["schema"]["objectSchema"]["description"] == {"$env": "NOT_A_SECRET"}
+
+
+@pytest.mark.django_db
 def test_import_sources_applies_the_admin_rules_and_changes_nothing_on_error(
     tmp_path, sandbox, inventory, demo_mapping
 ):
@@ -714,6 +776,22 @@ def test_import_sources_dry_run_reports_a_new_channel_and_creates_nothing(make_s
 
     assert output.strip() == "(dry run) created channel it on call"
     assert not NotificationChannel.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_channel_webhook_url_may_be_named_by_an_environment_variable(
+    make_source, tmp_path, monkeypatch
+):
+    make_source()
+    monkeypatch.setenv("CHAT_HOOK", "https://hooks.example/T000/B000/chat-hook-secret")
+    webhook = {"url": {"$env": "CHAT_HOOK"}, "format": "generic"}
+    document = {"notification_channels": [channel_entry(kind="webhook", webhook=webhook)]}
+
+    output = run("import_sources", write(tmp_path, document))
+
+    assert output.strip() == "created channel it on call"
+    channel = NotificationChannel.objects.get()
+    assert channel.webhook_url == "https://hooks.example/T000/B000/chat-hook-secret"
 
 
 @pytest.mark.django_db

@@ -1,9 +1,11 @@
 import json
+import os
 import sys
 
 from django.core.management.base import CommandError
 
 from importer.config_file import ConfigFileError, apply_config
+from importer.config_references import resolve_references
 from importer.management.base import DatabaseCommand
 
 
@@ -33,6 +35,11 @@ class Command(DatabaseCommand):
             raise CommandError(f"Cannot read {file}: {error}") from None
         except RecursionError:
             raise CommandError(f"Cannot read {file}: it is nested too deeply to be JSON") from None
+        # Secrets named by reference ({"$env": ...}, {"$file": ...}) are read here, by the
+        # command that applies the file, from its own environment and host.
+        document, unresolved = resolve_references(document, environ=os.environ)
+        if unresolved:
+            raise CommandError("Nothing was changed:\n" + "\n".join(unresolved))
         try:
             results = apply_config(document, dry_run=dry_run, push=not no_push)
         except ConfigFileError as error:
