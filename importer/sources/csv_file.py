@@ -30,6 +30,10 @@ csv.field_size_limit(MAX_LINE_BYTES)
 # Delimiters a file may use instead of the one set (a header of one field holding one).
 OTHER_DELIMITERS = (",", ";", "\t", "|")
 
+# A row cut in two, as the refusal and the notice both tell it.
+BROKEN_BY_A_LINE_BREAK = "broken by a line break outside quotes (in a notes or address field?)"
+QUOTE_OR_FIX = "quote the fields that hold line breaks, or fix the export"
+
 
 def _spoken(delimiter: str) -> str:
     return {"\t": "tabs", ",": "commas", ";": "semicolons", "|": "'|'"}.get(
@@ -276,17 +280,15 @@ class CsvSource(FileSource):
 
     def _maybe_broken(self, where: str, first_part: str) -> str:
         return (
-            f"CSV: {where}, broken by a line break outside quotes (in a notes or address "
-            f"field?), {first_part} arrived without its last values and the rest as an object "
-            "of its own. Check those lines of the file; quote the fields that hold line "
-            "breaks, or fix the export."
+            f"CSV: {where}, {BROKEN_BY_A_LINE_BREAK}, {first_part} arrived without its last "
+            f"values and the rest as an object of its own. Check those lines of the file; "
+            f"{QUOTE_OR_FIX}."
         )
 
     def _broken_row(self, where: str) -> SourceError:
         return SourceError(
-            f"source '{self.name}': {where}, broken by a line break outside quotes (in a "
-            "notes or address field?); quote the fields that hold line breaks, or fix the "
-            "export, then run the import again",
+            f"source '{self.name}': {where}, {BROKEN_BY_A_LINE_BREAK}; {QUOTE_OR_FIX}, then "
+            "run the import again",
             kind="bad_file",
         )
 
