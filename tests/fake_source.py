@@ -7,15 +7,17 @@ test knows exactly what must arrive. Faults come from the DevServer's fault inje
 
 It also has the habits of real APIs that make paging go wrong: it may cut the page size it is
 asked for to a maximum of its own without saying so (`max_limit`), ignore it (`ignore_limit`),
-ignore the offset (or page number) and serve its first records for every page (`ignore_offset`),
-report a total that disagrees with what it serves (`reported_total`), answer past its end with
-an error, a 204 No Content or a 200 with no body (`past_end_status`) or its last page again
-(`clamp_pages`, as Django's `Paginator.get_page` does, and APIs that clamp an offset), answer an
-empty list as `null` (`null_when_empty`, as Go writes a nil slice) or leave it out
-(`omit_when_empty`, as protobuf's JSON does), number its pages from 0 (`first_page`, as Spring
-Data does; a page before the first is served as the first, as Laravel does) and say where a
-page stands (`page_meta`: Spring's `"first"`, JSON:API's links), give empty pages
-that still lead on to more (`empty_hops`, as a filtered DynamoDB scan does), read its records in
+ignore the offset (or page number) and serve its first records for every page
+(`ignore_offset`), number its pages by the size asked for while it serves at most `max_limit`
+records (`numbers_by_asked_size`, an offset computed before the cap: the records between are
+never served), report a total that disagrees with what it serves (`reported_total`), answer
+past its end with an error, a 204 No Content or a 200 with no body (`past_end_status`) or its
+last page again (`clamp_pages`, as Django's `Paginator.get_page` does, and APIs that clamp an
+offset), answer an empty list as `null` (`null_when_empty`, as Go writes a nil slice) or leave
+it out (`omit_when_empty`, as protobuf's JSON does), number its pages from 0 (`first_page`, as
+Spring Data does; a page before the first is served as the first, as Laravel does) and say
+where a page stands (`page_meta`: Spring's `"first"`, JSON:API's links), give empty pages that
+still lead on to more (`empty_hops`, as a filtered DynamoDB scan does), read its records in
 another order after a few answers (`order_moves_after`, as a query without a stable sort does),
 and misbehave on chosen answers (`misbehave`): cut an answer off mid-way, drip it one byte at a
 time (its body, or its status line and headers before it), nest it absurdly deep, flood it with
@@ -25,8 +27,8 @@ APIs do (or label UTF-8 so, as misconfigured ones do), or send a header line wit
 (`broken_header`, as a hand-written proxy may). It may also refuse to be paged deeper than
 `depth_limit` records, answering 400 or 422 as a search index's result window does (and cap the
 total it tells at that depth, as one does), refuse pages smaller than `min_limit`, or lead from
-its last cursor page back to its first (or the one holding record `wraps_to`) under a new cursor
-(`wraps_around`).
+its last cursor page back to its first (or the one holding record `wraps_to`) under a new
+cursor (`wraps_around`).
 """
 
 from __future__ import annotations
@@ -232,6 +234,7 @@ class FakeSource(DevServer):
         *,
         record: Callable[[int], dict[str, Any]] = fake_record,
         max_limit: int | None = None,
+        numbers_by_asked_size: bool = False,
         ignore_limit: bool = False,
         ignore_offset: bool = False,
         reported_total: int | None = None,
@@ -282,6 +285,7 @@ class FakeSource(DevServer):
         # (any path under /api/next/ is served as /api/next).
         self.next_link_path = "/api/next"
         self.max_limit = max_limit
+        self.numbers_by_asked_size = numbers_by_asked_size
         self.ignore_limit = ignore_limit
         self.ignore_offset = ignore_offset
         self.reported_total = reported_total
@@ -627,7 +631,8 @@ class FakeSource(DevServer):
             self.first_page if self.ignore_offset else _number(request, "page", self.first_page)
         )
         # A page before the first is served as the first, as Laravel's paginator does.
-        start = max(number - self.first_page, 0) * limit
+        size = _number(request, "per_page", limit) if self.numbers_by_asked_size else limit
+        start = max(number - self.first_page, 0) * size
         last = max(0, (len(self.records) - 1) // limit * limit)
         if number < self.first_page and self.before_first_page == "last":
             start = last  # as Django's Paginator.get_page does

@@ -244,6 +244,31 @@ def test_a_parameter_written_into_the_source_url_goes_with_the_first_request_onl
     assert later and not any("q" in page.query for page in later)
 
 
+def test_numbered_pages_counted_by_the_size_asked_but_cut_shorter_fail_naming_the_size(
+    serve, import_from, sandbox
+):
+    # Page 2 starts at record 26 though page 1 ended at record 20: records 21 to 25 of
+    # every 25 are never served, and no total tells.
+    fake = serve(max_limit=20, numbers_by_asked_size=True)
+
+    execution = import_from(fake, "page", limit_param="per_page")
+
+    assert execution.state == Execution.State.FAILED
+    assert "serves at most 20 records a page when asked for 25" in execution.error
+    assert "Set the page size to 20" in execution.error
+    assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
+
+
+def test_numbered_pages_of_a_source_cutting_the_limit_are_done_at_the_page_size_it_serves(
+    serve, import_from, sandbox
+):
+    fake = serve(max_limit=20, numbers_by_asked_size=True)
+
+    execution = import_from(fake, "page", limit_param="per_page", page_size=20)
+
+    assert_every_record_once(sandbox, execution)
+
+
 def test_one_page_per_task_also_delivers_every_record_of_a_source_serving_fewer(
     serve, import_from, sandbox, settings
 ):

@@ -29,11 +29,14 @@ server chooses. Hence:
   limit) are left to the page they belong to. Every record arrives exactly once whatever page
   size the source really serves.
 * Page numbers are the source's own pages, whatever their size: nothing to fill, only the end
-  to find. A short page is checked by asking for the next one.
+  to find. A short page is checked by asking for the next one, and once by asking for that
+  one at the size served: a source that counts its pages by the size asked for, though it
+  serves fewer, skips records between them.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
@@ -375,8 +378,38 @@ class RestJsonSource:
             if answer is None or not answer[2]:
                 return Page(records=records, next_cursor=None, total=total)
             self._check_not_repeated("page", page + 1, answer[2])
+            if self.full_page_records is None:
+                self._check_pages_counted_as_served(page, records, answer[2])
             self.full_page_records = len(records)
         return Page(records=records, next_cursor=following, total=total)
+
+    def _check_pages_counted_as_served(
+        self, page: int, records: list[dict], following: list[dict]
+    ) -> None:
+        """A short page followed by more: the source cuts the page size it is asked for. Most
+        count their pages by the size they serve; one that counts them by the size asked for
+        (an offset computed before the cap) starts each page past the records it left out of
+        the one before, which no page then holds. Asked for the next page at the size it
+        served, such a source answers a record neither page holds. One request, once per
+        reader, and only for a source that serves short pages."""
+        served = len(records)
+        url = with_query(
+            self._numbered_url(self.config.page_param, page + 1),
+            {self.config.limit_param: served},
+        )
+        answer = self._read_after_short(url)
+        if answer is None:
+            return
+        read = {_shape(record) for record in (*records, *following)}
+        if all(_shape(record) in read for record in answer[2]):
+            return
+        raise self.http.error(
+            f"serves at most {served} records a page when asked for {self.page_size} "
+            f"('{self.config.limit_param}'), yet counts its pages by {self.page_size}: page "
+            f"{page + 1} starts past records that page {page} left out, and no page would "
+            f"hold them. Set the page size to {served} (or less), or use offset paging",
+            kind="pages_skip_records",
+        )
 
     def _check_no_page_before(self, page: int, sign: str, records: list[dict]) -> None:
         """The first page whose answer says a page comes before it: many APIs number their
@@ -591,6 +624,11 @@ class RestJsonSource:
             "would never end, so the import stopped",
             kind="endless_source",
         )
+
+
+def _shape(record: dict) -> str:
+    """A record as text that is the same for equal records, whatever their keys' order."""
+    return json.dumps(record, sort_keys=True, default=str)
 
 
 def _secret_mark(form: str) -> str:
