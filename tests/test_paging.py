@@ -516,6 +516,34 @@ def test_a_record_listed_twice_where_paging_cannot_move_it_is_not_taken_for_a_mo
 
     assert execution.state == Execution.State.DONE, execution.error
     assert sandbox.execution(execution.assets_execution_id)["records_received"] == RECORDS
+    if style == "cursor":  # told, for a cursor that may stand for a position
+        assert "Paging: 1 record was read on two pages (the first on pages 1 and 3)" in (
+            execution.notice
+        )
+
+
+def test_a_cursor_source_whose_order_moves_ends_done_noting_the_records_read_twice(
+    serve, import_from, sandbox
+):
+    # This cursor stands for a position (an offset in disguise): when the order moves, 10
+    # records come twice and 10 are never read. Most cursors name the last record read, where
+    # a record coming twice only changed meanwhile: the import is not failed for it, but the
+    # user is told what to look at.
+    execution = import_from(serve(order_moves_after=2), "cursor")
+
+    assert execution.state == Execution.State.DONE, execution.error
+    assert "Paging: 10 records were read on two pages (the first on pages" in execution.notice
+    assert "an offset in disguise" in execution.notice
+    assert "sort by a field that is unique" in execution.notice
+
+
+def test_a_cursor_source_said_to_list_objects_twice_gets_no_note_of_them(
+    serve, import_from, sandbox
+):
+    execution = import_from(serve(order_moves_after=2), "cursor", repeated_records="send")
+
+    assert execution.state == Execution.State.DONE, execution.error
+    assert "read on two pages" not in execution.notice
 
 
 @pytest.mark.parametrize("style", ["offset", "page"])

@@ -39,6 +39,7 @@ from importer.services.errors import scrub_secrets
 from importer.services.lifecycle import fail_execution
 from importer.services.retries import may_have_been_done, retry_delay
 from importer.services.totals import (
+    cursor_pages_overlap,
     every_nested_item_left_out,
     every_record_left_out,
     records_on_two_pages,
@@ -139,6 +140,9 @@ def check_completion(*, execution: Execution, client: AssetsClient | None = None
     )
     if disagreement:
         return fail_execution(execution=execution, reason=disagreement)
+    overlap = cursor_pages_overlap(execution)
+    if overlap:
+        Execution.objects.of(execution).add_notice(overlap)
     client = client or AssetsClient.for_source(execution.source)
     unconfirmed = False
     try:

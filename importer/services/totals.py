@@ -4,9 +4,11 @@ A source whose answers carry a total (the source's `total_path`) is held to it: 
 records received from every page up to the source's last must add up to that total, or the
 import fails saying what the source did. Pages read by position (offset and page-number
 paging, and next links, which mostly carry an offset) are also checked for a record read on
-two of them: the source's order moved while it
-was read, and other records may never have been read, which no total shows (or the source
-lists some objects twice: its `repeated_records` setting then lets them through). A CMDB
+two of them: the source's order moved while it was read, and other records may never have
+been read, which no total shows (or the source lists some objects twice: its
+`repeated_records` setting then lets them through). Pages reached by a cursor are looked at
+too, and a record on two of them is noted on the import, not failed: most cursors name the
+last record read, and bring again only a record that changed meanwhile. A CMDB
 that looks complete and is not is the outcome this prevents.
 """
 
@@ -229,22 +231,75 @@ def steep_drop_in_records(execution: Execution) -> str:
 
 
 def checks_repeated_records(source: ImportSource) -> bool:
-    """Whether the source's pages are checked for a record on two of them, unless the source
-    is said to list some objects more than once: pages read by position, and pages reached
+    """Whether the pages' identities are kept to look for a record on two of them, unless the
+    source is said to list some objects more than once: pages read by position, pages reached
     by next links, which most APIs build from an offset or a page number too (Django REST
-    framework, Jira's startAt, GitHub's page)."""
+    framework, Jira's startAt, GitHub's page), and pages reached by a cursor (noted, not
+    failed: see `cursor_pages_overlap`)."""
     if source.repeated_records != ImportSource.RepeatedRecords.FAIL:
         return False
-    return reads_in_parallel(source) or source.pagination in ("next_url", "link_header")
+    return (
+        reads_in_parallel(source)
+        or source.pagination in ("next_url", "link_header")
+        or _by_cursor(source)
+    )
+
+
+def _by_cursor(source: ImportSource) -> bool:
+    return source.source_kind == ImportSource.Kind.REST and source.pagination == "cursor"
 
 
 def records_on_two_pages(execution: Execution) -> str:
-    """Why the pages cannot hold every record: some were read on two pages; "" when none were.
+    """Why the pages cannot hold every record: some were read on two pages; "" when none were
+    (or the pages were reached by a cursor: see `cursor_pages_overlap`).
 
     A record repeated within one answer is the source's own listing, not a moved order, and is
     not counted."""
-    if not checks_repeated_records(execution.source) or execution.last_chunk_index is None:
+    if _by_cursor(execution.source):
         return ""
+    found = _read_on_two_pages(execution)
+    if found is None:
+        return ""
+    records, first, second = found
+    return (
+        f"{records} read on two pages (the first on pages {first} and {second}), by "
+        "identity (the externalIdPart values). Either the source's order moved while it was "
+        "read, and as many other records may never have been read: make the source sort by "
+        "a field that is unique and does not change (many APIs take a query parameter such "
+        "as sort=id), then run the import again. Or the source does list some objects more "
+        "than once, or its next links overlap by design (a since= or updated_after= that "
+        "takes the last record read again): then set the source's 'record on two pages' to "
+        "send them. Nothing was marked complete in Assets."
+    )
+
+
+def cursor_pages_overlap(execution: Execution) -> str:
+    """The notice of an import read by a cursor that read a record on two pages; "" when it
+    read none. Most cursors name the last record read, and then only a record changed while
+    the source was read comes again, harmlessly: no failure. Some stand for a position (an
+    offset in disguise), and then as many records as came twice were never read."""
+    if not _by_cursor(execution.source):
+        return ""
+    found = _read_on_two_pages(execution)
+    if found is None:
+        return ""
+    records, first, second = found
+    return (
+        f"Paging: {records} read on two pages (the first on pages {first} and {second}), by "
+        "identity. A cursor that names the last record read brings a record changed while "
+        "the source was read again, and nothing is missing. A cursor that stands for a "
+        "position (an offset in disguise) skips as many records when the source's order "
+        "moves: if the source's cursor is such, make it sort by a field that is unique and "
+        "does not change, and run the import again. A source that lists some objects more "
+        "than once is told so by its 'record on two pages' set to send them."
+    )
+
+
+def _read_on_two_pages(execution: Execution) -> tuple[str, int, int] | None:
+    """How many records were read on two pages ("3 records were"), and the first two pages
+    of the first of them; None when none were."""
+    if not checks_repeated_records(execution.source) or execution.last_chunk_index is None:
+        return None
     pages = [
         (index, memoryview(digests).cast("B").cast("Q"))
         for index, digests in ChunkJob.objects.filter(
@@ -259,24 +314,14 @@ def records_on_two_pages(execution: Execution) -> str:
     ]
     repeated = _on_two_pages([digests for _, digests in pages], execution.records_submitted)
     if not repeated:
-        return ""
+        return None
     pages_of: dict[int, list[int]] = defaultdict(list)
     for index, digests in pages:
         for digest in repeated.intersection(digests):
             pages_of[digest].append(index + 1)
     first, second = min(pages_of.values())[:2]
     count = len(repeated)
-    records = f"{count} record{'s were' if count != 1 else ' was'}"
-    return (
-        f"{records} read on two pages (the first on pages {first} and {second}), by "
-        "identity (the externalIdPart values). Either the source's order moved while it was "
-        "read, and as many other records may never have been read: make the source sort by "
-        "a field that is unique and does not change (many APIs take a query parameter such "
-        "as sort=id), then run the import again. Or the source does list some objects more "
-        "than once, or its next links overlap by design (a since= or updated_after= that "
-        "takes the last record read again): then set the source's 'record on two pages' to "
-        "send them. Nothing was marked complete in Assets."
-    )
+    return f"{count} record{'s were' if count != 1 else ' was'}", first, second
 
 
 def _on_two_pages(pages: list[memoryview], records: int) -> set[int]:
