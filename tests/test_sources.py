@@ -995,6 +995,23 @@ def test_an_html_error_page_is_a_transient_server_error(fake: FakeSource) -> Non
     assert "<h1>" not in error.message
 
 
+def test_a_redirect_to_a_login_page_names_the_page_and_points_to_the_authentication(
+    fake: FakeSource,
+) -> None:
+    # A gateway whose session or token expired sends API calls to its sign-in page.
+    fake.redirects["/api/offset"] = (302, f"{fake.base_url}/login")
+    page = "<html><head><title>Sign in &middot; Inventory</title></head><body>...</body></html>"
+    fake.faults.add(path_contains="/login", status=200, body=page)
+
+    error = failure(rest_source(f"{fake.base_url}/api/offset", records_path="data.items"))
+
+    assert error.kind == "not_json"
+    assert 'a web page titled "Sign in · Inventory"' in error.message
+    assert f"where it was redirected from {fake.base_url}/api/offset" in error.message
+    assert "Check the source's authentication and URL" in error.message
+    assert_safe(error)
+
+
 def test_a_body_that_is_not_json_is_worth_a_few_more_attempts(fake: FakeSource) -> None:
     error = failure(rest_source(f"{fake.base_url}/api/maintenance", pagination="none"))
     assert (error.kind, error.permanent, error.max_attempts) == ("not_json", False, 3)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import html
 import os
 import re
 import tempfile
@@ -454,16 +455,36 @@ class SourceHttp:
         try:
             return limits.loads(_as_utf8(body, response), refuse=self.error, what=what)
         except ValueError:
-            content_type = response.headers.get("Content-Type") or "none"
             raise self.error(
-                f"did not answer JSON at {public_url(response.url)} (Content-Type {content_type}):"
-                " check the source URL",
+                self._not_json(response, body),
                 permanent=False,
                 kind="not_json",
                 max_attempts=UNPARSABLE_ANSWER_ATTEMPTS,
             ) from None
 
+    def _not_json(self, response: requests.Response, body: bytearray) -> str:
+        """Why an answer is not JSON, in what the user can act on: a web page's title, and the
+        redirect that led there (a login page a session or a token expired sends to)."""
+        content_type = response.headers.get("Content-Type") or "none"
+        said = f"did not answer JSON at {public_url(response.url)} (Content-Type {content_type}"
+        title = _HTML_TITLE.search(bytes(body[:WEB_PAGE_HEAD_BYTES]))
+        if title:
+            text = " ".join(self.scrub(html.unescape(_decoded(title.group(1), response))).split())
+            text = text[:80]
+            said += f', a web page titled "{text}"' if text else ", a web page"
+        if not response.history:
+            return said + "): check the source URL"
+        return (
+            f"{said}), where it was redirected from {public_url(response.history[0].url)}: a "
+            "source that sends its API's requests to a web page most often wants other "
+            "credentials (a login page), or the URL names the web app rather than its API. "
+            "Check the source's authentication and URL"
+        )
 
+
+# A web page answered for JSON is named by its title, looked for at the start of its body.
+WEB_PAGE_HEAD_BYTES = 4096
+_HTML_TITLE = re.compile(rb"<title[^>]*>([^<]{1,300})</title>", re.IGNORECASE)
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
