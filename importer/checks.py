@@ -3,8 +3,11 @@
 import ipaddress
 from urllib.parse import urlsplit
 
+import redis
 from django.conf import settings
 from django.core.checks import Error, Warning, register
+
+from importer.health import HOW_TO_WRITE_REDIS_URL, UNREADABLE_REDIS_URL
 
 
 @register()
@@ -33,6 +36,27 @@ def lane_fits_in_the_task_timeout(app_configs, **kwargs) -> list[Error]:
             id="importer.E001",
         )
     ]
+
+
+@register()
+def redis_url_can_be_read(app_configs, **kwargs) -> list[Error]:
+    """A REDIS_URL redis-py cannot read queues no task, and a cluster started with it stops
+    with redis-py's error, which quotes the password ('/' in it ends the host, and the
+    password is read as the port): said here in our words, before the cluster starts."""
+    if not settings.REDIS_URL:
+        return []
+    try:
+        redis.ConnectionPool.from_url(settings.REDIS_URL)
+    except ValueError:
+        return [
+            Error(
+                f"{UNREADABLE_REDIS_URL}: no task can be queued, and no cluster can start.",
+                hint=f"In REDIS_URL, {HOW_TO_WRITE_REDIS_URL}. (Not quoted here: it holds "
+                "the password.)",
+                id="importer.E002",
+            )
+        ]
+    return []
 
 
 @register(deploy=True)

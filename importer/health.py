@@ -29,13 +29,31 @@ UNTOLD = "the check failed; Import viewers (and up) and callers with X-Health-To
 logger = logging.getLogger(__name__)
 
 
-def _check(name: str, probe, *, detailed: bool) -> dict:
+def error_text(error: Exception) -> str:
+    """An error's type and words, without credentials."""
+    return redact(f"{type(error).__name__}: {error}")
+
+
+# redis-py quotes a REDIS_URL it cannot read (a '/', '#' or '?' in the password ends the
+# host, and the password is read as the port): such an error is named, never quoted.
+UNREADABLE_REDIS_URL = "REDIS_URL cannot be read as a Redis address"
+HOW_TO_WRITE_REDIS_URL = "a '/', '#' or '?' in its password must be written %2F, %23, %3F"
+
+
+def broker_error_text(error: Exception) -> str:
+    """What a page or a log may say of the broker's error (`error_text`), its password never."""
+    if isinstance(error, ValueError):
+        return f"{type(error).__name__}: {UNREADABLE_REDIS_URL} ({HOW_TO_WRITE_REDIS_URL})"
+    return error_text(error)
+
+
+def _check(name: str, probe, *, detailed: bool, describe=error_text) -> dict:
     try:
         detail = probe()
     except HealthProblem as problem:
         return {"ok": False, "error": str(problem)}
     except Exception as error:  # a health check reports every failure, it does not raise
-        raw = redact(f"{type(error).__name__}: {error}")[:300]
+        raw = describe(error)[:300]
         logger.warning("health check %s failed: %s", name, raw)
         return {"ok": False, "error": raw if detailed else UNTOLD}
     return {"ok": True, **(detail or {})}
@@ -82,14 +100,14 @@ def broker_problem() -> str | None:
         )
     except ValueError:  # its words may quote the password: a '/' in it ends the host
         return (
-            "The task broker cannot be reached: REDIS_URL cannot be read as a Redis address "
-            "(a '/', '#' or '?' in its password must be written %2F, %23, %3F). Nothing is "
+            f"The task broker cannot be reached: {UNREADABLE_REDIS_URL} "
+            f"({HOW_TO_WRITE_REDIS_URL}). Nothing is "
             "lost: the pages wait in the database, and are queued once the broker answers."
         )
     try:
         client.ping()
     except Exception as error:  # refused, timed out, a password refused: the reason says
-        reason = redact(f"{type(error).__name__}: {error}")[:200]
+        reason = broker_error_text(error)[:200]
         return (
             f"The task broker, Redis at {_where(client)}, cannot be reached ({reason}): no "
             "page can be handed to a worker, however many run. Nothing is lost: the pages "
@@ -152,7 +170,7 @@ def health_report(*, with_sources: bool) -> dict:
     """The checks; `with_sources` (a trusted caller) adds each source and the raw errors."""
     checks = {
         "database": _check("database", _database, detailed=with_sources),
-        "broker": _check("broker", _broker, detailed=with_sources),
+        "broker": _check("broker", _broker, detailed=with_sources, describe=broker_error_text),
     }
     checks["cluster"] = (
         _check(

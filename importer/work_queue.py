@@ -25,8 +25,8 @@ from django_q.models import Schedule
 from django_q.tasks import async_task as _async_task
 
 from importer import clock
+from importer.health import broker_error_text
 from importer.models import ChunkJob
-from importer.redaction import redact
 
 logger = logging.getLogger(__name__)
 
@@ -234,6 +234,4 @@ def send_due_tasks() -> int:
 def _broker_error(error: Exception) -> str:
     """What a log may say of a broker's error: redis-py quotes a REDIS_URL it cannot read
     (a '/' in the password ends the host), so such an error is named, never quoted."""
-    if isinstance(error, ValueError):
-        return f"{type(error).__name__}: REDIS_URL cannot be read as a Redis address"
-    return f"{type(error).__name__}: {redact(str(error))}"
+    return broker_error_text(error)

@@ -441,3 +441,42 @@ def test_a_health_probe_over_plain_http_is_answered_not_redirected(client, setti
 
     assert client.get("/health/").status_code in (200, 503)
     assert client.get("/admin/").status_code == 301
+
+
+@pytest.mark.django_db
+def test_a_broker_address_that_cannot_be_read_keeps_its_password_off_health_and_its_log(
+    client, settings, monkeypatch, caplog
+):
+    # A '/' in the password ends the host where the URL is read: redis-py's error quotes
+    # the password as the port it could not read.
+    from django_q.conf import Conf
+
+    url = "redis://:S3cr3tPart/xyz@127.0.0.1:6379/5"
+    settings.REDIS_URL = url
+    settings.HEALTH_TOKEN = "monitoring-token"
+    monkeypatch.setattr(Conf, "ORM", None)
+    monkeypatch.setattr(Conf, "REDIS", url)
+
+    with caplog.at_level(logging.WARNING, logger="importer.health"):
+        answer = client.get(reverse("importer:health"), HTTP_X_HEALTH_TOKEN="monitoring-token")
+
+    broker = answer.json()["checks"]["broker"]
+    assert broker["ok"] is False
+    assert "REDIS_URL cannot be read as a Redis address" in broker["error"]
+    assert "S3cr3tPart" not in answer.content.decode()
+    assert "REDIS_URL cannot be read" in caplog.text and "S3cr3tPart" not in caplog.text
+
+
+def test_a_cluster_started_with_a_broker_address_that_cannot_be_read_never_quotes_it():
+    # redis-py's error, in the traceback of a cluster that could not start, quoted the
+    # password; the start now stops before, saying what to mend.
+    answer = settings_read_in_a_process(
+        then="from django.core.management import execute_from_command_line; "
+        "execute_from_command_line(['manage.py', 'qcluster'])",
+        REDIS_URL="redis://:S3cr3tPart/xyz@127.0.0.1:6379/5",
+    )
+
+    output = answer.stdout + answer.stderr
+    assert answer.returncode != 0
+    assert "importer.E002" in output and "REDIS_URL cannot be read as a Redis address" in output
+    assert "S3cr3tPart" not in output
