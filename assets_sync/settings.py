@@ -29,6 +29,27 @@ class Env(environ.Env):
         except (ValueError, TypeError) as error:  # a JSONDecodeError is a ValueError
             raise ImproperlyConfigured(f"The setting {var}={raw!r} cannot be read: {error}")
 
+    # Addresses that may hold a password: one that cannot be read stops the start naming the
+    # setting, never quoting it (a '/' in the password ends the host, and the URL reader's
+    # error quotes the password as the port it could not read).
+    def db_url(self, var="DATABASE_URL", default=environ.Env.NOTSET, **options):
+        return self._read_address(var, lambda: super(Env, self).db_url(var, default, **options))
+
+    db = db_url
+
+    def email_url(self, var="EMAIL_URL", default=environ.Env.NOTSET, **options):
+        return self._read_address(var, lambda: super(Env, self).email_url(var, default, **options))
+
+    @staticmethod
+    def _read_address(var: str, read):
+        try:
+            return read()
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"The setting {var} cannot be read (not quoted here: it may hold a password): "
+                "a '/', '#' or '?' in its password is written %2F, %23, %3F."
+            ) from None
+
     def _check_written_as(self, var: str, raw: str, cast) -> None:
         if cast is bool:
             if raw.lower() not in self.SWITCH_WORDS:

@@ -480,3 +480,23 @@ def test_a_cluster_started_with_a_broker_address_that_cannot_be_read_never_quote
     assert answer.returncode != 0
     assert "importer.E002" in output and "REDIS_URL cannot be read as a Redis address" in output
     assert "S3cr3tPart" not in output
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "DATABASE_URL=postgres://sync:S3cr3tPart/xyz@db.internal:5432/assets",
+        "DATABASE_URL=postgres://sync:S3cr3tPart?xyz@db.internal:5432/assets",
+        "EMAIL_URL=smtp://alerts:S3cr3tPart/xyz@mail.internal:587",
+    ],
+)
+def test_an_address_that_cannot_be_read_stops_the_start_without_quoting_its_password(setting):
+    # A '/' or '?' in the password ends the host: the URL reader's error quoted the
+    # password as the port it could not read, in the traceback of every start.
+    name, _, value = setting.partition("=")
+
+    answer = settings_read_in_a_process(**{name: value})
+
+    assert answer.returncode != 0
+    assert f"The setting {name} cannot be read" in answer.stderr.splitlines()[-1]
+    assert "S3cr3tPart" not in answer.stdout + answer.stderr
