@@ -133,6 +133,31 @@ def test_an_unexpected_error_fails_its_page_and_gives_the_page_claimed_ahead_bac
     assert execution.error == "Chunk 1 failed: unexpected RuntimeError: a bug"
 
 
+def test_an_unexpected_error_quoting_a_secret_at_its_cut_keeps_none_of_the_secret(
+    make_source, sandbox, monkeypatch
+):
+    # The message keeps 200 characters of the error: a token the cut would halve must be
+    # recognised whole first, or its first characters stay on the page and in the alert.
+    token = "tok-5f3c9a1e7b2d4c6e8a0f"
+    source = services.push_mapping(
+        source=make_source(source_auth="bearer", source_token=token, max_chunks_in_flight=1)
+    )
+    monkeypatch.setattr(work_queue, "enqueue_chunk", lambda chunk_id: None)
+    execution = services.start_import(source=source)
+    first = execution.chunks.select_related("execution__source").get(index=0)
+    said = "x" * 188 + f" {token} was refused by the gateway"  # 11 of its characters kept
+    monkeypatch.setattr(
+        lanes, "transform_page", lambda *a, **k: (_ for _ in ()).throw(RuntimeError(said))
+    )
+
+    services.process_chunk(chunk=first)
+
+    failed = execution.chunks.get(index=0)
+    assert failed.state == ChunkJob.State.FAILED
+    assert failed.error.startswith("unexpected RuntimeError: xxx")
+    assert token[:11] not in failed.error
+
+
 def test_a_page_another_worker_holds_is_not_sent_by_a_second_delivery_of_its_task(
     make_source, sandbox, inventory, monkeypatch
 ):

@@ -149,9 +149,8 @@ def _served_after(chunk: ChunkJob) -> bool:
 def chunk_crashed(chunk: ChunkJob, error: Exception) -> ChunkJob:
     """An error nobody expected (a bug, a page no code was ready for): the chunk fails with
     the error's type and a short message, never left RUNNING for its lease to run out."""
-    detail = " ".join(str(error).split())[:200]
+    detail = _scrubbed_detail(error, chunk)
     message = f"unexpected {type(error).__name__}" + (f": {detail}" if detail else "")
-    message = scrub_secrets(message, chunk.execution.source)
     # The frames say where; the error's own text (which may quote a URL) stays out.
     where = "".join(traceback.format_tb(error.__traceback__, limit=-8))
     logger.error("chunk %s: %s\n%s", chunk.pk, message, where)
@@ -160,11 +159,17 @@ def chunk_crashed(chunk: ChunkJob, error: Exception) -> ChunkJob:
     return chunk
 
 
+def _scrubbed_detail(error: Exception, chunk: ChunkJob) -> str:
+    """An error's words on one line, at most 200 characters: scrubbed whole before the cut,
+    so a secret the cut would halve is still recognised."""
+    return scrub_secrets(" ".join(str(error).split()), chunk.execution.source)[:200]
+
+
 def chunk_refused_by_database(chunk: ChunkJob, error: Exception) -> ChunkJob:
     """The database refused a statement on a live connection (its disk full, a statement
     timeout): it may pass, so the page is tried again later, up to CHUNK_MAX_ATTEMPTS. When
     the database takes not even that, the page's lease lapses, and it is taken up then."""
-    detail = " ".join(str(error).split())[:200]
+    detail = _scrubbed_detail(error, chunk)
     message = f"the database refused a statement ({type(error).__name__}: {detail})"
     try:
         return chunk_failed(chunk, message, permanent=False, kind=DATABASE_REFUSED)
