@@ -73,6 +73,13 @@ class AssetsUnavailable(AssetsError):
     kind = "unavailable"
 
 
+class AssetsTimedOut(AssetsUnavailable):
+    """The whole answer did not arrive within the call's timeout (`waited` seconds): Assets
+    may be slow rather than away, and may have done what it was asked."""
+
+    waited = 0.0
+
+
 @dataclass(frozen=True)
 class StartedExecution:
     execution_id: str
@@ -360,14 +367,22 @@ class AssetsClient:
         )
 
     def _call(
-        self, method: str, path: str, action: str, body: Any = None, *, encoded: bytes = b""
+        self,
+        method: str,
+        path: str,
+        action: str,
+        body: Any = None,
+        *,
+        encoded: bytes = b"",
+        timeout: float | None = None,
     ) -> Any:
         """One request, whose whole answer must arrive within the timeout: a proxy that
         drips its answer a byte at a time keeps each read within a socket timeout, and
         would hold the worker (and the page's lease) as long as it likes. `encoded`: the
-        body, already JSON."""
+        body, already JSON; `timeout`: longer than the client's, for this call."""
         url = self.root + path
-        deadline = time.monotonic() + self.timeout
+        timeout = max(timeout or 0.0, self.timeout)
+        deadline = time.monotonic() + timeout
         reset = request_deadline.set(deadline)
         if body is not None:
             encoded = json_codec.encode(body)
@@ -377,7 +392,7 @@ class AssetsClient:
                 url,
                 data=encoded or None,
                 headers={"Content-Type": "application/json"} if encoded else None,
-                timeout=self.timeout,
+                timeout=timeout,
                 stream=True,
             )
             with until(deadline, response) as watch:
@@ -386,16 +401,7 @@ class AssetsClient:
                 raise AnswerTooSlow("the answer did not arrive before the deadline")
         except (requests.RequestException, AnswerTooSlow) as exc:
             if isinstance(exc, (requests.Timeout, AnswerTooSlow)) or time.monotonic() >= deadline:
-                sent = (
-                    "; it may have received the request all the same. If Assets is this slow, "
-                    "raise HTTP_TIMEOUT"
-                    if encoded
-                    else ""
-                )
-                raise AssetsUnavailable(
-                    f"{action}: Assets did not answer within {self.timeout:g} s "
-                    f"(HTTP_TIMEOUT){sent}"
-                ) from None
+                raise self._timed_out(action, timeout, sent=bool(encoded)) from None
             if lost_after_connecting(exc):
                 raise AssetsUnavailable(
                     f"{action}: the connection to Assets at {self.host} broke before its "
@@ -421,6 +427,28 @@ class AssetsClient:
         except ValueError:
             return None
 
+    def _timed_out(self, action: str, waited: float, *, sent: bool) -> AssetsTimedOut:
+        """The error of a call whose answer did not come within `waited` seconds (`sent`: it
+        carried a body Assets may have acted on)."""
+        longer = waited > self.timeout
+        which = (
+            f"longer than HTTP_TIMEOUT = {self.timeout:g} s, as it answered a page of this "
+            "import too late"
+            if longer
+            else "HTTP_TIMEOUT"
+        )
+        message = f"{action}: Assets did not answer within {waited:g} s ({which})"
+        if sent:
+            message += (
+                "; it may have received the request all the same. If Assets is this slow, "
+                "raise HTTP_TIMEOUT"
+            )
+            if longer:  # the wait is bounded by what a chunk task has room for
+                message += " and Q_TASK_TIMEOUT"
+        error = AssetsTimedOut(message)
+        error.waited = waited
+        return error
+
     def put_mapping(self, document: dict) -> None:
         self._call("PUT", "/mapping", PUSHING_MAPPING, document)
 
@@ -436,20 +464,28 @@ class AssetsClient:
             links=links,
         )
 
-    def submit_chunk(self, execution_id: str, data: dict[str, list], taken: str = "") -> None:
+    def submit_chunk(
+        self,
+        execution_id: str,
+        data: dict[str, list],
+        taken: str = "",
+        *,
+        timeout: float | None = None,
+    ) -> None:
         """Send a page's data. A page larger than ASSETS_MAX_SUBMIT_BYTES goes in parts,
         each a run of its items in order (an item and the objects nested in it go whole), and
         so does one Assets refuses as too large (413): parts are halved until an item goes
         alone. `taken`: what an earlier attempt got Assets to take (`parts_taken`), not sent
         again if the page holds those very items first; an error says what was taken in all
-        (`items_taken`)."""
+        (`items_taken`). `timeout`: seconds to wait for each answer, when Assets answered a
+        page later than HTTP_TIMEOUT (`AssetsTimedOut`)."""
         path = f"/executions/{execution_id}/data"
         limit = settings.ASSETS_MAX_SUBMIT_BYTES
         if not taken:
             whole = json_codec.encode({"data": data})
             if len(whole) <= limit:
                 try:
-                    return self._call("POST", path, SUBMITTING, encoded=whole)
+                    return self._call("POST", path, SUBMITTING, encoded=whole, timeout=timeout)
                 except AssetsError as error:
                     if error.status != 413:
                         raise
@@ -465,7 +501,7 @@ class AssetsClient:
             for selector, item in items[sent:end]:
                 part.setdefault(selector, []).append(item)
             try:
-                self._call("POST", path, SUBMITTING, {"data": part})
+                self._call("POST", path, SUBMITTING, {"data": part}, timeout=timeout)
             except AssetsError as error:
                 if error.status == 413 and end - sent > 1:
                     limit = size // 2

@@ -43,8 +43,10 @@ def record_fetched(
 
     Returns whether the execution still takes data (it is INGESTING), and the source's last
     page as known now (None: not found yet). Read on the way, into `execution`:
-    `assets_paused_until` (whether Assets asked, by a 429 to any lane, to hold pages back)
-    and `first_page_digest` (what the first page held, once it is known)."""
+    `assets_paused_until` (whether Assets asked, by a 429 to any lane, to hold pages back),
+    `first_page_digest` (what the first page held, once it is known) and
+    `assets_answer_timeout` (how long a page waits for Assets' answer, once it answered one
+    too late)."""
     params = [
         _now(),
         records,
@@ -62,6 +64,7 @@ def record_fetched(
         return False, None
     execution.assets_paused_until = _as_datetime(row[1])
     execution.first_page_digest = row[2]
+    execution.assets_answer_timeout = row[3]
     return True, row[0]
 
 
@@ -202,7 +205,7 @@ class _Statements:
         guard = (
             f" WHERE {e('id')} = %s AND {e('state')} = %s "
             f"RETURNING {e('last_chunk_index')}, {e('assets_paused_until')}, "
-            f"{e('first_page_digest')}"
+            f"{e('first_page_digest')}, {e('assets_answer_timeout')}"
         )
         # The total told before the source could change is kept (the first page's, which
         # is read first, else the first told), and the largest (a source growing while it

@@ -498,6 +498,21 @@ def test_a_page_assets_answers_too_late_says_it_may_have_arrived_and_what_to_rai
     )
 
 
+def test_a_page_answered_too_late_after_a_longer_wait_names_both_settings(sandbox):
+    sandbox.faults.add(method="POST", path_contains="/data", status=0, delay=1.5)
+    client = sandbox_client(sandbox, timeout=0.25)
+
+    with pytest.raises(assets.AssetsTimedOut) as caught:
+        client.submit_chunk("exec-1", {"computers": [{"serial": "SN-1"}]}, timeout=0.5)
+
+    assert caught.value.waited == 0.5
+    assert caught.value.message == (
+        "Submitting a chunk: Assets did not answer within 0.5 s (longer than HTTP_TIMEOUT = "
+        "0.25 s, as it answered a page of this import too late); it may have received the "
+        "request all the same. If Assets is this slow, raise HTTP_TIMEOUT and Q_TASK_TIMEOUT"
+    )
+
+
 @pytest.mark.parametrize(
     "body",
     [

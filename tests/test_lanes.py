@@ -218,6 +218,39 @@ def test_a_page_assets_refuses_is_retried_while_the_lane_goes_on(
     assert (execution.records_fetched, execution.records_submitted) == (120, 120)
 
 
+def test_an_assets_slower_than_http_timeout_on_every_page_still_gets_every_record(
+    make_source, sandbox, settings
+):
+    settings.HTTP_TIMEOUT = 0.5
+    settings.CHUNK_RETRY_INLINE_MAX_SECONDS = 0
+    source = services.push_mapping(source=make_source(page_size=40, max_chunks_in_flight=1))
+    # Assets takes every page, but answers each 0.7 s later, past HTTP_TIMEOUT.
+    sandbox.faults.add(
+        method="POST", path_contains="/data", body_contains='"data"', status=0, delay=0.7, times=-1
+    )
+    execution = services.start_import(source=source)
+
+    for _ in range(10):  # the retries, without waiting for their time
+        retrying = execution.chunks.filter(state=ChunkJob.State.QUEUED)
+        if not retrying:
+            break
+        retrying.update(next_attempt_at=None)
+        for chunk in ChunkJob.objects.filter(pk__in=list(retrying.values_list("pk", flat=True))):
+            services.process_chunk(chunk=chunk)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE, execution.error
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert len(remote["objects"]) == 120
+    # Only the pages whose answer came too late were sent again, each once.
+    assert max(execution.chunks.values_list("attempts", flat=True)) == 2
+    assert remote["records_received"] < 2 * 120
+    assert (
+        "Assets answered pages later than HTTP_TIMEOUT (0.5 s), so this import waits longer "
+        "for its answers"
+    ) in execution.notice
+
+
 def test_a_lane_longer_than_the_task_timeout_is_refused_at_start(settings):
     from django.core.management import call_command
     from django.core.management.base import SystemCheckError
@@ -313,10 +346,10 @@ def test_a_page_refused_because_the_import_was_cancelled_meanwhile_is_not_a_fail
 
     submit = lanes.AssetsClient.submit_chunk
 
-    def answered_once_cancelled(client, *args):
+    def answered_once_cancelled(client, *args, **kwargs):
         # Assets' answer to page 0 reaches the lane only after the cancel, however fast it is.
         try:
-            return submit(client, *args)
+            return submit(client, *args, **kwargs)
         finally:
             cancelled.wait(10)
 

@@ -82,6 +82,15 @@ class ExecutionQuerySet(models.QuerySet):
             ).update(assets_paused_until=until)
         )
 
+    def wait_longer_for_assets(self, seconds: float) -> bool:
+        """Assets answered a page too late: the import's pages wait up to `seconds` for its
+        answers (a longer wait asked for meanwhile wins)."""
+        return bool(
+            self.filter(
+                Q(assets_answer_timeout__isnull=True) | Q(assets_answer_timeout__lt=seconds)
+            ).update(assets_answer_timeout=seconds)
+        )
+
     def record_last_page(self, index: int) -> bool:
         """The source ends at page `index` (an earlier end found by another page wins)."""
         return bool(
@@ -331,6 +340,13 @@ class Execution(models.Model):
         editable=False,
         help_text="Assets refused a page with 429 and asked to wait until then: every lane "
         "of the import holds its pages back until it, not only the one refused.",
+    )
+    assets_answer_timeout = models.FloatField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Seconds the import's pages wait for Assets' answer, longer than "
+        "HTTP_TIMEOUT once Assets answered a page too late (empty: HTTP_TIMEOUT).",
     )
     alert_wanted = models.BooleanField(
         default=True,

@@ -15,12 +15,13 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 
 from importer import background, clock, work_queue
-from importer.assets import AssetsClient, AssetsError, AssetsRateLimited
+from importer.assets import AssetsClient, AssetsError, AssetsRateLimited, AssetsTimedOut
 from importer.mapping import (
     RecordsRefused,
     TransformResult,
@@ -47,6 +48,7 @@ from importer.services.chunks import (
     request_slot_delay,
     stop_chunk,
     submit_verdict,
+    wait_longer_for_assets,
 )
 from importer.services.completion import complete_if_due
 from importer.services.leases import Leases
@@ -209,7 +211,10 @@ class Lane:
         else:
             client = AssetsClient.for_source(execution.source)
         answer = background.run(
-            client.submit_chunk, execution.assets_execution_id, result.data, chunk.parts_taken
+            partial(client.submit_chunk, timeout=execution.assets_answer_timeout),
+            execution.assets_execution_id,
+            result.data,
+            chunk.parts_taken,
         )
         self.submitting.append(_PageInFlight(chunk, result, answer, client))
 
@@ -270,6 +275,8 @@ def _record_submit(chunk: ChunkJob, result: TransformResult, answer: Future) -> 
     except AssetsError as error:
         if error.items_taken:  # a page sent in parts: those Assets took are not sent again
             ChunkJob.objects.held_by(chunk).update(parts_taken=error.items_taken)
+        if isinstance(error, AssetsTimedOut):  # slow, not away: its next answers are waited for
+            wait_longer_for_assets(chunk, error.waited)
         ingesting = Execution.objects.filter(pk=chunk.execution_id).ingesting().exists()
         if ingesting and not ended_in_assets(chunk.execution, error):
             chunk_error(chunk, error, fetched=result.record_count + len(result.skipped))

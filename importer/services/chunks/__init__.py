@@ -28,6 +28,7 @@ from importer.services.chunks.outcomes import (
     postpone_chunk,
     retry_failed_chunks,
     stop_chunk,
+    wait_longer_for_assets,
 )
 
 __all__ = [
@@ -53,4 +54,5 @@ __all__ = [
     "stop_chunk",
     "submit_verdict",
     "this_worker",
+    "wait_longer_for_assets",
 ]
