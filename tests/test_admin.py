@@ -865,6 +865,44 @@ def test_the_source_list_shows_the_last_import_and_the_next_scheduled_run(
 
 
 @pytest.mark.django_db
+def test_a_source_page_leads_to_its_running_import_and_to_all_its_imports(
+    staff_client, make_source
+):
+    source = make_source()
+    other = make_source(name="other", import_source_id="src-2")
+    Execution.objects.create(source=other, state=Execution.State.DONE)
+    Execution.objects.create(source=source, state=Execution.State.FAILED)
+    running = Execution.objects.create(source=source, state=Execution.State.INGESTING)
+    page = staff_client.get(reverse("admin:importer_importsource_change", args=[source.pk]))
+    html = page.content.decode()
+
+    follow = reverse("admin:importer_execution_change", args=[running.pk])
+    assert re.search(rf'Running now: <a href="{follow}">#{running.pk}</a>.*INGESTING', html)
+    every = reverse("admin:importer_execution_changelist") + f"?source__id__exact={source.pk}"
+    assert f'<a href="{every}">all 2 imports of this source</a>' in html
+    assert len(staff_client.get(every).context["cl"].result_list) == 2
+
+
+@pytest.mark.django_db
+def test_a_source_never_imported_says_how_to_start_its_first_import(staff_client, make_source):
+    source = make_source()
+    page = staff_client.get(reverse("admin:importer_importsource_change", args=[source.pk]))
+
+    assert "None yet: start one with the Start import button above." in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_source_lists_last_import_opens_that_import(staff_client, make_source):
+    source = make_source()
+    Execution.objects.create(source=source, state=Execution.State.FAILED)
+    latest = Execution.objects.create(source=source, state=Execution.State.DONE)
+    html = staff_client.get(reverse("admin:importer_importsource_changelist")).content.decode()
+
+    link = reverse("admin:importer_execution_change", args=[latest.pk])
+    assert re.search(rf'<td class="field-last_run"><a href="{link}">.*DONE', html)
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     "cookie, shown, zone",
     [

@@ -89,6 +89,7 @@ class ImportSourceAdmin(
         "rotate_webtrigger_token",
     ]
     readonly_fields = [
+        "imports_summary",
         "mapping_pushed_at",
         "mapping_overview",
         "webtrigger_url",
@@ -97,7 +98,7 @@ class ImportSourceAdmin(
         "updated_at",
     ]
     fieldsets = [
-        (None, {"fields": ["name", "enabled", "loaded_as"]}),
+        (None, {"fields": ["name", "enabled", "loaded_as", "imports_summary"]}),
         (
             "Assets",
             {"fields": ["assets_base_url", "workspace_id", "import_source_id", "assets_token"]},
@@ -121,7 +122,7 @@ class ImportSourceAdmin(
         ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
     # Kept apart from the rest: a new source has no mapping in Assets, schedule or history.
-    fields_of_a_saved_source = {"mapping_overview", "mapping_pushed_at"}
+    fields_of_a_saved_source = {"imports_summary", "mapping_overview", "mapping_pushed_at"}
     fieldsets_of_a_saved_source = {"Schedule", "History"}
 
     class Media:
@@ -238,6 +239,7 @@ class ImportSourceAdmin(
             .get_queryset(request)
             .select_related("schedule")
             .annotate(
+                last_pk=Subquery(latest.values("pk")[:1]),
                 last_state=Subquery(latest.values("state")[:1]),
                 last_at=Subquery(latest.values("created_at")[:1]),
                 last_stalled_since=Subquery(latest.values("stalled_since")[:1]),
@@ -338,10 +340,35 @@ class ImportSourceAdmin(
             return "—"
         stalled = source.last_state in Execution.OPEN_STATES and source.last_stalled_since
         return format_html(
-            '{} <span class="one-line">{}</span>{}',
+            '<a href="{}">{} <span class="one-line">{}</span></a>{}',
+            reverse("admin:importer_execution_change", args=[source.last_pk]),
             state_badge(source.last_state),
             date_format(localtime(source.last_at), "SHORT_DATETIME_FORMAT"),
             stalled_note(source.last_stalled_since) if stalled else "",
+        )
+
+    @admin.display(description="Imports")
+    def imports_summary(self, source):
+        """The source's latest import (the running one, while one runs) and a link to all of
+        them: the way from a source to its history."""
+        executions = Execution.objects.filter(source=source)
+        latest = executions.order_by("-created_at").first() if source.pk else None
+        if latest is None:
+            return "None yet: start one with the Start import button above."
+        running = latest.state in Execution.OPEN_STATES
+        count = executions.count()
+        return format_html(
+            '{} <a href="{}">#{}</a> {}, {} <span class="one-line">{}</span> · '
+            '<a href="{}?source__id__exact={}">all {} of this source</a>',
+            "Running now:" if running else "Latest:",
+            reverse("admin:importer_execution_change", args=[latest.pk]),
+            latest.pk,
+            state_badge(latest.state),
+            "since" if running else "started",
+            date_format(localtime(latest.created_at), "SHORT_DATETIME_FORMAT"),
+            reverse("admin:importer_execution_changelist"),
+            source.pk,
+            ngettext("%d import", "%d imports", count) % count,
         )
 
     def get_deleted_objects(self, objs, request):
