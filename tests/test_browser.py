@@ -617,6 +617,36 @@ def test_an_execution_page_shows_its_retry_button_once_a_page_fails(
 
 
 @pytest.mark.django_db(transaction=True)
+def test_an_execution_page_counts_its_chunks_by_state_as_the_table_does_while_it_runs(
+    browser_page, live_server, administrator, make_source
+):
+    from importer.models import ChunkJob
+
+    page = browser_page
+    execution = Execution.objects.create(source=make_source(), state=Execution.State.INGESTING)
+    first = ChunkJob.objects.create(execution=execution, index=0, state=ChunkJob.State.RUNNING)
+    log_in(page, live_server, administrator)
+    open_execution(page, live_server, execution)
+    states = page.locator(".chunk-states")
+    expect(states).to_be_hidden()  # one state: nothing to narrow the chunks to
+
+    ChunkJob.objects.filter(pk=first.pk).update(state=ChunkJob.State.SUBMITTED)
+    ChunkJob.objects.create(execution=execution, index=1, state=ChunkJob.State.RUNNING)
+    ChunkJob.objects.create(execution=execution, index=2, state=ChunkJob.State.QUEUED)
+
+    expect(page.locator(".chunk-count")).to_have_text("3")
+    expect(states).to_be_visible()
+    expect(states).to_have_text(
+        re.compile(
+            r"^Show:\s*All \(3\)\s*·\s*Queued \(1\)\s*·\s*Running \(1\)\s*·\s*Submitted \(1\)$"
+        )
+    )
+    ChunkJob.objects.filter(execution=execution).update(state=ChunkJob.State.SUBMITTED)
+    expect(states).to_be_hidden()  # as the page would be rendered now
+    assert renders(page) == ["false"], "the page was reloaded"
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_chunk_error_read_with_the_keyboard_keeps_the_focus_while_the_rows_update(
     browser_page, live_server, administrator, make_source
 ):

@@ -379,6 +379,7 @@ class ExecutionAdmin(SourceByNameToViewers, PageButtons, CountedDeletion, admin.
                 "label": describe(progress),
                 "fields": fields,
                 "chunk_count": page.paginator.count,
+                "chunk_states": _chunk_states_html(request, execution),
                 "chunk_rows": None if request.GET.get("rows") == rows_digest else rows,
                 "rows_digest": rows_digest,
                 "now_ms": round(time.time() * 1000),  # the countdowns' clock
@@ -434,8 +435,7 @@ class ExecutionAdmin(SourceByNameToViewers, PageButtons, CountedDeletion, admin.
         extra_context = {**(extra_context or {})}
         if execution is not None:
             extra_context["chunk_page"] = self._chunk_page(request, execution)
-            chosen = request.GET.get("chunks_state")
-            extra_context["chunk_states"] = _chunk_states(execution, chosen)
+            extra_context["chunk_states_html"] = _chunk_states_html(request, execution)
             extra_context["no_chunks_text"] = no_chunks_text(execution).capitalize()
             extra_context["may_cancel"] = (
                 execution.state in Execution.CANCELLABLE_STATES
@@ -524,6 +524,17 @@ def _has_failed_pages(execution: Execution) -> bool:
     return execution.state == Execution.State.INGESTING and (
         execution.chunks.filter(state=ChunkJob.State.FAILED).exists()
     )
+
+
+def _chunk_states_html(request, execution: Execution) -> str:
+    """The line that narrows the page's chunks to a state, with the count in each: on the
+    page, and again with every live update, as pages move from state to state."""
+    chosen = request.GET.get("chunks_state")
+    html = render_to_string(
+        "admin/importer/execution/_chunk_states.html",
+        {"chunk_states": _chunk_states(execution, chosen), "chunks_state": chosen},
+    )
+    return mark_safe(html.strip())  # the template escaped what it holds
 
 
 def _chunk_states(execution: Execution, chosen: str | None) -> list[dict]:

@@ -100,6 +100,13 @@
     if (count) {
       count.textContent = live.chunk_count;
     }
+    // The counts of the states the chunks may be narrowed to, as the table's.
+    var states = document.querySelector(".chunk-states");
+    if (states && typeof live.chunk_states === "string" &&
+        states.innerHTML !== live.chunk_states && !states.contains(document.activeElement)) {
+      states.innerHTML = live.chunk_states;
+      states.hidden = !live.chunk_states;
+    }
     // A page that failed is retried from this page: its button shows while there is one.
     document.querySelectorAll('li[data-action="retry_failed_chunks"]').forEach(function (item) {
       if (item.hidden && live.may_retry) {
