@@ -654,6 +654,25 @@ def test_a_start_time_the_clocks_skip_is_refused_in_the_schedules_zone(make_sour
     assert later.is_valid(), later.errors
 
 
+@pytest.mark.parametrize("typed", ["12/04/2099 09:00", "12/04/99 09:00", "12/04/2099"])
+def test_a_start_time_written_month_first_is_refused_not_read_as_another_day(make_source, typed):
+    # 12/04 is 12 April to most of the world, and was taken as 4 December without a word.
+    from importer.forms import ScheduleForm
+
+    source = make_source()
+    data = {"source": source.pk, "frequency": "DAILY", "timezone": "Europe/Berlin"}
+    form = ScheduleForm(data={**data, "start_local": typed})
+
+    assert not form.is_valid()
+    assert form.errors["start_local"] == [
+        "Give a date and a time, as YYYY-MM-DD HH:MM (e.g. 2026-12-01 02:00)."
+    ]
+    for iso in ("2099-04-12 09:00", "2099-04-12T09:00:00"):  # as typed, as a config file has it
+        written = ScheduleForm(data={**data, "start_local": iso})
+        assert written.is_valid(), written.errors
+        assert written.cleaned_data["start_time"].month == 4
+
+
 def test_a_start_in_the_hour_the_clocks_repeat_is_kept_when_only_the_frequency_changes(
     make_source,
 ):

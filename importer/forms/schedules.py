@@ -31,6 +31,9 @@ class ScheduleForm(forms.ModelForm):
 
     start_local = forms.DateTimeField(
         label="Start time",
+        # Year first only (ISO 8601 is read too): Django's own formats also take 12/04/2026
+        # month first, which most of the world writes for 12 April, not 4 December.
+        input_formats=["%Y-%m-%d %H:%M", "%Y-%m-%d"],
         widget=forms.DateTimeInput(
             format="%Y-%m-%d %H:%M", attrs={"placeholder": "YYYY-MM-DD HH:MM"}
         ),
