@@ -12,7 +12,6 @@ from django.db import DatabaseError
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4
 
 from importer import metrics as import_metrics
@@ -24,6 +23,10 @@ from importer.progress import progress_of
 logger = logging.getLogger(__name__)
 
 MAX_TRIGGER_BODY_BYTES = 4096
+WEBTRIGGER_NOT_POST = (
+    "Assets calls this address with POST at each scheduled run; opening it runs nothing. "
+    "To import now, use Start import on the source's page."
+)
 # Compared against when the source id is unknown, so both cases take the same time.
 _NO_TOKEN = "-" * 43
 
@@ -83,7 +86,6 @@ def webtrigger_not_found(request, rest: str | None = None):
 
 
 @csrf_exempt
-@require_POST
 def webtrigger(request, source_id: int, token: str):
     """Assets' scheduler calls this at each scheduled run of a source.
 
@@ -91,6 +93,12 @@ def webtrigger(request, source_id: int, token: str):
     quickly; an
     unknown source and a wrong token get the same answer.
     """
+    if request.method != "POST":
+        # Someone opening the address from the source's page to try it: say what it is for
+        # (the same words whatever the source and token, so nothing is told of either).
+        answer = _answer(405, success=False, error=WEBTRIGGER_NOT_POST)
+        answer["Allow"] = "POST"
+        return answer
     if _over_rate_limit(request, source_id):
         return _answer(429, success=False, error="Too many requests")
     declared = request.META.get("CONTENT_LENGTH") or "0"

@@ -96,6 +96,23 @@ def test_it_answers_only_post(client, pushed_source):
     assert client.get(url).status_code == 405
 
 
+@pytest.mark.parametrize("right_token", [True, False])
+def test_opening_it_in_a_browser_says_what_it_is_for_and_runs_nothing(
+    client, pushed_source, right_token
+):
+    token = pushed_source.webtrigger_token if right_token else "x" * 43
+    response = client.get(reverse("importer:webtrigger", args=[pushed_source.pk, token]))
+
+    assert response.status_code == 405
+    assert response["Allow"] == "POST"
+    assert response.json() == {
+        "success": False,
+        "error": "Assets calls this address with POST at each scheduled run; opening it runs "
+        "nothing. To import now, use Start import on the source's page.",
+    }
+    assert not Execution.objects.exists()
+
+
 def test_a_body_for_another_workspace_is_refused(client, pushed_source):
     response = trigger(
         client, pushed_source, body={"workspaceId": "other", "importsourceId": "src-1"}
