@@ -538,6 +538,31 @@ def test_without_javascript_every_row_shows_and_settings_of_other_kinds_are_igno
 
 
 @pytest.mark.django_db
+def test_a_plug_in_is_chosen_from_those_the_site_lists_and_one_left_out_is_asked_for(
+    staff_client, make_source, settings
+):
+    settings.IMPORT_SOURCE_PLUGINS = {
+        "static-list": "importer.sources.examples.StaticListSource",
+        "hr": "importer.sources.examples.StaticListSource",
+    }
+    source = make_source()
+
+    page = staff_client.get(reverse("admin:importer_importsource_change", args=[source.pk]))
+    response = post_source(staff_client, source, source_kind="plugin", plugin="")
+
+    html = page.content.decode()
+    assert '<select name="plugin"' in html
+    assert '<option value="hr">hr</option>' in html
+    assert '<option value="static-list">static-list</option>' in html
+    assert "<label" in html and ">CSV delimiter:</label>" in html  # not "Csv delimiter"
+    errors = response.context["adminform"].form.errors
+    assert (
+        "Choose a plug-in: one listed in the IMPORT_SOURCE_PLUGINS setting (hr, static-list)"
+        in (str(errors))
+    )
+
+
+@pytest.mark.django_db
 def test_a_second_start_is_refused_with_a_link_to_the_running_import(staff_client, make_source):
     source = make_source()
     running = Execution.objects.create(source=source, state=Execution.State.INGESTING)

@@ -31,6 +31,7 @@ from importer.sources.rules import (
     csv_delimiter_problem,
     cursor_path_problem,
     encoding_problem,
+    listed_plugins,
     paging_param_problem,
     plugin_problem,
     url_credentials_problem,
@@ -196,6 +197,13 @@ class ImportSourceForm(WriteOnlySecretsForm):
             *LIMIT_FIELDS,
             "mapping",
         ]
+        labels = {
+            "csv_delimiter": "CSV delimiter",
+            "csv_quotechar": "CSV quote character",
+            "csv_has_header": "CSV header row",
+            "csv_fieldnames": "CSV field names",
+            "plugin_options": "Plug-in options",
+        }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -221,12 +229,23 @@ class ImportSourceForm(WriteOnlySecretsForm):
             self.fields["auth_username"].help_text += kept
         if "csv_delimiter" in self.fields:
             self.fields["csv_delimiter"].strip = False  # a tab is a delimiter, not blank
+        if "plugin" in self.fields:
+            self.fields["plugin"].widget = forms.Select(choices=self._plugin_choices())
         for name in AT_LEAST_ONE:
             if name in self.fields:
                 field = self.fields[name]
                 field.min_value = 1
                 field.validators.append(MinValueValidator(1))
                 field.widget.attrs["min"] = 1
+
+    def _plugin_choices(self) -> list[tuple[str, str]]:
+        """The plug-ins the site lists, and the stored one if it is no longer listed (shown,
+        not dropped: saving then says it is not listed)."""
+        choices = [("", "—")] + [(name, name) for name in sorted(listed_plugins())]
+        stored = self.instance.plugin
+        if stored and stored not in dict(choices):
+            choices.append((stored, f"{stored} (not listed)"))
+        return choices
 
     def _declared_secret_params(self) -> frozenset[str]:
         """Named secret as stored, or on this form: a config file may name it too."""

@@ -98,6 +98,8 @@ def plugin_problem(name: str) -> str:
     if name and (name in plugins or name in plugins.values()):
         return ""
     listed = ", ".join(sorted(plugins)) or "none"
+    if not name:
+        return f"choose a plug-in: one listed in the IMPORT_SOURCE_PLUGINS setting ({listed})"
     return f"plug-in '{name}' is not listed in the IMPORT_SOURCE_PLUGINS setting (listed: {listed})"
 
 
