@@ -144,7 +144,7 @@ class NotificationChannelAdmin(PageButtons, admin.ModelAdmin):
             return state_badge("OK")
         return "not used yet"
 
-    @admin.display(description="Last error")
+    @admin.display(description="Failing with")
     def last_error_short(self, channel):
         if not channel.is_failing:
             return ""
