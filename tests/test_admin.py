@@ -1139,6 +1139,7 @@ def test_cancelling_from_the_list_asks_first_naming_what_would_be_cancelled(
     assert running.state == Execution.State.INGESTING  # nothing happened before the answer
     running.refresh_from_db()
     assert running.state == Execution.State.CANCELLED
+    assert running.error == "Cancelled by staff."  # who did it, in the import's history
     assert "1 import cancelled." in confirmed.content.decode()
 
 

@@ -398,7 +398,7 @@ class ExecutionAdmin(SourceByNameToViewers, PageButtons, CountedDeletion, admin.
         change_url = reverse("admin:importer_execution_change", args=[execution.pk])
         if request.method == "POST":
             try:
-                services.cancel_execution(execution=execution)
+                services.cancel_execution(execution=execution, by=request.user.get_username())
             except services.NotCancellable as too_late:
                 self.message_user(request, str(too_late), messages.WARNING)
             else:
@@ -484,7 +484,7 @@ class ExecutionAdmin(SourceByNameToViewers, PageButtons, CountedDeletion, admin.
         left = []
         for execution in queryset.select_related("source"):
             try:
-                services.cancel_execution(execution=execution)
+                services.cancel_execution(execution=execution, by=request.user.get_username())
             except services.NotCancellable as too_late:
                 left.append(str(too_late))
                 continue

@@ -389,8 +389,9 @@ def report_pending_failures(*, source: ImportSource | None = None) -> int:
     return told
 
 
-def cancel_execution(*, execution: Execution) -> Execution:
-    """Stop an import: no further chunks run, and Assets cancels its side.
+def cancel_execution(*, execution: Execution, by: str = "") -> Execution:
+    """Stop an import: no further chunks run, and Assets cancels its side. `by`: who
+    cancelled it, for the import's history.
 
     NotCancellable once it has ended, or once Assets writes its records: Assets may finish
     them all the same, and the history would say CANCELLED of records that arrived.
@@ -405,7 +406,7 @@ def cancel_execution(*, execution: Execution) -> Execution:
     unchanged = Execution.objects.of(execution).filter(
         completion_attempts=execution.completion_attempts
     )
-    if not unchanged.cancel(reason="Cancelled by an operator."):
+    if not unchanged.cancel(reason=f"Cancelled by {by or 'an operator'}."):
         execution.refresh_from_db()
         raise NotCancellable(why_not_cancellable(execution))
     ChunkJob.objects.filter(execution=execution).cancel_queued()
