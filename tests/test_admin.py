@@ -747,6 +747,24 @@ def test_an_import_page_shows_the_nested_items_left_out_beside_the_records_left_
 
 
 @pytest.mark.django_db
+def test_retrying_an_import_that_failed_says_to_start_a_new_one(staff_client, make_source):
+    from importer.models import ChunkJob
+
+    execution = Execution.objects.create(source=make_source(), state=Execution.State.FAILED)
+    ChunkJob.objects.create(execution=execution, index=0, state=ChunkJob.State.FAILED)
+
+    answer = staff_client.post(
+        reverse("admin:importer_execution_changelist"),
+        {"action": "retry_failed_chunks", "_selected_action": str(execution.pk)},
+        follow=True,
+    )
+
+    said = " ".join(str(message) for message in answer.context["messages"])
+    assert f"#{execution.pk}: only an import that is still ingesting can retry chunks" in said
+    assert "(this one is failed): start a new import of the source" in said
+
+
+@pytest.mark.django_db
 def test_retrying_an_import_with_no_failed_page_says_so_and_logs_nothing(staff_client, make_source):
     # Two operators retried at once: the second finds nothing left to retry.
     from django.contrib.admin.models import LogEntry

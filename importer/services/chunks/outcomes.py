@@ -322,9 +322,11 @@ def retry_failed_chunks(*, execution: Execution) -> int:
     with transaction.atomic():
         if not Execution.objects.of(execution).ingesting().stamp(error=""):
             execution.refresh_from_db(fields=["state"])
+            ended = execution.state in Execution.FINISHED_STATES
             raise ImportEnded(
                 f"#{execution.pk}: only an import that is still ingesting can retry chunks "
-                f"(this one is {execution.state})."
+                f"(this one is {execution.get_state_display().lower()})"
+                + (": start a new import of the source to bring its records in." if ended else ".")
             )
         failed = list(
             execution.chunks.filter(state=ChunkState.FAILED).values_list("pk", "record_count")
