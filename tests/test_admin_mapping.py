@@ -439,3 +439,4 @@ def test_preview_of_a_source_without_a_mapping_leads_to_drafting_one(source_page
     )
     draft = reverse("admin:importer_importsource_draft_mapping", args=[source.pk])
     assert f'<a class="button" href="{draft}">Draft mapping from source</a>' in page
+    assert "transformed with its mapping" not in page
