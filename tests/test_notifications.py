@@ -795,7 +795,7 @@ def test_a_webhook_that_is_gone_is_not_retried(
 
     delivery = Delivery.objects.get()
     assert delivery.state == Delivery.State.FAILED and delivery.attempts == 1
-    assert "answered 404: no_service" in delivery.error
+    assert "answered 404: no_service (check the channel's webhook URL: mistyped" in delivery.error
 
 
 @pytest.mark.parametrize(

@@ -135,7 +135,17 @@ def send_webhook(channel: NotificationChannel, alert: Alert) -> None:
         )
     body = _hide(" ".join(text.split()), channel)[:200]  # hidden first: no secret cut in two
     permanent = 400 <= status < 500 and status not in (408, 429)
-    raise DeliveryError(f"{target} answered {status}: {body}", permanent=permanent)
+    advice = WEBHOOK_ADVICE.get(status, "")
+    raise DeliveryError(f"{target} answered {status}: {body}{advice}", permanent=permanent)
+
+
+# What to check when a webhook refuses for good: its address is shown as a host only.
+WEBHOOK_ADVICE = {
+    404: " (check the channel's webhook URL: mistyped, or the webhook was removed)",
+    410: " (the webhook was removed: give the channel a new webhook URL)",
+    401: " (check the webhook's token or the channel's secret header)",
+    403: " (check the webhook's token or the channel's secret header)",
+}
 
 
 def _to_where(location: str) -> str:
