@@ -311,6 +311,9 @@ class FakeSource(DevServer):
         # or the last ("last", as Django's Paginator.get_page does).
         self.before_first_page = "first"
         self.order_moves_after = order_moves_after
+        # Each answer stamps its records with when it was made (a device's last check-in, a
+        # signed link): a record read twice differs, though it is the same record.
+        self.stamps_each_answer = False
         # (answers, records): once that many pages are answered, that many records are added
         # at the end, as a busy fleet enrols devices while it is read (a negative number:
         # removed after the first, as devices retired: every later record moves up).
@@ -578,7 +581,11 @@ class FakeSource(DevServer):
                 # The order has moved on by ten records: each page overlaps the next one's
                 # first records, and skips as many of its own.
                 records = records[10:] + records[:10]
-        return records[start : start + limit]
+        window = records[start : start + limit]
+        if self.stamps_each_answer:
+            stamp = time.monotonic_ns()
+            window = [{**record, "last_seen": stamp} for record in window]
+        return window
 
     def _limit(self, request: Request, name: str = "limit") -> int:
         """The page size the server serves: the one asked for, unless it ignores that or cuts

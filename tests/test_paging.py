@@ -259,6 +259,23 @@ def test_numbered_pages_counted_by_the_size_asked_but_cut_shorter_fail_naming_th
     assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
 
 
+@pytest.mark.parametrize("refuses_odd_sizes", [False, True])
+def test_numbered_pages_of_a_source_cutting_the_limit_and_counting_them_as_served_are_done(
+    serve, import_from, sandbox, refuses_odd_sizes
+):
+    # The page asked for again at the size served holds the same records, each with another
+    # last-seen time: the same records all the same. A source taking only some page sizes
+    # refuses the question, which then tells nothing.
+    fake = serve(max_limit=20)
+    fake.stamps_each_answer = True
+    if refuses_odd_sizes:
+        fake.faults.add(path_contains="per_page=20", status=400, times=-1)
+
+    execution = import_from(fake, "page", limit_param="per_page")
+
+    assert_every_record_once(sandbox, execution)
+
+
 def test_numbered_pages_of_a_source_cutting_the_limit_are_done_at_the_page_size_it_serves(
     serve, import_from, sandbox
 ):

@@ -36,7 +36,6 @@ server chooses. Hence:
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
@@ -391,23 +390,35 @@ class RestJsonSource:
         (an offset computed before the cap) starts each page past the records it left out of
         the one before, which no page then holds. Asked for the next page at the size it
         served, such a source answers a record neither page holds. One request, once per
-        reader, and only for a source that serves short pages."""
+        reader, and only for a source that serves short pages.
+
+        Records are told apart by a field that names each (`_naming_field`): whole, a record
+        may differ from one request to the next (a last-seen time, a signed link). When no
+        field names them, or the source refuses the request (some take only a few page
+        sizes), nothing can be told, and nothing is failed."""
         served = len(records)
         url = with_query(
             self._numbered_url(self.config.page_param, page + 1),
             {self.config.limit_param: served},
         )
-        answer = self._read_after_short(url)
+        try:
+            answer = self._read_after_short(url)
+        except SourceError:
+            return
         if answer is None:
             return
-        read = {_shape(record) for record in (*records, *following)}
-        if all(_shape(record) in read for record in answer[2]):
+        name = _naming_field([*records, *following], answer[2])
+        if name is None:
+            return
+        read = {record[name] for record in (*records, *following)}
+        if all(record[name] in read for record in answer[2]):
             return
         raise self.http.error(
             f"serves at most {served} records a page when asked for {self.page_size} "
             f"('{self.config.limit_param}'), yet counts its pages by {self.page_size}: page "
-            f"{page + 1} starts past records that page {page} left out, and no page would "
-            f"hold them. Set the page size to {served} (or less), or use offset paging",
+            f"{page + 1} starts past records that page {page} left out (by their '{name}'), "
+            f"and no page would hold them. Set the page size to {served} (or less), or use "
+            "offset paging",
             kind="pages_skip_records",
         )
 
@@ -626,9 +637,20 @@ class RestJsonSource:
         )
 
 
-def _shape(record: dict) -> str:
-    """A record as text that is the same for equal records, whatever their keys' order."""
-    return json.dumps(record, sort_keys=True, default=str)
+# Fields that most often name a record, looked for in this order.
+NAMING_FIELDS = ("id", "uuid", "guid", "key", "sys_id", "serial", "serial_number", "serialNumber")
+
+
+def _naming_field(read: list[dict], answer: list[dict]) -> str | None:
+    """A field every record has, as a plain value, that no two records read share: what
+    tells the records apart; None when there is none."""
+    for name in NAMING_FIELDS:
+        values = [record.get(name) for record in (*read, *answer)]
+        if not all(isinstance(value, (str, int)) and value != "" for value in values):
+            continue
+        if len(set(values[: len(read)])) == len(read):
+            return name
+    return None
 
 
 def _secret_mark(form: str) -> str:
