@@ -92,9 +92,13 @@ FIELD_CONDITIONS: dict[str, list[dict[str, list[str]]]] = {
     "cursor_param": [{"source_kind": ["rest"], "pagination": ["cursor"]}],
     "cursor_path": [{"source_kind": ["rest"], "pagination": ["cursor", "next_url"]}],
     "total_path": [{"source_kind": ["rest"], "pagination": ["offset", "page"]}],
-    # Where `totals.checks_repeated_records` looks: pages read by position or next links.
+    # Where `totals.checks_repeated_records` looks: pages read by position, next links or a
+    # cursor (noted there, not failed).
     "repeated_records": [
-        {"source_kind": ["rest"], "pagination": ["offset", "page", "next_url", "link_header"]}
+        {
+            "source_kind": ["rest"],
+            "pagination": ["offset", "page", "next_url", "link_header", "cursor"],
+        }
     ],
     "source_auth": [{"source_kind": READ_OVER_HTTP}],
     "auth_username": [
@@ -203,6 +207,15 @@ class ImportSourceForm(WriteOnlySecretsForm):
             "csv_has_header": "CSV header row",
             "csv_fieldnames": "CSV field names",
             "plugin_options": "Plug-in options",
+        }
+        help_texts = {
+            "repeated_records": "What a record found on two pages means. Pages read by "
+            "position (offset, page number, most next links): when the source's order moves "
+            "while it is read (no sort, or a sort on a field that changes), a record shifts "
+            "onto a second page and another is never read. Fail the import then (the error "
+            "names the pages), unless the source does list some objects more than once. "
+            "Cursor paging: noted on the import rather than failed (a cursor naming the last "
+            "record read brings a changed record again); send them to take no note.",
         }
 
     def __init__(self, *args, **kwargs):
