@@ -538,6 +538,21 @@ def test_without_javascript_every_row_shows_and_settings_of_other_kinds_are_igno
 
 
 @pytest.mark.django_db
+def test_a_cursor_source_offers_the_setting_its_note_of_records_read_twice_names(
+    staff_client, make_source
+):
+    source = make_source(pagination="cursor")
+
+    page = staff_client.get(reverse("admin:importer_importsource_change", args=[source.pk]))
+
+    html = page.content.decode()
+    start = html.index('<script id="form-conditions" type="application/json">')
+    conditions = json.loads(html[html.index(">", start) + 1 : html.index("</script>", start)])
+    [shown_when] = conditions["repeated_records"]
+    assert "cursor" in shown_when["pagination"]
+
+
+@pytest.mark.django_db
 def test_a_plug_in_is_chosen_from_those_the_site_lists_and_one_left_out_is_asked_for(
     staff_client, make_source, settings
 ):
