@@ -942,11 +942,34 @@ def test_a_source_page_leads_to_its_running_import_and_to_all_its_imports(
 
 
 @pytest.mark.django_db
-def test_a_source_never_imported_says_how_to_start_its_first_import(staff_client, make_source):
+def test_a_source_never_imported_says_it_has_no_import_yet(staff_client, make_source):
     source = make_source()
     page = staff_client.get(reverse("admin:importer_importsource_change", args=[source.pk]))
 
-    assert "None yet: start one with the Start import button above." in page.content.decode()
+    assert '<div class="readonly">None yet.</div>' in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_staff_who_may_not_open_imports_see_them_named_without_links_to_a_403(
+    client, django_user_model, make_source
+):
+    from django.contrib.auth.models import Permission
+
+    editor = django_user_model.objects.create_user("editor", password="pw", is_staff=True)
+    editor.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_importsource", "change_importsource"])
+    )
+    client.force_login(editor)
+    source = make_source()
+    running = Execution.objects.create(source=source, state=Execution.State.INGESTING)
+
+    page = client.get(reverse("admin:importer_importsource_change", args=[source.pk]))
+    listed = client.get(reverse("admin:importer_importsource_changelist"))
+
+    html = page.content.decode() + listed.content.decode()
+    assert f"Running now: #{running.pk}" in html and "1 import in all" in html
+    assert reverse("admin:importer_execution_change", args=[running.pk]) not in html
+    assert reverse("admin:importer_execution_changelist") not in html
 
 
 @pytest.mark.django_db

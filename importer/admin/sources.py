@@ -90,6 +90,7 @@ class ImportSourceAdmin(
     ]
     readonly_fields = [
         "imports_summary",
+        "imports_summary_text",
         "mapping_pushed_at",
         "mapping_overview",
         "webtrigger_url",
@@ -190,9 +191,12 @@ class ImportSourceAdmin(
                 for name, options in self.fieldsets
                 if name not in self.fieldsets_of_a_saved_source
             ]
+        fieldsets = self.fieldsets
+        if not self._sees_imports(request):  # no link to pages that answer 403
+            fieldsets = masked_fieldsets(fieldsets, {"imports_summary": "imports_summary_text"})
         if not self.has_change_permission(request, obj):
-            return masked_fieldsets(self.fieldsets, MASKED_FOR_VIEWERS)
-        return self.fieldsets
+            return masked_fieldsets(fieldsets, MASKED_FOR_VIEWERS)
+        return fieldsets
 
     @admin.display(description="Assets token")
     def assets_token_masked(self, source):
@@ -336,40 +340,80 @@ class ImportSourceAdmin(
 
     @admin.display(description="Last import", ordering="last_at")
     def last_run(self, source):
+        return self._last_run(source, linked=True)
+
+    @admin.display(description="Last import", ordering="last_at")
+    def last_run_text(self, source):
+        return self._last_run(source, linked=False)
+
+    def _last_run(self, source, *, linked: bool):
         if not source.last_state:
             return "—"
         stalled = source.last_state in Execution.OPEN_STATES and source.last_stalled_since
-        return format_html(
-            '<a href="{}">{} <span class="one-line">{}</span></a>{}',
-            reverse("admin:importer_execution_change", args=[source.last_pk]),
+        shown = format_html(
+            '{} <span class="one-line">{}</span>',
             state_badge(source.last_state),
             date_format(localtime(source.last_at), "SHORT_DATETIME_FORMAT"),
-            stalled_note(source.last_stalled_since) if stalled else "",
+        )
+        if linked:
+            url = reverse("admin:importer_execution_change", args=[source.last_pk])
+            shown = format_html('<a href="{}">{}</a>', url, shown)
+        return format_html(
+            "{}{}", shown, stalled_note(source.last_stalled_since) if stalled else ""
         )
 
     @admin.display(description="Imports")
     def imports_summary(self, source):
         """The source's latest import (the running one, while one runs) and a link to all of
         them: the way from a source to its history."""
+        return self._imports_summary(source, linked=True)
+
+    @admin.display(description="Imports")
+    def imports_summary_text(self, source):
+        """As `imports_summary`, for staff who may not open imports: no link to a 403."""
+        return self._imports_summary(source, linked=False)
+
+    def _imports_summary(self, source, *, linked: bool):
         executions = Execution.objects.filter(source=source)
         latest = executions.order_by("-created_at").first() if source.pk else None
         if latest is None:
-            return "None yet: start one with the Start import button above."
+            return "None yet."
         running = latest.state in Execution.OPEN_STATES
         count = executions.count()
+        which = f"#{latest.pk}"
+        every = ngettext("%d import", "%d imports", count) % count
+        if linked:
+            which = format_html(
+                '<a href="{}">{}</a>',
+                reverse("admin:importer_execution_change", args=[latest.pk]),
+                which,
+            )
+            every = format_html(
+                '<a href="{}?source__id__exact={}">all {} of this source</a>',
+                reverse("admin:importer_execution_changelist"),
+                source.pk,
+                every,
+            )
+        else:
+            every = f"{every} in all"
         return format_html(
-            '{} <a href="{}">#{}</a> {}, {} <span class="one-line">{}</span> · '
-            '<a href="{}?source__id__exact={}">all {} of this source</a>',
+            '{} {} {}, {} <span class="one-line">{}</span> · {}',
             "Running now:" if running else "Latest:",
-            reverse("admin:importer_execution_change", args=[latest.pk]),
-            latest.pk,
+            which,
             state_badge(latest.state),
             "since" if running else "started",
             date_format(localtime(latest.created_at), "SHORT_DATETIME_FORMAT"),
-            reverse("admin:importer_execution_changelist"),
-            source.pk,
-            ngettext("%d import", "%d imports", count) % count,
+            every,
         )
+
+    def _sees_imports(self, request) -> bool:
+        return request.user.has_perm("importer.view_execution")
+
+    def get_list_display(self, request):
+        shown = super().get_list_display(request)
+        if self._sees_imports(request):
+            return shown
+        return ["last_run_text" if name == "last_run" else name for name in shown]
 
     def get_deleted_objects(self, objs, request):
         """A source with a running import is not deleted: say so, and what to do (Django
