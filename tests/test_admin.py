@@ -571,6 +571,16 @@ def test_a_plug_in_is_chosen_from_those_the_site_lists_and_one_left_out_is_asked
     assert '<option value="static-list">static-list</option>' in html
     assert "<label" in html and ">CSV delimiter:</label>" in html  # not "Csv delimiter"
     errors = response.context["adminform"].form.errors
+    by_path = make_source(
+        name="by-path",
+        import_source_id="src-3",
+        source_kind="plugin",
+        plugin="importer.sources.examples.StaticListSource",
+    )
+    by_path_page = staff_client.get(
+        reverse("admin:importer_importsource_change", args=[by_path.pk])
+    ).content.decode()
+    assert "selected>importer.sources.examples.StaticListSource</option>" in by_path_page
     assert (
         "Choose a plug-in: one listed in the IMPORT_SOURCE_PLUGINS setting (hr, static-list)"
         in (str(errors))

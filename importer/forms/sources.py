@@ -254,10 +254,12 @@ class ImportSourceForm(WriteOnlySecretsForm):
     def _plugin_choices(self) -> list[tuple[str, str]]:
         """The plug-ins the site lists, and the stored one if it is no longer listed (shown,
         not dropped: saving then says it is not listed)."""
-        choices = [("", "—")] + [(name, name) for name in sorted(listed_plugins())]
+        plugins = listed_plugins()
+        choices = [("", "—")] + [(name, name) for name in sorted(plugins)]
         stored = self.instance.plugin
-        if stored and stored not in dict(choices):
-            choices.append((stored, f"{stored} (not listed)"))
+        if stored and stored not in plugins:  # a listed class may be named by its path too
+            listed = stored in plugins.values()
+            choices.append((stored, stored if listed else f"{stored} (not listed)"))
         return choices
 
     def _declared_secret_params(self) -> frozenset[str]:
