@@ -214,6 +214,10 @@ STORAGES = {
 # Uploaded source files (CSV, JSON, JSON Lines).
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
 
+# Where `import_sources` may read a secret a sources file names as {"$file": ...} (Docker
+# and Kubernetes mount secrets here).
+SECRET_FILES_DIR = env.path("SECRET_FILES_DIR", default="/run/secrets")
+
 # Plug-in sources a site adds: {"name": "dotted.path.ToClass"} (JSON in the environment).
 IMPORT_SOURCE_PLUGINS = env.json(
     "IMPORT_SOURCE_PLUGINS", default={"static-list": "importer.sources.examples.StaticListSource"}

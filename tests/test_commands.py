@@ -108,16 +108,18 @@ def test_import_sources_sees_no_change_in_secrets_it_was_given_before(
 
 @pytest.mark.django_db
 def test_import_sources_reads_secrets_a_file_names_from_the_environment_and_from_files(
-    tmp_path, sandbox, inventory, demo_mapping, monkeypatch, make_source
+    tmp_path, sandbox, inventory, demo_mapping, monkeypatch, settings
 ):
     # A file kept in version control names its secrets; the host that applies it holds them.
-    monkeypatch.setenv("LAPTOPS_ASSETS_TOKEN", SANDBOX_TOKEN)
-    secret_file = tmp_path / "inventory_token"
-    secret_file.write_text("inventory-token-from-file\n")
+    settings.SECRET_FILES_DIR = tmp_path
+    monkeypatch.setenv("ASSETS_SYNC_LAPTOPS_TOKEN", SANDBOX_TOKEN)
+    (tmp_path / "inventory_token").write_text("inventory-token-from-file\n")
     entry = source_entry(sandbox, inventory, demo_mapping)
-    entry["assets"]["token"] = {"$env": "LAPTOPS_ASSETS_TOKEN"}
-    entry["source"]["auth"]["token"] = {"$file": str(secret_file)}
-    entry["source"]["headers"] = {"X-Tenant-Key": {"$env": "LAPTOPS_ASSETS_TOKEN"}}
+    entry["assets"]["token"] = {"$env": "ASSETS_SYNC_LAPTOPS_TOKEN"}
+    entry["source"]["auth"]["token"] = {"$file": "inventory_token"}
+    entry["source"]["headers"] = {"X-Tenant-Key": {"$env": "ASSETS_SYNC_LAPTOPS_TOKEN"}}
+    entry["source"]["secret_params"] = "appid"
+    entry["source"]["params"] = {"appid": {"$file": str(tmp_path / "inventory_token")}}
 
     output = run("import_sources", write(tmp_path, [entry]))
 
@@ -126,29 +128,49 @@ def test_import_sources_reads_secrets_a_file_names_from_the_environment_and_from
     assert source.assets_token == SANDBOX_TOKEN
     assert source.source_token == "inventory-token-from-file"
     assert source.extra_headers == {"X-Tenant-Key": SANDBOX_TOKEN}
+    assert source.extra_params == {"appid": "inventory-token-from-file"}
     assert run("import_sources", write(tmp_path, [entry])).strip() == "unchanged laptops"
+    exported = run("export_sources")
+    assert SANDBOX_TOKEN not in exported and "inventory-token-from-file" not in exported
 
 
 @pytest.mark.django_db
 def test_a_secret_reference_that_gives_no_value_changes_nothing_and_names_its_place(
-    tmp_path, sandbox, inventory, demo_mapping, monkeypatch
+    tmp_path, sandbox, inventory, demo_mapping, monkeypatch, settings
 ):
-    monkeypatch.delenv("LAPTOPS_ASSETS_TOKEN", raising=False)
-    monkeypatch.setenv("EMPTY_SECRET", "")
+    settings.SECRET_FILES_DIR = tmp_path / "secrets"
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "elsewhere").write_text("not for this file\n")
+    monkeypatch.delenv("ASSETS_SYNC_LAPTOPS_TOKEN", raising=False)
+    monkeypatch.setenv("ASSETS_SYNC_EMPTY", "")
     entry = source_entry(sandbox, inventory, demo_mapping)
-    entry["assets"]["token"] = {"$env": "LAPTOPS_ASSETS_TOKEN"}
-    entry["source"]["auth"]["token"] = {"$file": str(tmp_path / "missing")}
-    entry["source"]["params"] = {"appid": {"$env": "EMPTY_SECRET"}}
+    entry["assets"]["token"] = {"$env": "ASSETS_SYNC_LAPTOPS_TOKEN"}
+    entry["source"]["auth"]["token"] = {"$file": "missing"}
+    entry["source"]["headers"] = {
+        "X-Api-Key": {"$env": "SECRET_KEY"},  # the app's own: never reachable from a file
+        "X-Tenant": {"$file": "../elsewhere"},
+        "X-Empty": {"$env": "ASSETS_SYNC_EMPTY"},
+    }
+    entry["source"]["params"] = {"status": {"$env": "ASSETS_SYNC_EMPTY"}}  # shown as it is
 
     with pytest.raises(CommandError) as refused:
         run("import_sources", write(tmp_path, [entry]))
 
+    folder = (tmp_path / "secrets").resolve()
     assert str(refused.value).splitlines() == [
         "Nothing was changed:",
-        "source 1 (laptops): assets.token: the environment variable LAPTOPS_ASSETS_TOKEN is "
-        "not set",
-        f"source 1 (laptops): source.auth.token: no file {tmp_path / 'missing'}",
-        "source 1 (laptops): source.params.appid: the environment variable EMPTY_SECRET is empty",
+        "source 1 (laptops): assets.token: the environment variable ASSETS_SYNC_LAPTOPS_TOKEN "
+        "is not set",
+        f"source 1 (laptops): source.auth.token: no file missing in {folder}",
+        'source 1 (laptops): source.headers.X-Api-Key: "$env" must name an environment '
+        "variable that starts with ASSETS_SYNC_ (letters, digits, _)",
+        f"source 1 (laptops): source.headers.X-Tenant: ../elsewhere is not in "
+        f"SECRET_FILES_DIR ({folder}): secret files are read there only",
+        "source 1 (laptops): source.headers.X-Empty: the environment variable "
+        "ASSETS_SYNC_EMPTY is empty",
+        "source 1 (laptops): source.params.status: a value given by reference must be a "
+        "secret, and this one would be shown and exported as it is: give it here, or name it "
+        "secret (a parameter in source.secret_params)",
     ]
     assert not ImportSource.objects.exists()
 
@@ -158,14 +180,14 @@ def test_a_mapping_is_kept_as_the_file_writes_it_objects_shaped_as_references_an
     tmp_path, sandbox, inventory, demo_mapping, monkeypatch
 ):
     # The Assets document is Assets' own: an object shaped as a reference is no secret there.
-    monkeypatch.delenv("NOT_A_SECRET", raising=False)
+    monkeypatch.delenv("ASSETS_SYNC_NOT_A_SECRET", raising=False)
     mapping = json.loads(json.dumps(demo_mapping))
-    mapping["schema"]["objectSchema"]["description"] = {"$env": "NOT_A_SECRET"}
+    mapping["schema"]["objectSchema"]["description"] = {"$env": "ASSETS_SYNC_NOT_A_SECRET"}
 
     run("import_sources", write(tmp_path, [source_entry(sandbox, inventory, mapping)]), "--no-push")
 
     stored = ImportSource.objects.get(name="laptops").mapping
-    assert stored["schema"]["objectSchema"]["description"] == {"$env": "NOT_A_SECRET"}
+    assert stored["schema"]["objectSchema"]["description"] == {"$env": "ASSETS_SYNC_NOT_A_SECRET"}
 
 
 @pytest.mark.django_db
@@ -783,8 +805,8 @@ def test_a_channel_webhook_url_may_be_named_by_an_environment_variable(
     make_source, tmp_path, monkeypatch
 ):
     make_source()
-    monkeypatch.setenv("CHAT_HOOK", "https://hooks.example/T000/B000/chat-hook-secret")
-    webhook = {"url": {"$env": "CHAT_HOOK"}, "format": "generic"}
+    monkeypatch.setenv("ASSETS_SYNC_CHAT_HOOK", "https://hooks.example/T000/B000/chat-hook-secret")
+    webhook = {"url": {"$env": "ASSETS_SYNC_CHAT_HOOK"}, "format": "generic"}
     document = {"notification_channels": [channel_entry(kind="webhook", webhook=webhook)]}
 
     output = run("import_sources", write(tmp_path, document))

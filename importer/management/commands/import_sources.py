@@ -2,6 +2,7 @@ import json
 import os
 import sys
 
+from django.conf import settings
 from django.core.management.base import CommandError
 
 from importer.config_file import ConfigFileError, apply_config
@@ -37,7 +38,9 @@ class Command(DatabaseCommand):
             raise CommandError(f"Cannot read {file}: it is nested too deeply to be JSON") from None
         # Secrets named by reference ({"$env": ...}, {"$file": ...}) are read here, by the
         # command that applies the file, from its own environment and host.
-        document, unresolved = resolve_references(document, environ=os.environ)
+        document, unresolved = resolve_references(
+            document, environ=os.environ, secret_files_dir=settings.SECRET_FILES_DIR
+        )
         if unresolved:
             raise CommandError("Nothing was changed:\n" + "\n".join(unresolved))
         try:
