@@ -251,6 +251,24 @@ def test_an_assets_slower_than_http_timeout_on_every_page_still_gets_every_recor
     ) in execution.notice
 
 
+def test_a_page_waits_longer_for_a_slow_assets_only_as_long_as_its_task_has_left(
+    make_source, settings
+):
+    # django-q2 kills a task past Q_TASK_TIMEOUT, mid-page: a page sent late in the task
+    # waits no longer than the task has left, less a "completed" post and a retry.
+    settings.Q_TASK_TIMEOUT = 300
+    settings.HTTP_TIMEOUT = 30
+    settings.CHUNK_RETRY_INLINE_MAX_SECONDS = 1
+    lane = lanes.Lane(make_source(), execution_id=0)
+
+    assert lane.answer_wait(None) is None  # Assets answers in time: HTTP_TIMEOUT
+    assert lane.answer_wait(69) == 69
+    lane.started -= 190  # the task has run 190 s: 79 s left after the post and the retry
+    assert lane.answer_wait(69) == 69
+    lane.started -= 70  # 260 s: 9 s left
+    assert lane.answer_wait(69) == 30  # HTTP_TIMEOUT, which a task always has room for
+
+
 def test_a_lane_longer_than_the_task_timeout_is_refused_at_start(settings):
     from django.core.management import call_command
     from django.core.management.base import SystemCheckError

@@ -150,7 +150,8 @@ class Lane:
     SUBMITS_IN_FLIGHT = 2
 
     def __init__(self, source: ImportSource, execution_id: int):
-        self.deadline = time.monotonic() + settings.CHUNK_LANE_SECONDS
+        self.started = time.monotonic()
+        self.deadline = self.started + settings.CHUNK_LANE_SECONDS
         self.enabled = runs_lanes(source)
         self.fetcher = build_source(source, execution_id=execution_id)
         self.idle_clients = [AssetsClient.for_source(source)]
@@ -211,12 +212,28 @@ class Lane:
         else:
             client = AssetsClient.for_source(execution.source)
         answer = background.run(
-            partial(client.submit_chunk, timeout=execution.assets_answer_timeout),
+            partial(client.submit_chunk, timeout=self.answer_wait(execution.assets_answer_timeout)),
             execution.assets_execution_id,
             result.data,
             chunk.parts_taken,
         )
         self.submitting.append(_PageInFlight(chunk, result, answer, client))
+
+    def answer_wait(self, asked: float | None) -> float | None:
+        """How long a page sent now may wait for Assets' answer: as long as the import asks
+        (Assets answered a page late), but not past what the task has left, less a
+        "completed" post and a retry waited for in the worker (django-q2 kills a task past
+        Q_TASK_TIMEOUT, mid-page). HTTP_TIMEOUT always fits (`checks`, importer.E001)."""
+        if not asked:
+            return None
+        left = (
+            self.started
+            + settings.Q_TASK_TIMEOUT
+            - time.monotonic()
+            - settings.HTTP_TIMEOUT
+            - settings.CHUNK_RETRY_INLINE_MAX_SECONDS
+        )
+        return max(settings.HTTP_TIMEOUT, min(asked, left))
 
     def record_arrived(self) -> None:
         """Record the pages whose submit has arrived, without waiting for the others."""
