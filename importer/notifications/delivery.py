@@ -136,7 +136,8 @@ def send_webhook(channel: NotificationChannel, alert: Alert) -> None:
     body = _hide(" ".join(text.split()), channel)[:200]  # hidden first: no secret cut in two
     permanent = 400 <= status < 500 and status not in (408, 429)
     advice = WEBHOOK_ADVICE.get(status, "")
-    raise DeliveryError(f"{target} answered {status}: {body}{advice}", permanent=permanent)
+    # The advice before the body: the channels list shows an error's first 120 characters.
+    raise DeliveryError(f"{target} answered {status}{advice}: {body}", permanent=permanent)
 
 
 # What to check when a webhook refuses for good: its address is shown as a host only.

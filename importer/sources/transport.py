@@ -469,7 +469,8 @@ class SourceHttp:
         said = f"did not answer JSON at {public_url(response.url)} (Content-Type {content_type}"
         title = _HTML_TITLE.search(bytes(body[:WEB_PAGE_HEAD_BYTES]))
         if title:
-            text = " ".join(self.scrub(html.unescape(_decoded(title.group(1), response))).split())
+            title = _CONTROL_CHARACTERS.sub("", html.unescape(_decoded(title.group(1), response)))
+            text = " ".join(self.scrub(title).split())
             text = text[:80]
             said += f', a web page titled "{text}"' if text else ", a web page"
         if not response.history:

@@ -197,7 +197,8 @@ def chunk_crashed(chunk: ChunkJob, error: Exception) -> ChunkJob:
 def _scrubbed_detail(error: Exception, chunk: ChunkJob) -> str:
     """An error's words on one line, at most 200 characters: scrubbed whole before the cut,
     so a secret the cut would halve is still recognised."""
-    return scrub_secrets(" ".join(str(error).split()), chunk.execution.source)[:200]
+    # The first 2000 characters: an error may quote a whole answer, and 200 are kept.
+    return scrub_secrets(" ".join(str(error)[:2000].split()), chunk.execution.source)[:200]
 
 
 def chunk_refused_by_database(chunk: ChunkJob, error: Exception) -> ChunkJob:
