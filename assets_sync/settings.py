@@ -359,6 +359,9 @@ STALE_GRACE_SECONDS = env.int("STALE_GRACE_SECONDS", default=2 * 3600)
 # A source failing run after run is told at its first failure, then again (with the count)
 # only once this many hours have passed since its failures were last told; 0: every failure.
 ALERT_REPEAT_HOURS = max(env.float("ALERT_REPEAT_HOURS", default=4.0), 0.0)
+# A channel is sent at most this many alerts one by one in 10 minutes; the others of those
+# minutes reach it in one summary (many sources failing at once); 0: every alert on its own.
+ALERT_BURST_LIMIT = max(env.int("ALERT_BURST_LIMIT", default=5), 0)
 # Prometheus scrapes /metrics with this bearer token; empty: /metrics does not exist (404).
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 

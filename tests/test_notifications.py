@@ -1787,7 +1787,10 @@ def test_a_webhook_back_after_an_outage_gets_the_next_alert_then_one_message_nam
     assert [alert["id"] for alert in missed["missed"]["alerts"]] == [first.pk, last.pk]
 
 
-def test_a_long_outage_is_told_as_the_first_twenty_alerts_and_how_many_more(httpserver):
+def test_a_long_outage_is_told_as_the_first_twenty_alerts_and_how_many_more(
+    httpserver, settings
+):
+    settings.ALERT_BURST_LIMIT = 0  # each alert on its own: their summary is told apart
     channel = webhook_channel(httpserver.url_for("/hook"))
     an_outage(httpserver, channel, *(f"assets-sync: alert {n}" for n in range(23)))
 
@@ -1919,3 +1922,61 @@ def test_alerts_given_up_before_the_upgrade_are_not_told_missed_after_it(httpser
     assert [payload["subject"] for payload in received(httpserver)] == [
         "assets-sync: after the upgrade"
     ]
+
+
+# --- many alerts at once -----------------------------------------------------------------------
+
+
+def test_twenty_sources_failing_at_once_are_told_one_by_one_up_to_the_limit_then_in_one_summary(
+    admin_client, make_source, sandbox, smtp_server, httpserver, settings
+):
+    # Assets goes down at night: every source's import fails within a minute. On call gets the
+    # first few alerts, then one message naming the others, not twenty mails and posts.
+    settings.PUBLIC_BASE_URL = PUBLIC
+    settings.CHUNK_MAX_ATTEMPTS = 1
+    httpserver.expect_request("/slack").respond_with_json({})
+    email_channel()
+    webhook_channel(httpserver.url_for("/slack"), webhook_format="slack")
+    sources = [
+        services.push_mapping(source=make_source(name=f"site-{n:02d}", import_source_id=f"s{n}"))
+        for n in range(20)
+    ]
+    sandbox.faults.add(method="POST", path_contains="/data", status=503, times=-1)
+
+    for source in sources:
+        services.start_import(source=source)
+
+    first = [mail["Subject"] for _, _, mail in smtp_server.messages]
+    assert first == [f"assets-sync: the manual import of site-{n:02d} failed" for n in range(5)]
+    assert len(received(httpserver)) == 5
+    # The others are in the Alerts list, each saying it waits for the summary.
+    page = admin_client.get(reverse("admin:importer_alert_changelist")).content.decode()
+    assert page.count("2 folded into a summary") == 20 - 5
+
+    services.look_after_imports()  # the alerts are still coming: no summary yet
+    assert len(smtp_server.messages) == 5
+    Delivery.objects.update(created_at=timezone.now() - timedelta(minutes=2))
+    services.look_after_imports()
+    services.look_after_imports()
+
+    *_, summary = smtp_server.messages
+    assert len(smtp_server.messages) == 5 + 1
+    assert summary[2]["Subject"] == "assets-sync: 15 more alerts: 15 failed imports"
+    body = summary[2].get_content()
+    assert body.startswith("15 more alerts came ")
+    assert "too many at once to send one by one" in body
+    assert "- the manual import of site-05 failed (site-05, " in body
+    # Each with the first words of its reason: the same cause shows at a glance.
+    assert "503" in body.split("(site-05, ")[1].splitlines()[0]
+    assert "- the manual import of site-19 failed (site-19, " in body
+    assert f"Every alert: {PUBLIC}/admin/importer/alert/" in body
+    *_, posted = received(httpserver)
+    assert posted["text"].startswith("*assets-sync: 15 more alerts: 15 failed imports*")
+    assert f"<{PUBLIC}/admin/importer/alert/|Open in assets-sync>" in posted["text"]
+    # A source failing after the storm is told on its own again.
+    settings.ALERT_REPEAT_HOURS = 0
+    Delivery.objects.update(created_at=timezone.now() - timedelta(minutes=11))
+    services.start_import(source=sources[0])
+    assert smtp_server.messages[-1][2]["Subject"].startswith(
+        "assets-sync: the manual import of site-00 failed"
+    )

@@ -38,6 +38,7 @@ def state_badge(state: str) -> str:
         "FAILING": "#c62828",
         "SENT": "#2e7d32",
         "SENDING": "#1565c0",
+        "FOLDED": "#6d6d6d",
     }
     return format_html(
         '<span style="background:{};color:#fff;padding:1px 6px;border-radius:8px;'

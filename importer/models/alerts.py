@@ -105,6 +105,7 @@ class Alert(models.Model):
         STALE = "stale", "Source stale"
         RECOVERED = "recovered", "Source recovered"
         MISSED = "missed", "Alerts not delivered"
+        SUMMARY = "summary", "Alerts summed up"
         TEST = "test", "Test message"
 
     key = models.CharField(max_length=200, unique=True, help_text="One alert per event.")
@@ -142,6 +143,9 @@ class Delivery(models.Model):
         SENDING = "SENDING", "Sending"
         SENT = "SENT", "Sent"
         FAILED = "FAILED", "Failed"
+        # Not sent on its own: its channel had its fill of alerts (ALERT_BURST_LIMIT); the
+        # channel's next summary names it.
+        FOLDED = "FOLDED", "Folded into a summary"
 
     alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
     channel = models.ForeignKey(
@@ -154,6 +158,8 @@ class Delivery(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     # A delivery given up: when its channel, working again, was told the alert did not arrive.
     reported_missed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # A delivery folded: when the summary naming it was raised.
+    summarized_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -24,7 +24,15 @@ from importer.notifications.forms import FIELD_CONDITIONS, NotificationChannelFo
 
 class DeliveryInline(admin.TabularInline):
     model = Delivery
-    fields = ["channel", "state_label", "attempts", "sent_at", "error", "reported_missed_at"]
+    fields = [
+        "channel",
+        "state_label",
+        "attempts",
+        "sent_at",
+        "error",
+        "reported_missed_at",
+        "summarized_at",
+    ]
     readonly_fields = fields
     extra = 0
     max_num = 0
@@ -244,10 +252,11 @@ class AlertAdmin(SourceByNameToViewers, admin.ModelAdmin):
                 (Delivery.State.PENDING, "pending"),
                 (Delivery.State.SENDING, "sending"),
                 (Delivery.State.FAILED, "failed"),
+                (Delivery.State.FOLDED, "folded into a summary"),
             ]
             if states.count(state)
         ]
-        if alert.source_id is None:  # a test message, missed alerts: told by their channel
+        if alert.source_id is None:  # a test message, missed alerts, a summary: one channel
             channels = sorted({delivery.channel.name for delivery in alert.deliveries.all()})
             parts.append("to " + ", ".join(channels))
         return ", ".join(parts)

@@ -26,6 +26,7 @@ from importer.models import (
     NotificationChannel,
     Schedule,
 )
+from importer.notifications.bursts import folds, tell_folded_alerts
 from importer.notifications.delivery import requeue_lost_deliveries
 from importer.notifications.messages import (
     Content,
@@ -46,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 Kind = Alert.Kind
 State = Execution.State
+DState = Delivery.State
 EXECUTION_ALERTS = {State.FAILED: Kind.FAILED, State.REFUSED: Kind.REFUSED, State.DONE: Kind.DONE}
 # How long housekeeping looks back for a finished execution whose alert task was lost.
 CATCH_UP_WINDOW = timedelta(hours=1)
@@ -90,7 +92,8 @@ def raise_alert(
     execution: Execution | None = None,
     channels=None,
 ) -> Alert | None:
-    """Record the alert and queue one delivery per channel; None if it was raised before."""
+    """Record the alert and queue one delivery per channel (or fold it into the channel's
+    next summary, bursts.py); None if it was raised before."""
     channels = list(channels_for(source, kind) if channels is None else channels)
     try:
         with transaction.atomic():
@@ -104,6 +107,9 @@ def raise_alert(
                 details=content.details,
             )
             for channel in channels:
+                if folds(channel, kind):
+                    Delivery.objects.create(alert=alert, channel=channel, state=DState.FOLDED)
+                    continue
                 delivery = Delivery.objects.create(alert=alert, channel=channel)
                 transaction.on_commit(lambda pk=delivery.pk: work_queue.enqueue_delivery(pk))
     except IntegrityError:
@@ -412,6 +418,7 @@ def look_after_notifications() -> None:
         tell_resumed_executions,
         check_staleness,
         requeue_lost_deliveries,
+        tell_folded_alerts,
     )
     for step in steps:
         try:

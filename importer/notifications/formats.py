@@ -111,10 +111,10 @@ BUILDERS = {
 
 
 def alert_link(alert: Alert) -> str:
-    """The page that tells more: the execution's, else the source's, else (missed alerts)
-    the Alerts list; empty if none."""
+    """The page that tells more: the execution's, else the source's, else (missed alerts, a
+    summary) the Alerts list; empty if none."""
     details = alert.details or {}
-    for part in ("execution", "source", "missed"):
+    for part in ("execution", "source", "missed", "summary"):
         url = (details.get(part) or {}).get("url")
         if url:
             return url

@@ -344,6 +344,96 @@ def missed_content(missed: list[Alert], *, total: int, first: datetime, last: da
     return Content(subject, "\n".join(lines), details)
 
 
+# A summary of alerts folded in a burst lists this many of them; the Alerts page has the rest.
+SUMMARY_LISTED = 20
+# What a summary's subject counts, by kind.
+SUMMED_UP_AS = {
+    Kind.FAILED: "failed imports",
+    Kind.REFUSED: "refused imports",
+    Kind.STALLED: "stalled imports",
+    Kind.RESUMED: "imports moving again",
+    Kind.DONE: "imports done",
+    Kind.STALE: "stale sources",
+    Kind.RECOVERED: "recovered sources",
+}
+
+
+def summary_content(
+    listed: list[Alert], *, kinds: list[str], first: datetime, last: datetime
+) -> Content:
+    """What a channel is told of the alerts folded while it had its fill of them
+    (`listed`: the first few, oldest first; `kinds`: the kind of each folded alert)."""
+    from importer.notifications.bursts import BURST_WINDOW  # bursts.py imports this module
+
+    link = public_url("admin:importer_alert_changelist")
+    total = len(kinds)
+    alerts = f"{total} more alert{'s' if total != 1 else ''}"
+    counts = ", ".join(
+        f"{kinds.count(kind)} {words}" for kind, words in SUMMED_UP_AS.items() if kind in kinds
+    )
+    subject = f"assets-sync: {alerts}: {counts}"
+    minutes = int(BURST_WINDOW.total_seconds() // 60)
+    span = (
+        f"at {when_text(first)}"
+        if when_text(first) == when_text(last)
+        else f"between {when_text(first)} and {when_text(last)}"
+    )
+    lines = [
+        f"{alerts} came {span} (time zone "
+        f"{timezone.get_current_timezone_name()}), too many at once to send one by one "
+        f"(this channel is sent {settings.ALERT_BURST_LIMIT} in {minutes} minutes, "
+        "ALERT_BURST_LIMIT); each is on the Alerts page. They were:"
+    ]
+    for alert in listed:
+        source = alert.source.name if alert.source else "no source"
+        what = _what_happened(alert)
+        lines.append(
+            f"- {alert.subject.removeprefix('assets-sync: ')} ({source}, "
+            f"{when_text(alert.created_at)}){': ' + what if what else ''}"
+        )
+    if total > len(listed):
+        lines.append(f"and {total - len(listed)} more.")
+    lines.append(f"Every alert: {link}")
+    details = {
+        "event": "channel.summary",
+        "summary": {
+            "count": total,
+            "first_at": iso_time(first),
+            "last_at": iso_time(last),
+            "alerts": [
+                {
+                    "id": alert.pk,
+                    "kind": alert.kind,
+                    "subject": alert.subject,
+                    "source": alert.source.name if alert.source else None,
+                    "occurred_at": iso_time(alert.created_at),
+                    "url": _alert_url(alert),
+                }
+                for alert in listed
+            ],
+            "url": link,
+        },
+    }
+    return Content(subject, "\n".join(lines), details)
+
+
+def _what_happened(alert: Alert) -> str:
+    """The first words of an alert's reason (secrets removed when it was raised): alerts
+    with one cause show it at a glance."""
+    reason = ((alert.details or {}).get("execution") or {}).get("reason") or ""
+    reason = " ".join(reason.split())
+    return reason if len(reason) <= 160 else reason[:159] + "…"
+
+
+def _alert_url(alert: Alert) -> str | None:
+    details = alert.details or {}
+    for part in ("execution", "source"):
+        url = (details.get(part) or {}).get("url")
+        if url:
+            return url
+    return None
+
+
 def channel_check_content(user: str) -> Content:
     text = (
         f"A test message from assets-sync, sent by {user or 'staff'} from the admin: "
