@@ -137,6 +137,22 @@ def test_a_failed_scheduled_run_sends_one_email_and_one_webhook_without_secrets(
         assert secret not in request.get_data(as_text=True)
 
 
+def test_an_alert_mail_is_marked_automatic_so_out_of_office_replies_are_not_sent_back(
+    pushed_source, sandbox, failing_inventory, smtp_server
+):
+    # An on-call list has someone away: their out-of-office answers each alert, to the
+    # sender's address, unless the mail says it was sent by a machine (RFC 3834; Exchange
+    # reads its own header).
+    email_channel()
+
+    services.start_import(source=pushed_source)
+
+    [(_, _, mail)] = smtp_server.messages
+    assert mail["Auto-Submitted"] == "auto-generated"
+    assert mail["X-Auto-Response-Suppress"] == "All"
+    assert mail["Date"] and mail["Message-ID"] and mail["X-Assets-Sync-Alert"]
+
+
 def test_an_alert_delivered_twice_is_sent_once(
     pushed_source, sandbox, failing_inventory, smtp_server, httpserver
 ):
@@ -1787,9 +1803,7 @@ def test_a_webhook_back_after_an_outage_gets_the_next_alert_then_one_message_nam
     assert [alert["id"] for alert in missed["missed"]["alerts"]] == [first.pk, last.pk]
 
 
-def test_a_long_outage_is_told_as_the_first_twenty_alerts_and_how_many_more(
-    httpserver, settings
-):
+def test_a_long_outage_is_told_as_the_first_twenty_alerts_and_how_many_more(httpserver, settings):
     settings.ALERT_BURST_LIMIT = 0  # each alert on its own: their summary is told apart
     channel = webhook_channel(httpserver.url_for("/hook"))
     an_outage(httpserver, channel, *(f"assets-sync: alert {n}" for n in range(23)))

@@ -178,6 +178,11 @@ def _post_within(url: str, data: str, headers: dict, seconds: float) -> tuple[in
         session.close()
 
 
+# An alert is sent by a machine: out-of-office and other automatic replies are not sent back
+# to DEFAULT_FROM_EMAIL (RFC 3834; Exchange and Outlook read their own header).
+AUTOMATIC_MAIL_HEADERS = {"Auto-Submitted": "auto-generated", "X-Auto-Response-Suppress": "All"}
+
+
 def send_email(channel: NotificationChannel, alert: Alert) -> None:
     recipients = channel.recipient_list()
     if not recipients:
@@ -190,7 +195,7 @@ def send_email(channel: NotificationChannel, alert: Alert) -> None:
         body=alert.text,
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=recipients,
-        headers={"X-Assets-Sync-Alert": alert.key},
+        headers={"X-Assets-Sync-Alert": alert.key, **AUTOMATIC_MAIL_HEADERS},
     )
     try:
         message.send()
