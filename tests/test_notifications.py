@@ -770,6 +770,36 @@ def test_a_receiver_back_on_its_feet_gets_the_alert_on_a_retry(
     assert not channel.is_failing and channel.last_success_at is not None
 
 
+def test_an_alert_that_reaches_a_channel_back_after_an_outage_says_it_is_late(
+    pushed_source, sandbox, inventory, httpserver, settings
+):
+    # The chat was down from 02:00 to 02:30: the failure of 02:00 and the recovery of 02:20
+    # arrive together, in either order. The failure arriving last must not read as news.
+    settings.ALERT_REPEAT_HOURS = 0
+    httpserver.expect_request("/hook").respond_with_data("down", status=503)
+    webhook_channel(httpserver.url_for("/hook"), webhook_format=Format.SLACK)
+    fail_on_a_dead_port(pushed_source, settings, runs=1)
+    raised = timezone.now() - timedelta(minutes=30)
+    Alert.objects.update(created_at=raised)
+    httpserver.clear_all_handlers()
+    httpserver.expect_request("/hook").respond_with_json({})
+
+    fire_due_retries()
+
+    [payload] = received(httpserver)[1:]
+    lines = payload["text"].splitlines()
+    assert lines[0] == "*assets-sync: the manual import of inventory failed*"
+    assert lines[1] == (
+        f"Sent late: raised {when_text(raised)} (30 minutes ago); the channel did not take "
+        "it until now."
+    )
+    assert lines[2] == "The manual import of 'inventory' failed."
+    # An alert sent as it is raised says nothing of the kind.
+    mend(pushed_source, inventory)
+    services.start_import(source=pushed_source)
+    assert "Sent late" not in received(httpserver)[-1]["text"]
+
+
 def test_a_failing_channel_never_fails_an_import(pushed_source, sandbox, httpserver):
     httpserver.expect_request("/hook").respond_with_data("no", status=500)
     webhook_channel(httpserver.url_for("/hook"), notify_on_done=True)

@@ -4,6 +4,7 @@ webhooks through one HTTP seam. Runs in django-q2 tasks only."""
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import logging
 import random
@@ -28,6 +29,7 @@ from importer.deadline import (
 )
 from importer.models import Alert, Delivery, NotificationChannel
 from importer.notifications.formats import webhook_payload
+from importer.notifications.messages import duration_text, when_text
 from importer.redaction import redact, remember_secrets
 
 logger = logging.getLogger(__name__)
@@ -265,7 +267,7 @@ def _send(delivery: Delivery) -> Delivery:
     try:
         if not channel.enabled:
             raise DeliveryError("The channel was disabled.", permanent=True)
-        SENDERS[channel.kind](channel, delivery.alert)
+        SENDERS[channel.kind](channel, as_sent(delivery.alert, now))
     except DeliveryError as error:
         return _failed(delivery, error)
     except Exception as error:  # a bug here must not leave the delivery SENDING for ever
@@ -279,6 +281,25 @@ def _send(delivery: Delivery) -> Delivery:
         _tell_missed(channel)
     delivery.refresh_from_db()
     return delivery
+
+
+# An alert sent this long after it was raised (its channel failed meanwhile) says so first.
+SENT_LATE_AFTER = timedelta(minutes=5)
+
+
+def as_sent(alert: Alert, now) -> Alert:
+    """The alert as it goes out `now`: one that waits for its channel arrives with the alerts
+    raised after it, in any order, and a failure arriving after the recovery that ended it
+    must not read as news, so its text starts with when it was raised."""
+    late = now - alert.created_at
+    if late < SENT_LATE_AFTER or alert.kind == Alert.Kind.TEST:
+        return alert
+    sent = copy.copy(alert)
+    sent.text = (
+        f"Sent late: raised {when_text(alert.created_at)} ({duration_text(late.total_seconds())} "
+        f"ago); the channel did not take it until now.\n{alert.text}"
+    )
+    return sent
 
 
 def _tell_missed(channel: NotificationChannel) -> None:
