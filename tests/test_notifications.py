@@ -1733,7 +1733,7 @@ def test_a_failure_alert_no_channel_received_does_not_silence_the_next_failure(
     assert subjects == [
         "assets-sync: the manual import of inventory failed",
         "assets-sync: the manual import of inventory failed (2nd failure in a row)",
-        "assets-sync: 1 alert could not be delivered to this channel",
+        "assets-sync: 1 alert could not be delivered to the channel 'chat'",
     ]
     assert Delivery.objects.filter(state=Delivery.State.SENT).count() == 2
 
@@ -1815,13 +1815,13 @@ def test_a_webhook_back_after_an_outage_gets_the_next_alert_then_one_message_nam
     told = received(httpserver)
     assert [payload["subject"] for payload in told] == [
         "assets-sync: the manual import of inventory is done",
-        "assets-sync: 2 alerts could not be delivered to this channel",
+        "assets-sync: 2 alerts could not be delivered to the channel 'chat'",
     ]
     missed = told[1]
     assert missed["event"] == "channel.missed"
     assert missed["text"].startswith(
-        f"2 alerts could not be delivered to this channel between {when_text(first.created_at)}"
-        f" and {when_text(last.created_at)} (time zone Europe/Berlin)"
+        "2 alerts could not be delivered to the channel 'chat' between "
+        f"{when_text(first.created_at)} and {when_text(last.created_at)} (time zone Europe/Berlin)"
     )
     assert when_text(first.created_at).endswith(("CET", "CEST"))
     assert (
@@ -1841,7 +1841,9 @@ def test_a_long_outage_is_told_as_the_first_twenty_alerts_and_how_many_more(http
     alert_through(channel, "assets-sync: the next one")
 
     _, missed = received(httpserver)
-    assert missed["subject"] == "assets-sync: 23 alerts could not be delivered to this channel"
+    assert (
+        missed["subject"] == "assets-sync: 23 alerts could not be delivered to the channel 'chat'"
+    )
     listed = [line for line in missed["text"].splitlines() if line.startswith("- ")]
     assert listed[0].startswith("- alert 0 (no source, ") and len(listed) == 20
     assert "\nand 3 more.\n" in missed["text"]
@@ -1883,7 +1885,7 @@ def test_a_test_message_neither_tells_what_a_channel_missed_nor_counts_as_missed
     alert_through(channel, "assets-sync: back")
 
     *_, missed = received(httpserver)
-    assert missed["subject"] == "assets-sync: 1 alert could not be delivered to this channel"
+    assert missed["subject"] == "assets-sync: 1 alert could not be delivered to the channel 'chat'"
     assert "- lost (no source, " in missed["text"] and "test message" not in missed["text"]
 
 
@@ -1929,7 +1931,7 @@ def test_two_workers_succeeding_on_a_channel_at_once_tell_what_it_missed_once(
         thread.join()
 
     assert sorted(payload["subject"] for payload in received(httpserver)) == [
-        "assets-sync: 2 alerts could not be delivered to this channel",
+        "assets-sync: 2 alerts could not be delivered to the channel 'chat'",
         "assets-sync: test message",
         "now 0",
         "now 1",

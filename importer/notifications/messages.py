@@ -161,7 +161,11 @@ def execution_content(
         lines.append(_records_line(execution))
         lines.append(
             f"Started {when_text(execution.started_at or execution.created_at)}, "
-            f"finished {when_text(execution.finished_at) if execution.finished_at else '-'}."
+            + (
+                f"finished {when_text(execution.finished_at)}."
+                if execution.finished_at
+                else "still running."
+            )
         )
     lines.append(f"Details: {link}")
     if held_back_after is not None:
@@ -302,16 +306,20 @@ def recovered_content(
 MISSED_LISTED = 20
 
 
-def missed_content(missed: list[Alert], *, total: int, first: datetime, last: datetime) -> Content:
+def missed_content(
+    missed: list[Alert], *, channel: str, total: int, first: datetime, last: datetime
+) -> Content:
     """What a channel working again is told of the alerts given up on it (`missed`: the first
-    few, oldest first, of `total`, raised from `first` to `last`)."""
+    few, oldest first, of `total`, raised from `first` to `last`); named, as one person may
+    read several channels' mail."""
     link = public_url("admin:importer_alert_changelist")
     alerts = f"{total} alert{'s' if total != 1 else ''}"
-    subject = f"assets-sync: {alerts} could not be delivered to this channel"
+    subject = f"assets-sync: {alerts} could not be delivered to the channel '{channel}'"
     lines = [
-        f"{alerts} could not be delivered to this channel between {when_text(first)} and "
-        f"{when_text(last)} (time zone {timezone.get_current_timezone_name()}); each "
-        "delivery's error is on the Alerts page. They were:"
+        f"{alerts} could not be delivered to the channel '{channel}' between "
+        f"{when_text(first)} and {when_text(last)} (time zone "
+        f"{timezone.get_current_timezone_name()}); each delivery's error is on the Alerts "
+        "page. They were:"
     ]
     for alert in missed:
         source = alert.source.name if alert.source else "no source"

@@ -48,6 +48,6 @@ def tell_missed_alerts(channel: NotificationChannel) -> Alert | None:
         return raise_alert(
             key=f"channel-{channel.pk}-missed-{listed[0].pk}",
             kind=Alert.Kind.MISSED,
-            content=missed_content(listed, total=claimed, **span),
+            content=missed_content(listed, channel=channel.name, total=claimed, **span),
             channels=[channel],
         )
