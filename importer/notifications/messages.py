@@ -312,7 +312,6 @@ def missed_content(
     """What a channel working again is told of the alerts given up on it (`missed`: the first
     few, oldest first, of `total`, raised from `first` to `last`); named, as one person may
     read several channels' mail."""
-    link = public_url("admin:importer_alert_changelist")
     alerts = f"{total} alert{'s' if total != 1 else ''}"
     subject = f"assets-sync: {alerts} could not be delivered to the channel '{channel}'"
     lines = [
@@ -321,35 +320,7 @@ def missed_content(
         f"{timezone.get_current_timezone_name()}); each delivery's error is on the Alerts "
         "page. They were:"
     ]
-    for alert in missed:
-        source = alert.source.name if alert.source else "no source"
-        lines.append(
-            f"- {alert.subject.removeprefix('assets-sync: ')} ({source}, "
-            f"{when_text(alert.created_at)})"
-        )
-    if total > len(missed):
-        lines.append(f"and {total - len(missed)} more.")
-    lines.append(f"Every alert: {link}")
-    details = {
-        "event": "channel.missed",
-        "missed": {
-            "count": total,
-            "first_at": iso_time(first),
-            "last_at": iso_time(last),
-            "alerts": [
-                {
-                    "id": alert.pk,
-                    "kind": alert.kind,
-                    "subject": alert.subject,
-                    "source": alert.source.name if alert.source else None,
-                    "occurred_at": iso_time(alert.created_at),
-                }
-                for alert in missed
-            ],
-            "url": link,
-        },
-    }
-    return Content(subject, "\n".join(lines), details)
+    return _listing(subject, lines, missed, total=total, first=first, last=last, event="missed")
 
 
 # A summary of alerts folded in a burst lists this many of them; the Alerts page has the rest.
@@ -373,7 +344,6 @@ def summary_content(
     (`listed`: the first few, oldest first; `kinds`: the kind of each folded alert)."""
     from importer.notifications.bursts import BURST_WINDOW  # bursts.py imports this module
 
-    link = public_url("admin:importer_alert_changelist")
     total = len(kinds)
     alerts = f"{total} more alert{'s' if total != 1 else ''}"
     counts = ", ".join(
@@ -392,9 +362,26 @@ def summary_content(
         f"(this channel is sent {settings.ALERT_BURST_LIMIT} in {minutes} minutes, "
         "ALERT_BURST_LIMIT); each is on the Alerts page. They were:"
     ]
+    return _listing(subject, lines, listed, total=total, first=first, last=last, event="summary")
+
+
+def _listing(
+    subject: str,
+    lines: list[str],
+    listed: list[Alert],
+    *,
+    total: int,
+    first: datetime,
+    last: datetime,
+    event: str,
+) -> Content:
+    """A message about alerts (missed, or summed up): `lines` then a line per alert listed,
+    how many more, and the link to every alert; its details name them (`event`: the key)."""
+    link = public_url("admin:importer_alert_changelist")
+    summary = event == "summary"  # a summary says what each was about, and where it is
     for alert in listed:
         source = alert.source.name if alert.source else "no source"
-        what = _what_happened(alert)
+        what = _what_happened(alert) if summary else ""
         lines.append(
             f"- {alert.subject.removeprefix('assets-sync: ')} ({source}, "
             f"{when_text(alert.created_at)}){': ' + what if what else ''}"
@@ -402,23 +389,24 @@ def summary_content(
     if total > len(listed):
         lines.append(f"and {total - len(listed)} more.")
     lines.append(f"Every alert: {link}")
+    named = [
+        {
+            "id": alert.pk,
+            "kind": alert.kind,
+            "subject": alert.subject,
+            "source": alert.source.name if alert.source else None,
+            "occurred_at": iso_time(alert.created_at),
+            **({"url": _alert_url(alert)} if summary else {}),
+        }
+        for alert in listed
+    ]
     details = {
-        "event": "channel.summary",
-        "summary": {
+        "event": f"channel.{event}",
+        event: {
             "count": total,
             "first_at": iso_time(first),
             "last_at": iso_time(last),
-            "alerts": [
-                {
-                    "id": alert.pk,
-                    "kind": alert.kind,
-                    "subject": alert.subject,
-                    "source": alert.source.name if alert.source else None,
-                    "occurred_at": iso_time(alert.created_at),
-                    "url": _alert_url(alert),
-                }
-                for alert in listed
-            ],
+            "alerts": named,
             "url": link,
         },
     }
