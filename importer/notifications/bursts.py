@@ -78,7 +78,7 @@ def tell_folded_alerts(now=None) -> list[Alert]:
             summary = raise_alert(
                 key=f"channel-{channel.pk}-summary-{listed[0].pk}",
                 kind=Alert.Kind.SUMMARY,
-                content=summary_content(listed, kinds=kinds, **span),
+                content=summary_content(listed, kinds=kinds, window=BURST_WINDOW, **span),
                 channels=[channel],
             )
         if summary is not None:

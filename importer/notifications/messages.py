@@ -338,19 +338,18 @@ SUMMED_UP_AS = {
 
 
 def summary_content(
-    listed: list[Alert], *, kinds: list[str], first: datetime, last: datetime
+    listed: list[Alert], *, kinds: list[str], first: datetime, last: datetime, window: timedelta
 ) -> Content:
     """What a channel is told of the alerts folded while it had its fill of them
-    (`listed`: the first few, oldest first; `kinds`: the kind of each folded alert)."""
-    from importer.notifications.bursts import BURST_WINDOW  # bursts.py imports this module
-
+    (`listed`: the first few, oldest first; `kinds`: the kind of each folded alert; `window`:
+    the time in which a channel is sent ALERT_BURST_LIMIT one by one)."""
     total = len(kinds)
     alerts = f"{total} more alert{'s' if total != 1 else ''}"
     counts = ", ".join(
         f"{kinds.count(kind)} {words}" for kind, words in SUMMED_UP_AS.items() if kind in kinds
     )
     subject = f"assets-sync: {alerts}: {counts}"
-    minutes = int(BURST_WINDOW.total_seconds() // 60)
+    minutes = int(window.total_seconds() // 60)
     span = (
         f"at {when_text(first)}"
         if when_text(first) == when_text(last)
