@@ -333,6 +333,37 @@ def test_the_readme_tells_the_defaults_the_settings_have():
     assert wrong == {}, "README default, setting's default"
 
 
+def test_the_upgrade_notes_name_the_last_migration_and_the_release_before_can_insert():
+    # "Upgrading" names the migrations an upgrade applies and promises that processes of the
+    # release before go on inserting rows while `migrate` runs and until they are restarted:
+    # every column those migrations add may be empty or has a default in the database.
+    import re
+    from pathlib import Path
+
+    from django.db import migrations
+    from django.db.migrations.loader import MigrationLoader
+    from django.db.models import NOT_PROVIDED
+
+    root = Path(__file__).resolve().parent.parent
+    upgrading = (root / "README.md").read_text().split("### Upgrading", 1)[1]
+    first, last = re.search(r"\(migrations (\d{4}) to (\d{4})", upgrading).groups()
+    found = MigrationLoader(None).disk_migrations
+    ours = sorted(name for app, name in found if app == "importer")
+    assert ours[-1].startswith(last), "the README's upgrade notes end before the last migration"
+
+    needs_a_value = [
+        f"{name}: {operation.model_name}.{operation.name}"
+        for (app, name), migration in found.items()
+        if app == "importer" and name[:4] >= first
+        for operation in migration.operations
+        if isinstance(operation, migrations.AddField)
+        and not operation.field.null
+        and operation.field.db_default is NOT_PROVIDED
+        and not operation.field.many_to_many
+    ]
+    assert needs_a_value == []
+
+
 def settings_read_in_a_process(*, then: str = "", **environment: str):
     """`assets_sync.settings` imported by a new process with only `environment` (no .env);
     it prints the settings named by PRINT, then runs `then` (Python, Django set up)."""
