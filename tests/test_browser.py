@@ -1012,3 +1012,29 @@ def test_a_channel_form_shows_only_what_its_kind_uses(browser_page, live_server,
     assert "recipients" not in webhook
     expect(page.locator("fieldset:has(h2:text-is('Webhook'))")).to_be_visible()
     expect(page.locator("fieldset:has(h2:text-is('E-mail'))")).to_be_hidden()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_import_that_failed_with_no_known_total_is_not_drawn_as_a_cancelled_one(
+    browser_page, live_server, administrator, make_source
+):
+    from django.utils import timezone
+
+    page = browser_page
+    source = make_source()
+    now = timezone.now()
+    for state in ("FAILED", "CANCELLED"):
+        Execution.objects.create(
+            source=source, state=state, started_at=now, finished_at=now, records_submitted=120
+        )
+    log_in(page, live_server, administrator)
+    page.goto(f"{live_server.url}/admin/importer/execution/")
+
+    def bar_of(state: str) -> str:
+        bar = page.locator(f'.import-progress[data-state="{state}"] .import-progress-bar')
+        return bar.evaluate("bar => getComputedStyle(bar).backgroundImage")
+
+    # How much arrived is not known: stripes, not a fill, in the colour of how it ended.
+    failed, cancelled = bar_of("FAILED"), bar_of("CANCELLED")
+    assert "186, 33, 33" in failed
+    assert "186, 33, 33" not in cancelled and "158, 158, 158" in cancelled

@@ -835,7 +835,9 @@ def _render_page(
 ) -> str:
     esc = html.escape
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>Assets sandbox</title>",
+        "<!doctype html><html><head><meta charset='utf-8'><title>Assets sandbox</title>"
+        # No icon to ask for: a browser's request for /favicon.ico would be a 404 in its console.
+        "<link rel='icon' href='data:,'>",
         f"<style>{_PAGE_STYLE}</style></head><body><h1>Assets sandbox</h1>",
         "<div><a href='/'>Refresh</a> · <a href='/_sandbox/state'>JSON state</a> · "
         "<form method='post' action='/_sandbox/reset?from=page' style='display:inline'>"
