@@ -123,8 +123,9 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "django_q",
+    # Before django_q: its `qcluster` command wins, which waits for `migrate` before taking tasks.
     "importer",
+    "django_q",
 ]
 
 MIDDLEWARE = [

@@ -1167,6 +1167,58 @@ def test_a_worker_started_on_a_database_an_upgrade_left_behind_says_to_migrate(t
     assert "run `manage.py migrate`; imports fail until then" in answer.stderr
 
 
+def test_a_cluster_started_before_migrate_takes_no_task_until_migrate_has_run(tmp_path):
+    # It used to take every task and fail it with a traceback (a column missing) until then.
+    import sqlite3
+
+    from importer.devtools.cluster import QCluster
+    from tests.conftest import wait_for
+
+    database = tmp_path / "old.sqlite3"
+    assert manage("migrate", "-v", "0", database=database).returncode == 0
+    assert manage("migrate", "-v", "0", "importer", "0034", database=database).returncode == 0
+    enqueue = "from django_q.tasks import async_task; async_task('math.floor', 2.5, task_name='t1')"
+    assert manage("shell", "-c", enqueue, database=database).returncode == 0
+    log = tmp_path / "qcluster.log"
+    cluster = QCluster(
+        env={
+            "DJANGO_SETTINGS_MODULE": "assets_sync.settings",
+            "SECRET_KEY": "x" * 50,
+            "DATABASE_URL": f"sqlite:///{database}",
+            "REDIS_URL": "",  # the ORM broker, in the same file
+            "Q_WORKERS": "1",
+        },
+        log_path=log,
+    )
+
+    def results() -> list:
+        with sqlite3.connect(database, timeout=10) as db:
+            return db.execute(
+                "SELECT result, success FROM django_q_task WHERE name = 't1'"
+            ).fetchall()
+
+    cluster.start()
+    try:
+        wait_for(
+            lambda: "run `manage.py migrate`; this cluster takes no task" in log.read_text(),
+            timeout=30,
+            message=f"the cluster did not say it waits for migrate: {log.read_text()[-2000:]}",
+        )
+        told = log.read_text()
+        assert "the database is 1 migration behind this release" in told
+        assert "(importer.0035_alerts_folded_into_a_summary)" in told
+        assert cluster.worker_pids() == [] and results() == []
+
+        assert manage("migrate", "-v", "0", database=database).returncode == 0
+
+        assert wait_for(results, timeout=60, message=log.read_text()[-2000:])[0][1] == 1
+    finally:
+        cluster.stop()
+    told = log.read_text()
+    assert told.count("this cluster takes no task until then") == 1
+    assert "Traceback" not in told
+
+
 def test_a_command_on_a_database_an_upgrade_left_behind_says_to_migrate(tmp_path):
     database = tmp_path / "old.sqlite3"
     # This app's migrations alone, up to an older release's: the tables of the others are

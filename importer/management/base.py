@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.migrations.executor import MigrationExecutor
+
+logger = logging.getLogger(__name__)
+
+# How often a cluster started before `migrate` asks again (one look costs a few ms).
+MIGRATIONS_POLL_SECONDS = 2.0
 
 
 class DatabaseCommand(BaseCommand):
@@ -43,3 +51,37 @@ def unapplied_migrations(alias: str = DEFAULT_DB_ALIAS) -> tuple[list[str], bool
     plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
     missing = [f"{migration.app_label}.{migration.name}" for migration, _ in plan]
     return missing, bool(executor.loader.applied_migrations)
+
+
+def wait_for_migrations(*, poll_seconds: float = MIGRATIONS_POLL_SECONDS) -> None:
+    """Return once the database holds every migration of this release, saying once what it
+    lacks while it waits: a cluster of a new release started before `migrate` then takes
+    no task its tables cannot hold, and an upgrade may start it before or after `migrate`.
+
+    A database that does not answer at the start is left to the cluster to report, as
+    before; one that stops answering while this waits is asked again.
+    """
+    state = _migration_state_or_unknown(default="")
+    if not state:
+        return
+    logger.warning(
+        "the database %s: run `manage.py migrate`; this cluster takes no task until then "
+        "(it looks again every %g s)",
+        state,
+        poll_seconds,
+    )
+    while state:
+        time.sleep(poll_seconds)
+        state = _migration_state_or_unknown(default=state)
+    logger.info("the database holds this release's migrations: the cluster starts")
+
+
+def _migration_state_or_unknown(*, default: str) -> str:
+    """`migration_state()`, or `default` when the database cannot be read; the connection is
+    closed either way (none is held while waiting, nor handed to the cluster's processes)."""
+    try:
+        return migration_state()
+    except DatabaseError:
+        return default
+    finally:
+        connections[DEFAULT_DB_ALIAS].close()
