@@ -28,7 +28,8 @@ APIs do (or label UTF-8 so, as misconfigured ones do), or send a header line wit
 `depth_limit` records, answering 400 or 422 as a search index's result window does (and cap the
 total it tells at that depth, as one does), refuse pages smaller than `min_limit`, or lead from
 its last cursor page back to its first (or the one holding record `wraps_to`) under a new
-cursor (`wraps_around`).
+cursor (`wraps_around`). With `numbers_by_asked_size`, its next links move their start by
+the size asked for too.
 """
 
 from __future__ import annotations
@@ -679,8 +680,11 @@ class FakeSource(DevServer):
         return json_reply(200, body)
 
     def _following_query(self, request: Request, start: int) -> str | None:
-        """The query of the next page: the request's own (API key included), start moved on."""
+        """The query of the next page: the request's own (API key included), start moved on
+        by the records served (or by the size asked for, `numbers_by_asked_size`)."""
         limit = self._limit(request)
+        if self.numbers_by_asked_size:
+            limit = _number(request, "limit", limit)
         if start + limit >= len(self.records) and not self.endless_links:
             return None
         query = {name: values[0] for name, values in request.query.items() if name != "hop"}

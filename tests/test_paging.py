@@ -286,6 +286,48 @@ def test_numbered_pages_of_a_source_cutting_the_limit_are_done_at_the_page_size_
     assert_every_record_once(sandbox, execution)
 
 
+@pytest.mark.parametrize("style", ["next_url", "link_header"])
+def test_next_links_moved_by_the_size_asked_but_cut_shorter_fail_naming_the_size(
+    serve, import_from, sandbox, style
+):
+    # Asked for 25, it serves 20, and its next link starts at 25: records 21 to 25 of every
+    # 25 are never served, and no total tells.
+    fake = serve(max_limit=20, numbers_by_asked_size=True)
+
+    execution = import_from(fake, style)
+
+    assert execution.state == Execution.State.FAILED, "DONE with 80 records of 100"
+    assert "serves at most 20 records a page when asked for 25 ('limit')" in execution.error
+    assert "its next link moves 'start' by 25" in execution.error
+    assert "Set the page size to 20" in execution.error
+    assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
+
+
+@pytest.mark.parametrize("style", ["next_url", "link_header"])
+def test_next_links_of_a_source_cutting_the_limit_and_moving_them_as_served_are_done(
+    serve, import_from, sandbox, style
+):
+    # Its links move by the 20 records it served: nothing to ask, every record arrives.
+    fake = serve(max_limit=20)
+    fake.stamps_each_answer = True
+
+    execution = import_from(fake, style)
+
+    assert_every_record_once(sandbox, execution)
+    assert len(fake.requests_to(f"/api/{'next' if style == 'next_url' else 'link'}")) == 5
+
+
+@pytest.mark.parametrize("style", ["next_url", "link_header"])
+def test_next_links_of_a_source_cutting_the_limit_are_done_at_the_page_size_it_serves(
+    serve, import_from, sandbox, style
+):
+    fake = serve(max_limit=20, numbers_by_asked_size=True)
+
+    execution = import_from(fake, style, page_size=20)
+
+    assert_every_record_once(sandbox, execution)
+
+
 def test_one_page_per_task_also_delivers_every_record_of_a_source_serving_fewer(
     serve, import_from, sandbox, settings
 ):

@@ -32,13 +32,17 @@ server chooses. Hence:
   to find. A short page is checked by asking for the next one, and once by asking for that
   one at the size served: a source that counts its pages by the size asked for, though it
   serves fewer, skips records between them.
+* Next links (next-URL and Link-header paging) are followed as the source wrote them. A short
+  page whose link moves an offset by the size asked for rather than by the records served is
+  checked once, the same way: a source that counts its offsets before cutting the size
+  skips the records it left out of every page.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urljoin, urlsplit, urlunsplit
 
 from django.utils.crypto import salted_hmac
 
@@ -50,6 +54,7 @@ from importer.sources.rules import cursor_path_problem
 from importer.sources.transport import ACCESS_TOKEN_MARK, SourceHttp
 from importer.sources.urls import (
     DEFAULT_PORTS,
+    moved_by,
     origin,
     params_left_out,
     public_url,
@@ -109,6 +114,8 @@ class RestJsonSource:
         self._fullest_before = 0
         # The last page-number page this reader read: (number, first record, last, count).
         self._last_numbered_page: tuple[int, dict, dict, int] | None = None
+        # Next-link paging: whether this reader asked if a short page's link skips records.
+        self._links_checked = False
 
     def fetch_page(self, cursor: str) -> Page:
         self.http.begin()  # every request of this page shares one time budget
@@ -122,6 +129,8 @@ class RestJsonSource:
         except SourceError as error:
             raise self._explained_refusal(error, cursor) from None
         next_cursor = self._next_cursor(cursor, url, response, document, records)
+        if next_cursor and not self._links_checked:
+            self._check_links_moved_as_served(url, next_cursor, records)
         return Page(records=records, next_cursor=next_cursor, total=self._total(document))
 
     def _explained_refusal(self, error: SourceError, cursor: str) -> SourceError:
@@ -419,6 +428,50 @@ class RestJsonSource:
             f"{page + 1} starts past records that page {page} left out (by their '{name}'), "
             f"and no page would hold them. Set the page size to {served} (or less), or use "
             "offset paging",
+            kind="pages_skip_records",
+        )
+
+    def _check_links_moved_as_served(self, url: str, next_cursor: str, records: list[dict]) -> None:
+        """A short page whose next link moves an offset (any whole-number parameter) by the
+        size asked for: the source may cut the size yet count its offsets by the size asked
+        for, and then the next page starts past the records this one left out, which no page
+        holds. Asked for the link with that offset moved by the records served instead, such
+        a source answers a record neither page holds; one that filters its pages after
+        reading them (served fewer, yet skipped nothing) answers records the pages hold.
+        A link moved by the records served, a page number and a cursor token are not asked
+        about. Two requests, once per reader, and only for a source that serves short pages.
+
+        Records are told apart as for page numbers (`_check_pages_counted_as_served`); when
+        nothing can be told, nothing is failed."""
+        limit = self.config.limit_param
+        asked = dict(parse_qsl(urlsplit(url).query)).get(limit, "") if limit else ""
+        if not (asked.isascii() and asked.isdigit()) or not 0 < len(records) < int(asked):
+            return
+        served = len(records)
+        try:
+            link = self._url(next_cursor)
+            moved = moved_by(url, link, int(asked), ignore=limit)
+            if moved is None:
+                return
+            self._links_checked = True
+            name, start = moved
+            following = self._read_after_short(link)
+            answer = self._read_after_short(with_query(link, {name: start + served}))
+        except SourceError:
+            return
+        if following is None or not following[2] or answer is None:
+            return
+        name_field = _naming_field([*records, *following[2]], answer[2])
+        if name_field is None:
+            return
+        read = {record[name_field] for record in (*records, *following[2])}
+        if all(record[name_field] in read for record in answer[2]):
+            return
+        raise self.http.error(
+            f"serves at most {served} records a page when asked for {asked} ('{limit}'), yet "
+            f"its next link moves '{name}' by {asked}: the next page starts past records this "
+            f"page left out (by their '{name_field}'), and no page would hold them. Set the "
+            f"page size to {served} (or less)",
             kind="pages_skip_records",
         )
 

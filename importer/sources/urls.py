@@ -55,6 +55,22 @@ def with_query(
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
+def moved_by(url: str, following: str, step: int, ignore: str = "") -> tuple[str, int] | None:
+    """A whole-number query parameter (but `ignore`) that is `step` more in `following` than in
+    `url`, where it counts as 0 if absent: (its name, its value in `url`). How a next link
+    that moved its offset by a page size is told; None when no parameter did."""
+    before = _numbers(url)
+    for name, value in _numbers(following).items():
+        if name != ignore and value - before.get(name, 0) == step:
+            return name, before.get(name, 0)
+    return None
+
+
+def _numbers(url: str) -> dict[str, int]:
+    pairs = parse_qsl(urlsplit(url).query, keep_blank_values=True)
+    return {name: int(value) for name, value in pairs if value.isascii() and value.isdigit()}
+
+
 def params_left_out(url: str, params: dict[str, Any]) -> dict[str, Any]:
     """The `params` whose names `url`'s query does not have."""
     present = {name for name, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)}
