@@ -236,6 +236,24 @@ def test_a_file_encoding_that_cannot_be_read_is_refused_when_the_source_is_saved
 
 
 @pytest.mark.django_db
+def test_a_csv_field_name_given_twice_is_refused_when_the_source_is_saved(
+    staff_client, make_source
+):
+    source = make_source(
+        source_kind="csv",
+        source_url="https://files.example/it.csv",
+        csv_has_header=False,
+        csv_fieldnames="serial,hostname",
+    )
+
+    response = post_source(staff_client, source, csv_fieldnames="serial, hostname,serial")
+
+    assert response.status_code == 200
+    [error] = response.context["adminform"].form.errors["csv_fieldnames"]
+    assert error.startswith("The CSV field names name 'serial' twice: each column needs a name")
+
+
+@pytest.mark.django_db
 def test_a_tab_delimiter_typed_in_the_form_is_kept(staff_client, make_source):
     source = make_source(source_kind="csv", source_url="https://files.example/it.tsv")
 

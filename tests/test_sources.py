@@ -1570,6 +1570,87 @@ def test_a_csv_read_with_another_delimiter_than_its_own_says_which_it_uses(
     assert error.message.endswith(f"set the source's CSV delimiter to {typed}")
 
 
+def test_a_csv_whose_header_fields_each_hold_another_delimiter_says_which_it_uses(
+    media: Path,
+) -> None:
+    # A European spreadsheet's export: its one comma splits the header in two.
+    content = "Serial;Name, Vorname;Ort\nS1;Müller, Hans;Berlin\n".encode()
+
+    error = failure(uploaded(media, "semi.csv", content))
+
+    assert (error.kind, error.permanent) == ("bad_file", True)
+    assert "line 1 of the file (the header) reads as 2 fields" in error.message
+    assert error.message.endswith(
+        "its fields seem separated by semicolons, not commas; set the source's CSV delimiter to ';'"
+    )
+
+
+def test_a_csv_whose_header_names_hold_another_delimiter_here_and_there_is_read(
+    media: Path,
+) -> None:
+    records, _ = walk(uploaded(media, "odd.csv", b"id,size (GB; approx),site\n1,8,Lyon\n"))
+    assert records == [{"id": "1", "size (GB; approx)": "8", "site": "Lyon"}]
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"\r\n\r\n", b"\xef\xbb\xbf"], ids=["0 bytes", "blank lines", "a BOM"]
+)
+def test_an_empty_csv_fails_instead_of_being_read_as_no_records(
+    media: Path, content: bytes
+) -> None:
+    error = failure(uploaded(media, "empty.csv", content))
+
+    assert (error.kind, error.permanent) == ("empty_file", True)
+    assert "the file is empty (not even a header row)" in error.message
+
+
+def test_a_csv_of_only_its_header_is_read_as_no_records(media: Path) -> None:
+    records, _ = walk(uploaded(media, "none.csv", b"id,name,site\r\n"))
+    assert records == []
+
+
+@pytest.mark.parametrize(
+    "row", ['1, "Smith", Lyon', '1, "Smith, John", Lyon'], ids=["same fields", "one more"]
+)
+def test_a_csv_value_quoted_after_a_space_fails_naming_the_line(media: Path, row: str) -> None:
+    # A script's ", ".join(): the quotes would arrive as characters, or shift the columns.
+    content = f"id,name,site\n2,Lee,Oslo\n{row}\n".encode()
+
+    error = failure(uploaded(media, "script.csv", content))
+
+    assert "line 3 of the file" in error.message
+    assert "a value with a space before its opening quote" in error.message
+    assert "remove the spaces after the delimiters" in error.message
+
+
+def test_a_csv_with_a_title_line_before_its_header_says_to_remove_it(media: Path) -> None:
+    content = b"Inventory report, 2024-05-01\n" + csv_bytes()
+
+    error = failure(uploaded(media, "report.csv", content))
+
+    assert "line 2 of the file has 3 fields" in error.message
+    assert "if a title line comes before the header, remove it" in error.message
+
+
+def test_a_csv_row_with_more_fields_than_names_says_to_quote_its_values(media: Path) -> None:
+    error = failure(uploaded(media, "wide.csv", b"id,name\n1,a\n2,Lee, Ann\n"))
+    assert error.message.endswith(
+        "line 3 of the file has 3 fields, but there are 2 field names: quote the values that "
+        "hold the delimiter (commas), or fix the row"
+    )
+
+
+def test_a_csv_without_header_refuses_a_field_name_given_twice(media: Path) -> None:
+    source = uploaded(
+        media, "plain.csv", b"1,a,Lyon\n", csv_has_header=False, csv_fieldnames="id,name,id"
+    )
+
+    error = failure(source)
+
+    assert (error.kind, error.permanent) == ("config", True)
+    assert "the CSV field names name 'id' twice" in error.message
+
+
 def test_a_csv_repeating_its_header_mid_file_fails_naming_the_line(media: Path) -> None:
     joined = csv_bytes(count=3) + csv_bytes(count=2)  # two exports, one after the other
 
@@ -1578,10 +1659,38 @@ def test_a_csv_repeating_its_header_mid_file_fails_naming_the_line(media: Path) 
     assert "line 5 " in error.message and "repeats the header" in error.message
 
 
-def test_a_wrong_encoding_fails_with_the_line_number(media: Path) -> None:
+def test_a_wrong_encoding_fails_with_the_line_number_and_the_setting_to_change(
+    media: Path,
+) -> None:
     content = "id,name\n1,a\n2,Müller\n".encode("latin-1")
     error = failure(uploaded(media, "enc.csv", content))
-    assert "line 3 " in error.message and "encoding" in error.message
+    assert "line 3 " in error.message and "is not valid utf-8 (its byte 0xfc)" in error.message
+    assert "set the source's file encoding to the one the file is written in" in error.message
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "cp1252"])
+def test_a_utf8_csv_without_a_byte_order_mark_given_as_a_code_page_is_read_as_utf8(
+    media: Path, encoding: str
+) -> None:
+    # An export that moved to UTF-8 while the source still names the spreadsheet's code page.
+    rows = [f"{i},asset-{i:03d},Lyon" for i in range(1, N + 1)]
+    rows[19] = "20,Ñuñez – Müller,Zürich"  # a later page's row: every page reads alike
+    content = "\n".join(["id,name,site", *rows, ""]).encode()
+
+    records, _ = walk(uploaded(media, "utf8.csv", content, file_encoding=encoding))
+
+    assert ids(records) == every_id()
+    assert records[19] == {"id": "20", "name": "Ñuñez – Müller", "site": "Zürich"}
+
+
+def test_a_csv_in_windows_1252_is_still_read_as_windows_1252(media: Path) -> None:
+    # 'Ã©' written in Windows-1252 is two bytes that form valid UTF-8 ('é'); a file of one
+    # such value and another accented letter alone is not valid UTF-8 as a whole.
+    content = "id,name\n1,Ã©cole\n2,Müller\n".encode("cp1252")
+
+    records, _ = walk(uploaded(media, "excel.csv", content, file_encoding="cp1252"))
+
+    assert [record["name"] for record in records] == ["Ã©cole", "Müller"]
 
 
 @pytest.mark.parametrize("kind", ["csv", "jsonl", "json"])
@@ -1816,9 +1925,13 @@ def import_file(serve, make_source, sandbox, media, monkeypatch):
     monkeypatch.setattr(files, "DOWNLOAD_MAX_AGE_SECONDS", 0.0)
     fake = serve()
 
-    def run(content, name: str = "inventory", **served: Any) -> tuple[FakeSource, Execution]:
+    def run(
+        content, name: str = "inventory", source_fields: dict | None = None, **served: Any
+    ) -> tuple[FakeSource, Execution]:
         url = fake.add_file(f"{name}.csv", content, **served)
-        source = make_source(name=name, source_kind="csv", source_url=url, records_path="")
+        source = make_source(
+            name=name, source_kind="csv", source_url=url, records_path="", **(source_fields or {})
+        )
         execution = services.start_import(source=services.push_mapping(source=source))
         execution.refresh_from_db()
         return fake, execution
@@ -1912,6 +2025,30 @@ def test_a_csv_served_without_a_length_and_cut_mid_row_is_downloaded_again_then_
     assert "the file ended mid-line, its last row or record not whole" in execution.error
     assert len(fake.requests_to("/files/inventory.csv")) == 3
     assert sandbox.execution(execution.assets_execution_id)["records_received"] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_utf8_export_of_a_source_set_to_windows_1252_arrives_in_assets_as_written(
+    import_file, sandbox
+) -> None:
+    content = computers_csv().replace(b"user7@example.com", "jürgen.müller@example.com".encode())
+
+    _, execution = import_file(content, source_fields={"file_encoding": "cp1252"})
+
+    assert execution.state == Execution.State.DONE, execution.error
+    sent = json.dumps(sandbox.chunks(execution.assets_execution_id), ensure_ascii=False)
+    assert "jürgen.müller@example.com" in sent and "Ã" not in sent
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_empty_export_at_a_url_fails_the_import_instead_of_sending_no_records(
+    import_file, sandbox
+) -> None:
+    _, execution = import_file(b"\r\n")
+
+    assert execution.state == Execution.State.FAILED
+    assert "the file is empty (not even a header row)" in execution.error
+    assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
 
 
 @pytest.mark.django_db(transaction=True)

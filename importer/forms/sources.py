@@ -29,6 +29,7 @@ from importer.sources import limits
 from importer.sources.rules import (
     ca_bundle_problem,
     csv_delimiter_problem,
+    csv_fieldnames_problem,
     cursor_path_problem,
     encoding_problem,
     listed_plugins,
@@ -382,6 +383,13 @@ class ImportSourceForm(WriteOnlySecretsForm):
         if kind == Kind.CSV and "csv_delimiter" not in self.errors:
             self._add_problem(
                 "csv_delimiter", csv_delimiter_problem(cleaned.get("csv_delimiter", ""))
+            )
+        if kind == Kind.CSV:
+            self._add_problem(
+                "csv_fieldnames",
+                csv_fieldnames_problem(
+                    bool(cleaned.get("csv_has_header")), cleaned.get("csv_fieldnames", "")
+                ),
             )
         if kind == Kind.PLUGIN:
             self._add_problem("plugin", plugin_problem(cleaned.get("plugin") or ""))

@@ -23,7 +23,7 @@ from importer.sources.files import (
     LineTooLong,
     line_number,
 )
-from importer.sources.rules import csv_delimiter, csv_delimiter_problem
+from importer.sources.rules import csv_delimiter, csv_delimiter_problem, csv_fieldnames_problem
 
 # A field may be as long as a line (the csv module's own limit is 128 KB).
 csv.field_size_limit(MAX_LINE_BYTES)
@@ -33,6 +33,14 @@ OTHER_DELIMITERS = (",", ";", "\t", "|")
 # A row cut in two, as the refusal and the notice both tell it.
 BROKEN_BY_A_LINE_BREAK = "broken by a line break outside quotes (in a notes or address field?)"
 QUOTE_OR_FIX = "quote the fields that hold line breaks, or fix the export"
+
+
+# A value written `1, "Smith"`: the csv module (as a spreadsheet) reads the space and the
+# quotes as characters of the value.
+QUOTED_AFTER_A_SPACE = (
+    "has a value with a space before its opening quote, whose quotes would be read as "
+    "characters of the value: remove the spaces after the delimiters"
+)
 
 
 def _spoken(delimiter: str) -> str:
@@ -85,16 +93,20 @@ class CsvSource(FileSource):
         super().__init__(import_source, execution_id)
         self.delimiter = csv_delimiter(import_source.csv_delimiter)
         self.quotechar = import_source.csv_quotechar or '"'
+        self.space_quote = " " + self.quotechar
         if problem := csv_delimiter_problem(import_source.csv_delimiter):
             raise config_error(import_source, problem)
         self.fieldnames: list[str] = []
         if not import_source.csv_has_header:
+            problem = csv_fieldnames_problem(False, import_source.csv_fieldnames)
+            if problem:
+                raise config_error(import_source, problem)
             self.fieldnames = [n.strip() for n in import_source.csv_fieldnames.split(",")]
-            if not any(self.fieldnames):
-                raise config_error(import_source, "a CSV file without header needs field names")
 
     def read_chunk(self, file: IO[bytes], cursor: str) -> Page:
         fieldnames, body_start = self._header(file)
+        if not fieldnames:
+            raise self._without_header()
         if not cursor and self.execution_id:  # a preview or a draft shows what is missing
             self._check_columns_mapped(fieldnames)
         unnamed = "" in fieldnames
@@ -125,8 +137,11 @@ class CsvSource(FileSource):
                 notes = self._rows_maybe_broken(file, shapes, len(fieldnames), cut_at)
                 return Page(records=records, next_cursor=str(row_start), notes=notes)
             if len(row) > len(fieldnames):
-                problem = f"has {len(row)} fields, but there are {len(fieldnames)} field names"
+                first_row = not cursor and not records
+                problem = self._too_many(row, fieldnames, first_row)
                 raise self.line_error(file, lines.line_start, problem)
+            if any(self._quoted_after_a_space(field) for field in row):
+                raise self.line_error(file, lines.line_start, QUOTED_AFTER_A_SPACE)
             if len(fieldnames) > 1 and [field.strip() for field in row] == fieldnames:
                 raise self.line_error(file, lines.line_start, self._header_again())
             if len(row) < len(fieldnames) and lines.line_ended:
@@ -176,8 +191,7 @@ class CsvSource(FileSource):
             if _blank(row):
                 continue
             names = [name.strip() for name in row]
-            if len(names) == 1:
-                self._check_delimiter(file, lines.line_start, names[0])
+            self._check_delimiter(file, lines.line_start, names)
             repeated = sorted(name for name, times in Counter(names).items() if times > 1 and name)
             if repeated:
                 problem = f"(the header) names {', '.join(repr(n) for n in repeated)} twice"
@@ -212,16 +226,63 @@ class CsvSource(FileSource):
                 kind="bad_file",
             )
 
-    def _check_delimiter(self, file: IO[bytes], position: int, header: str) -> None:
-        """A header of one field holding another delimiter: the file is separated by it."""
+    def _check_delimiter(self, file: IO[bytes], position: int, names: list[str]) -> None:
+        """A header whose every field holds another delimiter, splitting into more names by
+        it: the file is separated by that one ('serial;hostname' read with commas, or
+        'Serial;Name, Vorname;Ort', whose one comma makes two fields that both hold ';')."""
+        named = [name for name in names if name]
         for other in OTHER_DELIMITERS:
-            if other != self.delimiter and len([n for n in header.split(other) if n.strip()]) > 1:
-                problem = (
-                    f"(the header) is one field, {header[:80]!r}: its fields seem separated "
-                    f"by {_spoken(other)}, not {_spoken(self.delimiter)}; set the source's CSV "
-                    f"delimiter to {'tab' if other == chr(9) else repr(other)}"
-                )
-                raise self.line_error(file, position, problem)
+            if other == self.delimiter or not named or not all(other in n for n in named):
+                continue
+            parts = [part for name in named for part in name.split(other) if part.strip()]
+            if len(parts) <= len(named):
+                continue
+            read_as = (
+                f"is one field, {named[0][:80]!r}"
+                if len(names) == 1
+                else f"reads as {len(names)} fields, "
+                + ", ".join(repr(name[:40]) for name in names[:4])
+                + (", ..." if len(names) > 4 else "")
+                + f", each holding {other!r}"
+            )
+            problem = (
+                f"(the header) {read_as}: its fields seem separated by {_spoken(other)}, not "
+                f"{_spoken(self.delimiter)}; set the source's CSV delimiter to "
+                f"{'tab' if other == chr(9) else repr(other)}"
+            )
+            raise self.line_error(file, position, problem)
+
+    def _quoted_after_a_space(self, field: str) -> bool:
+        return len(field) > 3 and field.startswith(self.space_quote) and field[-1] == self.quotechar
+
+    def _too_many(self, row: list[str], fieldnames: list[str], first_row: bool) -> str:
+        """A row with more fields than names: its values would go under the wrong names.
+        The file's first row with more is most likely a row under a report's title line,
+        read as the header."""
+        said = f"has {len(row)} fields, but there are {len(fieldnames)} field names"
+        if self.fieldnames:
+            return f"{said}: give the source's CSV field names one name for each column"
+        if any(field.startswith(self.space_quote) for field in row):
+            return f"{said}: {QUOTED_AFTER_A_SPACE.removeprefix('has ')}"
+        if first_row:
+            return (
+                f"{said} in the line read as the header: if a title line comes before the "
+                "header, remove it"
+            )
+        return (
+            f"{said}: quote the values that hold the delimiter ({_spoken(self.delimiter)}), "
+            "or fix the row"
+        )
+
+    def _without_header(self) -> SourceError:
+        """A file set to have a header, with not even that (an upload of an empty file, an
+        export that failed before its first line): read as no records, an import of it would
+        tell Assets that every object is gone."""
+        return SourceError(
+            f"source '{self.name}': the file is empty (not even a header row): check the "
+            "export that writes it, or upload the file again, then run the import again",
+            kind="empty_file",
+        )
 
     def _header_again(self) -> str:
         if self.fieldnames:  # set as having no header, with these names

@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import IO
 
 import requests
@@ -318,33 +318,63 @@ def _unlink_quietly(path: str) -> None:
         pass
 
 
-_versions: dict[tuple, str] = {}
+@dataclass(frozen=True)
+class _FileFacts:
+    """What one pass over a file's bytes tells: its version, and whether it is UTF-8."""
+
+    version: str
+    # Valid UTF-8 holding characters beyond ASCII: a file in a single-byte code page (where
+    # an accented letter is one byte above 0x7F) is next to never that.
+    utf_8_beyond_ascii: bool
 
 
-def file_version(file: IO[bytes]) -> str:
-    """A short hash of the file's bytes, worked out once per copy of it in this process (a
-    copy is known by its path, size and modification time)."""
+_facts: dict[tuple, _FileFacts] = {}
+
+
+def _facts_of(file: IO[bytes]) -> _FileFacts:
+    """The file's facts, worked out once per copy of it in this process (a copy is known by
+    its path, size and modification time)."""
     try:
         stat = os.fstat(file.fileno())
         key: tuple | None = (getattr(file, "name", ""), stat.st_size, stat.st_mtime_ns)
     except (OSError, AttributeError, ValueError):  # a storage without local files
         key = None
     with _downloads_lock:
-        known = _versions.get(key) if key else None
+        known = _facts.get(key) if key else None
     if known:
         return known
     digest = hashlib.sha256()
+    utf_8 = codecs.getincrementaldecoder("utf-8")()
+    is_utf_8, beyond_ascii = True, False
     file.seek(0)
     while block := file.read(1024 * 1024):
         digest.update(block)
+        if is_utf_8 and (not block.isascii() or utf_8.getstate()[0]):
+            beyond_ascii = True
+            try:
+                utf_8.decode(block)
+            except UnicodeDecodeError:
+                is_utf_8 = False
     file.seek(0)
-    version = digest.hexdigest()[:16]
+    # A character cut in two at the very end (a download cut off) leaves it UTF-8: reading
+    # that line says what is wrong with it.
+    facts = _FileFacts(digest.hexdigest()[:16], is_utf_8 and beyond_ascii)
     if key:
         with _downloads_lock:
-            if len(_versions) > 256:
-                _versions.clear()
-            _versions[key] = version
-    return version
+            if len(_facts) > 256:
+                _facts.clear()
+            _facts[key] = facts
+    return facts
+
+
+def file_version(file: IO[bytes]) -> str:
+    """A short hash of the file's bytes."""
+    return _facts_of(file).version
+
+
+def _single_byte(codec: str) -> bool:
+    """Whether the codec writes each character as one byte (Windows-1252, ISO 8859-x, ...)."""
+    return len(bytes(range(0x80, 0x100)).decode(codec, "replace")) == 0x80
 
 
 def _undefined_as_latin_1(error: UnicodeError) -> tuple[str, int]:
@@ -515,12 +545,17 @@ class FileSource:
 
     def _follow_byte_order_mark(self, file: IO[bytes]) -> None:
         """A UTF-8 byte-order mark says what the file is, whatever encoding the source names
-        (a spreadsheet's "CSV UTF-8" export given as Windows-1252)."""
+        (a spreadsheet's "CSV UTF-8" export given as Windows-1252). So does a file that is
+        valid UTF-8 with characters beyond ASCII, when the source names a single-byte code
+        page (an export that moved to UTF-8 without a mark): read as Windows-1252 every
+        accented letter would arrive as two ('Müller' as 'MÃ¼ller')."""
         if self.codec == "utf-8":
             return
         file.seek(0)
         if file.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8:
             self.codec, self.bom = "utf-8", codecs.BOM_UTF8
+        elif _single_byte(self.codec) and _facts_of(file).utf_8_beyond_ascii:
+            self.codec, self.bom = "utf-8", b""
 
     def start_of(self, file: IO[bytes], cursor: str) -> int:
         """The byte offset a cursor names, checked to be the start of a line of this file."""
@@ -538,10 +573,15 @@ class FileSource:
     def decode(self, line: bytes, file: IO[bytes], position: int) -> str:
         try:
             return line.decode(self.codec, decoding_errors(self.codec))
-        except UnicodeDecodeError:
-            raise self.line_error(
-                file, position, f"is not valid {self.codec}: check the file encoding"
-            ) from None
+        except UnicodeDecodeError as exc:
+            byte = line[exc.start : exc.start + 1].hex()
+            problem = (
+                f"is not valid {self.codec} (its byte 0x{byte}): set the source's file "
+                "encoding to the one the file is written in "
+                "(a spreadsheet's plain CSV export is cp1252 in Western Europe), or save the "
+                "file as UTF-8"
+            )
+            raise self.line_error(file, position, problem) from None
 
     def line_error(self, file: IO[bytes], position: int, problem: str) -> SourceError:
         number = line_number(file, position)

@@ -118,6 +118,23 @@ def csv_delimiter_problem(typed: str) -> str:
     return ""
 
 
+def csv_fieldnames_problem(has_header: bool, typed: str) -> str:
+    """The names given to a file without header: each column's value goes under its name, so
+    a name given twice would keep only its last column's value."""
+    if has_header:
+        return ""
+    names = [name.strip() for name in (typed or "").split(",")]
+    if not any(names):
+        return "a CSV file without header needs field names"
+    repeated = sorted({name for name in names if name and names.count(name) > 1})
+    if repeated:
+        return (
+            f"the CSV field names name {', '.join(repr(name) for name in repeated)} twice: "
+            "each column needs a name of its own (leave a name empty to leave its column out)"
+        )
+    return ""
+
+
 def encoding_problem(name: str) -> str:
     """Files are read in chunks by byte offset: their encoding must be known, and write a line
     break as the single byte 0x0A (UTF-16 and UTF-32 do not)."""
