@@ -269,6 +269,9 @@ COMPLETING = "Marking the submission completed"
 REPORTING = "Reporting the failure to import history"
 # Calls on one execution: a 409 there means it no longer takes them.
 EXECUTION_CALLS = frozenset({SUBMITTING, COMPLETING, REPORTING})
+# Calls on the execution's data endpoint: a 404 there means the execution, or the import
+# source it belongs to, is gone (the import source deleted in Jira, perhaps created again).
+DATA_CALLS = frozenset({SUBMITTING, COMPLETING})
 # Calls on the import source itself: a 404 there means the ids (or the source) are wrong.
 PUSHING_MAPPING = "Pushing the mapping"
 READING_MAPPING = "Reading the mapping"
@@ -308,6 +311,13 @@ def error_for_response(
         summary += (
             ": check the source's workspace id and import source id (an import source "
             "deleted in Assets is gone: create it again and give its new id and token)"
+        )
+    if status == 404 and action in DATA_CALLS:
+        summary = (
+            "Assets does not know this import's execution or its import source (404): check "
+            "in Assets that the import source still exists, and that the source's import "
+            "source id is the one Assets shows (an import source deleted and created again in "
+            "Jira has a new id, and needs a new token); then run the import again"
         )
     if status == 409 and action in EXECUTION_CALLS:
         summary += (

@@ -233,6 +233,34 @@ def test_a_failure_report_assets_refuses_cancels_the_execution_so_the_next_impor
     assert following.state == Execution.State.DONE, following.error
 
 
+def test_a_page_assets_answers_404_fails_the_import_saying_to_check_the_import_source_and_its_id(
+    pushed_source, sandbox
+):
+    # The import source was deleted in Jira (and maybe created again, under a new id) while
+    # the import ran: Assets no longer knows where its pages go. Its answer echoes the token.
+    sandbox.faults.add(
+        method="POST",
+        path_contains="/data",
+        body_contains='"data"',
+        status=404,
+        times=-1,
+        body=f'{{"errorMessages": ["No import source for token {SANDBOX_TOKEN}"]}}',
+    )
+
+    execution = services.start_import(source=pushed_source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.FAILED
+    assert execution.error.startswith(
+        "Chunk 1 failed: Submitting a chunk: Assets does not know this import's execution or "
+        "its import source (404): check in Assets that the import source still exists, and "
+        "that the source's import source id is the one Assets shows (an import source deleted "
+        "and created again in Jira has a new id, and needs a new token); then run the import "
+        "again"
+    )
+    assert SANDBOX_TOKEN not in execution.error
+
+
 def test_a_start_a_gateway_answered_504_is_not_posted_again_and_says_it_may_have_started(
     pushed_source, sandbox
 ):
