@@ -441,9 +441,13 @@ class AssetsClient:
         """The error of a call whose answer did not come within `waited` seconds (`sent`: it
         carried a body Assets may have acted on)."""
         longer = waited > self.timeout
+        late = (
+            "answered a page of this import too late"
+            if action == SUBMITTING
+            else "had answered this import too late"
+        )
         which = (
-            f"longer than HTTP_TIMEOUT = {self.timeout:g} s, as it answered a page of this "
-            "import too late"
+            f"longer than HTTP_TIMEOUT = {self.timeout:g} s, as it {late}"
             if longer
             else "HTTP_TIMEOUT"
         )
@@ -526,12 +530,14 @@ class AssetsClient:
             sent = end
         return None
 
-    def mark_completed(self, execution_id: str) -> None:
+    def mark_completed(self, execution_id: str, *, timeout: float | None = None) -> None:
+        """`timeout`: as `submit_chunk`'s, for an import Assets answered late."""
         self._call(
             "POST",
             f"/executions/{execution_id}/data",
             COMPLETING,
             {"completed": True},
+            timeout=timeout,
         )
 
     def report_failure(self, execution_id: str, reason: str) -> None:
@@ -542,9 +548,15 @@ class AssetsClient:
             {"failureReason": truncate_reason(reason)},
         )
 
-    def get_execution_status(self, execution_id: str) -> ExecutionStatus:
+    def get_execution_status(
+        self, execution_id: str, *, timeout: float | None = None
+    ) -> ExecutionStatus:
+        """`timeout`: as `submit_chunk`'s, for an import Assets answered late."""
         answer = self._call(
-            "GET", f"/executions/{execution_id}/status", "Reading the execution status"
+            "GET",
+            f"/executions/{execution_id}/status",
+            "Reading the execution status",
+            timeout=timeout,
         )
         answer = answer if isinstance(answer, dict) else {}
         status = _status_word(answer)

@@ -1,12 +1,15 @@
 """An import is DONE as soon as Assets is: the last page sets the completion going, and Assets'
 processing is followed with reads that start quick and space out."""
 
+import html
+import re
 import time
 from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from django.utils import timezone
 from django_q.models import Schedule
 
@@ -703,3 +706,70 @@ def test_completed_refused_while_assets_status_lags_behind_is_not_failed(
     assert execution.state == Execution.State.PROCESSING, execution.error
     remote = sandbox.execution(execution.assets_execution_id)
     assert remote["state"] == "PROCESSING" and remote["failure_reasons"] == []
+
+
+def execution_page(admin_client, execution) -> str:
+    url = reverse("admin:importer_execution_change", args=[execution.pk])
+    return html.unescape(admin_client.get(url).content.decode())
+
+
+def test_an_assets_slower_than_http_timeout_takes_completed_at_the_first_post(
+    make_source, sandbox, settings, admin_client
+):
+    settings.HTTP_TIMEOUT = 0.5
+    # Assets takes every page and "completed", but answers each 0.7 s later, past
+    # HTTP_TIMEOUT: the pages answered too late teach the import to wait longer.
+    sandbox.faults.add(method="POST", path_contains="/data", status=0, delay=0.7, times=-1)
+    source = services.push_mapping(source=make_source(page_size=100, max_chunks_in_flight=1))
+    execution = services.start_import(source=source)
+
+    for _ in range(10):  # the pages' retries, without waiting for their time
+        retrying = execution.chunks.filter(state=ChunkJob.State.QUEUED)
+        if not retrying:
+            break
+        retrying.update(next_attempt_at=None)
+        for chunk in ChunkJob.objects.filter(pk__in=list(retrying.values_list("pk", flat=True))):
+            services.process_chunk(chunk=chunk)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE, execution.error
+    assert execution.completion_attempts == 0
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert remote["completed_posts"] == 1 and len(remote["objects"]) == 300
+    assert re.search(
+        r"Assets took 'completed' [\d.]+ s after it was posted, later than HTTP_TIMEOUT "
+        r"\(0\.5 s\): it was waited for that long, as Assets had answered this import late "
+        r"before\.",
+        execution_page(admin_client, execution),
+    )
+
+
+def test_completed_answered_too_late_is_not_posted_again_once_assets_says_it_took_it(
+    pushed_source, sandbox, settings, admin_client
+):
+    settings.HTTP_TIMEOUT = 0.5
+    # The pages are answered in time; "completed" alone 0.7 s late, past HTTP_TIMEOUT.
+    sandbox.faults.add(
+        method="POST", path_contains="/data", body_contains='"completed"', status=0, delay=0.7
+    )
+    execution = services.start_import(source=pushed_source)
+    execution.refresh_from_db()
+    # Assets had not taken it yet when its status was read: a later check looks again.
+    assert execution.state == Execution.State.INGESTING
+    assert execution.completed_maybe_taken
+    wait_for(lambda: sandbox.execution(execution.assets_execution_id)["state"] == "DONE")
+
+    execution = services.check_completion(execution=execution)
+
+    assert execution.state == Execution.State.DONE, execution.error
+    assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 1
+    page = execution_page(admin_client, execution)
+    assert (
+        "Assets did not answer 'completed' within 0.5 s (HTTP_TIMEOUT): it may have taken it "
+        "all the same, so its status is read before it is posted again, and this import now "
+        "waits longer for Assets' answers"
+    ) in page
+    assert (
+        "Assets took 'completed' though its answer did not come (its status showed it had "
+        "taken it), so it was not posted again."
+    ) in page

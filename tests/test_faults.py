@@ -399,7 +399,7 @@ def test_racing_completion_checks_post_completed_once(
 
     Conf.SYNC = True
     monkeypatch.setattr(work_queue, "enqueue_completion_check", lambda execution_id: None)
-    monkeypatch.setattr(lanes, "complete_if_due", lambda execution_id, client=None: None)
+    monkeypatch.setattr(lanes, "complete_if_due", lambda execution_id, **lane: None)
     execution = start(pushed_source)
     Conf.SYNC = False
     monkeypatch.undo()

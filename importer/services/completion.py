@@ -32,9 +32,16 @@ from importer.assets import (
     AssetsError,
     AssetsNotFound,
     AssetsRateLimited,
+    AssetsTimedOut,
     outcome_of,
 )
 from importer.models import ChunkJob, Execution
+from importer.services.answer_waits import (
+    answer_wait,
+    note_completed_answered_late,
+    note_completed_taken_unanswered,
+    wait_longer_after_completed,
+)
 from importer.services.errors import scrub_secrets
 from importer.services.lifecycle import fail_execution
 from importer.services.retries import may_have_been_done, retry_delay
@@ -68,17 +75,20 @@ STATUS_MISSING_FAILS_AFTER = 120.0
 STATUS_IN_WORKER_SECONDS = 5.0
 
 
-def complete_if_due(execution_id: int, client: AssetsClient | None = None) -> None:
+def complete_if_due(
+    execution_id: int, client: AssetsClient | None = None, task_started: float | None = None
+) -> None:
     """Run the completion check here and now if nothing is left to wait for.
 
     A lane calls it as it ends: the import that ends with it is completed by the worker that
-    holds it, with no trip through the queue between the last page and "completed", and over
-    the lane's own connection to Assets (`client`) when it has one.
+    holds it, with no trip through the queue between the last page and "completed", over
+    the lane's own connection to Assets (`client`) when it has one, and within what the
+    lane's task has left (`task_started`).
     """
     if completion_is_due(execution_id):
         execution = Execution.objects.select_related("source").filter(pk=execution_id).first()
         if execution is not None:
-            check_completion(execution=execution, client=client)
+            check_completion(execution=execution, client=client, task_started=task_started)
 
 
 def completion_is_due(execution_id: int) -> bool:
@@ -88,13 +98,21 @@ def completion_is_due(execution_id: int) -> bool:
     return page_sql.completion_due(execution_id)
 
 
-def check_completion(*, execution: Execution, client: AssetsClient | None = None) -> Execution:
+def check_completion(
+    *,
+    execution: Execution,
+    client: AssetsClient | None = None,
+    task_started: float | None = None,
+) -> Execution:
     """Post {"completed": true} once every chunk is submitted, then follow the processing
-    (both through `client`, if given, else a new one).
+    (both through `client`, if given, else a new one). Assets' answers are waited for as
+    long as the import's pages' (`answer_waits`), within what the task that started at
+    `task_started` (time.monotonic; None: now) has left.
 
     A check that finds pages still going does nothing: the lane that records the last of
     them runs another.
     """
+    started = time.monotonic() if task_started is None else task_started
     execution.refresh_from_db()
     if execution.state != State.INGESTING:
         return execution
@@ -144,15 +162,24 @@ def check_completion(*, execution: Execution, client: AssetsClient | None = None
     if overlap:
         Execution.objects.of(execution).add_notice(overlap)
     client = client or AssetsClient.for_source(execution.source)
+    if execution.completed_maybe_taken and _took_it_meanwhile(execution, client, started):
+        # An earlier post went unanswered, and Assets took it: posted again, it would be
+        # refused (the execution no longer takes data).
+        logger.info("execution %s: Assets had taken the unanswered 'completed'", execution.pk)
+        note_completed_taken_unanswered(execution)
+        return _follow_processing(execution, client, started)
     unconfirmed = False
+    posted = time.monotonic()
     try:
-        client.mark_completed(execution.assets_execution_id)
+        client.mark_completed(execution.assets_execution_id, timeout=_wait(execution, started))
     except AssetsError as error:
+        if isinstance(error, AssetsTimedOut):  # slow, not away: its next answers are waited for
+            wait_longer_after_completed(execution, error.waited)
         # Refused: an earlier "completed" may have been taken, its answer lost on the way.
         # Not answered (a timeout, a dropped connection, a 5xx): this one may have been.
         # Assets' status tells, before the import goes back to a state that can be cancelled.
         maybe_taken = execution.completed_maybe_taken or may_have_been_done(error)
-        taken = _past_ingesting_in_assets(execution, client, error)
+        taken = _past_ingesting_in_assets(execution, client, error, started)
         if taken is False and execution.completed_maybe_taken:
             # Refused, though an earlier post went unanswered: Assets has it most likely,
             # and its status has not caught up (it says INGESTING a while after). A refused
@@ -194,9 +221,43 @@ def check_completion(*, execution: Execution, client: AssetsClient | None = None
             return execution
         if not unconfirmed:
             logger.info("execution %s: Assets had taken 'completed' already", execution.pk)
+    else:
+        took = time.monotonic() - posted
+        if took > settings.HTTP_TIMEOUT:
+            note_completed_answered_late(execution, took)
+    return _follow_processing(execution, client, started, unconfirmed=unconfirmed)
+
+
+def _follow_processing(
+    execution: Execution, client: AssetsClient, started: float, *, unconfirmed: bool = False
+) -> Execution:
     Execution.objects.of(execution).mark_processing(unconfirmed=unconfirmed)
     execution.refresh_from_db()
-    return refresh_status(execution=execution, client=client)
+    return refresh_status(execution=execution, client=client, task_started=started)
+
+
+def _wait(execution: Execution, started: float) -> float | None:
+    """How long a call of the completion waits for Assets' answer (None: HTTP_TIMEOUT): as
+    long as the import's pages do, within what the task has left, less a status read and
+    the pauses between reads that may follow in the same task (`refresh_status`)."""
+    return answer_wait(
+        execution.assets_answer_timeout,
+        task_started=started,
+        keep=settings.HTTP_TIMEOUT + STATUS_IN_WORKER_SECONDS,
+    )
+
+
+def _took_it_meanwhile(execution: Execution, client: AssetsClient, started: float) -> bool:
+    """Whether Assets took a "completed" whose answer did not come, read before posting it
+    again: a slow Assets may have taken it after its answer was given up on. Unreadable now,
+    it is posted again (a refusal then says it has it)."""
+    try:
+        status = client.get_execution_status(
+            execution.assets_execution_id, timeout=_wait(execution, started)
+        ).status
+    except AssetsError:
+        return False
+    return status in PAST_INGESTING_STATUSES or outcome_of(status) is not None
 
 
 def _attempts_allowed(error: AssetsError) -> int:
@@ -213,14 +274,16 @@ PAST_INGESTING_STATUSES = frozenset({"PROCESSING", "COMPLETING"})
 
 
 def _past_ingesting_in_assets(
-    execution: Execution, client: AssetsClient, posting: AssetsError
+    execution: Execution, client: AssetsClient, posting: AssetsError, started: float
 ) -> bool | None:
     """Whether Assets says the execution no longer takes data (it was completed); None when
     it cannot say now (ask again later). A word this app does not know says so only beside a
     refusal of "completed" (`posting` permanent): an execution that no longer ingests refuses
     it; after a post that went unanswered, it is posted again."""
     try:
-        status = client.get_execution_status(execution.assets_execution_id).status
+        status = client.get_execution_status(
+            execution.assets_execution_id, timeout=_wait(execution, started)
+        ).status
     except AssetsAuthError:
         return False  # the token is refused: nothing will tell until someone gives a new one
     except AssetsNotFound:
@@ -253,18 +316,25 @@ def _fail_after_grace(execution: Execution) -> Execution:
     )
 
 
-def refresh_status(*, execution: Execution, client: AssetsClient | None = None) -> Execution:
+def refresh_status(
+    *,
+    execution: Execution,
+    client: AssetsClient | None = None,
+    task_started: float | None = None,
+) -> Execution:
     """Follow an execution Assets is processing until it reports a final state.
 
     Reads are spaced by the time since "completed" was accepted, so they double: a quick
     Assets is seen DONE within a fraction of a second of finishing, and a long processing
     phase costs a read every STATUS_POLL_MAX_SECONDS. Pauses that fit in
     STATUS_IN_WORKER_SECONDS are slept here; the next longer one becomes a delayed task.
+    Each read waits as `check_completion`'s calls do, within the task's room.
     """
+    started = time.monotonic() if task_started is None else task_started
     slept = 0.0
     while execution.state == State.PROCESSING:
         client = client or AssetsClient.for_source(execution.source)
-        if _read_status(execution, client):
+        if _read_status(execution, client, _wait(execution, started)):
             break
         pause = _next_read_in(execution)
         if slept + pause > STATUS_IN_WORKER_SECONDS:
@@ -277,15 +347,16 @@ def refresh_status(*, execution: Execution, client: AssetsClient | None = None) 
     return execution
 
 
-def _read_status(execution: Execution, client: AssetsClient) -> bool:
+def _read_status(execution: Execution, client: AssetsClient, wait: float | None) -> bool:
     """Read Assets' status once; True when it is final (and recorded).
 
     An execution Assets no longer knows (404 for STATUS_MISSING_FAILS_AFTER seconds) ends
     FAILED; one whose status cannot be read,
     or reads as a word this app does not know, shows why on its page and is read again, up
-    to PROCESSING_TIMEOUT_SECONDS after "completed"."""
+    to PROCESSING_TIMEOUT_SECONDS after "completed". `wait`: for Assets' answers (None:
+    HTTP_TIMEOUT)."""
     try:
-        status = client.get_execution_status(execution.assets_execution_id)
+        status = client.get_execution_status(execution.assets_execution_id, timeout=wait)
     except AssetsNotFound as error:
         # Once is a replica or a cache that has not caught up; for minutes, it is gone.
         missing_since = execution.status_missing_since or timezone.now()
@@ -324,7 +395,7 @@ def _read_status(execution: Execution, client: AssetsClient) -> bool:
         if execution.completed_maybe_taken:
             # Followed as taken though no answer ever said so: it was not. Posted again (a
             # refusal now only says it has it meanwhile); reads are spaced, and so are these.
-            _post_completed_again(execution, client)
+            _post_completed_again(execution, client, wait)
     if waited > settings.PROCESSING_TIMEOUT_SECONDS:
         hours = settings.PROCESSING_TIMEOUT_SECONDS / 3600
         reason = (
@@ -351,10 +422,10 @@ def _read_status(execution: Execution, client: AssetsClient) -> bool:
     return False
 
 
-def _post_completed_again(execution: Execution, client: AssetsClient) -> None:
+def _post_completed_again(execution: Execution, client: AssetsClient, wait: float | None) -> None:
     """Post "completed" to an execution Assets still has ingesting."""
     try:
-        client.mark_completed(execution.assets_execution_id)
+        client.mark_completed(execution.assets_execution_id, timeout=wait)
     except AssetsError as error:
         logger.warning("execution %s: 'completed' posted again: %s", execution.pk, error.message)
         return

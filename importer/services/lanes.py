@@ -29,6 +29,7 @@ from importer.mapping import (
 )
 from importer.models import ChunkJob, Execution, ImportSource
 from importer.models.chunks import RATE_LIMITED
+from importer.services.answer_waits import answer_wait
 from importer.services.chunks import (
     ENDLESS_SOURCE,
     Claim,
@@ -117,7 +118,7 @@ def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
         lane.close()
     # If the lane's pages completed the import (or those of a lane that ended meanwhile),
     # this worker posts "completed" now, over the lane's connection to Assets.
-    complete_if_due(chunk.execution_id, client=lane.idle_client())
+    complete_if_due(chunk.execution_id, client=lane.idle_client(), task_started=lane.started)
     return chunk
 
 
@@ -223,17 +224,12 @@ class Lane:
         """How long a page sent now may wait for Assets' answer: as long as the import asks
         (Assets answered a page late), but not past what the task has left, less a
         "completed" post and a retry waited for in the worker (django-q2 kills a task past
-        Q_TASK_TIMEOUT, mid-page). HTTP_TIMEOUT always fits (`checks`, importer.E001)."""
-        if not asked:
-            return None
-        left = (
-            self.started
-            + settings.Q_TASK_TIMEOUT
-            - time.monotonic()
-            - settings.HTTP_TIMEOUT
-            - settings.CHUNK_RETRY_INLINE_MAX_SECONDS
+        Q_TASK_TIMEOUT, mid-page)."""
+        return answer_wait(
+            asked,
+            task_started=self.started,
+            keep=settings.HTTP_TIMEOUT + settings.CHUNK_RETRY_INLINE_MAX_SECONDS,
         )
-        return max(settings.HTTP_TIMEOUT, min(asked, left))
 
     def record_arrived(self) -> None:
         """Record the pages whose submit has arrived, without waiting for the others."""

@@ -17,6 +17,7 @@ from importer import clock, metrics, page_sql, work_queue
 from importer.models import ChunkJob, Execution
 from importer.models.chunks import RATE_LIMITED
 from importer.remote import RemoteError
+from importer.services.answer_waits import longest_answer_wait, wait_longer
 from importer.services.errors import ImportEnded, scrub_secrets
 from importer.services.lifecycle import fail_execution
 from importer.services.retries import retry_delay
@@ -121,32 +122,15 @@ def wait_longer_for_assets(chunk: ChunkJob, waited: float) -> None:
     every page would otherwise get each page five times and fail the import; a page whose
     answer came too late may have been taken all the same, and sent again it updates the
     same objects (their externalIdPart attributes name them), adding none."""
-    longest = longest_answer_wait()
-    if waited >= longest:
+    if not wait_longer(chunk.execution_id, waited):
         return
-    Execution.objects.filter(pk=chunk.execution_id).wait_longer_for_assets(min(2 * waited, longest))
     Execution.objects.filter(pk=chunk.execution_id).add_notice(
         f"Assets answered pages later than HTTP_TIMEOUT ({settings.HTTP_TIMEOUT:g} s), so "
-        f"this import waits longer for its answers (up to {longest:g} s, what a chunk task "
-        "has room for within Q_TASK_TIMEOUT). A page whose answer came too late is sent "
-        "again, and updates the objects Assets may have taken from it. If Assets is this "
-        "slow every time, raise HTTP_TIMEOUT."
+        f"this import waits longer for its answers (up to {longest_answer_wait():g} s, what a "
+        "chunk task has room for within Q_TASK_TIMEOUT). A page whose answer came too late "
+        "is sent again, and updates the objects Assets may have taken from it. If Assets is "
+        "this slow every time, raise HTTP_TIMEOUT."
     )
-
-
-def longest_answer_wait() -> float:
-    """The longest a page may wait for Assets' answer: in place of one of the two
-    HTTP_TIMEOUTs a chunk task counts on (`checks.lane_fits_in_the_task_timeout`), what it
-    has left within Q_TASK_TIMEOUT."""
-    fetch = max(settings.SOURCE_REQUEST_BUDGET_SECONDS, settings.SOURCE_DOWNLOAD_BUDGET_SECONDS)
-    spare = (
-        settings.Q_TASK_TIMEOUT
-        - settings.CHUNK_LANE_SECONDS
-        - fetch
-        - settings.HTTP_TIMEOUT
-        - settings.CHUNK_RETRY_INLINE_MAX_SECONDS
-    )
-    return max(settings.HTTP_TIMEOUT, spare)
 
 
 def chunk_error(chunk: ChunkJob, error: RemoteError, *, fetched: int | None = None) -> ChunkJob:
