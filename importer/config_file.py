@@ -73,6 +73,8 @@ FIELD_PATHS: list[tuple[tuple[str, ...], str]] = [
     (("assets", "import_source_id"), "import_source_id"),
     (("source", "kind"), "source_kind"),
     (("source", "url"), "source_url"),
+    (("source", "method"), "request_method"),
+    (("source", "body"), "request_body"),
     (("source", "records"), "records_path"),
     (("source", "plugin"), "plugin"),
     (("source", "options"), "plugin_options"),

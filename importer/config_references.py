@@ -160,7 +160,7 @@ def _keeps_a_secret(kind: str, path: tuple, declared: frozenset[str]) -> bool:
         return str(path[2]).lower() not in PUBLIC_HEADERS
     if len(path) == 3 and path[:2] == ("source", "params"):
         return is_secret_name(path[2], declared)
-    if len(path) >= 3 and path[:2] == ("source", "options"):
+    if len(path) >= 3 and path[:2] in (("source", "options"), ("source", "body")):
         return is_secret_name(path[-1])
     return False
 

@@ -232,6 +232,12 @@ class ImportSourceAdmin(
     def plugin_options_masked(self, source):
         return masked_json("plugin_options", source.plugin_options)
 
+    @admin.display(description="Request body")
+    def request_body_masked(self, source):
+        if source.request_body is None:
+            return "—"
+        return masked_json("request_body", source.request_body)
+
     @admin.display(description="Webtrigger URL")
     def webtrigger_url_masked(self, source):
         return redact(services.webtrigger_url(source))

@@ -7,12 +7,14 @@ injection (`faults.add(status=500, body="<html>...")`), not from special routes.
 
 from __future__ import annotations
 
+import base64
 import hmac
+import re
 import time
 from datetime import date, timedelta
 from typing import Any
 
-from importer.devtools.faults import DevServer, Reply, Request, error_reply, json_reply
+from importer.devtools.faults import BadJson, DevServer, Reply, Request, error_reply, json_reply
 
 LAPTOP_MODELS = ("Dell Latitude 7440", "Lenovo ThinkPad T14 Gen 4", "HP EliteBook 840 G10")
 MAC_MODELS = ("Apple MacBook Air 13 M3", "Apple MacBook Pro 14 M3")
@@ -44,7 +46,17 @@ def demo_computer(i: int) -> dict[str, Any]:
 
 
 class DemoInventory(DevServer):
-    """`GET /api/computers` with offset/limit or page/limit (pages start at 1)."""
+    """`GET /api/computers` with offset/limit or page/limit (pages start at 1), and the same
+    computers read with POST, as inventories with a query language serve them:
+
+    * `POST /api/graphql`, GraphQL-like: `{"query": "... assets ...", "variables": {"first":
+      n, "after": cursor}}` answers `{"data": {"assets": {"items": [...], "pageInfo":
+      {"endCursor": ..., "hasNextPage": ...}}}}` (Lansweeper's and GitHub's shape), and a
+      query that asks for another field `{"data": null, "errors": [{"message": ...}]}`, with
+      200 as GraphQL does;
+    * `POST /api/search`, Elasticsearch-like: `{"from": offset, "size": n}` answers
+      `{"items": [...], "total": n}`.
+    """
 
     def __init__(
         self,
@@ -58,6 +70,8 @@ class DemoInventory(DevServer):
         self.token = token
         self.latency = latency
         self._computers = [demo_computer(i) for i in range(1, records + 1)]
+        # The bodies of the POST queries answered, in order (what a test checks was sent).
+        self.queries: list[dict] = []
 
     def computers(self) -> list[dict[str, Any]]:
         """Every record the source serves, in order (a copy)."""
@@ -71,14 +85,25 @@ class DemoInventory(DevServer):
         ]
 
     def route(self, request: Request) -> Reply:
-        if request.path != "/api/computers":
+        queried = self.QUERIED_WITH_POST.get(request.path)
+        if request.path != "/api/computers" and queried is None:
             return error_reply(404, f"No route for {request.path}")
-        if request.method != "GET":
-            return error_reply(405, "Only GET is allowed")
+        wanted = "POST" if queried else "GET"
+        if request.method != wanted:
+            return error_reply(405, f"Only {wanted} is allowed")
         if self.token is not None:
             given = request.bearer_token() or ""
             if not hmac.compare_digest(given.encode(), self.token.encode()):
                 return error_reply(401, "Missing or wrong bearer token")
+        if queried:
+            try:
+                body = request.json()
+            except BadJson as exc:
+                return error_reply(400, str(exc))
+            if not isinstance(body, dict):
+                return error_reply(400, "The body must be a JSON object")
+            self.queries.append(body)
+            return getattr(self, queried)(body)
         try:
             window = self._window(request.query)
         except ValueError as exc:
@@ -88,6 +113,43 @@ class DemoInventory(DevServer):
         total = len(self._computers)
         start, stop = window if window else (0, total)
         return json_reply(200, {"items": self._computers[start:stop], "total": total})
+
+    QUERIED_WITH_POST = {"/api/graphql": "_graphql", "/api/search": "_search"}
+
+    def _graphql(self, body: dict) -> Reply:
+        query = body.get("query")
+        variables = body.get("variables") or {}
+        if not isinstance(query, str) or not isinstance(variables, dict):
+            return error_reply(400, "Give a query string and a variables object")
+        field = re.search(r"\{\s*(\w+)", query)
+        if field is None or field.group(1) != "assets":
+            asked = field.group(1) if field else ""
+            message = f'Cannot query field "{asked}" on type "Query".'
+            return json_reply(200, {"data": None, "errors": [{"message": message}]})
+        first, after = variables.get("first", 100), variables.get("after")
+        if not isinstance(first, int) or isinstance(first, bool) or not 1 <= first <= 500:
+            message = "Variable $first must be a whole number from 1 to 500."
+            return json_reply(200, {"data": None, "errors": [{"message": message}]})
+        start = _position_in(after) if after else 0
+        if start is None:
+            message = f"Invalid cursor: {after!r}"
+            return json_reply(200, {"data": None, "errors": [{"message": message}]})
+        items = self._computers[start : start + first]
+        stop = start + len(items)
+        page_info = {
+            "endCursor": _cursor_at(stop) if items else None,
+            "hasNextPage": stop < len(self._computers),
+        }
+        return json_reply(200, {"data": {"assets": {"items": items, "pageInfo": page_info}}})
+
+    def _search(self, body: dict) -> Reply:
+        start, size = body.get("from", 0), body.get("size", 10)
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in (start, size)):
+            return error_reply(400, "from and size must be whole numbers")
+        if start < 0 or size < 1:
+            return error_reply(400, "from must be at least 0 and size at least 1")
+        total = len(self._computers)
+        return json_reply(200, {"items": self._computers[start : start + size], "total": total})
 
     @staticmethod
     def _window(query: dict[str, list[str]]) -> tuple[int, int | None] | None:
@@ -115,3 +177,18 @@ class DemoInventory(DevServer):
         else:
             start = numbers.get("offset", 0)
         return start, (start + limit if limit is not None else None)
+
+
+def _cursor_at(position: int) -> str:
+    """An opaque cursor, as GraphQL servers write them (Relay's `arrayconnection:N`)."""
+    return base64.b64encode(f"arrayconnection:{position}".encode()).decode()
+
+
+def _position_in(cursor: Any) -> int | None:
+    """Where a cursor of `_cursor_at` points; None when it is none of them."""
+    try:
+        text = base64.b64decode(str(cursor), validate=True).decode()
+    except ValueError:
+        return None
+    kind, _, number = text.partition(":")
+    return int(number) if kind == "arrayconnection" and number.isdigit() else None

@@ -110,3 +110,23 @@ class PrettyJSONField(LocatedJSONField):
         if value is None:
             return ""
         return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+class RequestBodyField(PrettyJSONField):
+    """A POST source's body: JSON, shown indented, whose errors say how a GraphQL query is
+    written in it (pasted as it is, its line breaks and braces are no JSON)."""
+
+    def to_python(self, value):
+        try:
+            return super().to_python(value)
+        except forms.ValidationError as error:
+            if error.code != "invalid" or "Not valid JSON" not in error.message:
+                raise
+            raise forms.ValidationError(
+                "The request body is not valid JSON (%(problem)s at line %(line)d, column "
+                '%(column)d). Write it as a JSON object, e.g. {"query": "query($after: '
+                'String) { assets(after: $after) { … } }", "variables": {}}: a GraphQL '
+                "query is one JSON string, its line breaks written \\n.",
+                code="invalid",
+                params=error.params,
+            ) from None

@@ -8,7 +8,7 @@ from django import forms
 from django.conf import settings
 from django.core.validators import MinValueValidator
 
-from importer.forms.fields import PrettyJSONField, strict_formfield
+from importer.forms.fields import PrettyJSONField, RequestBodyField, strict_formfield
 from importer.forms.secrets import WriteOnlySecretsForm, keep_stored_secrets
 from importer.mapping import line_of, split_newer_rules, validate_document
 from importer.models import ImportSource
@@ -35,6 +35,8 @@ from importer.sources.rules import (
     listed_plugins,
     paging_param_problem,
     plugin_problem,
+    post_paging_problem,
+    request_body_problem,
     url_credentials_problem,
 )
 
@@ -71,6 +73,8 @@ READ_OVER_HTTP = ["rest", *FILE_KINDS]
 # static/importer/form_conditions.js); validation ignores the others.
 FIELD_CONDITIONS: dict[str, list[dict[str, list[str]]]] = {
     "source_url": [{"source_kind": READ_OVER_HTTP}],
+    "request_method": [{"source_kind": ["rest"]}],
+    "request_body": [{"source_kind": ["rest"], "request_method": ["POST"]}],
     "source_file": [{"source_kind": FILE_KINDS}],
     "plugin": [{"source_kind": ["plugin"]}],
     "plugin_options": [{"source_kind": ["plugin"]}],
@@ -131,7 +135,7 @@ FIELD_CONDITIONS: dict[str, list[dict[str, list[str]]]] = {
     "csv_fieldnames": [{"source_kind": ["csv"]}],
     "file_encoding": [{"source_kind": FILE_KINDS}],
 }
-CHOOSERS = ["source_kind", "pagination", "source_auth"]
+CHOOSERS = ["source_kind", "request_method", "pagination", "source_auth"]
 
 
 def field_is_used(name: str, chosen: dict[str, str]) -> bool:
@@ -169,6 +173,13 @@ class ImportSourceForm(WriteOnlySecretsForm):
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text="Bearer token, password, API key or OAuth2 client secret. Leave empty to "
         "keep the stored one.",
+    )
+    request_body = RequestBodyField(
+        required=False,
+        widget=forms.Textarea(
+            attrs={"rows": 12, "class": "vLargeTextField", "style": "font-family: monospace"}
+        ),
+        help_text=ImportSource._meta.get_field("request_body").help_text,
     )
     mapping = PrettyJSONField(
         required=False,
@@ -334,6 +345,9 @@ class ImportSourceForm(WriteOnlySecretsForm):
     def clean_plugin_options(self):
         return self._unmasked("plugin_options")
 
+    def clean_request_body(self):
+        return self._unmasked("request_body")
+
     def clean_assets_token(self):
         token = self.cleaned_data.get("assets_token", "").strip()
         if not token and not (self.instance.pk and self.instance.assets_token):
@@ -399,6 +413,10 @@ class ImportSourceForm(WriteOnlySecretsForm):
                 cursor_path_problem(cleaned.get("pagination"), cleaned.get("cursor_path") or ""),
             )
             self._add_problem("extra_params", paging_param_problem(cleaned))
+            method = cleaned.get("request_method")
+            self._add_problem("pagination", post_paging_problem(method, cleaned.get("pagination")))
+            if "request_body" not in self.errors:
+                self._add_problem("request_body", request_body_problem(cleaned))
         auth = cleaned.get("source_auth") if kind in READ_OVER_HTTP else Auth.NONE
         has_secret = bool(cleaned.get("source_token") or self.instance.source_token)
         if auth != Auth.NONE and not has_secret:

@@ -29,11 +29,13 @@ class ImportSource(models.Model):
     # headers, parameters and options. Shown masked; a masked value saved back keeps the
     # stored one.
     MASKED_URL_FIELDS = ("source_url", "oauth_token_url")
-    MASKED_JSON_FIELDS = ("extra_headers", "extra_params", "plugin_options")
+    MASKED_JSON_FIELDS = ("extra_headers", "extra_params", "plugin_options", "request_body")
     # Where the records come from, and what becomes of those that cannot be used.
     SOURCE_FIELDS = (
         "source_kind",
         "source_url",
+        "request_method",
+        "request_body",
         "source_file",
         "plugin",
         "plugin_options",
@@ -76,6 +78,10 @@ class ImportSource(models.Model):
         NEXT_URL = "next_url", "Next URL in the answer"
         LINK_HEADER = "link_header", "Link header (RFC 5988)"
         NONE = "none", "No paging (one request)"
+
+    class RequestMethod(models.TextChoices):
+        GET = "GET", "GET (paging in the query)"
+        POST = "POST", "POST with a JSON body (GraphQL, search APIs)"
 
     class AuthKind(models.TextChoices):
         NONE = "none", "None"
@@ -126,6 +132,25 @@ class ImportSource(models.Model):
         blank=True,
         help_text="The REST endpoint that lists the records, or the URL of a file.",
     )
+    request_method = models.CharField(
+        max_length=4,
+        choices=RequestMethod.choices,
+        default=RequestMethod.GET,
+        db_default=RequestMethod.GET,  # for sources created by the release before it
+        help_text="REST: POST sends the request body with each request, for GraphQL APIs and "
+        "search APIs that take their query as JSON; the paging then writes its values into "
+        "the body, at the dotted paths given as its parameters (Paging).",
+    )
+    request_body = EncryptedJSONField(
+        null=True,
+        blank=True,
+        default=None,
+        help_text='POST: the JSON object sent with each request, e.g. {"query": "query($first: '
+        'Int, $after: String) { assets(first: $first, after: $after) { … } }", "variables": '
+        '{"first": 100}}. A GraphQL query is one JSON string: its line breaks are written '
+        "\\n. Credentials go in Source authentication or the extra headers (a "
+        "credential-named entry here is kept secret too).",
+    )
     source_file = models.FileField(
         "uploaded file",
         upload_to="source-files/",
@@ -154,14 +179,25 @@ class ImportSource(models.Model):
     page_size = models.PositiveIntegerField(
         default=100, help_text="Records per page (files: per chunk); one page becomes one chunk."
     )
-    offset_param = models.CharField(max_length=50, default="offset", help_text="Offset paging.")
+    offset_param = models.CharField(
+        max_length=50,
+        default="offset",
+        help_text="Offset paging: query parameter for the offset (POST: its dotted path in the "
+        "body, e.g. 'from').",
+    )
     limit_param = models.CharField(
         max_length=50,
         default="limit",
         blank=True,
-        help_text="Query parameter for the page size (empty: not sent).",
+        help_text="Query parameter for the page size (empty: not sent). POST: its dotted path "
+        "in the body, e.g. 'size' or 'variables.first'.",
     )
-    page_param = models.CharField(max_length=50, default="page", help_text="Page-number paging.")
+    page_param = models.CharField(
+        max_length=50,
+        default="page",
+        help_text="Page-number paging: query parameter for the page number (POST: its dotted "
+        "path in the body, e.g. 'variables.page').",
+    )
     first_page = models.PositiveIntegerField(
         default=1,
         help_text="Page-number paging: the number of the first page (0 or 1). Many APIs "
@@ -169,7 +205,10 @@ class ImportSource(models.Model):
         "The preview shows the first page read.",
     )
     cursor_param = models.CharField(
-        max_length=50, default="cursor", help_text="Cursor paging: query parameter for the cursor."
+        max_length=50,
+        default="cursor",
+        help_text="Cursor paging: query parameter for the cursor. POST: its dotted path in the "
+        "body, e.g. 'variables.after' (the first request sends the body's own value there).",
     )
     cursor_path = models.CharField(
         max_length=200,

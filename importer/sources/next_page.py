@@ -61,6 +61,20 @@ def value_at(
     return value
 
 
+def says_last_beside(document: Any, path: str) -> bool:
+    """Whether the object holding the next cursor at `path` says, by a flag beside it, that
+    this page is the last: GraphQL's `pageInfo` keeps its `endCursor` on the last page, with
+    `hasNextPage: false`."""
+    holder = walk(document, [part for part in path.split(".") if part][:-1])
+    if not isinstance(holder, dict):
+        return False
+    flag = next(
+        ((str(key), value) for key, value in holder.items() if _says_whether_more(str(key), value)),
+        None,
+    )
+    return flag is not None and not _more(flag)
+
+
 def _refuse_a_missed_next(document: Any, config: Any, cursor_sent: str, source_name: str) -> None:
     """Fails the page when the answer leads on though the path found nothing; returns when
     it is the last page by every sign it gives."""

@@ -1,4 +1,5 @@
-"""REST/JSON sources: a GET per page, in any of the paging styles real APIs use.
+"""REST/JSON sources: a GET per page, in any of the paging styles real APIs use, or a POST
+with a JSON body (a GraphQL query, a search API's query) paged by offset, page or cursor.
 
 The cursor stored with a chunk is what fetches that page again: the offset (offset paging), the
 page number (page paging), the source's opaque cursor (cursor paging) or the full URL of the
@@ -8,6 +9,9 @@ page size that a next URL leaves out are added to it (HubSpot's links drop `prop
 replacing what the link asks for. A parameter written into the source URL itself goes with the
 first request only, for a source whose links must be followed as they are.
 An API key sent as a query parameter is removed from stored URLs and added to each request.
+With POST the paging values go into the body instead of the query (`request_body.py`), a
+GraphQL answer's `errors` fail the page, and a cursor whose `pageInfo` says there is no next
+page is the end.
 
 Offset and page-number sources are read in parallel from cursors computed in advance, so their
 pages must never depend on what the source says about its page size. Many APIs cut `limit` to a
@@ -47,10 +51,15 @@ from urllib.parse import parse_qsl, urljoin, urlsplit, urlunsplit
 from django.utils.crypto import salted_hmac
 
 from importer.redaction import secret_forms, secrets_of
-from importer.sources import limits, next_page
+from importer.sources import limits, next_page, request_body
 from importer.sources.answers import link_to_next, lookup, says_page_before, select_records
 from importer.sources.base import Page, SourceError, config_error, number_cursor
-from importer.sources.rules import cursor_path_problem
+from importer.sources.rules import (
+    cursor_path_problem,
+    paging_params,
+    post_paging_problem,
+    request_body_problem,
+)
 from importer.sources.transport import ACCESS_TOKEN_MARK, SourceHttp
 from importer.sources.urls import (
     DEFAULT_PORTS,
@@ -103,6 +112,17 @@ class RestJsonSource:
             raise config_error(source, cursor_path_problem(source.pagination, source.cursor_path))
         if not isinstance(source.extra_params or {}, dict):
             raise config_error(source, "extra parameters must be a JSON object")
+        self.posts = source.request_method == "POST"
+        if self.posts:
+            settings = {name: getattr(source, name) for name in _POST_SETTINGS}
+            problem = post_paging_problem("POST", source.pagination)
+            problem = problem or request_body_problem(settings)
+            if problem:
+                raise config_error(source, problem)
+            # Where each paging value goes in the body, and whether it is a number.
+            self._body_paths = {
+                path: what != "the cursor" for what, path in paging_params(settings).items()
+            }
         self.page_size = max(1, source.page_size)
         self.http = SourceHttp(source)
         # Page-number paging: how many records a page held that turned out not to be the last
@@ -169,15 +189,43 @@ class RestJsonSource:
 
     def _read(self, url: str) -> tuple[Any, Any, list[dict]]:
         """One answer: the response, its JSON document and its records."""
-        response = self.http.get(url)
+        response = self._send(url)
         if response.status_code == 204:  # No Content: nothing here
             return response, None, []
         document = self.http.read_json(response)
+        if self.posts:
+            self._refuse_graphql_errors(document)
         records = select_records(
             document, self.config.records_path, self.name, scrub=self.http.scrub
         )
         limits.check_record_count(len(records), refuse=self.http.error)
         return response, document, records
+
+    def _send(self, url: str) -> Any:
+        """The request for `url`: a GET, or a POST of the body with the paging values that
+        `url`'s query holds moved into it."""
+        if not self.posts:
+            return self.http.get(url)
+        url, body = request_body.paging_moved_into_body(
+            url, self.config.request_body, self._body_paths
+        )
+        return self.http.post(url, body)
+
+    def _refuse_graphql_errors(self, document: Any) -> None:
+        found = request_body.graphql_error(document)
+        if found is None:
+            return
+        message, count = found
+        # Scrubbed whole before it is cut: a secret cut in two would no longer be recognised.
+        message = " ".join(self.http.scrub(message).split())
+        message = message if len(message) <= 300 else f"{message[:299]}…"
+        more = f" (and {count - 1} more)" if count > 1 else ""
+        raise self.http.error(
+            f'answered with GraphQL errors{more}: "{message}". Check the request body\'s query '
+            "and variables, and what the source's credentials may read; the import stops "
+            "rather than end without the records the errors left out",
+            kind="graphql_errors",
+        )
 
     def _read_past_first(self, url: str) -> tuple[Any, Any, list[dict]]:
         """An answer past the source's first page. A 404 there is taken for the end only
@@ -595,6 +643,8 @@ class RestJsonSource:
             value = self._at_next_page_path(document, records, cursor)
             if value is None or value == "" or value is False:
                 return None
+            if self.posts and next_page.says_last_beside(document, config.cursor_path):
+                return None  # GraphQL's last page: an endCursor, and hasNextPage false
             if str(value) == cursor:
                 if not records:
                     return None
@@ -690,6 +740,16 @@ class RestJsonSource:
         )
 
 
+# The settings that say what a POST's body holds: the template, and the paging values.
+_POST_SETTINGS = (
+    "request_method",
+    "request_body",
+    "pagination",
+    "limit_param",
+    "offset_param",
+    "page_param",
+    "cursor_param",
+)
 # Fields that most often name a record, looked for in this order.
 NAMING_FIELDS = ("id", "uuid", "guid", "key", "sys_id", "serial", "serial_number", "serialNumber")
 

@@ -12,9 +12,13 @@ import codecs
 from django.conf import settings
 
 from importer.redaction.masks import userinfo_of
+from importer.sources.request_body import body_problem
 
 PEM_CERTIFICATE = "-----BEGIN CERTIFICATE-----"
 PAGINATIONS_WITH_CURSOR_PATH = ("cursor", "next_url")
+# The paging a source read with POST may have: its values go into the request body, while
+# a next link or Link header is a URL to GET.
+POST_PAGINATIONS = ("offset", "page", "cursor", "none")
 
 
 def ca_bundle_problem(pem: str) -> str:
@@ -70,9 +74,10 @@ def paging_params(cleaned: dict) -> dict[str, str]:
 def paging_param_problem(cleaned: dict) -> str:
     """An extra parameter under a name the paging sends itself: the paging's value would
     replace it on every request (a `limit` of 200 asked as extra, 100 sent), so say which
-    setting it belongs in instead of quietly overriding it."""
+    setting it belongs in instead of quietly overriding it. (With POST the paging writes
+    into the body, and leaves the query alone.)"""
     extra = cleaned.get("extra_params")
-    if not isinstance(extra, dict):
+    if not isinstance(extra, dict) or cleaned.get("request_method") == "POST":
         return ""
     for what, name in paging_params(cleaned).items():
         if name in extra:
@@ -86,6 +91,26 @@ def paging_param_problem(cleaned: dict) -> str:
                 f"replace this value on every request: leave it out here ({instead})"
             )
     return ""
+
+
+def post_paging_problem(method: str, pagination: str) -> str:
+    """A POST source's paging values go into its body; a next link is a URL to GET."""
+    if method == "POST" and pagination not in POST_PAGINATIONS:
+        return (
+            "a source read with POST is paged by offset, page number or cursor (written into "
+            "its request body), or not paged: choose one of those, or GET, as next links and "
+            "Link headers are read with GET"
+        )
+    return ""
+
+
+def request_body_problem(cleaned: dict) -> str:
+    """A POST source's body must be a JSON object with room for the paging's values at the
+    dotted paths its parameters name (`variables.after` under a `variables` that is text
+    has none)."""
+    if cleaned.get("request_method") != "POST":
+        return ""
+    return body_problem(cleaned.get("request_body"), paging_params(cleaned))
 
 
 def listed_plugins() -> dict[str, str]:

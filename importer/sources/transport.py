@@ -223,20 +223,27 @@ class SourceHttp:
 
     def get(self, url: str, *, what: str = "a page") -> requests.Response:
         """GET `url` (streamed), refreshing an OAuth2 token once on a 401; 2xx or SourceError."""
+        return self._request(url, what=what)
+
+    def post(self, url: str, body: bytes, *, what: str = "a page") -> requests.Response:
+        """POST the JSON `body` to `url` (a GraphQL query, a search), as `get` does a GET."""
+        return self._request(url, what=what, body=body)
+
+    def _request(self, url: str, *, what: str, body: bytes | None = None) -> requests.Response:
         if self.deadline is None:
             self.begin()
         self._check_budget(url, what)
-        response = self._send(url, what)
+        response = self._send(url, what, body)
         if response.status_code == 401 and self.auth == "oauth2_client_credentials":
             # The token may have been revoked or expired early: one fresh token, one more try.
             discard(response, self.deadline)
             oauth.drop_token(self.source, self._access_token)
-            response = self._send(url, what)
+            response = self._send(url, what, body)
         if not response.ok:
-            raise self._status_error(response, url)
+            raise self._status_error(response, url, posted=body is not None)
         return response
 
-    def _send(self, url: str, what: str) -> requests.Response:
+    def _send(self, url: str, what: str, body: bytes | None = None) -> requests.Response:
         headers = {}
         if self.auth == "oauth2_client_credentials":
             self._access_token = oauth.access_token(self)
@@ -244,7 +251,14 @@ class SourceHttp:
             url = url.replace(ACCESS_TOKEN_MARK, quote(self._access_token, safe=""))
         if self.key_param:
             url = with_query(url, {self.key_param: self.source.source_token})
-        return self._call("GET", url, what=what, headers=headers, verify=self.verify, stream=True)
+        if body is None:
+            return self._call(
+                "GET", url, what=what, headers=headers, verify=self.verify, stream=True
+            )
+        headers["Content-Type"] = "application/json"
+        return self._call(
+            "POST", url, what=what, headers=headers, data=body, verify=self.verify, stream=True
+        )
 
     def _call(
         self, method: str, url: str, *, what: str, client: Any = None, **kwargs: Any
@@ -310,7 +324,9 @@ class SourceHttp:
         finally:
             request_deadline.reset(reset)
 
-    def _status_error(self, response: requests.Response, url: str) -> SourceError:
+    def _status_error(
+        self, response: requests.Response, url: str, *, posted: bool = False
+    ) -> SourceError:
         status = response.status_code
         content_type = response.headers.get("Content-Type", "")
         detail = ""
@@ -321,6 +337,8 @@ class SourceHttp:
             detail = f": {excerpt}" if excerpt else ""
         discard(response, self.deadline)
         hint = STATUS_HINTS.get(status)
+        if status == 400 and posted:
+            hint = "check the source's request body and query parameters"
         if status in (400, 422) and self._names_the_page_size(detail):
             hint = (
                 f"{hint or 'check the request'}; if it refuses the page size asked "

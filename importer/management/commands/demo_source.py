@@ -6,7 +6,10 @@ from importer.devtools.demo_source import DemoInventory
 
 
 class Command(BaseCommand):
-    help = "Serve GET /api/computers (offset/limit or page/limit) on 127.0.0.1 until Ctrl-C."
+    help = (
+        "Serve GET /api/computers (offset/limit or page/limit), and POST /api/graphql and "
+        "/api/search, on 127.0.0.1 until Ctrl-C."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=8082)

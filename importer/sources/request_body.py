@@ -1,0 +1,89 @@
+"""The JSON body of a REST source read with POST (a GraphQL query, a search API's query), and
+the errors a GraphQL answer reports in a 200.
+
+The reader builds each request's URL as for a GET, paging values and all; with POST those
+values leave the query for the body, each at the dotted path its parameter names
+(`variables.after`, `from`). Every check the reader makes by asking for another offset or
+page size (short pages, a source's end) so works the same whichever way the values travel.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from importer.json_codec import kind_of
+from importer.sources.urls import with_query
+
+
+def paging_moved_into_body(
+    url: str, template: dict | None, paths: dict[str, bool]
+) -> tuple[str, bytes]:
+    """The URL without the paging values the reader wrote into its query, and the body: the
+    `template` with those values at their dotted paths (`paths`: path -> whether its value is
+    a number, as an offset, a page number and a page size are; a cursor stays text)."""
+    query = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    moved = {path: query[path] for path in paths if path in query}
+    body = copy.deepcopy(template) if isinstance(template, dict) else {}
+    for path, value in moved.items():
+        number = paths[path] and value.isascii() and value.isdigit()
+        put_at(body, path, int(value) if number else value)
+    if moved:
+        url = with_query(url, drop=lambda name, _: name in moved)
+    return url, json.dumps(body, ensure_ascii=False).encode()
+
+
+def put_at(body: dict, path: str, value: Any) -> None:
+    """Set `value` at a dotted path of `body`, making the objects on the way that it lacks
+    (ValueError naming the place when something else than an object stands there)."""
+    keys = [key for key in path.split(".") if key]
+    holder = body
+    for depth, key in enumerate(keys[:-1], start=1):
+        inner = holder.get(key)
+        if inner is None:
+            inner = holder[key] = {}
+        if not isinstance(inner, dict):
+            where = ".".join(keys[:depth])
+            raise ValueError(f"'{where}' holds {kind_of(inner)}, not an object")
+        holder = inner
+    holder[keys[-1]] = value
+
+
+def body_problem(template: Any, paths: dict[str, str]) -> str:
+    """What keeps `template` from being sent with the paging values at their `paths`
+    (what each carries -> its dotted path); "" when nothing does."""
+    if template is not None and not isinstance(template, dict):
+        return (
+            f"the request body must be a JSON object, not {kind_of(template)} (e.g. "
+            '{"query": "…", "variables": {"first": 100}})'
+        )
+    trial = copy.deepcopy(template or {})
+    for what, path in paths.items():
+        if not [key for key in path.split(".") if key]:
+            return f"the dotted path for {what} in the request body is empty"
+        try:
+            put_at(trial, path, 0)
+        except ValueError as error:
+            return (
+                f"the request body has no place for {what} at '{path}': {error} (make it one, "
+                f"or give {what} another path under Paging)"
+            )
+    return ""
+
+
+def graphql_error(document: Any) -> tuple[str, int] | None:
+    """The message of the first error a GraphQL answer reports (`"errors": [...]`, beside
+    its data or instead of it), and how many it reports; None when it reports none.
+
+    GraphQL answers its errors with 200 and whatever data it could resolve: a field the
+    credentials may not read comes as null or is left out, and its records would go missing."""
+    errors = document.get("errors") if isinstance(document, dict) else None
+    if not isinstance(errors, list) or not errors:
+        return None
+    first = errors[0]
+    message = first.get("message") if isinstance(first, dict) else first
+    if not isinstance(message, str) or not message.strip():
+        message = json.dumps(first, ensure_ascii=False, default=str)
+    return message, len(errors)
