@@ -1623,6 +1623,21 @@ def test_a_csv_value_quoted_after_a_space_fails_naming_the_line(media: Path, row
     assert "remove the spaces after the delimiters" in error.message
 
 
+def test_a_quoted_csv_value_that_starts_with_a_space_and_a_quote_is_read_as_written(
+    media: Path,
+) -> None:
+    # A spreadsheet cell ' "Big" Data' or ' "TBD"' is written quoted, its quotes doubled:
+    # the value is whole, and its quotes are characters of it on purpose.
+    content = b'id,name,site\n1," ""TBD""",Lyon\n2,"a, "" quoted""","  ""x"""\n'
+
+    records, _ = walk(uploaded(media, "quoted.csv", content))
+
+    assert records == [
+        {"id": "1", "name": ' "TBD"', "site": "Lyon"},
+        {"id": "2", "name": 'a, " quoted"', "site": '  "x"'},
+    ]
+
+
 def test_a_csv_with_a_title_line_before_its_header_says_to_remove_it(media: Path) -> None:
     content = b"Inventory report, 2024-05-01\n" + csv_bytes()
 

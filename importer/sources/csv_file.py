@@ -8,6 +8,7 @@ time and the byte offset after the last line it took is where the next row start
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -138,9 +139,10 @@ class CsvSource(FileSource):
                 return Page(records=records, next_cursor=str(row_start), notes=notes)
             if len(row) > len(fieldnames):
                 first_row = not cursor and not records
-                problem = self._too_many(row, fieldnames, first_row)
+                spaced = self._quoted_after_a_space(file, row_start, lines.position, row)
+                problem = self._too_many(row, fieldnames, first_row, spaced)
                 raise self.line_error(file, lines.line_start, problem)
-            if any(self._quoted_after_a_space(field) for field in row):
+            if self._quoted_after_a_space(file, row_start, lines.position, row, closed=True):
                 raise self.line_error(file, lines.line_start, QUOTED_AFTER_A_SPACE)
             if len(fieldnames) > 1 and [field.strip() for field in row] == fieldnames:
                 raise self.line_error(file, lines.line_start, self._header_again())
@@ -252,17 +254,48 @@ class CsvSource(FileSource):
             )
             raise self.line_error(file, position, problem)
 
-    def _quoted_after_a_space(self, field: str) -> bool:
-        return len(field) > 3 and field.startswith(self.space_quote) and field[-1] == self.quotechar
+    def _quoted_after_a_space(
+        self, file: IO[bytes], start: int, end: int, row: list[str], *, closed: bool = False
+    ) -> bool:
+        """Whether `row` (the file's bytes from `start` to `end`) has a value written with a
+        space before its opening quote (`closed`: and its closing quote last, as one that
+        shifted no column). A value quoted in the file may itself start with a space and a
+        quote (a spreadsheet's cell ` "TBD"`, written with its quotes doubled): read again
+        with the spaces before quotes skipped, only a value whose quotes were characters
+        changes."""
+        suspects = [
+            index
+            for index, field in enumerate(row)
+            if field.startswith(self.space_quote)
+            and (not closed or (len(field) > 3 and field[-1] == self.quotechar))
+        ]
+        if not suspects:
+            return False
+        file.seek(start)
+        raw = file.read(end - start)
+        file.seek(end)  # where the rows read on
+        again = csv.reader(
+            (self.decode(line, file, start) for line in io.BytesIO(raw)),
+            delimiter=self.delimiter,
+            quotechar=self.quotechar,
+            skipinitialspace=True,
+        )
+        try:
+            fields = next(again, [])
+        except csv.Error:
+            return True
+        return any(index >= len(fields) or fields[index] != row[index] for index in suspects)
 
-    def _too_many(self, row: list[str], fieldnames: list[str], first_row: bool) -> str:
+    def _too_many(
+        self, row: list[str], fieldnames: list[str], first_row: bool, spaced: bool
+    ) -> str:
         """A row with more fields than names: its values would go under the wrong names.
         The file's first row with more is most likely a row under a report's title line,
         read as the header."""
         said = f"has {len(row)} fields, but there are {len(fieldnames)} field names"
         if self.fieldnames:
             return f"{said}: give the source's CSV field names one name for each column"
-        if any(field.startswith(self.space_quote) for field in row):
+        if spaced:
             return f"{said}: {QUOTED_AFTER_A_SPACE.removeprefix('has ')}"
         if first_row:
             return (
