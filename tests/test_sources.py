@@ -1585,6 +1585,26 @@ def test_a_csv_whose_header_fields_each_hold_another_delimiter_says_which_it_use
     )
 
 
+@pytest.mark.parametrize(
+    ("delimiter", "content"),
+    [
+        (";", "Name, Vorname;Ort, PLZ\nMüller, Hans;Berlin\nMeier, Eva;Bonn\n"),
+        ("\t", "Name, first\tName, last\nAnn\tLee\n"),
+    ],
+    ids=["semicolons", "tabs"],
+)
+def test_a_csv_whose_header_names_each_hold_a_comma_is_read_when_its_rows_do_not(
+    media: Path, delimiter: str, content: str
+) -> None:
+    # Read with its own delimiter, each name holds a comma; its rows show whose it is.
+    source = uploaded(media, "names.csv", content.encode(), csv_delimiter=delimiter)
+
+    records, _ = walk(source)
+
+    assert [list(record) for record in records][0] == content.split("\n")[0].split(delimiter)
+    assert len(records) == content.count("\n") - 1
+
+
 def test_a_csv_whose_header_names_hold_another_delimiter_here_and_there_is_read(
     media: Path,
 ) -> None:

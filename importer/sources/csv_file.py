@@ -44,6 +44,21 @@ QUOTED_AFTER_A_SPACE = (
 )
 
 
+def _first_row(rows: Iterator[list[str]]) -> list[str] | None:
+    """The next row that is not blank; None at the file's end, or a row that cannot be read
+    (reading the file says what is wrong with it)."""
+    try:
+        return next((row for row in rows if not _blank(row)), None)
+    except (SourceError, LineTooLong):
+        return None
+
+
+def _each_holds(row: list[str] | None, delimiter: str) -> bool:
+    """Whether every value of `row` holds `delimiter` (True when there is no row to tell)."""
+    values = [value for value in row or [] if value.strip()]
+    return all(delimiter in value for value in values)
+
+
 def _spoken(delimiter: str) -> str:
     return {"\t": "tabs", ",": "commas", ";": "semicolons", "|": "'|'"}.get(
         delimiter, repr(delimiter)
@@ -189,16 +204,18 @@ class CsvSource(FileSource):
         if self.fieldnames:
             return self.fieldnames, start
         lines = LineReader(file, start, self.bom)
-        for row in self._rows(file, lines):
+        rows = self._rows(file, lines)
+        for row in rows:
             if _blank(row):
                 continue
             names = [name.strip() for name in row]
-            self._check_delimiter(file, lines.line_start, names)
+            header_at, body_start = lines.line_start, lines.position
+            self._check_delimiter(file, header_at, names, rows)
             repeated = sorted(name for name, times in Counter(names).items() if times > 1 and name)
             if repeated:
                 problem = f"(the header) names {', '.join(repr(n) for n in repeated)} twice"
-                raise self.line_error(file, lines.line_start, problem)
-            return names, lines.position
+                raise self.line_error(file, header_at, problem)
+            return names, body_start
         return [], lines.position
 
     def _past_delimiter_line(self, file: IO[bytes]) -> int:
@@ -228,10 +245,15 @@ class CsvSource(FileSource):
                 kind="bad_file",
             )
 
-    def _check_delimiter(self, file: IO[bytes], position: int, names: list[str]) -> None:
+    def _check_delimiter(
+        self, file: IO[bytes], position: int, names: list[str], rows: Iterator[list[str]]
+    ) -> None:
         """A header whose every field holds another delimiter, splitting into more names by
         it: the file is separated by that one ('serial;hostname' read with commas, or
-        'Serial;Name, Vorname;Ort', whose one comma makes two fields that both hold ';')."""
+        'Serial;Name, Vorname;Ort', whose one comma makes two fields that both hold ';').
+        Names that each hold one are also a file's own ('Name, Vorname;Ort, PLZ' with
+        semicolons): of a header of several fields, the first row (read on from `rows`)
+        tells, its values then not each holding that delimiter."""
         named = [name for name in names if name]
         for other in OTHER_DELIMITERS:
             if other == self.delimiter or not named or not all(other in n for n in named):
@@ -239,6 +261,8 @@ class CsvSource(FileSource):
             parts = [part for name in named for part in name.split(other) if part.strip()]
             if len(parts) <= len(named):
                 continue
+            if len(names) > 1 and not _each_holds(_first_row(rows), other):
+                return
             read_as = (
                 f"is one field, {named[0][:80]!r}"
                 if len(names) == 1
