@@ -38,8 +38,8 @@ server chooses. Hence:
   serves fewer, skips records between them.
 * Next links (next-URL and Link-header paging) are followed as the source wrote them. A short
   page whose link moves an offset by the size asked for rather than by the records served is
-  checked once, the same way: a source that counts its offsets before cutting the size
-  skips the records it left out of every page.
+  checked once, the same way (and so is a cursor that is such an offset): a source that
+  counts its offsets before cutting the size skips the records it left out of every page.
 """
 
 from __future__ import annotations
@@ -486,8 +486,9 @@ class RestJsonSource:
         holds. Asked for the link with that offset moved by the records served instead, such
         a source answers a record neither page holds; one that filters its pages after
         reading them (served fewer, yet skipped nothing) answers records the pages hold.
-        A link moved by the records served, a page number and a cursor token are not asked
-        about. Two requests, once per reader, and only for a source that serves short pages.
+        A link moved by the records served, a page number and a cursor token that is no
+        such number are not asked about. Two requests, once per reader, and only for a
+        source that serves short pages.
 
         Records are told apart as for page numbers (`_check_pages_counted_as_served`); when
         nothing can be told, nothing is failed."""
