@@ -54,7 +54,9 @@ def warm_up(sender=None, proc_name: str = "", **kwargs) -> None:
     try:
         ChunkJob.objects.select_related("execution__source").filter(pk=0).first()
     except DatabaseError as error:
-        behind = _migration_state()
+        from importer.management.base import migration_state_or
+
+        behind = migration_state_or(default="")  # "" also when the database is unreachable
         if behind:
             logger.warning(
                 "worker %s: the database %s: run `manage.py migrate`; imports fail until then",
@@ -64,13 +66,3 @@ def warm_up(sender=None, proc_name: str = "", **kwargs) -> None:
         else:
             logger.info("worker %s: database not reachable yet (%s)", proc_name, error)
         connection.close()
-
-
-def _migration_state() -> str:
-    """What the database lacks of this release's migrations ("" if nothing, or unreachable)."""
-    from importer.management.base import migration_state
-
-    try:
-        return migration_state()
-    except DatabaseError:
-        return ""

@@ -61,7 +61,7 @@ def wait_for_migrations(*, poll_seconds: float = MIGRATIONS_POLL_SECONDS) -> Non
     A database that does not answer at the start is left to the cluster to report, as
     before; one that stops answering while this waits is asked again.
     """
-    state = _migration_state_or_unknown(default="")
+    state = migration_state_or(default="")
     if not state:
         return
     logger.warning(
@@ -72,11 +72,11 @@ def wait_for_migrations(*, poll_seconds: float = MIGRATIONS_POLL_SECONDS) -> Non
     )
     while state:
         time.sleep(poll_seconds)
-        state = _migration_state_or_unknown(default=state)
+        state = migration_state_or(default=state)
     logger.info("the database holds this release's migrations: the cluster starts")
 
 
-def _migration_state_or_unknown(*, default: str) -> str:
+def migration_state_or(*, default: str) -> str:
     """`migration_state()`, or `default` when the database cannot be read; the connection is
     closed either way (none is held while waiting, nor handed to the cluster's processes)."""
     try:
