@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
@@ -28,6 +29,7 @@ from importer.sources import (
     Page,
     SourceError,
     build_source,
+    conversions,
     cursor_for,
     files,
     json_file,
@@ -1366,6 +1368,70 @@ def test_a_file_that_is_no_text_to_read_is_named_as_what_it_is(
     assert "encoding" not in error.message and "delimiter" not in error.message
 
 
+def unicode_text(rows: list[list[str]]) -> bytes:
+    """A spreadsheet's "Unicode text" export: UTF-16 LE with its byte-order mark, tabs
+    between fields, CRLF after each row."""
+    text = "".join("\t".join(row) + "\r\n" for row in rows)
+    return codecs.BOM_UTF16_LE + text.encode("utf-16-le")
+
+
+PEOPLE = [["id", "name", "city"], ["1", "Zoë Müller", "Zürich"], ["2", "José Núñez", "Málaga"]]
+
+
+def test_a_unicode_text_export_at_a_url_is_read_with_its_accents(serve) -> None:
+    # Served without a length nor a final line break: whether its last row is whole is
+    # judged on its UTF-8 text.
+    content = unicode_text(PEOPLE).removesuffix("\r\n".encode("utf-16-le"))
+    url = serve().add_file("people.txt", content, close_delimited=True)
+    source = ImportSource(name="export", source_kind="csv", source_url=url, csv_delimiter="\t")
+
+    records, _ = walk(source)
+
+    assert records == [
+        {"id": "1", "name": "Zoë Müller", "city": "Zürich"},
+        {"id": "2", "name": "José Núñez", "city": "Málaga"},
+    ]
+
+
+def test_a_unicode_text_export_read_with_commas_is_told_to_set_the_delimiter_to_tab(
+    serve,
+) -> None:
+    url = serve().add_file("people.txt", unicode_text(PEOPLE))
+    source = ImportSource(name="export", source_kind="csv", source_url=url, csv_delimiter=",")
+
+    error = failure(source)
+
+    assert error.kind == "bad_file"
+    assert "line 1 of the file (the header) is one field, 'id\\tname\\tcity'" in error.message
+    assert "set the source's CSV delimiter to tab" in error.message
+
+
+def test_a_gzip_file_at_a_url_that_decompresses_beyond_the_limit_is_refused_naming_it(
+    serve, monkeypatch
+) -> None:
+    monkeypatch.setattr(conversions, "MAX_FILE_BYTES", ONE_MB)
+    bomb = gzip.compress(b"id,name\n" + b"1," + b"x" * (20 * ONE_MB) + b"\n")
+    url = serve().add_file("export.csv.gz", bomb, content_type="application/gzip")
+    source = ImportSource(name="export", source_kind="csv", source_url=url)
+
+    error = failure(source)
+
+    assert (error.kind, error.permanent) == ("too_large", True)
+    assert "decompresses to more than 1 MB, the most a source file may hold" in error.message
+    assert os.listdir(files._download_dir()) == []  # nothing of it left on the disk
+
+
+def test_a_gzip_file_at_a_url_cut_short_is_downloaded_again(serve) -> None:
+    compressed = gzip.compress(csv_bytes(1000))
+    url = serve().add_file("export.csv.gz", compressed[: len(compressed) // 2])
+    source = ImportSource(name="export", source_kind="csv", source_url=url)
+
+    error = failure(source)
+
+    assert (error.kind, error.permanent) == ("unavailable", False)
+    assert "is compressed (gzip) and ends before the end of its compressed data" in error.message
+
+
 def test_csv_without_a_header_uses_the_configured_field_names(media: Path) -> None:
     content = b"".join(f"{i},asset-{i:03d}\n".encode() for i in range(1, N + 1))
     source = uploaded(media, "plain.csv", content, csv_has_header=False, csv_fieldnames="id, name")
@@ -2073,6 +2139,43 @@ def test_a_utf8_export_of_a_source_set_to_windows_1252_arrives_in_assets_as_writ
     assert execution.state == Execution.State.DONE, execution.error
     sent = json.dumps(sandbox.chunks(execution.assets_execution_id), ensure_ascii=False)
     assert "jürgen.müller@example.com" in sent and "Ã" not in sent
+
+
+def accented_computers_csv() -> bytes:
+    """The demo's computers, two of whose owners have accented names."""
+    return (
+        computers_csv()
+        .replace(b"user7@example.com", "jürgen.müller@example.com".encode())
+        .replace(b"user8@example.com", "zoë.núñez@example.com".encode())
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_gzip_export_at_a_url_arrives_in_assets_with_its_accents(import_file, sandbox) -> None:
+    # A `.csv.gz` export, served as a file of its own (no Content-Encoding).
+    compressed = gzip.compress(accented_computers_csv())
+
+    fake, execution = import_file(compressed, content_type="application/gzip")
+
+    assert execution.state == Execution.State.DONE, execution.error
+    assert every_computer_arrived(sandbox, execution)
+    sent = json.dumps(sandbox.chunks(execution.assets_execution_id), ensure_ascii=False)
+    assert "jürgen.müller@example.com" in sent and "zoë.núñez@example.com" in sent
+    assert len(fake.requests_to("/files/inventory.csv")) == 1  # its pages read one copy
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_gzip_bomb_at_a_url_fails_the_import_naming_the_limit(
+    import_file, sandbox, monkeypatch
+) -> None:
+    monkeypatch.setattr(conversions, "MAX_FILE_BYTES", ONE_MB)
+    bomb = gzip.compress(computers_csv() + b"\n" * (50 * ONE_MB))
+
+    _, execution = import_file(bomb, content_type="application/gzip")
+
+    assert execution.state == Execution.State.FAILED
+    assert "decompresses to more than 1 MB, the most a source file may hold" in execution.error
+    assert sandbox.execution(execution.assets_execution_id)["records_received"] == 0
 
 
 @pytest.mark.django_db(transaction=True)

@@ -17,8 +17,9 @@ of the file it was read from (a hash of its bytes, worked out once per copy): a 
 finds another version, because the file changed during the import (a new upload, or a
 download that got other bytes), fails the import rather than skip or repeat records. A cursor
 that does not fall at the start of a line means the same. Only encodings that write "\\n" as
-the single byte 0x0A can be read this way (UTF-8, Latin-1, Windows code pages, ...); UTF-16
-files must be converted first.
+the single byte 0x0A can be read this way (UTF-8, Latin-1, Windows code pages, ...): a gzip
+download, and one in UTF-16 with a byte-order mark, are converted to UTF-8 as they arrive
+(`conversions`; an upload, when its source is saved), and the pages read that copy.
 """
 
 from __future__ import annotations
@@ -39,15 +40,16 @@ import requests
 from django.core.files import File
 from django.core.files.storage import default_storage
 
-from importer.sources import limits
+from importer.sources import conversions, limits
 from importer.sources.base import Page, SourceError, config_error, number_cursor
+from importer.sources.conversions import TextEnd
 from importer.sources.rules import encoding_problem
 from importer.sources.transport import UNPARSABLE_ANSWER_ATTEMPTS, SourceHttp, declared_its_end
 from importer.sources.urls import public_url, with_query
 
 DOWNLOAD_MAX_AGE_SECONDS = 300.0
 # A downloaded file larger than this is refused: it would only fill the disk.
-MAX_DOWNLOAD_BYTES = 4 * 1024**3
+MAX_DOWNLOAD_BYTES = conversions.MAX_FILE_BYTES
 # One line (one CSV row or JSON Lines record) is held in memory whole, so it is bounded too.
 MAX_LINE_BYTES = 16 * 1024 * 1024
 UTF_8_NAMES = ("utf-8", "utf-8-sig")
@@ -117,17 +119,16 @@ def downloaded_copy(
     response = http.get(url, what="a file")
     fd, partial = tempfile.mkstemp(dir=directory, suffix=".part")
     try:
-        last_byte, last_line_at, size = b"", 0, 0
+        end = conversions.TextEnd()
         with os.fdopen(fd, "wb") as out:
             for piece in http.iter_body(response, limit=MAX_DOWNLOAD_BYTES, what="a file"):
                 out.write(piece)
-                if (newline := piece.rfind(b"\n")) >= 0:
-                    last_line_at = size + newline + 1
-                size += len(piece)
-                last_byte = piece[-1:]
-        if last_byte not in (b"", b"\n", b"\r") and ends_whole and not declared_its_end(response):
+                end.add(piece)
+        end = _converted(http, response, partial) or end
+        whole = end.proven_whole or declared_its_end(response)
+        if end.last_byte not in (b"", b"\n", b"\r") and ends_whole and not whole:
             with open(partial, "rb") as written:
-                if not ends_whole(written, last_line_at):
+                if not ends_whole(written, end.last_line_at):
                     raise _cut_off_mid_line(http, response)
         if not os.path.getsize(partial) and _never_empty(source):
             # A failed export job, or a proxy, answering 200 with nothing: not a file of no
@@ -151,6 +152,34 @@ def downloaded_copy(
     with _downloads_lock:
         _downloads[key] = (path, time.monotonic(), execution_id)
     return path
+
+
+def _converted(http: SourceHttp, response: requests.Response, path: str) -> TextEnd | None:
+    """A download that is gzip or UTF-16 with a byte-order mark, replaced by its UTF-8 text
+    (see `conversions`): the end of that text; None when the download is text already."""
+    with open(path, "rb") as raw:
+        if not conversions.needs_conversion(raw.read(4)):
+            return None
+        fd, text = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".text")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                end = conversions.convert(raw, out)
+        except conversions.ConversionError as error:
+            _unlink_quietly(text)
+            said = f"sent a file at {public_url(response.url)} that {error.problem}"
+            if error.cut_off:  # as a download that broke off: tried again
+                raise http.error(
+                    said,
+                    permanent=False,
+                    kind="unavailable",
+                    max_attempts=UNPARSABLE_ANSWER_ATTEMPTS,
+                ) from None
+            raise http.error(said, kind=error.kind) from None
+        except BaseException:
+            _unlink_quietly(text)
+            raise
+    os.replace(text, path)
+    return end
 
 
 def _cut_off_mid_line(http: SourceHttp, response: requests.Response) -> SourceError:
@@ -411,14 +440,26 @@ def codec_of(import_source) -> tuple[str, bytes]:
 
 # The first bytes of files that are no text to read, and what to say of them.
 NOT_TEXT_FILES = (
-    (b"\x1f\x8b", "is compressed (gzip): give the uncompressed file, or a URL that serves it"),
+    # A gzip file, or UTF-16 with its mark, is converted as it arrives: one found here was
+    # uploaded before that, or compressed twice.
+    (
+        b"\x1f\x8b",
+        "is compressed (gzip): upload it again (an upload is decompressed when its source is "
+        "saved), or give the uncompressed file",
+    ),
     (
         b"pk\x03\x04",
         "is a ZIP archive (an Excel workbook is one): save it as CSV UTF-8, or as JSON",
     ),
     (b"%pdf", "is a PDF document: export the data as CSV or JSON"),
-    (b"\xff\xfe", 'is UTF-16 (a spreadsheet\'s "Unicode text"): save it as CSV UTF-8'),
-    (b"\xfe\xff", 'is UTF-16 (a spreadsheet\'s "Unicode text"): save it as CSV UTF-8'),
+    *(
+        (
+            mark,
+            'is UTF-16 (a spreadsheet\'s "Unicode text"): upload it again (an upload is '
+            "converted to UTF-8 when its source is saved), or save it as CSV UTF-8",
+        )
+        for mark in (b"\xff\xfe", b"\xfe\xff")
+    ),
     (b"\xd0\xcf\x11\xe0", "is an Office document (an Excel 97 workbook?): save it as CSV UTF-8"),
     *(
         (
