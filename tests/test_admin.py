@@ -1,5 +1,9 @@
 """The staff UI, driven through Django's test client as a logged-in staff user."""
 
+import codecs
+import csv
+import gzip
+import io
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -7,12 +11,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django import forms
 from django.contrib.admin.models import LogEntry
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
 
 from importer import services
+from importer.devtools.demo_source import demo_computer
 from importer.forms import ImportSourceForm
 from importer.models import ChunkJob, Execution, ImportSource
+from importer.sources import conversions
 from tests.conftest import SANDBOX_TOKEN, wait_for_execution_to_finish
 
 
@@ -262,6 +269,81 @@ def test_a_tab_delimiter_typed_in_the_form_is_kept(staff_client, make_source):
     assert response.status_code == 302, response.context["adminform"].form.errors
     source.refresh_from_db()
     assert source.csv_delimiter == "\t"
+
+
+@pytest.fixture
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path)
+    return tmp_path
+
+
+def computers_as_unicode_text() -> bytes:
+    """The demo's computers as a spreadsheet's "Unicode text" export (UTF-16 LE with its
+    byte-order mark, tabs, CRLF), two of whose owners have accented names."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, list(demo_computer(1)), delimiter="\t", lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(demo_computer(i) for i in range(1, 101))
+    text = (
+        out.getvalue()
+        .replace("user7@example.com", "jürgen.müller@example.com")
+        .replace("user8@example.com", "zoë.núñez@example.com")
+    )
+    return codecs.BOM_UTF16_LE + text.encode("utf-16-le")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_unicode_text_export_uploaded_in_the_admin_arrives_in_assets_with_its_accents(
+    staff_client, make_source, sandbox, media
+):
+    source = make_source(source_kind="csv", source_url="", records_path="")
+    upload = SimpleUploadedFile("computers.txt", computers_as_unicode_text())
+
+    response = post_source(staff_client, source, source_file=upload, csv_delimiter="\t")
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    source.refresh_from_db()
+    execution = services.start_import(source=services.push_mapping(source=source))
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE, execution.error
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert (remote["records_received"], len(remote["objects"])) == (100, 100)
+    sent = json.dumps(sandbox.chunks(execution.assets_execution_id), ensure_ascii=False)
+    assert "jürgen.müller@example.com" in sent and "zoë.núñez@example.com" in sent
+
+
+@pytest.mark.django_db
+def test_a_gzip_upload_is_kept_decompressed(staff_client, make_source, media):
+    source = make_source(source_kind="csv", source_url="", records_path="")
+    content = "serial,owner\nSN-1,Zoë\n".encode()
+    upload = SimpleUploadedFile("computers.csv.gz", gzip.compress(content))
+
+    response = post_source(staff_client, source, source_file=upload)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    source.refresh_from_db()
+    assert source.source_file.name == "source-files/computers.csv"
+    assert (media / source.source_file.name).read_bytes() == content
+
+
+@pytest.mark.django_db
+def test_a_gzip_bomb_uploaded_in_the_admin_is_refused_naming_the_limit(
+    staff_client, make_source, media, monkeypatch
+):
+    monkeypatch.setattr(conversions, "MAX_FILE_BYTES", 1024 * 1024)
+    source = make_source(source_kind="csv", source_url="", records_path="")
+    bomb = gzip.compress(b"serial,owner\n" + b"\n" * (50 * 1024 * 1024))
+
+    response = post_source(
+        staff_client, source, source_file=SimpleUploadedFile("computers.csv.gz", bomb)
+    )
+
+    assert response.status_code == 200
+    [error] = response.context["adminform"].form.errors["source_file"]
+    assert error.startswith(
+        "The file decompresses to more than 1 MB, the most a source file may hold"
+    )
+    assert not (media / "source-files").exists()
 
 
 @pytest.mark.django_db

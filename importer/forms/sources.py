@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 from django import forms
 from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
 from django.core.validators import MinValueValidator
 
 from importer.forms.fields import PrettyJSONField, RequestBodyField, strict_formfield
@@ -26,6 +27,7 @@ from importer.redaction import (
 )
 from importer.services.editing import ASSETS_PLACE, FIXED_WHILE_IMPORTING, busy_text, running_import
 from importer.sources import limits
+from importer.sources.conversions import ConversionError, converted_upload
 from importer.sources.rules import (
     ca_bundle_problem,
     csv_delimiter_problem,
@@ -221,6 +223,9 @@ class ImportSourceForm(WriteOnlySecretsForm):
             "plugin_options": "Plug-in options",
         }
         help_texts = {
+            "source_file": "A CSV, JSON or JSON Lines file, instead of a URL. A gzip file "
+            '(.csv.gz) or a spreadsheet\'s "Unicode text" export (UTF-16) is kept as its '
+            "UTF-8 text.",
             "repeated_records": "What a record found on two pages means. Pages read by "
             "position (offset, page number, most next links): when the source's order moves "
             "while it is read (no sort, or a sort on a field that changes), a record shifts "
@@ -306,6 +311,17 @@ class ImportSourceForm(WriteOnlySecretsForm):
         except ValueError as error:
             raise forms.ValidationError(f"{error}: give the value itself.") from None
 
+    def clean_source_file(self):
+        """A gzip file, or one in UTF-16 with a byte-order mark (a spreadsheet's "Unicode
+        text"), is kept as its UTF-8 text: pages are cut at byte offsets of the file."""
+        upload = self.cleaned_data.get("source_file")
+        if not isinstance(upload, UploadedFile):  # the stored file kept, cleared, or none
+            return upload
+        try:
+            return converted_upload(upload)
+        except ConversionError as error:
+            raise forms.ValidationError(f"The file {error.problem}.") from None
+
     def clean_csv_delimiter(self):
         """Spaces around a delimiter are dropped; a tab or a space alone is the delimiter."""
         typed = self.cleaned_data.get("csv_delimiter", "")
@@ -388,8 +404,10 @@ class ImportSourceForm(WriteOnlySecretsForm):
         Kind, Auth = ImportSource.Kind, ImportSource.AuthKind
         if kind == Kind.REST and not cleaned.get("source_url") and "source_url" not in self.errors:
             self.add_error("source_url", "A REST source needs the URL that lists its records.")
-        if kind in (Kind.CSV, Kind.JSON, Kind.JSONL) and not (
-            cleaned.get("source_url") or cleaned.get("source_file")
+        if (
+            kind in (Kind.CSV, Kind.JSON, Kind.JSONL)
+            and not (cleaned.get("source_url") or cleaned.get("source_file"))
+            and "source_file" not in self.errors  # an upload refused says why already
         ):
             self.add_error("source_file", "Upload the file or give its URL.")
         if kind in (Kind.CSV, Kind.JSON, Kind.JSONL):
