@@ -16,7 +16,7 @@ from django_q.models import Schedule
 from importer import services, work_queue
 from importer.devtools.demo_source import DemoInventory
 from importer.models import ChunkJob, Execution
-from importer.services import completion
+from importer.services import processing
 from tests.conftest import wait_for, wait_for_execution_to_finish
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -425,7 +425,7 @@ def test_one_status_read_answered_404_is_read_again_and_the_import_ends_done(
 def test_an_execution_assets_no_longer_knows_ends_failed_instead_of_processing_for_ever(
     pushed_source, sandbox, monkeypatch
 ):
-    monkeypatch.setattr(completion, "STATUS_MISSING_FAILS_AFTER", 0.5)  # minutes, really
+    monkeypatch.setattr(processing, "STATUS_MISSING_FAILS_AFTER", 0.5)  # minutes, really
     sandbox.faults.add(method="GET", path_contains="/status", status=404, times=-1)
 
     execution = services.start_import(source=pushed_source)

@@ -120,7 +120,7 @@ class ExecutionQuerySet(models.QuerySet):
 
     def mark_processing(self, *, unconfirmed: bool = False) -> bool:
         """Every page is in: a stall of its pages is over (Assets' processing may stall on
-        its own, `completion._flag_unreadable`). `unconfirmed`: no answer said Assets took
+        its own, `processing._flag_unreadable`). `unconfirmed`: no answer said Assets took
         "completed" (one went unanswered); else that doubt is over."""
         return self.filter(state=ExecutionState.COMPLETING).stamp(
             state=ExecutionState.PROCESSING,

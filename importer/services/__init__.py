@@ -7,7 +7,8 @@
 * lanes         `process_chunk`: a chunk task goes on along its lane
 * leases        a lane renews the leases of the chunks it holds while it works
 * reconnects    a lane's steps again on a new connection when the database went away
-* completion    post {"completed": true} once every page is in, follow Assets' processing
+* completion    post {"completed": true} once every page is in
+* processing    follow Assets' status after "completed" until it reports an outcome
 * totals        whether the records received add up to the total the source told
 * housekeeping  recover lost work, flag stalled imports, prune history
 * schedules     the schedule Assets holds and the runs its webtrigger starts
@@ -23,7 +24,7 @@ row already moved on and does nothing.
 """
 
 from importer.services.chunks import note_unreadable_source, retry_failed_chunks
-from importer.services.completion import check_completion, refresh_status
+from importer.services.completion import check_completion
 from importer.services.errors import (
     DraftImpossible,
     ImportAlreadyRunning,
@@ -62,6 +63,7 @@ from importer.services.mappings import (
     try_push_mapping,
 )
 from importer.services.plan import pipeline_parallelism
+from importer.services.processing import refresh_status
 from importer.services.schedules import (
     apply_enabled_state,
     calls_an_old_address,
