@@ -22,7 +22,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
-SUBMITS_IN_FLIGHT = 2  # as a lane (importer/services/lanes.py)
+SUBMITS_IN_FLIGHT = 2  # as a lane (importer/services/lane_state.py)
 
 
 def run(args, sandbox, inventory, pages: int, source_fields, verify) -> dict:

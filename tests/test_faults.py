@@ -15,7 +15,7 @@ from django_q.tasks import async_task
 from importer import services, work_queue
 from importer.devtools.demo_source import demo_computer
 from importer.models import ChunkJob, Execution, ImportSource
-from importer.services import lanes
+from importer.services import lane_state, lanes
 from tests.conftest import wait_for, wait_for_execution_to_finish
 from tests.fake_source import FakeSource
 
@@ -124,7 +124,7 @@ def test_lanes_refused_with_429_wait_as_asked_instead_of_sending_their_next_page
 
     assert_imported_exactly_once(sandbox, execution)
     refused = [moment for moment in arrivals if moment <= arrivals[0] + 1.5]
-    lane_count, in_flight = 2, lanes.Lane.SUBMITS_IN_FLIGHT
+    lane_count, in_flight = 2, lane_state.Lane.SUBMITS_IN_FLIGHT
     assert len(refused) <= lane_count * in_flight, f"{len(refused)} pages sent to be refused"
 
 

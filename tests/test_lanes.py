@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from importer import page_sql, services, work_queue
 from importer.models import ChunkJob, Execution
-from importer.services import chunks, lanes, reconnects
+from importer.services import chunks, lane_state, lanes, reconnects
 from importer.services.chunks import claim_chunk, mark_submitted
 from tests.conftest import _database_url_of_test_database, wait_for
 
@@ -259,7 +259,7 @@ def test_a_page_waits_longer_for_a_slow_assets_only_as_long_as_its_task_has_left
     settings.Q_TASK_TIMEOUT = 300
     settings.HTTP_TIMEOUT = 30
     settings.CHUNK_RETRY_INLINE_MAX_SECONDS = 1
-    lane = lanes.Lane(make_source(), execution_id=0)
+    lane = lane_state.Lane(make_source(), execution_id=0)
 
     assert lane.answer_wait(None) is None  # Assets answers in time: HTTP_TIMEOUT
     assert lane.answer_wait(69) == 69
@@ -362,7 +362,7 @@ def test_a_page_refused_because_the_import_was_cancelled_meanwhile_is_not_a_fail
             cancelled.set()
         return transform(*args, **kwargs)
 
-    submit = lanes.AssetsClient.submit_chunk
+    submit = lane_state.AssetsClient.submit_chunk
 
     def answered_once_cancelled(client, *args, **kwargs):
         # Assets' answer to page 0 reaches the lane only after the cancel, however fast it is.
@@ -372,7 +372,7 @@ def test_a_page_refused_because_the_import_was_cancelled_meanwhile_is_not_a_fail
             cancelled.wait(10)
 
     monkeypatch.setattr(lanes, "transform_page", cancelled_while_page_0_was_in_flight)
-    monkeypatch.setattr(lanes.AssetsClient, "submit_chunk", answered_once_cancelled)
+    monkeypatch.setattr(lane_state.AssetsClient, "submit_chunk", answered_once_cancelled)
 
     execution = services.start_import(source=source)
 
@@ -797,7 +797,7 @@ def database_away_for_good(make_source, sandbox, monkeypatch, settings):
         return while_away(transform)(*args, **kwargs)
 
     monkeypatch.setattr(lanes, "transform_page", away_at_page_2)
-    monkeypatch.setattr(lanes, "release_chunk", while_away(lanes.release_chunk))
+    monkeypatch.setattr(lane_state, "release_chunk", while_away(lane_state.release_chunk))
 
     def back():
         away["now"] = False

@@ -5,6 +5,7 @@
 * chunks        a chunk's moves: claim it (claims), count its page and queue what
                 follows (fetched), record it submitted, retried or failed (outcomes)
 * lanes         `process_chunk`: a chunk task goes on along its lane
+* lane_state    what a lane keeps from page to page: connections, pages in flight, leases
 * leases        a lane renews the leases of the chunks it holds while it works
 * reconnects    a lane's steps again on a new connection when the database went away
 * completion    post {"completed": true} once every page is in

@@ -1,7 +1,7 @@
 """A lane's way back to a database that went away (a restart, a failover, a pooler recycling
 its connections): which errors are the connection lost, a step tried again on a new
 connection while the lane's time for it lasts, and the page it was on given back
-(`services.lanes`)."""
+(`services.lanes`, `services.lane_state`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from django.db import InterfaceError, OperationalError, connection
 
 if TYPE_CHECKING:
     from importer.models import ChunkJob
-    from importer.services.lanes import Lane
+    from importer.services.lane_state import Lane
 
 logger = logging.getLogger(__name__)
 
