@@ -276,3 +276,35 @@ def test_a_redirect_that_cannot_be_followed_fails_at_once_saying_why(
 
     assert says in error.message
     assert error.permanent  # asking again would go round the same loop
+
+
+# JSON-RPC APIs (Zabbix's) take their session token in the request body.
+BODY_SECRET = "zbx-session-7f3a9c0d1e2b4a6f"
+
+
+def posted(origin: FakeSource, path: str) -> Any:
+    return rest_source(
+        f"{origin.base_url}{path}",
+        records_path="data.items",
+        pagination="none",
+        request_method="POST",
+        request_body={"jsonrpc": "2.0", "method": "host.get", "auth": BODY_SECRET},
+    )
+
+
+@pytest.mark.parametrize("status", [307, 308])
+def test_a_post_body_is_never_sent_on_to_another_origin(serve, status: int) -> None:
+    # 307 and 308 keep the method and the body: the credential in it would go along.
+    origin = serve()
+    elsewhere = serve(records=N)
+    origin.redirects["/api/moved"] = (status, f"{elsewhere.base_url}/api/offset")
+
+    error = failure(posted(origin, "/api/moved"))
+
+    assert elsewhere.requests == []
+    assert (error.kind, error.permanent) == ("redirect", True)
+    assert f"redirected its POST to another origin, {elsewhere.base_url}/api/offset" in (
+        error.message
+    )
+    assert "set its URL there" in error.message
+    assert BODY_SECRET not in error.message

@@ -159,6 +159,15 @@ class SourceHttp:
                 "(CROSS_ORIGIN_REDIRECTS=refuse); if the source moved, set its URL there",
                 kind="redirect",
             )
+        if request.body is not None:
+            # A 307 or 308 keeps the body, and a body may hold a credential (a JSON-RPC
+            # session token, a key written into a GraphQL query) that no name tells.
+            raise self.error(
+                f"redirected its POST to another origin, {public_url(request.url or '')}: "
+                "the request body is sent to the source URL's origin only, as it may hold "
+                "credentials; if the source moved, set its URL there",
+                kind="redirect",
+            )
         for name in self.credential_headers:
             request.headers.pop(name, None)
         # The query too: the key, and a credential written into the source URL or its extra
