@@ -308,3 +308,23 @@ def test_a_post_body_is_never_sent_on_to_another_origin(serve, status: int) -> N
     )
     assert "set its URL there" in error.message
     assert BODY_SECRET not in error.message
+
+
+@pytest.mark.parametrize("status", [301, 302])
+def test_a_post_redirected_to_be_asked_with_get_fails_instead_of_losing_its_body(
+    serve, status: int
+) -> None:
+    # requests goes on with GET and no body: the query would be lost, and whatever the
+    # address answers a bare GET (every record, a default page) taken for its answer.
+    origin = serve(records=N)
+    origin.redirects["/api/moved"] = (status, f"{origin.base_url}/api/offset")
+
+    error = failure(posted(origin, "/api/moved"))
+
+    assert origin.requests_to("/api/offset") == []
+    assert (error.kind, error.permanent) == ("bad_redirect", True)
+    assert (
+        f"answered its POST with a redirect ({status}) to {origin.base_url}/api/offset, which "
+        "would be asked with GET, without the request body" in error.message
+    )
+    assert "set the source URL to that address" in error.message

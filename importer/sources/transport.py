@@ -89,6 +89,21 @@ class _SourceSession(RemoteSession):
         self._http = http
         mount_deadline_adapter(self)
 
+    def rebuild_method(self, prepared_request, response) -> None:
+        """A POST that a 301 or 302 would send on as a GET, without its body, is refused: the
+        query in the body would be lost, and whatever the address answers a bare GET (every
+        record, a default page) taken for the source's answer. (A 303 is followed: it points
+        to where the answer to the POST is read with GET.)"""
+        posted = prepared_request.method == "POST"
+        super().rebuild_method(prepared_request, response)
+        if posted and response.status_code in (301, 302) and prepared_request.method != "POST":
+            raise self._http.error(
+                f"answered its POST with a redirect ({response.status_code}) to "
+                f"{public_url(prepared_request.url or '')}, which would be asked with GET, "
+                "without the request body: set the source URL to that address",
+                kind="bad_redirect",
+            )
+
     def rebuild_auth(self, prepared_request, response) -> None:
         if origin(prepared_request.url) == origin(response.request.url):
             super().rebuild_auth(prepared_request, response)
