@@ -441,6 +441,33 @@ def test_who_may_only_view_a_source_sees_the_rows_its_settings_use(
     assert "s3cret-token" not in page.content()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_who_may_only_view_a_source_sees_its_masked_settings_only_where_its_settings_use_them(
+    browser_page, live_server, django_user_model, make_source, inventory
+):
+    operator = django_user_model.objects.create_user("olga", password=PASSWORD, is_staff=True)
+    operator.groups.add(Group.objects.get(name="Import operators"))
+    read_with_get = make_source(name="read with GET")
+    read_with_post = make_source(
+        name="read with POST",
+        source_url=f"{inventory.base_url}/api/search",
+        request_method="POST",
+        request_body={"query": {"match_all": {}}, "auth": "search-s3cret-token"},
+        offset_param="from",
+        limit_param="size",
+    )
+    page = browser_page
+    log_in(page, live_server, operator)
+
+    page.goto(f"{live_server.url}/admin/importer/importsource/{read_with_get.pk}/change/")
+    shown = visible_rows(page)
+    assert "source_url_masked" in shown
+    assert not {"request_body_masked", "plugin_options_masked", "source_token_masked"} & shown
+    page.goto(f"{live_server.url}/admin/importer/importsource/{read_with_post.pk}/change/")
+    expect(page.locator(".form-row.field-request_body_masked")).to_contain_text("match_all")
+    assert "search-s3cret-token" not in page.content()
+
+
 # --- the execution page, live --------------------------------------------------------------
 
 WHOLE_NUMBER_BETWEEN_1_AND_119 = re.compile(r"^\s*([1-9]|[1-9][0-9]|1[01][0-9])\s*$")

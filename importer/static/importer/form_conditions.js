@@ -24,7 +24,10 @@
 
   function apply(form, conditions) {
     Object.keys(conditions).forEach(function (name) {
-      var row = form.querySelector(".form-row.field-" + name);
+      // A page that only shows the settings has masked stand-ins for those that may hold
+      // a secret, named after the setting.
+      var row = form.querySelector(".form-row.field-" + name) ||
+        form.querySelector(".form-row.field-" + name + "_masked");
       if (row) {
         row.hidden = !used(form, conditions[name]);
       }
