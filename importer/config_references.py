@@ -160,8 +160,10 @@ def _keeps_a_secret(kind: str, path: tuple, declared: frozenset[str]) -> bool:
         return str(path[2]).lower() not in PUBLIC_HEADERS
     if len(path) == 3 and path[:2] == ("source", "params"):
         return is_secret_name(path[2], declared)
-    if len(path) >= 3 and path[:2] in (("source", "options"), ("source", "body")):
+    if len(path) >= 3 and path[:2] == ("source", "options"):
         return is_secret_name(path[-1])
+    if len(path) >= 3 and path[:2] == ("source", "body"):
+        return is_secret_name(path[-1], declared)
     return False
 
 

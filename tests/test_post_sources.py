@@ -4,7 +4,9 @@ against the demo inventory's GraphQL-like and search endpoints and the Assets sa
 import json
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.management import CommandError
+from django.urls import reverse
 
 from importer import services
 from importer.models import Execution, ImportSource
@@ -261,3 +263,35 @@ def test_a_credential_in_the_request_body_is_masked_in_exports(
     assert "zbx-session-0123456789abcdef" not in exported
     assert json.loads(exported)["sources"][0]["source"]["body"]["auth"] == "***"
     assert SANDBOX_TOKEN not in exported
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_key_in_the_request_body_under_a_name_declared_secret_is_kept_secret(
+    graphql_source, sandbox, inventory, settings, client, django_user_model
+):
+    # A vendor's key under a name of its own, declared under the secret parameters; GraphQL
+    # servers quote the variables they refuse.
+    settings.CHUNK_MAX_ATTEMPTS = 1
+    key = "site-key-8c1f0e27b9d4a653"
+    body = {"query": ASSETS_QUERY, "variables": {"after": None, "siteKey": key}}
+    refused = {"data": None, "errors": [{"message": f'Variable "$siteKey" got "{key}"'}]}
+    inventory.faults.add(path_contains="/api/graphql", status=200, body=json.dumps(refused))
+    source = services.push_mapping(
+        source=graphql_source(request_body=body, secret_params="sitekey")
+    )
+
+    execution = services.start_import(source=source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.FAILED
+    assert 'got "***"' in execution.error
+    assert key not in json.dumps(sandbox.executions())
+    assert json.loads(run("export_sources"))["sources"][0]["source"]["body"]["variables"] == {
+        "after": None,
+        "siteKey": "***",
+    }
+    viewer = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(*Permission.objects.filter(codename="view_importsource"))
+    client.force_login(viewer)
+    page = client.get(reverse("admin:importer_importsource_change", args=[source.pk]))
+    assert "site-key" not in page.content.decode()

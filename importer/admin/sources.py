@@ -44,6 +44,7 @@ from importer.forms.meanwhile import RefusesEditsMadeMeanwhile
 from importer.mapping import mapping_table
 from importer.models import Execution, ImportSource, Schedule
 from importer.redaction import (
+    declared_secret_params,
     mask_url,
     params_hidden_from_viewers,
     redact,
@@ -236,7 +237,7 @@ class ImportSourceAdmin(
     def request_body_masked(self, source):
         if source.request_body is None:
             return "—"
-        return masked_json("request_body", source.request_body)
+        return masked_json("request_body", source.request_body, declared_secret_params(source))
 
     @admin.display(description="Webtrigger URL")
     def webtrigger_url_masked(self, source):

@@ -259,8 +259,9 @@ class ImportSource(models.Model):
         "secret parameters",
         max_length=500,
         blank=True,
-        help_text="Query parameters of the source URL or the extra parameters that carry a key "
-        "though their name does not say so (e.g. appid), comma-separated. Like a parameter "
+        help_text="Query parameters of the source URL or the extra parameters, or entries of a "
+        "POST's request body, that carry a key though their name does not say so (e.g. appid), "
+        "comma-separated. Like a parameter "
         "named as a credential (api_key, token, ...), they are shown masked, never stored "
         "with a page's cursor, and not sent on a redirect to another host.",
     )

@@ -8,7 +8,12 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus, urlsplit, urlunsplit
 
-from importer.redaction.names import MASK, PUBLIC_HEADERS, is_secret_name
+from importer.redaction.names import (
+    DECLARABLE_JSON_FIELDS,
+    MASK,
+    PUBLIC_HEADERS,
+    is_secret_name,
+)
 
 
 def mask_url(url: str, also: Iterable[str] = ()) -> str:
@@ -68,7 +73,7 @@ def mask_setting(name: str, value: Any, also: Iterable[str] = ()) -> Any:
     """A source's JSON setting (`name`) as people see it: its credential-named entries
     masked, and, in its extra headers, every header but the public ones (in its extra
     parameters, those named in `also`)."""
-    declared = list(also) if name == "extra_params" else []
+    declared = list(also) if name in DECLARABLE_JSON_FIELDS else []
     return mask_secret_values(value, also=[*secret_headers(name, value), *declared])
 
 

@@ -46,6 +46,11 @@ PUBLIC_HEADERS = frozenset(
 _PLAIN_HEADERS = {"authorization", "cookie", "apikey"}
 
 
+# The JSON settings whose entries the source's secret parameters name too: the extra
+# parameters, and a POST's body (a vendor's key in a GraphQL query's variables).
+DECLARABLE_JSON_FIELDS = ("extra_params", "request_body")
+
+
 def is_secret_name(name: str, also: Iterable[str] = ()) -> bool:
     """Whether a header, query parameter or option of this name carries a credential (`also`:
     lower-case names a source declares secret, `declared_secret_params`)."""

@@ -17,6 +17,7 @@ from importer.redaction.masks import (
     userinfo_of,
 )
 from importer.redaction.names import (
+    DECLARABLE_JSON_FIELDS,
     KEY_TEXT,
     UUID_TEXT,
     declared_secret_params,
@@ -143,7 +144,7 @@ def secrets_of(source: Any) -> list[str]:
         keys = [
             header for header in secret_headers(name, value) if looks_like_a_key(str(value[header]))
         ]
-        if name == "extra_params":
+        if name in DECLARABLE_JSON_FIELDS:
             keys += declared
         found.extend(secret_values(value, also=keys))
     return [value for value in found if isinstance(value, str) and value]
