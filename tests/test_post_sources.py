@@ -295,3 +295,35 @@ def test_a_key_in_the_request_body_under_a_name_declared_secret_is_kept_secret(
     client.force_login(viewer)
     page = client.get(reverse("admin:importer_importsource_change", args=[source.pk]))
     assert "site-key" not in page.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_query_parameters_named_like_a_paging_path_in_the_body_stay_in_the_query(
+    make_source, sandbox, inventory
+):
+    # With POST the paging writes into the body: a filter of the query under the same name
+    # is the source's own, and goes on being sent.
+    asked = []
+    inventory.on_request = asked.append
+    source = make_source(
+        source_url=f"{inventory.base_url}/api/search?size=compact",
+        request_method="POST",
+        request_body={"query": {"match_all": {}}},
+        records_path="items",
+        pagination="offset",
+        offset_param="from",
+        limit_param="size",
+        extra_params={"from": "2024-01-01"},
+        page_size=50,
+    )
+
+    execution = services.start_import(source=services.push_mapping(source=source))
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE, execution.error
+    assert sorted((query["from"], query["size"]) for query in inventory.queries)[:3] == [
+        (0, 50),
+        (50, 50),
+        (100, 50),
+    ]
+    assert {request.raw_path for request in asked} == {"/api/search?size=compact&from=2024-01-01"}

@@ -2,9 +2,10 @@
 the errors a GraphQL answer reports in a 200.
 
 The reader builds each request's URL as for a GET, paging values and all; with POST those
-values leave the query for the body, each at the dotted path its parameter names
-(`variables.after`, `from`). Every check the reader makes by asking for another offset or
-page size (short pages, a source's end) so works the same whichever way the values travel.
+values go into the body, each at the dotted path its parameter names (`variables.after`,
+`from`), and the request goes to the source URL with its extra parameters. Every check the
+reader makes by asking for another offset or page size (short pages, a source's end) so
+works the same whichever way the values travel.
 """
 
 from __future__ import annotations
@@ -15,24 +16,21 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from importer.json_codec import kind_of
-from importer.sources.urls import with_query
 
 
-def paging_moved_into_body(
-    url: str, template: dict | None, paths: dict[str, bool]
-) -> tuple[str, bytes]:
-    """The URL without the paging values the reader wrote into its query, and the body: the
-    `template` with those values at their dotted paths (`paths`: path -> whether its value is
-    a number, as an offset, a page number and a page size are; a cursor stays text)."""
+def paging_moved_into_body(url: str, template: dict | None, paths: dict[str, bool]) -> bytes:
+    """The body for the request the reader built as `url`: the `template` with the paging
+    values of `url`'s query at their dotted paths (`paths`: path -> whether its value is a
+    number, as an offset, a page number and a page size are; a cursor stays text). The URL
+    itself is not sent: the request goes to the source URL with its own query and the extra
+    parameters, a filter there named like a path here (`from`) included."""
     query = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
     moved = {path: query[path] for path in paths if path in query}
     body = copy.deepcopy(template) if isinstance(template, dict) else {}
     for path, value in moved.items():
         number = paths[path] and value.isascii() and value.isdigit()
         put_at(body, path, int(value) if number else value)
-    if moved:
-        url = with_query(url, drop=lambda name, _: name in moved)
-    return url, json.dumps(body, ensure_ascii=False).encode()
+    return json.dumps(body, ensure_ascii=False).encode()
 
 
 def put_at(body: dict, path: str, value: Any) -> None:

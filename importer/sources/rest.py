@@ -123,6 +123,8 @@ class RestJsonSource:
             self._body_paths = {
                 path: what != "the cursor" for what, path in paging_params(settings).items()
             }
+            # Where every request goes: the paging leaves the query as written.
+            self._post_url = with_query(source.source_url, dict(source.extra_params or {}))
         self.page_size = max(1, source.page_size)
         self.http = SourceHttp(source)
         # Page-number paging: how many records a page held that turned out not to be the last
@@ -203,13 +205,11 @@ class RestJsonSource:
 
     def _send(self, url: str) -> Any:
         """The request for `url`: a GET, or a POST of the body with the paging values that
-        `url`'s query holds moved into it."""
+        `url`'s query holds moved into it, to the source URL and its extra parameters."""
         if not self.posts:
             return self.http.get(url)
-        url, body = request_body.paging_moved_into_body(
-            url, self.config.request_body, self._body_paths
-        )
-        return self.http.post(url, body)
+        body = request_body.paging_moved_into_body(url, self.config.request_body, self._body_paths)
+        return self.http.post(self._post_url, body)
 
     def _refuse_graphql_errors(self, document: Any) -> None:
         found = request_body.graphql_error(document)
