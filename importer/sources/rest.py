@@ -464,11 +464,8 @@ class RestJsonSource:
             return
         if answer is None:
             return
-        name = _naming_field([*records, *following], answer[2])
+        name = _unread_record_named_by([*records, *following], answer[2])
         if name is None:
-            return
-        read = {record[name] for record in (*records, *following)}
-        if all(record[name] in read for record in answer[2]):
             return
         raise self.http.error(
             f"serves at most {served} records a page when asked for {self.page_size} "
@@ -510,11 +507,8 @@ class RestJsonSource:
             return
         if following is None or not following[2] or answer is None:
             return
-        name_field = _naming_field([*records, *following[2]], answer[2])
+        name_field = _unread_record_named_by([*records, *following[2]], answer[2])
         if name_field is None:
-            return
-        read = {record[name_field] for record in (*records, *following[2])}
-        if all(record[name_field] in read for record in answer[2]):
             return
         raise self.http.error(
             f"serves at most {served} records a page when asked for {asked} ('{limit}'), yet "
@@ -765,6 +759,16 @@ def _naming_field(read: list[dict], answer: list[dict]) -> str | None:
         if len(set(values[: len(read)])) == len(read):
             return name
     return None
+
+
+def _unread_record_named_by(read: list[dict], answer: list[dict]) -> str | None:
+    """The field that names the records, when `answer` holds one `read` does not (a record
+    no page read holds); None when it holds none, or when no field tells them apart."""
+    name = _naming_field(read, answer)
+    if name is None:
+        return None
+    seen = {record[name] for record in read}
+    return None if all(record[name] in seen for record in answer) else name
 
 
 def _secret_mark(form: str) -> str:
