@@ -148,6 +148,21 @@ def wait_for(condition, *, timeout: float = 60.0, interval: float = 0.05, messag
     pytest.fail(message or "condition not met in time")
 
 
+def run_retries_now(execution: Execution, rounds: int = 10) -> None:
+    """Run the import's pages queued for another attempt here, without waiting for their
+    time, until none is left (or `rounds` have run)."""
+    from importer import services
+    from importer.models import ChunkJob
+
+    for _ in range(rounds):
+        retrying = execution.chunks.filter(state=ChunkJob.State.QUEUED)
+        if not retrying:
+            return
+        retrying.update(next_attempt_at=None)
+        for chunk in ChunkJob.objects.filter(pk__in=list(retrying.values_list("pk", flat=True))):
+            services.process_chunk(chunk=chunk)
+
+
 def wait_for_execution_to_finish(execution: Execution, timeout: float = 120.0) -> Execution:
     def finished():
         execution.refresh_from_db()

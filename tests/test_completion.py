@@ -17,7 +17,7 @@ from importer import services, work_queue
 from importer.devtools.demo_source import DemoInventory
 from importer.models import ChunkJob, Execution
 from importer.services import processing
-from tests.conftest import wait_for, wait_for_execution_to_finish
+from tests.conftest import run_retries_now, wait_for, wait_for_execution_to_finish
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -723,13 +723,7 @@ def test_an_assets_slower_than_http_timeout_takes_completed_at_the_first_post(
     source = services.push_mapping(source=make_source(page_size=100, max_chunks_in_flight=1))
     execution = services.start_import(source=source)
 
-    for _ in range(10):  # the pages' retries, without waiting for their time
-        retrying = execution.chunks.filter(state=ChunkJob.State.QUEUED)
-        if not retrying:
-            break
-        retrying.update(next_attempt_at=None)
-        for chunk in ChunkJob.objects.filter(pk__in=list(retrying.values_list("pk", flat=True))):
-            services.process_chunk(chunk=chunk)
+    run_retries_now(execution)  # without waiting for their time
 
     execution.refresh_from_db()
     assert execution.state == Execution.State.DONE, execution.error

@@ -13,7 +13,7 @@ from importer import page_sql, services, work_queue
 from importer.models import ChunkJob, Execution
 from importer.services import chunks, lane_state, lanes, reconnects
 from importer.services.chunks import claim_chunk, mark_submitted
-from tests.conftest import _database_url_of_test_database, wait_for
+from tests.conftest import _database_url_of_test_database, run_retries_now, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -230,13 +230,7 @@ def test_an_assets_slower_than_http_timeout_on_every_page_still_gets_every_recor
     )
     execution = services.start_import(source=source)
 
-    for _ in range(10):  # the retries, without waiting for their time
-        retrying = execution.chunks.filter(state=ChunkJob.State.QUEUED)
-        if not retrying:
-            break
-        retrying.update(next_attempt_at=None)
-        for chunk in ChunkJob.objects.filter(pk__in=list(retrying.values_list("pk", flat=True))):
-            services.process_chunk(chunk=chunk)
+    run_retries_now(execution)  # without waiting for their time
 
     execution.refresh_from_db()
     assert execution.state == Execution.State.DONE, execution.error
