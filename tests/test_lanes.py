@@ -317,12 +317,33 @@ def test_a_cancelled_import_stops_its_lanes_at_the_next_page(
     assert len(sandbox.execution(execution.assets_execution_id)["objects"]) == 10
 
 
-def test_a_page_taken_over_by_another_worker_is_left_to_it(make_source, sandbox, inventory):
+def test_a_page_taken_over_by_another_worker_is_left_to_it(
+    make_source, sandbox, inventory, monkeypatch
+):
     source = services.push_mapping(source=make_source(max_chunks_in_flight=2))
+    # A lane asks for its first page while it claims it, so the request for page 0 may
+    # arrive before our claim: the other worker takes over a page we hold, not a queued one.
+    page_0_claimed = threading.Event()
+    claim = lanes.claim_chunk
+
+    def claim_noted(chunk):
+        claimed = claim(chunk)
+        if claimed and chunk.index == 0:
+            page_0_claimed.set()
+        return claimed
+
+    monkeypatch.setattr(lanes, "claim_chunk", claim_noted)
 
     def another_worker_takes_page_0_over():
         # What a second worker does once our lease has run out: claim it again.
-        ChunkJob.objects.filter(execution__source=source, index=0).update(attempts=2)
+        if not page_0_claimed.wait(timeout=10):
+            return
+        try:
+            ChunkJob.objects.filter(
+                execution__source=source, index=0, state=ChunkJob.State.RUNNING, attempts=1
+            ).update(attempts=2)
+        finally:
+            connection.close()  # the server's thread's own, which would outlive the test
 
     on_request_to(inventory, "GET", "offset=0", another_worker_takes_page_0_over)
 
