@@ -80,6 +80,12 @@ def retry_after_of(response: Any) -> float | None:
     asked = parse_retry_after(headers.get("Retry-After"))
     if asked is not None or response.status_code != 429:
         return asked
+    return rate_limit_reset(headers)
+
+
+def rate_limit_reset(headers: Any) -> float | None:
+    """Seconds until a spent rate limit refills, from its reset header; None while requests
+    remain in its window, or when no header says."""
     if any(_number(headers.get(name)) not in (None, 0) for name in _REMAINING_HEADERS):
         return None
     for name in RATE_LIMIT_RESET_HEADERS:

@@ -2,15 +2,20 @@
 against the demo inventory's GraphQL-like and search endpoints and the Assets sandbox."""
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Permission
 from django.core.management import CommandError
 from django.urls import reverse
+from django.utils import timezone
 
 from importer import services
-from importer.models import Execution, ImportSource
-from tests.conftest import SANDBOX_TOKEN
+from importer.devtools import demo_source
+from importer.models import ChunkJob, Execution, ImportSource
+from importer.progress import retries_of, retry_text
+from importer.sources import SourceError, build_source
+from tests.conftest import SANDBOX_TOKEN, run_retries_now
 from tests.test_admin import post_source
 from tests.test_commands import run, source_entry, write
 
@@ -327,3 +332,193 @@ def test_query_parameters_named_like_a_paging_path_in_the_body_stay_in_the_query
         (100, 50),
     ]
     assert {request.raw_path for request in asked} == {"/api/search?size=compact&from=2024-01-01"}
+
+
+# --- rate limits reported in a 200 ---------------------------------------------------------
+
+
+def positions_asked(inventory) -> list[int]:
+    """Where each GraphQL query asked its page to start, in order (0: the first page)."""
+    return [
+        demo_source._position_in(query["variables"]["after"]) if query["variables"]["after"] else 0
+        for query in inventory.queries
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_graphql_page_throttled_as_shopify_does_waits_as_asked_then_every_record_arrives_once(
+    graphql_source, sandbox, inventory
+):
+    # Shopify answers 200 with "Throttled" and says what the query costs beyond the points
+    # available, and how fast they come back: (550 - 50) / 50 = 10 s.
+    inventory.throttle_graphql(like="shopify", wait=10, at=50)
+    source = services.push_mapping(source=graphql_source())
+
+    before = timezone.now()
+    execution = services.start_import(source=source)
+    after = timezone.now()
+
+    waiting = execution.chunks.get(index=2)
+    assert (waiting.state, waiting.rate_limited_waits) == (ChunkJob.State.QUEUED, 1)
+    seconds = timedelta(seconds=1)
+    assert before + 10 * seconds <= waiting.next_attempt_at <= after + 12 * seconds  # + jitter
+    assert 'rate limiting its GraphQL queries: "Throttled", and asks to wait 10 s' in waiting.error
+    assert retry_text(retries_of(execution)[0]) == "page 3 waits (rate_limited)"
+    run_retries_now(execution)  # without waiting for its time
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE, execution.error
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert (len(remote["objects"]), remote["duplicate_objects"]) == (120, 0)
+    assert positions_asked(inventory) == [0, 25, 50, 50, 75, 100]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_graphql_page_throttled_as_github_does_waits_for_the_rate_limits_reset(
+    graphql_source, sandbox, inventory
+):
+    # GitHub answers 200 with "type": "RATE_LIMITED", and its headers say no request remains
+    # until x-ratelimit-reset (a Unix time, here 30 s away).
+    inventory.throttle_graphql(like="github", wait=30, at=0)
+    source = services.push_mapping(source=graphql_source())
+
+    before = timezone.now()
+    execution = services.start_import(source=source)
+    after = timezone.now()
+
+    waiting = execution.chunks.get(index=0)
+    assert (waiting.state, waiting.rate_limited_waits) == (ChunkJob.State.QUEUED, 1)
+    seconds = timedelta(seconds=1)
+    assert before + 29 * seconds <= waiting.next_attempt_at <= after + 34 * seconds
+    assert '"API rate limit exceeded for user ID 583231."' in waiting.error
+    run_retries_now(execution)
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE, execution.error
+    remote = sandbox.execution(execution.assets_execution_id)
+    assert (len(remote["objects"]), remote["duplicate_objects"]) == (120, 0)
+
+
+THROTTLED = {"message": "Throttled", "extensions": {"code": "THROTTLED"}}
+SHOPIFY_COST = {  # (752 - 666) / 50 = 1.72 s
+    "requestedQueryCost": 752,
+    "actualQueryCost": None,
+    "throttleStatus": {"maximumAvailable": 1000.0, "currentlyAvailable": 666, "restoreRate": 50.0},
+}
+
+
+def graphql_error(message: str, **extensions) -> dict:
+    return {"message": message, "extensions": extensions}
+
+
+@pytest.mark.parametrize(
+    "answer, headers, wait",
+    [
+        ({"errors": [THROTTLED], "extensions": {"cost": SHOPIFY_COST}}, {}, 1.72),
+        ({"errors": [THROTTLED]}, {"Retry-After": "7"}, 7.0),
+        ({"errors": [graphql_error("slow down", code="TOO_MANY_REQUESTS")]}, {}, None),
+        (  # Codex says how long
+            {"errors": [graphql_error("slow", code="TOO_MANY_REQUESTS", retryAfterSeconds=3)]},
+            {},
+            3.0,
+        ),
+        (  # monday.com's budget per minute
+            {
+                "errors": [
+                    graphql_error(
+                        "Complexity budget exhausted",
+                        code="COMPLEXITY_BUDGET_EXHAUSTED",
+                        retry_in_seconds=60,
+                    )
+                ]
+            },
+            {},
+            60.0,
+        ),
+        ({"data": None, "errors": [graphql_error("Rate limit", type="ratelimited")]}, {}, None),
+        (  # GitHub, with requests left in the window: its reset is no wait
+            {"errors": [{"type": "RATE_LIMITED", "message": "API rate limit exceeded"}]},
+            {"x-ratelimit-remaining": "12", "x-ratelimit-reset": "4102444800"},
+            None,
+        ),
+    ],
+    ids=["shopify", "retry-after", "code", "codex", "monday", "linear", "requests-left"],
+)
+@pytest.mark.django_db
+def test_a_graphql_answer_that_says_it_is_throttled_is_a_rate_limit_with_the_wait_it_asks(
+    graphql_source, inventory, answer, headers, wait
+):
+    inventory.faults.add(
+        path_contains="/api/graphql", status=200, body=json.dumps(answer), headers=headers
+    )
+
+    with pytest.raises(SourceError) as caught:
+        build_source(graphql_source()).fetch_page("")
+
+    refused = caught.value
+    assert (refused.kind, refused.permanent, refused.status) == ("rate_limited", False, 429)
+    assert refused.retry_after == (pytest.approx(wait) if wait is not None else None)
+    assert "is rate limiting its GraphQL queries" in refused.message
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        graphql_error("Cannot query field 'owner'", code="GRAPHQL_VALIDATION_FAILED"),
+        graphql_error("Daily limit exceeded", code="DAILY_LIMIT_EXCEEDED"),
+        graphql_error("Query cost is 1200, max 1000", code="MAX_COST_EXCEEDED"),
+    ],
+    ids=["validation", "daily-quota", "query-too-costly"],
+)
+@pytest.mark.django_db
+def test_graphql_errors_that_no_wait_mends_still_fail_for_good(graphql_source, inventory, error):
+    inventory.faults.add(
+        path_contains="/api/graphql", status=200, body=json.dumps({"errors": [error]})
+    )
+
+    with pytest.raises(SourceError) as caught:
+        build_source(graphql_source()).fetch_page("")
+
+    assert (caught.value.kind, caught.value.permanent) == ("graphql_errors", True)
+    assert f'answered with GraphQL errors: "{error["message"]}"' in caught.value.message
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_throttle_beside_another_graphql_error_fails_the_import_quoting_the_other(
+    graphql_source, sandbox, inventory
+):
+    # Waiting would mend the throttle, not a field the credentials may not read.
+    answer = {"errors": [THROTTLED, {"message": "Access denied for field 'owner'"}]}
+    inventory.faults.add(path_contains="/api/graphql", status=200, body=json.dumps(answer))
+    source = services.push_mapping(source=graphql_source())
+
+    execution = services.start_import(source=source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.FAILED
+    assert "answered with GraphQL errors (and 1 more): \"Access denied for field 'owner'\"" in (
+        execution.error
+    )
+    assert execution.chunks.get().rate_limited_waits == 0
+
+
+@pytest.mark.parametrize("refusal", ["graphql_throttled", "http_429"])
+@pytest.mark.django_db(transaction=True)
+def test_a_source_throttling_for_ever_fails_as_a_source_answering_429_for_ever_does(
+    graphql_source, sandbox, inventory, settings, refusal
+):
+    settings.RATE_LIMITED_MAX_ATTEMPTS = 3
+    settings.CHUNK_MAX_ATTEMPTS = 2
+    if refusal == "http_429":
+        inventory.faults.add(path_contains="/api/graphql", status=429, times=-1)
+    else:
+        inventory.throttle_graphql(times=-1, like="code")
+    source = services.push_mapping(source=graphql_source())
+
+    execution = services.start_import(source=source)
+    run_retries_now(execution)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.FAILED
+    assert execution.error.startswith("Chunk 1 failed: source 'inventory' ")
+    assert execution.error.endswith("(gave up after 2 attempts)")
+    page = execution.chunks.get()
+    assert (page.last_error_kind, page.rate_limited_waits, page.attempts) == ("rate_limited", 3, 2)

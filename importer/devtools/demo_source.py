@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import hmac
 import re
+import threading
 import time
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
@@ -45,6 +47,18 @@ def demo_computer(i: int) -> dict[str, Any]:
     }
 
 
+@dataclass
+class Throttling:
+    """GraphQL queries to answer throttled: how (`DemoInventory.throttle_graphql`), asking
+    to wait how long, how many more (-1: every one), and which (those for the page from
+    record `at`; None: any)."""
+
+    like: str
+    wait: float
+    times: int
+    at: int | None = None
+
+
 class DemoInventory(DevServer):
     """`GET /api/computers` with offset/limit or page/limit (pages start at 1), and the same
     computers read with POST, as inventories with a query language serve them:
@@ -53,7 +67,8 @@ class DemoInventory(DevServer):
       n, "after": cursor}}` answers `{"data": {"assets": {"items": [...], "pageInfo":
       {"endCursor": ..., "hasNextPage": ...}}}}` (Lansweeper's and GitHub's shape), and a
       query that asks for another field `{"data": null, "errors": [{"message": ...}]}`, with
-      200 as GraphQL does;
+      200 as GraphQL does, and so are its rate limits once it is told to throttle
+      (`throttle_graphql`);
     * `POST /api/search`, Elasticsearch-like: `{"from": offset, "size": n}` answers
       `{"items": [...], "total": n}`.
     """
@@ -72,10 +87,65 @@ class DemoInventory(DevServer):
         self._computers = [demo_computer(i) for i in range(1, records + 1)]
         # The bodies of the POST queries answered, in order (what a test checks was sent).
         self.queries: list[dict] = []
+        # How the next GraphQL queries are throttled (`throttle_graphql`).
+        self._throttling: list[Throttling] = []
+        self._lock = threading.Lock()
 
     def computers(self) -> list[dict[str, Any]]:
         """Every record the source serves, in order (a copy)."""
         return [dict(computer) for computer in self._computers]
+
+    def throttle_graphql(
+        self, times: int = 1, *, like: str = "shopify", wait: float = 10, at: int | None = None
+    ) -> None:
+        """Answer the next `times` GraphQL queries (-1: every one; `at`: only those for the
+        page from record `at`, 0 the first) throttled, with 200 as GraphQL APIs do, asking to
+        wait `wait` seconds: `like` "shopify" (`extensions.code` THROTTLED, and the query's
+        cost beyond the points available, restored at 50 a second, in `extensions.cost`),
+        "github" (`"type": "RATE_LIMITED"`, and the headers x-ratelimit-remaining 0 and
+        x-ratelimit-reset, a Unix time), or "code" (only `extensions.code` RATE_LIMITED: no
+        word on how long)."""
+        if like not in ("shopify", "github", "code"):
+            raise ValueError("like must be shopify, github or code")
+        with self._lock:
+            self._throttling.append(Throttling(like, wait, times, at))
+
+    def _throttled(self, start: int) -> Reply | None:
+        """The throttled answer the query for the page from record `start` gets, if it is to
+        get one (`throttle_graphql`)."""
+        with self._lock:
+            rule = next((r for r in self._throttling if r.at in (None, start)), None)
+            if rule is None:
+                return None
+            like, wait = rule.like, rule.wait
+            rule.times -= 1
+            if rule.times == 0:
+                self._throttling.remove(rule)
+        if like == "github":
+            message = "API rate limit exceeded for user ID 583231."
+            headers = {
+                "x-ratelimit-limit": "5000",
+                "x-ratelimit-remaining": "0",
+                "x-ratelimit-reset": str(int(time.time() + wait)),
+            }
+            answer = {"errors": [{"type": "RATE_LIMITED", "message": message}]}
+            return json_reply(200, answer, headers)
+        if like == "code":
+            error = {"message": "Too many requests", "extensions": {"code": "RATE_LIMITED"}}
+            return json_reply(200, {"data": None, "errors": [error]})
+        restore_rate, available = 50.0, 50
+        requested = available + round(wait * restore_rate)
+        cost = {
+            "requestedQueryCost": requested,
+            "actualQueryCost": None,
+            "throttleStatus": {
+                "maximumAvailable": max(1000.0, requested),
+                "currentlyAvailable": available,
+                "restoreRate": restore_rate,
+            },
+        }
+        error = {"message": "Throttled", "extensions": {"code": "THROTTLED"}}
+        return json_reply(200, {"errors": [error], "extensions": {"cost": cost}})
 
     def resize(self, records: int) -> None:
         """Hold `records` records from now on: the first ones kept, new ones added after."""
@@ -134,6 +204,9 @@ class DemoInventory(DevServer):
         if start is None:
             message = f"Invalid cursor: {after!r}"
             return json_reply(200, {"data": None, "errors": [{"message": message}]})
+        throttled = self._throttled(start)
+        if throttled is not None:
+            return throttled
         items = self._computers[start : start + first]
         stop = start + len(items)
         page_info = {

@@ -1,5 +1,4 @@
-"""The JSON body of a REST source read with POST (a GraphQL query, a search API's query), and
-the errors a GraphQL answer reports in a 200.
+"""The JSON body of a REST source read with POST (a GraphQL query, a search API's query).
 
 The reader builds each request's URL as for a GET, paging values and all; with POST those
 values go into the body, each at the dotted path its parameter names (`variables.after`,
@@ -69,19 +68,3 @@ def body_problem(template: Any, paths: dict[str, str]) -> str:
                 f"or give {what} another path under Paging)"
             )
     return ""
-
-
-def graphql_error(document: Any) -> tuple[str, int] | None:
-    """The message of the first error a GraphQL answer reports (`"errors": [...]`, beside
-    its data or instead of it), and how many it reports; None when it reports none.
-
-    GraphQL answers its errors with 200 and whatever data it could resolve: a field the
-    credentials may not read comes as null or is left out, and its records would go missing."""
-    errors = document.get("errors") if isinstance(document, dict) else None
-    if not isinstance(errors, list) or not errors:
-        return None
-    first = errors[0]
-    message = first.get("message") if isinstance(first, dict) else first
-    if not isinstance(message, str) or not message.strip():
-        message = json.dumps(first, ensure_ascii=False, default=str)
-    return message, len(errors)

@@ -10,8 +10,8 @@ replacing what the link asks for. A parameter written into the source URL itself
 first request only, for a source whose links must be followed as they are.
 An API key sent as a query parameter is removed from stored URLs and added to each request.
 With POST the paging values go into the body instead of the query (`request_body.py`), a
-GraphQL answer's `errors` fail the page, and a cursor whose `pageInfo` says there is no next
-page is the end.
+GraphQL answer's `errors` fail the page (or, when they say it is throttled, make it wait as a
+429 does: `graphql.py`), and a cursor whose `pageInfo` says there is no next page is the end.
 
 Offset and page-number sources are read in parallel from cursors computed in advance, so their
 pages must never depend on what the source says about its page size. Many APIs cut `limit` to a
@@ -51,7 +51,7 @@ from urllib.parse import parse_qsl, urljoin, urlsplit, urlunsplit
 from django.utils.crypto import salted_hmac
 
 from importer.redaction import secret_forms, secrets_of
-from importer.sources import limits, next_page, request_body
+from importer.sources import graphql, limits, next_page, request_body
 from importer.sources.answers import link_to_next, lookup, says_page_before, select_records
 from importer.sources.base import Page, SourceError, config_error, number_cursor
 from importer.sources.rules import (
@@ -196,7 +196,7 @@ class RestJsonSource:
             return response, None, []
         document = self.http.read_json(response)
         if self.posts:
-            self._refuse_graphql_errors(document)
+            self._refuse_graphql_errors(document, response)
         records = select_records(
             document, self.config.records_path, self.name, scrub=self.http.scrub
         )
@@ -211,20 +211,9 @@ class RestJsonSource:
         body = request_body.paging_moved_into_body(url, self.config.request_body, self._body_paths)
         return self.http.post(self._post_url, body)
 
-    def _refuse_graphql_errors(self, document: Any) -> None:
-        found = request_body.graphql_error(document)
-        if found is None:
-            return
-        message, count = found
-        # Scrubbed whole before it is cut: a secret cut in two would no longer be recognised.
-        message = " ".join(self.http.scrub(message).split())
-        message = message if len(message) <= 300 else f"{message[:299]}…"
-        more = f" (and {count - 1} more)" if count > 1 else ""
-        raise self.http.error(
-            f'answered with GraphQL errors{more}: "{message}". Check the request body\'s query '
-            "and variables, and what the source's credentials may read; the import stops "
-            "rather than end without the records the errors left out",
-            kind="graphql_errors",
+    def _refuse_graphql_errors(self, document: Any, response: Any) -> None:
+        graphql.check_errors(
+            document, response.headers, refuse=self.http.error, scrub=self.http.scrub
         )
 
     def _read_past_first(self, url: str) -> tuple[Any, Any, list[dict]]:
