@@ -78,9 +78,21 @@ def retry_after_of(response: Any) -> float | None:
     the primary window's reset, up to an hour away, is not what they ask to wait."""
     headers = response.headers
     asked = parse_retry_after(headers.get("Retry-After"))
-    if asked is not None or response.status_code != 429:
+    if asked is not None or not refused_by_rate_limit(response):
         return asked
     return rate_limit_reset(headers)
+
+
+def refused_by_rate_limit(response: Any) -> bool:
+    """Whether an error answer is a rate limit's: a 429, or a 403 that says when to ask again
+    (Retry-After) or that no requests remain (GitHub answers its limits, primary and
+    secondary, with 403 as well as 429). Any other 403 is a refusal of the credentials."""
+    if response.status_code != 403:
+        return response.status_code == 429
+    headers = response.headers
+    if parse_retry_after(headers.get("Retry-After")) is not None:
+        return True
+    return any(_number(headers.get(name)) == 0 for name in _REMAINING_HEADERS)
 
 
 def rate_limit_reset(headers: Any) -> float | None:

@@ -966,6 +966,41 @@ def test_a_429_with_requests_left_in_the_window_is_no_wait_for_its_reset(fake: F
     assert (error.status, error.retry_after) == (429, None)
 
 
+@pytest.mark.parametrize(
+    "headers, wait",
+    [
+        (lambda: {"Retry-After": "60"}, 60),  # GitHub's secondary limits
+        (  # and its primary one
+            lambda: {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(time.time()) + 20)},
+            20,
+        ),
+    ],
+    ids=["retry-after", "none-remaining"],
+)
+def test_a_403_that_says_when_to_ask_again_is_a_rate_limit_waited_out(
+    fake: FakeSource, headers: Callable[[], dict[str, str]], wait: int
+) -> None:
+    body = '{"message": "You have exceeded a secondary rate limit"}'
+    fake.faults.add(path_contains="/api/offset", status=403, headers=headers(), body=body)
+
+    error = failure(rest_source(f"{fake.base_url}/api/offset", records_path="data.items"))
+
+    assert (error.status, error.kind, error.permanent) == (403, "rate_limited", False)
+    assert wait - 3 <= error.retry_after <= wait
+    assert "credentials" not in error.message
+
+
+def test_a_403_that_says_nothing_of_a_rate_limit_fails_for_want_of_access(
+    fake: FakeSource,
+) -> None:
+    fake.faults.add(path_contains="/api/offset", status=403, headers={"X-RateLimit-Remaining": "7"})
+
+    error = failure(rest_source(f"{fake.base_url}/api/offset", records_path="data.items"))
+
+    assert (error.kind, error.permanent, error.retry_after) == ("auth", True, None)
+    assert "the source's credentials lack access to it" in error.message
+
+
 def test_a_page_size_the_source_refuses_points_to_the_page_size_setting(fake: FakeSource) -> None:
     refusal = '{"error": {"code": 400, "message": "Invalid value for limit: at most 500"}}'
     fake.faults.add(path_contains="/api/offset", status=400, body=refusal)

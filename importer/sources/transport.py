@@ -33,7 +33,13 @@ from importer.redaction import (
     remember_secrets,
     secrets_of,
 )
-from importer.remote import RemoteSession, retry_after_of, why_unreachable, worth_retrying
+from importer.remote import (
+    RemoteSession,
+    refused_by_rate_limit,
+    retry_after_of,
+    why_unreachable,
+    worth_retrying,
+)
 from importer.sources import limits, oauth
 from importer.sources.base import SourceError, config_error
 from importer.sources.rules import ca_bundle_problem, url_credentials_problem
@@ -360,7 +366,8 @@ class SourceHttp:
             excerpt = self._excerpt(response)
             detail = f": {excerpt}" if excerpt else ""
         discard(response, self.deadline)
-        hint = STATUS_HINTS.get(status)
+        limited = refused_by_rate_limit(response)
+        hint = None if limited else STATUS_HINTS.get(status)
         if status == 400 and posted:
             hint = "check the source's request body and query parameters"
         if status in (400, 422) and self._names_the_page_size(detail):
@@ -377,10 +384,12 @@ class SourceHttp:
         return self.error(
             f"answered {status} {response.reason} at {public_url(url)}{detail}"
             + (f"; {hint}" if hint else ""),
-            permanent=not worth_retrying(status),
+            permanent=not (limited or worth_retrying(status)),
             status=status,
             retry_after=retry_after_of(response),
-            kind=STATUS_KINDS.get(status, "server_error" if status >= 500 else "bad_request"),
+            kind="rate_limited"
+            if limited
+            else STATUS_KINDS.get(status, "server_error" if status >= 500 else "bad_request"),
         )
 
     def _names_the_page_size(self, detail: str) -> bool:
