@@ -18,6 +18,7 @@ from importer.models import ChunkJob, Execution, ImportSource
 from importer.services import lane_state, lanes
 from tests.conftest import wait_for, wait_for_execution_to_finish
 from tests.fake_source import FakeSource
+from tests.test_post_sources import GRAPHQL_SETTINGS
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -166,6 +167,24 @@ def test_a_flaky_source_is_ridden_out(pushed_source, sandbox, inventory, start_c
     execution = wait_for_execution_to_finish(start(pushed_source))
 
     assert_imported_exactly_once(sandbox, execution)
+
+
+def test_a_graphql_source_throttling_in_its_answers_is_ridden_out(
+    make_source, sandbox, inventory, start_cluster
+):
+    # GraphQL APIs answer their rate limits with 200: each throttled page waits as asked,
+    # without using up an attempt, and asks again.
+    start_cluster(**FAST_RECOVERY)
+    inventory.throttle_graphql(times=2, like="shopify", wait=0.5, at=50)
+    inventory.throttle_graphql(times=1, like="github", wait=1, at=100)
+    source = make_source(source_url=f"{inventory.base_url}/api/graphql", **GRAPHQL_SETTINGS)
+
+    execution = wait_for_execution_to_finish(start(services.push_mapping(source=source)))
+
+    assert_imported_exactly_once(sandbox, execution)
+    waits = dict(execution.chunks.values_list("index", "rate_limited_waits"))
+    assert (waits[2], waits[4]) == (2, 1)
+    assert set(execution.chunks.values_list("attempts", flat=True)) == {1}
 
 
 def test_a_page_waiting_for_its_retry_leaves_the_worker_to_other_imports(
