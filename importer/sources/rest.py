@@ -13,47 +13,29 @@ With POST the paging values go into the body instead of the query (`request_body
 GraphQL answer's `errors` fail the page (or, when they say it is throttled, make it wait as a
 429 does: `graphql.py`), and a cursor whose `pageInfo` says there is no next page is the end.
 
-Offset and page-number sources are read in parallel from cursors computed in advance, so their
-pages must never depend on what the source says about its page size. Many APIs cut `limit` to a
-maximum of their own without saying so, some ignore it, and without a limit parameter the
-server chooses. Hence:
-
-* A short page (fewer records than asked) is never taken for the end: only an empty answer
-  says the source ends, or an error answer to a request past the first page (some APIs answer
-  past their end with 404 or 400 rather than an empty list). A 400 or 422 may also be a limit
-  on how deep the source can be paged (a search index's result window): it is taken for the
-  end only when the record before it is missing too, or ended a short page; right after a
-  full page it fails the import, unless a total will tell whether records are missing.
-* Nor is the source's total: it is checked against the records received once the end is
-  found (`services/totals.py`). A total lower than what the source holds would otherwise end
-  the import early, DONE with records missing.
-* An offset page owns the records from its offset up to the next page's offset: when the
-  source answers with fewer, the same page asks on from where the answer stopped until it has
-  them all or the source ends; records beyond the page's share (a source that ignores the
-  limit) are left to the page they belong to. Every record arrives exactly once whatever page
-  size the source really serves.
-* Page numbers are the source's own pages, whatever their size: nothing to fill, only the end
-  to find. A short page is checked by asking for the next one, and once by asking for that
-  one at the size served: a source that counts its pages by the size asked for, though it
-  serves fewer, skips records between them.
-* Next links (next-URL and Link-header paging) are followed as the source wrote them. A short
-  page whose link moves an offset by the size asked for rather than by the records served is
-  checked once, the same way (and so is a cursor that is such an offset): a source that
-  counts its offsets before cutting the size skips the records it left out of every page.
+Offset and page-number pages, and where such a source ends, are read by `numbered_pages.py`;
+`paging_checks.py` checks that a source's paging neither skips nor repeats records.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import parse_qsl, urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from django.utils.crypto import salted_hmac
 
 from importer.redaction import secret_forms, secrets_of
 from importer.sources import graphql, limits, next_page, request_body
-from importer.sources.answers import link_to_next, lookup, says_page_before, select_records
+from importer.sources.answers import link_to_next, lookup, select_records
 from importer.sources.base import Page, SourceError, config_error, number_cursor
+from importer.sources.numbered_pages import (
+    DEPTH_LIMIT_STATUSES,
+    PAST_THE_END_STATUSES,
+    NumberedPages,
+    OffsetPages,
+)
+from importer.sources.paging_checks import PagingChecks
 from importer.sources.rules import (
     cursor_path_problem,
     paging_params,
@@ -63,7 +45,6 @@ from importer.sources.rules import (
 from importer.sources.transport import ACCESS_TOKEN_MARK, SourceHttp
 from importer.sources.urls import (
     DEFAULT_PORTS,
-    moved_by,
     origin,
     params_left_out,
     public_url,
@@ -72,10 +53,6 @@ from importer.sources.urls import (
 )
 
 PAGINATIONS = ("offset", "page", "cursor", "next_url", "link_header", "none")
-# An error answer to the request after a short page means "nothing here" (the source's end).
-PAST_THE_END_STATUSES = frozenset({400, 404, 416, 422})
-# ... but these are also how sources refuse to page deeper than a limit of theirs.
-DEPTH_LIMIT_STATUSES = frozenset({400, 422})
 # How a credential of the source found in a next URL is stored: a keyed digest of it, so the
 # stored cursor names the credential without holding it (an OAuth2 access token is stored as
 # transport.ACCESS_TOKEN_MARK).
@@ -127,32 +104,27 @@ class RestJsonSource:
             self._post_url = with_query(source.source_url, dict(source.extra_params or {}))
         self.page_size = max(1, source.page_size)
         self.http = SourceHttp(source)
-        # Page-number paging: how many records a page held that turned out not to be the last
-        # (the source's real page size, when it cuts the limit), once this reader saw one.
-        self.full_page_records: int | None = None
-        # Offset paging: the records in this reader's latest answer, and the most any answer
-        # before it held (what the source serves at once, when it cuts the limit).
-        self._latest_answer = 0
-        self._fullest_before = 0
-        # The last page-number page this reader read: (number, first record, last, count).
-        self._last_numbered_page: tuple[int, dict, dict, int] | None = None
-        # Next-link paging: whether this reader asked if a short page's link skips records.
-        self._links_checked = False
+        # What this reader learns of the source's paging, kept from one of its pages to the
+        # next (a lane reads many pages with one reader).
+        checks = PagingChecks(self)
+        self._checks = checks
+        self._offsets = OffsetPages(self, checks)
+        self._numbers = NumberedPages(self, checks)
 
     def fetch_page(self, cursor: str) -> Page:
         self.http.begin()  # every request of this page shares one time budget
         if self.config.pagination == "offset":
-            return self._offset_page(cursor)
+            return self._offsets.page(cursor)
         if self.config.pagination == "page":
-            return self._numbered_page(cursor)
+            return self._numbers.page(cursor)
         url = self._url(cursor)
         try:
             response, document, records = self._read(url)
         except SourceError as error:
             raise self._explained_refusal(error, cursor) from None
         next_cursor = self._next_cursor(cursor, url, response, document, records)
-        if next_cursor and not self._links_checked:
-            self._check_links_moved_as_served(url, next_cursor, records)
+        if next_cursor:
+            self._checks.links_moved_as_served(url, next_cursor, records)
         return Page(records=records, next_cursor=next_cursor, total=self._total(document))
 
     def _explained_refusal(self, error: SourceError, cursor: str) -> SourceError:
@@ -237,7 +209,7 @@ class RestJsonSource:
                 return None
             raise
 
-    # --- offset and page-number paging -----------------------------------------------------
+    # --- the requests of offset and page-number paging (`numbered_pages.py`) ---------------
 
     @property
     def _limit(self) -> dict[str, int]:
@@ -246,314 +218,6 @@ class RestJsonSource:
     def _numbered_url(self, param: str, number: int) -> str:
         extra = dict(self.config.extra_params or {})
         return with_query(self.config.source_url, {**extra, param: number, **self._limit})
-
-    def _offset_page(self, cursor: str) -> Page:
-        """The records from this page's offset up to the next page's, however many answers
-        the source takes to give them."""
-        start = self._number(cursor, 0)
-        end = start + self.page_size
-        records: list[dict] = []
-        position, total = start, None
-        last_answer: int | None = None  # records in this page's answer before
-        while True:
-            url = self._numbered_url(self.config.offset_param, position)
-            try:
-                answer = self._read_past_first(url) if position else self._read(url)
-            except SourceError as error:
-                # Past the first record, an error that means "nothing here" is the end.
-                if not position or not self._ends_offsets(error, position, last_answer):
-                    raise
-                return Page(records=records, next_cursor=None, total=total)
-            _, document, got = answer
-            self._fullest_before = max(self._fullest_before, self._latest_answer)
-            self._latest_answer = last_answer = len(got)
-            if position == 0 and len(got) > self.page_size:
-                self._check_offset_followed(got)
-            if got:
-                self._check_not_repeated("offset", position, got)
-            told = self._total(document)
-            total = told if told is not None else total
-            kept = got[: end - position]
-            records += kept
-            position += len(kept)
-            if not got:
-                return Page(records=records, next_cursor=None, total=total)
-            if position >= end:
-                return Page(records=records, next_cursor=str(end), total=total)
-            # A short answer: the source may serve fewer records than asked. Ask on.
-
-    def _ends_offsets(self, error: SourceError, position: int, last_answer: int | None) -> bool:
-        """Whether an error answer for the records from `position` on means the source ends
-        there (`last_answer`: the records in this page's answer before it, if any)."""
-        if error.status not in PAST_THE_END_STATUSES:
-            return False
-        if error.status not in DEPTH_LIMIT_STATUSES:
-            return True
-        where = f"record {position}"
-        held, total = self._probe(position)
-        if held:  # it has records there, and refused the page: a limit
-            return self._depth_limit(error, where, certain=True)
-        if last_answer is not None and last_answer < (self._fullest_before or self.page_size):
-            return True  # a short answer before it: the end
-        before, told = self._probe(position - 1)
-        total = told if total is None else total
-        if last_answer is None:  # the page's first answer: is the record before it there?
-            if before is None and self._probe(0)[0] is not None:
-                before = 0  # refused, though it serves one record at a time: past its end
-            if before == 0:
-                return True  # past the end: the record before is missing too
-        if before and self._limit:
-            # A result window counts offset + limit, and so may refuse the last record
-            # asked for with one more. A source that ends there serves it alone.
-            pair, _ = self._probe(position - 1, 2)
-            if pair is not None and pair < 2:
-                return True
-            return self._depth_limit(error, where, certain=True)
-        if total is not None:  # the source's own count settles it
-            return total <= position or self._depth_limit(error, where, certain=True)
-        return self._depth_limit(error, where)
-
-    def _probe(self, position: int, count: int = 1) -> tuple[int | None, int | None]:
-        """How many records the source serves from `position` when asked for `count` (None:
-        it refused), and the total it tells with them. A result window counts offset + limit,
-        so one record may come where a page may not."""
-        url = with_query(
-            self._numbered_url(self.config.offset_param, position),
-            {self.config.limit_param: count} if self.config.limit_param else {},
-        )
-        answer = self._read_after_short(url)
-        if answer is None:
-            return None, None
-        return len(answer[2]), self._total(answer[1])
-
-    def _ends_numbers(self, error: SourceError, page: int) -> bool:
-        """Whether an error answer for page `page` means the source ends before it."""
-        if error.status not in PAST_THE_END_STATUSES:
-            return False
-        if error.status not in DEPTH_LIMIT_STATUSES:
-            return True
-        before = self._numbered_records(page - 1)
-        if not before or self._looks_short(len(before)):
-            return True
-        if not self._limit and page - 1 > self.config.first_page:
-            # No limit asked: a page is short next to the one before it.
-            earlier = self.full_page_records or len(self._numbered_records(page - 2))
-            if len(before) < earlier:
-                return True
-        elif not self._limit:
-            return True  # one page, and no size to hold it to: no limit is that shallow
-        return self._depth_limit(error, f"page {page}")
-
-    def _numbered_records(self, page: int) -> list[dict]:
-        answer = self._read_after_short(self._numbered_url(self.config.page_param, page))
-        return answer[2] if answer else []
-
-    def _depth_limit(self, error: SourceError, where: str, *, certain: bool = False) -> bool:
-        """An error right after a full page: the source's end, or a limit on how deep it
-        can be paged with the records after it left out (`certain`: it served a record
-        there when asked for it alone). A total settles an uncertain case once every page is
-        in (`services.totals`); without one, the import must not end DONE on a guess."""
-        if self.config.total_path and not certain:
-            return True
-        cause = (
-            "the source refuses to be paged that deep (it serves the record there, or the one "
-            "before it, when asked for it alone, or counts more records than that)"
-            if certain
-            else "the source may refuse to be paged that deep (a search index's result "
-            "window, an API's cap on results)"
-        )
-        advice = (
-            ""
-            if certain
-            else f" If it rather ends there and answers {error.status} past its end, set its "
-            "total path, so that the records received can be checked against it (a total "
-            "the source caps as well, as a search index does at 10000, cannot tell)."
-        )
-        limit = SourceError(
-            f"{error.message}. This came for {where}, right after a full page: {cause}, and "
-            "the records after it would be missing. Narrow what it lists (extra parameters), "
-            f"or page it in a style it allows further (cursor or next URL).{advice}",
-            status=error.status,
-            kind="depth_limit",
-        )
-        # Pages after it that the source served show it a passing error of this page, not a
-        # limit (`chunks.chunk_error`): its own answer is what is told then.
-        limit.answer = error.message
-        raise limit
-
-    def _check_offset_followed(self, first: list[dict]) -> None:
-        """A source that answered more than a page may ignore the offset too, and then serve
-        its first records as every page (each page would repeat them). One request tells."""
-        answer = self._read_after_short(
-            self._numbered_url(self.config.offset_param, self.page_size)
-        )
-        if answer and answer[2] and answer[2][0] == first[0] != first[self.page_size]:
-            raise self.http.error(
-                f"ignores the '{self.config.offset_param}' parameter: asked for the records "
-                f"from {self.page_size} on, it answered the ones from 0 again. If it answers "
-                "everything at once, choose 'No paging (one request)'; else check the paging "
-                "settings",
-                kind="ignores_offset",
-            )
-
-    def _numbered_page(self, cursor: str) -> Page:
-        """One of the source's own pages; the end is an empty page, or a short page whose
-        next page holds nothing."""
-        config = self.config
-        page = self._number(cursor, config.first_page)
-        url = self._numbered_url(config.page_param, page)
-        try:
-            answer = self._read_past_first(url) if page > config.first_page else self._read(url)
-        except SourceError as error:
-            # Past the first page, an error that means "nothing here" is the source's end.
-            if page <= config.first_page or not self._ends_numbers(error, page):
-                raise
-            return Page(records=[], next_cursor=None, total=None)
-        response, document, records = answer
-        total = self._total(document)
-        if page == config.first_page > 0:  # an empty one too: a source of one page from 0
-            sign = says_page_before(response, document, config.page_param, page)
-            self._check_no_page_before(page, sign, records)
-        if not records:
-            return Page(records=records, next_cursor=None, total=total)
-        self._check_not_repeated("page", page, records)
-        following = str(page + 1)
-        if self._looks_short(len(records)):
-            answer = self._read_after_short(self._numbered_url(config.page_param, page + 1))
-            if answer is None or not answer[2]:
-                return Page(records=records, next_cursor=None, total=total)
-            self._check_not_repeated("page", page + 1, answer[2])
-            if self.full_page_records is None:
-                self._check_pages_counted_as_served(page, records, answer[2])
-            self.full_page_records = len(records)
-        return Page(records=records, next_cursor=following, total=total)
-
-    def _check_pages_counted_as_served(
-        self, page: int, records: list[dict], following: list[dict]
-    ) -> None:
-        """A short page followed by more: the source cuts the page size it is asked for. Most
-        count their pages by the size they serve; one that counts them by the size asked for
-        (an offset computed before the cap) starts each page past the records it left out of
-        the one before, which no page then holds. Asked for the next page at the size it
-        served, such a source answers a record neither page holds. One request, once per
-        reader, and only for a source that serves short pages.
-
-        Records are told apart by a field that names each (`_naming_field`): whole, a record
-        may differ from one request to the next (a last-seen time, a signed link). When no
-        field names them, or the source refuses the request (some take only a few page
-        sizes), nothing can be told, and nothing is failed."""
-        served = len(records)
-        url = with_query(
-            self._numbered_url(self.config.page_param, page + 1),
-            {self.config.limit_param: served},
-        )
-        try:
-            answer = self._read_after_short(url)
-        except SourceError:
-            return
-        if answer is None:
-            return
-        name = _unread_record_named_by([*records, *following], answer[2])
-        if name is None:
-            return
-        raise self.http.error(
-            f"serves at most {served} records a page when asked for {self.page_size} "
-            f"('{self.config.limit_param}'), yet counts its pages by {self.page_size}: page "
-            f"{page + 1} starts past records that page {page} left out (by their '{name}'), "
-            f"and no page would hold them. Set the page size to {served} (or less), or use "
-            "offset paging",
-            kind="pages_skip_records",
-        )
-
-    def _check_links_moved_as_served(self, url: str, next_cursor: str, records: list[dict]) -> None:
-        """A short page whose next link moves an offset (any whole-number parameter) by the
-        size asked for: the source may cut the size yet count its offsets by the size asked
-        for, and then the next page starts past the records this one left out, which no page
-        holds. Asked for the link with that offset moved by the records served instead, such
-        a source answers a record neither page holds; one that filters its pages after
-        reading them (served fewer, yet skipped nothing) answers records the pages hold.
-        A link moved by the records served, a page number and a cursor token that is no
-        such number are not asked about. Two requests, once per reader, and only for a
-        source that serves short pages.
-
-        Records are told apart as for page numbers (`_check_pages_counted_as_served`); when
-        nothing can be told, nothing is failed."""
-        limit = self.config.limit_param
-        asked = dict(parse_qsl(urlsplit(url).query)).get(limit, "") if limit else ""
-        if not (asked.isascii() and asked.isdigit()) or not 0 < len(records) < int(asked):
-            return
-        served = len(records)
-        try:
-            link = self._url(next_cursor)
-            moved = moved_by(url, link, int(asked), ignore=limit)
-            if moved is None:
-                return
-            self._links_checked = True
-            name, start = moved
-            following = self._read_after_short(link)
-            answer = self._read_after_short(with_query(link, {name: start + served}))
-        except SourceError:
-            return
-        if following is None or not following[2] or answer is None:
-            return
-        name_field = _unread_record_named_by([*records, *following[2]], answer[2])
-        if name_field is None:
-            return
-        raise self.http.error(
-            f"serves at most {served} records a page when asked for {asked} ('{limit}'), yet "
-            f"its next link moves '{name}' by {asked}: the next page starts past records this "
-            f"page left out (by their '{name_field}'), and no page would hold them. Set the "
-            f"page size to {served} (or less)",
-            kind="pages_skip_records",
-        )
-
-    def _check_no_page_before(self, page: int, sign: str, records: list[dict]) -> None:
-        """The first page whose answer says a page comes before it: many APIs number their
-        pages from 0 (Spring), and read from 1 the import would end DONE without page 0. The
-        page before is asked for, to be sure: answered empty, with an error, or with the
-        first page again, it stops nothing. Without such a sign it is not asked for: some
-        1-based APIs answer page 0 with their last page, others with their first."""
-        if not sign:
-            return
-        try:
-            answer = self._read(self._numbered_url(self.config.page_param, page - 1))
-        except SourceError:
-            return
-        earlier = answer[2]
-        if not earlier or (records and (earlier[0], earlier[-1]) == (records[0], records[-1])):
-            return
-        raise self.http.error(
-            f"seems to number its pages from {page - 1}: asked for page {page}, the first "
-            f"page set, {sign}, and page {page - 1} holds other records. Set the first page "
-            f"to {page - 1} (Paging), or page {page - 1}'s records would be left out",
-            kind="pages_start_earlier",
-        )
-
-    def _check_not_repeated(self, unit: str, number: int, records: list[dict]) -> None:
-        """Pages past the end of a source that answers its last page for any page number or
-        offset after it (Django's `Paginator.get_page` does; some APIs clamp the offset)
-        repeat one another: with no empty page to end on, paging would go on to
-        IMPORT_MAX_PAGES, sending that page every time. `unit`: "page" or "offset"."""
-        seen = self._last_numbered_page
-        self._last_numbered_page = (number, records[0], records[-1], len(records))
-        if seen is None or seen[0] == number or seen[1:] != self._last_numbered_page[1:]:
-            return
-        other = "Use cursor paging" if unit == "offset" else "Use offset or cursor paging"
-        raise self.http.error(
-            f"answered {unit} {number} with the same records as {unit} {seen[0]}: it seems "
-            f"to answer its last page again for any {unit} past its end (or to ignore the "
-            f"{unit}), so its end cannot be found. {other} if the source offers it, or have "
-            "it answer an empty list (or 404) past its last page",
-            kind="repeats_pages",
-        )
-
-    def _looks_short(self, count: int) -> bool:
-        """Whether a page may be the last: it holds fewer records than asked, and fewer than
-        a page this reader already saw followed by another (the size the source really
-        serves when it cuts the limit)."""
-        if not self._limit or count >= self.page_size:
-            return False
-        return self.full_page_records is None or count < self.full_page_records
 
     # --- other paging styles ---------------------------------------------------------------
 
@@ -734,30 +398,6 @@ _POST_SETTINGS = (
     "page_param",
     "cursor_param",
 )
-# Fields that most often name a record, looked for in this order.
-NAMING_FIELDS = ("id", "uuid", "guid", "key", "sys_id", "serial", "serial_number", "serialNumber")
-
-
-def _naming_field(read: list[dict], answer: list[dict]) -> str | None:
-    """A field every record has, as a plain value, that no two records read share: what
-    tells the records apart; None when there is none."""
-    for name in NAMING_FIELDS:
-        values = [record.get(name) for record in (*read, *answer)]
-        if not all(isinstance(value, (str, int)) and value != "" for value in values):
-            continue
-        if len(set(values[: len(read)])) == len(read):
-            return name
-    return None
-
-
-def _unread_record_named_by(read: list[dict], answer: list[dict]) -> str | None:
-    """The field that names the records, when `answer` holds one `read` does not (a record
-    no page read holds); None when it holds none, or when no field tells them apart."""
-    name = _naming_field(read, answer)
-    if name is None:
-        return None
-    seen = {record[name] for record in read}
-    return None if all(record[name] in seen for record in answer) else name
 
 
 def _secret_mark(form: str) -> str:
