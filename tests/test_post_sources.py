@@ -519,6 +519,9 @@ def test_a_source_throttling_for_ever_fails_as_a_source_answering_429_for_ever_d
     execution.refresh_from_db()
     assert execution.state == Execution.State.FAILED
     assert execution.error.startswith("Chunk 1 failed: source 'inventory' ")
-    assert execution.error.endswith("(gave up after 2 attempts)")
+    assert execution.error.endswith(
+        "(gave up after 2 attempts and 3 waits for its rate limit: set the source's limit on "
+        "requests per minute below the rate it allows, or read fewer pages at once)"
+    )
     page = execution.chunks.get()
     assert (page.last_error_kind, page.rate_limited_waits, page.attempts) == ("rate_limited", 3, 2)

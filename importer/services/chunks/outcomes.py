@@ -267,7 +267,14 @@ def chunk_failed(
 def _give_up(
     chunk: ChunkJob, message: str, *, permanent: bool, kind: str, fetched: int | None
 ) -> ChunkJob:
-    if not permanent:
+    if not permanent and kind == RATE_LIMITED and chunk.rate_limited_waits:
+        # Hours may have gone by in waits: say so, and what lets the import through.
+        message = (
+            f"{message} (gave up after {chunk.attempts} attempts and "
+            f"{chunk.rate_limited_waits} waits for its rate limit: set the source's limit on "
+            "requests per minute below the rate it allows, or read fewer pages at once)"
+        )
+    elif not permanent:
         message = f"{message} (gave up after {chunk.attempts} attempts)"
     if not ChunkJob.objects.held_by(chunk).fail(kind=kind, error=message, records=fetched or 0):
         return chunk  # taken over meanwhile: its new holder decides
