@@ -49,6 +49,14 @@ BASIC = base64.b64encode(f"svc:{PASSWORD}".encode()).decode()
         # Django decodes a path before routing it: the request line may spell it escaped.
         ('"POST /%77ebtrigger/%32/AbCd-123_xyzXYZ/ HTTP/1.1" 400', "AbCd-123_xyzXYZ"),
         ("535 5.7.8 Authentication failed: AUTH PLAIN AHN2YwBwYTU1LXcwcmQtNzcxMw==", "AHN2YwBw"),
+        # A credential-named name written bare, its value quoted: a GraphQL argument, a
+        # keyword argument or setting as a server's error quotes it, also in a JSON string.
+        ('Syntax Error: { assets(apiKey: "gql-k3y-5521") { id }', "gql-k3y-5521"),
+        (f'{{"error": "bad query {{ assets(apiKey: \\"{HEADER_SECRET}\\") }}"}}', HEADER_SECRET),
+        (f"TypeError: connect() got password='{PASSWORD}'", PASSWORD),
+        (f'client_secret = "{PASSWORD}" is not valid', PASSWORD),
+        (f'X-Api-Key: "{HEADER_SECRET}" refused', HEADER_SECRET),
+        ('denied: token: "cut-short-k3y', "cut-short-k3y"),  # an excerpt that ends in it
     ],
 )
 def test_it_removes_every_form_a_credential_takes(text: str, secret: str) -> None:
@@ -113,6 +121,7 @@ def test_secrets_that_are_urls_or_read_as_words_are_not_looked_for_cut_short() -
         "the source uses basic authentication",
         "source 'laptops' answered 404 Not Found at https://inventory.example/api",
         '{"author": "Jane", "records": 5}',
+        'author: "Jane Doe", site: "Berlin"',
     ],
 )
 def test_it_leaves_ordinary_words_alone(text: str) -> None:

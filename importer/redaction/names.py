@@ -82,5 +82,38 @@ def looks_like_a_key(value: str) -> bool:
     return len(value) >= 16 or (len(value) >= 8 and letters and digits)
 
 
+# A credential-named name written bare, then its value quoted: a GraphQL argument written into
+# a query (`assets(apiKey: "...")`), a keyword argument or a setting (`password="..."`,
+# `token = '...'`), also inside a JSON string (`apiKey: \\"...\\"`). A quoted name is
+# the JSON pair's (`redact`'s own pattern); a name right after a dot or a dash is part of
+# another. Group 1: the name; group 2: the opening quote, escaped or not.
+BARE_NAME_QUOTED_VALUE = re.compile(r"""(?<![\w.\-"'\\])([A-Za-z_][\w.-]*)\s*[:=]\s*(\\?["'])""")
+
+
+def quoted_value_end(text: str, opening: re.Match) -> int:
+    """Where the value quoted after `opening` (a BARE_NAME_QUOTED_VALUE match) ends: at its
+    closing quote, or at the end of its line when it has none (a text cut short)."""
+    start, quote = opening.end(), opening.group(2)
+    line_end = len(text)
+    for stop in ("\n", "\r"):
+        at = text.find(stop, start)
+        if at >= 0:
+            line_end = min(line_end, at)
+    closing = text.find(quote, start, line_end)
+    return line_end if closing < 0 else closing
+
+
+def inline_secret_values(text: str, also: Iterable[str] = ()) -> list[str]:
+    """The values a text writes quoted after a credential-named name (`apiKey: "..."` in a
+    GraphQL query kept in a request body): secrets that no JSON key names."""
+    found = []
+    for opening in BARE_NAME_QUOTED_VALUE.finditer(text):
+        if is_secret_name(opening.group(1), also):
+            value = text[opening.end() : quoted_value_end(text, opening)]
+            if value:
+                found.append(value)
+    return found
+
+
 def is_secret_header(name: str) -> bool:
     return ("-" in name or name.lower() in _PLAIN_HEADERS) and is_secret_name(name)

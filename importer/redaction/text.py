@@ -14,7 +14,13 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-from importer.redaction.names import MASK, is_secret_header, is_secret_name
+from importer.redaction.names import (
+    BARE_NAME_QUOTED_VALUE,
+    MASK,
+    is_secret_header,
+    is_secret_name,
+    quoted_value_end,
+)
 
 # Shorter values are not replaced wherever they occur: they would blank out ordinary words.
 MIN_SECRET_LENGTH = 4
@@ -31,7 +37,7 @@ _QUOTED_PAIR = re.compile(r"""(\\?(["'])([\w.-]+)\\?\2\s*[:=]\s*\\?(["']))([^"'\
 # a name, then its value. Only names are searched for, so a name inside the value of another
 # ("error: X-Api-Key: abc") is still found; names and values are runs without a way back, so a
 # long text costs linear time.
-_HEADER_NAME = re.compile(r"(?i)(?<![\w-])([a-z0-9_]+(?:-[a-z0-9_]+)*)\s*:[ \t]*(?![\s\"'])")
+_HEADER_NAME = re.compile(r"(?i)(?<![\w-])([a-z0-9_]+(?:-[a-z0-9_]+)*)\s*:[ \t]*(?!\s|\\?[\"'])")
 _HEADER_VALUE = re.compile(
     r"(?i)(?:(?:basic|bearer|digest|token|negotiate|ntlm)[ \t]+)?[^\s\"',;&}\]]+"
 )
@@ -62,6 +68,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     if known is not None:
         text = known.sub(MASK, text)
     text = _QUOTED_PAIR.sub(_quoted_pair, text)
+    text = _mask_bare_named_quoted_values(text)
     text = _mask_values(text, _HEADER_NAME, _HEADER_VALUE, is_secret_header)
     text = _mask_values(text, _PARAM_NAME, _PARAM_VALUE, is_secret_name)
     text = _BEARER.sub(rf"\1{MASK}", text)
@@ -207,6 +214,20 @@ def _mask_values(text: str, names: re.Pattern, values: re.Pattern, secret) -> st
         if value:
             pieces += [text[done : name.end()], MASK]
             done = value.end()
+    return "".join(pieces) + text[done:] if pieces else text
+
+
+def _mask_bare_named_quoted_values(text: str) -> str:
+    """`apiKey: "..."`, `password='...'` (BARE_NAME_QUOTED_VALUE): the quoted value of a
+    credential-named name replaced by MASK, the quotes kept."""
+    pieces, done = [], 0
+    for opening in BARE_NAME_QUOTED_VALUE.finditer(text):
+        if opening.start() < done or not is_secret_name(opening.group(1)):
+            continue
+        end = quoted_value_end(text, opening)
+        if end > opening.end():
+            pieces += [text[done : opening.end()], MASK]
+            done = end
     return "".join(pieces) + text[done:] if pieces else text
 
 
