@@ -525,3 +525,74 @@ def test_a_source_throttling_for_ever_fails_as_a_source_answering_429_for_ever_d
     )
     page = execution.chunks.get()
     assert (page.last_error_kind, page.rate_limited_waits, page.attempts) == ("rate_limited", 3, 2)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_key_written_into_the_graphql_query_itself_is_kept_secret(
+    graphql_source, sandbox, inventory, settings, client, django_user_model, tmp_path
+):
+    # No JSON key names it: the query's text does (`apiKey: "..."`), and GraphQL servers
+    # quote the argument values they refuse.
+    settings.CHUNK_MAX_ATTEMPTS = 1
+    key = "inline-key-3b7e91d0c2a4f658"
+    query = ASSETS_QUERY.replace("assets(first", f'assets(apiKey: "{key}", first')
+    refused = {
+        "data": None,
+        "errors": [{"message": f'Argument "apiKey" on field "assets" has invalid value "{key}"'}],
+    }
+    inventory.faults.add(path_contains="/api/graphql", status=200, body=json.dumps(refused))
+    source = services.push_mapping(
+        source=graphql_source(request_body={"query": query, "variables": {"after": None}})
+    )
+
+    execution = services.start_import(source=source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.FAILED
+    assert 'has invalid value "***"' in execution.error
+    assert key not in execution.chunks.get(index=0).error
+    assert key not in json.dumps(sandbox.executions())
+    exported = run("export_sources")
+    assert json.loads(exported)["sources"][0]["source"]["body"] == {
+        "query": "***",
+        "variables": {"after": None},
+    }
+    (tmp_path / "sources.json").write_text(exported)
+    run("import_sources", str(tmp_path / "sources.json"), "--no-push")
+    source.refresh_from_db()
+    assert source.request_body["query"] == query  # the masked text kept the stored one
+    viewer = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(*Permission.objects.filter(codename="view_importsource"))
+    client.force_login(viewer)
+    page = client.get(reverse("admin:importer_importsource_change", args=[source.pk]))
+    assert page.status_code == 200
+    assert key not in page.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_credentials_inside_a_credential_named_object_of_the_body_are_kept_secret(
+    graphql_source, sandbox, inventory, settings
+):
+    # A JSON-RPC style login in the body: the object is named as credentials, its entries
+    # are not; shown masked whole, every value in it is a secret.
+    settings.CHUNK_MAX_ATTEMPTS = 1
+    password = "rpc-pass-9d2e71c4b0"
+    body = {
+        "query": ASSETS_QUERY,
+        "variables": {"after": None},
+        "auth": {"user": "svc-reader", "pass": password},
+    }
+    refused = {"data": None, "errors": [{"message": f"login svc-reader/{password} refused"}]}
+    inventory.faults.add(path_contains="/api/graphql", status=200, body=json.dumps(refused))
+    source = services.push_mapping(source=graphql_source(request_body=body))
+
+    execution = services.start_import(source=source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.FAILED
+    assert "refused" in execution.error
+    for text in (execution.error, execution.chunks.get(index=0).error):
+        assert password not in text
+    assert password not in json.dumps(sandbox.executions())
+    exported = json.loads(run("export_sources"))["sources"][0]["source"]["body"]
+    assert exported["auth"] == "***"

@@ -12,6 +12,7 @@ from importer.redaction.names import (
     DECLARABLE_JSON_FIELDS,
     MASK,
     PUBLIC_HEADERS,
+    inline_secret_values,
     is_secret_name,
 )
 
@@ -84,7 +85,9 @@ def secret_headers(name: str, value: Any) -> list[str]:
 
 
 def mask_secret_values(value: Any, *, also: Iterable[str] = ()) -> Any:
-    """A copy of a JSON object whose credential-named entries (at any depth) read MASK."""
+    """A copy of a JSON object whose credential-named entries (at any depth) read MASK, and
+    so does a text that writes a key in itself (a GraphQL query's `apiKey: "..."`): the
+    key cannot be masked alone, for a masked value is put back whole when saved."""
     names = {name.lower() for name in also if name}
     if isinstance(value, dict):
         return {
@@ -95,6 +98,8 @@ def mask_secret_values(value: Any, *, also: Iterable[str] = ()) -> Any:
         }
     if isinstance(value, list):
         return [mask_secret_values(item, also=names) for item in value]
+    if isinstance(value, str) and inline_secret_values(value, names):
+        return MASK
     return value
 
 
@@ -133,19 +138,34 @@ def _is_secret_key(key: Any, also: set[str]) -> bool:
 
 
 def secret_values(value: Any, *, also: Iterable[str] = ()) -> list[str]:
-    """The values of credential-named entries of a JSON object, at any depth."""
+    """The values of credential-named entries of a JSON object, at any depth: every value
+    within such an entry (`"auth": {"user": ..., "pass": ...}`, shown masked whole), and the
+    keys a text writes in itself (`mask_secret_values`)."""
     names = {name.lower() for name in also if name}
     found: list[str] = []
     if isinstance(value, dict):
         for key, item in value.items():
-            if _is_secret_key(key, names) and isinstance(item, (str, int, float)):
-                found.append(str(item))
+            if _is_secret_key(key, names):
+                found.extend(_every_value(item))
             else:
                 found.extend(secret_values(item, also=names))
     elif isinstance(value, list):
         for item in value:
             found.extend(secret_values(item, also=names))
+    elif isinstance(value, str):
+        found.extend(inline_secret_values(value, names))
     return found
+
+
+def _every_value(value: Any) -> list[str]:
+    """Every text and number within a JSON value (not true, false or null)."""
+    if isinstance(value, dict):
+        return [found for item in value.values() for found in _every_value(item)]
+    if isinstance(value, list):
+        return [found for item in value for found in _every_value(item)]
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return [str(value)]
+    return []
 
 
 def _split(url: str):
