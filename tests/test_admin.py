@@ -169,6 +169,33 @@ def test_a_secret_typed_into_a_setting_of_a_form_with_errors_is_not_sent_back(
 
 
 @pytest.mark.django_db
+def test_an_api_key_typed_as_the_user_name_of_a_form_with_errors_is_not_sent_back(
+    staff_client, make_source
+):
+    # Freshservice and BambooHR take the API key as the Basic user name, "X" as the password.
+    source = make_source(source_auth="basic", auth_username="svc", source_token="pass-of-svc")
+    key = "fsKey1a2B3c4D5e6F7g8H9i0Jk"
+
+    response = post_source(staff_client, source, auth_username=key, source_token="X", page_size="0")
+
+    assert response.status_code == 200
+    assert key not in response.content.decode()
+    errors = " ".join(response.context["adminform"].form.errors["auth_username"])
+    assert "type it again before saving" in errors
+
+
+@pytest.mark.django_db
+def test_a_user_name_typed_into_a_form_with_errors_is_shown_again(staff_client, make_source):
+    source = make_source(source_auth="basic", auth_username="svc", source_token="pass-of-svc")
+
+    response = post_source(staff_client, source, auth_username="integration.user", page_size="0")
+
+    assert response.status_code == 200
+    assert 'value="integration.user"' in response.content.decode()
+    assert "auth_username" not in response.context["adminform"].form.errors
+
+
+@pytest.mark.django_db
 def test_stars_inside_a_plain_setting_are_saved_as_they_are(staff_client, make_source):
     source = make_source()
 

@@ -286,6 +286,9 @@ class ImportSourceForm(WriteOnlySecretsForm):
         )
 
     def shown_masked(self, name: str, typed: str) -> str:
+        if name == "auth_username":
+            # A user name that is the API key (Freshservice's, BambooHR's) is not shown again.
+            return "" if typed != MASK and self._typed_username_holds_a_key(typed) else typed
         if name in MASKED_URL_FIELDS or name == "assets_base_url":
             return mask_url(typed, self._declared_secret_params())
         if name in MASKED_JSON_FIELDS:
@@ -299,6 +302,18 @@ class ImportSourceForm(WriteOnlySecretsForm):
             masked = mask_setting(name, value, self._declared_secret_params())
             return typed if masked == value else json.dumps(masked, ensure_ascii=False)
         return typed
+
+    def _typed_username_holds_a_key(self, typed: str) -> bool:
+        """`username_holds_a_key` of the source as typed on this form (the stored secret
+        where none was typed)."""
+        typed_source = ImportSource(
+            auth_username=typed,
+            source_auth=self.data.get(self.add_prefix("source_auth"), self.instance.source_auth),
+            source_token=(
+                self.data.get(self.add_prefix("source_token")) or self._stored.get("source_token")
+            ),
+        )
+        return username_holds_a_key(typed_source)
 
     def _unmasked(self, name: str):
         """The submitted value, with masked secrets put back from the stored source."""
