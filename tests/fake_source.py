@@ -279,6 +279,11 @@ class FakeSource(DevServer):
         # The Link header's relation for the next page: servers write it in any case, and
         # some give a link several relations (RFC 8288).
         self.next_rel = "next"
+        # How /api/link writes its Link header: {next} and {first} are absolute URLs, {path}
+        # the next page's path and query alone (a relative link), {rel} the relation above.
+        # Any path parameter after ";" (`/api/link;jsessionid=…`, as Java servers write
+        # them) is served as /api/link.
+        self.link_template = '<{next}>; rel="{rel}", <{first}>; rel="first"'
         # Parameters every next link carries besides (a link signed with the caller's key);
         # "{token}" in a value stands for the OAuth2 access token the request was sent with.
         self.next_link_params: dict[str, str] = {}
@@ -504,7 +509,7 @@ class FakeSource(DevServer):
             ),
             "/api/huge": lambda request: self._huge(declare=False),
             "/api/huge-declared": lambda request: self._huge(declare=True),
-        }.get("/api/next" if request.path.startswith("/api/next/") else request.path)
+        }.get("/api/next" if request.path.startswith("/api/next/") else request.path.split(";")[0])
         if handler is None:
             return error_reply(404, f"No route for {request.path}")
         reply = handler(request)
@@ -731,9 +736,13 @@ class FakeSource(DevServer):
         following = self._following_query(request, start)
         headers = {}
         if following:
-            headers["Link"] = (
-                f'<{self.base_url}/api/link?{following}>; rel="{self.next_rel}", '
-                f'<{self.base_url}/api/link?start=0>; rel="first"'
+            headers["Link"] = self.link_template.format(
+                next=f"{self.base_url}/api/link?{following}",
+                path=f"/api/link?{following}",
+                first=f"{self.base_url}/api/link?start=0",
+                rel=self.next_rel,
+                base=self.base_url,
+                query=following,
             )
         return json_reply(200, items, headers)
 

@@ -351,6 +351,26 @@ def test_a_link_to_the_next_page_is_followed_whatever_the_case_and_other_relatio
     assert ids(records) == every_id()
 
 
+@pytest.mark.parametrize(
+    "template",
+    [
+        pytest.param('<{next}>; title="Assets; next page"; rel="next"', id="a ; in a title"),
+        pytest.param('<{first}>; rel="first", <{next}>; Rel="next"', id="Rel in capitals"),
+        pytest.param(
+            '<{base}/api/link;jsessionid=A1B2?{query}>; rel="next"', id="a ; in its address"
+        ),
+    ],
+)
+def test_a_link_header_in_any_form_rfc_8288_allows_leads_to_every_record_once(
+    fake: FakeSource, template: str
+) -> None:
+    fake.link_template = template
+
+    records, _ = walk(rest_source(f"{fake.base_url}/api/link", pagination="link_header"))
+
+    assert ids(records) == every_id()
+
+
 def test_no_paging_reads_one_answer(fake: FakeSource) -> None:
     records, cursors = walk(rest_source(f"{fake.base_url}/api/all", pagination="none"))
     assert ids(records) == every_id()

@@ -7,6 +7,7 @@ Used by REST sources and JSON files alike; nothing here makes a request.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -237,8 +238,8 @@ def says_page_before(response: Any, document: Any, page_param: str, page: int) -
         asked = parse_qs(urlsplit(link).query).get(page_param, [""])[0]
         return asked.isdigit() and int(asked) < page
 
-    for link in response.links.values():
-        if "first" in str(link.get("rel", "")).lower().split() and earlier_page(link.get("url")):
+    for url, relations in header_links(response):
+        if "first" in relations and earlier_page(url):
             return "its Link header's first page has an earlier number"
     if not isinstance(document, dict):
         return ""
@@ -255,8 +256,33 @@ def says_page_before(response: Any, document: Any, page_param: str, page: int) -
 
 def link_to_next(response: Any) -> str | None:
     """The Link header's next page: relation types are case-insensitive and a link may have
-    several (`rel="next nofollow"`, RFC 8288), where `requests` keys links by the raw text."""
-    for link in response.links.values():
-        if "next" in str(link.get("rel", "")).lower().split():
-            return link.get("url")
-    return None
+    several (`rel="next nofollow"`, RFC 8288)."""
+    return next((url for url, relations in header_links(response) if "next" in relations), None)
+
+
+# One link of a Link header: its target, then its parameters up to a comma that stands outside
+# quotes (a quoted title may hold commas, semicolons and angle brackets).
+_LINK_VALUE = re.compile(r'<([^>]*)>((?:[^,"<]|"(?:[^"\\]|\\.)*")*)')
+_LINK_PARAM = re.compile(r';\s*([^\s;=,"]+)\s*(?:=\s*("(?:[^"\\]|\\.)*"|[^;,]*))?')
+
+
+def header_links(response: Any) -> list[tuple[str, list[str]]]:
+    """Each link of the answer's Link header (however many header lines hold them), as its
+    target and its relation types, lower-cased. Parsed as RFC 8288 says, where `requests`
+    misreads parameter names in capitals (`Rel=next`), a `;` inside a quoted parameter
+    (`title="Page; 2"`) and one in the target itself (`<…/assets;jsessionid=…?page=2>`),
+    and would lose the link to the next page, ending the import short of its records."""
+    links = []
+    for target, parameters in _LINK_VALUE.findall(response.headers.get("Link") or ""):
+        relations: list[str] = []
+        for name, value in _LINK_PARAM.findall(parameters):
+            if name.lower() == "rel" and not relations:  # only the first rel counts
+                relations = _unquoted(value.strip()).lower().split() or [""]
+        links.append((target.strip(), [r for r in relations if r]))
+    return links
+
+
+def _unquoted(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", value[1:-1])
+    return value.strip("'")
