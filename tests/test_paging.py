@@ -14,7 +14,7 @@ from importer import services
 from importer.devtools.demo_source import demo_computer
 from importer.models import ChunkJob, Execution
 from importer.services import totals
-from tests.conftest import wait_for_execution_to_finish
+from tests.conftest import run_retries_now, wait_for_execution_to_finish
 from tests.fake_source import FakeSource
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -779,6 +779,22 @@ def test_a_passing_404_for_the_last_page_is_asked_again_and_every_record_arrives
     fake.misbehave("not_found", path_contains=last_page)
 
     execution = import_from(fake, style)
+
+    assert_every_record_once(sandbox, execution)
+
+
+@pytest.mark.parametrize("records_path", ["items", "items?"])
+def test_a_page_answered_202_while_the_source_prepares_it_is_asked_again_and_every_record_arrives(
+    serve, import_from, sandbox, records_path
+):
+    # A report endpoint answers 202 and a status while it prepares a page (GitHub's
+    # statistics do): no records in it, yet no end, even where the list may be left out.
+    fake = serve()
+    fake.faults.add(path_contains="page=3", status=202, body='{"status": "queued"}')
+
+    execution = import_from(fake, "page", records_path=records_path)
+    run_retries_now(execution)
+    execution.refresh_from_db()
 
     assert_every_record_once(sandbox, execution)
 

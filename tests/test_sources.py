@@ -608,6 +608,38 @@ def test_an_empty_body_past_the_first_page_is_no_end(serve) -> None:
     assert "answered 200 with an empty body, no JSON" in error.message
 
 
+def test_a_202_while_the_source_prepares_its_answer_is_waited_for_as_it_asks(
+    fake: FakeSource,
+) -> None:
+    fake.faults.add(
+        path_contains="/api/offset", status=202, body="{}", headers={"Retry-After": "30"}
+    )
+
+    error = failure(offset_source(fake))
+
+    assert (error.status, error.kind, error.permanent, error.retry_after) == (
+        202,
+        "unavailable",
+        False,
+        30,
+    )
+    assert "answered 202 Accepted" in error.message
+    assert "still preparing its answer" in error.message
+
+
+def test_a_304_to_a_conditional_request_fails_naming_the_headers_to_remove(
+    fake: FakeSource,
+) -> None:
+    # Only a conditional request gets a 304: the source's extra headers made it one.
+    fake.faults.add(path_contains="/api/offset", status=304, body="")
+    source = offset_source(fake, extra_headers={"If-None-Match": '"v1"'})
+
+    error = failure(source)
+
+    assert (error.status, error.permanent) == (304, True)
+    assert "remove If-None-Match and If-Modified-Since" in error.message
+
+
 def page_source(fake: FakeSource, **fields: Any) -> ImportSource:
     defaults = {"pagination": "page", "records_path": "items", "limit_param": "per_page"}
     return rest_source(f"{fake.base_url}/api/page", **{**defaults, **fields})

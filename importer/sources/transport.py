@@ -271,7 +271,33 @@ class SourceHttp:
             response = self._send(url, what, body)
         if not response.ok:
             raise self._status_error(response, url, posted=body is not None)
+        if response.status_code in (202, 304):
+            raise self._no_answer_yet(response, url)
         return response
+
+    def _no_answer_yet(self, response: requests.Response, url: str) -> SourceError:
+        """A 2xx or 3xx that holds no records however it reads: taken as a page, a 202's
+        `{"status": "queued"}` or a 304's empty body would end the import short of them."""
+        discard(response, self.deadline)
+        where = public_url(url)
+        if response.status_code == 304:
+            return self.error(
+                f"answered 304 Not Modified at {where}, which answers a conditional request "
+                "and holds no records: remove If-None-Match and If-Modified-Since from the "
+                "source's extra headers",
+                status=304,
+                kind="bad_request",
+            )
+        # GitHub's statistics, report and export endpoints answer 202 while they prepare it.
+        return self.error(
+            f"answered 202 Accepted at {where}: it is still preparing its answer, and is "
+            "asked again later; if it answers so every time, check with the source whether "
+            "this address needs a job started first",
+            permanent=False,
+            status=202,
+            retry_after=retry_after_of(response),
+            kind="unavailable",
+        )
 
     def _send(self, url: str, what: str, body: bytes | None = None) -> requests.Response:
         headers = {}
