@@ -133,7 +133,7 @@ def lost_after_connecting(error: BaseException) -> bool:
         return False
     if isinstance(error, requests.exceptions.ChunkedEncodingError):
         return True
-    for cause in _causes(error):
+    for cause in causes(error):
         if type(cause).__name__ in ("NewConnectionError", "ConnectTimeoutError"):
             return False
         if type(cause).__name__ in ("ProtocolError", "RemoteDisconnected"):
@@ -141,7 +141,7 @@ def lost_after_connecting(error: BaseException) -> bool:
     return False
 
 
-def _causes(error: BaseException) -> Iterator[BaseException]:
+def causes(error: BaseException) -> Iterator[BaseException]:
     """The error and what lies under it (urllib3 wraps its causes in `reason` and `args`),
     nearest first, each once."""
     seen: set[int] = set()
@@ -165,7 +165,7 @@ def why_unreachable(error: BaseException) -> str:
         if answered:  # 407: the proxy wants credentials (in the variable's URL)
             return f"the proxy that HTTPS_PROXY or HTTP_PROXY names answered {answered[1]}"
         return "the proxy that HTTPS_PROXY or HTTP_PROXY names could not be reached"
-    for cause in _causes(error):
+    for cause in causes(error):
         if isinstance(cause, socket.gaierror) or type(cause).__name__ == "NameResolutionError":
             return "its host name could not be resolved"
         if isinstance(cause, ConnectionRefusedError):

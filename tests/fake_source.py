@@ -24,7 +24,9 @@ time (its body, or its status line and headers before it), nest it absurdly deep
 empty objects, or answer a page it has as if it had none (an empty list, or 404: a replica that
 lags, a cache that hiccups), or write it in ISO-8859-1 and say so in its Content-Type, as older
 APIs do (or label UTF-8 so, as misconfigured ones do), or send a header line without a colon
-(`broken_header`, as a hand-written proxy may). It may also refuse to be paged deeper than
+(`broken_header`, as a hand-written proxy may), stop sending half-way and leave the
+connection open (`stall`), close it half-way short of its Content-Length (`cut_short`), or
+send a corrupt gzip body (`bad_gzip`). It may also refuse to be paged deeper than
 `depth_limit` records, answering 400 or 422 as a search index's result window does (and cap the
 total it tells at that depth, as one does), refuse pages smaller than `min_limit`, or lead from
 its last cursor page back to its first (or the one holding record `wraps_to`) under a new
@@ -116,6 +118,8 @@ class _StreamingHandler(faults._Handler):
             self.close_connection = True  # the client stopped reading, as it should
         finally:
             self.app.streamed.append(sent)
+            if reply.declared_length is not None and sent < reply.declared_length:
+                self.close_connection = True  # the rest never comes: the connection says so
 
     def _send_head_dripping(self, reply: StreamReply) -> None:
         """The status line and headers a byte at a time, then the body at once."""
@@ -195,6 +199,9 @@ MISBEHAVIOURS = (
     "latin1",
     "mislabelled",
     "broken_header",
+    "stall",
+    "cut_short",
+    "bad_gzip",
 )
 
 
@@ -328,6 +335,8 @@ class FakeSource(DevServer):
         self.answers_read = 0
         self.misbehaviours: list[Misbehaviour] = []
         self.drip_interval = 0.5
+        # How long a stalled answer keeps its connection open without sending more.
+        self.stall_seconds = 3.0
         self.deep_levels = 100_000
         self.flood_bytes = 49 * ONE_MB
         self._record = record
@@ -442,11 +451,33 @@ class FakeSource(DevServer):
                 declared_length=len(reply.body),
                 raw_header_lines=(b"this line has no colon",),
             )
+        if how == "stall":  # half the body, then nothing, the connection left open
+            half = reply.body[: len(reply.body) // 2]
+            return StreamReply(
+                200,
+                content_type=reply.content_type,
+                chunks=self._stalling(half),
+                declared_length=len(reply.body),
+            )
+        if how == "cut_short":  # half the body, then the connection closes
+            return StreamReply(
+                200,
+                content_type=reply.content_type,
+                chunks=[reply.body[: len(reply.body) // 2]],
+                declared_length=len(reply.body),
+            )
+        if how == "bad_gzip":  # a gzip header, then bytes that are no deflate stream
+            body = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03" + b"\xff" * 64
+            return Reply(200, body, reply.content_type, headers={"Content-Encoding": "gzip"})
         if how == "deep":
             levels = self.deep_levels
             body = b'{"items": [' + b"[" * levels + b"]" * levels + b"]}"
             return Reply(200, body, "application/json")
         return self._flood()
+
+    def _stalling(self, first: bytes) -> Iterator[bytes]:
+        yield first
+        time.sleep(self.stall_seconds)
 
     def _drip(self, body: bytes) -> Iterator[bytes]:
         for position in range(len(body)):

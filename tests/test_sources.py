@@ -1116,6 +1116,49 @@ def test_an_answer_cut_off_mid_way_is_worth_another_attempt(fake: FakeSource) ->
     assert ids(build_source(source).fetch_page("").records) == every_id(5)
 
 
+def test_an_answer_that_stalls_mid_way_is_asked_again_saying_it_stopped_sending(
+    fake: FakeSource,
+) -> None:
+    fake.misbehave("stall")
+    source = rest_source(
+        f"{fake.base_url}/api/offset", records_path="data.items", request_timeout=0.3
+    )
+
+    error = failure(source)
+
+    assert (error.kind, error.permanent) == ("timeout", False)
+    assert "stopped sending a page mid-way" in error.message
+    assert "nothing more came for 0.3 s (the source's request timeout)" in error.message
+    assert ids(build_source(source).fetch_page("").records) == every_id(5)
+
+
+def test_an_answer_shorter_than_its_content_length_is_asked_again_saying_so(
+    fake: FakeSource,
+) -> None:
+    fake.misbehave("cut_short")
+    source = rest_source(f"{fake.base_url}/api/offset", records_path="data.items")
+
+    error = failure(source)
+
+    assert (error.kind, error.permanent) == ("unavailable", False)
+    assert "the connection closed after" in error.message
+    assert "bytes its Content-Length announced" in error.message
+    assert ids(build_source(source).fetch_page("").records) == every_id(5)
+
+
+def test_an_answer_whose_gzip_is_corrupt_is_asked_again_a_few_times_saying_so(
+    fake: FakeSource,
+) -> None:
+    fake.misbehave("bad_gzip")
+    source = rest_source(f"{fake.base_url}/api/offset", records_path="data.items")
+
+    error = failure(source)
+
+    assert (error.kind, error.permanent, error.max_attempts) == ("unavailable", False, 3)
+    assert "whose compression (Content-Encoding gzip) is corrupt" in error.message
+    assert ids(build_source(source).fetch_page("").records) == every_id(5)
+
+
 def test_a_records_selector_matching_nothing_names_the_path_and_what_is_there(
     fake: FakeSource,
 ) -> None:

@@ -35,6 +35,7 @@ from importer.redaction import (
 )
 from importer.remote import (
     RemoteSession,
+    causes,
     refused_by_rate_limit,
     retry_after_of,
     why_unreachable,
@@ -504,13 +505,48 @@ class SourceHttp:
                     yield piece
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             self._check_budget(response.url, what)
-            raise self.error(
-                f"broke off while sending {what} at {where} ({type(exc).__name__})",
-                permanent=False,
-                kind="unavailable",
-            ) from None
+            raise self._broke_off(exc, response, what=what, received=received) from None
         finally:
             response.close()
+
+    def _broke_off(
+        self, exc: BaseException, response: requests.Response, *, what: str, received: int
+    ) -> SourceError:
+        """Why a body stopped short, in the words of what happened to it: it stalled, the
+        connection closed before its declared end, or its compression is corrupt. Each is
+        asked again; what arrived is never read as a page."""
+        where = public_url(response.url)
+        chain = list(causes(exc))
+        timeouts = (TimeoutError, urllib3.exceptions.TimeoutError)
+        if any(isinstance(cause, timeouts) for cause in chain):
+            return self.error(
+                f"stopped sending {what} mid-way at {where}: nothing more came for "
+                f"{self.timeout:g} s ({self._timeout_setting}); it is asked again",
+                permanent=False,
+                kind="timeout",
+            )
+        if any(isinstance(cause, urllib3.exceptions.DecodeError) for cause in chain):
+            encoding = response.headers.get("Content-Encoding", "").strip()
+            return self.error(
+                f"sent {what} at {where} whose compression (Content-Encoding {encoding}) is "
+                "corrupt: it could not be decompressed",
+                permanent=False,
+                kind="unavailable",
+                max_attempts=UNPARSABLE_ANSWER_ATTEMPTS,
+            )
+        declared = response.headers.get("Content-Length", "").strip()
+        if declared.isdigit() and not response.headers.get("Content-Encoding"):
+            return self.error(
+                f"broke off while sending {what} at {where}: the connection closed after "
+                f"{received} of the {declared} bytes its Content-Length announced",
+                permanent=False,
+                kind="unavailable",
+            )
+        return self.error(
+            f"broke off while sending {what} at {where} ({type(exc).__name__})",
+            permanent=False,
+            kind="unavailable",
+        )
 
     def read_json(self, response: requests.Response, *, what: str = "a page") -> Any:
         """The JSON document in a response, read with at most MAX_PAGE_BYTES in memory, and
