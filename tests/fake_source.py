@@ -37,6 +37,7 @@ the size asked for too.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import hmac
 import ipaddress
@@ -335,6 +336,9 @@ class FakeSource(DevServer):
         self.answers_read = 0
         self.misbehaviours: list[Misbehaviour] = []
         self.drip_interval = 0.5
+        # Bytes before every JSON answer: Gerrit's `)]}'` line, that keeps a page from
+        # running the answer as a script.
+        self.answer_prefix = b""
         # How long a stalled answer keeps its connection open without sending more.
         self.stall_seconds = 3.0
         self.deep_levels = 100_000
@@ -544,6 +548,8 @@ class FakeSource(DevServer):
         if handler is None:
             return error_reply(404, f"No route for {request.path}")
         reply = handler(request)
+        if self.answer_prefix and reply.status == 200:
+            reply = dataclasses.replace(reply, body=self.answer_prefix + reply.body)
         how = self._misbehaviour_for(request) if reply.status == 200 else None
         return self._misbehaving(how, reply) if how else reply
 

@@ -371,6 +371,16 @@ def test_a_link_header_in_any_form_rfc_8288_allows_leads_to_every_record_once(
     assert ids(records) == every_id()
 
 
+def test_answers_behind_gerrits_xssi_guard_line_are_read_every_record_once(
+    fake: FakeSource,
+) -> None:
+    fake.answer_prefix = b")]}'\n"
+
+    records, _ = walk(rest_source(f"{fake.base_url}/api/link", pagination="link_header"))
+
+    assert ids(records) == every_id()
+
+
 def test_no_paging_reads_one_answer(fake: FakeSource) -> None:
     records, cursors = walk(rest_source(f"{fake.base_url}/api/all", pagination="none"))
     assert ids(records) == every_id()

@@ -565,6 +565,7 @@ class SourceHttp:
                 kind="not_json",
                 max_attempts=UNPARSABLE_ANSWER_ATTEMPTS,
             )
+        body = _XSSI_GUARD.sub(b"", body, count=1)
         try:
             return limits.loads(_as_utf8(body, response), refuse=self.error, what=what)
         except ValueError:
@@ -595,6 +596,10 @@ class SourceHttp:
             "Check the source's authentication and URL"
         )
 
+
+# Gerrit (and some of Google's APIs) start every JSON answer with this line, so that another
+# site cannot run it as a script: it is no part of the JSON.
+_XSSI_GUARD = re.compile(rb"\A(?:\xef\xbb\xbf)?\s*\)\]\}',?[ \t]*\r?\n")
 
 # A web page answered for JSON is named by its title, looked for at the start of its body.
 WEB_PAGE_HEAD_BYTES = 4096
