@@ -1184,6 +1184,32 @@ def test_a_records_selector_matching_nothing_names_the_path_and_what_is_there(
     assert "(the answer holds data, meta)" in error.message
 
 
+@pytest.mark.parametrize(
+    "items",
+    [
+        pytest.param({"17": {"name": "a"}, "18": {"name": "b"}}, id="numbers"),
+        pytest.param({"-Nx1": {"id": "-Nx1"}, "-Nx2": {"id": "-Nx2"}}, id="ids they repeat"),
+    ],
+)
+def test_records_keyed_by_their_ids_fail_saying_so_and_what_reads_them(fake, items) -> None:
+    fake.faults.add(path_contains="/api/page", status=200, body=json.dumps({"items": items}))
+
+    error = failure(rest_source(f"{fake.base_url}/api/page", records_path="items"))
+
+    assert (error.kind, error.permanent) == ("bad_records", True)
+    assert "'items' holds its records as an object keyed by their ids" in error.message
+    assert "a plug-in source" in error.message
+
+
+def test_a_list_of_ids_instead_of_records_fails_saying_to_ask_for_whole_records(fake) -> None:
+    fake.faults.add(path_contains="/api/page", status=200, body='{"items": [17, 18]}')
+
+    error = failure(rest_source(f"{fake.base_url}/api/page", records_path="items"))
+
+    assert "record 1 is a number, not a JSON object" in error.message
+    assert "lists ids or names, not records" in error.message
+
+
 def test_a_missing_endpoint_is_permanent_with_a_hint(fake: FakeSource) -> None:
     error = failure(rest_source(f"{fake.base_url}/api/nowhere"))
     assert (error.status, error.kind, error.permanent) == (404, "not_found", True)

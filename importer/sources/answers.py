@@ -102,6 +102,14 @@ def select_records(
         return []
     if not isinstance(value, list):
         where = f"'{path}'" if path else "the answer"
+        if _keyed_records(value):
+            keys = ", ".join(str(key) for key in list(value)[:3])
+            raise SourceError(
+                f"source '{source_name}': {where} holds its records as an object keyed by "
+                f"their ids ({keys}...), not as a list, and no records selector reads them "
+                "so: a plug-in source (see Plug-in sources) can turn them into a list",
+                kind="bad_records",
+            )
         raise SourceError(
             f"source '{source_name}': {where} is not a list of records but "
             f"{kind_of(value)}: check the records selector{_what_is_there(value, walked)}",
@@ -109,11 +117,34 @@ def select_records(
         )
     for number, record in enumerate(value, start=1):
         if not isinstance(record, dict):
+            listed = isinstance(record, str | int) and not isinstance(record, bool)
+            hint = (
+                ": the source lists ids or names, not records; point it at an endpoint that "
+                "answers whole records (most APIs have one that takes the ids, or a list that "
+                "expands them)"
+                if listed
+                else ""
+            )
             raise SourceError(
-                f"source '{source_name}': record {number} is {kind_of(record)}, not a JSON object",
+                f"source '{source_name}': record {number} is {kind_of(record)}, not a JSON "
+                f"object{hint}",
                 kind="bad_records",
             )
     return value
+
+
+def _keyed_records(value: Any) -> bool:
+    """Whether an object holds records under their ids (`{"17": {...}, "18": {...}}`), as
+    Firebase and some older APIs answer, rather than being one record."""
+    return (
+        isinstance(value, dict)
+        and len(value) > 1
+        and all(
+            isinstance(inner, dict)
+            and (str(key).isdigit() or str(key) in (str(field) for field in inner.values()))
+            for key, inner in value.items()
+        )
+    )
 
 
 # Keys and values of an answer that reports an error rather than a page (a 200 that is no
