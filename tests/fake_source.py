@@ -225,6 +225,8 @@ class FakeSource(DevServer):
       GET /api/link?start&limit       [...] with a Link: <...>; rel="next" header
       GET /api/odata?$top&$skiptoken  {"value": [...], "@odata.count": n,
                                       "@odata.nextLink": absolute URL}  (as Microsoft Graph)
+      GET /api/since?since&limit      [...] the records whose `keyset_field` is past `since`,
+                                      in its order (as GitHub's /users?since=<id>)
       GET /api/all                    [...] every record
       GET /api/stuck                  a page whose next cursor is the one just asked for
       GET /api/maintenance            200 with an HTML page
@@ -325,6 +327,13 @@ class FakeSource(DevServer):
         # or the last ("last", as Django's Paginator.get_page does).
         self.before_first_page = "first"
         self.order_moves_after = order_moves_after
+        # /api/since: the field its records are read after, whether it ignores `since` (and
+        # answers its first records to every request), and whether it keeps its records in
+        # another order than that field's (a query without `ORDER BY`: each page is the first
+        # records past `since` as stored, and the ones stored after them are skipped).
+        self.keyset_field = "id"
+        self.ignores_since = False
+        self.unsorted = False
         # Each answer stamps its records with when it was made (a device's last check-in, a
         # signed link): a record read twice differs, though it is the same record.
         self.stamps_each_answer = False
@@ -537,6 +546,7 @@ class FakeSource(DevServer):
             "/api/next": self._next,
             "/api/link": self._link,
             "/api/odata": self._odata,
+            "/api/since": self._since,
             "/api/all": lambda request: json_reply(200, self.records),
             "/api/stuck": self._stuck,
             "/api/maintenance": lambda request: Reply(
@@ -782,6 +792,20 @@ class FakeSource(DevServer):
                 query=following,
             )
         return json_reply(200, items, headers)
+
+    def _since(self, request: Request) -> Reply:
+        """Keyset paging: the records after the `since` value (compared as the field's values
+        are: numbers as numbers), at most `limit` (cut to `max_limit`)."""
+        name = self.keyset_field
+        stored = sorted(self.records, key=lambda record: record[name])
+        if self.unsorted:  # every seventh record, then every seventh from the second, ...
+            stored = [record for start in range(7) for record in stored[start::7]]
+        since = request.query.get("since", [None])[0]
+        if since is not None and not self.ignores_since:
+            numeric = isinstance(stored[0][name], int) if stored else False
+            after = int(since) if numeric else since
+            stored = [record for record in stored if record[name] > after]
+        return json_reply(200, stored[: self._limit(request)])
 
     def _stuck(self, request: Request) -> Reply:
         cursor = request.query.get("cursor", ["again"])[0]

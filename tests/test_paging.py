@@ -641,6 +641,7 @@ def test_a_source_that_refuses_to_be_paged_deeper_fails_the_import_saying_so(
     assert execution.state == Execution.State.FAILED
     assert "Result window is too large" in execution.error
     assert "to be paged that deep" in execution.error
+    assert "keyset paging, after the last record read" in execution.error
     assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
 
 

@@ -8,6 +8,7 @@ injection (`faults.add(status=500, body="<html>...")`), not from special routes.
 from __future__ import annotations
 
 import base64
+import functools
 import hmac
 import re
 import threading
@@ -70,7 +71,11 @@ class DemoInventory(DevServer):
       200 as GraphQL does, and so are its rate limits once it is told to throttle
       (`throttle_graphql`);
     * `POST /api/search`, Elasticsearch-like: `{"from": offset, "size": n}` answers
-      `{"items": [...], "total": n}`.
+      `{"items": [...], "total": n}`. With a `"sort"` (`["serial"]`, `[{"ram_gb": "desc"},
+      {"serial": "asc"}]`) the items come in that order, each with its sort values as
+      `"sort": [...]`, and `"search_after": [...]` (the last item's sort values) answers the
+      items after it, as Elasticsearch's `search_after` does past its result window. Its
+      pages hold at most `search_max_size` items, whatever size is asked.
     """
 
     def __init__(
@@ -90,6 +95,9 @@ class DemoInventory(DevServer):
         # How the next GraphQL queries are throttled (`throttle_graphql`).
         self._throttling: list[Throttling] = []
         self._lock = threading.Lock()
+        # The most items a search page holds (Elasticsearch answers as asked; many search
+        # APIs in front of it cap the size).
+        self.search_max_size: int | None = None
 
     def computers(self) -> list[dict[str, Any]]:
         """Every record the source serves, in order (a copy)."""
@@ -221,8 +229,30 @@ class DemoInventory(DevServer):
             return error_reply(400, "from and size must be whole numbers")
         if start < 0 or size < 1:
             return error_reply(400, "from must be at least 0 and size at least 1")
+        if self.search_max_size is not None:
+            size = min(size, self.search_max_size)
         total = len(self._computers)
-        return json_reply(200, {"items": self._computers[start : start + size], "total": total})
+        if "sort" not in body:
+            return json_reply(200, {"items": self._computers[start : start + size], "total": total})
+        try:
+            order = _sort_order(body["sort"])
+        except ValueError as exc:
+            return error_reply(400, str(exc))
+        key = functools.cmp_to_key(lambda a, b: _compare(a, b, order))
+        hits = [
+            {**computer, "sort": [computer[name] for name, _ in order]}
+            for computer in self._computers
+        ]
+        hits.sort(key=lambda hit: key(hit["sort"]))
+        after = body.get("search_after")
+        if after is not None:
+            if not isinstance(after, list) or len(after) != len(order):
+                return error_reply(400, "search_after must be a list of one value per sort field")
+            try:
+                hits = [hit for hit in hits if _compare(hit["sort"], after, order) > 0]
+            except TypeError:
+                return error_reply(400, f"search_after {after!r} does not match the sort")
+        return json_reply(200, {"items": hits[start : start + size], "total": total})
 
     @staticmethod
     def _window(query: dict[str, list[str]]) -> tuple[int, int | None] | None:
@@ -250,6 +280,34 @@ class DemoInventory(DevServer):
         else:
             start = numbers.get("offset", 0)
         return start, (start + limit if limit is not None else None)
+
+
+def _sort_order(sort: Any) -> list[tuple[str, bool]]:
+    """(field, descending) for each entry of an Elasticsearch-like sort."""
+    entries = sort if isinstance(sort, list) else [sort]
+    order = []
+    for entry in entries:
+        if isinstance(entry, str):
+            name, direction = entry, "asc"
+        elif isinstance(entry, dict) and len(entry) == 1:
+            name, direction = next(iter(entry.items()))
+            if isinstance(direction, dict):
+                direction = direction.get("order", "asc")
+        else:
+            raise ValueError(f"Cannot sort by {entry!r}")
+        if name not in demo_computer(1) or direction not in ("asc", "desc"):
+            raise ValueError(f"Cannot sort by {name!r} {direction!r}")
+        order.append((name, direction == "desc"))
+    return order
+
+
+def _compare(values: list, others: list, order: list[tuple[str, bool]]) -> int:
+    """-1, 0 or 1: where sort values `values` stand before or after `others`."""
+    for value, other, (_, descending) in zip(values, others, order, strict=True):
+        if value != other:
+            ahead = value < other
+            return -1 if ahead != descending else 1
+    return 0
 
 
 def _cursor_at(position: int) -> str:

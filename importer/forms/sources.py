@@ -91,20 +91,20 @@ FIELD_CONDITIONS: dict[str, list[dict[str, list[str]]]] = {
     "limit_param": [
         {
             "source_kind": ["rest"],
-            "pagination": ["offset", "page", "cursor", "next_url", "link_header"],
+            "pagination": ["offset", "page", "cursor", "keyset", "next_url", "link_header"],
         }
     ],
     "page_param": [{"source_kind": ["rest"], "pagination": ["page"]}],
     "first_page": [{"source_kind": ["rest"], "pagination": ["page"]}],
-    "cursor_param": [{"source_kind": ["rest"], "pagination": ["cursor"]}],
-    "cursor_path": [{"source_kind": ["rest"], "pagination": ["cursor", "next_url"]}],
+    "cursor_param": [{"source_kind": ["rest"], "pagination": ["cursor", "keyset"]}],
+    "cursor_path": [{"source_kind": ["rest"], "pagination": ["cursor", "keyset", "next_url"]}],
     "total_path": [{"source_kind": ["rest"], "pagination": ["offset", "page"]}],
-    # Where `totals.checks_repeated_records` looks: pages read by position, next links or a
-    # cursor (noted there, not failed).
+    # Where `totals.checks_repeated_records` looks: pages read by position, next links, a
+    # cursor or after the last record (keyset; those two noted there, not failed).
     "repeated_records": [
         {
             "source_kind": ["rest"],
-            "pagination": ["offset", "page", "next_url", "link_header", "cursor"],
+            "pagination": ["offset", "page", "next_url", "link_header", "cursor", "keyset"],
         }
     ],
     "source_auth": [{"source_kind": READ_OVER_HTTP}],
@@ -231,8 +231,9 @@ class ImportSourceForm(WriteOnlySecretsForm):
             "while it is read (no sort, or a sort on a field that changes), a record shifts "
             "onto a second page and another is never read. Fail the import then (the error "
             "names the pages), unless the source does list some objects more than once. "
-            "Cursor paging: noted on the import rather than failed (a cursor naming the last "
-            "record read brings a changed record again); send them to take no note.",
+            "Cursor and keyset paging: noted on the import rather than failed (a cursor "
+            "naming the last record read brings a changed record again); send them to take "
+            "no note.",
         }
 
     def __init__(self, *args, **kwargs):

@@ -75,6 +75,7 @@ class ImportSource(models.Model):
         OFFSET = "offset", "Offset and limit"
         PAGE = "page", "Page number"
         CURSOR = "cursor", "Cursor in the answer"
+        KEYSET = "keyset", "After the last record (keyset)"
         NEXT_URL = "next_url", "Next URL in the answer"
         LINK_HEADER = "link_header", "Link header (RFC 5988)"
         NONE = "none", "No paging (one request)"
@@ -174,7 +175,13 @@ class ImportSource(models.Model):
         "source leaves the list out of an answer with no records.",
     )
     pagination = models.CharField(
-        max_length=20, choices=Pagination.choices, default=Pagination.OFFSET
+        max_length=20,
+        choices=Pagination.choices,
+        default=Pagination.OFFSET,
+        help_text="Keyset: each page after the first is asked for with a field of the last "
+        "record read (GitHub's since=<id>, Elasticsearch's search_after): the next-page path "
+        "names that field in each record, the cursor parameter what it is sent as. The "
+        "source must sort by that field; the end is an empty page.",
     )
     page_size = models.PositiveIntegerField(
         default=100, help_text="Records per page (files: per chunk); one page becomes one chunk."
@@ -207,14 +214,18 @@ class ImportSource(models.Model):
     cursor_param = models.CharField(
         max_length=50,
         default="cursor",
-        help_text="Cursor paging: query parameter for the cursor. POST: its dotted path in the "
-        "body, e.g. 'variables.after' (the first request sends the body's own value there).",
+        help_text="Cursor paging: query parameter for the cursor. Keyset paging: the parameter "
+        "the last record's value is sent as, e.g. 'since'. POST: its dotted path in the body, "
+        "e.g. 'variables.after' or 'search_after' (the first request sends the body's own "
+        "value there).",
     )
     cursor_path = models.CharField(
         max_length=200,
         blank=True,
         help_text="Cursor paging: dotted path to the next cursor in the answer, e.g. "
-        "'meta.next_cursor'. Next-URL paging: dotted path to the next URL, e.g. 'links.next'.",
+        "'meta.next_cursor'. Next-URL paging: dotted path to the next URL, e.g. 'links.next'. "
+        "Keyset paging: dotted path, inside each record, to the field that names it and that "
+        "the source sorts by, e.g. 'id' (Elasticsearch: 'sort', each hit's sort values).",
     )
     total_path = models.CharField(
         max_length=200,

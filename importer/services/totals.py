@@ -234,8 +234,8 @@ def checks_repeated_records(source: ImportSource) -> bool:
     """Whether the pages' identities are kept to look for a record on two of them, unless the
     source is said to list some objects more than once: pages read by position, pages reached
     by next links, which most APIs build from an offset or a page number too (Django REST
-    framework, Jira's startAt, GitHub's page), and pages reached by a cursor (noted, not
-    failed: see `cursor_pages_overlap`)."""
+    framework, Jira's startAt, GitHub's page), and pages reached by a cursor or after the last
+    record read (keyset: noted, not failed: see `cursor_pages_overlap`)."""
     if source.repeated_records != ImportSource.RepeatedRecords.FAIL:
         return False
     return (
@@ -246,7 +246,10 @@ def checks_repeated_records(source: ImportSource) -> bool:
 
 
 def _by_cursor(source: ImportSource) -> bool:
-    return source.source_kind == ImportSource.Kind.REST and source.pagination == "cursor"
+    return source.source_kind == ImportSource.Kind.REST and source.pagination in (
+        "cursor",
+        "keyset",
+    )
 
 
 def records_on_two_pages(execution: Execution) -> str:

@@ -236,7 +236,9 @@ def _depth_limit(config, error: SourceError, where: str, *, certain: bool = Fals
     limit = SourceError(
         f"{error.message}. This came for {where}, right after a full page: {cause}, and "
         "the records after it would be missing. Narrow what it lists (extra parameters), "
-        f"or page it in a style it allows further (cursor or next URL).{advice}",
+        "or page it in a style it allows further: keyset paging, after the last record "
+        "read (a search index's search_after, an API's since=<id>), cursor or next URL."
+        f"{advice}",
         status=error.status,
         kind="depth_limit",
     )

@@ -16,20 +16,32 @@ from urllib.parse import parse_qsl, urlsplit
 
 from importer.json_codec import kind_of
 
+# What a paging value in the reader's URL becomes in the body: a number (an offset, a page
+# number, a page size), text (a cursor), or the JSON value the text writes (keyset paging's
+# last record's value: Elasticsearch's search_after takes the hit's `sort` array).
+NUMBER, TEXT, JSON_VALUE = "number", "text", "json"
 
-def paging_moved_into_body(url: str, template: dict | None, paths: dict[str, bool]) -> bytes:
+
+def paging_moved_into_body(url: str, template: dict | None, paths: dict[str, str]) -> bytes:
     """The body for the request the reader built as `url`: the `template` with the paging
-    values of `url`'s query at their dotted paths (`paths`: path -> whether its value is a
-    number, as an offset, a page number and a page size are; a cursor stays text). The URL
-    itself is not sent: the request goes to the source URL with its own query and the extra
-    parameters, a filter there named like a path here (`from`) included."""
+    values of `url`'s query at their dotted paths (`paths`: path -> NUMBER, TEXT or
+    JSON_VALUE). The URL itself is not sent: the request goes to the source URL with its own
+    query and the extra parameters, a filter there named like a path here (`from`)
+    included."""
     query = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
     moved = {path: query[path] for path in paths if path in query}
     body = copy.deepcopy(template) if isinstance(template, dict) else {}
     for path, value in moved.items():
-        number = paths[path] and value.isascii() and value.isdigit()
-        put_at(body, path, int(value) if number else value)
+        put_at(body, path, _as_sent(value, paths[path]))
     return json.dumps(body, ensure_ascii=False).encode()
+
+
+def _as_sent(value: str, kind: str) -> Any:
+    if kind == NUMBER and value.isascii() and value.isdigit():
+        return int(value)
+    if kind == JSON_VALUE:
+        return json.loads(value)
+    return value
 
 
 def put_at(body: dict, path: str, value: Any) -> None:

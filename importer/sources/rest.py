@@ -1,9 +1,10 @@
 """REST/JSON sources: a GET per page, in any of the paging styles real APIs use, or a POST
-with a JSON body (a GraphQL query, a search API's query) paged by offset, page or cursor.
+with a JSON body (a GraphQL query, a search API's query) paged by offset, page, cursor or keyset.
 
 The cursor stored with a chunk is what fetches that page again: the offset (offset paging), the
-page number (page paging), the source's opaque cursor (cursor paging) or the full URL of the
-page (next-URL and Link-header paging). Full URLs carry their own query; `extra_params` and the
+page number (page paging), the source's opaque cursor (cursor paging), the last record's value
+before the page (keyset paging, `keyset.py`) or the full URL of the page (next-URL and
+Link-header paging). Full URLs carry their own query; `extra_params` and the
 page size that a next URL leaves out are added to it (HubSpot's links drop `properties` and
 `limit`, which left every later page with empty attributes, ten records at a time), never
 replacing what the link asks for. A parameter written into the source URL itself goes with the
@@ -29,6 +30,7 @@ from importer.redaction import secret_forms, secrets_of
 from importer.sources import graphql, limits, next_page, request_body
 from importer.sources.answers import link_to_next, lookup, select_records
 from importer.sources.base import Page, SourceError, config_error, number_cursor
+from importer.sources.keyset import KeysetPages
 from importer.sources.numbered_pages import (
     DEPTH_LIMIT_STATUSES,
     PAST_THE_END_STATUSES,
@@ -37,6 +39,7 @@ from importer.sources.numbered_pages import (
 )
 from importer.sources.paging_checks import PagingChecks
 from importer.sources.rules import (
+    KEYSET_VALUE,
     cursor_path_problem,
     paging_params,
     post_paging_problem,
@@ -52,7 +55,7 @@ from importer.sources.urls import (
     with_query,
 )
 
-PAGINATIONS = ("offset", "page", "cursor", "next_url", "link_header", "none")
+PAGINATIONS = ("offset", "page", "cursor", "keyset", "next_url", "link_header", "none")
 # How a credential of the source found in a next URL is stored: a keyed digest of it, so the
 # stored cursor names the credential without holding it (an OAuth2 access token is stored as
 # transport.ACCESS_TOKEN_MARK).
@@ -96,9 +99,10 @@ class RestJsonSource:
             problem = problem or request_body_problem(settings)
             if problem:
                 raise config_error(source, problem)
-            # Where each paging value goes in the body, and whether it is a number.
+            # Where each paging value goes in the body, and what it becomes there.
             self._body_paths = {
-                path: what != "the cursor" for what, path in paging_params(settings).items()
+                path: _BODY_VALUES.get(what, request_body.NUMBER)
+                for what, path in paging_params(settings).items()
             }
             # Where every request goes: the paging leaves the query as written.
             self._post_url = with_query(source.source_url, dict(source.extra_params or {}))
@@ -110,6 +114,7 @@ class RestJsonSource:
         self._checks = checks
         self._offsets = OffsetPages(self, checks)
         self._numbers = NumberedPages(self, checks)
+        self._keysets = KeysetPages(self)
 
     def fetch_page(self, cursor: str) -> Page:
         self.http.begin()  # every request of this page shares one time budget
@@ -117,6 +122,8 @@ class RestJsonSource:
             return self._offsets.page(cursor)
         if self.config.pagination == "page":
             return self._numbers.page(cursor)
+        if self.config.pagination == "keyset":
+            return self._keysets.page(cursor)
         url = self._url(cursor)
         try:
             response, document, records = self._read(url)
@@ -388,6 +395,8 @@ class RestJsonSource:
         )
 
 
+# What the paging values other than numbers become in a POST's body.
+_BODY_VALUES = {"the cursor": request_body.TEXT, KEYSET_VALUE: request_body.JSON_VALUE}
 # The settings that say what a POST's body holds: the template, and the paging values.
 _POST_SETTINGS = (
     "request_method",

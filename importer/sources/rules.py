@@ -15,10 +15,14 @@ from importer.redaction.masks import userinfo_of
 from importer.sources.request_body import body_problem
 
 PEM_CERTIFICATE = "-----BEGIN CERTIFICATE-----"
-PAGINATIONS_WITH_CURSOR_PATH = ("cursor", "next_url")
+PAGINATIONS_WITH_CURSOR_PATH = ("cursor", "next_url", "keyset")
 # The paging a source read with POST may have: its values go into the request body, while
 # a next link or Link header is a URL to GET.
-POST_PAGINATIONS = ("offset", "page", "cursor", "none")
+POST_PAGINATIONS = ("offset", "page", "cursor", "keyset", "none")
+# What keyset paging sends, as `paging_params` names it: the value of the last record's
+# field, written into a POST's body as the JSON value it is (Elasticsearch's search_after
+# takes the hit's `sort` array).
+KEYSET_VALUE = "the last record's value"
 
 
 def ca_bundle_problem(pem: str) -> str:
@@ -51,9 +55,14 @@ def url_credentials_problem(url: str, auth: str) -> str:
 
 
 def cursor_path_problem(pagination: str, cursor_path: str) -> str:
-    if pagination in PAGINATIONS_WITH_CURSOR_PATH and not cursor_path:
-        return f"{pagination} paging needs the dotted path of the next cursor or URL in the answer"
-    return ""
+    if pagination not in PAGINATIONS_WITH_CURSOR_PATH or cursor_path:
+        return ""
+    if pagination == "keyset":
+        return (
+            "keyset paging needs the dotted path of the field, inside each record, whose value "
+            "the next page is asked for after (e.g. 'id'; 'sort' for Elasticsearch's hits)"
+        )
+    return f"{pagination} paging needs the dotted path of the next cursor or URL in the answer"
 
 
 def paging_params(cleaned: dict) -> dict[str, str]:
@@ -68,6 +77,8 @@ def paging_params(cleaned: dict) -> dict[str, str]:
         sent["the page number"] = cleaned.get("page_param") or ""
     if pagination == "cursor":
         sent["the cursor"] = cleaned.get("cursor_param") or ""
+    if pagination == "keyset":
+        sent[KEYSET_VALUE] = cleaned.get("cursor_param") or ""
     return {what: name for what, name in sent.items() if name}
 
 
@@ -97,9 +108,9 @@ def post_paging_problem(method: str, pagination: str) -> str:
     """A POST source's paging values go into its body; a next link is a URL to GET."""
     if method == "POST" and pagination not in POST_PAGINATIONS:
         return (
-            "a source read with POST is paged by offset, page number or cursor (written into "
-            "its request body), or not paged: choose one of those, or GET, as next links and "
-            "Link headers are read with GET"
+            "a source read with POST is paged by offset, page number, cursor or keyset "
+            "(written into its request body), or not paged: choose one of those, or GET, as "
+            "next links and Link headers are read with GET"
         )
     return ""
 
