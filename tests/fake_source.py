@@ -334,6 +334,9 @@ class FakeSource(DevServer):
         self.keyset_field = "id"
         self.ignores_since = False
         self.unsorted = False
+        # `since` counts the record it names in (>=), as some APIs' `since` does: each page
+        # starts with the last record of the page before.
+        self.inclusive_since = False
         # Each answer stamps its records with when it was made (a device's last check-in, a
         # signed link): a record read twice differs, though it is the same record.
         self.stamps_each_answer = False
@@ -804,7 +807,11 @@ class FakeSource(DevServer):
         if since is not None and not self.ignores_since:
             numeric = isinstance(stored[0][name], int) if stored else False
             after = int(since) if numeric else since
-            stored = [record for record in stored if record[name] > after]
+            stored = [
+                record
+                for record in stored
+                if record[name] > after or (self.inclusive_since and record[name] == after)
+            ]
         return json_reply(200, stored[: self._limit(request)])
 
     def _stuck(self, request: Request) -> Reply:

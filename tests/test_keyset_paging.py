@@ -139,6 +139,21 @@ def test_a_search_api_read_after_its_last_hit_gets_the_sort_array_in_the_body(
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_keyset_source_counting_the_last_record_in_ends_done_noting_it_read_twice(
+    serve, keyset_source, sandbox
+):
+    # An inclusive `since` repeats a page's last record on the next page: nothing is missing,
+    # and the import notes the records read twice rather than failing for them.
+    fake = serve(max_limit=10, inclusive_since=True)
+
+    execution = imported(keyset_source(fake))
+
+    assert execution.state == Execution.State.DONE, execution.error
+    assert len(sandbox.execution(execution.assets_execution_id)["objects"]) == RECORDS
+    assert "records were read on two pages" in execution.notice
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_keyset_source_ignoring_the_parameter_fails_naming_it(serve, keyset_source, sandbox):
     fake = serve(ignores_since=True)
 

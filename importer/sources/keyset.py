@@ -14,7 +14,9 @@ records or never end fails the import, naming what to set:
 
 * a last record without the field (the path names no field the records hold);
 * a page whose last record's value is the one just sent (the source ignores the parameter,
-  and would answer that page for ever);
+  and would answer that page for ever). A page that holds only records of that value is the
+  end of a source whose parameter counts the record it names in (`since` as >=): it
+  answers the last record read again, and nothing after it;
 * records out of the field's order within a page: a source that does not sort by the field
   skips the records past a page's last value that the page did not hold. Values are compared
   when they can be (numbers, strings, lists of those position by position, each position in
@@ -75,6 +77,10 @@ class KeysetPages:
             )
         self._check_order(values)
         if sent is not MISSING and last == sent:
+            if all(value == sent for value in values):
+                # An inclusive `since` (>=) answering only the record it names: the last
+                # record of the page before, read there already.
+                return Page(records=[], next_cursor=None, total=total)
             raise source.http.error(
                 f"answered a page whose last record's '{config.cursor_path}' is the value just "
                 f"sent as '{config.cursor_param}' ({_shown(sent)}): it seems to ignore "
