@@ -16,8 +16,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from importer import services
+from importer.admin.sources import ImportSourceAdminForm
 from importer.devtools.demo_source import demo_computer
 from importer.forms import ImportSourceForm
+from importer.forms.meanwhile import stamp
 from importer.models import ChunkJob, Execution, ImportSource
 from importer.sources import conversions
 from tests.conftest import SANDBOX_TOKEN, wait_for_execution_to_finish
@@ -1227,6 +1229,93 @@ def test_a_save_that_would_put_back_what_someone_changed_meanwhile_is_refused(
         .get_change_message()
         .lower()
     )
+
+
+def opened_before_post_requests(client, source: ImportSource) -> dict:
+    """What a source's page opened before the release that added the request method and body
+    (migration 0036) posts back: neither setting, and a stamp made without them."""
+    data = opened_source_page(client, source)
+    del data["request_method"], data["request_body"]
+    older = [
+        name
+        for name in ImportSourceAdminForm.guarded_fields
+        if name not in ("request_method", "request_body")
+    ]
+    data["loaded_as"] = stamp(source, older)
+    return data
+
+
+@pytest.mark.django_db
+def test_a_source_page_opened_before_the_request_method_existed_saves_as_get(
+    staff_client, make_source
+):
+    source = make_source()
+    url = reverse("admin:importer_importsource_change", args=[source.pk])
+
+    response = staff_client.post(
+        url, {**opened_before_post_requests(staff_client, source), "request_timeout": 12}
+    )
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    source.refresh_from_db()
+    assert (source.request_method, source.request_timeout) == ("GET", 12)
+
+
+@pytest.mark.django_db
+def test_a_source_page_opened_before_the_request_method_existed_keeps_a_post_set_since(
+    staff_client, make_source
+):
+    source = make_source(
+        pagination=ImportSource.Pagination.OFFSET,
+        offset_param="from",
+        limit_param="size",
+    )
+    shown = opened_before_post_requests(staff_client, source)
+    ImportSource.objects.filter(pk=source.pk).update(
+        request_method="POST", request_body={"query": {"match_all": {}}, "token": "s3cret"}
+    )
+    url = reverse("admin:importer_importsource_change", args=[source.pk])
+
+    response = staff_client.post(url, {**shown, "request_timeout": 12})
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    source.refresh_from_db()
+    assert source.request_method == "POST"
+    assert source.request_body == {"query": {"match_all": {}}, "token": "s3cret"}
+    assert source.request_timeout == 12
+
+
+@pytest.mark.django_db
+def test_a_new_source_posted_without_a_request_method_is_read_with_get(
+    staff_client, sandbox, inventory
+):
+    data = {
+        "name": "older-page",
+        "enabled": "on",
+        "assets_base_url": sandbox.base_url,
+        "workspace_id": "ws-1",
+        "import_source_id": "src-older",
+        "assets_token": SANDBOX_TOKEN,
+        "source_kind": "rest",
+        "source_url": f"{inventory.base_url}/api/computers",
+        "records_path": "items",
+        "pagination": "offset",
+        "offset_param": "offset",
+        "limit_param": "limit",
+        "page_size": "25",
+    }
+    form = ImportSourceForm()
+    for name, field in form.fields.items():
+        if name not in data and name not in ("request_method", "request_body"):
+            if isinstance(field, forms.BooleanField | forms.FileField):
+                continue
+            value = form[name].value()
+            data[name] = "" if value is None else value
+
+    response = staff_client.post(reverse("admin:importer_importsource_add"), data)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert ImportSource.objects.get(name="older-page").request_method == "GET"
 
 
 @pytest.mark.django_db

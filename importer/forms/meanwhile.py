@@ -102,7 +102,13 @@ def changes_since(posted: str, current, names, shown=None) -> tuple[list[str], s
     digests = _digests(current, names)
     if shown is not None:
         digests["shown"] = _digest(_as_text(shown))
-    changed = [name for name in digests if stamped["fields"].get(name) != digests[name]]
+    # A setting the stamp does not name did not exist when the page was shown (added by a
+    # later release): the page posted none, so it puts nothing back.
+    changed = [
+        name
+        for name in digests
+        if name in stamped["fields"] and stamped["fields"][name] != digests[name]
+    ]
     if not changed:
         return [], ""
     return changed, _changed_by(current, datetime.fromisoformat(stamped["at"]))

@@ -66,6 +66,9 @@ FILE_FIELDS = list(ImportSource.FILE_FIELDS)
 LIMIT_FIELDS = ["max_requests_per_minute", "max_chunks_in_flight", "record_drop_limit"]
 # Counts that must be at least 1 (0 would be refused by the source or stop all work).
 AT_LEAST_ONE = ("page_size", "max_chunks_in_flight")
+# Settings a page opened before their release (migration 0036) does not post: left out, they
+# keep the stored value (a new source's default), rather than refuse the save as missing.
+KEPT_WHEN_NOT_POSTED = ("request_method", "request_body")
 
 
 FILE_KINDS = ["csv", "json", "jsonl"]
@@ -268,6 +271,27 @@ class ImportSourceForm(WriteOnlySecretsForm):
                 field.min_value = 1
                 field.validators.append(MinValueValidator(1))
                 field.widget.attrs["min"] = 1
+        self._keep_what_the_page_did_not_post()
+
+    def _keep_what_the_page_did_not_post(self) -> None:
+        """A select or text area of the page posts a value, empty or not: only a page that
+        lacks the setting altogether leaves it out."""
+        if not self.is_bound:
+            return
+        missing = [
+            name
+            for name in KEPT_WHEN_NOT_POSTED
+            if name in self.fields and self.add_prefix(name) not in self.data
+        ]
+        if not missing:
+            return
+        self.data = self.data.copy()
+        for name in missing:
+            field = self.fields[name]
+            # The masked value the page would have shown: saving puts the secrets back.
+            self.data[self.add_prefix(name)] = field.prepare_value(
+                self.get_initial_for_field(field, name)
+            )
 
     def _plugin_choices(self) -> list[tuple[str, str]]:
         """The plug-ins the site lists, and the stored one if it is no longer listed (shown,
