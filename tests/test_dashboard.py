@@ -281,3 +281,43 @@ def test_the_dashboard_takes_the_same_queries_however_long_the_history(admin_cli
 
     assert many == few
     assert many <= 10
+
+
+@pytest.fixture
+def viewer_client(client, django_user_model):
+    """Staff in "Import viewers": the history and the alerts, not the sources or channels."""
+    from django.contrib.auth.models import Group
+
+    viewer = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.groups.add(Group.objects.get(name="Import viewers"))
+    client.force_login(viewer)
+    return client
+
+
+@pytest.mark.django_db
+def test_viewers_see_sources_and_channels_named_without_links_to_a_403(viewer_client, make_source):
+    source = make_source()
+    run(source, State.FAILED, minutes_ago=5)
+    make_source(name="retired", import_source_id="src-2", enabled=False)
+    channel = NotificationChannel.objects.create(
+        name="on-call chat",
+        kind=NotificationChannel.Kind.WEBHOOK,
+        webhook_url="https://chat.example.com/hooks/T0123",
+        last_error_at=timezone.now(),
+        last_error="answered 404",
+    )
+
+    page = dashboard(viewer_client)
+
+    assert '<th scope="row">inventory</th>' in page
+    assert '<th scope="row">retired</th>' in page and "on-call chat" in page
+    assert "/admin/importer/importsource/" not in page
+    assert f"/admin/importer/notificationchannel/{channel.pk}/" not in page
+
+
+@pytest.mark.django_db
+def test_viewers_are_not_offered_to_add_a_source(viewer_client):
+    page = dashboard(viewer_client)
+
+    assert "No enabled source." in page
+    assert reverse("admin:importer_importsource_add") not in page

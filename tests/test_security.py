@@ -198,6 +198,25 @@ def test_a_viewer_reads_an_imports_source_by_name_not_as_a_link_to_a_page_refuse
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("group", ["Import viewers", "Import operators"])
+def test_an_alert_names_its_channel_without_a_link_to_a_page_refused_to_them(
+    client, django_user_model, group
+):
+    channel = NotificationChannel.objects.create(name="on-call chat")
+    alert = Alert.objects.create(key="k", kind=Alert.Kind.FAILED, subject="s")
+    alert.deliveries.create(channel=channel, state="SENT")
+    channel_page = reverse("admin:importer_notificationchannel_change", args=[channel.pk])
+    client.force_login(user_in(django_user_model, group, "vera"))
+
+    page = client.get(reverse("admin:importer_alert_change", args=[alert.pk]))
+
+    assert page.status_code == 200
+    assert "on-call chat" in page.content.decode()
+    assert channel_page not in page.content.decode()
+    assert client.get(channel_page).status_code == 403
+
+
+@pytest.mark.django_db
 def test_an_operator_can_start_but_not_edit_credentials(
     client, django_user_model, pushed_source, sandbox
 ):

@@ -228,10 +228,13 @@ def progress_widget(execution: Execution, *, width: int, detailed: bool) -> str:
     )
 
 
-class SourceByNameToViewers:
-    """An object's source as a link for those who may open the source's page, by name for
-    the others: Django links a read-only foreign key whatever one's permissions (a link to
-    a 403)."""
+class ByNameToViewers:
+    """Read-only foreign keys as links for those who may open their pages, by name for the
+    others: Django links a read-only foreign key whatever one's permissions (a link to a
+    403). `by_name` maps each such field to the permission that opens its page; the class
+    gives `<field>_name`, shown in its place."""
+
+    by_name: dict[str, str] = {}
 
     def get_fields(self, request, obj=None):
         return self._by_name(request, super().get_fields(request, obj))
@@ -239,11 +242,14 @@ class SourceByNameToViewers:
     def get_readonly_fields(self, request, obj=None):
         return self._by_name(request, super().get_readonly_fields(request, obj))
 
-    @staticmethod
-    def _by_name(request, names):
-        if request.user.has_perm("importer.view_importsource"):
-            return names
-        return ["source_name" if name == "source" else name for name in names]
+    def _by_name(self, request, names):
+        user = request.user
+        unopened = {field for field, opens in self.by_name.items() if not user.has_perm(opens)}
+        return [f"{name}_name" if name in unopened else name for name in names]
+
+
+class SourceByNameToViewers(ByNameToViewers):
+    by_name = {"source": "importer.view_importsource"}
 
     @admin.display(description="Source")
     def source_name(self, obj):

@@ -35,7 +35,7 @@ from importer.admin.display import (
 )
 from importer.dashboard import dashboard_context
 from importer.health import broker_problem
-from importer.models import ChunkJob, Execution
+from importer.models import ChunkJob, Execution, ImportSource, NotificationChannel
 from importer.progress import (
     chunk_counts,
     describe,
@@ -318,8 +318,20 @@ class ExecutionAdmin(SourceByNameToViewers, PageButtons, CountedDeletion, admin.
                 "opts": self.model._meta,
                 "title": "Imports dashboard",
                 **dashboard_context(),
+                **self._pages_one_may_open(request),
             },
         )
+
+    def _pages_one_may_open(self, request) -> dict:
+        """Sources and channels are linked only for who may open them (an Import viewer
+        would meet a 403)."""
+        sources = self.admin_site.get_model_admin(ImportSource)
+        channels = self.admin_site.get_model_admin(NotificationChannel)
+        return {
+            "can_open_sources": sources.has_view_or_change_permission(request),
+            "can_add_source": sources.has_add_permission(request),
+            "can_open_channels": channels.has_view_or_change_permission(request),
+        }
 
     def _execution_or_404(self, request, object_id) -> Execution:
         execution = self.get_object(request, object_id)

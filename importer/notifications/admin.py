@@ -10,6 +10,7 @@ from django.utils.translation import ngettext
 from importer import notifications
 from importer.admin.buttons import PageButtons
 from importer.admin.display import (
+    ByNameToViewers,
     SourceByNameToViewers,
     masked_fieldsets,
     state_badge,
@@ -22,8 +23,9 @@ from importer.notifications.delivery import where
 from importer.notifications.forms import FIELD_CONDITIONS, NotificationChannelForm
 
 
-class DeliveryInline(admin.TabularInline):
+class DeliveryInline(ByNameToViewers, admin.TabularInline):
     model = Delivery
+    by_name = {"channel": "importer.view_notificationchannel"}
     fields = [
         "channel",
         "state_label",
@@ -41,6 +43,10 @@ class DeliveryInline(admin.TabularInline):
     @admin.display(description="State")
     def state_label(self, delivery):
         return state_badge(delivery.state)
+
+    @admin.display(description="Channel")
+    def channel_name(self, delivery):
+        return str(delivery.channel)
 
 
 class NotificationChannelAdminForm(RefusesEditsMadeMeanwhile, NotificationChannelForm):
