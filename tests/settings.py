@@ -6,6 +6,10 @@ os.environ.setdefault("SECRET_KEY", "tests-only-secret-key")
 
 from assets_sync.settings import *  # noqa: E402,F403
 
+# The address the tests expect in links and callbacks, whatever the `.env` that `./dev demo
+# --port N` wrote says.
+PUBLIC_BASE_URL = "http://127.0.0.1:8000"
+
 # Most flow tests run tasks inline; the `Cluster` helper in tests/conftest.py starts a real
 # qcluster where the behaviour depends on one (it unsets this through Q_SYNC=false).
 Q_CLUSTER["sync"] = os.environ.get("Q_SYNC", "true") == "true"  # noqa: F405
