@@ -48,6 +48,11 @@ class ScheduleForm(forms.ModelForm):
     class Meta:
         model = Schedule
         fields = ["source", "frequency", "timezone"]
+        help_texts = {
+            "source": "Saving sends the schedule to Assets, which starts each run by calling "
+            "the source's webtrigger: Assets must have accepted the source's mapping first "
+            "(Push mapping)."
+        }
         error_messages = {
             "source": {
                 "unique": "This source has a schedule already (a source has one): change "

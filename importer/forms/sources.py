@@ -197,7 +197,8 @@ class ImportSourceForm(WriteOnlySecretsForm):
             }
         ),
         help_text="The schema-and-mapping document (JSON) that Assets uses to turn records "
-        "into objects. Checked when you save; pushed with the 'Push mapping' action.",
+        "into objects. Checked when you save; pushed with the 'Push mapping' action. For a new "
+        "source, save it without one, then use 'Draft mapping' to infer one from its first page.",
     )
 
     class Meta:
@@ -226,6 +227,9 @@ class ImportSourceForm(WriteOnlySecretsForm):
             "plugin_options": "Plug-in options",
         }
         help_texts = {
+            "file_encoding": "Files: the text encoding, e.g. utf-8, or cp1252 for an older "
+            "spreadsheet's CSV export. A byte-order mark (UTF-8, UTF-16) wins over it, and so "
+            "does text valid as UTF-8 when a single-byte code page such as cp1252 is set.",
             "source_file": "A CSV, JSON or JSON Lines file, instead of a URL. A gzip file "
             '(.csv.gz) or a spreadsheet\'s "Unicode text" export (UTF-16) is kept as its '
             "UTF-8 text.",
