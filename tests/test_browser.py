@@ -831,6 +831,25 @@ def test_the_lists_fit_a_laptop_screen(
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("url", ["/admin/importer/execution/", "/admin/importer/importsource/"])
+def test_a_list_on_a_narrow_screen_has_its_filters_below_it(
+    browser_page, live_server, administrator, make_source, url
+):
+    page = browser_page
+    page.set_viewport_size({"width": 800, "height": 900})
+    Execution.objects.create(source=make_source(), state="DONE")
+    log_in(page, live_server, administrator)
+
+    page.goto(live_server.url + url)
+
+    shoot(page, "19-list-800px" + url.replace("/", "-").rstrip("-"))
+    table = page.locator("#result_list").bounding_box()
+    filters = page.locator("#changelist-filter").bounding_box()
+    assert filters["y"] >= table["y"] + table["height"], "the filters squeeze the list"
+    assert table["width"] >= 400
+
+
+@pytest.mark.django_db(transaction=True)
 def test_an_execution_page_shows_its_whole_progress_line_on_a_narrow_screen(
     browser_page, live_server, administrator, make_source
 ):
