@@ -278,7 +278,7 @@ def test_the_admin_form_shows_the_parameter_and_field_of_keyset_paging_only():
         if field_is_used(name, chosen)
     }
 
-    assert shown == {"cursor_param", "cursor_path", "limit_param"}
+    assert shown == {"cursor_param", "cursor_path", "limit_param", "total_path"}
 
 
 @pytest.mark.django_db

@@ -917,3 +917,42 @@ def test_assets_refusing_the_token_mid_import_fails_it_at_once_not_after_the_who
     assert execution.state == Execution.State.FAILED
     assert "Assets refused the token (401)" in execution.error
     assert len(fake.requests_to("/api/offset")) < 20  # not all 80 pages read first
+
+
+@pytest.mark.parametrize(
+    "style, settings",
+    [
+        pytest.param("none", {}, id="one request"),
+        pytest.param("cursor", {"cursor_path": "meta.next_cursor"}, id="cursor"),
+        pytest.param("next_url", {"cursor_path": "links.next"}, id="next URL"),
+        pytest.param("link_header", {}, id="Link header"),
+    ],
+)
+def test_a_first_page_that_is_the_last_though_the_source_tells_more_fails_the_import(
+    serve, import_from, sandbox, style, settings
+):
+    # An offset API read as if it gave next pages: its first page says `meta.total` 100 and
+    # holds 25, with no next page anywhere. Taken for the last, it ended DONE with 25.
+    fake = serve()
+
+    execution = import_from(fake, "offset", pagination=style, **settings)
+
+    assert execution.state == Execution.State.FAILED
+    told = "says it holds 100 records ('meta.total') but "
+    if style == "none":  # no page size sent: the source's own, 10
+        assert f"{told}its one answer held 10: choose the paging style" in execution.error
+        assert "without the other 90" in execution.error
+    else:
+        assert f"{told}its first page held 25, with no next page " in execution.error
+        assert "The import stops rather than end DONE without the other 75" in execution.error
+    assert sandbox.execution(execution.assets_execution_id)["records_received"] == 0
+
+
+def test_a_source_read_in_one_request_whose_answer_holds_its_whole_total_is_done(
+    serve, import_from, sandbox
+):
+    fake = serve()
+
+    execution = import_from(fake, "offset", pagination="none", extra_params={"limit": "100"})
+
+    assert_every_record_once(sandbox, execution)

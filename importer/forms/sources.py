@@ -101,7 +101,7 @@ FIELD_CONDITIONS: dict[str, list[dict[str, list[str]]]] = {
     "first_page": [{"source_kind": ["rest"], "pagination": ["page"]}],
     "cursor_param": [{"source_kind": ["rest"], "pagination": ["cursor", "keyset"]}],
     "cursor_path": [{"source_kind": ["rest"], "pagination": ["cursor", "keyset", "next_url"]}],
-    "total_path": [{"source_kind": ["rest"], "pagination": ["offset", "page"]}],
+    "total_path": [{"source_kind": ["rest"]}],
     # Where `totals.checks_repeated_records` looks: pages read by position, next links, a
     # cursor or after the last record (keyset; those two noted there, not failed).
     "repeated_records": [

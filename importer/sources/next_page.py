@@ -27,6 +27,25 @@ _CURSOR_KEYS = frozenset(
 )
 _NEXT_ENDINGS = ("cursor", "token", "page", "marker", "mark", "key", "offset", "start", "id")
 _NEXT_LINK_ENDINGS = ("link", "url", "uri", "href")
+# Names under which an answer tells how many records its source holds in all (compared by
+# their letters, lower-case): GraphQL's `totalCount`, Salesforce's `totalSize`, Django REST
+# framework's and OData's `count` (`@odata.count`), Elasticsearch's `hits.total`.
+_TOTAL_KEYS = frozenset(
+    {
+        "total",
+        "totalcount",
+        "totalsize",
+        "totalresults",
+        "totalrecords",
+        "totalitems",
+        "totalhits",
+        "recordstotal",
+        "count",
+    }
+)
+# Objects in which an answer keeps what it says of its paging (Laravel's and JSON:API's
+# `meta`, `pagination`, `page_info`).
+_PAGING_HOLDERS = frozenset({"meta", "metadata", "pagination", "paging", "page", "pageinfo"})
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 # How deep in an answer a next cursor or flag is looked for (GraphQL's
 # `data.organization.repositories.pageInfo.hasNextPage`).
@@ -59,6 +78,34 @@ def value_at(
             kind="config",
         )
     return value
+
+
+def total_told(document: Any, records_path: str) -> tuple[str, int] | None:
+    """Where an answer says how many records its source holds in all, and how many: a total's
+    name (`_TOTAL_KEYS`) at the answer's top, beside its records or in its paging's own object
+    (`meta.total`, `pagination.totalCount`), holding a whole number (or Elasticsearch's
+    `{"value": n}`); None when it says nothing of the kind."""
+    parts = [part for part in records_path.removesuffix("?").split(".") if part]
+    places: list[tuple[list[str], Any]] = [([], document)]
+    if len(parts) > 1:
+        places.append((parts[:-1], walk(document, parts[:-1])))
+    if isinstance(document, dict):
+        places += [
+            ([str(key)], value)
+            for key, value in document.items()
+            if _bare(str(key)) in _PAGING_HOLDERS
+        ]
+    for prefix, holder in places:
+        if not isinstance(holder, dict):
+            continue
+        for key, value in holder.items():
+            if _bare(str(key)) not in _TOTAL_KEYS:
+                continue
+            if isinstance(value, dict):  # Elasticsearch's hits.total: {"value": n, ...}
+                value = value.get("value")
+            if isinstance(value, int) and not isinstance(value, bool):
+                return ".".join([*prefix, str(key)]), value
+    return None
 
 
 def says_last_beside(document: Any, path: str) -> bool:

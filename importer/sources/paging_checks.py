@@ -9,6 +9,10 @@ never reach an end:
   page whose link moves an offset by the size asked for rather than by the records served is
   checked once, the same way (and so is a cursor that is such an offset): a source that
   counts its offsets before cutting the size skips the records it left out of every page.
+* A source read by cursor, by links or in one request whose first page is also its last,
+  though the answer says it holds more records (its total path, or a total under a usual
+  name: `total`, `totalCount`, `count`), is not paged as configured: its first page alone
+  would end DONE.
 * A source that ignores the offset, one whose pages start before the first page set, and one
   that answers its last page again for any page past its end would repeat pages or leave some
   out: each fails the page, naming what to set.
@@ -20,8 +24,10 @@ fails the page only on what it can tell. The checks of one reader are the `Pagin
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from importer.sources import next_page
 from importer.sources.base import SourceError
 from importer.sources.urls import moved_by, with_query
 
@@ -38,6 +44,42 @@ class PagingChecks:
         self._last_numbered_page: tuple[int, dict, dict, int] | None = None
         # Next-link paging: whether this reader asked if a short page's link skips records.
         self._links_checked = False
+
+    def first_page_holds_all(self, document: Any, records: list[dict]) -> None:
+        """A source read by cursor, by links or in one request whose first page is also its
+        last, though the answer says the source holds more records (its total path, or a
+        total under a usual name): the paging is not the source's, and the import would end
+        DONE with that first page alone."""
+        source = self.source
+        config = source.config
+        told = source._total(document)
+        where = config.total_path
+        if told is None:
+            found = next_page.total_told(document, config.records_path)
+            if found is None:
+                return
+            where, told = found
+        if told <= len(records):
+            return
+        if config.pagination == "none":
+            held = f"its one answer held {len(records)}"
+            what = "choose the paging style the source uses: it pages its answers"
+        else:
+            at = (
+                "in its Link header"
+                if config.pagination == "link_header"
+                else f"at '{config.cursor_path}'"
+            )
+            held = f"its first page held {len(records)}, with no next page {at}"
+            what = (
+                "set the paging to what the source uses (the next-page path to where its "
+                "answers keep the next page, or offset or page numbers if it takes them)"
+            )
+        raise source.http.error(
+            f"says it holds {told} records ('{where}') but {held}: {what}. The import stops "
+            f"rather than end DONE without the other {told - len(records)}",
+            kind="config",
+        )
 
     def offset_followed(self, first: list[dict]) -> None:
         """A source that answered more than a page may ignore the offset too, and then serve

@@ -132,6 +132,8 @@ class RestJsonSource:
         next_cursor = self._next_cursor(cursor, url, response, document, records)
         if next_cursor:
             self._checks.links_moved_as_served(url, next_cursor, records)
+        elif not cursor:
+            self._checks.first_page_holds_all(document, records)
         return Page(records=records, next_cursor=next_cursor, total=self._total(document))
 
     def _explained_refusal(self, error: SourceError, cursor: str) -> SourceError:
