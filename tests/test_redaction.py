@@ -16,6 +16,7 @@ from importer import services
 from importer.logs import JsonFormatter
 from importer.models import Execution, ImportSource
 from importer.redaction import redact, redact_for
+from importer.redaction.masks import secret_values
 from importer.sources import SourceError, build_source
 from tests.fake_source import FakeSource
 
@@ -135,6 +136,16 @@ def test_a_long_hostile_text_is_redacted_in_linear_time(run: str) -> None:
     text = run * (400_000 // len(run))
 
     assert len(redact(text)) > 0
+
+
+@pytest.mark.timeout(15)
+def test_many_quoted_values_after_credential_names_are_found_in_linear_time() -> None:
+    # A GraphQL error quoting a long query, a log line of many settings: each quoted value
+    # is looked at up to its closing quote, not to the end of the text.
+    text = "pwd='' " * (2_000_000 // 7)
+
+    assert len(redact(text)) > 0
+    assert secret_values({"query": text}) == []
 
 
 def test_it_removes_known_secrets_in_every_encoding() -> None:

@@ -92,15 +92,18 @@ BARE_NAME_QUOTED_VALUE = re.compile(r"""(?<![\w.\-"'\\])([A-Za-z_][\w.-]*)\s*[:=
 
 def quoted_value_end(text: str, opening: re.Match) -> int:
     """Where the value quoted after `opening` (a BARE_NAME_QUOTED_VALUE match) ends: at its
-    closing quote, or at the end of its line when it has none (a text cut short)."""
+    closing quote, or at the end of its line when it has none (a text cut short).
+
+    Only the text up to the closing quote is searched for a line's end: every opening holds
+    its quote, so the searches of a long text with many such values stay linear."""
     start, quote = opening.end(), opening.group(2)
-    line_end = len(text)
-    for stop in ("\n", "\r"):
-        at = text.find(stop, start)
-        if at >= 0:
-            line_end = min(line_end, at)
-    closing = text.find(quote, start, line_end)
-    return line_end if closing < 0 else closing
+    closing = text.find(quote, start)
+    stop = len(text) if closing < 0 else closing
+    line_end = _LINE_END.search(text, start, stop)
+    return line_end.start() if line_end else stop
+
+
+_LINE_END = re.compile(r"[\r\n]")
 
 
 def inline_secret_values(text: str, also: Iterable[str] = ()) -> list[str]:
