@@ -14,6 +14,8 @@ from importer import services
 from importer.devtools import demo_source
 from importer.models import ChunkJob, Execution, ImportSource
 from importer.progress import retries_of, retry_text
+from importer.redaction import mask_secret_values, redact, redact_for, secrets_of
+from importer.redaction.masks import secret_values
 from importer.sources import SourceError, build_source
 from tests.conftest import SANDBOX_TOKEN, run_retries_now
 from tests.test_admin import post_source
@@ -567,6 +569,38 @@ def test_a_key_written_into_the_graphql_query_itself_is_kept_secret(
     page = client.get(reverse("admin:importer_importsource_change", args=[source.pk]))
     assert page.status_code == 200
     assert key not in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_graphql_filter_on_a_field_named_key_is_shown_as_written_and_scrubs_nothing(
+    graphql_source, client, django_user_model
+):
+    # `key: "serial"` names the field a filter compares, as many GraphQL APIs write their
+    # filters and sorts: no credential, so the query stays readable on the source's page,
+    # and "serial" is no secret blanked from every message.
+    query = ASSETS_QUERY.replace(
+        "assets(first", 'assets(filter: {key: "serial", value: "SN-1"}, sort_key: "hostname", first'
+    )
+    source = graphql_source(request_body={"query": query, "variables": {"after": None}})
+
+    assert not {"serial", "hostname"} & set(secrets_of(source))
+    error = 'Cannot filter on key: "serial" with sort_key: "hostname"'
+    assert redact_for(source, error) == error
+    viewer = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(*Permission.objects.filter(codename="view_importsource"))
+    client.force_login(viewer)
+    page = client.get(reverse("admin:importer_importsource_change", args=[source.pk]))
+    assert "sort_key" in page.content.decode()
+
+
+def test_a_key_shaped_value_under_a_bare_key_name_in_the_query_is_still_secret() -> None:
+    # `key: "AIza..."`, as Google's APIs name their key: the value looks like one.
+    key = "AIzaSyD4x9Qw2Lm7Kp0Zt5Rv8Bn3Xc6Jh1Fg"
+    body = {"query": f'{{ assets(key: "{key}") {{ id }} }}'}
+
+    assert mask_secret_values(body) == {"query": "***"}
+    assert secret_values(body) == [key]
+    assert key not in redact(f'Argument key: "{key}" refused')
 
 
 @pytest.mark.django_db(transaction=True)

@@ -19,6 +19,7 @@ _SECRET_WORDS = (
 # function code and SAS signature, a JSON Web Token.
 _SECRET_WHOLE_NAMES = r"^(?:x[-_])?key$|[-_]key$|^(?:code|sig|sas|jwt|hmac)$|passphrase"
 _SECRET_NAME = re.compile(rf"(?i)(?:{_SECRET_WORDS})|{_SECRET_WHOLE_NAMES}")
+_CREDENTIAL_WORD = re.compile(rf"(?i){_SECRET_WORDS}|passphrase")
 # Request headers that carry no credential. Any other header a source is sent may: a vendor
 # names its keys as it likes.
 PUBLIC_HEADERS = frozenset(
@@ -82,6 +83,14 @@ def looks_like_a_key(value: str) -> bool:
     return len(value) >= 16 or (len(value) >= 8 and letters and digits)
 
 
+def key_shaped(value: str) -> bool:
+    """Written in key characters, no UUID, and `looks_like_a_key`: a value that may be a key
+    under a name that does not say so (a date, a list of fields or a word is none)."""
+    return bool(
+        KEY_TEXT.fullmatch(value) and not UUID_TEXT.fullmatch(value) and looks_like_a_key(value)
+    )
+
+
 # A credential-named name written bare, then its value quoted: a GraphQL argument written into
 # a query (`assets(apiKey: "...")`), a keyword argument or a setting (`password="..."`,
 # `token = '...'`), also inside a JSON string (`apiKey: \\"...\\"`). A quoted name is
@@ -113,9 +122,19 @@ def inline_secret_values(text: str, also: Iterable[str] = ()) -> list[str]:
     for opening in BARE_NAME_QUOTED_VALUE.finditer(text):
         if is_secret_name(opening.group(1), also):
             value = text[opening.end() : quoted_value_end(text, opening)]
-            if value:
+            if value and quotes_a_secret(opening.group(1), value, also):
                 found.append(value)
     return found
+
+
+def quotes_a_secret(name: str, value: str, also: Iterable[str] = ()) -> bool:
+    """Whether `value`, written quoted after the bare `name`, is a secret: always under a
+    name that says it holds a credential (`apiKey`, `password`) or that the source declares
+    secret; under one that only may (`key`, `code`, `sort_key`: a GraphQL filter's
+    `key: "serial"`), when the value is `key_shaped`."""
+    if _CREDENTIAL_WORD.search(name) or name.lower() in also:
+        return True
+    return key_shaped(value)
 
 
 def is_secret_header(name: str) -> bool:

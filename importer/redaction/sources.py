@@ -18,10 +18,9 @@ from importer.redaction.masks import (
 )
 from importer.redaction.names import (
     DECLARABLE_JSON_FIELDS,
-    KEY_TEXT,
-    UUID_TEXT,
     declared_secret_params,
     is_secret_name,
+    key_shaped,
     looks_like_a_key,
 )
 from importer.redaction.text import redact
@@ -88,10 +87,7 @@ def _keys_under_vendor_names(source: Any) -> list[tuple[str, str]]:
     return [
         (name, value)
         for name, value in pairs
-        if not is_secret_name(name, declared)
-        and KEY_TEXT.fullmatch(value)
-        and not UUID_TEXT.fullmatch(value)
-        and looks_like_a_key(value)
+        if not is_secret_name(name, declared) and key_shaped(value)
     ]
 
 

@@ -20,6 +20,7 @@ from importer.redaction.names import (
     is_secret_header,
     is_secret_name,
     quoted_value_end,
+    quotes_a_secret,
 )
 
 # Shorter values are not replaced wherever they occur: they would blank out ordinary words.
@@ -225,7 +226,7 @@ def _mask_bare_named_quoted_values(text: str) -> str:
         if opening.start() < done or not is_secret_name(opening.group(1)):
             continue
         end = quoted_value_end(text, opening)
-        if end > opening.end():
+        if end > opening.end() and quotes_a_secret(opening.group(1), text[opening.end() : end]):
             pieces += [text[done : opening.end()], MASK]
             done = end
     return "".join(pieces) + text[done:] if pieces else text
