@@ -35,7 +35,7 @@ from importer.sources import (
     json_file,
     oauth,
 )
-from importer.sources.answers import select_records
+from importer.sources.answers import link_to_next, select_records
 from tests.conftest import wait_for
 from tests.fake_source import ONE_MB, FakeSource, fake_record, jsonl, self_signed_certificate
 from tests.test_services import run_due_retries
@@ -369,6 +369,14 @@ def test_a_link_header_in_any_form_rfc_8288_allows_leads_to_every_record_once(
     records, _ = walk(rest_source(f"{fake.base_url}/api/link", pagination="link_header"))
 
     assert ids(records) == every_id()
+
+
+@pytest.mark.timeout(5)
+def test_a_link_header_trailing_a_long_run_of_unclosed_brackets_is_read_in_linear_time() -> None:
+    response = requests.Response()
+    response.headers["Link"] = '<https://inventory.example/api?page=2>; rel="next", ' + "<" * 60_000
+
+    assert link_to_next(response) == "https://inventory.example/api?page=2"
 
 
 def test_answers_behind_gerrits_xssi_guard_line_are_read_every_record_once(

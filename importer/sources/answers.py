@@ -292,8 +292,9 @@ def link_to_next(response: Any) -> str | None:
 
 
 # One link of a Link header: its target, then its parameters up to a comma that stands outside
-# quotes (a quoted title may hold commas, semicolons and angle brackets).
-_LINK_VALUE = re.compile(r'<([^>]*)>((?:[^,"<]|"(?:[^"\\]|\\.)*")*)')
+# quotes (a quoted title may hold commas, semicolons and angle brackets). A target holds no
+# "<" (RFC 3986), so a run of them without a ">" is passed over in linear time.
+_LINK_VALUE = re.compile(r'<([^<>]*)>((?:[^,"<]|"(?:[^"\\]|\\.)*")*)')
 _LINK_PARAM = re.compile(r';\s*([^\s;=,"]+)\s*(?:=\s*("(?:[^"\\]|\\.)*"|[^;,]*))?')
 
 
