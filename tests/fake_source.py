@@ -337,6 +337,9 @@ class FakeSource(DevServer):
         # `since` counts the record it names in (>=), as some APIs' `since` does: each page
         # starts with the last record of the page before.
         self.inclusive_since = False
+        # Its records from the highest value down, `since` still asking for the values above
+        # it (a `since` that does not follow a descending sort).
+        self.descending = False
         # Each answer stamps its records with when it was made (a device's last check-in, a
         # signed link): a record read twice differs, though it is the same record.
         self.stamps_each_answer = False
@@ -800,7 +803,7 @@ class FakeSource(DevServer):
         """Keyset paging: the records after the `since` value (compared as the field's values
         are: numbers as numbers), at most `limit` (cut to `max_limit`)."""
         name = self.keyset_field
-        stored = sorted(self.records, key=lambda record: record[name])
+        stored = sorted(self.records, key=lambda record: record[name], reverse=self.descending)
         if self.unsorted:  # every seventh record, then every seventh from the second, ...
             stored = [record for start in range(7) for record in stored[start::7]]
         since = request.query.get("since", [None])[0]

@@ -209,7 +209,7 @@ def test_a_list_as_keyset_value_in_a_query_is_refused_pointing_to_post(serve, ke
 @pytest.mark.parametrize(
     "values",
     [
-        [3, 2, 2, 1],  # descending, with ties
+        [3, 2, 1],  # descending
         ["apple", "Banana", "cherry"],  # a collation that ignores case
         ["Ärger", "Zeit"],  # ... and accents
     ],
@@ -298,3 +298,74 @@ def test_a_keyset_source_read_with_post_is_saved(staff_client, make_source):  # 
     assert response.status_code == 302, response.context["adminform"].form.errors
     source.refresh_from_db()
     assert (source.pagination, source.cursor_param) == ("keyset", "search_after")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_search_sorted_on_a_field_that_repeats_fails_saying_to_add_a_tiebreaker(
+    make_source, sandbox, inventory
+):
+    # Sorted on RAM alone, the hits after [64] skip the 64 GB servers the page left out:
+    # DONE would hold a third of the records fewer.
+    inventory.search_max_size = 20
+    source = make_source(
+        source_url=f"{inventory.base_url}/api/search",
+        request_method="POST",
+        request_body={"sort": [{"ram_gb": "desc"}]},
+        records_path="items",
+        pagination="keyset",
+        cursor_path="sort",
+        cursor_param="search_after",
+        limit_param="size",
+    )
+
+    execution = imported(source)
+
+    assert execution.state == Execution.State.FAILED
+    assert "more than one record holds [64] at 'sort'" in execution.error
+    assert "a field unique to each record" in execution.error
+    assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_keyset_field_that_repeats_fails_though_the_source_honours_since(
+    serve, keyset_source, sandbox
+):
+    fake = serve(max_limit=10, keyset_field="ram_gb")
+
+    execution = imported(keyset_source(fake, cursor_path="ram_gb"))
+
+    assert execution.state == Execution.State.FAILED
+    assert "more than one record holds 8 at 'ram_gb'" in execution.error
+
+
+@pytest.mark.parametrize(
+    "habit", [{"inclusive_since": True}, {"ignores_since": True}], ids=["inclusive", "ignoring"]
+)
+@pytest.mark.django_db(transaction=True)
+def test_one_record_a_page_answered_again_for_its_own_value_is_not_taken_for_the_end(
+    serve, keyset_source, sandbox, habit
+):
+    # Asked for one record a page, a `since` that counts the record in answers that record
+    # for ever, as a source that ignores `since` does: neither is the end of 100 records.
+    fake = serve(**habit)
+
+    execution = imported(keyset_source(fake, page_size=1))
+
+    assert execution.state == Execution.State.FAILED
+    assert "asked for one record a page" in execution.error
+    assert "Set a larger page size" in execution.error
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_descending_source_whose_since_asks_for_higher_values_fails_not_done_with_a_page(
+    serve, keyset_source, sandbox
+):
+    # 100 down to 91, then since=91 answers 100 down to 92, ... up to since=100 and an empty
+    # page: DONE with the ten highest only, the ninety below never asked for.
+    fake = serve(max_limit=10, descending=True)
+
+    execution = imported(keyset_source(fake))
+
+    assert execution.state == Execution.State.FAILED
+    assert "after 'since' 91 it answered 100" in execution.error
+    assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0

@@ -16,7 +16,13 @@ records or never end fails the import, naming what to set:
 * a page whose last record's value is the one just sent (the source ignores the parameter,
   and would answer that page for ever). A page that holds only records of that value is the
   end of a source whose parameter counts the record it names in (`since` as >=): it
-  answers the last record read again, and nothing after it;
+  answers the last record read again, and nothing after it (unless one record a page is
+  asked for: then either source answers so for ever);
+* two records of a page holding one value: the field does not tell records apart, and
+  those of a page's last value that the page left out are skipped;
+* a page that runs away from the value sent against its own order (a descending sort with
+  a parameter asking for the values above): the next pages come back towards it, and the
+  records past this one's end are never asked for;
 * records out of the field's order within a page: a source that does not sort by the field
   skips the records past a page's last value that the page did not hold. Values are compared
   when they can be (numbers, strings, lists of those position by position, each position in
@@ -75,12 +81,23 @@ class KeysetPages:
                 "or set the next-page path to a field that holds a number or text",
                 kind="config",
             )
-        self._check_order(values)
+        present = [value for value in values if value is not MISSING and value is not None]
+        self._check_order(present)
+        self._check_unique(present)
         if sent is not MISSING and last == sent:
             if all(value == sent for value in values):
-                # An inclusive `since` (>=) answering only the record it names: the last
-                # record of the page before, read there already.
-                return Page(records=[], next_cursor=None, total=total)
+                if not self._one_a_page:
+                    # An inclusive `since` (>=) answering only the record it names: the last
+                    # record of the page before, read there already.
+                    return Page(records=[], next_cursor=None, total=total)
+                raise source.http.error(
+                    f"answered again the record whose '{config.cursor_path}' is the value "
+                    f"just sent as '{config.cursor_param}' ({_shown(sent)}), asked for one "
+                    "record a page: a source that ignores the parameter answers so, as does "
+                    "one that counts the record it names in (since as >=), for ever either "
+                    "way, so the import stopped. Set a larger page size",
+                    kind="endless_source",
+                )
             raise source.http.error(
                 f"answered a page whose last record's '{config.cursor_path}' is the value just "
                 f"sent as '{config.cursor_param}' ({_shown(sent)}): it seems to ignore "
@@ -88,7 +105,15 @@ class KeysetPages:
                 "stopped. Check the parameter the source takes the last record's value in",
                 kind="endless_source",
             )
+        if sent is not MISSING:
+            self._check_moved_on(sent, present)
         return Page(records=records, next_cursor=_stored(last), total=total)
+
+    @property
+    def _one_a_page(self) -> bool:
+        """Whether one record a page is asked for: then the page of the record just named
+        alone tells nothing of the end."""
+        return bool(self.source.config.limit_param) and self.source.page_size == 1
 
     def url(self, cursor: str) -> str:
         """The request for the page after `cursor`'s value; with POST the value goes on as
@@ -115,11 +140,10 @@ class KeysetPages:
                 kind="bad_cursor",
             ) from None
 
-    def _check_order(self, values: list[Any]) -> None:
+    def _check_order(self, present: list[Any]) -> None:
         """Fails the page when its records are out of the field's order (module doc)."""
-        present = [value for value in values if value is not MISSING and value is not None]
-        at = _out_of_order(present, fold=False)
-        if at is None or _out_of_order(present, fold=True) is None:
+        at = _out_of_order(present, EXACT)
+        if at is None or _in_some_order(present):
             return
         config = self.source.config
         raise self.source.http.error(
@@ -129,6 +153,45 @@ class KeysetPages:
             "value, so records that a page leaves out before it would never be read. Have the "
             f"source sort by '{config.cursor_path}' (e.g. sort={config.cursor_path} among the "
             "extra parameters, or the request body's sort), or choose another paging style",
+            kind="unsorted_source",
+        )
+
+    def _check_unique(self, present: list[Any]) -> None:
+        """Fails the page when two of its records hold one value: the field does not tell
+        records apart, and those of a page's last value that the page left out are never
+        read (after it means past it), or, where the parameter counts that value in, a page
+        full of them would be answered for ever."""
+        seen = set()
+        for value in present:
+            key = json.dumps(value, sort_keys=True)
+            if key in seen:
+                config = self.source.config
+                raise self.source.http.error(
+                    f"answered a page where more than one record holds {_shown(value)} at "
+                    f"'{config.cursor_path}': keyset paging asks for the records after the "
+                    "last one's value, so records sharing it that a page leaves out would "
+                    "never be read. It needs a field unique to each record: sort by one "
+                    "(e.g. 'id'), or add one last to the sort as a tiebreaker (Elasticsearch: "
+                    "a field unique to each document, last in the body's sort)",
+                    kind="config",
+                )
+            seen.add(key)
+
+    def _check_moved_on(self, sent: Any, present: list[Any]) -> None:
+        """Fails a page whose records run away from the value sent, against their own order:
+        a descending sort with a parameter that asks for the values above it. Its next pages
+        would come back towards the value sent, and never reach the records past this page
+        (DONE with the first pages only)."""
+        if not present or _in_some_order([sent, *present]):
+            return
+        config = self.source.config
+        raise self.source.http.error(
+            f"served its records against the order of '{config.cursor_path}' that "
+            f"'{config.cursor_param}' asks in: after '{config.cursor_param}' {_shown(sent)} "
+            f"it answered {_shown(present[0])}, and then {_shown(present[-1])} last. Each "
+            "next page would come back towards the value sent, and the records past this "
+            "page's end would never be read. Sort the source the way its parameter asks for "
+            "the next records (ascending for a since=<id>), or choose another paging style",
             kind="unsorted_source",
         )
 
@@ -166,13 +229,22 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else f"{text[:57]}..."
 
 
-def _out_of_order(values: list[Any], *, fold: bool) -> int | None:
+# How text may be ordered by the source: as it is, or as a collation that ignores case and
+# accents orders it.
+EXACT, FOLDED = "exact", "folded"
+
+
+def _in_some_order(values: list[Any]) -> bool:
+    return any(_out_of_order(values, mode) is None for mode in (EXACT, FOLDED))
+
+
+def _out_of_order(values: list[Any], mode: str) -> int | None:
     """The index of the first value that moves against the direction the values before it
     took (per position, for lists); None when they keep to one. Values that cannot be
     compared with the one before are passed over."""
     directions: dict[int, int] = {}
     for at in range(1, len(values)):
-        step = _step(values[at - 1], values[at], fold)
+        step = _step(values[at - 1], values[at], mode)
         if step is None or not step[1]:
             continue
         position, sign = step
@@ -181,28 +253,28 @@ def _out_of_order(values: list[Any], *, fold: bool) -> int | None:
     return None
 
 
-def _step(before: Any, after: Any, fold: bool) -> tuple[int, int] | None:
+def _step(before: Any, after: Any, mode: str) -> tuple[int, int] | None:
     """Where and which way `after` moves from `before`: (position, 1 up, -1 down or 0 the
     same); None when they cannot be compared."""
     if isinstance(before, list) and isinstance(after, list):
         if len(before) != len(after):
             return None
         for position, pair in enumerate(zip(before, after, strict=True)):
-            sign = _scalar_step(*pair, fold)
+            sign = _scalar_step(*pair, mode)
             if sign is None:
                 return None
             if sign:
                 return position, sign
         return 0, 0
-    sign = _scalar_step(before, after, fold)
+    sign = _scalar_step(before, after, mode)
     return None if sign is None else (0, sign)
 
 
-def _scalar_step(before: Any, after: Any, fold: bool) -> int | None:
+def _scalar_step(before: Any, after: Any, mode: str) -> int | None:
     if _is_number(before) and _is_number(after):
         return (after > before) - (after < before)
     if isinstance(before, str) and isinstance(after, str):
-        if fold:
+        if mode == FOLDED:
             before, after = _folded(before), _folded(after)
         return (after > before) - (after < before)
     return None
