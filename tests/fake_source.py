@@ -338,8 +338,10 @@ class FakeSource(DevServer):
         # starts with the last record of the page before.
         self.inclusive_since = False
         # Its records from the highest value down, `since` still asking for the values above
-        # it (a `since` that does not follow a descending sort).
+        # it (a `since` that does not follow a descending sort); and a field of numbers
+        # written as text ("id": "10"), sorted and compared as the numbers they are.
         self.descending = False
+        self.numbers_as_text = False
         # Each answer stamps its records with when it was made (a device's last check-in, a
         # signed link): a record read twice differs, though it is the same record.
         self.stamps_each_answer = False
@@ -803,17 +805,21 @@ class FakeSource(DevServer):
         """Keyset paging: the records after the `since` value (compared as the field's values
         are: numbers as numbers), at most `limit` (cut to `max_limit`)."""
         name = self.keyset_field
-        stored = sorted(self.records, key=lambda record: record[name], reverse=self.descending)
+        value_of = (lambda value: int(value)) if self.numbers_as_text else (lambda value: value)
+        stored = sorted(
+            self.records, key=lambda record: value_of(record[name]), reverse=self.descending
+        )
         if self.unsorted:  # every seventh record, then every seventh from the second, ...
             stored = [record for start in range(7) for record in stored[start::7]]
         since = request.query.get("since", [None])[0]
         if since is not None and not self.ignores_since:
-            numeric = isinstance(stored[0][name], int) if stored else False
+            numeric = isinstance(stored[0][name], int) or self.numbers_as_text if stored else False
             after = int(since) if numeric else since
             stored = [
                 record
                 for record in stored
-                if record[name] > after or (self.inclusive_since and record[name] == after)
+                if value_of(record[name]) > after
+                or (self.inclusive_since and value_of(record[name]) == after)
             ]
         return json_reply(200, stored[: self._limit(request)])
 

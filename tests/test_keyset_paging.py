@@ -369,3 +369,17 @@ def test_a_descending_source_whose_since_asks_for_higher_values_fails_not_done_w
     assert execution.state == Execution.State.FAILED
     assert "after 'since' 91 it answered 100" in execution.error
     assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_numbers_written_as_text_sorted_as_numbers_are_done_with_every_record(
+    serve, keyset_source, sandbox
+):
+    # Jira's and many SQL-backed APIs' ids are numbers written as text: "9" before "10".
+    fake = serve(max_limit=30, numbers_as_text=True)
+    fake.records = [{**record, "id": str(record["id"])} for record in fake.records]
+
+    execution = imported(keyset_source(fake))
+
+    assert execution.state == Execution.State.DONE, execution.error
+    assert len(sandbox.execution(execution.assets_execution_id)["objects"]) == RECORDS

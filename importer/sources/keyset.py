@@ -27,14 +27,16 @@ records or never end fails the import, naming what to set:
   skips the records past a page's last value that the page did not hold. Values are compared
   when they can be (numbers, strings, lists of those position by position, each position in
   one direction throughout: an Elasticsearch sort on several fields may mix them); strings
-  may be collated by the source ignoring case and accents, so they fail only when no such
-  order holds.
+  may be collated by the source ignoring case and accents, or be numbers written as text
+  ("9" before "10"), so they fail only when no such order holds.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
+from decimal import Decimal
 from typing import Any
 
 from importer.sources.answers import MISSING, walk
@@ -229,13 +231,14 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else f"{text[:57]}..."
 
 
-# How text may be ordered by the source: as it is, or as a collation that ignores case and
-# accents orders it.
-EXACT, FOLDED = "exact", "folded"
+# How text may be ordered by the source: as it is, as a collation that ignores case and
+# accents orders it, or, for numbers written as text ("id": "10"), as those numbers.
+EXACT, FOLDED, NUMERIC = "exact", "folded", "numeric"
+_NUMBER_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 
 
 def _in_some_order(values: list[Any]) -> bool:
-    return any(_out_of_order(values, mode) is None for mode in (EXACT, FOLDED))
+    return any(_out_of_order(values, mode) is None for mode in (EXACT, FOLDED, NUMERIC))
 
 
 def _out_of_order(values: list[Any], mode: str) -> int | None:
@@ -276,6 +279,8 @@ def _scalar_step(before: Any, after: Any, mode: str) -> int | None:
     if isinstance(before, str) and isinstance(after, str):
         if mode == FOLDED:
             before, after = _folded(before), _folded(after)
+        elif mode == NUMERIC and _NUMBER_TEXT.fullmatch(before) and _NUMBER_TEXT.fullmatch(after):
+            before, after = Decimal(before), Decimal(after)
         return (after > before) - (after < before)
     return None
 
