@@ -83,6 +83,30 @@ def test_a_long_spell_of_rate_limiting_is_waited_out_beyond_the_usual_attempts(
     assert (first.attempts, first.rate_limited_waits) == (1, 4)  # no attempt used up
 
 
+def test_pages_assets_refuses_for_its_rate_limit_for_ever_give_up_naming_what_gets_through(
+    pushed_source, sandbox, start_cluster
+):
+    # The source's request rate sets nothing of Assets' limit: the advice is Assets' own.
+    start_cluster(**FAST_RECOVERY, CHUNK_MAX_ATTEMPTS="1", RATE_LIMITED_MAX_ATTEMPTS="2")
+    sandbox.faults.add(
+        method="POST",
+        path_contains="/data",
+        body_contains='"data"',
+        status=429,
+        retry_after="0",
+        times=-1,
+    )
+
+    execution = wait_for_execution_to_finish(start(pushed_source))
+
+    assert execution.state == Execution.State.FAILED
+    assert "(gave up after 1 attempts and 2 waits for its rate limit: read fewer pages at " in (
+        execution.error
+    )
+    assert "run the import when Assets is less busy)" in execution.error
+    assert "requests per minute" not in execution.error
+
+
 def data_arrivals(sandbox, monkeypatch, *, faults_lift_after: float | None = None) -> list:
     """When each page (not "completed") reached the sandbox (time.monotonic()); with
     `faults_lift_after`, its faults are cleared that long after the first page (a rate

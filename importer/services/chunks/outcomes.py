@@ -268,11 +268,19 @@ def _give_up(
     chunk: ChunkJob, message: str, *, permanent: bool, kind: str, fetched: int | None
 ) -> ChunkJob:
     if not permanent and kind == RATE_LIMITED and chunk.rate_limited_waits:
-        # Hours may have gone by in waits: say so, and what lets the import through.
+        # Hours may have gone by in waits: say so, and what lets the import through. A page
+        # refused once fetched was refused by Assets, whose limit the source's rate does not
+        # set.
+        mend = (
+            "read fewer pages at once (chunks in flight), or run the import when Assets is "
+            "less busy"
+            if fetched is not None
+            else "set the source's limit on requests per minute below the rate it allows, or "
+            "read fewer pages at once"
+        )
         message = (
             f"{message} (gave up after {chunk.attempts} attempts and "
-            f"{chunk.rate_limited_waits} waits for its rate limit: set the source's limit on "
-            "requests per minute below the rate it allows, or read fewer pages at once)"
+            f"{chunk.rate_limited_waits} waits for its rate limit: {mend})"
         )
     elif not permanent:
         message = f"{message} (gave up after {chunk.attempts} attempts)"
