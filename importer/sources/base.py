@@ -78,6 +78,16 @@ class SourceError(RemoteError):
         super().__init__(message, **fields)
         self.max_attempts = max_attempts
 
+    def explained(self, why: str) -> SourceError:
+        """The same error with what most likely caused it told after its message."""
+        return SourceError(
+            f"{self.message}. {why}",
+            status=self.status,
+            permanent=self.permanent,
+            retry_after=self.retry_after,
+            kind=self.kind,
+        )
+
 
 def number_cursor(cursor: str, *, default: int, source_name: str, meaning: str) -> int:
     """The non-negative number a cursor holds (an offset, a page number, a record index);

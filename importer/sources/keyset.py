@@ -208,13 +208,7 @@ class KeysetPages:
             f"('{config.cursor_param}', the last record's '{config.cursor_path}'): check that "
             "the source takes that field's value in that parameter"
         )
-        return SourceError(
-            f"{error.message}. {self.source.http.scrub(why)}",
-            status=error.status,
-            permanent=error.permanent,
-            retry_after=error.retry_after,
-            kind=error.kind,
-        )
+        return error.explained(self.source.http.scrub(why))
 
 
 def _stored(value: Any) -> str:

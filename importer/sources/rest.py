@@ -158,13 +158,7 @@ class RestJsonSource:
                 "may expire while the pages are read (a query locator, a scroll id). Run "
                 "the import again; if it fails here again, check the paging settings"
             )
-        return SourceError(
-            f"{error.message}. {why}",
-            status=error.status,
-            permanent=error.permanent,
-            retry_after=error.retry_after,
-            kind=error.kind,
-        )
+        return error.explained(why)
 
     @property
     def _params_for_next_links(self) -> dict[str, Any]:
