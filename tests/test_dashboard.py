@@ -1,7 +1,7 @@
 """The dashboard as on-call reads it: what is broken, since when, and where to look."""
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.db import connection
@@ -321,3 +321,17 @@ def test_viewers_are_not_offered_to_add_a_source(viewer_client):
 
     assert "No enabled source." in page
     assert reverse("admin:importer_importsource_add") not in page
+
+
+@pytest.mark.django_db
+def test_latest_failures_say_when_as_the_rest_of_the_page_does(admin_client, make_source):
+    failed = run(make_source(), State.FAILED, minutes_ago=10, error="source answered 500")
+    Execution.objects.filter(pk=failed.pk).update(
+        created_at=timezone.make_aware(datetime(2025, 3, 7, 14, 5, 9))
+    )
+
+    page = dashboard(admin_client)
+
+    failures = page[page.index('class="dashboard-failures"') :]
+    row = failures[failures.index(f">#{failed.pk}</a>") :]
+    assert "<td>2025-03-07 14:05</td>" in row[: row.index("</tr>")]
