@@ -873,6 +873,26 @@ def test_a_receiver_quoting_the_webhook_secret_has_it_hidden_in_the_error(
 # --- the admin ---------------------------------------------------------------------------------
 
 
+def test_a_new_channels_form_has_no_status_section_until_it_is_saved(admin_client):
+    add_page = admin_client.get(reverse("admin:importer_notificationchannel_add")).content
+    channel = email_channel()
+    change_page = admin_client.get(
+        reverse("admin:importer_notificationchannel_change", args=[channel.pk])
+    ).content
+
+    for shown in (b">Status</h2>", b"Last error at:", b"Webhook posts to:"):
+        assert shown not in add_page, shown
+    assert b">Status</h2>" in change_page and b"Last error at:" in change_page
+
+
+def test_the_sources_picker_says_what_choosing_a_source_means(admin_client):
+    page = admin_client.get(reverse("admin:importer_notificationchannel_add")).content.decode()
+
+    assert "Hold down" not in page  # a multiple select's hint: the picker is two lists
+    assert 'class="selectfilter"' in page
+    assert "The sources whose alerts this channel receives" in page
+
+
 def test_channel_secrets_are_encrypted_and_never_shown_again(admin_client, pushed_source):
     from django.db import connection
 

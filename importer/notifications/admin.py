@@ -49,6 +49,12 @@ class DeliveryInline(ByNameToViewers, admin.TabularInline):
         return str(delivery.channel)
 
 
+SOURCES_HELP = (
+    "The sources whose alerts this channel receives: move them into the 'Chosen import "
+    "sources' box. Ignored when 'every source' is ticked."
+)
+
+
 class NotificationChannelAdminForm(RefusesEditsMadeMeanwhile, NotificationChannelForm):
     remind_typed_secrets_on_errors = True
     guarded_fields = tuple(
@@ -118,8 +124,26 @@ class NotificationChannelAdmin(PageButtons, admin.ModelAdmin):
         css = {"all": ["importer/admin.css"]}  # the page's buttons
         js = ["importer/form_conditions.js", "importer/page_buttons.js"]
 
+    # Kept apart from the rest: a new channel has posted nowhere and sent nothing yet.
+    fields_of_a_saved_channel = {"webhook_target"}
+    fieldsets_of_a_saved_channel = {"Status"}
+
     def get_fieldsets(self, request, obj=None):
         """Whoever may not change the channel sees where it posts, never its URL or secret."""
+        if obj is None:
+            return [
+                (
+                    name,
+                    {
+                        **options,
+                        "fields": [
+                            f for f in options["fields"] if f not in self.fields_of_a_saved_channel
+                        ],
+                    },
+                )
+                for name, options in self.fieldsets
+                if name not in self.fieldsets_of_a_saved_channel
+            ]
         if self.has_change_permission(request, obj):
             return self.fieldsets
         hidden = {
@@ -128,6 +152,14 @@ class NotificationChannelAdmin(PageButtons, admin.ModelAdmin):
             "loaded_as": None,  # the page's stamp for a save
         }
         return masked_fieldsets(self.fieldsets, hidden)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        """The sources are picked between two lists (filter_horizontal), not in a multiple
+        select: the admin's hint to hold down Control does not apply to them."""
+        field = super().formfield_for_manytomany(db_field, request, **kwargs)
+        if db_field.name == "sources":
+            field.help_text = SOURCES_HELP
+        return field
 
     def get_readonly_fields(self, request, obj=None):
         return [*self.readonly_fields, "secret_header_value_masked"]
