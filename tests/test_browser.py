@@ -831,6 +831,59 @@ def test_the_lists_fit_a_laptop_screen(
 
 
 @pytest.mark.django_db(transaction=True)
+def test_the_channel_list_fits_a_1280_px_screen_with_the_sidebar_open(
+    browser_page, live_server, administrator, make_source
+):
+    from django.utils import timezone
+
+    from importer.models import NotificationChannel
+
+    page = browser_page
+    page.set_viewport_size({**LAPTOP, "width": 1280})
+    now = timezone.now()
+    sources = [
+        make_source(name=f"inventory-of-the-datacentre-in-frankfurt-rack-row-{row}")
+        for row in "abc"
+    ]
+    NotificationChannel.objects.create(
+        name="IT on call (weekdays and weekends)",
+        kind="email",
+        recipients="it-on-call@example.com, cmdb-owners@example.com, service-desk@example.com",
+        notify_on_done=True,
+        last_success_at=now,
+    )
+    failing = NotificationChannel.objects.create(
+        name="Infrastructure team's Teams channel",
+        kind="webhook",
+        webhook_url="https://prod-42.westeurope.logic.azure.com/workflows/0123456789abcdef/x",
+        webhook_format="teams",
+        last_success_at=now - timezone.timedelta(days=2),
+        last_error_at=now,
+        last_error="answered 400: the flow's trigger refused the card "
+        + "with a long explanation " * 8,
+    )
+    failing.sources.set(sources)
+    NotificationChannel.objects.create(
+        name="slack",
+        kind="webhook",
+        webhook_url="https://hooks.slack.com/services/T0/B0/x",
+        webhook_format="slack",
+        enabled=False,
+        all_sources=True,
+    )
+    log_in(page, live_server, administrator)
+
+    page.goto(f"{live_server.url}/admin/importer/notificationchannel/")
+
+    expect(page.locator("#nav-sidebar")).to_be_visible()
+    shoot(page, "20-list-channels-1280px")
+    table = page.locator("#result_list").bounding_box()
+    assert table["x"] + table["width"] <= 1280, table
+    reach = overflow(page, "#result_list")
+    assert reach["page"] <= 0 and reach["table"] <= 0, reach
+
+
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("url", ["/admin/importer/execution/", "/admin/importer/importsource/"])
 def test_a_list_on_a_narrow_screen_has_its_filters_below_it(
     browser_page, live_server, administrator, make_source, url

@@ -873,6 +873,30 @@ def test_a_receiver_quoting_the_webhook_secret_has_it_hidden_in_the_error(
 # --- the admin ---------------------------------------------------------------------------------
 
 
+def test_the_channel_list_says_where_each_sends_and_since_when_it_fails(admin_client, make_source):
+    from datetime import datetime
+
+    failing = webhook_channel(
+        "https://hooks.example.com/services/SECRET-PATH",
+        sources=[make_source(name="laptops")],
+        webhook_format=Format.TEAMS,
+        last_error="answered 503: down for maintenance",
+        last_error_at=timezone.make_aware(datetime(2025, 3, 7, 14, 5)),
+    )
+    email_channel(name="ops", enabled=False, notify_on_done=True)
+
+    page = admin_client.get(reverse("admin:importer_notificationchannel_changelist"))
+    text = page.content.decode()
+
+    assert "Webhook (Teams)" in text and "https://hooks.example.com/…" in text
+    assert "failing since 2025-03-07 14:05: answered 503: down for maintenance" in text
+    assert "laptops" in text and "never" in text  # its sources; nothing sent through it yet
+    assert "ops@example.com and 1 more" in text and ">disabled</span>" in text
+    assert "and every successful import" in text
+    assert "SECRET-PATH" not in text and HOOK_SECRET not in text
+    assert failing.name in text
+
+
 def test_a_new_channels_form_has_no_status_section_until_it_is_saved(admin_client):
     add_page = admin_client.get(reverse("admin:importer_notificationchannel_add")).content
     channel = email_channel()
