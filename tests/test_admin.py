@@ -356,6 +356,34 @@ def test_a_gzip_upload_is_kept_decompressed(staff_client, make_source, media):
 
 
 @pytest.mark.django_db
+def test_an_uploaded_file_needs_no_source_authentication(staff_client, make_source, media):
+    # The upload is read from the app's storage: a bearer token left from its URL is not
+    # asked for (its row is hidden beside an upload).
+    source = make_source(source_kind="csv", source_url="", records_path="", source_auth="bearer")
+    upload = SimpleUploadedFile("computers.csv", b"serial,owner\nSN-1,Zoe\n")
+
+    response = post_source(staff_client, source, source_file=upload)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    source.refresh_from_db()
+    assert source.source_file.name == "source-files/computers.csv"
+
+
+@pytest.mark.django_db
+def test_a_file_read_from_its_url_still_needs_its_authentication(staff_client, make_source, media):
+    stored = SimpleUploadedFile("computers.csv", b"serial,owner\nSN-1,Zoe\n")
+    source = make_source(source_kind="csv", records_path="", source_file=stored)
+    url = "https://files.example.com/computers.csv"
+
+    cleared = post_source(
+        staff_client, source, source_url=url, source_auth="bearer", **{"source_file-clear": "on"}
+    )
+
+    [error] = cleared.context["adminform"].form.errors["source_token"]
+    assert error.startswith("This authentication needs a secret")
+
+
+@pytest.mark.django_db
 def test_a_gzip_bomb_uploaded_in_the_admin_is_refused_naming_the_limit(
     staff_client, make_source, media, monkeypatch
 ):

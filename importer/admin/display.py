@@ -4,6 +4,7 @@ import json
 from zoneinfo import ZoneInfo
 
 from django.contrib import admin
+from django.db.models.fields.files import FieldFile
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -127,7 +128,11 @@ def stored_choices(obj, conditions: dict) -> dict:
     choosers = {
         name for alternatives in conditions.values() for one in alternatives for name in one
     }
-    return {name: getattr(obj, name, "") for name in sorted(choosers)}
+    chosen = {name: getattr(obj, name, "") for name in sorted(choosers)}
+    for name, value in chosen.items():
+        if isinstance(value, FieldFile):  # whether there is a file, as the conditions ask
+            chosen[name] = "uploaded" if value else ""
+    return chosen
 
 
 def stored_secret(value: str) -> str:

@@ -73,6 +73,17 @@ KEPT_WHEN_NOT_POSTED = ("request_method", "request_body")
 
 FILE_KINDS = ["csv", "json", "jsonl"]
 READ_OVER_HTTP = ["rest", *FILE_KINDS]
+# "source_file" as a chooser: "" when the source has no uploaded file (none stored, or the
+# stored one cleared, and none chosen), UPLOADED otherwise.
+UPLOADED = "uploaded"
+# The sources that read a URL: REST, and a file without an upload (an upload wins over the URL).
+READS_A_URL = [{"source_kind": ["rest"]}, {"source_kind": FILE_KINDS, "source_file": [""]}]
+
+
+def _reading_a_url(**conditions: list[str]) -> list[dict[str, list[str]]]:
+    return [{**alternative, **conditions} for alternative in READS_A_URL]
+
+
 # Which settings a source of each kind, paging and authentication uses: field -> alternatives,
 # each a set of conditions that must all hold. The admin shows only these rows (see
 # static/importer/form_conditions.js); validation ignores the others.
@@ -110,30 +121,24 @@ FIELD_CONDITIONS: dict[str, list[dict[str, list[str]]]] = {
             "pagination": ["offset", "page", "next_url", "link_header", "cursor", "keyset"],
         }
     ],
-    "source_auth": [{"source_kind": READ_OVER_HTTP}],
-    "auth_username": [
-        {"source_kind": READ_OVER_HTTP, "source_auth": ["basic", "oauth2_client_credentials"]}
-    ],
+    # An uploaded file is read from the app's storage, with no authentication.
+    "source_auth": READS_A_URL,
+    "auth_username": _reading_a_url(source_auth=["basic", "oauth2_client_credentials"]),
     "source_token": [
-        {
-            "source_kind": READ_OVER_HTTP,
-            "source_auth": [
+        *_reading_a_url(
+            source_auth=[
                 "bearer",
                 "basic",
                 "api_key_header",
                 "api_key_query",
                 "oauth2_client_credentials",
-            ],
-        },
+            ]
+        ),
         {"source_kind": ["plugin"]},
     ],
-    "auth_key_name": [
-        {"source_kind": READ_OVER_HTTP, "source_auth": ["api_key_header", "api_key_query"]}
-    ],
-    "oauth_token_url": [
-        {"source_kind": READ_OVER_HTTP, "source_auth": ["oauth2_client_credentials"]}
-    ],
-    "oauth_scope": [{"source_kind": READ_OVER_HTTP, "source_auth": ["oauth2_client_credentials"]}],
+    "auth_key_name": _reading_a_url(source_auth=["api_key_header", "api_key_query"]),
+    "oauth_token_url": _reading_a_url(source_auth=["oauth2_client_credentials"]),
+    "oauth_scope": _reading_a_url(source_auth=["oauth2_client_credentials"]),
     "csv_delimiter": [{"source_kind": ["csv"]}],
     "csv_quotechar": [{"source_kind": ["csv"]}],
     "csv_has_header": [{"source_kind": ["csv"]}],
@@ -431,10 +436,16 @@ class ImportSourceForm(WriteOnlySecretsForm):
         return document
 
     def chosen(self) -> dict[str, str]:
-        """The kind, paging and authentication chosen on the form (or stored)."""
-        return {
+        """The kind, paging and authentication chosen on the form (or stored), and whether
+        the source has an uploaded file."""
+        chosen = {
             name: self.cleaned_data.get(name) or getattr(self.instance, name) for name in CHOOSERS
         }
+        upload = self.cleaned_data.get("source_file")  # False: the stored one cleared
+        if upload is None:
+            upload = self.instance.source_file
+        chosen["source_file"] = UPLOADED if upload else ""
+        return chosen
 
     def clean(self):
         cleaned = super().clean()
@@ -479,7 +490,8 @@ class ImportSourceForm(WriteOnlySecretsForm):
             self._add_problem("pagination", post_paging_problem(method, cleaned.get("pagination")))
             if "request_body" not in self.errors:
                 self._add_problem("request_body", request_body_problem(cleaned))
-        auth = cleaned.get("source_auth") if kind in READ_OVER_HTTP else Auth.NONE
+        reads_a_url = kind in READ_OVER_HTTP and field_is_used("source_auth", chosen)
+        auth = cleaned.get("source_auth") if reads_a_url else Auth.NONE
         has_secret = bool(cleaned.get("source_token") or self.instance.source_token)
         if auth != Auth.NONE and not has_secret:
             self.add_error(

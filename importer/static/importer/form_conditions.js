@@ -10,8 +10,18 @@
 
   function chosen(form, name) {
     var input = form.querySelector("[name=" + name + "]");
+    if (input && input.type === "file") { return fileChosen(form, input, name); }
     if (input) { return input.value; }
     return stored[name] === undefined || stored[name] === null ? "" : String(stored[name]);
+  }
+
+  // A file input is a chooser by whether there is a file: one picked now, or the stored one
+  // unless its "Clear" box is ticked ("" when none).
+  function fileChosen(form, input, name) {
+    if (input.value) { return "uploaded"; }
+    var clear = form.querySelector("[name=" + name + "-clear]");
+    if (clear && clear.checked) { return ""; }
+    return stored[name] ? String(stored[name]) : "";
   }
 
   function used(form, alternatives) {
@@ -54,10 +64,12 @@
       });
     });
     Object.keys(choosers).forEach(function (name) {
-      var input = form.querySelector("[name=" + name + "]");
-      if (input) {
-        input.addEventListener("change", function () { apply(form, conditions); });
-      }
+      [name, name + "-clear"].forEach(function (inputName) {
+        var input = form.querySelector("[name=" + inputName + "]");
+        if (input) {
+          input.addEventListener("change", function () { apply(form, conditions); });
+        }
+      });
     });
     apply(form, conditions);
     // A collapsed section holding an error opens, so the error is seen; so does the
