@@ -344,7 +344,7 @@ def test_a_rest_source_with_bearer_auth_shows_only_its_own_fields(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_file_source_shows_its_authentication_only_while_it_reads_a_url(
+def test_a_file_source_shows_its_authentication_and_connection_only_while_it_reads_a_url(
     browser_page, live_server, administrator, make_source, settings, tmp_path
 ):
     from django.core.files.uploadedfile import SimpleUploadedFile
@@ -352,23 +352,28 @@ def test_a_file_source_shows_its_authentication_only_while_it_reads_a_url(
     settings.MEDIA_ROOT = str(tmp_path)
     page = browser_page
     authentication = page.locator("fieldset:has(h2:text-is('Source authentication'))")
+    connection = page.locator("fieldset:has(h2:text-is('Connection'))")
     log_in(page, live_server, administrator)
     open_add_source_form(page)
 
     field(page, "Kind").select_option(label="CSV file")
     expect(authentication).to_be_visible()  # read from the URL until a file is chosen
+    expect(connection).to_be_visible()
     page.locator("input[name=source_file]").set_input_files(
         files=[{"name": "computers.csv", "mimeType": "text/csv", "buffer": b"serial\nSN-1\n"}]
     )
     expect(authentication).to_be_hidden()
+    expect(connection).to_be_hidden()  # no headers, parameters or CA for a stored file
 
     upload = SimpleUploadedFile("computers.csv", b"serial\nSN-1\n")
     source = make_source(source_kind="csv", source_url="", records_path="", source_file=upload)
     page.goto(f"{live_server.url}/admin/importer/importsource/{source.pk}/change/")
     expect(page.locator(".form-row.field-csv_delimiter")).to_be_visible()
     expect(authentication).to_be_hidden()
+    expect(connection).to_be_hidden()
     page.locator("input[name=source_file-clear]").check()  # from now on, read from its URL
     expect(authentication).to_be_visible()
+    expect(connection).to_be_visible()
 
 
 @pytest.mark.django_db(transaction=True)

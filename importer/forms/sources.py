@@ -95,11 +95,12 @@ FIELD_CONDITIONS: dict[str, list[dict[str, list[str]]]] = {
     "plugin": [{"source_kind": ["plugin"]}],
     "plugin_options": [{"source_kind": ["plugin"]}],
     "records_path": [{"source_kind": ["rest", "json"]}],
-    "extra_headers": [{"source_kind": READ_OVER_HTTP}],
-    "extra_params": [{"source_kind": READ_OVER_HTTP}],
-    "secret_params": [{"source_kind": READ_OVER_HTTP}],
-    "request_timeout": [{"source_kind": READ_OVER_HTTP}],
-    "ca_bundle": [{"source_kind": READ_OVER_HTTP}],
+    # The connection's settings, as its authentication, matter only when a URL is read.
+    "extra_headers": READS_A_URL,
+    "extra_params": READS_A_URL,
+    "secret_params": READS_A_URL,
+    "request_timeout": READS_A_URL,
+    "ca_bundle": READS_A_URL,
     "pagination": [{"source_kind": ["rest"]}],
     "offset_param": [{"source_kind": ["rest"], "pagination": ["offset"]}],
     "limit_param": [
