@@ -909,6 +909,16 @@ def test_a_new_channels_form_has_no_status_section_until_it_is_saved(admin_clien
     assert b">Status</h2>" in change_page and b"Last error at:" in change_page
 
 
+def test_a_new_channels_secrets_do_not_offer_to_keep_a_stored_value(admin_client):
+    add_page = admin_client.get(reverse("admin:importer_notificationchannel_add")).content
+    change_page = admin_client.get(
+        reverse("admin:importer_notificationchannel_change", args=[email_channel().pk])
+    ).content
+
+    assert b"keep the stored one" not in add_page  # there is none yet
+    assert b"Leave empty to keep the stored one." in change_page
+
+
 def test_the_sources_picker_says_what_choosing_a_source_means(admin_client):
     page = admin_client.get(reverse("admin:importer_notificationchannel_add")).content.decode()
 

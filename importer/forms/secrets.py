@@ -32,6 +32,11 @@ class WriteOnlySecretsForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.instance.pk is None:  # nothing stored yet to keep
+            for name in self.secret_fields:
+                if name in self.fields:
+                    field = self.fields[name]
+                    field.help_text = field.help_text.partition(" Leave empty")[0]
         self._stored = {
             name: getattr(self.instance, name)
             for name in (*self.secret_fields, *self.masked_fields)

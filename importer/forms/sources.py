@@ -255,11 +255,6 @@ class ImportSourceForm(WriteOnlySecretsForm):
         # initial value that the config file importer does not send.
         for field in self.fields.values():
             field.show_hidden_initial = False
-        if self.instance.pk is None:  # a new source has no stored secret to keep
-            for name in SECRET_FIELDS:
-                if name in self.fields:
-                    field = self.fields[name]
-                    field.help_text = field.help_text.partition(" Leave empty")[0]
         declared = declared_secret_params(self.instance)
         for name in MASKED_URL_FIELDS:
             if name in self.fields:

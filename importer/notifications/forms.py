@@ -40,7 +40,7 @@ class NotificationChannelForm(WriteOnlySecretsForm):
         "Webhook URL",
         "Webhook: the URL that receives a JSON POST: a Slack incoming webhook, a Microsoft "
         "Teams Workflows webhook (choose the format below), or any receiver of JSON. Stored "
-        "encrypted and never shown again (such URLs are secrets): leave empty to keep the "
+        "encrypted and never shown again (such URLs are secrets). Leave empty to keep the "
         "stored one.",
     )
     secret_header_value = _write_only(
