@@ -8,10 +8,8 @@ decide between retrying and failing by type.
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 from dataclasses import dataclass
-from html import unescape
 from typing import Any
 
 import requests
@@ -24,6 +22,7 @@ from importer.remote import (
     RemoteError,
     RemoteSession,
     lost_after_connecting,
+    page_title,
     parse_retry_after,
     why_unreachable,
 )
@@ -238,7 +237,7 @@ def _error_detail(response: requests.Response, secrets: list[str]) -> str:
     try:
         body = response.json()
     except ValueError:
-        return _page_title(text) if text.startswith("<") else text[:300]
+        return page_title(text) if text.startswith("<") else text[:300]
     if isinstance(body, dict):
         messages = list(body.get("errorMessages") or [])
         errors = body.get("errors")
@@ -249,18 +248,6 @@ def _error_detail(response: requests.Response, secrets: list[str]) -> str:
         if messages:
             return redact("; ".join(str(message) for message in messages), secrets)[:500]
     return text[:300]
-
-
-def _page_title(html: str) -> str:
-    """What an HTML error page (a gateway's, a proxy's) says, without its markup."""
-    found = _TITLE.search(html) or _HEADING.search(html)
-    words = _TAG.sub(" ", found.group(1) if found else html)
-    return " ".join(unescape(words).split())[:150]
-
-
-_TITLE = re.compile(r"(?is)<title[^>]*>(.*?)</title>")
-_HEADING = re.compile(r"(?is)<h1[^>]*>(.*?)</h1>")
-_TAG = re.compile(r"(?s)<[^>]*>")
 
 
 STARTING = "Starting the import"

@@ -13,6 +13,7 @@ import re
 import socket
 import time
 from collections.abc import Iterator
+from html import unescape
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -175,6 +176,20 @@ def why_unreachable(error: BaseException) -> str:
         if isinstance(cause, OSError) and cause.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
             return "the network or the host is unreachable"
     return type(error).__name__
+
+
+def page_title(html: str) -> str:
+    """What an HTML error page (a gateway's, a proxy's) says, without its markup: its title,
+    else its first heading, else its text, cut short. Scrub `html` of secrets first: a cut
+    secret is no longer recognised."""
+    found = _TITLE.search(html) or _HEADING.search(html)
+    words = _TAG.sub(" ", found.group(1) if found else html)
+    return " ".join(unescape(words).split())[:150]
+
+
+_TITLE = re.compile(r"(?is)<title[^>]*>(.*?)</title>")
+_HEADING = re.compile(r"(?is)<h1[^>]*>(.*?)</h1>")
+_TAG = re.compile(r"(?s)<[^>]*>")
 
 
 class RemoteSession(requests.Session):

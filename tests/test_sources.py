@@ -1102,6 +1102,29 @@ def test_an_html_error_page_is_a_transient_server_error(fake: FakeSource) -> Non
     assert "<h1>" not in error.message
 
 
+def test_an_html_error_page_is_quoted_by_its_title_without_the_secrets_it_echoes(
+    fake: FakeSource,
+) -> None:
+    page = (
+        f"<html><head><title>Down for maintenance &middot; key {SECRET}</title></head>"
+        "<body><h1>Back at 14:00</h1></body></html>"
+    )
+    fake.faults.add(path_contains="/api/offset", status=503, body=page)
+    source = rest_source(
+        f"{fake.base_url}/api/offset",
+        records_path="data.items",
+        source_auth="bearer",
+        source_token=SECRET,
+    )
+
+    error = failure(source)
+
+    assert (error.status, error.kind, error.permanent) == (503, "server_error", False)
+    assert '(an HTML error page: "Down for maintenance · key ' in error.message
+    assert "<title>" not in error.message
+    assert_safe(error, SECRET)
+
+
 def test_a_redirect_to_a_login_page_names_the_page_and_points_to_the_authentication(
     fake: FakeSource,
 ) -> None:

@@ -36,6 +36,7 @@ from importer.redaction import (
 from importer.remote import (
     RemoteSession,
     causes,
+    page_title,
     refused_by_rate_limit,
     retry_after_of,
     why_unreachable,
@@ -388,7 +389,10 @@ class SourceHttp:
         content_type = response.headers.get("Content-Type", "")
         detail = ""
         if "html" in content_type:
-            detail = " (an HTML error page)"
+            head = self._head(response, WEB_PAGE_HEAD_BYTES)
+            title = page_title(self.scrub(_readable(head, response)))
+            title = title if len(title) <= 80 else f"{title[:79]}…"
+            detail = f' (an HTML error page: "{title}")' if title else " (an HTML error page)"
         elif "json" in content_type or content_type.startswith("text/"):
             excerpt = self._excerpt(response)
             detail = f": {excerpt}" if excerpt else ""
@@ -433,19 +437,21 @@ class SourceHttp:
         word cut off by the read limit is dropped, as it could be the start of one.
         """
         size = limit * 4
-        try:
-            with until(self.deadline, response):
-                head = response.raw.read(size, decode_content=True) or b""
-        except Exception:  # an unreadable error body must not hide the status
-            return ""
-        # In its declared charset, and without control characters (UTF-16 read as bytes),
-        # so that a secret it echoes reads as the secret, and is scrubbed.
-        text = _CONTROL_CHARACTERS.sub("", _decoded(head, response))
+        head = self._head(response, size)
+        text = _readable(head, response)
         if len(head) >= size:
             # ("=" is no cut: base64 and signed values hold it, and their start would stay.)
             text = text[: max(map(text.rfind, " \n,;\"'{}[]<>&"), default=0) + 1]
         text = " ".join(self.scrub(text).split())
         return text[:limit] + ("..." if len(text) > limit else "")
+
+    def _head(self, response: requests.Response, size: int) -> bytes:
+        """The first `size` bytes of an error body (none when it cannot be read)."""
+        try:
+            with until(self.deadline, response):
+                return response.raw.read(size, decode_content=True) or b""
+        except Exception:  # an unreadable error body must not hide the status
+            return b""
 
     # --- bodies ----------------------------------------------------------------------------
 
@@ -619,6 +625,12 @@ def _decoded(body: bytes, response: requests.Response) -> str:
         return body.decode(declared.group(1) if declared else "utf-8", "replace")
     except LookupError:
         return body.decode("utf-8", "replace")
+
+
+def _readable(head: bytes, response: requests.Response) -> str:
+    """The start of an error body in its declared charset, and without control characters
+    (UTF-16 read as bytes), so that a secret it echoes reads as the secret, and is scrubbed."""
+    return _CONTROL_CHARACTERS.sub("", _decoded(head, response))
 
 
 def _as_utf8(body: bytearray, response: requests.Response) -> bytes | bytearray:
