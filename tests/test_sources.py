@@ -616,6 +616,29 @@ def test_an_answer_saying_no_error_is_an_empty_page_where_the_list_may_be_left_o
     assert (page.records, page.next_cursor) == ([], None)
 
 
+@pytest.mark.parametrize(
+    "body, records_path, answered",
+    [
+        ("null", "data.items", "answered null, not an object or a list of records"),
+        ("null", "data.items?", "answered null, not an object or a list of records"),
+        ('"Unauthorized"', "", 'answered a string ("Unauthorized"), not an object or a list'),
+        ('"Unauthorized"', "items?", 'answered a string ("Unauthorized"), not an object'),
+        ("42", "items", "answered a number, not an object or a list of records"),
+    ],
+)
+def test_an_answer_that_is_no_object_or_list_says_so_not_to_change_the_selector(
+    fake: FakeSource, body: str, records_path: str, answered: str
+) -> None:
+    fake.faults.add(path_contains="/api/offset", status=200, body=body)
+
+    error = failure(rest_source(f"{fake.base_url}/api/offset", records_path=records_path))
+
+    assert error.kind == "bad_records"
+    assert answered in error.message
+    assert "check the source URL and its parameters" in error.message
+    assert "'?'" not in error.message and "selector" not in error.message
+
+
 def test_an_empty_body_past_the_first_page_is_no_end(serve) -> None:
     # A proxy throttling may answer 200 with nothing, page after page.
     fake = serve(records=N, past_end_status=200)

@@ -67,6 +67,15 @@ def select_records(
     own), which taken for an empty page would end the import without the rest."""
     optional = path.endswith("?")
     path = path.removesuffix("?")
+    if not isinstance(document, dict | list) and (path or document is not None):
+        # Nothing to select from: no selector (and no '?') reads records out of it.
+        said = f" ({_excerpt(document, scrub, 100)})" if isinstance(document, str) else ""
+        raise SourceError(
+            f"source '{source_name}' answered {kind_of(document)}{said}, not an object or a "
+            "list of records: check the source URL and its parameters (and its credentials, "
+            "if what it answered is an error)",
+            kind="bad_records",
+        )
     keys = [part for part in path.split(".") if part]
     value = parent = document
     walked: list[str] = []
@@ -228,7 +237,7 @@ def _refuse_an_error(
     )
 
 
-def _excerpt(answer: dict, scrub: Callable[[str], str], limit: int = 300) -> str:
+def _excerpt(answer: Any, scrub: Callable[[str], str], limit: int = 300) -> str:
     """An error answer as the source wrote it, scrubbed whole before it is cut (a secret cut
     in two would no longer be recognised)."""
     text = scrub(json.dumps(answer, ensure_ascii=False, default=str))
