@@ -412,6 +412,23 @@ def test_a_source_answering_html_every_time_gives_a_clear_error(pushed_source, i
     assert "(gave up after 3 attempts)" in execution.error
 
 
+def test_a_jsonp_answer_fails_its_chunk_at_the_first_attempt(pushed_source, inventory):
+    # Asked again, the source wraps its JSON in the callback again: no attempt mends it.
+    inventory.faults.add(
+        method="GET",
+        path_contains="/api/computers",
+        status=200,
+        times=-1,
+        body='handleComputers({"items": []});',
+    )
+
+    execution = run_due_retries(services.start_import(source=pushed_source))
+
+    assert execution.state == Execution.State.FAILED
+    assert "answered JSONP" in execution.error and "gave up after" not in execution.error
+    assert execution.chunks.get(index=0).attempts == 1
+
+
 def test_an_answer_that_does_not_parse_once_does_not_fail_the_import(
     pushed_source, inventory, sandbox
 ):

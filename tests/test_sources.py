@@ -1172,6 +1172,79 @@ def test_a_body_that_is_not_json_is_worth_a_few_more_attempts(fake: FakeSource) 
     assert_safe(error)
 
 
+@pytest.mark.parametrize(
+    "body, url_query, extra_params, named",
+    [
+        pytest.param(
+            'handleAssets({"data": {"items": []}});',
+            "?callback=handleAssets",
+            {},
+            "the script function 'handleAssets'. Remove the 'callback' parameter",
+            id="a callback in the url",
+        ),
+        pytest.param(
+            '/**/ typeof cb === \'function\' && cb({"data": {"items": []}});',
+            "",
+            {"jsonp": "cb"},
+            "the script function 'cb'. Remove the 'jsonp' parameter",
+            id="express, a callback in the extra parameters",
+        ),
+        pytest.param(
+            'handle({"data": {"items": []}})',
+            "",
+            {},
+            "the script function 'handle'. Remove the callback (or jsonp) parameter",
+            id="a callback the url does not name",
+        ),
+    ],
+)
+def test_a_jsonp_answer_fails_at_once_naming_the_callback_to_remove(
+    fake: FakeSource, body: str, url_query: str, extra_params: dict, named: str
+) -> None:
+    fake.faults.add(path_contains="/api/offset", status=200, body=body)
+    source = rest_source(
+        f"{fake.base_url}/api/offset{url_query}",
+        records_path="data.items",
+        extra_params=extra_params,
+    )
+
+    error = failure(source)
+
+    assert (error.kind, error.permanent) == ("not_json", True)  # no attempt mends it
+    assert f"answered JSONP at {fake.base_url}/api/offset" in error.message
+    assert named in error.message
+    assert "from the source URL or its extra parameters" in error.message
+
+
+def test_json_followed_by_other_text_fails_at_once_saying_at_which_byte_it_ended(
+    fake: FakeSource,
+) -> None:
+    document = '{"data": {"items": [], "site": "Łódź"}}'  # bytes, not characters, counted
+    warning = "\n<br />\n<b>Deprecated</b>: Function strftime() is deprecated in api.php"
+    fake.faults.add(path_contains="/api/offset", status=200, body=document + warning)
+
+    error = failure(rest_source(f"{fake.base_url}/api/offset", records_path="data.items"))
+
+    assert (error.kind, error.permanent) == ("not_json", True)
+    assert "answered JSON followed by other text" in error.message
+    assert f"its JSON ends at byte {len(document.encode())}," in error.message
+    assert "Deprecated" not in error.message
+
+
+def test_two_json_documents_in_one_answer_fail_at_once_saying_where_the_first_ended(
+    fake: FakeSource,
+) -> None:
+    document = json.dumps({"data": {"items": [fake_record(1)]}})
+    fake.faults.add(path_contains="/api/offset", status=200, body=f"{document}\n{document}\n")
+
+    error = failure(rest_source(f"{fake.base_url}/api/offset", records_path="data.items"))
+
+    assert (error.kind, error.permanent) == ("not_json", True)
+    assert "answered more than one JSON document" in error.message
+    assert f"the first ends at byte {len(document)}, and another follows" in error.message
+    assert "JSON Lines" in error.message
+
+
 def test_an_answer_cut_off_mid_way_is_worth_another_attempt(fake: FakeSource) -> None:
     fake.misbehave("cut_off")
     source = rest_source(f"{fake.base_url}/api/offset", records_path="data.items")

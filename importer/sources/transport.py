@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import html
+import json
 import os
 import re
 import tempfile
@@ -571,10 +572,15 @@ class SourceHttp:
                 kind="not_json",
                 max_attempts=UNPARSABLE_ANSWER_ATTEMPTS,
             )
-        body = _XSSI_GUARD.sub(b"", body, count=1)
+        guard = _XSSI_GUARD.match(body)
+        skipped = guard.end() if guard else 0
+        text = _as_utf8(body[skipped:] if guard else body, response)
         try:
-            return limits.loads(_as_utf8(body, response), refuse=self.error, what=what)
+            return limits.loads(text, refuse=self.error, what=what)
         except ValueError:
+            wrapped = _not_one_document(text, response.url, skipped=skipped)
+            if wrapped:  # the source's way of answering: asked again, it answers so again
+                raise self.error(wrapped, kind="not_json") from None
             raise self.error(
                 self._not_json(response, body),
                 permanent=False,
@@ -606,6 +612,53 @@ class SourceHttp:
 # Gerrit (and some of Google's APIs) start every JSON answer with this line, so that another
 # site cannot run it as a script: it is no part of the JSON.
 _XSSI_GUARD = re.compile(rb"\A(?:\xef\xbb\xbf)?\s*\)\]\}',?[ \t]*\r?\n")
+
+# A JSONP answer: the JSON as the argument of a call to the page's script function, as APIs
+# answer when the URL names a callback (`cb({...});`; Express writes
+# `/**/ typeof cb === 'function' && cb({...});`).
+_JSONP = re.compile(
+    rb"\A\s*(?:/\*\*/\s*)?(?:typeof\s+[\w$.]+\s*===?\s*['\"]function['\"]\s*&&\s*)?"
+    rb"([A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*)\s*\(\s*[\[{]"
+)
+
+
+def _not_one_document(body: bytes | bytearray, url: str, *, skipped: int = 0) -> str:
+    """Why a body that holds JSON is not one JSON document: it is a JSONP call, or one
+    document followed by another or by other text ("" when it is none of these). `skipped`:
+    the bytes before `body` (Gerrit's guard line), counted in where the JSON ends."""
+    call = _JSONP.match(body)
+    if call:
+        callback = call.group(1).decode()
+        named = [name for name, value in parse_qsl(urlsplit(url).query) if value == callback]
+        parameter = f"the '{named[0]}' parameter" if named else "the callback (or jsonp) parameter"
+        return (
+            f"answered JSONP at {public_url(url)}, not JSON: its JSON is wrapped in a call to "
+            f"the script function '{callback}'. Remove {parameter}, which names that function, "
+            "from the source URL or its extra parameters, and it answers plain JSON"
+        )
+    try:
+        text = bytes(body).decode("utf-8")
+        start = len(text) - len(text.lstrip(" \t\r\n\ufeff"))
+        document, end = json.JSONDecoder().raw_decode(text, start)
+    except (ValueError, RecursionError):  # not even its start is JSON (or not UTF-8)
+        return ""
+    rest = text[end:].lstrip(" \t\r\n")
+    if not rest or not isinstance(document, dict | list):
+        return ""
+    ended = skipped + len(text[:end].encode())
+    if rest[0] in "{[":
+        return (
+            f"answered more than one JSON document at {public_url(url)}: the first ends at "
+            f"byte {ended}, and another follows. A page is one JSON document; a source that "
+            "answers one a line (JSON Lines) is read as a JSON Lines file from its URL"
+        )
+    return (
+        f"answered JSON followed by other text at {public_url(url)}: its JSON ends at byte "
+        f"{ended}, and what follows is no JSON (a warning or debugging output written after "
+        "it, most often). Have the source answer its JSON alone: check its settings, and the "
+        "source URL's parameters for one that turns debugging on"
+    )
+
 
 # A web page answered for JSON is named by its title, looked for at the start of its body.
 WEB_PAGE_HEAD_BYTES = 4096
