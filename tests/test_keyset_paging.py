@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from django.core.management import call_command
+from django.urls import reverse
 
 from importer import services
 from importer.devtools.demo_source import demo_computer
@@ -279,6 +281,28 @@ def test_the_admin_form_shows_the_parameter_and_field_of_keyset_paging_only():
     }
 
     assert shown == {"cursor_param", "cursor_path", "limit_param", "total_path"}
+
+
+@pytest.mark.django_db
+def test_the_admin_form_says_the_keyset_field_must_be_unique_to_each_record(
+    staff_client,  # noqa: F811
+    make_source,
+):
+    source = make_source()
+
+    page = staff_client.get(reverse("admin:importer_importsource_change", args=[source.pk]))
+
+    help_texts = {
+        name: str(page.context["adminform"].form.fields[name].help_text)
+        for name in ("pagination", "cursor_path")
+    }
+    assert all("unique to each record" in text for text in help_texts.values()), help_texts
+
+
+@pytest.mark.django_db
+def test_the_migrations_hold_the_models_as_they_are():
+    # The keyset help texts are written into migration 0038 itself, not a migration after.
+    call_command("makemigrations", "importer", check=True, dry_run=True, verbosity=0)
 
 
 @pytest.mark.django_db

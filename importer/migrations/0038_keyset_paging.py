@@ -18,11 +18,11 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='importsource',
             name='cursor_path',
-            field=models.CharField(blank=True, help_text="Cursor paging: dotted path to the next cursor in the answer, e.g. 'meta.next_cursor'. Next-URL paging: dotted path to the next URL, e.g. 'links.next'. Keyset paging: dotted path, inside each record, to the field that names it and that the source sorts by, e.g. 'id' (Elasticsearch: 'sort', each hit's sort values).", max_length=200),
+            field=models.CharField(blank=True, help_text="Cursor paging: dotted path to the next cursor in the answer, e.g. 'meta.next_cursor'. Next-URL paging: dotted path to the next URL, e.g. 'links.next'. Keyset paging: dotted path, inside each record, to the field that names it, unique to each record, that the source sorts by, e.g. 'id' (Elasticsearch: 'sort', each hit's sort values, a field unique to each hit last in the sort).", max_length=200),
         ),
         migrations.AlterField(
             model_name='importsource',
             name='pagination',
-            field=models.CharField(choices=[('offset', 'Offset and limit'), ('page', 'Page number'), ('cursor', 'Cursor in the answer'), ('keyset', 'After the last record (keyset)'), ('next_url', 'Next URL in the answer'), ('link_header', 'Link header (RFC 5988)'), ('none', 'No paging (one request)')], default='offset', help_text="Keyset: each page after the first is asked for with a field of the last record read (GitHub's since=<id>, Elasticsearch's search_after): the next-page path names that field in each record, the cursor parameter what it is sent as. The source must sort by that field; the end is an empty page.", max_length=20),
+            field=models.CharField(choices=[('offset', 'Offset and limit'), ('page', 'Page number'), ('cursor', 'Cursor in the answer'), ('keyset', 'After the last record (keyset)'), ('next_url', 'Next URL in the answer'), ('link_header', 'Link header (RFC 5988)'), ('none', 'No paging (one request)')], default='offset', help_text="Keyset: each page after the first is asked for with a field of the last record read (GitHub's since=<id>, Elasticsearch's search_after): the next-page path names that field in each record, the cursor parameter what it is sent as. The field must be unique to each record, as an id is, and the source must sort by it; the end is an empty page.", max_length=20),
         ),
     ]

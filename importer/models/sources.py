@@ -181,7 +181,8 @@ class ImportSource(models.Model):
         help_text="Keyset: each page after the first is asked for with a field of the last "
         "record read (GitHub's since=<id>, Elasticsearch's search_after): the next-page path "
         "names that field in each record, the cursor parameter what it is sent as. The "
-        "source must sort by that field; the end is an empty page.",
+        "field must be unique to each record, as an id is, and the source must sort by it; "
+        "the end is an empty page.",
     )
     page_size = models.PositiveIntegerField(
         default=100, help_text="Records per page (files: per chunk); one page becomes one chunk."
@@ -224,8 +225,9 @@ class ImportSource(models.Model):
         blank=True,
         help_text="Cursor paging: dotted path to the next cursor in the answer, e.g. "
         "'meta.next_cursor'. Next-URL paging: dotted path to the next URL, e.g. 'links.next'. "
-        "Keyset paging: dotted path, inside each record, to the field that names it and that "
-        "the source sorts by, e.g. 'id' (Elasticsearch: 'sort', each hit's sort values).",
+        "Keyset paging: dotted path, inside each record, to the field that names it, unique to "
+        "each record, that the source sorts by, e.g. 'id' (Elasticsearch: 'sort', each hit's "
+        "sort values, a field unique to each hit last in the sort).",
     )
     total_path = models.CharField(
         max_length=200,
