@@ -43,6 +43,7 @@ import hmac
 import ipaddress
 import json
 import os
+import re
 import secrets
 import ssl
 import sys
@@ -51,6 +52,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -813,8 +815,12 @@ class FakeSource(DevServer):
             stored = [record for start in range(7) for record in stored[start::7]]
         since = request.query.get("since", [None])[0]
         if since is not None and not self.ignores_since:
-            numeric = isinstance(stored[0][name], int) or self.numbers_as_text if stored else False
-            after = int(since) if numeric else since
+            first = stored[0][name] if stored else None
+            numeric = isinstance(first, int | float) or self.numbers_as_text
+            if numeric and not re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", since):
+                # As a database's or Go's parser reads a number: no exponent ("1e+16").
+                return error_reply(400, f"since: not a number: {since}")
+            after = Decimal(since) if numeric else since
             stored = [
                 record
                 for record in stored

@@ -195,6 +195,24 @@ def test_a_keyset_field_the_records_lack_fails_naming_the_field_and_what_to_set(
     assert "set the next-page path (Paging)" in execution.error
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_float_of_1e16_or_more_is_sent_in_the_query_as_the_digits_of_its_number(
+    serve, keyset_source, sandbox
+):
+    # Written as JSON writes it, 1e+16, a source reading integers refuses it (400).
+    fake = serve(max_limit=10, keyset_field="stamp")
+    fake.records = [
+        {**numbered_computer(i), "stamp": float(10**16 + 2 * i)} for i in range(1, RECORDS + 1)
+    ]
+
+    execution = imported(keyset_source(fake, cursor_path="stamp"))
+
+    assert execution.state == Execution.State.DONE, execution.error
+    assert len(sandbox.execution(execution.assets_execution_id)["objects"]) == RECORDS
+    sent = [request.query.get("since", [None])[0] for request in fake.requests_to("/api/since")]
+    assert sent[:3] == [None, "10000000000000020", "10000000000000040"]
+
+
 @pytest.mark.django_db
 def test_a_list_as_keyset_value_in_a_query_is_refused_pointing_to_post(serve, keyset_source):
     fake = serve()

@@ -216,8 +216,14 @@ def _stored(value: Any) -> str:
 
 
 def _query_text(value: Any) -> str:
-    """A value as a query parameter writes it: text as it is, a number as JSON writes it."""
-    return value if isinstance(value, str) else _stored(value)
+    """A value as a query parameter writes it: text as it is, a number as the source reads
+    one: a float that is a whole number as the integer's digits (JSON writes 1e16 as
+    `1e+16`, which a source reading integers refuses), any other number as Python writes it."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return _stored(value)
 
 
 def _shown(value: Any) -> str:
