@@ -1260,3 +1260,18 @@ def test_prune_history_deletes_django_q2s_old_failed_tasks_and_keeps_recent_ones
 
     assert "and 1 failed task record(s) older than 90 days" in out
     assert list(Task.objects.values_list("id", flat=True)) == ["new-failure"]
+
+
+@pytest.mark.parametrize("command", ["assets_sandbox", "demo_source"])
+def test_a_development_server_on_a_port_in_use_says_so_and_how_to_choose_another(command):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(CommandError) as refused:
+            call_command(command, "--port", str(port))
+
+    assert f"Cannot listen on 127.0.0.1:{port}" in str(refused.value)
+    assert f"--port {port + 10}" in str(refused.value)

@@ -31,6 +31,16 @@ class DatabaseCommand(BaseCommand):
         return super().execute(*args, **options)
 
 
+def cannot_listen(port: int, error: OSError) -> CommandError:
+    """A development server that could not take its port, said without a traceback, with the
+    option that chooses another."""
+    reason = error.strerror or str(error)
+    return CommandError(
+        f"Cannot listen on 127.0.0.1:{port}: {reason} (another one running?): stop it, or "
+        f"choose another port with --port, e.g. --port {port + 10}."
+    )
+
+
 def migration_state() -> str:
     """ "" when the database holds every migration of this release; else what it lacks, in
     words ("has no tables yet", "is 1 migration behind this release (importer.0021_...)")."""

@@ -3,6 +3,7 @@
 from django.core.management.base import BaseCommand
 
 from importer.devtools.demo_source import DemoInventory
+from importer.management.base import cannot_listen
 
 
 class Command(BaseCommand):
@@ -12,18 +13,30 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--port", type=int, default=8082)
-        parser.add_argument("--records", type=int, default=300)
+        parser.add_argument(
+            "--port", type=int, default=8082, help="Port on 127.0.0.1 (default: %(default)s)."
+        )
+        parser.add_argument(
+            "--records", type=int, default=300, help="Computers served (default: %(default)s)."
+        )
         parser.add_argument("--token", default=None, help="Require this bearer token if given.")
-        parser.add_argument("--latency", type=float, default=0.0, help="Seconds to wait per page.")
+        parser.add_argument(
+            "--latency",
+            type=float,
+            default=0.0,
+            help="Seconds to wait per page of /api/computers (default: %(default)s).",
+        )
 
     def handle(self, *args, **options):
-        source = DemoInventory(
-            port=options["port"],
-            records=options["records"],
-            token=options["token"],
-            latency=options["latency"],
-        )
+        try:
+            source = DemoInventory(
+                port=options["port"],
+                records=options["records"],
+                token=options["token"],
+                latency=options["latency"],
+            )
+        except OSError as error:
+            raise cannot_listen(options["port"], error) from None
         source.log_requests = options["verbosity"] >= 2
         self.stdout.write(
             f"Demo inventory on {source.base_url}/api/computers ({options['records']} computers)"
