@@ -340,6 +340,32 @@ def test_run_import_exits_non_zero_when_the_import_fails(make_source, inventory,
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_failed_import_run_from_the_command_line_says_where_to_see_it(
+    make_source, inventory, settings
+):
+    settings.CHUNK_MAX_ATTEMPTS = 1
+    inventory.faults.add(method="GET", path_contains="/api/computers", status=404, times=-1)
+    make_source(name="inventory")
+
+    with pytest.raises(CommandError) as failed:
+        run("run_import", "inventory", "--wait", "--poll", "0.01")
+
+    execution = Execution.objects.get()
+    assert failed.value.returncode == 1
+    assert f"/admin/importer/execution/{execution.pk}/change/" in str(failed.value)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_import_counts_a_single_page_as_one_page(make_source, inventory):
+    inventory.resize(10)
+    make_source(name="inventory")
+
+    output = run("run_import", "inventory", "--wait", "--poll", "0.01")
+
+    assert output.strip().endswith("Done: 10 records in 1 page.")
+
+
+@pytest.mark.django_db(transaction=True)
 def test_run_import_wait_follows_on_when_the_database_drops_its_session(
     make_source, sandbox, monkeypatch
 ):

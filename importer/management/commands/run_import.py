@@ -37,7 +37,12 @@ class Command(DatabaseCommand):
             action="store_true",
             help="Show progress until the import ends; exit 0 only when DONE.",
         )
-        parser.add_argument("--poll", type=float, default=0.25, help="Seconds between updates.")
+        parser.add_argument(
+            "--poll",
+            type=float,
+            default=0.25,
+            help="With --wait, seconds between updates (default: %(default)s).",
+        )
         parser.add_argument(
             "--accept-fewer-records",
             action="store_true",
@@ -144,8 +149,12 @@ class Command(DatabaseCommand):
         if live:
             self.stdout.write("")
         if execution.state != Execution.State.DONE:
-            raise CommandError(f"Import ended {execution.state}: {execution.error}")
-        done = f"Done: {execution.records_submitted} records in {execution.pages_submitted} pages."
+            raise CommandError(
+                f"Import ended {execution.state}: {execution.error}\n"
+                f"See {admin_url('execution', execution.pk)}"
+            )
+        pages = execution.pages_submitted
+        done = f"Done: {execution.records_submitted} records in {pages} page{'s' * (pages != 1)}."
         if execution.records_skipped or execution.items_skipped:
             items = (
                 f", and {nested_items_left_out(execution.items_skipped)}"
