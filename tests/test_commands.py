@@ -1301,3 +1301,22 @@ def test_a_development_server_on_a_port_in_use_says_so_and_how_to_choose_another
 
     assert f"Cannot listen on 127.0.0.1:{port}" in str(refused.value)
     assert f"--port {port + 10}" in str(refused.value)
+
+
+@pytest.mark.django_db
+def test_import_sources_names_a_missing_file_once_and_plainly(tmp_path):
+    missing = tmp_path / "sources.json"
+
+    with pytest.raises(CommandError) as refused:
+        run("import_sources", str(missing))
+
+    assert str(refused.value) == f"Cannot read {missing}: No such file or directory"
+
+
+@pytest.mark.django_db
+def test_an_empty_list_on_standard_input_says_there_is_nothing_to_do(monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("[]"))
+
+    output = run("import_sources", "-")
+
+    assert output.strip() == "The input lists no source and no notification channel: nothing to do."

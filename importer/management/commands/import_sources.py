@@ -32,7 +32,10 @@ class Command(DatabaseCommand):
             else:
                 with open(file, encoding="utf-8") as handle:
                     document = json.load(handle)
-        except (OSError, ValueError) as error:
+        except OSError as error:
+            # strerror alone: the error's own text repeats the path ("[Errno 2] ...: 'x'").
+            raise CommandError(f"Cannot read {file}: {error.strerror or error}") from None
+        except ValueError as error:
             raise CommandError(f"Cannot read {file}: {error}") from None
         except RecursionError:
             raise CommandError(f"Cannot read {file}: it is nested too deeply to be JSON") from None
@@ -48,7 +51,10 @@ class Command(DatabaseCommand):
         except ConfigFileError as error:
             raise CommandError(f"Nothing was changed:\n{error}")
         if not results:
-            self.stdout.write(f"{file} lists no source and no notification channel: nothing to do.")
+            shown = "The input" if file == "-" else file
+            self.stdout.write(
+                f"{shown} lists no source and no notification channel: nothing to do."
+            )
         for result in results:
             self.stdout.write(("(dry run) " if dry_run else "") + str(result))
         failures = [
