@@ -1320,3 +1320,23 @@ def test_an_empty_list_on_standard_input_says_there_is_nothing_to_do(monkeypatch
     output = run("import_sources", "-")
 
     assert output.strip() == "The input lists no source and no notification channel: nothing to do."
+
+
+def test_every_option_of_the_apps_commands_says_what_it_does():
+    from pathlib import Path
+
+    from django.core.management import load_command_class
+    from django.core.management.base import BaseCommand
+
+    commands_dir = Path(__file__).resolve().parents[1] / "importer" / "management" / "commands"
+    shared = {action.dest for action in BaseCommand().create_parser("manage.py", "x")._actions}
+    unexplained = [
+        f"{path.stem} {action.dest}"
+        for path in sorted(commands_dir.glob("[!_]*.py"))
+        for action in load_command_class("importer", path.stem)
+        .create_parser("manage.py", path.stem)
+        ._actions
+        if action.dest not in shared and not action.help
+    ]
+
+    assert unexplained == []

@@ -17,7 +17,7 @@ class Command(DatabaseCommand):
             "--days",
             type=int,
             default=settings.HISTORY_RETENTION_DAYS,
-            help="Keep this many days (default: HISTORY_RETENTION_DAYS).",
+            help="Keep this many days (default: HISTORY_RETENTION_DAYS, here %(default)s).",
         )
 
     def handle(self, *args, days, **options):
