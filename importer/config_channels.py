@@ -98,10 +98,14 @@ def _addresses(recipients: str) -> list[str]:
     return [address for address in given if address]
 
 
-def apply_channels(entries: list) -> tuple[list[AppliedChannel], list[str]]:
+def apply_channels(
+    entries: list, *, sources_in_file: frozenset[str] = frozenset()
+) -> tuple[list[AppliedChannel], list[str]]:
     """Create or update channels by name through the admin's form; channels absent from the
     file are left alone. Returns the results and the errors; the caller owns the transaction
-    (and rolls back on errors), so a channel may name a source created by the same file."""
+    (and rolls back on errors), so a channel may name a source created by the same file
+    (`sources_in_file`: its names, so that one the file failed to create is not called
+    unknown)."""
     results: list[AppliedChannel] = []
     errors: list[str] = []
     for position, entry in enumerate(entries):
@@ -116,7 +120,7 @@ def apply_channels(entries: list) -> tuple[list[AppliedChannel], list[str]]:
             errors.extend(f"{where}: {problem}" for problem in problems)
             continue
         instance = NotificationChannel.objects.filter(name=name).first()
-        data, problems = _form_data(entry, instance)
+        data, problems = _form_data(entry, instance, sources_in_file)
         form = NotificationChannelForm(data=data, instance=instance) if not problems else None
         if form is not None and not form.is_valid():
             problems = [
@@ -140,7 +144,9 @@ def apply_channels(entries: list) -> tuple[list[AppliedChannel], list[str]]:
     return results, errors
 
 
-def _form_data(entry: dict, instance: NotificationChannel | None) -> tuple[dict, list[str]]:
+def _form_data(
+    entry: dict, instance: NotificationChannel | None, sources_in_file: frozenset[str]
+) -> tuple[dict, list[str]]:
     """The entry as the admin's form would receive it, and what keeps it from being one."""
     problems: list[str] = []
     data: dict = {}
@@ -155,7 +161,9 @@ def _form_data(entry: dict, instance: NotificationChannel | None) -> tuple[dict,
     names = entry.get("sources") or []
     found = dict(ImportSource.objects.filter(name__in=names).values_list("name", "pk"))
     problems.extend(
-        f"sources: no source named '{source}' (in the file or here)"
+        f"sources: the source '{source}' of this file was not applied (see its errors)"
+        if source in sources_in_file
+        else f"sources: no source named '{source}' (in the file or here)"
         for source in names
         if source not in found
     )

@@ -342,7 +342,12 @@ def _apply_local(sources: list, channels: list, *, dry_run: bool):
     """The file's local changes, in one transaction: the channels come after the sources, so a
     channel may name a source the same file creates."""
     results, schedule_changes, errors = _apply_sources(sources, dry_run=dry_run)
-    channel_results, channel_errors = apply_channels(channels)
+    named = frozenset(
+        entry["name"]
+        for entry in sources
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str)
+    )
+    channel_results, channel_errors = apply_channels(channels, sources_in_file=named)
     errors.extend(channel_errors)
     if errors:
         transaction.set_rollback(True)

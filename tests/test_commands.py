@@ -876,6 +876,27 @@ def test_import_sources_names_an_unknown_source_of_a_channel_and_changes_nothing
 
 
 @pytest.mark.django_db
+def test_a_channel_naming_a_source_the_file_failed_to_apply_does_not_call_it_unknown(
+    tmp_path, sandbox, inventory, demo_mapping
+):
+    entry = source_entry(sandbox, inventory, demo_mapping)
+    entry["source"]["pagination"]["page_size"] = "40"
+    document = {
+        "sources": [entry],
+        "notification_channels": [channel_entry(sources=["laptops"])],
+    }
+
+    with pytest.raises(CommandError) as error:
+        run("import_sources", write(tmp_path, document))
+
+    assert (
+        "channel 1 (it on call): sources: the source 'laptops' of this file was not applied"
+        in str(error.value)
+    )
+    assert "no source named 'laptops'" not in str(error.value)
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     "change, message",
     [
