@@ -1361,3 +1361,32 @@ def test_every_option_of_the_apps_commands_says_what_it_does():
     ]
 
     assert unexplained == []
+
+
+@pytest.mark.django_db
+def test_a_placeholder_secret_no_http_header_can_carry_is_refused_at_its_place(
+    tmp_path, sandbox, inventory, demo_mapping
+):
+    entry = source_entry(sandbox, inventory, demo_mapping)
+    entry["assets"]["token"] = "…"
+    entry["source"]["auth"] = {"kind": "basic", "username": "svc-cmdb", "password": "pässwörd…"}
+
+    with pytest.raises(CommandError) as refused:
+        run("import_sources", write(tmp_path, [entry]))
+
+    assert "source 1 (laptops): assets.token: Holds a character an HTTP header cannot" in str(
+        refused.value
+    )
+    assert "source 1 (laptops): source.auth.password: Holds a character" in str(refused.value)
+    assert "pässwörd" not in str(refused.value)
+    assert not ImportSource.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_secret_in_latin_1_is_taken(tmp_path, sandbox, inventory, demo_mapping):
+    entry = source_entry(sandbox, inventory, demo_mapping)
+    entry["source"]["auth"] = {"kind": "basic", "username": "svc-cmdb", "password": "pässwörd"}
+
+    run("import_sources", "--no-push", write(tmp_path, [entry]))
+
+    assert ImportSource.objects.get().source_token == "pässwörd"

@@ -415,6 +415,8 @@ class ImportSourceForm(WriteOnlySecretsForm):
             raise forms.ValidationError(
                 self.secret_missing("Paste the import source's API token from Assets")
             )
+        if not _fits_a_header(token):
+            raise forms.ValidationError(HEADER_CHARACTERS)
         return token
 
     def clean_mapping(self):
@@ -493,6 +495,10 @@ class ImportSourceForm(WriteOnlySecretsForm):
             self.add_error(
                 "source_token", self.secret_missing("This authentication needs a secret")
             )
+        if auth in HEADER_AUTH and not _fits_a_header(cleaned.get("source_token") or ""):
+            self.add_error("source_token", HEADER_CHARACTERS)
+        if auth == Auth.BASIC and not _fits_a_header(cleaned.get("auth_username") or ""):
+            self.add_error("auth_username", HEADER_CHARACTERS)
         if auth in (Auth.BASIC, Auth.OAUTH2_CLIENT_CREDENTIALS) and not cleaned.get(
             "auth_username"
         ):
@@ -581,6 +587,28 @@ class ImportSourceForm(WriteOnlySecretsForm):
 def _with_line(document, problem) -> str:
     line = line_of(document, problem.path)
     return f"{problem.path} (line {line}): {problem.message}" if line else str(problem)
+
+
+# The kinds of authentication whose secret travels in a request header.
+HEADER_AUTH = (
+    ImportSource.AuthKind.BEARER,
+    ImportSource.AuthKind.BASIC,
+    ImportSource.AuthKind.API_KEY_HEADER,
+)
+HEADER_CHARACTERS = (
+    "Holds a character an HTTP header cannot carry (such as '…' or a letter beyond "
+    "Latin-1): paste the secret itself, not a placeholder."
+)
+
+
+def _fits_a_header(value: str) -> bool:
+    """Whether HTTP can send the value in a header (Latin-1, as http.client writes them);
+    else every request would fail before it left, with an error that names no setting."""
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _requestable(url: str | None) -> str | None:
