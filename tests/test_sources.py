@@ -2875,3 +2875,20 @@ def test_a_user_and_password_in_a_bearer_sources_url_say_so_not_that_the_token_i
     assert error.kind == "config" and error.permanent
     assert "user name and password" in error.message and "401" not in error.message
     assert_safe(error, "url-pass-77", SECRET)
+
+
+def test_a_header_holding_a_character_http_cannot_carry_names_the_settings_to_check(
+    fake: FakeSource,
+) -> None:
+    # Saved before the form refused it: a placeholder's '…' left in an extra header.
+    source = rest_source(
+        f"{fake.base_url}/api/offset",
+        records_path="data.items",
+        extra_headers={"X-Tenant": "acme…"},
+    )
+
+    error = failure(source)
+
+    assert (error.kind, error.permanent) == ("config", True)
+    assert "a header it is sent with holds a character HTTP headers cannot carry" in (error.message)
+    assert "redirect" not in error.message

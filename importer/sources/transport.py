@@ -374,14 +374,26 @@ class SourceHttp:
                 permanent=False,
                 kind="unavailable",
             ) from None
-        except (ValueError, UnicodeError) as exc:  # a Location requests cannot parse
+        except UnicodeEncodeError as exc:
+            if exc.encoding != "latin-1":  # http.client writes headers in Latin-1
+                raise self._unreadable_redirect(where, exc) from None
             raise self.error(
-                f"answered at {where} with a redirect to an address that cannot be read "
-                f"({type(exc).__name__}): check the source URL",
-                kind="bad_redirect",
+                "could not be sent: a header it is sent with holds a character HTTP headers "
+                "cannot carry (one beyond Latin-1, such as '…' left from an example). Check "
+                "the source's secret, user name and extra headers",
+                kind="config",
             ) from None
+        except (ValueError, UnicodeError) as exc:  # a Location requests cannot parse
+            raise self._unreadable_redirect(where, exc) from None
         finally:
             request_deadline.reset(reset)
+
+    def _unreadable_redirect(self, where: str, exc: Exception) -> SourceError:
+        return self.error(
+            f"answered at {where} with a redirect to an address that cannot be read "
+            f"({type(exc).__name__}): check the source URL",
+            kind="bad_redirect",
+        )
 
     def _status_error(
         self, response: requests.Response, url: str, *, posted: bool = False
