@@ -1663,3 +1663,24 @@ def test_the_history_filters_the_imports_stalled_now(staff_client, make_source):
     assert page.status_code == 200
     assert [execution.pk for execution in page.context["cl"].result_list] == [stalled.pk]
     assert "Stalled now" in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_trusted_ca_certificates_that_do_not_read_are_refused_where_they_are_set(
+    staff_client, make_source
+):
+    from tests.fake_source import self_signed_certificate
+
+    source = make_source()
+    whole = self_signed_certificate()[0]
+    cut = whole[: len(whole) // 2] + "\n-----END CERTIFICATE-----\n"
+
+    placeholder = post_source(staff_client, source, ca_bundle="-----BEGIN CERTIFICATE-----…")
+    cut_short = post_source(staff_client, source, ca_bundle=cut)
+    pasted_whole = post_source(staff_client, source, ca_bundle=whole)
+
+    [error] = placeholder.context["adminform"].form.errors["ca_bundle"]
+    assert "hold a character beyond ASCII" in error
+    [error] = cut_short.context["adminform"].form.errors["ca_bundle"]
+    assert "do not read as PEM certificates (one is cut short or altered)" in error
+    assert pasted_whole.status_code == 302

@@ -8,6 +8,7 @@ Each returns what is wrong ("" when nothing is), worded to read both as a form e
 from __future__ import annotations
 
 import codecs
+import ssl
 
 from django.conf import settings
 
@@ -26,8 +27,25 @@ KEYSET_VALUE = "the last record's value"
 
 
 def ca_bundle_problem(pem: str) -> str:
-    if pem and PEM_CERTIFICATE not in pem:
+    """What is wrong with the trusted CA certificates pasted in: read as TLS would read them,
+    so a certificate cut short or a placeholder fails where it is set, not at every request."""
+    if not pem:
+        return ""
+    if PEM_CERTIFICATE not in pem:
         return f"the trusted CA certificates are not PEM certificates ({PEM_CERTIFICATE})"
+    if not pem.isascii():
+        return (
+            "the trusted CA certificates hold a character beyond ASCII, which no PEM "
+            "certificate does (a '…' left from an example?): paste each one whole"
+        )
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=pem)
+    except (ssl.SSLError, ValueError):
+        return (
+            "the trusted CA certificates do not read as PEM certificates (one is cut short "
+            f"or altered): paste each one whole, from {PEM_CERTIFICATE} to its END "
+            "CERTIFICATE line"
+        )
     return ""
 
 
