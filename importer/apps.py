@@ -102,9 +102,10 @@ class ImporterConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django_q.signals import post_spawn
+        from django_q.signals import post_execute_in_worker, post_spawn
 
         from importer import checks, spawn, ticker  # noqa: F401  (checks registers the checks)
+        from importer.logs import redact_task_failure
 
         post_migrate.connect(install_periodic_schedules, sender=self)
         post_migrate.connect(install_roles, sender=self)
@@ -112,3 +113,5 @@ class ImporterConfig(AppConfig):
         post_spawn.connect(ticker.start_in_worker, dispatch_uid="importer-ticker")
         # ... and starts connected, so its first chunk does not wait for the database.
         post_spawn.connect(spawn.warm_up, dispatch_uid="importer-warm-up")
+        # A failed task's traceback is stored and logged by django-q2: without secrets.
+        post_execute_in_worker.connect(redact_task_failure, dispatch_uid="importer-redact-failure")

@@ -1,5 +1,6 @@
 """Logs without secrets, as plain lines or one JSON object per line (LOG_FORMAT=json), and
-Django's error reports (the DEBUG error page, error mails) without them either."""
+Django's error reports (the DEBUG error page, error mails) and django-q2's records of failed
+tasks without them either."""
 
 import json
 import logging
@@ -40,6 +41,15 @@ class RedactSecrets(logging.Filter):
             if key not in _STANDARD and isinstance(value, str):
                 setattr(record, key, redact(value, known))
         return True
+
+
+def redact_task_failure(sender, func, task: dict, **kwargs) -> None:
+    """A failed task's text without secrets, before django-q2 stores it (Failed tasks in the
+    admin) and its monitor logs it. The text is the traceback of every chained exception: a
+    library's own words with the secret in them, behind our redacted error. Runs in the
+    worker (`post_execute_in_worker`), the one process that knows the source's secrets."""
+    if not task.get("success") and isinstance(task.get("result"), str):
+        task["result"] = redact(task["result"], secrets_in_use())
 
 
 class BriefClientErrors(logging.Filter):

@@ -3,6 +3,7 @@ with a reported reason. Runs on whatever database and broker the suite runs on (
 SQLite + the ORM broker and on PostgreSQL + the Redis broker).
 """
 
+import json
 import os
 import signal
 import time
@@ -10,12 +11,14 @@ from datetime import timedelta
 
 import pytest
 from django.db.models import F
+from django_q.models import Failure
 from django_q.tasks import async_task
 
 from importer import services, work_queue
 from importer.devtools.demo_source import demo_computer
 from importer.models import ChunkJob, Execution, ImportSource
 from importer.services import lane_state, lanes
+from importer.sources import Page
 from tests.conftest import wait_for, wait_for_execution_to_finish
 from tests.fake_source import FakeSource
 from tests.test_post_sources import GRAPHQL_SETTINGS
@@ -613,3 +616,43 @@ def test_a_page_whose_worker_dies_each_time_fails_at_the_attempt_cap(
     assert "in each of its 2 attempts (CHUNK_MAX_ATTEMPTS)" in chunk.error
     assert execution.state == Execution.State.FAILED
     assert execution.error.startswith("Chunk 3 failed: its worker stopped")
+
+
+class SignsInOnlyFromTheWebProcess:
+    """A plug-in whose login works where the import starts but is refused in the workers,
+    its library quoting the secret it was given."""
+
+    def __init__(self, *, import_source, options) -> None:
+        if os.getpid() != options["web_pid"]:
+            raise RuntimeError(f"login refused for {import_source.source_token}")
+
+    def fetch_page(self, cursor: str):
+        return Page(records=[demo_computer(1)], next_cursor=None)
+
+
+def test_a_task_failing_beyond_the_import_keeps_the_secret_out_of_its_record_and_the_log(
+    make_source, sandbox, start_cluster, settings
+):
+    # The plug-in fails while the chunk task sets up, before a page is read: django-q2
+    # itself records and logs the failure, with the traceback of every exception chained.
+    plugins = {"picky": f"{__name__}.SignsInOnlyFromTheWebProcess"}
+    settings.IMPORT_SOURCE_PLUGINS = plugins
+    source = make_source(
+        source_kind="plugin",
+        plugin="picky",
+        plugin_options={"web_pid": os.getpid()},
+        source_token="plugin-s3cret-4471",
+    )
+    running = start_cluster(IMPORT_SOURCE_PLUGINS=json.dumps(plugins), LOG_LEVEL="DEBUG")
+    logged_before = running.log_path.stat().st_size
+
+    start(services.push_mapping(source=source))
+
+    failure = wait_for(Failure.objects.first, timeout=60, message="no task failed")
+    logged = wait_for(
+        lambda: (text := running.log_path.read_text()[logged_before:]) and "Failed" in text and text
+    )
+    assert "login refused for ***" in failure.result
+    assert "plugin-s3cret-4471" not in failure.result
+    assert "login refused for ***" in logged
+    assert "plugin-s3cret-4471" not in logged

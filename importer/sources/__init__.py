@@ -6,6 +6,7 @@ see `importer/sources/base.py` for the interface and how to write a plug-in.
 
 from __future__ import annotations
 
+from importer.redaction import hidden_from_messages, remember_secrets
 from importer.sources.base import Page, Source, SourceError, config_error
 from importer.sources.csv_file import CsvSource
 from importer.sources.files import VERSION_MARK, FileSource
@@ -37,6 +38,9 @@ __all__ = [
 def build_source(import_source, *, execution_id: int | None = None) -> Source:
     """The reader for an ImportSource's configuration (SourceError when it cannot be built);
     `execution_id`, the import it reads for (a file is then read from one copy throughout)."""
+    # Whatever a reader of any kind, or a library under it, says of them (a log line, a failed
+    # task's traceback) this process then says without them.
+    remember_secrets(hidden_from_messages(import_source))
     kind = SOURCE_KINDS.get(import_source.source_kind)
     if kind is None:
         raise config_error(import_source, f"unknown kind '{import_source.source_kind}'")
