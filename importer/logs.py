@@ -10,7 +10,7 @@ from typing import Any
 
 from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
 
-from importer.redaction import is_secret_name, redact, secrets_in_use
+from importer.redaction import MASK, is_secret_name, redact, secrets_in_use
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 _PLAIN_TYPES = (str, int, float, bool, type(None), list, dict)
@@ -38,8 +38,8 @@ class RedactSecrets(logging.Filter):
         if record.stack_info:
             record.stack_info = redact(record.stack_info, known)
         for key, value in list(vars(record).items()):
-            if key not in _STANDARD and isinstance(value, str):
-                setattr(record, key, redact(value, known))
+            if key not in _STANDARD:
+                setattr(record, key, _scrubbed_field(key, value, known))
         return True
 
 
@@ -71,10 +71,11 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "process": record.process,
         }
+        known = secrets_in_use()
         entry.update(
             # Objects (Django puts the request here) are written as their redacted text.
             {
-                key: value if isinstance(value, _PLAIN_TYPES) else redact(str(value))
+                key: value if isinstance(value, _PLAIN_TYPES) else redact(str(value), known)
                 for key, value in vars(record).items()
                 if key not in _STANDARD
             }
@@ -126,6 +127,23 @@ class SecretsHiddenReporter(ExceptionReporter):
                 META={"REQUEST_METHOD": request.META.get("REQUEST_METHOD", "")},
             )
         return {key: _redacted(value, known) for key, value in data.items()}
+
+
+def _scrubbed_field(name: Any, value: Any, known: tuple[str, ...]) -> Any:
+    """An extra field as LOG_FORMAT=json writes it, without secrets: a library's request
+    headers or parameters come as a dict or as (name, value) pairs, a credential-named entry
+    is masked whole, and every text is redacted."""
+    if isinstance(name, str) and is_secret_name(name) and value not in (None, ""):
+        return MASK
+    if isinstance(value, str):
+        return redact(value, known)
+    if isinstance(value, dict):
+        return {key: _scrubbed_field(key, item, known) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        if len(value) == 2 and isinstance(value[0], str) and is_secret_name(value[0]):
+            return [value[0], MASK if value[1] not in (None, "") else value[1]]
+        return [_scrubbed_field(None, item, known) for item in value]
+    return value
 
 
 def _redacted(value: Any, known: tuple[str, ...]) -> Any:

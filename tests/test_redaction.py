@@ -380,6 +380,27 @@ def test_credentials_in_a_logged_exception_are_removed(console):
     assert BASIC not in written
 
 
+@pytest.mark.parametrize("console", ["json"], indirect=True)
+def test_credentials_a_library_logs_as_structured_extra_fields_are_removed(console):
+    # LOG_FORMAT=json writes every extra field; a library may pass its request's headers
+    # and parameters as they are.
+    logging.getLogger("some.client").info(
+        "request sent",
+        extra={
+            "request_headers": {"Accept": "application/json", "Authorization": f"Basic {BASIC}"},
+            "request_params": [("page", "2"), ("api_key", "extra-key-8812")],
+            "api_token": "extra-token-8812",
+        },
+    )
+
+    entry = json.loads(console.getvalue())
+    assert entry["message"] == "request sent"
+    assert entry["request_headers"]["Accept"] == "application/json"
+    assert ["page", "2"] in entry["request_params"]
+    for secret in (BASIC, "extra-key-8812", "extra-token-8812"):
+        assert secret not in console.getvalue(), secret
+
+
 def test_a_key_in_a_url_a_library_logs_never_reaches_the_log(echo, console):
     # urllib3 warns of a header line it cannot parse, naming the request's whole URL: the key
     # under a name of the vendor's own is known to be a secret only as this source's.
