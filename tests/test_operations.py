@@ -2,9 +2,14 @@
 
 import json
 import logging
+import os
+import socket
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
+import requests
 from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
@@ -13,6 +18,7 @@ from django_q.models import Task
 from importer.logs import JsonFormatter
 from importer.models import ChunkJob, Execution
 from importer.services.chunks import SubmitVerdict, submit_verdict
+from tests.conftest import ROOT, wait_for
 
 
 def housekeeping_ran(minutes_ago: float) -> None:
@@ -531,3 +537,39 @@ def test_an_address_that_cannot_be_read_stops_the_start_without_quoting_its_pass
     assert answer.returncode != 0
     assert f"The setting {name} cannot be read" in answer.stderr.splitlines()[-1]
     assert "S3cr3tPart" not in answer.stdout + answer.stderr
+
+
+def test_gunicorns_access_log_keeps_the_webtrigger_token_out(tmp_path):
+    # The README's production command, with an access log: Assets calls the webtrigger at
+    # the address it was given, the token in its path.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    written = tmp_path / "gunicorn.log"
+    with open(written, "w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "assets_sync.wsgi", "--workers", "1"]
+            + ["--bind", f"127.0.0.1:{port}", "--access-logfile", "-"],
+            cwd=ROOT,
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}/webtrigger/3/Trigger-T0ken-6620/?x=1"
+    try:
+        status = wait_for(lambda: _status_or_none(url), timeout=30, message="gunicorn is silent")
+        logged = wait_for(lambda: "/webtrigger/" in written.read_text() and written.read_text())
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    assert status == 405  # a GET runs nothing, and needs no database
+    assert '"GET /webtrigger/3/***/?x=1 HTTP/1.1" 405' in logged
+    assert "Trigger-T0ken-6620" not in logged
+
+
+def _status_or_none(url: str) -> int | None:
+    try:
+        return requests.get(url, timeout=10).status_code
+    except requests.ConnectionError:
+        return None
