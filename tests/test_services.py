@@ -1508,3 +1508,23 @@ def test_notes_made_on_an_import_are_all_kept_within_the_length_its_page_keeps(m
     Execution.objects.of(execution).add_notice("y" * 3000)
     execution.refresh_from_db()
     assert execution.notice == "y" * 2000
+
+
+def test_a_source_whose_reader_refuses_a_stored_setting_fails_the_import_saying_which(
+    pushed_source,
+):
+    # Saved before the form checked it: certificates cut short. The reader refuses them as
+    # it is built, before any page is read; that used to leave the import INGESTING.
+    ImportSource.objects.filter(pk=pushed_source.pk).update(
+        ca_bundle="-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    )
+    pushed_source.refresh_from_db()
+
+    execution = services.start_import(source=pushed_source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.FAILED
+    assert "misconfigured: the trusted CA certificates do not read as PEM certificates" in (
+        execution.error
+    )
+    assert execution.chunks.get(index=0).state == ChunkJob.State.FAILED

@@ -20,6 +20,7 @@ from importer import background, work_queue
 from importer.mapping import RecordsRefused, TransformResult, identity_digests
 from importer.models import ChunkJob, Execution, ImportSource
 from importer.models.chunks import RATE_LIMITED
+from importer.remote import RemoteError
 from importer.services.chunks import (
     ENDLESS_SOURCE,
     Claim,
@@ -61,7 +62,10 @@ def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
     claimed only once.
     """
     source = chunk.execution.source
-    lane = Lane(source, chunk.execution_id)
+    try:
+        lane = Lane(source, chunk.execution_id)
+    except Exception as error:  # its reader refused a setting, or a plug-in failed to start
+        return _failed_to_start(chunk, source, error)
     # A lane asks for its first page while it claims the chunk, so the claim's database work
     # does not delay the import's start; if the chunk is not this worker's, the page is
     # dropped. (Without lanes, the claim comes first: a rate limit or a limit of one chunk at
@@ -99,6 +103,20 @@ def process_chunk(*, chunk: ChunkJob) -> ChunkJob:
     # If the lane's pages completed the import (or those of a lane that ended meanwhile),
     # this worker posts "completed" now, over the lane's connection to Assets.
     complete_if_due(chunk.execution_id, client=lane.idle_client(), task_started=lane.started)
+    return chunk
+
+
+def _failed_to_start(chunk: ChunkJob, source: ImportSource, error: Exception) -> ChunkJob:
+    """The chunk fails with the reason its lane could not start for, as a page that fails
+    does. Raised out of the task, the error would leave the chunk waiting and the import
+    INGESTING, and django-q2 would keep it in its own failure record."""
+    if chunk.execution.state != State.INGESTING or not _claimed(chunk, source):
+        return chunk
+    if isinstance(error, RemoteError):
+        chunk_error(chunk, error)
+    else:
+        chunk_crashed(chunk, error)
+    complete_if_due(chunk.execution_id)
     return chunk
 
 
