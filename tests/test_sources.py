@@ -396,6 +396,52 @@ def test_no_paging_reads_one_answer(fake: FakeSource) -> None:
     assert "limit" not in fake.requests[0].query
 
 
+def test_a_datatables_answer_filtered_by_its_query_is_read_whole_in_one_request(
+    serve,
+) -> None:
+    # DataTables' `recordsTotal` counts the records before the query's filter; those it
+    # answers are `recordsFiltered`, all of them here.
+    served = [{"id": i} for i in range(1, 4)]
+    answer = {"draw": 1, "recordsTotal": 57, "recordsFiltered": 3, "data": served}
+    url = serve().add_file("table.json", json.dumps(answer).encode(), "application/json")
+
+    records, _ = walk(rest_source(url, pagination="none", records_path="data"))
+
+    assert records == served
+
+
+def test_a_total_under_a_usual_name_that_counts_something_else_fails_saying_to_set_the_total_path(
+    serve,
+) -> None:
+    served = [{"id": i} for i in range(1, 4)]
+    answer = {"order": {"id": 9, "total": 4200, "lines": served}}
+    url = serve().add_file("order.json", json.dumps(answer).encode(), "application/json")
+
+    error = walk_failure(rest_source(url, pagination="none", records_path="order.lines"))
+
+    assert "says it holds 4200 records ('order.total') but its one answer held 3" in str(error)
+    assert (
+        "if 'order.total' counts something else, set the total path to where the answers "
+        "count their records" in str(error)
+    )
+
+
+def test_a_total_path_set_is_the_only_total_a_first_answer_is_held_to(serve) -> None:
+    # The answer's `total` is a sum of money; it counts its records nowhere, and the total
+    # path names where a count would be.
+    served = [{"id": i} for i in range(1, 4)]
+    answer = {"order": {"id": 9, "total": 4200, "lines": served}}
+    url = serve().add_file("order.json", json.dumps(answer).encode(), "application/json")
+
+    source = rest_source(
+        url, pagination="none", records_path="order.lines", total_path="order.line_count"
+    )
+
+    records, _ = walk(source)
+
+    assert records == served
+
+
 def test_extra_params_go_on_every_next_url_request_though_its_links_leave_them_out(
     fake: FakeSource,
 ) -> None:

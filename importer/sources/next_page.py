@@ -29,7 +29,8 @@ _NEXT_ENDINGS = ("cursor", "token", "page", "marker", "mark", "key", "offset", "
 _NEXT_LINK_ENDINGS = ("link", "url", "uri", "href")
 # Names under which an answer tells how many records its source holds in all (compared by
 # their letters, lower-case): GraphQL's `totalCount`, Salesforce's `totalSize`, Django REST
-# framework's and OData's `count` (`@odata.count`), Elasticsearch's `hits.total`.
+# framework's and OData's `count` (`@odata.count`), Elasticsearch's `hits.total`, DataTables'
+# `recordsFiltered` (its `recordsTotal` counts the records before the query's filter).
 _TOTAL_KEYS = frozenset(
     {
         "total",
@@ -39,7 +40,7 @@ _TOTAL_KEYS = frozenset(
         "totalrecords",
         "totalitems",
         "totalhits",
-        "recordstotal",
+        "recordsfiltered",
         "count",
     }
 )

@@ -49,12 +49,16 @@ class PagingChecks:
         """A source read by cursor, by links or in one request whose first page is also its
         last, though the answer says the source holds more records (its total path, or a
         total under a usual name): the paging is not the source's, and the import would end
-        DONE with that first page alone."""
+        DONE with that first page alone. A total path set is the only total looked at: a
+        usual name that counts something else (a sum, the records before a filter) is
+        then not taken for the records' count."""
         source = self.source
         config = source.config
         told = source._total(document)
         where = config.total_path
         if told is None:
+            if config.total_path:
+                return
             found = next_page.total_told(document, config.records_path)
             if found is None:
                 return
@@ -74,6 +78,11 @@ class PagingChecks:
             what = (
                 "set the paging to what the source uses (the next-page path to where its "
                 "answers keep the next page, or offset or page numbers if it takes them)"
+            )
+        if not config.total_path:
+            what += (
+                f" (if '{where}' counts something else, set the total path to where the "
+                "answers count their records)"
             )
         raise source.http.error(
             f"says it holds {told} records ('{where}') but {held}: {what}. The import stops "
