@@ -1684,3 +1684,25 @@ def test_trusted_ca_certificates_that_do_not_read_are_refused_where_they_are_set
     [error] = cut_short.context["adminform"].form.errors["ca_bundle"]
     assert "do not read as PEM certificates (one is cut short or altered)" in error
     assert pasted_whole.status_code == 302
+
+
+@pytest.mark.django_db
+def test_trusted_ca_certificates_with_comments_around_them_in_any_language_are_taken(
+    staff_client, make_source
+):
+    # certifi's and Mozilla's bundles name each certificate's issuer in a comment before it;
+    # TLS reads the certificates alone. Windows line endings read the same.
+    from tests.fake_source import self_signed_certificate
+
+    source = make_source()
+    first, second = self_signed_certificate()[0], self_signed_certificate()[0]
+    bundle = (
+        "# Issuer: CN=NetLock Arany (Class Gold) Főtanúsítvány O=NetLock Kft.\n"
+        f'{first}\n# Label: "TÜBİTAK Kamu SM SSL Kök Sertifikası"\n{second}'
+    ).replace("\n", "\r\n")
+
+    page = post_source(staff_client, source, ca_bundle=bundle)
+
+    assert page.status_code == 302
+    source.refresh_from_db()
+    assert "Főtanúsítvány" in source.ca_bundle and source.ca_bundle.count("BEGIN") == 2

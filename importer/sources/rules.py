@@ -8,6 +8,7 @@ Each returns what is wrong ("" when nothing is), worded to read both as a form e
 from __future__ import annotations
 
 import codecs
+import re
 import ssl
 
 from django.conf import settings
@@ -16,6 +17,13 @@ from importer.redaction.masks import userinfo_of
 from importer.sources.request_body import body_problem
 
 PEM_CERTIFICATE = "-----BEGIN CERTIFICATE-----"
+# One certificate of a bundle, from its BEGIN line to its END line (or, cut short, to the next
+# BEGIN or the end of the text).
+_CERTIFICATE = re.compile(
+    r"-----BEGIN CERTIFICATE-----.*?"
+    r"(?:-----END CERTIFICATE-----|(?=-----BEGIN CERTIFICATE-----)|\Z)",
+    re.DOTALL,
+)
 PAGINATIONS_WITH_CURSOR_PATH = ("cursor", "next_url", "keyset")
 # The paging a source read with POST may have: its values go into the request body, while
 # a next link or Link header is a URL to GET.
@@ -33,13 +41,16 @@ def ca_bundle_problem(pem: str) -> str:
         return ""
     if PEM_CERTIFICATE not in pem:
         return f"the trusted CA certificates are not PEM certificates ({PEM_CERTIFICATE})"
-    if not pem.isascii():
+    # The text around the certificates is no part of them, and TLS skips it: a bundle's
+    # comments name their issuers in any language ("# Issuer: CN=… Főtanúsítvány").
+    certificates = "\n".join(_CERTIFICATE.findall(pem))
+    if not certificates.isascii():
         return (
             "the trusted CA certificates hold a character beyond ASCII, which no PEM "
             "certificate does (a '…' left from an example?): paste each one whole"
         )
     try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=pem)
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=certificates)
     except (ssl.SSLError, ValueError):
         return (
             "the trusted CA certificates do not read as PEM certificates (one is cut short "
