@@ -94,6 +94,7 @@ FIELD_PATHS: list[tuple[tuple[str, ...], str]] = [
     (("source", "pagination", "first_page"), "first_page"),
     (("source", "pagination", "cursor_param"), "cursor_param"),
     (("source", "pagination", "cursor_path"), "cursor_path"),
+    (("source", "pagination", "after_first_page"), "after_first_page"),
     (("source", "pagination", "total_path"), "total_path"),
     (("source", "pagination", "repeated_records"), "repeated_records"),
     (("source", "auth", "kind"), "source_auth"),

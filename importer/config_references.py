@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from importer.redaction import PUBLIC_HEADERS, is_secret_name, secret_param_names
+from importer.redaction import PUBLIC_HEADERS, is_secret_name, secret_param_names, secret_paths
 
 REFERENCE_KEYS = ("$env", "$file")
 ENV_PREFIX = "ASSETS_SYNC_"
@@ -164,6 +164,8 @@ def _keeps_a_secret(kind: str, path: tuple, declared: frozenset[str]) -> bool:
         return is_secret_name(path[-1])
     if len(path) >= 3 and path[:2] == ("source", "body"):
         return is_secret_name(path[-1], declared)
+    if len(path) >= 4 and path[:3] == ("source", "pagination", "after_first_page"):
+        return bool(secret_paths("after_first_page", {path[3]: ""}, declared))
     return False
 
 

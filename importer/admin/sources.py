@@ -239,6 +239,14 @@ class ImportSourceAdmin(
             return "—"
         return masked_json("request_body", source.request_body, declared_secret_params(source))
 
+    @admin.display(description="Values after the first page")
+    def after_first_page_masked(self, source):
+        if source.after_first_page is None:
+            return "—"
+        return masked_json(
+            "after_first_page", source.after_first_page, declared_secret_params(source)
+        )
+
     @admin.display(description="Webtrigger URL")
     def webtrigger_url_masked(self, source):
         return redact(services.webtrigger_url(source))

@@ -69,7 +69,9 @@ class DemoInventory(DevServer):
       {"endCursor": ..., "hasNextPage": ...}}}}` (Lansweeper's and GitHub's shape), and a
       query that asks for another field `{"data": null, "errors": [{"message": ...}]}`, with
       200 as GraphQL does, and so are its rate limits once it is told to throttle
-      (`throttle_graphql`);
+      (`throttle_graphql`); and a query of `site(id: ...) { assetResources(...) }`, as
+      Lansweeper's Data API is asked, paged by `"pagination": {"limit": n, "page": "FIRST"}`
+      and then `{"limit": n, "page": "NEXT", "cursor": <pagination.next>}` (`_site_assets`);
     * `POST /api/search`, Elasticsearch-like: `{"from": offset, "size": n}` answers
       `{"items": [...], "total": n}`. With a `"sort"` (`["serial"]`, `[{"ram_gb": "desc"},
       {"serial": "asc"}]`) the items come in that order, each with its sort values as
@@ -200,6 +202,8 @@ class DemoInventory(DevServer):
         if not isinstance(query, str) or not isinstance(variables, dict):
             return error_reply(400, "Give a query string and a variables object")
         field = re.search(r"\{\s*(\w+)", query)
+        if field is not None and field.group(1) == "site":
+            return self._site_assets(variables)
         if field is None or field.group(1) != "assets":
             asked = field.group(1) if field else ""
             message = f'Cannot query field "{asked}" on type "Query".'
@@ -222,6 +226,35 @@ class DemoInventory(DevServer):
             "hasNextPage": stop < len(self._computers),
         }
         return json_reply(200, {"data": {"assets": {"items": items, "pageInfo": page_info}}})
+
+    def _site_assets(self, variables: dict) -> Reply:
+        """Lansweeper's `site.assetResources`: the page is named by `pagination.page`, FIRST
+        or NEXT, and a NEXT also by the cursor the page before answered as `pagination.next`
+        (null on the last page). A FIRST with a cursor, or a NEXT without one, is refused."""
+        paging = variables.get("pagination")
+        if not isinstance(paging, dict):
+            return _graphql_error("Variable $pagination must be an object.")
+        limit, page, cursor = paging.get("limit"), paging.get("page"), paging.get("cursor")
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 500:
+            return _graphql_error("pagination.limit must be a whole number from 1 to 500.")
+        if page == "FIRST" and cursor is None:
+            start = 0
+        elif page == "NEXT" and cursor is not None:
+            start = _position_in(cursor)
+            if start is None:
+                return _graphql_error(f"Invalid cursor: {cursor!r}")
+        else:
+            return _graphql_error(f"pagination.page {page!r} does not go with cursor {cursor!r}.")
+        items = self._computers[start : start + limit]
+        stop = start + len(items)
+        pagination = {
+            "limit": limit,
+            "current": cursor,
+            "next": _cursor_at(stop) if stop < len(self._computers) else None,
+            "page": page,
+        }
+        resources = {"total": len(self._computers), "pagination": pagination, "items": items}
+        return json_reply(200, {"data": {"site": {"assetResources": resources}}})
 
     def _search(self, body: dict) -> Reply:
         start, size = body.get("from", 0), body.get("size", 10)
@@ -280,6 +313,10 @@ class DemoInventory(DevServer):
         else:
             start = numbers.get("offset", 0)
         return start, (start + limit if limit is not None else None)
+
+
+def _graphql_error(message: str) -> Reply:
+    return json_reply(200, {"data": None, "errors": [{"message": message}]})
 
 
 def _sort_order(sort: Any) -> list[tuple[str, bool]]:

@@ -29,6 +29,8 @@ from importer.services.editing import ASSETS_PLACE, FIXED_WHILE_IMPORTING, busy_
 from importer.sources import limits
 from importer.sources.conversions import ConversionError, converted_upload
 from importer.sources.rules import (
+    AFTER_FIRST_PAGINATIONS,
+    after_first_page_problem,
     ca_bundle_problem,
     csv_delimiter_problem,
     csv_fieldnames_problem,
@@ -66,9 +68,10 @@ FILE_FIELDS = list(ImportSource.FILE_FIELDS)
 LIMIT_FIELDS = ["max_requests_per_minute", "max_chunks_in_flight", "record_drop_limit"]
 # Counts that must be at least 1 (0 would be refused by the source or stop all work).
 AT_LEAST_ONE = ("page_size", "max_chunks_in_flight")
-# Settings a page opened before their release (migration 0036) does not post: left out, they
-# keep the stored value (a new source's default), rather than refuse the save as missing.
-KEPT_WHEN_NOT_POSTED = ("request_method", "request_body")
+# Settings a page opened before their release (migrations 0036, 0039) does not post: left
+# out, they keep the stored value (a new source's default), rather than refuse the save as
+# missing or clear it.
+KEPT_WHEN_NOT_POSTED = ("request_method", "request_body", "after_first_page")
 
 
 FILE_KINDS = ["csv", "json", "jsonl"]
@@ -113,6 +116,7 @@ FIELD_CONDITIONS: dict[str, list[dict[str, list[str]]]] = {
     "first_page": [{"source_kind": ["rest"], "pagination": ["page"]}],
     "cursor_param": [{"source_kind": ["rest"], "pagination": ["cursor", "keyset"]}],
     "cursor_path": [{"source_kind": ["rest"], "pagination": ["cursor", "keyset", "next_url"]}],
+    "after_first_page": [{"source_kind": ["rest"], "pagination": list(AFTER_FIRST_PAGINATIONS)}],
     "total_path": [{"source_kind": ["rest"]}],
     # Where `totals.checks_repeated_records` looks: pages read by position, next links, a
     # cursor or after the last record (keyset; those two noted there, not failed).
@@ -409,6 +413,9 @@ class ImportSourceForm(WriteOnlySecretsForm):
     def clean_request_body(self):
         return self._unmasked("request_body")
 
+    def clean_after_first_page(self):
+        return self._unmasked("after_first_page")
+
     def clean_assets_token(self):
         token = self.cleaned_data.get("assets_token", "").strip()
         if not token and not (self.instance.pk and self.instance.assets_token):
@@ -486,7 +493,9 @@ class ImportSourceForm(WriteOnlySecretsForm):
             self._add_problem("extra_params", paging_param_problem(cleaned))
             method = cleaned.get("request_method")
             self._add_problem("pagination", post_paging_problem(method, cleaned.get("pagination")))
-            if "request_body" not in self.errors:
+            if "after_first_page" not in self.errors:
+                self._add_problem("after_first_page", after_first_page_problem(cleaned))
+            if "request_body" not in self.errors and "after_first_page" not in self.errors:
                 self._add_problem("request_body", request_body_problem(cleaned))
         reads_a_url = kind in READ_OVER_HTTP and field_is_used("source_auth", chosen)
         auth = cleaned.get("source_auth") if reads_a_url else Auth.NONE

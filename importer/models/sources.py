@@ -29,7 +29,13 @@ class ImportSource(models.Model):
     # headers, parameters and options. Shown masked; a masked value saved back keeps the
     # stored one.
     MASKED_URL_FIELDS = ("source_url", "oauth_token_url")
-    MASKED_JSON_FIELDS = ("extra_headers", "extra_params", "plugin_options", "request_body")
+    MASKED_JSON_FIELDS = (
+        "extra_headers",
+        "extra_params",
+        "plugin_options",
+        "request_body",
+        "after_first_page",
+    )
     # Where the records come from, and what becomes of those that cannot be used.
     SOURCE_FIELDS = (
         "source_kind",
@@ -53,6 +59,7 @@ class ImportSource(models.Model):
         "first_page",
         "cursor_param",
         "cursor_path",
+        "after_first_page",
         "total_path",
         "repeated_records",
     )
@@ -228,6 +235,19 @@ class ImportSource(models.Model):
         "Keyset paging: dotted path, inside each record, to the field that names it, unique to "
         "each record, that the source sorts by, e.g. 'id' (Elasticsearch: 'sort', each hit's "
         "sort values, a field unique to each hit last in the sort).",
+    )
+    after_first_page = EncryptedJSONField(
+        "values after the first page",
+        null=True,
+        blank=True,
+        default=None,
+        help_text="Cursor paging: values sent with every request but the first, for an API "
+        "that must be told it is asked for a later page besides being given the cursor, as "
+        "a JSON object of dotted path -> value. Lansweeper's: the body's variables hold "
+        '"pagination": {"page": "FIRST"}, this {"variables.pagination.page": "NEXT"}, and '
+        "the cursor parameter is 'variables.pagination.cursor'. POST: written into the "
+        "body; GET: query parameters (a string or a number each), replacing an extra "
+        "parameter of the same name. Not the cursor's or the page size's own path.",
     )
     total_path = models.CharField(
         max_length=200,

@@ -30,6 +30,7 @@ from importer.redaction.names import (
     declared_secret_params,
     is_secret_name,
     secret_param_names,
+    secret_paths,
 )
 from importer.redaction.sources import (
     hidden_from_messages,
@@ -58,6 +59,7 @@ __all__ = [
     "declared_secret_params",
     "hidden_from_messages",
     "is_secret_name",
+    "secret_paths",
     "keys_under_undeclared_names",
     "mask_secret_values",
     "mask_setting",

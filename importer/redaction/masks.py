@@ -14,6 +14,7 @@ from importer.redaction.names import (
     PUBLIC_HEADERS,
     inline_secret_values,
     is_secret_name,
+    secret_paths,
 )
 
 
@@ -75,7 +76,8 @@ def mask_setting(name: str, value: Any, also: Iterable[str] = ()) -> Any:
     masked, and, in its extra headers, every header but the public ones (in its extra
     parameters, those named in `also`)."""
     declared = list(also) if name in DECLARABLE_JSON_FIELDS else []
-    return mask_secret_values(value, also=[*secret_headers(name, value), *declared])
+    paths = secret_paths(name, value, {part.lower() for part in declared})
+    return mask_secret_values(value, also=[*secret_headers(name, value), *declared, *paths])
 
 
 def secret_headers(name: str, value: Any) -> list[str]:

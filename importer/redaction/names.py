@@ -49,13 +49,28 @@ _PLAIN_HEADERS = {"authorization", "cookie", "apikey"}
 
 # The JSON settings whose entries the source's secret parameters name too: the extra
 # parameters, and a POST's body (a vendor's key in a GraphQL query's variables).
-DECLARABLE_JSON_FIELDS = ("extra_params", "request_body")
+DECLARABLE_JSON_FIELDS = ("extra_params", "request_body", "after_first_page")
+# The JSON settings keyed by dotted paths into the body (`variables.apiKey`): an entry is a
+# credential when any name on its path is one.
+PATH_KEYED_JSON_FIELDS = ("after_first_page",)
 
 
 def is_secret_name(name: str, also: Iterable[str] = ()) -> bool:
     """Whether a header, query parameter or option of this name carries a credential (`also`:
     lower-case names a source declares secret, `declared_secret_params`)."""
     return bool(_SECRET_NAME.search(str(name))) or str(name).lower() in also
+
+
+def secret_paths(name: str, value: Any, also: Iterable[str] = ()) -> list[str]:
+    """The keys of a setting keyed by dotted paths (`PATH_KEYED_JSON_FIELDS`) that name a
+    credential somewhere on their path (`variables.key`, `auth.user`)."""
+    if name not in PATH_KEYED_JSON_FIELDS or not isinstance(value, dict):
+        return []
+    return [
+        str(path)
+        for path in value
+        if any(is_secret_name(part, also) for part in str(path).split(".") if part)
+    ]
 
 
 def declared_secret_params(source: Any) -> frozenset[str]:

@@ -22,6 +22,7 @@ from importer.redaction.names import (
     is_secret_name,
     key_shaped,
     looks_like_a_key,
+    secret_paths,
 )
 from importer.redaction.text import redact
 
@@ -142,5 +143,6 @@ def secrets_of(source: Any) -> list[str]:
         ]
         if name in DECLARABLE_JSON_FIELDS:
             keys += declared
+        keys += secret_paths(name, value, declared)
         found.extend(secret_values(value, also=keys))
     return [value for value in found if isinstance(value, str) and value]

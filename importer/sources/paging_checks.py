@@ -172,8 +172,9 @@ class PagingChecks:
                 return
             self._links_checked = True
             name, start = moved
-            following = source._read_after_short(link)
-            answer = source._read_after_short(with_query(link, {name: start + served}))
+            following = source._read_after_short(link, after_first=True)
+            moved_link = with_query(link, {name: start + served})
+            answer = source._read_after_short(moved_link, after_first=True)
         except SourceError:
             return
         if following is None or not following[2] or answer is None:

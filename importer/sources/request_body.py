@@ -22,15 +22,23 @@ from importer.json_codec import kind_of
 NUMBER, TEXT, JSON_VALUE = "number", "text", "json"
 
 
-def paging_moved_into_body(url: str, template: dict | None, paths: dict[str, str]) -> bytes:
+def paging_moved_into_body(
+    url: str,
+    template: dict | None,
+    paths: dict[str, str],
+    after_first: dict[str, Any] | None = None,
+) -> bytes:
     """The body for the request the reader built as `url`: the `template` with the paging
     values of `url`'s query at their dotted paths (`paths`: path -> NUMBER, TEXT or
-    JSON_VALUE). The URL itself is not sent: the request goes to the source URL with its own
-    query and the extra parameters, a filter there named like a path here (`from`)
-    included."""
+    JSON_VALUE), and, for a page after the first, the values that say so (`after_first`:
+    path -> JSON value, Lansweeper's `"page": "NEXT"`). The URL itself is not sent: the
+    request goes to the source URL with its own query and the extra parameters, a filter
+    there named like a path here (`from`) included."""
     query = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
     moved = {path: query[path] for path in paths if path in query}
     body = copy.deepcopy(template) if isinstance(template, dict) else {}
+    for path, value in (after_first or {}).items():
+        put_at(body, path, copy.deepcopy(value))
     for path, value in moved.items():
         put_at(body, path, _as_sent(value, paths[path]))
     return json.dumps(body, ensure_ascii=False).encode()

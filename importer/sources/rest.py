@@ -39,7 +39,9 @@ from importer.sources.numbered_pages import (
 )
 from importer.sources.paging_checks import PagingChecks
 from importer.sources.rules import (
+    AFTER_FIRST_PAGINATIONS,
     KEYSET_VALUE,
+    after_first_page_problem,
     cursor_path_problem,
     paging_params,
     post_paging_problem,
@@ -92,9 +94,17 @@ class RestJsonSource:
             raise config_error(source, cursor_path_problem(source.pagination, source.cursor_path))
         if not isinstance(source.extra_params or {}, dict):
             raise config_error(source, "extra parameters must be a JSON object")
+        settings = {name: getattr(source, name) for name in _POST_SETTINGS}
+        if after_first_page_problem(settings):
+            raise config_error(source, after_first_page_problem(settings))
+        # Sent with every request after the first, when the paging has any (cursor paging).
+        self._after_first = (
+            dict(source.after_first_page or {})
+            if source.pagination in AFTER_FIRST_PAGINATIONS
+            else {}
+        )
         self.posts = source.request_method == "POST"
         if self.posts:
-            settings = {name: getattr(source, name) for name in _POST_SETTINGS}
             problem = post_paging_problem("POST", source.pagination)
             problem = problem or request_body_problem(settings)
             if problem:
@@ -126,7 +136,7 @@ class RestJsonSource:
             return self._keysets.page(cursor)
         url = self._url(cursor)
         try:
-            response, document, records = self._read(url)
+            response, document, records = self._read(url, after_first=bool(cursor))
         except SourceError as error:
             raise self._explained_refusal(error, cursor) from None
         next_cursor = self._next_cursor(cursor, url, response, document, records)
@@ -164,9 +174,10 @@ class RestJsonSource:
     def _params_for_next_links(self) -> dict[str, Any]:
         return {**(self.config.extra_params or {}), **self._limit}
 
-    def _read(self, url: str) -> tuple[Any, Any, list[dict]]:
-        """One answer: the response, its JSON document and its records."""
-        response = self._send(url)
+    def _read(self, url: str, *, after_first: bool = False) -> tuple[Any, Any, list[dict]]:
+        """One answer: the response, its JSON document and its records (`after_first`: to
+        a request for a page after the first, which a POST's body says so in)."""
+        response = self._send(url, after_first=after_first)
         if response.status_code == 204:  # No Content: nothing here
             return response, None, []
         document = self.http.read_json(response)
@@ -178,12 +189,18 @@ class RestJsonSource:
         limits.check_record_count(len(records), refuse=self.http.error)
         return response, document, records
 
-    def _send(self, url: str) -> Any:
+    def _send(self, url: str, *, after_first: bool = False) -> Any:
         """The request for `url`: a GET, or a POST of the body with the paging values that
-        `url`'s query holds moved into it, to the source URL and its extra parameters."""
+        `url`'s query holds moved into it (and, after the first page, the values that say
+        so), to the source URL and its extra parameters."""
         if not self.posts:
             return self.http.get(url)
-        body = request_body.paging_moved_into_body(url, self.config.request_body, self._body_paths)
+        body = request_body.paging_moved_into_body(
+            url,
+            self.config.request_body,
+            self._body_paths,
+            self._after_first if after_first else None,
+        )
         return self.http.post(self._post_url, body)
 
     def _refuse_graphql_errors(self, document: Any, response: Any) -> None:
@@ -202,11 +219,13 @@ class RestJsonSource:
                 raise
         return self._read(url)
 
-    def _read_after_short(self, url: str) -> tuple[Any, Any, list[dict]] | None:
+    def _read_after_short(
+        self, url: str, *, after_first: bool = False
+    ) -> tuple[Any, Any, list[dict]] | None:
         """The answer to a request that follows a short page; None when the source answers it
         with an error that means there is nothing there."""
         try:
-            return self._read(url)
+            return self._read(url, after_first=after_first)
         except SourceError as error:
             if error.status in PAST_THE_END_STATUSES:
                 return None
@@ -229,7 +248,10 @@ class RestJsonSource:
         base = config.source_url
         extra = dict(config.extra_params or {})
         if config.pagination == "cursor":
-            position = {config.cursor_param: cursor} if cursor else {}
+            # A GET's values after the first page are query parameters; a POST's go into
+            # its body (`_send`).
+            later = {} if self.posts else self._after_first
+            position = {**later, config.cursor_param: cursor} if cursor else {}
             return with_query(base, {**extra, **self._limit, **position})
         if config.pagination in ("next_url", "link_header"):
             if cursor:
@@ -393,7 +415,8 @@ class RestJsonSource:
 
 # What the paging values other than numbers become in a POST's body.
 _BODY_VALUES = {"the cursor": request_body.TEXT, KEYSET_VALUE: request_body.JSON_VALUE}
-# The settings that say what a POST's body holds: the template, and the paging values.
+# The settings that say what a POST's body holds: the template, the paging values, and
+# those sent after the first page.
 _POST_SETTINGS = (
     "request_method",
     "request_body",
@@ -402,6 +425,7 @@ _POST_SETTINGS = (
     "offset_param",
     "page_param",
     "cursor_param",
+    "after_first_page",
 )
 
 

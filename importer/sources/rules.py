@@ -13,6 +13,7 @@ import ssl
 
 from django.conf import settings
 
+from importer.json_codec import kind_of
 from importer.redaction.masks import userinfo_of
 from importer.sources.request_body import body_problem
 
@@ -32,6 +33,9 @@ POST_PAGINATIONS = ("offset", "page", "cursor", "keyset", "none")
 # field, written into a POST's body as the JSON value it is (Elasticsearch's search_after
 # takes the hit's `sort` array).
 KEYSET_VALUE = "the last record's value"
+# The paging that may send values with every request after the first (`after_first_page`).
+AFTER_FIRST_PAGINATIONS = ("cursor",)
+_AFTER_FIRST_EXAMPLE = '{"variables.pagination.page": "NEXT"}'
 
 
 def ca_bundle_problem(pem: str) -> str:
@@ -150,7 +154,57 @@ def request_body_problem(cleaned: dict) -> str:
     has none)."""
     if cleaned.get("request_method") != "POST":
         return ""
-    return body_problem(cleaned.get("request_body"), paging_params(cleaned))
+    paths = paging_params(cleaned)
+    values = cleaned.get("after_first_page")
+    if cleaned.get("pagination") in AFTER_FIRST_PAGINATIONS and isinstance(values, dict):
+        paths.update({f"'{path}' (sent after the first page)": path for path in values})
+    return body_problem(cleaned.get("request_body"), paths)
+
+
+def after_first_page_problem(cleaned: dict) -> str:
+    """The values sent with every request after the first (Lansweeper's `"page": "NEXT"`):
+    a JSON object of dotted path (GET: query parameter) -> value, none where the paging
+    writes its own values, as one would overwrite the other page after page."""
+    values = cleaned.get("after_first_page")
+    if cleaned.get("pagination") not in AFTER_FIRST_PAGINATIONS or values in (None, {}):
+        return ""
+    if not isinstance(values, dict):
+        return (
+            "the values after the first page must be a JSON object of dotted path -> value "
+            f"(e.g. {_AFTER_FIRST_EXAMPLE}), not {kind_of(values)}"
+        )
+    posts = cleaned.get("request_method") == "POST"
+    for path, value in values.items():
+        if not _keys_of(path):
+            return "a path among the values after the first page is empty"
+        if not posts and (isinstance(value, bool) or not isinstance(value, (str, int, float))):
+            return (
+                f"'{path}' after the first page is a query parameter, whose value is a string "
+                f"or a number, not {kind_of(value)} (with POST it goes into the body as written)"
+            )
+        for what, own in paging_params(cleaned).items():
+            if _overlaps(path, own) if posts else path == own:
+                where = (
+                    f"is where the paging sends {what} ('{own}')"
+                    if _keys_of(path) == _keys_of(own)
+                    else f"overlaps '{own}', where the paging sends {what}"
+                )
+                return (
+                    f"'{path}' {where}: leave it out of the values after the first page, "
+                    f"which name only what else changes after it (e.g. {_AFTER_FIRST_EXAMPLE})"
+                )
+    return ""
+
+
+def _keys_of(path: str) -> list[str]:
+    return [key for key in str(path).split(".") if key]
+
+
+def _overlaps(path: str, other: str) -> bool:
+    """Whether one dotted path is the other or lies within it."""
+    keys, others = _keys_of(path), _keys_of(other)
+    shorter = min(len(keys), len(others))
+    return keys[:shorter] == others[:shorter]
 
 
 def listed_plugins() -> dict[str, str]:
