@@ -5,9 +5,11 @@ Assets sandbox; and the same for a GET's query parameters."""
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError
+from django.urls import reverse
 
 from importer import services
 from importer.devtools.demo_source import _cursor_at
@@ -15,8 +17,9 @@ from importer.forms.sources import FIELD_CONDITIONS, field_is_used
 from importer.models import Execution, ImportSource
 from importer.redaction import mask_setting, secrets_of
 from importer.sources import build_source
+from tests.conftest import SANDBOX_TOKEN
 from tests.fake_source import FakeSource
-from tests.test_admin import post_source
+from tests.test_admin import post_source, source_form_data
 from tests.test_commands import run, source_entry, write
 
 # As Lansweeper's Data API is asked for a site's assets.
@@ -248,6 +251,27 @@ def test_lansweeper_values_are_saved(staff_client, lansweeper_source):
     assert source.after_first_page == {"variables.pagination.page": "NEXT"}
 
 
+@pytest.mark.django_db
+def test_a_page_opened_before_the_setting_existed_is_checked_against_the_stored_values(
+    staff_client, lansweeper_source
+):
+    # Its cursor parameter moved onto a stored value would be refused by every import.
+    source = lansweeper_source()
+    data = source_form_data(source, cursor_param="variables.pagination.page")
+    del data["after_first_page"]
+
+    response = staff_client.post(
+        reverse("admin:importer_importsource_change", args=[source.pk]), data
+    )
+
+    assert form_errors(response)["after_first_page"][0].startswith(
+        "'variables.pagination.page' is where the paging sends the cursor"
+    )
+    source.refresh_from_db()
+    assert source.cursor_param == "variables.pagination.cursor"
+    assert source.after_first_page == {"variables.pagination.page": "NEXT"}
+
+
 # --- secrets ---------------------------------------------------------------------------------
 
 
@@ -325,3 +349,32 @@ def test_import_sources_refuses_values_after_the_first_page_that_are_not_an_obje
         run("import_sources", write(tmp_path, [entry]))
 
     assert "source.pagination.after_first_page: must be an object" in str(error.value)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_readme_lansweeper_example_imports_every_record_from_the_demo_inventory(
+    tmp_path, sandbox, inventory, demo_mapping, monkeypatch
+):
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    block = next(
+        text.split("```", 1)[0]
+        for text in readme.split("```json")[1:]
+        if '"name": "lansweeper-assets"' in text
+    )
+    entry = json.loads(block)
+    entry["assets"].update(base_url=sandbox.base_url, workspace_id="ws-1", import_source_id="s")
+    entry["source"]["url"] = f"{inventory.base_url}/api/graphql"
+    entry["mapping"] = demo_mapping
+    monkeypatch.setenv("ASSETS_SYNC_ASSETS_TOKEN", SANDBOX_TOKEN)
+    monkeypatch.setenv("ASSETS_SYNC_LANSWEEPER_TOKEN", "Token lansweeper-pat-0123456789")
+    run("import_sources", write(tmp_path, [entry]))
+
+    execution = services.start_import(source=ImportSource.objects.get(name="lansweeper-assets"))
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE, execution.error
+    assert len(sandbox.execution(execution.assets_execution_id)["objects"]) == 120
+    assert [query["variables"]["pagination"]["page"] for query in inventory.queries] == [
+        "FIRST",
+        "NEXT",
+    ]
