@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.management import CommandError
 from django.urls import reverse
 
@@ -287,6 +288,25 @@ def test_a_credential_named_value_after_the_first_page_is_kept_secret() -> None:
     }
     assert key in secrets_of(source) and "svc" in secrets_of(source)
     assert "NEXT" not in secrets_of(source)
+
+
+@pytest.mark.django_db
+def test_a_viewer_sees_a_credential_named_value_after_the_first_page_masked(
+    client, django_user_model, lansweeper_source
+):
+    key = "k-0b1e5c7d9a2f4e6081"
+    source = lansweeper_source(
+        after_first_page={"variables.pagination.page": "NEXT", "variables.apiKey": key}
+    )
+    viewer = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(*Permission.objects.filter(codename="view_importsource"))
+    client.force_login(viewer)
+
+    page = client.get(reverse("admin:importer_importsource_change", args=[source.pk]))
+
+    shown = page.content.decode()
+    assert key not in shown
+    assert "variables.pagination.page" in shown and "NEXT" in shown
 
 
 # --- the sources file ------------------------------------------------------------------------
