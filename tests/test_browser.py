@@ -307,7 +307,7 @@ def test_a_rest_source_with_bearer_auth_shows_only_its_own_fields(
     blank = visible_rows(page)
     assert {"source_url", "records_path", "pagination", "offset_param", "source_auth"} <= blank
     hidden = {"plugin", "plugin_options", "source_file", "csv_delimiter", "cursor_path"}
-    assert not hidden & blank, blank
+    assert not {*hidden, "after_first_page"} & blank, blank
     assert not {"source_token", "auth_username", "oauth_token_url", "oauth_scope"} & blank
     assert page.evaluate("document.documentElement.scrollHeight") < 2600
 
@@ -320,6 +320,10 @@ def test_a_rest_source_with_bearer_auth_shows_only_its_own_fields(
     expect(page.locator(".form-row.field-csv_delimiter")).to_be_visible()
     field(page, "Kind").select_option(label="REST / JSON API")
     expect(page.locator(".form-row.field-source_file")).to_be_hidden()
+    field(page, "Pagination").select_option(label="Cursor in the answer")
+    expect(page.locator(".form-row.field-after_first_page")).to_be_visible()
+    field(page, "Pagination").select_option(label="Offset and limit")
+    expect(page.locator(".form-row.field-after_first_page")).to_be_hidden()
 
     fill_source_form(page, sandbox=sandbox, inventory=inventory, mapping_text=DEMO_MAPPING_TEXT)
     field(page, "Source secret").fill("inventory-bearer-token")
