@@ -421,7 +421,7 @@ def test_a_total_under_a_usual_name_that_counts_something_else_fails_saying_to_s
 
     assert "says it holds 4200 records ('order.total') but its one answer held 3" in str(error)
     assert (
-        "if 'order.total' counts something else, set the total path to where the answers "
+        "If 'order.total' counts something else, set the total path to where the answers "
         "count their records" in str(error)
     )
 

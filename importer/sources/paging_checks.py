@@ -79,14 +79,15 @@ class PagingChecks:
                 "set the paging to what the source uses (the next-page path to where its "
                 "answers keep the next page, or offset or page numbers if it takes them)"
             )
-        if not config.total_path:
-            what += (
-                f" (if '{where}' counts something else, set the total path to where the "
-                "answers count their records)"
-            )
+        otherwise = (
+            ""
+            if config.total_path
+            else f". If '{where}' counts something else, set the total path to where the "
+            "answers count their records"
+        )
         raise source.http.error(
             f"says it holds {told} records ('{where}') but {held}: {what}. The import stops "
-            f"rather than end DONE without the other {told - len(records)}",
+            f"rather than end DONE without the other {told - len(records)}{otherwise}",
             kind="config",
         )
 
