@@ -267,6 +267,7 @@ class FakeSource(DevServer):
         username: str = "",
         secret: str = "",
         key_name: str = "X-API-Key",
+        basic_charset: str = "utf-8",
         token_max_uses: int | None = None,
         token_lifetime: int = 3600,
         first_page: int = 1,
@@ -280,6 +281,8 @@ class FakeSource(DevServer):
         self.username = username
         self.secret = secret
         self.key_name = key_name
+        # The bytes Basic credentials must arrive as (base64 of `username:secret` in it).
+        self.basic_charset = basic_charset
         self.token_max_uses = token_max_uses
         self.token_lifetime = token_lifetime
         self.first_page = first_page
@@ -579,7 +582,8 @@ class FakeSource(DevServer):
         if self.auth == "bearer":
             given = request.bearer_token() or ""
         elif self.auth == "basic":
-            expected = base64.b64encode(f"{self.username}:{self.secret}".encode()).decode()
+            pair = f"{self.username}:{self.secret}".encode(self.basic_charset)
+            expected = base64.b64encode(pair).decode()
             return _same(request.headers.get("authorization", ""), f"Basic {expected}")
         elif self.auth == "api_key_header":
             given = request.headers.get(self.key_name.lower(), "")

@@ -866,6 +866,40 @@ def test_it_authenticates_with(serve, auth: str) -> None:
     assert ids(records) == every_id()
 
 
+def test_basic_credentials_that_fit_latin_1_are_still_sent_as_latin_1(serve) -> None:
+    fake = serve(auth="basic", username="svc", secret="pässwörd", basic_charset="latin-1")
+    source = rest_source(
+        f"{fake.base_url}/api/offset",
+        records_path="data.items",
+        source_auth="basic",
+        auth_username="svc",
+        source_token="pässwörd",
+    )
+
+    records, _ = walk(source)
+
+    assert ids(records) == every_id()
+
+
+@pytest.mark.parametrize(("username", "password"), [("svc", "пароль€"), ("用户", "pässwörd")])
+def test_basic_credentials_beyond_latin_1_are_sent_as_utf_8(
+    serve, username: str, password: str
+) -> None:
+    fake = serve(auth="basic", username=username, secret=password, basic_charset="utf-8")
+    source = rest_source(
+        f"{fake.base_url}/api/offset",
+        records_path="data.items",
+        source_auth="basic",
+        auth_username=username,
+        source_token=password,
+    )
+
+    records, _ = walk(source)
+
+    assert ids(records) == every_id()
+    assert len(fake.requests) > 1  # every page, not only the first
+
+
 @pytest.mark.parametrize("auth", AUTH_CASES)
 def test_a_wrong_secret_fails_clearly_without_the_secret(serve, auth: str) -> None:
     fields = AUTH_CASES[auth]

@@ -7,6 +7,7 @@ Reads are bounded in bytes, in JSON values and in time (see `importer/sources/li
 
 from __future__ import annotations
 
+import base64
 import codecs
 import hashlib
 import html
@@ -120,6 +121,36 @@ class _SourceSession(RemoteSession):
         self._http.leave_origin(prepared_request, came_from=response.request.url or "")
 
 
+def basic_credentials(username: str, password: str) -> str:
+    """The Basic Authorization value: Latin-1, as servers have always had it from us, when
+    the credentials fit; else UTF-8 (RFC 7617's charset, what curl and browsers send), as
+    requests would refuse them and no request could leave."""
+    pair = f"{username}:{password}"
+    try:
+        raw = pair.encode("latin-1")
+    except UnicodeEncodeError:
+        raw = pair.encode("utf-8")
+    return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+class BasicAuth(requests.auth.AuthBase):
+    """Basic authentication whose credentials may hold any character (see `basic_credentials`)."""
+
+    def __init__(self, username: str, password: str) -> None:
+        self.username = username
+        self.password = password
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BasicAuth) and (self.username, self.password) == (
+            other.username,
+            other.password,
+        )
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = basic_credentials(self.username, self.password)
+        return request
+
+
 class SourceHttp:
     """Outgoing HTTP for one ImportSource: its auth, headers, CA bundle and timeout."""
 
@@ -153,7 +184,7 @@ class SourceHttp:
         if self.auth == "bearer":
             self.session.headers["Authorization"] = f"Bearer {token}"
         elif self.auth == "basic":
-            self.session.auth = (source.auth_username, token)
+            self.session.auth = BasicAuth(source.auth_username or "", token or "")
         elif self.auth == "api_key_header":
             self.session.headers[source.auth_key_name or "X-API-Key"] = token
         elif self.auth == "oauth2_client_credentials" and not source.oauth_token_url:
@@ -380,7 +411,7 @@ class SourceHttp:
             raise self.error(
                 "could not be sent: a header it is sent with holds a character HTTP headers "
                 "cannot carry (one beyond Latin-1, such as '…' left from an example). Check "
-                "the source's secret, user name and extra headers",
+                "the source's token or key and extra headers",
                 kind="config",
             ) from None
         except (ValueError, UnicodeError) as exc:  # a Location requests cannot parse
