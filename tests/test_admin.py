@@ -1706,3 +1706,44 @@ def test_trusted_ca_certificates_with_comments_around_them_in_any_language_are_t
     assert page.status_code == 302
     source.refresh_from_db()
     assert "Főtanúsítvány" in source.ca_bundle and source.ca_bundle.count("BEGIN") == 2
+
+
+@pytest.mark.django_db
+def test_basic_credentials_beyond_latin_1_are_taken(staff_client, make_source):
+    source = make_source()
+
+    response = post_source(
+        staff_client, source, source_auth="basic", auth_username="用户", source_token="пароль€"
+    )
+
+    assert response.status_code == 302
+    source.refresh_from_db()
+    assert (source.auth_username, source.source_token) == ("用户", "пароль€")
+
+
+@pytest.mark.django_db
+def test_a_bearer_token_beyond_latin_1_is_refused_saying_only_basic_may_hold_it(
+    staff_client, make_source
+):
+    source = make_source()
+
+    response = post_source(staff_client, source, source_auth="bearer", source_token="пароль€")
+
+    [error] = response.context["adminform"].form.errors["source_token"]
+    assert "an HTTP header cannot carry" in error and "only Basic" in error
+    assert "пароль" not in error
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("auth", ["basic", "bearer"])
+def test_a_secret_holding_an_examples_ellipsis_is_refused_as_a_placeholder(
+    staff_client, make_source, auth
+):
+    source = make_source()
+
+    response = post_source(
+        staff_client, source, source_auth=auth, auth_username="svc", source_token="paste…"
+    )
+
+    [error] = response.context["adminform"].form.errors["source_token"]
+    assert error == "Holds '…', as a placeholder does: paste the secret itself."

@@ -1374,10 +1374,10 @@ def test_a_placeholder_secret_no_http_header_can_carry_is_refused_at_its_place(
     with pytest.raises(CommandError) as refused:
         run("import_sources", write(tmp_path, [entry]))
 
-    assert "source 1 (laptops): assets.token: Holds a character an HTTP header cannot" in str(
+    assert "source 1 (laptops): assets.token: Holds '…', as a placeholder does" in str(
         refused.value
     )
-    assert "source 1 (laptops): source.auth.password: Holds a character" in str(refused.value)
+    assert "source 1 (laptops): source.auth.password: Holds '…'" in str(refused.value)
     assert "pässwörd" not in str(refused.value)
     assert not ImportSource.objects.exists()
 

@@ -422,8 +422,8 @@ class ImportSourceForm(WriteOnlySecretsForm):
             raise forms.ValidationError(
                 self.secret_missing("Paste the import source's API token from Assets")
             )
-        if not _fits_a_header(token):
-            raise forms.ValidationError(HEADER_CHARACTERS)
+        if _header_problem(token):
+            raise forms.ValidationError(_header_problem(token))
         return token
 
     def clean_mapping(self):
@@ -504,10 +504,13 @@ class ImportSourceForm(WriteOnlySecretsForm):
             self.add_error(
                 "source_token", self.secret_missing("This authentication needs a secret")
             )
-        if auth in HEADER_AUTH and not _fits_a_header(cleaned.get("source_token") or ""):
-            self.add_error("source_token", HEADER_CHARACTERS)
-        if auth == Auth.BASIC and not _fits_a_header(cleaned.get("auth_username") or ""):
-            self.add_error("auth_username", HEADER_CHARACTERS)
+        basic = auth == Auth.BASIC
+        if auth in HEADER_AUTH and (
+            problem := _header_problem(cleaned.get("source_token") or "", basic=basic)
+        ):
+            self.add_error("source_token", problem)
+        if basic and (problem := _header_problem(cleaned.get("auth_username") or "", basic=True)):
+            self.add_error("auth_username", problem)
         if auth in (Auth.BASIC, Auth.OAUTH2_CLIENT_CREDENTIALS) and not cleaned.get(
             "auth_username"
         ):
@@ -604,20 +607,26 @@ HEADER_AUTH = (
     ImportSource.AuthKind.BASIC,
     ImportSource.AuthKind.API_KEY_HEADER,
 )
+PLACEHOLDER = "Holds '…', as a placeholder does: paste the secret itself."
 HEADER_CHARACTERS = (
-    "Holds a character an HTTP header cannot carry (such as '…' or a letter beyond "
-    "Latin-1): paste the secret itself, not a placeholder."
+    "Holds a character an HTTP header cannot carry (a letter beyond Latin-1): only Basic "
+    "authentication's user name and password may hold any letter."
 )
 
 
-def _fits_a_header(value: str) -> bool:
-    """Whether HTTP can send the value in a header (Latin-1, as http.client writes them);
-    else every request would fail before it left, with an error that names no setting."""
+def _header_problem(value: str, *, basic: bool = False) -> str:
+    """Why the value cannot be sent in a header: HTTP writes headers in Latin-1, and only Basic
+    credentials have a rule for other letters (UTF-8, RFC 7617); else every request would fail
+    before it left, with an error that names no setting. A '…' is an example's placeholder."""
+    if "…" in value:
+        return PLACEHOLDER
+    if basic:
+        return ""
     try:
         value.encode("latin-1")
     except UnicodeEncodeError:
-        return False
-    return True
+        return HEADER_CHARACTERS
+    return ""
 
 
 def _requestable(url: str | None) -> str | None:
