@@ -1528,3 +1528,31 @@ def test_a_source_whose_reader_refuses_a_stored_setting_fails_the_import_saying_
         execution.error
     )
     assert execution.chunks.get(index=0).state == ChunkJob.State.FAILED
+
+
+class SignsInOverTheNetwork:
+    """A plug-in that signs in as it starts, and finds its API out of reach."""
+
+    def __init__(self, *, import_source, options) -> None:
+        raise ConnectionError("the sign-in API is out of reach")
+
+    def fetch_page(self, cursor: str):
+        raise AssertionError("never reached")
+
+
+def test_a_plugin_that_cannot_reach_its_api_as_it_starts_has_its_page_tried_again(
+    pushed_source, settings
+):
+    # A network error while a plug-in signs in may pass: the page is tried again later, as
+    # one whose request failed so, rather than the import failing for good at once.
+    settings.IMPORT_SOURCE_PLUGINS = {"online": f"{__name__}.SignsInOverTheNetwork"}
+    ImportSource.objects.filter(pk=pushed_source.pk).update(source_kind="plugin", plugin="online")
+    pushed_source.refresh_from_db()
+
+    execution = services.start_import(source=pushed_source)
+
+    execution.refresh_from_db()
+    chunk = execution.chunks.get(index=0)
+    assert execution.state == Execution.State.INGESTING
+    assert chunk.state == ChunkJob.State.QUEUED
+    assert "could not start (ConnectionError: the sign-in API is out of reach)" in chunk.error

@@ -47,6 +47,8 @@ class PluginSource:
             self.plugin = cls(import_source=import_source, options=options)
         except SourceError as error:
             raise self._owned(error) from error
+        except TRANSIENT_ERRORS as exc:  # signing in over a network that may come back
+            raise self._failure("could not start", exc, permanent=False) from exc
         except Exception as exc:
             raise self._failure("could not start", exc, permanent=True) from exc
         if not callable(getattr(self.plugin, "fetch_page", None)):
