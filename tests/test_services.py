@@ -1556,3 +1556,31 @@ def test_a_plugin_that_cannot_reach_its_api_as_it_starts_has_its_page_tried_agai
     assert execution.state == Execution.State.INGESTING
     assert chunk.state == ChunkJob.State.QUEUED
     assert "could not start (ConnectionError: the sign-in API is out of reach)" in chunk.error
+
+
+class ReadsItsTableAsItStarts:
+    """A plug-in that reads a table of its own as it starts, while the database restarts."""
+
+    def __init__(self, *, import_source, options) -> None:
+        from django.db import OperationalError
+
+        raise OperationalError("server closed the connection unexpectedly")
+
+    def fetch_page(self, cursor: str):
+        raise AssertionError("never reached")
+
+
+def test_a_plugin_whose_database_drops_as_it_starts_has_its_page_tried_again(
+    pushed_source, settings
+):
+    settings.IMPORT_SOURCE_PLUGINS = {"tabled": f"{__name__}.ReadsItsTableAsItStarts"}
+    ImportSource.objects.filter(pk=pushed_source.pk).update(source_kind="plugin", plugin="tabled")
+    pushed_source.refresh_from_db()
+
+    execution = services.start_import(source=pushed_source)
+
+    execution.refresh_from_db()
+    chunk = execution.chunks.get(index=0)
+    assert execution.state == Execution.State.INGESTING
+    assert chunk.state == ChunkJob.State.QUEUED
+    assert "could not start (OperationalError: server closed the connection" in chunk.error

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import requests
+from django.db import InterfaceError, OperationalError
 from django.utils.module_loading import import_string
 
 from importer.json_codec import kind_of
@@ -17,8 +18,9 @@ from importer.sources import limits
 from importer.sources.base import Page, SourceError, config_error
 from importer.sources.rules import listed_plugins, plugin_problem
 
-# Errors a plug-in may leak from its own HTTP or socket calls: worth a retry.
-TRANSIENT_ERRORS = (OSError, requests.RequestException)
+# Errors a plug-in may leak from its own HTTP, socket or database calls: worth a retry (a
+# database restarting, a connection dropped).
+TRANSIENT_ERRORS = (OSError, requests.RequestException, OperationalError, InterfaceError)
 
 
 def plugin_path(import_source) -> str:
