@@ -130,6 +130,14 @@ def computers_with_disks(make_source, demo_mapping):
 
 
 @pytest.fixture
+def staff_client(client, django_user_model):
+    """A test client signed in as a superuser."""
+    user = django_user_model.objects.create_superuser("staff", "staff@example.com", "pw")
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
 def pushed_source(make_source, sandbox):
     """A source whose mapping Assets (the sandbox) has accepted."""
     from importer import services

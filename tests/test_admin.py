@@ -25,13 +25,6 @@ from importer.sources import conversions
 from tests.conftest import SANDBOX_TOKEN, wait_for_execution_to_finish
 
 
-@pytest.fixture
-def staff_client(client, django_user_model):
-    user = django_user_model.objects.create_superuser("staff", "staff@example.com", "pw")
-    client.force_login(user)
-    return client
-
-
 def source_form_data(source: ImportSource, **overrides) -> dict:
     """What the change form posts back for `source`, as a browser would send it."""
     form = ImportSourceForm(instance=source)

@@ -21,7 +21,7 @@ from importer.forms.sources import field_is_used
 from importer.models import ChunkJob, Execution, ImportSource
 from importer.sources import SourceError, build_source
 from tests.fake_source import FakeSource
-from tests.test_admin import post_source, staff_client  # noqa: F401 (a fixture)
+from tests.test_admin import post_source
 from tests.test_commands import run, source_entry, write
 
 RECORDS = 100
@@ -273,7 +273,7 @@ def test_a_keyset_source_round_trips_through_the_config_file(tmp_path, sandbox, 
 
 @pytest.mark.django_db
 def test_the_admin_form_refuses_a_keyset_source_without_its_field(
-    staff_client,  # noqa: F811
+    staff_client,
     make_source,
 ):
     source = make_source()
@@ -303,7 +303,7 @@ def test_the_admin_form_shows_the_parameter_and_field_of_keyset_paging_only():
 
 @pytest.mark.django_db
 def test_the_admin_form_says_the_keyset_field_must_be_unique_to_each_record(
-    staff_client,  # noqa: F811
+    staff_client,
     make_source,
 ):
     source = make_source()

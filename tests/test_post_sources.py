@@ -41,13 +41,6 @@ GRAPHQL_SETTINGS = {
 
 
 @pytest.fixture
-def staff_client(client, django_user_model):
-    user = django_user_model.objects.create_superuser("staff", "staff@example.com", "pw")
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
 def graphql_source(make_source, inventory):
     def build(**overrides) -> ImportSource:
         fields = {**GRAPHQL_SETTINGS, **overrides}

@@ -47,13 +47,6 @@ LANSWEEPER_SETTINGS = {
 
 
 @pytest.fixture
-def staff_client(client, django_user_model):
-    user = django_user_model.objects.create_superuser("staff", "staff@example.com", "pw")
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
 def lansweeper_source(make_source, inventory):
     def build(**overrides) -> ImportSource:
         fields = {**LANSWEEPER_SETTINGS, **overrides}
