@@ -17,7 +17,7 @@ from django.urls import reverse
 
 from importer import services
 from importer.devtools.demo_source import demo_computer
-from importer.forms.sources import field_is_used
+from importer.forms.source_fields import field_is_used
 from importer.models import ChunkJob, Execution, ImportSource
 from importer.sources import SourceError, build_source
 from tests.fake_source import FakeSource

@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from importer import services
 from importer.devtools.demo_source import _cursor_at
-from importer.forms.sources import FIELD_CONDITIONS, field_is_used
+from importer.forms.source_fields import FIELD_CONDITIONS, field_is_used
 from importer.models import Execution, ImportSource
 from importer.redaction import mask_setting, secrets_of
 from importer.sources import build_source

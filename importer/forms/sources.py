@@ -15,7 +15,6 @@ from importer.forms.source_fields import (
     AT_LEAST_ONE,
     AUTH_FIELDS,
     CONNECTION_FIELDS,
-    FIELD_CONDITIONS,
     FILE_FIELDS,
     KEPT_WHEN_NOT_POSTED,
     LIMIT_FIELDS,
@@ -24,16 +23,12 @@ from importer.forms.source_fields import (
     PAGING_FIELDS,
     SECRET_FIELDS,
     SOURCE_FIELDS,
-    field_is_used,
 )
 from importer.forms.source_masking import MaskedSourceSettings
 from importer.models import ImportSource
 from importer.services.editing import ASSETS_PLACE
 from importer.sources.conversions import ConversionError, converted_upload
 from importer.sources.rules import listed_plugins
-
-# FIELD_CONDITIONS and field_is_used are imported from here too, with the form.
-__all__ = ["FIELD_CONDITIONS", "ImportSourceForm", "field_is_used"]
 
 
 class ImportSourceForm(MaskedSourceSettings, SourceChecks, WriteOnlySecretsForm):
