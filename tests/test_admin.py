@@ -585,6 +585,46 @@ def test_a_json_error_names_its_line_and_column(staff_client, make_source):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    "total_path, error",
+    [
+        (
+            "header:",
+            "Name the header that tells the total after 'header:', e.g. 'header:X-Total-Count'.",
+        ),
+        (
+            "header:X Total Count",
+            "'X Total Count' is not a header name (letters, digits and - , no spaces), e.g. "
+            "'header:X-Total-Count'.",
+        ),
+        (
+            "header:Set-Cookie",
+            "The Set-Cookie header carries credentials, not a total: name the header that does.",
+        ),
+    ],
+)
+def test_a_total_path_naming_no_usable_header_is_refused_at_its_field(
+    staff_client, make_source, total_path, error
+):
+    source = make_source()
+
+    response = post_source(staff_client, source, total_path=total_path)
+
+    assert response.context["adminform"].form.errors["total_path"] == [error]
+
+
+@pytest.mark.django_db
+def test_a_total_path_naming_a_header_is_saved(staff_client, make_source):
+    source = make_source()
+
+    response = post_source(staff_client, source, total_path="header:X-Total-Count")
+
+    assert response.status_code == 302
+    source.refresh_from_db()
+    assert source.total_path == "header:X-Total-Count"
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("levels", [100, 100_000], ids=["deep", "deeper than Python parses"])
 def test_json_nested_absurdly_deep_is_refused_at_its_field(staff_client, make_source, levels):
     source = make_source()

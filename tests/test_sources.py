@@ -442,6 +442,69 @@ def test_a_total_path_set_is_the_only_total_a_first_answer_is_held_to(serve) -> 
     assert records == served
 
 
+def three_records_telling(serve, headers: dict[str, str]) -> str:
+    """The URL of an answer of three records with `headers` (a total told in one)."""
+    served = [{"id": i} for i in range(1, 4)]
+    return serve().add_file("list.json", json.dumps(served).encode(), "application/json", headers)
+
+
+@pytest.mark.parametrize("named", ["header:X-Total-Count", "HEADER: x-total-count"])
+def test_a_total_path_reads_the_header_it_names_whatever_its_case(serve, named) -> None:
+    url = three_records_telling(serve, {"X-Total-Count": " 3 "})
+
+    page = build_source(rest_source(url, pagination="none", total_path=named)).fetch_page("")
+
+    assert page.total == 3
+
+
+def test_an_answer_without_the_total_header_tells_no_total_as_a_body_without_its_path(
+    serve,
+) -> None:
+    url = three_records_telling(serve, {})
+    source = rest_source(url, pagination="none", total_path="header:X-Total-Count")
+
+    assert build_source(source).fetch_page("").total is None
+
+
+@pytest.mark.parametrize("told", ["12.5", "-3", "many"])
+def test_a_total_header_that_is_not_a_whole_number_fails_the_page_saying_where(serve, told) -> None:
+    url = three_records_telling(serve, {"X-Total": told})
+
+    error = walk_failure(rest_source(url, pagination="none", total_path="header:X-Total"))
+
+    told_back = f"the total in header 'X-Total' is not a number ({told!r})"
+    assert error.message == f"source 'cmdb': {told_back}"
+
+
+def test_a_first_answer_short_of_its_header_total_fails_naming_the_header(serve) -> None:
+    url = three_records_telling(serve, {"X-WP-Total": "57"})
+
+    error = walk_failure(rest_source(url, pagination="none", total_path="header:X-WP-Total"))
+
+    assert "says it holds 57 records (in header 'X-WP-Total') but its one answer held 3" in str(
+        error
+    )
+
+
+def test_a_usual_total_header_is_not_looked_at_without_a_total_path(serve) -> None:
+    # ServiceNow's X-Total-Count counts rows its access controls then leave out: the answer
+    # holds every record the caller may read.
+    url = three_records_telling(serve, {"X-Total-Count": "57"})
+
+    records, _ = walk(rest_source(url, pagination="none"))
+
+    assert len(records) == 3
+
+
+@pytest.mark.parametrize("named", ["header:", "header:X Total", "header:Set-Cookie"])
+def test_a_stored_total_path_naming_no_usable_header_is_a_configuration_error(named) -> None:
+    with pytest.raises(SourceError) as caught:
+        build_source(rest_source("http://127.0.0.1:9/items", total_path=named))
+
+    assert caught.value.kind == "config"
+    assert "is misconfigured" in caught.value.message
+
+
 def test_extra_params_go_on_every_next_url_request_though_its_links_leave_them_out(
     fake: FakeSource,
 ) -> None:

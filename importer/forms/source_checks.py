@@ -29,6 +29,7 @@ from importer.sources.rules import (
     plugin_problem,
     post_paging_problem,
     request_body_problem,
+    total_path_problem,
     url_credentials_problem,
 )
 
@@ -134,6 +135,7 @@ class SourceChecks:
                 cursor_path_problem(cleaned.get("pagination"), cleaned.get("cursor_path") or ""),
             )
             self._add_problem("extra_params", paging_param_problem(cleaned))
+            self._add_problem("total_path", total_path_problem(cleaned.get("total_path") or ""))
             method = cleaned.get("request_method")
             self._add_problem("pagination", post_paging_problem(method, cleaned.get("pagination")))
             if "after_first_page" not in self.errors:

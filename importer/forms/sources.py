@@ -100,6 +100,11 @@ class ImportSourceForm(MaskedSourceSettings, SourceChecks, WriteOnlySecretsForm)
             "plugin_options": "Plug-in options",
         }
         help_texts = {
+            "total_path": "Optional: where the answers tell the total number of records, a "
+            "dotted path in the body (e.g. meta.total), or header: and the name of the "
+            "response header that tells it (e.g. header:X-Total-Count; GitLab's "
+            "header:X-Total, WordPress's header:X-WP-Total). It shows the import's progress, "
+            "and the import fails if the records received do not add up to it.",
             "file_encoding": "Files: the text encoding, e.g. utf-8, or cp1252 for an older "
             "spreadsheet's CSV export. A byte-order mark (UTF-8, UTF-16) wins over it, and so "
             "does text valid as UTF-8 when a single-byte code page such as cp1252 is set.",

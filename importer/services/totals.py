@@ -1,14 +1,14 @@
 """Whether an import brought what its source said it holds, and where its source ended.
 
-A source whose answers carry a total (the source's `total_path`) is held to it: at the end, the
-records received from every page up to the source's last must add up to that total, or the
-import fails saying what the source did. Pages read by position (offset and page-number
-paging, and next links, which mostly carry an offset) are also checked for a record read on
-two of them: the source's order moved while it was read, and other records may never have
-been read, which no total shows (or the source lists some objects twice: its
-`repeated_records` setting then lets them through). Pages reached by a cursor are looked at
-too, and a record on two of them is noted on the import, not failed: most cursors name the
-last record read, and bring again only a record that changed meanwhile. A CMDB
+A source whose answers carry a total (the source's `total_path`, in their body or a header)
+is held to it: at the end, the records received from every page up to the source's last must
+add up to that total, or the import fails saying what the source did. Pages read by position
+(offset and page-number paging, and next links, which mostly carry an offset) are also checked
+for a record read on two of them: the source's order moved while it was read, and other
+records may never have been read, which no total shows (or the source lists some objects
+twice: its `repeated_records` setting then lets them through). Pages reached by a cursor are
+looked at too, and a record on two of them is noted on the import, not failed: most cursors
+name the last record read, and bring again only a record that changed meanwhile. A CMDB
 that looks complete and is not is the outcome this prevents.
 """
 
@@ -24,6 +24,7 @@ from importer.mapping import ITEMS_THAT_TELL_A_RENAME, first_left_out
 from importer.models import ChunkJob, Execution, ImportSource
 from importer.services.errors import HOW_TO_MEND_A_SELECTORS_LOCATORS
 from importer.services.plan import reads_in_parallel
+from importer.sources.totals import told_in
 
 # Digests held in a set at once when looking for a record on two pages (about 70 bytes each,
 # so under 20 MB): a bigger import is looked at in as many passes, each over a share of the
@@ -96,17 +97,18 @@ def total_disagreement(execution: Execution) -> str:
     largest = max(total, execution.records_total_largest or total)
     if total <= received <= largest:
         return ""  # all it told at first, and what it grew by while it was read
-    where = f"'{execution.source.total_path or 'its total path'}'"
+    total_path = execution.source.total_path
+    where = told_in(total_path) if total_path else "at its total path"
     if largest > total:
         where += f", growing to {largest} while it was read"
     if received < total:
         what = (
-            f"The source said it holds {total} records (at {where}) but served only "
+            f"The source said it holds {total} records ({where}) but served only "
             f"{received}: its answers ended early, or its total counts records it does not list"
         )
     else:
         what = (
-            f"The source said it holds {total} records (at {where}) but served {received}: "
+            f"The source said it holds {total} records ({where}) but served {received}: "
             "its total is not the number of records it lists"
         )
     return (

@@ -57,10 +57,10 @@ class KeysetPages:
         sent = self._sent(cursor)
         url = self.url(cursor)
         try:
-            _, document, records = source._read(url)
+            response, document, records = source._read(url)
         except SourceError as error:
             raise self._explained_refusal(error, cursor) from None
-        total = source._total(document)
+        total = source._total(response, document)
         if not records:
             return Page(records=records, next_cursor=None, total=total)
         path = [part for part in config.cursor_path.split(".") if part]

@@ -70,14 +70,14 @@ class OffsetPages:
                 if not position or not self._ends(error, position, last_answer):
                     raise
                 return Page(records=records, next_cursor=None, total=total)
-            _, document, got = answer
+            response, document, got = answer
             self._fullest_before = max(self._fullest_before, self._latest_answer)
             self._latest_answer = last_answer = len(got)
             if position == 0 and len(got) > source.page_size:
                 self.checks.offset_followed(got)
             if got:
                 self.checks.not_repeated("offset", position, got)
-            told = source._total(document)
+            told = source._total(response, document)
             total = told if told is not None else total
             kept = got[: end - position]
             records += kept
@@ -133,7 +133,7 @@ class OffsetPages:
         answer = source._read_after_short(url)
         if answer is None:
             return None, None
-        return len(answer[2]), source._total(answer[1])
+        return len(answer[2]), source._total(answer[0], answer[1])
 
 
 class NumberedPages:
@@ -161,7 +161,7 @@ class NumberedPages:
                 raise
             return Page(records=[], next_cursor=None, total=None)
         response, document, records = answer
-        total = source._total(document)
+        total = source._total(response, document)
         if page == config.first_page > 0:  # an empty one too: a source of one page from 0
             sign = says_page_before(response, document, config.page_param, page)
             self.checks.no_page_before(page, sign, records)

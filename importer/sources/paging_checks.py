@@ -11,8 +11,8 @@ never reach an end:
   counts its offsets before cutting the size skips the records it left out of every page.
 * A source read by cursor, by links or in one request whose first page is also its last,
   though the answer says it holds more records (its total path, or a total under a usual
-  name: `total`, `totalCount`, `count`), is not paged as configured: its first page alone
-  would end DONE.
+  name: `total`, `totalCount`, `count`; a header only when the total path names it), is not
+  paged as configured: its first page alone would end DONE.
 * A source that ignores the offset, one whose pages start before the first page set, and one
   that answers its last page again for any page past its end would repeat pages or leave some
   out: each fails the page, naming what to set.
@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from importer.sources import next_page
 from importer.sources.base import SourceError
+from importer.sources.totals import header_named, told_in
 from importer.sources.urls import moved_by, with_query
 
 # Fields that most often name a record, looked for in this order.
@@ -45,7 +46,7 @@ class PagingChecks:
         # Next-link paging: whether this reader asked if a short page's link skips records.
         self._links_checked = False
 
-    def first_page_holds_all(self, document: Any, records: list[dict]) -> None:
+    def first_page_holds_all(self, response: Any, document: Any, records: list[dict]) -> None:
         """A source read by cursor, by links or in one request whose first page is also its
         last, though the answer says the source holds more records (its total path, or a
         total under a usual name): the paging is not the source's, and the import would end
@@ -54,15 +55,17 @@ class PagingChecks:
         then not taken for the records' count."""
         source = self.source
         config = source.config
-        told = source._total(document)
-        where = config.total_path
+        told = source._total(response, document)
+        where = f"'{config.total_path}'"
+        if header_named(config.total_path):
+            where = told_in(config.total_path)
         if told is None:
             if config.total_path:
                 return
             found = next_page.total_told(document, config.records_path)
             if found is None:
                 return
-            where, told = found
+            where, told = f"'{found[0]}'", found[1]
         if told <= len(records):
             return
         if config.pagination == "none":
@@ -82,11 +85,11 @@ class PagingChecks:
         otherwise = (
             ""
             if config.total_path
-            else f". If '{where}' counts something else, set the total path to where the "
+            else f". If {where} counts something else, set the total path to where the "
             "answers count their records"
         )
         raise source.http.error(
-            f"says it holds {told} records ('{where}') but {held}: {what}. The import stops "
+            f"says it holds {told} records ({where}) but {held}: {what}. The import stops "
             f"rather than end DONE without the other {told - len(records)}{otherwise}",
             kind="config",
         )

@@ -28,7 +28,7 @@ from django.utils.crypto import salted_hmac
 
 from importer.redaction import secret_forms, secrets_of
 from importer.sources import graphql, limits, next_page, request_body
-from importer.sources.answers import link_to_next, lookup, select_records
+from importer.sources.answers import link_to_next, select_records
 from importer.sources.base import Page, SourceError, config_error, number_cursor
 from importer.sources.keyset import KeysetPages
 from importer.sources.numbered_pages import (
@@ -46,7 +46,9 @@ from importer.sources.rules import (
     paging_params,
     post_paging_problem,
     request_body_problem,
+    total_path_problem,
 )
+from importer.sources.totals import NotATotal, told_in, told_total
 from importer.sources.transport import ACCESS_TOKEN_MARK, SourceHttp
 from importer.sources.urls import (
     DEFAULT_PORTS,
@@ -92,6 +94,8 @@ class RestJsonSource:
             raise config_error(source, f"unknown pagination '{source.pagination}'")
         if cursor_path_problem(source.pagination, source.cursor_path):
             raise config_error(source, cursor_path_problem(source.pagination, source.cursor_path))
+        if total_path_problem(source.total_path):
+            raise config_error(source, total_path_problem(source.total_path))
         if not isinstance(source.extra_params or {}, dict):
             raise config_error(source, "extra parameters must be a JSON object")
         settings = {name: getattr(source, name) for name in _POST_SETTINGS}
@@ -143,8 +147,8 @@ class RestJsonSource:
         if next_cursor:
             self._checks.links_moved_as_served(url, next_cursor, records)
         elif not cursor:
-            self._checks.first_page_holds_all(document, records)
-        return Page(records=records, next_cursor=next_cursor, total=self._total(document))
+            self._checks.first_page_holds_all(response, document, records)
+        return Page(records=records, next_cursor=next_cursor, total=self._total(response, document))
 
     def _explained_refusal(self, error: SourceError, cursor: str) -> SourceError:
         """A next page the source pointed to itself, refused as a bad request or as not
@@ -385,18 +389,17 @@ class RestJsonSource:
         parts = urlsplit(url)
         return urlunsplit(parts._replace(netloc=f"{userinfo}@{parts.netloc}"))
 
-    def _total(self, document: Any) -> int | None:
+    def _total(self, response: Any, document: Any) -> int | None:
+        """The total an answer tells at the source's total path (its body, or a header:
+        `totals.py`); None when it tells none."""
         if not self.config.total_path:
             return None
-        value = lookup(document, self.config.total_path)
-        if value is None:
-            return None
         try:
-            return int(value)
-        except (TypeError, ValueError):
+            return told_total(response, document, self.config.total_path)
+        except NotATotal as error:
             raise SourceError(
-                f"source '{self.name}': the total at '{self.config.total_path}' is not a "
-                f"number ({str(value)[:50]!r})",
+                f"source '{self.name}': the total {told_in(self.config.total_path)} is not a "
+                f"number ({self.http.scrub(str(error.value))[:50]!r})",
                 kind="bad_records",
             ) from None
 

@@ -16,6 +16,7 @@ from django.conf import settings
 from importer.json_codec import kind_of
 from importer.redaction.masks import userinfo_of
 from importer.sources.request_body import body_problem
+from importer.sources.totals import header_named
 
 PEM_CERTIFICATE = "-----BEGIN CERTIFICATE-----"
 # One certificate of a bundle, from its BEGIN line to its END line (or, cut short, to the next
@@ -96,6 +97,29 @@ def cursor_path_problem(pagination: str, cursor_path: str) -> str:
             "the next page is asked for after (e.g. 'id'; 'sort' for Elasticsearch's hits)"
         )
     return f"{pagination} paging needs the dotted path of the next cursor or URL in the answer"
+
+
+# A response header's name, as HTTP allows it (RFC 9110's token).
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Headers that carry credentials, never a total: their value would be shown in an error.
+_CREDENTIAL_HEADERS = frozenset(
+    {"set-cookie", "cookie", "authorization", "www-authenticate", "proxy-authenticate"}
+)
+
+
+def total_path_problem(total_path: str) -> str:
+    """What is wrong with a total path that names a header; "" when nothing is."""
+    name = header_named(total_path)
+    if name is None:
+        return ""
+    example = "e.g. 'header:X-Total-Count'"
+    if not name:
+        return f"name the header that tells the total after 'header:', {example}"
+    if not _HEADER_NAME.fullmatch(name):
+        return f"'{name[:50]}' is not a header name (letters, digits and - , no spaces), {example}"
+    if name.lower() in _CREDENTIAL_HEADERS:
+        return f"the {name} header carries credentials, not a total: name the header that does"
+    return ""
 
 
 def paging_params(cleaned: dict) -> dict[str, str]:
