@@ -13,6 +13,7 @@ import pytest
 from importer import services
 from importer.devtools.demo_source import demo_computer
 from importer.models import ChunkJob, Execution
+from importer.progress import progress_of
 from importer.services import totals
 from tests.conftest import run_retries_now, wait_for_execution_to_finish
 from tests.fake_source import FakeSource
@@ -408,6 +409,45 @@ def test_a_total_that_disagrees_with_the_records_served_fails_the_import(
     assert remote["completed_posts"] == 0
     assert len(remote["failure_reasons"]) == 1
     assert f"said it holds {reported} records" in remote["failure_reasons"][0]
+
+
+# A total told in a response header alone (json-server's X-Total-Count, GitLab's X-Total):
+# the demo inventory tells it so when asked with total_header=<name>.
+HEADER_TOTAL = {"extra_params": {"total_header": "X-Total-Count"}}
+
+
+@pytest.mark.parametrize("style", ["offset", "page"])
+def test_a_total_told_in_a_header_is_the_imports_total_and_the_import_is_done(
+    make_source, sandbox, style
+):
+    source = make_source(
+        pagination=style, limit_param="limit", total_path="header:x-total-count", **HEADER_TOTAL
+    )
+
+    execution = services.start_import(source=services.push_mapping(source=source))
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE, execution.error
+    assert execution.records_total == 120
+    assert progress_of(execution)["records_total"] == 120
+    assert len(sandbox.execution(execution.assets_execution_id)["objects"]) == 120
+
+
+def test_a_source_serving_fewer_records_than_its_header_total_fails_naming_the_header(
+    make_source, sandbox, inventory
+):
+    inventory.unlisted_records = 5  # counted, as records the caller may not read, never served
+    source = make_source(total_path="header:X-Total-Count", **HEADER_TOTAL)
+
+    execution = services.start_import(source=services.push_mapping(source=source))
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.FAILED
+    assert (
+        "The source said it holds 125 records (in header 'X-Total-Count') but served only 120"
+        in execution.error
+    )
+    assert not sandbox.execution(execution.assets_execution_id)["completed_posts"]
 
 
 @pytest.mark.parametrize("status", [404, 400, 422])

@@ -61,8 +61,10 @@ class Throttling:
 
 
 class DemoInventory(DevServer):
-    """`GET /api/computers` with offset/limit or page/limit (pages start at 1), and the same
-    computers read with POST, as inventories with a query language serve them:
+    """`GET /api/computers` with offset/limit or page/limit (pages start at 1), its total as
+    `"total"` in the body, or with `total_header=NAME` in the query, in that response header
+    alone (`?total_header=X-Total-Count`); and the same computers read with POST, as
+    inventories with a query language serve them:
 
     * `POST /api/graphql`, GraphQL-like: `{"query": "... assets ...", "variables": {"first":
       n, "after": cursor}}` answers `{"data": {"assets": {"items": [...], "pageInfo":
@@ -87,8 +89,12 @@ class DemoInventory(DevServer):
         records: int = 300,
         token: str | None = None,
         latency: float = 0.0,
+        unlisted_records: int = 0,
     ) -> None:
         super().__init__(host, port)
+        # Records its total counts that it never lists, as an API counts records the caller
+        # may not read: /api/computers tells a total this much larger than it serves.
+        self.unlisted_records = unlisted_records
         self.token = token
         self.latency = latency
         self._computers = [demo_computer(i) for i in range(1, records + 1)]
@@ -190,9 +196,13 @@ class DemoInventory(DevServer):
             return error_reply(400, str(exc))
         if self.latency:
             time.sleep(self.latency)
-        total = len(self._computers)
-        start, stop = window if window else (0, total)
-        return json_reply(200, {"items": self._computers[start:stop], "total": total})
+        total = len(self._computers) + self.unlisted_records
+        start, stop = window if window else (0, len(self._computers))
+        items = self._computers[start:stop]
+        header = request.query.get("total_header", [""])[0]
+        if header:  # told as json-server, ServiceNow or GitLab tell it: in a header alone
+            return json_reply(200, {"items": items}, {header: str(total)})
+        return json_reply(200, {"items": items, "total": total})
 
     QUERIED_WITH_POST = {"/api/graphql": "_graphql", "/api/search": "_search"}
 

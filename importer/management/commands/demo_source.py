@@ -8,8 +8,9 @@ from importer.management.base import cannot_listen
 
 class Command(BaseCommand):
     help = (
-        "Serve GET /api/computers (offset/limit or page/limit), and POST /api/graphql and "
-        "/api/search, on 127.0.0.1 until Ctrl-C."
+        "Serve GET /api/computers (offset/limit or page/limit; total_header=X-Total-Count "
+        "tells the total in that header), and POST /api/graphql and /api/search, on "
+        "127.0.0.1 until Ctrl-C."
     )
 
     def add_arguments(self, parser):
@@ -26,6 +27,13 @@ class Command(BaseCommand):
             default=0.0,
             help="Seconds to wait per page of /api/computers (default: %(default)s).",
         )
+        parser.add_argument(
+            "--unlisted-records",
+            type=int,
+            default=0,
+            help="Records counted in /api/computers' total but never served, to try the "
+            "check of the records received against the total (default: %(default)s).",
+        )
 
     def handle(self, *args, **options):
         try:
@@ -34,12 +42,16 @@ class Command(BaseCommand):
                 records=options["records"],
                 token=options["token"],
                 latency=options["latency"],
+                unlisted_records=options["unlisted_records"],
             )
         except OSError as error:
             raise cannot_listen(options["port"], error) from None
         source.log_requests = options["verbosity"] >= 2
+        unlisted = options["unlisted_records"]
+        counted = f", its total counting {unlisted} more" if unlisted else ""
         self.stdout.write(
-            f"Demo inventory on {source.base_url}/api/computers ({options['records']} computers)"
+            f"Demo inventory on {source.base_url}/api/computers "
+            f"({options['records']} computers{counted})"
         )
         try:
             source.serve_forever()
