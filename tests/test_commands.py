@@ -484,6 +484,17 @@ DOCUMENTED_SOURCES = {
         "url": "https://inventory.example/api",
         "pagination": {"style": "link_header"},
     },
+    "total_in_a_header": {
+        "kind": "rest",
+        "url": "https://inventory.example/api",
+        "records": "",
+        "pagination": {
+            "style": "offset",
+            "offset_param": "_start",
+            "limit_param": "_limit",
+            "total_path": "header:X-Total-Count",
+        },
+    },
     "basic": {
         "kind": "rest",
         "url": "https://inventory.example/api",
@@ -1106,6 +1117,19 @@ def test_a_file_naming_a_source_twice_is_refused(tmp_path, sandbox, inventory, d
 
     with pytest.raises(CommandError, match="source 'laptops' is in the file 2 times: keep one"):
         run("import_sources", write(tmp_path, [first, second]))
+
+    assert not ImportSource.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_total_path_naming_no_header_is_refused_at_its_setting(
+    tmp_path, sandbox, inventory, demo_mapping
+):
+    entry = source_entry(sandbox, inventory, demo_mapping)
+    entry["source"]["pagination"]["total_path"] = "header:"
+
+    with pytest.raises(CommandError, match="Name the header that tells the total after 'header:'"):
+        run("import_sources", write(tmp_path, [entry]))
 
     assert not ImportSource.objects.exists()
 
