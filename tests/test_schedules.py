@@ -860,6 +860,57 @@ def test_a_schedule_whose_first_run_has_passed_can_be_edited_keeping_its_start(
     assert sandbox.schedules("src-1")[0]["runFrequency"] == "WEEKLY"
 
 
+def test_a_change_assets_cannot_take_says_assets_still_runs_the_schedule_as_last_synced(
+    admin_client, pushed_source, sandbox
+):
+    schedule = services.sync_schedule(schedule=make_schedule(pushed_source))
+    sandbox.faults.add(method="PUT", path_contains="/importschedule", status=503, times=-1)
+
+    response = admin_client.post(
+        reverse("admin:importer_schedule_change", args=[schedule.pk]),
+        {
+            "source": pushed_source.pk,
+            "frequency": "WEEKLY",
+            "start_local": tomorrow_at(15).strftime("%Y-%m-%d %H:%M"),
+            "timezone": "Europe/Berlin",
+        },
+        follow=True,
+    )
+
+    [message] = [str(m) for m in response.context["messages"]]
+    assert message.endswith("Until then Assets runs it as last synced.")
+    # Its copy in Assets calls a webtrigger that still starts imports, at the old times.
+    assert [s["runFrequency"] for s in sandbox.schedules("src-1")] == ["DAILY"]
+    listed = admin_client.get(reverse("admin:importer_schedule_changelist")).content.decode()
+    assert "Assets still runs it as last synced" in listed
+    assert "no run until it is synced" not in listed
+
+
+def test_a_schedule_whose_webtrigger_token_assets_did_not_get_says_it_runs_no_more(
+    admin_client, pushed_source, sandbox
+):
+    schedule = services.sync_schedule(schedule=make_schedule(pushed_source))
+    sandbox.faults.add(method="PUT", path_contains="/importschedule", status=503, times=-1)
+
+    with pytest.raises(services.ScheduleError):
+        services.rotate_webtrigger_token(source=pushed_source)
+
+    schedule.refresh_from_db()
+    assert not services.runs_as_last_synced(schedule)
+    listed = admin_client.get(reverse("admin:importer_schedule_changelist")).content.decode()
+    assert "no run until it is synced" in listed
+
+
+def test_a_schedule_assets_no_longer_holds_is_not_said_to_run(pushed_source, sandbox):
+    schedule = services.sync_schedule(schedule=make_schedule(pushed_source))
+    sandbox.reset()
+
+    services.compare_schedule(schedule=schedule)
+
+    schedule.refresh_from_db()
+    assert not services.runs_as_last_synced(schedule)
+
+
 def test_a_schedule_stays_with_its_source(admin_client, pushed_source, make_source, sandbox):
     other = make_source(name="other", import_source_id="src-2")
     schedule = services.sync_schedule(schedule=make_schedule(pushed_source))

@@ -62,9 +62,12 @@ def stalled_note(stalled_since) -> str:
 
 def when_it_runs(schedule: Schedule) -> str:
     """When the schedule runs next, as every page says it: a time only when Assets holds
-    the schedule (a disabled source's was removed, one out of sync may not be there)."""
+    the schedule (a disabled source's was removed, one out of sync may not be there, or be
+    there as it was last synced, and run so)."""
     if not schedule.source.enabled:
         return "paused: the source is disabled"
+    if services.runs_as_last_synced(schedule):
+        return "not in Assets as set here: Assets still runs it as last synced"
     if not schedule.in_sync:
         return "not in Assets as set here: no run until it is synced"
     return f"next {next_run_label(schedule)}"

@@ -105,11 +105,16 @@ class ScheduleAdmin(DeletedInAssetsFirst, admin.ModelAdmin):
         try:
             services.sync_schedule(schedule=obj)
         except services.ScheduleError as error:
+            meanwhile = (
+                " Until then Assets runs it as last synced."
+                if services.runs_as_last_synced(obj)
+                else ""
+            )
             request.schedule_outcome = (
                 messages.WARNING,
                 f"The schedule of {obj.source} is saved here, but not in Assets: "
                 f"{str(error).rstrip('.')}. It is marked out of sync; once the cause is "
-                "fixed, use 'Re-sync schedule to Assets'.",
+                f"fixed, use 'Re-sync schedule to Assets'.{meanwhile}",
             )
         else:
             request.schedule_outcome = (

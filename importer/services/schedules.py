@@ -236,6 +236,18 @@ def calls_an_old_address(schedule: Schedule) -> bool:
     )
 
 
+def runs_as_last_synced(schedule: Schedule) -> bool:
+    """Whether Assets still runs the schedule as it was last synced, though it is out of sync
+    here: a change Assets refused or did not get leaves its copy in place, calling a
+    webtrigger that still starts imports (unlike a retired token, or one never made)."""
+    return (
+        not schedule.in_sync
+        and bool(schedule.assets_schedule_id and schedule.callback_url)
+        and schedule.source.enabled
+        and schedule.callback_url == webtrigger_url(schedule.source)
+    )
+
+
 def _first_to_create(schedule: Schedule, seen_id: str, created_id: str) -> bool:
     """Record the created schedule's id unless another sync recorded one since `seen_id`."""
     return bool(
@@ -345,6 +357,9 @@ def compare_schedule(*, schedule: Schedule) -> list[str]:
     try:
         remote = AssetsClient.for_source(schedule.source).get_schedule(schedule.assets_schedule_id)
     except AssetsNotFound:
+        # Nothing in Assets runs it: the next sync makes it again.
+        schedule.assets_schedule_id = ""
+        schedule.save(update_fields=["assets_schedule_id", "updated_at"])
         _mark_out_of_sync(schedule, "Assets no longer holds this schedule.")
         return [schedule.sync_error]
     differences = []
