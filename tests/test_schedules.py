@@ -901,6 +901,26 @@ def test_a_schedule_whose_webtrigger_token_assets_did_not_get_says_it_runs_no_mo
     assert "no run until it is synced" in listed
 
 
+def test_a_token_rotation_assets_does_not_get_says_the_runs_stop_and_how_to_resume(
+    admin_client, pushed_source, sandbox
+):
+    services.sync_schedule(schedule=make_schedule(pushed_source))
+    sandbox.faults.add(method="PUT", path_contains="/importschedule", status=503, times=-1)
+
+    response = admin_client.post(
+        reverse("admin:importer_importsource_changelist"),
+        {"action": "rotate_webtrigger_token", "_selected_action": [pushed_source.pk]},
+        follow=True,
+    )
+
+    [message] = [str(m) for m in response.context["messages"]]
+    assert "503" in message
+    assert message.endswith(
+        "Its scheduled runs call that URL and start nothing until Assets has the new one: "
+        "once the cause is fixed, use 'Re-sync schedule to Assets' under Schedules."
+    )
+
+
 def test_a_schedule_assets_no_longer_holds_is_not_said_to_run(pushed_source, sandbox):
     schedule = services.sync_schedule(schedule=make_schedule(pushed_source))
     sandbox.reset()

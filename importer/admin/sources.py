@@ -340,10 +340,14 @@ class ImportSourceAdmin(
             try:
                 services.rotate_webtrigger_token(source=source)
             except services.ScheduleError as error:
+                # The old token is retired all the same (it may have leaked): say that the
+                # runs stop, and how they start again.
                 self.message_user(
                     request,
                     f"New webtrigger token of {source} saved, but Assets still has the old "
-                    f"URL: {error}",
+                    f"URL: {str(error).rstrip('.')}. Its scheduled runs call that URL and start "
+                    "nothing until Assets has the new one: once the cause is fixed, use "
+                    "'Re-sync schedule to Assets' under Schedules.",
                     messages.ERROR,
                 )
             else:
