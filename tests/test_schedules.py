@@ -915,10 +915,60 @@ def test_a_token_rotation_assets_does_not_get_says_the_runs_stop_and_how_to_resu
 
     [message] = [str(m) for m in response.context["messages"]]
     assert "503" in message
+    assert "It is synced again by itself every 10 minutes" in message
     assert message.endswith(
         "Its scheduled runs call that URL and start nothing until Assets has the new one: "
-        "once the cause is fixed, use 'Re-sync schedule to Assets' under Schedules."
+        "'Re-sync schedule to Assets' under Schedules tries at once."
     )
+
+
+def test_a_new_webtrigger_token_assets_could_not_take_reaches_it_by_housekeeping(
+    pushed_source, sandbox
+):
+    schedule = services.sync_schedule(schedule=make_schedule(pushed_source))
+    sandbox.faults.add(method="PUT", path_contains="/importschedule", status=503, times=-1)
+    with pytest.raises(services.ScheduleError) as told:
+        services.rotate_webtrigger_token(source=pushed_source)
+    assert told.value.will_retry
+    sandbox.faults.clear()
+    assert services.retry_failed_syncs() == 0  # not before its time
+
+    Schedule.objects.filter(pk=schedule.pk).update(sync_retry_at=timezone.now())
+    assert services.retry_failed_syncs() == 1
+
+    schedule.refresh_from_db()
+    assert schedule.in_sync and schedule.sync_retry_at is None
+    new_url = services.webtrigger_url(ImportSource.objects.get(pk=pushed_source.pk))
+    assert [s["callbackUrl"] for s in sandbox.schedules("src-1")] == [new_url]
+
+
+def test_a_create_whose_answer_was_lost_is_not_made_again_by_itself(pushed_source, sandbox):
+    sandbox.faults.add(method="POST", path_contains="/importschedule", lose_answer=True)
+
+    with pytest.raises(services.ScheduleError) as told:
+        services.sync_schedule(schedule=make_schedule(pushed_source))
+
+    # Assets made it: another try by itself would leave a copy there at each one.
+    assert len(sandbox.schedules("src-1")) == 1
+    assert not told.value.will_retry
+    assert Schedule.objects.get().sync_retry_at is None
+
+
+@pytest.mark.parametrize("status", [401, 409])
+def test_a_sync_assets_refuses_for_a_cause_to_mend_waits_for_a_resync(
+    pushed_source, sandbox, status
+):
+    schedule = services.sync_schedule(schedule=make_schedule(pushed_source))
+    sandbox.faults.add(method="PUT", path_contains="/importschedule", status=status, times=1)
+    schedule.frequency = "WEEKLY"
+    schedule.save()
+
+    with pytest.raises(services.ScheduleError) as told:
+        services.sync_schedule(schedule=schedule)
+
+    assert not told.value.will_retry
+    assert "by itself" not in str(told.value)
+    assert Schedule.objects.get(pk=schedule.pk).sync_retry_at is None
 
 
 def test_a_schedule_assets_no_longer_holds_is_not_said_to_run(pushed_source, sandbox):

@@ -110,11 +110,15 @@ class ScheduleAdmin(DeletedInAssetsFirst, admin.ModelAdmin):
                 if services.runs_as_last_synced(obj)
                 else ""
             )
+            then = (
+                "'Re-sync schedule to Assets' tries at once"
+                if error.will_retry
+                else "once the cause is fixed, use 'Re-sync schedule to Assets'"
+            )
             request.schedule_outcome = (
                 messages.WARNING,
                 f"The schedule of {obj.source} is saved here, but not in Assets: "
-                f"{str(error).rstrip('.')}. It is marked out of sync; once the cause is "
-                f"fixed, use 'Re-sync schedule to Assets'.{meanwhile}",
+                f"{str(error).rstrip('.')}. It is marked out of sync; {then}.{meanwhile}",
             )
         else:
             request.schedule_outcome = (

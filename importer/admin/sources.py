@@ -342,12 +342,16 @@ class ImportSourceAdmin(
             except services.ScheduleError as error:
                 # The old token is retired all the same (it may have leaked): say that the
                 # runs stop, and how they start again.
+                then = (
+                    "'Re-sync schedule to Assets' under Schedules tries at once"
+                    if error.will_retry
+                    else "once the cause is fixed, use 'Re-sync schedule to Assets' under Schedules"
+                )
                 self.message_user(
                     request,
                     f"New webtrigger token of {source} saved, but Assets still has the old "
                     f"URL: {str(error).rstrip('.')}. Its scheduled runs call that URL and start "
-                    "nothing until Assets has the new one: once the cause is fixed, use "
-                    "'Re-sync schedule to Assets' under Schedules.",
+                    f"nothing until Assets has the new one: {then}.",
                     messages.ERROR,
                 )
             else:

@@ -55,6 +55,13 @@ class Schedule(models.Model):
         "short month's last day, an hour a clock change skips): once it has passed, Assets "
         "is told the next run on its own day and time, to repeat from.",
     )
+    sync_retry_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Assets could not take the last sync (busy, a server error, out of reach): "
+        "housekeeping syncs the schedule again then, so a change or a new webtrigger token "
+        "does not wait for someone to re-sync it.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -77,11 +77,15 @@ class SourceBusy(Exception):
 
 class ScheduleError(Exception):
     """A schedule could not be set up; the message says why and what to do. `refused_token`:
-    Assets refused the token (asking again will not help until it is mended)."""
+    Assets refused the token (asking again will not help until it is mended); `will_retry`:
+    Assets could not take it now, and housekeeping syncs it again by itself."""
 
-    def __init__(self, message: str, *, refused_token: bool = False) -> None:
+    def __init__(
+        self, message: str, *, refused_token: bool = False, will_retry: bool = False
+    ) -> None:
         super().__init__(message)
         self.refused_token = refused_token
+        self.will_retry = will_retry
 
 
 def scrub_secrets(text: str, source: ImportSource | None = None) -> str:

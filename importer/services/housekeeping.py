@@ -19,7 +19,7 @@ from importer.services.lifecycle import (
     give_up_stopped_starts,
     report_pending_failures,
 )
-from importer.services.schedules import reanchor_due_schedules
+from importer.services.schedules import reanchor_due_schedules, retry_failed_syncs
 from importer.sources import files
 
 State = Execution.State
@@ -28,14 +28,16 @@ ChunkState = ChunkJob.State
 
 def look_after_imports() -> None:
     """Periodic housekeeping (every minute): recover lost work, flag imports that stall,
-    move schedules back to their own day and time. Its tasks go as one batch: a hung broker
-    costs the round one socket timeout, and what it was not asked waits for the next round."""
+    move schedules back to their own day and time, sync again those Assets could not take.
+    Its tasks go as one batch: a hung broker costs the round one socket timeout, and what it
+    was not asked waits for the next round."""
     with work_queue.batch():
         recover_lost_work()
         flag_stalled_executions()
         give_up_stopped_starts()
         report_pending_failures()
         reanchor_due_schedules()
+        retry_failed_syncs()
         drop_unused_file_copies()
         notifications.look_after_notifications()
 

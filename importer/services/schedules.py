@@ -94,10 +94,24 @@ def _record_start_sent(schedule: Schedule, start: datetime) -> None:
     schedule.reanchor_at = start if own != start else None
 
 
-def _mark_out_of_sync(schedule: Schedule, message: str) -> None:
+def _mark_out_of_sync(
+    schedule: Schedule, message: str, *, retry_at: datetime | None = None
+) -> None:
+    """`retry_at`: when housekeeping syncs it again (Assets could not take it now); none for
+    a cause someone must mend first."""
     schedule.in_sync = False
     schedule.sync_error = message
-    schedule.save(update_fields=["in_sync", "sync_error", "updated_at"])
+    schedule.sync_retry_at = retry_at
+    schedule.save(update_fields=["in_sync", "sync_error", "sync_retry_at", "updated_at"])
+
+
+def _sync_retry_time(error: Exception) -> datetime | None:
+    """When to sync again after `error`: only Assets busy, failing or out of reach passes by
+    itself (then after SYNC_RETRY, or as long as Assets asks to wait)."""
+    if not isinstance(error, AssetsError) or error.permanent:
+        return None
+    wait = max(SYNC_RETRY, timedelta(seconds=error.retry_after or 0))
+    return timezone.now() + wait
 
 
 def sync_schedule(*, schedule: Schedule) -> Schedule:
@@ -142,8 +156,16 @@ def sync_schedule(*, schedule: Schedule) -> Schedule:
                 "import source once the schedule is synced again, delete the older one there "
                 "(its calls are refused: its webtrigger token was retired)"
             )
-        _mark_out_of_sync(schedule, message)
-        raise ScheduleError(message) from None
+        # Not a create Assets may have made: each try could leave one more copy there.
+        retry_at = None if made_maybe else _sync_retry_time(error)
+        if retry_at is not None:
+            # Kept as the schedule's sync error, so no "in N minutes" that goes stale.
+            message += (
+                f". It is synced again by itself every {SYNC_RETRY.seconds // 60} minutes "
+                "(or as long after as Assets asks) until Assets takes it"
+            )
+        _mark_out_of_sync(schedule, message, retry_at=retry_at)
+        raise ScheduleError(message, will_retry=retry_at is not None) from None
     if creating and schedule.pk and not _first_to_create(schedule, seen_id, remote.schedule_id):
         # Another sync made one meanwhile (two operators, two clicks): this copy goes, and
         # the schedule that stays gets this sync's settings.
@@ -155,6 +177,7 @@ def sync_schedule(*, schedule: Schedule) -> Schedule:
     schedule.in_sync = True
     schedule.sync_error = ""
     schedule.synced_at = timezone.now()
+    schedule.sync_retry_at = None
     _record_start_sent(schedule, start)
     if schedule.pk is None:
         schedule.save()
@@ -183,9 +206,39 @@ SYNCED_FIELDS = [
     "start_sent",
     "runs_from",
     "reanchor_at",
+    "sync_retry_at",
 ]
 # A schedule whose re-anchoring sync failed (Assets away) is tried again after this.
 REANCHOR_RETRY = timedelta(minutes=10)
+# A sync Assets could not take (busy, a server error, out of reach) is made again after this.
+SYNC_RETRY = timedelta(minutes=10)
+
+
+def retry_failed_syncs() -> int:
+    """Sync again the schedules Assets could not take when they were saved, re-synced or
+    given a new webtrigger token (`sync_retry_at`): until then Assets runs them as last
+    synced, or, after a new token, not at all. How many are in sync now.
+
+    Each is claimed first, so two clusters' housekeeping sync it once."""
+    now = timezone.now()
+    synced = 0
+    due = Schedule.objects.filter(
+        sync_retry_at__lte=now, in_sync=False, source__enabled=True
+    ).values_list("pk", "sync_retry_at")
+    for schedule_id, retry_at in list(due[:100]):
+        claimed = Schedule.objects.filter(pk=schedule_id, sync_retry_at=retry_at).update(
+            sync_retry_at=now + SYNC_RETRY
+        )
+        if not claimed:
+            continue
+        schedule = Schedule.objects.select_related("source").get(pk=schedule_id)
+        try:
+            sync_schedule(schedule=schedule)
+        except ScheduleError as error:
+            logger.warning("schedule of %s still not synced: %s", schedule.source, error)
+        else:
+            synced += 1
+    return synced
 
 
 def reanchor_due_schedules() -> int:
