@@ -300,7 +300,10 @@ class FakeSource(DevServer):
         # them) is served as /api/link.
         self.link_template = '<{next}>; rel="{rel}", <{first}>; rel="first"'
         # Parameters every next link carries besides (a link signed with the caller's key);
-        # "{token}" in a value stands for the OAuth2 access token the request was sent with.
+        # "{token}" in a value stands for the OAuth2 access token the request was sent with,
+        # "{start}" for the next page's start and "{limit}" for the page size asked for
+        # (names the source writes in its links but does not read: an older name of the
+        # start, its own name of the page size).
         self.next_link_params: dict[str, str] = {}
         # Where /api/next's next links point: some APIs put a session or key in the path
         # (any path under /api/next/ is served as /api/next).
@@ -759,8 +762,12 @@ class FakeSource(DevServer):
         elif self.echo_query == "nothing":
             query = {}
         token = request.bearer_token() or ""
+        asked = str(_number(request, "limit", self._limit(request)))
         extra = {
-            name: value.replace("{token}", token) for name, value in self.next_link_params.items()
+            name: value.replace("{token}", token)
+            .replace("{start}", str(start + limit))
+            .replace("{limit}", asked)
+            for name, value in self.next_link_params.items()
         }
         return urlencode({**query, **extra, "start": start + limit})
 

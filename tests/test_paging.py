@@ -304,6 +304,28 @@ def test_next_links_moved_by_the_size_asked_but_cut_shorter_fail_naming_the_size
     assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
 
 
+@pytest.mark.parametrize(
+    "also_moved",
+    [{"offset": "{start}"}, {"page_size": "{limit}"}],
+    ids=["the-start-under-an-older-name", "the-page-size-under-its-own-name"],
+)
+def test_next_links_moving_another_number_by_the_size_asked_before_the_start_still_fail(
+    serve, import_from, sandbox, also_moved
+):
+    # Its links write `offset` (or `page_size`) before the `start` it reads, each moved by
+    # the 25 asked: asked for with that one moved by the 20 served, it answers the next page
+    # again, and only `start` moved so tells.
+    fake = serve(max_limit=20, numbers_by_asked_size=True)
+    fake.next_link_params = also_moved
+
+    execution = import_from(fake, "next_url")
+
+    assert execution.state == Execution.State.FAILED, "DONE with 80 records of 100"
+    assert "serves at most 20 records a page when asked for 25 ('limit')" in execution.error
+    assert "its next link moves 'start' by 25" in execution.error
+    assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
+
+
 @pytest.mark.parametrize("style", ["next_url", "link_header"])
 def test_next_links_of_a_source_cutting_the_limit_and_moving_them_as_served_are_done(
     serve, import_from, sandbox, style

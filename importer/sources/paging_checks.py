@@ -17,7 +17,7 @@ never reach an end:
   that answers its last page again for any page past its end would repeat pages or leave some
   out: each fails the page, naming what to set.
 
-A check asks the source a request or two at most, only where an answer shows the sign, and
+A check asks the source a few requests at most, only where an answer shows the sign, and
 fails the page only on what it can tell. The checks of one reader are the `PagingChecks` its
 `RestJsonSource` holds (`rest.py`).
 """
@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl, urlsplit
 from importer.sources import next_page
 from importer.sources.base import SourceError
 from importer.sources.totals import header_named, told_in
-from importer.sources.urls import moved_by, with_query
+from importer.sources.urls import moved_by, moved_number, with_query
 
 # Fields that most often name a record, looked for in this order.
 NAMING_FIELDS = ("id", "uuid", "guid", "key", "sys_id", "serial", "serial_number", "serialNumber")
@@ -155,9 +155,13 @@ class PagingChecks:
         holds. Asked for the link with that offset moved by the records served instead, such
         a source answers a record neither page holds; one that filters its pages after
         reading them (served fewer, yet skipped nothing) answers records the pages hold.
+        A link that moves more than one parameter so (an offset under two names, `offset`
+        and `start`; a page size under the source's own name, `per_page=25` where `limit`
+        was sent) is asked about each in turn: which one the source reads, the link does
+        not say, and the one it does not read would answer the next page again.
         A link moved by the records served, a page number and a cursor token that is no
-        such number are not asked about. Two requests, once per reader, and only for a
-        source that serves short pages.
+        such number are not asked about. A request for the link and one for each such
+        parameter, once per reader, and only for a source that serves short pages.
 
         Records are told apart as for page numbers (`pages_counted_as_served`); when
         nothing can be told, nothing is failed."""
@@ -172,27 +176,32 @@ class PagingChecks:
         try:
             link = source._url(next_cursor)
             moved = moved_by(url, link, int(asked), ignore=limit)
-            if moved is None:
+            if not moved:
                 return
             self._links_checked = True
-            name, start = moved
             following = source._read_after_short(link, after_first=True)
-            moved_link = with_query(link, {name: start + served})
-            answer = source._read_after_short(moved_link, after_first=True)
         except SourceError:
             return
-        if following is None or not following[2] or answer is None:
+        if following is None or not following[2]:
             return
-        name_field = _unread_record_named_by([*records, *following[2]], answer[2])
-        if name_field is None:
-            return
-        raise source.http.error(
-            f"serves at most {served} records a page when asked for {asked} ('{limit}'), yet "
-            f"its next link moves '{name}' by {asked}: the next page starts past records this "
-            f"page left out (by their '{name_field}'), and no page would hold them. Set the "
-            f"page size to {served} (or less)",
-            kind="pages_skip_records",
-        )
+        for name, start in moved:
+            try:
+                answer = source._read_after_short(
+                    moved_number(link, name, start + served), after_first=True
+                )
+            except SourceError:
+                continue
+            if answer is None:
+                continue
+            name_field = _unread_record_named_by([*records, *following[2]], answer[2])
+            if name_field is not None:
+                raise source.http.error(
+                    f"serves at most {served} records a page when asked for {asked} "
+                    f"('{limit}'), yet its next link moves '{name}' by {asked}: the next page "
+                    f"starts past records this page left out (by their '{name_field}'), and "
+                    f"no page would hold them. Set the page size to {served} (or less)",
+                    kind="pages_skip_records",
+                )
 
     def no_page_before(self, page: int, sign: str, records: list[dict]) -> None:
         """The first page whose answer says a page comes before it: many APIs number their

@@ -55,15 +55,24 @@ def with_query(
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
-def moved_by(url: str, following: str, step: int, ignore: str = "") -> tuple[str, int] | None:
-    """A whole-number query parameter (but `ignore`) that is `step` more in `following` than in
-    `url`, where it counts as 0 if absent: (its name, its value in `url`). How a next link
-    that moved its offset by a page size is told; None when no parameter did."""
+def moved_by(url: str, following: str, step: int, ignore: str = "") -> list[tuple[str, int]]:
+    """Every whole-number query parameter (but `ignore`) that is `step` more in `following`
+    than in `url`, where it counts as 0 if absent: (its name, its value in `url`), in the
+    order `following` writes them. How a next link that moved its offset by a page size is
+    told: a link may move more than one so (an offset under two names, or a page size
+    under a name of the source's own besides it), and which one the source reads it does
+    not say."""
     before = _numbers(url)
-    for name, value in _numbers(following).items():
-        if name != ignore and value - before.get(name, 0) == step:
-            return name, before.get(name, 0)
-    return None
+    return [
+        (name, before.get(name, 0))
+        for name, value in _numbers(following).items()
+        if name != ignore and value - before.get(name, 0) == step
+    ]
+
+
+def moved_number(url: str, name: str, number: int) -> str:
+    """`url` with its whole-number parameter `name` set to `number`."""
+    return with_query(url, {name: number})
 
 
 def _numbers(url: str) -> dict[str, int]:
