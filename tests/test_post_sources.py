@@ -84,6 +84,90 @@ def test_a_graphql_source_ends_where_its_page_info_says_there_is_no_next_page(
     assert len(inventory.queries) == 5  # 120 records, 25 a page
 
 
+@pytest.mark.parametrize(
+    "cursors, sent", [("int", [25, 50, 75, 100]), ("digits", ["025", "050", "075", "100"])]
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_graphql_source_gets_each_cursor_back_as_the_json_type_it_answered(
+    graphql_source, sandbox, inventory, cursors, sent
+):
+    # A cursor variable typed `Int` refuses "25"; one typed `String` refuses 25, and its
+    # "025" is no 25.
+    inventory.graphql_cursors = cursors
+    source = services.push_mapping(source=graphql_source())
+
+    execution = services.start_import(source=source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE, execution.error
+    assert len(sandbox.execution(execution.assets_execution_id)["objects"]) == 120
+    assert [query["variables"]["after"] for query in inventory.queries] == [None, *sent]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_graphql_page_asked_again_sends_its_cursor_as_the_json_type_it_was_answered(
+    graphql_source, sandbox, inventory
+):
+    inventory.graphql_cursors = "int"
+    inventory.throttle_graphql(like="code", at=50)
+    source = services.push_mapping(source=graphql_source())
+
+    execution = services.start_import(source=source)
+    run_retries_now(execution)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE, execution.error
+    assert len(sandbox.execution(execution.assets_execution_id)["objects"]) == 120
+    assert [query["variables"]["after"] for query in inventory.queries] == [
+        None,
+        25,
+        50,
+        50,
+        75,
+        100,
+    ]
+
+
+@pytest.mark.parametrize("cursors", ["int", "digits"])
+@pytest.mark.django_db(transaction=True)
+def test_graphql_cursors_counted_by_the_size_asked_past_the_size_served_fail_naming_it(
+    graphql_source, sandbox, inventory, cursors
+):
+    # Asked for 25, it answers 20, and its next cursor is 25 (or "025"): items 21 to 25 of
+    # every 25 are never served, and no total tells.
+    inventory.graphql_cursors = cursors
+    inventory.graphql_max_first = 20
+    inventory.graphql_counts_asked = True
+    source = services.push_mapping(source=graphql_source())
+
+    execution = services.start_import(source=source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.FAILED, "DONE with 100 records of 120"
+    assert "serves at most 20 records a page when asked for 25 ('variables.first')" in (
+        execution.error
+    )
+    assert "its next link moves 'variables.after' by 25" in execution.error
+    assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
+
+
+@pytest.mark.parametrize("cursors", ["int", "digits"])
+@pytest.mark.django_db(transaction=True)
+def test_graphql_cursors_counted_by_the_size_served_are_done_with_every_record(
+    graphql_source, sandbox, inventory, cursors
+):
+    inventory.graphql_cursors = cursors
+    inventory.graphql_max_first = 20
+    source = services.push_mapping(source=graphql_source())
+
+    execution = services.start_import(source=source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE, execution.error
+    assert len(sandbox.execution(execution.assets_execution_id)["objects"]) == 120
+    assert len(inventory.queries) == 6  # 120 records, 20 a page: nothing asked besides
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_search_api_paged_by_offset_in_its_body_imports_every_record_done(
     make_source, sandbox, inventory

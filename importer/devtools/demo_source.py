@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import functools
 import hmac
+import json
 import re
 import threading
 import time
@@ -71,7 +72,10 @@ class DemoInventory(DevServer):
       {"endCursor": ..., "hasNextPage": ...}}}}` (Lansweeper's and GitHub's shape), and a
       query that asks for another field `{"data": null, "errors": [{"message": ...}]}`, with
       200 as GraphQL does, and so are its rate limits once it is told to throttle
-      (`throttle_graphql`); and a query of `site(id: ...) { assetResources(...) }`, as
+      (`throttle_graphql`). Its cursors are opaque strings, or, as some APIs type them
+      (`graphql_cursors`), whole numbers (`$after: Int`) or text of digits that may start
+      with 0 (`"025"`), and a cursor of another JSON type is refused as GraphQL refuses a
+      variable of the wrong type; and a query of `site(id: ...) { assetResources(...) }`, as
       Lansweeper's Data API is asked, paged by `"pagination": {"limit": n, "page": "FIRST"}`
       and then `{"limit": n, "page": "NEXT", "cursor": <pagination.next>}` (`_site_assets`);
     * `POST /api/search`, Elasticsearch-like: `{"from": offset, "size": n}` answers
@@ -106,6 +110,15 @@ class DemoInventory(DevServer):
         # The most items a search page holds (Elasticsearch answers as asked; many search
         # APIs in front of it cap the size).
         self.search_max_size: int | None = None
+        # What the GraphQL `assets` cursors are: "opaque" strings, "int" (a whole number,
+        # `$after: Int`) or "digits" (text of three digits or more, `"025"`); a cursor
+        # sent of another type is refused, naming the variable.
+        self.graphql_cursors = "opaque"
+        # The most items a GraphQL `assets` page holds, whatever `first` asks (None: as
+        # asked); with `graphql_counts_asked`, its next cursor is then counted by the size
+        # asked, as an offset computed before the cap is: the items between are skipped.
+        self.graphql_max_first: int | None = None
+        self.graphql_counts_asked = False
 
     def computers(self) -> list[dict[str, Any]]:
         """Every record the source serves, in order (a copy)."""
@@ -222,20 +235,53 @@ class DemoInventory(DevServer):
         if not isinstance(first, int) or isinstance(first, bool) or not 1 <= first <= 500:
             message = "Variable $first must be a whole number from 1 to 500."
             return json_reply(200, {"data": None, "errors": [{"message": message}]})
-        start = _position_in(after) if after else 0
+        refused = self._cursor_type_refused(after)
+        if refused:
+            return _graphql_error(refused)
+        start = 0 if after in (None, "") else self._cursor_position(after)
         if start is None:
             message = f"Invalid cursor: {after!r}"
             return json_reply(200, {"data": None, "errors": [{"message": message}]})
         throttled = self._throttled(start)
         if throttled is not None:
             return throttled
-        items = self._computers[start : start + first]
-        stop = start + len(items)
+        served = min(first, self.graphql_max_first or first)
+        items = self._computers[start : start + served]
+        stop = start + (first if self.graphql_counts_asked else len(items))
         page_info = {
-            "endCursor": _cursor_at(stop) if items else None,
+            "endCursor": self._cursor_for(stop) if items else None,
             "hasNextPage": stop < len(self._computers),
         }
         return json_reply(200, {"data": {"assets": {"items": items, "pageInfo": page_info}}})
+
+    def _cursor_type_refused(self, after: Any) -> str:
+        """What a GraphQL server says of a cursor variable of the wrong JSON type ("" when
+        its type is the one the cursors have)."""
+        if after is None:
+            return ""
+        if self.graphql_cursors == "int":
+            if isinstance(after, int) and not isinstance(after, bool):
+                return ""
+            wanted = f"Int cannot represent non-integer value: {json.dumps(after)}"
+        elif isinstance(after, str):
+            return ""
+        else:
+            wanted = f"String cannot represent a non string value: {json.dumps(after)}"
+        return f'Variable "$after" got invalid value {json.dumps(after)}; {wanted}'
+
+    def _cursor_for(self, position: int) -> Any:
+        if self.graphql_cursors == "int":
+            return position
+        if self.graphql_cursors == "digits":
+            return f"{position:03d}"
+        return _cursor_at(position)
+
+    def _cursor_position(self, cursor: Any) -> int | None:
+        if self.graphql_cursors == "int":
+            return cursor
+        if self.graphql_cursors == "digits":
+            return int(cursor) if cursor.isascii() and cursor.isdigit() else None
+        return _position_in(cursor)
 
     def _site_assets(self, variables: dict) -> Reply:
         """Lansweeper's `site.assetResources`: the page is named by `pagination.page`, FIRST

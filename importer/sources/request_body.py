@@ -17,9 +17,10 @@ from urllib.parse import parse_qsl, urlsplit
 from importer.json_codec import kind_of
 
 # What a paging value in the reader's URL becomes in the body: a number (an offset, a page
-# number, a page size), text (a cursor), or the JSON value the text writes (keyset paging's
-# last record's value: Elasticsearch's search_after takes the hit's `sort` array).
-NUMBER, TEXT, JSON_VALUE = "number", "text", "json"
+# number, a page size), text, the JSON value the text writes (keyset paging's last record's
+# value: Elasticsearch's search_after takes the hit's `sort` array), or the cursor a stored
+# cursor stands for (`stored_cursor`).
+NUMBER, TEXT, JSON_VALUE, CURSOR = "number", "text", "json", "cursor"
 
 
 def paging_moved_into_body(
@@ -49,7 +50,44 @@ def _as_sent(value: str, kind: str) -> Any:
         return int(value)
     if kind == JSON_VALUE:
         return json.loads(value)
+    if kind == CURSOR:
+        return cursor_value(value)
     return value
+
+
+def stored_cursor(value: Any) -> str:
+    """How a cursor that an answer gave is stored, to be sent back in a body as the JSON
+    value it was: a GraphQL variable typed `Int` refuses "25", one typed `String` refuses
+    25. Text is stored as it is (an opaque token, "007", `{"id": 7}`), unless it would
+    read as a JSON number, string, true, false or null ("25"): then it is stored as JSON,
+    in quotes. Any other value (a number) is stored as JSON."""
+    if isinstance(value, str) and _json_scalar(value) is _TEXT:
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def cursor_value(stored: str) -> Any:
+    """The cursor a stored one stands for (`stored_cursor`): a cursor stored as text
+    before cursors kept their type reads back as that text, unless it was such as "25"."""
+    value = _json_scalar(stored)
+    return stored if value is _TEXT else value
+
+
+_TEXT = object()
+
+
+def _json_scalar(text: str) -> Any:
+    """The JSON number, string, true, false or null that `text` writes; `_TEXT` when it
+    writes none (a list or an object is text too, as is NaN, which is no JSON)."""
+    try:
+        value = json.loads(text, parse_constant=_not_json)
+    except ValueError:
+        return _TEXT
+    return _TEXT if isinstance(value, (list, dict)) else value
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(constant)
 
 
 def put_at(body: dict, path: str, value: Any) -> None:

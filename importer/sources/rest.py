@@ -2,8 +2,9 @@
 with a JSON body (a GraphQL query, a search API's query) paged by offset, page, cursor or keyset.
 
 The cursor stored with a chunk is what fetches that page again: the offset (offset paging), the
-page number (page paging), the source's opaque cursor (cursor paging), the last record's value
-before the page (keyset paging, `keyset.py`) or the full URL of the page (next-URL and
+page number (page paging), the source's cursor (cursor paging; read with POST, stored so that it
+goes back as the JSON value the answer gave: `request_body.stored_cursor`), the last record's
+value before the page (keyset paging, `keyset.py`) or the full URL of the page (next-URL and
 Link-header paging). Full URLs carry their own query; `extra_params` and the
 page size that a next URL leaves out are added to it (HubSpot's links drop `properties` and
 `limit`, which left every later page with empty attributes, ten records at a time), never
@@ -322,11 +323,13 @@ class RestJsonSource:
                 return None
             if self.posts and next_page.says_last_beside(document, config.cursor_path):
                 return None  # GraphQL's last page: an endCursor, and hasNextPage false
-            if str(value) == cursor:
+            if str(value) == self._cursor_text(cursor):
                 if not records:
                     return None
                 raise self._endless(f"'{config.cursor_path}'")
-            return str(value)
+            # A POST sends the cursor back in its body as the JSON value it was (an `Int`
+            # variable refuses "25"); a query parameter is text whatever it was.
+            return request_body.stored_cursor(value) if self.posts else str(value)
         if config.pagination == "next_url":
             value = self._at_next_page_path(document, records, cursor)
             where = f"'{config.cursor_path}'"
@@ -405,8 +408,19 @@ class RestJsonSource:
 
     def _at_next_page_path(self, document: Any, records: list[dict], cursor: str) -> Any:
         return next_page.value_at(
-            document, records, config=self.config, cursor_sent=cursor, source_name=self.name
+            document,
+            records,
+            config=self.config,
+            cursor_sent=self._cursor_text(cursor),
+            source_name=self.name,
         )
+
+    def _cursor_text(self, cursor: str) -> str:
+        """The cursor that `cursor` stores, as text: what an answer that echoes it back
+        writes, whichever JSON type (`request_body.stored_cursor`)."""
+        if self.posts and self.config.pagination == "cursor":
+            return str(request_body.cursor_value(cursor))
+        return cursor
 
     def _endless(self, where: str) -> SourceError:
         return SourceError(
@@ -416,8 +430,9 @@ class RestJsonSource:
         )
 
 
-# What the paging values other than numbers become in a POST's body.
-_BODY_VALUES = {"the cursor": request_body.TEXT, KEYSET_VALUE: request_body.JSON_VALUE}
+# What the paging values other than numbers become in a POST's body: a cursor the JSON value
+# the answer gave (`request_body.stored_cursor`), keyset paging's value the JSON it is stored as.
+_BODY_VALUES = {"the cursor": request_body.CURSOR, KEYSET_VALUE: request_body.JSON_VALUE}
 # The settings that say what a POST's body holds: the template, the paging values, and
 # those sent after the first page.
 _POST_SETTINGS = (

@@ -61,7 +61,8 @@ def moved_by(url: str, following: str, step: int, ignore: str = "") -> list[tupl
     order `following` writes them. How a next link that moved its offset by a page size is
     told: a link may move more than one so (an offset under two names, or a page size
     under a name of the source's own besides it), and which one the source reads it does
-    not say."""
+    not say. A number may be written in quotes (a cursor that is text of digits, sent in
+    a POST's body as text: `request_body.stored_cursor`)."""
     before = _numbers(url)
     return [
         (name, before.get(name, 0))
@@ -71,13 +72,24 @@ def moved_by(url: str, following: str, step: int, ignore: str = "") -> list[tupl
 
 
 def moved_number(url: str, name: str, number: int) -> str:
-    """`url` with its whole-number parameter `name` set to `number`."""
-    return with_query(url, {name: number})
+    """`url` with its whole-number parameter `name` set to `number`, written as the one it
+    replaces is: in quotes, or to as many digits with leading zeros ("025"), when that one
+    is (a cursor of text that must stay text: `request_body.stored_cursor`)."""
+    written = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True)).get(name, "")
+    quoted = len(written) > 2 and written[0] == written[-1] == '"'
+    digits = written[1:-1] if quoted else written
+    text = str(number).zfill(len(digits)) if digits[:1] == "0" else str(number)
+    return with_query(url, {name: f'"{text}"' if quoted else text})
 
 
 def _numbers(url: str) -> dict[str, int]:
     pairs = parse_qsl(urlsplit(url).query, keep_blank_values=True)
-    return {name: int(value) for name, value in pairs if value.isascii() and value.isdigit()}
+    numbers = {}
+    for name, value in pairs:
+        digits = value[1:-1] if len(value) > 2 and value[0] == value[-1] == '"' else value
+        if digits.isascii() and digits.isdigit():
+            numbers[name] = int(digits)
+    return numbers
 
 
 def params_left_out(url: str, params: dict[str, Any]) -> dict[str, Any]:
