@@ -168,6 +168,30 @@ def test_graphql_cursors_counted_by_the_size_served_are_done_with_every_record(
     assert len(inventory.queries) == 6  # 120 records, 20 a page: nothing asked besides
 
 
+@pytest.mark.parametrize("items", [1, 0], ids=["with-records", "emptied-by-a-filter"])
+@pytest.mark.django_db(transaction=True)
+def test_a_graphql_page_with_no_end_cursor_that_says_it_has_a_next_page_fails_the_import(
+    graphql_source, sandbox, inventory, items
+):
+    # Nothing can be asked for after it, yet it says more follow: ending there would be DONE
+    # with the records of the pages before it alone.
+    page_info = {"endCursor": None, "hasNextPage": True}
+    answer = {"data": {"assets": {"items": inventory.computers()[25 : 25 + items]}}}
+    answer["data"]["assets"]["pageInfo"] = page_info
+    later_page = {"path_contains": "/api/graphql", "body_contains": '"after": "'}
+    inventory.faults.add(**later_page, status=200, body=json.dumps(answer))
+    source = services.push_mapping(source=graphql_source())
+
+    execution = services.start_import(source=source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.FAILED, "DONE with 25 records of 120"
+    assert (
+        "answered null at its next-page path 'data.assets.pageInfo.endCursor' while the answer "
+        "says more pages follow (hasNextPage: true)"
+    ) in execution.error
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_search_api_paged_by_offset_in_its_body_imports_every_record_done(
     make_source, sandbox, inventory

@@ -4,11 +4,14 @@ The next-page path finds the cursor or link. Where it finds nothing, the answer 
 source's last page, unless the answer leads on all the same: a next cursor or link under
 another name, or a "has more" flag set. Then the path is wrong, and ending there would mark
 the first page DONE as if it were all the source holds, so the import fails naming the key.
+So does a cursor found empty while a flag beside it says more pages follow.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from importer.sources.answers import MISSING, walk
@@ -113,14 +116,39 @@ def says_last_beside(document: Any, path: str) -> bool:
     """Whether the object holding the next cursor at `path` says, by a flag beside it, that
     this page is the last: GraphQL's `pageInfo` keeps its `endCursor` on the last page, with
     `hasNextPage: false`."""
+    flag = _flag_beside(document, path)
+    return flag is not None and not _more(flag)
+
+
+def refuse_more_without_a_cursor(
+    document: Any, value: Any, *, path: str, refuse: Callable[..., SourceError]
+) -> None:
+    """Fails a page whose cursor at `path` is empty (`value`: null, "", false) though a flag
+    beside it says more pages follow (`"endCursor": null, "hasNextPage": true`, as a GraphQL
+    server may answer a page its filter emptied, or one the credentials may not read): no
+    next page can be asked for, and ending there would be DONE without the records after
+    it. `refuse`: the reader's error, naming the source."""
+    flag = _flag_beside(document, path)
+    if flag is None or not _more(flag):
+        return
+    raise refuse(
+        f"answered {json.dumps(value)} at its next-page path '{path}' while the answer says "
+        f"more pages follow ({flag[0]}: {str(flag[1]).lower()}): the records after this page "
+        "cannot be asked for, so the import stopped rather than end DONE without them. Check "
+        "that the next-page path names the cursor (GraphQL: pageInfo.endCursor), and the "
+        "query's filter and what the source's credentials may read",
+        kind="bad_cursor",
+    )
+
+
+def _flag_beside(document: Any, path: str) -> tuple[str, Any] | None:
     holder = walk(document, [part for part in path.split(".") if part][:-1])
     if not isinstance(holder, dict):
-        return False
-    flag = next(
+        return None
+    return next(
         ((str(key), value) for key, value in holder.items() if _says_whether_more(str(key), value)),
         None,
     )
-    return flag is not None and not _more(flag)
 
 
 def _refuse_a_missed_next(document: Any, config: Any, cursor_sent: str, source_name: str) -> None:

@@ -320,6 +320,9 @@ class RestJsonSource:
         if config.pagination == "cursor":
             value = self._at_next_page_path(document, records, cursor)
             if value is None or value == "" or value is False:
+                next_page.refuse_more_without_a_cursor(
+                    document, value, path=config.cursor_path, refuse=self.http.error
+                )
                 return None
             if self.posts and next_page.says_last_beside(document, config.cursor_path):
                 return None  # GraphQL's last page: an endCursor, and hasNextPage false
