@@ -16,7 +16,7 @@ from importer.models import ChunkJob, Execution, ImportSource
 from importer.progress import retries_of, retry_text
 from importer.redaction import mask_secret_values, redact, redact_for, secrets_of
 from importer.redaction.masks import secret_values
-from importer.sources import SourceError, build_source
+from importer.sources import SourceError, build_source, request_body
 from tests.conftest import SANDBOX_TOKEN, run_retries_now
 from tests.test_admin import post_source
 from tests.test_commands import run, source_entry, write
@@ -102,6 +102,23 @@ def test_a_graphql_source_gets_each_cursor_back_as_the_json_type_it_answered(
     assert execution.state == Execution.State.DONE, execution.error
     assert len(sandbox.execution(execution.assets_execution_id)["objects"]) == 120
     assert [query["variables"]["after"] for query in inventory.queries] == [None, *sent]
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [25, 1.5, 2**70, True, "25", "007", " 25", "true", "null", '"25"', '{"id": 7}', "NaN", "é"],
+)
+def test_a_stored_cursor_stands_for_the_very_json_value_the_answer_gave(cursor):
+    sent = request_body.cursor_value(request_body.stored_cursor(cursor))
+
+    assert (sent, type(sent)) == (cursor, type(cursor))
+
+
+def test_an_opaque_cursor_is_stored_as_it_came_as_the_release_before_stored_it():
+    token = "YXJyYXljb25uZWN0aW9uOjI1"
+
+    assert request_body.stored_cursor(token) == token
+    assert request_body.cursor_value(token) == token
 
 
 @pytest.mark.django_db(transaction=True)
