@@ -15,6 +15,7 @@ from importer.devtools.demo_source import demo_computer
 from importer.models import ChunkJob, Execution
 from importer.progress import progress_of
 from importer.services import totals
+from importer.sources.urls import moved_by, moved_number
 from tests.conftest import run_retries_now, wait_for_execution_to_finish
 from tests.fake_source import FakeSource
 
@@ -324,6 +325,16 @@ def test_next_links_moving_another_number_by_the_size_asked_before_the_start_sti
     assert "serves at most 20 records a page when asked for 25 ('limit')" in execution.error
     assert "its next link moves 'start' by 25" in execution.error
     assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
+
+
+@pytest.mark.parametrize("written, moved", [("%2225%22", "%2220%22"), ("025", "020"), ("25", "20")])
+def test_a_cursor_of_digits_is_asked_about_moved_and_written_as_it_came(written, moved):
+    # Text of digits read with POST travels in quotes ("25") or as it came ("025"): moved,
+    # it must stay text in the body, or a cursor typed `String` refuses the question.
+    url, link = "https://s/q?first=25", f"https://s/q?first=25&after={written}"
+
+    assert moved_by(url, link, 25, ignore="first") == [("after", 0)]
+    assert moved_number(link, "after", 20) == f"https://s/q?first=25&after={moved}"
 
 
 @pytest.mark.parametrize("style", ["next_url", "link_header"])
