@@ -711,6 +711,30 @@ def test_a_graphql_filter_on_a_field_named_key_is_shown_as_written_and_scrubs_no
     assert "sort_key" in page.content.decode()
 
 
+@pytest.mark.django_db
+def test_a_graphql_query_on_fields_named_like_credentials_is_shown_and_exported_as_written(
+    graphql_source, client, django_user_model
+):
+    # An identity API's users: how each signs in, who created them, how many sessions they
+    # hold. Such fields begin like "auth" and "session" and hold no credential.
+    query = ASSETS_QUERY.replace(
+        "assets(first", 'assets(filter: {authenticationMethod: "SAML"}, first'
+    ).replace("owner", "owner authorName sessionCount")
+    source = graphql_source(request_body={"query": query, "variables": {"after": None}})
+
+    assert "SAML" not in secrets_of(source)
+    error = 'Field "sessionCount" of authenticationMethod: "SAML" (authorName: "Jane") failed'
+    assert redact_for(source, error) == error
+    assert json.loads(run("export_sources"))["sources"][0]["source"]["body"]["query"] == query
+    viewer = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(*Permission.objects.filter(codename="view_importsource"))
+    client.force_login(viewer)
+    page = client.get(reverse("admin:importer_importsource_change", args=[source.pk]))
+    shown = page.content.decode()
+    assert r"{authenticationMethod: \&quot;SAML\&quot;}" in shown  # JSON, then HTML
+    assert "owner authorName sessionCount" in shown
+
+
 def test_a_key_shaped_value_under_a_bare_key_name_in_the_query_is_still_secret() -> None:
     # `key: "AIza..."`, as Google's APIs name their key: the value looks like one.
     key = "AIzaSyD4x9Qw2Lm7Kp0Zt5Rv8Bn3Xc6Jh1Fg"

@@ -15,7 +15,7 @@ from django.urls import reverse
 from importer import services
 from importer.logs import JsonFormatter
 from importer.models import Execution, ImportSource
-from importer.redaction import redact, redact_for
+from importer.redaction import is_secret_name, mask_secret_values, redact, redact_for
 from importer.redaction.masks import secret_values
 from importer.sources import SourceError, build_source
 from tests.fake_source import FakeSource
@@ -127,6 +127,66 @@ def test_secrets_that_are_urls_or_read_as_words_are_not_looked_for_cut_short() -
 )
 def test_it_leaves_ordinary_words_alone(text: str) -> None:
     assert redact(text) == text
+
+
+# --- which names carry a credential --------------------------------------------------------
+
+# Names that carry a credential, wherever they are written: a header, a query parameter, a
+# key of a request body, an argument of a GraphQL query, a message quoting one of these.
+CREDENTIAL_NAMES = [
+    *("authorization", "Proxy-Authorization", "auth", "auth_token", "authToken", "authKey"),
+    *("x-auth-token", "X-Auth-Token", "oauth_token", "basicAuth", "authData", "unauthorized"),
+    *("session", "sessionid", "session_id", "sessionId", "JSESSIONID", "sessionToken"),
+    *("session-key", "sessionData", "sessionName", "apiKey", "api_key", "X-API-Key", "apiKeys"),
+    *("token", "tokens", "access_token", "refresh_token", "tokenization_key", "tokenizedCard"),
+    *("secret", "client_secret", "secretName", "password", "passwd", "pwd", "passphrase"),
+    *("private_key", "access_key", "signature", "X-Hub-Signature-256", "cookie", "Set-Cookie"),
+    *("credentials", "key", "x-key", "sort_key", "code", "jwt"),
+    # One word of a credential's name and another, run together: kept, for the words of
+    # "sessionidtoken" cannot be told from those of "sessioncount".
+    *("authenticationmethod", "sessioncount"),
+]
+# Names that begin with the same letters as a credential's, or that say something about a
+# credential (how it is sent, how many, how long it lasts, its rules), and hold none.
+NOT_CREDENTIAL_NAMES = [
+    *("author", "authors", "authorName", "author_id", "AUTHOR", "coauthor", "authority"),
+    *("authenticationMethod", "authentication_type", "authType", "auth_method", "authScheme"),
+    *("sessionCount", "session_count", "sessionsPerDay", "sessions_per_day", "sessionTimeout"),
+    *("tokenizer", "Tokenizer", "token_type", "tokenType", "tokensPerMinute", "tokenExpiry"),
+    *("secretary", "passwordPolicy", "password_length", "signatureAlgorithm"),
+    *("oauth_signature_method", "cookieEnabled", "credentialType", "apiKeyType"),
+]
+
+
+@pytest.mark.parametrize("name", CREDENTIAL_NAMES)
+def test_a_value_under_a_credential_name_is_masked_and_scrubbed_from_messages(name: str) -> None:
+    value = "v4lue-8c1f0e27"
+
+    assert is_secret_name(name)
+    assert mask_secret_values({name: value}) == {name: "***"}
+    assert mask_secret_values({"query": f'{{ assets({name}: "{value}") {{ id }} }}'}) == {
+        "query": "***"
+    }
+    assert value not in redact(f'{{"{name}": "{value}"}}')
+    assert value not in redact(f'Syntax Error: {{ assets({name}: "{value}") }}')
+    assert value not in redact(f"GET /api?limit=5&{name}={value}")
+
+
+@pytest.mark.parametrize("name", NOT_CREDENTIAL_NAMES)
+def test_a_name_that_only_looks_like_a_credentials_is_shown_and_quoted_as_written(
+    name: str,
+) -> None:
+    body = {"query": f'{{ users({name}: "SAML") {{ id {name} }} }}', name: "SAML"}
+    messages = [
+        f'{{"{name}": "SAML", "records": 5}}',
+        f'Cannot query field {{ users({name}: "SAML") }}',
+        f"GET /api?limit=5&{name}=SAML",
+    ]
+
+    assert not is_secret_name(name)
+    assert mask_secret_values(body) == body
+    assert secret_values(body) == []
+    assert [redact(message) for message in messages] == messages
 
 
 @pytest.mark.timeout(10)

@@ -4,22 +4,64 @@ options that say so, those a source's operator declares secret, and values shape
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from typing import Any
 
 MASK = "***"
 
-# A header, parameter or option whose name says it carries a credential.
+# The words of a header, parameter or option whose name says it carries a credential,
+# searched for anywhere in the name (`x-auth-token`, `oauth_token`, `JSESSIONID`), but not
+# where they begin another word: an author or an authority (`authorName`), a secretary, a
+# tokenizer. "authorization", a tokenization key and a tokenized card number are credentials.
 _SECRET_WORDS = (
-    r"auth(?!ors?(?:\b|_))|token|secret|passw|pwd|credential|cookie|session|signature"
+    r"auth(?!or(?!i[sz]))|token(?!i[sz]er)|secret(?!ar(?:y|ies))|passw|passphrase|pwd"
+    r"|credential|cookie|session|signature"
     r"|api[-_]?key|access[-_]?key|private[-_]?key|subscription[-_]?key|client[-_]?key"
 )
+_CREDENTIAL_WORD = re.compile(rf"(?i){_SECRET_WORDS}")
 # Whole names: a key of a vendor's own (DD-APPLICATION-KEY, X-Functions-Key), Azure's
 # function code and SAS signature, a JSON Web Token.
-_SECRET_WHOLE_NAMES = r"^(?:x[-_])?key$|[-_]key$|^(?:code|sig|sas|jwt|hmac)$|passphrase"
-_SECRET_NAME = re.compile(rf"(?i)(?:{_SECRET_WORDS})|{_SECRET_WHOLE_NAMES}")
-_CREDENTIAL_WORD = re.compile(rf"(?i){_SECRET_WORDS}|passphrase")
+_SECRET_WHOLE_NAME = re.compile(r"(?i)^(?:x[-_])?key$|[-_]key$|^(?:code|sig|sas|jwt|hmac)$")
+# A name's words: `authenticationMethod`, `X-API-Key`, `sessions_per_day`.
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+# A name whose last word is one of these names something about a credential, not the
+# credential: how it is sent or checked (`authenticationMethod`, `token_type`), how many
+# there are or how long they last (`sessionCount`, `session_timeout`), its rules
+# (`passwordPolicy`, `signature_algorithm`). Any other last word (`session_id`, `authData`,
+# `tokenName`) keeps the name a credential's.
+_ABOUT_A_CREDENTIAL = frozenset(
+    {
+        "algorithm",
+        "count",
+        "counts",
+        "duration",
+        "enabled",
+        "expiration",
+        "expires",
+        "expiry",
+        "format",
+        "kind",
+        "length",
+        "lifetime",
+        "limit",
+        "method",
+        "methods",
+        "mode",
+        "policy",
+        "provider",
+        "required",
+        "scheme",
+        "status",
+        "timeout",
+        "total",
+        "ttl",
+        "type",
+        "types",
+        "version",
+    }
+)
 # Request headers that carry no credential. Any other header a source is sent may: a vendor
 # names its keys as it likes.
 PUBLIC_HEADERS = frozenset(
@@ -58,7 +100,32 @@ PATH_KEYED_JSON_FIELDS = ("after_first_page",)
 def is_secret_name(name: str, also: Iterable[str] = ()) -> bool:
     """Whether a header, query parameter or option of this name carries a credential (`also`:
     lower-case names a source declares secret, `declared_secret_params`)."""
-    return bool(_SECRET_NAME.search(str(name))) or str(name).lower() in also
+    name = str(name)
+    return _says_it_carries_a_credential(name) or name.lower() in also
+
+
+# Every log line and message is searched for names: the same few, again and again.
+@functools.lru_cache(maxsize=4096)
+def _says_it_carries_a_credential(name: str) -> bool:
+    return names_a_credential(name) or bool(_SECRET_WHOLE_NAME.search(name))
+
+
+@functools.lru_cache(maxsize=4096)
+def names_a_credential(name: str) -> bool:
+    """Whether a name holds a word that says it carries a credential (`_SECRET_WORDS`), and
+    is not about one: a method, a type, a count, a lifetime (`_ABOUT_A_CREDENTIAL`), or a
+    rate (`sessionsPerDay`)."""
+    if not _CREDENTIAL_WORD.search(name):
+        return False
+    words = [word.lower() for word in _WORD.findall(name)]
+    if words[-1] in _ABOUT_A_CREDENTIAL:
+        return False
+    if "per" in words[1:]:  # a rate when what comes before "per" is a plural: "sessions"
+        at = words.index("per", 1)
+        before, after = "".join(words[:at]), "".join(words[at + 1 :])
+        if words[at - 1].endswith("s") and not _CREDENTIAL_WORD.search(after):
+            return not _CREDENTIAL_WORD.search(before)
+    return True
 
 
 def secret_paths(name: str, value: Any, also: Iterable[str] = ()) -> list[str]:
@@ -147,7 +214,7 @@ def quotes_a_secret(name: str, value: str, also: Iterable[str] = ()) -> bool:
     name that says it holds a credential (`apiKey`, `password`) or that the source declares
     secret; under one that only may (`key`, `code`, `sort_key`: a GraphQL filter's
     `key: "serial"`), when the value is `key_shaped`."""
-    if _CREDENTIAL_WORD.search(name) or name.lower() in also:
+    if names_a_credential(name) or name.lower() in also:
         return True
     return key_shaped(value)
 
