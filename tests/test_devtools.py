@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -349,3 +355,105 @@ def test_the_demo_starts_again_on_ports_its_last_run_just_closed():
     listener.close()
 
     assert _port_is_free(port)
+
+
+# --- stopping the demo -----------------------------------------------------------------------
+
+
+def _free_ports(count: int) -> list[int]:
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
+def _still_running(selector: str, number: int) -> bool:
+    """Whether a process of a process group (`-g`) or a session (`-s`) has not ended yet (a
+    zombie left for its parent to reap has)."""
+    states = subprocess.run(["ps", selector, str(number), "-o", "stat="], capture_output=True)
+    return any(not state.startswith("Z") for state in states.stdout.decode().split())
+
+
+@pytest.fixture(scope="module")
+def migrated_database(tmp_path_factory) -> Path:
+    from tests.test_commands import manage
+
+    database = tmp_path_factory.mktemp("demo") / "migrated.sqlite3"
+    assert manage("migrate", "-v", "0", database=database).returncode == 0
+    return database
+
+
+@pytest.fixture
+def demo_database(migrated_database, tmp_path) -> Path:
+    """A migrated database of this test's own: a demo stopped while importing leaves its
+    import running, and the next demo on other ports may not move its source."""
+    return Path(shutil.copy(migrated_database, tmp_path / "demo.sqlite3"))
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"], ids=["SIGTERM", "Ctrl-C"])
+def test_the_demo_stops_within_seconds_of_a_signal_to_its_process_group_while_importing(
+    demo_database, tmp_path, stop
+):
+    # It took 30 s: its cluster's main process hung once a SIGTERM to the group had killed
+    # its sentinel, and, stopped by Ctrl-C, the cluster let a lane run to its end.
+    from tests.conftest import ROOT, wait_for
+
+    port, sandbox_port, inventory_port = _free_ports(3)
+    environment = {
+        "PATH": "/usr/bin:/bin",
+        "DEBUG": "true",
+        "SECRET_KEY": "x" * 50,
+        "DATABASE_URL": f"sqlite:///{demo_database}",
+        "REDIS_URL": "",
+    }
+    log = tmp_path / "demo.log"
+    with open(log, "w") as output:
+        demo = subprocess.Popen(
+            [sys.executable, "manage.py", "demo", "--port", str(port), "--records", "20000"]
+            + ["--sandbox-port", str(sandbox_port), "--inventory-port", str(inventory_port)],
+            cwd=ROOT,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    cluster = None
+    try:
+        wait_for(lambda: "running." in log.read_text(), message="the cluster did not start")
+        cluster = int(
+            subprocess.run(
+                ["pgrep", "-P", str(demo.pid), "-f", "qcluster"], capture_output=True, text=True
+            ).stdout.split()[0]
+        )
+        started = subprocess.run(
+            [sys.executable, "manage.py", "run_import", "demo-inventory"],
+            cwd=ROOT,
+            env=environment,
+            capture_output=True,
+            text=True,
+        )
+        assert started.returncode == 0, started.stderr
+        wait_for(
+            lambda: "'importer.tasks.run_chunk'" in log.read_text(),
+            message="the cluster read no page",
+        )
+
+        os.killpg(demo.pid, getattr(signal, stop))
+
+        try:
+            demo.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the demo still ran 10 s after the signal")
+        wait_for(lambda: not _still_running("-g", demo.pid), timeout=2, message="web server left")
+        wait_for(lambda: not _still_running("-s", cluster), timeout=2, message="cluster left")
+    finally:
+        print(log.read_text()[-5000:])  # shown when the test fails
+        for group in (demo.pid, cluster):
+            if group is not None and _still_running("-g", group):
+                os.killpg(group, signal.SIGKILL)
+        demo.wait()

@@ -1,5 +1,5 @@
 """A real `manage.py qcluster`, started and stopped the way a process manager would, for the
-tests and the benchmarks (development tools, not used by the app itself)."""
+demo, the tests and the benchmarks (development tools, not used by the app itself)."""
 
 from __future__ import annotations
 
@@ -14,25 +14,31 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 
 class QCluster:
     """`manage.py qcluster` in a session of its own, with `env` over this process's
-    environment and its output appended to `log_path`."""
+    environment and its output appended to `log_path` (or, without one, written where this
+    process writes its own)."""
 
-    def __init__(self, *, env: dict[str, str], log_path: Path):
+    def __init__(self, *, env: dict[str, str], log_path: Path | None):
         self.env = env
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
 
     def start(self) -> QCluster:
+        if self.log_path is None:
+            self.process = self._popen(stdout=None, stderr=None)
+            return self
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "a") as log:  # kept for reading a failed run
-            self.process = subprocess.Popen(
-                [sys.executable, str(ROOT / "manage.py"), "qcluster"],
-                env={**os.environ, **self.env},
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            self.process = self._popen(stdout=log, stderr=subprocess.STDOUT)
         return self
+
+    def _popen(self, **output) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "qcluster"],
+            env={**os.environ, **self.env},
+            cwd=ROOT,
+            start_new_session=True,
+            **output,
+        )
 
     def worker_pids(self) -> list[int]:
         """Process ids of the cluster's processes other than the main one."""

@@ -17,11 +17,17 @@ from django.core.management.base import BaseCommand, CommandError
 
 from importer.config_file import apply_config
 from importer.devtools.assets_sandbox import AssetsSandbox
+from importer.devtools.cluster import QCluster
 from importer.devtools.demo_source import DemoInventory
 from importer.models import ImportSource, NotificationChannel, Schedule
 
 DEMO_MAPPING = Path(__file__).resolve().parents[2] / "devtools" / "demo_mapping.json"
 SANDBOX_TOKEN = "sandbox-token"
+# How long the demo's web server and cluster are given to stop before they are killed. A
+# cluster in production is given the task timeout, to let its lanes end; a person stopping
+# the demo expects it gone at once, and a page cut short is taken up again after its lease,
+# by the next demo's cluster.
+STOP_GRACE_SECONDS = 1.0
 
 
 def _interrupt(signum, frame):
@@ -155,10 +161,43 @@ class Command(BaseCommand):
             f"{_shown_path(sys.executable)} manage.py demo_source --port {slow_port} "
             "--records 5000 --latency 0.4"
         )
-        children = [
-            subprocess.Popen([*manage, "runserver", "--noreload", f"127.0.0.1:{port}"]),
-            subprocess.Popen([*manage, "qcluster"]),
-        ]
+        web = cluster = None
+        try:
+            # Stopped by Ctrl-C, by a SIGTERM to the demo or its process group, or with its
+            # terminal: each reaches the `finally` below, which stops what was started.
+            for stop_signal in (signal.SIGTERM, signal.SIGHUP):
+                signal.signal(stop_signal, _interrupt)
+            web = subprocess.Popen([*manage, "runserver", "--noreload", f"127.0.0.1:{port}"])
+            # The cluster runs in a session of its own, out of reach of a signal to the demo's
+            # process group, and is stopped below. A SIGTERM to the group reached every
+            # process of the cluster at once: django-q2's sentinel died while the main process
+            # told it to stop, and the main process hung until killed; Ctrl-C let the lanes
+            # run to their end.
+            cluster = QCluster(env={}, log_path=None).start()
+            self._say_where_everything_is(port, sandbox, inventory, slow_port, slow_inventory)
+            # Runs until Ctrl-C, or until the web server or the cluster stops by itself.
+            while web.poll() is None and cluster.process.poll() is None:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                # A second Ctrl-C would leave the cluster running: this stop is short anyway.
+                signal.signal(stop_signal, signal.SIG_IGN)
+            if web is not None:
+                web.terminate()
+            if cluster is not None:
+                cluster.stop(grace=STOP_GRACE_SECONDS)
+            if web is not None:
+                try:
+                    web.wait(timeout=STOP_GRACE_SECONDS)
+                except subprocess.TimeoutExpired:
+                    web.kill()
+                    web.wait()
+            sandbox.stop()
+            inventory.stop()
+
+    def _say_where_everything_is(self, port, sandbox, inventory, slow_port, slow_inventory):
         self.stdout.write(
             self.style.SUCCESS(
                 f"\nAdmin:           http://127.0.0.1:{port}/admin/\n"
@@ -175,23 +214,6 @@ class Command(BaseCommand):
                 f"http://127.0.0.1:{slow_port}/api/computers, under 'items').\n"
             )
         )
-        signal.signal(signal.SIGTERM, _interrupt)
-        try:
-            # Runs until Ctrl-C, or until the web server or the cluster stops by itself.
-            while all(child.poll() is None for child in children):
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            for child in children:
-                child.terminate()
-            for child in children:
-                try:
-                    child.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-            sandbox.stop()
-            inventory.stop()
 
     def _ensure_admin_user(self) -> None:
         users = get_user_model()
