@@ -10,15 +10,18 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 from django_q.models import Schedule as QSchedule
+from django_q.models import Task as QTask
+from werkzeug import Response
 
-from importer import notifications, services, tasks
+from importer import notifications, services, tasks, work_queue
+from importer.devtools.demo_source import DemoInventory
 from importer.models import Alert, Delivery, Execution, NotificationChannel, Schedule
 from importer.notifications import events
 from importer.notifications.delivery import MAX_ATTEMPTS, RETRY_DELAYS, WAITING_GIVEN_UP_AFTER
 from importer.notifications.formats import alert_facts
 from importer.notifications.messages import Content, execution_content, when_text
 from importer.notifications.staleness import last_successes
-from tests.conftest import SANDBOX_TOKEN, SmtpServer, wait_for
+from tests.conftest import SANDBOX_TOKEN, SmtpServer, wait_for, wait_for_execution_to_finish
 from tests.test_services import run_due_retries
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -190,6 +193,62 @@ def test_alerts_are_sent_by_the_task_cluster(
     assert received(httpserver)[0]["execution"]["id"] == execution.pk
     channel.refresh_from_db()
     assert channel.last_success_at is not None and not channel.is_failing
+
+
+class CountingInventory(DemoInventory):
+    """The demo inventory, counting the pages it was asked for."""
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.pages_asked = 0
+
+    def on_request(self, request) -> None:
+        self.pages_asked += 1
+
+
+def test_an_alert_does_not_wait_behind_the_lanes_of_a_big_import(
+    make_source, sandbox, failing_inventory, httpserver, start_cluster
+):
+    # One worker, a big import from a slow source with four lanes queued for it, and another
+    # source's import failing meanwhile: its alert arrives before the worker runs a lane more.
+    big_inventory = CountingInventory(records=5000, latency=0.2).start()
+    big = services.push_mapping(
+        source=make_source(
+            name="big",
+            import_source_id="src-big",
+            source_url=f"{big_inventory.base_url}/api/computers",
+            max_chunks_in_flight=4,
+        )
+    )
+    broken = services.push_mapping(source=make_source(name="broken"))
+    pages_when = {}
+    failing_inventory.on_request = lambda request: pages_when.setdefault(
+        "failing", big_inventory.pages_asked
+    )
+
+    def receive(request):
+        pages_when.setdefault("alert", big_inventory.pages_asked)
+        return Response("{}", content_type="application/json")
+
+    httpserver.expect_request("/hook").respond_with_handler(receive)
+    webhook_channel(httpserver.url_for("/hook"), sources=[broken])
+    start_cluster(workers=1, CHUNK_LANE_SECONDS="2", CHUNK_MAX_ATTEMPTS="1")
+    try:
+        services.start_import(source=big)
+        wait_for(lambda: big_inventory.pages_asked, message="the big import never started")
+        failed = services.start_import(source=broken)
+
+        wait_for(lambda: "alert" in pages_when, timeout=120, message="no alert arrived")
+        failed.refresh_from_db()
+        assert failed.state == Execution.State.FAILED
+        assert Execution.objects.get(source=big).state == Execution.State.INGESTING
+        # The worker failed the import, then sent its alert: it read no page of the big
+        # import between them (one in flight as its lane ended, at most), where a queued
+        # alert would have waited for its four lanes, ten pages each.
+        assert pages_when["alert"] - pages_when["failing"] <= 1
+        assert Delivery.objects.get().state == Delivery.State.SENT
+    finally:
+        big_inventory.stop()
 
 
 def test_a_refused_scheduled_run_is_told(client, pushed_source, sandbox, inventory, httpserver):
@@ -601,6 +660,28 @@ def test_a_stale_source_is_told_once_then_its_recovery_once(pushed_source, sandb
     assert recovered["event"] == "source.recovered"
     assert recovered["execution"]["id"] == execution.pk
     assert Alert.objects.get(kind=Alert.Kind.STALE).resolved_at is not None
+
+
+def test_housekeeping_sends_a_stale_alert_itself_rather_than_queue_it(
+    pushed_source, sandbox, httpserver, start_cluster
+):
+    # Queued, its delivery would wait behind every lane of the imports running then.
+    httpserver.expect_request("/hook").respond_with_json({})
+    webhook_channel(httpserver.url_for("/hook"))
+    daily_schedule(pushed_source)
+    start_cluster(workers=1)
+    done = wait_for_execution_to_finish(services.start_import(source=pushed_source))
+    assert done.state == Execution.State.DONE
+    Execution.objects.filter(pk=done.pk).update(finished_at=timezone.now() - timedelta(hours=27))
+
+    work_queue.async_task("importer.tasks.look_after_imports", task_name="housekeeping")
+    # One worker takes tasks in turn: once this one has run, so has any queued before it.
+    work_queue.async_task("math.floor", 1, task_name="after-housekeeping")
+    wait_for(lambda: QTask.objects.filter(name="after-housekeeping").exists())
+
+    assert [payload["event"] for payload in received(httpserver)] == ["source.stale"]
+    assert Delivery.objects.get().state == Delivery.State.SENT
+    assert not QTask.objects.filter(name__startswith="delivery-").exists()
 
 
 def test_a_daily_source_is_stale_only_after_a_day_and_the_grace(

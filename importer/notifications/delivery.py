@@ -1,5 +1,6 @@
 """Sending an alert through a channel, with retries: e-mail through Django's mail framework,
-webhooks through one HTTP seam. Runs in django-q2 tasks only."""
+webhooks through one HTTP seam. Runs in django-q2 tasks only: the delivery's own task, or the
+task that ended the import (`delivering_here`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import json
 import logging
 import random
 import smtplib
+import threading
 import time
+from contextlib import contextmanager
 from datetime import timedelta
 from urllib.parse import parse_qsl, urlsplit
 
@@ -31,6 +34,7 @@ from importer.models import Alert, Delivery, NotificationChannel
 from importer.notifications.formats import webhook_payload
 from importer.notifications.messages import duration_text, when_text
 from importer.redaction import redact, remember_secrets
+from importer.spawn import in_cluster_worker
 
 logger = logging.getLogger(__name__)
 
@@ -226,6 +230,43 @@ SENDERS = {
     NotificationChannel.Kind.EMAIL: send_email,
     NotificationChannel.Kind.WEBHOOK: send_webhook,
 }
+
+
+_here = threading.local()
+
+
+def sends_here() -> bool:
+    """Whether this thread may make an alert's first attempt itself: a task on a cluster
+    worker's own thread, never a web request, a command (it may exit while sending) or the
+    ticker's thread (it only talks to the database and the broker)."""
+    return in_cluster_worker() and threading.current_thread() is threading.main_thread()
+
+
+@contextmanager
+def delivering_here():
+    """The deliveries recorded within are tried at once by this thread, not queued, when it
+    may send (`sends_here`)."""
+    before = getattr(_here, "on", False)
+    _here.on = before or sends_here()
+    try:
+        yield
+    finally:
+        _here.on = before
+
+
+def deliver_now_or_queue(delivery_id: int) -> None:
+    """After the delivery is committed: its first attempt here (`delivering_here`), or its
+    task. A failed attempt is retried by a task, as any; an error before the attempt leaves
+    it to its task."""
+    if not getattr(_here, "on", False):
+        work_queue.enqueue_delivery(delivery_id)
+        return
+    try:
+        delivery = Delivery.objects.select_related("alert", "channel").get(pk=delivery_id)
+        send_delivery(delivery=delivery)
+    except Exception:
+        logger.exception("delivery %s: left to its task", delivery_id)
+        work_queue.enqueue_delivery(delivery_id)
 
 
 def _claim(delivery: Delivery) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -27,7 +28,12 @@ from importer.models import (
     Schedule,
 )
 from importer.notifications.bursts import folds, tell_folded_alerts
-from importer.notifications.delivery import requeue_lost_deliveries
+from importer.notifications.delivery import (
+    deliver_now_or_queue,
+    delivering_here,
+    requeue_lost_deliveries,
+    sends_here,
+)
 from importer.notifications.messages import (
     Content,
     channel_check_content,
@@ -67,8 +73,26 @@ def notify_execution_stalled(execution: Execution) -> None:
 
 
 def _queue_after_commit(execution_id: int, event: str) -> None:
-    # A broker that cannot take it fails no import: housekeeping catches the alert up.
-    transaction.on_commit(lambda: work_queue.enqueue_execution_alert(execution_id, event))
+    transaction.on_commit(lambda: _tell_here_or_queue(execution_id, event))
+
+
+def _tell_here_or_queue(execution_id: int, event: str) -> None:
+    """A task of the cluster that ended or stalled the import raises its alert and makes each
+    delivery's first attempt itself (`delivering_here`): queued, they would wait behind every
+    lane of the imports running then, a minute or more while a big import runs. A web
+    request, a command or the ticker's thread queues the task instead, as does a raise that
+    fails here (a broker that cannot take it fails no import: housekeeping catches it up)."""
+    if not sends_here():
+        work_queue.enqueue_execution_alert(execution_id, event)
+        return
+    try:
+        execution = Execution.objects.select_related("source").filter(pk=execution_id).first()
+        if execution is not None:
+            with delivering_here():
+                raise_execution_alert(execution=execution, event=event)
+    except Exception:
+        logger.exception("execution %s: its alert is left to a task", execution_id)
+        work_queue.enqueue_execution_alert(execution_id, event)
 
 
 # --- alerts -------------------------------------------------------------------------------
@@ -111,7 +135,7 @@ def raise_alert(
                     Delivery.objects.create(alert=alert, channel=channel, state=DState.FOLDED)
                     continue
                 delivery = Delivery.objects.create(alert=alert, channel=channel)
-                transaction.on_commit(lambda pk=delivery.pk: work_queue.enqueue_delivery(pk))
+                transaction.on_commit(partial(deliver_now_or_queue, delivery.pk))
     except IntegrityError:
         return None  # the same event, told already
     return alert
@@ -412,7 +436,8 @@ def _close_stale_alerts(source: ImportSource, success: Execution | None) -> Aler
 
 def look_after_notifications() -> None:
     """Housekeeping, every minute: lost alerts, stale sources, lost deliveries. A problem here
-    is logged and never stops the rest of housekeeping."""
+    is logged and never stops the rest of housekeeping. Its task makes the alerts' first
+    attempts itself (`delivering_here`): queued, they would wait behind the imports' lanes."""
     steps = (
         catch_up_execution_alerts,
         tell_resumed_executions,
@@ -422,7 +447,8 @@ def look_after_notifications() -> None:
     )
     for step in steps:
         try:
-            step()
+            with delivering_here():
+                step()
         except Exception:
             logger.exception("alerts: %s failed", step.__name__)
 
