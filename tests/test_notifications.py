@@ -195,6 +195,14 @@ def test_alerts_are_sent_by_the_task_cluster(
     assert channel.last_success_at is not None and not channel.is_failing
 
 
+def delivery_tasks_ran() -> bool:
+    """Whether a delivery's own task sent an alert that arrived. With the cluster's one
+    worker, a task queued now runs after any queued before the alert arrived."""
+    work_queue.async_task("math.floor", 1, task_name="after-the-alert")
+    wait_for(lambda: QTask.objects.filter(name="after-the-alert").exists())
+    return QTask.objects.filter(name__startswith="delivery-").exists()
+
+
 class CountingInventory(DemoInventory):
     """The demo inventory, counting the pages it was asked for."""
 
@@ -249,6 +257,24 @@ def test_an_alert_does_not_wait_behind_the_lanes_of_a_big_import(
         assert Delivery.objects.get().state == Delivery.State.SENT
     finally:
         big_inventory.stop()
+
+
+def test_the_alert_task_of_a_refused_run_sends_it_rather_than_queue_it_again(
+    make_source, httpserver, start_cluster
+):
+    # Refused by a web request or a command, the import is told by a task, which waits its
+    # turn behind the lanes running then: its deliveries do not wait for another turn.
+    httpserver.expect_request("/hook").respond_with_json({})
+    webhook_channel(httpserver.url_for("/hook"))
+    unreachable = make_source(name="unreachable", assets_base_url="http://127.0.0.1:9/")
+    start_cluster(workers=1)
+
+    with pytest.raises(services.ImportRefused):
+        services.start_import(source=unreachable)
+
+    wait_for(lambda: httpserver.log, message="no alert arrived")
+    assert [payload["event"] for payload in received(httpserver)] == ["execution.refused"]
+    assert not delivery_tasks_ran()
 
 
 def test_a_refused_scheduled_run_is_told(client, pushed_source, sandbox, inventory, httpserver):
@@ -675,13 +701,11 @@ def test_housekeeping_sends_a_stale_alert_itself_rather_than_queue_it(
     Execution.objects.filter(pk=done.pk).update(finished_at=timezone.now() - timedelta(hours=27))
 
     work_queue.async_task("importer.tasks.look_after_imports", task_name="housekeeping")
-    # One worker takes tasks in turn: once this one has run, so has any queued before it.
-    work_queue.async_task("math.floor", 1, task_name="after-housekeeping")
-    wait_for(lambda: QTask.objects.filter(name="after-housekeeping").exists())
 
+    wait_for(lambda: httpserver.log, message="no alert arrived")
     assert [payload["event"] for payload in received(httpserver)] == ["source.stale"]
     assert Delivery.objects.get().state == Delivery.State.SENT
-    assert not QTask.objects.filter(name__startswith="delivery-").exists()
+    assert not delivery_tasks_ran()
 
 
 def test_a_daily_source_is_stale_only_after_a_day_and_the_grace(

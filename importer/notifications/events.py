@@ -88,8 +88,7 @@ def _tell_here_or_queue(execution_id: int, event: str) -> None:
     try:
         execution = Execution.objects.select_related("source").filter(pk=execution_id).first()
         if execution is not None:
-            with delivering_here():
-                raise_execution_alert(execution=execution, event=event)
+            raise_execution_alert(execution=execution, event=event)
     except Exception:
         logger.exception("execution %s: its alert is left to a task", execution_id)
         work_queue.enqueue_execution_alert(execution_id, event)
@@ -142,7 +141,14 @@ def raise_alert(
 
 
 def raise_execution_alert(*, execution: Execution, event: str) -> Alert | None:
-    """The alert for an execution that ended (FAILED, REFUSED, DONE) or was flagged stalled."""
+    """The alert for an execution that ended (FAILED, REFUSED, DONE) or was flagged stalled.
+    A cluster's task makes the first attempts itself (`delivering_here`): an alert task that
+    waited its turn behind the imports' lanes does not queue its deliveries behind them."""
+    with delivering_here():
+        return _raise_execution_alert(execution, event)
+
+
+def _raise_execution_alert(execution: Execution, event: str) -> Alert | None:
     if event == "stalled":
         return _raise_stall_alert(execution)
     kind = EXECUTION_ALERTS.get(execution.state)
