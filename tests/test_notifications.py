@@ -254,7 +254,7 @@ def test_an_alert_does_not_wait_behind_the_lanes_of_a_big_import(
         # import between them (one in flight as its lane ended, at most), where a queued
         # alert would have waited for its four lanes, ten pages each.
         assert pages_when["alert"] - pages_when["failing"] <= 1
-        assert Delivery.objects.get().state == Delivery.State.SENT
+        wait_for(lambda: Delivery.objects.get().state == Delivery.State.SENT)
     finally:
         big_inventory.stop()
 
@@ -704,8 +704,8 @@ def test_housekeeping_sends_a_stale_alert_itself_rather_than_queue_it(
 
     wait_for(lambda: httpserver.log, message="no alert arrived")
     assert [payload["event"] for payload in received(httpserver)] == ["source.stale"]
-    assert Delivery.objects.get().state == Delivery.State.SENT
     assert not delivery_tasks_ran()
+    assert Delivery.objects.get().state == Delivery.State.SENT
 
 
 def test_a_daily_source_is_stale_only_after_a_day_and_the_grace(
