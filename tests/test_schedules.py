@@ -942,6 +942,120 @@ def test_a_new_webtrigger_token_assets_could_not_take_reaches_it_by_housekeeping
     assert [s["callbackUrl"] for s in sandbox.schedules("src-1")] == [new_url]
 
 
+def schedule_calls(sandbox) -> list[str]:
+    """The methods of the calls Assets received on its import schedules."""
+    return [method for method, path in sandbox.requests_log if "/importschedule" in path]
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [{"status": 503}, {"status": 429, "retry_after": "1"}],
+    ids=["failing", "busy"],
+)
+def test_a_schedule_saved_while_assets_is_busy_or_failing_is_told_at_once(
+    admin_client, pushed_source, sandbox, fault
+):
+    schedule = services.sync_schedule(schedule=make_schedule(pushed_source))
+    sandbox.faults.add(method="PUT", path_contains="/importschedule", times=-1, **fault)
+    before = len(schedule_calls(sandbox))
+
+    response = admin_client.post(
+        reverse("admin:importer_schedule_change", args=[schedule.pk]),
+        {
+            "source": pushed_source.pk,
+            "frequency": "WEEKLY",
+            "start_local": tomorrow_at(15).strftime("%Y-%m-%d %H:%M"),
+            "timezone": "Europe/Berlin",
+        },
+        follow=True,
+    )
+
+    # Asked once, not again within the page's request: housekeeping takes it up.
+    assert schedule_calls(sandbox)[before:] == ["PUT"]
+    [message] = [str(m) for m in response.context["messages"]]
+    assert f"({fault['status']})" in message or f"answered {fault['status']}" in message
+    assert "It is synced again by itself every 10 minutes" in message
+    assert Schedule.objects.get(pk=schedule.pk).sync_retry_at is not None
+
+
+def test_a_new_schedule_assets_cannot_take_now_is_asked_once_from_the_admin(
+    admin_client, pushed_source, sandbox
+):
+    sandbox.faults.add(method="POST", path_contains="/importschedule", status=503, times=-1)
+
+    response = admin_client.post(
+        reverse("admin:importer_schedule_add"),
+        {
+            "source": pushed_source.pk,
+            "frequency": "DAILY",
+            "start_local": tomorrow_at(13).strftime("%Y-%m-%d %H:%M"),
+            "timezone": "Europe/Berlin",
+        },
+        follow=True,
+    )
+
+    assert schedule_calls(sandbox) == ["POST"]
+    [message] = [str(m) for m in response.context["messages"]]
+    assert "It is synced again by itself every 10 minutes" in message
+
+
+def test_a_token_rotation_or_resync_while_assets_fails_asks_it_once_from_the_admin(
+    admin_client, pushed_source, sandbox
+):
+    schedule = services.sync_schedule(schedule=make_schedule(pushed_source))
+    sandbox.faults.add(method="PUT", path_contains="/importschedule", status=503, times=-1)
+    before = len(schedule_calls(sandbox))
+
+    admin_client.post(
+        reverse("admin:importer_importsource_changelist"),
+        {"action": "rotate_webtrigger_token", "_selected_action": [pushed_source.pk]},
+    )
+    admin_client.post(
+        reverse("admin:importer_schedule_changelist"),
+        {"action": "resync", "_selected_action": [schedule.pk]},
+    )
+
+    assert schedule_calls(sandbox)[before:] == ["PUT", "PUT"]
+
+
+def test_a_source_enabled_while_assets_fails_asks_it_once_from_the_admin(
+    admin_client, pushed_source, sandbox
+):
+    from tests.test_admin import source_form_data
+
+    services.sync_schedule(schedule=make_schedule(pushed_source))
+    pushed_source.enabled = False
+    pushed_source.save()
+    services.apply_enabled_state(source=pushed_source)
+    sandbox.faults.add(method="POST", path_contains="/importschedule", status=503, times=-1)
+    before = len(schedule_calls(sandbox))
+    pushed_source.enabled = True
+
+    response = admin_client.post(
+        reverse("admin:importer_importsource_change", args=[pushed_source.pk]),
+        source_form_data(pushed_source),
+        follow=True,
+    )
+
+    assert schedule_calls(sandbox)[before:] == ["POST"]
+    shown = " ".join(str(m) for m in response.context["messages"])
+    assert "It is synced again by itself every 10 minutes" in shown
+
+
+def test_housekeeping_still_waits_out_a_brief_failure_of_assets(pushed_source, sandbox):
+    schedule = services.sync_schedule(schedule=make_schedule(pushed_source))
+    Schedule.objects.filter(pk=schedule.pk).update(in_sync=False, sync_retry_at=timezone.now())
+    sandbox.faults.add(
+        method="PUT", path_contains="/importschedule", status=503, retry_after="0", times=1
+    )
+    before = len(schedule_calls(sandbox))
+
+    assert services.retry_failed_syncs() == 1
+
+    assert schedule_calls(sandbox)[before:] == ["PUT", "PUT"]
+    assert Schedule.objects.get(pk=schedule.pk).in_sync
+
+
 def test_a_create_whose_answer_was_lost_is_not_made_again_by_itself(pushed_source, sandbox):
     sandbox.faults.add(method="POST", path_contains="/importschedule", lose_answer=True)
 

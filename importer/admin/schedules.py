@@ -103,7 +103,8 @@ class ScheduleAdmin(DeletedInAssetsFirst, admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         try:
-            services.sync_schedule(schedule=obj)
+            # Not waited for here: housekeeping syncs again what Assets could not take now.
+            services.sync_schedule(schedule=obj, wait_for_assets=False)
         except services.ScheduleError as error:
             meanwhile = (
                 " Until then Assets runs it as last synced."
@@ -173,7 +174,7 @@ class ScheduleAdmin(DeletedInAssetsFirst, admin.ModelAdmin):
         synced = 0
         for schedule in queryset.select_related("source"):
             try:
-                services.sync_schedule(schedule=schedule)
+                services.sync_schedule(schedule=schedule, wait_for_assets=False)
             except services.ScheduleError as error:
                 self.message_user(
                     request, f"Schedule of {schedule.source} not synced: {error}", messages.ERROR

@@ -315,7 +315,12 @@ class ImportSourceAdmin(
         if not change:
             return
         try:
-            services.source_saved(source=obj, changed=set(form.changed_data), was=form.initial)
+            services.source_saved(
+                source=obj,
+                changed=set(form.changed_data),
+                was=form.initial,
+                wait_for_assets=False,
+            )
         except services.ScheduleError as error:
             self.message_user(request, f"Schedule: {error}", messages.WARNING)
 
@@ -338,7 +343,7 @@ class ImportSourceAdmin(
         for source in queryset:
             self.log_change(request, source, "Rotated the webtrigger token.")
             try:
-                services.rotate_webtrigger_token(source=source)
+                services.rotate_webtrigger_token(source=source, wait_for_assets=False)
             except services.ScheduleError as error:
                 # The old token is retired all the same (it may have leaked): say that the
                 # runs stop, and how they start again.

@@ -114,10 +114,13 @@ def _sync_retry_time(error: Exception) -> datetime | None:
     return timezone.now() + wait
 
 
-def sync_schedule(*, schedule: Schedule) -> Schedule:
+def sync_schedule(*, schedule: Schedule, wait_for_assets: bool = True) -> Schedule:
     """Create or replace the schedule in Assets; the row says whether that worked, and why not.
 
-    Raises ScheduleError after recording it, so callers can show the reason.
+    Raises ScheduleError after recording it, so callers can show the reason. `wait_for_assets`:
+    Assets busy or failing (429, 5xx) is tried again within the call, a few seconds, as a
+    worker may; False where someone waits on the page: one try, told at once (housekeeping
+    syncs it again, `retry_failed_syncs`).
     """
     source = schedule.source
     if not source.mapping_pushed_at:
@@ -128,6 +131,7 @@ def sync_schedule(*, schedule: Schedule) -> Schedule:
         _mark_out_of_sync(schedule, "The source is disabled, so Assets holds no schedule.")
         raise ScheduleError(schedule.sync_error)
     client = AssetsClient.for_source(source)
+    attempts = SYNC_ATTEMPTS if wait_for_assets else 1
     seen_id = schedule.assets_schedule_id
     creating = False
     try:
@@ -136,12 +140,16 @@ def sync_schedule(*, schedule: Schedule) -> Schedule:
         remote = None
         if seen_id:
             try:
-                remote = call_with_retries(lambda: client.update_schedule(seen_id, body))
+                remote = call_with_retries(
+                    lambda: client.update_schedule(seen_id, body), attempts=attempts
+                )
             except AssetsNotFound:
                 remote = None  # deleted in Assets: create it again below
         if remote is None:
             creating = True
-            remote = call_with_retries(lambda: client.create_schedule(body), repeatable=False)
+            remote = call_with_retries(
+                lambda: client.create_schedule(body), attempts=attempts, repeatable=False
+            )
     except (AssetsError, ScheduleError) as error:
         # Assets may have made it all the same (its answer lost or late), and would call the
         # webtrigger at these times beside the one the next sync makes. A 429 or 503 says
@@ -171,7 +179,7 @@ def sync_schedule(*, schedule: Schedule) -> Schedule:
         # the schedule that stays gets this sync's settings.
         _drop_copy(client, remote.schedule_id, source)
         schedule.refresh_from_db()
-        return sync_schedule(schedule=schedule)
+        return sync_schedule(schedule=schedule, wait_for_assets=wait_for_assets)
     schedule.assets_schedule_id = remote.schedule_id
     schedule.callback_url = body["callbackUrl"]
     schedule.in_sync = True
@@ -193,7 +201,9 @@ def sync_schedule(*, schedule: Schedule) -> Schedule:
     synced = {name: getattr(schedule, name) for name in SYNCED_FIELDS}
     if not same_timing.update(**synced, updated_at=timezone.now()):
         fresh = Schedule.objects.select_related("source").filter(pk=schedule.pk).first()
-        return sync_schedule(schedule=fresh) if fresh is not None else schedule
+        if fresh is None:
+            return schedule
+        return sync_schedule(schedule=fresh, wait_for_assets=wait_for_assets)
     return schedule
 
 
@@ -212,6 +222,8 @@ SYNCED_FIELDS = [
 REANCHOR_RETRY = timedelta(minutes=10)
 # A sync Assets could not take (busy, a server error, out of reach) is made again after this.
 SYNC_RETRY = timedelta(minutes=10)
+# Tries of each call to Assets in a sync that may wait for it (a worker's).
+SYNC_ATTEMPTS = 3
 
 
 def retry_failed_syncs() -> int:
@@ -351,19 +363,28 @@ def delete_remote_schedule(*, schedule: Schedule) -> Schedule:
     return schedule
 
 
-def source_saved(*, source: ImportSource, changed: set[str], was: dict[str, str]) -> None:
+def source_saved(
+    *,
+    source: ImportSource,
+    changed: set[str],
+    was: dict[str, str],
+    wait_for_assets: bool = True,
+) -> None:
     """Make Assets follow a saved source: a schedule follows it into another import source
     (`was`: the Assets place and token it had), and leaves Assets while the source is disabled.
-    Raises ScheduleError when Assets could not be brought along."""
+    Raises ScheduleError when Assets could not be brought along. `wait_for_assets`: as
+    `sync_schedule`'s."""
     if changed & set(ASSETS_PLACE):
         # Another import source has a token of its own: the old one is left with the old.
         earlier = {name: was[name] for name in (*ASSETS_PLACE, "assets_token") if was.get(name)}
-        move_schedule(source=source, was=earlier)
+        move_schedule(source=source, was=earlier, wait_for_assets=wait_for_assets)
     elif "enabled" in changed:
-        apply_enabled_state(source=source)
+        apply_enabled_state(source=source, wait_for_assets=wait_for_assets)
 
 
-def move_schedule(*, source: ImportSource, was: dict[str, str]) -> None:
+def move_schedule(
+    *, source: ImportSource, was: dict[str, str], wait_for_assets: bool = True
+) -> None:
     """The source imports into another Assets import source now (`was`: where it did). Its
     schedule leaves the old one, which would go on calling the webtrigger for nothing, and is
     made in the new one. Raises ScheduleError when either cannot be done."""
@@ -384,7 +405,7 @@ def move_schedule(*, source: ImportSource, was: dict[str, str]) -> None:
             ) from None
         finally:
             schedule.source = source
-    sync_schedule(schedule=schedule)
+    sync_schedule(schedule=schedule, wait_for_assets=wait_for_assets)
 
 
 def delete_schedule(*, schedule: Schedule) -> None:
@@ -462,14 +483,15 @@ def _same_run_time(remote_start: str, schedule: Schedule) -> bool:
     return True
 
 
-def rotate_webtrigger_token(*, source: ImportSource) -> ImportSource:
-    """Give the source a new webtrigger secret and tell Assets the new callback URL."""
+def rotate_webtrigger_token(*, source: ImportSource, wait_for_assets: bool = True) -> ImportSource:
+    """Give the source a new webtrigger secret and tell Assets the new callback URL
+    (`wait_for_assets`: as `sync_schedule`'s)."""
     _retire_callback(source)
     schedule = Schedule.objects.filter(source=source).first()
     # Assets holds no schedule of a disabled source, nor one that ran once and is over:
     # there is no old address to replace.
     if schedule is not None and source.enabled and next_run(schedule) is not None:
-        sync_schedule(schedule=schedule)
+        sync_schedule(schedule=schedule, wait_for_assets=wait_for_assets)
     return source
 
 
@@ -594,14 +616,15 @@ def _remove_schedule_of_disabled(source: ImportSource) -> None:
         logger.warning("schedule of disabled source %s still in Assets: %s", source, error)
 
 
-def apply_enabled_state(*, source: ImportSource) -> None:
-    """A disabled source keeps no schedule in Assets; enabling it again restores the schedule."""
+def apply_enabled_state(*, source: ImportSource, wait_for_assets: bool = True) -> None:
+    """A disabled source keeps no schedule in Assets; enabling it again restores the schedule
+    (`wait_for_assets`: as `sync_schedule`'s)."""
     schedule = Schedule.objects.filter(source=source).first()
     if schedule is None:
         return
     if source.enabled:
         if not schedule.in_sync:
-            sync_schedule(schedule=schedule)
+            sync_schedule(schedule=schedule, wait_for_assets=wait_for_assets)
         return
     try:
         delete_remote_schedule(schedule=schedule)
