@@ -439,6 +439,59 @@ def test_a_pull_and_a_resync_from_the_admin_are_in_the_schedules_history(
     assert "Re-synced the schedule to Assets." in history
 
 
+def pulled(admin_client, schedule: Schedule) -> str:
+    """What the admin says after *Pull schedule from Assets* on `schedule`."""
+    response = admin_client.post(
+        reverse("admin:importer_schedule_changelist"),
+        {"action": "pull_from_assets", "_selected_action": [schedule.pk]},
+        follow=True,
+    )
+    return " ".join(str(message) for message in response.context["messages"])
+
+
+def test_a_pull_of_a_disabled_sources_schedule_says_it_is_removed_while_disabled(
+    admin_client, pushed_source, sandbox
+):
+    schedule = services.sync_schedule(schedule=make_schedule(pushed_source))
+    pushed_source.enabled = False
+    pushed_source.save()
+    services.apply_enabled_state(source=pushed_source)
+
+    said = pulled(admin_client, schedule)
+
+    assert "Assets holds no schedule for this source while it is disabled" in said
+    assert "enabling the source makes it there again" in said
+    assert "yet" not in said
+
+
+def test_a_pull_of_a_schedule_assets_lost_says_it_no_longer_holds_it(
+    admin_client, pushed_source, sandbox
+):
+    schedule = services.sync_schedule(schedule=make_schedule(pushed_source))
+    sandbox.reset()
+    pulled(admin_client, schedule)  # finds it gone
+
+    said = pulled(admin_client, schedule)
+
+    assert "Assets no longer holds this schedule ('Re-sync schedule to Assets' makes it" in said
+    assert "yet" not in said
+
+
+def test_a_pull_of_a_schedule_never_synced_says_it_is_not_there_yet_and_why(
+    admin_client, make_source
+):
+    schedule = make_schedule(make_source())  # its mapping was never pushed
+    with pytest.raises(services.ScheduleError):
+        services.sync_schedule(schedule=schedule)
+
+    said = pulled(admin_client, schedule)
+
+    assert (
+        "Assets holds no schedule for this source yet: Assets needs the source's mapping "
+        "first: push the mapping." in said
+    )
+
+
 @pytest.mark.parametrize(
     ("address", "said"),
     [

@@ -427,7 +427,7 @@ def delete_source(*, source: ImportSource) -> None:
 def compare_schedule(*, schedule: Schedule) -> list[str]:
     """What differs between the local schedule and the one Assets holds (empty: the same)."""
     if not schedule.assets_schedule_id:
-        return ["Assets holds no schedule for this source yet."]
+        return [_why_assets_holds_none(schedule)]
     try:
         remote = AssetsClient.for_source(schedule.source).get_schedule(schedule.assets_schedule_id)
     except AssetsNotFound:
@@ -453,6 +453,25 @@ def compare_schedule(*, schedule: Schedule) -> list[str]:
     if differences:
         _mark_out_of_sync(schedule, "; ".join(differences))
     return differences
+
+
+def _why_assets_holds_none(schedule: Schedule) -> str:
+    """Why Assets holds no schedule for the source: a disabled source's is removed on purpose,
+    one synced before is gone from Assets since, and one never synced is not there yet."""
+    if not schedule.source.enabled:
+        return (
+            "Assets holds no schedule for this source while it is disabled (enabling the "
+            "source makes it there again)."
+        )
+    if schedule.synced_at is not None:
+        then = (
+            "synced again by itself, or at once by 'Re-sync schedule to Assets'"
+            if schedule.sync_retry_at
+            else "'Re-sync schedule to Assets' makes it again"
+        )
+        return f"Assets no longer holds this schedule ({then})."
+    why = schedule.sync_error.rstrip(".")
+    return f"Assets holds no schedule for this source yet{f': {why}' if why else ''}."
 
 
 def _same_run_time(remote_start: str, schedule: Schedule) -> bool:
