@@ -279,6 +279,22 @@ def test_demo_source_pages_cover_every_record_exactly_once(style: str) -> None:
     assert serials == [f"SN-{i:05d}" for i in range(1, 104)]
 
 
+@pytest.mark.parametrize("told", [{}, {"total_header": "X-Total-Count"}], ids=["body", "header"])
+def test_demo_source_asked_tells_its_total_on_its_first_page_alone(told: dict) -> None:
+    with DemoInventory(records=15) as source:
+        url = f"{source.base_url}/api/computers"
+        asked = {"total_first_page": "1", "limit": 10, **told}
+        first = requests.get(url, params={**asked, "offset": 0}, timeout=5)
+        second = requests.get(url, params={**asked, "offset": 10}, timeout=5)
+
+    assert (first.json().get("total"), first.headers.get("X-Total-Count")) == (
+        (None, "15") if told else (15, None)
+    )
+    assert len(second.json()["items"]) == 5
+    assert "total" not in second.json()
+    assert "X-Total-Count" not in second.headers
+
+
 def test_the_demo_names_a_port_in_use_and_how_to_choose_another():
     import socket
 

@@ -64,7 +64,8 @@ class Throttling:
 class DemoInventory(DevServer):
     """`GET /api/computers` with offset/limit or page/limit (pages start at 1), its total as
     `"total"` in the body, or with `total_header=NAME` in the query, in that response header
-    alone (`?total_header=X-Total-Count`); and the same computers read with POST, as
+    alone (`?total_header=X-Total-Count`), and with `total_first_page=1` on the answer from
+    the first record alone, as some APIs tell it; and the same computers read with POST, as
     inventories with a query language serve them:
 
     * `POST /api/graphql`, GraphQL-like: `{"query": "... assets ...", "variables": {"first":
@@ -212,6 +213,8 @@ class DemoInventory(DevServer):
         total = len(self._computers) + self.unlisted_records
         start, stop = window if window else (0, len(self._computers))
         items = self._computers[start:stop]
+        if start and request.query.get("total_first_page", [""])[0]:
+            return json_reply(200, {"items": items})  # as some APIs: on the first page alone
         header = request.query.get("total_header", [""])[0]
         if header:  # told as json-server, ServiceNow or GitLab tell it: in a header alone
             return json_reply(200, {"items": items}, {header: str(total)})
