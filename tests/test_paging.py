@@ -483,6 +483,84 @@ def test_a_source_serving_fewer_records_than_its_header_total_fails_naming_the_h
     assert not sandbox.execution(execution.assets_execution_id)["completed_posts"]
 
 
+# A total path that finds nothing (misspelled, or the source stopped telling it) would turn
+# the check against the total off without a word.
+@pytest.mark.parametrize(
+    "total_path, told, habits",
+    [
+        ("meta.totl", "at 'meta.totl'", {}),
+        ("header:X-Totl-Count", "in header 'X-Totl-Count'", HEADER_TOTAL),
+    ],
+    ids=["body", "header"],
+)
+def test_a_total_path_that_no_answer_tells_ends_done_with_a_notice_naming_it(
+    make_source, sandbox, caplog, total_path, told, habits
+):
+    source = make_source(total_path=total_path, **habits)
+
+    execution = services.start_import(source=services.push_mapping(source=source))
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE, execution.error
+    assert len(sandbox.execution(execution.assets_execution_id)["objects"]) == 120
+    notice = (
+        f"Total not checked: no answer of the source told a total {told} (its total path), "
+        "so the records received (120) were not checked against one. Set the total path to "
+        "where the answers tell their total, or clear it."
+    )
+    assert notice in execution.notice.splitlines()
+    assert f"execution {execution.pk}: {notice}" in [
+        record.getMessage() for record in caplog.records if record.levelname == "WARNING"
+    ]
+
+
+def test_a_total_path_at_a_value_that_is_not_a_number_fails_the_import_saying_so(
+    make_source, sandbox
+):
+    source = make_source(total_path="items.0.hostname")
+
+    execution = services.start_import(source=services.push_mapping(source=source))
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.FAILED
+    assert "the total at 'items.0.hostname' is not a number ('lt-00001')" in execution.error
+    assert not sandbox.execution(execution.assets_execution_id)["completed_posts"]
+
+
+@pytest.mark.parametrize(
+    "total_path, habits",
+    [
+        ("total", {}),
+        ("header:X-Total-Count", HEADER_TOTAL),
+        ("total", {"extra_params": {"total_first_page": "1"}}),
+        (
+            "header:X-Total-Count",
+            {"extra_params": {"total_first_page": "1", **HEADER_TOTAL["extra_params"]}},
+        ),
+    ],
+    ids=["body", "header", "body, first page alone", "header, first page alone"],
+)
+def test_a_total_told_by_some_answer_is_checked_with_no_notice(
+    make_source, sandbox, inventory, total_path, habits
+):
+    inventory.unlisted_records = 5  # shows the total was checked: the import fails
+
+    source = make_source(total_path=total_path, **habits)
+    execution = services.start_import(source=services.push_mapping(source=source))
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.FAILED
+    assert "The source said it holds 125 records" in execution.error
+    assert "Total not checked" not in execution.notice
+    inventory.unlisted_records = 0
+    execution = services.start_import(source=source)
+
+    execution.refresh_from_db()
+    assert execution.state == Execution.State.DONE, execution.error
+    assert execution.records_total == 120
+    assert execution.notice == ""
+
+
 @pytest.mark.parametrize("status", [404, 400, 422])
 @pytest.mark.parametrize("limit_param", ["per_page", ""], ids=["limit asked", "no limit"])
 def test_the_page_after_a_short_one_answered_with_an_error_ends_the_source(

@@ -55,6 +55,7 @@ from importer.services.totals import (
     recount_records_fetched,
     steep_drop_in_records,
     total_disagreement,
+    total_never_told,
 )
 
 logger = logging.getLogger(__name__)
@@ -149,6 +150,10 @@ def check_completion(
     overlap = cursor_pages_overlap(execution)
     if overlap:
         Execution.objects.of(execution).add_notice(overlap)
+    unchecked = total_never_told(execution)
+    if unchecked:
+        logger.warning("execution %s: %s", execution.pk, unchecked)
+        Execution.objects.of(execution).add_notice(unchecked)
     client = client or AssetsClient.for_source(execution.source)
     if execution.completed_maybe_taken and _took_it_meanwhile(execution, client, started):
         # An earlier post went unanswered, and Assets took it: posted again, it would be

@@ -118,6 +118,31 @@ def total_disagreement(execution: Execution) -> str:
     )
 
 
+def total_never_told(execution: Execution) -> str:
+    """The notice of an import whose source has a total path that no answer told a total at;
+    "" when one did, or the source has none.
+
+    Such an import cannot be checked against the source's total, and ends DONE unchecked:
+    a misspelled path (`meta.totl`) or a source that stopped telling it would turn the
+    check off without a word. It is no failure, as a source may leave the total out of
+    some answers (GitLab past 10,000 records, some APIs after the first page), and one
+    answer telling it is enough to check."""
+    source = execution.source
+    if (
+        source.source_kind != ImportSource.Kind.REST
+        or not source.total_path
+        or execution.records_total is not None
+        or execution.last_chunk_index is None
+    ):
+        return ""
+    received = records_received(execution)
+    return (
+        f"Total not checked: no answer of the source told a total {told_in(source.total_path)} "
+        f"(its total path), so the records received ({received}) were not checked against "
+        "one. Set the total path to where the answers tell their total, or clear it."
+    )
+
+
 def every_record_left_out(execution: Execution) -> str:
     """Why an import that would send Assets none of the records its source gave is no
     success; "" when some were sent, or the source held none.
