@@ -1066,6 +1066,31 @@ def test_an_execution_page_shows_a_notice_only_when_the_import_has_one(staff_cli
     assert "No record of the first page holds &#x27;x&#x27;" in page(noted)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_an_import_whose_total_path_found_no_total_shows_done_with_the_note(
+    staff_client, make_source, sandbox
+):
+    source = make_source(total_path="meta.totl")
+    unchecked = services.start_import(source=services.push_mapping(source=source))
+    ImportSource.objects.filter(pk=source.pk).update(total_path="total")
+    checked = services.start_import(source=source)
+    note = "Total not checked: no answer of the source told a total at &#x27;meta.totl&#x27;"
+
+    def page(execution) -> str:
+        url = reverse("admin:importer_execution_change", args=[execution.pk])
+        return staff_client.get(url).content.decode()
+
+    listing = staff_client.get(reverse("admin:importer_execution_changelist")).content.decode()
+
+    assert listing.count(f'<div class="run-notice" title="{note}') == 1
+    noted = page(unchecked)
+    assert note in noted
+    # Beside the progress and its counts, not below the dates.
+    assert noted.index("field-progress_detail") < noted.index("field-notice")
+    assert noted.index("field-notice") < noted.index("field-pages_fetched_label")
+    assert "field-notice" not in page(checked)
+
+
 def test_the_history_shows_when_a_refused_run_was_asked_for(staff_client, make_source):
     refused = Execution.objects.create(
         source=make_source(), state=Execution.State.REFUSED, trigger=Execution.Trigger.SCHEDULE

@@ -75,6 +75,13 @@ class StalledFilter(admin.SimpleListFilter):
         return queryset
 
 
+def _cut_short(kind: str, text: str) -> str:
+    """A message under an import's state in the list, its start shown, the rest on hover."""
+    text = " ".join(text.split())
+    shown = text if len(text) <= 90 else text[:89] + "…"
+    return format_html('<div class="{}" title="{}">{}</div>', kind, text[:1000], shown)
+
+
 @admin.register(Execution)
 class ExecutionAdmin(SourceByNameToViewers, PageButtons, CountedDeletion, admin.ModelAdmin):
     class Media:
@@ -107,6 +114,7 @@ class ExecutionAdmin(SourceByNameToViewers, PageButtons, CountedDeletion, admin.
         "triggered_by_label",
         "assets_execution_id",
         "progress_detail",
+        "notice",
         "retries_label",
         "stalled_since",
         "chunk_summary",
@@ -122,7 +130,6 @@ class ExecutionAdmin(SourceByNameToViewers, PageButtons, CountedDeletion, admin.
         "finished_at",
         "duration_label",
         "error",
-        "notice",
         "failure_report_label",
     ]
     readonly_fields = fields
@@ -182,15 +189,15 @@ class ExecutionAdmin(SourceByNameToViewers, PageButtons, CountedDeletion, admin.
             return format_html(
                 "{}{}", state_badge(execution.state), stalled_note(execution.stalled_since)
             )
+        if execution.state == Execution.State.DONE and execution.notice:
+            # DONE, with something worth a look (a total that could not be checked).
+            return format_html(
+                "{}{}", state_badge(execution.state), _cut_short("run-notice", execution.notice)
+            )
         if not execution.error or execution.state in Execution.OPEN_STATES:
             return state_badge(execution.state)
-        text = " ".join(execution.error.split())
-        shown = text if len(text) <= 90 else text[:89] + "…"
         return format_html(
-            '{}<div class="run-error" title="{}">{}</div>',
-            state_badge(execution.state),
-            text[:1000],
-            shown,
+            "{}{}", state_badge(execution.state), _cut_short("run-error", execution.error)
         )
 
     @admin.display(description="Run", ordering="trigger")
