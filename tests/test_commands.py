@@ -249,6 +249,30 @@ def test_run_import_pushes_the_mapping_and_waits_for_done(make_source, sandbox):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_run_import_wait_says_when_no_answer_told_a_total_at_the_total_path(make_source, sandbox):
+    make_source(name="inventory", total_path="meta.totl")
+
+    output = run("run_import", "inventory", "--wait", "--poll", "0.01")
+
+    assert "Done: 120 records in 5 pages." in output
+    assert output.strip().endswith(
+        "Note: Total not checked: no answer of the source told a total at 'meta.totl' (its "
+        "total path), so the records received (120) were not checked against one. Set the "
+        "total path to where the answers tell their total, or clear it."
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_import_wait_has_no_note_when_the_total_was_checked(make_source, sandbox):
+    make_source(name="inventory", total_path="total")
+
+    output = run("run_import", "inventory", "--wait", "--poll", "0.01")
+
+    assert output.strip().endswith("Done: 120 records in 5 pages.")
+    assert "Note:" not in output
+
+
+@pytest.mark.django_db(transaction=True)
 def test_an_import_run_from_the_command_line_says_so_and_names_who_ran_it(
     make_source, sandbox, django_user_model, admin_client, caplog
 ):

@@ -18,6 +18,7 @@ from importer.progress import (
     retries_of,
     retry_text,
 )
+from importer.redaction import redact_for
 
 # In a log or a pipe, a line at least this often while the counts move.
 LOG_LINE_SECONDS = 15
@@ -167,6 +168,9 @@ class Command(DatabaseCommand):
                 f"{admin_url('execution', execution.pk)}"
             )
         self.stdout.write(self.style.SUCCESS(done))
+        # What the import's page shows as worth a look (a total path no answer told).
+        for note in redact_for(execution.source, execution.notice).splitlines():
+            self.stdout.write(self.style.WARNING(f"Note: {note}"))
 
     @staticmethod
     def log_for(user, source: ImportSource, pushed: bool, message: str) -> None:
