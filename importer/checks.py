@@ -5,6 +5,8 @@ from urllib.parse import urlsplit
 
 import redis
 from django.conf import settings
+from django.contrib.staticfiles.finders import get_finders
+from django.contrib.staticfiles.storage import ManifestFilesMixin, staticfiles_storage
 from django.core.checks import Error, Warning, register
 
 from importer.health import HOW_TO_WRITE_REDIS_URL, UNREADABLE_REDIS_URL
@@ -86,5 +88,42 @@ def public_base_url_reaches_this_app(app_configs, **kwargs) -> list[Warning]:
             hint="Set it to the https address at which Assets reaches this app (with the path "
             "prefix it is served under, if any); schedules follow it at the next housekeeping.",
             id="importer.W001",
+        )
+    ]
+
+
+# The files collectstatic leaves out unless told otherwise.
+COLLECTSTATIC_IGNORED = ["CVS", ".*", "*~"]
+
+
+@register()
+def static_files_collected_for_this_release(app_configs, **kwargs) -> list[Warning]:
+    """With DEBUG off, a page names its static files by the manifest collectstatic wrote: a
+    file this release added that an earlier release's collectstatic never saw fails every page
+    naming it (the admin's own base template names one), with a 500, until collectstatic runs
+    again. Said at migrate, the step of an upgrade every operator runs."""
+    if settings.DEBUG or not isinstance(staticfiles_storage, ManifestFilesMixin):
+        return []
+    collected = staticfiles_storage.hashed_files
+    if not collected:  # never collected here: the production steps say to
+        return []
+    missing = sorted(
+        {
+            path.replace("\\", "/")
+            for finder in get_finders()
+            for path, _ in finder.list(COLLECTSTATIC_IGNORED)
+        }
+        - set(collected)
+    )
+    if not missing:
+        return []
+    shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+    return [
+        Warning(
+            f"The static files in STATIC_ROOT ({settings.STATIC_ROOT}) were collected by an "
+            f"earlier release: {shown} missing. Every admin page fails (500) until they are "
+            "collected again.",
+            hint="Run `python manage.py collectstatic --noinput`, then restart the web processes.",
+            id="importer.W002",
         )
     ]

@@ -370,6 +370,52 @@ def test_the_upgrade_notes_name_the_last_migration_and_the_release_before_can_in
     assert needs_a_value == []
 
 
+@pytest.mark.django_db
+def test_migrate_warns_when_the_static_files_were_collected_by_an_earlier_release(
+    settings, tmp_path
+):
+    # With DEBUG off, every admin page names importer/messages_focus.js: a STATIC_ROOT that an
+    # earlier release's collectstatic filled lacks it, and the pages fail with a 500.
+    from io import StringIO
+
+    settings.DEBUG = False
+    settings.STATIC_ROOT = tmp_path
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"},
+    }
+    call_command("collectstatic", interactive=False, verbosity=0)
+    manifest = json.loads((tmp_path / "staticfiles.json").read_text())
+    del manifest["paths"]["importer/messages_focus.js"]
+    (tmp_path / "staticfiles.json").write_text(json.dumps(manifest))
+    settings.STATIC_ROOT = tmp_path  # the storage reads the manifest again
+
+    told = StringIO()
+    call_command("migrate", verbosity=0, skip_checks=False, stdout=StringIO(), stderr=told)
+
+    assert "importer.W002" in told.getvalue()
+    assert "importer/messages_focus.js missing" in told.getvalue()
+    assert "collectstatic --noinput" in told.getvalue()
+
+
+@pytest.mark.django_db
+def test_migrate_says_nothing_of_static_files_this_release_collected(settings, tmp_path):
+    from io import StringIO
+
+    settings.DEBUG = False
+    settings.STATIC_ROOT = tmp_path
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"},
+    }
+    call_command("collectstatic", interactive=False, verbosity=0)
+
+    told = StringIO()
+    call_command("migrate", verbosity=0, skip_checks=False, stdout=StringIO(), stderr=told)
+
+    assert "importer.W002" not in told.getvalue()
+
+
 def settings_read_in_a_process(*, then: str = "", **environment: str):
     """`assets_sync.settings` imported by a new process with only `environment` (no .env);
     it prints the settings named by PRINT, then runs `then` (Python, Django set up)."""
