@@ -410,6 +410,42 @@ def demo_database(migrated_database, tmp_path) -> Path:
     return Path(shutil.copy(migrated_database, tmp_path / "demo.sqlite3"))
 
 
+def _start_demo(environment: dict, log: Path, *extra: str) -> subprocess.Popen:
+    """`manage.py demo` in a session of its own, on free ports, its output in `log`."""
+    from tests.conftest import ROOT
+
+    port, sandbox_port, inventory_port = _free_ports(3)
+    with open(log, "w") as output:
+        return subprocess.Popen(
+            [sys.executable, "manage.py", "demo", "--port", str(port)]
+            + ["--sandbox-port", str(sandbox_port), "--inventory-port", str(inventory_port)]
+            + list(extra),
+            cwd=ROOT,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _demo_environment(database: Path) -> dict:
+    return {
+        "PATH": "/usr/bin:/bin",
+        "DEBUG": "true",
+        "SECRET_KEY": "x" * 50,
+        "DATABASE_URL": f"sqlite:///{database}",
+        "REDIS_URL": "",
+    }
+
+
+def _cluster_of(demo: subprocess.Popen) -> int:
+    """The session of the demo's cluster, named after the process the demo started."""
+    found = subprocess.run(
+        ["pgrep", "-P", str(demo.pid), "-f", "qcluster"], capture_output=True, text=True
+    )
+    return int(found.stdout.split()[0])
+
+
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"], ids=["SIGTERM", "Ctrl-C"])
 def test_the_demo_stops_within_seconds_of_a_signal_to_its_process_group_while_importing(
@@ -419,33 +455,13 @@ def test_the_demo_stops_within_seconds_of_a_signal_to_its_process_group_while_im
     # its sentinel, and, stopped by Ctrl-C, the cluster let a lane run to its end.
     from tests.conftest import ROOT, wait_for
 
-    port, sandbox_port, inventory_port = _free_ports(3)
-    environment = {
-        "PATH": "/usr/bin:/bin",
-        "DEBUG": "true",
-        "SECRET_KEY": "x" * 50,
-        "DATABASE_URL": f"sqlite:///{demo_database}",
-        "REDIS_URL": "",
-    }
+    environment = _demo_environment(demo_database)
     log = tmp_path / "demo.log"
-    with open(log, "w") as output:
-        demo = subprocess.Popen(
-            [sys.executable, "manage.py", "demo", "--port", str(port), "--records", "20000"]
-            + ["--sandbox-port", str(sandbox_port), "--inventory-port", str(inventory_port)],
-            cwd=ROOT,
-            env=environment,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    demo = _start_demo(environment, log, "--records", "20000")
     cluster = None
     try:
         wait_for(lambda: "running." in log.read_text(), message="the cluster did not start")
-        cluster = int(
-            subprocess.run(
-                ["pgrep", "-P", str(demo.pid), "-f", "qcluster"], capture_output=True, text=True
-            ).stdout.split()[0]
-        )
+        cluster = _cluster_of(demo)
         started = subprocess.run(
             [sys.executable, "manage.py", "run_import", "demo-inventory"],
             cwd=ROOT,
@@ -467,6 +483,35 @@ def test_the_demo_stops_within_seconds_of_a_signal_to_its_process_group_while_im
             pytest.fail("the demo still ran 10 s after the signal")
         wait_for(lambda: not _still_running("-g", demo.pid), timeout=2, message="web server left")
         wait_for(lambda: not _still_running("-s", cluster), timeout=2, message="cluster left")
+    finally:
+        print(log.read_text()[-5000:])  # shown when the test fails
+        for group in (demo.pid, cluster):
+            if group is not None and _still_running("-g", group):
+                os.killpg(group, signal.SIGKILL)
+        demo.wait()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("killed", ["process", "group"], ids=["its process", "its group"])
+def test_the_demos_cluster_stops_when_the_demo_is_killed_outright(demo_database, tmp_path, killed):
+    # A `kill -9` left it running on the demo's database, beside the next demo's cluster.
+    from tests.conftest import wait_for
+
+    log = tmp_path / "demo.log"
+    demo = _start_demo(_demo_environment(demo_database), log)
+    cluster = None
+    try:
+        wait_for(lambda: "running." in log.read_text(), message="the cluster did not start")
+        cluster = _cluster_of(demo)
+        assert _still_running("-s", cluster)
+
+        if killed == "process":
+            os.kill(demo.pid, signal.SIGKILL)
+        else:
+            os.killpg(demo.pid, signal.SIGKILL)
+        demo.wait()
+
+        wait_for(lambda: not _still_running("-s", cluster), timeout=10, message="cluster left")
     finally:
         print(log.read_text()[-5000:])  # shown when the test fails
         for group in (demo.pid, cluster):

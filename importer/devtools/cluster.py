@@ -15,12 +15,21 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 class QCluster:
     """`manage.py qcluster` in a session of its own, with `env` over this process's
     environment and its output appended to `log_path` (or, without one, written where this
-    process writes its own)."""
+    process writes its own).
 
-    def __init__(self, *, env: dict[str, str], log_path: Path | None):
+    With `tethered_grace`, the cluster is stopped when this process ends, however it ends (a
+    `kill -9` too), given that many seconds: `process` is then the tether
+    (importer/devtools/tether.py), whose child is the cluster's main process.
+    """
+
+    def __init__(
+        self, *, env: dict[str, str], log_path: Path | None, tethered_grace: float | None = None
+    ):
         self.env = env
         self.log_path = log_path
+        self.tethered_grace = tethered_grace
         self.process: subprocess.Popen | None = None
+        self._tether_end: int | None = None  # the pipe's write end, held by this process only
 
     def start(self) -> QCluster:
         if self.log_path is None:
@@ -32,13 +41,26 @@ class QCluster:
         return self
 
     def _popen(self, **output) -> subprocess.Popen:
-        return subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "qcluster"],
-            env={**os.environ, **self.env},
-            cwd=ROOT,
-            start_new_session=True,
-            **output,
-        )
+        command = [sys.executable, str(ROOT / "manage.py"), "qcluster"]
+        if self.tethered_grace is None:
+            return subprocess.Popen(
+                command, env={**os.environ, **self.env}, cwd=ROOT, start_new_session=True, **output
+            )
+        # The write end is not inherited (os.pipe's ends never are): no other child of this
+        # process keeps the cluster alive once this process is gone.
+        tether_start, self._tether_end = os.pipe()
+        try:
+            return subprocess.Popen(
+                [sys.executable, "-m", "importer.devtools.tether", str(self.tethered_grace)]
+                + command,
+                env={**os.environ, **self.env},
+                cwd=ROOT,
+                start_new_session=True,
+                stdin=tether_start,
+                **output,
+            )
+        finally:
+            os.close(tether_start)
 
     def worker_pids(self) -> list[int]:
         """Process ids of the cluster's processes other than the main one."""
@@ -54,6 +76,9 @@ class QCluster:
         except ProcessLookupError:
             pass
         self.process.wait()
+        if self._tether_end is not None:
+            os.close(self._tether_end)
+            self._tether_end = None
 
     def stop(self, grace: float = 30.0) -> None:
         """Stop as a process manager should: SIGTERM to the main process only.

@@ -172,8 +172,10 @@ class Command(BaseCommand):
             # process group, and is stopped below. A SIGTERM to the group reached every
             # process of the cluster at once: django-q2's sentinel died while the main process
             # told it to stop, and the main process hung until killed; Ctrl-C let the lanes
-            # run to their end.
-            cluster = QCluster(env={}, log_path=None).start()
+            # run to their end. Tethered, it stops too when the demo is killed outright (kill
+            # -9, an OOM kill): left running, it would work on the database beside the next
+            # demo's cluster.
+            cluster = QCluster(env={}, log_path=None, tethered_grace=STOP_GRACE_SECONDS).start()
             self._say_where_everything_is(port, sandbox, inventory, slow_port, slow_inventory)
             # Runs until Ctrl-C, or until the web server or the cluster stops by itself.
             while web.poll() is None and cluster.process.poll() is None:

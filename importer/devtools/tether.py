@@ -1,0 +1,51 @@
+"""`python -m importer.devtools.tether GRACE COMMAND...`: run COMMAND for as long as the process
+that started this one lives, however that one ends (a `kill -9` or an OOM kill too).
+
+The starter gives this process, as its stdin, the read end of a pipe whose write end it alone
+holds. The kernel closes that end when the starter ends, whichever way: stdin then reads EOF,
+and COMMAND is stopped as a process manager would stop it (SIGTERM, GRACE seconds, then SIGKILL
+to this process group, which holds COMMAND's children too). A signal cannot say as much: a
+process killed with SIGKILL sends none, and a parent-death signal set between fork and exec is
+not safe in a process with threads, as the demo is.
+
+A SIGTERM to this process is passed on to COMMAND, which ends as it would have; this process
+then ends with COMMAND's exit status.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import sys
+
+
+def run_tethered(grace: float, command: list[str]) -> int:
+    child = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+    signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signal.SIGTERM))
+    watched = selectors.DefaultSelector()
+    watched.register(sys.stdin.fileno(), selectors.EVENT_READ, "starter")
+    child_end = os.pidfd_open(child.pid)
+    watched.register(child_end, selectors.EVENT_READ, "command")
+    while True:
+        for key, _ in watched.select():
+            if key.data == "command":
+                code = child.wait()
+                return code if code >= 0 else 128 - code  # as a shell tells a signal
+            if not os.read(key.fd, 512):  # EOF: the starter is gone
+                _stop(child, grace)
+
+
+def _stop(child: subprocess.Popen, grace: float) -> None:
+    """SIGTERM, then SIGKILL to the whole group (this process too) after `grace` seconds."""
+    child.send_signal(signal.SIGTERM)
+    try:
+        child.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    sys.exit(run_tethered(float(sys.argv[1]), sys.argv[2:]))
