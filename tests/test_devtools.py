@@ -344,6 +344,43 @@ def test_a_restarted_demo_shows_what_its_new_sandbox_lacks(make_source, sandbox)
     assert not schedule.in_sync and "Re-sync schedule to Assets" in schedule.sync_error
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("state", ["INGESTING", "PROCESSING"])
+def test_a_demo_started_on_other_ports_ends_the_import_the_last_one_left_running(
+    make_source, sandbox, inventory, state
+):
+    # It refused to start: "An import of 'demo-inventory' is running ... cancel the import
+    # first", and the import could not be cancelled: the demo was not running.
+    from importer.management.commands.demo import set_up_demo_source
+    from importer.models import ChunkJob, Execution, ImportSource
+
+    set_up_demo_source(sandbox_url="http://127.0.0.1:19981", inventory_url="http://127.0.0.1:19982")
+    demo = ImportSource.objects.get(name="demo-inventory")
+    left_running = Execution.objects.create(source=demo, state=state)
+    queued = ChunkJob.objects.create(execution=left_running, index=3)
+    users = make_source(name="added-in-the-demo", assets_base_url="http://127.0.0.1:19981")
+    users_import = Execution.objects.create(source=users, state="INGESTING")
+
+    told = set_up_demo_source(sandbox_url=sandbox.base_url, inventory_url=inventory.base_url)
+
+    demo.refresh_from_db()
+    assert demo.assets_base_url == sandbox.base_url
+    assert demo.source_url == f"{inventory.base_url}/api/computers"
+    left_running.refresh_from_db()
+    assert left_running.state == Execution.State.FAILED
+    assert "the Assets sandbox it sent its pages to is gone" in left_running.error
+    assert not left_running.failure_report_pending  # no one left to tell
+    queued.refresh_from_db()
+    assert queued.state == ChunkJob.State.CANCELLED
+    assert told[0] == (
+        f"Demo source: import #{left_running.pk} of 'demo-inventory', left running when the "
+        "last demo stopped, is marked failed: the sandbox it sent its pages to is gone. Start "
+        "it again from the admin."
+    )
+    users_import.refresh_from_db()
+    assert users_import.state == Execution.State.INGESTING  # a source of the user's own
+
+
 def test_the_demo_on_another_port_gives_out_links_and_callbacks_to_that_port():
     from importer.management.commands.demo import demo_public_base_url
 
@@ -406,7 +443,7 @@ def migrated_database(tmp_path_factory) -> Path:
 @pytest.fixture
 def demo_database(migrated_database, tmp_path) -> Path:
     """A migrated database of this test's own: a demo stopped while importing leaves its
-    import running, and the next demo on other ports may not move its source."""
+    import open in it."""
     return Path(shutil.copy(migrated_database, tmp_path / "demo.sqlite3"))
 
 
@@ -446,6 +483,24 @@ def _cluster_of(demo: subprocess.Popen) -> int:
     return int(found.stdout.split()[0])
 
 
+def _start_an_import_of_the_demo_source(environment: dict, log: Path) -> None:
+    """`manage.py run_import demo-inventory`, and wait until the demo's cluster reads a page."""
+    from tests.conftest import ROOT, wait_for
+
+    started = subprocess.run(
+        [sys.executable, "manage.py", "run_import", "demo-inventory"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
+    assert started.returncode == 0, started.stderr
+    wait_for(
+        lambda: "'importer.tasks.run_chunk'" in log.read_text(),
+        message="the cluster read no page",
+    )
+
+
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"], ids=["SIGTERM", "Ctrl-C"])
 def test_the_demo_stops_within_seconds_of_a_signal_to_its_process_group_while_importing(
@@ -453,7 +508,7 @@ def test_the_demo_stops_within_seconds_of_a_signal_to_its_process_group_while_im
 ):
     # It took 30 s: its cluster's main process hung once a SIGTERM to the group had killed
     # its sentinel, and, stopped by Ctrl-C, the cluster let a lane run to its end.
-    from tests.conftest import ROOT, wait_for
+    from tests.conftest import wait_for
 
     environment = _demo_environment(demo_database)
     log = tmp_path / "demo.log"
@@ -462,18 +517,7 @@ def test_the_demo_stops_within_seconds_of_a_signal_to_its_process_group_while_im
     try:
         wait_for(lambda: "running." in log.read_text(), message="the cluster did not start")
         cluster = _cluster_of(demo)
-        started = subprocess.run(
-            [sys.executable, "manage.py", "run_import", "demo-inventory"],
-            cwd=ROOT,
-            env=environment,
-            capture_output=True,
-            text=True,
-        )
-        assert started.returncode == 0, started.stderr
-        wait_for(
-            lambda: "'importer.tasks.run_chunk'" in log.read_text(),
-            message="the cluster read no page",
-        )
+        _start_an_import_of_the_demo_source(environment, log)
 
         os.killpg(demo.pid, getattr(signal, stop))
 
@@ -518,3 +562,40 @@ def test_the_demos_cluster_stops_when_the_demo_is_killed_outright(demo_database,
             if group is not None and _still_running("-g", group):
                 os.killpg(group, signal.SIGKILL)
         demo.wait()
+
+
+@pytest.mark.timeout(180)
+def test_a_demo_stopped_while_importing_starts_again_on_other_ports(demo_database, tmp_path):
+    # It refused to start: "An import of 'demo-inventory' is running ... cancel the import
+    # first", with no demo running to cancel it from.
+    from tests.conftest import wait_for
+
+    environment = _demo_environment(demo_database) | {"PYTHONUNBUFFERED": "1"}
+    first_log, again_log = tmp_path / "first.log", tmp_path / "again.log"
+    first = _start_demo(environment, first_log, "--records", "20000")
+    again = None
+    try:
+        wait_for(lambda: "running." in first_log.read_text(), message="the cluster did not start")
+        _start_an_import_of_the_demo_source(environment, first_log)
+        os.killpg(first.pid, signal.SIGTERM)
+        first.wait(timeout=10)
+
+        again = _start_demo(environment, again_log)  # on other ports
+
+        wait_for(
+            lambda: "running." in again_log.read_text() or again.poll() is not None,
+            message="the demo did not start again",
+        )
+        told = again_log.read_text()
+        assert again.poll() is None, told
+        assert (
+            "Demo source: import #1 of 'demo-inventory', left running when the last demo "
+            "stopped, is marked failed" in told
+        )
+        assert "Demo source: updated demo-inventory: " in told
+    finally:
+        print(first_log.read_text()[-3000:], again_log.read_text()[-3000:])
+        for demo in (first, again):
+            if demo is not None and _still_running("-g", demo.pid):
+                os.killpg(demo.pid, signal.SIGTERM)
+                demo.wait()

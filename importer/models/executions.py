@@ -143,6 +143,16 @@ class ExecutionQuerySet(models.QuerySet):
             state=ExecutionState.FAILED, error=reason, finished_at=timezone.now()
         )
 
+    def abandon(self, *, reason: str) -> bool:
+        """Any open state -> FAILED, for an import whose Assets side is gone with the server
+        that held it (the demo's sandbox keeps nothing): no one is left to tell or wait for."""
+        return self.open().stamp(
+            state=ExecutionState.FAILED,
+            error=reason,
+            finished_at=timezone.now(),
+            failure_report_pending=False,
+        )
+
     def cancel(self, *, reason: str) -> bool:
         return self.filter(state__in=CANCELLABLE_STATES).stamp(
             state=ExecutionState.CANCELLED, finished_at=timezone.now(), error=reason

@@ -19,15 +19,21 @@ from importer.config_file import apply_config
 from importer.devtools.assets_sandbox import AssetsSandbox
 from importer.devtools.cluster import QCluster
 from importer.devtools.demo_source import DemoInventory
-from importer.models import ImportSource, NotificationChannel, Schedule
+from importer.models import ChunkJob, Execution, ImportSource, NotificationChannel, Schedule
 
 DEMO_MAPPING = Path(__file__).resolve().parents[2] / "devtools" / "demo_mapping.json"
 SANDBOX_TOKEN = "sandbox-token"
+DEMO_SOURCE = "demo-inventory"
 # How long the demo's web server and cluster are given to stop before they are killed. A
 # cluster in production is given the task timeout, to let its lanes end; a person stopping
 # the demo expects it gone at once, and a page cut short is taken up again after its lease,
 # by the next demo's cluster.
 STOP_GRACE_SECONDS = 1.0
+
+STALE_IMPORT_REASON = (
+    "The demo stopped while this import ran, and the Assets sandbox it sent its pages to is "
+    "gone with it (a sandbox keeps nothing): the import cannot go on. Start it again."
+)
 
 
 def _interrupt(signum, frame):
@@ -47,6 +53,40 @@ def forget_what_an_earlier_sandbox_held(sandbox_url: str) -> None:
     )
 
 
+def end_the_import_an_earlier_demo_left_open() -> list[Execution]:
+    """Fail the demo source's import left open by a demo stopped while it ran (the ones ended,
+    so they can be named). Its other side was in that demo's sandbox, gone now: taken up, its
+    next page would be refused; and, open, it kept the demo from pointing its source at the
+    ports of this run. A source of the user's own, or one sending to Assets, is left alone."""
+    left_open = Execution.objects.open().filter(source__name=DEMO_SOURCE).select_related("source")
+    ended = []
+    for execution in left_open:
+        if urlsplit(execution.source.assets_base_url).hostname not in ("127.0.0.1", "localhost"):
+            continue
+        if Execution.objects.of(execution).abandon(reason=STALE_IMPORT_REASON):
+            ChunkJob.objects.filter(execution=execution).cancel_queued()
+            ended.append(execution)
+    return ended
+
+
+def set_up_demo_source(*, sandbox_url: str, inventory_url: str) -> list[str]:
+    """The demo source, pointed at this run's sandbox and inventory; what to tell the user."""
+    told = [
+        f"Demo source: import #{execution.pk} of '{DEMO_SOURCE}', left running when the last "
+        "demo stopped, is marked failed: the sandbox it sent its pages to is gone. Start it "
+        "again from the admin."
+        for execution in end_the_import_an_earlier_demo_left_open()
+    ]
+    config = demo_source_config(sandbox_url=sandbox_url, inventory_url=inventory_url)
+    for result in apply_config(
+        [config],
+        push=False,  # the demo shows the "Push mapping to Assets" action
+    ):
+        told.append(f"Demo source: {result}")
+    forget_what_an_earlier_sandbox_held(sandbox_url)
+    return told
+
+
 def _shown_path(path: str) -> str:
     """A path as typed in this directory (`.venv/bin/python`), or whole when elsewhere."""
     try:
@@ -57,7 +97,7 @@ def _shown_path(path: str) -> str:
 
 def demo_source_config(*, sandbox_url: str, inventory_url: str) -> dict:
     return {
-        "name": "demo-inventory",
+        "name": DEMO_SOURCE,
         "enabled": True,
         "assets": {
             "base_url": sandbox_url,
@@ -145,13 +185,10 @@ class Command(BaseCommand):
         os.environ["PUBLIC_BASE_URL"] = settings.PUBLIC_BASE_URL
         sandbox = AssetsSandbox(port=sandbox_port, token=SANDBOX_TOKEN).start()
         inventory = DemoInventory(port=inventory_port, records=records).start()
-        config = demo_source_config(sandbox_url=sandbox.base_url, inventory_url=inventory.base_url)
-        for result in apply_config(
-            [config],
-            push=False,  # the demo shows the "Push mapping to Assets" action
+        for line in set_up_demo_source(
+            sandbox_url=sandbox.base_url, inventory_url=inventory.base_url
         ):
-            self.stdout.write(f"Demo source: {result}")
-        forget_what_an_earlier_sandbox_held(sandbox.base_url)
+            self.stdout.write(line)
         demo_alert_channel(receiver_url=f"{sandbox.base_url}/_sandbox/alerts")
         self._ensure_admin_user()
 
