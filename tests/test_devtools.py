@@ -447,11 +447,13 @@ def demo_database(migrated_database, tmp_path) -> Path:
     return Path(shutil.copy(migrated_database, tmp_path / "demo.sqlite3"))
 
 
-def _start_demo(environment: dict, log: Path, *extra: str) -> subprocess.Popen:
-    """`manage.py demo` in a session of its own, on free ports, its output in `log`."""
+def _start_demo(environment: dict, log: Path, *extra: str, port: int = 0) -> subprocess.Popen:
+    """`manage.py demo` in a session of its own, on free ports (its web server on `port` if
+    given), its output in `log`."""
     from tests.conftest import ROOT
 
-    port, sandbox_port, inventory_port = _free_ports(3)
+    free_port, sandbox_port, inventory_port = _free_ports(3)
+    port = port or free_port
     with open(log, "w") as output:
         return subprocess.Popen(
             [sys.executable, "manage.py", "demo", "--port", str(port)]
@@ -475,10 +477,11 @@ def _demo_environment(database: Path) -> dict:
     }
 
 
-def _cluster_of(demo: subprocess.Popen) -> int:
-    """The session of the demo's cluster, named after the process the demo started."""
+def _session_of(demo: subprocess.Popen, command: str) -> int:
+    """The session of the demo's web server (`runserver`) or cluster (`qcluster`), named
+    after the process the demo started."""
     found = subprocess.run(
-        ["pgrep", "-P", str(demo.pid), "-f", "qcluster"], capture_output=True, text=True
+        ["pgrep", "-P", str(demo.pid), "-f", command], capture_output=True, text=True
     )
     return int(found.stdout.split()[0])
 
@@ -513,10 +516,10 @@ def test_the_demo_stops_within_seconds_of_a_signal_to_its_process_group_while_im
     environment = _demo_environment(demo_database)
     log = tmp_path / "demo.log"
     demo = _start_demo(environment, log, "--records", "20000")
-    cluster = None
+    web = cluster = None
     try:
         wait_for(lambda: "running." in log.read_text(), message="the cluster did not start")
-        cluster = _cluster_of(demo)
+        web, cluster = _session_of(demo, "runserver"), _session_of(demo, "qcluster")
         _start_an_import_of_the_demo_source(environment, log)
 
         os.killpg(demo.pid, getattr(signal, stop))
@@ -525,11 +528,11 @@ def test_the_demo_stops_within_seconds_of_a_signal_to_its_process_group_while_im
             demo.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pytest.fail("the demo still ran 10 s after the signal")
-        wait_for(lambda: not _still_running("-g", demo.pid), timeout=2, message="web server left")
+        wait_for(lambda: not _still_running("-s", web), timeout=2, message="web server left")
         wait_for(lambda: not _still_running("-s", cluster), timeout=2, message="cluster left")
     finally:
         print(log.read_text()[-5000:])  # shown when the test fails
-        for group in (demo.pid, cluster):
+        for group in (demo.pid, web, cluster):
             if group is not None and _still_running("-g", group):
                 os.killpg(group, signal.SIGKILL)
         demo.wait()
@@ -537,17 +540,22 @@ def test_the_demo_stops_within_seconds_of_a_signal_to_its_process_group_while_im
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("killed", ["process", "group"], ids=["its process", "its group"])
-def test_the_demos_cluster_stops_when_the_demo_is_killed_outright(demo_database, tmp_path, killed):
-    # A `kill -9` left it running on the demo's database, beside the next demo's cluster.
+def test_the_demos_cluster_and_web_server_stop_when_the_demo_is_killed_outright(
+    demo_database, tmp_path, killed
+):
+    # A `kill -9` left the cluster running on the demo's database, beside the next demo's
+    # cluster, and the web server holding its port.
+    from importer.management.commands.demo import _port_is_free
     from tests.conftest import wait_for
 
     log = tmp_path / "demo.log"
-    demo = _start_demo(_demo_environment(demo_database), log)
-    cluster = None
+    (port,) = _free_ports(1)
+    demo = _start_demo(_demo_environment(demo_database), log, port=port)
+    web = cluster = None
     try:
         wait_for(lambda: "running." in log.read_text(), message="the cluster did not start")
-        cluster = _cluster_of(demo)
-        assert _still_running("-s", cluster)
+        wait_for(lambda: not _port_is_free(port), message="the web server did not start")
+        web, cluster = _session_of(demo, "runserver"), _session_of(demo, "qcluster")
 
         if killed == "process":
             os.kill(demo.pid, signal.SIGKILL)
@@ -556,9 +564,10 @@ def test_the_demos_cluster_stops_when_the_demo_is_killed_outright(demo_database,
         demo.wait()
 
         wait_for(lambda: not _still_running("-s", cluster), timeout=10, message="cluster left")
+        wait_for(lambda: _port_is_free(port), timeout=10, message="web server left")
     finally:
         print(log.read_text()[-5000:])  # shown when the test fails
-        for group in (demo.pid, cluster):
+        for group in (demo.pid, web, cluster):
             if group is not None and _still_running("-g", group):
                 os.killpg(group, signal.SIGKILL)
         demo.wait()

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from importer.devtools.tether import start_tethered
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
@@ -42,25 +44,13 @@ class QCluster:
 
     def _popen(self, **output) -> subprocess.Popen:
         command = [sys.executable, str(ROOT / "manage.py"), "qcluster"]
+        env = {**os.environ, **self.env}
         if self.tethered_grace is None:
-            return subprocess.Popen(
-                command, env={**os.environ, **self.env}, cwd=ROOT, start_new_session=True, **output
-            )
-        # The write end is not inherited (os.pipe's ends never are): no other child of this
-        # process keeps the cluster alive once this process is gone.
-        tether_start, self._tether_end = os.pipe()
-        try:
-            return subprocess.Popen(
-                [sys.executable, "-m", "importer.devtools.tether", str(self.tethered_grace)]
-                + command,
-                env={**os.environ, **self.env},
-                cwd=ROOT,
-                start_new_session=True,
-                stdin=tether_start,
-                **output,
-            )
-        finally:
-            os.close(tether_start)
+            return subprocess.Popen(command, env=env, cwd=ROOT, start_new_session=True, **output)
+        process, self._tether_end = start_tethered(
+            command, grace=self.tethered_grace, env=env, cwd=ROOT, **output
+        )
+        return process
 
     def worker_pids(self) -> list[int]:
         """Process ids of the cluster's processes other than the main one."""

@@ -1,4 +1,4 @@
-"""`python -m importer.devtools.tether GRACE COMMAND...`: run COMMAND for as long as the process
+"""`python importer/devtools/tether.py GRACE COMMAND...`: run COMMAND for as long as the process
 that started this one lives, however that one ends (a `kill -9` or an OOM kill too).
 
 The starter gives this process, as its stdin, the read end of a pipe whose write end it alone
@@ -19,6 +19,28 @@ import selectors
 import signal
 import subprocess
 import sys
+
+
+def start_tethered(command: list[str], *, grace: float, **popen) -> tuple[subprocess.Popen, int]:
+    """Start `command` under a tether, in a session of its own; with the write end of its pipe,
+    to keep open for as long as the command is to run (it is closed when this process ends).
+    The write end is not inherited (os.pipe's ends never are): no other child of this process
+    keeps the command running once this process is gone."""
+    tether_start, tether_end = os.pipe()
+    try:
+        process = subprocess.Popen(
+            # By its path, from any directory: it needs nothing but the standard library.
+            [sys.executable, __file__, str(grace), *command],
+            start_new_session=True,
+            stdin=tether_start,
+            **popen,
+        )
+    except BaseException:
+        os.close(tether_end)
+        raise
+    finally:
+        os.close(tether_start)
+    return process, tether_end
 
 
 def run_tethered(grace: float, command: list[str]) -> int:

@@ -19,6 +19,7 @@ from importer.config_file import apply_config
 from importer.devtools.assets_sandbox import AssetsSandbox
 from importer.devtools.cluster import QCluster
 from importer.devtools.demo_source import DemoInventory
+from importer.devtools.tether import start_tethered
 from importer.models import ChunkJob, Execution, ImportSource, NotificationChannel, Schedule
 
 DEMO_MAPPING = Path(__file__).resolve().parents[2] / "devtools" / "demo_mapping.json"
@@ -204,7 +205,13 @@ class Command(BaseCommand):
             # terminal: each reaches the `finally` below, which stops what was started.
             for stop_signal in (signal.SIGTERM, signal.SIGHUP):
                 signal.signal(stop_signal, _interrupt)
-            web = subprocess.Popen([*manage, "runserver", "--noreload", f"127.0.0.1:{port}"])
+            # Tethered, as the cluster below: killed outright, the demo left it holding its
+            # port. Stopped by the demo, not by a Ctrl-C to the group: it runs in a session
+            # of its own.
+            web, _web_tether_end = start_tethered(
+                [*manage, "runserver", "--noreload", f"127.0.0.1:{port}"],
+                grace=STOP_GRACE_SECONDS,
+            )
             # The cluster runs in a session of its own, out of reach of a signal to the demo's
             # process group, and is stopped below. A SIGTERM to the group reached every
             # process of the cluster at once: django-q2's sentinel died while the main process
@@ -231,7 +238,7 @@ class Command(BaseCommand):
                 try:
                     web.wait(timeout=STOP_GRACE_SECONDS)
                 except subprocess.TimeoutExpired:
-                    web.kill()
+                    os.killpg(web.pid, signal.SIGKILL)  # its tether and the server
                     web.wait()
             sandbox.stop()
             inventory.stop()
