@@ -46,17 +46,21 @@ def start_tethered(command: list[str], *, grace: float, **popen) -> tuple[subpro
 def run_tethered(grace: float, command: list[str]) -> int:
     child = subprocess.Popen(command, stdin=subprocess.DEVNULL)
     signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signal.SIGTERM))
+    starter = sys.stdin.fileno()
     watched = selectors.DefaultSelector()
-    watched.register(sys.stdin.fileno(), selectors.EVENT_READ, "starter")
-    child_end = os.pidfd_open(child.pid)
-    watched.register(child_end, selectors.EVENT_READ, "command")
-    while True:
-        for key, _ in watched.select():
-            if key.data == "command":
-                code = child.wait()
-                return code if code >= 0 else 128 - code  # as a shell tells a signal
-            if not os.read(key.fd, 512):  # EOF: the starter is gone
+    watched.register(starter, selectors.EVENT_READ)
+    # Linux tells of the child's end on a file descriptor; elsewhere (macOS) it is looked at
+    # twice a second.
+    if hasattr(os, "pidfd_open"):
+        watched.register(os.pidfd_open(child.pid), selectors.EVENT_READ)
+        look_again = None
+    else:
+        look_again = 0.5
+    while child.poll() is None:
+        for key, _ in watched.select(timeout=look_again):
+            if key.fd == starter and not os.read(starter, 512):  # EOF: the starter is gone
                 _stop(child, grace)
+    return child.returncode if child.returncode >= 0 else 128 - child.returncode
 
 
 def _stop(child: subprocess.Popen, grace: float) -> None:
