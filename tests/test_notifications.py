@@ -15,7 +15,14 @@ from werkzeug import Response
 
 from importer import notifications, services, tasks, work_queue
 from importer.devtools.demo_source import DemoInventory
-from importer.models import Alert, Delivery, Execution, NotificationChannel, Schedule
+from importer.models import (
+    Alert,
+    ChunkJob,
+    Delivery,
+    Execution,
+    NotificationChannel,
+    Schedule,
+)
 from importer.notifications import events
 from importer.notifications.delivery import MAX_ATTEMPTS, RETRY_DELAYS, WAITING_GIVEN_UP_AFTER
 from importer.notifications.formats import alert_facts
@@ -275,6 +282,39 @@ def test_the_alert_task_of_a_refused_run_sends_it_rather_than_queue_it_again(
     wait_for(lambda: httpserver.log, message="no alert arrived")
     assert [payload["event"] for payload in received(httpserver)] == ["execution.refused"]
     assert not delivery_tasks_ran()
+
+
+def test_an_alert_sent_by_the_task_that_fails_an_import_follows_its_stop_and_report(
+    pushed_source, sandbox, inventory, httpserver, monkeypatch
+):
+    # The task failing the import sends the alert itself: the import's queued pages are
+    # cancelled and Assets is told first, so a channel slow to answer holds back neither.
+    inventory.faults.add(method="GET", path_contains="/api/computers", status=503, times=-1)
+    execution = services.start_import(source=pushed_source)
+    assert execution.chunks.filter(state=ChunkJob.State.QUEUED).exists()
+    seen_at_arrival = {}
+
+    def receive(request):
+        seen_at_arrival["queued pages"] = execution.chunks.filter(
+            state=ChunkJob.State.QUEUED
+        ).count()
+        seen_at_arrival["told Assets"] = sandbox.execution(execution.assets_execution_id)[
+            "failure_reasons"
+        ]
+        return Response("{}", content_type="application/json")
+
+    httpserver.expect_request("/hook").respond_with_handler(receive)
+    webhook_channel(httpserver.url_for("/hook"))
+    # A cluster worker's task.
+    monkeypatch.setattr("importer.notifications.delivery.in_cluster_worker", lambda: True)
+
+    services.fail_execution(execution=execution, reason="Chunk 1 failed: answered 503")
+
+    assert seen_at_arrival == {
+        "queued pages": 0,
+        "told Assets": ["Chunk 1 failed: answered 503"],
+    }
+    assert Delivery.objects.get().state == Delivery.State.SENT
 
 
 def test_a_refused_scheduled_run_is_told(client, pushed_source, sandbox, inventory, httpserver):

@@ -262,11 +262,13 @@ def fail_execution(*, execution: Execution, reason: str) -> Execution:
     """Fail an open execution once, stop its chunks, and report the reason to Assets."""
     reason = scrub_secrets(reason, execution.source)
     if Execution.objects.of(execution).fail(reason=reason):
-        notifications.notify_execution_finished(execution)
         ChunkJob.objects.filter(execution=execution).cancel_queued()
         execution.refresh_from_db()
         if execution.assets_execution_id:
             _report_failure(execution, reason)
+        # Last: a cluster's task sends the alert itself, and a channel slow to answer would
+        # hold back the stop of the import's pages and the report Assets waits for.
+        notifications.notify_execution_finished(execution)
     execution.refresh_from_db()
     return execution
 
