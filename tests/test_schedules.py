@@ -1109,6 +1109,27 @@ def test_housekeeping_still_waits_out_a_brief_failure_of_assets(pushed_source, s
     assert Schedule.objects.get(pk=schedule.pk).in_sync
 
 
+def test_housekeeping_finding_assets_out_of_reach_leaves_the_other_syncs_to_a_later_round(
+    pushed_source, make_source, sandbox
+):
+    # Each sync costs up to HTTP_TIMEOUT while Assets does not answer: a round trying every
+    # schedule waiting for Assets outlasted its task and never reached the alerts.
+    other = services.push_mapping(source=make_source(name="other", import_source_id="src-2"))
+    for source in (pushed_source, other):
+        services.sync_schedule(schedule=make_schedule(source))
+    Schedule.objects.update(in_sync=False, sync_retry_at=timezone.now())
+    sandbox.faults.add(method="PUT", path_contains="/importschedule", drop=True, times=-1)
+    asked_before = len(sandbox.requests_log)
+
+    assert services.retry_failed_syncs() == 0
+    assert len(sandbox.requests_log[asked_before:]) == 1
+    assert Schedule.objects.filter(sync_retry_at__lte=timezone.now()).count() == 1
+
+    sandbox.faults.clear()
+    assert services.retry_failed_syncs() == 1
+    assert Schedule.objects.filter(in_sync=True).count() == 1
+
+
 def test_a_create_whose_answer_was_lost_is_not_made_again_by_itself(pushed_source, sandbox):
     sandbox.faults.add(method="POST", path_contains="/importschedule", lose_answer=True)
 

@@ -231,12 +231,16 @@ def retry_failed_syncs() -> int:
     given a new webtrigger token (`sync_retry_at`): until then Assets runs them as last
     synced, or, after a new token, not at all. How many are in sync now.
 
-    Each is claimed first, so two clusters' housekeeping sync it once."""
+    Each is claimed first, so two clusters' housekeeping sync it once. Once Assets could not
+    take one, the others wait for a later round: each would cost the round up to HTTP_TIMEOUT
+    while Assets does not answer, and the round ran past its task's time."""
     now = timezone.now()
     synced = 0
-    due = Schedule.objects.filter(
-        sync_retry_at__lte=now, in_sync=False, source__enabled=True
-    ).values_list("pk", "sync_retry_at")
+    due = (
+        Schedule.objects.filter(sync_retry_at__lte=now, in_sync=False, source__enabled=True)
+        .order_by("sync_retry_at", "pk")
+        .values_list("pk", "sync_retry_at")
+    )
     for schedule_id, retry_at in list(due[:100]):
         claimed = Schedule.objects.filter(pk=schedule_id, sync_retry_at=retry_at).update(
             sync_retry_at=now + SYNC_RETRY
@@ -248,6 +252,8 @@ def retry_failed_syncs() -> int:
             sync_schedule(schedule=schedule)
         except ScheduleError as error:
             logger.warning("schedule of %s still not synced: %s", schedule.source, error)
+            if error.will_retry:
+                break
         else:
             synced += 1
     return synced
