@@ -505,6 +505,24 @@ def test_a_stored_total_path_naming_no_usable_header_is_a_configuration_error(na
     assert "is misconfigured" in caught.value.message
 
 
+@pytest.mark.parametrize(
+    "header", ["X-Subject-Token", "X-Auth-Token", "X-Amz-Security-Token", "X-CSRF-Token"]
+)
+def test_a_total_path_naming_a_header_that_carries_a_credential_never_shows_its_value(
+    serve, header
+) -> None:
+    # OpenStack's Keystone answers its token in X-Subject-Token, Swift's in X-Auth-Token:
+    # read for a total, the token was quoted in the error ("is not a number ('gAAAA...')").
+    token = "gAAAAABkSubjectTokenHeldByTheAnswer0123456789"
+    url = three_records_telling(serve, {header: token})
+
+    error = walk_failure(rest_source(url, pagination="none", total_path=f"header:{header}"))
+
+    assert_safe(error, token, token[:12])
+    assert error.kind == "config"
+    assert f"the {header} header carries credentials, not a total" in error.message
+
+
 def test_extra_params_go_on_every_next_url_request_though_its_links_leave_them_out(
     fake: FakeSource,
 ) -> None:

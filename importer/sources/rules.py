@@ -15,6 +15,7 @@ from django.conf import settings
 
 from importer.json_codec import kind_of
 from importer.redaction.masks import userinfo_of
+from importer.redaction.names import is_secret_name
 from importer.sources.request_body import body_problem
 from importer.sources.totals import header_named
 
@@ -101,10 +102,6 @@ def cursor_path_problem(pagination: str, cursor_path: str) -> str:
 
 # A response header's name, as HTTP allows it (RFC 9110's token).
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-# Headers that carry credentials, never a total: their value would be shown in an error.
-_CREDENTIAL_HEADERS = frozenset(
-    {"set-cookie", "cookie", "authorization", "www-authenticate", "proxy-authenticate"}
-)
 
 
 def total_path_problem(total_path: str) -> str:
@@ -117,7 +114,10 @@ def total_path_problem(total_path: str) -> str:
         return f"name the header that tells the total after 'header:', {example}"
     if not _HEADER_NAME.fullmatch(name):
         return f"'{name[:50]}' is not a header name (letters, digits and - , no spaces), {example}"
-    if name.lower() in _CREDENTIAL_HEADERS:
+    # A header whose name says it carries a credential (Set-Cookie, Keystone's
+    # X-Subject-Token, Swift's X-Auth-Token) tells no total, and its value would be quoted
+    # in the error that says it is not a number.
+    if is_secret_name(name):
         return f"the {name} header carries credentials, not a total: name the header that does"
     return ""
 
