@@ -1,7 +1,8 @@
 """Where a REST source's answers tell how many records it holds: at a dotted path in the JSON
 body (`meta.total`), or, written `header:X-Total-Count` in the same total path, in a header
 of the answer, where many APIs tell it alone (json-server and many Spring or Rails APIs'
-X-Total-Count, ServiceNow's Table API, GitLab's X-Total, WordPress's X-WP-Total).
+X-Total-Count, ServiceNow's Table API when its account reads every row, GitLab's X-Total,
+WordPress's X-WP-Total).
 
 One setting says both, so a stored source, and a source written as code, keep their meaning.
 
