@@ -476,6 +476,42 @@ def test_a_total_header_that_is_not_a_whole_number_fails_the_page_saying_where(s
     assert error.message == f"source 'cmdb': {told_back}"
 
 
+@pytest.mark.parametrize(
+    "told, shown",
+    [("3000000000", "'3000000000'"), ("9" * 5000, "'" + "9" * 50 + "'")],
+    ids=["above-what-an-import-keeps", "more-digits-than-python-reads"],
+)
+def test_a_total_header_no_count_of_records_can_be_fails_the_page_saying_so(
+    serve, told, shown
+) -> None:
+    url = three_records_telling(serve, {"X-Total-Count": told})
+
+    error = walk_failure(rest_source(url, pagination="none", total_path="header:X-Total-Count"))
+
+    assert error.kind == "bad_records"
+    assert error.message == (
+        "source 'cmdb': the total in header 'X-Total-Count' is no count of records (below 0 "
+        f"or above 2147483647) ({shown})"
+    )
+
+
+@pytest.mark.parametrize("told", [-1, 3_000_000_000])
+def test_a_total_in_the_body_no_count_of_records_can_be_fails_the_page_saying_so(
+    serve, told
+) -> None:
+    answer = {"items": [{"id": i} for i in range(1, 4)], "meta": {"total": told}}
+    url = serve().add_file("list.json", json.dumps(answer).encode(), "application/json")
+    source = rest_source(url, pagination="none", records_path="items", total_path="meta.total")
+
+    error = walk_failure(source)
+
+    assert error.kind == "bad_records"
+    assert error.message == (
+        "source 'cmdb': the total at 'meta.total' is no count of records (below 0 or above "
+        f"2147483647) ('{told}')"
+    )
+
+
 def test_a_first_answer_short_of_its_header_total_fails_naming_the_header(serve) -> None:
     url = three_records_telling(serve, {"X-WP-Total": "57"})
 

@@ -404,8 +404,8 @@ class RestJsonSource:
             return told_total(response, document, self.config.total_path)
         except NotATotal as error:
             raise SourceError(
-                f"source '{self.name}': the total {told_in(self.config.total_path)} is not a "
-                f"number ({self.http.scrub(str(error.value))[:50]!r})",
+                f"source '{self.name}': the total {told_in(self.config.total_path)} "
+                f"{error.what} ({self.http.scrub(str(error.value))[:50]!r})",
                 kind="bad_records",
             ) from None
 

@@ -38,31 +38,51 @@ def told_in(total_path: str) -> str:
     return f"at '{total_path}'" if name is None else f"in header '{name}'"
 
 
-class NotATotal(ValueError):
-    """What an answer holds where its total path points is not a whole number."""
+# The largest total an import keeps (`Execution.records_total`, a PostgreSQL integer).
+LARGEST_TOTAL = 2**31 - 1
+_NO_COUNT = f"is no count of records (below 0 or above {LARGEST_TOTAL})"
 
-    def __init__(self, value: Any) -> None:
+
+class NotATotal(ValueError):
+    """What an answer holds where its total path points is not a whole number (`what`:
+    how a message says so), or is none a source's records can number."""
+
+    def __init__(self, value: Any, what: str = "is not a number") -> None:
         super().__init__(value)
         self.value = value
+        self.what = what
+
+
+def _counted(number: int, value: Any) -> int:
+    """`number` as a total, which no count of records is below 0 or above LARGEST_TOTAL:
+    kept, it failed the page with a database error, quoting the import's row."""
+    if not 0 <= number <= LARGEST_TOTAL:
+        raise NotATotal(value, _NO_COUNT)
+    return number
 
 
 def told_total(response: Any, document: Any, total_path: str) -> int | None:
     """The total an answer tells where its total path points, in its body or in a header
     (whose name is matched in any case); None when it tells nothing there. Raises NotATotal
-    when what is there is not a number (a header's text must be digits alone)."""
+    when what is there is not a number (a header's text must be digits alone), or is out of
+    the range of a count of records."""
     name = header_named(total_path)
     if name is None:
         value = lookup(document, total_path)
         if value is None:
             return None
         try:
-            return int(value)
-        except (TypeError, ValueError):
+            number = int(value)
+        except (TypeError, ValueError, OverflowError):
             raise NotATotal(value) from None
+        return _counted(number, value)
     text = response.headers.get(name) if response is not None else None
     if text is None:
         return None
     text = text.strip()
     if not (text.isascii() and text.isdigit()):
         raise NotATotal(text)
-    return int(text)
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(LARGEST_TOTAL)):  # more digits than int() reads (4300) too
+        raise NotATotal(text, _NO_COUNT)
+    return _counted(int(digits), text)
