@@ -324,9 +324,9 @@ class Execution(models.Model):
         blank=True,
         default="",
         db_default="",
-        help_text="Worth a look though the import goes on: the fields the mapping reads that "
-        "no record of the first page holds (misspelled, most likely: their attributes would "
-        "arrive empty in every object).",
+        help_text="Worth a look though the import went on, such as fields the mapping reads "
+        "that no record of the first page holds, a total the source never told, a record read "
+        "on two pages, or Assets slow to answer.",
     )
     failure_reported_at = models.DateTimeField(null=True, blank=True)
     first_page_digest = models.CharField(
