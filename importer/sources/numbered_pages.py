@@ -96,10 +96,11 @@ class OffsetPages:
         if error.status not in DEPTH_LIMIT_STATUSES:
             return True
         source = self.source
+        config = source.config
         where = f"record {position}"
         held, total = self._probe(position)
         if held:  # it has records there, and refused the page: a limit
-            return _depth_limit(source, error, where, certain=True)
+            return _depth_limit(config, error, where, certain=True)
         if last_answer is not None and last_answer < (self._fullest_before or source.page_size):
             return True  # a short answer before it: the end
         before, told = self._probe(position - 1)
@@ -115,10 +116,10 @@ class OffsetPages:
             pair, _ = self._probe(position - 1, 2)
             if pair is not None and pair < 2:
                 return True
-            return _depth_limit(source, error, where, certain=True)
+            return _depth_limit(config, error, where, certain=True)
         if total is not None:  # the source's own count settles it
-            return total <= position or _depth_limit(source, error, where, certain=True)
-        return _depth_limit(source, error, where)
+            return total <= position or _depth_limit(config, error, where, certain=True)
+        return _depth_limit(config, error, where)
 
     def _probe(self, position: int, count: int = 1) -> tuple[int | None, int | None]:
         """How many records the source serves from `position` when asked for `count` (None:
@@ -195,7 +196,7 @@ class NumberedPages:
                 return True
         elif not source._limit:
             return True  # one page, and no size to hold it to: no limit is that shallow
-        return _depth_limit(source, error, f"page {page}")
+        return _depth_limit(source.config, error, f"page {page}")
 
     def _records(self, page: int) -> list[dict]:
         source = self.source
@@ -211,14 +212,12 @@ class NumberedPages:
         return self.full_page_records is None or count < self.full_page_records
 
 
-def _depth_limit(source, error: SourceError, where: str, *, certain: bool = False) -> bool:
+def _depth_limit(config, error: SourceError, where: str, *, certain: bool = False) -> bool:
     """An error right after a full page: the source's end, or a limit on how deep it
     can be paged with the records after it left out (`certain`: it served a record
     there when asked for it alone). A total settles an uncertain case once every page is
-    in (`services.totals`, the first page's total); without one, the import must not end
-    DONE on a guess."""
-    config = source.config
-    if config.total_path and not certain and _first_page_tells_a_total(source):
+    in (`services.totals`); without one, the import must not end DONE on a guess."""
+    if config.total_path and not certain:
         return True
     cause = (
         "the source refuses to be paged that deep (it serves the record there, or the one "
@@ -247,17 +246,3 @@ def _depth_limit(source, error: SourceError, where: str, *, certain: bool = Fals
     # limit (`chunks.chunk_error`): its own answer is what is told then.
     limit.answer = error.message
     raise limit
-
-
-def _first_page_tells_a_total(source) -> bool:
-    """Whether the source's first page tells a total at its total path: the total the
-    records received are held to at the end. A total path its answers never fill (a header
-    name mistyped, a total left out of big answers) settles nothing, and taking the error
-    for the end would leave the records after it out of an import that ends DONE."""
-    config = source.config
-    if config.pagination == "offset":
-        url = source._numbered_url(config.offset_param, 0)
-    else:
-        url = source._numbered_url(config.page_param, config.first_page)
-    answer = source._read_after_short(url)
-    return answer is not None and source._total(answer[0], answer[1]) is not None
