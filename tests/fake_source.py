@@ -28,7 +28,8 @@ APIs do (or label UTF-8 so, as misconfigured ones do), or send a header line wit
 connection open (`stall`), close it half-way short of its Content-Length (`cut_short`), or
 send a corrupt gzip body (`bad_gzip`). It may also refuse to be paged deeper than
 `depth_limit` records, answering 400 or 422 as a search index's result window does (and cap the
-total it tells at that depth, as one does), refuse pages smaller than `min_limit`, or lead from
+total it tells at that depth, as one does), tell its total on its first page alone
+(`total_on_first_page_only`), refuse pages smaller than `min_limit`, or lead from
 its last cursor page back to its first (or the one holding record `wraps_to`) under a new
 cursor (`wraps_around`). With `numbers_by_asked_size`, its next links move their start by
 the size asked for too.
@@ -313,6 +314,8 @@ class FakeSource(DevServer):
         self.ignore_limit = ignore_limit
         self.ignore_offset = ignore_offset
         self.reported_total = reported_total
+        # Tells its total on its first page alone, as some APIs do.
+        self.total_on_first_page_only = False
         self.past_end_status = past_end_status
         self.depth_limit = depth_limit
         self.depth_limit_status = depth_limit_status
@@ -700,7 +703,8 @@ class FakeSource(DevServer):
         items = self._items(start, limit)
         past = self._past_the_end(start, limit)
         data = {} if self.omit_when_empty and not items else {"items": items}
-        return past or json_reply(200, {"data": data, "meta": {"total": self.total}})
+        meta = {} if start and self.total_on_first_page_only else {"total": self.total}
+        return past or json_reply(200, {"data": data, "meta": meta})
 
     def _page(self, request: Request) -> Reply:
         limit = self._limit(request, "per_page")
@@ -729,7 +733,9 @@ class FakeSource(DevServer):
                     "prev": f"{page_link}{number - 1}" if linked else None,
                 }
             }
-        return past or json_reply(200, {**body, "total": self.total})
+        if number <= self.first_page or not self.total_on_first_page_only:
+            body["total"] = self.total
+        return past or json_reply(200, body)
 
     def _cursor(self, request: Request) -> Reply:
         cursor = request.query.get("cursor", ["c0"])[0]

@@ -863,6 +863,49 @@ def test_a_result_window_over_a_source_refusing_small_pages_fails_the_import(
     assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
 
 
+@pytest.mark.parametrize(
+    "style, habits, total_path",
+    [
+        ("offset", {"min_limit": 5}, "meta.totl"),
+        ("page", {}, "totl"),
+    ],
+)
+def test_a_result_window_is_not_taken_for_the_end_when_the_total_path_finds_no_total(
+    serve, import_from, sandbox, style, habits, total_path
+):
+    # A misspelled total path tells nothing: the refusal after record 60 stays a guess, and
+    # the import must not end DONE with the 40 records after it missing.
+    fake = serve(depth_limit=60, max_limit=20, **habits)
+
+    execution = import_from(fake, style, page_size=20, total_path=total_path)
+
+    assert execution.state == Execution.State.FAILED
+    assert "to be paged that deep" in execution.error
+    assert f"no total was found at '{total_path}'" in execution.error
+    assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
+
+
+@pytest.mark.parametrize(
+    "style, habits, total_path",
+    [
+        ("offset", {"min_limit": 5}, "meta.total"),
+        ("page", {}, "total"),
+    ],
+)
+def test_a_total_told_on_the_first_page_alone_settles_an_end_found_by_a_later_lane(
+    serve, import_from, sandbox, style, habits, total_path
+):
+    # Pages of 20 over four lanes: the refusal past record 100 comes to the second lane,
+    # whose answers tell no total; the first page's does, and it agrees.
+    fake = serve(past_end_status=400, **habits)
+    fake.total_on_first_page_only = True
+
+    execution = import_from(fake, style, page_size=20, total_path=total_path)
+
+    assert_every_record_once(sandbox, execution)
+    assert execution.records_total == RECORDS
+
+
 @pytest.mark.parametrize("lane_seconds", [20, 0], ids=["one lane", "a lane per page"])
 @pytest.mark.parametrize("wraps_to, page", [(0, 1), (50, 3)], ids=["to page 1", "to page 3"])
 def test_a_cursor_source_leading_back_to_an_earlier_page_fails_instead_of_going_round(

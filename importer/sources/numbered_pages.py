@@ -11,7 +11,9 @@ server chooses. Hence:
   past their end with 404 or 400 rather than an empty list). A 400 or 422 may also be a limit
   on how deep the source can be paged (a search index's result window): it is taken for the
   end only when the record before it is missing too, or ended a short page; right after a
-  full page it fails the import, unless a total will tell whether records are missing.
+  full page it fails the import, unless a total is known that will tell whether records are
+  missing (one told by an answer of this reader, or by the first page, asked again): a total
+  path that finds nothing settles nothing.
 * Nor is the source's total: it is checked against the records received once the end is
   found (`services/totals.py`). A total lower than what the source holds would otherwise end
   the import early, DONE with records missing.
@@ -33,6 +35,7 @@ from __future__ import annotations
 from importer.sources.answers import says_page_before
 from importer.sources.base import Page, SourceError
 from importer.sources.paging_checks import PagingChecks
+from importer.sources.totals import told_in
 from importer.sources.urls import with_query
 
 # An error answer to the request after a short page means "nothing here" (the source's end).
@@ -69,7 +72,12 @@ class OffsetPages:
                 # Past the first record, an error that means "nothing here" is the end.
                 if not position or not self._ends(error, position, last_answer):
                     raise
-                return Page(records=records, next_cursor=None, total=total)
+                # The total that settled the end is checked with the others at the end.
+                return Page(
+                    records=records,
+                    next_cursor=None,
+                    total=total if total is not None else source.total_told,
+                )
             response, document, got = answer
             self._fullest_before = max(self._fullest_before, self._latest_answer)
             self._latest_answer = last_answer = len(got)
@@ -119,7 +127,7 @@ class OffsetPages:
             return _depth_limit(config, error, where, certain=True)
         if total is not None:  # the source's own count settles it
             return total <= position or _depth_limit(config, error, where, certain=True)
-        return _depth_limit(config, error, where)
+        return _depth_limit(config, error, where, total=known_total(source, config.offset_param))
 
     def _probe(self, position: int, count: int = 1) -> tuple[int | None, int | None]:
         """How many records the source serves from `position` when asked for `count` (None:
@@ -159,7 +167,8 @@ class NumberedPages:
             # Past the first page, an error that means "nothing here" is the source's end.
             if page <= config.first_page or not self._ends(error, page):
                 raise
-            return Page(records=[], next_cursor=None, total=None)
+            # The total that settled the end is checked with the others at the end.
+            return Page(records=[], next_cursor=None, total=source.total_told)
         response, document, records = answer
         total = source._total(response, document)
         if page == config.first_page > 0:  # an empty one too: a source of one page from 0
@@ -196,7 +205,8 @@ class NumberedPages:
                 return True
         elif not source._limit:
             return True  # one page, and no size to hold it to: no limit is that shallow
-        return _depth_limit(source.config, error, f"page {page}")
+        total = known_total(source, source.config.page_param, source.config.first_page)
+        return _depth_limit(source.config, error, f"page {page}", total=total)
 
     def _records(self, page: int) -> list[dict]:
         source = self.source
@@ -212,12 +222,28 @@ class NumberedPages:
         return self.full_page_records is None or count < self.full_page_records
 
 
-def _depth_limit(config, error: SourceError, where: str, *, certain: bool = False) -> bool:
+def known_total(source, param: str, first: int = 0) -> int | None:
+    """The source's total as this reader knows it: the latest an answer of it told, else the
+    first page's, asked again (some APIs tell it there alone, and a lane other than the
+    first never reads that page). None when the source has no total path, or it finds none."""
+    if not source.config.total_path:
+        return None
+    if source.total_told is None:
+        answer = source._read_after_short(source._numbered_url(param, first))
+        if answer is not None:
+            source._total(answer[0], answer[1])  # kept as total_told when it tells one
+    return source.total_told
+
+
+def _depth_limit(
+    config, error: SourceError, where: str, *, certain: bool = False, total: int | None = None
+) -> bool:
     """An error right after a full page: the source's end, or a limit on how deep it
     can be paged with the records after it left out (`certain`: it served a record
-    there when asked for it alone). A total settles an uncertain case once every page is
-    in (`services.totals`); without one, the import must not end DONE on a guess."""
-    if config.total_path and not certain:
+    there when asked for it alone). A `total` known settles an uncertain case once every
+    page is in (`services.totals`); without one (none told, or a total path that finds
+    nothing), the import must not end DONE on a guess."""
+    if total is not None and not certain:
         return True
     cause = (
         "the source refuses to be paged that deep (it serves the record there, or the one "
@@ -226,13 +252,22 @@ def _depth_limit(config, error: SourceError, where: str, *, certain: bool = Fals
         else "the source may refuse to be paged that deep (a search index's result "
         "window, an API's cap on results)"
     )
-    advice = (
-        ""
-        if certain
-        else f" If it rather ends there and answers {error.status} past its end, set its "
-        "total path, so that the records received can be checked against it (a total "
-        "the source caps as well, as a search index does at 10000, cannot tell)."
-    )
+    if certain:
+        advice = ""
+    elif config.total_path:
+        advice = (
+            f" If it rather ends there and answers {error.status} past its end, its total "
+            f"path cannot tell: no total was found {told_in(config.total_path)} in the "
+            "answers before this one, nor on the first page asked again. Set the total path "
+            "to where the answers tell their total (a total the source caps as well, as a "
+            "search index does at 10000, cannot tell)."
+        )
+    else:
+        advice = (
+            f" If it rather ends there and answers {error.status} past its end, set its "
+            "total path, so that the records received can be checked against it (a total "
+            "the source caps as well, as a search index does at 10000, cannot tell)."
+        )
     limit = SourceError(
         f"{error.message}. This came for {where}, right after a full page: {cause}, and "
         "the records after it would be missing. Narrow what it lists (extra parameters), "

@@ -130,6 +130,9 @@ class RestJsonSource:
         self._offsets = OffsetPages(self, checks)
         self._numbers = NumberedPages(self, checks)
         self._keysets = KeysetPages(self)
+        # The latest total an answer of this reader told (None: none yet), which settles
+        # where an offset or page-number source ends (`numbered_pages.known_total`).
+        self.total_told: int | None = None
 
     def fetch_page(self, cursor: str) -> Page:
         self.http.begin()  # every request of this page shares one time budget
@@ -401,13 +404,16 @@ class RestJsonSource:
         if not self.config.total_path:
             return None
         try:
-            return told_total(response, document, self.config.total_path)
+            told = told_total(response, document, self.config.total_path)
         except NotATotal as error:
             raise SourceError(
                 f"source '{self.name}': the total {told_in(self.config.total_path)} "
                 f"{error.what} ({self.http.scrub(str(error.value))[:50]!r})",
                 kind="bad_records",
             ) from None
+        if told is not None:
+            self.total_told = told
+        return told
 
     def _at_next_page_path(self, document: Any, records: list[dict], cursor: str) -> Any:
         return next_page.value_at(
