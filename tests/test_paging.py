@@ -906,6 +906,22 @@ def test_a_total_told_on_the_first_page_alone_settles_an_end_found_by_a_later_la
     assert execution.records_total == RECORDS
 
 
+@pytest.mark.parametrize("style, min_limit", [("offset", 5), ("page", 1)])
+def test_a_total_path_the_answers_never_fill_takes_no_refusal_after_a_full_page_for_the_end(
+    serve, import_from, sandbox, style, min_limit
+):
+    # A total header the source never sends (a name mistyped, a total the source leaves out
+    # of big answers): no total tells at the end that the records after the limit are
+    # missing, so the refusal is a limit, as without a total path.
+    fake = serve(depth_limit=60, depth_limit_status=400, min_limit=min_limit, max_limit=20)
+
+    execution = import_from(fake, style, page_size=20, total_path="header:X-Total-Count")
+
+    assert execution.state == Execution.State.FAILED, "DONE with 60 records of 100"
+    assert "to be paged that deep" in execution.error
+    assert sandbox.execution(execution.assets_execution_id)["completed_posts"] == 0
+
+
 @pytest.mark.parametrize("lane_seconds", [20, 0], ids=["one lane", "a lane per page"])
 @pytest.mark.parametrize("wraps_to, page", [(0, 1), (50, 3)], ids=["to page 1", "to page 3"])
 def test_a_cursor_source_leading_back_to_an_earlier_page_fails_instead_of_going_round(
