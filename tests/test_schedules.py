@@ -11,6 +11,7 @@ import pytest
 import requests
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
+from django.db import connection
 from django.test.utils import override_script_prefix
 from django.urls import reverse
 from django.utils import timezone
@@ -1128,6 +1129,32 @@ def test_housekeeping_finding_assets_out_of_reach_leaves_the_other_syncs_to_a_la
     sandbox.faults.clear()
     assert services.retry_failed_syncs() == 1
     assert Schedule.objects.filter(in_sync=True).count() == 1
+
+
+def test_a_schedule_housekeeping_cannot_read_is_marked_and_the_round_goes_on(
+    pushed_source, make_source, sandbox, caplog
+):
+    # A stored token that FIELD_ENCRYPTION_KEYS no longer decrypts stopped the whole round:
+    # the other schedules, and the alerts after them, waited for ever.
+    broken = services.push_mapping(source=make_source(name="broken", import_source_id="src-2"))
+    for source in (broken, pushed_source):
+        services.sync_schedule(schedule=make_schedule(source))
+    Schedule.objects.update(in_sync=False, sync_retry_at=timezone.now())
+    Schedule.objects.filter(source=broken).update(sync_retry_at=timezone.now() - timedelta(1))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {ImportSource._meta.db_table} SET assets_token = %s WHERE id = %s",
+            ["fernet:not-a-token-these-keys-made", broken.pk],
+        )
+
+    assert services.retry_failed_syncs() == 1
+
+    assert Schedule.objects.get(source=pushed_source).in_sync
+    marked = Schedule.objects.get(source=broken)
+    assert not marked.in_sync
+    assert "cannot be decrypted with FIELD_ENCRYPTION_KEYS" in marked.sync_error
+    assert marked.sync_retry_at > timezone.now()  # tried again in a later round
+    assert "cannot be decrypted" in caplog.text
 
 
 def test_a_create_whose_answer_was_lost_is_not_made_again_by_itself(pushed_source, sandbox):

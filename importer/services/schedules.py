@@ -247,13 +247,15 @@ def retry_failed_syncs() -> int:
         )
         if not claimed:
             continue
-        schedule = Schedule.objects.select_related("source").get(pk=schedule_id)
         try:
+            schedule = Schedule.objects.select_related("source").get(pk=schedule_id)
             sync_schedule(schedule=schedule)
         except ScheduleError as error:
             logger.warning("schedule of %s still not synced: %s", schedule.source, error)
             if error.will_retry:
                 break
+        except Exception as error:
+            _could_not_sync(schedule_id, error, retry_at=now + SYNC_RETRY)
         else:
             synced += 1
     return synced
@@ -286,16 +288,33 @@ def reanchor_due_schedules() -> int:
         )
         if not claimed:
             continue
-        schedule = Schedule.objects.select_related("source").get(pk=schedule_id)
         try:
+            schedule = Schedule.objects.select_related("source").get(pk=schedule_id)
             sync_schedule(schedule=schedule)
         except ScheduleError as error:
             logger.warning(
                 "schedule of %s not moved to its own day and time: %s", schedule.source, error
             )
+        except Exception as error:
+            _could_not_sync(schedule_id, error)
         else:
             told += 1
     return told
+
+
+def _could_not_sync(schedule_id: int, error: Exception, *, retry_at: datetime | None = None):
+    """A schedule housekeeping could not read or sync for a cause other than Assets (deleted
+    meanwhile, a stored secret FIELD_ENCRYPTION_KEYS no longer decrypts): it is marked out of
+    sync with the reason, and the round goes on with the others and its other steps."""
+    reason = scrub_secrets(f"{type(error).__name__}: {error}")[:500]
+    logger.error("schedule %s could not be synced by housekeeping: %s", schedule_id, reason)
+    fields = {"in_sync": False, "sync_error": f"Could not be synced: {reason}"}
+    if retry_at is not None:
+        fields["sync_retry_at"] = retry_at
+    try:
+        Schedule.objects.filter(pk=schedule_id).update(**fields, updated_at=timezone.now())
+    except Exception:  # the database itself failing: the next round tries again
+        logger.exception("schedule %s: its sync error could not be recorded", schedule_id)
 
 
 def calls_an_old_address(schedule: Schedule) -> bool:
