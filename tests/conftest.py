@@ -1,5 +1,6 @@
 """Shared fixtures: the Assets sandbox and a demo inventory as real servers on loopback."""
 
+import asyncio
 import json
 import socket
 import time
@@ -304,6 +305,32 @@ class SmtpServer:
 
     def stop(self) -> None:
         self.controller.stop()
+
+
+class SlowSmtpServer(SmtpServer):
+    """An SMTP server that takes `delay` seconds over each answer to EHLO, MAIL and RCPT:
+    each within a socket timeout longer than `delay`, the whole conversation not."""
+
+    def __init__(self, delay: float, **options):
+        super().__init__(**options)
+        self.delay = delay
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        await asyncio.sleep(self.delay)
+        session.host_name = hostname
+        return responses
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        await asyncio.sleep(self.delay)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        await asyncio.sleep(self.delay)
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
 
 
 @pytest.fixture

@@ -28,7 +28,13 @@ from importer.notifications.delivery import MAX_ATTEMPTS, RETRY_DELAYS, WAITING_
 from importer.notifications.formats import alert_facts
 from importer.notifications.messages import Content, execution_content, when_text
 from importer.notifications.staleness import last_successes
-from tests.conftest import SANDBOX_TOKEN, SmtpServer, wait_for, wait_for_execution_to_finish
+from tests.conftest import (
+    SANDBOX_TOKEN,
+    SlowSmtpServer,
+    SmtpServer,
+    wait_for,
+    wait_for_execution_to_finish,
+)
 from tests.test_services import run_due_retries
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -1262,6 +1268,31 @@ def test_housekeeping_sends_a_delivery_whose_task_was_lost(make_source, httpserv
     assert [payload["text"] for payload in received(httpserver)] == ["lost task"]
     delivery.refresh_from_db()
     assert delivery.state == Delivery.State.SENT
+
+
+def test_a_mail_server_slow_over_every_answer_is_given_up_at_the_timeout(settings):
+    # Each answer came within the socket timeout, the whole conversation long after: the
+    # worker that ended the import, sending inline, was held for each step's timeout.
+    settings.ALERT_TIMEOUT = 1
+    server = SlowSmtpServer(delay=0.4).start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", server.port
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    channel = email_channel()
+    alert = Alert.objects.create(key="slow-mail", kind=Alert.Kind.FAILED, subject="s", text="t")
+    delivery = Delivery.objects.create(alert=alert, channel=channel)
+    try:
+        tasks.send_delivery(delivery.pk)
+    finally:
+        server.stop()
+
+    delivery.refresh_from_db()
+    assert (delivery.state, delivery.attempts) == (Delivery.State.PENDING, 1)
+    assert delivery.error == (
+        f"attempt 1 failed, retrying in {RETRY_DELAYS[0]} s: "
+        "the mail server did not answer within 1 s"
+    )
+    assert server.messages == []
 
 
 def test_a_receiver_dripping_its_answer_is_cut_off_at_the_timeout(settings):

@@ -32,6 +32,7 @@ from importer.deadline import (
 )
 from importer.models import Alert, Delivery, NotificationChannel
 from importer.notifications.formats import webhook_payload
+from importer.notifications.mail_deadline import mail_connection_within
 from importer.notifications.messages import duration_text, when_text
 from importer.redaction import redact, remember_secrets
 from importer.spawn import in_cluster_worker
@@ -203,8 +204,12 @@ def send_email(channel: NotificationChannel, alert: Alert) -> None:
         to=recipients,
         headers={"X-Assets-Sync-Alert": alert.key, **AUTOMATIC_MAIL_HEADERS},
     )
+    seconds = settings.ALERT_TIMEOUT
+    started = time.monotonic()
     try:
-        message.send()
+        with mail_connection_within(seconds, settings.EMAIL_BACKEND) as connection:
+            message.connection = connection
+            message.send()
     except smtplib.SMTPResponseException as error:
         text = (
             error.smtp_error.decode(errors="replace")
@@ -220,6 +225,8 @@ def send_email(channel: NotificationChannel, alert: Alert) -> None:
             f"the mail server refused {', '.join(error.recipients)}", permanent=True
         )
     except (smtplib.SMTPException, OSError) as error:
+        if isinstance(error, TimeoutError) or time.monotonic() - started >= seconds:
+            raise DeliveryError(f"the mail server did not answer within {seconds:g} s")
         raise DeliveryError(
             "the mail server could not be reached: "
             + redact(f"{type(error).__name__}: {error}", _mail_secrets())
@@ -364,9 +371,9 @@ def _turn_to_try(channel: NotificationChannel) -> tuple[float, bool]:
     since = (now - channel.last_error_at).total_seconds()
     if since < FAILING_CHANNEL_TRIED_EVERY_SECONDS:
         return FAILING_CHANNEL_TRIED_EVERY_SECONDS - since, False
-    # Held for as long as a try may last (it is let go as it ends): a mail server's
-    # conversation is several answers, each with ALERT_TIMEOUT.
-    longest = settings.ALERT_TIMEOUT * (8 if channel.kind == channel.Kind.EMAIL else 1) + 5
+    # Held for as long as a try may last (it is let go as it ends): a webhook's answer, or
+    # a whole conversation with the mail server, ends within ALERT_TIMEOUT.
+    longest = settings.ALERT_TIMEOUT + 5
     taken = (
         NotificationChannel.objects.filter(pk=channel.pk)
         .filter(Q(probing_until__isnull=True) | Q(probing_until__lt=now))
