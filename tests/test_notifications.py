@@ -1511,6 +1511,53 @@ def test_a_mail_server_quoting_the_login_it_refused_shows_no_password(settings):
     assert base64.b64encode(f"\0alerts\0{password}".encode()).decode() not in said
 
 
+def test_a_task_sending_alerts_itself_queues_the_channels_left_once_one_has_hung(
+    settings, monkeypatch
+):
+    # Each channel tried inline held the task that ended the import for its whole timeout:
+    # with several hanging, its worker was gone for one timeout per channel.
+    import socket
+    import threading
+
+    from importer.notifications.delivery import delivering_here
+
+    settings.ALERT_TIMEOUT = 1
+    monkeypatch.setattr("importer.notifications.delivery.in_cluster_worker", lambda: True)
+    queued = []
+    monkeypatch.setattr(work_queue, "enqueue_delivery", queued.append)
+    listeners = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
+    held = []
+
+    def hang(listener):  # takes connections and never answers
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            held.append(connection)
+
+    for n, listener in enumerate(listeners):
+        threading.Thread(target=hang, args=(listener,), daemon=True).start()
+        webhook_channel(f"http://127.0.0.1:{listener.getsockname()[1]}/hook", name=f"chat {n}")
+    try:
+        with delivering_here():
+            alert = events.raise_alert(
+                key="two-hanging", kind=Alert.Kind.FAILED, content=Content("s", "t")
+            )
+    finally:
+        for listener in listeners:
+            listener.close()
+
+    assert len(held) == 1
+    tried, left = sorted(alert.deliveries.all(), key=lambda d: -d.attempts)
+    assert (tried.state, tried.attempts) == (Delivery.State.PENDING, 1)
+    assert "did not answer within 1 s" in tried.error
+    assert (left.state, left.attempts) == (Delivery.State.PENDING, 0)
+    assert queued == [left.pk]  # its own task tries it
+    for connection in held:
+        connection.close()
+
+
 def test_a_receiver_that_hangs_is_tried_by_one_alert_not_by_every_worker(settings):
     # Each hung send would hold a worker the imports share for the whole timeout.
     import socket

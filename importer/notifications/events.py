@@ -451,12 +451,12 @@ def look_after_notifications() -> None:
         requeue_lost_deliveries,
         tell_folded_alerts,
     )
-    for step in steps:
-        try:
-            with delivering_here():
+    with delivering_here():  # one budget for the whole round (`inline_budget`)
+        for step in steps:
+            try:
                 step()
-        except Exception:
-            logger.exception("alerts: %s failed", step.__name__)
+            except Exception:
+                logger.exception("alerts: %s failed", step.__name__)
 
 
 def send_check_message(*, channel: NotificationChannel, user: str = "") -> Alert:
