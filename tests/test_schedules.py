@@ -1131,6 +1131,16 @@ def test_housekeeping_finding_assets_out_of_reach_leaves_the_other_syncs_to_a_la
     assert Schedule.objects.filter(in_sync=True).count() == 1
 
 
+def break_stored_token(source: ImportSource) -> None:
+    """The source's stored Assets token as FIELD_ENCRYPTION_KEYS no longer decrypt it (a key
+    removed before the secrets were rotated)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {ImportSource._meta.db_table} SET assets_token = %s WHERE id = %s",
+            ["fernet:not-a-token-these-keys-made", source.pk],
+        )
+
+
 def test_a_schedule_housekeeping_cannot_read_is_marked_and_the_round_goes_on(
     pushed_source, make_source, sandbox, caplog
 ):
@@ -1141,11 +1151,7 @@ def test_a_schedule_housekeeping_cannot_read_is_marked_and_the_round_goes_on(
         services.sync_schedule(schedule=make_schedule(source))
     Schedule.objects.update(in_sync=False, sync_retry_at=timezone.now())
     Schedule.objects.filter(source=broken).update(sync_retry_at=timezone.now() - timedelta(1))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {ImportSource._meta.db_table} SET assets_token = %s WHERE id = %s",
-            ["fernet:not-a-token-these-keys-made", broken.pk],
-        )
+    break_stored_token(broken)
 
     assert services.retry_failed_syncs() == 1
 
@@ -1397,6 +1403,25 @@ def test_after_a_short_months_run_assets_is_told_the_schedules_own_day_again(
     assert told == services.upcoming_run(schedule) == datetime(year, 5, 31, 9, 0, tzinfo=BERLIN)
     assert schedule.in_sync and schedule.reanchor_at is None
     assert services.reanchor_due_schedules() == 0
+
+
+def test_a_schedule_that_cannot_be_read_does_not_stop_the_others_moving_back_to_their_day(
+    pushed_source, make_source, sandbox, monkeypatch
+):
+    broken = services.push_mapping(source=make_source(name="broken", import_source_id="src-2"))
+    year = monthly_on_the_31st_synced_on_2_april(pushed_source, monkeypatch)
+    start = datetime(year, 1, 31, 9, 0, tzinfo=BERLIN)
+    services.sync_schedule(schedule=make_schedule(broken, frequency="MONTHLY", start_time=start))
+    break_stored_token(broken)
+    monkeypatch.setattr(timezone, "now", lambda: datetime(year, 4, 30, 9, 11, tzinfo=BERLIN))
+
+    assert services.reanchor_due_schedules() == 1
+
+    told = datetime.fromisoformat(sandbox.schedules("src-1")[0]["startTime"])
+    assert told == datetime(year, 5, 31, 9, 0, tzinfo=BERLIN)
+    marked = Schedule.objects.get(source=broken)
+    assert not marked.in_sync
+    assert "cannot be decrypted with FIELD_ENCRYPTION_KEYS" in marked.sync_error
 
 
 def test_once_the_short_months_run_was_called_assets_is_told_the_own_day_at_once(

@@ -247,6 +247,7 @@ def retry_failed_syncs() -> int:
         )
         if not claimed:
             continue
+        schedule = None
         try:
             schedule = Schedule.objects.select_related("source").get(pk=schedule_id)
             sync_schedule(schedule=schedule)
@@ -255,7 +256,7 @@ def retry_failed_syncs() -> int:
             if error.will_retry:
                 break
         except Exception as error:
-            _could_not_sync(schedule_id, error, retry_at=now + SYNC_RETRY)
+            _could_not_sync(schedule_id, schedule, error, retry_at=now + SYNC_RETRY)
         else:
             synced += 1
     return synced
@@ -288,6 +289,7 @@ def reanchor_due_schedules() -> int:
         )
         if not claimed:
             continue
+        schedule = None
         try:
             schedule = Schedule.objects.select_related("source").get(pk=schedule_id)
             sync_schedule(schedule=schedule)
@@ -296,17 +298,27 @@ def reanchor_due_schedules() -> int:
                 "schedule of %s not moved to its own day and time: %s", schedule.source, error
             )
         except Exception as error:
-            _could_not_sync(schedule_id, error)
+            _could_not_sync(schedule_id, schedule, error)
         else:
             told += 1
     return told
 
 
-def _could_not_sync(schedule_id: int, error: Exception, *, retry_at: datetime | None = None):
+def _could_not_sync(
+    schedule_id: int,
+    schedule: Schedule | None,
+    error: Exception,
+    *,
+    retry_at: datetime | None = None,
+) -> None:
     """A schedule housekeeping could not read or sync for a cause other than Assets (deleted
     meanwhile, a stored secret FIELD_ENCRYPTION_KEYS no longer decrypts): it is marked out of
     sync with the reason, and the round goes on with the others and its other steps."""
-    reason = scrub_secrets(f"{type(error).__name__}: {error}")[:500]
+    if isinstance(error, Schedule.DoesNotExist):
+        logger.info("schedule %s was deleted before housekeeping synced it", schedule_id)
+        return
+    source = schedule.source if schedule is not None else None
+    reason = scrub_secrets(f"{type(error).__name__}: {error}", source)[:500]
     logger.error("schedule %s could not be synced by housekeeping: %s", schedule_id, reason)
     fields = {"in_sync": False, "sync_error": f"Could not be synced: {reason}"}
     if retry_at is not None:
