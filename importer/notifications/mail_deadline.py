@@ -57,7 +57,9 @@ class _SmtpWithin:
 
     def _get_socket(self, host: str, port: int, timeout: float) -> Any:
         left = self._conversation.left()
-        return super()._get_socket(host, port, min(timeout, left) if timeout else left)  # type: ignore[misc]
+        if isinstance(timeout, int | float) and timeout > 0:  # else smtplib's "no timeout given"
+            left = min(timeout, left)
+        return super()._get_socket(host, port, left)  # type: ignore[misc]
 
     def _bound(self) -> None:
         left = self._conversation.left()
