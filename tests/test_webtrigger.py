@@ -321,10 +321,10 @@ def test_a_trigger_repeated_while_assets_refuses_the_start_is_refused_too(
 def test_a_trigger_repeated_while_a_slow_start_goes_on_is_asked_to_come_again(
     live_server, pushed_source, sandbox, monkeypatch
 ):
-    from importer.services import schedules
+    from importer.services.schedules import triggers
 
     # The start outlasts what a repeated call may wait (a web server would kill it).
-    monkeypatch.setattr(schedules, "REPEATED_TRIGGER_WAIT_SECONDS", 0.5)
+    monkeypatch.setattr(triggers, "REPEATED_TRIGGER_WAIT_SECONDS", 0.5)
     sandbox.faults.add(method="POST", path_contains="/executions", status=409, delay=2.0)
     answers = {}
 

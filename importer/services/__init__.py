@@ -12,7 +12,9 @@
 * processing    follow Assets' status after "completed" until it reports an outcome
 * totals        whether the records received add up to the total the source told
 * housekeeping  recover lost work, flag stalled imports, prune history
-* schedules     the schedule Assets holds and the runs its webtrigger starts
+* schedules     the schedule Assets holds and the runs its webtrigger starts: send it (sync),
+                read it back (remote), follow the source (source_changes), answer the
+                webtrigger (triggers), sync again in housekeeping (resyncs)
 * mappings      push, pull, draft and preview the mapping
 * editing       what may not change on a source while it imports
 * errors        what the services raise for people to read
