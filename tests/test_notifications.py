@@ -312,7 +312,7 @@ def test_an_alert_sent_by_the_task_that_fails_an_import_follows_its_stop_and_rep
     httpserver.expect_request("/hook").respond_with_handler(receive)
     webhook_channel(httpserver.url_for("/hook"))
     # A cluster worker's task.
-    monkeypatch.setattr("importer.notifications.delivery.in_cluster_worker", lambda: True)
+    monkeypatch.setattr("importer.notifications.inline.in_cluster_worker", lambda: True)
 
     services.fail_execution(execution=execution, reason="Chunk 1 failed: answered 503")
 
@@ -1300,7 +1300,7 @@ def test_a_receiver_dripping_its_answer_is_cut_off_at_the_timeout(settings):
     import threading
     import time
 
-    from importer.notifications.delivery import DeliveryError, send_webhook
+    from importer.notifications.senders import DeliveryError, send_webhook
 
     settings.ALERT_TIMEOUT = 1
     listener = socket.create_server(("127.0.0.1", 0))
@@ -1480,7 +1480,7 @@ def test_a_mail_server_quoting_the_login_it_refused_shows_no_password(settings):
 
     from aiosmtpd.smtp import AuthResult
 
-    from importer.notifications.delivery import DeliveryError, send_email
+    from importer.notifications.senders import DeliveryError, send_email
 
     password = "smtp-pa55-8812"
 
@@ -1519,10 +1519,10 @@ def test_a_task_sending_alerts_itself_queues_the_channels_left_once_one_has_hung
     import socket
     import threading
 
-    from importer.notifications.delivery import delivering_here
+    from importer.notifications.inline import delivering_here
 
     settings.ALERT_TIMEOUT = 1
-    monkeypatch.setattr("importer.notifications.delivery.in_cluster_worker", lambda: True)
+    monkeypatch.setattr("importer.notifications.inline.in_cluster_worker", lambda: True)
     queued = []
     monkeypatch.setattr(work_queue, "enqueue_delivery", queued.append)
     listeners = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]

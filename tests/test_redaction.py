@@ -104,7 +104,7 @@ def test_a_key_a_server_quotes_cut_short_is_hidden_too(echo: str) -> None:
 
 
 def test_secrets_that_are_urls_or_read_as_words_are_not_looked_for_cut_short() -> None:
-    from importer.notifications.delivery import _webhook_secrets
+    from importer.notifications.senders import _webhook_secrets
 
     known = [
         *_webhook_secrets("https://hooks.slack.com/services/T0001/B0002/abcdefghijklmnop1234"),
@@ -485,7 +485,7 @@ def test_a_key_in_a_url_a_library_logs_never_reaches_the_log(echo, console):
 def test_a_token_in_a_webhook_path_that_a_library_logs_never_reaches_the_log(echo, console):
     # Slack, Teams and Discord put a webhook's token in its path, no name to tell it by.
     from importer.models import Alert, NotificationChannel
-    from importer.notifications.delivery import send_webhook
+    from importer.notifications.senders import send_webhook
 
     echo.misbehave("broken_header")
     channel = NotificationChannel.objects.create(

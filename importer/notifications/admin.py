@@ -20,8 +20,8 @@ from importer.admin.display import (
 )
 from importer.forms.meanwhile import RefusesEditsMadeMeanwhile
 from importer.models import Alert, Delivery, NotificationChannel
-from importer.notifications.delivery import where
 from importer.notifications.forms import FIELD_CONDITIONS, NotificationChannelForm
+from importer.notifications.senders import where
 from importer.redaction import redact
 
 

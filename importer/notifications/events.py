@@ -28,12 +28,8 @@ from importer.models import (
     Schedule,
 )
 from importer.notifications.bursts import folds, tell_folded_alerts
-from importer.notifications.delivery import (
-    deliver_now_or_queue,
-    delivering_here,
-    requeue_lost_deliveries,
-    sends_here,
-)
+from importer.notifications.delivery import requeue_lost_deliveries
+from importer.notifications.inline import deliver_now_or_queue, delivering_here, sends_here
 from importer.notifications.messages import (
     Content,
     channel_check_content,
