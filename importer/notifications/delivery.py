@@ -18,7 +18,7 @@ from django.utils import timezone
 from importer import work_queue
 from importer.models import Alert, Delivery, NotificationChannel
 from importer.notifications.messages import duration_text, when_text
-from importer.notifications.senders import SENDERS, DeliveryError, _hide
+from importer.notifications.senders import SENDERS, DeliveryError, hide_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def _hold_back(delivery: Delivery, wait: float) -> Delivery:
 def _failed(delivery: Delivery, error: DeliveryError) -> Delivery:
     channel = delivery.channel
     now = timezone.now()
-    message = _hide(error.message, channel)[:1000]
+    message = hide_secrets(error.message, channel)[:1000]
     # A test message tells whether the channel works now: tried again later, it would arrive
     # long after, once someone mended the channel, and tell of nothing.
     test = delivery.alert.kind == Alert.Kind.TEST

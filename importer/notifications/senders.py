@@ -50,7 +50,7 @@ def where(url: str) -> str:
     )
 
 
-def _hide(text: str, channel: NotificationChannel) -> str:
+def hide_secrets(text: str, channel: NotificationChannel) -> str:
     return redact(text, _channel_secrets(channel))
 
 
@@ -118,7 +118,7 @@ def send_webhook(channel: NotificationChannel, alert: Alert) -> None:
             "the address it redirects to",
             permanent=True,
         )
-    body = _hide(" ".join(text.split()), channel)[:200]  # hidden first: no secret cut in two
+    body = hide_secrets(" ".join(text.split()), channel)[:200]  # hidden first: no secret cut in two
     permanent = 400 <= status < 500 and status not in (408, 429)
     advice = WEBHOOK_ADVICE.get(status, "")
     # The advice before the body: the channels list shows an error's first 120 characters.

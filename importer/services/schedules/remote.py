@@ -16,7 +16,7 @@ from django.utils import timezone
 from importer.assets import AssetsClient, AssetsNotFound
 from importer.models import Schedule
 from importer.schedule_times import next_run, start_sent
-from importer.services.schedules.sync import _mark_out_of_sync, _remote_body, webtrigger_url
+from importer.services.schedules.sync import mark_out_of_sync, remote_body, webtrigger_url
 
 
 def upcoming_run(schedule: Schedule) -> datetime | None:
@@ -60,11 +60,11 @@ def compare_schedule(*, schedule: Schedule) -> list[str]:
         # Nothing in Assets runs it: the next sync makes it again.
         schedule.assets_schedule_id = ""
         schedule.save(update_fields=["assets_schedule_id", "updated_at"])
-        _mark_out_of_sync(schedule, "Assets no longer holds this schedule.")
+        mark_out_of_sync(schedule, "Assets no longer holds this schedule.")
         return [schedule.sync_error]
     differences = []
     upcoming = next_run(schedule)
-    expected = _remote_body(schedule, upcoming) if upcoming else {}
+    expected = remote_body(schedule, upcoming) if upcoming else {}
     if (remote.frequency or "").upper() != schedule.frequency:
         differences.append(f"frequency: here {schedule.frequency}, in Assets {remote.frequency}")
     if remote.timezone and remote.timezone != schedule.timezone:
@@ -77,7 +77,7 @@ def compare_schedule(*, schedule: Schedule) -> list[str]:
             f"start time: here {schedule.start_time.isoformat()}, in Assets {remote.start_time}"
         )
     if differences:
-        _mark_out_of_sync(schedule, "; ".join(differences))
+        mark_out_of_sync(schedule, "; ".join(differences))
     return differences
 
 

@@ -13,9 +13,9 @@ from importer.schedule_times import next_run
 from importer.services.editing import ASSETS_PLACE
 from importer.services.errors import ScheduleError
 from importer.services.schedules.sync import (
-    _mark_out_of_sync,
-    _retire_callback,
     delete_remote_schedule,
+    mark_out_of_sync,
+    retire_callback,
     sync_schedule,
 )
 
@@ -84,7 +84,7 @@ def delete_source(*, source: ImportSource) -> None:
 def rotate_webtrigger_token(*, source: ImportSource, wait_for_assets: bool = True) -> ImportSource:
     """Give the source a new webtrigger secret and tell Assets the new callback URL
     (`wait_for_assets`: as `sync_schedule`'s)."""
-    _retire_callback(source)
+    retire_callback(source)
     schedule = Schedule.objects.filter(source=source).first()
     # Assets holds no schedule of a disabled source, nor one that ran once and is over:
     # there is no old address to replace.
@@ -114,5 +114,5 @@ def apply_enabled_state(*, source: ImportSource, wait_for_assets: bool = True) -
         ) from None
     # Retire the callback too: a copy Assets may hold beside it (a create whose answer was
     # lost) would start imports again once the source is enabled.
-    _retire_callback(source)
-    _mark_out_of_sync(schedule, "The source is disabled, so Assets holds no schedule.")
+    retire_callback(source)
+    mark_out_of_sync(schedule, "The source is disabled, so Assets holds no schedule.")

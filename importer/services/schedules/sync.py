@@ -42,7 +42,7 @@ def _first_run_to_send(schedule: Schedule) -> datetime:
     return upcoming
 
 
-def _remote_body(schedule: Schedule, start: datetime) -> dict:
+def remote_body(schedule: Schedule, start: datetime) -> dict:
     return schedule_body(
         frequency=schedule.frequency,
         start_time=start.isoformat(),
@@ -65,9 +65,7 @@ def _record_start_sent(schedule: Schedule, start: datetime) -> None:
     schedule.reanchor_at = start if own != start else None
 
 
-def _mark_out_of_sync(
-    schedule: Schedule, message: str, *, retry_at: datetime | None = None
-) -> None:
+def mark_out_of_sync(schedule: Schedule, message: str, *, retry_at: datetime | None = None) -> None:
     """`retry_at`: when housekeeping syncs it again (Assets could not take it now); none for
     a cause someone must mend first."""
     schedule.in_sync = False
@@ -95,11 +93,11 @@ def sync_schedule(*, schedule: Schedule, wait_for_assets: bool = True) -> Schedu
     """
     source = schedule.source
     if not source.mapping_pushed_at:
-        _mark_out_of_sync(schedule, "Assets needs the source's mapping first: push the mapping.")
+        mark_out_of_sync(schedule, "Assets needs the source's mapping first: push the mapping.")
         raise ScheduleError(schedule.sync_error)
     if not source.enabled:
         delete_remote_schedule(schedule=schedule)
-        _mark_out_of_sync(schedule, "The source is disabled, so Assets holds no schedule.")
+        mark_out_of_sync(schedule, "The source is disabled, so Assets holds no schedule.")
         raise ScheduleError(schedule.sync_error)
     client = AssetsClient.for_source(source)
     attempts = SYNC_ATTEMPTS if wait_for_assets else 1
@@ -107,7 +105,7 @@ def sync_schedule(*, schedule: Schedule, wait_for_assets: bool = True) -> Schedu
     creating = False
     try:
         start = _first_run_to_send(schedule)
-        body = _remote_body(schedule, start)
+        body = remote_body(schedule, start)
         remote = None
         if seen_id:
             try:
@@ -127,7 +125,7 @@ def sync_schedule(*, schedule: Schedule, wait_for_assets: bool = True) -> Schedu
         # it did nothing.
         made_maybe = creating and isinstance(error, AssetsError) and may_have_been_done(error)
         if made_maybe:
-            _retire_callback(source)
+            retire_callback(source)
         message = scrub_secrets(getattr(error, "message", str(error)), source)
         if made_maybe:
             message += (
@@ -143,7 +141,7 @@ def sync_schedule(*, schedule: Schedule, wait_for_assets: bool = True) -> Schedu
                 f". It is synced again by itself every {SYNC_RETRY.seconds // 60} minutes "
                 "(or as long after as Assets asks) until Assets takes it"
             )
-        _mark_out_of_sync(schedule, message, retry_at=retry_at)
+        mark_out_of_sync(schedule, message, retry_at=retry_at)
         raise ScheduleError(message, will_retry=retry_at is not None) from None
     if creating and schedule.pk and not _first_to_create(schedule, seen_id, remote.schedule_id):
         # Another sync made one meanwhile (two operators, two clicks): this copy goes, and
@@ -218,10 +216,10 @@ def _drop_copy(client: AssetsClient, schedule_id: str, source: ImportSource) -> 
             source,
             scrub_secrets(error.message, source),
         )
-        _retire_callback(source)
+        retire_callback(source)
 
 
-def _retire_callback(source: ImportSource) -> None:
+def retire_callback(source: ImportSource) -> None:
     """A new webtrigger token: a schedule Assets may hold with the old one calls for nothing."""
     source.webtrigger_token = new_webtrigger_token()
     source.save(update_fields=["webtrigger_token", "updated_at"])
@@ -237,7 +235,7 @@ def delete_remote_schedule(*, schedule: Schedule) -> Schedule:
         except AssetsError as error:
             message = scrub_secrets(error.message, schedule.source)
             if schedule.pk:
-                _mark_out_of_sync(schedule, message)
+                mark_out_of_sync(schedule, message)
             refused = isinstance(error, AssetsAuthError)
             raise ScheduleError(message, refused_token=refused) from None
         schedule.assets_schedule_id = ""
