@@ -46,18 +46,10 @@ def retry_failed_syncs() -> int:
         )
         if not claimed:
             continue
-        schedule = None
-        try:
-            schedule = Schedule.objects.select_related("source").get(pk=schedule_id)
-            sync_schedule(schedule=schedule)
-        except ScheduleError as error:
-            logger.warning("schedule of %s still not synced: %s", schedule.source, error)
-            if error.will_retry:
-                break
-        except Exception as error:
-            _could_not_sync(schedule_id, schedule, error, retry_at=now + SYNC_RETRY)
-        else:
-            synced += 1
+        outcome = _sync_claimed(schedule_id, "still not synced", retry_at=now + SYNC_RETRY)
+        if isinstance(outcome, ScheduleError) and outcome.will_retry:
+            break
+        synced += outcome is True
     return synced
 
 
@@ -88,19 +80,27 @@ def reanchor_due_schedules() -> int:
         )
         if not claimed:
             continue
-        schedule = None
-        try:
-            schedule = Schedule.objects.select_related("source").get(pk=schedule_id)
-            sync_schedule(schedule=schedule)
-        except ScheduleError as error:
-            logger.warning(
-                "schedule of %s not moved to its own day and time: %s", schedule.source, error
-            )
-        except Exception as error:
-            _could_not_sync(schedule_id, schedule, error)
-        else:
-            told += 1
+        told += _sync_claimed(schedule_id, "not moved to its own day and time") is True
     return told
+
+
+def _sync_claimed(
+    schedule_id: int, not_done: str, *, retry_at: datetime | None = None
+) -> bool | ScheduleError:
+    """Sync a schedule housekeeping has claimed: True when Assets took it, the ScheduleError
+    when Assets did not (logged; the caller decides whether the round goes on), False when
+    it could not be read or synced for another cause (marked, so the round goes on)."""
+    schedule = None
+    try:
+        schedule = Schedule.objects.select_related("source").get(pk=schedule_id)
+        sync_schedule(schedule=schedule)
+    except ScheduleError as error:
+        logger.warning("schedule of %s %s: %s", schedule.source, not_done, error)
+        return error
+    except Exception as error:
+        _could_not_sync(schedule_id, schedule, error, retry_at=retry_at)
+        return False
+    return True
 
 
 def _could_not_sync(
